@@ -1,0 +1,149 @@
+-- eddy.base_events: the parts of the event loop written in Lua (asyncio's
+-- base_events.py): run_until_complete, the exception handler, and
+-- shutdown_asyncgens.  The hot paths (scheduling, timers, running) are C
+-- methods of the same Loop class (src/loop.c).
+
+local eddy = require "eddy"
+local errors = require "eddy.errors"
+local C = eddy._core
+local Loop = C.Loop
+
+local function callable(v)
+  if type(v) == "function" then return true end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+-- ensure_future(aw, loop): a Future/Task as is, or a function (or
+-- coroutine) wrapped in a task on 'loop'.
+local function ensure_future(aw, loop, level)
+  if C.isfuture(aw) then
+    if loop ~= nil and aw:get_loop() ~= loop then
+      error(errors.ValueError("The future belongs to a different loop than the one specified as the loop argument"), level or 2)
+    end
+    return aw
+  end
+  if type(aw) == "thread" or callable(aw) then
+    loop = loop or C.get_event_loop()
+    return loop:create_task(aw)
+  end
+  error(string.format("bad argument #1 (awaitable expected: Future, Task or function; got %s)",
+                      type(aw)), level or 2)
+end
+eddy.ensure_future = ensure_future
+
+-- {================================================= Running
+
+-- loop:run_until_complete(aw) -> results of aw
+function Loop:run_until_complete(aw)
+  if self:is_closed() then error(errors.RuntimeError("Event loop is closed"), 2) end
+  local fut = ensure_future(aw, self, 3)
+  self:_run_until_done(fut, true)
+  if not fut:done() then
+    error(errors.RuntimeError("Event loop stopped before Future completed."), 2)
+  end
+  return fut:result()
+end
+
+-- loop:shutdown_asyncgens(): close every async generator still open.
+function Loop:shutdown_asyncgens()
+  local fields = self:_fields()
+  local gens = fields.asyncgens
+  fields.asyncgens_shutdown = true
+  if gens == nil then return end
+  local list = {}
+  for gen in pairs(gens) do list[#list + 1] = gen end
+  fields.asyncgens = nil
+  if #list == 0 then return end
+  local closers = {}
+  for i, gen in ipairs(list) do
+    closers[i] = self:create_task(function() return gen:aclose() end)
+  end
+  local results = table.pack(eddy.gather(table.unpack(closers, 1, #closers),
+                                         {return_exceptions = true}))
+  for i = 1, #list do
+    local r = results[i]
+    if r ~= nil then  -- aclose() returns nothing: anything else is an error
+      self:call_exception_handler {
+        message = "an error occurred during closing of asynchronous generator",
+        exception = r, asyncgen = list[i],
+      }
+    end
+  end
+end
+
+-- }=================================================
+
+-- {================================================= Exception handler
+
+local function describe(v)
+  if type(v) == "table" and getmetatable(v) == nil then
+    return "table"
+  end
+  local ok, s = pcall(tostring, v)
+  return ok and s or type(v)
+end
+
+-- loop:default_exception_handler(context): print it on stderr.
+function Loop:default_exception_handler(context)
+  if type(context) ~= "table" then
+    error("bad argument #1 to 'default_exception_handler' (table expected, got "
+          .. type(context) .. ")", 2)
+  end
+  local lines = {tostring(context.message or "Unhandled exception in event loop")}
+  local keys = {}
+  for k in pairs(context) do
+    if k ~= "message" and k ~= "exception" then keys[#keys + 1] = tostring(k) end
+  end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    lines[#lines + 1] = k .. ": " .. describe(context[k])
+  end
+  local exc = context.exception
+  if exc ~= nil then
+    lines[#lines + 1] = describe(exc)
+    if type(exc) == "table" and type(rawget(exc, "traceback")) == "string" then
+      lines[#lines + 1] = exc.traceback
+    end
+  end
+  io.stderr:write(table.concat(lines, "\n"), "\n")
+end
+
+function Loop:set_exception_handler(handler)
+  if handler ~= nil and not callable(handler) then
+    error("bad argument #1 to 'set_exception_handler' (callable expected, got "
+          .. type(handler) .. ")", 2)
+  end
+  self:_fields().exception_handler = handler
+end
+
+function Loop:get_exception_handler()
+  return self:_fields().exception_handler
+end
+
+-- loop:call_exception_handler(context): the handler never raises out.
+function Loop:call_exception_handler(context)
+  local handler = self:_fields().exception_handler
+  if handler == nil then
+    local ok, err = pcall(self.default_exception_handler, self, context)
+    if not ok then
+      io.stderr:write("Exception in default exception handler: ", tostring(err), "\n")
+    end
+    return
+  end
+  local ok, err = xpcall(handler, debug.traceback, self, context)
+  if not ok then
+    local ok2, err2 = pcall(self.default_exception_handler, self, {
+      message = "Unhandled error in exception handler",
+      exception = err,
+      context = context,
+    })
+    if not ok2 then
+      io.stderr:write("Exception in default exception handler: ", tostring(err2), "\n")
+    end
+  end
+end
+
+-- }=================================================
+
+return Loop

@@ -1,0 +1,58 @@
+-- eddy.runners: eddy.run (asyncio.run).
+
+local eddy = require "eddy"
+local errors = require "eddy.errors"
+local C = eddy._core
+
+-- Cancel every task still pending on 'loop' and wait for them
+-- (asyncio.runners._cancel_all_tasks).
+local function cancel_all_tasks(loop)
+  local to_cancel = C.all_tasks(loop)
+  if #to_cancel == 0 then return end
+  for _, task in ipairs(to_cancel) do task:cancel() end
+  to_cancel[#to_cancel + 1] = {return_exceptions = true}
+  loop:run_until_complete(function()
+    return eddy.gather(table.unpack(to_cancel))
+  end)
+  for i = 1, #to_cancel - 1 do
+    local task = to_cancel[i]
+    if not task:cancelled() then
+      local exc = task:exception()
+      if exc ~= nil then
+        loop:call_exception_handler {
+          message = "unhandled exception during eddy.run() shutdown",
+          exception = exc,
+          task = task,
+        }
+      end
+    end
+  end
+end
+
+-- eddy.run(main, ...) -> main's results (re-raises its error).
+function eddy.run(main, ...)
+  if C._get_running_loop() ~= nil then
+    error(errors.RuntimeError("eddy.run() cannot be called from a running event loop"), 2)
+  end
+  if type(main) ~= "thread" and not C.isfuture(main) then
+    local mt = getmetatable(main)
+    if type(main) ~= "function" and not (type(mt) == "table" and mt.__call) then
+      error("bad argument #1 to 'run' (function expected, got " .. type(main) .. ")", 2)
+    end
+  end
+  local loop = eddy.new_event_loop()
+  local task = loop:create_task(main, ...)
+  local result = table.pack(pcall(loop.run_until_complete, loop, task))
+  pcall(function()  -- shutdown steps are best effort, as asyncio's
+    cancel_all_tasks(loop)
+    loop:run_until_complete(function() loop:shutdown_asyncgens() end)
+    if loop.shutdown_default_executor then
+      loop:run_until_complete(function() loop:shutdown_default_executor() end)
+    end
+  end)
+  loop:close()
+  if not result[1] then error(result[2], 0) end
+  return table.unpack(result, 2, result.n)
+end
+
+return eddy

@@ -1,0 +1,235 @@
+/*
+** callbacks.c -- asyncio's Handle and TimerHandle: a callback with its
+** arguments and the context it runs in, as scheduled by call_soon,
+** call_later and call_at; and the bridge from C to the exception handler.
+**
+** A handle is one userdata: the callback, the context and the arguments
+** live in its user values, so scheduling allocates exactly one object.
+*/
+#include <string.h>
+
+#include "internal.h"
+
+void eddy__checkcallable(lua_State *L, int i) {
+  int t = lua_type(L, i);
+  if (t == LUA_TFUNCTION) return;
+  if (luaL_getmetafield(L, i, "__call") != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  luaL_typeerror(L, i, "callable");
+}
+
+eddy_Handle *eddy__handle_new(lua_State *L, eddy_Loop *loop, int nargs,
+                              int is_timer, int ctxidx) {
+  int base = lua_gettop(L) - nargs;  /* index of the callback */
+  int i;
+  eddy_Handle *h;
+  if (ctxidx != 0) ctxidx = lua_absindex(L, ctxidx);
+  h = (eddy_Handle *)lua_newuserdatauv(L, sizeof(eddy_Handle),
+                                       HANDLE_UV_ARGS - 1 + nargs);
+  h->kind = EDDY_KIND_HANDLE;
+  h->cancelled = 0;
+  h->is_timer = (unsigned char)is_timer;
+  h->in_heap = 0;
+  h->has_ctx = 0;
+  h->nargs = nargs;
+  h->loop = loop;
+  h->when = 0;
+  h->seq = 0;
+  h->anchor = LUA_NOREF;
+  luaL_setmetatable(L, is_timer ? EDDY_TIMERHANDLE : EDDY_HANDLE);
+  lua_insert(L, base);  /* handle below its callback and arguments */
+  for (i = nargs; i >= 1; i--) lua_setiuservalue(L, base, HANDLE_UV_ARGS + i - 1);
+  lua_setiuservalue(L, base, HANDLE_UV_CB);
+  if (ctxidx != 0) {
+    if (!lua_isnil(L, ctxidx)) {
+      lua_pushvalue(L, ctxidx);
+      lua_setiuservalue(L, base, HANDLE_UV_CTX);
+      h->has_ctx = 1;
+    }
+  } else if (loop->rt->context_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, loop->rt->context_ref);
+    lua_setiuservalue(L, base, HANDLE_UV_CTX);
+    h->has_ctx = 1;
+  }
+  return h;
+}
+
+/* Swap the runtime's current context with the value at the top (popped);
+** returns the previous context's ref to restore with context_restore. */
+static int context_enter(lua_State *L, eddy_Runtime *rt) {
+  int prev = rt->context_ref;
+  rt->context_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return prev;
+}
+
+static void context_restore(lua_State *L, eddy_Runtime *rt, int prev) {
+  luaL_unref(L, LUA_REGISTRYINDEX, rt->context_ref);
+  rt->context_ref = prev;
+}
+
+/* Describe a callback for messages: "<function at file:line>". */
+static void push_callback_name(lua_State *L, int cb) {
+  lua_Debug ar;
+  lua_pushvalue(L, cb);
+  if (lua_isfunction(L, -1) && lua_getinfo(L, ">S", &ar) &&
+      ar.linedefined > 0)
+    lua_pushfstring(L, "function %s:%d", ar.short_src, ar.linedefined);
+  else
+    luaL_tolstring(L, cb, NULL), lua_remove(L, -2);
+}
+
+void eddy__handle_run(lua_State *L, eddy_Loop *loop, eddy_Handle *h) {
+  int hidx = lua_gettop(L);
+  int i, status, prevctx = LUA_NOREF;
+  double t0 = 0;
+  if (h->cancelled) {
+    lua_settop(L, hidx - 1);
+    return;
+  }
+  lua_pushcfunction(L, eddy__traceback);
+  lua_getiuservalue(L, hidx, HANDLE_UV_CB);
+  for (i = 0; i < h->nargs; i++) lua_getiuservalue(L, hidx, HANDLE_UV_ARGS + i);
+  if (h->has_ctx) {
+    lua_getiuservalue(L, hidx, HANDLE_UV_CTX);
+    prevctx = context_enter(L, loop->rt);
+  }
+  if (loop->debug) t0 = eddy__time(loop);
+  status = lua_pcall(L, h->nargs, 0, hidx + 1);
+  if (h->has_ctx) context_restore(L, loop->rt, prevctx);
+  if (status != LUA_OK) {
+    int err = lua_gettop(L);
+    lua_getiuservalue(L, hidx, HANDLE_UV_CB);
+    push_callback_name(L, -1);
+    lua_pushfstring(L, "Exception in callback %s", lua_tostring(L, -1));
+    eddy__newcontext(L, lua_tostring(L, -1), err);
+    lua_pushvalue(L, hidx);
+    lua_setfield(L, -2, "handle");
+    eddy__call_exception_handler(L, loop);
+  } else if (loop->debug) {
+    double dt = eddy__time(loop) - t0;
+    if (dt >= loop->slow_callback_duration) {
+      lua_getiuservalue(L, hidx, HANDLE_UV_CB);
+      push_callback_name(L, -1);
+      lua_pushfstring(L, "Executing callback %s took %.3f seconds",
+                      lua_tostring(L, -1), dt);
+      lua_warning(L, lua_tostring(L, -1), 0);
+    }
+  }
+  lua_settop(L, hidx - 1);
+}
+
+/* {====================================================== Exception handler */
+
+void eddy__newcontext(lua_State *L, const char *message, int errindex) {
+  if (errindex != 0) errindex = lua_absindex(L, errindex);
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, message);
+  lua_setfield(L, -2, "message");
+  if (errindex != 0) {
+    lua_pushvalue(L, errindex);
+    lua_setfield(L, -2, "exception");
+  }
+}
+
+/*
+** loop:call_exception_handler(context), protected: a failing handler is
+** reported on stderr and never propagates into libuv.
+*/
+void eddy__call_exception_handler(lua_State *L, eddy_Loop *loop) {
+  int top = lua_gettop(L);  /* the context */
+  lua_pushcfunction(L, eddy__traceback);
+  eddy__pushloop(L, loop);
+  if (lua_getfield(L, -1, "call_exception_handler") != LUA_TFUNCTION) {
+    lua_settop(L, top - 1);
+    return;
+  }
+  lua_insert(L, -2);        /* method, loop */
+  lua_pushvalue(L, top);    /* context */
+  if (lua_pcall(L, 2, 0, top + 1) != LUA_OK) {
+    lua_writestringerror("eddy: exception handler failed: %s\n",
+                         luaL_tolstring(L, -1, NULL));
+  }
+  lua_settop(L, top - 1);
+}
+
+/* }====================================================== */
+
+/* {====================================================== Handle methods */
+
+static eddy_Handle *checkhandle(lua_State *L, int i) {
+  eddy_Handle *h = (eddy_Handle *)luaL_testudata(L, i, EDDY_HANDLE);
+  if (h == NULL) h = (eddy_Handle *)luaL_checkudata(L, i, EDDY_TIMERHANDLE);
+  return h;
+}
+
+/* handle:cancel(): the callback will not run; drops its references. */
+static int h_cancel(lua_State *L) {
+  eddy_Handle *h = checkhandle(L, 1);
+  int i;
+  if (h->cancelled) return 0;
+  h->cancelled = 1;
+  lua_pushnil(L);
+  lua_setiuservalue(L, 1, HANDLE_UV_CB);
+  for (i = 0; i < h->nargs; i++) {
+    lua_pushnil(L);
+    lua_setiuservalue(L, 1, HANDLE_UV_ARGS + i);
+  }
+  if (h->is_timer && h->in_heap) eddy__timer_cancelled(h->loop);
+  return 0;
+}
+
+static int h_cancelled(lua_State *L) {
+  lua_pushboolean(L, checkhandle(L, 1)->cancelled);
+  return 1;
+}
+
+static int h_when(lua_State *L) {
+  eddy_Handle *h = (eddy_Handle *)luaL_checkudata(L, 1, EDDY_TIMERHANDLE);
+  lua_pushnumber(L, h->when);
+  return 1;
+}
+
+static int h_get_context(lua_State *L) {
+  eddy_Handle *h = checkhandle(L, 1);
+  if (!h->has_ctx) return 0;
+  lua_getiuservalue(L, 1, HANDLE_UV_CTX);
+  return 1;
+}
+
+static int h_tostring(lua_State *L) {
+  eddy_Handle *h = checkhandle(L, 1);
+  const char *state = h->cancelled ? " cancelled" : "";
+  if (h->is_timer)
+    lua_pushfstring(L, "<TimerHandle%s when=%f %p>", state, h->when, (void *)h);
+  else
+    lua_pushfstring(L, "<Handle%s %p>", state, (void *)h);
+  return 1;
+}
+
+static const luaL_Reg handle_methods[] = {
+  {"cancel", h_cancel},
+  {"cancelled", h_cancelled},
+  {"get_context", h_get_context},
+  {NULL, NULL}
+};
+
+void eddy__open_callbacks(lua_State *L) {
+  luaL_newmetatable(L, EDDY_HANDLE);
+  luaL_newlib(L, handle_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, h_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, EDDY_TIMERHANDLE);
+  luaL_newlib(L, handle_methods);
+  lua_pushcfunction(L, h_when);
+  lua_setfield(L, -2, "when");
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, h_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+}
+
+/* }====================================================== */

@@ -1,0 +1,172 @@
+/*
+** coro.c -- nested coroutines stay transparent inside tasks (API.md §6).
+**
+** coroutine.resume and coroutine.wrap are replaced by versions that behave
+** exactly like lcorolib's, except for eddy's own yields (those whose first
+** value is the await tag): these are passed on outward, from the nested
+** coroutine to the one that resumed it and so on up to the task, and the
+** values the task is resumed with are passed back in.  A generator's own
+** yields still reach its consumer.
+*/
+#include "internal.h"
+
+enum { MODE_RESUME, MODE_WRAP, MODE_DRIVE };
+
+static int resume_k(lua_State *L, int status, lua_KContext ctx);
+
+/* Finish like lcorolib's auxresume + luaB_coresume / auxwrap. */
+static int finish(lua_State *L, lua_State *co, int status, int nres,
+                  int mode) {
+  if (status == LUA_OK || status == LUA_YIELD) {
+    if (!lua_checkstack(L, nres + 1)) {
+      lua_pop(co, nres);
+      if (mode == MODE_RESUME) {
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "too many results to resume");
+        return 2;
+      }
+      return luaL_error(L, "too many results to resume");
+    }
+    if (mode == MODE_RESUME) lua_pushboolean(L, 1);
+    lua_xmove(co, L, nres);
+    return mode == MODE_RESUME ? nres + 1 : nres;
+  }
+  lua_xmove(co, L, 1);  /* the error */
+  if (mode == MODE_RESUME) {
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+  }
+  if (mode == MODE_WRAP) {
+    int stat = eddy__closethread(co, L);
+    if (stat != LUA_OK && stat != status) {  /* error while closing */
+      lua_pop(L, 1);
+      lua_xmove(co, L, 1);
+    }
+    if (stat != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+      luaL_where(L, 1);
+      lua_insert(L, -2);
+      lua_concat(L, 2);
+    }
+  }
+  return lua_error(L);
+}
+
+/*
+** Resume the coroutine at index 1 with the 'narg' values at the top.
+** Loops while the coroutine suspends for eddy and the caller cannot pass
+** the suspension on (then the coroutine gets an error thrown in).
+*/
+static int resume_step(lua_State *L, int narg, int mode) {
+  lua_State *co = lua_tothread(L, 1);
+  int status, nres;
+  if (lua_status(co) == LUA_OK && lua_gettop(co) == 0) {
+    lua_settop(L, 1);
+    lua_pushliteral(L, "cannot resume dead coroutine");
+    if (mode == MODE_RESUME) {
+      lua_pushboolean(L, 0);
+      lua_insert(L, -2);
+      return 2;
+    }
+    if (mode == MODE_WRAP) {
+      luaL_where(L, 1);
+      lua_insert(L, -2);
+      lua_concat(L, 2);
+    }
+    return lua_error(L);
+  }
+  if (!lua_checkstack(co, narg)) {
+    lua_settop(L, 1);
+    lua_pushliteral(L, "too many arguments to resume");
+    if (mode == MODE_RESUME) {
+      lua_pushboolean(L, 0);
+      lua_insert(L, -2);
+      return 2;
+    }
+    return lua_error(L);
+  }
+  lua_xmove(L, co, narg);
+  status = lua_resume(co, L, narg, &nres);
+  if (status == LUA_YIELD &&
+      (mode == MODE_DRIVE || (nres >= 1 && eddy__istag(co, -nres)))) {
+    if (!lua_isyieldable(L)) {
+      /* The suspension cannot go further out: fail it inside. */
+      lua_pop(co, nres);
+      eddy__pushtag(co);
+      eddy__pusherror(L, "RuntimeError",
+                      "cannot suspend: a C function (such as table.sort or "
+                      "a metamethod called from C) stands between this "
+                      "coroutine and its task");
+      lua_xmove(L, co, 1);
+      status = lua_resume(co, L, 2, &nres);
+      if (status == LUA_YIELD && nres >= 1 && eddy__istag(co, -nres)) {
+        lua_pop(co, nres);
+        return luaL_error(L, "coroutine kept suspending after an error");
+      }
+      if (mode == MODE_DRIVE && status == LUA_OK) return nres;
+      return finish(L, co, status, nres, mode == MODE_DRIVE ? MODE_WRAP : mode);
+    }
+    if (!lua_checkstack(L, nres)) return luaL_error(L, "too many results");
+    lua_xmove(co, L, nres);
+    return lua_yieldk(L, nres, (lua_KContext)mode, resume_k);
+  }
+  if (mode == MODE_DRIVE) {
+    if (status == LUA_OK) {
+      luaL_checkstack(L, nres, "too many results");
+      lua_xmove(co, L, nres);
+      return nres;
+    }
+    lua_xmove(co, L, 1);
+    return lua_error(L);
+  }
+  return finish(L, co, status, nres, mode);
+}
+
+/* Resumed from outside: pass what we got into the coroutine. */
+static int resume_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return resume_step(L, lua_gettop(L) - 1, (int)ctx);
+}
+
+static int co_resume(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  luaL_argexpected(L, co, 1, "coroutine");
+  return resume_step(L, lua_gettop(L) - 1, MODE_RESUME);
+}
+
+static int co_auxwrap(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  return resume_step(L, lua_gettop(L) - 1, MODE_WRAP);
+}
+
+static int co_wrap(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  {
+    lua_State *NL = lua_newthread(L);
+    lua_pushvalue(L, 1);
+    lua_xmove(L, NL, 1);
+  }
+  lua_pushcclosure(L, co_auxwrap, 1);
+  return 1;
+}
+
+/* Task body for a coroutine object: (co, args...) -> its results, passing
+** every yield (eddy's or bare) on to the task. */
+int eddy__co_drive(lua_State *L);
+int eddy__co_drive(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTHREAD);
+  return resume_step(L, lua_gettop(L) - 1, MODE_DRIVE);
+}
+
+void eddy__open_coro(lua_State *L) {
+  lua_getglobal(L, "coroutine");
+  if (lua_istable(L, -1)) {
+    lua_pushcfunction(L, co_resume);
+    lua_setfield(L, -2, "resume");
+    lua_pushcfunction(L, co_wrap);
+    lua_setfield(L, -2, "wrap");
+  }
+  lua_pop(L, 1);
+}

@@ -1,0 +1,483 @@
+/*
+** future.c -- asyncio's Future in C.
+**
+** State machine: PENDING -> FINISHED (result or exception) or
+**                PENDING -> CANCELLED; nothing leaves a done state.
+** Done callbacks run through the ready queue (call_soon), each in the
+** context captured when it was added.  A Task waiting on the future is
+** kept as a callback too, but waking it queues the Task itself: no Handle
+** is allocated for the hot await path.
+**
+** Storage: RESULT holds nil, the one result, a table of results (FUT_MULTI)
+** or the exception (FUT_EXCEPTION).  CB0 holds the first callback; EXTRA
+** (a table, created on demand) holds the others as {cb, ctx} pairs in its
+** array part, plus "ctx0", "msg" (cancel message) and "tb" (where it was
+** created, in debug mode).
+*/
+#include <string.h>
+
+#include "internal.h"
+
+eddy_Future *eddy__tofuture(lua_State *L, int i) {
+  eddy_Future *f = (eddy_Future *)lua_touserdata(L, i);
+  if (f == NULL || !lua_getmetatable(L, i)) return NULL;
+  /* A future's metatable is Future, Task, or one with __eddy_future. */
+  if (lua_getfield(L, -1, "__eddy_future") == LUA_TNIL) f = NULL;
+  lua_pop(L, 2);
+  return f;
+}
+
+eddy_Future *eddy__checkfuture(lua_State *L, int i) {
+  eddy_Future *f = eddy__tofuture(L, i);
+  if (f == NULL) luaL_typeerror(L, i, "Future");
+  return f;
+}
+
+eddy_Future *eddy__future_new(lua_State *L, eddy_Loop *loop) {
+  eddy_Future *f =
+      (eddy_Future *)lua_newuserdatauv(L, sizeof(eddy_Future), FUT_NUV - 1);
+  memset(f, 0, sizeof *f);
+  f->kind = EDDY_KIND_FUTURE;
+  f->loop = loop;
+  luaL_setmetatable(L, EDDY_FUTURE);
+  eddy__pushloop(L, loop);
+  lua_setiuservalue(L, -2, FUT_UV_LOOP);
+  if (loop->debug) {
+    luaL_traceback(L, L, NULL, 1);
+    lua_createtable(L, 0, 1);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "tb");
+    lua_setiuservalue(L, -2, FUT_UV_EXTRA);
+  }
+  return f;
+}
+
+/* Push EXTRA of the future at i, creating it if asked (else may be nil). */
+static int push_extra(lua_State *L, int i, int create) {
+  if (lua_getiuservalue(L, i, FUT_UV_EXTRA) == LUA_TTABLE || !create)
+    return lua_istable(L, -1);
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, i, FUT_UV_EXTRA);
+  return 1;
+}
+
+/* {====================================================== Callbacks */
+
+/* Queue one callback: a waiting Task is woken, a function gets a Handle
+** calling it with the future.  Callback at cb, its context at ctx. */
+static void schedule_one(lua_State *L, eddy_Future *f, int fi, int cb,
+                         int ctx, int is_task) {
+  eddy_Loop *loop = f->loop;
+  if (loop->state == EDDY_LOOP_CLOSED) return;
+  if (is_task) {
+    eddy_Task *t = (eddy_Task *)lua_touserdata(L, cb);
+    if (t->fut.state != EDDY_FUT_PENDING || t->scheduled) return;
+    t->scheduled = 1;
+    lua_pushnil(L);
+    lua_setiuservalue(L, cb, TASK_UV_WAITER);
+    eddy__ready_push(L, loop, cb);
+    return;
+  }
+  lua_pushvalue(L, cb);
+  lua_pushvalue(L, fi);
+  eddy__handle_new(L, loop, 1, 0, ctx);
+  eddy__ready_push(L, loop, -1);
+  lua_pop(L, 1);
+}
+
+static void schedule_callbacks(lua_State *L, eddy_Future *f, int fi) {
+  int top = lua_gettop(L);
+  if (f->ncallbacks == 0) return;
+  lua_getiuservalue(L, fi, FUT_UV_CB0);
+  if (!lua_isnil(L, -1)) {
+    if (f->flags & FUT_CB0_CTX) {
+      push_extra(L, fi, 0);
+      lua_getfield(L, -1, "ctx0");
+      lua_remove(L, -2);
+    } else {
+      lua_pushnil(L);
+    }
+    schedule_one(L, f, fi, top + 1, top + 2, f->cb0_is_task);
+    lua_pushnil(L);
+    lua_setiuservalue(L, fi, FUT_UV_CB0);
+  }
+  lua_settop(L, top);
+  if (f->ncallbacks > 1 && push_extra(L, fi, 0)) {
+    int extra = lua_gettop(L);
+    lua_Integer k, n = (lua_Integer)lua_rawlen(L, extra);
+    for (k = 1; k + 1 <= n; k += 2) {
+      int is_task;
+      lua_rawgeti(L, extra, k);
+      lua_rawgeti(L, extra, k + 1);
+      /* true marks a waiting task; false, a callback with no context */
+      is_task = lua_type(L, -1) == LUA_TBOOLEAN && lua_toboolean(L, -1);
+      if (lua_type(L, -1) == LUA_TBOOLEAN) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+      }
+      if (!lua_isnil(L, -2))
+        schedule_one(L, f, fi, extra + 1, extra + 2, is_task);
+      lua_pop(L, 2);
+    }
+    for (k = n; k >= 1; k--) {
+      lua_pushnil(L);
+      lua_rawseti(L, extra, k);
+    }
+  }
+  f->ncallbacks = 0;
+  f->cb0_is_task = 0;
+  f->flags &= (unsigned char)~FUT_CB0_CTX;
+  lua_settop(L, top);
+}
+
+/* Add a callback (at cb) with its context (at ctx; a Task waiter passes
+** a boolean true there). */
+static void add_callback(lua_State *L, eddy_Future *f, int fi, int cb,
+                         int ctx, int is_task) {
+  cb = lua_absindex(L, cb);
+  ctx = lua_absindex(L, ctx);
+  if (f->ncallbacks == 0) {
+    lua_pushvalue(L, cb);
+    lua_setiuservalue(L, fi, FUT_UV_CB0);
+    f->cb0_is_task = (unsigned char)is_task;
+    if (!is_task && !lua_isnil(L, ctx)) {
+      push_extra(L, fi, 1);
+      lua_pushvalue(L, ctx);
+      lua_setfield(L, -2, "ctx0");
+      lua_pop(L, 1);
+      f->flags |= FUT_CB0_CTX;
+    }
+  } else {
+    lua_Integer n;
+    push_extra(L, fi, 1);
+    n = (lua_Integer)lua_rawlen(L, -1);
+    lua_pushvalue(L, cb);
+    lua_rawseti(L, -2, n + 1);
+    if (is_task) lua_pushboolean(L, 1);
+    else if (lua_isnil(L, ctx)) lua_pushboolean(L, 0);
+    else lua_pushvalue(L, ctx);
+    lua_rawseti(L, -2, n + 2);
+    lua_pop(L, 1);
+  }
+  f->ncallbacks++;
+}
+
+void eddy__future_add_waiter(lua_State *L, int i, int t) {
+  eddy_Future *f = (eddy_Future *)lua_touserdata(L, i);
+  i = lua_absindex(L, i);
+  lua_pushboolean(L, 1);
+  add_callback(L, f, i, t, -1, 1);
+  lua_pop(L, 1);
+}
+
+/* Remove every callback equal to the value at cb; returns the count. */
+static int remove_callback(lua_State *L, eddy_Future *f, int fi, int cb) {
+  int removed = 0;
+  cb = lua_absindex(L, cb);
+  if (f->ncallbacks == 0) return 0;
+  lua_getiuservalue(L, fi, FUT_UV_CB0);
+  if (lua_rawequal(L, -1, cb)) {
+    lua_pushnil(L);
+    lua_setiuservalue(L, fi, FUT_UV_CB0);
+    f->cb0_is_task = 0;
+    f->flags &= (unsigned char)~FUT_CB0_CTX;
+    removed++;
+  }
+  lua_pop(L, 1);
+  if (push_extra(L, fi, 0)) {
+    int extra = lua_gettop(L);
+    lua_Integer k, n = (lua_Integer)lua_rawlen(L, extra), w = 1;
+    for (k = 1; k + 1 <= n; k += 2) {  /* compact the pairs in place */
+      lua_rawgeti(L, extra, k);
+      if (lua_rawequal(L, -1, cb)) {
+        removed++;
+        lua_pop(L, 1);
+        continue;
+      }
+      lua_rawseti(L, extra, w);
+      lua_rawgeti(L, extra, k + 1);
+      lua_rawseti(L, extra, w + 1);
+      w += 2;
+    }
+    for (k = n; k >= w; k--) {
+      lua_pushnil(L);
+      lua_rawseti(L, extra, k);
+    }
+  }
+  lua_pop(L, 1);
+  f->ncallbacks -= removed;
+  if (f->ncallbacks < 0) f->ncallbacks = 0;
+  return removed;
+}
+
+void eddy__future_remove_waiter(lua_State *L, int i, int t) {
+  eddy_Future *f = (eddy_Future *)lua_touserdata(L, i);
+  remove_callback(L, f, lua_absindex(L, i), t);
+}
+
+/* }====================================================== */
+
+/* {====================================================== Completion */
+
+static int invalid_state(lua_State *L, eddy_Future *f) {
+  static const char *const names[] = {"PENDING", "CANCELLED", "FINISHED"};
+  return eddy__error(L, "InvalidStateError", "invalid state: %s",
+                     names[f->state]);
+}
+
+int eddy__future_set_result(lua_State *L, int i, int n) {
+  eddy_Future *f = (eddy_Future *)lua_touserdata(L, i);
+  i = lua_absindex(L, i);
+  if (f->state != EDDY_FUT_PENDING) return invalid_state(L, f);
+  if (n == 1) {
+    lua_setiuservalue(L, i, FUT_UV_RESULT);
+  } else if (n > 1) {
+    int k;
+    lua_createtable(L, n, 0);
+    lua_insert(L, -n - 1);
+    for (k = n; k >= 1; k--) lua_rawseti(L, -k - 1, k);
+    lua_setiuservalue(L, i, FUT_UV_RESULT);
+    f->flags |= FUT_MULTI;
+  }
+  f->nresults = n;
+  f->state = EDDY_FUT_FINISHED;
+  schedule_callbacks(L, f, i);
+  return 0;
+}
+
+int eddy__future_set_exception(lua_State *L, int i) {
+  eddy_Future *f = (eddy_Future *)lua_touserdata(L, i);
+  i = lua_absindex(L, i);
+  if (f->state != EDDY_FUT_PENDING) return invalid_state(L, f);
+  lua_setiuservalue(L, i, FUT_UV_RESULT);
+  f->flags |= FUT_EXCEPTION | FUT_LOG_TB;
+  f->state = EDDY_FUT_FINISHED;
+  schedule_callbacks(L, f, i);
+  return 0;
+}
+
+int eddy__future_cancel(lua_State *L, int i, int msg) {
+  eddy_Future *f = (eddy_Future *)lua_touserdata(L, i);
+  i = lua_absindex(L, i);
+  if (f->state != EDDY_FUT_PENDING) return 0;
+  f->state = EDDY_FUT_CANCELLED;
+  f->flags &= (unsigned char)~FUT_LOG_TB;
+  if (msg != 0 && !lua_isnil(L, msg)) {
+    msg = lua_absindex(L, msg);
+    push_extra(L, i, 1);
+    lua_pushvalue(L, msg);
+    lua_setfield(L, -2, "msg");
+    lua_pop(L, 1);
+  }
+  schedule_callbacks(L, f, i);
+  return 1;
+}
+
+void eddy__push_cancelled_error(lua_State *L, int i) {
+  const char *msg = NULL;
+  if (push_extra(L, i, 0)) {
+    lua_getfield(L, -1, "msg");
+    msg = lua_tostring(L, -1);
+  }
+  if (msg != NULL) eddy__pusherror(L, "CancelledError", "%s", msg);
+  else eddy__pusherror(L, "CancelledError", NULL);
+}
+
+int eddy__future_result(lua_State *L, int i) {
+  eddy_Future *f = (eddy_Future *)lua_touserdata(L, i);
+  i = lua_absindex(L, i);
+  if (f->state == EDDY_FUT_FINISHED) {
+    f->flags &= (unsigned char)~FUT_LOG_TB;
+    if (f->flags & FUT_EXCEPTION) {
+      lua_getiuservalue(L, i, FUT_UV_RESULT);
+      return lua_error(L);
+    }
+    if (f->flags & FUT_MULTI) {
+      int k, tbl;
+      luaL_checkstack(L, f->nresults + 1, "too many results");
+      lua_getiuservalue(L, i, FUT_UV_RESULT);
+      tbl = lua_gettop(L);
+      for (k = 1; k <= f->nresults; k++) lua_rawgeti(L, tbl, k);
+      lua_remove(L, tbl);
+      return f->nresults;
+    }
+    if (f->nresults == 0) return 0;
+    lua_getiuservalue(L, i, FUT_UV_RESULT);
+    return 1;
+  }
+  if (f->state == EDDY_FUT_CANCELLED) {
+    eddy__push_cancelled_error(L, i);
+    return lua_error(L);
+  }
+  return eddy__error(L, "InvalidStateError", "Result is not ready.");
+}
+
+/* }====================================================== */
+
+/* {====================================================== Methods */
+
+static int f_result(lua_State *L) {
+  eddy__checkfuture(L, 1);
+  return eddy__future_result(L, 1);
+}
+
+static int f_set_result(lua_State *L) {
+  eddy__checkfuture(L, 1);
+  if (eddy__totask(L, 1))
+    return eddy__error(L, "RuntimeError", "Task does not support set_result()");
+  eddy__future_set_result(L, 1, lua_gettop(L) - 1);
+  return 0;
+}
+
+static int f_set_exception(lua_State *L) {
+  eddy__checkfuture(L, 1);
+  if (eddy__totask(L, 1))
+    return eddy__error(L, "RuntimeError",
+                       "Task does not support set_exception()");
+  luaL_argexpected(L, !lua_isnoneornil(L, 2), 2, "error value");
+  lua_settop(L, 2);
+  eddy__future_set_exception(L, 1);
+  return 0;
+}
+
+static int f_exception(lua_State *L) {
+  eddy_Future *f = eddy__checkfuture(L, 1);
+  if (f->state == EDDY_FUT_CANCELLED) {
+    eddy__push_cancelled_error(L, 1);
+    return lua_error(L);
+  }
+  if (f->state == EDDY_FUT_PENDING)
+    return eddy__error(L, "InvalidStateError", "Exception is not set.");
+  f->flags &= (unsigned char)~FUT_LOG_TB;
+  if (f->flags & FUT_EXCEPTION) lua_getiuservalue(L, 1, FUT_UV_RESULT);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int f_done(lua_State *L) {
+  lua_pushboolean(L, eddy__checkfuture(L, 1)->state != EDDY_FUT_PENDING);
+  return 1;
+}
+
+static int f_cancelled(lua_State *L) {
+  lua_pushboolean(L, eddy__checkfuture(L, 1)->state == EDDY_FUT_CANCELLED);
+  return 1;
+}
+
+static int f_cancel(lua_State *L) {
+  eddy__checkfuture(L, 1);
+  if (!lua_isnoneornil(L, 2)) luaL_checkstring(L, 2);
+  lua_pushboolean(L, eddy__future_cancel(L, 1, lua_isnone(L, 2) ? 0 : 2));
+  return 1;
+}
+
+/* add_done_callback(cb [, {context = ctx}]) */
+static int f_add_done_callback(lua_State *L) {
+  eddy_Future *f = eddy__checkfuture(L, 1);
+  eddy__checkcallable(L, 2);
+  lua_settop(L, 3);
+  if (lua_istable(L, 3)) lua_getfield(L, 3, "context");
+  else if (f->loop->rt->context_ref != LUA_NOREF)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, f->loop->rt->context_ref);
+  else lua_pushnil(L);
+  if (f->state != EDDY_FUT_PENDING) {
+    schedule_one(L, f, 1, 2, 4, 0);
+    return 0;
+  }
+  add_callback(L, f, 1, 2, 4, 0);
+  return 0;
+}
+
+static int f_remove_done_callback(lua_State *L) {
+  eddy_Future *f = eddy__checkfuture(L, 1);
+  luaL_checkany(L, 2);
+  lua_pushinteger(L, remove_callback(L, f, 1, 2));
+  return 1;
+}
+
+static int f_get_loop(lua_State *L) {
+  eddy__checkfuture(L, 1);
+  lua_getiuservalue(L, 1, FUT_UV_LOOP);
+  return 1;
+}
+
+/* fut:await() -- suspending */
+static int f_await(lua_State *L) {
+  eddy__checkfuture(L, 1);
+  lua_settop(L, 1);
+  return eddy__await(L, 1, "await");
+}
+
+static int f_tostring(lua_State *L) {
+  eddy_Future *f = eddy__checkfuture(L, 1);
+  static const char *const names[] = {"pending", "cancelled", "finished"};
+  lua_pushfstring(L, "<Future %s%s %p>", names[f->state],
+                  (f->flags & FUT_EXCEPTION) ? " exception" : "", (void *)f);
+  return 1;
+}
+
+/*
+** __gc: an exception nobody retrieved is reported, as asyncio's __del__
+** does ("Future exception was never retrieved").
+*/
+static int f_gc(lua_State *L) {
+  eddy_Future *f = (eddy_Future *)lua_touserdata(L, 1);
+  if (f->flags & FUT_LOG_TB) {
+    int top = lua_gettop(L);
+    f->flags &= (unsigned char)~FUT_LOG_TB;
+    lua_getiuservalue(L, 1, FUT_UV_RESULT);
+    eddy__newcontext(L,
+                     f->kind == EDDY_KIND_TASK
+                         ? "Task exception was never retrieved"
+                         : "Future exception was never retrieved",
+                     top + 1);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, f->kind == EDDY_KIND_TASK ? "task" : "future");
+    if (push_extra(L, 1, 0)) {
+      lua_getfield(L, -1, "tb");
+      lua_setfield(L, -3, "source_traceback");
+    }
+    lua_pop(L, 1);
+    eddy__call_exception_handler(L, f->loop);
+    lua_settop(L, top);
+  }
+  return 0;
+}
+
+static const luaL_Reg future_methods[] = {
+  {"result", f_result},
+  {"set_result", f_set_result},
+  {"set_exception", f_set_exception},
+  {"exception", f_exception},
+  {"done", f_done},
+  {"cancelled", f_cancelled},
+  {"cancel", f_cancel},
+  {"add_done_callback", f_add_done_callback},
+  {"remove_done_callback", f_remove_done_callback},
+  {"get_loop", f_get_loop},
+  {"await", f_await},
+  {NULL, NULL}
+};
+
+const luaL_Reg *eddy__future_methods(void);
+const luaL_Reg *eddy__future_methods(void) { return future_methods; }
+
+void eddy__open_future(lua_State *L) {
+  luaL_newmetatable(L, EDDY_FUTURE);
+  luaL_newlib(L, future_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, f_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, f_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "__eddy_future");
+  lua_pop(L, 1);
+}
+
+int eddy__future_gc(lua_State *L);
+int eddy__future_gc(lua_State *L) { return f_gc(L); }
+
+/* }====================================================== */

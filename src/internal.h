@@ -1,0 +1,333 @@
+/*
+** internal.h -- what eddy's C files share.  Never installed.
+**
+** Naming: exported names are eddy_, cross-file names eddy__, file-static
+** names bare; libuv callbacks end in _cb.
+*/
+#ifndef EDDY_INTERNAL_H
+#define EDDY_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <uv.h>
+
+#include "eddy.h"
+
+#if LUA_VERSION_NUM != 504
+#error "eddy needs Lua 5.4"
+#endif
+
+/* lua_closethread appeared in 5.4.6; lua_resetthread before. */
+#if LUA_VERSION_RELEASE_NUM >= 50406
+#define eddy__closethread(co, from) lua_closethread((co), (from))
+#else
+#define eddy__closethread(co, from) ((void)(from), lua_resetthread(co))
+#endif
+
+typedef struct eddy_Runtime eddy_Runtime;
+typedef struct eddy_Loop eddy_Loop;
+typedef struct eddy_Future eddy_Future;
+typedef struct eddy_Task eddy_Task;
+typedef struct eddy_Handle eddy_Handle;
+
+/* Metatable names. */
+#define EDDY_LOOP "eddy.Loop"
+#define EDDY_FUTURE "eddy.Future"
+#define EDDY_TASK "eddy.Task"
+#define EDDY_HANDLE "eddy.Handle"
+#define EDDY_TIMERHANDLE "eddy.TimerHandle"
+
+/*
+** Everything the ready queue can hold starts with this header, so the
+** loop can tell a callback Handle from a Task to step without a lookup.
+*/
+typedef enum {
+  EDDY_KIND_HANDLE = 1,  /* eddy_Handle from call_soon / call_later */
+  EDDY_KIND_FUTURE,      /* eddy_Future (never in the ready queue) */
+  EDDY_KIND_TASK         /* eddy_Task: being in the queue means "step it" */
+} eddy_Kind;
+
+/* ------------------------------------------------------------------ */
+/* Runtime: one per lua_State, shared by every loop of that state.     */
+/* ------------------------------------------------------------------ */
+
+struct eddy_Runtime {
+  lua_State *L;             /* the main thread: every callback runs on it */
+  eddy_Loop *running;       /* the loop inside run_forever, or NULL */
+  eddy_Task *current_task;  /* the task being stepped, or NULL */
+  int current_task_ref;     /* registry slot holding that task's object */
+  int task_counter;         /* for default task names "Task-N" */
+  int default_loop_ref;     /* registry ref of the current loop, or NOREF */
+  int context_ref;          /* registry ref of the current Context, or NOREF
+                               when it is the (empty) base context */
+  int unhandled_error;      /* set when a main-chunk error was reported */
+  uv_loop_t *host_uv;       /* loop handed in by an embedder, or NULL */
+};
+
+/* The runtime of L (created by luaopen_eddy). */
+eddy_Runtime *eddy__runtime(lua_State *L);
+
+/* Registry keys (addresses of these bytes). */
+extern const char eddy__key_runtime;
+extern const char eddy__key_errors;      /* the eddy.errors module table */
+extern const char eddy__key_await_tag;   /* light userdata tagging eddy's yields */
+extern const char eddy__key_context_copy;/* function(ctx) -> copy */
+
+/* The value every eddy suspension yields first, so nested coroutine.resume
+** can tell eddy's yields from a generator's own. */
+#define eddy__pushtag(L) lua_pushlightuserdata((L), (void *)&eddy__key_await_tag)
+#define eddy__istag(L, i) \
+  (lua_touserdata((L), (i)) == (void *)&eddy__key_await_tag)
+
+/* ------------------------------------------------------------------ */
+/* Loop                                                                 */
+/* ------------------------------------------------------------------ */
+
+typedef enum {
+  EDDY_LOOP_IDLE = 0,   /* not running, not closed */
+  EDDY_LOOP_RUNNING,    /* inside run_forever */
+  EDDY_LOOP_CLOSED      /* close() finished: every method raises */
+} eddy_LoopState;
+
+struct eddy_Loop {
+  eddy_Runtime *rt;
+  uv_loop_t *uv;
+  uv_loop_t own_uv;         /* used when the loop owns its uv loop */
+  int owns_uv;
+  eddy_LoopState state;
+  int stopping;             /* stop() was called: leave after this batch */
+  int debug;
+  double slow_callback_duration;
+  int self_ref;             /* registry ref anchoring the Loop while open */
+  int ready_ref;            /* registry ref of the ready ring (a table) */
+  int anchors_ref;          /* registry ref of a table anchoring timers */
+  int handler_ref;          /* exception handler (LUA_NOREF = default) */
+  int factory_ref;          /* task factory (LUA_NOREF = default) */
+  /* The ready queue: a ring over ready[1..cap] of the ready table. */
+  lua_Integer rhead, rcount, rcap;
+  /* The timer heap, ordered by (when, seq). */
+  eddy_Handle **heap;
+  size_t nheap, heapcap, ncancelled_timers;
+  uint64_t timer_seq;
+  uint64_t wake_at_ms;      /* uv time the wake timer is armed for */
+  uv_idle_t idle;           /* active while the ready queue is not empty */
+  uv_timer_t wake;          /* wakes libuv for the earliest eddy timer */
+  uv_async_t async;         /* call_soon_threadsafe wake-ups */
+  uv_mutex_t ts_lock;       /* guards ts_head (C callbacks from threads) */
+  struct eddy_ThreadsafeCall *ts_head, *ts_tail;
+  int uv_handles_open;      /* idle, wake, async not yet closed */
+  /* Handle accounting for leak checks in specs. */
+  lua_Integer handles_opened, handles_freed;
+};
+
+/* Check that argument i is an open Loop. */
+eddy_Loop *eddy__checkloop(lua_State *L, int i);
+/* Push the Loop object of 'loop'. */
+void eddy__pushloop(lua_State *L, eddy_Loop *loop);
+/* The current loop of the runtime: running one, else the default one
+** (created on first use). Pushes it and returns it. */
+eddy_Loop *eddy__getloop(lua_State *L);
+/* Loop time, seconds. */
+double eddy__time(eddy_Loop *loop);
+
+/* Push the userdata at index i onto the ready queue (a Handle or a Task). */
+void eddy__ready_push(lua_State *L, eddy_Loop *loop, int i);
+
+/* Run the loop until the future at index i is done ('fut' non-NULL) or until
+** stopped.  'keepalive': block when nothing is alive (run_forever), else
+** return when no live work is left.  Returns 1 if it stopped normally, 0 if
+** nothing was left alive. */
+int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
+                   int keepalive);
+
+/* Report an error to the loop's exception handler.  Pops the context
+** table at the top of the stack. */
+void eddy__call_exception_handler(lua_State *L, eddy_Loop *loop);
+/* Build a context {message=msg, exception=<value at errindex>} and report
+** it; extra fields: name/value pairs pushed by the caller are not supported,
+** set them on the table yourself with eddy__newcontext. */
+void eddy__newcontext(lua_State *L, const char *message, int errindex);
+
+/* Account a libuv handle opened/freed by the loop (for leak checks). */
+#define eddy__handle_opened(loop) ((loop)->handles_opened++)
+#define eddy__handle_freed(loop) ((loop)->handles_freed++)
+
+/* ------------------------------------------------------------------ */
+/* Callback handles (Handle, TimerHandle)                               */
+/* ------------------------------------------------------------------ */
+
+/* Uservalue slots of a Handle. Arguments follow from HANDLE_UV_ARGS. */
+enum { HANDLE_UV_CB = 1, HANDLE_UV_CTX, HANDLE_UV_ARGS };
+
+struct eddy_Handle {
+  unsigned char kind;       /* EDDY_KIND_HANDLE */
+  unsigned char cancelled;
+  unsigned char is_timer;
+  unsigned char in_heap;    /* timers: still in the loop's heap */
+  int nargs;
+  eddy_Loop *loop;
+  double when;              /* timers: loop time it is due */
+  uint64_t seq;             /* timers: FIFO tie-break */
+  int anchor;               /* timers: ref in loop->anchors while in heap */
+  unsigned char has_ctx;    /* CTX slot holds a Context */
+};
+
+/* Create a handle for the callback and its 'nargs' arguments at the top
+** (cb, a1..an); pops them and pushes the handle.  It runs in the context at
+** index 'ctxidx' (0: the current context). */
+eddy_Handle *eddy__handle_new(lua_State *L, eddy_Loop *loop, int nargs,
+                              int is_timer, int ctxidx);
+/* Run a popped handle (at the top of the stack; popped). */
+void eddy__handle_run(lua_State *L, eddy_Loop *loop, eddy_Handle *h);
+/* Timers (timers.c). */
+void eddy__timer_schedule(lua_State *L, eddy_Loop *loop, eddy_Handle *h,
+                          int idx);
+void eddy__timer_cancelled(eddy_Loop *loop);
+/* Move due timers to the ready queue; re-arm the wake timer. */
+void eddy__timers_process(lua_State *L, eddy_Loop *loop);
+void eddy__timers_rearm(eddy_Loop *loop);
+void eddy__timers_clear(lua_State *L, eddy_Loop *loop);
+void eddy__open_callbacks(lua_State *L);
+
+/* Check argument i is callable (function, or value with __call). */
+void eddy__checkcallable(lua_State *L, int i);
+
+/* ------------------------------------------------------------------ */
+/* Futures and tasks                                                    */
+/* ------------------------------------------------------------------ */
+
+typedef enum {
+  EDDY_FUT_PENDING = 0,
+  EDDY_FUT_CANCELLED,
+  EDDY_FUT_FINISHED
+} eddy_FutState;
+
+/* Uservalue slots of a Future (a Task has these and more). */
+enum {
+  FUT_UV_RESULT = 1,  /* nil, the single result, a table of results, or
+                         the exception (flag FUT_EXCEPTION) */
+  FUT_UV_CB0,         /* first done callback (a function or a waiting Task) */
+  FUT_UV_LOOP,        /* the Loop object (keeps it alive) */
+  FUT_UV_EXTRA,       /* nil or a table: callbacks 2.., ctx of cb0, cancel
+                         message, source traceback */
+  FUT_NUV
+};
+enum {
+  TASK_UV_CORO = FUT_NUV,  /* the coroutine */
+  TASK_UV_CTX,             /* the task's Context (nil = base context) */
+  TASK_UV_WAITER,          /* the future the task waits on */
+  TASK_NUV
+};
+
+/* Future flags. */
+#define FUT_EXCEPTION 0x01     /* RESULT holds an exception */
+#define FUT_MULTI 0x02         /* RESULT holds a table of nresults values */
+#define FUT_LOG_TB 0x04        /* an exception nobody retrieved yet */
+#define FUT_CB0_CTX 0x08       /* EXTRA.ctx0 holds cb0's context */
+
+struct eddy_Future {
+  unsigned char kind;       /* EDDY_KIND_FUTURE or EDDY_KIND_TASK */
+  unsigned char state;      /* eddy_FutState */
+  unsigned char flags;
+  unsigned char cb0_is_task;/* CB0 is a Task waiting on this future */
+  int nresults;
+  int ncallbacks;           /* CB0 plus the ones in EXTRA */
+  eddy_Loop *loop;
+};
+
+/* Task states beyond the future's. */
+struct eddy_Task {
+  eddy_Future fut;
+  unsigned char must_cancel;   /* throw CancelledError at the next step */
+  unsigned char scheduled;     /* a step is in the ready queue */
+  unsigned char started;
+  unsigned char throw_pending; /* next step resumes with an error */
+  int nargs;                   /* arguments for the first resume */
+  int num_cancels_requested;
+  int id;                      /* for the default name "Task-<id>" */
+};
+
+eddy_Future *eddy__tofuture(lua_State *L, int i);   /* NULL if not one */
+eddy_Future *eddy__checkfuture(lua_State *L, int i);
+eddy_Future *eddy__future_new(lua_State *L, eddy_Loop *loop);  /* pushes */
+/* Complete the future at index i with the n values at the top (popped). */
+int eddy__future_set_result(lua_State *L, int i, int n);
+/* Complete the future at index i with the error at the top (popped). */
+int eddy__future_set_exception(lua_State *L, int i);
+/* Cancel; pushes nothing. Message at index msg (0 = none). */
+int eddy__future_cancel(lua_State *L, int i, int msg);
+/* Push the CancelledError of the cancelled future at i (its message). */
+void eddy__push_cancelled_error(lua_State *L, int i);
+/* Push every result (or raise the error); returns how many. */
+int eddy__future_result(lua_State *L, int i);
+/* Add the task at index t as the waiter of the future at index i. */
+void eddy__future_add_waiter(lua_State *L, int i, int t);
+void eddy__future_remove_waiter(lua_State *L, int i, int t);
+void eddy__open_future(lua_State *L);
+
+eddy_Task *eddy__totask(lua_State *L, int i);
+/* Create a task running the function (or coroutine) at index fn with nargs
+** arguments above it; pops them, pushes the task. */
+eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs);
+/* Step the task at the top of the stack (popped). */
+void eddy__task_step(lua_State *L, eddy_Task *task);
+/* Wake-up of a waiting task: its future at index f is done. */
+void eddy__open_task(lua_State *L);
+
+/*
+** Suspend the running task until the future at index i is done, then
+** return its results (the continuation raises its error).  Works from the
+** main thread with no loop running too (top-level suspension).  'what'
+** names the suspending function for the error raised outside a task.
+** Always use as: return eddy__await(L, i, "sleep");
+*/
+int eddy__await(lua_State *L, int i, const char *what);
+/* Whether the calling thread may suspend (inside a task); raises the
+** documented RuntimeError naming 'what' otherwise, unless top-level
+** suspension applies, in which case it returns 0. */
+int eddy__can_suspend(lua_State *L, const char *what);
+
+/* ------------------------------------------------------------------ */
+/* Errors (errors.c)                                                    */
+/* ------------------------------------------------------------------ */
+
+/* Push a new error object of class 'cls' (a name in eddy.errors). */
+void eddy__pusherror(lua_State *L, const char *cls, const char *fmt, ...);
+/* Raise it. */
+int eddy__error(lua_State *L, const char *cls, const char *fmt, ...);
+/* Push an OSError subclass for a libuv (negative) error code;
+** 'what' prefixes the message (may be NULL). */
+void eddy__pushuverror(lua_State *L, int uverr, const char *what);
+int eddy__uverror(lua_State *L, int uverr, const char *what);
+/* Whether the value at i is an instance of eddy.errors[cls]. */
+int eddy__iserror(lua_State *L, int i, const char *cls);
+void eddy__open_errors(lua_State *L);
+
+/* Message handler adding a traceback: error objects (tables) get a
+** 'traceback' field; other values are turned into their string with the
+** traceback appended, as lua.c's msghandler. */
+int eddy__traceback(lua_State *L);
+
+/* ------------------------------------------------------------------ */
+/* Runtime entry points                                                 */
+/* ------------------------------------------------------------------ */
+
+/* Open eddy on an existing state (the executable, eddy_new, luaopen_eddy):
+** creates the runtime on 'uv' (NULL: own loops). Leaves nothing on the
+** stack. */
+void eddy__attach(lua_State *L, uv_loop_t *uv);
+/* The coroutine library's resume/wrap replaced by versions that forward
+** eddy's suspensions (coro.c). */
+void eddy__open_coro(lua_State *L);
+/* The C core table handed to eddy.init (loop.c). */
+int eddy__open_core(lua_State *L);
+/* Drain the default loop after a main chunk (API.md §11). */
+int eddy__run_default(lua_State *L, uv_run_mode mode);
+/* Embedded Lua sources (generated). */
+typedef struct { const char *name; const char *source; size_t size; } eddy_Source;
+extern const eddy_Source eddy__sources[];
+
+#endif

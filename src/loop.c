@@ -1,0 +1,747 @@
+/*
+** loop.c -- the event loop: asyncio's BaseEventLoop on a libuv loop.
+**
+** The ready queue is a ring over the array part of a Lua table (it anchors
+** what it holds); a uv_idle handle runs while it is not empty, so libuv
+** polls without blocking.  run_once() is the only place where ready
+** callbacks are called: it first moves due timers to the ready queue, then
+** runs exactly the entries that were ready when it started (asyncio's
+** _run_once), so callbacks scheduled meanwhile wait for the next turn.
+*/
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define container_of(ptr, type, member) \
+  ((type *)((char *)(ptr) - offsetof(type, member)))
+
+#define READY_INITIAL 64
+
+/* A C function queued by eddy_call_soon_threadsafe from another thread. */
+typedef struct eddy_ThreadsafeCall {
+  struct eddy_ThreadsafeCall *next;
+  void (*fn)(lua_State *L, void *arg);
+  void *arg;
+} eddy_ThreadsafeCall;
+
+/* {====================================================== Ready queue */
+
+static void idle_cb(uv_idle_t *h);
+
+static void ready_grow(lua_State *L, eddy_Loop *loop, int ring) {
+  lua_Integer i, ncap = loop->rcap * 2;
+  lua_createtable(L, (int)ncap, 0);
+  for (i = 0; i < loop->rcount; i++) {
+    lua_rawgeti(L, ring, (loop->rhead - 1 + i) % loop->rcap + 1);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, LUA_REGISTRYINDEX, loop->ready_ref);
+  lua_replace(L, ring);
+  loop->rhead = 1;
+  loop->rcap = ncap;
+}
+
+void eddy__ready_push(lua_State *L, eddy_Loop *loop, int i) {
+  int ring;
+  i = lua_absindex(L, i);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
+  ring = lua_gettop(L);
+  if (loop->rcount == loop->rcap) ready_grow(L, loop, ring);
+  lua_pushvalue(L, i);
+  lua_rawseti(L, ring, (loop->rhead - 1 + loop->rcount) % loop->rcap + 1);
+  lua_pop(L, 1);
+  if (loop->rcount++ == 0) uv_idle_start(&loop->idle, idle_cb);
+}
+
+/* Drop every ready entry (close()). */
+static void ready_clear(lua_State *L, eddy_Loop *loop) {
+  lua_createtable(L, READY_INITIAL, 0);
+  lua_rawseti(L, LUA_REGISTRYINDEX, loop->ready_ref);
+  loop->rhead = 1;
+  loop->rcount = 0;
+  loop->rcap = READY_INITIAL;
+}
+
+/* }====================================================== */
+
+/* {====================================================== One iteration */
+
+static void threadsafe_drain(lua_State *L, eddy_Loop *loop);
+
+/*
+** One asyncio iteration: due timers become ready, then the callbacks that
+** were ready at this point run, in order.  Errors never escape: handles
+** and task steps report them to the exception handler.
+*/
+static void run_once(eddy_Loop *loop) {
+  lua_State *L = loop->rt->L;
+  eddy_Runtime *rt = loop->rt;
+  eddy_Loop *prev_running = rt->running;
+  lua_Integer ntodo;
+  int top = lua_gettop(L);
+  int ring;
+  if (loop->state == EDDY_LOOP_CLOSED) return;
+  rt->running = loop;  /* also when a host drives uv_run itself */
+  if (loop->ts_head != NULL) threadsafe_drain(L, loop);
+  eddy__timers_process(L, loop);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
+  ring = lua_gettop(L);
+  for (ntodo = loop->rcount; ntodo > 0; ntodo--) {
+    unsigned char *kind;
+    lua_Integer slot = loop->rhead;
+    if (loop->rcount == 0) break;  /* close() emptied the queue */
+    lua_rawgeti(L, ring, slot);
+    lua_pushnil(L);
+    lua_rawseti(L, ring, slot);
+    loop->rhead = slot % loop->rcap + 1;
+    loop->rcount--;
+    kind = (unsigned char *)lua_touserdata(L, -1);
+    if (*kind == EDDY_KIND_TASK)
+      eddy__task_step(L, (eddy_Task *)kind);
+    else
+      eddy__handle_run(L, loop, (eddy_Handle *)kind);
+    if (loop->ready_ref == LUA_NOREF) break;  /* the loop was freed */
+    /* the ring may have been replaced when it grew */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
+    lua_replace(L, ring);
+  }
+  lua_settop(L, top);
+  if (loop->rcount == 0) {
+    loop->rhead = 1;
+    if (loop->state != EDDY_LOOP_CLOSED) uv_idle_stop(&loop->idle);
+  }
+  rt->running = prev_running;
+}
+
+static void idle_cb(uv_idle_t *h) {
+  run_once(container_of(h, eddy_Loop, idle));
+}
+
+/* }====================================================== */
+
+/* {====================================================== Thread-safe calls */
+
+static void async_cb(uv_async_t *h) {
+  eddy_Loop *loop = container_of(h, eddy_Loop, async);
+  /* Wake the loop: run_once drains the C queue at its start. */
+  if (loop->ts_head != NULL) uv_idle_start(&loop->idle, idle_cb);
+}
+
+static void threadsafe_drain(lua_State *L, eddy_Loop *loop) {
+  eddy_ThreadsafeCall *c;
+  uv_mutex_lock(&loop->ts_lock);
+  c = loop->ts_head;
+  loop->ts_head = loop->ts_tail = NULL;
+  uv_mutex_unlock(&loop->ts_lock);
+  while (c != NULL) {
+    eddy_ThreadsafeCall *next = c->next;
+    int top = lua_gettop(L);
+    c->fn(L, c->arg);
+    lua_settop(L, top);
+    free(c);
+    c = next;
+  }
+}
+
+static int threadsafe_push(eddy_Loop *loop,
+                           void (*fn)(lua_State *L, void *arg), void *arg) {
+  eddy_ThreadsafeCall *c = (eddy_ThreadsafeCall *)malloc(sizeof *c);
+  if (c == NULL) return UV_ENOMEM;
+  c->next = NULL;
+  c->fn = fn;
+  c->arg = arg;
+  uv_mutex_lock(&loop->ts_lock);
+  if (loop->state == EDDY_LOOP_CLOSED) {
+    uv_mutex_unlock(&loop->ts_lock);
+    free(c);
+    return UV_EINVAL;
+  }
+  if (loop->ts_tail) loop->ts_tail->next = c; else loop->ts_head = c;
+  loop->ts_tail = c;
+  uv_mutex_unlock(&loop->ts_lock);
+  return uv_async_send(&loop->async);
+}
+
+/* }====================================================== */
+
+/* {====================================================== Creation */
+
+double eddy__time(eddy_Loop *loop) {
+  (void)loop;
+  return (double)uv_hrtime() / 1e9;
+}
+
+static const char *debug_env(void) {
+  const char *v = getenv("EDDY_DEBUG");
+  return (v != NULL && *v != '\0') ? v : NULL;
+}
+
+/* Create a Loop on 'uv' (NULL: its own); pushes it. */
+static eddy_Loop *loop_new(lua_State *L, uv_loop_t *uv) {
+  eddy_Loop *loop = (eddy_Loop *)lua_newuserdatauv(L, sizeof(eddy_Loop), 1);
+  int err;
+  memset(loop, 0, sizeof *loop);
+  loop->state = EDDY_LOOP_CLOSED;  /* closed until fully set up */
+  loop->self_ref = loop->ready_ref = loop->anchors_ref = LUA_NOREF;
+  loop->handler_ref = loop->factory_ref = LUA_NOREF;
+  luaL_setmetatable(L, EDDY_LOOP);
+  lua_newtable(L);  /* fields set from Lua (exception handler, executor...) */
+  lua_newtable(L);  /* fields.tasks: weak set for all_tasks() */
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, -2, "tasks");
+  lua_setiuservalue(L, -2, 1);
+  loop->rt = eddy__runtime(L);
+  if (uv == NULL) {
+    err = uv_loop_init(&loop->own_uv);
+    if (err < 0) eddy__uverror(L, err, "new_event_loop");
+    loop->uv = &loop->own_uv;
+    loop->owns_uv = 1;
+  } else {
+    loop->uv = uv;
+  }
+  uv_idle_init(loop->uv, &loop->idle);
+  uv_timer_init(loop->uv, &loop->wake);
+  uv_async_init(loop->uv, &loop->async, async_cb);
+  uv_unref((uv_handle_t *)&loop->async);  /* wake-ups are not live work */
+  uv_mutex_init(&loop->ts_lock);
+  loop->uv_handles_open = 3;
+  lua_createtable(L, READY_INITIAL, 0);
+  loop->ready_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  loop->rhead = 1;
+  loop->rcap = READY_INITIAL;
+  lua_newtable(L);
+  loop->anchors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  loop->debug = debug_env() != NULL;
+  loop->slow_callback_duration = 0.1;
+  lua_pushvalue(L, -1);
+  loop->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  loop->state = EDDY_LOOP_IDLE;
+  return loop;
+}
+
+eddy_Loop *eddy__checkloop(lua_State *L, int i) {
+  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, i, EDDY_LOOP);
+  if (loop->state == EDDY_LOOP_CLOSED)
+    eddy__error(L, "RuntimeError", "Event loop is closed");
+  return loop;
+}
+
+void eddy__pushloop(lua_State *L, eddy_Loop *loop) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->self_ref);
+}
+
+/* The loop of the runtime: running, else current (created on first use). */
+eddy_Loop *eddy__getloop(lua_State *L) {
+  eddy_Runtime *rt = eddy__runtime(L);
+  if (rt->running != NULL) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->running->self_ref);
+    return rt->running;
+  }
+  if (rt->default_loop_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->default_loop_ref);
+    return (eddy_Loop *)lua_touserdata(L, -1);
+  }
+  {
+    eddy_Loop *loop = loop_new(L, rt->host_uv);
+    rt->host_uv = NULL;  /* the host's uv loop serves the first loop only */
+    lua_pushvalue(L, -1);
+    rt->default_loop_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return loop;
+  }
+}
+
+/* }====================================================== */
+
+/* {====================================================== Running */
+
+static int is_done(eddy_Future *fut) {
+  return fut != NULL && fut->state != EDDY_FUT_PENDING;
+}
+
+/*
+** Run 'loop' until 'fut' is done, stop() is called, or (without
+** 'keepalive') no live work is left.  The caller checks the loop is not
+** running.  Returns 0 when it ended because nothing was left alive.
+*/
+int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
+                   int keepalive) {
+  eddy_Runtime *rt = loop->rt;
+  eddy_Loop *prev = rt->running;
+  int alive = 1;
+  (void)L;
+  loop->state = EDDY_LOOP_RUNNING;
+  rt->running = loop;
+  if (keepalive) uv_ref((uv_handle_t *)&loop->async);
+  if (loop->stopping || loop->rcount > 0 || loop->ts_head != NULL)
+    uv_idle_start(&loop->idle, idle_cb);
+  while (!loop->stopping && !is_done(fut) &&
+         loop->state == EDDY_LOOP_RUNNING) {
+    if (uv_run(loop->uv, UV_RUN_ONCE) == 0 && !keepalive &&
+        loop->rcount == 0 && !is_done(fut)) {
+      alive = 0;
+      break;
+    }
+  }
+  if (loop->state == EDDY_LOOP_RUNNING) {
+    if (keepalive) uv_unref((uv_handle_t *)&loop->async);
+    loop->state = EDDY_LOOP_IDLE;
+  }
+  loop->stopping = 0;
+  rt->running = prev;
+  return alive;
+}
+
+static void check_can_run(lua_State *L, eddy_Loop *loop) {
+  if (loop->state == EDDY_LOOP_RUNNING)
+    eddy__error(L, "RuntimeError", "This event loop is already running");
+  if (loop->rt->running != NULL)
+    eddy__error(L, "RuntimeError",
+                "Cannot run the event loop while another loop is running");
+}
+
+/* loop:run_forever() */
+static int l_run_forever(lua_State *L) {
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  check_can_run(L, loop);
+  eddy__loop_run(L, loop, NULL, 1);
+  return 0;
+}
+
+/* loop:_run_until_done(fut, keepalive) -> alive: the core of
+** run_until_complete and of top-level suspension. */
+static int l_run_until_done(lua_State *L) {
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  eddy_Future *fut = eddy__checkfuture(L, 2);
+  int keepalive = lua_toboolean(L, 3);
+  check_can_run(L, loop);
+  lua_pushboolean(L, eddy__loop_run(L, loop, fut, keepalive));
+  return 1;
+}
+
+/* loop:stop(): leave run_forever after the current batch. */
+static int l_stop(lua_State *L) {
+  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  if (loop->state == EDDY_LOOP_CLOSED) return 0;
+  loop->stopping = 1;
+  uv_idle_start(&loop->idle, idle_cb);  /* make sure an iteration ends */
+  return 0;
+}
+
+static int l_is_running(lua_State *L) {
+  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  lua_pushboolean(L, loop->state == EDDY_LOOP_RUNNING);
+  return 1;
+}
+
+static int l_is_closed(lua_State *L) {
+  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  lua_pushboolean(L, loop->state == EDDY_LOOP_CLOSED);
+  return 1;
+}
+
+/* Drive the default loop after a main chunk (API.md §11) or for a host. */
+int eddy__run_default(lua_State *L, uv_run_mode mode) {
+  eddy_Runtime *rt = eddy__runtime(L);
+  eddy_Loop *loop;
+  if (rt->default_loop_ref == LUA_NOREF) return rt->unhandled_error;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->default_loop_ref);
+  loop = (eddy_Loop *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (loop->state != EDDY_LOOP_IDLE || rt->running != NULL)
+    return rt->unhandled_error;
+  if (mode == UV_RUN_DEFAULT) {
+    eddy__loop_run(L, loop, NULL, 0);
+  } else {
+    loop->state = EDDY_LOOP_RUNNING;
+    rt->running = loop;
+    if (loop->rcount > 0) uv_idle_start(&loop->idle, idle_cb);
+    uv_run(loop->uv, mode);
+    if (loop->state == EDDY_LOOP_RUNNING) loop->state = EDDY_LOOP_IDLE;
+    loop->stopping = 0;
+    rt->running = NULL;
+  }
+  return rt->unhandled_error;
+}
+
+/* }====================================================== */
+
+/* {====================================================== Closing */
+
+static void loop_handle_close_cb(uv_handle_t *h) {
+  eddy_Loop *loop;
+  if (h->type == UV_IDLE)
+    loop = container_of(h, eddy_Loop, idle);
+  else if (h->type == UV_TIMER)
+    loop = container_of(h, eddy_Loop, wake);
+  else
+    loop = container_of(h, eddy_Loop, async);
+  loop->uv_handles_open--;
+}
+
+/* Close everything libuv holds for this loop; handles of other eddy
+** objects (transports, servers) close through their own close callback. */
+static void close_uv(eddy_Loop *loop) {
+  uv_close((uv_handle_t *)&loop->idle, loop_handle_close_cb);
+  uv_close((uv_handle_t *)&loop->wake, loop_handle_close_cb);
+  uv_close((uv_handle_t *)&loop->async, loop_handle_close_cb);
+  while (loop->uv_handles_open > 0) uv_run(loop->uv, UV_RUN_NOWAIT);
+  if (loop->owns_uv) {
+    if (uv_loop_close(loop->uv) == UV_EBUSY) {
+      /* Handles of objects not closed yet: run their close callbacks. */
+      uv_run(loop->uv, UV_RUN_DEFAULT);
+      uv_loop_close(loop->uv);
+    }
+  }
+}
+
+static void threadsafe_discard(eddy_Loop *loop) {
+  eddy_ThreadsafeCall *c;
+  uv_mutex_lock(&loop->ts_lock);
+  c = loop->ts_head;
+  loop->ts_head = loop->ts_tail = NULL;
+  uv_mutex_unlock(&loop->ts_lock);
+  while (c != NULL) {
+    eddy_ThreadsafeCall *next = c->next;
+    free(c);
+    c = next;
+  }
+}
+
+static void loop_close(lua_State *L, eddy_Loop *loop) {
+  eddy__timers_clear(L, loop);
+  ready_clear(L, loop);
+  uv_mutex_lock(&loop->ts_lock);
+  loop->state = EDDY_LOOP_CLOSED;
+  uv_mutex_unlock(&loop->ts_lock);
+  threadsafe_discard(loop);
+  close_uv(loop);
+  free(loop->heap);
+  loop->heap = NULL;
+  loop->nheap = loop->heapcap = 0;
+  luaL_unref(L, LUA_REGISTRYINDEX, loop->ready_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, loop->anchors_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, loop->handler_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, loop->factory_ref);
+  loop->ready_ref = loop->anchors_ref = LUA_NOREF;
+  loop->handler_ref = loop->factory_ref = LUA_NOREF;
+  uv_mutex_destroy(&loop->ts_lock);
+}
+
+/* loop:close(): pending callbacks are dropped; idempotent. */
+static int l_close(lua_State *L) {
+  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  eddy_Runtime *rt = loop->rt;
+  if (loop->state == EDDY_LOOP_RUNNING)
+    return eddy__error(L, "RuntimeError", "Cannot close a running event loop");
+  if (loop->state == EDDY_LOOP_CLOSED) return 0;
+  (void)rt;
+  loop_close(L, loop);
+  /* Closed: nothing needs the loop any more; whoever holds it (futures,
+  ** the current-loop slot) keeps it reachable. */
+  luaL_unref(L, LUA_REGISTRYINDEX, loop->self_ref);
+  loop->self_ref = LUA_NOREF;
+  return 0;
+}
+
+/* __gc: a loop nobody closed is closed here (at lua_close at the latest). */
+static int l_gc(lua_State *L) {
+  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  if (loop->state == EDDY_LOOP_IDLE) loop_close(L, loop);
+  return 0;
+}
+
+/* }====================================================== */
+
+/* {====================================================== Scheduling */
+
+/* loop:call_soon(cb, ...) -> Handle */
+static int l_call_soon(lua_State *L) {
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  eddy__checkcallable(L, 2);
+  eddy__handle_new(L, loop, lua_gettop(L) - 2, 0, 0);
+  eddy__ready_push(L, loop, -1);
+  return 1;
+}
+
+/* loop:call_soon_threadsafe(cb, ...) -> Handle: also wakes a blocked
+** loop (Lua states are single-threaded, so the caller is on this thread;
+** C code on other threads uses eddy_call_soon_threadsafe). */
+static int l_call_soon_threadsafe(lua_State *L) {
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  eddy__checkcallable(L, 2);
+  eddy__handle_new(L, loop, lua_gettop(L) - 2, 0, 0);
+  eddy__ready_push(L, loop, -1);
+  uv_async_send(&loop->async);
+  return 1;
+}
+
+static double check_time(lua_State *L, int i, const char *what) {
+  double d = (double)luaL_checknumber(L, i);
+  if (isnan(d)) eddy__error(L, "ValueError", "%s cannot be NaN", what);
+  return d;
+}
+
+/* loop:call_later(delay, cb, ...) -> TimerHandle */
+static int l_call_later(lua_State *L) {
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  double delay = check_time(L, 2, "delay");
+  eddy_Handle *h;
+  eddy__checkcallable(L, 3);
+  h = eddy__handle_new(L, loop, lua_gettop(L) - 3, 1, 0);
+  h->when = eddy__time(loop) + delay;
+  eddy__timer_schedule(L, loop, h, -1);
+  return 1;
+}
+
+/* loop:call_at(when, cb, ...) -> TimerHandle */
+static int l_call_at(lua_State *L) {
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  double when = check_time(L, 2, "when");
+  eddy_Handle *h;
+  eddy__checkcallable(L, 3);
+  h = eddy__handle_new(L, loop, lua_gettop(L) - 3, 1, 0);
+  h->when = when;
+  eddy__timer_schedule(L, loop, h, -1);
+  return 1;
+}
+
+static int l_time(lua_State *L) {
+  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  lua_pushnumber(L, eddy__time(loop));
+  return 1;
+}
+
+/* loop:create_future() */
+static int l_create_future(lua_State *L) {
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  eddy__future_new(L, loop);
+  return 1;
+}
+
+/* loop:create_task(fn_or_coroutine, ...) -> Task (or the factory's). */
+static int l_create_task(lua_State *L) {
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  if (lua_type(L, 2) != LUA_TTHREAD) eddy__checkcallable(L, 2);
+  if (loop->factory_ref != LUA_NOREF) {
+    int n = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, loop->factory_ref);
+    lua_insert(L, 1);
+    lua_call(L, n, 1);  /* factory(loop, fn, ...) */
+    return 1;
+  }
+  eddy__task_new(L, loop, lua_gettop(L) - 2);
+  return 1;
+}
+
+/* loop:set_task_factory(factory|nil) */
+static int l_set_task_factory(lua_State *L) {
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  if (!lua_isnoneornil(L, 2)) eddy__checkcallable(L, 2);
+  lua_settop(L, 2);
+  luaL_unref(L, LUA_REGISTRYINDEX, loop->factory_ref);
+  loop->factory_ref = lua_isnil(L, 2) ? LUA_NOREF
+                                      : luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static int l_get_task_factory(lua_State *L) {
+  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  if (loop->factory_ref == LUA_NOREF) lua_pushnil(L);
+  else lua_rawgeti(L, LUA_REGISTRYINDEX, loop->factory_ref);
+  return 1;
+}
+
+/* }====================================================== */
+
+/* {====================================================== Debug & fields */
+
+static int l_get_debug(lua_State *L) {
+  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  lua_pushboolean(L, loop->debug);
+  return 1;
+}
+
+static int l_set_debug(lua_State *L) {
+  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  luaL_checkany(L, 2);
+  loop->debug = lua_toboolean(L, 2);
+  return 0;
+}
+
+/* loop:_handle_counts() -> opened, freed (libuv handles of eddy objects) */
+static int l_handle_counts(lua_State *L) {
+  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  lua_pushinteger(L, loop->handles_opened);
+  lua_pushinteger(L, loop->handles_freed);
+  return 2;
+}
+
+/* loop:_fields() -> the table where Lua parts keep per-loop state */
+static int l_fields(lua_State *L) {
+  luaL_checkudata(L, 1, EDDY_LOOP);
+  lua_getiuservalue(L, 1, 1);
+  return 1;
+}
+
+/* Fields read as attributes: loop.slow_callback_duration. */
+static int l_index(lua_State *L) {
+  eddy_Loop *loop = (eddy_Loop *)lua_touserdata(L, 1);
+  const char *k = lua_tostring(L, 2);
+  if (k != NULL && strcmp(k, "slow_callback_duration") == 0) {
+    lua_pushnumber(L, loop->slow_callback_duration);
+    return 1;
+  }
+  return 0;
+}
+
+static int l_newindex(lua_State *L) {
+  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  const char *k = luaL_checkstring(L, 2);
+  if (strcmp(k, "slow_callback_duration") == 0) {
+    loop->slow_callback_duration = (double)luaL_checknumber(L, 3);
+    return 0;
+  }
+  return luaL_error(L, "cannot set field '%s' of a loop", k);
+}
+
+static int l_tostring(lua_State *L) {
+  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  static const char *const names[] = {"idle", "running", "closed"};
+  lua_pushfstring(L, "<Loop %s debug=%s %p>", names[loop->state],
+                  loop->debug ? "true" : "false", (void *)loop);
+  return 1;
+}
+
+/* }====================================================== */
+
+/* {====================================================== Module core */
+
+static int c_new_event_loop(lua_State *L) {
+  loop_new(L, NULL);
+  return 1;
+}
+
+static int c_get_event_loop(lua_State *L) {
+  eddy__getloop(L);
+  return 1;
+}
+
+static int c_set_event_loop(lua_State *L) {
+  eddy_Runtime *rt = eddy__runtime(L);
+  if (!lua_isnoneornil(L, 1)) luaL_checkudata(L, 1, EDDY_LOOP);
+  lua_settop(L, 1);
+  luaL_unref(L, LUA_REGISTRYINDEX, rt->default_loop_ref);
+  rt->default_loop_ref = lua_isnil(L, 1) ? LUA_NOREF
+                                         : luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+/* _get_running_loop() -> loop or nil */
+static int c_get_running_loop(lua_State *L) {
+  eddy_Runtime *rt = eddy__runtime(L);
+  if (rt->running == NULL) lua_pushnil(L);
+  else lua_rawgeti(L, LUA_REGISTRYINDEX, rt->running->self_ref);
+  return 1;
+}
+
+/* Context: the runtime's current Context value (nil = base context). */
+static int c_context_get(lua_State *L) {
+  eddy_Runtime *rt = eddy__runtime(L);
+  if (rt->context_ref == LUA_NOREF) lua_pushnil(L);
+  else lua_rawgeti(L, LUA_REGISTRYINDEX, rt->context_ref);
+  return 1;
+}
+
+static int c_context_set(lua_State *L) {
+  eddy_Runtime *rt = eddy__runtime(L);
+  lua_settop(L, 1);
+  luaL_unref(L, LUA_REGISTRYINDEX, rt->context_ref);
+  rt->context_ref = lua_isnil(L, 1) ? LUA_NOREF
+                                    : luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static int c_set_context_copy(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &eddy__key_context_copy);
+  return 0;
+}
+
+static const luaL_Reg loop_methods[] = {
+  {"run_forever", l_run_forever},
+  {"_run_until_done", l_run_until_done},
+  {"stop", l_stop},
+  {"is_running", l_is_running},
+  {"is_closed", l_is_closed},
+  {"close", l_close},
+  {"call_soon", l_call_soon},
+  {"call_soon_threadsafe", l_call_soon_threadsafe},
+  {"call_later", l_call_later},
+  {"call_at", l_call_at},
+  {"time", l_time},
+  {"create_future", l_create_future},
+  {"create_task", l_create_task},
+  {"set_task_factory", l_set_task_factory},
+  {"get_task_factory", l_get_task_factory},
+  {"get_debug", l_get_debug},
+  {"set_debug", l_set_debug},
+  {"_handle_counts", l_handle_counts},
+  {"_fields", l_fields},
+  {NULL, NULL}
+};
+
+static const luaL_Reg core_funcs[] = {
+  {"new_event_loop", c_new_event_loop},
+  {"get_event_loop", c_get_event_loop},
+  {"set_event_loop", c_set_event_loop},
+  {"_get_running_loop", c_get_running_loop},
+  {"context_get", c_context_get},
+  {"context_set", c_context_set},
+  {"set_context_copy", c_set_context_copy},
+  {NULL, NULL}
+};
+
+extern void eddy__core_tasks(lua_State *L);  /* task.c: sleep, await... */
+
+/* The C core: a table handed to eddy.init (lua/eddy/init.lua). */
+int eddy__open_core(lua_State *L) {
+  luaL_newlib(L, core_funcs);
+  /* Loop metatable; methods table doubles as the class Lua extends. */
+  if (luaL_newmetatable(L, EDDY_LOOP)) {
+    luaL_newlib(L, loop_methods);
+    lua_newtable(L);  /* methods' metatable: attribute fallback */
+    lua_pushcfunction(L, l_index);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, l_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -3, "Loop");
+  lua_pop(L, 1);
+  eddy__core_tasks(L);
+  return 1;
+}
+
+/* From any thread (eddy.h). */
+int eddy_call_soon_threadsafe(eddy_State *E,
+                              void (*fn)(lua_State *L, void *arg), void *arg) {
+  extern eddy_Loop *eddy__state_loop(eddy_State *E);
+  eddy_Loop *loop = eddy__state_loop(E);
+  if (loop == NULL) return UV_EINVAL;
+  return threadsafe_push(loop, fn, arg);
+}
+
+/* }====================================================== */

@@ -1,0 +1,1 @@
+int eddy__repl_placeholder;

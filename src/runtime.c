@@ -1,0 +1,245 @@
+/*
+** runtime.c -- binds a lua_State to eddy: the runtime record, the embedded
+** Lua modules, luaopen_eddy and the public embedding API of eddy.h.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include <lualib.h>
+
+#include "internal.h"
+
+const char eddy__key_runtime = 0;
+const char eddy__key_errors = 0;
+const char eddy__key_await_tag = 0;
+const char eddy__key_context_copy = 0;
+
+struct eddy_State {
+  lua_State *L;
+  eddy_Loop *loop;  /* the default loop, for eddy_call_soon_threadsafe */
+  char *errmsg;
+};
+
+eddy_Loop *eddy__state_loop(eddy_State *E);
+eddy_Loop *eddy__state_loop(eddy_State *E) { return E->loop; }
+
+/* {====================================================== Runtime record */
+
+eddy_Runtime *eddy__runtime(lua_State *L) {
+  eddy_Runtime *rt;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &eddy__key_runtime);
+  rt = (eddy_Runtime *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (rt == NULL) luaL_error(L, "eddy is not loaded in this Lua state");
+  return rt;
+}
+
+/*
+** The runtime dies with the Lua state: its __gc closes the current loop so
+** libuv releases everything before the state goes.  Loops not closed by
+** then are closed by their own __gc.
+*/
+static int runtime_gc(lua_State *L) {
+  eddy_Runtime *rt = (eddy_Runtime *)lua_touserdata(L, 1);
+  rt->running = NULL;
+  rt->current_task = NULL;
+  return 0;
+}
+
+/* Push the chunk of embedded module 'name' ("eddy.x"). */
+static void load_source(lua_State *L, const char *name) {
+  const eddy_Source *s;
+  for (s = eddy__sources; s->name != NULL; s++) {
+    if (strcmp(s->name, name) == 0) {
+      char chunkname[128];
+      snprintf(chunkname, sizeof chunkname, "@eddy/%s.lua", s->name + 5);
+      if (luaL_loadbuffer(L, s->source, s->size, chunkname) != LUA_OK)
+        lua_error(L);
+      return;
+    }
+  }
+  luaL_error(L, "no embedded module '%s'", name);
+}
+
+/* package.preload loader of the embedded modules: (name) -> module */
+static int load_embedded(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  load_source(L, name);
+  lua_pushstring(L, name);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+/* package.preload[name] = load_embedded for every embedded module. */
+static void register_embedded(lua_State *L) {
+  const eddy_Source *s;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (s = eddy__sources; s->name != NULL; s++) {
+    lua_pushcfunction(L, load_embedded);
+    lua_setfield(L, -2, s->name);
+  }
+  lua_pop(L, 1);
+}
+
+void eddy__attach(lua_State *L, uv_loop_t *uv) {
+  eddy_Runtime *rt;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &eddy__key_runtime);
+  if (!lua_isnil(L, -1)) {  /* already attached */
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  rt = (eddy_Runtime *)lua_newuserdatauv(L, sizeof(eddy_Runtime), 0);
+  memset(rt, 0, sizeof *rt);
+  lua_pushthread(L);  /* the main thread, whatever thread opened us */
+  lua_pop(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  rt->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  rt->default_loop_ref = LUA_NOREF;
+  rt->context_ref = LUA_NOREF;
+  rt->host_uv = uv;
+  lua_newtable(L);
+  lua_pushcfunction(L, runtime_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &eddy__key_runtime);
+  register_embedded(L);
+  eddy__open_errors(L);
+  eddy__open_callbacks(L);
+  eddy__open_future(L);
+  eddy__open_task(L);
+  eddy__open_coro(L);
+}
+
+/* }====================================================== */
+
+/* {====================================================== luaopen_eddy */
+
+int luaopen_eddy(lua_State *L) {
+  eddy__attach(L, NULL);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "eddy");
+  if (lua_istable(L, -1)) return 1;  /* already loaded */
+  lua_pop(L, 1);
+  /* eddy.init receives the C core table and returns the module. */
+  eddy__open_core(L);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "eddy.core");
+  load_source(L, "eddy.init");
+  lua_insert(L, -2);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+/* }====================================================== */
+
+/* {====================================================== Embedding API */
+
+static int state_error(eddy_State *E, int status) {
+  lua_State *L = E->L;
+  free(E->errmsg);
+  E->errmsg = NULL;
+  if (status == LUA_OK) return 0;
+  {
+    const char *msg = luaL_tolstring(L, -1, NULL);
+    E->errmsg = strdup(msg ? msg : "(error object is not a string)");
+    lua_pop(L, 2);
+  }
+  return status;
+}
+
+static int open_in_state(lua_State *L) {
+  uv_loop_t *uv = (uv_loop_t *)lua_touserdata(L, 1);
+  eddy_State *E = (eddy_State *)lua_touserdata(L, 2);
+  luaL_openlibs(L);
+  eddy__attach(L, uv);
+  luaL_requiref(L, "eddy", luaopen_eddy, 0);
+  lua_pop(L, 1);
+  /* Create the default loop now, so other threads can reach it; the
+  ** runtime keeps it referenced until the state closes. */
+  E->loop = eddy__getloop(L);
+  luaL_ref(L, LUA_REGISTRYINDEX);  /* E->loop stays valid until lua_close */
+  return 0;
+}
+
+eddy_State *eddy_new(uv_loop_t *loop) {
+  eddy_State *E = (eddy_State *)calloc(1, sizeof *E);
+  if (E == NULL) return NULL;
+  E->L = luaL_newstate();
+  if (E->L == NULL) {
+    free(E);
+    return NULL;
+  }
+  lua_pushcfunction(E->L, open_in_state);
+  lua_pushlightuserdata(E->L, loop);
+  lua_pushlightuserdata(E->L, E);
+  if (lua_pcall(E->L, 2, 0, 0) != LUA_OK) {
+    lua_close(E->L);
+    free(E);
+    return NULL;
+  }
+  return E;
+}
+
+lua_State *eddy_lua(eddy_State *E) { return E->L; }
+
+/* Run the chunk at the top as a main chunk, with a traceback on error. */
+static int run_main_chunk(eddy_State *E) {
+  lua_State *L = E->L;
+  int base = lua_gettop(L);
+  int status;
+  lua_pushcfunction(L, eddy__traceback);
+  lua_insert(L, base);
+  status = lua_pcall(L, 0, 0, base);
+  lua_remove(L, base);
+  return state_error(E, status);
+}
+
+int eddy_dofile(eddy_State *E, const char *path) {
+  int status = luaL_loadfile(E->L, path);
+  if (status != LUA_OK) return state_error(E, status);
+  return run_main_chunk(E);
+}
+
+int eddy_dostring(eddy_State *E, const char *chunk, const char *chunkname) {
+  int status = luaL_loadbuffer(E->L, chunk, strlen(chunk),
+                               chunkname ? chunkname : chunk);
+  if (status != LUA_OK) return state_error(E, status);
+  return run_main_chunk(E);
+}
+
+static int run_protected(lua_State *L) {
+  uv_run_mode mode = (uv_run_mode)lua_tointeger(L, 1);
+  lua_pushinteger(L, eddy__run_default(L, mode));
+  return 1;
+}
+
+int eddy_run(eddy_State *E, uv_run_mode mode) {
+  lua_State *L = E->L;
+  int status, failed;
+  lua_pushcfunction(L, eddy__traceback);
+  lua_pushcfunction(L, run_protected);
+  lua_pushinteger(L, (lua_Integer)mode);
+  status = lua_pcall(L, 1, 1, -3);
+  if (status != LUA_OK) {
+    lua_remove(L, -2);
+    return state_error(E, status);
+  }
+  failed = (int)lua_tointeger(L, -1);
+  lua_pop(L, 2);
+  state_error(E, LUA_OK);
+  if (failed) E->errmsg = strdup("an error was reported by the loop");
+  return failed;
+}
+
+const char *eddy_errmsg(eddy_State *E) { return E->errmsg; }
+
+void eddy_close(eddy_State *E) {
+  if (E == NULL) return;
+  lua_close(E->L);  /* loops close in their __gc */
+  free(E->errmsg);
+  free(E);
+}
+
+/* }====================================================== */

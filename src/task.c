@@ -1,0 +1,673 @@
+/*
+** task.c -- asyncio's Task: a Future that drives a Lua coroutine.
+**
+** Invariant (as asyncio's tasks.py):
+**  - either WAITER holds a Future and no step is scheduled,
+**  - or WAITER is nil and a step is in the ready queue (t->scheduled),
+**  - or the task is done.
+**
+** The coroutine's body is task_body(), a C function that calls the user
+** function under a yieldable pcall (lua_pcallk): when the body fails, the
+** error unwinds to that pcall inside the coroutine, so its <close>
+** variables close where they may still suspend.  The body yields
+** (TAG, future) to wait, or (TAG) alone to give up one turn; any other
+** yield is a bare yield (one turn).  To throw into a suspended task the
+** step resumes it with (TAG, error): every eddy continuation checks that.
+*/
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+
+void eddy__push_cancelled_error(lua_State *L, int i);
+
+eddy_Task *eddy__totask(lua_State *L, int i) {
+  return (eddy_Task *)luaL_testudata(L, i, EDDY_TASK);
+}
+
+static eddy_Task *checktask(lua_State *L, int i) {
+  return (eddy_Task *)luaL_checkudata(L, i, EDDY_TASK);
+}
+
+/* {====================================================== The body */
+
+static int task_body_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
+  if (status == LUA_OK || status == LUA_YIELD) {
+    lua_pushboolean(L, 1);
+    lua_replace(L, 1);  /* replaces the message handler */
+    return lua_gettop(L);
+  }
+  lua_pushboolean(L, 0);
+  lua_replace(L, 1);
+  lua_settop(L, 2);
+  return 2;  /* false, error */
+}
+
+/*
+** Message handler of task bodies: the error value stays what was raised
+** (a task's error is re-raised as is where it is awaited); error objects
+** get a 'traceback' field, as API.md §9 says.
+*/
+static int task_msgh(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TTABLE &&
+      lua_getfield(L, 1, "traceback") == LUA_TNIL &&
+      !eddy__iserror(L, 1, "CancelledError")) {
+    luaL_traceback(L, L, NULL, 1);
+    lua_setfield(L, 1, "traceback");
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* The coroutine's main function: (fn, args...) -> true, results... or
+** false, error. */
+static int task_body(lua_State *L) {
+  int n = lua_gettop(L) - 1;
+  lua_pushcfunction(L, task_msgh);
+  lua_insert(L, 1);
+  return task_body_k(L, lua_pcallk(L, n, LUA_MULTRET, 1, 0, task_body_k), 0);
+}
+
+/* }====================================================== */
+
+/* {====================================================== Creation */
+
+extern int eddy__co_drive(lua_State *L);  /* coro.c */
+
+eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs) {
+  eddy_Runtime *rt = loop->rt;
+  int fn = lua_gettop(L) - nargs;
+  eddy_Task *t;
+  lua_State *co;
+  t = (eddy_Task *)lua_newuserdatauv(L, sizeof(eddy_Task), TASK_NUV - 1);
+  memset(t, 0, sizeof *t);
+  t->fut.kind = EDDY_KIND_TASK;
+  t->fut.loop = loop;
+  t->id = ++rt->task_counter;
+  luaL_setmetatable(L, EDDY_TASK);
+  lua_insert(L, fn);      /* task, fn, args... */
+  co = lua_newthread(L);
+  lua_insert(L, fn + 1);  /* task, co, fn, args... */
+  if (lua_type(L, fn + 2) == LUA_TTHREAD) {
+    /* A coroutine object: drive it as the body. */
+    lua_pushcfunction(co, eddy__co_drive);
+  } else {
+    lua_pushcfunction(co, task_body);
+  }
+  lua_xmove(L, co, nargs + 1);
+  t->nargs = nargs + 1;
+  lua_setiuservalue(L, fn, TASK_UV_CORO);
+  eddy__pushloop(L, loop);
+  lua_setiuservalue(L, fn, FUT_UV_LOOP);
+  if (rt->context_ref != LUA_NOREF) {  /* run in a copy of our context */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &eddy__key_context_copy);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->context_ref);
+    lua_call(L, 1, 1);
+    lua_setiuservalue(L, fn, TASK_UV_CTX);
+  }
+  if (loop->debug) {
+    lua_createtable(L, 0, 1);
+    luaL_traceback(L, L, NULL, 1);
+    lua_setfield(L, -2, "tb");
+    lua_setiuservalue(L, fn, FUT_UV_EXTRA);
+  }
+  /* all_tasks(): the loop's weak set of tasks */
+  lua_getiuservalue(L, fn, FUT_UV_LOOP);
+  lua_getiuservalue(L, -1, 1);
+  if (lua_getfield(L, -1, "tasks") == LUA_TTABLE) {
+    lua_pushvalue(L, fn);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+  }
+  lua_pop(L, 3);
+  t->scheduled = 1;
+  eddy__ready_push(L, loop, fn);
+  return t;
+}
+
+/* }====================================================== */
+
+/* {====================================================== Stepping */
+
+/* Push the EXTRA table of the task at i, creating it. */
+static void push_extra(lua_State *L, int i) {
+  if (lua_getiuservalue(L, i, FUT_UV_EXTRA) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, i, FUT_UV_EXTRA);
+}
+
+/* Make the next step resume the task with the error at the top (popped). */
+static void throw_later(lua_State *L, eddy_Task *t, int ti) {
+  push_extra(L, ti);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "throw");
+  lua_pop(L, 1);
+  t->throw_pending = 1;
+  t->scheduled = 1;
+  eddy__ready_push(L, t->fut.loop, ti);
+}
+
+/* Cancel the future at i through its own cancel method (a subclass, such
+** as gather's, may override it).  Returns its boolean result. */
+static int cancel_waiter(lua_State *L, int i, int msg) {
+  int r;
+  i = lua_absindex(L, i);
+  if (msg != 0) msg = lua_absindex(L, msg);
+  lua_getfield(L, i, "cancel");
+  lua_pushvalue(L, i);
+  if (msg != 0) lua_pushvalue(L, msg); else lua_pushnil(L);
+  lua_call(L, 2, 1);
+  r = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return r;
+}
+
+static void push_cancel_message(lua_State *L, int ti) {
+  if (lua_getiuservalue(L, ti, FUT_UV_EXTRA) == LUA_TTABLE) {
+    lua_getfield(L, -1, "msg");
+    lua_remove(L, -2);
+  } else {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+}
+
+/* The body returned or failed: complete the task.  Results (or the error)
+** are the 'nres' values at the top of co. */
+static void task_finish(lua_State *L, eddy_Task *t, int ti, lua_State *co,
+                        int nres, int ok) {
+  if (ok) {
+    luaL_checkstack(L, nres, "too many results");
+    lua_xmove(co, L, nres);
+    if (t->must_cancel) {  /* cancel() came after the last suspension */
+      lua_pop(L, nres);
+      t->must_cancel = 0;
+      push_cancel_message(L, ti);
+      eddy__future_cancel(L, ti, -1);
+      lua_pop(L, 1);
+    } else {
+      eddy__future_set_result(L, ti, nres);
+    }
+  } else {
+    lua_xmove(co, L, 1);
+    if (eddy__iserror(L, -1, "CancelledError")) {
+      lua_getfield(L, -1, "message");
+      eddy__future_cancel(L, ti, -1);
+      lua_pop(L, 2);
+    } else {
+      eddy__future_set_exception(L, ti);
+    }
+  }
+  lua_settop(co, 0);
+}
+
+void eddy__task_step(lua_State *L, eddy_Task *t) {
+  eddy_Loop *loop = t->fut.loop;
+  eddy_Runtime *rt = loop->rt;
+  int ti = lua_gettop(L);
+  eddy_Task *prev_task;
+  int prevctx = rt->context_ref, ctxswap = 0;
+  int nargs, status, nres = 0;
+  lua_State *co;
+  t->scheduled = 0;
+  if (t->fut.state != EDDY_FUT_PENDING) {
+    lua_settop(L, ti - 1);
+    return;
+  }
+  lua_getiuservalue(L, ti, TASK_UV_CORO);
+  co = lua_tothread(L, -1);
+  lua_pop(L, 1);  /* the task keeps it alive */
+  if (!t->started) {
+    t->started = 1;
+    if (t->must_cancel) {  /* cancelled before it ran: nothing runs */
+      t->must_cancel = 0;
+      lua_settop(co, 0);
+      push_cancel_message(L, ti);
+      eddy__future_cancel(L, ti, -1);
+      lua_settop(L, ti - 1);
+      return;
+    }
+    nargs = t->nargs;
+  } else if (t->must_cancel || t->throw_pending) {
+    if (t->throw_pending) {
+      push_extra(L, ti);
+      lua_getfield(L, -1, "throw");
+      lua_pushnil(L);
+      lua_setfield(L, -3, "throw");
+      lua_remove(L, -2);
+      t->throw_pending = 0;
+    } else {
+      t->must_cancel = 0;
+      eddy__push_cancelled_error(L, ti);
+    }
+    eddy__pushtag(co);
+    lua_xmove(L, co, 1);
+    nargs = 2;
+  } else {
+    nargs = 0;
+  }
+  /* Enter the task: current task and its context. */
+  prev_task = rt->current_task;
+  rt->current_task = t;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->current_task_ref);  /* ti + 1 */
+  lua_pushvalue(L, ti);
+  lua_rawseti(L, LUA_REGISTRYINDEX, rt->current_task_ref);
+  if (lua_getiuservalue(L, ti, TASK_UV_CTX) != LUA_TNIL || prevctx != LUA_NOREF) {
+    ctxswap = 1;
+    rt->context_ref = lua_isnil(L, -1) ? (lua_pop(L, 1), LUA_NOREF)
+                                       : luaL_ref(L, LUA_REGISTRYINDEX);
+  } else {
+    lua_pop(L, 1);
+  }
+  status = lua_resume(co, L, nargs, &nres);
+  if (ctxswap) {
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->context_ref);
+    rt->context_ref = prevctx;
+  }
+  rt->current_task = prev_task;
+  if (status == LUA_YIELD) {
+    if (nres >= 2 && eddy__istag(co, -nres) &&
+        eddy__tofuture(co, -nres + 1) != NULL) {
+      eddy_Future *f;
+      lua_pushvalue(co, -nres + 1);
+      lua_xmove(co, L, 1);
+      lua_pop(co, nres);
+      f = (eddy_Future *)lua_touserdata(L, -1);
+      if (f->loop != loop) {
+        eddy__pusherror(L, "RuntimeError",
+                        "Task got Future attached to a different loop");
+        throw_later(L, t, ti);
+      } else if ((void *)f == (void *)t) {
+        eddy__pusherror(L, "RuntimeError", "Task cannot await on itself");
+        throw_later(L, t, ti);
+      } else if (f->state != EDDY_FUT_PENDING) {
+        t->scheduled = 1;
+        eddy__ready_push(L, loop, ti);
+      } else {
+        eddy__future_add_waiter(L, -1, ti);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, ti, TASK_UV_WAITER);
+        if (t->must_cancel) {
+          push_cancel_message(L, ti);
+          if (cancel_waiter(L, -2, -1)) t->must_cancel = 0;
+        }
+      }
+    } else {  /* bare yield: one turn */
+      lua_pop(co, nres);
+      t->scheduled = 1;
+      eddy__ready_push(L, loop, ti);
+    }
+  } else if (status == LUA_OK) {
+    int ok = lua_toboolean(co, -nres);
+    if (ok) {
+      task_finish(L, t, ti, co, nres - 1, 1);
+    } else {
+      task_finish(L, t, ti, co, 1, 0);
+    }
+  } else {  /* an error outside the body's pcall (memory, drive errors) */
+    lua_xmove(co, L, 1);
+    eddy__closethread(co, L);
+    if (eddy__iserror(L, -1, "CancelledError")) {
+      lua_getfield(L, -1, "message");
+      eddy__future_cancel(L, ti, -1);
+    } else {
+      eddy__future_set_exception(L, ti);
+    }
+  }
+  lua_pushvalue(L, ti + 1);  /* the previous task (or false) */
+  lua_rawseti(L, LUA_REGISTRYINDEX, rt->current_task_ref);
+  lua_settop(L, ti - 1);
+}
+
+/* }====================================================== */
+
+/* {====================================================== Suspending */
+
+int eddy__can_suspend(lua_State *L, const char *what) {
+  eddy_Runtime *rt = eddy__runtime(L);
+  int ismain;
+  if (rt->current_task != NULL && lua_isyieldable(L)) return 1;
+  ismain = lua_pushthread(L);
+  lua_pop(L, 1);
+  if (ismain && rt->running == NULL) return 0;  /* top-level suspension */
+  return eddy__error(L, "RuntimeError",
+                     "%s() cannot suspend here: call it from a task "
+                     "(eddy.run(main), loop:run_until_complete or "
+                     "loop:create_task)", what);
+}
+
+/* After a suspension: resumed with (TAG, err) means "raise err". */
+static int check_throw(lua_State *L, int base) {
+  if (lua_gettop(L) >= base + 2 && eddy__istag(L, base + 1)) {
+    lua_pushvalue(L, base + 2);
+    return lua_error(L);
+  }
+  return 0;
+}
+
+static int await_k(lua_State *L, int status, lua_KContext ctx) {
+  int F = (int)ctx;
+  (void)status;
+  check_throw(L, F);
+  lua_settop(L, F);
+  return eddy__future_result(L, F);
+}
+
+/* Run the future's loop until it is done (top-level suspension). */
+static int toplevel_wait(lua_State *L, int F, const char *what) {
+  eddy_Future *f = (eddy_Future *)lua_touserdata(L, F);
+  int alive;
+  if (f->loop->state == EDDY_LOOP_CLOSED)
+    return eddy__error(L, "RuntimeError", "Event loop is closed");
+  alive = eddy__loop_run(L, f->loop, f, 0);
+  if (f->state == EDDY_FUT_PENDING) {
+    if (!alive)
+      return eddy__error(L, "RuntimeError",
+                         "%s(): the loop has no live work left that could "
+                         "complete this future", what);
+    return eddy__error(L, "RuntimeError",
+                       "Event loop stopped before Future completed.");
+  }
+  return 0;
+}
+
+int eddy__await(lua_State *L, int i, const char *what) {
+  eddy_Future *f = eddy__checkfuture(L, i);
+  int F;
+  if (f->state != EDDY_FUT_PENDING) return eddy__future_result(L, i);
+  lua_pushvalue(L, i);
+  F = lua_gettop(L);
+  if (eddy__can_suspend(L, what)) {
+    eddy__pushtag(L);
+    lua_pushvalue(L, F);
+    return lua_yieldk(L, 2, (lua_KContext)F, await_k);
+  }
+  toplevel_wait(L, F, what);
+  return eddy__future_result(L, F);
+}
+
+/* eddy.await(aw): a Future/Task, or a function run as a task. */
+static int c_await(lua_State *L) {
+  luaL_checkany(L, 1);
+  if (eddy__tofuture(L, 1) == NULL) {
+    eddy_Loop *loop;
+    if (lua_type(L, 1) != LUA_TTHREAD) eddy__checkcallable(L, 1);
+    loop = eddy__getloop(L);
+    lua_pop(L, 1);
+    lua_pushvalue(L, 1);
+    eddy__task_new(L, loop, lua_gettop(L) - 2);
+    lua_replace(L, 1);
+  }
+  lua_settop(L, 1);
+  return eddy__await(L, 1, "await");
+}
+
+/* Timer callback of sleep(): complete the future unless already done. */
+static int set_result_unless_done(lua_State *L) {
+  eddy_Future *f = (eddy_Future *)lua_touserdata(L, 1);
+  if (f->state == EDDY_FUT_PENDING) eddy__future_set_result(L, 1, 0);
+  return 0;
+}
+
+static int sleep_cancel_timer(lua_State *L, int h) {
+  lua_getfield(L, h, "cancel");
+  lua_pushvalue(L, h);
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+/* Stack of sleep: delay, extras..., fut (F), handle (F + 1). */
+static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
+  int F = (int)ctx;
+  (void)status;
+  sleep_cancel_timer(L, F + 1);
+  check_throw(L, F + 1);
+  eddy__future_result(L, F);  /* raises CancelledError if cancelled */
+  lua_settop(L, F - 1);
+  return F - 2;  /* the extra arguments */
+}
+
+static int sleep0_k(lua_State *L, int status, lua_KContext ctx) {
+  int base = (int)ctx;
+  (void)status;
+  check_throw(L, base);
+  lua_settop(L, base);
+  return base - 1;
+}
+
+/* eddy.sleep(delay, ...) -> ...: suspends for delay seconds. */
+static int c_sleep(lua_State *L) {
+  double delay = (double)luaL_checknumber(L, 1);
+  int base = lua_gettop(L), F;
+  eddy_Loop *loop;
+  if (isnan(delay)) return eddy__error(L, "ValueError", "delay cannot be NaN");
+  if (delay <= 0 && eddy__can_suspend(L, "sleep")) {
+    eddy__pushtag(L);  /* a bare turn: no future, no timer */
+    return lua_yieldk(L, 1, (lua_KContext)base, sleep0_k);
+  }
+  loop = eddy__getloop(L);
+  lua_pop(L, 1);
+  eddy__future_new(L, loop);
+  F = lua_gettop(L);
+  lua_pushcfunction(L, set_result_unless_done);
+  lua_pushvalue(L, F);
+  {
+    eddy_Handle *h = eddy__handle_new(L, loop, 1, 1, 0);
+    h->when = eddy__time(loop) + (delay > 0 ? delay : 0);
+    eddy__timer_schedule(L, loop, h, -1);
+  }
+  if (eddy__can_suspend(L, "sleep")) {
+    eddy__pushtag(L);
+    lua_pushvalue(L, F);
+    return lua_yieldk(L, 2, (lua_KContext)F, sleep_k);
+  }
+  toplevel_wait(L, F, "sleep");
+  return sleep_k(L, LUA_OK, (lua_KContext)F);
+}
+
+/* }====================================================== */
+
+/* {====================================================== Methods */
+
+static int t_get_name(lua_State *L) {
+  eddy_Task *t = checktask(L, 1);
+  if (lua_getiuservalue(L, 1, FUT_UV_EXTRA) == LUA_TTABLE &&
+      lua_getfield(L, -1, "name") != LUA_TNIL)
+    return 1;
+  lua_pushfstring(L, "Task-%d", t->id);
+  return 1;
+}
+
+static int t_set_name(lua_State *L) {
+  checktask(L, 1);
+  luaL_checkany(L, 2);
+  luaL_tolstring(L, 2, NULL);
+  push_extra(L, 1);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "name");
+  return 0;
+}
+
+static int t_get_coro(lua_State *L) {
+  checktask(L, 1);
+  lua_getiuservalue(L, 1, TASK_UV_CORO);
+  return 1;
+}
+
+static int t_get_context(lua_State *L) {
+  checktask(L, 1);
+  lua_getiuservalue(L, 1, TASK_UV_CTX);
+  return 1;
+}
+
+/* task:cancel(msg) -> boolean: CancelledError at its suspension point. */
+static int t_cancel(lua_State *L) {
+  eddy_Task *t = checktask(L, 1);
+  if (!lua_isnoneornil(L, 2)) luaL_checkstring(L, 2);
+  lua_settop(L, 2);
+  if (t->fut.state != EDDY_FUT_PENDING) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  t->num_cancels_requested++;
+  if (!lua_isnil(L, 2)) {
+    push_extra(L, 1);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "msg");
+    lua_pop(L, 1);
+  }
+  if (lua_getiuservalue(L, 1, TASK_UV_WAITER) != LUA_TNIL &&
+      cancel_waiter(L, -1, 2)) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  t->must_cancel = 1;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int t_cancelling(lua_State *L) {
+  lua_pushinteger(L, checktask(L, 1)->num_cancels_requested);
+  return 1;
+}
+
+static int t_uncancel(lua_State *L) {
+  eddy_Task *t = checktask(L, 1);
+  if (t->num_cancels_requested > 0) t->num_cancels_requested--;
+  if (t->num_cancels_requested == 0) t->must_cancel = 0;
+  lua_pushinteger(L, t->num_cancels_requested);
+  return 1;
+}
+
+static int t_tostring(lua_State *L) {
+  eddy_Task *t = checktask(L, 1);
+  static const char *const names[] = {"pending", "cancelled", "finished"};
+  t_get_name(L);
+  lua_pushfstring(L, "<Task %s name=%s%s %p>", names[t->fut.state],
+                  lua_tostring(L, -1),
+                  (t->fut.flags & FUT_EXCEPTION) ? " exception" : "",
+                  (void *)t);
+  return 1;
+}
+
+extern int eddy__future_gc(lua_State *L);
+
+/* __gc: report a pending task being destroyed, or its lost error. */
+static int t_gc(lua_State *L) {
+  eddy_Task *t = (eddy_Task *)lua_touserdata(L, 1);
+  if (t->fut.state == EDDY_FUT_PENDING && t->started &&
+      t->fut.loop->state != EDDY_LOOP_CLOSED) {
+    eddy__newcontext(L, "Task was destroyed but it is pending!", 0);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "task");
+    eddy__call_exception_handler(L, t->fut.loop);
+    return 0;
+  }
+  return eddy__future_gc(L);
+}
+
+static const luaL_Reg task_methods[] = {
+  {"get_name", t_get_name},
+  {"set_name", t_set_name},
+  {"get_coro", t_get_coro},
+  {"get_context", t_get_context},
+  {"cancel", t_cancel},
+  {"cancelling", t_cancelling},
+  {"uncancel", t_uncancel},
+  {NULL, NULL}
+};
+
+extern const luaL_Reg *eddy__future_methods(void);
+
+void eddy__open_task(lua_State *L) {
+  eddy_Runtime *rt = eddy__runtime(L);
+  lua_pushboolean(L, 0);
+  rt->current_task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  luaL_newmetatable(L, EDDY_TASK);
+  lua_newtable(L);
+  luaL_setfuncs(L, eddy__future_methods(), 0);
+  luaL_setfuncs(L, task_methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, t_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, t_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "__eddy_future");
+  lua_pop(L, 1);
+}
+
+/* The core functions that suspend (handed to eddy.init). */
+static int c_current_task(lua_State *L) {
+  eddy_Runtime *rt = eddy__runtime(L);
+  if (rt->current_task == NULL) lua_pushnil(L);
+  else lua_rawgeti(L, LUA_REGISTRYINDEX, rt->current_task_ref);
+  return 1;
+}
+
+/* all_tasks(loop) -> array of the loop's tasks not done yet */
+static int c_all_tasks(lua_State *L) {
+  lua_Integer n = 0;
+  luaL_checkudata(L, 1, EDDY_LOOP);
+  lua_newtable(L);
+  lua_getiuservalue(L, 1, 1);
+  if (lua_getfield(L, -1, "tasks") == LUA_TTABLE) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      eddy_Task *t = (eddy_Task *)lua_touserdata(L, -2);
+      lua_pop(L, 1);
+      if (t->fut.state == EDDY_FUT_PENDING) {
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -5, ++n);
+      }
+    }
+  }
+  lua_pop(L, 2);
+  return 1;
+}
+
+static int c_task_new(lua_State *L) {  /* _task_new(loop, fn, ...) */
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  if (lua_type(L, 2) != LUA_TTHREAD) eddy__checkcallable(L, 2);
+  eddy__task_new(L, loop, lua_gettop(L) - 2);
+  return 1;
+}
+
+static int c_future_new(lua_State *L) {  /* _future_new(loop [, mt]) */
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  eddy__future_new(L, loop);
+  if (lua_istable(L, 2)) {
+    lua_pushvalue(L, 2);
+    lua_setmetatable(L, -2);
+  }
+  return 1;
+}
+
+static int c_isfuture(lua_State *L) {
+  lua_pushboolean(L, eddy__tofuture(L, 1) != NULL);
+  return 1;
+}
+
+static const luaL_Reg core_task_funcs[] = {
+  {"sleep", c_sleep},
+  {"await", c_await},
+  {"current_task", c_current_task},
+  {"all_tasks", c_all_tasks},
+  {"_task_new", c_task_new},
+  {"_future_new", c_future_new},
+  {"isfuture", c_isfuture},
+  {NULL, NULL}
+};
+
+void eddy__core_tasks(lua_State *L) {
+  luaL_setfuncs(L, core_task_funcs, 0);
+  luaL_getmetatable(L, EDDY_FUTURE);
+  lua_setfield(L, -2, "Future");
+  luaL_getmetatable(L, EDDY_TASK);
+  lua_setfield(L, -2, "Task");
+}
+
+/* }====================================================== */

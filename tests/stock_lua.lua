@@ -1,0 +1,28 @@
+-- `require "eddy"` from the stock lua5.4 interpreter (eddy.so), as TAP.
+local n = 0
+local function check(cond, what)
+  n = n + 1
+  print((cond and "ok " or "not ok ") .. n .. " - " .. what)
+end
+
+local ok, eddy = pcall(require, "eddy")
+check(ok and type(eddy) == "table", "require 'eddy' loads eddy.so")
+if not ok then print(eddy) os.exit(1) end
+
+local r1, r2 = eddy.run(function(a)
+  eddy.sleep(0.01)
+  local x, y = eddy.gather(function() return a * 2 end, function() eddy.sleep(0) return "y" end)
+  return x, y
+end, 21)
+check(r1 == 42 and r2 == "y", "eddy.run runs a task with sleep and gather")
+
+local loop = eddy.get_event_loop()
+local fired = false
+loop:call_later(0.01, function() fired = true end)
+check(eddy.sleep(0.02, "v") == "v" and fired, "top-level suspension runs the default loop")
+
+local fut = loop:create_future()
+loop:call_soon(fut.set_result, fut, 7)
+check(loop:run_until_complete(fut) == 7, "run_until_complete on a future")
+loop:close()
+check(loop:is_closed(), "the loop closes")

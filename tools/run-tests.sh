@@ -1,0 +1,78 @@
+#!/bin/sh
+# run-tests.sh BUILD_DIR: every test suite of eddy against one build.
+#   1. the busted specs (spec/*_spec.lua), run by eddy itself
+#   2. the C embedding test (tests/embed_test.c)
+#   3. `require "eddy"` from the stock lua5.4 (module/eddy.so)
+#   4. every examples/*.lua script as a smoke test
+#   5. tools/api_coverage.lua: its summary (a report, not a test)
+# Ends with one line "N passed, M failed"; exits 1 if anything failed.
+BUILD=${1:-build}
+EDDY="$BUILD/eddy"
+export EDDY_TEST_BINARY="$EDDY"
+passed=0
+failed=0
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+
+count_tap() {  # count "ok" / "not ok" lines of a TAP log
+  p=$(grep -c '^ok ' "$1")
+  f=$(grep -c '^not ok ' "$1")
+  passed=$((passed + p))
+  failed=$((failed + f))
+}
+
+echo "== specs (busted under eddy)"
+if ls spec/*_spec.lua >/dev/null 2>&1; then
+  for spec in spec/*_spec.lua; do
+    timeout 600 "$EDDY" /usr/bin/busted --helper=spec/helper.lua -o TAP "$spec" \
+      >"$log/spec.tap" 2>"$log/spec.err"
+    rc=$?
+    count_tap "$log/spec.tap"
+    p=$(grep -c '^ok ' "$log/spec.tap"); f=$(grep -c '^not ok ' "$log/spec.tap")
+    echo "  $spec: $p passed, $f failed"
+    grep -A12 '^not ok ' "$log/spec.tap" | sed 's/^/    /' | head -60
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+      echo "    busted exited $rc with no failing test:"
+      tail -20 "$log/spec.err" "$log/spec.tap" | sed 's/^/    /'
+      failed=$((failed + 1))
+    fi
+  done
+fi
+
+echo "== C embedding test"
+if [ -x "$BUILD/tests/embed_test" ]; then
+  timeout 60 "$BUILD/tests/embed_test" >"$log/embed.tap" 2>&1
+  rc=$?
+  count_tap "$log/embed.tap"
+  grep '^not ok' "$log/embed.tap" | sed 's/^/  /'
+  if [ "$rc" -ne 0 ] && ! grep -q '^not ok' "$log/embed.tap"; then
+    echo "  embed_test exited $rc"; cat "$log/embed.tap"; failed=$((failed + 1))
+  fi
+  echo "  $(grep -c '^ok ' "$log/embed.tap") passed"
+fi
+
+echo "== require \"eddy\" from lua5.4"
+if LUA_CPATH="$BUILD/module/?.so" timeout 60 lua5.4 tests/stock_lua.lua >"$log/stock.tap" 2>&1; then :; fi
+count_tap "$log/stock.tap"
+grep '^not ok' "$log/stock.tap" | sed 's/^/  /'
+grep -q '^ok ' "$log/stock.tap" || { echo "  stock lua test did not run:"; cat "$log/stock.tap"; failed=$((failed + 1)); }
+
+echo "== examples"
+for ex in examples/*.lua; do
+  [ -f "$ex" ] || continue
+  if timeout 60 "$EDDY" "$ex" </dev/null >"$log/ex.out" 2>&1; then
+    passed=$((passed + 1))
+    echo "  ok $ex"
+  else
+    failed=$((failed + 1))
+    echo "  FAILED $ex:"; tail -20 "$log/ex.out" | sed 's/^/    /'
+  fi
+done
+
+if [ -f tools/api_coverage.lua ]; then
+  echo "== API coverage (report)"
+  "$EDDY" tools/api_coverage.lua --summary 2>&1 | sed 's/^/  /'
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
