@@ -32,6 +32,7 @@ typedef struct eddy_Loop eddy_Loop;
 typedef struct eddy_Future eddy_Future;
 typedef struct eddy_Task eddy_Task;
 typedef struct eddy_Handle eddy_Handle;
+typedef struct eddy_UVObject eddy_UVObject;
 
 /* Metatable names. */
 #define EDDY_LOOP "eddy.Loop"
@@ -121,6 +122,7 @@ struct eddy_Loop {
   int uv_handles_open;      /* idle, wake, async not yet closed */
   /* Handle accounting for leak checks in specs. */
   lua_Integer handles_opened, handles_freed;
+  eddy_UVObject *uvobjects;  /* open objects owning libuv handles */
 };
 
 /* Check that argument i is an open Loop. */
@@ -154,6 +156,56 @@ void eddy__newcontext(lua_State *L, const char *message, int errindex);
 /* Account a libuv handle opened/freed by the loop (for leak checks). */
 #define eddy__handle_opened(loop) ((loop)->handles_opened++)
 #define eddy__handle_freed(loop) ((loop)->handles_freed++)
+
+/* ------------------------------------------------------------------ */
+/* Objects owning a libuv handle (handle.c): transports, servers, ...   */
+/* ------------------------------------------------------------------ */
+
+/*
+** Put this first in the userdata struct of any object that owns a libuv
+** handle.  Lifecycle: eddy__uv_init (closed) -> eddy__uv_open + uv_*_init
+** (eddy__uv_abandon if init fails) -> ... -> eddy__uv_close -> the close
+** callback frees the handle, calls on_closed, drops the anchor.
+*/
+struct eddy_UVObject {
+  uv_handle_t *handle;      /* malloc'ed; NULL when closed */
+  eddy_Loop *loop;
+  int self_ref;             /* registry anchor while open or closing */
+  unsigned char closing;
+  eddy_UVObject *next, *prev;  /* the loop's list of open objects */
+  /* Called from the close callback with the object at stack index 'self':
+  ** release references, resolve futures (optional). */
+  void (*on_closed)(lua_State *L, eddy_UVObject *o, int self);
+  /* Called by loop:close() before it closes the handle (optional): a
+  ** transport may abort itself here; if it closes the handle itself, fine. */
+  void (*before_close)(lua_State *L, eddy_UVObject *o, int self);
+};
+
+void eddy__uv_init(eddy_UVObject *o);
+/* Allocate the libuv handle (handle_size bytes, h->data = o), anchor the
+** object at index idx and link it into the loop.  Returns the handle for
+** the caller's uv_*_init. */
+uv_handle_t *eddy__uv_open(lua_State *L, eddy_UVObject *o, int idx,
+                           eddy_Loop *loop, size_t handle_size);
+void eddy__uv_abandon(lua_State *L, eddy_UVObject *o);
+/* Start closing (idempotent); returns 1 if it started now. */
+int eddy__uv_close(lua_State *L, eddy_UVObject *o);
+/* For __gc: close a still-open handle without calling back into Lua;
+** 'what' names the object in the debug-mode warning. */
+void eddy__uv_gc(lua_State *L, eddy_UVObject *o, const char *what);
+/* luaL_checkudata + "attempt to use a closed <what>" if not open. */
+void *eddy__uv_check(lua_State *L, int idx, const char *mt, const char *what);
+/* loop:close(): close every open object of the loop. */
+void eddy__uv_close_all(lua_State *L, eddy_Loop *loop);
+/*
+** Call a Lua function from a libuv callback: the function and its nargs
+** arguments at the top.  Errors go to the loop's exception handler with
+** context {message = message, exception = err}; returns the lua_pcall
+** status (results left on the stack only on success).  Protocol methods
+** (data_received, ...) are called this way.
+*/
+int eddy__pcall(lua_State *L, eddy_Loop *loop, int nargs, int nresults,
+                const char *message);
 
 /* ------------------------------------------------------------------ */
 /* Callback handles (Handle, TimerHandle)                               */
@@ -324,6 +376,8 @@ void eddy__attach(lua_State *L, uv_loop_t *uv);
 void eddy__open_coro(lua_State *L);
 /* The C core table handed to eddy.init (loop.c). */
 int eddy__open_core(lua_State *L);
+/* task.c's functions for that table: sleep, await, current_task... */
+void eddy__core_tasks(lua_State *L);
 /* Drain the default loop after a main chunk (API.md §11). */
 int eddy__run_default(lua_State *L, uv_run_mode mode);
 /* Embedded Lua sources (generated). */

@@ -390,7 +390,12 @@ static void close_uv(eddy_Loop *loop) {
   uv_close((uv_handle_t *)&loop->idle, loop_handle_close_cb);
   uv_close((uv_handle_t *)&loop->wake, loop_handle_close_cb);
   uv_close((uv_handle_t *)&loop->async, loop_handle_close_cb);
-  while (loop->uv_handles_open > 0) uv_run(loop->uv, UV_RUN_NOWAIT);
+  /* Wait for our handles' close callbacks and those of the objects
+  ** eddy__uv_close_all closed. */
+  while (loop->uv_handles_open > 0 ||
+         loop->handles_freed < loop->handles_opened)
+    if (uv_run(loop->uv, UV_RUN_NOWAIT) == 0 && loop->uv_handles_open == 0)
+      break;
   if (loop->owns_uv) {
     if (uv_loop_close(loop->uv) == UV_EBUSY) {
       /* Handles of objects not closed yet: run their close callbacks. */
@@ -414,6 +419,7 @@ static void threadsafe_discard(eddy_Loop *loop) {
 }
 
 static void loop_close(lua_State *L, eddy_Loop *loop) {
+  eddy__uv_close_all(L, loop);
   eddy__timers_clear(L, loop);
   ready_clear(L, loop);
   uv_mutex_lock(&loop->ts_lock);
@@ -707,8 +713,6 @@ static const luaL_Reg core_funcs[] = {
   {"set_context_copy", c_set_context_copy},
   {NULL, NULL}
 };
-
-extern void eddy__core_tasks(lua_State *L);  /* task.c: sleep, await... */
 
 /* The C core: a table handed to eddy.init (lua/eddy/init.lua). */
 int eddy__open_core(lua_State *L) {

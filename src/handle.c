@@ -1,0 +1,161 @@
+/*
+** handle.c -- the lifetime of libuv handles owned by Lua objects
+** (transports, servers, fd watchers, signal handlers, processes).
+**
+** The rules (DESIGN.md, "Handle lifetime"):
+**  - The userdata starts with an eddy_UVObject and points to a separately
+**    malloc'ed libuv handle, freed only in the close callback: libuv may
+**    touch it until then.
+**  - Objects are created closed (handle == NULL) and opened only after the
+**    uv_*_init call succeeded.
+**  - While the handle is open or closing, the userdata is anchored in the
+**    registry (self_ref), so it cannot be collected under libuv's feet;
+**    the close callback drops the anchor.
+**  - Every open object is on its loop's list, so loop:close() can close
+**    whatever is left and wait for the close callbacks.
+**  - __gc of an object whose handle is still open (only possible at
+**    lua_close) detaches it, closes it, and warns in debug mode.
+**  - The loop counts handles opened and freed: specs assert they balance.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void eddy__uv_init(eddy_UVObject *o) {
+  memset(o, 0, sizeof *o);
+  o->self_ref = LUA_NOREF;
+}
+
+uv_handle_t *eddy__uv_open(lua_State *L, eddy_UVObject *o, int idx,
+                           eddy_Loop *loop, size_t handle_size) {
+  uv_handle_t *h = (uv_handle_t *)calloc(1, handle_size);
+  if (h == NULL) {
+    luaL_error(L, "not enough memory");
+    return NULL;
+  }
+  idx = lua_absindex(L, idx);
+  h->data = o;
+  o->handle = h;
+  o->loop = loop;
+  o->closing = 0;
+  lua_pushvalue(L, idx);
+  o->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* link into the loop's list of open objects */
+  o->prev = NULL;
+  o->next = loop->uvobjects;
+  if (loop->uvobjects) loop->uvobjects->prev = o;
+  loop->uvobjects = o;
+  eddy__handle_opened(loop);
+  return h;
+}
+
+static void unlink_object(eddy_UVObject *o) {
+  eddy_Loop *loop = o->loop;
+  if (o->prev) o->prev->next = o->next;
+  else if (loop->uvobjects == o) loop->uvobjects = o->next;
+  if (o->next) o->next->prev = o->prev;
+  o->next = o->prev = NULL;
+}
+
+/* The uv_*_init call failed: the handle was never live in libuv. */
+void eddy__uv_abandon(lua_State *L, eddy_UVObject *o) {
+  if (o->handle == NULL) return;
+  unlink_object(o);
+  free(o->handle);
+  o->handle = NULL;
+  eddy__handle_freed(o->loop);
+  luaL_unref(L, LUA_REGISTRYINDEX, o->self_ref);
+  o->self_ref = LUA_NOREF;
+}
+
+static void close_cb(uv_handle_t *h) {
+  eddy_UVObject *o = (eddy_UVObject *)h->data;
+  free(h);
+  if (o == NULL) return;  /* detached by __gc: nothing else to do */
+  {
+    eddy_Loop *loop = o->loop;
+    lua_State *L = loop->rt->L;
+    int top = lua_gettop(L);
+    o->handle = NULL;
+    eddy__handle_freed(loop);
+    if (o->on_closed != NULL) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, o->self_ref);
+      o->on_closed(L, o, top + 1);
+      lua_settop(L, top);
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, o->self_ref);
+    o->self_ref = LUA_NOREF;
+  }
+}
+
+int eddy__uv_close(lua_State *L, eddy_UVObject *o) {
+  (void)L;
+  if (o->handle == NULL || o->closing) return 0;
+  o->closing = 1;
+  unlink_object(o);
+  uv_close(o->handle, close_cb);
+  return 1;
+}
+
+void eddy__uv_close_all(lua_State *L, eddy_Loop *loop) {
+  while (loop->uvobjects != NULL) {
+    eddy_UVObject *o = loop->uvobjects;
+    if (o->before_close != NULL) {
+      int top = lua_gettop(L);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, o->self_ref);
+      o->before_close(L, o, top + 1);
+      lua_settop(L, top);
+    }
+    if (loop->uvobjects == o) eddy__uv_close(L, o);  /* if the hook did not */
+  }
+}
+
+void eddy__uv_gc(lua_State *L, eddy_UVObject *o, const char *what) {
+  if (o->handle == NULL) return;
+  if (o->closing) {
+    o->handle->data = NULL;  /* the close callback frees the handle */
+  } else {
+    unlink_object(o);
+    o->handle->data = NULL;
+    uv_close(o->handle, close_cb);
+  }
+  eddy__handle_freed(o->loop);  /* freed as far as this object goes */
+  if (o->loop->debug) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "eddy: unclosed %s %p", what, (void *)o);
+    lua_warning(L, msg, 0);
+  }
+  o->handle = NULL;
+}
+
+void *eddy__uv_check(lua_State *L, int idx, const char *mt, const char *what) {
+  eddy_UVObject *o = (eddy_UVObject *)luaL_checkudata(L, idx, mt);
+  if (o->handle == NULL || o->closing)
+    luaL_error(L, "attempt to use a closed %s", what);
+  return o;
+}
+
+/* {====================================================== Calling Lua */
+
+int eddy__pcall(lua_State *L, eddy_Loop *loop, int nargs, int nresults,
+                const char *message) {
+  eddy_Runtime *rt = loop->rt;
+  eddy_Loop *prev = rt->running;
+  int base = lua_gettop(L) - nargs;  /* the function */
+  int status;
+  lua_pushcfunction(L, eddy__traceback);
+  lua_insert(L, base);
+  if (prev == NULL) rt->running = loop;
+  status = lua_pcall(L, nargs, nresults, base);
+  rt->running = prev;
+  lua_remove(L, base);
+  if (status != LUA_OK) {
+    eddy__newcontext(L, message, -1);
+    lua_remove(L, -2);
+    eddy__call_exception_handler(L, loop);
+  }
+  return status;
+}
+
+/* }====================================================== */
