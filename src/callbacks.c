@@ -6,6 +6,7 @@
 ** A handle is one userdata: the callback, the context and the arguments
 ** live in its user values, so scheduling allocates exactly one object.
 */
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -112,8 +113,10 @@ void eddy__handle_run(lua_State *L, eddy_Loop *loop, eddy_Handle *h) {
     if (dt >= loop->slow_callback_duration) {
       lua_getiuservalue(L, hidx, HANDLE_UV_CB);
       push_callback_name(L, -1);
-      lua_pushfstring(L, "Executing callback %s took %.3f seconds",
-                      lua_tostring(L, -1), dt);
+      char took[32];  /* lua_pushfstring has no precision: format here */
+      snprintf(took, sizeof took, "%.3f", dt);
+      lua_pushfstring(L, "Executing callback %s took %s seconds",
+                      lua_tostring(L, -1), took);
       lua_warning(L, lua_tostring(L, -1), 0);
     }
   }

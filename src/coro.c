@@ -117,6 +117,7 @@ static int resume_step(lua_State *L, int narg, int mode) {
       return nres;
     }
     lua_xmove(co, L, 1);
+    eddy__closethread(co, L);  /* run its pending <close> variables */
     return lua_error(L);
   }
   return finish(L, co, status, nres, mode);

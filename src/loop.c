@@ -280,6 +280,8 @@ int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
   if (keepalive) uv_ref((uv_handle_t *)&loop->async);
   if (loop->stopping || loop->rcount > 0 || loop->ts_head != NULL)
     uv_idle_start(&loop->idle, idle_cb);
+  /* stop() before run_forever: still one iteration, as asyncio does. */
+  if (loop->stopping) uv_run(loop->uv, UV_RUN_NOWAIT);
   while (!loop->stopping && !is_done(fut) &&
          loop->state == EDDY_LOOP_RUNNING) {
     if (uv_run(loop->uv, UV_RUN_ONCE) == 0 && !keepalive &&
@@ -595,10 +597,15 @@ static int l_fields(lua_State *L) {
   return 1;
 }
 
-/* Fields read as attributes: loop.slow_callback_duration. */
+/* __index of loops: a method (from the class table, upvalue 1), else an
+** attribute: loop.slow_callback_duration. */
 static int l_index(lua_State *L) {
   eddy_Loop *loop = (eddy_Loop *)lua_touserdata(L, 1);
-  const char *k = lua_tostring(L, 2);
+  const char *k;
+  lua_settop(L, 2);
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  k = lua_tostring(L, 2);
   if (k != NULL && strcmp(k, "slow_callback_duration") == 0) {
     lua_pushnumber(L, loop->slow_callback_duration);
     return 1;
@@ -720,10 +727,9 @@ int eddy__open_core(lua_State *L) {
   /* Loop metatable; methods table doubles as the class Lua extends. */
   if (luaL_newmetatable(L, EDDY_LOOP)) {
     luaL_newlib(L, loop_methods);
-    lua_newtable(L);  /* methods' metatable: attribute fallback */
-    lua_pushcfunction(L, l_index);
-    lua_setfield(L, -2, "__index");
-    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__methods");
+    lua_pushcclosure(L, l_index, 1);  /* methods, then attributes */
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_newindex);
     lua_setfield(L, -2, "__newindex");
@@ -732,7 +738,7 @@ int eddy__open_core(lua_State *L) {
     lua_pushcfunction(L, l_tostring);
     lua_setfield(L, -2, "__tostring");
   }
-  lua_getfield(L, -1, "__index");
+  lua_getfield(L, -1, "__methods");
   lua_setfield(L, -3, "Loop");
   lua_pop(L, 1);
   eddy__core_tasks(L);

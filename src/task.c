@@ -89,14 +89,15 @@ eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs) {
   lua_insert(L, fn);      /* task, fn, args... */
   co = lua_newthread(L);
   lua_insert(L, fn + 1);  /* task, co, fn, args... */
+  lua_pushcfunction(co, task_body);
+  t->nargs = nargs + 1;
   if (lua_type(L, fn + 2) == LUA_TTHREAD) {
-    /* A coroutine object: drive it as the body. */
+    /* A coroutine object: the body drives it (task_body(co_drive, co...)),
+    ** so its results and errors follow the body's protocol. */
     lua_pushcfunction(co, eddy__co_drive);
-  } else {
-    lua_pushcfunction(co, task_body);
+    t->nargs++;
   }
   lua_xmove(L, co, nargs + 1);
-  t->nargs = nargs + 1;
   lua_setiuservalue(L, fn, TASK_UV_CORO);
   eddy__pushloop(L, loop);
   lua_setiuservalue(L, fn, FUT_UV_LOOP);

@@ -14,9 +14,10 @@ local function callable(v)
   return type(mt) == "table" and mt.__call ~= nil
 end
 
--- ensure_future(aw, loop): a Future/Task as is, or a function (or
--- coroutine) wrapped in a task on 'loop'.
-local function ensure_future(aw, loop, level)
+-- ensure_future(aw, loop [, level, fname, argn]): a Future/Task as is, or
+-- a function (or coroutine) wrapped in a task on 'loop'; anything else is
+-- an argument error naming fname's argument argn.
+local function ensure_future(aw, loop, level, fname, argn)
   if C.isfuture(aw) then
     if loop ~= nil and aw:get_loop() ~= loop then
       error(errors.ValueError("The future belongs to a different loop than the one specified as the loop argument"), level or 2)
@@ -27,8 +28,8 @@ local function ensure_future(aw, loop, level)
     loop = loop or C.get_event_loop()
     return loop:create_task(aw)
   end
-  error(string.format("bad argument #1 (awaitable expected: Future, Task or function; got %s)",
-                      type(aw)), level or 2)
+  error(string.format("bad argument #%d to '%s' (awaitable expected: Future, Task or function; got %s)",
+                      argn or 1, fname or "ensure_future", type(aw)), level or 2)
 end
 eddy.ensure_future = ensure_future
 
@@ -37,7 +38,7 @@ eddy.ensure_future = ensure_future
 -- loop:run_until_complete(aw) -> results of aw
 function Loop:run_until_complete(aw)
   if self:is_closed() then error(errors.RuntimeError("Event loop is closed"), 2) end
-  local fut = ensure_future(aw, self, 3)
+  local fut = ensure_future(aw, self, 3, "run_until_complete")
   self:_run_until_done(fut, true)
   if not fut:done() then
     error(errors.RuntimeError("Event loop stopped before Future completed."), 2)
