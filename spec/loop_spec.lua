@@ -1,14 +1,687 @@
--- The event loop: scheduling, timers, running and stopping (API.md §2-4).
+-- The event loop: scheduling, timers, running and stopping, the exception
+-- handler, debug mode (API.md §2-4).  Descriptions name the CPython test
+-- (Lib/test/test_asyncio) a case ports, where there is one.
 local eddy = require "eddy"
 local errors = eddy.errors
 local async = require("eddy.test").async
+local run_collecting = require("eddy.test").run_collecting
+local checks = require "support.checks"
+local raises, argerror, with_loop = checks.raises, checks.argerror, checks.with_loop
 
-describe("loop scheduling", function()
-  it("runs call_soon callbacks FIFO with their arguments", async(function(loop)
+-- A recorder: log(x) appends x; log.list is what was recorded.
+local function recorder()
+  local list = {}
+  return setmetatable({list = list}, {__call = function(_, v) list[#list + 1] = v end})
+end
+
+-- Busy-wait (no suspension) for 'seconds' on the loop's clock.
+local function busy(loop, seconds)
+  local t0 = loop:time()
+  while loop:time() - t0 < seconds do end
+end
+
+describe("call_soon", function()
+  it("runs callbacks FIFO with their arguments (test_call_soon)", async(function(loop)
     local seen = {}
     for i = 1, 5 do loop:call_soon(function(a, b) seen[#seen + 1] = a .. b end, i, "x") end
     eddy.sleep(0)
     eddy.sleep(0)
     assert.same({"1x", "2x", "3x", "4x", "5x"}, seen)
+  end))
+
+  it("returns a Handle whose cancel() prevents the call (test__add_callback_cancelled_handle)",
+     async(function(loop)
+    local log = recorder()
+    local h = loop:call_soon(log, "cancelled")
+    loop:call_soon(log, "kept")
+    assert.is_false(h:cancelled())
+    h:cancel()
+    h:cancel()  -- idempotent
+    assert.is_true(h:cancelled())
+    eddy.sleep(0)
+    eddy.sleep(0)
+    assert.same({"kept"}, log.list)
+    assert.matches("^<Handle cancelled", tostring(h))
+  end))
+
+  it("accepts any callable: a table with __call (test_handle)", async(function(loop)
+    local got
+    local callable = setmetatable({}, {__call = function(self, a) got = a end})
+    loop:call_soon(callable, 42)
+    eddy.sleep(0)
+    eddy.sleep(0)
+    assert.equal(42, got)
+  end))
+
+  it("rejects a non-callable with an argument error (test_call_soon_non_callable)",
+     with_loop(function(loop)
+    argerror(function() loop:call_soon(nil) end, 1, "call_soon")
+    argerror(function() loop:call_soon(42) end, 1, "call_soon")
+    argerror(function() loop:call_soon({}) end, 1, "call_soon")
+    argerror(function() loop:call_soon() end, 1, "call_soon")
+    argerror(function() loop.call_soon(42, print) end, 1, "call_soon")
+  end))
+
+  it("runs callbacks scheduled during a batch in the next iteration (test__run_once_schedule_handle)",
+     with_loop(function(loop)
+    local log = recorder()
+    loop:call_soon(function()
+      log("a")
+      loop:call_soon(log, "c")  -- joins the next batch
+    end)
+    loop:call_soon(function() log("b") loop:stop() end)
+    checks.run_forever(loop)
+    assert.same({"a", "b"}, log.list)
+    loop:call_soon(function() loop:stop() end)
+    checks.run_forever(loop)
+    assert.same({"a", "b", "c"}, log.list)
+  end))
+
+  it("stop() takes effect after the current batch (test_run_once)", with_loop(function(loop)
+    local log = recorder()
+    loop:call_soon(function() log(1) loop:stop() end)
+    loop:call_soon(log, 2)
+    loop:call_soon(log, 3)
+    checks.run_forever(loop)
+    assert.same({1, 2, 3}, log.list)
+    assert.is_false(loop:is_running())
+  end))
+
+  it("runs one iteration when stop() came before run_forever (test_run_forever_pre_stopped)",
+     with_loop(function(loop)
+    local log = recorder()
+    loop:call_soon(log, "ran")
+    loop:stop()
+    checks.run_forever(loop)
+    assert.same({"ran"}, log.list)
+  end))
+
+  it("goes on after a callback raises; the error reaches the handler (test_callback_with_exception)",
+     function()
+    local log = recorder()
+    local reports = run_collecting(function(loop)
+      loop:call_soon(function() error(errors.ValueError("from callback")) end)
+      loop:call_soon(log, "after")
+      eddy.sleep(0)
+      eddy.sleep(0)
+    end)
+    assert.same({"after"}, log.list)
+    assert.equal(1, #reports)
+    assert.matches("^Exception in callback", reports[1].message)
+    assert.is_true(errors.is(reports[1].exception, errors.ValueError))
+    assert.equal("userdata", type(reports[1].handle))
+  end)
+end)
+
+describe("call_soon_threadsafe", function()
+  it("schedules like call_soon from the loop's own thread (test_call_soon_threadsafe_same_thread)",
+     async(function(loop)
+    local log = recorder()
+    loop:call_soon(log, 1)
+    local h = loop:call_soon_threadsafe(log, 2)
+    loop:call_soon(log, 3)
+    loop:call_soon_threadsafe(log, 4):cancel()
+    assert.matches("^<Handle", tostring(h))
+    eddy.sleep(0)
+    eddy.sleep(0)
+    assert.same({1, 2, 3}, log.list)
+  end))
+
+  it("wakes a loop waiting for a far timer (test_call_soon_threadsafe)", with_loop(function(loop)
+    local log = recorder()
+    local far = loop:call_later(30, log, "far")
+    -- Scheduled from a timer while the loop polls: it must run promptly.
+    loop:call_later(0.01, function()
+      loop:call_soon_threadsafe(function() log("woken") loop:stop() end)
+    end)
+    local t0 = loop:time()
+    checks.run_forever(loop, 5)
+    assert.same({"woken"}, log.list)
+    assert.is_true(loop:time() - t0 < 1)
+    far:cancel()
+  end))
+
+  it("rejects a non-callable", with_loop(function(loop)
+    argerror(function() loop:call_soon_threadsafe("x") end, 1, "call_soon_threadsafe")
+  end))
+end)
+
+describe("timers", function()
+  it("run by time, then FIFO for equal times (test_time_and_call_at)", async(function(loop)
+    local log = recorder()
+    local now = loop:time()
+    loop:call_at(now + 0.03, log, "c")
+    loop:call_later(0.01, log, "a1")
+    loop:call_at(now + 0.02, log, "b")
+    local when = now + 0.01
+    loop:call_at(when, log, "x1")
+    loop:call_at(when, log, "x2")
+    loop:call_at(when, log, "x3")
+    eddy.sleep(0.06)
+    -- a1's when is now' + 0.01 with now' >= now, so it comes after x1..x3
+    -- only if its time is later; compare by position among equal times.
+    local pos = {}
+    for i, v in ipairs(log.list) do pos[v] = i end
+    assert.equal(6, #log.list)
+    assert.is_true(pos.x1 < pos.x2 and pos.x2 < pos.x3)
+    assert.is_true(pos.x3 < pos.b and pos.a1 < pos.b and pos.b < pos.c)
+  end))
+
+  it("with equal delays run in scheduling order", async(function(loop)
+    local log = recorder()
+    local when = loop:time() + 0.005
+    for i = 1, 50 do loop:call_at(when, log, i) end
+    eddy.sleep(0.03)
+    for i = 1, 50 do assert.equal(i, log.list[i]) end
+  end))
+
+  it("never run earlier than their time (test_call_later, test_timeout_rounding)",
+     async(function(loop)
+    local early = {}
+    local pending = 0
+    for _, delay in ipairs {0.0001, 0.0005, 0.001, 0.0015, 0.004, 0.0123, 0.02} do
+      pending = pending + 1
+      local h
+      h = loop:call_later(delay, function()
+        if loop:time() < h:when() then early[#early + 1] = delay end
+        pending = pending - 1
+      end)
+    end
+    eddy.sleep(0.05)
+    assert.equal(0, pending)
+    assert.same({}, early)
+  end))
+
+  it("call_at runs at the given loop time", async(function(loop)
+    local at
+    local when = loop:time() + 0.01
+    local h = loop:call_at(when, function() at = loop:time() end)
+    assert.equal(when, h:when())
+    eddy.sleep(0.03)
+    assert.is_true(at >= when)
+  end))
+
+  it("TimerHandle: when(), cancel(), cancelled() (test_when, test_timer)", async(function(loop)
+    local log = recorder()
+    local before = loop:time()
+    local h = loop:call_later(0.01, log, "cancelled")
+    assert.is_true(h:when() >= before + 0.01)
+    assert.matches("^<TimerHandle", tostring(h))
+    h:cancel()
+    assert.is_true(h:cancelled())
+    loop:call_later(0.01, log, "kept")
+    eddy.sleep(0.03)
+    assert.same({"kept"}, log.list)
+  end))
+
+  it("many cancelled timers do not disturb the rest (test__run_once_cancelled_event_cleanup)",
+     async(function(loop)
+    local log = recorder()
+    local handles = {}
+    for i = 1, 300 do handles[i] = loop:call_later(0.01 + i / 1e5, log, i) end
+    for i = 1, 300 do
+      if i % 3 ~= 0 then handles[i]:cancel() end
+    end
+    eddy.sleep(0.05)
+    assert.equal(100, #log.list)
+    for i, v in ipairs(log.list) do assert.equal(3 * i, v) end
+  end))
+
+  it("treat negative delays as now, ordered by when (test_call_later_negative_delays)",
+     async(function(loop)
+    local log = recorder()
+    loop:call_later(-1, log, 1)
+    loop:call_later(-2, log, 2)
+    loop:call_at(loop:time() - 10, log, 3)
+    eddy.sleep(0.01)
+    assert.same({3, 2, 1}, log.list)
+  end))
+
+  it("reject NaN delays with ValueError", with_loop(function(loop)
+    raises(function() loop:call_later(0 / 0, print) end, errors.ValueError)
+    raises(function() loop:call_at(0 / 0, print) end, errors.ValueError)
+  end))
+
+  it("accept huge delays (the timer just never fires)", async(function(loop)
+    local log = recorder()
+    local h1 = loop:call_later(1e300, log, "huge")
+    local h2 = loop:call_later(math.huge, log, "inf")
+    local h3 = loop:call_at(2 ^ 62, log, "far")
+    loop:call_later(0.001, log, "soon")
+    eddy.sleep(0.02)
+    assert.same({"soon"}, log.list)
+    assert.equal(math.huge, h2:when())
+    h1:cancel(); h2:cancel(); h3:cancel()
+  end))
+
+  it("reject bad arguments with argument errors", with_loop(function(loop)
+    argerror(function() loop:call_later("soon", print) end, 1, "call_later")
+    argerror(function() loop:call_later(nil, print) end, 1, "call_later")
+    argerror(function() loop:call_later(1, nil) end, 2, "call_later")
+    argerror(function() loop:call_later(1) end, 2, "call_later")
+    argerror(function() loop:call_at({}, print) end, 1, "call_at")
+    argerror(function() loop:call_at(1, 2) end, 2, "call_at")
+  end))
+end)
+
+describe("time()", function()
+  it("is monotonic (test_time_and_call_at)", with_loop(function(loop)
+    local prev = loop:time()
+    assert.equal("number", type(prev))
+    for _ = 1, 10000 do
+      local t = loop:time()
+      assert(t >= prev, "time() went backwards")
+      prev = t
+    end
+  end))
+
+  it("has sub-millisecond resolution", with_loop(function(loop)
+    local t0 = loop:time()
+    local t1 = t0
+    while t1 == t0 do t1 = loop:time() end
+    assert.is_true(t1 - t0 < 0.001)
+  end))
+
+  it("follows the wall clock's pace during a sleep", async(function(loop)
+    local t0 = loop:time()
+    eddy.sleep(0.02)
+    local dt = loop:time() - t0
+    assert.is_true(dt >= 0.02 and dt < 2)
+  end))
+end)
+
+describe("run_until_complete", function()
+  it("runs a function as a task and returns all its results (test_run_until_complete)",
+     with_loop(function(loop)
+    local a, b, c = loop:run_until_complete(function()
+      eddy.sleep(0.001)
+      return 1, nil, "three"
+    end)
+    assert.equal(1, a)
+    assert.is_nil(b)
+    assert.equal("three", c)
+    assert.is_false(loop:is_running())
+  end))
+
+  it("waits for a future completed by a timer", with_loop(function(loop)
+    local fut = loop:create_future()
+    loop:call_later(0.01, fut.set_result, fut, "done", 2)
+    local t0 = loop:time()
+    assert.same({"done", 2}, {loop:run_until_complete(fut)})
+    assert.is_true(loop:time() - t0 >= 0.01)
+  end))
+
+  it("returns a done future's result at once", with_loop(function(loop)
+    local fut = loop:create_future()
+    fut:set_result("already")
+    assert.equal("already", loop:run_until_complete(fut))
+  end))
+
+  it("re-raises the error of the task (test_run_until_complete_baseexception)",
+     with_loop(function(loop)
+    local err = raises(loop.run_until_complete, errors.ValueError, loop, function()
+      error(errors.ValueError("inside"))
+    end)
+    assert.equal("inside", err.message)
+  end))
+
+  it("accepts a coroutine object", with_loop(function(loop)
+    local co = coroutine.create(function(x) eddy.sleep(0) return x * 2 end)
+    assert.equal(84, loop:run_until_complete(loop:create_task(co, 42)))
+  end))
+
+  it("rejects what is not awaitable (test_run_until_complete_type_error)", with_loop(function(loop)
+    argerror(function() loop:run_until_complete("nope") end, 1, "run_until_complete")
+    argerror(function() loop:run_until_complete() end, 1, "run_until_complete")
+  end))
+
+  it("rejects a future of another loop with ValueError (test_run_until_complete_loop)",
+     with_loop(function(loop)
+    local other = eddy.new_event_loop()
+    local fut = other:create_future()
+    raises(loop.run_until_complete, errors.ValueError, loop, fut)
+    other:close()
+  end))
+
+  it("raises RuntimeError when stop() comes first (test_run_until_complete_stopped)",
+     with_loop(function(loop)
+    local fut = loop:create_future()
+    loop:call_soon(loop.stop, loop)
+    raises(loop.run_until_complete, {errors.RuntimeError, "Event loop stopped before Future completed."},
+           loop, fut)
+  end))
+
+  it("cannot nest inside a running loop (test_run_until_complete_nesting)", async(function(loop)
+    raises(loop.run_until_complete, {errors.RuntimeError, "already running"}, loop, function() end)
+    raises(loop.run_forever, {errors.RuntimeError, "already running"}, loop)
+  end))
+
+  it("cannot run another loop inside a running one (test_running_loop_within_a_loop)",
+     async(function(loop)
+    local other = eddy.new_event_loop()
+    raises(other.run_until_complete, errors.RuntimeError, other, function() end)
+    raises(other.run_forever, errors.RuntimeError, other)
+    other:close()
+  end))
+end)
+
+describe("is_running, is_closed, close", function()
+  it("is_running is true only inside the loop", with_loop(function(loop)
+    assert.is_false(loop:is_running())
+    local inside
+    loop:run_until_complete(function() inside = loop:is_running() end)
+    assert.is_true(inside)
+    assert.is_false(loop:is_running())
+  end))
+
+  it("close() is idempotent and is_closed() reports it (test_close)", function()
+    local loop = eddy.new_event_loop()
+    assert.is_false(loop:is_closed())
+    loop:close()
+    assert.is_true(loop:is_closed())
+    loop:close()
+    assert.is_true(loop:is_closed())
+  end)
+
+  it("close() drops pending callbacks and timers", function()
+    local loop = eddy.new_event_loop()
+    local ran = false
+    loop:call_soon(function() ran = true end)
+    loop:call_later(0, function() ran = true end)
+    loop:close()
+    assert.is_false(ran)
+  end)
+
+  it("cannot close a running loop (test_close_running_event_loop)", async(function(loop)
+    raises(loop.close, {errors.RuntimeError, "Cannot close a running event loop"}, loop)
+    assert.is_false(loop:is_closed())
+  end))
+
+  it("a closed loop refuses work with RuntimeError 'Event loop is closed' (test_close)", function()
+    local loop = eddy.new_event_loop()
+    loop:close()
+    local closed = {errors.RuntimeError, "Event loop is closed"}
+    raises(loop.call_soon, closed, loop, print)
+    raises(loop.call_soon_threadsafe, closed, loop, print)
+    raises(loop.call_later, closed, loop, 1, print)
+    raises(loop.call_at, closed, loop, 1, print)
+    raises(loop.create_task, closed, loop, print)
+    raises(loop.create_future, closed, loop)
+    raises(loop.run_forever, closed, loop)
+    raises(loop.run_until_complete, closed, loop, print)
+    -- harmless queries keep working
+    assert.equal("number", type(loop:time()))
+    assert.is_false(loop:is_running())
+    assert.is_false(loop:get_debug() == nil)
+  end)
+
+  it("a future of a closed loop cannot be awaited at top level (test_run_until_complete_loop_orphan_future_close_loop)",
+     function()
+    local loop = eddy.new_event_loop()
+    local fut = loop:create_future()
+    loop:close()
+    raises(fut.await, {errors.RuntimeError, "Event loop is closed"}, fut)
+  end)
+end)
+
+describe("getting a loop", function()
+  it("get_running_loop raises RuntimeError outside a running loop", function()
+    raises(eddy.get_running_loop, {errors.RuntimeError, "no running event loop"})
+  end)
+
+  it("get_running_loop and get_event_loop return the running loop (test_get_event_loop_returns_running_loop)",
+     async(function(loop)
+    assert.equal(loop, eddy.get_running_loop())
+    assert.equal(loop, eddy.get_event_loop())
+    local in_callback
+    loop:call_soon(function() in_callback = eddy.get_running_loop() end)
+    eddy.sleep(0)
+    eddy.sleep(0)
+    assert.equal(loop, in_callback)
+  end))
+
+  it("new_event_loop makes distinct loops (test_new_event_loop)", function()
+    local a, b = eddy.new_event_loop(), eddy.new_event_loop()
+    assert.are_not.equal(a, b)
+    assert.matches("^<Loop idle", tostring(a))
+    a:close()
+    b:close()
+  end)
+
+  it("set_event_loop sets what get_event_loop returns (test_set_event_loop)", function()
+    local saved = eddy.get_event_loop()
+    local loop = eddy.new_event_loop()
+    eddy.set_event_loop(loop)
+    assert.equal(loop, eddy.get_event_loop())
+    assert.equal(loop, eddy.get_event_loop())
+    -- nil forgets it: the next get_event_loop creates a new one
+    eddy.set_event_loop(nil)
+    local fresh = eddy.get_event_loop()
+    assert.are_not.equal(loop, fresh)
+    eddy.set_event_loop(saved)
+    assert.equal(saved, eddy.get_event_loop())
+    fresh:close()
+    loop:close()
+    argerror(function() eddy.set_event_loop(42) end, 1, "set_event_loop")
+  end)
+end)
+
+describe("create_future, create_task and the task factory", function()
+  it("create_future makes a pending Future of this loop", async(function(loop)
+    local fut = loop:create_future()
+    assert.is_true(eddy.isfuture(fut))
+    assert.is_false(fut:done())
+    assert.equal(loop, fut:get_loop())
+  end))
+
+  it("create_task runs fn(...) as a task (test_create_task)", async(function(loop)
+    local task = loop:create_task(function(a, b) eddy.sleep(0) return a + b end, 2, 3)
+    assert.is_true(eddy.isfuture(task))
+    assert.equal(loop, task:get_loop())
+    assert.equal(5, task:await())
+    argerror(function() loop:create_task(42) end, 1, "create_task")
+    argerror(function() loop:create_task() end, 1, "create_task")
+  end))
+
+  it("set_task_factory / get_task_factory (test_set_task_factory)", async(function(loop)
+    assert.is_nil(loop:get_task_factory())
+    local calls = {}
+    local function factory(l, fn, ...)
+      calls[#calls + 1] = {l, fn, select("#", ...)}
+      local task = eddy._core._task_new(l, fn, ...)
+      task:set_name("made by factory")
+      return task
+    end
+    loop:set_task_factory(factory)
+    assert.equal(factory, loop:get_task_factory())
+    local function body(x) return x end
+    local task = loop:create_task(body, 7)
+    assert.equal("made by factory", task:get_name())
+    assert.equal(7, task:await())
+    assert.equal(loop, calls[1][1])
+    assert.equal(body, calls[1][2])
+    assert.equal(1, calls[1][3])
+    -- eddy.create_task goes through the factory too
+    assert.equal("made by factory", eddy.create_task(body, 1):get_name())
+    loop:set_task_factory(nil)
+    assert.is_nil(loop:get_task_factory())
+    assert.matches("^Task%-%d+$", loop:create_task(body, 1):get_name())
+  end))
+
+  it("a factory may return any Future-compatible object", async(function(loop)
+    loop:set_task_factory(function(l, fn, ...)
+      local fut = l:create_future()
+      fut:set_result("from factory", fn(...))
+      return fut
+    end)
+    assert.same({"from factory", 3}, {loop:create_task(function(x) return x end, 3):await()})
+    loop:set_task_factory(nil)
+  end))
+
+  it("rejects a non-callable factory (test_set_task_factory_invalid)", with_loop(function(loop)
+    argerror(function() loop:set_task_factory(1) end, 1, "set_task_factory")
+    argerror(function() loop:set_task_factory("f") end, 1, "set_task_factory")
+    assert.is_nil(loop:get_task_factory())
+  end))
+end)
+
+describe("exception handler", function()
+  it("defaults to nil and can be set and restored (test_set_exc_handler_custom)",
+     with_loop(function(loop)
+    assert.is_nil(loop:get_exception_handler())
+    local got = {}
+    local function handler(l, context) got[#got + 1] = {l, context} end
+    loop:set_exception_handler(handler)
+    assert.equal(handler, loop:get_exception_handler())
+    local context = {message = "hello", exception = errors.ValueError("v")}
+    loop:call_exception_handler(context)
+    assert.equal(loop, got[1][1])
+    assert.equal(context, got[1][2])
+    loop:set_exception_handler(nil)
+    assert.is_nil(loop:get_exception_handler())
+  end))
+
+  it("a callable table may be the handler", with_loop(function(loop)
+    local seen
+    loop:set_exception_handler(setmetatable({}, {__call = function(_, _, ctx) seen = ctx.message end}))
+    loop:call_exception_handler({message = "via __call"})
+    assert.equal("via __call", seen)
+  end))
+
+  it("rejects a non-callable handler (test_set_exc_handler_invalid)", with_loop(function(loop)
+    argerror(function() loop:set_exception_handler("handler") end, 1, "set_exception_handler")
+    argerror(function() loop:default_exception_handler("context") end, 1, "default_exception_handler")
+  end))
+
+  it("gets errors of callbacks with the handle (test_default_exc_handler_callback)",
+     with_loop(function(loop)
+    local contexts = {}
+    loop:set_exception_handler(function(_, context) contexts[#contexts + 1] = context end)
+    local h = loop:call_soon(function() error("plain string error") end)
+    loop:call_later(0, function() error(errors.LookupError("missing")) end)
+    loop:run_until_complete(function() eddy.sleep(0.01) end)
+    assert.equal(2, #contexts)
+    assert.equal(h, contexts[1].handle)
+    assert.matches("plain string error", tostring(contexts[1].exception))
+    assert.is_true(errors.is(contexts[2].exception, errors.LookupError))
+    assert.is_string(contexts[2].exception.traceback)
+  end))
+
+  it("reports a task error that is never retrieved (test_tb_logger_exception_unretrieved)",
+     function()
+    local reports = run_collecting(function(loop)
+      local task = loop:create_task(function() error(errors.ValueError("lost")) end)
+      eddy.sleep(0)
+      eddy.sleep(0)
+      assert.is_true(task:done())
+      task = nil  -- luacheck: ignore
+      collectgarbage()
+      collectgarbage()
+    end)
+    assert.equal(1, #reports)
+    assert.equal("Task exception was never retrieved", reports[1].message)
+    assert.is_true(errors.is(reports[1].exception, errors.ValueError))
+    assert.equal("userdata", type(reports[1].task))
+  end)
+
+  it("does not report a task error that was retrieved (test_tb_logger_exception_retrieved)",
+     function()
+    local reports = run_collecting(function(loop)
+      local task = loop:create_task(function() error(errors.ValueError("seen")) end)
+      eddy.sleep(0)
+      assert.is_true(errors.is(task:exception(), errors.ValueError))
+      task = nil  -- luacheck: ignore
+      collectgarbage()
+      collectgarbage()
+    end)
+    assert.equal(0, #reports)
+  end)
+
+  it("a broken handler is reported by the default one, and the loop goes on (test_set_exc_handler_broken)",
+     function()
+    local code, out = checks.run_script([[
+      local eddy = require "eddy"
+      local loop = eddy.new_event_loop()
+      loop:set_exception_handler(function() error("handler is broken") end)
+      loop:call_soon(function() error("callback failed") end)
+      loop:call_soon(function() print("still running") end)
+      loop:run_until_complete(function() eddy.sleep(0.01) end)
+      loop:close()
+    ]])
+    assert.equal(0, code)
+    assert.matches("Unhandled error in exception handler", out)
+    assert.matches("handler is broken", out)
+    assert.matches("still running", out)
+  end)
+
+  it("the default handler prints the message and the error (test_default_exc_handler_coro)",
+     function()
+    local code, out = checks.run_script([[
+      local eddy = require "eddy"
+      local loop = eddy.new_event_loop()
+      loop:call_exception_handler {message = "something odd", exception = eddy.errors.ValueError("bad value")}
+      loop:default_exception_handler {message = "called directly"}
+      loop:close()
+    ]])
+    assert.equal(0, code)
+    assert.matches("something odd", out)
+    assert.matches("ValueError: bad value", out)
+    assert.matches("called directly", out)
+  end)
+end)
+
+describe("debug mode", function()
+  it("get_debug / set_debug (test_set_debug)", with_loop(function(loop)
+    loop:set_debug(true)
+    assert.is_true(loop:get_debug())
+    loop:set_debug(false)
+    assert.is_false(loop:get_debug())
+    argerror(function() loop:set_debug() end, 1, "set_debug")
+  end))
+
+  it("defaults from EDDY_DEBUG (test_env_var_debug)", function()
+    local script = 'print("debug=" .. tostring(require("eddy").new_event_loop():get_debug()))'
+    local _, on = checks.run_script(script, {EDDY_DEBUG = "1"})
+    local _, off = checks.run_script(script, {EDDY_DEBUG = false})
+    local _, empty = checks.run_script(script, {EDDY_DEBUG = ""})
+    assert.matches("debug=true", on)
+    assert.matches("debug=false", off)
+    assert.matches("debug=false", empty)
+  end)
+
+  it("slow_callback_duration is 0.1 s by default and settable", with_loop(function(loop)
+    assert.equal(0.1, loop.slow_callback_duration)
+    loop.slow_callback_duration = 0.25
+    assert.equal(0.25, loop.slow_callback_duration)
+  end))
+
+  it("warns about slow callbacks in debug mode only (test_log_slow_callbacks)", function()
+    local script = [[
+      warn("@on")
+      local eddy = require "eddy"
+      local loop = eddy.new_event_loop()
+      loop:set_debug(%s)
+      loop.slow_callback_duration = 0.01
+      local function slow() local t = loop:time() while loop:time() - t < 0.03 do end end
+      loop:call_soon(slow)
+      loop:run_until_complete(function() eddy.sleep(0) end)
+      loop:close()
+      print("end")
+    ]]
+    local code, out = checks.run_script(script:format("true"))
+    assert.equal(0, code)
+    assert.matches("Executing callback .- took 0%.0%d+ seconds", out)
+    local _, quiet = checks.run_script(script:format("false"))
+    assert.matches("end", quiet)
+    assert.is_nil(quiet:find("Executing callback", 1, true))
+  end)
+
+  it("a slow callback still runs to completion in debug mode", with_loop(function(loop)
+    loop:set_debug(true)
+    loop.slow_callback_duration = 0.001
+    local done = false
+    loop:call_soon(function() busy(loop, 0.005) done = true end)
+    loop:run_until_complete(function() eddy.sleep(0) end)
+    assert.is_true(done)
   end))
 end)

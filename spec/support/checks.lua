@@ -1,0 +1,88 @@
+-- Shared checks for the core specs: expected errors, loops that are not
+-- running, bounded waits, and running the eddy binary as a subprocess.
+local eddy = require "eddy"
+local errors = eddy.errors
+local assert = require "luassert"
+
+local checks = {}
+
+-- raises(fn, expected, ...): fn(...) must fail.  'expected' is an
+-- eddy.errors class (the error must be an instance), or a string that the
+-- error's text must contain (plain find), or a table {class, "text"}.
+-- Returns the error.
+function checks.raises(fn, expected, ...)
+  local ok, err = pcall(fn, ...)
+  assert(not ok, "expected an error, got success")
+  local class, text = expected, nil
+  if type(expected) == "string" then
+    class, text = nil, expected
+  elseif type(expected) == "table" and not errors.isclass(expected) then
+    class, text = expected[1], expected[2]
+  end
+  if class ~= nil then
+    assert(errors.is(err, class), string.format("expected %s, got %s",
+           tostring(class), tostring(err)))
+  end
+  if text ~= nil then
+    assert(tostring(err):find(text, 1, true),
+           string.format("expected an error containing %q, got %q", text, tostring(err)))
+  end
+  return err
+end
+
+-- argerror(fn, n, name): fn must raise a standard Lua argument error
+-- "bad argument #n to 'name'" (API.md §1).
+function checks.argerror(fn, n, name)
+  return checks.raises(fn, string.format("bad argument #%d to '%s'", n, name))
+end
+
+-- with_loop(fn): a spec body running fn(loop) on a new loop that is not
+-- running (for run_forever, stop, close); the loop is always closed and
+-- must have freed every handle it opened.
+function checks.with_loop(fn)
+  return function()
+    local loop = eddy.new_event_loop()
+    local ok, err = xpcall(fn, debug.traceback, loop)
+    local opened, freed = loop:_handle_counts()
+    if not loop:is_running() then loop:close() end
+    if not ok then error(err, 0) end
+    assert.equal(opened, freed, "the loop leaked handles")
+  end
+end
+
+-- run_forever(loop, timeout): run_forever, bounded: a timer stops the loop
+-- after 'timeout' seconds (default 5) and the call fails if it fired.
+function checks.run_forever(loop, timeout)
+  local expired = false
+  local guard = loop:call_later(timeout or 5, function()
+    expired = true
+    loop:stop()
+  end)
+  loop:run_forever()
+  guard:cancel()
+  assert(not expired, "run_forever did not stop within the time limit")
+end
+
+-- Run Lua source as a script of the eddy binary (EDDY_TEST_BINARY) with
+-- environment changes (name = value, or name = false to unset it); returns
+-- the exit status and the combined output.
+function checks.run_script(source, env)
+  local binary = os.getenv("EDDY_TEST_BINARY") or "build/eddy"
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(source)
+  f:close()
+  local vars = {}
+  for k, v in pairs(env or {}) do
+    vars[#vars + 1] = v == false and ("-u " .. k) or (k .. "=" .. string.format("%q", v))
+  end
+  local cmd = string.format("env %s timeout 20 %s %s 2>&1", table.concat(vars, " "),
+                            binary, path)
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  local _, _, code = p:close()
+  os.remove(path)
+  return code, out
+end
+
+return checks
