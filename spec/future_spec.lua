@@ -1,0 +1,381 @@
+-- Future (API.md §5), ported from CPython's test_futures where a case has
+-- a counterpart (its name is in the description).
+local eddy = require "eddy"
+local errors = eddy.errors
+local async = require("eddy.test").async
+local run_collecting = require("eddy.test").run_collecting
+local checks = require "support.checks"
+local raises, argerror = checks.raises, checks.argerror
+
+-- Two loop turns: enough for callbacks scheduled with call_soon to run.
+local function turns(n)
+  for _ = 1, n or 2 do eddy.sleep(0) end
+end
+
+describe("Future state", function()
+  it("starts pending (test_initial_state)", async(function(loop)
+    local fut = loop:create_future()
+    assert.is_false(fut:done())
+    assert.is_false(fut:cancelled())
+    assert.matches("^<Future pending", tostring(fut))
+    raises(fut.result, {errors.InvalidStateError, "Result is not ready."}, fut)
+    raises(fut.exception, {errors.InvalidStateError, "Exception is not set."}, fut)
+  end))
+
+  it("holds a result (test_result)", async(function(loop)
+    local fut = loop:create_future()
+    fut:set_result(42)
+    assert.is_true(fut:done())
+    assert.is_false(fut:cancelled())
+    assert.equal(42, fut:result())
+    assert.is_nil(fut:exception())
+    assert.matches("^<Future finished", tostring(fut))
+  end))
+
+  it("holds several results, nils included", async(function(loop)
+    local fut = loop:create_future()
+    fut:set_result(1, nil, "three", nil)
+    local r = table.pack(fut:result())
+    assert.equal(4, r.n)
+    assert.same({1, nil, "three", nil, n = 4}, r)
+    local empty = loop:create_future()
+    empty:set_result()
+    assert.equal(0, select("#", empty:result()))
+  end))
+
+  it("holds an exception, raised by result() (test_exception)", async(function(loop)
+    local fut = loop:create_future()
+    local err = errors.ValueError("wrong")
+    fut:set_exception(err)
+    assert.is_true(fut:done())
+    assert.equal(err, fut:exception())
+    assert.equal(err, raises(fut.result, errors.ValueError, fut))
+    assert.matches("^<Future finished exception", tostring(fut))
+  end))
+
+  it("accepts any value as the exception, a string too", async(function(loop)
+    local fut = loop:create_future()
+    fut:set_exception("plain message")
+    assert.equal("plain message", fut:exception())
+    local ok, err = pcall(fut.result, fut)
+    assert.is_false(ok)
+    assert.equal("plain message", err)
+  end))
+
+  it("cannot be completed twice: InvalidStateError (test_set_result_causes_invalid_state)",
+     async(function(loop)
+    local fut = loop:create_future()
+    fut:set_result(1)
+    raises(fut.set_result, {errors.InvalidStateError, "invalid state: FINISHED"}, fut, 2)
+    raises(fut.set_exception, errors.InvalidStateError, fut, errors.ValueError())
+    assert.equal(1, fut:result())
+    local failed = loop:create_future()
+    failed:set_exception(errors.ValueError())
+    raises(failed.set_result, errors.InvalidStateError, failed, 2)
+  end))
+
+  it("set_exception needs an error value", async(function(loop)
+    local fut = loop:create_future()
+    argerror(function() fut:set_exception() end, 1, "set_exception")
+    argerror(function() fut:set_exception(nil) end, 1, "set_exception")
+    assert.is_false(fut:done())
+  end))
+
+  it("methods check their self argument", async(function(loop)
+    local fut = loop:create_future()
+    argerror(function() fut.result(42) end, 1, "result")
+    argerror(function() fut.done({}) end, 1, "done")
+    argerror(function() fut.set_result(loop) end, 1, "set_result")
+  end))
+
+  it("get_loop() is the loop it belongs to (test_constructor_positional)", async(function(loop)
+    assert.equal(loop, loop:create_future():get_loop())
+  end))
+
+  it("isfuture tells futures and tasks from other values (test_isfuture)", async(function(loop)
+    assert.is_true(eddy.isfuture(loop:create_future()))
+    assert.is_true(eddy.isfuture(loop:create_task(function() end)))
+    assert.is_false(eddy.isfuture({}))
+    assert.is_false(eddy.isfuture(nil))
+    assert.is_false(eddy.isfuture(loop))
+    assert.is_false(eddy.isfuture(io.stdout))
+    turns()
+  end))
+end)
+
+describe("Future:cancel", function()
+  it("cancels a pending future once (test_cancel)", async(function(loop)
+    local fut = loop:create_future()
+    assert.is_true(fut:cancel())
+    assert.is_true(fut:cancelled())
+    assert.is_true(fut:done())
+    assert.is_false(fut:cancel())
+    raises(fut.result, errors.CancelledError, fut)
+    raises(fut.exception, errors.CancelledError, fut)
+    raises(fut.set_result, errors.InvalidStateError, fut, 1)
+    raises(fut.set_exception, errors.InvalidStateError, fut, errors.ValueError())
+    assert.matches("^<Future cancelled", tostring(fut))
+  end))
+
+  it("does nothing to a finished future", async(function(loop)
+    local fut = loop:create_future()
+    fut:set_result("kept")
+    assert.is_false(fut:cancel())
+    assert.is_false(fut:cancelled())
+    assert.equal("kept", fut:result())
+  end))
+
+  it("keeps the message in the CancelledError (test_future_cancel_message_getter)",
+     async(function(loop)
+    local fut = loop:create_future()
+    fut:cancel("my message")
+    local err = raises(fut.result, errors.CancelledError, fut)
+    assert.equal("my message", err.message)
+    assert.equal("CancelledError: my message", tostring(err))
+    err = raises(fut.exception, errors.CancelledError, fut)
+    assert.equal("my message", err.message)
+  end))
+
+  it("rejects a message that is not a string", async(function(loop)
+    local fut = loop:create_future()
+    argerror(function() fut:cancel({}) end, 1, "cancel")
+    assert.is_false(fut:done())
+  end))
+
+  it("wakes a task awaiting it with CancelledError", async(function(loop)
+    local fut = loop:create_future()
+    local waiter = loop:create_task(function() return pcall(fut.await, fut) end)
+    turns()
+    fut:cancel("bye")
+    local ok, err = waiter:await()
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.CancelledError))
+    assert.equal("bye", err.message)
+  end))
+end)
+
+describe("Future done callbacks", function()
+  it("are scheduled with call_soon, in order, with the future (test_callbacks_invoked_on_set_result)",
+     async(function(loop)
+    local fut = loop:create_future()
+    local log = {}
+    for i = 1, 3 do
+      fut:add_done_callback(function(f)
+        assert.equal(fut, f)
+        log[#log + 1] = i
+      end)
+    end
+    fut:set_result(10)
+    assert.same({}, log)  -- not called synchronously
+    turns()
+    assert.same({1, 2, 3}, log)
+  end))
+
+  it("run on set_exception and on cancel too (test_callbacks_invoked_on_set_exception)",
+     async(function(loop)
+    local failed, cancelled = loop:create_future(), loop:create_future()
+    local seen = {}
+    failed:add_done_callback(function(f) seen.failed = f:exception() end)
+    cancelled:add_done_callback(function(f) seen.cancelled = f:cancelled() end)
+    local err = errors.ValueError("x")
+    failed:set_exception(err)
+    cancelled:cancel()
+    turns()
+    assert.equal(err, seen.failed)
+    assert.is_true(seen.cancelled)
+  end))
+
+  it("added to a done future are scheduled soon, not called at once", async(function(loop)
+    local fut = loop:create_future()
+    fut:set_result(1)
+    local called = false
+    fut:add_done_callback(function() called = true end)
+    assert.is_false(called)
+    turns()
+    assert.is_true(called)
+  end))
+
+  it("run once, and callbacks added later are not run again", async(function(loop)
+    local fut = loop:create_future()
+    local count = 0
+    fut:add_done_callback(function() count = count + 1 end)
+    fut:set_result(1)
+    turns(3)
+    assert.equal(1, count)
+  end))
+
+  it("accept a callable table", async(function(loop)
+    local fut = loop:create_future()
+    local got
+    fut:add_done_callback(setmetatable({}, {__call = function(_, f) got = f:result() end}))
+    fut:set_result("via __call")
+    turns()
+    assert.equal("via __call", got)
+  end))
+
+  it("reject a non-callable", async(function(loop)
+    local fut = loop:create_future()
+    argerror(function() fut:add_done_callback(42) end, 1, "add_done_callback")
+    argerror(function() fut:add_done_callback() end, 1, "add_done_callback")
+  end))
+
+  it("remove_done_callback removes every registration and returns the count (test_remove_done_callback)",
+     async(function(loop)
+    local fut = loop:create_future()
+    local log = {}
+    local function a() log[#log + 1] = "a" end
+    local function b() log[#log + 1] = "b" end
+    fut:add_done_callback(a)
+    fut:add_done_callback(b)
+    fut:add_done_callback(a)
+    fut:add_done_callback(b)
+    fut:add_done_callback(a)
+    assert.equal(3, fut:remove_done_callback(a))
+    assert.equal(0, fut:remove_done_callback(a))
+    assert.equal(0, fut:remove_done_callback(function() end))
+    fut:set_result(1)
+    turns()
+    assert.same({"b", "b"}, log)
+  end))
+
+  it("remove the first, then others, keeping the order (test_callbacks_remove_first_and_second_callback)",
+     async(function(loop)
+    local fut = loop:create_future()
+    local log = {}
+    local cbs = {}
+    for i = 1, 5 do
+      cbs[i] = function() log[#log + 1] = i end
+      fut:add_done_callback(cbs[i])
+    end
+    assert.equal(1, fut:remove_done_callback(cbs[1]))
+    assert.equal(1, fut:remove_done_callback(cbs[2]))
+    assert.equal(1, fut:remove_done_callback(cbs[4]))
+    fut:set_result(1)
+    turns()
+    assert.same({3, 5}, log)
+  end))
+
+  it("can be added again after remove_done_callback emptied the list (test_remove_done_callbacks_list_clear)",
+     async(function(loop)
+    local fut = loop:create_future()
+    local log = {}
+    local function a() log[#log + 1] = "a" end
+    fut:add_done_callback(a)
+    fut:remove_done_callback(a)
+    fut:add_done_callback(a)
+    fut:set_result(1)
+    turns()
+    assert.same({"a"}, log)
+  end))
+
+  it("an error in a done callback goes to the exception handler", function()
+    local reports = run_collecting(function(loop)
+      local fut = loop:create_future()
+      local after = false
+      fut:add_done_callback(function() error(errors.ValueError("in callback")) end)
+      fut:add_done_callback(function() after = true end)
+      fut:set_result(1)
+      turns()
+      assert.is_true(after)
+    end)
+    assert.equal(1, #reports)
+    assert.is_true(errors.is(reports[1].exception, errors.ValueError))
+  end)
+end)
+
+describe("Future:await", function()
+  it("returns the result values when the future completes", async(function(loop)
+    local fut = loop:create_future()
+    loop:call_later(0.005, fut.set_result, fut, "a", "b")
+    local a, b = fut:await()
+    assert.equal("a", a)
+    assert.equal("b", b)
+    assert.same({"a", "b"}, {eddy.await(fut)})  -- done: at once
+  end))
+
+  it("raises the future's exception", async(function(loop)
+    local fut = loop:create_future()
+    loop:call_soon(fut.set_exception, fut, errors.LookupError("nothing"))
+    local err = raises(fut.await, errors.LookupError, fut)
+    assert.equal("nothing", err.message)
+  end))
+
+  it("several tasks may await one future", async(function(loop)
+    local fut = loop:create_future()
+    local tasks = {}
+    for i = 1, 3 do
+      tasks[i] = loop:create_task(function() return fut:await() * i end)
+    end
+    turns()
+    fut:set_result(10)
+    for i = 1, 3 do assert.equal(10 * i, tasks[i]:await()) end
+  end))
+
+  it("outside a task and outside a loop runs the loop until done (top-level suspension)",
+     function()
+    local loop = eddy.new_event_loop()
+    local fut = loop:create_future()
+    loop:call_later(0.005, fut.set_result, fut, "top")
+    assert.equal("top", fut:await())
+    loop:close()
+  end)
+
+  it("from a plain callback raises RuntimeError naming eddy.run", async(function(loop)
+    local fut = loop:create_future()
+    local err
+    loop:call_soon(function() _, err = pcall(fut.await, fut) end)
+    turns()
+    assert.is_true(errors.is(err, errors.RuntimeError))
+    assert.matches("eddy.run", err.message, 1, true)
+    fut:cancel()
+  end))
+end)
+
+describe("unretrieved exceptions", function()
+  local function collect()
+    collectgarbage()
+    collectgarbage()
+  end
+
+  it("are reported when the future is collected (test_tb_logger_exception_unretrieved)", function()
+    local reports = run_collecting(function(loop)
+      do
+        local fut = loop:create_future()
+        fut:set_exception(errors.ValueError("never seen"))
+      end
+      collect()
+    end)
+    assert.equal(1, #reports)
+    assert.equal("Future exception was never retrieved", reports[1].message)
+    assert.is_true(errors.is(reports[1].exception, errors.ValueError))
+    assert.equal("userdata", type(reports[1].future))
+  end)
+
+  it("are not reported once retrieved by result() or exception() (test_tb_logger_exception_retrieved)",
+     function()
+    local reports = run_collecting(function(loop)
+      do
+        local a, b = loop:create_future(), loop:create_future()
+        a:set_exception(errors.ValueError())
+        b:set_exception(errors.ValueError())
+        a:exception()
+        pcall(b.result, b)
+      end
+      collect()
+    end)
+    assert.equal(0, #reports)
+  end)
+
+  it("nothing is reported for results or cancellations (test_tb_logger_not_called_after_cancel)",
+     function()
+    local reports = run_collecting(function(loop)
+      do
+        local a, b = loop:create_future(), loop:create_future()
+        a:set_result(1)
+        b:cancel()
+      end
+      collect()
+    end)
+    assert.equal(0, #reports)
+  end)
+end)
