@@ -63,5 +63,6 @@ end
 require "eddy.base_events"
 require "eddy.tasks"
 require "eddy.runners"
+require "eddy.locks"
 
 return eddy

@@ -1,0 +1,749 @@
+-- Synchronization primitives (API.md §8), ported from CPython's
+-- Lib/test/test_asyncio/test_locks.py (test names cited).
+local eddy = require "eddy"
+local errors = eddy.errors
+local async = require("eddy.test").async
+
+-- Let the loop run 'n' turns.
+local function turns(n)
+  for _ = 1, n or 1 do eddy.sleep(0) end
+end
+
+local function expect_error(cls, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected " .. tostring(cls))
+  assert.is_true(errors.is(err, cls), "got " .. tostring(err))
+  return err
+end
+
+describe("Lock", function()
+  it("test_repr", function()
+    local lock = eddy.Lock()
+    assert.matches("unlocked", tostring(lock))
+  end)
+
+  it("test_lock: acquire returns a truthy guard; release unlocks", async(function()
+    local lock = eddy.Lock()
+    local guard = lock:acquire()
+    assert.truthy(guard)
+    assert.is_true(lock:locked())
+    lock:release()
+    assert.is_false(lock:locked())
+  end))
+
+  it("test_acquire: waiters get the lock in FIFO order", async(function(loop)
+    local lock = eddy.Lock()
+    local result = {}
+    assert.truthy(lock:acquire())
+    local function c(i)
+      return function()
+        lock:acquire()
+        result[#result + 1] = i
+        return true
+      end
+    end
+    local t1 = loop:create_task(c(1))
+    local t2 = loop:create_task(c(2))
+    turns()
+    assert.same({}, result)
+    lock:release()
+    turns()
+    assert.same({1}, result)
+    turns()
+    assert.same({1}, result)
+    local t3 = loop:create_task(c(3))
+    lock:release()
+    turns()
+    assert.same({1, 2}, result)
+    lock:release()
+    turns()
+    assert.same({1, 2, 3}, result)
+    assert.is_true(t1:result() and t2:result() and t3:result())
+  end))
+
+  it("test_acquire_cancel", async(function(loop)
+    local lock = eddy.Lock()
+    assert.truthy(lock:acquire())
+    local task = loop:create_task(function() return lock:acquire() end)
+    loop:call_soon(function() task:cancel() end)
+    expect_error(errors.CancelledError, task.await, task)
+    assert.is_true(task:cancelled())
+    assert.is_true(lock:locked())
+  end))
+
+  it("test_cancel_race", async(function(loop)
+    -- A waiter cancelled while another one holds the lock must not keep
+    -- the next waiter from getting it.
+    local lock = eddy.Lock()
+    local fa, fb, fc = false, false, false
+    local function lockit(name)
+      lock:acquire()
+      if name == "A" then fa = true elseif name == "B" then fb = true else fc = true end
+    end
+    lock:acquire()
+    local ta = loop:create_task(lockit, "A")
+    turns()
+    local tb = loop:create_task(lockit, "B")
+    turns()
+    local tc = loop:create_task(lockit, "C")
+    turns()
+    ta:cancel()
+    turns()
+    assert.is_true(ta:cancelled())
+    lock:release()  -- this wakes B
+    turns()
+    assert.is_true(fb)
+    assert.is_false(fc)
+    lock:release()
+    turns()
+    assert.is_true(fc)
+    assert.is_true(tb:done() and tc:done())
+  end))
+
+  it("test_cancel_release_race", async(function(loop)
+    -- A waiter woken by release() and cancelled before it runs passes
+    -- the lock on.
+    local lock = eddy.Lock()
+    local t2_running, t3_running = false, false
+    lock:acquire()
+    local t1 = loop:create_task(function() lock:acquire() end)
+    local t2 = loop:create_task(function() t2_running = true; lock:acquire() end)
+    local t3 = loop:create_task(function() t3_running = true; lock:acquire(); lock:release() end)
+    turns()
+    lock:release()  -- wakes t1
+    t1:cancel()
+    t2:cancel()
+    turns(2)
+    assert.is_true(t1:cancelled() and t2:cancelled())
+    assert.is_true(t3:done())
+    assert.is_true(t2_running and t3_running)
+  end))
+
+  it("test_finished_waiter_cancelled", async(function(loop)
+    local lock = eddy.Lock()
+    local t1 = loop:create_task(function() lock:acquire() end)
+    turns()
+    assert.is_true(lock:locked())
+    local t2 = loop:create_task(function() lock:acquire() end)
+    turns()
+    lock:release()  -- t2 is woken
+    t2:cancel()
+    turns()
+    assert.is_false(lock:locked())  -- t2 handed the lock back
+    assert.is_true(t1:done() and t2:cancelled())
+  end))
+
+  it("test_release_not_acquired: RuntimeError", function()
+    expect_error(errors.RuntimeError, eddy.Lock().release, eddy.Lock())
+  end)
+
+  it("test_release_no_waiters", async(function()
+    local lock = eddy.Lock()
+    lock:acquire()
+    assert.is_true(lock:locked())
+    lock:release()
+    assert.is_false(lock:locked())
+  end))
+
+  it("test_context_manager: <close> releases, also on error", async(function()
+    local lock = eddy.Lock()
+    do
+      local _ <close> = lock:acquire()
+      assert.is_true(lock:locked())
+    end
+    assert.is_false(lock:locked())
+    local ok = pcall(function()
+      local _ <close> = lock:acquire()
+      error("boom")
+    end)
+    assert.is_false(ok)
+    assert.is_false(lock:locked())
+  end))
+
+  it("acquire from a plain callback raises RuntimeError when it would wait", async(function(loop)
+    local lock = eddy.Lock()
+    lock:acquire()
+    local ok, err
+    loop:call_soon(function() ok, err = pcall(lock.acquire, lock) end)
+    turns()
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.RuntimeError))
+    assert.matches("cannot suspend", tostring(err))
+  end))
+end)
+
+describe("Event", function()
+  it("test_repr", function()
+    local ev = eddy.Event()
+    assert.matches("unset", tostring(ev))
+    ev:set()
+    assert.matches("set", tostring(ev))
+  end)
+
+  it("test_wait: every waiter wakes on set()", async(function(loop)
+    local ev = eddy.Event()
+    assert.is_false(ev:is_set())
+    local result = {}
+    local function c(i) return function() if ev:wait() then result[#result + 1] = i end end end
+    local t1, t2 = loop:create_task(c(1)), loop:create_task(c(2))
+    turns()
+    assert.same({}, result)
+    local t3 = loop:create_task(c(3))
+    ev:set()
+    turns()
+    assert.same({3, 1, 2}, result)
+    assert.is_true(t1:done() and t2:done() and t3:done())
+  end))
+
+  it("test_wait_on_set", async(function()
+    local ev = eddy.Event()
+    ev:set()
+    assert.is_true(ev:wait())
+  end))
+
+  it("test_wait_cancel", async(function(loop)
+    local ev = eddy.Event()
+    local wait = loop:create_task(function() return ev:wait() end)
+    loop:call_soon(function() wait:cancel() end)
+    expect_error(errors.CancelledError, wait.await, wait)
+    assert.equals(0, #ev._waiters)
+  end))
+
+  it("test_clear", function()
+    local ev = eddy.Event()
+    ev:set()
+    assert.is_true(ev:is_set())
+    ev:clear()
+    assert.is_false(ev:is_set())
+  end)
+
+  it("test_clear_with_waiters: a waiter woken before clear() still wakes", async(function(loop)
+    local ev = eddy.Event()
+    local woke = false
+    local t = loop:create_task(function() ev:wait(); woke = true end)
+    turns()
+    ev:set()
+    ev:clear()
+    assert.is_false(ev:is_set())
+    ev:set(); ev:set()
+    assert.equals(1, #ev._waiters)
+    turns()
+    assert.is_true(woke)
+    assert.equals(0, #ev._waiters)
+    assert.is_true(t:done())
+  end))
+end)
+
+describe("Condition", function()
+  it("test_wait: notify(1) wakes waiters in FIFO order, each with the lock", async(function(loop)
+    local cond = eddy.Condition()
+    local result = {}
+    local function c(i)
+      return function()
+        cond:acquire()
+        if cond:wait() then result[#result + 1] = i end
+        assert.is_true(cond:locked())
+        cond:release()
+      end
+    end
+    local t1, t2, t3 = loop:create_task(c(1)), loop:create_task(c(2)), loop:create_task(c(3))
+    turns()
+    assert.same({}, result)
+    assert.is_false(cond:locked())
+    cond:acquire()
+    cond:notify()
+    turns()
+    assert.same({}, result)
+    assert.is_true(cond:locked())
+    cond:release()
+    turns()
+    assert.same({1}, result)
+    cond:acquire(); cond:notify(2); cond:release()
+    turns(3)
+    assert.same({1, 2, 3}, result)
+    assert.is_true(t1:done() and t2:done() and t3:done())
+  end))
+
+  it("test_wait_cancel: the lock is held again after cancellation", async(function(loop)
+    local cond = eddy.Condition()
+    cond:acquire()
+    local wait = loop:create_task(function() return cond:wait() end)
+    loop:call_soon(function() wait:cancel() end)
+    expect_error(errors.CancelledError, wait.await, wait)
+    assert.equals(0, #cond._waiters)
+    assert.is_true(cond:locked())
+  end))
+
+  it("test_wait_cancel_contested", async(function(loop)
+    local cond = eddy.Condition()
+    cond:acquire()
+    assert.is_true(cond:locked())
+    local wait_task = loop:create_task(function() return cond:wait() end)
+    turns()
+    assert.is_false(cond:locked())
+    -- Notify, but contest the lock before cancelling.
+    cond:acquire()
+    assert.is_true(cond:locked())
+    cond:notify()
+    loop:call_soon(function() wait_task:cancel() end)
+    loop:call_soon(function() cond:release() end)
+    local ok = pcall(wait_task.await, wait_task)
+    -- Cancelled, or woken by the notify: either way it holds the lock.
+    assert.is_true(cond:locked())
+    assert.is_true(ok or wait_task:cancelled())
+  end))
+
+  it("test_wait_cancel_after_notify", async(function(loop)
+    -- Cancelled after notify: still leaves holding the lock.
+    local cond = eddy.Condition()
+    local waited = false
+    local function wait_on_cond()
+      cond:acquire()
+      waited = true
+      cond:wait()
+    end
+    local wait_task = loop:create_task(wait_on_cond)
+    turns()
+    assert.is_true(waited)
+    cond:acquire()
+    cond:notify()
+    loop:call_soon(function() wait_task:cancel() end)
+    loop:call_soon(function() cond:release() end)
+    pcall(wait_task.await, wait_task)
+    assert.is_true(cond:locked())
+  end))
+
+  it("test_wait_unacquired: RuntimeError", async(function()
+    local cond = eddy.Condition()
+    expect_error(errors.RuntimeError, cond.wait, cond)
+  end))
+
+  it("test_wait_for", async(function(loop)
+    local cond = eddy.Condition()
+    local presult = false
+    local result = {}
+    local function predicate() return presult end
+    local t = loop:create_task(function()
+      cond:acquire()
+      if cond:wait_for(predicate) then result[#result + 1] = 1; cond:release() end
+      return true
+    end)
+    turns()
+    assert.same({}, result)
+    cond:acquire(); cond:notify(); cond:release()
+    turns()
+    assert.same({}, result)
+    presult = true
+    cond:acquire(); cond:notify(); cond:release()
+    turns()
+    assert.same({1}, result)
+    assert.is_true(t:result())
+  end))
+
+  it("test_wait_for_unacquired: RuntimeError unless the predicate holds", async(function()
+    local cond = eddy.Condition()
+    assert.equals(123, cond:wait_for(function() return 123 end))
+    expect_error(errors.RuntimeError, cond.wait_for, cond, function() return false end)
+  end))
+
+  it("test_notify_all", async(function(loop)
+    local cond = eddy.Condition()
+    local result = {}
+    local function c(i) return function()
+      cond:acquire()
+      if cond:wait() then result[#result + 1] = i; cond:release() end
+    end end
+    loop:create_task(c(1)); loop:create_task(c(2))
+    turns()
+    cond:acquire(); cond:notify_all(); cond:release()
+    turns(2)
+    assert.same({1, 2}, result)
+  end))
+
+  it("test_notify_unacquired / test_notify_all_unacquired: RuntimeError", function()
+    local cond = eddy.Condition()
+    expect_error(errors.RuntimeError, cond.notify, cond)
+    expect_error(errors.RuntimeError, cond.notify_all, cond)
+  end)
+
+  it("test_explicit_lock: a Condition shares the given lock", async(function()
+    local lock = eddy.Lock()
+    local cond = eddy.Condition(lock)
+    assert.equals(lock, cond._lock)
+    lock:acquire()
+    assert.is_true(cond:locked())
+    cond:release()
+    assert.is_false(lock:locked())
+    assert.has_error(function() eddy.Condition(42) end)
+  end))
+
+  it("test_context_manager", async(function()
+    local cond = eddy.Condition()
+    do
+      local _ <close> = cond:acquire()
+      assert.is_true(cond:locked())
+    end
+    assert.is_false(cond:locked())
+  end))
+
+  it("test_cancelled_wakeup: a cancelled notified waiter passes the wakeup on", async(function(loop)
+    local cond = eddy.Condition()
+    local state = 0
+    local function consumer()
+      local _ <close> = cond:acquire()
+      while true do
+        cond:wait_for(function() return state ~= 0 end)
+        if state < 0 then return end
+        state = state - 1
+      end
+    end
+    local c = {}
+    for i = 1, 5 do c[i] = loop:create_task(consumer) end
+    turns()
+    do
+      local _ <close> = cond:acquire()
+      state = state + 1
+      cond:notify()
+      c[1]:cancel()  -- notified, then cancelled: another must take it
+    end
+    turns(3)
+    assert.equals(0, state)
+    do
+      local _ <close> = cond:acquire()
+      state = -1
+      cond:notify_all()
+    end
+    eddy.gather(c[1], c[2], c[3], c[4], c[5], {return_exceptions = true})
+    assert.is_true(c[1]:cancelled())
+  end))
+end)
+
+describe("Semaphore", function()
+  it("test_initial_value_zero", async(function()
+    local sem = eddy.Semaphore(0)
+    assert.is_true(sem:locked())
+  end))
+
+  it("test_repr", function()
+    local sem = eddy.Semaphore()
+    assert.matches("unlocked, value:1", tostring(sem))
+  end)
+
+  it("test_semaphore: bad values", function()
+    expect_error(errors.ValueError, eddy.Semaphore, -1)
+    assert.has_error(function() eddy.Semaphore("x") end)
+  end)
+
+  it("test_acquire: FIFO hand-over, value never below 0", async(function(loop)
+    local sem = eddy.Semaphore(3)
+    local result = {}
+    assert.truthy(sem:acquire())
+    assert.truthy(sem:acquire())
+    assert.is_false(sem:locked())
+    local function c(i) return function() sem:acquire(); result[#result + 1] = i; return true end end
+    local t1, t2, t3 = loop:create_task(c(1)), loop:create_task(c(2)), loop:create_task(c(3))
+    turns()
+    assert.same({1}, result)
+    assert.is_true(sem:locked())
+    assert.equals(2, #sem._waiters)
+    assert.equals(0, sem._value)
+    local t4 = loop:create_task(c(4))
+    sem:release(); sem:release()
+    assert.equals(0, sem._value)
+    turns()
+    assert.equals(0, sem._value)
+    assert.equals(3, #result)
+    assert.is_true(sem:locked())
+    assert.equals(1, #sem._waiters)
+    local ndone = 0
+    for _, t in ipairs {t2, t3, t4} do
+      if t:done() and t:result() then ndone = ndone + 1 end
+    end
+    assert.equals(2, ndone)
+    assert.is_true(t1:result())
+    sem:release()
+    eddy.gather(t2, t3, t4)
+  end))
+
+  it("test_acquire_cancel", async(function(loop)
+    local sem = eddy.Semaphore()
+    sem:acquire()
+    local acquire = loop:create_task(function() return sem:acquire() end)
+    loop:call_soon(function() acquire:cancel() end)
+    expect_error(errors.CancelledError, acquire.await, acquire)
+    assert.equals(0, #sem._waiters)
+  end))
+
+  it("test_acquire_cancel_before_awoken", async(function(loop)
+    local sem = eddy.Semaphore(0)
+    local t = {}
+    for i = 1, 4 do t[i] = loop:create_task(function() return sem:acquire() end) end
+    turns()
+    t[1]:cancel()
+    t[2]:cancel()
+    sem:release()
+    turns(2)
+    local num_done = 0
+    for i = 3, 4 do if t[i]:done() then num_done = num_done + 1 end end
+    assert.equals(1, num_done)
+    assert.is_true(t[3]:done())
+    assert.is_false(t[4]:done())
+    t[4]:cancel()
+    turns()
+  end))
+
+  it("test_acquire_hang", async(function(loop)
+    local sem = eddy.Semaphore(0)
+    local t1 = loop:create_task(function() return sem:acquire() end)
+    local t2 = loop:create_task(function() return sem:acquire() end)
+    turns()
+    t1:cancel()
+    sem:release()
+    turns(2)
+    assert.is_true(sem:locked())
+    assert.is_true(t2:done())
+  end))
+
+  it("test_acquire_no_hang", async(function(loop)
+    local sem = eddy.Semaphore(1)
+    local function c1() local _ <close> = sem:acquire(); eddy.sleep(0) end
+    local function c2() local _ <close> = sem:acquire() end
+    local t1, t2 = loop:create_task(c1), loop:create_task(c2)
+    local t3 = loop:create_task(c2)
+    turns()
+    t2:cancel()
+    eddy.gather(t1, t3)
+    assert.is_true(t2:cancelled())
+  end))
+
+  it("test_release_not_acquired: BoundedSemaphore raises ValueError", function()
+    local sem = eddy.BoundedSemaphore()
+    expect_error(errors.ValueError, sem.release, sem)
+  end)
+
+  it("test_release_no_waiters", async(function()
+    local sem = eddy.Semaphore()
+    sem:acquire()
+    assert.is_true(sem:locked())
+    sem:release()
+    assert.is_false(sem:locked())
+  end))
+
+  it("test_context_manager", async(function()
+    local sem = eddy.Semaphore(2)
+    do
+      local _ <close> = sem:acquire()
+      assert.equals(1, sem._value)
+    end
+    assert.equals(2, sem._value)
+  end))
+
+  it("test_acquire_fifo_order", async(function(loop)
+    local sem = eddy.Semaphore(1)
+    local result = {}
+    local function coro(tag)
+      local _ <close> = sem:acquire()
+      result[#result + 1] = tag .. "_1"
+      eddy.sleep(0.001)
+      result[#result + 1] = tag .. "_2"
+    end
+    eddy.gather(function() coro("c1") end, function() coro("c2") end, function() coro("c3") end)
+    assert.same({"c1_1", "c1_2", "c2_1", "c2_2", "c3_1", "c3_2"}, result)
+  end))
+
+  it("test_acquire_fifo_order_2: a newcomer waits behind queued waiters", async(function(loop)
+    local sem = eddy.Semaphore(1)
+    local result = {}
+    local function c1(fut) sem:acquire(); fut:await(); result[#result + 1] = 1; sem:release() end
+    local function c2() sem:acquire(); result[#result + 1] = 2; sem:release() end
+    local function c3() sem:acquire(); result[#result + 1] = 3; sem:release() end
+    local fut = loop:create_future()
+    local t1 = loop:create_task(c1, fut)
+    local t2 = loop:create_task(c2)
+    turns()
+    fut:set_result(true)
+    local t3 = loop:create_task(c3)
+    eddy.gather(t1, t2, t3)
+    assert.same({1, 2, 3}, result)
+  end))
+
+  it("test_acquire_fifo_order_3: cancelled waiters do not block the queue", async(function(loop)
+    local sem = eddy.Semaphore(0)
+    local result = {}
+    local function c(i) return function() sem:acquire(); result[#result + 1] = i; sem:release() end end
+    local t1, t2, t3 = loop:create_task(c(1)), loop:create_task(c(2)), loop:create_task(c(3))
+    turns()
+    t1:cancel()
+    sem:release()
+    eddy.gather(t1, t2, t3, {return_exceptions = true})
+    assert.same({2, 3}, result)
+  end))
+
+  it("test_acquire_fifo_order_4: one acquire wakes every waiter FIFO allows", async(function(loop)
+    local sem = eddy.Semaphore(0)
+    local result = {}
+    local t4
+    local function c4() result[#result + 1] = 4; return true end
+    local function c1()
+      assert.equals(0, sem._value)
+      sem:acquire()
+      assert.equals(0, sem._value)  -- every waiter was woken
+      t4 = loop:create_task(c4)     -- runs after c3, not c2
+      result[#result + 1] = 1
+      return true
+    end
+    local function c2()
+      sem:release(); sem:release(); sem:release()
+      assert.equals(2, sem._value)
+      assert.is_true(sem:locked())  -- c1 has not run yet
+      sem:acquire()
+      result[#result + 1] = 2
+      return true
+    end
+    local function c3()
+      sem:acquire()
+      assert.is_true(sem:locked())
+      result[#result + 1] = 3
+      return true
+    end
+    local t1, t2, t3 = loop:create_task(c1), loop:create_task(c2), loop:create_task(c3)
+    turns()
+    assert.equals(2, sem._value)
+    assert.equals(3, #sem._waiters)
+    turns()
+    eddy.gather(t1, t2, t3, t4)
+    assert.same({1, 2, 3, 4}, result)
+  end))
+
+  it("BoundedSemaphore over-release raises ValueError", async(function()
+    local sem = eddy.BoundedSemaphore(2)
+    sem:acquire()
+    sem:release()
+    expect_error(errors.ValueError, sem.release, sem)
+  end))
+end)
+
+describe("Barrier", function()
+  local function run_tasks(loop, n, fn)
+    local tasks = {}
+    for i = 1, n do tasks[i] = loop:create_task(fn) end
+    return table.unpack({eddy.gather(table.unpack(tasks))}, 1, n)
+  end
+
+  it("test_barrier_parties: bad values", function()
+    expect_error(errors.ValueError, eddy.Barrier, 0)
+    expect_error(errors.ValueError, eddy.Barrier, -4)
+    assert.has_error(function() eddy.Barrier() end)
+    assert.equals(5, eddy.Barrier(5).parties)
+  end)
+
+  it("test_repr and read-only fields", function()
+    local b = eddy.Barrier(3)
+    assert.matches("filling", tostring(b))
+    assert.equals(0, b.n_waiting)
+    assert.is_false(b.broken)
+    assert.has_error(function() b.parties = 4 end)
+  end)
+
+  it("test_filling_one_task", async(function()
+    local b = eddy.Barrier(1)
+    assert.equals(0, b:wait())
+    assert.equals(0, b:wait())
+    assert.equals(0, b.n_waiting)
+    assert.is_false(b.broken)
+  end))
+
+  it("test_filling_task_by_task and test_filling_tasks_check_return_value", async(function(loop)
+    local self_parties = 3
+    local b = eddy.Barrier(self_parties)
+    local r = {run_tasks(loop, self_parties, function() return b:wait() end)}
+    table.sort(r)
+    assert.same({0, 1, 2}, r)
+    assert.equals(0, b.n_waiting)
+    assert.is_false(b.broken)
+  end))
+
+  it("test_filling_tasks_wait_twice", async(function(loop)
+    local b = eddy.Barrier(3)
+    local results = {}
+    run_tasks(loop, 3, function()
+      b:wait(); results[#results + 1] = true
+      b:wait(); results[#results + 1] = true
+    end)
+    assert.equals(6, #results)
+    assert.equals(0, b.n_waiting)
+  end))
+
+  it("test_filling_tasks_cancel_one", async(function(loop)
+    local b = eddy.Barrier(3)
+    local t1 = loop:create_task(function() return b:wait() end)
+    turns()
+    assert.equals(1, b.n_waiting)
+    t1:cancel()
+    turns()
+    assert.equals(0, b.n_waiting)
+    local r = {run_tasks(loop, 3, function() return b:wait() end)}
+    assert.equals(3, #r)
+    assert.is_true(t1:cancelled())
+  end))
+
+  it("test_reset_barrier_while_tasks_waiting", async(function(loop)
+    local b = eddy.Barrier(3)
+    local results = {}
+    local function coro()
+      local ok, err = pcall(b.wait, b)
+      results[#results + 1] = ok or errors.is(err, errors.BrokenBarrierError) and "broken"
+    end
+    local t1, t2 = loop:create_task(coro), loop:create_task(coro)
+    turns()
+    assert.equals(2, b.n_waiting)
+    b:reset()
+    eddy.gather(t1, t2)
+    assert.same({"broken", "broken"}, results)
+    assert.equals(0, b.n_waiting)
+    assert.is_false(b.broken)
+  end))
+
+  it("test_abort_barrier", async(function(loop)
+    local b = eddy.Barrier(3)
+    local results = {}
+    local function coro()
+      local ok, err = pcall(b.wait, b)
+      results[#results + 1] = errors.is(err, errors.BrokenBarrierError)
+      assert.is_false(ok)
+    end
+    local t1, t2 = loop:create_task(coro), loop:create_task(coro)
+    turns()
+    b:abort()
+    eddy.gather(t1, t2)
+    assert.same({true, true}, results)
+    assert.is_true(b.broken)
+    expect_error(errors.BrokenBarrierError, b.wait, b)
+  end))
+
+  it("test_abort_barrier_when_exception_then_resetting", async(function(loop)
+    local b = eddy.Barrier(2)
+    local t = loop:create_task(function() return b:wait() end)
+    turns()
+    b:abort()
+    expect_error(errors.BrokenBarrierError, t.await, t)
+    b:reset()
+    assert.is_false(b.broken)
+    local r = {run_tasks(loop, 2, function() return b:wait() end)}
+    table.sort(r)
+    assert.same({0, 1}, r)
+  end))
+
+  it("test_draining_state: tasks arriving while draining wait for the next round", async(function(loop)
+    local b = eddy.Barrier(2)
+    local order = {}
+    local function coro(name)
+      b:wait(); order[#order + 1] = name
+    end
+    eddy.gather(function() coro("a") end, function() coro("b") end,
+                function() coro("c") end, function() coro("d") end)
+    table.sort(order)
+    assert.same({"a", "b", "c", "d"}, order)
+    assert.equals(0, b.n_waiting)
+  end))
+end)
