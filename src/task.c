@@ -74,6 +74,7 @@ static int task_body(lua_State *L) {
 /* {====================================================== Creation */
 
 extern int eddy__co_drive(lua_State *L);  /* coro.c */
+static void push_extra(lua_State *L, int i);
 
 eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs) {
   eddy_Runtime *rt = loop->rt;
@@ -96,6 +97,10 @@ eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs) {
     ** so its results and errors follow the body's protocol. */
     lua_pushcfunction(co, eddy__co_drive);
     t->nargs++;
+    push_extra(L, fn);  /* get_coro() returns it, as asyncio does */
+    lua_pushvalue(L, fn + 2);
+    lua_setfield(L, -2, "coro");
+    lua_pop(L, 1);
   }
   lua_xmove(L, co, nargs + 1);
   lua_setiuservalue(L, fn, TASK_UV_CORO);
@@ -108,10 +113,10 @@ eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs) {
     lua_setiuservalue(L, fn, TASK_UV_CTX);
   }
   if (loop->debug) {
-    lua_createtable(L, 0, 1);
+    push_extra(L, fn);
     luaL_traceback(L, L, NULL, 1);
     lua_setfield(L, -2, "tb");
-    lua_setiuservalue(L, fn, FUT_UV_EXTRA);
+    lua_pop(L, 1);
   }
   /* all_tasks(): the loop's weak set of tasks */
   lua_getiuservalue(L, fn, FUT_UV_LOOP);
@@ -398,9 +403,7 @@ static int c_await(lua_State *L) {
     if (lua_type(L, 1) != LUA_TTHREAD) eddy__checkcallable(L, 1);
     loop = eddy__getloop(L);
     lua_pop(L, 1);
-    lua_pushvalue(L, 1);
-    eddy__task_new(L, loop, lua_gettop(L) - 2);
-    lua_replace(L, 1);
+    eddy__task_new(L, loop, lua_gettop(L) - 1);  /* fn(...): the task at 1 */
   }
   lua_settop(L, 1);
   return eddy__await(L, 1, "await");
@@ -492,8 +495,13 @@ static int t_set_name(lua_State *L) {
   return 0;
 }
 
+/* task:get_coro(): the coroutine object it was created with, else the
+** coroutine running its function. */
 static int t_get_coro(lua_State *L) {
   checktask(L, 1);
+  if (lua_getiuservalue(L, 1, FUT_UV_EXTRA) == LUA_TTABLE &&
+      lua_getfield(L, -1, "coro") == LUA_TTHREAD)
+    return 1;
   lua_getiuservalue(L, 1, TASK_UV_CORO);
   return 1;
 }
