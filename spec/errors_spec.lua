@@ -1,0 +1,135 @@
+-- eddy.errors (API.md §9): the class hierarchy, errors.is, constructors,
+-- tostring, fields, and OSError objects built from libuv codes.
+local eddy = require "eddy"
+local errors = eddy.errors
+local async = require("eddy.test").async
+
+-- The hierarchy of API.md §9: class -> parent.
+local PARENT = {
+  CancelledError = "Error", TimeoutError = "Error", InvalidStateError = "Error",
+  RuntimeError = "Error", ValueError = "Error", LookupError = "Error",
+  IncompleteReadError = "Error", LimitOverrunError = "Error",
+  SendfileNotAvailableError = "Error", QueueEmpty = "Error", QueueFull = "Error",
+  QueueShutDown = "Error", BrokenBarrierError = "Error", ExceptionGroup = "Error",
+  OSError = "Error",
+  ConnectionError = "OSError",
+  ConnectionRefusedError = "ConnectionError", ConnectionResetError = "ConnectionError",
+  ConnectionAbortedError = "ConnectionError", BrokenPipeError = "ConnectionError",
+  DNSError = "OSError", FileNotFoundError = "OSError", PermissionError = "OSError",
+  SSLError = "OSError", SSLCertVerificationError = "SSLError",
+}
+
+describe("eddy.errors", function()
+  it("has every class of the hierarchy, each under its parent", function()
+    assert.is_true(errors.isclass(errors.Error))
+    for name, parent in pairs(PARENT) do
+      local cls = errors[name]
+      assert.is_true(errors.isclass(cls), name)
+      local e = cls("m")
+      assert.is_true(errors.is(e, errors[parent]), name .. " under " .. parent)
+      assert.is_true(errors.is(e, errors.Error), name .. " under Error")
+      assert.is_true(errors.is(e, cls))
+    end
+  end)
+
+  it("errors.is walks up only, never down or sideways", function()
+    local refused = errors.ConnectionRefusedError("no")
+    assert.is_true(errors.is(refused, errors.ConnectionError))
+    assert.is_true(errors.is(refused, errors.OSError))
+    assert.is_false(errors.is(refused, errors.ConnectionResetError))
+    assert.is_false(errors.is(errors.OSError("x"), errors.ConnectionError))
+    assert.is_false(errors.is(errors.ValueError("x"), errors.OSError))
+    assert.is_false(errors.is(errors.CancelledError(), errors.TimeoutError))
+  end)
+
+  it("errors.is is false for values that are not error objects", function()
+    for _, v in ipairs {"ValueError", 42, true, {}, print, coroutine.create(print)} do
+      assert.is_false(errors.is(v, errors.Error))
+    end
+    assert.is_false(errors.is(nil, errors.Error))
+    assert.is_false(errors.is(errors.ValueError("x"), "ValueError"))
+    assert.is_false(errors.is(errors.ValueError("x"), nil))
+  end)
+
+  it("classes are callable constructors; tostring is 'ClassName: message'", function()
+    local e = errors.TimeoutError("slow peer")
+    assert.equal("slow peer", e.message)
+    assert.equal("TimeoutError: slow peer", tostring(e))
+    assert.equal("CancelledError", tostring(errors.CancelledError()))
+    assert.equal("ValueError", tostring(errors.ValueError("")))
+    assert.equal("RuntimeError: 42", tostring(errors.RuntimeError(42)))
+    assert.equal("<class ValueError>", tostring(errors.ValueError))
+  end)
+
+  it("constructors take a fields table", function()
+    local e = errors.OSError("refused", {errno = 111, code = "ECONNREFUSED", strerror = "connection refused"})
+    assert.equal(111, e.errno)
+    assert.equal("ECONNREFUSED", e.code)
+    assert.equal("connection refused", e.strerror)
+    local ssl = errors.SSLCertVerificationError("bad cert", {reason = "CERTIFICATE_VERIFY_FAILED",
+                                                             verify_message = "expired"})
+    assert.equal("CERTIFICATE_VERIFY_FAILED", ssl.reason)
+    assert.equal("expired", ssl.verify_message)
+  end)
+
+  it("IncompleteReadError(partial, expected) as asyncio", function()
+    local e = errors.IncompleteReadError("abc", 10)
+    assert.equal("abc", e.partial)
+    assert.equal(10, e.expected)
+    assert.equal("IncompleteReadError: 3 bytes read on a total of 10 expected bytes", tostring(e))
+    local open_ended = errors.IncompleteReadError("", nil)
+    assert.matches("undefined expected bytes", tostring(open_ended))
+  end)
+
+  it("LimitOverrunError(message, consumed) as asyncio", function()
+    local e = errors.LimitOverrunError("Separator is not found", 42)
+    assert.equal(42, e.consumed)
+    assert.equal("LimitOverrunError: Separator is not found", tostring(e))
+  end)
+
+  it("ExceptionGroup(message, exceptions) keeps the array", function()
+    local inner = {errors.ValueError("a"), errors.TimeoutError("b")}
+    local g = errors.ExceptionGroup("unhandled errors in a TaskGroup", inner)
+    assert.equal(inner, g.exceptions)
+    assert.is_true(errors.is(g, errors.Error))
+    assert.equal("ExceptionGroup: unhandled errors in a TaskGroup (2 sub-exceptions)", tostring(g))
+  end)
+
+  it("are raised with error() and caught with pcall as the same object", function()
+    local e = errors.LookupError("missing key")
+    local ok, got = pcall(error, e)
+    assert.is_false(ok)
+    assert.equal(e, got)
+  end)
+
+  it("fields are inherited from classes (class-level defaults)", function()
+    errors.DNSError.spec_default = "inherited"
+    assert.equal("inherited", errors.DNSError("x").spec_default)
+    errors.DNSError.spec_default = nil
+  end)
+
+  it("errors from the core are eddy.errors objects", async(function(loop)
+    local ok, err = pcall(loop.call_later, loop, 0 / 0, print)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.ValueError))
+    local fut = loop:create_future()
+    ok, err = pcall(fut.result, fut)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.InvalidStateError))
+    assert.equal("InvalidStateError: Result is not ready.", tostring(err))
+  end))
+
+  it("a task's error gets a traceback field; CancelledError does not", async(function(loop)
+    local failed = loop:create_task(function() error(errors.ValueError("v")) end)
+    local ok, err = pcall(failed.await, failed)
+    assert.is_false(ok)
+    assert.is_string(err.traceback)
+    assert.matches("stack traceback", err.traceback)
+    local sleeper = loop:create_task(function() eddy.sleep(10) end)
+    eddy.sleep(0)
+    sleeper:cancel()
+    ok, err = pcall(sleeper.await, sleeper)
+    assert.is_false(ok)
+    assert.is_nil(rawget(err, "traceback"))
+  end))
+end)
