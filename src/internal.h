@@ -384,4 +384,43 @@ int eddy__run_default(lua_State *L, uv_run_mode mode);
 typedef struct { const char *name; const char *source; size_t size; } eddy_Source;
 extern const eddy_Source eddy__sources[];
 
+/* ------------------------------------------------------------------ */
+/* Sockets (socket.c): eddy.socket                                      */
+/* ------------------------------------------------------------------ */
+
+#define EDDY_SOCKET "eddy.socket"
+
+typedef struct eddy_Socket {
+  int fd;                   /* -1: closed or detached */
+  int family, type, proto;  /* type without SOCK_NONBLOCK/SOCK_CLOEXEC */
+  double timeout;           /* < 0: blocking; 0: non-blocking; > 0: seconds */
+  unsigned char owned;      /* 0: a view; close() never closes the fd */
+} eddy_Socket;
+
+/* Push a socket object for fd.  An owned one closes fd on close()/__gc; a
+** view (owned = 0: get_extra_info("socket") of a transport) never does and
+** cannot be made blocking. */
+void eddy__socket_push(lua_State *L, int fd, int family, int type,
+                       int owned);
+/* The socket at idx, or NULL if it is not one. */
+eddy_Socket *eddy__tosocket(lua_State *L, int idx);
+/* Check that argument idx is an open socket (OSError EBADF if closed). */
+eddy_Socket *eddy__checksocket(lua_State *L, int idx);
+/* The fd of argument idx: an integer, an eddy.socket, a Lua file handle,
+** or anything with :fileno().  Wrong types raise a Lua argument error, a
+** negative fd ValueError (asyncio's _fileobj_to_fd). */
+int eddy__checkfd(lua_State *L, int idx);
+/* Read the address at idx for 'family' ({host, port[, flowinfo,
+** scope_id]}, or a path string for AF_UNIX) into ss/len.  Numeric hosts
+** only unless 'resolve' (blocking getaddrinfo); returns 1 for a host name
+** left unresolved, 0 when ss is filled.  Bad addresses raise. */
+int eddy__socket_addr(lua_State *L, int idx, int family,
+                      struct sockaddr_storage *ss, socklen_t *len,
+                      int resolve);
+/* Push an address as eddy shows it ({host, port} array, or a path). */
+void eddy__socket_pushaddr(lua_State *L, const struct sockaddr *sa,
+                            socklen_t len);
+/* Push the eddy.socket module table (constants, socket, socketpair). */
+void eddy__open_socket(lua_State *L);
+
 #endif

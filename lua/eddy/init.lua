@@ -60,6 +60,10 @@ end
 
 -- }=================================================
 
+-- eddy.socket: the socket module (src/socket.c).
+eddy.socket = C.socket
+package.loaded["eddy.socket"] = C.socket
+
 require "eddy.base_events"
 require "eddy.tasks"
 require "eddy.runners"
