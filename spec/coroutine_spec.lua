@@ -1,0 +1,211 @@
+-- Suspension is transparent (API.md §6): nested coroutine.wrap/resume
+-- generators inside a task, pcall/xpcall, metamethods and __close may all
+-- call suspending functions, and coroutine.* keeps lcorolib's behaviour.
+local eddy = require "eddy"
+local errors = eddy.errors
+local async = require("eddy.test").async
+
+-- A generator of 1..n that sleeps before each value.
+local function counting(n, delay)
+  return coroutine.wrap(function()
+    for i = 1, n do
+      eddy.sleep(delay or 0)
+      coroutine.yield(i)
+    end
+  end)
+end
+
+local function collect(iter)
+  local out = {}
+  for v in iter do out[#out + 1] = v end
+  return out
+end
+
+describe("nested coroutines inside a task", function()
+  it("a coroutine.wrap generator may sleep; its yields still reach its consumer",
+     async(function(loop)
+    local t0 = loop:time()
+    assert.same({1, 2, 3}, collect(counting(3, 0.005)))
+    assert.is_true(loop:time() - t0 >= 0.015)
+  end))
+
+  it("generators nest: a generator consuming another, both sleeping", async(function()
+    local sums = coroutine.wrap(function()
+      for i in counting(3) do
+        local s = 0
+        for j in counting(i, 0.001) do s = s + j end
+        eddy.sleep(0)
+        coroutine.yield(s)
+      end
+    end)
+    assert.same({1, 3, 6}, collect(sums))
+  end))
+
+  it("other tasks run while a generator sleeps", async(function(loop)
+    local log = {}
+    local other = loop:create_task(function()
+      for i = 1, 3 do log[#log + 1] = "other" .. i eddy.sleep(0) end
+    end)
+    -- the generator sleeps before each value, so the other task goes first
+    for i in counting(3) do log[#log + 1] = "gen" .. i end
+    other:await()
+    assert.same({"other1", "gen1", "other2", "gen2", "other3", "gen3"}, log)
+  end))
+
+  it("coroutine.resume passes values both ways around suspensions", async(function()
+    local co = coroutine.create(function(a)
+      local b = coroutine.yield(a + 1)
+      eddy.sleep(0.001)
+      local c = coroutine.yield(b * 2)
+      return "end", c
+    end)
+    assert.same({true, 2}, {coroutine.resume(co, 1)})
+    assert.same({true, 20}, {coroutine.resume(co, 10)})
+    assert.same({true, "end", "last"}, {coroutine.resume(co, "last")})
+    assert.same({false, "cannot resume dead coroutine"}, {coroutine.resume(co)})
+    assert.equal("dead", coroutine.status(co))
+  end))
+
+  it("coroutine.status and isyieldable stay right around a suspension", async(function()
+    local outer_co
+    local co = coroutine.create(function()
+      assert.equal("running", coroutine.status(coroutine.running()))
+      assert.equal("normal", coroutine.status(outer_co))
+      eddy.sleep(0.001)
+      assert.is_true(coroutine.isyieldable())
+      coroutine.yield("y")
+    end)
+    outer_co = coroutine.running()
+    assert.same({true, "y"}, {coroutine.resume(co)})
+    assert.equal("suspended", coroutine.status(co))
+  end))
+
+  it("an error in a generator propagates to its consumer with position, as lcorolib",
+     async(function()
+    local gen = coroutine.wrap(function()
+      eddy.sleep(0)
+      error("gen failed")
+    end)
+    local ok, err = pcall(gen)
+    assert.is_false(ok)
+    assert.matches("gen failed", err)
+    local co = coroutine.create(function() eddy.sleep(0) error(errors.ValueError("obj")) end)
+    local ok2, err2 = coroutine.resume(co)
+    assert.is_false(ok2)
+    assert.is_true(errors.is(err2, errors.ValueError))
+  end))
+
+  it("cancelling the task reaches into a sleeping generator", async(function(loop)
+    local cleaned = false
+    local task = loop:create_task(function()
+      local gen = coroutine.wrap(function()
+        local guard <close> = setmetatable({}, {__close = function() cleaned = true end})
+        eddy.sleep(10)
+        coroutine.yield(1)
+      end)
+      return gen()
+    end)
+    eddy.sleep(0)
+    eddy.sleep(0)
+    task:cancel()
+    local ok, err = pcall(task.await, task)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.CancelledError))
+    assert.is_true(cleaned)
+  end))
+
+  it("a suspension across a C function that cannot yield raises RuntimeError", async(function()
+    local ok, err = pcall(table.sort, {3, 1, 2}, function(a, b)
+      eddy.sleep(0)
+      return a < b
+    end)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.RuntimeError))
+  end))
+end)
+
+describe("suspension inside protected calls", function()
+  it("works inside pcall and returns every result", async(function()
+    assert.same({true, "a", "b"}, {pcall(eddy.sleep, 0.001, "a", "b")})
+  end))
+
+  it("works inside xpcall; errors after it reach the handler", async(function()
+    assert.same({true, "x"}, {xpcall(eddy.sleep, debug.traceback, 0.001, "x")})
+    local ok, msg = xpcall(function()
+      eddy.sleep(0.001)
+      error("after sleep")
+    end, function(m) return "handled: " .. m end)
+    assert.is_false(ok)
+    assert.matches("^handled: .*after sleep", msg)
+  end))
+
+  it("works in nested pcalls", async(function()
+    local ok, inner_ok, v = pcall(pcall, function()
+      return pcall(eddy.sleep, 0, "deep")
+    end)
+    assert.is_true(ok)
+    assert.is_true(inner_ok)
+    assert.is_true(v)
+  end))
+end)
+
+describe("suspension inside metamethods", function()
+  local mt = {
+    __index = function(_, k) return eddy.sleep(0.001, "index:" .. k) end,
+    __add = function() return eddy.sleep(0, "add") end,
+    __lt = function() eddy.sleep(0.001) return true end,
+    __le = function() eddy.sleep(0) return false end,
+    __concat = function() return eddy.sleep(0, "concat") end,
+    __eq = function() eddy.sleep(0) return true end,
+    __call = function(_, x) return eddy.sleep(0.001, "call:" .. x) end,
+    __len = function() return eddy.sleep(0, 7) end,
+    __newindex = function(t, k, v) eddy.sleep(0) rawset(t, k, v) end,
+  }
+
+  it("__index, __newindex, __call and __len may suspend", async(function()
+    local obj = setmetatable({}, mt)
+    assert.equal("index:foo", obj.foo)
+    assert.equal("call:1", obj(1))
+    assert.equal(7, #obj)
+    obj.bar = 5
+    assert.equal(5, rawget(obj, "bar"))
+  end))
+
+  it("__add, __lt, __le, __concat and __eq may suspend", async(function()
+    local a, b = setmetatable({}, mt), setmetatable({}, mt)
+    assert.equal("add", a + b)
+    assert.is_true(a < b)
+    assert.is_false(a <= b)
+    assert.equal("concat", a .. "x")
+    assert.is_true(a == b)
+  end))
+end)
+
+describe("suspension inside __close", function()
+  it("__close may suspend on a normal scope exit", async(function(loop)
+    local log = {}
+    do
+      local guard <close> = setmetatable({}, {__close = function(_, err)
+        log[#log + 1] = "closing " .. tostring(err)
+        eddy.sleep(0.001)
+        log[#log + 1] = "closed"
+      end})
+      log[#log + 1] = "body"
+    end
+    assert.same({"body", "closing nil", "closed"}, log)
+  end))
+
+  it("__close may suspend while an error unwinds through pcall", async(function()
+    local log = {}
+    local ok, err = pcall(function()
+      local guard <close> = setmetatable({}, {__close = function(_, e)
+        eddy.sleep(0.001)
+        log[#log + 1] = "closed after " .. tostring(e)
+      end})
+      error(errors.ValueError("unwinding"))
+    end)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.ValueError))
+    assert.same({"closed after ValueError: unwinding"}, log)
+  end))
+end)
