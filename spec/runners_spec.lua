@@ -1,0 +1,102 @@
+-- eddy.run (API.md §2, asyncio.run), ported from CPython's test_runners.
+local eddy = require "eddy"
+local errors = eddy.errors
+local checks = require "support.checks"
+local raises, argerror = checks.raises, checks.argerror
+
+describe("eddy.run", function()
+  it("returns every result of main (test_asyncio_run_return)", function()
+    local r = table.pack(eddy.run(function(a, b)
+      eddy.sleep(0.001)
+      return a + b, nil, "x"
+    end, 1, 2))
+    assert.same({3, nil, "x", n = 3}, r)
+  end)
+
+  it("runs main as a task on a new loop that it closes", function()
+    local loop, task
+    eddy.run(function()
+      loop = eddy.get_running_loop()
+      task = eddy.current_task()
+    end)
+    assert.is_not_nil(task)
+    assert.is_true(loop:is_closed())
+    assert.are_not.equal(loop, eddy.get_event_loop())
+  end)
+
+  it("re-raises main's error (test_asyncio_run_raises)", function()
+    local err = raises(eddy.run, errors.ValueError, function()
+      eddy.sleep(0)
+      error(errors.ValueError("spam"))
+    end)
+    assert.equal("spam", err.message)
+    assert.is_string(err.traceback)
+  end)
+
+  it("accepts a coroutine object", function()
+    assert.equal("co", eddy.run(coroutine.create(function() eddy.sleep(0) return "co" end)))
+  end)
+
+  it("rejects what cannot run (test_asyncio_run_only_coro)", function()
+    argerror(function() eddy.run(42) end, 1, "run")
+    argerror(function() eddy.run() end, 1, "run")
+  end)
+
+  it("cannot be called from a running loop (test_asyncio_run_from_running_loop)", function()
+    local inner
+    eddy.run(function()
+      local ok, err = pcall(eddy.run, function() end)
+      inner = {ok, err}
+    end)
+    assert.is_false(inner[1])
+    assert.is_true(errors.is(inner[2], errors.RuntimeError))
+    assert.matches("running event loop", inner[2].message)
+  end)
+
+  it("cancels tasks still pending when main returns (test_asyncio_run_cancels_hanging_tasks)",
+     function()
+    local leftover, cleaned
+    eddy.run(function()
+      leftover = eddy.create_task(function()
+        local guard <close> = setmetatable({}, {__close = function()
+          eddy.sleep(0)  -- cleanup may still suspend during shutdown
+          cleaned = true
+        end})
+        eddy.sleep(10)
+      end)
+      eddy.sleep(0)
+    end)
+    assert.is_true(leftover:cancelled())
+    assert.is_true(cleaned)
+  end)
+
+  it("reports leftover tasks that fail while cancelled (test_asyncio_run_reports_hanging_tasks_errors)",
+     function()
+    local reports = {}
+    eddy.run(function()
+      eddy.get_running_loop():set_exception_handler(function(_, ctx) reports[#reports + 1] = ctx end)
+      eddy.create_task(function()
+        pcall(eddy.sleep, 10)
+        error(errors.ValueError("failed during shutdown"))
+      end)
+      eddy.sleep(0)
+    end)
+    assert.equal(1, #reports)
+    assert.matches("unhandled exception during eddy.run%(%) shutdown", reports[1].message)
+    assert.is_true(errors.is(reports[1].exception, errors.ValueError))
+    assert.equal("userdata", type(reports[1].task))
+  end)
+
+  it("awaits shutdown_asyncgens, which returns when there are none", function()
+    assert.equal("ok", eddy.run(function()
+      eddy.get_running_loop():shutdown_asyncgens()
+      return "ok"
+    end))
+  end)
+
+  it("each run gets a fresh loop (test_run)", function()
+    local a = eddy.run(function() return eddy.get_running_loop() end)
+    local b = eddy.run(function() return eddy.get_running_loop() end)
+    assert.are_not.equal(a, b)
+  end)
+end)
