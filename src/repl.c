@@ -1,1 +1,1091 @@
-int eddy__repl_placeholder;
+/*
+** repl.c -- the REPL of the eddy executable (API.md §11): lua.c's
+** read-eval-print loop, turned inside out so that it runs on the event
+** loop.  Each entry runs as a task, so suspending functions work at the
+** prompt, and timers, servers and tasks keep running between prompts.
+**
+** The driver is a state machine on the default loop:
+**
+**   READING --line completes a chunk--> RUNNING --task done--> READING
+**   READING --line leaves it incomplete--> READING (second prompt)
+**   READING --syntax error--> READING (message, first prompt)
+**   READING --end of input--> DONE (the loop is stopped)
+**
+** Showing a prompt starts watching fd 0 (a uv_poll_t; a uv_idle_t when fd
+** 0 is a regular file, which epoll cannot watch); the watch stops while an
+** entry runs, so the entry may read stdin itself, as under lua.c.  A
+** uv_signal_t for SIGINT cancels the running entry or clears the line.
+**
+** Input on a terminal goes through libedit's callback interface (line
+** editing, history, completion), and results print readably: strings
+** quoted, tables with their contents.  Other input is read one byte at a
+** time, as GNU readline does, and each line is echoed after its prompt, so
+** the output is that of lua.c built with readline (Debian's lua5.4), byte
+** for byte.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <editline/readline.h>
+
+#include "internal.h"
+#include "repl.h"
+
+#define PROMPT1 "> "
+#define PROMPT2 ">> "
+#define EOFMARK "<eof>"  /* ends the message of an incomplete chunk */
+#define CHUNKNAME "=stdin"
+
+typedef enum {
+  REPL_READING,  /* a prompt is shown and fd 0 watched */
+  REPL_RUNNING,  /* an entry's task runs; fd 0 is not watched */
+  REPL_DONE      /* end of input: the loop is stopping */
+} repl_Phase;
+
+typedef struct Repl {
+  lua_State *L;          /* the main thread */
+  eddy_Loop *loop;       /* the loop the REPL runs on */
+  repl_Phase phase;
+  int tty;               /* stdin is a terminal: libedit, readable output */
+  int firstline;         /* the next line starts an entry */
+  int pending;           /* registry ref: the incomplete chunk, or NOREF */
+  int task;              /* registry ref: the running entry, or NOREF */
+  lua_State *volatile co;  /* the entry's coroutine while its body runs */
+  volatile sig_atomic_t hooked;  /* SIGINT set the interrupt hook on co */
+  int pollable;          /* fd 0 is watched by 'poll', else by 'idle' */
+  int stdin_flags;       /* fd 0's status flags, restored at the end */
+  uv_poll_t poll;
+  uv_idle_t idle;
+  uv_signal_t sigint;
+  int nopen;             /* libuv handles not closed yet */
+  struct sigaction uv_action;  /* libuv's SIGINT action, chained */
+  char *buf;             /* without a terminal: the line being read */
+  size_t len, cap;
+  int rl_installed;      /* libedit's line handler was installed */
+  char *rl_line;         /* on a terminal: the line libedit gave, */
+  int rl_done;           /* ... and whether it gave one (NULL: EOF) */
+  char **cands;          /* completion candidates */
+  size_t ncands, nextcand;
+} Repl;
+
+/* libedit's callbacks take no user data: the one REPL of the process. */
+static Repl *repl;
+
+static void show_prompt(Repl *r);
+
+/* {====================================================== Helpers */
+
+/* Print an error message as lua.c's REPL does (no program name). */
+static void report(const char *msg) {
+  fprintf(stderr, "%s\n", msg != NULL ? msg : "(error object is not a string)");
+  fflush(stderr);
+}
+
+/* Call obj:name(args) where obj is at 'obj' and the 'nargs' arguments are
+** at the top. */
+static void call_method(lua_State *L, int obj, const char *name, int nargs,
+                        int nres) {
+  obj = lua_absindex(L, obj);
+  lua_getfield(L, obj, name);
+  lua_insert(L, -nargs - 1);
+  lua_pushvalue(L, obj);
+  lua_insert(L, -nargs - 1);
+  lua_call(L, nargs + 1, nres);
+}
+
+/* Run f(L) protected, with 'nargs' arguments at the top; report an error
+** (there is no Lua caller to raise to: we are in a libuv callback).
+** Returns the status. */
+static int protect(lua_State *L, lua_CFunction f, int nargs) {
+  int status;
+  lua_pushcfunction(L, f);
+  lua_insert(L, -nargs - 1);
+  status = lua_pcall(L, nargs, 0, 0);
+  if (status != LUA_OK) {
+    report(lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  return status;
+}
+
+/* }====================================================== */
+
+/* {====================================================== Showing values */
+
+/* Nested tables deeper than this show as {...}. */
+#define SHOW_DEPTH 4
+/* A table shows on one line when that line fits this many bytes. */
+#define SHOW_WIDTH 72
+
+static void show(lua_State *L, int i, int seen, int depth);
+
+/* Push the string at i quoted, with escapes for control characters. */
+static void show_string(lua_State *L, int i) {
+  size_t len, k;
+  const unsigned char *s = (const unsigned char *)lua_tolstring(L, i, &len);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addchar(&b, '"');
+  for (k = 0; k < len; k++) {
+    unsigned char c = s[k];
+    const char *esc = NULL;
+    switch (c) {
+      case '"': esc = "\\\""; break;
+      case '\\': esc = "\\\\"; break;
+      case '\n': esc = "\\n"; break;
+      case '\r': esc = "\\r"; break;
+      case '\t': esc = "\\t"; break;
+      case '\a': esc = "\\a"; break;
+      case '\b': esc = "\\b"; break;
+      case '\f': esc = "\\f"; break;
+      case '\v': esc = "\\v"; break;
+    }
+    if (esc != NULL) {
+      luaL_addstring(&b, esc);
+    } else if (c < 32 || c == 127) {
+      char num[8];
+      snprintf(num, sizeof num, "\\%03d", c);
+      luaL_addstring(&b, num);
+    } else {
+      luaL_addchar(&b, (char)c);
+    }
+  }
+  luaL_addchar(&b, '"');
+  luaL_pushresult(&b);
+}
+
+static int is_identifier(const char *s, size_t len) {
+  static const char *const keywords[] = {
+    "and", "break", "do", "else", "elseif", "end", "false", "for",
+    "function", "goto", "if", "in", "local", "nil", "not", "or", "repeat",
+    "return", "then", "true", "until", "while", NULL
+  };
+  size_t k;
+  int i;
+  if (len == 0 || (s[0] >= '0' && s[0] <= '9')) return 0;
+  for (k = 0; k < len; k++) {
+    char c = s[k];
+    if (!(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9')))
+      return 0;
+  }
+  for (i = 0; keywords[i] != NULL; i++)
+    if (strcmp(s, keywords[i]) == 0) return 0;
+  return 1;
+}
+
+/* A key to sort: numbers first, then strings, then the rest as found. */
+typedef struct {
+  int rank;
+  lua_Number num;
+  const char *str;
+  size_t len;
+  int slot;  /* index in the keys table */
+} SortKey;
+
+static int sortkey_cmp(const void *a, const void *b) {
+  const SortKey *x = (const SortKey *)a, *y = (const SortKey *)b;
+  if (x->rank != y->rank) return x->rank - y->rank;
+  if (x->rank == 0 && x->num != y->num) return x->num < y->num ? -1 : 1;
+  if (x->rank == 1) {
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->str, y->str, n);
+    if (c != 0) return c;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+  }
+  return x->slot - y->slot;
+}
+
+/* Push a key as it shows before " = ". */
+static void show_key(lua_State *L, int k, int seen, int depth) {
+  size_t len;
+  k = lua_absindex(L, k);
+  if (lua_type(L, k) == LUA_TSTRING) {
+    const char *s = lua_tolstring(L, k, &len);
+    if (is_identifier(s, len)) {
+      lua_pushvalue(L, k);
+      return;
+    }
+  }
+  lua_pushliteral(L, "[");
+  show(L, k, seen, depth);
+  lua_pushliteral(L, "]");
+  lua_concat(L, 3);
+}
+
+/*
+** Push the table at t with its contents: the array part 1..n first, then
+** the other keys sorted.  'seen' holds the tables on the current path, so
+** a cycle shows as <cycle table: 0x...> instead of recursing.
+*/
+static void show_table(lua_State *L, int t, int seen, int depth) {
+  lua_Integer n, k;
+  size_t nkeys = 0, total = 0, i;
+  int items, keys, multiline = 0;
+  SortKey *sorted;
+  if (lua_rawgetp(L, seen, lua_topointer(L, t)) != LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "<cycle table: %p>", lua_topointer(L, t));
+    return;
+  }
+  lua_pop(L, 1);
+  if (depth >= SHOW_DEPTH) {
+    lua_pushliteral(L, "{...}");
+    return;
+  }
+  luaL_checkstack(L, 10, "table too deep to show");
+  lua_pushboolean(L, 1);
+  lua_rawsetp(L, seen, lua_topointer(L, t));
+  lua_newtable(L);  /* the items' strings */
+  items = lua_gettop(L);
+  lua_newtable(L);  /* the keys past the array part */
+  keys = lua_gettop(L);
+  for (n = 0; lua_rawgeti(L, t, n + 1) != LUA_TNIL; n++) {
+    show(L, -1, seen, depth + 1);
+    lua_rawseti(L, items, n + 1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    lua_pop(L, 1);
+    if (lua_isinteger(L, -1) && (k = lua_tointeger(L, -1)) >= 1 && k <= n)
+      continue;
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, keys, (lua_Integer)++nkeys);
+  }
+  sorted = (SortKey *)lua_newuserdatauv(L, (nkeys ? nkeys : 1) * sizeof *sorted, 0);
+  for (i = 0; i < nkeys; i++) {
+    SortKey *sk = &sorted[i];
+    int type = lua_rawgeti(L, keys, (lua_Integer)i + 1);
+    sk->slot = (int)i + 1;
+    sk->rank = type == LUA_TNUMBER ? 0 : type == LUA_TSTRING ? 1 : 2;
+    sk->num = type == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+    sk->str = type == LUA_TSTRING ? lua_tolstring(L, -1, &sk->len) : NULL;
+    lua_pop(L, 1);  /* the keys table anchors it */
+  }
+  qsort(sorted, nkeys, sizeof *sorted, sortkey_cmp);
+  for (i = 0; i < nkeys; i++) {
+    lua_rawgeti(L, keys, sorted[i].slot);  /* key */
+    show_key(L, -1, seen, depth + 1);
+    lua_pushliteral(L, " = ");
+    lua_pushvalue(L, -3);
+    lua_rawget(L, t);  /* key, "key", " = ", value */
+    show(L, -1, seen, depth + 1);
+    lua_remove(L, -2);
+    lua_concat(L, 3);
+    lua_rawseti(L, items, n + (lua_Integer)i + 1);
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  lua_rawsetp(L, seen, lua_topointer(L, t));
+  /* One line if it fits and no item spans lines. */
+  for (k = 1; k <= n + (lua_Integer)nkeys; k++) {
+    size_t len;
+    const char *s;
+    lua_rawgeti(L, items, k);
+    s = lua_tolstring(L, -1, &len);
+    total += len + 2;
+    if (memchr(s, '\n', len) != NULL) multiline = 1;
+    lua_pop(L, 1);
+  }
+  if (total + 4 > SHOW_WIDTH) multiline = 1;
+  {
+    luaL_Buffer b;
+    lua_Integer count = n + (lua_Integer)nkeys;
+    int pad;
+    luaL_buffinit(L, &b);
+    luaL_addchar(&b, '{');
+    for (k = 1; k <= count; k++) {
+      if (multiline) {
+        luaL_addchar(&b, '\n');
+        for (pad = 0; pad < depth + 1; pad++) luaL_addstring(&b, "  ");
+      } else {
+        luaL_addchar(&b, ' ');
+      }
+      lua_rawgeti(L, items, k);
+      luaL_addvalue(&b);
+      if (k < count) luaL_addchar(&b, ',');
+    }
+    if (multiline) {
+      luaL_addchar(&b, '\n');
+      for (pad = 0; pad < depth; pad++) luaL_addstring(&b, "  ");
+    } else if (count > 0) {
+      luaL_addchar(&b, ' ');
+    }
+    luaL_addchar(&b, '}');
+    luaL_pushresult(&b);
+  }
+  lua_replace(L, items);
+  lua_settop(L, items);
+}
+
+/* Push how the value at i shows at a terminal prompt. */
+static void show(lua_State *L, int i, int seen, int depth) {
+  i = lua_absindex(L, i);
+  switch (lua_type(L, i)) {
+    case LUA_TSTRING:
+      show_string(L, i);
+      return;
+    case LUA_TTABLE:
+      if (luaL_getmetafield(L, i, "__tostring") == LUA_TNIL &&
+          luaL_getmetafield(L, i, "__name") == LUA_TNIL) {
+        show_table(L, i, seen, depth);
+        return;
+      }
+      lua_pop(L, 1);
+      /* FALLTHROUGH */
+    default:
+      luaL_tolstring(L, i, NULL);
+      return;
+  }
+}
+
+/* }====================================================== */
+
+/* {====================================================== Entries */
+
+/* Continuation of run_entry: (msgh, results...) -> true, results... or
+** (msgh, error) -> false, message. */
+static int run_entry_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
+  repl->co = NULL;
+  if (repl->hooked) lua_sethook(L, NULL, 0, 0);
+  lua_pushboolean(L, status == LUA_OK || status == LUA_YIELD);
+  lua_replace(L, 1);
+  if (status == LUA_OK || status == LUA_YIELD) return lua_gettop(L);
+  lua_settop(L, 2);
+  return 2;
+}
+
+static int run_entry(lua_State *L);
+
+/*
+** Message handler of entries: lua.c's, with the traceback cut below the
+** level of run_entry, so that it ends as lua.c's does and the task
+** machinery underneath does not show.
+*/
+static int entry_msgh(lua_State *L) {
+  lua_Debug ar;
+  int level, entry = -1;
+  for (level = 0; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "f", &ar);
+    if (lua_tocfunction(L, -1) == run_entry) entry = level;
+    lua_pop(L, 1);
+  }
+  if (lua_type(L, 1) == LUA_TTABLE &&
+      lua_getfield(L, 1, "traceback") != LUA_TNIL)
+    entry = -1;  /* the error brings its own traceback */
+  lua_settop(L, 1);
+  eddy__msghandler(L);
+  if (entry >= 0) {
+    size_t len;
+    const char *tb = lua_tolstring(L, -1, &len);
+    int cut = level - entry - 1;  /* the levels below run_entry */
+    while (cut > 0 && len > 0) {
+      if (tb[--len] == '\n') cut--;
+    }
+    if (cut == 0) lua_pushlstring(L, tb, len);
+  }
+  return 1;
+}
+
+/* The body of an entry's task: run_entry(chunk) -> true, results... or
+** false, message. */
+static int run_entry(lua_State *L) {
+  repl->co = L;
+  repl->hooked = 0;
+  lua_pushcfunction(L, entry_msgh);
+  lua_insert(L, 1);
+  return run_entry_k(L, lua_pcallk(L, 0, LUA_MULTRET, 1, 0, run_entry_k), 0);
+}
+
+/* Print an entry's results: lua.c's l_print (the global print), with
+** readable values on a terminal. */
+static int print_results(lua_State *L) {
+  int n = lua_gettop(L), i;
+  if (n == 0) return 0;
+  luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
+  if (repl->tty) {
+    lua_newtable(L);  /* the tables on the path being shown */
+    for (i = 1; i <= n; i++) {
+      show(L, i, n + 1, 0);
+      lua_replace(L, i);
+    }
+    lua_settop(L, n);
+  }
+  lua_getglobal(L, "print");
+  lua_insert(L, 1);
+  if (lua_pcall(L, n, 0, 0) != LUA_OK)
+    report(lua_pushfstring(L, "error calling 'print' (%s)",
+                           lua_tostring(L, -1)));
+  return 0;
+}
+
+/* Done callback of the entry's task (1): print its results or error. */
+static int l_entry_done(lua_State *L) {
+  int n;
+  repl->co = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, repl->task);
+  repl->task = LUA_NOREF;
+  lua_settop(L, 1);
+  call_method(L, 1, "cancelled", 0, 1);
+  if (lua_toboolean(L, -1)) {  /* cancelled before its body ran */
+    report("interrupted!");
+  } else {
+    lua_settop(L, 1);
+    call_method(L, 1, "result", 0, LUA_MULTRET);
+    n = lua_gettop(L) - 1;
+    if (lua_toboolean(L, 2)) {
+      lua_pushcfunction(L, print_results);
+      lua_replace(L, 2);
+      lua_call(L, n - 1, 0);
+    } else {
+      report(lua_tostring(L, 3));
+    }
+  }
+  return 0;
+}
+
+static int entry_done(lua_State *L) {
+  protect(L, l_entry_done, 1);
+  if (repl->phase == REPL_RUNNING) {
+    repl->firstline = 1;
+    show_prompt(repl);
+  }
+  return 0;
+}
+
+/* Start the chunk at the top as an entry: a task on the loop. */
+static void start_entry(lua_State *L, Repl *r) {
+  int chunk = lua_gettop(L);
+  eddy__pushloop(L, r->loop);
+  lua_pushcfunction(L, run_entry);
+  lua_pushvalue(L, chunk);
+  call_method(L, -3, "create_task", 2, 1);
+  lua_pushvalue(L, -1);
+  r->task = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushcfunction(L, entry_done);
+  call_method(L, -2, "add_done_callback", 1, 0);
+  r->phase = REPL_RUNNING;
+  lua_settop(L, chunk - 1);
+}
+
+/* }====================================================== */
+
+/* {====================================================== Lines */
+
+/* Whether the load status and message at the top say "incomplete". */
+static int incomplete(lua_State *L, int status) {
+  if (status == LUA_ERRSYNTAX) {
+    size_t lmsg;
+    const char *msg = lua_tolstring(L, -1, &lmsg);
+    size_t lmark = sizeof(EOFMARK) - 1;
+    if (lmsg >= lmark && strcmp(msg + lmsg - lmark, EOFMARK) == 0) return 1;
+  }
+  return 0;
+}
+
+static void save_history(Repl *r, const char *line) {
+  if (r->tty && line[0] != '\0') add_history(line);
+}
+
+/*
+** l_line(line | nil): what a line (nil: the end of input) does, as lua.c's
+** loadline: on a first line, "=e" means "return e", and "return <line>;"
+** is tried first, so expressions print their values; then the text is
+** compiled as statements, and an incomplete one waits for more lines.
+*/
+static int l_line(lua_State *L) {
+  Repl *r = repl;
+  int status;
+  if (lua_isnil(L, 1)) {
+    if (r->firstline) {  /* end of input at a first prompt: leave */
+      r->phase = REPL_DONE;
+      return 0;
+    }
+    /* End of input inside a statement: its syntax error, then a prompt. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->pending);
+    luaL_unref(L, LUA_REGISTRYINDEX, r->pending);
+    r->pending = LUA_NOREF;
+    r->firstline = 1;
+    save_history(r, lua_tostring(L, -1));
+    {
+      size_t len;
+      const char *text = lua_tolstring(L, -1, &len);
+      luaL_loadbuffer(L, text, len, CHUNKNAME);
+    }
+    report(lua_tostring(L, -1));
+    return 0;
+  }
+  if (r->firstline) {
+    const char *line = lua_tostring(L, 1);
+    if (line[0] == '=') lua_pushfstring(L, "return %s", line + 1);
+    else lua_pushvalue(L, 1);
+    {
+      const char *text = lua_tostring(L, -1);
+      const char *retline = lua_pushfstring(L, "return %s;", text);
+      if (luaL_loadbuffer(L, retline, strlen(retline), CHUNKNAME) == LUA_OK) {
+        save_history(r, text);
+        start_entry(L, r);
+        return 0;
+      }
+      lua_pop(L, 2);
+    }
+  } else {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->pending);
+    lua_pushliteral(L, "\n");
+    lua_pushvalue(L, 1);
+    lua_concat(L, 3);
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, r->pending);
+  r->pending = LUA_NOREF;
+  {
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    status = luaL_loadbuffer(L, text, len, CHUNKNAME);
+  }
+  if (incomplete(L, status)) {
+    lua_pop(L, 1);
+    r->pending = luaL_ref(L, LUA_REGISTRYINDEX);
+    r->firstline = 0;
+    return 0;
+  }
+  r->firstline = 1;
+  save_history(r, lua_tostring(L, -2));
+  if (status == LUA_OK) start_entry(L, r);
+  else report(lua_tostring(L, -1));
+  return 0;
+}
+
+static void stop_reading(Repl *r) {
+  if (r->pollable) uv_poll_stop(&r->poll);
+  else uv_idle_stop(&r->idle);
+}
+
+/* Stop the loop the REPL runs (the end of input). */
+static int l_stop_loop(lua_State *L) {
+  eddy__pushloop(L, repl->loop);
+  call_method(L, -1, "stop", 0, 0);
+  return 0;
+}
+
+/* A line was read ('line' NULL: the end of input): act on it. */
+static void got_line(Repl *r, const char *line, size_t len) {
+  lua_State *L = r->L;
+  stop_reading(r);
+  if (line != NULL) lua_pushlstring(L, line, len);
+  else lua_pushnil(L);
+  if (protect(L, l_line, 1) != LUA_OK) {  /* out of memory: start over */
+    r->firstline = 1;
+    r->phase = REPL_READING;
+  }
+  if (r->phase == REPL_DONE) {
+    fputs("\n", stdout);  /* lua.c ends its REPL with a newline */
+    fflush(stdout);
+    protect(L, l_stop_loop, 0);
+  } else if (r->phase == REPL_READING) {
+    show_prompt(r);
+  }
+}
+
+/* }====================================================== */
+
+/* {====================================================== Reading */
+
+/* Whether fd 0 has a byte to read now. */
+static int readable_now(Repl *r) {
+  struct pollfd p;
+  if (!r->pollable) return 1;  /* a regular file never blocks */
+  p.fd = 0;
+  p.events = POLLIN;
+  p.revents = 0;
+  return poll(&p, 1, 0) > 0;
+}
+
+/*
+** Without a terminal: read what fd 0 has, one byte at a time (never past
+** the end of the line, so an entry may read the rest of stdin itself), and
+** echo a complete line after its prompt, as GNU readline does.
+*/
+static void read_bytes(Repl *r) {
+  do {
+    char c;
+    size_t len;
+    ssize_t n = read(0, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n <= 0 || c == '\n') {  /* a line; the end of input ends one too */
+      int eof = n <= 0 && r->len == 0;
+      if (n < 0) report(strerror(errno));
+      if (!eof) {
+        fwrite(r->buf, 1, r->len, stdout);
+        fputs("\n", stdout);
+        fflush(stdout);
+      }
+      len = r->len;
+      r->len = 0;
+      got_line(r, eof ? NULL : r->buf, len);
+      return;
+    }
+    if (r->len + 1 >= r->cap) {
+      size_t ncap = r->cap ? r->cap * 2 : 256;
+      char *nbuf = (char *)realloc(r->buf, ncap);
+      if (nbuf == NULL) {
+        report("not enough memory");
+        continue;  /* the byte is lost; the line goes on */
+      }
+      r->buf = nbuf;
+      r->cap = ncap;
+    }
+    r->buf[r->len++] = c;
+  } while (readable_now(r));
+}
+
+/* libedit's line handler: keep the line for poll_cb. */
+static void rl_line_cb(char *line) {
+  repl->rl_line = line;
+  repl->rl_done = 1;
+}
+
+static void read_input(Repl *r) {
+  if (!r->tty) {
+    read_bytes(r);
+    return;
+  }
+  r->rl_done = 0;
+  rl_callback_read_char();
+  if (r->rl_done) {
+    char *line = r->rl_line;
+    r->rl_line = NULL;
+    r->rl_done = 0;
+    got_line(r, line, line != NULL ? strlen(line) : 0);
+    free(line);
+  }
+}
+
+static void poll_cb(uv_poll_t *h, int status, int events) {
+  (void)events;
+  if (status < 0) {  /* fd 0 is unusable: like the end of input */
+    report(uv_strerror(status));
+    got_line(repl, NULL, 0);
+    return;
+  }
+  read_input((Repl *)h->data);
+}
+
+static void idle_cb(uv_idle_t *h) {
+  read_input((Repl *)h->data);
+}
+
+/* Push the prompt: _PROMPT / _PROMPT2 through tostring, or the default. */
+static int l_prompt(lua_State *L) {
+  if (lua_getglobal(L, repl->firstline ? "_PROMPT" : "_PROMPT2") == LUA_TNIL)
+    lua_pushstring(L, repl->firstline ? PROMPT1 : PROMPT2);
+  else
+    luaL_tolstring(L, -1, NULL);
+  return 1;
+}
+
+/* Show the prompt and watch fd 0 (-> READING). */
+static void show_prompt(Repl *r) {
+  lua_State *L = r->L;
+  const char *prompt;
+  lua_pushcfunction(L, l_prompt);
+  if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+    report(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    lua_pushstring(L, r->firstline ? PROMPT1 : PROMPT2);
+  }
+  prompt = lua_tostring(L, -1);
+  r->phase = REPL_READING;
+  if (r->tty) {
+    rl_callback_handler_install(prompt, rl_line_cb);
+    r->rl_installed = 1;
+  } else {
+    fputs(prompt, stdout);
+    fflush(stdout);
+  }
+  lua_pop(L, 1);
+  if (r->pollable) uv_poll_start(&r->poll, UV_READABLE, poll_cb);
+  else uv_idle_start(&r->idle, idle_cb);
+}
+
+/* }====================================================== */
+
+/* {====================================================== Ctrl-C */
+
+static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "interrupted!");
+}
+
+/*
+** The process's SIGINT action while the REPL runs: libuv's (which wakes
+** the loop for sigint_cb), preceded, when the entry's body is running Lua
+** code right now, by lua.c's trick: a hook that raises "interrupted!" at
+** its next instruction.  A busy entry ('while true do end') never returns
+** to the loop, so cancelling its task could not stop it.
+*/
+static void sigint_action(int sig) {
+  lua_State *co = repl->co;
+  if (co != NULL && lua_status(co) == LUA_OK) {
+    repl->hooked = 1;
+    lua_sethook(co, interrupt_hook,
+                LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+  }
+  repl->uv_action.sa_handler(sig);
+}
+
+/* Cancel the running entry's task (a suspended entry). */
+static int l_cancel_entry(lua_State *L) {
+  if (repl->task == LUA_NOREF) return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, repl->task);
+  lua_pushliteral(L, "interrupted!");
+  call_method(L, -2, "cancel", 1, 0);
+  return 0;
+}
+
+static void sigint_cb(uv_signal_t *h, int signum) {
+  Repl *r = (Repl *)h->data;
+  (void)signum;
+  if (r->hooked) {  /* the hook interrupts the entry */
+    lua_State *co = r->co;
+    r->hooked = 0;
+    if (co == NULL || lua_status(co) != LUA_YIELD) return;
+    lua_sethook(co, NULL, 0, 0);  /* it suspended since: cancel it */
+  }
+  switch (r->phase) {
+    case REPL_RUNNING:
+      protect(r->L, l_cancel_entry, 0);
+      break;
+    case REPL_READING:  /* drop the line and any incomplete statement */
+      if (r->tty) rl_callback_handler_remove();
+      fputs("\n", stdout);
+      fflush(stdout);
+      r->len = 0;
+      luaL_unref(r->L, LUA_REGISTRYINDEX, r->pending);
+      r->pending = LUA_NOREF;
+      r->firstline = 1;
+      show_prompt(r);
+      break;
+    case REPL_DONE:
+      break;
+  }
+}
+
+/* }====================================================== */
+
+/* {====================================================== Completion */
+
+static void free_cands(Repl *r) {
+  size_t i;
+  for (i = 0; i < r->ncands; i++) free(r->cands[i]);
+  free(r->cands);
+  r->cands = NULL;
+  r->ncands = r->nextcand = 0;
+}
+
+/* Add "prefix..name" when name starts with 'part'. */
+static void add_cand(Repl *r, const char *prefix, size_t plen,
+                     const char *name, const char *part) {
+  size_t nlen = strlen(name);
+  char *c, **ncands;
+  if (strncmp(name, part, strlen(part)) != 0) return;
+  ncands = (char **)realloc(r->cands, (r->ncands + 1) * sizeof *ncands);
+  if (ncands == NULL) return;
+  r->cands = ncands;
+  c = (char *)malloc(plen + nlen + 1);
+  if (c == NULL) return;
+  memcpy(c, prefix, plen);
+  memcpy(c + plen, name, nlen + 1);
+  r->cands[r->ncands++] = c;
+}
+
+/*
+** Replace the value at the top by the table where its missing fields are
+** looked up: its metatable's __index when that is a table, or the first
+** upvalue of an __index function when that is a table (eddy's classes
+** with attributes, such as Loop, index their methods so); else nil.
+** Nothing runs: completion must not call Lua code.
+*/
+static void fallback_table(lua_State *L) {
+  if (!lua_getmetatable(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    return;
+  }
+  lua_pushliteral(L, "__index");
+  lua_rawget(L, -2);
+  if (lua_type(L, -1) == LUA_TFUNCTION &&
+      lua_getupvalue(L, -1, 1) != NULL)
+    lua_remove(L, -2);
+  if (lua_type(L, -1) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+}
+
+/* Replace the value at the top by its field 'name', found in it or along
+** its fallback tables (nil when there is none). */
+static void raw_index(lua_State *L, const char *name, size_t len) {
+  int depth;
+  for (depth = 0; depth < 16 && !lua_isnil(L, -1); depth++) {
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      lua_pushlstring(L, name, len);
+      if (lua_rawget(L, -2) != LUA_TNIL) {
+        lua_remove(L, -2);
+        return;
+      }
+      lua_pop(L, 1);
+    }
+    fallback_table(L);
+  }
+  lua_pop(L, 1);
+  lua_pushnil(L);
+}
+
+/* l_complete(text): fill the candidates completing the expression 'text'
+** ("na", "t.fi", "obj:me"): globals, fields, or methods. */
+static int l_complete(lua_State *L) {
+  static const char *const keywords[] = {
+    "and", "break", "do", "else", "elseif", "end", "false", "for",
+    "function", "goto", "if", "in", "local", "nil", "not", "or", "repeat",
+    "return", "then", "true", "until", "while", NULL
+  };
+  Repl *r = repl;
+  const char *text = lua_tostring(L, 1);
+  const char *sep = strpbrk(text, ".:"), *part = text, *p;
+  int depth, methods = 0;
+  lua_pushglobaltable(L);
+  /* Walk "a.b.c" down to the last table. */
+  for (p = text; sep != NULL; sep = strpbrk(p, ".:")) {
+    raw_index(L, p, (size_t)(sep - p));
+    methods = *sep == ':';
+    p = part = sep + 1;
+    if (methods && strpbrk(p, ".:") != NULL) return 0;
+  }
+  if (part == text) {
+    int i;
+    for (i = 0; keywords[i] != NULL; i++)
+      add_cand(r, "", 0, keywords[i], part);
+  }
+  /* The table's keys, then those of its __index chain. */
+  for (depth = 0; depth < 16 && !lua_isnil(L, -1); depth++) {
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      lua_pushnil(L);
+      while (lua_next(L, -2) != 0) {
+        size_t len;
+        if (lua_type(L, -2) == LUA_TSTRING &&
+            (!methods || lua_type(L, -1) == LUA_TFUNCTION)) {
+          const char *name = lua_tolstring(L, -2, &len);
+          if (is_identifier(name, len))
+            add_cand(r, text, (size_t)(part - text), name, part);
+        }
+        lua_pop(L, 1);
+      }
+    }
+    fallback_table(L);
+  }
+  return 0;
+}
+
+/* libedit's generator: the candidates one by one (state 0: compute them). */
+static char *complete_next(const char *text, int state) {
+  Repl *r = repl;
+  if (state == 0) {
+    free_cands(r);
+    lua_pushstring(r->L, text);
+    lua_pushcfunction(r->L, l_complete);
+    lua_insert(r->L, -2);
+    if (lua_pcall(r->L, 1, 0, 0) != LUA_OK) lua_pop(r->L, 1);
+  }
+  if (r->nextcand < r->ncands) return strdup(r->cands[r->nextcand++]);
+  return NULL;
+}
+
+static char **complete(const char *text, int start, int end) {
+  (void)start;
+  (void)end;
+  rl_attempted_completion_over = 1;  /* no file names */
+  return rl_completion_matches(text, complete_next);
+}
+
+/* }====================================================== */
+
+/* {====================================================== Setup */
+
+static void close_cb(uv_handle_t *h) {
+  ((Repl *)h->data)->nopen--;
+}
+
+/* Open the REPL's handles on the loop; returns 0 or a libuv error. */
+static int open_handles(Repl *r) {
+  uv_loop_t *uv = r->loop->uv;
+  int err;
+  struct sigaction sa;
+  r->stdin_flags = fcntl(0, F_GETFL);
+  err = uv_poll_init(uv, &r->poll, 0);
+  if (err == UV_EPERM) {  /* a regular file: always readable */
+    err = uv_idle_init(uv, &r->idle);
+    r->idle.data = r;
+  } else {
+    r->pollable = 1;
+    r->poll.data = r;
+    /* libuv made fd 0 non-blocking; entries reading stdin expect it as
+    ** it was, and reads here only come after poll said readable. */
+    if (r->stdin_flags != -1) fcntl(0, F_SETFL, r->stdin_flags);
+  }
+  if (err < 0) return err;
+  r->nopen++;
+  err = uv_signal_init(uv, &r->sigint);
+  if (err == 0) {
+    r->sigint.data = r;
+    r->nopen++;
+    err = uv_signal_start(&r->sigint, sigint_cb, SIGINT);
+  }
+  if (err < 0) return err;
+  /* Chain our action before libuv's (sigint_action). */
+  sigaction(SIGINT, NULL, &r->uv_action);
+  sa = r->uv_action;
+  sa.sa_handler = sigint_action;
+  sigaction(SIGINT, &sa, NULL);
+  return 0;
+}
+
+static void close_handles(Repl *r) {
+  if (r->uv_action.sa_handler != NULL)
+    sigaction(SIGINT, &r->uv_action, NULL);
+  if (r->nopen > 0) {
+    uv_close(r->pollable ? (uv_handle_t *)&r->poll
+                         : (uv_handle_t *)&r->idle, close_cb);
+  }
+  if (r->nopen > 1) uv_close((uv_handle_t *)&r->sigint, close_cb);
+  while (r->nopen > 0) uv_run(r->loop->uv, UV_RUN_NOWAIT);
+  if (r->stdin_flags != -1) fcntl(0, F_SETFL, r->stdin_flags);
+  if (r->rl_installed) rl_callback_handler_remove();
+}
+
+/* The loop for the REPL: the current one, or a new current one if a
+** script closed it.  Sets the globals eddy and loop. */
+static eddy_Loop *prepare(lua_State *L) {
+  eddy_Loop *loop;
+  luaL_requiref(L, "eddy", luaopen_eddy, 1);
+  loop = eddy__getloop(L);
+  if (loop->state == EDDY_LOOP_CLOSED) {
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "new_event_loop");
+    lua_call(L, 0, 1);
+    lua_getfield(L, -2, "set_event_loop");
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 0);
+    loop = (eddy_Loop *)luaL_checkudata(L, -1, EDDY_LOOP);
+  }
+  lua_setglobal(L, "loop");
+  lua_pop(L, 1);
+  return loop;
+}
+
+/* Run the loop until the end of input (stop() at the prompt only pauses
+** it: run it again). */
+static int l_run(lua_State *L) {
+  while (repl->phase != REPL_DONE)
+    eddy__loop_run(L, repl->loop, NULL, 1);
+  return 0;
+}
+
+/* A task's body: eddy.gather(tasks..., {return_exceptions = true}), with
+** the module and the tasks as upvalues. */
+static int gather_all(lua_State *L) {
+  int n, i;
+  lua_getfield(L, lua_upvalueindex(1), "gather");
+  n = (int)luaL_len(L, lua_upvalueindex(2));
+  luaL_checkstack(L, n + 2, "too many tasks");
+  for (i = 1; i <= n; i++) lua_rawgeti(L, lua_upvalueindex(2), i);
+  lua_createtable(L, 0, 1);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "return_exceptions");
+  lua_call(L, n + 1, 0);
+  return 0;
+}
+
+/*
+** After the end of input: cancel the tasks still pending, let them
+** finish (as eddy.run does), and close the loop.
+*/
+static int l_finish(lua_State *L) {
+  int n, i;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "eddy");  /* 2: the module */
+  lua_getfield(L, 2, "all_tasks");
+  eddy__pushloop(L, repl->loop);
+  lua_call(L, 1, 1);  /* 3: the tasks */
+  n = (int)luaL_len(L, 3);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, 3, i);
+    call_method(L, -1, "cancel", 0, 0);
+    lua_pop(L, 1);
+  }
+  eddy__pushloop(L, repl->loop);  /* 4 */
+  if (n > 0) {
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
+    lua_pushcclosure(L, gather_all, 2);
+    call_method(L, 4, "run_until_complete", 1, 0);
+  }
+  call_method(L, 4, "close", 0, 0);
+  return 0;
+}
+
+void eddy__repl(lua_State *L) {
+  Repl r;
+  int status, err;
+  memset(&r, 0, sizeof r);
+  r.L = L;
+  r.pending = r.task = LUA_NOREF;
+  r.firstline = 1;
+  r.tty = isatty(0);
+  r.loop = prepare(L);
+  repl = &r;
+  err = open_handles(&r);
+  if (err < 0) {
+    close_handles(&r);
+    repl = NULL;
+    luaL_error(L, "cannot start the REPL: %s", uv_strerror(err));
+  }
+  if (r.tty) {
+    static char breaks[] = " \t\n\"\\'`@$><=;|&{(+-*/%^~#,[)}";
+    rl_readline_name = "eddy";
+    rl_catch_signals = 0;  /* SIGINT is the loop's */
+    rl_attempted_completion_function = complete;
+    rl_basic_word_break_characters = breaks;
+    rl_completion_append_character = '\0';
+  }
+  show_prompt(&r);
+  lua_pushcfunction(L, l_run);
+  status = lua_pcall(L, 0, 0, 0);
+  close_handles(&r);
+  free_cands(&r);
+  free(r.buf);
+  luaL_unref(L, LUA_REGISTRYINDEX, r.pending);
+  luaL_unref(L, LUA_REGISTRYINDEX, r.task);
+  if (status != LUA_OK) {
+    repl = NULL;
+    lua_error(L);
+  }
+  lua_pushcfunction(L, l_finish);
+  status = lua_pcall(L, 0, 0, 0);
+  repl = NULL;
+  if (status != LUA_OK) lua_error(L);
+}
+
+/* }====================================================== */

@@ -1,0 +1,23 @@
+/*
+** repl.h -- what the two files of the eddy executable share: main.c (the
+** lua.c-style host) and repl.c (the REPL on the default loop).
+*/
+#ifndef EDDY_REPL_H
+#define EDDY_REPL_H
+
+#include <lua.h>
+
+/* lua.c's message handler: a string error gets a traceback appended; an
+** error object with __tostring becomes that string plus its own
+** 'traceback' field (where a task raised it) or the current traceback. */
+int eddy__msghandler(lua_State *L);
+
+/* Print the version line ("eddy 0.1.0  Lua 5.4.4  Copyright ..."). */
+void eddy__print_version(void);
+
+/* Run the REPL on the default loop until the end of input (API.md §11);
+** then cancel what still runs and close that loop.  Raises a Lua error
+** if the REPL cannot start. */
+void eddy__repl(lua_State *L);
+
+#endif
