@@ -72,6 +72,7 @@ describe("Future state", function()
     local failed = loop:create_future()
     failed:set_exception(errors.ValueError())
     raises(failed.set_result, errors.InvalidStateError, failed, 2)
+    assert.is_true(errors.is(failed:exception(), errors.ValueError))
   end))
 
   it("set_exception needs an error value", async(function(loop)
