@@ -21,40 +21,56 @@ void eddy__checkcallable(lua_State *L, int i) {
   luaL_typeerror(L, i, "callable");
 }
 
-eddy_Handle *eddy__handle_new(lua_State *L, eddy_Loop *loop, int nargs,
-                              int is_timer, int ctxidx) {
+/* Build a handle of 'size' bytes around the callback and arguments at the
+** top; see eddy__handle_new. */
+static eddy_Handle *handle_build(lua_State *L, eddy_Loop *loop, int nargs,
+                                 int ctxidx, size_t size, int mtref) {
+  eddy_Runtime *rt = loop->rt;
   int base = lua_gettop(L) - nargs;  /* index of the callback */
-  int i;
+  int has_ctx, i;
   eddy_Handle *h;
-  if (ctxidx != 0) ctxidx = lua_absindex(L, ctxidx);
-  h = (eddy_Handle *)lua_newuserdatauv(L, sizeof(eddy_Handle),
-                                       HANDLE_UV_ARGS - 1 + nargs);
+  if (ctxidx != 0) {
+    ctxidx = lua_absindex(L, ctxidx);
+    has_ctx = !lua_isnil(L, ctxidx);
+  } else {
+    has_ctx = rt->context_ref != LUA_NOREF;
+  }
+  h = (eddy_Handle *)lua_newuserdatauv(L, size, 1 + nargs + has_ctx);
   h->kind = EDDY_KIND_HANDLE;
   h->cancelled = 0;
-  h->is_timer = (unsigned char)is_timer;
-  h->in_heap = 0;
-  h->has_ctx = 0;
+  h->is_timer = mtref == rt->mt_timer_ref;
+  h->has_ctx = (unsigned char)has_ctx;
   h->nargs = nargs;
   h->loop = loop;
-  h->when = 0;
-  h->seq = 0;
-  h->anchor = LUA_NOREF;
-  luaL_setmetatable(L, is_timer ? EDDY_TIMERHANDLE : EDDY_HANDLE);
-  lua_insert(L, base);  /* handle below its callback and arguments */
-  for (i = nargs; i >= 1; i--) lua_setiuservalue(L, base, HANDLE_UV_ARGS + i - 1);
-  lua_setiuservalue(L, base, HANDLE_UV_CB);
-  if (ctxidx != 0) {
-    if (!lua_isnil(L, ctxidx)) {
-      lua_pushvalue(L, ctxidx);
-      lua_setiuservalue(L, base, HANDLE_UV_CTX);
-      h->has_ctx = 1;
-    }
-  } else if (loop->rt->context_ref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, loop->rt->context_ref);
-    lua_setiuservalue(L, base, HANDLE_UV_CTX);
-    h->has_ctx = 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, mtref);
+  lua_setmetatable(L, -2);
+  if (has_ctx) {
+    if (ctxidx != 0) lua_pushvalue(L, ctxidx);
+    else lua_rawgeti(L, LUA_REGISTRYINDEX, rt->context_ref);
+    lua_setiuservalue(L, -2, HANDLE_UV_ARG(nargs));
   }
+  lua_insert(L, base);  /* handle below its callback and arguments */
+  for (i = nargs; i >= 1; i--) lua_setiuservalue(L, base, HANDLE_UV_ARG(i - 1));
+  lua_setiuservalue(L, base, HANDLE_UV_CB);
   return h;
+}
+
+eddy_Handle *eddy__handle_new(lua_State *L, eddy_Loop *loop, int nargs,
+                              int ctxidx) {
+  return handle_build(L, loop, nargs, ctxidx, sizeof(eddy_Handle),
+                      loop->rt->mt_handle_ref);
+}
+
+eddy_TimerHandle *eddy__call_at(lua_State *L, eddy_Loop *loop, int nargs,
+                                double when) {
+  eddy_TimerHandle *t = (eddy_TimerHandle *)handle_build(
+      L, loop, nargs, 0, sizeof(eddy_TimerHandle), loop->rt->mt_timer_ref);
+  t->in_heap = 0;
+  t->when = when;
+  t->seq = 0;
+  t->anchor = LUA_NOREF;
+  eddy__timer_schedule(L, loop, t, -1);
+  return t;
 }
 
 /* Swap the runtime's current context with the value at the top (popped);
@@ -91,9 +107,9 @@ void eddy__handle_run(lua_State *L, eddy_Loop *loop, eddy_Handle *h) {
   }
   lua_pushcfunction(L, eddy__traceback);
   lua_getiuservalue(L, hidx, HANDLE_UV_CB);
-  for (i = 0; i < h->nargs; i++) lua_getiuservalue(L, hidx, HANDLE_UV_ARGS + i);
+  for (i = 0; i < h->nargs; i++) lua_getiuservalue(L, hidx, HANDLE_UV_ARG(i));
   if (h->has_ctx) {
-    lua_getiuservalue(L, hidx, HANDLE_UV_CTX);
+    lua_getiuservalue(L, hidx, HANDLE_UV_ARG(h->nargs));
     prevctx = context_enter(L, loop->rt);
   }
   if (loop->debug) t0 = eddy__time(loop);
@@ -110,7 +126,7 @@ void eddy__handle_run(lua_State *L, eddy_Loop *loop, eddy_Handle *h) {
     eddy__call_exception_handler(L, loop);
   } else if (loop->debug) {
     double dt = eddy__time(loop) - t0;
-    if (dt >= loop->slow_callback_duration) {
+    if (dt >= eddy__slow_callback_duration(L, loop)) {
       lua_getiuservalue(L, hidx, HANDLE_UV_CB);
       push_callback_name(L, -1);
       char took[32];  /* lua_pushfstring has no precision: format here */
@@ -167,19 +183,23 @@ static eddy_Handle *checkhandle(lua_State *L, int i) {
   return h;
 }
 
+void eddy__handle_cancel(lua_State *L, int i) {
+  eddy_Handle *h = (eddy_Handle *)lua_touserdata(L, i);
+  int k;
+  if (h->cancelled) return;
+  h->cancelled = 1;
+  for (k = 0; k <= h->nargs; k++) {  /* drop the callback and arguments */
+    lua_pushnil(L);
+    lua_setiuservalue(L, i, HANDLE_UV_CB + k);
+  }
+  if (h->is_timer && ((eddy_TimerHandle *)h)->in_heap)
+    eddy__timer_cancelled(h->loop);
+}
+
 /* handle:cancel(): the callback will not run; drops its references. */
 static int h_cancel(lua_State *L) {
-  eddy_Handle *h = checkhandle(L, 1);
-  int i;
-  if (h->cancelled) return 0;
-  h->cancelled = 1;
-  lua_pushnil(L);
-  lua_setiuservalue(L, 1, HANDLE_UV_CB);
-  for (i = 0; i < h->nargs; i++) {
-    lua_pushnil(L);
-    lua_setiuservalue(L, 1, HANDLE_UV_ARGS + i);
-  }
-  if (h->is_timer && h->in_heap) eddy__timer_cancelled(h->loop);
+  checkhandle(L, 1);
+  eddy__handle_cancel(L, 1);
   return 0;
 }
 
@@ -189,15 +209,16 @@ static int h_cancelled(lua_State *L) {
 }
 
 static int h_when(lua_State *L) {
-  eddy_Handle *h = (eddy_Handle *)luaL_checkudata(L, 1, EDDY_TIMERHANDLE);
-  lua_pushnumber(L, h->when);
+  eddy_TimerHandle *t =
+      (eddy_TimerHandle *)luaL_checkudata(L, 1, EDDY_TIMERHANDLE);
+  lua_pushnumber(L, t->when);
   return 1;
 }
 
 static int h_get_context(lua_State *L) {
   eddy_Handle *h = checkhandle(L, 1);
   if (!h->has_ctx) return 0;
-  lua_getiuservalue(L, 1, HANDLE_UV_CTX);
+  lua_getiuservalue(L, 1, HANDLE_UV_ARG(h->nargs));
   return 1;
 }
 
@@ -205,7 +226,8 @@ static int h_tostring(lua_State *L) {
   eddy_Handle *h = checkhandle(L, 1);
   const char *state = h->cancelled ? " cancelled" : "";
   if (h->is_timer)
-    lua_pushfstring(L, "<TimerHandle%s when=%f %p>", state, h->when, (void *)h);
+    lua_pushfstring(L, "<TimerHandle%s when=%f %p>", state,
+                    ((eddy_TimerHandle *)h)->when, (void *)h);
   else
     lua_pushfstring(L, "<Handle%s %p>", state, (void *)h);
   return 1;
@@ -219,12 +241,13 @@ static const luaL_Reg handle_methods[] = {
 };
 
 void eddy__open_callbacks(lua_State *L) {
+  eddy_Runtime *rt = eddy__runtime(L);
   luaL_newmetatable(L, EDDY_HANDLE);
   luaL_newlib(L, handle_methods);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, h_tostring);
   lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  rt->mt_handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   luaL_newmetatable(L, EDDY_TIMERHANDLE);
   luaL_newlib(L, handle_methods);
   lua_pushcfunction(L, h_when);
@@ -232,7 +255,7 @@ void eddy__open_callbacks(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, h_tostring);
   lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  rt->mt_timer_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 /* }====================================================== */

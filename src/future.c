@@ -21,8 +21,9 @@
 eddy_Future *eddy__tofuture(lua_State *L, int i) {
   eddy_Future *f = (eddy_Future *)lua_touserdata(L, i);
   if (f == NULL || !lua_getmetatable(L, i)) return NULL;
-  /* A future's metatable is Future, Task, or one with __eddy_future. */
-  if (lua_getfield(L, -1, "__eddy_future") == LUA_TNIL) f = NULL;
+  /* The metatable of every future (Future, Task, subclasses copying their
+  ** fields) has the eddy__key_future marker: a lookup with no string. */
+  if (lua_rawgetp(L, -1, &eddy__key_future) == LUA_TNIL) f = NULL;
   lua_pop(L, 2);
   return f;
 }
@@ -39,7 +40,8 @@ eddy_Future *eddy__future_new(lua_State *L, eddy_Loop *loop) {
   memset(f, 0, sizeof *f);
   f->kind = EDDY_KIND_FUTURE;
   f->loop = loop;
-  luaL_setmetatable(L, EDDY_FUTURE);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->rt->mt_future_ref);
+  lua_setmetatable(L, -2);
   eddy__pushloop(L, loop);
   lua_setiuservalue(L, -2, FUT_UV_LOOP);
   if (loop->debug) {
@@ -82,7 +84,7 @@ static void schedule_one(lua_State *L, eddy_Future *f, int fi, int cb,
   }
   lua_pushvalue(L, cb);
   lua_pushvalue(L, fi);
-  eddy__handle_new(L, loop, 1, 0, ctx);
+  eddy__handle_new(L, loop, 1, ctx);
   eddy__ready_push(L, loop, -1);
   lua_pop(L, 1);
 }
@@ -247,6 +249,23 @@ int eddy__future_set_result(lua_State *L, int i, int n) {
   return 0;
 }
 
+/*
+** A plain Future needs a finalizer only to report an exception nobody
+** retrieved, and finalizers make every object slower to collect: futures
+** start with a metatable without __gc and get its twin with __gc when an
+** exception is stored.  Subclasses (a metatable of their own) keep theirs.
+*/
+static void set_gc_metatable(lua_State *L, eddy_Future *f, int i) {
+  eddy_Runtime *rt = f->loop->rt;
+  lua_getmetatable(L, i);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt_future_ref);
+  if (lua_rawequal(L, -1, -2)) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt_future_gc_ref);
+    lua_setmetatable(L, i);
+  }
+  lua_pop(L, 2);
+}
+
 int eddy__future_set_exception(lua_State *L, int i) {
   eddy_Future *f = (eddy_Future *)lua_touserdata(L, i);
   i = lua_absindex(L, i);
@@ -254,6 +273,7 @@ int eddy__future_set_exception(lua_State *L, int i) {
   lua_setiuservalue(L, i, FUT_UV_RESULT);
   f->flags |= FUT_EXCEPTION | FUT_LOG_TB;
   f->state = EDDY_FUT_FINISHED;
+  if (f->kind == EDDY_KIND_FUTURE) set_gc_metatable(L, f, i);
   schedule_callbacks(L, f, i);
   return 0;
 }
@@ -324,16 +344,14 @@ static int f_result(lua_State *L) {
 }
 
 static int f_set_result(lua_State *L) {
-  eddy__checkfuture(L, 1);
-  if (eddy__totask(L, 1))
+  if (eddy__checkfuture(L, 1)->kind == EDDY_KIND_TASK)
     return eddy__error(L, "RuntimeError", "Task does not support set_result()");
   eddy__future_set_result(L, 1, lua_gettop(L) - 1);
   return 0;
 }
 
 static int f_set_exception(lua_State *L) {
-  eddy__checkfuture(L, 1);
-  if (eddy__totask(L, 1))
+  if (eddy__checkfuture(L, 1)->kind == EDDY_KIND_TASK)
     return eddy__error(L, "RuntimeError",
                        "Task does not support set_exception()");
   luaL_argexpected(L, !lua_isnoneornil(L, 2), 2, "error value");
@@ -465,16 +483,28 @@ const luaL_Reg *eddy__future_methods(void);
 const luaL_Reg *eddy__future_methods(void) { return future_methods; }
 
 void eddy__open_future(lua_State *L) {
+  eddy_Runtime *rt = eddy__runtime(L);
   luaL_newmetatable(L, EDDY_FUTURE);
   luaL_newlib(L, future_methods);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, f_tostring);
   lua_setfield(L, -2, "__tostring");
+  lua_pushboolean(L, 1);
+  lua_rawsetp(L, -2, &eddy__key_future);
+  /* the twin with a finalizer, for futures holding an exception */
+  lua_createtable(L, 0, 4);
+  lua_getfield(L, -2, "__index");
+  lua_setfield(L, -2, "__index");
+  lua_getfield(L, -2, "__tostring");
+  lua_setfield(L, -2, "__tostring");
+  lua_pushboolean(L, 1);
+  lua_rawsetp(L, -2, &eddy__key_future);
+  lua_pushliteral(L, EDDY_FUTURE);
+  lua_setfield(L, -2, "__name");
   lua_pushcfunction(L, f_gc);
   lua_setfield(L, -2, "__gc");
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "__eddy_future");
-  lua_pop(L, 1);
+  rt->mt_future_gc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->mt_future_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 int eddy__future_gc(lua_State *L);

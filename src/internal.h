@@ -61,6 +61,11 @@ struct eddy_Runtime {
   eddy_Task *current_task;  /* the task being stepped, or NULL */
   int current_task_ref;     /* registry slot holding that task's object */
   int task_counter;         /* for default task names "Task-N" */
+  /* Metatables by registry integer ref (no string lookups on hot paths)
+  ** and by address (to recognize objects quickly). */
+  int mt_handle_ref, mt_timer_ref, mt_future_ref, mt_task_ref;
+  int mt_future_gc_ref;     /* Future's twin with __gc (see future.c) */
+  const void *mt_loop, *mt_future, *mt_task;
   int default_loop_ref;     /* registry ref of the current loop, or NOREF */
   int context_ref;          /* registry ref of the current Context, or NOREF
                                when it is the (empty) base context */
@@ -76,6 +81,8 @@ extern const char eddy__key_runtime;
 extern const char eddy__key_errors;      /* the eddy.errors module table */
 extern const char eddy__key_await_tag;   /* light userdata tagging eddy's yields */
 extern const char eddy__key_context_copy;/* function(ctx) -> copy */
+extern const char eddy__key_future;      /* marks metatables of futures */
+extern const char eddy__key_loops;       /* weak map: eddy_Loop* -> Loop */
 
 /* The value every eddy suspension yields first, so nested coroutine.resume
 ** can tell eddy's yields from a generator's own. */
@@ -100,17 +107,18 @@ struct eddy_Loop {
   int owns_uv;
   eddy_LoopState state;
   int stopping;             /* stop() was called: leave after this batch */
+  eddy_Future *until;       /* run_until_complete's future, or NULL */
   int debug;
-  double slow_callback_duration;
   int self_ref;             /* registry ref anchoring the Loop while open */
   int ready_ref;            /* registry ref of the ready ring (a table) */
   int anchors_ref;          /* registry ref of a table anchoring timers */
   int handler_ref;          /* exception handler (LUA_NOREF = default) */
   int factory_ref;          /* task factory (LUA_NOREF = default) */
+  int tasks_ref;            /* weak set of the loop's tasks (all_tasks) */
   /* The ready queue: a ring over ready[1..cap] of the ready table. */
   lua_Integer rhead, rcount, rcap;
   /* The timer heap, ordered by (when, seq). */
-  eddy_Handle **heap;
+  struct eddy_TimerHandle **heap;
   size_t nheap, heapcap, ncancelled_timers;
   uint64_t timer_seq;
   uint64_t wake_at_ms;      /* uv time the wake timer is armed for */
@@ -125,8 +133,17 @@ struct eddy_Loop {
   eddy_UVObject *uvobjects;  /* open objects owning libuv handles */
 };
 
+/* Loop objects are tables: [1] is the core userdata holding eddy_Loop. */
 /* Check that argument i is an open Loop. */
 eddy_Loop *eddy__checkloop(lua_State *L, int i);
+/* The Loop at argument i, open or closed, else a standard argument error. */
+eddy_Loop *eddy__checkanyloop(lua_State *L, int i);
+/* The eddy_Loop of the Loop object at i, open or closed; NULL if not one. */
+eddy_Loop *eddy__toloop(lua_State *L, int i);
+/* Push the table where the loop's Lua parts keep state (loop:_fields()). */
+void eddy__pushfields(lua_State *L, eddy_Loop *loop);
+/* The loop's slow_callback_duration attribute (debug mode). */
+double eddy__slow_callback_duration(lua_State *L, eddy_Loop *loop);
 /* Push the Loop object of 'loop'. */
 void eddy__pushloop(lua_State *L, eddy_Loop *loop);
 /* The current loop of the runtime: running one, else the default one
@@ -211,31 +228,44 @@ int eddy__pcall(lua_State *L, eddy_Loop *loop, int nargs, int nresults,
 /* Callback handles (Handle, TimerHandle)                               */
 /* ------------------------------------------------------------------ */
 
-/* Uservalue slots of a Handle. Arguments follow from HANDLE_UV_ARGS. */
-enum { HANDLE_UV_CB = 1, HANDLE_UV_CTX, HANDLE_UV_ARGS };
+/* User values of a Handle: the callback, its arguments, and the context
+** last when it has one (has_ctx): [1] = cb, [2 .. nargs+1] = args,
+** [nargs+2] = ctx. */
+#define HANDLE_UV_CB 1
+#define HANDLE_UV_ARG(i) (2 + (i))  /* i from 0 */
 
 struct eddy_Handle {
   unsigned char kind;       /* EDDY_KIND_HANDLE */
   unsigned char cancelled;
-  unsigned char is_timer;
-  unsigned char in_heap;    /* timers: still in the loop's heap */
+  unsigned char is_timer;   /* an eddy_TimerHandle */
+  unsigned char has_ctx;    /* a Context follows the arguments */
   int nargs;
   eddy_Loop *loop;
-  double when;              /* timers: loop time it is due */
-  uint64_t seq;             /* timers: FIFO tie-break */
-  int anchor;               /* timers: ref in loop->anchors while in heap */
-  unsigned char has_ctx;    /* CTX slot holds a Context */
 };
 
-/* Create a handle for the callback and its 'nargs' arguments at the top
-** (cb, a1..an); pops them and pushes the handle.  It runs in the context at
-** index 'ctxidx' (0: the current context). */
+/* A Handle due at a loop time (call_later, call_at). */
+typedef struct eddy_TimerHandle {
+  eddy_Handle h;
+  unsigned char in_heap;    /* still in the loop's heap */
+  double when;              /* loop time it is due */
+  uint64_t seq;             /* FIFO tie-break among equal times */
+  int anchor;               /* ref in the loop's anchors table while in heap */
+} eddy_TimerHandle;
+
+/* Create a Handle for the callback and its 'nargs' arguments at the top
+** (cb, a1..an); pops them and pushes the handle.  It runs in the context
+** at index 'ctxidx' (0: the current context). */
 eddy_Handle *eddy__handle_new(lua_State *L, eddy_Loop *loop, int nargs,
-                              int is_timer, int ctxidx);
+                              int ctxidx);
+/* The same for a timer due at 'when', scheduled in the loop's heap. */
+eddy_TimerHandle *eddy__call_at(lua_State *L, eddy_Loop *loop, int nargs,
+                                double when);
 /* Run a popped handle (at the top of the stack; popped). */
 void eddy__handle_run(lua_State *L, eddy_Loop *loop, eddy_Handle *h);
+/* Cancel the Handle or TimerHandle at index i. */
+void eddy__handle_cancel(lua_State *L, int i);
 /* Timers (timers.c). */
-void eddy__timer_schedule(lua_State *L, eddy_Loop *loop, eddy_Handle *h,
+void eddy__timer_schedule(lua_State *L, eddy_Loop *loop, eddy_TimerHandle *h,
                           int idx);
 void eddy__timer_cancelled(eddy_Loop *loop);
 /* Move due timers to the ready queue; re-arm the wake timer. */
@@ -341,6 +371,7 @@ int eddy__await(lua_State *L, int i, const char *what);
 ** documented RuntimeError naming 'what' otherwise, unless top-level
 ** suspension applies, in which case it returns 0. */
 int eddy__can_suspend(lua_State *L, const char *what);
+int eddy__can_suspend_rt(lua_State *L, eddy_Runtime *rt, const char *what);
 
 /* ------------------------------------------------------------------ */
 /* Errors (errors.c)                                                    */

@@ -116,8 +116,25 @@ static void run_once(eddy_Loop *loop) {
   rt->running = prev_running;
 }
 
+/*
+** One libuv turn runs asyncio iterations until the ready queue is empty or
+** FUSE_BUDGET callbacks have run: each iteration keeps asyncio's semantics
+** (due timers first, then exactly the batch that was ready), but libuv
+** polls for I/O once per turn, not once per iteration, which halves the
+** cost of a callback chain.  A turn ends early at stop() or when the future
+** run_until_complete waits for is done.
+*/
+#define FUSE_BUDGET 256
+
 static void idle_cb(uv_idle_t *h) {
-  run_once(container_of(h, eddy_Loop, idle));
+  eddy_Loop *loop = container_of(h, eddy_Loop, idle);
+  lua_Integer budget = FUSE_BUDGET;
+  do {
+    budget -= loop->rcount > 0 ? loop->rcount : 1;
+    run_once(loop);
+  } while (budget > 0 && loop->rcount > 0 && !loop->stopping &&
+           loop->state == EDDY_LOOP_RUNNING &&
+           (loop->until == NULL || loop->until->state == EDDY_FUT_PENDING));
 }
 
 /* }====================================================== */
@@ -179,24 +196,43 @@ static const char *debug_env(void) {
   return (v != NULL && *v != '\0') ? v : NULL;
 }
 
-/* Create a Loop on 'uv' (NULL: its own); pushes it. */
+/*
+** A Loop object is a plain table: [1] is its core, a userdata holding the
+** eddy_Loop (metatable EDDY_LOOPCORE, whose __gc closes a loop nobody
+** closed), and its fields are the loop's attributes (asyncio's
+** slow_callback_duration).  Its metatable, EDDY_LOOP, has the methods
+** table as __index, so calling a method costs two table lookups and no
+** function call.
+*/
+#define EDDY_LOOPCORE "eddy.LoopCore"
+
+/* Create a Loop on 'uv' (NULL: its own); pushes the Loop object. */
 static eddy_Loop *loop_new(lua_State *L, uv_loop_t *uv) {
-  eddy_Loop *loop = (eddy_Loop *)lua_newuserdatauv(L, sizeof(eddy_Loop), 1);
+  eddy_Runtime *rt = eddy__runtime(L);
+  eddy_Loop *loop;
   int err;
+  lua_createtable(L, 1, 1);  /* the Loop object */
+  loop = (eddy_Loop *)lua_newuserdatauv(L, sizeof(eddy_Loop), 1);
   memset(loop, 0, sizeof *loop);
   loop->state = EDDY_LOOP_CLOSED;  /* closed until fully set up */
   loop->self_ref = loop->ready_ref = loop->anchors_ref = LUA_NOREF;
-  loop->handler_ref = loop->factory_ref = LUA_NOREF;
-  luaL_setmetatable(L, EDDY_LOOP);
+  loop->handler_ref = loop->factory_ref = loop->tasks_ref = LUA_NOREF;
+  luaL_setmetatable(L, EDDY_LOOPCORE);
   lua_newtable(L);  /* fields set from Lua (exception handler, executor...) */
   lua_newtable(L);  /* fields.tasks: weak set for all_tasks() */
   lua_createtable(L, 0, 1);
   lua_pushliteral(L, "k");
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  loop->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_setfield(L, -2, "tasks");
   lua_setiuservalue(L, -2, 1);
-  loop->rt = eddy__runtime(L);
+  lua_rawseti(L, -2, 1);
+  lua_pushnumber(L, 0.1);
+  lua_setfield(L, -2, "slow_callback_duration");
+  luaL_setmetatable(L, EDDY_LOOP);
+  loop->rt = rt;
   if (uv == NULL) {
     err = uv_loop_init(&loop->own_uv);
     if (err < 0) eddy__uverror(L, err, "new_event_loop");
@@ -218,22 +254,89 @@ static eddy_Loop *loop_new(lua_State *L, uv_loop_t *uv) {
   lua_newtable(L);
   loop->anchors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   loop->debug = debug_env() != NULL;
-  loop->slow_callback_duration = 0.1;
+  /* Anchored while open; the weak map finds it afterwards. */
   lua_pushvalue(L, -1);
   loop->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &eddy__key_loops);
+  lua_pushvalue(L, -2);
+  lua_rawsetp(L, -2, loop);
+  lua_pop(L, 1);
   loop->state = EDDY_LOOP_IDLE;
   return loop;
 }
 
+/* The eddy_Loop of the Loop object at i (open or closed), or NULL. */
+eddy_Loop *eddy__toloop(lua_State *L, int i) {
+  eddy_Loop *loop = NULL;
+  i = lua_absindex(L, i);
+  if (lua_type(L, i) != LUA_TTABLE || !lua_getmetatable(L, i)) return NULL;
+  luaL_getmetatable(L, EDDY_LOOP);
+  if (lua_rawequal(L, -1, -2)) {
+    lua_rawgeti(L, i, 1);
+    loop = (eddy_Loop *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  return loop;
+}
+
+eddy_Loop *eddy__checkanyloop(lua_State *L, int i) {
+  eddy_Loop *loop = eddy__toloop(L, i);
+  if (loop == NULL) luaL_typeerror(L, i, "Loop");
+  return loop;
+}
+
 eddy_Loop *eddy__checkloop(lua_State *L, int i) {
-  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, i, EDDY_LOOP);
+  eddy_Loop *loop = eddy__checkanyloop(L, i);
   if (loop->state == EDDY_LOOP_CLOSED)
     eddy__error(L, "RuntimeError", "Event loop is closed");
   return loop;
 }
 
+/*
+** The open Loop a method was called on: methods of the Loop class carry
+** its metatable as upvalue 1, so recognizing self costs no string lookup.
+*/
+static eddy_Loop *self_loop(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TTABLE && lua_getmetatable(L, 1)) {
+    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (same) {
+      eddy_Loop *loop;
+      lua_rawgeti(L, 1, 1);
+      loop = (eddy_Loop *)lua_touserdata(L, -1);
+      lua_pop(L, 1);
+      if (loop != NULL && loop->state != EDDY_LOOP_CLOSED) return loop;
+    }
+  }
+  return eddy__checkloop(L, 1);  /* raises the right error */
+}
+
 void eddy__pushloop(lua_State *L, eddy_Loop *loop) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->self_ref);
+  if (loop->self_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, loop->self_ref);
+    return;
+  }
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &eddy__key_loops);  /* closed loop */
+  lua_rawgetp(L, -1, loop);
+  lua_remove(L, -2);
+}
+
+void eddy__pushfields(lua_State *L, eddy_Loop *loop) {
+  eddy__pushloop(L, loop);
+  lua_rawgeti(L, -1, 1);
+  lua_getiuservalue(L, -1, 1);
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+}
+
+double eddy__slow_callback_duration(lua_State *L, eddy_Loop *loop) {
+  double d;
+  eddy__pushloop(L, loop);
+  lua_getfield(L, -1, "slow_callback_duration");
+  d = lua_isnumber(L, -1) ? (double)lua_tonumber(L, -1) : 0.1;
+  lua_pop(L, 2);
+  return d;
 }
 
 /* The loop of the runtime: running, else current (created on first use). */
@@ -245,7 +348,7 @@ eddy_Loop *eddy__getloop(lua_State *L) {
   }
   if (rt->default_loop_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->default_loop_ref);
-    return (eddy_Loop *)lua_touserdata(L, -1);
+    return eddy__toloop(L, -1);
   }
   {
     eddy_Loop *loop = loop_new(L, rt->host_uv);
@@ -277,6 +380,7 @@ int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
   (void)L;
   loop->state = EDDY_LOOP_RUNNING;
   rt->running = loop;
+  loop->until = fut;
   if (keepalive) uv_ref((uv_handle_t *)&loop->async);
   if (loop->stopping || loop->rcount > 0 || loop->ts_head != NULL)
     uv_idle_start(&loop->idle, idle_cb);
@@ -295,6 +399,7 @@ int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
     loop->state = EDDY_LOOP_IDLE;
   }
   loop->stopping = 0;
+  loop->until = NULL;
   rt->running = prev;
   return alive;
 }
@@ -328,7 +433,7 @@ static int l_run_until_done(lua_State *L) {
 
 /* loop:stop(): leave run_forever after the current batch. */
 static int l_stop(lua_State *L) {
-  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  eddy_Loop *loop = eddy__checkanyloop(L, 1);
   if (loop->state == EDDY_LOOP_CLOSED) return 0;
   loop->stopping = 1;
   uv_idle_start(&loop->idle, idle_cb);  /* make sure an iteration ends */
@@ -336,13 +441,13 @@ static int l_stop(lua_State *L) {
 }
 
 static int l_is_running(lua_State *L) {
-  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  eddy_Loop *loop = eddy__checkanyloop(L, 1);
   lua_pushboolean(L, loop->state == EDDY_LOOP_RUNNING);
   return 1;
 }
 
 static int l_is_closed(lua_State *L) {
-  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  eddy_Loop *loop = eddy__checkanyloop(L, 1);
   lua_pushboolean(L, loop->state == EDDY_LOOP_CLOSED);
   return 1;
 }
@@ -353,7 +458,7 @@ int eddy__run_default(lua_State *L, uv_run_mode mode) {
   eddy_Loop *loop;
   if (rt->default_loop_ref == LUA_NOREF) return rt->unhandled_error;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->default_loop_ref);
-  loop = (eddy_Loop *)lua_touserdata(L, -1);
+  loop = eddy__toloop(L, -1);
   lua_pop(L, 1);
   if (loop->state != EDDY_LOOP_IDLE || rt->running != NULL)
     return rt->unhandled_error;
@@ -436,6 +541,8 @@ static void loop_close(lua_State *L, eddy_Loop *loop) {
   luaL_unref(L, LUA_REGISTRYINDEX, loop->anchors_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, loop->handler_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, loop->factory_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, loop->tasks_ref);
+  loop->tasks_ref = LUA_NOREF;
   loop->ready_ref = loop->anchors_ref = LUA_NOREF;
   loop->handler_ref = loop->factory_ref = LUA_NOREF;
   uv_mutex_destroy(&loop->ts_lock);
@@ -443,7 +550,7 @@ static void loop_close(lua_State *L, eddy_Loop *loop) {
 
 /* loop:close(): pending callbacks are dropped; idempotent. */
 static int l_close(lua_State *L) {
-  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  eddy_Loop *loop = eddy__checkanyloop(L, 1);
   eddy_Runtime *rt = loop->rt;
   if (loop->state == EDDY_LOOP_RUNNING)
     return eddy__error(L, "RuntimeError", "Cannot close a running event loop");
@@ -457,9 +564,10 @@ static int l_close(lua_State *L) {
   return 0;
 }
 
-/* __gc: a loop nobody closed is closed here (at lua_close at the latest). */
-static int l_gc(lua_State *L) {
-  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+/* __gc of the core: a loop nobody closed is closed here (at lua_close at
+** the latest). */
+static int l_core_gc(lua_State *L) {
+  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOPCORE);
   if (loop->state == EDDY_LOOP_IDLE) loop_close(L, loop);
   return 0;
 }
@@ -470,9 +578,9 @@ static int l_gc(lua_State *L) {
 
 /* loop:call_soon(cb, ...) -> Handle */
 static int l_call_soon(lua_State *L) {
-  eddy_Loop *loop = eddy__checkloop(L, 1);
+  eddy_Loop *loop = self_loop(L);
   eddy__checkcallable(L, 2);
-  eddy__handle_new(L, loop, lua_gettop(L) - 2, 0, 0);
+  eddy__handle_new(L, loop, lua_gettop(L) - 2, 0);
   eddy__ready_push(L, loop, -1);
   return 1;
 }
@@ -481,9 +589,9 @@ static int l_call_soon(lua_State *L) {
 ** loop (Lua states are single-threaded, so the caller is on this thread;
 ** C code on other threads uses eddy_call_soon_threadsafe). */
 static int l_call_soon_threadsafe(lua_State *L) {
-  eddy_Loop *loop = eddy__checkloop(L, 1);
+  eddy_Loop *loop = self_loop(L);
   eddy__checkcallable(L, 2);
-  eddy__handle_new(L, loop, lua_gettop(L) - 2, 0, 0);
+  eddy__handle_new(L, loop, lua_gettop(L) - 2, 0);
   eddy__ready_push(L, loop, -1);
   uv_async_send(&loop->async);
   return 1;
@@ -497,44 +605,38 @@ static double check_time(lua_State *L, int i, const char *what) {
 
 /* loop:call_later(delay, cb, ...) -> TimerHandle */
 static int l_call_later(lua_State *L) {
-  eddy_Loop *loop = eddy__checkloop(L, 1);
+  eddy_Loop *loop = self_loop(L);
   double delay = check_time(L, 2, "delay");
-  eddy_Handle *h;
   eddy__checkcallable(L, 3);
-  h = eddy__handle_new(L, loop, lua_gettop(L) - 3, 1, 0);
-  h->when = eddy__time(loop) + delay;
-  eddy__timer_schedule(L, loop, h, -1);
+  eddy__call_at(L, loop, lua_gettop(L) - 3, eddy__time(loop) + delay);
   return 1;
 }
 
 /* loop:call_at(when, cb, ...) -> TimerHandle */
 static int l_call_at(lua_State *L) {
-  eddy_Loop *loop = eddy__checkloop(L, 1);
+  eddy_Loop *loop = self_loop(L);
   double when = check_time(L, 2, "when");
-  eddy_Handle *h;
   eddy__checkcallable(L, 3);
-  h = eddy__handle_new(L, loop, lua_gettop(L) - 3, 1, 0);
-  h->when = when;
-  eddy__timer_schedule(L, loop, h, -1);
+  eddy__call_at(L, loop, lua_gettop(L) - 3, when);
   return 1;
 }
 
 static int l_time(lua_State *L) {
-  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  eddy_Loop *loop = eddy__checkanyloop(L, 1);
   lua_pushnumber(L, eddy__time(loop));
   return 1;
 }
 
 /* loop:create_future() */
 static int l_create_future(lua_State *L) {
-  eddy_Loop *loop = eddy__checkloop(L, 1);
+  eddy_Loop *loop = self_loop(L);
   eddy__future_new(L, loop);
   return 1;
 }
 
 /* loop:create_task(fn_or_coroutine, ...) -> Task (or the factory's). */
 static int l_create_task(lua_State *L) {
-  eddy_Loop *loop = eddy__checkloop(L, 1);
+  eddy_Loop *loop = self_loop(L);
   if (lua_type(L, 2) != LUA_TTHREAD) eddy__checkcallable(L, 2);
   if (loop->factory_ref != LUA_NOREF) {
     int n = lua_gettop(L);
@@ -559,7 +661,7 @@ static int l_set_task_factory(lua_State *L) {
 }
 
 static int l_get_task_factory(lua_State *L) {
-  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  eddy_Loop *loop = eddy__checkanyloop(L, 1);
   if (loop->factory_ref == LUA_NOREF) lua_pushnil(L);
   else lua_rawgeti(L, LUA_REGISTRYINDEX, loop->factory_ref);
   return 1;
@@ -570,13 +672,13 @@ static int l_get_task_factory(lua_State *L) {
 /* {====================================================== Debug & fields */
 
 static int l_get_debug(lua_State *L) {
-  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  eddy_Loop *loop = eddy__checkanyloop(L, 1);
   lua_pushboolean(L, loop->debug);
   return 1;
 }
 
 static int l_set_debug(lua_State *L) {
-  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  eddy_Loop *loop = eddy__checkanyloop(L, 1);
   luaL_checkany(L, 2);
   loop->debug = lua_toboolean(L, 2);
   return 0;
@@ -584,7 +686,7 @@ static int l_set_debug(lua_State *L) {
 
 /* loop:_handle_counts() -> opened, freed (libuv handles of eddy objects) */
 static int l_handle_counts(lua_State *L) {
-  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  eddy_Loop *loop = eddy__checkanyloop(L, 1);
   lua_pushinteger(L, loop->handles_opened);
   lua_pushinteger(L, loop->handles_freed);
   return 2;
@@ -592,39 +694,12 @@ static int l_handle_counts(lua_State *L) {
 
 /* loop:_fields() -> the table where Lua parts keep per-loop state */
 static int l_fields(lua_State *L) {
-  luaL_checkudata(L, 1, EDDY_LOOP);
-  lua_getiuservalue(L, 1, 1);
+  eddy__pushfields(L, eddy__checkanyloop(L, 1));
   return 1;
 }
 
-/* __index of loops: a method (from the class table, upvalue 1), else an
-** attribute: loop.slow_callback_duration. */
-static int l_index(lua_State *L) {
-  eddy_Loop *loop = (eddy_Loop *)lua_touserdata(L, 1);
-  const char *k;
-  lua_settop(L, 2);
-  lua_pushvalue(L, 2);
-  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
-  k = lua_tostring(L, 2);
-  if (k != NULL && strcmp(k, "slow_callback_duration") == 0) {
-    lua_pushnumber(L, loop->slow_callback_duration);
-    return 1;
-  }
-  return 0;
-}
-
-static int l_newindex(lua_State *L) {
-  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
-  const char *k = luaL_checkstring(L, 2);
-  if (strcmp(k, "slow_callback_duration") == 0) {
-    loop->slow_callback_duration = (double)luaL_checknumber(L, 3);
-    return 0;
-  }
-  return luaL_error(L, "cannot set field '%s' of a loop", k);
-}
-
 static int l_tostring(lua_State *L) {
-  eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOP);
+  eddy_Loop *loop = eddy__checkanyloop(L, 1);
   static const char *const names[] = {"idle", "running", "closed"};
   lua_pushfstring(L, "<Loop %s debug=%s %p>", names[loop->state],
                   loop->debug ? "true" : "false", (void *)loop);
@@ -647,7 +722,7 @@ static int c_get_event_loop(lua_State *L) {
 
 static int c_set_event_loop(lua_State *L) {
   eddy_Runtime *rt = eddy__runtime(L);
-  if (!lua_isnoneornil(L, 1)) luaL_checkudata(L, 1, EDDY_LOOP);
+  if (!lua_isnoneornil(L, 1)) eddy__checkanyloop(L, 1);
   lua_settop(L, 1);
   luaL_unref(L, LUA_REGISTRYINDEX, rt->default_loop_ref);
   rt->default_loop_ref = lua_isnil(L, 1) ? LUA_NOREF
@@ -725,20 +800,27 @@ static const luaL_Reg core_funcs[] = {
 int eddy__open_core(lua_State *L) {
   luaL_newlib(L, core_funcs);
   /* Loop metatable; methods table doubles as the class Lua extends. */
-  if (luaL_newmetatable(L, EDDY_LOOP)) {
-    luaL_newlib(L, loop_methods);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "__methods");
-    lua_pushcclosure(L, l_index, 1);  /* methods, then attributes */
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushcfunction(L, l_gc);
+  if (luaL_newmetatable(L, EDDY_LOOPCORE)) {
+    lua_pushcfunction(L, l_core_gc);
     lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, EDDY_LOOP)) {
+    luaL_newlibtable(L, loop_methods);
+    lua_pushvalue(L, -2);  /* the metatable, upvalue of every method */
+    luaL_setfuncs(L, loop_methods, 1);
+    lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_tostring);
     lua_setfield(L, -2, "__tostring");
+    /* A closed loop is found through this weak map (eddy__pushloop). */
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &eddy__key_loops);
   }
-  lua_getfield(L, -1, "__methods");
+  lua_getfield(L, -1, "__index");
   lua_setfield(L, -3, "Loop");
   lua_pop(L, 1);
   eddy__core_tasks(L);

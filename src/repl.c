@@ -988,7 +988,7 @@ static eddy_Loop *prepare(lua_State *L) {
     lua_getfield(L, -2, "set_event_loop");
     lua_pushvalue(L, -2);
     lua_call(L, 1, 0);
-    loop = (eddy_Loop *)luaL_checkudata(L, -1, EDDY_LOOP);
+    loop = eddy__toloop(L, -1);
   }
   lua_setglobal(L, "loop");
   lua_pop(L, 1);

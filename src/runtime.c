@@ -13,6 +13,8 @@ const char eddy__key_runtime = 0;
 const char eddy__key_errors = 0;
 const char eddy__key_await_tag = 0;
 const char eddy__key_context_copy = 0;
+const char eddy__key_future = 0;
+const char eddy__key_loops = 0;
 
 struct eddy_State {
   lua_State *L;

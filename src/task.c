@@ -86,7 +86,8 @@ eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs) {
   t->fut.kind = EDDY_KIND_TASK;
   t->fut.loop = loop;
   t->id = ++rt->task_counter;
-  luaL_setmetatable(L, EDDY_TASK);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt_task_ref);
+  lua_setmetatable(L, -2);
   lua_insert(L, fn);      /* task, fn, args... */
   co = lua_newthread(L);
   lua_insert(L, fn + 1);  /* task, co, fn, args... */
@@ -119,14 +120,11 @@ eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs) {
     lua_pop(L, 1);
   }
   /* all_tasks(): the loop's weak set of tasks */
-  lua_getiuservalue(L, fn, FUT_UV_LOOP);
-  lua_getiuservalue(L, -1, 1);
-  if (lua_getfield(L, -1, "tasks") == LUA_TTABLE) {
-    lua_pushvalue(L, fn);
-    lua_pushboolean(L, 1);
-    lua_rawset(L, -3);
-  }
-  lua_pop(L, 3);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->tasks_ref);
+  lua_pushvalue(L, fn);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
   t->scheduled = 1;
   eddy__ready_push(L, loop, fn);
   return t;
@@ -333,7 +331,10 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
 /* {====================================================== Suspending */
 
 int eddy__can_suspend(lua_State *L, const char *what) {
-  eddy_Runtime *rt = eddy__runtime(L);
+  return eddy__can_suspend_rt(L, eddy__runtime(L), what);
+}
+
+int eddy__can_suspend_rt(lua_State *L, eddy_Runtime *rt, const char *what) {
   int ismain;
   if (rt->current_task != NULL && lua_isyieldable(L)) return 1;
   ismain = lua_pushthread(L);
@@ -386,7 +387,7 @@ int eddy__await(lua_State *L, int i, const char *what) {
   if (f->state != EDDY_FUT_PENDING) return eddy__future_result(L, i);
   lua_pushvalue(L, i);
   F = lua_gettop(L);
-  if (eddy__can_suspend(L, what)) {
+  if (eddy__can_suspend_rt(L, f->loop->rt, what)) {
     eddy__pushtag(L);
     lua_pushvalue(L, F);
     return lua_yieldk(L, 2, (lua_KContext)F, await_k);
@@ -416,18 +417,12 @@ static int set_result_unless_done(lua_State *L) {
   return 0;
 }
 
-static int sleep_cancel_timer(lua_State *L, int h) {
-  lua_getfield(L, h, "cancel");
-  lua_pushvalue(L, h);
-  lua_call(L, 1, 0);
-  return 0;
-}
 
 /* Stack of sleep: delay, extras..., fut (F), handle (F + 1). */
 static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
   int F = (int)ctx;
   (void)status;
-  sleep_cancel_timer(L, F + 1);
+  eddy__handle_cancel(L, F + 1);
   check_throw(L, F + 1);
   eddy__future_result(L, F);  /* raises CancelledError if cancelled */
   lua_settop(L, F - 1);
@@ -458,11 +453,7 @@ static int c_sleep(lua_State *L) {
   F = lua_gettop(L);
   lua_pushcfunction(L, set_result_unless_done);
   lua_pushvalue(L, F);
-  {
-    eddy_Handle *h = eddy__handle_new(L, loop, 1, 1, 0);
-    h->when = eddy__time(loop) + (delay > 0 ? delay : 0);
-    eddy__timer_schedule(L, loop, h, -1);
-  }
+  eddy__call_at(L, loop, 1, eddy__time(loop) + (delay > 0 ? delay : 0));
   if (eddy__can_suspend(L, "sleep")) {
     eddy__pushtag(L);
     lua_pushvalue(L, F);
@@ -605,7 +596,9 @@ void eddy__open_task(lua_State *L) {
   lua_pushcfunction(L, t_gc);
   lua_setfield(L, -2, "__gc");
   lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "__eddy_future");
+  lua_rawsetp(L, -2, &eddy__key_future);
+  lua_pushvalue(L, -1);
+  rt->mt_task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
 }
 
@@ -620,9 +613,10 @@ static int c_current_task(lua_State *L) {
 /* all_tasks(loop) -> array of the loop's tasks not done yet */
 static int c_all_tasks(lua_State *L) {
   lua_Integer n = 0;
-  luaL_checkudata(L, 1, EDDY_LOOP);
+  eddy_Loop *loop = eddy__toloop(L, 1);
+  if (loop == NULL) luaL_typeerror(L, 1, "Loop");
   lua_newtable(L);
-  lua_getiuservalue(L, 1, 1);
+  eddy__pushfields(L, loop);
   if (lua_getfield(L, -1, "tasks") == LUA_TTABLE) {
     lua_pushnil(L);
     while (lua_next(L, -2)) {

@@ -20,12 +20,12 @@
 
 #define MIN_COMPACT 100
 
-static int earlier(const eddy_Handle *a, const eddy_Handle *b) {
+static int earlier(const eddy_TimerHandle *a, const eddy_TimerHandle *b) {
   return a->when < b->when || (a->when == b->when && a->seq < b->seq);
 }
 
-static void sift_up(eddy_Handle **heap, size_t i) {
-  eddy_Handle *h = heap[i];
+static void sift_up(eddy_TimerHandle **heap, size_t i) {
+  eddy_TimerHandle *h = heap[i];
   while (i > 0) {
     size_t parent = (i - 1) / 2;
     if (!earlier(h, heap[parent])) break;
@@ -35,8 +35,8 @@ static void sift_up(eddy_Handle **heap, size_t i) {
   heap[i] = h;
 }
 
-static void sift_down(eddy_Handle **heap, size_t n, size_t i) {
-  eddy_Handle *h = heap[i];
+static void sift_down(eddy_TimerHandle **heap, size_t n, size_t i) {
+  eddy_TimerHandle *h = heap[i];
   for (;;) {
     size_t child = 2 * i + 1;
     if (child >= n) break;
@@ -49,8 +49,8 @@ static void sift_down(eddy_Handle **heap, size_t n, size_t i) {
 }
 
 /* Remove the top of the heap. */
-static eddy_Handle *heap_pop(eddy_Loop *loop) {
-  eddy_Handle *top = loop->heap[0];
+static eddy_TimerHandle *heap_pop(eddy_Loop *loop) {
+  eddy_TimerHandle *top = loop->heap[0];
   if (--loop->nheap > 0) {
     loop->heap[0] = loop->heap[loop->nheap];
     sift_down(loop->heap, loop->nheap, 0);
@@ -59,7 +59,7 @@ static eddy_Handle *heap_pop(eddy_Loop *loop) {
   return top;
 }
 
-static void unanchor(lua_State *L, eddy_Loop *loop, eddy_Handle *h) {
+static void unanchor(lua_State *L, eddy_Loop *loop, eddy_TimerHandle *h) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, loop->anchors_ref);
   luaL_unref(L, -1, h->anchor);
   lua_pop(L, 1);
@@ -74,8 +74,8 @@ static void wake_cb(uv_timer_t *t) {
 
 /* Drop cancelled timers from the top. */
 static void drop_cancelled_top(lua_State *L, eddy_Loop *loop) {
-  while (loop->nheap > 0 && loop->heap[0]->cancelled) {
-    eddy_Handle *h = heap_pop(loop);
+  while (loop->nheap > 0 && loop->heap[0]->h.cancelled) {
+    eddy_TimerHandle *h = heap_pop(loop);
     loop->ncancelled_timers--;
     unanchor(L, loop, h);
   }
@@ -103,13 +103,13 @@ void eddy__timers_rearm(eddy_Loop *loop) {
   uv_timer_start(&loop->wake, wake_cb, ms, 0);
 }
 
-void eddy__timer_schedule(lua_State *L, eddy_Loop *loop, eddy_Handle *h,
+void eddy__timer_schedule(lua_State *L, eddy_Loop *loop, eddy_TimerHandle *h,
                           int idx) {
   idx = lua_absindex(L, idx);
   if (loop->nheap == loop->heapcap) {
     size_t ncap = loop->heapcap ? loop->heapcap * 2 : 64;
-    eddy_Handle **nh =
-        (eddy_Handle **)realloc(loop->heap, ncap * sizeof(eddy_Handle *));
+    eddy_TimerHandle **nh =
+        (eddy_TimerHandle **)realloc(loop->heap, ncap * sizeof(eddy_TimerHandle *));
     if (nh == NULL) luaL_error(L, "not enough memory");
     loop->heap = nh;
     loop->heapcap = ncap;
@@ -130,8 +130,8 @@ void eddy__timer_schedule(lua_State *L, eddy_Loop *loop, eddy_Handle *h,
 static void compact(lua_State *L, eddy_Loop *loop) {
   size_t i, n = 0;
   for (i = 0; i < loop->nheap; i++) {
-    eddy_Handle *h = loop->heap[i];
-    if (h->cancelled) {
+    eddy_TimerHandle *h = loop->heap[i];
+    if (h->h.cancelled) {
       h->in_heap = 0;
       unanchor(L, loop, h);
     } else {
@@ -159,8 +159,8 @@ void eddy__timers_process(lua_State *L, eddy_Loop *loop) {
   if (loop->nheap == 0) return;
   now = eddy__time(loop);
   while (loop->nheap > 0) {
-    eddy_Handle *h = loop->heap[0];
-    if (h->cancelled) {
+    eddy_TimerHandle *h = loop->heap[0];
+    if (h->h.cancelled) {
       heap_pop(loop);
       loop->ncancelled_timers--;
       unanchor(L, loop, h);
