@@ -67,6 +67,8 @@ package.loaded["eddy.socket"] = C.socket
 require "eddy.base_events"
 require "eddy.tasks"
 require "eddy.runners"
+require "eddy.timeouts"
+require "eddy.queues"
 require "eddy.locks"
 
 return eddy

@@ -1,9 +1,11 @@
--- eddy.tasks: asyncio's task composition (asyncio/tasks.py): gather and
--- friends, built on the C Future and Task.
+-- eddy.tasks: asyncio's task composition (asyncio/tasks.py): gather,
+-- wait, wait_for, shield and as_completed, built on the C Future and Task.
 
 local eddy = require "eddy"
 local errors = require "eddy.errors"
 local C = eddy._core
+
+require "eddy.timeouts"
 
 local ensure_future = eddy.ensure_future
 local pack, unpack = table.pack, table.unpack
@@ -111,6 +113,204 @@ function gathering_methods:cancel(msg)
     if child:cancel(msg) then ret = true end
   end
   return ret
+end
+
+-- }=================================================
+
+-- {================================================= wait
+
+eddy.FIRST_COMPLETED = "FIRST_COMPLETED"
+eddy.FIRST_EXCEPTION = "FIRST_EXCEPTION"
+eddy.ALL_COMPLETED = "ALL_COMPLETED"
+
+local function check_number(v, argn, fname)
+  if v ~= nil and type(v) ~= "number" then
+    error(string.format("bad argument #%d to '%s' (number expected, got %s)",
+                        argn, fname, type(v)), 3)
+  end
+end
+
+-- The awaitables of an array, as futures, duplicates dropped (asyncio
+-- takes a set), in the array's order.
+local function futures_of(aws, fname, loop)
+  if type(aws) ~= "table" or getmetatable(aws) ~= nil then
+    error("bad argument #1 to '" .. fname .. "' (array of awaitables expected, got "
+          .. (C.isfuture(aws) and "a single future" or type(aws)) .. ")", 3)
+  end
+  local futs, seen = {}, {}
+  for i = 1, #aws do
+    local aw = aws[i]
+    if not seen[aw] then
+      seen[aw] = true
+      local fut = ensure_future(aw, loop, 4)
+      loop = loop or fut:get_loop()
+      futs[#futs + 1] = fut
+    end
+  end
+  return futs, loop
+end
+
+-- Complete 'waiter' unless done (a timer or a done callback got there).
+local function release_waiter(waiter)
+  if not waiter:done() then waiter:set_result() end
+end
+
+-- eddy.wait(aws, {timeout, return_when}) -> done, pending (arrays) (S)
+function eddy.wait(aws, opts)
+  local timeout, return_when
+  if opts ~= nil then timeout, return_when = opts.timeout, opts.return_when end
+  return_when = return_when or eddy.ALL_COMPLETED
+  check_number(timeout, 2, "wait")
+  if return_when ~= eddy.FIRST_COMPLETED and return_when ~= eddy.FIRST_EXCEPTION
+     and return_when ~= eddy.ALL_COMPLETED then
+    error(errors.ValueError("Invalid return_when value: " .. tostring(return_when)), 2)
+  end
+  local futs = futures_of(aws, "wait", eddy.get_running_loop())
+  if #futs == 0 then error(errors.ValueError("Set of Tasks/Futures is empty."), 2) end
+  local loop = eddy.get_running_loop()
+  local waiter = loop:create_future()
+  local timeout_handle
+  if timeout ~= nil then timeout_handle = loop:call_later(timeout, release_waiter, waiter) end
+  local counter = #futs
+  local function on_completion(f)
+    counter = counter - 1
+    if counter <= 0 or return_when == eddy.FIRST_COMPLETED
+       or (return_when == eddy.FIRST_EXCEPTION and not f:cancelled() and f:exception() ~= nil) then
+      if timeout_handle ~= nil then timeout_handle:cancel() end
+      release_waiter(waiter)
+    end
+  end
+  for _, f in ipairs(futs) do f:add_done_callback(on_completion) end
+  local ok, err = pcall(waiter.await, waiter)
+  if timeout_handle ~= nil then timeout_handle:cancel() end
+  for _, f in ipairs(futs) do f:remove_done_callback(on_completion) end
+  if not ok then error(err, 0) end
+  local done, pending = {}, {}
+  for _, f in ipairs(futs) do
+    if f:done() then done[#done + 1] = f else pending[#pending + 1] = f end
+  end
+  return done, pending
+end
+
+-- }=================================================
+
+-- {================================================= wait_for
+
+-- Cancel 'fut' and wait until it is done, whatever it does with the
+-- cancellation (asyncio's _cancel_and_wait).
+local function cancel_and_wait(fut)
+  local waiter = fut:get_loop():create_future()
+  local function cb() release_waiter(waiter) end
+  fut:add_done_callback(cb)
+  fut:cancel()
+  local ok, err = pcall(waiter.await, waiter)
+  fut:remove_done_callback(cb)
+  if not ok then error(err, 0) end
+end
+
+-- eddy.wait_for(aw, timeout) -> aw's results (S).  On timeout aw is
+-- cancelled, waited for, and TimeoutError raised (asyncio 3.12: a
+-- timeout scope around the await).
+function eddy.wait_for(aw, timeout)
+  check_number(timeout, 2, "wait_for")
+  local fut = ensure_future(aw, nil, 2)
+  if timeout ~= nil and timeout <= 0 then
+    if fut:done() then return fut:result() end
+    cancel_and_wait(fut)
+    local res = pack(pcall(fut.result, fut))
+    if res[1] then return unpack(res, 2, res.n) end
+    if errors.is(res[2], errors.CancelledError) then
+      error(errors.TimeoutError(nil, {cause = res[2]}), 2)
+    end
+    error(res[2], 0)
+  end
+  local _ <close> = eddy.timeout(timeout)
+  return fut:await()
+end
+
+-- }=================================================
+
+-- {================================================= shield
+
+-- eddy.shield(aw) -> Future: cancelling it (or the task awaiting it)
+-- leaves aw running.
+function eddy.shield(aw)
+  local inner = ensure_future(aw, nil, 2)
+  if inner:done() then return inner end
+  local outer = inner:get_loop():create_future()
+  local function inner_done(f)
+    if outer:cancelled() then
+      if not f:cancelled() then f:exception() end  -- mark it retrieved
+      return
+    end
+    if f:cancelled() then
+      outer:cancel()
+    else
+      local exc = f:exception()
+      if exc ~= nil then outer:set_exception(exc)
+      else outer:set_result(f:result()) end
+    end
+  end
+  inner:add_done_callback(inner_done)
+  outer:add_done_callback(function()
+    if not inner:done() then inner:remove_done_callback(inner_done) end
+  end)
+  return outer
+end
+
+-- }=================================================
+
+-- {================================================= as_completed
+
+-- eddy.as_completed(aws, {timeout}) -> iterator over the futures of aws
+-- in the order they complete; each step suspends until the next one is
+-- done and yields it (done: fut:result() or fut:await() do not wait).
+-- Past the timeout a step raises TimeoutError.
+--   for fut in eddy.as_completed(tasks) do print(fut:await()) end
+function eddy.as_completed(aws, opts)
+  local timeout = opts ~= nil and opts.timeout or nil
+  check_number(timeout, 2, "as_completed")
+  local todo = futures_of(aws, "as_completed")
+  local remaining = #todo
+  local done = {}       -- completed futures not handed out yet, FIFO
+  local dhead = 1
+  local waiter          -- the future the iterator waits on, if it does
+  local timed_out = false
+  local timeout_handle
+  local function wake()
+    if waiter ~= nil then release_waiter(waiter) end
+  end
+  local function on_completion(f)
+    if timed_out then return end
+    done[#done + 1] = f
+    remaining = remaining - 1
+    if remaining == 0 and timeout_handle ~= nil then timeout_handle:cancel() end
+    wake()
+  end
+  for _, f in ipairs(todo) do f:add_done_callback(on_completion) end
+  if remaining > 0 and timeout ~= nil then
+    timeout_handle = todo[1]:get_loop():call_later(timeout, function()
+      timed_out = true
+      for _, f in ipairs(todo) do f:remove_done_callback(on_completion) end
+      wake()
+    end)
+  end
+  local handed = 0
+  return function()
+    if handed == #todo then return nil end
+    while done[dhead] == nil do
+      if timed_out then error(errors.TimeoutError(), 2) end
+      waiter = todo[1]:get_loop():create_future()
+      local ok, err = pcall(waiter.await, waiter)
+      waiter = nil
+      if not ok then error(err, 0) end
+    end
+    local f = done[dhead]
+    done[dhead] = nil
+    dhead = dhead + 1
+    handed = handed + 1
+    return f
+  end
 end
 
 -- }=================================================

@@ -1,0 +1,356 @@
+-- Queues (API.md §8), ported from CPython's
+-- Lib/test/test_asyncio/test_queues.py (test names cited).
+local eddy = require "eddy"
+local errors = eddy.errors
+local async = require("eddy.test").async
+
+local function turns(n)
+  for _ = 1, n or 1 do eddy.sleep(0) end
+end
+
+local function expect_error(cls, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected " .. tostring(cls))
+  assert.is_true(errors.is(err, cls), "got " .. tostring(err))
+  return err
+end
+
+describe("Queue basics", function()
+  it("test_repr / test_str", async(function()
+    local q = eddy.Queue()
+    assert.matches("^<eddy.Queue maxsize=0", tostring(q))
+    q:put_nowait(1)
+    assert.matches("size=1", tostring(q))
+    assert.matches("tasks=1", tostring(q))
+  end))
+
+  it("test_empty", async(function()
+    local q = eddy.Queue()
+    assert.is_true(q:empty())
+    q:put_nowait(1)
+    assert.is_false(q:empty())
+    assert.equals(1, q:get_nowait())
+    assert.is_true(q:empty())
+  end))
+
+  it("test_full", async(function()
+    local q = eddy.Queue()
+    assert.is_false(q:full())
+    q = eddy.Queue(1)
+    q:put_nowait(1)
+    assert.is_true(q:full())
+  end))
+
+  it("test_order: FIFO", async(function()
+    local q = eddy.Queue()
+    for _, i in ipairs {1, 3, 2} do q:put_nowait(i) end
+    local items = {}
+    for _ = 1, 3 do items[#items + 1] = q:get_nowait() end
+    assert.same({1, 3, 2}, items)
+  end))
+
+  it("test_maxsize: put blocks while full", async(function(loop)
+    local q = eddy.Queue(2)
+    assert.equals(2, q.maxsize)
+    local have_been_put = {}
+    local function putter()
+      for i = 1, 3 do
+        q:put(i)
+        have_been_put[#have_been_put + 1] = i
+      end
+      return true
+    end
+    local t = loop:create_task(putter)
+    for _ = 1, 2 do turns() end
+    assert.is_false(t:done())
+    assert.same({1, 2}, have_been_put)
+    assert.equals(1, q:get_nowait())
+    turns()
+    assert.is_true(t:done())
+    assert.same({1, 2, 3}, have_been_put)
+    assert.equals(2, q.maxsize)
+  end))
+
+  it("bad maxsize is an argument error", function()
+    assert.has_error(function() eddy.Queue("big") end)
+    assert.has_error(function() eddy.Queue(1.5) end)
+  end)
+
+  it("holds nil and false items", async(function()
+    local q = eddy.Queue()
+    q:put_nowait(nil)
+    q:put_nowait(false)
+    assert.equals(2, q:qsize())
+    assert.is_nil(q:get_nowait())
+    assert.is_false(q:get())
+  end))
+end)
+
+describe("Queue get", function()
+  it("test_blocking_get", async(function()
+    local q = eddy.Queue()
+    q:put_nowait(1)
+    assert.equals(1, q:get())
+  end))
+
+  it("test_get_with_putters", async(function(loop)
+    local q = eddy.Queue(1)
+    q:put_nowait(1)
+    local t = loop:create_task(function() q:put(2) end)
+    turns()
+    assert.equals(1, q:get())
+    turns()
+    assert.is_true(t:done())
+    assert.equals(2, q:get_nowait())
+  end))
+
+  it("test_blocking_get_wait", async(function(loop)
+    local q = eddy.Queue()
+    loop:call_later(0.01, q.put_nowait, q, "x")
+    local t0 = loop:time()
+    assert.equals("x", q:get())
+    assert.is_true(loop:time() - t0 >= 0.009)
+  end))
+
+  it("test_nonblocking_get_exception: QueueEmpty", async(function()
+    local q = eddy.Queue()
+    expect_error(errors.QueueEmpty, q.get_nowait, q)
+  end))
+
+  it("test_get_cancelled_race: a cancelled getter leaves the item to the next", async(function(loop)
+    local q = eddy.Queue()
+    local t1 = loop:create_task(function() return q:get() end)
+    local t2 = loop:create_task(function() return q:get() end)
+    turns()
+    t1:cancel()
+    turns()
+    assert.is_true(t1:done())
+    q:put_nowait("a")
+    turns()
+    assert.equals("a", t2:result())
+  end))
+
+  it("test_get_cancelled_within_wait: woken then cancelled passes the wakeup on", async(function(loop)
+    local q = eddy.Queue()
+    local t1 = loop:create_task(function() return q:get() end)
+    local t2 = loop:create_task(function() return q:get() end)
+    turns()
+    q:put_nowait(1)  -- wakes t1
+    t1:cancel()      -- before it runs
+    turns(2)
+    assert.is_true(t1:cancelled())
+    assert.equals(1, t2:result())
+    assert.equals(0, #q._getters)
+  end))
+
+  it("test_cancelled_getters_not_being_held_in_self_getters", async(function(loop)
+    local q = eddy.Queue()
+    local ok, err = pcall(eddy.wait_for, function() return q:get() end, 0.01)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.TimeoutError))
+    assert.equals(0, #q._getters)
+  end))
+
+  it("test_why_are_getters_waiting: many getters and putters", async(function(loop)
+    local q = eddy.Queue(2)
+    local got = {}
+    local function consumer() local v = q:get(); got[#got + 1] = v end
+    local function producer(i) q:put(i) end
+    local tasks = {}
+    for i = 1, 5 do tasks[#tasks + 1] = loop:create_task(consumer) end
+    for i = 1, 5 do tasks[#tasks + 1] = loop:create_task(producer, i) end
+    eddy.gather(table.unpack(tasks))
+    table.sort(got)
+    assert.same({1, 2, 3, 4, 5}, got)
+  end))
+end)
+
+describe("Queue put", function()
+  it("test_blocking_put", async(function()
+    local q = eddy.Queue()
+    q:put(1)
+    assert.equals(1, q:get())
+  end))
+
+  it("test_nonblocking_put_exception: QueueFull", async(function()
+    local q = eddy.Queue(1)
+    q:put_nowait(1)
+    expect_error(errors.QueueFull, q.put_nowait, q, 2)
+  end))
+
+  it("test_float_maxsize / unbounded maxsize <= 0", async(function()
+    local q = eddy.Queue(-1)
+    for i = 1, 5 do q:put_nowait(i) end
+    assert.is_false(q:full())
+    assert.equals(5, q:qsize())
+  end))
+
+  it("test_put_cancelled: a cancelled put does not put", async(function(loop)
+    local q = eddy.Queue(1)
+    q:put_nowait(1)
+    local t = loop:create_task(function() q:put(2) end)
+    turns()
+    t:cancel()
+    turns()
+    assert.is_true(t:cancelled())
+    assert.equals(1, q:get_nowait())
+    assert.is_true(q:empty())
+  end))
+
+  it("test_put_cancelled_race", async(function(loop)
+    local q = eddy.Queue(1)
+    local put_a = loop:create_task(function() q:put("a") end)
+    local put_b = loop:create_task(function() q:put("b") end)
+    local put_c = loop:create_task(function() q:put("X") end)
+    turns()
+    assert.is_true(put_a:done())
+    assert.is_false(put_b:done())
+    put_c:cancel()
+    turns()
+    assert.is_true(put_c:done())
+    assert.equals("a", q:get_nowait())
+    turns()
+    assert.equals("b", q:get_nowait())
+    put_b:await()
+  end))
+
+  it("test_put_with_waiting_getters", async(function(loop)
+    local q = eddy.Queue()
+    local t = loop:create_task(function() return q:get() end)
+    turns()
+    q:put("a")
+    assert.equals("a", t:await())
+  end))
+
+  it("test_cancelled_puts_not_being_held_in_self_putters", async(function()
+    local q = eddy.Queue(1)
+    q:put_nowait(1)
+    local ok, err = pcall(eddy.wait_for, function() q:put(2) end, 0.01)
+    assert.is_true(not ok and errors.is(err, errors.TimeoutError))
+    assert.equals(0, #q._putters)
+  end))
+end)
+
+describe("LifoQueue and PriorityQueue", function()
+  it("LifoQueue test_order", async(function()
+    local q = eddy.LifoQueue()
+    for _, i in ipairs {1, 3, 2} do q:put_nowait(i) end
+    local items = {}
+    for _ = 1, 3 do items[#items + 1] = q:get_nowait() end
+    assert.same({2, 3, 1}, items)
+  end))
+
+  it("PriorityQueue test_order", async(function()
+    local q = eddy.PriorityQueue()
+    for _, i in ipairs {1, 3, 2} do q:put_nowait(i) end
+    local items = {}
+    for _ = 1, 3 do items[#items + 1] = q:get_nowait() end
+    assert.same({1, 2, 3}, items)
+  end))
+
+  it("PriorityQueue orders many items and tables with __lt", async(function()
+    local q = eddy.PriorityQueue()
+    local input = {}
+    for i = 1, 200 do input[i] = (i * 7919) % 211 end
+    for _, v in ipairs(input) do q:put(v) end
+    local prev = -1
+    for _ = 1, 200 do
+      local v = q:get()
+      assert.is_true(v >= prev)
+      prev = v
+    end
+    local mt = {__lt = function(a, b) return a.p < b.p end}
+    q:put(setmetatable({p = 2, name = "b"}, mt))
+    q:put(setmetatable({p = 1, name = "a"}, mt))
+    assert.equals("a", q:get().name)
+  end))
+end)
+
+describe("Queue join and task_done", function()
+  it("test_task_done", async(function(loop)
+    local q = eddy.Queue()
+    for i = 1, 100 do q:put_nowait(i) end
+    local accumulator = 0
+    local running = true
+    local function worker()
+      while running do
+        local item = q:get()
+        accumulator = accumulator + item
+        q:task_done()
+      end
+    end
+    local tasks = {loop:create_task(worker), loop:create_task(worker)}
+    q:join()
+    assert.equals(5050, accumulator)
+    running = false
+    for _, t in ipairs(tasks) do t:cancel() end
+    eddy.gather(tasks[1], tasks[2], {return_exceptions = true})
+  end))
+
+  it("test_task_done_underflow: ValueError", async(function()
+    local q = eddy.Queue()
+    expect_error(errors.ValueError, q.task_done, q)
+  end))
+
+  it("test_join_empty_queue", async(function()
+    local q = eddy.Queue()
+    q:join()
+    q:join()
+  end))
+end)
+
+describe("Queue shutdown (Python 3.13)", function()
+  it("test_shutdown_empty: put and get raise QueueShutDown", async(function()
+    local q = eddy.Queue()
+    q:shutdown()
+    expect_error(errors.QueueShutDown, q.put, q, "data")
+    expect_error(errors.QueueShutDown, q.put_nowait, q, "data")
+    expect_error(errors.QueueShutDown, q.get, q)
+    expect_error(errors.QueueShutDown, q.get_nowait, q)
+  end))
+
+  it("test_shutdown_nonempty: remaining items can still be got", async(function()
+    local q = eddy.Queue()
+    q:put_nowait("data")
+    q:shutdown()
+    assert.equals("data", q:get())
+    expect_error(errors.QueueShutDown, q.get, q)
+  end))
+
+  it("test_shutdown_immediate: empties the queue and releases join", async(function()
+    local q = eddy.Queue()
+    q:put_nowait("data")
+    q:shutdown(true)
+    expect_error(errors.QueueShutDown, q.get, q)
+    expect_error(errors.QueueShutDown, q.get_nowait, q)
+    q:join()  -- unfinished tasks were dropped
+    assert.equals(0, q:qsize())
+  end))
+
+  it("test_shutdown_immediate_with_unfinished: join waits for task_done of got items", async(function(loop)
+    local q = eddy.Queue()
+    q:put_nowait("data1")
+    q:put_nowait("data2")
+    assert.equals("data1", q:get())
+    q:shutdown(true)
+    local join = loop:create_task(function() q:join() end)
+    turns()
+    assert.is_false(join:done())
+    q:task_done()
+    turns()
+    assert.is_true(join:done())
+  end))
+
+  it("test_shutdown_putters_and_getters: blocked calls wake with QueueShutDown", async(function(loop)
+    local q = eddy.Queue(1)
+    q:put_nowait(1)
+    local putter = loop:create_task(function() q:put(2) end)
+    local e = eddy.Queue()
+    local getter = loop:create_task(function() return e:get() end)
+    turns()
+    q:shutdown()
+    e:shutdown()
+    expect_error(errors.QueueShutDown, putter.await, putter)
+    expect_error(errors.QueueShutDown, getter.await, getter)
+  end))
+end)
