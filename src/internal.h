@@ -451,7 +451,31 @@ int eddy__socket_addr(lua_State *L, int idx, int family,
 /* Push an address as eddy shows it ({host, port} array, or a path). */
 void eddy__socket_pushaddr(lua_State *L, const struct sockaddr *sa,
                             socklen_t len);
+/* How many bytes a recv of n should make room for: n, but at most
+** EDDY_RECV_MAX on a stream socket (without MSG_WAITALL), where a short
+** read is normal: a huge n then costs no huge allocation. */
+#define EDDY_RECV_MAX ((size_t)1 << 20)
+size_t eddy__recv_size(const eddy_Socket *s, size_t n, int flags);
 /* Push the eddy.socket module table (constants, socket, socketpair). */
 void eddy__open_socket(lua_State *L);
+
+/* ------------------------------------------------------------------ */
+/* Fd watchers (poll.c): one uv_poll_t per fd, as asyncio's selector    */
+/* ------------------------------------------------------------------ */
+
+/* Watch fd for 'event' (UV_READABLE or UV_WRITABLE): the Handle at the top
+** of the stack (popped) goes to the ready queue whenever the fd is ready;
+** the previous handle for that event is cancelled.  'transport': the fd
+** belongs to a transport (add_reader on it then raises RuntimeError).
+** Raises OSError for an fd that cannot be polled. */
+void eddy__fd_watch(lua_State *L, eddy_Loop *loop, int fd, int event,
+                    int transport);
+/* Stop watching 'event' on fd and cancel its handle; returns 1 if there
+** was one.  The watcher closes when no interest is left. */
+int eddy__fd_unwatch(lua_State *L, eddy_Loop *loop, int fd, int event);
+/* Add add_reader/remove_reader/add_writer/remove_writer to the Loop class
+** of the core table at the top. */
+void eddy__open_poll(lua_State *L);
+
 
 #endif

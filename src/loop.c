@@ -826,6 +826,7 @@ int eddy__open_core(lua_State *L) {
   eddy__core_tasks(L);
   eddy__open_socket(L);
   lua_setfield(L, -2, "socket");
+  eddy__open_poll(L);
   return 1;
 }
 

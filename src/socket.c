@@ -482,13 +482,21 @@ static size_t checksize(lua_State *L, int i, const char *what) {
   return (size_t)n;
 }
 
+size_t eddy__recv_size(const eddy_Socket *s, size_t n, int flags) {
+  if (s->type == SOCK_STREAM && !(flags & MSG_WAITALL) && n > EDDY_RECV_MAX)
+    return EDDY_RECV_MAX;  /* a short read, as any stream recv may give */
+  return n;
+}
+
 /* Receive up to n bytes into a Lua buffer; pushes the string.  With 'sa'
 ** the sender's address is stored there.  Returns the byte count. */
 static ssize_t recv_string(lua_State *L, eddy_Socket *s, size_t n, int flags,
                            struct sockaddr_storage *sa, socklen_t *salen) {
   luaL_Buffer b;
-  char *p = luaL_buffinitsize(L, &b, n);
+  char *p;
   ssize_t r;
+  n = eddy__recv_size(s, n, flags);
+  p = luaL_buffinitsize(L, &b, n);
   for (;;) {
     if (sa != NULL) *salen = sizeof *sa;
     r = recvfrom(s->fd, p, n, flags, (struct sockaddr *)sa,

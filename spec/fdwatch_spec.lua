@@ -1,0 +1,134 @@
+-- Fd watchers: loop:add_reader/remove_reader/add_writer/remove_writer.
+local eddy = require "eddy"
+local errors = eddy.errors
+local socket = require "eddy.socket"
+local test = require "eddy.test"
+local async = test.async
+
+local function raises(cls, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok)
+  assert.is_true(errors.is(err, cls), "expected " .. tostring(cls) .. ", got " .. tostring(err))
+  return err
+end
+
+describe("fd watchers", function()
+  it("add_reader calls back with its arguments when readable", async(function(loop)
+    local a, b = socket.socketpair()
+    local fut = loop:create_future()
+    local h = loop:add_reader(b, function(x, y)
+      assert.is_true(loop:remove_reader(b))
+      fut:set_result(b:recv(10), x, y)
+    end, "x", 2)
+    assert.is_false(h:cancelled())
+    a:send("ping")
+    assert.same({"ping", "x", 2}, {fut:await()})
+    assert.is_false(loop:remove_reader(b))
+    a:close() b:close()
+  end))
+
+  it("takes integers, sockets, file handles and :fileno() objects", async(function(loop)
+    local a, b = socket.socketpair()
+    local obj = {fileno = function() return b:fileno() end}
+    for _, fd in ipairs {b:fileno(), b, obj} do
+      local fut = loop:create_future()
+      loop:add_reader(fd, function() fut:set_result(true) end)
+      a:send("x")
+      fut:await()
+      assert.is_true(loop:remove_reader(fd))
+      b:recv(10)
+    end
+    local f = io.popen("echo popen")
+    local fut = loop:create_future()
+    loop:add_reader(f, function() fut:set_result(f:read("l")) end)
+    assert.equal("popen", fut:await())
+    assert.is_true(loop:remove_reader(f))
+    f:close()
+    a:close() b:close()
+  end))
+
+  it("add_writer fires while writable, and read and write share one fd", async(function(loop)
+    local a, b = socket.socketpair()
+    local events = {}
+    local done = loop:create_future()
+    loop:add_reader(a, function()
+      events[#events + 1] = "r:" .. a:recv(10)
+      loop:remove_reader(a)
+      done:set_result()
+    end)
+    loop:add_writer(a, function()
+      events[#events + 1] = "w"
+      loop:remove_writer(a)
+      b:send("r")
+    end)
+    done:await()
+    assert.same({"w", "r:r"}, events)
+    a:close() b:close()
+  end))
+
+  it("replacing a reader cancels the old handle", async(function(loop)
+    local a, b = socket.socketpair()
+    local fut = loop:create_future()
+    local old = loop:add_reader(b, function() fut:set_result("old") end)
+    loop:add_reader(b, function() fut:set_result("new") end)
+    assert.is_true(old:cancelled())
+    a:send("x")
+    assert.equal("new", fut:await())
+    loop:remove_reader(b)
+    a:close() b:close()
+  end))
+
+  it("a callback error goes to the exception handler and the loop goes on", function()
+    local reports = test.run_collecting(function(loop)
+      local a, b = socket.socketpair()
+      local n = 0
+      loop:add_reader(b, function()
+        n = n + 1
+        b:recv(10)
+        if n == 1 then error("boom") end
+        loop:remove_reader(b)
+      end)
+      a:send("1")
+      eddy.sleep(0.05)
+      a:send("2")
+      eddy.sleep(0.05)
+      assert.equal(2, n)
+      a:close() b:close()
+    end)
+    assert.equal(1, #reports)
+    assert.matches("boom", tostring(reports[1].exception))
+  end)
+
+  it("rejects bad fds and values", async(function(loop)
+    raises(errors.OSError, loop.add_reader, loop, 987, print)
+    raises(errors.ValueError, loop.add_reader, loop, -1, print)
+    assert.has_error(function() loop:add_reader({}, print) end)
+    assert.has_error(function() loop:add_reader("3", print) end)
+    assert.has_error(function() loop:add_writer(0, 42) end)
+    local f = io.open(os.tmpname(), "w")
+    raises(errors.PermissionError, loop.add_reader, loop, f, print)
+    f:close()
+    assert.has_error(function() loop:add_reader(f, print) end, "attempt to use a closed file")
+    local s = socket.socket()
+    s:close()
+    raises(errors.ValueError, loop.add_reader, loop, s, print)
+    assert.is_false(loop:remove_reader(5000))
+    assert.is_false(loop:remove_writer(5000))
+  end))
+
+  it("a watcher keeps a plain run_forever loop alive, and close() closes it", function()
+    local loop = eddy.new_event_loop()
+    local a, b = socket.socketpair()
+    local got
+    loop:add_reader(b, function() got = b:recv(10) loop:stop() end)
+    loop:call_later(0.01, function() a:send("wake") end)
+    loop:run_forever()
+    assert.equal("wake", got)
+    loop:add_writer(b, function() end)
+    loop:close()  -- closes the watcher
+    assert.is_false(loop:remove_reader(b))
+    local opened, freed = loop:_handle_counts()
+    assert.equal(opened, freed)
+    a:close() b:close()
+  end)
+end)

@@ -1,0 +1,275 @@
+/*
+** poll.c -- fd watchers: loop:add_reader/remove_reader/add_writer/
+** remove_writer (asyncio's selector callbacks) on libuv poll handles.
+**
+** One watcher (a uv_poll_t) per fd and loop, with the read and write
+** interest combined, as uvloop does: libuv cannot poll one fd with two
+** handles.  The watcher holds the reader and the writer Handle in its user
+** values; when the fd is ready, the Handle goes to the ready queue (asyncio's
+** _add_callback), so the callback runs in the loop like any other, its
+** errors go to the exception handler, and a callback may remove its own
+** watcher.  A watcher with no interest left is closed.
+**
+** The per-loop map fd -> watcher lives in the loop's fields table.  The
+** sock_* methods (sockops.c), datagram transports (udp.c) and sendfile use
+** the same watchers through eddy__fd_watch/eddy__fd_unwatch.
+**
+** libuv aborts the process if a polled fd is invalid when the interest
+** changes, so every change first checks the fd is open, and restarts the
+** poll from scratch (stop, then start) so that libuv re-adds the fd.
+*/
+#include <errno.h>
+#include <fcntl.h>
+
+#include "internal.h"
+
+#define FDWATCHER "eddy.FdWatcher"
+
+/* User values of a watcher. */
+enum { W_READER = 1, W_WRITER, W_NUV = W_WRITER };
+
+typedef struct {
+  eddy_UVObject uv;         /* first: owns the uv_poll_t */
+  int fd;
+  int events;               /* UV_READABLE | UV_WRITABLE being watched */
+  unsigned char transport;  /* a transport owns the fd (udp.c) */
+} FdWatcher;
+
+static int slot_of(int event) {
+  return event == UV_READABLE ? W_READER : W_WRITER;
+}
+
+/* Push the loop's map fd -> watcher (created on first use). */
+static void push_map(lua_State *L, eddy_Loop *loop) {
+  eddy__pushfields(L, loop);
+  if (lua_getfield(L, -1, "fd_watchers") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "fd_watchers");
+  }
+  lua_remove(L, -2);
+}
+
+/* Push the open watcher of fd (or nil); returns it or NULL. */
+static FdWatcher *push_watcher(lua_State *L, eddy_Loop *loop, int fd) {
+  FdWatcher *w;
+  push_map(L, loop);
+  lua_rawgeti(L, -1, fd);
+  lua_remove(L, -2);
+  w = (FdWatcher *)lua_touserdata(L, -1);
+  if (w != NULL && (w->uv.handle == NULL || w->uv.closing)) {
+    lua_pop(L, 1);  /* closed by loop:close() or closing: as if absent */
+    lua_pushnil(L);
+    return NULL;
+  }
+  return w;
+}
+
+/* Cancel the handle in 'slot' of the watcher at index wi; returns 1 if
+** there was one. */
+static int drop_handle(lua_State *L, int wi, int slot) {
+  if (lua_getiuservalue(L, wi, slot) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  eddy__handle_cancel(L, lua_gettop(L));  /* needs an absolute index */
+  lua_pop(L, 1);
+  lua_pushnil(L);
+  lua_setiuservalue(L, wi, slot);
+  return 1;
+}
+
+static void poll_cb(uv_poll_t *h, int status, int events) {
+  FdWatcher *w = (FdWatcher *)h->data;
+  eddy_Loop *loop = w->uv.loop;
+  lua_State *L = loop->rt->L;
+  int top = lua_gettop(L), wi;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, w->uv.self_ref);
+  wi = top + 1;
+  if (status < 0) {
+    /* POLLERR: libuv stopped the poll.  A selector reports the fd ready
+    ** and the callbacks' own calls fetch the error (SO_ERROR, ICMP
+    ** errors), so wake both and keep watching while the fd is open. */
+    events = w->events;
+    if (fcntl(w->fd, F_GETFD) != -1)
+      uv_poll_start(h, w->events, poll_cb);
+  }
+  if (events & UV_READABLE) {
+    if (lua_getiuservalue(L, wi, W_READER) != LUA_TNIL)
+      eddy__ready_push(L, loop, -1);
+    lua_pop(L, 1);
+  }
+  if (events & UV_WRITABLE) {
+    if (lua_getiuservalue(L, wi, W_WRITER) != LUA_TNIL)
+      eddy__ready_push(L, loop, -1);
+    lua_pop(L, 1);
+  }
+  lua_settop(L, top);
+}
+
+static void watcher_closed(lua_State *L, eddy_UVObject *o, int self) {
+  (void)o;
+  drop_handle(L, self, W_READER);
+  drop_handle(L, self, W_WRITER);
+}
+
+/* Raise the RuntimeError asyncio gives when fd belongs to a transport:
+** one of ours (udp.c) or a libuv stream/UDP handle of the loop. */
+static void check_no_transport(lua_State *L, eddy_Loop *loop, int fd,
+                               FdWatcher *w) {
+  eddy_UVObject *o;
+  int used = w != NULL && w->transport;
+  for (o = loop->uvobjects; o != NULL && !used; o = o->next) {
+    uv_os_fd_t ofd;
+    uv_handle_type t = o->handle->type;
+    if ((t == UV_TCP || t == UV_NAMED_PIPE || t == UV_UDP || t == UV_TTY) &&
+        uv_fileno(o->handle, &ofd) == 0 && ofd == fd)
+      used = 1;
+  }
+  if (used)
+    eddy__error(L, "RuntimeError", "File descriptor %d is used by transport",
+                fd);
+}
+
+/* Apply the watcher's interest: restart, or close it when none is left. */
+static void update(lua_State *L, FdWatcher *w, int wi) {
+  int err;
+  uv_poll_t *h = (uv_poll_t *)w->uv.handle;
+  if (w->events == 0) {
+    push_map(L, w->uv.loop);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, w->fd);
+    lua_pop(L, 1);
+    eddy__uv_close(L, &w->uv);
+    return;
+  }
+  uv_poll_stop(h);
+  err = fcntl(w->fd, F_GETFD) == -1 ? -errno
+                                     : uv_poll_start(h, w->events, poll_cb);
+  if (err < 0) {
+    w->events = 0;
+    drop_handle(L, wi, W_READER);
+    drop_handle(L, wi, W_WRITER);
+    update(L, w, wi);
+    eddy__uverror(L, err, NULL);
+  }
+}
+
+void eddy__fd_watch(lua_State *L, eddy_Loop *loop, int fd, int event,
+                    int transport) {
+  int hi = lua_gettop(L), wi;
+  FdWatcher *w = push_watcher(L, loop, fd);
+  wi = hi + 1;
+  if (!transport && (w == NULL || w->transport))
+    check_no_transport(L, loop, fd, w);
+  if (w == NULL) {
+    uv_handle_t *h;
+    int err;
+    lua_pop(L, 1);
+    w = (FdWatcher *)lua_newuserdatauv(L, sizeof *w, W_NUV);
+    eddy__uv_init(&w->uv);
+    luaL_setmetatable(L, FDWATCHER);
+    w->fd = fd;
+    w->events = 0;
+    w->transport = 0;
+    w->uv.on_closed = watcher_closed;
+    h = eddy__uv_open(L, &w->uv, wi, loop, sizeof(uv_poll_t));
+    err = uv_poll_init(loop->uv, (uv_poll_t *)h, fd);
+    if (err < 0) {
+      eddy__uv_abandon(L, &w->uv);
+      eddy__uverror(L, err, NULL);
+    }
+    push_map(L, loop);
+    lua_pushvalue(L, wi);
+    lua_rawseti(L, -2, fd);
+    lua_pop(L, 1);
+  }
+  w->transport = (unsigned char)(w->transport | (transport != 0));
+  drop_handle(L, wi, slot_of(event));
+  lua_pushvalue(L, hi);
+  lua_setiuservalue(L, wi, slot_of(event));
+  if (!(w->events & event) || !uv_is_active(w->uv.handle)) {
+    w->events |= event;
+    update(L, w, wi);
+  }
+  lua_settop(L, hi - 1);
+}
+
+int eddy__fd_unwatch(lua_State *L, eddy_Loop *loop, int fd, int event) {
+  int top = lua_gettop(L), had;
+  FdWatcher *w;
+  if (loop->state == EDDY_LOOP_CLOSED) return 0;
+  w = push_watcher(L, loop, fd);
+  if (w == NULL) {
+    lua_settop(L, top);
+    return 0;
+  }
+  had = drop_handle(L, top + 1, slot_of(event));
+  if (w->events & event) {
+    w->events &= ~event;
+    if (w->events == 0) w->transport = 0;
+    update(L, w, top + 1);
+  }
+  lua_settop(L, top);
+  return had;
+}
+
+/* {====================================================== Loop methods */
+
+/* add_reader(fd, cb, ...) / add_writer(fd, cb, ...) -> Handle */
+static int add_watch(lua_State *L, int event) {
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  int fd = eddy__checkfd(L, 2);
+  eddy__checkcallable(L, 3);
+  eddy__handle_new(L, loop, lua_gettop(L) - 3, 0);
+  lua_pushvalue(L, -1);
+  eddy__fd_watch(L, loop, fd, event, 0);
+  return 1;
+}
+
+static int remove_watch(lua_State *L, int event) {
+  eddy_Loop *loop = eddy__checkanyloop(L, 1);
+  int fd;
+  if (loop->state == EDDY_LOOP_CLOSED) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  fd = eddy__checkfd(L, 2);
+  lua_pushboolean(L, eddy__fd_unwatch(L, loop, fd, event));
+  return 1;
+}
+
+static int l_add_reader(lua_State *L) { return add_watch(L, UV_READABLE); }
+static int l_add_writer(lua_State *L) { return add_watch(L, UV_WRITABLE); }
+static int l_remove_reader(lua_State *L) { return remove_watch(L, UV_READABLE); }
+static int l_remove_writer(lua_State *L) { return remove_watch(L, UV_WRITABLE); }
+
+/* __gc: only reached once the handle is closed, or at lua_close. */
+static int watcher_gc(lua_State *L) {
+  FdWatcher *w = (FdWatcher *)lua_touserdata(L, 1);
+  eddy__uv_gc(L, &w->uv, "fd watcher");
+  return 0;
+}
+
+static const luaL_Reg poll_methods[] = {
+  {"add_reader", l_add_reader},
+  {"remove_reader", l_remove_reader},
+  {"add_writer", l_add_writer},
+  {"remove_writer", l_remove_writer},
+  {NULL, NULL}
+};
+
+/* Add the fd watcher methods to the Loop class of the core table at the
+** top. */
+void eddy__open_poll(lua_State *L) {
+  luaL_newmetatable(L, FDWATCHER);
+  lua_pushcfunction(L, watcher_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "Loop");
+  luaL_setfuncs(L, poll_methods, 0);
+  lua_pop(L, 1);
+}
+
+/* }====================================================== */
