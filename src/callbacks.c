@@ -73,20 +73,7 @@ eddy_TimerHandle *eddy__call_at(lua_State *L, eddy_Loop *loop, int nargs,
   return t;
 }
 
-/* Swap the runtime's current context with the value at the top (popped);
-** returns the previous context's ref to restore with context_restore. */
-static int context_enter(lua_State *L, eddy_Runtime *rt) {
-  int prev = rt->context_ref;
-  rt->context_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  return prev;
-}
-
-static void context_restore(lua_State *L, eddy_Runtime *rt, int prev) {
-  luaL_unref(L, LUA_REGISTRYINDEX, rt->context_ref);
-  rt->context_ref = prev;
-}
-
-/* Describe a callback for messages: "<function at file:line>". */
+/* Describe a callback for messages: "function <file:line>". */
 static void push_callback_name(lua_State *L, int cb) {
   lua_Debug ar;
   lua_pushvalue(L, cb);
@@ -97,46 +84,71 @@ static void push_callback_name(lua_State *L, int cb) {
     luaL_tolstring(L, cb, NULL), lua_remove(L, -2);
 }
 
-void eddy__handle_run(lua_State *L, eddy_Loop *loop, eddy_Handle *h) {
-  int hidx = lua_gettop(L);
-  int i, status, prevctx = LUA_NOREF;
-  double t0 = 0;
-  if (h->cancelled) {
-    lua_settop(L, hidx - 1);
-    return;
+/* Warn (debug mode) about a callback or task step that took 'dt' seconds,
+** asyncio's "Executing <...> took 0.123 seconds". */
+void eddy__warn_slow(lua_State *L, eddy_Loop *loop, int what, double dt) {
+  char took[32];  /* lua_pushfstring has no precision: format here */
+  unsigned char *kind = (unsigned char *)lua_touserdata(L, what);
+  if (dt < eddy__slow_callback_duration(L, loop)) return;
+  if (kind != NULL && *kind == EDDY_KIND_HANDLE) {
+    lua_getiuservalue(L, what, HANDLE_UV_CB);  /* describe its callback */
+    push_callback_name(L, -1);
+    lua_remove(L, -2);
+  } else {
+    luaL_tolstring(L, what, NULL);
   }
-  lua_pushcfunction(L, eddy__traceback);
+  snprintf(took, sizeof took, "%.3f", dt);
+  lua_pushfstring(L, "Executing %s %s took %s seconds",
+                  kind != NULL && *kind == EDDY_KIND_HANDLE ? "callback" : "task",
+                  lua_tostring(L, -1), took);
+  lua_warning(L, lua_tostring(L, -1), 0);
+  lua_pop(L, 2);
+}
+
+/*
+** Call the handle at index h, unprotected: run_turn calls handles inside
+** one protected call per libuv turn.  A context the callback runs in is
+** entered here and left by eddy__handle_leave, also after an error.
+*/
+void eddy__handle_call(lua_State *L, eddy_Loop *loop, eddy_Handle *h, int hidx) {
+  eddy_Runtime *rt = loop->rt;
+  int i;
+  double t0 = 0;
+  if (h->cancelled) return;
   lua_getiuservalue(L, hidx, HANDLE_UV_CB);
   for (i = 0; i < h->nargs; i++) lua_getiuservalue(L, hidx, HANDLE_UV_ARG(i));
   if (h->has_ctx) {
     lua_getiuservalue(L, hidx, HANDLE_UV_ARG(h->nargs));
-    prevctx = context_enter(L, loop->rt);
+    loop->saved_ctx = rt->context_ref;
+    loop->in_ctx = 1;
+    rt->context_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   if (loop->debug) t0 = eddy__time(loop);
-  status = lua_pcall(L, h->nargs, 0, hidx + 1);
-  if (h->has_ctx) context_restore(L, loop->rt, prevctx);
-  if (status != LUA_OK) {
-    int err = lua_gettop(L);
-    lua_getiuservalue(L, hidx, HANDLE_UV_CB);
-    push_callback_name(L, -1);
-    lua_pushfstring(L, "Exception in callback %s", lua_tostring(L, -1));
-    eddy__newcontext(L, lua_tostring(L, -1), err);
-    lua_pushvalue(L, hidx);
-    lua_setfield(L, -2, "handle");
-    eddy__call_exception_handler(L, loop);
-  } else if (loop->debug) {
-    double dt = eddy__time(loop) - t0;
-    if (dt >= eddy__slow_callback_duration(L, loop)) {
-      lua_getiuservalue(L, hidx, HANDLE_UV_CB);
-      push_callback_name(L, -1);
-      char took[32];  /* lua_pushfstring has no precision: format here */
-      snprintf(took, sizeof took, "%.3f", dt);
-      lua_pushfstring(L, "Executing callback %s took %s seconds",
-                      lua_tostring(L, -1), took);
-      lua_warning(L, lua_tostring(L, -1), 0);
-    }
-  }
-  lua_settop(L, hidx - 1);
+  lua_call(L, h->nargs, 0);
+  eddy__handle_leave(L, loop);
+  if (loop->debug) eddy__warn_slow(L, loop, hidx, eddy__time(loop) - t0);
+}
+
+void eddy__handle_leave(lua_State *L, eddy_Loop *loop) {
+  if (!loop->in_ctx) return;
+  luaL_unref(L, LUA_REGISTRYINDEX, loop->rt->context_ref);
+  loop->rt->context_ref = loop->saved_ctx;
+  loop->in_ctx = 0;
+}
+
+/* The handle at hidx raised the error at err: report it. */
+void eddy__handle_report(lua_State *L, eddy_Loop *loop, int hidx, int err) {
+  int top = lua_gettop(L);
+  hidx = lua_absindex(L, hidx);
+  err = lua_absindex(L, err);
+  lua_getiuservalue(L, hidx, HANDLE_UV_CB);
+  push_callback_name(L, -1);
+  lua_pushfstring(L, "Exception in callback %s", lua_tostring(L, -1));
+  eddy__newcontext(L, lua_tostring(L, -1), err);
+  lua_pushvalue(L, hidx);
+  lua_setfield(L, -2, "handle");
+  eddy__call_exception_handler(L, loop);
+  lua_settop(L, top);
 }
 
 /* {====================================================== Exception handler */

@@ -108,6 +108,11 @@ struct eddy_Loop {
   eddy_LoopState state;
   int stopping;             /* stop() was called: leave after this batch */
   eddy_Future *until;       /* run_until_complete's future, or NULL */
+  lua_Integer batch_left;   /* entries of the current batch not run yet */
+  lua_Integer turn_budget;  /* callbacks this libuv turn may still run */
+  int first_iteration;      /* the turn has not run an iteration yet */
+  int ring_gen;             /* bumped when the ready ring is replaced */
+  int in_ctx, saved_ctx;    /* a handle entered its context (see callbacks.c) */
   int debug;
   int self_ref;             /* registry ref anchoring the Loop while open */
   int ready_ref;            /* registry ref of the ready ring (a table) */
@@ -260,8 +265,15 @@ eddy_Handle *eddy__handle_new(lua_State *L, eddy_Loop *loop, int nargs,
 /* The same for a timer due at 'when', scheduled in the loop's heap. */
 eddy_TimerHandle *eddy__call_at(lua_State *L, eddy_Loop *loop, int nargs,
                                 double when);
-/* Run a popped handle (at the top of the stack; popped). */
-void eddy__handle_run(lua_State *L, eddy_Loop *loop, eddy_Handle *h);
+/* Call the handle at index hidx, unprotected (run_turn protects whole
+** turns); leave its context after an error with eddy__handle_leave. */
+void eddy__handle_call(lua_State *L, eddy_Loop *loop, eddy_Handle *h,
+                       int hidx);
+void eddy__handle_leave(lua_State *L, eddy_Loop *loop);
+/* Report the error at 'err' raised by the handle at hidx. */
+void eddy__handle_report(lua_State *L, eddy_Loop *loop, int hidx, int err);
+/* Debug mode: warn when the callback or task at 'what' took dt seconds. */
+void eddy__warn_slow(lua_State *L, eddy_Loop *loop, int what, double dt);
 /* Cancel the Handle or TimerHandle at index i. */
 void eddy__handle_cancel(lua_State *L, int i);
 /* Timers (timers.c). */

@@ -3,10 +3,11 @@
 **
 ** The ready queue is a ring over the array part of a Lua table (it anchors
 ** what it holds); a uv_idle handle runs while it is not empty, so libuv
-** polls without blocking.  run_once() is the only place where ready
-** callbacks are called: it first moves due timers to the ready queue, then
-** runs exactly the entries that were ready when it started (asyncio's
-** _run_once), so callbacks scheduled meanwhile wait for the next turn.
+** polls without blocking.  run_turn() is the only place where ready
+** callbacks are called: each iteration first moves due timers to the ready
+** queue, then runs exactly the entries that were ready when it started
+** (asyncio's _run_once), so callbacks scheduled meanwhile wait for the
+** next iteration.
 */
 #include <math.h>
 #include <stdlib.h>
@@ -30,8 +31,17 @@ typedef struct eddy_ThreadsafeCall {
 
 static void idle_cb(uv_idle_t *h);
 
+/*
+** The ring is full.  Unwrapped (head at 1), it grows in place: writing
+** past the end lets Lua double the table's array part.  Wrapped, it is
+** rebuilt in order into a new table (ring_gen tells run_turn).
+*/
 static void ready_grow(lua_State *L, eddy_Loop *loop, int ring) {
   lua_Integer i, ncap = loop->rcap * 2;
+  if (loop->rhead == 1) {
+    loop->rcap = ncap;
+    return;
+  }
   lua_createtable(L, (int)ncap, 0);
   for (i = 0; i < loop->rcount; i++) {
     lua_rawgeti(L, ring, (loop->rhead - 1 + i) % loop->rcap + 1);
@@ -42,6 +52,7 @@ static void ready_grow(lua_State *L, eddy_Loop *loop, int ring) {
   lua_replace(L, ring);
   loop->rhead = 1;
   loop->rcap = ncap;
+  loop->ring_gen++;
 }
 
 void eddy__ready_push(lua_State *L, eddy_Loop *loop, int i) {
@@ -76,65 +87,125 @@ static void threadsafe_drain(lua_State *L, eddy_Loop *loop);
 ** were ready at this point run, in order.  Errors never escape: handles
 ** and task steps report them to the exception handler.
 */
-static void run_once(eddy_Loop *loop) {
-  lua_State *L = loop->rt->L;
-  eddy_Runtime *rt = loop->rt;
-  eddy_Loop *prev_running = rt->running;
-  lua_Integer ntodo;
-  int top = lua_gettop(L);
-  int ring;
-  if (loop->state == EDDY_LOOP_CLOSED) return;
-  rt->running = loop;  /* also when a host drives uv_run itself */
-  if (loop->ts_head != NULL) threadsafe_drain(L, loop);
-  eddy__timers_process(L, loop);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
-  ring = lua_gettop(L);
-  for (ntodo = loop->rcount; ntodo > 0; ntodo--) {
-    unsigned char *kind;
-    lua_Integer slot = loop->rhead;
-    if (loop->rcount == 0) break;  /* close() emptied the queue */
-    lua_rawgeti(L, ring, slot);
-    lua_pushnil(L);
-    lua_rawseti(L, ring, slot);
-    loop->rhead = slot % loop->rcap + 1;
-    loop->rcount--;
-    kind = (unsigned char *)lua_touserdata(L, -1);
-    if (*kind == EDDY_KIND_TASK)
-      eddy__task_step(L, (eddy_Task *)kind);
-    else
-      eddy__handle_run(L, loop, (eddy_Handle *)kind);
-    if (loop->ready_ref == LUA_NOREF) break;  /* the loop was freed */
-    /* the ring may have been replaced when it grew */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
-    lua_replace(L, ring);
-  }
-  lua_settop(L, top);
-  if (loop->rcount == 0) {
-    loop->rhead = 1;
-    if (loop->state != EDDY_LOOP_CLOSED) uv_idle_stop(&loop->idle);
-  }
-  rt->running = prev_running;
+/* Remove the head of the ready queue (it has run). */
+static void ready_pop(lua_State *L, eddy_Loop *loop, int ring) {
+  lua_pushnil(L);
+  lua_rawseti(L, ring, loop->rhead);
+  loop->rhead = loop->rhead % loop->rcap + 1;
+  loop->rcount--;
 }
 
 /*
 ** One libuv turn runs asyncio iterations until the ready queue is empty or
 ** FUSE_BUDGET callbacks have run: each iteration keeps asyncio's semantics
-** (due timers first, then exactly the batch that was ready), but libuv
-** polls for I/O once per turn, not once per iteration, which halves the
-** cost of a callback chain.  A turn ends early at stop() or when the future
+** (due timers first, then exactly the batch that was ready: callbacks
+** scheduled meanwhile wait for the next iteration), but libuv polls for
+** I/O once per turn, not once per iteration, which halves the cost of a
+** callback chain.  A turn ends early at stop() or when the future
 ** run_until_complete waits for is done.
 */
 #define FUSE_BUDGET 256
 
+/* Start an iteration: due timers become ready; the batch is what is ready. */
+static void begin_iteration(lua_State *L, eddy_Loop *loop) {
+  if (loop->ts_head != NULL) threadsafe_drain(L, loop);
+  eddy__timers_process(L, loop);
+  loop->batch_left = loop->rcount;
+  loop->turn_budget -= loop->rcount > 0 ? loop->rcount : 1;
+}
+
+static int another_iteration(eddy_Loop *loop) {
+  return loop->turn_budget > 0 && loop->rcount > 0 && !loop->stopping &&
+         loop->state == EDDY_LOOP_RUNNING &&
+         (loop->until == NULL || loop->until->state == EDDY_FUT_PENDING);
+}
+
+/*
+** The turn, inside one protected call: (loop, ring).  An entry stays at
+** the head of the queue while it runs, so when it raises, idle_cb finds it
+** there to report and drop it, then calls this again to go on.
+*/
+static int run_turn(lua_State *L) {
+  eddy_Loop *loop = (eddy_Loop *)lua_touserdata(L, 1);
+  int gen = loop->ring_gen;
+  for (;;) {
+    unsigned char *kind;
+    if (loop->batch_left <= 0 || loop->rcount == 0) {
+      loop->batch_left = 0;
+      if (!loop->first_iteration && !another_iteration(loop)) return 0;
+      loop->first_iteration = 0;  /* a turn runs at least one iteration */
+      begin_iteration(L, loop);
+      continue;
+    }
+    loop->batch_left--;
+    lua_rawgeti(L, 2, loop->rhead);  /* 3: the entry */
+    kind = (unsigned char *)lua_touserdata(L, 3);
+    if (*kind == EDDY_KIND_TASK) {
+      double t0 = loop->debug ? eddy__time(loop) : 0;
+      lua_pushvalue(L, 3);
+      eddy__task_step(L, (eddy_Task *)kind);  /* protected inside */
+      if (loop->debug) eddy__warn_slow(L, loop, 3, eddy__time(loop) - t0);
+    } else {
+      eddy__handle_call(L, loop, (eddy_Handle *)kind, 3);
+    }
+    if (loop->ring_gen != gen) {  /* the ring was rebuilt meanwhile */
+      gen = loop->ring_gen;
+      lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
+      lua_replace(L, 2);
+    }
+    if (loop->rcount > 0) ready_pop(L, loop, 2);
+    lua_settop(L, 2);
+  }
+}
+
+/* The entry at the head of the queue raised the error at the top: report
+** it and drop the entry. */
+static void report_failed_entry(lua_State *L, eddy_Loop *loop) {
+  int err = lua_gettop(L);
+  eddy__handle_leave(L, loop);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
+  lua_rawgeti(L, -1, loop->rhead);
+  if (lua_touserdata(L, -1) != NULL &&
+      *(unsigned char *)lua_touserdata(L, -1) == EDDY_KIND_HANDLE) {
+    eddy__handle_report(L, loop, -1, err);
+  } else {
+    eddy__newcontext(L, "Exception in a task step", err);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "task");
+    eddy__call_exception_handler(L, loop);
+  }
+  lua_pop(L, 1);
+  if (loop->rcount > 0) ready_pop(L, loop, lua_gettop(L));
+}
+
 static void idle_cb(uv_idle_t *h) {
   eddy_Loop *loop = container_of(h, eddy_Loop, idle);
-  lua_Integer budget = FUSE_BUDGET;
-  do {
-    budget -= loop->rcount > 0 ? loop->rcount : 1;
-    run_once(loop);
-  } while (budget > 0 && loop->rcount > 0 && !loop->stopping &&
-           loop->state == EDDY_LOOP_RUNNING &&
-           (loop->until == NULL || loop->until->state == EDDY_FUT_PENDING));
+  lua_State *L = loop->rt->L;
+  eddy_Runtime *rt = loop->rt;
+  eddy_Loop *prev_running = rt->running;
+  eddy_LoopState prev_state = loop->state;
+  int top = lua_gettop(L);
+  if (loop->state == EDDY_LOOP_CLOSED) return;
+  rt->running = loop;  /* also when a host drives uv_run itself */
+  loop->state = EDDY_LOOP_RUNNING;  /* close() is refused meanwhile */
+  loop->turn_budget = FUSE_BUDGET;
+  loop->batch_left = 0;
+  loop->first_iteration = 1;
+  for (;;) {
+    lua_pushcfunction(L, eddy__traceback);
+    lua_pushcfunction(L, run_turn);
+    lua_pushlightuserdata(L, loop);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
+    if (lua_pcall(L, 2, 0, top + 1) == LUA_OK) break;
+    report_failed_entry(L, loop);
+    lua_settop(L, top);
+  }
+  lua_settop(L, top);
+  if (loop->rcount == 0) loop->rhead = 1;
+  if (loop->state == EDDY_LOOP_RUNNING) loop->state = prev_state;
+  if (loop->rcount == 0 && loop->state != EDDY_LOOP_CLOSED)
+    uv_idle_stop(&loop->idle);
+  rt->running = prev_running;
 }
 
 /* }====================================================== */
@@ -143,7 +214,7 @@ static void idle_cb(uv_idle_t *h) {
 
 static void async_cb(uv_async_t *h) {
   eddy_Loop *loop = container_of(h, eddy_Loop, async);
-  /* Wake the loop: run_once drains the C queue at its start. */
+  /* Wake the loop: an iteration drains the C queue at its start. */
   if (loop->ts_head != NULL) uv_idle_start(&loop->idle, idle_cb);
 }
 
