@@ -489,5 +489,37 @@ int eddy__fd_unwatch(lua_State *L, eddy_Loop *loop, int fd, int event);
 ** of the core table at the top. */
 void eddy__open_poll(lua_State *L);
 
+/* ------------------------------------------------------------------ */
+/* Raw socket operations (sockops.c): loop:sock_*                       */
+/* ------------------------------------------------------------------ */
+
+/* An attempt reads its arguments (sock, extras...) at 'base', and pushes
+** its results and returns their count, or returns EDDY_SOCK_AGAIN (the
+** call would block), or pushes an error and returns EDDY_SOCK_FAILED. */
+typedef int (*eddy_SockAttempt)(lua_State *L, int base);
+#define EDDY_SOCK_AGAIN (-1)
+#define EDDY_SOCK_FAILED (-2)
+
+/* Check argument i is an open non-blocking socket (ValueError if not). */
+eddy_Socket *eddy__sock_checknb(lua_State *L, int i);
+/* Suspend until an attempt succeeds: a future, a Handle ready(fut, the
+** values at base..top) as the reader or writer ('event') of fd, and a done
+** callback removing the watcher.  Use as: return eddy__sock_wait(...). */
+int eddy__sock_wait(lua_State *L, eddy_Loop *loop, int fd, int event,
+                    lua_CFunction ready, int base, const char *what);
+/* The body of a 'ready' function: ready(fut, args...) runs the attempt
+** unless the future is done and completes the future with its outcome. */
+int eddy__sock_ready(lua_State *L, eddy_SockAttempt attempt);
+/* Add the sock_* methods to the Loop class of the core table at the top. */
+void eddy__open_sockops(lua_State *L);
+
+/* ------------------------------------------------------------------ */
+/* Datagram transports (udp.c)                                          */
+/* ------------------------------------------------------------------ */
+
+/* The DatagramTransport metatable and loop:_make_datagram_transport(sock,
+** protocol, address, waiter), used by create_datagram_endpoint
+** (lua/eddy/selector_events.lua). */
+void eddy__open_udp(lua_State *L);
 
 #endif

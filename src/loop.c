@@ -898,6 +898,8 @@ int eddy__open_core(lua_State *L) {
   eddy__open_socket(L);
   lua_setfield(L, -2, "socket");
   eddy__open_poll(L);
+  eddy__open_sockops(L);
+  eddy__open_udp(L);
   return 1;
 }
 

@@ -765,9 +765,43 @@ static const luaL_Reg socket_methods[] = {
   {NULL, NULL}
 };
 
+/* socket.inet_pton(family, host) -> packed string (OSError if invalid) */
+static int m_inet_pton(lua_State *L) {
+  int family = checkint(L, 1, "family");
+  const char *host = luaL_checkstring(L, 2);
+  unsigned char buf[sizeof(struct in6_addr)];
+  int rc;
+  if (family != AF_INET && family != AF_INET6)
+    return eddy__uverror(L, UV_EAFNOSUPPORT, NULL);
+  rc = inet_pton(family, host, buf);
+  if (rc != 1)
+    return eddy__error(L, "OSError", "illegal IP address string passed "
+                       "to inet_pton");
+  lua_pushlstring(L, (const char *)buf, family == AF_INET ? 4 : 16);
+  return 1;
+}
+
+/* socket.inet_ntop(family, packed) -> host */
+static int m_inet_ntop(lua_State *L) {
+  int family = checkint(L, 1, "family");
+  size_t len;
+  const char *packed = luaL_checklstring(L, 2, &len);
+  char host[INET6_ADDRSTRLEN];
+  if (family != AF_INET && family != AF_INET6)
+    return eddy__uverror(L, UV_EAFNOSUPPORT, NULL);
+  if (len != (family == AF_INET ? 4u : 16u))
+    return eddy__error(L, "ValueError", "invalid length of packed IP "
+                       "address string");
+  inet_ntop(family, packed, host, sizeof host);
+  lua_pushstring(L, host);
+  return 1;
+}
+
 static const luaL_Reg socket_funcs[] = {
   {"socket", m_socket},
   {"socketpair", m_socketpair},
+  {"inet_pton", m_inet_pton},
+  {"inet_ntop", m_inet_ntop},
   {NULL, NULL}
 };
 

@@ -69,6 +69,7 @@ require "eddy.tasks"
 require "eddy.runners"
 require "eddy.timeouts"
 require "eddy.queues"
+require "eddy.selector_events"
 require "eddy.locks"
 
 return eddy

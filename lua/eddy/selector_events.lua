@@ -1,0 +1,185 @@
+-- eddy.selector_events: loop:create_datagram_endpoint, asyncio's
+-- base_events.create_datagram_endpoint composed over eddy.socket, the
+-- sock_* methods (src/sockops.c) and the datagram transport (src/udp.c),
+-- which watches the socket as asyncio's selector loop does.
+
+local eddy = require "eddy"
+local errors = require "eddy.errors"
+local socket = require "eddy.socket"
+local Loop = eddy._core.Loop
+
+local AF_UNIX, SOCK_DGRAM, SOCK_STREAM = socket.AF_UNIX, socket.SOCK_DGRAM, socket.SOCK_STREAM
+
+local OPTIONS = {family = true, proto = true, flags = true, reuse_port = true,
+                 allow_broadcast = true, sock = true, reuse_address = true}
+
+local function callable(v)
+  if type(v) == "function" then return true end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+local function argerror(n, msg)
+  error(string.format("bad argument #%d to 'create_datagram_endpoint' (%s)", n, msg), 3)
+end
+
+-- The numeric address families of 'host' (asyncio's _ipaddr_info), or
+-- nil when it needs the resolver.
+local function numeric_family(host, family)
+  for _, fam in ipairs {socket.AF_INET, socket.AF_INET6} do
+    if (family == 0 or family == fam) and pcall(socket.inet_pton, fam, host) then
+      return fam
+    end
+  end
+end
+
+-- addrinfo entries {family, proto, sockaddr} for an {host, port} address.
+local function resolve(loop, addr, family, proto, flags, n)
+  if type(addr) ~= "table" or type(addr[1]) ~= "string" or math.type(addr[2]) ~= "integer" then
+    argerror(n, "{host, port} expected")
+  end
+  local fam = numeric_family(addr[1], family)
+  if fam ~= nil or addr[1] == "" then
+    return {{family = fam or (family ~= 0 and family or socket.AF_INET), proto = proto,
+             sockaddr = addr}}
+  end
+  local infos = loop:getaddrinfo(addr[1], addr[2], {family = family, type = SOCK_DGRAM,
+                                                    proto = proto, flags = flags})
+  if #infos == 0 then error(errors.OSError("getaddrinfo() returned empty list"), 0) end
+  return infos
+end
+
+-- (family, proto) pairs with their local and remote addresses, in the
+-- order getaddrinfo gave them, keeping only complete pairs.
+local function address_pairs(loop, local_addr, remote_addr, family, proto, flags)
+  local order, pairs_by = {}, {}
+  for idx, addr in ipairs {local_addr or false, remote_addr or false} do
+    if addr then
+      for _, info in ipairs(resolve(loop, addr, family, proto, flags, idx + 1)) do
+        local key = info.family .. ":" .. (info.proto or 0)
+        local p = pairs_by[key]
+        if p == nil then
+          p = {family = info.family, proto = info.proto or 0}
+          pairs_by[key] = p
+          order[#order + 1] = p
+        end
+        if p[idx] == nil then p[idx] = info.sockaddr end
+      end
+    end
+  end
+  local result = {}
+  for _, p in ipairs(order) do
+    if not ((local_addr and p[1] == nil) or (remote_addr and p[2] == nil)) then
+      result[#result + 1] = p
+    end
+  end
+  if #result == 0 then error(errors.ValueError("can not get address information"), 0) end
+  return result
+end
+
+-- Remove a stale UNIX socket file before binding, as asyncio does.
+local function remove_stale_unix(path)
+  if path:sub(1, 1) == "\0" then return end
+  local probe = socket.socket(AF_UNIX, SOCK_DGRAM)
+  local ok, err = pcall(probe.connect, probe, path)
+  probe:close()
+  if not ok and errors.is(err, errors.ConnectionRefusedError) then os.remove(path) end
+end
+
+-- Open and set up one socket; returns it, or nil and the OSError.
+local function open_socket(loop, family, proto, local_address, remote_address, opts)
+  local ok, sock = pcall(socket.socket, family, SOCK_DGRAM, proto)
+  if not ok then return nil, sock end
+  local ok2, err = pcall(function()
+    if opts.reuse_port then
+      sock:setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    end
+    if opts.allow_broadcast then
+      sock:setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    end
+    sock:setblocking(false)
+    if local_address ~= nil then sock:bind(local_address) end
+    if remote_address ~= nil and not opts.allow_broadcast then
+      loop:sock_connect(sock, remote_address)
+    end
+  end)
+  if ok2 then return sock end
+  sock:close()
+  if not errors.is(err, errors.OSError) then error(err, 0) end
+  return nil, err
+end
+
+-- loop:create_datagram_endpoint(protocol_factory, local_addr, remote_addr,
+--   {family, proto, flags, reuse_port, allow_broadcast, sock})
+--   -> transport, protocol
+function Loop:create_datagram_endpoint(protocol_factory, local_addr, remote_addr, opts)
+  if not callable(protocol_factory) then argerror(1, "callable expected, got " .. type(protocol_factory)) end
+  if opts ~= nil and (type(opts) ~= "table" or getmetatable(opts) ~= nil) then
+    argerror(4, "options table expected, got " .. type(opts))
+  end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not OPTIONS[k] then argerror(4, "unknown option '" .. tostring(k) .. "'") end
+  end
+  if opts.reuse_address then
+    error(errors.ValueError("Passing `reuse_address=True` is no longer supported, as the "
+                            .. "usage of SO_REUSEPORT in UDP poses a significant security concern."), 2)
+  end
+  local family, proto, flags = opts.family or 0, opts.proto or 0, opts.flags or 0
+  local sock, r_addr = opts.sock, nil
+  if sock ~= nil then
+    local mt = getmetatable(sock)
+    if type(mt) ~= "table" or mt.__name ~= "eddy.socket" then
+      argerror(4, "option 'sock' must be an eddy.socket")
+    end
+    if sock.type == SOCK_STREAM then
+      error(errors.ValueError("A datagram socket was expected, got " .. tostring(sock)), 2)
+    end
+    local problems = {}
+    for _, k in ipairs {"family", "proto", "flags", "reuse_port", "allow_broadcast"} do
+      if opts[k] and opts[k] ~= 0 then problems[#problems + 1] = k .. "=" .. tostring(opts[k]) end
+    end
+    if local_addr then table.insert(problems, 1, "local_addr=" .. tostring(local_addr)) end
+    if remote_addr then table.insert(problems, 2, "remote_addr=" .. tostring(remote_addr)) end
+    if #problems > 0 then
+      error(errors.ValueError("socket modifier keyword arguments can not be used when sock is "
+                              .. "specified. (" .. table.concat(problems, ", ") .. ")"), 2)
+    end
+    sock:setblocking(false)
+  else
+    local candidates
+    if not (local_addr or remote_addr) then
+      if family == 0 then error(errors.ValueError("unexpected address family"), 2) end
+      candidates = {{family = family, proto = proto}}
+    elseif family == AF_UNIX then
+      for i, addr in ipairs {local_addr or false, remote_addr or false} do
+        if addr and type(addr) ~= "string" then argerror(i + 1, "string expected") end
+      end
+      if local_addr then remove_stale_unix(local_addr) end
+      candidates = {{family = family, proto = proto, local_addr, remote_addr}}
+    else
+      candidates = address_pairs(self, local_addr, remote_addr, family, proto, flags)
+    end
+    local first_err
+    for _, c in ipairs(candidates) do
+      local s, err = open_socket(self, c.family, c.proto, c[1], c[2], opts)
+      if s ~= nil then
+        sock, r_addr = s, c[2]
+        break
+      end
+      first_err = first_err or err
+    end
+    if sock == nil then error(first_err, 0) end
+  end
+  local protocol = protocol_factory()
+  local waiter = self:create_future()
+  local transport = self:_make_datagram_transport(sock, protocol, r_addr, waiter)
+  local ok, err = pcall(waiter.await, waiter)
+  if not ok then
+    transport:close()
+    error(err, 0)
+  end
+  return transport, protocol
+end
+
+return Loop

@@ -1,0 +1,179 @@
+-- The loop's raw socket methods (sock_recv, sock_sendall, ...).
+local eddy = require "eddy"
+local errors = eddy.errors
+local socket = require "eddy.socket"
+local async = require("eddy.test").async
+
+local function raises(cls, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok)
+  assert.is_true(errors.is(err, cls), "expected " .. tostring(cls) .. ", got " .. tostring(err))
+  return err
+end
+
+local function pair()
+  local a, b = socket.socketpair()
+  a:setblocking(false)
+  b:setblocking(false)
+  return a, b
+end
+
+local function listener(family, host)
+  local srv = socket.socket(family or socket.AF_INET)
+  srv:bind({host or "127.0.0.1", 0})
+  srv:listen()
+  srv:setblocking(false)
+  return srv
+end
+
+describe("sock_* methods", function()
+  it("sock_recv waits for data and sock_sendall sends it all", async(function(loop)
+    local a, b = pair()
+    local t = loop:create_task(function() return loop:sock_recv(b, 100) end)
+    eddy.sleep(0.01)
+    assert.is_false(t:done())
+    loop:sock_sendall(a, "hello")
+    assert.equal("hello", t:await())
+    -- a big payload crosses a full socket buffer
+    local big = string.rep("0123456789", 300000)
+    local reader = loop:create_task(function()
+      local parts, n = {}, 0
+      while n < #big do
+        local s = loop:sock_recv(b, 65536)
+        parts[#parts + 1] = s
+        n = n + #s
+      end
+      return table.concat(parts)
+    end)
+    assert.is_nil(loop:sock_sendall(a, big))
+    assert.equal(big, reader:await())
+    a:close()
+    assert.equal("", loop:sock_recv(b, 10))
+    b:close()
+  end))
+
+  it("TCP: sock_connect, sock_accept on 127.0.0.1 and ::1", async(function(loop)
+    for _, fam in ipairs {{socket.AF_INET, "127.0.0.1"}, {socket.AF_INET6, "::1"}} do
+      local srv = listener(fam[1], fam[2])
+      local accepting = loop:create_task(function() return loop:sock_accept(srv) end)
+      local c = socket.socket(fam[1])
+      c:setblocking(false)
+      loop:sock_connect(c, srv:getsockname())
+      local conn, addr = accepting:await()
+      assert.is_false(conn:getblocking())
+      assert.equal(c:getsockname()[2], addr[2])
+      loop:sock_sendall(conn, "over tcp")
+      assert.equal("over tcp", loop:sock_recv(c, 100))
+      conn:close() c:close() srv:close()
+    end
+  end))
+
+  it("sock_connect resolves names with loop:getaddrinfo", async(function(loop)
+    if loop.getaddrinfo == nil then return end
+    local srv = listener()
+    local c = socket.socket()
+    c:setblocking(false)
+    loop:sock_connect(c, {"localhost", srv:getsockname()[2]})
+    local conn = loop:sock_accept(srv)
+    conn:close() c:close() srv:close()
+  end))
+
+  it("sock_connect to a closed port raises ConnectionRefusedError", async(function(loop)
+    local srv = listener()
+    local addr = srv:getsockname()
+    srv:close()
+    local c = socket.socket()
+    c:setblocking(false)
+    local err = raises(errors.ConnectionRefusedError, loop.sock_connect, loop, c, addr)
+    assert.equal("ECONNREFUSED", err.code)
+    c:close()
+  end))
+
+  it("UDP: sock_sendto, sock_recvfrom", async(function(loop)
+    local s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s:bind({"127.0.0.1", 0})
+    s:setblocking(false)
+    local c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c:setblocking(false)
+    local t = loop:create_task(function() return loop:sock_recvfrom(s, 1024) end)
+    eddy.sleep(0.01)
+    assert.equal(4, loop:sock_sendto(c, "dgram", s:getsockname()) - 1)
+    local data, addr = t:await()
+    assert.equal("dgram", data)
+    assert.equal(c:getsockname()[2], addr[2])
+    s:close() c:close()
+  end))
+
+  it("sock_recv_into and sock_recvfrom_into fill an eddy.Buffer", async(function(loop)
+    if eddy.Buffer == nil then return end
+    local a, b = pair()
+    local buf = eddy.Buffer(8)
+    local t = loop:create_task(function() return loop:sock_recv_into(b, buf) end)
+    eddy.sleep(0.01)
+    a:send("0123456789")
+    assert.equal(8, t:await())
+    assert.equal("01234567", buf:tostring())
+    local s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s:bind({"127.0.0.1", 0})
+    s:setblocking(false)
+    local c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c:sendto("abcdef", s:getsockname())
+    local n, addr = loop:sock_recvfrom_into(s, buf, 3)
+    assert.equal(3, n)
+    assert.equal("abc", buf:tostring(1, 3))
+    assert.equal(c:getsockname()[2], addr[2])
+    raises(errors.ValueError, loop.sock_recvfrom_into, loop, s, buf, 9)
+    a:close() b:close() s:close() c:close()
+  end))
+
+  it("cancelling the awaiting task removes the watcher", async(function(loop)
+    local a, b = pair()
+    local t = loop:create_task(function() return loop:sock_recv(b, 10) end)
+    eddy.sleep(0.01)
+    t:cancel()
+    assert.is_true(pcall(eddy.sleep, 0.01))
+    assert.is_true(t:cancelled())
+    assert.is_false(loop:remove_reader(b))  -- already gone
+    a:send("later")
+    assert.equal("later", loop:sock_recv(b, 10))
+    a:close() b:close()
+  end))
+
+  it("rejects blocking, closed and wrong sockets", async(function(loop)
+    local a, b = socket.socketpair()
+    local err = raises(errors.ValueError, loop.sock_recv, loop, a, 10)
+    assert.matches("non%-blocking", tostring(err))
+    raises(errors.ValueError, loop.sock_sendall, loop, a, "x")
+    a:setblocking(false)
+    raises(errors.ValueError, loop.sock_recv, loop, a, -1)
+    assert.has_error(function() loop:sock_recv(a, "x") end)
+    assert.has_error(function() loop:sock_sendall(a, nil) end)
+    assert.has_error(function() loop:sock_recv(3, 10) end)
+    b:close()
+    raises(errors.BrokenPipeError, loop.sock_sendall, loop, a, "x")
+    a:close()
+    local e2 = raises(errors.OSError, loop.sock_recv, loop, a, 10)
+    assert.equal("EBADF", e2.code)
+    local u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u:setblocking(false)
+    assert.has_error(function() loop:sock_sendto(u, "x", {"127.0.0.1"}) end)
+    raises(errors.ValueError, loop.sock_sendto, loop, u, "x", {"127.0.0.1", 99999})
+    u:close()
+  end))
+
+  it("raise RuntimeError from a plain callback", function()
+    local loop = eddy.new_event_loop()
+    local a, b = pair()
+    local ok, err
+    loop:call_soon(function()
+      ok, err = pcall(loop.sock_recv, loop, a, 10)
+      loop:stop()
+    end)
+    loop:run_forever()
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.RuntimeError))
+    assert.matches("sock_recv", tostring(err))
+    loop:close()
+    a:close() b:close()
+  end)
+end)

@@ -1,0 +1,224 @@
+-- loop:create_datagram_endpoint and DatagramTransport (asyncio semantics).
+local eddy = require "eddy"
+local errors = eddy.errors
+local socket = require "eddy.socket"
+local test = require "eddy.test"
+local async = test.async
+
+local function raises(cls, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok)
+  assert.is_true(errors.is(err, cls), "expected " .. tostring(cls) .. ", got " .. tostring(err))
+  return err
+end
+
+-- A protocol recording what happens to it; 'received' is a queue of
+-- futures, one per datagram.
+local function recorder(loop)
+  local p = {events = {}, datagrams = {}, lost = loop:create_future()}
+  function p:connection_made(t) self.transport = t; self.events[#self.events + 1] = "made" end
+  function p:datagram_received(data, addr)
+    self.datagrams[#self.datagrams + 1] = {data, addr}
+    if self.waiting then local w = self.waiting; self.waiting = nil; w:set_result() end
+  end
+  function p:error_received(err)
+    self.error = err
+    if self.waiting then local w = self.waiting; self.waiting = nil; w:set_result() end
+  end
+  function p:connection_lost(err) self.events[#self.events + 1] = "lost"; self.lost:set_result(err) end
+  function p:wait()
+    self.waiting = loop:create_future()
+    return eddy.wait_for(self.waiting, 5)
+  end
+  return p
+end
+
+describe("create_datagram_endpoint", function()
+  it("echoes on 127.0.0.1 and ::1 with connected and unconnected peers", async(function(loop)
+    for _, host in ipairs {"127.0.0.1", "::1"} do
+      local st, sp = loop:create_datagram_endpoint(function() return recorder(loop) end, {host, 0})
+      assert.same({"made"}, sp.events)
+      local addr = st:get_extra_info("sockname")
+      assert.equal(host, addr[1])
+      assert.is_nil(st:get_extra_info("peername"))
+      assert.equal("dflt", st:get_extra_info("nothing", "dflt"))
+      local ct, cp = loop:create_datagram_endpoint(function() return recorder(loop) end, nil, addr)
+      assert.equal(addr[2], ct:get_extra_info("peername")[2])
+      ct:sendto("ping")
+      sp:wait()
+      local d = sp.datagrams[1]
+      assert.equal("ping", d[1])
+      assert.equal(ct:get_extra_info("sockname")[2], d[2][2])
+      st:sendto("pong", d[2])
+      cp:wait()
+      assert.equal("pong", cp.datagrams[1][1])
+      raises(errors.ValueError, ct.sendto, ct, "x", {host, 1})
+      ct:sendto("same address is fine", addr)
+      sp:wait()
+      assert.equal(0, st:get_write_buffer_size())
+      ct:close()
+      assert.is_true(ct:is_closing())
+      st:close()
+      assert.is_nil(cp.lost:await())
+      assert.is_nil(sp.lost:await())
+      assert.same({"made", "lost"}, cp.events)
+    end
+  end))
+
+  it("takes a sock, AF_UNIX paths, family-only endpoints", async(function(loop)
+    local path = os.tmpname()
+    os.remove(path)
+    local st, sp = loop:create_datagram_endpoint(function() return recorder(loop) end, path,
+                                                 nil, {family = socket.AF_UNIX})
+    local raw = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    local ct, cp = loop:create_datagram_endpoint(function() return recorder(loop) end,
+                                                 nil, nil, {sock = raw})
+    assert.is_false(raw:getblocking())
+    ct:sendto("unix", path)
+    sp:wait()
+    assert.equal("unix", sp.datagrams[1][1])
+    ct:close() st:close()
+    cp.lost:await() sp.lost:await()
+    assert.equal(-1, raw:fileno())  -- the transport closed its socket
+    os.remove(path)
+    local t = loop:create_datagram_endpoint(function() return recorder(loop) end, nil, nil,
+                                            {family = socket.AF_INET})
+    assert.equal(0, t:get_extra_info("sockname")[2])
+    t:abort()
+  end))
+
+  it("reports ICMP errors through error_received", async(function(loop)
+    local probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe:bind({"127.0.0.1", 0})
+    local dead = probe:getsockname()
+    probe:close()
+    local ct, cp = loop:create_datagram_endpoint(function() return recorder(loop) end, nil, dead)
+    ct:sendto("anyone?")
+    cp:wait()
+    assert.is_true(errors.is(cp.error, errors.ConnectionRefusedError))
+    ct:close()
+    cp.lost:await()
+  end))
+
+  it("queues datagrams when the socket buffer is full, with flow control", async(function(loop)
+    local a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    b:setblocking(false)
+    local paused, resumed = 0, 0
+    local ct = loop:create_datagram_endpoint(function()
+      return {pause_writing = function() paused = paused + 1 end,
+              resume_writing = function() resumed = resumed + 1 end}
+    end, nil, nil, {sock = a})
+    assert.same({16384, 65536}, {ct:get_write_buffer_limits()})
+    ct:set_write_buffer_limits(8192)
+    assert.same({2048, 8192}, {ct:get_write_buffer_limits()})
+    local chunk = string.rep("u", 8000)
+    for i = 1, 200 do ct:sendto(chunk .. i) end
+    assert.is_true(ct:get_write_buffer_size() > 0)
+    assert.equal(1, paused)
+    local got = 0
+    for _ = 1, 1000 do
+      while pcall(b.recv, b, 9000) do got = got + 1 end
+      if got == 200 then break end
+      eddy.sleep(0.002)
+    end
+    assert.equal(200, got)
+    assert.equal(0, ct:get_write_buffer_size())
+    assert.equal(1, resumed)
+    raises(errors.ValueError, ct.set_write_buffer_limits, ct, 1, 2)
+    ct:close()
+    eddy.sleep(0.01)
+    b:close()
+  end))
+
+  it("closes after the queue drains; abort drops it; sendto after close is dropped", async(function(loop)
+    local st, sp = loop:create_datagram_endpoint(function() return recorder(loop) end, {"127.0.0.1", 0})
+    local ct, cp = loop:create_datagram_endpoint(function() return recorder(loop) end, nil,
+                                                 st:get_extra_info("sockname"))
+    ct:close()
+    ct:sendto("dropped")
+    ct:close()
+    cp.lost:await()
+    eddy.sleep(0.01)
+    assert.equal(0, #sp.datagrams)
+    st:abort()
+    assert.is_nil(sp.lost:await())
+  end))
+
+  it("set_protocol / get_protocol; protocol errors reach the exception handler", function()
+    local reports = test.run_collecting(function(loop)
+      local st, sp = loop:create_datagram_endpoint(function() return recorder(loop) end, {"127.0.0.1", 0})
+      assert.equal(sp, st:get_protocol())
+      local p2 = recorder(loop)
+      p2.datagram_received = function() error("bad protocol") end
+      st:set_protocol(p2)
+      assert.equal(p2, st:get_protocol())
+      local c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+      c:sendto("x", st:get_extra_info("sockname"))
+      c:sendto("y", st:get_extra_info("sockname"))
+      eddy.sleep(0.05)
+      c:close()
+      st:close()
+      p2.lost:await()
+    end)
+    assert.equal(2, #reports)
+    assert.matches("bad protocol", tostring(reports[1].exception))
+  end)
+
+  it("rejects bad arguments as asyncio does", async(function(loop)
+    local f = function() return {} end
+    raises(errors.ValueError, loop.create_datagram_endpoint, loop, f, {"127.0.0.1", 0}, nil,
+           {reuse_address = true})
+    raises(errors.ValueError, loop.create_datagram_endpoint, loop, f)
+    assert.has_error(function() loop:create_datagram_endpoint(42) end)
+    assert.has_error(function() loop:create_datagram_endpoint(f, {"127.0.0.1", 0}, nil, {bogus = 1}) end)
+    assert.has_error(function() loop:create_datagram_endpoint(f, "127.0.0.1") end)
+    assert.has_error(function() loop:create_datagram_endpoint(f, {"127.0.0.1"}) end)
+    raises(errors.ValueError, loop.create_datagram_endpoint, loop, f, {"127.0.0.1", 70000})
+    local tcp = socket.socket()
+    raises(errors.ValueError, loop.create_datagram_endpoint, loop, f, nil, nil, {sock = tcp})
+    tcp:close()
+    local u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    raises(errors.ValueError, loop.create_datagram_endpoint, loop, f, {"127.0.0.1", 0}, nil, {sock = u})
+    u:close()
+    raises(errors.OSError, loop.create_datagram_endpoint, loop, f, {"192.0.2.1", 0})  -- not ours
+    local t = loop:create_datagram_endpoint(f, {"127.0.0.1", 0})
+    assert.has_error(function() t:sendto(42, {"127.0.0.1", 1}) end)
+    assert.has_error(function() t:sendto("x") end)
+    assert.has_error(function() t:sendto("x", {"127.0.0.1"}) end)
+    raises(errors.ValueError, t.sendto, t, "x", {"127.0.0.1", -5})
+    t:sendto("", {"127.0.0.1", 9})  -- empty: nothing sent (asyncio 3.11/3.12)
+    t:close()
+    eddy.sleep(0.01)
+  end))
+
+  it("talks to CPython's asyncio over UDP", async(function(loop)
+    local py = io.open("/usr/bin/python3") if not py then return end py:close()
+    local st, sp = loop:create_datagram_endpoint(function() return recorder(loop) end, {"127.0.0.1", 0})
+    local port = st:get_extra_info("sockname")[2]
+    local script = ([[
+import asyncio
+class P(asyncio.DatagramProtocol):
+    def __init__(self, done): self.done = done
+    def connection_made(self, t): self.t = t; t.sendto(b"from python")
+    def datagram_received(self, data, addr): self.done.set_result(data)
+async def main():
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    t, p = await loop.create_datagram_endpoint(lambda: P(done), remote_addr=("127.0.0.1", %d))
+    print(await asyncio.wait_for(done, 5)); t.close()
+asyncio.run(main())
+]]):format(port)
+    local path = os.tmpname()
+    local f = io.open(path, "w") f:write(script) f:close()
+    local proc = io.popen("timeout 10 /usr/bin/python3 " .. path, "r")
+    sp:wait()
+    assert.equal("from python", sp.datagrams[1][1])
+    st:sendto("from eddy", sp.datagrams[1][2])
+    local out = proc:read("a")
+    proc:close()
+    os.remove(path)
+    assert.equal("b'from eddy'\n", out)
+    st:close()
+    sp.lost:await()
+  end))
+end)
