@@ -22,8 +22,9 @@ eddy_Future *eddy__tofuture(lua_State *L, int i) {
   eddy_Future *f = (eddy_Future *)lua_touserdata(L, i);
   if (f == NULL || !lua_getmetatable(L, i)) return NULL;
   /* The metatable of every future (Future, Task, subclasses copying their
-  ** fields) has the eddy__key_future marker: a lookup with no string. */
-  if (lua_rawgetp(L, -1, &eddy__key_future) == LUA_TNIL) f = NULL;
+  ** fields) holds the eddy__key_future marker at [1]: an array lookup. */
+  lua_rawgeti(L, -1, 1);
+  if (lua_touserdata(L, -1) != (void *)&eddy__key_future) f = NULL;
   lua_pop(L, 2);
   return f;
 }
@@ -423,9 +424,8 @@ static int f_get_loop(lua_State *L) {
 
 /* fut:await() -- suspending */
 static int f_await(lua_State *L) {
-  eddy__checkfuture(L, 1);
   lua_settop(L, 1);
-  return eddy__await(L, 1, "await");
+  return eddy__await(L, 1, "await");  /* checks the future */
 }
 
 static int f_tostring(lua_State *L) {
@@ -489,16 +489,16 @@ void eddy__open_future(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, f_tostring);
   lua_setfield(L, -2, "__tostring");
-  lua_pushboolean(L, 1);
-  lua_rawsetp(L, -2, &eddy__key_future);
+  lua_pushlightuserdata(L, (void *)&eddy__key_future);
+  lua_rawseti(L, -2, 1);
   /* the twin with a finalizer, for futures holding an exception */
   lua_createtable(L, 0, 4);
   lua_getfield(L, -2, "__index");
   lua_setfield(L, -2, "__index");
   lua_getfield(L, -2, "__tostring");
   lua_setfield(L, -2, "__tostring");
-  lua_pushboolean(L, 1);
-  lua_rawsetp(L, -2, &eddy__key_future);
+  lua_pushlightuserdata(L, (void *)&eddy__key_future);
+  lua_rawseti(L, -2, 1);
   lua_pushliteral(L, EDDY_FUTURE);
   lua_setfield(L, -2, "__name");
   lua_pushcfunction(L, f_gc);

@@ -59,7 +59,8 @@ struct eddy_Runtime {
   lua_State *L;             /* the main thread: every callback runs on it */
   eddy_Loop *running;       /* the loop inside run_forever, or NULL */
   eddy_Task *current_task;  /* the task being stepped, or NULL */
-  int current_task_ref;     /* registry slot holding that task's object */
+  int current_task_index;   /* its object's index on the main thread's
+                               stack while it steps (see current_task()) */
   int task_counter;         /* for default task names "Task-N" */
   /* Metatables by registry integer ref (no string lookups on hot paths)
   ** and by address (to recognize objects quickly). */
@@ -81,7 +82,7 @@ extern const char eddy__key_runtime;
 extern const char eddy__key_errors;      /* the eddy.errors module table */
 extern const char eddy__key_await_tag;   /* light userdata tagging eddy's yields */
 extern const char eddy__key_context_copy;/* function(ctx) -> copy */
-extern const char eddy__key_future;      /* marks metatables of futures */
+extern const char eddy__key_future;      /* mt[1] of futures' metatables */
 extern const char eddy__key_loops;       /* weak map: eddy_Loop* -> Loop */
 
 /* The value every eddy suspension yields first, so nested coroutine.resume
@@ -342,6 +343,7 @@ struct eddy_Task {
   int nargs;                   /* arguments for the first resume */
   int num_cancels_requested;
   int id;                      /* for the default name "Task-<id>" */
+  unsigned char has_ctx;       /* TASK_UV_CTX holds a Context */
 };
 
 eddy_Future *eddy__tofuture(lua_State *L, int i);   /* NULL if not one */

@@ -112,6 +112,7 @@ eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->context_ref);
     lua_call(L, 1, 1);
     lua_setiuservalue(L, fn, TASK_UV_CTX);
+    t->has_ctx = 1;
   }
   if (loop->debug) {
     push_extra(L, fn);
@@ -213,7 +214,7 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
   eddy_Runtime *rt = loop->rt;
   int ti = lua_gettop(L);
   eddy_Task *prev_task;
-  int prevctx = rt->context_ref, ctxswap = 0;
+  int prev_index, prevctx = rt->context_ref, entry_ctx = LUA_NOREF;
   int nargs, status, nres = 0;
   lua_State *co;
   t->scheduled = 0;
@@ -253,25 +254,28 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
   } else {
     nargs = 0;
   }
-  /* Enter the task: current task and its context. */
+  /* Enter the task: current task and its context.  A task that has no
+  ** context runs in the base one (nil) until it sets a variable. */
   prev_task = rt->current_task;
+  prev_index = rt->current_task_index;
   rt->current_task = t;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->current_task_ref);  /* ti + 1 */
-  lua_pushvalue(L, ti);
-  lua_rawseti(L, LUA_REGISTRYINDEX, rt->current_task_ref);
-  if (lua_getiuservalue(L, ti, TASK_UV_CTX) != LUA_TNIL || prevctx != LUA_NOREF) {
-    ctxswap = 1;
-    rt->context_ref = lua_isnil(L, -1) ? (lua_pop(L, 1), LUA_NOREF)
-                                       : luaL_ref(L, LUA_REGISTRYINDEX);
-  } else {
-    lua_pop(L, 1);
+  rt->current_task_index = ti;
+  if (t->has_ctx) {
+    lua_getiuservalue(L, ti, TASK_UV_CTX);
+    entry_ctx = luaL_ref(L, LUA_REGISTRYINDEX);
   }
+  rt->context_ref = entry_ctx;
   status = lua_resume(co, L, nargs, &nres);
-  if (ctxswap) {
+  if (rt->context_ref != entry_ctx) {  /* the task installed a context */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->context_ref);
+    lua_setiuservalue(L, ti, TASK_UV_CTX);
+    t->has_ctx = 1;
     luaL_unref(L, LUA_REGISTRYINDEX, rt->context_ref);
-    rt->context_ref = prevctx;
   }
+  luaL_unref(L, LUA_REGISTRYINDEX, entry_ctx);
+  rt->context_ref = prevctx;
   rt->current_task = prev_task;
+  rt->current_task_index = prev_index;
   if (status == LUA_YIELD) {
     if (nres >= 2 && eddy__istag(co, -nres) &&
         eddy__tofuture(co, -nres + 1) != NULL) {
@@ -321,8 +325,6 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
       eddy__future_set_exception(L, ti);
     }
   }
-  lua_pushvalue(L, ti + 1);  /* the previous task (or false) */
-  lua_rawseti(L, LUA_REGISTRYINDEX, rt->current_task_ref);
   lua_settop(L, ti - 1);
 }
 
@@ -584,8 +586,6 @@ extern const luaL_Reg *eddy__future_methods(void);
 
 void eddy__open_task(lua_State *L) {
   eddy_Runtime *rt = eddy__runtime(L);
-  lua_pushboolean(L, 0);
-  rt->current_task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   luaL_newmetatable(L, EDDY_TASK);
   lua_newtable(L);
   luaL_setfuncs(L, eddy__future_methods(), 0);
@@ -595,8 +595,8 @@ void eddy__open_task(lua_State *L) {
   lua_setfield(L, -2, "__tostring");
   lua_pushcfunction(L, t_gc);
   lua_setfield(L, -2, "__gc");
-  lua_pushboolean(L, 1);
-  lua_rawsetp(L, -2, &eddy__key_future);
+  lua_pushlightuserdata(L, (void *)&eddy__key_future);
+  lua_rawseti(L, -2, 1);
   lua_pushvalue(L, -1);
   rt->mt_task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
@@ -605,8 +605,16 @@ void eddy__open_task(lua_State *L) {
 /* The core functions that suspend (handed to eddy.init). */
 static int c_current_task(lua_State *L) {
   eddy_Runtime *rt = eddy__runtime(L);
-  if (rt->current_task == NULL) lua_pushnil(L);
-  else lua_rawgeti(L, LUA_REGISTRYINDEX, rt->current_task_ref);
+  if (rt->current_task == NULL) {
+    lua_pushnil(L);
+  } else if (L == rt->L) {
+    lua_pushvalue(L, rt->current_task_index);
+  } else {
+    /* While a task steps, its object is on the main thread's stack (the
+    ** stepper's frame); copy it over to the calling coroutine. */
+    lua_pushvalue(rt->L, rt->current_task_index);
+    lua_xmove(rt->L, L, 1);
+  }
   return 1;
 }
 
