@@ -198,6 +198,7 @@ static eddy_Handle *checkhandle(lua_State *L, int i) {
 void eddy__handle_cancel(lua_State *L, int i) {
   eddy_Handle *h = (eddy_Handle *)lua_touserdata(L, i);
   int k;
+  i = lua_absindex(L, i);
   if (h->cancelled) return;
   h->cancelled = 1;
   for (k = 0; k <= h->nargs; k++) {  /* drop the callback and arguments */

@@ -416,6 +416,8 @@ int eddy__traceback(lua_State *L);
 ** creates the runtime on 'uv' (NULL: own loops). Leaves nothing on the
 ** stack. */
 void eddy__attach(lua_State *L, uv_loop_t *uv);
+/* Switch a state eddy created to the collector mode eddy runs best with. */
+void eddy__tune_gc(lua_State *L);
 /* The coroutine library's resume/wrap replaced by versions that forward
 ** eddy's suspensions (coro.c). */
 void eddy__open_coro(lua_State *L);

@@ -151,9 +151,20 @@ static int state_error(eddy_State *E, int status) {
   return status;
 }
 
+/*
+** States eddy creates use Lua's generational collector: a loop makes many
+** short-lived objects (handles, futures), which it collects far more
+** cheaply than the incremental mode (docs/performance.md has the figures).
+** A host that loads eddy with require keeps its own choice.
+*/
+void eddy__tune_gc(lua_State *L) {
+  lua_gc(L, LUA_GCGEN, 0, 0);
+}
+
 static int open_in_state(lua_State *L) {
   uv_loop_t *uv = (uv_loop_t *)lua_touserdata(L, 1);
   eddy_State *E = (eddy_State *)lua_touserdata(L, 2);
+  eddy__tune_gc(L);
   luaL_openlibs(L);
   eddy__attach(L, uv);
   luaL_requiref(L, "eddy", luaopen_eddy, 0);
