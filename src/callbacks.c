@@ -18,7 +18,7 @@ void eddy__checkcallable(lua_State *L, int i) {
     lua_pop(L, 1);
     return;
   }
-  luaL_typeerror(L, i, "callable");
+  luaL_typeerror(L, i, "function");  /* API.md's wording */
 }
 
 /* Build a handle of 'size' bytes around the callback and arguments at the

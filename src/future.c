@@ -246,6 +246,7 @@ int eddy__future_set_result(lua_State *L, int i, int n) {
   }
   f->nresults = n;
   f->state = EDDY_FUT_FINISHED;
+  if (f->kind == EDDY_KIND_TASK) eddy__loop_tasks(f->loop, -1);
   schedule_callbacks(L, f, i);
   return 0;
 }
@@ -274,6 +275,7 @@ int eddy__future_set_exception(lua_State *L, int i) {
   lua_setiuservalue(L, i, FUT_UV_RESULT);
   f->flags |= FUT_EXCEPTION | FUT_LOG_TB;
   f->state = EDDY_FUT_FINISHED;
+  if (f->kind == EDDY_KIND_TASK) eddy__loop_tasks(f->loop, -1);
   if (f->kind == EDDY_KIND_FUTURE) set_gc_metatable(L, f, i);
   schedule_callbacks(L, f, i);
   return 0;
@@ -284,6 +286,7 @@ int eddy__future_cancel(lua_State *L, int i, int msg) {
   i = lua_absindex(L, i);
   if (f->state != EDDY_FUT_PENDING) return 0;
   f->state = EDDY_FUT_CANCELLED;
+  if (f->kind == EDDY_KIND_TASK) eddy__loop_tasks(f->loop, -1);
   f->flags &= (unsigned char)~FUT_LOG_TB;
   if (msg != 0 && !lua_isnil(L, msg)) {
     msg = lua_absindex(L, msg);

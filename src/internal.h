@@ -109,6 +109,8 @@ struct eddy_Loop {
   eddy_LoopState state;
   int stopping;             /* stop() was called: leave after this batch */
   eddy_Future *until;       /* run_until_complete's future, or NULL */
+  int keepalive;            /* running forever: block even with no work */
+  lua_Integer pending_tasks;/* tasks not done: live work (API.md §11) */
   lua_Integer batch_left;   /* entries of the current batch not run yet */
   lua_Integer turn_budget;  /* callbacks this libuv turn may still run */
   int first_iteration;      /* the turn has not run an iteration yet */
@@ -158,6 +160,8 @@ eddy_Loop *eddy__getloop(lua_State *L);
 /* Loop time, seconds. */
 double eddy__time(eddy_Loop *loop);
 
+/* A task of the loop was created (+1) or is done (-1). */
+void eddy__loop_tasks(eddy_Loop *loop, int delta);
 /* Push the userdata at index i onto the ready queue (a Handle or a Task). */
 void eddy__ready_push(lua_State *L, eddy_Loop *loop, int i);
 

@@ -315,7 +315,7 @@ static eddy_Loop *loop_new(lua_State *L, uv_loop_t *uv) {
   uv_idle_init(loop->uv, &loop->idle);
   uv_timer_init(loop->uv, &loop->wake);
   uv_async_init(loop->uv, &loop->async, async_cb);
-  uv_unref((uv_handle_t *)&loop->async);  /* wake-ups are not live work */
+  uv_unref((uv_handle_t *)&loop->async);  /* see update_keepalive */
   uv_mutex_init(&loop->ts_lock);
   loop->uv_handles_open = 3;
   lua_createtable(L, READY_INITIAL, 0);
@@ -434,6 +434,26 @@ eddy_Loop *eddy__getloop(lua_State *L) {
 
 /* {====================================================== Running */
 
+/*
+** The async handle is referenced (keeps uv_run from returning) while the
+** loop runs forever, or while tasks are pending: API.md §11 counts them as
+** live work, so a task waiting for another thread's call_soon_threadsafe
+** keeps the loop waiting.  Otherwise wake-ups are not live work.
+*/
+static void update_keepalive(eddy_Loop *loop) {
+  if (loop->state == EDDY_LOOP_CLOSED) return;
+  if (loop->keepalive || loop->pending_tasks > 0)
+    uv_ref((uv_handle_t *)&loop->async);
+  else
+    uv_unref((uv_handle_t *)&loop->async);
+}
+
+void eddy__loop_tasks(eddy_Loop *loop, int delta) {
+  loop->pending_tasks += delta;
+  if (loop->pending_tasks == 0 || (delta > 0 && loop->pending_tasks == 1))
+    update_keepalive(loop);
+}
+
 static int is_done(eddy_Future *fut) {
   return fut != NULL && fut->state != EDDY_FUT_PENDING;
 }
@@ -452,7 +472,8 @@ int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
   loop->state = EDDY_LOOP_RUNNING;
   rt->running = loop;
   loop->until = fut;
-  if (keepalive) uv_ref((uv_handle_t *)&loop->async);
+  loop->keepalive = keepalive;
+  update_keepalive(loop);
   if (loop->stopping || loop->rcount > 0 || loop->ts_head != NULL)
     uv_idle_start(&loop->idle, idle_cb);
   /* stop() before run_forever: still one iteration, as asyncio does. */
@@ -466,7 +487,8 @@ int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
     }
   }
   if (loop->state == EDDY_LOOP_RUNNING) {
-    if (keepalive) uv_unref((uv_handle_t *)&loop->async);
+    loop->keepalive = 0;
+    update_keepalive(loop);
     loop->state = EDDY_LOOP_IDLE;
   }
   loop->stopping = 0;
@@ -527,7 +549,8 @@ static int l_is_closed(lua_State *L) {
 int eddy__run_default(lua_State *L, uv_run_mode mode) {
   eddy_Runtime *rt = eddy__runtime(L);
   eddy_Loop *loop;
-  if (rt->default_loop_ref == LUA_NOREF) return rt->unhandled_error;
+  rt->unhandled_error = 0;  /* set by the default exception handler */
+  if (rt->default_loop_ref == LUA_NOREF) return 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->default_loop_ref);
   loop = eddy__toloop(L, -1);
   lua_pop(L, 1);
@@ -826,6 +849,13 @@ static int c_context_set(lua_State *L) {
   return 0;
 }
 
+/* _note_unhandled(): an error reached the default exception handler
+** (eddy_run reports it). */
+static int c_note_unhandled(lua_State *L) {
+  eddy__runtime(L)->unhandled_error = 1;
+  return 0;
+}
+
 static int c_set_context_copy(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
@@ -864,6 +894,7 @@ static const luaL_Reg core_funcs[] = {
   {"context_get", c_context_get},
   {"context_set", c_context_set},
   {"set_context_copy", c_set_context_copy},
+  {"_note_unhandled", c_note_unhandled},
   {NULL, NULL}
 };
 

@@ -128,6 +128,7 @@ eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs) {
   lua_pop(L, 1);
   t->scheduled = 1;
   eddy__ready_push(L, loop, fn);
+  eddy__loop_tasks(loop, 1);
   return t;
 }
 
@@ -560,6 +561,7 @@ extern int eddy__future_gc(lua_State *L);
 /* __gc: report a pending task being destroyed, or its lost error. */
 static int t_gc(lua_State *L) {
   eddy_Task *t = (eddy_Task *)lua_touserdata(L, 1);
+  if (t->fut.state == EDDY_FUT_PENDING) eddy__loop_tasks(t->fut.loop, -1);
   if (t->fut.state == EDDY_FUT_PENDING && t->started &&
       t->fut.loop->state != EDDY_LOOP_CLOSED) {
     eddy__newcontext(L, "Task was destroyed but it is pending!", 0);

@@ -181,7 +181,7 @@ typedef struct {
 /* Runs on the loop thread: mark, cancel the far timer, stop the loop. */
 static void on_loop_thread(lua_State *L, void *arg) {
   (void)arg;
-  luaL_dostring(L, "woken = true; far:cancel(); require('eddy').get_event_loop():stop()");
+  (void)luaL_dostring(L, "woken = true; far:cancel(); require('eddy').get_event_loop():stop()");
 }
 
 static void *waker(void *p) {
@@ -207,6 +207,55 @@ static void test_threadsafe(void) {
   check(w.rc == 0, "eddy_call_soon_threadsafe returns 0");
   check(global_true(E, "woken") && dt < 5,
         "eddy_call_soon_threadsafe from another thread wakes a blocked loop");
+  eddy_close(E);
+}
+
+/* Runs on the loop thread: complete the future the task waits on. */
+static void complete_future(lua_State *L, void *arg) {
+  (void)arg;
+  (void)luaL_dostring(L, "fut:set_result('from a thread')");
+}
+
+static void *completer(void *p) {
+  wake_arg *w = (wake_arg *)p;
+  usleep(50 * 1000);
+  w->rc = eddy_call_soon_threadsafe(w->E, complete_future, NULL);
+  return NULL;
+}
+
+/* API.md §11: a pending task is live work, so eddy_run waits for the
+** thread that completes its future, with no timer or handle open. */
+static void test_pending_task_is_live(void) {
+  eddy_State *E = eddy_new(NULL);
+  pthread_t th;
+  wake_arg w;
+  dostring(E, "local eddy = require 'eddy'\n"
+              "local loop = eddy.get_event_loop()\n"
+              "fut = loop:create_future()\n"
+              "loop:create_task(function() got = fut:await() end)");
+  w.E = E;
+  w.rc = -1;
+  pthread_create(&th, NULL, completer, &w);
+  check(eddy_run(E, UV_RUN_DEFAULT) == 0, "eddy_run waits for a pending task");
+  pthread_join(th, NULL);
+  check(w.rc == 0 && strcmp(global_string(E, "got"), "from a thread") == 0,
+        "the task got the result another thread sent");
+  eddy_close(E);
+}
+
+/* eddy_run reports an error nothing handled (the default handler saw it). */
+static void test_unhandled_error(void) {
+  eddy_State *E = eddy_new(NULL);
+  dostring(E, "local loop = require('eddy').get_event_loop()\n"
+              "loop:call_soon(function() error('unhandled in a callback') end)");
+  check(eddy_run(E, UV_RUN_DEFAULT) != 0,
+        "eddy_run returns non-zero after an unhandled callback error");
+  check(eddy_run(E, UV_RUN_DEFAULT) == 0, "and 0 again when the next run is clean");
+  dostring(E, "local loop = require('eddy').get_event_loop()\n"
+              "loop:set_exception_handler(function() handled = true end)\n"
+              "loop:call_soon(function() error('handled') end)");
+  check(eddy_run(E, UV_RUN_DEFAULT) == 0 && global_true(E, "handled"),
+        "an error a custom exception handler took is not reported by eddy_run");
   eddy_close(E);
 }
 
@@ -247,6 +296,8 @@ int main(void) {
   test_run_default();
   test_host_loop();
   test_threadsafe();
+  test_pending_task_is_live();
+  test_unhandled_error();
   test_two_states();
   printf("1..%d\n", ntests);
   return nfailed == 0 ? 0 : 1;

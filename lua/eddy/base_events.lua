@@ -126,6 +126,9 @@ end
 function Loop:call_exception_handler(context)
   local handler = self:_fields().exception_handler
   if handler == nil then
+    if type(context) == "table" and context.exception ~= nil then
+      C._note_unhandled()  -- eddy_run() returns non-zero
+    end
     local ok, err = pcall(self.default_exception_handler, self, context)
     if not ok then
       io.stderr:write("Exception in default exception handler: ", tostring(err), "\n")
