@@ -494,3 +494,49 @@ describe("suspending outside a task", function()
     assert.matches("eddy.run", err.message, 1, true)
   end)
 end)
+
+describe("Task stacks", function()
+  it("get_stack lists a suspended task's Lua frames, oldest first (test_get_stack)",
+     async(function(loop)
+    local function inner() eddy.sleep(0.05) end
+    local function outer() inner() end
+    local t = loop:create_task(outer)
+    turns()
+    local frames = t:get_stack()
+    assert.equal(2, #frames)
+    assert.equal("inner", frames[2].name)
+    assert.is_true(frames[1].line < frames[2].line + 10 and frames[2].line > 0)
+    assert.matches("task_spec", frames[2].source, 1, true)
+    local newest = t:get_stack(1)
+    assert.equal(1, #newest)
+    assert.equal("inner", newest[1].name)
+    assert.same({}, t:get_stack(0))
+    t:cancel()
+    pcall(t.await, t)
+    assert.same({}, t:get_stack())
+  end))
+
+  it("print_stack writes asyncio's format to a file-like object", async(function(loop)
+    local function waits() eddy.sleep(0.05) end
+    local t = loop:create_task(function() waits() end)
+    turns()
+    local out = {}
+    local sink = {write = function(_, s) out[#out + 1] = s end}
+    t:print_stack(nil, sink)
+    local text = table.concat(out)
+    assert.matches("^Stack for <Task pending name=Task%-%d+ .-> %(most recent call last%):\n", text)
+    assert.matches('  File ".-task_spec.lua", line %d+, in waits\n', text)
+    t:cancel()
+    pcall(t.await, t)
+    out = {}
+    t:print_stack(nil, sink)
+    assert.matches("^No stack for <Task cancelled", table.concat(out))
+  end))
+
+  it("get_stack checks its arguments", async(function(loop)
+    local t = loop:create_task(function() end)
+    argerror(function() t:get_stack("x") end, 1, "get_stack")
+    checks.raises(t.get_stack, "eddy.Task expected", {})
+    t:await()
+  end))
+end)

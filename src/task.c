@@ -532,6 +532,89 @@ static int t_cancel(lua_State *L) {
   return 1;
 }
 
+/*
+** task:get_stack(limit) -> array of frames, oldest first, each
+** {source =, line =, name =}: the Lua functions the suspended task is in
+** (asyncio returns the frames of a suspended coroutine).  With limit, the
+** newest 'limit' frames.  A done task has none.
+*/
+static int t_get_stack(lua_State *L) {
+  eddy_Task *t = checktask(L, 1);
+  lua_Integer limit = luaL_optinteger(L, 2, -1);
+  lua_State *co;
+  lua_Debug ar;
+  int level, n = 0, first = 1;
+  lua_newtable(L);
+  if (t->fut.state != EDDY_FUT_PENDING || !t->started) return 1;
+  lua_getiuservalue(L, 1, TASK_UV_CORO);
+  co = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  if (co == NULL || co == L) return 1;
+  for (level = 0; lua_getstack(co, level, &ar); level++)
+    if (lua_getinfo(co, "S", &ar) && ar.what[0] != 'C') n++;
+  if (limit >= 0 && limit < n) first = n - (int)limit + 1;
+  for (level--, n = 0; level >= 0; level--) {  /* oldest first */
+    if (!lua_getstack(co, level, &ar) || !lua_getinfo(co, "Sln", &ar) ||
+        ar.what[0] == 'C')
+      continue;
+    if (++n < first) continue;
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, ar.short_src);
+    lua_setfield(L, -2, "source");
+    lua_pushinteger(L, ar.currentline);
+    lua_setfield(L, -2, "line");
+    lua_pushstring(L, ar.name != NULL ? ar.name : "?");
+    lua_setfield(L, -2, "name");
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  }
+  return 1;
+}
+
+/* task:print_stack(limit, file): asyncio's format, on file (default
+** io.stderr: anything with a write method). */
+static int t_print_stack(lua_State *L) {
+  lua_Integer i, n;
+  int frames, out;
+  lua_settop(L, 3);
+  lua_pushcfunction(L, t_get_stack);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  lua_call(L, 2, 1);
+  frames = lua_gettop(L);
+  if (lua_isnil(L, 3)) {
+    lua_getglobal(L, "io");
+    lua_getfield(L, -1, "stderr");
+    lua_replace(L, 3);
+    lua_pop(L, 1);
+  }
+  out = 3;
+  luaL_tolstring(L, 1, NULL);  /* the task, as <Task ...> */
+  n = (lua_Integer)lua_rawlen(L, frames);
+  lua_getfield(L, out, "write");
+  lua_pushvalue(L, out);
+  if (n == 0)
+    lua_pushfstring(L, "No stack for %s\n", lua_tostring(L, -3));
+  else
+    lua_pushfstring(L, "Stack for %s (most recent call last):\n",
+                    lua_tostring(L, -3));
+  lua_call(L, 2, 0);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, frames, i);
+    lua_getfield(L, out, "write");
+    lua_pushvalue(L, out);
+    lua_getfield(L, -3, "source");
+    lua_getfield(L, -4, "line");
+    lua_getfield(L, -5, "name");
+    lua_pushfstring(L, "  File \"%s\", line %d, in %s\n", lua_tostring(L, -3),
+                    (int)lua_tointeger(L, -2), lua_tostring(L, -1));
+    lua_replace(L, -4);
+    lua_pop(L, 2);
+    lua_call(L, 2, 0);
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 static int t_cancelling(lua_State *L) {
   lua_pushinteger(L, checktask(L, 1)->num_cancels_requested);
   return 1;
@@ -579,6 +662,8 @@ static const luaL_Reg task_methods[] = {
   {"get_coro", t_get_coro},
   {"get_context", t_get_context},
   {"cancel", t_cancel},
+  {"get_stack", t_get_stack},
+  {"print_stack", t_print_stack},
   {"cancelling", t_cancelling},
   {"uncancel", t_uncancel},
   {NULL, NULL}
