@@ -278,8 +278,10 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
   rt->current_task = prev_task;
   rt->current_task_index = prev_index;
   if (status == LUA_YIELD) {
+    /* (TAG, future) comes only from eddy__await and sleep, which checked
+    ** the future: the tag is an address no Lua code can make. */
     if (nres >= 2 && eddy__istag(co, -nres) &&
-        eddy__tofuture(co, -nres + 1) != NULL) {
+        lua_touserdata(co, -nres + 1) != NULL) {
       eddy_Future *f;
       lua_pushvalue(co, -nres + 1);
       lua_xmove(co, L, 1);
