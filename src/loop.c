@@ -679,15 +679,12 @@ static int l_call_soon(lua_State *L) {
   return 1;
 }
 
-/* loop:call_soon_threadsafe(cb, ...) -> Handle: also wakes a blocked
-** loop (Lua states are single-threaded, so the caller is on this thread;
-** C code on other threads uses eddy_call_soon_threadsafe). */
+/* loop:call_soon_threadsafe(cb, ...) -> Handle: call_soon that also wakes
+** a blocked loop (Lua states are single-threaded, so the caller is on this
+** thread; C code on other threads uses eddy_call_soon_threadsafe). */
 static int l_call_soon_threadsafe(lua_State *L) {
-  eddy_Loop *loop = self_loop(L);
-  eddy__checkcallable(L, 2);
-  eddy__handle_new(L, loop, lua_gettop(L) - 2, 0);
-  eddy__ready_push(L, loop, -1);
-  uv_async_send(&loop->async);
+  l_call_soon(L);
+  uv_async_send(&self_loop(L)->async);
   return 1;
 }
 

@@ -34,6 +34,14 @@ end
 
 local benches = {}
 
+-- Run fn as a task to completion; returns the seconds and ops/s for n.
+local function timed(loop, fn)
+  local t0 = now()
+  loop:run_until_complete(fn)
+  local secs = now() - t0
+  return secs, n / secs
+end
+
 function benches.chain(loop)
   local done = loop:create_future()
   local count = 0
@@ -72,10 +80,7 @@ function benches.tasks(loop)
     for i = 1, n do ts[i] = t end
     eddy.gather(table.unpack(ts, 1, n))
   end
-  local t0 = now()
-  loop:run_until_complete(main)
-  local secs = now() - t0
-  return secs, n / secs
+  return timed(loop, main)
 end
 
 function benches.timers(loop)
@@ -122,10 +127,7 @@ function benches.pingpong(loop)
     ping()
     tp:await()
   end
-  local t0 = now()
-  loop:run_until_complete(main)
-  local secs = now() - t0
-  return secs, n / secs
+  return timed(loop, main)
 end
 
 function benches.memory(loop)
