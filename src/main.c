@@ -105,6 +105,7 @@ int eddy__msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) {  /* not a string: an error object? */
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
+      if (!eddy__iserror(L, 1, "Error")) return 1;  /* lua.c: just that */
       msg = lua_tostring(L, -1);
       /* A task's error carries the traceback of where it was raised. */
       if (lua_type(L, 1) == LUA_TTABLE &&

@@ -631,7 +631,7 @@ static void read_bytes(Repl *r) {
       }
       len = r->len;
       r->len = 0;
-      got_line(r, eof ? NULL : r->buf, len);
+      got_line(r, eof ? NULL : len > 0 ? r->buf : "", len);
       return;
     }
     if (r->len + 1 >= r->cap) {

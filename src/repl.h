@@ -7,9 +7,9 @@
 
 #include <lua.h>
 
-/* lua.c's message handler: a string error gets a traceback appended; an
-** error object with __tostring becomes that string plus its own
-** 'traceback' field (where a task raised it) or the current traceback. */
+/* lua.c's message handler, where eddy's error objects (eddy.errors) also
+** get a traceback: their own 'traceback' field (where a task raised them)
+** or the current one. */
 int eddy__msghandler(lua_State *L);
 
 /* Print the version line ("eddy 0.1.0  Lua 5.4.4  Copyright ..."). */

@@ -1,0 +1,292 @@
+-- The eddy executable (API.md §11): lua.c's command line, the main chunk
+-- on the main thread, top-level suspension, and the drain of the default
+-- loop after the main chunk.  Runs the real binary as a subprocess.
+local cli = require "cli_helper"
+local q, eddy = cli.q, cli.eddy
+
+local has_lua = cli.has("lua5.4")
+
+-- The expected "progname: " prefix: lua.c prints argv[0].
+local P = cli.binary .. ": "
+
+after_each(cli.cleanup)
+
+describe("eddy options", function()
+  it("-v prints eddy's version and Lua's copyright line", function()
+    local r = eddy("-v")
+    assert.equal(0, r.code)
+    assert.matches("^eddy %d+%.%d+%.%d+  Lua 5%.4%.%d+  Copyright %(C%) 1994%-%d+ Lua%.org, PUC%-Rio\n$", r.out)
+    if has_lua then
+      local l = cli.sh("lua5.4 -v")
+      assert.equal(l.out, r.out:match("^eddy %S+  (.*)$"))
+    end
+  end)
+
+  it("-e runs statements in order, joined or separate", function()
+    local r = eddy("-e " .. q"x = 1" .. " -e" .. q"x = x + 1" .. " -e " .. q"print(x)")
+    assert.same({code = 0, out = "2\n", err = ""}, r)
+  end)
+
+  it("-e with -v runs after the version line and does not start a REPL", function()
+    local r = eddy("-v -e " .. q"print('after')")
+    assert.equal(0, r.code)
+    assert.matches("^eddy .-\nafter\n$", r.out)
+  end)
+
+  it("-l mod and -l g=mod require into globals", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. q(dir)))
+    cli.writefile(dir .. "/climod.lua", "return {name = 'climod', args = {...}}")
+    local r = eddy("-e " .. q("package.path = '" .. dir .. "/?.lua;' .. package.path")
+                   .. " -l climod -l alias=climod -lstr=string"
+                   .. " -e " .. q"print(climod.name, alias == climod, climod.args[1], str == string)")
+    os.execute("rm -rf " .. q(dir))
+    assert.same({code = 0, out = "climod\ttrue\tclimod\ttrue\n", err = ""}, r)
+  end)
+
+  it("-l of a missing module fails with lua.c's message and status 1", function()
+    local r = eddy("-l no_such_module_xyz")
+    assert.equal(1, r.code)
+    assert.matches("^" .. P:gsub("%p", "%%%0") .. "module 'no_such_module_xyz' not found:", r.err)
+  end)
+
+  it("-W turns warnings on", function()
+    local r = eddy("-W -e " .. q"warn('hello')")
+    assert.same({code = 0, out = "", err = "Lua warning: hello\n"}, r)
+    r = eddy("-e " .. q"warn('hello')")
+    assert.same({code = 0, out = "", err = ""}, r)
+  end)
+
+  it("LUA_INIT_5_4 wins over LUA_INIT; @file runs a file; -E ignores both", function()
+    local init = cli.tempfile("print('from file')", ".lua")
+    assert.equal("54\n1\n", eddy("-e " .. q"print(1)",
+      {env = "LUA_INIT_5_4='print(54)' LUA_INIT='print(0)'"}).out)
+    assert.equal("0\n1\n", eddy("-e " .. q"print(1)", {env = "LUA_INIT='print(0)'"}).out)
+    assert.equal("from file\n", eddy("-e ''", {env = "LUA_INIT=@" .. q(init)}).out)
+    assert.equal("1\n", eddy("-E -e " .. q"print(1)",
+      {env = "LUA_INIT_5_4='print(54)' LUA_INIT='print(0)'"}).out)
+  end)
+
+  it("-E makes package.path ignore LUA_PATH", function()
+    local r = eddy("-E -e " .. q"print(package.path:find('NOPE', 1, true) == nil)",
+                   {env = "LUA_PATH='NOPE/?.lua'"})
+    assert.equal("true\n", r.out)
+    r = eddy("-e " .. q"print(package.path:find('NOPE', 1, true) == nil)",
+             {env = "LUA_PATH='NOPE/?.lua'"})
+    assert.equal("false\n", r.out)
+  end)
+
+  it("an error in LUA_INIT stops with status 1", function()
+    local r = eddy("-e " .. q"print('never')", {env = "LUA_INIT='error(\"x\")'"})
+    assert.equal(1, r.code)
+    assert.equal("", r.out)
+    assert.matches("^" .. P:gsub("%p", "%%%0") .. "LUA_INIT:1: x\nstack traceback:\n", r.err)
+  end)
+
+  it("rejects unknown options with lua.c's usage text and status 1", function()
+    for _, bad in ipairs {"-x", "--x", "-ix", "-vv", "-Ex", "-Wx"} do
+      local r = eddy(bad)
+      assert.equal(1, r.code)
+      assert.equal("", r.out)
+      assert.matches("^" .. P:gsub("%p", "%%%0") .. "unrecognized option '" .. bad:gsub("%p", "%%%0") .. "'\nusage: ", r.err)
+    end
+    local r = eddy("-e")
+    assert.equal(1, r.code)
+    assert.matches("'%-e' needs argument\n", r.err)
+    r = eddy("-l -e x")
+    assert.matches("'%-l' needs argument\n", r.err)
+  end)
+
+  it("prints the same usage text as lua5.4", function()
+    if not has_lua then pending("lua5.4 is not installed") return end
+    local r = eddy("-x")
+    local l = cli.sh("lua5.4 -x")
+    assert.equal(l.err:gsub("lua5%.4", "PROG"), (r.err:gsub(cli.binary:gsub("%p", "%%%0"), "PROG")))
+  end)
+end)
+
+describe("eddy scripts and arg", function()
+  local show = "print(#arg, arg[-2], arg[-1], arg[0], arg[1], arg[2], select('#', ...), ...)"
+
+  it("passes script arguments in arg and as ...", function()
+    local script = cli.tempfile(show, ".lua")
+    local r = eddy("-e '' " .. q(script) .. " a 'b c'")
+    assert.equal(0, r.code)
+    assert.equal(string.format("2\t-e\t\t%s\ta\tb c\t2\ta\tb c\n", script), r.out)
+  end)
+
+  it("arg without a script holds the program and options at 0 and below", function()
+    local r = eddy("-e " .. q"print(#arg, arg[0], arg[-1], arg[1])")
+    assert.equal(string.format("2\t%s\tnil\t-e\n", cli.binary), r.out)
+  end)
+
+  it("- runs stdin as the script, -- stops options", function()
+    local r = eddy("- x y", {stdin = show})
+    assert.equal(string.format("2\tnil\t%s\t-\tx\ty\t2\tx\ty\n", cli.binary), r.out)
+    local script = cli.tempfile(show, ".lua")
+    r = eddy("-- " .. q(script) .. " -e")
+    assert.equal(string.format("1\t%s\t--\t%s\t-e\tnil\t1\t-e\n", cli.binary, script), r.out)
+  end)
+
+  it("runs stdin as a script when there are no arguments and stdin is no terminal", function()
+    local r = eddy("", {stdin = "print('from stdin', coroutine.isyieldable())"})
+    assert.same({code = 0, out = "from stdin\tfalse\n", err = ""}, r)
+  end)
+
+  it("skips a #! first line, as busted's launcher needs", function()
+    local script = cli.tempfile("#!/usr/bin/env eddy\nprint('ran')\n", ".lua")
+    assert.equal("ran\n", eddy(q(script)).out)
+  end)
+
+  it("a missing script fails with status 1", function()
+    local r = eddy("/nonexistent/script.lua")
+    assert.equal(1, r.code)
+    assert.equal(P .. "cannot open /nonexistent/script.lua: No such file or directory\n", r.err)
+  end)
+
+  it("a syntax error fails with status 1 and no traceback", function()
+    local r = eddy("-e " .. q"x =")
+    assert.same({code = 1, out = "",
+                 err = P .. "(command line):1: unexpected symbol near <eof>\n"}, r)
+  end)
+
+  it("an uncaught error prints its traceback and exits 1", function()
+    local script = cli.tempfile("local function f() error('boom') end\nf()\nprint('never')\n", ".lua")
+    local r = eddy(q(script))
+    assert.equal(1, r.code)
+    assert.equal("", r.out)
+    local name = script:gsub("%p", "%%%0")
+    assert.matches("^" .. P:gsub("%p", "%%%0") .. name .. ":1: boom\nstack traceback:\n\t%[C%]: in function 'error'\n\t"
+                   .. name .. ":1: in local 'f'\n\t" .. name .. ":2: in main chunk\n\t%[C%]: in %?\n$", r.err)
+  end)
+
+  it("reports non-string errors as lua.c does, error objects with a traceback", function()
+    local r = eddy("-e " .. q"error({})")
+    assert.equal(1, r.code)
+    assert.matches("^.-: %(error object is a table value%)\nstack traceback:\n", r.err)
+    r = eddy("-e " .. q"error(require('eddy').errors.ValueError('bad value'))")
+    assert.equal(1, r.code)
+    assert.matches("^.-: ValueError: bad value\nstack traceback:\n\t%[C%]: in function 'error'", r.err)
+  end)
+
+  it("an error raised in a task and awaited at top level shows the task's traceback", function()
+    local script = cli.tempfile([[
+local eddy = require "eddy"
+local function inner() error(eddy.errors.RuntimeError("in task")) end
+local t = eddy.get_event_loop():create_task(function() inner() end)
+t:await()
+]], ".lua")
+    local r = eddy(q(script))
+    assert.equal(1, r.code)
+    assert.matches("RuntimeError: in task\nstack traceback:\n", r.err)
+    assert.matches("in %a+ 'inner'", r.err)
+  end)
+
+  it("os.exit ends the process with its status, also from a loop callback", function()
+    assert.equal(3, eddy("-e " .. q"os.exit(3)").code)
+    assert.equal(0, eddy("-e " .. q"os.exit(true)").code)
+    local r = eddy("-e " .. q[[
+      local loop = require('eddy').get_event_loop()
+      loop:call_later(0.01, function() print('exiting') os.exit(5) end)
+      loop:call_later(5, function() print('never') end)]])
+    assert.same({code = 5, out = "exiting\n", err = ""}, r)
+  end)
+
+  it("require 'eddy' works without a search path", function()
+    local r = eddy("-E -e " .. q"package.path = '' package.cpath = '' print(type(require('eddy').run))")
+    assert.equal("function\n", r.out)
+  end)
+end)
+
+describe("eddy main chunk (API.md §11)", function()
+  it("runs on the main thread", function()
+    local r = eddy("-e " .. q"local co, main = coroutine.running() print(type(co), main, coroutine.isyieldable())")
+    assert.equal("thread\ttrue\tfalse\n", r.out)
+  end)
+
+  it("may suspend at top level; tasks it created make progress meanwhile", function()
+    local script = cli.tempfile([[
+local eddy = require "eddy"
+local loop = eddy.get_event_loop()
+local t = loop:create_task(function() print("task runs") return 42 end)
+print("before", loop:is_running())
+print("sleep returns", eddy.sleep(0.02, "a", "b"))
+print("after", t:done(), t:result(), select(2, coroutine.running()))
+print("awaited", t:await())
+]], ".lua")
+    local r = eddy(q(script))
+    assert.same({code = 0, err = "", out =
+      "before\tfalse\ntask runs\nsleep returns\ta\tb\nafter\ttrue\t42\ttrue\nawaited\t42\n"}, r)
+  end)
+
+  it("drains the default loop after the chunk returns", function()
+    local script = cli.tempfile([[
+local eddy = require "eddy"
+local loop = eddy.get_event_loop()
+loop:call_later(0.05, function() print("later") end)
+loop:call_soon(function() print("soon") end)
+loop:create_task(function() eddy.sleep(0.02) print("task") end)
+print("chunk returns")
+]], ".lua")
+    local r = eddy(q(script))
+    assert.same({code = 0, err = "", out = "chunk returns\nsoon\ntask\nlater\n"}, r)
+  end)
+
+  it("drains after -e chunks too, and after stdin scripts", function()
+    local code = "require('eddy').get_event_loop():call_later(0.01, print, 'drained')"
+    assert.equal("drained\n", eddy("-e " .. q(code)).out)
+    assert.equal("drained\n", eddy("", {stdin = code}).out)
+  end)
+
+  it("loop:stop() ends the drain sooner", function()
+    local r = eddy("-e " .. q[[
+      local loop = require('eddy').get_event_loop()
+      loop:call_later(0.02, function() print('stopping') loop:stop() end)
+      loop:call_later(8, function() print('never') end)]], {timeout = 5})
+    assert.same({code = 0, out = "stopping\n", err = ""}, r)
+  end)
+
+  it("eddy.run works from the script, and the drain has nothing left", function()
+    local r = eddy("-e " .. q[[
+      local eddy = require 'eddy'
+      print(eddy.run(function(x) eddy.sleep(0.01) return x * 2 end, 21))]])
+    assert.same({code = 0, out = "42\n", err = ""}, r)
+  end)
+
+  it("runs the seeds' low-level style: call_soon, run_forever, close", function()
+    local r = eddy("-e " .. q[[
+      local eddy = require 'eddy'
+      local loop = eddy.new_event_loop()
+      loop:call_soon(function() print('hello') loop:stop() end)
+      loop:run_forever()
+      loop:close()
+      print('closed', loop:is_closed())]])
+    assert.same({code = 0, out = "hello\nclosed\ttrue\n", err = ""}, r)
+  end)
+
+  it("a closed default loop is not drained", function()
+    local r = eddy("-e " .. q[[
+      local loop = require('eddy').get_event_loop()
+      loop:call_later(0.01, print, 'never')
+      loop:close()
+      print('closed')]])
+    assert.same({code = 0, out = "closed\n", err = ""}, r)
+  end)
+
+  it("an error in a callback during the drain goes to the exception handler", function()
+    local r = eddy("-e " .. q[[
+      local loop = require('eddy').get_event_loop()
+      loop:call_soon(function() error('cb failed') end)
+      loop:call_later(0.01, print, 'still running')]])
+    assert.equal(0, r.code)
+    assert.equal("still running\n", r.out)
+    assert.matches("cb failed", r.err)
+  end)
+
+  it("top-level suspension with nothing to wait for raises a clear error", function()
+    local r = eddy("-e " .. q"require('eddy').get_event_loop():create_future():await()")
+    assert.equal(1, r.code)
+    assert.matches("no live work", r.err)
+  end)
+end)

@@ -1,0 +1,308 @@
+-- The REPL of the eddy executable (API.md §11): lua.c's output when stdin
+-- is not a terminal, entries running as tasks on the running loop, and,
+-- on a terminal (a pty driven by python3), readable values, completion,
+-- Ctrl-C and Ctrl-D.
+local cli = require "cli_helper"
+local q, eddy = cli.q, cli.eddy
+
+local has_lua = cli.has("lua5.4")
+local has_python = cli.has("python3")
+
+after_each(cli.cleanup)
+
+-- The banner: the first line of the REPL's output, what `eddy -v` prints.
+local function split_banner(out)
+  return out:match("^([^\n]*\n)(.*)$")
+end
+
+-- Pipe 'input' into `eddy -i` and `lua5.4 -i`; both results.
+local function both(input, args)
+  args = args or "-i"
+  return eddy(args, {stdin = input}), cli.sh("lua5.4 " .. args, {stdin = input})
+end
+
+describe("REPL with piped input", function()
+  local inputs = {
+    ["expressions, statements, = and continuation lines"] =
+      "x=1\nprint(x)\n= 1+1\nfor i=1,2 do\nprint(i)\nend\n",
+    ["several results, nil and strings"] =
+      "return 1, nil, 'a b', {} == nil\n'str'\n= 2^53, 10 // 3, 1e300 * 10\n",
+    ["runtime errors with their tracebacks"] =
+      "error('boom')\nlocal function f() error('deep') end f()\nerror({})\nerror(setmetatable({}, {__tostring = function() return 'TS' end}))\nprint('alive')\n",
+    ["syntax errors"] = "1+\nx = = 2\nfor\nend\nprint('after')\n",
+    ["_PROMPT and _PROMPT2, through tostring"] =
+      "_PROMPT = '$ '\n_PROMPT2 = setmetatable({}, {__tostring = function() return '... ' end})\nlocal t = {\n1,\n}\nprint(#t)\n_PROMPT = 42\n",
+    ["a last line without a newline"] = "print('a')\nprint('b')",
+    ["no input at all"] = "",
+    ["an entry reading stdin itself"] = "x = io.read()\nhello there\nprint(x)\nprint(io.read('n'))\n42\n",
+    ["print replaced, and an error inside print"] =
+      "print = function(...) io.write('<', select('#', ...), '>\\n') end\n1, 2\nprint = function() error('no') end\n1\n",
+    ["empty lines and comments"] = "\n\n-- a comment\n   \nprint(1) -- trailing\n",
+  }
+  for name, input in pairs(inputs) do
+    it("prints what lua5.4 -i prints: " .. name, function()
+      if not has_lua then pending("lua5.4 is not installed") return end
+      local e, l = both(input)
+      assert.equal(l.code, e.code)
+      local banner, rest = split_banner(e.out)
+      local lbanner, lrest = split_banner(l.out)
+      assert.equal(eddy("-v").out, banner)
+      assert.equal(lbanner, banner:match("^eddy %S+  (.*)$"))
+      assert.equal(lrest, rest)
+      assert.equal(l.err, e.err)
+    end)
+  end
+
+  it("runs a script first with -i, then the REPL sees its globals", function()
+    if not has_lua then pending("lua5.4 is not installed") return end
+    local script = cli.tempfile("greeting = 'hi'\nprint('script ran', ...)\n", ".lua")
+    local e, l = both("print(greeting, arg[1])\n", "-i " .. q(script) .. " a1")
+    assert.equal(select(2, split_banner(l.out)), select(2, split_banner(e.out)))
+    assert.equal(l.err, e.err)
+  end)
+
+  it("prints the real syntax error when input ends inside a statement", function()
+    -- lua.c prints "(null)" here (it reports a message it already popped).
+    local r = eddy("-i", {stdin = "x = \n"})
+    assert.equal(0, r.code)
+    assert.equal("> x = \n>> > \n", select(2, split_banner(r.out)))
+    assert.equal("stdin:1: unexpected symbol near <eof>\n", r.err)
+  end)
+
+  it("reads input from a regular file and from /dev/null", function()
+    local file = cli.tempfile("print(1 + 1)\n= 'x'\n")
+    local r = eddy("-i", {stdin_file = file})
+    assert.same({code = 0, err = "", out = eddy("-v").out .. "> print(1 + 1)\n2\n> = 'x'\nx\n> \n"}, r)
+    r = eddy("-i", {stdin_file = "/dev/null"})
+    assert.same({code = 0, err = "", out = eddy("-v").out .. "> \n"}, r)
+  end)
+end)
+
+describe("REPL entries", function()
+  local function run(input)
+    local r = eddy("-i", {stdin = input})
+    local _, rest = split_banner(r.out)
+    return r, rest
+  end
+
+  it("run as tasks on the running loop; eddy and loop are predefined", function()
+    local r, out = run(
+      "print(loop == eddy.get_running_loop(), loop:is_running())\n" ..
+      "print(eddy.current_task() ~= nil, select(2, coroutine.running()))\n" ..
+      "eddy.sleep(0.01)\n" ..
+      "= eddy.sleep(0.01, 'woke', 2)\n")
+    assert.equal(0, r.code)
+    assert.equal("", r.err)
+    assert.equal("> print(loop == eddy.get_running_loop(), loop:is_running())\ntrue\ttrue\n" ..
+                 "> print(eddy.current_task() ~= nil, select(2, coroutine.running()))\ntrue\tfalse\n" ..
+                 "> eddy.sleep(0.01)\n" ..
+                 "> = eddy.sleep(0.01, 'woke', 2)\nwoke\t2\n> \n", out)
+  end)
+
+  it("await futures and tasks at the prompt", function()
+    local _, out = run(
+      "t = loop:create_task(function() eddy.sleep(0.01) return 'done', 7 end)\n" ..
+      "= t:await()\n" ..
+      "f = loop:create_future(); loop:call_later(0.01, f.set_result, f, 'set')\n" ..
+      "= eddy.await(f)\n")
+    assert.matches("\n> = t:await%(%)\ndone\t7\n", out)
+    assert.matches("\n> = eddy.await%(f%)\nset\n", out)
+  end)
+
+  it("let timers scheduled at one prompt fire while a later entry waits", function()
+    local _, out = run(
+      "loop:call_later(0.02, function() print('tick') end)\n" ..
+      "eddy.sleep(0.1)\n" ..
+      "print('next entry')\n")
+    assert.matches("\n> eddy.sleep%(0.1%)\ntick\n> print%('next entry'%)\nnext entry\n", out)
+  end)
+
+  it("keep the loop running between prompts while waiting for input", function()
+    local cmd = "{ printf '%s\\n' \"loop:call_later(0.1, function() print('tick') end)\"; sleep 0.6;" ..
+                " printf '%s\\n' \"print('second')\"; } | timeout 10 " .. q(cli.binary) .. " -i"
+    local r = cli.sh("sh -c " .. q(cmd))
+    assert.equal(0, r.code)
+    local rest = select(2, split_banner(r.out))
+    assert.matches("^> loop:call_later%(.-%)\n[^\n]*\n> tick\nprint%('second'%)\nsecond\n> \n$", rest)
+  end)
+
+  it("report errors from suspended entries and go on", function()
+    local r, out = run(
+      "eddy.sleep(0.01) error('after sleep')\n" ..
+      "eddy.sleep(-1)\n" ..
+      "print('alive')\n")
+    assert.matches("^stdin:1: after sleep\nstack traceback:\n\t%[C%]: in function 'error'\n\tstdin:1: in main chunk\n\t%[C%]: in %?\n$", r.err)
+    assert.matches("\n> print%('alive'%)\nalive\n", out)
+  end)
+
+  it("cancel the tasks still pending at the end of input and close the loop", function()
+    local r, out = run(
+      "t = loop:create_task(function() local ok, e = pcall(eddy.sleep, 100) print('cancelled:', tostring(e)) end)\n" ..
+      "eddy.sleep(0)\n")
+    assert.equal(0, r.code)
+    assert.matches("\n> \ncancelled:\tCancelledError\n$", out)
+  end)
+
+  it("survive loop:stop() at the prompt", function()
+    local r, out = run("loop:stop()\nprint('still here', loop:is_running())\n")
+    assert.equal(0, r.code)
+    assert.matches("still here\ttrue\n", out)
+  end)
+
+  it("create a new current loop when a script closed the default one", function()
+    local script = cli.tempfile("local eddy = require 'eddy'\nold = eddy.get_event_loop()\nold:close()\n", ".lua")
+    local r = eddy("-i " .. q(script), {stdin = "print(old:is_closed(), loop ~= old, loop:is_running())\n"})
+    assert.equal(0, r.code)
+    assert.matches("\ntrue\ttrue\ttrue\n", r.out)
+  end)
+
+  it("run what a script left pending while the REPL waits", function()
+    local script = cli.tempfile(
+      "local eddy = require 'eddy'\neddy.get_event_loop():call_later(0.01, print, 'from script')\n", ".lua")
+    local r = eddy("-i " .. q(script), {stdin = "eddy.sleep(0.05)\nprint('entry')\n"})
+    assert.matches("> eddy.sleep%(0.05%)\nfrom script\n> print%('entry'%)\nentry\n", r.out)
+  end)
+end)
+
+-- A terminal session: python3 drives eddy on a pty.  Steps are
+-- "send:<text>" (escapes allowed), "expect:<text>" (waits up to 5 s) and
+-- "exit" (waits for the process to end and prints its status).
+local driver = [[
+import os, pty, select, sys, time
+binary, steps = sys.argv[1], sys.argv[2:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["TERM"] = "dumb"
+    os.environ["HOME"] = "/nonexistent"
+    os.execv(binary, [binary])
+buf = b""
+def fill(deadline):
+    global buf
+    r, _, _ = select.select([fd], [], [], max(0, deadline - time.time()))
+    if not r:
+        return False
+    try:
+        data = os.read(fd, 4096)
+    except OSError:
+        data = b""
+    buf += data
+    return len(data) > 0
+def fail(msg):
+    sys.stdout.write(repr(buf) + "\n")
+    sys.stderr.write(msg + "\n")
+    os.kill(pid, 9)
+    sys.exit(1)
+for step in steps:
+    kind, _, arg = step.partition(":")
+    data = arg.encode().decode("unicode_escape").encode("latin-1")
+    if kind == "send":
+        os.write(fd, data)
+    elif kind == "expect":
+        deadline = time.time() + 5
+        while data not in buf:
+            if not fill(deadline):
+                fail("expected %r" % data)
+        buf = buf[buf.index(data) + len(data):]
+    elif kind == "exit":
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                print("exit %d" % os.waitstatus_to_exitcode(status))
+                sys.exit(0)
+            fill(time.time() + 0.05)
+        fail("still running")
+fail("no exit step")
+]]
+
+describe("REPL on a terminal", function()
+  local function session(...)
+    local script = cli.tempfile(driver, ".py")
+    local args = {}
+    for i, step in ipairs {...} do args[i] = q(step) end
+    return cli.sh("python3 " .. q(script) .. " " .. q(cli.binary) .. " " .. table.concat(args, " "),
+                  {timeout = 30})
+  end
+  local function check(r)
+    assert.equal("", r.err)
+    assert.equal(0, r.code)
+    assert.equal("exit 0\n", r.out)
+  end
+
+  before_each(function()
+    if not has_python then pending("python3 is not installed") end
+  end)
+
+  it("starts without a script, shows values readably, and leaves on Ctrl-D", function()
+    if not has_python then return end
+    check(session(
+      "expect:Copyright", "expect:> ",
+      "send:'a\\\\tb'\\r", "expect:\"a\\\\tb\"\r\n> ",
+      "send:{1, 2, x = {y = true}, ['k k'] = 'v'}\\r",
+      "expect:{ 1, 2, [\"k k\"] = \"v\", x = { y = true } }\r\n> ",
+      "send:t = {}; t.me = t; t[1] = t\\r", "expect:> ",
+      "send:t\\r", "expect:{ <cycle table: ", "expect:me = <cycle table: ",
+      "send:1, nil, 'x'\\r", "expect:1\tnil\t\"x\"\r\n> ",
+      "send:\\x04", "exit"))
+  end)
+
+  it("continues incomplete statements on the second prompt", function()
+    if not has_python then return end
+    check(session(
+      "expect:> ", "send:for i = 1, 2 do\\r", "expect:>> ",
+      "send:print(i * 10)\\r", "expect:>> ", "send:end\\r", "expect:10\r\n20\r\n> ",
+      "send:\\x04", "exit"))
+  end)
+
+  it("Ctrl-C cancels a suspended entry and the REPL goes on", function()
+    if not has_python then return end
+    check(session(
+      "expect:> ", "send:print('started') eddy.sleep(100)\\r", "expect:started\r\n",
+      "send:\\x03", "expect:interrupted!", "expect:> ",
+      "send:print('alive')\\r", "expect:alive\r\n> ",
+      "send:\\x04", "exit"))
+  end)
+
+  it("Ctrl-C interrupts a busy entry as lua.c does", function()
+    if not has_python then return end
+    check(session(
+      "expect:> ", "send:print('busy') while true do end\\r", "expect:busy\r\n",
+      "send:\\x03", "expect:interrupted!", "expect:> ",
+      "send:print('alive')\\r", "expect:alive\r\n> ",
+      "send:\\x04", "exit"))
+  end)
+
+  it("Ctrl-C at the prompt clears the line and any incomplete statement", function()
+    if not has_python then return end
+    check(session(
+      "expect:> ", "send:if true then\\r", "expect:>> ", "send:abc",
+      "send:\\x03", "expect:\n> ",
+      "send:print('fresh')\\r", "expect:fresh\r\n> ",
+      "send:\\x04", "exit"))
+  end)
+
+  it("keeps timers running while it waits at the prompt", function()
+    if not has_python then return end
+    check(session(
+      "expect:> ", "send:loop:call_later(0.1, print, 'tick')\\r", "expect:> ",
+      "expect:tick\r\n",
+      "send:\\x04", "exit"))
+  end)
+
+  it("completes globals, fields and methods with Tab", function()
+    if not has_python then return end
+    check(session(
+      "expect:> ", "send:string.for\\t", "expect:string.format",
+      "send:('%d', 5)\\r", "expect:\"5\"\r\n> ",
+      "send:loop:is_clo\\t", "expect:loop:is_closed", "send:()\\r", "expect:false\r\n> ",
+      "send:eddy.sle\\t", "expect:eddy.sleep", "send:(0)\\r", "expect:> ",
+      "send:\\x04", "exit"))
+  end)
+
+  it("Ctrl-D cancels background tasks and closes the loop", function()
+    if not has_python then return end
+    check(session(
+      "expect:> ", "send:t = loop:create_task(function() eddy.sleep(100) end)\\r", "expect:> ",
+      "send:\\x04", "exit"))
+  end)
+end)
