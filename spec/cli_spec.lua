@@ -265,6 +265,14 @@ print("chunk returns")
     assert.same({code = 0, out = "hello\nclosed\ttrue\n", err = ""}, r)
   end)
 
+  it("an error a custom exception handler takes leaves the status 0", function()
+    local r = eddy("-e " .. q[[
+      local loop = require('eddy').get_event_loop()
+      loop:set_exception_handler(function(_, ctx) print('handled', ctx.message ~= nil) end)
+      loop:call_soon(function() error('cb failed') end)]])
+    assert.same({code = 0, out = "handled\ttrue\n", err = ""}, r)
+  end)
+
   it("a closed default loop is not drained", function()
     local r = eddy("-e " .. q[[
       local loop = require('eddy').get_event_loop()
@@ -274,12 +282,12 @@ print("chunk returns")
     assert.same({code = 0, out = "closed\n", err = ""}, r)
   end)
 
-  it("an error in a callback during the drain goes to the exception handler", function()
+  it("an error in a callback during the drain goes to the exception handler; status 1", function()
     local r = eddy("-e " .. q[[
       local loop = require('eddy').get_event_loop()
       loop:call_soon(function() error('cb failed') end)
       loop:call_later(0.01, print, 'still running')]])
-    assert.equal(0, r.code)
+    assert.equal(1, r.code)
     assert.equal("still running\n", r.out)
     assert.matches("cb failed", r.err)
   end)
