@@ -530,4 +530,11 @@ void eddy__open_sockops(lua_State *L);
 ** (lua/eddy/selector_events.lua). */
 void eddy__open_udp(lua_State *L);
 
+/* ------------------------------------------------------------------ */
+/* Sending files (sendfile.c)                                           */
+/* ------------------------------------------------------------------ */
+
+/* Add sock_sendfile to the Loop class of the core table at the top. */
+void eddy__open_sendfile(lua_State *L);
+
 #endif

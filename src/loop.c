@@ -928,6 +928,7 @@ int eddy__open_core(lua_State *L) {
   eddy__open_poll(L);
   eddy__open_sockops(L);
   eddy__open_udp(L);
+  eddy__open_sendfile(L);
   return 1;
 }
 

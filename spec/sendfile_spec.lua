@@ -1,0 +1,296 @@
+-- loop:sock_sendfile (src/sendfile.c): sendfile(2) from real files in
+-- /tmp to real sockets, the read-and-send fallback, file positions, errors.
+local eddy = require "eddy"
+local errors = eddy.errors
+local socket = require "eddy.socket"
+local async = require("eddy.test").async
+
+local function raises(cls, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok)
+  assert.is_true(errors.is(err, cls), "expected " .. tostring(cls) .. ", got " .. tostring(err))
+  return err
+end
+
+local function pair()
+  local a, b = socket.socketpair()
+  a:setblocking(false)
+  b:setblocking(false)
+  return a, b
+end
+
+-- 4 MiB of known content: numbered lines, so a wrong offset shows.
+local SIZE = 4 * 1024 * 1024
+local path = os.tmpname()
+local content
+do
+  local lines, n, i = {}, 0, 0
+  while n < SIZE do
+    i = i + 1
+    lines[i] = string.format("%015d\n", i)
+    n = n + 16
+  end
+  content = table.concat(lines)
+  local f = assert(io.open(path, "wb"))
+  f:write(content)
+  f:close()
+end
+
+-- The descriptor number of the file open at 'p' in this process (Linux:
+-- the shell's parent is eddy).
+local function fd_of(p)
+  local ls = assert(io.popen("ls -l /proc/$PPID/fd"))
+  local out = ls:read("a")
+  ls:close()
+  local fd = out:match("(%d+) %-> " .. p:gsub("%p", "%%%0") .. "\n")
+  return assert(math.tointeger(tonumber(fd)), "no descriptor for " .. p)
+end
+
+-- A task reading n bytes from sock (fewer at EOF).
+local function reader(loop, sock, n)
+  return loop:create_task(function()
+    local parts, got = {}, 0
+    while got < n do
+      local s = loop:sock_recv(sock, 1 << 20)
+      if s == "" then break end
+      parts[#parts + 1] = s
+      got = got + #s
+    end
+    return table.concat(parts)
+  end)
+end
+
+describe("loop:sock_sendfile", function()
+  teardown(function() os.remove(path) end)
+
+  it("sends a whole 4 MiB file over a socketpair, every byte", async(function(loop)
+    local a, b = pair()
+    local f <close> = assert(io.open(path, "rb"))
+    local r = reader(loop, b, SIZE)
+    assert.equal(SIZE, loop:sock_sendfile(a, f))
+    assert.is_true(r:await() == content)
+    assert.equal(SIZE, f:seek())  -- offset + sent
+    -- At the end of the file: nothing more to send.
+    assert.equal(0, loop:sock_sendfile(a, f, SIZE))
+    a:close() b:close()
+  end))
+
+  it("honours offset and count and sets the position to offset + sent", async(function(loop)
+    local a, b = pair()
+    local f <close> = assert(io.open(path, "rb"))
+    assert.equal("000000000000001\n", f:read(16))  -- Lua buffered some of it
+    local r = reader(loop, b, 1000003)
+    assert.equal(1000003, loop:sock_sendfile(a, f, 12345, 1000003))
+    assert.is_true(r:await() == content:sub(12346, 12345 + 1000003))
+    assert.equal(12345 + 1000003, f:seek())
+    -- the handle's buffer was dropped: reading goes on from there
+    assert.equal(content:sub(12345 + 1000003 + 1, 12345 + 1000003 + 10), f:read(10))
+    -- offset only: up to the end; count past the end: what is there
+    r = reader(loop, b, SIZE - 3 * 1024 * 1024)
+    assert.equal(SIZE - 3 * 1024 * 1024, loop:sock_sendfile(a, f, 3 * 1024 * 1024))
+    assert.is_true(r:await() == content:sub(3 * 1024 * 1024 + 1))
+    r = reader(loop, b, 100)
+    assert.equal(100, loop:sock_sendfile(a, f, SIZE - 100, 5000))
+    assert.equal(content:sub(-100), r:await())
+    assert.equal(SIZE, f:seek())
+    a:close() b:close()
+  end))
+
+  it("sends over TCP on 127.0.0.1", async(function(loop)
+    local srv = socket.socket(socket.AF_INET)
+    srv:bind({"127.0.0.1", 0})
+    srv:listen()
+    srv:setblocking(false)
+    local accepting = loop:create_task(function() return loop:sock_accept(srv) end)
+    local c = socket.socket(socket.AF_INET)
+    c:setblocking(false)
+    loop:sock_connect(c, srv:getsockname())
+    local conn = accepting:await()
+    local f <close> = assert(io.open(path, "rb"))
+    local r = reader(loop, c, SIZE - 7)
+    assert.equal(SIZE - 7, loop:sock_sendfile(conn, f, 7))
+    assert.is_true(r:await() == content:sub(8))
+    conn:close()
+    assert.equal("", loop:sock_recv(c, 10))
+    c:close() srv:close()
+  end))
+
+  it("an empty file sends nothing and keeps the position", async(function(loop)
+    local a, b = pair()
+    local empty = os.tmpname()
+    local f <close> = assert(io.open(empty, "rb"))
+    assert.equal(0, loop:sock_sendfile(a, f))
+    assert.equal(0, f:seek())
+    os.remove(empty)
+    a:close() b:close()
+  end))
+
+  it("takes anything with :fileno(), and plain descriptors", async(function(loop)
+    local a, b = pair()
+    local f <close> = assert(io.open(path, "rb"))
+    local fd = fd_of(path)
+    -- an object with fileno and seek: seek("set", offset + sent) is called
+    local seeks = {}
+    local proxy = {
+      fileno = function() return fd end,
+      seek = function(_, whence, pos) seeks[#seeks + 1] = whence .. " " .. pos return pos end,
+    }
+    local r = reader(loop, b, 300000)
+    assert.equal(300000, loop:sock_sendfile(a, proxy, 5, 300000))
+    assert.is_true(r:await() == content:sub(6, 300005))
+    assert.same({"set 300005"}, seeks)
+    -- a descriptor: lseek
+    r = reader(loop, b, 16)
+    assert.equal(16, loop:sock_sendfile(a, fd, 32, 16))
+    assert.equal(content:sub(33, 48), r:await())
+    assert.equal(48, f:seek())
+    a:close() b:close()
+  end))
+
+  it("falls back to reading and sending for files sendfile(2) cannot take", async(function(loop)
+    local a, b = pair()
+    -- /dev/zero: a character device, seekable: read with pread
+    local z <close> = assert(io.open("/dev/zero", "rb"))
+    local r = reader(loop, b, 700000)
+    assert.equal(700000, loop:sock_sendfile(a, z, 3, 700000))
+    assert.is_true(r:await() == string.rep("\0", 700000))
+    local e = raises(errors.SendfileNotAvailableError, loop.sock_sendfile, loop, a, z, 0, 10,
+                     {fallback = false})
+    assert.matches("not a regular file", tostring(e))
+    -- a pipe: read when readable, up to its end; the loop keeps running
+    local p <close> = assert(io.popen("sleep 0.05; printf 'from a pipe'"))
+    local ticks = 0
+    local ticker = loop:create_task(function()
+      while true do eddy.sleep(0.005) ticks = ticks + 1 end
+    end)
+    r = reader(loop, b, 11)
+    assert.equal(11, loop:sock_sendfile(a, p))
+    assert.equal("from a pipe", r:await())
+    assert.is_true(ticks > 2, "the loop was blocked")
+    ticker:cancel()
+    -- a pipe has no offsets
+    local q <close> = assert(io.popen("printf x"))
+    local e2 = raises(errors.OSError, loop.sock_sendfile, loop, a, q, 1)
+    assert.equal("ESPIPE", e2.code)
+    -- a socket as the source: what arrives until its end
+    local c, d = pair()
+    local feeder = loop:create_task(function()
+      eddy.sleep(0.02)
+      loop:sock_sendall(d, "streamed")
+      d:close()
+    end)
+    r = reader(loop, b, 8)
+    assert.equal(8, loop:sock_sendfile(a, c))
+    assert.equal("streamed", r:await())
+    feeder:await()
+    a:close() b:close() c:close()
+  end))
+
+  it("cancelling leaves the file at offset + sent", async(function(loop)
+    local a, b = pair()
+    local f <close> = assert(io.open(path, "rb"))
+    local t = loop:create_task(function() return loop:sock_sendfile(a, f, 100) end)
+    eddy.sleep(0.05)  -- nobody reads: the socket buffer fills up
+    assert.is_false(t:done())
+    t:cancel()
+    assert.is_false(pcall(t.await, t))
+    assert.is_true(t:cancelled())
+    local pos = f:seek()
+    assert.is_true(pos > 100 and pos < SIZE, "position " .. pos)
+    -- what arrived is exactly the bytes before that position
+    local got = {}
+    while true do
+      local ok, s = pcall(b.recv, b, 1 << 20)
+      if not ok then break end
+      got[#got + 1] = s
+    end
+    got = table.concat(got)
+    assert.equal(pos - 100, #got)
+    assert.is_true(got == content:sub(101, pos))
+    assert.is_false(loop:remove_writer(a))  -- the watcher is gone
+    a:close() b:close()
+  end))
+
+  it("a closed peer raises BrokenPipeError, without SIGPIPE", async(function(loop)
+    local a, b = pair()
+    local f <close> = assert(io.open(path, "rb"))
+    b:close()
+    local e = raises(errors.BrokenPipeError, loop.sock_sendfile, loop, a, f)
+    assert.equal("EPIPE", e.code)
+    assert.equal(0, f:seek())
+    -- without the fallback, asyncio's SendfileNotAvailableError (nothing sent)
+    raises(errors.SendfileNotAvailableError, loop.sock_sendfile, loop, a, f, 0, nil,
+           {fallback = false})
+    -- the peer going away in the middle: the error after bytes went
+    local c, d = pair()
+    local t = loop:create_task(function() return loop:sock_sendfile(c, f) end)
+    eddy.sleep(0.02)
+    assert.is_true(#d:recv(4096) > 0)
+    d:close()
+    local ok, err = pcall(t.await, t)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.ConnectionError), tostring(err))
+    assert.is_true(f:seek() > 0)
+    a:close() c:close()
+  end))
+
+  it("rejects bad input", async(function(loop)
+    local a, b = pair()
+    local f = assert(io.open(path, "rb"))
+    local e = raises(errors.ValueError, loop.sock_sendfile, loop, a, f, -1)
+    assert.equal("ValueError: offset must be a non-negative integer (got -1)", tostring(e))
+    e = raises(errors.ValueError, loop.sock_sendfile, loop, a, f, 0, 0)
+    assert.equal("ValueError: count must be a positive integer (got 0)", tostring(e))
+    raises(errors.ValueError, loop.sock_sendfile, loop, a, f, 0, -5)
+    assert.has_error(function() loop:sock_sendfile(a, f, 1.5) end,
+                     "bad argument #3 to 'sock_sendfile' (number has no integer representation)")
+    assert.has_error(function() loop:sock_sendfile(a, f, 0, 2.5) end)
+    assert.has_error(function() loop:sock_sendfile(a, f, "x") end)
+    assert.has_error(function() loop:sock_sendfile(a, true) end,
+                     "bad argument #2 to 'sock_sendfile' (file descriptor, socket or file expected, got boolean)")
+    assert.has_error(function() loop:sock_sendfile("sock", f) end)
+    assert.has_error(function() loop:sock_sendfile(a, f, 0, nil, {fallbak = true}) end,
+                     "bad argument #5 to 'sock_sendfile' (unknown option 'fallbak')")
+    assert.has_error(function() loop:sock_sendfile(a, f, 0, nil, {fallback = 1}) end)
+    assert.has_error(function() loop:sock_sendfile(a, f, 0, nil, "yes") end)
+    -- a blocking socket, a datagram socket, a closed socket, a closed file
+    local c, d = socket.socketpair()
+    e = raises(errors.ValueError, loop.sock_sendfile, loop, c, f)
+    assert.matches("non%-blocking", tostring(e))
+    local u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u:setblocking(false)
+    e = raises(errors.ValueError, loop.sock_sendfile, loop, u, f)
+    assert.matches("SOCK_STREAM", tostring(e))
+    u:close()
+    c:setblocking(false)
+    c:close()
+    e = raises(errors.OSError, loop.sock_sendfile, loop, c, f)
+    assert.equal("EBADF", e.code)
+    f:close()
+    assert.has_error(function() loop:sock_sendfile(a, f) end, "attempt to use a closed file")
+    -- a file opened for writing only: the fallback reports the read error
+    local w <close> = assert(io.open(os.tmpname(), "wb"))
+    e = raises(errors.OSError, loop.sock_sendfile, loop, a, w)
+    assert.equal("EBADF", e.code)
+    a:close() b:close() d:close()
+  end))
+
+  it("raises RuntimeError from a plain callback", function()
+    local loop = eddy.new_event_loop()
+    local a, b = pair()
+    local f <close> = assert(io.open(path, "rb"))
+    local ok, err
+    loop:call_soon(function()
+      ok, err = pcall(loop.sock_sendfile, loop, a, f)
+      loop:stop()
+    end)
+    loop:run_forever()
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.RuntimeError))
+    assert.matches("sock_sendfile", tostring(err))
+    assert.equal(0, f:seek())  -- nothing was sent
+    assert.is_false(pcall(b.recv, b, 10))
+    loop:close()
+    a:close() b:close()
+  end)
+end)
