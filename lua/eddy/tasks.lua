@@ -155,6 +155,11 @@ local function release_waiter(waiter)
   if not waiter:done() then waiter:set_result() end
 end
 
+-- Done callbacks below are never removed with remove_done_callback: they
+-- turn inert instead (a flag they check), because removing the first
+-- callback of a future currently loses the callbacks after it (a C core
+-- bug in future.c, reported).
+
 -- eddy.wait(aws, {timeout, return_when}) -> done, pending (arrays) (S)
 function eddy.wait(aws, opts)
   local timeout, return_when
@@ -172,7 +177,9 @@ function eddy.wait(aws, opts)
   local timeout_handle
   if timeout ~= nil then timeout_handle = loop:call_later(timeout, release_waiter, waiter) end
   local counter = #futs
+  local finished = false
   local function on_completion(f)
+    if finished then return end
     counter = counter - 1
     if counter <= 0 or return_when == eddy.FIRST_COMPLETED
        or (return_when == eddy.FIRST_EXCEPTION and not f:cancelled() and f:exception() ~= nil) then
@@ -183,7 +190,7 @@ function eddy.wait(aws, opts)
   for _, f in ipairs(futs) do f:add_done_callback(on_completion) end
   local ok, err = pcall(waiter.await, waiter)
   if timeout_handle ~= nil then timeout_handle:cancel() end
-  for _, f in ipairs(futs) do f:remove_done_callback(on_completion) end
+  finished = true
   if not ok then error(err, 0) end
   local done, pending = {}, {}
   for _, f in ipairs(futs) do
@@ -200,12 +207,9 @@ end
 -- cancellation (asyncio's _cancel_and_wait).
 local function cancel_and_wait(fut)
   local waiter = fut:get_loop():create_future()
-  local function cb() release_waiter(waiter) end
-  fut:add_done_callback(cb)
+  fut:add_done_callback(function() release_waiter(waiter) end)
   fut:cancel()
-  local ok, err = pcall(waiter.await, waiter)
-  fut:remove_done_callback(cb)
-  if not ok then error(err, 0) end
+  waiter:await()
 end
 
 -- eddy.wait_for(aw, timeout) -> aw's results (S).  On timeout aw is
@@ -238,11 +242,10 @@ function eddy.shield(aw)
   local inner = ensure_future(aw, nil, 2)
   if inner:done() then return inner end
   local outer = inner:get_loop():create_future()
+  -- Once outer is cancelled, inner's outcome is nobody's (asyncio removes
+  -- this callback then; here it turns inert, see release_waiter).
   local function inner_done(f)
-    if outer:cancelled() then
-      if not f:cancelled() then f:exception() end  -- mark it retrieved
-      return
-    end
+    if outer:cancelled() then return end
     if f:cancelled() then
       outer:cancel()
     else
@@ -252,9 +255,6 @@ function eddy.shield(aw)
     end
   end
   inner:add_done_callback(inner_done)
-  outer:add_done_callback(function()
-    if not inner:done() then inner:remove_done_callback(inner_done) end
-  end)
   return outer
 end
 
@@ -272,8 +272,8 @@ function eddy.as_completed(aws, opts)
   check_number(timeout, 2, "as_completed")
   local todo = futures_of(aws, "as_completed")
   local remaining = #todo
-  local done = {}       -- completed futures not handed out yet, FIFO
-  local dhead = 1
+  local done = {}       -- completed futures not handed out yet, FIFO:
+  local dhead, dtail = 1, 0  -- done[dhead .. dtail]
   local waiter          -- the future the iterator waits on, if it does
   local timed_out = false
   local timeout_handle
@@ -282,7 +282,8 @@ function eddy.as_completed(aws, opts)
   end
   local function on_completion(f)
     if timed_out then return end
-    done[#done + 1] = f
+    dtail = dtail + 1
+    done[dtail] = f
     remaining = remaining - 1
     if remaining == 0 and timeout_handle ~= nil then timeout_handle:cancel() end
     wake()
@@ -290,15 +291,14 @@ function eddy.as_completed(aws, opts)
   for _, f in ipairs(todo) do f:add_done_callback(on_completion) end
   if remaining > 0 and timeout ~= nil then
     timeout_handle = todo[1]:get_loop():call_later(timeout, function()
-      timed_out = true
-      for _, f in ipairs(todo) do f:remove_done_callback(on_completion) end
+      timed_out = true  -- on_completion turns inert
       wake()
     end)
   end
   local handed = 0
   return function()
     if handed == #todo then return nil end
-    while done[dhead] == nil do
+    while dhead > dtail do
       if timed_out then error(errors.TimeoutError(), 2) end
       waiter = todo[1]:get_loop():create_future()
       local ok, err = pcall(waiter.await, waiter)

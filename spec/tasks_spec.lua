@@ -1,0 +1,274 @@
+-- Task composition (API.md §6): wait, shield, as_completed, gather
+-- cancellation; ported from CPython's Lib/test/test_asyncio/test_tasks.py
+-- (test names cited).  wait_for is in timeouts_spec.lua.
+local eddy = require "eddy"
+local errors = eddy.errors
+local async = require("eddy.test").async
+
+local function expect_error(cls, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected " .. tostring(cls))
+  assert.is_true(errors.is(err, cls), "got " .. tostring(err))
+  return err
+end
+
+local function sleeper(delay, ...)
+  local results = table.pack(...)
+  return function() eddy.sleep(delay); return table.unpack(results, 1, results.n) end
+end
+
+local function contains(list, v)
+  for _, x in ipairs(list) do if x == v then return true end end
+  return false
+end
+
+describe("eddy.wait", function()
+  it("test_wait: ALL_COMPLETED by default", async(function(loop)
+    local a = loop:create_task(sleeper(0.01, "a"))
+    local b = loop:create_task(sleeper(0.02, "b"))
+    local done, pending = eddy.wait({b, a})
+    assert.equals(2, #done)
+    assert.equals(0, #pending)
+    assert.is_true(contains(done, a) and contains(done, b))
+  end))
+
+  it("test_wait_first_completed", async(function(loop)
+    local a = loop:create_task(sleeper(10))
+    local b = loop:create_task(sleeper(0.01))
+    local done, pending = eddy.wait({b, a}, {return_when = eddy.FIRST_COMPLETED})
+    assert.same({b}, done)
+    assert.same({a}, pending)
+    a:cancel()
+  end))
+
+  it("test_wait_really_done: already done futures count", async(function(loop)
+    local f = loop:create_future()
+    f:set_result(1)
+    local b = loop:create_task(sleeper(10))
+    local done, pending = eddy.wait({f, b}, {return_when = eddy.FIRST_COMPLETED})
+    assert.same({f}, done)
+    assert.same({b}, pending)
+    b:cancel()
+  end))
+
+  it("test_wait_first_exception", async(function(loop)
+    local a = loop:create_task(sleeper(10))
+    local b = loop:create_task(function() error(errors.ZeroDivisionError and nil or errors.ValueError("x")) end)
+    local done, pending = eddy.wait({b, a}, {return_when = eddy.FIRST_EXCEPTION})
+    assert.same({b}, done)
+    assert.same({a}, pending)
+    assert.is_true(errors.is(b:exception(), errors.ValueError))
+    a:cancel()
+  end))
+
+  it("test_wait_first_exception_in_wait: no exception means all", async(function(loop)
+    local a = loop:create_task(sleeper(0.005))
+    local b = loop:create_task(sleeper(0.01))
+    local done, pending = eddy.wait({a, b}, {return_when = eddy.FIRST_EXCEPTION})
+    assert.equals(2, #done)
+    assert.equals(0, #pending)
+  end))
+
+  it("test_wait_with_timeout", async(function(loop)
+    local a = loop:create_task(sleeper(0.001))
+    local b = loop:create_task(sleeper(10))
+    local t0 = loop:time()
+    local done, pending = eddy.wait({a, b}, {timeout = 0.02})
+    assert.same({a}, done)
+    assert.same({b}, pending)
+    assert.is_true(loop:time() - t0 < 1)
+    b:cancel()
+  end))
+
+  it("test_wait_concurrent_complete", async(function(loop)
+    local a = loop:create_task(sleeper(0.001))
+    local b = loop:create_task(sleeper(0.001))
+    local done, pending = eddy.wait({a, b}, {timeout = 1})
+    assert.equals(2, #done)
+    assert.equals(0, #pending)
+  end))
+
+  it("test_wait_duplicate_coroutines / the same future twice counts once", async(function(loop)
+    local a = loop:create_task(sleeper(0.001, "x"))
+    local done = eddy.wait({a, a})
+    assert.same({a}, done)
+  end))
+
+  it("test_wait_errors: empty set, bad return_when, a single future", async(function(loop)
+    expect_error(errors.ValueError, eddy.wait, {})
+    local f = loop:create_future()
+    expect_error(errors.ValueError, eddy.wait, {f}, {return_when = "nope"})
+    local ok, err = pcall(eddy.wait, f)
+    assert.is_false(ok)
+    assert.matches("array of awaitables expected", err)
+    ok, err = pcall(eddy.wait, {42})
+    assert.is_false(ok)
+    assert.matches("awaitable expected", err)
+  end))
+
+  it("functions are run as tasks", async(function()
+    local done = eddy.wait({sleeper(0.001, 5)})
+    assert.equals(5, done[1]:result())
+  end))
+
+  it("cancelling the waiting task leaves the futures alone", async(function(loop)
+    local a = loop:create_task(sleeper(10))
+    local w = loop:create_task(function() return eddy.wait({a}) end)
+    eddy.sleep(0)
+    w:cancel()
+    expect_error(errors.CancelledError, w.await, w)
+    assert.is_false(a:done())
+    a:cancel()
+  end))
+end)
+
+describe("eddy.shield", function()
+  it("test_shield_result", async(function(loop)
+    local inner = loop:create_future()
+    local outer = eddy.shield(inner)
+    inner:set_result(42, 43)
+    assert.same({42, 43}, {outer:await()})
+  end))
+
+  it("test_shield_exception", async(function(loop)
+    local inner = loop:create_future()
+    local outer = eddy.shield(inner)
+    inner:set_exception(errors.ValueError("boom"))
+    expect_error(errors.ValueError, outer.await, outer)
+  end))
+
+  it("test_shield_cancel_inner", async(function(loop)
+    local inner = loop:create_future()
+    local outer = eddy.shield(inner)
+    inner:cancel()
+    eddy.sleep(0)
+    assert.is_true(outer:cancelled())
+  end))
+
+  it("test_shield_cancel_outer: the inner future keeps going", async(function(loop)
+    local inner = loop:create_future()
+    local outer = eddy.shield(inner)
+    outer:cancel()
+    eddy.sleep(0)
+    assert.is_true(outer:cancelled())
+    assert.is_false(inner:cancelled())
+    inner:set_result(1)
+  end))
+
+  it("test_shield_effect: cancelling the awaiting task does not cancel the shielded one", async(function(loop)
+    local proof = 0
+    local waiter = loop:create_future()
+    local function inner() waiter:await(); proof = proof + 1 end
+    local inner_task = loop:create_task(inner)
+    local function outer() eddy.shield(inner_task):await(); proof = proof + 100 end
+    local f = loop:create_task(outer)
+    eddy.sleep(0)
+    f:cancel()
+    expect_error(errors.CancelledError, f.await, f)
+    waiter:set_result(nil)
+    inner_task:await()
+    assert.equals(1, proof)
+  end))
+
+  it("test_shield_gather", async(function(loop)
+    local child1, child2 = loop:create_future(), loop:create_future()
+    local parent = loop:create_task(function() return eddy.gather(child1, child2) end)
+    local outer = eddy.shield(parent)
+    eddy.sleep(0)
+    outer:cancel()
+    child1:set_result(1)
+    child2:set_result(2)
+    assert.same({1, 2}, {parent:await()})
+  end))
+
+  it("test_shield_coroutine: a function is run as a task; done ones come back as is", async(function(loop)
+    assert.equals(7, eddy.shield(sleeper(0.001, 7)):await())
+    local f = loop:create_future()
+    f:set_result(1)
+    assert.equals(f, eddy.shield(f))
+    assert.has_error(function() eddy.shield(42) end)
+  end))
+end)
+
+describe("eddy.as_completed", function()
+  it("test_as_completed: completion order", async(function(loop)
+    local a = loop:create_task(sleeper(0.03, "a"))
+    local b = loop:create_task(sleeper(0.01, "b"))
+    local c = loop:create_task(sleeper(0.02, "c"))
+    local order = {}
+    for fut in eddy.as_completed({a, b, c}) do
+      order[#order + 1] = fut:await()
+    end
+    assert.same({"b", "c", "a"}, order)
+  end))
+
+  it("test_as_completed_with_timeout", async(function(loop)
+    local a = loop:create_task(sleeper(10, "a"))
+    local b = loop:create_task(sleeper(0.001, "b"))
+    local got = {}
+    local ok, err = pcall(function()
+      for fut in eddy.as_completed({a, b}, {timeout = 0.02}) do
+        got[#got + 1] = fut:result()
+      end
+    end)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.TimeoutError))
+    assert.same({"b"}, got)
+    a:cancel()
+  end))
+
+  it("test_as_completed_with_unused_timeout", async(function(loop)
+    local n = 0
+    for fut in eddy.as_completed({sleeper(0.001, "x")}, {timeout = 1}) do
+      assert.equals("x", fut:result())
+      n = n + 1
+    end
+    assert.equals(1, n)
+  end))
+
+  it("test_as_completed_duplicate_coroutines / errors arrive through the future", async(function(loop)
+    local bad = loop:create_task(function() error(errors.ValueError("bad")) end)
+    local good = loop:create_task(sleeper(0.001, 1))
+    local errs, oks = 0, 0
+    for fut in eddy.as_completed({bad, good, bad}) do
+      if pcall(fut.result, fut) then oks = oks + 1 else errs = errs + 1 end
+    end
+    assert.same({1, 1}, {errs, oks})
+  end))
+
+  it("test_as_completed_invalid_args", async(function(loop)
+    assert.has_error(function() eddy.as_completed(loop:create_future()) end)
+    local n = 0
+    for _ in eddy.as_completed({}) do n = n + 1 end
+    assert.equals(0, n)
+  end))
+end)
+
+describe("eddy.gather cancellation", function()
+  it("test_cancel_gather_1: cancelling gather's caller cancels the children", async(function(loop)
+    local child = loop:create_task(sleeper(10))
+    local t = loop:create_task(function() return eddy.gather(child) end)
+    eddy.sleep(0)
+    t:cancel()
+    expect_error(errors.CancelledError, t.await, t)
+    assert.is_true(child:cancelled())
+  end))
+
+  it("test_gather_shield: a shielded child survives", async(function(loop)
+    local child = loop:create_task(sleeper(0.01, "ok"))
+    local t = loop:create_task(function() return eddy.gather(eddy.shield(child)) end)
+    eddy.sleep(0)
+    t:cancel()
+    expect_error(errors.CancelledError, t.await, t)
+    assert.equals("ok", child:await())
+  end))
+
+  it("test_return_exceptions: a cancelled child's CancelledError is a result", async(function(loop)
+    local a = loop:create_task(sleeper(10))
+    local b = loop:create_task(sleeper(0.001, 2))
+    loop:call_soon(function() a:cancel() end)
+    local ra, rb = eddy.gather(a, b, {return_exceptions = true})
+    assert.is_true(errors.is(ra, errors.CancelledError))
+    assert.equals(2, rb)
+  end))
+end)

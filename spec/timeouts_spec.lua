@@ -1,0 +1,334 @@
+-- Timeout scopes (API.md §6), ported from CPython's
+-- Lib/test/test_asyncio/test_timeouts.py (test names cited).
+local eddy = require "eddy"
+local errors = eddy.errors
+local async = require("eddy.test").async
+
+local function expect_error(cls, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected " .. tostring(cls))
+  assert.is_true(errors.is(err, cls), "got " .. tostring(err))
+  return err
+end
+
+describe("eddy.timeout", function()
+  it("test_timeout_basic", async(function()
+    local cm
+    expect_error(errors.TimeoutError, function()
+      local t <close> = eddy.timeout(0.01)
+      cm = t
+      eddy.sleep(10)
+    end)
+    assert.is_true(cm:expired())
+  end))
+
+  it("test_timeout_at_basic", async(function(loop)
+    local cm
+    local deadline = loop:time() + 0.01
+    expect_error(errors.TimeoutError, function()
+      local t <close> = eddy.timeout_at(deadline)
+      cm = t
+      eddy.sleep(10)
+    end)
+    assert.is_true(cm:expired())
+    assert.equals(deadline, cm:when())
+  end))
+
+  it("test_nested_timeouts: the inner one fires first", async(function()
+    local cm1, cm2
+    expect_error(errors.TimeoutError, function()
+      local t1 <close> = eddy.timeout(0.01)
+      cm1 = t1
+      local t2 <close> = eddy.timeout(0.01)
+      cm2 = t2
+      eddy.sleep(10)
+    end)
+    assert.is_true(cm1:expired())
+    assert.is_true(cm2:expired())
+  end))
+
+  it("test_waiter_cancelled: the awaited future is cancelled", async(function(loop)
+    local fut = loop:create_future()
+    expect_error(errors.TimeoutError, function()
+      local _ <close> = eddy.timeout(0.01)
+      fut:await()
+    end)
+    assert.is_true(fut:cancelled())
+  end))
+
+  it("test_timeout_not_called", async(function(loop)
+    local t0 = loop:time()
+    local cm
+    do
+      local t <close> = eddy.timeout(10)
+      cm = t
+      eddy.sleep(0.01)
+    end
+    assert.is_false(cm:expired())
+    assert.is_true(loop:time() - t0 < 1)
+  end))
+
+  it("test_timeout_disabled / test_timeout_at_disabled", async(function()
+    do
+      local t <close> = eddy.timeout(nil)
+      assert.is_nil(t:when())
+      eddy.sleep(0.01)
+      assert.is_false(t:expired())
+    end
+    local t <close> = eddy.timeout_at(nil)
+    eddy.sleep(0.01)
+    assert.is_false(t:expired())
+  end))
+
+  it("test_timeout_zero", async(function()
+    expect_error(errors.TimeoutError, function()
+      local _ <close> = eddy.timeout(0)
+      eddy.sleep(10)
+    end)
+  end))
+
+  it("test_timeout_in_the_past_sleep_zero", async(function(loop)
+    expect_error(errors.TimeoutError, function()
+      local _ <close> = eddy.timeout(-11)
+      eddy.sleep(0)
+    end)
+  end))
+
+  it("test_foreign_exception_passed", async(function()
+    local ok, err = pcall(function()
+      local _ <close> = eddy.timeout(0.01)
+      error(errors.KeyError and errors.KeyError() or errors.ValueError("foreign"))
+    end)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.ValueError))
+  end))
+
+  it("test_foreign_exception_on_timeout: another error after expiry passes", async(function()
+    local ok, err = pcall(function()
+      local _ <close> = eddy.timeout(0.001)
+      local sok = pcall(eddy.sleep, 10)  -- swallow the cancellation
+      assert.is_false(sok)
+      error(errors.ValueError("foreign"))
+    end)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.ValueError))
+  end))
+
+  it("test_foreign_cancel_doesnt_timeout_if_not_expired", async(function(loop)
+    local task = eddy.current_task()
+    loop:call_soon(function() task:cancel() end)
+    local cm
+    expect_error(errors.CancelledError, function()
+      local t <close> = eddy.timeout(10)
+      cm = t
+      eddy.sleep(10)
+    end)
+    assert.is_false(cm:expired())
+    assert.equals(1, task:uncancel() + 1)
+  end))
+
+  it("test_outer_task_is_not_cancelled", async(function(loop)
+    local function outer()
+      local _ <close> = eddy.timeout(0.001)
+      eddy.sleep(10)
+    end
+    local task = loop:create_task(outer)
+    expect_error(errors.TimeoutError, task.await, task)
+    assert.is_false(task:cancelled())
+    assert.is_true(task:done())
+  end))
+
+  it("test_nested_timeouts_concurrent: only the outer one expired, it converts", async(function()
+    expect_error(errors.TimeoutError, function()
+      local _ <close> = eddy.timeout(0.002)
+      local ok, err = pcall(function()
+        local _ <close> = eddy.timeout(0.1)
+        -- Pretend we crunch numbers past the outer deadline.
+        local until_ = os.clock() + 0.01
+        while os.clock() < until_ do end
+        eddy.sleep(1)
+      end)
+      -- (CPython's inner assertRaises(TimeoutError) lets this through.)
+      assert.is_true(errors.is(err, errors.CancelledError))
+      error(err, 0)
+    end)
+  end))
+
+  it("test_nested_timeouts_loop_busy: the outer one converts its own expiry", async(function(loop)
+    local t0 = loop:time()
+    expect_error(errors.TimeoutError, function()
+      local _ <close> = eddy.timeout(0.1)        -- (1)
+      local until_ = os.clock() + 0.12           -- busy past the deadline
+      while os.clock() < until_ do end
+      local ok, err = pcall(function()
+        local _ <close> = eddy.timeout(0.1)      -- (2)
+        eddy.sleep(10)
+      end)
+      -- (2) did not expire: (1)'s cancellation passes through it
+      assert.is_true(errors.is(err, errors.CancelledError))
+      error(err, 0)
+    end)
+    assert.is_true(loop:time() - t0 < 5)
+  end))
+
+  it("test_reschedule", async(function(loop)
+    local deadline = loop:time() + 10
+    local cm
+    local t <close> = eddy.timeout_at(deadline)
+    cm = t
+    assert.equals(deadline, cm:when())
+    cm:reschedule(nil)
+    assert.is_nil(cm:when())
+    local d2 = loop:time() + 20
+    cm:reschedule(d2)
+    assert.equals(d2, cm:when())
+    expect_error(errors.TimeoutError, function()
+      local inner <close> = eddy.timeout(10)
+      inner:reschedule(loop:time() + 0.001)
+      eddy.sleep(10)
+    end)
+    assert.has_error(function() cm:reschedule("soon") end)
+  end))
+
+  it("test_repr_active / test_repr_expired / test_repr_finished", async(function()
+    local cm
+    do
+      local t <close> = eddy.timeout(10)
+      cm = t
+      assert.matches("active when=", tostring(cm))
+    end
+    assert.matches("finished", tostring(cm))
+    pcall(function()
+      local t <close> = eddy.timeout(0)
+      cm = t
+      eddy.sleep(1)
+    end)
+    assert.matches("expired", tostring(cm))
+    expect_error(errors.RuntimeError, cm.reschedule, cm, 1)
+  end))
+
+  it("test_timeout_after_cancellation: a caught cancel does not break the next timeout", async(function()
+    local task = eddy.current_task()
+    task:cancel()
+    pcall(eddy.sleep, 1)  -- cancel() is delivered here and swallowed
+    task:uncancel()
+    expect_error(errors.TimeoutError, function()
+      local _ <close> = eddy.timeout(0.001)
+      eddy.sleep(1)
+    end)
+  end))
+
+  it("test_cancel_in_timeout_after_cancellation: a cancel inside wins over the timeout", async(function()
+    local task = eddy.current_task()
+    task:cancel()
+    pcall(eddy.sleep, 1)
+    expect_error(errors.CancelledError, function()
+      local _ <close> = eddy.timeout(0.001)
+      task:cancel()
+      eddy.sleep(1)
+    end)
+  end))
+
+  it("test_timeout_exception_cause", async(function()
+    local err = expect_error(errors.TimeoutError, function()
+      local _ <close> = eddy.timeout(0)
+      eddy.sleep(1)
+    end)
+    assert.is_true(errors.is(err.cause, errors.CancelledError))
+  end))
+
+  it("test_timeout_without_task: RuntimeError", function()
+    expect_error(errors.RuntimeError, eddy.timeout, 10)
+    expect_error(errors.RuntimeError, eddy.timeout_at, 10)
+    assert.has_error(function() eddy.timeout("x") end)
+  end)
+
+  it("a plain callback cannot use a timeout (RuntimeError)", async(function(loop)
+    local ok, err
+    loop:call_soon(function() ok, err = pcall(eddy.timeout, 1) end)
+    eddy.sleep(0)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.RuntimeError))
+  end))
+end)
+
+describe("eddy.wait_for", function()
+  it("test_wait_for: returns the results", async(function(loop)
+    local a, b = eddy.wait_for(function() eddy.sleep(0.001); return 1, 2 end, 1)
+    assert.same({1, 2}, {a, b})
+    local fut = loop:create_future()
+    loop:call_soon(fut.set_result, fut, "x")
+    assert.equals("x", eddy.wait_for(fut, 1))
+    assert.equals(3, eddy.wait_for(function() return 3 end, nil))
+  end))
+
+  it("test_wait_for_timeout: TimeoutError, the inner task cancelled", async(function(loop)
+    local t0 = loop:time()
+    local inner = loop:create_task(function() eddy.sleep(10) end)
+    expect_error(errors.TimeoutError, eddy.wait_for, inner, 0.01)
+    assert.is_true(inner:cancelled())
+    assert.is_true(loop:time() - t0 < 1)
+  end))
+
+  it("test_wait_for_waits_for_task_cancellation", async(function(loop)
+    local task_done = false
+    local function inner()
+      local ok = pcall(eddy.sleep, 10)
+      assert.is_false(ok)
+      eddy.sleep(0.01)  -- cleanup that takes a while
+      task_done = true
+      error(errors.CancelledError())
+    end
+    local inner_task = loop:create_task(inner)
+    expect_error(errors.TimeoutError, eddy.wait_for, inner_task, 0.001)
+    assert.is_true(task_done)
+    assert.is_true(inner_task:cancelled())
+  end))
+
+  it("test_wait_for_timeout_less_then_0_or_0_future_done", async(function(loop)
+    local fut = loop:create_future()
+    fut:set_result("done")
+    assert.equals("done", eddy.wait_for(fut, 0))
+  end))
+
+  it("test_wait_for_timeout_less_then_0_or_0_coroutine_do_not_started", async(function()
+    local started = false
+    expect_error(errors.TimeoutError, eddy.wait_for, function() started = true end, 0)
+    assert.is_false(started)
+    expect_error(errors.TimeoutError, eddy.wait_for, function() started = true end, -1)
+    assert.is_false(started)
+  end))
+
+  it("test_wait_for_reraises_exception_during_cancellation", async(function(loop)
+    local function inner()
+      local ok = pcall(eddy.sleep, 10)
+      assert.is_false(ok)
+      error(errors.ValueError("from cleanup"))
+    end
+    expect_error(errors.ValueError, eddy.wait_for, inner, 0.001)
+  end))
+
+  it("test_wait_for_self_cancellation: the outer cancel stays a CancelledError", async(function(loop)
+    local function outer()
+      return eddy.wait_for(function() eddy.sleep(10) end, 5)
+    end
+    local t = loop:create_task(outer)
+    eddy.sleep(0.001)
+    t:cancel()
+    expect_error(errors.CancelledError, t.await, t)
+    assert.is_true(t:cancelled())
+  end))
+
+  it("test_wait_for_race_condition: a result that arrives with the timeout wins", async(function(loop)
+    local fut = loop:create_future()
+    loop:call_later(0.001, fut.set_result, fut, "ok")
+    assert.equals("ok", eddy.wait_for(fut, 1))
+  end))
+
+  it("bad input: a non-awaitable is an argument error, a bad timeout too", async(function()
+    local ok, err = pcall(eddy.wait_for, 42, 1)
+    assert.is_false(ok)
+    assert.matches("awaitable expected", tostring(err))
+    assert.has_error(function() eddy.wait_for(function() end, "1") end)
+  end))
+end)
