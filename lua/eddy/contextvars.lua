@@ -1,0 +1,236 @@
+-- eddy.contextvars: Python's contextvars for eddy: ContextVar, Token,
+-- Context, copy_context.
+--
+-- A Context maps ContextVars to values.  Its map (_data) is never changed
+-- in place: set() replaces it with a modified copy, so copying a Context is
+-- O(1) (the copy shares the map) and a copy never sees later changes of
+-- the original, as with CPython's immutable HAMT.
+--
+-- The C core keeps "the current Context" (nil = the empty base context)
+-- and captures it for tasks (run in a copy: the hook registered below) and
+-- for callbacks (run in the captured one).  Nothing here creates a Context
+-- until a ContextVar is set, so programs that never set one keep a nil
+-- context and the core skips all context work.
+
+local eddy = require "eddy"
+local errors = require "eddy.errors"
+local C = eddy._core
+
+local context_get, context_set = C.context_get, C.context_set
+
+-- Stored in place of nil values (a map cannot hold nil), and Token's
+-- old_value when the variable had no value.
+local NIL = setmetatable({}, {__name = "eddy.contextvars.NIL"})
+local MISSING = setmetatable({}, {__tostring = function() return "<Token.MISSING>" end})
+
+-- {================================================= Context
+
+local Context = {__name = "eddy.Context"}
+Context.__index = Context
+
+local function new_context(data)
+  return setmetatable({_data = data, _entered = false}, Context)
+end
+
+-- The core calls this when a task is created in a non-base context.
+C.set_context_copy(function(ctx) return new_context(ctx._data) end)
+
+-- The slot of a Task's Context in its userdata (TASK_UV_CTX in
+-- src/internal.h).
+local TASK_UV_CTX = 6
+
+-- The current Context, made real the first time a variable is set in the
+-- base context.  In a task this gives the task its own Context (the core
+-- has no call for it: the slot is written with debug.setuservalue).  A
+-- task step or callback that started in the base context does not restore
+-- it afterwards (a core limitation, reported), so a callback scheduled
+-- before the switch (it captures the base context) puts the base context
+-- back on the next turn if the new one leaked out.
+local function current_for_set()
+  local ctx = context_get()
+  if ctx ~= nil then return ctx end
+  ctx = new_context({})
+  local task = C.current_task()
+  if task ~= nil then
+    debug.setuservalue(task, ctx, TASK_UV_CTX)
+    assert(task:get_context() == ctx, "eddy.contextvars: the Task layout changed")
+  end
+  local loop = C._get_running_loop()
+  if loop ~= nil then
+    loop:call_soon(function()
+      if context_get() == ctx then context_set(nil) end  -- it leaked out
+    end)
+  end
+  context_set(ctx)
+  return ctx
+end
+
+function Context:__tostring()
+  return string.format("<eddy.Context %d vars>", #self)
+end
+
+function Context:__len()
+  local n = 0
+  for _ in next, self._data do n = n + 1 end
+  return n
+end
+
+-- for var, value in pairs(ctx) do
+function Context:__pairs()
+  local data = self._data
+  return function(_, var)
+    local v
+    var, v = next(data, var)
+    if var == nil then return nil end
+    if v == NIL then v = nil end
+    return var, v
+  end, self, nil
+end
+
+-- ctx:run(fn, ...) -> fn's results, with ctx as the current context.
+-- (fn should not suspend: a task step ends in the task's own context.)
+function Context:run(fn, ...)
+  if self._entered then
+    error(errors.RuntimeError("cannot enter context: " .. tostring(self) .. " is already entered"), 2)
+  end
+  local prev = context_get()
+  self._entered = true
+  context_set(self)
+  local res = table.pack(pcall(fn, ...))
+  context_set(prev)
+  self._entered = false
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+function Context:copy() return new_context(self._data) end
+
+-- ctx:get(var, default) -> var's value in ctx, else default
+function Context:get(var, default)
+  local v = self._data[var]
+  if v == nil then return default end
+  if v == NIL then return nil end
+  return v
+end
+
+-- ctx:has(var) -> whether var has a value in ctx (Python's `var in ctx`)
+function Context:has(var) return self._data[var] ~= nil end
+
+-- ctx:keys() / ctx:values() / ctx:items() -> arrays ({var, value} pairs)
+function Context:keys()
+  local list = {}
+  for var in pairs(self) do list[#list + 1] = var end
+  return list
+end
+
+function Context:values()
+  local list = {}
+  for _, v in pairs(self) do list[#list + 1] = v end
+  return list
+end
+
+function Context:items()
+  local list = {}
+  for var, v in pairs(self) do list[#list + 1] = {var, v} end
+  return list
+end
+
+-- eddy.copy_context() -> a copy of the current Context
+function eddy.copy_context()
+  local ctx = context_get()
+  return new_context(ctx ~= nil and ctx._data or {})
+end
+
+-- eddy.Context() -> a new empty Context
+function eddy.Context() return new_context({}) end
+
+-- }=================================================
+
+-- {================================================= ContextVar and Token
+
+local ContextVar = {__name = "eddy.ContextVar"}
+ContextVar.__index = ContextVar
+
+local Token = {__name = "eddy.Token", MISSING = MISSING}
+Token.__index = Token
+
+-- eddy.ContextVar(name [, default])
+function eddy.ContextVar(name, ...)
+  if type(name) ~= "string" then
+    error("bad argument #1 to 'ContextVar' (string expected, got " .. type(name) .. ")", 2)
+  end
+  local has_default = select("#", ...) > 0
+  return setmetatable({name = name, _has_default = has_default,
+                       _default = (...)}, ContextVar)
+end
+
+function ContextVar:__tostring()
+  local s = "<eddy.ContextVar name=" .. string.format("%q", self.name)
+  if self._has_default then s = s .. " default=" .. tostring(self._default) end
+  return s .. ">"
+end
+
+-- var:get([default]) -> the value in the current context, else default,
+-- else the variable's default, else LookupError
+function ContextVar:get(...)
+  local ctx = context_get()
+  if ctx ~= nil then
+    local v = ctx._data[self]
+    if v ~= nil then
+      if v == NIL then return nil end
+      return v
+    end
+  end
+  if select("#", ...) > 0 then return (...) end
+  if self._has_default then return self._default end
+  error(errors.LookupError(tostring(self)), 2)
+end
+
+-- var:set(value) -> Token (to reset the change)
+function ContextVar:set(value)
+  local ctx = current_for_set()
+  local data = ctx._data
+  local old = data[self]
+  local new = {}
+  for k, v in next, data do new[k] = v end
+  if value == nil then value = NIL end
+  new[self] = value
+  ctx._data = new
+  if old == nil then old = MISSING elseif old == NIL then old = nil end
+  return setmetatable({var = self, old_value = old, _context = ctx, _used = false}, Token)
+end
+
+-- var:reset(token): back to the value before the set() that made token
+function ContextVar:reset(token)
+  if getmetatable(token) ~= Token then
+    error("bad argument #1 to 'reset' (eddy.Token expected, got " .. type(token) .. ")", 2)
+  end
+  if token._used then
+    error(errors.RuntimeError("Token has already been used once"), 2)
+  end
+  if token.var ~= self then
+    error(errors.ValueError("Token was created by a different ContextVar"), 2)
+  end
+  local ctx = context_get()
+  if token._context ~= ctx then
+    error(errors.ValueError("Token was created in a different Context"), 2)
+  end
+  local new = {}
+  for k, v in next, ctx._data do new[k] = v end
+  local old = token.old_value
+  if old == MISSING then new[self] = nil
+  elseif old == nil then new[self] = NIL
+  else new[self] = old end
+  ctx._data = new
+  token._used = true
+end
+
+function Token:__tostring()
+  return string.format("<eddy.Token%s var=%s>", self._used and " used" or "", tostring(self.var))
+end
+
+eddy.Token = Token
+
+-- }=================================================
+
+return eddy
