@@ -67,6 +67,7 @@ package.loaded["eddy.socket"] = C.socket
 require "eddy.base_events"
 require "eddy.tasks"
 require "eddy.runners"
+require "eddy.asyncgen"
 require "eddy.contextvars"
 require "eddy.taskgroups"
 require "eddy.timeouts"

@@ -1,0 +1,166 @@
+-- Async iteration and async generators (API.md §1 "async for"), after
+-- CPython's Lib/test/test_asyncgen.py (test names cited) and
+-- test_base_events' shutdown_asyncgens.
+local eddy = require "eddy"
+local errors = eddy.errors
+local async = require("eddy.test").async
+
+local function expect_error(cls, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected " .. tostring(cls))
+  assert.is_true(errors.is(err, cls), "got " .. tostring(err))
+  return err
+end
+
+local ticks = eddy.asyncgen(function(yield, n, delay)
+  for i = 1, n do
+    eddy.sleep(delay)
+    yield(i)
+  end
+end)
+
+describe("async iteration", function()
+  it("a plain iterator function may suspend inside a generic for", async(function()
+    local i = 0
+    local got = {}
+    for v in function() eddy.sleep(0.001); i = i + 1; if i <= 3 then return i end end do
+      got[#got + 1] = v
+    end
+    assert.same({1, 2, 3}, got)
+  end))
+end)
+
+describe("eddy.asyncgen", function()
+  it("test_async_gen_iteration_01: values in order, suspending between them", async(function(loop)
+    local got = {}
+    local t0 = loop:time()
+    for i in ticks(3, 0.005) do got[#got + 1] = i end
+    assert.same({1, 2, 3}, got)
+    assert.is_true(loop:time() - t0 >= 0.014)
+  end))
+
+  it("yields several values and gets asend values back", async(function()
+    local gen = eddy.asyncgen(function(yield)
+      local x = yield(1, "one")
+      local y = yield(x * 10)
+      return y
+    end)()
+    assert.same({1, "one"}, {gen:anext()})
+    assert.equals(50, gen:asend(5))
+    assert.same({}, {gen:asend(7)})  -- the end: no values
+    assert.same({}, {gen:anext()})
+  end))
+
+  it("test_async_gen_asyncio_aclose_06: break closes the generator, its cleanup may suspend", async(function()
+    local cleaned = false
+    local gen_fn = eddy.asyncgen(function(yield)
+      local _ <close> = setmetatable({}, {__close = function()
+        eddy.sleep(0.001)   -- suspending cleanup
+        cleaned = true
+      end})
+      for i = 1, 100 do yield(i) end
+    end)
+    for i in gen_fn() do
+      if i == 2 then break end
+    end
+    assert.is_true(cleaned)
+  end))
+
+  it("test_async_gen_asyncio_aclose_07: aclose runs pcall cleanups", async(function()
+    local log = {}
+    local gen = eddy.asyncgen(function(yield)
+      local ok, err = pcall(function()
+        yield(1)
+        yield(2)
+      end)
+      log[#log + 1] = errors.is(err, errors.GeneratorExit) and "exit" or "other"
+      eddy.sleep(0)
+      error(err, 0)
+    end)()
+    assert.equals(1, gen:anext())
+    gen:aclose()
+    assert.same({"exit"}, log)
+    assert.same({}, {gen:anext()})
+    gen:aclose()  -- closing twice is fine
+  end))
+
+  it("test_async_gen_asyncio_aclose_10: ignoring GeneratorExit raises RuntimeError", async(function()
+    local gen = eddy.asyncgen(function(yield)
+      while true do pcall(yield, 1) end
+    end)()
+    gen:anext()
+    expect_error(errors.RuntimeError, gen.aclose, gen)
+  end))
+
+  it("test_async_gen_asyncio_athrow_02: athrow raises at the yield", async(function()
+    local gen = eddy.asyncgen(function(yield)
+      local ok, err = pcall(yield, 1)
+      yield(errors.is(err, errors.ValueError) and "caught" or "no")
+    end)()
+    assert.equals(1, gen:anext())
+    assert.equals("caught", gen:athrow(errors.ValueError("x")))
+  end))
+
+  it("test_async_gen_exception_11: errors of the body propagate", async(function()
+    local gen = eddy.asyncgen(function(yield)
+      yield(1)
+      eddy.sleep(0)
+      error(errors.ValueError("boom"))
+    end)
+    local got = {}
+    local err = expect_error(errors.ValueError, function()
+      for v in gen() do got[#got + 1] = v end
+    end)
+    assert.same({1}, got)
+    assert.matches("boom", tostring(err))
+  end))
+
+  it("test_async_gen_asyncio_anext_05: anext while running raises RuntimeError", async(function(loop)
+    local gate = loop:create_future()
+    local gen = eddy.asyncgen(function(yield) gate:await(); yield(1) end)()
+    local t = loop:create_task(function() return gen:anext() end)
+    eddy.sleep(0)
+    expect_error(errors.RuntimeError, gen.anext, gen)
+    expect_error(errors.RuntimeError, gen.aclose, gen)
+    gate:set_result(true)
+    assert.equals(1, t:await())
+    gen:aclose()
+  end))
+
+  it("test_async_gen_asyncio_shutdown_01: loop:shutdown_asyncgens closes open generators", async(function(loop)
+    local finalized = 0
+    local gen_fn = eddy.asyncgen(function(yield)
+      local _ <close> = setmetatable({}, {__close = function()
+        eddy.sleep(0)
+        finalized = finalized + 1
+      end})
+      yield(1)
+      yield(2)
+    end)
+    local g1, g2 = gen_fn(), gen_fn()
+    assert.equals(1, g1:anext())
+    assert.equals(1, g2:anext())
+    local g3 = gen_fn()  -- never started: not registered
+    loop:shutdown_asyncgens()
+    assert.equals(2, finalized)
+    assert.same({}, {g1:anext()})
+    assert.equals("created", g3._state)
+  end))
+
+  it("eddy.run shuts the generators of its loop down", function()
+    local closed = false
+    eddy.run(function()
+      local gen = eddy.asyncgen(function(yield)
+        local _ <close> = setmetatable({}, {__close = function() closed = true end})
+        yield(1)
+        yield(2)
+      end)()
+      gen:anext()
+    end)
+    assert.is_true(closed)
+  end)
+
+  it("bad input: a non-function is an argument error", function()
+    assert.has_error(function() eddy.asyncgen(42) end)
+  end)
+end)
