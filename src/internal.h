@@ -429,11 +429,96 @@ void eddy__open_coro(lua_State *L);
 int eddy__open_core(lua_State *L);
 /* task.c's functions for that table: sleep, await, current_task... */
 void eddy__core_tasks(lua_State *L);
+/* executor.c's: ThreadPoolExecutor, to_thread, run_in_executor... */
+void eddy__open_executor(lua_State *L);
 /* Drain the default loop after a main chunk (API.md §11). */
 int eddy__run_default(lua_State *L, uv_run_mode mode);
 /* Embedded Lua sources (generated). */
 typedef struct { const char *name; const char *source; size_t size; } eddy_Source;
 extern const eddy_Source eddy__sources[];
+
+
+/* ------------------------------------------------------------------ */
+/* Byte buffers (buffer.c): eddy.Buffer(size)                          */
+/* ------------------------------------------------------------------ */
+
+#define EDDY_BUFFER "eddy.Buffer"
+
+/* Check that argument i is an eddy.Buffer; returns its bytes and size. */
+char *eddy__checkbuffer(lua_State *L, int i, size_t *size);
+/* Its bytes and size, or NULL if the value at i is not a Buffer. */
+char *eddy__tobuffer(lua_State *L, int i, size_t *size);
+void eddy__open_buffer(lua_State *L);
+
+/* ------------------------------------------------------------------ */
+/* Stream transports (stream.c): TCP, UNIX sockets, pipes               */
+/* ------------------------------------------------------------------ */
+
+#define EDDY_TCPTRANSPORT "eddy.TCPTransport"
+#define EDDY_UNIXTRANSPORT "eddy.UnixTransport"
+
+typedef enum { EDDY_STREAM_TCP = 1, EDDY_STREAM_UNIX } eddy_StreamKind;
+
+typedef struct eddy_Stream eddy_Stream;
+typedef struct eddy_Server eddy_Server;
+
+/*
+** States: OPEN (reading and writing) -> CLOSING (close() called: no more
+** reads, queued writes drain) -> CLOSED (the handle is closed or closing;
+** connection_lost comes from its close callback).
+*/
+typedef enum {
+  EDDY_STREAM_OPEN = 0,
+  EDDY_STREAM_CLOSING,
+  EDDY_STREAM_CLOSED
+} eddy_StreamState;
+
+struct eddy_Stream {
+  eddy_UVObject uv;           /* first: owns the uv_tcp_t / uv_pipe_t */
+  unsigned char kind;         /* eddy_StreamKind */
+  unsigned char state;        /* eddy_StreamState */
+  unsigned char started;      /* connection_made was called */
+  unsigned char reading;      /* not paused by pause_reading() */
+  unsigned char eof_sent;     /* write_eof() was called */
+  unsigned char eof_received; /* the peer shut its write side */
+  unsigned char proto_paused; /* pause_writing() was called */
+  unsigned char buffered;     /* the protocol has get_buffer */
+  unsigned int nwrites;       /* uv_write requests in flight */
+  unsigned int lost_writes;   /* writes dropped after close (debug) */
+  size_t high, low;           /* write buffer limits */
+  eddy_Server *server;        /* the server that accepted it, or NULL */
+};
+
+/* Push a new, not yet opened stream transport of 'kind'. */
+eddy_Stream *eddy__stream_new(lua_State *L, eddy_Loop *loop, int kind);
+/* The stream transport at i, or NULL. */
+eddy_Stream *eddy__tostream(lua_State *L, int i);
+/* Open the libuv handle of the new stream at index t (uv_*_init done);
+** raises on failure. */
+uv_stream_t *eddy__stream_open(lua_State *L, eddy_Stream *s, int t);
+/* Wrap the connected socket 'fd' in the new stream at index t, which owns
+** it from now on; returns 0 or a libuv error (fd closed, stream closed). */
+int eddy__stream_adopt(lua_State *L, eddy_Stream *s, int t, int fd);
+/* Start the open stream at index t with the protocol at index p:
+** connection_made, then reading; the Server at index sv (0: none) is the
+** one that accepted it.  May raise on a bad protocol type. */
+void eddy__stream_start(lua_State *L, int t, int p, int sv);
+/* Close (or abort) every transport accepted by server 'sv'. */
+void eddy__stream_close_clients(lua_State *L, eddy_Loop *loop,
+                                eddy_Server *sv, int abort);
+void eddy__open_stream(lua_State *L);
+
+/* Servers (server.c): a connection of server 'sv' (at index svidx) went
+** away. */
+void eddy__server_detach(lua_State *L, eddy_Server *sv, int svidx);
+
+/* Openers: loop methods, and entries in the core table at the top. */
+void eddy__open_server(lua_State *L);
+void eddy__open_tcp(lua_State *L);
+void eddy__open_unix(lua_State *L);
+void eddy__open_dns(lua_State *L);
+/* Add 'funcs' to the Loop class of the core table at the top. */
+void eddy__loop_methods(lua_State *L, const luaL_Reg *funcs);
 
 /* ------------------------------------------------------------------ */
 /* Sockets (socket.c): eddy.socket                                      */

@@ -928,6 +928,12 @@ int eddy__open_core(lua_State *L) {
   eddy__open_poll(L);
   eddy__open_sockops(L);
   eddy__open_udp(L);
+  eddy__open_buffer(L);
+  eddy__open_stream(L);
+  eddy__open_server(L);
+  eddy__open_tcp(L);
+  eddy__open_unix(L);
+  eddy__open_dns(L);
   eddy__open_sendfile(L);
   return 1;
 }

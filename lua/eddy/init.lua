@@ -72,6 +72,7 @@ require "eddy.contextvars"
 require "eddy.taskgroups"
 require "eddy.timeouts"
 require "eddy.queues"
+require "eddy.transports"
 require "eddy.selector_events"
 require "eddy.locks"
 

@@ -1,0 +1,529 @@
+-- eddy.transports: the Lua half of the loop's network connections and
+-- servers (asyncio's base_events.py: create_connection with happy
+-- eyeballs, create_server, the UNIX variants, connect_accepted_socket),
+-- and the suspending methods of Server.  The I/O itself is C: stream
+-- transports (src/stream.c), connect attempts and bound sockets
+-- (src/tcp.c, src/unix.c), listening and accepting (src/server.c).
+
+local eddy = require "eddy"
+local errors = require "eddy.errors"
+local socket = require "eddy.socket"
+local C = eddy._core
+local Loop = C.Loop
+local Server = C.Server
+
+local AF_UNSPEC, AF_INET, AF_INET6 = socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6
+local SOCK_STREAM, AI_PASSIVE = socket.SOCK_STREAM, socket.AI_PASSIVE
+
+eddy.Buffer = C.Buffer
+
+-- {================================================= Arguments
+
+local function typename(v)
+  local mt = getmetatable(v)
+  if type(mt) == "table" and type(mt.__name) == "string" then return mt.__name end
+  return type(v)
+end
+
+local function argerror(fname, n, expected, v)
+  error(string.format("bad argument #%d to '%s' (%s expected, got %s)",
+                      n, fname, expected, typename(v)), 4)
+end
+
+local function callable(v)
+  if type(v) == "function" then return true end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+-- Check the options table 'opts' of 'fname' against the names it takes.
+local function check_options(fname, n, opts, allowed)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" or getmetatable(opts) ~= nil then
+    argerror(fname, n, "options table", opts)
+  end
+  for k in pairs(opts) do
+    if not allowed[k] then
+      error(string.format("bad argument #%d to '%s' (unknown option '%s')",
+                          n, fname, tostring(k)), 3)
+    end
+  end
+  return opts
+end
+
+local function set(...)
+  local s = {}
+  for _, k in ipairs {...} do s[k] = true end
+  return s
+end
+
+-- TLS is not there yet: say so instead of ignoring ssl options.
+local function check_ssl(fname, opts)
+  if opts.ssl ~= nil and opts.ssl ~= false then
+    error(errors.RuntimeError(fname .. ": TLS is not supported yet (ssl option)"), 3)
+  end
+  for _, k in ipairs {"server_hostname", "ssl_handshake_timeout", "ssl_shutdown_timeout"} do
+    if opts[k] ~= nil then
+      error(errors.ValueError(k .. " is only meaningful with ssl"), 3)
+    end
+  end
+end
+
+local function check_port(fname, n, port)
+  if port == nil or type(port) == "string" then return port end
+  if math.type(port) ~= "integer" then argerror(fname, n, "integer, string or nil", port) end
+  if port < 0 or port > 65535 then
+    error(errors.ValueError("port must be 0-65535."), 3)
+  end
+  return port
+end
+
+local function check_factory(fname, f)
+  if not callable(f) then argerror(fname, 1, "callable", f) end
+end
+
+-- The descriptor of a 'sock' option: an eddy.socket (or anything with
+-- :fileno()); the transport or server owns it from now on, so a socket
+-- that can be detached is.
+local function take_socket(fname, sock)
+  local ok, fd = pcall(function() return sock:fileno() end)
+  if not ok or math.type(fd) ~= "integer" or fd < 0 then
+    error(string.format("bad option 'sock' to '%s' (socket expected, got %s)",
+                        fname, typename(sock)), 3)
+  end
+  local stype = (getmetatable(sock) ~= nil and rawequal(getmetatable(sock).__name, "eddy.socket"))
+                and sock.type or SOCK_STREAM
+  if stype ~= SOCK_STREAM then
+    error(errors.ValueError("A Stream Socket was expected, got " .. tostring(sock)), 3)
+  end
+  if type(sock.detach) == "function" then sock:detach() end
+  return fd
+end
+
+-- Call the protocol factory; the result must be a protocol object.
+local function new_protocol(factory)
+  local protocol = factory()
+  local t = type(protocol)
+  if t ~= "table" and t ~= "userdata" then
+    error(errors.RuntimeError("protocol_factory must return a protocol (table or userdata), got " .. t), 0)
+  end
+  return protocol
+end
+
+-- Give the new transport its protocol: connection_made, then reading.
+local function start_transport(transport, factory)
+  local ok, protocol = pcall(new_protocol, factory)
+  if not ok then
+    transport:close()
+    error(protocol, 0)
+  end
+  local err = transport:_start(protocol)
+  if err ~= nil then error(err, 0) end
+  return transport, protocol
+end
+
+-- }=================================================
+
+-- {================================================= Resolving
+
+-- asyncio's _ipaddr_info: a numeric host needs no resolver round trip.
+local function ipaddr_info(host, port, family)
+  if type(host) ~= "string" then return nil end
+  local af = C.ip_family(host)
+  if af == nil or (family ~= AF_UNSPEC and family ~= af) then return nil end
+  if type(port) == "string" then
+    port = math.tointeger(tonumber(port))
+    if port == nil then return nil end
+  end
+  return {{family = af, type = SOCK_STREAM, proto = 6, canonname = "",
+           sockaddr = {host, port or 0}}}
+end
+
+-- asyncio's _ensure_resolved: addrinfo entries for a stream socket.
+local function resolve(loop, host, port, family, proto, flags)
+  local infos = ipaddr_info(host, port, family)
+  if infos == nil then
+    infos = loop:getaddrinfo(host, port, {family = family, type = SOCK_STREAM,
+                                          proto = proto, flags = flags})
+  end
+  if #infos == 0 then error(errors.OSError("getaddrinfo() returned empty list"), 0) end
+  return infos
+end
+
+-- asyncio's _interleave_addrinfos: alternate address families, the
+-- first family 'first_count' times first.
+local function interleave(infos, first_count)
+  local by_family, order = {}, {}
+  for _, info in ipairs(infos) do
+    local list = by_family[info.family]
+    if list == nil then
+      list = {}
+      by_family[info.family] = list
+      order[#order + 1] = info.family
+    end
+    list[#list + 1] = info
+  end
+  local result, lists = {}, {}
+  for _, f in ipairs(order) do lists[#lists + 1] = by_family[f] end
+  local first = lists[1]
+  for i = 1, math.min(first_count - 1, #first) do result[#result + 1] = first[i] end
+  local rest = {{table.unpack(first, first_count, #first)}}
+  for i = 2, #lists do rest[#rest + 1] = lists[i] end
+  local i = 1
+  repeat
+    local any = false
+    for _, list in ipairs(rest) do
+      if list[i] ~= nil then
+        result[#result + 1] = list[i]
+        any = true
+      end
+    end
+    i = i + 1
+  until not any
+  return result
+end
+
+-- }=================================================
+
+-- {================================================= create_connection
+
+-- One attempt (asyncio's _connect_sock): a connected transport.
+local function connect_one(loop, info, laddr_infos)
+  local laddr = nil
+  if laddr_infos ~= nil then
+    for _, l in ipairs(laddr_infos) do
+      if l.family == info.family then
+        laddr = l.sockaddr
+        break
+      end
+    end
+    if laddr == nil then
+      error(errors.OSError(string.format("no matching local address with family=%d found",
+                                         info.family)), 0)
+    end
+  end
+  return loop:_tcp_connect(info.sockaddr, laddr)
+end
+
+-- asyncio's staggered_race: attempt i + 1 starts when attempt i fails or
+-- 'delay' seconds after it started; the first transport wins and every
+-- other attempt is cancelled (a late winner is closed).  Returns the
+-- winner or nil, and the errors of the attempts.
+local function staggered_race(loop, attempts, delay)
+  local n, started, running = #attempts, 0, 0
+  local winner, waiter
+  local tasks, errs = {}, {}
+  local function wake(reason)
+    if waiter ~= nil and not waiter:done() then waiter:set_result(reason) end
+  end
+  local function attempt(i)
+    local ok, res = pcall(attempts[i])
+    running = running - 1
+    if ok then
+      if winner == nil then winner = res else res:close() end
+      wake("won")
+    else
+      errs[#errs + 1] = res
+      wake(i)
+    end
+  end
+  local ok, err = pcall(function()
+    while winner == nil do
+      if started < n then
+        started, running = started + 1, running + 1
+        tasks[started] = loop:create_task(attempt, started)
+      elseif running == 0 then
+        return
+      end
+      local deadline = loop:time() + delay
+      while winner == nil do
+        waiter = loop:create_future()
+        local timer = started < n and loop:call_at(deadline, wake, "timer") or nil
+        local reason = waiter:await()
+        if timer ~= nil then timer:cancel() end
+        if reason == "timer" or reason == started or running == 0 then break end
+      end
+    end
+  end)
+  for _, t in ipairs(tasks) do
+    if not t:done() then t:cancel() end
+  end
+  if not ok then
+    if winner ~= nil then winner:close() end
+    error(err, 0)
+  end
+  return winner, errs
+end
+
+-- The error create_connection raises when every attempt failed.
+local function connection_error(exceptions, all_errors)
+  if all_errors then
+    return errors.ExceptionGroup("create_connection failed", exceptions)
+  end
+  if #exceptions == 1 then return exceptions[1] end
+  local model = tostring(exceptions[1])
+  local texts, same = {}, true
+  for i, e in ipairs(exceptions) do
+    texts[i] = tostring(e)
+    if texts[i] ~= model then same = false end
+  end
+  if same then return exceptions[1] end
+  return errors.OSError("Multiple exceptions: " .. table.concat(texts, ", "))
+end
+
+local connection_options = set("ssl", "family", "proto", "flags", "sock", "local_addr",
+  "server_hostname", "ssl_handshake_timeout", "ssl_shutdown_timeout",
+  "happy_eyeballs_delay", "interleave", "all_errors")
+
+-- loop:create_connection(protocol_factory, host, port, opts) -> transport, protocol
+function Loop:create_connection(protocol_factory, host, port, opts)
+  local fname = "create_connection"
+  check_factory(fname, protocol_factory)
+  if host ~= nil and type(host) ~= "string" then argerror(fname, 2, "string or nil", host) end
+  port = check_port(fname, 3, port)
+  opts = check_options(fname, 4, opts, connection_options)
+  check_ssl(fname, opts)
+  local family = opts.family or AF_UNSPEC
+  if math.type(family) ~= "integer" then argerror(fname, 4, "integer option 'family'", family) end
+  local delay, inter = opts.happy_eyeballs_delay, opts.interleave
+  if delay ~= nil and type(delay) ~= "number" then
+    argerror(fname, 4, "number option 'happy_eyeballs_delay'", delay)
+  end
+  if delay ~= nil and inter == nil then inter = 1 end
+  if host ~= nil or port ~= nil then
+    if opts.sock ~= nil then
+      error(errors.ValueError("host/port and sock can not be specified at the same time"), 2)
+    end
+    local infos = resolve(self, host, port, family, opts.proto, opts.flags)
+    local laddr_infos
+    if opts.local_addr ~= nil then
+      local la = opts.local_addr
+      if type(la) ~= "table" then argerror(fname, 4, "{host, port} option 'local_addr'", la) end
+      laddr_infos = resolve(self, la[1], la[2], family, opts.proto, opts.flags)
+    end
+    if inter ~= nil and inter > 0 then infos = interleave(infos, inter) end
+    local attempts = {}
+    for i, info in ipairs(infos) do
+      attempts[i] = function() return connect_one(self, info, laddr_infos) end
+    end
+    local transport, exceptions
+    if delay == nil then
+      exceptions = {}
+      for _, a in ipairs(attempts) do
+        local ok, res = pcall(a)
+        if ok then transport = res break end
+        if not errors.is(res, errors.OSError) then error(res, 0) end
+        exceptions[#exceptions + 1] = res
+      end
+    else
+      transport, exceptions = staggered_race(self, attempts, delay)
+      for _, e in ipairs(exceptions) do
+        if not errors.is(e, errors.OSError) then error(e, 0) end
+      end
+    end
+    if transport == nil then error(connection_error(exceptions, opts.all_errors), 0) end
+    return start_transport(transport, protocol_factory)
+  end
+  if opts.sock == nil then
+    error(errors.ValueError("host and port was not specified and no sock specified"), 2)
+  end
+  local fd = take_socket(fname, opts.sock)
+  return start_transport(self:_transport_from_fd(fd), protocol_factory)
+end
+
+local unix_connection_options = set("ssl", "sock", "server_hostname",
+  "ssl_handshake_timeout", "ssl_shutdown_timeout")
+
+-- loop:create_unix_connection(protocol_factory, path, opts) -> transport, protocol
+function Loop:create_unix_connection(protocol_factory, path, opts)
+  local fname = "create_unix_connection"
+  check_factory(fname, protocol_factory)
+  opts = check_options(fname, 3, opts, unix_connection_options)
+  check_ssl(fname, opts)
+  if path ~= nil then
+    if type(path) ~= "string" then argerror(fname, 2, "string or nil", path) end
+    if opts.sock ~= nil then
+      error(errors.ValueError("path and sock can not be specified at the same time"), 2)
+    end
+    return start_transport(self:_unix_connect(path), protocol_factory)
+  end
+  if opts.sock == nil then error(errors.ValueError("no path and sock were specified"), 2) end
+  return start_transport(self:_transport_from_fd(take_socket(fname, opts.sock)),
+                         protocol_factory)
+end
+
+local accepted_options = set("ssl", "ssl_handshake_timeout", "ssl_shutdown_timeout")
+
+-- loop:connect_accepted_socket(protocol_factory, sock, opts) -> transport, protocol
+function Loop:connect_accepted_socket(protocol_factory, sock, opts)
+  local fname = "connect_accepted_socket"
+  check_factory(fname, protocol_factory)
+  opts = check_options(fname, 3, opts, accepted_options)
+  check_ssl(fname, opts)
+  if sock == nil then argerror(fname, 2, "socket", sock) end
+  return start_transport(self:_transport_from_fd(take_socket(fname, sock)), protocol_factory)
+end
+
+-- }=================================================
+
+-- {================================================= Servers
+
+local function finish_server(server, opts)
+  if opts.start_serving == nil or opts.start_serving then
+    server:_start()
+    eddy.sleep(0)
+  end
+  return server
+end
+
+local function check_backlog(fname, n, backlog)
+  if backlog == nil then return 100 end
+  if math.type(backlog) ~= "integer" then argerror(fname, n, "integer option 'backlog'", backlog) end
+  return backlog
+end
+
+-- Bind every address of 'infos' (asyncio skips EADDRNOTAVAIL: a family
+-- the host does not have) into 'server'.
+local function bind_all(server, infos, opts)
+  local reuse_address = opts.reuse_address
+  if reuse_address == nil then reuse_address = true end
+  local seen, bound, addrs = {}, 0, {}
+  for _, info in ipairs(infos) do
+    local sa = info.sockaddr
+    local key = info.family .. " " .. sa[1] .. " " .. sa[2]
+    if not seen[key] then
+      seen[key] = true
+      addrs[#addrs + 1] = string.format("('%s', %d)", sa[1], sa[2])
+      local ok, fd = pcall(C.tcp_bind, sa, reuse_address, opts.reuse_port, opts.keep_alive)
+      if ok then
+        server:_listen(fd)
+        bound = bound + 1
+      elseif not (errors.is(fd, errors.OSError) and
+                  (fd.code == "EADDRNOTAVAIL" or fd.code == "EAFNOSUPPORT")) then
+        error(fd, 0)
+      end
+    end
+  end
+  if bound == 0 then
+    error(errors.OSError("could not bind on any address out of [" .. table.concat(addrs, ", ") .. "]"), 0)
+  end
+end
+
+local server_options = set("family", "flags", "sock", "backlog", "ssl", "reuse_address",
+  "reuse_port", "keep_alive", "ssl_handshake_timeout", "ssl_shutdown_timeout", "start_serving")
+
+-- loop:create_server(protocol_factory, host, port, opts) -> Server
+function Loop:create_server(protocol_factory, host, port, opts)
+  local fname = "create_server"
+  check_factory(fname, protocol_factory)
+  local hosts
+  if host == nil or host == "" then
+    hosts = {false}
+  elseif type(host) == "string" then
+    hosts = {host}
+  elseif type(host) == "table" and getmetatable(host) == nil then
+    hosts = host
+    for i, h in ipairs(hosts) do
+      if type(h) ~= "string" then
+        error(string.format("bad argument #2 to '%s' (host #%d: string expected, got %s)",
+                            fname, i, typename(h)), 2)
+      end
+    end
+  else
+    argerror(fname, 2, "string, list of strings or nil", host)
+  end
+  port = check_port(fname, 3, port)
+  opts = check_options(fname, 4, opts, server_options)
+  check_ssl(fname, opts)
+  local backlog = check_backlog(fname, 4, opts.backlog)
+  local family = opts.family or AF_UNSPEC
+  local server = self:_new_server(protocol_factory, "tcp", backlog)
+  local ok, err = pcall(function()
+    if host ~= nil or port ~= nil then
+      if opts.sock ~= nil then
+        error(errors.ValueError("host/port and sock can not be specified at the same time"), 0)
+      end
+      local infos = {}
+      for _, h in ipairs(hosts) do
+        local list = ipaddr_info(h or nil, port, family) or
+          self:getaddrinfo(h or nil, port or 0, {family = family, type = SOCK_STREAM,
+                                                 flags = (opts.flags or 0) | AI_PASSIVE})
+        for _, info in ipairs(list) do infos[#infos + 1] = info end
+      end
+      bind_all(server, infos, opts)
+    else
+      if opts.sock == nil then
+        error(errors.ValueError("Neither host/port nor sock were specified"), 0)
+      end
+      server:_listen(take_socket(fname, opts.sock))
+    end
+  end)
+  if not ok then
+    server:close()
+    error(err, 0)
+  end
+  return finish_server(server, opts)
+end
+
+local unix_server_options = set("sock", "backlog", "ssl", "ssl_handshake_timeout",
+  "ssl_shutdown_timeout", "start_serving")
+
+-- loop:create_unix_server(protocol_factory, path, opts) -> Server
+function Loop:create_unix_server(protocol_factory, path, opts)
+  local fname = "create_unix_server"
+  check_factory(fname, protocol_factory)
+  opts = check_options(fname, 3, opts, unix_server_options)
+  check_ssl(fname, opts)
+  local backlog = check_backlog(fname, 3, opts.backlog)
+  local fd
+  if path ~= nil then
+    if type(path) ~= "string" then argerror(fname, 2, "string or nil", path) end
+    if opts.sock ~= nil then
+      error(errors.ValueError("path and sock can not be specified at the same time"), 2)
+    end
+    fd = C.unix_bind(path)
+  elseif opts.sock ~= nil then
+    fd = take_socket(fname, opts.sock)
+  else
+    error(errors.ValueError("path was not specified, and no sock specified"), 2)
+  end
+  local server = self:_new_server(protocol_factory, "unix", backlog)
+  server:_listen(fd)
+  return finish_server(server, opts)
+end
+
+-- server:start_serving() (suspending)
+function Server:start_serving()
+  self:_start()
+  eddy.sleep(0)
+end
+
+-- server:serve_forever() (suspending): cancelling it closes the server.
+function Server:serve_forever()
+  local fields = self:_fields()
+  if fields.serving_fut ~= nil then
+    error(errors.RuntimeError("server is already being awaited on serve_forever()"), 2)
+  end
+  if not self:_start() then error(errors.RuntimeError("server is closed"), 2) end
+  local fut = self:get_loop():create_future()
+  fields.serving_fut = fut
+  local ok, err = pcall(fut.await, fut)
+  fields.serving_fut = nil
+  if not ok then
+    if errors.is(err, errors.CancelledError) then
+      self:close()
+      self:wait_closed()
+    end
+    error(err, 0)
+  end
+end
+
+-- local srv <close> = loop:create_server(...): close, then wait_closed.
+C.ServerMeta.__close = function(self)
+  self:close()
+  self:wait_closed()
+end
+
+-- }=================================================
+
+return Loop

@@ -1,0 +1,99 @@
+-- DNS: loop:getaddrinfo and loop:getnameinfo (API.md §3 "DNS"), on
+-- libuv's resolver.
+local eddy = require "eddy"
+local errors = eddy.errors
+local async = require("eddy.test").async
+local checks = require "support.checks"
+local raises, argerror = checks.raises, checks.argerror
+local socket = eddy.socket
+
+describe("getaddrinfo", function()
+  it("resolves localhost into entries shaped as Python's", async(function(loop)
+    local infos = loop:getaddrinfo("localhost", 80, {type = socket.SOCK_STREAM})
+    assert.is_true(#infos >= 1)
+    local seen = {}
+    for _, info in ipairs(infos) do
+      assert.equal(socket.SOCK_STREAM, info.type)
+      assert.equal("number", math.type(info.proto) and "number")
+      assert.equal("string", type(info.canonname))
+      assert.equal(80, info.sockaddr[2])
+      seen[info.family] = info.sockaddr[1]
+    end
+    assert.is_true(seen[socket.AF_INET] == "127.0.0.1" or seen[socket.AF_INET6] == "::1")
+  end))
+
+  it("takes family, numeric hosts, service names and flags", async(function(loop)
+    local infos = loop:getaddrinfo("127.0.0.1", "http", {family = socket.AF_INET,
+                                                       type = socket.SOCK_STREAM,
+                                                       flags = socket.AI_NUMERICHOST})
+    assert.equal(1, #infos)
+    assert.same({"127.0.0.1", 80}, infos[1].sockaddr)
+    local v6 = loop:getaddrinfo("::1", 8080, {family = socket.AF_INET6, type = socket.SOCK_STREAM})
+    assert.same({"::1", 8080, 0, 0}, v6[1].sockaddr)
+    local passive = loop:getaddrinfo(nil, 0, {family = socket.AF_INET, type = socket.SOCK_STREAM,
+                                              flags = socket.AI_PASSIVE})
+    assert.equal("0.0.0.0", passive[1].sockaddr[1])
+    local canon = loop:getaddrinfo("localhost", nil, {family = socket.AF_INET,
+                                                      type = socket.SOCK_STREAM,
+                                                      flags = socket.AI_CANONNAME})
+    assert.equal("localhost", canon[1].canonname)
+  end))
+
+  it("raises DNSError with the EAI code", async(function(loop)
+    local err = raises(function() loop:getaddrinfo("no-such-host.invalid", 80) end, errors.DNSError)
+    assert.truthy(err.code == "EAI_NONAME" or err.code == "EAI_AGAIN", err.code)
+    err = raises(function()
+      loop:getaddrinfo("localhost", "no-such-service-x", {type = socket.SOCK_STREAM})
+    end, errors.DNSError)
+    assert.equal("EAI_SERVICE", err.code)
+    err = raises(function() loop:getaddrinfo("127.0.0.1", 1, {family = 12345}) end, errors.DNSError)
+    assert.equal("EAI_FAMILY", err.code)
+  end))
+
+  it("rejects bad arguments", async(function(loop)
+    argerror(function() loop:getaddrinfo({}, 80) end, 1, "getaddrinfo")
+    argerror(function() loop:getaddrinfo("h", {}) end, 2, "getaddrinfo")
+    argerror(function() loop:getaddrinfo("h", 1, 5) end, 3, "getaddrinfo")
+    raises(function() loop:getaddrinfo("h", 1, {family = "x"}) end, "bad option 'family'")
+  end))
+
+  it("a cancelled lookup leaves nothing behind", async(function(loop)
+    local task = loop:create_task(function() return loop:getaddrinfo("localhost", 80) end)
+    eddy.sleep(0)
+    task:cancel()
+    raises(function() eddy.await(task) end, errors.CancelledError)
+    eddy.sleep(0.05)
+  end))
+
+  it("raises outside a task", function()
+    local loop = eddy.new_event_loop()
+    loop:call_soon(function()
+      local ok, err = pcall(loop.getaddrinfo, loop, "localhost", 80)
+      assert(not ok and tostring(err):find("cannot suspend here"))
+      loop:stop()
+    end)
+    loop:run_forever()
+    loop:close()
+  end)
+end)
+
+describe("getnameinfo", function()
+  it("returns host and service", async(function(loop)
+    local host, service = loop:getnameinfo({"127.0.0.1", 80},
+                                           socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
+    assert.equal("127.0.0.1", host)
+    assert.equal("80", service)
+    host, service = loop:getnameinfo({"::1", 22, 0, 0}, socket.NI_NUMERICSERV)
+    assert.equal("string", type(host))
+    assert.equal("22", service)
+    host = loop:getnameinfo({"127.0.0.1", 0})
+    assert.equal("string", type(host))
+  end))
+
+  it("rejects bad sockaddrs", async(function(loop)
+    argerror(function() loop:getnameinfo("127.0.0.1") end, 1, "getnameinfo")
+    raises(function() loop:getnameinfo({"localhost", 80}) end, errors.ValueError)
+    raises(function() loop:getnameinfo({"127.0.0.1", 70000}) end, errors.ValueError)
+    raises(function() loop:getnameinfo({"127.0.0.1", 80}, "x") end, "bad argument #2")
+  end))
+end)

@@ -1,0 +1,195 @@
+-- Servers: loop:create_server and the Server object (API.md §3 "Servers",
+-- §4).  Descriptions name the CPython test a case follows, where there is
+-- one.
+local eddy = require "eddy"
+local errors = eddy.errors
+local async = require("eddy.test").async
+local checks = require "support.checks"
+local net = require "support.net"
+local raises, argerror = checks.raises, checks.argerror
+
+local function port_of(srv, i) return srv.sockets[i or 1]:getsockname()[2] end
+
+-- Connect a Recorder; returns transport, recorder.
+local function connect(loop, port, host)
+  local rec = net.recorder(loop)
+  local t = loop:create_connection(function() return rec end, host or "127.0.0.1", port)
+  return t, rec
+end
+
+describe("create_server", function()
+  it("picks a free port for port 0 and serves (test_create_server)", async(function(loop)
+    local srv, port, protos = net.echo_server(loop)
+    assert.is_true(port > 0)
+    assert.is_true(srv:is_serving())
+    assert.equal(loop, srv:get_loop())
+    assert.equal(1, #srv.sockets)
+    assert.equal(eddy.socket.AF_INET, srv.sockets[1].family)
+    local t, rec = connect(loop, port)
+    t:write("abc")
+    rec:wait_bytes(3)
+    t:close()
+    net.wait(rec.lost_fut)
+    net.wait_until(function() return protos[1].lost end)
+    srv:close()
+    assert.is_false(srv:is_serving())
+    assert.same({}, srv.sockets)
+    srv:wait_closed()
+    srv:close()  -- idempotent
+  end))
+
+  it("listens on every interface for nil and \"\" hosts (IPv4 and IPv6)", async(function(loop)
+    for _, host in ipairs {false, ""} do
+      local srv <close> = loop:create_server(function() return {} end, host or nil, 0)
+      local families = {}
+      for _, s in ipairs(srv.sockets) do families[s.family] = s:getsockname()[2] end
+      assert.is_not_nil(families[eddy.socket.AF_INET])
+      assert.is_not_nil(families[eddy.socket.AF_INET6])
+      local t = connect(loop, families[eddy.socket.AF_INET6], "::1")
+      t:close()
+    end
+  end))
+
+  it("takes a list of hosts", async(function(loop)
+    local srv <close> = loop:create_server(function() return {} end, {"127.0.0.1", "::1"}, 0)
+    assert.equal(2, #srv.sockets)
+    local t = connect(loop, port_of(srv, 1), srv.sockets[1]:getsockname()[1])
+    t:close()
+  end))
+
+  it("start_serving = false waits for start_serving() (test_create_server_start_serving)",
+     async(function(loop)
+    local srv <close> = loop:create_server(function() return {} end, "127.0.0.1", 0,
+                                           {start_serving = false})
+    assert.is_false(srv:is_serving())
+    local port = port_of(srv)
+    raises(function() connect(loop, port) end, errors.ConnectionRefusedError)
+    srv:start_serving()
+    assert.is_true(srv:is_serving())
+    local t, rec = connect(loop, port)
+    t:close()
+    net.wait(rec.lost_fut)
+  end))
+
+  it("serve_forever: cancelling it closes the server (test_serve_forever)", async(function(loop)
+    local srv = loop:create_server(function() return {} end, "127.0.0.1", 0, {start_serving = false})
+    local task = loop:create_task(function() srv:serve_forever() end)
+    eddy.sleep(0.01)
+    assert.is_true(srv:is_serving())
+    raises(function() srv:serve_forever() end, {errors.RuntimeError, "already being awaited"})
+    task:cancel()
+    raises(function() eddy.await(task) end, errors.CancelledError)
+    assert.is_false(srv:is_serving())
+    raises(function() srv:serve_forever() end, {errors.RuntimeError, "server is closed"})
+  end))
+
+  it("close() ends serve_forever with CancelledError", async(function(loop)
+    local srv = loop:create_server(function() return {} end, "127.0.0.1", 0)
+    local task = loop:create_task(function() srv:serve_forever() end)
+    eddy.sleep(0.01)
+    srv:close()
+    raises(function() eddy.await(task) end, errors.CancelledError)
+  end))
+
+  it("wait_closed waits for every connection after close (asyncio 3.12)", async(function(loop)
+    local srv, port, protos = net.echo_server(loop)
+    local t, rec = connect(loop, port)
+    net.wait_until(function() return protos[1] ~= nil end)
+    srv:close()
+    local waiter = loop:create_task(function() srv:wait_closed() return true end)
+    eddy.sleep(0.05)
+    assert.is_false(waiter:done())
+    t:close()
+    assert.is_true(net.wait(waiter))
+    net.wait(rec.lost_fut)
+  end))
+
+  it("close_clients and abort_clients end the accepted connections", async(function(loop)
+    for _, method in ipairs {"close_clients", "abort_clients"} do
+      local srv, port, protos = net.echo_server(loop)
+      local _, r1 = connect(loop, port)
+      local _, r2 = connect(loop, port)
+      net.wait_until(function() return #protos == 2 end)
+      srv:close()
+      srv[method](srv)
+      net.wait(r1.lost_fut)
+      net.wait(r2.lost_fut)
+      srv:wait_closed()
+      assert.is_true(protos[1].lost and protos[2].lost)
+    end
+  end))
+
+  it("<close> closes the server and waits", async(function(loop)
+    local srv2
+    do
+      local srv <close> = loop:create_server(function() return {} end, "127.0.0.1", 0)
+      srv2 = srv
+    end
+    assert.is_false(srv2:is_serving())
+    srv2:wait_closed()
+  end))
+
+  it("EADDRINUSE without reuse_port; reuse_port shares the port", async(function(loop)
+    local a <close> = loop:create_server(function() return {} end, "127.0.0.1", 0)
+    local err = raises(function()
+      loop:create_server(function() return {} end, "127.0.0.1", port_of(a))
+    end, errors.OSError)
+    assert.equal("EADDRINUSE", err.code)
+    assert.truthy(tostring(err):find("error while attempting to bind on address", 1, true))
+    local b <close> = loop:create_server(function() return {} end, "127.0.0.1", 0, {reuse_port = true})
+    local c <close> = loop:create_server(function() return {} end, "127.0.0.1", port_of(b),
+                                         {reuse_port = true, reuse_address = false, keep_alive = true})
+    assert.equal(port_of(b), port_of(c))
+  end))
+
+  it("takes a bound eddy.socket with sock=", async(function(loop)
+    local socket = eddy.socket
+    local s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s:bind({"127.0.0.1", 0})
+    local port = s:getsockname()[2]
+    local srv <close> = loop:create_server(function() return {} end, nil, nil, {sock = s})
+    assert.equal(port, port_of(srv))
+    local t, rec = connect(loop, port)
+    t:close()
+    net.wait(rec.lost_fut)
+  end))
+
+  it("reports a failing protocol factory and keeps serving", async(function(loop)
+    local reports = {}
+    loop:set_exception_handler(function(_, ctx) reports[#reports + 1] = ctx end)
+    local n = 0
+    local srv <close> = loop:create_server(function()
+      n = n + 1
+      if n == 1 then error("factory failed") end
+      return {}
+    end, "127.0.0.1", 0)
+    local t1, r1 = connect(loop, port_of(srv))
+    net.wait(r1.lost_fut)
+    assert.equal("Error on transport creation for incoming connection", reports[1].message)
+    assert.truthy(tostring(reports[1].exception):find("factory failed"))
+    local t2, r2 = connect(loop, port_of(srv))
+    eddy.sleep(0.02)
+    assert.is_false(r2.lost_fut:done())
+    t2:close()
+    net.wait(r2.lost_fut)
+    t1:close()
+  end))
+
+  it("rejects bad arguments with clear errors", async(function(loop)
+    argerror(function() loop:create_server(42) end, 1, "create_server")
+    argerror(function() loop:create_server(function() end, 42, 0) end, 2, "create_server")
+    argerror(function() loop:create_server(function() end, {"ok", 1}, 0) end, 2, "create_server")
+    argerror(function() loop:create_server(function() end, "127.0.0.1", "x", 5) end, 4, "create_server")
+    argerror(function() loop:create_server(function() end, "127.0.0.1", 0, {backlog = "x"}) end,
+             4, "create_server")
+    raises(function() loop:create_server(function() end, "127.0.0.1", -1) end, errors.ValueError)
+    raises(function() loop:create_server(function() end, "127.0.0.1", 0, {reuse = true}) end,
+           "unknown option 'reuse'")
+    raises(function() loop:create_server(function() end, "127.0.0.1", 0, {ssl = {}}) end,
+           {errors.RuntimeError, "TLS is not supported yet"})
+    raises(function() loop:create_server(function() end) end, errors.ValueError)
+    raises(function() loop:create_server(function() end, "256.1.1.1", 0) end, errors.DNSError)
+    raises(function() loop:create_server(function() end, "192.0.2.1", 0) end,
+           "could not bind on any address")
+  end))
+end)

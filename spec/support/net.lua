@@ -1,0 +1,139 @@
+-- Shared pieces of the network specs (tcp, unix, server, interop):
+-- a recording protocol, an echo server, bounded waits, background
+-- processes.
+local eddy = require "eddy"
+
+local net = {}
+
+-- Recorder: a protocol that logs every callback in 'events' ("made",
+-- "data", "eof", "lost", "pause", "resume"), keeps the data received and
+-- the error connection_lost got, and resolves 'lost_fut' then.
+-- Options: eof_keep (eof_received's result), on_data(self, data).
+local Recorder = {}
+Recorder.__index = Recorder
+net.Recorder = Recorder
+
+function net.recorder(loop, opts)
+  opts = opts or {}
+  return setmetatable({events = {}, chunks = {}, opts = opts,
+                       made_fut = loop:create_future(),
+                       eof_fut = loop:create_future(),
+                       lost_fut = loop:create_future()}, Recorder)
+end
+
+function Recorder:log(e)
+  local last = self.events[#self.events]
+  if e ~= "data" or last ~= "data" then self.events[#self.events + 1] = e end
+end
+
+function Recorder:connection_made(t)
+  self.transport = t
+  self:log("made")
+  self.made_fut:set_result(t)
+end
+
+function Recorder:data_received(data)
+  self:log("data")
+  self.chunks[#self.chunks + 1] = data
+  if self.opts.on_data then self.opts.on_data(self, data) end
+end
+
+function Recorder:eof_received()
+  self:log("eof")
+  self.eof_fut:set_result(true)
+  return self.opts.eof_keep
+end
+
+function Recorder:connection_lost(err)
+  self:log("lost")
+  self.err = err
+  self.lost_fut:set_result(true)
+end
+
+function Recorder:pause_writing() self:log("pause") end
+function Recorder:resume_writing() self:log("resume") end
+
+function Recorder:data() return table.concat(self.chunks) end
+
+-- Wait (suspending) until self:data() has n bytes.
+function Recorder:wait_bytes(n, timeout)
+  net.wait_until(function() return #self:data() >= n end, timeout)
+end
+
+-- Wait for a future, bounded (default 5 s).
+function net.wait(fut, timeout)
+  return eddy.wait_for(fut, timeout or 5)
+end
+
+-- Poll 'cond' every 5 ms until it is true, bounded (default 5 s).
+function net.wait_until(cond, timeout)
+  local loop = eddy.get_running_loop()
+  local deadline = loop:time() + (timeout or 5)
+  while not cond() do
+    if loop:time() > deadline then error("wait_until: timed out", 2) end
+    eddy.sleep(0.005)
+  end
+end
+
+-- An echo server on host (default 127.0.0.1), port 0; returns the
+-- server, its port, and the list of server-side protocols.
+function net.echo_server(loop, host, opts)
+  local protos = {}
+  local Echo = {}
+  Echo.__index = Echo
+  function Echo:connection_made(t) self.t = t end
+  function Echo:data_received(d) self.t:write(d) end
+  function Echo:connection_lost(err) self.lost = true self.err = err end
+  local srv = loop:create_server(function()
+    local p = setmetatable({}, Echo)
+    protos[#protos + 1] = p
+    return p
+  end, host or "127.0.0.1", 0, opts)
+  return srv, srv.sockets[1]:getsockname()[2], protos
+end
+
+-- Start a shell command in the background, bounded by 'timeout'
+-- seconds; its output goes to a temporary file.  Returns a handle with
+-- :done() (the process ended) and :output().
+function net.spawn(cmd, timeout)
+  local out = os.tmpname()
+  local status = out .. ".status"
+  os.execute(string.format("(timeout %d sh -c %q > %s 2>&1; echo $? > %s) &",
+                           timeout or 20, cmd, out, status))
+  local h = {}
+  function h.done()
+    local f = io.open(status)
+    if f == nil then return false end
+    local s = f:read("a")
+    f:close()
+    return s ~= ""
+  end
+  function h.status()
+    local f = assert(io.open(status))
+    local s = tonumber(f:read("a"))
+    f:close()
+    return s
+  end
+  function h.output()
+    local f = assert(io.open(out))
+    local s = f:read("a")
+    f:close()
+    return s
+  end
+  function h.cleanup()
+    os.remove(out)
+    os.remove(status)
+  end
+  return h
+end
+
+-- Write 'source' to a temporary file; returns its path.
+function net.tempfile(source)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(source)
+  f:close()
+  return path
+end
+
+return net

@@ -1,0 +1,482 @@
+-- TCP transports and create_connection (API.md §3 "Network connections",
+-- §7): real sockets on 127.0.0.1 and ::1, port 0.  Descriptions name the
+-- CPython test (Lib/test/test_asyncio) a case follows, where there is one.
+local eddy = require "eddy"
+local errors = eddy.errors
+local async = require("eddy.test").async
+local checks = require "support.checks"
+local net = require "support.net"
+local raises, argerror = checks.raises, checks.argerror
+
+-- Connect a Recorder to port on host; returns transport, recorder.
+local function connect(loop, port, host, opts)
+  local rec = net.recorder(loop, opts)
+  local t, p = loop:create_connection(function() return rec end, host or "127.0.0.1", port)
+  assert.equal(rec, p)
+  return t, rec
+end
+
+describe("create_connection", function()
+  it("connects, echoes and closes with callbacks in asyncio's order (test_create_connection)",
+     async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    local t, rec = connect(loop, port)
+    assert.same({"made"}, rec.events)
+    t:write("hello ")
+    t:write("world")
+    rec:wait_bytes(11)
+    assert.equal("hello world", rec:data())
+    t:close()
+    assert.is_true(t:is_closing())
+    net.wait(rec.lost_fut)
+    assert.same({"made", "data", "lost"}, rec.events)
+    assert.is_nil(rec.err)
+  end))
+
+  it("works over IPv6 (::1)", async(function(loop)
+    local srv <close>, port = net.echo_server(loop, "::1")
+    local t, rec = connect(loop, port, "::1")
+    t:write("six")
+    rec:wait_bytes(3)
+    assert.equal("::1", t:get_extra_info("peername")[1])
+    assert.equal(4, #t:get_extra_info("sockname"))
+    t:close()
+    net.wait(rec.lost_fut)
+  end))
+
+  it("resolves host names and connects to the address that listens (happy eyeballs)",
+     async(function(loop)
+    local srv <close>, port = net.echo_server(loop, "127.0.0.1")
+    local t, rec = loop:create_connection(function() return net.recorder(loop) end,
+                                          "localhost", port, {happy_eyeballs_delay = 0.05})
+    assert.equal("127.0.0.1", t:get_extra_info("peername")[1])
+    t:close()
+    net.wait(rec.lost_fut)
+    -- interleave alone, sequential attempts
+    t, rec = loop:create_connection(function() return net.recorder(loop) end,
+                                    "localhost", port, {interleave = 1})
+    t:close()
+    net.wait(rec.lost_fut)
+  end))
+
+  it("raises ConnectionRefusedError when nothing listens (test_create_connection_refused)",
+     async(function(loop)
+    local srv, port = net.echo_server(loop)
+    srv:close()
+    srv:wait_closed()
+    local err = raises(function()
+      loop:create_connection(function() return {} end, "127.0.0.1", port)
+    end, errors.ConnectionRefusedError)
+    assert.equal("ECONNREFUSED", err.code)
+    assert.truthy(tostring(err):find("Connect call failed ('127.0.0.1', " .. port .. ")", 1, true))
+  end))
+
+  it("all_errors gives an ExceptionGroup of every attempt's error", async(function(loop)
+    local srv, port = net.echo_server(loop)
+    srv:close()
+    local err = raises(function()
+      loop:create_connection(function() return {} end, "localhost", port, {all_errors = true})
+    end, errors.ExceptionGroup)
+    assert.is_true(#err.exceptions >= 1)
+    for _, e in ipairs(err.exceptions) do assert.is_true(errors.is(e, errors.ConnectionRefusedError)) end
+  end))
+
+  it("binds local_addr (test_create_connection_local_addr)", async(function(loop)
+    local srv <close>, port, protos = net.echo_server(loop)
+    local t = loop:create_connection(function() return net.recorder(loop) end,
+                                     "127.0.0.1", port, {local_addr = {"127.0.0.1", 0}})
+    local sockname = t:get_extra_info("sockname")
+    net.wait_until(function() return protos[1] ~= nil end)
+    assert.same(sockname, protos[1].t:get_extra_info("peername"))
+    t:close()
+  end))
+
+  it("takes a connected eddy.socket with sock= and connect_accepted_socket", async(function(loop)
+    local socket = eddy.socket
+    local srv <close>, port = net.echo_server(loop)
+    local s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s:connect({"127.0.0.1", port})
+    s:setblocking(false)
+    local rec = net.recorder(loop)
+    local t = loop:create_connection(function() return rec end, nil, nil, {sock = s})
+    t:write("via sock")
+    rec:wait_bytes(8)
+    t:close()
+    net.wait(rec.lost_fut)
+    -- a socketpair end handed to connect_accepted_socket
+    local a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    local r1, r2 = net.recorder(loop), net.recorder(loop)
+    local t1 = loop:connect_accepted_socket(function() return r1 end, a)
+    local t2 = loop:connect_accepted_socket(function() return r2 end, b)
+    t1:write("ping")
+    r2:wait_bytes(4)
+    assert.equal("ping", r2:data())
+    t1:close()
+    net.wait(r2.eof_fut)
+    net.wait(r2.lost_fut)
+    net.wait(r1.lost_fut)
+    assert.is_true(t2:is_closing())
+  end))
+
+  it("cancelling the waiting task stops connecting, without leaks", async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    local task = loop:create_task(function()
+      return loop:create_connection(function() return {} end, "127.0.0.1", port)
+    end)
+    eddy.sleep(0)  -- the task is inside the connect now
+    task:cancel()
+    raises(function() eddy.await(task) end, errors.CancelledError)
+    assert.is_true(task:cancelled())
+  end))
+
+  it("refuses TLS clearly instead of ignoring it", async(function(loop)
+    raises(function()
+      loop:create_connection(function() return {} end, "127.0.0.1", 1, {ssl = true})
+    end, {errors.RuntimeError, "TLS is not supported yet"})
+    raises(function()
+      loop:create_connection(function() return {} end, "127.0.0.1", 1, {server_hostname = "x"})
+    end, errors.ValueError)
+  end))
+
+  it("rejects bad arguments with clear errors", async(function(loop)
+    argerror(function() loop:create_connection(nil, "127.0.0.1", 1) end, 1, "create_connection")
+    argerror(function() loop:create_connection(function() end, 42, 1) end, 2, "create_connection")
+    argerror(function() loop:create_connection(function() end, "h", 1.5) end, 3, "create_connection")
+    raises(function() loop:create_connection(function() end, "h", 70000) end, errors.ValueError)
+    raises(function() loop:create_connection(function() end, "h", 1, {bogus = 1}) end,
+           "unknown option 'bogus'")
+    raises(function() loop:create_connection(function() end) end, errors.ValueError)
+    raises(function() loop:create_connection(function() end, "h", 1, {sock = {}}) end, errors.ValueError)
+    raises(function()
+      loop:create_connection(function() end, "no-such-host.invalid", 80)
+    end, errors.DNSError)
+    local srv <close>, port = net.echo_server(loop)
+    raises(function() loop:create_connection(function() return 42 end, "127.0.0.1", port) end,
+           {errors.RuntimeError, "protocol_factory must return a protocol"})
+  end))
+
+  it("raises outside a task", function()
+    local loop = eddy.new_event_loop()
+    eddy.set_event_loop(loop)
+    loop:call_soon(function()
+      local ok, err = pcall(loop.create_connection, loop, function() end, "127.0.0.1", 1)
+      assert(not ok and tostring(err):find("cannot suspend here"))
+      loop:stop()
+    end)
+    loop:run_forever()
+    loop:close()
+    eddy.set_event_loop(nil)
+  end)
+end)
+
+describe("TCP transport", function()
+  it("get_extra_info: peername, sockname, socket, default (test_get_extra_info)",
+     async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    local t, rec = connect(loop, port)
+    assert.same({"127.0.0.1", port}, t:get_extra_info("peername"))
+    assert.equal("127.0.0.1", t:get_extra_info("sockname")[1])
+    local sock = t:get_extra_info("socket")
+    assert.equal(eddy.socket.AF_INET, sock.family)
+    assert.same(t:get_extra_info("sockname"), sock:getsockname())
+    assert.equal(1, sock:getsockopt(eddy.socket.IPPROTO_TCP, eddy.socket.TCP_NODELAY))
+    assert.is_nil(t:get_extra_info("cipher"))
+    assert.equal("dflt", t:get_extra_info("nothing", "dflt"))
+    t:close()
+    net.wait(rec.lost_fut)
+    assert.same({"127.0.0.1", port}, t:get_extra_info("peername"))  -- cached
+  end))
+
+  it("write accepts strings and Buffers, rejects other types", async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    local t, rec = connect(loop, port)
+    argerror(function() t:write({}) end, 1, "write")
+    argerror(function() t:write(12) end, 1, "write")
+    argerror(function() t:writelines("x") end, 1, "writelines")
+    raises(function() t:writelines({"a", 1}) end, "bad element #2 in 'writelines'")
+    t:write("")
+    t:writelines({"a", "b", "c"})
+    local buf = eddy.Buffer(2)
+    t:write(buf)
+    rec:wait_bytes(5)
+    assert.equal("abc\0\0", rec:data())
+    t:close()
+    net.wait(rec.lost_fut)
+  end))
+
+  it("drops writes after close and closes idempotently (test_write_after_close)",
+     async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    local t, rec = connect(loop, port)
+    t:close()
+    t:close()
+    t:write("dropped")
+    t:abort()
+    net.wait(rec.lost_fut)
+    t:write("dropped too")
+    t:close()
+    assert.is_true(t:is_closing())
+    assert.same({"made", "lost"}, rec.events)
+    assert.is_nil(t:get_protocol())
+  end))
+
+  it("abort drops queued data and calls connection_lost(nil) (test_abort)", async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    local t, rec = connect(loop, port)
+    t:abort()
+    assert.is_true(t:is_closing())
+    net.wait(rec.lost_fut)
+    assert.is_nil(rec.err)
+  end))
+
+  it("half-closes: write_eof, and eof_received returning true keeps writing open",
+     async(function(loop)
+    -- The server answers after the client's EOF, then closes.
+    local Srv = {}
+    Srv.__index = Srv
+    function Srv:connection_made(t) self.t = t self.got = {} end
+    function Srv:data_received(d) self.got[#self.got + 1] = d end
+    function Srv:eof_received()
+      self.t:write("got " .. table.concat(self.got))
+      self.t:close()
+      return true
+    end
+    local srv <close> = loop:create_server(function() return setmetatable({}, Srv) end, "127.0.0.1", 0)
+    local port = srv.sockets[1]:getsockname()[2]
+    local t, rec = connect(loop, port)
+    assert.is_true(t:can_write_eof())
+    t:write("question")
+    t:write_eof()
+    t:write_eof()
+    raises(function() t:write("more") end, {errors.RuntimeError, "write_eof"})
+    net.wait(rec.lost_fut)
+    assert.equal("got question", rec:data())
+    assert.same({"made", "data", "eof", "lost"}, rec.events)
+  end))
+
+  it("eof_received returning nothing closes the transport", async(function(loop)
+    local srv <close>, port, protos = net.echo_server(loop)
+    local t, rec = connect(loop, port)
+    net.wait_until(function() return protos[1] ~= nil end)
+    protos[1].t:write_eof()  -- the echo server's side
+    net.wait(rec.eof_fut)
+    net.wait(rec.lost_fut)
+    assert.same({"made", "eof", "lost"}, rec.events)
+  end))
+
+  it("pause_reading / resume_reading / is_reading (test_pause_reading)", async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    local t, rec = connect(loop, port)
+    assert.is_true(t:is_reading())
+    t:pause_reading()
+    t:pause_reading()
+    assert.is_false(t:is_reading())
+    t:write("x")
+    eddy.sleep(0.05)
+    assert.equal("", rec:data())
+    t:resume_reading()
+    t:resume_reading()
+    assert.is_true(t:is_reading())
+    rec:wait_bytes(1)
+    t:close()
+    assert.is_false(t:is_reading())
+    net.wait(rec.lost_fut)
+  end))
+
+  it("write buffer limits: defaults, setting, ValueError (test_set_write_buffer_limits)",
+     async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    local t, rec = connect(loop, port)
+    assert.same({16384, 65536}, {t:get_write_buffer_limits()})
+    t:set_write_buffer_limits(1000)
+    assert.same({250, 1000}, {t:get_write_buffer_limits()})
+    t:set_write_buffer_limits(nil, 100)
+    assert.same({100, 400}, {t:get_write_buffer_limits()})
+    t:set_write_buffer_limits(10, 5)
+    assert.same({5, 10}, {t:get_write_buffer_limits()})
+    raises(function() t:set_write_buffer_limits(5, 10) end, errors.ValueError)
+    raises(function() t:set_write_buffer_limits(-1) end, errors.ValueError)
+    t:set_write_buffer_limits()
+    assert.same({16384, 65536}, {t:get_write_buffer_limits()})
+    assert.equal(0, t:get_write_buffer_size())
+    t:close()
+    net.wait(rec.lost_fut)
+  end))
+
+  it("flow control: a slow reader pauses the writer, nothing is lost", async(function(loop)
+    -- The server side does not read until told to.
+    local server_rec
+    local srv <close> = loop:create_server(function()
+      server_rec = net.recorder(loop)
+      return server_rec
+    end, "127.0.0.1", 0)
+    local port = srv.sockets[1]:getsockname()[2]
+    local t, rec = connect(loop, port)
+    net.wait_until(function() return server_rec ~= nil and server_rec.transport ~= nil end)
+    server_rec.transport:pause_reading()
+    local chunk = string.rep("0123456789abcdef", 4096)  -- 64 KiB
+    local sent = 0
+    while rec.events[#rec.events] ~= "pause" do
+      t:write(chunk)
+      sent = sent + #chunk
+      assert(sent < 512 * 1024 * 1024, "pause_writing never came")
+    end
+    assert.is_true(t:get_write_buffer_size() > 65536)
+    server_rec.transport:resume_reading()
+    server_rec:wait_bytes(sent, 20)
+    net.wait_until(function() return rec.events[#rec.events] == "resume" end)
+    assert.equal(0, t:get_write_buffer_size())
+    assert.equal(sent, #server_rec:data())
+    assert.equal(string.rep(chunk, sent // #chunk), server_rec:data())
+    t:close()
+    net.wait(rec.lost_fut)
+  end, 30))
+
+  it("a huge write goes through whole (64 MiB)", async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    local t, rec = connect(loop, port)
+    local data = string.rep("x", 64 * 1024 * 1024)
+    t:write(data)
+    rec:wait_bytes(#data, 20)
+    assert.equal(#data, #rec:data())
+    t:close()
+    net.wait(rec.lost_fut)
+  end, 30))
+
+  it("a peer reset mid-write gives connection_lost(ConnectionResetError or BrokenPipeError)",
+     async(function(loop)
+    local srv <close> = loop:create_server(function()
+      return {connection_made = function(_, tr) tr:abort() end}
+    end, "127.0.0.1", 0)
+    local port = srv.sockets[1]:getsockname()[2]
+    local t, rec = connect(loop, port)
+    local chunk = string.rep("z", 1024 * 1024)
+    for _ = 1, 200 do
+      if t:is_closing() then break end
+      t:write(chunk)
+      eddy.sleep(0.001)
+    end
+    net.wait(rec.lost_fut)
+    assert.is_true(errors.is(rec.err, errors.ConnectionResetError) or
+                   errors.is(rec.err, errors.BrokenPipeError), tostring(rec.err))
+  end))
+
+  it("set_protocol switches the receiver; missing methods do nothing", async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    local t = loop:create_connection(function() return {} end, "127.0.0.1", port)
+    t:write("to nobody")
+    eddy.sleep(0.02)
+    local rec = net.recorder(loop)
+    t:set_protocol(rec)
+    assert.equal(rec, t:get_protocol())
+    t:write("to rec")
+    rec:wait_bytes(6)
+    assert.equal("to rec", rec:data())
+    argerror(function() t:set_protocol(5) end, 1, "set_protocol")
+    t:close()
+    net.wait(rec.lost_fut)
+  end))
+
+  it("errors in protocol callbacks go to the exception handler and close the transport",
+     async(function(loop)
+    local reports = {}
+    loop:set_exception_handler(function(_, ctx) reports[#reports + 1] = ctx end)
+    local srv <close>, port = net.echo_server(loop)
+    local lost = loop:create_future()
+    local t = loop:create_connection(function()
+      return {data_received = function() error("boom") end,
+              connection_lost = function(_, err) lost:set_result(err) end}
+    end, "127.0.0.1", port)
+    t:write("x")
+    local err = net.wait(lost)
+    assert.truthy(tostring(err):find("boom"))
+    assert.equal(1, #reports)
+    assert.equal("Fatal error: protocol.data_received() call failed.", reports[1].message)
+    assert.equal(t, reports[1].transport)
+  end))
+
+  it("BufferedProtocol: get_buffer / buffer_updated (test_buffered_proto)", async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    local buf = eddy.Buffer(4)
+    local got, hints = {}, {}
+    local lost = loop:create_future()
+    local proto = {
+      get_buffer = function(_, hint) hints[#hints + 1] = hint return buf end,
+      buffer_updated = function(_, n) got[#got + 1] = buf:tostring(1, n) end,
+      connection_lost = function() lost:set_result(true) end,
+    }
+    local t = loop:create_connection(function() return proto end, "127.0.0.1", port)
+    t:write("0123456789")
+    net.wait_until(function() return #table.concat(got) == 10 end)
+    assert.equal("0123456789", table.concat(got))
+    assert.is_true(hints[1] > 0)
+    t:close()
+    net.wait(lost)
+  end))
+
+  it("a get_buffer that returns no buffer is a fatal error", async(function(loop)
+    local reports = {}
+    loop:set_exception_handler(function(_, ctx) reports[#reports + 1] = ctx end)
+    local srv <close>, port = net.echo_server(loop)
+    local lost = loop:create_future()
+    local t = loop:create_connection(function()
+      return {get_buffer = function() return "nope" end,
+              buffer_updated = function() end,
+              connection_lost = function(_, err) lost:set_result(err) end}
+    end, "127.0.0.1", port)
+    t:write("x")
+    local err = net.wait(lost)
+    assert.is_true(errors.is(err, errors.RuntimeError))
+    assert.equal("Fatal error: protocol.get_buffer() call failed.", reports[1].message)
+  end))
+
+  it("serves 1000 concurrent connections", async(function(loop)
+    local srv <close>, port = net.echo_server(loop, "127.0.0.1", {backlog = 1024})
+    local n, done = 1000, 0
+    local tasks = {}
+    for i = 1, n do
+      tasks[i] = loop:create_task(function()
+        local t, rec = connect(loop, port)
+        local msg = "msg" .. i
+        t:write(msg)
+        rec:wait_bytes(#msg, 20)
+        assert.equal(msg, rec:data())
+        t:close()
+        net.wait(rec.lost_fut)
+        done = done + 1
+      end)
+    end
+    eddy.gather(table.unpack(tasks))
+    assert.equal(n, done)
+  end, 30))
+
+  it("loop:close() tears down open transports", function()
+    local loop = eddy.new_event_loop()
+    local rec
+    local srv = loop:run_until_complete(function()
+      local s, port = net.echo_server(loop)
+      local _
+      _, rec = connect(loop, port)
+      return s
+    end)
+    assert.is_false(rec.lost_fut:done())
+    loop:close()
+    local opened, freed = loop:_handle_counts()
+    assert.equal(opened, freed)
+    assert.equal("lost", rec.events[#rec.events])
+    assert.is_false(srv:is_serving() and false)
+  end)
+end)
+
+describe("eddy.Buffer", function()
+  it("has a size and returns its bytes", function()
+    local b = eddy.Buffer(5)
+    assert.equal(5, #b)
+    assert.equal("\0\0\0\0\0", b:tostring())
+    assert.equal("\0\0", b:tostring(2, 3))
+    assert.equal("", b:tostring(4, 2))
+    assert.equal("\0", b:tostring(-1))
+    assert.equal(0, #eddy.Buffer(0))
+    argerror(function() eddy.Buffer(-1) end, 1, "?")
+  end)
+end)

@@ -1,0 +1,119 @@
+-- UNIX sockets: create_unix_connection and create_unix_server (API.md
+-- §3), filesystem and abstract ("\0name") paths.
+local eddy = require "eddy"
+local errors = eddy.errors
+local async = require("eddy.test").async
+local checks = require "support.checks"
+local net = require "support.net"
+local raises, argerror = checks.raises, checks.argerror
+
+local function temp_path()
+  local p = os.tmpname()
+  os.remove(p)
+  return p .. ".sock"
+end
+
+-- A UNIX echo server at path; returns the server and its protocols.
+local function echo_server(loop, path)
+  local protos = {}
+  local srv = loop:create_unix_server(function()
+    local p = {}
+    function p.connection_made(self, t) self.t = t end
+    function p.data_received(self, d) self.t:write(d) end
+    function p.connection_lost(self) self.lost = true end
+    protos[#protos + 1] = p
+    return p
+  end, path)
+  return srv, protos
+end
+
+describe("UNIX sockets", function()
+  it("echo over a filesystem path (test_create_unix_connection)", async(function(loop)
+    local path = temp_path()
+    local srv <close> = echo_server(loop, path)
+    assert.equal(path, srv.sockets[1]:getsockname())
+    assert.equal(eddy.socket.AF_UNIX, srv.sockets[1].family)
+    local rec = net.recorder(loop)
+    local t, p = loop:create_unix_connection(function() return rec end, path)
+    assert.equal(rec, p)
+    assert.equal(path, t:get_extra_info("peername"))
+    assert.equal("", t:get_extra_info("sockname"))
+    assert.truthy(tostring(t):find("UnixTransport"))
+    t:write("over unix")
+    rec:wait_bytes(9)
+    assert.equal("over unix", rec:data())
+    t:write_eof()
+    net.wait(rec.lost_fut)
+    os.remove(path)
+  end))
+
+  it("abstract names start with \\0 and leave no file", async(function(loop)
+    local name = "\0eddy-spec-" .. tostring(os.time()) .. "-" .. math.random(1e9)
+    local srv <close> = echo_server(loop, name)
+    assert.equal(name, srv.sockets[1]:getsockname())
+    local rec = net.recorder(loop)
+    local t = loop:create_unix_connection(function() return rec end, name)
+    t:write("abstract")
+    rec:wait_bytes(8)
+    t:close()
+    net.wait(rec.lost_fut)
+  end))
+
+  it("replaces a stale socket file; a path in use raises (test_create_unix_server_existing_path_sock)",
+     async(function(loop)
+    local path = temp_path()
+    local first = echo_server(loop, path)
+    first:close()
+    first:wait_closed()
+    local srv <close> = echo_server(loop, path)  -- the stale file is removed
+    local rec = net.recorder(loop)
+    local t = loop:create_unix_connection(function() return rec end, path)
+    t:close()
+    net.wait(rec.lost_fut)
+    -- a regular file at the path is not removed: bind fails
+    local other = temp_path()
+    assert(io.open(other, "w")):close()
+    local err = raises(function() loop:create_unix_server(function() return {} end, other) end,
+                       errors.OSError)
+    assert.equal("EADDRINUSE", err.code)
+    assert.truthy(tostring(err):find("is already in use", 1, true))
+    os.remove(other)
+    os.remove(path)
+  end))
+
+  it("connecting to a missing path raises FileNotFoundError", async(function(loop)
+    local err = raises(function()
+      loop:create_unix_connection(function() return {} end, temp_path())
+    end, errors.FileNotFoundError)
+    assert.equal("ENOENT", err.code)
+  end))
+
+  it("takes sockets with sock=", async(function(loop)
+    local socket = eddy.socket
+    local path = temp_path()
+    local s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s:bind(path)
+    local srv <close> = loop:create_unix_server(function() return {} end, nil, {sock = s})
+    local c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c:connect(path)
+    local rec = net.recorder(loop)
+    local t = loop:create_unix_connection(function() return rec end, nil, {sock = c})
+    t:close()
+    net.wait(rec.lost_fut)
+    os.remove(path)
+  end))
+
+  it("rejects bad arguments with clear errors", async(function(loop)
+    argerror(function() loop:create_unix_server(nil, "x") end, 1, "create_unix_server")
+    argerror(function() loop:create_unix_server(function() end, 5) end, 2, "create_unix_server")
+    argerror(function() loop:create_unix_connection(function() end, {}) end, 2, "create_unix_connection")
+    raises(function() loop:create_unix_server(function() end) end, errors.ValueError)
+    raises(function() loop:create_unix_connection(function() end) end, errors.ValueError)
+    raises(function() loop:create_unix_server(function() end, "") end, errors.ValueError)
+    raises(function() loop:create_unix_server(function() end, string.rep("x", 200)) end, errors.OSError)
+    raises(function() loop:create_unix_server(function() end, "x", {ssl = true}) end,
+           {errors.RuntimeError, "TLS is not supported yet"})
+    raises(function() loop:create_unix_server(function() end, "x", {host = 1}) end,
+           "unknown option 'host'")
+  end))
+end)

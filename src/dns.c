@@ -1,0 +1,242 @@
+/*
+** dns.c -- loop:getaddrinfo and loop:getnameinfo on libuv's resolver
+** (both suspending), with results shaped as Python's: entries
+** {family=, type=, proto=, canonname=, sockaddr=} whose sockaddr is
+** {host, port} (IPv4) or {host, port, flowinfo, scope_id} (IPv6).
+*/
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "internal.h"
+
+/* {====================================================== Addresses */
+
+/* The family of a numeric IP address string (AF_INET, AF_INET6 with an
+** optional %scope), or AF_UNSPEC. */
+static int ip_family(const char *host) {
+  unsigned char buf[sizeof(struct in6_addr)];
+  char tmp[INET6_ADDRSTRLEN + 1];
+  const char *pct;
+  if (inet_pton(AF_INET, host, buf) == 1) return AF_INET;
+  pct = strchr(host, '%');
+  if (pct != NULL) {
+    size_t n = (size_t)(pct - host);
+    if (n >= sizeof tmp) return AF_UNSPEC;
+    memcpy(tmp, host, n);
+    tmp[n] = '\0';
+    host = tmp;
+  }
+  if (inet_pton(AF_INET6, host, buf) == 1) return AF_INET6;
+  return AF_UNSPEC;
+}
+
+/* C.ip_family(host) -> AF_INET, AF_INET6, or nil for a name. */
+static int c_ip_family(lua_State *L) {
+  int family = ip_family(luaL_checkstring(L, 1));
+  if (family == AF_UNSPEC) lua_pushnil(L);
+  else lua_pushinteger(L, family);
+  return 1;
+}
+
+/* }====================================================== */
+
+/* {====================================================== Requests */
+
+/* A resolver request: completes the future in 'ref'. */
+typedef struct Request {
+  union {
+    uv_getaddrinfo_t gai;
+    uv_getnameinfo_t gni;
+  } u;
+  eddy_Loop *loop;
+  int ref;  /* registry reference of the future */
+} Request;
+
+/* Push the request's future and forget it; returns its index, or 0 when
+** nobody waits for it any more (cancelled). */
+static int pop_future(lua_State *L, Request *r) {
+  eddy_Future *f;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, r->ref);
+  f = (eddy_Future *)lua_touserdata(L, -1);
+  if (f->state != EDDY_FUT_PENDING || r->loop->state == EDDY_LOOP_CLOSED) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  return lua_gettop(L);
+}
+
+/* Push {family=, type=, proto=, canonname=, sockaddr=} for each entry. */
+static void push_addrinfo(lua_State *L, const struct addrinfo *ai) {
+  lua_Integer n = 0;
+  lua_newtable(L);
+  for (; ai != NULL; ai = ai->ai_next) {
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, ai->ai_family);
+    lua_setfield(L, -2, "family");
+    lua_pushinteger(L, ai->ai_socktype);
+    lua_setfield(L, -2, "type");
+    lua_pushinteger(L, ai->ai_protocol);
+    lua_setfield(L, -2, "proto");
+    lua_pushstring(L, ai->ai_canonname != NULL ? ai->ai_canonname : "");
+    lua_setfield(L, -2, "canonname");
+    eddy__socket_pushaddr(L, ai->ai_addr, ai->ai_addrlen);
+    lua_setfield(L, -2, "sockaddr");
+    lua_rawseti(L, -2, ++n);
+  }
+}
+
+static void getaddrinfo_cb(uv_getaddrinfo_t *req, int status,
+                           struct addrinfo *res) {
+  Request *r = (Request *)req;
+  lua_State *L = r->loop->rt->L;
+  int top = lua_gettop(L);
+  int f = pop_future(L, r);
+  if (f != 0) {
+    if (status < 0) {
+      eddy__pushuverror(L, status, "getaddrinfo");
+      eddy__future_set_exception(L, f);
+    } else {
+      push_addrinfo(L, res);
+      eddy__future_set_result(L, f, 1);
+    }
+  }
+  lua_settop(L, top);
+  uv_freeaddrinfo(res);
+  free(r);
+}
+
+/* Read integer option 'name' of the options table at i (0 if absent). */
+static int int_option(lua_State *L, int i, const char *name) {
+  int v = 0;
+  if (lua_istable(L, i)) {
+    if (lua_getfield(L, i, name) != LUA_TNIL) {
+      if (!lua_isinteger(L, -1))
+        luaL_error(L, "bad option '%s' (integer expected, got %s)", name,
+                   luaL_typename(L, -1));
+      v = (int)lua_tointeger(L, -1);
+    }
+    lua_pop(L, 1);
+  }
+  return v;
+}
+
+/* A new request on 'loop'; its future is set by the caller. */
+static Request *request_new(lua_State *L, eddy_Loop *loop) {
+  Request *r = (Request *)malloc(sizeof *r);
+  if (r == NULL) luaL_error(L, "not enough memory");
+  r->loop = loop;
+  r->ref = LUA_NOREF;
+  return r;
+}
+
+/* loop:getaddrinfo(host, port, {family, type, proto, flags}) -> array */
+static int l_getaddrinfo(lua_State *L) {
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  const char *host = NULL, *service = NULL;
+  char portbuf[32];
+  struct addrinfo hints;
+  Request *r;
+  int err, tp;
+  if (!lua_isnoneornil(L, 2)) host = luaL_checkstring(L, 2);
+  tp = lua_type(L, 3);
+  if (tp == LUA_TNUMBER) {
+    lua_Integer port = luaL_checkinteger(L, 3);
+    snprintf(portbuf, sizeof portbuf, "%lld", (long long)port);
+    service = portbuf;
+  } else if (tp == LUA_TSTRING) {
+    service = lua_tostring(L, 3);
+  } else if (tp != LUA_TNIL && tp != LUA_TNONE) {
+    return luaL_typeerror(L, 3, "integer, string or nil");
+  }
+  if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = int_option(L, 4, "family");
+  hints.ai_socktype = int_option(L, 4, "type");
+  hints.ai_protocol = int_option(L, 4, "proto");
+  hints.ai_flags = int_option(L, 4, "flags");
+  if (host != NULL && *host == '\0') host = NULL;
+  eddy__can_suspend(L, "getaddrinfo");
+  r = request_new(L, loop);
+  err = uv_getaddrinfo(loop->uv, &r->u.gai, getaddrinfo_cb, host, service,
+                       &hints);
+  if (err < 0) {
+    free(r);
+    return eddy__uverror(L, err, "getaddrinfo");
+  }
+  eddy__future_new(L, loop);
+  lua_pushvalue(L, -1);
+  r->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return eddy__await(L, lua_gettop(L), "getaddrinfo");
+}
+
+static void getnameinfo_cb(uv_getnameinfo_t *req, int status,
+                           const char *host, const char *service) {
+  Request *r = (Request *)req;
+  lua_State *L = r->loop->rt->L;
+  int top = lua_gettop(L);
+  int f = pop_future(L, r);
+  if (f != 0) {
+    if (status < 0) {
+      eddy__pushuverror(L, status, "getnameinfo");
+      eddy__future_set_exception(L, f);
+    } else {
+      lua_pushstring(L, host);
+      lua_pushstring(L, service);
+      eddy__future_set_result(L, f, 2);
+    }
+  }
+  lua_settop(L, top);
+  free(r);
+}
+
+/* loop:getnameinfo(sockaddr, flags) -> host, service */
+static int l_getnameinfo(lua_State *L) {
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int flags = (int)luaL_optinteger(L, 3, 0);
+  Request *r;
+  int err, family;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_rawgeti(L, 2, 1);
+  family = lua_type(L, -1) == LUA_TSTRING ? ip_family(lua_tostring(L, -1))
+                                          : AF_UNSPEC;
+  lua_pop(L, 1);
+  if (family == AF_UNSPEC)
+    return eddy__error(L, "ValueError",
+                       "getnameinfo: sockaddr must be {numeric host, port}");
+  eddy__socket_addr(L, 2, family, &ss, &len, 0);
+  eddy__can_suspend(L, "getnameinfo");
+  r = request_new(L, loop);
+  err = uv_getnameinfo(loop->uv, &r->u.gni, getnameinfo_cb,
+                       (struct sockaddr *)&ss, flags);
+  if (err < 0) {
+    free(r);
+    return eddy__uverror(L, err, "getnameinfo");
+  }
+  eddy__future_new(L, loop);
+  lua_pushvalue(L, -1);
+  r->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return eddy__await(L, lua_gettop(L), "getnameinfo");
+}
+
+/* }====================================================== */
+
+static const luaL_Reg dns_methods[] = {
+  {"getaddrinfo", l_getaddrinfo},
+  {"getnameinfo", l_getnameinfo},
+  {NULL, NULL}
+};
+
+/* The loop methods; the core table at the top gets ip_family. */
+void eddy__open_dns(lua_State *L) {
+  eddy__loop_methods(L, dns_methods);
+  lua_pushcfunction(L, c_ip_family);
+  lua_setfield(L, -2, "ip_family");
+}

@@ -1,0 +1,416 @@
+/*
+** server.c -- asyncio's Server (API.md §4): listening sockets that accept
+** connections into stream transports, and the connection count behind
+** wait_closed (asyncio 3.12: it waits until the server is closed and every
+** connection it accepted is gone).
+**
+** Each listening socket is a Listener object owning one libuv handle
+** (handle.c's rules); the Server keeps them in its FIELDS table and each
+** Listener keeps its Server alive.  Accepted transports hold their Server
+** too (stream.c) and report back when they close (eddy__server_detach).
+** serve_forever, start_serving and `<close>` are written in Lua
+** (lua/eddy/transports.lua) on top of these methods.
+*/
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define EDDY_SERVER "eddy.Server"
+#define EDDY_LISTENER "eddy.Listener"
+
+struct eddy_Server {
+  eddy_Loop *loop;
+  int active;             /* connections alive (asyncio's _active_count) */
+  int backlog;
+  unsigned char kind;     /* eddy_StreamKind of accepted transports */
+  unsigned char serving;  /* listening (start_serving ran, not closed) */
+  unsigned char closed;   /* close() was called */
+  unsigned char woken;    /* wait_closed waiters released: none will wait */
+};
+
+/* User values of a Server: the protocol factory, and a table with
+** 'listeners' (array), 'waiters' (futures of wait_closed) and
+** 'serving_fut' (the future serve_forever waits on, set from Lua). */
+enum { SV_FACTORY = 1, SV_FIELDS, SV_NUV = SV_FIELDS };
+
+typedef struct Listener {
+  eddy_UVObject uv;       /* first: the listening uv_tcp_t / uv_pipe_t */
+  eddy_Server *server;    /* its Server: user value 1 keeps it alive */
+} Listener;
+
+static eddy_Server *checkserver(lua_State *L, int i) {
+  return (eddy_Server *)luaL_checkudata(L, i, EDDY_SERVER);
+}
+
+/* Push field 'name' of the FIELDS table of the server at sv. */
+static int push_field(lua_State *L, int sv, const char *name) {
+  int t;
+  lua_getiuservalue(L, sv, SV_FIELDS);
+  t = lua_getfield(L, -1, name);
+  lua_remove(L, -2);
+  return t;
+}
+
+/* Release the wait_closed waiters (asyncio's _wakeup). */
+static void wakeup(lua_State *L, eddy_Server *sv, int svidx) {
+  int w, top = lua_gettop(L);
+  lua_Integer i, n;
+  if (sv->woken) return;
+  sv->woken = 1;
+  if (push_field(L, svidx, "waiters") == LUA_TTABLE) {
+    w = lua_gettop(L);
+    n = (lua_Integer)lua_rawlen(L, w);
+    for (i = 1; i <= n; i++) {
+      eddy_Future *f;
+      lua_rawgeti(L, w, i);
+      f = (eddy_Future *)lua_touserdata(L, -1);
+      if (f->state == EDDY_FUT_PENDING &&
+          f->loop->state != EDDY_LOOP_CLOSED)
+        eddy__future_set_result(L, lua_gettop(L), 0);
+      lua_pop(L, 1);
+    }
+    lua_getiuservalue(L, svidx, SV_FIELDS);
+    lua_pushnil(L);
+    lua_setfield(L, -2, "waiters");
+  }
+  lua_settop(L, top);
+}
+
+void eddy__server_detach(lua_State *L, eddy_Server *sv, int svidx) {
+  sv->active--;
+  if (sv->active == 0 && sv->closed) wakeup(L, sv, lua_absindex(L, svidx));
+}
+
+/* {====================================================== Accepting */
+
+/* Protected part of an accept: (listener) -> (); raises on failure with
+** nothing left open. */
+static int accept_one(lua_State *L) {
+  Listener *l = (Listener *)lua_touserdata(L, 1);
+  eddy_Server *sv = l->server;
+  eddy_Stream *s;
+  uv_stream_t *h;
+  int r, tp;
+  lua_getiuservalue(L, 1, 1);  /* 2: the server */
+  s = eddy__stream_new(L, sv->loop, sv->kind);  /* 3 */
+  h = eddy__stream_open(L, s, 3);
+  if ((r = uv_accept((uv_stream_t *)l->uv.handle, h)) < 0) {
+    s->state = EDDY_STREAM_CLOSED;
+    eddy__uv_close(L, &s->uv);
+    return eddy__uverror(L, r, "accept");
+  }
+  if (sv->kind == EDDY_STREAM_TCP) uv_tcp_nodelay((uv_tcp_t *)h, 1);
+  lua_pushcfunction(L, eddy__traceback);
+  lua_getiuservalue(L, 2, SV_FACTORY);
+  r = lua_pcall(L, 0, 1, 4);  /* 5: the protocol */
+  if (r == LUA_OK && (tp = lua_type(L, 5)) != LUA_TTABLE &&
+      tp != LUA_TUSERDATA) {
+    eddy__pusherror(L, "RuntimeError", "protocol_factory must return a "
+                    "protocol (table or userdata), got %s",
+                    luaL_typename(L, 5));
+    r = LUA_ERRRUN;
+  }
+  if (r != LUA_OK) {
+    s->state = EDDY_STREAM_CLOSED;
+    eddy__uv_close(L, &s->uv);
+    return lua_error(L);
+  }
+  sv->active++;
+  s->server = sv;
+  eddy__stream_start(L, 3, 5, 2);
+  return 0;
+}
+
+static void connection_cb(uv_stream_t *h, int status) {
+  Listener *l = (Listener *)h->data;
+  eddy_Loop *loop;
+  lua_State *L;
+  int top;
+  if (l == NULL) return;
+  loop = l->uv.loop;
+  L = loop->rt->L;
+  top = lua_gettop(L);
+  if (status < 0) {
+    eddy__pushuverror(L, status, "accept");
+    eddy__newcontext(L, "socket.accept() out of system resource", -1);
+    eddy__call_exception_handler(L, loop);
+  } else {
+    lua_pushcfunction(L, accept_one);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, l->uv.self_ref);
+    eddy__pcall(L, loop, 1, 0,
+                "Error on transport creation for incoming connection");
+  }
+  lua_settop(L, top);
+}
+
+/* }====================================================== */
+
+/* {====================================================== Methods */
+
+/* Close every listener of the server at sv. */
+static void close_listeners(lua_State *L, int sv) {
+  lua_Integer i, n;
+  if (push_field(L, sv, "listeners") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  n = (lua_Integer)lua_rawlen(L, -1);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    eddy__uv_close(L, &((Listener *)lua_touserdata(L, -1))->uv);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* server:close(): stop listening; connections stay (close_clients). */
+static int s_close(lua_State *L) {
+  eddy_Server *sv = checkserver(L, 1);
+  if (sv->closed) return 0;
+  sv->closed = 1;
+  sv->serving = 0;
+  close_listeners(L, 1);
+  if (push_field(L, 1, "serving_fut") != LUA_TNIL) {
+    lua_getfield(L, -1, "cancel");
+    lua_insert(L, -2);
+    lua_call(L, 1, 0);
+    lua_getiuservalue(L, 1, SV_FIELDS);
+    lua_pushnil(L);
+    lua_setfield(L, -2, "serving_fut");
+  }
+  if (sv->active == 0) wakeup(L, sv, 1);
+  return 0;
+}
+
+static int s_close_clients(lua_State *L) {
+  eddy_Server *sv = checkserver(L, 1);
+  eddy__stream_close_clients(L, sv->loop, sv, 0);
+  return 0;
+}
+
+static int s_abort_clients(lua_State *L) {
+  eddy_Server *sv = checkserver(L, 1);
+  eddy__stream_close_clients(L, sv->loop, sv, 1);
+  return 0;
+}
+
+static int s_get_loop(lua_State *L) {
+  eddy_Server *sv = checkserver(L, 1);
+  eddy__pushloop(L, sv->loop);
+  return 1;
+}
+
+static int s_is_serving(lua_State *L) {
+  eddy_Server *sv = checkserver(L, 1);
+  lua_pushboolean(L, sv->serving);
+  return 1;
+}
+
+/* server:wait_closed() (suspending): until close() and every accepted
+** connection is gone (asyncio 3.12.1+). */
+static int s_wait_closed(lua_State *L) {
+  eddy_Server *sv = checkserver(L, 1);
+  if (sv->woken) return 0;
+  lua_settop(L, 1);
+  if (push_field(L, 1, "waiters") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_getiuservalue(L, 1, SV_FIELDS);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "waiters");
+    lua_pop(L, 1);
+  }
+  eddy__future_new(L, sv->loop);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, 2, (lua_Integer)lua_rawlen(L, 2) + 1);
+  return eddy__await(L, 3, "wait_closed");
+}
+
+/* server:_start() -> false if closed: listen on every socket (asyncio's
+** _start_serving). */
+static int s_start(lua_State *L) {
+  eddy_Server *sv = checkserver(L, 1);
+  lua_Integer i, n;
+  lua_settop(L, 1);
+  lua_pushboolean(L, !sv->closed);
+  if (sv->serving || sv->closed) return 1;
+  sv->serving = 1;
+  push_field(L, 1, "listeners");
+  n = (lua_Integer)lua_rawlen(L, 3);
+  for (i = 1; i <= n; i++) {
+    Listener *l;
+    int r;
+    lua_rawgeti(L, 3, i);
+    l = (Listener *)lua_touserdata(L, -1);
+    r = uv_listen((uv_stream_t *)l->uv.handle, sv->backlog, connection_cb);
+    if (r < 0) return eddy__uverror(L, r, "listen");
+    lua_pop(L, 1);
+  }
+  lua_settop(L, 2);
+  return 1;
+}
+
+/* server:_listen(fd): take over the bound socket 'fd' (closed on
+** failure). */
+static int s_listen(lua_State *L) {
+  eddy_Server *sv = checkserver(L, 1);
+  int fd = (int)luaL_checkinteger(L, 2);
+  Listener *l;
+  uv_handle_t *h;
+  int r;
+  if (sv->closed) {
+    close(fd);
+    return eddy__error(L, "RuntimeError", "server is closed");
+  }
+  l = (Listener *)lua_newuserdatauv(L, sizeof(Listener), 1);
+  eddy__uv_init(&l->uv);
+  l->server = sv;
+  luaL_setmetatable(L, EDDY_LISTENER);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  if (sv->kind == EDDY_STREAM_TCP) {
+    h = eddy__uv_open(L, &l->uv, -1, sv->loop, sizeof(uv_tcp_t));
+    r = uv_tcp_init(sv->loop->uv, (uv_tcp_t *)h);
+    if (r == 0 && (r = uv_tcp_open((uv_tcp_t *)h, fd)) < 0) {
+      eddy__uv_close(L, &l->uv);
+      close(fd);
+      return eddy__uverror(L, r, "create_server");
+    }
+  } else {
+    h = eddy__uv_open(L, &l->uv, -1, sv->loop, sizeof(uv_pipe_t));
+    r = uv_pipe_init(sv->loop->uv, (uv_pipe_t *)h, 0);
+    if (r == 0 && (r = uv_pipe_open((uv_pipe_t *)h, fd)) < 0) {
+      eddy__uv_close(L, &l->uv);
+      close(fd);
+      return eddy__uverror(L, r, "create_unix_server");
+    }
+  }
+  if (r < 0) {
+    eddy__uv_abandon(L, &l->uv);
+    close(fd);
+    return eddy__uverror(L, r, "create_server");
+  }
+  push_field(L, 1, "listeners");
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
+/* server:_fields() -> the FIELDS table (for the Lua half). */
+static int s_fields(lua_State *L) {
+  checkserver(L, 1);
+  lua_getiuservalue(L, 1, SV_FIELDS);
+  return 1;
+}
+
+/* The read-only field 'sockets': views of the listening sockets (an
+** empty array once closed). */
+static int s_index(lua_State *L) {
+  eddy_Server *sv = checkserver(L, 1);
+  const char *k = lua_tostring(L, 2);
+  lua_Integer i, n, m = 0;
+  if (k == NULL || strcmp(k, "sockets") != 0) {
+    lua_pushvalue(L, 2);
+    lua_gettable(L, lua_upvalueindex(1));  /* the methods */
+    return 1;
+  }
+  lua_newtable(L);
+  if (sv->closed || push_field(L, 1, "listeners") != LUA_TTABLE) return 1;
+  n = (lua_Integer)lua_rawlen(L, -1);
+  for (i = 1; i <= n; i++) {
+    Listener *l;
+    uv_os_fd_t fd;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    lua_rawgeti(L, -1, i);
+    l = (Listener *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (l->uv.handle == NULL || uv_fileno(l->uv.handle, &fd) < 0 ||
+        getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+      continue;
+    eddy__socket_push(L, fd, ss.ss_family, SOCK_STREAM, 0);
+    lua_rawseti(L, -3, ++m);
+  }
+  lua_pop(L, 1);
+  return 1;
+}
+
+static int s_tostring(lua_State *L) {
+  eddy_Server *sv = checkserver(L, 1);
+  lua_pushfstring(L, "<Server %s%s %p>",
+                  sv->serving ? "serving" : "not serving",
+                  sv->closed ? " closed" : "", (void *)sv);
+  return 1;
+}
+
+/* __gc of a Listener: only at lua_close can an open one be collected. */
+static int listener_gc(lua_State *L) {
+  Listener *l = (Listener *)lua_touserdata(L, 1);
+  eddy__uv_gc(L, &l->uv, "server");
+  return 0;
+}
+
+/* loop:_new_server(protocol_factory, kind, backlog) -> Server; kind is
+** "tcp" or "unix". */
+static int l_new_server(lua_State *L) {
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  static const char *const kinds[] = {"tcp", "unix", NULL};
+  int kind = luaL_checkoption(L, 3, NULL, kinds);
+  lua_Integer backlog = luaL_checkinteger(L, 4);
+  eddy_Server *sv;
+  eddy__checkcallable(L, 2);
+  sv = (eddy_Server *)lua_newuserdatauv(L, sizeof(eddy_Server), SV_NUV);
+  memset(sv, 0, sizeof *sv);
+  sv->loop = loop;
+  sv->kind = (unsigned char)(kind == 0 ? EDDY_STREAM_TCP : EDDY_STREAM_UNIX);
+  sv->backlog = backlog < 1 ? 1 : backlog > 65535 ? 65535 : (int)backlog;
+  luaL_setmetatable(L, EDDY_SERVER);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, SV_FACTORY);
+  lua_createtable(L, 0, 3);
+  lua_newtable(L);
+  lua_setfield(L, -2, "listeners");
+  lua_setiuservalue(L, -2, SV_FIELDS);
+  return 1;
+}
+
+/* }====================================================== */
+
+static const luaL_Reg server_methods[] = {
+  {"close", s_close},
+  {"close_clients", s_close_clients},
+  {"abort_clients", s_abort_clients},
+  {"get_loop", s_get_loop},
+  {"is_serving", s_is_serving},
+  {"wait_closed", s_wait_closed},
+  {"_start", s_start},
+  {"_listen", s_listen},
+  {"_fields", s_fields},
+  {NULL, NULL}
+};
+
+static const luaL_Reg loop_methods[] = {
+  {"_new_server", l_new_server},
+  {NULL, NULL}
+};
+
+/* Metatables, the loop method, and Server (the methods table the Lua
+** half extends) in the core table at the top. */
+void eddy__open_server(lua_State *L) {
+  eddy__loop_methods(L, loop_methods);
+  luaL_newmetatable(L, EDDY_SERVER);
+  luaL_newlib(L, server_methods);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -4, "Server");
+  lua_pushcclosure(L, s_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, s_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_setfield(L, -2, "ServerMeta");
+  luaL_newmetatable(L, EDDY_LISTENER);
+  lua_pushcfunction(L, listener_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+}

@@ -1,0 +1,875 @@
+/*
+** stream.c -- the stream transport shared by TCP and UNIX sockets
+** (asyncio's _SelectorSocketTransport, on a libuv stream).
+**
+** Protocol callbacks come in asyncio's order: connection_made, then
+** data_received* (or get_buffer/buffer_updated), eof_received, and
+** connection_lost(err|nil) exactly once, from the close callback of the
+** libuv handle (so never from inside the method that closed it).
+**
+** Writes first try uv_try_write; only what the kernel did not take is
+** queued with uv_write, and the Lua string stays referenced (not copied)
+** until the write callback.  Flow control follows asyncio: the protocol is
+** paused when the queued bytes pass 'high' and resumed when they drain to
+** 'low'.  Reads go through one per-thread 64 KiB buffer and become one Lua
+** string each.
+**
+** Invariants:
+**  - state OPEN: reading unless paused or EOF was received;
+**  - state CLOSING: close() was called; no reads; the handle closes when
+**    the last queued write completes (nwrites == 0);
+**  - state CLOSED: the handle is closed or closing; connection_lost comes
+**    from its close callback with the error kept in the EXTRA table.
+*/
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* User values of a stream transport. */
+enum {
+  ST_PROTOCOL = 1,  /* the protocol */
+  ST_RECEIVED,      /* its data_received (buffer_updated when buffered),
+                       cached by set_protocol as uvloop does */
+  ST_SERVER,        /* the Server that accepted it, or nil */
+  ST_BUFFER,        /* the buffer of the last get_buffer() call */
+  ST_EXTRA,         /* nil or a table: exc (for connection_lost) and the
+                       cached extra info (peername, sockname, socket) */
+  ST_NUV = ST_EXTRA
+};
+
+#define DEFAULT_HIGH (64 * 1024)
+
+/* Key in each stream metatable marking it as one. */
+static const char stream_key = 's';
+
+/* Reads land here, then become one Lua string: no allocation per read
+** besides that string.  libuv calls the read callback right after the
+** allocation callback, on the loop's thread, so one buffer per thread
+** is enough. */
+static _Thread_local char read_buf[64 * 1024];
+
+typedef struct WriteReq {
+  uv_write_t req;
+  int ref;  /* registry reference of the string being written */
+} WriteReq;
+
+static void close_handle(lua_State *L, eddy_Stream *s);
+
+/* Add 'funcs' to the Loop class of the core table at the top (the other
+** C files of the network part use it for their loop methods). */
+void eddy__loop_methods(lua_State *L, const luaL_Reg *funcs) {
+  lua_getfield(L, -1, "Loop");
+  luaL_setfuncs(L, funcs, 0);
+  lua_pop(L, 1);
+}
+
+eddy_Stream *eddy__tostream(lua_State *L, int i) {
+  eddy_Stream *s = (eddy_Stream *)lua_touserdata(L, i);
+  if (s == NULL || !lua_getmetatable(L, i)) return NULL;
+  if (lua_rawgetp(L, -1, &stream_key) == LUA_TNIL) s = NULL;
+  lua_pop(L, 2);
+  return s;
+}
+
+static eddy_Stream *checkstream(lua_State *L, int i) {
+  eddy_Stream *s = eddy__tostream(L, i);
+  if (s == NULL) luaL_typeerror(L, i, "transport");
+  return s;
+}
+
+/* Push the EXTRA table of the transport at t, creating it. */
+static void push_extra(lua_State *L, int t) {
+  if (lua_getiuservalue(L, t, ST_EXTRA) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 2);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, t, ST_EXTRA);
+}
+
+/* {====================================================== Calling the protocol */
+
+/* (protocol, name, args...) -> protocol:name(args...), or nothing when
+** the protocol has no such method.  Looked up inside the protected call:
+** an __index that fails is reported like a failing method. */
+static int protocol_method(lua_State *L) {
+  int n = lua_gettop(L);
+  lua_pushvalue(L, 2);
+  if (lua_gettable(L, 1) == LUA_TNIL) return 0;
+  lua_replace(L, 2);      /* protocol, method, args... */
+  lua_pushvalue(L, 1);
+  lua_insert(L, 3);       /* protocol, method, protocol, args... */
+  lua_call(L, n - 1, LUA_MULTRET);
+  return lua_gettop(L) - 1;
+}
+
+/*
+** Call the function below its 'nargs' arguments at the top, protected.
+** On failure the error goes to the exception handler with a context
+** {message, exception, transport, protocol} and stays at the top; the
+** status is returned.  On success 'nres' results are left.
+*/
+static int pcall_protocol(lua_State *L, eddy_Stream *s, int t, int nargs,
+                          int nres, const char *message) {
+  eddy_Loop *loop = s->uv.loop;
+  eddy_Runtime *rt = loop->rt;
+  eddy_Loop *prev = rt->running;
+  int base = lua_gettop(L) - nargs;
+  int status;
+  lua_pushcfunction(L, eddy__traceback);
+  lua_insert(L, base);
+  if (prev == NULL) rt->running = loop;
+  status = lua_pcall(L, nargs, nres, base);
+  rt->running = prev;
+  lua_remove(L, base);
+  if (status != LUA_OK) {
+    eddy__newcontext(L, message, -1);
+    lua_pushvalue(L, t);
+    lua_setfield(L, -2, "transport");
+    lua_getiuservalue(L, t, ST_PROTOCOL);
+    lua_setfield(L, -2, "protocol");
+    eddy__call_exception_handler(L, loop);
+  }
+  return status;
+}
+
+/* Call protocol:name(args) with the 'nargs' arguments at the top; see
+** pcall_protocol.  Missing methods do nothing (and return nil). */
+static int call_protocol(lua_State *L, eddy_Stream *s, int t,
+                         const char *name, int nargs, int nres,
+                         const char *message) {
+  int first = lua_gettop(L) - nargs + 1;
+  lua_pushcfunction(L, protocol_method);
+  lua_getiuservalue(L, t, ST_PROTOCOL);
+  lua_pushstring(L, name);
+  lua_rotate(L, first, 3);  /* protocol_method, protocol, name, args... */
+  return pcall_protocol(L, s, t, nargs + 2, nres, message);
+}
+
+/* }====================================================== */
+
+/* {====================================================== Closing */
+
+/* Close the libuv handle; connection_lost follows from its callback. */
+static void close_handle(lua_State *L, eddy_Stream *s) {
+  s->state = EDDY_STREAM_CLOSED;
+  eddy__uv_close(L, &s->uv);
+}
+
+/*
+** asyncio's _force_close: drop queued writes and close now; the error at
+** index 'err' (0: none) goes to connection_lost.
+*/
+static void force_close(lua_State *L, eddy_Stream *s, int t, int err) {
+  if (s->state == EDDY_STREAM_CLOSED) return;
+  if (err != 0 && !lua_isnil(L, err)) {
+    err = lua_absindex(L, err);
+    push_extra(L, t);
+    lua_pushvalue(L, err);
+    lua_setfield(L, -2, "exc");
+    lua_pop(L, 1);
+  }
+  close_handle(L, s);
+}
+
+/* A read or write failed with a libuv error: connection_lost(OSError). */
+static void os_error(lua_State *L, eddy_Stream *s, int t, int uverr) {
+  eddy__pushuverror(L, uverr, NULL);
+  force_close(L, s, t, -1);
+  lua_pop(L, 1);
+}
+
+/* The close callback (handle.c): connection_lost, then forget the
+** protocol and leave the server. */
+static void stream_closed(lua_State *L, eddy_UVObject *o, int t) {
+  eddy_Stream *s = (eddy_Stream *)o;
+  s->state = EDDY_STREAM_CLOSED;
+  if (s->started) {
+    s->started = 0;
+    if (lua_getiuservalue(L, t, ST_EXTRA) == LUA_TTABLE)
+      lua_getfield(L, -1, "exc");
+    else
+      lua_pushnil(L);
+    call_protocol(L, s, t, "connection_lost", 1, 0,
+                  "Exception in protocol.connection_lost()");
+    lua_settop(L, t);
+  }
+  if (s->server != NULL) {
+    eddy_Server *sv = s->server;
+    s->server = NULL;
+    lua_getiuservalue(L, t, ST_SERVER);
+    eddy__server_detach(L, sv, lua_gettop(L));
+    lua_settop(L, t);
+  }
+  /* A socket view handed out by get_extra_info forgets the descriptor. */
+  if (lua_getiuservalue(L, t, ST_EXTRA) == LUA_TTABLE &&
+      lua_getfield(L, -1, "socket") != LUA_TNIL) {
+    eddy_Socket *sock = eddy__tosocket(L, -1);
+    if (sock != NULL) sock->fd = -1;
+  }
+  lua_settop(L, t);
+  lua_pushnil(L);
+  lua_setiuservalue(L, t, ST_PROTOCOL);
+  lua_pushnil(L);
+  lua_setiuservalue(L, t, ST_RECEIVED);
+  lua_pushnil(L);
+  lua_setiuservalue(L, t, ST_SERVER);
+  lua_pushnil(L);
+  lua_setiuservalue(L, t, ST_BUFFER);
+}
+
+/* loop:close() with the transport still open: abort it. */
+static void stream_before_close(lua_State *L, eddy_UVObject *o, int t) {
+  force_close(L, (eddy_Stream *)o, t, 0);
+}
+
+/* }====================================================== */
+
+/* {====================================================== Reading */
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  eddy_Stream *s = (eddy_Stream *)h->data;
+  lua_State *L;
+  int top, t;
+  size_t size = 0;
+  char *data;
+  buf->base = read_buf;
+  buf->len = sizeof read_buf;
+  if (s == NULL || !s->buffered) return;
+  /* BufferedProtocol: read into the protocol's own buffer. */
+  L = s->uv.loop->rt->L;
+  top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
+  t = top + 1;
+  lua_pushinteger(L, (lua_Integer)suggested);
+  if (call_protocol(L, s, t, "get_buffer", 1, 1,
+                    "Fatal error: protocol.get_buffer() call failed.")
+      != LUA_OK) {
+    force_close(L, s, t, -1);
+    buf->len = 0;
+  } else if ((data = eddy__tobuffer(L, -1, &size)) == NULL || size == 0) {
+    eddy__pusherror(L, "RuntimeError", "get_buffer() returned %s",
+                    data == NULL ? "no eddy.Buffer" : "an empty buffer");
+    eddy__newcontext(L, "Fatal error: protocol.get_buffer() call failed.",
+                     -1);
+    eddy__call_exception_handler(L, s->uv.loop);
+    force_close(L, s, t, -1);
+    buf->len = 0;
+  } else {
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, t, ST_BUFFER);  /* alive until the read is done */
+    buf->base = data;
+    buf->len = size;
+  }
+  lua_settop(L, top);
+}
+
+/* The peer shut its write side (asyncio's _read_ready__on_eof). */
+static void on_eof(lua_State *L, eddy_Stream *s, int t) {
+  uv_read_stop((uv_stream_t *)s->uv.handle);
+  s->eof_received = 1;
+  if (call_protocol(L, s, t, "eof_received", 0, 1,
+                    "Fatal error: protocol.eof_received() call failed.")
+      != LUA_OK) {
+    force_close(L, s, t, -1);
+    return;
+  }
+  if (!lua_toboolean(L, -1) && s->state == EDDY_STREAM_OPEN) {
+    s->state = EDDY_STREAM_CLOSING;  /* asyncio's close() */
+    if (s->nwrites == 0) close_handle(L, s);
+  }
+}
+
+static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
+  eddy_Stream *s = (eddy_Stream *)h->data;
+  lua_State *L;
+  int top, t;
+  if (s == NULL || nread == 0 || s->state == EDDY_STREAM_CLOSED) return;
+  L = s->uv.loop->rt->L;
+  top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
+  t = top + 1;
+  if (nread > 0) {
+    if (lua_getiuservalue(L, t, ST_RECEIVED) == LUA_TNIL) {
+      /* no data_received / buffer_updated: nothing to call */
+    } else {
+      lua_getiuservalue(L, t, ST_PROTOCOL);
+      if (s->buffered) {
+        lua_pushinteger(L, (lua_Integer)nread);
+        lua_pushnil(L);
+        lua_setiuservalue(L, t, ST_BUFFER);
+      } else {
+        lua_pushlstring(L, buf->base, (size_t)nread);
+      }
+      if (pcall_protocol(L, s, t, 2, 0, s->buffered
+              ? "Fatal error: protocol.buffer_updated() call failed."
+              : "Fatal error: protocol.data_received() call failed.")
+          != LUA_OK)
+        force_close(L, s, t, -1);
+    }
+  } else if (nread == UV_EOF) {
+    on_eof(L, s, t);
+  } else if (nread != UV_ENOBUFS) {  /* ENOBUFS: get_buffer failed */
+    os_error(L, s, t, (int)nread);
+  }
+  lua_settop(L, top);
+}
+
+static void start_reading(eddy_Stream *s) {
+  if (s->state == EDDY_STREAM_OPEN && s->reading && !s->eof_received)
+    uv_read_start((uv_stream_t *)s->uv.handle, alloc_cb, read_cb);
+}
+
+/* }====================================================== */
+
+/* {====================================================== Writing */
+
+static size_t queued_bytes(eddy_Stream *s) {
+  if (s->uv.handle == NULL) return 0;
+  return uv_stream_get_write_queue_size((uv_stream_t *)s->uv.handle);
+}
+
+/* asyncio's _maybe_pause_protocol. */
+static void maybe_pause(lua_State *L, eddy_Stream *s, int t) {
+  if (s->proto_paused || queued_bytes(s) <= s->high) return;
+  s->proto_paused = 1;
+  call_protocol(L, s, t, "pause_writing", 0, 0,
+                "protocol.pause_writing() failed");
+}
+
+/* asyncio's _maybe_resume_protocol. */
+static void maybe_resume(lua_State *L, eddy_Stream *s, int t) {
+  if (!s->proto_paused || queued_bytes(s) > s->low) return;
+  s->proto_paused = 0;
+  call_protocol(L, s, t, "resume_writing", 0, 0,
+                "protocol.resume_writing() failed");
+}
+
+static void write_cb(uv_write_t *req, int status) {
+  WriteReq *w = (WriteReq *)req;
+  eddy_Stream *s = (eddy_Stream *)req->handle->data;
+  int ref = w->ref;
+  lua_State *L;
+  int top;
+  free(w);
+  if (s == NULL) return;  /* detached by __gc at lua_close */
+  L = s->uv.loop->rt->L;
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  s->nwrites--;
+  if (s->state == EDDY_STREAM_CLOSED) return;
+  top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
+  if (status < 0) {
+    os_error(L, s, top + 1, status);
+  } else {
+    maybe_resume(L, s, top + 1);
+    if (s->nwrites == 0 && s->state == EDDY_STREAM_CLOSING)
+      close_handle(L, s);
+  }
+  lua_settop(L, top);
+}
+
+/*
+** Send 'len' bytes of the string at index 'str': what uv_try_write does
+** not take is queued, keeping the string referenced.
+*/
+static void stream_send(lua_State *L, eddy_Stream *s, int t, int str,
+                        const char *data, size_t len) {
+  uv_stream_t *h = (uv_stream_t *)s->uv.handle;
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned int)len);
+  WriteReq *w;
+  int r;
+  if (s->nwrites == 0) {
+    r = uv_try_write(h, &b, 1);
+    if (r == (int)len) return;
+    if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
+      os_error(L, s, t, r);
+      return;
+    }
+    if (r > 0) {
+      b.base += r;
+      b.len -= (unsigned int)r;
+    }
+  }
+  w = (WriteReq *)malloc(sizeof *w);
+  if (w == NULL) {
+    luaL_error(L, "not enough memory");
+    return;
+  }
+  r = uv_write(&w->req, h, &b, 1, write_cb);
+  if (r < 0) {
+    free(w);
+    os_error(L, s, t, r);
+    return;
+  }
+  lua_pushvalue(L, str);
+  w->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  s->nwrites++;
+  maybe_pause(L, s, t);
+}
+
+/* Whether a write may go ahead; asyncio's checks. */
+static int can_send(lua_State *L, eddy_Stream *s, size_t len) {
+  if (s->eof_sent)
+    eddy__error(L, "RuntimeError", "Cannot call write() after write_eof()");
+  if (len == 0) return 0;
+  if (s->state != EDDY_STREAM_OPEN) {
+    /* asyncio drops writes after close; debug mode says so. */
+    if (s->uv.loop->debug && s->lost_writes++ == 5)
+      lua_warning(L, "eddy: transport is closed: writes are dropped", 0);
+    return 0;
+  }
+  return 1;
+}
+
+/* transport:write(data): data is a string or an eddy.Buffer (copied). */
+static int t_write(lua_State *L) {
+  eddy_Stream *s = checkstream(L, 1);
+  size_t len;
+  const char *data;
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    data = lua_tolstring(L, 2, &len);
+  } else if ((data = eddy__tobuffer(L, 2, &len)) != NULL) {
+    lua_pushlstring(L, data, len);
+    lua_replace(L, 2);
+    data = lua_tostring(L, 2);
+  } else {
+    return luaL_typeerror(L, 2, "string");
+  }
+  if (can_send(L, s, len)) stream_send(L, s, 1, 2, data, len);
+  return 0;
+}
+
+/* transport:writelines(list): one write of the concatenation. */
+static int t_writelines(lua_State *L) {
+  eddy_Stream *s = checkstream(L, 1);
+  luaL_Buffer b;
+  lua_Integer i, n;
+  size_t len;
+  const char *data;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  n = luaL_len(L, 2);
+  luaL_buffinit(L, &b);
+  for (i = 1; i <= n; i++) {
+    if (lua_geti(L, 2, i) != LUA_TSTRING)
+      return luaL_error(L, "bad element #%I in 'writelines' (string "
+                        "expected, got %s)", i, luaL_typename(L, -1));
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  data = lua_tolstring(L, -1, &len);
+  if (can_send(L, s, len)) stream_send(L, s, 1, lua_gettop(L), data, len);
+  return 0;
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status) {
+  (void)status;  /* a reset peer shows up on the reading side */
+  free(req);
+}
+
+/* transport:write_eof(): shut the write side once queued data is out. */
+static int t_write_eof(lua_State *L) {
+  eddy_Stream *s = checkstream(L, 1);
+  uv_shutdown_t *req;
+  int r;
+  if (s->state != EDDY_STREAM_OPEN || s->eof_sent) return 0;
+  s->eof_sent = 1;
+  req = (uv_shutdown_t *)malloc(sizeof *req);
+  if (req == NULL) return luaL_error(L, "not enough memory");
+  r = uv_shutdown(req, (uv_stream_t *)s->uv.handle, shutdown_cb);
+  if (r < 0) {
+    free(req);
+    return eddy__uverror(L, r, "write_eof");
+  }
+  return 0;
+}
+
+static int t_can_write_eof(lua_State *L) {
+  checkstream(L, 1);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int t_get_write_buffer_size(lua_State *L) {
+  eddy_Stream *s = checkstream(L, 1);
+  lua_pushinteger(L, (lua_Integer)queued_bytes(s));
+  return 1;
+}
+
+/* transport:get_write_buffer_limits() -> low, high */
+static int t_get_write_buffer_limits(lua_State *L) {
+  eddy_Stream *s = checkstream(L, 1);
+  lua_pushinteger(L, (lua_Integer)s->low);
+  lua_pushinteger(L, (lua_Integer)s->high);
+  return 2;
+}
+
+/* transport:set_write_buffer_limits(high, low): asyncio's defaults
+** (high 64 KiB, or 4 * low; low = high / 4). */
+static int t_set_write_buffer_limits(lua_State *L) {
+  eddy_Stream *s = checkstream(L, 1);
+  lua_Integer high, low;
+  if (lua_isnoneornil(L, 2)) {
+    high = lua_isnoneornil(L, 3) ? DEFAULT_HIGH : 4 * luaL_checkinteger(L, 3);
+  } else {
+    high = luaL_checkinteger(L, 2);
+  }
+  low = lua_isnoneornil(L, 3) ? high / 4 : luaL_checkinteger(L, 3);
+  if (!(high >= low && low >= 0))
+    return eddy__error(L, "ValueError",
+                       "high (%I) must be >= low (%I) must be >= 0",
+                       high, low);
+  s->high = (size_t)high;
+  s->low = (size_t)low;
+  if (s->state == EDDY_STREAM_OPEN) maybe_pause(L, s, 1);
+  return 0;
+}
+
+/* }====================================================== */
+
+/* {====================================================== Methods */
+
+/* Set the protocol at index p, caching the method reads call. */
+static void set_protocol(lua_State *L, eddy_Stream *s, int t, int p) {
+  int tp = lua_type(L, p);
+  if (tp != LUA_TTABLE && tp != LUA_TUSERDATA)
+    luaL_typeerror(L, p, "protocol (table or userdata)");
+  lua_pushvalue(L, p);
+  lua_setiuservalue(L, t, ST_PROTOCOL);
+  s->buffered = lua_getfield(L, p, "get_buffer") != LUA_TNIL;
+  lua_getfield(L, p, s->buffered ? "buffer_updated" : "data_received");
+  lua_setiuservalue(L, t, ST_RECEIVED);
+  lua_pop(L, 1);
+}
+
+/* connection_made, then reading.  Returns LUA_OK, or the status with
+** the error at the top (the transport is closed then). */
+static int start(lua_State *L, eddy_Stream *s, int t) {
+  s->started = 1;
+  s->reading = 1;
+  lua_pushvalue(L, t);
+  if (call_protocol(L, s, t, "connection_made", 1, 0,
+                    "Exception in protocol.connection_made()") != LUA_OK) {
+    force_close(L, s, t, -1);
+    return LUA_ERRRUN;
+  }
+  start_reading(s);
+  return LUA_OK;
+}
+
+void eddy__stream_start(lua_State *L, int t, int p, int sv) {
+  eddy_Stream *s = (eddy_Stream *)lua_touserdata(L, t);
+  t = lua_absindex(L, t);
+  set_protocol(L, s, t, lua_absindex(L, p));
+  if (sv != 0) {
+    lua_pushvalue(L, sv);
+    lua_setiuservalue(L, t, ST_SERVER);
+  }
+  if (start(L, s, t) != LUA_OK) lua_pop(L, 1);  /* reported already */
+}
+
+/* transport:_start(protocol) -> nil, or the error connection_made raised
+** (the transport is closed then). */
+static int t_start(lua_State *L) {
+  eddy_Stream *s = checkstream(L, 1);
+  if (s->started || s->state != EDDY_STREAM_OPEN)
+    return luaL_error(L, "transport already started or closed");
+  lua_settop(L, 2);
+  set_protocol(L, s, 1, 2);  /* type errors raise before anything runs */
+  return start(L, s, 1) == LUA_OK ? 0 : 1;
+}
+
+static int t_close(lua_State *L) {
+  eddy_Stream *s = checkstream(L, 1);
+  if (s->state != EDDY_STREAM_OPEN) return 0;
+  s->state = EDDY_STREAM_CLOSING;
+  if (s->uv.handle != NULL) uv_read_stop((uv_stream_t *)s->uv.handle);
+  if (s->nwrites == 0) close_handle(L, s);
+  return 0;
+}
+
+static int t_abort(lua_State *L) {
+  eddy_Stream *s = checkstream(L, 1);
+  force_close(L, s, 1, 0);
+  return 0;
+}
+
+static int t_is_closing(lua_State *L) {
+  eddy_Stream *s = checkstream(L, 1);
+  lua_pushboolean(L, s->state != EDDY_STREAM_OPEN);
+  return 1;
+}
+
+static int t_is_reading(lua_State *L) {
+  eddy_Stream *s = checkstream(L, 1);
+  lua_pushboolean(L, s->state == EDDY_STREAM_OPEN && s->reading);
+  return 1;
+}
+
+static int t_pause_reading(lua_State *L) {
+  eddy_Stream *s = checkstream(L, 1);
+  if (s->state != EDDY_STREAM_OPEN || !s->reading) return 0;
+  s->reading = 0;
+  uv_read_stop((uv_stream_t *)s->uv.handle);
+  return 0;
+}
+
+static int t_resume_reading(lua_State *L) {
+  eddy_Stream *s = checkstream(L, 1);
+  if (s->state != EDDY_STREAM_OPEN || s->reading) return 0;
+  s->reading = 1;
+  if (s->started) start_reading(s);
+  return 0;
+}
+
+static int t_set_protocol(lua_State *L) {
+  eddy_Stream *s = checkstream(L, 1);
+  luaL_checkany(L, 2);
+  set_protocol(L, s, 1, 2);
+  return 0;
+}
+
+static int t_get_protocol(lua_State *L) {
+  checkstream(L, 1);
+  lua_getiuservalue(L, 1, ST_PROTOCOL);
+  return 1;
+}
+
+/* Push the address getsockname/getpeername gives for the stream, or
+** nothing; returns whether it pushed. */
+static int push_address(lua_State *L, eddy_Stream *s, int peer) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  uv_os_fd_t fd;
+  if (s->uv.handle == NULL || uv_fileno(s->uv.handle, &fd) < 0) return 0;
+  memset(&ss, 0, sizeof ss);
+  if ((peer ? getpeername(fd, (struct sockaddr *)&ss, &len)
+            : getsockname(fd, (struct sockaddr *)&ss, &len)) < 0)
+    return 0;
+  eddy__socket_pushaddr(L, (struct sockaddr *)&ss, len);
+  return 1;
+}
+
+/* Push the transport's socket as an eddy.socket object (not owning the
+** descriptor); returns whether it pushed. */
+static int push_socket(lua_State *L, eddy_Stream *s) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  uv_os_fd_t fd;
+  if (s->uv.handle == NULL || uv_fileno(s->uv.handle, &fd) < 0 ||
+      getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+    return 0;
+  eddy__socket_push(L, fd, ss.ss_family, SOCK_STREAM, 0);
+  return 1;
+}
+
+/* transport:get_extra_info(name, default): peername, sockname, socket;
+** values are cached on first use (asyncio reads them at creation). */
+static int t_get_extra_info(lua_State *L) {
+  eddy_Stream *s = checkstream(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  int peer = strcmp(name, "peername") == 0;
+  lua_settop(L, 3);
+  if (!peer && strcmp(name, "sockname") != 0 && strcmp(name, "socket") != 0)
+    return 1;  /* the default */
+  push_extra(L, 1);
+  if (lua_getfield(L, -1, name) != LUA_TNIL) return 1;
+  lua_pop(L, 1);
+  if (strcmp(name, "socket") == 0) {
+    if (!push_socket(L, s)) {
+      lua_pushvalue(L, 3);
+      return 1;
+    }
+  } else if (!push_address(L, s, peer)) {
+    lua_pushvalue(L, 3);
+    return 1;
+  }
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, name);
+  return 1;
+}
+
+static int t_tostring(lua_State *L) {
+  eddy_Stream *s = checkstream(L, 1);
+  static const char *const states[] = {"open", "closing", "closed"};
+  uv_os_fd_t fd = -1;
+  if (s->uv.handle != NULL) uv_fileno(s->uv.handle, &fd);
+  lua_pushfstring(L, "<%s fd=%d %s>",
+                  s->kind == EDDY_STREAM_TCP ? "TCPTransport" : "UnixTransport",
+                  (int)fd, states[s->state]);
+  return 1;
+}
+
+/* __gc: a transport nobody closed (only at lua_close: an open one is
+** anchored). */
+static int t_gc(lua_State *L) {
+  eddy_Stream *s = (eddy_Stream *)lua_touserdata(L, 1);
+  eddy__uv_gc(L, &s->uv, "transport");
+  return 0;
+}
+
+/* }====================================================== */
+
+/* {====================================================== Creation */
+
+eddy_Stream *eddy__stream_new(lua_State *L, eddy_Loop *loop, int kind) {
+  eddy_Stream *s =
+      (eddy_Stream *)lua_newuserdatauv(L, sizeof(eddy_Stream), ST_NUV);
+  memset(s, 0, sizeof *s);
+  eddy__uv_init(&s->uv);
+  s->uv.loop = loop;
+  s->uv.on_closed = stream_closed;
+  s->uv.before_close = stream_before_close;
+  s->kind = (unsigned char)kind;
+  s->state = EDDY_STREAM_CLOSED;  /* until the handle is open */
+  s->high = DEFAULT_HIGH;
+  s->low = DEFAULT_HIGH / 4;
+  luaL_setmetatable(L, kind == EDDY_STREAM_TCP ? EDDY_TCPTRANSPORT
+                                               : EDDY_UNIXTRANSPORT);
+  return s;
+}
+
+/* Open the libuv handle of the new stream at index t; returns the
+** handle (after uv_*_init) or raises. */
+uv_stream_t *eddy__stream_open(lua_State *L, eddy_Stream *s, int t) {
+  eddy_Loop *loop = s->uv.loop;
+  uv_handle_t *h;
+  int r;
+  if (s->kind == EDDY_STREAM_TCP) {
+    h = eddy__uv_open(L, &s->uv, t, loop, sizeof(uv_tcp_t));
+    r = uv_tcp_init(loop->uv, (uv_tcp_t *)h);
+  } else {
+    h = eddy__uv_open(L, &s->uv, t, loop, sizeof(uv_pipe_t));
+    r = uv_pipe_init(loop->uv, (uv_pipe_t *)h, 0);
+  }
+  if (r < 0) {
+    eddy__uv_abandon(L, &s->uv);
+    eddy__uverror(L, r, "transport");
+  }
+  s->state = EDDY_STREAM_OPEN;
+  return (uv_stream_t *)h;
+}
+
+/* Wrap the connected socket 'fd' in the new stream at index t (the
+** stream owns it from now on); returns 0 or a libuv error (fd closed). */
+int eddy__stream_adopt(lua_State *L, eddy_Stream *s, int t, int fd) {
+  uv_stream_t *h = eddy__stream_open(L, s, t);
+  int r = s->kind == EDDY_STREAM_TCP ? uv_tcp_open((uv_tcp_t *)h, fd)
+                                     : uv_pipe_open((uv_pipe_t *)h, fd);
+  if (r < 0) {
+    close(fd);
+    close_handle(L, s);
+    return r;
+  }
+  if (s->kind == EDDY_STREAM_TCP) uv_tcp_nodelay((uv_tcp_t *)h, 1);
+  return 0;
+}
+
+/* Close (abort = 0) or abort every transport accepted by server 'sv'. */
+void eddy__stream_close_clients(lua_State *L, eddy_Loop *loop,
+                                eddy_Server *sv, int abort) {
+  eddy_UVObject *o;
+  int n = 0, i, top = lua_gettop(L);
+  /* Collect first: closing unlinks objects from the loop's list. */
+  lua_newtable(L);
+  for (o = loop->uvobjects; o != NULL; o = o->next)
+    if (o->on_closed == stream_closed && ((eddy_Stream *)o)->server == sv) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, o->self_ref);
+      lua_rawseti(L, top + 1, ++n);
+    }
+  for (i = 1; i <= n; i++) {
+    lua_pushcfunction(L, abort ? t_abort : t_close);
+    lua_rawgeti(L, top + 1, i);
+    lua_call(L, 1, 0);
+  }
+  lua_settop(L, top);
+}
+
+/* loop:_transport_from_fd(fd) -> a transport without a protocol yet
+** for the connected stream socket 'fd', which it owns from now on (TCP,
+** or UNIX for an AF_UNIX socket). */
+static int l_transport_from_fd(lua_State *L) {
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  lua_Integer fd = luaL_checkinteger(L, 2);
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int type = 0, r;
+  socklen_t tlen = sizeof type;
+  eddy_Stream *s;
+  if (fd < 0 || fd > INT_MAX) return eddy__error(L, "ValueError", "bad fd");
+  if (getsockname((int)fd, (struct sockaddr *)&ss, &len) < 0 ||
+      getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &tlen) < 0)
+    return eddy__uverror(L, -errno, "transport");
+  if (type != SOCK_STREAM)
+    return eddy__error(L, "ValueError",
+                       "A Stream Socket was expected, got a socket of type %d",
+                       type);
+  s = eddy__stream_new(L, loop, ss.ss_family == AF_UNIX ? EDDY_STREAM_UNIX
+                                                         : EDDY_STREAM_TCP);
+  if ((r = eddy__stream_adopt(L, s, lua_gettop(L), (int)fd)) < 0)
+    return eddy__uverror(L, r, "transport");
+  return 1;
+}
+
+static const luaL_Reg loop_methods[] = {
+  {"_transport_from_fd", l_transport_from_fd},
+  {NULL, NULL}
+};
+
+static const luaL_Reg stream_methods[] = {
+  {"write", t_write},
+  {"writelines", t_writelines},
+  {"write_eof", t_write_eof},
+  {"can_write_eof", t_can_write_eof},
+  {"close", t_close},
+  {"abort", t_abort},
+  {"is_closing", t_is_closing},
+  {"is_reading", t_is_reading},
+  {"pause_reading", t_pause_reading},
+  {"resume_reading", t_resume_reading},
+  {"set_protocol", t_set_protocol},
+  {"get_protocol", t_get_protocol},
+  {"get_extra_info", t_get_extra_info},
+  {"get_write_buffer_size", t_get_write_buffer_size},
+  {"get_write_buffer_limits", t_get_write_buffer_limits},
+  {"set_write_buffer_limits", t_set_write_buffer_limits},
+  {"_start", t_start},
+  {NULL, NULL}
+};
+
+/* Both stream metatables share one methods table; the core table at the
+** top gets it as StreamTransport. */
+void eddy__open_stream(lua_State *L) {
+  static const char *const names[] = {EDDY_TCPTRANSPORT, EDDY_UNIXTRANSPORT};
+  struct sigaction sa;
+  int i;
+  /* A write to a reset connection must fail with EPIPE, not kill the
+  ** process: ignore SIGPIPE as Python and Node do (unless the host set
+  ** its own handler). */
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+  }
+  eddy__loop_methods(L, loop_methods);
+  luaL_newlib(L, stream_methods);
+  for (i = 0; i < 2; i++) {
+    luaL_newmetatable(L, names[i]);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, t_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, t_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushboolean(L, 1);
+    lua_rawsetp(L, -2, &stream_key);
+    lua_pop(L, 1);
+  }
+  lua_setfield(L, -2, "StreamTransport");  /* core table: for Lua parts */
+}
+
+/* }====================================================== */

@@ -1,0 +1,89 @@
+/*
+** unix.c -- the UNIX-socket parts of create_unix_connection and
+** create_unix_server: connecting to a path and binding one.  Paths
+** starting with "\0" are Linux abstract names (no file; every byte of the
+** string counts).  The sockets are made here, not by uv_pipe_connect or
+** uv_pipe_bind, because libuv 1.44 takes only NUL-terminated paths.
+*/
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* A new non-blocking AF_UNIX stream socket and the address of the path
+** at index i; raises on failure. */
+static int unix_socket(lua_State *L, int i, struct sockaddr_storage *ss,
+                       socklen_t *len) {
+  int fd;
+  luaL_checktype(L, i, LUA_TSTRING);
+  if (lua_rawlen(L, i) == 0)
+    return eddy__error(L, "ValueError", "empty UNIX socket path");
+  eddy__socket_addr(L, i, AF_UNIX, ss, len, 0);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return eddy__uverror(L, -errno, "socket");
+  return fd;
+}
+
+/* Raise the error of a failed call on 'fd' (closed here) about 'path'. */
+static int fail(lua_State *L, int fd, int e, const char *what, int i) {
+  close(fd);
+  lua_pushfstring(L, "%s %s", what, lua_tostring(L, i));
+  return eddy__uverror(L, -e, lua_tostring(L, -1));
+}
+
+/* loop:_unix_connect(path) -> transport without a protocol yet. */
+static int l_unix_connect(lua_State *L) {
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  struct sockaddr_storage ss;
+  socklen_t len;
+  eddy_Stream *s;
+  int fd = unix_socket(L, 2, &ss, &len), r;
+  if (connect(fd, (struct sockaddr *)&ss, len) < 0)
+    return fail(L, fd, errno, "connect to", 2);
+  s = eddy__stream_new(L, loop, EDDY_STREAM_UNIX);
+  if ((r = eddy__stream_adopt(L, s, lua_gettop(L), fd)) < 0)
+    return eddy__uverror(L, r, "create_unix_connection");
+  return 1;
+}
+
+/*
+** C.unix_bind(path) -> fd: a bound socket for create_unix_server.  As
+** asyncio, a stale socket file at the path is removed first; a path in
+** use raises OSError "Address '...' is already in use".
+*/
+static int c_unix_bind(lua_State *L) {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  struct stat st;
+  const char *path = luaL_checkstring(L, 1);
+  int fd = unix_socket(L, 1, &ss, &len);
+  if (path[0] != '\0' && stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+    unlink(path);
+  if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
+    int e = errno;
+    if (e == EADDRINUSE) {
+      close(fd);
+      lua_pushfstring(L, "Address '%s' is already in use", path);
+      return eddy__uverror(L, UV_EADDRINUSE, lua_tostring(L, -1));
+    }
+    return fail(L, fd, e, "bind on", 1);
+  }
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+static const luaL_Reg unix_methods[] = {
+  {"_unix_connect", l_unix_connect},
+  {NULL, NULL}
+};
+
+/* The loop methods; the core table at the top gets unix_bind. */
+void eddy__open_unix(lua_State *L) {
+  eddy__loop_methods(L, unix_methods);
+  lua_pushcfunction(L, c_unix_bind);
+  lua_setfield(L, -2, "unix_bind");
+}
