@@ -45,8 +45,9 @@ static eddy_Handle *handle_build(lua_State *L, eddy_Loop *loop, int nargs,
   lua_rawgeti(L, LUA_REGISTRYINDEX, mtref);
   lua_setmetatable(L, -2);
   if (has_ctx) {
+    /* asyncio runs a callback in a copy of the context it was scheduled in */
     if (ctxidx != 0) lua_pushvalue(L, ctxidx);
-    else lua_rawgeti(L, LUA_REGISTRYINDEX, rt->context_ref);
+    else eddy__push_context_copy(L, rt);
     lua_setiuservalue(L, -2, HANDLE_UV_ARG(nargs));
   }
   lua_insert(L, base);  /* handle below its callback and arguments */
@@ -117,12 +118,17 @@ void eddy__handle_call(lua_State *L, eddy_Loop *loop, eddy_Handle *h, int hidx) 
   if (h->cancelled) return;
   lua_getiuservalue(L, hidx, HANDLE_UV_CB);
   for (i = 0; i < h->nargs; i++) lua_getiuservalue(L, hidx, HANDLE_UV_ARG(i));
+  /* The context the callback runs in; whatever it switches to is left
+  ** behind by eddy__handle_leave (a callback in the base context that sets
+  ** a variable must not change the context of what runs next). */
+  loop->saved_ctx = rt->context_ref;
+  loop->entry_ctx = LUA_NOREF;
+  loop->in_ctx = 1;
   if (h->has_ctx) {
     lua_getiuservalue(L, hidx, HANDLE_UV_ARG(h->nargs));
-    loop->saved_ctx = rt->context_ref;
-    loop->in_ctx = 1;
-    rt->context_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    loop->entry_ctx = luaL_ref(L, LUA_REGISTRYINDEX);
   }
+  rt->context_ref = loop->entry_ctx;
   if (loop->debug) t0 = eddy__time(loop);
   lua_call(L, h->nargs, 0);
   eddy__handle_leave(L, loop);
@@ -130,9 +136,12 @@ void eddy__handle_call(lua_State *L, eddy_Loop *loop, eddy_Handle *h, int hidx) 
 }
 
 void eddy__handle_leave(lua_State *L, eddy_Loop *loop) {
+  eddy_Runtime *rt = loop->rt;
   if (!loop->in_ctx) return;
-  luaL_unref(L, LUA_REGISTRYINDEX, loop->rt->context_ref);
-  loop->rt->context_ref = loop->saved_ctx;
+  if (rt->context_ref != loop->entry_ctx)  /* the callback installed one */
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->context_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, loop->entry_ctx);
+  rt->context_ref = loop->saved_ctx;
   loop->in_ctx = 0;
 }
 

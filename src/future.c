@@ -92,9 +92,11 @@ static void schedule_one(lua_State *L, eddy_Future *f, int fi, int cb,
 
 static void schedule_callbacks(lua_State *L, eddy_Future *f, int fi) {
   int top = lua_gettop(L);
+  int in_extra = f->ncallbacks;  /* callbacks in EXTRA's list */
   if (f->ncallbacks == 0) return;
   lua_getiuservalue(L, fi, FUT_UV_CB0);
   if (!lua_isnil(L, -1)) {
+    in_extra--;
     if (f->flags & FUT_CB0_CTX) {
       push_extra(L, fi, 0);
       lua_getfield(L, -1, "ctx0");
@@ -107,7 +109,7 @@ static void schedule_callbacks(lua_State *L, eddy_Future *f, int fi) {
     lua_setiuservalue(L, fi, FUT_UV_CB0);
   }
   lua_settop(L, top);
-  if (f->ncallbacks > 1 && push_extra(L, fi, 0)) {
+  if (in_extra > 0 && push_extra(L, fi, 0)) {
     int extra = lua_gettop(L);
     lua_Integer k, n = (lua_Integer)lua_rawlen(L, extra);
     for (k = 1; k + 1 <= n; k += 2) {
@@ -401,9 +403,7 @@ static int f_add_done_callback(lua_State *L) {
   eddy__checkcallable(L, 2);
   lua_settop(L, 3);
   if (lua_istable(L, 3)) lua_getfield(L, 3, "context");
-  else if (f->loop->rt->context_ref != LUA_NOREF)
-    lua_rawgeti(L, LUA_REGISTRYINDEX, f->loop->rt->context_ref);
-  else lua_pushnil(L);
+  else eddy__push_context_copy(L, f->loop->rt);
   if (f->state != EDDY_FUT_PENDING) {
     schedule_one(L, f, 1, 2, 4, 0);
     return 0;

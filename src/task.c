@@ -108,9 +108,7 @@ eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs) {
   eddy__pushloop(L, loop);
   lua_setiuservalue(L, fn, FUT_UV_LOOP);
   if (rt->context_ref != LUA_NOREF) {  /* run in a copy of our context */
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &eddy__key_context_copy);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->context_ref);
-    lua_call(L, 1, 1);
+    eddy__push_context_copy(L, rt);
     lua_setiuservalue(L, fn, TASK_UV_CTX);
     t->has_ctx = 1;
   }

@@ -35,32 +35,14 @@ end
 -- The core calls this when a task is created in a non-base context.
 C.set_context_copy(function(ctx) return new_context(ctx._data) end)
 
--- The slot of a Task's Context in its userdata (TASK_UV_CTX in
--- src/internal.h).
-local TASK_UV_CTX = 6
-
 -- The current Context, made real the first time a variable is set in the
--- base context.  In a task this gives the task its own Context (the core
--- has no call for it: the slot is written with debug.setuservalue).  A
--- task step or callback that started in the base context does not restore
--- it afterwards (a core limitation, reported), so a callback scheduled
--- before the switch (it captures the base context) puts the base context
--- back on the next turn if the new one leaked out.
+-- base context.  The core keeps it as the running task's context, or
+-- leaves it behind when the callback that set it returns (src/task.c,
+-- src/callbacks.c).
 local function current_for_set()
   local ctx = context_get()
   if ctx ~= nil then return ctx end
   ctx = new_context({})
-  local task = C.current_task()
-  if task ~= nil then
-    debug.setuservalue(task, ctx, TASK_UV_CTX)
-    assert(task:get_context() == ctx, "eddy.contextvars: the Task layout changed")
-  end
-  local loop = C._get_running_loop()
-  if loop ~= nil then
-    loop:call_soon(function()
-      if context_get() == ctx then context_set(nil) end  -- it leaked out
-    end)
-  end
   context_set(ctx)
   return ctx
 end
