@@ -115,7 +115,7 @@ struct eddy_Loop {
   lua_Integer turn_budget;  /* callbacks this libuv turn may still run */
   int first_iteration;      /* the turn has not run an iteration yet */
   int ring_gen;             /* bumped when the ready ring is replaced */
-  int in_ctx, saved_ctx;    /* a handle entered its context (see callbacks.c) */
+  int in_ctx, saved_ctx, entry_ctx;  /* a handle's context (callbacks.c) */
   int debug;
   int self_ref;             /* registry ref anchoring the Loop while open */
   int ready_ref;            /* registry ref of the ready ring (a table) */
@@ -420,6 +420,9 @@ int eddy__traceback(lua_State *L);
 ** creates the runtime on 'uv' (NULL: own loops). Leaves nothing on the
 ** stack. */
 void eddy__attach(lua_State *L, uv_loop_t *uv);
+/* Push a copy of the runtime's current context (nil for the base one),
+** made by the function contextvars registered (eddy__key_context_copy). */
+void eddy__push_context_copy(lua_State *L, eddy_Runtime *rt);
 /* Switch a state eddy created to the collector mode eddy runs best with. */
 void eddy__tune_gc(lua_State *L);
 /* The coroutine library's resume/wrap replaced by versions that forward
@@ -619,7 +622,8 @@ void eddy__open_udp(lua_State *L);
 /* Sending files (sendfile.c)                                           */
 /* ------------------------------------------------------------------ */
 
-/* Add sock_sendfile to the Loop class of the core table at the top. */
+/* Add sock_sendfile and sendfile to the Loop class of the core table at
+** the top. */
 void eddy__open_sendfile(lua_State *L);
 
 #endif
