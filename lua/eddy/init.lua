@@ -75,5 +75,6 @@ require "eddy.queues"
 require "eddy.transports"
 require "eddy.selector_events"
 require "eddy.locks"
+require "eddy.executor"
 
 return eddy
