@@ -61,8 +61,6 @@ local function reader(loop, sock, n)
 end
 
 describe("loop:sock_sendfile", function()
-  teardown(function() os.remove(path) end)
-
   it("sends a whole 4 MiB file over a socketpair, every byte", async(function(loop)
     local a, b = pair()
     local f <close> = assert(io.open(path, "rb"))
@@ -293,4 +291,185 @@ describe("loop:sock_sendfile", function()
     loop:close()
     a:close() b:close()
   end)
+end)
+
+-- How many descriptors of this process refer to the socket of transport t
+-- (the dup sendfile uses must be closed after it).
+local function nfds(t)
+  local fd = t:get_extra_info("socket"):fileno()
+  local ls = assert(io.popen("ls -l /proc/$PPID/fd"))
+  local out = ls:read("a")
+  ls:close()
+  local target = assert(out:match("%s" .. fd .. " %-> (socket:%S+)"))
+  local n = 0
+  for link in out:gmatch("%-> (%S+)") do
+    if link == target then n = n + 1 end
+  end
+  return n
+end
+
+-- A protocol keeping what it receives.
+local function keeper()
+  local p = {chunks = {}}
+  function p.connection_made(_, t) p.transport = t end
+  function p.data_received(_, d) p.chunks[#p.chunks + 1] = d end
+  function p.connection_lost(_, err) p.lost, p.err = true, err end
+  return p
+end
+
+-- A TCP transport connected to a plain socket: transport, protocol, conn.
+local function tcp_transport(loop)
+  local srv = socket.socket(socket.AF_INET)
+  srv:bind({"127.0.0.1", 0})
+  srv:listen()
+  srv:setblocking(false)
+  local accepting = loop:create_task(function() return loop:sock_accept(srv) end)
+  local p = keeper()
+  local t = loop:create_connection(function() return p end, "127.0.0.1", srv:getsockname()[2])
+  local conn = accepting:await()
+  srv:close()
+  return t, p, conn
+end
+
+describe("loop:sendfile", function()
+  teardown(function() os.remove(path) end)  -- the last block using it
+
+  it("TCP: queued writes go first, then the file, then later writes", async(function(loop)
+    local t, p, conn = tcp_transport(loop)
+    local f <close> = assert(io.open(path, "rb"))
+    local head = string.rep("h", 8 * 1024 * 1024)  -- more than the kernel takes at once
+    t:write(head)
+    assert.is_true(t:get_write_buffer_size() > 0)
+    local r = reader(loop, conn, #head + SIZE + 4)
+    local seen_reading
+    loop:call_soon(function() seen_reading = t:is_reading() end)
+    assert.equal(SIZE, loop:sendfile(t, f))
+    assert.is_false(seen_reading)  -- reading paused meanwhile
+    assert.is_true(t:is_reading())  -- and resumed
+    assert.equal(SIZE, f:seek())
+    assert.equal(1, nfds(t))  -- the descriptor's dup is closed
+    t:write("tail")
+    assert.is_true(r:await() == head .. content .. "tail")
+    -- the transport still reads
+    loop:sock_sendall(conn, "back")
+    for _ = 1, 100 do
+      if #p.chunks > 0 then break end
+      eddy.sleep(0.01)
+    end
+    assert.equal("back", table.concat(p.chunks))
+    t:close()
+    assert.equal("", loop:sock_recv(conn, 10))
+    conn:close()
+    for _ = 1, 100 do
+      if p.lost then break end
+      eddy.sleep(0.01)
+    end
+    assert.is_true(p.lost)
+  end))
+
+  it("UNIX: offset and count over connect_accepted_socket; paused reading stays paused", async(function(loop)
+    local a, b = pair()
+    local p = keeper()
+    local t = loop:connect_accepted_socket(function() return p end, a)
+    local f <close> = assert(io.open(path, "rb"))
+    t:pause_reading()
+    local r = reader(loop, b, 65536)
+    assert.equal(65536, loop:sendfile(t, f, 1000, 65536))
+    assert.is_true(r:await() == content:sub(1001, 1000 + 65536))
+    assert.equal(1000 + 65536, f:seek())
+    assert.is_false(t:is_reading())
+    t:close()
+    eddy.sleep(0)
+    b:close()
+  end))
+
+  it("falls back to reading and transport:write", async(function(loop)
+    local t, _, conn = tcp_transport(loop)
+    local z <close> = assert(io.open("/dev/zero", "rb"))
+    local r = reader(loop, conn, 3000000)
+    assert.equal(3000000, loop:sendfile(t, z, 0, 3000000))
+    assert.is_true(r:await() == string.rep("\0", 3000000))
+    assert.is_true(t:is_reading())
+    local e = raises(errors.SendfileNotAvailableError, loop.sendfile, loop, t, z, 0, 10,
+                     {fallback = false})
+    assert.matches("not a regular file", tostring(e))
+    local pipe <close> = assert(io.popen("printf 'piped bytes'"))
+    r = reader(loop, conn, 11)
+    assert.equal(11, loop:sendfile(t, pipe))
+    assert.equal("piped bytes", r:await())
+    t:close()
+    eddy.sleep(0)
+    conn:close()
+  end))
+
+  it("a transport closed midway raises ConnectionError", async(function(loop)
+    local t, p, conn = tcp_transport(loop)
+    local f <close> = assert(io.open(path, "rb"))
+    local task = loop:create_task(function() return loop:sendfile(t, f) end)
+    eddy.sleep(0.05)  -- nobody reads: the socket buffer fills up
+    assert.is_false(task:done())
+    assert.equal(2, nfds(t))  -- the transport's descriptor and the dup
+    t:abort()
+    local ok, err = pcall(task.await, task)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.ConnectionError), tostring(err))
+    assert.is_true(f:seek() > 0)
+    for _ = 1, 100 do
+      if p.lost then break end
+      eddy.sleep(0.01)
+    end
+    assert.is_true(p.lost)
+    assert.is_true(loop:sock_recv(conn, 1 << 20) ~= "")  -- the peer sees data,
+    while loop:sock_recv(conn, 1 << 20) ~= "" do end   -- then the end: all closed
+    conn:close()
+    -- the fallback too
+    local t2, _, conn2 = tcp_transport(loop)
+    local z <close> = assert(io.open("/dev/zero", "rb"))
+    task = loop:create_task(function() return loop:sendfile(t2, z, 0, 100 * 1024 * 1024) end)
+    eddy.sleep(0.05)
+    t2:abort()
+    ok, err = pcall(task.await, task)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.ConnectionError), tostring(err))
+    eddy.sleep(0)
+    conn2:close()
+  end))
+
+  it("cancelling restores reading and the file position", async(function(loop)
+    local t, _, conn = tcp_transport(loop)
+    local f <close> = assert(io.open(path, "rb"))
+    local task = loop:create_task(function() return loop:sendfile(t, f, 16) end)
+    eddy.sleep(0.05)
+    task:cancel()
+    assert.is_false(pcall(task.await, task))
+    assert.is_true(task:cancelled())
+    assert.is_true(t:is_reading())
+    local pos = f:seek()
+    assert.is_true(pos > 16 and pos < SIZE)
+    local r = reader(loop, conn, pos - 16)
+    assert.is_true(r:await() == content:sub(17, pos))
+    t:close()
+    eddy.sleep(0)
+    conn:close()
+  end))
+
+  it("rejects bad input", async(function(loop)
+    local t, _, conn = tcp_transport(loop)
+    local f <close> = assert(io.open(path, "rb"))
+    local e = raises(errors.ValueError, loop.sendfile, loop, t, f, -1)
+    assert.equal("ValueError: offset must be a non-negative integer (got -1)", tostring(e))
+    raises(errors.ValueError, loop.sendfile, loop, t, f, 0, 0)
+    assert.has_error(function() loop:sendfile(t, f, 0.5) end)
+    assert.has_error(function() loop:sendfile(t, {}) end)
+    assert.has_error(function() loop:sendfile(42, f) end,
+                     "bad argument #1 to 'sendfile' (transport expected, got number)")
+    e = raises(errors.RuntimeError, loop.sendfile, loop, {}, f)
+    assert.matches("sendfile is not supported for transport", tostring(e))
+    assert.is_true(t:is_reading())  -- bad input changes nothing
+    t:close()
+    e = raises(errors.RuntimeError, loop.sendfile, loop, t, f)
+    assert.equal("RuntimeError: Transport is closing", tostring(e))
+    eddy.sleep(0)
+    conn:close()
+  end))
 end)

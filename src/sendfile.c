@@ -1,25 +1,36 @@
 /*
-** sendfile.c -- loop:sock_sendfile: a file's bytes to a stream socket
-** with the kernel's sendfile(2), as asyncio's
-** unix_events._sock_sendfile_native, or, when sendfile(2) cannot do it,
-** by reading the file and sending what was read
-** (base_events._sock_sendfile_fallback).
+** sendfile.c -- loop:sock_sendfile and loop:sendfile: a file's bytes to
+** a stream socket or a stream transport with the kernel's sendfile(2), as
+** asyncio's unix_events._sock_sendfile_native, or, when sendfile(2)
+** cannot do it, by reading the file and sending what was read
+** (base_events._sock_sendfile_fallback and _sendfile_fallback).
 **
 ** An operation is a Job, a userdata on the stack of the method that runs
 ** it; the stack of that method is always
-**   1 loop, 2 socket, 3 file, 4 job
+**   1 loop, 2 socket or transport, 3 file, 4 job
 ** and its steps are suspending C functions called with lua_pcallk, so
 ** that the continuation runs after each one whether it succeeded, failed
 ** or was cancelled: asyncio's "finally: file.seek(offset + total_sent)".
 ** The native step and the fallback's read step are sockops.c attempts:
 ** try the call; when it would block, wait for the fd (eddy__sock_wait).
-** The fallback sends with loop:sock_sendall.
+** The fallback sends with loop:sock_sendall, or transport:write.
+**
+** loop:sendfile on a transport (asyncio's selector _sendfile_native):
+** pause reading, wait until the transport's write queue is empty, then
+** sendfile(2) on a dup of its descriptor, so that waiting for writability
+** (a uv_poll_t) never touches the descriptor libuv's stream watches; at
+** the end the dup is closed and reading resumes.  Meanwhile the transport
+** has a stand-in protocol forwarding every call to the real one (as
+** asyncio's _SendfileFallbackProtocol): its connection_lost shuts the dup
+** down, which wakes a wait for writability when the transport closes.
 */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -43,7 +54,10 @@
 
 typedef struct Job {
   int fd;                   /* the file's descriptor */
-  int sockfd;               /* the socket's descriptor */
+  int sockfd;               /* the socket's descriptor (for a transport,
+                               a dup of its own; -1 before and after) */
+  unsigned char transport;  /* slot 2 holds a stream transport */
+  unsigned char resume;     /* resume the transport's reading at the end */
   unsigned char fallback;   /* read and send when sendfile(2) cannot */
   unsigned char seekable;   /* the file has positions: pread, seek */
   lua_Integer offset;       /* where sending starts in the file */
@@ -103,7 +117,7 @@ static Job *new_job(lua_State *L, int sockfd, const char *what) {
                 "(got %I)", offset);
   fallback = check_options(L, 6);
   lua_settop(L, FILE_);
-  j = (Job *)lua_newuserdatauv(L, sizeof *j, 0);
+  j = (Job *)lua_newuserdatauv(L, sizeof *j, 1);  /* 1: real protocol */
   memset(j, 0, sizeof *j);
   j->fd = fd;
   j->sockfd = sockfd;
@@ -142,10 +156,40 @@ static void update_position(lua_State *L, Job *j) {
   }
 }
 
+/* Close the dup of the transport's descriptor, after removing its
+** watcher. */
+static void close_dup(lua_State *L, Job *j) {
+  if (j->sockfd < 0) return;
+  eddy__fd_unwatch(L, eddy__toloop(L, LOOP), j->sockfd, UV_WRITABLE);
+  close(j->sockfd);
+  j->sockfd = -1;
+}
+
+/* The transport's part of the end: close the dup, resume reading if
+** sendfile paused it. */
+static void release_transport(lua_State *L, Job *j) {
+  close_dup(L, j);
+  if (lua_getiuservalue(L, JOB, 1) != LUA_TNIL &&
+      eddy__tostream(L, SOCK)->state != EDDY_STREAM_CLOSED) {
+    lua_getfield(L, SOCK, "set_protocol");  /* the real protocol back */
+    lua_pushvalue(L, SOCK);
+    lua_pushvalue(L, -3);
+    lua_call(L, 2, 0);
+  }
+  lua_pop(L, 1);
+  if (j->resume) {
+    j->resume = 0;
+    lua_getfield(L, SOCK, "resume_reading");
+    lua_pushvalue(L, SOCK);
+    lua_call(L, 1, 0);
+  }
+}
+
 /* The operation ended: set the file position; then raise the error at
 ** the top ('failed') or return the bytes sent. */
 static int finish(lua_State *L, int failed) {
   Job *j = (Job *)lua_touserdata(L, JOB);
+  if (j->transport) release_transport(L, j);
   update_position(L, j);
   if (failed) return lua_error(L);
   lua_pushinteger(L, j->sent);
@@ -168,6 +212,15 @@ static int run(lua_State *L, Job *j, int fd, int event,
   if (r == EDDY_SOCK_FAILED) return lua_error(L);
   return eddy__sock_wait(L, eddy__toloop(L, LOOP), fd, event, ready, 2,
                          j->what);
+}
+
+/* Whether the transport at i is still open; if not, push asyncio's
+** ConnectionError for it. */
+static int transport_open(lua_State *L, int i) {
+  eddy_Stream *s = eddy__tostream(L, i);
+  if (s->state == EDDY_STREAM_OPEN) return 1;
+  eddy__pusherror(L, "ConnectionError", "Connection is closed by peer");
+  return 0;
 }
 
 /* sendfile(2) without SIGPIPE (a gone peer is EPIPE, as send with
@@ -208,6 +261,7 @@ static int try_native(lua_State *L, int base) {
     eddy__pushuverror(L, UV_EBADF, j->what);
     return EDDY_SOCK_FAILED;
   }
+  if (j->transport && !transport_open(L, base)) return EDDY_SOCK_FAILED;
   if (j->count != 0 && (lua_Unsigned)(j->count - j->sent) < n)
     n = (size_t)(j->count - j->sent);
   r = n == 0 ? 0 : sendfile_nosigpipe(j->sockfd, j->fd, &off, n);
@@ -282,6 +336,140 @@ static int read_chunk(lua_State *L) {
 
 /* }====================================================== */
 
+/* {====================================================== Transports */
+
+/* A zero-byte write queued behind the transport's writes: libuv completes
+** writes in order, so its callback means the write queue is empty. */
+typedef struct Barrier {
+  uv_write_t req;
+  eddy_Loop *loop;
+  int ref;                  /* registry reference of the future */
+} Barrier;
+
+static void barrier_cb(uv_write_t *req, int status) {
+  Barrier *b = (Barrier *)req;
+  lua_State *L = b->loop->rt->L;
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, b->ref);
+  free(b);
+  if (eddy__tofuture(L, -1)->state == EDDY_FUT_PENDING) {
+    if (status < 0) {
+      eddy__pusherror(L, "ConnectionError", "Connection is closed by peer");
+      eddy__future_set_exception(L, top + 1);
+    } else {
+      eddy__future_set_result(L, top + 1, 0);
+    }
+  }
+  lua_settop(L, top);
+}
+
+/* A stand-in protocol's method: call the real protocol's (upvalue 1),
+** named by upvalue 2, with the same arguments. */
+static int forward(lua_State *L) {
+  int n = lua_gettop(L) > 0 ? lua_gettop(L) : 1;  /* self, args... */
+  lua_settop(L, n);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_replace(L, 1);  /* self: the real protocol */
+  lua_getfield(L, 1, lua_tostring(L, lua_upvalueindex(2)));
+  lua_insert(L, 1);
+  lua_call(L, n, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+/* The stand-in's connection_lost (upvalue 3: the Job): shut the dup down
+** first, so that a wait for writability ends, then forward. */
+static int lost(lua_State *L) {
+  Job *j = (Job *)lua_touserdata(L, lua_upvalueindex(3));
+  if (j->sockfd >= 0) shutdown(j->sockfd, SHUT_RDWR);
+  return forward(L);
+}
+
+/* Give the transport at SOCK a stand-in for its protocol, with the
+** methods the real one has; the Job keeps the real one. */
+static void stand_in(lua_State *L) {
+  static const char *const methods[] = {
+    "connection_lost", "connection_made", "data_received", "eof_received",
+    "pause_writing", "resume_writing", "get_buffer", "buffer_updated", NULL
+  };
+  int i;
+  lua_getfield(L, SOCK, "get_protocol");
+  lua_pushvalue(L, SOCK);
+  lua_call(L, 1, 1);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, JOB, 1);
+  lua_newtable(L);
+  for (i = 0; methods[i] != NULL; i++) {
+    if (lua_getfield(L, -2, methods[i]) == LUA_TNIL) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, -2);
+    lua_pushstring(L, methods[i]);
+    if (i == 0) {  /* connection_lost */
+      lua_pushvalue(L, JOB);
+      lua_pushcclosure(L, lost, 3);
+    } else {
+      lua_pushcclosure(L, forward, 2);
+    }
+    lua_setfield(L, -2, methods[i]);
+  }
+  lua_getfield(L, SOCK, "set_protocol");
+  lua_pushvalue(L, SOCK);
+  lua_pushvalue(L, -3);
+  lua_call(L, 2, 0);
+  lua_pop(L, 2);
+}
+
+/* flush(loop, transport): wait until the transport's write queue is
+** empty (asyncio's _make_empty_waiter). */
+static int flush(lua_State *L) {
+  eddy_Stream *s = eddy__tostream(L, 2);
+  uv_buf_t nothing = uv_buf_init(NULL, 0);
+  Barrier *b;
+  int r;
+  if (!transport_open(L, 2)) return lua_error(L);
+  if (s->nwrites == 0) return 0;
+  b = (Barrier *)malloc(sizeof *b);
+  if (b == NULL) return luaL_error(L, "not enough memory");
+  r = uv_write(&b->req, (uv_stream_t *)s->uv.handle, &nothing, 1,
+               barrier_cb);
+  if (r < 0) {
+    free(b);
+    return eddy__uverror(L, r, "sendfile");
+  }
+  b->loop = s->uv.loop;
+  eddy__future_new(L, b->loop);
+  lua_pushvalue(L, -1);
+  b->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return eddy__await(L, lua_gettop(L), "sendfile");
+}
+
+/* write_chunk(loop, transport, chunk): the fallback's send step, as
+** asyncio's _sendfile_fallback: the transport must still be open
+** (ConnectionError), the chunk is written, and when the transport's
+** buffer is past its high-water mark the write queue drains first. */
+static int write_chunk(lua_State *L) {
+  eddy_Stream *s = eddy__tostream(L, 2);
+  if (!transport_open(L, 2)) return lua_error(L);
+  lua_getfield(L, 2, "write");
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_call(L, 2, 0);
+  lua_settop(L, 2);
+  if (s->state == EDDY_STREAM_OPEN &&
+      uv_stream_get_write_queue_size((uv_stream_t *)s->uv.handle) <= s->high)
+    return 0;
+  return flush(L);
+}
+
+/* }====================================================== */
+
 /* {====================================================== Fallback */
 
 /*
@@ -299,10 +487,11 @@ static int fallback_k(lua_State *L, int status, lua_KContext step) {
       lua_tolstring(L, -1, &len);
       if (len == 0) break;  /* the end of the file */
       j->chunk = (lua_Integer)len;
-      lua_getfield(L, LOOP, "sock_sendall");
+      if (j->transport) lua_pushcfunction(L, write_chunk);
+      else lua_getfield(L, LOOP, "sock_sendall");
       lua_pushvalue(L, LOOP);
       lua_pushvalue(L, SOCK);
-      lua_rotate(L, -4, -1);  /* sock_sendall, loop, socket, chunk */
+      lua_rotate(L, -4, -1);  /* send, loop, socket or transport, chunk */
       step = FB_SENT;
       status = lua_pcallk(L, 3, 0, 0, step, fallback_k);
       continue;
@@ -331,10 +520,11 @@ static int fallback(lua_State *L, Job *j) {
 
 /* }====================================================== */
 
-/* {====================================================== sock_sendfile */
+/* {====================================================== Methods */
 
 /* After the native step: done, or failed; SendfileNotAvailableError
-** goes to the fallback when it is allowed (asyncio's sock_sendfile). */
+** goes to the fallback when it is allowed (asyncio's sock_sendfile and
+** sendfile). */
 static int native_k(lua_State *L, int status, lua_KContext ctx) {
   Job *j = (Job *)lua_touserdata(L, JOB);
   (void)ctx;
@@ -342,13 +532,42 @@ static int native_k(lua_State *L, int status, lua_KContext ctx) {
   if (j->sent == 0 && j->fallback &&
       eddy__iserror(L, -1, "SendfileNotAvailableError")) {
     lua_settop(L, JOB);
+    if (j->transport) close_dup(L, j);
     return fallback(L, j);
   }
   return finish(L, 1);
 }
 
-/* Run the Job (the stack is loop, socket, file, job): sendfile(2) from a
-** regular file, else SendfileNotAvailableError, as asyncio. */
+static int run_native(lua_State *L) {
+  lua_pushcfunction(L, native);
+  lua_pushvalue(L, LOOP);
+  lua_pushvalue(L, SOCK);
+  lua_pushvalue(L, JOB);
+  return native_k(L, lua_pcallk(L, 3, 1, 0, 0, native_k), 0);
+}
+
+/* The transport's write queue is empty: sendfile(2) on a dup of its
+** descriptor. */
+static int flushed_k(lua_State *L, int status, lua_KContext ctx) {
+  Job *j = (Job *)lua_touserdata(L, JOB);
+  eddy_Stream *s = eddy__tostream(L, SOCK);
+  uv_os_fd_t fd;
+  int r;
+  (void)ctx;
+  if (status != LUA_OK && status != LUA_YIELD) return finish(L, 1);
+  lua_settop(L, JOB);
+  r = uv_fileno(s->uv.handle, &fd);
+  if (r == 0 && (j->sockfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) r = -errno;
+  if (r < 0) {
+    eddy__pushuverror(L, r, j->what);
+    return finish(L, 1);
+  }
+  return run_native(L);
+}
+
+/* Run the Job (the stack is loop, socket or transport, file, job):
+** sendfile(2) from a regular file, else SendfileNotAvailableError, as
+** asyncio; a transport's queued writes go first. */
 static int start(lua_State *L) {
   Job *j = (Job *)lua_touserdata(L, JOB);
   struct stat st;
@@ -356,11 +575,11 @@ static int start(lua_State *L) {
     eddy__pusherror(L, "SendfileNotAvailableError", "not a regular file");
     return native_k(L, LUA_ERRRUN, 0);
   }
-  lua_pushcfunction(L, native);
+  if (!j->transport) return run_native(L);
+  lua_pushcfunction(L, flush);
   lua_pushvalue(L, LOOP);
   lua_pushvalue(L, SOCK);
-  lua_pushvalue(L, JOB);
-  return native_k(L, lua_pcallk(L, 3, 1, 0, 0, native_k), 0);
+  return flushed_k(L, lua_pcallk(L, 2, 0, 0, 0, flushed_k), 0);
 }
 
 /* loop:sock_sendfile(sock, file, offset, count, {fallback}) -> sent */
@@ -376,14 +595,45 @@ static int l_sock_sendfile(lua_State *L) {
   return start(L);
 }
 
+/* loop:sendfile(transport, file, offset, count, {fallback}) -> sent, for
+** the TCP and UNIX stream transports (asyncio's TRY_NATIVE ones). */
+static int l_sendfile(lua_State *L) {
+  eddy_Stream *s;
+  Job *j;
+  eddy__checkloop(L, LOOP);
+  s = eddy__tostream(L, SOCK);
+  if (s == NULL) {
+    int t = lua_type(L, SOCK);
+    if (t != LUA_TTABLE && t != LUA_TUSERDATA)
+      return luaL_typeerror(L, SOCK, "transport");
+    return eddy__error(L, "RuntimeError", "sendfile is not supported for "
+                       "transport %s", luaL_tolstring(L, SOCK, NULL));
+  }
+  if (s->state != EDDY_STREAM_OPEN)
+    return eddy__error(L, "RuntimeError", "Transport is closing");
+  j = new_job(L, -1, "sendfile");
+  j->transport = 1;
+  eddy__can_suspend(L, "sendfile");
+  /* Reading pauses meanwhile, as asyncio's _sendfile_native and
+  ** _SendfileFallbackProtocol. */
+  j->resume = s->reading;
+  lua_getfield(L, SOCK, "pause_reading");
+  lua_pushvalue(L, SOCK);
+  lua_call(L, 1, 0);
+  stand_in(L);
+  return start(L);
+}
+
 /* }====================================================== */
 
 static const luaL_Reg sendfile_methods[] = {
   {"sock_sendfile", l_sock_sendfile},
+  {"sendfile", l_sendfile},
   {NULL, NULL}
 };
 
-/* Add sock_sendfile to the Loop class of the core table at the top. */
+/* Add sock_sendfile and sendfile to the Loop class of the core table at
+** the top. */
 void eddy__open_sendfile(lua_State *L) {
   lua_getfield(L, -1, "Loop");
   luaL_setfuncs(L, sendfile_methods, 0);

@@ -144,9 +144,31 @@ static int try_recvfrom(lua_State *L, int base) {
   return recv_string(L, base, 1);
 }
 
+/* sock, buf, nbytes at base: receive into the Buffer. */
+static int recv_buffer(lua_State *L, int base, int from) {
+  eddy_Socket *s = eddy__checksocket(L, base);
+  size_t size;
+  char *p = eddy__checkbuffer(L, base + 1, &size);
+  size_t n = (size_t)lua_tointeger(L, base + 2);
+  return recv_into(L, s->fd, p, n ? n : size, from, NULL);
+}
+
+static int try_recv_into(lua_State *L, int base) {
+  return recv_buffer(L, base, 0);
+}
+static int try_recvfrom_into(lua_State *L, int base) {
+  return recv_buffer(L, base, 1);
+}
+
 static int recv_ready(lua_State *L) { return eddy__sock_ready(L, try_recv); }
 static int recvfrom_ready(lua_State *L) {
   return eddy__sock_ready(L, try_recvfrom);
+}
+static int recv_into_ready(lua_State *L) {
+  return eddy__sock_ready(L, try_recv_into);
+}
+static int recvfrom_into_ready(lua_State *L) {
+  return eddy__sock_ready(L, try_recvfrom_into);
 }
 
 /* loop:sock_recv(sock, nbytes) -> string */
@@ -166,6 +188,36 @@ static int l_sock_recvfrom(lua_State *L) {
   lua_settop(L, 3);
   return run(L, loop, UV_READABLE, try_recvfrom, recvfrom_ready,
              "sock_recvfrom");
+}
+
+/* loop:sock_recv_into(sock, buf) -> n */
+static int l_sock_recv_into(lua_State *L) {
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  size_t size;
+  eddy__sock_checknb(L, 2);
+  eddy__checkbuffer(L, 3, &size);
+  lua_settop(L, 3);
+  lua_pushinteger(L, 0);  /* the whole buffer */
+  return run(L, loop, UV_READABLE, try_recv_into, recv_into_ready,
+             "sock_recv_into");
+}
+
+/* loop:sock_recvfrom_into(sock, buf, nbytes) -> n, address */
+static int l_sock_recvfrom_into(lua_State *L) {
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  size_t size;
+  lua_Integer n;
+  eddy__sock_checknb(L, 2);
+  eddy__checkbuffer(L, 3, &size);
+  n = luaL_optinteger(L, 4, 0);
+  if (n < 0) return eddy__error(L, "ValueError", "negative buffersize in recvfrom_into");
+  if ((lua_Unsigned)n > size)
+    return eddy__error(L, "ValueError",
+                       "nbytes is greater than the length of the buffer");
+  lua_settop(L, 3);
+  lua_pushinteger(L, n);
+  return run(L, loop, UV_READABLE, try_recvfrom_into, recvfrom_into_ready,
+             "sock_recvfrom_into");
 }
 
 /* }====================================================== */
@@ -362,7 +414,9 @@ static int l_sock_accept(lua_State *L) {
 
 static const luaL_Reg sockops_methods[] = {
   {"sock_recv", l_sock_recv},
+  {"sock_recv_into", l_sock_recv_into},
   {"sock_recvfrom", l_sock_recvfrom},
+  {"sock_recvfrom_into", l_sock_recvfrom_into},
   {"sock_sendall", l_sock_sendall},
   {"sock_sendto", l_sock_sendto},
   {"sock_connect", l_sock_connect},

@@ -247,18 +247,22 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
   t = top + 1;
   lua_pushinteger(L, (lua_Integer)suggested);
+  /* On failure the transport closes in read_cb (UV_ENOBUFS), not here:
+  ** libuv calls read_cb right after an empty buffer, and closing now
+  ** would clear it under libuv's feet. */
   if (call_protocol(L, s, t, "get_buffer", 1, 1,
                     "Fatal error: protocol.get_buffer() call failed.")
       != LUA_OK) {
-    force_close(L, s, t, -1);
+    lua_setiuservalue(L, t, ST_BUFFER);  /* the error, for read_cb */
     buf->len = 0;
   } else if ((data = eddy__tobuffer(L, -1, &size)) == NULL || size == 0) {
     eddy__pusherror(L, "RuntimeError", "get_buffer() returned %s",
                     data == NULL ? "no eddy.Buffer" : "an empty buffer");
     eddy__newcontext(L, "Fatal error: protocol.get_buffer() call failed.",
                      -1);
+    lua_pushvalue(L, -2);
+    lua_setiuservalue(L, t, ST_BUFFER);  /* the error, for read_cb */
     eddy__call_exception_handler(L, s->uv.loop);
-    force_close(L, s, t, -1);
     buf->len = 0;
   } else {
     lua_pushvalue(L, -1);
@@ -314,7 +318,10 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
     }
   } else if (nread == UV_EOF) {
     on_eof(L, s, t);
-  } else if (nread != UV_ENOBUFS) {  /* ENOBUFS: get_buffer failed */
+  } else if (nread == UV_ENOBUFS) {  /* get_buffer failed: its error */
+    lua_getiuservalue(L, t, ST_BUFFER);
+    force_close(L, s, t, -1);
+  } else {
     os_error(L, s, t, (int)nread);
   }
   lua_settop(L, top);
