@@ -625,7 +625,7 @@ static void read_bytes(Repl *r) {
       int eof = n <= 0 && r->len == 0;
       if (n < 0) report(strerror(errno));
       if (!eof) {
-        fwrite(r->buf, 1, r->len, stdout);
+        if (r->len > 0) fwrite(r->buf, 1, r->len, stdout);  /* buf may be NULL */
         fputs("\n", stdout);
         fflush(stdout);
       }

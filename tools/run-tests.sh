@@ -33,7 +33,7 @@ if ls spec/*_spec.lua >/dev/null 2>&1; then
     grep -A12 '^not ok ' "$log/spec.tap" | sed 's/^/    /' | head -60
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
       echo "    busted exited $rc with no failing test:"
-      tail -20 "$log/spec.err" "$log/spec.tap" | sed 's/^/    /'
+      tail -n 20 "$log/spec.err" "$log/spec.tap" | sed 's/^/    /'
       failed=$((failed + 1))
     fi
   done
