@@ -621,6 +621,15 @@ void eddy__open_sockops(lua_State *L);
 void eddy__open_udp(lua_State *L);
 
 /* ------------------------------------------------------------------ */
+/* Signals (signal.c)                                                   */
+/* ------------------------------------------------------------------ */
+
+/* Add add_signal_handler/remove_signal_handler (and eddy.run's Ctrl-C
+** methods) to the Loop class of the core table at the top, and the
+** eddy.signal table as its field 'signal'. */
+void eddy__open_signal(lua_State *L);
+
+/* ------------------------------------------------------------------ */
 /* Sending files (sendfile.c)                                           */
 /* ------------------------------------------------------------------ */
 

@@ -100,6 +100,8 @@ class("FileNotFoundError", OSError)
 class("PermissionError", OSError)
 local SSLError = class("SSLError", OSError)
 class("SSLCertVerificationError", SSLError)
+-- Raised by eddy.run when Ctrl-C cancelled its main task (src/signal.c).
+class("KeyboardInterrupt", Error)
 
 -- errors.is(value, Class): value is an instance of Class or a subclass.
 function errors.is(value, cls)

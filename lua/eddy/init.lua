@@ -64,6 +64,10 @@ end
 eddy.socket = C.socket
 package.loaded["eddy.socket"] = C.socket
 
+-- eddy.signal: signal numbers by name, kill, getpid (src/signal.c).
+eddy.signal = C.signal
+package.loaded["eddy.signal"] = C.signal
+
 require "eddy.base_events"
 require "eddy.tasks"
 require "eddy.runners"

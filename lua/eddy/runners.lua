@@ -42,7 +42,15 @@ function eddy.run(main, ...)
   end
   local loop = eddy.new_event_loop()
   local task = loop:create_task(main, ...)
+  -- Ctrl-C cancels the main task while it runs, as asyncio.Runner's SIGINT
+  -- handler (src/signal.c); a main task ended by that cancellation makes
+  -- eddy.run raise KeyboardInterrupt.
+  loop:_catch_interrupt(task)
   local result = table.pack(pcall(loop.run_until_complete, loop, task))
+  if loop:_release_interrupt() and not result[1]
+     and errors.is(result[2], errors.CancelledError) and task:uncancel() == 0 then
+    result[2] = errors.KeyboardInterrupt()
+  end
   pcall(function()  -- shutdown steps are best effort, as asyncio's
     cancel_all_tasks(loop)
     loop:run_until_complete(function() loop:shutdown_asyncgens() end)
