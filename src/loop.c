@@ -740,14 +740,24 @@ static int l_create_task(lua_State *L) {
   return 1;
 }
 
+/* Make the registry slot *ref hold the value at the top (popped); nil
+** empties it. */
+static void set_ref(lua_State *L, int *ref) {
+  luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    *ref = LUA_NOREF;
+  } else {
+    *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+}
+
 /* loop:set_task_factory(factory|nil) */
 static int l_set_task_factory(lua_State *L) {
   eddy_Loop *loop = eddy__checkloop(L, 1);
   if (!lua_isnoneornil(L, 2)) eddy__checkcallable(L, 2);
   lua_settop(L, 2);
-  luaL_unref(L, LUA_REGISTRYINDEX, loop->factory_ref);
-  loop->factory_ref = lua_isnil(L, 2) ? LUA_NOREF
-                                      : luaL_ref(L, LUA_REGISTRYINDEX);
+  set_ref(L, &loop->factory_ref);
   return 0;
 }
 
@@ -815,9 +825,7 @@ static int c_set_event_loop(lua_State *L) {
   eddy_Runtime *rt = eddy__runtime(L);
   if (!lua_isnoneornil(L, 1)) eddy__checkanyloop(L, 1);
   lua_settop(L, 1);
-  luaL_unref(L, LUA_REGISTRYINDEX, rt->default_loop_ref);
-  rt->default_loop_ref = lua_isnil(L, 1) ? LUA_NOREF
-                                         : luaL_ref(L, LUA_REGISTRYINDEX);
+  set_ref(L, &rt->default_loop_ref);
   return 0;
 }
 
@@ -840,9 +848,7 @@ static int c_context_get(lua_State *L) {
 static int c_context_set(lua_State *L) {
   eddy_Runtime *rt = eddy__runtime(L);
   lua_settop(L, 1);
-  luaL_unref(L, LUA_REGISTRYINDEX, rt->context_ref);
-  rt->context_ref = lua_isnil(L, 1) ? LUA_NOREF
-                                    : luaL_ref(L, LUA_REGISTRYINDEX);
+  set_ref(L, &rt->context_ref);
   return 0;
 }
 
