@@ -3,18 +3,8 @@
 local eddy = require "eddy"
 local errors = eddy.errors
 local async = require("eddy.test").async
-
--- Let the loop run 'n' turns.
-local function turns(n)
-  for _ = 1, n or 1 do eddy.sleep(0) end
-end
-
-local function expect_error(cls, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected " .. tostring(cls))
-  assert.is_true(errors.is(err, cls), "got " .. tostring(err))
-  return err
-end
+local checks = require "support.checks"
+local expect_error, turns = checks.expect_error, checks.turns
 
 describe("Lock", function()
   it("test_repr", function()

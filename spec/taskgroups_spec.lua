@@ -3,13 +3,8 @@
 local eddy = require "eddy"
 local errors = eddy.errors
 local async = require("eddy.test").async
-
-local function expect_error(cls, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected " .. tostring(cls))
-  assert.is_true(errors.is(err, cls), "got " .. tostring(err))
-  return err
-end
+local checks = require "support.checks"
+local expect_error = checks.expect_error
 
 -- The classes of an ExceptionGroup's errors, as a sorted array of names.
 local function error_types(eg)

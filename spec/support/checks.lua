@@ -30,6 +30,20 @@ function checks.raises(fn, expected, ...)
   return err
 end
 
+-- expect_error(cls, fn, ...): fn(...) must raise an instance of the
+-- eddy.errors class cls; returns the error.
+function checks.expect_error(cls, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected " .. tostring(cls))
+  assert.is_true(errors.is(err, cls), "got " .. tostring(err))
+  return err
+end
+
+-- turns(n): let the loop run n turns (default 1), from inside a task.
+function checks.turns(n)
+  for _ = 1, n or 1 do eddy.sleep(0) end
+end
+
 -- argerror(fn, n, name): fn must raise a standard Lua argument error
 -- "bad argument #n to 'name'" (API.md §1).
 function checks.argerror(fn, n, name)
