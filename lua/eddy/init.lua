@@ -80,5 +80,6 @@ require "eddy.transports"
 require "eddy.selector_events"
 require "eddy.locks"
 require "eddy.executor"
+require "eddy.streams"
 
 return eddy

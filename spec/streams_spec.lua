@@ -1,0 +1,741 @@
+-- Streams (API.md §8): StreamReader on its own (feed_data/feed_eof), and
+-- open_connection/start_server over real sockets on 127.0.0.1 port 0 and
+-- UNIX sockets in /tmp.  Descriptions name the CPython test
+-- (Lib/test/test_asyncio/test_streams.py) a case follows, where there is one.
+local eddy = require "eddy"
+local errors = eddy.errors
+local async = require("eddy.test").async
+local test = require "eddy.test"
+local checks = require "support.checks"
+local net = require "support.net"
+local raises, argerror = checks.raises, checks.argerror
+
+local PYTHON = "/usr/bin/python3"
+
+-- A stream server on 127.0.0.1 port 0; returns it and its port.
+local function serve(cb, opts)
+  local srv = eddy.start_server(cb, "127.0.0.1", 0, opts)
+  return srv, srv.sockets[1]:getsockname()[2]
+end
+
+-- A line echo handler: each line comes back, then the connection closes.
+local function echo_lines(reader, writer)
+  while true do
+    local line = reader:readline()
+    if line == "" then break end
+    writer:write(line)
+    writer:drain()
+  end
+  writer:close()
+end
+
+local function temp_path()
+  local p = os.tmpname()
+  os.remove(p)
+  return p .. ".sock"
+end
+
+-- Run fn(...) as a task; returns the task.
+local function spawn(loop, fn, ...)
+  return loop:create_task(fn, ...)
+end
+
+describe("StreamReader", function()
+  it("feed_data of \"\" changes nothing (test_feed_empty_data)", async(function()
+    local r = eddy.StreamReader()
+    r:feed_data("")
+    assert.is_false(r:at_eof())
+    r:feed_eof()
+    assert.is_true(r:at_eof())
+    assert.equal("", r:read())
+  end))
+
+  it("read(0) returns \"\" at once (test_read_zero)", async(function()
+    local r = eddy.StreamReader()
+    r:feed_data("data")
+    assert.equal("", r:read(0))
+    assert.equal("data", r:read(4))
+  end))
+
+  it("read waits for data and returns what came (test_read)", async(function(loop)
+    local r = eddy.StreamReader()
+    local t = spawn(loop, function() return r:read(30) end)
+    eddy.sleep(0)
+    assert.is_false(t:done())
+    r:feed_data("chunk")
+    assert.equal("chunk", t:await())
+  end))
+
+  it("read(n) returns the chunk itself when it fits, splits when it does not (test_read_line_breaks)",
+     async(function()
+    local r = eddy.StreamReader()
+    r:feed_data("line1")
+    r:feed_data("line2")
+    assert.equal("line1line2", r:read(10))
+    r:feed_data("abcdef")
+    assert.equal("ab", r:read(2))
+    assert.equal("cdef", r:read(100))
+    r:feed_data("x")
+    r:feed_data("yz")
+    assert.equal("xy", r:read(2))
+    assert.equal("z", r:read(5))
+  end))
+
+  it("read at EOF returns \"\" (test_read_eof)", async(function(loop)
+    local r = eddy.StreamReader()
+    local t = spawn(loop, function() return r:read(1024) end)
+    eddy.sleep(0)
+    r:feed_eof()
+    assert.equal("", t:await())
+    assert.is_true(r:at_eof())
+  end))
+
+  it("read() and read(-1) read until EOF (test_read_until_eof)", async(function(loop)
+    local r = eddy.StreamReader()
+    local t = spawn(loop, function() return r:read(-1) end)
+    r:feed_data("chunk1\n")
+    r:feed_data("chunk2")
+    eddy.sleep(0)
+    assert.is_false(t:done())
+    r:feed_eof()
+    assert.equal("chunk1\nchunk2", t:await())
+    local r2 = eddy.StreamReader(3)
+    r2:feed_data(string.rep("z", 10))
+    r2:feed_eof()
+    assert.equal(string.rep("z", 10), r2:read())
+  end))
+
+  it("read raises the exception set (test_read_exception)", async(function()
+    local r = eddy.StreamReader()
+    r:feed_data("line\n")
+    assert.equal("li", r:read(2))
+    r:set_exception(errors.ValueError("boom"))
+    raises(function() r:read(2) end, errors.ValueError)
+    assert.equal("boom", r:exception().message)
+  end))
+
+  it("rejects a limit <= 0 (test_invalid_limit)", function()
+    raises(function() eddy.StreamReader(0) end, {errors.ValueError, "Limit cannot be <= 0"})
+    raises(function() eddy.StreamReader(-1) end, {errors.ValueError, "Limit cannot be <= 0"})
+    argerror(function() eddy.StreamReader("big") end, 1, "StreamReader")
+  end)
+
+  it("read(-1) of more than limit bytes works (test_read_limit)", async(function()
+    local r = eddy.StreamReader(3)
+    r:feed_data("chunk")
+    assert.equal("chunk", r:read(5))
+  end))
+
+  it("readline joins chunks up to \"\\n\" (test_readline)", async(function(loop)
+    local r = eddy.StreamReader()
+    r:feed_data("chunk1 ")
+    local t = spawn(loop, function() return r:readline() end)
+    eddy.sleep(0)
+    r:feed_data("chunk2 ")
+    eddy.sleep(0)
+    r:feed_data("chunk3\n chunk4")
+    assert.equal("chunk1 chunk2 chunk3\n", t:await())
+    assert.equal(" chunk4", r:read(100))
+  end))
+
+  it("readline over the limit with data buffered raises ValueError and drops the line (test_readline_limit_with_existing_data)",
+     async(function()
+    local r = eddy.StreamReader(3)
+    r:feed_data("li")
+    r:feed_data("ne1\nline2\n")
+    raises(function() r:readline() end, {errors.ValueError, "Separator is found, but chunk is longer than limit"})
+    -- the long line is gone, the next one is intact
+    assert.equal("line2\n", r:read(100))
+    r = eddy.StreamReader(3)
+    r:feed_data("li")
+    r:feed_data("ne1")
+    r:feed_data("li")
+    raises(function() r:readline() end, errors.ValueError)
+    assert.equal("", r:read(0))
+    assert.equal(0, r._size)
+  end))
+
+  it("at_eof is true only when EOF came and the buffer is empty (test_at_eof)", async(function()
+    local r = eddy.StreamReader()
+    assert.is_false(r:at_eof())
+    r:feed_data("some data\n")
+    assert.is_false(r:at_eof())
+    r:readline()
+    assert.is_false(r:at_eof())
+    r:feed_data("some data\n")
+    r:feed_eof()
+    r:readline()
+    assert.is_true(r:at_eof())
+  end))
+
+  it("readline of a line over the limit raises ValueError; later lines read (test_readline_limit)",
+     async(function(loop)
+    local r = eddy.StreamReader(7)
+    local t = spawn(loop, function() return pcall(r.readline, r) end)
+    r:feed_data("chunk1")
+    r:feed_data("chunk2")
+    r:feed_data("chunk3\n")
+    r:feed_eof()
+    local ok, err = t:await()
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.ValueError))
+    assert.equal("", r:read())
+    r = eddy.StreamReader(7)
+    r:feed_data("1234567\n")
+    assert.equal("1234567\n", r:readline())
+    r:feed_data("12345678\n")
+    raises(function() r:readline() end, errors.ValueError)
+    assert.equal("", r:read(0))
+  end))
+
+  it("readline returns a buffered line without waiting (test_readline_nolimit_nowait)",
+     async(function()
+    local r = eddy.StreamReader()
+    r:feed_data("line1\nline2\nline3\n")
+    assert.equal("line1\n", r:readline())
+    assert.equal("line2\nline3\n", r:read(100))
+  end))
+
+  it("readline at EOF returns the partial line, then \"\" (test_readline_eof, test_readline_empty_eof)",
+     async(function()
+    local r = eddy.StreamReader()
+    r:feed_data("some data")
+    r:feed_eof()
+    assert.equal("some data", r:readline())
+    assert.equal("", r:readline())
+  end))
+
+  it("readline leaves the rest for read (test_readline_read_byte_count)", async(function()
+    local r = eddy.StreamReader()
+    r:feed_data("line1\nline2\nline3\n")
+    r:readline()
+    assert.equal("line2\nl", r:read(7))
+  end))
+
+  it("readline raises the exception set (test_readline_exception)", async(function()
+    local r = eddy.StreamReader()
+    r:feed_data("line\n")
+    assert.equal("line\n", r:readline())
+    r:set_exception(errors.ValueError("x"))
+    raises(function() r:readline() end, errors.ValueError)
+  end))
+
+  it("readuntil with a multi-byte separator (test_readuntil_separator, test_readuntil_multi_chunks)",
+     async(function(loop)
+    local r = eddy.StreamReader()
+    r:feed_data("lineAAA")
+    assert.equal("lineAAA", r:readuntil("AAA"))
+    r:feed_data("lineAAAxxx")
+    assert.equal("lineAAA", r:readuntil("AAA"))
+    assert.equal("xxx", r:read(3))
+    -- a separator split across chunks (test_readuntil_multi_chunks_1)
+    local t = spawn(loop, function() return r:readuntil("aaa") end)
+    r:feed_data("QWEaa")
+    eddy.sleep(0)
+    r:feed_data("XYaa")
+    eddy.sleep(0)
+    r:feed_data("a")
+    assert.equal("QWEaaXYaaa", t:await())
+    raises(function() r:readuntil("") end,
+           {errors.ValueError, "Separator should be at least one-byte string"})
+  end))
+
+  it("readuntil takes a list of separators; the earliest match wins (3.13)", async(function()
+    local r = eddy.StreamReader()
+    r:feed_data("ab\r\ncd\nef;")
+    assert.equal("ab\r\n", r:readuntil({"\n", "\r\n"}))
+    assert.equal("cd\n", r:readuntil({";", "\n"}))
+    assert.equal("ef;", r:readuntil({"\n", ";"}))
+    raises(function() r:readuntil({}) end,
+           {errors.ValueError, "Separator should contain at least one element"})
+    raises(function() r:readuntil({"a", ""}) end, errors.ValueError)
+    argerror(function() r:readuntil({"a", 1}) end, 1, "readuntil")
+    argerror(function() r:readuntil(42) end, 1, "readuntil")
+  end))
+
+  it("readuntil at EOF raises IncompleteReadError with the partial data (test_readuntil_eof)",
+     async(function()
+    local r = eddy.StreamReader()
+    r:feed_data("some dataAA")
+    r:feed_eof()
+    local err = raises(function() r:readuntil("AAA") end, errors.IncompleteReadError)
+    assert.equal("some dataAA", err.partial)
+    assert.is_nil(err.expected)
+    assert.equal("", r:read())
+  end))
+
+  it("readuntil over the limit raises LimitOverrunError with consumed (test_readuntil_limit_found_sep)",
+     async(function(loop)
+    local r = eddy.StreamReader(3)
+    r:feed_data("some dataAA")
+    local err = raises(function() r:readuntil("AAA") end,
+                       {errors.LimitOverrunError, "not found"})
+    assert.equal(9, err.consumed)
+    r:feed_data("A")
+    err = raises(function() r:readuntil("AAA") end,
+                 {errors.LimitOverrunError, "is found"})
+    assert.equal(9, err.consumed)
+    -- the data stays: it can be read otherwise
+    assert.equal("some dataAAA", r:read(100))
+    -- a waiting readuntil gives up once the limit is passed
+    local t = spawn(loop, function() return pcall(r.readuntil, r, "\n") end)
+    r:feed_data("ab")
+    eddy.sleep(0)
+    r:feed_data("cdef")
+    local ok, e = t:await()
+    assert.is_false(ok)
+    assert.is_true(errors.is(e, errors.LimitOverrunError))
+  end))
+
+  it("readexactly rejects n < 0 and returns \"\" for 0 (test_readexactly_zero_or_less)",
+     async(function()
+    local r = eddy.StreamReader()
+    r:feed_data("data")
+    assert.equal("", r:readexactly(0))
+    raises(function() r:readexactly(-1) end,
+           {errors.ValueError, "readexactly size can not be less than zero"})
+    argerror(function() r:readexactly("4") end, 1, "readexactly")
+    assert.equal("data", r:read(4))
+  end))
+
+  it("readexactly waits for exactly n bytes (test_readexactly)", async(function(loop)
+    local r = eddy.StreamReader()
+    local data = "chunk1\nchunk2\n"
+    local t = spawn(loop, function() return r:readexactly(2 * #data) end)
+    r:feed_data(data)
+    eddy.sleep(0)
+    r:feed_data(data)
+    r:feed_data(data)
+    assert.equal(data .. data, t:await())
+    assert.equal(data, r:read(100))
+  end))
+
+  it("readexactly of more than the limit resumes a paused transport (test_readexactly_limit)",
+     async(function(loop)
+    local r = eddy.StreamReader(3)
+    local transport = {paused = false}
+    function transport.pause_reading() transport.paused = true end
+    function transport.resume_reading() transport.paused = false end
+    r:set_transport(transport)
+    r:feed_data("chunk1\n")
+    assert.is_true(transport.paused)
+    local t = spawn(loop, function() return r:readexactly(12) end)
+    eddy.sleep(0)
+    assert.is_false(transport.paused)
+    r:feed_data("chunk2\n")
+    assert.equal("chunk1\nchunk", t:await())
+    assert.equal("2\n", r:read(100))
+  end))
+
+  it("readexactly at EOF raises IncompleteReadError (test_readexactly_eof)", async(function(loop)
+    local r = eddy.StreamReader()
+    local t = spawn(loop, function() return pcall(r.readexactly, r, 20) end)
+    r:feed_data("chunk1\nchunk2\n")
+    eddy.sleep(0)
+    r:feed_eof()
+    local ok, err = t:await()
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.IncompleteReadError))
+    assert.equal("chunk1\nchunk2\n", err.partial)
+    assert.equal(20, err.expected)
+    assert.equal("14 bytes read on a total of 20 expected bytes", err.message)
+    assert.equal("", r:read())
+  end))
+
+  it("readexactly raises the exception set (test_readexactly_exception)", async(function()
+    local r = eddy.StreamReader()
+    r:feed_data("line\n")
+    assert.equal("li", r:readexactly(2))
+    r:set_exception(errors.ValueError())
+    raises(function() r:readexactly(2) end, errors.ValueError)
+  end))
+
+  it("set_exception wakes the waiting read with the error (test_exception, test_exception_waiter)",
+     async(function(loop)
+    local r = eddy.StreamReader()
+    assert.is_nil(r:exception())
+    local t = spawn(loop, function() return pcall(r.readline, r) end)
+    eddy.sleep(0)
+    r:set_exception(errors.ValueError("waiter"))
+    local ok, err = t:await()
+    assert.is_false(ok)
+    assert.equal("waiter", err.message)
+  end))
+
+  it("a cancelled read leaves the reader usable (test_exception_cancel)", async(function(loop)
+    local r = eddy.StreamReader()
+    local t = spawn(loop, function() return r:readline() end)
+    eddy.sleep(0)
+    t:cancel()
+    eddy.sleep(0)
+    assert.is_true(t:cancelled())
+    r:set_exception(errors.RuntimeError("message"))  -- no error: the waiter was cancelled
+    raises(function() r:read(1) end, errors.RuntimeError)
+    local r2 = eddy.StreamReader()
+    t = spawn(loop, function() return r2:read(1) end)
+    eddy.sleep(0)
+    t:cancel()
+    eddy.sleep(0)
+    r2:feed_data("z")
+    assert.equal("z", r2:read(1))
+  end))
+
+  it("two tasks reading at once is an error", async(function(loop)
+    local r = eddy.StreamReader()
+    local t = spawn(loop, function() return r:read(1) end)
+    eddy.sleep(0)
+    raises(function() r:read(1) end,
+           {errors.RuntimeError, "read() called while another coroutine is already waiting"})
+    r:feed_data("a")
+    assert.equal("a", t:await())
+  end))
+
+  it("lines() iterates without end-of-lines, as io.lines", async(function(loop)
+    local r = eddy.StreamReader()
+    spawn(loop, function()
+      r:feed_data("one\ntw")
+      eddy.sleep(0)
+      r:feed_data("o\r\n\nlast")
+      r:feed_eof()
+    end)
+    local got = {}
+    for line in r:lines() do got[#got + 1] = line end
+    assert.same({"one", "two\r", "", "last"}, got)
+  end))
+
+  it("feed_data after feed_eof and bad arguments are errors", async(function()
+    local r = eddy.StreamReader()
+    argerror(function() r:feed_data(42) end, 1, "feed_data")
+    argerror(function() r:read("x") end, 1, "read")
+    argerror(function() r:read(1.5) end, 1, "read")
+    argerror(function() eddy.StreamReader(nil, "loop") end, 2, "StreamReader")
+    r:feed_eof()
+    raises(function() r:feed_data("x") end, {errors.RuntimeError, "feed_data after feed_eof"})
+  end))
+
+  it("has a repr (test___repr__, test___repr__eof, test___repr__data)", async(function()
+    local r = eddy.StreamReader(123)
+    assert.equal("<StreamReader limit=123>", tostring(r))
+    r:feed_data("data")
+    r:feed_eof()
+    assert.equal("<StreamReader 4 bytes eof limit=123>", tostring(r))
+  end))
+end)
+
+describe("open_connection / start_server", function()
+  it("reads lines over TCP (test_open_connection, test_start_server)", async(function(loop)
+    local srv <close>, port = serve(echo_lines)
+    local reader, writer = eddy.open_connection("127.0.0.1", port)
+    assert.equal("127.0.0.1", writer:get_extra_info("peername")[1])
+    assert.equal(port, writer:get_extra_info("peername")[2])
+    assert.equal("dflt", writer:get_extra_info("nothing", "dflt"))
+    writer:write("GET / HTTP/1.0\r\n\r\n")
+    assert.equal("GET / HTTP/1.0\r\n", reader:readline())
+    assert.equal("\r\n", reader:readline())
+    writer:writelines({"a", "b", "\n"})
+    assert.equal("ab\n", reader:readexactly(3))
+    assert.is_true(writer:can_write_eof())
+    writer:write_eof()
+    assert.equal("", reader:read())
+    assert.is_true(reader:at_eof())
+    assert.is_false(writer:is_closing())
+    writer:close()
+    assert.is_true(writer:is_closing())
+    writer:wait_closed()
+    assert.truthy(tostring(writer):find("^<StreamWriter transport="))
+  end))
+
+  it("works over UNIX sockets (test_open_unix_connection, test_start_unix_server)",
+     async(function()
+    local path = temp_path()
+    local srv <close> = eddy.start_unix_server(echo_lines, path)
+    local reader, writer <close> = eddy.open_unix_connection(path)
+    writer:write("over unix\n")
+    assert.equal("over unix\n", reader:readline())
+    writer:write_eof()
+    assert.equal("", reader:read())
+    os.remove(path)
+  end))
+
+  it("open_connection raises the connect error (test_open_connection_error)", async(function()
+    local srv, port = serve(echo_lines)
+    srv:close()
+    srv:wait_closed()
+    raises(function() eddy.open_connection("127.0.0.1", port) end, errors.ConnectionRefusedError)
+  end))
+
+  it("checks its arguments and options", async(function()
+    argerror(function() eddy.start_server(42, "127.0.0.1", 0) end, 1, "start_server")
+    argerror(function() eddy.start_server(echo_lines, "127.0.0.1", 0, "x") end, 4, "start_server")
+    raises(function() eddy.start_server(echo_lines, "127.0.0.1", 0, {limit = 0}) end,
+           {errors.ValueError, "Limit cannot be <= 0"})
+    raises(function() eddy.open_connection("127.0.0.1", 1, {limit = -5}) end,
+           {errors.ValueError, "Limit cannot be <= 0"})
+    raises(function() eddy.open_connection("127.0.0.1", 1, {ssl = true}) end,
+           "TLS is not supported yet")
+    raises(function() eddy.open_connection("127.0.0.1", 1, {bogus = 1}) end,
+           "unknown option 'bogus'")
+    argerror(function() eddy.start_unix_server(nil, "/tmp/x") end, 1, "start_unix_server")
+  end))
+
+  it("the limit option reaches the server's readers (test_readline_limit)", async(function()
+    local seen = eddy.get_running_loop():create_future()
+    local srv <close>, port = serve(function(reader, writer)
+      seen:set_result(pcall(reader.readline, reader))
+      writer:close()
+    end, {limit = 4})
+    local _, writer <close> = eddy.open_connection("127.0.0.1", port)
+    writer:write("0123456789\n")
+    local ok, err = net.wait(seen)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.ValueError))
+  end))
+
+  it("wait_closed after close, with unread data (test_wait_closed_on_close, test_wait_closed_on_close_with_unread_data)",
+     async(function()
+    local srv <close>, port = serve(function(reader, writer)
+      writer:write("unread data\n")
+      reader:read()
+      writer:close()
+    end)
+    local reader, writer = eddy.open_connection("127.0.0.1", port)
+    net.wait_until(function() return reader._size > 0 end)
+    writer:close()
+    writer:wait_closed()
+    assert.is_true(writer:is_closing())
+    writer:wait_closed()  -- again: returns at once
+  end))
+
+  it("a writer <close> closes and waits (test_async_writer_api)", async(function()
+    local srv <close>, port = serve(echo_lines)
+    local writer_ref
+    do
+      local reader, writer <close> = eddy.open_connection("127.0.0.1", port)
+      writer_ref = writer
+      writer:write("hi\n")
+      assert.equal("hi\n", reader:readline())
+    end
+    assert.is_true(writer_ref:is_closing())
+    assert.is_true(writer_ref._protocol._closed:done())
+  end))
+
+  it("start_tls says TLS is not supported", async(function()
+    local srv <close>, port = serve(echo_lines)
+    local _, writer <close> = eddy.open_connection("127.0.0.1", port)
+    raises(function() writer:start_tls({}) end, {errors.RuntimeError, "TLS is not supported yet"})
+  end))
+
+  it("drain raises once the peer closed the connection (test_drain_raises)", async(function()
+    local srv <close>, port = serve(function(_, writer) writer.transport:abort() end)
+    local _, writer = eddy.open_connection("127.0.0.1", port)
+    local err = raises(function()
+      for _ = 1, 1000 do
+        writer:write(string.rep("x", 4096))
+        writer:drain()
+      end
+    end, errors.ConnectionError)
+    assert.truthy(errors.is(err, errors.ConnectionResetError) or errors.is(err, errors.BrokenPipeError))
+    -- wait_closed raises the error the connection was lost with, as asyncio's
+    local lost = raises(function() writer:wait_closed() end, errors.ConnectionError)
+    assert.is_true(writer:is_closing())
+    assert.truthy(lost)
+  end))
+
+  it("the client's EOF reaches the server's reader when the client closes (test_eof_feed_when_closing_writer)",
+     async(function(loop)
+    local got = loop:create_future()
+    local srv <close>, port = serve(function(reader, writer)
+      got:set_result(reader:read())
+      writer:close()
+    end)
+    local _, writer = eddy.open_connection("127.0.0.1", port)
+    writer:write("last words")
+    writer:close()
+    writer:wait_closed()
+    assert.equal("last words", net.wait(got))
+  end))
+
+  it("a raising client_connected_cb is reported and closes the connection (asyncio 3.12)",
+     function()
+    local reports = test.run_collecting(function()
+      local srv <close>, port = serve(function() error(errors.ValueError("boom")) end)
+      local reader, writer <close> = eddy.open_connection("127.0.0.1", port)
+      assert.equal("", reader:read())
+    end)
+    assert.equal(1, #reports)
+    assert.equal("Unhandled exception in client_connected_cb", reports[1].message)
+    assert.is_not_nil(reports[1].transport)
+  end)
+
+  it("serves many clients at once", async(function(loop)
+    local srv <close>, port = serve(echo_lines)
+    local n = 50
+    local tasks = {}
+    for i = 1, n do
+      tasks[i] = loop:create_task(function()
+        local reader, writer <close> = eddy.open_connection("127.0.0.1", port)
+        local got = {}
+        for j = 1, 5 do
+          writer:write(string.format("client %d line %d\n", i, j))
+          writer:drain()
+          got[j] = reader:readline()
+        end
+        writer:write_eof()
+        assert.equal("", reader:read())
+        return table.concat(got)
+      end)
+    end
+    for i = 1, n do
+      local expected = {}
+      for j = 1, 5 do expected[j] = string.format("client %d line %d\n", i, j) end
+      assert.equal(table.concat(expected), net.wait(tasks[i], 10))
+    end
+  end))
+end)
+
+describe("stream backpressure", function()
+  it("a slow reader pauses the transport past 2 x limit and resumes it below the limit",
+     async(function(loop)
+    local server_side = loop:create_future()
+    local release = loop:create_future()
+    local srv <close>, port = serve(function(reader, writer)
+      server_side:set_result({reader, writer})
+      release:await()
+      writer:close()
+    end, {limit = 1024})
+    local _, cwriter <close> = eddy.open_connection("127.0.0.1", port)
+    local reader, writer = table.unpack(net.wait(server_side))
+    cwriter:write(string.rep("a", 4096))
+    net.wait_until(function() return not writer.transport:is_reading() end)
+    assert.is_true(reader._paused)
+    assert.is_true(reader._size > 2048)
+    -- reading down to the limit resumes it
+    reader:readexactly(reader._size - 1024)
+    assert.is_false(reader._paused)
+    assert.is_true(writer.transport:is_reading())
+    release:set_result(true)
+  end))
+
+  it("drain waits while the peer does not read (FlowControlMixin._drain_helper)",
+     async(function(loop)
+    local server_side = loop:create_future()
+    local release = loop:create_future()
+    local srv <close>, port = serve(function(reader, writer)
+      server_side:set_result(reader)
+      release:await()
+      local total = #reader:read()
+      writer:write(tostring(total))
+      writer:close()
+    end)
+    local creader, cwriter <close> = eddy.open_connection("127.0.0.1", port)
+    local sreader = net.wait(server_side)
+    local chunk = string.rep("b", 256 * 1024)
+    local sent = 0
+    -- Fill the socket buffers and the transport's until drain blocks.
+    local drainer
+    for _ = 1, 400 do
+      cwriter:write(chunk)
+      sent = sent + #chunk
+      drainer = loop:create_task(function() cwriter:drain() end)
+      eddy.sleep(0.01)
+      if not drainer:done() then break end
+    end
+    assert.is_false(drainer:done(), "drain never waited")
+    assert.is_true(cwriter.transport:get_write_buffer_size() > 0)
+    assert.is_true(sreader._paused)  -- the server side paused reading too
+    release:set_result(true)
+    net.wait(drainer, 10)
+    cwriter:write_eof()
+    assert.equal(tostring(sent), creader:read())
+  end))
+end)
+
+describe("interop with Python asyncio streams", function()
+  local python_client = [[
+import asyncio, sys
+
+async def main(kind, where):
+    if kind == "tcp":
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(where))
+    else:
+        reader, writer = await asyncio.open_unix_connection(where)
+    lines = [b"line %d\n" % i for i in range(1000)]
+    writer.writelines(lines)
+    await writer.drain()
+    got = []
+    for _ in lines:
+        got.append(await reader.readline())
+    writer.write_eof()
+    rest = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    print("OK" if got == lines and rest == b"" else "MISMATCH")
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+]]
+
+  local function run_python_client(kind, where)
+    local script = net.tempfile(python_client)
+    local proc = net.spawn(string.format("timeout 10 %s %s %s %q", PYTHON, script, kind, where), 10)
+    net.wait_until(proc.done, 12)
+    local out = proc.output()
+    proc.cleanup()
+    os.remove(script)
+    assert.equal("OK\n", out)
+  end
+
+  it("a Python streams client against an eddy stream server (TCP)", async(function()
+    local srv <close>, port = serve(echo_lines)
+    run_python_client("tcp", tostring(port))
+  end, 15))
+
+  it("a Python streams client against an eddy stream server (UNIX)", async(function()
+    local path = temp_path()
+    local srv <close> = eddy.start_unix_server(echo_lines, path)
+    run_python_client("unix", path)
+    os.remove(path)
+  end, 15))
+
+  it("an eddy streams client against a Python stream server", async(function()
+    local script = net.tempfile([[
+import asyncio
+
+async def handle(reader, writer):
+    async for line in reader:
+        writer.write(line.upper())
+        await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    done.set_result(True)
+
+async def main():
+    global done
+    done = asyncio.get_running_loop().create_future()
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.wait_for(done, 8)
+    server.close()
+    print("SERVED", flush=True)
+
+asyncio.run(main())
+]])
+    local proc = net.spawn(string.format("timeout 10 %s %s", PYTHON, script), 10)
+    local port
+    net.wait_until(function()
+      port = tonumber((proc.output():match("^(%d+)\n")))
+      return port ~= nil
+    end, 8)
+    local reader, writer = eddy.open_connection("127.0.0.1", port)
+    writer:write("hello\nworld\n")
+    assert.equal("HELLO\n", reader:readline())
+    assert.equal("WORLD\n", reader:readline())
+    writer:write_eof()
+    assert.equal("", reader:read())
+    writer:close()
+    writer:wait_closed()
+    net.wait_until(proc.done, 10)
+    assert.equal(port .. "\nSERVED\n", proc.output())
+    proc.cleanup()
+    os.remove(script)
+  end, 15))
+end)
