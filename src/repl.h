@@ -5,6 +5,8 @@
 #ifndef EDDY_REPL_H
 #define EDDY_REPL_H
 
+#include <stddef.h>
+
 #include <lua.h>
 
 /* lua.c's message handler, where eddy's error objects (eddy.errors) also
@@ -19,5 +21,14 @@ void eddy__print_version(void);
 ** then cancel what still runs and close that loop.  Raises a Lua error
 ** if the REPL cannot start. */
 void eddy__repl(lua_State *L);
+
+/* Whether s (len bytes) is a Lua name that is not a keyword: such keys
+** show as name = value and complete after a dot. */
+int eddy__repl_is_identifier(const char *s, size_t len);
+
+/* Push how the value at i shows at a terminal prompt.  'seen' is the
+** index of a table holding the tables on the path being shown (cycles);
+** 'depth' the nesting so far (0 at the top). */
+void eddy__repl_show(lua_State *L, int i, int seen, int depth);
 
 #endif
