@@ -10,7 +10,7 @@ local has_python = cli.has("python3")
 
 after_each(cli.cleanup)
 
--- The banner: the first line of the REPL's output, what `eddy -v` prints.
+-- The banner: the first line of the REPL's output.
 local function split_banner(out)
   return out:match("^([^\n]*\n)(.*)$")
 end
@@ -44,11 +44,7 @@ describe("REPL with piped input", function()
       if not has_lua then pending("lua5.4 is not installed") return end
       local e, l = both(input)
       assert.equal(l.code, e.code)
-      local banner, rest = split_banner(e.out)
-      local lbanner, lrest = split_banner(l.out)
-      assert.equal(eddy("-v").out, banner)
-      assert.equal(lbanner, banner:match("^eddy %S+  (.*)$"))
-      assert.equal(lrest, rest)
+      assert.equal(l.out, e.out)  -- the banner too: lua.c's, byte for byte
       assert.equal(l.err, e.err)
     end)
   end
@@ -71,10 +67,11 @@ describe("REPL with piped input", function()
 
   it("reads input from a regular file and from /dev/null", function()
     local file = cli.tempfile("print(1 + 1)\n= 'x'\n")
+    local banner = cli.sh("lua5.4 -v").out  -- lua.c's, as a piped REPL prints
     local r = eddy("-i", {stdin_file = file})
-    assert.same({code = 0, err = "", out = eddy("-v").out .. "> print(1 + 1)\n2\n> = 'x'\nx\n> \n"}, r)
+    assert.same({code = 0, err = "", out = banner .. "> print(1 + 1)\n2\n> = 'x'\nx\n> \n"}, r)
     r = eddy("-i", {stdin_file = "/dev/null"})
-    assert.same({code = 0, err = "", out = eddy("-v").out .. "> \n"}, r)
+    assert.same({code = 0, err = "", out = banner .. "> \n"}, r)
   end)
 end)
 

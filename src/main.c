@@ -363,7 +363,14 @@ static int pmain(lua_State *L) {
     print_usage(argv[script]);
     return 0;
   }
-  if (args & has_v) eddy__print_version();
+  if ((args & has_i) && !isatty(0)) {
+    /* A piped REPL prints what lua.c prints, byte for byte (API.md §11),
+    ** banner included. */
+    puts(LUA_COPYRIGHT);
+    fflush(stdout);
+  } else if (args & has_v) {
+    eddy__print_version();
+  }
   if (args & has_E) {  /* libraries ignore environment variables */
     lua_pushboolean(L, 1);
     lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
