@@ -378,7 +378,7 @@ static int pmain(lua_State *L) {
   luaL_openlibs(L);
   open_eddy(L);
   createargtable(L, argv, argc, script);
-  lua_gc(L, LUA_GCGEN, 0, 0);  /* lua.c's generational mode */
+  eddy__tune_gc(L);  /* generational, as lua.c's (runtime.c) */
   if (!(args & has_E) && handle_luainit(L) != LUA_OK) return 0;
   if (!runargs(L, argv, script)) return 0;
   if (script < argc && handle_script(L, argv + script) != LUA_OK) return 0;
