@@ -273,8 +273,11 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   lua_settop(L, top);
 }
 
+static void keep_addresses(lua_State *L, eddy_Stream *s, int t);
+
 /* The peer shut its write side (asyncio's _read_ready__on_eof). */
 static void on_eof(lua_State *L, eddy_Stream *s, int t) {
+  keep_addresses(L, s, t);
   uv_read_stop((uv_stream_t *)s->uv.handle);
   s->eof_received = 1;
   if (call_protocol(L, s, t, "eof_received", 0, 1,
@@ -485,6 +488,7 @@ static int t_write_eof(lua_State *L) {
   uv_shutdown_t *req;
   int r;
   if (s->state != EDDY_STREAM_OPEN || s->eof_sent) return 0;
+  keep_addresses(L, s, 1);
   s->eof_sent = 1;
   req = (uv_shutdown_t *)malloc(sizeof *req);
   if (req == NULL) return luaL_error(L, "not enough memory");
@@ -660,6 +664,25 @@ static int push_address(lua_State *L, eddy_Stream *s, int peer) {
     return 0;
   eddy__socket_pushaddr(L, (struct sockaddr *)&ss, len);
   return 1;
+}
+
+/*
+** Once a side of the connection is shut, the other may follow and the
+** kernel then forgets the peer: keep both addresses in the extra info
+** (asyncio reads them when the transport is made; doing it here instead
+** costs idle connections nothing).
+*/
+static void keep_addresses(lua_State *L, eddy_Stream *s, int t) {
+  static const char *const names[] = {"sockname", "peername"};
+  int peer;
+  t = lua_absindex(L, t);
+  push_extra(L, t);
+  for (peer = 0; peer <= 1; peer++) {
+    if (lua_getfield(L, -1, names[peer]) == LUA_TNIL && push_address(L, s, peer))
+      lua_setfield(L, -3, names[peer]);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
 }
 
 /* Push the transport's socket as an eddy.socket object (not owning the
