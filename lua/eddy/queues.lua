@@ -17,6 +17,11 @@ local QueueEmpty, QueueFull, QueueShutDown =
 
 local get_running_loop = C._get_running_loop
 local get_event_loop = C.get_event_loop
+-- Methods called on every get and put, as upvalues: no metatable lookups.
+local create_future = C.Loop.create_future
+local f_done, f_set_result, f_await =
+  C.Future.__index.done, C.Future.__index.set_result, C.Future.__index.await
+local popleft, push = Deque.popleft, Deque.push
 
 -- The storage of each kind of queue: new(), put(s, item), get(s) -> item.
 -- The Queue methods reach them through the instance (_put, _get) and count
@@ -134,15 +139,15 @@ local function new_waiter(self)
     loop = get_running_loop() or get_event_loop()
     self._loop = loop
   end
-  return loop:create_future()
+  return create_future(loop)
 end
 
 -- Wake the first waiter that is not cancelled.
 local function wakeup_next(waiters)
   while waiters.head <= waiters.tail do
-    local waiter = waiters:popleft()
-    if not waiter:done() then
-      waiter:set_result(nil)
+    local waiter = popleft(waiters)
+    if not f_done(waiter) then
+      f_set_result(waiter, nil)
       return
     end
   end
@@ -174,7 +179,8 @@ local function add(self, item)
   self._put(self._queue, item)
   self._n = self._n + 1
   self._unfinished_tasks = self._unfinished_tasks + 1
-  self._finished:clear()
+  local finished = self._finished
+  if finished._value then finished:clear() end  -- (Event's own flag)
   local getters = self._getters
   if getters.head <= getters.tail then wakeup_next(getters) end
 end
@@ -193,8 +199,8 @@ function methods:put(item)
   while full(self) do
     if self._is_shutdown then error(QueueShutDown(), 2) end
     local putter = new_waiter(self)
-    self._putters:push(putter)
-    local ok, err = pcall(putter.await, putter)
+    push(self._putters, putter)
+    local ok, err = pcall(f_await, putter)
     if not ok then waiter_failed(self, self._putters, putter, not_full, err) end
   end
   if self._is_shutdown then error(QueueShutDown(), 2) end
@@ -212,8 +218,8 @@ function methods:get()
   while self._n == 0 do
     if self._is_shutdown then error(QueueShutDown(), 2) end
     local getter = new_waiter(self)
-    self._getters:push(getter)
-    local ok, err = pcall(getter.await, getter)
+    push(self._getters, getter)
+    local ok, err = pcall(f_await, getter)
     if not ok then waiter_failed(self, self._getters, getter, not_empty, err) end
   end
   return take(self)
