@@ -8,11 +8,7 @@ local errors = require "eddy.errors"
 local C = eddy._core
 local Loop = C.Loop
 
-local function callable(v)
-  if type(v) == "function" then return true end
-  local mt = getmetatable(v)
-  return type(mt) == "table" and mt.__call ~= nil
-end
+local callable = require("eddy.args").callable
 
 -- ensure_future(aw, loop [, level, fname, argn]): a Future/Task as is, or
 -- a function (or coroutine) wrapped in a task on 'loop'; anything else is

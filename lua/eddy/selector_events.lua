@@ -13,11 +13,7 @@ local AF_UNIX, SOCK_DGRAM, SOCK_STREAM = socket.AF_UNIX, socket.SOCK_DGRAM, sock
 local OPTIONS = {family = true, proto = true, flags = true, reuse_port = true,
                  allow_broadcast = true, sock = true, reuse_address = true}
 
-local function callable(v)
-  if type(v) == "function" then return true end
-  local mt = getmetatable(v)
-  return type(mt) == "table" and mt.__call ~= nil
-end
+local callable = require("eddy.args").callable
 
 local function argerror(n, msg)
   error(string.format("bad argument #%d to 'create_datagram_endpoint' (%s)", n, msg), 3)

@@ -15,6 +15,7 @@
 -- buffered and resumed when a read leaves at most 'limit'.
 
 local eddy = require "eddy"
+local args = require "eddy.args"
 local errors = require "eddy.errors"
 local C = eddy._core
 
@@ -34,21 +35,10 @@ local f_cancelled, f_set_result, f_await = Future.cancelled, Future.set_result, 
 
 -- {================================================= Arguments
 
-local function typename(v)
-  local mt = getmetatable(v)
-  if type(mt) == "table" and type(mt.__name) == "string" then return mt.__name end
-  return type(v)
-end
+local typename, callable = args.typename, args.callable
 
 local function argerror(fname, n, expected, v)
-  error(string.format("bad argument #%d to '%s' (%s expected, got %s)",
-                      n, fname, expected, typename(v)), 3)
-end
-
-local function callable(v)
-  if type(v) == "function" then return true end
-  local mt = getmetatable(v)
-  return type(mt) == "table" and mt.__call ~= nil
+  error(args.message(fname, n, expected, v), 3)
 end
 
 local function check_limit(fname, n, limit)

@@ -6,6 +6,7 @@
 -- (src/tcp.c, src/unix.c), listening and accepting (src/server.c).
 
 local eddy = require "eddy"
+local args = require "eddy.args"
 local errors = require "eddy.errors"
 local socket = require "eddy.socket"
 local C = eddy._core
@@ -19,21 +20,10 @@ eddy.Buffer = C.Buffer
 
 -- {================================================= Arguments
 
-local function typename(v)
-  local mt = getmetatable(v)
-  if type(mt) == "table" and type(mt.__name) == "string" then return mt.__name end
-  return type(v)
-end
+local typename, callable = args.typename, args.callable
 
 local function argerror(fname, n, expected, v)
-  error(string.format("bad argument #%d to '%s' (%s expected, got %s)",
-                      n, fname, expected, typename(v)), 4)
-end
-
-local function callable(v)
-  if type(v) == "function" then return true end
-  local mt = getmetatable(v)
-  return type(mt) == "table" and mt.__call ~= nil
+  error(args.message(fname, n, expected, v), 4)
 end
 
 -- Check the options table 'opts' of 'fname' against the names it takes.

@@ -1,0 +1,26 @@
+-- eddy.args: argument checks the Lua modules share, so their errors read
+-- like the C functions' (API.md §1: "bad argument #2 to 'name' (...)").
+
+local args = {}
+
+-- The type name of v for messages: its metatable's __name, else type(v).
+function args.typename(v)
+  local mt = getmetatable(v)
+  if type(mt) == "table" and type(mt.__name) == "string" then return mt.__name end
+  return type(v)
+end
+
+-- Whether v can be called: a function, or a value with __call.
+function args.callable(v)
+  if type(v) == "function" then return true end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+-- The message of a standard argument error.
+function args.message(fname, n, expected, v)
+  return string.format("bad argument #%d to '%s' (%s expected, got %s)",
+                       n, fname, expected, args.typename(v))
+end
+
+return args
