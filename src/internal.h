@@ -434,8 +434,6 @@ int eddy__open_core(lua_State *L);
 void eddy__core_tasks(lua_State *L);
 /* executor.c's: ThreadPoolExecutor, to_thread, run_in_executor... */
 void eddy__open_executor(lua_State *L);
-/* executor.c's: ThreadPoolExecutor, to_thread, run_in_executor... */
-void eddy__open_executor(lua_State *L);
 /* Drain the default loop after a main chunk (API.md §11). */
 int eddy__run_default(lua_State *L, uv_run_mode mode);
 /* Embedded Lua sources (generated). */
