@@ -273,6 +273,7 @@ describe("REPL on a terminal", function()
     if not has_python then return end
     check(session(
       "expect:> ", "send:if true then\\r", "expect:>> ", "send:abc",
+      "expect:abc",  -- the REPL has the text before Ctrl-C arrives
       "send:\\x03", "expect:\n> ",
       "send:print('fresh')\\r", "expect:fresh\r\n> ",
       "send:\\x04", "exit"))
