@@ -5,12 +5,8 @@ local socket = require "eddy.socket"
 local test = require "eddy.test"
 local async = test.async
 
-local function raises(cls, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok)
-  assert.is_true(errors.is(err, cls), "expected " .. tostring(cls) .. ", got " .. tostring(err))
-  return err
-end
+local checks = require "support.checks"
+local raises = checks.expect_error
 
 describe("fd watchers", function()
   it("add_reader calls back with its arguments when readable", async(function(loop)

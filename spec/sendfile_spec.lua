@@ -5,19 +5,10 @@ local errors = eddy.errors
 local socket = require "eddy.socket"
 local async = require("eddy.test").async
 
-local function raises(cls, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok)
-  assert.is_true(errors.is(err, cls), "expected " .. tostring(cls) .. ", got " .. tostring(err))
-  return err
-end
+local checks = require "support.checks"
+local raises = checks.expect_error
+local pair = checks.nonblocking_pair
 
-local function pair()
-  local a, b = socket.socketpair()
-  a:setblocking(false)
-  b:setblocking(false)
-  return a, b
-end
 
 -- 4 MiB of known content: numbered lines, so a wrong offset shows.
 local SIZE = 4 * 1024 * 1024

@@ -3,12 +3,8 @@ local eddy = require "eddy"
 local errors = eddy.errors
 local socket = require "eddy.socket"
 
-local function raises(cls, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok)
-  assert.is_true(errors.is(err, cls), "expected " .. tostring(cls) .. ", got " .. tostring(err))
-  return err
-end
+local checks = require "support.checks"
+local raises = checks.expect_error
 
 describe("eddy.socket", function()
   it("is eddy.socket and require 'eddy.socket'", function()

@@ -39,6 +39,14 @@ function checks.expect_error(cls, fn, ...)
   return err
 end
 
+-- nonblocking_pair() -> a, b: a connected non-blocking eddy.socket pair.
+function checks.nonblocking_pair()
+  local a, b = require("eddy.socket").socketpair()
+  a:setblocking(false)
+  b:setblocking(false)
+  return a, b
+end
+
 -- turns(n): let the loop run n turns (default 1), from inside a task.
 function checks.turns(n)
   for _ = 1, n or 1 do eddy.sleep(0) end
