@@ -91,20 +91,37 @@ static void push_addrinfo(lua_State *L, const struct addrinfo *ai) {
   }
 }
 
+/* The request finished with 'status': the index of its future when
+** someone still waits and it succeeded (the caller sets the results);
+** else 0 (a failure is set on the future here). */
+static int settle(lua_State *L, Request *r, int status, const char *what) {
+  int f = pop_future(L, r);
+  if (f != 0 && status < 0) {
+    eddy__pushuverror(L, status, what);
+    eddy__future_set_exception(L, f);
+    return 0;
+  }
+  return f;
+}
+
+/* The request r started: wait on a new future its callback settles. */
+static int await_request(lua_State *L, eddy_Loop *loop, Request *r,
+                         const char *what) {
+  eddy__future_new(L, loop);
+  lua_pushvalue(L, -1);
+  r->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return eddy__await(L, lua_gettop(L), what);
+}
+
 static void getaddrinfo_cb(uv_getaddrinfo_t *req, int status,
                            struct addrinfo *res) {
   Request *r = (Request *)req;
   lua_State *L = r->loop->rt->L;
   int top = lua_gettop(L);
-  int f = pop_future(L, r);
+  int f = settle(L, r, status, "getaddrinfo");
   if (f != 0) {
-    if (status < 0) {
-      eddy__pushuverror(L, status, "getaddrinfo");
-      eddy__future_set_exception(L, f);
-    } else {
-      push_addrinfo(L, res);
-      eddy__future_set_result(L, f, 1);
-    }
+    push_addrinfo(L, res);
+    eddy__future_set_result(L, f, 1);
   }
   lua_settop(L, top);
   uv_freeaddrinfo(res);
@@ -169,10 +186,7 @@ static int l_getaddrinfo(lua_State *L) {
     free(r);
     return eddy__uverror(L, err, "getaddrinfo");
   }
-  eddy__future_new(L, loop);
-  lua_pushvalue(L, -1);
-  r->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  return eddy__await(L, lua_gettop(L), "getaddrinfo");
+  return await_request(L, loop, r, "getaddrinfo");
 }
 
 static void getnameinfo_cb(uv_getnameinfo_t *req, int status,
@@ -180,16 +194,11 @@ static void getnameinfo_cb(uv_getnameinfo_t *req, int status,
   Request *r = (Request *)req;
   lua_State *L = r->loop->rt->L;
   int top = lua_gettop(L);
-  int f = pop_future(L, r);
+  int f = settle(L, r, status, "getnameinfo");
   if (f != 0) {
-    if (status < 0) {
-      eddy__pushuverror(L, status, "getnameinfo");
-      eddy__future_set_exception(L, f);
-    } else {
-      lua_pushstring(L, host);
-      lua_pushstring(L, service);
-      eddy__future_set_result(L, f, 2);
-    }
+    lua_pushstring(L, host);
+    lua_pushstring(L, service);
+    eddy__future_set_result(L, f, 2);
   }
   lua_settop(L, top);
   free(r);
@@ -220,10 +229,7 @@ static int l_getnameinfo(lua_State *L) {
     free(r);
     return eddy__uverror(L, err, "getnameinfo");
   }
-  eddy__future_new(L, loop);
-  lua_pushvalue(L, -1);
-  r->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  return eddy__await(L, lua_gettop(L), "getnameinfo");
+  return await_request(L, loop, r, "getnameinfo");
 }
 
 /* }====================================================== */
