@@ -18,6 +18,12 @@ static void push_class(lua_State *L, const char *cls) {
   lua_remove(L, -2);
 }
 
+void eddy__newerror(lua_State *L, const char *cls, int nargs) {
+  push_class(L, cls);
+  lua_insert(L, -nargs - 1);
+  lua_call(L, nargs, 1);
+}
+
 static void push_new(lua_State *L, const char *cls, const char *msg) {
   push_class(L, cls);
   if (msg != NULL) lua_pushstring(L, msg); else lua_pushnil(L);

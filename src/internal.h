@@ -348,6 +348,7 @@ struct eddy_Task {
   int num_cancels_requested;
   int id;                      /* for the default name "Task-<id>" */
   unsigned char has_ctx;       /* TASK_UV_CTX holds a Context */
+  const void *parked_on;       /* eddy__park's key while parked, else NULL */
 };
 
 eddy_Future *eddy__tofuture(lua_State *L, int i);   /* NULL if not one */
@@ -390,6 +391,27 @@ int eddy__await(lua_State *L, int i, const char *what);
 ** suspension applies, in which case it returns 0. */
 int eddy__can_suspend(lua_State *L, const char *what);
 int eddy__can_suspend_rt(lua_State *L, eddy_Runtime *rt, const char *what);
+/* Top-level suspension: run the loop of the future at index F until it is
+** done; raises when the loop stops first or has nothing left to run. */
+void eddy__wait_toplevel(lua_State *L, int F, const char *what);
+/* In a continuation: resumed with (TAG, err) above 'base' raises err. */
+void eddy__check_throw(lua_State *L, int base);
+/* Push the running task (nil outside one). */
+void eddy__push_current_task(lua_State *L);
+
+/*
+** Parking: a wait lighter than a future, for the core's own objects.  The
+** running task (eddy__can_suspend said so) parks on 'key', an address the
+** waking object owns; the object keeps the task and calls eddy__task_wake
+** with the same key.  A wake means "look again": the continuation k
+** re-tests its condition.  Cancelling a parked task steps it with
+** CancelledError, as cancelling an awaited future would.
+** Always use as: return eddy__park(L, rt, key, ctx, k);
+*/
+int eddy__park(lua_State *L, eddy_Runtime *rt, const void *key,
+               lua_KContext ctx, lua_KFunction k);
+/* Wake the task at index ti if it is parked on 'key'. */
+void eddy__task_wake(lua_State *L, int ti, const void *key);
 
 /* ------------------------------------------------------------------ */
 /* Errors (errors.c)                                                    */
@@ -406,6 +428,10 @@ int eddy__uverror(lua_State *L, int uverr, const char *what);
 /* Whether the value at i is an instance of eddy.errors[cls]. */
 int eddy__iserror(lua_State *L, int i, const char *cls);
 void eddy__open_errors(lua_State *L);
+
+/* Push a new error of class 'cls' built from the 'nargs' values at the
+** top (popped), as calling the class from Lua would. */
+void eddy__newerror(lua_State *L, const char *cls, int nargs);
 
 /* Message handler adding a traceback: error objects (tables) get a
 ** 'traceback' field; other values are turned into their string with the
@@ -496,6 +522,12 @@ struct eddy_Stream {
 eddy_Stream *eddy__stream_new(lua_State *L, eddy_Loop *loop, int kind);
 /* The stream transport at i, or NULL. */
 eddy_Stream *eddy__tostream(lua_State *L, int i);
+/* transport:write() of the string or eddy.Buffer at index data on the
+** stream s at index t. */
+void eddy__stream_write(lua_State *L, eddy_Stream *s, int t, int data);
+/* streams.c: StreamReader and the streams' hot path, added to the core
+** table at the top. */
+void eddy__core_streams(lua_State *L);
 /* Open the libuv handle of the new stream at index t (uv_*_init done);
 ** raises on failure. */
 uv_stream_t *eddy__stream_open(lua_State *L, eddy_Stream *s, int t);

@@ -437,21 +437,25 @@ static int can_send(lua_State *L, eddy_Stream *s, size_t len) {
   return 1;
 }
 
+void eddy__stream_write(lua_State *L, eddy_Stream *s, int t, int data) {
+  size_t len;
+  const char *bytes;
+  if (lua_type(L, data) == LUA_TSTRING) {
+    bytes = lua_tolstring(L, data, &len);
+  } else if ((bytes = eddy__tobuffer(L, data, &len)) != NULL) {
+    lua_pushlstring(L, bytes, len);
+    lua_replace(L, data);
+    bytes = lua_tostring(L, data);
+  } else {
+    luaL_typeerror(L, data, "string");
+    return;
+  }
+  if (can_send(L, s, len)) stream_send(L, s, t, data, bytes, len);
+}
+
 /* transport:write(data): data is a string or an eddy.Buffer (copied). */
 static int t_write(lua_State *L) {
-  eddy_Stream *s = checkstream(L, 1);
-  size_t len;
-  const char *data;
-  if (lua_type(L, 2) == LUA_TSTRING) {
-    data = lua_tolstring(L, 2, &len);
-  } else if ((data = eddy__tobuffer(L, 2, &len)) != NULL) {
-    lua_pushlstring(L, data, len);
-    lua_replace(L, 2);
-    data = lua_tostring(L, 2);
-  } else {
-    return luaL_typeerror(L, 2, "string");
-  }
-  if (can_send(L, s, len)) stream_send(L, s, 1, 2, data, len);
+  eddy__stream_write(L, checkstream(L, 1), 1, 2);
   return 0;
 }
 

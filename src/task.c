@@ -278,7 +278,14 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
   if (status == LUA_YIELD) {
     /* (TAG, future) comes only from eddy__await and sleep, which checked
     ** the future: the tag is an address no Lua code can make. */
-    if (nres >= 2 && eddy__istag(co, -nres) &&
+    if (t->parked_on != NULL) {  /* eddy__park: its object wakes it */
+      lua_pop(co, nres);
+      if (t->must_cancel) {  /* cancel() came while it ran */
+        t->parked_on = NULL;
+        t->scheduled = 1;
+        eddy__ready_push(L, loop, ti);
+      }
+    } else if (nres >= 2 && eddy__istag(co, -nres) &&
         lua_touserdata(co, -nres + 1) != NULL) {
       eddy_Future *f;
       lua_pushvalue(co, -nres + 1);
@@ -350,38 +357,35 @@ int eddy__can_suspend_rt(lua_State *L, eddy_Runtime *rt, const char *what) {
 }
 
 /* After a suspension: resumed with (TAG, err) means "raise err". */
-static int check_throw(lua_State *L, int base) {
+void eddy__check_throw(lua_State *L, int base) {
   if (lua_gettop(L) >= base + 2 && eddy__istag(L, base + 1)) {
     lua_pushvalue(L, base + 2);
-    return lua_error(L);
+    lua_error(L);
   }
-  return 0;
 }
 
 static int await_k(lua_State *L, int status, lua_KContext ctx) {
   int F = (int)ctx;
   (void)status;
-  check_throw(L, F);
+  eddy__check_throw(L, F);
   lua_settop(L, F);
   return eddy__future_result(L, F);
 }
 
-/* Run the future's loop until it is done (top-level suspension). */
-static int toplevel_wait(lua_State *L, int F, const char *what) {
+void eddy__wait_toplevel(lua_State *L, int F, const char *what) {
   eddy_Future *f = (eddy_Future *)lua_touserdata(L, F);
   int alive;
   if (f->loop->state == EDDY_LOOP_CLOSED)
-    return eddy__error(L, "RuntimeError", "Event loop is closed");
+    eddy__error(L, "RuntimeError", "Event loop is closed");
   alive = eddy__loop_run(L, f->loop, f, 0);
   if (f->state == EDDY_FUT_PENDING) {
     if (!alive)
-      return eddy__error(L, "RuntimeError",
-                         "%s(): the loop has no live work left that could "
-                         "complete this future", what);
-    return eddy__error(L, "RuntimeError",
-                       "Event loop stopped before Future completed.");
+      eddy__error(L, "RuntimeError",
+                  "%s(): the loop has no live work left that could "
+                  "complete this future", what);
+    eddy__error(L, "RuntimeError",
+                "Event loop stopped before Future completed.");
   }
-  return 0;
 }
 
 int eddy__await(lua_State *L, int i, const char *what) {
@@ -395,8 +399,23 @@ int eddy__await(lua_State *L, int i, const char *what) {
     lua_pushvalue(L, F);
     return lua_yieldk(L, 2, (lua_KContext)F, await_k);
   }
-  toplevel_wait(L, F, what);
+  eddy__wait_toplevel(L, F, what);
   return eddy__future_result(L, F);
+}
+
+int eddy__park(lua_State *L, eddy_Runtime *rt, const void *key,
+               lua_KContext ctx, lua_KFunction k) {
+  rt->current_task->parked_on = key;
+  eddy__pushtag(L);  /* tagged, so nested coroutine.wrap forwards it */
+  return lua_yieldk(L, 1, ctx, k);
+}
+
+void eddy__task_wake(lua_State *L, int ti, const void *key) {
+  eddy_Task *t = (eddy_Task *)lua_touserdata(L, ti);
+  if (t->parked_on != key || t->fut.loop->state == EDDY_LOOP_CLOSED) return;
+  t->parked_on = NULL;
+  t->scheduled = 1;
+  eddy__ready_push(L, t->fut.loop, ti);
 }
 
 /* eddy.await(aw): a Future/Task, or a function run as a task. */
@@ -426,7 +445,7 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
   int F = (int)ctx;
   (void)status;
   eddy__handle_cancel(L, F + 1);
-  check_throw(L, F + 1);
+  eddy__check_throw(L, F + 1);
   eddy__future_result(L, F);  /* raises CancelledError if cancelled */
   lua_settop(L, F - 1);
   return F - 2;  /* the extra arguments */
@@ -435,7 +454,7 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
 static int sleep0_k(lua_State *L, int status, lua_KContext ctx) {
   int base = (int)ctx;
   (void)status;
-  check_throw(L, base);
+  eddy__check_throw(L, base);
   lua_settop(L, base);
   return base - 1;
 }
@@ -462,7 +481,7 @@ static int c_sleep(lua_State *L) {
     lua_pushvalue(L, F);
     return lua_yieldk(L, 2, (lua_KContext)F, sleep_k);
   }
-  toplevel_wait(L, F, "sleep");
+  eddy__wait_toplevel(L, F, "sleep");
   return sleep_k(L, LUA_OK, (lua_KContext)F);
 }
 
@@ -528,6 +547,11 @@ static int t_cancel(lua_State *L) {
     return 1;
   }
   t->must_cancel = 1;
+  if (t->parked_on != NULL) {  /* step it now: the error wakes it */
+    t->parked_on = NULL;
+    t->scheduled = 1;
+    eddy__ready_push(L, t->fut.loop, 1);
+  }
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -689,8 +713,7 @@ void eddy__open_task(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* The core functions that suspend (handed to eddy.init). */
-static int c_current_task(lua_State *L) {
+void eddy__push_current_task(lua_State *L) {
   eddy_Runtime *rt = eddy__runtime(L);
   if (rt->current_task == NULL) {
     lua_pushnil(L);
@@ -702,6 +725,11 @@ static int c_current_task(lua_State *L) {
     lua_pushvalue(rt->L, rt->current_task_index);
     lua_xmove(rt->L, L, 1);
   }
+}
+
+/* The core functions that suspend (handed to eddy.init). */
+static int c_current_task(lua_State *L) {
+  eddy__push_current_task(L);
   return 1;
 }
 

@@ -2,17 +2,11 @@
 -- list separator of readuntil is 3.13's): open_connection, start_server,
 -- their UNIX variants, StreamReader, StreamReaderProtocol, StreamWriter.
 --
--- A StreamReader buffers what the transport delivers as a queue of the
--- strings data_received got ('_chunks' from '_head' to '_tail'), the
--- first one consumed up to '_pos' bytes; '_size' counts the bytes not yet
--- consumed.  Nothing is concatenated on arrival: read(n) hands back the
--- chunk itself when it fits (the common case of an echo loop: no copy),
--- and only readuntil joins the chunks it has to search across.
---
--- One task at a time may wait for data: it waits on '_waiter', a future
--- that feed_data/feed_eof/set_exception complete.  Backpressure is
--- asyncio's: the transport is paused when more than 2 * limit bytes are
--- buffered and resumed when a read leaves at most 'limit'.
+-- The StreamReader and the per-message path (data_received into the
+-- reader, StreamWriter's write and drain) are C: src/streams.c, where the
+-- reader's buffer and how a task waits on it are described.  This file
+-- has the rest: the protocol's other callbacks, the writer, connections
+-- and servers.
 
 local eddy = require "eddy"
 local args = require "eddy.args"
@@ -20,22 +14,14 @@ local errors = require "eddy.errors"
 local C = eddy._core
 
 local RuntimeError, ValueError = errors.RuntimeError, errors.ValueError
-local IncompleteReadError, LimitOverrunError =
-  errors.IncompleteReadError, errors.LimitOverrunError
 
 local DEFAULT_LIMIT = 1 << 16  -- 64 KiB, asyncio's _DEFAULT_LIMIT
 
-local concat, find, sub = table.concat, string.find, string.sub
-local mtype = math.type
-
--- The hot path calls these directly rather than as methods.
-local create_future = C.Loop.create_future
-local Future = C.Future.__index
-local f_cancelled, f_set_result, f_await = Future.cancelled, Future.set_result, Future.await
+local sub = string.sub
 
 -- {================================================= Arguments
 
-local typename, callable = args.typename, args.callable
+local callable = args.callable
 
 local function argerror(fname, n, expected, v)
   error(args.message(fname, n, expected, v), 3)
@@ -64,314 +50,11 @@ end
 
 -- {================================================= StreamReader
 
-local StreamReader = class("eddy.StreamReader")
+-- eddy.StreamReader(limit, loop): the class is C's method table.
+local reader_mt = C.StreamReader
+local StreamReader = reader_mt.__index
 eddy.StreamReader = StreamReader
-
--- eddy.StreamReader(limit, loop)
-setmetatable(StreamReader, {__call = function(_, limit, loop)
-  limit = check_limit("StreamReader", 1, limit)
-  if loop ~= nil and typename(loop) ~= "eddy.Loop" then
-    argerror("StreamReader", 2, "loop or nil", loop)
-  end
-  return setmetatable({
-    _limit = limit, _loop = loop or current_loop(),
-    _chunks = {}, _head = 1, _tail = 0, _pos = 0, _size = 0,
-    _eof = false, _waiter = nil, _exception = nil, _transport = nil,
-    _paused = false,
-  }, StreamReader)
-end})
-
-function StreamReader:__tostring()
-  local info = {"<StreamReader"}
-  if self._size > 0 then info[#info + 1] = self._size .. " bytes" end
-  if self._eof then info[#info + 1] = "eof" end
-  if self._limit ~= DEFAULT_LIMIT then info[#info + 1] = "limit=" .. self._limit end
-  if self._waiter ~= nil then info[#info + 1] = "waiter=" .. tostring(self._waiter) end
-  if self._exception ~= nil then info[#info + 1] = "exception=" .. tostring(self._exception) end
-  if self._transport ~= nil then info[#info + 1] = "transport=" .. tostring(self._transport) end
-  if self._paused then info[#info + 1] = "paused" end
-  return concat(info, " ") .. ">"
-end
-
-function StreamReader:exception() return self._exception end
-
-local function wakeup_waiter(self)
-  local waiter = self._waiter
-  if waiter ~= nil then
-    self._waiter = nil
-    if not f_cancelled(waiter) then f_set_result(waiter, nil) end
-  end
-end
-
-function StreamReader:set_exception(exc)
-  self._exception = exc
-  local waiter = self._waiter
-  if waiter ~= nil then
-    self._waiter = nil
-    if not waiter:cancelled() then waiter:set_exception(exc) end
-  end
-end
-
-function StreamReader:set_transport(transport)
-  if self._transport ~= nil then error(RuntimeError("Transport already set"), 2) end
-  self._transport = transport
-end
-
-local function maybe_resume_transport(self)
-  if self._paused and self._size <= self._limit then
-    self._paused = false
-    self._transport:resume_reading()
-  end
-end
-
-function StreamReader:feed_eof()
-  self._eof = true
-  wakeup_waiter(self)
-end
-
-function StreamReader:at_eof()
-  return self._eof and self._size == 0
-end
-
-local function feed_data(self, data)
-  if self._eof then error(RuntimeError("feed_data after feed_eof"), 2) end
-  local n = #data
-  if n == 0 then return end
-  local tail = self._tail + 1
-  self._tail = tail
-  self._chunks[tail] = data
-  local size = self._size + n
-  self._size = size
-  wakeup_waiter(self)
-  if size > 2 * self._limit and not self._paused and self._transport ~= nil then
-    self._transport:pause_reading()
-    self._paused = true
-  end
-end
-
-function StreamReader:feed_data(data)
-  if type(data) ~= "string" then argerror("feed_data", 1, "string", data) end
-  feed_data(self, data)
-end
-
--- Wait until feed_data, feed_eof or set_exception is called; resume a
--- paused transport first, or a read wanting more than 2 * limit bytes
--- would wait forever.  A waiter whose task was cancelled stays in
--- '_waiter' (done): that is no task waiting, so the next read may go on.
-local function wait_for_data(self, fname)
-  local waiter = self._waiter
-  if waiter ~= nil and not waiter:done() then
-    error(RuntimeError(fname .. "() called while another coroutine is already "
-                       .. "waiting for incoming data"), 3)
-  end
-  if self._paused then
-    self._paused = false
-    self._transport:resume_reading()
-  end
-  waiter = create_future(self._loop)
-  self._waiter = waiter
-  f_await(waiter)
-end
-
--- Remove and return the first n bytes (0 < n <= _size).
-local function take(self, n)
-  local chunks, head, pos = self._chunks, self._head, self._pos
-  local first = chunks[head]
-  local avail = #first - pos
-  self._size = self._size - n
-  if n == avail then  -- the rest of the first chunk
-    chunks[head] = nil
-    self._head, self._pos = head + 1, 0
-    if pos == 0 then return first end
-    return sub(first, pos + 1)
-  elseif n < avail then
-    self._pos = pos + n
-    return sub(first, pos + 1, pos + n)
-  end
-  local parts, np = {sub(first, pos + 1)}, 1
-  chunks[head] = nil
-  head = head + 1
-  n = n - avail
-  while true do
-    local chunk = chunks[head]
-    local len = #chunk
-    np = np + 1
-    if n < len then
-      parts[np] = sub(chunk, 1, n)
-      self._head, self._pos = head, n
-      break
-    end
-    parts[np] = chunk
-    chunks[head] = nil
-    head = head + 1
-    n = n - len
-    if n == 0 then
-      self._head, self._pos = head, 0
-      break
-    end
-  end
-  return concat(parts)
-end
-
--- Join the buffered bytes into one chunk and return it.
-local function coalesce(self)
-  local head, tail = self._head, self._tail
-  if head > tail then return "" end
-  local chunks = self._chunks
-  local s
-  if head == tail then
-    s = chunks[head]
-    if self._pos > 0 then s = sub(s, self._pos + 1) end
-  else
-    local parts = {sub(chunks[head], self._pos + 1)}
-    for i = head + 1, tail do parts[#parts + 1] = chunks[i] end
-    s = concat(parts)
-    for i = head, tail do chunks[i] = nil end
-  end
-  self._chunks, self._head, self._tail, self._pos = {s}, 1, 1, 0
-  return s
-end
-
-local function take_all(self)
-  if self._size == 0 then return "" end
-  return take(self, self._size)
-end
-
-local function check_exception(self)
-  local exc = self._exception
-  if exc ~= nil then error(exc, 0) end
-end
-
--- reader:read(n) (S): up to n bytes (n nil or negative: until EOF); ""
--- at EOF.
-function StreamReader:read(n)
-  if n == nil then
-    n = -1
-  elseif mtype(n) ~= "integer" then
-    argerror("read", 1, "integer or nil", n)
-  end
-  check_exception(self)
-  if n == 0 then return "" end
-  if n < 0 then
-    -- Read limit-sized blocks, so that a paused transport gets resumed.
-    local blocks = {}
-    while true do
-      local block = self:read(self._limit)
-      if block == "" then break end
-      blocks[#blocks + 1] = block
-    end
-    return concat(blocks)
-  end
-  if self._size == 0 then
-    if self._eof then return "" end
-    wait_for_data(self, "read")
-  end
-  local size = self._size
-  if size == 0 then return "" end  -- woken by EOF
-  local data = take(self, n < size and n or size)
-  if self._paused then maybe_resume_transport(self) end
-  return data
-end
-
--- reader:readexactly(n) (S): exactly n bytes, or IncompleteReadError.
-function StreamReader:readexactly(n)
-  if mtype(n) ~= "integer" then argerror("readexactly", 1, "integer", n) end
-  if n < 0 then error(ValueError("readexactly size can not be less than zero"), 2) end
-  check_exception(self)
-  if n == 0 then return "" end
-  while self._size < n do
-    if self._eof then
-      error(IncompleteReadError(take_all(self), n), 0)
-    end
-    wait_for_data(self, "readexactly")
-  end
-  local data = take(self, n)
-  maybe_resume_transport(self)
-  return data
-end
-
--- The separators of readuntil, shortest first (the shortest match wins).
-local function separators(sep)
-  if type(sep) == "string" then
-    if #sep == 0 then error(ValueError("Separator should be at least one-byte string"), 3) end
-    return {sep}, #sep, #sep
-  end
-  if type(sep) ~= "table" or getmetatable(sep) ~= nil then
-    argerror("readuntil", 1, "string or list of strings", sep)
-  end
-  local list = {}
-  for i, s in ipairs(sep) do
-    if type(s) ~= "string" then
-      error(string.format("bad argument #1 to 'readuntil' (separator #%d: string expected, got %s)",
-                          i, typename(s)), 3)
-    end
-    list[i] = s
-  end
-  if #list == 0 then error(ValueError("Separator should contain at least one element"), 3) end
-  table.sort(list, function(a, b) return #a < #b end)
-  if #list[1] == 0 then error(ValueError("Separator should be at least one-byte string"), 3) end
-  return list, #list[1], #list[#list]
-end
-
--- reader:readuntil(separator) (S): the data up to and including the
--- separator (default "\n"; a list of strings: the earliest ending match).
-function StreamReader:readuntil(separator)
-  local seps, min_seplen, max_seplen = separators(separator == nil and "\n" or separator)
-  check_exception(self)
-  -- Bytes from the start known not to hold a separator.
-  local offset = 0
-  local match_start, match_end
-  while true do
-    local buflen = self._size
-    if buflen - offset >= min_seplen then
-      local buf = coalesce(self)
-      for _, sep in ipairs(seps) do
-        local i = find(buf, sep, offset + 1, true)
-        if i ~= nil and (match_end == nil or i + #sep - 1 < match_end) then
-          match_start, match_end = i - 1, i + #sep - 1
-        end
-      end
-      if match_end ~= nil then break end
-      -- A separator may straddle what came so far and what comes next.
-      offset = math.max(0, buflen + 1 - max_seplen)
-      if offset > self._limit then
-        error(LimitOverrunError("Separator is not found, and chunk exceed the limit", offset), 0)
-      end
-    end
-    -- Data completing a separator may arrive together with EOF: look
-    -- at the buffer first.
-    if self._eof then
-      error(IncompleteReadError(take_all(self), nil), 0)
-    end
-    wait_for_data(self, "readuntil")
-  end
-  if match_start > self._limit then
-    error(LimitOverrunError("Separator is found, but chunk is longer than limit", match_start), 0)
-  end
-  local chunk = take(self, match_end)
-  maybe_resume_transport(self)
-  return chunk
-end
-
--- reader:readline() (S): a line with its "\n"; at EOF the partial line
--- (maybe ""); ValueError when the line is longer than the limit (what
--- was buffered of it is dropped).
-function StreamReader:readline()
-  local ok, line = pcall(self.readuntil, self, "\n")
-  if ok then return line end
-  if errors.is(line, IncompleteReadError) then return line.partial end
-  if errors.is(line, LimitOverrunError) then
-    local consumed = line.consumed
-    if self._size > consumed and coalesce(self):byte(consumed + 1) == 10 then
-      take(self, consumed + 1)
-    else
-      take_all(self)
-    end
-    maybe_resume_transport(self)
-    error(ValueError(line.message), 0)
-  end
-  error(line, 0)
-end
+setmetatable(StreamReader, {__call = C._stream_reader_new})
 
 -- for line in reader:lines() do ... end: each line without its "\n",
 -- as io.lines; the iteration ends at EOF.
@@ -405,7 +88,7 @@ end
 
 -- eddy.StreamReaderProtocol(stream_reader, client_connected_cb, loop)
 setmetatable(StreamReaderProtocol, {__call = function(_, reader, cb, loop)
-  if reader ~= nil and getmetatable(reader) ~= StreamReader then
+  if reader ~= nil and getmetatable(reader) ~= reader_mt then
     argerror("StreamReaderProtocol", 1, "StreamReader or nil", reader)
   end
   if cb ~= nil and not callable(cb) then
@@ -453,10 +136,7 @@ function StreamReaderProtocol:connection_made(transport)
   end
 end
 
-function StreamReaderProtocol:data_received(data)
-  local reader = self._reader
-  if reader ~= nil then feed_data(reader, data) end
-end
+StreamReaderProtocol.data_received = C._protocol_data_received
 
 -- Keep the write side open: the writer decides when to close.
 function StreamReaderProtocol:eof_received()
@@ -536,7 +216,7 @@ function StreamWriter:__tostring()
   return s .. ">"
 end
 
-function StreamWriter:write(data) self.transport:write(data) end
+StreamWriter.write = C._writer_write
 function StreamWriter:writelines(list) self.transport:writelines(list) end
 function StreamWriter:write_eof() return self.transport:write_eof() end
 function StreamWriter:can_write_eof() return self.transport:can_write_eof() end
@@ -555,9 +235,10 @@ end
 
 -- writer:drain() (S): wait until it is fine to write again.  Raises the
 -- reader's exception or, once the connection is lost, ConnectionResetError.
-function StreamWriter:drain()
-  local reader = self._reader
-  if reader ~= nil then check_exception(reader) end
+-- C decides the common case (nothing to wait for); the rest is here.
+StreamWriter.drain = C._writer_drain
+
+function StreamWriter:_drain_wait()
   if self.transport:is_closing() then
     -- Let connection_lost run: a write/drain loop on a closed connection
     -- would otherwise never see the error.

@@ -1,0 +1,819 @@
+/*
+** streams.c -- the hot path of asyncio's streams in C: the StreamReader
+** (eddy.StreamReader), StreamReaderProtocol's data_received, and
+** StreamWriter's write and drain.  The rest of the streams API
+** (StreamReaderProtocol, StreamWriter, open_connection, start_server...)
+** is lua/eddy/streams.lua.
+**
+** A reader buffers what the transport delivers as a queue of the strings
+** it got: CHUNKS[head..tail], the first one consumed up to 'pos' bytes;
+** 'size' counts the bytes not consumed yet.  Nothing is joined on arrival:
+** read(n) hands back a whole chunk when it fits (an echo loop's case: no
+** copy), and only readuntil joins the chunks it searches across.
+**
+** One task at a time may wait for data.  It parks on the reader (task.c's
+** eddy__park: no Future per wait); feed_data, feed_eof and set_exception
+** wake it and its continuation looks at the buffer again.  The main
+** chunk's top-level suspension (API.md §11) has no task to park: it waits
+** on a Future.  Backpressure is asyncio's: the transport is paused when
+** more than 2 * limit bytes are buffered, and resumed when a read leaves
+** at most limit.
+**
+** The C functions here carry the reader metatable and the field names
+** they look up as upvalues (see UV_), so recognizing a reader costs no
+** registry lookup and reading a field no string interning.
+*/
+#define _GNU_SOURCE /* memmem */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define EDDY_STREAMREADER "eddy.StreamReader"
+#define DEFAULT_LIMIT ((lua_Integer)1 << 16) /* asyncio's _DEFAULT_LIMIT */
+
+typedef struct {
+  eddy_Loop *loop;
+  lua_Integer limit;
+  size_t size;             /* bytes buffered and not consumed yet */
+  size_t pos;              /* bytes consumed of CHUNKS[head] */
+  lua_Integer head, tail;  /* the queue; empty when head > tail */
+  void *waiter;            /* the eddy_Task or eddy_Future in WAITER */
+  unsigned char waiter_is_task;
+  unsigned char eof;
+  unsigned char paused;    /* the reader paused its transport */
+} Reader;
+
+enum {
+  R_CHUNKS = 1,  /* the queue of strings */
+  R_EXCEPTION,   /* set_exception's error */
+  R_TRANSPORT,
+  R_WAITER,      /* the parked task, or the top-level wait's future */
+  R_LOOP,
+  R_NUV = R_LOOP
+};
+
+/* Stack slot of the reader in every method. */
+#define SELF 1
+
+/* Upvalues of every function here. */
+enum { UV_READER_MT = 1, UV_TRANSPORT, UV_READER, UV_NUPVALUES = UV_READER };
+
+/* Push t[key] (raw) for the key string in upvalue uv; returns its type. */
+static int rawfield(lua_State *L, int t, int uv) {
+  lua_pushvalue(L, lua_upvalueindex(uv));
+  return lua_rawget(L, t);
+}
+
+/* {====================================================== Basics */
+
+static Reader *toreader(lua_State *L, int i) {
+  Reader *r = (Reader *)lua_touserdata(L, i);
+  if (r != NULL && lua_getmetatable(L, i)) {
+    int same = lua_rawequal(L, -1, lua_upvalueindex(UV_READER_MT));
+    lua_pop(L, 1);
+    if (same) return r;
+  }
+  return NULL;
+}
+
+static Reader *checkreader(lua_State *L, int i) {
+  Reader *r = toreader(L, i);
+  if (r == NULL) luaL_typeerror(L, i, EDDY_STREAMREADER);
+  return r;
+}
+
+/* Call transport:name() on the reader's transport. */
+static void call_transport(lua_State *L, const char *name) {
+  lua_getiuservalue(L, SELF, R_TRANSPORT);
+  lua_getfield(L, -1, name);
+  lua_insert(L, -2);
+  lua_call(L, 1, 0);
+}
+
+static void raise_exception(lua_State *L) {
+  if (lua_getiuservalue(L, SELF, R_EXCEPTION) != LUA_TNIL) lua_error(L);
+  lua_pop(L, 1);
+}
+
+static void maybe_resume_transport(lua_State *L, Reader *r) {
+  if (r->paused && r->size <= (size_t)r->limit) {
+    r->paused = 0;
+    call_transport(L, "resume_reading");
+  }
+}
+
+/* Wake the reader at ri's waiter: a parked task looks at the buffer
+** again, the top-level wait's future completes.  WAITER keeps the object
+** until the next wait replaces it ('waiter' NULL says there is none). */
+static void wake_waiter(lua_State *L, Reader *r, int ri) {
+  if (r->waiter == NULL) return;
+  lua_getiuservalue(L, ri, R_WAITER);
+  if (r->waiter_is_task)
+    eddy__task_wake(L, lua_gettop(L), r);
+  else if (((eddy_Future *)r->waiter)->state == EDDY_FUT_PENDING)
+    eddy__future_set_result(L, lua_gettop(L), 0);
+  lua_pop(L, 1);
+  r->waiter = NULL;
+}
+
+/* Whether a task is parked on the reader (or the main chunk waits on it):
+** a second waiter is an error, as asyncio's _wait_for_data says. */
+static int waiter_busy(Reader *r) {
+  if (r->waiter == NULL) return 0;
+  if (r->waiter_is_task) return ((eddy_Task *)r->waiter)->parked_on == r;
+  return ((eddy_Future *)r->waiter)->state == EDDY_FUT_PENDING &&
+         r->loop->rt->running == r->loop;
+}
+
+/* }====================================================== */
+
+/* {====================================================== The buffer */
+
+static void drop_head(lua_State *L, Reader *r, int chunks) {
+  lua_pushnil(L);
+  lua_rawseti(L, chunks, r->head);
+  r->pos = 0;
+  if (++r->head > r->tail) {  /* empty: reuse the array slots from 1 */
+    r->head = 1;
+    r->tail = 0;
+  }
+}
+
+/* Push the first n bytes (0 < n <= size), removing them. */
+static void take(lua_State *L, Reader *r, size_t n) {
+  int chunks;
+  size_t len, done = 0;
+  const char *s;
+  char *p;
+  luaL_Buffer b;
+  lua_getiuservalue(L, SELF, R_CHUNKS);
+  chunks = lua_gettop(L);
+  r->size -= n;
+  lua_rawgeti(L, chunks, r->head);
+  s = lua_tolstring(L, -1, &len);
+  if (n < len - r->pos) {  /* part of the first chunk */
+    lua_pushlstring(L, s + r->pos, n);
+    r->pos += n;
+  } else if (n == len - r->pos) {  /* the rest of the first chunk */
+    if (r->pos > 0) lua_pushlstring(L, s + r->pos, n);
+    else lua_pushvalue(L, -1);
+    drop_head(L, r, chunks);
+  } else {  /* across chunks: join them */
+    lua_pop(L, 1);
+    p = luaL_buffinitsize(L, &b, n);
+    while (done < n) {
+      size_t piece;
+      lua_rawgeti(L, chunks, r->head);
+      s = lua_tolstring(L, -1, &len);
+      piece = len - r->pos;
+      if (piece > n - done) piece = n - done;
+      memcpy(p + done, s + r->pos, piece);
+      done += piece;
+      lua_pop(L, 1);
+      if (r->pos + piece == len) drop_head(L, r, chunks);
+      else r->pos += piece;
+    }
+    luaL_pushresultsize(&b, n);
+  }
+  lua_replace(L, chunks);
+  lua_settop(L, chunks);
+}
+
+static void take_all(lua_State *L, Reader *r) {
+  if (r->size == 0) lua_pushliteral(L, "");
+  else take(L, r, r->size);
+}
+
+/* Join the buffer into one chunk and push it (readuntil searches it). */
+static const char *coalesce(lua_State *L, Reader *r, size_t *len) {
+  if (r->size > 0 && !(r->head == r->tail && r->pos == 0)) {
+    size_t size = r->size;
+    take(L, r, size);  /* leaves the queue empty */
+    lua_getiuservalue(L, SELF, R_CHUNKS);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, 1);
+    lua_pop(L, 1);
+    r->head = r->tail = 1;
+    r->size = size;
+  } else if (r->size > 0) {
+    lua_getiuservalue(L, SELF, R_CHUNKS);
+    lua_rawgeti(L, -1, r->head);
+    lua_remove(L, -2);
+  } else {
+    lua_pushliteral(L, "");
+  }
+  return lua_tolstring(L, -1, len);
+}
+
+/* The data_received of a reader at ri: the string at index data. */
+static void feed(lua_State *L, Reader *r, int ri, int data) {
+  size_t n = lua_rawlen(L, data);
+  if (r->eof) eddy__error(L, "RuntimeError", "feed_data after feed_eof");
+  if (n == 0) return;
+  lua_getiuservalue(L, ri, R_CHUNKS);
+  lua_pushvalue(L, data);
+  lua_rawseti(L, -2, ++r->tail);
+  lua_pop(L, 1);
+  r->size += n;
+  wake_waiter(L, r, ri);
+  if (r->size > 2 * (size_t)r->limit && !r->paused &&
+      lua_getiuservalue(L, ri, R_TRANSPORT) != LUA_TNIL) {
+    lua_getfield(L, -1, "pause_reading");
+    lua_insert(L, -2);
+    lua_call(L, 1, 0);
+    r->paused = 1;
+  }
+}
+
+/* }====================================================== */
+
+/* {====================================================== Waiting */
+
+/*
+** Wait for feed_data, feed_eof or set_exception, then continue in k (which
+** starts with resumed()).  A paused transport is resumed first, or a read
+** wanting more than 2 * limit bytes would wait forever.
+*/
+static int wait_for_data(lua_State *L, Reader *r, const char *fname,
+                         lua_KFunction k) {
+  eddy_Runtime *rt = r->loop->rt;
+  if (waiter_busy(r))
+    return eddy__error(L, "RuntimeError",
+                       "%s() called while another coroutine is already "
+                       "waiting for incoming data", fname);
+  if (r->paused) {
+    r->paused = 0;
+    call_transport(L, "resume_reading");
+  }
+  if (eddy__can_suspend_rt(L, rt, fname)) {
+    eddy__push_current_task(L);
+    lua_setiuservalue(L, SELF, R_WAITER);
+    r->waiter = rt->current_task;
+    r->waiter_is_task = 1;
+    return eddy__park(L, rt, r, 0, k);
+  }
+  /* top-level suspension: run the loop until a future completes */
+  r->waiter = eddy__future_new(L, r->loop);
+  r->waiter_is_task = 0;
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, SELF, R_WAITER);
+  eddy__wait_toplevel(L, lua_gettop(L), fname);
+  lua_pop(L, 1);
+  return k(L, LUA_OK, 0);
+}
+
+/* First thing in a continuation: the stack back to the method's 'nargs'
+** arguments; an error thrown in (cancellation) is raised, and a task
+** woken by it rather than by the reader is no longer the waiter. */
+static Reader *resumed(lua_State *L, int nargs) {
+  Reader *r = (Reader *)lua_touserdata(L, SELF);
+  if (r->waiter != NULL && r->waiter == (void *)r->loop->rt->current_task)
+    r->waiter = NULL;
+  eddy__check_throw(L, nargs);
+  lua_settop(L, nargs);
+  return r;
+}
+
+/* }====================================================== */
+
+/* {====================================================== read, readexactly */
+
+static int read_k(lua_State *L, int status, lua_KContext ctx);
+
+/* Stack: reader, n (an integer). */
+static int read_now(lua_State *L, Reader *r) {
+  lua_Integer n = lua_tointeger(L, 2);
+  raise_exception(L);
+  if (n == 0) {
+    lua_pushliteral(L, "");
+  } else if (n < 0) {  /* until EOF */
+    if (!r->eof) return wait_for_data(L, r, "read", read_k);
+    take_all(L, r);
+  } else if (r->size == 0) {
+    if (!r->eof) return wait_for_data(L, r, "read", read_k);
+    lua_pushliteral(L, "");
+  } else {
+    take(L, r, (size_t)n < r->size ? (size_t)n : r->size);
+  }
+  maybe_resume_transport(L, r);
+  return 1;
+}
+
+static int read_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status, (void)ctx;
+  return read_now(L, resumed(L, 2));
+}
+
+/* reader:read(n) (S): up to n bytes (nil or negative: until EOF); ""
+** at EOF. */
+static int r_read(lua_State *L) {
+  Reader *r = checkreader(L, SELF);
+  if (lua_isnoneornil(L, 2)) {
+    lua_settop(L, 1);
+    lua_pushinteger(L, -1);
+  } else {
+    if (!lua_isinteger(L, 2)) luaL_typeerror(L, 2, "integer or nil");
+    lua_settop(L, 2);
+  }
+  return read_now(L, r);
+}
+
+static int readexactly_k(lua_State *L, int status, lua_KContext ctx);
+
+static int readexactly_now(lua_State *L, Reader *r) {
+  lua_Integer n = lua_tointeger(L, 2);
+  raise_exception(L);
+  if (n == 0) {
+    lua_pushliteral(L, "");
+    return 1;
+  }
+  if (r->size < (size_t)n) {
+    if (!r->eof) return wait_for_data(L, r, "readexactly", readexactly_k);
+    take_all(L, r);
+    lua_pushinteger(L, n);
+    eddy__newerror(L, "IncompleteReadError", 2);
+    return lua_error(L);
+  }
+  take(L, r, (size_t)n);
+  maybe_resume_transport(L, r);
+  return 1;
+}
+
+static int readexactly_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status, (void)ctx;
+  return readexactly_now(L, resumed(L, 2));
+}
+
+/* reader:readexactly(n) (S): exactly n bytes, or IncompleteReadError. */
+static int r_readexactly(lua_State *L) {
+  Reader *r = checkreader(L, SELF);
+  if (!lua_isinteger(L, 2)) luaL_typeerror(L, 2, "integer");
+  if (lua_tointeger(L, 2) < 0)
+    return eddy__error(L, "ValueError",
+                       "readexactly size can not be less than zero");
+  lua_settop(L, 2);
+  return readexactly_now(L, r);
+}
+
+/* }====================================================== */
+
+/* {====================================================== readuntil, readline */
+
+/*
+** Stack of readuntil and readline: reader, separators (a string, or an
+** array of strings sorted shortest first), offset (the bytes from the
+** start known to hold no separator).
+*/
+#define UNTIL_NARGS 3
+
+typedef enum {
+  UNTIL_FOUND,     /* *pos: where the match ends */
+  UNTIL_EOF,       /* no match and no more data */
+  UNTIL_NOT_FOUND, /* over the limit without a match; *pos: consumed */
+  UNTIL_TOO_LONG,  /* a match beyond the limit; *pos: where it starts */
+  UNTIL_WAIT
+} UntilStatus;
+
+static const char *separator(lua_State *L, lua_Integer i, size_t *len) {
+  const char *sep;
+  if (lua_type(L, 2) == LUA_TSTRING) return lua_tolstring(L, 2, len);
+  lua_rawgeti(L, 2, i);
+  sep = lua_tolstring(L, -1, len);
+  lua_pop(L, 1);  /* the array keeps it */
+  return sep;
+}
+
+static UntilStatus until_search(lua_State *L, Reader *r, size_t *pos) {
+  lua_Integer i, nseps = 1;
+  size_t minlen, maxlen, offset = (size_t)lua_tointeger(L, 3);
+  size_t match_start = 0, match_end = 0;
+  if (lua_type(L, 2) == LUA_TTABLE) nseps = (lua_Integer)lua_rawlen(L, 2);
+  separator(L, 1, &minlen);
+  separator(L, nseps, &maxlen);
+  if (r->size >= offset + minlen) {
+    size_t buflen;
+    const char *buf = coalesce(L, r, &buflen);
+    for (i = 1; i <= nseps; i++) {
+      size_t seplen;
+      const char *sep = separator(L, i, &seplen);
+      const char *at = (const char *)memmem(buf + offset, buflen - offset,
+                                            sep, seplen);
+      if (at != NULL &&
+          (match_end == 0 || (size_t)(at - buf) + seplen < match_end)) {
+        match_start = (size_t)(at - buf);
+        match_end = match_start + seplen;
+      }
+    }
+    lua_pop(L, 1);
+    if (match_end > 0) {
+      if (match_start > (size_t)r->limit) {
+        *pos = match_start;
+        return UNTIL_TOO_LONG;
+      }
+      *pos = match_end;
+      return UNTIL_FOUND;
+    }
+    /* a separator may straddle what came so far and what comes next */
+    offset = buflen + 1 > maxlen ? buflen + 1 - maxlen : 0;
+    lua_pushinteger(L, (lua_Integer)offset);
+    lua_replace(L, 3);
+    if (offset > (size_t)r->limit) {
+      *pos = offset;
+      return UNTIL_NOT_FOUND;
+    }
+  }
+  /* data completing a separator may come with EOF: searched first */
+  return r->eof ? UNTIL_EOF : UNTIL_WAIT;
+}
+
+static void push_overrun(lua_State *L, UntilStatus st, size_t pos) {
+  lua_pushstring(L, st == UNTIL_NOT_FOUND
+                        ? "Separator is not found, and chunk exceed the limit"
+                        : "Separator is found, but chunk is longer than limit");
+  lua_pushinteger(L, (lua_Integer)pos);
+  eddy__newerror(L, "LimitOverrunError", 2);
+}
+
+static int readuntil_k(lua_State *L, int status, lua_KContext ctx);
+
+static int readuntil_now(lua_State *L, Reader *r) {
+  size_t pos = 0;
+  UntilStatus st;
+  raise_exception(L);
+  switch ((st = until_search(L, r, &pos))) {
+    case UNTIL_FOUND:
+      take(L, r, pos);
+      maybe_resume_transport(L, r);
+      return 1;
+    case UNTIL_EOF:
+      take_all(L, r);
+      lua_pushnil(L);
+      eddy__newerror(L, "IncompleteReadError", 2);
+      return lua_error(L);
+    case UNTIL_WAIT:
+      return wait_for_data(L, r, "readuntil", readuntil_k);
+    default:
+      push_overrun(L, st, pos);
+      return lua_error(L);
+  }
+}
+
+static int readuntil_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status, (void)ctx;
+  return readuntil_now(L, resumed(L, UNTIL_NARGS));
+}
+
+static int by_length(const void *a, const void *b) {
+  size_t la = ((const size_t *)a)[0], lb = ((const size_t *)b)[0];
+  return la < lb ? -1 : la > lb;
+}
+
+/* Check readuntil's separator (slot 2): a non-empty string, or an array
+** of them, which becomes a new array sorted shortest first (the shortest
+** match wins). */
+static void check_separators(lua_State *L) {
+  lua_Integer i, n;
+  size_t(*order)[2];
+  if (lua_isnoneornil(L, 2)) {
+    lua_settop(L, 1);
+    lua_pushliteral(L, "\n");
+  }
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    if (lua_rawlen(L, 2) == 0)
+      eddy__error(L, "ValueError", "Separator should be at least one-byte string");
+    lua_settop(L, 2);
+    return;
+  }
+  if (lua_type(L, 2) != LUA_TTABLE || lua_getmetatable(L, 2))
+    luaL_typeerror(L, 2, "string or list of strings");
+  n = (lua_Integer)lua_rawlen(L, 2);
+  if (n == 0)
+    eddy__error(L, "ValueError", "Separator should contain at least one element");
+  order = (size_t(*)[2])lua_newuserdatauv(L, (size_t)n * sizeof *order, 0);
+  for (i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, 2, i) != LUA_TSTRING)
+      luaL_error(L, "bad argument #1 to 'readuntil' (separator #%d: string "
+                 "expected, got %s)", (int)i, luaL_typename(L, -1));
+    order[i - 1][0] = lua_rawlen(L, -1);
+    order[i - 1][1] = (size_t)i;
+    lua_pop(L, 1);
+    if (order[i - 1][0] == 0)
+      eddy__error(L, "ValueError", "Separator should be at least one-byte string");
+  }
+  qsort(order, (size_t)n, sizeof *order, by_length);
+  lua_createtable(L, (int)n, 0);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, 2, (lua_Integer)order[i - 1][1]);
+    lua_rawseti(L, -2, i);
+  }
+  lua_replace(L, 2);
+  lua_settop(L, 2);
+}
+
+/* reader:readuntil(separator) (S): the data up to and including the
+** separator (default "\n"; a list of strings: the earliest ending match).
+** IncompleteReadError at EOF, LimitOverrunError past the limit. */
+static int r_readuntil(lua_State *L) {
+  Reader *r = checkreader(L, SELF);
+  check_separators(L);
+  lua_pushinteger(L, 0);  /* offset */
+  return readuntil_now(L, r);
+}
+
+static int readline_k(lua_State *L, int status, lua_KContext ctx);
+
+static int readline_now(lua_State *L, Reader *r) {
+  size_t pos = 0;
+  UntilStatus st;
+  raise_exception(L);
+  switch ((st = until_search(L, r, &pos))) {
+    case UNTIL_FOUND:
+      take(L, r, pos);
+      break;
+    case UNTIL_EOF:  /* the partial line, maybe "" */
+      take_all(L, r);
+      break;
+    case UNTIL_WAIT:
+      return wait_for_data(L, r, "readline", readline_k);
+    default: {  /* drop the line, as asyncio does, and raise ValueError */
+      size_t len;
+      const char *buf = coalesce(L, r, &len);
+      if (st == UNTIL_TOO_LONG && pos < len && buf[pos] == '\n') pos++;
+      else pos = len;
+      lua_pop(L, 1);
+      if (pos > 0) take(L, r, pos);
+      maybe_resume_transport(L, r);
+      push_overrun(L, st, pos);
+      lua_getfield(L, -1, "message");
+      eddy__newerror(L, "ValueError", 1);
+      return lua_error(L);
+    }
+  }
+  maybe_resume_transport(L, r);
+  return 1;
+}
+
+static int readline_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status, (void)ctx;
+  return readline_now(L, resumed(L, UNTIL_NARGS));
+}
+
+/* reader:readline() (S): a line with its "\n"; at EOF the partial line
+** (maybe ""); ValueError when the line is longer than the limit (what
+** was buffered of it is dropped). */
+static int r_readline(lua_State *L) {
+  Reader *r = checkreader(L, SELF);
+  lua_settop(L, 1);
+  lua_pushliteral(L, "\n");
+  lua_pushinteger(L, 0);
+  return readline_now(L, r);
+}
+
+/* }====================================================== */
+
+/* {====================================================== Other methods */
+
+/* eddy.StreamReader(limit, loop) -- through the class's __call */
+static int r_new(lua_State *L) {
+  lua_Integer limit = DEFAULT_LIMIT;
+  Reader *r;
+  eddy_Loop *loop;
+  int isint;
+  if (!lua_isnoneornil(L, 2)) {
+    limit = lua_tointegerx(L, 2, &isint);
+    if (!isint)
+      return luaL_error(L, "bad argument #1 to 'StreamReader' (integer "
+                        "expected, got %s)", luaL_typename(L, 2));
+    if (limit <= 0) return eddy__error(L, "ValueError", "Limit cannot be <= 0");
+  }
+  if (lua_isnoneornil(L, 3)) {
+    loop = eddy__getloop(L);
+  } else {
+    loop = eddy__toloop(L, 3);
+    if (loop == NULL)
+      return luaL_error(L, "bad argument #2 to 'StreamReader' (loop or nil "
+                        "expected, got %s)", luaL_typename(L, 3));
+    lua_pushvalue(L, 3);
+  }
+  r = (Reader *)lua_newuserdatauv(L, sizeof *r, R_NUV);
+  memset(r, 0, sizeof *r);
+  r->loop = loop;
+  r->limit = limit;
+  r->head = 1;
+  lua_pushvalue(L, lua_upvalueindex(UV_READER_MT));
+  lua_setmetatable(L, -2);
+  lua_insert(L, -2);
+  lua_setiuservalue(L, -2, R_LOOP);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, R_CHUNKS);
+  return 1;
+}
+
+static int r_feed_data(lua_State *L) {
+  Reader *r = checkreader(L, SELF);
+  luaL_checktype(L, 2, LUA_TSTRING);
+  feed(L, r, SELF, 2);
+  return 0;
+}
+
+static int r_feed_eof(lua_State *L) {
+  Reader *r = checkreader(L, SELF);
+  r->eof = 1;
+  wake_waiter(L, r, SELF);
+  return 0;
+}
+
+static int r_at_eof(lua_State *L) {
+  Reader *r = checkreader(L, SELF);
+  lua_pushboolean(L, r->eof && r->size == 0);
+  return 1;
+}
+
+static int r_exception(lua_State *L) {
+  checkreader(L, SELF);
+  lua_getiuservalue(L, SELF, R_EXCEPTION);
+  return 1;
+}
+
+static int r_set_exception(lua_State *L) {
+  Reader *r = checkreader(L, SELF);
+  lua_settop(L, 2);
+  lua_setiuservalue(L, SELF, R_EXCEPTION);
+  wake_waiter(L, r, SELF);
+  return 0;
+}
+
+static int r_set_transport(lua_State *L) {
+  checkreader(L, SELF);
+  luaL_checkany(L, 2);
+  if (lua_getiuservalue(L, SELF, R_TRANSPORT) != LUA_TNIL)
+    return eddy__error(L, "RuntimeError", "Transport already set");
+  lua_settop(L, 2);
+  lua_setiuservalue(L, SELF, R_TRANSPORT);
+  return 0;
+}
+
+/* reader:_status() -> {size =, paused =, eof =}: for tests. */
+static int r_status(lua_State *L) {
+  Reader *r = checkreader(L, SELF);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, (lua_Integer)r->size);
+  lua_setfield(L, -2, "size");
+  lua_pushboolean(L, r->paused);
+  lua_setfield(L, -2, "paused");
+  lua_pushboolean(L, r->eof);
+  lua_setfield(L, -2, "eof");
+  return 1;
+}
+
+/* <StreamReader 5 bytes eof limit=3 waiter=... exception=... transport=...> */
+static int r_tostring(lua_State *L) {
+  Reader *r = checkreader(L, SELF);
+  luaL_Buffer b;
+  static const struct { int uv; const char *label; } fields[] = {
+    {R_WAITER, " waiter="}, {R_EXCEPTION, " exception="},
+    {R_TRANSPORT, " transport="}};
+  size_t i;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "<StreamReader");
+  if (r->size > 0) {
+    lua_pushfstring(L, " %I bytes", (lua_Integer)r->size);
+    luaL_addvalue(&b);
+  }
+  if (r->eof) luaL_addstring(&b, " eof");
+  if (r->limit != DEFAULT_LIMIT) {
+    lua_pushfstring(L, " limit=%I", r->limit);
+    luaL_addvalue(&b);
+  }
+  for (i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+    if (lua_getiuservalue(L, SELF, fields[i].uv) == LUA_TNIL) {
+      lua_pop(L, 1);
+      continue;
+    }
+    luaL_tolstring(L, -1, NULL);
+    lua_remove(L, -2);
+    lua_pushstring(L, fields[i].label);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+    luaL_addvalue(&b);
+  }
+  if (r->paused) luaL_addstring(&b, " paused");
+  luaL_addchar(&b, '>');
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* }====================================================== */
+
+/* {====================================================== Protocol and writer */
+
+/* StreamReaderProtocol:data_received(data): straight into the reader. */
+static int protocol_data_received(lua_State *L) {
+  Reader *r;
+  lua_settop(L, 2);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (rawfield(L, 1, UV_READER) == LUA_TNIL) return 0;
+  r = checkreader(L, 3);
+  luaL_checktype(L, 2, LUA_TSTRING);
+  feed(L, r, 3, 2);
+  return 0;
+}
+
+/* StreamWriter:write(data): the transport's write, called directly when
+** it is eddy's own. */
+static int writer_write(lua_State *L) {
+  eddy_Stream *s;
+  lua_settop(L, 2);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  rawfield(L, 1, UV_TRANSPORT);
+  if ((s = eddy__tostream(L, 3)) != NULL) {
+    eddy__stream_write(L, s, 3, 2);
+    return 0;
+  }
+  lua_getfield(L, 3, "write");
+  lua_insert(L, 3);
+  lua_call(L, 2, 0);
+  return 0;
+}
+
+static int drain_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L, (void)status, (void)ctx;
+  return 0;
+}
+
+/*
+** StreamWriter:drain() (S).  The common case, nothing to wait for, is
+** decided here: the reader has no error, and eddy's transport is open
+** and has not paused its protocol (the protocol's '_paused' mirrors that
+** pause).  Anything else is StreamWriter:_drain_wait in Lua.
+*/
+static int writer_drain(lua_State *L) {
+  eddy_Stream *s;
+  lua_settop(L, 1);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (rawfield(L, 1, UV_READER) != LUA_TNIL && toreader(L, 2) != NULL &&
+      lua_getiuservalue(L, 2, R_EXCEPTION) != LUA_TNIL)
+    return lua_error(L);
+  lua_settop(L, 1);
+  rawfield(L, 1, UV_TRANSPORT);
+  s = eddy__tostream(L, 2);
+  if (s != NULL && s->state == EDDY_STREAM_OPEN && !s->proto_paused) return 0;
+  lua_settop(L, 1);
+  lua_getfield(L, 1, "_drain_wait");
+  lua_insert(L, 1);
+  lua_callk(L, 1, 0, 0, drain_k);
+  return 0;
+}
+
+/* }====================================================== */
+
+static const luaL_Reg reader_methods[] = {
+  {"read", r_read},
+  {"readexactly", r_readexactly},
+  {"readuntil", r_readuntil},
+  {"readline", r_readline},
+  {"feed_data", r_feed_data},
+  {"feed_eof", r_feed_eof},
+  {"at_eof", r_at_eof},
+  {"exception", r_exception},
+  {"set_exception", r_set_exception},
+  {"set_transport", r_set_transport},
+  {"_status", r_status},
+  {NULL, NULL}
+};
+
+static const luaL_Reg stream_funcs[] = {
+  {"_stream_reader_new", r_new},
+  {"_protocol_data_received", protocol_data_received},
+  {"_writer_write", writer_write},
+  {"_writer_drain", writer_drain},
+  {NULL, NULL}
+};
+
+/* Add StreamReader (its metatable) and the functions above to the core
+** table at the top. */
+/* Push the upvalues of the functions here (UV_). */
+static void push_upvalues(lua_State *L, int reader_mt) {
+  lua_pushvalue(L, reader_mt);
+  lua_pushliteral(L, "transport");
+  lua_pushliteral(L, "_reader");
+}
+
+void eddy__core_streams(lua_State *L) {
+  int core = lua_gettop(L), mt;
+  luaL_newmetatable(L, EDDY_STREAMREADER);
+  mt = lua_gettop(L);
+  lua_newtable(L);
+  push_upvalues(L, mt);
+  luaL_setfuncs(L, reader_methods, UV_NUPVALUES);
+  lua_setfield(L, mt, "__index");
+  push_upvalues(L, mt);
+  lua_pushcclosure(L, r_tostring, UV_NUPVALUES);
+  lua_setfield(L, mt, "__tostring");
+  lua_pushvalue(L, core);
+  push_upvalues(L, mt);
+  luaL_setfuncs(L, stream_funcs, UV_NUPVALUES);
+  lua_pop(L, 1);
+  lua_setfield(L, core, "StreamReader");
+}
