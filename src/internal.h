@@ -396,8 +396,8 @@ int eddy__can_suspend_rt(lua_State *L, eddy_Runtime *rt, const char *what);
 void eddy__wait_toplevel(lua_State *L, int F, const char *what);
 /* In a continuation: resumed with (TAG, err) above 'base' raises err. */
 void eddy__check_throw(lua_State *L, int base);
-/* Push the running task (nil outside one). */
-void eddy__push_current_task(lua_State *L);
+/* Push the running task of runtime rt (nil outside one). */
+void eddy__push_current_task(lua_State *L, eddy_Runtime *rt);
 
 /*
 ** Parking: a wait lighter than a future, for the core's own objects.  The

@@ -42,6 +42,7 @@ typedef struct {
   unsigned char waiter_is_task;
   unsigned char eof;
   unsigned char paused;    /* the reader paused its transport */
+  unsigned char failed;    /* set_exception was called (R_EXCEPTION) */
 } Reader;
 
 enum {
@@ -91,9 +92,10 @@ static void call_transport(lua_State *L, const char *name) {
   lua_call(L, 1, 0);
 }
 
-static void raise_exception(lua_State *L) {
-  if (lua_getiuservalue(L, SELF, R_EXCEPTION) != LUA_TNIL) lua_error(L);
-  lua_pop(L, 1);
+static void raise_exception(lua_State *L, Reader *r) {
+  if (!r->failed) return;
+  lua_getiuservalue(L, SELF, R_EXCEPTION);
+  lua_error(L);
 }
 
 static void maybe_resume_transport(lua_State *L, Reader *r) {
@@ -247,7 +249,7 @@ static int wait_for_data(lua_State *L, Reader *r, const char *fname,
     call_transport(L, "resume_reading");
   }
   if (eddy__can_suspend_rt(L, rt, fname)) {
-    eddy__push_current_task(L);
+    eddy__push_current_task(L, rt);
     lua_setiuservalue(L, SELF, R_WAITER);
     r->waiter = rt->current_task;
     r->waiter_is_task = 1;
@@ -284,7 +286,7 @@ static int read_k(lua_State *L, int status, lua_KContext ctx);
 /* Stack: reader, n (an integer). */
 static int read_now(lua_State *L, Reader *r) {
   lua_Integer n = lua_tointeger(L, 2);
-  raise_exception(L);
+  raise_exception(L, r);
   if (n == 0) {
     lua_pushliteral(L, "");
   } else if (n < 0) {  /* until EOF */
@@ -323,7 +325,7 @@ static int readexactly_k(lua_State *L, int status, lua_KContext ctx);
 
 static int readexactly_now(lua_State *L, Reader *r) {
   lua_Integer n = lua_tointeger(L, 2);
-  raise_exception(L);
+  raise_exception(L, r);
   if (n == 0) {
     lua_pushliteral(L, "");
     return 1;
@@ -440,7 +442,7 @@ static int readuntil_k(lua_State *L, int status, lua_KContext ctx);
 static int readuntil_now(lua_State *L, Reader *r) {
   size_t pos = 0;
   UntilStatus st;
-  raise_exception(L);
+  raise_exception(L, r);
   switch ((st = until_search(L, r, &pos))) {
     case UNTIL_FOUND:
       take(L, r, pos);
@@ -526,7 +528,7 @@ static int readline_k(lua_State *L, int status, lua_KContext ctx);
 static int readline_now(lua_State *L, Reader *r) {
   size_t pos = 0;
   UntilStatus st;
-  raise_exception(L);
+  raise_exception(L, r);
   switch ((st = until_search(L, r, &pos))) {
     case UNTIL_FOUND:
       take(L, r, pos);
@@ -639,6 +641,7 @@ static int r_exception(lua_State *L) {
 static int r_set_exception(lua_State *L) {
   Reader *r = checkreader(L, SELF);
   lua_settop(L, 2);
+  r->failed = !lua_isnil(L, 2);
   lua_setiuservalue(L, SELF, R_EXCEPTION);
   wake_waiter(L, r, SELF);
   return 0;
@@ -750,11 +753,14 @@ static int drain_k(lua_State *L, int status, lua_KContext ctx) {
 */
 static int writer_drain(lua_State *L) {
   eddy_Stream *s;
+  Reader *r;
   lua_settop(L, 1);
   luaL_checktype(L, 1, LUA_TTABLE);
-  if (rawfield(L, 1, UV_READER) != LUA_TNIL && toreader(L, 2) != NULL &&
-      lua_getiuservalue(L, 2, R_EXCEPTION) != LUA_TNIL)
+  if (rawfield(L, 1, UV_READER) != LUA_TNIL &&
+      (r = toreader(L, 2)) != NULL && r->failed) {
+    lua_getiuservalue(L, 2, R_EXCEPTION);
     return lua_error(L);
+  }
   lua_settop(L, 1);
   rawfield(L, 1, UV_TRANSPORT);
   s = eddy__tostream(L, 2);

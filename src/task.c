@@ -713,8 +713,7 @@ void eddy__open_task(lua_State *L) {
   lua_pop(L, 1);
 }
 
-void eddy__push_current_task(lua_State *L) {
-  eddy_Runtime *rt = eddy__runtime(L);
+void eddy__push_current_task(lua_State *L, eddy_Runtime *rt) {
   if (rt->current_task == NULL) {
     lua_pushnil(L);
   } else if (L == rt->L) {
@@ -729,7 +728,7 @@ void eddy__push_current_task(lua_State *L) {
 
 /* The core functions that suspend (handed to eddy.init). */
 static int c_current_task(lua_State *L) {
-  eddy__push_current_task(L);
+  eddy__push_current_task(L, eddy__runtime(L));
   return 1;
 }
 
