@@ -233,55 +233,76 @@ static void feed(lua_State *L, Reader *r, int ri, int data) {
 /* {====================================================== Waiting */
 
 /*
-** Wait for feed_data, feed_eof or set_exception, then continue in k (which
-** starts with resumed()).  A paused transport is resumed first, or a read
-** wanting more than 2 * limit bytes would wait forever.
+** The suspending methods: each tries with what is buffered ("now"), and
+** when it has to wait, calls wait_for_data(L, r, OP_x); once woken, the
+** same try runs again with the method's 'nargs' stack slots.
 */
-static int wait_for_data(lua_State *L, Reader *r, const char *fname,
-                         lua_KFunction k) {
+typedef enum { OP_READ, OP_READEXACTLY, OP_READUNTIL, OP_READLINE } Op;
+
+static int read_now(lua_State *L, Reader *r);
+static int readexactly_now(lua_State *L, Reader *r);
+static int readuntil_now(lua_State *L, Reader *r);
+static int readline_now(lua_State *L, Reader *r);
+
+static const struct {
+  int (*now)(lua_State *L, Reader *r);
+  int nargs;
+  const char *name;
+} ops[] = {
+  {read_now, 2, "read"},           /* reader, n */
+  {readexactly_now, 2, "readexactly"},
+  {readuntil_now, 3, "readuntil"}, /* reader, separators, offset */
+  {readline_now, 3, "readline"},
+};
+
+/* Continuation: the stack back to the method's slots; an error thrown in
+** (cancellation) is raised, and a task woken by it rather than by the
+** reader is no longer the waiter; then try again. */
+static int retry_k(lua_State *L, int status, lua_KContext op) {
+  Reader *r = (Reader *)lua_touserdata(L, SELF);
+  (void)status;
+  if (r->waiter != NULL && r->waiter == (void *)r->loop->rt->current_task)
+    r->waiter = NULL;
+  eddy__check_throw(L, ops[op].nargs);
+  lua_settop(L, ops[op].nargs);
+  return ops[op].now(L, r);
+}
+
+/*
+** Wait for feed_data, feed_eof or set_exception, then try 'op' again.  A
+** paused transport is resumed first, or a read wanting more than
+** 2 * limit bytes would wait forever.
+*/
+static int wait_for_data(lua_State *L, Reader *r, Op op) {
   eddy_Runtime *rt = r->loop->rt;
   if (waiter_busy(r))
     return eddy__error(L, "RuntimeError",
                        "%s() called while another coroutine is already "
-                       "waiting for incoming data", fname);
+                       "waiting for incoming data", ops[op].name);
   if (r->paused) {
     r->paused = 0;
     call_transport(L, "resume_reading");
   }
-  if (eddy__can_suspend_rt(L, rt, fname)) {
+  if (eddy__can_suspend_rt(L, rt, ops[op].name)) {
     eddy__push_current_task(L, rt);
     lua_setiuservalue(L, SELF, R_WAITER);
     r->waiter = rt->current_task;
     r->waiter_is_task = 1;
-    return eddy__park(L, rt, r, 0, k);
+    return eddy__park(L, rt, r, (lua_KContext)op, retry_k);
   }
   /* top-level suspension: run the loop until a future completes */
   r->waiter = eddy__future_new(L, r->loop);
   r->waiter_is_task = 0;
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, SELF, R_WAITER);
-  eddy__wait_toplevel(L, lua_gettop(L), fname);
+  eddy__wait_toplevel(L, lua_gettop(L), ops[op].name);
   lua_pop(L, 1);
-  return k(L, LUA_OK, 0);
-}
-
-/* First thing in a continuation: the stack back to the method's 'nargs'
-** arguments; an error thrown in (cancellation) is raised, and a task
-** woken by it rather than by the reader is no longer the waiter. */
-static Reader *resumed(lua_State *L, int nargs) {
-  Reader *r = (Reader *)lua_touserdata(L, SELF);
-  if (r->waiter != NULL && r->waiter == (void *)r->loop->rt->current_task)
-    r->waiter = NULL;
-  eddy__check_throw(L, nargs);
-  lua_settop(L, nargs);
-  return r;
+  return retry_k(L, LUA_OK, (lua_KContext)op);
 }
 
 /* }====================================================== */
 
 /* {====================================================== read, readexactly */
-
-static int read_k(lua_State *L, int status, lua_KContext ctx);
 
 /* Stack: reader, n (an integer). */
 static int read_now(lua_State *L, Reader *r) {
@@ -290,21 +311,16 @@ static int read_now(lua_State *L, Reader *r) {
   if (n == 0) {
     lua_pushliteral(L, "");
   } else if (n < 0) {  /* until EOF */
-    if (!r->eof) return wait_for_data(L, r, "read", read_k);
+    if (!r->eof) return wait_for_data(L, r, OP_READ);
     take_all(L, r);
   } else if (r->size == 0) {
-    if (!r->eof) return wait_for_data(L, r, "read", read_k);
+    if (!r->eof) return wait_for_data(L, r, OP_READ);
     lua_pushliteral(L, "");
   } else {
     take(L, r, (size_t)n < r->size ? (size_t)n : r->size);
   }
   maybe_resume_transport(L, r);
   return 1;
-}
-
-static int read_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status, (void)ctx;
-  return read_now(L, resumed(L, 2));
 }
 
 /* reader:read(n) (S): up to n bytes (nil or negative: until EOF); ""
@@ -321,8 +337,6 @@ static int r_read(lua_State *L) {
   return read_now(L, r);
 }
 
-static int readexactly_k(lua_State *L, int status, lua_KContext ctx);
-
 static int readexactly_now(lua_State *L, Reader *r) {
   lua_Integer n = lua_tointeger(L, 2);
   raise_exception(L, r);
@@ -331,7 +345,7 @@ static int readexactly_now(lua_State *L, Reader *r) {
     return 1;
   }
   if (r->size < (size_t)n) {
-    if (!r->eof) return wait_for_data(L, r, "readexactly", readexactly_k);
+    if (!r->eof) return wait_for_data(L, r, OP_READEXACTLY);
     take_all(L, r);
     lua_pushinteger(L, n);
     eddy__newerror(L, "IncompleteReadError", 2);
@@ -340,11 +354,6 @@ static int readexactly_now(lua_State *L, Reader *r) {
   take(L, r, (size_t)n);
   maybe_resume_transport(L, r);
   return 1;
-}
-
-static int readexactly_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status, (void)ctx;
-  return readexactly_now(L, resumed(L, 2));
 }
 
 /* reader:readexactly(n) (S): exactly n bytes, or IncompleteReadError. */
@@ -367,7 +376,6 @@ static int r_readexactly(lua_State *L) {
 ** array of strings sorted shortest first), offset (the bytes from the
 ** start known to hold no separator).
 */
-#define UNTIL_NARGS 3
 
 typedef enum {
   UNTIL_FOUND,     /* *pos: where the match ends */
@@ -437,8 +445,6 @@ static void push_overrun(lua_State *L, UntilStatus st, size_t pos) {
   eddy__newerror(L, "LimitOverrunError", 2);
 }
 
-static int readuntil_k(lua_State *L, int status, lua_KContext ctx);
-
 static int readuntil_now(lua_State *L, Reader *r) {
   size_t pos = 0;
   UntilStatus st;
@@ -454,16 +460,11 @@ static int readuntil_now(lua_State *L, Reader *r) {
       eddy__newerror(L, "IncompleteReadError", 2);
       return lua_error(L);
     case UNTIL_WAIT:
-      return wait_for_data(L, r, "readuntil", readuntil_k);
+      return wait_for_data(L, r, OP_READUNTIL);
     default:
       push_overrun(L, st, pos);
       return lua_error(L);
   }
-}
-
-static int readuntil_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status, (void)ctx;
-  return readuntil_now(L, resumed(L, UNTIL_NARGS));
 }
 
 static int by_length(const void *a, const void *b) {
@@ -523,8 +524,6 @@ static int r_readuntil(lua_State *L) {
   return readuntil_now(L, r);
 }
 
-static int readline_k(lua_State *L, int status, lua_KContext ctx);
-
 static int readline_now(lua_State *L, Reader *r) {
   size_t pos = 0;
   UntilStatus st;
@@ -537,7 +536,7 @@ static int readline_now(lua_State *L, Reader *r) {
       take_all(L, r);
       break;
     case UNTIL_WAIT:
-      return wait_for_data(L, r, "readline", readline_k);
+      return wait_for_data(L, r, OP_READLINE);
     default: {  /* drop the line, as asyncio does, and raise ValueError */
       size_t len;
       const char *buf = coalesce(L, r, &len);
@@ -554,11 +553,6 @@ static int readline_now(lua_State *L, Reader *r) {
   }
   maybe_resume_transport(L, r);
   return 1;
-}
-
-static int readline_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status, (void)ctx;
-  return readline_now(L, resumed(L, UNTIL_NARGS));
 }
 
 /* reader:readline() (S): a line with its "\n"; at EOF the partial line
