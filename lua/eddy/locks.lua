@@ -82,6 +82,19 @@ local function all_cancelled(waiters)
   return true
 end
 
+-- Queue a new waiter of a Lock or Semaphore (its deque made on first
+-- use); returns the deque and the waiter's future.
+local function queue_waiter(self)
+  local waiters = self._waiters
+  if waiters == nil then
+    waiters = Deque.new()
+    self._waiters = waiters
+  end
+  local fut = get_loop(self):create_future()
+  waiters:push(fut)
+  return waiters, fut
+end
+
 -- lock:acquire() -> guard (S)
 function Lock:acquire()
   local waiters = self._waiters
@@ -89,12 +102,8 @@ function Lock:acquire()
     self._locked = true
     return guard_of(self)
   end
-  if waiters == nil then
-    waiters = Deque.new()
-    self._waiters = waiters
-  end
-  local fut = get_loop(self):create_future()
-  waiters:push(fut)
+  local fut
+  waiters, fut = queue_waiter(self)
   local ok, err = wait_on(waiters, fut)
   if not ok then
     -- Woken but cancelled before running: let the next waiter have it.
@@ -291,13 +300,7 @@ function Semaphore:acquire()
     self._value = self._value - 1
     return guard_of(self)
   end
-  local waiters = self._waiters
-  if waiters == nil then
-    waiters = Deque.new()
-    self._waiters = waiters
-  end
-  local fut = get_loop(self):create_future()
-  waiters:push(fut)
+  local waiters, fut = queue_waiter(self)
   local ok, err = wait_on(waiters, fut)
   if not ok and errors.is(err, CancelledError) and fut:done() and not fut:cancelled() then
     -- _wake_up_next() gave us a unit we will not use: give it back.
