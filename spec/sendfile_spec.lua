@@ -393,6 +393,35 @@ describe("loop:sendfile", function()
     conn:close()
   end))
 
+  it("refuses transport:write during the native transfer, as asyncio", async(function(loop)
+    -- asyncio's _make_empty_waiter: write() raises from the flush of the
+    -- queued writes to the end of sendfile(2); nothing refused is sent.
+    local t, _, conn = tcp_transport(loop)
+    local f <close> = assert(io.open(path, "rb"))
+    t:write(string.rep("q", 4 * 1024 * 1024))  -- queued: the flush waits
+    local task = loop:create_task(function() return loop:sendfile(t, f) end)
+    eddy.sleep(0)
+    assert.is_false(task:done())
+    local e = raises(errors.RuntimeError, t.write, t, "x")
+    assert.equal("RuntimeError: unable to write; sendfile is in progress", tostring(e))
+    raises(errors.RuntimeError, t.writelines, t, {"x"})
+    local r = reader(loop, conn, 4 * 1024 * 1024 + SIZE + 4)
+    assert.equal(SIZE, task:await())
+    t:write("tail")  -- allowed again
+    assert.is_true(r:await() == string.rep("q", 4 * 1024 * 1024) .. content .. "tail")
+    -- the fallback writes through the transport: no refusal there
+    local pipe <close> = assert(io.popen("sleep 0.1; printf 'piped'"))
+    task = loop:create_task(function() return loop:sendfile(t, pipe) end)
+    eddy.sleep(0.02)
+    t:write("mid")
+    r = reader(loop, conn, 8)
+    assert.equal(5, task:await())
+    assert.equal("midpiped", r:await())
+    t:close()
+    eddy.sleep(0)
+    conn:close()
+  end))
+
   it("a transport closed midway raises ConnectionError", async(function(loop)
     local t, p, conn = tcp_transport(loop)
     local f <close> = assert(io.open(path, "rb"))

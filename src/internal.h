@@ -512,6 +512,8 @@ struct eddy_Stream {
   unsigned char eof_received; /* the peer shut its write side */
   unsigned char proto_paused; /* pause_writing() was called */
   unsigned char buffered;     /* the protocol has get_buffer */
+  unsigned char in_sendfile;  /* loop:sendfile's native path owns the
+                              ** socket: write() is refused */
   unsigned int nwrites;       /* uv_write requests in flight */
   unsigned int lost_writes;   /* writes dropped after close (debug) */
   size_t high, low;           /* write buffer limits */

@@ -156,9 +156,10 @@ static void update_position(lua_State *L, Job *j) {
   }
 }
 
-/* Close the dup of the transport's descriptor, after removing its
-** watcher. */
-static void close_dup(lua_State *L, Job *j) {
+/* The end of the native path on a transport: writes go through again;
+** close the dup of its descriptor, after removing its watcher. */
+static void end_native(lua_State *L, Job *j) {
+  eddy__tostream(L, SOCK)->in_sendfile = 0;
   if (j->sockfd < 0) return;
   eddy__fd_unwatch(L, eddy__toloop(L, LOOP), j->sockfd, UV_WRITABLE);
   close(j->sockfd);
@@ -168,7 +169,7 @@ static void close_dup(lua_State *L, Job *j) {
 /* The transport's part of the end: close the dup, resume reading if
 ** sendfile paused it. */
 static void release_transport(lua_State *L, Job *j) {
-  close_dup(L, j);
+  end_native(L, j);
   if (lua_getiuservalue(L, JOB, 1) != LUA_TNIL &&
       eddy__tostream(L, SOCK)->state != EDDY_STREAM_CLOSED) {
     lua_getfield(L, SOCK, "set_protocol");  /* the real protocol back */
@@ -532,7 +533,7 @@ static int native_k(lua_State *L, int status, lua_KContext ctx) {
   if (j->sent == 0 && j->fallback &&
       eddy__iserror(L, -1, "SendfileNotAvailableError")) {
     lua_settop(L, JOB);
-    if (j->transport) close_dup(L, j);
+    if (j->transport) end_native(L, j);
     return fallback(L, j);
   }
   return finish(L, 1);
@@ -576,6 +577,8 @@ static int start(lua_State *L) {
     return native_k(L, LUA_ERRRUN, 0);
   }
   if (!j->transport) return run_native(L);
+  /* asyncio's _make_empty_waiter: from here writes raise. */
+  eddy__tostream(L, SOCK)->in_sendfile = 1;
   lua_pushcfunction(L, flush);
   lua_pushvalue(L, LOOP);
   lua_pushvalue(L, SOCK);

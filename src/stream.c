@@ -427,6 +427,8 @@ static void stream_send(lua_State *L, eddy_Stream *s, int t, int str,
 static int can_send(lua_State *L, eddy_Stream *s, size_t len) {
   if (s->eof_sent)
     eddy__error(L, "RuntimeError", "Cannot call write() after write_eof()");
+  if (s->in_sendfile)
+    eddy__error(L, "RuntimeError", "unable to write; sendfile is in progress");
   if (len == 0) return 0;
   if (s->state != EDDY_STREAM_OPEN) {
     /* asyncio drops writes after close; debug mode says so. */
