@@ -13,6 +13,9 @@ local function temp_path()
   return p .. ".sock"
 end
 
+-- Whether a file (of any type) is at path.
+local function exists(path) return os.rename(path, path) ~= nil end
+
 -- A UNIX echo server at path; returns the server and its protocols.
 local function echo_server(loop, path)
   local protos = {}
@@ -62,8 +65,10 @@ describe("UNIX sockets", function()
   it("replaces a stale socket file; a path in use raises (test_create_unix_server_existing_path_sock)",
      async(function(loop)
     local path = temp_path()
-    local first = echo_server(loop, path)
+    local first = loop:create_unix_server(function() return {} end, path,
+                                          {cleanup_socket = false})
     first:close()
+    assert.is_true(exists(path))  -- the file stays
     first:wait_closed()
     local srv <close> = echo_server(loop, path)  -- the stale file is removed
     local rec = net.recorder(loop)
@@ -79,6 +84,40 @@ describe("UNIX sockets", function()
     assert.truthy(tostring(err):find("is already in use", 1, true))
     os.remove(other)
     os.remove(path)
+  end))
+
+  it("close removes the socket file unless it was replaced (test_create_unix_server_cleanup*)",
+     async(function(loop)
+    -- removed at close
+    local path = temp_path()
+    local srv = echo_server(loop, path)
+    assert.is_true(exists(path))
+    srv:close()
+    assert.is_false(exists(path))
+    srv:wait_closed()
+    -- gone already: nothing to do, no error
+    srv = echo_server(loop, path)
+    os.remove(path)
+    srv:close()
+    srv:wait_closed()
+    -- replaced by another file: that one stays
+    srv = echo_server(loop, path)
+    os.remove(path)
+    assert(io.open(path, "w")):close()
+    srv:close()
+    assert.is_true(exists(path))
+    os.remove(path)
+    -- cleanup_socket = false keeps it
+    srv = loop:create_unix_server(function() return {} end, path, {cleanup_socket = false})
+    srv:close()
+    assert.is_true(exists(path))
+    os.remove(path)
+    -- sock= sockets are cleaned up too, as asyncio
+    local s = eddy.socket.socket(eddy.socket.AF_UNIX, eddy.socket.SOCK_STREAM)
+    s:bind(path)
+    srv = loop:create_unix_server(function() return {} end, nil, {sock = s})
+    srv:close()
+    assert.is_false(exists(path))
   end))
 
   it("connecting to a missing path raises FileNotFoundError", async(function(loop)

@@ -13,6 +13,8 @@
 */
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -38,6 +40,8 @@ enum { SV_FACTORY = 1, SV_FIELDS, SV_NUV = SV_FIELDS };
 typedef struct Listener {
   eddy_UVObject uv;       /* first: the listening uv_tcp_t / uv_pipe_t */
   eddy_Server *server;    /* its Server: user value 1 keeps it alive */
+  ino_t cleanup_ino;      /* UNIX: the socket file's inode, removed by
+                          ** close() if it is still there; 0: none */
 } Listener;
 
 static eddy_Server *checkserver(lua_State *L, int i) {
@@ -149,6 +153,45 @@ static void connection_cb(uv_stream_t *h, int status) {
 
 /* {====================================================== Methods */
 
+/* The filesystem path a UNIX listening socket is bound to, into 'path';
+** 0 for an abstract or unnamed one. */
+static int bound_path(int fd, char *path, size_t size) {
+  struct sockaddr_un sun;
+  socklen_t len = sizeof sun;
+  size_t n;
+  if (getsockname(fd, (struct sockaddr *)&sun, &len) != 0 ||
+      sun.sun_family != AF_UNIX || len <= offsetof(struct sockaddr_un, sun_path)
+      || sun.sun_path[0] == '\0')
+    return 0;
+  n = len - offsetof(struct sockaddr_un, sun_path);
+  if (n >= size) n = size - 1;
+  memcpy(path, sun.sun_path, n);
+  path[n] = '\0';
+  return 1;
+}
+
+/* asyncio 3.13's cleanup_socket: remember the inode of the socket file
+** 'fd' is bound to. */
+static void keep_cleanup(Listener *l, int fd) {
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+  struct stat st;
+  if (bound_path(fd, path, sizeof path) && stat(path, &st) == 0)
+    l->cleanup_ino = st.st_ino;
+}
+
+/* Remove the listener's socket file, unless it was replaced since (the
+** inode differs) or is gone already; as asyncio's _stop_serving. */
+static void cleanup_socket(Listener *l) {
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+  struct stat st;
+  uv_os_fd_t fd;
+  if (l->cleanup_ino == 0 || uv_fileno(l->uv.handle, &fd) != 0) return;
+  if (bound_path(fd, path, sizeof path) && stat(path, &st) == 0 &&
+      st.st_ino == l->cleanup_ino)
+    unlink(path);
+  l->cleanup_ino = 0;
+}
+
 /* Close every listener of the server at sv. */
 static void close_listeners(lua_State *L, int sv) {
   lua_Integer i, n;
@@ -158,8 +201,11 @@ static void close_listeners(lua_State *L, int sv) {
   }
   n = (lua_Integer)lua_rawlen(L, -1);
   for (i = 1; i <= n; i++) {
+    Listener *l;
     lua_rawgeti(L, -1, i);
-    eddy__uv_close(L, &((Listener *)lua_touserdata(L, -1))->uv);
+    l = (Listener *)lua_touserdata(L, -1);
+    if (l->uv.handle != NULL) cleanup_socket(l);
+    eddy__uv_close(L, &l->uv);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
@@ -252,8 +298,8 @@ static int s_start(lua_State *L) {
   return 1;
 }
 
-/* server:_listen(fd): take over the bound socket 'fd' (closed on
-** failure). */
+/* server:_listen(fd, cleanup): take over the bound socket 'fd' (closed on
+** failure); for UNIX, 'cleanup' removes its socket file at close(). */
 static int s_listen(lua_State *L) {
   eddy_Server *sv = checkserver(L, 1);
   int fd = (int)luaL_checkinteger(L, 2);
@@ -267,6 +313,8 @@ static int s_listen(lua_State *L) {
   l = (Listener *)lua_newuserdatauv(L, sizeof(Listener), 1);
   eddy__uv_init(&l->uv);
   l->server = sv;
+  l->cleanup_ino = 0;
+  if (sv->kind == EDDY_STREAM_UNIX && lua_toboolean(L, 3)) keep_cleanup(l, fd);
   luaL_setmetatable(L, EDDY_LISTENER);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);

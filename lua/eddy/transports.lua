@@ -456,7 +456,7 @@ function Loop:create_server(protocol_factory, host, port, opts)
 end
 
 local unix_server_options = set("sock", "backlog", "ssl", "ssl_handshake_timeout",
-  "ssl_shutdown_timeout", "start_serving")
+  "ssl_shutdown_timeout", "start_serving", "cleanup_socket")
 
 -- loop:create_unix_server(protocol_factory, path, opts) -> Server
 function Loop:create_unix_server(protocol_factory, path, opts)
@@ -478,7 +478,8 @@ function Loop:create_unix_server(protocol_factory, path, opts)
     error(errors.ValueError("path was not specified, and no sock specified"), 2)
   end
   local server = self:_new_server(protocol_factory, "unix", backlog)
-  server:_listen(fd)
+  -- asyncio 3.13: close() removes the socket file unless it was replaced
+  server:_listen(fd, opts.cleanup_socket ~= false)
   return finish_server(server, opts)
 end
 
