@@ -213,13 +213,12 @@ static int l_getnameinfo(lua_State *L) {
   Request *r;
   int err, family;
   luaL_checktype(L, 2, LUA_TTABLE);
-  lua_rawgeti(L, 2, 1);
-  family = lua_type(L, -1) == LUA_TSTRING ? ip_family(lua_tostring(L, -1))
-                                          : AF_UNSPEC;
+  if (lua_rawgeti(L, 2, 1) != LUA_TSTRING)
+    return luaL_argerror(L, 2, "{host, port} expected (host is not a string)");
+  family = ip_family(lua_tostring(L, -1));
   lua_pop(L, 1);
-  if (family == AF_UNSPEC)
-    return eddy__error(L, "ValueError",
-                       "getnameinfo: sockaddr must be {numeric host, port}");
+  if (family == AF_UNSPEC)  /* Python resolves with AI_NUMERICHOST only */
+    return eddy__uverror(L, UV_EAI_NONAME, "getnameinfo");
   eddy__socket_addr(L, 2, family, &ss, &len, 0);
   eddy__can_suspend(L, "getnameinfo");
   r = request_new(L, loop);
