@@ -213,4 +213,42 @@ describe("contexts and the loop", function()
     ctx:run(function() cvar:set("copy") end)
     assert.equals("task", cvar:get())
   end))
+  it("ctx:run(fn) in a task: fn may suspend and stays in ctx; the task gets its own back", async(function(loop)
+    -- Python's Context.run cannot suspend; a Lua fn can, so the task runs
+    -- in ctx (not its own) until fn returns, across its suspensions.
+    local cvar = eddy.ContextVar("cvar", "default")
+    local ctx = eddy.copy_context()
+    ctx:run(function() cvar:set("in ctx") end)
+    local seen = {}
+    local other = loop:create_task(function()
+      for _ = 1, 3 do eddy.sleep(0); seen[#seen + 1] = cvar:get() end
+    end)
+    local results = {ctx:run(function(a)
+      local before = cvar:get()
+      eddy.sleep(0.01)
+      local after = cvar:get()
+      cvar:set("changed in ctx")
+      return a, before, after
+    end, "arg")}
+    assert.same({"arg", "in ctx", "in ctx"}, results)
+    assert.equals("default", cvar:get())
+    assert.equals("changed in ctx", ctx:get(cvar))
+    eddy.sleep(0)
+    assert.equals("default", cvar:get())
+    other:await()
+    assert.same({"default", "default", "default"}, seen)  -- never saw ctx
+    -- while fn is suspended ctx is entered: another task cannot enter it
+    local inside = loop:create_future()
+    local holder = loop:create_task(function()
+      ctx:run(function() inside:set_result(true); eddy.sleep(0.05) end)
+    end)
+    inside:await()
+    local e = checks.raises(function() ctx:run(function() end) end, errors.RuntimeError)
+    assert.matches("already entered", tostring(e))
+    -- cancelling fn's suspension leaves ctx and restores the task's context
+    holder:cancel()
+    assert.is_false(pcall(holder.await, holder))
+    assert.is_true(holder:cancelled())
+    assert.equals("changed in ctx", ctx:run(function() return cvar:get() end))
+  end))
 end)

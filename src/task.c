@@ -265,10 +265,12 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
   }
   rt->context_ref = entry_ctx;
   status = lua_resume(co, L, nargs, &nres);
-  if (rt->context_ref != entry_ctx) {  /* the task installed a context */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->context_ref);
+  if (rt->context_ref != entry_ctx) {  /* the task switched context */
+    /* (ctx:run(fn) suspended in fn, or back to the base context) */
+    t->has_ctx = rt->context_ref != LUA_NOREF;
+    if (t->has_ctx) lua_rawgeti(L, LUA_REGISTRYINDEX, rt->context_ref);
+    else lua_pushnil(L);
     lua_setiuservalue(L, ti, TASK_UV_CTX);
-    t->has_ctx = 1;
     luaL_unref(L, LUA_REGISTRYINDEX, rt->context_ref);
   }
   luaL_unref(L, LUA_REGISTRYINDEX, entry_ctx);

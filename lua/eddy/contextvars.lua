@@ -70,7 +70,8 @@ function Context:__pairs()
 end
 
 -- ctx:run(fn, ...) -> fn's results, with ctx as the current context.
--- (fn should not suspend: a task step ends in the task's own context.)
+-- fn may suspend: the task step saves the current context as the task's
+-- (src/task.c), so the task stays in ctx until fn returns.
 function Context:run(fn, ...)
   if self._entered then
     error(errors.RuntimeError("cannot enter context: " .. tostring(self) .. " is already entered"), 2)
