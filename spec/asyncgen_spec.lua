@@ -142,6 +142,49 @@ describe("eddy.asyncgen", function()
     assert.equals("created", g3._state)
   end))
 
+  it("test_async_gen_asyncio_gc_aclose_09: a generator dropped at a yield is closed by a task", async(function(loop)
+    local done = 0
+    local gen_fn = eddy.asyncgen(function(yield)
+      local ok, err = pcall(function() while true do yield(1) end end)
+      eddy.sleep(0.01)  -- the cleanup may suspend: it runs in a task
+      eddy.sleep(0.01)
+      done = done + 1
+      error(err, 0)  -- GeneratorExit goes on
+    end)
+    local function drop()
+      local g = gen_fn()
+      g:anext()
+      g:anext()
+    end
+    drop()
+    local never = gen_fn()  -- never started, and one run to its end:
+    local ended = eddy.asyncgen(function(yield) yield(1) end)()
+    for _ in ended do end
+    never, ended = nil, nil  -- luacheck: ignore (dropped for the collector)
+    collectgarbage()
+    collectgarbage()
+    eddy.sleep(0.1)
+    assert.equals(1, done)  -- only the suspended one had anything to close
+    -- dropped ones are no longer shutdown_asyncgens' business
+    loop:shutdown_asyncgens()
+    assert.equals(1, done)
+  end))
+
+  it("a generator dropped after its loop closed is left alone", function()
+    local loop = eddy.new_event_loop()
+    local cleaned = false
+    local gen = eddy.asyncgen(function(yield)
+      local _ <close> = setmetatable({}, {__close = function() cleaned = true end})
+      yield(1)
+    end)()
+    loop:run_until_complete(function() gen:anext() end)
+    loop:close()
+    gen = nil  -- luacheck: ignore
+    collectgarbage()
+    collectgarbage()
+    assert.is_false(cleaned)
+  end)
+
   it("eddy.run shuts the generators of its loop down", function()
     local closed = false
     eddy.run(function()

@@ -135,6 +135,7 @@ struct eddy_Loop {
   uv_async_t async;         /* call_soon_threadsafe wake-ups */
   uv_mutex_t ts_lock;       /* guards ts_head (C callbacks from threads) */
   struct eddy_ThreadsafeCall *ts_head, *ts_tail;
+  int asyncgens_dropped;    /* the asyncgen finalizer hook is queued */
   int uv_handles_open;      /* idle, wake, async not yet closed */
   /* Handle accounting for leak checks in specs. */
   lua_Integer handles_opened, handles_freed;

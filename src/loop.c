@@ -866,6 +866,50 @@ static int c_set_context_copy(lua_State *L) {
   return 0;
 }
 
+/* }====================================================== */
+
+/* {====================================================== Finalizers */
+
+/*
+** An async generator dropped while suspended at a yield must be closed by
+** a task on its loop (asyncio's finalizer hook).  Its __gc may run inside
+** any allocation, even one in the middle of the ready queue's growth, so
+** it only asks for asyncgen.lua's hook to run at the start of the next
+** iteration, through the thread-safe queue (a safe point).
+*/
+static const char key_asyncgen_finalizer = 0;
+
+static void run_asyncgen_finalizer(lua_State *L, void *arg) {
+  eddy_Loop *loop = (eddy_Loop *)arg;
+  loop->asyncgens_dropped = 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_asyncgen_finalizer);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    eddy__newcontext(L, "Error while closing dropped asynchronous generators", -1);
+    eddy__call_exception_handler(L, loop);
+  }
+}
+
+/* loop:_asyncgen_dropped(): from an AsyncGenerator's __gc. */
+static int l_asyncgen_dropped(lua_State *L) {
+  eddy_Loop *loop = self_loop(L);
+  if (!loop->asyncgens_dropped &&
+      threadsafe_push(loop, run_asyncgen_finalizer, loop) == 0)
+    loop->asyncgens_dropped = 1;
+  return 0;
+}
+
+/* C.set_asyncgen_finalizer(fn): the hook run_asyncgen_finalizer calls. */
+static int c_set_asyncgen_finalizer(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_asyncgen_finalizer);
+  return 0;
+}
+
+/* }====================================================== */
+
+/* {====================================================== Registration */
+
 static const luaL_Reg loop_methods[] = {
   {"run_forever", l_run_forever},
   {"_run_until_done", l_run_until_done},
@@ -886,6 +930,7 @@ static const luaL_Reg loop_methods[] = {
   {"set_debug", l_set_debug},
   {"_handle_counts", l_handle_counts},
   {"_fields", l_fields},
+  {"_asyncgen_dropped", l_asyncgen_dropped},
   {NULL, NULL}
 };
 
@@ -897,6 +942,7 @@ static const luaL_Reg core_funcs[] = {
   {"context_get", c_context_get},
   {"context_set", c_context_set},
   {"set_context_copy", c_set_context_copy},
+  {"set_asyncgen_finalizer", c_set_asyncgen_finalizer},
   {"_note_unhandled", c_note_unhandled},
   {NULL, NULL}
 };

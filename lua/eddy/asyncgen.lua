@@ -18,7 +18,9 @@
 -- aclose() throws GeneratorExit at the pending yield, so the body's
 -- <close> variables and pcall cleanups run, and may suspend.  Started
 -- generators are registered with their loop (a weak set) so
--- loop:shutdown_asyncgens() closes those still open.
+-- loop:shutdown_asyncgens() closes those still open, and a generator
+-- dropped while suspended at a yield is closed by a task on its loop
+-- (asyncio's asyncgen hooks: firstiter and finalizer).
 
 local eddy = require "eddy"
 local errors = require "eddy.errors"
@@ -55,7 +57,38 @@ local function register(self)
     fields.asyncgens = gens
   end
   gens[self] = true
+  self._loop = loop
 end
+
+-- {================================================= Finalization
+
+-- Generators dropped while suspended, waiting for their loop's next
+-- iteration.  A finalizer may run inside any allocation, so __gc only
+-- queues the generator here and asks the loop to call close_dropped from
+-- a safe point (src/loop.c, run_asyncgen_finalizer).
+local dropped = {}
+
+function AsyncGenerator:__gc()
+  local loop = self._loop
+  if self._state ~= "suspended" or loop == nil or loop:is_closed() then return end
+  local gens = loop:_fields().asyncgens
+  if gens ~= nil then gens[self] = nil end  -- shutdown_asyncgens must not see it
+  dropped[#dropped + 1] = self
+  loop:_asyncgen_dropped()
+end
+
+-- Close each dropped generator in a task of its loop, as asyncio's
+-- _asyncgen_finalizer_hook; an error in aclose() is the task's.
+C.set_asyncgen_finalizer(function()
+  local list = dropped
+  dropped = {}
+  for i = 1, #list do
+    local gen = list[i]
+    if not gen._loop:is_closed() then gen._loop:create_task(gen.aclose, gen) end
+  end
+end)
+
+-- }=================================================
 
 -- Resume the body with the given values; returns what it yielded, or
 -- nothing at its end; raises its error.  'what' names the method.
