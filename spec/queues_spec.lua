@@ -157,6 +157,40 @@ describe("Queue get", function()
 end)
 
 describe("Queue put", function()
+  it("get and put at the main chunk's top level run the loop until served", function()
+    local cli = require "cli_helper"
+    local res = cli.eddy("-e " .. cli.q([[
+      local eddy = require "eddy"
+      local q = eddy.Queue(1)
+      local loop = eddy.get_event_loop()
+      loop:call_later(0.01, function() q:put_nowait("late") end)
+      print(q:get())
+      q:put_nowait(1)
+      loop:call_later(0.01, function() q:get_nowait() end)
+      q:put(2)  -- waits for room
+      print(q:get_nowait(), #q._putters)
+      local ok, err = pcall(q.get, q)  -- nobody puts: an error, not a hang
+      print(ok, err, #q._getters)
+    ]]))
+    assert.equal("", res.err)
+    assert.equal("late\n2\t0\nfalse\tRuntimeError: get(): the loop has no live work left "
+                 .. "that could complete this future\t0\n", res.out)
+  end)
+
+  it("test_get_loop / _LoopBoundMixin: a queue waited on from two loops raises", function()
+    local q = eddy.Queue()
+    eddy.run(function()
+      local t = eddy.create_task(function() return q:get() end)
+      eddy.sleep(0)
+      q:put_nowait("first loop")
+      assert.equals("first loop", t:await())
+    end)
+    local ok, err = pcall(eddy.run, function() return q:get() end)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.RuntimeError), tostring(err))
+    assert.matches("eddy.Queue.* is bound to a different event loop", tostring(err))
+  end)
+
   it("test_blocking_put", async(function()
     local q = eddy.Queue()
     q:put(1)

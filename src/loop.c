@@ -976,6 +976,7 @@ int eddy__open_core(lua_State *L) {
   lua_pop(L, 1);
   eddy__core_tasks(L);
   eddy__core_streams(L);
+  eddy__core_waiters(L);
   eddy__open_socket(L);
   lua_setfield(L, -2, "socket");
   eddy__open_poll(L);

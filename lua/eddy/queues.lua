@@ -2,10 +2,11 @@
 -- shutdown): Queue (FIFO), PriorityQueue (smallest first, by <) and
 -- LifoQueue (last in, first out).
 --
--- A getter (putter) waiting on an empty (full) queue waits on a future in
--- _getters (_putters); each put (get) wakes the first one not cancelled,
--- which then re-checks the queue: a woken waiter may find the item taken
--- by a task that ran first, and waits again.
+-- A getter (putter) waiting on an empty (full) queue waits in _getters
+-- (_putters), a C.Waiters FIFO (src/waiters.c: the task parks, no Future
+-- per wait); each put (get) wakes the first one still waiting, which then
+-- re-checks the queue: a woken waiter may find the item taken by a task
+-- that ran first, and waits again.
 
 local eddy = require "eddy"
 local errors = require "eddy.errors"
@@ -15,13 +16,10 @@ local C = eddy._core
 local QueueEmpty, QueueFull, QueueShutDown =
   errors.QueueEmpty, errors.QueueFull, errors.QueueShutDown
 
-local get_running_loop = C._get_running_loop
-local get_event_loop = C.get_event_loop
 -- Methods called on every get and put, as upvalues: no metatable lookups.
-local create_future = C.Loop.create_future
-local f_done, f_set_result, f_await =
-  C.Future.__index.done, C.Future.__index.set_result, C.Future.__index.await
-local popleft, push = Deque.popleft, Deque.push
+local Waiters = C.Waiters
+local wait, wake_one, wake_all =
+  C.Waiters_methods.wait, C.Waiters_methods.wake_one, C.Waiters_methods.wake_all
 
 -- The storage of each kind of queue: new(), put(s, item), get(s) -> item.
 -- The Queue methods reach them through the instance (_put, _get) and count
@@ -99,20 +97,19 @@ local function new_queue(storage, name, maxsize)
   end
   local finished = eddy.Event()
   finished:set()
-  return setmetatable({
+  local self = setmetatable({
     _name = name,
     maxsize = maxsize,
     _n = 0,             -- items in _queue
-    _getters = Deque.new(),
-    _putters = Deque.new(),
     _unfinished_tasks = 0,
     _finished = finished,
     _is_shutdown = false,
     _queue = storage.new(),
     _put = storage.put,
     _get = storage.get,
-    _loop = nil,        -- bound by the first waiter
   }, Queue)
+  self._getters, self._putters = Waiters(self), Waiters(self)
+  return self
 end
 
 function eddy.Queue(maxsize) return new_queue(fifo, "Queue", maxsize) end
@@ -130,29 +127,6 @@ function Queue.__tostring(self)
   return s .. ">"
 end
 
--- A future on the loop of the first waiter (asyncio's _LoopBoundMixin);
--- awaiting it from a task of another loop fails in the task ("Task got
--- Future attached to a different loop").
-local function new_waiter(self)
-  local loop = self._loop
-  if loop == nil then
-    loop = get_running_loop() or get_event_loop()
-    self._loop = loop
-  end
-  return create_future(loop)
-end
-
--- Wake the first waiter that is not cancelled.
-local function wakeup_next(waiters)
-  while waiters.head <= waiters.tail do
-    local waiter = popleft(waiters)
-    if not f_done(waiter) then
-      f_set_result(waiter, nil)
-      return
-    end
-  end
-end
-
 local function full(self)
   local maxsize = self.maxsize
   return maxsize > 0 and self._n >= maxsize
@@ -162,13 +136,16 @@ function methods:qsize() return self._n end
 function methods:empty() return self._n == 0 end
 methods.full = full
 
--- Waiting failed (cancelled): forget the waiter, and if it had been woken
--- and the queue can still serve, wake the next one in its place.
-local function waiter_failed(self, waiters, waiter, can_serve, err)
-  waiter:cancel()
-  waiters:remove(waiter)
-  if can_serve(self) and not waiter:cancelled() then wakeup_next(waiters) end
-  error(err, 0)
+-- Wait in 'waiters' (the task parks; the Waiters is bound to the loop of
+-- its first wait, as asyncio's _LoopBoundMixin).  Cancelled after a wake
+-- had picked it, a waiter passes the wake on when the queue can still
+-- serve (asyncio's "if not self.empty() and not getter.cancelled()").
+local function wait_in(self, what, waiters, can_serve)
+  local err, woken = wait(waiters, what)
+  if err ~= nil then
+    if woken and can_serve(self) then wake_one(waiters) end
+    error(err, 0)
+  end
 end
 
 local function not_full(self) return not full(self) end
@@ -181,16 +158,14 @@ local function add(self, item)
   self._unfinished_tasks = self._unfinished_tasks + 1
   local finished = self._finished
   if finished._value then finished:clear() end  -- (Event's own flag)
-  local getters = self._getters
-  if getters.head <= getters.tail then wakeup_next(getters) end
+  wake_one(self._getters)
 end
 
 -- Take an item (the queue is not empty) and wake a putter.
 local function take(self)
   local item = self._get(self._queue)
   self._n = self._n - 1
-  local putters = self._putters
-  if putters.head <= putters.tail then wakeup_next(putters) end
+  wake_one(self._putters)
   return item
 end
 
@@ -198,10 +173,7 @@ end
 function methods:put(item)
   while full(self) do
     if self._is_shutdown then error(QueueShutDown(), 2) end
-    local putter = new_waiter(self)
-    push(self._putters, putter)
-    local ok, err = pcall(f_await, putter)
-    if not ok then waiter_failed(self, self._putters, putter, not_full, err) end
+    wait_in(self, "put", self._putters, not_full)
   end
   if self._is_shutdown then error(QueueShutDown(), 2) end
   add(self, item)
@@ -217,10 +189,7 @@ end
 function methods:get()
   while self._n == 0 do
     if self._is_shutdown then error(QueueShutDown(), 2) end
-    local getter = new_waiter(self)
-    push(self._getters, getter)
-    local ok, err = pcall(f_await, getter)
-    if not ok then waiter_failed(self, self._getters, getter, not_empty, err) end
+    wait_in(self, "get", self._getters, not_empty)
   end
   return take(self)
 end
@@ -263,12 +232,8 @@ function methods:shutdown(immediate)
     end
     if self._unfinished_tasks == 0 then self._finished:set() end
   end
-  for _, waiters in ipairs {self._getters, self._putters} do
-    while #waiters > 0 do
-      local w = waiters:popleft()
-      if not w:done() then w:set_result(nil) end
-    end
-  end
+  wake_all(self._getters)
+  wake_all(self._putters)
 end
 
 return eddy
