@@ -37,7 +37,9 @@ typedef struct {
 ** while it waits) or an eddy_Future (a top-level wait); the owner. */
 enum { W_ENTRIES = 1, W_OWNER, W_NUV = W_OWNER };
 
+/* Stack slots of wait(): the Waiters, what; resumed values come after. */
 #define SELF 1
+#define WHAT 2
 
 static Waiters *checkwaiters(lua_State *L) {
   Waiters *w = (Waiters *)lua_touserdata(L, SELF);
@@ -124,17 +126,17 @@ static void bind_loop(lua_State *L, Waiters *w, eddy_Loop *loop) {
 }
 
 /* After the park: woken (nothing to return), or cancelled: (TAG, err)
-** above SELF. */
+** above WHAT. */
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   Waiters *w = (Waiters *)lua_touserdata(L, SELF);
   lua_Integer i;
   (void)status;
   (void)ctx;
-  if (!(lua_gettop(L) >= SELF + 2 && eddy__istag(L, SELF + 1))) return 0;
+  if (!(lua_gettop(L) >= WHAT + 2 && eddy__istag(L, WHAT + 1))) return 0;
   lua_getiuservalue(L, SELF, W_ENTRIES);
   i = find_entry(L, w, lua_gettop(L), w->rt->current_task);
   if (i != 0) remove_entry(L, w, lua_gettop(L), i);
-  lua_pushvalue(L, SELF + 2);
+  lua_pushvalue(L, WHAT + 2);
   lua_pushboolean(L, i == 0);  /* not found: a wake had picked it */
   return 2;
 }
@@ -149,8 +151,8 @@ static int wait_toplevel(lua_State *L) {
 static int w_wait(lua_State *L) {
   Waiters *w = checkwaiters(L);
   eddy_Runtime *rt = w->rt;
-  const char *what = luaL_checkstring(L, 2);
-  lua_settop(L, SELF);
+  const char *what = luaL_checkstring(L, WHAT);
+  lua_settop(L, WHAT);  /* keeps 'what' alive */
   if (eddy__can_suspend_rt(L, rt, what)) {
     bind_loop(L, w, rt->current_task->fut.loop);
     eddy__push_current_task(L, rt);
@@ -159,16 +161,16 @@ static int w_wait(lua_State *L) {
   }
   bind_loop(L, w, eddy__getloop(L));
   lua_pop(L, 1);  /* eddy__getloop pushed the loop */
-  eddy__future_new(L, w->loop);  /* 2 */
-  lua_pushvalue(L, 2);
+  eddy__future_new(L, w->loop);  /* WHAT + 1 */
+  lua_pushvalue(L, WHAT + 1);
   push_entry(L, w);
   lua_pushcfunction(L, wait_toplevel);
-  lua_pushstring(L, what);
-  lua_pushvalue(L, 2);
+  lua_pushvalue(L, WHAT);
+  lua_pushvalue(L, WHAT + 1);
   if (lua_pcall(L, 2, 0, 0) != LUA_OK) {  /* interrupted: leave the FIFO */
     lua_Integer i;
     lua_getiuservalue(L, SELF, W_ENTRIES);
-    i = find_entry(L, w, lua_gettop(L), lua_touserdata(L, 2));
+    i = find_entry(L, w, lua_gettop(L), lua_touserdata(L, WHAT + 1));
     if (i != 0) remove_entry(L, w, lua_gettop(L), i);
     lua_pop(L, 1);
     return lua_error(L);
