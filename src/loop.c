@@ -859,11 +859,18 @@ static int c_note_unhandled(lua_State *L) {
   return 0;
 }
 
-static int c_set_context_copy(lua_State *L) {
+/* Keep the function at 1 in the registry under 'key': a hook the Lua
+** layer gives the core. */
+static int set_hook(lua_State *L, const void *key) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &eddy__key_context_copy);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
   return 0;
+}
+
+/* C.set_context_copy(fn): contextvars.lua's copy of a Context. */
+static int c_set_context_copy(lua_State *L) {
+  return set_hook(L, &eddy__key_context_copy);
 }
 
 /* }====================================================== */
@@ -900,10 +907,7 @@ static int l_asyncgen_dropped(lua_State *L) {
 
 /* C.set_asyncgen_finalizer(fn): the hook run_asyncgen_finalizer calls. */
 static int c_set_asyncgen_finalizer(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  lua_settop(L, 1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_asyncgen_finalizer);
-  return 0;
+  return set_hook(L, &key_asyncgen_finalizer);
 }
 
 /* }====================================================== */
