@@ -64,7 +64,7 @@ end
 
 -- Generators dropped while suspended, waiting for their loop's next
 -- iteration.  A finalizer may run inside any allocation, so __gc only
--- queues the generator here and asks the loop to call close_dropped from
+-- queues the generator here and asks the loop to run the hook below from
 -- a safe point (src/loop.c, run_asyncgen_finalizer).
 local dropped = {}
 
