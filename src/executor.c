@@ -639,11 +639,11 @@ static int open_worker(lua_State *W) {
 
 /* A fresh worker state with the standard libraries, or NULL. */
 static lua_State *worker_state(void) {
-  lua_State *W = luaL_newstate();
+  lua_State *W = eddy__newstate();
   if (W == NULL) return NULL;
   lua_pushcfunction(W, open_worker);
   if (lua_pcall(W, 0, 0, 0) != LUA_OK) {
-    lua_close(W);
+    eddy__closestate(W);
     return NULL;
   }
   return W;
@@ -767,7 +767,7 @@ static void worker_main(void *arg) {
     pool->nrunning--;
   }
   uv_mutex_unlock(&pool->lock);
-  if (W != NULL) lua_close(W);
+  if (W != NULL) eddy__closestate(W);
   worker_exit(pool);
 }
 

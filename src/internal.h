@@ -74,6 +74,11 @@ struct eddy_Runtime {
   uv_loop_t *host_uv;       /* loop handed in by an embedder, or NULL */
 };
 
+/* A state with the standard allocator's large blocks kept for reuse
+** (alloc.c), and its closing; NULL when out of memory. */
+lua_State *eddy__newstate(void);
+void eddy__closestate(lua_State *L);
+
 /* The runtime of L (created by luaopen_eddy). */
 eddy_Runtime *eddy__runtime(lua_State *L);
 

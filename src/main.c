@@ -399,7 +399,7 @@ static int pmain(lua_State *L) {
 
 int main(int argc, char **argv) {
   int status, result;
-  lua_State *L = luaL_newstate();
+  lua_State *L = eddy__newstate();
   if (L == NULL) {
     message(argv[0], "cannot create state: not enough memory");
     return EXIT_FAILURE;
@@ -410,7 +410,7 @@ int main(int argc, char **argv) {
   status = lua_pcall(L, 2, 1, 0);
   result = lua_toboolean(L, -1);
   report(L, status);
-  lua_close(L);
+  eddy__closestate(L);
   return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 

@@ -199,7 +199,7 @@ static int open_in_state(lua_State *L) {
 eddy_State *eddy_new(uv_loop_t *loop) {
   eddy_State *E = (eddy_State *)calloc(1, sizeof *E);
   if (E == NULL) return NULL;
-  E->L = luaL_newstate();
+  E->L = eddy__newstate();
   if (E->L == NULL) {
     free(E);
     return NULL;
@@ -208,7 +208,7 @@ eddy_State *eddy_new(uv_loop_t *loop) {
   lua_pushlightuserdata(E->L, loop);
   lua_pushlightuserdata(E->L, E);
   if (lua_pcall(E->L, 2, 0, 0) != LUA_OK) {
-    lua_close(E->L);
+    eddy__closestate(E->L);
     free(E);
     return NULL;
   }
@@ -270,7 +270,7 @@ const char *eddy_errmsg(eddy_State *E) { return E->errmsg; }
 
 void eddy_close(eddy_State *E) {
   if (E == NULL) return;
-  lua_close(E->L);  /* loops close in their __gc */
+  eddy__closestate(E->L);  /* loops close in their __gc */
   free(E->errmsg);
   free(E);
 }
