@@ -19,11 +19,12 @@ function Http:connection_made(transport)
 end
 
 function Http:data_received(data)
-  if #self.tail > 0 then data = self.tail .. data end
-  local n, pos = 0, 1
-  while true do
-    local s, e = find(data, "\r\n\r\n", pos, true)
-    if s == nil then break end
+  local tail = self.tail
+  if tail ~= "" then data = tail .. data end
+  local len, n, pos = #data, 0, 1
+  while pos <= len do
+    local _, e = find(data, "\r\n\r\n", pos, true)
+    if e == nil then break end
     n = n + 1
     pos = e + 1
   end
@@ -32,8 +33,14 @@ function Http:data_received(data)
   elseif n > 1 then
     self.transport:write(rep(RESPONSE, n))
   end
-  local len = #data
-  self.tail = len - pos + 1 >= 3 and sub(data, len - 2) or sub(data, pos)
+  -- the unmatched rest may start a terminator: keep at most its last 3 bytes
+  if pos > len then
+    self.tail = ""
+  elseif len - pos >= 2 then
+    self.tail = sub(data, len - 2)
+  else
+    self.tail = sub(data, pos)
+  end
 end
 
 function Http:connection_lost(exc) self.transport = nil end
