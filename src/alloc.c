@@ -87,10 +87,12 @@ static void *acquire(Cache *c, size_t n) {
   return b;
 }
 
-static void release(Cache *c, void *p) {
-  size_t usable = malloc_usable_size(p);
+/* Free p, of osize bytes for Lua: onto a list when it fits one.  A block
+** Lua knew as smaller than CLASS_MIN goes back to glibc unexamined. */
+static void release(Cache *c, void *p, size_t osize) {
+  size_t usable;
   int k;
-  if (usable < CLASS_MIN) {
+  if (osize < CLASS_MIN || (usable = malloc_usable_size(p)) < CLASS_MIN) {
     free(p);
     return;
   }
@@ -114,7 +116,7 @@ static void *cache_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   Cache *c = (Cache *)ud;
   void *n;
   if (nsize == 0) {
-    if (ptr != NULL) release(c, ptr);
+    if (ptr != NULL) release(c, ptr, osize);
     return NULL;
   }
   if (ptr == NULL) return acquire(c, nsize);
@@ -125,7 +127,7 @@ static void *cache_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   if ((n = acquire(c, nsize)) == NULL) return nsize <= osize ? ptr : NULL;
   memcpy(n, ptr, osize < nsize ? osize : nsize);
-  release(c, ptr);
+  release(c, ptr, osize);
   return n;
 }
 
