@@ -536,6 +536,8 @@ void eddy__stream_write(lua_State *L, eddy_Stream *s, int t, int data);
 /* streams.c: StreamReader and the streams' hot path, added to the core
 ** table at the top. */
 void eddy__core_streams(lua_State *L);
+int eddy__streams_feed_direct(lua_State *L, int fn, int protocol,
+                              const char *data, size_t n);
 /* waiters.c: C.Waiters, the FIFO of parked tasks behind eddy.Queue. */
 void eddy__core_waiters(lua_State *L);
 /* Open the libuv handle of the new stream at index t (uv_*_init done);

@@ -292,6 +292,28 @@ static void on_eof(lua_State *L, eddy_Stream *s, int t) {
   }
 }
 
+/* Hand n bytes read to the protocol, whose data_received (buffer_updated
+** when buffered) is at the top. */
+static void deliver(lua_State *L, eddy_Stream *s, int t, const char *data,
+                    size_t n) {
+  int received = lua_gettop(L);
+  lua_getiuservalue(L, t, ST_PROTOCOL);
+  if (s->buffered) {
+    lua_pushinteger(L, (lua_Integer)n);
+    lua_pushnil(L);
+    lua_setiuservalue(L, t, ST_BUFFER);
+  } else if (eddy__streams_feed_direct(L, received, received + 1, data, n)) {
+    return;  /* a StreamReaderProtocol's reader took it (streams.c) */
+  } else {
+    lua_pushlstring(L, data, n);
+  }
+  if (pcall_protocol(L, s, t, 2, 0, s->buffered
+          ? "Fatal error: protocol.buffer_updated() call failed."
+          : "Fatal error: protocol.data_received() call failed.")
+      != LUA_OK)
+    force_close(L, s, t, -1);
+}
+
 static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   eddy_Stream *s = (eddy_Stream *)h->data;
   lua_State *L;
@@ -302,23 +324,8 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
   t = top + 1;
   if (nread > 0) {
-    if (lua_getiuservalue(L, t, ST_RECEIVED) == LUA_TNIL) {
-      /* no data_received / buffer_updated: nothing to call */
-    } else {
-      lua_getiuservalue(L, t, ST_PROTOCOL);
-      if (s->buffered) {
-        lua_pushinteger(L, (lua_Integer)nread);
-        lua_pushnil(L);
-        lua_setiuservalue(L, t, ST_BUFFER);
-      } else {
-        lua_pushlstring(L, buf->base, (size_t)nread);
-      }
-      if (pcall_protocol(L, s, t, 2, 0, s->buffered
-              ? "Fatal error: protocol.buffer_updated() call failed."
-              : "Fatal error: protocol.data_received() call failed.")
-          != LUA_OK)
-        force_close(L, s, t, -1);
-    }
+    if (lua_getiuservalue(L, t, ST_RECEIVED) != LUA_TNIL)
+      deliver(L, s, t, buf->base, (size_t)nread);
   } else if (nread == UV_EOF) {
     on_eof(L, s, t);
   } else if (nread == UV_ENOBUFS) {  /* get_buffer failed: its error */

@@ -717,6 +717,42 @@ static int protocol_data_received(lua_State *L) {
   return 0;
 }
 
+/*
+** read_cb's shortcut (stream.c) past the protected call of
+** StreamReaderProtocol.data_received: when the protocol's data_received,
+** at index fn, is the function above and feeding its reader cannot raise
+** (no error, no call out to pause the transport; running out of memory
+** aside, as for the string itself), the n bytes go straight into the
+** reader.  Returns 0, leaving the stack as it was, when the protected call
+** is needed.
+*/
+int eddy__streams_feed_direct(lua_State *L, int fn, int protocol,
+                              const char *data, size_t n) {
+  int top = lua_gettop(L), ri = top + 1;
+  Reader *r;
+  if (lua_tocfunction(L, fn) != protocol_data_received ||
+      lua_type(L, protocol) != LUA_TTABLE)
+    return 0;
+  lua_getupvalue(L, fn, UV_READER);
+  lua_rawget(L, protocol);
+  r = (Reader *)lua_touserdata(L, ri);
+  if (r == NULL || !lua_getmetatable(L, ri)) {
+    lua_settop(L, top);
+    return 0;
+  }
+  lua_getupvalue(L, fn, UV_READER_MT);
+  if (!lua_rawequal(L, -1, -2) || r->eof ||
+      (!r->paused && r->size + n > 2 * (size_t)r->limit)) {
+    lua_settop(L, top);
+    return 0;
+  }
+  lua_pop(L, 2);
+  lua_pushlstring(L, data, n);
+  feed(L, r, ri, ri + 1);
+  lua_settop(L, top);
+  return 1;
+}
+
 /* StreamWriter:write(data): the transport's write, called directly when
 ** it is eddy's own. */
 static int writer_write(lua_State *L) {
