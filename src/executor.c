@@ -34,6 +34,11 @@
 
 #include "internal.h"
 
+/* loop.c: the fields of the loop's Lua parts (loop:_fields()). */
+void eddy__pushluafields(lua_State *L, eddy_Loop *loop);
+/* future.c: getmetatable() on the object gives a table with __name only. */
+void eddy__seal_metatable(lua_State *L, int mt);
+
 #define EXECUTOR "eddy.ThreadPoolExecutor"
 #define MAILBOX "eddy.ExecutorMailbox"
 #define JOBBOX "eddy.ExecutorJob"
@@ -862,10 +867,13 @@ static void mailbox_detach(lua_State *L, Mailbox *mb, int self) {
 /* Close the mailbox at index self (no job in flight any more). */
 static void mailbox_close(lua_State *L, Mailbox *mb, int self) {
   mailbox_detach(L, mb, self);
-  eddy__pushfields(L, mb->uv.loop);
-  lua_pushnil(L);
-  lua_setfield(L, -2, "executor_mailbox");
-  lua_pop(L, 1);
+  eddy__pushluafields(L, mb->uv.loop);
+  lua_getfield(L, -1, "executor_mailbox");
+  if (lua_rawequal(L, -1, self)) {  /* still the loop's mailbox */
+    lua_pushnil(L);
+    lua_setfield(L, -3, "executor_mailbox");
+  }
+  lua_pop(L, 2);
   eddy__uv_close(L, &mb->uv);
 }
 
@@ -963,10 +971,13 @@ static Mailbox *mailbox_get(lua_State *L, eddy_Loop *loop) {
   Post *p;
   uv_handle_t *h;
   int err;
-  eddy__pushfields(L, loop);
+  /* The mailbox is in loop:_fields() (the Lua parts see whether one is
+  ** open), where Lua code could put any value: use it only if it is an
+  ** open Mailbox of this loop. */
+  eddy__pushluafields(L, loop);
   lua_getfield(L, -1, "executor_mailbox");
-  mb = (Mailbox *)lua_touserdata(L, -1);
-  if (mb != NULL && mb->post != NULL) {
+  mb = (Mailbox *)luaL_testudata(L, -1, MAILBOX);
+  if (mb != NULL && mb->post != NULL && mb->uv.loop == loop) {
     lua_remove(L, -2);
     return mb;
   }
@@ -1133,7 +1144,7 @@ static Executor *check_executor(lua_State *L, int i) {
 
 /* Push the loop's default executor, created on first use. */
 static void push_default_executor(lua_State *L, eddy_Loop *loop) {
-  eddy__pushfields(L, loop);
+  eddy__pushluafields(L, loop);
   lua_getfield(L, -1, "executor_shutdown_called");
   if (lua_toboolean(L, -1))
     eddy__error(L, "RuntimeError", "Executor shutdown has been called");
@@ -1143,6 +1154,9 @@ static void push_default_executor(lua_State *L, eddy_Loop *loop) {
     executor_new(L, default_workers());
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "default_executor");
+  } else if (luaL_testudata(L, -1, EXECUTOR) == NULL) {
+    eddy__error(L, "RuntimeError", "the loop's default executor is not a "
+                "ThreadPoolExecutor (got %s)", luaL_typename(L, -1));
   }
   lua_remove(L, -2);
 }
@@ -1185,7 +1199,7 @@ static int l_set_default_executor(lua_State *L) {
   eddy_Loop *loop = eddy__checkloop(L, 1);
   if (luaL_testudata(L, 2, EXECUTOR) == NULL)
     luaL_typeerror(L, 2, "ThreadPoolExecutor");
-  eddy__pushfields(L, loop);
+  eddy__pushluafields(L, loop);
   lua_pushvalue(L, 2);
   lua_setfield(L, -2, "default_executor");
   return 0;
@@ -1342,14 +1356,17 @@ void eddy__open_executor(lua_State *L) {
   luaL_setfuncs(L, executor_meta, 0);
   luaL_newlib(L, executor_methods);
   lua_setfield(L, -2, "__index");
+  eddy__seal_metatable(L, -1);
   lua_pop(L, 1);
   luaL_newmetatable(L, MAILBOX);
   lua_pushcfunction(L, mailbox_gc);
   lua_setfield(L, -2, "__gc");
+  eddy__seal_metatable(L, -1);
   lua_pop(L, 1);
   luaL_newmetatable(L, JOBBOX);
   lua_pushcfunction(L, box_gc);
   lua_setfield(L, -2, "__gc");
+  eddy__seal_metatable(L, -1);
   lua_pop(L, 1);
   luaL_setfuncs(L, core_funcs, 0);
   lua_getfield(L, -1, "Loop");

@@ -18,15 +18,67 @@
 
 #include "internal.h"
 
+/*
+** What is a Future.  A userdata is one when its metatable is in the
+** runtime's set of future metatables (registry[&eddy__key_future], weak
+** keys): Future's, its twin with __gc, Task's, and the copies _future_new
+** makes of a Lua class.  C alone puts a metatable in the set and C alone
+** gives userdata their metatables, so the test is sound: a marker stored
+** in the metatable would not be, since Lua code can read the metatable of
+** a future (eddy.Future) and copy the marker into another userdata's (an
+** io file's), and make C read a FILE as an eddy_Future.
+*/
 eddy_Future *eddy__tofuture(lua_State *L, int i) {
   eddy_Future *f = (eddy_Future *)lua_touserdata(L, i);
-  if (f == NULL || !lua_getmetatable(L, i)) return NULL;
-  /* The metatable of every future (Future, Task, subclasses copying their
-  ** fields) holds the eddy__key_future marker at [1]: an array lookup. */
-  lua_rawgeti(L, -1, 1);
-  if (lua_touserdata(L, -1) != (void *)&eddy__key_future) f = NULL;
-  lua_pop(L, 2);
+  if (lua_type(L, i) != LUA_TUSERDATA || !lua_getmetatable(L, i)) return NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &eddy__key_future);
+  lua_pushvalue(L, -2);
+  if (lua_rawget(L, -2) == LUA_TNIL) f = NULL;
+  lua_pop(L, 3);
   return f;
+}
+
+/* Add the metatable at index mt to the set of future metatables. */
+void eddy__future_metatable(lua_State *L, int mt);
+void eddy__future_metatable(lua_State *L, int mt) {
+  mt = lua_absindex(L, mt);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &eddy__key_future);
+  lua_pushvalue(L, mt);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+/*
+** Seal the metatable at index mt: Lua's getmetatable() returns a small
+** table of its own holding only __name (so messages still say "got
+** eddy.Future"), never the metatable, whose metamethods are C functions
+** that may be called only with their own objects.
+*/
+void eddy__seal_metatable(lua_State *L, int mt);
+void eddy__seal_metatable(lua_State *L, int mt) {
+  mt = lua_absindex(L, mt);
+  lua_createtable(L, 0, 1);
+  lua_getfield(L, mt, "__name");
+  lua_setfield(L, -2, "__name");
+  lua_setfield(L, mt, "__metatable");
+}
+
+/*
+** A finalizer that checks its argument: (obj), upvalues (the C finalizer,
+** the metatable it belongs to).  For metatables Lua code can reach
+** (eddy.Task), whose __gc could otherwise be called with any value.
+*/
+int eddy__checked_gc(lua_State *L);
+int eddy__checked_gc(lua_State *L) {
+  int same = lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1) &&
+             lua_rawequal(L, -1, lua_upvalueindex(2));
+  if (!same) {
+    lua_getfield(L, lua_upvalueindex(2), "__name");
+    return luaL_typeerror(L, 1, lua_tostring(L, -1));
+  }
+  lua_settop(L, 1);
+  return lua_tocfunction(L, lua_upvalueindex(1))(L);
 }
 
 eddy_Future *eddy__checkfuture(lua_State *L, int i) {
@@ -444,7 +496,7 @@ static int f_tostring(lua_State *L) {
 ** does ("Future exception was never retrieved").
 */
 static int f_gc(lua_State *L) {
-  eddy_Future *f = (eddy_Future *)lua_touserdata(L, 1);
+  eddy_Future *f = eddy__checkfuture(L, 1);
   if (f->flags & FUT_LOG_TB) {
     int top = lua_gettop(L);
     f->flags &= (unsigned char)~FUT_LOG_TB;
@@ -487,27 +539,89 @@ const luaL_Reg *eddy__future_methods(void) { return future_methods; }
 
 void eddy__open_future(lua_State *L) {
   eddy_Runtime *rt = eddy__runtime(L);
+  lua_newtable(L);  /* the set of future metatables */
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &eddy__key_future);
   luaL_newmetatable(L, EDDY_FUTURE);
   luaL_newlib(L, future_methods);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, f_tostring);
   lua_setfield(L, -2, "__tostring");
-  lua_pushlightuserdata(L, (void *)&eddy__key_future);
-  lua_rawseti(L, -2, 1);
+  eddy__seal_metatable(L, -1);
+  eddy__future_metatable(L, -1);
   /* the twin with a finalizer, for futures holding an exception */
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 5);
   lua_getfield(L, -2, "__index");
   lua_setfield(L, -2, "__index");
   lua_getfield(L, -2, "__tostring");
   lua_setfield(L, -2, "__tostring");
-  lua_pushlightuserdata(L, (void *)&eddy__key_future);
-  lua_rawseti(L, -2, 1);
   lua_pushliteral(L, EDDY_FUTURE);
   lua_setfield(L, -2, "__name");
   lua_pushcfunction(L, f_gc);
   lua_setfield(L, -2, "__gc");
+  eddy__seal_metatable(L, -1);
+  eddy__future_metatable(L, -1);
   rt->mt_future_gc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   rt->mt_future_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/*
+** _future_new(loop [, class]) -> a new Future; with a class (a table such
+** as tasks.lua's GatheringFuture), its metatable is a copy of the class
+** that C made, sealed and added to the set of future metatables.  The
+** class itself is never given to the future: it is a Lua table, maybe
+** the metatable of something else (an io file's), which would then pass
+** for a future.  Copies are cached per class (upvalue 1, weak keys); a
+** class changed after its first future keeps its old copy.
+*/
+static int c_future_new(lua_State *L) {
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  int has_class = lua_istable(L, 2);
+  lua_settop(L, 2);
+  lua_pushvalue(L, 2);
+  if (has_class && lua_rawget(L, lua_upvalueindex(1)) == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_newtable(L);  /* 3: the copy */
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, 3);
+    }
+    lua_pushnil(L);
+    lua_setfield(L, 3, "__metatable");
+    if (lua_getfield(L, 3, "__name") != LUA_TSTRING) {
+      lua_pushliteral(L, EDDY_FUTURE);
+      lua_setfield(L, 3, "__name");
+    }
+    lua_pop(L, 1);
+    eddy__seal_metatable(L, 3);
+    eddy__future_metatable(L, 3);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
+    lua_rawset(L, lua_upvalueindex(1));
+  }
+  eddy__future_new(L, loop);
+  if (has_class) {
+    lua_pushvalue(L, 3);
+    lua_setmetatable(L, -2);
+  }
+  return 1;
+}
+
+/* Put _future_new in the core table at the top. */
+void eddy__core_futures(lua_State *L);
+void eddy__core_futures(lua_State *L) {
+  lua_newtable(L);  /* class -> its copy */
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushcclosure(L, c_future_new, 1);
+  lua_setfield(L, -2, "_future_new");
 }
 
 int eddy__future_gc(lua_State *L);

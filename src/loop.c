@@ -268,29 +268,48 @@ static const char *debug_env(void) {
 }
 
 /*
-** A Loop object is a plain table: [1] is its core, a userdata holding the
-** eddy_Loop (metatable EDDY_LOOPCORE, whose __gc closes a loop nobody
-** closed), and its fields are the loop's attributes (asyncio's
-** slow_callback_duration).  Its metatable, EDDY_LOOP, has the methods
-** table as __index, so calling a method costs two table lookups and no
-** function call.
+** A Loop object is a plain table: its fields are the loop's attributes
+** (asyncio's slow_callback_duration).  Its metatable, EDDY_LOOP, has the
+** methods table as __index, so calling a method costs two table lookups
+** and no function call.  Its core, a userdata holding the eddy_Loop
+** (metatable EDDY_LOOPCORE, whose __gc closes a loop nobody closed), is
+** found in the cores table: Loop object -> core, weak keys, so the core
+** lives as long as its Loop.  Only C reaches that table (the registry at
+** &key_cores, and upvalue 1 of the methods), so a table is a Loop exactly
+** when it is a key there: a table slot Lua code could write (the core
+** used to be the Loop's [1]) would let it hand C an io file as a loop.
+**
+** User values of the core: the fields only C touches (FIELDS_C: the
+** tasks, fd watchers, signal watchers) and the ones loop:_fields() hands
+** to the Lua parts (FIELDS_LUA: exception handler, default executor...).
+** C reads a value from FIELDS_LUA only after checking what it is.
 */
 #define EDDY_LOOPCORE "eddy.LoopCore"
+enum { FIELDS_C = 1, FIELDS_LUA, CORE_NUV = FIELDS_LUA };
+
+static const char key_cores = 0;
+
+/* Push the core of the Loop object at i (nil if it is not one) from the
+** cores table at index cores; returns the eddy_Loop or NULL. */
+static eddy_Loop *push_core(lua_State *L, int cores, int i) {
+  lua_pushvalue(L, i);
+  return (eddy_Loop *)lua_touserdata(L, (lua_rawget(L, cores), -1));
+}
 
 /* Create a Loop on 'uv' (NULL: its own); pushes the Loop object. */
 static eddy_Loop *loop_new(lua_State *L, uv_loop_t *uv) {
   eddy_Runtime *rt = eddy__runtime(L);
   eddy_Loop *loop;
   int err;
-  lua_createtable(L, 1, 1);  /* the Loop object */
-  loop = (eddy_Loop *)lua_newuserdatauv(L, sizeof(eddy_Loop), 1);
+  lua_createtable(L, 0, 1);  /* the Loop object */
+  loop = (eddy_Loop *)lua_newuserdatauv(L, sizeof(eddy_Loop), CORE_NUV);
   memset(loop, 0, sizeof *loop);
   loop->state = EDDY_LOOP_CLOSED;  /* closed until fully set up */
   loop->self_ref = loop->ready_ref = loop->anchors_ref = LUA_NOREF;
   loop->handler_ref = loop->factory_ref = loop->tasks_ref = LUA_NOREF;
   luaL_setmetatable(L, EDDY_LOOPCORE);
-  lua_newtable(L);  /* fields set from Lua (exception handler, executor...) */
-  lua_newtable(L);  /* fields.tasks: weak set for all_tasks() */
+  lua_newtable(L);  /* fields only C touches */
+  lua_newtable(L);  /* .tasks: weak set for all_tasks() */
   lua_createtable(L, 0, 1);
   lua_pushliteral(L, "k");
   lua_setfield(L, -2, "__mode");
@@ -298,8 +317,14 @@ static eddy_Loop *loop_new(lua_State *L, uv_loop_t *uv) {
   lua_pushvalue(L, -1);
   loop->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_setfield(L, -2, "tasks");
-  lua_setiuservalue(L, -2, 1);
-  lua_rawseti(L, -2, 1);
+  lua_setiuservalue(L, -2, FIELDS_C);
+  lua_newtable(L);  /* fields set from Lua (exception handler, executor...) */
+  lua_setiuservalue(L, -2, FIELDS_LUA);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_cores);  /* cores[Loop] = core */
+  lua_pushvalue(L, -3);
+  lua_pushvalue(L, -3);
+  lua_rawset(L, -3);
+  lua_pop(L, 2);
   lua_pushnumber(L, 0.1);
   lua_setfield(L, -2, "slow_callback_duration");
   luaL_setmetatable(L, EDDY_LOOP);
@@ -338,15 +363,11 @@ static eddy_Loop *loop_new(lua_State *L, uv_loop_t *uv) {
 
 /* The eddy_Loop of the Loop object at i (open or closed), or NULL. */
 eddy_Loop *eddy__toloop(lua_State *L, int i) {
-  eddy_Loop *loop = NULL;
+  eddy_Loop *loop;
   i = lua_absindex(L, i);
-  if (lua_type(L, i) != LUA_TTABLE || !lua_getmetatable(L, i)) return NULL;
-  luaL_getmetatable(L, EDDY_LOOP);
-  if (lua_rawequal(L, -1, -2)) {
-    lua_rawgeti(L, i, 1);
-    loop = (eddy_Loop *)lua_touserdata(L, -1);
-    lua_pop(L, 1);
-  }
+  if (lua_type(L, i) != LUA_TTABLE) return NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_cores);
+  loop = push_core(L, lua_gettop(L), i);
   lua_pop(L, 2);
   return loop;
 }
@@ -366,20 +387,12 @@ eddy_Loop *eddy__checkloop(lua_State *L, int i) {
 
 /*
 ** The open Loop a method was called on: methods of the Loop class carry
-** its metatable as upvalue 1, so recognizing self costs no string lookup.
+** the cores table as upvalue 1, so recognizing self is one lookup.
 */
 static eddy_Loop *self_loop(lua_State *L) {
-  if (lua_type(L, 1) == LUA_TTABLE && lua_getmetatable(L, 1)) {
-    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
-    lua_pop(L, 1);
-    if (same) {
-      eddy_Loop *loop;
-      lua_rawgeti(L, 1, 1);
-      loop = (eddy_Loop *)lua_touserdata(L, -1);
-      lua_pop(L, 1);
-      if (loop != NULL && loop->state != EDDY_LOOP_CLOSED) return loop;
-    }
-  }
+  eddy_Loop *loop = push_core(L, lua_upvalueindex(1), 1);
+  lua_pop(L, 1);
+  if (loop != NULL && loop->state != EDDY_LOOP_CLOSED) return loop;
   return eddy__checkloop(L, 1);  /* raises the right error */
 }
 
@@ -393,12 +406,26 @@ void eddy__pushloop(lua_State *L, eddy_Loop *loop) {
   lua_remove(L, -2);
 }
 
-void eddy__pushfields(lua_State *L, eddy_Loop *loop) {
+/* Push user value 'uv' of the core of 'loop'. */
+static void push_core_value(lua_State *L, eddy_Loop *loop, int uv) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_cores);
   eddy__pushloop(L, loop);
-  lua_rawgeti(L, -1, 1);
-  lua_getiuservalue(L, -1, 1);
+  lua_rawget(L, -2);
+  lua_getiuservalue(L, -1, uv);
   lua_replace(L, -3);
   lua_pop(L, 1);
+}
+
+/* The fields only C reaches (see loop_new). */
+void eddy__pushfields(lua_State *L, eddy_Loop *loop) {
+  push_core_value(L, loop, FIELDS_C);
+}
+
+/* The fields of the Lua parts, loop:_fields(): Lua code may have put
+** anything there. */
+void eddy__pushluafields(lua_State *L, eddy_Loop *loop);
+void eddy__pushluafields(lua_State *L, eddy_Loop *loop) {
+  push_core_value(L, loop, FIELDS_LUA);
 }
 
 double eddy__slow_callback_duration(lua_State *L, eddy_Loop *loop) {
@@ -795,7 +822,7 @@ static int l_handle_counts(lua_State *L) {
 
 /* loop:_fields() -> the table where Lua parts keep per-loop state */
 static int l_fields(lua_State *L) {
-  eddy__pushfields(L, eddy__checkanyloop(L, 1));
+  eddy__pushluafields(L, eddy__checkanyloop(L, 1));
   return 1;
 }
 
@@ -953,20 +980,34 @@ static const luaL_Reg core_funcs[] = {
 
 /* The C core: a table handed to eddy.init (lua/eddy/init.lua). */
 int eddy__open_core(lua_State *L) {
+  extern void eddy__seal_metatable(lua_State *L, int mt);  /* future.c */
+  extern void eddy__core_futures(lua_State *L);           /* future.c */
   luaL_newlib(L, core_funcs);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_cores) == LUA_TNIL) {
+    lua_newtable(L);  /* Loop object -> its core */
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_cores);
+    lua_replace(L, -2);
+  }
   /* Loop metatable; methods table doubles as the class Lua extends. */
   if (luaL_newmetatable(L, EDDY_LOOPCORE)) {
     lua_pushcfunction(L, l_core_gc);
     lua_setfield(L, -2, "__gc");
+    eddy__seal_metatable(L, -1);
   }
   lua_pop(L, 1);
   if (luaL_newmetatable(L, EDDY_LOOP)) {
     luaL_newlibtable(L, loop_methods);
-    lua_pushvalue(L, -2);  /* the metatable, upvalue of every method */
+    lua_pushvalue(L, -3);  /* the cores table, upvalue of every method */
     luaL_setfuncs(L, loop_methods, 1);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_tostring);
     lua_setfield(L, -2, "__tostring");
+    eddy__seal_metatable(L, -1);
     /* A closed loop is found through this weak map (eddy__pushloop). */
     lua_newtable(L);
     lua_createtable(L, 0, 1);
@@ -976,9 +1017,10 @@ int eddy__open_core(lua_State *L) {
     lua_rawsetp(L, LUA_REGISTRYINDEX, &eddy__key_loops);
   }
   lua_getfield(L, -1, "__index");
-  lua_setfield(L, -3, "Loop");
-  lua_pop(L, 1);
+  lua_setfield(L, -4, "Loop");
+  lua_pop(L, 2);  /* the metatable, the cores table */
   eddy__core_tasks(L);
+  eddy__core_futures(L);  /* replaces task.c's _future_new */
   eddy__core_streams(L);
   eddy__core_waiters(L);
   eddy__open_socket(L);

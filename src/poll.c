@@ -23,6 +23,9 @@
 
 #include "internal.h"
 
+/* future.c: getmetatable() on the object gives a table with __name only. */
+void eddy__seal_metatable(lua_State *L, int mt);
+
 #define FDWATCHER "eddy.FdWatcher"
 
 /* User values of a watcher. */
@@ -266,6 +269,7 @@ void eddy__open_poll(lua_State *L) {
   luaL_newmetatable(L, FDWATCHER);
   lua_pushcfunction(L, watcher_gc);
   lua_setfield(L, -2, "__gc");
+  eddy__seal_metatable(L, -1);
   lua_pop(L, 1);
   lua_getfield(L, -1, "Loop");
   luaL_setfuncs(L, poll_methods, 0);

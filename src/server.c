@@ -19,6 +19,9 @@
 
 #include "internal.h"
 
+/* future.c: getmetatable() on the object gives a table with __name only. */
+void eddy__seal_metatable(lua_State *L, int mt);
+
 #define EDDY_SERVER "eddy.Server"
 #define EDDY_LISTENER "eddy.Listener"
 
@@ -32,10 +35,12 @@ struct eddy_Server {
   unsigned char woken;    /* wait_closed waiters released: none will wait */
 };
 
-/* User values of a Server: the protocol factory, and a table with
-** 'listeners' (array), 'waiters' (futures of wait_closed) and
-** 'serving_fut' (the future serve_forever waits on, set from Lua). */
-enum { SV_FACTORY = 1, SV_FIELDS, SV_NUV = SV_FIELDS };
+/* User values of a Server: the protocol factory; a table only C reaches
+** with 'listeners' (array of Listeners) and 'waiters' (futures of
+** wait_closed), whose values C uses without checking them again; and the
+** table of the Lua half (server:_fields()) with 'serving_fut' (the future
+** serve_forever waits on). */
+enum { SV_FACTORY = 1, SV_FIELDS, SV_LUA, SV_NUV = SV_LUA };
 
 typedef struct Listener {
   eddy_UVObject uv;       /* first: the listening uv_tcp_t / uv_pipe_t */
@@ -218,14 +223,16 @@ static int s_close(lua_State *L) {
   sv->closed = 1;
   sv->serving = 0;
   close_listeners(L, 1);
-  if (push_field(L, 1, "serving_fut") != LUA_TNIL) {
-    lua_getfield(L, -1, "cancel");
-    lua_insert(L, -2);
-    lua_call(L, 1, 0);
-    lua_getiuservalue(L, 1, SV_FIELDS);
+  lua_settop(L, 1);
+  lua_getiuservalue(L, 1, SV_LUA);
+  if (lua_getfield(L, 2, "serving_fut") != LUA_TNIL) {
     lua_pushnil(L);
-    lua_setfield(L, -2, "serving_fut");
+    lua_setfield(L, 2, "serving_fut");
+    lua_getfield(L, 3, "cancel");  /* serving_fut:cancel(), as from Lua */
+    lua_insert(L, 3);
+    lua_call(L, 1, 0);
   }
+  lua_settop(L, 1);
   if (sv->active == 0) wakeup(L, sv, 1);
   return 0;
 }
@@ -346,10 +353,10 @@ static int s_listen(lua_State *L) {
   return 0;
 }
 
-/* server:_fields() -> the FIELDS table (for the Lua half). */
+/* server:_fields() -> the table of the Lua half. */
 static int s_fields(lua_State *L) {
   checkserver(L, 1);
-  lua_getiuservalue(L, 1, SV_FIELDS);
+  lua_getiuservalue(L, 1, SV_LUA);
   return 1;
 }
 
@@ -421,6 +428,8 @@ static int l_new_server(lua_State *L) {
   lua_newtable(L);
   lua_setfield(L, -2, "listeners");
   lua_setiuservalue(L, -2, SV_FIELDS);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, SV_LUA);
   return 1;
 }
 
@@ -456,9 +465,11 @@ void eddy__open_server(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, s_tostring);
   lua_setfield(L, -2, "__tostring");
+  eddy__seal_metatable(L, -1);
   lua_setfield(L, -2, "ServerMeta");
   luaL_newmetatable(L, EDDY_LISTENER);
   lua_pushcfunction(L, listener_gc);
   lua_setfield(L, -2, "__gc");
+  eddy__seal_metatable(L, -1);
   lua_pop(L, 1);
 }

@@ -23,6 +23,9 @@
 
 #include "internal.h"
 
+/* future.c: getmetatable() on the object gives a table with __name only. */
+void eddy__seal_metatable(lua_State *L, int mt);
+
 #define SIGWATCHER "eddy.SignalWatcher"
 
 /* User value of a watcher: the Handle to run, or eddy.run's main task. */
@@ -442,6 +445,7 @@ void eddy__open_signal(lua_State *L) {
   luaL_newmetatable(L, SIGWATCHER);
   lua_pushcfunction(L, watcher_gc);
   lua_setfield(L, -2, "__gc");
+  eddy__seal_metatable(L, -1);
   lua_pop(L, 1);
   lua_getfield(L, -1, "Loop");
   luaL_setfuncs(L, signal_methods, 0);

@@ -35,6 +35,9 @@
 
 #include "internal.h"
 
+/* future.c: getmetatable() on the object gives a table with __name only. */
+void eddy__seal_metatable(lua_State *L, int mt);
+
 /* {====================================================== Addresses */
 
 /* Raise the DNSError (or OSError) for a getaddrinfo failure. */
@@ -845,6 +848,7 @@ void eddy__open_socket(lua_State *L) {
     lua_setfield(L, -2, "__close");
     lua_pushcfunction(L, sock_tostring);
     lua_setfield(L, -2, "__tostring");
+    eddy__seal_metatable(L, -1);
   }
   lua_pop(L, 1);
   luaL_newlib(L, socket_funcs);

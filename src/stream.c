@@ -69,10 +69,16 @@ void eddy__loop_methods(lua_State *L, const luaL_Reg *funcs) {
   lua_pop(L, 1);
 }
 
+/* A stream transport is a userdata whose metatable is one of the two in
+** the set at registry[&stream_key]: only C makes such userdata.  (A mark
+** inside the metatable could be copied by Lua code into another
+** userdata's metatable.) */
 eddy_Stream *eddy__tostream(lua_State *L, int i) {
   eddy_Stream *s = (eddy_Stream *)lua_touserdata(L, i);
-  if (s == NULL || !lua_getmetatable(L, i)) return NULL;
-  if (lua_rawgetp(L, -1, &stream_key) == LUA_TNIL) s = NULL;
+  if (lua_type(L, i) != LUA_TUSERDATA || !lua_getmetatable(L, i)) return NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &stream_key);
+  lua_insert(L, -2);
+  if (lua_rawget(L, -2) == LUA_TNIL) s = NULL;
   lua_pop(L, 2);
   return s;
 }
@@ -898,7 +904,9 @@ void eddy__open_stream(lua_State *L) {
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
   }
+  extern void eddy__seal_metatable(lua_State *L, int mt);  /* future.c */
   eddy__loop_methods(L, loop_methods);
+  lua_createtable(L, 0, 2);  /* the set of stream metatables */
   luaL_newlib(L, stream_methods);
   for (i = 0; i < 2; i++) {
     luaL_newmetatable(L, names[i]);
@@ -908,11 +916,12 @@ void eddy__open_stream(lua_State *L) {
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, t_tostring);
     lua_setfield(L, -2, "__tostring");
+    eddy__seal_metatable(L, -1);
     lua_pushboolean(L, 1);
-    lua_rawsetp(L, -2, &stream_key);
-    lua_pop(L, 1);
+    lua_rawset(L, -4);
   }
-  lua_setfield(L, -2, "StreamTransport");  /* core table: for Lua parts */
+  lua_setfield(L, -3, "StreamTransport");  /* core table: for Lua parts */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &stream_key);
 }
 
 /* }====================================================== */

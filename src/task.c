@@ -698,6 +698,10 @@ static const luaL_Reg task_methods[] = {
 extern const luaL_Reg *eddy__future_methods(void);
 
 void eddy__open_task(lua_State *L) {
+  /* future.c: see there */
+  extern void eddy__future_metatable(lua_State *L, int mt);
+  extern void eddy__seal_metatable(lua_State *L, int mt);
+  extern int eddy__checked_gc(lua_State *L);
   eddy_Runtime *rt = eddy__runtime(L);
   luaL_newmetatable(L, EDDY_TASK);
   lua_newtable(L);
@@ -706,10 +710,14 @@ void eddy__open_task(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, t_tostring);
   lua_setfield(L, -2, "__tostring");
+  /* Lua code reaches this metatable (eddy.Task): its __gc checks that it
+  ** got a Task before t_gc reads one. */
   lua_pushcfunction(L, t_gc);
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, eddy__checked_gc, 2);
   lua_setfield(L, -2, "__gc");
-  lua_pushlightuserdata(L, (void *)&eddy__key_future);
-  lua_rawseti(L, -2, 1);
+  eddy__seal_metatable(L, -1);
+  eddy__future_metatable(L, -1);
   lua_pushvalue(L, -1);
   rt->mt_task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);

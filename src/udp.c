@@ -23,6 +23,9 @@
 
 #include "internal.h"
 
+/* future.c: getmetatable() on the object gives a table with __name only. */
+void eddy__seal_metatable(lua_State *L, int mt);
+
 #define DGRAM "eddy.DatagramTransport"
 #define MAX_SIZE (256 * 1024)  /* asyncio's max_size: bytes read at once */
 #define HIGH_WATER (64 * 1024)
@@ -517,6 +520,7 @@ void eddy__open_udp(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, t_tostring);
   lua_setfield(L, -2, "__tostring");
+  eddy__seal_metatable(L, -1);
   lua_pop(L, 1);
   lua_getfield(L, -1, "Loop");
   lua_pushcfunction(L, l_make_datagram_transport);
