@@ -39,6 +39,7 @@ typedef struct {
   size_t pos;              /* bytes consumed of CHUNKS[head] */
   lua_Integer head, tail;  /* the queue; empty when head > tail */
   void *waiter;            /* the eddy_Task or eddy_Future in WAITER */
+  void *kept;              /* what WAITER holds: the last waiter */
   unsigned char waiter_is_task;
   unsigned char eof;
   unsigned char paused;    /* the reader paused its transport */
@@ -107,7 +108,8 @@ static void maybe_resume_transport(lua_State *L, Reader *r) {
 
 /* Wake the reader at ri's waiter: a parked task looks at the buffer
 ** again, the top-level wait's future completes.  WAITER keeps the object
-** until the next wait replaces it ('waiter' NULL says there is none). */
+** until a wait by another replaces it ('waiter' NULL says there is none
+** waiting). */
 static void wake_waiter(lua_State *L, Reader *r, int ri) {
   if (r->waiter == NULL) return;
   lua_getiuservalue(L, ri, R_WAITER);
@@ -159,7 +161,6 @@ static void take(lua_State *L, Reader *r, size_t n) {
     r->pos += n;
   } else if (n == len - r->pos) {  /* the rest of the first chunk */
     if (r->pos > 0) lua_pushlstring(L, s + r->pos, n);
-    else lua_pushvalue(L, -1);
     drop_head(L, r, chunks);
   } else {  /* across chunks: join them */
     lua_pop(L, 1);
@@ -178,7 +179,7 @@ static void take(lua_State *L, Reader *r, size_t n) {
     }
     luaL_pushresultsize(&b, n);
   }
-  lua_replace(L, chunks);
+  lua_replace(L, chunks);  /* the piece above it, or the chunk itself */
   lua_settop(L, chunks);
 }
 
@@ -284,14 +285,17 @@ static int wait_for_data(lua_State *L, Reader *r, Op op) {
     call_transport(L, "resume_reading");
   }
   if (eddy__can_suspend_rt(L, rt, ops[op].name)) {
-    eddy__push_current_task(L, rt);
-    lua_setiuservalue(L, SELF, R_WAITER);
+    if (r->kept != rt->current_task) {  /* a loop of reads keeps its task */
+      eddy__push_current_task(L, rt);
+      lua_setiuservalue(L, SELF, R_WAITER);
+      r->kept = rt->current_task;
+    }
     r->waiter = rt->current_task;
     r->waiter_is_task = 1;
     return eddy__park(L, rt, r, (lua_KContext)op, retry_k);
   }
   /* top-level suspension: run the loop until a future completes */
-  r->waiter = eddy__future_new(L, r->loop);
+  r->waiter = r->kept = eddy__future_new(L, r->loop);
   r->waiter_is_task = 0;
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, SELF, R_WAITER);
