@@ -34,11 +34,6 @@
 
 #include "internal.h"
 
-/* loop.c: the fields of the loop's Lua parts (loop:_fields()). */
-void eddy__pushluafields(lua_State *L, eddy_Loop *loop);
-/* future.c: getmetatable() on the object gives a table with __name only. */
-void eddy__seal_metatable(lua_State *L, int mt);
-
 #define EXECUTOR "eddy.ThreadPoolExecutor"
 #define MAILBOX "eddy.ExecutorMailbox"
 #define JOBBOX "eddy.ExecutorJob"

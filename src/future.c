@@ -39,7 +39,6 @@ eddy_Future *eddy__tofuture(lua_State *L, int i) {
 }
 
 /* Add the metatable at index mt to the set of future metatables. */
-void eddy__future_metatable(lua_State *L, int mt);
 void eddy__future_metatable(lua_State *L, int mt) {
   mt = lua_absindex(L, mt);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &eddy__key_future);
@@ -55,7 +54,6 @@ void eddy__future_metatable(lua_State *L, int mt) {
 ** eddy.Future"), never the metatable, whose metamethods are C functions
 ** that may be called only with their own objects.
 */
-void eddy__seal_metatable(lua_State *L, int mt);
 void eddy__seal_metatable(lua_State *L, int mt) {
   mt = lua_absindex(L, mt);
   lua_createtable(L, 0, 1);
@@ -69,7 +67,6 @@ void eddy__seal_metatable(lua_State *L, int mt) {
 ** the metatable it belongs to).  For metatables Lua code can reach
 ** (eddy.Task), whose __gc could otherwise be called with any value.
 */
-int eddy__checked_gc(lua_State *L);
 int eddy__checked_gc(lua_State *L) {
   int same = lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1) &&
              lua_rawequal(L, -1, lua_upvalueindex(2));
@@ -613,7 +610,6 @@ static int c_future_new(lua_State *L) {
 }
 
 /* Put _future_new in the core table at the top. */
-void eddy__core_futures(lua_State *L);
 void eddy__core_futures(lua_State *L) {
   lua_newtable(L);  /* class -> its copy */
   lua_createtable(L, 0, 1);

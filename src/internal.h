@@ -66,7 +66,6 @@ struct eddy_Runtime {
   ** and by address (to recognize objects quickly). */
   int mt_handle_ref, mt_timer_ref, mt_future_ref, mt_task_ref;
   int mt_future_gc_ref;     /* Future's twin with __gc (see future.c) */
-  const void *mt_loop, *mt_future, *mt_task;
   int default_loop_ref;     /* registry ref of the current loop, or NOREF */
   int context_ref;          /* registry ref of the current Context, or NOREF
                                when it is the (empty) base context */
@@ -81,13 +80,15 @@ void eddy__closestate(lua_State *L);
 
 /* The runtime of L (created by luaopen_eddy). */
 eddy_Runtime *eddy__runtime(lua_State *L);
+/* The default loop of an embedding state (runtime.c). */
+eddy_Loop *eddy__state_loop(eddy_State *E);
 
 /* Registry keys (addresses of these bytes). */
 extern const char eddy__key_runtime;
 extern const char eddy__key_errors;      /* the eddy.errors module table */
 extern const char eddy__key_await_tag;   /* light userdata tagging eddy's yields */
 extern const char eddy__key_context_copy;/* function(ctx) -> copy */
-extern const char eddy__key_future;      /* mt[1] of futures' metatables */
+extern const char eddy__key_future;      /* the set of future metatables */
 extern const char eddy__key_loops;       /* weak map: eddy_Loop* -> Loop */
 
 /* The value every eddy suspension yields first, so nested coroutine.resume
@@ -147,15 +148,18 @@ struct eddy_Loop {
   eddy_UVObject *uvobjects;  /* open objects owning libuv handles */
 };
 
-/* Loop objects are tables: [1] is the core userdata holding eddy_Loop. */
+/* Loop objects are tables; a map only C reaches gives each its core
+** userdata, which holds the eddy_Loop (loop.c). */
 /* Check that argument i is an open Loop. */
 eddy_Loop *eddy__checkloop(lua_State *L, int i);
 /* The Loop at argument i, open or closed, else a standard argument error. */
 eddy_Loop *eddy__checkanyloop(lua_State *L, int i);
 /* The eddy_Loop of the Loop object at i, open or closed; NULL if not one. */
 eddy_Loop *eddy__toloop(lua_State *L, int i);
-/* Push the table where the loop's Lua parts keep state (loop:_fields()). */
+/* Push the table of the loop's state only C touches (tasks, watchers). */
 void eddy__pushfields(lua_State *L, eddy_Loop *loop);
+/* Push the table where the loop's Lua parts keep state (loop:_fields()). */
+void eddy__pushluafields(lua_State *L, eddy_Loop *loop);
 /* The loop's slow_callback_duration attribute (debug mode). */
 double eddy__slow_callback_duration(lua_State *L, eddy_Loop *loop);
 /* Push the Loop object of 'loop'. */
@@ -358,6 +362,15 @@ struct eddy_Task {
 };
 
 eddy_Future *eddy__tofuture(lua_State *L, int i);   /* NULL if not one */
+/* Add the metatable at mt to the set eddy__tofuture accepts. */
+void eddy__future_metatable(lua_State *L, int mt);
+/* Seal the metatable at mt: getmetatable() shows a table with its __name
+** only, so Lua code can neither read nor change it. */
+void eddy__seal_metatable(lua_State *L, int mt);
+/* A __gc checking its argument: upvalues (the C finalizer, its metatable). */
+int eddy__checked_gc(lua_State *L);
+/* Put _future_new in the core table at the top. */
+void eddy__core_futures(lua_State *L);
 eddy_Future *eddy__checkfuture(lua_State *L, int i);
 eddy_Future *eddy__future_new(lua_State *L, eddy_Loop *loop);  /* pushes */
 /* Complete the future at index i with the n values at the top (popped). */

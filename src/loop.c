@@ -423,7 +423,6 @@ void eddy__pushfields(lua_State *L, eddy_Loop *loop) {
 
 /* The fields of the Lua parts, loop:_fields(): Lua code may have put
 ** anything there. */
-void eddy__pushluafields(lua_State *L, eddy_Loop *loop);
 void eddy__pushluafields(lua_State *L, eddy_Loop *loop) {
   push_core_value(L, loop, FIELDS_LUA);
 }
@@ -980,8 +979,6 @@ static const luaL_Reg core_funcs[] = {
 
 /* The C core: a table handed to eddy.init (lua/eddy/init.lua). */
 int eddy__open_core(lua_State *L) {
-  extern void eddy__seal_metatable(lua_State *L, int mt);  /* future.c */
-  extern void eddy__core_futures(lua_State *L);           /* future.c */
   luaL_newlib(L, core_funcs);
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_cores) == LUA_TNIL) {
     lua_newtable(L);  /* Loop object -> its core */
@@ -1043,7 +1040,6 @@ int eddy__open_core(lua_State *L) {
 /* From any thread (eddy.h). */
 int eddy_call_soon_threadsafe(eddy_State *E,
                               void (*fn)(lua_State *L, void *arg), void *arg) {
-  extern eddy_Loop *eddy__state_loop(eddy_State *E);
   eddy_Loop *loop = eddy__state_loop(E);
   if (loop == NULL) return UV_EINVAL;
   return threadsafe_push(loop, fn, arg);

@@ -23,8 +23,6 @@
 
 #include "internal.h"
 
-/* future.c: getmetatable() on the object gives a table with __name only. */
-void eddy__seal_metatable(lua_State *L, int mt);
 
 #define FDWATCHER "eddy.FdWatcher"
 

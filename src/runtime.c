@@ -22,7 +22,6 @@ struct eddy_State {
   char *errmsg;
 };
 
-eddy_Loop *eddy__state_loop(eddy_State *E);
 eddy_Loop *eddy__state_loop(eddy_State *E) { return E->loop; }
 
 /* {====================================================== Runtime record */

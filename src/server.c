@@ -19,8 +19,6 @@
 
 #include "internal.h"
 
-/* future.c: getmetatable() on the object gives a table with __name only. */
-void eddy__seal_metatable(lua_State *L, int mt);
 
 #define EDDY_SERVER "eddy.Server"
 #define EDDY_LISTENER "eddy.Listener"

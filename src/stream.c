@@ -69,16 +69,16 @@ void eddy__loop_methods(lua_State *L, const luaL_Reg *funcs) {
   lua_pop(L, 1);
 }
 
-/* A stream transport is a userdata whose metatable is one of the two in
-** the set at registry[&stream_key]: only C makes such userdata.  (A mark
-** inside the metatable could be copied by Lua code into another
-** userdata's metatable.) */
+/* A stream transport is a userdata whose metatable has &stream_key at
+** [1]: an array lookup, on the hot path of every write.  Lua code cannot
+** copy that mark into another metatable because it never sees these:
+** they are sealed (getmetatable shows a stand-in) and no Lua value holds
+** them. */
 eddy_Stream *eddy__tostream(lua_State *L, int i) {
   eddy_Stream *s = (eddy_Stream *)lua_touserdata(L, i);
-  if (lua_type(L, i) != LUA_TUSERDATA || !lua_getmetatable(L, i)) return NULL;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &stream_key);
-  lua_insert(L, -2);
-  if (lua_rawget(L, -2) == LUA_TNIL) s = NULL;
+  if (s == NULL || !lua_getmetatable(L, i)) return NULL;
+  lua_rawgeti(L, -1, 1);
+  if (lua_touserdata(L, -1) != (void *)&stream_key) s = NULL;
   lua_pop(L, 2);
   return s;
 }
@@ -904,9 +904,7 @@ void eddy__open_stream(lua_State *L) {
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
   }
-  extern void eddy__seal_metatable(lua_State *L, int mt);  /* future.c */
   eddy__loop_methods(L, loop_methods);
-  lua_createtable(L, 0, 2);  /* the set of stream metatables */
   luaL_newlib(L, stream_methods);
   for (i = 0; i < 2; i++) {
     luaL_newmetatable(L, names[i]);
@@ -917,11 +915,11 @@ void eddy__open_stream(lua_State *L) {
     lua_pushcfunction(L, t_tostring);
     lua_setfield(L, -2, "__tostring");
     eddy__seal_metatable(L, -1);
-    lua_pushboolean(L, 1);
-    lua_rawset(L, -4);
+    lua_pushlightuserdata(L, (void *)&stream_key);
+    lua_rawseti(L, -2, 1);
+    lua_pop(L, 1);
   }
-  lua_setfield(L, -3, "StreamTransport");  /* core table: for Lua parts */
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &stream_key);
+  lua_setfield(L, -2, "StreamTransport");  /* core table: for Lua parts */
 }
 
 /* }====================================================== */

@@ -278,8 +278,9 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
   rt->current_task = prev_task;
   rt->current_task_index = prev_index;
   if (status == LUA_YIELD) {
-    /* (TAG, future) comes only from eddy__await and sleep, which checked
-    ** the future: the tag is an address no Lua code can make. */
+    /* (TAG, future) comes from eddy__await and sleep, which checked the
+    ** future; but a coroutine.resume saved before eddy replaced it can
+    ** hand the tag to Lua code, so the future is checked again. */
     if (t->parked_on != NULL) {  /* eddy__park: its object wakes it */
       lua_pop(co, nres);
       if (t->must_cancel) {  /* cancel() came while it ran */
@@ -288,7 +289,7 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
         eddy__ready_push(L, loop, ti);
       }
     } else if (nres >= 2 && eddy__istag(co, -nres) &&
-        lua_touserdata(co, -nres + 1) != NULL) {
+        eddy__tofuture(co, -nres + 1) != NULL) {
       eddy_Future *f;
       lua_pushvalue(co, -nres + 1);
       lua_xmove(co, L, 1);
@@ -699,8 +700,6 @@ extern const luaL_Reg *eddy__future_methods(void);
 
 void eddy__open_task(lua_State *L) {
   /* future.c: see there */
-  extern void eddy__future_metatable(lua_State *L, int mt);
-  extern void eddy__seal_metatable(lua_State *L, int mt);
   extern int eddy__checked_gc(lua_State *L);
   eddy_Runtime *rt = eddy__runtime(L);
   luaL_newmetatable(L, EDDY_TASK);
@@ -771,16 +770,6 @@ static int c_task_new(lua_State *L) {  /* _task_new(loop, fn, ...) */
   return 1;
 }
 
-static int c_future_new(lua_State *L) {  /* _future_new(loop [, mt]) */
-  eddy_Loop *loop = eddy__checkloop(L, 1);
-  eddy__future_new(L, loop);
-  if (lua_istable(L, 2)) {
-    lua_pushvalue(L, 2);
-    lua_setmetatable(L, -2);
-  }
-  return 1;
-}
-
 static int c_isfuture(lua_State *L) {
   lua_pushboolean(L, eddy__tofuture(L, 1) != NULL);
   return 1;
@@ -792,7 +781,6 @@ static const luaL_Reg core_task_funcs[] = {
   {"current_task", c_current_task},
   {"all_tasks", c_all_tasks},
   {"_task_new", c_task_new},
-  {"_future_new", c_future_new},
   {"isfuture", c_isfuture},
   {NULL, NULL}
 };

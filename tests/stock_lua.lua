@@ -5,6 +5,7 @@ local function check(cond, what)
   print((cond and "ok " or "not ok ") .. n .. " - " .. what)
 end
 
+local raw_resume = coroutine.resume  -- saved before eddy replaces it
 local ok, eddy = pcall(require, "eddy")
 check(ok and type(eddy) == "table", "require 'eddy' loads eddy.so")
 if not ok then print(eddy) os.exit(1) end
@@ -26,3 +27,14 @@ loop:call_soon(fut.set_result, fut, 7)
 check(loop:run_until_complete(fut) == 7, "run_until_complete on a future")
 loop:close()
 check(loop:is_closed(), "the loop closes")
+
+-- The saved coroutine.resume shows eddy's suspension tag to Lua code; a
+-- task yielding it with something that is not a future must not have that
+-- read as one.
+local co = coroutine.create(function() eddy.sleep(0) end)
+local leaked, result = pcall(eddy.run, function()
+  local _, tag = raw_resume(co)
+  coroutine.yield(tag, io.stdout)
+  return "survived"
+end)
+check(leaked and result == "survived", "a leaked tag yielded with a file is not taken for a future")
