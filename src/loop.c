@@ -293,7 +293,8 @@ static const char key_cores = 0;
 ** cores table at index cores; returns the eddy_Loop or NULL. */
 static eddy_Loop *push_core(lua_State *L, int cores, int i) {
   lua_pushvalue(L, i);
-  return (eddy_Loop *)lua_touserdata(L, (lua_rawget(L, cores), -1));
+  lua_rawget(L, cores);
+  return (eddy_Loop *)lua_touserdata(L, -1);
 }
 
 /* Create a Loop on 'uv' (NULL: its own); pushes the Loop object. */
