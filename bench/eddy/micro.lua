@@ -34,10 +34,12 @@ end
 
 local benches = {}
 
--- Run fn as a task to completion; returns the seconds and ops/s for n.
-local function timed(loop, fn)
+-- Run aw (a function run as a task, or a future) to completion, after
+-- start() if given; returns the seconds and ops/s for n.
+local function timed(loop, aw, start)
   local t0 = now()
-  loop:run_until_complete(fn)
+  if start then start() end
+  loop:run_until_complete(aw)
   local secs = now() - t0
   return secs, n / secs
 end
@@ -49,11 +51,7 @@ function benches.chain(loop)
     count = count + 1
     if count < n then loop:call_soon(cb) else done:set_result() end
   end
-  local t0 = now()
-  loop:call_soon(cb)
-  loop:run_until_complete(done)
-  local secs = now() - t0
-  return secs, n / secs
+  return timed(loop, done, function() loop:call_soon(cb) end)
 end
 
 function benches.batch(loop)
@@ -149,10 +147,8 @@ function benches.memory(loop)
     eddy.gather(table.unpack(tasks, 1, n))
     res.peak_rss_kb = rss_kb("VmHWM:")
   end
-  local t0 = now()
-  loop:run_until_complete(main)
-  local secs = now() - t0
-  return secs, n / secs, res
+  local secs, ops_s = timed(loop, main)
+  return secs, ops_s, res
 end
 
 if not benches[bench] then
