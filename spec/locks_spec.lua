@@ -160,6 +160,31 @@ describe("Lock", function()
     assert.is_true(errors.is(err, errors.RuntimeError))
     assert.matches("cannot suspend", tostring(err))
   end))
+
+  it("every suspending method called in a plain callback names itself (API.md §1)", async(function(loop)
+    local lock, sem, ev, cond = eddy.Lock(), eddy.Semaphore(0), eddy.Event(), eddy.Condition()
+    lock:acquire()
+    local errs = {}
+    loop:call_soon(function()
+      local function try(name, f, ...)
+        local ok, err = pcall(f, ...)
+        assert.is_false(ok)
+        errs[name] = tostring(err)
+      end
+      try("acquire", lock.acquire, lock)
+      try("sem", sem.acquire, sem)
+      try("wait", ev.wait, ev)
+      cond:acquire()
+      try("cond", cond.wait, cond)
+      assert.is_true(cond:locked())  -- checked before the lock is let go
+      cond:release()
+    end)
+    turns()
+    assert.matches("^RuntimeError: acquire%(%) cannot suspend here", errs.acquire)
+    assert.matches("^RuntimeError: acquire%(%) cannot suspend here", errs.sem)
+    assert.matches("^RuntimeError: wait%(%) cannot suspend here", errs.wait)
+    assert.matches("^RuntimeError: wait%(%) cannot suspend here", errs.cond)
+  end))
 end)
 
 describe("Event", function()
@@ -406,6 +431,80 @@ describe("Condition", function()
     eddy.gather(c[1], c[2], c[3], c[4], c[5], {return_exceptions = true})
     assert.is_true(c[1]:cancelled())
   end))
+
+  it("test_cancelled_wakeup_relock: cancelled while taking the lock again, it passes the wakeup on", async(function(loop)
+    local cond = eddy.Condition()
+    local state = 0
+    local function consumer()
+      local _ <close> = cond:acquire()
+      while true do
+        cond:wait_for(function() return state ~= 0 end)
+        if state < 0 then return end
+        state = state - 1
+      end
+    end
+    local c = {loop:create_task(consumer), loop:create_task(consumer)}
+    turns()
+    do
+      local _ <close> = cond:acquire()
+      state = state + 1
+      cond:notify(1)
+      turns()  -- c[1] wakes up and queues on the lock we hold
+      c[1]:cancel()
+      -- wait_for lets the lock go: c[1] takes it, is cancelled, and must
+      -- hand the notification to c[2], which consumes the item (nobody
+      -- notifies us: the timeout ends the wait, as in CPython's test)
+      pcall(function()
+        local _ <close> = eddy.timeout(0.02)
+        cond:wait_for(function() return state == 0 end)
+      end)
+      assert.equals(0, state)
+      state = -1
+      cond:notify_all()
+    end
+    c[2]:await()
+    assert.is_true(c[1]:cancelled())
+  end))
+
+  it("test_cancelled_error_wakeup / test_cancelled_error_re_aquire: the cancellation is raised holding the lock", async(function(loop)
+    for _, relock in ipairs {false, true} do
+      local cond = eddy.Condition()
+      local wake = false
+      local raised, held
+      local task = loop:create_task(function()
+        local _ <close> = cond:acquire()
+        local ok, err = pcall(cond.wait_for, cond, function() return wake end)
+        assert.is_false(ok)
+        raised, held = err, cond:locked()
+        error(err, 0)
+      end)
+      turns()
+      if relock then
+        cond:acquire()
+        wake = true
+        cond:notify()
+        turns()  -- the task now waits to take the lock again
+        task:cancel("foo")
+        cond:release()
+      else
+        task:cancel("foo")
+      end
+      local err = expect_error(errors.CancelledError, task.await, task)
+      assert.equals("foo", err.message)
+      assert.is_true(errors.is(raised, errors.CancelledError))
+      assert.equals("foo", raised.message)
+      assert.is_true(held)
+      assert.is_false(cond:locked())
+    end
+  end))
+
+  it("wait_for and notify check their arguments", async(function()
+    local cond = eddy.Condition()
+    local _ <close> = cond:acquire()
+    checks.argerror(function() cond:wait_for(nil) end, 1, "wait_for")
+    checks.argerror(function() cond:notify("all") end, 1, "notify")
+    assert.equals("yes", cond:wait_for(setmetatable({}, {__call = function() return "yes" end})))
+  end))
 end)
 
 describe("Semaphore", function()
@@ -421,7 +520,13 @@ describe("Semaphore", function()
 
   it("test_semaphore: bad values", function()
     expect_error(errors.ValueError, eddy.Semaphore, -1)
-    assert.has_error(function() eddy.Semaphore("x") end)
+    checks.argerror(function() eddy.Semaphore("x") end, 1, "Semaphore")
+    checks.argerror(function() eddy.BoundedSemaphore(1.5) end, 1, "BoundedSemaphore")
+    checks.argerror(function() eddy.Barrier(2.5) end, 1, "Barrier")
+    -- an integral float is a count (a Lua computation may well give 2.0)
+    assert.matches("value:2", tostring(eddy.Semaphore(2.0)))
+    assert.equals(3, eddy.Barrier(3.0).parties)
+    assert.equals("integer", math.type(eddy.Barrier(3.0).parties))
   end)
 
   it("test_acquire: FIFO hand-over, value never below 0", async(function(loop)
@@ -734,6 +839,223 @@ describe("Barrier", function()
                 function() coro("c") end, function() coro("d") end)
     table.sort(order)
     assert.same({"a", "b", "c", "d"}, order)
+    assert.equals(0, b.n_waiting)
+  end))
+  it("test_repr: filling, draining, resetting, broken", async(function(loop)
+    local N = 5
+    local b = eddy.Barrier(N)
+    local waiters = {}
+    local function add(n)
+      for _ = 1, n do waiters[#waiters + 1] = loop:create_task(function() return b:wait() end) end
+      turns()
+    end
+    add(2)
+    assert.matches("filling", tostring(b))
+    assert.matches("waiters:2/5", tostring(b), 1, true)
+    add(b.parties - b.n_waiting)
+    assert.matches("draining", tostring(b))
+    add(2)
+    b:reset()
+    assert.matches("resetting", tostring(b))
+    add(2)
+    b:abort()
+    assert.matches("broken", tostring(b))
+    assert.is_true(b.broken)
+    waiters[#waiters + 1] = {return_exceptions = true}
+    eddy.gather(table.unpack(waiters))
+  end))
+
+  it("test_filling_one_task_twice", async(function(loop)
+    local b = eddy.Barrier(1)
+    local t1 = loop:create_task(function() return b:wait() end)
+    turns()
+    assert.equals(0, b.n_waiting)
+    local t2 = loop:create_task(function() return b:wait() end)
+    turns()
+    assert.equals(t1:result(), t2:result())
+    assert.equals(0, b.n_waiting)
+    assert.is_false(b.broken)
+  end))
+
+  it("test_blocking_tasks_while_draining", async(function(loop)
+    local N, rewait = 5, 2
+    local b, b_nowaiting = eddy.Barrier(N), eddy.Barrier(N - rewait)
+    local rewait_n = rewait
+    run_tasks(loop, N, function()
+      b:wait()
+      if rewait_n > 0 then
+        rewait_n = rewait_n - 1
+        b:wait()
+      else
+        b_nowaiting:wait()  -- waits for the end of draining
+        b:wait()
+      end
+    end)
+    assert.equals(0, b.n_waiting)
+  end))
+
+  it("test_reset_barrier", async(function(loop)
+    local b = eddy.Barrier(1)
+    loop:create_task(function() b:reset() end)
+    turns()
+    assert.equals(0, b.n_waiting)
+    assert.is_false(b.broken)
+  end))
+
+  it("test_reset_barrier_when_tasks_half_draining", async(function(loop)
+    local N = 5
+    local b = eddy.Barrier(N)
+    local results1 = {}
+    local rest_of_tasks = N // 2
+    run_tasks(loop, N, function()
+      local ok, err = pcall(b.wait, b)
+      if not ok then
+        assert.is_true(errors.is(err, errors.BrokenBarrierError))
+        results1[#results1 + 1] = true
+      elseif rest_of_tasks == b._count then
+        b:reset()  -- tasks still inside: they get BrokenBarrierError
+      end
+    end)
+    assert.same({true, true}, results1)
+    assert.equals(0, b.n_waiting)
+    assert.not_matches("resetting", tostring(b))
+    assert.is_false(b.broken)
+  end))
+
+  it("test_reset_barrier_when_tasks_half_draining_half_blocking", async(function(loop)
+    local N = 5
+    local b = eddy.Barrier(N)
+    local results1, results2 = {}, {}
+    local blocking_tasks = N // 2
+    local count = 0
+    run_tasks(loop, N, function()
+      local ok = pcall(b.wait, b)
+      if not ok then
+        results1[#results1 + 1] = true
+        b:wait()  -- wait again to reach the parties
+      else
+        count = count + 1
+        if count > blocking_tasks then
+          b:reset()
+          b:wait()
+        else
+          if not pcall(b.wait, b) then results2[#results2 + 1] = true end
+        end
+      end
+    end)
+    assert.same({true, true}, results1)
+    assert.same({}, results2)
+    assert.equals(0, b.n_waiting)
+    assert.not_matches("resetting", tostring(b))
+    assert.is_false(b.broken)
+  end))
+
+  it("test_reset_barrier_while_tasks_waiting_and_waiting_again", async(function(loop)
+    local N = 5
+    local b = eddy.Barrier(N)
+    local results1, results2 = {}, {}
+    local tasks = {}
+    for i = 1, N - 1 do
+      tasks[i] = loop:create_task(function()
+        if not pcall(b.wait, b) then results1[#results1 + 1] = true end
+        b:wait()
+        results2[#results2 + 1] = true
+      end)
+    end
+    loop:create_task(function() b:reset() end)
+    turns()
+    loop:create_task(function() b:wait(); results2[#results2 + 1] = true end)
+    eddy.gather(table.unpack(tasks))
+    assert.is_false(b.broken)
+    assert.equals(N - 1, #results1)
+    turns()
+    assert.equals(N, #results2)
+    assert.equals(0, b.n_waiting)
+  end))
+
+  it("test_reset_barrier_while_tasks_draining", async(function(loop)
+    local N = 5
+    local b = eddy.Barrier(N)
+    local results1, results2, results3 = 0, 0, 0
+    local count = 0
+    run_tasks(loop, N, function()
+      b:wait()
+      count = count + 1
+      if count == N then
+        b:reset()  -- the last task out: nobody is inside any more
+        b:wait()
+      else
+        if pcall(b.wait, b) then results1 = results1 + 1 else results2 = results2 + 1 end
+      end
+      b:wait()
+      results3 = results3 + 1
+    end)
+    assert.is_false(b.broken)
+    assert.equals(N - 1, results1)
+    assert.equals(0, results2)
+    assert.equals(N, results3)
+    assert.equals(0, b.n_waiting)
+  end))
+
+  it("test_abort_barrier (a task aborts)", async(function(loop)
+    local b = eddy.Barrier(1)
+    loop:create_task(function() b:abort() end)
+    turns()
+    assert.equals(0, b.n_waiting)
+    assert.is_true(b.broken)
+  end))
+
+  it("test_abort_barrier_when_tasks_half_draining_half_blocking", async(function(loop)
+    local N = 5
+    local b = eddy.Barrier(N)
+    local results1, results2 = 0, 0
+    local blocking_tasks = N // 2
+    local count = 0
+    run_tasks(loop, N, function()
+      local ok, err = pcall(b.wait, b)
+      if not ok then
+        assert.is_true(errors.is(err, errors.BrokenBarrierError))
+        results1 = results1 + 1
+      else
+        count = count + 1
+        if count > blocking_tasks then
+          b:abort()
+        else
+          local ok2, err2 = pcall(b.wait, b)
+          if not ok2 and errors.is(err2, errors.BrokenBarrierError) then
+            results2 = results2 + 1
+          end
+        end
+      end
+    end)
+    assert.is_true(b.broken)
+    assert.equals(blocking_tasks, results1)
+    assert.equals(N - blocking_tasks - 1, results2)
+    assert.equals(0, b.n_waiting)
+    assert.not_matches("resetting", tostring(b))
+  end))
+
+  it("test_abort_barrier_when_exception", async(function(loop)
+    local N = 5
+    local b = eddy.Barrier(N)
+    local results1, results2 = 0, 0
+    run_tasks(loop, N, function()
+      local ok, err = pcall(function()
+        local i = b:wait()
+        if i == N // 2 then error("boom", 0) end
+        b:wait()
+        results1 = results1 + 1
+      end)
+      if ok then return end
+      if errors.is(err, errors.BrokenBarrierError) then
+        results2 = results2 + 1
+      else
+        b:abort()
+      end
+    end)
+    assert.is_true(b.broken)
+    assert.equals(0, results1)
+    assert.equals(N - 1, results2)
     assert.equals(0, b.n_waiting)
   end))
 end)

@@ -11,6 +11,7 @@
 local eddy = require "eddy"
 local errors = require "eddy.errors"
 local Deque = require "eddy.deque"
+local args = require "eddy.args"
 local C = eddy._core
 
 local CancelledError = errors.CancelledError
@@ -27,6 +28,19 @@ local function get_loop(self)
     error(errors.RuntimeError(tostring(self) .. " is bound to a different event loop"), 3)
   end
   return loop
+end
+
+-- Before a wait: a suspending method called where it cannot suspend (a
+-- plain callback) raises RuntimeError naming itself (API.md §1), as the
+-- core's suspending functions do; the future's await would name "await".
+-- A task, or the main chunk's top level (no loop running: the wait runs
+-- the loop), can wait.
+local function check_suspend(what)
+  if C.current_task() ~= nil and coroutine.isyieldable() then return end
+  local _, ismain = coroutine.running()
+  if ismain and C._get_running_loop() == nil then return end
+  error(errors.RuntimeError(what .. "() cannot suspend here: call it from a task "
+        .. "(eddy.run(main), loop:run_until_complete or loop:create_task)"), 3)
 end
 
 -- Await 'fut'; whatever happens, drop it from 'waiters' (asyncio's
@@ -102,6 +116,7 @@ function Lock:acquire()
     self._locked = true
     return guard_of(self)
   end
+  check_suspend("acquire")
   local fut
   waiters, fut = queue_waiter(self)
   local ok, err = wait_on(waiters, fut)
@@ -159,15 +174,19 @@ end
 
 function Event:clear() self._value = false end
 
--- event:wait() -> true (S)
-function Event:wait()
+-- event:wait() -> true (S); 'what' names the caller in errors (a
+-- Queue's join waits on an Event).
+function Event:_wait(what)
   if self._value then return true end
+  check_suspend(what)
   local fut = get_loop(self):create_future()
   self._waiters:push(fut)
   local ok, err = wait_on(self._waiters, fut)
   if not ok then error(err, 0) end
   return true
 end
+
+function Event:wait() return self:_wait("wait") end
 
 -- }=================================================
 
@@ -203,29 +222,31 @@ function Condition:wait()
   if not self:locked() then
     error(errors.RuntimeError("cannot wait on un-acquired lock"), 2)
   end
+  check_suspend("wait")
   local fut = get_loop(self):create_future()
   self:release()
   self._waiters:push(fut)
   local ok, err = wait_on(self._waiters, fut)
-  if not ok then
-    -- We may have been notified just before the error: pass the
-    -- notification on to another waiter (a spurious wakeup is allowed).
-    self:_notify(1)
-  end
-  local cancel_err
+  -- Re-acquire, retrying through cancellations (the last one is raised).
   while true do
     local aok, aerr = pcall(self.acquire, self)
     if aok then break end
-    if not errors.is(aerr, CancelledError) then error(aerr, 0) end
-    cancel_err = aerr
+    ok, err = false, aerr
+    if not errors.is(aerr, CancelledError) then break end
   end
-  if not ok then error(err, 0) end
-  if cancel_err ~= nil then error(cancel_err, 0) end
-  return true
+  if ok then return true end
+  -- The error may have come after a notify picked us (while waiting or
+  -- while taking the lock again): pass it on to another waiter, as
+  -- asyncio does (a spurious wakeup is allowed).
+  self:_notify(1)
+  error(err, 0)
 end
 
 -- cond:wait_for(predicate) -> predicate's last (truthy) result (S)
 function Condition:wait_for(predicate)
+  if not args.callable(predicate) then
+    error(args.message("wait_for", 1, "function", predicate), 2)
+  end
   local result = predicate()
   while not result do
     self:wait()
@@ -239,7 +260,12 @@ function Condition:notify(n)
   if not self:locked() then
     error(errors.RuntimeError("cannot notify on un-acquired lock"), 2)
   end
-  self:_notify(n == nil and 1 or n)
+  if n == nil then
+    n = 1
+  elseif type(n) ~= "number" then
+    error(args.message("notify", 1, "number", n), 2)
+  end
+  self:_notify(n)
 end
 
 function Condition:_notify(n)
@@ -266,12 +292,20 @@ end
 
 local Semaphore = class("eddy.Semaphore")
 
+-- value as an integer (an integral float such as 2.0 is accepted), else
+-- a standard argument error of 'fname' (at 'level').
+local function check_count(fname, value, level)
+  if type(value) == "number" then
+    local n = math.tointeger(value)
+    if n ~= nil then return n end
+    error("bad argument #1 to '" .. fname .. "' (number has no integer representation)", level + 1)
+  end
+  error(args.message(fname, 1, "integer", value), level + 1)
+end
+
 local function new_semaphore(cls, fname, value)
   if value == nil then value = 1 end
-  if math.type(value) ~= "integer" then
-    error("bad argument #1 to '" .. fname .. "' (integer expected, got "
-          .. (math.type(value) or type(value)) .. ")", 3)
-  end
+  value = check_count(fname, value, 3)
   if value < 0 then
     error(errors.ValueError("Semaphore initial value must be >= 0"), 3)
   end
@@ -300,6 +334,7 @@ function Semaphore:acquire()
     self._value = self._value - 1
     return guard_of(self)
   end
+  check_suspend("acquire")
   local waiters, fut = queue_waiter(self)
   local ok, err = wait_on(waiters, fut)
   if not ok and errors.is(err, CancelledError) and fut:done() and not fut:cancelled() then
@@ -390,10 +425,7 @@ function Barrier.__tostring(self)
 end
 
 function eddy.Barrier(parties)
-  if math.type(parties) ~= "integer" then
-    error("bad argument #1 to 'Barrier' (integer expected, got "
-          .. (math.type(parties) or type(parties)) .. ")", 2)
-  end
+  parties = check_count("Barrier", parties, 2)
   if parties < 1 then error(errors.ValueError("parties must be > 0"), 2) end
   -- _cond is notified whenever the state changes.
   return setmetatable({_cond = eddy.Condition(), _parties = parties,
