@@ -63,9 +63,24 @@ describe("Queue basics", function()
   end))
 
   it("bad maxsize is an argument error", function()
-    assert.has_error(function() eddy.Queue("big") end)
-    assert.has_error(function() eddy.Queue(1.5) end)
+    checks.argerror(function() eddy.Queue("big") end, 1, "Queue")
+    checks.argerror(function() eddy.PriorityQueue({}) end, 1, "PriorityQueue")
+    checks.argerror(function() eddy.LifoQueue(true) end, 1, "LifoQueue")
   end)
+
+  it("test_float_maxsize: any number is a maxsize (1.3 holds two items)", async(function()
+    local q = eddy.Queue(1.3)
+    assert.equals(1.3, q.maxsize)
+    q:put_nowait(1)
+    q:put_nowait(2)
+    assert.is_true(q:full())
+    expect_error(errors.QueueFull, q.put_nowait, q, 3)
+    assert.matches("maxsize=1.3", tostring(q), 1, true)
+    q = eddy.Queue(1.3)
+    q:put(1)
+    q:put(2)
+    assert.is_true(q:full())
+  end))
 
   it("holds nil and false items", async(function()
     local q = eddy.Queue()
@@ -156,7 +171,99 @@ describe("Queue get", function()
   end))
 end)
 
+describe("Queue cancellation does not drop items", function()
+  it("test_get_cancel_drop_one_pending_reader", async(function(loop)
+    local q = eddy.Queue()
+    local reader = loop:create_task(q.get, q)
+    turns()
+    q:put_nowait(1)
+    q:put_nowait(2)
+    reader:cancel()
+    if not pcall(reader.await, reader) then
+      reader = loop:create_task(q.get, q)  -- try again
+      reader:await()
+    end
+    assert.equals(1, reader:result())  -- 2 would mean 1 was dropped
+  end))
+
+  it("test_get_cancel_drop_many_pending_readers", async(function(loop)
+    local q = eddy.Queue()
+    local r1, r2, r3 = loop:create_task(q.get, q), loop:create_task(q.get, q), loop:create_task(q.get, q)
+    turns()
+    q:put_nowait(1)
+    q:put_nowait(2)
+    r1:cancel()
+    expect_error(errors.CancelledError, r1.await, r1)
+    r3:await()
+    r2:await()
+    local got = {r2:result(), r3:result()}
+    table.sort(got)
+    assert.same({1, 2}, got)
+  end))
+
+  it("test_put_cancel_drop", async(function(loop)
+    local q = eddy.Queue(1)
+    q:put_nowait(1)
+    local writer = loop:create_task(q.put, q, 2)
+    turns()
+    assert.equals(1, q:get_nowait())
+    writer:cancel()
+    if not pcall(writer.await, writer) then
+      writer = loop:create_task(q.put, q, 2)  -- try again
+      writer:await()
+    end
+    assert.equals(2, q:get_nowait())
+    assert.equals(0, q:qsize())
+  end))
+
+  it("test_cancelled_put_silence_value_error_exception", async(function(loop)
+    local q = eddy.Queue(1)
+    q:put_nowait(1)
+    local put_task = loop:create_task(q.put, q, 1)
+    turns()
+    q:get_nowait()  -- wakes the putter (it leaves _putters)
+    put_task:cancel()
+    expect_error(errors.CancelledError, put_task.await, put_task)
+    assert.equals(0, #q._putters)
+  end))
+end)
+
 describe("Queue put", function()
+  it("test_blocking_put_wait", async(function(loop)
+    local q = eddy.Queue(1)
+    local started, finished = eddy.Event(), false
+    loop:call_later(0.01, function() q:get_nowait() end)
+    local t = loop:create_task(function()
+      started:set()
+      q:put(1)
+      q:put(2)
+      finished = true
+    end)
+    started:wait()
+    assert.is_false(finished)
+    t:await()
+    assert.is_true(finished)
+  end))
+
+  it("test_get_with_waiting_putters", async(function(loop)
+    local q = eddy.Queue(1)
+    loop:create_task(q.put, q, "a")
+    loop:create_task(q.put, q, "b")
+    assert.equals("a", q:get())
+    assert.equals("b", q:get())
+  end))
+
+  it("test_why_are_putters_waiting", async(function(loop)
+    local q = eddy.Queue(2)
+    local tasks = {loop:create_task(function()
+      eddy.sleep(0)
+      for _ = 1, q:qsize() do q:get_nowait() end
+    end)}
+    for i = 0, 3 do tasks[#tasks + 1] = loop:create_task(q.put, q, i) end
+    eddy.wait_for(function() eddy.gather(table.unpack(tasks)) end, 2)
+    assert.equals(2, q:qsize())
+  end))
+
   it("get and put at the main chunk's top level run the loop until served", function()
     local cli = require "cli_helper"
     local res = cli.eddy("-e " .. cli.q([[
@@ -289,6 +396,32 @@ describe("LifoQueue and PriorityQueue", function()
     q:put(setmetatable({p = 1, name = "a"}, mt))
     assert.equals("a", q:get().name)
   end))
+
+  it("PriorityQueue: an item that cannot be compared raises and leaves the queue intact", async(function()
+    local q = eddy.PriorityQueue()
+    for _, v in ipairs {5, 3, 8, 1} do q:put_nowait(v) end
+    assert.has_error(function() q:put_nowait("x") end)
+    assert.has_error(function() q:put_nowait({}) end)
+    assert.equals(4, q:qsize())
+    q:put_nowait(2)
+    local got = {}
+    while not q:empty() do got[#got + 1] = q:get_nowait() end
+    assert.same({1, 2, 3, 5, 8}, got)
+    -- a get whose comparisons fail takes nothing
+    local strict = false
+    local mt = {__lt = function(a, b)
+      if strict then error("no order") end
+      return a.p < b.p
+    end}
+    for _, p in ipairs {3, 1, 2} do q:put_nowait(setmetatable({p = p}, mt)) end
+    strict = true
+    assert.has_error(function() q:get_nowait() end, "no order")
+    assert.equals(3, q:qsize())
+    strict = false
+    got = {}
+    while not q:empty() do got[#got + 1] = q:get_nowait().p end
+    assert.same({1, 2, 3}, got)
+  end))
 end)
 
 describe("Queue join and task_done", function()
@@ -321,6 +454,102 @@ describe("Queue join and task_done", function()
     local q = eddy.Queue()
     q:join()
     q:join()
+  end))
+end)
+
+describe("join and shutdown for every kind of queue (the test mixins)", function()
+  local kinds = {Queue = eddy.Queue, LifoQueue = eddy.LifoQueue, PriorityQueue = eddy.PriorityQueue}
+  for name, new in pairs(kinds) do
+    it(name .. " test_task_done_underflow and test_join_empty_queue", async(function()
+      local q = new()
+      expect_error(errors.ValueError, q.task_done, q)
+      q:join()
+      q:join()
+    end))
+
+    it(name .. " test_shutdown_empty", async(function(loop)
+      local q = new()
+      local get_task = loop:create_task(q.get, q)
+      turns()  -- the get waits before the shutdown
+      q:shutdown(false)
+      assert.equals(0, q:qsize())
+      q:join()
+      turns()
+      assert.is_true(get_task:done())
+      expect_error(errors.QueueShutDown, get_task.await, get_task)
+      expect_error(errors.QueueShutDown, q.put, q, "data")
+      expect_error(errors.QueueShutDown, q.put_nowait, q, "data")
+      expect_error(errors.QueueShutDown, q.get, q)
+      expect_error(errors.QueueShutDown, q.get_nowait, q)
+    end))
+
+    it(name .. " test_shutdown_nonempty", async(function(loop)
+      local q = new(1)
+      q:put_nowait("data")
+      local join_task = loop:create_task(q.join, q)
+      local put_task = loop:create_task(q.put, q, "data2")
+      turns()
+      assert.is_false(put_task:done())
+      q:shutdown(false)
+      assert.equals(1, q:qsize())
+      turns()
+      assert.is_true(put_task:done())
+      expect_error(errors.QueueShutDown, put_task.await, put_task)
+      assert.equals("data", q:get())
+      turns()
+      assert.is_false(join_task:done())
+      expect_error(errors.QueueShutDown, q.put, q, "data")
+      expect_error(errors.QueueShutDown, q.put_nowait, q, "data")
+      expect_error(errors.QueueShutDown, q.get, q)
+      expect_error(errors.QueueShutDown, q.get_nowait, q)
+      q:task_done()
+      turns()
+      assert.is_true(join_task:done())
+      join_task:await()
+      expect_error(errors.ValueError, q.task_done, q)
+    end))
+
+    it(name .. " test_shutdown_immediate", async(function(loop)
+      local q = new()
+      q:put_nowait("data")
+      local join_task = loop:create_task(q.join, q)
+      q:shutdown(true)
+      assert.equals(0, q:qsize())
+      turns()
+      assert.is_true(join_task:done())
+      join_task:await()
+      expect_error(errors.QueueShutDown, q.put, q, "data")
+      expect_error(errors.QueueShutDown, q.get, q)
+      expect_error(errors.ValueError, q.task_done, q)
+    end))
+
+    it(name .. " test_shutdown_immediate_with_unfinished", async(function(loop)
+      local q = new()
+      q:put_nowait("data")
+      q:put_nowait("data")
+      local join_task = loop:create_task(q.join, q)
+      assert.equals("data", q:get())
+      q:shutdown(true)
+      assert.equals(0, q:qsize())
+      turns()
+      assert.is_false(join_task:done())
+      expect_error(errors.QueueShutDown, q.get_nowait, q)
+      q:task_done()
+      expect_error(errors.ValueError, q.task_done, q)
+      turns()
+      assert.is_true(join_task:done())
+      join_task:await()
+    end))
+  end
+
+  it("join in a plain callback names itself", async(function(loop)
+    local q = eddy.Queue()
+    q:put_nowait(1)
+    local ok, err
+    loop:call_soon(function() ok, err = pcall(q.join, q) end)
+    turns()
+    assert.is_false(ok)
+    assert.matches("^RuntimeError: join%(%) cannot suspend here", tostring(err))
   end))
 end)
 

@@ -11,6 +11,7 @@
 local eddy = require "eddy"
 local errors = require "eddy.errors"
 local Deque = require "eddy.deque"
+local args = require "eddy.args"
 local C = eddy._core
 
 local QueueEmpty, QueueFull, QueueShutDown =
@@ -46,38 +47,50 @@ local lifo = {
   end,
 }
 
--- A binary min-heap ordered by <, as Python's heapq.
+-- A binary min-heap ordered by <, as Python's heapq.  Each operation
+-- first finds where the items go, comparing only, then moves them: an
+-- error from < (items that cannot be compared) leaves the heap as it was.
 local heap = {
   new = function() return {n = 0} end,
   put = function(h, item)
-    local i = h.n + 1
-    h.n = i
-    while i > 1 do  -- sift up
+    local n = h.n + 1
+    local i = n
+    while i > 1 do  -- the item's place on the way up
       local parent = i // 2
-      local p = h[parent]
-      if not (item < p) then break end
-      h[i] = p
+      if not (item < h[parent]) then break end
       i = parent
     end
+    local j = n
+    while j > i do  -- move the parents on that path down
+      local parent = j // 2
+      h[j] = h[parent]
+      j = parent
+    end
     h[i] = item
+    h.n = n
   end,
   get = function(h)
     local n = h.n
     local top, last = h[1], h[n]
+    local m = n - 1  -- 'last' goes down from the root in h[1..m]
+    local i = 1
+    while true do  -- its place on the way down
+      local child = 2 * i
+      if child > m then break end
+      if child < m and h[child + 1] < h[child] then child = child + 1 end
+      if not (h[child] < last) then break end
+      i = child
+    end
     h[n] = nil
-    n = n - 1
-    h.n = n
-    if n > 0 then  -- sift 'last' down from the root
-      local i = 1
-      while true do
-        local child = 2 * i
-        if child > n then break end
-        if child < n and h[child + 1] < h[child] then child = child + 1 end
-        if not (h[child] < last) then break end
-        h[i] = h[child]
-        i = child
-      end
+    h.n = m
+    if m > 0 then  -- move the children on the path from the root to i up
+      local moved = h[i]
       h[i] = last
+      while i > 1 do
+        local parent = i // 2
+        h[parent], moved = moved, h[parent]
+        i = parent
+      end
     end
     return top
   end,
@@ -91,9 +104,9 @@ local Queue = {__index = methods}
 
 local function new_queue(storage, name, maxsize)
   if maxsize == nil then maxsize = 0 end
-  if math.type(maxsize) ~= "integer" then
-    error("bad argument #1 to '" .. name .. "' (integer expected, got "
-          .. (math.type(maxsize) or type(maxsize)) .. ")", 3)
+  -- Any number, as asyncio (test_float_maxsize: 1.3 holds two items).
+  if type(maxsize) ~= "number" then
+    error(args.message(name, 1, "number", maxsize), 3)
   end
   local finished = eddy.Event()
   finished:set()
@@ -117,7 +130,7 @@ function eddy.PriorityQueue(maxsize) return new_queue(heap, "PriorityQueue", max
 function eddy.LifoQueue(maxsize) return new_queue(lifo, "LifoQueue", maxsize) end
 
 function Queue.__tostring(self)
-  local s = string.format("<eddy.%s maxsize=%d", self._name, self.maxsize)
+  local s = string.format("<eddy.%s maxsize=%s", self._name, self.maxsize)
   local n = self._n
   if n > 0 then s = s .. " size=" .. n end
   if #self._getters > 0 then s = s .. " _getters[" .. #self._getters .. "]" end
@@ -213,7 +226,7 @@ end
 
 -- queue:join() (S): wait until every item put has been task_done().
 function methods:join()
-  if self._unfinished_tasks > 0 then self._finished:wait() end
+  if self._unfinished_tasks > 0 then self._finished:_wait("join") end
 end
 
 -- queue:shutdown(immediate): put raises QueueShutDown from now on; get
