@@ -14,6 +14,7 @@
 
 local eddy = require "eddy"
 local errors = require "eddy.errors"
+local args = require "eddy.args"
 local C = eddy._core
 
 local context_get, context_set = C.context_get, C.context_set
@@ -73,6 +74,9 @@ end
 -- fn may suspend: the task step saves the current context as the task's
 -- (src/task.c), so the task stays in ctx until fn returns.
 function Context:run(fn, ...)
+  if not args.callable(fn) then
+    error(args.message("run", 1, "function", fn), 2)
+  end
   if self._entered then
     error(errors.RuntimeError("cannot enter context: " .. tostring(self) .. " is already entered"), 2)
   end
@@ -88,8 +92,17 @@ end
 
 function Context:copy() return new_context(self._data) end
 
+local ContextVar = {__name = "eddy.ContextVar"}
+
+local function check_var(fname, var)
+  if getmetatable(var) ~= ContextVar then
+    error(args.message(fname, 1, "eddy.ContextVar", var), 3)
+  end
+end
+
 -- ctx:get(var, default) -> var's value in ctx, else default
 function Context:get(var, default)
+  check_var("get", var)
   local v = self._data[var]
   if v == nil then return default end
   if v == NIL then return nil end
@@ -97,7 +110,25 @@ function Context:get(var, default)
 end
 
 -- ctx:has(var) -> whether var has a value in ctx (Python's `var in ctx`)
-function Context:has(var) return self._data[var] ~= nil end
+function Context:has(var)
+  check_var("has", var)
+  return self._data[var] ~= nil
+end
+
+-- ctx1 == ctx2: the same variables with the same values (Python's Context
+-- is a Mapping and compares as one).
+function Context.__eq(a, b)
+  if getmetatable(a) ~= Context or getmetatable(b) ~= Context then return false end
+  local da, db = a._data, b._data
+  if da == db then return true end
+  for var, v in next, da do
+    if db[var] ~= v then return false end
+  end
+  for var in next, db do
+    if da[var] == nil then return false end
+  end
+  return true
+end
 
 -- ctx:keys() / ctx:values() / ctx:items() -> arrays ({var, value} pairs)
 function Context:keys()
@@ -131,11 +162,42 @@ function eddy.Context() return new_context({}) end
 
 -- {================================================= ContextVar and Token
 
-local ContextVar = {__name = "eddy.ContextVar"}
-ContextVar.__index = ContextVar
+-- ContextVar's 'name' and Token's 'var' and 'old_value' are read-only
+-- fields, as Python's attributes: __index serves them from the instance's
+-- _name, _var, _old_value; __newindex refuses them.
+local var_methods = {}
+local var_fields = {name = "_name"}
+
+function ContextVar.__index(self, k)
+  local m = var_methods[k]
+  if m ~= nil then return m end
+  local f = var_fields[k]
+  if f ~= nil then return rawget(self, f) end
+  return nil
+end
+
+local function read_only(cls, fields)
+  return function(self, k, v)
+    if fields[k] ~= nil then
+      error("field '" .. k .. "' of " .. cls.__name .. " is read-only", 2)
+    end
+    rawset(self, k, v)
+  end
+end
+
+ContextVar.__newindex = read_only(ContextVar, var_fields)
 
 local Token = {__name = "eddy.Token", MISSING = MISSING}
-Token.__index = Token
+local token_fields = {var = "_var", old_value = "_old_value"}
+
+function Token.__index(self, k)
+  local f = token_fields[k]
+  if f ~= nil then return rawget(self, f) end
+  if k == "MISSING" then return MISSING end
+  return nil
+end
+
+Token.__newindex = read_only(Token, token_fields)
 
 -- eddy.ContextVar(name [, default])
 function eddy.ContextVar(name, ...)
@@ -143,19 +205,19 @@ function eddy.ContextVar(name, ...)
     error("bad argument #1 to 'ContextVar' (string expected, got " .. type(name) .. ")", 2)
   end
   local has_default = select("#", ...) > 0
-  return setmetatable({name = name, _has_default = has_default,
+  return setmetatable({_name = name, _has_default = has_default,
                        _default = (...)}, ContextVar)
 end
 
 function ContextVar:__tostring()
-  local s = "<eddy.ContextVar name=" .. string.format("%q", self.name)
+  local s = "<eddy.ContextVar name=" .. string.format("%q", self._name)
   if self._has_default then s = s .. " default=" .. tostring(self._default) end
   return s .. ">"
 end
 
 -- var:get([default]) -> the value in the current context, else default,
 -- else the variable's default, else LookupError
-function ContextVar:get(...)
+function var_methods:get(...)
   local ctx = context_get()
   if ctx ~= nil then
     local v = ctx._data[self]
@@ -170,7 +232,7 @@ function ContextVar:get(...)
 end
 
 -- var:set(value) -> Token (to reset the change)
-function ContextVar:set(value)
+function var_methods:set(value)
   local ctx = current_for_set()
   local data = ctx._data
   local old = data[self]
@@ -180,27 +242,27 @@ function ContextVar:set(value)
   new[self] = value
   ctx._data = new
   if old == nil then old = MISSING elseif old == NIL then old = nil end
-  return setmetatable({var = self, old_value = old, _context = ctx, _used = false}, Token)
+  return setmetatable({_var = self, _old_value = old, _context = ctx, _used = false}, Token)
 end
 
 -- var:reset(token): back to the value before the set() that made token
-function ContextVar:reset(token)
+function var_methods:reset(token)
   if getmetatable(token) ~= Token then
     error("bad argument #1 to 'reset' (eddy.Token expected, got " .. type(token) .. ")", 2)
   end
   if token._used then
     error(errors.RuntimeError("Token has already been used once"), 2)
   end
-  if token.var ~= self then
+  if token._var ~= self then
     error(errors.ValueError("Token was created by a different ContextVar"), 2)
   end
   local ctx = context_get()
-  if token._context ~= ctx then
+  if not rawequal(token._context, ctx) then
     error(errors.ValueError("Token was created in a different Context"), 2)
   end
   local new = {}
   for k, v in next, ctx._data do new[k] = v end
-  local old = token.old_value
+  local old = token._old_value
   if old == MISSING then new[self] = nil
   elseif old == nil then new[self] = NIL
   else new[self] = old end
@@ -209,7 +271,7 @@ function ContextVar:reset(token)
 end
 
 function Token:__tostring()
-  return string.format("<eddy.Token%s var=%s>", self._used and " used" or "", tostring(self.var))
+  return string.format("<eddy.Token%s var=%s>", self._used and " used" or "", tostring(self._var))
 end
 
 eddy.Token = Token
