@@ -8,38 +8,67 @@ local C = eddy._core
 require "eddy.timeouts"
 
 local ensure_future = eddy.ensure_future
+local callable = require("eddy.args").callable
 local pack, unpack = table.pack, table.unpack
 
 -- A trailing plain table (no metatable) is the options table (API.md §1).
 local function split_options(n, ...)
+  if n == 0 then return 0, nil end
   local last = select(n, ...)
-  if n > 0 and type(last) == "table" and getmetatable(last) == nil then
+  if type(last) == "table" and getmetatable(last) == nil then
     return n - 1, last
   end
   return n, nil
 end
 eddy._split_options = split_options
 
+-- Whether a suspending function may suspend here: true inside a task,
+-- false at the script's top level (no loop running: awaiting runs the
+-- default loop, API.md §11); elsewhere (a plain callback) the RuntimeError
+-- every suspending function raises, naming 'fname' (the C core's check).
+local function can_suspend(fname)
+  if C.current_task() ~= nil and coroutine.isyieldable() then return true end
+  local _, ismain = coroutine.running()
+  if ismain and C._get_running_loop() == nil then return false end
+  error(errors.RuntimeError(fname .. "() cannot suspend here: call it from a task "
+                            .. "(eddy.run(main), loop:run_until_complete or loop:create_task)"), 3)
+end
+
 -- {================================================= gather
 
--- The future gather() waits on: cancelling it cancels the children.
-local gathering_children = setmetatable({}, {__mode = "k"})
+-- The future gather() waits on.  Cancelling it cancels the children and
+-- records the request, so gather raises CancelledError even with
+-- return_exceptions (asyncio's _GatheringFuture).
+local gathering_state = setmetatable({}, {__mode = "k"})  -- outer -> state
 local GatheringFuture = {}
 for k, v in pairs(C.Future) do GatheringFuture[k] = v end
 local gathering_methods = setmetatable({}, {__index = C.Future.__index})
 GatheringFuture.__index = gathering_methods
 GatheringFuture.__name = "eddy.GatheringFuture"
 
+-- The CancelledError a cancelled future raises (it carries the message).
+local function cancelled_error(fut)
+  local _, err = pcall(fut.result, fut)
+  return err
+end
+
 -- gather(aw1, aw2, ..., {return_exceptions}) -> first result of each
 local function gather(...)
   local n, opts = split_options(select("#", ...), ...)
   local return_exceptions = opts ~= nil and opts.return_exceptions or false
   if n == 0 then return end
+  can_suspend("gather")
   local args = pack(...)
+  for i = 1, n do  -- check them all before starting any task
+    local arg = args[i]
+    if not C.isfuture(arg) and type(arg) ~= "thread" and not callable(arg) then
+      error(string.format("bad argument #%d to 'gather' (awaitable expected: Future, Task or function; got %s)",
+                          i, type(arg)), 2)
+    end
+  end
   local children, arg_to_fut = {}, {}
-  local loop, outer
+  local loop, outer, state
   local nfuts, nfinished = 0, 0
-  local cancel_requested = false
   local done_futs = {}
 
   local function done_callback(fut)
@@ -50,8 +79,7 @@ local function gather(...)
     end
     if not return_exceptions then
       if fut:cancelled() then
-        local ok, exc = pcall(fut.result, fut)
-        outer:set_exception(exc)
+        outer:set_exception(cancelled_error(fut))
         return
       end
       local exc = fut:exception()
@@ -61,34 +89,31 @@ local function gather(...)
       end
     end
     if nfinished == nfuts then
+      if state.cancel_requested then
+        -- Cancelled from outside: propagate it whatever return_exceptions says.
+        outer:set_exception(fut:cancelled() and cancelled_error(fut) or errors.CancelledError())
+        return
+      end
       local results = {}
       for i = 1, n do
         local child = children[i]
         if child:cancelled() then
-          local _, exc = pcall(child.result, child)
-          results[i] = exc
+          results[i] = cancelled_error(child)
         else
           local exc = child:exception()
           if exc ~= nil then results[i] = exc
           else results[i] = (child:result()) end
         end
       end
-      if cancel_requested then
-        outer:set_exception(errors.CancelledError())
-      else
-        outer:set_result(unpack(results, 1, n))
-      end
+      outer:set_result(unpack(results, 1, n))
     end
   end
 
   for i = 1, n do
     local arg = args[i]
-    if arg == nil then
-      error("bad argument #" .. i .. " to 'gather' (awaitable expected, got nil)", 2)
-    end
     local fut = arg_to_fut[arg]
     if fut == nil then
-      fut = ensure_future(arg, loop, 3)
+      fut = ensure_future(arg, loop, 3, "gather", i)
       if loop == nil then loop = fut:get_loop() end
       nfuts = nfuts + 1
       arg_to_fut[arg] = fut
@@ -98,20 +123,21 @@ local function gather(...)
     children[i] = fut
   end
   outer = C._future_new(loop, GatheringFuture)
-  gathering_children[outer] = children
+  state = {children = children, cancel_requested = false}
+  gathering_state[outer] = state
   for _, fut in ipairs(done_futs) do done_callback(fut) end
   return outer:await()
 end
 eddy.gather = gather
 
--- The gathering future's cancel marks the request; the children's
--- completion then finishes it.
 function gathering_methods:cancel(msg)
   if self:done() then return false end
+  local state = gathering_state[self]
   local ret = false
-  for _, child in ipairs(gathering_children[self]) do
+  for _, child in ipairs(state.children) do
     if child:cancel(msg) then ret = true end
   end
+  if ret then state.cancel_requested = true end
   return ret
 end
 
@@ -142,7 +168,7 @@ local function futures_of(aws, fname, loop)
     local aw = aws[i]
     if not seen[aw] then
       seen[aw] = true
-      local fut = ensure_future(aw, loop, 4)
+      local fut = ensure_future(aw, loop, 4, fname, 1)
       loop = loop or fut:get_loop()
       futs[#futs + 1] = fut
     end
@@ -155,10 +181,10 @@ local function release_waiter(waiter)
   if not waiter:done() then waiter:set_result() end
 end
 
--- Done callbacks below are never removed with remove_done_callback: they
--- turn inert instead (a flag they check), because removing the first
--- callback of a future currently loses the callbacks after it (a C core
--- bug in future.c, reported).
+-- The done callbacks below are removed once their job is over, as asyncio
+-- does, so waiting again and again on a long-lived future (wait with a
+-- timeout in a loop) does not pile callbacks up on it.  One that was
+-- already scheduled still runs: each checks it has nothing left to do.
 
 -- eddy.wait(aws, {timeout, return_when}) -> done, pending (arrays) (S)
 function eddy.wait(aws, opts)
@@ -170,16 +196,14 @@ function eddy.wait(aws, opts)
      and return_when ~= eddy.ALL_COMPLETED then
     error(errors.ValueError("Invalid return_when value: " .. tostring(return_when)), 2)
   end
-  local futs = futures_of(aws, "wait", eddy.get_running_loop())
+  can_suspend("wait")
+  local futs, loop = futures_of(aws, "wait", C._get_running_loop())
   if #futs == 0 then error(errors.ValueError("Set of Tasks/Futures is empty."), 2) end
-  local loop = eddy.get_running_loop()
   local waiter = loop:create_future()
   local timeout_handle
   if timeout ~= nil then timeout_handle = loop:call_later(timeout, release_waiter, waiter) end
   local counter = #futs
-  local finished = false
   local function on_completion(f)
-    if finished then return end
     counter = counter - 1
     if counter <= 0 or return_when == eddy.FIRST_COMPLETED
        or (return_when == eddy.FIRST_EXCEPTION and not f:cancelled() and f:exception() ~= nil) then
@@ -190,7 +214,7 @@ function eddy.wait(aws, opts)
   for _, f in ipairs(futs) do f:add_done_callback(on_completion) end
   local ok, err = pcall(waiter.await, waiter)
   if timeout_handle ~= nil then timeout_handle:cancel() end
-  finished = true
+  for _, f in ipairs(futs) do f:remove_done_callback(on_completion) end
   if not ok then error(err, 0) end
   local done, pending = {}, {}
   for _, f in ipairs(futs) do
@@ -207,17 +231,25 @@ end
 -- cancellation (asyncio's _cancel_and_wait).
 local function cancel_and_wait(fut)
   local waiter = fut:get_loop():create_future()
-  fut:add_done_callback(function() release_waiter(waiter) end)
+  local function on_done() release_waiter(waiter) end
+  fut:add_done_callback(on_done)
   fut:cancel()
-  waiter:await()
+  local ok, err = pcall(waiter.await, waiter)
+  fut:remove_done_callback(on_done)
+  if not ok then error(err, 0) end
 end
 
 -- eddy.wait_for(aw, timeout) -> aw's results (S).  On timeout aw is
 -- cancelled, waited for, and TimeoutError raised (asyncio 3.12: a
 -- timeout scope around the await).
-function eddy.wait_for(aw, timeout)
+local function wait_for(aw, timeout)
   check_number(timeout, 2, "wait_for")
-  local fut = ensure_future(aw, nil, 2)
+  local in_task = can_suspend("wait_for")
+  local fut = ensure_future(aw, nil, 3, "wait_for", 1)
+  if not in_task then
+    -- At the top level: the timeout scope needs a task, so run in one.
+    return C.await(fut:get_loop():create_task(wait_for, fut, timeout))
+  end
   if timeout ~= nil and timeout <= 0 then
     if fut:done() then return fut:result() end
     cancel_and_wait(fut)
@@ -231,6 +263,7 @@ function eddy.wait_for(aw, timeout)
   local _ <close> = eddy.timeout(timeout)
   return fut:await()
 end
+eddy.wait_for = wait_for
 
 -- }=================================================
 
@@ -239,11 +272,9 @@ end
 -- eddy.shield(aw) -> Future: cancelling it (or the task awaiting it)
 -- leaves aw running.
 function eddy.shield(aw)
-  local inner = ensure_future(aw, nil, 2)
+  local inner = ensure_future(aw, nil, 3, "shield", 1)
   if inner:done() then return inner end
   local outer = inner:get_loop():create_future()
-  -- Once outer is cancelled, inner's outcome is nobody's (asyncio removes
-  -- this callback then; here it turns inert, see release_waiter).
   local function inner_done(f)
     if outer:cancelled() then return end
     if f:cancelled() then
@@ -255,6 +286,10 @@ function eddy.shield(aw)
     end
   end
   inner:add_done_callback(inner_done)
+  -- Once outer is done (cancelled), inner's outcome is nobody's.
+  outer:add_done_callback(function()
+    if not inner:done() then inner:remove_done_callback(inner_done) end
+  end)
   return outer
 end
 
@@ -291,13 +326,15 @@ function eddy.as_completed(aws, opts)
   for _, f in ipairs(todo) do f:add_done_callback(on_completion) end
   if remaining > 0 and timeout ~= nil then
     timeout_handle = todo[1]:get_loop():call_later(timeout, function()
-      timed_out = true  -- on_completion turns inert
+      timed_out = true
+      for _, f in ipairs(todo) do f:remove_done_callback(on_completion) end
       wake()
     end)
   end
   local handed = 0
   return function()
     if handed == #todo then return nil end
+    can_suspend("as_completed")
     while dhead > dtail do
       if timed_out then error(errors.TimeoutError(), 2) end
       waiter = todo[1]:get_loop():create_future()
