@@ -190,16 +190,63 @@ describe("eddy.timeout", function()
     do
       local t <close> = eddy.timeout(10)
       cm = t
-      assert.matches("active when=", tostring(cm))
+      assert.matches("^<eddy.Timeout %[active%] when=%d+%.%d%d%d>$", tostring(cm))
     end
-    assert.matches("finished", tostring(cm))
+    assert.equals("<eddy.Timeout [finished]>", tostring(cm))
     pcall(function()
       local t <close> = eddy.timeout(0)
       cm = t
       eddy.sleep(1)
     end)
-    assert.matches("expired", tostring(cm))
+    assert.equals("<eddy.Timeout [expired]>", tostring(cm))
     expect_error(errors.RuntimeError, cm.reschedule, cm, 1)
+  end))
+
+  it("test_repr_disabled", async(function()
+    local cm <close> = eddy.timeout(nil)
+    assert.equals("<eddy.Timeout [active] when=nil>", tostring(cm))
+  end))
+
+  it("test_timeout_zero_sleep_zero: expired, when() is the entry time", async(function(loop)
+    local cm
+    local t0 = loop:time()
+    expect_error(errors.TimeoutError, function()
+      local t <close> = eddy.timeout(0)
+      cm = t
+      eddy.sleep(0)
+    end)
+    assert.is_true(cm:expired())
+    assert.is_true(t0 <= cm:when() and cm:when() <= loop:time())
+  end))
+
+  it("test_nested_timeout_in_finally: a scope in a __close handler gets its own TimeoutError",
+     async(function()
+    local inner_err
+    expect_error(errors.TimeoutError, function()
+      local _ <close> = eddy.timeout(0.01)
+      local _finally <close> = setmetatable({}, {__close = function()
+        inner_err = select(2, pcall(function()
+          local _ <close> = eddy.timeout(0.01)
+          eddy.sleep(10)
+        end))
+      end})
+      eddy.sleep(1)
+    end)
+    assert.is_true(errors.is(inner_err, errors.TimeoutError))
+  end))
+
+  it("test_timeout_expiring / test_timeout_finished / test_timeout_expired: reschedule names the state",
+     async(function()
+    do
+      local cm <close> = eddy.timeout(0.001)
+      expect_error(errors.CancelledError, eddy.sleep, 1)
+      checks.raises(cm.reschedule, {errors.RuntimeError, "expiring"}, cm, 1)
+    end
+    local cm
+    do local t <close> = eddy.timeout(0.01); cm = t end
+    checks.raises(cm.reschedule, {errors.RuntimeError, "finished"}, cm, 1)
+    pcall(function() local t <close> = eddy.timeout(0); cm = t; eddy.sleep(1) end)
+    checks.raises(cm.reschedule, {errors.RuntimeError, "expired"}, cm, 1)
   end))
 
   it("test_timeout_after_cancellation: a caught cancel does not break the next timeout", async(function()

@@ -23,12 +23,13 @@ local ACTIVE, EXPIRING, EXPIRED, FINISHED = "active", "expiring", "expired", "fi
 local Timeout = {__name = "eddy.Timeout"}
 Timeout.__index = Timeout
 
+-- asyncio's repr: <eddy.Timeout [active] when=12.345>, <eddy.Timeout [expired]>
 function Timeout:__tostring()
-  local info = self._state
+  local when = ""
   if self._state == ACTIVE then
-    info = info .. (self._when == nil and " when=nil" or string.format(" when=%.3f", self._when))
+    when = self._when == nil and " when=nil" or string.format(" when=%.3f", self._when)
   end
-  return "<eddy.Timeout [" .. info .. "]>"
+  return "<eddy.Timeout [" .. self._state .. "]" .. when .. ">"
 end
 
 -- t:when() -> the loop time of the deadline, or nil (no deadline)
