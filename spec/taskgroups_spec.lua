@@ -227,3 +227,83 @@ describe("TaskGroup", function()
     assert.equals(6, t:result())
   end))
 end)
+
+describe("TaskGroup, more of test_taskgroups", function()
+  local MyExc = errors.class("MyExc", errors.Error)
+
+  it("test_taskgroup_09: an error in the body alone is in the ExceptionGroup", async(function()
+    local child
+    local eg = expect_error(errors.ExceptionGroup, function()
+      local g <close> = eddy.TaskGroup()
+      child = g:create_task(eddy.sleep, 10)
+      eddy.sleep(0.001)
+      error(errors.ValueError("body"))
+    end)
+    assert.same({"ValueError"}, error_types(eg))
+    assert.is_true(child:cancelled())
+  end))
+
+  it("test_taskgroup_18: a body turning its cancellation into an error raises ExceptionGroup",
+     async(function(loop)
+    local n = 0
+    local r = loop:create_task(function()
+      local _ <close> = eddy.TaskGroup()
+      local ok, err = pcall(eddy.sleep, 10)
+      if not ok and errors.is(err, errors.CancelledError) then n = n + 10; error(MyExc()) end
+    end)
+    eddy.sleep(0.01)
+    r:cancel()
+    local eg = expect_error(errors.ExceptionGroup, r.await, r)
+    assert.same({"MyExc"}, error_types(eg))
+    assert.equals(10, n)
+  end))
+
+  it("test_taskgroup_19: a child error and the body's cleanup error are both reported", async(function()
+    local eg = expect_error(errors.ExceptionGroup, function()
+      local g <close> = eddy.TaskGroup()
+      g:create_task(function() eddy.sleep(0.01); error(errors.ValueError("crash")) end)
+      local _ <close> = setmetatable({}, {__close = function() error(MyExc()) end})
+      eddy.sleep(10)
+    end)
+    assert.same({"MyExc", "ValueError"}, error_types(eg))
+  end))
+
+  it("test_taskgroup_22: the parent cancelled while the children sleep: CancelledError", async(function(loop)
+    local r = loop:create_task(function()
+      local g <close> = eddy.TaskGroup()
+      g:create_task(eddy.sleep, 1)
+      g:create_task(eddy.sleep, 2)
+    end)
+    eddy.sleep(0.01)
+    r:cancel()
+    expect_error(errors.CancelledError, r.await, r)
+  end))
+
+  it("test_taskgroup_24 / test_taskgroup_25: children add children while the group closes", async(function()
+    local g0
+    do
+      local g <close> = eddy.TaskGroup()
+      g0 = g
+      g:create_task(function() eddy.sleep(0.01); g:create_task(eddy.sleep, 0.01) end)
+    end
+    expect_error(errors.RuntimeError, g0.create_task, g0, function() end)  -- finished
+
+    local heads = 0
+    local function hydra(g)
+      heads = heads + 1
+      eddy.sleep(0.01)
+      g:create_task(hydra, g)
+      g:create_task(hydra, g)
+    end
+    local eg = expect_error(errors.ExceptionGroup, function()
+      local g <close> = eddy.TaskGroup()
+      g:create_task(hydra, g)
+      g:create_task(function()
+        while heads < 10 do eddy.sleep(0.015) end
+        error(errors.ValueError("hercules"))
+      end)
+    end)
+    assert.same({"ValueError"}, error_types(eg))
+    assert.is_true(heads >= 10)
+  end))
+end)
