@@ -394,3 +394,14 @@ describe("done callbacks of the composition functions", function()
     fut:cancel()
   end))
 end)
+
+describe("options tables", function()
+  it("wait and as_completed take timeout only in the options table (keyword-only in asyncio)",
+     async(function(loop)
+    local f = loop:create_future()
+    checks.raises(eddy.wait, "bad argument #2 to 'wait' (options table expected, got number)", {f}, 5)
+    checks.raises(eddy.as_completed, "bad argument #2 to 'as_completed' (options table expected, got number)",
+                  {f}, 5)
+    f:cancel()
+  end))
+end)

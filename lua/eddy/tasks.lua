@@ -8,7 +8,8 @@ local C = eddy._core
 require "eddy.timeouts"
 
 local ensure_future = eddy.ensure_future
-local callable = require("eddy.args").callable
+local args = require "eddy.args"
+local callable = args.callable
 local pack, unpack = table.pack, table.unpack
 
 -- A trailing plain table (no metatable) is the options table (API.md §1).
@@ -58,9 +59,9 @@ local function gather(...)
   local return_exceptions = opts ~= nil and opts.return_exceptions or false
   if n == 0 then return end
   can_suspend("gather")
-  local args = pack(...)
+  local aws = pack(...)
   for i = 1, n do  -- check them all before starting any task
-    local arg = args[i]
+    local arg = aws[i]
     if not C.isfuture(arg) and type(arg) ~= "thread" and not callable(arg) then
       error(string.format("bad argument #%d to 'gather' (awaitable expected: Future, Task or function; got %s)",
                           i, type(arg)), 2)
@@ -110,7 +111,7 @@ local function gather(...)
   end
 
   for i = 1, n do
-    local arg = args[i]
+    local arg = aws[i]
     local fut = arg_to_fut[arg]
     if fut == nil then
       fut = ensure_future(arg, loop, 3, "gather", i)
@@ -156,6 +157,13 @@ local function check_number(v, argn, fname)
   end
 end
 
+-- opts must be nil or an options table (the keyword-only arguments).
+local function check_options(opts, argn, fname)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(args.message(fname, argn, "options table", opts), 3)
+  end
+end
+
 -- The awaitables of an array, as futures, duplicates dropped (asyncio
 -- takes a set), in the array's order.
 local function futures_of(aws, fname, loop)
@@ -188,6 +196,7 @@ end
 
 -- eddy.wait(aws, {timeout, return_when}) -> done, pending (arrays) (S)
 function eddy.wait(aws, opts)
+  check_options(opts, 2, "wait")
   local timeout, return_when
   if opts ~= nil then timeout, return_when = opts.timeout, opts.return_when end
   return_when = return_when or eddy.ALL_COMPLETED
@@ -303,6 +312,7 @@ end
 -- Past the timeout a step raises TimeoutError.
 --   for fut in eddy.as_completed(tasks) do print(fut:await()) end
 function eddy.as_completed(aws, opts)
+  check_options(opts, 2, "as_completed")
   local timeout = opts ~= nil and opts.timeout or nil
   check_number(timeout, 2, "as_completed")
   local todo = futures_of(aws, "as_completed")
