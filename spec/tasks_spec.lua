@@ -405,3 +405,32 @@ describe("options tables", function()
     f:cancel()
   end))
 end)
+
+describe("eddy.as_completed, concurrent steps", function()
+  it("test_as_completed_concurrent: two tasks iterating at once each get a future", async(function(loop)
+    local a, b = loop:create_task(sleeper(0.01, "a")), loop:create_task(sleeper(0.02, "b"))
+    local it = eddy.as_completed({a, b})
+    local t1 = loop:create_task(function() return it():await() end)
+    local t2 = loop:create_task(function() return it():await() end)
+    local done = eddy.wait({t1, t2}, {timeout = 2})
+    assert.equals(2, #done)
+    local got = {t1:result(), t2:result()}
+    table.sort(got)
+    assert.same({"a", "b"}, got)
+    assert.is_nil(it())
+  end))
+
+  it("a step past the last claimed future ends at once; a cancelled step gives its claim back",
+     async(function(loop)
+    local f = loop:create_future()
+    local it = eddy.as_completed({f})
+    local t1 = loop:create_task(it)
+    eddy.sleep(0)
+    assert.is_nil(it())      -- t1 holds the only claim
+    t1:cancel()
+    expect_error(errors.CancelledError, t1.await, t1)
+    f:set_result(1)
+    assert.equals(f, it())   -- the claim came back
+    assert.is_nil(it())
+  end))
+end)

@@ -319,11 +319,14 @@ function eddy.as_completed(aws, opts)
   local remaining = #todo
   local done = {}       -- completed futures not handed out yet, FIFO:
   local dhead, dtail = 1, 0  -- done[dhead .. dtail]
-  local waiter          -- the future the iterator waits on, if it does
+  local waiters = {}    -- the futures iterating tasks wait on
   local timed_out = false
   local timeout_handle
+  -- Wake every waiting step; each checks again whether it has a future.
   local function wake()
-    if waiter ~= nil then release_waiter(waiter) end
+    local list = waiters
+    waiters = {}
+    for _, w in ipairs(list) do release_waiter(w) end
   end
   local function on_completion(f)
     if timed_out then return end
@@ -341,21 +344,26 @@ function eddy.as_completed(aws, opts)
       wake()
     end)
   end
-  local handed = 0
+  -- Steps that claimed one of the futures: several tasks may iterate at
+  -- once, and a step past the last claim ends at once (asyncio 3.13).
+  local claimed = 0
   return function()
-    if handed == #todo then return nil end
+    if claimed == #todo then return nil end
     can_suspend("as_completed")
+    claimed = claimed + 1
     while dhead > dtail do
       if timed_out then error(errors.TimeoutError(), 2) end
-      waiter = todo[1]:get_loop():create_future()
+      local waiter = todo[1]:get_loop():create_future()
+      waiters[#waiters + 1] = waiter
       local ok, err = pcall(waiter.await, waiter)
-      waiter = nil
-      if not ok then error(err, 0) end
+      if not ok then
+        claimed = claimed - 1  -- cancelled: the future stays for another step
+        error(err, 0)
+      end
     end
     local f = done[dhead]
     done[dhead] = nil
     dhead = dhead + 1
-    handed = handed + 1
     return f
   end
 end
