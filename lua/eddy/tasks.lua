@@ -27,8 +27,11 @@ eddy._split_options = split_options
 -- false at the script's top level (no loop running: awaiting runs the
 -- default loop, API.md §11); elsewhere (a plain callback) the RuntimeError
 -- every suspending function raises, naming 'fname' (the C core's check).
+-- Inside a task behind a C call that cannot yield (the REPL's C code
+-- calls gather so) it is true too: the await fails there only if it
+-- really has to suspend.
 local function can_suspend(fname)
-  if C.current_task() ~= nil and coroutine.isyieldable() then return true end
+  if C.current_task() ~= nil then return true end
   local _, ismain = coroutine.running()
   if ismain and C._get_running_loop() == nil then return false end
   error(errors.RuntimeError(fname .. "() cannot suspend here: call it from a task "
