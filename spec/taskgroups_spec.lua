@@ -307,3 +307,18 @@ describe("TaskGroup, more of test_taskgroups", function()
     assert.is_true(heads >= 10)
   end))
 end)
+
+describe("TaskGroup bad input", function()
+  it("create_task with a non-function is an argument error at the caller, the group goes on",
+     async(function()
+    local t
+    do
+      local g <close> = eddy.TaskGroup()
+      checks.raises(function() g:create_task(5) end,
+                    "bad argument #1 to 'create_task' (function expected, got number)")
+      checks.raises(g.create_task, "on bad self", nil, function() end)
+      t = g:create_task(function() return "ok" end)
+    end
+    assert.equals("ok", t:result())
+  end))
+end)

@@ -18,6 +18,7 @@
 
 local eddy = require "eddy"
 local errors = require "eddy.errors"
+local args = require "eddy.args"
 local C = eddy._core
 
 local CancelledError = errors.CancelledError
@@ -98,6 +99,13 @@ end
 
 -- tg:create_task(fn, ...) -> Task (every argument goes to fn)
 function TaskGroup:create_task(fn, ...)
+  if getmetatable(self) ~= TaskGroup then
+    error("calling 'create_task' on bad self (eddy.TaskGroup expected, got "
+          .. args.typename(self) .. ")", 2)
+  end
+  if type(fn) ~= "thread" and not args.callable(fn) then
+    error(args.message("create_task", 1, "function", fn), 2)
+  end
   if self._exiting and self._ntasks == 0 then
     error(errors.RuntimeError(tostring(self) .. " is finished"), 2)
   end
