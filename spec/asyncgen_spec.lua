@@ -199,6 +199,14 @@ describe("eddy.asyncgen", function()
   end)
 
   it("bad input: a non-function is an argument error", function()
-    assert.has_error(function() eddy.asyncgen(42) end)
+    assert.has_error(function() eddy.asyncgen(42) end,
+                     "bad argument #1 to 'asyncgen' (function expected, got number)")
   end)
+
+  it("takes any callable (API.md §1), a table with __call too", async(function()
+    local body = setmetatable({}, {__call = function(_, yield, n) for i = 1, n do yield(i) end end})
+    local got = {}
+    for i in eddy.asyncgen(body)(3) do got[#got + 1] = i end
+    assert.same({1, 2, 3}, got)
+  end))
 end)

@@ -24,6 +24,7 @@
 
 local eddy = require "eddy"
 local errors = require "eddy.errors"
+local args = require "eddy.args"
 local C = eddy._core
 
 -- Thrown into a generator by aclose() (Python's GeneratorExit).
@@ -167,8 +168,8 @@ AsyncGenerator.__close = AsyncGenerator.aclose
 
 -- eddy.asyncgen(fn) -> function(...) -> gen, nil, nil, gen
 function eddy.asyncgen(fn)
-  if type(fn) ~= "function" then
-    error("bad argument #1 to 'asyncgen' (function expected, got " .. type(fn) .. ")", 2)
+  if not args.callable(fn) then
+    error(args.message("asyncgen", 1, "function", fn), 2)
   end
   return function(...)
     local self = setmetatable({_fn = fn, _args = table.pack(...), _state = "created"}, AsyncGenerator)
