@@ -581,6 +581,19 @@ void eddy__open_dns(lua_State *L);
 void eddy__loop_methods(lua_State *L, const luaL_Reg *funcs);
 
 /* ------------------------------------------------------------------ */
+/* The standard descriptors (fds.c): 0-2 stay open, libuv needs them   */
+/* ------------------------------------------------------------------ */
+
+/* Open the missing ones of 0-2 on /dev/null (at start-up). */
+void eddy__keep_stdio_open(void);
+/* close(fd), except that 0-2 are pointed at /dev/null; 0 or -errno. */
+int eddy__fd_close(int fd);
+/* The descriptor to hand to libuv for fd, which it will close: fd itself,
+** or for 0-2 a duplicate above them (fd then points at /dev/null);
+** -errno on failure (fd untouched). */
+int eddy__fd_for_uv(int fd);
+
+/* ------------------------------------------------------------------ */
 /* Sockets (socket.c): eddy.socket                                      */
 /* ------------------------------------------------------------------ */
 

@@ -90,10 +90,10 @@ void eddy__attach(lua_State *L, uv_loop_t *uv) {
     return;
   }
   lua_pop(L, 1);
+  eddy__keep_stdio_open();
   rt = (eddy_Runtime *)lua_newuserdatauv(L, sizeof(eddy_Runtime), 0);
   memset(rt, 0, sizeof *rt);
-  lua_pushthread(L);  /* the main thread, whatever thread opened us */
-  lua_pop(L, 1);
+  /* the main thread, whatever thread opened us */
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   rt->L = lua_tothread(L, -1);
   lua_pop(L, 1);

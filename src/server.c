@@ -11,6 +11,7 @@
 ** serve_forever, start_serving and `<close>` are written in Lua
 ** (lua/eddy/transports.lua) on top of these methods.
 */
+#include <limits.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -307,13 +308,22 @@ static int s_start(lua_State *L) {
 ** failure); for UNIX, 'cleanup' removes its socket file at close(). */
 static int s_listen(lua_State *L) {
   eddy_Server *sv = checkserver(L, 1);
-  int fd = (int)luaL_checkinteger(L, 2);
+  lua_Integer given = luaL_checkinteger(L, 2);
   Listener *l;
   uv_handle_t *h;
-  int r;
+  int r, fd, type;
+  socklen_t len = sizeof type;
+  /* Only a socket: never close a descriptor libuv itself uses. */
+  if (given < 0 || given > INT_MAX ||
+      getsockopt((int)given, SOL_SOCKET, SO_TYPE, &type, &len) != 0)
+    return eddy__error(L, "ValueError", "not a socket: %I", given);
   if (sv->closed) {
-    close(fd);
+    eddy__fd_close((int)given);
     return eddy__error(L, "RuntimeError", "server is closed");
+  }
+  if ((fd = eddy__fd_for_uv((int)given)) < 0) {
+    eddy__fd_close((int)given);
+    return eddy__uverror(L, fd, "listen");
   }
   l = (Listener *)lua_newuserdatauv(L, sizeof(Listener), 1);
   eddy__uv_init(&l->uv);
@@ -328,7 +338,7 @@ static int s_listen(lua_State *L) {
     r = uv_tcp_init(sv->loop->uv, (uv_tcp_t *)h);
     if (r == 0 && (r = uv_tcp_open((uv_tcp_t *)h, fd)) < 0) {
       eddy__uv_close(L, &l->uv);
-      close(fd);
+      eddy__fd_close(fd);
       return eddy__uverror(L, r, "create_server");
     }
   } else {
@@ -336,13 +346,13 @@ static int s_listen(lua_State *L) {
     r = uv_pipe_init(sv->loop->uv, (uv_pipe_t *)h, 0);
     if (r == 0 && (r = uv_pipe_open((uv_pipe_t *)h, fd)) < 0) {
       eddy__uv_close(L, &l->uv);
-      close(fd);
+      eddy__fd_close(fd);
       return eddy__uverror(L, r, "create_unix_server");
     }
   }
   if (r < 0) {
     eddy__uv_abandon(L, &l->uv);
-    close(fd);
+    eddy__fd_close(fd);
     return eddy__uverror(L, r, "create_server");
   }
   push_field(L, 1, "listeners");

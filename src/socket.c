@@ -279,18 +279,18 @@ int eddy__checkfd(lua_State *L, int idx) {
 /* Close (owned) or forget (view) the descriptor; idempotent. */
 static int sock_close(lua_State *L) {
   eddy_Socket *s = (eddy_Socket *)luaL_checkudata(L, 1, EDDY_SOCKET);
-  int fd = s->fd;
+  int fd = s->fd, r;
   s->fd = -1;
-  if (fd >= 0 && s->owned && close(fd) != 0 && errno != EINTR &&
-      errno != ECONNRESET)
-    return eddy__uverror(L, -errno, NULL);  /* the fd is gone anyway */
+  if (fd >= 0 && s->owned && (r = eddy__fd_close(fd)) != 0 &&
+      r != -EINTR && r != -ECONNRESET)
+    return eddy__uverror(L, r, NULL);  /* the fd is gone anyway */
   return 0;
 }
 
 /* __gc / __close: close without raising. */
 static int sock_gc(lua_State *L) {
   eddy_Socket *s = (eddy_Socket *)luaL_checkudata(L, 1, EDDY_SOCKET);
-  if (s->fd >= 0 && s->owned) close(s->fd);
+  if (s->fd >= 0 && s->owned) eddy__fd_close(s->fd);
   s->fd = -1;
   return 0;
 }
@@ -710,16 +710,18 @@ static int m_socket(lua_State *L) {
   int type = (int)luaL_optinteger(L, 2, SOCK_STREAM);
   int proto = (int)luaL_optinteger(L, 3, 0);
   if (!lua_isnoneornil(L, 4)) {  /* wrap an existing descriptor */
-    int fd = checkint(L, 4, "fileno");
+    int fd = checkint(L, 4, "fileno"), real_type;
     socklen_t n = sizeof family;
     if (lua_isnoneornil(L, 1) &&
         getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &n) != 0)
       return raise_errno(L);
-    n = sizeof type;
-    if (lua_isnoneornil(L, 2) &&
-        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &n) != 0)
+    /* Always asked: only a socket may be wrapped, never a descriptor of
+    ** libuv's own (its epoll or wake-up descriptors), which closing
+    ** would break. */
+    n = sizeof real_type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &real_type, &n) != 0)
       return raise_errno(L);
-    if (fcntl(fd, F_GETFD) == -1) return raise_errno(L);
+    if (lua_isnoneornil(L, 2)) type = real_type;
     eddy__socket_push(L, fd, family, type, 1);
     return 1;
   }

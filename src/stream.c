@@ -808,10 +808,12 @@ uv_stream_t *eddy__stream_open(lua_State *L, eddy_Stream *s, int t) {
 ** stream owns it from now on); returns 0 or a libuv error (fd closed). */
 int eddy__stream_adopt(lua_State *L, eddy_Stream *s, int t, int fd) {
   uv_stream_t *h = eddy__stream_open(L, s, t);
-  int r = s->kind == EDDY_STREAM_TCP ? uv_tcp_open((uv_tcp_t *)h, fd)
-                                     : uv_pipe_open((uv_pipe_t *)h, fd);
+  int uvfd = eddy__fd_for_uv(fd), r;
+  if (uvfd < 0) r = uvfd;
+  else r = s->kind == EDDY_STREAM_TCP ? uv_tcp_open((uv_tcp_t *)h, uvfd)
+                                      : uv_pipe_open((uv_pipe_t *)h, uvfd);
   if (r < 0) {
-    close(fd);
+    eddy__fd_close(uvfd < 0 ? fd : uvfd);
     close_handle(L, s);
     return r;
   }
