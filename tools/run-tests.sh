@@ -3,8 +3,9 @@
 #   1. the busted specs (spec/*_spec.lua), run by eddy itself
 #   2. the C embedding test (tests/embed_test.c)
 #   3. `require "eddy"` from the stock lua5.4 (module/eddy.so)
-#   4. every examples/*.lua script as a smoke test
-#   5. tools/api_coverage.lua: its summary (a report, not a test)
+#   4. tests/fuzz_api.lua: every function called with hostile arguments
+#   5. every examples/*.lua script as a smoke test
+#   6. tools/api_coverage.lua: its summary (a report, not a test)
 # Ends with one line "N passed, M failed"; exits 1 if anything failed.
 BUILD=${1:-build}
 EDDY="$BUILD/eddy"
@@ -62,6 +63,19 @@ if LD_PRELOAD="$preload" LUA_CPATH="$BUILD/module/?.so" timeout 60 lua5.4 tests/
 count_tap "$log/stock.tap"
 grep '^not ok' "$log/stock.tap" | sed 's/^/  /'
 grep -q '^ok ' "$log/stock.tap" || { echo "  stock lua test did not run:"; cat "$log/stock.tap"; failed=$((failed + 1)); }
+
+echo "== API fuzz (tests/fuzz_api.lua: hostile arguments to everything)"
+for seed in 1 2 3 4 5 6 7 8; do
+  if timeout 120 "$EDDY" tests/fuzz_api.lua "$seed" 5000 </dev/null \
+       >"$log/fuzz.out" 2>"$log/fuzz.err" && grep -q '^ok ' "$log/fuzz.out"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "  FAILED seed $seed (rerun: $EDDY tests/fuzz_api.lua $seed 5000):"
+    grep -a -v '^ok ' "$log/fuzz.err" | tail -20 | sed 's/^/    /'
+  fi
+done
+echo "  $(grep -o '[0-9]* calls' "$log/fuzz.out") per seed, 8 seeds"
 
 echo "== examples"
 for ex in examples/*.lua; do
