@@ -187,6 +187,28 @@ describe("TCP transport", function()
     assert.same({"127.0.0.1", port}, t:get_extra_info("peername"))  -- cached
   end))
 
+  it("peername and sockname still answer in connection_lost (asyncio reads them at creation)",
+     async(function(loop)
+    local made, seen = {}, {}
+    local function protocol(side)
+      local p = {}
+      function p.connection_made(_, t) p.t = t made[side] = true end
+      function p.connection_lost()
+        seen[side] = {p.t:get_extra_info("peername"), p.t:get_extra_info("sockname")}
+      end
+      return p
+    end
+    local srv <close> = loop:create_server(function() return protocol("server") end, "127.0.0.1", 0)
+    local port = srv.sockets[1]:getsockname()[2]
+    local t = loop:create_connection(function() return protocol("client") end, "127.0.0.1", port)
+    net.wait_until(function() return made.server end)
+    t:close()                     -- client: close(); server: the peer's EOF
+    net.wait_until(function() return seen.client and seen.server end)
+    assert.same({"127.0.0.1", port}, seen.client[1])
+    assert.same(seen.client[2], seen.server[1])
+    assert.same({"127.0.0.1", port}, seen.server[2])
+  end))
+
   it("write accepts strings and Buffers, rejects other types", async(function(loop)
     local srv <close>, port = net.echo_server(loop)
     local t, rec = connect(loop, port)
@@ -296,6 +318,8 @@ describe("TCP transport", function()
     assert.same({5, 10}, {t:get_write_buffer_limits()})
     raises(function() t:set_write_buffer_limits(5, 10) end, errors.ValueError)
     raises(function() t:set_write_buffer_limits(-1) end, errors.ValueError)
+    -- low = high // 4, floor division as Python's
+    raises(function() t:set_write_buffer_limits(-1) end, "high (-1) must be >= low (-1)")
     t:set_write_buffer_limits()
     assert.same({16384, 65536}, {t:get_write_buffer_limits()})
     assert.equal(0, t:get_write_buffer_size())

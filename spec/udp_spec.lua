@@ -140,6 +140,39 @@ describe("create_datagram_endpoint", function()
     assert.is_nil(sp.lost:await())
   end))
 
+  it("the socket view of get_extra_info forgets the descriptor once the transport is closed",
+     async(function(loop)
+    local t = loop:create_datagram_endpoint(function() return recorder(loop) end, {"127.0.0.1", 0})
+    local view = t:get_extra_info("socket")
+    assert.same(t:get_extra_info("sockname"), view:getsockname())
+    t:close()
+    t:get_protocol().lost:await()
+    -- the descriptor may be reused by the next socket: the view must not reach it
+    local other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    raises(errors.OSError, view.getsockname, view)
+    assert.same(t:get_extra_info("sockname"), t:get_extra_info("sockname"))  -- kept
+    other:close()
+  end))
+
+  it("a failing protocol factory leaves no socket open", async(function(loop)
+    local function count_fds()
+      local p = io.popen("ls /proc/" .. eddy.signal.getpid() .. "/fd")
+      local _, n = p:read("a"):gsub("\n", "")
+      p:close()
+      return n
+    end
+    local before = count_fds()
+    for _ = 1, 3 do
+      local ok, err = pcall(loop.create_datagram_endpoint, loop, function() error("boom") end,
+                            {"127.0.0.1", 0})
+      assert.is_false(ok)
+      assert.matches("boom", err)
+      raises(errors.RuntimeError, loop.create_datagram_endpoint, loop, function() return nil end,
+             {"127.0.0.1", 0})
+    end
+    assert.equal(before, count_fds())
+  end))
+
   it("set_protocol / get_protocol; protocol errors reach the exception handler", function()
     local reports = test.run_collecting(function(loop)
       local st, sp = loop:create_datagram_endpoint(function() return recorder(loop) end, {"127.0.0.1", 0})
@@ -170,6 +203,14 @@ describe("create_datagram_endpoint", function()
     assert.has_error(function() loop:create_datagram_endpoint(f, "127.0.0.1") end)
     assert.has_error(function() loop:create_datagram_endpoint(f, {"127.0.0.1"}) end)
     raises(errors.ValueError, loop.create_datagram_endpoint, loop, f, {"127.0.0.1", 70000})
+    -- argument errors blame the caller, not eddy's own files
+    local ok, err = pcall(function() loop:create_datagram_endpoint(f, nil, {1, 2}) end)
+    assert.is_false(ok)
+    assert.matches("^spec/udp_spec.lua:%d+: bad argument #3 to 'create_datagram_endpoint'", err)
+    -- a string port is resolved, as asyncio's getaddrinfo does
+    local ts = loop:create_datagram_endpoint(f, {"127.0.0.1", "0"})
+    assert.equal("127.0.0.1", ts:get_extra_info("sockname")[1])
+    ts:close()
     local tcp = socket.socket()
     raises(errors.ValueError, loop.create_datagram_endpoint, loop, f, nil, nil, {sock = tcp})
     tcp:close()

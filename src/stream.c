@@ -59,7 +59,7 @@ typedef struct WriteReq {
   int ref;  /* registry reference of the string being written */
 } WriteReq;
 
-static void close_handle(lua_State *L, eddy_Stream *s);
+static void close_handle(lua_State *L, eddy_Stream *s, int t);
 
 /* Add 'funcs' to the Loop class of the core table at the top (the other
 ** C files of the network part use it for their loop methods). */
@@ -161,8 +161,13 @@ static int call_protocol(lua_State *L, eddy_Stream *s, int t,
 
 /* {====================================================== Closing */
 
-/* Close the libuv handle; connection_lost follows from its callback. */
-static void close_handle(lua_State *L, eddy_Stream *s) {
+static void keep_addresses(lua_State *L, eddy_Stream *s, int t);
+
+/* Close the libuv handle of the transport at t; connection_lost follows
+** from its callback.  The addresses are kept first: asyncio's protocols
+** may still read them in connection_lost. */
+static void close_handle(lua_State *L, eddy_Stream *s, int t) {
+  if (s->started) keep_addresses(L, s, t);
   s->state = EDDY_STREAM_CLOSED;
   eddy__uv_close(L, &s->uv);
 }
@@ -180,7 +185,7 @@ static void force_close(lua_State *L, eddy_Stream *s, int t, int err) {
     lua_setfield(L, -2, "exc");
     lua_pop(L, 1);
   }
-  close_handle(L, s);
+  close_handle(L, s, t);
 }
 
 /* A read or write failed with a libuv error: connection_lost(OSError). */
@@ -279,8 +284,6 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   lua_settop(L, top);
 }
 
-static void keep_addresses(lua_State *L, eddy_Stream *s, int t);
-
 /* The peer shut its write side (asyncio's _read_ready__on_eof). */
 static void on_eof(lua_State *L, eddy_Stream *s, int t) {
   keep_addresses(L, s, t);
@@ -294,7 +297,7 @@ static void on_eof(lua_State *L, eddy_Stream *s, int t) {
   }
   if (!lua_toboolean(L, -1) && s->state == EDDY_STREAM_OPEN) {
     s->state = EDDY_STREAM_CLOSING;  /* asyncio's close() */
-    if (s->nwrites == 0) close_handle(L, s);
+    if (s->nwrites == 0) close_handle(L, s, t);
   }
 }
 
@@ -392,7 +395,7 @@ static void write_cb(uv_write_t *req, int status) {
   } else {
     maybe_resume(L, s, top + 1);
     if (s->nwrites == 0 && s->state == EDDY_STREAM_CLOSING)
-      close_handle(L, s);
+      close_handle(L, s, top + 1);
   }
   lua_settop(L, top);
 }
@@ -540,7 +543,7 @@ static int t_get_write_buffer_limits(lua_State *L) {
 }
 
 /* transport:set_write_buffer_limits(high, low): asyncio's defaults
-** (high 64 KiB, or 4 * low; low = high / 4). */
+** (high 64 KiB, or 4 * low; low = high // 4, Python's floor division). */
 static int t_set_write_buffer_limits(lua_State *L) {
   eddy_Stream *s = checkstream(L, 1);
   lua_Integer high, low;
@@ -549,7 +552,8 @@ static int t_set_write_buffer_limits(lua_State *L) {
   } else {
     high = luaL_checkinteger(L, 2);
   }
-  low = lua_isnoneornil(L, 3) ? high / 4 : luaL_checkinteger(L, 3);
+  low = lua_isnoneornil(L, 3) ? high / 4 - (high % 4 < 0)
+                              : luaL_checkinteger(L, 3);
   if (!(high >= low && low >= 0))
     return eddy__error(L, "ValueError",
                        "high (%I) must be >= low (%I) must be >= 0",
@@ -619,7 +623,7 @@ static int t_close(lua_State *L) {
   if (s->state != EDDY_STREAM_OPEN) return 0;
   s->state = EDDY_STREAM_CLOSING;
   if (s->uv.handle != NULL) uv_read_stop((uv_stream_t *)s->uv.handle);
-  if (s->nwrites == 0) close_handle(L, s);
+  if (s->nwrites == 0) close_handle(L, s, 1);
   return 0;
 }
 
@@ -814,7 +818,7 @@ int eddy__stream_adopt(lua_State *L, eddy_Stream *s, int t, int fd) {
                                       : uv_pipe_open((uv_pipe_t *)h, uvfd);
   if (r < 0) {
     eddy__fd_close(uvfd < 0 ? fd : uvfd);
-    close_handle(L, s);
+    close_handle(L, s, t);
     return r;
   }
   if (s->kind == EDDY_STREAM_TCP) uv_tcp_nodelay((uv_tcp_t *)h, 1);

@@ -145,6 +145,11 @@ static int call_connection_lost(lua_State *L) {
   lua_insert(L, -2);
   lua_call(L, 1, 0);
   d->fd = -1;
+  /* The view get_extra_info("socket") handed out forgets the descriptor,
+  ** which the system may reuse from now on. */
+  lua_getiuservalue(L, 1, U_EXTRA);
+  if (lua_getfield(L, -1, "socket") != LUA_TNIL) eddy__tosocket(L, -1)->fd = -1;
+  lua_pop(L, 2);
   lua_pushnil(L);
   lua_setiuservalue(L, 1, U_PROTOCOL);
   if (status != LUA_OK) return lua_error(L);
@@ -353,7 +358,8 @@ static int t_get_write_buffer_limits(lua_State *L) {
   return 2;
 }
 
-/* set_write_buffer_limits(high, low), asyncio's defaults. */
+/* set_write_buffer_limits(high, low), asyncio's defaults (low = high // 4,
+** Python's floor division). */
 static int t_set_write_buffer_limits(lua_State *L) {
   Dgram *d = checkdgram(L, 1);
   lua_Integer high, low;
@@ -361,7 +367,8 @@ static int t_set_write_buffer_limits(lua_State *L) {
     high = lua_isnoneornil(L, 3) ? HIGH_WATER : 4 * luaL_checkinteger(L, 3);
   else
     high = luaL_checkinteger(L, 2);
-  low = lua_isnoneornil(L, 3) ? high / 4 : luaL_checkinteger(L, 3);
+  low = lua_isnoneornil(L, 3) ? high / 4 - (high % 4 < 0)
+                              : luaL_checkinteger(L, 3);
   if (!(high >= low && low >= 0))
     return eddy__error(L, "ValueError",
                        "high (%I) must be >= low (%I) must be >= 0", high, low);

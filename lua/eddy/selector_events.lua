@@ -15,8 +15,22 @@ local OPTIONS = {family = true, proto = true, flags = true, reuse_port = true,
 
 local callable = require("eddy.args").callable
 
-local function argerror(n, msg)
-  error(string.format("bad argument #%d to 'create_datagram_endpoint' (%s)", n, msg), 3)
+-- An argument error blaming the caller of create_datagram_endpoint,
+-- which is 'depth' calls above the function calling argerror (0: its
+-- direct caller).
+local function argerror(n, msg, depth)
+  error(string.format("bad argument #%d to 'create_datagram_endpoint' (%s)", n, msg),
+        3 + (depth or 0))
+end
+
+-- Check an {host, port} address argument (port: integer or string, as
+-- asyncio passes it to getaddrinfo); 'depth' as argerror's.
+local function check_address(addr, n, depth)
+  if type(addr) ~= "table" or type(addr[1]) ~= "string" or
+     (math.type(addr[2]) ~= "integer" and type(addr[2]) ~= "string") then
+    argerror(n, "{host, port} expected, got " .. (type(addr) == "table" and "malformed table"
+                                                  or type(addr)), depth + 1)
+  end
 end
 
 -- The numeric address families of 'host' (asyncio's _ipaddr_info), or
@@ -30,14 +44,12 @@ local function numeric_family(host, family)
 end
 
 -- addrinfo entries {family, proto, sockaddr} for an {host, port} address.
-local function resolve(loop, addr, family, proto, flags, n)
-  if type(addr) ~= "table" or type(addr[1]) ~= "string" or math.type(addr[2]) ~= "integer" then
-    argerror(n, "{host, port} expected")
-  end
-  local fam = numeric_family(addr[1], family)
-  if fam ~= nil or addr[1] == "" then
+local function resolve(loop, addr, family, proto, flags)
+  local port = math.tointeger(tonumber(addr[2]))
+  local fam = port and numeric_family(addr[1], family)
+  if fam ~= nil or (port and addr[1] == "") then
     return {{family = fam or (family ~= 0 and family or socket.AF_INET), proto = proto,
-             sockaddr = addr}}
+             sockaddr = {addr[1], port}}}
   end
   local infos = loop:getaddrinfo(addr[1], addr[2], {family = family, type = SOCK_DGRAM,
                                                     proto = proto, flags = flags})
@@ -51,7 +63,7 @@ local function address_pairs(loop, local_addr, remote_addr, family, proto, flags
   local order, pairs_by = {}, {}
   for idx, addr in ipairs {local_addr or false, remote_addr or false} do
     if addr then
-      for _, info in ipairs(resolve(loop, addr, family, proto, flags, idx + 1)) do
+      for _, info in ipairs(resolve(loop, addr, family, proto, flags)) do
         local key = info.family .. ":" .. (info.proto or 0)
         local p = pairs_by[key]
         if p == nil then
@@ -135,8 +147,12 @@ function Loop:create_datagram_endpoint(protocol_factory, local_addr, remote_addr
     for _, k in ipairs {"family", "proto", "flags", "reuse_port", "allow_broadcast"} do
       if opts[k] and opts[k] ~= 0 then problems[#problems + 1] = k .. "=" .. tostring(opts[k]) end
     end
-    if local_addr then table.insert(problems, 1, "local_addr=" .. tostring(local_addr)) end
-    if remote_addr then table.insert(problems, 2, "remote_addr=" .. tostring(remote_addr)) end
+    local function show(addr)
+      if type(addr) ~= "table" then return tostring(addr) end
+      return string.format("('%s', %s)", tostring(addr[1]), tostring(addr[2]))
+    end
+    if remote_addr then table.insert(problems, 1, "remote_addr=" .. show(remote_addr)) end
+    if local_addr then table.insert(problems, 1, "local_addr=" .. show(local_addr)) end
     if #problems > 0 then
       error(errors.ValueError("socket modifier keyword arguments can not be used when sock is "
                               .. "specified. (" .. table.concat(problems, ", ") .. ")"), 2)
@@ -149,11 +165,13 @@ function Loop:create_datagram_endpoint(protocol_factory, local_addr, remote_addr
       candidates = {{family = family, proto = proto}}
     elseif family == AF_UNIX then
       for i, addr in ipairs {local_addr or false, remote_addr or false} do
-        if addr and type(addr) ~= "string" then argerror(i + 1, "string expected") end
+        if addr and type(addr) ~= "string" then argerror(i + 1, "string expected, got " .. type(addr)) end
       end
       if local_addr then remove_stale_unix(local_addr) end
       candidates = {{family = family, proto = proto, local_addr, remote_addr}}
     else
+      if local_addr then check_address(local_addr, 2, 0) end
+      if remote_addr then check_address(remote_addr, 3, 0) end
       candidates = address_pairs(self, local_addr, remote_addr, family, proto, flags)
     end
     local first_err
@@ -167,7 +185,17 @@ function Loop:create_datagram_endpoint(protocol_factory, local_addr, remote_addr
     end
     if sock == nil then error(first_err, 0) end
   end
-  local protocol = protocol_factory()
+  -- The socket is ours until the transport takes it: close it if the
+  -- factory fails (asyncio would leave it to the garbage collector).
+  local ok, protocol = pcall(protocol_factory)
+  if ok and type(protocol) ~= "table" and type(protocol) ~= "userdata" then
+    ok, protocol = false, errors.RuntimeError("protocol_factory must return a protocol "
+                                              .. "(table or userdata), got " .. type(protocol))
+  end
+  if not ok then
+    sock:close()
+    error(protocol, 0)
+  end
   local waiter = self:create_future()
   local transport = self:_make_datagram_transport(sock, protocol, r_addr, waiter)
   local ok, err = pcall(waiter.await, waiter)
