@@ -88,7 +88,13 @@ describe("create_connection", function()
     local sockname = t:get_extra_info("sockname")
     net.wait_until(function() return protos[1] ~= nil end)
     assert.same(sockname, protos[1].t:get_extra_info("peername"))
+    -- a local address in use fails as asyncio words it: the bind, not the connect
     t:close()
+    raises(function()  -- the listening socket's address
+      loop:create_connection(function() return {} end, "127.0.0.1", port,
+                             {local_addr = {"127.0.0.1", port}})
+    end, {errors.OSError, string.format("error while attempting to bind on address ('127.0.0.1', %d)",
+                                        port)})
   end))
 
   it("takes a connected eddy.socket with sock= and connect_accepted_socket", async(function(loop)
@@ -147,6 +153,8 @@ describe("create_connection", function()
            "unknown option 'bogus'")
     raises(function() loop:create_connection(function() end) end, errors.ValueError)
     raises(function() loop:create_connection(function() end, "h", 1, {sock = {}}) end, errors.ValueError)
+    argerror(function() loop:create_connection(function() end, "h", 1, {interleave = "x"}) end,
+             4, "create_connection")
     raises(function()
       loop:create_connection(function() end, "no-such-host.invalid", 80)
     end, errors.DNSError)

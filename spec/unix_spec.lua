@@ -142,6 +142,38 @@ describe("UNIX sockets", function()
     os.remove(path)
   end))
 
+  it("waits for room in a full backlog instead of failing with EAGAIN", async(function(loop)
+    local path = temp_path()
+    local srv <close>, protos = echo_server(loop, path)
+    local tasks = {}
+    for i = 1, 300 do  -- more than the backlog (100): connect() says EAGAIN
+      tasks[i] = loop:create_task(function()
+        return loop:create_unix_connection(function() return net.recorder(loop) end, path)
+      end)
+    end
+    for i = 1, 300 do
+      local t, rec = net.wait(tasks[i])
+      t:write("x")
+      rec:wait_bytes(1)
+      t:close()
+      net.wait(rec.lost_fut)
+    end
+    assert.equal(300, #protos)
+  end))
+
+  it("sock= must be a UNIX stream socket (test_create_unix_connection_nopath_nosock)",
+     async(function(loop)
+    local socket = eddy.socket
+    for _, s in ipairs {socket.socket(socket.AF_INET, socket.SOCK_STREAM),
+                        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)} do
+      raises(function() loop:create_unix_connection(function() return {} end, nil, {sock = s}) end,
+             {errors.ValueError, "A UNIX Domain Stream Socket was expected"})
+      raises(function() loop:create_unix_server(function() return {} end, nil, {sock = s}) end,
+             {errors.ValueError, "A UNIX Domain Stream Socket was expected"})
+      s:close()
+    end
+  end))
+
   it("rejects bad arguments with clear errors", async(function(loop)
     argerror(function() loop:create_unix_server(nil, "x") end, 1, "create_unix_server")
     argerror(function() loop:create_unix_server(function() end, 5) end, 2, "create_unix_server")

@@ -18,20 +18,34 @@
 typedef struct Connect {
   uv_connect_t req;
   int ref;                       /* registry reference of the future */
+  int has_local;                 /* 'local' was bound */
   struct sockaddr_storage addr;  /* for the error message */
+  struct sockaddr_storage local; /* the same, for a bind that failed */
 } Connect;
 
-/* Push the error of a failed connect to 'addr', as asyncio words it. */
-static void push_connect_error(lua_State *L, int status,
-                               const struct sockaddr *addr) {
+/* Push the error 'status' of a call about 'addr', prefixed with 'what'
+** and the address, as asyncio words it. */
+static void push_addr_error(lua_State *L, int status, const char *what,
+                            const struct sockaddr *addr) {
   eddy__socket_pushaddr(L, addr, sizeof(struct sockaddr_storage));
   lua_rawgeti(L, -1, 1);
   lua_rawgeti(L, -2, 2);
-  lua_pushfstring(L, "Connect call failed ('%s', %d)", lua_tostring(L, -2),
+  lua_pushfstring(L, "%s ('%s', %d)", what, lua_tostring(L, -2),
                   (int)lua_tointeger(L, -1));
   eddy__pushuverror(L, status, lua_tostring(L, -1));
   lua_replace(L, -5);
   lua_pop(L, 3);
+}
+
+/* Push the error of a failed connect.  libuv reports a local address in
+** use (local_addr) only when connecting: asyncio reports the bind. */
+static void push_connect_error(lua_State *L, int status, const Connect *c) {
+  if (c->has_local && status == UV_EADDRINUSE)
+    push_addr_error(L, status, "error while attempting to bind on address",
+                    (const struct sockaddr *)&c->local);
+  else
+    push_addr_error(L, status, "Connect call failed",
+                    (const struct sockaddr *)&c->addr);
 }
 
 static void connect_cb(uv_connect_t *req, int status) {
@@ -59,7 +73,7 @@ static void connect_cb(uv_connect_t *req, int status) {
     }
     if (f->state == EDDY_FUT_PENDING &&
         s->uv.loop->state != EDDY_LOOP_CLOSED) {
-      push_connect_error(L, status, (struct sockaddr *)&c->addr);
+      push_connect_error(L, status, c);
       eddy__future_set_exception(L, top + 1);
     }
   } else {
@@ -121,15 +135,22 @@ static int l_tcp_connect(lua_State *L) {
   s = eddy__stream_new(L, loop, EDDY_STREAM_TCP);
   t = lua_gettop(L);
   h = (uv_tcp_t *)eddy__stream_open(L, s, t);
-  if (has_local && (r = uv_tcp_bind(h, (struct sockaddr *)&local, 0)) < 0)
-    return fail(L, s, r, "bind");
+  if (has_local && (r = uv_tcp_bind(h, (struct sockaddr *)&local, 0)) < 0) {
+    push_addr_error(L, r, "error while attempting to bind on address",
+                    (struct sockaddr *)&local);
+    s->state = EDDY_STREAM_CLOSED;
+    eddy__uv_close(L, &s->uv);
+    return lua_error(L);
+  }
   c = (Connect *)malloc(sizeof *c);
   if (c == NULL) return fail(L, s, UV_ENOMEM, "create_connection");
   memcpy(&c->addr, &addr, sizeof addr);
+  c->has_local = has_local;
+  if (has_local) memcpy(&c->local, &local, sizeof local);
   r = uv_tcp_connect(&c->req, h, (struct sockaddr *)&addr, connect_cb);
   if (r < 0) {
+    push_connect_error(L, r, c);
     free(c);
-    push_connect_error(L, r, (struct sockaddr *)&addr);
     s->state = EDDY_STREAM_CLOSED;
     eddy__uv_close(L, &s->uv);
     return lua_error(L);

@@ -75,15 +75,19 @@ end
 -- The descriptor of a 'sock' option: an eddy.socket (or anything with
 -- :fileno()); the transport or server owns it from now on, so a socket
 -- that can be detached is.
-local function take_socket(fname, sock)
+-- 'unix': the UNIX variants want an AF_UNIX socket (asyncio's check).
+local function take_socket(fname, sock, unix)
   local ok, fd = pcall(function() return sock:fileno() end)
   if not ok or math.type(fd) ~= "integer" or fd < 0 then
     error(string.format("bad option 'sock' to '%s' (socket expected, got %s)",
                         fname, typename(sock)), 3)
   end
-  local stype = (getmetatable(sock) ~= nil and rawequal(getmetatable(sock).__name, "eddy.socket"))
-                and sock.type or SOCK_STREAM
-  if stype ~= SOCK_STREAM then
+  local eddy_socket = getmetatable(sock) ~= nil and
+                      rawequal(getmetatable(sock).__name, "eddy.socket")
+  local stype = eddy_socket and sock.type or SOCK_STREAM
+  if unix and (stype ~= SOCK_STREAM or (eddy_socket and sock.family ~= socket.AF_UNIX)) then
+    error(errors.ValueError("A UNIX Domain Stream Socket was expected, got " .. tostring(sock)), 3)
+  elseif stype ~= SOCK_STREAM then
     error(errors.ValueError("A Stream Socket was expected, got " .. tostring(sock)), 3)
   end
   if type(sock.detach) == "function" then sock:detach() end
@@ -279,6 +283,9 @@ function Loop:create_connection(protocol_factory, host, port, opts)
   if delay ~= nil and type(delay) ~= "number" then
     argerror(fname, 4, "number option 'happy_eyeballs_delay'", delay)
   end
+  if inter ~= nil and math.type(inter) ~= "integer" then
+    argerror(fname, 4, "integer option 'interleave'", inter)
+  end
   if delay ~= nil and inter == nil then inter = 1 end
   if host ~= nil or port ~= nil then
     if opts.sock ~= nil then
@@ -321,6 +328,21 @@ function Loop:create_connection(protocol_factory, host, port, opts)
   return start_transport(self:_transport_from_fd(fd), protocol_factory)
 end
 
+-- Connect to the UNIX socket at 'path'.  A listener whose backlog is full
+-- makes a non-blocking connect() fail with EAGAIN, where a blocking one
+-- would wait: wait too, and try again (asyncio would hand back a socket
+-- that never got connected).
+local function unix_connect(loop, path)
+  local delay = 0
+  while true do
+    local ok, res = pcall(loop._unix_connect, loop, path)
+    if ok then return res end
+    if not (errors.is(res, errors.OSError) and res.code == "EAGAIN") then error(res, 0) end
+    eddy.sleep(delay)
+    delay = math.min(math.max(delay * 2, 0.001), 0.05)
+  end
+end
+
 local unix_connection_options = set("ssl", "sock", "server_hostname",
   "ssl_handshake_timeout", "ssl_shutdown_timeout")
 
@@ -335,10 +357,10 @@ function Loop:create_unix_connection(protocol_factory, path, opts)
     if opts.sock ~= nil then
       error(errors.ValueError("path and sock can not be specified at the same time"), 2)
     end
-    return start_transport(self:_unix_connect(path), protocol_factory)
+    return start_transport(unix_connect(self, path), protocol_factory)
   end
   if opts.sock == nil then error(errors.ValueError("no path and sock were specified"), 2) end
-  return start_transport(self:_transport_from_fd(take_socket(fname, opts.sock)),
+  return start_transport(self:_transport_from_fd(take_socket(fname, opts.sock, true)),
                          protocol_factory)
 end
 
@@ -473,7 +495,7 @@ function Loop:create_unix_server(protocol_factory, path, opts)
     end
     fd = C.unix_bind(path)
   elseif opts.sock ~= nil then
-    fd = take_socket(fname, opts.sock)
+    fd = take_socket(fname, opts.sock, true)
   else
     error(errors.ValueError("path was not specified, and no sock specified"), 2)
   end
