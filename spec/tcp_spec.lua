@@ -425,6 +425,42 @@ describe("TCP transport", function()
     assert.equal(1, #reports)
     assert.equal("Fatal error: protocol.data_received() call failed.", reports[1].message)
     assert.equal(t, reports[1].transport)
+    -- connection_lost gets the very value raised, not a copy with a traceback
+    assert.matches("^spec/tcp_spec.lua:%d+: boom$", err)
+    assert.matches("stack traceback", reports[1].exception)  -- the handler gets one
+    local obj = errors.ValueError("bad data")
+    lost = loop:create_future()
+    t = loop:create_connection(function()
+      return {data_received = function() error(obj) end,
+              connection_lost = function(_, e) lost:set_result(e) end}
+    end, "127.0.0.1", port)
+    t:write("x")
+    assert.equal(obj, net.wait(lost))
+    assert.is_string(obj.traceback)
+  end))
+
+  it("an error in connection_made is reported and the connection goes on (asyncio calls it as a callback)",
+     async(function(loop)
+    local reports = {}
+    loop:set_exception_handler(function(_, ctx) reports[#reports + 1] = ctx end)
+    local srv <close>, port = net.echo_server(loop)
+    local rec = net.recorder(loop)
+    local made = rec.connection_made
+    function rec.connection_made(self, tr)
+      made(self, tr)
+      error("made boom")
+    end
+    local t, p = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    assert.equal(rec, p)
+    assert.is_false(t:is_closing())
+    assert.equal(1, #reports)
+    assert.equal("Exception in protocol.connection_made()", reports[1].message)
+    t:write("still here")
+    rec:wait_bytes(10)
+    assert.equal("still here", rec:data())
+    t:close()
+    net.wait(rec.lost_fut)
+    assert.is_nil(rec.err)
   end))
 
   it("BufferedProtocol: get_buffer / buffer_updated (test_buffered_proto)", async(function(loop)

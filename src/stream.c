@@ -114,6 +114,23 @@ static int protocol_method(lua_State *L) {
   return lua_gettop(L) - 1;
 }
 
+/* Registry key of the traceback of the last failed protocol call. */
+static const char traceback_key = 't';
+
+/*
+** Message handler of protocol calls: the error value stays what was
+** raised, since connection_lost gets it (as tasks keep theirs); error
+** objects get a 'traceback' field, and for other values the message with
+** its traceback waits in the registry for the exception handler.
+*/
+static int protocol_msgh(lua_State *L) {
+  lua_settop(L, 1);
+  if (lua_type(L, 1) == LUA_TTABLE) return eddy__traceback(L);
+  eddy__traceback(L);  /* pushes the message and the traceback */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &traceback_key);
+  return 1;
+}
+
 /*
 ** Call the function below its 'nargs' arguments at the top, protected.
 ** On failure the error goes to the exception handler with a context
@@ -127,7 +144,7 @@ static int pcall_protocol(lua_State *L, eddy_Stream *s, int t, int nargs,
   eddy_Loop *prev = rt->running;
   int base = lua_gettop(L) - nargs;
   int status;
-  lua_pushcfunction(L, eddy__traceback);
+  lua_pushcfunction(L, protocol_msgh);
   lua_insert(L, base);
   if (prev == NULL) rt->running = loop;
   status = lua_pcall(L, nargs, nres, base);
@@ -135,6 +152,14 @@ static int pcall_protocol(lua_State *L, eddy_Stream *s, int t, int nargs,
   lua_remove(L, base);
   if (status != LUA_OK) {
     eddy__newcontext(L, message, -1);
+    if (lua_type(L, -2) != LUA_TTABLE) {
+      /* the handler shows the message with its traceback */
+      lua_rawgetp(L, LUA_REGISTRYINDEX, &traceback_key);
+      if (lua_isstring(L, -1)) lua_setfield(L, -2, "exception");
+      else lua_pop(L, 1);
+      lua_pushnil(L);
+      lua_rawsetp(L, LUA_REGISTRYINDEX, &traceback_key);
+    }
     lua_pushvalue(L, t);
     lua_setfield(L, -2, "transport");
     lua_getiuservalue(L, t, ST_PROTOCOL);
@@ -581,19 +606,17 @@ static void set_protocol(lua_State *L, eddy_Stream *s, int t, int p) {
   lua_pop(L, 1);
 }
 
-/* connection_made, then reading.  Returns LUA_OK, or the status with
-** the error at the top (the transport is closed then). */
-static int start(lua_State *L, eddy_Stream *s, int t) {
+/* connection_made, then reading.  An error connection_made raises goes
+** to the exception handler only: as asyncio, whose loop calls it as a
+** callback, the transport stays open. */
+static void start(lua_State *L, eddy_Stream *s, int t) {
   s->started = 1;
   s->reading = 1;
   lua_pushvalue(L, t);
   if (call_protocol(L, s, t, "connection_made", 1, 0,
-                    "Exception in protocol.connection_made()") != LUA_OK) {
-    force_close(L, s, t, -1);
-    return LUA_ERRRUN;
-  }
+                    "Exception in protocol.connection_made()") != LUA_OK)
+    lua_pop(L, 1);  /* reported already */
   start_reading(s);
-  return LUA_OK;
 }
 
 void eddy__stream_start(lua_State *L, int t, int p, int sv) {
@@ -604,18 +627,18 @@ void eddy__stream_start(lua_State *L, int t, int p, int sv) {
     lua_pushvalue(L, sv);
     lua_setiuservalue(L, t, ST_SERVER);
   }
-  if (start(L, s, t) != LUA_OK) lua_pop(L, 1);  /* reported already */
+  start(L, s, t);
 }
 
-/* transport:_start(protocol) -> nil, or the error connection_made raised
-** (the transport is closed then). */
+/* transport:_start(protocol): connection_made, then reading. */
 static int t_start(lua_State *L) {
   eddy_Stream *s = checkstream(L, 1);
   if (s->started || s->state != EDDY_STREAM_OPEN)
     return luaL_error(L, "transport already started or closed");
   lua_settop(L, 2);
   set_protocol(L, s, 1, 2);  /* type errors raise before anything runs */
-  return start(L, s, 1) == LUA_OK ? 0 : 1;
+  start(L, s, 1);
+  return 0;
 }
 
 static int t_close(lua_State *L) {

@@ -111,8 +111,7 @@ local function start_transport(transport, factory)
     transport:close()
     error(protocol, 0)
   end
-  local err = transport:_start(protocol)
-  if err ~= nil then error(err, 0) end
+  transport:_start(protocol)
   return transport, protocol
 end
 
