@@ -154,6 +154,25 @@ describe("create_datagram_endpoint", function()
     other:close()
   end))
 
+  it("allow_broadcast leaves the socket unconnected; sendto(data) goes to remote_addr",
+     async(function(loop)
+    local st, sp = loop:create_datagram_endpoint(function() return recorder(loop) end, {"127.0.0.1", 0})
+    local addr = st:get_extra_info("sockname")
+    local ct, cp = loop:create_datagram_endpoint(function() return recorder(loop) end, nil, addr,
+                                                 {allow_broadcast = true})
+    assert.is_nil(ct:get_extra_info("peername"))
+    assert.equal(1, ct:get_extra_info("socket"):getsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST))
+    ct:sendto("no address")
+    ct:sendto("same address", addr)
+    raises(errors.ValueError, ct.sendto, ct, "x", {"127.0.0.1", 1})
+    sp:wait()
+    if #sp.datagrams < 2 then sp:wait() end
+    assert.equal("no address", sp.datagrams[1][1])
+    assert.equal("same address", sp.datagrams[2][1])
+    ct:close() st:close()
+    cp.lost:await() sp.lost:await()
+  end))
+
   it("a failing protocol factory leaves no socket open", async(function(loop)
     local function count_fds()
       local p = io.popen("ls /proc/" .. eddy.signal.getpid() .. "/fd")

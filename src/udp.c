@@ -316,6 +316,8 @@ static int t_sendto(lua_State *L) {
     if (!lua_isnil(L, 3) && !same_address(L, 3, 4))
       return eddy__error(L, "ValueError", "Invalid address: must be nil "
                          "or the connected address");
+    lua_replace(L, 3);  /* asyncio: addr = self._address (allow_broadcast
+                        ** leaves the socket unconnected) */
   } else if (lua_isnil(L, 3) && !d->connected) {
     return luaL_argerror(L, 3, "address expected (the transport is not connected)");
   }
