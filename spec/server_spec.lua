@@ -191,5 +191,13 @@ describe("create_server", function()
     raises(function() loop:create_server(function() end, "256.1.1.1", 0) end, errors.DNSError)
     raises(function() loop:create_server(function() end, "192.0.2.1", 0) end,
            "could not bind on any address")
+    for _, k in ipairs {"family", "flags"} do
+      argerror(function() loop:create_server(function() end, "127.0.0.1", 0, {[k] = "x"}) end,
+               4, "create_server")
+    end
+    -- argument errors blame the caller's line, as C functions' do
+    local ok, err = pcall(function() loop:create_server(function() end, 42, 0) end)
+    assert.is_false(ok)
+    assert.matches("^spec/server_spec.lua:%d+: bad argument #2", err)
   end))
 end)

@@ -155,6 +155,14 @@ describe("create_connection", function()
     raises(function() loop:create_connection(function() end, "h", 1, {sock = {}}) end, errors.ValueError)
     argerror(function() loop:create_connection(function() end, "h", 1, {interleave = "x"}) end,
              4, "create_connection")
+    for _, opts in ipairs {{family = "x"}, {proto = "x"}, {flags = 1.5}, {local_addr = 5}} do
+      argerror(function() loop:create_connection(function() end, "h", 1, opts) end,
+               4, "create_connection")
+    end
+    -- argument errors blame the caller's line, as C functions' do
+    local ok, err = pcall(function() loop:create_connection(function() end, 42, 1) end)
+    assert.is_false(ok)
+    assert.matches("^spec/tcp_spec.lua:%d+: bad argument #2", err)
     raises(function()
       loop:create_connection(function() end, "no-such-host.invalid", 80)
     end, errors.DNSError)

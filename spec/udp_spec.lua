@@ -226,6 +226,11 @@ describe("create_datagram_endpoint", function()
     local ok, err = pcall(function() loop:create_datagram_endpoint(f, nil, {1, 2}) end)
     assert.is_false(ok)
     assert.matches("^spec/udp_spec.lua:%d+: bad argument #3 to 'create_datagram_endpoint'", err)
+    for _, k in ipairs {"family", "proto", "flags"} do
+      assert.has_error(function() loop:create_datagram_endpoint(f, nil, nil, {[k] = "x"}) end,
+                       string.format("bad argument #4 to 'create_datagram_endpoint' "
+                                     .. "(integer option '%s' expected, got string)", k))
+    end
     -- a string port is resolved, as asyncio's getaddrinfo does
     local ts = loop:create_datagram_endpoint(f, {"127.0.0.1", "0"})
     assert.equal("127.0.0.1", ts:get_extra_info("sockname")[1])

@@ -133,6 +133,11 @@ function Loop:create_datagram_endpoint(protocol_factory, local_addr, remote_addr
     error(errors.ValueError("Passing `reuse_address=True` is no longer supported, as the "
                             .. "usage of SO_REUSEPORT in UDP poses a significant security concern."), 2)
   end
+  for _, k in ipairs {"family", "proto", "flags"} do
+    if opts[k] ~= nil and math.type(opts[k]) ~= "integer" then
+      argerror(4, "integer option '" .. k .. "' expected, got " .. type(opts[k]))
+    end
+  end
   local family, proto, flags = opts.family or 0, opts.proto or 0, opts.flags or 0
   local sock, r_addr = opts.sock, nil
   if sock ~= nil then

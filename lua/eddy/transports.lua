@@ -22,15 +22,17 @@ eddy.Buffer = C.Buffer
 
 local typename, callable = args.typename, args.callable
 
-local function argerror(fname, n, expected, v)
-  error(args.message(fname, n, expected, v), 4)
+-- An argument error blaming the caller of the loop method: called from
+-- the method itself (level 3), or from a helper it calls (level 4).
+local function argerror(fname, n, expected, v, level)
+  error(args.message(fname, n, expected, v), level or 3)
 end
 
 -- Check the options table 'opts' of 'fname' against the names it takes.
 local function check_options(fname, n, opts, allowed)
   if opts == nil then return {} end
   if type(opts) ~= "table" or getmetatable(opts) ~= nil then
-    argerror(fname, n, "options table", opts)
+    argerror(fname, n, "options table", opts, 4)
   end
   for k in pairs(opts) do
     if not allowed[k] then
@@ -61,15 +63,25 @@ end
 
 local function check_port(fname, n, port)
   if port == nil or type(port) == "string" then return port end
-  if math.type(port) ~= "integer" then argerror(fname, n, "integer, string or nil", port) end
+  if math.type(port) ~= "integer" then argerror(fname, n, "integer, string or nil", port, 4) end
   if port < 0 or port > 65535 then
     error(errors.ValueError("port must be 0-65535."), 3)
   end
   return port
 end
 
+-- The integer options 'names' of opts (nil or an integer each).
+local function check_int_options(fname, n, opts, names)
+  for _, k in ipairs(names) do
+    local v = opts[k]
+    if v ~= nil and math.type(v) ~= "integer" then
+      argerror(fname, n, "integer option '" .. k .. "'", v, 4)
+    end
+  end
+end
+
 local function check_factory(fname, f)
-  if not callable(f) then argerror(fname, 1, "callable", f) end
+  if not callable(f) then argerror(fname, 1, "callable", f, 4) end
 end
 
 -- The descriptor of a 'sock' option: an eddy.socket (or anything with
@@ -276,8 +288,8 @@ function Loop:create_connection(protocol_factory, host, port, opts)
   port = check_port(fname, 3, port)
   opts = check_options(fname, 4, opts, connection_options)
   check_ssl(fname, opts)
+  check_int_options(fname, 4, opts, {"family", "proto", "flags"})
   local family = opts.family or AF_UNSPEC
-  if math.type(family) ~= "integer" then argerror(fname, 4, "integer option 'family'", family) end
   local delay, inter = opts.happy_eyeballs_delay, opts.interleave
   if delay ~= nil and type(delay) ~= "number" then
     argerror(fname, 4, "number option 'happy_eyeballs_delay'", delay)
@@ -286,16 +298,19 @@ function Loop:create_connection(protocol_factory, host, port, opts)
     argerror(fname, 4, "integer option 'interleave'", inter)
   end
   if delay ~= nil and inter == nil then inter = 1 end
+  local la = opts.local_addr
+  if la ~= nil and (type(la) ~= "table" or (la[1] ~= nil and type(la[1]) ~= "string")) then
+    argerror(fname, 4, "{host, port} option 'local_addr'", la)
+  end
   if host ~= nil or port ~= nil then
     if opts.sock ~= nil then
       error(errors.ValueError("host/port and sock can not be specified at the same time"), 2)
     end
     local infos = resolve(self, host, port, family, opts.proto, opts.flags)
     local laddr_infos
-    if opts.local_addr ~= nil then
-      local la = opts.local_addr
-      if type(la) ~= "table" then argerror(fname, 4, "{host, port} option 'local_addr'", la) end
-      laddr_infos = resolve(self, la[1], la[2], family, opts.proto, opts.flags)
+    if la ~= nil then
+      laddr_infos = resolve(self, la[1], check_port(fname, 4, la[2]), family, opts.proto,
+                            opts.flags)
     end
     if inter ~= nil and inter > 0 then infos = interleave(infos, inter) end
     local attempts = {}
@@ -389,7 +404,7 @@ end
 
 local function check_backlog(fname, n, backlog)
   if backlog == nil then return 100 end
-  if math.type(backlog) ~= "integer" then argerror(fname, n, "integer option 'backlog'", backlog) end
+  if math.type(backlog) ~= "integer" then argerror(fname, n, "integer option 'backlog'", backlog, 4) end
   return backlog
 end
 
@@ -447,6 +462,7 @@ function Loop:create_server(protocol_factory, host, port, opts)
   opts = check_options(fname, 4, opts, server_options)
   check_ssl(fname, opts)
   local backlog = check_backlog(fname, 4, opts.backlog)
+  check_int_options(fname, 4, opts, {"family", "flags"})
   local family = opts.family or AF_UNSPEC
   local server = self:_new_server(protocol_factory, "tcp", backlog)
   local ok, err = pcall(function()
