@@ -83,6 +83,29 @@ describe("create_datagram_endpoint", function()
     t:abort()
   end))
 
+  it("AF_UNIX local_addr: a stale socket file is replaced, any other file stays (asyncio's S_ISSOCK check)",
+     async(function(loop)
+    local path = os.tmpname()  -- a regular file
+    local fh = assert(io.open(path, "w"))
+    fh:write("precious")
+    fh:close()
+    raises(errors.OSError, loop.create_datagram_endpoint, loop, function() return {} end, path,
+           nil, {family = socket.AF_UNIX})
+    fh = assert(io.open(path))
+    assert.equal("precious", fh:read("a"))
+    fh:close()
+    os.remove(path)
+    local stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    stale:bind(path)
+    stale:close()
+    local t = loop:create_datagram_endpoint(function() return recorder(loop) end, path, nil,
+                                            {family = socket.AF_UNIX})
+    assert.equal(path, t:get_extra_info("sockname"))
+    t:close()
+    t:get_protocol().lost:await()
+    os.remove(path)
+  end))
+
   it("reports ICMP errors through error_received", async(function(loop)
     local probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     probe:bind({"127.0.0.1", 0})

@@ -50,6 +50,21 @@ static int l_unix_connect(lua_State *L) {
   return 1;
 }
 
+/* As asyncio before binding: remove the socket file at 'path' (an
+** abstract name has none); any other kind of file stays. */
+static void remove_socket_file(const char *path) {
+  struct stat st;
+  if (path[0] != '\0' && stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+    unlink(path);
+}
+
+/* C.remove_socket_file(path): for create_datagram_endpoint's AF_UNIX
+** local_addr. */
+static int c_remove_socket_file(lua_State *L) {
+  remove_socket_file(luaL_checkstring(L, 1));
+  return 0;
+}
+
 /*
 ** C.unix_bind(path) -> fd: a bound socket for create_unix_server.  As
 ** asyncio, a stale socket file at the path is removed first; a path in
@@ -58,11 +73,9 @@ static int l_unix_connect(lua_State *L) {
 static int c_unix_bind(lua_State *L) {
   struct sockaddr_storage ss;
   socklen_t len;
-  struct stat st;
   const char *path = luaL_checkstring(L, 1);
   int fd = unix_socket(L, 1, &ss, &len);
-  if (path[0] != '\0' && stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-    unlink(path);
+  remove_socket_file(path);
   if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
     int e = errno;
     if (e == EADDRINUSE) {
@@ -81,9 +94,12 @@ static const luaL_Reg unix_methods[] = {
   {NULL, NULL}
 };
 
-/* The loop methods; the core table at the top gets unix_bind. */
+/* The loop methods; the core table at the top gets unix_bind and
+** remove_socket_file. */
 void eddy__open_unix(lua_State *L) {
   eddy__loop_methods(L, unix_methods);
   lua_pushcfunction(L, c_unix_bind);
   lua_setfield(L, -2, "unix_bind");
+  lua_pushcfunction(L, c_remove_socket_file);
+  lua_setfield(L, -2, "remove_socket_file");
 }

@@ -85,15 +85,6 @@ local function address_pairs(loop, local_addr, remote_addr, family, proto, flags
   return result
 end
 
--- Remove a stale UNIX socket file before binding, as asyncio does.
-local function remove_stale_unix(path)
-  if path:sub(1, 1) == "\0" then return end
-  local probe = socket.socket(AF_UNIX, SOCK_DGRAM)
-  local ok, err = pcall(probe.connect, probe, path)
-  probe:close()
-  if not ok and errors.is(err, errors.ConnectionRefusedError) then os.remove(path) end
-end
-
 -- Open and set up one socket; returns it, or nil and the OSError.
 local function open_socket(loop, family, proto, local_address, remote_address, opts)
   local ok, sock = pcall(socket.socket, family, SOCK_DGRAM, proto)
@@ -172,7 +163,8 @@ function Loop:create_datagram_endpoint(protocol_factory, local_addr, remote_addr
       for i, addr in ipairs {local_addr or false, remote_addr or false} do
         if addr and type(addr) ~= "string" then argerror(i + 1, "string expected, got " .. type(addr)) end
       end
-      if local_addr then remove_stale_unix(local_addr) end
+      -- as asyncio: a socket file there goes, any other file stays
+      if local_addr then eddy._core.remove_socket_file(local_addr) end
       candidates = {{family = family, proto = proto, local_addr, remote_addr}}
     else
       if local_addr then check_address(local_addr, 2, 0) end
