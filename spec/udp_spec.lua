@@ -215,6 +215,29 @@ describe("create_datagram_endpoint", function()
     assert.equal(before, count_fds())
   end))
 
+  it("datagrams sent after close are dropped; debug mode warns (API.md §9)", function()
+    local script = [[
+      warn("@on")
+      local eddy = require "eddy"
+      local loop = eddy.new_event_loop()
+      loop:set_debug(%s)
+      loop:run_until_complete(function()
+        local t = loop:create_datagram_endpoint(function() return {} end, {"127.0.0.1", 0})
+        t:close()
+        for _ = 1, 10 do t:sendto("x", {"127.0.0.1", 9}) end
+        eddy.sleep(0.01)
+      end)
+      loop:close()
+      print("end")
+    ]]
+    local code, out = checks.run_script(script:format("true"))
+    assert.equal(0, code)
+    assert.matches("transport is closed: datagrams are dropped", out)
+    local _, quiet = checks.run_script(script:format("false"))
+    assert.matches("end", quiet)
+    assert.is_nil(quiet:find("dropped", 1, true))
+  end)
+
   it("set_protocol / get_protocol; protocol errors reach the exception handler", function()
     local reports = test.run_collecting(function(loop)
       local st, sp = loop:create_datagram_endpoint(function() return recorder(loop) end, {"127.0.0.1", 0})

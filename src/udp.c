@@ -42,6 +42,7 @@ typedef struct {
   unsigned char writing;       /* a writer is registered */
   unsigned char connected;     /* the socket has a peer: send(), not sendto() */
   int conn_lost;
+  unsigned int lost_writes;    /* datagrams dropped after close (debug) */
   size_t buffer_size, high, low;
   lua_Integer bhead, btail;    /* queued {data, addr} in U_BUFFER[bhead..btail) */
 } Dgram;
@@ -322,7 +323,11 @@ static int t_sendto(lua_State *L) {
     return luaL_argerror(L, 3, "address expected (the transport is not connected)");
   }
   lua_settop(L, 3);
-  if (d->closing || d->conn_lost) return 0;  /* API.md §9: dropped */
+  if (d->closing || d->conn_lost) {  /* API.md §9: dropped; debug warns */
+    if (d->loop->debug && d->lost_writes++ == 5)
+      lua_warning(L, "eddy: transport is closed: datagrams are dropped", 0);
+    return 0;
+  }
   if (d->bhead == d->btail) {
     err = send_one(L, d, 2, 3);
     if (err == 0) return 0;

@@ -328,8 +328,10 @@ function Loop:create_connection(protocol_factory, host, port, opts)
       end
     else
       transport, exceptions = staggered_race(self, attempts, delay)
-      for _, e in ipairs(exceptions) do
-        if not errors.is(e, errors.OSError) then error(e, 0) end
+      if transport == nil then  -- as asyncio: only then do the losers' errors matter
+        for _, e in ipairs(exceptions) do
+          if not errors.is(e, errors.OSError) then error(e, 0) end
+        end
       end
     end
     if transport == nil then error(connection_error(exceptions, opts.all_errors), 0) end
