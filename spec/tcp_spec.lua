@@ -124,6 +124,23 @@ describe("create_connection", function()
     assert.is_true(t2:is_closing())
   end))
 
+  it("a task cancelled once its connect completed, before it resumed, leaves no connection open",
+     async(function(loop)
+    local srv, port = net.echo_server(loop)
+    for i = 1, 200 do
+      local task = loop:create_task(function()
+        return loop:create_connection(function() return {} end, "127.0.0.1", port)
+      end)
+      for _ = 1, i % 4 do eddy.sleep(0) end  -- cancel at different points
+      task:cancel()
+      local ok, t = pcall(eddy.await, task)
+      if ok then t:close() end
+    end
+    srv:close()
+    -- every accepted connection must see its peer go
+    net.wait(loop:create_task(function() srv:wait_closed() end))
+  end))
+
   it("cancelling the waiting task stops connecting, without leaks", async(function(loop)
     local srv <close>, port = net.echo_server(loop)
     local task = loop:create_task(function()

@@ -118,8 +118,11 @@ static int fail(lua_State *L, eddy_Stream *s, int err, const char *what) {
 }
 
 /*
-** loop:_tcp_connect({host, port}, local_addr) -> transport (suspending):
-** a connected TCP transport without a protocol yet (transport:_start).
+** loop:_tcp_connect({host, port}, local_addr, holder) -> transport
+** (suspending): a connected TCP transport without a protocol yet
+** (transport:_start).  holder[1] gets the transport at once: if the task
+** is cancelled after the connect completed but before it resumed, the
+** caller closes it from there (as asyncio closes the socket).
 */
 static int l_tcp_connect(lua_State *L) {
   eddy_Loop *loop = eddy__checkloop(L, 1);
@@ -134,6 +137,10 @@ static int l_tcp_connect(lua_State *L) {
   eddy__can_suspend(L, "create_connection");
   s = eddy__stream_new(L, loop, EDDY_STREAM_TCP);
   t = lua_gettop(L);
+  if (lua_type(L, 4) == LUA_TTABLE) {
+    lua_pushvalue(L, t);
+    lua_rawseti(L, 4, 1);
+  }
   h = (uv_tcp_t *)eddy__stream_open(L, s, t);
   if (has_local && (r = uv_tcp_bind(h, (struct sockaddr *)&local, 0)) < 0) {
     push_addr_error(L, r, "error while attempting to bind on address",

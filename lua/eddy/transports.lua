@@ -207,7 +207,15 @@ local function connect_one(loop, info, laddr_infos)
                                          info.family)), 0)
     end
   end
-  return loop:_tcp_connect(info.sockaddr, laddr)
+  local holder = {}
+  local ok, res = pcall(loop._tcp_connect, loop, info.sockaddr, laddr, holder)
+  if not ok then
+    -- cancelled once connected, before this task resumed: nobody else
+    -- will close it (a failed attempt is closed already: abort is a no-op)
+    if holder[1] ~= nil then holder[1]:abort() end
+    error(res, 0)
+  end
+  return res
 end
 
 -- asyncio's staggered_race: attempt i + 1 starts when attempt i fails or
