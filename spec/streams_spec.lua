@@ -460,6 +460,17 @@ describe("StreamReader", function()
     raises(function() r:feed_data("x") end, {errors.RuntimeError, "feed_data after feed_eof"})
   end))
 
+  it("read and readexactly take a float with an integer value (6 / 2), as Lua's functions do", async(function()
+    local r = eddy.StreamReader()
+    r:feed_data("abcdef")
+    assert.equal("abc", r:readexactly(6 / 2))
+    assert.equal("de", r:read(2.0))
+    argerror(function() r:readexactly(1.5) end, 1, "readexactly")
+    argerror(function() r:readexactly() end, 1, "readexactly")
+    raises(function() r:readexactly(-1.0) end,
+           {errors.ValueError, "readexactly size can not be less than zero"})
+  end))
+
   it("has a repr (test___repr__, test___repr__eof, test___repr__data)", async(function()
     local r = eddy.StreamReader(123)
     assert.equal("<StreamReader limit=123>", tostring(r))
@@ -537,6 +548,11 @@ describe("open_connection / start_server", function()
     raises(function() eddy.open_connection("127.0.0.1", 1, {bogus = 1}) end,
            "unknown option 'bogus'")
     argerror(function() eddy.start_unix_server(nil, "/tmp/x") end, 1, "start_unix_server")
+    -- the error points at the caller, not inside eddy/streams.lua
+    for _, opts in ipairs({{limit = "x"}, 7}) do
+      local err = raises(function() eddy.open_connection("127.0.0.1", 1, opts) end, "bad argument #3")
+      assert.matches("^spec/streams_spec%.lua:", err)
+    end
   end))
 
   it("the limit option reaches the server's readers (test_readline_limit)", async(function()
@@ -600,6 +616,45 @@ describe("open_connection / start_server", function()
     local lost = raises(function() writer:wait_closed() end, errors.ConnectionError)
     assert.is_true(writer:is_closing())
     assert.truthy(lost)
+  end))
+
+  it("drain right after close raises ConnectionResetError, as asyncio's (connection_lost comes first)",
+     async(function()
+    local srv <close>, port = serve(function(reader, writer) reader:read() writer:close() end)
+    local _, writer = eddy.open_connection("127.0.0.1", port)
+    writer:write("x")
+    writer:close()
+    raises(function() writer:drain() end, {errors.ConnectionResetError, "Connection lost"})
+    writer:wait_closed()
+  end))
+
+  it("the first drain after a write that broke the connection raises (test_drain_raises, strict)",
+     async(function()
+    local srv <close>, port = serve(function(reader, writer) reader:read(1) writer.transport:abort() end)
+    local reader, writer = eddy.open_connection("127.0.0.1", port)
+    writer:write("x")
+    assert.equal("", reader:read())  -- the peer is gone
+    for _ = 1, 100 do
+      writer:write(string.rep("x", 65536))
+      if writer:is_closing() then break end
+      writer:drain()
+    end
+    assert.is_true(writer:is_closing())
+    raises(function() writer:drain() end, {errors.ConnectionResetError, "Connection lost"})
+    raises(function() writer:wait_closed() end, errors.ConnectionError)
+  end))
+
+  it("cancelling a drain that waits for connection_lost leaves wait_closed working", async(function(loop)
+    local srv <close>, port = serve(function(reader, writer) reader:read() writer:close() end)
+    local _, writer = eddy.open_connection("127.0.0.1", port)
+    writer:close()
+    local t = loop:create_task(function() writer:drain() end)
+    eddy.sleep(0)
+    t:cancel()
+    local ok, err = pcall(t.await, t)
+    assert.is_false(ok)
+    assert.truthy(errors.is(err, errors.CancelledError) or errors.is(err, errors.ConnectionResetError))
+    writer:wait_closed()
   end))
 
   it("the client's EOF reaches the server's reader when the client closes (test_eof_feed_when_closing_writer)",

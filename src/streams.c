@@ -308,6 +308,13 @@ static int wait_for_data(lua_State *L, Reader *r, Op op) {
 
 /* {====================================================== read, readexactly */
 
+/* A size argument: an integer, or a float with an integer value (6 / 2),
+** as Lua's own functions take; strings are not sizes. */
+static lua_Integer checksize(lua_State *L, int i) {
+  if (lua_type(L, i) != LUA_TNUMBER) luaL_typeerror(L, i, "integer");
+  return luaL_checkinteger(L, i);
+}
+
 /* Stack: reader, n (an integer). */
 static int read_now(lua_State *L, Reader *r) {
   lua_Integer n = lua_tointeger(L, 2);
@@ -331,13 +338,9 @@ static int read_now(lua_State *L, Reader *r) {
 ** at EOF. */
 static int r_read(lua_State *L) {
   Reader *r = checkreader(L, SELF);
-  if (lua_isnoneornil(L, 2)) {
-    lua_settop(L, 1);
-    lua_pushinteger(L, -1);
-  } else {
-    if (!lua_isinteger(L, 2)) luaL_typeerror(L, 2, "integer or nil");
-    lua_settop(L, 2);
-  }
+  lua_Integer n = lua_isnoneornil(L, 2) ? -1 : checksize(L, 2);
+  lua_settop(L, 1);
+  lua_pushinteger(L, n);
   return read_now(L, r);
 }
 
@@ -363,11 +366,12 @@ static int readexactly_now(lua_State *L, Reader *r) {
 /* reader:readexactly(n) (S): exactly n bytes, or IncompleteReadError. */
 static int r_readexactly(lua_State *L) {
   Reader *r = checkreader(L, SELF);
-  if (!lua_isinteger(L, 2)) luaL_typeerror(L, 2, "integer");
-  if (lua_tointeger(L, 2) < 0)
+  lua_Integer n = checksize(L, 2);
+  if (n < 0)
     return eddy__error(L, "ValueError",
                        "readexactly size can not be less than zero");
-  lua_settop(L, 2);
+  lua_settop(L, 1);
+  lua_pushinteger(L, n);
   return readexactly_now(L, r);
 }
 
@@ -783,11 +787,14 @@ static int drain_k(lua_State *L, int status, lua_KContext ctx) {
 ** StreamWriter:drain() (S).  The common case, nothing to wait for, is
 ** decided here: the reader has no error, and eddy's transport is open
 ** and has not paused its protocol (the protocol's '_paused' mirrors that
-** pause).  Anything else is StreamWriter:_drain_wait in Lua.
+** pause).  Anything else is StreamWriter:_drain_wait in Lua, told
+** whether eddy's transport has closed its handle and so will call
+** connection_lost from the close callback.
 */
 static int writer_drain(lua_State *L) {
   eddy_Stream *s;
   Reader *r;
+  int lost_coming;
   lua_settop(L, 1);
   luaL_checktype(L, 1, LUA_TTABLE);
   if (rawfield(L, 1, UV_READER) != LUA_TNIL &&
@@ -799,10 +806,12 @@ static int writer_drain(lua_State *L) {
   rawfield(L, 1, UV_TRANSPORT);
   s = eddy__tostream(L, 2);
   if (s != NULL && s->state == EDDY_STREAM_OPEN && !s->proto_paused) return 0;
+  lost_coming = s != NULL && s->state == EDDY_STREAM_CLOSED && s->started;
   lua_settop(L, 1);
   lua_getfield(L, 1, "_drain_wait");
   lua_insert(L, 1);
-  lua_callk(L, 1, 0, 0, drain_k);
+  lua_pushboolean(L, lost_coming);
+  lua_callk(L, 2, 0, 0, drain_k);
   return 0;
 }
 

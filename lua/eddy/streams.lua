@@ -23,13 +23,15 @@ local sub = string.sub
 
 local callable = args.callable
 
-local function argerror(fname, n, expected, v)
-  error(args.message(fname, n, expected, v), 3)
+-- A standard argument error; 'up' (default 1) counts the functions of
+-- this file between the caller to blame and the one calling argerror.
+local function argerror(fname, n, expected, v, up)
+  error(args.message(fname, n, expected, v), 2 + (up or 1))
 end
 
 local function check_limit(fname, n, limit)
   if limit == nil then return DEFAULT_LIMIT end
-  limit = math.tointeger(limit) or argerror(fname, n, "integer", limit)
+  limit = math.tointeger(limit) or argerror(fname, n, "integer", limit, 3)
   if limit <= 0 then error(ValueError("Limit cannot be <= 0"), 3) end
   return limit
 end
@@ -217,7 +219,7 @@ function StreamWriter:__tostring()
 end
 
 StreamWriter.write = C._writer_write
-function StreamWriter:writelines(list) self.transport:writelines(list) end
+function StreamWriter:writelines(list) return self.transport:writelines(list) end
 function StreamWriter:write_eof() return self.transport:write_eof() end
 function StreamWriter:can_write_eof() return self.transport:can_write_eof() end
 function StreamWriter:close() return self.transport:close() end
@@ -238,13 +240,32 @@ end
 -- C decides the common case (nothing to wait for); the rest is here.
 StreamWriter.drain = C._writer_drain
 
-function StreamWriter:_drain_wait()
-  if self.transport:is_closing() then
+-- Until connection_lost has run (it completes _closed); a waiter of our
+-- own, so that cancelling the task does not cancel _closed.
+local function wait_connection_lost(protocol)
+  local waiter = protocol._loop:create_future()
+  local function wake()
+    if not waiter:done() then waiter:set_result(nil) end
+  end
+  protocol._closed:add_done_callback(wake)
+  local ok, err = pcall(waiter.await, waiter)
+  protocol._closed:remove_done_callback(wake)
+  if not ok then error(err, 0) end
+end
+
+-- lost_coming (from C): eddy's transport has closed its handle, and
+-- connection_lost comes from the handle's close callback.
+function StreamWriter:_drain_wait(lost_coming)
+  local protocol = self._protocol
+  if lost_coming and not protocol._connection_lost then
+    -- asyncio's sleep(0) is enough for its call_soon'd connection_lost;
+    -- eddy's comes in a later libuv turn, so wait for it.
+    wait_connection_lost(protocol)
+  elseif self.transport:is_closing() then
     -- Let connection_lost run: a write/drain loop on a closed connection
     -- would otherwise never see the error.
     eddy.sleep(0)
   end
-  local protocol = self._protocol
   if protocol._paused or protocol._connection_lost then protocol:_drain_helper() end
 end
 
@@ -272,7 +293,7 @@ end
 local function split_options(fname, n, opts)
   if opts == nil then return DEFAULT_LIMIT, nil end
   if type(opts) ~= "table" or getmetatable(opts) ~= nil then
-    argerror(fname, n, "options table", opts)
+    argerror(fname, n, "options table", opts, 2)
   end
   local rest = {}
   for k, v in pairs(opts) do
