@@ -254,10 +254,12 @@ local function wait_connection_lost(protocol)
 end
 
 -- lost_coming (from C): eddy's transport has closed its handle, and
--- connection_lost comes from the handle's close callback.
+-- connection_lost comes from the handle's close callback (to our protocol,
+-- unless set_protocol replaced it).
 function StreamWriter:_drain_wait(lost_coming)
   local protocol = self._protocol
-  if lost_coming and not protocol._connection_lost then
+  if lost_coming and not protocol._connection_lost and
+     self.transport:get_protocol() == protocol then
     -- asyncio's sleep(0) is enough for its call_soon'd connection_lost;
     -- eddy's comes in a later libuv turn, so wait for it.
     wait_connection_lost(protocol)
