@@ -555,6 +555,30 @@ describe("open_connection / start_server", function()
     end
   end))
 
+  it("called from a callback, the suspending functions name themselves in the RuntimeError (API.md §1)",
+     async(function(loop)
+    local srv <close>, port = serve(echo_lines)
+    local _, writer <close> = eddy.open_connection("127.0.0.1", port)
+    local done = loop:create_future()
+    loop:call_soon(function()
+      local errs = {}
+      for name, fn in pairs({
+        open_connection = function() eddy.open_connection("127.0.0.1", port) end,
+        open_unix_connection = function() eddy.open_unix_connection("/tmp/nowhere.sock") end,
+        start_server = function() eddy.start_server(echo_lines, "127.0.0.1", 0) end,
+        start_unix_server = function() eddy.start_unix_server(echo_lines, "/tmp/nowhere.sock") end,
+        wait_closed = function() writer:wait_closed() end,
+      }) do
+        errs[name] = select(2, pcall(fn))
+      end
+      done:set_result(errs)
+    end)
+    for name, err in pairs(net.wait(done)) do
+      assert.is_true(errors.is(err, errors.RuntimeError), name)
+      assert.truthy(tostring(err):find(name .. "() cannot suspend here", 1, true), tostring(err))
+    end
+  end))
+
   it("the limit option reaches the server's readers (test_readline_limit)", async(function()
     local seen = eddy.get_running_loop():create_future()
     local srv <close>, port = serve(function(reader, writer)

@@ -19,6 +19,10 @@ local DEFAULT_LIMIT = 1 << 16  -- 64 KiB, asyncio's _DEFAULT_LIMIT
 
 local sub = string.sub
 
+-- can_suspend(name): the RuntimeError of a suspending function called
+-- outside a task names it, not the loop method it calls.
+local can_suspend = C._streams_can_suspend
+
 -- {================================================= Arguments
 
 local callable = args.callable
@@ -189,6 +193,7 @@ function StreamReaderProtocol:_drain_helper()
     error(errors.ConnectionResetError("Connection lost"), 0)
   end
   if not self._paused then return end
+  can_suspend("drain")
   local waiter = self._loop:create_future()
   local waiters = self._drain_waiters
   waiters[#waiters + 1] = waiter
@@ -232,7 +237,9 @@ end
 -- writer:wait_closed() (S): until the connection is lost; raises the
 -- error it was lost with.
 function StreamWriter:wait_closed()
-  return self._protocol._closed:await()
+  local closed = self._protocol._closed
+  if not closed:done() then can_suspend("wait_closed") end
+  return closed:await()
 end
 
 -- writer:drain() (S): wait until it is fine to write again.  Raises the
@@ -243,6 +250,7 @@ StreamWriter.drain = C._writer_drain
 -- Until connection_lost has run (it completes _closed); a waiter of our
 -- own, so that cancelling the task does not cancel _closed.
 local function wait_connection_lost(protocol)
+  can_suspend("drain")
   local waiter = protocol._loop:create_future()
   local function wake()
     if not waiter:done() then waiter:set_result(nil) end
@@ -266,6 +274,7 @@ function StreamWriter:_drain_wait(lost_coming)
   elseif self.transport:is_closing() then
     -- Let connection_lost run: a write/drain loop on a closed connection
     -- would otherwise never see the error.
+    can_suspend("drain")
     eddy.sleep(0)
   end
   if protocol._paused or protocol._connection_lost then protocol:_drain_helper() end
@@ -305,7 +314,8 @@ local function split_options(fname, n, opts)
 end
 
 -- A client connection: the loop's 'connect' method with (factory, ...).
-local function open(connect, limit, ...)
+local function open(fname, connect, limit, ...)
+  can_suspend(fname)
   local loop = current_loop()
   local reader = StreamReader(limit, loop)
   local protocol = StreamReaderProtocol(reader, nil, loop)
@@ -316,18 +326,19 @@ end
 -- eddy.open_connection(host, port, opts) (S) -> reader, writer
 function eddy.open_connection(host, port, opts)
   local limit, rest = split_options("open_connection", 3, opts)
-  return open(C.Loop.create_connection, limit, host, port, rest)
+  return open("open_connection", C.Loop.create_connection, limit, host, port, rest)
 end
 
 -- eddy.open_unix_connection(path, opts) (S) -> reader, writer
 function eddy.open_unix_connection(path, opts)
   local limit, rest = split_options("open_unix_connection", 2, opts)
-  return open(C.Loop.create_unix_connection, limit, path, rest)
+  return open("open_unix_connection", C.Loop.create_unix_connection, limit, path, rest)
 end
 
 -- A server whose connections run client_connected_cb(reader, writer).
 local function serve(fname, create, cb, limit, ...)
   if not callable(cb) then argerror(fname, 1, "callable", cb) end
+  can_suspend(fname)
   local loop = current_loop()
   local function factory()
     return StreamReaderProtocol(StreamReader(limit, loop), cb, loop)
