@@ -209,3 +209,47 @@ describe("suspension inside __close", function()
     assert.same({"closed after ValueError: unwinding"}, log)
   end))
 end)
+
+describe("suspension inside require", function()
+  -- A module in a directory of its own, put first on package.path.
+  local function with_module(name, source, body)
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    local f = assert(io.open(dir .. "/" .. name .. ".lua", "w"))
+    f:write(source)
+    f:close()
+    local saved = package.path
+    package.path = dir .. "/?.lua;" .. saved
+    local ok, err = pcall(body)
+    package.path = saved
+    package.loaded[name] = nil
+    os.execute("rm -rf " .. dir)
+    assert(ok, err)
+  end
+
+  it("a module whose main chunk sleeps can be required from a task", async(function(loop)
+    with_module("eddy_sleepy_mod", [[
+      local eddy = require "eddy"
+      local name = ...
+      return {greeting = eddy.sleep(0.005, "hello from " .. name)}
+    ]], function()
+      local t0 = loop:time()
+      local mod, path = require "eddy_sleepy_mod"
+      assert.equal("hello from eddy_sleepy_mod", mod.greeting)
+      assert.matches("eddy_sleepy_mod%.lua$", path)
+      assert.is_true(loop:time() - t0 >= 0.005)
+      assert.equal(mod, (require "eddy_sleepy_mod"))  -- loaded once
+    end)
+  end))
+
+  it("keeps require's results and errors: true for a module returning nothing, "
+     .. "'not found' listing every searcher", async(function()
+    with_module("eddy_quiet_mod", "require('eddy').sleep(0)", function()
+      assert.is_true(require "eddy_quiet_mod")
+      local ok, err = pcall(require, "eddy_no_such_module")
+      assert.is_false(ok)
+      assert.matches("module 'eddy_no_such_module' not found:\n\tno field package.preload", err)
+    end)
+  end))
+end)

@@ -473,6 +473,8 @@ void eddy__tune_gc(lua_State *L);
 /* The coroutine library's resume/wrap replaced by versions that forward
 ** eddy's suspensions (coro.c). */
 void eddy__open_coro(lua_State *L);
+/* Replace the global require with one whose module may suspend (require.c). */
+void eddy__open_require(lua_State *L);
 /* The C core table handed to eddy.init (loop.c). */
 int eddy__open_core(lua_State *L);
 /* task.c's functions for that table: sleep, await, current_task... */

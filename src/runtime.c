@@ -111,6 +111,7 @@ void eddy__attach(lua_State *L, uv_loop_t *uv) {
   eddy__open_future(L);
   eddy__open_task(L);
   eddy__open_coro(L);
+  eddy__open_require(L);
 }
 
 /* }====================================================== */
@@ -125,8 +126,6 @@ int luaopen_eddy(lua_State *L) {
   lua_pop(L, 1);
   /* eddy.init receives the C core table and returns the module. */
   eddy__open_core(L);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "eddy.core");
   load_source(L, "eddy.init");
   lua_insert(L, -2);
   lua_call(L, 1, 1);

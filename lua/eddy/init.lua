@@ -68,18 +68,16 @@ package.loaded["eddy.socket"] = C.socket
 eddy.signal = C.signal
 package.loaded["eddy.signal"] = C.signal
 
-require "eddy.base_events"
-require "eddy.tasks"
-require "eddy.runners"
-require "eddy.asyncgen"
-require "eddy.contextvars"
-require "eddy.taskgroups"
-require "eddy.timeouts"
-require "eddy.locks"
-require "eddy.queues"
-require "eddy.transports"
-require "eddy.selector_events"
-require "eddy.executor"
-require "eddy.streams"
+-- The parts written in Lua add their functions to this table.  They are
+-- not left in package.loaded as aliases of it: Lua names a function in an
+-- error message after the first loaded module holding it, and
+-- 'eddy.runners.sleep' is not a name anyone calls.
+for _, part in ipairs{"eddy.base_events", "eddy.tasks", "eddy.runners",
+    "eddy.asyncgen", "eddy.contextvars", "eddy.taskgroups", "eddy.timeouts",
+    "eddy.locks", "eddy.queues", "eddy.transports", "eddy.selector_events",
+    "eddy.executor", "eddy.streams"} do
+  require(part)
+  package.loaded[part] = true
+end
 
 return eddy
