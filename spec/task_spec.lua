@@ -67,6 +67,41 @@ describe("Task basics", function()
     assert.is_nil(in_callback)
   end))
 
+  it("current_task without a running loop raises RuntimeError; with a loop, "
+     .. "only that loop's task (asyncio.current_task(loop))", function()
+    raises(eddy.current_task, errors.RuntimeError)
+    local loop = eddy.new_event_loop()
+    local other = eddy.new_event_loop()
+    local seen = loop:run_until_complete(function()
+      return {eddy.current_task(), eddy.current_task(loop), eddy.current_task(other) or "none"}
+    end)
+    assert.equal(seen[1], seen[2])
+    assert.equal("none", seen[3])
+    assert.has_error(function() eddy.current_task(5) end,
+                     "bad argument #1 to 'current_task' (eddy.Loop expected, got number)")
+    loop:close()
+    other:close()
+  end)
+
+  it("create_task and await name themselves for a non-awaitable", async(function()
+    local ok, err = pcall(eddy.create_task, 5)
+    assert.is_false(ok)
+    assert.equal("bad argument #1 to 'create_task' (function expected, got number)", err)
+    ok, err = pcall(eddy.await, 5)
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to '[%w.]*await' %(awaitable expected: Future, Task or function; got number%)", err)
+  end))
+
+  it("await(fn) from a callback raises before making a task", async(function(loop)
+    local before = #eddy.all_tasks()
+    local result = loop:create_future()
+    loop:call_soon(function() result:set_result(pcall(eddy.await, function() end)) end)
+    local ok, err = result:await()
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.RuntimeError))
+    assert.equal(before, #eddy.all_tasks())
+  end))
+
   it("all_tasks lists the pending tasks of the loop", async(function(loop)
     local task = loop:create_task(function() eddy.sleep(0.01) end)
     local found = {}

@@ -426,7 +426,15 @@ static int c_await(lua_State *L) {
   luaL_checkany(L, 1);
   if (eddy__tofuture(L, 1) == NULL) {
     eddy_Loop *loop;
-    if (lua_type(L, 1) != LUA_TTHREAD) eddy__checkcallable(L, 1);
+    if (lua_type(L, 1) != LUA_TTHREAD && lua_type(L, 1) != LUA_TFUNCTION) {
+      if (luaL_getmetafield(L, 1, "__call") == LUA_TNIL)
+        return luaL_argerror(L, 1, lua_pushfstring(L,
+            "awaitable expected: Future, Task or function; got %s",
+            luaL_typename(L, 1)));
+      lua_pop(L, 1);
+    }
+    /* Raise before a task is made that nobody would wait for. */
+    eddy__can_suspend(L, "await");
     loop = eddy__getloop(L);
     lua_pop(L, 1);
     eddy__task_new(L, loop, lua_gettop(L) - 1);  /* fn(...): the task at 1 */

@@ -7,6 +7,7 @@ local C = ...
 assert(type(C) == "table", "eddy.init is loaded by luaopen_eddy (require \"eddy\")")
 
 local errors = require "eddy.errors"
+local args = require "eddy.args"
 
 local eddy = {
   errors = errors,
@@ -44,8 +45,17 @@ eddy.sleep = C.sleep
 eddy.await = C.await
 eddy.isfuture = C.isfuture
 
+-- eddy.current_task([loop]): the task running on 'loop' (default: the
+-- running loop, so RuntimeError without one, as asyncio), or nil.
 function eddy.current_task(loop)
-  return C.current_task()
+  if loop == nil then
+    loop = eddy.get_running_loop()
+  elseif args.typename(loop) ~= "eddy.Loop" then
+    error(args.message("current_task", 1, "eddy.Loop", loop), 2)
+  end
+  local task = C.current_task()
+  if task ~= nil and rawequal(task:get_loop(), loop) then return task end
+  return nil
 end
 
 function eddy.all_tasks(loop)
@@ -55,6 +65,9 @@ end
 
 -- eddy.create_task(fn, ...): on the running loop.
 function eddy.create_task(fn, ...)
+  if not args.callable(fn) and type(fn) ~= "thread" then
+    error(args.message("create_task", 1, "function", fn), 2)
+  end
   return eddy.get_running_loop():create_task(fn, ...)
 end
 
