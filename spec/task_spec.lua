@@ -237,6 +237,35 @@ describe("Task cancellation", function()
     assert.is_false(ran)
   end))
 
+  it("a second cancel(msg) after the first woke the task keeps the first message, "
+     .. "as asyncio's waiter error does", async(function(loop)
+    local fut = loop:create_future()
+    local waiting = {
+      loop:create_task(function() eddy.sleep(10) end),
+      loop:create_task(function() fut:await() end),
+      loop:create_task(function() eddy.Queue():get() end),
+    }
+    turns()
+    for _, task in ipairs(waiting) do
+      assert.is_true(task:cancel("first"))
+      assert.is_true(task:cancel("second"))
+      assert.equal(2, task:cancelling())
+      assert.equal("first", raises(task.await, errors.CancelledError, task).message)
+    end
+  end))
+
+  it("a task waiting on a task that ignored one cancellation gets the next one", async(function(loop)
+    local inner = loop:create_task(function() pcall(eddy.sleep, 10); eddy.sleep(10) end)
+    local outer = loop:create_task(function() inner:await() end)
+    turns()
+    outer:cancel("a")
+    turns()
+    assert.is_false(inner:done())
+    outer:cancel("b")
+    assert.equal("b", raises(outer.await, errors.CancelledError, outer).message)
+    assert.is_true(inner:cancelled())
+  end))
+
   it("a task cancelling itself before returning ends cancelled (test_cancel_at_end)",
      async(function(loop)
     local task

@@ -358,6 +358,7 @@ struct eddy_Task {
   int num_cancels_requested;
   int id;                      /* for the default name "Task-<id>" */
   unsigned char has_ctx;       /* TASK_UV_CTX holds a Context */
+  unsigned char cancel_woke;   /* a cancel() woke it; its step is due */
   const void *parked_on;       /* eddy__park's key while parked, else NULL */
 };
 

@@ -217,6 +217,7 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
   int nargs, status, nres = 0;
   lua_State *co;
   t->scheduled = 0;
+  t->cancel_woke = 0;
   if (t->fut.state != EDDY_FUT_PENDING) {
     lua_settop(L, ti - 1);
     return;
@@ -546,6 +547,12 @@ static int t_cancel(lua_State *L) {
     return 1;
   }
   t->num_cancels_requested++;
+  /* An earlier cancel() already woke it: it will see that CancelledError
+  ** and its message; asyncio's later cancel() calls change nothing. */
+  if (t->cancel_woke) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   if (!lua_isnil(L, 2)) {
     push_extra(L, 1);
     lua_pushvalue(L, 2);
@@ -554,11 +561,15 @@ static int t_cancel(lua_State *L) {
   }
   if (lua_getiuservalue(L, 1, TASK_UV_WAITER) != LUA_TNIL &&
       cancel_waiter(L, -1, 2)) {
+    /* Done now (a future, not a task that may ignore it): its wake-up
+    ** is due.  A task waited on stays cancellable again, as in asyncio. */
+    t->cancel_woke = eddy__tofuture(L, -1)->state != EDDY_FUT_PENDING;
     lua_pushboolean(L, 1);
     return 1;
   }
   t->must_cancel = 1;
   if (t->parked_on != NULL) {  /* step it now: the error wakes it */
+    t->cancel_woke = 1;
     t->parked_on = NULL;
     t->scheduled = 1;
     eddy__ready_push(L, t->fut.loop, 1);
