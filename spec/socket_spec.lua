@@ -191,6 +191,35 @@ describe("eddy.socket", function()
     a:close() b:close()
   end)
 
+  it("recv(0) gives \"\" at once, even with nothing to read", function()
+    -- CPython's sock_recv returns b'' for recvlen 0 without a syscall
+    -- (the kernel would block, or say EAGAIN)
+    local a, b = socket.socketpair()
+    assert.equal("", b:recv(0))
+    b:setblocking(false)
+    assert.equal("", b:recv(0))
+    raises(errors.OSError, b.recvfrom, b, 0)  -- EAGAIN: recvfrom has no shortcut
+    b:settimeout(0.01)
+    assert.equal("", b:recv(0))
+    raises(errors.ValueError, b.recv, b, -1)
+    a:close() b:close()
+  end)
+
+  it("getblocking and gettimeout still answer on a closed socket", function()
+    -- as Python's: they read the mode, not the descriptor
+    local s = socket.socket()
+    s:settimeout(2.5)
+    s:close()
+    assert.equal(2.5, s:gettimeout())
+    assert.is_true(s:getblocking())
+    local t = socket.socket()
+    t:setblocking(false)
+    t:close()
+    assert.equal(0, t:gettimeout())
+    assert.is_false(t:getblocking())
+    raises(errors.OSError, t.setblocking, t, true)
+  end)
+
   it("has __close and __gc that close the descriptor", function()
     local fd
     do

@@ -117,6 +117,25 @@ describe("sock_* methods", function()
     a:close() b:close() s:close() c:close()
   end))
 
+  it("sock_recv(0) and sock_recv_into an empty Buffer return at once", async(function(loop)
+    -- asyncio calls sock.recv(0) / sock.recv_into(b""), which Python
+    -- answers without waiting for data
+    local a, b = pair()
+    assert.equal("", eddy.wait_for(function() return loop:sock_recv(b, 0) end, 1))
+    assert.equal(0, eddy.wait_for(function() return loop:sock_recv_into(b, eddy.Buffer(0)) end, 1))
+    a:send("x")
+    assert.equal("x", loop:sock_recv(b, 10))
+    a:close() b:close()
+  end))
+
+  it("sock_connect hands host \"\" to getaddrinfo, as asyncio's _ensure_resolved", async(function(loop)
+    local c = socket.socket()
+    c:setblocking(false)
+    local err = raises(errors.DNSError, loop.sock_connect, loop, c, {"", 9})
+    assert.equal("EAI_NONAME", err.code)
+    c:close()
+  end))
+
   it("cancelling the awaiting task removes the watcher", async(function(loop)
     local a, b = pair()
     local t = loop:create_task(function() return loop:sock_recv(b, 10) end)

@@ -330,8 +330,10 @@ static int sock_setblocking(lua_State *L) {
   return 0;
 }
 
+/* getblocking and gettimeout read the mode only: a closed socket
+** answers too, as Python's. */
 static int sock_getblocking(lua_State *L) {
-  eddy_Socket *s = eddy__checksocket(L, 1);
+  eddy_Socket *s = (eddy_Socket *)luaL_checkudata(L, 1, EDDY_SOCKET);
   lua_pushboolean(L, s->timeout != 0);
   return 1;
 }
@@ -354,7 +356,7 @@ static int sock_settimeout(lua_State *L) {
 }
 
 static int sock_gettimeout(lua_State *L) {
-  eddy_Socket *s = eddy__checksocket(L, 1);
+  eddy_Socket *s = (eddy_Socket *)luaL_checkudata(L, 1, EDDY_SOCKET);
   if (s->timeout < 0) lua_pushnil(L);
   else lua_pushnumber(L, s->timeout);
   return 1;
@@ -509,11 +511,18 @@ static ssize_t recv_string(lua_State *L, eddy_Socket *s, size_t n, int flags,
   return r;
 }
 
-/* sock:recv(n [, flags]) -> string */
+/* sock:recv(n [, flags]) -> string; recv(0) is "" at once, as Python's
+** (the kernel would wait, or say EAGAIN, for a zero-byte read). */
 static int sock_recv(lua_State *L) {
-  eddy_Socket *s = eddy__checksocket(L, 1);
+  eddy_Socket *s = (eddy_Socket *)luaL_checkudata(L, 1, EDDY_SOCKET);
   size_t n = checksize(L, 2, "recv");
-  recv_string(L, s, n, (int)luaL_optinteger(L, 3, 0), NULL, NULL);
+  int flags = (int)luaL_optinteger(L, 3, 0);
+  if (n == 0) {
+    lua_pushliteral(L, "");
+    return 1;
+  }
+  s = eddy__checksocket(L, 1);
+  recv_string(L, s, n, flags, NULL, NULL);
   return 1;
 }
 

@@ -128,8 +128,14 @@ static int recv_string(lua_State *L, int base, int from) {
   size_t n = eddy__recv_size(s, (size_t)lua_tointeger(L, base + 1), 0);
   int top = lua_gettop(L);
   luaL_Buffer b;
-  char *p = luaL_buffinitsize(L, &b, n);  /* may push a box */
-  int r = recv_into(L, s->fd, p, n, from, &b);
+  char *p;
+  int r;
+  if (n == 0 && !from) {  /* sock.recv(0): b"" at once, as Python's */
+    lua_pushliteral(L, "");
+    return 1;
+  }
+  p = luaL_buffinitsize(L, &b, n);  /* may push a box */
+  r = recv_into(L, s->fd, p, n, from, &b);
   if (r == EDDY_SOCK_FAILED) {
     lua_insert(L, top + 1);  /* the error below the box, if any */
     lua_settop(L, top + 1);
@@ -150,7 +156,12 @@ static int recv_buffer(lua_State *L, int base, int from) {
   size_t size;
   char *p = eddy__checkbuffer(L, base + 1, &size);
   size_t n = (size_t)lua_tointeger(L, base + 2);
-  return recv_into(L, s->fd, p, n ? n : size, from, NULL);
+  if (n == 0) n = size;
+  if (n == 0 && !from) {  /* sock.recv_into(empty): 0 at once, as Python's */
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  return recv_into(L, s->fd, p, n, from, NULL);
 }
 
 static int try_recv_into(lua_State *L, int base) {
@@ -353,17 +364,29 @@ static int connect_resolved_k(lua_State *L, int status, lua_KContext ctx) {
   return do_connect(L);
 }
 
+/* Whether the IP address at i needs loop:getaddrinfo: a host name, or
+** "" (the wildcard for sock:connect, but asyncio's _ensure_resolved
+** hands it to getaddrinfo, which fails). */
+static int needs_resolving(lua_State *L, eddy_Socket *s, int i) {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int empty;
+  if (s->family != AF_INET && s->family != AF_INET6) return 0;
+  if (eddy__socket_addr(L, i, s->family, &ss, &len, 0) == 1) return 1;
+  lua_rawgeti(L, i, 1);
+  empty = lua_rawlen(L, -1) == 0;
+  lua_pop(L, 1);
+  return empty;
+}
+
 /* loop:sock_connect(sock, address): IP host names are resolved with
 ** loop:getaddrinfo first, as asyncio's _ensure_resolved. */
 static int l_sock_connect(lua_State *L) {
-  struct sockaddr_storage ss;
-  socklen_t len;
   eddy_Socket *s;
   eddy__checkloop(L, 1);
   s = eddy__sock_checknb(L, 2);
   lua_settop(L, 3);
-  if ((s->family == AF_INET || s->family == AF_INET6) &&
-      eddy__socket_addr(L, 3, s->family, &ss, &len, 0) == 1) {
+  if (needs_resolving(L, s, 3)) {
     lua_getfield(L, 1, "getaddrinfo");
     lua_pushvalue(L, 1);
     lua_rawgeti(L, 3, 1);
