@@ -177,8 +177,11 @@ static int l_getaddrinfo(lua_State *L) {
   hints.ai_socktype = int_option(L, 4, "type");
   hints.ai_protocol = int_option(L, 4, "proto");
   hints.ai_flags = int_option(L, 4, "flags");
-  if (host != NULL && *host == '\0') host = NULL;
   eddy__can_suspend(L, "getaddrinfo");
+  /* Python's socket.getaddrinfo hands "" to the C function as it is, and
+  ** no host with no port fails there too; libuv would say EINVAL. */
+  if ((host != NULL && *host == '\0') || (host == NULL && service == NULL))
+    return eddy__uverror(L, UV_EAI_NONAME, "getaddrinfo");
   r = request_new(L, loop);
   err = uv_getaddrinfo(loop->uv, &r->u.gai, getaddrinfo_cb, host, service,
                        &hints);
