@@ -112,6 +112,38 @@ describe("fd watchers", function()
     assert.is_false(loop:remove_writer(5000))
   end))
 
+  it("leaves the fd's blocking mode alone, as a selector", async(function(loop)
+    -- libuv's uv_poll_init sets O_NONBLOCK; asyncio never changes it, and
+    -- a blocking socket or pipe read in the callback must stay blocking
+    local a, b = socket.socketpair()
+    loop:add_reader(b, function() end)
+    local probe <close> = b:dup()  -- a dup reads the shared O_NONBLOCK flag
+    assert.is_true(probe:getblocking())
+    assert.is_true(loop:remove_reader(b))
+    local f = io.popen("echo one; sleep 0.05; echo two")
+    local got = loop:create_future()
+    loop:add_reader(f, function()
+      loop:remove_reader(f)
+      got:set_result(f:read("a"))
+    end)
+    assert.equal("one\ntwo\n", got:await())
+    f:close()
+    a:close() b:close()
+  end))
+
+  it("remove_reader and remove_writer refuse an fd a transport uses", async(function(loop)
+    -- asyncio's remove_reader/remove_writer call _ensure_fd_no_transport
+    local srv = loop:create_server(function() return {} end, "127.0.0.1", 0)
+    local tr = loop:create_connection(function() return {} end, "127.0.0.1",
+                                      srv.sockets[1]:getsockname()[2])
+    local fd = tr:get_extra_info("socket"):fileno()
+    local err = raises(errors.RuntimeError, loop.remove_reader, loop, fd)
+    assert.matches("used by transport", tostring(err))
+    raises(errors.RuntimeError, loop.remove_writer, loop, fd)
+    tr:close()
+    srv:close()
+  end))
+
   it("a watcher keeps a plain run_forever loop alive, and close() closes it", function()
     local loop = eddy.new_event_loop()
     local a, b = socket.socketpair()

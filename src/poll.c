@@ -166,7 +166,7 @@ void eddy__fd_watch(lua_State *L, eddy_Loop *loop, int fd, int event,
     check_no_transport(L, loop, fd, w);
   if (w == NULL) {
     uv_handle_t *h;
-    int err;
+    int err, fl;
     lua_pop(L, 1);
     w = (FdWatcher *)lua_newuserdatauv(L, sizeof *w, W_NUV);
     eddy__uv_init(&w->uv);
@@ -176,11 +176,16 @@ void eddy__fd_watch(lua_State *L, eddy_Loop *loop, int fd, int event,
     w->transport = 0;
     w->uv.on_closed = watcher_closed;
     h = eddy__uv_open(L, &w->uv, wi, loop, sizeof(uv_poll_t));
+    fl = fcntl(fd, F_GETFL);
     err = uv_poll_init(loop->uv, (uv_poll_t *)h, fd);
     if (err < 0) {
       eddy__uv_abandon(L, &w->uv);
       eddy__uverror(L, err, NULL);
     }
+    /* uv_poll_init made the fd non-blocking; a selector leaves it as it
+    ** was (a blocking socket or pipe stays blocking), and libuv never
+    ** reads or writes a polled fd itself. */
+    if (fl != -1 && !(fl & O_NONBLOCK)) fcntl(fd, F_SETFL, fl);
     push_map(L, loop);
     lua_pushvalue(L, wi);
     lua_rawseti(L, -2, fd);
@@ -231,12 +236,17 @@ static int add_watch(lua_State *L, int event) {
 
 static int remove_watch(lua_State *L, int event) {
   eddy_Loop *loop = eddy__checkanyloop(L, 1);
+  FdWatcher *w;
   int fd;
   if (loop->state == EDDY_LOOP_CLOSED) {
     lua_pushboolean(L, 0);
     return 1;
   }
   fd = eddy__checkfd(L, 2);
+  /* asyncio's _ensure_fd_no_transport, as add_reader and add_writer */
+  w = push_watcher(L, loop, fd);
+  if (w == NULL || w->transport) check_no_transport(L, loop, fd, w);
+  lua_pop(L, 1);
   lua_pushboolean(L, eddy__fd_unwatch(L, loop, fd, event));
   return 1;
 }
