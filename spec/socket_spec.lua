@@ -15,7 +15,9 @@ describe("eddy.socket", function()
       "SO_BROADCAST", "SO_KEEPALIVE", "SO_ERROR", "SO_RCVBUF", "SO_SNDBUF", "IPPROTO_TCP",
       "IPPROTO_UDP", "IPPROTO_IPV6", "IPV6_V6ONLY", "TCP_NODELAY", "AI_PASSIVE",
       "AI_CANONNAME", "AI_NUMERICHOST", "NI_NUMERICHOST", "NI_NUMERICSERV", "SHUT_RD",
-      "SHUT_WR", "SHUT_RDWR", "MSG_PEEK"} do
+      "SHUT_WR", "SHUT_RDWR", "MSG_PEEK", "IP_MULTICAST_IF", "IP_DROP_MEMBERSHIP",
+      "IPV6_JOIN_GROUP", "IPV6_LEAVE_GROUP", "SO_RCVTIMEO", "TCP_USER_TIMEOUT",
+      "INADDR_NONE", "IPPROTO_ICMP", "MSG_DONTROUTE"} do
       assert.is_number(socket[name], name)
     end
   end)
