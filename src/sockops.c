@@ -99,9 +99,9 @@ static int run(lua_State *L, eddy_Loop *loop, int event,
 
 /* {====================================================== Receiving */
 
-static size_t checknbytes(lua_State *L, int i) {
+static size_t checknbytes(lua_State *L, int i, const char *what) {
   lua_Integer n = luaL_checkinteger(L, i);
-  if (n < 0) eddy__error(L, "ValueError", "negative buffersize in recv");
+  if (n < 0) eddy__error(L, "ValueError", "negative buffersize in %s", what);
   return (size_t)n;
 }
 
@@ -186,7 +186,7 @@ static int recvfrom_into_ready(lua_State *L) {
 static int l_sock_recv(lua_State *L) {
   eddy_Loop *loop = eddy__checkloop(L, 1);
   eddy__sock_checknb(L, 2);
-  checknbytes(L, 3);
+  checknbytes(L, 3, "recv");
   lua_settop(L, 3);
   return run(L, loop, UV_READABLE, try_recv, recv_ready, "sock_recv");
 }
@@ -195,7 +195,7 @@ static int l_sock_recv(lua_State *L) {
 static int l_sock_recvfrom(lua_State *L) {
   eddy_Loop *loop = eddy__checkloop(L, 1);
   eddy__sock_checknb(L, 2);
-  checknbytes(L, 3);
+  checknbytes(L, 3, "recvfrom");
   lua_settop(L, 3);
   return run(L, loop, UV_READABLE, try_recvfrom, recvfrom_ready,
              "sock_recvfrom");
