@@ -390,8 +390,25 @@ static int retry(lua_State *L, eddy_Socket *s, short events) {
   return 1;
 }
 
+/* Raise the OSError for errno value 'err'.  libuv has no code for
+** EINPROGRESS (a non-blocking connect), which would come out as "Unknown
+** system error -115": build that one here, as Python's BlockingIOError. */
+static int raise_oserror(lua_State *L, int err) {
+  if (err != EINPROGRESS) return eddy__uverror(L, -err, NULL);
+  lua_pushliteral(L, "operation now in progress");
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, err);
+  lua_setfield(L, -2, "errno");
+  lua_pushliteral(L, "EINPROGRESS");
+  lua_setfield(L, -2, "code");
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, "strerror");
+  eddy__newerror(L, "OSError", 2);
+  return lua_error(L);
+}
+
 static int raise_errno(lua_State *L) {
-  return eddy__uverror(L, -errno, NULL);
+  return raise_oserror(L, errno);
 }
 
 static void checkaddr(lua_State *L, eddy_Socket *s, int idx,
@@ -449,7 +466,7 @@ static int do_connect(lua_State *L, eddy_Socket *s, int idx) {
 static int sock_connect(lua_State *L) {
   eddy_Socket *s = eddy__checksocket(L, 1);
   int err = do_connect(L, s, 2);
-  if (err != 0) return eddy__uverror(L, -err, NULL);
+  if (err != 0) return raise_oserror(L, err);
   return 0;
 }
 
