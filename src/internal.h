@@ -562,6 +562,11 @@ uv_stream_t *eddy__stream_open(lua_State *L, eddy_Stream *s, int t);
 /* Wrap the connected socket 'fd' in the new stream at index t, which owns
 ** it from now on; returns 0 or a libuv error (fd closed, stream closed). */
 int eddy__stream_adopt(lua_State *L, eddy_Stream *s, int t, int fd);
+/* The (high, low) arguments at 2 and 3 of set_write_buffer_limits, with
+** asyncio's defaults (high: default_high, or 4 * low; low: high // 4, Python's
+** floor division); ValueError unless high >= low >= 0. */
+void eddy__write_limits_args(lua_State *L, lua_Integer default_high,
+                             size_t *high, size_t *low);
 /* Start the open stream at index t with the protocol at index p:
 ** connection_made, then reading; the Server at index sv (0: none) is the
 ** one that accepted it.  May raise on a bad protocol type. */

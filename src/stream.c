@@ -567,24 +567,33 @@ static int t_get_write_buffer_limits(lua_State *L) {
   return 2;
 }
 
-/* transport:set_write_buffer_limits(high, low): asyncio's defaults
-** (high 64 KiB, or 4 * low; low = high // 4, Python's floor division). */
-static int t_set_write_buffer_limits(lua_State *L) {
-  eddy_Stream *s = checkstream(L, 1);
+void eddy__write_limits_args(lua_State *L, lua_Integer default_high,
+                             size_t *high_out, size_t *low_out) {
   lua_Integer high, low;
   if (lua_isnoneornil(L, 2)) {
-    high = lua_isnoneornil(L, 3) ? DEFAULT_HIGH : 4 * luaL_checkinteger(L, 3);
+    if (lua_isnoneornil(L, 3)) {
+      high = default_high;
+    } else {  /* 4 * low, saturated: Python's integers do not overflow */
+      low = luaL_checkinteger(L, 3);
+      high = low > LUA_MAXINTEGER / 4 ? LUA_MAXINTEGER
+           : low < LUA_MININTEGER / 4 ? LUA_MININTEGER : 4 * low;
+    }
   } else {
     high = luaL_checkinteger(L, 2);
   }
   low = lua_isnoneornil(L, 3) ? high / 4 - (high % 4 < 0)
                               : luaL_checkinteger(L, 3);
   if (!(high >= low && low >= 0))
-    return eddy__error(L, "ValueError",
-                       "high (%I) must be >= low (%I) must be >= 0",
-                       high, low);
-  s->high = (size_t)high;
-  s->low = (size_t)low;
+    eddy__error(L, "ValueError", "high (%I) must be >= low (%I) must be >= 0",
+                high, low);
+  *high_out = (size_t)high;
+  *low_out = (size_t)low;
+}
+
+/* transport:set_write_buffer_limits(high, low) */
+static int t_set_write_buffer_limits(lua_State *L) {
+  eddy_Stream *s = checkstream(L, 1);
+  eddy__write_limits_args(L, DEFAULT_HIGH, &s->high, &s->low);
   if (s->state == EDDY_STREAM_OPEN) maybe_pause(L, s, 1);
   return 0;
 }

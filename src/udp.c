@@ -365,22 +365,10 @@ static int t_get_write_buffer_limits(lua_State *L) {
   return 2;
 }
 
-/* set_write_buffer_limits(high, low), asyncio's defaults (low = high // 4,
-** Python's floor division). */
+/* set_write_buffer_limits(high, low) */
 static int t_set_write_buffer_limits(lua_State *L) {
   Dgram *d = checkdgram(L, 1);
-  lua_Integer high, low;
-  if (lua_isnoneornil(L, 2))
-    high = lua_isnoneornil(L, 3) ? HIGH_WATER : 4 * luaL_checkinteger(L, 3);
-  else
-    high = luaL_checkinteger(L, 2);
-  low = lua_isnoneornil(L, 3) ? high / 4 - (high % 4 < 0)
-                              : luaL_checkinteger(L, 3);
-  if (!(high >= low && low >= 0))
-    return eddy__error(L, "ValueError",
-                       "high (%I) must be >= low (%I) must be >= 0", high, low);
-  d->high = (size_t)high;
-  d->low = (size_t)low;
+  eddy__write_limits_args(L, HIGH_WATER, &d->high, &d->low);
   maybe_pause(L, d, 1);
   return 0;
 }
