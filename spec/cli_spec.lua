@@ -197,6 +197,14 @@ t:await()
     local r = eddy("-E -e " .. q"package.path = '' package.cpath = '' print(type(require('eddy').run))")
     assert.equal("function\n", r.out)
   end)
+
+  it("require 'eddy.socket' and 'eddy.signal' work before require 'eddy'", function()
+    local r = eddy("-e " .. q[[
+      local socket, signal = require('eddy.socket'), require('eddy.signal')
+      local eddy = require('eddy')
+      print(socket == eddy.socket, signal == eddy.signal, socket.AF_INET, signal.SIGINT)]])
+    assert.same({code = 0, out = "true\ttrue\t2\t2\n", err = ""}, r)
+  end)
 end)
 
 describe("eddy main chunk (API.md §11)", function()

@@ -54,6 +54,11 @@ void eddy_close(eddy_State *E);
 /* The module opener: `require "eddy"` from any Lua 5.4 host (eddy.so). */
 int luaopen_eddy(lua_State *L);
 
+/* `require "eddy.socket"` and `require "eddy.signal"`, also before
+** `require "eddy"` (Lua's all-in-one searcher finds them in eddy.so). */
+int luaopen_eddy_socket(lua_State *L);
+int luaopen_eddy_signal(lua_State *L);
+
 #ifdef __cplusplus
 }
 #endif

@@ -71,7 +71,8 @@ static int load_embedded(lua_State *L) {
   return 1;
 }
 
-/* package.preload[name] = load_embedded for every embedded module. */
+/* package.preload[name] = load_embedded for every embedded module, and
+** the openers of the C parts that have module names of their own. */
 static void register_embedded(lua_State *L) {
   const eddy_Source *s;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
@@ -79,6 +80,10 @@ static void register_embedded(lua_State *L) {
     lua_pushcfunction(L, load_embedded);
     lua_setfield(L, -2, s->name);
   }
+  lua_pushcfunction(L, luaopen_eddy_socket);
+  lua_setfield(L, -2, "eddy.socket");
+  lua_pushcfunction(L, luaopen_eddy_signal);
+  lua_setfield(L, -2, "eddy.signal");
   lua_pop(L, 1);
 }
 
@@ -117,6 +122,18 @@ void eddy__attach(lua_State *L, uv_loop_t *uv) {
 /* }====================================================== */
 
 /* {====================================================== luaopen_eddy */
+
+/* eddy.socket and eddy.signal are fields of the module, which init.lua
+** also stores in package.loaded; required first, they load eddy. */
+static int open_part(lua_State *L, const char *field) {
+  luaL_requiref(L, "eddy", luaopen_eddy, 0);
+  lua_getfield(L, -1, field);
+  return 1;
+}
+
+int luaopen_eddy_socket(lua_State *L) { return open_part(L, "socket"); }
+
+int luaopen_eddy_signal(lua_State *L) { return open_part(L, "signal"); }
 
 int luaopen_eddy(lua_State *L) {
   eddy__attach(L, NULL);

@@ -6,9 +6,16 @@ local function check(cond, what)
 end
 
 local raw_resume = coroutine.resume  -- saved before eddy replaces it
+-- Required first, a part loads eddy (Lua's all-in-one searcher finds
+-- luaopen_eddy_socket in eddy.so).
+local sok, socket = pcall(require, "eddy.socket")
+check(sok and type(socket) == "table" and socket.AF_INET == 2,
+      "require 'eddy.socket' before require 'eddy'")
 local ok, eddy = pcall(require, "eddy")
 check(ok and type(eddy) == "table", "require 'eddy' loads eddy.so")
 if not ok then print(eddy) os.exit(1) end
+check(eddy.socket == socket and require "eddy.signal" == eddy.signal,
+      "the parts are the module's fields")
 
 local r1, r2 = eddy.run(function(a)
   eddy.sleep(0.01)
