@@ -3,6 +3,8 @@
 ** built from messages, libuv codes and errno values; the traceback message
 ** handler every protected call uses.
 */
+#define _GNU_SOURCE /* strerrorname_np */
+#include <netdb.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -73,21 +75,56 @@ static const char *class_for(int uverr) {
   return "OSError";
 }
 
+/* The getaddrinfo code (EAI_x, negative on glibc) of a libuv UV_EAI_x:
+** Python's socket.gaierror has it as its errno.  0 for other codes. */
+static int eai_of(int uverr) {
+  switch (uverr) {
+    case UV_EAI_ADDRFAMILY: return EAI_ADDRFAMILY;
+    case UV_EAI_AGAIN: return EAI_AGAIN;
+    case UV_EAI_BADFLAGS: return EAI_BADFLAGS;
+    case UV_EAI_CANCELED: return EAI_CANCELED;
+    case UV_EAI_FAIL: return EAI_FAIL;
+    case UV_EAI_FAMILY: return EAI_FAMILY;
+    case UV_EAI_MEMORY: return EAI_MEMORY;
+    case UV_EAI_NODATA: return EAI_NODATA;
+    case UV_EAI_NONAME: return EAI_NONAME;
+    case UV_EAI_OVERFLOW: return EAI_OVERFLOW;
+    case UV_EAI_SERVICE: return EAI_SERVICE;
+    case UV_EAI_SOCKTYPE: return EAI_SOCKTYPE;
+    default: return 0;
+  }
+}
+
+/* Whether libuv has a name for the code: for others uv_err_name and
+** uv_strerror say "Unknown system error N" (and uv_err_name leaks it). */
+static int uv_knows(int uverr) {
+  char name[64];
+  uv_err_name_r(uverr, name, sizeof name);
+  return strncmp(name, "Unknown system error", 20) != 0;
+}
+
 void eddy__pushuverror(lua_State *L, int uverr, const char *what) {
   const char *cls = class_for(uverr);
-  const char *code = uv_err_name(uverr);
-  const char *strerror = uv_strerror(uverr);
-  push_class(L, cls);
-  if (what != NULL) lua_pushfstring(L, "%s: %s", what, strerror);
-  else lua_pushstring(L, strerror);
-  lua_createtable(L, 0, 3);
-  if (strncmp(code, "EAI_", 4) != 0) {
-    lua_pushinteger(L, -uverr);  /* libuv codes are -errno on Unix */
-    lua_setfield(L, -2, "errno");
+  const char *code, *strerror_text;
+  int eai = eai_of(uverr);
+  if (uv_knows(uverr)) {
+    code = uv_err_name(uverr);
+    strerror_text = uv_strerror(uverr);
+  } else {  /* an errno libuv does not list: the C library's names */
+    code = strerrorname_np(-uverr);
+    strerror_text = strerror(-uverr);
   }
-  lua_pushstring(L, code);
-  lua_setfield(L, -2, "code");
-  lua_pushstring(L, strerror);
+  push_class(L, cls);
+  if (what != NULL) lua_pushfstring(L, "%s: %s", what, strerror_text);
+  else lua_pushstring(L, strerror_text);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, eai != 0 ? eai : -uverr);  /* libuv codes are -errno */
+  lua_setfield(L, -2, "errno");
+  if (code != NULL) {
+    lua_pushstring(L, code);
+    lua_setfield(L, -2, "code");
+  }
+  lua_pushstring(L, strerror_text);
   lua_setfield(L, -2, "strerror");
   lua_call(L, 2, 1);
 }
