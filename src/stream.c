@@ -132,24 +132,22 @@ static int protocol_msgh(lua_State *L) {
 }
 
 /*
-** Call the function below its 'nargs' arguments at the top, protected.
-** On failure the error goes to the exception handler with a context
+** Call the function below its 'nargs' arguments at the top, protected by
+** protocol_msgh, which the caller put just below the function.  On
+** failure the error goes to the exception handler with a context
 ** {message, exception, transport, protocol} and stays at the top; the
-** status is returned.  On success 'nres' results are left.
+** status is returned.  On success 'nres' results are left.  The handler
+** stays where it was: the callers drop it with the rest of their frame.
 */
 static int pcall_protocol(lua_State *L, eddy_Stream *s, int t, int nargs,
                           int nres, const char *message) {
   eddy_Loop *loop = s->uv.loop;
   eddy_Runtime *rt = loop->rt;
   eddy_Loop *prev = rt->running;
-  int base = lua_gettop(L) - nargs;
   int status;
-  lua_pushcfunction(L, protocol_msgh);
-  lua_insert(L, base);
   if (prev == NULL) rt->running = loop;
-  status = lua_pcall(L, nargs, nres, base);
+  status = lua_pcall(L, nargs, nres, lua_gettop(L) - nargs - 1);
   rt->running = prev;
-  lua_remove(L, base);
   if (status != LUA_OK) {
     eddy__newcontext(L, message, -1);
     if (lua_type(L, -2) != LUA_TTABLE) {
@@ -174,12 +172,15 @@ static int pcall_protocol(lua_State *L, eddy_Stream *s, int t, int nargs,
 static int call_protocol(lua_State *L, eddy_Stream *s, int t,
                          const char *name, int nargs, int nres,
                          const char *message) {
-  int first = lua_gettop(L) - nargs + 1;
+  int first = lua_gettop(L) - nargs + 1, status;
+  lua_pushcfunction(L, protocol_msgh);
   lua_pushcfunction(L, protocol_method);
   lua_getiuservalue(L, t, ST_PROTOCOL);
   lua_pushstring(L, name);
-  lua_rotate(L, first, 3);  /* protocol_method, protocol, name, args... */
-  return pcall_protocol(L, s, t, nargs + 2, nres, message);
+  lua_rotate(L, first, 4);  /* msgh, protocol_method, protocol, name, args... */
+  status = pcall_protocol(L, s, t, nargs + 2, nres, message);
+  lua_remove(L, first);  /* the handler, below the results or the error */
+  return status;
 }
 
 /* }====================================================== */
@@ -327,7 +328,7 @@ static void on_eof(lua_State *L, eddy_Stream *s, int t) {
 }
 
 /* Hand n bytes read to the protocol, whose data_received (buffer_updated
-** when buffered) is at the top. */
+** when buffered) is at the top, above protocol_msgh. */
 static void deliver(lua_State *L, eddy_Stream *s, int t, const char *data,
                     size_t n) {
   int received = lua_gettop(L);
@@ -358,6 +359,7 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
   t = top + 1;
   if (nread > 0) {
+    lua_pushcfunction(L, protocol_msgh);
     if (lua_getiuservalue(L, t, ST_RECEIVED) != LUA_TNIL)
       deliver(L, s, t, buf->base, (size_t)nread);
   } else if (nread == UV_EOF) {
