@@ -244,7 +244,34 @@ describe("contexts and the loop", function()
     assert.is_nil(eddy._core.context_get())
     local t = loop:create_task(function() return eddy._core.context_get() end)
     assert.is_nil(t:await())
-    assert.is_nil(t:get_context())
+  end))
+
+  it("test_get_context (test_tasks): a task's Context, even one that set nothing", async(function(loop)
+    local cvar = eddy.ContextVar("cvar")
+    -- a task that has not run yet: the Context it will run in
+    local t = loop:create_task(function() cvar:set("set inside"); eddy.sleep(0) end)
+    local ctx = t:get_context()
+    assert.equals(0, #ctx)
+    t:await()
+    assert.equals("set inside", ctx:get(cvar))
+    assert.equals(ctx, t:get_context())
+    -- the running task asks for its own: later sets land in it
+    local seen
+    t = loop:create_task(function()
+      seen = eddy.current_task():get_context()
+      cvar:set("later")
+      eddy.sleep(0)
+      return cvar:get()
+    end)
+    assert.equals("later", t:await())
+    assert.equals("later", seen:get(cvar))
+    assert.equals(seen, t:get_context())
+    assert.is_false(pcall(cvar.get, cvar))  -- nothing leaked into the creator's context
+    -- a copy of the creator's context when it had one
+    cvar:set("outer")
+    t = loop:create_task(function() return cvar:get() end)
+    assert.equals("outer", t:get_context():get(cvar))
+    assert.equals("outer", t:await())
   end))
 
   it("test_context_1 (test_tasks): a task runs in a copy of its creator's context", async(function(loop)

@@ -597,6 +597,33 @@ describe("Task stacks", function()
     assert.matches("^No stack for <Task cancelled", table.concat(out))
   end))
 
+  it("a failed task's stack is its error's frames, oldest first (test_get_stack)",
+     async(function(loop)
+    local function fails() eddy.sleep(0); error("boom") end
+    local function calls() fails() end
+    local t = loop:create_task(calls)
+    pcall(t.await, t)
+    local frames = t:get_stack()
+    assert.equal(2, #frames)  -- the task's function (calls), then fails
+    assert.equal("fails", frames[2].name)
+    assert.is_true(frames[1].line > frames[2].line)
+    assert.matches("task_spec", frames[2].source, 1, true)
+    assert.equal(1, #t:get_stack(1))  -- a traceback keeps its oldest frames
+    assert.equal(frames[1].line, t:get_stack(1)[1].line)
+    local out = {}
+    t:print_stack(nil, {write = function(_, s) out[#out + 1] = s end})
+    local text = table.concat(out)
+    assert.matches("^Traceback for <Task finished name=Task%-%d+ exception .->"
+                   .. " %(most recent call last%):\n", text)
+    assert.matches('  File ".-task_spec.lua", line %d+, in fails\n.-boom\n$', text)
+    -- a cancelled task has none
+    t = loop:create_task(function() eddy.sleep(1) end)
+    turns()
+    t:cancel()
+    pcall(t.await, t)
+    assert.same({}, t:get_stack())
+  end))
+
   it("get_stack checks its arguments", async(function(loop)
     local t = loop:create_task(function() end)
     argerror(function() t:get_stack("x") end, 1, "get_stack")

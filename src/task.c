@@ -44,18 +44,48 @@ static int task_body_k(lua_State *L, int status, lua_KContext ctx) {
   return 2;  /* false, error */
 }
 
+/* Push an array of co's Lua frames from 'level' out to the oldest, oldest
+** first, each {source =, line =, name =}; C functions are left out. */
+static void push_frames(lua_State *L, lua_State *co, int level) {
+  lua_Debug ar;
+  int top;
+  lua_newtable(L);
+  for (top = level; lua_getstack(co, top, &ar); top++) {}
+  while (--top >= level) {
+    if (!lua_getstack(co, top, &ar) || !lua_getinfo(co, "Sln", &ar) ||
+        ar.what[0] == 'C')
+      continue;
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, ar.short_src);
+    lua_setfield(L, -2, "source");
+    lua_pushinteger(L, ar.currentline);
+    lua_setfield(L, -2, "line");
+    lua_pushstring(L, ar.name != NULL ? ar.name : "?");
+    lua_setfield(L, -2, "name");
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  }
+}
+
+/* Where task_msgh leaves the frames of the error it handled, for
+** task_finish (no other task runs in between). */
+static const char key_failed_frames = 0;
+
 /*
 ** Message handler of task bodies: the error value stays what was raised
 ** (a task's error is re-raised as is where it is awaited); error objects
-** get a 'traceback' field, as API.md §9 says.
+** get a 'traceback' field, as API.md §9 says.  The frames the error
+** passed through are kept for get_stack, as asyncio keeps a failed
+** task's traceback.
 */
 static int task_msgh(lua_State *L) {
+  if (eddy__iserror(L, 1, "CancelledError")) return 1;
   if (lua_type(L, 1) == LUA_TTABLE &&
-      lua_getfield(L, 1, "traceback") == LUA_TNIL &&
-      !eddy__iserror(L, 1, "CancelledError")) {
+      lua_getfield(L, 1, "traceback") == LUA_TNIL) {
     luaL_traceback(L, L, NULL, 1);
     lua_setfield(L, 1, "traceback");
   }
+  push_frames(L, L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_failed_frames);
   lua_settop(L, 1);
   return 1;
 }
@@ -202,8 +232,14 @@ static void task_finish(lua_State *L, eddy_Task *t, int ti, lua_State *co,
       eddy__future_cancel(L, ti, -1);
       lua_pop(L, 2);
     } else {
+      push_extra(L, ti);
+      lua_rawgetp(L, LUA_REGISTRYINDEX, &key_failed_frames);
+      lua_setfield(L, -2, "stack");
+      lua_pop(L, 1);
       eddy__future_set_exception(L, ti);
     }
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_failed_frames);
   }
   lua_settop(co, 0);
 }
@@ -531,9 +567,29 @@ static int t_get_coro(lua_State *L) {
   return 1;
 }
 
+/* task:get_context(): the Context the task runs in.  A task that has set
+** no variable runs in the base context, without a Context object (the
+** core's fast path); asking for it makes one, which the task then keeps. */
 static int t_get_context(lua_State *L) {
-  checktask(L, 1);
-  lua_getiuservalue(L, 1, TASK_UV_CTX);
+  eddy_Task *t = checktask(L, 1);
+  eddy_Runtime *rt = t->fut.loop->rt;
+  int running = rt->current_task == t;
+  if (lua_getiuservalue(L, 1, TASK_UV_CTX) != LUA_TNIL) return 1;
+  lua_pop(L, 1);
+  if (running && rt->context_ref != LUA_NOREF) {  /* made in this step */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->context_ref);
+    return 1;
+  }
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &eddy__key_context_copy);
+  lua_pushnil(L);
+  lua_call(L, 1, 1);  /* a copy of the base context */
+  lua_pushvalue(L, -1);
+  if (running) {  /* the step's end saves it as the task's (task_step) */
+    rt->context_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  } else {
+    lua_setiuservalue(L, 1, TASK_UV_CTX);
+    t->has_ctx = 1;
+  }
   return 1;
 }
 
@@ -578,85 +634,100 @@ static int t_cancel(lua_State *L) {
   return 1;
 }
 
+/* Replace the array at the top with its elements first..last. */
+static void keep_slice(lua_State *L, lua_Integer first, lua_Integer last) {
+  lua_Integer i;
+  lua_createtable(L, last >= first ? (int)(last - first + 1) : 0, 0);
+  for (i = first; i <= last; i++) {
+    lua_rawgeti(L, -2, i);
+    lua_rawseti(L, -2, i - first + 1);
+  }
+  lua_remove(L, -2);
+}
+
 /*
 ** task:get_stack(limit) -> array of frames, oldest first, each
-** {source =, line =, name =}: the Lua functions the suspended task is in
-** (asyncio returns the frames of a suspended coroutine).  With limit, the
-** newest 'limit' frames.  A done task has none.
+** {source =, line =, name =}.  A suspended task: the Lua functions it is
+** in, with limit the newest 'limit'.  A task that failed: the frames its
+** error came through, with limit the oldest 'limit' (asyncio's
+** traceback order).  Other tasks have none.
 */
 static int t_get_stack(lua_State *L) {
   eddy_Task *t = checktask(L, 1);
-  lua_Integer limit = luaL_optinteger(L, 2, -1);
+  lua_Integer limit = luaL_optinteger(L, 2, -1), n;
   lua_State *co;
-  lua_Debug ar;
-  int level, n = 0, first = 1;
-  lua_newtable(L);
-  if (t->fut.state != EDDY_FUT_PENDING || !t->started) return 1;
-  lua_getiuservalue(L, 1, TASK_UV_CORO);
-  co = lua_tothread(L, -1);
-  lua_pop(L, 1);
-  if (co == NULL || co == L) return 1;
-  for (level = 0; lua_getstack(co, level, &ar); level++)
-    if (lua_getinfo(co, "S", &ar) && ar.what[0] != 'C') n++;
-  if (limit >= 0 && limit < n) first = n - (int)limit + 1;
-  for (level--, n = 0; level >= 0; level--) {  /* oldest first */
-    if (!lua_getstack(co, level, &ar) || !lua_getinfo(co, "Sln", &ar) ||
-        ar.what[0] == 'C')
-      continue;
-    if (++n < first) continue;
-    lua_createtable(L, 0, 3);
-    lua_pushstring(L, ar.short_src);
-    lua_setfield(L, -2, "source");
-    lua_pushinteger(L, ar.currentline);
-    lua_setfield(L, -2, "line");
-    lua_pushstring(L, ar.name != NULL ? ar.name : "?");
-    lua_setfield(L, -2, "name");
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  if (t->fut.state == EDDY_FUT_PENDING && t->started) {
+    lua_getiuservalue(L, 1, TASK_UV_CORO);
+    co = lua_tothread(L, -1);
+    if (co == NULL || co == L) {
+      lua_newtable(L);
+      return 1;
+    }
+    push_frames(L, co, 0);
+    n = (lua_Integer)lua_rawlen(L, -1);
+    if (limit >= 0 && limit < n) keep_slice(L, n - limit + 1, n);
+    return 1;
   }
+  if ((t->fut.flags & FUT_EXCEPTION) &&
+      lua_getiuservalue(L, 1, FUT_UV_EXTRA) == LUA_TTABLE &&
+      lua_getfield(L, -1, "stack") == LUA_TTABLE) {
+    n = (lua_Integer)lua_rawlen(L, -1);
+    keep_slice(L, 1, limit >= 0 && limit < n ? limit : n);  /* a copy */
+    return 1;
+  }
+  lua_newtable(L);
   return 1;
 }
 
+/* Write the string at the top (popped) to the file-like object at out. */
+static void write_popped(lua_State *L, int out) {
+  lua_getfield(L, out, "write");
+  lua_pushvalue(L, out);
+  lua_rotate(L, -3, -1);  /* write, out, string */
+  lua_call(L, 2, 0);
+}
+
 /* task:print_stack(limit, file): asyncio's format, on file (default
-** io.stderr: anything with a write method). */
+** io.stderr: anything with a write method).  A failed task's frames end
+** with its error, as asyncio's traceback does. */
 static int t_print_stack(lua_State *L) {
+  eddy_Task *t = checktask(L, 1);
+  int failed = (t->fut.flags & FUT_EXCEPTION) != 0, frames, out = 3, task;
   lua_Integer i, n;
-  int frames, out;
   lua_settop(L, 3);
   lua_pushcfunction(L, t_get_stack);
   lua_pushvalue(L, 1);
   lua_pushvalue(L, 2);
   lua_call(L, 2, 1);
   frames = lua_gettop(L);
-  if (lua_isnil(L, 3)) {
+  if (lua_isnil(L, out)) {
     lua_getglobal(L, "io");
     lua_getfield(L, -1, "stderr");
-    lua_replace(L, 3);
+    lua_replace(L, out);
     lua_pop(L, 1);
   }
-  out = 3;
   luaL_tolstring(L, 1, NULL);  /* the task, as <Task ...> */
+  task = lua_gettop(L);
   n = (lua_Integer)lua_rawlen(L, frames);
-  lua_getfield(L, out, "write");
-  lua_pushvalue(L, out);
-  if (n == 0)
-    lua_pushfstring(L, "No stack for %s\n", lua_tostring(L, -3));
-  else
-    lua_pushfstring(L, "Stack for %s (most recent call last):\n",
-                    lua_tostring(L, -3));
-  lua_call(L, 2, 0);
+  lua_pushfstring(L, n == 0   ? "No stack for %s\n"
+                     : failed ? "Traceback for %s (most recent call last):\n"
+                              : "Stack for %s (most recent call last):\n",
+                  lua_tostring(L, task));
+  write_popped(L, out);
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, frames, i);
-    lua_getfield(L, out, "write");
-    lua_pushvalue(L, out);
-    lua_getfield(L, -3, "source");
-    lua_getfield(L, -4, "line");
-    lua_getfield(L, -5, "name");
+    lua_getfield(L, -1, "source");
+    lua_getfield(L, -2, "line");
+    lua_getfield(L, -3, "name");
     lua_pushfstring(L, "  File \"%s\", line %d, in %s\n", lua_tostring(L, -3),
                     (int)lua_tointeger(L, -2), lua_tostring(L, -1));
-    lua_replace(L, -4);
-    lua_pop(L, 2);
-    lua_call(L, 2, 0);
-    lua_pop(L, 1);
+    write_popped(L, out);
+    lua_pop(L, 4);
+  }
+  if (failed && n > 0) {
+    lua_getiuservalue(L, 1, FUT_UV_RESULT);
+    lua_pushfstring(L, "%s\n", luaL_tolstring(L, -1, NULL));
+    write_popped(L, out);
   }
   return 0;
 }

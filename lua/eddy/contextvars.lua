@@ -33,8 +33,9 @@ local function new_context(data)
   return setmetatable({_data = data, _entered = false}, Context)
 end
 
--- The core calls this when a task is created in a non-base context.
-C.set_context_copy(function(ctx) return new_context(ctx._data) end)
+-- The core calls this when a task is created in a non-base context, and
+-- with nil (the base context) when task:get_context() needs a Context.
+C.set_context_copy(function(ctx) return new_context(ctx ~= nil and ctx._data or {}) end)
 
 -- The current Context, made real the first time a variable is set in the
 -- base context.  The core keeps it as the running task's context, or
