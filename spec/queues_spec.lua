@@ -62,6 +62,17 @@ describe("Queue basics", function()
     assert.equals(2, q.maxsize)
   end))
 
+  it("maxsize is a read-only field, as asyncio's property", function()
+    for _, new in ipairs({eddy.Queue, eddy.PriorityQueue, eddy.LifoQueue}) do
+      local q = new(1)
+      checks.raises(function() q.maxsize = 10 end, "read-only")
+      assert.equals(1, q.maxsize)
+      q:put_nowait("a")
+      assert.is_true(q:full())
+      expect_error(errors.QueueFull, q.put_nowait, q, "b")
+    end
+  end)
+
   it("bad maxsize is an argument error", function()
     checks.argerror(function() eddy.Queue("big") end, 1, "Queue")
     checks.argerror(function() eddy.PriorityQueue({}) end, 1, "PriorityQueue")

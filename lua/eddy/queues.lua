@@ -96,11 +96,23 @@ local heap = {
   end,
 }
 
--- Methods are looked up in a plain table (an __index function would cost
--- the ping-pong benchmark a quarter of its speed), so 'maxsize' is a plain
--- field: read it, do not assign it.
+-- 'maxsize' is a read-only field, yet methods are found through tables
+-- only (an __index function would cost the ping-pong benchmark a quarter
+-- of its speed).  Each queue has a metatable of its own whose __index is a
+-- table holding maxsize, falling back to the methods; the queue itself
+-- never holds maxsize, so assigning it reaches __newindex.  The methods
+-- read their own copy, _maxsize, one lookup away.
 local methods = {}
-local Queue = {__index = methods}
+local fall_back_to_methods = {__index = methods}
+
+local function queue_newindex(self, k, v)
+  if k == "maxsize" then
+    error("field 'maxsize' of eddy." .. self._name .. " is read-only", 2)
+  end
+  rawset(self, k, v)
+end
+
+local queue_tostring
 
 local function new_queue(storage, name, maxsize)
   if maxsize == nil then maxsize = 0 end
@@ -112,7 +124,7 @@ local function new_queue(storage, name, maxsize)
   finished:set()
   local self = setmetatable({
     _name = name,
-    maxsize = maxsize,
+    _maxsize = maxsize,
     _n = 0,             -- items in _queue
     _unfinished_tasks = 0,
     _finished = finished,
@@ -120,7 +132,13 @@ local function new_queue(storage, name, maxsize)
     _queue = storage.new(),
     _put = storage.put,
     _get = storage.get,
-  }, Queue)
+    _getters = false, _putters = false,  -- set below: they need self
+  }, {
+    __name = "eddy." .. name,
+    __index = setmetatable({maxsize = maxsize}, fall_back_to_methods),
+    __newindex = queue_newindex,
+    __tostring = queue_tostring,
+  })
   self._getters, self._putters = Waiters(self), Waiters(self)
   return self
 end
@@ -129,7 +147,7 @@ function eddy.Queue(maxsize) return new_queue(fifo, "Queue", maxsize) end
 function eddy.PriorityQueue(maxsize) return new_queue(heap, "PriorityQueue", maxsize) end
 function eddy.LifoQueue(maxsize) return new_queue(lifo, "LifoQueue", maxsize) end
 
-function Queue.__tostring(self)
+function queue_tostring(self)
   local s = string.format("<eddy.%s maxsize=%s", self._name, self.maxsize)
   local n = self._n
   if n > 0 then s = s .. " size=" .. n end
@@ -141,7 +159,7 @@ function Queue.__tostring(self)
 end
 
 local function full(self)
-  local maxsize = self.maxsize
+  local maxsize = self._maxsize
   return maxsize > 0 and self._n >= maxsize
 end
 
