@@ -48,11 +48,26 @@ void eddy__future_metatable(lua_State *L, int mt) {
   lua_pop(L, 1);
 }
 
+/* __newindex of sealed objects, upvalue their __name.  A userdata has no
+** field Lua code may set (its fields, such as server.sockets, are
+** read-only); a table (a Loop) takes new fields as any table does. */
+static int sealed_newindex(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TTABLE) {
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 0;
+  }
+  return luaL_error(L, "cannot set field '%s' of %s",
+                    luaL_tolstring(L, 2, NULL),
+                    lua_tostring(L, lua_upvalueindex(1)));
+}
+
 /*
 ** Seal the metatable at index mt: Lua's getmetatable() returns a small
 ** table of its own holding only __name (so messages still say "got
 ** eddy.Future"), never the metatable, whose metamethods are C functions
-** that may be called only with their own objects.
+** that may be called only with their own objects.  Assigning a field
+** of a userdata raises an error that names the object.
 */
 void eddy__seal_metatable(lua_State *L, int mt) {
   mt = lua_absindex(L, mt);
@@ -60,6 +75,9 @@ void eddy__seal_metatable(lua_State *L, int mt) {
   lua_getfield(L, mt, "__name");
   lua_setfield(L, -2, "__name");
   lua_setfield(L, mt, "__metatable");
+  lua_getfield(L, mt, "__name");
+  lua_pushcclosure(L, sealed_newindex, 1);
+  lua_setfield(L, mt, "__newindex");
 }
 
 /*

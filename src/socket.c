@@ -714,11 +714,6 @@ static int sock_index(lua_State *L) {
   return 1;
 }
 
-static int sock_newindex(lua_State *L) {
-  return luaL_error(L, "cannot set field '%s' of a socket",
-                    luaL_tolstring(L, 2, NULL));
-}
-
 /* }====================================================== */
 
 /* {====================================================== Module */
@@ -878,8 +873,6 @@ void eddy__open_socket(lua_State *L) {
     luaL_newlib(L, socket_methods);
     lua_pushcclosure(L, sock_index, 1);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, sock_newindex);
-    lua_setfield(L, -2, "__newindex");
     lua_pushcfunction(L, sock_gc);
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, sock_gc);
