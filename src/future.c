@@ -67,7 +67,8 @@ static int sealed_newindex(lua_State *L) {
 ** table of its own holding only __name (so messages still say "got
 ** eddy.Future"), never the metatable, whose metamethods are C functions
 ** that may be called only with their own objects.  Assigning a field
-** of a userdata raises an error that names the object.
+** of a userdata raises an error that names the object, unless the
+** metatable has a __newindex of its own (a Lua class's, _future_new).
 */
 void eddy__seal_metatable(lua_State *L, int mt) {
   mt = lua_absindex(L, mt);
@@ -75,9 +76,12 @@ void eddy__seal_metatable(lua_State *L, int mt) {
   lua_getfield(L, mt, "__name");
   lua_setfield(L, -2, "__name");
   lua_setfield(L, mt, "__metatable");
-  lua_getfield(L, mt, "__name");
-  lua_pushcclosure(L, sealed_newindex, 1);
-  lua_setfield(L, mt, "__newindex");
+  if (lua_getfield(L, mt, "__newindex") == LUA_TNIL) {  /* keep a class's */
+    lua_getfield(L, mt, "__name");
+    lua_pushcclosure(L, sealed_newindex, 1);
+    lua_setfield(L, mt, "__newindex");
+  }
+  lua_pop(L, 1);
 }
 
 /*
