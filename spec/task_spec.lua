@@ -624,6 +624,20 @@ describe("Task stacks", function()
     assert.same({}, t:get_stack())
   end))
 
+  it("a task failing with a stack overflow keeps its 200 innermost levels, at once",
+     async(function(loop)
+    local function deep(n) return 1 + deep(n + 1) end
+    local t0 = os.clock()
+    local t = loop:create_task(deep, 1)
+    local ok, err = pcall(t.await, t)
+    assert.is_false(ok)
+    assert.matches("stack overflow", tostring(err))
+    local frames = t:get_stack()
+    assert.equal(200, #frames)
+    assert.equal("deep", frames[200].name)
+    assert.is_true(os.clock() - t0 < 5)
+  end))
+
   it("get_stack checks its arguments", async(function(loop)
     local t = loop:create_task(function() end)
     argerror(function() t:get_stack("x") end, 1, "get_stack")

@@ -44,13 +44,20 @@ static int task_body_k(lua_State *L, int status, lua_KContext ctx) {
   return 2;  /* false, error */
 }
 
-/* Push an array of co's Lua frames from 'level' out to the oldest, oldest
-** first, each {source =, line =, name =}; C functions are left out. */
+/* Levels of a stack get_stack looks at, from the innermost: lua_getstack
+** walks the call chain from the top on every call, so reading a whole
+** stack overflow's 200,000 levels would take minutes. */
+#define MAX_STACK_LEVELS 200
+
+/* Push an array of co's Lua frames from 'level' out to the oldest (at
+** most MAX_STACK_LEVELS levels), oldest first, each {source =, line =,
+** name =}; C functions are left out. */
 static void push_frames(lua_State *L, lua_State *co, int level) {
   lua_Debug ar;
   int top;
   lua_newtable(L);
-  for (top = level; lua_getstack(co, top, &ar); top++) {}
+  for (top = level;
+       top < level + MAX_STACK_LEVELS && lua_getstack(co, top, &ar); top++) {}
   while (--top >= level) {
     if (!lua_getstack(co, top, &ar) || !lua_getinfo(co, "Sln", &ar) ||
         ar.what[0] == 'C')
