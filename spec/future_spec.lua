@@ -104,6 +104,19 @@ describe("Future state", function()
   end))
 end)
 
+describe("Future fields", function()
+  it("a future has no field to set; a future class's own __newindex is kept", async(function(loop)
+    local f = loop:create_future()
+    raises(function() f.x = 1 end, "cannot set field 'x' of eddy.Future")
+    local seen = {}
+    local class = {__name = "MyFuture",
+                   __newindex = function(_, k, v) seen[k] = v end}
+    local g = eddy._core._future_new(loop, class)
+    g.x = 1
+    assert.same({x = 1}, seen)
+  end))
+end)
+
 describe("Future:cancel", function()
   it("cancels a pending future once (test_cancel)", async(function(loop)
     local fut = loop:create_future()
