@@ -164,7 +164,18 @@ describe("Task names and coroutines", function()
     assert.equal("worker", task:get_name())
     assert.matches("^<Task pending name=worker", tostring(task))
     task:await()
-    assert.matches("^<Task finished name=worker", tostring(task))
+    assert.matches("^<Task finished name=worker result=nil 0x", tostring(task))
+  end))
+
+  it("tostring shows a finished task's result or error, briefly (test_task_repr)",
+     async(function(loop)
+    local ok = loop:create_task(function() return "done", 2 end)
+    local bad = loop:create_task(function() error(errors.ValueError("no\nmore")) end)
+    pcall(ok.await, ok)
+    pcall(bad.await, bad)
+    assert.matches('^<Task finished name=Task%-%d+ result="done", %.%.%. 0x%x+>$', tostring(ok))
+    assert.matches("^<Task finished name=Task%-%d+ exception=ValueError: no%.%.%. 0x%x+>$",
+                   tostring(bad))
   end))
 
   it("non-string names are converted with tostring (test_task_repr_name_not_str)",
@@ -613,7 +624,7 @@ describe("Task stacks", function()
     local out = {}
     t:print_stack(nil, {write = function(_, s) out[#out + 1] = s end})
     local text = table.concat(out)
-    assert.matches("^Traceback for <Task finished name=Task%-%d+ exception .->"
+    assert.matches("^Traceback for <Task finished name=Task%-%d+ exception=.-boom 0x.->"
                    .. " %(most recent call last%):\n", text)
     assert.matches('  File ".-task_spec.lua", line %d+, in fails\n.-boom\n$', text)
     -- a cancelled task has none

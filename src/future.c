@@ -502,12 +502,65 @@ static int f_await(lua_State *L) {
   return eddy__await(L, 1, "await");  /* checks the future */
 }
 
-static int f_tostring(lua_State *L) {
-  eddy_Future *f = eddy__checkfuture(L, 1);
-  static const char *const names[] = {"pending", "cancelled", "finished"};
-  lua_pushfstring(L, "<Future %s%s %p>", names[f->state],
-                  (f->flags & FUT_EXCEPTION) ? " exception" : "", (void *)f);
+#define BRIEF_MAX 60 /* bytes of a result or exception shown by tostring */
+
+static int tostring_value(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
   return 1;
+}
+
+/* Replace the value on top with one short line: a string quoted if
+** 'quote', anything else through tostring (protected: a failing __tostring shows
+** the type name), cut at its first newline or BRIEF_MAX bytes. */
+static void brief(lua_State *L, int quote) {
+  size_t len, n;
+  const char *s;
+  quote = quote && lua_type(L, -1) == LUA_TSTRING;
+  lua_pushcfunction(L, tostring_value);
+  lua_pushvalue(L, -2);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_isstring(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushstring(L, luaL_typename(L, -1));
+  }
+  s = lua_tolstring(L, -1, &len);
+  for (n = 0; n < len && n < BRIEF_MAX && s[n] != '\n'; n++) {}
+  lua_pushfstring(L, quote ? "\"%s%s\"" : "%s%s",
+                  lua_pushlstring(L, s, n), n < len ? "..." : "");
+  lua_replace(L, -4);
+  lua_pop(L, 2);
+}
+
+/* Push "<Kind state[ name=N][ result=R| exception=E] 0x...>" for the
+** future at i, as asyncio's repr of a future or task; name may be NULL. */
+int eddy__push_future_repr(lua_State *L, int i, const char *kind,
+                           const char *name) {
+  eddy_Future *f = (eddy_Future *)lua_touserdata(L, i);
+  static const char *const states[] = {"pending", "cancelled", "finished"};
+  int top = lua_gettop(L);
+  i = lua_absindex(L, i);
+  lua_pushfstring(L, "<%s %s", kind, states[f->state]);
+  if (name != NULL) lua_pushfstring(L, " name=%s", name);
+  if (f->state == EDDY_FUT_FINISHED) {
+    lua_pushstring(L, (f->flags & FUT_EXCEPTION) ? " exception=" : " result=");
+    lua_getiuservalue(L, i, FUT_UV_RESULT);
+    if (f->flags & FUT_MULTI) {
+      lua_rawgeti(L, -1, 1);
+      lua_remove(L, -2);
+    } else if (f->nresults == 0 && !(f->flags & FUT_EXCEPTION)) {
+      lua_pop(L, 1);
+      lua_pushnil(L);
+    }
+    brief(L, !(f->flags & FUT_EXCEPTION));
+    if ((f->flags & FUT_MULTI) && f->nresults > 1) lua_pushliteral(L, ", ...");
+  }
+  lua_pushfstring(L, " %p>", (void *)f);
+  lua_concat(L, lua_gettop(L) - top);
+  return 1;
+}
+
+static int f_tostring(lua_State *L) {
+  eddy__checkfuture(L, 1);
+  return eddy__push_future_repr(L, 1, "Future", NULL);
 }
 
 /*

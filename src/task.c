@@ -753,14 +753,9 @@ static int t_uncancel(lua_State *L) {
 }
 
 static int t_tostring(lua_State *L) {
-  eddy_Task *t = checktask(L, 1);
-  static const char *const names[] = {"pending", "cancelled", "finished"};
+  checktask(L, 1);
   t_get_name(L);
-  lua_pushfstring(L, "<Task %s name=%s%s %p>", names[t->fut.state],
-                  lua_tostring(L, -1),
-                  (t->fut.flags & FUT_EXCEPTION) ? " exception" : "",
-                  (void *)t);
-  return 1;
+  return eddy__push_future_repr(L, 1, "Task", lua_tostring(L, -1));
 }
 
 extern int eddy__future_gc(lua_State *L);
