@@ -85,6 +85,10 @@ static const char key_failed_frames = 0;
 ** task's traceback.
 */
 static int task_msgh(lua_State *L) {
+  /* Cleared first: if this handler itself fails (out of memory), the
+  ** task must not be given an earlier task's frames. */
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_failed_frames);
   if (eddy__iserror(L, 1, "CancelledError")) return 1;
   if (lua_type(L, 1) == LUA_TTABLE &&
       lua_getfield(L, 1, "traceback") == LUA_TNIL) {
