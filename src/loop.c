@@ -218,12 +218,18 @@ static void async_cb(uv_async_t *h) {
   if (loop->ts_head != NULL) uv_idle_start(&loop->idle, idle_cb);
 }
 
-static void threadsafe_drain(lua_State *L, eddy_Loop *loop) {
+/* Take the whole queue of thread-safe calls, leaving it empty. */
+static eddy_ThreadsafeCall *threadsafe_take(eddy_Loop *loop) {
   eddy_ThreadsafeCall *c;
   uv_mutex_lock(&loop->ts_lock);
   c = loop->ts_head;
   loop->ts_head = loop->ts_tail = NULL;
   uv_mutex_unlock(&loop->ts_lock);
+  return c;
+}
+
+static void threadsafe_drain(lua_State *L, eddy_Loop *loop) {
+  eddy_ThreadsafeCall *c = threadsafe_take(loop);
   while (c != NULL) {
     eddy_ThreadsafeCall *next = c->next;
     int top = lua_gettop(L);
@@ -634,11 +640,7 @@ static void close_uv(eddy_Loop *loop) {
 }
 
 static void threadsafe_discard(eddy_Loop *loop) {
-  eddy_ThreadsafeCall *c;
-  uv_mutex_lock(&loop->ts_lock);
-  c = loop->ts_head;
-  loop->ts_head = loop->ts_tail = NULL;
-  uv_mutex_unlock(&loop->ts_lock);
+  eddy_ThreadsafeCall *c = threadsafe_take(loop);
   while (c != NULL) {
     eddy_ThreadsafeCall *next = c->next;
     free(c);
