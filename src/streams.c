@@ -815,14 +815,6 @@ static int writer_drain(lua_State *L) {
   return 0;
 }
 
-/* _can_suspend(name): raise, naming the function, when a suspending
-** function of streams.lua is called where nothing can suspend (API.md §1);
-** the loop methods it goes on to call would name themselves. */
-static int streams_can_suspend(lua_State *L) {
-  eddy__can_suspend(L, luaL_checkstring(L, 1));
-  return 0;
-}
-
 /* }====================================================== */
 
 static const luaL_Reg reader_methods[] = {
@@ -845,7 +837,6 @@ static const luaL_Reg stream_funcs[] = {
   {"_protocol_data_received", protocol_data_received},
   {"_writer_write", writer_write},
   {"_writer_drain", writer_drain},
-  {"_streams_can_suspend", streams_can_suspend},
   {NULL, NULL}
 };
 

@@ -871,6 +871,14 @@ static int c_isfuture(lua_State *L) {
   return 1;
 }
 
+/* _can_suspend(name): raise, naming the function, when a suspending
+** function written in Lua is called where nothing can suspend (API.md §1);
+** the functions it goes on to call would name themselves. */
+static int c_can_suspend(lua_State *L) {
+  eddy__can_suspend(L, luaL_checkstring(L, 1));
+  return 0;
+}
+
 static const luaL_Reg core_task_funcs[] = {
   {"sleep", c_sleep},
   {"await", c_await},
@@ -878,6 +886,7 @@ static const luaL_Reg core_task_funcs[] = {
   {"all_tasks", c_all_tasks},
   {"_task_new", c_task_new},
   {"isfuture", c_isfuture},
+  {"_can_suspend", c_can_suspend},
   {NULL, NULL}
 };
 

@@ -21,7 +21,7 @@ local sub = string.sub
 
 -- can_suspend(name): the RuntimeError of a suspending function called
 -- outside a task names it, not the loop method it calls.
-local can_suspend = C._streams_can_suspend
+local can_suspend = C._can_suspend
 
 -- {================================================= Arguments
 
