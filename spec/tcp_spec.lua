@@ -124,6 +124,22 @@ describe("create_connection", function()
     assert.is_true(t2:is_closing())
   end))
 
+  it("connect_accepted_socket is suspending: a plain callback gets RuntimeError, the socket stays",
+     async(function(loop)
+    local a, b = eddy.socket.socketpair()
+    local done = loop:create_future()
+    loop:call_soon(function()
+      done:set_result(select(2, pcall(loop.connect_accepted_socket, loop,
+                                      function() return {} end, a)))
+    end)
+    local err = net.wait(done)
+    assert.is_true(errors.is(err, errors.RuntimeError), tostring(err))
+    assert.matches("connect_accepted_socket%(%) cannot suspend here", tostring(err))
+    assert.is_true(a:fileno() >= 0)
+    a:close()
+    b:close()
+  end))
+
   it("a task cancelled once its connect completed, before it resumed, leaves no connection open",
      async(function(loop)
     local srv, port = net.echo_server(loop)

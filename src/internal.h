@@ -111,6 +111,7 @@ struct eddy_Loop {
   eddy_Runtime *rt;
   uv_loop_t *uv;
   uv_loop_t own_uv;         /* used when the loop owns its uv loop */
+  eddy_Loop *fds_next;      /* the list of open loops (fds.c) */
   int owns_uv;
   eddy_LoopState state;
   int stopping;             /* stop() was called: leave after this batch */
@@ -507,10 +508,13 @@ void eddy__open_buffer(lua_State *L);
 /* Stream transports (stream.c): TCP, UNIX sockets, pipes               */
 /* ------------------------------------------------------------------ */
 
-#define EDDY_TCPTRANSPORT "eddy.TCPTransport"
-#define EDDY_UNIXTRANSPORT "eddy.UnixTransport"
-
-typedef enum { EDDY_STREAM_TCP = 1, EDDY_STREAM_UNIX } eddy_StreamKind;
+/* Kinds of stream transport; each has its own metatable (stream.c). */
+typedef enum {
+  EDDY_STREAM_TCP = 1,
+  EDDY_STREAM_UNIX,
+  EDDY_STREAM_READ_PIPE,  /* connect_read_pipe: reading only */
+  EDDY_STREAM_WRITE_PIPE  /* connect_write_pipe: writing only */
+} eddy_StreamKind;
 
 typedef struct eddy_Stream eddy_Stream;
 typedef struct eddy_Server eddy_Server;
@@ -542,6 +546,8 @@ struct eddy_Stream {
   unsigned int lost_writes;   /* writes dropped after close (debug) */
   size_t high, low;           /* write buffer limits */
   eddy_Server *server;        /* the server that accepted it, or NULL */
+  struct eddy_Hangup *hangup; /* write pipes: watches for the reader
+                              ** going away (pipe.c), or NULL */
 };
 
 /* Push a new, not yet opened stream transport of 'kind'. */
@@ -577,6 +583,23 @@ void eddy__stream_start(lua_State *L, int t, int p, int sv);
 void eddy__stream_close_clients(lua_State *L, eddy_Loop *loop,
                                 eddy_Server *sv, int abort);
 void eddy__open_stream(lua_State *L);
+/* Push the extra-info table of the stream at index t (made if needed). */
+void eddy__stream_push_extra(lua_State *L, int t);
+/* Pop a value into the extra info of the stream at index t as 'name'. */
+void eddy__stream_set_extra(lua_State *L, int t, const char *name);
+/* The write pipe at index t lost its reader: close it as asyncio's
+** _UnixWritePipeTransport._read_ready does. */
+void eddy__stream_hangup(lua_State *L, eddy_Stream *s, int t);
+
+/* Pipes (pipe.c).  Start watching the dup of a write pipe's descriptor
+** for its reader going away; 0 or a libuv error. */
+int eddy__hangup_start(eddy_Stream *s, int fd);
+/* Stop and free the watch (the close completes in libuv's callback). */
+void eddy__hangup_stop(eddy_Stream *s);
+/* Close the pipe object of the closed pipe transport at index t, as
+** asyncio closes its pipe after connection_lost. */
+void eddy__pipe_release(lua_State *L, eddy_Stream *s, int t);
+void eddy__open_pipe(lua_State *L);
 
 /* Servers (server.c): a connection of server 'sv' (at index svidx) went
 ** away. */
@@ -591,17 +614,25 @@ void eddy__open_dns(lua_State *L);
 void eddy__loop_methods(lua_State *L, const luaL_Reg *funcs);
 
 /* ------------------------------------------------------------------ */
-/* The standard descriptors (fds.c): 0-2 stay open, libuv needs them   */
+/* Descriptors (fds.c): 0-2 stay open, libuv's own pipes are refused  */
 /* ------------------------------------------------------------------ */
 
-/* Open the missing ones of 0-2 on /dev/null (at start-up). */
-void eddy__keep_stdio_open(void);
+/* At start-up: open the missing ones of 0-2 on /dev/null, and find
+** libuv's lock pipe before any loop exists. */
+void eddy__fds_init(void);
 /* close(fd), except that 0-2 are pointed at /dev/null; 0 or -errno. */
 int eddy__fd_close(int fd);
 /* The descriptor to hand to libuv for fd, which it will close: fd itself,
 ** or for 0-2 a duplicate above them (fd then points at /dev/null);
 ** -errno on failure (fd untouched). */
 int eddy__fd_for_uv(int fd);
+/* Open eddy loops are listed (from uv_loop_init to uv_loop_close) so that
+** their signal pipes can be recognized. */
+void eddy__fds_track_loop(eddy_Loop *loop);
+void eddy__fds_untrack_loop(eddy_Loop *loop);
+/* Whether fd is one of the pipes libuv keeps for itself (a loop's signal
+** pipe, the process's signal lock), which Lua must not touch. */
+int eddy__fd_is_libuv_pipe(int fd);
 
 /* ------------------------------------------------------------------ */
 /* Sockets (socket.c): eddy.socket                                      */

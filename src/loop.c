@@ -344,6 +344,7 @@ static eddy_Loop *loop_new(lua_State *L, uv_loop_t *uv) {
   } else {
     loop->uv = uv;
   }
+  eddy__fds_track_loop(loop);
   uv_idle_init(loop->uv, &loop->idle);
   uv_timer_init(loop->uv, &loop->wake);
   uv_async_init(loop->uv, &loop->async, async_cb);
@@ -621,6 +622,7 @@ static void loop_handle_close_cb(uv_handle_t *h) {
 /* Close everything libuv holds for this loop; handles of other eddy
 ** objects (transports, servers) close through their own close callback. */
 static void close_uv(eddy_Loop *loop) {
+  eddy__fds_untrack_loop(loop);
   uv_close((uv_handle_t *)&loop->idle, loop_handle_close_cb);
   uv_close((uv_handle_t *)&loop->wake, loop_handle_close_cb);
   uv_close((uv_handle_t *)&loop->async, loop_handle_close_cb);
@@ -1033,6 +1035,7 @@ int eddy__open_core(lua_State *L) {
   eddy__open_server(L);
   eddy__open_tcp(L);
   eddy__open_unix(L);
+  eddy__open_pipe(L);
   eddy__open_dns(L);
   eddy__open_signal(L);
   eddy__open_sendfile(L);

@@ -95,7 +95,7 @@ void eddy__attach(lua_State *L, uv_loop_t *uv) {
     return;
   }
   lua_pop(L, 1);
-  eddy__keep_stdio_open();
+  eddy__fds_init();
   rt = (eddy_Runtime *)lua_newuserdatauv(L, sizeof(eddy_Runtime), 0);
   memset(rt, 0, sizeof *rt);
   /* the main thread, whatever thread opened us */

@@ -48,6 +48,17 @@ enum {
 /* Key in each stream metatable marking it as one. */
 static const char stream_key = 's';
 
+/* The metatable of each eddy_StreamKind; tostring shows the name without
+** its "eddy." prefix. */
+static const char *const kind_names[] = {
+  NULL, "eddy.TCPTransport", "eddy.UnixTransport", "eddy.ReadPipeTransport",
+  "eddy.WritePipeTransport"
+};
+
+static int is_pipe(const eddy_Stream *s) {
+  return s->kind == EDDY_STREAM_READ_PIPE || s->kind == EDDY_STREAM_WRITE_PIPE;
+}
+
 /* Reads land here, then become one Lua string: no allocation per read
 ** besides that string.  libuv calls the read callback right after the
 ** allocation callback, on the loop's thread, so one buffer per thread
@@ -60,6 +71,7 @@ typedef struct WriteReq {
 } WriteReq;
 
 static void close_handle(lua_State *L, eddy_Stream *s, int t);
+static size_t queued_bytes(eddy_Stream *s);
 
 /* Add 'funcs' to the Loop class of the core table at the top (the other
 ** C files of the network part use it for their loop methods). */
@@ -96,6 +108,18 @@ static void push_extra(lua_State *L, int t) {
   lua_createtable(L, 0, 2);
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, t, ST_EXTRA);
+}
+
+void eddy__stream_push_extra(lua_State *L, int t) {
+  push_extra(L, lua_absindex(L, t));
+}
+
+void eddy__stream_set_extra(lua_State *L, int t, const char *name) {
+  t = lua_absindex(L, t);
+  push_extra(L, t);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
 }
 
 /* {====================================================== Calling the protocol */
@@ -193,7 +217,8 @@ static void keep_addresses(lua_State *L, eddy_Stream *s, int t);
 ** from its callback.  The addresses are kept first: asyncio's protocols
 ** may still read them in connection_lost. */
 static void close_handle(lua_State *L, eddy_Stream *s, int t) {
-  if (s->started) keep_addresses(L, s, t);
+  if (s->started && !is_pipe(s)) keep_addresses(L, s, t);
+  if (s->hangup != NULL) eddy__hangup_stop(s);
   s->state = EDDY_STREAM_CLOSED;
   eddy__uv_close(L, &s->uv);
 }
@@ -221,6 +246,11 @@ static void os_error(lua_State *L, eddy_Stream *s, int t, int uverr) {
   lua_pop(L, 1);
 }
 
+void eddy__stream_hangup(lua_State *L, eddy_Stream *s, int t) {
+  if (queued_bytes(s) > 0) os_error(L, s, t, UV_EPIPE);  /* data lost */
+  else force_close(L, s, t, 0);
+}
+
 /* The close callback (handle.c): connection_lost, then forget the
 ** protocol and leave the server. */
 static void stream_closed(lua_State *L, eddy_UVObject *o, int t) {
@@ -235,6 +265,7 @@ static void stream_closed(lua_State *L, eddy_UVObject *o, int t) {
     call_protocol(L, s, t, "connection_lost", 1, 0,
                   "Exception in protocol.connection_lost()");
     lua_settop(L, t);
+    if (is_pipe(s)) eddy__pipe_release(L, s, t);
   }
   if (s->server != NULL) {
     eddy_Server *sv = s->server;
@@ -312,7 +343,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 /* The peer shut its write side (asyncio's _read_ready__on_eof). */
 static void on_eof(lua_State *L, eddy_Stream *s, int t) {
-  keep_addresses(L, s, t);
+  if (!is_pipe(s)) keep_addresses(L, s, t);
   uv_read_stop((uv_stream_t *)s->uv.handle);
   s->eof_received = 1;
   if (call_protocol(L, s, t, "eof_received", 0, 1,
@@ -321,7 +352,8 @@ static void on_eof(lua_State *L, eddy_Stream *s, int t) {
     force_close(L, s, t, -1);
     return;
   }
-  if (!lua_toboolean(L, -1) && s->state == EDDY_STREAM_OPEN) {
+  /* A read pipe closes whatever eof_received says, as asyncio's. */
+  if ((!lua_toboolean(L, -1) || is_pipe(s)) && s->state == EDDY_STREAM_OPEN) {
     s->state = EDDY_STREAM_CLOSING;  /* asyncio's close() */
     if (s->nwrites == 0) close_handle(L, s, t);
   }
@@ -531,11 +563,15 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
   free(req);
 }
 
-/* transport:write_eof(): shut the write side once queued data is out. */
+static int t_close(lua_State *L);
+
+/* transport:write_eof(): shut the write side once queued data is out.
+** A pipe has no half-close: as asyncio's, it closes. */
 static int t_write_eof(lua_State *L) {
   eddy_Stream *s = checkstream(L, 1);
   uv_shutdown_t *req;
   int r;
+  if (is_pipe(s)) return t_close(L);
   if (s->state != EDDY_STREAM_OPEN || s->eof_sent) return 0;
   keep_addresses(L, s, 1);
   s->eof_sent = 1;
@@ -622,7 +658,7 @@ static void set_protocol(lua_State *L, eddy_Stream *s, int t, int p) {
 ** callback, the transport stays open. */
 static void start(lua_State *L, eddy_Stream *s, int t) {
   s->started = 1;
-  s->reading = 1;
+  s->reading = s->kind != EDDY_STREAM_WRITE_PIPE;
   lua_pushvalue(L, t);
   if (call_protocol(L, s, t, "connection_made", 1, 0,
                     "Exception in protocol.connection_made()") != LUA_OK)
@@ -762,6 +798,12 @@ static int t_get_extra_info(lua_State *L) {
   const char *name = luaL_checkstring(L, 2);
   int peer = strcmp(name, "peername") == 0;
   lua_settop(L, 3);
+  if (is_pipe(s)) {  /* only "pipe", kept at creation */
+    if (strcmp(name, "pipe") != 0) return 1;
+    push_extra(L, 1);
+    if (lua_getfield(L, -1, name) == LUA_TNIL) lua_pushvalue(L, 3);
+    return 1;
+  }
   if (!peer && strcmp(name, "sockname") != 0 && strcmp(name, "socket") != 0)
     return 1;  /* the default */
   push_extra(L, 1);
@@ -786,8 +828,7 @@ static int t_tostring(lua_State *L) {
   static const char *const states[] = {"open", "closing", "closed"};
   uv_os_fd_t fd = -1;
   if (s->uv.handle != NULL) uv_fileno(s->uv.handle, &fd);
-  lua_pushfstring(L, "<%s fd=%d %s>",
-                  s->kind == EDDY_STREAM_TCP ? "TCPTransport" : "UnixTransport",
+  lua_pushfstring(L, "<%s fd=%d %s>", kind_names[s->kind] + strlen("eddy."),
                   (int)fd, states[s->state]);
   return 1;
 }
@@ -796,6 +837,7 @@ static int t_tostring(lua_State *L) {
 ** anchored). */
 static int t_gc(lua_State *L) {
   eddy_Stream *s = (eddy_Stream *)lua_touserdata(L, 1);
+  if (s->hangup != NULL) eddy__hangup_stop(s);
   eddy__uv_gc(L, &s->uv, "transport");
   return 0;
 }
@@ -816,8 +858,7 @@ eddy_Stream *eddy__stream_new(lua_State *L, eddy_Loop *loop, int kind) {
   s->state = EDDY_STREAM_CLOSED;  /* until the handle is open */
   s->high = DEFAULT_HIGH;
   s->low = DEFAULT_HIGH / 4;
-  luaL_setmetatable(L, kind == EDDY_STREAM_TCP ? EDDY_TCPTRANSPORT
-                                               : EDDY_UNIXTRANSPORT);
+  luaL_setmetatable(L, kind_names[kind]);
   return s;
 }
 
@@ -910,33 +951,52 @@ static const luaL_Reg loop_methods[] = {
   {NULL, NULL}
 };
 
-static const luaL_Reg stream_methods[] = {
-  {"write", t_write},
-  {"writelines", t_writelines},
-  {"write_eof", t_write_eof},
-  {"can_write_eof", t_can_write_eof},
+/* Every transport's methods (asyncio's BaseTransport). */
+static const luaL_Reg base_methods[] = {
   {"close", t_close},
-  {"abort", t_abort},
   {"is_closing", t_is_closing},
-  {"is_reading", t_is_reading},
-  {"pause_reading", t_pause_reading},
-  {"resume_reading", t_resume_reading},
   {"set_protocol", t_set_protocol},
   {"get_protocol", t_get_protocol},
   {"get_extra_info", t_get_extra_info},
-  {"get_write_buffer_size", t_get_write_buffer_size},
-  {"get_write_buffer_limits", t_get_write_buffer_limits},
-  {"set_write_buffer_limits", t_set_write_buffer_limits},
   {"_start", t_start},
   {NULL, NULL}
 };
 
-/* Both stream metatables share one methods table; the core table at the
-** top gets it as StreamTransport. */
+/* ReadTransport's. */
+static const luaL_Reg read_methods[] = {
+  {"is_reading", t_is_reading},
+  {"pause_reading", t_pause_reading},
+  {"resume_reading", t_resume_reading},
+  {NULL, NULL}
+};
+
+/* WriteTransport's. */
+static const luaL_Reg write_methods[] = {
+  {"write", t_write},
+  {"writelines", t_writelines},
+  {"write_eof", t_write_eof},
+  {"can_write_eof", t_can_write_eof},
+  {"abort", t_abort},
+  {"get_write_buffer_size", t_get_write_buffer_size},
+  {"get_write_buffer_limits", t_get_write_buffer_limits},
+  {"set_write_buffer_limits", t_set_write_buffer_limits},
+  {NULL, NULL}
+};
+
+/* A methods table with the base methods and, as asked, the read and the
+** write ones. */
+static void new_methods(lua_State *L, int readable, int writable) {
+  luaL_newlib(L, base_methods);
+  if (readable) luaL_setfuncs(L, read_methods, 0);
+  if (writable) luaL_setfuncs(L, write_methods, 0);
+}
+
+/* The stream metatables: TCP and UNIX transports share one methods
+** table, which the core table at the top gets as StreamTransport; each
+** pipe kind has the methods of its direction only. */
 void eddy__open_stream(lua_State *L) {
-  static const char *const names[] = {EDDY_TCPTRANSPORT, EDDY_UNIXTRANSPORT};
   struct sigaction sa;
-  int i;
+  int kind;
   /* A write to a reset connection must fail with EPIPE, not kill the
   ** process: ignore SIGPIPE as Python and Node do (unless the host set
   ** its own handler). */
@@ -945,10 +1005,14 @@ void eddy__open_stream(lua_State *L) {
     sigaction(SIGPIPE, &sa, NULL);
   }
   eddy__loop_methods(L, loop_methods);
-  luaL_newlib(L, stream_methods);
-  for (i = 0; i < 2; i++) {
-    luaL_newmetatable(L, names[i]);
-    lua_pushvalue(L, -2);
+  new_methods(L, 1, 1);
+  for (kind = EDDY_STREAM_TCP; kind <= EDDY_STREAM_WRITE_PIPE; kind++) {
+    luaL_newmetatable(L, kind_names[kind]);
+    if (kind == EDDY_STREAM_READ_PIPE || kind == EDDY_STREAM_WRITE_PIPE)
+      new_methods(L, kind == EDDY_STREAM_READ_PIPE,
+                  kind == EDDY_STREAM_WRITE_PIPE);
+    else
+      lua_pushvalue(L, -2);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, t_gc);
     lua_setfield(L, -2, "__gc");

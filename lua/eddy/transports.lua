@@ -12,6 +12,7 @@ local socket = require "eddy.socket"
 local C = eddy._core
 local Loop = C.Loop
 local Server = C.Server
+local can_suspend = C._can_suspend
 
 local AF_UNSPEC, AF_INET, AF_INET6 = socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6
 local SOCK_STREAM, AI_PASSIVE = socket.SOCK_STREAM, socket.AI_PASSIVE
@@ -393,12 +394,40 @@ local accepted_options = set("ssl", "ssl_handshake_timeout", "ssl_shutdown_timeo
 -- loop:connect_accepted_socket(protocol_factory, sock, opts) -> transport, protocol
 function Loop:connect_accepted_socket(protocol_factory, sock, opts)
   local fname = "connect_accepted_socket"
+  can_suspend(fname)
   check_factory(fname, protocol_factory)
   opts = check_options(fname, 3, opts, accepted_options)
   check_ssl(fname, opts)
   if sock == nil then argerror(fname, 2, "socket", sock) end
   return start_transport(self:_transport_from_fd(take_socket(fname, sock)), protocol_factory)
 end
+
+-- loop:connect_read_pipe(protocol_factory, pipe) -> transport, protocol
+-- loop:connect_write_pipe(protocol_factory, pipe) -> transport, protocol
+-- pipe: an integer descriptor, a Lua file, or an object with :fileno();
+-- the transport closes it (pipe:close(), or the descriptor) after
+-- connection_lost, as asyncio's pipe transports do.  Suspending in name
+-- (API.md §3): nothing here waits, connection_made has run on return.
+local function has_fileno(v)
+  local ok, fileno = pcall(function() return v.fileno end)
+  return ok and fileno ~= nil
+end
+
+local function pipe_connector(fname, writable)
+  return function(self, protocol_factory, pipe)
+    can_suspend(fname)
+    check_factory(fname, protocol_factory)
+    if io.type(pipe) == "closed file" then
+      error("attempt to use a closed file", 2)
+    elseif math.type(pipe) ~= "integer" and io.type(pipe) == nil and not has_fileno(pipe) then
+      argerror(fname, 2, "file descriptor, file or object with fileno()", pipe)
+    end
+    return start_transport(self:_pipe_transport(pipe, writable), protocol_factory)
+  end
+end
+
+Loop.connect_read_pipe = pipe_connector("connect_read_pipe", false)
+Loop.connect_write_pipe = pipe_connector("connect_write_pipe", true)
 
 -- }=================================================
 
