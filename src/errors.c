@@ -65,6 +65,7 @@ static const char *class_for(int uverr) {
     case UV_EPIPE: case UV_ESHUTDOWN: return "BrokenPipeError";
     case UV_ENOENT: return "FileNotFoundError";
     case UV_EACCES: case UV_EPERM: return "PermissionError";
+    case UV_ESRCH: return "ProcessLookupError";
     case UV_ETIMEDOUT: return "TimeoutError";
     default: break;
   }

@@ -737,6 +737,14 @@ void eddy__open_udp(lua_State *L);
 ** methods) to the Loop class of the core table at the top, and the
 ** eddy.signal table as its field 'signal'. */
 void eddy__open_signal(lua_State *L);
+/* The signal at argument i (a number or a name): argument error for a
+** wrong type, ValueError for an unknown signal. */
+int eddy__checksignal(lua_State *L, int i);
+
+/* Child processes (process.c): loop:_spawn and the eddy.Process handle;
+** the core table gets 'subprocess_choices' (PIPE, STDOUT, DEVNULL,
+** INHERIT). */
+void eddy__open_process(lua_State *L);
 
 /* ------------------------------------------------------------------ */
 /* Sending files (sendfile.c)                                           */

@@ -1036,6 +1036,7 @@ int eddy__open_core(lua_State *L) {
   eddy__open_tcp(L);
   eddy__open_unix(L);
   eddy__open_pipe(L);
+  eddy__open_process(L);
   eddy__open_dns(L);
   eddy__open_signal(L);
   eddy__open_sendfile(L);

@@ -131,22 +131,28 @@ static mode_t check_pipe(lua_State *L, int fd, int writable) {
 }
 
 /*
-** loop:_pipe_transport(pipe, writable) -> a transport without a protocol
-** yet: a read pipe transport, or a write pipe transport when writable.
-** pipe is an integer descriptor, a Lua file, an eddy.socket or an object
-** with fileno(); get_extra_info("pipe") returns it.
+** loop:_pipe_transport(pipe, writable[, owned]) -> a transport without a
+** protocol yet: a read pipe transport, or a write pipe transport when
+** writable.  pipe is an integer descriptor, a Lua file, an eddy.socket or
+** an object with fileno(); get_extra_info("pipe") returns it.  'owned':
+** pipe is a descriptor of eddy's own (a subprocess pipe), adopted as is.
 */
 static int l_pipe_transport(lua_State *L) {
   eddy_Loop *loop = eddy__checkloop(L, 1);
-  int fd = eddy__checkfd(L, 2), writable = lua_toboolean(L, 3), mine, r, t;
+  int fd = eddy__checkfd(L, 2), writable = lua_toboolean(L, 3);
+  int owned = lua_toboolean(L, 4), mine, r, t;
   mode_t mode = check_pipe(L, fd, writable);
   eddy_Stream *s;
   s = eddy__stream_new(L, loop, writable ? EDDY_STREAM_WRITE_PIPE
                                          : EDDY_STREAM_READ_PIPE);
   t = lua_gettop(L);
-  lua_pushvalue(L, 2);
-  eddy__stream_set_extra(L, t, "pipe");
-  if ((mine = dup_fd(fd)) < 0) return eddy__uverror(L, mine, "dup");
+  if (owned) {
+    mine = fd;
+  } else {
+    lua_pushvalue(L, 2);
+    eddy__stream_set_extra(L, t, "pipe");
+    if ((mine = dup_fd(fd)) < 0) return eddy__uverror(L, mine, "dup");
+  }
   if ((r = eddy__stream_adopt(L, s, t, mine)) < 0)
     return eddy__uverror(L, r, "pipe transport");
   if (writable && !S_ISCHR(mode) && (r = eddy__hangup_start(s, mine)) < 0) {
@@ -158,9 +164,11 @@ static int l_pipe_transport(lua_State *L) {
   return 1;
 }
 
-/* (pipe) -> nothing: close an integer descriptor, or call pipe:close(). */
+/* (pipe) -> nothing: close an integer descriptor, or call pipe:close();
+** nil (an owned descriptor, closed with the transport): nothing. */
 static int close_pipe_object(lua_State *L) {
   luaL_Stream *file;
+  if (lua_isnil(L, 1)) return 0;
   if (lua_isinteger(L, 1)) {
     eddy__fd_close((int)lua_tointeger(L, 1));
     return 0;

@@ -93,6 +93,10 @@ static int checksignal(lua_State *L, int i, int zero) {
   return (int)sig;
 }
 
+int eddy__checksignal(lua_State *L, int i) {
+  return checksignal(L, i, 0);
+}
+
 /* }====================================================== */
 
 /* {====================================================== Watchers */

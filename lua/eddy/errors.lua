@@ -98,6 +98,7 @@ class("BrokenPipeError", ConnectionError)
 class("DNSError", OSError)
 class("FileNotFoundError", OSError)
 class("PermissionError", OSError)
+class("ProcessLookupError", OSError)
 local SSLError = class("SSLError", OSError)
 class("SSLCertVerificationError", SSLError)
 -- Raised by eddy.run when Ctrl-C cancelled its main task (src/signal.c).

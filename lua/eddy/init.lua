@@ -88,9 +88,11 @@ package.loaded["eddy.signal"] = C.signal
 for _, part in ipairs{"eddy.base_events", "eddy.tasks", "eddy.runners",
     "eddy.asyncgen", "eddy.contextvars", "eddy.taskgroups", "eddy.timeouts",
     "eddy.locks", "eddy.queues", "eddy.transports", "eddy.selector_events",
-    "eddy.executor", "eddy.streams"} do
+    "eddy.executor", "eddy.streams", "eddy.subprocess"} do
   require(part)
   package.loaded[part] = true
 end
+-- eddy.subprocess is also a table of its own (PIPE, DEVNULL, ...).
+package.loaded["eddy.subprocess"] = eddy.subprocess
 
 return eddy

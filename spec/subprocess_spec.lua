@@ -1,0 +1,235 @@
+-- Child processes: loop:subprocess_exec / subprocess_shell with a
+-- SubprocessProtocol, and eddy.create_subprocess_exec / _shell with a
+-- Process (API.md §3 "Subprocesses", §8).  Real children (sh, cat, head,
+-- sleep).  Descriptions name the CPython test
+-- (Lib/test/test_asyncio/test_subprocess.py) a case follows.
+local eddy = require "eddy"
+local errors = eddy.errors
+local sp = eddy.subprocess
+local async = require("eddy.test").async
+local checks = require "support.checks"
+local net = require "support.net"
+local cli = require "cli_helper"
+local raises, argerror = checks.raises, checks.argerror
+
+after_each(cli.cleanup)
+
+-- A SubprocessProtocol logging its callbacks.
+local function recorder(loop)
+  local rec = {events = {}, out = {[1] = {}, [2] = {}}, lost_fut = loop:create_future()}
+  function rec:connection_made(t) self.transport = t self.events[#self.events + 1] = "made" end
+  function rec:pipe_data_received(fd, data) table.insert(self.out[fd], data) end
+  function rec:pipe_connection_lost(fd, err)
+    self.events[#self.events + 1] = "pipe_lost " .. fd .. (err and (" " .. tostring(err)) or "")
+  end
+  function rec:process_exited() self.events[#self.events + 1] = "exited" end
+  function rec:connection_lost(err)
+    self.events[#self.events + 1] = "lost"
+    self.lost_fut:set_result(err or true)
+  end
+  function rec:output(fd) return table.concat(self.out[fd]) end
+  return rec
+end
+
+local function index_of(list, v)
+  for i, x in ipairs(list) do if x == v then return i end end
+end
+
+describe("loop:subprocess_exec", function()
+  it("pipes both ways; callbacks in asyncio's order; wait() after connection_lost (test_subprocess_exec)",
+     async(function(loop)
+    local rec = recorder(loop)
+    local t, p = loop:subprocess_exec(function() return rec end,
+                                      "sh", "-c", "cat; echo oops >&2; exit 3")
+    assert.equal(rec, p)
+    assert.same({"made"}, rec.events)
+    assert.equal(t, rec.transport)
+    assert.is_true(math.type(t:get_pid()) == "integer" and t:get_pid() > 0)
+    assert.is_nil(t:get_returncode())
+    assert.matches("^<SubprocessTransport pid=%d+ running>$", tostring(t))
+    local stdin = t:get_pipe_transport(0)
+    assert.matches("WritePipeTransport", tostring(stdin))
+    assert.matches("ReadPipeTransport", tostring(t:get_pipe_transport(1)))
+    assert.is_nil(t:get_pipe_transport(3))
+    stdin:write("hello\n")
+    stdin:close()
+    assert.equal(3, eddy.wait_for(eddy.create_task(function() return t:_wait() end), 5))
+    assert.equal(3, t:get_returncode())
+    assert.equal("hello\n", rec:output(1))
+    assert.equal("oops\n", rec:output(2))
+    local ev = rec.events
+    assert.equal("lost", ev[#ev])
+    for _, e in ipairs {"pipe_lost 0", "pipe_lost 1", "pipe_lost 2", "exited"} do
+      assert.is_truthy(index_of(ev, e), e)
+    end
+    assert.equal(6, #ev)
+  end))
+
+  it("a signal's return code is negative (test_terminate, test_kill, test_send_signal)",
+     async(function(loop)
+    for sig, code in pairs {SIGTERM = -15, SIGKILL = -9, SIGUSR1 = -10} do
+      local rec = recorder(loop)
+      local t = loop:subprocess_exec(function() return rec end, "sleep", "30")
+      if sig == "SIGTERM" then t:terminate()
+      elseif sig == "SIGKILL" then t:kill()
+      else t:send_signal(eddy.signal.SIGUSR1) end
+      net.wait(rec.lost_fut)
+      assert.equal(code, t:get_returncode())
+      raises(function() t:send_signal("SIGTERM") end, errors.ProcessLookupError)
+    end
+  end))
+
+  it("close() kills a running child and closes its pipes", async(function(loop)
+    local rec = recorder(loop)
+    local t = loop:subprocess_exec(function() return rec end, "sleep", "30")
+    t:close()
+    assert.is_true(t:is_closing())
+    net.wait(rec.lost_fut)
+    assert.equal(-9, t:get_returncode())
+    t:close()
+  end))
+
+  it("stdio choices: DEVNULL, STDOUT, INHERIT, a descriptor, a file", async(function(loop)
+    local out = cli.tempfile()
+    local f = assert(io.open(out, "w"))
+    local rec = recorder(loop)
+    local t = loop:subprocess_shell(function() return rec end,
+                                    "cat; echo to-file; echo merged >&2",
+                                    {stdin = sp.DEVNULL, stdout = f, stderr = sp.STDOUT})
+    assert.is_nil(t:get_pipe_transport(0))
+    assert.is_nil(t:get_pipe_transport(1))
+    net.wait(rec.lost_fut)
+    f:close()
+    assert.equal("to-file\nmerged\n", cli.readfile(out))
+    -- stderr into the stdout pipe
+    rec = recorder(loop)
+    loop:subprocess_shell(function() return rec end, "echo a; echo b >&2",
+                          {stdin = sp.DEVNULL, stderr = sp.STDOUT})
+    net.wait(rec.lost_fut)
+    assert.equal("a\nb\n", rec:output(1))
+  end))
+
+  it("cwd, env, start_new_session and pass_fds reach the child", async(function(loop)
+    local a, b = checks.nonblocking_pair()
+    local rec = recorder(loop)
+    local has = "test -e /proc/$$/fd/%d && echo has-%d || echo no-%d; "
+    loop:subprocess_shell(function() return rec end,
+      "pwd; echo \"$ONLY\" \"${HOME:-unset}\"; ps -o sid= -p $$ | tr -d ' '; echo $$; "
+        .. has:format(b:fileno(), b:fileno(), b:fileno())
+        .. has:format(a:fileno(), a:fileno(), a:fileno()),
+      {cwd = "/tmp", env = {ONLY = "yes", PATH = os.getenv("PATH")},
+       start_new_session = true, pass_fds = {b:fileno()}})
+    net.wait(rec.lost_fut)
+    local lines = {}
+    for l in rec:output(1):gmatch("[^\n]+") do lines[#lines + 1] = l end
+    assert.equal("/tmp", lines[1])
+    assert.equal("yes unset", lines[2])
+    assert.equal(lines[4], lines[3])  -- its own session
+    assert.equal("has-" .. b:fileno(), lines[5])  -- passed
+    assert.equal("no-" .. a:fileno(), lines[6])  -- close-on-exec, not passed
+    a:close()
+    b:close()
+  end))
+
+  it("refuses bad arguments before starting anything", async(function(loop)
+    local f = function() return recorder(loop) end
+    argerror(function() loop:subprocess_exec(42, "true") end, 1, "subprocess_exec")
+    argerror(function() loop:subprocess_exec(f, 42) end, 2, "subprocess_exec")
+    argerror(function() loop:subprocess_exec(f, "echo", {}, "x") end, 3, "subprocess_exec")
+    argerror(function() loop:subprocess_exec(f, "true", {bogus = 1}) end, 3, "subprocess_exec")
+    argerror(function() loop:subprocess_shell(f, nil) end, 2, "subprocess_shell")
+    argerror(function() loop:subprocess_shell(f, "true", {stdout = "x"}) end, 3, "subprocess_shell")
+    argerror(function() loop:subprocess_shell(f, "true", {env = {A = 1}}) end, 3, "subprocess_shell")
+    raises(function() loop:subprocess_shell(f, "true", {stdin = sp.STDOUT}) end, errors.ValueError)
+    raises(function() loop:subprocess_shell(f, "true", {stdout = -99}) end, errors.ValueError)
+    raises(function() loop:subprocess_shell(f, "true", {env = {["A=B"] = "x"}}) end, errors.ValueError)
+    raises(function() loop:subprocess_shell(f, "true", {pass_fds = {1}}) end, errors.ValueError)
+    raises(function() loop:subprocess_shell(f, "true", {stdout = 999999}) end, errors.OSError)
+    raises(function() loop:subprocess_exec(f, "/nonexistent/program") end, errors.FileNotFoundError)
+    raises(function() loop:subprocess_shell(f, "true", {cwd = "/nonexistent"}) end, errors.FileNotFoundError)
+    raises(function() loop:subprocess_exec(f, "true\0x") end, errors.ValueError)
+    raises(function() loop:subprocess_shell(function() error("no protocol") end, "true") end,
+           "no protocol")
+    raises(function() loop:subprocess_shell(function() return 1 end, "true") end, errors.RuntimeError)
+    local closed = io.open("/dev/null")
+    closed:close()
+    raises(function() loop:subprocess_shell(f, "true", {stdin = closed}) end, "closed file")
+  end))
+
+  it("raises RuntimeError in a plain callback", async(function(loop)
+    local done = loop:create_future()
+    loop:call_soon(function()
+      done:set_result(select(2, pcall(loop.subprocess_shell, loop, function() return {} end, "true")))
+    end)
+    local err = net.wait(done)
+    assert.is_true(errors.is(err, errors.RuntimeError), tostring(err))
+  end))
+end)
+
+describe("eddy.create_subprocess_exec / _shell", function()
+  it("communicate(input) -> stdout, stderr (test_communicate)", async(function(loop)
+    local p = eddy.create_subprocess_exec("sh", "-c", "tr a-z A-Z; echo done >&2",
+      {stdin = sp.PIPE, stdout = sp.PIPE, stderr = sp.PIPE})
+    assert.is_true(p.pid > 0)
+    assert.is_nil(p.returncode)
+    assert.matches("^<Process %d+>$", tostring(p))
+    local out, err = p:communicate("hello\n")
+    assert.equal("HELLO\n", out)
+    assert.equal("done\n", err)
+    assert.equal(0, p.returncode)
+    assert.equal(0, p:wait())
+  end))
+
+  it("streams: write, drain, close stdin; read stdout lines (test_stdin_stdout)",
+     async(function(loop)
+    local p = eddy.create_subprocess_shell("cat", {stdin = sp.PIPE, stdout = sp.PIPE})
+    assert.is_nil(p.stderr)
+    for i = 1, 3 do
+      p.stdin:write("line " .. i .. "\n")
+      p.stdin:drain()
+      assert.equal("line " .. i .. "\n", p.stdout:readline())
+    end
+    p.stdin:close()
+    assert.equal("", p.stdout:read(-1))
+    assert.equal(0, p:wait())
+  end))
+
+  it("a child that stops reading: communicate ignores the broken pipe (test_communicate_ignore_broken_pipe)",
+     async(function(loop)
+    local p = eddy.create_subprocess_exec("head", "-c", "3", {stdin = sp.PIPE, stdout = sp.PIPE})
+    local out = p:communicate(string.rep("x", 1 << 20))
+    assert.equal("xxx", out)
+    assert.equal(0, p.returncode)
+  end))
+
+  it("stdio defaults to INHERIT; send_signal after exit does nothing, after the end raises",
+     async(function(loop)
+    local p = eddy.create_subprocess_exec("true")
+    assert.is_nil(p.stdin)
+    assert.is_nil(p.stdout)
+    assert.equal(0, p:wait())
+    raises(function() p:send_signal("SIGTERM") end, errors.ProcessLookupError)
+    local q = eddy.create_subprocess_exec("sleep", "30")
+    q:kill()
+    assert.equal(-9, q:wait())
+  end))
+
+  it("large output through the reader's flow control", async(function(loop)
+    local p = eddy.create_subprocess_exec("head", "-c", tostring(4 << 20), "/dev/zero",
+                                          {stdout = sp.PIPE, limit = 1024})
+    local total = 0
+    repeat
+      local chunk = p.stdout:read(65536)
+      total = total + #chunk
+    until chunk == ""
+    assert.equal(4 << 20, total)
+    assert.equal(0, p:wait())
+  end))
+
+  it("refuses a bad limit and unknown options", async(function(loop)
+    raises(function() eddy.create_subprocess_exec("true", {limit = 0}) end, errors.ValueError)
+    argerror(function() eddy.create_subprocess_shell("true", {bogus = true}) end, 2,
+             "create_subprocess_shell")
+    argerror(function() eddy.create_subprocess_exec(nil) end, 1, "create_subprocess_exec")
+  end))
+end)
