@@ -17,6 +17,13 @@ function args.callable(v)
   return type(mt) == "table" and mt.__call ~= nil
 end
 
+-- Whether v has a fileno field (a socket or file-like object); false,
+-- not an error, for values that cannot be indexed.
+function args.has_fileno(v)
+  local ok, fileno = pcall(function() return v.fileno end)
+  return ok and fileno ~= nil
+end
+
 -- The message of a standard argument error.
 function args.message(fname, n, expected, v)
   return string.format("bad argument #%d to '%s' (%s expected, got %s)",

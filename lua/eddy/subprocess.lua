@@ -30,11 +30,6 @@ end
 local loop_options = {stdin = true, stdout = true, stderr = true, cwd = true, env = true,
                       start_new_session = true, pass_fds = true}
 
-local function has_fileno(v)
-  local ok, fileno = pcall(function() return v.fileno end)
-  return ok and fileno ~= nil
-end
-
 -- A stdio choice: nil, PIPE, DEVNULL, STDOUT (stderr only), INHERIT, a
 -- descriptor, a Lua file or an object with fileno().
 local function check_stdio(fname, n, name, v)
@@ -46,7 +41,7 @@ local function check_stdio(fname, n, name, v)
     error(errors.ValueError(string.format("%s: invalid value %d", name, v)), 4)
   end
   if io.type(v) == "closed file" then error("attempt to use a closed file", 4) end
-  if not has_fileno(v) then
+  if not args.has_fileno(v) then
     argerror(fname, n, "eddy.subprocess choice, descriptor or file for '" .. name .. "'", v, 5)
   end
 end

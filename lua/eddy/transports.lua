@@ -408,18 +408,13 @@ end
 -- the transport closes it (pipe:close(), or the descriptor) after
 -- connection_lost, as asyncio's pipe transports do.  Suspending in name
 -- (API.md §3): nothing here waits, connection_made has run on return.
-local function has_fileno(v)
-  local ok, fileno = pcall(function() return v.fileno end)
-  return ok and fileno ~= nil
-end
-
 local function pipe_connector(fname, writable)
   return function(self, protocol_factory, pipe)
     can_suspend(fname)
     check_factory(fname, protocol_factory)
     if io.type(pipe) == "closed file" then
       error("attempt to use a closed file", 2)
-    elseif math.type(pipe) ~= "integer" and io.type(pipe) == nil and not has_fileno(pipe) then
+    elseif math.type(pipe) ~= "integer" and io.type(pipe) == nil and not args.has_fileno(pipe) then
       argerror(fname, 2, "file descriptor, file or object with fileno()", pipe)
     end
     return start_transport(self:_pipe_transport(pipe, writable), protocol_factory)
