@@ -114,7 +114,7 @@ describe("loop:subprocess_exec", function()
     local rec = recorder(loop)
     local has = "test -e /proc/$$/fd/%d && echo has-%d || echo no-%d; "
     loop:subprocess_shell(function() return rec end,
-      "pwd; echo \"$ONLY\" \"${HOME:-unset}\"; ps -o sid= -p $$ | tr -d ' '; echo $$; "
+      "pwd; echo \"$ONLY\" \"${HOME:-unset}\"; cut -d' ' -f6 /proc/$$/stat; echo $$; "
         .. has:format(b:fileno(), b:fileno(), b:fileno())
         .. has:format(a:fileno(), a:fileno(), a:fileno()),
       {cwd = "/tmp", env = {ONLY = "yes", PATH = os.getenv("PATH")},
