@@ -187,7 +187,7 @@ describe("create_server", function()
     raises(function() loop:create_server(function() end, "127.0.0.1", 0, {reuse = true}) end,
            "unknown option 'reuse'")
     raises(function() loop:create_server(function() end, "127.0.0.1", 0, {ssl = {}}) end,
-           {errors.RuntimeError, "TLS is not supported yet"})
+           "bad option 'ssl' to 'create_server' (eddy.ssl.SSLContext expected, got table)")
     raises(function() loop:create_server(function() end) end, errors.ValueError)
     raises(function() loop:create_server(function() end, "256.1.1.1", 0) end, errors.DNSError)
     raises(function() loop:create_server(function() end, "192.0.2.1", 0) end,

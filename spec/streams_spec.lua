@@ -543,8 +543,8 @@ describe("open_connection / start_server", function()
            {errors.ValueError, "Limit cannot be <= 0"})
     raises(function() eddy.open_connection("127.0.0.1", 1, {limit = -5}) end,
            {errors.ValueError, "Limit cannot be <= 0"})
-    raises(function() eddy.open_connection("127.0.0.1", 1, {ssl = true}) end,
-           "TLS is not supported yet")
+    raises(function() eddy.open_connection("127.0.0.1", 1, {ssl = 5}) end,
+           "bad option 'ssl'")
     raises(function() eddy.open_connection("127.0.0.1", 1, {bogus = 1}) end,
            "unknown option 'bogus'")
     argerror(function() eddy.start_unix_server(nil, "/tmp/x") end, 1, "start_unix_server")
@@ -620,10 +620,13 @@ describe("open_connection / start_server", function()
     assert.is_true(writer_ref._protocol._closed:done())
   end))
 
-  it("start_tls says TLS is not supported", async(function()
+  it("start_tls checks its arguments (tls_spec upgrades connections)", async(function()
     local srv <close>, port = serve(echo_lines)
     local _, writer <close> = eddy.open_connection("127.0.0.1", port)
-    raises(function() writer:start_tls({}) end, {errors.RuntimeError, "TLS is not supported yet"})
+    raises(function() writer:start_tls({}) end,
+           "bad argument #1 to 'start_tls' (eddy.ssl.SSLContext expected, got table)")
+    raises(function() writer:start_tls(require("eddy.ssl").SSLContext(), {server_side = true}) end,
+           "unknown option 'server_side'")
   end))
 
   it("drain raises once the peer closed the connection (test_drain_raises)", async(function()

@@ -183,7 +183,7 @@ describe("UNIX sockets", function()
     raises(function() loop:create_unix_server(function() end, "") end, errors.ValueError)
     raises(function() loop:create_unix_server(function() end, string.rep("x", 200)) end, errors.OSError)
     raises(function() loop:create_unix_server(function() end, "x", {ssl = true}) end,
-           {errors.RuntimeError, "TLS is not supported yet"})
+           "bad option 'ssl' to 'create_unix_server' (eddy.ssl.SSLContext expected, got boolean)")
     raises(function() loop:create_unix_server(function() end, "x", {host = 1}) end,
            "unknown option 'host'")
   end))

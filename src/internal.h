@@ -754,4 +754,7 @@ void eddy__open_process(lua_State *L);
 ** the top. */
 void eddy__open_sendfile(lua_State *L);
 
+/* tls.c: the mbedTLS engine (tls_context and its objects). */
+void eddy__open_tls(lua_State *L);
+
 #endif

@@ -1040,6 +1040,7 @@ int eddy__open_core(lua_State *L) {
   eddy__open_dns(L);
   eddy__open_signal(L);
   eddy__open_sendfile(L);
+  eddy__open_tls(L);
   eddy__open_executor(L);
   return 1;
 }

@@ -772,8 +772,9 @@ static int writer_write(lua_State *L) {
     eddy__stream_write(L, s, 3, 2);
     return 0;
   }
-  lua_getfield(L, 3, "write");
-  lua_insert(L, 3);
+  lua_getfield(L, 3, "write");  /* transport:write(data) */
+  lua_pushvalue(L, 3);
+  lua_pushvalue(L, 2);
   lua_call(L, 2, 0);
   return 0;
 }

@@ -4,7 +4,7 @@
 # when everything is there.
 set -e
 PKGS="gcc pkg-config meson ninja-build lua5.4 liblua5.4-dev libuv1-dev \
-libmbedtls-dev libedit-dev lua-busted openssl python3"
+libmbedtls-dev libedit-dev lua-busted openssl ca-certificates python3"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \

@@ -92,7 +92,8 @@ for _, part in ipairs{"eddy.base_events", "eddy.tasks", "eddy.runners",
   require(part)
   package.loaded[part] = true
 end
--- eddy.subprocess is also a table of its own (PIPE, DEVNULL, ...).
+-- eddy.subprocess is also a table of its own (PIPE, DEVNULL, ...);
+-- eddy.ssl, which eddy.transports loads, stays one.
 package.loaded["eddy.subprocess"] = eddy.subprocess
 
 return eddy

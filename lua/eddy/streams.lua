@@ -11,9 +11,10 @@
 local eddy = require "eddy"
 local args = require "eddy.args"
 local errors = require "eddy.errors"
+local ssl = require "eddy.ssl"
 local C = eddy._core
 
-local RuntimeError, ValueError = errors.RuntimeError, errors.ValueError
+local ValueError = errors.ValueError
 
 local DEFAULT_LIMIT = 1 << 16  -- 64 KiB, asyncio's _DEFAULT_LIMIT
 
@@ -280,9 +281,36 @@ function StreamWriter:_drain_wait(lost_coming)
   if protocol._paused or protocol._connection_lost then protocol:_drain_helper() end
 end
 
--- writer:start_tls(sslcontext, opts) (S)
-function StreamWriter:start_tls()
-  error(RuntimeError("start_tls: TLS is not supported yet"), 2)
+local writer_tls_options = {server_hostname = true, ssl_handshake_timeout = true,
+                            ssl_shutdown_timeout = true}
+
+-- writer:start_tls(sslcontext, {server_hostname, ssl_handshake_timeout,
+-- ssl_shutdown_timeout}) (S): upgrade the connection to TLS in place; the
+-- writer (and the reader) go on over the SSL transport.  The server side
+-- is the one start_server made.
+function StreamWriter:start_tls(sslcontext, opts)
+  if not ssl.is_context(sslcontext) then
+    argerror("start_tls", 1, "eddy.ssl.SSLContext", sslcontext)
+  end
+  if opts ~= nil and (type(opts) ~= "table" or getmetatable(opts) ~= nil) then
+    argerror("start_tls", 2, "options table or nil", opts)
+  end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not writer_tls_options[k] then
+      error(string.format("bad argument #2 to 'start_tls' (unknown option '%s')", tostring(k)), 2)
+    end
+  end
+  local protocol = self._protocol
+  self:drain()
+  local transport = self._loop:start_tls(self.transport, protocol, sslcontext, {
+    server_side = protocol._client_connected_cb ~= nil,
+    server_hostname = opts.server_hostname,
+    ssl_handshake_timeout = opts.ssl_handshake_timeout,
+    ssl_shutdown_timeout = opts.ssl_shutdown_timeout,
+  })
+  self.transport = transport
+  protocol._transport = transport
 end
 
 -- local writer <close> = ...: close, then wait until closed (an error

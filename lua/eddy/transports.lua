@@ -9,6 +9,8 @@ local eddy = require "eddy"
 local args = require "eddy.args"
 local errors = require "eddy.errors"
 local socket = require "eddy.socket"
+local ssl = require "eddy.ssl"
+local sslproto = require "eddy.sslproto"
 local C = eddy._core
 local Loop = C.Loop
 local Server = C.Server
@@ -50,16 +52,24 @@ local function set(...)
   return s
 end
 
--- TLS is not there yet: say so instead of ignoring ssl options.
-local function check_ssl(fname, opts)
-  if opts.ssl ~= nil and opts.ssl ~= false then
-    error(errors.RuntimeError(fname .. ": TLS is not supported yet (ssl option)"), 3)
-  end
+-- The SSLContext of opts.ssl (nil without TLS), the TLS options checked
+-- as asyncio checks them.
+local function check_ssl(fname, opts, server_side, default_hostname)
+  local with_ssl = opts.ssl ~= nil and opts.ssl ~= false
   for _, k in ipairs {"server_hostname", "ssl_handshake_timeout", "ssl_shutdown_timeout"} do
-    if opts[k] ~= nil then
+    if opts[k] ~= nil and not with_ssl then
       error(errors.ValueError(k .. " is only meaningful with ssl"), 3)
     end
   end
+  if not with_ssl then return nil end
+  local hostname = opts.server_hostname
+  if hostname ~= nil and type(hostname) ~= "string" then
+    error(string.format("bad option 'server_hostname' to '%s' (string expected, got %s)",
+                        fname, typename(hostname)), 3)
+  end
+  sslproto.check_timeout("ssl_handshake_timeout", opts.ssl_handshake_timeout)
+  sslproto.check_timeout("ssl_shutdown_timeout", opts.ssl_shutdown_timeout)
+  return sslproto.context_of(fname, opts.ssl, server_side, hostname or default_hostname)
 end
 
 local function check_port(fname, n, port)
@@ -126,6 +136,36 @@ local function start_transport(transport, factory)
   end
   transport:_start(protocol)
   return transport, protocol
+end
+
+-- start_transport with TLS: the application protocol's connection_made
+-- comes after the handshake, and the transport returned is the
+-- SSLTransport.
+local function start_tls_transport(loop, transport, factory, ctx, server_side, hostname, opts)
+  local ok, protocol = pcall(new_protocol, factory)
+  if not ok then
+    transport:close()
+    error(protocol, 0)
+  end
+  local start = function(ssl_protocol) transport:_start(ssl_protocol) end
+  return sslproto.client_handshake(loop, transport, start, protocol, ctx, server_side,
+                                   hostname, opts), protocol
+end
+
+-- Start 'transport' for the caller of a connecting method: with TLS
+-- when ctx is a context.
+local function start_connection(loop, transport, factory, ctx, server_side, hostname, opts)
+  if ctx == nil then return start_transport(transport, factory) end
+  return start_tls_transport(loop, transport, factory, ctx, server_side, hostname, opts)
+end
+
+-- The protocol factory of a TLS server: each connection's protocol is
+-- an SSLProtocol around the application's.
+local function tls_server_factory(loop, factory, ctx, opts)
+  return function()
+    return sslproto.new(loop, new_protocol(factory), ctx, nil, true, nil,
+                        opts.ssl_handshake_timeout, opts.ssl_shutdown_timeout)
+  end
 end
 
 -- }=================================================
@@ -296,7 +336,14 @@ function Loop:create_connection(protocol_factory, host, port, opts)
   if host ~= nil and type(host) ~= "string" then argerror(fname, 2, "string or nil", host) end
   port = check_port(fname, 3, port)
   opts = check_options(fname, 4, opts, connection_options)
-  check_ssl(fname, opts)
+  local ctx = check_ssl(fname, opts, false, host)
+  local hostname = opts.server_hostname
+  if ctx ~= nil and hostname == nil then
+    if host == nil then
+      error(errors.ValueError("You must set server_hostname when using ssl without a host"), 2)
+    end
+    hostname = host
+  end
   check_int_options(fname, 4, opts, {"family", "proto", "flags"})
   local family = opts.family or AF_UNSPEC
   local delay, inter = opts.happy_eyeballs_delay, opts.interleave
@@ -344,13 +391,14 @@ function Loop:create_connection(protocol_factory, host, port, opts)
       end
     end
     if transport == nil then error(connection_error(exceptions, opts.all_errors), 0) end
-    return start_transport(transport, protocol_factory)
+    return start_connection(self, transport, protocol_factory, ctx, false, hostname, opts)
   end
   if opts.sock == nil then
     error(errors.ValueError("host and port was not specified and no sock specified"), 2)
   end
   local fd = take_socket(fname, opts.sock)
-  return start_transport(self:_transport_from_fd(fd), protocol_factory)
+  return start_connection(self, self:_transport_from_fd(fd), protocol_factory, ctx, false,
+                          hostname, opts)
 end
 
 -- Connect to the UNIX socket at 'path'.  A listener whose backlog is full
@@ -376,17 +424,23 @@ function Loop:create_unix_connection(protocol_factory, path, opts)
   local fname = "create_unix_connection"
   check_factory(fname, protocol_factory)
   opts = check_options(fname, 3, opts, unix_connection_options)
-  check_ssl(fname, opts)
+  local ctx = check_ssl(fname, opts, false)
+  if ctx ~= nil and opts.server_hostname == nil then
+    error(errors.ValueError("you have to pass server_hostname when using ssl"), 2)
+  end
+  local transport
   if path ~= nil then
     if type(path) ~= "string" then argerror(fname, 2, "string or nil", path) end
     if opts.sock ~= nil then
       error(errors.ValueError("path and sock can not be specified at the same time"), 2)
     end
-    return start_transport(unix_connect(self, path), protocol_factory)
+    transport = unix_connect(self, path)
+  else
+    if opts.sock == nil then error(errors.ValueError("no path and sock were specified"), 2) end
+    transport = self:_transport_from_fd(take_socket(fname, opts.sock, true))
   end
-  if opts.sock == nil then error(errors.ValueError("no path and sock were specified"), 2) end
-  return start_transport(self:_transport_from_fd(take_socket(fname, opts.sock, true)),
-                         protocol_factory)
+  return start_connection(self, transport, protocol_factory, ctx, false, opts.server_hostname,
+                          opts)
 end
 
 local accepted_options = set("ssl", "ssl_handshake_timeout", "ssl_shutdown_timeout")
@@ -397,9 +451,52 @@ function Loop:connect_accepted_socket(protocol_factory, sock, opts)
   can_suspend(fname)
   check_factory(fname, protocol_factory)
   opts = check_options(fname, 3, opts, accepted_options)
-  check_ssl(fname, opts)
+  local ctx = check_ssl(fname, opts, true)
   if sock == nil then argerror(fname, 2, "socket", sock) end
-  return start_transport(self:_transport_from_fd(take_socket(fname, sock)), protocol_factory)
+  return start_connection(self, self:_transport_from_fd(take_socket(fname, sock)),
+                          protocol_factory, ctx, true, nil, opts)
+end
+
+local start_tls_options = set("server_side", "server_hostname", "ssl_handshake_timeout",
+  "ssl_shutdown_timeout")
+
+-- loop:start_tls(transport, protocol, sslcontext, opts) -> the SSLTransport
+-- that replaces 'transport' for 'protocol' once the handshake is done.
+function Loop:start_tls(transport, protocol, sslcontext, opts)
+  local fname = "start_tls"
+  can_suspend(fname)
+  local mt = getmetatable(transport)
+  local kind = type(mt) == "table" and rawget(mt, "__name")
+  if kind ~= "eddy.TCPTransport" and kind ~= "eddy.UnixTransport" then
+    argerror(fname, 1, "TCP or UNIX transport (start_tls works on eddy's own)", transport)
+  end
+  if type(protocol) ~= "table" and type(protocol) ~= "userdata" then
+    argerror(fname, 2, "protocol", protocol)
+  end
+  if not ssl.is_context(sslcontext) then argerror(fname, 3, "eddy.ssl.SSLContext", sslcontext) end
+  opts = check_options(fname, 4, opts, start_tls_options)
+  local hostname = opts.server_hostname
+  if hostname ~= nil and type(hostname) ~= "string" then
+    argerror(fname, 4, "string option 'server_hostname'", hostname)
+  end
+  sslproto.check_timeout("ssl_handshake_timeout", opts.ssl_handshake_timeout)
+  sslproto.check_timeout("ssl_shutdown_timeout", opts.ssl_shutdown_timeout)
+  -- asyncio's order: the new protocol takes over with reading paused,
+  -- connection_made and resume_reading come from the loop.
+  local handles = {}
+  local function start(ssl_protocol)
+    transport:pause_reading()
+    transport:set_protocol(ssl_protocol)
+    handles[1] = self:call_soon(ssl_protocol.connection_made, ssl_protocol, transport)
+    handles[2] = self:call_soon(transport.resume_reading, transport)
+  end
+  local ok, res = pcall(sslproto.client_handshake, self, transport, start, protocol,
+                        sslcontext, opts.server_side and true or false, hostname, opts, false)
+  if not ok then
+    for _, h in ipairs(handles) do h:cancel() end
+    error(res, 0)
+  end
+  return res
 end
 
 -- loop:connect_read_pipe(protocol_factory, pipe) -> transport, protocol
@@ -494,10 +591,11 @@ function Loop:create_server(protocol_factory, host, port, opts)
   end
   port = check_port(fname, 3, port)
   opts = check_options(fname, 4, opts, server_options)
-  check_ssl(fname, opts)
+  local ctx = check_ssl(fname, opts, true)
   local backlog = check_backlog(fname, 4, opts.backlog)
   check_int_options(fname, 4, opts, {"family", "flags"})
   local family = opts.family or AF_UNSPEC
+  if ctx ~= nil then protocol_factory = tls_server_factory(self, protocol_factory, ctx, opts) end
   local server = self:_new_server(protocol_factory, "tcp", backlog)
   local ok, err = pcall(function()
     if host ~= nil or port ~= nil then
@@ -534,8 +632,9 @@ function Loop:create_unix_server(protocol_factory, path, opts)
   local fname = "create_unix_server"
   check_factory(fname, protocol_factory)
   opts = check_options(fname, 3, opts, unix_server_options)
-  check_ssl(fname, opts)
+  local ctx = check_ssl(fname, opts, true)
   local backlog = check_backlog(fname, 3, opts.backlog)
+  if ctx ~= nil then protocol_factory = tls_server_factory(self, protocol_factory, ctx, opts) end
   local fd
   if path ~= nil then
     if type(path) ~= "string" then argerror(fname, 2, "string or nil", path) end

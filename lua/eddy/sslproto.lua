@@ -1,0 +1,496 @@
+-- eddy.sslproto: TLS between a transport and the application's protocol,
+-- asyncio's sslproto.py (3.11+) on eddy's mbedTLS engine (src/tls.c).
+--
+-- SSLProtocol is the protocol of the plain transport: ciphertext comes in
+-- through data_received, is fed to the connection's TLS object, and the
+-- plaintext goes to the application protocol; what the application
+-- writes on its SSLTransport is encrypted and written to the plain
+-- transport.  The states are asyncio's:
+--
+--   UNWRAPPED -> DO_HANDSHAKE -> WRAPPED -> FLUSHING -> SHUTDOWN -> UNWRAPPED
+--
+-- The application's connection_made comes once the handshake is done.
+-- Closing sends close_notify and waits (ssl_shutdown_timeout) for the
+-- peer's before closing the plain transport.  Flow control passes
+-- through: the plain transport's pause_writing/resume_writing reach the
+-- application protocol, and pausing the SSLTransport's reading pauses the
+-- plain transport's.
+
+local eddy = require "eddy"
+local errors = require "eddy.errors"
+local ssl = require "eddy.ssl"
+
+local sslproto = {}
+
+local HANDSHAKE_TIMEOUT = 60.0  -- asyncio's constants.SSL_HANDSHAKE_TIMEOUT
+local SHUTDOWN_TIMEOUT = 30.0   -- and SSL_SHUTDOWN_TIMEOUT
+
+-- {================================================= SSLTransport
+
+-- What the application sees: a transport whose bytes are plaintext.
+local SSLTransport = {}
+SSLTransport.__index = SSLTransport
+SSLTransport.__name = "eddy.SSLTransport"
+
+function SSLTransport:__tostring()
+  return string.format("<eddy.SSLTransport %s>", self._closed and "closed" or "open")
+end
+
+local function new_transport(proto)
+  return setmetatable({_proto = proto, _closed = false}, SSLTransport)
+end
+
+function SSLTransport:get_extra_info(name, default)
+  return self._proto:_get_extra_info(name, default)
+end
+
+function SSLTransport:set_protocol(protocol) self._proto._app_protocol = protocol end
+function SSLTransport:get_protocol() return self._proto._app_protocol end
+function SSLTransport:is_closing() return self._closed end
+
+-- close(): flush, send close_notify, and close once the peer answers
+-- (or ssl_shutdown_timeout passes).
+function SSLTransport:close()
+  if not self._closed then
+    self._closed = true
+    self._proto:_start_shutdown()
+  end
+end
+
+function SSLTransport:abort()
+  self._closed = true
+  self._proto:_abort()
+end
+
+function SSLTransport:is_reading() return not self._proto._app_reading_paused end
+function SSLTransport:pause_reading() self._proto:_pause_reading() end
+function SSLTransport:resume_reading() self._proto:_resume_reading() end
+
+-- The write buffer is the plain transport's: records are made as soon as
+-- the application writes.
+local function plain(self)
+  local t = self._proto._transport
+  if t == nil then error(errors.RuntimeError("the SSL transport is closed"), 3) end
+  return t
+end
+
+function SSLTransport:set_write_buffer_limits(high, low)
+  return plain(self):set_write_buffer_limits(high, low)
+end
+
+function SSLTransport:get_write_buffer_limits()
+  return plain(self):get_write_buffer_limits()
+end
+
+function SSLTransport:get_write_buffer_size()
+  local t = self._proto._transport
+  return t == nil and 0 or t:get_write_buffer_size()
+end
+
+function SSLTransport:write(data)
+  if type(data) ~= "string" then
+    error(string.format("bad argument #1 to 'write' (string expected, got %s)",
+                        require("eddy.args").typename(data)), 2)
+  end
+  if #data > 0 then self._proto:_write_appdata(data) end
+end
+
+function SSLTransport:writelines(list)
+  if type(list) ~= "table" then
+    error(string.format("bad argument #1 to 'writelines' (table expected, got %s)",
+                        require("eddy.args").typename(list)), 2)
+  end
+  self:write(table.concat(list))
+end
+
+-- TLS has no half-close: close_notify ends both directions.
+function SSLTransport:can_write_eof() return false end
+function SSLTransport:write_eof()
+  error(errors.RuntimeError("SSL doesn't support half-closes"), 2)
+end
+
+-- }=================================================
+
+-- {================================================= SSLProtocol
+
+local SSLProtocol = {}
+SSLProtocol.__index = SSLProtocol
+
+-- sslproto.new(loop, app_protocol, sslcontext, waiter, server_side,
+--   server_hostname, handshake_timeout, shutdown_timeout,
+--   call_connection_made) -> SSLProtocol.  waiter (a future or nil) gets
+-- nil once the handshake is done, or the error that ended it.
+function sslproto.new(loop, app_protocol, sslcontext, waiter, server_side, server_hostname,
+                      handshake_timeout, shutdown_timeout, call_connection_made)
+  local self = setmetatable({
+    _loop = loop, _app_protocol = app_protocol, _sslcontext = sslcontext,
+    _waiter = waiter, _server_side = server_side,
+    _handshake_timeout = handshake_timeout or HANDSHAKE_TIMEOUT,
+    _shutdown_timeout = shutdown_timeout or SHUTDOWN_TIMEOUT,
+    _call_connection_made = call_connection_made ~= false,
+    _state = "UNWRAPPED", _app_state = "INIT",
+    _app_reading_paused = false, _eof_received = false,
+    _close_notify_sent = false, _peer_closed = false,
+    _extra = {sslcontext = sslcontext},
+  }, SSLProtocol)
+  self._tls = sslcontext:_wrap(server_side, server_hostname)
+  self._extra.ssl_object = self._tls
+  self._app_transport = new_transport(self)
+  return self
+end
+
+function SSLProtocol:_get_extra_info(name, default)
+  local v = self._extra[name]
+  if v ~= nil then return v end
+  if self._transport ~= nil then return self._transport:get_extra_info(name, default) end
+  return default
+end
+
+local function wakeup_waiter(self, exc)
+  local waiter = self._waiter
+  if waiter == nil then return end
+  self._waiter = nil
+  if not waiter:cancelled() and not waiter:done() then
+    if exc == nil then waiter:set_result(nil) else waiter:set_exception(exc) end
+  end
+end
+
+-- Send what the engine produced.
+local function flush(self)
+  local out = self._tls:take()
+  if out ~= nil and self._transport ~= nil then self._transport:write(out) end
+end
+
+local function cancel_timer(self, name)
+  local h = self[name]
+  if h ~= nil then
+    h:cancel()
+    self[name] = nil
+  end
+end
+
+-- asyncio's _fatal_error: report (OSErrors only in debug mode, as they
+-- are the peer's doing) and close the plain transport at once.
+function SSLProtocol:_fatal_error(exc, message)
+  local transport = self._transport
+  if errors.is(exc, errors.OSError) then
+    if self._loop:get_debug() then
+      io.stderr:write(tostring(message or "Fatal error on SSL protocol"), ": ", tostring(exc), "\n")
+    end
+  else
+    self._loop:call_exception_handler {
+      message = message or "Fatal error on SSL protocol",
+      exception = exc, transport = transport, protocol = self,
+    }
+  end
+  if transport ~= nil then
+    self._fatal_exc = self._fatal_exc or exc
+    transport:abort()
+  end
+end
+
+function SSLProtocol:connection_made(transport)
+  self._transport = transport
+  self._state = "DO_HANDSHAKE"
+  self._handshake_timer = self._loop:call_later(self._handshake_timeout, function()
+    self._handshake_timer = nil
+    if self._state == "DO_HANDSHAKE" then
+      self:_fatal_error(errors.ConnectionAbortedError(string.format(
+        "SSL handshake is taking longer than %s seconds: aborting the connection",
+        tostring(self._handshake_timeout))))
+    end
+  end)
+  self:_do_handshake()
+end
+
+function SSLProtocol:_do_handshake()
+  local ok, done = pcall(self._tls.handshake, self._tls)
+  flush(self)  -- the alert of a failure too
+  if not ok then
+    self:_on_handshake_complete(done)
+  elseif done then
+    self:_on_handshake_complete(nil)
+  end
+end
+
+function SSLProtocol:_on_handshake_complete(exc)
+  cancel_timer(self, "_handshake_timer")
+  if exc ~= nil then
+    self._state = "UNWRAPPED"
+    local message = errors.is(exc, errors.SSLCertVerificationError)
+      and "SSL handshake failed on verifying the certificate" or "SSL handshake failed"
+    self:_fatal_error(exc, message)
+    wakeup_waiter(self, exc)
+    return
+  end
+  local tls = self._tls
+  self._state = "WRAPPED"
+  self._extra.peercert = tls:getpeercert()
+  self._extra.cipher = tls:cipher()
+  self._app_state = "CON_MADE"
+  -- (start_tls: the protocol has had its connection_made already)
+  local app = self._app_protocol
+  if self._call_connection_made and app.connection_made ~= nil then
+    app:connection_made(self._app_transport)
+  end
+  wakeup_waiter(self, nil)
+  self:_do_read()  -- application data that came with the last flight
+end
+
+function SSLProtocol:data_received(data)
+  local ok, err = pcall(self._tls.feed, self._tls, data)
+  if not ok then return self:_fatal_error(err) end
+  local state = self._state
+  if state == "DO_HANDSHAKE" then
+    self:_do_handshake()
+  elseif state == "WRAPPED" then
+    self:_do_read()
+  elseif state == "FLUSHING" then
+    self:_do_flush()
+  elseif state == "SHUTDOWN" then
+    self:_do_shutdown()
+  end
+end
+
+function SSLProtocol:_call_eof_received()
+  if self._app_state == "CON_MADE" then
+    self._app_state = "EOF"
+    local eof = self._app_protocol.eof_received
+    if eof ~= nil then
+      local ok, err = pcall(eof, self._app_protocol)
+      if not ok then self:_fatal_error(err, "Error calling eof_received()") end
+    end
+  end
+end
+
+-- The application data fed so far, to the application (unless it paused
+-- reading); the peer's close_notify starts our shutdown.
+function SSLProtocol:_do_read()
+  if self._app_reading_paused or (self._state ~= "WRAPPED" and self._state ~= "FLUSHING") then
+    return
+  end
+  local ok, data, closed = pcall(self._tls.read, self._tls)
+  flush(self)
+  if not ok then return self:_fatal_error(data, "SSL error in data received") end
+  if #data > 0 and self._app_state == "CON_MADE" then
+    local received = self._app_protocol.data_received
+    if received ~= nil then received(self._app_protocol, data) end
+  end
+  if closed and not self._peer_closed then
+    self._peer_closed = true
+    self:_call_eof_received()
+    self:_start_shutdown()
+  end
+end
+
+-- The application closed (or the peer did): deliver what is left, then
+-- close_notify.
+function SSLProtocol:_start_shutdown()
+  local state = self._state
+  if state == "FLUSHING" or state == "SHUTDOWN" or state == "UNWRAPPED" then return end
+  self._app_transport._closed = true
+  if state == "DO_HANDSHAKE" then
+    self:_abort()
+    return
+  end
+  self._state = "FLUSHING"
+  self._shutdown_timer = self._loop:call_later(self._shutdown_timeout, function()
+    self._shutdown_timer = nil
+    if self._state == "FLUSHING" or self._state == "SHUTDOWN" then
+      self:_fatal_error(errors.TimeoutError("SSL shutdown timed out"))
+    end
+  end)
+  self:_do_flush()
+end
+
+function SSLProtocol:_do_flush()
+  self:_do_read()
+  if self._state ~= "FLUSHING" then return end
+  self._state = "SHUTDOWN"
+  self:_do_shutdown()
+end
+
+-- Send close_notify once; done when the peer's came (or its end of the
+-- connection did).  Records after our close_notify are dropped, as
+-- SSL_shutdown drops them.
+function SSLProtocol:_do_shutdown()
+  local tls = self._tls
+  if not self._close_notify_sent then
+    self._close_notify_sent = true
+    local ok, err = pcall(tls.close_notify, tls)
+    if not ok then return self:_on_shutdown_complete(err) end
+  end
+  if not self._peer_closed and not self._eof_received then
+    local ok, err, closed = pcall(tls.read, tls)
+    if not ok then
+      flush(self)
+      return self:_on_shutdown_complete(err)
+    end
+    self._peer_closed = closed
+  end
+  flush(self)
+  if self._peer_closed or self._eof_received then
+    self:_call_eof_received()
+    self:_on_shutdown_complete(nil)
+  end
+end
+
+function SSLProtocol:_on_shutdown_complete(exc)
+  cancel_timer(self, "_shutdown_timer")
+  if exc ~= nil then
+    self:_fatal_error(exc)
+  elseif self._transport ~= nil then
+    self._transport:close()
+  end
+end
+
+function SSLProtocol:_abort()
+  self._app_transport._closed = true
+  if self._transport ~= nil then self._transport:abort() end
+end
+
+-- The plain transport's end of input, with or without close_notify.
+function SSLProtocol:eof_received()
+  self._eof_received = true
+  local state = self._state
+  if state == "DO_HANDSHAKE" then
+    self:_on_handshake_complete(errors.ConnectionResetError(
+      "Connection lost during the SSL handshake"))
+  elseif state == "WRAPPED" then
+    self._state = "FLUSHING"
+    if self._app_reading_paused then return true end
+    self:_do_flush()
+  elseif state == "FLUSHING" then
+    self._state = "SHUTDOWN"
+    self:_do_shutdown()
+  elseif state == "SHUTDOWN" then
+    self:_do_shutdown()
+  end
+end
+
+function SSLProtocol:connection_lost(exc)
+  exc = exc or self._fatal_exc
+  self._app_transport._closed = true
+  if self._state ~= "DO_HANDSHAKE" and (self._app_state == "CON_MADE" or self._app_state == "EOF") then
+    self._app_state = "CON_LOST"
+    local app = self._app_protocol
+    if app.connection_lost ~= nil then
+      self._loop:call_soon(app.connection_lost, app, exc)
+    end
+  end
+  if self._waiter ~= nil and exc == nil then
+    exc = errors.ConnectionResetError("Connection lost during the SSL handshake")
+  end
+  self._state = "UNWRAPPED"
+  self._transport = nil
+  cancel_timer(self, "_handshake_timer")
+  cancel_timer(self, "_shutdown_timer")
+  wakeup_waiter(self, exc)
+end
+
+function SSLProtocol:pause_writing()
+  local app = self._app_protocol
+  if app.pause_writing ~= nil then app:pause_writing() end
+end
+
+function SSLProtocol:resume_writing()
+  local app = self._app_protocol
+  if app.resume_writing ~= nil then app:resume_writing() end
+end
+
+function SSLProtocol:_write_appdata(data)
+  local state = self._state
+  if state ~= "WRAPPED" then
+    if state == "DO_HANDSHAKE" then
+      error(errors.RuntimeError("cannot write before the SSL handshake is done"), 3)
+    end
+    return  -- closing or closed: dropped, as asyncio drops it
+  end
+  local ok, err = pcall(self._tls.write, self._tls, data)
+  flush(self)
+  if not ok then self:_fatal_error(err, "Fatal error on SSL protocol") end
+end
+
+function SSLProtocol:_pause_reading()
+  if self._app_reading_paused then return end
+  self._app_reading_paused = true
+  if self._transport ~= nil and not self._transport:is_closing() then
+    self._transport:pause_reading()
+  end
+end
+
+function SSLProtocol:_resume_reading()
+  if not self._app_reading_paused then return end
+  self._app_reading_paused = false
+  if self._transport ~= nil and not self._transport:is_closing() then
+    self._transport:resume_reading()
+  end
+  self._loop:call_soon(function()
+    local state = self._state
+    if state == "WRAPPED" then
+      self:_do_read()
+    elseif state == "FLUSHING" then
+      self:_do_flush()
+    elseif state == "SHUTDOWN" then
+      self:_do_shutdown()
+    end
+  end)
+end
+
+-- }=================================================
+
+-- {================================================= Loop helpers
+
+-- The context an ssl= option stands for: true is the default client
+-- context (no hostname check when there is no name to check).
+function sslproto.context_of(fname, value, server_side, server_hostname)
+  if ssl.is_context(value) then return value end
+  if value == true and not server_side then
+    local ctx = ssl.create_default_context()
+    if server_hostname == nil or server_hostname == "" then ctx.check_hostname = false end
+    return ctx
+  end
+  error(string.format("bad option 'ssl' to '%s' (%s expected, got %s)", fname,
+                      server_side and "eddy.ssl.SSLContext" or "eddy.ssl.SSLContext or true",
+                      require("eddy.args").typename(value)), 3)
+end
+
+-- Check an ssl_*_timeout option.
+function sslproto.check_timeout(name, v)
+  if v == nil then return nil end
+  if type(v) ~= "number" or v ~= v then
+    error(string.format("bad option '%s' (number expected, got %s)", name,
+                        require("eddy.args").typename(v)), 3)
+  end
+  if v <= 0 then
+    error(errors.ValueError(string.format("%s should be a positive number, got %s", name,
+                                          tostring(v))), 3)
+  end
+  return v
+end
+
+-- Run the handshake of a new client or start_tls connection: wrap
+-- 'app_protocol' on 'transport', wait for the handshake, return the
+-- SSLTransport.  On failure the plain transport is closed.
+function sslproto.client_handshake(loop, transport, start, app_protocol, ctx, server_side,
+                                   server_hostname, opts, call_connection_made)
+  local waiter = loop:create_future()
+  local proto
+  local ok, err = pcall(function()
+    proto = sslproto.new(loop, app_protocol, ctx, waiter, server_side, server_hostname,
+                         opts.ssl_handshake_timeout, opts.ssl_shutdown_timeout,
+                         call_connection_made)
+    start(proto)
+    waiter:await()
+  end)
+  if not ok then
+    transport:close()
+    error(err, 0)
+  end
+  return proto._app_transport
+end
+
+sslproto.SSLProtocol = SSLProtocol
+sslproto.SSLTransport = SSLTransport
+
+return sslproto

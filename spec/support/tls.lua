@@ -1,0 +1,58 @@
+-- Certificates for the TLS specs, made once per process with the openssl
+-- command line (Debian's openssl): a CA, a server certificate for
+-- localhost / 127.0.0.1 / ::1 signed by it, a client certificate, the
+-- server key encrypted with a password, and a self-signed certificate
+-- nobody trusts.  EC P-256 keys: quick to make.
+local tls = {}
+
+local dir
+
+local function run(cmd)
+  local ok = os.execute(cmd .. " >/dev/null 2>&1")
+  assert(ok, "openssl failed: " .. cmd)
+end
+
+-- The directory holding ca.pem, server.pem/.key, server-enc.key
+-- (password "s3cret"), client.pem/.key, rogue.pem/.key.
+function tls.dir()
+  if dir ~= nil then return dir end
+  dir = os.tmpname()
+  os.remove(dir)
+  run("mkdir -p " .. dir)
+  local function key(name)
+    run(string.format("openssl ecparam -name prime256v1 -genkey -noout -out %s/%s.key", dir, name))
+  end
+  local function sign(name, subject, ext)
+    run(string.format("openssl req -new -key %s/%s.key -subj %q -out %s/%s.csr",
+                      dir, name, subject, dir, name))
+    local f = assert(io.open(dir .. "/" .. name .. ".ext", "w"))
+    f:write(ext or "basicConstraints=CA:FALSE\n")
+    f:close()
+    run(string.format("openssl x509 -req -in %s/%s.csr -CA %s/ca.pem -CAkey %s/ca.key "
+                      .. "-CAcreateserial -days 2 -out %s/%s.pem -extfile %s/%s.ext",
+                      dir, name, dir, dir, dir, name, dir, name))
+  end
+  key("ca")
+  run(string.format("openssl req -x509 -new -key %s/ca.key -subj '/CN=eddy test CA' -days 2 "
+                    .. "-out %s/ca.pem", dir, dir))
+  key("server")
+  sign("server", "/C=XX/O=eddy/CN=localhost",
+       "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n")
+  key("client")
+  sign("client", "/O=eddy/CN=eddy client")
+  run(string.format("openssl ec -in %s/server.key -aes256 -passout pass:s3cret -out %s/server-enc.key",
+                    dir, dir))
+  key("rogue")
+  run(string.format("openssl req -x509 -new -key %s/rogue.key -subj '/CN=localhost' -days 2 "
+                    .. "-out %s/rogue.pem", dir, dir))
+  return dir
+end
+
+function tls.path(name) return tls.dir() .. "/" .. name end
+
+function tls.cleanup()
+  if dir ~= nil then os.execute("rm -rf " .. dir) end
+  dir = nil
+end
+
+return tls

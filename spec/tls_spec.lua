@@ -1,0 +1,549 @@
+-- TLS (API.md §3 ssl options and start_tls, §7 extra info, §10 eddy.ssl):
+-- eddy against eddy, against `openssl s_server`/`s_client` and against
+-- Python's asyncio, on 127.0.0.1 with certificates made by
+-- support/tls.lua.  Descriptions name the CPython test
+-- (Lib/test/test_asyncio/test_ssl.py, test_sslproto.py, test_ssl.py)
+-- a case follows, where there is one.
+local eddy = require "eddy"
+local ssl = require "eddy.ssl"
+local errors = eddy.errors
+local async = require("eddy.test").async
+local checks = require "support.checks"
+local net = require "support.net"
+local tls = require "support.tls"
+local raises = checks.raises
+
+local PYTHON = "/usr/bin/python3"
+
+local function server_context()
+  local ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+  ctx:load_cert_chain(tls.path("server.pem"), tls.path("server.key"))
+  return ctx
+end
+
+local function client_context()
+  return ssl.create_default_context(nil, {cafile = tls.path("ca.pem")})
+end
+
+-- A TLS echo server (protocols); returns server, port, protocols.
+local function tls_echo_server(loop, ctx)
+  return net.echo_server(loop, "127.0.0.1", {ssl = ctx or server_context()})
+end
+
+-- An openssl command in the background; its stdin stays open for
+-- 'hold' seconds (s_server and s_client end when their input does).
+local function openssl(args, hold)
+  return net.spawn(string.format("sleep %d | openssl %s", hold or 5, args), 20)
+end
+
+local function free_port(loop)
+  local srv = loop:create_server(function() return {} end, "127.0.0.1", 0)
+  local port = srv.sockets[1]:getsockname()[2]
+  srv:close()
+  srv:wait_closed()
+  return port
+end
+
+teardown(function() tls.cleanup() end)
+
+describe("eddy.ssl.SSLContext", function()
+  it("has Python's defaults for client and server contexts", function()
+    local c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    assert.equal(ssl.CERT_REQUIRED, c.verify_mode)
+    assert.is_true(c.check_hostname)
+    assert.equal(ssl.TLSVersion.TLSv1_2, c.minimum_version)
+    assert.equal(ssl.TLSVersion.MAXIMUM_SUPPORTED, c.maximum_version)
+    local s = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    assert.equal(ssl.CERT_NONE, s.verify_mode)
+    assert.is_false(s.check_hostname)
+    assert.equal(ssl.PROTOCOL_TLS_CLIENT, ssl.SSLContext().protocol)
+    assert.truthy(tostring(s):find("server", 1, true))
+  end)
+
+  it("ties check_hostname and verify_mode together as Python 3.7+", function()
+    local c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    raises(function() c.verify_mode = ssl.CERT_NONE end,
+           {errors.ValueError, "Cannot set verify_mode to CERT_NONE when check_hostname is enabled"})
+    c.check_hostname = false
+    c.verify_mode = ssl.CERT_NONE
+    c.check_hostname = true
+    assert.equal(ssl.CERT_REQUIRED, c.verify_mode)
+    raises(function() c.verify_mode = 7 end, errors.ValueError)
+  end)
+
+  it("refuses unknown fields, bad versions and bad protocols", function()
+    local c = ssl.SSLContext()
+    raises(function() c.verfy_mode = ssl.CERT_NONE end, "no settable field 'verfy_mode'")
+    raises(function() c.minimum_version = 0x999 end, errors.ValueError)
+    raises(function() c.minimum_version = ssl.TLSVersion.TLSv1_3 end, {errors.ValueError, "not supported"})
+    raises(function() ssl.SSLContext(3) end, errors.ValueError)
+    raises(function() ssl.create_default_context("BOTH") end, errors.ValueError)
+    raises(function() ssl.create_default_context(nil, {cafle = "x"}) end, "unknown option 'cafle'")
+  end)
+
+  it("create_default_context trusts the system's CAs (test_create_default_context)", function()
+    local c = ssl.create_default_context()
+    assert.equal(ssl.CERT_REQUIRED, c.verify_mode)
+    assert.is_true(c.check_hostname)
+    assert.is_true(c:cert_store_stats().x509 > 0)
+    local s = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    assert.equal(ssl.PROTOCOL_TLS_SERVER, s.protocol)
+    assert.equal(0, s:cert_store_stats().x509)
+  end)
+
+  it("load_verify_locations takes a file, PEM data, or a directory", function()
+    local c = ssl.SSLContext()
+    c:load_verify_locations(tls.path("ca.pem"))
+    assert.equal(1, c:cert_store_stats().x509)
+    assert.equal(1, c:cert_store_stats().x509_ca)
+    local f = assert(io.open(tls.path("ca.pem")))
+    local pem = f:read("a")
+    f:close()
+    c:load_verify_locations(nil, nil, pem)
+    assert.equal(2, c:cert_store_stats().x509)
+    raises(function() c:load_verify_locations() end, "cannot be all omitted")
+    raises(function() c:load_verify_locations("/nonexistent/ca.pem") end, errors.FileNotFoundError)
+    raises(function() c:load_verify_locations(nil, nil, "not a certificate") end, errors.SSLError)
+  end)
+
+  it("load_cert_chain checks files, passwords and that key and certificate match", function()
+    local s = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    raises(function() s:load_cert_chain("/nonexistent.pem") end, errors.FileNotFoundError)
+    raises(function() s:load_cert_chain(42) end, "bad argument #1 to 'load_cert_chain'")
+    local err = raises(function()
+      s:load_cert_chain(tls.path("server.pem"), tls.path("client.key"))
+    end, errors.SSLError)
+    assert.equal("KEY_VALUES_MISMATCH", err.reason)
+    raises(function() s:load_cert_chain(tls.path("server.pem"), tls.path("server-enc.key")) end,
+           errors.SSLError)
+    raises(function() s:load_cert_chain(tls.path("server.pem"), tls.path("server-enc.key"), "wrong") end,
+           errors.SSLError)
+    s:load_cert_chain(tls.path("server.pem"), tls.path("server-enc.key"), "s3cret")
+    s:load_cert_chain(tls.path("server.pem"), tls.path("server-enc.key"), function() return "s3cret" end)
+  end)
+
+  it("set_ciphers takes suite names and refuses what it does not know", function()
+    local c = ssl.SSLContext()
+    c:set_ciphers("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256")
+    c:set_ciphers("TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384:TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256")
+    local err = raises(function() c:set_ciphers("HIGH:!aNULL") end, errors.SSLError)
+    assert.equal("NO_CIPHER_MATCH", err.reason)
+    raises(function() c:set_ciphers("") end, "No cipher can be selected")
+    raises(function() c:set_alpn_protocols({("x"):rep(256)}) end, errors.ValueError)
+    raises(function() c:set_alpn_protocols({1}) end, "string expected")
+  end)
+end)
+
+describe("TLS connections between eddy peers", function()
+  it("echo over create_connection/create_server with asyncio's callback order (test_create_connection_ssl)",
+     async(function(loop)
+    local srv <close>, port, protos = tls_echo_server(loop)
+    local rec = net.recorder(loop)
+    local t, p = loop:create_connection(function() return rec end, "127.0.0.1", port,
+                                        {ssl = client_context(), server_hostname = "localhost"})
+    assert.equal(rec, p)
+    assert.equal(t, rec.transport)
+    assert.same({"made"}, rec.events)
+    assert.truthy(tostring(t):find("SSLTransport", 1, true))
+    t:write("hello ")
+    t:writelines({"tls ", "world"})
+    rec:wait_bytes(15)
+    assert.equal("hello tls world", rec:data())
+    -- extra info: TLS's own, and the plain transport's underneath
+    local obj = t:get_extra_info("ssl_object")
+    assert.equal("TLSv1.2", obj:version())
+    assert.is_false(obj.server_side)
+    assert.equal("localhost", obj.server_hostname)
+    local cipher = t:get_extra_info("cipher")
+    assert.equal("TLSv1.2", cipher[2])
+    assert.is_true(cipher[3] >= 128)
+    assert.is_true(ssl.is_context(t:get_extra_info("sslcontext")))
+    assert.equal(port, t:get_extra_info("peername")[2])
+    assert.equal("x", t:get_extra_info("nothing", "x"))
+    local cert = t:get_extra_info("peercert")
+    assert.same({{{"countryName", "XX"}}, {{"organizationName", "eddy"}}, {{"commonName", "localhost"}}},
+                cert.subject)
+    assert.same({{{"commonName", "eddy test CA"}}}, cert.issuer)
+    assert.same({{"DNS", "localhost"}, {"IP Address", "127.0.0.1"}, {"IP Address", "::1"}},
+                cert.subjectAltName)
+    assert.truthy(cert.notAfter:match("^%a%a%a [ %d]%d %d%d:%d%d:%d%d %d%d%d%d GMT$"))
+    assert.truthy(cert.serialNumber:match("^%x+$"))
+    assert.equal(3, cert.version)
+    assert.equal(1, #protos)
+    assert.is_false(t:can_write_eof())
+    raises(function() t:write_eof() end, "half-closes")
+    t:close()
+    assert.is_true(t:is_closing())
+    net.wait(rec.lost_fut)
+    -- the peer's close_notify is an eof_received even on the closing
+    -- side, as asyncio's _do_shutdown has it
+    assert.same({"made", "data", "eof", "lost"}, rec.events)
+    assert.is_nil(rec.err)
+    net.wait_until(function() return protos[1].lost end)
+    assert.is_nil(protos[1].err)
+    t:write("after close")  -- dropped, as asyncio drops it
+  end))
+
+  it("a close from the server side reaches the client as eof then connection_lost", async(function(loop)
+    local server_t
+    local srv <close> = loop:create_server(function()
+      return {connection_made = function(_, t) server_t = t t:write("bye") t:close() end}
+    end, "127.0.0.1", 0, {ssl = server_context()})
+    local rec = net.recorder(loop)
+    loop:create_connection(function() return rec end, "127.0.0.1", srv.sockets[1]:getsockname()[2],
+                           {ssl = client_context(), server_hostname = "localhost"})
+    net.wait(rec.lost_fut)
+    assert.equal("bye", rec:data())
+    assert.same({"made", "data", "eof", "lost"}, rec.events)
+    assert.is_nil(rec.err)
+    assert.is_true(server_t:is_closing())
+  end))
+
+  it("streams: 1 MiB both ways through open_connection/start_server, with drain", async(function(loop)
+    local srv <close> = eddy.start_server(function(r, w)
+      while true do
+        local data = r:read(65536)
+        if data == "" then break end
+        w:write(data:upper())
+        w:drain()
+      end
+      w:close()
+    end, "127.0.0.1", 0, {ssl = server_context()})
+    local r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2],
+                                      {ssl = client_context(), server_hostname = "localhost"})
+    local payload = string.rep("abcdefghijklmnop", 65536)
+    local reader = eddy.create_task(function() return r:readexactly(#payload) end)
+    w:write(payload)
+    w:drain()
+    assert.equal(payload:upper(), eddy.wait_for(reader, 10))
+    w:close()
+    w:wait_closed()
+  end, 30))
+
+  it("flow control crosses the layer: a slow reader pauses the writer", async(function(loop)
+    local server_t
+    local srv <close> = loop:create_server(function()
+      return {connection_made = function(_, t) server_t = t t:pause_reading() end}
+    end, "127.0.0.1", 0, {ssl = server_context()})
+    local rec = net.recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", srv.sockets[1]:getsockname()[2],
+                                     {ssl = client_context(), server_hostname = "localhost"})
+    t:set_write_buffer_limits(65536)
+    local chunk = string.rep("x", 65536)
+    net.wait_until(function()
+      t:write(chunk)
+      return rec.events[#rec.events] == "pause"
+    end, 10)
+    assert.is_true(t:get_write_buffer_size() > 0)
+    assert.is_false(server_t:is_reading())
+    server_t:resume_reading()
+    net.wait_until(function() return rec.events[#rec.events] == "resume" end, 10)
+    t:abort()
+    net.wait(rec.lost_fut)
+  end, 30))
+
+  it("ALPN: both sides see the protocol they agreed on", async(function(loop)
+    local sctx = server_context()
+    sctx:set_alpn_protocols({"h2", "http/1.1"})
+    local srv <close>, port, protos = tls_echo_server(loop, sctx)
+    local cctx = client_context()
+    cctx:set_alpn_protocols({"http/1.1"})
+    local r, w = eddy.open_connection("127.0.0.1", port, {ssl = cctx, server_hostname = "localhost"})
+    assert.equal("http/1.1", w:get_extra_info("ssl_object"):selected_alpn_protocol())
+    net.wait_until(function() return protos[1].t ~= nil end)
+    assert.equal("http/1.1", protos[1].t:get_extra_info("ssl_object"):selected_alpn_protocol())
+    w:close()
+    w:wait_closed()
+  end))
+
+  it("client certificates: required by the server, seen in its peercert", async(function(loop)
+    local sctx = server_context()
+    sctx.verify_mode = ssl.CERT_REQUIRED
+    sctx:load_verify_locations(tls.path("ca.pem"))
+    local srv <close>, port, protos = tls_echo_server(loop, sctx)
+    local cctx = client_context()
+    cctx:load_cert_chain(tls.path("client.pem"), tls.path("client.key"))
+    local r, w = eddy.open_connection("127.0.0.1", port, {ssl = cctx, server_hostname = "localhost"})
+    w:write("ping")
+    assert.equal("ping", r:readexactly(4))
+    net.wait_until(function() return protos[1].t ~= nil end)
+    local cert = protos[1].t:get_extra_info("peercert")
+    assert.same({{{"organizationName", "eddy"}}, {{"commonName", "eddy client"}}}, cert.subject)
+    w:close()
+    w:wait_closed()
+    -- without a certificate the handshake fails
+    raises(function()
+      eddy.open_connection("127.0.0.1", port, {ssl = client_context(), server_hostname = "localhost"})
+    end, errors.OSError)
+  end))
+
+  it("an unverifiable or misnamed server is refused (test_create_connection_ssl_verify_failed)",
+     async(function(loop)
+    local srv <close>, port = tls_echo_server(loop)
+    local factory = function() return {} end
+    local err = raises(function()
+      loop:create_connection(factory, "127.0.0.1", port, {ssl = ssl.SSLContext(), server_hostname = "localhost"})
+    end, errors.SSLCertVerificationError)
+    assert.equal("CERTIFICATE_VERIFY_FAILED", err.reason)
+    assert.truthy(err.verify_message:find("not correctly signed by the trusted CA", 1, true))
+    err = raises(function()
+      loop:create_connection(factory, "127.0.0.1", port, {ssl = client_context(), server_hostname = "wrong.example"})
+    end, errors.SSLCertVerificationError)
+    assert.truthy(err.verify_message:find("Common Name (CN) does not match", 1, true))
+    -- an IP address is checked against the IP subjectAltNames
+    local t = loop:create_connection(factory, "127.0.0.1", port, {ssl = client_context()})
+    t:close()
+    -- check_hostname off: any name will do, the chain is still verified
+    local ctx = client_context()
+    ctx.check_hostname = false
+    t = loop:create_connection(factory, "127.0.0.1", port, {ssl = ctx, server_hostname = "wrong.example"})
+    t:close()
+    -- verification off: nothing is checked, and peercert is empty
+    ctx = ssl.SSLContext()
+    ctx.check_hostname = false
+    ctx.verify_mode = ssl.CERT_NONE
+    t = loop:create_connection(factory, "127.0.0.1", port, {ssl = ctx})
+    assert.same({}, t:get_extra_info("peercert"))
+    assert.is_string(t:get_extra_info("ssl_object"):getpeercert(true))
+    t:close()
+    eddy.sleep(0.05)
+  end))
+
+  it("ssl = true is the default context, which rejects a private CA", async(function(loop)
+    local srv <close>, port = tls_echo_server(loop)
+    raises(function()
+      loop:create_connection(function() return {} end, "localhost", port, {ssl = true})
+    end, errors.SSLCertVerificationError)
+  end))
+
+  it("a handshake that outlives ssl_handshake_timeout is aborted (test_handshake_timeout)",
+     async(function(loop)
+    local srv <close> = loop:create_server(function() return {} end, "127.0.0.1", 0)
+    local t0 = loop:time()
+    local err = raises(function()
+      loop:create_connection(function() return {} end, "127.0.0.1", srv.sockets[1]:getsockname()[2],
+                             {ssl = client_context(), server_hostname = "localhost",
+                              ssl_handshake_timeout = 0.2})
+    end, errors.ConnectionAbortedError)
+    assert.truthy(tostring(err):find("SSL handshake is taking longer than 0.2 seconds", 1, true))
+    assert.is_true(loop:time() - t0 < 3)
+  end))
+
+  it("garbage instead of TLS fails the handshake on both sides", async(function(loop)
+    -- a plain server answering with HTTP
+    local srv <close> = loop:create_server(function()
+      return {connection_made = function(_, t) t:write("HTTP/1.1 400 Bad Request\r\n\r\n") t:close() end}
+    end, "127.0.0.1", 0)
+    raises(function()
+      loop:create_connection(function() return {} end, "127.0.0.1", srv.sockets[1]:getsockname()[2],
+                             {ssl = client_context(), server_hostname = "localhost"})
+    end, errors.OSError)
+    -- a TLS server sent garbage: its protocol never sees a connection
+    local made = false
+    local tsrv <close> = loop:create_server(function()
+      return {connection_made = function() made = true end}
+    end, "127.0.0.1", 0, {ssl = server_context()})
+    local rec = net.recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", tsrv.sockets[1]:getsockname()[2])
+    t:write(string.rep("\22\3\1\0\5garbage", 100))
+    net.wait(rec.lost_fut)
+    assert.is_false(made)
+  end))
+
+  it("a peer that resets mid-write gives connection_lost with the error", async(function(loop)
+    local srv <close> = loop:create_server(function()
+      return {data_received = function(self, _) self.t:abort() end,
+              connection_made = function(self, t) self.t = t end}
+    end, "127.0.0.1", 0, {ssl = server_context()})
+    local rec = net.recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", srv.sockets[1]:getsockname()[2],
+                                     {ssl = client_context(), server_hostname = "localhost"})
+    local chunk = string.rep("z", 1024 * 1024)
+    for _ = 1, 200 do
+      if t:is_closing() or rec.lost_fut:done() then break end
+      t:write(chunk)
+      eddy.sleep(0.001)
+    end
+    net.wait(rec.lost_fut)
+    assert.is_true(errors.is(rec.err, errors.ConnectionResetError) or
+                   errors.is(rec.err, errors.BrokenPipeError), tostring(rec.err))
+  end))
+
+  it("bad options are clear errors", async(function(loop)
+    local srv <close>, port = tls_echo_server(loop)
+    local f = function() return {} end
+    raises(function() loop:create_server(f, "127.0.0.1", 0, {ssl = true}) end,
+           "bad option 'ssl' to 'create_server' (eddy.ssl.SSLContext expected, got boolean)")
+    raises(function() loop:create_connection(f, "127.0.0.1", port, {ssl = 1}) end, "bad option 'ssl'")
+    raises(function() loop:create_connection(f, "127.0.0.1", port, {server_hostname = "x"}) end,
+           {errors.ValueError, "server_hostname is only meaningful with ssl"})
+    raises(function()
+      loop:create_connection(f, "127.0.0.1", port, {ssl = client_context(), ssl_handshake_timeout = -1})
+    end, {errors.ValueError, "ssl_handshake_timeout should be a positive number"})
+    raises(function()
+      loop:create_connection(f, "127.0.0.1", port, {ssl = client_context(), ssl_shutdown_timeout = "x"})
+    end, "bad option 'ssl_shutdown_timeout'")
+    raises(function()
+      loop:create_unix_connection(f, "/nonexistent", {ssl = client_context()})
+    end, {errors.ValueError, "server_hostname"})
+    local sock = eddy.socket.socket()
+    raises(function() loop:create_connection(f, nil, nil, {sock = sock, ssl = client_context()}) end,
+           {errors.ValueError, "You must set server_hostname when using ssl without a host"})
+    sock:close()
+    local ctx = ssl.SSLContext()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    raises(function()
+      loop:create_connection(f, "127.0.0.1", port, {ssl = ctx, server_hostname = "localhost"})
+    end, "NO_PROTOCOLS_AVAILABLE")
+  end))
+end)
+
+describe("start_tls", function()
+  it("upgrades a plain connection in place on both sides (test_start_tls_client_reg_proto_1)",
+     async(function(loop)
+    local sctx = server_context()
+    local srv <close> = eddy.start_server(function(r, w)
+      assert.equal("STARTTLS\n", r:readline())
+      w:write("GO\n")
+      w:start_tls(sctx)
+      assert.is_not_nil(w:get_extra_info("ssl_object"))
+      local line = r:readline()
+      w:write("secret: " .. line)
+      w:close()
+    end, "127.0.0.1", 0)
+    local r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
+    w:write("STARTTLS\n")
+    assert.equal("GO\n", r:readline())
+    w:start_tls(client_context(), {server_hostname = "localhost"})
+    assert.equal("TLSv1.2", w:get_extra_info("ssl_object"):version())
+    w:write("hello\n")
+    assert.equal("secret: hello\n", r:read())
+    w:close()
+    w:wait_closed()
+  end))
+
+  it("loop:start_tls on a protocol's transport keeps the protocol", async(function(loop)
+    local srv <close>, port = tls_echo_server(loop)
+    local rec = net.recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    local tt = loop:start_tls(t, rec, client_context(), {server_hostname = "localhost"})
+    assert.same({"made"}, rec.events)  -- no second connection_made
+    assert.equal(rec, tt:get_protocol())
+    tt:write("over tls")
+    rec:wait_bytes(8)
+    assert.equal("over tls", rec:data())
+    tt:close()
+    net.wait(rec.lost_fut)
+  end))
+
+  it("refuses what it cannot upgrade", async(function(loop)
+    local srv <close>, port = tls_echo_server(loop)
+    local rec = net.recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    raises(function() loop:start_tls({}, rec, client_context()) end, "bad argument #1 to 'start_tls'")
+    raises(function() loop:start_tls(t, rec, {}) end, "bad argument #3 to 'start_tls'")
+    raises(function() loop:start_tls(t, rec, client_context(), {sever_side = true}) end, "unknown option")
+    -- a failed handshake closes the transport
+    raises(function() loop:start_tls(t, rec, ssl.SSLContext(), {server_hostname = "localhost"}) end,
+           errors.SSLCertVerificationError)
+    assert.is_true(t:is_closing())
+  end))
+end)
+
+describe("TLS interop", function()
+  it("an eddy client against openssl s_server", async(function(loop)
+    local port = free_port(loop)
+    local proc = openssl(string.format("s_server -accept %d -cert %s -key %s -naccept 1",
+                                       port, tls.path("server.pem"), tls.path("server.key")), 5)
+    net.wait_until(function()  -- s_server says ACCEPT once it listens
+      if proc.done() then error("openssl s_server ended: " .. proc.output()) end
+      return proc.output():find("ACCEPT", 1, true) ~= nil
+    end, 10)
+    local r, w = eddy.open_connection("127.0.0.1", port, {ssl = client_context(), server_hostname = "localhost"})
+    w:write("hello s_server\n")
+    w:drain()
+    w:close()
+    w:wait_closed()
+    net.wait_until(function() return proc.output():find("hello s_server", 1, true) ~= nil end, 10)
+    proc.cleanup()
+  end, 20))
+
+  it("openssl s_client against an eddy server, verifying it", async(function(loop)
+    local got = loop:create_future()
+    local srv <close> = eddy.start_server(function(r, w)
+      local line = r:readline()
+      w:write("echo: " .. line)
+      w:drain()
+      got:set_result(line)
+      w:close()
+    end, "127.0.0.1", 0, {ssl = server_context()})
+    local proc = net.spawn(string.format(
+      "(echo 'ping'; sleep 3) | openssl s_client -connect 127.0.0.1:%d -CAfile %s -verify_return_error "
+      .. "-servername localhost -quiet", srv.sockets[1]:getsockname()[2], tls.path("ca.pem")), 20)
+    assert.equal("ping\n", net.wait(got, 10))
+    net.wait_until(function() return proc.output():find("echo: ping", 1, true) ~= nil end, 10)
+    assert.truthy(proc.output():find("verify return:1", 1, true))
+    proc.cleanup()
+  end, 20))
+
+  it("a Python asyncio TLS client and server against eddy's", async(function(loop)
+    local script = net.tempfile(string.format([[
+import asyncio, ssl, sys
+CA, CERT, KEY = %q, %q, %q
+async def client(port):
+    ctx = ssl.create_default_context(cafile=CA)
+    r, w = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname="localhost")
+    w.write(b"from python\n")
+    line = await r.readline()
+    w.close()
+    await w.wait_closed()
+    print(line.decode().strip(), flush=True)
+async def server():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(CERT, KEY)
+    done = asyncio.get_running_loop().create_future()
+    async def handle(r, w):
+        line = await r.readline()
+        w.write(b"python says " + line)
+        await w.drain()
+        w.close()
+        done.set_result(True)
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+    print(srv.sockets[0].getsockname()[1], flush=True)
+    await asyncio.wait_for(done, 15)
+    srv.close()
+    print("SERVED", flush=True)
+if sys.argv[1] == "client":
+    asyncio.run(client(int(sys.argv[2])))
+else:
+    asyncio.run(server())
+]], tls.path("ca.pem"), tls.path("server.pem"), tls.path("server.key")))
+    -- Python client -> eddy server
+    local srv <close> = eddy.start_server(function(r, w)
+      w:write("eddy got " .. r:readline())
+      w:close()
+    end, "127.0.0.1", 0, {ssl = server_context()})
+    local proc = net.spawn(string.format("%s %s client %d", PYTHON, script, srv.sockets[1]:getsockname()[2]), 20)
+    net.wait_until(proc.done, 20)
+    assert.equal("eddy got from python\n", proc.output())
+    proc.cleanup()
+    -- eddy client -> Python server
+    proc = net.spawn(string.format("%s %s server", PYTHON, script), 20)
+    local port
+    net.wait_until(function()
+      port = tonumber(proc.output():match("^(%d+)\n"))
+      return port ~= nil or proc.done()
+    end, 20)
+    assert(port, "the Python server did not start: " .. proc.output())
+    local r, w = eddy.open_connection("127.0.0.1", port, {ssl = client_context(), server_hostname = "localhost"})
+    w:write("hi\n")
+    assert.equal("python says hi\n", r:readline())
+    w:close()
+    w:wait_closed()
+    net.wait_until(proc.done, 20)
+    assert.truthy(proc.output():find("SERVED", 1, true))
+    proc.cleanup()
+    os.remove(script)
+  end, 40))
+end)
