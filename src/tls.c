@@ -944,8 +944,8 @@ static int conn_getpeercert(lua_State *L) {
 
 /* }------------------------------------------------------ */
 
-/* tls:cipher() -> {name, protocol, secret bits}, or nil before the
-** handshake (an array, as API.md §7 says of tuple-valued extras). */
+/* tls:cipher() -> name, protocol, secret bits (API.md §10), or nothing
+** before the handshake. */
 static int conn_cipher(lua_State *L) {
   Conn *c = checkconn(L, 1);
   const char *name;
@@ -963,14 +963,10 @@ static int conn_cipher(lua_State *L) {
     if (info != NULL) bits = (int)info->key_bitlen;
 #endif
   }
-  lua_createtable(L, 3, 0);
   lua_pushstring(L, name);
-  lua_rawseti(L, -2, 1);
   lua_pushstring(L, mbedtls_ssl_get_version(&c->ssl));
-  lua_rawseti(L, -2, 2);
   lua_pushinteger(L, bits);
-  lua_rawseti(L, -2, 3);
-  return 1;
+  return 3;
 }
 
 /* tls:version() -> "TLSv1.2", or nil before the handshake */

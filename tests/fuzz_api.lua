@@ -116,6 +116,12 @@ local function pool_objects(loop)
   add(eddy.asyncgen(function(yield) yield(1) end))
   add(eddy._core.Waiters())
   add(eddy.errors.ValueError("v"))
+  -- TLS: contexts, a connection's engine, and an SSL transport whose
+  -- protocol never got a plain transport
+  local client_ctx = add(eddy.ssl.SSLContext())
+  add(eddy.ssl.SSLContext(eddy.ssl.PROTOCOL_TLS_SERVER))
+  add(client_ctx:_wrap(false, "localhost"))
+  add(require("eddy.sslproto").new(loop, protocol, client_ctx, nil, false, "localhost")._app_transport)
   return objs
 end
 

@@ -226,7 +226,7 @@ function SSLProtocol:_on_handshake_complete(exc)
   local tls = self._tls
   self._state = "WRAPPED"
   self._extra.peercert = tls:getpeercert()
-  self._extra.cipher = tls:cipher()
+  self._extra.cipher = {tls:cipher()}  -- an array, as API.md §7 has tuple extras
   self._app_state = "CON_MADE"
   -- (start_tls: the protocol has had its connection_made already)
   local app = self._app_protocol
