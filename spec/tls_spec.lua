@@ -172,6 +172,7 @@ describe("TLS connections between eddy peers", function()
     assert.equal(3, cert.version)
     assert.equal(1, #protos)
     assert.is_false(t:can_write_eof())
+    raises(function() loop:sendfile(t, 0) end, {errors.RuntimeError, "sendfile is not supported"})
     raises(function() t:write_eof() end, "half-closes")
     t:close()
     assert.is_true(t:is_closing())
@@ -242,6 +243,41 @@ describe("TLS connections between eddy peers", function()
     t:abort()
     net.wait(rec.lost_fut)
   end, 30))
+
+  it("over UNIX sockets, and on an accepted socket (connect_accepted_socket)", async(function(loop)
+    local path = os.tmpname() .. ".sock"
+    local srv <close> = eddy.start_unix_server(function(r, w)
+      w:write("unix " .. r:readline())
+      w:close()
+    end, path, {ssl = server_context()})
+    local r, w = eddy.open_unix_connection(path, {ssl = client_context(), server_hostname = "localhost"})
+    w:write("tls\n")
+    assert.equal("unix tls\n", r:readline())
+    w:close()
+    w:wait_closed()
+    os.remove(path)
+    -- the server side of a socket accepted by hand
+    local listener = eddy.socket.socket()
+    listener:bind({"127.0.0.1", 0})
+    listener:listen(1)
+    listener:setblocking(false)
+    local port = listener:getsockname()[2]
+    local client = eddy.create_task(function()
+      local cr, cw = eddy.open_connection("127.0.0.1", port,
+                                          {ssl = client_context(), server_hostname = "localhost"})
+      cw:write("accepted\n")
+      local line = cr:readline()
+      cw:close()
+      return line
+    end)
+    local conn = loop:sock_accept(listener)
+    local rec = net.recorder(loop, {on_data = function(self, d) self.transport:write(d:upper()) end})
+    local t = loop:connect_accepted_socket(function() return rec end, conn, {ssl = server_context()})
+    assert.is_true(t:get_extra_info("ssl_object").server_side)
+    assert.equal("ACCEPTED\n", eddy.wait_for(client, 5))
+    net.wait(rec.lost_fut)
+    listener:close()
+  end))
 
   it("ALPN: both sides see the protocol they agreed on", async(function(loop)
     local sctx = server_context()
@@ -328,6 +364,40 @@ describe("TLS connections between eddy peers", function()
     end, errors.ConnectionAbortedError)
     assert.truthy(tostring(err):find("SSL handshake is taking longer than 0.2 seconds", 1, true))
     assert.is_true(loop:time() - t0 < 3)
+  end))
+
+  it("a server aborts a client that never starts its handshake (test_handshake_timeout, server side)",
+     async(function(loop)
+    local made = false
+    local srv <close> = loop:create_server(function()
+      return {connection_made = function() made = true end}
+    end, "127.0.0.1", 0, {ssl = server_context(), ssl_handshake_timeout = 0.2})
+    local rec = net.recorder(loop)
+    loop:create_connection(function() return rec end, "127.0.0.1", srv.sockets[1]:getsockname()[2])
+    net.wait(rec.lost_fut, 5)
+    assert.equal("made", rec.events[1])
+    assert.equal("lost", rec.events[#rec.events])
+    assert.is_nil(rec.chunks[1])
+    assert.is_false(made)
+  end))
+
+  it("a peer that never answers close_notify is cut off after ssl_shutdown_timeout (test_shutdown_timeout)",
+     async(function(loop)
+    local server_t
+    local srv <close> = loop:create_server(function()
+      return {connection_made = function(_, t) server_t = t t:pause_reading() end}
+    end, "127.0.0.1", 0, {ssl = server_context()})
+    local rec = net.recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", srv.sockets[1]:getsockname()[2],
+                                     {ssl = client_context(), server_hostname = "localhost",
+                                      ssl_shutdown_timeout = 0.2})
+    local t0 = loop:time()
+    t:close()
+    net.wait(rec.lost_fut, 5)
+    assert.is_true(errors.is(rec.err, errors.TimeoutError), tostring(rec.err))
+    assert.equal("SSL shutdown timed out", rec.err.message)
+    assert.is_true(loop:time() - t0 >= 0.15)
+    server_t:abort()
   end))
 
   it("garbage instead of TLS fails the handshake on both sides", async(function(loop)

@@ -169,6 +169,15 @@ local function cancel_timer(self, name)
   end
 end
 
+-- Close the plain transport at once; connection_lost gets 'exc'
+-- (asyncio's transport._force_close).
+local function force_close(self, exc)
+  if self._transport ~= nil then
+    self._fatal_exc = self._fatal_exc or exc
+    self._transport:abort()
+  end
+end
+
 -- asyncio's _fatal_error: report (OSErrors only in debug mode, as they
 -- are the peer's doing) and close the plain transport at once.
 function SSLProtocol:_fatal_error(exc, message)
@@ -183,10 +192,7 @@ function SSLProtocol:_fatal_error(exc, message)
       exception = exc, transport = transport, protocol = self,
     }
   end
-  if transport ~= nil then
-    self._fatal_exc = self._fatal_exc or exc
-    transport:abort()
-  end
+  force_close(self, exc)
 end
 
 function SSLProtocol:connection_made(transport)
@@ -297,7 +303,7 @@ function SSLProtocol:_start_shutdown()
   self._shutdown_timer = self._loop:call_later(self._shutdown_timeout, function()
     self._shutdown_timer = nil
     if self._state == "FLUSHING" or self._state == "SHUTDOWN" then
-      self:_fatal_error(errors.TimeoutError("SSL shutdown timed out"))
+      force_close(self, errors.TimeoutError("SSL shutdown timed out"))
     end
   end)
   self:_do_flush()
