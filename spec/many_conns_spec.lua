@@ -35,13 +35,8 @@ describe("many connections", function()
   it("one server holds and echoes " .. N .. " connections", async(function(loop)
     local binary = os.getenv("EDDY_TEST_BINARY") or "build/eddy"
     local script = net.tempfile(server_script)
-    local proc = net.spawn(string.format("ulimit -n 20000; exec %s %s %d", binary, script, N), 40)
-    local port
-    net.wait_until(function()
-      port = tonumber(proc.output():match("^(%d+)\n"))
-      return port ~= nil or proc.done()
-    end, 10)
-    assert(port, "the server did not start: " .. proc.output())
+    local proc, port = net.spawn_server(string.format("ulimit -n 20000; exec %s %s %d", binary, script, N),
+                                        40, 10)
     local transports, echoed = {}, 0
     local Client = {}
     Client.__index = Client

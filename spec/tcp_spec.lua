@@ -426,16 +426,7 @@ describe("TCP transport", function()
       return {connection_made = function(_, tr) tr:abort() end}
     end, "127.0.0.1", 0)
     local port = srv.sockets[1]:getsockname()[2]
-    local t, rec = connect(loop, port)
-    local chunk = string.rep("z", 1024 * 1024)
-    for _ = 1, 200 do
-      if t:is_closing() then break end
-      t:write(chunk)
-      eddy.sleep(0.001)
-    end
-    net.wait(rec.lost_fut)
-    assert.is_true(errors.is(rec.err, errors.ConnectionResetError) or
-                   errors.is(rec.err, errors.BrokenPipeError), tostring(rec.err))
+    net.write_until_reset(connect(loop, port))
   end))
 
   it("set_protocol switches the receiver; missing methods do nothing", async(function(loop)

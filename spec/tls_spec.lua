@@ -36,6 +36,27 @@ local function openssl(args, hold)
   return net.spawn(string.format("sleep %d | openssl %s", hold or 5, args), 20)
 end
 
+-- Connect a Recorder over TLS to 'srv' (a server on 127.0.0.1), verifying
+-- it as localhost; 'extra' options are added.  Returns transport, recorder.
+local function tls_connect(loop, srv, extra)
+  local opts = {ssl = client_context(), server_hostname = "localhost"}
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  local rec = net.recorder(loop)
+  local t = loop:create_connection(function() return rec end, "127.0.0.1",
+                                   srv.sockets[1]:getsockname()[2], opts)
+  return t, rec
+end
+
+-- A TLS server whose connections stop reading at once; returns the
+-- server and a function giving the server side's SSL transport.
+local function paused_server(loop)
+  local server_t
+  local srv = loop:create_server(function()
+    return {connection_made = function(_, t) server_t = t t:pause_reading() end}
+  end, "127.0.0.1", 0, {ssl = server_context()})
+  return srv, function() return server_t end
+end
+
 local function free_port(loop)
   local srv = loop:create_server(function() return {} end, "127.0.0.1", 0)
   local port = srv.sockets[1]:getsockname()[2]
@@ -147,8 +168,10 @@ describe("TLS connections between eddy peers", function()
     assert.truthy(tostring(t):find("SSLTransport", 1, true))
     t:write("hello ")
     t:writelines({"tls ", "world"})
-    rec:wait_bytes(15)
-    assert.equal("hello tls world", rec:data())
+    t:write(eddy.Buffer(1))  -- one zero byte
+    rec:wait_bytes(16)
+    assert.equal("hello tls world\0", rec:data())
+    raises(function() t:write(5) end, "bad argument #1 to 'write' (string or eddy.Buffer expected, got number)")
     -- extra info: TLS's own, and the plain transport's underneath
     local obj = t:get_extra_info("ssl_object")
     assert.equal("TLSv1.2", obj:version())
@@ -191,9 +214,7 @@ describe("TLS connections between eddy peers", function()
     local srv <close> = loop:create_server(function()
       return {connection_made = function(_, t) server_t = t t:write("bye") t:close() end}
     end, "127.0.0.1", 0, {ssl = server_context()})
-    local rec = net.recorder(loop)
-    loop:create_connection(function() return rec end, "127.0.0.1", srv.sockets[1]:getsockname()[2],
-                           {ssl = client_context(), server_hostname = "localhost"})
+    local _, rec = tls_connect(loop, srv)
     net.wait(rec.lost_fut)
     assert.equal("bye", rec:data())
     assert.same({"made", "data", "eof", "lost"}, rec.events)
@@ -223,13 +244,8 @@ describe("TLS connections between eddy peers", function()
   end, 30))
 
   it("flow control crosses the layer: a slow reader pauses the writer", async(function(loop)
-    local server_t
-    local srv <close> = loop:create_server(function()
-      return {connection_made = function(_, t) server_t = t t:pause_reading() end}
-    end, "127.0.0.1", 0, {ssl = server_context()})
-    local rec = net.recorder(loop)
-    local t = loop:create_connection(function() return rec end, "127.0.0.1", srv.sockets[1]:getsockname()[2],
-                                     {ssl = client_context(), server_hostname = "localhost"})
+    local srv <close>, server_side = paused_server(loop)
+    local t, rec = tls_connect(loop, srv)
     t:set_write_buffer_limits(65536)
     local chunk = string.rep("x", 65536)
     net.wait_until(function()
@@ -237,8 +253,8 @@ describe("TLS connections between eddy peers", function()
       return rec.events[#rec.events] == "pause"
     end, 10)
     assert.is_true(t:get_write_buffer_size() > 0)
-    assert.is_false(server_t:is_reading())
-    server_t:resume_reading()
+    assert.is_false(server_side():is_reading())
+    server_side():resume_reading()
     net.wait_until(function() return rec.events[#rec.events] == "resume" end, 10)
     t:abort()
     net.wait(rec.lost_fut)
@@ -383,21 +399,15 @@ describe("TLS connections between eddy peers", function()
 
   it("a peer that never answers close_notify is cut off after ssl_shutdown_timeout (test_shutdown_timeout)",
      async(function(loop)
-    local server_t
-    local srv <close> = loop:create_server(function()
-      return {connection_made = function(_, t) server_t = t t:pause_reading() end}
-    end, "127.0.0.1", 0, {ssl = server_context()})
-    local rec = net.recorder(loop)
-    local t = loop:create_connection(function() return rec end, "127.0.0.1", srv.sockets[1]:getsockname()[2],
-                                     {ssl = client_context(), server_hostname = "localhost",
-                                      ssl_shutdown_timeout = 0.2})
+    local srv <close>, server_side = paused_server(loop)
+    local t, rec = tls_connect(loop, srv, {ssl_shutdown_timeout = 0.2})
     local t0 = loop:time()
     t:close()
     net.wait(rec.lost_fut, 5)
     assert.is_true(errors.is(rec.err, errors.TimeoutError), tostring(rec.err))
     assert.equal("SSL shutdown timed out", rec.err.message)
     assert.is_true(loop:time() - t0 >= 0.15)
-    server_t:abort()
+    server_side():abort()
   end))
 
   it("garbage instead of TLS fails the handshake on both sides", async(function(loop)
@@ -426,18 +436,7 @@ describe("TLS connections between eddy peers", function()
       return {data_received = function(self, _) self.t:abort() end,
               connection_made = function(self, t) self.t = t end}
     end, "127.0.0.1", 0, {ssl = server_context()})
-    local rec = net.recorder(loop)
-    local t = loop:create_connection(function() return rec end, "127.0.0.1", srv.sockets[1]:getsockname()[2],
-                                     {ssl = client_context(), server_hostname = "localhost"})
-    local chunk = string.rep("z", 1024 * 1024)
-    for _ = 1, 200 do
-      if t:is_closing() or rec.lost_fut:done() then break end
-      t:write(chunk)
-      eddy.sleep(0.001)
-    end
-    net.wait(rec.lost_fut)
-    assert.is_true(errors.is(rec.err, errors.ConnectionResetError) or
-                   errors.is(rec.err, errors.BrokenPipeError), tostring(rec.err))
+    net.write_until_reset(tls_connect(loop, srv))
   end))
 
   it("bad options are clear errors", async(function(loop)
@@ -600,13 +599,8 @@ else:
     assert.equal("eddy got from python\n", proc.output())
     proc.cleanup()
     -- eddy client -> Python server
-    proc = net.spawn(string.format("%s %s server", PYTHON, script), 20)
     local port
-    net.wait_until(function()
-      port = tonumber(proc.output():match("^(%d+)\n"))
-      return port ~= nil or proc.done()
-    end, 20)
-    assert(port, "the Python server did not start: " .. proc.output())
+    proc, port = net.spawn_server(string.format("%s %s server", PYTHON, script), 20)
     local r, w = eddy.open_connection("127.0.0.1", port, {ssl = client_context(), server_hostname = "localhost"})
     w:write("hi\n")
     assert.equal("python says hi\n", r:readline())

@@ -17,6 +17,7 @@
 -- plain transport's.
 
 local eddy = require "eddy"
+local args = require "eddy.args"
 local errors = require "eddy.errors"
 local ssl = require "eddy.ssl"
 
@@ -87,19 +88,15 @@ function SSLTransport:get_write_buffer_size()
   return t == nil and 0 or t:get_write_buffer_size()
 end
 
+-- write(data): a string or an eddy.Buffer, as the plain transports take.
 function SSLTransport:write(data)
-  if type(data) ~= "string" then
-    error(string.format("bad argument #1 to 'write' (string expected, got %s)",
-                        require("eddy.args").typename(data)), 2)
-  end
+  if args.typename(data) == "eddy.Buffer" then data = data:tostring() end
+  if type(data) ~= "string" then error(args.message("write", 1, "string or eddy.Buffer", data), 2) end
   if #data > 0 then self._proto:_write_appdata(data) end
 end
 
 function SSLTransport:writelines(list)
-  if type(list) ~= "table" then
-    error(string.format("bad argument #1 to 'writelines' (table expected, got %s)",
-                        require("eddy.args").typename(list)), 2)
-  end
+  if type(list) ~= "table" then error(args.message("writelines", 1, "table", list), 2) end
   self:write(table.concat(list))
 end
 
@@ -243,9 +240,8 @@ function SSLProtocol:_on_handshake_complete(exc)
   self:_do_read()  -- application data that came with the last flight
 end
 
-function SSLProtocol:data_received(data)
-  local ok, err = pcall(self._tls.feed, self._tls, data)
-  if not ok then return self:_fatal_error(err) end
+-- Go on with what the state waits for, now that there may be input.
+local function proceed(self)
   local state = self._state
   if state == "DO_HANDSHAKE" then
     self:_do_handshake()
@@ -256,6 +252,12 @@ function SSLProtocol:data_received(data)
   elseif state == "SHUTDOWN" then
     self:_do_shutdown()
   end
+end
+
+function SSLProtocol:data_received(data)
+  local ok, err = pcall(self._tls.feed, self._tls, data)
+  if not ok then return self:_fatal_error(err) end
+  proceed(self)
 end
 
 function SSLProtocol:_call_eof_received()
@@ -431,16 +433,7 @@ function SSLProtocol:_resume_reading()
   if self._transport ~= nil and not self._transport:is_closing() then
     self._transport:resume_reading()
   end
-  self._loop:call_soon(function()
-    local state = self._state
-    if state == "WRAPPED" then
-      self:_do_read()
-    elseif state == "FLUSHING" then
-      self:_do_flush()
-    elseif state == "SHUTDOWN" then
-      self:_do_shutdown()
-    end
-  end)
+  self._loop:call_soon(proceed, self)
 end
 
 -- }=================================================
@@ -458,7 +451,7 @@ function sslproto.context_of(fname, value, server_side, server_hostname)
   end
   error(string.format("bad option 'ssl' to '%s' (%s expected, got %s)", fname,
                       server_side and "eddy.ssl.SSLContext" or "eddy.ssl.SSLContext or true",
-                      require("eddy.args").typename(value)), 3)
+                      args.typename(value)), 3)
 end
 
 -- Check an ssl_*_timeout option.
@@ -466,7 +459,7 @@ function sslproto.check_timeout(name, v)
   if v == nil then return nil end
   if type(v) ~= "number" or v ~= v then
     error(string.format("bad option '%s' (number expected, got %s)", name,
-                        require("eddy.args").typename(v)), 3)
+                        args.typename(v)), 3)
   end
   if v <= 0 then
     error(errors.ValueError(string.format("%s should be a positive number, got %s", name,

@@ -127,6 +127,35 @@ function net.spawn(cmd, timeout)
   return h
 end
 
+-- Start a server command in the background that prints its port on its
+-- first line; returns the process handle (net.spawn's) and the port.
+function net.spawn_server(cmd, timeout, start_timeout)
+  local proc = net.spawn(cmd, timeout)
+  local port
+  net.wait_until(function()
+    port = tonumber(proc.output():match("^(%d+)\n"))
+    return port ~= nil or proc.done()
+  end, start_timeout or 20)
+  assert(port, "the server did not start: " .. proc.output())
+  return proc, port
+end
+
+-- Write 1 MiB chunks on transport t until the connection breaks (the
+-- peer resets it); then the recorder 'rec' must get connection_lost with
+-- ConnectionResetError or BrokenPipeError.
+function net.write_until_reset(t, rec)
+  local chunk = string.rep("z", 1024 * 1024)
+  for _ = 1, 200 do
+    if t:is_closing() or rec.lost_fut:done() then break end
+    t:write(chunk)
+    eddy.sleep(0.001)
+  end
+  net.wait(rec.lost_fut)
+  local errors = eddy.errors
+  assert(errors.is(rec.err, errors.ConnectionResetError) or
+         errors.is(rec.err, errors.BrokenPipeError), tostring(rec.err))
+end
+
 -- Write 'source' to a temporary file; returns its path.
 function net.tempfile(source)
   local path = os.tmpname()
