@@ -46,6 +46,15 @@ static int bytes_append(Bytes *b, const char *data, size_t n) {
   return 1;
 }
 
+/* Free the queue's block once everything in it was used: an idle
+** connection keeps no buffer of its own (mbedTLS keeps its record
+** buffers). */
+static void bytes_trim(Bytes *b) {
+  if (b->off < b->len) return;
+  free(b->p);
+  memset(b, 0, sizeof *b);
+}
+
 typedef struct Conn {
   mbedtls_ssl_context ssl;
   Snapshot *snap;
@@ -205,7 +214,8 @@ static int conn_take(lua_State *L) {
   Conn *c = checkconn(L, 1);
   if (c->out.len == c->out.off) return 0;
   lua_pushlstring(L, c->out.p + c->out.off, c->out.len - c->out.off);
-  c->out.off = c->out.len = 0;
+  c->out.off = c->out.len;
+  bytes_trim(&c->out);
   return 1;
 }
 
@@ -215,6 +225,7 @@ static int conn_handshake(lua_State *L) {
   int rc;
   if (!c->handshake_done) {
     rc = mbedtls_ssl_handshake(&c->ssl);
+    bytes_trim(&c->in);
     if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE) {
       lua_pushboolean(L, 0);
       return 1;
@@ -254,6 +265,7 @@ static int conn_read(lua_State *L) {
       return conn_error(L, c, rc);
     }
   }
+  bytes_trim(&c->in);
   luaL_pushresult(&b);
   lua_pushboolean(L, c->closed);
   return 2;
