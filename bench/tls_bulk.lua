@@ -1,14 +1,16 @@
--- bench/tls_bulk.lua [MIB] [HANDSHAKES]: the TLS layer's cost, client and
--- server in one process on 127.0.0.1: MIB mebibytes through one TLS 1.2
--- connection (64 KiB writes, with flow control), then HANDSHAKES
--- connections opened and closed one after another.  The asyncio/uvloop
--- counterpart is bench/tls_bulk.py; both pin TLS 1.2 with
--- ECDHE-ECDSA-AES128-GCM-SHA256 on a P-256 key made by `openssl`.
+-- bench/tls_bulk.lua [MIB] [HANDSHAKES] [IDLE]: the TLS layer's cost,
+-- client and server in one process on 127.0.0.1: MIB mebibytes through
+-- one TLS 1.2 connection (64 KiB writes, with flow control), then
+-- HANDSHAKES connections opened and closed one after another, then the
+-- RSS of IDLE connections held open (both ends).  The asyncio/uvloop
+-- counterpart of the first two is bench/tls_bulk.py; both pin TLS 1.2
+-- with ECDHE-ECDSA-AES128-GCM-SHA256 on a P-256 key made by `openssl`.
 local eddy = require "eddy"
 local ssl = require "eddy.ssl"
 
 local mib = tonumber(arg and arg[1]) or 256
 local handshakes = tonumber(arg and arg[2]) or 300
+local idle = tonumber(arg and arg[3]) or 300
 local SUITE = "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256"
 
 local dir = os.tmpname()
@@ -66,10 +68,29 @@ local function main()
     c:abort()
   end
   local hs = loop:time() - t0
-  return bulk, hs, t
+
+  -- idle connections: RSS growth per connection (client and server end)
+  local function rss_kb()
+    local f = assert(io.open("/proc/self/status"))
+    local kb = tonumber(f:read("a"):match("VmRSS:%s+(%d+)"))
+    f:close()
+    return kb
+  end
+  collectgarbage()
+  local before, held = rss_kb(), {}
+  for i = 1, idle do
+    held[i] = loop:create_connection(function() return {} end, "127.0.0.1", port,
+                                     {ssl = cctx, server_hostname = "localhost"})
+  end
+  eddy.sleep(0.1)
+  collectgarbage()
+  local per_pair = (rss_kb() - before) / idle
+  for _, c in ipairs(held) do c:abort() end
+  return bulk, hs, per_pair
 end
 
-local bulk, hs = eddy.run(main)
+local bulk, hs, per_pair = eddy.run(main)
 os.execute("rm -rf " .. dir)
-print(string.format("eddy TLS: %d MiB in %.2f s = %.0f MiB/s; %d handshakes in %.2f s = %.0f/s",
-                    mib, bulk, mib / bulk, handshakes, hs, handshakes / hs))
+print(string.format("eddy TLS: %d MiB in %.2f s = %.0f MiB/s; %d handshakes in %.2f s = %.0f/s; "
+                    .. "%d idle connections: %.1f KB per client+server pair",
+                    mib, bulk, mib / bulk, handshakes, hs, handshakes / hs, idle, per_pair))
