@@ -195,7 +195,6 @@ describe("TLS connections between eddy peers", function()
     assert.equal(3, cert.version)
     assert.equal(1, #protos)
     assert.is_false(t:can_write_eof())
-    raises(function() loop:sendfile(t, 0) end, {errors.RuntimeError, "sendfile is not supported"})
     raises(function() t:write_eof() end, "half-closes")
     t:close()
     assert.is_true(t:is_closing())
@@ -207,6 +206,38 @@ describe("TLS connections between eddy peers", function()
     net.wait_until(function() return protos[1].lost end)
     assert.is_nil(protos[1].err)
     t:write("after close")  -- dropped, as asyncio drops it
+  end))
+
+  it("sendfile reads the file and writes it encrypted (test_sendfile_ssl, fallback mode)",
+     async(function(loop)
+    local srv <close>, port, protos = tls_echo_server(loop)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "wb"))
+    local content = {}
+    for i = 1, 20000 do content[i] = string.format("line %05d\n", i) end
+    content = table.concat(content)  -- 220,000 bytes
+    f:write(content)
+    f:close()
+    f = assert(io.open(path, "rb"))
+    local rec = net.recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", port,
+                                     {ssl = client_context(), server_hostname = "localhost"})
+    t:set_write_buffer_limits(16384)  -- make the send steps wait
+    assert.equal(#content - 100, loop:sendfile(t, f, 100))
+    assert.equal(#content, f:seek())  -- the position follows, as asyncio's
+    rec:wait_bytes(#content - 100, 10)
+    assert.equal(content:sub(101), rec:data())
+    assert.is_true(t:is_reading())  -- paused while sending, resumed after
+    assert.equal(5000, loop:sendfile(t, f, 0, 5000))
+    assert.equal(5000, f:seek())
+    raises(function() loop:sendfile(t, f, 0, nil, {fallback = false}) end,
+           {errors.SendfileNotAvailableError, "fallback is disabled"})
+    t:close()
+    raises(function() loop:sendfile(t, f) end, {errors.RuntimeError, "Transport is closing"})
+    f:close()
+    os.remove(path)
+    net.wait(rec.lost_fut)
+    assert.equal(1, #protos)
   end))
 
   it("a close from the server side reaches the client as eof then connection_lost", async(function(loop)

@@ -23,6 +23,12 @@
 ** has a stand-in protocol forwarding every call to the real one (as
 ** asyncio's _SendfileFallbackProtocol): its connection_lost shuts the dup
 ** down, which wakes a wait for writability when the transport closes.
+**
+** A transport written in Lua (the SSL transport) has no descriptor to
+** give sendfile(2); it offers a _sendfile_write(loop, transport, chunk)
+** that writes a chunk and waits while the transport's writing is paused,
+** and loop:sendfile runs only the fallback with it (asyncio's
+** _SendfileMode.FALLBACK), reading paused meanwhile.
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -57,6 +63,7 @@ typedef struct Job {
   int sockfd;               /* the socket's descriptor (for a transport,
                                a dup of its own; -1 before and after) */
   unsigned char transport;  /* slot 2 holds a stream transport */
+  unsigned char lua_transport;  /* slot 2 holds a transport written in Lua */
   unsigned char resume;     /* resume the transport's reading at the end */
   unsigned char fallback;   /* read and send when sendfile(2) cannot */
   unsigned char seekable;   /* the file has positions: pread, seek */
@@ -166,6 +173,15 @@ static void end_native(lua_State *L, Job *j) {
   j->sockfd = -1;
 }
 
+/* Resume the transport's reading if sendfile paused it. */
+static void resume_reading(lua_State *L, Job *j) {
+  if (!j->resume) return;
+  j->resume = 0;
+  lua_getfield(L, SOCK, "resume_reading");
+  lua_pushvalue(L, SOCK);
+  lua_call(L, 1, 0);
+}
+
 /* The transport's part of the end: close the dup, resume reading if
 ** sendfile paused it. */
 static void release_transport(lua_State *L, Job *j) {
@@ -178,12 +194,7 @@ static void release_transport(lua_State *L, Job *j) {
     lua_call(L, 2, 0);
   }
   lua_pop(L, 1);
-  if (j->resume) {
-    j->resume = 0;
-    lua_getfield(L, SOCK, "resume_reading");
-    lua_pushvalue(L, SOCK);
-    lua_call(L, 1, 0);
-  }
+  resume_reading(L, j);
 }
 
 /* The operation ended: set the file position; then raise the error at
@@ -191,6 +202,7 @@ static void release_transport(lua_State *L, Job *j) {
 static int finish(lua_State *L, int failed) {
   Job *j = (Job *)lua_touserdata(L, JOB);
   if (j->transport) release_transport(L, j);
+  if (j->lua_transport) resume_reading(L, j);
   update_position(L, j);
   if (failed) return lua_error(L);
   lua_pushinteger(L, j->sent);
@@ -489,6 +501,7 @@ static int fallback_k(lua_State *L, int status, lua_KContext step) {
       if (len == 0) break;  /* the end of the file */
       j->chunk = (lua_Integer)len;
       if (j->transport) lua_pushcfunction(L, write_chunk);
+      else if (j->lua_transport) lua_getfield(L, SOCK, "_sendfile_write");
       else lua_getfield(L, LOOP, "sock_sendall");
       lua_pushvalue(L, LOOP);
       lua_pushvalue(L, SOCK);
@@ -598,6 +611,40 @@ static int l_sock_sendfile(lua_State *L) {
   return start(L);
 }
 
+/* Call transport:name() (slot SOCK); returns its first result's truth. */
+static int call_transport(lua_State *L, const char *name) {
+  int r;
+  lua_getfield(L, SOCK, name);
+  lua_pushvalue(L, SOCK);
+  lua_call(L, 1, 1);
+  r = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return r;
+}
+
+/* loop:sendfile on a transport written in Lua: the fallback, when the
+** transport has a _sendfile_write; else RuntimeError, as asyncio's for
+** an UNSUPPORTED transport. */
+static int lua_sendfile(lua_State *L) {
+  Job *j;
+  if (lua_getfield(L, SOCK, "_sendfile_write") != LUA_TFUNCTION)
+    return eddy__error(L, "RuntimeError", "sendfile is not supported for "
+                       "transport %s", luaL_tolstring(L, SOCK, NULL));
+  lua_pop(L, 1);
+  if (call_transport(L, "is_closing"))
+    return eddy__error(L, "RuntimeError", "Transport is closing");
+  j = new_job(L, -1, "sendfile");
+  if (!j->fallback)
+    return eddy__error(L, "SendfileNotAvailableError", "fallback is disabled "
+                       "and native sendfile is not supported for transport %s",
+                       luaL_tolstring(L, SOCK, NULL));
+  j->lua_transport = 1;
+  eddy__can_suspend(L, "sendfile");
+  if ((j->resume = (unsigned char)call_transport(L, "is_reading")))
+    call_transport(L, "pause_reading");
+  return fallback(L, j);
+}
+
 /* loop:sendfile(transport, file, offset, count, {fallback}) -> sent, for
 ** the TCP and UNIX stream transports (asyncio's TRY_NATIVE ones). */
 static int l_sendfile(lua_State *L) {
@@ -609,8 +656,7 @@ static int l_sendfile(lua_State *L) {
     int t = lua_type(L, SOCK);
     if (t != LUA_TTABLE && t != LUA_TUSERDATA)
       return luaL_typeerror(L, SOCK, "transport");
-    return eddy__error(L, "RuntimeError", "sendfile is not supported for "
-                       "transport %s", luaL_tolstring(L, SOCK, NULL));
+    return lua_sendfile(L);
   }
   if (s->state != EDDY_STREAM_OPEN)
     return eddy__error(L, "RuntimeError", "Transport is closing");

@@ -100,6 +100,18 @@ function SSLTransport:writelines(list)
   self:write(table.concat(list))
 end
 
+-- loop:sendfile's send step (src/sendfile.c runs only its fallback on
+-- an SSL transport, as asyncio's _SendfileMode.FALLBACK): write a chunk
+-- of the file, then wait while the plain transport's writing is paused.
+function SSLTransport._sendfile_write(_, self, chunk)
+  local proto = self._proto
+  if self._closed or proto._transport == nil then
+    error(errors.ConnectionError("Connection is closed by peer"), 0)
+  end
+  self:write(chunk)
+  proto:_wait_writable()
+end
+
 -- TLS has no half-close: close_notify ends both directions.
 function SSLTransport:can_write_eof() return false end
 function SSLTransport:write_eof()
@@ -148,6 +160,15 @@ local function wakeup_waiter(self, exc)
   if waiter == nil then return end
   self._waiter = nil
   if not waiter:cancelled() and not waiter:done() then
+    if exc == nil then waiter:set_result(nil) else waiter:set_exception(exc) end
+  end
+end
+
+-- Wake a _wait_writable (the plain transport resumed writing, or is gone).
+local function wake_writers(self, exc)
+  local waiter = self._writable
+  self._writable = nil
+  if waiter ~= nil and not waiter:done() then
     if exc == nil then waiter:set_result(nil) else waiter:set_exception(exc) end
   end
 end
@@ -391,19 +412,34 @@ function SSLProtocol:connection_lost(exc)
   end
   self._state = "UNWRAPPED"
   self._transport = nil
+  wake_writers(self, errors.ConnectionError("Connection is closed by peer"))
   cancel_timer(self, "_handshake_timer")
   cancel_timer(self, "_shutdown_timer")
   wakeup_waiter(self, exc)
 end
 
 function SSLProtocol:pause_writing()
+  self._writing_paused = true
   local app = self._app_protocol
   if app.pause_writing ~= nil then app:pause_writing() end
 end
 
 function SSLProtocol:resume_writing()
+  self._writing_paused = false
+  wake_writers(self, nil)
   local app = self._app_protocol
   if app.resume_writing ~= nil then app:resume_writing() end
+end
+
+-- Wait (suspending) while the plain transport has paused our writing.
+function SSLProtocol:_wait_writable()
+  while self._writing_paused do
+    if self._transport == nil then
+      error(errors.ConnectionError("Connection is closed by peer"), 0)
+    end
+    self._writable = self._writable or self._loop:create_future()
+    self._writable:await()
+  end
 end
 
 function SSLProtocol:_write_appdata(data)
