@@ -429,6 +429,35 @@ static char **copy_list(char **a) {
   return b;
 }
 
+/* The key exchange groups, fastest first as OpenSSL orders them: mbedTLS
+** 2's own order starts with secp521r1, which made every handshake spend
+** most of its time in that curve's arithmetic. */
+#if HAVE_MBEDTLS3
+static const uint16_t groups[] = {
+  MBEDTLS_SSL_IANA_TLS_GROUP_X25519, MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
+  MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1, MBEDTLS_SSL_IANA_TLS_GROUP_SECP521R1,
+  MBEDTLS_SSL_IANA_TLS_GROUP_NONE
+};
+#define SET_GROUPS(conf) mbedtls_ssl_conf_groups(conf, groups)
+#else
+static const mbedtls_ecp_group_id groups[] = {
+#ifdef MBEDTLS_ECP_DP_CURVE25519_ENABLED
+  MBEDTLS_ECP_DP_CURVE25519,
+#endif
+#ifdef MBEDTLS_ECP_DP_SECP256R1_ENABLED
+  MBEDTLS_ECP_DP_SECP256R1,
+#endif
+#ifdef MBEDTLS_ECP_DP_SECP384R1_ENABLED
+  MBEDTLS_ECP_DP_SECP384R1,
+#endif
+#ifdef MBEDTLS_ECP_DP_SECP521R1_ENABLED
+  MBEDTLS_ECP_DP_SECP521R1,
+#endif
+  MBEDTLS_ECP_DP_NONE
+};
+#define SET_GROUPS(conf) mbedtls_ssl_conf_curves(conf, groups)
+#endif
+
 static void set_versions(mbedtls_ssl_config *conf, int lo, int hi) {
 #if HAVE_MBEDTLS3
   mbedtls_ssl_conf_min_tls_version(conf, (mbedtls_ssl_protocol_version)lo);
@@ -476,6 +505,7 @@ static Snapshot *snapshot_for(lua_State *L, Context *c, int verify_mode,
   mbedtls_ssl_conf_authmode(&s->conf, authmode);
   mbedtls_ssl_conf_ca_chain(&s->conf, &c->m->ca, NULL);
   set_versions(&s->conf, lo, hi);
+  SET_GROUPS(&s->conf);
   if (s->kp != NULL &&
       (rc = mbedtls_ssl_conf_own_cert(&s->conf, &s->kp->chain, &s->kp->key)) != 0)
     eddy__tls_error(L, rc, "the certificate chain");
