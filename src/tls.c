@@ -68,7 +68,7 @@ typedef struct Conn {
 } Conn;
 
 /* The connection's user values. */
-enum { CONN_HOSTNAME = 1, CONN_NUV = 1 };
+enum { CONN_HOSTNAME = 1, CONN_CONTEXT, CONN_NUV = CONN_CONTEXT };
 
 static Conn *checkconn(lua_State *L, int i) {
   Conn *c = (Conn *)luaL_checkudata(L, i, TLS_OBJECT);
@@ -135,7 +135,8 @@ static int conn_gc(lua_State *L) {
 }
 
 /* ctx:wrap(server_side, server_hostname, verify_mode, check_hostname,
-**          min_version, max_version) -> a TLS object */
+**          min_version, max_version, context) -> a TLS object; 'context'
+** (eddy.ssl's SSLContext) is what tls.context returns. */
 static int ctx_wrap(lua_State *L) {
   int server_side = lua_toboolean(L, 2);
   const char *hostname = luaL_optstring(L, 3, NULL);
@@ -145,6 +146,7 @@ static int ctx_wrap(lua_State *L) {
   Snapshot *s;
   Conn *c;
   int rc;
+  lua_settop(L, 8);
   s = eddy__tls_config(L, 1, server_side, verify_mode, lo, hi);
   c = (Conn *)lua_newuserdatauv(L, sizeof *c, CONN_NUV);
   memset(c, 0, sizeof *c);
@@ -169,6 +171,8 @@ static int ctx_wrap(lua_State *L) {
     lua_pushvalue(L, 3);
     lua_setiuservalue(L, -2, CONN_HOSTNAME);
   }
+  lua_pushvalue(L, 8);
+  lua_setiuservalue(L, -2, CONN_CONTEXT);
   return 1;
 }
 
@@ -360,7 +364,7 @@ static int conn_pending(lua_State *L) {
   return 1;
 }
 
-/* tls.server_side, tls.server_hostname, tls:method() */
+/* tls.server_side, tls.server_hostname, tls.context, tls:method() */
 static int conn_index(lua_State *L) {
   Conn *c = (Conn *)luaL_checkudata(L, 1, TLS_OBJECT);
   const char *key = lua_tostring(L, 2);
@@ -368,6 +372,8 @@ static int conn_index(lua_State *L) {
     lua_pushboolean(L, c->server_side);
   } else if (key != NULL && strcmp(key, "server_hostname") == 0) {
     lua_getiuservalue(L, 1, CONN_HOSTNAME);
+  } else if (key != NULL && strcmp(key, "context") == 0) {
+    lua_getiuservalue(L, 1, CONN_CONTEXT);
   } else {
     lua_pushvalue(L, 2);
     lua_rawget(L, lua_upvalueindex(1));

@@ -189,7 +189,7 @@ function SSLContext:_wrap(server_side, server_hostname)
   end
   local lo, hi = version_range(f)
   return f.handle:wrap(server_side, server_hostname, f.verify_mode,
-                       f.check_hostname and not server_side, lo, hi)
+                       f.check_hostname and not server_side, lo, hi, self)
 end
 
 function ssl.is_context(v) return fields[v] ~= nil end
