@@ -471,6 +471,28 @@ describe("TLS connections between eddy peers", function()
     net.write_until_reset(tls_connect(loop, srv))
   end))
 
+  it("debug mode warns with each handshake's time and each failed handshake", async(function(loop)
+    local warnings = {}
+    local saved = _G.warn  -- what the Lua modules call
+    _G.warn = function(...) warnings[#warnings + 1] = table.concat({...}) end
+    loop:set_debug(true)
+    local ok, err = pcall(function()
+      local srv <close>, port = tls_echo_server(loop)
+      local t = loop:create_connection(function() return {} end, "127.0.0.1", port,
+                                       {ssl = client_context(), server_hostname = "localhost"})
+      t:close()
+      pcall(loop.create_connection, loop, function() return {} end, "127.0.0.1", port,
+            {ssl = ssl.SSLContext(), server_hostname = "localhost"})
+      eddy.sleep(0.05)
+    end)
+    loop:set_debug(false)
+    _G.warn = saved
+    assert(ok, err)
+    local text = table.concat(warnings, "\n")
+    assert.truthy(text:find("SSL handshake took [%d.]+ ms"), text)
+    assert.truthy(text:find("SSL handshake failed on verifying the certificate", 1, true), text)
+  end))
+
   it("bad options are clear errors", async(function(loop)
     local srv <close>, port = tls_echo_server(loop)
     local f = function() return {} end

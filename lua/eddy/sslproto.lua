@@ -202,7 +202,7 @@ function SSLProtocol:_fatal_error(exc, message)
   local transport = self._transport
   if errors.is(exc, errors.OSError) then
     if self._loop:get_debug() then
-      io.stderr:write(tostring(message or "Fatal error on SSL protocol"), ": ", tostring(exc), "\n")
+      warn(tostring(message or "Fatal error on SSL protocol"), ": ", tostring(exc))
     end
   else
     self._loop:call_exception_handler {
@@ -216,6 +216,7 @@ end
 function SSLProtocol:connection_made(transport)
   self._transport = transport
   self._state = "DO_HANDSHAKE"
+  self._handshake_start = self._loop:time()
   self._handshake_timer = self._loop:call_later(self._handshake_timeout, function()
     self._handshake_timer = nil
     if self._state == "DO_HANDSHAKE" then
@@ -249,6 +250,10 @@ function SSLProtocol:_on_handshake_complete(exc)
   end
   local tls = self._tls
   self._state = "WRAPPED"
+  if self._loop:get_debug() then
+    warn(string.format("%s: SSL handshake took %.1f ms", tostring(self._app_transport),
+                       (self._loop:time() - self._handshake_start) * 1e3))
+  end
   self._extra.peercert = tls:getpeercert()
   self._extra.cipher = {tls:cipher()}  -- an array, as API.md §7 has tuple extras
   self._app_state = "CON_MADE"
