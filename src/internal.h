@@ -557,6 +557,8 @@ eddy_Stream *eddy__tostream(lua_State *L, int i);
 /* transport:write() of the string or eddy.Buffer at index data on the
 ** stream s at index t. */
 void eddy__stream_write(lua_State *L, eddy_Stream *s, int t, int data);
+/* Push the n bytes a read left at 'data' as a Lua string. */
+void eddy__stream_push_read(lua_State *L, const char *data, size_t n);
 /* streams.c: StreamReader and the streams' hot path, added to the core
 ** table at the top. */
 void eddy__core_streams(lua_State *L);
