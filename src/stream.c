@@ -95,6 +95,19 @@ void eddy__loop_methods(lua_State *L, const luaL_Reg *funcs) {
   lua_pop(L, 1);
 }
 
+/* luaL_newmetatable for a kind of stream transport, with &stream_key at
+** [1] in the table's array part (a hash part would cost a chain walk on
+** every write). */
+static void new_metatable(lua_State *L, const char *name) {
+  lua_createtable(L, 1, 8);
+  lua_pushlightuserdata(L, (void *)&stream_key);
+  lua_rawseti(L, -2, 1);
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, name);
+}
+
 /* A stream transport is a userdata whose metatable has &stream_key at
 ** [1]: an array lookup, on the hot path of every write.  Lua code cannot
 ** copy that mark into another metatable because it never sees these:
@@ -1026,7 +1039,7 @@ void eddy__open_stream(lua_State *L) {
   eddy__loop_methods(L, loop_methods);
   new_methods(L, 1, 1);
   for (kind = EDDY_STREAM_TCP; kind <= EDDY_STREAM_WRITE_PIPE; kind++) {
-    luaL_newmetatable(L, kind_names[kind]);
+    new_metatable(L, kind_names[kind]);
     if (kind == EDDY_STREAM_READ_PIPE || kind == EDDY_STREAM_WRITE_PIPE)
       new_methods(L, kind == EDDY_STREAM_READ_PIPE,
                   kind == EDDY_STREAM_WRITE_PIPE);
@@ -1038,8 +1051,6 @@ void eddy__open_stream(lua_State *L) {
     lua_pushcfunction(L, t_tostring);
     lua_setfield(L, -2, "__tostring");
     eddy__seal_metatable(L, -1);
-    lua_pushlightuserdata(L, (void *)&stream_key);
-    lua_rawseti(L, -2, 1);
     lua_pop(L, 1);
   }
   lua_setfield(L, -2, "StreamTransport");  /* core table: for Lua parts */
