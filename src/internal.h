@@ -71,6 +71,10 @@ struct eddy_Runtime {
                                when it is the (empty) base context */
   int unhandled_error;      /* set when a main-chunk error was reported */
   uv_loop_t *host_uv;       /* loop handed in by an embedder, or NULL */
+  char *read_buf;           /* where stream reads land (stream.c): inside
+                               a userdata the registry anchors, made with
+                               the state's first stream transport */
+  size_t read_offset;       /* where in read_buf the next read starts */
 };
 
 /* A state with the standard allocator's large blocks kept for reuse
@@ -558,7 +562,8 @@ eddy_Stream *eddy__tostream(lua_State *L, int i);
 ** stream s at index t. */
 void eddy__stream_write(lua_State *L, eddy_Stream *s, int t, int data);
 /* Push the n bytes a read left at 'data' as a Lua string. */
-void eddy__stream_push_read(lua_State *L, const char *data, size_t n);
+void eddy__stream_push_read(lua_State *L, eddy_Runtime *rt, const char *data,
+                            size_t n);
 /* streams.c: StreamReader and the streams' hot path, added to the core
 ** table at the top. */
 void eddy__core_streams(lua_State *L);

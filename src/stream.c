@@ -60,10 +60,10 @@ static int is_pipe(const eddy_Stream *s) {
 }
 
 /*
-** Reads land here, then become one Lua string: no allocation per read
-** besides that string.  libuv calls the read callback right after the
-** allocation callback, on the loop's thread, so one buffer per thread
-** is enough.
+** Reads land in the runtime's read buffer, then become one Lua string: no
+** allocation per read besides that string.  libuv calls the read
+** callback right after the allocation callback, and every callback of a
+** state runs on its main thread, so one buffer per state is enough.
 **
 ** A read starts at the offset within a cache line that the bytes of the
 ** last large string made from a read had.  Copies of several KiB (glibc's
@@ -75,9 +75,16 @@ static int is_pipe(const eddy_Stream *s) {
 #define READ_SIZE (64 * 1024)
 #define CACHE_LINE 64
 #define LARGE_READ 1024
-static _Thread_local char read_buf[READ_SIZE + CACHE_LINE]
-    __attribute__((aligned(CACHE_LINE)));
-static _Thread_local size_t read_offset;
+
+/* The runtime's read buffer, made with its first stream transport. */
+static void ensure_read_buf(lua_State *L, eddy_Runtime *rt) {
+  static const char read_buf_key = 'r';
+  uintptr_t p;
+  if (rt->read_buf != NULL) return;
+  p = (uintptr_t)lua_newuserdatauv(L, READ_SIZE + CACHE_LINE, 0);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &read_buf_key);
+  rt->read_buf = (char *)((p + CACHE_LINE - 1) & ~(uintptr_t)(CACHE_LINE - 1));
+}
 
 typedef struct WriteReq {
   uv_write_t req;
@@ -327,22 +334,30 @@ static void stream_before_close(lua_State *L, eddy_UVObject *o, int t) {
 
 /* {====================================================== Reading */
 
-void eddy__stream_push_read(lua_State *L, const char *data, size_t n) {
+void eddy__stream_push_read(lua_State *L, eddy_Runtime *rt, const char *data,
+                            size_t n) {
   const char *bytes = lua_pushlstring(L, data, n);
-  if (n >= LARGE_READ) read_offset = (uintptr_t)bytes & (CACHE_LINE - 1);
+  if (n >= LARGE_READ) rt->read_offset = (uintptr_t)bytes & (CACHE_LINE - 1);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   eddy_Stream *s = (eddy_Stream *)h->data;
+  eddy_Runtime *rt;
   lua_State *L;
   int top, t;
   size_t size = 0;
   char *data;
-  buf->base = read_buf + read_offset;
+  if (s == NULL) {  /* detached: closing, so no read is coming */
+    buf->base = NULL;
+    buf->len = 0;
+    return;
+  }
+  rt = s->uv.loop->rt;
+  buf->base = rt->read_buf + rt->read_offset;
   buf->len = READ_SIZE;
-  if (s == NULL || !s->buffered) return;
+  if (!s->buffered) return;
   /* BufferedProtocol: read into the protocol's own buffer. */
-  L = s->uv.loop->rt->L;
+  L = rt->L;
   top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
   t = top + 1;
@@ -404,7 +419,7 @@ static void deliver(lua_State *L, eddy_Stream *s, int t, const char *data,
   } else if (eddy__streams_feed_direct(L, received, received + 1, data, n)) {
     return;  /* a StreamReaderProtocol's reader took it (streams.c) */
   } else {
-    eddy__stream_push_read(L, data, n);
+    eddy__stream_push_read(L, s->uv.loop->rt, data, n);
   }
   if (pcall_protocol(L, s, t, 2, 0, s->buffered
           ? "Fatal error: protocol.buffer_updated() call failed."
@@ -879,8 +894,9 @@ static int t_gc(lua_State *L) {
 /* {====================================================== Creation */
 
 eddy_Stream *eddy__stream_new(lua_State *L, eddy_Loop *loop, int kind) {
-  eddy_Stream *s =
-      (eddy_Stream *)lua_newuserdatauv(L, sizeof(eddy_Stream), ST_NUV);
+  eddy_Stream *s;
+  ensure_read_buf(L, loop->rt);
+  s = (eddy_Stream *)lua_newuserdatauv(L, sizeof(eddy_Stream), ST_NUV);
   memset(s, 0, sizeof *s);
   eddy__uv_init(&s->uv);
   s->uv.loop = loop;

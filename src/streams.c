@@ -755,7 +755,7 @@ int eddy__streams_feed_direct(lua_State *L, int fn, int protocol,
     return 0;
   }
   lua_pop(L, 2);
-  eddy__stream_push_read(L, data, n);
+  eddy__stream_push_read(L, r->loop->rt, data, n);
   feed(L, r, ri, ri + 1);
   lua_settop(L, top);
   return 1;
