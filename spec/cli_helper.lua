@@ -1,6 +1,8 @@
 -- Running the eddy executable as a subprocess, for cli_spec and repl_spec.
 -- Every run goes through `timeout`, so a hang fails the test in seconds.
 
+local tmp = require "support.tmp"
+
 local M = {}
 
 M.binary = os.getenv("EDDY_TEST_BINARY") or "build/eddy"
@@ -24,18 +26,8 @@ function M.writefile(path, s)
   return path
 end
 
--- A temporary file holding 's' (removed by M.cleanup).
-local temps = {}
-function M.tempfile(s, suffix)
-  local path = os.tmpname() .. (suffix or "")
-  temps[#temps + 1] = path
-  return M.writefile(path, s or "")
-end
-
-function M.cleanup()
-  for _, p in ipairs(temps) do os.remove(p) end
-  temps = {}
-end
+-- A temporary file holding 's', removed when the test ends.
+M.tempfile = tmp.file
 
 -- Run a shell command line with 'opts.stdin' (a string; default: no
 -- input), 'opts.env' (a prefix such as "LUA_INIT=x"), under `timeout`.

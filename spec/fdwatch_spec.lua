@@ -6,6 +6,7 @@ local test = require "eddy.test"
 local async = test.async
 
 local checks = require "support.checks"
+local tmp = require "support.tmp"
 local raises = checks.expect_error
 
 describe("fd watchers", function()
@@ -101,7 +102,7 @@ describe("fd watchers", function()
     assert.has_error(function() loop:add_reader({}, print) end)
     assert.has_error(function() loop:add_reader("3", print) end)
     assert.has_error(function() loop:add_writer(0, 42) end)
-    local f = io.open(os.tmpname(), "w")
+    local f = io.open(tmp.path(), "w")
     raises(errors.PermissionError, loop.add_reader, loop, f, print)
     f:close()
     assert.has_error(function() loop:add_reader(f, print) end, "attempt to use a closed file")

@@ -5,6 +5,7 @@
 local eddy = require "eddy"
 local async = require("eddy.test").async
 local net = require "support.net"
+local tmp = require "support.tmp"
 
 local PYTHON = "/usr/bin/python3"
 
@@ -86,7 +87,7 @@ describe("interop with Python asyncio", function()
   end, 30))
 
   it("a Python client against an eddy UNIX server", async(function(loop)
-    local path = os.tmpname() .. ".sock"
+    local path = tmp.path(".sock")
     local lost = loop:create_future()
     local srv <close> = loop:create_unix_server(upper_protocol(loop, lost), path)
     run_python_client(loop, srv, "unix", path)

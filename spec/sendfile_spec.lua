@@ -6,6 +6,7 @@ local socket = require "eddy.socket"
 local async = require("eddy.test").async
 
 local checks = require "support.checks"
+local tmp = require "support.tmp"
 local raises = checks.expect_error
 local pair = checks.nonblocking_pair
 
@@ -258,7 +259,7 @@ describe("loop:sock_sendfile", function()
     f:close()
     assert.has_error(function() loop:sock_sendfile(a, f) end, "attempt to use a closed file")
     -- a file opened for writing only: the fallback reports the read error
-    local w <close> = assert(io.open(os.tmpname(), "wb"))
+    local w <close> = assert(io.open(tmp.path(), "wb"))
     e = raises(errors.OSError, loop.sock_sendfile, loop, a, w)
     assert.equal("EBADF", e.code)
     a:close() b:close() d:close()

@@ -8,6 +8,7 @@ local async = require("eddy.test").async
 local test = require "eddy.test"
 local checks = require "support.checks"
 local net = require "support.net"
+local tmp = require "support.tmp"
 local raises, argerror = checks.raises, checks.argerror
 
 local PYTHON = "/usr/bin/python3"
@@ -29,11 +30,7 @@ local function echo_lines(reader, writer)
   writer:close()
 end
 
-local function temp_path()
-  local p = os.tmpname()
-  os.remove(p)
-  return p .. ".sock"
-end
+local function temp_path() return tmp.path(".sock") end
 
 -- Run fn(...) as a task; returns the task.
 local function spawn(loop, fn, ...)

@@ -11,6 +11,7 @@ local async = require("eddy.test").async
 local checks = require "support.checks"
 local net = require "support.net"
 local tls = require "support.tls"
+local tmp = require "support.tmp"
 local raises = checks.raises
 
 local PYTHON = "/usr/bin/python3"
@@ -212,7 +213,7 @@ describe("TLS connections between eddy peers", function()
   it("sendfile reads the file and writes it encrypted (test_sendfile_ssl, fallback mode)",
      async(function(loop)
     local srv <close>, port, protos = tls_echo_server(loop)
-    local path = os.tmpname()
+    local path = tmp.path()
     local f = assert(io.open(path, "wb"))
     local content = {}
     for i = 1, 20000 do content[i] = string.format("line %05d\n", i) end
@@ -293,7 +294,7 @@ describe("TLS connections between eddy peers", function()
   end, 30))
 
   it("over UNIX sockets, and on an accepted socket (connect_accepted_socket)", async(function(loop)
-    local path = os.tmpname() .. ".sock"
+    local path = tmp.path(".sock")
     local srv <close> = eddy.start_unix_server(function(r, w)
       w:write("unix " .. r:readline())
       w:close()

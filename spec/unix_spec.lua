@@ -5,13 +5,10 @@ local errors = eddy.errors
 local async = require("eddy.test").async
 local checks = require "support.checks"
 local net = require "support.net"
+local tmp = require "support.tmp"
 local raises, argerror = checks.raises, checks.argerror
 
-local function temp_path()
-  local p = os.tmpname()
-  os.remove(p)
-  return p .. ".sock"
-end
+local function temp_path() return tmp.path(".sock") end
 
 -- Whether a file (of any type) is at path.
 local function exists(path) return os.rename(path, path) ~= nil end

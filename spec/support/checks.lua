@@ -1,6 +1,7 @@
 -- Shared checks for the core specs: expected errors, loops that are not
 -- running, bounded waits, and running the eddy binary as a subprocess.
 local eddy = require "eddy"
+local tmp = require "support.tmp"
 local errors = eddy.errors
 local assert = require "luassert"
 
@@ -90,10 +91,7 @@ end
 -- the exit status and the combined output.
 function checks.run_script(source, env)
   local binary = os.getenv("EDDY_TEST_BINARY") or "build/eddy"
-  local path = os.tmpname()
-  local f = assert(io.open(path, "w"))
-  f:write(source)
-  f:close()
+  local path = tmp.file(source)
   local vars = {}
   for k, v in pairs(env or {}) do
     vars[#vars + 1] = v == false and ("-u " .. k) or (k .. "=" .. string.format("%q", v))

@@ -2,6 +2,7 @@
 -- a recording protocol, an echo server, bounded waits, background
 -- processes.
 local eddy = require "eddy"
+local tmp = require "support.tmp"
 
 local net = {}
 
@@ -96,10 +97,13 @@ end
 -- seconds; its output goes to a temporary file.  Returns a handle with
 -- :done() (the process ended) and :output().
 function net.spawn(cmd, timeout)
-  local out = os.tmpname()
-  local status = out .. ".status"
-  os.execute(string.format("(timeout %d sh -c %q > %s 2>&1; echo $? > %s) &",
-                           timeout or 20, cmd, out, status))
+  local out = tmp.file("")  -- there before the command writes: output() reads it
+  local status = tmp.path(".status")
+  -- the status is written only while the output file is there: a command
+  -- that outlives its test leaves nothing behind
+  os.execute(string.format("(timeout %d sh -c %q >> %s 2>&1; s=$?; "
+                           .. "[ -e %s ] && echo $s > %s) &",
+                           timeout or 20, cmd, out, out, status))
   local h = {}
   function h.done()
     local f = io.open(status)
@@ -156,13 +160,8 @@ function net.write_until_reset(t, rec)
          errors.is(rec.err, errors.BrokenPipeError), tostring(rec.err))
 end
 
--- Write 'source' to a temporary file; returns its path.
-function net.tempfile(source)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "w"))
-  f:write(source)
-  f:close()
-  return path
-end
+-- Write 'source' to a temporary file (removed when the test ends);
+-- returns its path.
+net.tempfile = tmp.file
 
 return net
