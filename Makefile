@@ -25,6 +25,7 @@ test: build
 	sh tools/run-tests.sh $(BUILD)
 
 bench: build
+	@sh tools/install-deps.sh bench
 	../shared/bench/run.sh --eddy $(BUILD)/eddy --eddy-scripts bench/eddy
 
 clean:
