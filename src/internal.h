@@ -71,10 +71,10 @@ struct eddy_Runtime {
                                when it is the (empty) base context */
   int unhandled_error;      /* set when a main-chunk error was reported */
   uv_loop_t *host_uv;       /* loop handed in by an embedder, or NULL */
-  char *read_buf;           /* where stream reads land (stream.c): inside
-                               a userdata the registry anchors, made with
-                               the state's first stream transport */
-  size_t read_offset;       /* where in read_buf the next read starts */
+  char *read_buf;           /* where reads land (eddy__read_buffer) */
+  size_t read_buf_size;
+  size_t read_offset;       /* where in read_buf the next stream read
+                               starts (stream.c) */
 };
 
 /* A state with the standard allocator's large blocks kept for reuse
@@ -84,6 +84,9 @@ void eddy__closestate(lua_State *L);
 
 /* The runtime of L (created by luaopen_eddy). */
 eddy_Runtime *eddy__runtime(lua_State *L);
+/* The runtime's read buffer, grown to at least 'size' bytes: made here,
+** where raising is allowed, so that libuv's callbacks only use it. */
+char *eddy__read_buffer(lua_State *L, eddy_Runtime *rt, size_t size);
 /* The default loop of an embedding state (runtime.c). */
 eddy_Loop *eddy__state_loop(eddy_State *E);
 

@@ -36,6 +36,28 @@ eddy_Runtime *eddy__runtime(lua_State *L) {
 }
 
 /*
+** Every read of a state lands in one buffer, then becomes a Lua string:
+** stream reads (stream.c) and datagrams (udp.c) alike.  Every callback of
+** a state runs on its main thread, and nothing keeps a pointer into the
+** buffer past the copy.  It lives in a userdata the registry anchors, so
+** it outlives every finalizer that might still close a handle; the
+** offset within a cache line that stream.c asks of it is in the slack.
+*/
+#define READ_BUF_SLACK 64
+
+char *eddy__read_buffer(lua_State *L, eddy_Runtime *rt, size_t size) {
+  static const char read_buf_key = 'r';
+  uintptr_t p;
+  if (rt->read_buf != NULL && rt->read_buf_size >= size) return rt->read_buf;
+  p = (uintptr_t)lua_newuserdatauv(L, size + 2 * READ_BUF_SLACK, 0);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &read_buf_key);  /* drops the old one */
+  p = (p + READ_BUF_SLACK - 1) & ~(uintptr_t)(READ_BUF_SLACK - 1);
+  rt->read_buf = (char *)p;
+  rt->read_buf_size = size;
+  return rt->read_buf;
+}
+
+/*
 ** The runtime dies with the Lua state: its __gc closes the current loop so
 ** libuv releases everything before the state goes.  Loops not closed by
 ** then are closed by their own __gc.

@@ -60,10 +60,9 @@ static int is_pipe(const eddy_Stream *s) {
 }
 
 /*
-** Reads land in the runtime's read buffer, then become one Lua string: no
-** allocation per read besides that string.  libuv calls the read
-** callback right after the allocation callback, and every callback of a
-** state runs on its main thread, so one buffer per state is enough.
+** Reads land in the runtime's read buffer (eddy__read_buffer, made with
+** the state's first stream transport), then become one Lua string: no
+** allocation per read besides that string.
 **
 ** A read starts at the offset within a cache line that the bytes of the
 ** last large string made from a read had.  Copies of several KiB (glibc's
@@ -76,15 +75,6 @@ static int is_pipe(const eddy_Stream *s) {
 #define CACHE_LINE 64
 #define LARGE_READ 1024
 
-/* The runtime's read buffer, made with its first stream transport. */
-static void ensure_read_buf(lua_State *L, eddy_Runtime *rt) {
-  static const char read_buf_key = 'r';
-  uintptr_t p;
-  if (rt->read_buf != NULL) return;
-  p = (uintptr_t)lua_newuserdatauv(L, READ_SIZE + CACHE_LINE, 0);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &read_buf_key);
-  rt->read_buf = (char *)((p + CACHE_LINE - 1) & ~(uintptr_t)(CACHE_LINE - 1));
-}
 
 typedef struct WriteReq {
   uv_write_t req;
@@ -895,7 +885,7 @@ static int t_gc(lua_State *L) {
 
 eddy_Stream *eddy__stream_new(lua_State *L, eddy_Loop *loop, int kind) {
   eddy_Stream *s;
-  ensure_read_buf(L, loop->rt);
+  eddy__read_buffer(L, loop->rt, READ_SIZE);
   s = (eddy_Stream *)lua_newuserdatauv(L, sizeof(eddy_Stream), ST_NUV);
   memset(s, 0, sizeof *s);
   eddy__uv_init(&s->uv);

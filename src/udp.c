@@ -103,11 +103,10 @@ static int read_ready(lua_State *L) {
   Dgram *d = checkdgram(L, 1);
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  luaL_Buffer b;
   char *p;
   ssize_t r;
   if (d->conn_lost) return 0;
-  p = luaL_buffinitsize(L, &b, MAX_SIZE);
+  p = eddy__read_buffer(L, d->loop->rt, MAX_SIZE);
   r = recvfrom(d->fd, p, MAX_SIZE, 0, (struct sockaddr *)&ss, &len);
   if (r < 0) {
     int err = errno;
@@ -117,7 +116,7 @@ static int read_ready(lua_State *L) {
     lua_call(L, 2, 0);
     return 0;
   }
-  luaL_pushresultsize(&b, (size_t)r);
+  lua_pushlstring(L, p, (size_t)r);
   if (!push_method(L, 1, "datagram_received")) return 0;
   lua_rotate(L, -3, -1);  /* method, protocol, data */
   if (len == 0) lua_pushnil(L);
