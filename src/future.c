@@ -84,6 +84,26 @@ void eddy__seal_metatable(lua_State *L, int mt) {
   lua_pop(L, 1);
 }
 
+void eddy__newmarkedmetatable(lua_State *L, const char *name,
+                              const void *mark) {
+  lua_createtable(L, 1, 8);
+  lua_pushlightuserdata(L, (void *)mark);
+  lua_rawseti(L, -2, 1);
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, name);
+}
+
+void *eddy__tomarked(lua_State *L, int i, const void *mark) {
+  void *p = lua_touserdata(L, i);
+  if (p == NULL || !lua_getmetatable(L, i)) return NULL;
+  lua_rawgeti(L, -1, 1);
+  if (lua_touserdata(L, -1) != mark) p = NULL;
+  lua_pop(L, 2);
+  return p;
+}
+
 /*
 ** A finalizer that checks its argument: (obj), upvalues (the C finalizer,
 ** the metatable it belongs to).  For metatables Lua code can reach

@@ -92,31 +92,13 @@ void eddy__loop_methods(lua_State *L, const luaL_Reg *funcs) {
   lua_pop(L, 1);
 }
 
-/* luaL_newmetatable for a kind of stream transport, with &stream_key at
-** [1] in the table's array part (a hash part would cost a chain walk on
-** every write). */
-static void new_metatable(lua_State *L, const char *name) {
-  lua_createtable(L, 1, 8);
-  lua_pushlightuserdata(L, (void *)&stream_key);
-  lua_rawseti(L, -2, 1);
-  lua_pushstring(L, name);
-  lua_setfield(L, -2, "__name");
-  lua_pushvalue(L, -1);
-  lua_setfield(L, LUA_REGISTRYINDEX, name);
-}
-
 /* A stream transport is a userdata whose metatable has &stream_key at
-** [1]: an array lookup, on the hot path of every write.  Lua code cannot
-** copy that mark into another metatable because it never sees these:
-** they are sealed (getmetatable shows a stand-in) and no Lua value holds
-** them. */
+** [1] (eddy__newmarkedmetatable): an array lookup, on the hot path of
+** every write.  Lua code cannot copy that mark into another metatable
+** because it never sees these: they are sealed (getmetatable shows a
+** stand-in) and no Lua value holds them. */
 eddy_Stream *eddy__tostream(lua_State *L, int i) {
-  eddy_Stream *s = (eddy_Stream *)lua_touserdata(L, i);
-  if (s == NULL || !lua_getmetatable(L, i)) return NULL;
-  lua_rawgeti(L, -1, 1);
-  if (lua_touserdata(L, -1) != (void *)&stream_key) s = NULL;
-  lua_pop(L, 2);
-  return s;
+  return (eddy_Stream *)eddy__tomarked(L, i, &stream_key);
 }
 
 static eddy_Stream *checkstream(lua_State *L, int i) {
@@ -1045,7 +1027,7 @@ void eddy__open_stream(lua_State *L) {
   eddy__loop_methods(L, loop_methods);
   new_methods(L, 1, 1);
   for (kind = EDDY_STREAM_TCP; kind <= EDDY_STREAM_WRITE_PIPE; kind++) {
-    new_metatable(L, kind_names[kind]);
+    eddy__newmarkedmetatable(L, kind_names[kind], &stream_key);
     if (kind == EDDY_STREAM_READ_PIPE || kind == EDDY_STREAM_WRITE_PIPE)
       new_methods(L, kind == EDDY_STREAM_READ_PIPE,
                   kind == EDDY_STREAM_WRITE_PIPE);

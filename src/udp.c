@@ -36,6 +36,7 @@ enum { U_PROTOCOL = 1, U_SOCKET, U_ADDRESS, U_BUFFER, U_LOOP, U_EXTRA, U_N };
 typedef struct {
   eddy_Loop *loop;
   int fd;
+  int family;                  /* of the socket: how sendto reads addresses */
   unsigned char closing;
   unsigned char protocol_connected;
   unsigned char protocol_paused;
@@ -47,8 +48,13 @@ typedef struct {
   lua_Integer bhead, btail;    /* queued {data, addr} in U_BUFFER[bhead..btail) */
 } Dgram;
 
+/* The mark of the transports' metatable (eddy__newmarkedmetatable). */
+static const char dgram_key = 'd';
+
 static Dgram *checkdgram(lua_State *L, int i) {
-  return (Dgram *)luaL_checkudata(L, i, DGRAM);
+  Dgram *d = (Dgram *)eddy__tomarked(L, i, &dgram_key);
+  if (d == NULL) luaL_typeerror(L, i, DGRAM);
+  return d;
 }
 
 /* Push protocol[name] bound for a call: method, protocol.  Returns 0 (and
@@ -238,9 +244,7 @@ static int send_one(lua_State *L, Dgram *d, int di, int ai) {
   } else {
     struct sockaddr_storage ss;
     socklen_t salen;
-    lua_getiuservalue(L, 1, U_SOCKET);
-    eddy__socket_addr(L, ai, eddy__tosocket(L, -1)->family, &ss, &salen, 1);
-    lua_pop(L, 1);
+    eddy__socket_addr(L, ai, d->family, &ss, &salen, 1);
     r = sendto(d->fd, data, len, MSG_NOSIGNAL, (struct sockaddr *)&ss, salen);
   }
   return r < 0 ? errno : 0;
@@ -469,6 +473,7 @@ static int l_make_datagram_transport(lua_State *L) {
   t = lua_gettop(L);
   d->loop = loop;
   d->fd = s->fd;
+  d->family = s->family;
   d->high = HIGH_WATER;
   d->low = HIGH_WATER / 4;
   d->bhead = d->btail = 1;
@@ -516,7 +521,7 @@ static const luaL_Reg dgram_methods[] = {
 /* Create the transport metatable; add _make_datagram_transport to the
 ** Loop class of the core table at the top. */
 void eddy__open_udp(lua_State *L) {
-  luaL_newmetatable(L, DGRAM);
+  eddy__newmarkedmetatable(L, DGRAM, &dgram_key);
   luaL_newlib(L, dgram_methods);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, t_tostring);
