@@ -39,6 +39,15 @@ describe("getaddrinfo", function()
     assert.equal("localhost", canon[1].canonname)
   end))
 
+  it("writes IPv4 addresses as inet_ntop does, octets of every width", async(function(loop)
+    for _, host in ipairs{"0.0.0.0", "255.255.255.255", "1.10.100.200", "9.99.199.250",
+                          "10.0.20.109"} do
+      local infos = loop:getaddrinfo(host, 1, {family = socket.AF_INET, type = socket.SOCK_DGRAM,
+                                               flags = socket.AI_NUMERICHOST})
+      assert.same({host, 1}, infos[1].sockaddr)
+    end
+  end))
+
   it("raises DNSError with the EAI code", async(function(loop)
     local err = raises(function() loop:getaddrinfo("no-such-host.invalid", 80) end, errors.DNSError)
     assert.truthy(err.code == "EAI_NONAME" or err.code == "EAI_AGAIN", err.code)
