@@ -84,8 +84,10 @@ void eddy__seal_metatable(lua_State *L, int mt) {
   lua_pop(L, 1);
 }
 
-void eddy__newmarkedmetatable(lua_State *L, const char *name,
-                              const void *mark) {
+int eddy__newmarkedmetatable(lua_State *L, const char *name,
+                             const void *mark) {
+  if (luaL_getmetatable(L, name) != LUA_TNIL) return 0;
+  lua_pop(L, 1);
   lua_createtable(L, 1, 8);
   lua_pushlightuserdata(L, (void *)mark);
   lua_rawseti(L, -2, 1);
@@ -93,6 +95,7 @@ void eddy__newmarkedmetatable(lua_State *L, const char *name,
   lua_setfield(L, -2, "__name");
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, name);
+  return 1;
 }
 
 void *eddy__tomarked(lua_State *L, int i, const void *mark) {

@@ -378,10 +378,11 @@ void eddy__future_metatable(lua_State *L, int mt);
 void eddy__seal_metatable(lua_State *L, int mt);
 /* A __gc checking its argument: upvalues (the C finalizer, its metatable). */
 int eddy__checked_gc(lua_State *L);
-/* luaL_newmetatable with the light userdata 'mark' at [1], in the table's
+/* luaL_newmetatable (pushing the existing one and returning 0 when the
+** registry has it) with the light userdata 'mark' at [1], in the table's
 ** array part, for a class whose methods run on hot paths: ... */
-void eddy__newmarkedmetatable(lua_State *L, const char *name,
-                              const void *mark);
+int eddy__newmarkedmetatable(lua_State *L, const char *name,
+                             const void *mark);
 /* ... eddy__tomarked recognizes its objects with one array read where
 ** luaL_testudata looks the metatable up by name: the userdata at i if its
 ** metatable carries 'mark', else NULL. */

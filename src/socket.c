@@ -225,6 +225,17 @@ void eddy__socket_pushaddr(lua_State *L, const struct sockaddr *sa,
 
 /* {====================================================== Objects */
 
+/* The mark of the socket metatable (eddy__newmarkedmetatable): the
+** sock_* methods check their socket on every call. */
+static const char socket_key = 's';
+
+/* The socket object at i, open or closed. */
+static eddy_Socket *checkobject(lua_State *L, int i) {
+  eddy_Socket *s = (eddy_Socket *)eddy__tomarked(L, i, &socket_key);
+  if (s == NULL) luaL_typeerror(L, i, EDDY_SOCKET);
+  return s;
+}
+
 static int checkint(lua_State *L, int i, const char *what) {
   lua_Integer v = luaL_checkinteger(L, i);
   if (v < INT_MIN || v > INT_MAX)
@@ -250,11 +261,11 @@ void eddy__socket_push(lua_State *L, int fd, int family, int type,
 }
 
 eddy_Socket *eddy__tosocket(lua_State *L, int idx) {
-  return (eddy_Socket *)luaL_testudata(L, idx, EDDY_SOCKET);
+  return (eddy_Socket *)eddy__tomarked(L, idx, &socket_key);
 }
 
 eddy_Socket *eddy__checksocket(lua_State *L, int idx) {
-  eddy_Socket *s = (eddy_Socket *)luaL_checkudata(L, idx, EDDY_SOCKET);
+  eddy_Socket *s = checkobject(L, idx);
   if (s->fd < 0) eddy__uverror(L, UV_EBADF, NULL);
   return s;
 }
@@ -294,7 +305,7 @@ int eddy__checkfd(lua_State *L, int idx) {
 
 /* Close (owned) or forget (view) the descriptor; idempotent. */
 static int sock_close(lua_State *L) {
-  eddy_Socket *s = (eddy_Socket *)luaL_checkudata(L, 1, EDDY_SOCKET);
+  eddy_Socket *s = checkobject(L, 1);
   int fd = s->fd, r;
   s->fd = -1;
   if (fd >= 0 && s->owned && (r = eddy__fd_close(fd)) != 0 &&
@@ -305,7 +316,7 @@ static int sock_close(lua_State *L) {
 
 /* __gc / __close: close without raising. */
 static int sock_gc(lua_State *L) {
-  eddy_Socket *s = (eddy_Socket *)luaL_checkudata(L, 1, EDDY_SOCKET);
+  eddy_Socket *s = checkobject(L, 1);
   if (s->fd >= 0 && s->owned) eddy__fd_close(s->fd);
   s->fd = -1;
   return 0;
@@ -313,14 +324,14 @@ static int sock_gc(lua_State *L) {
 
 /* sock:detach() -> fd: the object forgets the descriptor. */
 static int sock_detach(lua_State *L) {
-  eddy_Socket *s = (eddy_Socket *)luaL_checkudata(L, 1, EDDY_SOCKET);
+  eddy_Socket *s = checkobject(L, 1);
   lua_pushinteger(L, s->fd);
   s->fd = -1;
   return 1;
 }
 
 static int sock_fileno(lua_State *L) {
-  eddy_Socket *s = (eddy_Socket *)luaL_checkudata(L, 1, EDDY_SOCKET);
+  eddy_Socket *s = checkobject(L, 1);
   lua_pushinteger(L, s->fd);
   return 1;
 }
@@ -349,7 +360,7 @@ static int sock_setblocking(lua_State *L) {
 /* getblocking and gettimeout read the mode only: a closed socket
 ** answers too, as Python's. */
 static int sock_getblocking(lua_State *L) {
-  eddy_Socket *s = (eddy_Socket *)luaL_checkudata(L, 1, EDDY_SOCKET);
+  eddy_Socket *s = checkobject(L, 1);
   lua_pushboolean(L, s->timeout != 0);
   return 1;
 }
@@ -372,7 +383,7 @@ static int sock_settimeout(lua_State *L) {
 }
 
 static int sock_gettimeout(lua_State *L) {
-  eddy_Socket *s = (eddy_Socket *)luaL_checkudata(L, 1, EDDY_SOCKET);
+  eddy_Socket *s = checkobject(L, 1);
   if (s->timeout < 0) lua_pushnil(L);
   else lua_pushnumber(L, s->timeout);
   return 1;
@@ -547,7 +558,7 @@ static ssize_t recv_string(lua_State *L, eddy_Socket *s, size_t n, int flags,
 /* sock:recv(n [, flags]) -> string; recv(0) is "" at once, as Python's
 ** (the kernel would wait, or say EAGAIN, for a zero-byte read). */
 static int sock_recv(lua_State *L) {
-  eddy_Socket *s = (eddy_Socket *)luaL_checkudata(L, 1, EDDY_SOCKET);
+  eddy_Socket *s = checkobject(L, 1);
   size_t n = checksize(L, 2, "recv");
   int flags = (int)luaL_optinteger(L, 3, 0);
   if (n == 0) {
@@ -705,7 +716,7 @@ static int sock_dup(lua_State *L) {
 }
 
 static int sock_tostring(lua_State *L) {
-  eddy_Socket *s = (eddy_Socket *)luaL_checkudata(L, 1, EDDY_SOCKET);
+  eddy_Socket *s = checkobject(L, 1);
   if (s->fd < 0)
     lua_pushfstring(L, "<eddy.socket [closed] family=%d, type=%d, proto=%d>",
                     s->family, s->type, s->proto);
@@ -718,7 +729,7 @@ static int sock_tostring(lua_State *L) {
 
 /* Read-only fields family, type, proto; then the methods. */
 static int sock_index(lua_State *L) {
-  eddy_Socket *s = (eddy_Socket *)luaL_checkudata(L, 1, EDDY_SOCKET);
+  eddy_Socket *s = checkobject(L, 1);
   const char *k = lua_tostring(L, 2);
   if (k != NULL) {
     if (strcmp(k, "family") == 0) { lua_pushinteger(L, s->family); return 1; }
@@ -885,7 +896,7 @@ static const struct { const char *name; lua_Integer value; } constants[] = {
 /* Create the socket metatable and push the eddy.socket module table. */
 void eddy__open_socket(lua_State *L) {
   int i;
-  if (luaL_newmetatable(L, EDDY_SOCKET)) {
+  if (eddy__newmarkedmetatable(L, EDDY_SOCKET, &socket_key)) {
     luaL_newlib(L, socket_methods);
     lua_pushcclosure(L, sock_index, 1);
     lua_setfield(L, -2, "__index");
