@@ -87,6 +87,31 @@ print("ok")
 ]])
   end)
 
+  it("copying a datagram transport's or a socket's metatable entries into a file's makes it neither",
+     function()
+    run(PRELUDE .. [[
+local S = eddy.socket
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  local d = loop:create_datagram_endpoint(function() return {} end, {"127.0.0.1", 0})
+  local sock = S.socket(S.AF_INET, S.SOCK_DGRAM)
+  for _, mt in ipairs {getmetatable(d), getmetatable(sock)} do
+    for k, v in pairs(mt) do
+      if type(k) ~= "string" or not k:match("^__") then iomt[k] = v end
+    end
+  end
+  raises("DatagramTransport expected", d.sendto, io.stdout, "x", {"127.0.0.1", 9})
+  raises("DatagramTransport expected", d.close, io.stdout)
+  raises("eddy.socket expected", sock.fileno, io.stdout)
+  raises("eddy.socket expected", loop.sock_recv, loop, io.stdout, 10)
+  assert(getmetatable(d).__name == "eddy.DatagramTransport" and getmetatable(d).__index == nil)
+  d:close()
+  sock:close()
+end)
+print("ok")
+]])
+  end)
+
   it("a Loop's slots and metatable do not make a table or a file a loop", function()
     run(PRELUDE .. [[
 local loop = eddy.new_event_loop()
