@@ -75,7 +75,6 @@ static int is_pipe(const eddy_Stream *s) {
 #define CACHE_LINE 64
 #define LARGE_READ 1024
 
-
 typedef struct WriteReq {
   uv_write_t req;
   int ref;  /* registry reference of the string being written */
