@@ -6,10 +6,13 @@
 ** is lua/eddy/streams.lua.
 **
 ** A reader buffers what the transport delivers as a queue of the strings
-** it got: CHUNKS[head..tail], the first one consumed up to 'pos' bytes;
-** 'size' counts the bytes not consumed yet.  Nothing is joined on arrival:
-** read(n) hands back a whole chunk when it fits (an echo loop's case: no
-** copy), and only readuntil joins the chunks it searches across.
+** it got: FIRST, consumed up to 'pos' bytes, then CHUNKS[head..tail];
+** 'size' counts the bytes not consumed yet (FIRST is nil when it is 0).
+** Nothing is joined on arrival: read(n) hands back a whole chunk when it
+** fits (an echo loop's case: no copy), and only readuntil joins the
+** chunks it searches across.  FIRST is a user value of its own, so a
+** reader that holds one chunk at a time, as an echo loop's does, never
+** touches the CHUNKS table.
 **
 ** One task at a time may wait for data.  It parks on the reader (task.c's
 ** eddy__park: no Future per wait); feed_data, feed_eof and set_exception
@@ -36,8 +39,8 @@ typedef struct {
   eddy_Loop *loop;
   lua_Integer limit;
   size_t size;             /* bytes buffered and not consumed yet */
-  size_t pos;              /* bytes consumed of CHUNKS[head] */
-  lua_Integer head, tail;  /* the queue; empty when head > tail */
+  size_t pos;              /* bytes consumed of FIRST */
+  lua_Integer head, tail;  /* CHUNKS, after FIRST; empty when head > tail */
   void *waiter;            /* the eddy_Task or eddy_Future in WAITER */
   void *kept;              /* what WAITER holds: the last waiter */
   unsigned char waiter_is_task;
@@ -47,7 +50,8 @@ typedef struct {
 } Reader;
 
 enum {
-  R_CHUNKS = 1,  /* the queue of strings */
+  R_FIRST = 1,   /* the first string of the queue */
+  R_CHUNKS,      /* the strings after it */
   R_EXCEPTION,   /* set_exception's error */
   R_TRANSPORT,
   R_WAITER,      /* the parked task, or the top-level wait's future */
@@ -134,10 +138,21 @@ static int waiter_busy(Reader *r) {
 
 /* {====================================================== The buffer */
 
-static void drop_head(lua_State *L, Reader *r, int chunks) {
-  lua_pushnil(L);
-  lua_rawseti(L, chunks, r->head);
+/* FIRST, at the top, is consumed: pop it and make the next chunk FIRST. */
+static void drop_first(lua_State *L, Reader *r, int ri) {
+  lua_pop(L, 1);
   r->pos = 0;
+  if (r->head > r->tail) {  /* no chunk after it */
+    lua_pushnil(L);
+    lua_setiuservalue(L, ri, R_FIRST);
+    return;
+  }
+  lua_getiuservalue(L, ri, R_CHUNKS);
+  lua_rawgeti(L, -1, r->head);
+  lua_setiuservalue(L, ri, R_FIRST);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, r->head);
+  lua_pop(L, 1);
   if (++r->head > r->tail) {  /* empty: reuse the array slots from 1 */
     r->head = 1;
     r->tail = 0;
@@ -146,41 +161,43 @@ static void drop_head(lua_State *L, Reader *r, int chunks) {
 
 /* Push the first n bytes (0 < n <= size), removing them. */
 static void take(lua_State *L, Reader *r, size_t n) {
-  int chunks;
   size_t len, done = 0;
   const char *s;
   char *p;
   luaL_Buffer b;
-  lua_getiuservalue(L, SELF, R_CHUNKS);
-  chunks = lua_gettop(L);
   r->size -= n;
-  lua_rawgeti(L, chunks, r->head);
+  lua_getiuservalue(L, SELF, R_FIRST);
   s = lua_tolstring(L, -1, &len);
   if (n < len - r->pos) {  /* part of the first chunk */
     lua_pushlstring(L, s + r->pos, n);
+    lua_replace(L, -2);
     r->pos += n;
+  } else if (n == len - r->pos && r->pos == 0) {  /* the first chunk */
+    lua_pushvalue(L, -1);
+    drop_first(L, r, SELF);
   } else if (n == len - r->pos) {  /* the rest of the first chunk */
-    if (r->pos > 0) lua_pushlstring(L, s + r->pos, n);
-    drop_head(L, r, chunks);
+    lua_pushlstring(L, s + r->pos, n);
+    lua_insert(L, -2);
+    drop_first(L, r, SELF);
   } else {  /* across chunks: join them */
     lua_pop(L, 1);
     p = luaL_buffinitsize(L, &b, n);
     while (done < n) {
       size_t piece;
-      lua_rawgeti(L, chunks, r->head);
+      lua_getiuservalue(L, SELF, R_FIRST);
       s = lua_tolstring(L, -1, &len);
       piece = len - r->pos;
       if (piece > n - done) piece = n - done;
       memcpy(p + done, s + r->pos, piece);
       done += piece;
-      lua_pop(L, 1);
-      if (r->pos + piece == len) drop_head(L, r, chunks);
-      else r->pos += piece;
+      if (r->pos + piece == len) drop_first(L, r, SELF);
+      else {
+        r->pos += piece;
+        lua_pop(L, 1);
+      }
     }
     luaL_pushresultsize(&b, n);
   }
-  lua_replace(L, chunks);  /* the piece above it, or the chunk itself */
-  lua_settop(L, chunks);
 }
 
 static void take_all(lua_State *L, Reader *r) {
@@ -190,19 +207,14 @@ static void take_all(lua_State *L, Reader *r) {
 
 /* Join the buffer into one chunk and push it (readuntil searches it). */
 static const char *coalesce(lua_State *L, Reader *r, size_t *len) {
-  if (r->size > 0 && !(r->head == r->tail && r->pos == 0)) {
+  if (r->size > 0 && (r->head <= r->tail || r->pos > 0)) {
     size_t size = r->size;
     take(L, r, size);  /* leaves the queue empty */
-    lua_getiuservalue(L, SELF, R_CHUNKS);
-    lua_pushvalue(L, -2);
-    lua_rawseti(L, -2, 1);
-    lua_pop(L, 1);
-    r->head = r->tail = 1;
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, SELF, R_FIRST);
     r->size = size;
   } else if (r->size > 0) {
-    lua_getiuservalue(L, SELF, R_CHUNKS);
-    lua_rawgeti(L, -1, r->head);
-    lua_remove(L, -2);
+    lua_getiuservalue(L, SELF, R_FIRST);
   } else {
     lua_pushliteral(L, "");
   }
@@ -214,10 +226,15 @@ static void feed(lua_State *L, Reader *r, int ri, int data) {
   size_t n = lua_rawlen(L, data);
   if (r->eof) eddy__error(L, "RuntimeError", "feed_data after feed_eof");
   if (n == 0) return;
-  lua_getiuservalue(L, ri, R_CHUNKS);
   lua_pushvalue(L, data);
-  lua_rawseti(L, -2, ++r->tail);
-  lua_pop(L, 1);
+  if (r->size == 0) {
+    lua_setiuservalue(L, ri, R_FIRST);
+  } else {
+    lua_getiuservalue(L, ri, R_CHUNKS);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, ++r->tail);
+    lua_pop(L, 1);
+  }
   r->size += n;
   wake_waiter(L, r, ri);
   if (r->size > 2 * (size_t)r->limit && !r->paused &&
