@@ -368,6 +368,7 @@ struct eddy_Task {
   unsigned char has_ctx;       /* TASK_UV_CTX holds a Context */
   unsigned char cancel_woke;   /* a cancel() woke it; its step is due */
   const void *parked_on;       /* eddy__park's key while parked, else NULL */
+  lua_State *co;               /* the coroutine TASK_UV_CORO keeps alive */
 };
 
 eddy_Future *eddy__tofuture(lua_State *L, int i);   /* NULL if not one */

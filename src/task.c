@@ -145,6 +145,7 @@ eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs) {
     lua_pop(L, 1);
   }
   lua_xmove(L, co, nargs + 1);
+  t->co = co;
   lua_setiuservalue(L, fn, TASK_UV_CORO);
   eddy__pushloop(L, loop);
   lua_setiuservalue(L, fn, FUT_UV_LOOP);
@@ -269,9 +270,7 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
     lua_settop(L, ti - 1);
     return;
   }
-  lua_getiuservalue(L, ti, TASK_UV_CORO);
-  co = lua_tothread(L, -1);
-  lua_pop(L, 1);  /* the task keeps it alive */
+  co = t->co;
   if (!t->started) {
     t->started = 1;
     if (t->must_cancel) {  /* cancelled before it ran: nothing runs */
