@@ -7,7 +7,7 @@
 **
 ** A reader buffers what the transport delivers as a queue of the strings
 ** it got: FIRST, consumed up to 'pos' bytes, then CHUNKS[head..tail];
-** 'size' counts the bytes not consumed yet (FIRST is nil when it is 0).
+** 'size' counts the bytes not consumed yet (FIRST is nil when 'size' is 0).
 ** Nothing is joined on arrival: read(n) hands back a whole chunk when it
 ** fits (an echo loop's case: no copy), and only readuntil joins the
 ** chunks it searches across.  FIRST is a user value of its own, so a
@@ -138,9 +138,8 @@ static int waiter_busy(Reader *r) {
 
 /* {====================================================== The buffer */
 
-/* FIRST, at the top, is consumed: pop it and make the next chunk FIRST. */
+/* FIRST is consumed: the next chunk becomes FIRST (the stack is kept). */
 static void drop_first(lua_State *L, Reader *r, int ri) {
-  lua_pop(L, 1);
   r->pos = 0;
   if (r->head > r->tail) {  /* no chunk after it */
     lua_pushnil(L);
@@ -172,12 +171,11 @@ static void take(lua_State *L, Reader *r, size_t n) {
     lua_pushlstring(L, s + r->pos, n);
     lua_replace(L, -2);
     r->pos += n;
-  } else if (n == len - r->pos && r->pos == 0) {  /* the first chunk */
-    lua_pushvalue(L, -1);
-    drop_first(L, r, SELF);
   } else if (n == len - r->pos) {  /* the rest of the first chunk */
-    lua_pushlstring(L, s + r->pos, n);
-    lua_insert(L, -2);
+    if (r->pos > 0) {
+      lua_pushlstring(L, s + r->pos, n);
+      lua_replace(L, -2);
+    }
     drop_first(L, r, SELF);
   } else {  /* across chunks: join them */
     lua_pop(L, 1);
@@ -190,11 +188,9 @@ static void take(lua_State *L, Reader *r, size_t n) {
       if (piece > n - done) piece = n - done;
       memcpy(p + done, s + r->pos, piece);
       done += piece;
+      lua_pop(L, 1);
       if (r->pos + piece == len) drop_first(L, r, SELF);
-      else {
-        r->pos += piece;
-        lua_pop(L, 1);
-      }
+      else r->pos += piece;
     }
     luaL_pushresultsize(&b, n);
   }

@@ -665,11 +665,9 @@ static void keep_slice(lua_State *L, lua_Integer first, lua_Integer last) {
 static int t_get_stack(lua_State *L) {
   eddy_Task *t = checktask(L, 1);
   lua_Integer limit = luaL_optinteger(L, 2, -1), n;
-  lua_State *co;
+  lua_State *co = t->co;
   if (t->fut.state == EDDY_FUT_PENDING && t->started) {
-    lua_getiuservalue(L, 1, TASK_UV_CORO);
-    co = lua_tothread(L, -1);
-    if (co == NULL || co == L) {
+    if (co == L) {
       lua_newtable(L);
       return 1;
     }
