@@ -514,6 +514,30 @@ describe("open_connection / start_server", function()
     assert.truthy(tostring(writer):find("^<StreamWriter transport="))
   end))
 
+  it("write and drain act on the writer they are called on, whatever its transport", async(function()
+    local srv <close>, port = serve(echo_lines)
+    local r1, w1 <close> = eddy.open_connection("127.0.0.1", port)
+    local r2, w2 <close> = eddy.open_connection("127.0.0.1", port)
+    w1.write(w2, "to two\n")
+    w1.drain(w2)
+    assert.equal("to two\n", r2:readline())
+    eddy.StreamWriter.write(w1, "to one\n")
+    eddy.StreamWriter.drain(w1)
+    assert.equal("to one\n", r1:readline())
+    -- a writer over a transport of another kind goes through its methods
+    local sent = {}
+    local other = {write = function(_, data) sent[#sent + 1] = data end,
+                   is_closing = function() return false end}
+    local w3 = eddy.StreamWriter(other, eddy.StreamReaderProtocol(nil, nil), nil)
+    w1.write(w3, "a")
+    w3:write("b")
+    w3:drain()
+    w1.drain(w3)
+    assert.same({"a", "b"}, sent)
+    assert.has_error(function() w1.write(42, "x") end)
+    assert.has_error(function() w1.drain("w") end)
+  end))
+
   it("works over UNIX sockets (test_open_unix_connection, test_start_unix_server)",
      async(function()
     local path = temp_path()

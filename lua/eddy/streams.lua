@@ -88,9 +88,14 @@ eddy.StreamReaderProtocol = StreamReaderProtocol
 local StreamWriter = class("eddy.StreamWriter")
 eddy.StreamWriter = StreamWriter
 
+-- A writer over one of eddy's transports gets write and drain of its own,
+-- bound to the transport and the reader (src/streams.c, "Protocol and
+-- writer").
 local function new_writer(transport, protocol, reader, loop)
-  return setmetatable({transport = transport, _protocol = protocol,
-                       _reader = reader, _loop = loop}, StreamWriter)
+  local writer = setmetatable({transport = transport, _protocol = protocol,
+                               _reader = reader, _loop = loop}, StreamWriter)
+  C._writer_bind(writer)
+  return writer
 end
 
 -- eddy.StreamReaderProtocol(stream_reader, client_connected_cb, loop)
@@ -102,12 +107,14 @@ setmetatable(StreamReaderProtocol, {__call = function(_, reader, cb, loop)
     argerror("StreamReaderProtocol", 2, "callable or nil", cb)
   end
   loop = loop or current_loop()
-  return setmetatable({
+  local protocol = setmetatable({
     _reader = reader, _client_connected_cb = cb, _loop = loop,
     _transport = nil, _writer = nil, _task = nil,
     _paused = false, _drain_waiters = {}, _connection_lost = false,
     _closed = loop:create_future(),
   }, StreamReaderProtocol)
+  C._protocol_bind(protocol)  -- data_received of its own (src/streams.c)
+  return protocol
 end})
 
 -- The callback's task ended: a failure is reported and closes the
@@ -186,6 +193,7 @@ function StreamReaderProtocol:connection_lost(exc)
   self._connection_lost = true
   if self._paused then wake_drain_waiters(self, exc) end
   self._reader, self._writer, self._task, self._transport = nil, nil, nil, nil
+  self.data_received = nil  -- the class's again: there is no reader now
 end
 
 -- Wait while the transport's write buffer is over its high-water mark.
@@ -311,6 +319,7 @@ function StreamWriter:start_tls(sslcontext, opts)
   })
   self.transport = transport
   protocol._transport = transport
+  C._writer_bind(self)
 end
 
 -- local writer <close> = ...: close, then wait until closed (an error
