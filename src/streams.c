@@ -754,12 +754,19 @@ static Link *link_of(lua_State *L) {
   return (Link *)lua_touserdata(L, lua_upvalueindex(UV_LINK));
 }
 
+/* The start of the protocol's and the writer's functions: 'nargs'
+** arguments, the first a table; push its field for the key in upvalue
+** uv and return its type. */
+static int self_field(lua_State *L, int nargs, int uv) {
+  lua_settop(L, nargs);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  return rawfield(L, 1, uv);
+}
+
 /* StreamReaderProtocol:data_received(data): straight into the reader. */
 static int protocol_data_received(lua_State *L) {
   Reader *r;
-  lua_settop(L, 2);
-  luaL_checktype(L, 1, LUA_TTABLE);
-  if (rawfield(L, 1, UV_READER) == LUA_TNIL) return 0;
+  if (self_field(L, 2, UV_READER) == LUA_TNIL) return 0;
   r = checkreader(L, 3);
   luaL_checktype(L, 2, LUA_TSTRING);
   feed(L, r, 3, 2);
@@ -806,9 +813,7 @@ int eddy__streams_feed_direct(lua_State *L, int fn, int protocol,
 ** it is eddy's own. */
 static int writer_write(lua_State *L) {
   eddy_Stream *s;
-  lua_settop(L, 2);
-  luaL_checktype(L, 1, LUA_TTABLE);
-  rawfield(L, 1, UV_TRANSPORT);
+  self_field(L, 2, UV_TRANSPORT);
   if ((s = eddy__tostream(L, 3)) != NULL) {
     eddy__stream_write(L, s, 3, 2);
     return 0;
@@ -862,9 +867,7 @@ static int drain(lua_State *L, Reader *r, int ri, eddy_Stream *s) {
 
 static int writer_drain(lua_State *L) {
   Reader *r = NULL;
-  lua_settop(L, 1);
-  luaL_checktype(L, 1, LUA_TTABLE);
-  if (rawfield(L, 1, UV_READER) != LUA_TNIL) r = toreader(L, 2);
+  if (self_field(L, 1, UV_READER) != LUA_TNIL) r = toreader(L, 2);
   rawfield(L, 1, UV_TRANSPORT);
   return drain(L, r, 2, eddy__tostream(L, 3));
 }
@@ -907,9 +910,7 @@ static Link *new_link(lua_State *L, int t, int ri) {
 /* C._protocol_bind(protocol): bind its data_received to its reader.
 ** (connection_lost unbinds it, setting the field to nil.) */
 static int protocol_bind(lua_State *L) {
-  lua_settop(L, 1);
-  luaL_checktype(L, 1, LUA_TTABLE);
-  rawfield(L, 1, UV_READER);
+  self_field(L, 1, UV_READER);
   if (toreader(L, 2) != NULL) {
     new_link(L, 1, 2);
     set_bound(L, 1, "data_received", bound_data_received);
@@ -921,9 +922,7 @@ static int protocol_bind(lua_State *L) {
 ** reader when the transport is eddy's; else the class's methods. */
 static int writer_bind(lua_State *L) {
   eddy_Stream *s;
-  lua_settop(L, 1);
-  luaL_checktype(L, 1, LUA_TTABLE);
-  rawfield(L, 1, UV_READER);
+  self_field(L, 1, UV_READER);
   rawfield(L, 1, UV_TRANSPORT);
   if ((s = eddy__tostream(L, 3)) != NULL) {
     new_link(L, 1, 2)->s = s;
