@@ -538,6 +538,28 @@ describe("open_connection / start_server", function()
     assert.has_error(function() w1.drain("w") end)
   end))
 
+  it("data arriving after connection_lost is not fed to the reader the protocol had",
+     async(function(loop)
+    local sent = loop:create_future()
+    local srv <close>, port = serve(function(reader, writer)
+      reader:read(1)
+      writer:write("late\n")
+      writer:drain()  -- on loopback the bytes are in the client's socket now
+      sent:set_result(true)
+      reader:read()
+      writer:close()
+    end)
+    local reader, writer = eddy.open_connection("127.0.0.1", port)
+    writer._protocol:connection_lost(errors.ConnectionResetError("by hand"))
+    writer.transport:write("x")
+    sent:await()
+    eddy.sleep(0.05)  -- the client's loop polls and reads them meanwhile
+    assert.equal(0, reader:_status().size)
+    raises(function() reader:read() end, errors.ConnectionResetError)
+    writer:close()
+    raises(function() writer:wait_closed() end, errors.ConnectionResetError)
+  end))
+
   it("works over UNIX sockets (test_open_unix_connection, test_start_unix_server)",
      async(function()
     local path = temp_path()

@@ -735,8 +735,9 @@ static int r_tostring(lua_State *L) {
 ** fewer per echo).  A C closure's upvalues are out of Lua's reach (but
 ** for the debug library: string.gmatch trusts its state the same way),
 ** so the Link is trusted.  Called on another object than its own, a
-** bound method does what the class's does.  connection_lost unbinds the
-** protocol; start_tls binds the writer again, to the TLS transport.
+** bound method does what the class's does, and so does one whose Link
+** was retired: connection_lost unbinds the protocol, and start_tls binds
+** the writer again, to the TLS transport.
 */
 typedef struct {
   const void *owner;  /* the protocol or writer table the closures are of */
@@ -907,8 +908,26 @@ static Link *new_link(lua_State *L, int t, int ri) {
   return k;
 }
 
-/* C._protocol_bind(protocol): bind its data_received to its reader.
-** (connection_lost unbinds it, setting the field to nil.) */
+/* A retired Link's owner: no Lua value is at this address, so its
+** closures, wherever they were copied to, act as the class's methods. */
+static const char retired;
+
+/* Retire the Link of t[name] if that is a method bound with f; returns
+** whether it was. */
+static int retire(lua_State *L, int t, const char *name, lua_CFunction f) {
+  int bound = 0;
+  lua_pushstring(L, name);
+  if (lua_rawget(L, t) == LUA_TFUNCTION && lua_tocfunction(L, -1) == f) {
+    lua_getupvalue(L, -1, UV_LINK);
+    ((Link *)lua_touserdata(L, -1))->owner = &retired;
+    lua_pop(L, 1);
+    bound = 1;
+  }
+  lua_pop(L, 1);
+  return bound;
+}
+
+/* C._protocol_bind(protocol): bind its data_received to its reader. */
 static int protocol_bind(lua_State *L) {
   self_field(L, 1, UV_READER);
   if (toreader(L, 2) != NULL) {
@@ -918,11 +937,27 @@ static int protocol_bind(lua_State *L) {
   return 0;
 }
 
+/* C._protocol_unbind(protocol): connection_lost; the protocol has no
+** reader any more, and the class's data_received is its again. */
+static int protocol_unbind(lua_State *L) {
+  lua_settop(L, 1);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (retire(L, 1, "data_received", bound_data_received)) {
+    lua_pushnil(L);
+    lua_setfield(L, 1, "data_received");
+  }
+  return 0;
+}
+
 /* C._writer_bind(writer): bind its write and drain to its transport and
-** reader when the transport is eddy's; else the class's methods. */
+** reader when the transport is eddy's, else leave it the class's
+** methods; the ones it had are retired (start_tls replaced the
+** transport). */
 static int writer_bind(lua_State *L) {
   eddy_Stream *s;
   self_field(L, 1, UV_READER);
+  retire(L, 1, "write", bound_write);
+  retire(L, 1, "drain", bound_drain);
   rawfield(L, 1, UV_TRANSPORT);
   if ((s = eddy__tostream(L, 3)) != NULL) {
     new_link(L, 1, 2)->s = s;
@@ -963,6 +998,7 @@ static const luaL_Reg stream_funcs[] = {
   {"_writer_drain", writer_drain},
   {"_writer_bind", writer_bind},
   {"_protocol_bind", protocol_bind},
+  {"_protocol_unbind", protocol_unbind},
   {NULL, NULL}
 };
 

@@ -193,7 +193,7 @@ function StreamReaderProtocol:connection_lost(exc)
   self._connection_lost = true
   if self._paused then wake_drain_waiters(self, exc) end
   self._reader, self._writer, self._task, self._transport = nil, nil, nil, nil
-  self.data_received = nil  -- the class's again: there is no reader now
+  C._protocol_unbind(self)  -- the class's data_received again: no reader now
 end
 
 -- Wait while the transport's write buffer is over its high-water mark.
