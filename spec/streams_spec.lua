@@ -536,6 +536,9 @@ describe("open_connection / start_server", function()
     assert.same({"a", "b"}, sent)
     assert.has_error(function() w1.write(42, "x") end)
     assert.has_error(function() w1.drain("w") end)
+    raises(function() w1:write(42) end, "bad argument #1 to 'write' (string expected, got number)")
+    w1:write("still\n")  -- a refused write leaves the writer usable
+    assert.equal("still\n", r1:readline())
   end))
 
   it("data arriving after connection_lost is not fed to the reader the protocol had",
