@@ -782,6 +782,103 @@ describe("open_connection / start_server", function()
   end))
 end)
 
+-- Two servers on one loop, for the order of what one poll brings: A runs a
+-- protocol whose data_received logs "A data" and schedules a callback
+-- logging "A call_soon"; B runs a streams handler that logs "B read N"
+-- once a read returns.  on_a_data(loop), when given, replaces what A's
+-- data_received does after logging.  Returns the clients' A transport and
+-- B writer, and futures for B's handler parked in its read and done
+-- reading.
+local function two_servers(loop, log, on_a_data)
+  local b_parked, b_done = loop:create_future(), loop:create_future()
+  local A = {}
+  A.__index = A
+  function A.connection_made() end
+  function A.data_received()
+    log[#log + 1] = "A data"
+    if on_a_data then return on_a_data(loop) end
+    loop:call_soon(function() log[#log + 1] = "A call_soon" end)
+  end
+  local srv_a = loop:run_until_complete(loop:create_task(function()
+    return loop:create_server(function() return setmetatable({}, A) end, "127.0.0.1", 0)
+  end))
+  local srv_b, port_b = loop:run_until_complete(loop:create_task(function()
+    return serve(function(reader, writer)
+      b_parked:set_result(true)
+      local data = reader:read(65536)
+      log[#log + 1] = "B read " .. #data
+      b_done:set_result(true)
+      reader:read()
+      writer:close()
+    end)
+  end))
+  local a, b = loop:run_until_complete(loop:create_task(function()
+    local a = loop:create_connection(function() return {} end, "127.0.0.1",
+                                     srv_a.sockets[1]:getsockname()[2])
+    local _, b = eddy.open_connection("127.0.0.1", port_b)
+    net.wait(b_parked)
+    return a, b
+  end))
+  return {a = a, b = b, b_done = b_done, close = function()
+    a:close()
+    b:close()
+    srv_a:close()
+    srv_b:close()
+  end}
+end
+
+describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", function()
+  -- On a loop of its own, with two_servers: A's client writes "x" and B's
+  -- 8 KiB, in the order 'first' names ("A" or "B"), so that one poll
+  -- brings both; run(loop, log), when given, runs the loop first.
+  -- Returns the log once B's handler has read.
+  local function in_one_poll(first, run, on_a_data)
+    local loop = eddy.new_event_loop()
+    local log = {}
+    local ok, err = pcall(function()
+      local s = two_servers(loop, log, on_a_data)
+      if first == "A" then s.a:write("x") end
+      s.b:write(string.rep("b", 8192))
+      if first == "B" then s.a:write("x") end
+      if run then run(loop, log) end
+      loop:run_until_complete(function()
+        net.wait(s.b_done)
+        eddy.sleep(0.01)
+      end)
+      s.close()
+    end)
+    loop:close()
+    assert(ok, err)
+    return log
+  end
+
+  it("reads it at once when nothing else is ready", function()
+    assert.same({"B read 8192", "A data", "A call_soon"}, in_one_poll("B"))
+  end)
+
+  it("comes after callbacks scheduled before it (asyncio's ready queue is FIFO)", function()
+    assert.same({"A data", "A call_soon", "B read 8192"}, in_one_poll("A"))
+  end)
+
+  it("stays queued when the poll completes run_until_complete's future", function()
+    local until_fut
+    local log = in_one_poll("A", function(loop, log)
+      until_fut = loop:create_future()
+      loop:run_until_complete(until_fut)
+      assert.same({"A data"}, log)
+    end, function() until_fut:set_result(true) end)
+    assert.same({"A data", "B read 8192"}, log)
+  end)
+
+  it("stays queued when the poll calls stop(), for the next run, as asyncio leaves it", function()
+    local log = in_one_poll("A", function(loop, log)
+      loop:run_forever()
+      assert.same({"A data"}, log)
+    end, function(loop) loop:stop() end)
+    assert.same({"A data", "B read 8192"}, log)
+  end)
+end)
+
 describe("stream backpressure", function()
   it("a slow reader pauses the transport past 2 x limit and resumes it below the limit",
      async(function(loop)

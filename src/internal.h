@@ -182,6 +182,8 @@ double eddy__time(eddy_Loop *loop);
 void eddy__loop_tasks(eddy_Loop *loop, int delta);
 /* Push the userdata at index i onto the ready queue (a Handle or a Task). */
 void eddy__ready_push(lua_State *L, eddy_Loop *loop, int i);
+int eddy__loop_may_step_now(eddy_Loop *loop);
+void eddy__loop_step_task(lua_State *L, eddy_Loop *loop, int ti);
 
 /* Run the loop until the future at index i is done ('fut' non-NULL) or until
 ** stopped.  'keepalive': block when nothing is alive (run_forever), else
@@ -452,6 +454,9 @@ int eddy__park(lua_State *L, eddy_Runtime *rt, const void *key,
                lua_KContext ctx, lua_KFunction k);
 /* Wake the task at index ti if it is parked on 'key'. */
 void eddy__task_wake(lua_State *L, int ti, const void *key);
+/* The same from an I/O callback: the task steps before the call returns
+** when the loop allows it (eddy__loop_may_step_now), else is queued. */
+void eddy__task_wake_now(lua_State *L, int ti, const void *key);
 
 /* ------------------------------------------------------------------ */
 /* Errors (errors.c)                                                    */

@@ -114,10 +114,23 @@ static void begin_iteration(lua_State *L, eddy_Loop *loop) {
   loop->turn_budget -= loop->rcount > 0 ? loop->rcount : 1;
 }
 
-static int another_iteration(eddy_Loop *loop) {
-  return loop->turn_budget > 0 && loop->rcount > 0 && !loop->stopping &&
-         loop->state == EDDY_LOOP_RUNNING &&
+/* Neither stop() nor run_until_complete's future ends the run. */
+static int keeps_running(eddy_Loop *loop) {
+  return !loop->stopping && loop->state == EDDY_LOOP_RUNNING &&
          (loop->until == NULL || loop->until->state == EDDY_FUT_PENDING);
+}
+
+static int another_iteration(eddy_Loop *loop) {
+  return loop->turn_budget > 0 && loop->rcount > 0 && keeps_running(loop);
+}
+
+/* Step the task at ti, which the ready queue no longer holds or holds at
+** its head. */
+static void step_task(lua_State *L, eddy_Loop *loop, int ti) {
+  double t0 = loop->debug ? eddy__time(loop) : 0;
+  lua_pushvalue(L, ti);
+  eddy__task_step(L, (eddy_Task *)lua_touserdata(L, ti));  /* protected inside */
+  if (loop->debug) eddy__warn_slow(L, loop, ti, eddy__time(loop) - t0);
 }
 
 /*
@@ -141,10 +154,7 @@ static int run_turn(lua_State *L) {
     lua_rawgeti(L, 2, loop->rhead);  /* 3: the entry */
     kind = (unsigned char *)lua_touserdata(L, 3);
     if (*kind == EDDY_KIND_TASK) {
-      double t0 = loop->debug ? eddy__time(loop) : 0;
-      lua_pushvalue(L, 3);
-      eddy__task_step(L, (eddy_Task *)kind);  /* protected inside */
-      if (loop->debug) eddy__warn_slow(L, loop, 3, eddy__time(loop) - t0);
+      step_task(L, loop, 3);
     } else {
       eddy__handle_call(L, loop, (eddy_Handle *)kind, 3);
     }
@@ -206,6 +216,28 @@ static void idle_cb(uv_idle_t *h) {
   if (loop->rcount == 0 && loop->state != EDDY_LOOP_CLOSED)
     uv_idle_stop(&loop->idle);
   rt->running = prev_running;
+}
+
+/*
+** Whether a task an I/O callback has just woken may step at once instead
+** of after the other callbacks of the poll (eddy__task_wake_now).  The
+** streams read path does so (streams.c): the task then reads its data
+** while the copy is still in the cache, and the strings of a whole poll
+** are not all alive at once when the collector looks (docs/performance.md).
+** asyncio's order holds: nothing scheduled before the wake-up is passed
+** over (the ready queue is empty and no thread-safe call is pending), and
+** the step runs as it would had its data arrived in a poll of its own, a
+** moment earlier.  After stop(), or once run_until_complete's future is
+** done, the step is queued, as asyncio leaves it.
+*/
+int eddy__loop_may_step_now(eddy_Loop *loop) {
+  return loop->rcount == 0 && loop->ts_head == NULL && keeps_running(loop);
+}
+
+void eddy__loop_step_task(lua_State *L, eddy_Loop *loop, int ti) {
+  int top = lua_gettop(L);
+  step_task(L, loop, lua_absindex(L, ti));
+  lua_settop(L, top);
 }
 
 /* }====================================================== */

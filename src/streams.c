@@ -35,6 +35,13 @@
 #define EDDY_STREAMREADER "eddy.StreamReader"
 #define DEFAULT_LIMIT ((lua_Integer)1 << 16) /* asyncio's _DEFAULT_LIMIT */
 
+/* A read of at least this many bytes steps the task waiting for it at
+** once (eddy__task_wake_now), while the copy is in the cache.  Smaller
+** ones wait for the other reads of the poll: the writes their tasks make
+** then leave together, and wake the peer less often, which costs more
+** than a small copy gone cold (docs/performance.md). */
+#define STEP_NOW_READ 4096
+
 typedef struct {
   eddy_Loop *loop;
   lua_Integer limit;
@@ -111,18 +118,22 @@ static void maybe_resume_transport(lua_State *L, Reader *r) {
 }
 
 /* Wake the reader at ri's waiter: a parked task looks at the buffer
-** again, the top-level wait's future completes.  WAITER keeps the object
-** until a wait by another replaces it ('waiter' NULL says there is none
-** waiting). */
-static void wake_waiter(lua_State *L, Reader *r, int ri) {
-  if (r->waiter == NULL) return;
+** again (at once when 'now' and the loop allows: eddy__task_wake_now),
+** the top-level wait's future completes.  WAITER keeps the object until
+** a wait by another replaces it ('waiter' NULL says there is none
+** waiting; cleared first, since a task stepped now may wait again). */
+static void wake_waiter(lua_State *L, Reader *r, int ri, int now) {
+  void *waiter = r->waiter;
+  if (waiter == NULL) return;
+  r->waiter = NULL;
   lua_getiuservalue(L, ri, R_WAITER);
-  if (r->waiter_is_task)
+  if (r->waiter_is_task && now)
+    eddy__task_wake_now(L, lua_gettop(L), r);
+  else if (r->waiter_is_task)
     eddy__task_wake(L, lua_gettop(L), r);
-  else if (((eddy_Future *)r->waiter)->state == EDDY_FUT_PENDING)
+  else if (((eddy_Future *)waiter)->state == EDDY_FUT_PENDING)
     eddy__future_set_result(L, lua_gettop(L), 0);
   lua_pop(L, 1);
-  r->waiter = NULL;
 }
 
 /* Whether a task is parked on the reader (or the main chunk waits on it):
@@ -217,8 +228,9 @@ static const char *coalesce(lua_State *L, Reader *r, size_t *len) {
   return lua_tolstring(L, -1, len);
 }
 
-/* The data_received of a reader at ri: the string at index data. */
-static void feed(lua_State *L, Reader *r, int ri, int data) {
+/* The data_received of a reader at ri: the string at index data.  'now'
+** as for wake_waiter. */
+static void feed(lua_State *L, Reader *r, int ri, int data, int now) {
   size_t n = lua_rawlen(L, data);
   if (r->eof) eddy__error(L, "RuntimeError", "feed_data after feed_eof");
   if (n == 0) return;
@@ -232,7 +244,7 @@ static void feed(lua_State *L, Reader *r, int ri, int data) {
     lua_pop(L, 1);
   }
   r->size += n;
-  wake_waiter(L, r, ri);
+  wake_waiter(L, r, ri, now);
   if (r->size > 2 * (size_t)r->limit && !r->paused &&
       lua_getiuservalue(L, ri, R_TRANSPORT) != LUA_TNIL) {
     lua_getfield(L, -1, "pause_reading");
@@ -630,14 +642,14 @@ static int r_new(lua_State *L) {
 static int r_feed_data(lua_State *L) {
   Reader *r = checkreader(L, SELF);
   luaL_checktype(L, 2, LUA_TSTRING);
-  feed(L, r, SELF, 2);
+  feed(L, r, SELF, 2, 0);
   return 0;
 }
 
 static int r_feed_eof(lua_State *L) {
   Reader *r = checkreader(L, SELF);
   r->eof = 1;
-  wake_waiter(L, r, SELF);
+  wake_waiter(L, r, SELF, 0);
   return 0;
 }
 
@@ -658,7 +670,7 @@ static int r_set_exception(lua_State *L) {
   lua_settop(L, 2);
   r->failed = !lua_isnil(L, 2);
   lua_setiuservalue(L, SELF, R_EXCEPTION);
-  wake_waiter(L, r, SELF);
+  wake_waiter(L, r, SELF, 0);
   return 0;
 }
 
@@ -770,7 +782,7 @@ static int protocol_data_received(lua_State *L) {
   if (self_field(L, 2, UV_READER) == LUA_TNIL) return 0;
   r = checkreader(L, 3);
   luaL_checktype(L, 2, LUA_TSTRING);
-  feed(L, r, 3, 2);
+  feed(L, r, 3, 2, 0);
   return 0;
 }
 
@@ -787,6 +799,8 @@ static int bound_data_received(lua_State *L) {
 ** call out to pause the transport; running out of memory aside, as for
 ** the string itself), the n bytes go straight into the reader.  Returns
 ** 0, leaving the stack as it was, when the protected call is needed.
+** A task waiting for a large read reads it at once when nothing else is
+** ready (STEP_NOW_READ).
 */
 int eddy__streams_feed_direct(lua_State *L, int fn, int protocol,
                               const char *data, size_t n) {
@@ -805,7 +819,7 @@ int eddy__streams_feed_direct(lua_State *L, int fn, int protocol,
   lua_getiuservalue(L, ri, LINK_READER);
   lua_replace(L, ri);
   eddy__stream_push_read(L, r->loop->rt, data, n);
-  feed(L, r, ri, ri + 1);
+  feed(L, r, ri, ri + 1, n >= STEP_NOW_READ);
   lua_settop(L, top);
   return 1;
 }

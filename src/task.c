@@ -468,6 +468,16 @@ void eddy__task_wake(lua_State *L, int ti, const void *key) {
   eddy__ready_push(L, t->fut.loop, ti);
 }
 
+void eddy__task_wake_now(lua_State *L, int ti, const void *key) {
+  eddy_Task *t = (eddy_Task *)lua_touserdata(L, ti);
+  if (t->parked_on != key || !eddy__loop_may_step_now(t->fut.loop)) {
+    eddy__task_wake(L, ti, key);
+    return;
+  }
+  t->parked_on = NULL;
+  eddy__loop_step_task(L, t->fut.loop, ti);
+}
+
 /* eddy.await(aw): a Future/Task, or a function run as a task. */
 static int c_await(lua_State *L) {
   luaL_checkany(L, 1);
