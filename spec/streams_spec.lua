@@ -829,16 +829,23 @@ end
 
 describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", function()
   -- On a loop of its own, with two_servers: A's client writes "x" and B's
-  -- 8 KiB, in the order 'first' names ("A" or "B"), so that one poll
-  -- brings both; run(loop, log), when given, runs the loop first.
-  -- Returns the log once B's handler has read.
-  local function in_one_poll(first, run, on_a_data)
+  -- b_size bytes (default 8 KiB), in the order 'first' names ("A" or "B"),
+  -- so that one poll brings both; run(loop, log), when given, runs the
+  -- loop first.  Returns the log once B's handler has read.
+  -- Run fn(loop) on a loop of its own, closed afterwards.
+  local function on_own_loop(fn)
     local loop = eddy.new_event_loop()
+    local ok, err = pcall(fn, loop)
+    if not loop:is_running() then loop:close() end
+    assert(ok, err)
+  end
+
+  local function in_one_poll(first, run, on_a_data, b_size)
     local log = {}
-    local ok, err = pcall(function()
+    on_own_loop(function(loop)
       local s = two_servers(loop, log, on_a_data)
       if first == "A" then s.a:write("x") end
-      s.b:write(string.rep("b", 8192))
+      s.b:write(string.rep("b", b_size or 8192))
       if first == "B" then s.a:write("x") end
       if run then run(loop, log) end
       loop:run_until_complete(function()
@@ -847,9 +854,23 @@ describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", functio
       end)
       s.close()
     end)
-    loop:close()
-    assert(ok, err)
     return log
+  end
+
+  -- A streams server whose handler, on_conn(reader, writer), is parked in
+  -- its first read when this returns the server and a client writer.
+  local function parked_handler(loop, on_conn)
+    local started = loop:create_future()
+    return loop:run_until_complete(function()
+      local srv = serve(function(reader, writer)
+        started:set_result(true)
+        return on_conn(reader, writer)
+      end)
+      local _, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
+      net.wait(started)
+      eddy.sleep(0.01)
+      return srv, w
+    end)
   end
 
   it("reads it at once when nothing else is ready", function()
@@ -876,6 +897,106 @@ describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", functio
       assert.same({"A data"}, log)
     end, function(loop) loop:stop() end)
     assert.same({"A data", "B read 8192"}, log)
+  end)
+
+  it("stays queued behind a due timer, which runs before what the step schedules", function()
+    on_own_loop(function(loop)
+      local log, done = {}, loop:create_future()
+      local srv, w = parked_handler(loop, function(reader, writer)
+        local data = reader:read(65536)
+        log[#log + 1] = "B read " .. #data
+        loop:call_soon(function() log[#log + 1] = "B call_soon" end)
+        loop:call_later(0.02, function() done:set_result(true) end)
+        writer:close()
+      end)
+      loop:run_until_complete(function()
+        w:write(string.rep("b", 8192))
+        loop:call_later(0, function() log[#log + 1] = "timer" end)  -- due now
+        net.wait(done)
+        w:close()
+        srv:close()
+      end)
+      assert.same({"B read 8192", "timer", "B call_soon"}, log)
+    end)
+  end)
+
+  it("stays queued while a transport closed earlier has its connection_lost to come", function()
+    on_own_loop(function(loop)
+      local log, done = {}, loop:create_future()
+      local srv, w = parked_handler(loop, function(reader, writer)
+        local data = reader:read(65536)
+        log[#log + 1] = "B read " .. #data
+        done:set_result(true)
+        writer:close()
+      end)
+      loop:run_until_complete(function()
+        local srv_c = loop:create_server(function() return {} end, "127.0.0.1", 0)
+        local c = loop:create_connection(function()
+          return {connection_lost = function() log[#log + 1] = "C connection_lost" end}
+        end, "127.0.0.1", srv_c.sockets[1]:getsockname()[2])
+        eddy.sleep(0.01)
+        c:close()  -- asyncio schedules connection_lost with call_soon here
+        w:write(string.rep("b", 8192))
+        net.wait(done)
+        w:close()
+        srv:close()
+        srv_c:close()
+      end)
+      assert.same({"C connection_lost", "B read 8192"}, log)
+    end)
+  end)
+
+  it("a task reading again inside the step gets the next read", function()
+    on_own_loop(function(loop)
+      local got = {}
+      local srv, w = parked_handler(loop, function(reader, writer)
+        got[1] = #reader:read(65536)
+        got[2] = #reader:read(65536)
+        writer:close()
+      end)
+      loop:run_until_complete(function()
+        w:write(string.rep("b", 8192))
+        eddy.sleep(0.02)
+        w:write(string.rep("c", 8192))
+        net.wait_until(function() return got[2] ~= nil end)
+        w:close()
+        srv:close()
+      end)
+      assert.same({8192, 8192}, got)
+    end)
+  end)
+
+  it("an error after the task's body yields is reported, and the loop stays usable", function()
+    local cancel = eddy.Future.__index.cancel
+    local refusing
+    eddy.Future.__index.cancel = function(f, ...)
+      if f == refusing then error("cancel refused") end
+      return cancel(f, ...)
+    end
+    local ok, err = pcall(on_own_loop, function(loop)
+      local reported = {}
+      loop:set_exception_handler(function(_, ctx) reported[#reported + 1] = ctx.message end)
+      local srv, w = parked_handler(loop, function(reader)
+        reader:read(65536)
+        refusing = loop:create_future()
+        eddy.current_task():cancel()  -- the step's tail cancels what it awaits
+        pcall(eddy.await, refusing)
+      end)
+      loop:run_until_complete(function()
+        w:write(string.rep("b", 8192))
+        eddy.sleep(0.05)
+        w:close()
+        srv:close()
+      end)
+      assert.is_false(loop:is_running())
+      assert.same({"Exception in a task step"}, reported)
+    end)
+    eddy.Future.__index.cancel = cancel
+    assert(ok, err)
+  end)
+
+  it("a read under 4 KiB is queued behind the poll's later I/O callbacks", function()
+    assert.same({"A data", "B read 100", "A call_soon"}, in_one_poll("B", nil, nil, 100))
   end)
 end)
 

@@ -79,6 +79,7 @@ static void close_cb(uv_handle_t *h) {
     int top = lua_gettop(L);
     o->handle = NULL;
     eddy__handle_freed(loop);
+    if (o->closing) loop->nclosing--;
     if (o->on_closed != NULL) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, o->self_ref);
       o->on_closed(L, o, top + 1);
@@ -93,6 +94,7 @@ int eddy__uv_close(lua_State *L, eddy_UVObject *o) {
   (void)L;
   if (o->handle == NULL || o->closing) return 0;
   o->closing = 1;
+  o->loop->nclosing++;
   unlink_object(o);
   uv_close(o->handle, close_cb);
   return 1;
@@ -114,6 +116,7 @@ void eddy__uv_close_all(lua_State *L, eddy_Loop *loop) {
 void eddy__uv_gc(lua_State *L, eddy_UVObject *o, const char *what) {
   if (o->handle == NULL) return;
   if (o->closing) {
+    o->loop->nclosing--;
     o->handle->data = NULL;  /* the close callback frees the handle */
   } else {
     unlink_object(o);

@@ -153,6 +153,7 @@ struct eddy_Loop {
   int uv_handles_open;      /* idle, wake, async not yet closed */
   /* Handle accounting for leak checks in specs. */
   lua_Integer handles_opened, handles_freed;
+  int nclosing;  /* objects closing whose close callback has not run */
   eddy_UVObject *uvobjects;  /* open objects owning libuv handles */
 };
 
@@ -308,6 +309,7 @@ void eddy__timer_cancelled(eddy_Loop *loop);
 /* Move due timers to the ready queue; re-arm the wake timer. */
 void eddy__timers_process(lua_State *L, eddy_Loop *loop);
 void eddy__timers_rearm(eddy_Loop *loop);
+int eddy__timers_due(eddy_Loop *loop);
 void eddy__timers_clear(lua_State *L, eddy_Loop *loop);
 void eddy__open_callbacks(lua_State *L);
 

@@ -168,6 +168,16 @@ static int run_turn(lua_State *L) {
   }
 }
 
+/* The step of the task at ti raised the error at err (outside the task's
+** own body: eddy__task_step's tail): report it. */
+static void report_failed_step(lua_State *L, eddy_Loop *loop, int ti,
+                               int err) {
+  eddy__newcontext(L, "Exception in a task step", err);
+  lua_pushvalue(L, ti);
+  lua_setfield(L, -2, "task");
+  eddy__call_exception_handler(L, loop);
+}
+
 /* The entry at the head of the queue raised the error at the top: report
 ** it and drop the entry. */
 static void report_failed_entry(lua_State *L, eddy_Loop *loop) {
@@ -176,14 +186,10 @@ static void report_failed_entry(lua_State *L, eddy_Loop *loop) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
   lua_rawgeti(L, -1, loop->rhead);
   if (lua_touserdata(L, -1) != NULL &&
-      *(unsigned char *)lua_touserdata(L, -1) == EDDY_KIND_HANDLE) {
+      *(unsigned char *)lua_touserdata(L, -1) == EDDY_KIND_HANDLE)
     eddy__handle_report(L, loop, -1, err);
-  } else {
-    eddy__newcontext(L, "Exception in a task step", err);
-    lua_pushvalue(L, -2);
-    lua_setfield(L, -2, "task");
-    eddy__call_exception_handler(L, loop);
-  }
+  else
+    report_failed_step(L, loop, lua_gettop(L), err);
   lua_pop(L, 1);
   if (loop->rcount > 0) ready_pop(L, loop, lua_gettop(L));
 }
@@ -224,19 +230,37 @@ static void idle_cb(uv_idle_t *h) {
 ** streams read path does so (streams.c): the task then reads its data
 ** while the copy is still in the cache, and the strings of a whole poll
 ** are not all alive at once when the collector looks (docs/performance.md).
-** asyncio's order holds: nothing scheduled before the wake-up is passed
-** over (the ready queue is empty and no thread-safe call is pending), and
-** the step runs as it would had its data arrived in a poll of its own, a
-** moment earlier.  After stop(), or once run_until_complete's future is
-** done, the step is queued, as asyncio leaves it.
+** asyncio's order holds: nothing that asyncio would run before the
+** wake-up is passed over -- the ready queue is empty, no thread-safe call
+** is pending, no timer is due, and no object is closing (its close
+** callback, connection_lost for a transport, is what asyncio schedules
+** with call_soon at close()) -- and the step runs as it would had its data
+** arrived in a poll of its own, a moment earlier.  After stop(), or once
+** run_until_complete's future is done, the step is queued, as asyncio
+** leaves it.
 */
 int eddy__loop_may_step_now(eddy_Loop *loop) {
-  return loop->rcount == 0 && loop->ts_head == NULL && keeps_running(loop);
+  return loop->rcount == 0 && loop->ts_head == NULL && loop->nclosing == 0 &&
+         !eddy__timers_due(loop) && keeps_running(loop);
 }
 
+/* (loop, task): step_task for eddy__loop_step_task, inside a pcall. */
+static int step_protected(lua_State *L) {
+  step_task(L, (eddy_Loop *)lua_touserdata(L, 1), 2);
+  return 0;
+}
+
+/* Step the task at ti from an I/O callback: protected as run_turn's steps
+** are, since an error must not unwind through libuv. */
 void eddy__loop_step_task(lua_State *L, eddy_Loop *loop, int ti) {
   int top = lua_gettop(L);
-  step_task(L, loop, lua_absindex(L, ti));
+  ti = lua_absindex(L, ti);
+  lua_pushcfunction(L, eddy__traceback);
+  lua_pushcfunction(L, step_protected);
+  lua_pushlightuserdata(L, loop);
+  lua_pushvalue(L, ti);
+  if (lua_pcall(L, 2, 0, top + 1) != LUA_OK)
+    report_failed_step(L, loop, ti, lua_gettop(L));
   lua_settop(L, top);
 }
 

@@ -178,6 +178,12 @@ void eddy__timers_process(lua_State *L, eddy_Loop *loop) {
   eddy__timers_rearm(loop);
 }
 
+/* Whether the earliest timer is due: the next iteration makes it ready.
+** A cancelled one at the top counts too (it is dropped then). */
+int eddy__timers_due(eddy_Loop *loop) {
+  return loop->nheap > 0 && loop->heap[0]->when <= eddy__time(loop);
+}
+
 void eddy__timers_clear(lua_State *L, eddy_Loop *loop) {
   size_t i;
   for (i = 0; i < loop->nheap; i++) loop->heap[i]->in_heap = 0;
