@@ -183,6 +183,9 @@ double eddy__time(eddy_Loop *loop);
 void eddy__loop_tasks(eddy_Loop *loop, int delta);
 /* Push the userdata at index i onto the ready queue (a Handle or a Task). */
 void eddy__ready_push(lua_State *L, eddy_Loop *loop, int i);
+/* Whether an I/O callback may step the task it woke at once, rather than
+** queue it (loop.c says when asyncio's order allows it); and that step,
+** protected, for the task at index ti. */
 int eddy__loop_may_step_now(eddy_Loop *loop);
 void eddy__loop_step_task(lua_State *L, eddy_Loop *loop, int ti);
 
