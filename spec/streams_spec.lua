@@ -873,6 +873,21 @@ describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", functio
     end)
   end
 
+  -- A parked_handler that logs "B read N" for its first read, calls
+  -- after_read() when given, and closes; also returns a future resolved
+  -- then.
+  local function logging_handler(loop, log, after_read)
+    local done = loop:create_future()
+    local srv, w = parked_handler(loop, function(reader, writer)
+      local data = reader:read(65536)
+      log[#log + 1] = "B read " .. #data
+      if after_read then after_read() end
+      done:set_result(true)
+      writer:close()
+    end)
+    return srv, w, done
+  end
+
   it("reads it at once when nothing else is ready", function()
     assert.same({"B read 8192", "A data", "A call_soon"}, in_one_poll("B"))
   end)
@@ -901,18 +916,15 @@ describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", functio
 
   it("stays queued behind a due timer, which runs before what the step schedules", function()
     on_own_loop(function(loop)
-      local log, done = {}, loop:create_future()
-      local srv, w = parked_handler(loop, function(reader, writer)
-        local data = reader:read(65536)
-        log[#log + 1] = "B read " .. #data
+      local log = {}
+      local srv, w, done = logging_handler(loop, log, function()
         loop:call_soon(function() log[#log + 1] = "B call_soon" end)
-        loop:call_later(0.02, function() done:set_result(true) end)
-        writer:close()
       end)
       loop:run_until_complete(function()
         w:write(string.rep("b", 8192))
         loop:call_later(0, function() log[#log + 1] = "timer" end)  -- due now
         net.wait(done)
+        eddy.sleep(0.02)
         w:close()
         srv:close()
       end)
@@ -922,13 +934,8 @@ describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", functio
 
   it("stays queued while a transport closed earlier has its connection_lost to come", function()
     on_own_loop(function(loop)
-      local log, done = {}, loop:create_future()
-      local srv, w = parked_handler(loop, function(reader, writer)
-        local data = reader:read(65536)
-        log[#log + 1] = "B read " .. #data
-        done:set_result(true)
-        writer:close()
-      end)
+      local log = {}
+      local srv, w, done = logging_handler(loop, log)
       loop:run_until_complete(function()
         local srv_c = loop:create_server(function() return {} end, "127.0.0.1", 0)
         local c = loop:create_connection(function()
