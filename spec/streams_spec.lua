@@ -828,18 +828,26 @@ local function two_servers(loop, log, on_a_data)
 end
 
 describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", function()
+  -- Run fn(loop) on a loop of its own (checks.with_loop: closed after,
+  -- and no handle leaked).
+  local function on_own_loop(fn) checks.with_loop(fn)() end
+
+  -- Run close() in a task, then the loop until every handle it opened is
+  -- freed (the peers of what close() closes shut theirs on EOF).
+  local function close_and_settle(loop, close)
+    loop:run_until_complete(function()
+      close()
+      net.wait_until(function()
+        local opened, freed = loop:_handle_counts()
+        return opened == freed
+      end)
+    end)
+  end
+
   -- On a loop of its own, with two_servers: A's client writes "x" and B's
   -- b_size bytes (default 8 KiB), in the order 'first' names ("A" or "B"),
   -- so that one poll brings both; run(loop, log), when given, runs the
   -- loop first.  Returns the log once B's handler has read.
-  -- Run fn(loop) on a loop of its own, closed afterwards.
-  local function on_own_loop(fn)
-    local loop = eddy.new_event_loop()
-    local ok, err = pcall(fn, loop)
-    if not loop:is_running() then loop:close() end
-    assert(ok, err)
-  end
-
   local function in_one_poll(first, run, on_a_data, b_size)
     local log = {}
     on_own_loop(function(loop)
@@ -852,7 +860,7 @@ describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", functio
         net.wait(s.b_done)
         eddy.sleep(0.01)
       end)
-      s.close()
+      close_and_settle(loop, s.close)
     end)
     return log
   end
@@ -900,7 +908,9 @@ describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", functio
     local until_fut
     local log = in_one_poll("A", function(loop, log)
       until_fut = loop:create_future()
-      loop:run_until_complete(until_fut)
+      local guard = loop:call_later(5, function() until_fut:cancel() end)
+      loop:run_until_complete(until_fut)  -- raises if the guard fired
+      guard:cancel()
       assert.same({"A data"}, log)
     end, function() until_fut:set_result(true) end)
     assert.same({"A data", "B read 8192"}, log)
@@ -908,7 +918,7 @@ describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", functio
 
   it("stays queued when the poll calls stop(), for the next run, as asyncio leaves it", function()
     local log = in_one_poll("A", function(loop, log)
-      loop:run_forever()
+      checks.run_forever(loop)
       assert.same({"A data"}, log)
     end, function(loop) loop:stop() end)
     assert.same({"A data", "B read 8192"}, log)
@@ -925,9 +935,8 @@ describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", functio
         loop:call_later(0, function() log[#log + 1] = "timer" end)  -- due now
         net.wait(done)
         eddy.sleep(0.02)
-        w:close()
-        srv:close()
       end)
+      close_and_settle(loop, function() w:close() srv:close() end)
       assert.same({"B read 8192", "timer", "B call_soon"}, log)
     end)
   end)
@@ -936,8 +945,9 @@ describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", functio
     on_own_loop(function(loop)
       local log = {}
       local srv, w, done = logging_handler(loop, log)
+      local srv_c
       loop:run_until_complete(function()
-        local srv_c = loop:create_server(function() return {} end, "127.0.0.1", 0)
+        srv_c = loop:create_server(function() return {} end, "127.0.0.1", 0)
         local c = loop:create_connection(function()
           return {connection_lost = function() log[#log + 1] = "C connection_lost" end}
         end, "127.0.0.1", srv_c.sockets[1]:getsockname()[2])
@@ -945,10 +955,8 @@ describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", functio
         c:close()  -- asyncio schedules connection_lost with call_soon here
         w:write(string.rep("b", 8192))
         net.wait(done)
-        w:close()
-        srv:close()
-        srv_c:close()
       end)
+      close_and_settle(loop, function() w:close() srv:close() srv_c:close() end)
       assert.same({"C connection_lost", "B read 8192"}, log)
     end)
   end)
@@ -966,9 +974,8 @@ describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", functio
         eddy.sleep(0.02)
         w:write(string.rep("c", 8192))
         net.wait_until(function() return got[2] ~= nil end)
-        w:close()
-        srv:close()
       end)
+      close_and_settle(loop, function() w:close() srv:close() end)
       assert.same({8192, 8192}, got)
     end)
   end)
@@ -983,20 +990,24 @@ describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", functio
     local ok, err = pcall(on_own_loop, function(loop)
       local reported = {}
       loop:set_exception_handler(function(_, ctx) reported[#reported + 1] = ctx.message end)
-      local srv, w = parked_handler(loop, function(reader)
+      local srv, w = parked_handler(loop, function(reader, writer)
         reader:read(65536)
         refusing = loop:create_future()
         eddy.current_task():cancel()  -- the step's tail cancels what it awaits
         pcall(eddy.await, refusing)
+        writer:close()
       end)
       loop:run_until_complete(function()
         w:write(string.rep("b", 8192))
         eddy.sleep(0.05)
-        w:close()
-        srv:close()
       end)
       assert.is_false(loop:is_running())
       assert.same({"Exception in a task step"}, reported)
+      close_and_settle(loop, function()
+        refusing:set_result(true)  -- the handler goes on, and closes
+        w:close()
+        srv:close()
+      end)
     end)
     eddy.Future.__index.cancel = cancel
     assert(ok, err)
