@@ -148,7 +148,10 @@ struct eddy_Loop {
   uv_timer_t wake;          /* wakes libuv for the earliest eddy timer */
   uv_async_t async;         /* call_soon_threadsafe wake-ups */
   uv_mutex_t ts_lock;       /* guards ts_head (C callbacks from threads) */
+  /* Written under ts_lock, atomically: the loop checks it without the lock
+  ** (threadsafe_pending in loop.c). */
   struct eddy_ThreadsafeCall *ts_head, *ts_tail;
+  int ts_refused;           /* under ts_lock: closed, calls are refused */
   int asyncgens_dropped;    /* the asyncgen finalizer hook is queued */
   int uv_handles_open;      /* idle, wake, async not yet closed */
   /* Handle accounting for leak checks in specs. */

@@ -80,6 +80,7 @@ static void ready_clear(lua_State *L, eddy_Loop *loop) {
 
 /* {====================================================== One iteration */
 
+static int threadsafe_pending(eddy_Loop *loop);
 static void threadsafe_drain(lua_State *L, eddy_Loop *loop);
 
 /*
@@ -108,7 +109,7 @@ static void ready_pop(lua_State *L, eddy_Loop *loop, int ring) {
 
 /* Start an iteration: due timers become ready; the batch is what is ready. */
 static void begin_iteration(lua_State *L, eddy_Loop *loop) {
-  if (loop->ts_head != NULL) threadsafe_drain(L, loop);
+  if (threadsafe_pending(loop)) threadsafe_drain(L, loop);
   eddy__timers_process(L, loop);
   loop->batch_left = loop->rcount;
   loop->turn_budget -= loop->rcount > 0 ? loop->rcount : 1;
@@ -240,8 +241,8 @@ static void idle_cb(uv_idle_t *h) {
 ** leaves it.
 */
 int eddy__loop_may_step_now(eddy_Loop *loop) {
-  return loop->rcount == 0 && loop->ts_head == NULL && loop->nclosing == 0 &&
-         !eddy__timers_due(loop) && keeps_running(loop);
+  return loop->rcount == 0 && !threadsafe_pending(loop) &&
+         loop->nclosing == 0 && !eddy__timers_due(loop) && keeps_running(loop);
 }
 
 /* (loop, task): step_task for eddy__loop_step_task, inside a pcall. */
@@ -271,7 +272,14 @@ void eddy__loop_step_task(lua_State *L, eddy_Loop *loop, int ti) {
 static void async_cb(uv_async_t *h) {
   eddy_Loop *loop = container_of(h, eddy_Loop, async);
   /* Wake the loop: an iteration drains the C queue at its start. */
-  if (loop->ts_head != NULL) uv_idle_start(&loop->idle, idle_cb);
+  if (threadsafe_pending(loop)) uv_idle_start(&loop->idle, idle_cb);
+}
+
+/* Whether a thread-safe call is queued.  The loop's thread asks without
+** taking the lock, on every iteration; the writers hold it and store
+** ts_head atomically, so the answer is a race, never a torn read. */
+static int threadsafe_pending(eddy_Loop *loop) {
+  return __atomic_load_n(&loop->ts_head, __ATOMIC_ACQUIRE) != NULL;
 }
 
 /* Take the whole queue of thread-safe calls, leaving it empty. */
@@ -279,7 +287,8 @@ static eddy_ThreadsafeCall *threadsafe_take(eddy_Loop *loop) {
   eddy_ThreadsafeCall *c;
   uv_mutex_lock(&loop->ts_lock);
   c = loop->ts_head;
-  loop->ts_head = loop->ts_tail = NULL;
+  __atomic_store_n(&loop->ts_head, NULL, __ATOMIC_RELAXED);
+  loop->ts_tail = NULL;
   uv_mutex_unlock(&loop->ts_lock);
   return c;
 }
@@ -304,12 +313,13 @@ static int threadsafe_push(eddy_Loop *loop,
   c->fn = fn;
   c->arg = arg;
   uv_mutex_lock(&loop->ts_lock);
-  if (loop->state == EDDY_LOOP_CLOSED) {
+  if (loop->ts_refused) {
     uv_mutex_unlock(&loop->ts_lock);
     free(c);
     return UV_EINVAL;
   }
-  if (loop->ts_tail) loop->ts_tail->next = c; else loop->ts_head = c;
+  if (loop->ts_tail) loop->ts_tail->next = c;
+  else __atomic_store_n(&loop->ts_head, c, __ATOMIC_RELEASE);
   loop->ts_tail = c;
   uv_mutex_unlock(&loop->ts_lock);
   return uv_async_send(&loop->async);
@@ -564,7 +574,7 @@ int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
   loop->until = fut;
   loop->keepalive = keepalive;
   update_keepalive(loop);
-  if (loop->stopping || loop->rcount > 0 || loop->ts_head != NULL)
+  if (loop->stopping || loop->rcount > 0 || threadsafe_pending(loop))
     uv_idle_start(&loop->idle, idle_cb);
   /* stop() before run_forever: still one iteration, as asyncio does. */
   if (loop->stopping) uv_run(loop->uv, UV_RUN_NOWAIT);
@@ -710,8 +720,9 @@ static void loop_close(lua_State *L, eddy_Loop *loop) {
   eddy__uv_close_all(L, loop);
   eddy__timers_clear(L, loop);
   ready_clear(L, loop);
-  uv_mutex_lock(&loop->ts_lock);
   loop->state = EDDY_LOOP_CLOSED;
+  uv_mutex_lock(&loop->ts_lock);
+  loop->ts_refused = 1;
   uv_mutex_unlock(&loop->ts_lock);
   threadsafe_discard(loop);
   close_uv(loop);
