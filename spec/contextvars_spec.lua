@@ -4,6 +4,7 @@
 -- ctx:run, so the script's own context stays the base one.
 local eddy = require "eddy"
 local errors = eddy.errors
+local socket = require "eddy.socket"
 local async = require("eddy.test").async
 local checks = require "support.checks"
 local expect_error = checks.expect_error
@@ -406,5 +407,83 @@ describe("contexts and the loop", function()
     assert.is_false(pcall(holder.await, holder))
     assert.is_true(holder:cancelled())
     assert.equals("changed in ctx", ctx:run(function() return cvar:get() end))
+  end))
+  it("ctx:run(fn) in a task with a context of its own: fn stays in ctx across suspensions", async(function()
+    -- the step used to tell a switch by the context's registry reference,
+    -- which a switch reuses at once: fn woke up in the task's context
+    local cvar = eddy.ContextVar("cvar")
+    cvar:set("task")
+    local ctx = eddy.Context()
+    local seen = {ctx:run(function()
+      cvar:set("ctx")
+      eddy.sleep(0)
+      local after_one = cvar:get()
+      eddy.sleep(0)
+      return after_one, cvar:get()
+    end)}
+    assert.same({"ctx", "ctx"}, seen)
+    assert.equals("task", cvar:get())
+    eddy.sleep(0)
+    assert.equals("task", cvar:get())
+  end))
+  it("a variable a protocol callback sets does not leak into the next connection's callbacks", async(function(loop)
+    -- asyncio runs a transport's callbacks in a context of their own; eddy
+    -- runs them in the base context and drops what they set there
+    local cvar = eddy.ContextVar("cvar", "default")
+    local seen, done, n = {}, loop:create_future(), 0
+    local function factory()
+      return {
+        connection_made = function() seen[#seen + 1] = "made:" .. cvar:get() end,
+        data_received = function(_, data)
+          seen[#seen + 1] = "data:" .. cvar:get()
+          cvar:set("set by " .. data)
+          local t = loop:create_task(function() return cvar:get() end)
+          t:add_done_callback(function()
+            seen[#seen + 1] = "task:" .. t:result()
+            n = n + 1
+            if n == 2 then done:set_result() end
+          end)
+        end,
+      }
+    end
+    local srv = loop:create_server(factory, "127.0.0.1", 0)
+    local port = srv.sockets[1]:getsockname()[2]
+    local t1 = loop:create_connection(function() return {} end, "127.0.0.1", port)
+    t1:write("one")
+    while n < 1 do eddy.sleep(0.001) end
+    local t2 = loop:create_connection(function() return {} end, "127.0.0.1", port)
+    t2:write("two")
+    eddy.wait_for(done, 5)
+    assert.same({"made:default", "data:default", "task:set by one",
+                 "made:default", "data:default", "task:set by two"}, seen)
+    assert.equals("default", cvar:get())
+    t1:close() t2:close() srv:close()
+  end))
+  it("leaving a suspended ctx:run frees the context's registry reference once", async(function(loop)
+    -- a double free put one registry slot twice on Lua's free list: the
+    -- next two objects anchored there shared it, and one fd watcher ran
+    -- the other's callback
+    local ctx = eddy.copy_context()
+    ctx:run(function() eddy.sleep(0) end)
+    eddy.sleep(0)  -- the step that left fn ends here
+    local a1, b1 = socket.socketpair()
+    local a2, b2 = socket.socketpair()
+    local ran, first = {}, loop:create_future()
+    loop:add_reader(b1, function()
+      ran[#ran + 1] = "first"
+      loop:remove_reader(b1)
+      first:set_result()
+    end)
+    loop:add_reader(b2, function()
+      ran[#ran + 1] = "second"
+      loop:remove_reader(b2)
+    end)
+    a1:send("x")
+    local ok = pcall(eddy.wait_for, first, 2)
+    loop:remove_reader(b1)
+    loop:remove_reader(b2)
+    assert.is_true(ok)
+    assert.same({"first"}, ran)
+    a1:close() b1:close() a2:close() b2:close()
   end))
 end)

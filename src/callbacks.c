@@ -122,13 +122,12 @@ void eddy__handle_call(lua_State *L, eddy_Loop *loop, eddy_Handle *h, int hidx) 
   ** behind by eddy__handle_leave (a callback in the base context that sets
   ** a variable must not change the context of what runs next). */
   loop->saved_ctx = rt->context_ref;
-  loop->entry_ctx = LUA_NOREF;
   loop->in_ctx = 1;
+  rt->context_ref = LUA_NOREF;
   if (h->has_ctx) {
     lua_getiuservalue(L, hidx, HANDLE_UV_ARG(h->nargs));
-    loop->entry_ctx = luaL_ref(L, LUA_REGISTRYINDEX);
+    rt->context_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  rt->context_ref = loop->entry_ctx;
   if (loop->debug) t0 = eddy__time(loop);
   lua_call(L, h->nargs, 0);
   eddy__handle_leave(L, loop);
@@ -138,11 +137,30 @@ void eddy__handle_call(lua_State *L, eddy_Loop *loop, eddy_Handle *h, int hidx) 
 void eddy__handle_leave(lua_State *L, eddy_Loop *loop) {
   eddy_Runtime *rt = loop->rt;
   if (!loop->in_ctx) return;
-  if (rt->context_ref != loop->entry_ctx)  /* the callback installed one */
-    luaL_unref(L, LUA_REGISTRYINDEX, rt->context_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, loop->entry_ctx);
+  /* the context entered, or the one the callback switched to (whose
+  ** switch unref'd the one entered) */
+  luaL_unref(L, LUA_REGISTRYINDEX, rt->context_ref);
   rt->context_ref = loop->saved_ctx;
   loop->in_ctx = 0;
+}
+
+/*
+** Lua code the loop calls for libuv, outside every task step and callback
+** (a protocol's methods, a server's protocol factory), runs in the context
+** that is current then: the base one.  A Context it installs there by
+** setting a variable is dropped when it returns, as a callback's is
+** (eddy__handle_leave), so that the variable does not leak into the next
+** connection's callbacks or the tasks they create.  'entered' is the
+** context_ref from before the call.
+*/
+void eddy__context_after_io(lua_State *L, eddy_Loop *loop, int entered) {
+  eddy_Runtime *rt = loop->rt;
+  if (entered == LUA_NOREF && rt->context_ref != LUA_NOREF &&
+      rt->current_task == NULL && !loop->in_ctx) {
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->context_ref);
+    rt->context_ref = LUA_NOREF;
+    rt->context_epoch++;
+  }
 }
 
 /* The handle at hidx raised the error at err: report it. */

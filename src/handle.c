@@ -146,12 +146,13 @@ int eddy__pcall(lua_State *L, eddy_Loop *loop, int nargs, int nresults,
   eddy_Runtime *rt = loop->rt;
   eddy_Loop *prev = rt->running;
   int base = lua_gettop(L) - nargs;  /* the function */
-  int status;
+  int status, ctx = rt->context_ref;
   lua_pushcfunction(L, eddy__traceback);
   lua_insert(L, base);
   if (prev == NULL) rt->running = loop;
   status = lua_pcall(L, nargs, nresults, base);
   rt->running = prev;
+  eddy__context_after_io(L, loop, ctx);
   lua_remove(L, base);
   if (status != LUA_OK) {
     eddy__newcontext(L, message, -1);

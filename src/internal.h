@@ -67,8 +67,14 @@ struct eddy_Runtime {
   int mt_handle_ref, mt_timer_ref, mt_future_ref, mt_task_ref;
   int mt_future_gc_ref;     /* Future's twin with __gc (see future.c) */
   int default_loop_ref;     /* registry ref of the current loop, or NOREF */
-  int context_ref;          /* registry ref of the current Context, or NOREF
-                               when it is the (empty) base context */
+  /* The current Context: a registry ref, or NOREF for the (empty) base
+  ** context.  The ref belongs to this slot: whatever replaces it unrefs
+  ** the old one (c_context_set in loop.c), and whoever entered a context
+  ** (a task step, a callback) unrefs the slot's last value when it leaves
+  ** and puts back what was there.  Refs are reused at once, so a change
+  ** is told by context_epoch, which counts them, never by the ref. */
+  int context_ref;
+  unsigned context_epoch;
   int unhandled_error;      /* set when a main-chunk error was reported */
   uv_loop_t *host_uv;       /* loop handed in by an embedder, or NULL */
   char *read_buf;           /* where reads land (eddy__read_buffer) */
@@ -129,7 +135,7 @@ struct eddy_Loop {
   lua_Integer turn_budget;  /* callbacks this libuv turn may still run */
   int first_iteration;      /* the turn has not run an iteration yet */
   int ring_gen;             /* bumped when the ready ring is replaced */
-  int in_ctx, saved_ctx, entry_ctx;  /* a handle's context (callbacks.c) */
+  int in_ctx, saved_ctx;    /* a handle's context (callbacks.c) */
   int debug;
   int self_ref;             /* registry ref anchoring the Loop while open */
   int ready_ref;            /* registry ref of the ready ring (a table) */
@@ -302,6 +308,7 @@ eddy_TimerHandle *eddy__call_at(lua_State *L, eddy_Loop *loop, int nargs,
 void eddy__handle_call(lua_State *L, eddy_Loop *loop, eddy_Handle *h,
                        int hidx);
 void eddy__handle_leave(lua_State *L, eddy_Loop *loop);
+void eddy__context_after_io(lua_State *L, eddy_Loop *loop, int entered);
 /* Report the error at 'err' raised by the handle at hidx. */
 void eddy__handle_report(lua_State *L, eddy_Loop *loop, int hidx, int err);
 /* Debug mode: warn when the callback or task at 'what' took dt seconds. */

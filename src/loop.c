@@ -943,10 +943,12 @@ static int c_context_get(lua_State *L) {
   return 1;
 }
 
+/* Switch the current Context (rt->context_ref says who owns the ref). */
 static int c_context_set(lua_State *L) {
   eddy_Runtime *rt = eddy__runtime(L);
   lua_settop(L, 1);
   set_ref(L, &rt->context_ref);
+  rt->context_epoch++;
   return 0;
 }
 

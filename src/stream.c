@@ -173,10 +173,11 @@ static int pcall_protocol(lua_State *L, eddy_Stream *s, int t, int nargs,
   eddy_Loop *loop = s->uv.loop;
   eddy_Runtime *rt = loop->rt;
   eddy_Loop *prev = rt->running;
-  int status;
+  int status, ctx = rt->context_ref;
   if (prev == NULL) rt->running = loop;
   status = lua_pcall(L, nargs, nres, lua_gettop(L) - nargs - 1);
   rt->running = prev;
+  eddy__context_after_io(L, loop, ctx);
   if (status != LUA_OK) {
     eddy__newcontext(L, message, -1);
     if (lua_type(L, -2) != LUA_TTABLE) {

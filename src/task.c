@@ -261,7 +261,8 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
   eddy_Runtime *rt = loop->rt;
   int ti = lua_gettop(L);
   eddy_Task *prev_task;
-  int prev_index, prevctx = rt->context_ref, entry_ctx = LUA_NOREF;
+  int prev_index, prevctx = rt->context_ref;
+  unsigned epoch;
   int nargs, status, nres = 0;
   lua_State *co;
   t->scheduled = 0;
@@ -306,21 +307,22 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
   prev_index = rt->current_task_index;
   rt->current_task = t;
   rt->current_task_index = ti;
+  rt->context_ref = LUA_NOREF;
   if (t->has_ctx) {
     lua_getiuservalue(L, ti, TASK_UV_CTX);
-    entry_ctx = luaL_ref(L, LUA_REGISTRYINDEX);
+    rt->context_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  rt->context_ref = entry_ctx;
+  epoch = rt->context_epoch;
   status = lua_resume(co, L, nargs, &nres);
-  if (rt->context_ref != entry_ctx) {  /* the task switched context */
-    /* (ctx:run(fn) suspended in fn, or back to the base context) */
+  if (rt->context_epoch != epoch) {  /* the task switched context */
+    /* (ctx:run(fn) suspended in fn, a first variable set, or back to the
+    ** base context): it resumes there next time */
     t->has_ctx = rt->context_ref != LUA_NOREF;
     if (t->has_ctx) lua_rawgeti(L, LUA_REGISTRYINDEX, rt->context_ref);
     else lua_pushnil(L);
     lua_setiuservalue(L, ti, TASK_UV_CTX);
-    luaL_unref(L, LUA_REGISTRYINDEX, rt->context_ref);
   }
-  luaL_unref(L, LUA_REGISTRYINDEX, entry_ctx);
+  luaL_unref(L, LUA_REGISTRYINDEX, rt->context_ref);  /* see context_ref */
   rt->context_ref = prevctx;
   rt->current_task = prev_task;
   rt->current_task_index = prev_index;
@@ -606,6 +608,7 @@ static int t_get_context(lua_State *L) {
   lua_pushvalue(L, -1);
   if (running) {  /* the step's end saves it as the task's (task_step) */
     rt->context_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    rt->context_epoch++;
   } else {
     lua_setiuservalue(L, 1, TASK_UV_CTX);
     t->has_ctx = 1;
