@@ -6,6 +6,8 @@
 #   4. tests/fuzz_api.lua: every function called with hostile arguments
 #   5. every examples/*.lua script as a smoke test
 #   6. tools/api_coverage.lua: its summary (a report, not a test)
+# On a build without sanitizers, 1, 2 and 4 run under tests/refcheck.c,
+# which aborts at a registry reference freed or handed out twice.
 # Ends with one line "N passed, M failed"; exits 1 if anything failed.
 BUILD=${1:-build}
 EDDY="$BUILD/eddy"
@@ -23,10 +25,15 @@ count_tap() {  # count "ok" / "not ok" lines of a TAP log
 }
 
 echo "== specs (busted under eddy)"
+refcheck=""
+if [ -f "$BUILD/tests/librefcheck.so" ] && ! ldd "$EDDY" | grep -q libasan; then
+  refcheck=$(realpath "$BUILD/tests/librefcheck.so")
+  echo "  (registry references checked by tests/refcheck.c)"
+fi
 if ls spec/*_spec.lua >/dev/null 2>&1; then
   for spec in spec/*_spec.lua; do
-    timeout 600 "$EDDY" /usr/bin/busted --helper=spec/helper.lua -o TAP "$spec" \
-      >"$log/spec.tap" 2>"$log/spec.err"
+    LD_PRELOAD="$refcheck" timeout 600 "$EDDY" /usr/bin/busted \
+      --helper=spec/helper.lua -o TAP "$spec" >"$log/spec.tap" 2>"$log/spec.err"
     rc=$?
     count_tap "$log/spec.tap"
     p=$(grep -c '^ok ' "$log/spec.tap"); f=$(grep -c '^not ok ' "$log/spec.tap")
@@ -42,7 +49,7 @@ fi
 
 echo "== C embedding test"
 if [ -x "$BUILD/tests/embed_test" ]; then
-  timeout 60 "$BUILD/tests/embed_test" >"$log/embed.tap" 2>&1
+  LD_PRELOAD="$refcheck" timeout 60 "$BUILD/tests/embed_test" >"$log/embed.tap" 2>&1
   rc=$?
   count_tap "$log/embed.tap"
   grep '^not ok' "$log/embed.tap" | sed 's/^/  /'
@@ -70,7 +77,7 @@ echo "== API fuzz (tests/fuzz_api.lua: hostile arguments to everything)"
 mkdir "$log/fuzz"
 eddy_path=$(realpath "$EDDY"); fuzz_path=$(realpath tests/fuzz_api.lua)
 for seed in 1 2 3 4 5 6 7 8; do
-  if (cd "$log/fuzz" && timeout 120 "$eddy_path" "$fuzz_path" "$seed" 5000) </dev/null \
+  if (cd "$log/fuzz" && LD_PRELOAD="$refcheck" timeout 120 "$eddy_path" "$fuzz_path" "$seed" 5000) </dev/null \
        >"$log/fuzz.out" 2>"$log/fuzz.err" && grep -q '^ok ' "$log/fuzz.out"; then
     passed=$((passed + 1))
   else
