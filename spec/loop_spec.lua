@@ -254,6 +254,55 @@ describe("timers", function()
     h1:cancel(); h2:cancel(); h3:cancel()
   end))
 
+  it("a timer due at a poll runs before what that poll's I/O callbacks schedule (_run_once)", async(function(loop)
+    -- asyncio's _run_once makes the due timers ready after the poll's I/O
+    -- callbacks and before anything those schedule with call_soon
+    local log = recorder()
+    local data = loop:create_future()
+    local srv = loop:create_server(function()
+      return {data_received = function()
+        log("data")
+        loop:call_soon(function() log("soon from data"); data:set_result() end)
+      end}
+    end, "127.0.0.1", 0)
+    local client = loop:create_connection(function() return {} end, "127.0.0.1",
+                                          srv.sockets[1]:getsockname()[2])
+    eddy.sleep(0.01)  -- accepted
+    loop:call_soon(function()
+      client:write("x")
+      loop:call_later(0.001, log, "timer")
+      busy(loop, 0.02)  -- both are due when the loop polls next
+    end)
+    eddy.wait_for(data, 5)
+    assert.same({"data", "timer", "soon from data"}, log.list)
+    client:close()
+    srv:close()
+  end))
+
+  it("a task a poll's read wakes steps after a timer due at that poll (_run_once)", async(function(loop)
+    -- the reader's waiter is completed in data_received; asyncio steps the
+    -- task in the next iteration, after the timers due at the poll
+    local log = recorder()
+    local read = loop:create_future()
+    local srv = eddy.start_server(function(reader, writer)
+      log("reading")
+      log("read " .. reader:read(10))
+      read:set_result()
+      writer:close()
+    end, "127.0.0.1", 0)
+    local _, client = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
+    eddy.sleep(0.01)  -- the handler waits in read
+    loop:call_soon(function()
+      client:write(string.rep("y", 8192))  -- a large read: the immediate-step path
+      loop:call_later(0.001, log, "timer")
+      busy(loop, 0.02)
+    end)
+    eddy.wait_for(read, 5)
+    assert.same({"reading", "timer", "read " .. string.rep("y", 10)}, log.list)
+    client:close()
+    srv:close()
+  end))
+
   it("reject bad arguments with argument errors", with_loop(function(loop)
     argerror(function() loop:call_later("soon", print) end, 1, "call_later")
     argerror(function() loop:call_later(nil, print) end, 1, "call_later")

@@ -149,6 +149,7 @@ int eddy__pcall(lua_State *L, eddy_Loop *loop, int nargs, int nresults,
   int status, ctx = rt->context_ref;
   lua_pushcfunction(L, eddy__traceback);
   lua_insert(L, base);
+  eddy__loop_before_io(L, loop);
   if (prev == NULL) rt->running = loop;
   status = lua_pcall(L, nargs, nresults, base);
   rt->running = prev;

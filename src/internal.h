@@ -134,6 +134,7 @@ struct eddy_Loop {
   lua_Integer batch_left;   /* entries of the current batch not run yet */
   lua_Integer turn_budget;  /* callbacks this libuv turn may still run */
   int first_iteration;      /* the turn has not run an iteration yet */
+  int in_turn;              /* idle_cb is running a turn (run_turn) */
   int ring_gen;             /* bumped when the ready ring is replaced */
   int in_ctx, saved_ctx;    /* a handle's context (callbacks.c) */
   int debug;
@@ -196,6 +197,7 @@ void eddy__ready_push(lua_State *L, eddy_Loop *loop, int i);
 ** queue it (loop.c says when asyncio's order allows it); and that step,
 ** protected, for the task at index ti. */
 int eddy__loop_may_step_now(eddy_Loop *loop);
+void eddy__loop_before_io(lua_State *L, eddy_Loop *loop);
 void eddy__loop_step_task(lua_State *L, eddy_Loop *loop, int ti);
 
 /* Run the loop until the future at index i is done ('fut' non-NULL) or until

@@ -208,6 +208,7 @@ static void idle_cb(uv_idle_t *h) {
   loop->turn_budget = FUSE_BUDGET;
   loop->batch_left = 0;
   loop->first_iteration = 1;
+  loop->in_turn = 1;
   for (;;) {
     lua_pushcfunction(L, eddy__traceback);
     lua_pushcfunction(L, run_turn);
@@ -218,6 +219,7 @@ static void idle_cb(uv_idle_t *h) {
     lua_settop(L, top);
   }
   lua_settop(L, top);
+  loop->in_turn = 0;
   if (loop->rcount == 0) loop->rhead = 1;
   if (loop->state == EDDY_LOOP_RUNNING) loop->state = prev_state;
   if (loop->rcount == 0 && loop->state != EDDY_LOOP_CLOSED)
@@ -243,6 +245,19 @@ static void idle_cb(uv_idle_t *h) {
 int eddy__loop_may_step_now(eddy_Loop *loop) {
   return loop->rcount == 0 && !threadsafe_pending(loop) &&
          loop->nclosing == 0 && !eddy__timers_due(loop) && keeps_running(loop);
+}
+
+/*
+** A transport's I/O callback is about to run Lua code or wake a task:
+** libuv runs it during its poll, ahead of the iteration that will run
+** what it schedules.  asyncio's _run_once makes the timers due at the
+** poll ready after the poll's I/O callbacks and before anything those
+** schedule, so the due timers join the ready queue now.
+*/
+void eddy__loop_before_io(lua_State *L, eddy_Loop *loop) {
+  if (!loop->in_turn && loop->state == EDDY_LOOP_RUNNING &&
+      eddy__timers_due(loop))
+    eddy__timers_process(L, loop);
 }
 
 /* (loop, task): step_task for eddy__loop_step_task, inside a pcall. */

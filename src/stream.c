@@ -174,6 +174,7 @@ static int pcall_protocol(lua_State *L, eddy_Stream *s, int t, int nargs,
   eddy_Runtime *rt = loop->rt;
   eddy_Loop *prev = rt->running;
   int status, ctx = rt->context_ref;
+  eddy__loop_before_io(L, loop);
   if (prev == NULL) rt->running = loop;
   status = lua_pcall(L, nargs, nres, lua_gettop(L) - nargs - 1);
   rt->running = prev;
@@ -383,6 +384,7 @@ static void on_eof(lua_State *L, eddy_Stream *s, int t) {
 static void deliver(lua_State *L, eddy_Stream *s, int t, const char *data,
                     size_t n) {
   int received = lua_gettop(L);
+  eddy__loop_before_io(L, s->uv.loop);  /* before a reader's task wakes */
   lua_getiuservalue(L, t, ST_PROTOCOL);
   if (s->buffered) {
     lua_pushinteger(L, (lua_Integer)n);
