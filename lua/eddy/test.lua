@@ -5,8 +5,10 @@
 --
 -- async(fn [, timeout]) returns a spec body that runs fn(loop) as a task
 -- on a fresh loop, fails if it takes longer than 'timeout' seconds
--- (default 10), reports errors the loop's exception handler saw, checks
--- that every libuv handle the loop opened was freed, and closes the loop.
+-- (default 10: the task is cancelled then, and the loop stopped if the
+-- task still waits max(timeout, 1) s later), reports errors the loop's
+-- exception handler saw, checks that every libuv handle the loop opened
+-- was freed, and closes the loop.
 
 local eddy = require "eddy"
 local errors = require "eddy.errors"
@@ -24,11 +26,23 @@ function test.async(fn, timeout)
       reported[#reported + 1] = context
     end)
     local task = loop:create_task(fn, loop)
+    local stuck = false
     local timer = loop:call_later(timeout, function()
       task:cancel("spec timed out")
+      -- a task that goes on waiting once cancelled (a <close> handler that
+      -- awaits, as asyncio's __aexit__ may) must not hang the suite either
+      timer = loop:call_later(math.max(timeout, 1), function()
+        stuck = true
+        loop:stop()
+      end)
     end)
     local ok, err = pcall(loop.run_until_complete, loop, task)
     timer:cancel()
+    if stuck then
+      loop:close()
+      error("spec timed out after " .. timeout .. " s, and was still waiting "
+            .. math.max(timeout, 1) .. " s after its cancellation", 0)
+    end
     -- Let pending callbacks (transport closes) finish.
     pcall(loop.run_until_complete, loop, function() eddy.sleep(0) eddy.sleep(0) end)
     local opened, freed = loop:_handle_counts()
