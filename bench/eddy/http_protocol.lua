@@ -21,12 +21,18 @@ end
 function Http:data_received(data)
   local tail = self.tail
   if tail ~= "" then data = tail .. data end
-  local len, n, pos = #data, 0, 1
-  while pos <= len do
-    local _, e = find(data, "\r\n\r\n", pos, true)
-    if e == nil then break end
+  local len = #data
+  local _, e = find(data, "\r\n\r\n", 1, true)
+  if e == len then  -- one whole request, the usual case
+    self.tail = ""
+    self.transport:write(RESPONSE)
+    return
+  end
+  local n, pos = 0, 1
+  while e ~= nil do
     n = n + 1
     pos = e + 1
+    _, e = find(data, "\r\n\r\n", pos, true)
   end
   if n == 1 then
     self.transport:write(RESPONSE)
