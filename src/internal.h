@@ -197,7 +197,12 @@ void eddy__ready_push(lua_State *L, eddy_Loop *loop, int i);
 ** queue it (loop.c says when asyncio's order allows it); and that step,
 ** protected, for the task at index ti. */
 int eddy__loop_may_step_now(eddy_Loop *loop);
-void eddy__loop_before_io(lua_State *L, eddy_Loop *loop);
+/* An I/O callback is about to run Lua code: the timers due join the ready
+** queue first (loop.c says why).  Inline: it is on every read's path. */
+void eddy__loop_timers_before_io(lua_State *L, eddy_Loop *loop);
+static inline void eddy__loop_before_io(lua_State *L, eddy_Loop *loop) {
+  if (loop->nheap > 0 && !loop->in_turn) eddy__loop_timers_before_io(L, loop);
+}
 void eddy__loop_step_task(lua_State *L, eddy_Loop *loop, int ti);
 
 /* Run the loop until the future at index i is done ('fut' non-NULL) or until

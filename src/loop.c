@@ -248,15 +248,15 @@ int eddy__loop_may_step_now(eddy_Loop *loop) {
 }
 
 /*
-** A transport's I/O callback is about to run Lua code or wake a task:
+** A transport's I/O callback is about to run Lua code or wake a task
+** (eddy__loop_before_io, outside a turn and with timers pending):
 ** libuv runs it during its poll, ahead of the iteration that will run
 ** what it schedules.  asyncio's _run_once makes the timers due at the
 ** poll ready after the poll's I/O callbacks and before anything those
 ** schedule, so the due timers join the ready queue now.
 */
-void eddy__loop_before_io(lua_State *L, eddy_Loop *loop) {
-  if (!loop->in_turn && loop->state == EDDY_LOOP_RUNNING &&
-      eddy__timers_due(loop))
+void eddy__loop_timers_before_io(lua_State *L, eddy_Loop *loop) {
+  if (loop->state == EDDY_LOOP_RUNNING && eddy__timers_due(loop))
     eddy__timers_process(L, loop);
 }
 
