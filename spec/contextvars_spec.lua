@@ -487,3 +487,101 @@ describe("contexts and the loop", function()
     a1:close() b1:close() a2:close() b2:close()
   end))
 end)
+
+-- A random mix of what changes contexts -- ctx:run suspending, callbacks,
+-- child tasks, protocol callbacks, tokens, cancellations -- in a dozen
+-- tasks at once; each checks what it sees against what it set.  The
+-- registry double free and the switch told by reference numbers (fixed
+-- 2026-11-23) each failed every seed.
+local function random_context_run(loop, seed)
+  local random = math.random
+  math.randomseed(seed)
+  local var, other = eddy.ContextVar("var", "default"), eddy.ContextVar("other")
+  local wrong = {}
+  local function expect(want, where)
+    local got = var:get()
+    if got ~= want then wrong[#wrong + 1] = where .. ": " .. tostring(got) .. ", not " .. want end
+  end
+  local srv = loop:create_server(function()
+    return {data_received = function(_, data)
+      expect("default", "data_received")
+      var:set("protocol " .. data)
+    end}
+  end, "127.0.0.1", 0)
+  local port = srv.sockets[1]:getsockname()[2]
+  local clients = {}  -- closed at the end: a cancelled task may not have
+  local ops = {
+    function(mine, id, step)  -- ctx:run, suspending inside
+      local inner = ("ctx %d.%d"):format(id, step)
+      eddy.copy_context():run(function()
+        var:set(inner)
+        for _ = 1, random(0, 2) do eddy.sleep(0); expect(inner, "inside ctx:run") end
+      end)
+    end,
+    function(mine)  -- a callback sees the context it was scheduled in
+      local seen
+      loop:call_soon(function() seen = var:get(); var:set("callback") end)
+      eddy.sleep(0)
+      if seen ~= mine then wrong[#wrong + 1] = "callback: " .. tostring(seen) end
+    end,
+    function(mine)  -- a child task, cancelled now and then
+      local child = loop:create_task(function()
+        expect(mine, "child")
+        var:set("child")
+        eddy.sleep(0)
+        expect("child", "child after a suspension")
+      end)
+      if random(3) == 1 then eddy.sleep(0); child:cancel() end
+      pcall(child.await, child)
+    end,
+    function(_, id)  -- a connection whose data_received sets the variable
+      local tr = loop:create_connection(function() return {} end, "127.0.0.1", port)
+      clients[#clients + 1] = tr
+      tr:write("from " .. id)
+      eddy.sleep(0.001)
+      tr:close()
+    end,
+    function()  -- a task cancelled inside ctx:run
+      local ctx = eddy.copy_context()
+      local holder = loop:create_task(function()
+        ctx:run(function() other:set("held"); eddy.sleep(0.01) end)
+      end)
+      eddy.sleep(0)
+      holder:cancel()
+      pcall(holder.await, holder)
+    end,
+    function(_, _, step)  -- set and reset across a suspension
+      local token = other:set(step)
+      eddy.sleep(0)
+      other:reset(token)
+    end,
+  }
+  local function worker(id)
+    local mine = "task " .. id
+    var:set(mine)
+    for step = 1, 40 do
+      ops[random(#ops)](mine, id, step)
+      expect(mine, "task after an operation")
+    end
+  end
+  local tasks = {}
+  for i = 1, 12 do tasks[i] = loop:create_task(worker, i) end
+  for i = 1, 12 do
+    if random(6) == 1 then eddy.sleep(0.002); tasks[i]:cancel() end
+  end
+  for i = 1, 12 do pcall(tasks[i].await, tasks[i]) end
+  expect("default", "the main task at the end")
+  for _, tr in ipairs(clients) do tr:close() end
+  srv:close()
+  srv:close_clients()
+  eddy.wait_for(function() srv:wait_closed() end, 5)
+  return wrong
+end
+
+describe("contexts under random switching", function()
+  for seed = 1, 3 do
+    it("keep every task's, callback's and protocol's values (seed " .. seed .. ")", async(function(loop)
+      assert.same({}, random_context_run(loop, seed))
+    end))
+  end
+end)
