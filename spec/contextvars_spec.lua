@@ -427,8 +427,7 @@ describe("contexts and the loop", function()
     assert.equals("task", cvar:get())
   end))
   it("a variable a protocol callback sets does not leak into the next connection's callbacks", async(function(loop)
-    -- asyncio runs a transport's callbacks in a context of their own; eddy
-    -- runs them in the base context and drops what they set there
+    -- each transport's callbacks run in a context of their own, as asyncio's
     local cvar = eddy.ContextVar("cvar", "default")
     local seen, done, n = {}, loop:create_future(), 0
     local function factory()
@@ -458,6 +457,48 @@ describe("contexts and the loop", function()
                  "made:default", "data:default", "task:set by two"}, seen)
     assert.equals("default", cvar:get())
     t1:close() t2:close() srv:close()
+  end))
+  it("protocol callbacks run in a copy of the context their server or connection was made in", async(function(loop)
+    -- asyncio: the accept handler and the transports' reader handles copy
+    -- the context current at create_server / create_connection
+    local cvar = eddy.ContextVar("cvar", "default")
+    local seen, second = {}, loop:create_future()
+    cvar:set("server's")
+    local srv = loop:create_server(function()
+      seen[#seen + 1] = "factory:" .. cvar:get()
+      local n = 0
+      return {
+        connection_made = function(self, tr)
+          self.transport = tr
+          seen[#seen + 1] = "made:" .. cvar:get()
+        end,
+        data_received = function(self)
+          n = n + 1
+          seen[#seen + 1] = "data" .. n .. ":" .. cvar:get()
+          self.transport:write("ack")
+          cvar:set("set in data " .. n)  -- kept for this connection's next calls
+          if n == 2 then second:set_result() end
+        end,
+      }
+    end, "127.0.0.1", 0)
+    cvar:set("client's")
+    local got = loop:create_future()
+    local client = loop:create_connection(function()
+      return {data_received = function()
+        if not got:done() then got:set_result(cvar:get()) end
+      end}
+    end, "127.0.0.1", srv.sockets[1]:getsockname()[2])
+    cvar:set("changed after")
+    client:write("one")
+    eddy.sleep(0.01)
+    client:write("two")
+    eddy.wait_for(second, 5)
+    assert.same({"factory:server's", "made:server's", "data1:server's",
+                 "data2:set in data 1"}, seen)
+    assert.equals("client's", eddy.wait_for(got, 5))
+    assert.equals("changed after", cvar:get())
+    client:close()
+    srv:close()
   end))
   it("leaving a suspended ctx:run frees the context's registry reference once", async(function(loop)
     -- a double free put one registry slot twice on Lua's free list: the

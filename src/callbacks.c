@@ -144,25 +144,6 @@ void eddy__handle_leave(lua_State *L, eddy_Loop *loop) {
   loop->in_ctx = 0;
 }
 
-/*
-** Lua code the loop calls for libuv, outside every task step and callback
-** (a protocol's methods, a server's protocol factory), runs in the context
-** that is current then: the base one.  A Context it installs there by
-** setting a variable is dropped when it returns, as a callback's is
-** (eddy__handle_leave), so that the variable does not leak into the next
-** connection's callbacks or the tasks they create.  'entered' is the
-** context_ref from before the call.
-*/
-void eddy__context_after_io(lua_State *L, eddy_Loop *loop, int entered) {
-  eddy_Runtime *rt = loop->rt;
-  if (entered == LUA_NOREF && rt->context_ref != LUA_NOREF &&
-      rt->current_task == NULL && !loop->in_ctx) {
-    luaL_unref(L, LUA_REGISTRYINDEX, rt->context_ref);
-    rt->context_ref = LUA_NOREF;
-    rt->context_epoch++;
-  }
-}
-
 /* The handle at hidx raised the error at err: report it. */
 void eddy__handle_report(lua_State *L, eddy_Loop *loop, int hidx, int err) {
   int top = lua_gettop(L);

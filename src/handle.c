@@ -146,14 +146,16 @@ int eddy__pcall(lua_State *L, eddy_Loop *loop, int nargs, int nresults,
   eddy_Runtime *rt = loop->rt;
   eddy_Loop *prev = rt->running;
   int base = lua_gettop(L) - nargs;  /* the function */
-  int status, ctx = rt->context_ref;
+  int status;
+  eddy_IoContext ctx;
   lua_pushcfunction(L, eddy__traceback);
   lua_insert(L, base);
   eddy__loop_before_io(L, loop);
+  eddy__io_context_enter(L, loop, 0, &ctx);
   if (prev == NULL) rt->running = loop;
   status = lua_pcall(L, nargs, nresults, base);
   rt->running = prev;
-  eddy__context_after_io(L, loop, ctx);
+  if (eddy__io_context_leave(L, loop, &ctx)) lua_pop(L, 1);  /* dropped */
   lua_remove(L, base);
   if (status != LUA_OK) {
     eddy__newcontext(L, message, -1);

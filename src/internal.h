@@ -315,7 +315,53 @@ eddy_TimerHandle *eddy__call_at(lua_State *L, eddy_Loop *loop, int nargs,
 void eddy__handle_call(lua_State *L, eddy_Loop *loop, eddy_Handle *h,
                        int hidx);
 void eddy__handle_leave(lua_State *L, eddy_Loop *loop);
-void eddy__context_after_io(lua_State *L, eddy_Loop *loop, int entered);
+typedef struct eddy_IoContext {
+  int active, saved;
+  unsigned epoch;
+} eddy_IoContext;
+
+/*
+** The context of Lua code the loop calls for libuv, outside every task
+** step and callback.  asyncio runs a transport's protocol methods in a
+** copy of the context the transport was made in (a server's, for the
+** connections it accepts), and a variable they set stays there for the
+** transport's next callbacks: so do stream transports and servers here
+** (stream.c, server.c).  The rest (datagram and process protocols, signal
+** handlers: eddy__pcall) runs in the base context and drops whatever it
+** switches to.  eddy__io_context_enter takes the object's Context from
+** the top when 'has' is set; eddy__io_context_leave puts back what was
+** current and, when the callback switched context (a first set in the
+** base context), pushes the new one and returns 1, for the object to keep
+** or drop.  Called from inside a task or a callback (a write that calls
+** pause_writing), the method runs in the caller's context, as asyncio's
+** do, and nothing is entered.
+*/
+static inline void eddy__io_context_enter(lua_State *L, eddy_Loop *loop,
+                                          int has, eddy_IoContext *c) {
+  eddy_Runtime *rt = loop->rt;
+  c->active = rt->current_task == NULL && !loop->in_ctx;
+  if (!c->active) {
+    if (has) lua_pop(L, 1);
+    return;
+  }
+  c->saved = rt->context_ref;
+  c->epoch = rt->context_epoch;
+  rt->context_ref = has ? luaL_ref(L, LUA_REGISTRYINDEX) : LUA_NOREF;
+}
+
+static inline int eddy__io_context_leave(lua_State *L, eddy_Loop *loop,
+                                         eddy_IoContext *c) {
+  eddy_Runtime *rt = loop->rt;
+  int switched;
+  if (!c->active) return 0;
+  switched = rt->context_epoch != c->epoch;
+  if (switched) lua_rawgeti(L, LUA_REGISTRYINDEX, rt->context_ref);
+  if (rt->context_ref != LUA_NOREF)  /* see context_ref */
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->context_ref);
+  rt->context_ref = c->saved;
+  return switched;
+}
+
 /* Report the error at 'err' raised by the handle at hidx. */
 void eddy__handle_report(lua_State *L, eddy_Loop *loop, int hidx, int err);
 /* Debug mode: warn when the callback or task at 'what' took dt seconds. */
@@ -586,6 +632,8 @@ struct eddy_Stream {
   unsigned char buffered;     /* the protocol has get_buffer */
   unsigned char in_sendfile;  /* loop:sendfile's native path owns the
                               ** socket: write() is refused */
+  unsigned char has_ctx;      /* EXTRA.context: the Context its protocol's
+                              ** methods run in (pcall_protocol) */
   unsigned int nwrites;       /* uv_write requests in flight */
   unsigned int lost_writes;   /* writes dropped after close (debug) */
   size_t high, low;           /* write buffer limits */

@@ -32,11 +32,15 @@ struct eddy_Server {
   unsigned char serving;  /* listening (start_serving ran, not closed) */
   unsigned char closed;   /* close() was called */
   unsigned char woken;    /* wait_closed waiters released: none will wait */
+  unsigned char has_ctx;  /* FIELDS.context: the Context accepting runs in */
 };
 
 /* User values of a Server: the protocol factory; a table only C reaches
-** with 'listeners' (array of Listeners) and 'waiters' (futures of
-** wait_closed), whose values C uses without checking them again; and the
+** with 'listeners' (array of Listeners), 'waiters' (futures of
+** wait_closed) and 'context' (a copy of the Context it was created in,
+** where the factory and the new transports' callbacks run: see
+** eddy__io_context_enter), whose values C uses without checking them
+** again; and the
 ** table of the Lua half (server:_fields()) with 'serving_fut' (the future
 ** serve_forever waits on). */
 enum { SV_FACTORY = 1, SV_FIELDS, SV_LUA, SV_NUV = SV_LUA };
@@ -101,7 +105,11 @@ static int accept_one(lua_State *L) {
   eddy_Stream *s;
   uv_stream_t *h;
   int r, tp;
+  eddy_IoContext ctx;
   lua_getiuservalue(L, 1, 1);  /* 2: the server */
+  if (sv->has_ctx) push_field(L, 2, "context");
+  /* an error leaves it to eddy__pcall's own leave (connection_cb) */
+  eddy__io_context_enter(L, sv->loop, sv->has_ctx, &ctx);
   s = eddy__stream_new(L, sv->loop, sv->kind);  /* 3 */
   h = eddy__stream_open(L, s, 3);
   if ((r = uv_accept((uv_stream_t *)l->uv.handle, h)) < 0) {
@@ -128,6 +136,7 @@ static int accept_one(lua_State *L) {
   sv->active++;
   s->server = sv;
   eddy__stream_start(L, 3, 5, 2);
+  if (eddy__io_context_leave(L, sv->loop, &ctx)) lua_pop(L, 1);
   return 0;
 }
 
@@ -435,6 +444,11 @@ static int l_new_server(lua_State *L) {
   lua_createtable(L, 0, 3);
   lua_newtable(L);
   lua_setfield(L, -2, "listeners");
+  if (loop->rt->context_ref != LUA_NOREF) {
+    eddy__push_context_copy(L, loop->rt);
+    lua_setfield(L, -2, "context");
+    sv->has_ctx = 1;
+  }
   lua_setiuservalue(L, -2, SV_FIELDS);
   lua_newtable(L);
   lua_setiuservalue(L, -2, SV_LUA);

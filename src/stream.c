@@ -173,12 +173,22 @@ static int pcall_protocol(lua_State *L, eddy_Stream *s, int t, int nargs,
   eddy_Loop *loop = s->uv.loop;
   eddy_Runtime *rt = loop->rt;
   eddy_Loop *prev = rt->running;
-  int status, ctx = rt->context_ref;
+  int status;
+  eddy_IoContext ctx;
   eddy__loop_before_io(L, loop);
+  if (s->has_ctx) {
+    push_extra(L, t);
+    lua_getfield(L, -1, "context");
+    lua_remove(L, -2);
+  }
+  eddy__io_context_enter(L, loop, s->has_ctx, &ctx);
   if (prev == NULL) rt->running = loop;
   status = lua_pcall(L, nargs, nres, lua_gettop(L) - nargs - 1);
   rt->running = prev;
-  eddy__context_after_io(L, loop, ctx);
+  if (eddy__io_context_leave(L, loop, &ctx)) {  /* keep what it switched to */
+    s->has_ctx = !lua_isnil(L, -1);
+    eddy__stream_set_extra(L, t, "context");
+  }
   if (status != LUA_OK) {
     eddy__newcontext(L, message, -1);
     if (lua_type(L, -2) != LUA_TTABLE) {
@@ -881,6 +891,11 @@ eddy_Stream *eddy__stream_new(lua_State *L, eddy_Loop *loop, int kind) {
   s->high = DEFAULT_HIGH;
   s->low = DEFAULT_HIGH / 4;
   luaL_setmetatable(L, kind_names[kind]);
+  if (loop->rt->context_ref != LUA_NOREF) {  /* see eddy__io_context_enter */
+    eddy__push_context_copy(L, loop->rt);
+    eddy__stream_set_extra(L, -2, "context");
+    s->has_ctx = 1;
+  }
   return s;
 }
 
