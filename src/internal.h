@@ -326,9 +326,10 @@ typedef struct eddy_IoContext {
 ** copy of the context the transport was made in (a server's, for the
 ** connections it accepts), and a variable they set stays there for the
 ** transport's next callbacks: so do stream transports and servers here
-** (stream.c, server.c).  The rest (datagram and process protocols, signal
-** handlers: eddy__pcall) runs in the base context and drops whatever it
-** switches to.  eddy__io_context_enter takes the object's Context from
+** (stream.c, server.c); datagram reads come through an fd watcher's
+** Handle, which keeps its own copy.  The rest (a child's exit, datagram
+** flow control: eddy__pcall) runs in the base context and drops whatever
+** it switches to.  eddy__io_context_enter takes the object's Context from
 ** the top when 'has' is set; eddy__io_context_leave puts back what was
 ** current and, when the callback switched context (a first set in the
 ** base context), pushes the new one and returns 1, for the object to keep
