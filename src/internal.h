@@ -197,13 +197,13 @@ void eddy__ready_push(lua_State *L, eddy_Loop *loop, int i);
 ** queue it (loop.c says when asyncio's order allows it); and that step,
 ** protected, for the task at index ti. */
 int eddy__loop_may_step_now(eddy_Loop *loop);
+void eddy__loop_step_task(lua_State *L, eddy_Loop *loop, int ti);
 /* An I/O callback is about to run Lua code: the timers due join the ready
 ** queue first (loop.c says why).  Inline: it is on every read's path. */
 void eddy__loop_timers_before_io(lua_State *L, eddy_Loop *loop);
 static inline void eddy__loop_before_io(lua_State *L, eddy_Loop *loop) {
   if (loop->nheap > 0 && !loop->in_turn) eddy__loop_timers_before_io(L, loop);
 }
-void eddy__loop_step_task(lua_State *L, eddy_Loop *loop, int ti);
 
 /* Run the loop until the future at index i is done ('fut' non-NULL) or until
 ** stopped.  'keepalive': block when nothing is alive (run_forever), else
@@ -563,6 +563,10 @@ void eddy__attach(lua_State *L, uv_loop_t *uv);
 /* Push a copy of the runtime's current context (nil for the base one),
 ** made by the function contextvars registered (eddy__key_context_copy). */
 void eddy__push_context_copy(lua_State *L, eddy_Runtime *rt);
+/* For an object that keeps the context it was made in (a task, a stream
+** transport, a server): push a copy of the current Context and return 1,
+** or push nothing and return 0 in the base context. */
+int eddy__keep_context(lua_State *L, eddy_Runtime *rt);
 /* Switch a state eddy created to the collector mode eddy runs best with. */
 void eddy__tune_gc(lua_State *L);
 /* The coroutine library's resume/wrap replaced by versions that forward

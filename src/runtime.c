@@ -199,6 +199,12 @@ void eddy__push_context_copy(lua_State *L, eddy_Runtime *rt) {
   else lua_remove(L, -2);  /* no copy function: share it */
 }
 
+int eddy__keep_context(lua_State *L, eddy_Runtime *rt) {
+  if (rt->context_ref == LUA_NOREF) return 0;
+  eddy__push_context_copy(L, rt);
+  return 1;
+}
+
 /*
 ** States eddy creates use Lua's generational collector, as lua.c's do: a
 ** loop makes many short-lived objects (handles, futures), which it

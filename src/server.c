@@ -444,11 +444,8 @@ static int l_new_server(lua_State *L) {
   lua_createtable(L, 0, 3);
   lua_newtable(L);
   lua_setfield(L, -2, "listeners");
-  if (loop->rt->context_ref != LUA_NOREF) {
-    eddy__push_context_copy(L, loop->rt);
-    lua_setfield(L, -2, "context");
-    sv->has_ctx = 1;
-  }
+  sv->has_ctx = (unsigned char)eddy__keep_context(L, loop->rt);
+  if (sv->has_ctx) lua_setfield(L, -2, "context");
   lua_setiuservalue(L, -2, SV_FIELDS);
   lua_newtable(L);
   lua_setiuservalue(L, -2, SV_LUA);

@@ -891,11 +891,9 @@ eddy_Stream *eddy__stream_new(lua_State *L, eddy_Loop *loop, int kind) {
   s->high = DEFAULT_HIGH;
   s->low = DEFAULT_HIGH / 4;
   luaL_setmetatable(L, kind_names[kind]);
-  if (loop->rt->context_ref != LUA_NOREF) {  /* see eddy__io_context_enter */
-    eddy__push_context_copy(L, loop->rt);
-    eddy__stream_set_extra(L, -2, "context");
-    s->has_ctx = 1;
-  }
+  /* its protocol's methods run in it: eddy__io_context_enter */
+  s->has_ctx = (unsigned char)eddy__keep_context(L, loop->rt);
+  if (s->has_ctx) eddy__stream_set_extra(L, -2, "context");
   return s;
 }
 

@@ -149,11 +149,8 @@ eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs) {
   lua_setiuservalue(L, fn, TASK_UV_CORO);
   eddy__pushloop(L, loop);
   lua_setiuservalue(L, fn, FUT_UV_LOOP);
-  if (rt->context_ref != LUA_NOREF) {  /* run in a copy of our context */
-    eddy__push_context_copy(L, rt);
-    lua_setiuservalue(L, fn, TASK_UV_CTX);
-    t->has_ctx = 1;
-  }
+  t->has_ctx = (unsigned char)eddy__keep_context(L, rt);  /* runs in a copy */
+  if (t->has_ctx) lua_setiuservalue(L, fn, TASK_UV_CTX);
   if (loop->debug) {
     push_extra(L, fn);
     luaL_traceback(L, L, NULL, 1);
