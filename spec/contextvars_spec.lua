@@ -500,6 +500,38 @@ describe("contexts and the loop", function()
     client:close()
     srv:close()
   end))
+  it("a failing protocol factory leaves the server's context as it was", async(function(loop)
+    -- the accept runs in the server's copy; an error in the factory
+    -- unwinds out of it and the next connection gets the copy again
+    local cvar = eddy.ContextVar("cvar", "default")
+    local reports = {}
+    loop:set_exception_handler(function(_, ctx) reports[#reports + 1] = ctx end)
+    cvar:set("server's")
+    local n, seen, made = 0, {}, loop:create_future()
+    local srv = loop:create_server(function()
+      n = n + 1
+      seen[#seen + 1] = "factory " .. n .. ": " .. cvar:get()
+      cvar:set("set by factory " .. n)
+      if n == 1 then error("factory failed") end
+      return {connection_made = function()
+        seen[#seen + 1] = cvar:get()
+        made:set_result()
+      end}
+    end, "127.0.0.1", 0)
+    local port = srv.sockets[1]:getsockname()[2]
+    local c1 = loop:create_connection(function() return {} end, "127.0.0.1", port)
+    while #reports == 0 do eddy.sleep(0.001) end
+    local c2 = loop:create_connection(function() return {} end, "127.0.0.1", port)
+    eddy.wait_for(made, 5)
+    assert.matches("factory failed", tostring(reports[1].exception))
+    -- each accept copies the server's context; the transport keeps the copy
+    assert.same({"factory 1: server's", "factory 2: server's", "set by factory 2"}, seen)
+    assert.equals("server's", cvar:get())
+    c1:close() c2:close()
+    srv:close()
+    srv:close_clients()
+    eddy.wait_for(function() srv:wait_closed() end, 5)
+  end))
   it("leaving a suspended ctx:run frees the context's registry reference once", async(function(loop)
     -- a double free put one registry slot twice on Lua's free list: the
     -- next two objects anchored there shared it, and one fd watcher ran

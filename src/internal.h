@@ -563,6 +563,8 @@ void eddy__attach(lua_State *L, uv_loop_t *uv);
 /* Push a copy of the runtime's current context (nil for the base one),
 ** made by the function contextvars registered (eddy__key_context_copy). */
 void eddy__push_context_copy(lua_State *L, eddy_Runtime *rt);
+/* Replace the Context at the top with a copy of it. */
+void eddy__copy_context(lua_State *L);
 /* For an object that keeps the context it was made in (a task, a stream
 ** transport, a server): push a copy of the current Context and return 1,
 ** or push nothing and return 0 in the base context. */
@@ -649,6 +651,9 @@ struct eddy_Stream {
 
 /* Push a new, not yet opened stream transport of 'kind'. */
 eddy_Stream *eddy__stream_new(lua_State *L, eddy_Loop *loop, int kind);
+/* From now on the protocol's methods of the stream s at t run in the
+** current Context itself, not a copy (a server's accept: server.c). */
+void eddy__stream_keep_context(lua_State *L, eddy_Stream *s, int t);
 /* The stream transport at i, or NULL. */
 eddy_Stream *eddy__tostream(lua_State *L, int i);
 /* transport:write() of the string or eddy.Buffer at index data on the

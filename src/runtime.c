@@ -188,15 +188,20 @@ static int state_error(eddy_State *E, int status) {
   return status;
 }
 
+void eddy__copy_context(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &eddy__key_context_copy);
+  lua_insert(L, -2);
+  if (lua_isfunction(L, -2)) lua_call(L, 1, 1);
+  else lua_remove(L, -2);  /* no copy function: share it */
+}
+
 void eddy__push_context_copy(lua_State *L, eddy_Runtime *rt) {
   if (rt->context_ref == LUA_NOREF) {
     lua_pushnil(L);
     return;
   }
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &eddy__key_context_copy);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->context_ref);
-  if (lua_isfunction(L, -2)) lua_call(L, 1, 1);
-  else lua_remove(L, -2);  /* no copy function: share it */
+  eddy__copy_context(L);
 }
 
 int eddy__keep_context(lua_State *L, eddy_Runtime *rt) {

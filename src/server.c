@@ -37,12 +37,11 @@ struct eddy_Server {
 
 /* User values of a Server: the protocol factory; a table only C reaches
 ** with 'listeners' (array of Listeners), 'waiters' (futures of
-** wait_closed) and 'context' (a copy of the Context it was created in,
-** where the factory and the new transports' callbacks run: see
-** eddy__io_context_enter), whose values C uses without checking them
-** again; and the
-** table of the Lua half (server:_fields()) with 'serving_fut' (the future
-** serve_forever waits on). */
+** wait_closed) and 'context' (a copy of the Context it was created in, of
+** which each accept makes a copy for the factory and the new transport's
+** callbacks: accept_one), whose values C uses without checking them
+** again; and the table of the Lua half (server:_fields()) with
+** 'serving_fut' (the future serve_forever waits on). */
 enum { SV_FACTORY = 1, SV_FIELDS, SV_LUA, SV_NUV = SV_LUA };
 
 typedef struct Listener {
@@ -107,10 +106,7 @@ static int accept_one(lua_State *L) {
   int r, tp;
   eddy_IoContext ctx;
   lua_getiuservalue(L, 1, 1);  /* 2: the server */
-  if (sv->has_ctx) push_field(L, 2, "context");
-  /* an error leaves it to eddy__pcall's own leave (connection_cb) */
-  eddy__io_context_enter(L, sv->loop, sv->has_ctx, &ctx);
-  s = eddy__stream_new(L, sv->loop, sv->kind);  /* 3 */
+  s = eddy__stream_new(L, sv->loop, sv->kind);  /* 3, in the base context */
   h = eddy__stream_open(L, s, 3);
   if ((r = uv_accept((uv_stream_t *)l->uv.handle, h)) < 0) {
     s->state = EDDY_STREAM_CLOSED;
@@ -118,6 +114,15 @@ static int accept_one(lua_State *L) {
     return eddy__uverror(L, r, "accept");
   }
   if (sv->kind == EDDY_STREAM_TCP) uv_tcp_nodelay((uv_tcp_t *)h, 1);
+  /* asyncio accepts in a task of its own: the factory runs in a fresh
+  ** copy of the server's context, and the transport's callbacks in what
+  ** the factory left there.  An error leaves the context to eddy__pcall's
+  ** own leave (connection_cb). */
+  if (sv->has_ctx) {
+    push_field(L, 2, "context");
+    eddy__copy_context(L);
+  }
+  eddy__io_context_enter(L, sv->loop, sv->has_ctx, &ctx);
   lua_pushcfunction(L, eddy__traceback);
   lua_getiuservalue(L, 2, SV_FACTORY);
   r = lua_pcall(L, 0, 1, 4);  /* 5: the protocol */
@@ -135,6 +140,7 @@ static int accept_one(lua_State *L) {
   }
   sv->active++;
   s->server = sv;
+  eddy__stream_keep_context(L, s, 3);
   eddy__stream_start(L, 3, 5, 2);
   if (eddy__io_context_leave(L, sv->loop, &ctx)) lua_pop(L, 1);
   return 0;

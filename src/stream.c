@@ -897,6 +897,14 @@ eddy_Stream *eddy__stream_new(lua_State *L, eddy_Loop *loop, int kind) {
   return s;
 }
 
+void eddy__stream_keep_context(lua_State *L, eddy_Stream *s, int t) {
+  eddy_Runtime *rt = s->uv.loop->rt;
+  if (rt->context_ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->context_ref);
+  eddy__stream_set_extra(L, t, "context");
+  s->has_ctx = 1;
+}
+
 /* Open the libuv handle of the new stream at index t; returns the
 ** handle (after uv_*_init) or raises. */
 uv_stream_t *eddy__stream_open(lua_State *L, eddy_Stream *s, int t) {
