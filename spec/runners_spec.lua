@@ -100,3 +100,25 @@ describe("eddy.run", function()
     assert.are_not.equal(a, b)
   end)
 end)
+
+-- eddy.test's own runner: its bound on a spec must hold even when the
+-- spec's task does not end once cancelled.
+describe("eddy.test.async", function()
+  local test = require "eddy.test"
+
+  it("fails a spec that times out", function()
+    local ok, err = pcall(test.async(function() eddy.sleep(10) end, 0.02))
+    assert.is_false(ok)
+    assert.equals("spec timed out after 0.02 s", err)
+  end)
+
+  it("stops the loop when a timed-out spec still waits after its cancellation", function()
+    local t0 = os.time()
+    local ok, err = pcall(test.async(function()
+      while true do pcall(eddy.sleep, 10) end  -- swallows the cancellation
+    end, 0.02))
+    assert.is_false(ok)
+    assert.equals("spec timed out after 0.02 s, and was still waiting 1 s after its cancellation", err)
+    assert.is_true(os.time() - t0 <= 3)
+  end)
+end)
