@@ -3,20 +3,25 @@
 ** eddy executable's, eddy_new's and the executor workers'.  (A host that
 ** does `require "eddy"` keeps its own allocator.)
 **
-** glibc's malloc hands out blocks of up to 1032 bytes from per-thread
-** caches in a few instructions.  Larger ones go through its bins: free
-** merges the block with its free neighbours and the next malloc splits
-** one again, some 400 instructions a pair.  An I/O loop allocates just
-** such blocks at a high rate -- a Lua string for every read of 1 KiB or
-** more -- and the collector frees them in batches.  So these states keep
-** the blocks of 1 KiB to 128 KiB they free on a free list per size class
-** (eight classes per power of two) and take from those lists first, up
-** to a budget of cached bytes; past it, blocks go back to free().
+** A loop allocates and frees blocks at a high rate: a Lua string for
+** every read, and the collector frees them in batches of thousands.
+** glibc's malloc serves a block from its per-thread cache in a few
+** instructions, but that cache holds only seven blocks of a size: past
+** them a small block goes through its fast bins (some 190 instructions a
+** malloc and free), and a block of more than 1032 bytes through its
+** bins, where free merges it with its free neighbours and the next malloc
+** splits one again (some 400 a pair).  So these states keep the blocks
+** they free on free lists per size class and take from those lists
+** first, up to a budget of cached bytes each for small and large blocks;
+** past it, blocks go back to free().
 **
-** The blocks of the classes are aligned to cache lines, so that the bytes
-** of all strings of 1 KiB or more sit at one offset within a line: the
-** read path copies into them fastest from a source at that same offset
-** (stream.c).
+**   small: up to 520 bytes, a class per 16 bytes;
+**   large: 1 KiB to 128 KiB, eight classes per power of two.
+**
+** The blocks of the large classes are aligned to cache lines, so that the
+** bytes of all strings of 1 KiB or more sit at one offset within a line:
+** the read path copies into them fastest from a source at that same
+** offset (stream.c).
 **
 ** A freed block is filed by malloc_usable_size, not by the size Lua says
 ** it had, so the blocks luaL_newstate allocated before this allocator
@@ -38,13 +43,21 @@
 #define NCLASSES (((CLASS_MAX_LOG2 - CLASS_MIN_LOG2) << STEPS_LOG2) + 1)
 #define CLASS_MIN ((size_t)1 << CLASS_MIN_LOG2)
 #define CLASS_MAX ((size_t)1 << CLASS_MAX_LOG2)
+/* Small class k (1 <= k <= NSMALL) holds blocks of at least 16k + 8
+** bytes: glibc's usable sizes, a 16-byte chunk step less its 8-byte
+** header, so a block of a class is no bigger than glibc's own would be. */
+#define NSMALL 32
+#define SMALL_SIZE(k) (((size_t)(k) << 4) + 8)
+#define SMALL_MAX SMALL_SIZE(NSMALL) /* 520 */
 
 /* Under AddressSanitizer nothing is reused, so that it still sees every
 ** use of a freed block; the class arithmetic runs all the same. */
 #ifdef __SANITIZE_ADDRESS__
 #define BUDGET 0
+#define SMALL_BUDGET 0
 #else
-#define BUDGET ((size_t)4 << 20) /* bytes kept on the free lists */
+#define BUDGET ((size_t)4 << 20)       /* bytes kept on the large lists */
+#define SMALL_BUDGET ((size_t)1 << 20) /* and on the small ones */
 #endif
 
 typedef struct FreeBlock {
@@ -53,7 +66,9 @@ typedef struct FreeBlock {
 
 typedef struct {
   FreeBlock *free[NCLASSES];
-  size_t cached; /* bytes on the lists */
+  size_t cached; /* bytes on the large lists */
+  FreeBlock *small[NSMALL + 1]; /* small[k]: blocks of SMALL_SIZE(k) bytes or more */
+  size_t small_cached;
 } Cache;
 
 static size_t class_size(int c) {
@@ -81,9 +96,22 @@ static int class_above(size_t n) {
 
 static int in_classes(size_t n) { return n >= CLASS_MIN && n <= CLASS_MAX; }
 
+/* A small block of n bytes (n <= SMALL_MAX). */
+static void *acquire_small(Cache *c, size_t n) {
+  int k = n <= SMALL_SIZE(1) ? 1 : (int)((n + 7) >> 4);
+  FreeBlock *b = c->small[k];
+  /* (with nothing cached, the exact size: ASan then sees a 1-byte overrun) */
+  if (b == NULL) return malloc(SMALL_BUDGET > 0 ? SMALL_SIZE(k) : n);
+  c->small[k] = b->next;
+  c->small_cached -= SMALL_SIZE(k);
+  assert(malloc_usable_size(b) >= n);
+  return b;
+}
+
 static void *acquire(Cache *c, size_t n) {
   int k;
   FreeBlock *b;
+  if (n <= SMALL_MAX) return acquire_small(c, n);
   if (!in_classes(n)) return malloc(n);
   k = class_above(n);
   if ((b = c->free[k]) == NULL) return aligned_alloc(BLOCK_ALIGN, class_size(k));
@@ -93,13 +121,27 @@ static void *acquire(Cache *c, size_t n) {
   return b;
 }
 
-/* Free p, of osize bytes for Lua: onto a list when it fits one.  A block
-** Lua knew as smaller than CLASS_MIN goes back to glibc unexamined. */
-static void release(Cache *c, void *p, size_t osize) {
-  size_t usable;
-  int k;
-  if (osize < CLASS_MIN || (usable = malloc_usable_size(p)) < CLASS_MIN) {
+/* File a freed block with 'usable' bytes (< CLASS_MIN) on the small
+** list of the largest class it can serve. */
+static void release_small(Cache *c, void *p, size_t usable) {
+  int k = usable < SMALL_SIZE(1) ? 0
+          : usable >= SMALL_MAX  ? NSMALL
+                                 : (int)((usable - 8) >> 4);
+  if (k == 0 || c->small_cached + SMALL_SIZE(k) > SMALL_BUDGET) {
     free(p);
+    return;
+  }
+  ((FreeBlock *)p)->next = c->small[k];
+  c->small[k] = (FreeBlock *)p;
+  c->small_cached += SMALL_SIZE(k);
+}
+
+/* Free p: onto a list when it fits one. */
+static void release(Cache *c, void *p) {
+  size_t usable = malloc_usable_size(p);
+  int k;
+  if (usable < CLASS_MIN) {
+    release_small(c, p, usable);
     return;
   }
   if (usable >= 2 * CLASS_MAX) {  /* not one of ours */
@@ -122,7 +164,7 @@ static void *cache_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   Cache *c = (Cache *)ud;
   void *n;
   if (nsize == 0) {
-    if (ptr != NULL) release(c, ptr, osize);
+    if (ptr != NULL) release(c, ptr);
     return NULL;
   }
   if (ptr == NULL) return acquire(c, nsize);
@@ -133,19 +175,22 @@ static void *cache_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   if ((n = acquire(c, nsize)) == NULL) return nsize <= osize ? ptr : NULL;
   memcpy(n, ptr, osize < nsize ? osize : nsize);
-  release(c, ptr, osize);
+  release(c, ptr);
   return n;
+}
+
+static void free_list(FreeBlock *b) {
+  while (b != NULL) {
+    FreeBlock *next = b->next;
+    free(b);
+    b = next;
+  }
 }
 
 static void drop_cache(Cache *c) {
   int k;
-  for (k = 0; k < NCLASSES; k++) {
-    while (c->free[k] != NULL) {
-      FreeBlock *b = c->free[k];
-      c->free[k] = b->next;
-      free(b);
-    }
-  }
+  for (k = 0; k < NCLASSES; k++) free_list(c->free[k]);
+  for (k = 0; k <= NSMALL; k++) free_list(c->small[k]);
   free(c);
 }
 
