@@ -232,4 +232,16 @@ describe("eddy.create_subprocess_exec / _shell", function()
              "create_subprocess_shell")
     argerror(function() eddy.create_subprocess_exec(nil) end, 1, "create_subprocess_exec")
   end))
+
+  it("works at a script's top level: the calls run the default loop (API.md §11)", function()
+    local r = cli.eddy("-e " .. cli.q[[
+      local eddy = require 'eddy'
+      local PIPE = eddy.subprocess.PIPE
+      local p = eddy.create_subprocess_exec('sh', '-c', 'exit 4')
+      print(p:wait(), p.returncode)
+      p = eddy.create_subprocess_shell('tr a-z A-Z', {stdin = PIPE, stdout = PIPE})
+      print(p:communicate('hi'))
+      eddy.create_subprocess_shell('sleep 0.1; echo drained')]])
+    assert.same({code = 0, out = "4\t4\nHI\tnil\ndrained\n", err = ""}, r)
+  end)
 end)

@@ -404,7 +404,7 @@ function process_methods:communicate(input)
     jobs[#jobs + 1] = function() err = self.stderr:read(-1) end
   end
   local tasks = {}
-  for i, job in ipairs(jobs) do tasks[i] = eddy.create_task(job) end
+  for i, job in ipairs(jobs) do tasks[i] = self._transport._loop:create_task(job) end
   eddy.gather(table.unpack(tasks))
   self:wait()
   return out, err
@@ -420,7 +420,9 @@ local function create_process(fname, n, opts, spawn_fn)
       error(errors.ValueError("limit must be a positive integer"), 3)
     end
   end
-  local loop = eddy.get_running_loop()
+  -- The running loop, or at the main chunk's top level (API.md §11) the
+  -- default one, which the suspending calls on the Process then run.
+  local loop = C._get_running_loop() or C.get_event_loop()
   local protocol = setmetatable({_limit = limit, _loop = loop}, StreamProtocol)
   local spawn = spawn_options(fname, n, opts, stream_options, INHERIT)
   spawn.limit = nil
