@@ -144,6 +144,11 @@ describe("loop:subprocess_exec", function()
     raises(function() loop:subprocess_shell(f, "true", {stdout = -99}) end, errors.ValueError)
     raises(function() loop:subprocess_shell(f, "true", {env = {["A=B"] = "x"}}) end, errors.ValueError)
     raises(function() loop:subprocess_shell(f, "true", {pass_fds = {1}}) end, errors.ValueError)
+    -- A standard argument error, at the caller's line (it came from the C
+    -- spawn, naming subprocess.lua).
+    local perr = argerror(function() loop:subprocess_shell(f, "true", {pass_fds = {"3"}}) end,
+                          3, "subprocess_shell")
+    assert.matches("^spec/subprocess_spec.lua:%d+: ", perr)
     raises(function() loop:subprocess_shell(f, "true", {stdout = 999999}) end, errors.OSError)
     raises(function() loop:subprocess_exec(f, "/nonexistent/program") end, errors.FileNotFoundError)
     raises(function() loop:subprocess_shell(f, "true", {cwd = "/nonexistent"}) end, errors.FileNotFoundError)

@@ -89,6 +89,11 @@ local function spawn_options(fname, n, opts, extra, default_stdio)
     if type(opts.pass_fds) ~= "table" then
       argerror(fname, n, "array for 'pass_fds'", opts.pass_fds, 4)
     end
+    for _, fd in ipairs(opts.pass_fds) do  -- (the range is checked in C)
+      if math.type(fd) ~= "integer" then
+        argerror(fname, n, "array of integers for 'pass_fds'", fd, 4)
+      end
+    end
     spawn.pass_fds = opts.pass_fds
   end
   return spawn, opts
