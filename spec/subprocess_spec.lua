@@ -79,6 +79,18 @@ describe("loop:subprocess_exec", function()
     end
   end))
 
+  it("send_signal(0) only checks the child exists, as Popen.send_signal (os.kill)",
+     async(function(loop)
+    local rec = recorder(loop)
+    local t = loop:subprocess_exec(function() return rec end, "sleep", "30")
+    t:send_signal(0)
+    raises(function() t:send_signal(99) end, {errors.ValueError, "invalid signal number 99"})
+    assert.is_nil(t:get_returncode())
+    t:kill()
+    net.wait(rec.lost_fut)
+    assert.equal(-9, t:get_returncode())
+  end))
+
   it("close() kills a running child and closes its pipes", async(function(loop)
     local rec = recorder(loop)
     local t = loop:subprocess_exec(function() return rec end, "sleep", "30")
