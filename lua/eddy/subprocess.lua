@@ -207,13 +207,21 @@ function Transport:get_pipe_transport(fd)
   return pipe and pipe.transport
 end
 
--- send_signal(sig): nothing once the process has exited (as Popen);
--- ProcessLookupError once the transport has finished.
-function Transport:send_signal(sig)
-  if self._done then error(errors.ProcessLookupError("the process has exited"), 2) end
+-- Send sig: nothing once the process has exited (as Popen);
+-- ProcessLookupError once the transport has finished.  A sig of the
+-- wrong type is the argument error of send_signal, at 'level' (the C
+-- kill's own would name kill, at this file's line).
+local function send_signal(self, sig, level)
+  local t = type(sig)
+  if t ~= "number" and t ~= "string" then
+    error(args.message("send_signal", 1, "signal number or name", sig), level + 1)
+  end
+  if self._done then error(errors.ProcessLookupError("the process has exited"), level + 1) end
   if self._returncode ~= nil then return end
   self._proc:kill(sig)
 end
+
+function Transport:send_signal(sig) send_signal(self, sig, 2) end
 
 function Transport:terminate() self:send_signal("SIGTERM") end
 function Transport:kill() self:send_signal("SIGKILL") end
@@ -371,7 +379,7 @@ function process_methods:wait()
   return self._transport:_wait()
 end
 
-function process_methods:send_signal(sig) self._transport:send_signal(sig) end
+function process_methods:send_signal(sig) send_signal(self._transport, sig, 2) end
 function process_methods:terminate() self._transport:terminate() end
 function process_methods:kill() self._transport:kill() end
 
