@@ -300,6 +300,19 @@ print("chunk returns")
     assert.matches("cb failed", r.err)
   end)
 
+  it("a task's error nobody retrieved counts too, whenever the collector runs; status 1", function()
+    -- Without a collection during the drain, the task was collected only
+    -- when the state closed, after the status was decided.
+    local r = eddy("-e " .. q[[
+      local loop = require('eddy').get_event_loop()
+      loop:create_task(function() error('task failed') end)
+      loop:call_later(0.01, print, 'still running')]])
+    assert.equal(1, r.code)
+    assert.equal("still running\n", r.out)
+    assert.matches("Task exception was never retrieved", r.err)
+    assert.matches("task failed", r.err)
+  end)
+
   it("top-level suspension with nothing to wait for raises a clear error", function()
     local r = eddy("-e " .. q"require('eddy').get_event_loop():create_future():await()")
     assert.equal(1, r.code)

@@ -474,6 +474,29 @@ describe("default executor", function()
     assert.equal(0.4, fut:await())  -- the job goes on; its result arrives
   end))
 
+  it("shutdown_default_executor waits at a script's top level; a plain callback gets RuntimeError",
+     function()
+    local code, out = checks.run_script([[
+      local eddy = require "eddy"
+      local loop = eddy.get_event_loop()
+      local fut = loop:run_in_executor(nil, os.execute, "sleep 0.05")
+      loop:shutdown_default_executor(5)
+      print("waited", fut:done())
+      local other = eddy.new_event_loop()
+      other:run_in_executor(nil, type, 1)
+      other:call_soon(function()
+        print(select(2, pcall(other.shutdown_default_executor, other)))
+        other:stop()
+      end)
+      other:run_forever()
+      other:close()
+    ]])
+    assert.equal(0, code, out)
+    assert.equal("waited\ttrue\nRuntimeError: shutdown_default_executor() cannot suspend here: "
+                 .. "call it from a task (eddy.run(main), loop:run_until_complete or "
+                 .. "loop:create_task)\n", out)
+  end)
+
   it("warns with a RuntimeWarning on timeout", function()
     local code, out = checks.run_script([[
       warn("@on")

@@ -79,6 +79,21 @@ describe("loop:subprocess_exec", function()
     end
   end))
 
+  it("send_signal(0) only checks the child exists, as Popen.send_signal (os.kill)",
+     async(function(loop)
+    local rec = recorder(loop)
+    local t = loop:subprocess_exec(function() return rec end, "sleep", "30")
+    t:send_signal(0)
+    raises(function() t:send_signal(99) end, {errors.ValueError, "invalid signal number 99"})
+    -- A wrong type: send_signal's argument error, at the caller's line.
+    local err = argerror(function() t:send_signal(nil) end, 1, "send_signal")
+    assert.matches("^spec/subprocess_spec.lua:%d+: ", err)
+    assert.is_nil(t:get_returncode())
+    t:kill()
+    net.wait(rec.lost_fut)
+    assert.equal(-9, t:get_returncode())
+  end))
+
   it("close() kills a running child and closes its pipes", async(function(loop)
     local rec = recorder(loop)
     local t = loop:subprocess_exec(function() return rec end, "sleep", "30")
@@ -144,6 +159,11 @@ describe("loop:subprocess_exec", function()
     raises(function() loop:subprocess_shell(f, "true", {stdout = -99}) end, errors.ValueError)
     raises(function() loop:subprocess_shell(f, "true", {env = {["A=B"] = "x"}}) end, errors.ValueError)
     raises(function() loop:subprocess_shell(f, "true", {pass_fds = {1}}) end, errors.ValueError)
+    -- A standard argument error, at the caller's line (it came from the C
+    -- spawn, naming subprocess.lua).
+    local perr = argerror(function() loop:subprocess_shell(f, "true", {pass_fds = {"3"}}) end,
+                          3, "subprocess_shell")
+    assert.matches("^spec/subprocess_spec.lua:%d+: ", perr)
     raises(function() loop:subprocess_shell(f, "true", {stdout = 999999}) end, errors.OSError)
     raises(function() loop:subprocess_exec(f, "/nonexistent/program") end, errors.FileNotFoundError)
     raises(function() loop:subprocess_shell(f, "true", {cwd = "/nonexistent"}) end, errors.FileNotFoundError)
@@ -232,4 +252,16 @@ describe("eddy.create_subprocess_exec / _shell", function()
              "create_subprocess_shell")
     argerror(function() eddy.create_subprocess_exec(nil) end, 1, "create_subprocess_exec")
   end))
+
+  it("works at a script's top level: the calls run the default loop (API.md §11)", function()
+    local r = cli.eddy("-e " .. cli.q[[
+      local eddy = require 'eddy'
+      local PIPE = eddy.subprocess.PIPE
+      local p = eddy.create_subprocess_exec('sh', '-c', 'exit 4')
+      print(p:wait(), p.returncode)
+      p = eddy.create_subprocess_shell('tr a-z A-Z', {stdin = PIPE, stdout = PIPE})
+      print(p:communicate('hi'))
+      eddy.create_subprocess_shell('sleep 0.1; echo drained')]])
+    assert.same({code = 0, out = "4\t4\nHI\tnil\ndrained\n", err = ""}, r)
+  end)
 end)

@@ -154,6 +154,25 @@ describe("eddy.ssl.SSLContext", function()
     raises(function() c:set_alpn_protocols({("x"):rep(256)}) end, errors.ValueError)
     raises(function() c:set_alpn_protocols({1}) end, "string expected")
   end)
+
+  it("argument errors blame the caller's line, not eddy's own files", function()
+    local c = ssl.SSLContext()
+    local here = debug.getinfo(1, "S").short_src
+    for _, call in ipairs {
+      {function() c:load_verify_locations() end, "load_verify_locations' %(cafile, capath"},
+      {function() c:load_verify_locations({}) end, "#1 to 'load_verify_locations'"},
+      {function() c:load_verify_locations(nil, nil, true) end, "#3 to 'load_verify_locations'"},
+      {function() c:set_alpn_protocols("h2") end, "#1 to 'set_alpn_protocols' %(table expected"},
+      {function() c:set_alpn_protocols({"h2", 3}) end, "protocol #2: string expected"},
+      {function() c:set_ciphers(nil) end, "#1 to 'set_ciphers'"},
+      {function() c:load_cert_chain("x.pem", {}) end, "#2 to 'load_cert_chain'"},
+    } do
+      local ok, err = pcall(call[1])
+      assert.is_false(ok)
+      assert.matches(call[2], err)
+      assert.equal(here, err:match("^(.-):%d+: bad argument"), err)
+    end
+  end)
 end)
 
 describe("TLS connections between eddy peers", function()

@@ -842,7 +842,8 @@ void eddy__open_udp(lua_State *L);
 ** methods) to the Loop class of the core table at the top, and the
 ** eddy.signal table as its field 'signal'. */
 void eddy__open_signal(lua_State *L);
-/* The signal at argument i (a number or a name): argument error for a
+/* The signal to send at argument i (a number or a name, or 0, which only
+** checks that the process exists, as os.kill): argument error for a
 ** wrong type, ValueError for an unknown signal. */
 int eddy__checksignal(lua_State *L, int i);
 

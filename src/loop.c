@@ -673,6 +673,11 @@ int eddy__run_default(lua_State *L, uv_run_mode mode) {
     return rt->unhandled_error;
   if (mode == UV_RUN_DEFAULT) {
     eddy__loop_run(L, loop, NULL, 0);
+    /* A task or future whose error nobody retrieved reports it when it is
+    ** collected (asyncio's __del__).  Collect now, so that report counts
+    ** in the result whether or not the collector happened to run during
+    ** the drain: otherwise a script's exit status would depend on it. */
+    lua_gc(L, LUA_GCCOLLECT);
   } else {
     loop->state = EDDY_LOOP_RUNNING;
     rt->running = loop;

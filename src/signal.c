@@ -94,7 +94,7 @@ static int checksignal(lua_State *L, int i, int zero) {
 }
 
 int eddy__checksignal(lua_State *L, int i) {
-  return checksignal(L, i, 0);
+  return checksignal(L, i, 1);  /* a signal to send: 0 as os.kill's */
 }
 
 /* }====================================================== */

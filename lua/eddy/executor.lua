@@ -24,12 +24,13 @@ function Loop:shutdown_default_executor(timeout)
   fields.executor_shutdown_called = true
   local executor = fields.default_executor
   if executor == nil then return end
+  -- It waits: a plain callback gets the RuntimeError naming it; at a
+  -- script's top level wait_for runs the default loop (API.md §11).
+  C._can_suspend("shutdown_default_executor")
   executor:shutdown(false)
   local exited = executor:_threads_exited(self)
-  local ok, err = pcall(function()
-    local scope <close> = eddy.timeout(timeout)
-    exited:await()
-  end)
+  -- Shielded: giving up the wait must not cancel the threads' future.
+  local ok, err = pcall(eddy.wait_for, eddy.shield(exited), timeout)
   if ok then
     executor:shutdown(true)  -- every thread has exited: joining is instant
   elseif errors.is(err, errors.TimeoutError) then

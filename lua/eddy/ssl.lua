@@ -146,16 +146,32 @@ end
 
 local function handle(self) return settings(self).handle end
 
+-- Argument checks of the methods below, made here so that an error
+-- blames the caller's line: the C methods' own checks would name this
+-- file, the caller of the C function.
+local function check_string(fname, n, v, optional)
+  if type(v) == "string" or (optional and v == nil) then return end
+  error(args.message(fname, n, optional and "string or nil" or "string", v), 3)
+end
+
 -- ctx:load_cert_chain(certfile, keyfile, password): the chain (PEM) and
 -- its key (in certfile when keyfile is nil); password: a string or a
 -- function returning one, for an encrypted key.
 function SSLContext:load_cert_chain(certfile, keyfile, password)
-  if type(certfile) ~= "string" then error(args.message("load_cert_chain", 1, "string", certfile), 2) end
+  check_string("load_cert_chain", 1, certfile)
+  check_string("load_cert_chain", 2, keyfile, true)
   return handle(self):load_cert_chain(certfile, keyfile, password)
 end
 
 -- ctx:load_verify_locations(cafile, capath, cadata): trust these CAs.
 function SSLContext:load_verify_locations(cafile, capath, cadata)
+  local fname = "load_verify_locations"
+  check_string(fname, 1, cafile, true)
+  check_string(fname, 2, capath, true)
+  check_string(fname, 3, cadata, true)
+  if cafile == nil and capath == nil and cadata == nil then
+    error("bad argument to '" .. fname .. "' (cafile, capath and cadata cannot be all omitted)", 2)
+  end
   return handle(self):load_verify_locations(cafile, capath, cadata)
 end
 
@@ -170,8 +186,21 @@ function SSLContext:load_default_certs()
   return handle(self):load_verify_locations(nil, os.getenv("SSL_CERT_DIR") or DEFAULT_CAPATH)
 end
 
-function SSLContext:set_alpn_protocols(list) return handle(self):set_alpn_protocols(list) end
-function SSLContext:set_ciphers(spec) return handle(self):set_ciphers(spec) end
+function SSLContext:set_alpn_protocols(list)
+  if type(list) ~= "table" then error(args.message("set_alpn_protocols", 1, "table", list), 2) end
+  for i = 1, #list do
+    if type(list[i]) ~= "string" then
+      error(string.format("bad argument #1 to 'set_alpn_protocols' (protocol #%d: string expected, got %s)",
+                          i, args.typename(list[i])), 2)
+    end
+  end
+  return handle(self):set_alpn_protocols(list)
+end
+
+function SSLContext:set_ciphers(spec)
+  check_string("set_ciphers", 1, spec)
+  return handle(self):set_ciphers(spec)
+end
 function SSLContext:cert_store_stats() return handle(self):cert_store_stats() end
 
 -- For sslproto: the TLS object of one connection.

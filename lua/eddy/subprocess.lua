@@ -89,6 +89,11 @@ local function spawn_options(fname, n, opts, extra, default_stdio)
     if type(opts.pass_fds) ~= "table" then
       argerror(fname, n, "array for 'pass_fds'", opts.pass_fds, 4)
     end
+    for _, fd in ipairs(opts.pass_fds) do  -- (the range is checked in C)
+      if math.type(fd) ~= "integer" then
+        argerror(fname, n, "array of integers for 'pass_fds'", fd, 4)
+      end
+    end
     spawn.pass_fds = opts.pass_fds
   end
   return spawn, opts
@@ -202,13 +207,21 @@ function Transport:get_pipe_transport(fd)
   return pipe and pipe.transport
 end
 
--- send_signal(sig): nothing once the process has exited (as Popen);
--- ProcessLookupError once the transport has finished.
-function Transport:send_signal(sig)
-  if self._done then error(errors.ProcessLookupError("the process has exited"), 2) end
+-- Send sig: nothing once the process has exited (as Popen);
+-- ProcessLookupError once the transport has finished.  A sig of the
+-- wrong type is the argument error of send_signal, at 'level' (the C
+-- kill's own would name kill, at this file's line).
+local function send_signal(self, sig, level)
+  local t = type(sig)
+  if t ~= "number" and t ~= "string" then
+    error(args.message("send_signal", 1, "signal number or name", sig), level + 1)
+  end
+  if self._done then error(errors.ProcessLookupError("the process has exited"), level + 1) end
   if self._returncode ~= nil then return end
   self._proc:kill(sig)
 end
+
+function Transport:send_signal(sig) send_signal(self, sig, 2) end
 
 function Transport:terminate() self:send_signal("SIGTERM") end
 function Transport:kill() self:send_signal("SIGKILL") end
@@ -366,7 +379,7 @@ function process_methods:wait()
   return self._transport:_wait()
 end
 
-function process_methods:send_signal(sig) self._transport:send_signal(sig) end
+function process_methods:send_signal(sig) send_signal(self._transport, sig, 2) end
 function process_methods:terminate() self._transport:terminate() end
 function process_methods:kill() self._transport:kill() end
 
@@ -404,7 +417,7 @@ function process_methods:communicate(input)
     jobs[#jobs + 1] = function() err = self.stderr:read(-1) end
   end
   local tasks = {}
-  for i, job in ipairs(jobs) do tasks[i] = eddy.create_task(job) end
+  for i, job in ipairs(jobs) do tasks[i] = self._transport._loop:create_task(job) end
   eddy.gather(table.unpack(tasks))
   self:wait()
   return out, err
@@ -420,7 +433,9 @@ local function create_process(fname, n, opts, spawn_fn)
       error(errors.ValueError("limit must be a positive integer"), 3)
     end
   end
-  local loop = eddy.get_running_loop()
+  -- The running loop, or at the main chunk's top level (API.md §11) the
+  -- default one, which the suspending calls on the Process then run.
+  local loop = C._get_running_loop() or C.get_event_loop()
   local protocol = setmetatable({_limit = limit, _loop = loop}, StreamProtocol)
   local spawn = spawn_options(fname, n, opts, stream_options, INHERIT)
   spawn.limit = nil
