@@ -38,7 +38,8 @@ local function check_stdio(fname, n, name, v)
     if v >= 0 or v == PIPE or v == DEVNULL or v == INHERIT or (v == STDOUT and name == "stderr") then
       return
     end
-    error(errors.ValueError(string.format("%s: invalid value %d", name, v)), 4)
+    local why = v == STDOUT and "STDOUT is only valid for stderr" or "invalid value " .. v
+    error(errors.ValueError(name .. ": " .. why), 4)
   end
   if io.type(v) == "closed file" then error("attempt to use a closed file", 4) end
   if not args.has_fileno(v) then
