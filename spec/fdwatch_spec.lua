@@ -75,6 +75,27 @@ describe("fd watchers", function()
     a:close() b:close()
   end))
 
+  it("a cancelled handle is dropped when its fd is ready, not called (asyncio's _process_events)",
+     async(function(loop)
+    local a, b = socket.socketpair()
+    local calls, writes = 0, loop:create_future()
+    loop:add_reader(b, function() calls = calls + 1 end):cancel()
+    loop:add_writer(b, function()
+      loop:remove_writer(b)
+      writes:set_result(true)
+    end)
+    a:send("x")
+    writes:await()
+    -- the ready fd no longer wakes the loop: the reader went, the writer's
+    -- own interest was left alone until its callback removed it
+    local idle = os.clock()
+    eddy.sleep(0.05)
+    assert.is_true(os.clock() - idle < 0.025)
+    assert.equal(0, calls)
+    assert.is_false(loop:remove_reader(b))
+    a:close() b:close()
+  end))
+
   it("a callback error goes to the exception handler and the loop goes on", function()
     local reports = test.run_collecting(function(loop)
       local a, b = socket.socketpair()

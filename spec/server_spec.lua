@@ -176,6 +176,28 @@ describe("create_server", function()
     t1:close()
   end))
 
+  it("from a plain callback raises RuntimeError naming itself, with nothing left serving",
+     async(function(loop)
+    local made, errs = 0, {}
+    local factory = function() made = made + 1 return {} end
+    local done = loop:create_future()
+    loop:call_soon(function()
+      errs[1] = select(2, pcall(loop.create_server, loop, factory, "127.0.0.1", 0))
+      errs[2] = select(2, pcall(loop.create_unix_server, loop, factory, "\0eddy-spec-cb"))
+      -- suspending in name even when nothing waits, as connect_accepted_socket
+      errs[3] = select(2, pcall(loop.create_server, loop, factory, "127.0.0.1", 0,
+                                {start_serving = false}))
+      done:set_result()
+    end)
+    done:await()
+    assert.matches("^RuntimeError: create_server%(%) cannot suspend here", tostring(errs[1]))
+    assert.matches("^RuntimeError: create_unix_server%(%) cannot suspend here", tostring(errs[2]))
+    assert.matches("^RuntimeError: create_server%(%) cannot suspend here", tostring(errs[3]))
+    -- nothing was bound: the abstract name is free, no server accepts
+    local srv <close> = loop:create_unix_server(factory, "\0eddy-spec-cb")
+    assert.equal(0, made)
+  end))
+
   it("rejects bad arguments with clear errors", async(function(loop)
     argerror(function() loop:create_server(42) end, 1, "create_server")
     argerror(function() loop:create_server(function() end, 42, 0) end, 2, "create_server")

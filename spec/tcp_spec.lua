@@ -140,6 +140,27 @@ describe("create_connection", function()
     b:close()
   end))
 
+  it("create_connection and create_unix_connection with sock= are suspending too: the socket stays",
+     async(function(loop)
+    local a, b = eddy.socket.socketpair()
+    local done = loop:create_future()
+    loop:call_soon(function()
+      local factory = function() return {} end
+      done:set_result(
+        select(2, pcall(loop.create_connection, loop, factory, nil, nil, {sock = a})),
+        select(2, pcall(loop.create_unix_connection, loop, factory, nil, {sock = a})),
+        select(2, pcall(loop.create_connection, loop, factory, "localhost", 1)))
+    end)
+    local e1, e2, e3 = net.wait(done)
+    assert.matches("^RuntimeError: create_connection%(%) cannot suspend here", tostring(e1))
+    assert.matches("^RuntimeError: create_unix_connection%(%) cannot suspend here", tostring(e2))
+    -- a name to resolve: the error names create_connection, not the resolver
+    assert.matches("^RuntimeError: create_connection%(%) cannot suspend here", tostring(e3))
+    assert.is_true(a:fileno() >= 0)
+    a:close()
+    b:close()
+  end))
+
   it("a task cancelled once its connect completed, before it resumed, leaves no connection open",
      async(function(loop)
     local srv, port = net.echo_server(loop)

@@ -217,6 +217,21 @@ describe("create_datagram_endpoint", function()
     assert.equal(before, count_sockets())
   end))
 
+  it("from a plain callback raises RuntimeError naming itself before the factory runs",
+     async(function(loop)
+    local made, err = 0, nil
+    local done = loop:create_future()
+    loop:call_soon(function()
+      err = select(2, pcall(loop.create_datagram_endpoint, loop,
+                            function() made = made + 1 return {} end, {"127.0.0.1", 0}))
+      done:set_result()
+    end)
+    done:await()
+    eddy.sleep(0.01)
+    assert.matches("^RuntimeError: create_datagram_endpoint%(%) cannot suspend here", tostring(err))
+    assert.equal(0, made)
+  end))
+
   it("datagrams sent after close are dropped; debug mode warns (API.md §9)", function()
     local script = [[
       warn("@on")

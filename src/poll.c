@@ -81,6 +81,34 @@ static int drop_handle(lua_State *L, int wi, int slot) {
   return 1;
 }
 
+/* unwatch(loop, fd, event): eddy__fd_unwatch, for eddy__pcall (it raises
+** when the fd was closed while watched). */
+static int unwatch(lua_State *L) {
+  eddy__fd_unwatch(L, (eddy_Loop *)lua_touserdata(L, 1),
+                   (int)lua_tointeger(L, 2), (int)lua_tointeger(L, 3));
+  return 0;
+}
+
+/* The fd of the watcher at wi is ready for 'event': queue its Handle.  A
+** Handle cancelled by the user is never queued; as asyncio's
+** _process_events, its interest is removed instead, else the ready fd would
+** wake the loop on every turn (level-triggered) for nothing. */
+static void fire(lua_State *L, FdWatcher *w, int wi, int event) {
+  eddy_Loop *loop = w->uv.loop;
+  if (lua_getiuservalue(L, wi, slot_of(event)) == LUA_TNIL)
+    ;  /* no interest in this event */
+  else if (!((eddy_Handle *)lua_touserdata(L, -1))->cancelled)
+    eddy__ready_push(L, loop, -1);
+  else {
+    lua_pushcfunction(L, unwatch);
+    lua_pushlightuserdata(L, loop);
+    lua_pushinteger(L, w->fd);
+    lua_pushinteger(L, event);
+    eddy__pcall(L, loop, 3, 0, "Exception in removing a cancelled fd watcher");
+  }
+  lua_pop(L, 1);
+}
+
 static void poll_cb(uv_poll_t *h, int status, int events) {
   FdWatcher *w = (FdWatcher *)h->data;
   eddy_Loop *loop = w->uv.loop;
@@ -96,16 +124,8 @@ static void poll_cb(uv_poll_t *h, int status, int events) {
     if (fcntl(w->fd, F_GETFD) != -1)
       uv_poll_start(h, w->events, poll_cb);
   }
-  if (events & UV_READABLE) {
-    if (lua_getiuservalue(L, wi, W_READER) != LUA_TNIL)
-      eddy__ready_push(L, loop, -1);
-    lua_pop(L, 1);
-  }
-  if (events & UV_WRITABLE) {
-    if (lua_getiuservalue(L, wi, W_WRITER) != LUA_TNIL)
-      eddy__ready_push(L, loop, -1);
-    lua_pop(L, 1);
-  }
+  if (events & UV_READABLE) fire(L, w, wi, UV_READABLE);
+  if (events & UV_WRITABLE) fire(L, w, wi, UV_WRITABLE);
   lua_settop(L, top);
 }
 

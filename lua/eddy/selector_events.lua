@@ -129,6 +129,9 @@ function Loop:create_datagram_endpoint(protocol_factory, local_addr, remote_addr
       argerror(4, "integer option '" .. k .. "' expected, got " .. type(opts[k]))
     end
   end
+  -- it always waits (for connection_made): refuse a plain callback before
+  -- a socket is made or the protocol factory runs
+  eddy._core._can_suspend("create_datagram_endpoint")
   local family, proto, flags = opts.family or 0, opts.proto or 0, opts.flags or 0
   local sock, r_addr = opts.sock, nil
   if sock ~= nil then

@@ -332,6 +332,7 @@ local connection_options = set("ssl", "family", "proto", "flags", "sock", "local
 -- loop:create_connection(protocol_factory, host, port, opts) -> transport, protocol
 function Loop:create_connection(protocol_factory, host, port, opts)
   local fname = "create_connection"
+  can_suspend(fname)
   check_factory(fname, protocol_factory)
   if host ~= nil and type(host) ~= "string" then argerror(fname, 2, "string or nil", host) end
   port = check_port(fname, 3, port)
@@ -422,6 +423,7 @@ local unix_connection_options = set("ssl", "sock", "server_hostname",
 -- loop:create_unix_connection(protocol_factory, path, opts) -> transport, protocol
 function Loop:create_unix_connection(protocol_factory, path, opts)
   local fname = "create_unix_connection"
+  can_suspend(fname)
   check_factory(fname, protocol_factory)
   opts = check_options(fname, 3, opts, unix_connection_options)
   local ctx = check_ssl(fname, opts, false)
@@ -572,6 +574,7 @@ local server_options = set("family", "flags", "sock", "backlog", "ssl", "reuse_a
 -- loop:create_server(protocol_factory, host, port, opts) -> Server
 function Loop:create_server(protocol_factory, host, port, opts)
   local fname = "create_server"
+  can_suspend(fname)
   check_factory(fname, protocol_factory)
   local hosts
   if host == nil or host == "" then
@@ -630,6 +633,7 @@ local unix_server_options = set("sock", "backlog", "ssl", "ssl_handshake_timeout
 -- loop:create_unix_server(protocol_factory, path, opts) -> Server
 function Loop:create_unix_server(protocol_factory, path, opts)
   local fname = "create_unix_server"
+  can_suspend(fname)
   check_factory(fname, protocol_factory)
   opts = check_options(fname, 3, opts, unix_server_options)
   local ctx = check_ssl(fname, opts, true)
