@@ -72,6 +72,15 @@ describe("Future state", function()
     assert.equal("plain message", err)
   end))
 
+  it("set_exception(Class) sets an instance of it (test_exception_class)", async(function(loop)
+    local fut = loop:create_future()
+    fut:set_exception(errors.ValueError)
+    local exc = fut:exception()
+    assert.is_true(errors.is(exc, errors.ValueError))
+    assert.is_false(rawequal(exc, errors.ValueError))
+    assert.equal("ValueError", tostring(exc))
+  end))
+
   it("cannot be completed twice: InvalidStateError (test_set_result_causes_invalid_state)",
      async(function(loop)
     local fut = loop:create_future()

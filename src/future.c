@@ -456,6 +456,7 @@ static int f_set_exception(lua_State *L) {
                        "Task does not support set_exception()");
   luaL_argexpected(L, !lua_isnoneornil(L, 2), 2, "error value");
   lua_settop(L, 2);
+  eddy__instantiate_class(L, 2);  /* set_exception(Cls) sets Cls() */
   eddy__future_set_exception(L, 1);
   return 0;
 }
