@@ -150,6 +150,25 @@ describe("eddy.shield", function()
     inner:set_result(1)
   end))
 
+  it("an inner error that ends up nobody's is marked retrieved (shield's _inner_done_callback)",
+     async(function(loop)
+    local reports = {}
+    loop:set_exception_handler(function(_, context) reports[#reports + 1] = context.message end)
+    do
+      local inner = loop:create_future()
+      local outer = eddy.shield(inner)
+      outer:cancel()  -- in the same turn as the inner failure
+      inner:set_exception(errors.ValueError("nobody's"))
+    end
+    eddy.sleep(0)
+    eddy.sleep(0)
+    collectgarbage()
+    collectgarbage()
+    eddy.sleep(0)
+    loop:set_exception_handler(nil)
+    assert.same({}, reports)
+  end))
+
   it("test_shield_effect: cancelling the awaiting task does not cancel the shielded one", async(function(loop)
     local proof = 0
     local waiter = loop:create_future()

@@ -288,7 +288,12 @@ function eddy.shield(aw)
   if inner:done() then return inner end
   local outer = inner:get_loop():create_future()
   local function inner_done(f)
-    if outer:cancelled() then return end
+    if outer:cancelled() then
+      -- Nobody will look at inner's outcome: mark its error retrieved,
+      -- or it would be reported as never retrieved.
+      if not f:cancelled() then f:exception() end
+      return
+    end
     if f:cancelled() then
       outer:cancel()
     else
