@@ -399,6 +399,27 @@ describe("unretrieved exceptions", function()
     assert.equal(0, #reports)
   end)
 
+  it("are not reported once cancel() was called on the done future or task, as asyncio",
+     function()
+    -- asyncio's cancel() clears the log flag before it looks at the state:
+    -- whoever cancels has given up on the outcome.
+    local reports = run_collecting(function(loop)
+      do
+        local fut = loop:create_future()
+        fut:set_exception(errors.ValueError("given up on"))
+        assert.is_false(fut:cancel())
+        local task = loop:create_task(function() error(errors.ValueError("given up on")) end)
+        eddy.sleep(0)
+        eddy.sleep(0)
+        assert.is_true(task:done())
+        assert.is_false(task:cancel())
+      end
+      collect()
+      eddy.sleep(0)
+    end)
+    assert.equal(0, #reports)
+  end)
+
   it("nothing is reported for results or cancellations (test_tb_logger_not_called_after_cancel)",
      function()
     local reports = run_collecting(function(loop)

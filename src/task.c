@@ -619,6 +619,7 @@ static int t_cancel(lua_State *L) {
   eddy_Task *t = checktask(L, 1);
   if (!lua_isnoneornil(L, 2)) luaL_checkstring(L, 2);
   lua_settop(L, 2);
+  t->fut.flags &= (unsigned char)~FUT_LOG_TB;  /* as eddy__future_cancel */
   if (t->fut.state != EDDY_FUT_PENDING) {
     lua_pushboolean(L, 0);
     return 1;
