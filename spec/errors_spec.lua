@@ -132,4 +132,31 @@ describe("eddy.errors", function()
     assert.is_false(ok)
     assert.is_nil(rawget(err, "traceback"))
   end))
+
+  -- Python's `raise Cls` raises Cls().  Raising the class itself used to
+  -- write the traceback into the class, where every later instance found
+  -- it (and then never got its own).
+  it("a class raised in a task or a callback becomes an instance of it", async(function(loop)
+    local failed = loop:create_task(function() error(errors.LookupError) end)
+    local ok, err = pcall(failed.await, failed)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.LookupError))
+    assert.is_false(rawequal(err, errors.LookupError))
+    assert.is_string(rawget(err, "traceback"))
+    assert.is_nil(rawget(errors.LookupError, "traceback"))
+    assert.is_nil(errors.LookupError("fresh").traceback)
+
+    local seen
+    loop:set_exception_handler(function(_, context) seen = context.exception end)
+    loop:call_soon(function() error(errors.LookupError) end)
+    eddy.sleep(0)
+    loop:set_exception_handler(nil)
+    assert.is_true(errors.is(seen, errors.LookupError))
+    assert.is_false(rawequal(seen, errors.LookupError))
+    assert.is_nil(rawget(errors.LookupError, "traceback"))
+
+    local cancelled = loop:create_task(function() error(errors.CancelledError) end)
+    pcall(cancelled.await, cancelled)
+    assert.is_true(cancelled:cancelled())
+  end))
 end)

@@ -72,6 +72,15 @@ describe("Future state", function()
     assert.equal("plain message", err)
   end))
 
+  it("set_exception(Class) sets an instance of it (test_exception_class)", async(function(loop)
+    local fut = loop:create_future()
+    fut:set_exception(errors.ValueError)
+    local exc = fut:exception()
+    assert.is_true(errors.is(exc, errors.ValueError))
+    assert.is_false(rawequal(exc, errors.ValueError))
+    assert.equal("ValueError", tostring(exc))
+  end))
+
   it("cannot be completed twice: InvalidStateError (test_set_result_causes_invalid_state)",
      async(function(loop)
     local fut = loop:create_future()
@@ -386,6 +395,27 @@ describe("unretrieved exceptions", function()
         pcall(b.result, b)
       end
       collect()
+    end)
+    assert.equal(0, #reports)
+  end)
+
+  it("are not reported once cancel() was called on the done future or task, as asyncio",
+     function()
+    -- asyncio's cancel() clears the log flag before it looks at the state:
+    -- whoever cancels has given up on the outcome.
+    local reports = run_collecting(function(loop)
+      do
+        local fut = loop:create_future()
+        fut:set_exception(errors.ValueError("given up on"))
+        assert.is_false(fut:cancel())
+        local task = loop:create_task(function() error(errors.ValueError("given up on")) end)
+        eddy.sleep(0)
+        eddy.sleep(0)
+        assert.is_true(task:done())
+        assert.is_false(task:cancel())
+      end
+      collect()
+      eddy.sleep(0)
     end)
     assert.equal(0, #reports)
   end)

@@ -725,6 +725,22 @@ describe("debug mode", function()
     assert.is_nil(quiet:find("Executing callback", 1, true))
   end)
 
+  it("warns about slow task steps too (test_log_slow_callbacks)", function()
+    local code, out = checks.run_script([[
+      warn("@on")
+      local eddy = require "eddy"
+      local loop = eddy.new_event_loop()
+      loop:set_debug(true)
+      loop.slow_callback_duration = 0.01
+      loop:run_until_complete(function()
+        local t = loop:time() while loop:time() - t < 0.03 do end
+      end)
+      loop:close()
+    ]])
+    assert.equal(0, code)
+    assert.matches("Executing task <Task .- took 0%.0%d+ seconds", out)
+  end)
+
   it("a slow callback still runs to completion in debug mode", with_loop(function(loop)
     loop:set_debug(true)
     loop.slow_callback_duration = 0.001

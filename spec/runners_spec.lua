@@ -42,6 +42,15 @@ describe("eddy.run", function()
     argerror(function() eddy.run() end, 1, "run")
   end)
 
+  it("rejects a Future (test_asyncio_run_only_coro)", function()
+    local loop = eddy.new_event_loop()
+    local fut = loop:create_future()
+    local err = argerror(function() eddy.run(fut) end, 1, "run")
+    assert.matches("function expected, got eddy.Future", tostring(err), 1, true)
+    assert.is_false(fut:done())
+    loop:close()
+  end)
+
   it("cannot be called from a running loop (test_asyncio_run_from_running_loop)", function()
     local inner
     eddy.run(function()

@@ -178,6 +178,50 @@ describe("TaskGroup", function()
     assert.is_true(after)
   end))
 
+  -- asyncio 3.13 (gh-116720): the parent's uncancel() waits until every
+  -- child is done, and a pending outside cancellation is not lost.
+  it("test_error_and_cancel: an outside cancel that meets a child error is not lost (3.13)",
+     async(function(loop)
+    local event = eddy.Event()
+    local steps = {}
+    local t = loop:create_task(function()
+      local ok, err = pcall(function()
+        local tg <close> = eddy.TaskGroup()
+        tg:create_task(function()
+          event:set()
+          eddy.sleep(0)
+          error(errors.RuntimeError("child"))
+        end)
+        eddy.sleep(1)
+        steps[#steps + 1] = "sleep in the group was not cancelled"
+      end)
+      assert.is_true(errors.is(err, errors.ExceptionGroup), tostring(err))
+      steps[#steps + 1] = eddy.current_task():cancelling()
+      eddy.sleep(1)
+      steps[#steps + 1] = "sleep after the group was not cancelled"
+    end)
+    event:wait()
+    assert.equals(0, t:cancelling())
+    t:cancel()
+    assert.equals(1, t:cancelling())
+    expect_error(errors.CancelledError, eddy.wait_for, t, 5)
+    assert.is_true(t:cancelled())
+    assert.same({1}, steps)
+  end))
+
+  it("a child failing while the group waits: the parent's cancel count is back to 0 (3.13)",
+     async(function()
+    local ok, err = pcall(function()
+      local g <close> = eddy.TaskGroup()
+      g:create_task(function() eddy.sleep(1) end)
+      g:create_task(function() eddy.sleep(0.01); error(errors.ValueError("late")) end)
+    end)  -- the failure comes while __close waits for the children
+    assert.is_false(ok)
+    assert.same({"ValueError"}, error_types(err))
+    assert.equals(0, eddy.current_task():cancelling())
+    eddy.sleep(0.001)  -- not cancelled any more
+  end))
+
   it("test_taskgroup_cancel_body_and_child_error / body error with child errors", async(function(loop)
     local function runner()
       local g <close> = eddy.TaskGroup()

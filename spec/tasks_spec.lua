@@ -150,6 +150,25 @@ describe("eddy.shield", function()
     inner:set_result(1)
   end))
 
+  it("an inner error that ends up nobody's is marked retrieved (shield's _inner_done_callback)",
+     async(function(loop)
+    local reports = {}
+    loop:set_exception_handler(function(_, context) reports[#reports + 1] = context.message end)
+    do
+      local inner = loop:create_future()
+      local outer = eddy.shield(inner)
+      outer:cancel()  -- in the same turn as the inner failure
+      inner:set_exception(errors.ValueError("nobody's"))
+    end
+    eddy.sleep(0)
+    eddy.sleep(0)
+    collectgarbage()
+    collectgarbage()
+    eddy.sleep(0)
+    loop:set_exception_handler(nil)
+    assert.same({}, reports)
+  end))
+
   it("test_shield_effect: cancelling the awaiting task does not cancel the shielded one", async(function(loop)
     local proof = 0
     local waiter = loop:create_future()
@@ -432,5 +451,24 @@ describe("eddy.as_completed, concurrent steps", function()
     f:set_result(1)
     assert.equals(f, it())   -- the claim came back
     assert.is_nil(it())
+  end))
+end)
+
+describe("options tables of gather, wait and as_completed", function()
+  -- asyncio raises TypeError for an unexpected keyword (API.md §1: an
+  -- argument error here), so a misspelt option is not silently ignored.
+  it("refuse an unknown option with an argument error", async(function(loop)
+    local f = loop:create_future()
+    f:set_result(1)
+    local argerror = checks.argerror
+    local err = argerror(function() eddy.gather(f, {return_exception = true}) end, 2, "gather")
+    assert.matches("unknown option 'return_exception'", tostring(err), 1, true)
+    argerror(function() eddy.gather({return_exception = true}) end, 1, "gather")
+    err = argerror(function() eddy.wait({f}, {timout = 1}) end, 2, "wait")
+    assert.matches("unknown option 'timout'", tostring(err), 1, true)
+    argerror(function() eddy.as_completed({f}, {timeout = 1, time = 2}) end, 2, "as_completed")
+    assert.same({1}, {eddy.gather(f, {return_exceptions = true})})
+    local done = eddy.wait({f}, {timeout = 1, return_when = eddy.FIRST_COMPLETED})
+    assert.equals(f, done[1])
   end))
 end)

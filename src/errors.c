@@ -149,12 +149,28 @@ int eddy__iserror(lua_State *L, int i, const char *cls) {
   return r;
 }
 
+void eddy__instantiate_class(lua_State *L, int i) {
+  i = lua_absindex(L, i);
+  if (!lua_istable(L, i)) return;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &eddy__key_errors);
+  lua_getfield(L, -1, "isclass");
+  lua_pushvalue(L, i);
+  lua_call(L, 1, 1);
+  if (lua_toboolean(L, -1)) {
+    lua_pushvalue(L, i);
+    lua_call(L, 0, 1);  /* Class() */
+    lua_replace(L, i);
+  }
+  lua_pop(L, 2);
+}
+
 /*
 ** Message handler: error objects (tables) get a 'traceback' field (kept
 ** if they have one); anything else becomes its string plus a traceback,
 ** as lua.c's msghandler does.
 */
 int eddy__traceback(lua_State *L) {
+  eddy__instantiate_class(L, 1);
   if (lua_type(L, 1) == LUA_TTABLE) {
     if (lua_getfield(L, 1, "traceback") == LUA_TNIL &&
         !eddy__iserror(L, 1, "CancelledError")) {

@@ -380,10 +380,13 @@ int eddy__future_set_exception(lua_State *L, int i) {
 int eddy__future_cancel(lua_State *L, int i, int msg) {
   eddy_Future *f = (eddy_Future *)lua_touserdata(L, i);
   i = lua_absindex(L, i);
+  /* Even on a done future: whoever cancels it has given up on its
+  ** outcome, so its error is not reported (asyncio's cancel() clears
+  ** __log_traceback first). */
+  f->flags &= (unsigned char)~FUT_LOG_TB;
   if (f->state != EDDY_FUT_PENDING) return 0;
   f->state = EDDY_FUT_CANCELLED;
   if (f->kind == EDDY_KIND_TASK) eddy__loop_tasks(f->loop, -1);
-  f->flags &= (unsigned char)~FUT_LOG_TB;
   if (msg != 0 && !lua_isnil(L, msg)) {
     msg = lua_absindex(L, msg);
     push_extra(L, i, 1);
@@ -456,6 +459,7 @@ static int f_set_exception(lua_State *L) {
                        "Task does not support set_exception()");
   luaL_argexpected(L, !lua_isnoneornil(L, 2), 2, "error value");
   lua_settop(L, 2);
+  eddy__instantiate_class(L, 2);  /* set_exception(Cls) sets Cls() */
   eddy__future_set_exception(L, 1);
   return 0;
 }

@@ -541,6 +541,11 @@ void eddy__pushuverror(lua_State *L, int uverr, const char *what);
 int eddy__uverror(lua_State *L, int uverr, const char *what);
 /* Whether the value at i is an instance of eddy.errors[cls]. */
 int eddy__iserror(lua_State *L, int i, const char *cls);
+/* Python's `raise Cls` raises Cls(), and Future.set_exception(Cls) sets
+** Cls(): an eddy.errors class at i is replaced by a new instance of it.
+** So a traceback is never written into a class, where every instance
+** would inherit it. */
+void eddy__instantiate_class(lua_State *L, int i);
 void eddy__open_errors(lua_State *L);
 
 /* Push a new error of class 'cls' built from the 'nargs' values at the

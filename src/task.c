@@ -89,6 +89,7 @@ static int task_msgh(lua_State *L) {
   ** task must not be given an earlier task's frames. */
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &key_failed_frames);
+  eddy__instantiate_class(L, 1);
   if (eddy__iserror(L, 1, "CancelledError")) return 1;
   if (lua_type(L, 1) == LUA_TTABLE &&
       lua_getfield(L, 1, "traceback") == LUA_TNIL) {
@@ -618,6 +619,7 @@ static int t_cancel(lua_State *L) {
   eddy_Task *t = checktask(L, 1);
   if (!lua_isnoneornil(L, 2)) luaL_checkstring(L, 2);
   lua_settop(L, 2);
+  t->fut.flags &= (unsigned char)~FUT_LOG_TB;  /* as eddy__future_cancel */
   if (t->fut.state != EDDY_FUT_PENDING) {
     lua_pushboolean(L, 0);
     return 1;

@@ -2,6 +2,7 @@
 
 local eddy = require "eddy"
 local errors = require "eddy.errors"
+local args = require "eddy.args"
 local C = eddy._core
 
 -- Cancel every task still pending on 'loop' and wait for them
@@ -34,11 +35,11 @@ function eddy.run(main, ...)
   if C._get_running_loop() ~= nil then
     error(errors.RuntimeError("eddy.run() cannot be called from a running event loop"), 2)
   end
-  if type(main) ~= "thread" and not C.isfuture(main) then
-    local mt = getmetatable(main)
-    if type(main) ~= "function" and not (type(mt) == "table" and mt.__call) then
-      error("bad argument #1 to 'run' (function expected, got " .. type(main) .. ")", 2)
-    end
+  -- Checked before the loop exists, so a bad argument leaks no loop.  A
+  -- Future is refused too (asyncio.run: "a coroutine was expected"): it
+  -- belongs to another loop, which this new one cannot run.
+  if type(main) ~= "thread" and not args.callable(main) then
+    error(args.message("run", 1, "function", main), 2)
   end
   local loop = eddy.new_event_loop()
   local task = loop:create_task(main, ...)

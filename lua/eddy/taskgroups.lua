@@ -127,13 +127,6 @@ end
 function TaskGroup:__close(err)
   self._exiting = true
   local propagate_cancellation_error = errors.is(err, CancelledError) and err or nil
-  if self._parent_cancel_requested then
-    -- We cancelled the parent ourselves: we must uncancel() it.
-    if self._parent_task:uncancel() == 0 then
-      -- No cancellation is left pending: don't propagate ours.
-      propagate_cancellation_error = nil
-    end
-  end
   if err ~= nil and not self._aborting then
     -- The parent is being cancelled, or the body failed: stop the children.
     abort(self)
@@ -154,6 +147,16 @@ function TaskGroup:__close(err)
     end
     self._on_completed_fut = nil
   end
+  -- Only now, with every child done, is it known whether a child failure
+  -- cancelled the parent (one may fail while we wait): if so, we must
+  -- uncancel() it (asyncio 3.13, gh-116720; 3.12 checked on entry and so
+  -- left the count raised).
+  if self._parent_cancel_requested then
+    if self._parent_task:uncancel() == 0 then
+      -- No cancellation is left pending: don't propagate ours.
+      propagate_cancellation_error = nil
+    end
+  end
   -- Errors of the children win over a cancellation.
   if propagate_cancellation_error ~= nil and #self._errors == 0 then
     error(propagate_cancellation_error, 0)
@@ -162,6 +165,14 @@ function TaskGroup:__close(err)
     self._errors[#self._errors + 1] = err
   end
   if #self._errors > 0 then
+    -- A cancellation of the parent from outside is still pending: the
+    -- ExceptionGroup replaces its CancelledError, so request it again,
+    -- keeping the count, and the parent's next suspension raises it
+    -- instead of losing it (asyncio 3.13).
+    if self._parent_task:cancelling() > 0 then
+      self._parent_task:uncancel()
+      self._parent_task:cancel()
+    end
     local errs = self._errors
     self._errors = {}
     error(errors.ExceptionGroup("unhandled errors in a TaskGroup", errs), 0)
