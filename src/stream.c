@@ -567,7 +567,8 @@ static int t_write(lua_State *L) {
   return 0;
 }
 
-/* transport:writelines(list): one write of the concatenation. */
+/* transport:writelines(list): one write of the concatenation; the
+** elements are strings or eddy.Buffers, as write's data. */
 static int t_writelines(lua_State *L) {
   eddy_Stream *s = checkstream(L, 1);
   luaL_Buffer b;
@@ -578,9 +579,15 @@ static int t_writelines(lua_State *L) {
   n = luaL_len(L, 2);
   luaL_buffinit(L, &b);
   for (i = 1; i <= n; i++) {
-    if (lua_geti(L, 2, i) != LUA_TSTRING)
-      return luaL_error(L, "bad element #%I in 'writelines' (string "
-                        "expected, got %s)", i, luaL_typename(L, -1));
+    lua_geti(L, 2, i);
+    if ((data = eddy__tobuffer(L, -1, &len)) != NULL) {
+      lua_pushlstring(L, data, len);  /* luaL_addvalue takes the top */
+      lua_remove(L, -2);
+    } else if (lua_type(L, -1) != LUA_TSTRING) {
+      return luaL_error(L, "bad element #%I in 'writelines' (string or "
+                        "eddy.Buffer expected, got %s)", i,
+                        luaL_typename(L, -1));
+    }
     luaL_addvalue(&b);
   }
   luaL_pushresult(&b);

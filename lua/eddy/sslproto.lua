@@ -95,9 +95,21 @@ function SSLTransport:write(data)
   if #data > 0 then self._proto:_write_appdata(data) end
 end
 
+-- writelines(list): one write of the concatenation, as the plain
+-- transports' (elements: strings or eddy.Buffers).
 function SSLTransport:writelines(list)
   if type(list) ~= "table" then error(args.message("writelines", 1, "table", list), 2) end
-  self:write(table.concat(list))
+  local parts = {}
+  for i = 1, #list do
+    local v = list[i]
+    if args.typename(v) == "eddy.Buffer" then v = v:tostring() end
+    if type(v) ~= "string" then
+      error(string.format("bad element #%d in 'writelines' (string or eddy.Buffer expected, got %s)",
+                          i, args.typename(v)), 2)
+    end
+    parts[i] = v
+  end
+  self:write(table.concat(parts))
 end
 
 -- loop:sendfile's send step (src/sendfile.c runs only its fallback on
