@@ -185,6 +185,24 @@ describe("Lock", function()
     assert.matches("^RuntimeError: wait%(%) cannot suspend here", errs.wait)
     assert.matches("^RuntimeError: wait%(%) cannot suspend here", errs.cond)
   end))
+
+  it("at the main chunk's top level, a wait nothing can end names its method", function()
+    local cli = require "cli_helper"
+    local res = cli.eddy("-e " .. cli.q([[
+      local eddy = require "eddy"
+      local lock, sem, ev, cond = eddy.Lock(), eddy.Semaphore(0), eddy.Event(), eddy.Condition()
+      lock:acquire()
+      print(select(2, pcall(lock.acquire, lock)))
+      print(select(2, pcall(sem.acquire, sem)))
+      print(select(2, pcall(ev.wait, ev)))
+      cond:acquire()
+      print(select(2, pcall(cond.wait, cond)))
+    ]]))
+    assert.equal("", res.err)
+    local tail = "(): the loop has no live work left that could complete this future\n"
+    assert.equal("RuntimeError: acquire" .. tail .. "RuntimeError: acquire" .. tail
+                 .. "RuntimeError: wait" .. tail .. "RuntimeError: wait" .. tail, res.out)
+  end)
 end)
 
 describe("Event", function()

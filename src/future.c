@@ -711,8 +711,19 @@ static int c_future_new(lua_State *L) {
   return 1;
 }
 
-/* Put _future_new in the core table at the top. */
+/* Put _future_new and _await_as in the core table at the top. */
+/* _await_as(fut, name): fut:await(), for a suspending method that waits
+** on a future: its errors (a plain callback, a top level with nothing
+** left to run) name that method, not await(). */
+static int c_await_as(lua_State *L) {
+  const char *what = luaL_checkstring(L, 2);
+  lua_settop(L, 2);  /* (keeps the name alive) */
+  return eddy__await(L, 1, what);
+}
+
 void eddy__core_futures(lua_State *L) {
+  lua_pushcfunction(L, c_await_as);
+  lua_setfield(L, -2, "_await_as");
   lua_newtable(L);  /* class -> its copy */
   lua_createtable(L, 0, 1);
   lua_pushliteral(L, "k");

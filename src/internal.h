@@ -459,7 +459,7 @@ int eddy__newmarkedmetatable(lua_State *L, const char *name,
 ** luaL_testudata looks the metatable up by name: the userdata at i if its
 ** metatable carries 'mark', else NULL. */
 void *eddy__tomarked(lua_State *L, int i, const void *mark);
-/* Put _future_new in the core table at the top. */
+/* Put _future_new and _await_as in the core table at the top. */
 void eddy__core_futures(lua_State *L);
 eddy_Future *eddy__checkfuture(lua_State *L, int i);
 int eddy__push_future_repr(lua_State *L, int i, const char *kind,

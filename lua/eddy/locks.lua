@@ -43,10 +43,11 @@ local function check_suspend(what)
         .. "(eddy.run(main), loop:run_until_complete or loop:create_task)"), 3)
 end
 
--- Await 'fut'; whatever happens, drop it from 'waiters' (asyncio's
--- try: await fut / finally: waiters.remove(fut)).  Returns pcall's results.
-local function wait_on(waiters, fut)
-  local ok, err = pcall(fut.await, fut)
+-- Await 'fut' for the method 'what' (its errors name it); whatever
+-- happens, drop it from 'waiters' (asyncio's try: await fut / finally:
+-- waiters.remove(fut)).  Returns pcall's results.
+local function wait_on(waiters, fut, what)
+  local ok, err = pcall(C._await_as, fut, what)
   waiters:remove(fut)
   return ok, err
 end
@@ -119,7 +120,7 @@ function Lock:acquire()
   check_suspend("acquire")
   local fut
   waiters, fut = queue_waiter(self)
-  local ok, err = wait_on(waiters, fut)
+  local ok, err = wait_on(waiters, fut, "acquire")
   if not ok then
     -- Woken but cancelled before running: let the next waiter have it.
     if errors.is(err, CancelledError) and not self._locked then
@@ -181,7 +182,7 @@ function Event:_wait(what)
   check_suspend(what)
   local fut = get_loop(self):create_future()
   self._waiters:push(fut)
-  local ok, err = wait_on(self._waiters, fut)
+  local ok, err = wait_on(self._waiters, fut, what)
   if not ok then error(err, 0) end
   return true
 end
@@ -226,7 +227,7 @@ function Condition:wait()
   local fut = get_loop(self):create_future()
   self:release()
   self._waiters:push(fut)
-  local ok, err = wait_on(self._waiters, fut)
+  local ok, err = wait_on(self._waiters, fut, "wait")
   -- Re-acquire, retrying through cancellations (the last one is raised).
   while true do
     local aok, aerr = pcall(self.acquire, self)
@@ -336,7 +337,7 @@ function Semaphore:acquire()
   end
   check_suspend("acquire")
   local waiters, fut = queue_waiter(self)
-  local ok, err = wait_on(waiters, fut)
+  local ok, err = wait_on(waiters, fut, "acquire")
   if not ok and errors.is(err, CancelledError) and fut:done() and not fut:cancelled() then
     -- _wake_up_next() gave us a unit we will not use: give it back.
     self._value = self._value + 1
