@@ -93,6 +93,7 @@ describe("eddy.errors", function()
     assert.equal(inner, g.exceptions)
     assert.is_true(errors.is(g, errors.Error))
     assert.equal("ExceptionGroup: unhandled errors in a TaskGroup (2 sub-exceptions)", tostring(g))
+    assert.equal("ExceptionGroup: (1 sub-exception)", tostring(errors.ExceptionGroup(nil, {inner[1]})))
   end)
 
   it("are raised with error() and caught with pcall as the same object", function()

@@ -85,8 +85,9 @@ getmetatable(errors.ExceptionGroup).__call = function(cls, message, exceptions)
 end
 function errors.ExceptionGroup.__tostring(e)
   local n = e.exceptions and #e.exceptions or 0
-  return string.format("ExceptionGroup: %s (%d sub-exception%s)",
-                       e.message or "", n, n == 1 and "" or "s")
+  local message = (e.message == nil or e.message == "") and "" or e.message .. " "
+  return string.format("ExceptionGroup: %s(%d sub-exception%s)",
+                       message, n, n == 1 and "" or "s")
 end
 
 local OSError = class("OSError", Error)
