@@ -661,6 +661,9 @@ describe("exception handler", function()
     assert.matches("Unhandled error in exception handler", out)
     assert.matches("handler is broken", out)
     assert.matches("still running", out)
+    -- the failed handler's context is shown, as asyncio shows its dict
+    assert.matches('context: {exception = [^\n]*callback failed[^\n]*, handle = [^\n]*, '
+                   .. 'message = "Exception in callback', out)
   end)
 
   it("the default handler prints the message and the error (test_default_exc_handler_coro)",

@@ -73,12 +73,28 @@ end
 
 -- {================================================= Exception handler
 
-local function describe(v)
-  if type(v) == "table" and getmetatable(v) == nil then
-    return "table"
-  end
+local function safe_tostring(v)
   local ok, s = pcall(tostring, v)
-  return ok and s or type(v)
+  return ok and type(s) == "string" and s or type(v)
+end
+
+-- One value of a context, for the log: a plain table (the original
+-- context of a failed handler) shows its fields, one level deep, as
+-- asyncio shows that dict's repr.
+local function describe(v, nested)
+  if type(v) == "table" and getmetatable(v) == nil then
+    if nested then return "{...}" end
+    local parts = {}
+    for k, x in pairs(v) do
+      parts[#parts + 1] = safe_tostring(k) .. " = " .. describe(x, true)
+    end
+    table.sort(parts)
+    return "{" .. table.concat(parts, ", ") .. "}"
+  end
+  if type(v) == "string" and nested then  -- quoted, on one line
+    return '"' .. v:gsub('[\\"\n]', {["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n"}) .. '"'
+  end
+  return safe_tostring(v)
 end
 
 -- loop:default_exception_handler(context): print it on stderr.
