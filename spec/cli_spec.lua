@@ -290,6 +290,18 @@ print("chunk returns")
     assert.same({code = 0, out = "closed\n", err = ""}, r)
   end)
 
+  it("top-level suspension on a closed default loop raises RuntimeError", function()
+    -- These scheduled their work on the closed loop and crashed.
+    local r = eddy("-e " .. q[[
+      local eddy = require('eddy')
+      eddy.get_event_loop():close()
+      print(select(2, pcall(eddy.sleep, 0)))
+      print(select(2, pcall(eddy.sleep, 0.01)))
+      print(select(2, pcall(eddy.await, function() end)))
+      print(select(2, pcall(eddy.to_thread, function() end)))]])
+    assert.same({code = 0, err = "", out = string.rep("RuntimeError: Event loop is closed\n", 4)}, r)
+  end)
+
   it("an error in a callback during the drain goes to the exception handler; status 1", function()
     local r = eddy("-e " .. q[[
       local loop = require('eddy').get_event_loop()

@@ -186,6 +186,10 @@ void eddy__pushloop(lua_State *L, eddy_Loop *loop);
 /* The current loop of the runtime: running one, else the default one
 ** (created on first use). Pushes it and returns it. */
 eddy_Loop *eddy__getloop(lua_State *L);
+/* The same, for work to schedule on it: raises RuntimeError "Event loop is
+** closed" (as asyncio's loop methods do) instead of returning a closed one.
+** Pops nothing, pushes nothing. */
+eddy_Loop *eddy__getopenloop(lua_State *L);
 /* Loop time, seconds. */
 double eddy__time(eddy_Loop *loop);
 

@@ -545,6 +545,19 @@ eddy_Loop *eddy__getloop(lua_State *L) {
   }
 }
 
+/*
+** A suspending function called at top level schedules its work on the
+** current loop, which a script may have closed: a closed loop has no
+** ready queue or timer heap left to put it in.
+*/
+eddy_Loop *eddy__getopenloop(lua_State *L) {
+  eddy_Loop *loop = eddy__getloop(L);
+  lua_pop(L, 1);
+  if (loop->state == EDDY_LOOP_CLOSED)
+    eddy__error(L, "RuntimeError", "Event loop is closed");
+  return loop;
+}
+
 /* }====================================================== */
 
 /* {====================================================== Running */
