@@ -7,6 +7,7 @@
 #ifndef EDDY_INTERNAL_H
 #define EDDY_INTERNAL_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,6 +77,9 @@ struct eddy_Runtime {
   int context_ref;
   unsigned context_epoch;
   int unhandled_error;      /* set when a main-chunk error was reported */
+  /* Ctrl-C reached a main chunk while it ran a loop (eddy__loop_interrupt):
+  ** the run ends and raises "interrupted!" in the chunk. */
+  volatile sig_atomic_t interrupted;
   uv_loop_t *host_uv;       /* loop handed in by an embedder, or NULL */
   char *read_buf;           /* where reads land (eddy__read_buffer) */
   size_t read_buf_size;
@@ -215,6 +219,12 @@ static inline void eddy__loop_before_io(lua_State *L, eddy_Loop *loop) {
 ** nothing was left alive. */
 int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
                    int keepalive);
+/* From a SIGINT action, while a main chunk runs on the main thread
+** (async-signal-safe): the loop run it started (run_forever,
+** run_until_complete, a top-level suspension) ends after the callback
+** running now and raises "interrupted!" in the chunk, as asyncio's
+** KeyboardInterrupt leaves run_forever.  Returns whether a loop runs. */
+int eddy__loop_interrupt(eddy_Runtime *rt);
 
 /* Report an error to the loop's exception handler.  Pops the context
 ** table at the top of the stack. */

@@ -118,6 +118,7 @@ static void begin_iteration(lua_State *L, eddy_Loop *loop) {
 /* Neither stop() nor run_until_complete's future ends the run. */
 static int keeps_running(eddy_Loop *loop) {
   return !loop->stopping && loop->state == EDDY_LOOP_RUNNING &&
+         !loop->rt->interrupted &&
          (loop->until == NULL || loop->until->state == EDDY_FUT_PENDING);
 }
 
@@ -587,6 +588,18 @@ static int is_done(eddy_Future *fut) {
 }
 
 /*
+** The run ended for a Ctrl-C (eddy__loop_interrupt): raise it in the main
+** chunk.  The SIGINT action also set lua.c's hook, to stop a callback busy
+** in Lua code; when no Lua code ran since, it would fire later in the
+** chunk, a second interruption for one Ctrl-C.
+*/
+static void raise_interrupted(lua_State *L, eddy_Runtime *rt) {
+  rt->interrupted = 0;
+  lua_sethook(rt->L, NULL, 0, 0);
+  luaL_error(L, "interrupted!");
+}
+
+/*
 ** Run 'loop' until 'fut' is done, stop() is called, or (without
 ** 'keepalive') no live work is left.  The caller checks the loop is not
 ** running.  Returns 0 when it ended because nothing was left alive.
@@ -606,7 +619,7 @@ int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
     uv_idle_start(&loop->idle, idle_cb);
   /* stop() before run_forever: still one iteration, as asyncio does. */
   if (loop->stopping) uv_run(loop->uv, UV_RUN_NOWAIT);
-  while (!loop->stopping && !is_done(fut) &&
+  while (!loop->stopping && !is_done(fut) && !rt->interrupted &&
          loop->state == EDDY_LOOP_RUNNING) {
     if (uv_run(loop->uv, UV_RUN_ONCE) == 0 && !keepalive &&
         loop->rcount == 0 && !is_done(fut)) {
@@ -622,7 +635,16 @@ int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
   loop->stopping = 0;
   loop->until = NULL;
   rt->running = prev;
+  if (rt->interrupted) raise_interrupted(L, rt);
   return alive;
+}
+
+int eddy__loop_interrupt(eddy_Runtime *rt) {
+  eddy_Loop *loop = rt->running;  /* a running loop is not closed */
+  if (loop == NULL) return 0;
+  rt->interrupted = 1;
+  uv_async_send(&loop->async);  /* async-signal-safe: ends a blocked poll */
+  return 1;
 }
 
 static void check_can_run(lua_State *L, eddy_Loop *loop) {
