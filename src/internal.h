@@ -603,6 +603,9 @@ void eddy__core_tasks(lua_State *L);
 void eddy__open_executor(lua_State *L);
 /* Drain the default loop after a main chunk (API.md §11). */
 int eddy__run_default(lua_State *L, uv_run_mode mode);
+/* Push what the default exception handler printed for the first error
+** of the last eddy__run_default that nothing handled, or nil. */
+void eddy__push_unhandled(lua_State *L);
 /* Embedded Lua sources (generated). */
 typedef struct { const char *name; const char *source; size_t size; } eddy_Source;
 extern const eddy_Source eddy__sources[];

@@ -695,11 +695,17 @@ static int l_is_closed(lua_State *L) {
   return 1;
 }
 
+/* Registry key of what the default exception handler printed for the
+** first unhandled error of a run (eddy__push_unhandled). */
+static const char key_unhandled = 0;
+
 /* Drive the default loop after a main chunk (API.md §11) or for a host. */
 int eddy__run_default(lua_State *L, uv_run_mode mode) {
   eddy_Runtime *rt = eddy__runtime(L);
   eddy_Loop *loop;
   rt->unhandled_error = 0;  /* set by the default exception handler */
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_unhandled);
   if (rt->default_loop_ref == LUA_NOREF) return 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->default_loop_ref);
   loop = eddy__toloop(L, -1);
@@ -1007,11 +1013,20 @@ static int c_context_set(lua_State *L) {
   return 0;
 }
 
-/* _note_unhandled(): an error reached the default exception handler
-** (eddy_run reports it). */
+/* _note_unhandled(text): an error reached the default exception handler,
+** which prints 'text' (eddy_run reports it). */
 static int c_note_unhandled(lua_State *L) {
-  eddy__runtime(L)->unhandled_error = 1;
+  eddy_Runtime *rt = eddy__runtime(L);
+  if (!rt->unhandled_error && lua_type(L, 1) == LUA_TSTRING) {
+    lua_settop(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_unhandled);
+  }
+  rt->unhandled_error = 1;
   return 0;
+}
+
+void eddy__push_unhandled(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_unhandled);
 }
 
 /* Keep the function at 1 in the registry under 'key': a hook the Lua
