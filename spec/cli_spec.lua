@@ -290,6 +290,60 @@ print("chunk returns")
     assert.same({code = 0, out = "closed\n", err = ""}, r)
   end)
 
+  it("top-level suspension on a closed default loop raises RuntimeError", function()
+    -- These scheduled their work on the closed loop and crashed.
+    local r = eddy("-e " .. q[[
+      local eddy = require('eddy')
+      eddy.get_event_loop():close()
+      print(select(2, pcall(eddy.sleep, 0)))
+      print(select(2, pcall(eddy.sleep, 0.01)))
+      print(select(2, pcall(eddy.await, function() end)))
+      print(select(2, pcall(eddy.to_thread, function() end)))]])
+    assert.same({code = 0, err = "", out = string.rep("RuntimeError: Event loop is closed\n", 4)}, r)
+  end)
+
+  describe("Ctrl-C while the chunk runs a loop", function()
+    -- Sent from a callback of that loop (popen, not os.execute: system()
+    -- ignores SIGINT while it waits).  Before, lua.c's hook raised
+    -- "interrupted!" in whatever callback ran next: the exception handler
+    -- reported it, the callback was lost (here the sleep's own timer) and
+    -- the loop went on.
+    local prelude = 'local eddy = require "eddy"\n' ..
+      'local function ctrl_c() io.popen("kill -INT $PPID"):close() end\n'
+
+    it("interrupts a top-level suspension: the chunk fails with interrupted!", function()
+      local script = cli.tempfile(prelude .. [[
+local loop = eddy.get_event_loop()
+loop:call_later(0.01, ctrl_c)
+eddy.sleep(10)
+print("never")
+]], ".lua")
+      local r = eddy(q(script), {timeout = 5})
+      assert.equal(1, r.code)
+      assert.equal("", r.out)
+      local name = script:gsub("%p", "%%%0")
+      assert.matches("^" .. P:gsub("%p", "%%%0") .. name .. ":5: interrupted!\nstack traceback:\n\t%[C%]: in function 'eddy.sleep'\n\t"
+                     .. name .. ":5: in main chunk\n\t%[C%]: in %?\n$", r.err)
+    end)
+
+    it("interrupts run_forever, and a callback busy in Lua code", function()
+      local r = eddy(q(cli.tempfile(prelude .. [[
+local loop = eddy.new_event_loop()
+loop:call_later(0.01, ctrl_c)
+loop:call_later(10, loop.stop, loop)
+print(pcall(loop.run_forever, loop))
+print(loop:is_running())
+loop:close()
+]], ".lua")), {timeout = 5})
+      assert.same({code = 0, out = "false\tinterrupted!\nfalse\n", err = ""}, r)
+      r = eddy(q(cli.tempfile(prelude .. [[
+eddy.get_event_loop():call_soon(function() ctrl_c() while true do end end)
+print(pcall(eddy.sleep, 1))
+]], ".lua")), {timeout = 5})
+      assert.same({code = 0, out = "false\tinterrupted!\n", err = ""}, r)
+    end)
+  end)
+
   it("an error in a callback during the drain goes to the exception handler; status 1", function()
     local r = eddy("-e " .. q[[
       local loop = require('eddy').get_event_loop()

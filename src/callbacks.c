@@ -174,10 +174,18 @@ void eddy__newcontext(lua_State *L, const char *message, int errindex) {
 
 /*
 ** loop:call_exception_handler(context), protected: a failing handler is
-** reported on stderr and never propagates into libuv.
+** reported on stderr and never propagates into libuv.  Not after a Ctrl-C
+** interrupted the run (eddy__loop_interrupt): the error is the
+** interruption itself, which lua.c's hook raised in the callback running,
+** and the run raises it in the main chunk, as asyncio's KeyboardInterrupt
+** leaves the loop without reaching the handler.
 */
 void eddy__call_exception_handler(lua_State *L, eddy_Loop *loop) {
   int top = lua_gettop(L);  /* the context */
+  if (loop->rt->interrupted) {
+    lua_settop(L, top - 1);
+    return;
+  }
   lua_pushcfunction(L, eddy__traceback);
   eddy__pushloop(L, loop);
   if (lua_getfield(L, -1, "call_exception_handler") != LUA_TFUNCTION) {

@@ -36,7 +36,8 @@ int eddy_dostring(eddy_State *E, const char *chunk, const char *chunkname);
 /* Run the default loop.  UV_RUN_DEFAULT: until no live work is left;
 ** UV_RUN_ONCE / UV_RUN_NOWAIT: one turn, for hosts driving their own loop.
 ** Non-zero if a main chunk's task or a callback run here ended with an
-** error that nothing handled. */
+** error that nothing handled; eddy_errmsg() then has the first one's
+** report, as the default exception handler printed it. */
 int eddy_run(eddy_State *E, uv_run_mode mode);
 
 /* From any thread: schedule fn(L, arg) to run on the loop thread, in the

@@ -1207,8 +1207,7 @@ static int c_to_thread(lua_State *L) {
   eddy_Loop *loop;
   luaL_checkany(L, 1);
   eddy__can_suspend(L, "to_thread");
-  loop = eddy__getloop(L);
-  lua_pop(L, 1);
+  loop = eddy__getopenloop(L);
   push_default_executor(L, loop);
   submit(L, loop, top + 1, 1, top > 1 ? top - 1 : 0);
   return eddy__await(L, -1, "to_thread");

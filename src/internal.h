@@ -7,6 +7,7 @@
 #ifndef EDDY_INTERNAL_H
 #define EDDY_INTERNAL_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,6 +77,9 @@ struct eddy_Runtime {
   int context_ref;
   unsigned context_epoch;
   int unhandled_error;      /* set when a main-chunk error was reported */
+  /* Ctrl-C reached a main chunk while it ran a loop (eddy__loop_interrupt):
+  ** the run ends and raises "interrupted!" in the chunk. */
+  volatile sig_atomic_t interrupted;
   uv_loop_t *host_uv;       /* loop handed in by an embedder, or NULL */
   char *read_buf;           /* where reads land (eddy__read_buffer) */
   size_t read_buf_size;
@@ -186,6 +190,10 @@ void eddy__pushloop(lua_State *L, eddy_Loop *loop);
 /* The current loop of the runtime: running one, else the default one
 ** (created on first use). Pushes it and returns it. */
 eddy_Loop *eddy__getloop(lua_State *L);
+/* The same, for work to schedule on it: raises RuntimeError "Event loop is
+** closed" (as asyncio's loop methods do) instead of returning a closed one.
+** Pops nothing, pushes nothing. */
+eddy_Loop *eddy__getopenloop(lua_State *L);
 /* Loop time, seconds. */
 double eddy__time(eddy_Loop *loop);
 
@@ -211,6 +219,12 @@ static inline void eddy__loop_before_io(lua_State *L, eddy_Loop *loop) {
 ** nothing was left alive. */
 int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
                    int keepalive);
+/* From a SIGINT action, while a main chunk runs on the main thread
+** (async-signal-safe): the loop run it started (run_forever,
+** run_until_complete, a top-level suspension) ends after the callback
+** running now and raises "interrupted!" in the chunk, as asyncio's
+** KeyboardInterrupt leaves run_forever.  Returns whether a loop runs. */
+int eddy__loop_interrupt(eddy_Runtime *rt);
 
 /* Report an error to the loop's exception handler.  Pops the context
 ** table at the top of the stack. */
@@ -589,6 +603,9 @@ void eddy__core_tasks(lua_State *L);
 void eddy__open_executor(lua_State *L);
 /* Drain the default loop after a main chunk (API.md §11). */
 int eddy__run_default(lua_State *L, uv_run_mode mode);
+/* Push what the default exception handler printed for the first error
+** of the last eddy__run_default that nothing handled, or nil. */
+void eddy__push_unhandled(lua_State *L);
 /* Embedded Lua sources (generated). */
 typedef struct { const char *name; const char *source; size_t size; } eddy_Source;
 extern const eddy_Source eddy__sources[];

@@ -118,6 +118,7 @@ static void begin_iteration(lua_State *L, eddy_Loop *loop) {
 /* Neither stop() nor run_until_complete's future ends the run. */
 static int keeps_running(eddy_Loop *loop) {
   return !loop->stopping && loop->state == EDDY_LOOP_RUNNING &&
+         !loop->rt->interrupted &&
          (loop->until == NULL || loop->until->state == EDDY_FUT_PENDING);
 }
 
@@ -545,6 +546,19 @@ eddy_Loop *eddy__getloop(lua_State *L) {
   }
 }
 
+/*
+** A suspending function called at top level schedules its work on the
+** current loop, which a script may have closed: a closed loop has no
+** ready queue or timer heap left to put it in.
+*/
+eddy_Loop *eddy__getopenloop(lua_State *L) {
+  eddy_Loop *loop = eddy__getloop(L);
+  lua_pop(L, 1);
+  if (loop->state == EDDY_LOOP_CLOSED)
+    eddy__error(L, "RuntimeError", "Event loop is closed");
+  return loop;
+}
+
 /* }====================================================== */
 
 /* {====================================================== Running */
@@ -574,6 +588,18 @@ static int is_done(eddy_Future *fut) {
 }
 
 /*
+** The run ended for a Ctrl-C (eddy__loop_interrupt): raise it in the main
+** chunk.  The SIGINT action also set lua.c's hook, to stop a callback busy
+** in Lua code; when no Lua code ran since, it would fire later in the
+** chunk, a second interruption for one Ctrl-C.
+*/
+static void raise_interrupted(lua_State *L, eddy_Runtime *rt) {
+  rt->interrupted = 0;
+  lua_sethook(rt->L, NULL, 0, 0);
+  luaL_error(L, "interrupted!");
+}
+
+/*
 ** Run 'loop' until 'fut' is done, stop() is called, or (without
 ** 'keepalive') no live work is left.  The caller checks the loop is not
 ** running.  Returns 0 when it ended because nothing was left alive.
@@ -593,7 +619,7 @@ int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
     uv_idle_start(&loop->idle, idle_cb);
   /* stop() before run_forever: still one iteration, as asyncio does. */
   if (loop->stopping) uv_run(loop->uv, UV_RUN_NOWAIT);
-  while (!loop->stopping && !is_done(fut) &&
+  while (!loop->stopping && !is_done(fut) && !rt->interrupted &&
          loop->state == EDDY_LOOP_RUNNING) {
     if (uv_run(loop->uv, UV_RUN_ONCE) == 0 && !keepalive &&
         loop->rcount == 0 && !is_done(fut)) {
@@ -609,7 +635,16 @@ int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
   loop->stopping = 0;
   loop->until = NULL;
   rt->running = prev;
+  if (rt->interrupted) raise_interrupted(L, rt);
   return alive;
+}
+
+int eddy__loop_interrupt(eddy_Runtime *rt) {
+  eddy_Loop *loop = rt->running;  /* a running loop is not closed */
+  if (loop == NULL) return 0;
+  rt->interrupted = 1;
+  uv_async_send(&loop->async);  /* async-signal-safe: ends a blocked poll */
+  return 1;
 }
 
 static void check_can_run(lua_State *L, eddy_Loop *loop) {
@@ -660,11 +695,17 @@ static int l_is_closed(lua_State *L) {
   return 1;
 }
 
+/* Registry key of what the default exception handler printed for the
+** first unhandled error of a run (eddy__push_unhandled). */
+static const char key_unhandled = 0;
+
 /* Drive the default loop after a main chunk (API.md §11) or for a host. */
 int eddy__run_default(lua_State *L, uv_run_mode mode) {
   eddy_Runtime *rt = eddy__runtime(L);
   eddy_Loop *loop;
   rt->unhandled_error = 0;  /* set by the default exception handler */
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_unhandled);
   if (rt->default_loop_ref == LUA_NOREF) return 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->default_loop_ref);
   loop = eddy__toloop(L, -1);
@@ -972,11 +1013,20 @@ static int c_context_set(lua_State *L) {
   return 0;
 }
 
-/* _note_unhandled(): an error reached the default exception handler
-** (eddy_run reports it). */
+/* _note_unhandled(text): an error reached the default exception handler,
+** which prints 'text' (eddy_run reports it). */
 static int c_note_unhandled(lua_State *L) {
-  eddy__runtime(L)->unhandled_error = 1;
+  eddy_Runtime *rt = eddy__runtime(L);
+  if (!rt->unhandled_error && lua_type(L, 1) == LUA_TSTRING) {
+    lua_settop(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_unhandled);
+  }
+  rt->unhandled_error = 1;
   return 0;
+}
+
+void eddy__push_unhandled(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_unhandled);
 }
 
 /* Keep the function at 1 in the registry under 'key': a hook the Lua

@@ -36,8 +36,13 @@ static const char *progname = PROGNAME;
 ** As lua.c: while a chunk runs, SIGINT sets a hook that raises
 ** "interrupted!" at the next Lua instruction of the main thread, and puts
 ** the default action back, so a second Ctrl-C ends a stuck process.
+** While the chunk runs a loop (a top-level suspension, run_forever), the
+** next Lua code on the main thread is a callback, whose errors go to the
+** exception handler: the loop run itself is interrupted too, and raises
+** "interrupted!" in the chunk (eddy__loop_interrupt).
 */
 static lua_State *globalL = NULL;
+static eddy_Runtime *globalRT = NULL;
 
 static void setsignal(int sig, void (*handler)(int)) {
   struct sigaction sa;
@@ -57,6 +62,7 @@ static void laction(int sig) {
   int flag = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
   setsignal(sig, SIG_DFL);  /* a second Ctrl-C ends the process */
   lua_sethook(globalL, lstop, flag, 1);
+  eddy__loop_interrupt(globalRT);
 }
 
 /* }====================================================== */
@@ -139,9 +145,11 @@ static int docall(lua_State *L, int narg, int nres) {
   lua_pushcfunction(L, eddy__msghandler);
   lua_insert(L, base);
   globalL = L;
+  globalRT = eddy__runtime(L);
   setsignal(SIGINT, laction);
   status = lua_pcall(L, narg, nres, base);
   setsignal(SIGINT, SIG_DFL);
+  globalRT->interrupted = 0;  /* a Ctrl-C no loop run took ends here */
   lua_remove(L, base);
   return status;
 }

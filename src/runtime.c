@@ -290,28 +290,39 @@ int eddy_dostring(eddy_State *E, const char *chunk, const char *chunkname) {
   return run_main_chunk(E);
 }
 
+/* (mode) -> failed, what the default exception handler printed */
 static int run_protected(lua_State *L) {
   uv_run_mode mode = (uv_run_mode)lua_tointeger(L, 1);
   lua_pushinteger(L, eddy__run_default(L, mode));
-  return 1;
+  eddy__push_unhandled(L);
+  return 2;
 }
 
+/* A run whose error nothing handled fails with that error's report (the
+** message and its traceback, API.md 12), as the handler printed it. */
 int eddy_run(eddy_State *E, uv_run_mode mode) {
   lua_State *L = E->L;
   int status, failed;
   lua_pushcfunction(L, eddy__traceback);
   lua_pushcfunction(L, run_protected);
   lua_pushinteger(L, (lua_Integer)mode);
-  status = lua_pcall(L, 1, 1, -3);
+  status = lua_pcall(L, 1, 2, -3);
   if (status != LUA_OK) {
     lua_remove(L, -2);
     return state_error(E, status);
   }
-  failed = (int)lua_tointeger(L, -1);
-  lua_pop(L, 2);
-  state_error(E, LUA_OK);
-  if (failed) E->errmsg = strdup("an error was reported by the loop");
-  return failed;
+  failed = (int)lua_tointeger(L, -2);
+  if (!failed) {
+    lua_pop(L, 3);
+    return state_error(E, LUA_OK);
+  }
+  if (!lua_isstring(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "an error was reported by the loop");
+  }
+  lua_remove(L, -2);
+  lua_remove(L, -2);  /* the message handler */
+  return state_error(E, LUA_ERRRUN) != 0;
 }
 
 const char *eddy_errmsg(eddy_State *E) { return E->errmsg; }

@@ -492,8 +492,7 @@ static int c_await(lua_State *L) {
     }
     /* Raise before a task is made that nobody would wait for. */
     eddy__can_suspend(L, "await");
-    loop = eddy__getloop(L);
-    lua_pop(L, 1);
+    loop = eddy__getopenloop(L);
     eddy__task_new(L, loop, lua_gettop(L) - 1);  /* fn(...): the task at 1 */
   }
   lua_settop(L, 1);
@@ -537,8 +536,7 @@ static int c_sleep(lua_State *L) {
     eddy__pushtag(L);  /* a bare turn: no future, no timer */
     return lua_yieldk(L, 1, (lua_KContext)base, sleep0_k);
   }
-  loop = eddy__getloop(L);
-  lua_pop(L, 1);
+  loop = eddy__getopenloop(L);
   eddy__future_new(L, loop);
   F = lua_gettop(L);
   lua_pushcfunction(L, set_result_unless_done);

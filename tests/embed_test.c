@@ -250,7 +250,18 @@ static void test_unhandled_error(void) {
               "loop:call_soon(function() error('unhandled in a callback') end)");
   check(eddy_run(E, UV_RUN_DEFAULT) != 0,
         "eddy_run returns non-zero after an unhandled callback error");
-  check(eddy_run(E, UV_RUN_DEFAULT) == 0, "and 0 again when the next run is clean");
+  check(eddy_errmsg(E) != NULL &&
+        strstr(eddy_errmsg(E), "unhandled in a callback") != NULL &&
+        strstr(eddy_errmsg(E), "stack traceback") != NULL,
+        "eddy_errmsg then has that error's message and traceback");
+  dostring(E, "local loop = require('eddy').get_event_loop()\n"
+              "loop:call_soon(function() error('first') end)\n"
+              "loop:call_soon(function() error('second') end)");
+  check(eddy_run(E, UV_RUN_ONCE) != 0 && strstr(eddy_errmsg(E), "first") != NULL &&
+        strstr(eddy_errmsg(E), "second") == NULL,
+        "eddy_run(UV_RUN_ONCE) reports the first unhandled error of its turn");
+  check(eddy_run(E, UV_RUN_DEFAULT) == 0 && eddy_errmsg(E) == NULL,
+        "and 0 again when the next run is clean");
   dostring(E, "local loop = require('eddy').get_event_loop()\n"
               "loop:set_exception_handler(function() handled = true end)\n"
               "loop:call_soon(function() error('handled') end)");

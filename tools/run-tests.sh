@@ -1,7 +1,8 @@
 #!/bin/sh
 # run-tests.sh BUILD_DIR: every test suite of eddy against one build.
 #   1. the busted specs (spec/*_spec.lua), run by eddy itself
-#   2. the C embedding test (tests/embed_test.c)
+#   2. the C embedding test (tests/embed_test.c), and a host built with
+#      nothing but what the build directory's pkg-config file says
 #   3. `require "eddy"` from the stock lua5.4 (module/eddy.so)
 #   4. tests/fuzz_api.lua: every function called with hostile arguments
 #   5. every examples/*.lua script as a smoke test
@@ -57,6 +58,17 @@ if [ -x "$BUILD/tests/embed_test" ]; then
     echo "  embed_test exited $rc"; cat "$log/embed.tap"; failed=$((failed + 1))
   fi
   echo "  $(grep -c '^ok ' "$log/embed.tap") passed"
+fi
+
+echo "== pkg-config from the build directory (docs/embedding.md)"
+# A host built only with what pkg-config says must find <eddy.h> and link.
+if pc=$(PKG_CONFIG_PATH="$BUILD/meson-uninstalled" pkg-config --cflags --libs eddy 2>&1) &&
+   cc -o "$log/pc_host" tests/embed_test.c $pc -lpthread >"$log/pc.err" 2>&1; then
+  passed=$((passed + 1))
+  echo "  ok a host compiles and links with: $pc"
+else
+  failed=$((failed + 1))
+  echo "  FAILED:"; { echo "$pc"; cat "$log/pc.err"; } | head -20 | sed 's/^/    /'
 fi
 
 echo "== require \"eddy\" from lua5.4"

@@ -97,12 +97,8 @@ local function describe(v, nested)
   return safe_tostring(v)
 end
 
--- loop:default_exception_handler(context): print it on stderr.
-function Loop:default_exception_handler(context)
-  if type(context) ~= "table" then
-    error("bad argument #1 to 'default_exception_handler' (table expected, got "
-          .. type(context) .. ")", 2)
-  end
+-- What the default handler prints for 'context' (a table).
+local function format_context(context)
   local lines = {tostring(context.message or "Unhandled exception in event loop")}
   local keys = {}
   for k in pairs(context) do
@@ -119,7 +115,16 @@ function Loop:default_exception_handler(context)
       lines[#lines + 1] = exc.traceback
     end
   end
-  io.stderr:write(table.concat(lines, "\n"), "\n")
+  return table.concat(lines, "\n")
+end
+
+-- loop:default_exception_handler(context): print it on stderr.
+function Loop:default_exception_handler(context)
+  if type(context) ~= "table" then
+    error("bad argument #1 to 'default_exception_handler' (table expected, got "
+          .. type(context) .. ")", 2)
+  end
+  io.stderr:write(format_context(context), "\n")
 end
 
 function Loop:set_exception_handler(handler)
@@ -139,7 +144,8 @@ function Loop:call_exception_handler(context)
   local handler = self:_fields().exception_handler
   if handler == nil then
     if type(context) == "table" and context.exception ~= nil then
-      C._note_unhandled()  -- eddy_run() returns non-zero
+      -- eddy_run() returns non-zero, with this report as eddy_errmsg
+      C._note_unhandled(select(2, pcall(format_context, context)))
     end
     local ok, err = pcall(self.default_exception_handler, self, context)
     if not ok then
