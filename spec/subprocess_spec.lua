@@ -104,6 +104,18 @@ describe("loop:subprocess_exec", function()
     t:close()
   end))
 
+  it("loop:close() kills and reaps a child still running (the transport's close)", function()
+    local loop = eddy.new_event_loop()
+    local t = loop:run_until_complete(function()
+      return (loop:subprocess_exec(function() return {} end, "sleep", "30",
+                                   {stdin = sp.DEVNULL, stdout = sp.DEVNULL}))
+    end)
+    local pid = t:get_pid()
+    loop:close()
+    -- neither running nor a zombie: /proc has no entry for it any more
+    assert.is_nil(io.open("/proc/" .. pid .. "/stat"))
+  end)
+
   it("stdio choices: DEVNULL, STDOUT, INHERIT, a descriptor, a file", async(function(loop)
     local out = cli.tempfile()
     local f = assert(io.open(out, "w"))

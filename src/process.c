@@ -14,6 +14,8 @@
 #define _GNU_SOURCE  /* pipe2 */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -60,6 +62,23 @@ static void exit_cb(uv_process_t *h, int64_t status, int term_signal) {
   lua_pushinteger(L, term_signal > 0 ? -(lua_Integer)term_signal : (lua_Integer)status);
   eddy__pcall(L, p->uv.loop, 1, 0, "Exception in the process exit callback");
   lua_settop(L, top);
+}
+
+/* The loop closes with the child still running: kill it, as closing
+** its transport does (asyncio's, when the transport is closed or
+** collected), rather than leave it running with nothing to wait for it.
+** Once the handle is closed libuv no longer reaps it, so reap it here,
+** giving it a moment to die (a child stuck in the kernel stays a zombie
+** rather than block the close). */
+static void process_before_close(lua_State *L, eddy_UVObject *o, int self) {
+  Process *p = (Process *)o;
+  int i;
+  (void)L;
+  (void)self;
+  if (p->exited || uv_process_kill((uv_process_t *)o->handle, SIGKILL) < 0)
+    return;
+  for (i = 0; i < 100 && waitpid(p->pid, NULL, WNOHANG) == 0; i++)
+    uv_sleep(1);
 }
 
 static void process_closed(lua_State *L, eddy_UVObject *o, int self) {
@@ -274,6 +293,7 @@ static int l_spawn(lua_State *L) {
   p->exited = 0;
   p->pipes[0] = p->pipes[1] = p->pipes[2] = -1;
   p->uv.on_closed = process_closed;
+  p->uv.before_close = process_before_close;
   luaL_setmetatable(L, PROCESS);
   pidx = lua_gettop(L);
   lua_pushvalue(L, 4);
