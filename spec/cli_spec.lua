@@ -335,12 +335,26 @@ print(pcall(loop.run_forever, loop))
 print(loop:is_running())
 loop:close()
 ]], ".lua")), {timeout = 5})
-      assert.same({code = 0, out = "false\tinterrupted!\nfalse\n", err = ""}, r)
+      -- positioned, as lua.c's: at the Lua line that ran the loop
+      assert.same({code = 0, err = ""}, {code = r.code, err = r.err})
+      assert.matches("^false\t[^\n]*%.lua:6: interrupted!\nfalse\n$", r.out)
       r = eddy(q(cli.tempfile(prelude .. [[
 eddy.get_event_loop():call_soon(function() ctrl_c() while true do end end)
 print(pcall(eddy.sleep, 1))
 ]], ".lua")), {timeout = 5})
-      assert.same({code = 0, out = "false\tinterrupted!\n", err = ""}, r)
+      assert.same({code = 0, err = ""}, {code = r.code, err = r.err})
+      assert.matches("^false\t[^\n]*%.lua:4: interrupted!\n$", r.out)
+    end)
+
+    it("an interrupted top-level sleep leaves no timer for the drain to wait for", function()
+      local t0 = os.time()
+      local r = eddy(q(cli.tempfile(prelude .. [[
+eddy.get_event_loop():call_later(0.01, ctrl_c)
+print(pcall(eddy.sleep, 30))
+]], ".lua")), {timeout = 10})
+      assert.same({code = 0, err = ""}, {code = r.code, err = r.err})
+      assert.matches("^false\t[^\n]*%.lua:4: interrupted!\n$", r.out)
+      assert.is_true(os.time() - t0 < 10)
     end)
   end)
 

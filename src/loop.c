@@ -594,8 +594,19 @@ static int is_done(eddy_Future *fut) {
 ** chunk, a second interruption for one Ctrl-C.
 */
 static void raise_interrupted(lua_State *L, eddy_Runtime *rt) {
+  lua_Debug ar;
+  int level;
   rt->interrupted = 0;
   lua_sethook(rt->L, NULL, 0, 0);
+  /* positioned at the Lua code that ran the loop, past C frames (the
+  ** suspending function, a protected call of its own) */
+  for (level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "Sl", &ar);
+    if (ar.currentline > 0) {
+      lua_pushfstring(L, "%s:%d: interrupted!", ar.short_src, ar.currentline);
+      lua_error(L);
+    }
+  }
   luaL_error(L, "interrupted!");
 }
 

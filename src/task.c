@@ -526,6 +526,12 @@ static int sleep0_k(lua_State *L, int status, lua_KContext ctx) {
   return base - 1;
 }
 
+/* (fut): eddy__wait_toplevel for sleep, to run protected. */
+static int sleep_toplevel(lua_State *L) {
+  eddy__wait_toplevel(L, 1, "sleep");
+  return 0;
+}
+
 /* eddy.sleep(delay, ...) -> ...: suspends for delay seconds. */
 static int c_sleep(lua_State *L) {
   double delay = (double)luaL_checknumber(L, 1);
@@ -547,7 +553,15 @@ static int c_sleep(lua_State *L) {
     lua_pushvalue(L, F);
     return lua_yieldk(L, 2, (lua_KContext)F, sleep_k);
   }
-  eddy__wait_toplevel(L, F, "sleep");
+  /* At top level: a run that fails (Ctrl-C, nothing left to run) drops
+  ** the timer, as asyncio's sleep cancels it in its finally clause; the
+  ** drain after the chunk must not wait for a sleep nobody is in. */
+  lua_pushcfunction(L, sleep_toplevel);
+  lua_pushvalue(L, F);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    eddy__handle_cancel(L, F + 1);
+    return lua_error(L);
+  }
   return sleep_k(L, LUA_OK, (lua_KContext)F);
 }
 
