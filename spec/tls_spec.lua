@@ -598,6 +598,28 @@ describe("start_tls", function()
            errors.SSLCertVerificationError)
     assert.is_true(t:is_closing())
   end))
+
+  it("a failed upgrade ends the connection for the protocol: connection_lost gets the error",
+     async(function(loop)
+    -- asyncio's SSLProtocol starts a start_tls protocol in STATE_CON_MADE
+    -- (it had connection_made already), so it is owed connection_lost
+    local srv <close>, port = tls_echo_server(loop)
+    local rec = net.recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    raises(function() loop:start_tls(t, rec, ssl.SSLContext(), {server_hostname = "localhost"}) end,
+           errors.SSLCertVerificationError)
+    net.wait(rec.lost_fut)
+    assert.same({"made", "lost"}, rec.events)
+    assert.is_true(errors.is(rec.err, errors.SSLCertVerificationError), tostring(rec.err))
+    -- so a stream whose upgrade failed is over, not left hanging
+    local r, w = eddy.open_connection("127.0.0.1", port)
+    raises(function() w:start_tls(ssl.SSLContext(), {server_hostname = "localhost"}) end,
+           errors.SSLCertVerificationError)
+    raises(function() eddy.wait_for(function() return r:read() end, 5) end,
+           errors.SSLCertVerificationError)
+    raises(function() eddy.wait_for(function() return w:wait_closed() end, 5) end,
+           errors.SSLCertVerificationError)
+  end))
 end)
 
 describe("TLS interop", function()

@@ -136,8 +136,10 @@ function sslproto.new(loop, app_protocol, sslcontext, waiter, server_side, serve
     _waiter = waiter, _server_side = server_side,
     _handshake_timeout = handshake_timeout or HANDSHAKE_TIMEOUT,
     _shutdown_timeout = shutdown_timeout or SHUTDOWN_TIMEOUT,
-    _call_connection_made = call_connection_made ~= false,
-    _state = "UNWRAPPED", _app_state = "INIT",
+    -- start_tls (call_connection_made false): the protocol had its
+    -- connection_made on the plain transport, so it is owed a
+    -- connection_lost even if the handshake fails, as asyncio's.
+    _state = "UNWRAPPED", _app_state = call_connection_made == false and "CON_MADE" or "INIT",
     _app_reading_paused = false, _eof_received = false,
     _close_notify_sent = false, _peer_closed = false,
     _extra = {sslcontext = sslcontext},
@@ -256,11 +258,11 @@ function SSLProtocol:_on_handshake_complete(exc)
   end
   self._extra.peercert = tls:getpeercert()
   self._extra.cipher = {tls:cipher()}  -- an array, as API.md §7 has tuple extras
-  self._app_state = "CON_MADE"
   -- (start_tls: the protocol has had its connection_made already)
-  local app = self._app_protocol
-  if self._call_connection_made and app.connection_made ~= nil then
-    app:connection_made(self._app_transport)
+  if self._app_state == "INIT" then
+    self._app_state = "CON_MADE"
+    local app = self._app_protocol
+    if app.connection_made ~= nil then app:connection_made(self._app_transport) end
   end
   wakeup_waiter(self, nil)
   self:_do_read()  -- application data that came with the last flight
