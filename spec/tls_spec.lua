@@ -483,6 +483,43 @@ describe("TLS connections between eddy peers", function()
     assert.is_false(made)
   end))
 
+  it("a BufferedProtocol gets the plaintext through get_buffer/buffer_updated", async(function(loop)
+    local payload = string.rep("0123456789", 10000)
+    local srv <close> = loop:create_server(function()
+      return {connection_made = function(_, t) t:write(payload) t:close() end}
+    end, "127.0.0.1", 0, {ssl = server_context()})
+    local buf, got, hints = eddy.Buffer(1000), {}, {}
+    local rec = net.recorder(loop)
+    function rec:get_buffer(sizehint) hints[#hints + 1] = sizehint return buf end
+    function rec:buffer_updated(n) got[#got + 1] = buf:tostring(1, n) end
+    loop:create_connection(function() return rec end, "127.0.0.1", srv.sockets[1]:getsockname()[2],
+                           {ssl = client_context(), server_hostname = "localhost"})
+    net.wait(rec.lost_fut)
+    assert.equal(payload, table.concat(got))
+    assert.is_true(hints[1] > 0)
+    assert.same({"made", "eof", "lost"}, rec.events)
+    assert.is_nil(rec.err)
+  end))
+
+  it("an error in the protocol's data_received closes the connection, also after resume_reading",
+     async(function(loop)
+    local messages = {}
+    loop:set_exception_handler(function(_, context) messages[#messages + 1] = context end)
+    local srv <close>, port = tls_echo_server(loop)
+    local rec = net.recorder(loop, {on_data = function() error("boom") end})
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", port,
+                                     {ssl = client_context(), server_hostname = "localhost"})
+    t:pause_reading()
+    t:write("echo")
+    eddy.sleep(0.1)  -- the echo waits in the paused connection
+    t:resume_reading()
+    net.wait(rec.lost_fut)
+    loop:set_exception_handler(nil)
+    assert.truthy(tostring(rec.err):find("boom", 1, true), tostring(rec.err))
+    assert.equal(1, #messages)
+    assert.equal("Fatal error on SSL protocol", messages[1].message)
+  end))
+
   it("a peer that resets mid-write gives connection_lost with the error", async(function(loop)
     local srv <close> = loop:create_server(function()
       return {data_received = function(self, _) self.t:abort() end,
@@ -584,6 +621,49 @@ describe("start_tls", function()
     assert.equal("over tls", rec:data())
     tt:close()
     net.wait(rec.lost_fut)
+  end))
+
+  it("a BufferedProtocol over start_tls, then set_protocol to a plain one (test_start_tls_client_buf_proto_1)",
+     async(function(loop)
+    local HELLO = string.rep("1", 102400)
+    local sctx = server_context()
+    local srv <close> = eddy.start_server(function(r, w)
+      assert.equal(HELLO, r:readexactly(#HELLO))
+      -- (CPython's server is a blocking socket that reads no further;
+      -- a stream's reader would take the ClientHello too: say when)
+      w:write("G")
+      w:start_tls(sctx)
+      w:write("O")
+      assert.equal(HELLO, r:readexactly(#HELLO))
+      w:write("2")
+      assert.equal(HELLO, r:readexactly(#HELLO))
+      w:close()
+    end, "127.0.0.1", 0)
+    local made = 0
+    local first = {buf = eddy.Buffer(1), got = {}}
+    function first:connection_made() made = made + 1 end
+    function first:get_buffer() return self.buf end
+    function first:buffer_updated(n)
+      assert.equal(1, n)
+      self.got[#self.got + 1] = self.buf:tostring(1, n)
+    end
+    local second = net.recorder(loop)
+    local t = loop:create_connection(function() return first end, "127.0.0.1",
+                                     srv.sockets[1]:getsockname()[2])
+    t:write(HELLO)
+    net.wait_until(function() return first.got[1] == "G" end)
+    local tt = loop:start_tls(t, first, client_context(), {server_hostname = "localhost"})
+    net.wait_until(function() return first.got[2] == "O" end)
+    tt:write(HELLO)
+    tt:set_protocol(second)
+    second:wait_bytes(1)
+    assert.equal("2", second:data())
+    tt:write(HELLO)
+    net.wait(second.eof_fut)
+    tt:close()
+    net.wait(second.lost_fut)
+    assert.equal(1, made)  -- start_tls gives no second connection_made
+    assert.equal(2, #first.got)
   end))
 
   it("refuses what it cannot upgrade", async(function(loop)

@@ -10,6 +10,7 @@
 ** two MemoryBIOs.  Its context and config come from tls_context.c.
 */
 #include <arpa/inet.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -246,6 +247,26 @@ static int conn_handshake(lua_State *L) {
   return 1;
 }
 
+/* Read up to len plaintext bytes into p: how many (0: nothing more for
+** now), or the failure's mbedTLS code (< 0).  c->closed is set once the
+** peer's close_notify came. */
+static int read_some(Conn *c, unsigned char *p, size_t len) {
+  if (len > INT_MAX) len = INT_MAX;
+  for (;;) {
+    int rc = mbedtls_ssl_read(&c->ssl, p, len);
+    if (rc > 0) return rc;
+    if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE) return 0;
+    if (rc == 0 || rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
+      c->closed = 1;
+      return 0;
+    }
+#ifdef MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET
+    if (rc == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) continue;
+#endif
+    return rc;
+  }
+}
+
 /* tls:read() -> plaintext (maybe ""), closed: all the application data
 ** the fed records hold; 'closed' once the peer's close_notify came. */
 static int conn_read(lua_State *L) {
@@ -254,23 +275,32 @@ static int conn_read(lua_State *L) {
   luaL_buffinit(L, &b);
   while (!c->closed) {
     char *p = luaL_prepbuffsize(&b, 16384);
-    int rc = mbedtls_ssl_read(&c->ssl, (unsigned char *)p, 16384);
-    if (rc > 0) {
-      luaL_addsize(&b, (size_t)rc);
-    } else if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE) {
-      break;
-    } else if (rc == 0 || rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
-      c->closed = 1;
-#ifdef MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET
-    } else if (rc == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) {
-      continue;
-#endif
-    } else {
-      return conn_error(L, c, rc);
-    }
+    int rc = read_some(c, (unsigned char *)p, 16384);
+    if (rc < 0) return conn_error(L, c, rc);
+    if (rc == 0) break;
+    luaL_addsize(&b, (size_t)rc);
   }
   bytes_trim(&c->in);
   luaL_pushresult(&b);
+  lua_pushboolean(L, c->closed);
+  return 2;
+}
+
+/* tls:read_into(buf) -> n, closed: as read, but into the eddy.Buffer
+** 'buf' (a BufferedProtocol's), at most #buf bytes; what does not fit
+** stays for the next call, as ssl.SSLObject.read(n, buffer). */
+static int conn_read_into(lua_State *L) {
+  Conn *c = checkconn(L, 1);
+  size_t size, n = 0;
+  unsigned char *p = (unsigned char *)eddy__checkbuffer(L, 2, &size);
+  while (!c->closed && n < size) {
+    int rc = read_some(c, p + n, size - n);
+    if (rc < 0) return conn_error(L, c, rc);
+    if (rc == 0) break;
+    n += (size_t)rc;
+  }
+  bytes_trim(&c->in);
+  lua_pushinteger(L, (lua_Integer)n);
   lua_pushboolean(L, c->closed);
   return 2;
 }
@@ -395,6 +425,7 @@ static const luaL_Reg conn_methods[] = {
   {"take", conn_take},
   {"handshake", conn_handshake},
   {"read", conn_read},
+  {"read_into", conn_read_into},
   {"write", conn_write},
   {"close_notify", conn_close_notify},
   {"getpeercert", conn_getpeercert},

@@ -299,19 +299,48 @@ function SSLProtocol:_call_eof_received()
   end
 end
 
+-- Plaintext to a protocol with data_received: all there is, at once
+-- (asyncio's _do_read__copied).  Returns whether close_notify came.
+local function read_copied(self, app)
+  local data, closed = self._tls:read()
+  if #data > 0 and self._app_state == "CON_MADE" and app.data_received ~= nil then
+    app:data_received(data)
+  end
+  return closed
+end
+
+-- The size a BufferedProtocol's get_buffer is asked for: a TLS record's
+-- plaintext at most.
+local RECORD_SIZE = 16384
+
+-- Plaintext to a BufferedProtocol (get_buffer/buffer_updated), as the
+-- plain transports feed one: into its buffer; a full buffer may leave
+-- more, read on the next turn (asyncio's _do_read__buffered).
+local function read_buffered(self, app)
+  local buf = app:get_buffer(RECORD_SIZE)
+  if args.typename(buf) ~= "eddy.Buffer" or #buf == 0 then
+    error(errors.RuntimeError("get_buffer() returned " ..
+      (args.typename(buf) == "eddy.Buffer" and "an empty buffer" or "no eddy.Buffer")), 0)
+  end
+  local n, closed = self._tls:read_into(buf)
+  if n > 0 and self._app_state == "CON_MADE" then app:buffer_updated(n) end
+  if n == #buf and not closed then self._loop:call_soon(SSLProtocol._do_read, self) end
+  return closed
+end
+
 -- The application data fed so far, to the application (unless it paused
--- reading); the peer's close_notify starts our shutdown.
+-- reading); the peer's close_notify starts our shutdown.  What fails here,
+-- the TLS record or the protocol's callback, closes the connection
+-- (asyncio's _do_read), whichever path (data_received, resume_reading,
+-- the end of the handshake) came here.
 function SSLProtocol:_do_read()
   if self._app_reading_paused or (self._state ~= "WRAPPED" and self._state ~= "FLUSHING") then
     return
   end
-  local ok, data, closed = pcall(self._tls.read, self._tls)
+  local app = self._app_protocol
+  local ok, closed = pcall(app.get_buffer ~= nil and read_buffered or read_copied, self, app)
   flush(self)
-  if not ok then return self:_fatal_error(data, "SSL error in data received") end
-  if #data > 0 and self._app_state == "CON_MADE" then
-    local received = self._app_protocol.data_received
-    if received ~= nil then received(self._app_protocol, data) end
-  end
+  if not ok then return self:_fatal_error(closed, "Fatal error on SSL protocol") end
   if closed and not self._peer_closed then
     self._peer_closed = true
     self:_call_eof_received()
