@@ -738,6 +738,51 @@ describe("TLS interop", function()
     proc.cleanup()
   end, 20))
 
+  it("a peer ending its side without close_notify gets none back (test_shutdown_timeout_handler_not_set)",
+     async(function(loop)
+    local script = net.tempfile(string.format([[
+import socket, ssl
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(%q, %q)
+ls = socket.socket()
+ls.bind(("127.0.0.1", 0))
+ls.listen(1)
+ls.settimeout(10)
+print(ls.getsockname()[1], flush=True)
+conn, _ = ls.accept()
+conn.settimeout(10)
+sock = ctx.wrap_socket(conn, server_side=True)
+sock.send(b"hello")
+assert sock.recv(1024) == b"world"
+sock.send(b"extra bytes")
+sock.shutdown(socket.SHUT_WR)  # EOF, no close_notify
+print("EOF", flush=True)
+print("after EOF: %%r" %% sock.recv(1024), flush=True)  # raw now: b"" expected
+sock.close()
+]], tls.path("server.pem"), tls.path("server.key")))
+    local proc, port = net.spawn_server(string.format("%s %s", PYTHON, script), 20)
+    local rec = net.recorder(loop, {on_data = function(self, data)
+      if data == "hello" then
+        self.transport:write("world")
+        self.transport:pause_reading()  -- what comes next waits
+      end
+    end})
+    local ctx = ssl.SSLContext()
+    ctx.check_hostname = false
+    ctx.verify_mode = ssl.CERT_NONE
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", port, {ssl = ctx})
+    net.wait_until(function() return proc.output():find("EOF", 1, true) ~= nil end, 10)
+    t:resume_reading()
+    net.wait(rec.lost_fut)
+    assert.is_nil(rec.err)
+    assert.equal("helloextra bytes", rec:data())
+    assert.same({"made", "data", "eof", "lost"}, rec.events)
+    t:close()
+    net.wait_until(proc.done, 10)
+    assert.truthy(proc.output():find("after EOF: b''", 1, true), proc.output())
+    proc.cleanup()
+  end, 20))
+
   it("a Python asyncio TLS client and server against eddy's", async(function(loop)
     local script = net.tempfile(string.format([[
 import asyncio, ssl, sys

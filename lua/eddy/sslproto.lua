@@ -377,10 +377,12 @@ end
 
 -- Send close_notify once; done when the peer's came (or its end of the
 -- connection did).  Records after our close_notify are dropped, as
--- SSL_shutdown drops them.
+-- SSL_shutdown drops them.  A peer that ended its side of the connection
+-- without close_notify gets none either: asyncio unwraps only
+-- "if not self._eof_received", and the peer may still be reading.
 function SSLProtocol:_do_shutdown()
   local tls = self._tls
-  if not self._close_notify_sent then
+  if not self._close_notify_sent and not self._eof_received then
     self._close_notify_sent = true
     local ok, err = pcall(tls.close_notify, tls)
     if not ok then return self:_on_shutdown_complete(err) end
