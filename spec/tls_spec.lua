@@ -414,6 +414,29 @@ describe("TLS connections between eddy peers", function()
     eddy.sleep(0.05)
   end))
 
+  it("a DNS name is checked against the CN when no DNS subjectAltName is there, as OpenSSL's",
+     async(function(loop)
+    local function serving(name)
+      local ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+      ctx:load_cert_chain(tls.path(name .. ".pem"), tls.path(name .. ".key"))
+      return tls_echo_server(loop, ctx)
+    end
+    local function connect(port, hostname)
+      return loop:create_connection(function() return {} end, "127.0.0.1", port,
+                                    {ssl = client_context(), server_hostname = hostname})
+    end
+    -- CN=localhost, subjectAltName IP:127.0.0.1 only: Python accepts "localhost"
+    local srv <close>, port = serving("ipsan")
+    connect(port, "localhost"):close()
+    connect(port, "127.0.0.1"):close()
+    raises(function() connect(port, "other.test") end, errors.SSLCertVerificationError)
+    -- CN=other.test, subjectAltName DNS:localhost: the CN does not count
+    local srv2 <close>, port2 = serving("othercn")
+    connect(port2, "localhost"):close()
+    raises(function() connect(port2, "other.test") end, errors.SSLCertVerificationError)
+    eddy.sleep(0.05)
+  end))
+
   it("ssl = true is the default context, which rejects a private CA", async(function(loop)
     local srv <close>, port = tls_echo_server(loop)
     raises(function()
