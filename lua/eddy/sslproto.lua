@@ -68,12 +68,9 @@ function SSLTransport:pause_reading() self._proto:_pause_reading() end
 function SSLTransport:resume_reading() self._proto:_resume_reading() end
 
 -- The write buffer is the plain transport's: records are made as soon as
--- the application writes.
-local function plain(self)
-  local t = self._proto._transport
-  if t == nil then error(errors.RuntimeError("the SSL transport is closed"), 3) end
-  return t
-end
+-- the application writes.  Its limits can still be read and set once
+-- the connection is lost, as asyncio's and the plain transports' can.
+local function plain(self) return self._proto._plain end
 
 function SSLTransport:set_write_buffer_limits(high, low)
   return plain(self):set_write_buffer_limits(high, low)
@@ -217,6 +214,7 @@ end
 
 function SSLProtocol:connection_made(transport)
   self._transport = transport
+  self._plain = transport  -- (kept after connection_lost, for the limits)
   self._state = "DO_HANDSHAKE"
   self._handshake_start = self._loop:time()
   self._handshake_timer = self._loop:call_later(self._handshake_timeout, function()
