@@ -313,6 +313,19 @@ describe("TLS connections between eddy peers", function()
     net.wait(rec.lost_fut)
   end, 30))
 
+  it("the write buffer limits outlive the connection, as asyncio's and the plain transports'",
+     async(function(loop)
+    local srv <close> = tls_echo_server(loop)
+    local t, rec = tls_connect(loop, srv)
+    t:set_write_buffer_limits(1000, 100)
+    t:abort()
+    net.wait(rec.lost_fut)
+    assert.same({100, 1000}, {t:get_write_buffer_limits()})
+    t:set_write_buffer_limits(2000)
+    assert.same({500, 2000}, {t:get_write_buffer_limits()})
+    assert.equal(0, t:get_write_buffer_size())
+  end))
+
   it("over UNIX sockets, and on an accepted socket (connect_accepted_socket)", async(function(loop)
     local path = tmp.path(".sock")
     local srv <close> = eddy.start_unix_server(function(r, w)
@@ -415,6 +428,29 @@ describe("TLS connections between eddy peers", function()
     eddy.sleep(0.05)
   end))
 
+  it("a DNS name is checked against the CN when no DNS subjectAltName is there, as OpenSSL's",
+     async(function(loop)
+    local function serving(name)
+      local ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+      ctx:load_cert_chain(tls.path(name .. ".pem"), tls.path(name .. ".key"))
+      return tls_echo_server(loop, ctx)
+    end
+    local function connect(port, hostname)
+      return loop:create_connection(function() return {} end, "127.0.0.1", port,
+                                    {ssl = client_context(), server_hostname = hostname})
+    end
+    -- CN=localhost, subjectAltName IP:127.0.0.1 only: Python accepts "localhost"
+    local srv <close>, port = serving("ipsan")
+    connect(port, "localhost"):close()
+    connect(port, "127.0.0.1"):close()
+    raises(function() connect(port, "other.test") end, errors.SSLCertVerificationError)
+    -- CN=other.test, subjectAltName DNS:localhost: the CN does not count
+    local srv2 <close>, port2 = serving("othercn")
+    connect(port2, "localhost"):close()
+    raises(function() connect(port2, "other.test") end, errors.SSLCertVerificationError)
+    eddy.sleep(0.05)
+  end))
+
   it("ssl = true is the default context, which rejects a private CA", async(function(loop)
     local srv <close>, port = tls_echo_server(loop)
     raises(function()
@@ -482,6 +518,43 @@ describe("TLS connections between eddy peers", function()
     t:write(string.rep("\22\3\1\0\5garbage", 100))
     net.wait(rec.lost_fut)
     assert.is_false(made)
+  end))
+
+  it("a BufferedProtocol gets the plaintext through get_buffer/buffer_updated", async(function(loop)
+    local payload = string.rep("0123456789", 10000)
+    local srv <close> = loop:create_server(function()
+      return {connection_made = function(_, t) t:write(payload) t:close() end}
+    end, "127.0.0.1", 0, {ssl = server_context()})
+    local buf, got, hints = eddy.Buffer(1000), {}, {}
+    local rec = net.recorder(loop)
+    function rec:get_buffer(sizehint) hints[#hints + 1] = sizehint return buf end
+    function rec:buffer_updated(n) got[#got + 1] = buf:tostring(1, n) end
+    loop:create_connection(function() return rec end, "127.0.0.1", srv.sockets[1]:getsockname()[2],
+                           {ssl = client_context(), server_hostname = "localhost"})
+    net.wait(rec.lost_fut)
+    assert.equal(payload, table.concat(got))
+    assert.is_true(hints[1] > 0)
+    assert.same({"made", "eof", "lost"}, rec.events)
+    assert.is_nil(rec.err)
+  end))
+
+  it("an error in the protocol's data_received closes the connection, also after resume_reading",
+     async(function(loop)
+    local messages = {}
+    loop:set_exception_handler(function(_, context) messages[#messages + 1] = context end)
+    local srv <close>, port = tls_echo_server(loop)
+    local rec = net.recorder(loop, {on_data = function() error("boom") end})
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", port,
+                                     {ssl = client_context(), server_hostname = "localhost"})
+    t:pause_reading()
+    t:write("echo")
+    eddy.sleep(0.1)  -- the echo waits in the paused connection
+    t:resume_reading()
+    net.wait(rec.lost_fut)
+    loop:set_exception_handler(nil)
+    assert.truthy(tostring(rec.err):find("boom", 1, true), tostring(rec.err))
+    assert.equal(1, #messages)
+    assert.equal("Fatal error on SSL protocol", messages[1].message)
   end))
 
   it("a peer that resets mid-write gives connection_lost with the error", async(function(loop)
@@ -587,6 +660,49 @@ describe("start_tls", function()
     net.wait(rec.lost_fut)
   end))
 
+  it("a BufferedProtocol over start_tls, then set_protocol to a plain one (test_start_tls_client_buf_proto_1)",
+     async(function(loop)
+    local HELLO = string.rep("1", 102400)
+    local sctx = server_context()
+    local srv <close> = eddy.start_server(function(r, w)
+      assert.equal(HELLO, r:readexactly(#HELLO))
+      -- (CPython's server is a blocking socket that reads no further;
+      -- a stream's reader would take the ClientHello too: say when)
+      w:write("G")
+      w:start_tls(sctx)
+      w:write("O")
+      assert.equal(HELLO, r:readexactly(#HELLO))
+      w:write("2")
+      assert.equal(HELLO, r:readexactly(#HELLO))
+      w:close()
+    end, "127.0.0.1", 0)
+    local made = 0
+    local first = {buf = eddy.Buffer(1), got = {}}
+    function first:connection_made() made = made + 1 end
+    function first:get_buffer() return self.buf end
+    function first:buffer_updated(n)
+      assert.equal(1, n)
+      self.got[#self.got + 1] = self.buf:tostring(1, n)
+    end
+    local second = net.recorder(loop)
+    local t = loop:create_connection(function() return first end, "127.0.0.1",
+                                     srv.sockets[1]:getsockname()[2])
+    t:write(HELLO)
+    net.wait_until(function() return first.got[1] == "G" end)
+    local tt = loop:start_tls(t, first, client_context(), {server_hostname = "localhost"})
+    net.wait_until(function() return first.got[2] == "O" end)
+    tt:write(HELLO)
+    tt:set_protocol(second)
+    second:wait_bytes(1)
+    assert.equal("2", second:data())
+    tt:write(HELLO)
+    net.wait(second.eof_fut)
+    tt:close()
+    net.wait(second.lost_fut)
+    assert.equal(1, made)  -- start_tls gives no second connection_made
+    assert.equal(2, #first.got)
+  end))
+
   it("refuses what it cannot upgrade", async(function(loop)
     local srv <close>, port = tls_echo_server(loop)
     local rec = net.recorder(loop)
@@ -598,6 +714,28 @@ describe("start_tls", function()
     raises(function() loop:start_tls(t, rec, ssl.SSLContext(), {server_hostname = "localhost"}) end,
            errors.SSLCertVerificationError)
     assert.is_true(t:is_closing())
+  end))
+
+  it("a failed upgrade ends the connection for the protocol: connection_lost gets the error",
+     async(function(loop)
+    -- asyncio's SSLProtocol starts a start_tls protocol in STATE_CON_MADE
+    -- (it had connection_made already), so it is owed connection_lost
+    local srv <close>, port = tls_echo_server(loop)
+    local rec = net.recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    raises(function() loop:start_tls(t, rec, ssl.SSLContext(), {server_hostname = "localhost"}) end,
+           errors.SSLCertVerificationError)
+    net.wait(rec.lost_fut)
+    assert.same({"made", "lost"}, rec.events)
+    assert.is_true(errors.is(rec.err, errors.SSLCertVerificationError), tostring(rec.err))
+    -- so a stream whose upgrade failed is over, not left hanging
+    local r, w = eddy.open_connection("127.0.0.1", port)
+    raises(function() w:start_tls(ssl.SSLContext(), {server_hostname = "localhost"}) end,
+           errors.SSLCertVerificationError)
+    raises(function() eddy.wait_for(function() return r:read() end, 5) end,
+           errors.SSLCertVerificationError)
+    raises(function() eddy.wait_for(function() return w:wait_closed() end, 5) end,
+           errors.SSLCertVerificationError)
   end))
 end)
 
@@ -634,6 +772,51 @@ describe("TLS interop", function()
     assert.equal("ping\n", net.wait(got, 10))
     net.wait_until(function() return proc.output():find("echo: ping", 1, true) ~= nil end, 10)
     assert.truthy(proc.output():find("verify return:1", 1, true))
+    proc.cleanup()
+  end, 20))
+
+  it("a peer ending its side without close_notify gets none back (test_shutdown_timeout_handler_not_set)",
+     async(function(loop)
+    local script = net.tempfile(string.format([[
+import socket, ssl
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(%q, %q)
+ls = socket.socket()
+ls.bind(("127.0.0.1", 0))
+ls.listen(1)
+ls.settimeout(10)
+print(ls.getsockname()[1], flush=True)
+conn, _ = ls.accept()
+conn.settimeout(10)
+sock = ctx.wrap_socket(conn, server_side=True)
+sock.send(b"hello")
+assert sock.recv(1024) == b"world"
+sock.send(b"extra bytes")
+sock.shutdown(socket.SHUT_WR)  # EOF, no close_notify
+print("EOF", flush=True)
+print("after EOF: %%r" %% sock.recv(1024), flush=True)  # raw now: b"" expected
+sock.close()
+]], tls.path("server.pem"), tls.path("server.key")))
+    local proc, port = net.spawn_server(string.format("%s %s", PYTHON, script), 20)
+    local rec = net.recorder(loop, {on_data = function(self, data)
+      if data == "hello" then
+        self.transport:write("world")
+        self.transport:pause_reading()  -- what comes next waits
+      end
+    end})
+    local ctx = ssl.SSLContext()
+    ctx.check_hostname = false
+    ctx.verify_mode = ssl.CERT_NONE
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", port, {ssl = ctx})
+    net.wait_until(function() return proc.output():find("EOF", 1, true) ~= nil end, 10)
+    t:resume_reading()
+    net.wait(rec.lost_fut)
+    assert.is_nil(rec.err)
+    assert.equal("helloextra bytes", rec:data())
+    assert.same({"made", "data", "eof", "lost"}, rec.events)
+    t:close()
+    net.wait_until(proc.done, 10)
+    assert.truthy(proc.output():find("after EOF: b''", 1, true), proc.output())
     proc.cleanup()
   end, 20))
 

@@ -10,9 +10,12 @@
 ** two MemoryBIOs.  Its context and config come from tls_context.c.
 */
 #include <arpa/inet.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include <mbedtls/oid.h>
 #include <mbedtls/ssl_ciphersuites.h>
 
 #include "tls.h"
@@ -63,6 +66,7 @@ typedef struct Conn {
   int ip_host;  /* the server_hostname is an IP address: check it here */
   unsigned char ip[16];
   size_t iplen;
+  char host[MBEDTLS_SSL_MAX_HOST_NAME_LEN + 1];  /* or the DNS name, "" */
   int handshake_done, closed;
   int oom;  /* a send could not be buffered */
 } Conn;
@@ -107,15 +111,54 @@ static int cert_has_ip(const mbedtls_x509_crt *crt, const Conn *c) {
   return 0;
 }
 
+/* Whether the certificate has a DNS name among its subjectAltNames. */
+static int cert_has_dns(const mbedtls_x509_crt *crt) {
+  const mbedtls_x509_sequence *san;
+  for (san = &crt->subject_alt_names; san != NULL; san = san->next) {
+    if ((san->buf.tag & 0x1f) == 2 && san->buf.len > 0) return 1;
+  }
+  return 0;
+}
+
+/* Whether the certificate name 'pat' (n bytes) names 'host', as mbedTLS
+** matches its subjectAltNames: case aside, the same, or "*.rest" for a
+** host whose first label is followed by "rest". */
+static int name_matches(const unsigned char *pat, size_t n, const char *host) {
+  size_t hlen = strlen(host);
+  const char *dot;
+  if (n == hlen && strncasecmp((const char *)pat, host, n) == 0) return 1;
+  if (n < 3 || pat[0] != '*' || pat[1] != '.') return 0;
+  if ((dot = strchr(host, '.')) == NULL || dot == host) return 0;
+  return strlen(dot) == n - 1 && strncasecmp((const char *)pat + 1, dot, n - 1) == 0;
+}
+
+/* Whether one of the certificate's subject CNs names 'host'. */
+static int cn_matches(const mbedtls_x509_crt *crt, const char *host) {
+  const mbedtls_x509_name *name;
+  for (name = &crt->subject; name != NULL; name = name->next) {
+    if (name->oid.p != NULL && MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &name->oid) == 0 &&
+        name_matches(name->val.p, name->val.len, host))
+      return 1;
+  }
+  return 0;
+}
+
 /* The verify callback: the hostname part of verification follows the
-** connection's check_hostname, and IP addresses are checked here. */
+** connection's check_hostname, and IP addresses are checked here.  A DNS
+** name falls back to the CN when the certificate has no DNS
+** subjectAltName, as OpenSSL's X509_check_host (so Python) does; mbedTLS
+** gives up on the CN as soon as there is any subjectAltName (an IP
+** address one, say). */
 static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags) {
   Conn *c = (Conn *)ctx;
   if (depth != 0) return 0;
   if (!c->check_hostname) {
     *flags &= ~(uint32_t)MBEDTLS_X509_BADCERT_CN_MISMATCH;
-  } else if (c->ip_host && !cert_has_ip(crt, c)) {
-    *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
+  } else if (c->ip_host) {
+    if (!cert_has_ip(crt, c)) *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
+  } else if ((*flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) && c->host[0] != '\0' &&
+             !cert_has_dns(crt) && cn_matches(crt, c->host)) {
+    *flags &= ~(uint32_t)MBEDTLS_X509_BADCERT_CN_MISMATCH;
   }
   return 0;
 }
@@ -167,6 +210,8 @@ static int ctx_wrap(lua_State *L) {
       c->ip_host = 1, c->iplen = 16;
     } else if ((rc = mbedtls_ssl_set_hostname(&c->ssl, hostname)) != 0) {
       return eddy__tls_error(L, rc, "server_hostname");  /* SNI and the name check */
+    } else {  /* (set_hostname refuses a name too long for c->host) */
+      strncpy(c->host, hostname, sizeof c->host - 1);
     }
     lua_pushvalue(L, 3);
     lua_setiuservalue(L, -2, CONN_HOSTNAME);
@@ -246,6 +291,26 @@ static int conn_handshake(lua_State *L) {
   return 1;
 }
 
+/* Read up to len plaintext bytes into p: how many (0: nothing more for
+** now), or the failure's mbedTLS code (< 0).  c->closed is set once the
+** peer's close_notify came. */
+static int read_some(Conn *c, unsigned char *p, size_t len) {
+  if (len > INT_MAX) len = INT_MAX;
+  for (;;) {
+    int rc = mbedtls_ssl_read(&c->ssl, p, len);
+    if (rc > 0) return rc;
+    if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE) return 0;
+    if (rc == 0 || rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
+      c->closed = 1;
+      return 0;
+    }
+#ifdef MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET
+    if (rc == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) continue;
+#endif
+    return rc;
+  }
+}
+
 /* tls:read() -> plaintext (maybe ""), closed: all the application data
 ** the fed records hold; 'closed' once the peer's close_notify came. */
 static int conn_read(lua_State *L) {
@@ -254,23 +319,32 @@ static int conn_read(lua_State *L) {
   luaL_buffinit(L, &b);
   while (!c->closed) {
     char *p = luaL_prepbuffsize(&b, 16384);
-    int rc = mbedtls_ssl_read(&c->ssl, (unsigned char *)p, 16384);
-    if (rc > 0) {
-      luaL_addsize(&b, (size_t)rc);
-    } else if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE) {
-      break;
-    } else if (rc == 0 || rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
-      c->closed = 1;
-#ifdef MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET
-    } else if (rc == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) {
-      continue;
-#endif
-    } else {
-      return conn_error(L, c, rc);
-    }
+    int rc = read_some(c, (unsigned char *)p, 16384);
+    if (rc < 0) return conn_error(L, c, rc);
+    if (rc == 0) break;
+    luaL_addsize(&b, (size_t)rc);
   }
   bytes_trim(&c->in);
   luaL_pushresult(&b);
+  lua_pushboolean(L, c->closed);
+  return 2;
+}
+
+/* tls:read_into(buf) -> n, closed: as read, but into the eddy.Buffer
+** 'buf' (a BufferedProtocol's), at most #buf bytes; what does not fit
+** stays for the next call, as ssl.SSLObject.read(n, buffer). */
+static int conn_read_into(lua_State *L) {
+  Conn *c = checkconn(L, 1);
+  size_t size, n = 0;
+  unsigned char *p = (unsigned char *)eddy__checkbuffer(L, 2, &size);
+  while (!c->closed && n < size) {
+    int rc = read_some(c, p + n, size - n);
+    if (rc < 0) return conn_error(L, c, rc);
+    if (rc == 0) break;
+    n += (size_t)rc;
+  }
+  bytes_trim(&c->in);
+  lua_pushinteger(L, (lua_Integer)n);
   lua_pushboolean(L, c->closed);
   return 2;
 }
@@ -395,6 +469,7 @@ static const luaL_Reg conn_methods[] = {
   {"take", conn_take},
   {"handshake", conn_handshake},
   {"read", conn_read},
+  {"read_into", conn_read_into},
   {"write", conn_write},
   {"close_notify", conn_close_notify},
   {"getpeercert", conn_getpeercert},

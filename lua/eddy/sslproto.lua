@@ -68,12 +68,9 @@ function SSLTransport:pause_reading() self._proto:_pause_reading() end
 function SSLTransport:resume_reading() self._proto:_resume_reading() end
 
 -- The write buffer is the plain transport's: records are made as soon as
--- the application writes.
-local function plain(self)
-  local t = self._proto._transport
-  if t == nil then error(errors.RuntimeError("the SSL transport is closed"), 3) end
-  return t
-end
+-- the application writes.  Its limits can still be read and set once
+-- the connection is lost, as asyncio's and the plain transports' can.
+local function plain(self) return self._proto._plain end
 
 function SSLTransport:set_write_buffer_limits(high, low)
   return plain(self):set_write_buffer_limits(high, low)
@@ -148,8 +145,10 @@ function sslproto.new(loop, app_protocol, sslcontext, waiter, server_side, serve
     _waiter = waiter, _server_side = server_side,
     _handshake_timeout = handshake_timeout or HANDSHAKE_TIMEOUT,
     _shutdown_timeout = shutdown_timeout or SHUTDOWN_TIMEOUT,
-    _call_connection_made = call_connection_made ~= false,
-    _state = "UNWRAPPED", _app_state = "INIT",
+    -- start_tls (call_connection_made false): the protocol had its
+    -- connection_made on the plain transport, so it is owed a
+    -- connection_lost even if the handshake fails, as asyncio's.
+    _state = "UNWRAPPED", _app_state = call_connection_made == false and "CON_MADE" or "INIT",
     _app_reading_paused = false, _eof_received = false,
     _close_notify_sent = false, _peer_closed = false,
     _extra = {sslcontext = sslcontext},
@@ -227,6 +226,7 @@ end
 
 function SSLProtocol:connection_made(transport)
   self._transport = transport
+  self._plain = transport  -- (kept after connection_lost, for the limits)
   self._state = "DO_HANDSHAKE"
   self._handshake_start = self._loop:time()
   self._handshake_timer = self._loop:call_later(self._handshake_timeout, function()
@@ -268,11 +268,11 @@ function SSLProtocol:_on_handshake_complete(exc)
   end
   self._extra.peercert = tls:getpeercert()
   self._extra.cipher = {tls:cipher()}  -- an array, as API.md §7 has tuple extras
-  self._app_state = "CON_MADE"
   -- (start_tls: the protocol has had its connection_made already)
-  local app = self._app_protocol
-  if self._call_connection_made and app.connection_made ~= nil then
-    app:connection_made(self._app_transport)
+  if self._app_state == "INIT" then
+    self._app_state = "CON_MADE"
+    local app = self._app_protocol
+    if app.connection_made ~= nil then app:connection_made(self._app_transport) end
   end
   wakeup_waiter(self, nil)
   self:_do_read()  -- application data that came with the last flight
@@ -309,19 +309,48 @@ function SSLProtocol:_call_eof_received()
   end
 end
 
+-- Plaintext to a protocol with data_received: all there is, at once
+-- (asyncio's _do_read__copied).  Returns whether close_notify came.
+local function read_copied(self, app)
+  local data, closed = self._tls:read()
+  if #data > 0 and self._app_state == "CON_MADE" and app.data_received ~= nil then
+    app:data_received(data)
+  end
+  return closed
+end
+
+-- The size a BufferedProtocol's get_buffer is asked for: a TLS record's
+-- plaintext at most.
+local RECORD_SIZE = 16384
+
+-- Plaintext to a BufferedProtocol (get_buffer/buffer_updated), as the
+-- plain transports feed one: into its buffer; a full buffer may leave
+-- more, read on the next turn (asyncio's _do_read__buffered).
+local function read_buffered(self, app)
+  local buf = app:get_buffer(RECORD_SIZE)
+  if args.typename(buf) ~= "eddy.Buffer" or #buf == 0 then
+    error(errors.RuntimeError("get_buffer() returned " ..
+      (args.typename(buf) == "eddy.Buffer" and "an empty buffer" or "no eddy.Buffer")), 0)
+  end
+  local n, closed = self._tls:read_into(buf)
+  if n > 0 and self._app_state == "CON_MADE" then app:buffer_updated(n) end
+  if n == #buf and not closed then self._loop:call_soon(SSLProtocol._do_read, self) end
+  return closed
+end
+
 -- The application data fed so far, to the application (unless it paused
--- reading); the peer's close_notify starts our shutdown.
+-- reading); the peer's close_notify starts our shutdown.  What fails here,
+-- the TLS record or the protocol's callback, closes the connection
+-- (asyncio's _do_read), whichever path (data_received, resume_reading,
+-- the end of the handshake) came here.
 function SSLProtocol:_do_read()
   if self._app_reading_paused or (self._state ~= "WRAPPED" and self._state ~= "FLUSHING") then
     return
   end
-  local ok, data, closed = pcall(self._tls.read, self._tls)
+  local app = self._app_protocol
+  local ok, closed = pcall(app.get_buffer ~= nil and read_buffered or read_copied, self, app)
   flush(self)
-  if not ok then return self:_fatal_error(data, "SSL error in data received") end
-  if #data > 0 and self._app_state == "CON_MADE" then
-    local received = self._app_protocol.data_received
-    if received ~= nil then received(self._app_protocol, data) end
-  end
+  if not ok then return self:_fatal_error(closed, "Fatal error on SSL protocol") end
   if closed and not self._peer_closed then
     self._peer_closed = true
     self:_call_eof_received()
@@ -358,10 +387,12 @@ end
 
 -- Send close_notify once; done when the peer's came (or its end of the
 -- connection did).  Records after our close_notify are dropped, as
--- SSL_shutdown drops them.
+-- SSL_shutdown drops them.  A peer that ended its side of the connection
+-- without close_notify gets none either: asyncio unwraps only
+-- "if not self._eof_received", and the peer may still be reading.
 function SSLProtocol:_do_shutdown()
   local tls = self._tls
-  if not self._close_notify_sent then
+  if not self._close_notify_sent and not self._eof_received then
     self._close_notify_sent = true
     local ok, err = pcall(tls.close_notify, tls)
     if not ok then return self:_on_shutdown_complete(err) end

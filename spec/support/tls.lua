@@ -13,7 +13,8 @@ local function run(cmd)
 end
 
 -- The directory holding ca.pem, server.pem/.key, server-enc.key
--- (password "s3cret"), client.pem/.key, rogue.pem/.key.
+-- (password "s3cret"), client.pem/.key, ipsan.pem/.key, othercn.pem/.key,
+-- rogue.pem/.key.
 function tls.dir()
   if dir ~= nil then return dir end
   dir = os.tmpname()
@@ -42,6 +43,13 @@ function tls.dir()
   sign("client", "/O=eddy/CN=eddy client")
   run(string.format("openssl ec -in %s/server.key -aes256 -passout pass:s3cret -out %s/server-enc.key",
                     dir, dir))
+  -- for the CN fallback of the hostname check: a certificate whose only
+  -- subjectAltName is an IP address, and one whose CN is not among its
+  -- DNS names
+  key("ipsan")
+  sign("ipsan", "/CN=localhost", "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\n")
+  key("othercn")
+  sign("othercn", "/CN=other.test", "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost\n")
   key("rogue")
   run(string.format("openssl req -x509 -new -key %s/rogue.key -subj '/CN=localhost' -days 2 "
                     .. "-out %s/rogue.pem", dir, dir))
