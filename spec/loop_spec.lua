@@ -633,6 +633,23 @@ describe("exception handler", function()
     assert.equal("userdata", type(reports[1].task))
   end)
 
+  it("the default handler shows a failed task's frames for a string error, which has no traceback",
+     function()
+    local code, out = checks.run_script([[
+      local eddy = require "eddy"
+      local function inner() error("plain string") end
+      eddy.run(function()
+        local t = eddy.create_task(function() inner() end)
+        eddy.sleep(0)
+        t = nil
+        collectgarbage()
+      end)
+    ]])
+    assert.equal(0, code)
+    assert.matches("Task exception was never retrieved\n.-:2: plain string\nstack traceback:\n\t"
+                   .. "[^\n]-:2: in function 'inner'\n", out)
+  end)
+
   it("does not report a task error that was retrieved (test_tb_logger_exception_retrieved)",
      function()
     local reports = run_collecting(function(loop)
