@@ -646,6 +646,9 @@ struct eddy_Stream {
                               ** socket: write() is refused */
   unsigned char has_ctx;      /* EXTRA.context: the Context its protocol's
                               ** methods run in (pcall_protocol) */
+  unsigned char in_get_buffer;  /* alloc_cb is running Lua code: reads
+                              ** stop and the handle closes in read_cb */
+  unsigned char close_deferred; /* closed while in_get_buffer */
   unsigned int nwrites;       /* uv_write requests in flight */
   unsigned int lost_writes;   /* writes dropped after close (debug) */
   size_t high, low;           /* write buffer limits */
