@@ -154,6 +154,9 @@ struct eddy_Loop {
   uv_idle_t idle;           /* active while the ready queue is not empty */
   uv_timer_t wake;          /* wakes libuv for the earliest eddy timer */
   uv_async_t async;         /* call_soon_threadsafe wake-ups */
+  uv_prepare_t fd_check;    /* before libuv polls: fds closed while their
+                            ** poll was starting (poll.c) */
+  int nfd_started;          /* fds noted for fd_check */
   uv_mutex_t ts_lock;       /* guards ts_head (C callbacks from threads) */
   /* Written under ts_lock, atomically: the loop checks it without the lock
   ** (threadsafe_pending in loop.c). */
@@ -808,6 +811,8 @@ int eddy__fd_unwatch(lua_State *L, eddy_Loop *loop, int fd, int event);
 /* Add add_reader/remove_reader/add_writer/remove_writer to the Loop class
 ** of the core table at the top. */
 void eddy__open_poll(lua_State *L);
+/* The callback of the loop's fd_check prepare handle (loop.c inits it). */
+void eddy__fd_check_cb(uv_prepare_t *h);
 
 /* ------------------------------------------------------------------ */
 /* Raw socket operations (sockops.c): loop:sock_*                       */
