@@ -811,6 +811,9 @@ int eddy__fd_unwatch(lua_State *L, eddy_Loop *loop, int fd, int event);
 /* Add add_reader/remove_reader/add_writer/remove_writer to the Loop class
 ** of the core table at the top. */
 void eddy__open_poll(lua_State *L);
+/* Raise RuntimeError if a transport or server of one of this state's
+** open loops has fd: closing it under libuv breaks the handle. */
+void eddy__check_fd_unused(lua_State *L, int fd);
 /* The callback of the loop's fd_check prepare handle (loop.c inits it). */
 void eddy__fd_check_cb(uv_prepare_t *h);
 

@@ -166,22 +166,42 @@ static void watcher_closed(lua_State *L, eddy_UVObject *o, int self) {
   drop_handle(L, self, W_WRITER);
 }
 
-/* Raise the RuntimeError asyncio gives when fd belongs to a transport:
-** one of ours (udp.c) or a libuv stream/UDP handle of the loop. */
-static void check_no_transport(lua_State *L, eddy_Loop *loop, int fd,
-                               FdWatcher *w) {
+/* Whether a libuv stream or UDP handle of the loop (a transport's, a
+** server's) has fd. */
+static int used_by_uv(eddy_Loop *loop, int fd) {
   eddy_UVObject *o;
-  int used = w != NULL && w->transport;
-  for (o = loop->uvobjects; o != NULL && !used; o = o->next) {
+  for (o = loop->uvobjects; o != NULL; o = o->next) {
     uv_os_fd_t ofd;
     uv_handle_type t = o->handle->type;
     if ((t == UV_TCP || t == UV_NAMED_PIPE || t == UV_UDP || t == UV_TTY) &&
         uv_fileno(o->handle, &ofd) == 0 && ofd == fd)
-      used = 1;
+      return 1;
   }
-  if (used)
-    eddy__error(L, "RuntimeError", "File descriptor %d is used by transport",
-                fd);
+  return 0;
+}
+
+static void raise_used(lua_State *L, int fd) {
+  eddy__error(L, "RuntimeError", "File descriptor %d is used by transport",
+              fd);
+}
+
+/* Raise the RuntimeError asyncio gives when fd belongs to a transport:
+** one of ours (udp.c) or a libuv stream/UDP handle of the loop. */
+static void check_no_transport(lua_State *L, eddy_Loop *loop, int fd,
+                               FdWatcher *w) {
+  if ((w != NULL && w->transport) || used_by_uv(loop, fd)) raise_used(L, fd);
+}
+
+void eddy__check_fd_unused(lua_State *L, int fd) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &eddy__key_loops);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    eddy_Loop *loop = (eddy_Loop *)lua_touserdata(L, -2);
+    lua_pop(L, 1);
+    if (loop->state != EDDY_LOOP_CLOSED && used_by_uv(loop, fd))
+      raise_used(L, fd);
+  }
+  lua_pop(L, 1);
 }
 
 /* Apply the watcher's interest: restart, or close it when none is left. */

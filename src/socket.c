@@ -770,6 +770,9 @@ static int m_socket(lua_State *L) {
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &real_type, &n) != 0)
       return raise_errno(L);
     if (lua_isnoneornil(L, 2)) type = real_type;
+    /* Nor a transport's or a server's: closing the new socket would
+    ** close it under libuv (get_extra_info("socket") gives a view). */
+    eddy__check_fd_unused(L, fd);
     eddy__socket_push(L, fd, family, type, 1);
     return 1;
   }
