@@ -538,6 +538,10 @@ void eddy__task_wake_now(lua_State *L, int ti, const void *key);
 void eddy__pusherror(lua_State *L, const char *cls, const char *fmt, ...);
 /* Raise it. */
 int eddy__error(lua_State *L, const char *cls, const char *fmt, ...);
+/* The string at i (a string) for a C function taking a NUL-terminated
+** one: one with a NUL inside raises ValueError naming 'what', as Python
+** does, instead of being cut short (a host, a service, a path). */
+const char *eddy__tocstring(lua_State *L, int i, const char *what);
 /* Push an OSError subclass for a libuv (negative) error code;
 ** 'what' prefixes the message (may be NULL). */
 void eddy__pushuverror(lua_State *L, int uverr, const char *what);
