@@ -79,6 +79,17 @@ describe("getaddrinfo", function()
     argerror(function() loop:getaddrinfo("h", {}) end, 2, "getaddrinfo")
     argerror(function() loop:getaddrinfo("h", 1, 5) end, 3, "getaddrinfo")
     raises(function() loop:getaddrinfo("h", 1, {family = "x"}) end, "bad option 'family'")
+    -- cut at the NUL, "127.0.0.1\0evil" resolved as 127.0.0.1
+    raises(loop.getaddrinfo, {errors.ValueError, "embedded null byte in host"}, loop,
+           "127.0.0.1\0evil", 80)
+    raises(loop.getaddrinfo, {errors.ValueError, "embedded null byte in port"}, loop,
+           "127.0.0.1", "http\0x")
+    local s <close> = socket.socket()
+    raises(s.connect, {errors.ValueError, "embedded null byte in host"}, s, {"127.0.0.1\0x", 1})
+    raises(loop.sock_connect, errors.ValueError, loop, s, {"127.0.0.1\0x", 1})
+    local ctx = eddy.ssl.create_default_context()
+    raises(ctx._wrap, {errors.ValueError, "embedded null byte in server_hostname"}, ctx,
+           false, "example.com\0.evil")
   end))
 
   it("a cancelled lookup leaves nothing behind", async(function(loop)

@@ -134,6 +134,45 @@ describe("fd watchers", function()
     assert.is_false(loop:remove_writer(5000))
   end))
 
+  -- libuv hands a new interest to epoll only when it next polls, and
+  -- aborted the process (epoll_ctl: EBADF) for an fd closed before then.
+  it("an fd closed while its watch starts is forgotten, as epoll forgets it",
+     async(function(loop)
+    local called = false
+    local function never() called = true end
+    -- closed in the same turn as add_reader / add_writer
+    local a, b = socket.socketpair()
+    local fd = a:fileno()
+    loop:add_reader(fd, never)
+    loop:add_writer(fd, never)
+    a:close()
+    eddy.sleep(0.02)
+    assert.is_false(called)
+    assert.is_false(loop:remove_reader(fd))
+    assert.is_false(loop:remove_writer(fd))
+    -- closed by a callback of the poll phase, after it restarted a watch
+    local c, d = socket.socketpair()
+    local e, f = socket.socketpair()
+    local done = loop:create_future()
+    loop:add_reader(c, function()
+      loop:remove_reader(c)
+      loop:add_writer(e, never)
+      e:close()
+      done:set_result(true)
+    end)
+    d:send("y")
+    assert.is_true(eddy.wait_for(done, 5))
+    eddy.sleep(0.02)
+    assert.is_false(called)
+    -- a watcher that stays (its interest did not change) keeps working
+    local g, h = socket.socketpair()
+    local got = loop:create_future()
+    loop:add_reader(g, function() loop:remove_reader(g) got:set_result(g:recv(10)) end)
+    h:send("z")
+    assert.equal("z", eddy.wait_for(got, 5))
+    for _, s in ipairs{b, c, d, f, g, h} do s:close() end
+  end))
+
   it("leaves the fd's blocking mode alone, as a selector", async(function(loop)
     -- libuv's uv_poll_init sets O_NONBLOCK; asyncio never changes it, and
     -- a blocking socket or pipe read in the callback must stay blocking

@@ -208,7 +208,7 @@ describe("add_signal_handler", function()
       raises(errors.ValueError, "invalid signal number", loop.add_signal_handler, loop, sig, print)
       raises(errors.ValueError, "invalid signal number", loop.remove_signal_handler, loop, sig)
     end
-    for _, name in ipairs {"SIGFOO", "INT", "sigint", ""} do
+    for _, name in ipairs {"SIGFOO", "INT", "sigint", "", "SIGINT\0", "SIGUSR1\0x"} do
       raises(errors.ValueError, "unknown signal name", loop.add_signal_handler, loop, name, print)
       raises(errors.ValueError, "unknown signal name", loop.remove_signal_handler, loop, name)
     end

@@ -252,4 +252,22 @@ describe("eddy.socket", function()
     local t <close> = socket.socket()
     assert.equal(fd, t:fileno())
   end)
+
+  -- Closing such a socket closed the descriptor under libuv: a listening
+  -- server's fd reused by the next socket tripped an assertion in libuv.
+  it("socket(..., fileno) refuses a descriptor a transport or server holds",
+     require("eddy.test").async(function(loop)
+    local srv <close> = loop:create_server(function() return {} end, "127.0.0.1", 0)
+    local sfd = srv.sockets[1]:fileno()
+    raises(errors.RuntimeError, socket.socket, socket.AF_INET, socket.SOCK_STREAM, 0, sfd)
+    local port = srv.sockets[1]:getsockname()[2]
+    local tr = loop:create_connection(function() return {} end, "127.0.0.1", port)
+    local fd = tr:get_extra_info("socket"):fileno()
+    raises(errors.RuntimeError, socket.socket, nil, nil, nil, fd)
+    tr:close()
+    local a, b = socket.socketpair()
+    local c <close> = socket.socket(nil, nil, nil, a:detach())  -- not a transport's
+    b:close()
+    eddy.sleep(0)
+  end))
 end)

@@ -493,6 +493,35 @@ describe("Tasks from coroutine objects", function()
     task:cancel()
     raises(task.await, errors.CancelledError, task)
   end))
+
+  -- Resumed or closed from outside, a task's coroutine moved on without
+  -- its task, which then waited forever; a second task driving the same
+  -- coroutine stepped it with the results of the other's awaits.
+  it("belong to their task: coroutine.resume, coroutine.close and a second task refuse them",
+     async(function(loop)
+    local co = coroutine.create(function() eddy.sleep(0.01) return "co" end)
+    local by_co = loop:create_task(co)
+    local by_fn = loop:create_task(function() eddy.sleep(0.01) return "fn" end)
+    turns()
+    for _, c in ipairs{co, by_fn:get_coro()} do
+      local ok, err = coroutine.resume(c, "junk")
+      assert.is_false(ok)
+      assert.matches("cannot resume a coroutine that a task runs", err)
+      assert.has_error(function() coroutine.close(c) end,
+                       "cannot close a coroutine that a task runs (cancel the task instead)")
+    end
+    raises(loop.create_task, {errors.RuntimeError, "coroutine is already run by a task"}, loop, co)
+    raises(loop.create_task, errors.RuntimeError, loop, by_fn:get_coro())
+    local own = loop:create_task(function()
+      return pcall(eddy.create_task, coroutine.running())
+    end)
+    assert.is_false((eddy.wait_for(own, 5)))
+    assert.equal("co", eddy.wait_for(by_co, 5))
+    assert.equal("fn", eddy.wait_for(by_fn, 5))
+    -- done, they are ordinary dead coroutines again
+    assert.same({false, "cannot resume dead coroutine"}, {coroutine.resume(co)})
+    assert.is_true(coroutine.close(co))
+  end))
 end)
 
 describe("eddy.sleep", function()

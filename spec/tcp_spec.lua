@@ -556,6 +556,49 @@ describe("TCP transport", function()
     assert.equal("Fatal error: protocol.get_buffer() call failed.", reports[1].message)
   end))
 
+
+  -- get_buffer runs inside libuv's read, between its allocation and the
+  -- read itself: closing there once had libuv read a closed descriptor
+  -- (an assertion, or a read of whatever reused the fd).
+  it("get_buffer may close or abort its transport", async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    for _, how in ipairs{"close", "abort"} do
+      local lost = loop:create_future()
+      local tr, updated = nil, 0
+      loop:create_connection(function()
+        return {connection_made = function(_, t) tr = t end,
+                get_buffer = function() tr[how](tr) return eddy.Buffer(16) end,
+                buffer_updated = function() updated = updated + 1 end,
+                connection_lost = function(_, err) lost:set_result(err or false) end}
+      end, "127.0.0.1", port)
+      tr:write("x")
+      assert.is_false(net.wait(lost))
+      assert.equal(0, updated)
+      assert.is_true(tr:is_closing())
+    end
+  end))
+
+  it("get_buffer may pause reading; resuming delivers everything", async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    local buf, got, pauses = eddy.Buffer(4), {}, 0
+    local tr
+    tr = loop:create_connection(function()
+      return {get_buffer = function()
+                if pauses < 3 then
+                  pauses = pauses + 1
+                  tr:pause_reading()
+                  loop:call_soon(function() tr:resume_reading() end)
+                end
+                return buf
+              end,
+              buffer_updated = function(_, n) got[#got + 1] = buf:tostring(1, n) end}
+    end, "127.0.0.1", port)
+    tr:write("0123456789")
+    net.wait_until(function() return #table.concat(got) == 10 end)
+    assert.equal("0123456789", table.concat(got))
+    assert.equal(3, pauses)
+    tr:close()
+  end))
   it("serves 1000 concurrent connections", async(function(loop)
     local srv <close>, port = net.echo_server(loop, "127.0.0.1", {backlog = 1024})
     local n, done = 1000, 0

@@ -184,4 +184,20 @@ describe("UNIX sockets", function()
     raises(function() loop:create_unix_server(function() end, "x", {host = 1}) end,
            "unknown option 'host'")
   end))
+
+  -- A path cut at its NUL named another file: "/tmp/a\0b" bound /tmp/a.
+  it("a filesystem path with a NUL inside is a ValueError; an abstract name may hold NULs",
+     async(function(loop)
+    local path = temp_path()
+    local msg = {errors.ValueError, "embedded null byte in UNIX socket path"}
+    raises(function() loop:create_unix_server(function() end, path .. "\0x") end, msg)
+    raises(function() loop:create_unix_connection(function() end, path .. "\0x") end, msg)
+    local s <close> = eddy.socket.socket(eddy.socket.AF_UNIX)
+    raises(s.bind, msg, s, path .. "\0x")
+    assert.is_false(exists(path))
+    local name = "\0eddy\0spec" .. math.random(1e9)
+    local srv = loop:create_unix_server(function() return {} end, name)
+    srv:close()
+    srv:wait_closed()
+  end))
 end)

@@ -12,6 +12,33 @@
 
 enum { MODE_RESUME, MODE_WRAP, MODE_DRIVE };
 
+/*
+** A task's coroutine, and a coroutine object a task drives, belong to
+** that task: resumed or closed from elsewhere, it moves on without its
+** task, which then waits forever or steps it with the results of the
+** wrong await.  The task marks them in their extra space, which a new
+** coroutine copies from the main thread, never from a task's.
+*/
+static const char task_mark = 't';
+
+void eddy__co_mark_task(lua_State *co) {
+  if (LUA_EXTRASPACE >= sizeof(void *))
+    *(const void **)lua_getextraspace(co) = &task_mark;
+}
+
+int eddy__co_is_task(lua_State *co) {
+  return LUA_EXTRASPACE >= sizeof(void *) &&
+         *(const void **)lua_getextraspace(co) == &task_mark;
+}
+
+/* Not dead: suspended, or not started yet (or running). */
+static int is_alive(lua_State *co) {
+  return lua_status(co) == LUA_YIELD ||
+         (lua_status(co) == LUA_OK && lua_gettop(co) > 0);
+}
+
+#define TASK_OWNED "cannot %s a coroutine that a task runs"
+
 static int resume_k(lua_State *L, int status, lua_KContext ctx);
 
 /* Finish like lcorolib's auxresume + luaB_coresume / auxwrap. */
@@ -132,7 +159,23 @@ static int resume_k(lua_State *L, int status, lua_KContext ctx) {
 static int co_resume(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
   luaL_argexpected(L, co, 1, "coroutine");
+  if (eddy__co_is_task(co) && is_alive(co)) {
+    lua_pushboolean(L, 0);
+    lua_pushfstring(L, TASK_OWNED, "resume");
+    return 2;
+  }
   return resume_step(L, lua_gettop(L) - 1, MODE_RESUME);
+}
+
+/* coroutine.close, the original at upvalue 1, refusing a task's. */
+static int co_close(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  if (co != NULL && eddy__co_is_task(co) && is_alive(co))
+    return luaL_error(L, TASK_OWNED " (cancel the task instead)", "close");
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
 }
 
 static int co_auxwrap(lua_State *L) {
@@ -168,6 +211,12 @@ void eddy__open_coro(lua_State *L) {
     lua_setfield(L, -2, "resume");
     lua_pushcfunction(L, co_wrap);
     lua_setfield(L, -2, "wrap");
+    if (lua_getfield(L, -1, "close") == LUA_TFUNCTION) {
+      lua_pushcclosure(L, co_close, 1);
+      lua_setfield(L, -2, "close");
+    } else {
+      lua_pop(L, 1);
+    }
   }
   lua_pop(L, 1);
 }

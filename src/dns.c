@@ -160,14 +160,17 @@ static int l_getaddrinfo(lua_State *L) {
   struct addrinfo hints;
   Request *r;
   int err, tp;
-  if (!lua_isnoneornil(L, 2)) host = luaL_checkstring(L, 2);
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checkstring(L, 2);
+    host = eddy__tocstring(L, 2, "host");
+  }
   tp = lua_type(L, 3);
   if (tp == LUA_TNUMBER) {
     lua_Integer port = luaL_checkinteger(L, 3);
     snprintf(portbuf, sizeof portbuf, "%lld", (long long)port);
     service = portbuf;
   } else if (tp == LUA_TSTRING) {
-    service = lua_tostring(L, 3);
+    service = eddy__tocstring(L, 3, "port");
   } else if (tp != LUA_TNIL && tp != LUA_TNONE) {
     return luaL_typeerror(L, 3, "integer, string or nil");
   }

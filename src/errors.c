@@ -56,6 +56,14 @@ int eddy__error(lua_State *L, const char *cls, const char *fmt, ...) {
   return lua_error(L);
 }
 
+const char *eddy__tocstring(lua_State *L, int i, const char *what) {
+  size_t len;
+  const char *str = lua_tolstring(L, i, &len);
+  if (strlen(str) != len)
+    eddy__error(L, "ValueError", "embedded null byte in %s", what);
+  return str;
+}
+
 /* The OSError subclass for a libuv error code. */
 static const char *class_for(int uverr) {
   switch (uverr) {

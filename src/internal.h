@@ -158,6 +158,9 @@ struct eddy_Loop {
   uv_idle_t idle;           /* active while the ready queue is not empty */
   uv_timer_t wake;          /* wakes libuv for the earliest eddy timer */
   uv_async_t async;         /* call_soon_threadsafe wake-ups */
+  uv_prepare_t fd_check;    /* before libuv polls: fds closed while their
+                            ** poll was starting (poll.c) */
+  int nfd_started;          /* fds noted for fd_check */
   uv_mutex_t ts_lock;       /* guards ts_head (C callbacks from threads) */
   /* Written under ts_lock, atomically: the loop checks it without the lock
   ** (threadsafe_pending in loop.c). */
@@ -549,6 +552,10 @@ void eddy__task_wake_now(lua_State *L, int ti, const void *key);
 void eddy__pusherror(lua_State *L, const char *cls, const char *fmt, ...);
 /* Raise it. */
 int eddy__error(lua_State *L, const char *cls, const char *fmt, ...);
+/* The string at i (a string) for a C function taking a NUL-terminated
+** one: one with a NUL inside raises ValueError naming 'what', as Python
+** does, instead of being cut short (a host, a service, a path). */
+const char *eddy__tocstring(lua_State *L, int i, const char *what);
 /* Push an OSError subclass for a libuv (negative) error code;
 ** 'what' prefixes the message (may be NULL). */
 void eddy__pushuverror(lua_State *L, int uverr, const char *what);
@@ -593,6 +600,10 @@ void eddy__tune_gc(lua_State *L);
 /* The coroutine library's resume/wrap replaced by versions that forward
 ** eddy's suspensions (coro.c). */
 void eddy__open_coro(lua_State *L);
+/* Mark co as run by a task: coroutine.resume and coroutine.close refuse
+** it, and no other task may drive it (coro.c). */
+void eddy__co_mark_task(lua_State *co);
+int eddy__co_is_task(lua_State *co);
 /* Replace the global require with one whose module may suspend (require.c). */
 void eddy__open_require(lua_State *L);
 /* The C core table handed to eddy.init (loop.c). */
@@ -663,6 +674,9 @@ struct eddy_Stream {
                               ** socket: write() is refused */
   unsigned char has_ctx;      /* EXTRA.context: the Context its protocol's
                               ** methods run in (pcall_protocol) */
+  unsigned char in_get_buffer;  /* alloc_cb is running Lua code: reads
+                              ** stop and the handle closes in read_cb */
+  unsigned char close_deferred; /* closed while in_get_buffer */
   unsigned int nwrites;       /* uv_write requests in flight */
   unsigned int lost_writes;   /* writes dropped after close (debug) */
   size_t high, low;           /* write buffer limits */
@@ -822,6 +836,11 @@ int eddy__fd_unwatch(lua_State *L, eddy_Loop *loop, int fd, int event);
 /* Add add_reader/remove_reader/add_writer/remove_writer to the Loop class
 ** of the core table at the top. */
 void eddy__open_poll(lua_State *L);
+/* Raise RuntimeError if a transport or server of one of this state's
+** open loops has fd: closing it under libuv breaks the handle. */
+void eddy__check_fd_unused(lua_State *L, int fd);
+/* The callback of the loop's fd_check prepare handle (loop.c inits it). */
+void eddy__fd_check_cb(uv_prepare_t *h);
 
 /* ------------------------------------------------------------------ */
 /* Raw socket operations (sockops.c): loop:sock_*                       */

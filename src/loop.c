@@ -431,8 +431,10 @@ static eddy_Loop *loop_new(lua_State *L, uv_loop_t *uv) {
   uv_timer_init(loop->uv, &loop->wake);
   uv_async_init(loop->uv, &loop->async, async_cb);
   uv_unref((uv_handle_t *)&loop->async);  /* see update_keepalive */
+  uv_prepare_init(loop->uv, &loop->fd_check);
+  uv_unref((uv_handle_t *)&loop->fd_check);  /* no work of its own */
   uv_mutex_init(&loop->ts_lock);
-  loop->uv_handles_open = 3;
+  loop->uv_handles_open = 4;
   lua_createtable(L, READY_INITIAL, 0);
   loop->ready_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   loop->rhead = 1;
@@ -752,6 +754,8 @@ static void loop_handle_close_cb(uv_handle_t *h) {
     loop = container_of(h, eddy_Loop, idle);
   else if (h->type == UV_TIMER)
     loop = container_of(h, eddy_Loop, wake);
+  else if (h->type == UV_PREPARE)
+    loop = container_of(h, eddy_Loop, fd_check);
   else
     loop = container_of(h, eddy_Loop, async);
   loop->uv_handles_open--;
@@ -764,6 +768,7 @@ static void close_uv(eddy_Loop *loop) {
   uv_close((uv_handle_t *)&loop->idle, loop_handle_close_cb);
   uv_close((uv_handle_t *)&loop->wake, loop_handle_close_cb);
   uv_close((uv_handle_t *)&loop->async, loop_handle_close_cb);
+  uv_close((uv_handle_t *)&loop->fd_check, loop_handle_close_cb);
   /* Wait for our handles' close callbacks and those of the objects
   ** eddy__uv_close_all closed. */
   while (loop->uv_handles_open > 0 ||

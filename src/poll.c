@@ -17,9 +17,15 @@
 ** libuv aborts the process if a polled fd is invalid when the interest
 ** changes, so every change first checks the fd is open, and restarts the
 ** poll from scratch (stop, then start) so that libuv re-adds the fd.
+** libuv hands the change to epoll only when it next polls, and Lua code
+** may close the fd in between (sock:close(), a file's close): each fd
+** whose poll started is noted, and the loop's fd_check prepare handle,
+** which runs right before libuv polls, drops the watchers of those that
+** were closed meanwhile, as epoll forgets a closed fd.
 */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 
 #include "internal.h"
 
@@ -81,6 +87,30 @@ static int drop_handle(lua_State *L, int wi, int slot) {
   return 1;
 }
 
+/* Push the loop's array of the fds noted for fd_check. */
+static void push_started(lua_State *L, eddy_Loop *loop) {
+  eddy__pushfields(L, loop);
+  if (lua_getfield(L, -1, "fd_started") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "fd_started");
+  }
+  lua_remove(L, -2);
+}
+
+/* The poll of w just (re)started: have fd_check look at its fd before
+** libuv hands it to epoll. */
+static void note_started(lua_State *L, FdWatcher *w) {
+  eddy_Loop *loop = w->uv.loop;
+  push_started(L, loop);
+  lua_pushinteger(L, w->fd);
+  lua_rawseti(L, -2, ++loop->nfd_started);
+  lua_pop(L, 1);
+  if (loop->nfd_started == 1)
+    uv_prepare_start(&loop->fd_check, eddy__fd_check_cb);
+}
+
 /* unwatch(loop, fd, event): eddy__fd_unwatch, for eddy__pcall (it raises
 ** when the fd was closed while watched). */
 static int unwatch(lua_State *L) {
@@ -121,8 +151,9 @@ static void poll_cb(uv_poll_t *h, int status, int events) {
     ** and the callbacks' own calls fetch the error (SO_ERROR, ICMP
     ** errors), so wake both and keep watching while the fd is open. */
     events = w->events;
-    if (fcntl(w->fd, F_GETFD) != -1)
-      uv_poll_start(h, w->events, poll_cb);
+    if (fcntl(w->fd, F_GETFD) != -1 &&
+        uv_poll_start(h, w->events, poll_cb) == 0)
+      note_started(L, w);
   }
   if (events & UV_READABLE) fire(L, w, wi, UV_READABLE);
   if (events & UV_WRITABLE) fire(L, w, wi, UV_WRITABLE);
@@ -135,22 +166,42 @@ static void watcher_closed(lua_State *L, eddy_UVObject *o, int self) {
   drop_handle(L, self, W_WRITER);
 }
 
-/* Raise the RuntimeError asyncio gives when fd belongs to a transport:
-** one of ours (udp.c) or a libuv stream/UDP handle of the loop. */
-static void check_no_transport(lua_State *L, eddy_Loop *loop, int fd,
-                               FdWatcher *w) {
+/* Whether a libuv stream or UDP handle of the loop (a transport's, a
+** server's) has fd. */
+static int used_by_uv(eddy_Loop *loop, int fd) {
   eddy_UVObject *o;
-  int used = w != NULL && w->transport;
-  for (o = loop->uvobjects; o != NULL && !used; o = o->next) {
+  for (o = loop->uvobjects; o != NULL; o = o->next) {
     uv_os_fd_t ofd;
     uv_handle_type t = o->handle->type;
     if ((t == UV_TCP || t == UV_NAMED_PIPE || t == UV_UDP || t == UV_TTY) &&
         uv_fileno(o->handle, &ofd) == 0 && ofd == fd)
-      used = 1;
+      return 1;
   }
-  if (used)
-    eddy__error(L, "RuntimeError", "File descriptor %d is used by transport",
-                fd);
+  return 0;
+}
+
+static void raise_used(lua_State *L, int fd) {
+  eddy__error(L, "RuntimeError", "File descriptor %d is used by transport",
+              fd);
+}
+
+/* Raise the RuntimeError asyncio gives when fd belongs to a transport:
+** one of ours (udp.c) or a libuv stream/UDP handle of the loop. */
+static void check_no_transport(lua_State *L, eddy_Loop *loop, int fd,
+                               FdWatcher *w) {
+  if ((w != NULL && w->transport) || used_by_uv(loop, fd)) raise_used(L, fd);
+}
+
+void eddy__check_fd_unused(lua_State *L, int fd) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &eddy__key_loops);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    eddy_Loop *loop = (eddy_Loop *)lua_touserdata(L, -2);
+    lua_pop(L, 1);
+    if (loop->state != EDDY_LOOP_CLOSED && used_by_uv(loop, fd))
+      raise_used(L, fd);
+  }
+  lua_pop(L, 1);
 }
 
 /* Apply the watcher's interest: restart, or close it when none is left. */
@@ -168,6 +219,7 @@ static void update(lua_State *L, FdWatcher *w, int wi) {
   uv_poll_stop(h);
   err = fcntl(w->fd, F_GETFD) == -1 ? -errno
                                      : uv_poll_start(h, w->events, poll_cb);
+  if (err == 0) note_started(L, w);
   if (err < 0) {
     w->events = 0;
     drop_handle(L, wi, W_READER);
@@ -239,6 +291,32 @@ int eddy__fd_unwatch(lua_State *L, eddy_Loop *loop, int fd, int event) {
   }
   lua_settop(L, top);
   return had;
+}
+
+/* Right before libuv polls: a noted fd closed since its poll started
+** loses its watcher (and the callbacks their Handles), else libuv would
+** abort on epoll_ctl's EBADF. */
+void eddy__fd_check_cb(uv_prepare_t *h) {
+  eddy_Loop *loop = (eddy_Loop *)((char *)h - offsetof(eddy_Loop, fd_check));
+  lua_State *L = loop->rt->L;
+  int top = lua_gettop(L), n = loop->nfd_started, i;
+  loop->nfd_started = 0;
+  uv_prepare_stop(h);
+  push_started(L, loop);
+  for (i = 1; i <= n; i++) {
+    FdWatcher *w;
+    lua_rawgeti(L, top + 1, i);
+    w = push_watcher(L, loop, (int)lua_tointeger(L, -1));
+    if (w != NULL && w->events != 0 && fcntl(w->fd, F_GETFD) == -1) {
+      w->events = 0;
+      w->transport = 0;
+      drop_handle(L, top + 3, W_READER);
+      drop_handle(L, top + 3, W_WRITER);
+      update(L, w, top + 3);
+    }
+    lua_settop(L, top + 1);
+  }
+  lua_settop(L, top);
 }
 
 /* {====================================================== Loop methods */

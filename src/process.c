@@ -206,15 +206,12 @@ static char **string_array(lua_State *L, int t, const char *what) {
   v = (char **)lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *v, 1);
   lua_newtable(L);  /* keeps the strings alive */
   for (i = 1; i <= n; i++) {
-    size_t len;
     const char *str;
     if (lua_geti(L, t, i) != LUA_TSTRING) {
       eddy__error(L, "TypeError", "%s must be strings, not %s", what, luaL_typename(L, -1));
       return NULL;
     }
-    str = lua_tolstring(L, -1, &len);
-    if (strlen(str) != len)
-      eddy__error(L, "ValueError", "embedded null byte in %s", what);
+    str = eddy__tocstring(L, -1, what);
     v[i - 1] = (char *)str;
     lua_rawseti(L, -2, i);
   }

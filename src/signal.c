@@ -81,7 +81,8 @@ static int checksignal(lua_State *L, int i, int zero) {
   lua_Integer sig;
   if (lua_type(L, i) == LUA_TSTRING) {
     const char *name = lua_tostring(L, i);
-    int n = signum_of(name);
+    /* "SIGINT\0x" is no name, not SIGINT */
+    int n = strlen(name) == lua_rawlen(L, i) ? signum_of(name) : 0;
     if (n == 0) eddy__error(L, "ValueError", "unknown signal name '%s'", name);
     return n;
   }

@@ -118,6 +118,8 @@ int eddy__socket_addr(lua_State *L, int idx, int family,
     if (lua_type(L, idx) != LUA_TSTRING)
       return luaL_typeerror(L, idx, "string (AF_UNIX address)");
     path = lua_tolstring(L, idx, &n);
+    if (n > 0 && path[0] != '\0')  /* a file: no NUL inside */
+      eddy__tocstring(L, idx, "UNIX socket path");
     if (n >= sizeof sun->sun_path)
       return eddy__error(L, "OSError", "AF_UNIX path too long");
     memset(ss, 0, sizeof *ss);
@@ -143,7 +145,7 @@ int eddy__socket_addr(lua_State *L, int idx, int family,
     if (!isnum) return luaL_argerror(L, idx, "address port must be an integer");
     if (port < 0 || port > 65535)
       return eddy__error(L, "ValueError", "port must be 0-65535.");
-    host = lua_tostring(L, -2);
+    host = eddy__tocstring(L, -2, "host");
     r = host_addr(L, host, family, (int)port, ss, len, resolve);
     lua_pop(L, 2);
     if (r == 0 && family == AF_INET6) {
@@ -770,6 +772,9 @@ static int m_socket(lua_State *L) {
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &real_type, &n) != 0)
       return raise_errno(L);
     if (lua_isnoneornil(L, 2)) type = real_type;
+    /* Nor a transport's or a server's: closing the new socket would
+    ** close it under libuv (get_extra_info("socket") gives a view). */
+    eddy__check_fd_unused(L, fd);
     eddy__socket_push(L, fd, family, type, 1);
     return 1;
   }

@@ -237,7 +237,17 @@ static void close_handle(lua_State *L, eddy_Stream *s, int t) {
   if (s->started && !is_pipe(s)) keep_addresses(L, s, t);
   if (s->hangup != NULL) eddy__hangup_stop(s);
   s->state = EDDY_STREAM_CLOSED;
+  if (s->in_get_buffer) {  /* libuv is between alloc_cb and read_cb */
+    s->close_deferred = 1;
+    return;
+  }
   eddy__uv_close(L, &s->uv);
+}
+
+/* Stop libuv reading, unless that must wait for read_cb (alloc_cb). */
+static void stop_reading(eddy_Stream *s) {
+  if (s->uv.handle != NULL && !s->in_get_buffer)
+    uv_read_stop((uv_stream_t *)s->uv.handle);
 }
 
 /*
@@ -345,9 +355,14 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
   t = top + 1;
   lua_pushinteger(L, (lua_Integer)suggested);
-  /* On failure the transport closes in read_cb (UV_ENOBUFS), not here:
-  ** libuv calls read_cb right after an empty buffer, and closing now
-  ** would clear it under libuv's feet. */
+  /* libuv calls alloc_cb inside its read loop and goes on to read the
+  ** descriptor into the buffer and call read_cb: if get_buffer (or the
+  ** exception handler) paused or closed the transport, stopping reads
+  ** or closing the handle now would have it read a closed descriptor or
+  ** call a NULL read_cb.  Both wait for read_cb (in_get_buffer), which
+  ** an empty buffer brings at once (UV_ENOBUFS).  On failure too the
+  ** transport closes there. */
+  s->in_get_buffer = 1;
   if (call_protocol(L, s, t, "get_buffer", 1, 1,
                     "Fatal error: protocol.get_buffer() call failed.")
       != LUA_OK) {
@@ -362,12 +377,17 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     lua_setiuservalue(L, t, ST_BUFFER);  /* the error, for read_cb */
     eddy__call_exception_handler(L, s->uv.loop);
     buf->len = 0;
+  } else if (s->state != EDDY_STREAM_OPEN || !s->reading) {
+    lua_pushnil(L);  /* no error: read_cb only stops reading or closes */
+    lua_setiuservalue(L, t, ST_BUFFER);
+    buf->len = 0;
   } else {
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, t, ST_BUFFER);  /* alive until the read is done */
     buf->base = data;
     buf->len = size;
   }
+  s->in_get_buffer = 0;
   lua_settop(L, top);
 }
 
@@ -416,8 +436,14 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   eddy_Stream *s = (eddy_Stream *)h->data;
   lua_State *L;
   int top, t;
-  if (s == NULL || nread == 0 || s->state == EDDY_STREAM_CLOSED) return;
+  if (s == NULL || nread == 0) return;
   L = s->uv.loop->rt->L;
+  if (s->close_deferred) {  /* closed inside get_buffer (close_handle) */
+    s->close_deferred = 0;
+    eddy__uv_close(L, &s->uv);
+    return;
+  }
+  if (s->state == EDDY_STREAM_CLOSED) return;
   top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
   t = top + 1;
@@ -427,9 +453,11 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
       deliver(L, s, t, buf->base, (size_t)nread);
   } else if (nread == UV_EOF) {
     on_eof(L, s, t);
-  } else if (nread == UV_ENOBUFS) {  /* get_buffer failed: its error */
-    lua_getiuservalue(L, t, ST_BUFFER);
-    force_close(L, s, t, -1);
+  } else if (nread == UV_ENOBUFS) {  /* from alloc_cb */
+    if (lua_getiuservalue(L, t, ST_BUFFER) != LUA_TNIL)
+      force_close(L, s, t, -1);  /* get_buffer failed: its error */
+    else  /* get_buffer paused or closed the transport */
+      uv_read_stop((uv_stream_t *)s->uv.handle);
   } else {
     os_error(L, s, t, (int)nread);
   }
@@ -730,7 +758,7 @@ static int t_close(lua_State *L) {
   eddy_Stream *s = checkstream(L, 1);
   if (s->state != EDDY_STREAM_OPEN) return 0;
   s->state = EDDY_STREAM_CLOSING;
-  if (s->uv.handle != NULL) uv_read_stop((uv_stream_t *)s->uv.handle);
+  stop_reading(s);
   if (s->nwrites == 0) close_handle(L, s, 1);
   return 0;
 }
@@ -757,7 +785,7 @@ static int t_pause_reading(lua_State *L) {
   eddy_Stream *s = checkstream(L, 1);
   if (s->state != EDDY_STREAM_OPEN || !s->reading) return 0;
   s->reading = 0;
-  uv_read_stop((uv_stream_t *)s->uv.handle);
+  stop_reading(s);
   return 0;
 }
 

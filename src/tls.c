@@ -189,6 +189,9 @@ static int ctx_wrap(lua_State *L) {
   Snapshot *s;
   Conn *c;
   int rc;
+  /* Cut at a NUL, the name checked against the certificate would not be
+  ** the one asked for. */
+  if (hostname != NULL) eddy__tocstring(L, 3, "server_hostname");
   lua_settop(L, 8);
   s = eddy__tls_config(L, 1, server_side, verify_mode, lo, hi);
   c = (Conn *)lua_newuserdatauv(L, sizeof *c, CONN_NUV);
