@@ -16,19 +16,45 @@ enum { MODE_RESUME, MODE_WRAP, MODE_DRIVE };
 ** A task's coroutine, and a coroutine object a task drives, belong to
 ** that task: resumed or closed from elsewhere, it moves on without its
 ** task, which then waits forever or steps it with the results of the
-** wrong await.  The task marks them in their extra space, which a new
-** coroutine copies from the main thread, never from a task's.
+** wrong await.  The task files them in a weak-keyed set in the registry.
+** (Not in the threads' extra space: a host that loads eddy with require
+** may keep its own pointer there, which every coroutine inherits.)
 */
-static const char task_mark = 't';
+static const char key_task_coros = 0;
 
-void eddy__co_mark_task(lua_State *co) {
-  if (LUA_EXTRASPACE >= sizeof(void *))
-    *(const void **)lua_getextraspace(co) = &task_mark;
+/* Push the set, creating it. */
+static void push_task_coros(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_task_coros) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_task_coros);
 }
 
-int eddy__co_is_task(lua_State *co) {
-  return LUA_EXTRASPACE >= sizeof(void *) &&
-         *(const void **)lua_getextraspace(co) == &task_mark;
+void eddy__co_mark_task(lua_State *L, int i) {
+  i = lua_absindex(L, i);
+  push_task_coros(L);
+  lua_pushvalue(L, i);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+int eddy__co_is_task(lua_State *L, int i) {
+  int marked;
+  i = lua_absindex(L, i);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_task_coros) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushvalue(L, i);
+  marked = lua_rawget(L, -2) != LUA_TNIL;
+  lua_pop(L, 2);
+  return marked;
 }
 
 /* Not dead: suspended, or not started yet (or running). */
@@ -159,7 +185,7 @@ static int resume_k(lua_State *L, int status, lua_KContext ctx) {
 static int co_resume(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
   luaL_argexpected(L, co, 1, "coroutine");
-  if (eddy__co_is_task(co) && is_alive(co)) {
+  if (is_alive(co) && eddy__co_is_task(L, 1)) {
     lua_pushboolean(L, 0);
     lua_pushfstring(L, TASK_OWNED, "resume");
     return 2;
@@ -170,7 +196,7 @@ static int co_resume(lua_State *L) {
 /* coroutine.close, the original at upvalue 1, refusing a task's. */
 static int co_close(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
-  if (co != NULL && eddy__co_is_task(co) && is_alive(co))
+  if (co != NULL && is_alive(co) && eddy__co_is_task(L, 1))
     return luaL_error(L, TASK_OWNED " (cancel the task instead)", "close");
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);

@@ -600,10 +600,10 @@ void eddy__tune_gc(lua_State *L);
 /* The coroutine library's resume/wrap replaced by versions that forward
 ** eddy's suspensions (coro.c). */
 void eddy__open_coro(lua_State *L);
-/* Mark co as run by a task: coroutine.resume and coroutine.close refuse
-** it, and no other task may drive it (coro.c). */
-void eddy__co_mark_task(lua_State *co);
-int eddy__co_is_task(lua_State *co);
+/* Mark the coroutine at i as run by a task: coroutine.resume and
+** coroutine.close refuse it, and no other task may drive it (coro.c). */
+void eddy__co_mark_task(lua_State *L, int i);
+int eddy__co_is_task(lua_State *L, int i);
 /* Replace the global require with one whose module may suspend (require.c). */
 void eddy__open_require(lua_State *L);
 /* The C core table handed to eddy.init (loop.c). */

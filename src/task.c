@@ -123,7 +123,7 @@ eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs) {
   int fn = lua_gettop(L) - nargs;
   eddy_Task *t;
   lua_State *co;
-  if (lua_type(L, fn) == LUA_TTHREAD && eddy__co_is_task(lua_tothread(L, fn)))
+  if (lua_type(L, fn) == LUA_TTHREAD && eddy__co_is_task(L, fn))
     eddy__error(L, "RuntimeError", "coroutine is already run by a task");
   t = (eddy_Task *)lua_newuserdatauv(L, sizeof(eddy_Task), TASK_NUV - 1);
   memset(t, 0, sizeof *t);
@@ -134,7 +134,7 @@ eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs) {
   lua_setmetatable(L, -2);
   lua_insert(L, fn);      /* task, fn, args... */
   co = lua_newthread(L);
-  eddy__co_mark_task(co);
+  eddy__co_mark_task(L, -1);
   lua_insert(L, fn + 1);  /* task, co, fn, args... */
   lua_pushcfunction(co, task_body);
   t->nargs = nargs + 1;
@@ -143,7 +143,7 @@ eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs) {
     ** so its results and errors follow the body's protocol. */
     lua_pushcfunction(co, eddy__co_drive);
     t->nargs++;
-    eddy__co_mark_task(lua_tothread(L, fn + 2));
+    eddy__co_mark_task(L, fn + 2);
     push_extra(L, fn);  /* get_coro() returns it, as asyncio does */
     lua_pushvalue(L, fn + 2);
     lua_setfield(L, -2, "coro");
