@@ -210,3 +210,28 @@ describe("eddy.asyncgen", function()
     assert.same({1, 2, 3}, got)
   end))
 end)
+
+describe("async generators at a script's top level (API.md §11)", function()
+  it("iterate, suspend and close there: each step runs the default loop", function()
+    local cli = require "cli_helper"
+    local res = cli.eddy("-e " .. cli.q([[
+      local eddy = require "eddy"
+      local ticks = eddy.asyncgen(function(yield, n, delay)
+        for i = 1, n do eddy.sleep(delay); yield(i) end
+      end)
+      local loop = eddy.get_event_loop()
+      local t0 = loop:time()
+      for i in ticks(3, 0.02) do io.write(i, " ") end
+      print(loop:time() - t0 >= 0.05)
+      local closed = false
+      local g = eddy.asyncgen(function(yield)
+        local _ <close> = setmetatable({}, {__close = function() eddy.sleep(0.01); closed = true end})
+        for i = 1, 10 do yield(i) end
+      end)
+      for i in g() do if i == 2 then break end end
+      print("closed", closed)
+    ]]))
+    assert.equal("", res.err)
+    assert.equal("1 2 3 true\nclosed\ttrue\n", res.out)
+  end)
+end)

@@ -91,6 +91,19 @@ end)
 
 -- }=================================================
 
+-- coroutine.resume(co, ...), but at a script's top level (API.md §11:
+-- no loop running, the main thread) inside a task on the default loop,
+-- so that the body's suspending calls run that loop as the chunk's own
+-- would: a nested coroutine can pass a suspension on to a task only.
+local function resume_body(co, ...)
+  local _, ismain = coroutine.running()
+  if ismain and C._get_running_loop() == nil then
+    local values = table.pack(...)
+    return eddy.await(function() return coroutine.resume(co, table.unpack(values, 1, values.n)) end)
+  end
+  return coroutine.resume(co, ...)
+end
+
 -- Resume the body with the given values; returns what it yielded, or
 -- nothing at its end; raises its error.  'what' names the method.
 local function step(self, what, ...)
@@ -103,9 +116,9 @@ local function step(self, what, ...)
   self._state = "running"
   if state == "created" then
     register(self)
-    res = table.pack(coroutine.resume(self._co, self, table.unpack(self._args, 1, self._args.n)))
+    res = table.pack(resume_body(self._co, self, table.unpack(self._args, 1, self._args.n)))
   else
-    res = table.pack(coroutine.resume(self._co, ...))
+    res = table.pack(resume_body(self._co, ...))
   end
   if not res[1] then  -- an error outside the body's pcall
     self._state = "closed"
