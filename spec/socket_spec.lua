@@ -22,6 +22,18 @@ describe("eddy.socket", function()
     end
   end)
 
+  it("proto is the one asked for, as Python's; a wrapped descriptor's is the kernel's", function()
+    local a = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    assert.equal(0, a.proto)  -- the kernel chose TCP (6)
+    local b = socket.socket(nil, nil, nil, a:fileno())
+    assert.equal(socket.IPPROTO_TCP, b.proto)
+    b:detach()
+    a:close()
+    local u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    assert.equal(socket.IPPROTO_UDP, u.proto)
+    u:close()
+  end)
+
   it("socketpair sends and receives, fields are read-only", function()
     local a, b = socket.socketpair()
     assert.equal(socket.AF_UNIX, a.family)

@@ -747,10 +747,17 @@ static int sock_index(lua_State *L) {
 
 /* {====================================================== Module */
 
+/* Its 'proto' field is the one asked for, as Python's (the kernel's
+** SO_PROTOCOL names the one it chose: 6 for TCP when 0 was asked). */
+static void push_made(lua_State *L, int fd, int family, int type, int proto) {
+  eddy__socket_push(L, fd, family, type, 1);
+  ((eddy_Socket *)lua_touserdata(L, -1))->proto = proto;
+}
+
 static int new_socket(lua_State *L, int family, int type, int proto) {
   int fd = socket(family, type | SOCK_CLOEXEC, proto);
   if (fd < 0) return raise_errno(L);
-  eddy__socket_push(L, fd, family, type, 1);
+  push_made(L, fd, family, type, proto);
   return 1;
 }
 
@@ -789,8 +796,8 @@ static int m_socketpair(lua_State *L) {
   int sv[2];
   if (socketpair(family, type | SOCK_CLOEXEC, proto, sv) != 0)
     return raise_errno(L);
-  eddy__socket_push(L, sv[0], family, type, 1);
-  eddy__socket_push(L, sv[1], family, type, 1);
+  push_made(L, sv[0], family, type, proto);
+  push_made(L, sv[1], family, type, proto);
   return 2;
 }
 
