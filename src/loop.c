@@ -513,6 +513,17 @@ void eddy__pushfields(lua_State *L, eddy_Loop *loop) {
   push_core_value(L, loop, FIELDS_C);
 }
 
+void eddy__pushfieldtable(lua_State *L, eddy_Loop *loop, const char *name) {
+  eddy__pushfields(L, loop);
+  if (lua_getfield(L, -1, name) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, name);
+  }
+  lua_remove(L, -2);  /* the fields */
+}
+
 /* The fields of the Lua parts, loop:_fields(): Lua code may have put
 ** anything there. */
 void eddy__pushluafields(lua_State *L, eddy_Loop *loop) {
