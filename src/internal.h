@@ -468,6 +468,8 @@ void eddy__future_metatable(lua_State *L, int mt);
 /* Seal the metatable at mt: getmetatable() shows a table with its __name
 ** only, so Lua code can neither read nor change it. */
 void eddy__seal_metatable(lua_State *L, int mt);
+/* Push a new table whose __mode is 'mode' ("k", "v"). */
+void eddy__newweaktable(lua_State *L, const char *mode);
 /* A __gc checking its argument: upvalues (the C finalizer, its metatable). */
 int eddy__checked_gc(lua_State *L);
 /* luaL_newmetatable (pushing the existing one and returning 0 when the

@@ -398,11 +398,7 @@ static eddy_Loop *loop_new(lua_State *L, uv_loop_t *uv) {
   loop->handler_ref = loop->factory_ref = loop->tasks_ref = LUA_NOREF;
   luaL_setmetatable(L, EDDY_LOOPCORE);
   lua_newtable(L);  /* fields only C touches */
-  lua_newtable(L);  /* .tasks: weak set for all_tasks() */
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+  eddy__newweaktable(L, "k");  /* .tasks: weak set for all_tasks() */
   lua_pushvalue(L, -1);
   loop->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_setfield(L, -2, "tasks");
@@ -1152,11 +1148,7 @@ static const luaL_Reg core_funcs[] = {
 int eddy__open_core(lua_State *L) {
   luaL_newlib(L, core_funcs);
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_cores) == LUA_TNIL) {
-    lua_newtable(L);  /* Loop object -> its core */
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
+    eddy__newweaktable(L, "k");  /* Loop object -> its core */
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &key_cores);
     lua_replace(L, -2);
@@ -1177,11 +1169,7 @@ int eddy__open_core(lua_State *L) {
     lua_setfield(L, -2, "__tostring");
     eddy__seal_metatable(L, -1);
     /* A closed loop is found through this weak map (eddy__pushloop). */
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "v");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
+    eddy__newweaktable(L, "v");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &eddy__key_loops);
   }
   lua_getfield(L, -1, "__index");
