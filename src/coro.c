@@ -26,11 +26,7 @@ static const char key_task_coros = 0;
 static void push_task_coros(lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_task_coros) == LUA_TTABLE) return;
   lua_pop(L, 1);
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+  eddy__newweaktable(L, "k");
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &key_task_coros);
 }

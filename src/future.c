@@ -70,6 +70,14 @@ static int sealed_newindex(lua_State *L) {
 ** of a userdata raises an error that names the object, unless the
 ** metatable has a __newindex of its own (a Lua class's, _future_new).
 */
+void eddy__newweaktable(lua_State *L, const char *mode) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, mode);
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+}
+
 void eddy__seal_metatable(lua_State *L, int mt) {
   mt = lua_absindex(L, mt);
   lua_createtable(L, 0, 1);
@@ -638,11 +646,7 @@ const luaL_Reg *eddy__future_methods(void) { return future_methods; }
 
 void eddy__open_future(lua_State *L) {
   eddy_Runtime *rt = eddy__runtime(L);
-  lua_newtable(L);  /* the set of future metatables */
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+  eddy__newweaktable(L, "k");  /* the set of future metatables */
   lua_rawsetp(L, LUA_REGISTRYINDEX, &eddy__key_future);
   luaL_newmetatable(L, EDDY_FUTURE);
   luaL_newlib(L, future_methods);
@@ -724,11 +728,7 @@ static int c_await_as(lua_State *L) {
 void eddy__core_futures(lua_State *L) {
   lua_pushcfunction(L, c_await_as);
   lua_setfield(L, -2, "_await_as");
-  lua_newtable(L);  /* class -> its copy */
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+  eddy__newweaktable(L, "k");  /* class -> its copy */
   lua_pushcclosure(L, c_future_new, 1);
   lua_setfield(L, -2, "_future_new");
 }

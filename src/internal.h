@@ -184,6 +184,9 @@ eddy_Loop *eddy__checkanyloop(lua_State *L, int i);
 eddy_Loop *eddy__toloop(lua_State *L, int i);
 /* Push the table of the loop's state only C touches (tasks, watchers). */
 void eddy__pushfields(lua_State *L, eddy_Loop *loop);
+/* Push the table in field 'name' of those fields, creating it on first
+** use (a watcher map, say). */
+void eddy__pushfieldtable(lua_State *L, eddy_Loop *loop, const char *name);
 /* Push the table where the loop's Lua parts keep state (loop:_fields()). */
 void eddy__pushluafields(lua_State *L, eddy_Loop *loop);
 /* The loop's slow_callback_duration attribute (debug mode). */
@@ -465,6 +468,8 @@ void eddy__future_metatable(lua_State *L, int mt);
 /* Seal the metatable at mt: getmetatable() shows a table with its __name
 ** only, so Lua code can neither read nor change it. */
 void eddy__seal_metatable(lua_State *L, int mt);
+/* Push a new table whose __mode is 'mode' ("k", "v"). */
+void eddy__newweaktable(lua_State *L, const char *mode);
 /* A __gc checking its argument: upvalues (the C finalizer, its metatable). */
 int eddy__checked_gc(lua_State *L);
 /* luaL_newmetatable (pushing the existing one and returning 0 when the

@@ -398,11 +398,7 @@ static eddy_Loop *loop_new(lua_State *L, uv_loop_t *uv) {
   loop->handler_ref = loop->factory_ref = loop->tasks_ref = LUA_NOREF;
   luaL_setmetatable(L, EDDY_LOOPCORE);
   lua_newtable(L);  /* fields only C touches */
-  lua_newtable(L);  /* .tasks: weak set for all_tasks() */
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+  eddy__newweaktable(L, "k");  /* .tasks: weak set for all_tasks() */
   lua_pushvalue(L, -1);
   loop->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_setfield(L, -2, "tasks");
@@ -511,6 +507,17 @@ static void push_core_value(lua_State *L, eddy_Loop *loop, int uv) {
 /* The fields only C reaches (see loop_new). */
 void eddy__pushfields(lua_State *L, eddy_Loop *loop) {
   push_core_value(L, loop, FIELDS_C);
+}
+
+void eddy__pushfieldtable(lua_State *L, eddy_Loop *loop, const char *name) {
+  eddy__pushfields(L, loop);
+  if (lua_getfield(L, -1, name) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, name);
+  }
+  lua_remove(L, -2);  /* the fields */
 }
 
 /* The fields of the Lua parts, loop:_fields(): Lua code may have put
@@ -1141,11 +1148,7 @@ static const luaL_Reg core_funcs[] = {
 int eddy__open_core(lua_State *L) {
   luaL_newlib(L, core_funcs);
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_cores) == LUA_TNIL) {
-    lua_newtable(L);  /* Loop object -> its core */
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
+    eddy__newweaktable(L, "k");  /* Loop object -> its core */
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &key_cores);
     lua_replace(L, -2);
@@ -1166,11 +1169,7 @@ int eddy__open_core(lua_State *L) {
     lua_setfield(L, -2, "__tostring");
     eddy__seal_metatable(L, -1);
     /* A closed loop is found through this weak map (eddy__pushloop). */
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "v");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
+    eddy__newweaktable(L, "v");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &eddy__key_loops);
   }
   lua_getfield(L, -1, "__index");

@@ -48,14 +48,7 @@ static int slot_of(int event) {
 
 /* Push the loop's map fd -> watcher (created on first use). */
 static void push_map(lua_State *L, eddy_Loop *loop) {
-  eddy__pushfields(L, loop);
-  if (lua_getfield(L, -1, "fd_watchers") != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "fd_watchers");
-  }
-  lua_remove(L, -2);
+  eddy__pushfieldtable(L, loop, "fd_watchers");
 }
 
 /* Push the open watcher of fd (or nil); returns it or NULL. */
@@ -89,14 +82,7 @@ static int drop_handle(lua_State *L, int wi, int slot) {
 
 /* Push the loop's array of the fds noted for fd_check. */
 static void push_started(lua_State *L, eddy_Loop *loop) {
-  eddy__pushfields(L, loop);
-  if (lua_getfield(L, -1, "fd_started") != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "fd_started");
-  }
-  lua_remove(L, -2);
+  eddy__pushfieldtable(L, loop, "fd_started");
 }
 
 /* The poll of w just (re)started: have fd_check look at its fd before

@@ -104,14 +104,7 @@ int eddy__checksignal(lua_State *L, int i) {
 
 /* Push the loop's map signal -> watcher (created on first use). */
 static void push_map(lua_State *L, eddy_Loop *loop) {
-  eddy__pushfields(L, loop);
-  if (lua_getfield(L, -1, "signal_handlers") != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "signal_handlers");
-  }
-  lua_remove(L, -2);
+  eddy__pushfieldtable(L, loop, "signal_handlers");
 }
 
 /* Push the open watcher of 'sig' on the loop (or nil); returns it or NULL. */

@@ -263,6 +263,14 @@ static void test_unhandled_error(void) {
   check(eddy_run(E, UV_RUN_DEFAULT) == 0 && eddy_errmsg(E) == NULL,
         "and 0 again when the next run is clean");
   dostring(E, "local loop = require('eddy').get_event_loop()\n"
+              "local bad = setmetatable({}, {__tostring = function() error('tostring broke') end})\n"
+              "loop:call_soon(function() loop:call_exception_handler{message = bad, exception = 'x'} end)");
+  check(eddy_run(E, UV_RUN_DEFAULT) != 0 && eddy_errmsg(E) != NULL &&
+        strstr(eddy_errmsg(E), "tostring broke") == NULL,
+        "a context the handler cannot format: eddy_errmsg is no error of the formatting");
+  dostring(E, "require('eddy').get_event_loop():call_soon(function() end)");
+  check(eddy_run(E, UV_RUN_DEFAULT) == 0, "and the next run is clean");
+  dostring(E, "local loop = require('eddy').get_event_loop()\n"
               "loop:set_exception_handler(function() handled = true end)\n"
               "loop:call_soon(function() error('handled') end)");
   check(eddy_run(E, UV_RUN_DEFAULT) == 0 && global_true(E, "handled"),

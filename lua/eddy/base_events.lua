@@ -162,7 +162,9 @@ function Loop:call_exception_handler(context)
   if handler == nil then
     if type(context) == "table" and context.exception ~= nil then
       -- eddy_run() returns non-zero, with this report as eddy_errmsg
-      C._note_unhandled(select(2, pcall(format_context, context)))
+      -- (none when the context cannot be formatted: not the error of that)
+      local ok, text = pcall(format_context, context)
+      C._note_unhandled(ok and text or nil)
     end
     local ok, err = pcall(self.default_exception_handler, self, context)
     if not ok then
