@@ -448,6 +448,12 @@ describe("TLS connections between eddy peers", function()
     local srv2 <close>, port2 = serving("othercn")
     connect(port2, "localhost"):close()
     raises(function() connect(port2, "other.test") end, errors.SSLCertVerificationError)
+    -- a wildcard CN names one label, below two at least
+    local srv3 <close>, port3 = serving("wildcn")
+    connect(port3, "a.eddy.test"):close()
+    raises(function() connect(port3, "a.b.eddy.test") end, errors.SSLCertVerificationError)
+    local srv4 <close>, port4 = serving("tldcn")
+    raises(function() connect(port4, "eddy.test") end, errors.SSLCertVerificationError)
     eddy.sleep(0.05)
   end))
 

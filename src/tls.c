@@ -120,14 +120,16 @@ static int cert_has_dns(const mbedtls_x509_crt *crt) {
   return 0;
 }
 
-/* Whether the certificate name 'pat' (n bytes) names 'host', as mbedTLS
-** matches its subjectAltNames: case aside, the same, or "*.rest" for a
-** host whose first label is followed by "rest". */
+/* Whether the certificate name 'pat' (n bytes) names 'host': case
+** aside, the same, or "*.rest" for a host whose first label is followed
+** by "rest", where "rest" has two labels at least ("*.com" names nothing,
+** as OpenSSL's X509_check_host has it). */
 static int name_matches(const unsigned char *pat, size_t n, const char *host) {
   size_t hlen = strlen(host);
   const char *dot;
   if (n == hlen && strncasecmp((const char *)pat, host, n) == 0) return 1;
   if (n < 3 || pat[0] != '*' || pat[1] != '.') return 0;
+  if (memchr(pat + 2, '.', n - 2) == NULL) return 0;  /* "*.com" */
   if ((dot = strchr(host, '.')) == NULL || dot == host) return 0;
   return strlen(dot) == n - 1 && strncasecmp((const char *)pat + 1, dot, n - 1) == 0;
 }
