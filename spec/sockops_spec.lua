@@ -149,6 +149,69 @@ describe("sock_* methods", function()
     a:close() b:close()
   end))
 
+  it("a cancelled sock_recv or sock_sendall leaves the socket usable (test_sock_client_racing)",
+     async(function(loop)
+    -- _basetest_sock_recv_racing: a cancelled recv takes nothing
+    local a, b = pair()
+    local t = loop:create_task(function() return loop:sock_recv(a, 1024) end)
+    eddy.sleep(0)
+    t:cancel()
+    loop:create_task(function() loop:sock_sendall(b, "GET") end)
+    assert.equal("GET", eddy.wait_for(function() return loop:sock_recv(a, 1024) end, 10))
+    a:close() b:close()
+    -- _basetest_sock_send_racing: a cancelled sendall on a full buffer
+    -- sends nothing; the next one goes through
+    local l = listener()
+    local sock = socket.socket()
+    sock:setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1024)
+    sock:setblocking(false)
+    local ct = loop:create_task(function() return loop:sock_connect(sock, l:getsockname()) end)
+    local server = eddy.wait_for(function() return loop:sock_accept(l) end, 10)
+    eddy.wait_for(ct, 10)
+    local size = 8192
+    while size >= 4 do  -- fill the buffer until sending 4 bytes would block
+      while pcall(sock.send, sock, string.rep(" ", size)) do end
+      size = size // 2
+    end
+    t = loop:create_task(function() return loop:sock_sendall(sock, "hello") end)
+    eddy.sleep(0)
+    t:cancel()
+    local recv_all = loop:create_task(function()
+      local parts = {}
+      while true do
+        local buf = loop:sock_recv(server, 8192)
+        if buf == "" then return table.concat(parts) end
+        parts[#parts + 1] = (buf:gsub(" ", ""))
+      end
+    end)
+    eddy.wait_for(function() return loop:sock_sendall(sock, "world") end, 10)
+    sock:shutdown(socket.SHUT_WR)
+    assert.equal("world", eddy.wait_for(recv_all, 10))
+    server:close() sock:close() l:close()
+  end))
+
+  it("connects again after a cancelled sock_connect (test_sock_client_connect_racing)",
+     async(function(loop)
+    local l = socket.socket()
+    l:bind({"127.0.0.1", 0})
+    local addr = l:getsockname()
+    local sock = socket.socket()
+    sock:setblocking(false)
+    local t = loop:create_task(function() return loop:sock_connect(sock, addr) end)
+    eddy.sleep(0)
+    t:cancel()
+    l:listen(1)
+    -- the first attempt may still be refused; as CPython, retry on that
+    local connected = false
+    for _ = 1, 128 do
+      local ok, err = pcall(eddy.wait_for, function() return loop:sock_connect(sock, addr) end, 10)
+      if ok then connected = true break end
+      assert.is_true(errors.is(err, errors.ConnectionRefusedError), tostring(err))
+    end
+    assert.is_true(connected)
+    sock:close() l:close()
+  end))
+
   it("rejects blocking, closed and wrong sockets", async(function(loop)
     local a, b = socket.socketpair()
     local err = raises(errors.ValueError, loop.sock_recv, loop, a, 10)

@@ -9,6 +9,7 @@ local test = require "eddy.test"
 local checks = require "support.checks"
 local net = require "support.net"
 local tmp = require "support.tmp"
+local socket = require "eddy.socket"
 local raises, argerror = checks.raises, checks.argerror
 
 local PYTHON = "/usr/bin/python3"
@@ -250,6 +251,26 @@ describe("StreamReader", function()
     argerror(function() r:readuntil(42) end, 1, "readuntil")
   end))
 
+  it("readuntil with separators and a limit: consumed as asyncio 3.13 counts it (test_readuntil_limit_found_sep)",
+     async(function()
+    -- not found: the search goes on from buflen + 1 - the longest separator
+    local r = eddy.StreamReader(3)
+    r:feed_data("abcdefgh")
+    local e = raises(function() r:readuntil({"Z", "QQQQQ"}) end,
+                     {errors.LimitOverrunError, "not found"})
+    assert.equal(4, e.consumed)
+    assert.equal(8, r:_status().size)  -- the data stays buffered
+    -- matches ending at the same byte: the shorter one starts the chunk
+    r = eddy.StreamReader(1)
+    r:feed_data("xab")
+    e = raises(function() r:readuntil({"xab", "b"}) end,
+               {errors.LimitOverrunError, "is found"})
+    assert.equal(2, e.consumed)
+    r = eddy.StreamReader()
+    r:feed_data("AAAB")
+    assert.equal("AA", r:readuntil({"AAAB", "AA"}))  -- the one that ends first
+  end))
+
   it("readuntil at EOF raises IncompleteReadError with the partial data (test_readuntil_eof)",
      async(function()
     local r = eddy.StreamReader()
@@ -474,6 +495,26 @@ describe("StreamReader", function()
     r:feed_data("data")
     r:feed_eof()
     assert.equal("<StreamReader 4 bytes eof limit=123>", tostring(r))
+  end))
+
+  it("shows a waiter only while a task waits (test___repr__waiter)", async(function(loop)
+    local r = eddy.StreamReader()
+    local t = spawn(loop, function() return r:read(4) end)
+    eddy.sleep(0)
+    assert.matches("^<StreamReader waiter=<Task pending", tostring(r))
+    r:feed_data("data")
+    assert.equal("data", t:await())
+    assert.equal("<StreamReader>", tostring(r))
+    -- the same after a read that did not have to wait
+    r:feed_data("x")
+    assert.equal("x", r:read(1))
+    assert.equal("<StreamReader>", tostring(r))
+  end))
+
+  it("shows the exception (test___repr__exception)", async(function()
+    local r = eddy.StreamReader()
+    r:set_exception(errors.RuntimeError())
+    assert.equal("<StreamReader exception=RuntimeError>", tostring(r))
   end))
 end)
 
@@ -1041,6 +1082,35 @@ describe("stream backpressure", function()
     assert.is_false(reader:_status().paused)
     assert.is_true(writer.transport:is_reading())
     release:set_result(true)
+  end))
+
+  it("every task waiting in drain wakes when writing resumes (test_multiple_drain)",
+     async(function(loop)
+    local l = socket.socket()
+    l:bind({"127.0.0.1", 0})
+    l:listen(1)
+    l:setblocking(false)
+    local acc = loop:create_task(function() return loop:sock_accept(l) end)
+    local _, writer <close> = eddy.open_connection("127.0.0.1", l:getsockname()[2])
+    local conn = net.wait(acc)
+    writer.transport:set_write_buffer_limits(1000)
+    local size = 32 * 1024 * 1024  -- more than loopback's buffers take
+    writer:write(string.rep("x", size))
+    local drained = 0
+    local tasks = {}
+    for i = 1, 10 do
+      tasks[i] = loop:create_task(function() writer:drain() drained = drained + 1 end)
+    end
+    eddy.sleep(0.01)
+    assert.equal(0, drained)
+    local n = 0
+    while n < size do
+      n = n + #eddy.wait_for(function() return loop:sock_recv(conn, 1 << 20) end, 10)
+    end
+    for _, t in ipairs(tasks) do net.wait(t, 10) end
+    assert.equal(10, drained)
+    conn:close()
+    l:close()
   end))
 
   it("drain waits while the peer does not read (FlowControlMixin._drain_helper)",

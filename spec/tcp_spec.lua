@@ -342,6 +342,9 @@ describe("TCP transport", function()
     t:write_eof()
     t:write_eof()
     raises(function() t:write("more") end, {errors.RuntimeError, "write_eof"})
+    -- asyncio 3.12's writelines has its own check and message, even for {}
+    raises(function() t:writelines({}) end,
+           {errors.RuntimeError, "Cannot call writelines() after write_eof()"})
     net.wait(rec.lost_fut)
     assert.equal("got question", rec:data())
     assert.same({"made", "data", "eof", "lost"}, rec.events)

@@ -634,8 +634,10 @@ static int lua_sendfile(lua_State *L) {
   if (call_transport(L, "is_closing"))
     return eddy__error(L, "RuntimeError", "Transport is closing");
   j = new_job(L, -1, "sendfile");
+  /* A plain RuntimeError, as asyncio's for a FALLBACK-mode transport:
+  ** SendfileNotAvailableError is what a native attempt raises. */
   if (!j->fallback)
-    return eddy__error(L, "SendfileNotAvailableError", "fallback is disabled "
+    return eddy__error(L, "RuntimeError", "fallback is disabled "
                        "and native sendfile is not supported for transport %s",
                        luaL_tolstring(L, SOCK, NULL));
   j->lua_transport = 1;

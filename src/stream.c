@@ -557,12 +557,15 @@ static void stream_send(lua_State *L, eddy_Stream *s, int t, int str,
   maybe_pause(L, s, t);
 }
 
-/* Whether a write may go ahead; asyncio's checks. */
-static int can_send(lua_State *L, eddy_Stream *s, size_t len) {
+/* Whether a write may go ahead; asyncio's checks, whose messages name
+** the method ('op': "write" or "writelines"). */
+static int can_send(lua_State *L, eddy_Stream *s, size_t len,
+                    const char *op) {
   if (s->eof_sent)
-    eddy__error(L, "RuntimeError", "Cannot call write() after write_eof()");
+    eddy__error(L, "RuntimeError", "Cannot call %s() after write_eof()", op);
   if (s->in_sendfile)
-    eddy__error(L, "RuntimeError", "unable to write; sendfile is in progress");
+    eddy__error(L, "RuntimeError", "unable to %s; sendfile is in progress",
+                op);
   if (len == 0) return 0;
   if (s->state != EDDY_STREAM_OPEN) {
     /* asyncio drops writes after close; debug mode says so. */
@@ -586,7 +589,7 @@ void eddy__stream_write(lua_State *L, eddy_Stream *s, int t, int data) {
     luaL_typeerror(L, data, "string");
     return;
   }
-  if (can_send(L, s, len)) stream_send(L, s, t, data, bytes, len);
+  if (can_send(L, s, len, "write")) stream_send(L, s, t, data, bytes, len);
 }
 
 /* transport:write(data): data is a string or an eddy.Buffer (copied). */
@@ -620,7 +623,8 @@ static int t_writelines(lua_State *L) {
   }
   luaL_pushresult(&b);
   data = lua_tolstring(L, -1, &len);
-  if (can_send(L, s, len)) stream_send(L, s, 1, lua_gettop(L), data, len);
+  if (can_send(L, s, len, "writelines"))
+    stream_send(L, s, 1, lua_gettop(L), data, len);
   return 0;
 }
 

@@ -717,6 +717,9 @@ static int r_tostring(lua_State *L) {
     luaL_addvalue(&b);
   }
   for (i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+    /* WAITER keeps the last waiter after it woke (a loop of reads reuses
+    ** it); asyncio shows a waiter only while one waits. */
+    if (fields[i].uv == R_WAITER && !waiter_busy(r)) continue;
     if (lua_getiuservalue(L, SELF, fields[i].uv) == LUA_TNIL) {
       lua_pop(L, 1);
       continue;
