@@ -488,6 +488,10 @@ describe("loop:sendfile", function()
                      "bad argument #1 to 'sendfile' (transport expected, got number)")
     e = raises(errors.RuntimeError, loop.sendfile, loop, {}, f)
     assert.matches("sendfile is not supported for transport", tostring(e))
+    -- a transport that cannot sendfile, closing: asyncio says closing first
+    local closing = {is_closing = function() return true end}
+    e = raises(errors.RuntimeError, loop.sendfile, loop, closing, f)
+    assert.equal("RuntimeError: Transport is closing", tostring(e))
     assert.is_true(t:is_reading())  -- bad input changes nothing
     t:close()
     e = raises(errors.RuntimeError, loop.sendfile, loop, t, f)

@@ -627,12 +627,15 @@ static int call_transport(lua_State *L, const char *name) {
 ** an UNSUPPORTED transport. */
 static int lua_sendfile(lua_State *L) {
   Job *j;
+  int has_is_closing = lua_getfield(L, SOCK, "is_closing") == LUA_TFUNCTION;
+  lua_pop(L, 1);
+  /* is_closing first, as asyncio asks it before the transport's mode */
+  if (has_is_closing && call_transport(L, "is_closing"))
+    return eddy__error(L, "RuntimeError", "Transport is closing");
   if (lua_getfield(L, SOCK, "_sendfile_write") != LUA_TFUNCTION)
     return eddy__error(L, "RuntimeError", "sendfile is not supported for "
                        "transport %s", luaL_tolstring(L, SOCK, NULL));
   lua_pop(L, 1);
-  if (call_transport(L, "is_closing"))
-    return eddy__error(L, "RuntimeError", "Transport is closing");
   j = new_job(L, -1, "sendfile");
   /* A plain RuntimeError, as asyncio's for a FALLBACK-mode transport:
   ** SendfileNotAvailableError is what a native attempt raises. */
