@@ -225,6 +225,8 @@ static int l_getnameinfo(lua_State *L) {
   lua_pop(L, 1);
   if (family == AF_UNSPEC)  /* Python resolves with AI_NUMERICHOST only */
     return eddy__uverror(L, UV_EAI_NONAME, "getnameinfo");
+  if (family == AF_INET && lua_rawlen(L, 2) != 2)  /* as Python's */
+    return eddy__error(L, "OSError", "IPv4 sockaddr must be 2 tuple");
   eddy__socket_addr(L, 2, family, &ss, &len, 0);
   eddy__can_suspend(L, "getnameinfo");
   r = request_new(L, loop);
