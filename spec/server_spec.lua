@@ -223,4 +223,75 @@ describe("create_server", function()
     assert.is_false(ok)
     assert.matches("^spec/server_spec.lua:%d+: bad argument #2", err)
   end))
+
+  -- Out of descriptors, libuv calls connection_cb with EMFILE and accepts
+  -- again at once, forever, when its reserve descriptor is missing (a
+  -- server made while every descriptor was taken).  The script runs with
+  -- `ulimit -n 64`; its clients connect into the backlog before it takes
+  -- every descriptor.
+  local emfile_script = [[
+local eddy = require "eddy"
+local S = require "eddy.socket"
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  local reports = {}
+  loop:set_exception_handler(function(_, ctx) reports[#reports + 1] = ctx.message end)
+  local function listening(nclients)
+    local ls = S.socket(S.AF_INET, S.SOCK_STREAM)
+    ls:bind({"127.0.0.1", 0}); ls:listen(10); ls:setblocking(false)
+    local clients = {}
+    for i = 1, nclients do
+      clients[i] = S.socket(S.AF_INET, S.SOCK_STREAM)
+      clients[i]:connect(ls:getsockname())
+    end
+    return ls, clients
+  end
+  local ls1, c1 = listening(2)
+  local ls2, c2 = listening(3)
+  local fill = {}
+  local function take_all()
+    while true do
+      local ok, s = pcall(S.socket, S.AF_INET, S.SOCK_DGRAM)
+      if not ok then return end
+      fill[#fill + 1] = s
+    end
+  end
+  -- 1. No descriptor even for a spare: the listening socket is closed.
+  take_all()
+  local srv1 = loop:create_server(function() return {} end, nil, nil, {sock = ls1})
+  for _ = 1, 50 do eddy.sleep(0.01) if #reports > 0 then break end end
+  print("closed:", #reports, reports[1])
+  -- 2. A spare, libuv's reserve missing: pause, then accept every client.
+  take_all()                      -- what closing the socket freed
+  local got = 0
+  local srv2 = loop:create_server(function() got = got + 1 return {} end, nil, nil,
+                                  {sock = ls2, start_serving = false})
+  table.remove(fill):close()
+  srv2:start_serving()            -- opens the spare
+  table.remove(fill):close()
+  take_all()
+  for _ = 1, 50 do eddy.sleep(0.01) if #reports > 1 then break end end
+  print("paused:", #reports, reports[2], got)
+  for _, s in ipairs(fill) do s:close() end
+  for _ = 1, 500 do eddy.sleep(0.01) if got == 3 then break end end
+  print("resumed:", #reports, got)
+  srv1:close(); srv2:close()
+  for _, c in ipairs(c1) do c:close() end
+  for _, c in ipairs(c2) do c:close() end
+end)
+print("done")
+]]
+
+  it("out of descriptors, pauses accepting as asyncio, never spins", async(function(loop)
+    local binary = os.getenv("EDDY_TEST_BINARY") or "build/eddy"
+    local script = net.tempfile(emfile_script)
+    local proc = net.spawn(string.format("ulimit -n 64; exec %s %s", binary, script), 30)
+    net.wait_until(proc.done, 30)
+    local out = proc.output()
+    proc.cleanup()
+    assert.truthy(out:find("closed:\t1\tsocket.accept() out of system resource, with no spare "
+                           .. "descriptor to pause on: the listening socket is closed\n", 1, true), out)
+    assert.truthy(out:find("paused:\t2\tsocket.accept() out of system resource\t0\n", 1, true), out)
+    assert.truthy(out:find("resumed:\t2\t3\ndone\n", 1, true), out)
+  end, 40))
 end)

@@ -11,6 +11,8 @@
 ** serve_forever, start_serving and `<close>` are written in Lua
 ** (lua/eddy/transports.lua) on top of these methods.
 */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -49,6 +51,10 @@ typedef struct Listener {
   eddy_Server *server;    /* its Server: user value 1 keeps it alive */
   ino_t cleanup_ino;      /* UNIX: the socket file's inode, removed by
                           ** close() if it is still there; 0: none */
+  int spare;              /* a descriptor kept for pausing out of EMFILE
+                          ** (pause_accepting); -1: none */
+  unsigned char paused;   /* out of descriptors: hold the next connection */
+  unsigned char held;     /* libuv holds an accepted connection for us */
 } Listener;
 
 static eddy_Server *checkserver(lua_State *L, int i) {
@@ -146,6 +152,78 @@ static int accept_one(lua_State *L) {
   return 0;
 }
 
+/*
+** Running out of descriptors.  asyncio's _accept_connection logs
+** "socket.accept() out of system resource" and stops accepting for
+** ACCEPT_RETRY_DELAY (1 s), leaving the connections in the backlog.
+** libuv's own answer (its reserve descriptor, which accepts and closes
+** every pending connection) covers most cases before connection_cb sees
+** anything; when that reserve is missing, libuv calls connection_cb with
+** EMFILE and accepts again at once, in a loop that never returns to the
+** event loop.  A listener stops it the one way libuv offers: accept one
+** connection into the listener's spare descriptor (closed for that) and
+** leave it unaccepted, which makes libuv stop polling the socket until
+** uv_accept.  resume_accepting takes the connection a second later, once
+** a new spare could be opened.
+*/
+#define ACCEPT_RETRY_DELAY 1.0
+
+static int open_spare(void) {
+  return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void drop_spare(Listener *l) {
+  if (l->spare >= 0) eddy__fd_close(l->spare);
+  l->spare = -1;
+}
+
+static void retry_later(lua_State *L, Listener *l, int lidx);
+
+/* Timer callback (listener): accept again once a spare is back. */
+static int resume_accepting(lua_State *L) {
+  Listener *l = (Listener *)lua_touserdata(L, 1);
+  if (l->uv.handle == NULL || l->uv.closing) return 0;  /* closed: libuv
+                                                  ** closed a held one */
+  if ((l->spare = open_spare()) < 0) {  /* still out of descriptors */
+    retry_later(L, l, 1);
+    return 0;
+  }
+  l->paused = 0;
+  if (l->held) {  /* uv_accept it; libuv polls the socket again */
+    l->held = 0;
+    lua_pushcfunction(L, accept_one);
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 0);  /* the timer's handle reports an error */
+  }
+  return 0;
+}
+
+static void retry_later(lua_State *L, Listener *l, int lidx) {
+  lua_pushcfunction(L, resume_accepting);
+  lua_pushvalue(L, lidx);
+  eddy__call_at(L, l->uv.loop, 1, eddy__time(l->uv.loop) + ACCEPT_RETRY_DELAY);
+  lua_pop(L, 1);
+}
+
+/* connection_cb got EMFILE/ENFILE (listener at lidx, the error at the
+** top, popped): report it and pause with the spare; without one, only
+** closing the socket ends libuv's loop. */
+static void pause_accepting(lua_State *L, Listener *l, int lidx) {
+  int spare = l->spare >= 0;
+  eddy__newcontext(L, spare ? "socket.accept() out of system resource"
+                   : "socket.accept() out of system resource, with no spare "
+                     "descriptor to pause on: the listening socket is closed",
+                   -1);
+  eddy__call_exception_handler(L, l->uv.loop);
+  if (spare) {
+    drop_spare(l);
+    l->paused = 1;
+    retry_later(L, l, lidx);
+  } else {
+    eddy__uv_close(L, &l->uv);
+  }
+}
+
 static void connection_cb(uv_stream_t *h, int status) {
   Listener *l = (Listener *)h->data;
   eddy_Loop *loop;
@@ -155,13 +233,21 @@ static void connection_cb(uv_stream_t *h, int status) {
   loop = l->uv.loop;
   L = loop->rt->L;
   top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, l->uv.self_ref);  /* top + 1 */
   if (status < 0) {
     eddy__pushuverror(L, status, "accept");
-    eddy__newcontext(L, "socket.accept() out of system resource", -1);
-    eddy__call_exception_handler(L, loop);
+    if (status == UV_EMFILE || status == UV_ENFILE) {
+      pause_accepting(L, l, top + 1);
+    } else {
+      eddy__newcontext(L, "socket.accept() out of system resource", -1);
+      eddy__call_exception_handler(L, loop);
+    }
+  } else if (l->paused) {
+    l->held = 1;  /* not accepted: libuv stops polling until it is */
   } else {
+    if (l->spare < 0) l->spare = open_spare();  /* lost at a pause */
     lua_pushcfunction(L, accept_one);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, l->uv.self_ref);
+    lua_pushvalue(L, top + 1);
     eddy__pcall(L, loop, 1, 0,
                 "Error on transport creation for incoming connection");
   }
@@ -171,6 +257,12 @@ static void connection_cb(uv_stream_t *h, int status) {
 /* }====================================================== */
 
 /* {====================================================== Methods */
+
+/* on_closed: loop:close() or the fallback of pause_accepting closed it. */
+static void listener_closed(lua_State *L, eddy_UVObject *o, int self) {
+  (void)L; (void)self;
+  drop_spare((Listener *)o);
+}
 
 /* The filesystem path a UNIX listening socket is bound to, into 'path';
 ** 0 for an abstract or unnamed one. */
@@ -224,6 +316,7 @@ static void close_listeners(lua_State *L, int sv) {
     lua_rawgeti(L, -1, i);
     l = (Listener *)lua_touserdata(L, -1);
     if (l->uv.handle != NULL) cleanup_socket(l);
+    drop_spare(l);
     eddy__uv_close(L, &l->uv);
     lua_pop(L, 1);
   }
@@ -313,6 +406,7 @@ static int s_start(lua_State *L) {
     l = (Listener *)lua_touserdata(L, -1);
     r = uv_listen((uv_stream_t *)l->uv.handle, sv->backlog, connection_cb);
     if (r < 0) return eddy__uverror(L, r, "listen");
+    if (l->spare < 0) l->spare = open_spare();  /* none: taken at accepts */
     lua_pop(L, 1);
   }
   lua_settop(L, 2);
@@ -344,6 +438,9 @@ static int s_listen(lua_State *L) {
   eddy__uv_init(&l->uv);
   l->server = sv;
   l->cleanup_ino = 0;
+  l->spare = -1;
+  l->paused = l->held = 0;
+  l->uv.on_closed = listener_closed;
   if (sv->kind == EDDY_STREAM_UNIX && lua_toboolean(L, 3)) keep_cleanup(l, fd);
   luaL_setmetatable(L, EDDY_LISTENER);
   lua_pushvalue(L, 1);
@@ -426,6 +523,7 @@ static int s_tostring(lua_State *L) {
 /* __gc of a Listener: only at lua_close can an open one be collected. */
 static int listener_gc(lua_State *L) {
   Listener *l = (Listener *)lua_touserdata(L, 1);
+  drop_spare(l);
   eddy__uv_gc(L, &l->uv, "server");
   return 0;
 }
