@@ -140,6 +140,16 @@ describe("REPL entries", function()
     assert.matches("\n> \ncancelled:\tCancelledError\n$", out)
   end)
 
+  it("let cancelled tasks suspend again while they clean up at the end of input", function()
+    -- As eddy.run's end: a task that handles its cancellation may await more.
+    local r, out = run(
+      "t = loop:create_task(function() pcall(eddy.sleep, 100) eddy.sleep(0.05) print('cleaned up', loop:is_closed()) end)\n" ..
+      "eddy.sleep(0)\n")
+    assert.equal("", r.err)
+    assert.equal(0, r.code)
+    assert.matches("\n> \ncleaned up\tfalse\n$", out)
+  end)
+
   it("survive loop:stop() at the prompt", function()
     local r, out = run("loop:stop()\nprint('still here', loop:is_running())\n")
     assert.equal(0, r.code)

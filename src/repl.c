@@ -770,46 +770,18 @@ static int l_run(lua_State *L) {
   return 0;
 }
 
-/* A task's body: eddy.gather(tasks..., {return_exceptions = true}), with
-** the module and the tasks as upvalues. */
-static int gather_all(lua_State *L) {
-  int n, i;
-  lua_getfield(L, lua_upvalueindex(1), "gather");
-  n = (int)luaL_len(L, lua_upvalueindex(2));
-  luaL_checkstack(L, n + 2, "too many tasks");
-  for (i = 1; i <= n; i++) lua_rawgeti(L, lua_upvalueindex(2), i);
-  lua_createtable(L, 0, 1);
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "return_exceptions");
-  lua_call(L, n + 1, 0);
-  return 0;
-}
-
 /*
-** After the end of input: cancel the tasks still pending, let them
-** finish (as eddy.run does), and close the loop.
+** After the end of input: what eddy.run does at its end (eddy._shutdown_loop
+** in lua/eddy/runners.lua): cancel the tasks still pending and let them
+** finish (a task may suspend again while it cleans up), shut down the
+** async generators and the executor, and close the loop.
 */
 static int l_finish(lua_State *L) {
-  int n, i;
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_getfield(L, -1, "eddy");  /* 2: the module */
-  lua_getfield(L, 2, "all_tasks");
+  lua_getfield(L, -1, "eddy");
+  lua_getfield(L, -1, "_shutdown_loop");
   eddy__pushloop(L, repl->loop);
-  lua_call(L, 1, 1);  /* 3: the tasks */
-  n = (int)luaL_len(L, 3);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, 3, i);
-    call_method(L, -1, "cancel", 0, 0);
-    lua_pop(L, 1);
-  }
-  eddy__pushloop(L, repl->loop);  /* 4 */
-  if (n > 0) {
-    lua_pushvalue(L, 2);
-    lua_pushvalue(L, 3);
-    lua_pushcclosure(L, gather_all, 2);
-    call_method(L, 4, "run_until_complete", 1, 0);
-  }
-  call_method(L, 4, "close", 0, 0);
+  lua_call(L, 1, 0);
   return 0;
 }
 
