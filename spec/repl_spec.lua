@@ -289,6 +289,15 @@ describe("REPL on a terminal", function()
       "send:\\x04", "exit"))
   end)
 
+  it("keeps the bytes of UTF-8 text typed at the prompt", function()
+    -- libedit decodes keys in LC_CTYPE; in the C locale it dropped them.
+    if not has_python then return end
+    check(session(
+      "expect:> ", "send:s = '\xc3\xa9t\xc3\xa9'\r", "expect:> ",
+      "send:#s, s:byte(1, 2)\r", "expect:5\t195\t169\r\n> ",
+      "send:\x04", "exit"))
+  end)
+
   it("keeps timers running while it waits at the prompt", function()
     if not has_python then return end
     check(session(

@@ -25,6 +25,8 @@
 */
 #include <errno.h>
 #include <fcntl.h>
+#include <langinfo.h>
+#include <locale.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -70,6 +72,7 @@ typedef struct Repl {
   int rl_installed;      /* libedit's line handler was installed */
   char *rl_line;         /* on a terminal: the line libedit gave, */
   int rl_done;           /* ... and whether it gave one (NULL: EOF) */
+  locale_t charset;      /* the terminal's LC_CTYPE for libedit, or 0 */
   char **cands;          /* completion candidates */
   size_t ncands, nextcand;
 } Repl;
@@ -85,6 +88,35 @@ static void show_prompt(Repl *r);
 static void report(const char *msg) {
   fprintf(stderr, "%s\n", msg != NULL ? msg : "(error object is not a string)");
   fflush(stderr);
+}
+
+/*
+** The character set libedit decodes the terminal's bytes in.  libedit
+** reads keys with the C library's multibyte functions, and in the "C"
+** locale, which a Lua program runs in (lua.c never calls setlocale),
+** every byte above 127 is invalid and dropped: typing "é" would lose it.
+** So libedit runs in the environment's LC_CTYPE, or in C.UTF-8 when that
+** is plain ASCII (LANG unset), as terminals are UTF-8 nowadays.  It is
+** made current with uselocale, for this thread and only around libedit's
+** calls, so entries and executor threads keep the program's locale.
+*/
+static locale_t terminal_charset(void) {
+  locale_t loc = newlocale(LC_CTYPE_MASK, "", (locale_t)0);
+  if (loc != (locale_t)0 &&
+      strcmp(nl_langinfo_l(CODESET, loc), "ANSI_X3.4-1968") != 0)
+    return loc;
+  if (loc != (locale_t)0) freelocale(loc);
+  return newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+}
+
+/* Make the terminal's character set current; returns what to restore
+** with leave_charset. */
+static locale_t enter_charset(Repl *r) {
+  return r->charset != (locale_t)0 ? uselocale(r->charset) : (locale_t)0;
+}
+
+static void leave_charset(locale_t old) {
+  if (old != (locale_t)0) uselocale(old);
 }
 
 /* Call obj:name(args) where obj is at 'obj' and the 'nargs' arguments are
@@ -260,7 +292,11 @@ static int incomplete(lua_State *L, int status) {
 }
 
 static void save_history(Repl *r, const char *line) {
-  if (r->tty && line[0] != '\0') add_history(line);
+  if (r->tty && line[0] != '\0') {
+    locale_t old = enter_charset(r);
+    add_history(line);
+    leave_charset(old);
+  }
 }
 
 /*
@@ -422,12 +458,15 @@ static void rl_line_cb(char *line) {
 }
 
 static void read_input(Repl *r) {
+  locale_t old;
   if (!r->tty) {
     read_bytes(r);
     return;
   }
   r->rl_done = 0;
+  old = enter_charset(r);
   rl_callback_read_char();
+  leave_charset(old);
   if (r->rl_done) {
     char *line = r->rl_line;
     r->rl_line = NULL;
@@ -473,7 +512,9 @@ static void show_prompt(Repl *r) {
   prompt = lua_tostring(L, -1);
   r->phase = REPL_READING;
   if (r->tty) {
+    locale_t old = enter_charset(r);
     rl_callback_handler_install(prompt, rl_line_cb);
+    leave_charset(old);
     r->rl_installed = 1;
   } else {
     fputs(prompt, stdout);
@@ -534,7 +575,11 @@ static void sigint_cb(uv_signal_t *h, int signum) {
       protect(r->L, l_cancel_entry, 0);
       break;
     case REPL_READING:  /* drop the line and any incomplete statement */
-      if (r->tty) rl_callback_handler_remove();
+      if (r->tty) {
+        locale_t old = enter_charset(r);
+        rl_callback_handler_remove();
+        leave_charset(old);
+      }
       fputs("\n", stdout);
       fflush(stdout);
       r->len = 0;
@@ -739,7 +784,12 @@ static void close_handles(Repl *r) {
   if (r->nopen > 1) uv_close((uv_handle_t *)&r->sigint, close_cb);
   while (r->nopen > 0) uv_run(r->loop->uv, UV_RUN_NOWAIT);
   if (r->stdin_flags != -1) fcntl(0, F_SETFL, r->stdin_flags);
-  if (r->rl_installed) rl_callback_handler_remove();
+  if (r->rl_installed) {
+    locale_t old = enter_charset(r);
+    rl_callback_handler_remove();
+    leave_charset(old);
+  }
+  if (r->charset != (locale_t)0) freelocale(r->charset);
 }
 
 /* The loop for the REPL: the current one, or a new current one if a
@@ -803,6 +853,7 @@ void eddy__repl(lua_State *L) {
   }
   if (r.tty) {
     static char breaks[] = " \t\n\"\\'`@$><=;|&{(+-*/%^~#,[)}";
+    r.charset = terminal_charset();
     rl_readline_name = "eddy";
     rl_catch_signals = 0;  /* SIGINT is the loop's */
     rl_attempted_completion_function = complete;
