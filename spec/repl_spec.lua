@@ -223,12 +223,16 @@ fail("no exit step")
 ]]
 
 describe("REPL on a terminal", function()
-  local function session(...)
+  -- The session of 'binary' (an executable file) on the pty.
+  local function session_of(binary, ...)
     local script = cli.tempfile(driver, ".py")
     local args = {}
     for i, step in ipairs {...} do args[i] = q(step) end
-    return cli.sh("python3 " .. q(script) .. " " .. q(cli.binary) .. " " .. table.concat(args, " "),
+    return cli.sh("python3 " .. q(script) .. " " .. q(binary) .. " " .. table.concat(args, " "),
                   {timeout = 30})
+  end
+  local function session(...)
+    return session_of(cli.binary, ...)
   end
   local function check(r)
     assert.equal("", r.err)
@@ -296,6 +300,21 @@ describe("REPL on a terminal", function()
       "expect:> ", "send:s = '\xc3\xa9t\xc3\xa9'\r", "expect:> ",
       "send:#s, s:byte(1, 2)\r", "expect:5\t195\t169\r\n> ",
       "send:\x04", "exit"))
+  end)
+
+  it("reads the terminal when stdout is redirected", function()
+    -- libedit writing to a file never handed over a line: the REPL hung.
+    if not has_python then return end
+    local out = cli.tempfile("")
+    local wrapper = cli.tempfile("#!/bin/sh\nexec " .. q(cli.binary) .. " > " .. q(out) .. " 2>&1\n", ".sh")
+    assert(os.execute("chmod +x " .. q(wrapper)))
+    check(session_of(wrapper,
+      "send:x = {1, 'a'}\r", "expect:x = {1, 'a'}\r\n",  -- the terminal echoes
+      "send:x\r", "expect:x\r\n", "send:\x04", "exit"))
+    local f = assert(io.open(out, "rb"))
+    local text = f:read("a")
+    f:close()
+    assert.equal("> x = {1, 'a'}\n> x\n{ 1, \"a\" }\n> \n", select(2, split_banner(text)))
   end)
 
   it("keeps timers running while it waits at the prompt", function()

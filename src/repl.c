@@ -54,7 +54,8 @@ typedef struct Repl {
   lua_State *L;          /* the main thread */
   eddy_Loop *loop;       /* the loop the REPL runs on */
   repl_Phase phase;
-  int tty;               /* stdin is a terminal: libedit, readable output */
+  int tty;               /* stdin is a terminal: readable output */
+  int edit;              /* ... and stdout too: libedit reads the lines */
   int firstline;         /* the next line starts an entry */
   int pending;           /* registry ref: the incomplete chunk, or NOREF */
   int task;              /* registry ref: the running entry, or NOREF */
@@ -292,7 +293,7 @@ static int incomplete(lua_State *L, int status) {
 }
 
 static void save_history(Repl *r, const char *line) {
-  if (r->tty && line[0] != '\0') {
+  if (r->edit && line[0] != '\0') {
     locale_t old = enter_charset(r);
     add_history(line);
     leave_charset(old);
@@ -459,7 +460,7 @@ static void rl_line_cb(char *line) {
 
 static void read_input(Repl *r) {
   locale_t old;
-  if (!r->tty) {
+  if (!r->edit) {
     read_bytes(r);
     return;
   }
@@ -511,7 +512,7 @@ static void show_prompt(Repl *r) {
   }
   prompt = lua_tostring(L, -1);
   r->phase = REPL_READING;
-  if (r->tty) {
+  if (r->edit) {
     locale_t old = enter_charset(r);
     rl_callback_handler_install(prompt, rl_line_cb);
     leave_charset(old);
@@ -575,7 +576,7 @@ static void sigint_cb(uv_signal_t *h, int signum) {
       protect(r->L, l_cancel_entry, 0);
       break;
     case REPL_READING:  /* drop the line and any incomplete statement */
-      if (r->tty) {
+      if (r->edit) {
         locale_t old = enter_charset(r);
         rl_callback_handler_remove();
         leave_charset(old);
@@ -843,6 +844,11 @@ void eddy__repl(lua_State *L) {
   r.pending = r.task = LUA_NOREF;
   r.firstline = 1;
   r.tty = isatty(0);
+  /* libedit edits only when it also writes to a terminal: with stdout
+  ** redirected it would neither echo nor ever hand over a line.  Then the
+  ** terminal's own line discipline edits, and lines are read as from a
+  ** pipe (echoed after their prompts, as GNU readline writes them). */
+  r.edit = r.tty && isatty(1);
   r.loop = prepare(L);
   repl = &r;
   err = open_handles(&r);
@@ -851,7 +857,7 @@ void eddy__repl(lua_State *L) {
     repl = NULL;
     luaL_error(L, "cannot start the REPL: %s", uv_strerror(err));
   }
-  if (r.tty) {
+  if (r.edit) {
     static char breaks[] = " \t\n\"\\'`@$><=;|&{(+-*/%^~#,[)}";
     r.charset = terminal_charset();
     rl_readline_name = "eddy";
