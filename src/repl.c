@@ -822,15 +822,14 @@ static int l_run(lua_State *L) {
 }
 
 /*
-** After the end of input: what eddy.run does at its end (eddy._shutdown_loop
-** in lua/eddy/runners.lua): cancel the tasks still pending and let them
+** After the end of input: what eddy.run does at its end (shutdown_loop in
+** lua/eddy/runners.lua): cancel the tasks still pending and let them
 ** finish (a task may suspend again while it cleans up), shut down the
 ** async generators and the executor, and close the loop.
 */
 static int l_finish(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_getfield(L, -1, "eddy");
-  lua_getfield(L, -1, "_shutdown_loop");
+  lua_getfield(L, -1, "eddy.runners.shutdown_loop");
   eddy__pushloop(L, repl->loop);
   lua_call(L, 1, 0);
   return 0;

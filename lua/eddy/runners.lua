@@ -32,7 +32,9 @@ end
 
 -- What asyncio.Runner.close does: cancel the pending tasks and let them
 -- finish, shut down the async generators and the default executor, close
--- the loop.  Shared with the REPL's end (src/repl.c), which leaves so too.
+-- the loop.  Shared with the REPL's end (src/repl.c), which leaves so too
+-- and finds it in package.loaded: not on 'eddy', whose functions tools
+-- enumerate and call (tests/fuzz_api.lua), as this one ends the loop.
 local function shutdown_loop(loop)
   pcall(function()  -- shutdown steps are best effort, as asyncio's
     cancel_all_tasks(loop)
@@ -43,7 +45,7 @@ local function shutdown_loop(loop)
   end)
   loop:close()
 end
-eddy._shutdown_loop = shutdown_loop
+package.loaded["eddy.runners.shutdown_loop"] = shutdown_loop
 
 -- eddy.run(main, ...) -> main's results (re-raises its error).
 function eddy.run(main, ...)
