@@ -140,6 +140,16 @@ describe("REPL entries", function()
     assert.matches("\n> \ncancelled:\tCancelledError\n$", out)
   end)
 
+  it("let cancelled tasks suspend again while they clean up at the end of input", function()
+    -- As eddy.run's end: a task that handles its cancellation may await more.
+    local r, out = run(
+      "t = loop:create_task(function() pcall(eddy.sleep, 100) eddy.sleep(0.05) print('cleaned up', loop:is_closed()) end)\n" ..
+      "eddy.sleep(0)\n")
+    assert.equal("", r.err)
+    assert.equal(0, r.code)
+    assert.matches("\n> \ncleaned up\tfalse\n$", out)
+  end)
+
   it("survive loop:stop() at the prompt", function()
     local r, out = run("loop:stop()\nprint('still here', loop:is_running())\n")
     assert.equal(0, r.code)
@@ -213,12 +223,16 @@ fail("no exit step")
 ]]
 
 describe("REPL on a terminal", function()
-  local function session(...)
+  -- The session of 'binary' (an executable file) on the pty.
+  local function session_of(binary, ...)
     local script = cli.tempfile(driver, ".py")
     local args = {}
     for i, step in ipairs {...} do args[i] = q(step) end
-    return cli.sh("python3 " .. q(script) .. " " .. q(cli.binary) .. " " .. table.concat(args, " "),
+    return cli.sh("python3 " .. q(script) .. " " .. q(binary) .. " " .. table.concat(args, " "),
                   {timeout = 30})
+  end
+  local function session(...)
+    return session_of(cli.binary, ...)
   end
   local function check(r)
     assert.equal("", r.err)
@@ -277,6 +291,30 @@ describe("REPL on a terminal", function()
       "send:\\x03", "expect:\n> ",
       "send:print('fresh')\\r", "expect:fresh\r\n> ",
       "send:\\x04", "exit"))
+  end)
+
+  it("keeps the bytes of UTF-8 text typed at the prompt", function()
+    -- libedit decodes keys in LC_CTYPE; in the C locale it dropped them.
+    if not has_python then return end
+    check(session(
+      "expect:> ", "send:s = '\xc3\xa9t\xc3\xa9'\r", "expect:> ",
+      "send:#s, s:byte(1, 2)\r", "expect:5\t195\t169\r\n> ",
+      "send:\x04", "exit"))
+  end)
+
+  it("reads the terminal when stdout is redirected", function()
+    -- libedit writing to a file never handed over a line: the REPL hung.
+    if not has_python then return end
+    local out = cli.tempfile("")
+    local wrapper = cli.tempfile("#!/bin/sh\nexec " .. q(cli.binary) .. " > " .. q(out) .. " 2>&1\n", ".sh")
+    assert(os.execute("chmod +x " .. q(wrapper)))
+    check(session_of(wrapper,
+      "send:x = {1, 'a'}\r", "expect:x = {1, 'a'}\r\n",  -- the terminal echoes
+      "send:x\r", "expect:x\r\n", "send:\x04", "exit"))
+    local f = assert(io.open(out, "rb"))
+    local text = f:read("a")
+    f:close()
+    assert.equal("> x = {1, 'a'}\n> x\n{ 1, \"a\" }\n> \n", select(2, split_banner(text)))
   end)
 
   it("keeps timers running while it waits at the prompt", function()

@@ -25,6 +25,8 @@
 */
 #include <errno.h>
 #include <fcntl.h>
+#include <langinfo.h>
+#include <locale.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -52,7 +54,8 @@ typedef struct Repl {
   lua_State *L;          /* the main thread */
   eddy_Loop *loop;       /* the loop the REPL runs on */
   repl_Phase phase;
-  int tty;               /* stdin is a terminal: libedit, readable output */
+  int tty;               /* stdin is a terminal: readable output */
+  int edit;              /* ... and stdout too: libedit reads the lines */
   int firstline;         /* the next line starts an entry */
   int pending;           /* registry ref: the incomplete chunk, or NOREF */
   int task;              /* registry ref: the running entry, or NOREF */
@@ -70,6 +73,7 @@ typedef struct Repl {
   int rl_installed;      /* libedit's line handler was installed */
   char *rl_line;         /* on a terminal: the line libedit gave, */
   int rl_done;           /* ... and whether it gave one (NULL: EOF) */
+  locale_t charset;      /* the terminal's LC_CTYPE for libedit, or 0 */
   char **cands;          /* completion candidates */
   size_t ncands, nextcand;
 } Repl;
@@ -85,6 +89,35 @@ static void show_prompt(Repl *r);
 static void report(const char *msg) {
   fprintf(stderr, "%s\n", msg != NULL ? msg : "(error object is not a string)");
   fflush(stderr);
+}
+
+/*
+** The character set libedit decodes the terminal's bytes in.  libedit
+** reads keys with the C library's multibyte functions, and in the "C"
+** locale, which a Lua program runs in (lua.c never calls setlocale),
+** every byte above 127 is invalid and dropped: typing "é" would lose it.
+** So libedit runs in the environment's LC_CTYPE, or in C.UTF-8 when that
+** is plain ASCII (LANG unset), as terminals are UTF-8 nowadays.  It is
+** made current with uselocale, for this thread and only around libedit's
+** calls, so entries and executor threads keep the program's locale.
+*/
+static locale_t terminal_charset(void) {
+  locale_t loc = newlocale(LC_CTYPE_MASK, "", (locale_t)0);
+  if (loc != (locale_t)0 &&
+      strcmp(nl_langinfo_l(CODESET, loc), "ANSI_X3.4-1968") != 0)
+    return loc;
+  if (loc != (locale_t)0) freelocale(loc);
+  return newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+}
+
+/* Make the terminal's character set current; returns what to restore
+** with leave_charset. */
+static locale_t enter_charset(Repl *r) {
+  return r->charset != (locale_t)0 ? uselocale(r->charset) : (locale_t)0;
+}
+
+static void leave_charset(locale_t old) {
+  if (old != (locale_t)0) uselocale(old);
 }
 
 /* Call obj:name(args) where obj is at 'obj' and the 'nargs' arguments are
@@ -260,7 +293,11 @@ static int incomplete(lua_State *L, int status) {
 }
 
 static void save_history(Repl *r, const char *line) {
-  if (r->tty && line[0] != '\0') add_history(line);
+  if (r->edit && line[0] != '\0') {
+    locale_t old = enter_charset(r);
+    add_history(line);
+    leave_charset(old);
+  }
 }
 
 /*
@@ -422,12 +459,15 @@ static void rl_line_cb(char *line) {
 }
 
 static void read_input(Repl *r) {
-  if (!r->tty) {
+  locale_t old;
+  if (!r->edit) {
     read_bytes(r);
     return;
   }
   r->rl_done = 0;
+  old = enter_charset(r);
   rl_callback_read_char();
+  leave_charset(old);
   if (r->rl_done) {
     char *line = r->rl_line;
     r->rl_line = NULL;
@@ -472,8 +512,10 @@ static void show_prompt(Repl *r) {
   }
   prompt = lua_tostring(L, -1);
   r->phase = REPL_READING;
-  if (r->tty) {
+  if (r->edit) {
+    locale_t old = enter_charset(r);
     rl_callback_handler_install(prompt, rl_line_cb);
+    leave_charset(old);
     r->rl_installed = 1;
   } else {
     fputs(prompt, stdout);
@@ -534,7 +576,11 @@ static void sigint_cb(uv_signal_t *h, int signum) {
       protect(r->L, l_cancel_entry, 0);
       break;
     case REPL_READING:  /* drop the line and any incomplete statement */
-      if (r->tty) rl_callback_handler_remove();
+      if (r->edit) {
+        locale_t old = enter_charset(r);
+        rl_callback_handler_remove();
+        leave_charset(old);
+      }
       fputs("\n", stdout);
       fflush(stdout);
       r->len = 0;
@@ -739,7 +785,12 @@ static void close_handles(Repl *r) {
   if (r->nopen > 1) uv_close((uv_handle_t *)&r->sigint, close_cb);
   while (r->nopen > 0) uv_run(r->loop->uv, UV_RUN_NOWAIT);
   if (r->stdin_flags != -1) fcntl(0, F_SETFL, r->stdin_flags);
-  if (r->rl_installed) rl_callback_handler_remove();
+  if (r->rl_installed) {
+    locale_t old = enter_charset(r);
+    rl_callback_handler_remove();
+    leave_charset(old);
+  }
+  if (r->charset != (locale_t)0) freelocale(r->charset);
 }
 
 /* The loop for the REPL: the current one, or a new current one if a
@@ -770,46 +821,17 @@ static int l_run(lua_State *L) {
   return 0;
 }
 
-/* A task's body: eddy.gather(tasks..., {return_exceptions = true}), with
-** the module and the tasks as upvalues. */
-static int gather_all(lua_State *L) {
-  int n, i;
-  lua_getfield(L, lua_upvalueindex(1), "gather");
-  n = (int)luaL_len(L, lua_upvalueindex(2));
-  luaL_checkstack(L, n + 2, "too many tasks");
-  for (i = 1; i <= n; i++) lua_rawgeti(L, lua_upvalueindex(2), i);
-  lua_createtable(L, 0, 1);
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "return_exceptions");
-  lua_call(L, n + 1, 0);
-  return 0;
-}
-
 /*
-** After the end of input: cancel the tasks still pending, let them
-** finish (as eddy.run does), and close the loop.
+** After the end of input: what eddy.run does at its end (shutdown_loop in
+** lua/eddy/runners.lua): cancel the tasks still pending and let them
+** finish (a task may suspend again while it cleans up), shut down the
+** async generators and the executor, and close the loop.
 */
 static int l_finish(lua_State *L) {
-  int n, i;
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_getfield(L, -1, "eddy");  /* 2: the module */
-  lua_getfield(L, 2, "all_tasks");
+  lua_getfield(L, -1, "eddy.runners.shutdown_loop");
   eddy__pushloop(L, repl->loop);
-  lua_call(L, 1, 1);  /* 3: the tasks */
-  n = (int)luaL_len(L, 3);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, 3, i);
-    call_method(L, -1, "cancel", 0, 0);
-    lua_pop(L, 1);
-  }
-  eddy__pushloop(L, repl->loop);  /* 4 */
-  if (n > 0) {
-    lua_pushvalue(L, 2);
-    lua_pushvalue(L, 3);
-    lua_pushcclosure(L, gather_all, 2);
-    call_method(L, 4, "run_until_complete", 1, 0);
-  }
-  call_method(L, 4, "close", 0, 0);
+  lua_call(L, 1, 0);
   return 0;
 }
 
@@ -821,6 +843,11 @@ void eddy__repl(lua_State *L) {
   r.pending = r.task = LUA_NOREF;
   r.firstline = 1;
   r.tty = isatty(0);
+  /* libedit edits only when it also writes to a terminal: with stdout
+  ** redirected it would neither echo nor ever hand over a line.  Then the
+  ** terminal's own line discipline edits, and lines are read as from a
+  ** pipe (echoed after their prompts, as GNU readline writes them). */
+  r.edit = r.tty && isatty(1);
   r.loop = prepare(L);
   repl = &r;
   err = open_handles(&r);
@@ -829,8 +856,9 @@ void eddy__repl(lua_State *L) {
     repl = NULL;
     luaL_error(L, "cannot start the REPL: %s", uv_strerror(err));
   }
-  if (r.tty) {
+  if (r.edit) {
     static char breaks[] = " \t\n\"\\'`@$><=;|&{(+-*/%^~#,[)}";
+    r.charset = terminal_charset();
     rl_readline_name = "eddy";
     rl_catch_signals = 0;  /* SIGINT is the loop's */
     rl_attempted_completion_function = complete;

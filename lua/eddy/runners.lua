@@ -30,6 +30,23 @@ local function cancel_all_tasks(loop)
   end
 end
 
+-- What asyncio.Runner.close does: cancel the pending tasks and let them
+-- finish, shut down the async generators and the default executor, close
+-- the loop.  Shared with the REPL's end (src/repl.c), which leaves so too
+-- and finds it in package.loaded: not on 'eddy', whose functions tools
+-- enumerate and call (tests/fuzz_api.lua), as this one ends the loop.
+local function shutdown_loop(loop)
+  pcall(function()  -- shutdown steps are best effort, as asyncio's
+    cancel_all_tasks(loop)
+    loop:run_until_complete(function() loop:shutdown_asyncgens() end)
+    if loop.shutdown_default_executor then
+      loop:run_until_complete(function() loop:shutdown_default_executor() end)
+    end
+  end)
+  loop:close()
+end
+package.loaded["eddy.runners.shutdown_loop"] = shutdown_loop
+
 -- eddy.run(main, ...) -> main's results (re-raises its error).
 function eddy.run(main, ...)
   if C._get_running_loop() ~= nil then
@@ -52,14 +69,7 @@ function eddy.run(main, ...)
      and errors.is(result[2], errors.CancelledError) and task:uncancel() == 0 then
     result[2] = errors.KeyboardInterrupt()
   end
-  pcall(function()  -- shutdown steps are best effort, as asyncio's
-    cancel_all_tasks(loop)
-    loop:run_until_complete(function() loop:shutdown_asyncgens() end)
-    if loop.shutdown_default_executor then
-      loop:run_until_complete(function() loop:shutdown_default_executor() end)
-    end
-  end)
-  loop:close()
+  shutdown_loop(loop)
   if not result[1] then error(result[2], 0) end
   return table.unpack(result, 2, result.n)
 end
