@@ -30,4 +30,23 @@ function args.message(fname, n, expected, v)
                        n, fname, expected, args.typename(v))
 end
 
+-- The options table at argument n of fname (the keyword-only
+-- parameters): nil or a plain table holding only the names in 'allowed';
+-- returns it, or {} for nil.  asyncio raises TypeError for an unexpected
+-- keyword, so a misspelt option is an argument error, never silently
+-- ignored.  Errors blame the caller of fname.
+function args.check_options(fname, n, opts, allowed)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" or getmetatable(opts) ~= nil then
+    error(args.message(fname, n, "options table", opts), 3)
+  end
+  for k in pairs(opts) do
+    if not allowed[k] then
+      error(string.format("bad argument #%d to '%s' (unknown option '%s')",
+                          n, fname, tostring(k)), 3)
+    end
+  end
+  return opts
+end
+
 return args

@@ -23,23 +23,6 @@ local function split_options(n, ...)
 end
 eddy._split_options = split_options
 
--- opts must be nil or an options table (the keyword-only arguments)
--- holding only the names in 'allowed': asyncio raises TypeError for an
--- unexpected keyword, so a misspelt option is an argument error here, as
--- everywhere else in eddy, not silently ignored.
-local function check_options(opts, argn, fname, allowed)
-  if opts == nil then return end
-  if type(opts) ~= "table" then
-    error(args.message(fname, argn, "options table", opts), 3)
-  end
-  for k in pairs(opts) do
-    if not allowed[k] then
-      error(string.format("bad argument #%d to '%s' (unknown option '%s')",
-                          argn, fname, tostring(k)), 3)
-    end
-  end
-end
-
 -- Whether a suspending function may suspend here: true inside a task,
 -- false at the script's top level (no loop running: awaiting runs the
 -- default loop, API.md §11); elsewhere (a plain callback) the RuntimeError
@@ -76,7 +59,7 @@ end
 -- gather(aw1, aw2, ..., {return_exceptions}) -> first result of each
 local function gather(...)
   local n, opts = split_options(select("#", ...), ...)
-  check_options(opts, n + 1, "gather", {return_exceptions = true})
+  args.check_options("gather", n + 1, opts, {return_exceptions = true})
   local return_exceptions = opts ~= nil and opts.return_exceptions or false
   if n == 0 then return end
   can_suspend("gather")
@@ -210,7 +193,7 @@ end
 
 -- eddy.wait(aws, {timeout, return_when}) -> done, pending (arrays) (S)
 function eddy.wait(aws, opts)
-  check_options(opts, 2, "wait", {timeout = true, return_when = true})
+  args.check_options("wait", 2, opts, {timeout = true, return_when = true})
   local timeout, return_when
   if opts ~= nil then timeout, return_when = opts.timeout, opts.return_when end
   return_when = return_when or eddy.ALL_COMPLETED
@@ -331,7 +314,7 @@ end
 -- Past the timeout a step raises TimeoutError.
 --   for fut in eddy.as_completed(tasks) do print(fut:await()) end
 function eddy.as_completed(aws, opts)
-  check_options(opts, 2, "as_completed", {timeout = true})
+  args.check_options("as_completed", 2, opts, {timeout = true})
   local timeout = opts ~= nil and opts.timeout or nil
   check_number(timeout, 2, "as_completed")
   local todo = futures_of(aws, "as_completed")

@@ -31,21 +31,6 @@ local function argerror(fname, n, expected, v, level)
   error(args.message(fname, n, expected, v), level or 3)
 end
 
--- Check the options table 'opts' of 'fname' against the names it takes.
-local function check_options(fname, n, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" or getmetatable(opts) ~= nil then
-    argerror(fname, n, "options table", opts, 4)
-  end
-  for k in pairs(opts) do
-    if not allowed[k] then
-      error(string.format("bad argument #%d to '%s' (unknown option '%s')",
-                          n, fname, tostring(k)), 3)
-    end
-  end
-  return opts
-end
-
 local function set(...)
   local s = {}
   for _, k in ipairs {...} do s[k] = true end
@@ -336,7 +321,7 @@ function Loop:create_connection(protocol_factory, host, port, opts)
   check_factory(fname, protocol_factory)
   if host ~= nil and type(host) ~= "string" then argerror(fname, 2, "string or nil", host) end
   port = check_port(fname, 3, port)
-  opts = check_options(fname, 4, opts, connection_options)
+  opts = args.check_options(fname, 4, opts, connection_options)
   local ctx = check_ssl(fname, opts, false, host)
   local hostname = opts.server_hostname
   if ctx ~= nil and hostname == nil then
@@ -425,7 +410,7 @@ function Loop:create_unix_connection(protocol_factory, path, opts)
   local fname = "create_unix_connection"
   can_suspend(fname)
   check_factory(fname, protocol_factory)
-  opts = check_options(fname, 3, opts, unix_connection_options)
+  opts = args.check_options(fname, 3, opts, unix_connection_options)
   local ctx = check_ssl(fname, opts, false)
   if ctx ~= nil and opts.server_hostname == nil then
     error(errors.ValueError("you have to pass server_hostname when using ssl"), 2)
@@ -452,7 +437,7 @@ function Loop:connect_accepted_socket(protocol_factory, sock, opts)
   local fname = "connect_accepted_socket"
   can_suspend(fname)
   check_factory(fname, protocol_factory)
-  opts = check_options(fname, 3, opts, accepted_options)
+  opts = args.check_options(fname, 3, opts, accepted_options)
   local ctx = check_ssl(fname, opts, true)
   if sock == nil then argerror(fname, 2, "socket", sock) end
   return start_connection(self, self:_transport_from_fd(take_socket(fname, sock)),
@@ -476,7 +461,7 @@ function Loop:start_tls(transport, protocol, sslcontext, opts)
     argerror(fname, 2, "protocol", protocol)
   end
   if not ssl.is_context(sslcontext) then argerror(fname, 3, "eddy.ssl.SSLContext", sslcontext) end
-  opts = check_options(fname, 4, opts, start_tls_options)
+  opts = args.check_options(fname, 4, opts, start_tls_options)
   local hostname = opts.server_hostname
   if hostname ~= nil and type(hostname) ~= "string" then
     argerror(fname, 4, "string option 'server_hostname'", hostname)
@@ -593,7 +578,7 @@ function Loop:create_server(protocol_factory, host, port, opts)
     argerror(fname, 2, "string, list of strings or nil", host)
   end
   port = check_port(fname, 3, port)
-  opts = check_options(fname, 4, opts, server_options)
+  opts = args.check_options(fname, 4, opts, server_options)
   local ctx = check_ssl(fname, opts, true)
   local backlog = check_backlog(fname, 4, opts.backlog)
   check_int_options(fname, 4, opts, {"family", "flags"})
@@ -635,7 +620,7 @@ function Loop:create_unix_server(protocol_factory, path, opts)
   local fname = "create_unix_server"
   can_suspend(fname)
   check_factory(fname, protocol_factory)
-  opts = check_options(fname, 3, opts, unix_server_options)
+  opts = args.check_options(fname, 3, opts, unix_server_options)
   local ctx = check_ssl(fname, opts, true)
   local backlog = check_backlog(fname, 3, opts.backlog)
   if ctx ~= nil then protocol_factory = tls_server_factory(self, protocol_factory, ctx, opts) end
