@@ -80,20 +80,26 @@ static void fail(const char *what, int ref) {
   abort();
 }
 
-static void *real(const char *name) {
-  void *f = dlsym(RTLD_NEXT, name);
+/* The wrapped function 'name', looked up once into *cache.  Threads (the
+** executor's workers close their states) may race to fill it: the
+** accesses are atomic, and every thread stores the same value. */
+static void *real(void **cache, const char *name) {
+  void *f = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
+  if (f != NULL) return f;
+  f = dlsym(RTLD_NEXT, name);
   if (f == NULL) {
     fprintf(stderr, "refcheck: no %s to wrap\n", name);
     abort();
   }
+  __atomic_store_n(cache, f, __ATOMIC_RELEASE);
   return f;
 }
 
 int luaL_ref(lua_State *L, int t) {
-  static int (*next)(lua_State *, int);
-  int ref;
-  if (next == NULL) next = (int (*)(lua_State *, int))real("luaL_ref");
-  ref = next(L, t);
+  static void *cache;
+  int (*next)(lua_State *, int) =
+      (int (*)(lua_State *, int))real(&cache, "luaL_ref");
+  int ref = next(L, t);
   if (t == LUA_REGISTRYINDEX && ref > 0) {
     unsigned char *s;
     pthread_mutex_lock(&lock);
@@ -106,8 +112,9 @@ int luaL_ref(lua_State *L, int t) {
 }
 
 void luaL_unref(lua_State *L, int t, int ref) {
-  static void (*next)(lua_State *, int, int);
-  if (next == NULL) next = (void (*)(lua_State *, int, int))real("luaL_unref");
+  static void *cache;
+  void (*next)(lua_State *, int, int) =
+      (void (*)(lua_State *, int, int))real(&cache, "luaL_unref");
   if (t == LUA_REGISTRYINDEX && ref > 0) {
     unsigned char *s;
     pthread_mutex_lock(&lock);
@@ -120,10 +127,10 @@ void luaL_unref(lua_State *L, int t, int ref) {
 }
 
 void lua_close(lua_State *L) {
-  static void (*next)(lua_State *);
+  static void *cache;
+  void (*next)(lua_State *) = (void (*)(lua_State *))real(&cache, "lua_close");
   const void *registry = registry_of(L);
   size_t i;
-  if (next == NULL) next = (void (*)(lua_State *))real("lua_close");
   next(L);
   pthread_mutex_lock(&lock);
   for (i = 0; i < nregistries; i++)
