@@ -144,6 +144,57 @@ describe("connect_read_pipe", function()
     t:close()
     assert.same({"made", "data", "eof", "lost"}, rec.events)
   end))
+
+  -- asyncio's _UnixReadPipeTransport._read_ready calls data_received
+  -- directly (test_unix_events.py UnixReadPipeTransportTests
+  -- test__read_ready): an error there is the reader callback's, reported
+  -- by the loop, and the pipe goes on reading; eof_received runs as a
+  -- call_soon callback of its own, then connection_lost(None).
+  it("an error in data_received is reported; the pipe goes on reading (test__read_ready)",
+     function()
+    local rec
+    local reports = require("eddy.test").run_collecting(function(loop)
+      local a, b = checks.nonblocking_pair()
+      rec = net.recorder(loop, {on_data = function(_, d)
+        if d == "bad" then error("data boom") end
+      end})
+      local t = loop:connect_read_pipe(factory(rec), a)
+      b:send("bad")
+      net.wait_until(function() return #rec.chunks >= 1 end)
+      checks.turns(2)
+      assert.is_false(t:is_closing())
+      b:send("good")
+      rec:wait_bytes(7)
+      b:close()
+      net.wait(rec.lost_fut)
+    end)
+    assert.equal("badgood", rec:data())
+    assert.same({"made", "data", "eof", "lost"}, rec.events)
+    assert.is_nil(rec.err)
+    assert.equal(1, #reports)
+    assert.equal("Exception in protocol.data_received()", reports[1].message)
+    assert.matches("data boom", tostring(reports[1].exception))
+    assert.is_not_nil(reports[1].transport)
+  end)
+
+  it("an error in eof_received is reported; connection_lost gets nil (test__read_ready_eof)",
+     function()
+    local rec
+    local reports = require("eddy.test").run_collecting(function(loop)
+      rec = net.recorder(loop)
+      rec.eof_received = function(self)
+        self:log("eof")
+        error("eof boom")
+      end
+      loop:connect_read_pipe(factory(rec), io.popen("printf ab", "r"))
+      net.wait(rec.lost_fut)
+    end)
+    assert.same({"made", "data", "eof", "lost"}, rec.events)
+    assert.is_nil(rec.err)
+    assert.equal(1, #reports)
+    assert.equal("Exception in protocol.eof_received()", reports[1].message)
+    assert.matches("eof boom", tostring(reports[1].exception))
+  end)
 end)
 
 describe("connect_write_pipe", function()

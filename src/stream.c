@@ -396,9 +396,14 @@ static void on_eof(lua_State *L, eddy_Stream *s, int t) {
   if (!is_pipe(s)) keep_addresses(L, s, t);
   uv_read_stop((uv_stream_t *)s->uv.handle);
   s->eof_received = 1;
-  if (call_protocol(L, s, t, "eof_received", 0, 1,
-                    "Fatal error: protocol.eof_received() call failed.")
-      != LUA_OK) {
+  if (is_pipe(s)) {
+    /* asyncio's read pipe calls eof_received as a callback of its own,
+    ** then connection_lost(None): an error is only reported. */
+    call_protocol(L, s, t, "eof_received", 0, 1,
+                  "Exception in protocol.eof_received()");
+  } else if (call_protocol(L, s, t, "eof_received", 0, 1,
+                           "Fatal error: protocol.eof_received() call failed.")
+             != LUA_OK) {
     force_close(L, s, t, -1);
     return;
   }
@@ -425,11 +430,16 @@ static void deliver(lua_State *L, eddy_Stream *s, int t, const char *data,
   } else {
     eddy__stream_push_read(L, s->uv.loop->rt, data, n);
   }
-  if (pcall_protocol(L, s, t, 2, 0, s->buffered
-          ? "Fatal error: protocol.buffer_updated() call failed."
-          : "Fatal error: protocol.data_received() call failed.")
-      != LUA_OK)
+  if (is_pipe(s) && !s->buffered) {
+    /* asyncio's read pipe calls data_received from its reader callback:
+    ** an error is the callback's, reported, and the pipe reads on. */
+    pcall_protocol(L, s, t, 2, 0, "Exception in protocol.data_received()");
+  } else if (pcall_protocol(L, s, t, 2, 0, s->buffered
+                 ? "Fatal error: protocol.buffer_updated() call failed."
+                 : "Fatal error: protocol.data_received() call failed.")
+             != LUA_OK) {
     force_close(L, s, t, -1);
+  }
 }
 
 static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
