@@ -161,6 +161,44 @@ describe("add_signal_handler", function()
     assert.is_true(loop:remove_signal_handler(S.SIGUSR1))
   end))
 
+  -- asyncio's add_signal_handler makes an events.Handle(callback, args,
+  -- self, None): the context is the one current when it is added.
+  it("runs the callback in the context current when it was added", async(function(loop)
+    local var = eddy.ContextVar("signal_var", {default = "default"})
+    var:set("when added")
+    local fut = loop:create_future()
+    loop:add_signal_handler(S.SIGUSR1, function() fut:set_result(var:get()) end)
+    var:set("when sent")
+    S.kill(S.getpid(), S.SIGUSR1)
+    assert.is_true(wait_done(fut, 5))
+    assert.equal("when added", fut:result())
+    assert.is_true(loop:remove_signal_handler(S.SIGUSR1))
+  end))
+
+  -- test_unix_events.py test_add_signal_handler: replacing a handler
+  -- cancels the old Handle, so a signal of that kind already read (its
+  -- Handle queued) runs the new handler only.
+  it("a replaced handler does not run for a signal already queued", async(function(loop)
+    local calls = {}
+    local fut = loop:create_future()
+    loop:add_signal_handler(S.SIGUSR2, function() calls[#calls + 1] = "old2" end)
+    loop:add_signal_handler(S.SIGUSR1, function()
+      calls[#calls + 1] = "usr1"
+      loop:add_signal_handler(S.SIGUSR2, function() calls[#calls + 1] = "new2" end)
+      fut:set_result()
+    end)
+    -- Both are read in one turn of the loop: SIGUSR1's handler replaces
+    -- SIGUSR2's while its Handle waits on the ready queue.
+    S.kill(S.getpid(), S.SIGUSR1)
+    S.kill(S.getpid(), S.SIGUSR2)
+    assert.is_true(wait_done(fut, 5))
+    eddy.sleep(0.1)
+    assert.is_nil(table.concat(calls, ","):find("old2", 1, true))
+    assert.equal("usr1", calls[1])
+    assert.is_true(loop:remove_signal_handler(S.SIGUSR1))
+    assert.is_true(loop:remove_signal_handler(S.SIGUSR2))
+  end))
+
   it("remove_signal_handler returns whether there was one, and the handler stops", async(function(loop)
     -- SIGWINCH's default action is to ignore it: safe to send unhandled.
     local n = 0
