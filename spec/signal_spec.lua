@@ -310,6 +310,30 @@ describe("signal handlers in the eddy executable", function()
     assert.equal("timer\n", r.out)
   end)
 
+  it("removing the last SIGPIPE handler leaves SIGPIPE ignored, so a broken pipe cannot kill", function()
+    -- libuv puts back the default action, which would end the process at
+    -- the next write to a reset peer; eddy ignores SIGPIPE from the start
+    local r = run_script('local eddy = require("eddy")\n'
+      .. READY
+      .. 'local function ignored()\n'
+      .. '  for l in io.lines("/proc/self/status") do\n'
+      .. '    local m = l:match("^SigIgn:%s*(%x+)")\n'
+      .. '    if m then return math.tointeger(tonumber(m, 16)) & (1 << 12) ~= 0 end\n'
+      .. '  end\n'
+      .. 'end\n'
+      .. 'local loop = eddy.new_event_loop()\n'
+      .. 'print(ignored())\n'
+      .. 'loop:add_signal_handler("SIGPIPE", print)\n'
+      .. 'print(ignored())\n'
+      .. 'loop:remove_signal_handler("SIGPIPE")\n'
+      .. 'print(ignored())\n'
+      .. 'loop:add_signal_handler("SIGPIPE", print)\n'
+      .. 'loop:close()\n'
+      .. 'print(ignored())\n')
+    assert.equal(0, r.code, r.err)
+    assert.equal("true\nfalse\ntrue\ntrue\n", r.out)
+  end)
+
   it("a script's handler runs when another process signals it", function()
     local r = run_script('local eddy = require("eddy")\n'
       .. 'local loop = eddy.get_event_loop()\n'

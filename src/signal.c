@@ -135,6 +135,30 @@ static void watcher_closed(lua_State *L, eddy_UVObject *o, int self) {
   if (!((SignalWatcher *)o)->interrupt) drop_handle(L, self);
 }
 
+/*
+** Close a user handler's watcher.  Closing the last watcher of a signal
+** makes libuv put back its default action, as asyncio's
+** remove_signal_handler does -- but SIGPIPE's default would let the next
+** write to a reset peer kill the process, which eddy's streams rule out
+** (eddy__open_stream ignores it): SIGPIPE goes back to ignored.
+*/
+static void close_watcher(lua_State *L, SignalWatcher *w) {
+  struct sigaction sa;
+  int sig = w->signum;
+  eddy__uv_close(L, &w->uv);
+  if (sig == SIGPIPE && sigaction(SIGPIPE, NULL, &sa) == 0 &&
+      sa.sa_handler == SIG_DFL) {
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+  }
+}
+
+/* before_close of a user handler's watcher: loop:close() closes it. */
+static void watcher_before_close(lua_State *L, eddy_UVObject *o, int self) {
+  (void)self;
+  close_watcher(L, (SignalWatcher *)o);
+}
+
 /* A user handler's signal arrived: run its Handle from the ready queue. */
 static void signal_cb(uv_signal_t *h, int signum) {
   SignalWatcher *w = (SignalWatcher *)h->data;
@@ -200,6 +224,7 @@ static int l_add_signal_handler(lua_State *L) {
     int err;
     lua_pop(L, 1);
     w = new_watcher(L, loop, sig);
+    w->uv.before_close = watcher_before_close;
     err = start_watcher(L, w, signal_cb);
     if (err == UV_EINVAL)
       eddy__error(L, "RuntimeError", "sig %d cannot be caught", sig);
@@ -235,7 +260,7 @@ static int l_remove_signal_handler(lua_State *L) {
   lua_rawseti(L, -2, sig);
   lua_pop(L, 1);
   drop_handle(L, wi);
-  eddy__uv_close(L, &w->uv);  /* stops it: libuv may restore SIG_DFL */
+  close_watcher(L, w);  /* stops it: libuv may restore SIG_DFL */
   lua_pushboolean(L, 1);
   return 1;
 }
