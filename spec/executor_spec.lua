@@ -474,6 +474,20 @@ describe("default executor", function()
     assert.equal(0.4, fut:await())  -- the job goes on; its result arrives
   end))
 
+  it("eddy.run waits for the default executor at most THREAD_JOIN_TIMEOUT, 300 s (asyncio 3.12)",
+     function()
+    local Loop = eddy._core.Loop
+    local original, seen = Loop.shutdown_default_executor, {}
+    Loop.shutdown_default_executor = function(self, timeout)
+      seen[#seen + 1] = timeout
+      return original(self, timeout)
+    end
+    local ok, err = pcall(eddy.run, function() eddy.to_thread(type, 1) end)
+    Loop.shutdown_default_executor = original
+    assert.is_true(ok, tostring(err))
+    assert.same({300}, seen)
+  end)
+
   it("shutdown_default_executor waits at a script's top level; a plain callback gets RuntimeError",
      function()
     local code, out = checks.run_script([[

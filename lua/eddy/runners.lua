@@ -30,6 +30,10 @@ local function cancel_all_tasks(loop)
   end
 end
 
+-- How long asyncio.Runner.close waits for the default executor's threads
+-- (constants.THREAD_JOIN_TIMEOUT, asyncio 3.12) before it warns and goes on.
+local THREAD_JOIN_TIMEOUT = 300
+
 -- What asyncio.Runner.close does: cancel the pending tasks and let them
 -- finish, shut down the async generators and the default executor, close
 -- the loop.  Shared with the REPL's end (src/repl.c), which leaves so too
@@ -40,7 +44,7 @@ local function shutdown_loop(loop)
     cancel_all_tasks(loop)
     loop:run_until_complete(function() loop:shutdown_asyncgens() end)
     if loop.shutdown_default_executor then
-      loop:run_until_complete(function() loop:shutdown_default_executor() end)
+      loop:run_until_complete(function() loop:shutdown_default_executor(THREAD_JOIN_TIMEOUT) end)
     end
   end)
   loop:close()
