@@ -729,6 +729,9 @@ void eddy__stream_start(lua_State *L, int t, int p, int sv);
 void eddy__stream_close_clients(lua_State *L, eddy_Loop *loop,
                                 eddy_Server *sv, int abort);
 void eddy__open_stream(lua_State *L);
+/* Ignore SIGPIPE unless the host set a handler of its own (stream.c):
+** at start, and when libuv puts back its default (signal.c). */
+void eddy__ignore_sigpipe(void);
 /* Push the extra-info table of the stream at index t (made if needed). */
 void eddy__stream_push_extra(lua_State *L, int t);
 /* Pop a value into the extra info of the stream at index t as 'name'. */

@@ -143,14 +143,9 @@ static void watcher_closed(lua_State *L, eddy_UVObject *o, int self) {
 ** (eddy__open_stream ignores it): SIGPIPE goes back to ignored.
 */
 static void close_watcher(lua_State *L, SignalWatcher *w) {
-  struct sigaction sa;
   int sig = w->signum;
   eddy__uv_close(L, &w->uv);
-  if (sig == SIGPIPE && sigaction(SIGPIPE, NULL, &sa) == 0 &&
-      sa.sa_handler == SIG_DFL) {
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-  }
+  if (sig == SIGPIPE) eddy__ignore_sigpipe();
 }
 
 /* before_close of a user handler's watcher: loop:close() closes it. */

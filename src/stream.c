@@ -1086,16 +1086,20 @@ static void new_methods(lua_State *L, int readable, int writable) {
 /* The stream metatables: TCP and UNIX transports share one methods
 ** table, which the core table at the top gets as StreamTransport; each
 ** pipe kind has the methods of its direction only. */
-void eddy__open_stream(lua_State *L) {
+/* A write to a reset connection must fail with EPIPE, not kill the
+** process: SIGPIPE is ignored as Python and Node do, unless the host set
+** a handler of its own. */
+void eddy__ignore_sigpipe(void) {
   struct sigaction sa;
-  int kind;
-  /* A write to a reset connection must fail with EPIPE, not kill the
-  ** process: ignore SIGPIPE as Python and Node do (unless the host set
-  ** its own handler). */
   if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
   }
+}
+
+void eddy__open_stream(lua_State *L) {
+  int kind;
+  eddy__ignore_sigpipe();
   eddy__loop_methods(L, loop_methods);
   new_methods(L, 1, 1);
   for (kind = EDDY_STREAM_TCP; kind <= EDDY_STREAM_WRITE_PIPE; kind++) {
