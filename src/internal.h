@@ -527,6 +527,10 @@ int eddy__can_suspend_rt(lua_State *L, eddy_Runtime *rt, const char *what);
 /* Top-level suspension: run the loop of the future at index F until it is
 ** done; raises when the loop stops first or has nothing left to run. */
 void eddy__wait_toplevel(lua_State *L, int F, const char *what);
+/* The same, protected, for a caller with something to undo when the wait
+** fails (Ctrl-C, nothing left to run): the lua_pcall status, with the
+** error at the top on failure. */
+int eddy__pwait_toplevel(lua_State *L, int F, const char *what);
 /* In a continuation: resumed with (TAG, err) above 'base' raises err. */
 void eddy__check_throw(lua_State *L, int base);
 /* Push the running task of runtime rt (nil outside one). */

@@ -442,6 +442,20 @@ void eddy__wait_toplevel(lua_State *L, int F, const char *what) {
   }
 }
 
+/* (what, fut): eddy__wait_toplevel, for eddy__pwait_toplevel. */
+static int wait_toplevel_protected(lua_State *L) {
+  eddy__wait_toplevel(L, 2, lua_tostring(L, 1));
+  return 0;
+}
+
+int eddy__pwait_toplevel(lua_State *L, int F, const char *what) {
+  F = lua_absindex(L, F);
+  lua_pushcfunction(L, wait_toplevel_protected);
+  lua_pushstring(L, what);
+  lua_pushvalue(L, F);
+  return lua_pcall(L, 2, 0, 0);
+}
+
 int eddy__await(lua_State *L, int i, const char *what) {
   eddy_Future *f = eddy__checkfuture(L, i);
   int F;
@@ -530,12 +544,6 @@ static int sleep0_k(lua_State *L, int status, lua_KContext ctx) {
   return base - 1;
 }
 
-/* (fut): eddy__wait_toplevel for sleep, to run protected. */
-static int sleep_toplevel(lua_State *L) {
-  eddy__wait_toplevel(L, 1, "sleep");
-  return 0;
-}
-
 /* eddy.sleep(delay, ...) -> ...: suspends for delay seconds. */
 static int c_sleep(lua_State *L) {
   double delay = (double)luaL_checknumber(L, 1);
@@ -560,9 +568,7 @@ static int c_sleep(lua_State *L) {
   /* At top level: a run that fails (Ctrl-C, nothing left to run) drops
   ** the timer, as asyncio's sleep cancels it in its finally clause; the
   ** drain after the chunk must not wait for a sleep nobody is in. */
-  lua_pushcfunction(L, sleep_toplevel);
-  lua_pushvalue(L, F);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+  if (eddy__pwait_toplevel(L, F, "sleep") != LUA_OK) {
     eddy__handle_cancel(L, F + 1);
     return lua_error(L);
   }

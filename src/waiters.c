@@ -141,12 +141,6 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   return 2;
 }
 
-/* The top-level wait, protected: (what, future). */
-static int wait_toplevel(lua_State *L) {
-  eddy__wait_toplevel(L, 2, lua_tostring(L, 1));
-  return 0;
-}
-
 /* w:wait(what) -> nothing, or err, woken */
 static int w_wait(lua_State *L) {
   Waiters *w = checkwaiters(L);
@@ -164,10 +158,7 @@ static int w_wait(lua_State *L) {
   eddy__future_new(L, w->loop);  /* WHAT + 1 */
   lua_pushvalue(L, WHAT + 1);
   push_entry(L, w);
-  lua_pushcfunction(L, wait_toplevel);
-  lua_pushvalue(L, WHAT);
-  lua_pushvalue(L, WHAT + 1);
-  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {  /* interrupted: leave the FIFO */
+  if (eddy__pwait_toplevel(L, WHAT + 1, what) != LUA_OK) {  /* leave the FIFO */
     lua_Integer i;
     lua_getiuservalue(L, SELF, W_ENTRIES);
     i = find_entry(L, w, lua_gettop(L), lua_touserdata(L, WHAT + 1));
