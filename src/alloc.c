@@ -96,66 +96,65 @@ static int class_above(size_t n) {
 
 static int in_classes(size_t n) { return n >= CLASS_MIN && n <= CLASS_MAX; }
 
+/* Pop a block of 'size' bytes off 'list' (NULL: empty), keeping the
+** count of cached bytes. */
+static void *pop(FreeBlock **list, size_t *cached, size_t size) {
+  FreeBlock *b = *list;
+  if (b == NULL) return NULL;
+  *list = b->next;
+  *cached -= size;
+  return b;
+}
+
+/* Push p, a block of 'size' bytes, onto 'list' unless that would take
+** the cached bytes past 'budget'; otherwise free it. */
+static void push(FreeBlock **list, size_t *cached, size_t size,
+                 size_t budget, void *p) {
+  if (*cached + size > budget) {
+    free(p);
+    return;
+  }
+  ((FreeBlock *)p)->next = *list;
+  *list = (FreeBlock *)p;
+  *cached += size;
+}
+
 /* A small block of n bytes (n <= SMALL_MAX). */
 static void *acquire_small(Cache *c, size_t n) {
   int k = n <= SMALL_SIZE(1) ? 1 : (int)((n + 7) >> 4);
-  FreeBlock *b = c->small[k];
+  void *b = pop(&c->small[k], &c->small_cached, SMALL_SIZE(k));
   /* (with nothing cached, the exact size: ASan then sees a 1-byte overrun) */
   if (b == NULL) return malloc(SMALL_BUDGET > 0 ? SMALL_SIZE(k) : n);
-  c->small[k] = b->next;
-  c->small_cached -= SMALL_SIZE(k);
   assert(malloc_usable_size(b) >= n);
   return b;
 }
 
 static void *acquire(Cache *c, size_t n) {
   int k;
-  FreeBlock *b;
+  void *b;
   if (n <= SMALL_MAX) return acquire_small(c, n);
   if (!in_classes(n)) return malloc(n);
   k = class_above(n);
-  if ((b = c->free[k]) == NULL) return aligned_alloc(BLOCK_ALIGN, class_size(k));
-  c->free[k] = b->next;
-  c->cached -= class_size(k);
+  if ((b = pop(&c->free[k], &c->cached, class_size(k))) == NULL)
+    return aligned_alloc(BLOCK_ALIGN, class_size(k));
   assert(malloc_usable_size(b) >= n);
   return b;
 }
 
-/* File a freed block with 'usable' bytes (< CLASS_MIN) on the small
-** list of the largest class it can serve. */
-static void release_small(Cache *c, void *p, size_t usable) {
-  int k = usable < SMALL_SIZE(1) ? 0
-          : usable >= SMALL_MAX  ? NSMALL
-                                 : (int)((usable - 8) >> 4);
-  if (k == 0 || c->small_cached + SMALL_SIZE(k) > SMALL_BUDGET) {
-    free(p);
-    return;
-  }
-  ((FreeBlock *)p)->next = c->small[k];
-  c->small[k] = (FreeBlock *)p;
-  c->small_cached += SMALL_SIZE(k);
-}
-
-/* Free p: onto a list when it fits one. */
+/* Free p, a block of 'usable' bytes: onto the list of the largest class
+** it can serve, when it fits one. */
 static void release(Cache *c, void *p) {
   size_t usable = malloc_usable_size(p);
   int k;
-  if (usable < CLASS_MIN) {
-    release_small(c, p, usable);
-    return;
-  }
-  if (usable >= 2 * CLASS_MAX) {  /* not one of ours */
+  if (usable < SMALL_SIZE(1) || usable >= 2 * CLASS_MAX) {  /* not ours */
     free(p);
-    return;
+  } else if (usable < CLASS_MIN) {
+    k = usable >= SMALL_MAX ? NSMALL : (int)((usable - 8) >> 4);
+    push(&c->small[k], &c->small_cached, SMALL_SIZE(k), SMALL_BUDGET, p);
+  } else {
+    k = usable >= CLASS_MAX ? NCLASSES - 1 : class_index(usable);
+    push(&c->free[k], &c->cached, class_size(k), BUDGET, p);
   }
-  k = usable >= CLASS_MAX ? NCLASSES - 1 : class_index(usable);
-  if (c->cached + class_size(k) > BUDGET) {
-    free(p);
-    return;
-  }
-  ((FreeBlock *)p)->next = c->free[k];
-  c->free[k] = (FreeBlock *)p;
-  c->cached += class_size(k);
 }
 
 /* lua_Alloc: osize is the old size when ptr is not NULL.  Lua counts on
