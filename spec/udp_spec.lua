@@ -177,6 +177,24 @@ describe("create_datagram_endpoint", function()
     other:close()
   end))
 
+  it("refuses a sock whose descriptor a transport uses (asyncio's _ensure_fd_no_transport)",
+     async(function(loop)
+    -- test_selector_events: _make_datagram_transport checks the fd first
+    local t, p = loop:create_datagram_endpoint(function() return recorder(loop) end, {"127.0.0.1", 0})
+    local view = t:get_extra_info("socket")
+    local err = raises(errors.RuntimeError, loop.create_datagram_endpoint, loop,
+                       function() return recorder(loop) end, nil, nil, {sock = view})
+    assert.matches("File descriptor %d+ is used by transport", tostring(err))
+    -- the first transport still reads
+    local c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c:sendto("still mine", t:get_extra_info("sockname"))
+    p:wait()
+    assert.equal("still mine", p.datagrams[1][1])
+    c:close()
+    t:close()
+    assert.is_nil(p.lost:await())
+  end))
+
   it("allow_broadcast leaves the socket unconnected; sendto(data) goes to remote_addr",
      async(function(loop)
     local st, sp = loop:create_datagram_endpoint(function() return recorder(loop) end, {"127.0.0.1", 0})

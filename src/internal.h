@@ -845,6 +845,9 @@ void eddy__fd_watch(lua_State *L, eddy_Loop *loop, int fd, int event,
 /* Stop watching 'event' on fd and cancel its handle; returns 1 if there
 ** was one.  The watcher closes when no interest is left. */
 int eddy__fd_unwatch(lua_State *L, eddy_Loop *loop, int fd, int event);
+/* Raise asyncio's RuntimeError "File descriptor N is used by transport"
+** if a transport of 'loop' (a datagram one, or a libuv stream) has fd. */
+void eddy__fd_check_no_transport(lua_State *L, eddy_Loop *loop, int fd);
 /* Add add_reader/remove_reader/add_writer/remove_writer to the Loop class
 ** of the core table at the top. */
 void eddy__open_poll(lua_State *L);

@@ -171,11 +171,30 @@ static void raise_used(lua_State *L, int fd) {
               fd);
 }
 
+/* Whether a datagram transport (udp.c) that is not closing owns fd: it
+** is in the loop's "transport_fds" set (asyncio's loop._transports) even
+** while its reading is paused and it has no watcher. */
+static int owned_by_transport(lua_State *L, eddy_Loop *loop, int fd) {
+  int owned;
+  eddy__pushfieldtable(L, loop, "transport_fds");
+  owned = lua_rawgeti(L, -1, fd) != LUA_TNIL;
+  lua_pop(L, 2);
+  return owned;
+}
+
 /* Raise the RuntimeError asyncio gives when fd belongs to a transport:
 ** one of ours (udp.c) or a libuv stream/UDP handle of the loop. */
 static void check_no_transport(lua_State *L, eddy_Loop *loop, int fd,
                                FdWatcher *w) {
-  if ((w != NULL && w->transport) || used_by_uv(loop, fd)) raise_used(L, fd);
+  if ((w != NULL && w->transport) || owned_by_transport(L, loop, fd) ||
+      used_by_uv(loop, fd))
+    raise_used(L, fd);
+}
+
+void eddy__fd_check_no_transport(lua_State *L, eddy_Loop *loop, int fd) {
+  int top = lua_gettop(L);
+  check_no_transport(L, loop, fd, push_watcher(L, loop, fd));
+  lua_settop(L, top);
 }
 
 void eddy__check_fd_unused(lua_State *L, int fd) {

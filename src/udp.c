@@ -162,6 +162,18 @@ static int call_connection_lost(lua_State *L) {
   return 0;
 }
 
+/* Note (or forget) the transport's fd in the loop's set of transport
+** fds: add_reader, the sock_* methods and another datagram transport on
+** it raise RuntimeError meanwhile, as asyncio's _ensure_fd_no_transport
+** until the transport is closing. */
+static void own_fd(lua_State *L, Dgram *d, int own) {
+  eddy__pushfieldtable(L, d->loop, "transport_fds");
+  if (own) lua_pushboolean(L, 1);
+  else lua_pushnil(L);
+  lua_rawseti(L, -2, d->fd);
+  lua_pop(L, 1);
+}
+
 static void clear_buffer(lua_State *L, Dgram *d, int t) {
   lua_newtable(L);
   lua_setiuservalue(L, t, U_BUFFER);
@@ -183,6 +195,7 @@ static void force_close(lua_State *L, Dgram *d, int t, int exc) {
   }
   if (!d->closing) {
     d->closing = 1;
+    own_fd(L, d, 0);
     eddy__fd_unwatch(L, d->loop, d->fd, UV_READABLE);
   }
   d->conn_lost++;
@@ -193,6 +206,7 @@ static int t_close(lua_State *L) {
   Dgram *d = checkdgram(L, 1);
   if (d->closing) return 0;
   d->closing = 1;
+  own_fd(L, d, 0);
   eddy__fd_unwatch(L, d->loop, d->fd, UV_READABLE);
   if (d->btail == d->bhead) {
     d->conn_lost++;
@@ -468,6 +482,9 @@ static int l_make_datagram_transport(lua_State *L) {
   luaL_checkany(L, 3);
   eddy__checkfuture(L, 5);
   lua_settop(L, 5);
+  /* As asyncio's: two transports reading one fd would steal each other's
+  ** watcher (a view from get_extra_info("socket") has the same fd). */
+  eddy__fd_check_no_transport(L, loop, s->fd);
   d = (Dgram *)lua_newuserdatauv(L, sizeof *d, U_N - 1);
   memset(d, 0, sizeof *d);
   t = lua_gettop(L);
@@ -478,6 +495,7 @@ static int l_make_datagram_transport(lua_State *L) {
   d->low = HIGH_WATER / 4;
   d->bhead = d->btail = 1;
   luaL_setmetatable(L, DGRAM);
+  own_fd(L, d, 1);
   lua_pushvalue(L, 3);
   lua_setiuservalue(L, t, U_PROTOCOL);
   lua_pushvalue(L, 2);
