@@ -195,6 +195,44 @@ describe("create_datagram_endpoint", function()
     assert.is_nil(p.lost:await())
   end))
 
+  it("pause_reading / resume_reading / is_reading, as asyncio's _SelectorTransport", async(function(loop)
+    -- the selector datagram transport inherits them (test_selector_events
+    -- test_pause_resume_reading); pausing in connection_made holds the
+    -- first read back
+    local t, p = loop:create_datagram_endpoint(function()
+      local p = recorder(loop)
+      function p:connection_made(tr) self.transport = tr; tr:pause_reading() end
+      return p
+    end, {"127.0.0.1", 0})
+    assert.is_false(t:is_reading())
+    local c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    local addr = t:get_extra_info("sockname")
+    c:sendto("one", addr)
+    c:sendto("two", addr)
+    eddy.sleep(0.02)
+    assert.equal(0, #p.datagrams)  -- held in the socket buffer
+    t:pause_reading()  -- again: nothing
+    t:resume_reading()
+    assert.is_true(t:is_reading())
+    t:resume_reading()  -- again: nothing
+    p:wait()
+    if #p.datagrams < 2 then p:wait() end
+    assert.equal("one", p.datagrams[1][1])
+    assert.equal("two", p.datagrams[2][1])
+    t:pause_reading()
+    -- paused, the fd is still the transport's
+    raises(errors.RuntimeError, loop.add_reader, loop, t:get_extra_info("socket"), print)
+    c:sendto("three", addr)
+    eddy.sleep(0.02)
+    assert.equal(2, #p.datagrams)
+    t:close()
+    assert.is_false(t:is_reading())
+    t:resume_reading()  -- closing: nothing
+    assert.is_nil(p.lost:await())
+    assert.equal(2, #p.datagrams)
+    c:close()
+  end))
+
   it("allow_broadcast leaves the socket unconnected; sendto(data) goes to remote_addr",
      async(function(loop)
     local st, sp = loop:create_datagram_endpoint(function() return recorder(loop) end, {"127.0.0.1", 0})

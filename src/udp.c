@@ -10,6 +10,9 @@
 ** queues datagrams with asyncio's flow control (pause_writing above the
 ** high-water mark, resume_writing at the low one).
 **
+** pause_reading() removes the reader and resume_reading() adds it again
+** (asyncio's _SelectorTransport, which the datagram transport inherits).
+**
 ** States: open -> closing (close(): no more reads; queued datagrams still
 ** go out) -> lost (connection_lost scheduled; the socket is closed when it
 ** runs).  The reader and writer callbacks run through the ready queue, so
@@ -41,6 +44,7 @@ typedef struct {
   unsigned char protocol_connected;
   unsigned char protocol_paused;
   unsigned char writing;       /* a writer is registered */
+  unsigned char paused;        /* pause_reading(): no reader */
   unsigned char connected;     /* the socket has a peer: send(), not sendto() */
   int conn_lost;
   unsigned int lost_writes;    /* datagrams dropped after close (debug) */
@@ -128,6 +132,36 @@ static int read_ready(lua_State *L) {
   if (len == 0) lua_pushnil(L);
   else eddy__socket_pushaddr(L, (struct sockaddr *)&ss, len);
   lua_call(L, 3, 0);
+  return 0;
+}
+
+/* Watch the fd for reading: read_ready(transport at t). */
+static void add_reader(lua_State *L, Dgram *d, int t) {
+  lua_pushcfunction(L, read_ready);
+  lua_pushvalue(L, t);
+  eddy__handle_new(L, d->loop, 1, 0);
+  eddy__fd_watch(L, d->loop, d->fd, UV_READABLE, 1);
+}
+
+static int t_is_reading(lua_State *L) {
+  Dgram *d = checkdgram(L, 1);
+  lua_pushboolean(L, !d->closing && !d->paused);
+  return 1;
+}
+
+static int t_pause_reading(lua_State *L) {
+  Dgram *d = checkdgram(L, 1);
+  if (d->closing || d->paused) return 0;
+  d->paused = 1;
+  eddy__fd_unwatch(L, d->loop, d->fd, UV_READABLE);
+  return 0;
+}
+
+static int t_resume_reading(lua_State *L) {
+  Dgram *d = checkdgram(L, 1);
+  if (d->closing || !d->paused) return 0;
+  d->paused = 0;
+  add_reader(L, d, 1);
   return 0;
 }
 
@@ -431,14 +465,12 @@ static int t_tostring(lua_State *L) {
 
 /* {====================================================== Creation */
 
-/* Handle: connection_made happened; start reading. */
+/* Handle: connection_made happened; start reading unless the protocol
+** paused it meanwhile (asyncio's _add_reader checks is_reading()). */
 static int start_reading(lua_State *L) {
   Dgram *d = checkdgram(L, 1);
-  if (d->closing) return 0;
-  lua_pushcfunction(L, read_ready);
-  lua_pushvalue(L, 1);
-  eddy__handle_new(L, d->loop, 1, 0);
-  eddy__fd_watch(L, d->loop, d->fd, UV_READABLE, 1);
+  if (d->closing || d->paused) return 0;
+  add_reader(L, d, 1);
   return 0;
 }
 
@@ -527,6 +559,9 @@ static const luaL_Reg dgram_methods[] = {
   {"close", t_close},
   {"abort", t_abort},
   {"is_closing", t_is_closing},
+  {"is_reading", t_is_reading},
+  {"pause_reading", t_pause_reading},
+  {"resume_reading", t_resume_reading},
   {"get_extra_info", t_get_extra_info},
   {"get_write_buffer_size", t_get_write_buffer_size},
   {"get_write_buffer_limits", t_get_write_buffer_limits},
