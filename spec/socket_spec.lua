@@ -173,6 +173,24 @@ describe("eddy.socket", function()
     assert.is_false(s:getblocking())
   end)
 
+  it("settimeout refuses timeouts beyond Python's clock range; long ones still work", function()
+    -- Python raises OverflowError for inf and 1e300 (its _PyTime_t holds
+    -- some 292 years of nanoseconds); eddy cast them to a poll() timeout
+    -- in milliseconds, an int: undefined behaviour, a wait that never ends
+    local a, b = socket.socketpair()
+    local _ <close> = a
+    local _ <close> = b
+    for _, t in ipairs {math.huge, 1e300, 1e10} do
+      local err = raises(errors.ValueError, a.settimeout, a, t)
+      assert.matches("out of range", tostring(err))
+    end
+    assert.is_nil(a:gettimeout())  -- unchanged
+    a:settimeout(9e9)  -- more than INT_MAX milliseconds: fine
+    assert.equal(9e9, a:gettimeout())
+    b:send("ready")
+    assert.equal("ready", a:recv(10))
+  end)
+
   it("close is idempotent; closed sockets raise EBADF; detach and dup", function()
     local a, b = socket.socketpair()
     local d = a:dup()

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
@@ -367,13 +368,17 @@ static int sock_getblocking(lua_State *L) {
   return 1;
 }
 
+/* The longest timeout, in seconds: Python's, whose clock counts
+** nanoseconds in 64 bits (it raises OverflowError beyond). */
+#define MAX_TIMEOUT 9.2e9
+
 /* sock:settimeout(seconds | nil) */
 static int sock_settimeout(lua_State *L) {
   eddy_Socket *s = eddy__checksocket(L, 1);
   double t = -1;
   if (!lua_isnoneornil(L, 2)) {
     t = (double)luaL_checknumber(L, 2);
-    if (t < 0 || isnan(t))
+    if (!(t >= 0 && t <= MAX_TIMEOUT))  /* NaN fails too */
       return eddy__error(L, "ValueError", "Timeout value out of range");
   }
   if (t != 0 && !s->owned)
@@ -395,6 +400,37 @@ static int sock_gettimeout(lua_State *L) {
 
 /* {====================================================== Blocking calls */
 
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+** poll() fd for 'events' for at most 'timeout' seconds (< 0: no limit),
+** as CPython's sock_call_ex: the time left is computed again after EINTR,
+** and a timeout longer than poll's int of milliseconds (24.8 days) waits
+** in several polls.  Returns poll's result (0: the timeout expired).
+*/
+static int poll_fd(int fd, short events, double timeout) {
+  struct pollfd p;
+  double deadline = timeout < 0 ? 0 : now() + timeout;
+  p.fd = fd;
+  p.events = events;
+  for (;;) {
+    double ms = 0;
+    int rc;
+    if (timeout >= 0) {
+      ms = ceil((deadline - now()) * 1000);
+      if (ms < 0) ms = 0;
+    }
+    rc = poll(&p, 1, timeout < 0 ? -1 : ms > INT_MAX ? INT_MAX : (int)ms);
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc == 0 && ms > INT_MAX) continue;  /* not the deadline yet */
+    return rc;
+  }
+}
+
 /*
 ** A call failed with errno: decide whether to retry.  EINTR retries (PEP
 ** 475); with a timeout, EAGAIN waits for 'events' up to the timeout and
@@ -402,18 +438,13 @@ static int sock_gettimeout(lua_State *L) {
 ** caller should raise errno.
 */
 static int retry(lua_State *L, eddy_Socket *s, short events) {
-  struct pollfd p;
   int rc, err = errno;
   if (err == EINTR) return 1;
   if (s->timeout <= 0 || (err != EAGAIN && err != EWOULDBLOCK)) {
     errno = err;
     return 0;
   }
-  p.fd = s->fd;
-  p.events = events;
-  do {
-    rc = poll(&p, 1, (int)ceil(s->timeout * 1000));
-  } while (rc < 0 && errno == EINTR);
+  rc = poll_fd(s->fd, events, s->timeout);
   if (rc == 0) eddy__error(L, "TimeoutError", "timed out");
   if (rc < 0) eddy__uverror(L, -errno, NULL);
   return 1;
@@ -477,14 +508,8 @@ static int do_connect(lua_State *L, eddy_Socket *s, int idx) {
   err = errno;
   if ((err == EINTR && s->timeout != 0) ||
       (err == EINPROGRESS && s->timeout > 0)) {
-    struct pollfd p;
-    int rc;
     socklen_t n = sizeof err;
-    p.fd = s->fd;
-    p.events = POLLOUT;
-    do {
-      rc = poll(&p, 1, s->timeout > 0 ? (int)ceil(s->timeout * 1000) : -1);
-    } while (rc < 0 && errno == EINTR);
+    int rc = poll_fd(s->fd, POLLOUT, s->timeout);
     if (rc == 0) eddy__error(L, "TimeoutError", "timed out");
     if (rc < 0) return errno;
     if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &n) != 0) return errno;
