@@ -92,6 +92,19 @@ describe("getaddrinfo", function()
            false, "example.com\0.evil")
   end))
 
+  it("rejects unknown options and option values no C int holds", async(function(loop)
+    -- Python: getaddrinfo() got an unexpected keyword argument (TypeError);
+    -- family=2**32 + 2 is OverflowError, not AF_INET.  A typo such as
+    -- socktype used to be ignored, giving entries of every socket type.
+    raises(function() loop:getaddrinfo("127.0.0.1", 80, {socktype = socket.SOCK_STREAM}) end,
+           "bad argument #3 to 'getaddrinfo' (unknown option 'socktype')")
+    raises(function() loop:getaddrinfo("127.0.0.1", 80, {[1] = 2}) end, "unknown option '1'")
+    raises(function() loop:getaddrinfo("127.0.0.1", 80, {family = (1 << 32) + socket.AF_INET}) end,
+           "bad option 'family' (out of range)")
+    raises(function() loop:getaddrinfo("127.0.0.1", 80, {flags = -(1 << 40)}) end,
+           "bad option 'flags' (out of range)")
+  end))
+
   it("a cancelled lookup leaves nothing behind", async(function(loop)
     local task = loop:create_task(function() return loop:getaddrinfo("localhost", 80) end)
     eddy.sleep(0)

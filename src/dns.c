@@ -5,6 +5,7 @@
 ** {host, port} (IPv4) or {host, port, flowinfo, scope_id} (IPv6).
 */
 #include <arpa/inet.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -128,19 +129,44 @@ static void getaddrinfo_cb(uv_getaddrinfo_t *req, int status,
   free(r);
 }
 
-/* Read integer option 'name' of the options table at i (0 if absent). */
+/* getaddrinfo's options, as Python's keyword-only parameters. */
+static const char *const gai_options[] = {"family", "type", "proto", "flags",
+                                          NULL};
+
+/* Raise an argument error for a key of the options table at i that is
+** not an option (Python: TypeError, an unexpected keyword argument). */
+static void check_option_names(lua_State *L, int i) {
+  lua_pushnil(L);
+  while (lua_next(L, i)) {
+    int k = 0;
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING)
+      while (gai_options[k] != NULL &&
+             strcmp(gai_options[k], lua_tostring(L, -1)) != 0)
+        k++;
+    if (lua_type(L, -1) != LUA_TSTRING || gai_options[k] == NULL)
+      luaL_argerror(L, i, lua_pushfstring(L, "unknown option '%s'",
+                                          luaL_tolstring(L, -1, NULL)));
+  }
+}
+
+/* Read integer option 'name' of the options table at i (0 if absent);
+** a value no C int holds is an error (Python's OverflowError), never
+** truncated into another constant. */
 static int int_option(lua_State *L, int i, const char *name) {
-  int v = 0;
+  lua_Integer v = 0;
   if (lua_istable(L, i)) {
     if (lua_getfield(L, i, name) != LUA_TNIL) {
       if (!lua_isinteger(L, -1))
         luaL_error(L, "bad option '%s' (integer expected, got %s)", name,
                    luaL_typename(L, -1));
-      v = (int)lua_tointeger(L, -1);
+      v = lua_tointeger(L, -1);
+      if (v < INT_MIN || v > INT_MAX)
+        luaL_error(L, "bad option '%s' (out of range)", name);
     }
     lua_pop(L, 1);
   }
-  return v;
+  return (int)v;
 }
 
 /* A new request on 'loop'; its future is set by the caller. */
@@ -174,7 +200,10 @@ static int l_getaddrinfo(lua_State *L) {
   } else if (tp != LUA_TNIL && tp != LUA_TNONE) {
     return luaL_typeerror(L, 3, "integer, string or nil");
   }
-  if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    check_option_names(L, 4);
+  }
   memset(&hints, 0, sizeof hints);
   hints.ai_family = int_option(L, 4, "family");
   hints.ai_socktype = int_option(L, 4, "type");
