@@ -59,6 +59,19 @@ describe("sock_* methods", function()
     end
   end))
 
+  it("sock_accept's socket has the listener's family, type and proto, as sock:accept (test_sock_accept)",
+     async(function(loop)
+    -- Python's accept() builds socket(self.family, self.type, self.proto)
+    local srv = listener()
+    local c = socket.socket()
+    c:connect(srv:getsockname())
+    local conn, addr = loop:sock_accept(srv)
+    assert.equal(0, conn:gettimeout())
+    assert.same(c:getsockname(), addr)
+    assert.same({srv.family, srv.type, srv.proto}, {conn.family, conn.type, conn.proto})
+    conn:close() c:close() srv:close()
+  end))
+
   it("sock_connect resolves names with loop:getaddrinfo", async(function(loop)
     if loop.getaddrinfo == nil then return end
     local srv = listener()

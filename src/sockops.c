@@ -416,6 +416,8 @@ static int try_accept(lua_State *L, int base) {
                    SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (fd < 0) return failed(L, errno);
   eddy__socket_push(L, fd, s->family, s->type, 1);
+  /* The listener's proto, as Python's accept() and sock:accept(). */
+  ((eddy_Socket *)lua_touserdata(L, -1))->proto = s->proto;
   if (len == 0) ss.ss_family = (sa_family_t)s->family;
   eddy__socket_pushaddr(L, (struct sockaddr *)&ss, len);
   return 2;
