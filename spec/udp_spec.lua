@@ -195,6 +195,26 @@ describe("create_datagram_endpoint", function()
     assert.is_nil(p.lost:await())
   end))
 
+  it("a transport collected without close() leaves its fd number free (loop._transports is weak)",
+     async(function(loop)
+    -- paused, so no watcher holds it; its socket is closed when collected
+    local t = loop:create_datagram_endpoint(function()
+      local p = recorder(loop)
+      function p:connection_made(tr) tr:pause_reading() end
+      return p
+    end, {"127.0.0.1", 0})
+    local fd = t:get_extra_info("socket"):fileno()
+    t = nil
+    eddy.sleep(0)  -- the connection_made handle lets go of it
+    collectgarbage()
+    collectgarbage()
+    local s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    assert.equal(fd, s:fileno())  -- the lowest free number again
+    loop:add_reader(s, print)  -- not "used by transport"
+    assert.is_true(loop:remove_reader(s))
+    s:close()
+  end))
+
   it("pause_reading / resume_reading / is_reading, as asyncio's _SelectorTransport", async(function(loop)
     -- the selector datagram transport inherits them (test_selector_events
     -- test_pause_resume_reading); pausing in connection_made holds the

@@ -185,8 +185,9 @@ eddy_Loop *eddy__toloop(lua_State *L, int i);
 /* Push the table of the loop's state only C touches (tasks, watchers). */
 void eddy__pushfields(lua_State *L, eddy_Loop *loop);
 /* Push the table in field 'name' of those fields, creating it on first
-** use (a watcher map, say). */
-void eddy__pushfieldtable(lua_State *L, eddy_Loop *loop, const char *name);
+** use (a watcher map, say); 'weak' is its __mode, or NULL. */
+void eddy__pushfieldtable(lua_State *L, eddy_Loop *loop, const char *name,
+                          const char *weak);
 /* Push the table where the loop's Lua parts keep state (loop:_fields()). */
 void eddy__pushluafields(lua_State *L, eddy_Loop *loop);
 /* The loop's slow_callback_duration attribute (debug mode). */

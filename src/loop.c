@@ -509,11 +509,13 @@ void eddy__pushfields(lua_State *L, eddy_Loop *loop) {
   push_core_value(L, loop, FIELDS_C);
 }
 
-void eddy__pushfieldtable(lua_State *L, eddy_Loop *loop, const char *name) {
+void eddy__pushfieldtable(lua_State *L, eddy_Loop *loop, const char *name,
+                          const char *weak) {
   eddy__pushfields(L, loop);
   if (lua_getfield(L, -1, name) != LUA_TTABLE) {
     lua_pop(L, 1);
-    lua_newtable(L);
+    if (weak != NULL) eddy__newweaktable(L, weak);
+    else lua_newtable(L);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, name);
   }

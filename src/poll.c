@@ -48,7 +48,7 @@ static int slot_of(int event) {
 
 /* Push the loop's map fd -> watcher (created on first use). */
 static void push_map(lua_State *L, eddy_Loop *loop) {
-  eddy__pushfieldtable(L, loop, "fd_watchers");
+  eddy__pushfieldtable(L, loop, "fd_watchers", NULL);
 }
 
 /* Push the open watcher of fd (or nil); returns it or NULL. */
@@ -82,7 +82,7 @@ static int drop_handle(lua_State *L, int wi, int slot) {
 
 /* Push the loop's array of the fds noted for fd_check. */
 static void push_started(lua_State *L, eddy_Loop *loop) {
-  eddy__pushfieldtable(L, loop, "fd_started");
+  eddy__pushfieldtable(L, loop, "fd_started", NULL);
 }
 
 /* The poll of w just (re)started: have fd_check look at its fd before
@@ -172,11 +172,12 @@ static void raise_used(lua_State *L, int fd) {
 }
 
 /* Whether a datagram transport (udp.c) that is not closing owns fd: it
-** is in the loop's "transport_fds" set (asyncio's loop._transports) even
-** while its reading is paused and it has no watcher. */
+** is in the loop's "transport_fds" table (asyncio's weak
+** loop._transports) even while its reading is paused and it has no
+** watcher. */
 static int owned_by_transport(lua_State *L, eddy_Loop *loop, int fd) {
   int owned;
-  eddy__pushfieldtable(L, loop, "transport_fds");
+  eddy__pushfieldtable(L, loop, "transport_fds", "v");
   owned = lua_rawgeti(L, -1, fd) != LUA_TNIL;
   lua_pop(L, 2);
   return owned;

@@ -104,7 +104,7 @@ int eddy__checksignal(lua_State *L, int i) {
 
 /* Push the loop's map signal -> watcher (created on first use). */
 static void push_map(lua_State *L, eddy_Loop *loop) {
-  eddy__pushfieldtable(L, loop, "signal_handlers");
+  eddy__pushfieldtable(L, loop, "signal_handlers", NULL);
 }
 
 /* Push the open watcher of 'sig' on the loop (or nil); returns it or NULL. */

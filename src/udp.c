@@ -199,10 +199,10 @@ static int call_connection_lost(lua_State *L) {
 /* Note (or forget) the transport's fd in the loop's set of transport
 ** fds: add_reader, the sock_* methods and another datagram transport on
 ** it raise RuntimeError meanwhile, as asyncio's _ensure_fd_no_transport
-** until the transport is closing. */
-static void own_fd(lua_State *L, Dgram *d, int own) {
-  eddy__pushfieldtable(L, d->loop, "transport_fds");
-  if (own) lua_pushboolean(L, 1);
+** until the transport (at t; 0 to forget it) is closing. */
+static void own_fd(lua_State *L, Dgram *d, int t) {
+  eddy__pushfieldtable(L, d->loop, "transport_fds", "v");
+  if (t != 0) lua_pushvalue(L, t);
   else lua_pushnil(L);
   lua_rawseti(L, -2, d->fd);
   lua_pop(L, 1);
@@ -527,7 +527,7 @@ static int l_make_datagram_transport(lua_State *L) {
   d->low = HIGH_WATER / 4;
   d->bhead = d->btail = 1;
   luaL_setmetatable(L, DGRAM);
-  own_fd(L, d, 1);
+  own_fd(L, d, t);
   lua_pushvalue(L, 3);
   lua_setiuservalue(L, t, U_PROTOCOL);
   lua_pushvalue(L, 2);
