@@ -678,6 +678,28 @@ describe("Task stacks", function()
     assert.is_true(os.clock() - t0 < 5)
   end))
 
+  it("get_stack and print_stack take asyncio's keyword-only limit and file as an options table (API.md §1)",
+     async(function(loop)
+    local function inner() eddy.sleep(0.05) end
+    local function outer() inner() end
+    local t = loop:create_task(outer)
+    turns()
+    local newest = t:get_stack({limit = 1})
+    assert.equal(1, #newest)
+    assert.equal("inner", newest[1].name)
+    assert.equal(2, #t:get_stack({}))
+    local out = {}
+    t:print_stack({limit = 1, file = {write = function(_, s) out[#out + 1] = s end}})
+    local text = table.concat(out)
+    assert.matches("^Stack for <Task pending", text)
+    assert.matches("in inner\n$", text)
+    assert.is_nil(text:find("in outer", 1, true))
+    argerror(function() t:get_stack({limt = 1}) end, 1, "get_stack")
+    argerror(function() t:print_stack({fiel = io.stderr}) end, 1, "print_stack")
+    t:cancel()
+    pcall(t.await, t)
+  end))
+
   it("get_stack checks its arguments", async(function(loop)
     local t = loop:create_task(function() end)
     argerror(function() t:get_stack("x") end, 1, "get_stack")

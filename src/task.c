@@ -690,16 +690,42 @@ static void keep_slice(lua_State *L, lua_Integer first, lua_Integer last) {
 }
 
 /*
-** task:get_stack(limit) -> array of frames, oldest first, each
+** task:get_stack({limit =}) -> array of frames, oldest first, each
 ** {source =, line =, name =}.  A suspended task: the Lua functions it is
 ** in, with limit the newest 'limit'.  A task that failed: the frames its
 ** error came through, with limit the oldest 'limit' (asyncio's
-** traceback order).  Other tasks have none.
+** traceback order).  Other tasks have none.  asyncio's limit is
+** keyword-only: an options table; a positional limit is accepted too.
 */
+/* An options table at i (a plain table: asyncio's keyword-only
+** parameters, API.md §1) holding only the names in 'allowed' (NULL
+** ended): 1, with each option's value pushed in 'allowed' order; 0 when
+** the argument at i is not a plain table. */
+static int stack_options(lua_State *L, int i, const char *const allowed[]) {
+  int n;
+  if (!lua_istable(L, i) || lua_getmetatable(L, i)) return 0;
+  lua_pushnil(L);
+  while (lua_next(L, i)) {
+    int known = 0;
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING)
+      for (n = 0; allowed[n] != NULL && !known; n++)
+        known = strcmp(lua_tostring(L, -1), allowed[n]) == 0;
+    if (!known)
+      luaL_argerror(L, i, lua_pushfstring(L, "unknown option '%s'",
+                                          luaL_tolstring(L, -1, NULL)));
+  }
+  for (n = 0; allowed[n] != NULL; n++) lua_getfield(L, i, allowed[n]);
+  return 1;
+}
+
 static int t_get_stack(lua_State *L) {
+  static const char *const opts[] = {"limit", NULL};
   eddy_Task *t = checktask(L, 1);
-  lua_Integer limit = luaL_optinteger(L, 2, -1), n;
+  lua_Integer limit, n;
   lua_State *co = t->co;
+  if (stack_options(L, 2, opts)) lua_replace(L, 2);  /* {limit =} */
+  limit = luaL_optinteger(L, 2, -1);
   if (t->fut.state == EDDY_FUT_PENDING && t->started) {
     if (co == L) {
       lua_newtable(L);
@@ -729,14 +755,20 @@ static void write_popped(lua_State *L, int out) {
   lua_call(L, 2, 0);
 }
 
-/* task:print_stack(limit, file): asyncio's format, on file (default
-** io.stderr: anything with a write method).  A failed task's frames end
+/* task:print_stack({limit =, file =}) (or positional limit, file):
+** asyncio's format, on file (default io.stderr: anything with a write
+** method).  A failed task's frames end
 ** with its error, as asyncio's traceback does. */
 static int t_print_stack(lua_State *L) {
+  static const char *const opts[] = {"limit", "file", NULL};
   eddy_Task *t = checktask(L, 1);
   int failed = (t->fut.flags & FUT_EXCEPTION) != 0, frames, out = 3, task;
   lua_Integer i, n;
   lua_settop(L, 3);
+  if (stack_options(L, 2, opts)) {  /* {limit =, file =} */
+    lua_replace(L, 3);
+    lua_replace(L, 2);
+  }
   lua_pushcfunction(L, t_get_stack);
   lua_pushvalue(L, 1);
   lua_pushvalue(L, 2);
