@@ -503,13 +503,42 @@ static int f_cancel(lua_State *L) {
   return 1;
 }
 
+/* The options table of add_done_callback at 3 (asyncio's keyword-only
+** context): a plain table holding only 'context', an eddy.Context.
+** Pushes that context, or (absent, as asyncio's context=None) a copy of
+** the current one. */
+static void push_option_context(lua_State *L, eddy_Runtime *rt) {
+  if (!lua_istable(L, 3) || lua_getmetatable(L, 3))
+    luaL_typeerror(L, 3, "options table");
+  lua_pushnil(L);
+  while (lua_next(L, 3)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING ||
+        strcmp(lua_tostring(L, -1), "context") != 0)
+      luaL_argerror(L, 3, lua_pushfstring(L, "unknown option '%s'",
+                                          luaL_tolstring(L, -1, NULL)));
+  }
+  if (lua_getfield(L, 3, "context") == LUA_TNIL) {
+    lua_pop(L, 1);
+    eddy__push_context_copy(L, rt);
+    return;
+  }
+  if (!lua_getmetatable(L, -1) ||
+      lua_getfield(L, -1, "__name") != LUA_TSTRING ||
+      strcmp(lua_tostring(L, -1), "eddy.Context") != 0)
+    luaL_argerror(L, 3, lua_pushfstring(L, "option 'context' must be an "
+                                        "eddy.Context, got %s",
+                                        luaL_typename(L, 4)));
+  lua_settop(L, 4);
+}
+
 /* add_done_callback(cb [, {context = ctx}]) */
 static int f_add_done_callback(lua_State *L) {
   eddy_Future *f = eddy__checkfuture(L, 1);
   eddy__checkcallable(L, 2);
   lua_settop(L, 3);
-  if (lua_istable(L, 3)) lua_getfield(L, 3, "context");
-  else eddy__push_context_copy(L, f->loop->rt);
+  if (lua_isnil(L, 3)) eddy__push_context_copy(L, f->loop->rt);
+  else push_option_context(L, f->loop->rt);
   if (f->state != EDDY_FUT_PENDING) {
     schedule_one(L, f, 1, 2, 4, 0);
     return 0;
