@@ -78,7 +78,8 @@ describe("getaddrinfo", function()
     argerror(function() loop:getaddrinfo({}, 80) end, 1, "getaddrinfo")
     argerror(function() loop:getaddrinfo("h", {}) end, 2, "getaddrinfo")
     argerror(function() loop:getaddrinfo("h", 1, 5) end, 3, "getaddrinfo")
-    raises(function() loop:getaddrinfo("h", 1, {family = "x"}) end, "bad option 'family'")
+    argerror(function() loop:getaddrinfo("h", 1, {family = "x"}) end, 3, "getaddrinfo")
+    argerror(function() loop:getaddrinfo("h", 1, setmetatable({}, {})) end, 3, "getaddrinfo")
     -- cut at the NUL, "127.0.0.1\0evil" resolved as 127.0.0.1
     raises(loop.getaddrinfo, {errors.ValueError, "embedded null byte in host"}, loop,
            "127.0.0.1\0evil", 80)
@@ -100,9 +101,9 @@ describe("getaddrinfo", function()
            "bad argument #3 to 'getaddrinfo' (unknown option 'socktype')")
     raises(function() loop:getaddrinfo("127.0.0.1", 80, {[1] = 2}) end, "unknown option '1'")
     raises(function() loop:getaddrinfo("127.0.0.1", 80, {family = (1 << 32) + socket.AF_INET}) end,
-           "bad option 'family' (out of range)")
+           "bad argument #3 to 'getaddrinfo' (option 'family' out of range)")
     raises(function() loop:getaddrinfo("127.0.0.1", 80, {flags = -(1 << 40)}) end,
-           "bad option 'flags' (out of range)")
+           "bad argument #3 to 'getaddrinfo' (option 'flags' out of range)")
   end))
 
   it("a cancelled lookup leaves nothing behind", async(function(loop)

@@ -133,40 +133,47 @@ static void getaddrinfo_cb(uv_getaddrinfo_t *req, int status,
 static const char *const gai_options[] = {"family", "type", "proto", "flags",
                                           NULL};
 
-/* Raise an argument error for a key of the options table at i that is
-** not an option (Python: TypeError, an unexpected keyword argument). */
-static void check_option_names(lua_State *L, int i) {
+/*
+** Check the options table at i: nil, or a plain table holding only those
+** names, each a C int.  A misspelt option is an argument error (Python's
+** TypeError for an unexpected keyword), never silently ignored; a value
+** no int holds is one too (Python's OverflowError), never truncated into
+** another constant.
+*/
+static void check_options(lua_State *L, int i) {
+  if (lua_isnoneornil(L, i)) return;
+  if (!lua_istable(L, i) || lua_getmetatable(L, i))
+    luaL_typeerror(L, i, "options table");
   lua_pushnil(L);
   while (lua_next(L, i)) {
+    const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
+                                                     : NULL;
     int k = 0;
-    lua_pop(L, 1);
-    if (lua_type(L, -1) == LUA_TSTRING)
-      while (gai_options[k] != NULL &&
-             strcmp(gai_options[k], lua_tostring(L, -1)) != 0)
-        k++;
-    if (lua_type(L, -1) != LUA_TSTRING || gai_options[k] == NULL)
+    while (key != NULL && gai_options[k] != NULL &&
+           strcmp(gai_options[k], key) != 0)
+      k++;
+    if (key == NULL || gai_options[k] == NULL)
       luaL_argerror(L, i, lua_pushfstring(L, "unknown option '%s'",
-                                          luaL_tolstring(L, -1, NULL)));
+                                          luaL_tolstring(L, -2, NULL)));
+    if (!lua_isinteger(L, -1))
+      luaL_argerror(L, i, lua_pushfstring(L, "option '%s' must be an "
+                                          "integer, got %s", key,
+                                          luaL_typename(L, -1)));
+    if (lua_tointeger(L, -1) < INT_MIN || lua_tointeger(L, -1) > INT_MAX)
+      luaL_argerror(L, i, lua_pushfstring(L, "option '%s' out of range",
+                                          key));
+    lua_pop(L, 1);
   }
 }
 
-/* Read integer option 'name' of the options table at i (0 if absent);
-** a value no C int holds is an error (Python's OverflowError), never
-** truncated into another constant. */
+/* Integer option 'name' of the checked options table at i (0 if absent). */
 static int int_option(lua_State *L, int i, const char *name) {
-  lua_Integer v = 0;
+  int v = 0;
   if (lua_istable(L, i)) {
-    if (lua_getfield(L, i, name) != LUA_TNIL) {
-      if (!lua_isinteger(L, -1))
-        luaL_error(L, "bad option '%s' (integer expected, got %s)", name,
-                   luaL_typename(L, -1));
-      v = lua_tointeger(L, -1);
-      if (v < INT_MIN || v > INT_MAX)
-        luaL_error(L, "bad option '%s' (out of range)", name);
-    }
+    if (lua_getfield(L, i, name) != LUA_TNIL) v = (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
   }
-  return (int)v;
+  return v;
 }
 
 /* A new request on 'loop'; its future is set by the caller. */
@@ -200,10 +207,7 @@ static int l_getaddrinfo(lua_State *L) {
   } else if (tp != LUA_TNIL && tp != LUA_TNONE) {
     return luaL_typeerror(L, 3, "integer, string or nil");
   }
-  if (!lua_isnoneornil(L, 4)) {
-    luaL_checktype(L, 4, LUA_TTABLE);
-    check_option_names(L, 4);
-  }
+  check_options(L, 4);
   memset(&hints, 0, sizeof hints);
   hints.ai_family = int_option(L, 4, "family");
   hints.ai_socktype = int_option(L, 4, "type");
