@@ -337,6 +337,79 @@ describe("Future done callbacks", function()
   end)
 end)
 
+describe("Future on a closed loop", function()
+  -- asyncio: __schedule_callbacks calls loop.call_soon, which raises
+  -- RuntimeError('Event loop is closed'); the future is done all the same
+  -- and its callbacks are forgotten.
+  local closed_error = {errors.RuntimeError, "Event loop is closed"}
+
+  local function closed_loop_futures(n)
+    local loop = eddy.new_event_loop()
+    local futs = {}
+    for i = 1, n do futs[i] = loop:create_future() end
+    return loop, futs
+  end
+
+  it("set_result and set_exception raise when done callbacks are waiting", function()
+    local loop, futs = closed_loop_futures(3)
+    local called = false
+    for _, fut in ipairs(futs) do
+      fut:add_done_callback(function() called = true end)
+      fut:add_done_callback(function() called = true end)  -- EXTRA's list too
+    end
+    loop:close()
+    raises(futs[1].set_result, closed_error, futs[1], 1)
+    assert.equal(1, futs[1]:result())
+    raises(futs[2].set_exception, closed_error, futs[2], errors.ValueError("v"))
+    assert.is_true(errors.is(futs[2]:exception(), errors.ValueError))
+    raises(futs[3].cancel, closed_error, futs[3])
+    assert.is_true(futs[3]:cancelled())
+    -- Forgotten: removing finds nothing, and nothing was ever called.
+    assert.equal(0, futs[1]:remove_done_callback(print))
+    assert.is_false(called)
+  end)
+
+  it("set_result is silent without done callbacks", function()
+    local loop, futs = closed_loop_futures(1)
+    loop:close()
+    futs[1]:set_result("quiet")
+    assert.equal("quiet", futs[1]:result())
+  end)
+
+  it("add_done_callback to a done future raises", function()
+    local loop, futs = closed_loop_futures(1)
+    futs[1]:set_result(1)
+    loop:close()
+    raises(futs[1].add_done_callback, closed_error, futs[1], print)
+  end)
+
+  it("while loop:close() closes a transport, connection_lost may complete awaited futures",
+     function()
+    local loop = eddy.new_event_loop()
+    local reports = {}
+    loop:set_exception_handler(function(_, context) reports[#reports + 1] = context end)
+    local server_side = loop:create_future()
+    local server = loop:run_until_complete(function()
+      return loop:create_server(function()
+        return {connection_made = function(_, t) server_side:set_result(t) end}
+      end, "127.0.0.1", 0)
+    end)
+    local port = server.sockets[1]:getsockname()[2]
+    local lost = loop:create_future()
+    local waiter = loop:create_task(function() lost:await() end)
+    loop:run_until_complete(function()
+      loop:create_connection(function()
+        return {connection_lost = function() lost:set_result(true) end}
+      end, "127.0.0.1", port)
+      eddy.wait_for(server_side, 5)
+    end)
+    loop:close()
+    assert.is_true(lost:result())  -- its waiting task was dropped silently
+    assert.is_false(waiter:done())
+    assert.same({}, reports)
+  end)
+end)
+
 describe("Future:await", function()
   it("returns the result values when the future completes", async(function(loop)
     local fut = loop:create_future()

@@ -294,4 +294,61 @@ print("done")
     assert.truthy(out:find("paused:\t2\tsocket.accept() out of system resource\t0\n", 1, true), out)
     assert.truthy(out:find("resumed:\t2\t3\ndone\n", 1, true), out)
   end, 40))
+
+  -- Any other accept error libuv also reports and accepts again at once,
+  -- forever: the loop never ran again.  tests/acceptfail.c makes accept4
+  -- fail with errno arg[1] while the file arg[2] exists.
+  local accept_error_script = [[
+local eddy = require "eddy"
+local S = require "eddy.socket"
+local flag = arg[2]
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  local reports = {}
+  loop:set_exception_handler(function(_, ctx) reports[#reports + 1] = ctx end)
+  local got = 0
+  local srv = eddy.start_server(function() got = got + 1 end, "127.0.0.1", 0)
+  local fd = srv.sockets[1]:fileno()
+  local port = srv.sockets[1]:getsockname()[2]
+  local c1 = S.socket(S.AF_INET, S.SOCK_STREAM)
+  c1:connect({"127.0.0.1", port})
+  eddy.sleep(0.3)  -- with the loop spinning in libuv, never returned
+  print("paused:", #reports, reports[1].message, tostring(reports[1].exception), got)
+  os.remove(flag)
+  for _ = 1, 300 do eddy.sleep(0.01) if got == 1 then break end end
+  local c2 = S.socket(S.AF_INET, S.SOCK_STREAM)
+  c2:connect({"127.0.0.1", port})  -- the same socket listens again
+  for _ = 1, 300 do eddy.sleep(0.01) if got == 2 then break end end
+  print("resumed:", #reports, got, srv:is_serving(), #srv.sockets,
+        srv.sockets[1]:fileno() ~= fd)
+  srv:close()
+  c1:close(); c2:close()
+end)
+print("done")
+]]
+
+  for _, case in ipairs {
+    {"ENOBUFS", 105, "socket.accept() out of system resource"},
+    {"ENOMEM", 12, "socket.accept() out of system resource"},
+    {"EPERM", 1, "socket.accept() failed"},  -- say, a firewall's
+  } do
+    local name, errno, message = case[1], case[2], case[3]
+    it("pauses accepting on " .. name .. " too, never spins", async(function()
+      local binary = os.getenv("EDDY_TEST_BINARY") or "build/eddy"
+      local shim = binary:gsub("eddy$", "tests/libacceptfail.so")
+      local script = net.tempfile(accept_error_script)
+      local flag = net.tempfile("")
+      -- tests/acceptfail.c comes before a sanitizer runtime: allow that.
+      local proc = net.spawn(string.format(
+        "ASAN_OPTIONS=$ASAN_OPTIONS:verify_asan_link_order=0 EDDY_ACCEPT_ERRNO=%d "
+        .. "EDDY_ACCEPT_FAIL_WHILE=%s LD_PRELOAD=%s exec %s %s %d %s",
+        errno, flag, shim, binary, script, errno, flag), 20)
+      net.wait_until(proc.done, 20)
+      local out = proc.output()
+      proc.cleanup()
+      os.remove(flag)
+      assert.truthy(out:find("paused:\t1\t" .. message .. "\t", 1, true), out)
+      assert.truthy(out:find("resumed:\t1\t2\ttrue\t1\ttrue\ndone\n", 1, true), out)
+    end, 30))
+  end
 end)

@@ -582,6 +582,28 @@ describe("open_connection / start_server", function()
     assert.equal("still\n", r1:readline())
   end))
 
+  it("transport is a read-only field, as asyncio's property", async(function()
+    local other = {write = function() end, is_closing = function() return false end}
+    local w = eddy.StreamWriter(other, eddy.StreamReaderProtocol(nil, nil), nil)
+    assert.equal(other, w.transport)
+    raises(function() w.transport = {} end,
+           "field 'transport' of eddy.StreamWriter is read-only")
+    raises(function() w.transport = nil end, "read-only")
+    assert.equal(other, w.transport)
+    w.note = "other fields are the writer's to set"
+    assert.equal("other fields are the writer's to set", w.note)
+    -- a writer over eddy's own transport, with write and drain bound to it
+    local srv <close>, port = serve(echo_lines)
+    local reader, writer <close> = eddy.open_connection("127.0.0.1", port)
+    local transport = writer.transport
+    assert.equal("127.0.0.1", transport:get_extra_info("peername")[1])
+    raises(function() writer.transport = other end, "read-only")
+    assert.equal(transport, writer.transport)
+    writer:write("still\n")
+    writer:drain()
+    assert.equal("still\n", reader:readline())
+  end))
+
   it("data arriving after connection_lost is not fed to the reader the protocol had",
      async(function(loop)
     local sent = loop:create_future()

@@ -641,9 +641,12 @@ describe("start_tls", function()
     end, "127.0.0.1", 0)
     local r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
     local write, drain = w.write, w.drain  -- kept from before the upgrade
+    local plain = w.transport
     w:write("STARTTLS\n")
     assert.equal("GO\n", r:readline())
     w:start_tls(client_context(), {server_hostname = "localhost"})
+    assert.are_not.equal(plain, w.transport)  -- start_tls replaced it
+    assert.equal(w.transport:get_extra_info("ssl_object"), w:get_extra_info("ssl_object"))
     assert.equal("TLSv1.2", w:get_extra_info("ssl_object"):version())
     write(w, "hello\n")  -- goes over TLS too
     drain(w)

@@ -170,12 +170,27 @@ static int push_extra(lua_State *L, int i, int create) {
 
 /* {====================================================== Callbacks */
 
+/*
+** A done callback cannot be scheduled on a closed loop: asyncio's
+** Future.__schedule_callbacks calls call_soon, which raises RuntimeError.
+** Except while loop:close() closes what was left open: the
+** connection_lost it calls may complete futures, and their callbacks are
+** dropped with the rest of the ready queue.
+*/
+static void refuse_closed(lua_State *L, eddy_Loop *loop) {
+  if (!loop->closing)
+    eddy__error(L, "RuntimeError", "Event loop is closed");
+}
+
 /* Queue one callback: a waiting Task is woken, a function gets a Handle
 ** calling it with the future.  Callback at cb, its context at ctx. */
 static void schedule_one(lua_State *L, eddy_Future *f, int fi, int cb,
                          int ctx, int is_task) {
   eddy_Loop *loop = f->loop;
-  if (loop->state == EDDY_LOOP_CLOSED) return;
+  if (loop->state == EDDY_LOOP_CLOSED) {
+    refuse_closed(L, loop);
+    return;
+  }
   if (is_task) {
     eddy_Task *t = (eddy_Task *)lua_touserdata(L, cb);
     if (t->fut.state != EDDY_FUT_PENDING || t->scheduled) return;
@@ -192,9 +207,16 @@ static void schedule_one(lua_State *L, eddy_Future *f, int fi, int cb,
   lua_pop(L, 1);
 }
 
+/*
+** Schedule every done callback and forget them.  On a closed loop none is
+** scheduled: they are forgotten all the same, then refuse_closed raises,
+** the future staying done (asyncio's C Future clears its callbacks when
+** call_soon fails).
+*/
 static void schedule_callbacks(lua_State *L, eddy_Future *f, int fi) {
   int top = lua_gettop(L);
   int in_extra = f->ncallbacks;  /* callbacks in EXTRA's list */
+  int open = f->loop->state != EDDY_LOOP_CLOSED;
   if (f->ncallbacks == 0) return;
   lua_getiuservalue(L, fi, FUT_UV_CB0);
   if (!lua_isnil(L, -1)) {
@@ -206,7 +228,7 @@ static void schedule_callbacks(lua_State *L, eddy_Future *f, int fi) {
     } else {
       lua_pushnil(L);
     }
-    schedule_one(L, f, fi, top + 1, top + 2, f->cb0_is_task);
+    if (open) schedule_one(L, f, fi, top + 1, top + 2, f->cb0_is_task);
     lua_pushnil(L);
     lua_setiuservalue(L, fi, FUT_UV_CB0);
   }
@@ -224,7 +246,7 @@ static void schedule_callbacks(lua_State *L, eddy_Future *f, int fi) {
         lua_pop(L, 1);
         lua_pushnil(L);
       }
-      if (!lua_isnil(L, -2))
+      if (open && !lua_isnil(L, -2))
         schedule_one(L, f, fi, extra + 1, extra + 2, is_task);
       lua_pop(L, 2);
     }
@@ -237,6 +259,7 @@ static void schedule_callbacks(lua_State *L, eddy_Future *f, int fi) {
   f->cb0_is_task = 0;
   f->flags &= (unsigned char)~FUT_CB0_CTX;
   lua_settop(L, top);
+  if (!open) refuse_closed(L, f->loop);
 }
 
 /* Add a callback (at cb) with its context (at ctx; a Task waiter passes

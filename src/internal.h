@@ -171,6 +171,7 @@ struct eddy_Loop {
   /* Handle accounting for leak checks in specs. */
   lua_Integer handles_opened, handles_freed;
   int nclosing;  /* objects closing whose close callback has not run */
+  int closing;   /* loop_close is closing the objects left open */
   eddy_UVObject *uvobjects;  /* open objects owning libuv handles */
 };
 

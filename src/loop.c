@@ -803,6 +803,7 @@ static void threadsafe_discard(eddy_Loop *loop) {
 }
 
 static void loop_close(lua_State *L, eddy_Loop *loop) {
+  loop->closing = 1;  /* futures completed meanwhile drop their callbacks */
   eddy__uv_close_all(L, loop);
   eddy__timers_clear(L, loop);
   ready_clear(L, loop);
@@ -812,6 +813,7 @@ static void loop_close(lua_State *L, eddy_Loop *loop) {
   uv_mutex_unlock(&loop->ts_lock);
   threadsafe_discard(loop);
   close_uv(loop);
+  loop->closing = 0;
   free(loop->heap);
   loop->heap = NULL;
   loop->nheap = loop->heapcap = 0;

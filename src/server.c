@@ -177,7 +177,7 @@ static void drop_spare(Listener *l) {
   l->spare = -1;
 }
 
-static void retry_later(lua_State *L, Listener *l, int lidx);
+static void later(lua_State *L, Listener *l, int lidx, lua_CFunction f);
 
 /* Timer callback (listener): accept again once a spare is back. */
 static int resume_accepting(lua_State *L) {
@@ -185,7 +185,7 @@ static int resume_accepting(lua_State *L) {
   if (l->uv.handle == NULL || l->uv.closing) return 0;  /* closed: libuv
                                                   ** closed a held one */
   if ((l->spare = open_spare()) < 0) {  /* still out of descriptors */
-    retry_later(L, l, 1);
+    later(L, l, 1, resume_accepting);
     return 0;
   }
   l->paused = 0;
@@ -198,8 +198,9 @@ static int resume_accepting(lua_State *L) {
   return 0;
 }
 
-static void retry_later(lua_State *L, Listener *l, int lidx) {
-  lua_pushcfunction(L, resume_accepting);
+/* Call f(listener at lidx) in ACCEPT_RETRY_DELAY seconds. */
+static void later(lua_State *L, Listener *l, int lidx, lua_CFunction f) {
+  lua_pushcfunction(L, f);
   lua_pushvalue(L, lidx);
   eddy__call_at(L, l->uv.loop, 1, eddy__time(l->uv.loop) + ACCEPT_RETRY_DELAY);
   lua_pop(L, 1);
@@ -218,10 +219,75 @@ static void pause_accepting(lua_State *L, Listener *l, int lidx) {
   if (spare) {
     drop_spare(l);
     l->paused = 1;
-    retry_later(L, l, lidx);
+    later(L, l, lidx, resume_accepting);
   } else {
     eddy__uv_close(L, &l->uv);
   }
+}
+
+static Listener *new_listener(lua_State *L, int sv, int fd, ino_t cleanup_ino,
+                              int replaced);
+static void connection_cb(uv_stream_t *h, int status);
+
+/*
+** Any other accept error that persists (ENOBUFS, ENOMEM, a firewall's
+** EPERM...): libuv calls connection_cb with it and accepts again at once,
+** forever, and no spare descriptor helps, so only closing the handle ends
+** that loop.  The socket itself stays open and keeps its backlog: a
+** duplicate descriptor of it becomes a new Listener in this one's place
+** in the server's list, which listens again after ACCEPT_RETRY_DELAY.
+** asyncio pauses so for ENOBUFS and ENOMEM; for other errors it raises
+** from its reader callback and polls again at once, an endless stream of
+** reports.  The listening socket then has another descriptor (a socket of
+** server.sockets taken before refers to the old one, closed).
+*/
+
+/* Timer callback (the new listener): listen again, unless closed since. */
+static int resume_listening(lua_State *L) {
+  Listener *l = (Listener *)lua_touserdata(L, 1);
+  int r;
+  if (l->uv.handle == NULL || l->uv.closing) return 0;
+  r = uv_listen((uv_stream_t *)l->uv.handle, l->server->backlog,
+                connection_cb);
+  if (r < 0) {
+    eddy__uv_close(L, &l->uv);
+    return eddy__uverror(L, r, "listen");  /* the timer's handle reports */
+  }
+  if (l->spare < 0) l->spare = open_spare();
+  return 0;
+}
+
+/* Protected part of reopen_later: (listener) -> (); the new Listener over
+** a duplicate of the socket replaces it, and resumes in a second. */
+static int reopen(lua_State *L) {
+  Listener *l = (Listener *)lua_touserdata(L, 1), *fresh;
+  uv_os_fd_t fd;
+  int dup;
+  lua_getiuservalue(L, 1, 1);  /* 2: the server */
+  drop_spare(l);  /* a descriptor free for the duplicate */
+  if (uv_fileno(l->uv.handle, &fd) != 0 ||
+      (dup = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1)) < 0)
+    return eddy__error(L, "OSError", "cannot duplicate the listening "
+                       "socket: %s", strerror(errno));
+  fresh = new_listener(L, 2, dup, l->cleanup_ino, 1);  /* 3 */
+  l->cleanup_ino = 0;  /* the new one removes the socket file at close() */
+  later(L, fresh, 3, resume_listening);
+  return 0;
+}
+
+/* connection_cb got another error (listener at lidx, the error at the
+** top, popped): report it, then close the handle and reopen the socket. */
+static void reopen_later(lua_State *L, Listener *l, int lidx, int status) {
+  eddy_Loop *loop = l->uv.loop;
+  eddy__newcontext(L, status == UV_ENOBUFS || status == UV_ENOMEM
+                   ? "socket.accept() out of system resource"
+                   : "socket.accept() failed", -1);
+  eddy__call_exception_handler(L, loop);
+  lua_pushcfunction(L, reopen);
+  lua_pushvalue(L, lidx);
+  eddy__pcall(L, loop, 1, 0, "Error reopening the listening socket after "
+              "an accept error: it is closed");
+  eddy__uv_close(L, &l->uv);
 }
 
 static void connection_cb(uv_stream_t *h, int status) {
@@ -236,12 +302,10 @@ static void connection_cb(uv_stream_t *h, int status) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, l->uv.self_ref);  /* top + 1 */
   if (status < 0) {
     eddy__pushuverror(L, status, "accept");
-    if (status == UV_EMFILE || status == UV_ENFILE) {
+    if (status == UV_EMFILE || status == UV_ENFILE)
       pause_accepting(L, l, top + 1);
-    } else {
-      eddy__newcontext(L, "socket.accept() out of system resource", -1);
-      eddy__call_exception_handler(L, loop);
-    }
+    else
+      reopen_later(L, l, top + 1, status);
   } else if (l->paused) {
     l->held = 1;  /* not accepted: libuv stops polling until it is */
   } else {
@@ -281,13 +345,14 @@ static int bound_path(int fd, char *path, size_t size) {
   return 1;
 }
 
-/* asyncio 3.13's cleanup_socket: remember the inode of the socket file
-** 'fd' is bound to. */
-static void keep_cleanup(Listener *l, int fd) {
+/* asyncio 3.13's cleanup_socket: the inode of the socket file 'fd' is
+** bound to, to remember; 0 for none. */
+static ino_t socket_file_ino(int fd) {
   char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
   struct stat st;
   if (bound_path(fd, path, sizeof path) && stat(path, &st) == 0)
-    l->cleanup_ino = st.st_ino;
+    return st.st_ino;
+  return 0;
 }
 
 /* Remove the listener's socket file, unless it was replaced since (the
@@ -413,14 +478,74 @@ static int s_start(lua_State *L) {
   return 1;
 }
 
+/*
+** Push a new Listener of the server at sv over the bound socket fd, which
+** it owns from now on (closed on failure), and put it in the server's
+** list: in place of the Listener at index 'replaced', or at the end when
+** that is 0.  For UNIX, close() removes the socket file if its inode is
+** still cleanup_ino (0: never).  Raises on failure.
+*/
+static Listener *new_listener(lua_State *L, int sv, int fd, ino_t cleanup_ino,
+                              int replaced) {
+  eddy_Server *s = (eddy_Server *)lua_touserdata(L, sv);
+  Listener *l;
+  uv_handle_t *h;
+  int r;
+  lua_Integer i, n;
+  sv = lua_absindex(L, sv);
+  replaced = replaced != 0 ? lua_absindex(L, replaced) : 0;
+  l = (Listener *)lua_newuserdatauv(L, sizeof(Listener), 1);
+  eddy__uv_init(&l->uv);
+  l->server = s;
+  l->cleanup_ino = cleanup_ino;
+  l->spare = -1;
+  l->paused = l->held = 0;
+  l->uv.on_closed = listener_closed;
+  luaL_setmetatable(L, EDDY_LISTENER);
+  lua_pushvalue(L, sv);
+  lua_setiuservalue(L, -2, 1);
+  if (s->kind == EDDY_STREAM_TCP) {
+    h = eddy__uv_open(L, &l->uv, -1, s->loop, sizeof(uv_tcp_t));
+    r = uv_tcp_init(s->loop->uv, (uv_tcp_t *)h);
+    if (r == 0 && (r = uv_tcp_open((uv_tcp_t *)h, fd)) < 0) {
+      eddy__uv_close(L, &l->uv);
+      eddy__fd_close(fd);
+      eddy__uverror(L, r, "create_server");
+    }
+  } else {
+    h = eddy__uv_open(L, &l->uv, -1, s->loop, sizeof(uv_pipe_t));
+    r = uv_pipe_init(s->loop->uv, (uv_pipe_t *)h, 0);
+    if (r == 0 && (r = uv_pipe_open((uv_pipe_t *)h, fd)) < 0) {
+      eddy__uv_close(L, &l->uv);
+      eddy__fd_close(fd);
+      eddy__uverror(L, r, "create_unix_server");
+    }
+  }
+  if (r < 0) {
+    eddy__uv_abandon(L, &l->uv);
+    eddy__fd_close(fd);
+    eddy__uverror(L, r, "create_server");
+  }
+  push_field(L, sv, "listeners");
+  n = (lua_Integer)lua_rawlen(L, -1);
+  for (i = 1; i <= n && replaced != 0; i++) {
+    int same = lua_rawgeti(L, -1, i) != LUA_TNIL &&
+               lua_rawequal(L, -1, replaced);
+    lua_pop(L, 1);
+    if (same) break;
+  }
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, replaced != 0 && i <= n ? i : n + 1);
+  lua_pop(L, 1);
+  return l;
+}
+
 /* server:_listen(fd, cleanup): take over the bound socket 'fd' (closed on
 ** failure); for UNIX, 'cleanup' removes its socket file at close(). */
 static int s_listen(lua_State *L) {
   eddy_Server *sv = checkserver(L, 1);
   lua_Integer given = luaL_checkinteger(L, 2);
-  Listener *l;
-  uv_handle_t *h;
-  int r, fd, type;
+  int fd, type;
   socklen_t len = sizeof type;
   /* Only a socket: never close a descriptor libuv itself uses. */
   if (given < 0 || given > INT_MAX ||
@@ -434,42 +559,8 @@ static int s_listen(lua_State *L) {
     eddy__fd_close((int)given);
     return eddy__uverror(L, fd, "listen");
   }
-  l = (Listener *)lua_newuserdatauv(L, sizeof(Listener), 1);
-  eddy__uv_init(&l->uv);
-  l->server = sv;
-  l->cleanup_ino = 0;
-  l->spare = -1;
-  l->paused = l->held = 0;
-  l->uv.on_closed = listener_closed;
-  if (sv->kind == EDDY_STREAM_UNIX && lua_toboolean(L, 3)) keep_cleanup(l, fd);
-  luaL_setmetatable(L, EDDY_LISTENER);
-  lua_pushvalue(L, 1);
-  lua_setiuservalue(L, -2, 1);
-  if (sv->kind == EDDY_STREAM_TCP) {
-    h = eddy__uv_open(L, &l->uv, -1, sv->loop, sizeof(uv_tcp_t));
-    r = uv_tcp_init(sv->loop->uv, (uv_tcp_t *)h);
-    if (r == 0 && (r = uv_tcp_open((uv_tcp_t *)h, fd)) < 0) {
-      eddy__uv_close(L, &l->uv);
-      eddy__fd_close(fd);
-      return eddy__uverror(L, r, "create_server");
-    }
-  } else {
-    h = eddy__uv_open(L, &l->uv, -1, sv->loop, sizeof(uv_pipe_t));
-    r = uv_pipe_init(sv->loop->uv, (uv_pipe_t *)h, 0);
-    if (r == 0 && (r = uv_pipe_open((uv_pipe_t *)h, fd)) < 0) {
-      eddy__uv_close(L, &l->uv);
-      eddy__fd_close(fd);
-      return eddy__uverror(L, r, "create_unix_server");
-    }
-  }
-  if (r < 0) {
-    eddy__uv_abandon(L, &l->uv);
-    eddy__fd_close(fd);
-    return eddy__uverror(L, r, "create_server");
-  }
-  push_field(L, 1, "listeners");
-  lua_pushvalue(L, -2);
-  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  new_listener(L, 1, fd, sv->kind == EDDY_STREAM_UNIX && lua_toboolean(L, 3)
+                        ? socket_file_ino(fd) : 0, 0);
   return 0;
 }
 

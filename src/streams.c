@@ -899,15 +899,17 @@ static int bound_drain(lua_State *L) {
   return drain(L, k->r, 2, k->s);
 }
 
-/* Set t[name] (raw) to a method bound to the Link at the top. */
-static void set_bound(lua_State *L, int t, const char *name,
-                      lua_CFunction f) {
+/* Set t[name] (raw) to f with this file's upvalues and, when 'bound', the
+** Link at the top as UV_LINK. */
+static void set_method(lua_State *L, int t, const char *name,
+                       lua_CFunction f, int bound) {
   int i;
+  lua_pushstring(L, name);
   for (i = 1; i <= UV_NUPVALUES; i++)
     lua_pushvalue(L, lua_upvalueindex(i));
-  lua_pushvalue(L, -1 - UV_NUPVALUES);
-  lua_pushcclosure(L, f, UV_LINK);
-  lua_setfield(L, t, name);
+  if (bound) lua_pushvalue(L, -2 - UV_NUPVALUES);
+  lua_pushcclosure(L, f, UV_NUPVALUES + (bound ? 1 : 0));
+  lua_rawset(L, t);
 }
 
 /* Push a new Link for the table at t and the reader (if any) at ri. */
@@ -949,7 +951,7 @@ static int protocol_bind(lua_State *L) {
   self_field(L, 1, UV_READER);
   if (toreader(L, 2) != NULL) {
     new_link(L, 1, 2);
-    set_bound(L, 1, "data_received", bound_data_received);
+    set_method(L, 1, "data_received", bound_data_received, 1);
   }
   return 0;
 }
@@ -967,9 +969,10 @@ static int protocol_unbind(lua_State *L) {
 }
 
 /* C._writer_bind(writer): bind its write and drain to its transport and
-** reader when the transport is eddy's, else leave it the class's
-** methods; the ones it had are retired (start_tls replaced the
-** transport). */
+** reader when the transport is eddy's, else give it the class's methods;
+** the ones it had are retired (start_tls replaced the transport).  Either
+** way they are the writer's own fields, so that looking them up never
+** calls StreamWriter's __index (a function: streams.lua). */
 static int writer_bind(lua_State *L) {
   eddy_Stream *s;
   self_field(L, 1, UV_READER);
@@ -980,13 +983,11 @@ static int writer_bind(lua_State *L) {
     new_link(L, 1, 2)->s = s;
     lua_pushvalue(L, 3);
     lua_setiuservalue(L, -2, LINK_TRANSPORT);
-    set_bound(L, 1, "write", bound_write);
-    set_bound(L, 1, "drain", bound_drain);
+    set_method(L, 1, "write", bound_write, 1);
+    set_method(L, 1, "drain", bound_drain, 1);
   } else {
-    lua_pushnil(L);
-    lua_setfield(L, 1, "write");
-    lua_pushnil(L);
-    lua_setfield(L, 1, "drain");
+    set_method(L, 1, "write", writer_write, 0);
+    set_method(L, 1, "drain", writer_drain, 0);
   }
   return 0;
 }
@@ -1024,7 +1025,7 @@ static const luaL_Reg stream_funcs[] = {
 /* Push the upvalues of the functions here (UV_). */
 static void push_upvalues(lua_State *L, int reader_mt) {
   lua_pushvalue(L, reader_mt);
-  lua_pushliteral(L, "transport");
+  lua_pushliteral(L, "_transport");  /* the writer's 'transport' field */
   lua_pushliteral(L, "_reader");
 }
 

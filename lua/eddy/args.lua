@@ -49,4 +49,17 @@ function args.check_options(fname, n, opts, allowed)
   return opts
 end
 
+-- A __newindex refusing the read-only fields of instances of cls (the
+-- keys of 'fields'), as Python's properties without a setter; other keys
+-- are set as usual.  __index serves those fields from elsewhere, so an
+-- instance never holds them and assigning one always comes here.
+function args.read_only(cls, fields)
+  return function(self, k, v)
+    if fields[k] ~= nil then
+      error("field '" .. tostring(k) .. "' of " .. cls.__name .. " is read-only", 2)
+    end
+    rawset(self, k, v)
+  end
+end
+
 return args

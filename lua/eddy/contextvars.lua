@@ -177,14 +177,7 @@ function ContextVar.__index(self, k)
   return nil
 end
 
-local function read_only(cls, fields)
-  return function(self, k, v)
-    if fields[k] ~= nil then
-      error("field '" .. k .. "' of " .. cls.__name .. " is read-only", 2)
-    end
-    rawset(self, k, v)
-  end
-end
+local read_only = args.read_only
 
 ContextVar.__newindex = read_only(ContextVar, var_fields)
 

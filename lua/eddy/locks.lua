@@ -412,12 +412,7 @@ function Barrier.__index(self, k)
   return barrier_methods[k]
 end
 
-function Barrier.__newindex(self, k, v)
-  if barrier_fields[k] ~= nil then
-    error("field '" .. k .. "' of eddy.Barrier is read-only", 2)
-  end
-  rawset(self, k, v)
-end
+Barrier.__newindex = args.read_only(Barrier, barrier_fields)
 
 function Barrier.__tostring(self)
   local s = self._state

@@ -92,7 +92,7 @@ eddy.StreamWriter = StreamWriter
 -- bound to the transport and the reader (src/streams.c, "Protocol and
 -- writer").
 local function new_writer(transport, protocol, reader, loop)
-  local writer = setmetatable({transport = transport, _protocol = protocol,
+  local writer = setmetatable({_transport = transport, _protocol = protocol,
                                _reader = reader, _loop = loop}, StreamWriter)
   C._writer_bind(writer)
   return writer
@@ -226,21 +226,35 @@ setmetatable(StreamWriter, {__call = function(_, transport, protocol, reader, lo
   return new_writer(transport, protocol, reader, loop or current_loop())
 end})
 
+-- 'transport' is read-only, as asyncio's property: the writer holds it
+-- as _transport, __index serves it and __newindex refuses it.  The
+-- __index function costs the per-message path nothing: write and drain
+-- are each writer's own fields (C._writer_bind), never looked up here.
+local writer_fields = {transport = "_transport"}
+
+function StreamWriter.__index(self, k)
+  local f = writer_fields[k]
+  if f ~= nil then return rawget(self, f) end
+  return StreamWriter[k]
+end
+
+StreamWriter.__newindex = args.read_only(StreamWriter, writer_fields)
+
 function StreamWriter:__tostring()
-  local s = "<StreamWriter transport=" .. tostring(self.transport)
+  local s = "<StreamWriter transport=" .. tostring(self._transport)
   if self._reader ~= nil then s = s .. " reader=" .. tostring(self._reader) end
   return s .. ">"
 end
 
 StreamWriter.write = C._writer_write
-function StreamWriter:writelines(list) return self.transport:writelines(list) end
-function StreamWriter:write_eof() return self.transport:write_eof() end
-function StreamWriter:can_write_eof() return self.transport:can_write_eof() end
-function StreamWriter:close() return self.transport:close() end
-function StreamWriter:is_closing() return self.transport:is_closing() end
+function StreamWriter:writelines(list) return self._transport:writelines(list) end
+function StreamWriter:write_eof() return self._transport:write_eof() end
+function StreamWriter:can_write_eof() return self._transport:can_write_eof() end
+function StreamWriter:close() return self._transport:close() end
+function StreamWriter:is_closing() return self._transport:is_closing() end
 
 function StreamWriter:get_extra_info(name, default)
-  return self.transport:get_extra_info(name, default)
+  return self._transport:get_extra_info(name, default)
 end
 
 -- writer:wait_closed() (S): until the connection is lost; raises the
@@ -276,11 +290,11 @@ end
 function StreamWriter:_drain_wait(lost_coming)
   local protocol = self._protocol
   if lost_coming and not protocol._connection_lost and
-     self.transport:get_protocol() == protocol then
+     self._transport:get_protocol() == protocol then
     -- asyncio's sleep(0) is enough for its call_soon'd connection_lost;
     -- eddy's comes in a later libuv turn, so wait for it.
     wait_connection_lost(protocol)
-  elseif self.transport:is_closing() then
+  elseif self._transport:is_closing() then
     -- Let connection_lost run: a write/drain loop on a closed connection
     -- would otherwise never see the error.
     can_suspend("drain")
@@ -311,13 +325,13 @@ function StreamWriter:start_tls(sslcontext, opts)
   end
   local protocol = self._protocol
   self:drain()
-  local transport = self._loop:start_tls(self.transport, protocol, sslcontext, {
+  local transport = self._loop:start_tls(self._transport, protocol, sslcontext, {
     server_side = protocol._client_connected_cb ~= nil,
     server_hostname = opts.server_hostname,
     ssl_handshake_timeout = opts.ssl_handshake_timeout,
     ssl_shutdown_timeout = opts.ssl_shutdown_timeout,
   })
-  self.transport = transport
+  self._transport = transport
   protocol._transport = transport
   C._writer_bind(self)
 end
