@@ -123,6 +123,71 @@ describe("Lock", function()
     assert.is_true(t1:done() and t2:cancelled())
   end))
 
+  it("test_cancel_race (CPython's order): the holder releases as the head waiter is cancelled", async(function(loop)
+    local lock = eddy.Lock()
+    local function lockit(blocker)
+      lock:acquire()
+      local ok, err = pcall(function() if blocker then blocker:await() end end)
+      lock:release()
+      if not ok then error(err, 0) end
+    end
+    local fa = loop:create_future()
+    local ta = loop:create_task(lockit, fa)
+    turns()
+    assert.is_true(lock:locked())
+    local tb = loop:create_task(lockit)
+    turns()
+    local tc = loop:create_task(lockit)
+    turns()
+    assert.equals(2, #lock._waiters)
+    fa:set_result(nil)
+    tb:cancel()
+    assert.is_true(lock._waiters[lock._waiters.head]:cancelled())
+    turns()
+    assert.is_false(lock:locked())  -- B, cancelled, woke C for it
+    assert.is_true(ta:done() and tb:cancelled())
+    tc:await()
+  end))
+
+  it("test_cancel_release_race (CPython's order): cancel the head waiter, then release", async(function(loop)
+    local lock = eddy.Lock()
+    local lock_count, call_count = 0, 0
+    local function lockit()
+      call_count = call_count + 1
+      lock:acquire()
+      lock_count = lock_count + 1
+    end
+    lock:acquire()
+    local t1 = loop:create_task(lockit)
+    local t2 = loop:create_task(lockit)
+    local t3 = loop:create_task(lockit)
+    turns()
+    loop:call_soon(function() t1:cancel(); lock:release() end)
+    expect_error(errors.CancelledError, t1.await, t1)
+    assert.equals(1, lock_count)  -- only t2 took the lock
+    assert.equals(3, call_count)
+    assert.is_true(t1:cancelled() and t2:done())
+    t3:cancel()
+    turns()
+    assert.is_true(t3:cancelled())
+  end))
+
+  it("test_finished_waiter_cancelled (CPython's order): a newcomer takes a lock whose waiters are all cancelled",
+     async(function(loop)
+    local lock = eddy.Lock()
+    lock:acquire()
+    local tb = loop:create_task(function() return lock:acquire() end)
+    turns()
+    assert.equals(1, #lock._waiters)
+    local tc = loop:create_task(function() return lock:acquire() end)
+    tb:cancel()
+    lock:release()
+    turns()
+    assert.is_true(lock:locked())
+    assert.is_true(tb:cancelled())
+    tc:await()
+  end))
+
   it("test_release_not_acquired: RuntimeError", function()
     expect_error(errors.RuntimeError, eddy.Lock().release, eddy.Lock())
   end)
@@ -391,6 +456,30 @@ describe("Condition", function()
     cond:acquire(); cond:notify_all(); cond:release()
     turns(2)
     assert.same({1, 2}, result)
+  end))
+
+  it("test_notify: notify(n) past the number of waiters wakes them all", async(function(loop)
+    local cond = eddy.Condition()
+    local result = {}
+    local function c(i) return function()
+      cond:acquire()
+      if cond:wait() then result[#result + 1] = i; cond:release() end
+    end end
+    for i = 1, 3 do loop:create_task(c(i)) end
+    turns()
+    cond:acquire(); cond:notify(1); cond:release()
+    turns()
+    assert.same({1}, result)
+    cond:acquire(); cond:notify(1); cond:notify(2048); cond:release()
+    turns()
+    assert.same({1, 2, 3}, result)
+  end))
+
+  it("test_timeout_in_block: wait_for(cond:wait) times out holding the lock again", async(function()
+    local cond = eddy.Condition()
+    local _ <close> = cond:acquire()
+    expect_error(errors.TimeoutError, eddy.wait_for, function() return cond:wait() end, 0.01)
+    assert.is_true(cond:locked())
   end))
 
   it("test_notify_unacquired / test_notify_all_unacquired: RuntimeError", function()

@@ -250,6 +250,44 @@ describe("eddy.as_completed", function()
     assert.same({1, 1}, {errs, oks})
   end))
 
+  it("test_as_completed_resume_iterator: a for that breaks can be resumed", async(function()
+    local function coro(i) return function() return i end end
+    local it = eddy.as_completed({coro(0), coro(1), coro(2), coro(3)})
+    local got = {}
+    for fut in it do
+      got[#got + 1] = fut:await()
+      if #got == 2 then break end
+    end
+    for fut in it do got[#got + 1] = fut:await() end
+    table.sort(got)
+    assert.same({0, 1, 2, 3}, got)
+  end))
+
+  it("test_as_completed_same_tasks_in_as_out: tasks come back as themselves", async(function(loop)
+    local tb = loop:create_task(function() return "b" end)
+    local td = loop:create_task(function() return "d" end)
+    local out, n = {}, 0
+    for fut in eddy.as_completed({function() return "a" end, tb, function() return "c" end, td}) do
+      out[fut] = true
+      n = n + 1
+    end
+    assert.equals(4, n)
+    assert.is_true(out[tb] and out[td])
+  end))
+
+  it("test_as_completed_with_timeout: futures done before the timeout come first, then one TimeoutError per pending",
+     async(function(loop)
+    local a = loop:create_task(sleeper(0.001, "a"))
+    local b = loop:create_task(sleeper(10, "b"))
+    local c = loop:create_task(sleeper(10, "c"))
+    local it = eddy.as_completed({a, b, c}, {timeout = 0.02})
+    assert.equals("a", it():result())
+    expect_error(errors.TimeoutError, it)
+    expect_error(errors.TimeoutError, it)
+    assert.is_nil(it())
+    b:cancel(); c:cancel()
+  end))
+
   it("test_as_completed_invalid_args", async(function(loop)
     assert.has_error(function() eddy.as_completed(loop:create_future()) end)
     local n = 0

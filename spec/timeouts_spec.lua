@@ -367,6 +367,56 @@ describe("eddy.wait_for", function()
     assert.equals("ok", eddy.wait_for(fut, 1))
   end))
 
+  it("test_wait_for_timeout_less_then_0_or_0: a running task is cancelled at once", async(function(loop)
+    for _, timeout in ipairs {0, -1} do
+      local running
+      local started = loop:create_future()
+      local fut = loop:create_task(function()
+        running = true
+        started:set_result(nil)
+        local ok, err = pcall(eddy.sleep, 10)
+        running = false
+        if not ok then error(err, 0) end
+        return "done"
+      end)
+      started:await()
+      local t0 = loop:time()
+      expect_error(errors.TimeoutError, eddy.wait_for, fut, timeout)
+      assert.is_true(fut:cancelled())
+      assert.is_false(running)
+      assert.is_true(loop:time() - t0 < 1)
+    end
+  end))
+
+  it("test_cancel_wait_for / test_cancel_blocking_wait_for: cancelling the wait cancels aw", async(function(loop)
+    for _, timeout in ipairs {60, false} do
+      local task = loop:create_task(function() loop:create_future():await() end)
+      local wait = loop:create_task(eddy.wait_for, task, timeout or nil)
+      loop:call_soon(function() wait:cancel() end)
+      expect_error(errors.CancelledError, wait.await, wait)
+      assert.is_true(task:cancelled())
+    end
+  end))
+
+  it("WaitForShieldTests test_zero_timeout / test_none_timeout / test_shielded_timeout", async(function(loop)
+    local function coro() eddy.sleep(0.02); return "done" end
+    local task = loop:create_task(coro)
+    local shielded = eddy.shield(task)
+    expect_error(errors.TimeoutError, eddy.wait_for, shielded, 0)
+    assert.is_true(shielded:cancelled())
+    assert.is_false(task:done() or task:cancelled())
+    assert.equals("done", task:await())
+
+    task = loop:create_task(coro)
+    eddy.wait_for(eddy.shield(task), nil)
+    assert.equals("done", task:result())
+
+    task = loop:create_task(coro)
+    expect_error(errors.TimeoutError, eddy.wait_for, eddy.shield(task), 0.001)
+    assert.is_false(task:done() or task:cancelled())
+    assert.equals("done", task:await())
+  end))
+
   it("bad input: a non-awaitable is an argument error, a bad timeout too", async(function()
     local ok, err = pcall(eddy.wait_for, 42, 1)
     assert.is_false(ok)
