@@ -76,6 +76,17 @@ static void test_strings_and_files(void) {
                       "=objerr") != 0 &&
         strstr(eddy_errmsg(E), "ValueError: obj") != NULL,
         "an error object's message is its tostring");
+  check(eddy_dostring(E, "local function raiser()\n"
+                         "  error(require('eddy').errors.ValueError('traced'))\n"
+                         "end\nraiser()", "=objtrace") != 0 &&
+        strstr(eddy_errmsg(E), "ValueError: traced\nstack traceback") != NULL &&
+        strstr(eddy_errmsg(E), "raiser") != NULL,
+        "an error object's message is followed by its traceback");
+  check(eddy_dostring(E, "eddy.sleep(0.001)\n"
+                         "error(eddy.errors.TimeoutError('suspended first'))",
+                         "=objsusp") != 0 &&
+        strstr(eddy_errmsg(E), "TimeoutError: suspended first\nstack traceback") != NULL,
+        "... also after a top-level suspension");
   check(eddy_dostring(E, "this is not lua", "=syntax") != 0 &&
         strstr(eddy_errmsg(E), "syntax") != NULL,
         "a syntax error is reported");
