@@ -144,6 +144,34 @@ describe("eddy.ssl.SSLContext", function()
     s:load_cert_chain(tls.path("server.pem"), tls.path("server-enc.key"), function() return "s3cret" end)
   end)
 
+  it("load_cert_chain decrypts PKCS#8 keys encrypted with PBES2 and AES (OpenSSL's default)", function()
+    for _, name in ipairs {"server-p8-aes128.key", "server-p8-aes256.key"} do
+      local s = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+      s:load_cert_chain(tls.path("server.pem"), tls.path(name), "s3cret")
+      s:load_cert_chain(tls.path("server.pem"), tls.path(name), function() return "s3cret" end)
+      local err = raises(function()
+        s:load_cert_chain(tls.path("server.pem"), tls.path(name), "wrong")
+      end, errors.SSLError)
+      assert.equal("BAD_DECRYPT", err.reason)
+      raises(function() s:load_cert_chain(tls.path("server.pem"), tls.path(name)) end, errors.SSLError)
+    end
+    -- and the decrypted key serves connections
+    local s = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    s:load_cert_chain(tls.path("server.pem"), tls.path("server-p8-aes256.key"), "s3cret")
+    local got = eddy.run(function()
+      local srv = eddy.start_server(function(_, w) w:write("hello\n"); w:close() end,
+                                    "127.0.0.1", 0, {ssl = s})
+      local client = ssl.create_default_context(nil, {cafile = tls.path("ca.pem")})
+      local r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2],
+                                        {ssl = client, server_hostname = "localhost"})
+      local line = eddy.wait_for(function() return r:readline() end, 5)
+      w:close()
+      srv:close()
+      return line
+    end)
+    assert.equal("hello\n", got)
+  end)
+
   it("set_ciphers takes suite names and refuses what it does not know", function()
     local c = ssl.SSLContext()
     c:set_ciphers("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256")
