@@ -101,6 +101,16 @@ describe("eddy.ssl.SSLContext", function()
     raises(function() ssl.SSLContext(3) end, errors.ValueError)
     raises(function() ssl.create_default_context("BOTH") end, errors.ValueError)
     raises(function() ssl.create_default_context(nil, {cafle = "x"}) end, "unknown option 'cafle'")
+    -- wrong types are argument errors of the function called, at the caller's line
+    local here = debug.getinfo(1, "S").short_src
+    for _, case in ipairs {
+      {function() ssl.SSLContext("client") end, "bad argument #1 to 'SSLContext' (integer expected, got string)"},
+      {function() ssl.create_default_context(nil, {cafile = 5}) end,
+       "bad argument #2 to 'create_default_context' (string option 'cafile' expected, got number)"},
+    } do
+      local err = raises(case[1], case[2])
+      assert.equal(here, err:match("^([^:]+):%d+: bad argument"))
+    end
   end)
 
   it("create_default_context trusts the system's CAs (test_create_default_context)", function()
