@@ -578,6 +578,9 @@ describe("open_connection / start_server", function()
     assert.has_error(function() w1.write(42, "x") end)
     assert.has_error(function() w1.drain("w") end)
     raises(function() w1:write(42) end, "bad argument #1 to 'write' (string expected, got number)")
+    local err = raises(function() w1:writelines("not a list") end,
+                       "bad argument #1 to 'writelines' (table expected, got string)")
+    assert.matches("^spec/streams_spec%.lua:%d+: ", err)  -- the caller's line
     w1:write("still\n")  -- a refused write leaves the writer usable
     assert.equal("still\n", r1:readline())
   end))

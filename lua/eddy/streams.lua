@@ -233,7 +233,11 @@ function StreamWriter:__tostring()
 end
 
 StreamWriter.write = C._writer_write
-function StreamWriter:writelines(list) return self.transport:writelines(list) end
+function StreamWriter:writelines(list)
+  -- checked here, so that the error points at the caller, not this line
+  if type(list) ~= "table" then argerror("writelines", 1, "table", list) end
+  return self.transport:writelines(list)
+end
 function StreamWriter:write_eof() return self.transport:write_eof() end
 function StreamWriter:can_write_eof() return self.transport:can_write_eof() end
 function StreamWriter:close() return self.transport:close() end
