@@ -578,6 +578,9 @@ describe("open_connection / start_server", function()
     assert.has_error(function() w1.write(42, "x") end)
     assert.has_error(function() w1.drain("w") end)
     raises(function() w1:write(42) end, "bad argument #1 to 'write' (string expected, got number)")
+    local err = raises(function() w1:writelines("not a list") end,
+                       "bad argument #1 to 'writelines' (table expected, got string)")
+    assert.matches("^spec/streams_spec%.lua:%d+: ", err)  -- the caller's line
     w1:write("still\n")  -- a refused write leaves the writer usable
     assert.equal("still\n", r1:readline())
   end))
@@ -661,6 +664,21 @@ describe("open_connection / start_server", function()
     for _, opts in ipairs({{limit = "x"}, 7}) do
       local err = raises(function() eddy.open_connection("127.0.0.1", 1, opts) end, "bad argument #3")
       assert.matches("^spec/streams_spec%.lua:", err)
+    end
+    -- the positional arguments passed on to the loop's methods are checked
+    -- under the stream function's own name and numbers, blaming the caller
+    for _, case in ipairs {
+      {function() eddy.open_connection({}, 1) end, "bad argument #1 to 'open_connection' (string or nil expected, got table)"},
+      {function() eddy.open_connection("127.0.0.1", {}) end, "bad argument #2 to 'open_connection' (integer, string or nil expected, got table)"},
+      {function() eddy.open_connection("127.0.0.1", 1.5) end, "bad argument #2 to 'open_connection' (integer, string or nil expected, got number)"},
+      {function() eddy.open_unix_connection(5) end, "bad argument #1 to 'open_unix_connection' (string or nil expected, got number)"},
+      {function() eddy.start_server(echo_lines, 5, 0) end, "bad argument #2 to 'start_server' (string, list of strings or nil expected, got number)"},
+      {function() eddy.start_server(echo_lines, {"127.0.0.1", 5}, 0) end, "bad argument #2 to 'start_server' (host #2: string expected, got number)"},
+      {function() eddy.start_server(echo_lines, "127.0.0.1", {}) end, "bad argument #3 to 'start_server' (integer, string or nil expected, got table)"},
+      {function() eddy.start_unix_server(echo_lines, {}) end, "bad argument #2 to 'start_unix_server' (string or nil expected, got table)"},
+    } do
+      local err = raises(case[1], case[2])
+      assert.matches("^spec/streams_spec%.lua:%d+: bad argument", err)
     end
   end))
 

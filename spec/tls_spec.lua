@@ -101,6 +101,16 @@ describe("eddy.ssl.SSLContext", function()
     raises(function() ssl.SSLContext(3) end, errors.ValueError)
     raises(function() ssl.create_default_context("BOTH") end, errors.ValueError)
     raises(function() ssl.create_default_context(nil, {cafle = "x"}) end, "unknown option 'cafle'")
+    -- wrong types are argument errors of the function called, at the caller's line
+    local here = debug.getinfo(1, "S").short_src
+    for _, case in ipairs {
+      {function() ssl.SSLContext("client") end, "bad argument #1 to 'SSLContext' (integer expected, got string)"},
+      {function() ssl.create_default_context(nil, {cafile = 5}) end,
+       "bad argument #2 to 'create_default_context' (string option 'cafile' expected, got number)"},
+    } do
+      local err = raises(case[1], case[2])
+      assert.equal(here, err:match("^([^:]+):%d+: bad argument"))
+    end
   end)
 
   it("create_default_context trusts the system's CAs (test_create_default_context)", function()
@@ -142,6 +152,34 @@ describe("eddy.ssl.SSLContext", function()
            errors.SSLError)
     s:load_cert_chain(tls.path("server.pem"), tls.path("server-enc.key"), "s3cret")
     s:load_cert_chain(tls.path("server.pem"), tls.path("server-enc.key"), function() return "s3cret" end)
+  end)
+
+  it("load_cert_chain decrypts PKCS#8 keys encrypted with PBES2 and AES (OpenSSL's default)", function()
+    for _, name in ipairs {"server-p8-aes128.key", "server-p8-aes256.key"} do
+      local s = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+      s:load_cert_chain(tls.path("server.pem"), tls.path(name), "s3cret")
+      s:load_cert_chain(tls.path("server.pem"), tls.path(name), function() return "s3cret" end)
+      local err = raises(function()
+        s:load_cert_chain(tls.path("server.pem"), tls.path(name), "wrong")
+      end, errors.SSLError)
+      assert.equal("BAD_DECRYPT", err.reason)
+      raises(function() s:load_cert_chain(tls.path("server.pem"), tls.path(name)) end, errors.SSLError)
+    end
+    -- and the decrypted key serves connections
+    local s = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    s:load_cert_chain(tls.path("server.pem"), tls.path("server-p8-aes256.key"), "s3cret")
+    local got = eddy.run(function()
+      local srv = eddy.start_server(function(_, w) w:write("hello\n"); w:close() end,
+                                    "127.0.0.1", 0, {ssl = s})
+      local client = ssl.create_default_context(nil, {cafile = tls.path("ca.pem")})
+      local r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2],
+                                        {ssl = client, server_hostname = "localhost"})
+      local line = eddy.wait_for(function() return r:readline() end, 5)
+      w:close()
+      srv:close()
+      return line
+    end)
+    assert.equal("hello\n", got)
   end)
 
   it("set_ciphers takes suite names and refuses what it does not know", function()

@@ -309,12 +309,53 @@ static eddy_ThreadsafeCall *threadsafe_take(eddy_Loop *loop) {
   return c;
 }
 
+/* Put the calls of list (taken, not run yet) back at the queue's head. */
+static void threadsafe_requeue(eddy_Loop *loop, eddy_ThreadsafeCall *list) {
+  eddy_ThreadsafeCall *last = list;
+  if (list == NULL) return;
+  while (last->next != NULL) last = last->next;
+  uv_mutex_lock(&loop->ts_lock);
+  last->next = loop->ts_head;
+  if (loop->ts_tail == NULL) loop->ts_tail = last;
+  __atomic_store_n(&loop->ts_head, list, __ATOMIC_RELEASE);
+  uv_mutex_unlock(&loop->ts_lock);
+}
+
+/* (call): run one thread-safe call, on an empty stack. */
+static int threadsafe_call(lua_State *L) {
+  eddy_ThreadsafeCall *c = (eddy_ThreadsafeCall *)lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  c->fn(L, c->arg);
+  return 0;
+}
+
+/*
+** Each call runs protected: one that raises (a luaL_error in fn) goes to
+** the exception handler and the others still run, as a callback that
+** raises (API.md 3).  Unprotected, its error used to unwind run_turn, whose
+** recovery reported it as the failure of the ready queue's head, dropped
+** that unrelated entry and lost the calls still to run.  After a Ctrl-C
+** the error is the interruption, which ends the run: the calls not run
+** yet wait for the next one.
+*/
 static void threadsafe_drain(lua_State *L, eddy_Loop *loop) {
   eddy_ThreadsafeCall *c = threadsafe_take(loop);
   while (c != NULL) {
     eddy_ThreadsafeCall *next = c->next;
     int top = lua_gettop(L);
-    c->fn(L, c->arg);
+    lua_pushcfunction(L, eddy__traceback);
+    lua_pushcfunction(L, threadsafe_call);
+    lua_pushlightuserdata(L, c);
+    if (lua_pcall(L, 1, 0, top + 1) != LUA_OK) {
+      if (loop->rt->interrupted) {
+        lua_settop(L, top);
+        free(c);
+        threadsafe_requeue(loop, next);
+        return;
+      }
+      eddy__newcontext(L, "Exception in a thread-safe callback", -1);
+      eddy__call_exception_handler(L, loop);
+    }
     lua_settop(L, top);
     free(c);
     c = next;

@@ -181,9 +181,17 @@ static int state_error(eddy_State *E, int status) {
   E->errmsg = NULL;
   if (status == LUA_OK) return 0;
   {
-    const char *msg = luaL_tolstring(L, -1, NULL);
+    int err = lua_gettop(L);
+    const char *msg = luaL_tolstring(L, err, NULL);
+    /* An error object keeps its traceback in a field (the message
+    ** handler, or the task it was raised in, put it there): the message
+    ** is its tostring followed by that traceback, as the executable
+    ** prints it (API.md 12). */
+    if (lua_type(L, err) == LUA_TTABLE &&
+        lua_getfield(L, err, "traceback") == LUA_TSTRING)
+      msg = lua_pushfstring(L, "%s\n%s", msg, lua_tostring(L, -1));
     E->errmsg = strdup(msg ? msg : "(error object is not a string)");
-    lua_pop(L, 2);
+    lua_settop(L, err - 1);
   }
   return status;
 }

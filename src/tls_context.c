@@ -217,8 +217,185 @@ static const char *password_arg(lua_State *L, int i) {
 #define CHECK_PAIR(pub, prv, m) \
   mbedtls_pk_check_pair(pub, prv, mbedtls_ctr_drbg_random, &(m)->drbg)
 #else
-#define PARSE_KEYFILE(pk, path, pw, m) mbedtls_pk_parse_keyfile(pk, path, pw)
+#define PARSE_KEYFILE(pk, path, pw, m) parse_keyfile(pk, path, pw)
 #define CHECK_PAIR(pub, prv, m) mbedtls_pk_check_pair(pub, prv)
+#endif
+
+#if !HAVE_MBEDTLS3
+/*
+** mbedTLS 2.x decrypts a PKCS#8 key encrypted with PBES2 only when its
+** cipher is DES or 3DES (AES came with 3.6): keys encrypted in OpenSSL's
+** default format ("openssl genrsa -aes256", "openssl req" with a
+** passphrase, "openssl pkcs8 -topk8": PBES2, PBKDF2, AES-CBC) failed with
+** PKCS5_FEATURE_UNAVAILABLE, where Python's load_cert_chain reads them.
+** This decrypts that format itself, with mbedTLS's own PBKDF2, AES and
+** ASN.1 parsers, and hands the PrivateKeyInfo inside to mbedtls_pk.
+*/
+#include <mbedtls/asn1.h>
+#include <mbedtls/base64.h>
+#include <mbedtls/cipher.h>
+#include <mbedtls/oid.h>
+#include <mbedtls/pkcs5.h>
+#include <mbedtls/platform_util.h>
+
+#define PBES2_BAD MBEDTLS_ERR_PK_KEY_INVALID_FORMAT
+
+/* The DER inside the file's ENCRYPTED PRIVATE KEY PEM block: a malloc'd
+** buffer, or NULL. */
+static unsigned char *read_encrypted_der(const char *path, size_t *len) {
+  static const char begin[] = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+  static const char end[] = "-----END ENCRYPTED PRIVATE KEY-----";
+  FILE *f = fopen(path, "rb");
+  unsigned char *data = NULL, *der = NULL;
+  long size;
+  const char *b, *e;
+  char *b64;
+  size_t n = 0, i;
+  if (f == NULL) return NULL;
+  if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) <= 0 ||
+      fseek(f, 0, SEEK_SET) != 0 ||
+      (data = (unsigned char *)malloc((size_t)size + 1)) == NULL ||
+      fread(data, 1, (size_t)size, f) != (size_t)size) {
+    fclose(f);
+    free(data);
+    return NULL;
+  }
+  fclose(f);
+  data[size] = '\0';
+  if ((b = strstr((const char *)data, begin)) == NULL) {  /* PEM only, as Python's */
+    free(data);
+    return NULL;
+  }
+  b += sizeof begin - 1;
+  if ((e = strstr(b, end)) == NULL || (b64 = (char *)malloc((size_t)(e - b) + 1)) == NULL) {
+    free(data);
+    return NULL;
+  }
+  for (i = 0; b + i < e; i++)  /* the base64 text, without line breaks */
+    if (b[i] != '\n' && b[i] != '\r' && b[i] != ' ' && b[i] != '\t') b64[n++] = b[i];
+  mbedtls_platform_zeroize(data, (size_t)size);
+  free(data);
+  if ((der = (unsigned char *)malloc(n)) == NULL ||
+      mbedtls_base64_decode(der, n, len, (const unsigned char *)b64, n) != 0) {
+    free(der);
+    der = NULL;
+  }
+  free(b64);
+  return der;
+}
+
+/* OIDs the parser needs (DER contents, without tag and length). */
+static const unsigned char OID_AES128_CBC[] = {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x02};
+static const unsigned char OID_AES192_CBC[] = {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x16};
+static const unsigned char OID_AES256_CBC[] = {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2a};
+
+static int oid_is(const mbedtls_asn1_buf *oid, const unsigned char *v, size_t n) {
+  return oid->len == n && memcmp(oid->p, v, n) == 0;
+}
+
+/* Decrypt the EncryptedPrivateKeyInfo at der (PBES2: PBKDF2 + AES-CBC)
+** into out (room for len bytes): 0 and *outlen, or an mbedTLS error. */
+static int pbes2_aes_decrypt(unsigned char *der, size_t len, const char *pw,
+                             unsigned char *out, size_t *outlen) {
+  unsigned char *p = der, *end = der + len, *q, *qend, *data;
+  mbedtls_asn1_buf alg, params, kdf, kdfp, enc, encp, salt;
+  mbedtls_md_type_t md = MBEDTLS_MD_SHA1;
+  mbedtls_cipher_type_t ct;
+  size_t n, datalen;
+  int iterations, keylen = 0, rc;
+  unsigned char key[32];
+  mbedtls_md_context_t mdc;
+  mbedtls_cipher_context_t cc;
+  /* EncryptedPrivateKeyInfo ::= SEQUENCE { AlgorithmIdentifier, OCTET STRING } */
+  if (mbedtls_asn1_get_tag(&p, end, &n, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0 ||
+      mbedtls_asn1_get_alg(&p, p + n, &alg, &params) != 0)
+    return PBES2_BAD;
+  if (MBEDTLS_OID_CMP(MBEDTLS_OID_PKCS5_PBES2, &alg) != 0 ||
+      params.tag != (MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE))
+    return MBEDTLS_ERR_PKCS5_FEATURE_UNAVAILABLE;
+  if (mbedtls_asn1_get_tag(&p, end, &datalen, MBEDTLS_ASN1_OCTET_STRING) != 0)
+    return PBES2_BAD;
+  data = p;
+  /* PBES2-params ::= SEQUENCE { keyDerivationFunc, encryptionScheme } */
+  q = params.p;
+  qend = q + params.len;
+  if (mbedtls_asn1_get_alg(&q, qend, &kdf, &kdfp) != 0 ||
+      mbedtls_asn1_get_alg(&q, qend, &enc, &encp) != 0)
+    return PBES2_BAD;
+  if (MBEDTLS_OID_CMP(MBEDTLS_OID_PKCS5_PBKDF2, &kdf) != 0) return MBEDTLS_ERR_PKCS5_FEATURE_UNAVAILABLE;
+  if (oid_is(&enc, OID_AES128_CBC, sizeof OID_AES128_CBC)) ct = MBEDTLS_CIPHER_AES_128_CBC;
+  else if (oid_is(&enc, OID_AES192_CBC, sizeof OID_AES192_CBC)) ct = MBEDTLS_CIPHER_AES_192_CBC;
+  else if (oid_is(&enc, OID_AES256_CBC, sizeof OID_AES256_CBC)) ct = MBEDTLS_CIPHER_AES_256_CBC;
+  else return MBEDTLS_ERR_PKCS5_FEATURE_UNAVAILABLE;
+  if (encp.tag != MBEDTLS_ASN1_OCTET_STRING || encp.len != 16) return PBES2_BAD;  /* the IV */
+  /* PBKDF2-params ::= SEQUENCE { salt OCTET STRING, iterationCount INTEGER,
+  **   keyLength INTEGER OPTIONAL, prf AlgorithmIdentifier DEFAULT hmacWithSHA1 } */
+  if (kdfp.tag != (MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)) return PBES2_BAD;
+  q = kdfp.p;
+  qend = q + kdfp.len;
+  if (mbedtls_asn1_get_tag(&q, qend, &salt.len, MBEDTLS_ASN1_OCTET_STRING) != 0) return PBES2_BAD;
+  salt.p = q;
+  q += salt.len;
+  if (mbedtls_asn1_get_int(&q, qend, &iterations) != 0 || iterations <= 0) return PBES2_BAD;
+  if (q < qend && *q == MBEDTLS_ASN1_INTEGER && mbedtls_asn1_get_int(&q, qend, &keylen) != 0)
+    return PBES2_BAD;
+  if (q < qend) {
+    mbedtls_asn1_buf prf, prfp;
+    if (mbedtls_asn1_get_alg(&q, qend, &prf, &prfp) != 0) return PBES2_BAD;
+    if (mbedtls_oid_get_md_hmac(&prf, &md) != 0) return MBEDTLS_ERR_PKCS5_FEATURE_UNAVAILABLE;
+  }
+  {
+    const mbedtls_cipher_info_t *ci = mbedtls_cipher_info_from_type(ct);
+    const mbedtls_md_info_t *mi = mbedtls_md_info_from_type(md);
+    size_t klen = ci != NULL ? ci->key_bitlen / 8 : 0;
+    if (ci == NULL || mi == NULL) return MBEDTLS_ERR_PKCS5_FEATURE_UNAVAILABLE;
+    if (keylen != 0 && (size_t)keylen != klen) return PBES2_BAD;
+    mbedtls_md_init(&mdc);
+    mbedtls_cipher_init(&cc);
+    if ((rc = mbedtls_md_setup(&mdc, mi, 1)) == 0 &&
+        (rc = mbedtls_pkcs5_pbkdf2_hmac(&mdc, (const unsigned char *)pw, strlen(pw),
+                                        salt.p, salt.len, (unsigned int)iterations,
+                                        (uint32_t)klen, key)) == 0 &&
+        (rc = mbedtls_cipher_setup(&cc, ci)) == 0 &&
+        (rc = mbedtls_cipher_setkey(&cc, key, (int)ci->key_bitlen, MBEDTLS_DECRYPT)) == 0 &&
+        (rc = mbedtls_cipher_set_padding_mode(&cc, MBEDTLS_PADDING_PKCS7)) == 0)
+      rc = mbedtls_cipher_crypt(&cc, encp.p, encp.len, data, datalen, out, outlen);
+    mbedtls_md_free(&mdc);
+    mbedtls_cipher_free(&cc);
+    mbedtls_platform_zeroize(key, sizeof key);
+  }
+  /* a wrong password shows as bad padding (or, rarely, as garbage that
+  ** mbedtls_pk then fails to parse) */
+  if (rc == MBEDTLS_ERR_CIPHER_INVALID_PADDING) rc = MBEDTLS_ERR_PK_PASSWORD_MISMATCH;
+  return rc;
+}
+
+/* mbedtls_pk_parse_keyfile, and the PBES2-AES keys it cannot decrypt. */
+static int parse_keyfile(mbedtls_pk_context *pk, const char *path, const char *pw) {
+  int rc = mbedtls_pk_parse_keyfile(pk, path, pw);
+  unsigned char *der, *plain;
+  size_t len = 0, plainlen = 0;
+  int drc;
+  if (rc != MBEDTLS_ERR_PKCS5_FEATURE_UNAVAILABLE || pw == NULL) return rc;
+  if ((der = read_encrypted_der(path, &len)) == NULL) return rc;
+  if ((plain = (unsigned char *)malloc(len)) == NULL) {
+    free(der);
+    return MBEDTLS_ERR_PK_ALLOC_FAILED;
+  }
+  if ((drc = pbes2_aes_decrypt(der, len, pw, plain, &plainlen)) == 0) {
+    mbedtls_pk_free(pk);
+    mbedtls_pk_init(pk);
+    rc = mbedtls_pk_parse_key(pk, plain, plainlen, NULL, 0);
+    if (rc != 0) rc = MBEDTLS_ERR_PK_PASSWORD_MISMATCH;
+  } else if (drc == MBEDTLS_ERR_PK_PASSWORD_MISMATCH) {
+    rc = drc;
+  }
+  mbedtls_platform_zeroize(plain, len);
+  mbedtls_platform_zeroize(der, len);
+  free(plain);
+  free(der);
+  return rc;
+}
 #endif
 
 /* ctx:load_cert_chain(certfile, keyfile, password) */

@@ -76,6 +76,17 @@ static void test_strings_and_files(void) {
                       "=objerr") != 0 &&
         strstr(eddy_errmsg(E), "ValueError: obj") != NULL,
         "an error object's message is its tostring");
+  check(eddy_dostring(E, "local function raiser()\n"
+                         "  error(require('eddy').errors.ValueError('traced'))\n"
+                         "end\nraiser()", "=objtrace") != 0 &&
+        strstr(eddy_errmsg(E), "ValueError: traced\nstack traceback") != NULL &&
+        strstr(eddy_errmsg(E), "raiser") != NULL,
+        "an error object's message is followed by its traceback");
+  check(eddy_dostring(E, "eddy.sleep(0.001)\n"
+                         "error(eddy.errors.TimeoutError('suspended first'))",
+                         "=objsusp") != 0 &&
+        strstr(eddy_errmsg(E), "TimeoutError: suspended first\nstack traceback") != NULL,
+        "... also after a top-level suspension");
   check(eddy_dostring(E, "this is not lua", "=syntax") != 0 &&
         strstr(eddy_errmsg(E), "syntax") != NULL,
         "a syntax error is reported");
@@ -210,6 +221,42 @@ static void test_threadsafe(void) {
   eddy_close(E);
 }
 
+/* Thread-safe calls that raise, and one that marks it ran. */
+static void raising_call(lua_State *L, void *arg) {
+  (void)arg;
+  luaL_error(L, "raised by a thread-safe call");
+}
+
+static void marking_call(lua_State *L, void *arg) {
+  (void)arg;
+  lua_pushboolean(L, 1);
+  lua_setglobal(L, "marked");
+}
+
+/* A thread-safe call that raises goes to the exception handler, as a
+** callback that raises (API.md 3): the callback ready with it and the
+** thread-safe calls queued after it still run. */
+static void test_threadsafe_raises(void) {
+  eddy_State *E = eddy_new(NULL);
+  dostring(E, "local loop = require('eddy').get_event_loop()\n"
+              "loop:set_exception_handler(function(l, c)\n"
+              "  reported, reported_error = c.message, tostring(c.exception) end)\n"
+              "loop:call_soon(function() soon_ran = true end)");
+  check(eddy_call_soon_threadsafe(E, raising_call, NULL) == 0 &&
+        eddy_call_soon_threadsafe(E, marking_call, NULL) == 0 &&
+        eddy_run(E, UV_RUN_DEFAULT) == 0,
+        "a thread-safe call that raises: eddy_run goes on (the handler took it)");
+  check(global_true(E, "soon_ran"),
+        "... the callback ready with it still runs");
+  check(global_true(E, "marked"),
+        "... the thread-safe calls queued after it still run");
+  check(global_string(E, "reported") != NULL &&
+        strstr(global_string(E, "reported"), "thread-safe") != NULL &&
+        strstr(global_string(E, "reported_error"), "raised by a thread-safe call") != NULL,
+        "... its error reaches the exception handler, named as a thread-safe call's");
+  eddy_close(E);
+}
+
 /* Runs on the loop thread: complete the future the task waits on. */
 static void complete_future(lua_State *L, void *arg) {
   (void)arg;
@@ -315,6 +362,7 @@ int main(void) {
   test_run_default();
   test_host_loop();
   test_threadsafe();
+  test_threadsafe_raises();
   test_pending_task_is_live();
   test_unhandled_error();
   test_two_states();

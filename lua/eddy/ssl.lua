@@ -128,6 +128,9 @@ SSLContext.__name = "eddy.ssl.SSLContext"
 -- asks nothing of clients, as Python's.
 function ssl.SSLContext(protocol)
   if protocol == nil then protocol = ssl.PROTOCOL_TLS_CLIENT end
+  if math.type(protocol) ~= "integer" then  -- Python: TypeError
+    error(args.message("SSLContext", 1, "integer", protocol), 2)
+  end
   if protocol ~= ssl.PROTOCOL_TLS_CLIENT and protocol ~= ssl.PROTOCOL_TLS_SERVER then
     error(errors.ValueError("SSLContext: protocol must be PROTOCOL_TLS_CLIENT or PROTOCOL_TLS_SERVER"), 2)
   end
@@ -236,6 +239,10 @@ function ssl.create_default_context(purpose, opts)
   for k in pairs(opts) do
     if k ~= "cafile" and k ~= "capath" and k ~= "cadata" then
       error(string.format("bad argument #2 to 'create_default_context' (unknown option '%s')", tostring(k)), 2)
+    end
+    -- checked here, so that the error is create_default_context's
+    if type(opts[k]) ~= "string" then
+      error(args.message("create_default_context", 2, "string option '" .. k .. "'", opts[k]), 2)
     end
   end
   local ctx = ssl.SSLContext(purpose == ssl.Purpose.SERVER_AUTH and ssl.PROTOCOL_TLS_CLIENT

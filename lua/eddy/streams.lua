@@ -247,7 +247,11 @@ function StreamWriter:__tostring()
 end
 
 StreamWriter.write = C._writer_write
-function StreamWriter:writelines(list) return self._transport:writelines(list) end
+function StreamWriter:writelines(list)
+  -- checked here, so that the error points at the caller, not this line
+  if type(list) ~= "table" then argerror("writelines", 1, "table", list) end
+  return self._transport:writelines(list)
+end
 function StreamWriter:write_eof() return self._transport:write_eof() end
 function StreamWriter:can_write_eof() return self._transport:can_write_eof() end
 function StreamWriter:close() return self._transport:close() end
@@ -364,6 +368,34 @@ local function split_options(fname, n, opts)
   return check_limit(fname, n, opts.limit), rest
 end
 
+-- The positional arguments the stream functions pass on to a loop method
+-- are checked here, by that method's rules, so that a bad one is blamed on
+-- the stream function and its caller (API.md 1), not on the loop method
+-- (with its own argument numbers) and a line of this file.
+local function check_host(fname, n, host, list_ok)
+  if host == nil or type(host) == "string" then return end
+  if list_ok and type(host) == "table" and getmetatable(host) == nil then
+    for i, h in ipairs(host) do
+      if type(h) ~= "string" then
+        error(string.format("bad argument #%d to '%s' (host #%d: string expected, got %s)",
+                            n, fname, i, args.typename(h)), 3)
+      end
+    end
+    return
+  end
+  argerror(fname, n, list_ok and "string, list of strings or nil" or "string or nil", host, 2)
+end
+
+local function check_port(fname, n, port)
+  if port ~= nil and type(port) ~= "string" and math.type(port) ~= "integer" then
+    argerror(fname, n, "integer, string or nil", port, 2)
+  end
+end
+
+local function check_path(fname, n, path)
+  if path ~= nil and type(path) ~= "string" then argerror(fname, n, "string or nil", path, 2) end
+end
+
 -- A client connection: the loop's 'connect' method with (factory, ...).
 local function open(fname, connect, limit, ...)
   can_suspend(fname)
@@ -376,12 +408,15 @@ end
 
 -- eddy.open_connection(host, port, opts) (S) -> reader, writer
 function eddy.open_connection(host, port, opts)
+  check_host("open_connection", 1, host, false)
+  check_port("open_connection", 2, port)
   local limit, rest = split_options("open_connection", 3, opts)
   return open("open_connection", C.Loop.create_connection, limit, host, port, rest)
 end
 
 -- eddy.open_unix_connection(path, opts) (S) -> reader, writer
 function eddy.open_unix_connection(path, opts)
+  check_path("open_unix_connection", 1, path)
   local limit, rest = split_options("open_unix_connection", 2, opts)
   return open("open_unix_connection", C.Loop.create_unix_connection, limit, path, rest)
 end
@@ -399,12 +434,17 @@ end
 
 -- eddy.start_server(client_connected_cb, host, port, opts) (S) -> Server
 function eddy.start_server(cb, host, port, opts)
+  if not callable(cb) then argerror("start_server", 1, "callable", cb) end
+  check_host("start_server", 2, host, true)
+  check_port("start_server", 3, port)
   local limit, rest = split_options("start_server", 4, opts)
   return serve("start_server", C.Loop.create_server, cb, limit, host, port, rest)
 end
 
 -- eddy.start_unix_server(client_connected_cb, path, opts) (S) -> Server
 function eddy.start_unix_server(cb, path, opts)
+  if not callable(cb) then argerror("start_unix_server", 1, "callable", cb) end
+  check_path("start_unix_server", 2, path)
   local limit, rest = split_options("start_unix_server", 3, opts)
   return serve("start_unix_server", C.Loop.create_unix_server, cb, limit, path, rest)
 end

@@ -12,8 +12,8 @@ local function run(cmd)
   assert(ok, "openssl failed: " .. cmd)
 end
 
--- The directory holding ca.pem, server.pem/.key, server-enc.key
--- (password "s3cret"), client.pem/.key, ipsan.pem/.key, othercn.pem/.key,
+-- The directory holding ca.pem, server.pem/.key, server-enc.key and
+-- server-p8-aes128.key, server-p8-aes256.key (password "s3cret"), client.pem/.key, ipsan.pem/.key, othercn.pem/.key,
 -- rogue.pem/.key.
 function tls.dir()
   if dir ~= nil then return dir end
@@ -43,6 +43,12 @@ function tls.dir()
   sign("client", "/O=eddy/CN=eddy client")
   run(string.format("openssl ec -in %s/server.key -aes256 -passout pass:s3cret -out %s/server-enc.key",
                     dir, dir))
+  -- the same key in PKCS#8 form (PBES2: PBKDF2 with HMAC-SHA256, AES-CBC),
+  -- what "openssl genrsa -aes256" and "openssl req" write by default
+  for _, bits in ipairs {128, 256} do
+    run(string.format("openssl pkcs8 -topk8 -in %s/server.key -v2 aes-%d-cbc -v2prf hmacWithSHA256 "
+                      .. "-passout pass:s3cret -out %s/server-p8-aes%d.key", dir, bits, dir, bits))
+  end
   -- for the CN fallback of the hostname check: a certificate whose only
   -- subjectAltName is an IP address, and one whose CN is not among its
   -- DNS names
