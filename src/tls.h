@@ -1,7 +1,8 @@
 /*
 ** tls.h -- what the TLS files share (internal): tls_context.c (contexts
 ** and the configs they make), tls.c (connections), tls_cert.c
-** (certificates as Python's tables).  See tls.c for the design.
+** (certificates as Python's tables), tls_pkcs8.c (encrypted keys).
+** See tls.c for the design.
 */
 #ifndef EDDY_TLS_H
 #define EDDY_TLS_H
@@ -22,6 +23,13 @@ enum { CERT_NONE = 0, CERT_OPTIONAL = 1, CERT_REQUIRED = 2 };
 #define HAVE_MBEDTLS3 1
 #else
 #define HAVE_MBEDTLS3 0
+#endif
+
+#if !HAVE_MBEDTLS3
+/* mbedtls_pk_parse_keyfile, and the keys in OpenSSL's default encrypted
+** form (PBES2 with AES) that mbedTLS 2.x cannot decrypt (tls_pkcs8.c). */
+int eddy__tls_parse_keyfile(mbedtls_pk_context *pk, const char *path,
+                            const char *pw);
 #endif
 
 struct Material;
