@@ -322,6 +322,25 @@ describe("TCP transport", function()
     assert.is_nil(rec.err)
   end))
 
+  -- asyncio's close() (nothing queued) and abort() schedule
+  -- _call_connection_lost with call_soon: it runs in the next iteration,
+  -- before a sleep(0) of the task that closed returns; the loop's
+  -- callbacks scheduled after the close come after it.
+  it("connection_lost after close() or abort() runs by the next iteration, as asyncio's call_soon",
+     async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    for _, how in ipairs {"close", "abort"} do
+      local t, rec = connect(loop, port)
+      local order = {}
+      rec.connection_lost = function() order[#order + 1] = "lost" end
+      t[how](t)
+      loop:call_soon(function() order[#order + 1] = "call_soon" end)
+      eddy.sleep(0)
+      order[#order + 1] = "sleep(0)"
+      assert.same({"lost", "call_soon", "sleep(0)"}, order, how)
+    end
+  end))
+
   it("half-closes: write_eof, and eof_received returning true keeps writing open",
      async(function(loop)
     -- The server answers after the client's EOF, then closes.
