@@ -6,6 +6,7 @@ local errors = eddy.errors
 local async = require("eddy.test").async
 local checks = require "support.checks"
 local net = require "support.net"
+local socket = require "eddy.socket"
 local raises, argerror = checks.raises, checks.argerror
 
 -- Connect a Recorder to port on host; returns transport, recorder.
@@ -367,6 +368,28 @@ describe("TCP transport", function()
     net.wait(rec.lost_fut)
     assert.equal("got question", rec:data())
     assert.same({"made", "data", "eof", "lost"}, rec.events)
+  end))
+
+  -- asyncio's write_eof() with nothing queued calls sock.shutdown(SHUT_WR)
+  -- at once: on a connection the peer reset, the OSError (ENOTCONN)
+  -- reaches the caller, and the transport stays open with its EOF set.
+  it("write_eof on a connection the peer reset raises OSError, as asyncio's shutdown",
+     async(function(loop)
+    local srv <close> = loop:create_server(function()
+      return {connection_made = function(_, t) t:close() end}
+    end, "127.0.0.1", 0)
+    local t, rec = connect(loop, srv.sockets[1]:getsockname()[2], nil, {eof_keep = true})
+    net.wait(rec.eof_fut)
+    t:write("x")  -- to a closed socket: it answers with a reset
+    local sock = t:get_extra_info("socket")
+    net.wait_until(function() return sock:getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) ~= 0 end)
+    local err = raises(function() t:write_eof() end, errors.OSError)
+    assert.equal("ENOTCONN", err.code)
+    raises(function() t:write("more") end, {errors.RuntimeError, "write_eof"})
+    assert.is_false(t:is_closing())
+    t:close()
+    net.wait(rec.lost_fut)
+    assert.is_nil(rec.err)
   end))
 
   it("eof_received returning nothing closes the transport", async(function(loop)
