@@ -103,6 +103,39 @@ describe("StreamReader", function()
     assert.equal(string.rep("z", 10), r2:read())
   end))
 
+  -- asyncio's read(-1) is a loop of read(limit) until EOF: each chunk is
+  -- taken out of the buffer as it arrives, so the buffer stays empty and
+  -- another read meanwhile has to wait (RuntimeError), it cannot take
+  -- bytes read() will not return.
+  it("read() takes what arrives at once, as asyncio's loop of read(limit)", async(function(loop)
+    local r = eddy.StreamReader(4)
+    local t = spawn(loop, function() return r:read() end)
+    eddy.sleep(0)
+    r:feed_data("abc")
+    eddy.sleep(0)
+    assert.equal(0, r:_status().size)
+    raises(function() r:read(1) end,
+           {errors.RuntimeError, "read() called while another coroutine is already waiting"})
+    r:feed_data("0123456789")  -- more than 2 * limit: pauses, read() resumes
+    r:feed_data("def")
+    eddy.sleep(0)
+    assert.is_false(t:done())
+    assert.equal(0, r:_status().size)
+    r:feed_eof()
+    assert.equal("abc0123456789def", t:await())
+    -- cancelled, what it took is gone, as asyncio's blocks are
+    local r2 = eddy.StreamReader()
+    local t2 = spawn(loop, function() return r2:read(-1) end)
+    eddy.sleep(0)
+    r2:feed_data("lost")
+    eddy.sleep(0)
+    t2:cancel()
+    raises(function() t2:await() end, errors.CancelledError)
+    r2:feed_data("kept")
+    r2:feed_eof()
+    assert.equal("kept", r2:read())
+  end))
+
   it("read raises the exception set (test_read_exception)", async(function()
     local r = eddy.StreamReader()
     r:feed_data("line\n")

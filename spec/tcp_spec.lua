@@ -6,6 +6,7 @@ local errors = eddy.errors
 local async = require("eddy.test").async
 local checks = require "support.checks"
 local net = require "support.net"
+local socket = require "eddy.socket"
 local raises, argerror = checks.raises, checks.argerror
 
 -- Connect a Recorder to port on host; returns transport, recorder.
@@ -322,6 +323,25 @@ describe("TCP transport", function()
     assert.is_nil(rec.err)
   end))
 
+  -- asyncio's close() (nothing queued) and abort() schedule
+  -- _call_connection_lost with call_soon: it runs in the next iteration,
+  -- before a sleep(0) of the task that closed returns; the loop's
+  -- callbacks scheduled after the close come after it.
+  it("connection_lost after close() or abort() runs by the next iteration, as asyncio's call_soon",
+     async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    for _, how in ipairs {"close", "abort"} do
+      local t, rec = connect(loop, port)
+      local order = {}
+      rec.connection_lost = function() order[#order + 1] = "lost" end
+      t[how](t)
+      loop:call_soon(function() order[#order + 1] = "call_soon" end)
+      eddy.sleep(0)
+      order[#order + 1] = "sleep(0)"
+      assert.same({"lost", "call_soon", "sleep(0)"}, order, how)
+    end
+  end))
+
   it("half-closes: write_eof, and eof_received returning true keeps writing open",
      async(function(loop)
     -- The server answers after the client's EOF, then closes.
@@ -348,6 +368,28 @@ describe("TCP transport", function()
     net.wait(rec.lost_fut)
     assert.equal("got question", rec:data())
     assert.same({"made", "data", "eof", "lost"}, rec.events)
+  end))
+
+  -- asyncio's write_eof() with nothing queued calls sock.shutdown(SHUT_WR)
+  -- at once: on a connection the peer reset, the OSError (ENOTCONN)
+  -- reaches the caller, and the transport stays open with its EOF set.
+  it("write_eof on a connection the peer reset raises OSError, as asyncio's shutdown",
+     async(function(loop)
+    local srv <close> = loop:create_server(function()
+      return {connection_made = function(_, t) t:close() end}
+    end, "127.0.0.1", 0)
+    local t, rec = connect(loop, srv.sockets[1]:getsockname()[2], nil, {eof_keep = true})
+    net.wait(rec.eof_fut)
+    t:write("x")  -- to a closed socket: it answers with a reset
+    local sock = t:get_extra_info("socket")
+    net.wait_until(function() return sock:getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) ~= 0 end)
+    local err = raises(function() t:write_eof() end, errors.OSError)
+    assert.equal("ENOTCONN", err.code)
+    raises(function() t:write("more") end, {errors.RuntimeError, "write_eof"})
+    assert.is_false(t:is_closing())
+    t:close()
+    net.wait(rec.lost_fut)
+    assert.is_nil(rec.err)
   end))
 
   it("eof_received returning nothing closes the transport", async(function(loop)

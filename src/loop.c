@@ -122,8 +122,13 @@ static int keeps_running(eddy_Loop *loop) {
          (loop->until == NULL || loop->until->state == EDDY_FUT_PENDING);
 }
 
+/* A handle closing (a transport's close() or abort()) ends the turn:
+** libuv's close callbacks, connection_lost for a transport, run after
+** it, before the next iteration, where asyncio's call_soon at close()
+** puts _call_connection_lost (see docs/design.md). */
 static int another_iteration(eddy_Loop *loop) {
-  return loop->turn_budget > 0 && loop->rcount > 0 && keeps_running(loop);
+  return loop->turn_budget > 0 && loop->rcount > 0 && loop->nclosing == 0 &&
+         keeps_running(loop);
 }
 
 /* Step the task at ti, which the ready queue no longer holds or holds at

@@ -655,6 +655,15 @@ static int t_write_eof(lua_State *L) {
   if (s->state != EDDY_STREAM_OPEN || s->eof_sent) return 0;
   keep_addresses(L, s, 1);
   s->eof_sent = 1;
+  if (s->nwrites == 0) {
+    /* Nothing queued: shut down now, as asyncio's sock.shutdown(), whose
+    ** error (ENOTCONN once the peer reset the connection) the caller gets;
+    ** the transport stays open with its EOF sent, as asyncio's. */
+    uv_os_fd_t fd;
+    if (uv_fileno(s->uv.handle, &fd) == 0 && shutdown(fd, SHUT_WR) < 0)
+      return eddy__uverror(L, uv_translate_sys_error(errno), NULL);
+    return 0;
+  }
   req = (uv_shutdown_t *)malloc(sizeof *req);
   if (req == NULL) return luaL_error(L, "not enough memory");
   r = uv_shutdown(req, (uv_stream_t *)s->uv.handle, shutdown_cb);

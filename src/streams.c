@@ -263,9 +263,10 @@ static void feed(lua_State *L, Reader *r, int ri, int data, int now) {
 ** when it has to wait, calls wait_for_data(L, r, OP_x); once woken, the
 ** same try runs again with the method's 'nargs' stack slots.
 */
-typedef enum { OP_READ, OP_READEXACTLY, OP_READUNTIL, OP_READLINE } Op;
+typedef enum { OP_READ, OP_READALL, OP_READEXACTLY, OP_READUNTIL, OP_READLINE } Op;
 
 static int read_now(lua_State *L, Reader *r);
+static int readall_now(lua_State *L, Reader *r);
 static int readexactly_now(lua_State *L, Reader *r);
 static int readuntil_now(lua_State *L, Reader *r);
 static int readline_now(lua_State *L, Reader *r);
@@ -276,6 +277,7 @@ static const struct {
   const char *name;
 } ops[] = {
   {read_now, 2, "read"},           /* reader, n */
+  {readall_now, 3, "read"},        /* reader, n (< 0), blocks */
   {readexactly_now, 2, "readexactly"},
   {readuntil_now, 3, "readuntil"}, /* reader, separators, offset */
   {readline_now, 3, "readline"},
@@ -346,9 +348,6 @@ static int read_now(lua_State *L, Reader *r) {
   raise_exception(L, r);
   if (n == 0) {
     lua_pushliteral(L, "");
-  } else if (n < 0) {  /* until EOF */
-    if (!r->eof) return wait_for_data(L, r, OP_READ);
-    take_all(L, r);
   } else if (r->size == 0) {
     if (!r->eof) return wait_for_data(L, r, OP_READ);
     lua_pushliteral(L, "");
@@ -359,6 +358,45 @@ static int read_now(lua_State *L, Reader *r) {
   return 1;
 }
 
+/*
+** read(-1), asyncio's loop of read(limit) until one returns "": what
+** arrives is taken out of the buffer at once, into BLOCKS (an array, nil
+** until the first), so the buffer stays empty while it waits: another
+** read meanwhile has to wait too (RuntimeError), and a cancelled read()
+** loses what it took, as asyncio's does.  Stack: reader, n, blocks.
+*/
+static int readall_now(lua_State *L, Reader *r) {
+  raise_exception(L, r);
+  if (r->size > 0) {
+    if (lua_isnil(L, 3)) {
+      if (r->eof) {  /* all of it in one: no array */
+        take_all(L, r);
+        maybe_resume_transport(L, r);
+        return 1;
+      }
+      lua_newtable(L);
+      lua_replace(L, 3);
+    }
+    take_all(L, r);
+    lua_rawseti(L, 3, (lua_Integer)lua_rawlen(L, 3) + 1);
+    maybe_resume_transport(L, r);
+  }
+  if (!r->eof) return wait_for_data(L, r, OP_READALL);
+  if (lua_isnil(L, 3)) {
+    lua_pushliteral(L, "");
+  } else {
+    luaL_Buffer b;
+    lua_Integer i, nblocks = (lua_Integer)lua_rawlen(L, 3);
+    luaL_buffinit(L, &b);
+    for (i = 1; i <= nblocks; i++) {
+      lua_rawgeti(L, 3, i);
+      luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+  }
+  return 1;
+}
+
 /* reader:read(n) (S): up to n bytes (nil or negative: until EOF); ""
 ** at EOF. */
 static int r_read(lua_State *L) {
@@ -366,6 +404,10 @@ static int r_read(lua_State *L) {
   lua_Integer n = lua_isnoneornil(L, 2) ? -1 : checksize(L, 2);
   lua_settop(L, 1);
   lua_pushinteger(L, n);
+  if (n < 0) {
+    lua_pushnil(L);
+    return readall_now(L, r);
+  }
   return read_now(L, r);
 }
 
