@@ -694,6 +694,9 @@ struct eddy_Stream {
   eddy_Server *server;        /* the server that accepted it, or NULL */
   struct eddy_Hangup *hangup; /* write pipes: watches for the reader
                               ** going away (pipe.c), or NULL */
+  void *direct;               /* its protocol's data_received feeds a
+                              ** reader: what eddy__streams_feed_direct
+                              ** takes (set_protocol), or NULL */
 };
 
 /* Push a new, not yet opened stream transport of 'kind'. */
@@ -712,8 +715,15 @@ void eddy__stream_push_read(lua_State *L, eddy_Runtime *rt, const char *data,
 /* streams.c: StreamReader and the streams' hot path, added to the core
 ** table at the top. */
 void eddy__core_streams(lua_State *L);
-int eddy__streams_feed_direct(lua_State *L, int fn, int protocol,
-                              const char *data, size_t n);
+/* For set_protocol: when the data_received at fn is a StreamReader-
+** Protocol's bound to the protocol at p, push its reader and return what
+** eddy__streams_feed_direct takes; else return NULL, pushing nothing. */
+void *eddy__streams_direct(lua_State *L, int fn, int p);
+/* read_cb's shortcut: feed the n bytes read to the reader at the top,
+** which eddy__streams_direct gave with 'direct'; returns 0 when the
+** protocol's data_received must be called instead. */
+int eddy__streams_feed_direct(lua_State *L, void *direct, const char *data,
+                              size_t n);
 /* waiters.c: C.Waiters, the FIFO of parked tasks behind eddy.Queue. */
 void eddy__core_waiters(lua_State *L);
 /* Open the libuv handle of the new stream at index t (uv_*_init done);

@@ -795,35 +795,43 @@ static int bound_data_received(lua_State *L) {
   return protocol_data_received(L);
 }
 
+/* A retired Link's owner: no Lua value is at this address, so its
+** closures, wherever they were copied to, act as the class's methods. */
+static const char retired;
+
 /*
 ** read_cb's shortcut (stream.c) past the protected call of the
-** protocol's data_received, at index fn: when that is a bound one, called
-** for its own protocol, and feeding the reader cannot raise (no error, no
-** call out to pause the transport; running out of memory aside, as for
-** the string itself), the n bytes go straight into the reader.  Returns
-** 0, leaving the stack as it was, when the protected call is needed.
-** A task waiting for a large read reads it at once when nothing else is
-** ready (STEP_NOW_READ).
+** protocol's data_received: when that is a bound one, called for its own
+** protocol (set_protocol finds it once: eddy__streams_direct), and
+** feeding the reader cannot raise (no error, no call out to pause the
+** transport; running out of memory aside, as for the string itself),
+** the n bytes go straight into the reader.  A task waiting for a large
+** read reads it at once when nothing else is ready (STEP_NOW_READ).
 */
-int eddy__streams_feed_direct(lua_State *L, int fn, int protocol,
-                              const char *data, size_t n) {
-  int top = lua_gettop(L), ri = top + 1;
+void *eddy__streams_direct(lua_State *L, int fn, int p) {
   Link *k;
-  Reader *r;
-  if (lua_tocfunction(L, fn) != bound_data_received) return 0;
+  if (lua_tocfunction(L, fn) != bound_data_received) return NULL;
   lua_getupvalue(L, fn, UV_LINK);
   k = (Link *)lua_touserdata(L, -1);
-  r = k->r;
-  if (r == NULL || k->owner != lua_topointer(L, protocol) || r->eof ||
-      (!r->paused && r->size + n > 2 * (size_t)r->limit)) {
-    lua_settop(L, top);
-    return 0;
+  if (k->r == NULL || k->owner != lua_topointer(L, p)) {
+    lua_pop(L, 1);
+    return NULL;
   }
-  lua_getiuservalue(L, ri, LINK_READER);
-  lua_replace(L, ri);
+  lua_getiuservalue(L, -1, LINK_READER);
+  lua_remove(L, -2);
+  return k;  /* kept alive by fn, which the transport keeps */
+}
+
+int eddy__streams_feed_direct(lua_State *L, void *direct, const char *data,
+                              size_t n) {
+  Link *k = (Link *)direct;
+  Reader *r = k->r;
+  int ri = lua_gettop(L);
+  if (k->owner == &retired || r->eof ||
+      (!r->paused && r->size + n > 2 * (size_t)r->limit))
+    return 0;
   eddy__stream_push_read(L, r->loop->rt, data, n);
   feed(L, r, ri, ri + 1, n >= STEP_NOW_READ);
-  lua_settop(L, top);
   return 1;
 }
 
@@ -926,10 +934,6 @@ static Link *new_link(lua_State *L, int t, int ri) {
   }
   return k;
 }
-
-/* A retired Link's owner: no Lua value is at this address, so its
-** closures, wherever they were copied to, act as the class's methods. */
-static const char retired;
 
 /* Retire the Link of t[name] if that is a method bound with f; returns
 ** whether it was. */
