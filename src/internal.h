@@ -707,7 +707,8 @@ void eddy__stream_keep_context(lua_State *L, eddy_Stream *s, int t);
 /* The stream transport at i, or NULL. */
 eddy_Stream *eddy__tostream(lua_State *L, int i);
 /* transport:write() of the string or eddy.Buffer at index data on the
-** stream s at index t. */
+** stream s at index t (0: not on the stack, pushed if an error or a
+** queued write needs it). */
 void eddy__stream_write(lua_State *L, eddy_Stream *s, int t, int data);
 /* Push the n bytes a read left at 'data' as a Lua string. */
 void eddy__stream_push_read(lua_State *L, eddy_Runtime *rt, const char *data,

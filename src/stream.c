@@ -537,17 +537,23 @@ static void write_cb(uv_write_t *req, int status) {
 
 /*
 ** Send 'len' bytes of the string at index 'str': what uv_try_write does
-** not take is queued, keeping the string referenced.
+** not take is queued, keeping the string referenced.  t is the
+** transport's index, or 0 when it is not on the stack (a writer's bound
+** write, streams.c): it is pushed only when needed, from its anchor (an
+** open transport has one: handle.c).
 */
 static void stream_send(lua_State *L, eddy_Stream *s, int t, int str,
                         const char *data, size_t len) {
   uv_stream_t *h = (uv_stream_t *)s->uv.handle;
   uv_buf_t b = uv_buf_init((char *)data, (unsigned int)len);
   WriteReq *w;
-  int r;
-  if (s->nwrites == 0) {
-    r = uv_try_write(h, &b, 1);
-    if (r == (int)len) return;
+  int r = 0;
+  if (s->nwrites == 0 && (r = uv_try_write(h, &b, 1)) == (int)len) return;
+  if (t == 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
+    t = lua_gettop(L);
+  }
+  if (s->nwrites == 0) {  /* r: what uv_try_write did */
     if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
       os_error(L, s, t, r);
       return;
@@ -593,6 +599,7 @@ static int can_send(lua_State *L, eddy_Stream *s, size_t len,
   return 1;
 }
 
+/* t: as for stream_send. */
 void eddy__stream_write(lua_State *L, eddy_Stream *s, int t, int data) {
   size_t len;
   const char *bytes;

@@ -83,9 +83,9 @@ static int rawfield(lua_State *L, int t, int uv) {
 static Reader *toreader(lua_State *L, int i) {
   Reader *r = (Reader *)lua_touserdata(L, i);
   if (r != NULL && lua_getmetatable(L, i)) {
-    int same = lua_rawequal(L, -1, lua_upvalueindex(UV_READER_MT));
+    const void *mt = lua_topointer(L, -1);  /* cheaper than lua_rawequal */
     lua_pop(L, 1);
-    if (same) return r;
+    if (mt == lua_topointer(L, lua_upvalueindex(UV_READER_MT))) return r;
   }
   return NULL;
 }
@@ -363,7 +363,10 @@ static int read_now(lua_State *L, Reader *r) {
 ** at EOF. */
 static int r_read(lua_State *L) {
   Reader *r = checkreader(L, SELF);
-  lua_Integer n = lua_isnoneornil(L, 2) ? -1 : checksize(L, 2);
+  lua_Integer n;
+  if (lua_gettop(L) == 2 && lua_isinteger(L, 2))  /* read_now's stack */
+    return read_now(L, r);
+  n = lua_isnoneornil(L, 2) ? -1 : checksize(L, 2);
   lua_settop(L, 1);
   lua_pushinteger(L, n);
   return read_now(L, r);
@@ -854,9 +857,8 @@ static int writer_write(lua_State *L) {
 static int bound_write(lua_State *L) {
   Link *k = link_of(L);
   if (lua_topointer(L, 1) != k->owner) return writer_write(L);
-  lua_settop(L, 2);
-  lua_getiuservalue(L, lua_upvalueindex(UV_LINK), LINK_TRANSPORT);
-  eddy__stream_write(L, k->s, 3, 2);
+  if (lua_gettop(L) != 2) lua_settop(L, 2);
+  eddy__stream_write(L, k->s, 0, 2);  /* pushes the transport if needed */
   return 0;
 }
 
@@ -901,10 +903,11 @@ static int writer_drain(lua_State *L) {
 static int bound_drain(lua_State *L) {
   Link *k = link_of(L);
   if (lua_topointer(L, 1) != k->owner) return writer_drain(L);
-  lua_settop(L, 1);
-  if (k->r != NULL && k->r->failed)
+  if (k->r != NULL && k->r->failed) {
+    lua_settop(L, 1);
     lua_getiuservalue(L, lua_upvalueindex(UV_LINK), LINK_READER);
-  return drain(L, k->r, 2, k->s);
+  }
+  return drain(L, k->r, 2, k->s);  /* the reader is at 2 if failed */
 }
 
 /* Set t[name] (raw) to f with this file's upvalues and, when 'bound', the
