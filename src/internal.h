@@ -549,11 +549,12 @@ void eddy__push_current_task(lua_State *L, eddy_Runtime *rt);
 */
 int eddy__park(lua_State *L, eddy_Runtime *rt, const void *key,
                lua_KContext ctx, lua_KFunction k);
-/* Wake the task at index ti if it is parked on 'key'. */
-void eddy__task_wake(lua_State *L, int ti, const void *key);
+/* Wake the task t, at index ti, if it is parked on 'key'. */
+void eddy__task_wake(lua_State *L, eddy_Task *t, int ti, const void *key);
 /* The same from an I/O callback: the task steps before the call returns
 ** when the loop allows it (eddy__loop_may_step_now), else is queued. */
-void eddy__task_wake_now(lua_State *L, int ti, const void *key);
+void eddy__task_wake_now(lua_State *L, eddy_Task *t, int ti,
+                         const void *key);
 
 /* ------------------------------------------------------------------ */
 /* Errors (errors.c)                                                    */
