@@ -549,11 +549,12 @@ void eddy__push_current_task(lua_State *L, eddy_Runtime *rt);
 */
 int eddy__park(lua_State *L, eddy_Runtime *rt, const void *key,
                lua_KContext ctx, lua_KFunction k);
-/* Wake the task at index ti if it is parked on 'key'. */
-void eddy__task_wake(lua_State *L, int ti, const void *key);
+/* Wake the task t, at index ti, if it is parked on 'key'. */
+void eddy__task_wake(lua_State *L, eddy_Task *t, int ti, const void *key);
 /* The same from an I/O callback: the task steps before the call returns
 ** when the loop allows it (eddy__loop_may_step_now), else is queued. */
-void eddy__task_wake_now(lua_State *L, int ti, const void *key);
+void eddy__task_wake_now(lua_State *L, eddy_Task *t, int ti,
+                         const void *key);
 
 /* ------------------------------------------------------------------ */
 /* Errors (errors.c)                                                    */
@@ -694,6 +695,9 @@ struct eddy_Stream {
   eddy_Server *server;        /* the server that accepted it, or NULL */
   struct eddy_Hangup *hangup; /* write pipes: watches for the reader
                               ** going away (pipe.c), or NULL */
+  void *direct;               /* its protocol's data_received feeds a
+                              ** reader: what eddy__streams_feed_direct
+                              ** takes (set_protocol), or NULL */
 };
 
 /* Push a new, not yet opened stream transport of 'kind'. */
@@ -704,7 +708,8 @@ void eddy__stream_keep_context(lua_State *L, eddy_Stream *s, int t);
 /* The stream transport at i, or NULL. */
 eddy_Stream *eddy__tostream(lua_State *L, int i);
 /* transport:write() of the string or eddy.Buffer at index data on the
-** stream s at index t. */
+** stream s at index t (0: not on the stack, pushed if an error or a
+** queued write needs it). */
 void eddy__stream_write(lua_State *L, eddy_Stream *s, int t, int data);
 /* Push the n bytes a read left at 'data' as a Lua string. */
 void eddy__stream_push_read(lua_State *L, eddy_Runtime *rt, const char *data,
@@ -712,8 +717,15 @@ void eddy__stream_push_read(lua_State *L, eddy_Runtime *rt, const char *data,
 /* streams.c: StreamReader and the streams' hot path, added to the core
 ** table at the top. */
 void eddy__core_streams(lua_State *L);
-int eddy__streams_feed_direct(lua_State *L, int fn, int protocol,
-                              const char *data, size_t n);
+/* For set_protocol: when the data_received at fn is a StreamReader-
+** Protocol's bound to the protocol at p, push its reader and return what
+** eddy__streams_feed_direct takes; else return NULL, pushing nothing. */
+void *eddy__streams_direct(lua_State *L, int fn, int p);
+/* read_cb's shortcut: feed the n bytes read to the reader at the top,
+** which eddy__streams_direct gave with 'direct'; returns 0 when the
+** protocol's data_received must be called instead. */
+int eddy__streams_feed_direct(lua_State *L, void *direct, const char *data,
+                              size_t n);
 /* waiters.c: C.Waiters, the FIFO of parked tasks behind eddy.Queue. */
 void eddy__core_waiters(lua_State *L);
 /* Open the libuv handle of the new stream at index t (uv_*_init done);

@@ -131,13 +131,19 @@ static int another_iteration(eddy_Loop *loop) {
          keeps_running(loop);
 }
 
-/* Step the task at ti, which the ready queue no longer holds or holds at
-** its head. */
-static void step_task(lua_State *L, eddy_Loop *loop, int ti) {
-  double t0 = loop->debug ? eddy__time(loop) : 0;
-  lua_pushvalue(L, ti);
-  eddy__task_step(L, (eddy_Task *)lua_touserdata(L, ti));  /* protected inside */
-  if (loop->debug) eddy__warn_slow(L, loop, ti, eddy__time(loop) - t0);
+/* Step the task t at ti, the top of the stack (popped), which the ready
+** queue no longer holds or holds at its head. */
+static void step_task(lua_State *L, eddy_Loop *loop, eddy_Task *t, int ti) {
+  double t0;
+  if (!loop->debug) {
+    eddy__task_step(L, t);  /* protected inside */
+    return;
+  }
+  t0 = eddy__time(loop);
+  lua_pushvalue(L, ti);  /* for the warning */
+  eddy__task_step(L, t);
+  eddy__warn_slow(L, loop, ti, eddy__time(loop) - t0);
+  lua_pop(L, 1);
 }
 
 /*
@@ -161,7 +167,7 @@ static int run_turn(lua_State *L) {
     lua_rawgeti(L, 2, loop->rhead);  /* 3: the entry */
     kind = (unsigned char *)lua_touserdata(L, 3);
     if (*kind == EDDY_KIND_TASK) {
-      step_task(L, loop, 3);
+      step_task(L, loop, (eddy_Task *)kind, 3);
     } else {
       eddy__handle_call(L, loop, (eddy_Handle *)kind, 3);
     }
@@ -268,7 +274,8 @@ void eddy__loop_timers_before_io(lua_State *L, eddy_Loop *loop) {
 
 /* (loop, task): step_task for eddy__loop_step_task, inside a pcall. */
 static int step_protected(lua_State *L) {
-  step_task(L, (eddy_Loop *)lua_touserdata(L, 1), 2);
+  step_task(L, (eddy_Loop *)lua_touserdata(L, 1),
+            (eddy_Task *)lua_touserdata(L, 2), 2);
   return 0;
 }
 

@@ -38,6 +38,8 @@ enum {
                        cached by set_protocol as uvloop does */
   ST_SERVER,        /* the Server that accepted it, or nil */
   ST_BUFFER,        /* the buffer of the last get_buffer() call */
+  ST_READER = ST_BUFFER, /* a protocol that is not buffered: the reader
+                       its bound data_received feeds (s->direct), or nil */
   ST_EXTRA,         /* nil or a table: exc (for connection_lost) and the
                        cached extra info (peername, sockname, socket) */
   ST_NUV = ST_EXTRA
@@ -310,6 +312,7 @@ static void stream_closed(lua_State *L, eddy_UVObject *o, int t) {
   lua_settop(L, t);
   lua_pushnil(L);
   lua_setiuservalue(L, t, ST_PROTOCOL);
+  s->direct = NULL;
   lua_pushnil(L);
   lua_setiuservalue(L, t, ST_RECEIVED);
   lua_pushnil(L);
@@ -414,19 +417,25 @@ static void on_eof(lua_State *L, eddy_Stream *s, int t) {
   }
 }
 
-/* Hand n bytes read to the protocol, whose data_received (buffer_updated
-** when buffered) is at the top, above protocol_msgh. */
+/* Hand n bytes read to the protocol: its data_received (buffer_updated
+** when buffered), called protected, or straight into the reader of a
+** StreamReaderProtocol (streams.c). */
 static void deliver(lua_State *L, eddy_Stream *s, int t, const char *data,
                     size_t n) {
-  int received = lua_gettop(L);
-  eddy__loop_before_io(L, s->uv.loop);  /* before a reader's task wakes */
+  if (s->direct != NULL) {  /* RECEIVED is its bound data_received */
+    eddy__loop_before_io(L, s->uv.loop);  /* before a reader's task wakes */
+    lua_getiuservalue(L, t, ST_READER);
+    if (eddy__streams_feed_direct(L, s->direct, data, n)) return;
+    lua_pop(L, 1);
+  }
+  lua_pushcfunction(L, protocol_msgh);
+  if (lua_getiuservalue(L, t, ST_RECEIVED) == LUA_TNIL) return;
+  eddy__loop_before_io(L, s->uv.loop);
   lua_getiuservalue(L, t, ST_PROTOCOL);
   if (s->buffered) {
     lua_pushinteger(L, (lua_Integer)n);
     lua_pushnil(L);
     lua_setiuservalue(L, t, ST_BUFFER);
-  } else if (eddy__streams_feed_direct(L, received, received + 1, data, n)) {
-    return;  /* a StreamReaderProtocol's reader took it (streams.c) */
   } else {
     eddy__stream_push_read(L, s->uv.loop->rt, data, n);
   }
@@ -458,9 +467,7 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
   t = top + 1;
   if (nread > 0) {
-    lua_pushcfunction(L, protocol_msgh);
-    if (lua_getiuservalue(L, t, ST_RECEIVED) != LUA_TNIL)
-      deliver(L, s, t, buf->base, (size_t)nread);
+    deliver(L, s, t, buf->base, (size_t)nread);
   } else if (nread == UV_EOF) {
     on_eof(L, s, t);
   } else if (nread == UV_ENOBUFS) {  /* from alloc_cb */
@@ -530,17 +537,23 @@ static void write_cb(uv_write_t *req, int status) {
 
 /*
 ** Send 'len' bytes of the string at index 'str': what uv_try_write does
-** not take is queued, keeping the string referenced.
+** not take is queued, keeping the string referenced.  t is the
+** transport's index, or 0 when it is not on the stack (a writer's bound
+** write, streams.c): it is pushed only when needed, from its anchor (an
+** open transport has one: handle.c).
 */
 static void stream_send(lua_State *L, eddy_Stream *s, int t, int str,
                         const char *data, size_t len) {
   uv_stream_t *h = (uv_stream_t *)s->uv.handle;
   uv_buf_t b = uv_buf_init((char *)data, (unsigned int)len);
   WriteReq *w;
-  int r;
-  if (s->nwrites == 0) {
-    r = uv_try_write(h, &b, 1);
-    if (r == (int)len) return;
+  int r = 0;
+  if (s->nwrites == 0 && (r = uv_try_write(h, &b, 1)) == (int)len) return;
+  if (t == 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
+    t = lua_gettop(L);
+  }
+  if (s->nwrites == 0) {  /* r: what uv_try_write did */
     if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
       os_error(L, s, t, r);
       return;
@@ -586,6 +599,7 @@ static int can_send(lua_State *L, eddy_Stream *s, size_t len,
   return 1;
 }
 
+/* t: as for stream_send. */
 void eddy__stream_write(lua_State *L, eddy_Stream *s, int t, int data) {
   size_t len;
   const char *bytes;
@@ -738,6 +752,9 @@ static void set_protocol(lua_State *L, eddy_Stream *s, int t, int p) {
   lua_setiuservalue(L, t, ST_PROTOCOL);
   s->buffered = lua_getfield(L, p, "get_buffer") != LUA_TNIL;
   lua_getfield(L, p, s->buffered ? "buffer_updated" : "data_received");
+  s->direct = s->buffered ? NULL : eddy__streams_direct(L, -1, p);
+  if (s->direct == NULL) lua_pushnil(L);
+  lua_setiuservalue(L, t, ST_READER);  /* or the buffer: none yet */
   lua_setiuservalue(L, t, ST_RECEIVED);
   lua_pop(L, 1);
 }

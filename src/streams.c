@@ -83,9 +83,9 @@ static int rawfield(lua_State *L, int t, int uv) {
 static Reader *toreader(lua_State *L, int i) {
   Reader *r = (Reader *)lua_touserdata(L, i);
   if (r != NULL && lua_getmetatable(L, i)) {
-    int same = lua_rawequal(L, -1, lua_upvalueindex(UV_READER_MT));
+    const void *mt = lua_topointer(L, -1);  /* cheaper than lua_rawequal */
     lua_pop(L, 1);
-    if (same) return r;
+    if (mt == lua_topointer(L, lua_upvalueindex(UV_READER_MT))) return r;
   }
   return NULL;
 }
@@ -128,9 +128,9 @@ static void wake_waiter(lua_State *L, Reader *r, int ri, int now) {
   r->waiter = NULL;
   lua_getiuservalue(L, ri, R_WAITER);
   if (r->waiter_is_task && now)
-    eddy__task_wake_now(L, lua_gettop(L), r);
+    eddy__task_wake_now(L, (eddy_Task *)waiter, lua_gettop(L), r);
   else if (r->waiter_is_task)
-    eddy__task_wake(L, lua_gettop(L), r);
+    eddy__task_wake(L, (eddy_Task *)waiter, lua_gettop(L), r);
   else if (((eddy_Future *)waiter)->state == EDDY_FUT_PENDING)
     eddy__future_set_result(L, lua_gettop(L), 0);
   lua_pop(L, 1);
@@ -401,7 +401,10 @@ static int readall_now(lua_State *L, Reader *r) {
 ** at EOF. */
 static int r_read(lua_State *L) {
   Reader *r = checkreader(L, SELF);
-  lua_Integer n = lua_isnoneornil(L, 2) ? -1 : checksize(L, 2);
+  lua_Integer n;
+  if (lua_gettop(L) == 2 && lua_isinteger(L, 2))  /* read_now's stack */
+    return read_now(L, r);
+  n = lua_isnoneornil(L, 2) ? -1 : checksize(L, 2);
   lua_settop(L, 1);
   lua_pushinteger(L, n);
   if (n < 0) {
@@ -837,35 +840,43 @@ static int bound_data_received(lua_State *L) {
   return protocol_data_received(L);
 }
 
+/* A retired Link's owner: no Lua value is at this address, so its
+** closures, wherever they were copied to, act as the class's methods. */
+static const char retired;
+
 /*
 ** read_cb's shortcut (stream.c) past the protected call of the
-** protocol's data_received, at index fn: when that is a bound one, called
-** for its own protocol, and feeding the reader cannot raise (no error, no
-** call out to pause the transport; running out of memory aside, as for
-** the string itself), the n bytes go straight into the reader.  Returns
-** 0, leaving the stack as it was, when the protected call is needed.
-** A task waiting for a large read reads it at once when nothing else is
-** ready (STEP_NOW_READ).
+** protocol's data_received: when that is a bound one, called for its own
+** protocol (set_protocol finds it once: eddy__streams_direct), and
+** feeding the reader cannot raise (no error, no call out to pause the
+** transport; running out of memory aside, as for the string itself),
+** the n bytes go straight into the reader.  A task waiting for a large
+** read reads it at once when nothing else is ready (STEP_NOW_READ).
 */
-int eddy__streams_feed_direct(lua_State *L, int fn, int protocol,
-                              const char *data, size_t n) {
-  int top = lua_gettop(L), ri = top + 1;
+void *eddy__streams_direct(lua_State *L, int fn, int p) {
   Link *k;
-  Reader *r;
-  if (lua_tocfunction(L, fn) != bound_data_received) return 0;
+  if (lua_tocfunction(L, fn) != bound_data_received) return NULL;
   lua_getupvalue(L, fn, UV_LINK);
   k = (Link *)lua_touserdata(L, -1);
-  r = k->r;
-  if (r == NULL || k->owner != lua_topointer(L, protocol) || r->eof ||
-      (!r->paused && r->size + n > 2 * (size_t)r->limit)) {
-    lua_settop(L, top);
-    return 0;
+  if (k->r == NULL || k->owner != lua_topointer(L, p)) {
+    lua_pop(L, 1);
+    return NULL;
   }
-  lua_getiuservalue(L, ri, LINK_READER);
-  lua_replace(L, ri);
+  lua_getiuservalue(L, -1, LINK_READER);
+  lua_remove(L, -2);
+  return k;  /* kept alive by fn, which the transport keeps */
+}
+
+int eddy__streams_feed_direct(lua_State *L, void *direct, const char *data,
+                              size_t n) {
+  Link *k = (Link *)direct;
+  Reader *r = k->r;
+  int ri = lua_gettop(L);
+  if (k->owner == &retired || r->eof ||
+      (!r->paused && r->size + n > 2 * (size_t)r->limit))
+    return 0;
   eddy__stream_push_read(L, r->loop->rt, data, n);
   feed(L, r, ri, ri + 1, n >= STEP_NOW_READ);
-  lua_settop(L, top);
   return 1;
 }
 
@@ -888,9 +899,8 @@ static int writer_write(lua_State *L) {
 static int bound_write(lua_State *L) {
   Link *k = link_of(L);
   if (lua_topointer(L, 1) != k->owner) return writer_write(L);
-  lua_settop(L, 2);
-  lua_getiuservalue(L, lua_upvalueindex(UV_LINK), LINK_TRANSPORT);
-  eddy__stream_write(L, k->s, 3, 2);
+  if (lua_gettop(L) != 2) lua_settop(L, 2);
+  eddy__stream_write(L, k->s, 0, 2);  /* pushes the transport if needed */
   return 0;
 }
 
@@ -935,10 +945,11 @@ static int writer_drain(lua_State *L) {
 static int bound_drain(lua_State *L) {
   Link *k = link_of(L);
   if (lua_topointer(L, 1) != k->owner) return writer_drain(L);
-  lua_settop(L, 1);
-  if (k->r != NULL && k->r->failed)
+  if (k->r != NULL && k->r->failed) {
+    lua_settop(L, 1);
     lua_getiuservalue(L, lua_upvalueindex(UV_LINK), LINK_READER);
-  return drain(L, k->r, 2, k->s);
+  }
+  return drain(L, k->r, 2, k->s);  /* the reader is at 2 if failed */
 }
 
 /* Set t[name] (raw) to f with this file's upvalues and, when 'bound', the
@@ -968,10 +979,6 @@ static Link *new_link(lua_State *L, int t, int ri) {
   }
   return k;
 }
-
-/* A retired Link's owner: no Lua value is at this address, so its
-** closures, wherever they were copied to, act as the class's methods. */
-static const char retired;
 
 /* Retire the Link of t[name] if that is a method bound with f; returns
 ** whether it was. */

@@ -478,18 +478,17 @@ int eddy__park(lua_State *L, eddy_Runtime *rt, const void *key,
   return lua_yieldk(L, 1, ctx, k);
 }
 
-void eddy__task_wake(lua_State *L, int ti, const void *key) {
-  eddy_Task *t = (eddy_Task *)lua_touserdata(L, ti);
+void eddy__task_wake(lua_State *L, eddy_Task *t, int ti, const void *key) {
   if (t->parked_on != key || t->fut.loop->state == EDDY_LOOP_CLOSED) return;
   t->parked_on = NULL;
   t->scheduled = 1;
   eddy__ready_push(L, t->fut.loop, ti);
 }
 
-void eddy__task_wake_now(lua_State *L, int ti, const void *key) {
-  eddy_Task *t = (eddy_Task *)lua_touserdata(L, ti);
+void eddy__task_wake_now(lua_State *L, eddy_Task *t, int ti,
+                         const void *key) {
   if (t->parked_on != key || !eddy__loop_may_step_now(t->fut.loop)) {
-    eddy__task_wake(L, ti, key);
+    eddy__task_wake(L, t, ti, key);
     return;
   }
   t->parked_on = NULL;

@@ -105,7 +105,8 @@ static int waiting(lua_State *L, Waiters *w) {
 /* Wake the entry at the top (popped). */
 static void wake(lua_State *L, Waiters *w) {
   eddy_Future *f = (eddy_Future *)lua_touserdata(L, -1);
-  if (f->kind == EDDY_KIND_TASK) eddy__task_wake(L, lua_gettop(L), w);
+  if (f->kind == EDDY_KIND_TASK)
+    eddy__task_wake(L, (eddy_Task *)f, lua_gettop(L), w);
   else eddy__future_set_result(L, lua_gettop(L), 0);
   lua_pop(L, 1);
 }
