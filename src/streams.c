@@ -402,8 +402,8 @@ static int readall_now(lua_State *L, Reader *r) {
 static int r_read(lua_State *L) {
   Reader *r = checkreader(L, SELF);
   lua_Integer n;
-  if (lua_gettop(L) == 2 && lua_isinteger(L, 2))  /* read_now's stack */
-    return read_now(L, r);
+  if (lua_gettop(L) == 2 && lua_isinteger(L, 2) && lua_tointeger(L, 2) >= 0)
+    return read_now(L, r);  /* read_now's stack already */
   n = lua_isnoneornil(L, 2) ? -1 : checksize(L, 2);
   lua_settop(L, 1);
   lua_pushinteger(L, n);
