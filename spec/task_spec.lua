@@ -374,6 +374,48 @@ describe("Task cancellation", function()
     raises(task.await, errors.CancelledError, task)
     assert.same({"inner", "outer"}, log)
   end))
+
+  -- cancel() after the awaited future is done but before the task's
+  -- wake-up ran: asyncio's Task.__wakeup still calls future.result()
+  -- (tasks.py), then __step swaps any error but a CancelledError for the
+  -- task's own.  So the awaited future's error counts as retrieved, and
+  -- a cancelled future's CancelledError (its message) is what the task sees.
+  it("a cancel() racing the wake-up still retrieves the awaited future's error",
+     function()
+    local reports = run_collecting(function(loop)
+      local task
+      do
+        local fut = loop:create_future()
+        task = loop:create_task(function() fut:await() end)
+        turns()
+        fut:set_exception(errors.ValueError("seen by the wake-up"))
+        assert.is_true(task:cancel("late"))
+      end
+      local err = raises(task.await, errors.CancelledError, task)
+      assert.equal("late", err.message)
+      collectgarbage()
+      collectgarbage()
+      turns()
+    end)
+    assert.equal(0, #reports)
+  end)
+
+  it("a cancel() racing the wake-up from a cancelled future raises that future's CancelledError",
+     async(function(loop)
+    local fut = loop:create_future()
+    local seen
+    local task = loop:create_task(function()
+      local ok, err = pcall(fut.await, fut)
+      seen = err
+      return ok
+    end)
+    turns()
+    assert.is_true(fut:cancel("from the future"))
+    assert.is_true(task:cancel("from the task"))  -- too late: fut is done
+    assert.is_false(task:await())
+    assert.equal("from the future", seen.message)
+    assert.equal(1, task:cancelling())
+  end))
 end)
 
 describe("Task errors", function()

@@ -265,13 +265,22 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
   eddy_Task *prev_task;
   int prev_index, prevctx = rt->context_ref;
   unsigned epoch;
-  int nargs, status, nres = 0;
+  int nargs, status, nres = 0, waiter = 0;
   lua_State *co;
   t->scheduled = 0;
   t->cancel_woke = 0;
   if (t->fut.state != EDDY_FUT_PENDING) {
     lua_settop(L, ti - 1);
     return;
+  }
+  /* The future it was woken from, if any (asyncio: _fut_waiter, cleared
+  ** by __step); it stays at 'waiter' for the must_cancel case below. */
+  if (lua_getiuservalue(L, ti, TASK_UV_WAITER) != LUA_TNIL) {
+    waiter = lua_gettop(L);
+    lua_pushnil(L);
+    lua_setiuservalue(L, ti, TASK_UV_WAITER);
+  } else {
+    lua_pop(L, 1);
   }
   co = t->co;
   if (!t->started) {
@@ -294,8 +303,18 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
       lua_remove(L, -2);
       t->throw_pending = 0;
     } else {
+      /* cancel() came after the awaited future was done, before this
+      ** step: as asyncio's __wakeup, its outcome is retrieved (its error
+      ** is not reported), and if it was cancelled its own CancelledError
+      ** is raised; any other outcome gives way to the task's. */
+      eddy_Future *wf = waiter ? eddy__tofuture(L, waiter) : NULL;
       t->must_cancel = 0;
-      eddy__push_cancelled_error(L, ti);
+      if (wf != NULL && wf->state == EDDY_FUT_CANCELLED) {
+        eddy__push_cancelled_error(L, waiter);
+      } else {
+        if (wf != NULL) wf->flags &= (unsigned char)~FUT_LOG_TB;
+        eddy__push_cancelled_error(L, ti);
+      }
     }
     eddy__pushtag(co);
     lua_xmove(L, co, 1);
