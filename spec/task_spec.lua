@@ -242,9 +242,16 @@ describe("Task cancellation", function()
     local ran = false
     local task = loop:create_task(function() ran = true end)
     assert.is_true(task:cancel("early"))
-    assert.is_true(task:cancel())  -- still pending: true again
     local err = raises(task.await, errors.CancelledError, task)
     assert.equal("early", err.message)
+    assert.is_false(ran)
+    -- A second cancel() while still pending is true again, and its
+    -- (missing) message replaces the first, as asyncio's _cancel_message.
+    local again = loop:create_task(function() ran = true end)
+    assert.is_true(again:cancel("early"))
+    assert.is_true(again:cancel())
+    err = raises(again.await, errors.CancelledError, again)
+    assert.is_nil(err.message)
     assert.is_false(ran)
   end))
 
@@ -373,6 +380,22 @@ describe("Task cancellation", function()
     task:cancel()
     raises(task.await, errors.CancelledError, task)
     assert.same({"inner", "outer"}, log)
+  end))
+
+  -- asyncio's Task.cancel(msg) stores msg whenever it cannot cancel the
+  -- awaited future, None included: a later cancel() without a message
+  -- takes back the message of an earlier one (tasks.py).
+  it("a later cancel() without a message replaces an earlier message", async(function(loop)
+    local task = loop:create_task(function()
+      pcall(eddy.sleep, 10)          -- catches cancel("first")
+      eddy.current_task():cancel()   -- while it runs: delivered at return
+      return "x"
+    end)
+    turns()
+    task:cancel("first")
+    local err = raises(task.await, errors.CancelledError, task)
+    assert.is_nil(err.message)
+    assert.equal(2, task:cancelling())
   end))
 
   -- cancel() after the awaited future is done but before the task's

@@ -672,12 +672,6 @@ static int t_cancel(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (!lua_isnil(L, 2)) {
-    push_extra(L, 1);
-    lua_pushvalue(L, 2);
-    lua_setfield(L, -2, "msg");
-    lua_pop(L, 1);
-  }
   if (lua_getiuservalue(L, 1, TASK_UV_WAITER) != LUA_TNIL &&
       cancel_waiter(L, -1, 2)) {
     /* Done now (a future, not a task that may ignore it): its wake-up
@@ -685,6 +679,14 @@ static int t_cancel(lua_State *L) {
     t->cancel_woke = eddy__tofuture(L, -1)->state != EDDY_FUT_PENDING;
     lua_pushboolean(L, 1);
     return 1;
+  }
+  /* The message the task will see, nil included: asyncio's cancel()
+  ** replaces _cancel_message whenever the waiter could not take it. */
+  if (!lua_isnil(L, 2) ||
+      lua_getiuservalue(L, 1, FUT_UV_EXTRA) == LUA_TTABLE) {
+    push_extra(L, 1);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "msg");
   }
   t->must_cancel = 1;
   if (t->parked_on != NULL) {  /* step it now: the error wakes it */
