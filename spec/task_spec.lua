@@ -439,6 +439,24 @@ describe("Task cancellation", function()
     assert.equal("from the future", seen.message)
     assert.equal(1, task:cancelling())
   end))
+
+  it("a cancel() racing the wake-up from gather's future failed with CancelledError raises that one",
+     async(function(loop)
+    -- gather's future fails with the child's CancelledError (it is not
+    -- cancelled itself); __wakeup's result() raises it and __step keeps it.
+    local child = loop:create_task(function() eddy.sleep(10) end)
+    local waiting = loop:create_task(function()
+      local ok, err = pcall(eddy.gather, child)
+      return ok, err
+    end)
+    turns()
+    child:add_done_callback(function() assert.is_true(waiting:cancel("late")) end)
+    child:cancel("by child")
+    local ok, err = waiting:await()
+    assert.is_false(ok)
+    assert.equal("by child", err.message)
+    assert.equal(1, waiting:cancelling())
+  end))
 end)
 
 describe("Task errors", function()

@@ -305,16 +305,24 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
     } else {
       /* cancel() came after the awaited future was done, before this
       ** step: as asyncio's __wakeup, its outcome is retrieved (its error
-      ** is not reported), and if it was cancelled its own CancelledError
-      ** is raised; any other outcome gives way to the task's. */
+      ** is not reported), and a CancelledError it raises (it was
+      ** cancelled, or failed with one, as gather's future does) is
+      ** raised as is; any other outcome gives way to the task's. */
       eddy_Future *wf = waiter ? eddy__tofuture(L, waiter) : NULL;
+      int raised = 0;
       t->must_cancel = 0;
       if (wf != NULL && wf->state == EDDY_FUT_CANCELLED) {
         eddy__push_cancelled_error(L, waiter);
-      } else {
-        if (wf != NULL) wf->flags &= (unsigned char)~FUT_LOG_TB;
-        eddy__push_cancelled_error(L, ti);
+        raised = 1;
+      } else if (wf != NULL && wf->state == EDDY_FUT_FINISHED) {
+        wf->flags &= (unsigned char)~FUT_LOG_TB;
+        if (wf->flags & FUT_EXCEPTION) {
+          lua_getiuservalue(L, waiter, FUT_UV_RESULT);
+          if (eddy__iserror(L, -1, "CancelledError")) raised = 1;
+          else lua_pop(L, 1);
+        }
       }
+      if (!raised) eddy__push_cancelled_error(L, ti);
     }
     eddy__pushtag(co);
     lua_xmove(L, co, 1);
