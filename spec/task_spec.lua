@@ -440,6 +440,21 @@ describe("Task cancellation", function()
     assert.equal(1, task:cancelling())
   end))
 
+  it("a task ends with the CancelledError it raised, not a message cancel() left",
+     async(function(loop)
+    -- asyncio keeps the raised error (_cancelled_exc) for result(): here
+    -- the awaited future's CancelledError(), without the task's message.
+    local fut = loop:create_future()
+    local task = loop:create_task(function() fut:await() end)
+    turns()
+    assert.is_true(fut:cancel())
+    assert.is_true(task:cancel("from the task"))  -- too late: fut is done
+    local err = raises(task.await, errors.CancelledError, task)
+    assert.is_nil(err.message)
+    err = raises(task.result, errors.CancelledError, task)
+    assert.is_nil(err.message)
+  end))
+
   it("a cancel() racing the wake-up from gather's future failed with CancelledError raises that one",
      async(function(loop)
     -- gather's future fails with the child's CancelledError (it is not

@@ -223,6 +223,23 @@ static void push_cancel_message(lua_State *L, int ti) {
   }
 }
 
+/* Set the message a cancelled task's CancelledError carries to the value
+** at idx, nil included (no extra table is made for a nil). */
+static void set_cancel_message(lua_State *L, int ti, int idx) {
+  idx = lua_absindex(L, idx);
+  if (lua_isnil(L, idx)) {
+    if (lua_getiuservalue(L, ti, FUT_UV_EXTRA) == LUA_TTABLE) {
+      lua_pushnil(L);
+      lua_setfield(L, -2, "msg");
+    }
+  } else {
+    push_extra(L, ti);
+    lua_pushvalue(L, idx);
+    lua_setfield(L, -2, "msg");
+  }
+  lua_pop(L, 1);
+}
+
 /* The body returned or failed: complete the task.  Results (or the error)
 ** are the 'nres' values at the top of co. */
 static void task_finish(lua_State *L, eddy_Task *t, int ti, lua_State *co,
@@ -242,7 +259,10 @@ static void task_finish(lua_State *L, eddy_Task *t, int ti, lua_State *co,
   } else {
     lua_xmove(co, L, 1);
     if (eddy__iserror(L, -1, "CancelledError")) {
+      /* It ends with the CancelledError it raised: that one's message,
+      ** not one a cancel() left (asyncio keeps it as _cancelled_exc). */
       lua_getfield(L, -1, "message");
+      set_cancel_message(L, ti, -1);
       eddy__future_cancel(L, ti, -1);
       lua_pop(L, 2);
     } else {
@@ -690,12 +710,7 @@ static int t_cancel(lua_State *L) {
   }
   /* The message the task will see, nil included: asyncio's cancel()
   ** replaces _cancel_message whenever the waiter could not take it. */
-  if (!lua_isnil(L, 2) ||
-      lua_getiuservalue(L, 1, FUT_UV_EXTRA) == LUA_TTABLE) {
-    push_extra(L, 1);
-    lua_pushvalue(L, 2);
-    lua_setfield(L, -2, "msg");
-  }
+  set_cancel_message(L, 1, 2);
   t->must_cancel = 1;
   if (t->parked_on != NULL) {  /* step it now: the error wakes it */
     t->cancel_woke = 1;
