@@ -242,9 +242,16 @@ describe("Task cancellation", function()
     local ran = false
     local task = loop:create_task(function() ran = true end)
     assert.is_true(task:cancel("early"))
-    assert.is_true(task:cancel())  -- still pending: true again
     local err = raises(task.await, errors.CancelledError, task)
     assert.equal("early", err.message)
+    assert.is_false(ran)
+    -- A second cancel() while still pending is true again, and its
+    -- (missing) message replaces the first, as asyncio's _cancel_message.
+    local again = loop:create_task(function() ran = true end)
+    assert.is_true(again:cancel("early"))
+    assert.is_true(again:cancel())
+    err = raises(again.await, errors.CancelledError, again)
+    assert.is_nil(err.message)
     assert.is_false(ran)
   end))
 
@@ -373,6 +380,97 @@ describe("Task cancellation", function()
     task:cancel()
     raises(task.await, errors.CancelledError, task)
     assert.same({"inner", "outer"}, log)
+  end))
+
+  -- asyncio's Task.cancel(msg) stores msg whenever it cannot cancel the
+  -- awaited future, None included: a later cancel() without a message
+  -- takes back the message of an earlier one (tasks.py).
+  it("a later cancel() without a message replaces an earlier message", async(function(loop)
+    local task = loop:create_task(function()
+      pcall(eddy.sleep, 10)          -- catches cancel("first")
+      eddy.current_task():cancel()   -- while it runs: delivered at return
+      return "x"
+    end)
+    turns()
+    task:cancel("first")
+    local err = raises(task.await, errors.CancelledError, task)
+    assert.is_nil(err.message)
+    assert.equal(2, task:cancelling())
+  end))
+
+  -- cancel() after the awaited future is done but before the task's
+  -- wake-up ran: asyncio's Task.__wakeup still calls future.result()
+  -- (tasks.py), then __step swaps any error but a CancelledError for the
+  -- task's own.  So the awaited future's error counts as retrieved, and
+  -- a cancelled future's CancelledError (its message) is what the task sees.
+  it("a cancel() racing the wake-up still retrieves the awaited future's error",
+     function()
+    local reports = run_collecting(function(loop)
+      local task
+      do
+        local fut = loop:create_future()
+        task = loop:create_task(function() fut:await() end)
+        turns()
+        fut:set_exception(errors.ValueError("seen by the wake-up"))
+        assert.is_true(task:cancel("late"))
+      end
+      local err = raises(task.await, errors.CancelledError, task)
+      assert.equal("late", err.message)
+      collectgarbage()
+      collectgarbage()
+      turns()
+    end)
+    assert.equal(0, #reports)
+  end)
+
+  it("a cancel() racing the wake-up from a cancelled future raises that future's CancelledError",
+     async(function(loop)
+    local fut = loop:create_future()
+    local seen
+    local task = loop:create_task(function()
+      local ok, err = pcall(fut.await, fut)
+      seen = err
+      return ok
+    end)
+    turns()
+    assert.is_true(fut:cancel("from the future"))
+    assert.is_true(task:cancel("from the task"))  -- too late: fut is done
+    assert.is_false(task:await())
+    assert.equal("from the future", seen.message)
+    assert.equal(1, task:cancelling())
+  end))
+
+  it("a task ends with the CancelledError it raised, not a message cancel() left",
+     async(function(loop)
+    -- asyncio keeps the raised error (_cancelled_exc) for result(): here
+    -- the awaited future's CancelledError(), without the task's message.
+    local fut = loop:create_future()
+    local task = loop:create_task(function() fut:await() end)
+    turns()
+    assert.is_true(fut:cancel())
+    assert.is_true(task:cancel("from the task"))  -- too late: fut is done
+    local err = raises(task.await, errors.CancelledError, task)
+    assert.is_nil(err.message)
+    err = raises(task.result, errors.CancelledError, task)
+    assert.is_nil(err.message)
+  end))
+
+  it("a cancel() racing the wake-up from gather's future failed with CancelledError raises that one",
+     async(function(loop)
+    -- gather's future fails with the child's CancelledError (it is not
+    -- cancelled itself); __wakeup's result() raises it and __step keeps it.
+    local child = loop:create_task(function() eddy.sleep(10) end)
+    local waiting = loop:create_task(function()
+      local ok, err = pcall(eddy.gather, child)
+      return ok, err
+    end)
+    turns()
+    child:add_done_callback(function() assert.is_true(waiting:cancel("late")) end)
+    child:cancel("by child")
+    local ok, err = waiting:await()
+    assert.is_false(ok)
+    assert.equal("by child", err.message)
+    assert.equal(1, waiting:cancelling())
   end))
 end)
 

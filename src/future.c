@@ -194,9 +194,9 @@ static void schedule_one(lua_State *L, eddy_Future *f, int fi, int cb,
   if (is_task) {
     eddy_Task *t = (eddy_Task *)lua_touserdata(L, cb);
     if (t->fut.state != EDDY_FUT_PENDING || t->scheduled) return;
+    /* (its TASK_UV_WAITER stays until the step: a cancel() before it
+    ** then finds the waiter done, as asyncio's _fut_waiter) */
     t->scheduled = 1;
-    lua_pushnil(L);
-    lua_setiuservalue(L, cb, TASK_UV_WAITER);
     eddy__ready_push(L, loop, cb);
     return;
   }

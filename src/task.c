@@ -223,6 +223,23 @@ static void push_cancel_message(lua_State *L, int ti) {
   }
 }
 
+/* Set the message a cancelled task's CancelledError carries to the value
+** at idx, nil included (no extra table is made for a nil). */
+static void set_cancel_message(lua_State *L, int ti, int idx) {
+  idx = lua_absindex(L, idx);
+  if (lua_isnil(L, idx)) {
+    if (lua_getiuservalue(L, ti, FUT_UV_EXTRA) == LUA_TTABLE) {
+      lua_pushnil(L);
+      lua_setfield(L, -2, "msg");
+    }
+  } else {
+    push_extra(L, ti);
+    lua_pushvalue(L, idx);
+    lua_setfield(L, -2, "msg");
+  }
+  lua_pop(L, 1);
+}
+
 /* The body returned or failed: complete the task.  Results (or the error)
 ** are the 'nres' values at the top of co. */
 static void task_finish(lua_State *L, eddy_Task *t, int ti, lua_State *co,
@@ -242,7 +259,10 @@ static void task_finish(lua_State *L, eddy_Task *t, int ti, lua_State *co,
   } else {
     lua_xmove(co, L, 1);
     if (eddy__iserror(L, -1, "CancelledError")) {
+      /* It ends with the CancelledError it raised: that one's message,
+      ** not one a cancel() left (asyncio keeps it as _cancelled_exc). */
       lua_getfield(L, -1, "message");
+      set_cancel_message(L, ti, -1);
       eddy__future_cancel(L, ti, -1);
       lua_pop(L, 2);
     } else {
@@ -265,13 +285,22 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
   eddy_Task *prev_task;
   int prev_index, prevctx = rt->context_ref;
   unsigned epoch;
-  int nargs, status, nres = 0;
+  int nargs, status, nres = 0, waiter = 0;
   lua_State *co;
   t->scheduled = 0;
   t->cancel_woke = 0;
   if (t->fut.state != EDDY_FUT_PENDING) {
     lua_settop(L, ti - 1);
     return;
+  }
+  /* The future it was woken from, if any (asyncio: _fut_waiter, cleared
+  ** by __step); it stays at 'waiter' for the must_cancel case below. */
+  if (lua_getiuservalue(L, ti, TASK_UV_WAITER) != LUA_TNIL) {
+    waiter = lua_gettop(L);
+    lua_pushnil(L);
+    lua_setiuservalue(L, ti, TASK_UV_WAITER);
+  } else {
+    lua_pop(L, 1);
   }
   co = t->co;
   if (!t->started) {
@@ -294,8 +323,26 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
       lua_remove(L, -2);
       t->throw_pending = 0;
     } else {
+      /* cancel() came after the awaited future was done, before this
+      ** step: as asyncio's __wakeup, its outcome is retrieved (its error
+      ** is not reported), and a CancelledError it raises (it was
+      ** cancelled, or failed with one, as gather's future does) is
+      ** raised as is; any other outcome gives way to the task's. */
+      eddy_Future *wf = waiter ? eddy__tofuture(L, waiter) : NULL;
+      int raised = 0;
       t->must_cancel = 0;
-      eddy__push_cancelled_error(L, ti);
+      if (wf != NULL && wf->state == EDDY_FUT_CANCELLED) {
+        eddy__push_cancelled_error(L, waiter);
+        raised = 1;
+      } else if (wf != NULL && wf->state == EDDY_FUT_FINISHED) {
+        wf->flags &= (unsigned char)~FUT_LOG_TB;
+        if (wf->flags & FUT_EXCEPTION) {
+          lua_getiuservalue(L, waiter, FUT_UV_RESULT);
+          if (eddy__iserror(L, -1, "CancelledError")) raised = 1;
+          else lua_pop(L, 1);
+        }
+      }
+      if (!raised) eddy__push_cancelled_error(L, ti);
     }
     eddy__pushtag(co);
     lua_xmove(L, co, 1);
@@ -652,12 +699,6 @@ static int t_cancel(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (!lua_isnil(L, 2)) {
-    push_extra(L, 1);
-    lua_pushvalue(L, 2);
-    lua_setfield(L, -2, "msg");
-    lua_pop(L, 1);
-  }
   if (lua_getiuservalue(L, 1, TASK_UV_WAITER) != LUA_TNIL &&
       cancel_waiter(L, -1, 2)) {
     /* Done now (a future, not a task that may ignore it): its wake-up
@@ -666,6 +707,9 @@ static int t_cancel(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
+  /* The message the task will see, nil included: asyncio's cancel()
+  ** replaces _cancel_message whenever the waiter could not take it. */
+  set_cancel_message(L, 1, 2);
   t->must_cancel = 1;
   if (t->parked_on != NULL) {  /* step it now: the error wakes it */
     t->cancel_woke = 1;
