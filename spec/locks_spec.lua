@@ -444,14 +444,16 @@ describe("Condition", function()
     expect_error(errors.RuntimeError, cond.wait_for, cond, function() return false end)
   end))
 
+  -- a task body that waits on cond, then notes i in result
+  local function notified(cond, result, i) return function()
+    cond:acquire()
+    if cond:wait() then result[#result + 1] = i; cond:release() end
+  end end
+
   it("test_notify_all", async(function(loop)
     local cond = eddy.Condition()
     local result = {}
-    local function c(i) return function()
-      cond:acquire()
-      if cond:wait() then result[#result + 1] = i; cond:release() end
-    end end
-    loop:create_task(c(1)); loop:create_task(c(2))
+    loop:create_task(notified(cond, result, 1)); loop:create_task(notified(cond, result, 2))
     turns()
     cond:acquire(); cond:notify_all(); cond:release()
     turns(2)
@@ -461,11 +463,7 @@ describe("Condition", function()
   it("test_notify: notify(n) past the number of waiters wakes them all", async(function(loop)
     local cond = eddy.Condition()
     local result = {}
-    local function c(i) return function()
-      cond:acquire()
-      if cond:wait() then result[#result + 1] = i; cond:release() end
-    end end
-    for i = 1, 3 do loop:create_task(c(i)) end
+    for i = 1, 3 do loop:create_task(notified(cond, result, i)) end
     turns()
     cond:acquire(); cond:notify(1); cond:release()
     turns()
