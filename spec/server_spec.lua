@@ -327,6 +327,26 @@ end)
 print("done")
 ]]
 
+  -- Run script under tests/acceptfail.c, accept4 failing with errno while
+  -- a flag file exists (its path is the script's arg[2]); more: extra
+  -- environment.  Returns the output.
+  local function run_accept_failing(script, errno, more)
+    local binary = os.getenv("EDDY_TEST_BINARY") or "build/eddy"
+    local shim = binary:gsub("eddy$", "tests/libacceptfail.so")
+    local path = net.tempfile(script)
+    local flag = net.tempfile("")
+    -- tests/acceptfail.c comes before a sanitizer runtime: allow that.
+    local proc = net.spawn(string.format(
+      "ASAN_OPTIONS=$ASAN_OPTIONS:verify_asan_link_order=0 %s EDDY_ACCEPT_ERRNO=%d "
+      .. "EDDY_ACCEPT_FAIL_WHILE=%s LD_PRELOAD=%s exec %s %s %d %s",
+      more or "", errno, flag, shim, binary, path, errno, flag), 20)
+    net.wait_until(proc.done, 20)
+    local out = proc.output()
+    proc.cleanup()
+    os.remove(flag)
+    return out
+  end
+
   for _, case in ipairs {
     {"ENOBUFS", 105, "socket.accept() out of system resource"},
     {"ENOMEM", 12, "socket.accept() out of system resource"},
@@ -334,21 +354,38 @@ print("done")
   } do
     local name, errno, message = case[1], case[2], case[3]
     it("pauses accepting on " .. name .. " too, never spins", async(function()
-      local binary = os.getenv("EDDY_TEST_BINARY") or "build/eddy"
-      local shim = binary:gsub("eddy$", "tests/libacceptfail.so")
-      local script = net.tempfile(accept_error_script)
-      local flag = net.tempfile("")
-      -- tests/acceptfail.c comes before a sanitizer runtime: allow that.
-      local proc = net.spawn(string.format(
-        "ASAN_OPTIONS=$ASAN_OPTIONS:verify_asan_link_order=0 EDDY_ACCEPT_ERRNO=%d "
-        .. "EDDY_ACCEPT_FAIL_WHILE=%s LD_PRELOAD=%s exec %s %s %d %s",
-        errno, flag, shim, binary, script, errno, flag), 20)
-      net.wait_until(proc.done, 20)
-      local out = proc.output()
-      proc.cleanup()
-      os.remove(flag)
+      local out = run_accept_failing(accept_error_script, errno)
       assert.truthy(out:find("paused:\t1\t" .. message .. "\t", 1, true), out)
       assert.truthy(out:find("resumed:\t1\t2\ttrue\t1\ttrue\ndone\n", 1, true), out)
     end, 30))
   end
+
+  it("closes the listening socket, reported, when it cannot be reopened",
+     async(function()
+    local out = run_accept_failing([[
+local eddy = require "eddy"
+local S = require "eddy.socket"
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  local reports = {}
+  loop:set_exception_handler(function(_, ctx) reports[#reports + 1] = ctx end)
+  local srv = eddy.start_server(function() end, "127.0.0.1", 0)
+  local c = S.socket(S.AF_INET, S.SOCK_STREAM)
+  c:connect({"127.0.0.1", srv.sockets[1]:getsockname()[2]})
+  for _ = 1, 300 do eddy.sleep(0.01) if #reports == 2 then break end end
+  os.remove(arg[2])
+  for _, r in ipairs(reports) do print(r.message, tostring(r.exception)) end
+  print("sockets:", #srv.sockets)
+  srv:close()
+  srv:wait_closed()
+  c:close()
+end)
+print("done")
+]], 105, "EDDY_DUP_FAIL=1")
+    assert.truthy(out:find("socket.accept() out of system resource\tOSError: "
+      .. "accept: no buffer space available\n"
+      .. "Error reopening the listening socket after an accept error: it is "
+      .. "closed\tOSError: cannot duplicate the listening socket: Too many "
+      .. "open files\nsockets:\t0\ndone\n", 1, true), out)
+  end, 30))
 end)
