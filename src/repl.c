@@ -17,12 +17,14 @@
 ** uv_signal_t for SIGINT cancels the running entry or clears the line.
 **
 ** Input on a terminal goes through libedit's callback interface (line
-** editing, history, completion), and results print readably: strings
-** quoted, tables with their contents.  Other input is read one byte at a
-** time, as GNU readline does, and each line is echoed after its prompt, so
-** the output is that of lua.c built with readline (Debian's lua5.4), byte
-** for byte.
+** editing, history, completion), output from callbacks and tasks makes
+** way for the line being edited (see Output), and results print
+** readably: strings quoted, tables with their contents.  Other input is
+** read one byte at a time, as GNU readline does, and each line is echoed
+** after its prompt, so the output is that of lua.c built with readline
+** (Debian's lua5.4), byte for byte.
 */
+#define _GNU_SOURCE  /* wcwidth */
 #include <errno.h>
 #include <fcntl.h>
 #include <langinfo.h>
@@ -33,8 +35,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include <editline/readline.h>
+#include <lualib.h>
 
 #include "internal.h"
 #include "repl.h"
@@ -66,6 +70,7 @@ typedef struct Repl {
   uv_poll_t poll;
   uv_idle_t idle;
   uv_signal_t sigint;
+  uv_prepare_t redraw;   /* while a line is shown: redraw_cb */
   int nopen;             /* libuv handles not closed yet */
   struct sigaction uv_action;  /* libuv's SIGINT action, chained */
   char *buf;             /* without a terminal: the line being read */
@@ -74,6 +79,9 @@ typedef struct Repl {
   char *rl_line;         /* on a terminal: the line libedit gave, */
   int rl_done;           /* ... and whether it gave one (NULL: EOF) */
   locale_t charset;      /* the terminal's LC_CTYPE for libedit, or 0 */
+  int shown;             /* libedit shows the prompt and a partial line */
+  int lifted;            /* ... which output took off the screen */
+  int midline;           /* that output's last line has no newline yet */
   char **cands;          /* completion candidates */
   size_t ncands, nextcand;
 } Repl;
@@ -82,6 +90,7 @@ typedef struct Repl {
 static Repl *repl;
 
 static void show_prompt(Repl *r);
+static void redraw_cb(uv_prepare_t *h);
 
 /* {====================================================== Helpers */
 
@@ -145,6 +154,183 @@ static int protect(lua_State *L, lua_CFunction f, int nargs) {
     lua_pop(L, 1);
   }
   return status;
+}
+
+/* }====================================================== */
+
+/* {====================================================== Output */
+
+/*
+** Output while a line is edited.  Callbacks and tasks run while libedit
+** shows the prompt and a partial line; what they print would land in the
+** middle of that line and hide it.  So, as GNU readline applications do,
+** the first bytes written to the terminal take the line off the screen
+** ("lift" it: back to the prompt's first column, clear to the end of the
+** screen), the output follows, and before the loop waits again
+** (redraw_cb, a uv_prepare_t running while the line is shown) libedit
+** draws the prompt and the line again, the cursor where it was.
+**
+** The bytes are caught where all of them pass: on a terminal, stdout and
+** stderr become streams of the REPL (fopencookie, capture_output) that
+** lift the line and pass the bytes on to the real streams.  So print,
+** io.write, io.stdout, io.stderr (the exception handler's reports) and
+** warnings all go through them; libedit keeps writing to the real stdout.
+**
+** libedit's readline layer can redraw (rl_forced_update_display draws
+** the prompt and the line from the cursor's position) but not erase, so
+** the REPL erases with the terminal's own capabilities, which libedit
+** emits for it ("echotc", through rl_parse_and_bind).  A terminal
+** without them ("dumb") keeps the old line: the output starts on the
+** next line and the prompt and the line are drawn again after it.
+*/
+
+/* The screen column after drawing c at column 'col', as libedit draws
+** it: tabs to a multiple of 8, control characters as ^X, others as
+** wcwidth says, or as \U+XXXX when not printable. */
+static size_t column_after(wchar_t c, size_t col) {
+  int w = wcwidth(c);
+  if (c == '\t') return (col + 8) & ~(size_t)7;
+  if (c < 0x20 || c == 0x7f) return col + 2;
+  if (w >= 0) return col + (size_t)w;
+  return col + (c > 0xffff ? 8 : 7);
+}
+
+/* The screen column after drawing the n bytes at s from column 'col', in
+** the terminal's character set (current); a byte that does not decode
+** counts for two columns, and the prompt's \1...\1 parts for nothing
+** (RL_PROMPT_START_IGNORE). */
+static size_t text_width(const char *s, size_t n, size_t col) {
+  mbstate_t st;
+  int ignoring = 0;
+  memset(&st, 0, sizeof st);
+  while (n > 0) {
+    wchar_t c;
+    size_t len = mbrtowc(&c, s, n, &st);
+    if (len == (size_t)-1 || len == (size_t)-2) {
+      memset(&st, 0, sizeof st);
+      len = 1;
+      col += ignoring ? 0 : 2;
+    } else {
+      if (len == 0) len = 1;  /* a NUL byte */
+      if (c == RL_PROMPT_START_IGNORE) ignoring = !ignoring;
+      else if (!ignoring) col = column_after(c, col);
+    }
+    s += len;
+    n -= len;
+  }
+  return col;
+}
+
+/* Take the prompt and the partial line off the screen before output,
+** once; redraw_cb puts them back. */
+static void lift(Repl *r) {
+  int cols;
+  size_t up;
+  locale_t old;
+  if (!r->shown || r->lifted) return;
+  r->lifted = 1;
+  old = enter_charset(r);
+  rl_get_screen_size(NULL, &cols);
+  /* The cursor's row in the lines libedit draws. */
+  up = text_width(rl_line_buffer, (size_t)rl_point,
+                  text_width(rl_prompt, strlen(rl_prompt), 0));
+  up = cols > 0 ? up / (size_t)cols : 0;
+  fputs("\r", rl_outstream);
+  while (up-- > 0 && rl_parse_and_bind("echotc -s up") == 0) {}
+  if (rl_parse_and_bind("echotc -s cd") != 0)
+    fputs("\n", rl_outstream);  /* cannot clear: leave it, go below it */
+  fflush(rl_outstream);
+  leave_charset(old);
+}
+
+/* Draw the lifted prompt and line again, below the output. */
+static void redraw(Repl *r) {
+  locale_t old;
+  if (!r->lifted) return;
+  r->lifted = 0;
+  if (r->midline) fputs("\n", rl_outstream);
+  old = enter_charset(r);
+  rl_forced_update_display();
+  leave_charset(old);
+}
+
+/* Before the loop waits: out with what stdout holds (io.write without a
+** newline), then the line back in. */
+static void redraw_cb(uv_prepare_t *h) {
+  fflush(stdout);
+  redraw((Repl *)h->data);
+}
+
+/* The line leaves libedit (done, or dropped): settle its screen first. */
+static void hide_line(Repl *r) {
+  redraw(r);
+  r->shown = 0;
+  uv_prepare_stop(&r->redraw);
+}
+
+/* A stream of the REPL's: the real one, and the thread of the REPL. */
+typedef struct OutStream {
+  FILE *real;
+  uv_thread_t owner;
+} OutStream;
+
+/* The write function of the REPL's streams: lift the line (not from
+** other threads: executor threads print too), then pass the bytes on. */
+static ssize_t out_write(void *cookie, const char *buf, size_t size) {
+  OutStream *o = (OutStream *)cookie;
+  uv_thread_t self = uv_thread_self();
+  if (size > 0 && uv_thread_equal(&self, &o->owner) && repl != NULL) {
+    lift(repl);
+    if (repl->lifted) repl->midline = buf[size - 1] != '\n';
+  }
+  size = fwrite(buf, 1, size, o->real);
+  fflush(o->real);
+  return (ssize_t)size;
+}
+
+/* Point Lua's file handle t[name] (t at the top) at 'to' when it is on
+** 'from'. */
+static void repoint_file(lua_State *L, const char *name, FILE *from,
+                         FILE *to) {
+  luaL_Stream *p;
+  lua_getfield(L, -1, name);
+  p = (luaL_Stream *)luaL_testudata(L, -1, LUA_FILEHANDLE);
+  if (p != NULL && p->f == from) p->f = to;
+  lua_pop(L, 1);
+}
+
+/*
+** Make stdout and stderr the REPL's streams, for good: Lua's file handles
+** may outlive the REPL, so these streams do too (without a REPL they only
+** pass the bytes on).  They buffer as the real ones do (stdout by lines,
+** stderr not at all) and flush the real ones at once.  Lua's io.stdout
+** and io.stderr (io.output() by default) hold their stream: they are
+** pointed at the new ones.  libedit keeps the real ones.
+*/
+static void capture_output(lua_State *L) {
+  static const cookie_io_functions_t fns = {NULL, out_write, NULL, NULL};
+  static OutStream o_out, o_err;
+  FILE *out, *err;
+  o_out.real = stdout;
+  o_err.real = stderr;
+  o_out.owner = o_err.owner = uv_thread_self();
+  out = fopencookie(&o_out, "w", fns);
+  err = out != NULL ? fopencookie(&o_err, "w", fns) : NULL;
+  if (err == NULL) {  /* out of memory: no redraws */
+    if (out != NULL) fclose(out);
+    return;
+  }
+  setvbuf(out, NULL, _IOLBF, BUFSIZ);
+  setvbuf(err, NULL, _IONBF, 0);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, LUA_IOLIBNAME);
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    repoint_file(L, "stdout", stdout, out);
+    repoint_file(L, "stderr", stderr, err);
+  }
+  lua_pop(L, 2);
+  stdout = out;
+  stderr = err;
 }
 
 /* }====================================================== */
@@ -383,6 +569,7 @@ static int l_stop_loop(lua_State *L) {
 /* A line was read ('line' NULL: the end of input): act on it. */
 static void got_line(Repl *r, const char *line, size_t len) {
   lua_State *L = r->L;
+  hide_line(r);
   stop_reading(r);
   if (line != NULL) lua_pushlstring(L, line, len);
   else lua_pushnil(L);
@@ -465,6 +652,7 @@ static void read_input(Repl *r) {
     return;
   }
   r->rl_done = 0;
+  redraw(r);  /* libedit edits what it drew: put it back first */
   old = enter_charset(r);
   rl_callback_read_char();
   leave_charset(old);
@@ -513,10 +701,14 @@ static void show_prompt(Repl *r) {
   prompt = lua_tostring(L, -1);
   r->phase = REPL_READING;
   if (r->edit) {
-    locale_t old = enter_charset(r);
+    locale_t old;
+    fflush(stdout);  /* what the entry left unflushed goes first */
+    old = enter_charset(r);
     rl_callback_handler_install(prompt, rl_line_cb);
     leave_charset(old);
     r->rl_installed = 1;
+    r->shown = 1;
+    uv_prepare_start(&r->redraw, redraw_cb);
   } else {
     fputs(prompt, stdout);
     fflush(stdout);
@@ -576,6 +768,7 @@ static void sigint_cb(uv_signal_t *h, int signum) {
       protect(r->L, l_cancel_entry, 0);
       break;
     case REPL_READING:  /* drop the line and any incomplete statement */
+      hide_line(r);
       if (r->edit) {
         locale_t old = enter_charset(r);
         rl_callback_handler_remove();
@@ -766,7 +959,12 @@ static int open_handles(Repl *r) {
     r->nopen++;
     err = uv_signal_start(&r->sigint, sigint_cb, SIGINT);
   }
+  if (err == 0) {
+    err = uv_prepare_init(uv, &r->redraw);
+    r->redraw.data = r;
+  }
   if (err < 0) return err;
+  r->nopen++;
   /* Chain our action before libuv's (sigint_action). */
   sigaction(SIGINT, NULL, &r->uv_action);
   sa = r->uv_action;
@@ -783,6 +981,7 @@ static void close_handles(Repl *r) {
                          : (uv_handle_t *)&r->idle, close_cb);
   }
   if (r->nopen > 1) uv_close((uv_handle_t *)&r->sigint, close_cb);
+  if (r->nopen > 2) uv_close((uv_handle_t *)&r->redraw, close_cb);
   while (r->nopen > 0) uv_run(r->loop->uv, UV_RUN_NOWAIT);
   if (r->stdin_flags != -1) fcntl(0, F_SETFL, r->stdin_flags);
   if (r->rl_installed) {
@@ -838,6 +1037,7 @@ static int l_finish(lua_State *L) {
 void eddy__repl(lua_State *L) {
   Repl r;
   int status, err;
+  locale_t old;
   memset(&r, 0, sizeof r);
   r.L = L;
   r.pending = r.task = LUA_NOREF;
@@ -864,6 +1064,13 @@ void eddy__repl(lua_State *L) {
     rl_attempted_completion_function = complete;
     rl_basic_word_break_characters = breaks;
     rl_completion_append_character = '\0';
+    /* libedit writes to the real stdout and stderr, not to the REPL's. */
+    rl_instream = stdin;
+    rl_outstream = stdout;
+    old = enter_charset(&r);
+    rl_initialize();
+    leave_charset(old);
+    capture_output(L);
   }
   show_prompt(&r);
   lua_pushcfunction(L, l_run);
