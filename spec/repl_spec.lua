@@ -310,6 +310,18 @@ describe("REPL on a terminal", function()
       "send:\x04", "exit"))
   end)
 
+  it("keeps bytes that are not UTF-8 typed at the prompt, also in the history", function()
+    -- libedit drops them (GNU readline keeps them): the REPL reads the keys.
+    if not has_python then return end
+    check(session(
+      "expect:> ", "send:s = 'a\\xffb\\xc3c'\\r", "expect:> ",
+      "send:#s, s:byte(1, -1)\\r", "expect:5\\t97\\t255\\t98\\t195\\t99\\r\\n> ",
+      "send:s = nil\\r", "expect:> ",
+      "send:\\x10\\x10\\x10\\r", "expect:> ",  -- Ctrl-P: the first line again
+      "send:s:byte(1, -1)\\r", "expect:97\\t255\\t98\\t195\\t99\\r\\n> ",
+      "send:\\x04", "exit"))
+  end)
+
   it("reads the terminal when stdout is redirected", function()
     -- libedit writing to a file never handed over a line: the REPL hung.
     if not has_python then return end

@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <langinfo.h>
+#include <limits.h>
 #include <locale.h>
 #include <poll.h>
 #include <signal.h>
@@ -79,6 +80,9 @@ typedef struct Repl {
   char *rl_line;         /* on a terminal: the line libedit gave, */
   int rl_done;           /* ... and whether it gave one (NULL: EOF) */
   locale_t charset;      /* the terminal's LC_CTYPE for libedit, or 0 */
+  int raw_keys;          /* read_key reads the keys (a UTF-8 terminal) */
+  unsigned char keys[MB_LEN_MAX];  /* read_key's bytes read ahead */
+  size_t nkeys;
   int shown;             /* libedit shows the prompt and a partial line */
   int lifted;            /* ... which output took off the screen */
   int midline;           /* that output's last line has no newline yet */
@@ -91,6 +95,7 @@ static Repl *repl;
 
 static void show_prompt(Repl *r);
 static void redraw_cb(uv_prepare_t *h);
+static char *escape_raw(const char *s);
 
 /* {====================================================== Helpers */
 
@@ -127,6 +132,32 @@ static locale_t enter_charset(Repl *r) {
 
 static void leave_charset(locale_t old) {
   if (old != (locale_t)0) uselocale(old);
+}
+
+/* What stands for a byte that is not UTF-8 on a UTF-8 terminal: RAW_KEY
+** plus the byte, past Unicode's last code point (see read_key). */
+#define RAW_KEY 0x110000
+
+/*
+** Decode the character at s (n bytes) in the terminal's character set
+** (current): its length, and the character in *c; a byte that does not
+** start one decodes alone, as RAW_KEY plus the byte.  (size_t)-2 when
+** the n bytes start a character but end before it does.  glibc decodes
+** UTF-8 past Unicode's last code point too: RAW_KEY's characters as
+** libedit gives them back, but, in keys typed ('typed'), bytes that
+** start no character.
+*/
+static size_t decode_key(const char *s, size_t n, wchar_t *c, int typed) {
+  mbstate_t st;
+  size_t len;
+  memset(&st, 0, sizeof st);
+  len = mbrtowc(c, s, n, &st);
+  if (len == (size_t)-2) return len;
+  if (len == (size_t)-1 || (typed && *c > 0x10ffff)) {
+    *c = (wchar_t)(RAW_KEY + (unsigned char)*s);
+    return 1;
+  }
+  return len > 0 ? len : 1;  /* 0: a NUL byte */
 }
 
 /* Call obj:name(args) where obj is at 'obj' and the 'nargs' arguments are
@@ -196,25 +227,16 @@ static size_t column_after(wchar_t c, size_t col) {
 }
 
 /* The screen column after drawing the n bytes at s from column 'col', in
-** the terminal's character set (current); a byte that does not decode
-** counts for two columns, and the prompt's \1...\1 parts for nothing
-** (RL_PROMPT_START_IGNORE). */
+** the terminal's character set (current); the prompt's \1...\1 parts
+** count for nothing (RL_PROMPT_START_IGNORE). */
 static size_t text_width(const char *s, size_t n, size_t col) {
-  mbstate_t st;
   int ignoring = 0;
-  memset(&st, 0, sizeof st);
   while (n > 0) {
     wchar_t c;
-    size_t len = mbrtowc(&c, s, n, &st);
-    if (len == (size_t)-1 || len == (size_t)-2) {
-      memset(&st, 0, sizeof st);
-      len = 1;
-      col += ignoring ? 0 : 2;
-    } else {
-      if (len == 0) len = 1;  /* a NUL byte */
-      if (c == RL_PROMPT_START_IGNORE) ignoring = !ignoring;
-      else if (!ignoring) col = column_after(c, col);
-    }
+    size_t len = decode_key(s, n, &c, 0);
+    if (len == (size_t)-2) break;  /* cut short */
+    if (c == RL_PROMPT_START_IGNORE) ignoring = !ignoring;
+    else if (!ignoring) col = column_after(c, col);
     s += len;
     n -= len;
   }
@@ -481,7 +503,9 @@ static int incomplete(lua_State *L, int status) {
 static void save_history(Repl *r, const char *line) {
   if (r->edit && line[0] != '\0') {
     locale_t old = enter_charset(r);
-    add_history(line);
+    char *raw = r->raw_keys ? escape_raw(line) : NULL;
+    add_history(raw != NULL ? raw : line);
+    free(raw);
     leave_charset(old);
   }
 }
@@ -639,6 +663,85 @@ static void read_bytes(Repl *r) {
   } while (readable_now(r));
 }
 
+/*
+** libedit's key reader on a UTF-8 terminal (rl_getc_function).  libedit's
+** own drops a byte that is not UTF-8 (a lone 0xff typed or pasted), where
+** GNU readline keeps it.  This one reads the keys as libedit's does, but
+** keeps such a byte as a character that no input decodes to (decode_key:
+** RAW_KEY plus the byte).  libedit shows it as "\U+100FF" and hands it
+** back in the line as glibc encodes it (the four bytes F4 90 82|83 xx),
+** which unescape_raw turns back into the byte; the history holds lines
+** so encoded (escape_raw).  The bytes after a byte that started no
+** character are decoded again: they stay in r->keys for the next call.
+*/
+static int read_key(FILE *f) {
+  Repl *r = repl;
+  wchar_t c;
+  size_t len = (size_t)-2;
+  (void)f;  /* libedit's input stream: fd 0 */
+  while (len == (size_t)-2) {  /* r->keys starts a character, or is empty */
+    ssize_t n;
+    if (r->nkeys > 0 &&
+        (len = decode_key((const char *)r->keys, r->nkeys, &c, 1)) != (size_t)-2)
+      break;
+    n = read(0, r->keys + r->nkeys, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 && r->nkeys == 0) return EOF;
+    if (n <= 0 || ++r->nkeys == sizeof r->keys) {  /* cut short */
+      c = (wchar_t)(RAW_KEY + r->keys[0]);
+      len = 1;
+    }
+  }
+  r->nkeys -= len;
+  memmove(r->keys, r->keys + len, r->nkeys);
+  return (int)c;
+}
+
+/* Turn the RAW_KEY characters of a line from libedit back into their
+** bytes, in place; returns the line's new length. */
+static size_t unescape_raw(char *s) {
+  size_t i = 0, j = 0;
+  while (s[i] != '\0') {
+    const unsigned char *u = (const unsigned char *)s + i;
+    if (u[0] == 0xf4 && u[1] == 0x90 && (u[2] & 0xfe) == 0x82 &&
+        (u[3] & 0xc0) == 0x80) {
+      s[j++] = (char)(0x80 | ((u[2] & 1) << 6) | (u[3] & 0x3f));
+      i += 4;
+    } else {
+      s[j++] = s[i++];
+    }
+  }
+  s[j] = '\0';
+  return j;
+}
+
+/* A copy of s (malloc'ed; NULL when out of memory) where each byte that
+** is not UTF-8 is its RAW_KEY character, as libedit would hold it. */
+static char *escape_raw(const char *s) {
+  size_t n = strlen(s);
+  char *out = (char *)malloc(4 * n + 1), *o = out;
+  if (out == NULL) return NULL;
+  while (n > 0) {
+    wchar_t c;
+    size_t len = decode_key(s, n, &c, 1);
+    if (len == (size_t)-2 || c >= RAW_KEY) {
+      unsigned char b = (unsigned char)*s;
+      *o++ = (char)0xf4;  /* RAW_KEY + b in UTF-8 */
+      *o++ = (char)0x90;
+      *o++ = (char)(0x82 | ((b >> 6) & 1));
+      *o++ = (char)(0x80 | (b & 0x3f));
+      len = 1;
+    } else {
+      memcpy(o, s, len);
+      o += len;
+    }
+    s += len;
+    n -= len;
+  }
+  *o = '\0';
+  return out;
+}
+
 /* libedit's line handler: keep the line for poll_cb. */
 static void rl_line_cb(char *line) {
   repl->rl_line = line;
@@ -654,13 +757,16 @@ static void read_input(Repl *r) {
   r->rl_done = 0;
   redraw(r);  /* libedit edits what it drew: put it back first */
   old = enter_charset(r);
-  rl_callback_read_char();
+  do {  /* the keys read_key read ahead too: fd 0 may have no more */
+    rl_callback_read_char();
+  } while (!r->rl_done && r->nkeys > 0);
   leave_charset(old);
   if (r->rl_done) {
     char *line = r->rl_line;
     r->rl_line = NULL;
     r->rl_done = 0;
-    got_line(r, line, line != NULL ? strlen(line) : 0);
+    got_line(r, line, line == NULL ? 0 : r->raw_keys ? unescape_raw(line)
+                                                     : strlen(line));
     free(line);
   }
 }
@@ -777,6 +883,7 @@ static void sigint_cb(uv_signal_t *h, int signum) {
       fputs("\n", stdout);
       fflush(stdout);
       r->len = 0;
+      r->nkeys = 0;
       luaL_unref(r->L, LUA_REGISTRYINDEX, r->pending);
       r->pending = LUA_NOREF;
       r->firstline = 1;
@@ -1059,6 +1166,9 @@ void eddy__repl(lua_State *L) {
   if (r.edit) {
     static char breaks[] = " \t\n\"\\'`@$><=;|&{(+-*/%^~#,[)}";
     r.charset = terminal_charset();
+    r.raw_keys = r.charset != (locale_t)0 &&
+                 strcmp(nl_langinfo_l(CODESET, r.charset), "UTF-8") == 0;
+    if (r.raw_keys) rl_getc_function = read_key;
     rl_readline_name = "eddy";
     rl_catch_signals = 0;  /* SIGINT is the loop's */
     rl_attempted_completion_function = complete;
