@@ -24,11 +24,10 @@
 ** after its prompt, so the output is that of lua.c built with readline
 ** (Debian's lua5.4), byte for byte.
 */
-#define _GNU_SOURCE  /* wcwidth */
+#define _GNU_SOURCE  /* fopencookie */
 #include <errno.h>
 #include <fcntl.h>
 #include <langinfo.h>
-#include <limits.h>
 #include <locale.h>
 #include <poll.h>
 #include <signal.h>
@@ -36,7 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <wchar.h>
 
 #include <editline/readline.h>
 #include <lualib.h>
@@ -80,14 +78,10 @@ typedef struct Repl {
   char *rl_line;         /* on a terminal: the line libedit gave, */
   int rl_done;           /* ... and whether it gave one (NULL: EOF) */
   locale_t charset;      /* the terminal's LC_CTYPE for libedit, or 0 */
-  int raw_keys;          /* read_key reads the keys (a UTF-8 terminal) */
-  unsigned char keys[MB_LEN_MAX];  /* read_key's bytes read ahead */
-  size_t nkeys;
+  int raw_keys;          /* eddy__repl_read_key reads the keys (UTF-8) */
   int shown;             /* libedit shows the prompt and a partial line */
   int lifted;            /* ... which output took off the screen */
   int midline;           /* that output's last line has no newline yet */
-  char **cands;          /* completion candidates */
-  size_t ncands, nextcand;
 } Repl;
 
 /* libedit's callbacks take no user data: the one REPL of the process. */
@@ -95,7 +89,6 @@ static Repl *repl;
 
 static void show_prompt(Repl *r);
 static void redraw_cb(uv_prepare_t *h);
-static char *escape_raw(const char *s);
 
 /* {====================================================== Helpers */
 
@@ -132,32 +125,6 @@ static locale_t enter_charset(Repl *r) {
 
 static void leave_charset(locale_t old) {
   if (old != (locale_t)0) uselocale(old);
-}
-
-/* What stands for a byte that is not UTF-8 on a UTF-8 terminal: RAW_KEY
-** plus the byte, past Unicode's last code point (see read_key). */
-#define RAW_KEY 0x110000
-
-/*
-** Decode the character at s (n bytes) in the terminal's character set
-** (current): its length, and the character in *c; a byte that does not
-** start one decodes alone, as RAW_KEY plus the byte.  (size_t)-2 when
-** the n bytes start a character but end before it does.  glibc decodes
-** UTF-8 past Unicode's last code point too: RAW_KEY's characters as
-** libedit gives them back, but, in keys typed ('typed'), bytes that
-** start no character.
-*/
-static size_t decode_key(const char *s, size_t n, wchar_t *c, int typed) {
-  mbstate_t st;
-  size_t len;
-  memset(&st, 0, sizeof st);
-  len = mbrtowc(c, s, n, &st);
-  if (len == (size_t)-2) return len;
-  if (len == (size_t)-1 || (typed && *c > 0x10ffff)) {
-    *c = (wchar_t)(RAW_KEY + (unsigned char)*s);
-    return 1;
-  }
-  return len > 0 ? len : 1;  /* 0: a NUL byte */
 }
 
 /* Call obj:name(args) where obj is at 'obj' and the 'nargs' arguments are
@@ -215,34 +182,6 @@ static int protect(lua_State *L, lua_CFunction f, int nargs) {
 ** next line and the prompt and the line are drawn again after it.
 */
 
-/* The screen column after drawing c at column 'col', as libedit draws
-** it: tabs to a multiple of 8, control characters as ^X, others as
-** wcwidth says, or as \U+XXXX when not printable. */
-static size_t column_after(wchar_t c, size_t col) {
-  int w = wcwidth(c);
-  if (c == '\t') return (col + 8) & ~(size_t)7;
-  if (c < 0x20 || c == 0x7f) return col + 2;
-  if (w >= 0) return col + (size_t)w;
-  return col + (c > 0xffff ? 8 : 7);
-}
-
-/* The screen column after drawing the n bytes at s from column 'col', in
-** the terminal's character set (current); the prompt's \1...\1 parts
-** count for nothing (RL_PROMPT_START_IGNORE). */
-static size_t text_width(const char *s, size_t n, size_t col) {
-  int ignoring = 0;
-  while (n > 0) {
-    wchar_t c;
-    size_t len = decode_key(s, n, &c, 0);
-    if (len == (size_t)-2) break;  /* cut short */
-    if (c == RL_PROMPT_START_IGNORE) ignoring = !ignoring;
-    else if (!ignoring) col = column_after(c, col);
-    s += len;
-    n -= len;
-  }
-  return col;
-}
-
 /* Take the prompt and the partial line off the screen before output,
 ** once; redraw_cb puts them back. */
 static void lift(Repl *r) {
@@ -254,8 +193,8 @@ static void lift(Repl *r) {
   old = enter_charset(r);
   rl_get_screen_size(NULL, &cols);
   /* The cursor's row in the lines libedit draws. */
-  up = text_width(rl_line_buffer, (size_t)rl_point,
-                  text_width(rl_prompt, strlen(rl_prompt), 0));
+  up = eddy__repl_column(rl_line_buffer, (size_t)rl_point,
+                         eddy__repl_column(rl_prompt, strlen(rl_prompt), 0));
   up = cols > 0 ? up / (size_t)cols : 0;
   fputs("\r", rl_outstream);
   while (up-- > 0 && rl_parse_and_bind("echotc -s up") == 0) {}
@@ -503,7 +442,7 @@ static int incomplete(lua_State *L, int status) {
 static void save_history(Repl *r, const char *line) {
   if (r->edit && line[0] != '\0') {
     locale_t old = enter_charset(r);
-    char *raw = r->raw_keys ? escape_raw(line) : NULL;
+    char *raw = r->raw_keys ? eddy__repl_escape_raw(line) : NULL;
     add_history(raw != NULL ? raw : line);
     free(raw);
     leave_charset(old);
@@ -663,85 +602,6 @@ static void read_bytes(Repl *r) {
   } while (readable_now(r));
 }
 
-/*
-** libedit's key reader on a UTF-8 terminal (rl_getc_function).  libedit's
-** own drops a byte that is not UTF-8 (a lone 0xff typed or pasted), where
-** GNU readline keeps it.  This one reads the keys as libedit's does, but
-** keeps such a byte as a character that no input decodes to (decode_key:
-** RAW_KEY plus the byte).  libedit shows it as "\U+100FF" and hands it
-** back in the line as glibc encodes it (the four bytes F4 90 82|83 xx),
-** which unescape_raw turns back into the byte; the history holds lines
-** so encoded (escape_raw).  The bytes after a byte that started no
-** character are decoded again: they stay in r->keys for the next call.
-*/
-static int read_key(FILE *f) {
-  Repl *r = repl;
-  wchar_t c;
-  size_t len = (size_t)-2;
-  (void)f;  /* libedit's input stream: fd 0 */
-  while (len == (size_t)-2) {  /* r->keys starts a character, or is empty */
-    ssize_t n;
-    if (r->nkeys > 0 &&
-        (len = decode_key((const char *)r->keys, r->nkeys, &c, 1)) != (size_t)-2)
-      break;
-    n = read(0, r->keys + r->nkeys, 1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0 && r->nkeys == 0) return EOF;
-    if (n <= 0 || ++r->nkeys == sizeof r->keys) {  /* cut short */
-      c = (wchar_t)(RAW_KEY + r->keys[0]);
-      len = 1;
-    }
-  }
-  r->nkeys -= len;
-  memmove(r->keys, r->keys + len, r->nkeys);
-  return (int)c;
-}
-
-/* Turn the RAW_KEY characters of a line from libedit back into their
-** bytes, in place; returns the line's new length. */
-static size_t unescape_raw(char *s) {
-  size_t i = 0, j = 0;
-  while (s[i] != '\0') {
-    const unsigned char *u = (const unsigned char *)s + i;
-    if (u[0] == 0xf4 && u[1] == 0x90 && (u[2] & 0xfe) == 0x82 &&
-        (u[3] & 0xc0) == 0x80) {
-      s[j++] = (char)(0x80 | ((u[2] & 1) << 6) | (u[3] & 0x3f));
-      i += 4;
-    } else {
-      s[j++] = s[i++];
-    }
-  }
-  s[j] = '\0';
-  return j;
-}
-
-/* A copy of s (malloc'ed; NULL when out of memory) where each byte that
-** is not UTF-8 is its RAW_KEY character, as libedit would hold it. */
-static char *escape_raw(const char *s) {
-  size_t n = strlen(s);
-  char *out = (char *)malloc(4 * n + 1), *o = out;
-  if (out == NULL) return NULL;
-  while (n > 0) {
-    wchar_t c;
-    size_t len = decode_key(s, n, &c, 1);
-    if (len == (size_t)-2 || c >= RAW_KEY) {
-      unsigned char b = (unsigned char)*s;
-      *o++ = (char)0xf4;  /* RAW_KEY + b in UTF-8 */
-      *o++ = (char)0x90;
-      *o++ = (char)(0x82 | ((b >> 6) & 1));
-      *o++ = (char)(0x80 | (b & 0x3f));
-      len = 1;
-    } else {
-      memcpy(o, s, len);
-      o += len;
-    }
-    s += len;
-    n -= len;
-  }
-  *o = '\0';
-  return out;
-}
-
 /* libedit's line handler: keep the line for poll_cb. */
 static void rl_line_cb(char *line) {
   repl->rl_line = line;
@@ -757,16 +617,17 @@ static void read_input(Repl *r) {
   r->rl_done = 0;
   redraw(r);  /* libedit edits what it drew: put it back first */
   old = enter_charset(r);
-  do {  /* the keys read_key read ahead too: fd 0 may have no more */
+  do {  /* the keys read ahead too: fd 0 may have no more */
     rl_callback_read_char();
-  } while (!r->rl_done && r->nkeys > 0);
+  } while (!r->rl_done && eddy__repl_keys_ahead());
   leave_charset(old);
   if (r->rl_done) {
     char *line = r->rl_line;
     r->rl_line = NULL;
     r->rl_done = 0;
-    got_line(r, line, line == NULL ? 0 : r->raw_keys ? unescape_raw(line)
-                                                     : strlen(line));
+    got_line(r, line, line == NULL ? 0
+                      : r->raw_keys ? eddy__repl_unescape_raw(line)
+                      : strlen(line));
     free(line);
   }
 }
@@ -883,7 +744,7 @@ static void sigint_cb(uv_signal_t *h, int signum) {
       fputs("\n", stdout);
       fflush(stdout);
       r->len = 0;
-      r->nkeys = 0;
+      eddy__repl_drop_keys();
       luaL_unref(r->L, LUA_REGISTRYINDEX, r->pending);
       r->pending = LUA_NOREF;
       r->firstline = 1;
@@ -892,145 +753,6 @@ static void sigint_cb(uv_signal_t *h, int signum) {
     case REPL_DONE:
       break;
   }
-}
-
-/* }====================================================== */
-
-/* {====================================================== Completion */
-
-static void free_cands(Repl *r) {
-  size_t i;
-  for (i = 0; i < r->ncands; i++) free(r->cands[i]);
-  free(r->cands);
-  r->cands = NULL;
-  r->ncands = r->nextcand = 0;
-}
-
-/* Add "prefix..name" when name starts with 'part'. */
-static void add_cand(Repl *r, const char *prefix, size_t plen,
-                     const char *name, const char *part) {
-  size_t nlen = strlen(name);
-  char *c, **ncands;
-  if (strncmp(name, part, strlen(part)) != 0) return;
-  ncands = (char **)realloc(r->cands, (r->ncands + 1) * sizeof *ncands);
-  if (ncands == NULL) return;
-  r->cands = ncands;
-  c = (char *)malloc(plen + nlen + 1);
-  if (c == NULL) return;
-  memcpy(c, prefix, plen);
-  memcpy(c + plen, name, nlen + 1);
-  r->cands[r->ncands++] = c;
-}
-
-/*
-** Replace the value at the top by the table where its missing fields are
-** looked up: its metatable's __index when that is a table, or the first
-** upvalue of an __index function when that is a table (eddy's classes
-** with attributes, such as Loop, index their methods so); else nil.
-** Nothing runs: completion must not call Lua code.
-*/
-static void fallback_table(lua_State *L) {
-  if (!lua_getmetatable(L, -1)) {
-    lua_pop(L, 1);
-    lua_pushnil(L);
-    return;
-  }
-  lua_pushliteral(L, "__index");
-  lua_rawget(L, -2);
-  if (lua_type(L, -1) == LUA_TFUNCTION &&
-      lua_getupvalue(L, -1, 1) != NULL)
-    lua_remove(L, -2);
-  if (lua_type(L, -1) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_pushnil(L);
-  }
-  lua_replace(L, -3);
-  lua_pop(L, 1);
-}
-
-/* Replace the value at the top by its field 'name', found in it or along
-** its fallback tables (nil when there is none). */
-static void raw_index(lua_State *L, const char *name, size_t len) {
-  int depth;
-  for (depth = 0; depth < 16 && !lua_isnil(L, -1); depth++) {
-    if (lua_type(L, -1) == LUA_TTABLE) {
-      lua_pushlstring(L, name, len);
-      if (lua_rawget(L, -2) != LUA_TNIL) {
-        lua_remove(L, -2);
-        return;
-      }
-      lua_pop(L, 1);
-    }
-    fallback_table(L);
-  }
-  lua_pop(L, 1);
-  lua_pushnil(L);
-}
-
-/* l_complete(text): fill the candidates completing the expression 'text'
-** ("na", "t.fi", "obj:me"): globals, fields, or methods. */
-static int l_complete(lua_State *L) {
-  static const char *const keywords[] = {
-    "and", "break", "do", "else", "elseif", "end", "false", "for",
-    "function", "goto", "if", "in", "local", "nil", "not", "or", "repeat",
-    "return", "then", "true", "until", "while", NULL
-  };
-  Repl *r = repl;
-  const char *text = lua_tostring(L, 1);
-  const char *sep = strpbrk(text, ".:"), *part = text, *p;
-  int depth, methods = 0;
-  lua_pushglobaltable(L);
-  /* Walk "a.b.c" down to the last table. */
-  for (p = text; sep != NULL; sep = strpbrk(p, ".:")) {
-    raw_index(L, p, (size_t)(sep - p));
-    methods = *sep == ':';
-    p = part = sep + 1;
-    if (methods && strpbrk(p, ".:") != NULL) return 0;
-  }
-  if (part == text) {
-    int i;
-    for (i = 0; keywords[i] != NULL; i++)
-      add_cand(r, "", 0, keywords[i], part);
-  }
-  /* The table's keys, then those of its __index chain. */
-  for (depth = 0; depth < 16 && !lua_isnil(L, -1); depth++) {
-    if (lua_type(L, -1) == LUA_TTABLE) {
-      lua_pushnil(L);
-      while (lua_next(L, -2) != 0) {
-        size_t len;
-        if (lua_type(L, -2) == LUA_TSTRING &&
-            (!methods || lua_type(L, -1) == LUA_TFUNCTION)) {
-          const char *name = lua_tolstring(L, -2, &len);
-          if (eddy__repl_is_identifier(name, len))
-            add_cand(r, text, (size_t)(part - text), name, part);
-        }
-        lua_pop(L, 1);
-      }
-    }
-    fallback_table(L);
-  }
-  return 0;
-}
-
-/* libedit's generator: the candidates one by one (state 0: compute them). */
-static char *complete_next(const char *text, int state) {
-  Repl *r = repl;
-  if (state == 0) {
-    free_cands(r);
-    lua_pushstring(r->L, text);
-    lua_pushcfunction(r->L, l_complete);
-    lua_insert(r->L, -2);
-    if (lua_pcall(r->L, 1, 0, 0) != LUA_OK) lua_pop(r->L, 1);
-  }
-  if (r->nextcand < r->ncands) return strdup(r->cands[r->nextcand++]);
-  return NULL;
-}
-
-static char **complete(const char *text, int start, int end) {
-  (void)start;
-  (void)end;
-  rl_attempted_completion_over = 1;  /* no file names */
-  return rl_completion_matches(text, complete_next);
 }
 
 /* }====================================================== */
@@ -1164,16 +886,13 @@ void eddy__repl(lua_State *L) {
     luaL_error(L, "cannot start the REPL: %s", uv_strerror(err));
   }
   if (r.edit) {
-    static char breaks[] = " \t\n\"\\'`@$><=;|&{(+-*/%^~#,[)}";
     r.charset = terminal_charset();
     r.raw_keys = r.charset != (locale_t)0 &&
                  strcmp(nl_langinfo_l(CODESET, r.charset), "UTF-8") == 0;
-    if (r.raw_keys) rl_getc_function = read_key;
+    if (r.raw_keys) rl_getc_function = eddy__repl_read_key;
     rl_readline_name = "eddy";
     rl_catch_signals = 0;  /* SIGINT is the loop's */
-    rl_attempted_completion_function = complete;
-    rl_basic_word_break_characters = breaks;
-    rl_completion_append_character = '\0';
+    eddy__repl_complete_start(L);
     /* libedit writes to the real stdout and stderr, not to the REPL's. */
     rl_instream = stdin;
     rl_outstream = stdout;
@@ -1186,7 +905,7 @@ void eddy__repl(lua_State *L) {
   lua_pushcfunction(L, l_run);
   status = lua_pcall(L, 0, 0, 0);
   close_handles(&r);
-  free_cands(&r);
+  eddy__repl_complete_end();
   free(r.buf);
   luaL_unref(L, LUA_REGISTRYINDEX, r.pending);
   luaL_unref(L, LUA_REGISTRYINDEX, r.task);
