@@ -204,9 +204,11 @@ static void lift(Repl *r) {
   leave_charset(old);
 }
 
-/* Draw the lifted prompt and line again, below the output. */
+/* Draw the lifted prompt and line again, below the output, once stdout
+** let out what it holds (io.write without a newline). */
 static void redraw(Repl *r) {
   locale_t old;
+  fflush(stdout);
   if (!r->lifted) return;
   r->lifted = 0;
   if (r->midline) fputs("\n", rl_outstream);
@@ -215,10 +217,7 @@ static void redraw(Repl *r) {
   leave_charset(old);
 }
 
-/* Before the loop waits: out with what stdout holds (io.write without a
-** newline), then the line back in. */
-static void redraw_cb(uv_prepare_t *h) {
-  fflush(stdout);
+static void redraw_cb(uv_prepare_t *h) {  /* before the loop waits */
   redraw((Repl *)h->data);
 }
 

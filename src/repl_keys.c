@@ -7,6 +7,7 @@
 #define _GNU_SOURCE  /* wcwidth */
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,13 @@ int eddy__repl_read_key(FILE *f) {
         (len = decode_key((const char *)keys, nkeys, &c, 1)) != (size_t)-2)
       break;
     n = read(0, keys + nkeys, 1);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      struct pollfd p;  /* fd 0 is non-blocking: wait, as libedit does */
+      p.fd = 0;
+      p.events = POLLIN;
+      poll(&p, 1, -1);
+      continue;
+    }
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0 && nkeys == 0) return EOF;
     if (n <= 0 || ++nkeys == sizeof keys) {  /* cut short */
