@@ -388,6 +388,16 @@ describe("REPL on a terminal", function()
       "send:\\x04", "exit"))
   end)
 
+  it("keeps io.stdout and io.stderr as on a terminal", function()
+    -- They write through the REPL's streams now (to see the output).
+    if not has_python then return end
+    check(session(
+      "expect:> ", "send:io.stdout == io.output(), io.stdout:seek()\\r",
+      "expect:true\\tnil\\t\"Illegal seek\"\\t29\\r\\n> ",
+      "send:io.stderr:write('e\\\\n') == io.stderr\\r", "expect:e\\r\\ntrue\\r\\n> ",
+      "send:\\x04", "exit"))
+  end)
+
   it("without a way to clear the line, draws the prompt and the line again below the output", function()
     -- TERM=dumb: the old line stays; the output starts on the next line.
     if not has_python then return end

@@ -248,6 +248,15 @@ static ssize_t out_write(void *cookie, const char *buf, size_t size) {
   return (ssize_t)size;
 }
 
+/* Their seek function: they are on a terminal. */
+static int out_seek(void *cookie, off64_t *pos, int whence) {
+  (void)cookie;
+  (void)pos;
+  (void)whence;
+  errno = ESPIPE;  /* "Illegal seek", as io.stdout:seek() says on a tty */
+  return -1;
+}
+
 /* Point Lua's file handle t[name] (t at the top) at 'to' when it is on
 ** 'from'. */
 static void repoint_file(lua_State *L, const char *name, FILE *from,
@@ -268,7 +277,8 @@ static void repoint_file(lua_State *L, const char *name, FILE *from,
 ** pointed at the new ones.  libedit keeps the real ones.
 */
 static void capture_output(lua_State *L) {
-  static const cookie_io_functions_t fns = {NULL, out_write, NULL, NULL};
+  static const cookie_io_functions_t fns = {NULL, out_write, out_seek,
+                                            NULL};
   static OutStream o_out, o_err;
   FILE *out, *err;
   o_out.real = stdout;
