@@ -169,10 +169,11 @@ static int protect(lua_State *L, lua_CFunction f, int nargs) {
 ** draws the prompt and the line again, the cursor where it was.
 **
 ** The bytes are caught where all of them pass: on a terminal, stdout and
-** stderr become streams of the REPL (fopencookie, capture_output) that
-** lift the line and pass the bytes on to the real streams.  So print,
-** io.write, io.stdout, io.stderr (the exception handler's reports) and
-** warnings all go through them; libedit keeps writing to the real stdout.
+** stderr (when it is the terminal too) become streams of the REPL
+** (fopencookie, capture_output) that lift the line and pass the bytes on
+** to the real streams.  So print, io.write, io.stdout, io.stderr (the
+** exception handler's reports) and warnings all go through them; libedit
+** keeps writing to the real stdout.
 **
 ** libedit's readline layer can redraw (rl_forced_update_display draws
 ** the prompt and the line from the cursor's position) but not erase, so
@@ -257,50 +258,45 @@ static int out_seek(void *cookie, off64_t *pos, int whence) {
   return -1;
 }
 
-/* Point Lua's file handle t[name] (t at the top) at 'to' when it is on
-** 'from'. */
-static void repoint_file(lua_State *L, const char *name, FILE *from,
-                         FILE *to) {
-  luaL_Stream *p;
-  lua_getfield(L, -1, name);
-  p = (luaL_Stream *)luaL_testudata(L, -1, LUA_FILEHANDLE);
-  if (p != NULL && p->f == from) p->f = to;
-  lua_pop(L, 1);
+/*
+** Make the stream 'real' (stdout or stderr) a stream of the REPL's,
+** buffered as the real one is ('mode'), and point Lua's file handle
+** io[name] at it (io at the top); returns it ('real' when out of memory:
+** no redraws around its output).
+*/
+static FILE *capture(lua_State *L, const char *name, FILE *real,
+                     OutStream *o, int mode) {
+  static const cookie_io_functions_t fns = {NULL, out_write, out_seek,
+                                            NULL};
+  FILE *f;
+  o->real = real;
+  o->owner = uv_thread_self();
+  f = fopencookie(o, "w", fns);
+  if (f == NULL) return real;
+  setvbuf(f, NULL, mode, mode == _IONBF ? 0 : BUFSIZ);
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    luaL_Stream *p;
+    lua_getfield(L, -1, name);
+    p = (luaL_Stream *)luaL_testudata(L, -1, LUA_FILEHANDLE);
+    if (p != NULL && p->f == real) p->f = f;
+    lua_pop(L, 1);
+  }
+  return f;
 }
 
 /*
-** Make stdout and stderr the REPL's streams, for good: Lua's file handles
-** may outlive the REPL, so these streams do too (without a REPL they only
-** pass the bytes on).  They buffer as the real ones do (stdout by lines,
-** stderr not at all) and flush the real ones at once.  Lua's io.stdout
-** and io.stderr (io.output() by default) hold their stream: they are
-** pointed at the new ones.  libedit keeps the real ones.
+** Make stdout, and stderr when it is the terminal too, the REPL's
+** streams, for good: Lua's file handles may outlive the REPL, so these
+** streams do too (without a REPL they only pass the bytes on).  libedit
+** keeps the real ones.
 */
 static void capture_output(lua_State *L) {
-  static const cookie_io_functions_t fns = {NULL, out_write, out_seek,
-                                            NULL};
   static OutStream o_out, o_err;
-  FILE *out, *err;
-  o_out.real = stdout;
-  o_err.real = stderr;
-  o_out.owner = o_err.owner = uv_thread_self();
-  out = fopencookie(&o_out, "w", fns);
-  err = out != NULL ? fopencookie(&o_err, "w", fns) : NULL;
-  if (err == NULL) {  /* out of memory: no redraws */
-    if (out != NULL) fclose(out);
-    return;
-  }
-  setvbuf(out, NULL, _IOLBF, BUFSIZ);
-  setvbuf(err, NULL, _IONBF, 0);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_getfield(L, -1, LUA_IOLIBNAME);
-  if (lua_type(L, -1) == LUA_TTABLE) {
-    repoint_file(L, "stdout", stdout, out);
-    repoint_file(L, "stderr", stderr, err);
-  }
+  stdout = capture(L, "stdout", stdout, &o_out, _IOLBF);
+  if (isatty(2)) stderr = capture(L, "stderr", stderr, &o_err, _IONBF);
   lua_pop(L, 2);
-  stdout = out;
-  stderr = err;
 }
 
 /* }====================================================== */
