@@ -1,7 +1,7 @@
 -- The REPL of the eddy executable (API.md §11): lua.c's output when stdin
 -- is not a terminal, entries running as tasks on the running loop, and,
 -- on a terminal (a pty driven by python3), readable values, completion,
--- Ctrl-C and Ctrl-D.
+-- Ctrl-C and Ctrl-D, the line drawn again after output, and raw bytes.
 local cli = require "cli_helper"
 local q, eddy = cli.q, cli.eddy
 
