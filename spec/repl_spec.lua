@@ -1,7 +1,7 @@
 -- The REPL of the eddy executable (API.md §11): lua.c's output when stdin
 -- is not a terminal, entries running as tasks on the running loop, and,
 -- on a terminal (a pty driven by python3), readable values, completion,
--- Ctrl-C and Ctrl-D.
+-- Ctrl-C and Ctrl-D, the line drawn again after output, and raw bytes.
 local cli = require "cli_helper"
 local q, eddy = cli.q, cli.eddy
 
@@ -171,17 +171,19 @@ describe("REPL entries", function()
   end)
 end)
 
--- A terminal session: python3 drives eddy on a pty.  Steps are
--- "send:<text>" (escapes allowed), "expect:<text>" (waits up to 5 s) and
--- "exit" (waits for the process to end and prints its status).
+-- A terminal session: python3 drives eddy on an 80-column pty with the
+-- given TERM.  Steps are "send:<text>" (escapes allowed), "expect:<text>"
+-- (waits up to 5 s), "kill:<signal name>" and "exit" (waits for the
+-- process to end and prints its status).
 local driver = [[
-import os, pty, select, sys, time
-binary, steps = sys.argv[1], sys.argv[2:]
+import fcntl, os, pty, select, signal, struct, sys, termios, time
+binary, term, steps = sys.argv[1], sys.argv[2], sys.argv[3:]
 pid, fd = pty.fork()
 if pid == 0:
-    os.environ["TERM"] = "dumb"
+    os.environ["TERM"] = term
     os.environ["HOME"] = "/nonexistent"
     os.execv(binary, [binary])
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
 buf = b""
 def fill(deadline):
     global buf
@@ -204,6 +206,8 @@ for step in steps:
     data = arg.encode().decode("unicode_escape").encode("latin-1")
     if kind == "send":
         os.write(fd, data)
+    elif kind == "kill":
+        os.kill(pid, getattr(signal, "SIG" + arg))
     elif kind == "expect":
         deadline = time.time() + 5
         while data not in buf:
@@ -223,13 +227,17 @@ fail("no exit step")
 ]]
 
 describe("REPL on a terminal", function()
-  -- The session of 'binary' (an executable file) on the pty.
-  local function session_of(binary, ...)
+  -- The session of 'binary' (an executable file) on the pty, with TERM
+  -- 'term'.
+  local function session_with(binary, term, ...)
     local script = cli.tempfile(driver, ".py")
     local args = {}
     for i, step in ipairs {...} do args[i] = q(step) end
-    return cli.sh("python3 " .. q(script) .. " " .. q(binary) .. " " .. table.concat(args, " "),
-                  {timeout = 30})
+    return cli.sh("python3 " .. q(script) .. " " .. q(binary) .. " " .. q(term) .. " " ..
+                  table.concat(args, " "), {timeout = 30})
+  end
+  local function session_of(binary, ...)
+    return session_with(binary, "dumb", ...)
   end
   local function session(...)
     return session_of(cli.binary, ...)
@@ -302,6 +310,18 @@ describe("REPL on a terminal", function()
       "send:\x04", "exit"))
   end)
 
+  it("keeps bytes that are not UTF-8 typed at the prompt, also in the history", function()
+    -- libedit drops them (GNU readline keeps them): the REPL reads the keys.
+    if not has_python then return end
+    check(session(
+      "expect:> ", "send:s = 'a\\xffb\\xc3c'\\r", "expect:> ",
+      "send:#s, s:byte(1, -1)\\r", "expect:5\\t97\\t255\\t98\\t195\\t99\\r\\n> ",
+      "send:s = nil\\r", "expect:> ",
+      "send:\\x10\\x10\\x10\\r", "expect:> ",  -- Ctrl-P: the first line again
+      "send:s:byte(1, -1)\\r", "expect:97\\t255\\t98\\t195\\t99\\r\\n> ",
+      "send:\\x04", "exit"))
+  end)
+
   it("reads the terminal when stdout is redirected", function()
     -- libedit writing to a file never handed over a line: the REPL hung.
     if not has_python then return end
@@ -323,6 +343,65 @@ describe("REPL on a terminal", function()
       "expect:> ", "send:loop:call_later(0.1, print, 'tick')\\r", "expect:> ",
       "expect:tick\r\n",
       "send:\\x04", "exit"))
+  end)
+
+  -- With TERM 'term': type a partial line, have a signal handler print
+  -- "tick", expect 'screen' next, then finish the line.
+  local function output_while_typing(term, screen)
+    return session_with(cli.binary, term,
+      "expect:> ", "send:loop:add_signal_handler('SIGUSR1', print, 'tick')\\r", "expect:> ",
+      "send:print('ab", "expect:print('ab", "kill:USR1", "expect:" .. screen,
+      "send:c')\\r", "expect:abc\\r\\n> ",  -- the whole line ran
+      "send:\\x04", "exit")
+  end
+
+  it("redraws the prompt and the partial line after a callback's output", function()
+    -- The line goes (\r, then xterm's "clear to the end of the screen"),
+    -- the output comes, then the prompt and the line are drawn again.
+    if not has_python then return end
+    check(output_while_typing("xterm", "\\r\\x1b[Jtick\\r\\n> print('ab"))
+  end)
+
+  it("redraws a line of two rows with the cursor inside it", function()
+    -- The cursor is on the second row: up one row before clearing.
+    -- io.write's output without a newline gets one before the prompt.
+    if not has_python then return end
+    check(session_with(cli.binary, "xterm",
+      "expect:> ",
+      "send:loop:add_signal_handler('SIGUSR1', function() io.stderr:write('report\\\\n') io.write('no newline') end)\\r",
+      "expect:> ", "send:x = '" .. ("a"):rep(90) .. "'\\x02\\x02", "expect:'\\x08\\x08",
+      "kill:USR1",
+      "expect:\\r\\x1b[A\\x1b[Jreport\\r\\nno newline\\r\\n> x = 'aaa",
+      "send:Z\\r", "expect:> ", "send:#x, x:sub(-3)\\r", "expect:91\\t\"aZa\"\\r\\n> ",
+      "send:\\x04", "exit"))
+  end)
+
+  it("redraws the line after warnings and the exception handler's reports", function()
+    if not has_python then return end
+    check(session_with(cli.binary, "xterm",
+      "expect:> ",
+      "send:warn('@on') loop:add_signal_handler('SIGUSR1', function() warn('careful') error('boom') end)\\r",
+      "expect:> ", "send:x = 1", "expect:x = 1", "kill:USR1",
+      "expect:\\r\\x1b[JLua warning: careful\\r\\nException in callback",
+      "expect:stdin:1: boom\\r\\n", "expect:in ?\\r\\n> x = 1",
+      "send:2\\r", "expect:> ", "send:x\\r", "expect:12\\r\\n> ",
+      "send:\\x04", "exit"))
+  end)
+
+  it("keeps io.stdout and io.stderr as on a terminal", function()
+    -- They write through the REPL's streams now (to see the output).
+    if not has_python then return end
+    check(session(
+      "expect:> ", "send:io.stdout == io.output(), io.stdout:seek()\\r",
+      "expect:true\\tnil\\t\"Illegal seek\"\\t29\\r\\n> ",
+      "send:io.stderr:write('e\\\\n') == io.stderr\\r", "expect:e\\r\\ntrue\\r\\n> ",
+      "send:\\x04", "exit"))
+  end)
+
+  it("without a way to clear the line, draws the prompt and the line again below the output", function()
+    -- TERM=dumb: the old line stays; the output starts on the next line.
+    if not has_python then return end
+    check(output_while_typing("dumb", "\\r\\r\\ntick\\r\\n> print('ab"))
   end)
 
   it("completes globals, fields and methods with Tab", function()

@@ -17,12 +17,14 @@
 ** uv_signal_t for SIGINT cancels the running entry or clears the line.
 **
 ** Input on a terminal goes through libedit's callback interface (line
-** editing, history, completion), and results print readably: strings
-** quoted, tables with their contents.  Other input is read one byte at a
-** time, as GNU readline does, and each line is echoed after its prompt, so
-** the output is that of lua.c built with readline (Debian's lua5.4), byte
-** for byte.
+** editing, history, completion), output from callbacks and tasks makes
+** way for the line being edited (see Output), and results print
+** readably: strings quoted, tables with their contents.  Other input is
+** read one byte at a time, as GNU readline does, and each line is echoed
+** after its prompt, so the output is that of lua.c built with readline
+** (Debian's lua5.4), byte for byte.
 */
+#define _GNU_SOURCE  /* fopencookie */
 #include <errno.h>
 #include <fcntl.h>
 #include <langinfo.h>
@@ -35,6 +37,7 @@
 #include <unistd.h>
 
 #include <editline/readline.h>
+#include <lualib.h>
 
 #include "internal.h"
 #include "repl.h"
@@ -66,6 +69,7 @@ typedef struct Repl {
   uv_poll_t poll;
   uv_idle_t idle;
   uv_signal_t sigint;
+  uv_prepare_t redraw;   /* while a line is shown: redraw_cb */
   int nopen;             /* libuv handles not closed yet */
   struct sigaction uv_action;  /* libuv's SIGINT action, chained */
   char *buf;             /* without a terminal: the line being read */
@@ -74,14 +78,17 @@ typedef struct Repl {
   char *rl_line;         /* on a terminal: the line libedit gave, */
   int rl_done;           /* ... and whether it gave one (NULL: EOF) */
   locale_t charset;      /* the terminal's LC_CTYPE for libedit, or 0 */
-  char **cands;          /* completion candidates */
-  size_t ncands, nextcand;
+  int raw_keys;          /* eddy__repl_read_key reads the keys (UTF-8) */
+  int shown;             /* libedit shows the prompt and a partial line */
+  int lifted;            /* ... which output took off the screen */
+  int midline;           /* that output's last line has no newline yet */
 } Repl;
 
 /* libedit's callbacks take no user data: the one REPL of the process. */
 static Repl *repl;
 
 static void show_prompt(Repl *r);
+static void redraw_cb(uv_prepare_t *h);
 
 /* {====================================================== Helpers */
 
@@ -145,6 +152,151 @@ static int protect(lua_State *L, lua_CFunction f, int nargs) {
     lua_pop(L, 1);
   }
   return status;
+}
+
+/* }====================================================== */
+
+/* {====================================================== Output */
+
+/*
+** Output while a line is edited.  Callbacks and tasks run while libedit
+** shows the prompt and a partial line; what they print would land in the
+** middle of that line and hide it.  So, as GNU readline applications do,
+** the first bytes written to the terminal take the line off the screen
+** ("lift" it: back to the prompt's first column, clear to the end of the
+** screen), the output follows, and before the loop waits again
+** (redraw_cb, a uv_prepare_t running while the line is shown) libedit
+** draws the prompt and the line again, the cursor where it was.
+**
+** The bytes are caught where all of them pass: on a terminal, stdout and
+** stderr (when it is the terminal too) become streams of the REPL
+** (fopencookie, capture_output) that lift the line and pass the bytes on
+** to the real streams.  So print, io.write, io.stdout, io.stderr (the
+** exception handler's reports) and warnings all go through them; libedit
+** keeps writing to the real stdout.
+**
+** libedit's readline layer can redraw (rl_forced_update_display draws
+** the prompt and the line from the cursor's position) but not erase, so
+** the REPL erases with the terminal's own capabilities, which libedit
+** emits for it ("echotc", through rl_parse_and_bind).  A terminal
+** without them ("dumb") keeps the old line: the output starts on the
+** next line and the prompt and the line are drawn again after it.
+*/
+
+/* Take the prompt and the partial line off the screen before output,
+** once; redraw_cb puts them back. */
+static void lift(Repl *r) {
+  int cols;
+  size_t up;
+  locale_t old;
+  if (!r->shown || r->lifted) return;
+  r->lifted = 1;
+  old = enter_charset(r);
+  rl_get_screen_size(NULL, &cols);
+  /* The cursor's row in the lines libedit draws. */
+  up = eddy__repl_column(rl_line_buffer, (size_t)rl_point,
+                         eddy__repl_column(rl_prompt, strlen(rl_prompt), 0));
+  up = cols > 0 ? up / (size_t)cols : 0;
+  fputs("\r", rl_outstream);
+  while (up-- > 0 && rl_parse_and_bind("echotc -s up") == 0) {}
+  if (rl_parse_and_bind("echotc -s cd") != 0)
+    fputs("\n", rl_outstream);  /* cannot clear: leave it, go below it */
+  fflush(rl_outstream);
+  leave_charset(old);
+}
+
+/* Draw the lifted prompt and line again, below the output, once stdout
+** let out what it holds (io.write without a newline). */
+static void redraw(Repl *r) {
+  locale_t old;
+  fflush(stdout);
+  if (!r->lifted) return;
+  r->lifted = 0;
+  if (r->midline) fputs("\n", rl_outstream);
+  old = enter_charset(r);
+  rl_forced_update_display();
+  leave_charset(old);
+}
+
+static void redraw_cb(uv_prepare_t *h) {  /* before the loop waits */
+  redraw((Repl *)h->data);
+}
+
+/* The line leaves libedit (done, or dropped): settle its screen first. */
+static void hide_line(Repl *r) {
+  redraw(r);
+  r->shown = 0;
+  uv_prepare_stop(&r->redraw);
+}
+
+/* A stream of the REPL's: the real one, and the thread of the REPL. */
+typedef struct OutStream {
+  FILE *real;
+  uv_thread_t owner;
+} OutStream;
+
+/* The write function of the REPL's streams: lift the line (not from
+** other threads: executor threads print too), then pass the bytes on. */
+static ssize_t out_write(void *cookie, const char *buf, size_t size) {
+  OutStream *o = (OutStream *)cookie;
+  uv_thread_t self = uv_thread_self();
+  if (size > 0 && uv_thread_equal(&self, &o->owner) && repl != NULL) {
+    lift(repl);
+    if (repl->lifted) repl->midline = buf[size - 1] != '\n';
+  }
+  size = fwrite(buf, 1, size, o->real);
+  fflush(o->real);
+  return (ssize_t)size;
+}
+
+/* Their seek function: they are on a terminal. */
+static int out_seek(void *cookie, off64_t *pos, int whence) {
+  (void)cookie;
+  (void)pos;
+  (void)whence;
+  errno = ESPIPE;  /* "Illegal seek", as io.stdout:seek() says on a tty */
+  return -1;
+}
+
+/*
+** Make the stream 'real' (stdout or stderr) a stream of the REPL's,
+** buffered as the real one is ('mode'), and point Lua's file handle
+** io[name] at it (io at the top); returns it ('real' when out of memory:
+** no redraws around its output).
+*/
+static FILE *capture(lua_State *L, const char *name, FILE *real,
+                     OutStream *o, int mode) {
+  static const cookie_io_functions_t fns = {NULL, out_write, out_seek,
+                                            NULL};
+  FILE *f;
+  o->real = real;
+  o->owner = uv_thread_self();
+  f = fopencookie(o, "w", fns);
+  if (f == NULL) return real;
+  setvbuf(f, NULL, mode, mode == _IONBF ? 0 : BUFSIZ);
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    luaL_Stream *p;
+    lua_getfield(L, -1, name);
+    p = (luaL_Stream *)luaL_testudata(L, -1, LUA_FILEHANDLE);
+    if (p != NULL && p->f == real) p->f = f;
+    lua_pop(L, 1);
+  }
+  return f;
+}
+
+/*
+** Make stdout, and stderr when it is the terminal too, the REPL's
+** streams, for good: Lua's file handles may outlive the REPL, so these
+** streams do too (without a REPL they only pass the bytes on).  libedit
+** keeps the real ones.
+*/
+static void capture_output(lua_State *L) {
+  static OutStream o_out, o_err;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, LUA_IOLIBNAME);
+  stdout = capture(L, "stdout", stdout, &o_out, _IOLBF);
+  if (isatty(2)) stderr = capture(L, "stderr", stderr, &o_err, _IONBF);
+  lua_pop(L, 2);
 }
 
 /* }====================================================== */
@@ -295,7 +447,9 @@ static int incomplete(lua_State *L, int status) {
 static void save_history(Repl *r, const char *line) {
   if (r->edit && line[0] != '\0') {
     locale_t old = enter_charset(r);
-    add_history(line);
+    char *raw = r->raw_keys ? eddy__repl_escape_raw(line) : NULL;
+    add_history(raw != NULL ? raw : line);
+    free(raw);
     leave_charset(old);
   }
 }
@@ -383,6 +537,7 @@ static int l_stop_loop(lua_State *L) {
 /* A line was read ('line' NULL: the end of input): act on it. */
 static void got_line(Repl *r, const char *line, size_t len) {
   lua_State *L = r->L;
+  hide_line(r);
   stop_reading(r);
   if (line != NULL) lua_pushlstring(L, line, len);
   else lua_pushnil(L);
@@ -465,14 +620,19 @@ static void read_input(Repl *r) {
     return;
   }
   r->rl_done = 0;
+  redraw(r);  /* libedit edits what it drew: put it back first */
   old = enter_charset(r);
-  rl_callback_read_char();
+  do {  /* the keys read ahead too: fd 0 may have no more */
+    rl_callback_read_char();
+  } while (!r->rl_done && eddy__repl_keys_ahead());
   leave_charset(old);
   if (r->rl_done) {
     char *line = r->rl_line;
     r->rl_line = NULL;
     r->rl_done = 0;
-    got_line(r, line, line != NULL ? strlen(line) : 0);
+    got_line(r, line, line == NULL ? 0
+                      : r->raw_keys ? eddy__repl_unescape_raw(line)
+                      : strlen(line));
     free(line);
   }
 }
@@ -513,10 +673,14 @@ static void show_prompt(Repl *r) {
   prompt = lua_tostring(L, -1);
   r->phase = REPL_READING;
   if (r->edit) {
-    locale_t old = enter_charset(r);
+    locale_t old;
+    fflush(stdout);  /* what the entry left unflushed goes first */
+    old = enter_charset(r);
     rl_callback_handler_install(prompt, rl_line_cb);
     leave_charset(old);
     r->rl_installed = 1;
+    r->shown = 1;
+    uv_prepare_start(&r->redraw, redraw_cb);
   } else {
     fputs(prompt, stdout);
     fflush(stdout);
@@ -576,6 +740,7 @@ static void sigint_cb(uv_signal_t *h, int signum) {
       protect(r->L, l_cancel_entry, 0);
       break;
     case REPL_READING:  /* drop the line and any incomplete statement */
+      hide_line(r);
       if (r->edit) {
         locale_t old = enter_charset(r);
         rl_callback_handler_remove();
@@ -584,6 +749,7 @@ static void sigint_cb(uv_signal_t *h, int signum) {
       fputs("\n", stdout);
       fflush(stdout);
       r->len = 0;
+      eddy__repl_drop_keys();
       luaL_unref(r->L, LUA_REGISTRYINDEX, r->pending);
       r->pending = LUA_NOREF;
       r->firstline = 1;
@@ -592,145 +758,6 @@ static void sigint_cb(uv_signal_t *h, int signum) {
     case REPL_DONE:
       break;
   }
-}
-
-/* }====================================================== */
-
-/* {====================================================== Completion */
-
-static void free_cands(Repl *r) {
-  size_t i;
-  for (i = 0; i < r->ncands; i++) free(r->cands[i]);
-  free(r->cands);
-  r->cands = NULL;
-  r->ncands = r->nextcand = 0;
-}
-
-/* Add "prefix..name" when name starts with 'part'. */
-static void add_cand(Repl *r, const char *prefix, size_t plen,
-                     const char *name, const char *part) {
-  size_t nlen = strlen(name);
-  char *c, **ncands;
-  if (strncmp(name, part, strlen(part)) != 0) return;
-  ncands = (char **)realloc(r->cands, (r->ncands + 1) * sizeof *ncands);
-  if (ncands == NULL) return;
-  r->cands = ncands;
-  c = (char *)malloc(plen + nlen + 1);
-  if (c == NULL) return;
-  memcpy(c, prefix, plen);
-  memcpy(c + plen, name, nlen + 1);
-  r->cands[r->ncands++] = c;
-}
-
-/*
-** Replace the value at the top by the table where its missing fields are
-** looked up: its metatable's __index when that is a table, or the first
-** upvalue of an __index function when that is a table (eddy's classes
-** with attributes, such as Loop, index their methods so); else nil.
-** Nothing runs: completion must not call Lua code.
-*/
-static void fallback_table(lua_State *L) {
-  if (!lua_getmetatable(L, -1)) {
-    lua_pop(L, 1);
-    lua_pushnil(L);
-    return;
-  }
-  lua_pushliteral(L, "__index");
-  lua_rawget(L, -2);
-  if (lua_type(L, -1) == LUA_TFUNCTION &&
-      lua_getupvalue(L, -1, 1) != NULL)
-    lua_remove(L, -2);
-  if (lua_type(L, -1) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_pushnil(L);
-  }
-  lua_replace(L, -3);
-  lua_pop(L, 1);
-}
-
-/* Replace the value at the top by its field 'name', found in it or along
-** its fallback tables (nil when there is none). */
-static void raw_index(lua_State *L, const char *name, size_t len) {
-  int depth;
-  for (depth = 0; depth < 16 && !lua_isnil(L, -1); depth++) {
-    if (lua_type(L, -1) == LUA_TTABLE) {
-      lua_pushlstring(L, name, len);
-      if (lua_rawget(L, -2) != LUA_TNIL) {
-        lua_remove(L, -2);
-        return;
-      }
-      lua_pop(L, 1);
-    }
-    fallback_table(L);
-  }
-  lua_pop(L, 1);
-  lua_pushnil(L);
-}
-
-/* l_complete(text): fill the candidates completing the expression 'text'
-** ("na", "t.fi", "obj:me"): globals, fields, or methods. */
-static int l_complete(lua_State *L) {
-  static const char *const keywords[] = {
-    "and", "break", "do", "else", "elseif", "end", "false", "for",
-    "function", "goto", "if", "in", "local", "nil", "not", "or", "repeat",
-    "return", "then", "true", "until", "while", NULL
-  };
-  Repl *r = repl;
-  const char *text = lua_tostring(L, 1);
-  const char *sep = strpbrk(text, ".:"), *part = text, *p;
-  int depth, methods = 0;
-  lua_pushglobaltable(L);
-  /* Walk "a.b.c" down to the last table. */
-  for (p = text; sep != NULL; sep = strpbrk(p, ".:")) {
-    raw_index(L, p, (size_t)(sep - p));
-    methods = *sep == ':';
-    p = part = sep + 1;
-    if (methods && strpbrk(p, ".:") != NULL) return 0;
-  }
-  if (part == text) {
-    int i;
-    for (i = 0; keywords[i] != NULL; i++)
-      add_cand(r, "", 0, keywords[i], part);
-  }
-  /* The table's keys, then those of its __index chain. */
-  for (depth = 0; depth < 16 && !lua_isnil(L, -1); depth++) {
-    if (lua_type(L, -1) == LUA_TTABLE) {
-      lua_pushnil(L);
-      while (lua_next(L, -2) != 0) {
-        size_t len;
-        if (lua_type(L, -2) == LUA_TSTRING &&
-            (!methods || lua_type(L, -1) == LUA_TFUNCTION)) {
-          const char *name = lua_tolstring(L, -2, &len);
-          if (eddy__repl_is_identifier(name, len))
-            add_cand(r, text, (size_t)(part - text), name, part);
-        }
-        lua_pop(L, 1);
-      }
-    }
-    fallback_table(L);
-  }
-  return 0;
-}
-
-/* libedit's generator: the candidates one by one (state 0: compute them). */
-static char *complete_next(const char *text, int state) {
-  Repl *r = repl;
-  if (state == 0) {
-    free_cands(r);
-    lua_pushstring(r->L, text);
-    lua_pushcfunction(r->L, l_complete);
-    lua_insert(r->L, -2);
-    if (lua_pcall(r->L, 1, 0, 0) != LUA_OK) lua_pop(r->L, 1);
-  }
-  if (r->nextcand < r->ncands) return strdup(r->cands[r->nextcand++]);
-  return NULL;
-}
-
-static char **complete(const char *text, int start, int end) {
-  (void)start;
-  (void)end;
-  rl_attempted_completion_over = 1;  /* no file names */
-  return rl_completion_matches(text, complete_next);
 }
 
 /* }====================================================== */
@@ -766,7 +793,12 @@ static int open_handles(Repl *r) {
     r->nopen++;
     err = uv_signal_start(&r->sigint, sigint_cb, SIGINT);
   }
+  if (err == 0) {
+    err = uv_prepare_init(uv, &r->redraw);
+    r->redraw.data = r;
+  }
   if (err < 0) return err;
+  r->nopen++;
   /* Chain our action before libuv's (sigint_action). */
   sigaction(SIGINT, NULL, &r->uv_action);
   sa = r->uv_action;
@@ -783,6 +815,7 @@ static void close_handles(Repl *r) {
                          : (uv_handle_t *)&r->idle, close_cb);
   }
   if (r->nopen > 1) uv_close((uv_handle_t *)&r->sigint, close_cb);
+  if (r->nopen > 2) uv_close((uv_handle_t *)&r->redraw, close_cb);
   while (r->nopen > 0) uv_run(r->loop->uv, UV_RUN_NOWAIT);
   if (r->stdin_flags != -1) fcntl(0, F_SETFL, r->stdin_flags);
   if (r->rl_installed) {
@@ -838,6 +871,7 @@ static int l_finish(lua_State *L) {
 void eddy__repl(lua_State *L) {
   Repl r;
   int status, err;
+  locale_t old;
   memset(&r, 0, sizeof r);
   r.L = L;
   r.pending = r.task = LUA_NOREF;
@@ -857,19 +891,26 @@ void eddy__repl(lua_State *L) {
     luaL_error(L, "cannot start the REPL: %s", uv_strerror(err));
   }
   if (r.edit) {
-    static char breaks[] = " \t\n\"\\'`@$><=;|&{(+-*/%^~#,[)}";
     r.charset = terminal_charset();
+    r.raw_keys = r.charset != (locale_t)0 &&
+                 strcmp(nl_langinfo_l(CODESET, r.charset), "UTF-8") == 0;
+    if (r.raw_keys) rl_getc_function = eddy__repl_read_key;
     rl_readline_name = "eddy";
     rl_catch_signals = 0;  /* SIGINT is the loop's */
-    rl_attempted_completion_function = complete;
-    rl_basic_word_break_characters = breaks;
-    rl_completion_append_character = '\0';
+    eddy__repl_complete_start(L);
+    /* libedit writes to the real stdout and stderr, not to the REPL's. */
+    rl_instream = stdin;
+    rl_outstream = stdout;
+    old = enter_charset(&r);
+    rl_initialize();
+    leave_charset(old);
+    capture_output(L);
   }
   show_prompt(&r);
   lua_pushcfunction(L, l_run);
   status = lua_pcall(L, 0, 0, 0);
   close_handles(&r);
-  free_cands(&r);
+  eddy__repl_complete_end();
   free(r.buf);
   luaL_unref(L, LUA_REGISTRYINDEX, r.pending);
   luaL_unref(L, LUA_REGISTRYINDEX, r.task);
