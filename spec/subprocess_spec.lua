@@ -36,7 +36,7 @@ local function index_of(list, v)
 end
 
 describe("loop:subprocess_exec", function()
-  it("pipes both ways; callbacks in asyncio's order; wait() after connection_lost (test_subprocess_exec)",
+  it("pipes both ways; callbacks in asyncio's order; wait() after process_exited (test_subprocess_exec)",
      async(function(loop)
     local rec = recorder(loop)
     local t, p = loop:subprocess_exec(function() return rec end,
@@ -55,6 +55,8 @@ describe("loop:subprocess_exec", function()
     stdin:close()
     assert.equal(3, eddy.wait_for(eddy.create_task(function() return t:_wait() end), 5))
     assert.equal(3, t:get_returncode())
+    assert.truthy(index_of(rec.events, "exited"))
+    net.wait(rec.lost_fut)
     assert.equal("hello\n", rec:output(1))
     assert.equal("oops\n", rec:output(2))
     local ev = rec.events
@@ -244,6 +246,21 @@ describe("eddy.create_subprocess_exec / _shell", function()
     local q = eddy.create_subprocess_exec("sleep", "30")
     q:kill()
     assert.equal(-9, q:wait())
+  end))
+
+  it("wait() returns once the child has exited, its pipes unread or held open "
+     .. "(Process.wait docs: 'Wait for the child process to terminate'; CPython gh-119710)",
+     async(function(loop)
+    -- More than the pipe holds: the reader pauses, so stdout cannot reach EOF
+    -- before it is read.
+    local p = eddy.create_subprocess_shell("head -c 150000 /dev/zero", {stdout = sp.PIPE})
+    assert.equal(0, eddy.wait_for(function() return p:wait() end, 2))
+    assert.equal(150000, #p.stdout:read(-1))
+    -- A grandchild keeps stdout open after the shell exited.
+    local q = eddy.create_subprocess_shell("(sleep 1; echo late) & exit 5", {stdout = sp.PIPE})
+    assert.equal(5, eddy.wait_for(function() return q:wait() end, 0.8))
+    assert.equal(5, q.returncode)
+    assert.equal("late\n", eddy.wait_for(function() return q.stdout:read(-1) end, 5))
   end))
 
   it("large output through the reader's flow control", async(function(loop)

@@ -159,14 +159,22 @@ function Transport:_pipe_connection_lost(fd, exc)
   self:_try_finish()
 end
 
+-- The child has exited: process_exited soon, and wait() returns, even
+-- while its pipes are open (unread, or held by a grandchild), as
+-- Popen.wait and asyncio after gh-119710.  Setting the waiters' results
+-- after the calls scheduled here lets those calls run first.
 function Transport:_process_exited(returncode)
   self._returncode = returncode
   self:_call("process_exited")
   self:_try_finish()
+  local waiters = self._exit_waiters
+  self._exit_waiters = {}
+  for _, waiter in ipairs(waiters) do
+    if not waiter:done() then waiter:set_result(returncode) end
+  end
 end
 
--- Once the process has exited and every pipe is closed:
--- connection_lost, then wait() returns.
+-- Once the process has exited and every pipe is closed: connection_lost.
 function Transport:_try_finish()
   if self._finished or self._returncode == nil then return end
   for _, pipe in pairs(self._pipes) do
@@ -177,17 +185,10 @@ function Transport:_try_finish()
     local protocol = self._protocol
     self._protocol = nil
     self._done = true
-    local waiters = self._exit_waiters
-    self._exit_waiters = {}
     self._proc:close()
-    local ok, err = true, nil
     if protocol ~= nil and protocol.connection_lost ~= nil then
-      ok, err = pcall(protocol.connection_lost, protocol, nil)
+      protocol:connection_lost(nil)
     end
-    for _, waiter in ipairs(waiters) do
-      if not waiter:done() then waiter:set_result(self._returncode) end
-    end
-    if not ok then error(err, 0) end
   end)
 end
 
@@ -244,10 +245,9 @@ function Transport:__tostring()
   return "<SubprocessTransport " .. state .. ">"
 end
 
--- transport:_wait() (S): the return code, once the process has exited
--- and its pipes are closed.
+-- transport:_wait() (S): the return code, once the process has exited.
 function Transport:_wait()
-  if self._done then return self._returncode end
+  if self._returncode ~= nil then return self._returncode end
   can_suspend("wait")
   local waiter = self._loop:create_future()
   local waiters = self._exit_waiters
