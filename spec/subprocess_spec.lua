@@ -96,6 +96,30 @@ describe("loop:subprocess_exec", function()
     assert.equal(-9, t:get_returncode())
   end))
 
+  it("an error in connection_made is reported and the child goes on "
+     .. "(asyncio calls it as a callback: base_subprocess._connect_pipes)", async(function(loop)
+    local reports = {}
+    loop:set_exception_handler(function(_, ctx) reports[#reports + 1] = ctx end)
+    local rec = recorder(loop)
+    local made = rec.connection_made
+    function rec.connection_made(self, t)
+      made(self, t)
+      error(errors.ValueError("made boom"))
+    end
+    local t, p = loop:subprocess_shell(function() return rec end, "read x; echo $x; exit 2")
+    assert.equal(rec, p)
+    assert.is_false(t:is_closing())
+    assert.equal(1, #reports)
+    assert.equal("Exception in protocol.connection_made()", reports[1].message)
+    assert.is_true(errors.is(reports[1].exception, errors.ValueError))
+    assert.equal(t, reports[1].transport)
+    assert.equal(rec, reports[1].protocol)
+    t:get_pipe_transport(0):write("still here\n")
+    net.wait(rec.lost_fut)
+    assert.equal(2, t:get_returncode())
+    assert.equal("still here\n", rec:output(1))
+  end))
+
   it("close() kills a running child and closes its pipes", async(function(loop)
     local rec = recorder(loop)
     local t = loop:subprocess_exec(function() return rec end, "sleep", "30")

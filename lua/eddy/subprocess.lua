@@ -282,12 +282,17 @@ local function start(loop, fname, protocol_factory, argv, spawn)
     self:close()
     error(err, 0)
   end
+  -- An error in connection_made is only reported: asyncio's loop calls
+  -- it as a callback, and the child and its pipes go on (as a stream
+  -- transport's, src/stream.c).
   local made = protocol.connection_made
   if made ~= nil then
     local ok2, err2 = pcall(made, protocol, self)
     if not ok2 then
-      self:close()
-      error(err2, 0)
+      loop:call_exception_handler {
+        message = "Exception in protocol.connection_made()",
+        exception = err2, transport = self, protocol = protocol,
+      }
     end
   end
   return self, protocol

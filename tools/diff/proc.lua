@@ -204,7 +204,7 @@ end
 -- A shell script writing, closing and sleeping at random, then ending by
 -- exit or by signal; and the parent's choice for stdin.
 local function random_child(rng)
-  local steps, open_fds = {}, {[1] = true, [2] = true}
+  local steps, open_fds = {"sleep 0.05"}, {[1] = true, [2] = true}  -- the parent writes stdin first
   for _ = 1, rng:pick {1, 2, 3, 4, 5} do
     local what = rng:pick {"write", "write", "close", "sleep"}
     local fd = rng:pick {1, 2}
@@ -339,6 +339,52 @@ scenario("pr_stdio", function(t)
   t:dump()
 end)
 
+scenario("pr_edges", function(t)
+  local loop = eddy.get_running_loop()
+  local errs = {}
+  loop:set_exception_handler(function(_, c) errs[#errs + 1] = ename(c.exception) end)
+  for _, prog in ipairs {"/nonexistent/prog", "/etc/passwd"} do
+    local ok, e = pcall(eddy.create_subprocess_exec, prog)
+    t("spawn", prog, ename(e))
+  end
+  local ok, e = pcall(eddy.create_subprocess_exec, "true", {cwd = "/nonexistent"})
+  t("cwd", ename(e))
+  local p = eddy.create_subprocess_exec("true", {stdin = PIPE})
+  p:wait()
+  sleep(0.05)
+  p.stdin:write("x")
+  ok, e = pcall(p.stdin.drain, p.stdin)
+  t("drain after exit", ok and "ok" or ename(e))
+  p = eddy.create_subprocess_exec("cat", {stdin = PIPE, stdout = PIPE})
+  t("communicate", {n = 2, opt(p:communicate("once"))})
+  t("again", {n = 2, opt(p:communicate("twice"))})
+  p = eddy.create_subprocess_exec("sleep", "5")
+  for _, sig in ipairs {0, 999} do
+    ok, e = pcall(p.send_signal, p, sig)
+    t("send_signal", sig, ok and "ok" or ename(e))
+  end
+  p:kill()
+  p:wait()
+  local bad = {
+    connection_made = function() error(errors.ValueError("in connection_made")) end,
+    connection_lost = function(_, exc) t("bad connection_lost", ename(exc)) end,
+  }
+  local tr
+  ok, tr = pcall(loop.subprocess_exec, loop, function() return bad end, "sh", "-c", "exit 2",
+                 {stdin = DEVNULL})
+  if ok then
+    t("connection_made raised: returned, closing", tr:is_closing())
+    sleep(0.2)
+    t("returncode", tr:get_returncode())
+  else
+    t("connection_made raised", ename(tr))
+  end
+  sleep(0.05)
+  t("handler", errs)
+  loop:set_exception_handler(nil)
+  t:dump()
+end)
+
 -- }=================================================
 
 -- {================================================= pipes
@@ -452,6 +498,49 @@ scenario("pipe_child", function(t)
   sleep(0.05)
   tr:write("more")
   eddy.wait_for(done, 5)
+  t:dump()
+end)
+
+scenario("pipe_raising", function(t)
+  local loop = eddy.get_running_loop()
+  local errs = {}
+  loop:set_exception_handler(function(_, c) errs[#errs + 1] = ename(c.exception) end)
+  local r, w = os_pipe()
+  local done = loop:create_future()
+  local proto = pipe_protocol(t, done)
+  proto.data_received = function()
+    t("data_received raises")
+    error(errors.ValueError("data"))
+  end
+  proto.eof_received = function()
+    t("eof_received raises")
+    error(errors.ValueError("eof"))
+  end
+  loop:connect_read_pipe(function() return proto end, r)
+  w:write("1")
+  sleep(0.05)
+  w:write("2")
+  sleep(0.05)
+  w:close()
+  eddy.wait_for(done, 5)
+  t("errors", errs)
+  errs = {}
+  r, w = os_pipe()
+  proto = pipe_protocol(t, done)
+  proto.connection_made = function()
+    t("connection_made raises")
+    error(errors.ValueError("made"))
+  end
+  local ok, tr = pcall(loop.connect_read_pipe, loop, function() return proto end, r)
+  if ok then
+    sleep(0.05)
+    t("returned, closing", tr:is_closing(), "errors", errs)
+    tr:close()
+  else
+    t("connect_read_pipe", ename(tr))
+  end
+  w:close()
+  loop:set_exception_handler(nil)
   t:dump()
 end)
 
@@ -604,13 +693,22 @@ scenario("ex_pool", function(t)
   t:dump()
 end)
 
+scenario("ex_shutdown_timeout", function(t)
+  local loop = eddy.get_running_loop()
+  local fut = loop:run_in_executor(nil, job, nil, 0.3, "late")
+  local start = loop:time()
+  loop:shutdown_default_executor(0.05)
+  t("returned within", string.format("%.1f", loop:time() - start))
+  t("job done yet", fut:done())
+  t("job", eddy.wait_for(fut, 2))
+  t:dump()
+end)
+
 -- }=================================================
 
 local prefix = arg[1] or ""
-eddy.run(function()
-  for _, s in ipairs(scenarios) do
-    if s.name:sub(1, #prefix) == prefix then
-      s.fn(setmetatable({name = s.name, lines = {}}, Trace))
-    end
+for _, s in ipairs(scenarios) do  -- each on a loop of its own
+  if s.name:sub(1, #prefix) == prefix then
+    eddy.run(s.fn, setmetatable({name = s.name, lines = {}}, Trace))
   end
-end)
+end

@@ -193,7 +193,7 @@ class Rng:
 def random_child(rng):
     """A shell script writing, closing and sleeping at random, then ending
     by exit or by signal; and the parent's choice for stdin."""
-    steps, open_fds = [], {1, 2}
+    steps, open_fds = ["sleep 0.05"], {1, 2}  # the parent writes stdin first
     for _ in range(rng.pick([1, 2, 3, 4, 5])):
         what = rng.pick(["write", "write", "close", "sleep"])
         fd = rng.pick([1, 2])
@@ -325,6 +325,60 @@ async def pr_stdio(t):
         t("file", f.read())
     p = await asyncio.create_subprocess_shell("cat", stdin=DEVNULL, stdout=PIPE)
     t("stdin devnull", await p.stdout.read(), await p.wait())
+    t.dump()
+
+@scenario
+async def pr_edges(t):
+    loop = asyncio.get_running_loop()
+    errs = []
+    loop.set_exception_handler(lambda l, c: errs.append(ename(c.get("exception"))))
+    for prog in ("/nonexistent/prog", "/etc/passwd"):
+        try:
+            await asyncio.create_subprocess_exec(prog)
+        except Exception as e:
+            t("spawn", prog, ename(e))
+    try:
+        await asyncio.create_subprocess_exec("true", cwd="/nonexistent")
+    except Exception as e:
+        t("cwd", ename(e))
+    p = await asyncio.create_subprocess_exec("true", stdin=PIPE)
+    await p.wait()
+    await asyncio.sleep(0.05)
+    p.stdin.write(b"x")
+    try:
+        await p.stdin.drain()
+        t("drain after exit", "ok")
+    except Exception as e:
+        t("drain after exit", ename(e))
+    p = await asyncio.create_subprocess_exec("cat", stdin=PIPE, stdout=PIPE)
+    t("communicate", await p.communicate(b"once"))
+    t("again", await p.communicate(b"twice"))
+    p = await asyncio.create_subprocess_exec("sleep", "5")
+    for sig in (0, 999):
+        try:
+            p.send_signal(sig)
+            t("send_signal", sig, "ok")
+        except Exception as e:
+            t("send_signal", sig, ename(e))
+    p.kill()
+    await p.wait()
+
+    class Bad(asyncio.SubprocessProtocol):
+        def connection_made(self, tr):
+            raise ValueError("in connection_made")
+
+        def connection_lost(self, exc):
+            t("bad connection_lost", ename(exc))
+    try:
+        tr, _ = await loop.subprocess_exec(Bad, "sh", "-c", "exit 2", stdin=DEVNULL)
+        t("connection_made raised: returned, closing", tr.is_closing())
+        await asyncio.sleep(0.2)
+        t("returncode", tr.get_returncode())
+    except Exception as e:
+        t("connection_made raised", ename(e))
+    await asyncio.sleep(0.05)
+    t("handler", errs)
+    loop.set_exception_handler(None)
     t.dump()
 
 # }=================================================
@@ -463,6 +517,48 @@ async def pipe_child(t):
     await asyncio.sleep(0.05)
     tr.write(b"more")
     await asyncio.wait_for(done, 5)
+    t.dump()
+
+@scenario
+async def pipe_raising(t):
+    loop = asyncio.get_running_loop()
+    errs = []
+    loop.set_exception_handler(lambda l, c: errs.append(ename(c.get("exception"))))
+
+    class P(PipeProto):
+        def data_received(self, data):
+            t("data_received raises")
+            raise ValueError("data")
+
+        def eof_received(self):
+            t("eof_received raises")
+            raise ValueError("eof")
+    r, w = os.pipe()
+    done = loop.create_future()
+    tr, _ = await loop.connect_read_pipe(lambda: P(t, done), os.fdopen(r, "rb", 0))
+    os.write(w, b"1")
+    await asyncio.sleep(0.05)
+    os.write(w, b"2")
+    await asyncio.sleep(0.05)
+    os.close(w)
+    await asyncio.wait_for(done, 5)
+    t("errors", errs)
+
+    class M(PipeProto):
+        def connection_made(self, tr):
+            t("connection_made raises")
+            raise ValueError("made")
+    errs.clear()
+    r, w = os.pipe()
+    try:
+        tr, _ = await loop.connect_read_pipe(lambda: M(t, done), os.fdopen(r, "rb", 0))
+        await asyncio.sleep(0.05)
+        t("returned, closing", tr.is_closing(), "errors", errs)
+        tr.close()
+    except Exception as e:
+        t("connect_read_pipe", ename(e))
+    os.close(w)
+    loop.set_exception_handler(None)
     t.dump()
 
 # }=================================================
@@ -628,13 +724,25 @@ async def ex_pool(t):
     t("queued", queued.cancelled(), "later", later.cancelled(), os.path.exists(os.path.join(d, "q")))
     t.dump()
 
+@scenario
+async def ex_shutdown_timeout(t):
+    import warnings
+    loop = asyncio.get_running_loop()
+    fut = loop.run_in_executor(None, job, None, 0.3, "late")
+    with warnings.catch_warnings():  # the RuntimeWarning, as eddy's (off by default)
+        warnings.simplefilter("ignore")
+        start = loop.time()
+        await loop.shutdown_default_executor(0.05)
+        t("returned within", "%.1f" % (loop.time() - start))
+    t("job done yet", fut.done())
+    t("job", await asyncio.wait_for(fut, 2))
+    t.dump()
+
 # }=================================================
 
 
-async def main(prefix):
-    for fn in SCENARIOS:
-        if fn.__name__.startswith(prefix):
-            await fn(Trace(fn.__name__))
-
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else ""))
+    prefix = sys.argv[1] if len(sys.argv) > 1 else ""
+    for fn in SCENARIOS:  # each on a loop of its own
+        if fn.__name__.startswith(prefix):
+            asyncio.run(fn(Trace(fn.__name__)))
