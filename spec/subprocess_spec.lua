@@ -120,6 +120,20 @@ describe("loop:subprocess_exec", function()
     assert.equal("still here\n", rec:output(1))
   end))
 
+  it("pause_writing and resume_writing reach the protocol when the stdin pipe "
+     .. "crosses its marks, not later (WriteSubprocessPipeProto)", async(function(loop)
+    local rec = recorder(loop)
+    function rec:pause_writing() self.events[#self.events + 1] = "pause" end
+    function rec:resume_writing() self.events[#self.events + 1] = "resume" end
+    local t = loop:subprocess_shell(function() return rec end, "sleep 0.2; cat >/dev/null",
+                                    {stdout = sp.DEVNULL, stderr = sp.DEVNULL})
+    t:get_pipe_transport(0):write(string.rep("x", 300000))
+    assert.same({"made", "pause"}, rec.events)
+    net.wait_until(function() return rec.events[3] == "resume" end)
+    t:get_pipe_transport(0):close()
+    net.wait(rec.lost_fut)
+  end))
+
   it("close() kills a running child and closes its pipes", async(function(loop)
     local rec = recorder(loop)
     local t = loop:subprocess_exec(function() return rec end, "sleep", "30")

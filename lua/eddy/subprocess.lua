@@ -142,8 +142,18 @@ function PipeProto:data_received(data)
   self.proc:_call("pipe_data_received", self.fd, data)
 end
 
-function PipeProto:pause_writing() self.proc:_call("pause_writing") end
-function PipeProto:resume_writing() self.proc:_call("resume_writing") end
+-- Flow control is passed on at once, not soon (asyncio's
+-- WriteSubprocessPipeProto): a write over the high-water mark must have
+-- paused the protocol when it returns, or drain() would not wait.
+local function flow(name)
+  return function(self)
+    local protocol = self.proc._protocol
+    local method = protocol and protocol[name]
+    if method ~= nil then method(protocol) end
+  end
+end
+PipeProto.pause_writing = flow("pause_writing")
+PipeProto.resume_writing = flow("resume_writing")
 
 -- Run protocol:name(...) soon, in the order the events came (asyncio's
 -- _call); nothing once the transport has finished.

@@ -171,6 +171,19 @@ async def sp_after_exit(t):
 
 
 @scenario
+async def sp_close_after_exit(t):
+    # The shell has exited; a grandchild holds stdout; close() then.
+    tr, done = await shell(t, "(sleep 0.5; printf late) & exit 6", stdin=DEVNULL, stderr=DEVNULL)
+    while tr.get_returncode() is None:
+        await asyncio.sleep(0.01)
+    tr.close()
+    t("closing", tr.is_closing())
+    await asyncio.wait_for(done, 5)
+    t("returncode", tr.get_returncode())
+    t.dump()
+
+
+@scenario
 async def sp_close_running(t):
     tr, done = await shell(t, "exec sleep 5")
     tr.close()
@@ -286,6 +299,22 @@ async def pr_wait_timeout(t):
         t("communicate wait_for", ename(e), p.returncode)
     p.terminate()
     t("communicate again", await p.communicate(), p.returncode)
+    t.dump()
+
+
+@scenario
+async def pr_big_both_ways(t):
+    p = await asyncio.create_subprocess_exec("cat", stdin=PIPE, stdout=PIPE)
+    out, err = await p.communicate(b"q" * 3000000)
+    t("cat", len(out), err, p.returncode)
+    p = await asyncio.create_subprocess_shell("sleep 0.1; exec 0<&-; sleep 0.1; echo closed-stdin", stdin=PIPE, stdout=PIPE)
+    p.stdin.write(b"w" * 200000)
+    try:
+        await p.stdin.drain()
+        t("drain", "ok")
+    except Exception as e:
+        t("drain", ename(e))
+    t("read", await p.stdout.read(), await p.wait())
     t.dump()
 
 
@@ -476,6 +505,40 @@ async def pipe_write_flow(t):
 
 
 @scenario
+async def pipe_write_abort_close(t):
+    r, w = os.pipe()
+    tr, done = await write_pipe(t, w)
+    tr.write(b"a" * 100000)
+    t("queued", tr.get_write_buffer_size())
+    tr.abort()
+    t("aborted: closing", tr.is_closing(), "buffered", tr.get_write_buffer_size())
+    await asyncio.wait_for(done, 5)
+    t("in pipe", len(os.read(r, 1 << 20)))
+    os.close(r)
+    r, w = os.pipe()
+    tr, done = await write_pipe(t, w)
+    tr.writelines([b"b" * 50000, b"c" * 50000])
+    t("queued", tr.get_write_buffer_size())
+    tr.close()
+    t("closed: closing", tr.is_closing(), "buffered", tr.get_write_buffer_size())
+    got = 0
+    while got < 100000:
+        await asyncio.sleep(0.01)
+        got += len(os.read(r, 1 << 20))
+    await asyncio.wait_for(done, 5)
+    t("got", got, "then", os.read(r, 10))
+    os.close(r)
+    r, w = os.pipe()
+    tr, done = await write_pipe(t, w)
+    tr.write(b"d" * 100000)
+    tr.close()
+    os.read(r, 1000)
+    os.close(r)
+    await asyncio.wait_for(done, 5)
+    t.dump()
+
+
+@scenario
 async def pipe_reader_gone(t):
     r, w = os.pipe()
     tr, done = await write_pipe(t, w)
@@ -621,6 +684,29 @@ async def sig_delivery(t):
 
 
 @scenario
+async def sig_burst(t):
+    loop = asyncio.get_running_loop()
+    pid = os.getpid()
+    loop.add_signal_handler(signal.SIGUSR1, t, "USR1")
+
+    def handler_adds():
+        t("USR2 adds a HUP handler")
+        loop.add_signal_handler(signal.SIGHUP, t, "HUP")
+        os.kill(pid, signal.SIGHUP)
+        loop.call_soon(t, "soon after HUP")
+    loop.add_signal_handler(signal.SIGUSR2, handler_adds)
+    loop.call_soon(t, "soon 1")
+    for _ in range(3):
+        os.kill(pid, signal.SIGUSR1)
+    loop.call_soon(t, "soon 2")
+    os.kill(pid, signal.SIGUSR2)
+    await asyncio.sleep(0.1)
+    for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
+        loop.remove_signal_handler(sig)
+    t.dump()
+
+
+@scenario
 async def sig_closed_loop(t):
     loop = asyncio.new_event_loop()
     loop.close()
@@ -723,6 +809,29 @@ async def ex_pool(t):
     await asyncio.sleep(0.05)
     t("queued", queued.cancelled(), "later", later.cancelled(), os.path.exists(os.path.join(d, "q")))
     t.dump()
+
+@scenario
+async def ex_set_default(t):
+    import concurrent.futures as cf
+    loop = asyncio.get_running_loop()
+    pool = cf.ThreadPoolExecutor(2)
+    loop.set_default_executor(pool)
+    t("on pool", await loop.run_in_executor(None, job, None, 0, "p"))
+    await loop.shutdown_default_executor()
+    try:
+        loop.run_in_executor(pool, job, None, 0, 0)
+        t("pool after default shutdown", "ok")
+    except Exception as e:
+        t("pool after default shutdown", ename(e), str(e))
+    other = asyncio.new_event_loop()
+    other.close()
+    try:
+        other.run_in_executor(None, job, None, 0, 0)
+        t("closed loop", "ok")
+    except Exception as e:
+        t("closed loop", ename(e), str(e))
+    t.dump()
+
 
 @scenario
 async def ex_shutdown_timeout(t):
