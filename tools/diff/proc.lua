@@ -326,6 +326,31 @@ scenario("pr_big_both_ways", function(t)
   t:dump()
 end)
 
+scenario("pr_options", function(t)
+  local p = eddy.create_subprocess_shell("echo $A-$B; pwd", {stdout = PIPE,
+    env = {A = "1", PATH = os.getenv("PATH")}, cwd = "/tmp"})
+  t("env cwd", q((p:communicate())))
+  p = eddy.create_subprocess_shell("ps -o sid= -p $$ | tr -d ' '; echo $$", {stdout = PIPE,
+    start_new_session = true})
+  local sid, pid = (p:communicate()):match("(%d+)%s+(%d+)")
+  t("new session", sid == pid)
+  local a, b = eddy.socket.socketpair(eddy.socket.AF_UNIX, eddy.socket.SOCK_STREAM)
+  p = eddy.create_subprocess_exec("bash", "-c", "echo passed >&" .. b:fileno(), {pass_fds = {b:fileno()}})
+  p:wait()
+  b:close()
+  t("pass_fds", q(a:recv(100)))
+  a:close()
+  local loop = eddy.get_running_loop()
+  local done = loop:create_future()
+  local tr = loop:subprocess_shell(function() return protocol(t, done) end, "echo o; echo e >&2; exec 1>&-; sleep 0.05",
+                                   {stdin = DEVNULL, stderr = STDOUT})
+  local pipes = {}
+  for fd = 0, 2 do pipes[#pipes + 1] = tr:get_pipe_transport(fd) ~= nil end
+  t("stderr=STDOUT pipes", pipes)
+  eddy.wait_for(done, 5)
+  t:dump()
+end)
+
 scenario("pr_wait_unread", function(t)
   -- The child writes more than the reader buffers (2 * limit) plus what
   -- the pipe holds, minus a little: it exits, its stdout stays unread.
@@ -515,6 +540,36 @@ scenario("pipe_write_abort_close", function(t)
   t:dump()
 end)
 
+scenario("pipe_misc", function(t)
+  local r, w = os_pipe()
+  local rt, rdone = connect(t, "connect_read_pipe", r)
+  local wt, wdone = connect(t, "connect_write_pipe", w)
+  t("limits", {wt:get_write_buffer_limits()})
+  for _, a in ipairs {{10, 20}, {n = 2}, {100}, {nil, 5, n = 2}} do
+    local shown = {n = 2, a[1], a[2]}
+    local ok, e = pcall(wt.set_write_buffer_limits, wt, a[1], a[2])
+    if ok then t("set limits", shown, {wt:get_write_buffer_limits()})
+    else t("set limits", shown, ename(e)) end
+  end
+  wt:write("")
+  t("empty write: buffered", wt:get_write_buffer_size())
+  wt:write_eof()
+  for _, c in ipairs {{"write_eof again", function() wt:write_eof() end},
+                      {"write after eof", function() wt:write("x") end},
+                      {"writelines after eof", function() wt:writelines {"x"} end},
+                      {"close", function() wt:close() end}} do
+    local ok, e = pcall(c[2])
+    t(c[1], ok and "ok" or ename(e))
+  end
+  eddy.wait_for(rdone, 5)
+  eddy.wait_for(wdone, 5)
+  rt:close()
+  rt:pause_reading()
+  rt:resume_reading()
+  t("after close: reading", rt:is_reading(), "closing", rt:is_closing())
+  t:dump()
+end)
+
 scenario("pipe_reader_gone", function(t)
   local r, w = os_pipe()
   local tr, done = connect(t, "connect_write_pipe", w)
@@ -675,6 +730,44 @@ scenario("sig_burst", function(t)
   signal.kill(pid, "SIGUSR2")
   sleep(0.1)
   for _, sig in ipairs {"SIGUSR1", "SIGUSR2", "SIGHUP"} do loop:remove_signal_handler(sig) end
+  t:dump()
+end)
+
+-- Seeded bursts of signals and call_soon callbacks sent from one
+-- callback: the order the handlers and callbacks run in.
+scenario("sig_random", function(t)
+  local loop = eddy.get_running_loop()
+  local pid = signal.getpid()
+  local names = {"SIGUSR1", "SIGUSR2", "SIGHUP", "SIGWINCH"}
+  for _, name in ipairs(names) do loop:add_signal_handler(name, t, name) end
+  local choices = {table.unpack(names)}
+  choices[#choices + 1] = "soon"
+  for seed = 1, 20 do
+    local rng = setmetatable({x = seed}, Rng)
+    local steps = {}
+    for i = 1, rng:pick {1, 3, 6} do steps[i] = rng:pick(choices) end
+    t("seed", seed, steps)
+    loop:call_soon(function()
+      for i, step in ipairs(steps) do
+        if step == "soon" then loop:call_soon(t, "soon " .. (i - 1))
+        else signal.kill(pid, step) end
+      end
+    end)
+    sleep(0.05)
+  end
+  t:dump()
+end)
+
+scenario("sig_chld", function(t)
+  local loop = eddy.get_running_loop()
+  local got = {}
+  loop:add_signal_handler("SIGCHLD", function() got[#got + 1] = "CHLD" end)
+  local p = eddy.create_subprocess_exec("sh", "-c", "exit 9")
+  t("wait", eddy.wait_for(function() return p:wait() end, 5))
+  sleep(0.05)
+  t("handler ran", #got > 0, "removed", loop:remove_signal_handler("SIGCHLD"))
+  p = eddy.create_subprocess_exec("sh", "-c", "exit 8")
+  t("after removal", eddy.wait_for(function() return p:wait() end, 5))
   t:dump()
 end)
 

@@ -319,6 +319,30 @@ async def pr_big_both_ways(t):
 
 
 @scenario
+async def pr_options(t):
+    p = await asyncio.create_subprocess_shell("echo $A-$B; pwd", stdout=PIPE,
+                                              env={"A": "1", "PATH": os.environ["PATH"]}, cwd="/tmp")
+    t("env cwd", (await p.communicate())[0])
+    p = await asyncio.create_subprocess_shell("ps -o sid= -p $$ | tr -d ' '; echo $$", stdout=PIPE,
+                                              start_new_session=True)
+    sid, pid = (await p.communicate())[0].split()
+    t("new session", sid == pid)
+    import socket
+    a, b = socket.socketpair()
+    p = await asyncio.create_subprocess_exec("bash", "-c", "echo passed >&%d" % b.fileno(), pass_fds=[b.fileno()])
+    await p.wait()
+    b.close()
+    t("pass_fds", a.recv(100))
+    a.close()
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    tr, _ = await loop.subprocess_shell(lambda: Proto(t, done), "echo o; echo e >&2; exec 1>&-; sleep 0.05", stdin=DEVNULL, stderr=STDOUT)
+    t("stderr=STDOUT pipes", [tr.get_pipe_transport(fd) is not None for fd in (0, 1, 2)])
+    await asyncio.wait_for(done, 5)
+    t.dump()
+
+
+@scenario
 async def pr_wait_unread(t):
     # The child writes more than the reader buffers (2 * limit) plus what
     # the pipe holds, minus a little: it exits, its stdout stays unread.
@@ -539,6 +563,38 @@ async def pipe_write_abort_close(t):
 
 
 @scenario
+async def pipe_misc(t):
+    r, w = os.pipe()
+    rt, rdone = await read_pipe(t, r)
+    wt, wdone = await write_pipe(t, w)
+    t("limits", wt.get_write_buffer_limits())
+    for args in ((10, 20), (None, None), (100, None), (None, 5)):
+        try:
+            wt.set_write_buffer_limits(*args)
+            t("set limits", args, wt.get_write_buffer_limits())
+        except Exception as e:
+            t("set limits", args, ename(e))
+    wt.write(b"")
+    t("empty write: buffered", wt.get_write_buffer_size())
+    wt.write_eof()
+    for what, fn in (("write_eof again", wt.write_eof), ("write after eof", lambda: wt.write(b"x")),
+                     ("writelines after eof", lambda: wt.writelines([b"x"])), ("close", wt.close)):
+        # (not abort(): CPython 3.12/3.13 then call connection_lost twice, the
+        # second time failing with AttributeError in _call_connection_lost)
+        try:
+            fn()
+            t(what, "ok")
+        except Exception as e:
+            t(what, ename(e))
+    await asyncio.wait_for(asyncio.gather(rdone, wdone), 5)
+    rt.close()
+    rt.pause_reading()
+    rt.resume_reading()
+    t("after close: reading", rt.is_reading(), "closing", rt.is_closing())
+    t.dump()
+
+
+@scenario
 async def pipe_reader_gone(t):
     r, w = os.pipe()
     tr, done = await write_pipe(t, w)
@@ -703,6 +759,45 @@ async def sig_burst(t):
     await asyncio.sleep(0.1)
     for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
         loop.remove_signal_handler(sig)
+    t.dump()
+
+
+@scenario
+async def sig_random(t):
+    """Seeded bursts of signals and call_soon callbacks sent from one
+    callback: the order the handlers and callbacks run in."""
+    loop = asyncio.get_running_loop()
+    pid = os.getpid()
+    names = ["SIGUSR1", "SIGUSR2", "SIGHUP", "SIGWINCH"]
+    for name in names:
+        loop.add_signal_handler(getattr(signal, name), t, name)
+    for seed in range(1, 21):
+        rng = Rng(seed)
+        steps = [rng.pick(names + ["soon"]) for _ in range(rng.pick([1, 3, 6]))]
+
+        def burst():
+            for i, step in enumerate(steps):
+                if step == "soon":
+                    loop.call_soon(t, "soon %d" % i)
+                else:
+                    os.kill(pid, getattr(signal, step))
+        t("seed", seed, steps)
+        loop.call_soon(burst)
+        await asyncio.sleep(0.05)
+    t.dump()
+
+
+@scenario
+async def sig_chld(t):
+    loop = asyncio.get_running_loop()
+    got = []
+    loop.add_signal_handler(signal.SIGCHLD, got.append, "CHLD")
+    p = await asyncio.create_subprocess_exec("sh", "-c", "exit 9")
+    t("wait", await asyncio.wait_for(p.wait(), 5))
+    await asyncio.sleep(0.05)
+    t("handler ran", len(got) > 0, "removed", loop.remove_signal_handler(signal.SIGCHLD))
+    p = await asyncio.create_subprocess_exec("sh", "-c", "exit 8")
+    t("after removal", await asyncio.wait_for(p.wait(), 5))
     t.dump()
 
 
