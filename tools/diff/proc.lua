@@ -351,6 +351,24 @@ scenario("pr_options", function(t)
   t:dump()
 end)
 
+-- Seeded communicate() mixes: children that read all, some or none of
+-- their input; stderr piped, dropped or merged.
+scenario("pr_random", function(t)
+  for seed = 1, 30 do
+    local rng = setmetatable({x = seed}, Rng)
+    local child = rng:pick {"cat", "head -c 5000", "true", "sleep 0.05; cat", "cat >/dev/null; echo done",
+                            "head -c 70000 >/dev/null; echo e >&2; exit 3", "kill -9 $$"}
+    local stderr = rng:pick {"PIPE", "DEVNULL", "STDOUT"}
+    local size = rng:pick {"nil", 0, 10, 100000, 1000000}
+    local p = eddy.create_subprocess_shell(child, {stdin = PIPE, stdout = PIPE, stderr = sp[stderr]})
+    local out, err = eddy.wait_for(function()
+      return p:communicate(size ~= "nil" and ("i"):rep(size) or nil)
+    end, 10)
+    t(seed, "'" .. child .. "'", stderr, size, "->", #out, opt(err), p.returncode)
+  end
+  t:dump()
+end)
+
 scenario("pr_wait_unread", function(t)
   -- The child writes more than the reader buffers (2 * limit) plus what
   -- the pipe holds, minus a little: it exits, its stdout stays unread.

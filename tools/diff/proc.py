@@ -343,6 +343,23 @@ async def pr_options(t):
 
 
 @scenario
+async def pr_random(t):
+    """Seeded communicate() mixes: children that read all, some or none of
+    their input; stderr piped, dropped or merged."""
+    for seed in range(1, 31):
+        rng = Rng(seed)
+        child = rng.pick(["cat", "head -c 5000", "true", "sleep 0.05; cat", "cat >/dev/null; echo done",
+                          "head -c 70000 >/dev/null; echo e >&2; exit 3", "kill -9 $$"])
+        stderr = rng.pick(["PIPE", "DEVNULL", "STDOUT"])
+        size = rng.pick([None, 0, 10, 100000, 1000000])
+        p = await asyncio.create_subprocess_shell(child, stdin=PIPE, stdout=PIPE,
+                                                  stderr=getattr(subprocess, stderr))
+        out, err = await asyncio.wait_for(p.communicate(None if size is None else b"i" * size), 10)
+        t(seed, repr(child), stderr, size, "->", len(out), err, p.returncode)
+    t.dump()
+
+
+@scenario
 async def pr_wait_unread(t):
     # The child writes more than the reader buffers (2 * limit) plus what
     # the pipe holds, minus a little: it exits, its stdout stays unread.
