@@ -102,19 +102,28 @@ end
 
 -- {================================================= subprocess protocol
 
-local function protocol(t, done)
-  return {
+-- A protocol tracing its callbacks, with 'extra' ones (a table of
+-- functions of t) on top of those every protocol here traces alike.
+local function recorder(t, done, extra)
+  local p = {
     connection_made = function() t("connection_made") end,
-    pipe_data_received = function(_, fd, data) t:data_of(fd, data) end,
-    pipe_connection_lost = function(_, fd, exc) t("pipe_connection_lost", fd, ename(exc)) end,
-    process_exited = function() t("process_exited") end,
     pause_writing = function() t("pause_writing") end,
     resume_writing = function() t("resume_writing") end,
     connection_lost = function(_, exc)
       t("connection_lost", ename(exc))
-      done:set_result(nil)
+      if not done:done() then done:set_result(nil) end
     end,
   }
+  for name, f in pairs(extra) do p[name] = f end
+  return p
+end
+
+local function protocol(t, done)
+  return recorder(t, done, {
+    pipe_data_received = function(_, fd, data) t:data_of(fd, data) end,
+    pipe_connection_lost = function(_, fd, exc) t("pipe_connection_lost", fd, ename(exc)) end,
+    process_exited = function() t("process_exited") end,
+  })
 end
 
 local function shell(t, cmd, opts)
@@ -124,18 +133,23 @@ local function shell(t, cmd, opts)
   return tr, done
 end
 
+-- Until connection_lost; then the return code, and the trace.
+local function finish(t, tr, done, sort_middle)
+  eddy.wait_for(done, 5)
+  t("returncode", tr:get_returncode())
+  t:dump(sort_middle)
+end
+
 scenario("sp_close_then_exit", function(t)
   local tr, done = shell(t, "printf out; printf err >&2; sleep 0.05; exec 1>&-; sleep 0.05; exec 2>&-; sleep 0.2; exit 3",
                          {stdin = DEVNULL})
-  eddy.wait_for(done, 5)
-  t("returncode", tr:get_returncode())
-  t:dump()
+  finish(t, tr, done)
 end)
 
 scenario("sp_exit_then_close", function(t)
-  local tr, done = shell(t, "printf early; (sleep 0.3; printf late) & exit 0",
+  local tr, done = shell(t, "printf early; sleep 0.05; (sleep 0.3; printf late) & exit 0",
                          {stdin = DEVNULL, stderr = DEVNULL})
-  sleep(0.15)
+  sleep(0.2)
   t("returncode", tr:get_returncode())
   local w = eddy.create_task(function() return tr:_wait() end)
   sleep(0.01)
@@ -148,18 +162,14 @@ end)
 scenario("sp_killed", function(t)
   local tr, done = shell(t, "exec sleep 5", {stdin = DEVNULL})
   tr:send_signal(signal.SIGTERM)
-  eddy.wait_for(done, 5)
-  t("returncode", tr:get_returncode())
-  t:dump(true)
+  finish(t, tr, done, true)
 end)
 
 scenario("sp_unread_stdin", function(t)
   local tr, done = shell(t, "exec sleep 0.2", {stdout = DEVNULL, stderr = DEVNULL})
   tr:get_pipe_transport(0):write(("x"):rep(300000))
   t("buffered", tr:get_pipe_transport(0):get_write_buffer_size())
-  eddy.wait_for(done, 5)
-  t("returncode", tr:get_returncode())
-  t:dump(true)
+  finish(t, tr, done, true)
 end)
 
 local function try_signals(t, tr, when)
@@ -190,18 +200,14 @@ scenario("sp_close_after_exit", function(t)
   while tr:get_returncode() == nil do sleep(0.01) end
   tr:close()
   t("closing", tr:is_closing())
-  eddy.wait_for(done, 5)
-  t("returncode", tr:get_returncode())
-  t:dump()
+  finish(t, tr, done)
 end)
 
 scenario("sp_close_running", function(t)
   local tr, done = shell(t, "exec sleep 5")
   tr:close()
   t("closing", tr:is_closing())
-  eddy.wait_for(done, 5)
-  t("returncode", tr:get_returncode())
-  t:dump(true)
+  finish(t, tr, done, true)
 end)
 
 -- The LCG proc.py uses too, so a seed makes the same choices.
@@ -456,17 +462,10 @@ end)
 -- {================================================= pipes
 
 local function pipe_protocol(t, done)
-  return {
-    connection_made = function() t("connection_made") end,
+  return recorder(t, done, {
     data_received = function(_, data) t:data_of(0, data) end,
     eof_received = function() t("eof_received") end,
-    pause_writing = function() t("pause_writing") end,
-    resume_writing = function() t("resume_writing") end,
-    connection_lost = function(_, exc)
-      t("connection_lost", ename(exc))
-      if not done:done() then done:set_result(nil) end
-    end,
-  }
+  })
 end
 
 local function connect(t, method, file)

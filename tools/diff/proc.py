@@ -63,21 +63,14 @@ class Trace:
             print("%s: %s" % (self.name, line))
 
 
-class Proto(asyncio.SubprocessProtocol):
+class Recorder:
+    """The callbacks every protocol here traces alike."""
+
     def __init__(self, t, done):
         self.t, self.done = t, done
 
     def connection_made(self, tr):
         self.t("connection_made")
-
-    def pipe_data_received(self, fd, data):
-        self.t.data_of(fd, data)
-
-    def pipe_connection_lost(self, fd, exc):
-        self.t("pipe_connection_lost", fd, ename(exc))
-
-    def process_exited(self):
-        self.t("process_exited")
 
     def pause_writing(self):
         self.t("pause_writing")
@@ -87,7 +80,19 @@ class Proto(asyncio.SubprocessProtocol):
 
     def connection_lost(self, exc):
         self.t("connection_lost", ename(exc))
-        self.done.set_result(None)
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+class Proto(Recorder, asyncio.SubprocessProtocol):
+    def pipe_data_received(self, fd, data):
+        self.t.data_of(fd, data)
+
+    def pipe_connection_lost(self, fd, exc):
+        self.t("pipe_connection_lost", fd, ename(exc))
+
+    def process_exited(self):
+        self.t("process_exited")
 
 
 async def shell(t, cmd, **kw):
@@ -99,21 +104,26 @@ async def shell(t, cmd, **kw):
 # {================================================= subprocess protocol
 
 
+async def finish(t, tr, done, sort_middle=False):
+    """Until connection_lost; then the return code, and the trace."""
+    await asyncio.wait_for(done, 5)
+    t("returncode", tr.get_returncode())
+    t.dump(sort_middle)
+
+
 @scenario
 async def sp_close_then_exit(t):
     tr, done = await shell(t, "printf out; printf err >&2; sleep 0.05; exec 1>&-; sleep 0.05; exec 2>&-; sleep 0.2; exit 3",
                            stdin=DEVNULL)
-    await asyncio.wait_for(done, 5)
-    t("returncode", tr.get_returncode())
-    t.dump()
+    await finish(t, tr, done)
 
 
 @scenario
 async def sp_exit_then_close(t):
     # The shell exits; a grandchild keeps stdout and stderr open.
-    tr, done = await shell(t, "printf early; (sleep 0.3; printf late) & exit 0",
+    tr, done = await shell(t, "printf early; sleep 0.05; (sleep 0.3; printf late) & exit 0",
                            stdin=DEVNULL, stderr=DEVNULL)
-    await asyncio.sleep(0.15)
+    await asyncio.sleep(0.2)
     t("returncode", tr.get_returncode())
     w = asyncio.ensure_future(tr._wait())
     await asyncio.sleep(0.01)
@@ -127,9 +137,7 @@ async def sp_exit_then_close(t):
 async def sp_killed(t):
     tr, done = await shell(t, "exec sleep 5", stdin=DEVNULL)
     tr.send_signal(signal.SIGTERM)
-    await asyncio.wait_for(done, 5)
-    t("returncode", tr.get_returncode())
-    t.dump(sort_middle=True)
+    await finish(t, tr, done, sort_middle=True)
 
 
 @scenario
@@ -137,9 +145,7 @@ async def sp_unread_stdin(t):
     tr, done = await shell(t, "exec sleep 0.2", stdout=DEVNULL, stderr=DEVNULL)
     tr.get_pipe_transport(0).write(b"x" * 300000)
     t("buffered", tr.get_pipe_transport(0).get_write_buffer_size())
-    await asyncio.wait_for(done, 5)
-    t("returncode", tr.get_returncode())
-    t.dump(sort_middle=True)
+    await finish(t, tr, done, sort_middle=True)
 
 
 @scenario
@@ -178,9 +184,7 @@ async def sp_close_after_exit(t):
         await asyncio.sleep(0.01)
     tr.close()
     t("closing", tr.is_closing())
-    await asyncio.wait_for(done, 5)
-    t("returncode", tr.get_returncode())
-    t.dump()
+    await finish(t, tr, done)
 
 
 @scenario
@@ -188,9 +192,7 @@ async def sp_close_running(t):
     tr, done = await shell(t, "exec sleep 5")
     tr.close()
     t("closing", tr.is_closing())
-    await asyncio.wait_for(done, 5)
-    t("returncode", tr.get_returncode())
-    t.dump(sort_middle=True)
+    await finish(t, tr, done, sort_middle=True)
 
 class Rng:
     """The LCG proc.lua uses too, so a seed makes the same choices."""
@@ -456,29 +458,12 @@ async def pr_edges(t):
 # {================================================= pipes
 
 
-class PipeProto(asyncio.Protocol):
-    def __init__(self, t, done):
-        self.t, self.done = t, done
-
-    def connection_made(self, tr):
-        self.t("connection_made")
-
+class PipeProto(Recorder, asyncio.Protocol):
     def data_received(self, data):
         self.t.data_of(0, data)
 
     def eof_received(self):
         self.t("eof_received")
-
-    def pause_writing(self):
-        self.t("pause_writing")
-
-    def resume_writing(self):
-        self.t("resume_writing")
-
-    def connection_lost(self, exc):
-        self.t("connection_lost", ename(exc))
-        if not self.done.done():
-            self.done.set_result(None)
 
 
 async def read_pipe(t, fd):
