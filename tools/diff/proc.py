@@ -397,6 +397,11 @@ async def pr_stdio(t):
         t("file", f.read())
     p = await asyncio.create_subprocess_shell("cat", stdin=DEVNULL, stdout=PIPE)
     t("stdin devnull", await p.stdout.read(), await p.wait())
+    with tempfile.TemporaryFile() as f:
+        f.write(b"from-file")
+        f.seek(0)
+        p = await asyncio.create_subprocess_shell("cat", stdin=f, stdout=PIPE)
+        t("stdin file", await p.stdout.read(), await p.wait())
     t.dump()
 
 @scenario
