@@ -36,7 +36,7 @@ local function index_of(list, v)
 end
 
 describe("loop:subprocess_exec", function()
-  it("pipes both ways; callbacks in asyncio's order; wait() after connection_lost (test_subprocess_exec)",
+  it("pipes both ways; callbacks in asyncio's order; wait() after process_exited (test_subprocess_exec)",
      async(function(loop)
     local rec = recorder(loop)
     local t, p = loop:subprocess_exec(function() return rec end,
@@ -55,6 +55,8 @@ describe("loop:subprocess_exec", function()
     stdin:close()
     assert.equal(3, eddy.wait_for(eddy.create_task(function() return t:_wait() end), 5))
     assert.equal(3, t:get_returncode())
+    assert.truthy(index_of(rec.events, "exited"))
+    net.wait(rec.lost_fut)
     assert.equal("hello\n", rec:output(1))
     assert.equal("oops\n", rec:output(2))
     local ev = rec.events
@@ -92,6 +94,44 @@ describe("loop:subprocess_exec", function()
     t:kill()
     net.wait(rec.lost_fut)
     assert.equal(-9, t:get_returncode())
+  end))
+
+  it("an error in connection_made is reported and the child goes on "
+     .. "(asyncio calls it as a callback: base_subprocess._connect_pipes)", async(function(loop)
+    local reports = {}
+    loop:set_exception_handler(function(_, ctx) reports[#reports + 1] = ctx end)
+    local rec = recorder(loop)
+    local made = rec.connection_made
+    function rec.connection_made(self, t)
+      made(self, t)
+      error(errors.ValueError("made boom"))
+    end
+    local t, p = loop:subprocess_shell(function() return rec end, "read x; echo $x; exit 2")
+    assert.equal(rec, p)
+    assert.is_false(t:is_closing())
+    assert.equal(1, #reports)
+    assert.equal("Exception in protocol.connection_made()", reports[1].message)
+    assert.is_true(errors.is(reports[1].exception, errors.ValueError))
+    assert.equal(t, reports[1].transport)
+    assert.equal(rec, reports[1].protocol)
+    t:get_pipe_transport(0):write("still here\n")
+    net.wait(rec.lost_fut)
+    assert.equal(2, t:get_returncode())
+    assert.equal("still here\n", rec:output(1))
+  end))
+
+  it("pause_writing and resume_writing reach the protocol when the stdin pipe "
+     .. "crosses its marks, not later (WriteSubprocessPipeProto)", async(function(loop)
+    local rec = recorder(loop)
+    function rec:pause_writing() self.events[#self.events + 1] = "pause" end
+    function rec:resume_writing() self.events[#self.events + 1] = "resume" end
+    local t = loop:subprocess_shell(function() return rec end, "sleep 0.2; cat >/dev/null",
+                                    {stdout = sp.DEVNULL, stderr = sp.DEVNULL})
+    t:get_pipe_transport(0):write(string.rep("x", 300000))
+    assert.same({"made", "pause"}, rec.events)
+    net.wait_until(function() return rec.events[3] == "resume" end)
+    t:get_pipe_transport(0):close()
+    net.wait(rec.lost_fut)
   end))
 
   it("close() kills a running child and closes its pipes", async(function(loop)
@@ -244,6 +284,21 @@ describe("eddy.create_subprocess_exec / _shell", function()
     local q = eddy.create_subprocess_exec("sleep", "30")
     q:kill()
     assert.equal(-9, q:wait())
+  end))
+
+  it("wait() returns once the child has exited, its pipes unread or held open "
+     .. "(Process.wait docs: 'Wait for the child process to terminate'; CPython gh-119710)",
+     async(function(loop)
+    -- More than the pipe holds: the reader pauses, so stdout cannot reach EOF
+    -- before it is read.
+    local p = eddy.create_subprocess_shell("head -c 150000 /dev/zero", {stdout = sp.PIPE})
+    assert.equal(0, eddy.wait_for(function() return p:wait() end, 2))
+    assert.equal(150000, #p.stdout:read(-1))
+    -- A grandchild keeps stdout open after the shell exited.
+    local q = eddy.create_subprocess_shell("(sleep 1; echo late) & exit 5", {stdout = sp.PIPE})
+    assert.equal(5, eddy.wait_for(function() return q:wait() end, 0.8))
+    assert.equal(5, q.returncode)
+    assert.equal("late\n", eddy.wait_for(function() return q.stdout:read(-1) end, 5))
   end))
 
   it("large output through the reader's flow control", async(function(loop)

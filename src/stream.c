@@ -694,9 +694,13 @@ static int t_can_write_eof(lua_State *L) {
   return 1;
 }
 
+/* Nothing once the handle is closing (abort(), a fatal error): libuv
+** still holds the queued writes until it cancels them, but they will never
+** be sent, as asyncio's _force_close clearing its buffer. */
 static int t_get_write_buffer_size(lua_State *L) {
   eddy_Stream *s = checkstream(L, 1);
-  lua_pushinteger(L, (lua_Integer)queued_bytes(s));
+  size_t n = s->state == EDDY_STREAM_CLOSED ? 0 : queued_bytes(s);
+  lua_pushinteger(L, (lua_Integer)n);
   return 1;
 }
 

@@ -142,8 +142,18 @@ function PipeProto:data_received(data)
   self.proc:_call("pipe_data_received", self.fd, data)
 end
 
-function PipeProto:pause_writing() self.proc:_call("pause_writing") end
-function PipeProto:resume_writing() self.proc:_call("resume_writing") end
+-- Flow control is passed on at once, not soon (asyncio's
+-- WriteSubprocessPipeProto): a write over the high-water mark must have
+-- paused the protocol when it returns, or drain() would not wait.
+local function flow(name)
+  return function(self)
+    local protocol = self.proc._protocol
+    local method = protocol and protocol[name]
+    if method ~= nil then method(protocol) end
+  end
+end
+PipeProto.pause_writing = flow("pause_writing")
+PipeProto.resume_writing = flow("resume_writing")
 
 -- Run protocol:name(...) soon, in the order the events came (asyncio's
 -- _call); nothing once the transport has finished.
@@ -159,14 +169,22 @@ function Transport:_pipe_connection_lost(fd, exc)
   self:_try_finish()
 end
 
+-- The child has exited: process_exited soon, and wait() returns, even
+-- while its pipes are open (unread, or held by a grandchild), as
+-- Popen.wait and asyncio after gh-119710.  Setting the waiters' results
+-- after the calls scheduled here lets those calls run first.
 function Transport:_process_exited(returncode)
   self._returncode = returncode
   self:_call("process_exited")
   self:_try_finish()
+  local waiters = self._exit_waiters
+  self._exit_waiters = {}
+  for _, waiter in ipairs(waiters) do
+    if not waiter:done() then waiter:set_result(returncode) end
+  end
 end
 
--- Once the process has exited and every pipe is closed:
--- connection_lost, then wait() returns.
+-- Once the process has exited and every pipe is closed: connection_lost.
 function Transport:_try_finish()
   if self._finished or self._returncode == nil then return end
   for _, pipe in pairs(self._pipes) do
@@ -177,17 +195,10 @@ function Transport:_try_finish()
     local protocol = self._protocol
     self._protocol = nil
     self._done = true
-    local waiters = self._exit_waiters
-    self._exit_waiters = {}
     self._proc:close()
-    local ok, err = true, nil
     if protocol ~= nil and protocol.connection_lost ~= nil then
-      ok, err = pcall(protocol.connection_lost, protocol, nil)
+      protocol:connection_lost(nil)
     end
-    for _, waiter in ipairs(waiters) do
-      if not waiter:done() then waiter:set_result(self._returncode) end
-    end
-    if not ok then error(err, 0) end
   end)
 end
 
@@ -244,10 +255,9 @@ function Transport:__tostring()
   return "<SubprocessTransport " .. state .. ">"
 end
 
--- transport:_wait() (S): the return code, once the process has exited
--- and its pipes are closed.
+-- transport:_wait() (S): the return code, once the process has exited.
 function Transport:_wait()
-  if self._done then return self._returncode end
+  if self._returncode ~= nil then return self._returncode end
   can_suspend("wait")
   local waiter = self._loop:create_future()
   local waiters = self._exit_waiters
@@ -282,12 +292,17 @@ local function start(loop, fname, protocol_factory, argv, spawn)
     self:close()
     error(err, 0)
   end
+  -- An error in connection_made is only reported: asyncio's loop calls
+  -- it as a callback, and the child and its pipes go on (as a stream
+  -- transport's, src/stream.c).
   local made = protocol.connection_made
   if made ~= nil then
     local ok2, err2 = pcall(made, protocol, self)
     if not ok2 then
-      self:close()
-      error(err2, 0)
+      loop:call_exception_handler {
+        message = "Exception in protocol.connection_made()",
+        exception = err2, transport = self, protocol = protocol,
+      }
     end
   end
   return self, protocol
