@@ -460,6 +460,7 @@ struct eddy_Task {
   int id;                      /* for the default name "Task-<id>" */
   unsigned char has_ctx;       /* TASK_UV_CTX holds a Context */
   unsigned char cancel_woke;   /* a cancel() woke it; its step is due */
+  unsigned char has_waiter;    /* TASK_UV_WAITER holds a future */
   const void *parked_on;       /* eddy__park's key while parked, else NULL */
   lua_State *co;               /* the coroutine TASK_UV_CORO keeps alive */
 };

@@ -177,7 +177,7 @@ static int run_turn(lua_State *L) {
       lua_replace(L, 2);
     }
     if (loop->rcount > 0) ready_pop(L, loop, 2);
-    lua_settop(L, 2);
+    if (lua_gettop(L) != 2) lua_settop(L, 2);  /* a task's step leaves 2 */
   }
 }
 
