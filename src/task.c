@@ -436,7 +436,7 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
       eddy__future_set_exception(L, ti);
     }
   }
-  lua_settop(L, ti - 1);
+  /* the stack above ti - 1 is the caller's to drop */
 }
 
 /* }====================================================== */
