@@ -80,12 +80,18 @@ static int rawfield(lua_State *L, int t, int uv) {
 
 /* {====================================================== Basics */
 
+/* Whether the value at i is the reader metatable. */
+static int is_reader_mt(lua_State *L, int i) {
+  /* cheaper than lua_rawequal */
+  return lua_topointer(L, i) == lua_topointer(L, lua_upvalueindex(UV_READER_MT));
+}
+
 static Reader *toreader(lua_State *L, int i) {
   Reader *r = (Reader *)lua_touserdata(L, i);
   if (r != NULL && lua_getmetatable(L, i)) {
-    const void *mt = lua_topointer(L, -1);  /* cheaper than lua_rawequal */
+    int ok = is_reader_mt(L, -1);
     lua_pop(L, 1);
-    if (mt == lua_topointer(L, lua_upvalueindex(UV_READER_MT))) return r;
+    if (ok) return r;
   }
   return NULL;
 }
@@ -284,7 +290,7 @@ static const struct {
   int nargs;
   const char *name;
 } ops[] = {
-  {read_now, 2, "read"},           /* reader, n */
+  {read_now, 3, "read"},           /* reader, n, a spare slot */
   {readall_now, 3, "read"},        /* reader, n (< 0), blocks */
   {readexactly_now, 2, "readexactly"},
   {readuntil_now, 3, "readuntil"}, /* reader, separators, offset */
@@ -360,7 +366,8 @@ static lua_Integer checksize(lua_State *L, int i) {
   return luaL_checkinteger(L, i);
 }
 
-/* Stack: reader, n (an integer, >= 0, also in 'n'). */
+/* Stack: reader, n (an integer, >= 0, also in 'n'), a spare slot (r_read
+** leaves the reader's metatable there rather than pop it). */
 static int read_n(lua_State *L, Reader *r, lua_Integer n) {
   raise_exception(L, r);
   if (n == 0) {
@@ -421,18 +428,21 @@ static int readall_now(lua_State *L, Reader *r) {
 /* reader:read(n) (S): up to n bytes (nil or negative: until EOF); ""
 ** at EOF. */
 static int r_read(lua_State *L) {
-  Reader *r = checkreader(L, SELF);
+  Reader *r;
   lua_Integer n;
+  /* read(n) on a reader: its metatable, pushed to recognize it, makes
+  ** read_n's stack */
   if (lua_gettop(L) == 2 && lua_isinteger(L, 2) &&
-      (n = lua_tointeger(L, 2)) >= 0)
-    return read_n(L, r, n);  /* read_now's stack already */
+      (n = lua_tointeger(L, 2)) >= 0 &&
+      (r = (Reader *)lua_touserdata(L, SELF)) != NULL &&
+      lua_getmetatable(L, SELF) && is_reader_mt(L, 3))
+    return read_n(L, r, n);
+  r = checkreader(L, SELF);
   n = lua_isnoneornil(L, 2) ? -1 : checksize(L, 2);
   lua_settop(L, 1);
   lua_pushinteger(L, n);
-  if (n < 0) {
-    lua_pushnil(L);
-    return readall_now(L, r);
-  }
+  lua_pushnil(L);
+  if (n < 0) return readall_now(L, r);
   return read_n(L, r, n);
 }
 
