@@ -136,9 +136,9 @@ static void wake_waiter(lua_State *L, Reader *r, int ri, int now) {
   r->waiter = NULL;
   lua_getiuservalue(L, ri, R_WAITER);
   if (r->waiter_is_task && now)
-    eddy__task_wake_now(L, (eddy_Task *)waiter, lua_gettop(L), r);
+    eddy__task_wake_now(L, (eddy_Task *)waiter, -1, r);
   else if (r->waiter_is_task)
-    eddy__task_wake(L, (eddy_Task *)waiter, lua_gettop(L), r);
+    eddy__task_wake(L, (eddy_Task *)waiter, -1, r);
   else if (((eddy_Future *)waiter)->state == EDDY_FUT_PENDING)
     eddy__future_set_result(L, lua_gettop(L), 0);
 }
