@@ -509,9 +509,9 @@ eddy_Task *eddy__totask(lua_State *L, int i);
 /* Create a task running the function (or coroutine) at index fn with nargs
 ** arguments above it; pops them, pushes the task. */
 eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs);
-/* Step the task at the top of the stack, index ti: it leaves the stack at
-** ti - 1 or above, for the caller to set (loop.c's callers return or set
-** it anyway; a step is hot). */
+/* Step the task at the top of the stack.  The stack is left anywhere at or
+** above the task's index - 1, for the caller to set (loop.c's callers set
+** it or return anyway, and a step is hot). */
 void eddy__task_step(lua_State *L, eddy_Task *task);
 /* Wake-up of a waiting task: its future at index f is done. */
 void eddy__open_task(lua_State *L);

@@ -313,7 +313,7 @@ static int retry_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   if (r->waiter != NULL && r->waiter == (void *)r->loop->rt->current_task)
     r->waiter = NULL;
-  if (lua_gettop(L) != nargs) {  /* woken by the reader: nothing pushed */
+  if (lua_gettop(L) != nargs) {  /* resumed with values: (TAG, err)? */
     eddy__check_throw(L, nargs);
     lua_settop(L, nargs);
   }
