@@ -528,7 +528,14 @@ int eddy__await(lua_State *L, int i, const char *what);
 ** documented RuntimeError naming 'what' otherwise, unless top-level
 ** suspension applies, in which case it returns 0. */
 int eddy__can_suspend(lua_State *L, const char *what);
-int eddy__can_suspend_rt(lua_State *L, eddy_Runtime *rt, const char *what);
+/* The same for runtime rt: inline, as every wait asks it; the answer for
+** a running task that can yield is 1 without a call. */
+int eddy__can_suspend_other(lua_State *L, eddy_Runtime *rt, const char *what);
+static inline int eddy__can_suspend_rt(lua_State *L, eddy_Runtime *rt,
+                                       const char *what) {
+  if (rt->current_task != NULL && lua_isyieldable(L)) return 1;
+  return eddy__can_suspend_other(L, rt, what);
+}
 /* Top-level suspension: run the loop of the future at index F until it is
 ** done; raises when the loop stops first or has nothing left to run. */
 void eddy__wait_toplevel(lua_State *L, int F, const char *what);

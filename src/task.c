@@ -447,10 +447,9 @@ int eddy__can_suspend(lua_State *L, const char *what) {
   return eddy__can_suspend_rt(L, eddy__runtime(L), what);
 }
 
-int eddy__can_suspend_rt(lua_State *L, eddy_Runtime *rt, const char *what) {
-  int ismain;
-  if (rt->current_task != NULL && lua_isyieldable(L)) return 1;
-  ismain = lua_pushthread(L);
+/* eddy__can_suspend_rt when no task runs or L cannot yield. */
+int eddy__can_suspend_other(lua_State *L, eddy_Runtime *rt, const char *what) {
+  int ismain = lua_pushthread(L);
   lua_pop(L, 1);
   if (ismain && rt->running == NULL) return 0;  /* top-level suspension */
   return eddy__error(L, "RuntimeError",
