@@ -134,6 +134,24 @@ print("ok")
 ]])
   end)
 
+  it("a StreamReader's read(n), called on anything but a reader, raises", function()
+    run(PRELUDE .. [[
+local loop = eddy.new_event_loop()
+local reader = eddy.StreamReader(nil, loop)
+local read = reader.read
+local others = {io.stdout, {}, loop:create_future(), loop,
+                setmetatable({}, getmetatable(reader))}
+for _, v in ipairs(others) do
+  raises("StreamReader expected", read, v, 10)  -- read(n)'s fast path
+  raises("StreamReader expected", read, v)
+end
+reader:feed_data("abc")
+assert(read(reader, 10) == "abc")
+loop:close()
+print("ok")
+]])
+  end)
+
   it("a file in the loop's fields does not pass for a task (all_tasks)", function()
     run(PRELUDE .. [[
 local loop = eddy.new_event_loop()

@@ -460,6 +460,7 @@ struct eddy_Task {
   int id;                      /* for the default name "Task-<id>" */
   unsigned char has_ctx;       /* TASK_UV_CTX holds a Context */
   unsigned char cancel_woke;   /* a cancel() woke it; its step is due */
+  unsigned char has_waiter;    /* TASK_UV_WAITER holds a future */
   const void *parked_on;       /* eddy__park's key while parked, else NULL */
   lua_State *co;               /* the coroutine TASK_UV_CORO keeps alive */
 };
@@ -508,7 +509,9 @@ eddy_Task *eddy__totask(lua_State *L, int i);
 /* Create a task running the function (or coroutine) at index fn with nargs
 ** arguments above it; pops them, pushes the task. */
 eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs);
-/* Step the task at the top of the stack (popped). */
+/* Step the task at the top of the stack.  The stack is left anywhere at or
+** above the task's index - 1, for the caller to set (loop.c's callers set
+** it or return anyway, and a step is hot). */
 void eddy__task_step(lua_State *L, eddy_Task *task);
 /* Wake-up of a waiting task: its future at index f is done. */
 void eddy__open_task(lua_State *L);
@@ -525,7 +528,14 @@ int eddy__await(lua_State *L, int i, const char *what);
 ** documented RuntimeError naming 'what' otherwise, unless top-level
 ** suspension applies, in which case it returns 0. */
 int eddy__can_suspend(lua_State *L, const char *what);
-int eddy__can_suspend_rt(lua_State *L, eddy_Runtime *rt, const char *what);
+/* The same for runtime rt: inline, as every wait asks it; the answer for
+** a running task that can yield is 1 without a call. */
+int eddy__can_suspend_other(lua_State *L, eddy_Runtime *rt, const char *what);
+static inline int eddy__can_suspend_rt(lua_State *L, eddy_Runtime *rt,
+                                       const char *what) {
+  if (rt->current_task != NULL && lua_isyieldable(L)) return 1;
+  return eddy__can_suspend_other(L, rt, what);
+}
 /* Top-level suspension: run the loop of the future at index F until it is
 ** done; raises when the loop stops first or has nothing left to run. */
 void eddy__wait_toplevel(lua_State *L, int F, const char *what);

@@ -56,13 +56,11 @@ static void ready_grow(lua_State *L, eddy_Loop *loop, int ring) {
 }
 
 void eddy__ready_push(lua_State *L, eddy_Loop *loop, int i) {
-  int ring;
   i = lua_absindex(L, i);
   lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
-  ring = lua_gettop(L);
-  if (loop->rcount == loop->rcap) ready_grow(L, loop, ring);
+  if (loop->rcount == loop->rcap) ready_grow(L, loop, lua_gettop(L));
   lua_pushvalue(L, i);
-  lua_rawseti(L, ring, (loop->rhead - 1 + loop->rcount) % loop->rcap + 1);
+  lua_rawseti(L, -2, (loop->rhead - 1 + loop->rcount) % loop->rcap + 1);
   lua_pop(L, 1);
   if (loop->rcount++ == 0) uv_idle_start(&loop->idle, idle_cb);
 }
@@ -131,8 +129,9 @@ static int another_iteration(eddy_Loop *loop) {
          keeps_running(loop);
 }
 
-/* Step the task t at ti, the top of the stack (popped), which the ready
-** queue no longer holds or holds at its head. */
+/* Step the task t at ti, the top of the stack, which the ready queue no
+** longer holds or holds at its head.  The stack is left at ti - 1 or
+** above (eddy__task_step). */
 static void step_task(lua_State *L, eddy_Loop *loop, eddy_Task *t, int ti) {
   double t0;
   if (!loop->debug) {
@@ -143,7 +142,7 @@ static void step_task(lua_State *L, eddy_Loop *loop, eddy_Task *t, int ti) {
   lua_pushvalue(L, ti);  /* for the warning */
   eddy__task_step(L, t);
   eddy__warn_slow(L, loop, ti, eddy__time(loop) - t0);
-  lua_pop(L, 1);
+  lua_settop(L, ti - 1);
 }
 
 /*
@@ -272,10 +271,10 @@ void eddy__loop_timers_before_io(lua_State *L, eddy_Loop *loop) {
     eddy__timers_process(L, loop);
 }
 
-/* (loop, task): step_task for eddy__loop_step_task, inside a pcall. */
+/* (task): step_task for eddy__loop_step_task, inside a pcall. */
 static int step_protected(lua_State *L) {
-  step_task(L, (eddy_Loop *)lua_touserdata(L, 1),
-            (eddy_Task *)lua_touserdata(L, 2), 2);
+  eddy_Task *t = (eddy_Task *)lua_touserdata(L, 1);
+  step_task(L, t->fut.loop, t, 1);
   return 0;
 }
 
@@ -286,9 +285,8 @@ void eddy__loop_step_task(lua_State *L, eddy_Loop *loop, int ti) {
   ti = lua_absindex(L, ti);
   lua_pushcfunction(L, eddy__traceback);
   lua_pushcfunction(L, step_protected);
-  lua_pushlightuserdata(L, loop);
   lua_pushvalue(L, ti);
-  if (lua_pcall(L, 2, 0, top + 1) != LUA_OK)
+  if (lua_pcall(L, 1, 0, top + 1) != LUA_OK)
     report_failed_step(L, loop, ti, lua_gettop(L));
   lua_settop(L, top);
 }

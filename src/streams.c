@@ -80,12 +80,18 @@ static int rawfield(lua_State *L, int t, int uv) {
 
 /* {====================================================== Basics */
 
+/* Whether the value at i is the reader metatable. */
+static int is_reader_mt(lua_State *L, int i) {
+  /* cheaper than lua_rawequal */
+  return lua_topointer(L, i) == lua_topointer(L, lua_upvalueindex(UV_READER_MT));
+}
+
 static Reader *toreader(lua_State *L, int i) {
   Reader *r = (Reader *)lua_touserdata(L, i);
   if (r != NULL && lua_getmetatable(L, i)) {
-    const void *mt = lua_topointer(L, -1);  /* cheaper than lua_rawequal */
+    int ok = is_reader_mt(L, -1);
     lua_pop(L, 1);
-    if (mt == lua_topointer(L, lua_upvalueindex(UV_READER_MT))) return r;
+    if (ok) return r;
   }
   return NULL;
 }
@@ -121,19 +127,20 @@ static void maybe_resume_transport(lua_State *L, Reader *r) {
 ** again (at once when 'now' and the loop allows: eddy__task_wake_now),
 ** the top-level wait's future completes.  WAITER keeps the object until
 ** a wait by another replaces it ('waiter' NULL says there is none
-** waiting; cleared first, since a task stepped now may wait again). */
+** waiting; cleared first, since a task stepped now may wait again).
+** The waiter is left pushed, when there was one: every caller is about
+** to return, and a pop is a call of its own on the echo's path. */
 static void wake_waiter(lua_State *L, Reader *r, int ri, int now) {
   void *waiter = r->waiter;
   if (waiter == NULL) return;
   r->waiter = NULL;
   lua_getiuservalue(L, ri, R_WAITER);
   if (r->waiter_is_task && now)
-    eddy__task_wake_now(L, (eddy_Task *)waiter, lua_gettop(L), r);
+    eddy__task_wake_now(L, (eddy_Task *)waiter, -1, r);
   else if (r->waiter_is_task)
-    eddy__task_wake(L, (eddy_Task *)waiter, lua_gettop(L), r);
+    eddy__task_wake(L, (eddy_Task *)waiter, -1, r);
   else if (((eddy_Future *)waiter)->state == EDDY_FUT_PENDING)
     eddy__future_set_result(L, lua_gettop(L), 0);
-  lua_pop(L, 1);
 }
 
 /* Whether a task is parked on the reader (or the main chunk waits on it):
@@ -175,8 +182,13 @@ static void take(lua_State *L, Reader *r, size_t n) {
   const char *s;
   char *p;
   luaL_Buffer b;
-  r->size -= n;
   lua_getiuservalue(L, SELF, R_FIRST);
+  if (n == r->size && r->pos == 0 && r->head > r->tail) {
+    r->size = 0;  /* all of FIRST, the only chunk: an echo's read */
+    drop_first(L, r, SELF);
+    return;
+  }
+  r->size -= n;
   s = lua_tolstring(L, -1, &len);
   if (n < len - r->pos) {  /* part of the first chunk */
     lua_pushlstring(L, s + r->pos, n);
@@ -228,13 +240,15 @@ static const char *coalesce(lua_State *L, Reader *r, size_t *len) {
   return lua_tolstring(L, -1, len);
 }
 
-/* The data_received of a reader at ri: the string at index data.  'now'
-** as for wake_waiter. */
-static void feed(lua_State *L, Reader *r, int ri, int data, int now) {
-  size_t n = lua_rawlen(L, data);
+/* The data_received of a reader at ri: the string of n bytes at the top
+** (popped; the stack may keep more, as wake_waiter's).  'now' as for
+** wake_waiter. */
+static void feed(lua_State *L, Reader *r, int ri, size_t n, int now) {
   if (r->eof) eddy__error(L, "RuntimeError", "feed_data after feed_eof");
-  if (n == 0) return;
-  lua_pushvalue(L, data);
+  if (n == 0) {
+    lua_pop(L, 1);
+    return;
+  }
   if (r->size == 0) {
     lua_setiuservalue(L, ri, R_FIRST);
   } else {
@@ -276,23 +290,33 @@ static const struct {
   int nargs;
   const char *name;
 } ops[] = {
-  {read_now, 2, "read"},           /* reader, n */
+  {read_now, 3, "read"},           /* reader, n, a spare slot */
   {readall_now, 3, "read"},        /* reader, n (< 0), blocks */
   {readexactly_now, 2, "readexactly"},
   {readuntil_now, 3, "readuntil"}, /* reader, separators, offset */
   {readline_now, 3, "readline"},
 };
 
+/* The continuation's context: the reader (at SELF, so alive; a
+** userdata's block is aligned for any C type, so its low bits are
+** free) and the Op. */
+#define WAIT_CTX(r, op) ((lua_KContext)((uintptr_t)(r) | (uintptr_t)(op)))
+#define WAIT_OP_MASK ((uintptr_t)7)
+
 /* Continuation: the stack back to the method's slots; an error thrown in
 ** (cancellation) is raised, and a task woken by it rather than by the
 ** reader is no longer the waiter; then try again. */
-static int retry_k(lua_State *L, int status, lua_KContext op) {
-  Reader *r = (Reader *)lua_touserdata(L, SELF);
+static int retry_k(lua_State *L, int status, lua_KContext ctx) {
+  Reader *r = (Reader *)((uintptr_t)ctx & ~WAIT_OP_MASK);
+  Op op = (Op)((uintptr_t)ctx & WAIT_OP_MASK);
+  int nargs = ops[op].nargs;
   (void)status;
   if (r->waiter != NULL && r->waiter == (void *)r->loop->rt->current_task)
     r->waiter = NULL;
-  eddy__check_throw(L, ops[op].nargs);
-  lua_settop(L, ops[op].nargs);
+  if (lua_gettop(L) != nargs) {  /* resumed with values: (TAG, err)? */
+    eddy__check_throw(L, nargs);
+    lua_settop(L, nargs);
+  }
   return ops[op].now(L, r);
 }
 
@@ -319,7 +343,7 @@ static int wait_for_data(lua_State *L, Reader *r, Op op) {
     }
     r->waiter = rt->current_task;
     r->waiter_is_task = 1;
-    return eddy__park(L, rt, r, (lua_KContext)op, retry_k);
+    return eddy__park(L, rt, r, WAIT_CTX(r, op), retry_k);
   }
   /* top-level suspension: run the loop until a future completes */
   r->waiter = r->kept = eddy__future_new(L, r->loop);
@@ -328,7 +352,7 @@ static int wait_for_data(lua_State *L, Reader *r, Op op) {
   lua_setiuservalue(L, SELF, R_WAITER);
   eddy__wait_toplevel(L, lua_gettop(L), ops[op].name);
   lua_pop(L, 1);
-  return retry_k(L, LUA_OK, (lua_KContext)op);
+  return retry_k(L, LUA_OK, WAIT_CTX(r, op));
 }
 
 /* }====================================================== */
@@ -342,9 +366,9 @@ static lua_Integer checksize(lua_State *L, int i) {
   return luaL_checkinteger(L, i);
 }
 
-/* Stack: reader, n (an integer). */
-static int read_now(lua_State *L, Reader *r) {
-  lua_Integer n = lua_tointeger(L, 2);
+/* Stack: reader, n (an integer, >= 0, also in 'n'), a spare slot (r_read
+** leaves the reader's metatable there rather than pop it). */
+static int read_n(lua_State *L, Reader *r, lua_Integer n) {
   raise_exception(L, r);
   if (n == 0) {
     lua_pushliteral(L, "");
@@ -356,6 +380,10 @@ static int read_now(lua_State *L, Reader *r) {
   }
   maybe_resume_transport(L, r);
   return 1;
+}
+
+static int read_now(lua_State *L, Reader *r) {
+  return read_n(L, r, lua_tointeger(L, 2));
 }
 
 /*
@@ -400,18 +428,22 @@ static int readall_now(lua_State *L, Reader *r) {
 /* reader:read(n) (S): up to n bytes (nil or negative: until EOF); ""
 ** at EOF. */
 static int r_read(lua_State *L) {
-  Reader *r = checkreader(L, SELF);
+  Reader *r;
   lua_Integer n;
-  if (lua_gettop(L) == 2 && lua_isinteger(L, 2) && lua_tointeger(L, 2) >= 0)
-    return read_now(L, r);  /* read_now's stack already */
+  /* read(n) on a reader: its metatable, pushed to recognize it, makes
+  ** read_n's stack */
+  if (lua_gettop(L) == 2 && lua_isinteger(L, 2) &&
+      (n = lua_tointeger(L, 2)) >= 0 &&
+      (r = (Reader *)lua_touserdata(L, SELF)) != NULL &&
+      lua_getmetatable(L, SELF) && is_reader_mt(L, 3))
+    return read_n(L, r, n);
+  r = checkreader(L, SELF);
   n = lua_isnoneornil(L, 2) ? -1 : checksize(L, 2);
   lua_settop(L, 1);
   lua_pushinteger(L, n);
-  if (n < 0) {
-    lua_pushnil(L);
-    return readall_now(L, r);
-  }
-  return read_now(L, r);
+  lua_pushnil(L);
+  if (n < 0) return readall_now(L, r);
+  return read_n(L, r, n);
 }
 
 static int readexactly_now(lua_State *L, Reader *r) {
@@ -687,7 +719,8 @@ static int r_new(lua_State *L) {
 static int r_feed_data(lua_State *L) {
   Reader *r = checkreader(L, SELF);
   luaL_checktype(L, 2, LUA_TSTRING);
-  feed(L, r, SELF, 2, 0);
+  lua_settop(L, 2);
+  feed(L, r, SELF, lua_rawlen(L, 2), 0);
   return 0;
 }
 
@@ -830,7 +863,8 @@ static int protocol_data_received(lua_State *L) {
   if (self_field(L, 2, UV_READER) == LUA_TNIL) return 0;
   r = checkreader(L, 3);
   luaL_checktype(L, 2, LUA_TSTRING);
-  feed(L, r, 3, 2, 0);
+  lua_pushvalue(L, 2);
+  feed(L, r, 3, lua_rawlen(L, 2), 0);
   return 0;
 }
 
@@ -876,7 +910,7 @@ int eddy__streams_feed_direct(lua_State *L, void *direct, const char *data,
       (!r->paused && r->size + n > 2 * (size_t)r->limit))
     return 0;
   eddy__stream_push_read(L, r->loop->rt, data, n);
-  feed(L, r, ri, ri + 1, n >= STEP_NOW_READ);
+  feed(L, r, ri, n, n >= STEP_NOW_READ);
   return 1;
 }
 

@@ -295,12 +295,12 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
   }
   /* The future it was woken from, if any (asyncio: _fut_waiter, cleared
   ** by __step); it stays at 'waiter' for the must_cancel case below. */
-  if (lua_getiuservalue(L, ti, TASK_UV_WAITER) != LUA_TNIL) {
+  if (t->has_waiter) {
+    t->has_waiter = 0;
+    lua_getiuservalue(L, ti, TASK_UV_WAITER);
     waiter = lua_gettop(L);
     lua_pushnil(L);
     lua_setiuservalue(L, ti, TASK_UV_WAITER);
-  } else {
-    lua_pop(L, 1);
   }
   co = t->co;
   if (!t->started) {
@@ -371,7 +371,8 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
     else lua_pushnil(L);
     lua_setiuservalue(L, ti, TASK_UV_CTX);
   }
-  luaL_unref(L, LUA_REGISTRYINDEX, rt->context_ref);  /* see context_ref */
+  if (rt->context_ref != LUA_NOREF)  /* see context_ref */
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->context_ref);
   rt->context_ref = prevctx;
   rt->current_task = prev_task;
   rt->current_task_index = prev_index;
@@ -380,7 +381,7 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
     ** future; but a coroutine.resume saved before eddy replaced it can
     ** hand the tag to Lua code, so the future is checked again. */
     if (t->parked_on != NULL) {  /* eddy__park: its object wakes it */
-      lua_pop(co, nres);
+      if (nres > 0) lua_pop(co, nres);
       if (t->must_cancel) {  /* cancel() came while it ran */
         t->parked_on = NULL;
         t->scheduled = 1;
@@ -407,6 +408,7 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
         eddy__future_add_waiter(L, -1, ti);
         lua_pushvalue(L, -1);
         lua_setiuservalue(L, ti, TASK_UV_WAITER);
+        t->has_waiter = 1;
         if (t->must_cancel) {
           push_cancel_message(L, ti);
           if (cancel_waiter(L, -2, -1)) t->must_cancel = 0;
@@ -434,7 +436,7 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
       eddy__future_set_exception(L, ti);
     }
   }
-  lua_settop(L, ti - 1);
+  /* the stack above ti - 1 is the caller's to drop */
 }
 
 /* }====================================================== */
@@ -445,10 +447,9 @@ int eddy__can_suspend(lua_State *L, const char *what) {
   return eddy__can_suspend_rt(L, eddy__runtime(L), what);
 }
 
-int eddy__can_suspend_rt(lua_State *L, eddy_Runtime *rt, const char *what) {
-  int ismain;
-  if (rt->current_task != NULL && lua_isyieldable(L)) return 1;
-  ismain = lua_pushthread(L);
+/* eddy__can_suspend_rt when no task runs or L cannot yield. */
+int eddy__can_suspend_other(lua_State *L, eddy_Runtime *rt, const char *what) {
+  int ismain = lua_pushthread(L);
   lua_pop(L, 1);
   if (ismain && rt->running == NULL) return 0;  /* top-level suspension */
   return eddy__error(L, "RuntimeError",
@@ -520,7 +521,9 @@ int eddy__await(lua_State *L, int i, const char *what) {
 
 int eddy__park(lua_State *L, eddy_Runtime *rt, const void *key,
                lua_KContext ctx, lua_KFunction k) {
-  rt->current_task->parked_on = key;
+  eddy_Task *t = rt->current_task;
+  t->parked_on = key;
+  if (L == t->co) return lua_yieldk(L, 0, ctx, k);  /* straight to its step */
   eddy__pushtag(L);  /* tagged, so nested coroutine.wrap forwards it */
   return lua_yieldk(L, 1, ctx, k);
 }
