@@ -112,6 +112,42 @@ print("ok")
 ]])
   end)
 
+  -- Beyond plain Lua: the debug library can give any userdata another's
+  -- metatable, here an eddy.Buffer, whose bytes Lua code may fill.
+  it("a userdata given a transport's or a socket's metatable by the debug library is neither",
+     function()
+    run(PRELUDE .. [[
+local S = eddy.socket
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  local a, b = S.socketpair()
+  local tr = loop:connect_accepted_socket(function() return {} end, a)
+  local d = loop:create_datagram_endpoint(function() return {} end, {"127.0.0.1", 0})
+  local sock = S.socket(S.AF_INET, S.SOCK_DGRAM)
+  local buf = eddy.Buffer(4096)
+  local bufmt = debug.getmetatable(buf)
+  local cases = {
+    {tr, "transport expected", "write", "x"},
+    {tr, "transport expected", "close"},
+    {d, "DatagramTransport expected", "sendto", "x", {"127.0.0.1", 9}},
+    {sock, "eddy.socket expected", "fileno"},
+  }
+  for _, case in ipairs(cases) do
+    local obj, name = case[1], case[3]
+    local method = obj[name]
+    debug.setmetatable(buf, debug.getmetatable(obj))
+    raises(case[2], method, buf, table.unpack(case, 4))
+    debug.setmetatable(buf, bufmt)  -- its finalizer is the Buffer's again
+  end
+  tr:close()
+  d:close()
+  sock:close()
+  b:close()
+end)
+print("ok")
+]])
+  end)
+
   it("a Loop's slots and metatable do not make a table or a file a loop", function()
     run(PRELUDE .. [[
 local loop = eddy.new_event_loop()

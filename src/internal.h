@@ -474,14 +474,15 @@ void eddy__seal_metatable(lua_State *L, int mt);
 void eddy__newweaktable(lua_State *L, const char *mode);
 /* A __gc checking its argument: upvalues (the C finalizer, its metatable). */
 int eddy__checked_gc(lua_State *L);
-/* luaL_newmetatable (pushing the existing one and returning 0 when the
-** registry has it) with the light userdata 'mark' at [1], in the table's
-** array part, for a class whose methods run on hot paths: ... */
-int eddy__newmarkedmetatable(lua_State *L, const char *name,
-                             const void *mark);
-/* ... eddy__tomarked recognizes its objects with one array read where
-** luaL_testudata looks the metatable up by name: the userdata at i if its
-** metatable carries 'mark', else NULL. */
+/* luaL_newmetatable for a class whose methods run on hot paths and
+** whose objects eddy__newmarked makes: ... */
+int eddy__newmarkedmetatable(lua_State *L, const char *name);
+/* ... lua_newuserdatauv whose block gets a hidden last word that
+** eddy__tomarked checks, tied to the class by 'mark' (the address of a
+** static of its file) ... */
+void *eddy__newmarked(lua_State *L, size_t size, int nuv, const void *mark);
+/* ... the userdata at i if eddy__newmarked made it with 'mark', else NULL:
+** cheaper than a metatable check, and as sound (future.c says why). */
 void *eddy__tomarked(lua_State *L, int i, const void *mark);
 /* Put _future_new and _await_as in the core table at the top. */
 void eddy__core_futures(lua_State *L);

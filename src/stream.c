@@ -47,7 +47,7 @@ enum {
 
 #define DEFAULT_HIGH (64 * 1024)
 
-/* Key in each stream metatable marking it as one. */
+/* The mark of stream transports (eddy__newmarked). */
 static const char stream_key = 's';
 
 /* The metatable of each eddy_StreamKind; tostring shows the name without
@@ -93,11 +93,8 @@ void eddy__loop_methods(lua_State *L, const luaL_Reg *funcs) {
   lua_pop(L, 1);
 }
 
-/* A stream transport is a userdata whose metatable has &stream_key at
-** [1] (eddy__newmarkedmetatable): an array lookup, on the hot path of
-** every write.  Lua code cannot copy that mark into another metatable
-** because it never sees these: they are sealed (getmetatable shows a
-** stand-in) and no Lua value holds them. */
+/* A stream transport carries &stream_key (eddy__newmarked): a check of
+** two words, on the hot path of every write. */
 eddy_Stream *eddy__tostream(lua_State *L, int i) {
   return (eddy_Stream *)eddy__tomarked(L, i, &stream_key);
 }
@@ -955,7 +952,7 @@ static int t_gc(lua_State *L) {
 eddy_Stream *eddy__stream_new(lua_State *L, eddy_Loop *loop, int kind) {
   eddy_Stream *s;
   eddy__read_buffer(L, loop->rt, READ_SIZE);
-  s = (eddy_Stream *)lua_newuserdatauv(L, sizeof(eddy_Stream), ST_NUV);
+  s = (eddy_Stream *)eddy__newmarked(L, sizeof *s, ST_NUV, &stream_key);
   memset(s, 0, sizeof *s);
   eddy__uv_init(&s->uv);
   s->uv.loop = loop;
@@ -1129,7 +1126,7 @@ void eddy__open_stream(lua_State *L) {
   eddy__loop_methods(L, loop_methods);
   new_methods(L, 1, 1);
   for (kind = EDDY_STREAM_TCP; kind <= EDDY_STREAM_WRITE_PIPE; kind++) {
-    eddy__newmarkedmetatable(L, kind_names[kind], &stream_key);
+    eddy__newmarkedmetatable(L, kind_names[kind]);
     if (kind == EDDY_STREAM_READ_PIPE || kind == EDDY_STREAM_WRITE_PIPE)
       new_methods(L, kind == EDDY_STREAM_READ_PIPE,
                   kind == EDDY_STREAM_WRITE_PIPE);
