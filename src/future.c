@@ -100,22 +100,19 @@ void eddy__seal_metatable(lua_State *L, int mt) {
 ** transport method.  It is sound because nothing else can hold that
 ** word: Lua code may fill a userdata's bytes (an eddy.Buffer's, by
 ** sock_recv_into) and learn addresses (tostring of a C function), but
-** never the secret, which only this file reads; and reading the last
-** word of any full userdata stays inside its block, whoever made it.
+** never the secret, which only C reads; and reading the last word of
+** any full userdata stays inside its block, whoever made it.
 ** Unlike a mark in the metatable, it also holds when the debug library
 ** gives an object another's metatable.
 */
-static uintptr_t mark_secret;
+uintptr_t eddy__mark_secret;
 static uv_once_t mark_once = UV_ONCE_INIT;
 
 static void draw_mark_secret(void) {
-  uintptr_t seed = (uintptr_t)uv_hrtime() ^ (uintptr_t)&mark_secret;
-  if (uv_random(NULL, NULL, &mark_secret, sizeof mark_secret, 0, NULL) != 0)
-    mark_secret = seed * (uintptr_t)0x9E3779B97F4A7C15u;  /* no entropy */
-}
-
-static uintptr_t seal_of(const void *p, const void *mark) {
-  return (uintptr_t)p ^ (uintptr_t)mark ^ mark_secret;
+  uintptr_t *secret = &eddy__mark_secret;
+  uintptr_t seed = (uintptr_t)uv_hrtime() ^ (uintptr_t)secret;
+  if (uv_random(NULL, NULL, secret, sizeof *secret, 0, NULL) != 0)
+    *secret = seed * (uintptr_t)0x9E3779B97F4A7C15u;  /* no entropy */
 }
 
 /* The secret is drawn before the first class of marked objects has its
@@ -128,19 +125,9 @@ int eddy__newmarkedmetatable(lua_State *L, const char *name) {
 void *eddy__newmarked(lua_State *L, size_t size, int nuv, const void *mark) {
   size_t at = (size + sizeof(uintptr_t) - 1) & ~(sizeof(uintptr_t) - 1);
   char *p = (char *)lua_newuserdatauv(L, at + sizeof(uintptr_t), nuv);
-  uintptr_t seal = seal_of(p, mark);
+  uintptr_t seal = eddy__mark_seal(p, mark);
   memcpy(p + at, &seal, sizeof seal);
   return p;
-}
-
-void *eddy__tomarked(lua_State *L, int i, const void *mark) {
-  char *p = (char *)lua_touserdata(L, i);
-  size_t len;
-  uintptr_t seal;
-  /* (a light userdata has length 0) */
-  if (p == NULL || (len = lua_rawlen(L, i)) < sizeof seal) return NULL;
-  memcpy(&seal, p + len - sizeof seal, sizeof seal);
-  return seal == seal_of(p, mark) ? p : NULL;
 }
 
 /*

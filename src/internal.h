@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -482,8 +483,21 @@ int eddy__newmarkedmetatable(lua_State *L, const char *name);
 ** static of its file) ... */
 void *eddy__newmarked(lua_State *L, size_t size, int nuv, const void *mark);
 /* ... the userdata at i if eddy__newmarked made it with 'mark', else NULL:
-** cheaper than a metatable check, and as sound (future.c says why). */
-void *eddy__tomarked(lua_State *L, int i, const void *mark);
+** cheaper than a metatable check, and as sound (future.c says why).
+** Inline: every transport and socket method checks its self with it. */
+extern uintptr_t eddy__mark_secret;
+static inline uintptr_t eddy__mark_seal(const void *p, const void *mark) {
+  return (uintptr_t)p ^ (uintptr_t)mark ^ eddy__mark_secret;
+}
+static inline void *eddy__tomarked(lua_State *L, int i, const void *mark) {
+  char *p = (char *)lua_touserdata(L, i);
+  size_t len;
+  uintptr_t seal;
+  /* (a light userdata has length 0) */
+  if (p == NULL || (len = lua_rawlen(L, i)) < sizeof seal) return NULL;
+  memcpy(&seal, p + len - sizeof seal, sizeof seal);
+  return seal == eddy__mark_seal(p, mark) ? p : NULL;
+}
 /* Put _future_new and _await_as in the core table at the top. */
 void eddy__core_futures(lua_State *L);
 eddy_Future *eddy__checkfuture(lua_State *L, int i);

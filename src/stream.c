@@ -47,6 +47,14 @@ enum {
 
 #define DEFAULT_HIGH (64 * 1024)
 
+/* For the rare paths of the callbacks every read and write goes through:
+** kept out of line, they leave those callbacks fewer registers to save. */
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
+
 /* The mark of stream transports (eddy__newmarked). */
 static const char stream_key = 's';
 
@@ -100,7 +108,7 @@ eddy_Stream *eddy__tostream(lua_State *L, int i) {
 }
 
 static eddy_Stream *checkstream(lua_State *L, int i) {
-  eddy_Stream *s = eddy__tostream(L, i);
+  eddy_Stream *s = (eddy_Stream *)eddy__tomarked(L, i, &stream_key);
   if (s == NULL) luaL_typeerror(L, i, "transport");
   return s;
 }
@@ -327,33 +335,26 @@ static void stream_before_close(lua_State *L, eddy_UVObject *o, int t) {
 
 /* {====================================================== Reading */
 
-void eddy__stream_push_read(lua_State *L, eddy_Runtime *rt, const char *data,
-                            size_t n) {
+/* (static, so that deliver has it inline) */
+static void push_read(lua_State *L, eddy_Runtime *rt, const char *data,
+                      size_t n) {
   const char *bytes = lua_pushlstring(L, data, n);
   if (n >= LARGE_READ) rt->read_offset = (uintptr_t)bytes & (CACHE_LINE - 1);
 }
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  eddy_Stream *s = (eddy_Stream *)h->data;
-  eddy_Runtime *rt;
-  lua_State *L;
-  int top, t;
+void eddy__stream_push_read(lua_State *L, eddy_Runtime *rt, const char *data,
+                            size_t n) {
+  push_read(L, rt, data, n);
+}
+
+/* BufferedProtocol: read into the protocol's own buffer (alloc_cb). */
+static NOINLINE void get_buffer(eddy_Stream *s, size_t suggested,
+                                uv_buf_t *buf) {
+  lua_State *L = s->uv.loop->rt->L;
+  int top = lua_gettop(L), t = top + 1;
   size_t size = 0;
   char *data;
-  if (s == NULL) {  /* detached: closing, so no read is coming */
-    buf->base = NULL;
-    buf->len = 0;
-    return;
-  }
-  rt = s->uv.loop->rt;
-  buf->base = rt->read_buf + rt->read_offset;
-  buf->len = READ_SIZE;
-  if (!s->buffered) return;
-  /* BufferedProtocol: read into the protocol's own buffer. */
-  L = rt->L;
-  top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
-  t = top + 1;
   lua_pushinteger(L, (lua_Integer)suggested);
   /* libuv calls alloc_cb inside its read loop and goes on to read the
   ** descriptor into the buffer and call read_cb: if get_buffer (or the
@@ -389,6 +390,20 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   }
   s->in_get_buffer = 0;
   lua_settop(L, top);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  eddy_Stream *s = (eddy_Stream *)h->data;
+  eddy_Runtime *rt;
+  if (s == NULL) {  /* detached: closing, so no read is coming */
+    buf->base = NULL;
+    buf->len = 0;
+    return;
+  }
+  rt = s->uv.loop->rt;
+  buf->base = rt->read_buf + rt->read_offset;
+  buf->len = READ_SIZE;
+  if (s->buffered) get_buffer(s, suggested, buf);
 }
 
 /* The peer shut its write side (asyncio's _read_ready__on_eof). */
@@ -434,7 +449,7 @@ static void deliver(lua_State *L, eddy_Stream *s, int t, const char *data,
     lua_pushnil(L);
     lua_setiuservalue(L, t, ST_BUFFER);
   } else {
-    eddy__stream_push_read(L, s->uv.loop->rt, data, n);
+    push_read(L, s->uv.loop->rt, data, n);
   }
   if (is_pipe(s) && !s->buffered) {
     /* asyncio's read pipe calls data_received from its reader callback:
@@ -445,6 +460,21 @@ static void deliver(lua_State *L, eddy_Stream *s, int t, const char *data,
                  : "Fatal error: protocol.data_received() call failed.")
              != LUA_OK) {
     force_close(L, s, t, -1);
+  }
+}
+
+/* A read that brought no bytes: the end of the stream or an error. */
+static NOINLINE void read_ended(lua_State *L, eddy_Stream *s, int t,
+                                ssize_t nread) {
+  if (nread == UV_EOF) {
+    on_eof(L, s, t);
+  } else if (nread == UV_ENOBUFS) {  /* from alloc_cb */
+    if (lua_getiuservalue(L, t, ST_BUFFER) != LUA_TNIL)
+      force_close(L, s, t, -1);  /* get_buffer failed: its error */
+    else  /* get_buffer paused or closed the transport */
+      uv_read_stop((uv_stream_t *)s->uv.handle);
+  } else {
+    os_error(L, s, t, (int)nread);
   }
 }
 
@@ -463,18 +493,8 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
   t = top + 1;
-  if (nread > 0) {
-    deliver(L, s, t, buf->base, (size_t)nread);
-  } else if (nread == UV_EOF) {
-    on_eof(L, s, t);
-  } else if (nread == UV_ENOBUFS) {  /* from alloc_cb */
-    if (lua_getiuservalue(L, t, ST_BUFFER) != LUA_TNIL)
-      force_close(L, s, t, -1);  /* get_buffer failed: its error */
-    else  /* get_buffer paused or closed the transport */
-      uv_read_stop((uv_stream_t *)s->uv.handle);
-  } else {
-    os_error(L, s, t, (int)nread);
-  }
+  if (nread > 0) deliver(L, s, t, buf->base, (size_t)nread);
+  else read_ended(L, s, t, nread);
   lua_settop(L, top);
 }
 
@@ -542,9 +562,11 @@ static void write_cb(uv_write_t *req, int status) {
 static void stream_send(lua_State *L, eddy_Stream *s, int t, int str,
                         const char *data, size_t len) {
   uv_stream_t *h = (uv_stream_t *)s->uv.handle;
-  uv_buf_t b = uv_buf_init((char *)data, (unsigned int)len);
+  uv_buf_t b;
   WriteReq *w;
   int r = 0;
+  b.base = (char *)data;  /* (uv_buf_init is a call into libuv) */
+  b.len = len;
   if (s->nwrites == 0 && (r = uv_try_write(h, &b, 1)) == (int)len) return;
   if (t == 0) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
@@ -596,8 +618,8 @@ static int can_send(lua_State *L, eddy_Stream *s, size_t len,
   return 1;
 }
 
-/* t: as for stream_send. */
-void eddy__stream_write(lua_State *L, eddy_Stream *s, int t, int data) {
+/* t: as for stream_send.  (static, so that t_write has it inline) */
+static void stream_write(lua_State *L, eddy_Stream *s, int t, int data) {
   size_t len;
   const char *bytes;
   if (lua_type(L, data) == LUA_TSTRING) {
@@ -613,9 +635,13 @@ void eddy__stream_write(lua_State *L, eddy_Stream *s, int t, int data) {
   if (can_send(L, s, len, "write")) stream_send(L, s, t, data, bytes, len);
 }
 
+void eddy__stream_write(lua_State *L, eddy_Stream *s, int t, int data) {
+  stream_write(L, s, t, data);
+}
+
 /* transport:write(data): data is a string or an eddy.Buffer (copied). */
 static int t_write(lua_State *L) {
-  eddy__stream_write(L, checkstream(L, 1), 1, 2);
+  stream_write(L, checkstream(L, 1), 1, 2);
   return 0;
 }
 
