@@ -167,6 +167,26 @@ static int protocol_msgh(lua_State *L) {
   return 1;
 }
 
+/* A protocol call failed with the error at the top: the exception handler
+** gets it with a context {message, exception, transport, protocol}. */
+static NOINLINE void report_error(lua_State *L, eddy_Loop *loop, int t,
+                                  const char *message) {
+  eddy__newcontext(L, message, -1);
+  if (lua_type(L, -2) != LUA_TTABLE) {
+    /* the handler shows the message with its traceback */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &traceback_key);
+    if (lua_isstring(L, -1)) lua_setfield(L, -2, "exception");
+    else lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &traceback_key);
+  }
+  lua_pushvalue(L, t);
+  lua_setfield(L, -2, "transport");
+  lua_getiuservalue(L, t, ST_PROTOCOL);
+  lua_setfield(L, -2, "protocol");
+  eddy__call_exception_handler(L, loop);
+}
+
 /*
 ** Call the function below its 'nargs' arguments at the top, protected by
 ** protocol_msgh, which the caller put just below the function.  On
@@ -196,22 +216,7 @@ static int pcall_protocol(lua_State *L, eddy_Stream *s, int t, int nargs,
     s->has_ctx = !lua_isnil(L, -1);
     eddy__stream_set_extra(L, t, "context");
   }
-  if (status != LUA_OK) {
-    eddy__newcontext(L, message, -1);
-    if (lua_type(L, -2) != LUA_TTABLE) {
-      /* the handler shows the message with its traceback */
-      lua_rawgetp(L, LUA_REGISTRYINDEX, &traceback_key);
-      if (lua_isstring(L, -1)) lua_setfield(L, -2, "exception");
-      else lua_pop(L, 1);
-      lua_pushnil(L);
-      lua_rawsetp(L, LUA_REGISTRYINDEX, &traceback_key);
-    }
-    lua_pushvalue(L, t);
-    lua_setfield(L, -2, "transport");
-    lua_getiuservalue(L, t, ST_PROTOCOL);
-    lua_setfield(L, -2, "protocol");
-    eddy__call_exception_handler(L, loop);
-  }
+  if (status != LUA_OK) report_error(L, loop, t, message);
   return status;
 }
 
@@ -442,7 +447,6 @@ static void deliver(lua_State *L, eddy_Stream *s, int t, const char *data,
   }
   lua_pushcfunction(L, protocol_msgh);
   if (lua_getiuservalue(L, t, ST_RECEIVED) == LUA_TNIL) return;
-  eddy__loop_before_io(L, s->uv.loop);
   lua_getiuservalue(L, t, ST_PROTOCOL);
   if (s->buffered) {
     lua_pushinteger(L, (lua_Integer)n);
@@ -552,6 +556,9 @@ static void write_cb(uv_write_t *req, int status) {
   lua_settop(L, top);
 }
 
+static NOINLINE void queue_write(lua_State *L, eddy_Stream *s, int t,
+                                 int str, uv_buf_t b, int r);
+
 /*
 ** Send 'len' bytes of the string at index 'str': what uv_try_write does
 ** not take is queued, keeping the string referenced.  t is the
@@ -561,13 +568,23 @@ static void write_cb(uv_write_t *req, int status) {
 */
 static void stream_send(lua_State *L, eddy_Stream *s, int t, int str,
                         const char *data, size_t len) {
-  uv_stream_t *h = (uv_stream_t *)s->uv.handle;
   uv_buf_t b;
-  WriteReq *w;
   int r = 0;
   b.base = (char *)data;  /* (uv_buf_init is a call into libuv) */
   b.len = len;
-  if (s->nwrites == 0 && (r = uv_try_write(h, &b, 1)) == (int)len) return;
+  if (s->nwrites == 0 &&
+      (r = uv_try_write((uv_stream_t *)s->uv.handle, &b, 1)) == (int)len)
+    return;
+  queue_write(L, s, t, str, b, r);
+}
+
+/* The rest of stream_send, out of line: what uv_try_write did not take
+** ('r': what it did, unless writes were queued already) waits in a
+** uv_write. */
+static NOINLINE void queue_write(lua_State *L, eddy_Stream *s, int t,
+                                 int str, uv_buf_t b, int r) {
+  uv_stream_t *h = (uv_stream_t *)s->uv.handle;
+  WriteReq *w;
   if (t == 0) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
     t = lua_gettop(L);
