@@ -25,7 +25,10 @@
 **
 ** A freed block is filed by malloc_usable_size, not by the size Lua says
 ** it had, so the blocks luaL_newstate allocated before this allocator
-** was installed are as good as its own.
+** was installed are as good as its own.  Small blocks are the exception
+** on glibc, whose usable sizes are those of the small classes: there
+** the size Lua says gives the class, and a free (one for every string
+** the collector sweeps) costs no call.
 */
 #include <assert.h>
 #include <malloc.h>
@@ -119,9 +122,15 @@ static void push(FreeBlock **list, size_t *cached, size_t size,
   *cached += size;
 }
 
+/* The small class of blocks of n bytes (n <= SMALL_MAX): the smallest
+** that holds them. */
+static int small_class(size_t n) {
+  return n <= SMALL_SIZE(1) ? 1 : (int)((n + 7) >> 4);
+}
+
 /* A small block of n bytes (n <= SMALL_MAX). */
 static void *acquire_small(Cache *c, size_t n) {
-  int k = n <= SMALL_SIZE(1) ? 1 : (int)((n + 7) >> 4);
+  int k = small_class(n);
   void *b = pop(&c->small[k], &c->small_cached, SMALL_SIZE(k));
   /* (with nothing cached, the exact size: ASan then sees a 1-byte overrun) */
   if (b == NULL) return malloc(SMALL_BUDGET > 0 ? SMALL_SIZE(k) : n);
@@ -141,11 +150,32 @@ static void *acquire(Cache *c, size_t n) {
   return b;
 }
 
-/* Free p, a block of 'usable' bytes: onto the list of the largest class
-** it can serve, when it fits one. */
-static void release(Cache *c, void *p) {
-  size_t usable = malloc_usable_size(p);
+/*
+** Whether a block Lua says has n bytes has the usable size of small class
+** small_class(n) or more.  On glibc it does: a malloc of n bytes gets a
+** chunk of n + 8 rounded up to 16 bytes (32 at least), less 8 for the
+** header: SMALL_SIZE(small_class(n)), whoever allocated it; realloc
+** keeps that rule, and a block cache_alloc keeps for a smaller size only
+** has more room.  (Elsewhere, and under AddressSanitizer, whose blocks
+** have the size asked, malloc_usable_size tells.)
+*/
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+#define SIZE_TELLS_SMALL_CLASS(n) ((n) <= SMALL_MAX)
+#else
+#define SIZE_TELLS_SMALL_CLASS(n) 0
+#endif
+
+/* Free p, a block Lua says has 'osize' bytes: onto the list of the
+** largest class it can serve, when it fits one. */
+static void release(Cache *c, void *p, size_t osize) {
+  size_t usable;
   int k;
+  if (SIZE_TELLS_SMALL_CLASS(osize)) {
+    k = small_class(osize);
+    push(&c->small[k], &c->small_cached, SMALL_SIZE(k), SMALL_BUDGET, p);
+    return;
+  }
+  usable = malloc_usable_size(p);
   if (usable < SMALL_SIZE(1) || usable >= 2 * CLASS_MAX) {  /* not ours */
     free(p);
   } else if (usable < CLASS_MIN) {
@@ -163,7 +193,7 @@ static void *cache_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   Cache *c = (Cache *)ud;
   void *n;
   if (nsize == 0) {
-    if (ptr != NULL) release(c, ptr);
+    if (ptr != NULL) release(c, ptr, osize);
     return NULL;
   }
   if (ptr == NULL) return acquire(c, nsize);
@@ -174,7 +204,7 @@ static void *cache_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   if ((n = acquire(c, nsize)) == NULL) return nsize <= osize ? ptr : NULL;
   memcpy(n, ptr, osize < nsize ? osize : nsize);
-  release(c, ptr);
+  release(c, ptr, osize);
   return n;
 }
 
