@@ -18,6 +18,14 @@
 
 #include "eddy.h"
 
+/* For the rare paths of functions on the hot paths of reads and writes:
+** kept out of line, they leave those functions fewer registers to save. */
+#if defined(__GNUC__)
+#define EDDY_NOINLINE __attribute__((noinline))
+#else
+#define EDDY_NOINLINE
+#endif
+
 #if LUA_VERSION_NUM != 504
 #error "eddy needs Lua 5.4"
 #endif

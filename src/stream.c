@@ -47,14 +47,6 @@ enum {
 
 #define DEFAULT_HIGH (64 * 1024)
 
-/* For the rare paths of the callbacks every read and write goes through:
-** kept out of line, they leave those callbacks fewer registers to save. */
-#if defined(__GNUC__)
-#define NOINLINE __attribute__((noinline))
-#else
-#define NOINLINE
-#endif
-
 /* The mark of stream transports (eddy__newmarked). */
 static const char stream_key = 's';
 
@@ -169,8 +161,8 @@ static int protocol_msgh(lua_State *L) {
 
 /* A protocol call failed with the error at the top: the exception handler
 ** gets it with a context {message, exception, transport, protocol}. */
-static NOINLINE void report_error(lua_State *L, eddy_Loop *loop, int t,
-                                  const char *message) {
+static EDDY_NOINLINE void report_error(lua_State *L, eddy_Loop *loop,
+                                       int t, const char *message) {
   eddy__newcontext(L, message, -1);
   if (lua_type(L, -2) != LUA_TTABLE) {
     /* the handler shows the message with its traceback */
@@ -353,8 +345,8 @@ void eddy__stream_push_read(lua_State *L, eddy_Runtime *rt, const char *data,
 }
 
 /* BufferedProtocol: read into the protocol's own buffer (alloc_cb). */
-static NOINLINE void get_buffer(eddy_Stream *s, size_t suggested,
-                                uv_buf_t *buf) {
+static EDDY_NOINLINE void get_buffer(eddy_Stream *s, size_t suggested,
+                                     uv_buf_t *buf) {
   lua_State *L = s->uv.loop->rt->L;
   int top = lua_gettop(L), t = top + 1;
   size_t size = 0;
@@ -468,8 +460,8 @@ static void deliver(lua_State *L, eddy_Stream *s, int t, const char *data,
 }
 
 /* A read that brought no bytes: the end of the stream or an error. */
-static NOINLINE void read_ended(lua_State *L, eddy_Stream *s, int t,
-                                ssize_t nread) {
+static EDDY_NOINLINE void read_ended(lua_State *L, eddy_Stream *s,
+                                     int t, ssize_t nread) {
   if (nread == UV_EOF) {
     on_eof(L, s, t);
   } else if (nread == UV_ENOBUFS) {  /* from alloc_cb */
@@ -556,8 +548,8 @@ static void write_cb(uv_write_t *req, int status) {
   lua_settop(L, top);
 }
 
-static NOINLINE void queue_write(lua_State *L, eddy_Stream *s, int t,
-                                 int str, uv_buf_t b, int r);
+static EDDY_NOINLINE void queue_write(lua_State *L, eddy_Stream *s,
+                                      int t, int str, uv_buf_t b, int r);
 
 /*
 ** Send 'len' bytes of the string at index 'str': what uv_try_write does
@@ -581,8 +573,8 @@ static void stream_send(lua_State *L, eddy_Stream *s, int t, int str,
 /* The rest of stream_send, out of line: what uv_try_write did not take
 ** ('r': what it did, unless writes were queued already) waits in a
 ** uv_write. */
-static NOINLINE void queue_write(lua_State *L, eddy_Stream *s, int t,
-                                 int str, uv_buf_t b, int r) {
+static EDDY_NOINLINE void queue_write(lua_State *L, eddy_Stream *s,
+                                      int t, int str, uv_buf_t b, int r) {
   uv_stream_t *h = (uv_stream_t *)s->uv.handle;
   WriteReq *w;
   if (t == 0) {
