@@ -181,14 +181,15 @@ static EDDY_NOINLINE void report_error(lua_State *L, eddy_Loop *loop,
 
 /*
 ** Call the function below its 'nargs' arguments at the top, protected by
-** protocol_msgh, which the caller put just below the function.  On
+** protocol_msgh, which the caller put just below the function, at index
+** h (known to the callers, which spares a lua_gettop per read).  On
 ** failure the error goes to the exception handler with a context
 ** {message, exception, transport, protocol} and stays at the top; the
 ** status is returned.  On success 'nres' results are left.  The handler
 ** stays where it was: the callers drop it with the rest of their frame.
 */
-static int pcall_protocol(lua_State *L, eddy_Stream *s, int t, int nargs,
-                          int nres, const char *message) {
+static int pcall_protocol(lua_State *L, eddy_Stream *s, int t, int h,
+                          int nargs, int nres, const char *message) {
   eddy_Loop *loop = s->uv.loop;
   eddy_Runtime *rt = loop->rt;
   eddy_Loop *prev = rt->running;
@@ -202,7 +203,7 @@ static int pcall_protocol(lua_State *L, eddy_Stream *s, int t, int nargs,
   }
   eddy__io_context_enter(L, loop, s->has_ctx, &ctx);
   if (prev == NULL) rt->running = loop;
-  status = lua_pcall(L, nargs, nres, lua_gettop(L) - nargs - 1);
+  status = lua_pcall(L, nargs, nres, h);
   rt->running = prev;
   if (eddy__io_context_leave(L, loop, &ctx)) {  /* keep what it switched to */
     s->has_ctx = !lua_isnil(L, -1);
@@ -223,7 +224,7 @@ static int call_protocol(lua_State *L, eddy_Stream *s, int t,
   lua_getiuservalue(L, t, ST_PROTOCOL);
   lua_pushstring(L, name);
   lua_rotate(L, first, 4);  /* msgh, protocol_method, protocol, name, args... */
-  status = pcall_protocol(L, s, t, nargs + 2, nres, message);
+  status = pcall_protocol(L, s, t, first, nargs + 2, nres, message);
   lua_remove(L, first);  /* the handler, below the results or the error */
   return status;
 }
@@ -428,7 +429,7 @@ static void on_eof(lua_State *L, eddy_Stream *s, int t) {
 
 /* Hand n bytes read to the protocol: its data_received (buffer_updated
 ** when buffered), called protected, or straight into the reader of a
-** StreamReaderProtocol (streams.c). */
+** StreamReaderProtocol (streams.c).  The transport at t is the top. */
 static void deliver(lua_State *L, eddy_Stream *s, int t, const char *data,
                     size_t n) {
   if (s->direct != NULL) {  /* RECEIVED is its bound data_received */
@@ -450,8 +451,9 @@ static void deliver(lua_State *L, eddy_Stream *s, int t, const char *data,
   if (is_pipe(s) && !s->buffered) {
     /* asyncio's read pipe calls data_received from its reader callback:
     ** an error is the callback's, reported, and the pipe reads on. */
-    pcall_protocol(L, s, t, 2, 0, "Exception in protocol.data_received()");
-  } else if (pcall_protocol(L, s, t, 2, 0, s->buffered
+    pcall_protocol(L, s, t, t + 1, 2, 0,
+                   "Exception in protocol.data_received()");
+  } else if (pcall_protocol(L, s, t, t + 1, 2, 0, s->buffered
                  ? "Fatal error: protocol.buffer_updated() call failed."
                  : "Fatal error: protocol.data_received() call failed.")
              != LUA_OK) {
