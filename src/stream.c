@@ -188,8 +188,9 @@ static EDDY_NOINLINE void report_error(lua_State *L, eddy_Loop *loop,
 ** status is returned.  On success 'nres' results are left.  The handler
 ** stays where it was: the callers drop it with the rest of their frame.
 */
-static int pcall_protocol(lua_State *L, eddy_Stream *s, int t, int h,
-                          int nargs, int nres, const char *message) {
+static inline int pcall_protocol(lua_State *L, eddy_Stream *s, int t,
+                                 int h, int nargs, int nres,
+                                 const char *message) {
   eddy_Loop *loop = s->uv.loop;
   eddy_Runtime *rt = loop->rt;
   eddy_Loop *prev = rt->running;
@@ -432,6 +433,7 @@ static void on_eof(lua_State *L, eddy_Stream *s, int t) {
 ** StreamReaderProtocol (streams.c).  The transport at t is the top. */
 static void deliver(lua_State *L, eddy_Stream *s, int t, const char *data,
                     size_t n) {
+  int reader_cb;
   if (s->direct != NULL) {  /* RECEIVED is its bound data_received */
     eddy__loop_before_io(L, s->uv.loop);  /* before a reader's task wakes */
     lua_getiuservalue(L, t, ST_READER);
@@ -448,17 +450,16 @@ static void deliver(lua_State *L, eddy_Stream *s, int t, const char *data,
   } else {
     push_read(L, s->uv.loop->rt, data, n);
   }
-  if (is_pipe(s) && !s->buffered) {
-    /* asyncio's read pipe calls data_received from its reader callback:
-    ** an error is the callback's, reported, and the pipe reads on. */
-    pcall_protocol(L, s, t, t + 1, 2, 0,
-                   "Exception in protocol.data_received()");
-  } else if (pcall_protocol(L, s, t, t + 1, 2, 0, s->buffered
-                 ? "Fatal error: protocol.buffer_updated() call failed."
-                 : "Fatal error: protocol.data_received() call failed.")
-             != LUA_OK) {
+  /* asyncio's read pipe calls data_received from its reader callback:
+  ** an error is the callback's, reported, and the pipe reads on. */
+  reader_cb = is_pipe(s) && !s->buffered;
+  if (pcall_protocol(L, s, t, t + 1, 2, 0,
+                     reader_cb ? "Exception in protocol.data_received()"
+                     : s->buffered
+                     ? "Fatal error: protocol.buffer_updated() call failed."
+                     : "Fatal error: protocol.data_received() call failed.")
+      != LUA_OK && !reader_cb)
     force_close(L, s, t, -1);
-  }
 }
 
 /* A read that brought no bytes: the end of the stream or an error. */
