@@ -26,6 +26,16 @@ end
 local iomt = getmetatable(io.stdout)
 ]]
 
+-- Opens an eddy.run whose function has a datagram transport 'd' and a
+-- socket 'sock' (the script goes on in that function).
+local WITH_DGRAM_AND_SOCKET = [[
+local S = eddy.socket
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  local d = loop:create_datagram_endpoint(function() return {} end, {"127.0.0.1", 0})
+  local sock = S.socket(S.AF_INET, S.SOCK_DGRAM)
+]]
+
 describe("forgeries", function()
   it("copying a future's metatable entries into a file's does not make it a Future", function()
     run(PRELUDE .. [[
@@ -89,12 +99,7 @@ print("ok")
 
   it("copying a datagram transport's or a socket's metatable entries into a file's makes it neither",
      function()
-    run(PRELUDE .. [[
-local S = eddy.socket
-eddy.run(function()
-  local loop = eddy.get_running_loop()
-  local d = loop:create_datagram_endpoint(function() return {} end, {"127.0.0.1", 0})
-  local sock = S.socket(S.AF_INET, S.SOCK_DGRAM)
+    run(PRELUDE .. WITH_DGRAM_AND_SOCKET .. [[
   for _, mt in ipairs {getmetatable(d), getmetatable(sock)} do
     for k, v in pairs(mt) do
       if type(k) ~= "string" or not k:match("^__") then iomt[k] = v end
@@ -116,14 +121,9 @@ print("ok")
   -- metatable, here an eddy.Buffer, whose bytes Lua code may fill.
   it("a userdata given a transport's or a socket's metatable by the debug library is neither",
      function()
-    run(PRELUDE .. [[
-local S = eddy.socket
-eddy.run(function()
-  local loop = eddy.get_running_loop()
+    run(PRELUDE .. WITH_DGRAM_AND_SOCKET .. [[
   local a, b = S.socketpair()
   local tr = loop:connect_accepted_socket(function() return {} end, a)
-  local d = loop:create_datagram_endpoint(function() return {} end, {"127.0.0.1", 0})
-  local sock = S.socket(S.AF_INET, S.SOCK_DGRAM)
   local buf = eddy.Buffer(4096)
   local bufmt = debug.getmetatable(buf)
   local cases = {
