@@ -119,7 +119,7 @@ print("ok")
 
   -- Beyond plain Lua: the debug library can give any userdata another's
   -- metatable, here an eddy.Buffer, whose bytes Lua code may fill.
-  it("a userdata given a transport's or a socket's metatable by the debug library is neither",
+  it("a userdata given a transport's or a socket's metatable by the debug library is neither, nor finalized as one",
      function()
     run(PRELUDE .. WITH_DGRAM_AND_SOCKET .. [[
   local a, b = S.socketpair()
@@ -139,6 +139,17 @@ print("ok")
     raises(case[2], method, buf, table.unpack(case, 4))
     debug.setmetatable(buf, bufmt)  -- its finalizer is the Buffer's again
   end
+  -- Nor does the transports' finalizer read a Buffer full of 0xff bytes.
+  local c, e = S.socketpair()
+  e:setblocking(false)
+  c:send(string.rep("\255", 4096))
+  assert(loop:sock_recv_into(e, buf) == 4096)
+  debug.setmetatable(buf, debug.getmetatable(tr))
+  buf = nil
+  collectgarbage()
+  collectgarbage()
+  c:close()
+  e:close()
   tr:close()
   d:close()
   sock:close()

@@ -99,6 +99,8 @@ eddy_Stream *eddy__tostream(lua_State *L, int i) {
   return (eddy_Stream *)eddy__tomarked(L, i, &stream_key);
 }
 
+/* (eddy__tomarked itself: a call to the exported eddy__tostream would go
+** through the PLT) */
 static eddy_Stream *checkstream(lua_State *L, int i) {
   eddy_Stream *s = (eddy_Stream *)eddy__tomarked(L, i, &stream_key);
   if (s == NULL) luaL_typeerror(L, i, "transport");
@@ -975,9 +977,11 @@ static int t_tostring(lua_State *L) {
 }
 
 /* __gc: a transport nobody closed (only at lua_close: an open one is
-** anchored). */
+** anchored).  Anything else the debug library gave this metatable is
+** left alone. */
 static int t_gc(lua_State *L) {
-  eddy_Stream *s = (eddy_Stream *)lua_touserdata(L, 1);
+  eddy_Stream *s = (eddy_Stream *)eddy__tomarked(L, 1, &stream_key);
+  if (s == NULL) return 0;
   if (s->hangup != NULL) eddy__hangup_stop(s);
   eddy__uv_gc(L, &s->uv, "transport");
   return 0;
