@@ -26,6 +26,16 @@ end
 local iomt = getmetatable(io.stdout)
 ]]
 
+-- Opens an eddy.run whose function has a datagram transport 'd' and a
+-- socket 'sock' (the script goes on in that function).
+local WITH_DGRAM_AND_SOCKET = [[
+local S = eddy.socket
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  local d = loop:create_datagram_endpoint(function() return {} end, {"127.0.0.1", 0})
+  local sock = S.socket(S.AF_INET, S.SOCK_DGRAM)
+]]
+
 describe("forgeries", function()
   it("copying a future's metatable entries into a file's does not make it a Future", function()
     run(PRELUDE .. [[
@@ -89,12 +99,7 @@ print("ok")
 
   it("copying a datagram transport's or a socket's metatable entries into a file's makes it neither",
      function()
-    run(PRELUDE .. [[
-local S = eddy.socket
-eddy.run(function()
-  local loop = eddy.get_running_loop()
-  local d = loop:create_datagram_endpoint(function() return {} end, {"127.0.0.1", 0})
-  local sock = S.socket(S.AF_INET, S.SOCK_DGRAM)
+    run(PRELUDE .. WITH_DGRAM_AND_SOCKET .. [[
   for _, mt in ipairs {getmetatable(d), getmetatable(sock)} do
     for k, v in pairs(mt) do
       if type(k) ~= "string" or not k:match("^__") then iomt[k] = v end
@@ -107,6 +112,48 @@ eddy.run(function()
   assert(getmetatable(d).__name == "eddy.DatagramTransport" and getmetatable(d).__index == nil)
   d:close()
   sock:close()
+end)
+print("ok")
+]])
+  end)
+
+  -- Beyond plain Lua: the debug library can give any userdata another's
+  -- metatable, here an eddy.Buffer, whose bytes Lua code may fill.
+  it("a userdata given a transport's or a socket's metatable by the debug library is neither, nor finalized as one",
+     function()
+    run(PRELUDE .. WITH_DGRAM_AND_SOCKET .. [[
+  local a, b = S.socketpair()
+  local tr = loop:connect_accepted_socket(function() return {} end, a)
+  local buf = eddy.Buffer(4096)
+  local bufmt = debug.getmetatable(buf)
+  local cases = {
+    {tr, "transport expected", "write", "x"},
+    {tr, "transport expected", "close"},
+    {d, "DatagramTransport expected", "sendto", "x", {"127.0.0.1", 9}},
+    {sock, "eddy.socket expected", "fileno"},
+  }
+  for _, case in ipairs(cases) do
+    local obj, name = case[1], case[3]
+    local method = obj[name]
+    debug.setmetatable(buf, debug.getmetatable(obj))
+    raises(case[2], method, buf, table.unpack(case, 4))
+    debug.setmetatable(buf, bufmt)  -- its finalizer is the Buffer's again
+  end
+  -- Nor does the transports' finalizer read a Buffer full of 0xff bytes.
+  local c, e = S.socketpair()
+  e:setblocking(false)
+  c:send(string.rep("\255", 4096))
+  assert(loop:sock_recv_into(e, buf) == 4096)
+  debug.setmetatable(buf, debug.getmetatable(tr))
+  buf = nil
+  collectgarbage()
+  collectgarbage()
+  c:close()
+  e:close()
+  tr:close()
+  d:close()
+  sock:close()
+  b:close()
 end)
 print("ok")
 ]])

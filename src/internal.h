@@ -10,12 +10,21 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <lua.h>
 #include <lauxlib.h>
 #include <uv.h>
 
 #include "eddy.h"
+
+/* For the rare paths of functions on the hot paths of reads and writes:
+** kept out of line, they leave those functions fewer registers to save. */
+#if defined(__GNUC__)
+#define EDDY_NOINLINE __attribute__((noinline))
+#else
+#define EDDY_NOINLINE
+#endif
 
 #if LUA_VERSION_NUM != 504
 #error "eddy needs Lua 5.4"
@@ -475,15 +484,29 @@ void eddy__seal_metatable(lua_State *L, int mt);
 void eddy__newweaktable(lua_State *L, const char *mode);
 /* A __gc checking its argument: upvalues (the C finalizer, its metatable). */
 int eddy__checked_gc(lua_State *L);
-/* luaL_newmetatable (pushing the existing one and returning 0 when the
-** registry has it) with the light userdata 'mark' at [1], in the table's
-** array part, for a class whose methods run on hot paths: ... */
-int eddy__newmarkedmetatable(lua_State *L, const char *name,
-                             const void *mark);
-/* ... eddy__tomarked recognizes its objects with one array read where
-** luaL_testudata looks the metatable up by name: the userdata at i if its
-** metatable carries 'mark', else NULL. */
-void *eddy__tomarked(lua_State *L, int i, const void *mark);
+/* luaL_newmetatable for a class whose methods run on hot paths and
+** whose objects eddy__newmarked makes: ... */
+int eddy__newmarkedmetatable(lua_State *L, const char *name);
+/* ... lua_newuserdatauv whose block gets a hidden last word that
+** eddy__tomarked checks, tied to the class by 'mark' (the address of a
+** static of its file) ... */
+void *eddy__newmarked(lua_State *L, size_t size, int nuv, const void *mark);
+/* ... the userdata at i if eddy__newmarked made it with 'mark', else NULL:
+** cheaper than a metatable check, and as sound (future.c says why).
+** Inline: every transport and socket method checks its self with it. */
+extern uintptr_t eddy__mark_secret;
+static inline uintptr_t eddy__mark_seal(const void *p, const void *mark) {
+  return (uintptr_t)p ^ (uintptr_t)mark ^ eddy__mark_secret;
+}
+static inline void *eddy__tomarked(lua_State *L, int i, const void *mark) {
+  char *p = (char *)lua_touserdata(L, i);
+  size_t len;
+  uintptr_t seal;
+  /* (a light userdata has length 0) */
+  if (p == NULL || (len = lua_rawlen(L, i)) < sizeof seal) return NULL;
+  memcpy(&seal, p + len - sizeof seal, sizeof seal);
+  return seal == eddy__mark_seal(p, mark) ? p : NULL;
+}
 /* Put _future_new and _await_as in the core table at the top. */
 void eddy__core_futures(lua_State *L);
 eddy_Future *eddy__checkfuture(lua_State *L, int i);

@@ -228,8 +228,8 @@ void eddy__socket_pushaddr(lua_State *L, const struct sockaddr *sa,
 
 /* {====================================================== Objects */
 
-/* The mark of the socket metatable (eddy__newmarkedmetatable): the
-** sock_* methods check their socket on every call. */
+/* The mark of socket objects (eddy__newmarked): the sock_* methods
+** check their socket on every call. */
 static const char socket_key = 's';
 
 /* The socket object at i, open or closed. */
@@ -248,7 +248,7 @@ static int checkint(lua_State *L, int i, const char *what) {
 
 void eddy__socket_push(lua_State *L, int fd, int family, int type,
                        int owned) {
-  eddy_Socket *s = (eddy_Socket *)lua_newuserdatauv(L, sizeof *s, 0);
+  eddy_Socket *s = (eddy_Socket *)eddy__newmarked(L, sizeof *s, 0, &socket_key);
   int fl = fcntl(fd, F_GETFL);
   int proto = 0;
   socklen_t n = sizeof proto;
@@ -933,7 +933,7 @@ static const struct { const char *name; lua_Integer value; } constants[] = {
 /* Create the socket metatable and push the eddy.socket module table. */
 void eddy__open_socket(lua_State *L) {
   int i;
-  if (eddy__newmarkedmetatable(L, EDDY_SOCKET, &socket_key)) {
+  if (eddy__newmarkedmetatable(L, EDDY_SOCKET)) {
     luaL_newlib(L, socket_methods);
     lua_pushcclosure(L, sock_index, 1);
     lua_setfield(L, -2, "__index");

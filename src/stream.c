@@ -47,7 +47,7 @@ enum {
 
 #define DEFAULT_HIGH (64 * 1024)
 
-/* Key in each stream metatable marking it as one. */
+/* The mark of stream transports (eddy__newmarked). */
 static const char stream_key = 's';
 
 /* The metatable of each eddy_StreamKind; tostring shows the name without
@@ -93,17 +93,16 @@ void eddy__loop_methods(lua_State *L, const luaL_Reg *funcs) {
   lua_pop(L, 1);
 }
 
-/* A stream transport is a userdata whose metatable has &stream_key at
-** [1] (eddy__newmarkedmetatable): an array lookup, on the hot path of
-** every write.  Lua code cannot copy that mark into another metatable
-** because it never sees these: they are sealed (getmetatable shows a
-** stand-in) and no Lua value holds them. */
+/* A stream transport carries &stream_key (eddy__newmarked): a check of
+** two words, on the hot path of every write. */
 eddy_Stream *eddy__tostream(lua_State *L, int i) {
   return (eddy_Stream *)eddy__tomarked(L, i, &stream_key);
 }
 
+/* (eddy__tomarked itself: a call to the exported eddy__tostream would go
+** through the PLT) */
 static eddy_Stream *checkstream(lua_State *L, int i) {
-  eddy_Stream *s = eddy__tostream(L, i);
+  eddy_Stream *s = (eddy_Stream *)eddy__tomarked(L, i, &stream_key);
   if (s == NULL) luaL_typeerror(L, i, "transport");
   return s;
 }
@@ -162,16 +161,38 @@ static int protocol_msgh(lua_State *L) {
   return 1;
 }
 
+/* A protocol call failed with the error at the top: the exception handler
+** gets it with a context {message, exception, transport, protocol}. */
+static EDDY_NOINLINE void report_error(lua_State *L, eddy_Loop *loop,
+                                       int t, const char *message) {
+  eddy__newcontext(L, message, -1);
+  if (lua_type(L, -2) != LUA_TTABLE) {
+    /* the handler shows the message with its traceback */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &traceback_key);
+    if (lua_isstring(L, -1)) lua_setfield(L, -2, "exception");
+    else lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &traceback_key);
+  }
+  lua_pushvalue(L, t);
+  lua_setfield(L, -2, "transport");
+  lua_getiuservalue(L, t, ST_PROTOCOL);
+  lua_setfield(L, -2, "protocol");
+  eddy__call_exception_handler(L, loop);
+}
+
 /*
 ** Call the function below its 'nargs' arguments at the top, protected by
-** protocol_msgh, which the caller put just below the function.  On
+** protocol_msgh, which the caller put just below the function, at index
+** h (known to the callers, which spares a lua_gettop per read).  On
 ** failure the error goes to the exception handler with a context
 ** {message, exception, transport, protocol} and stays at the top; the
 ** status is returned.  On success 'nres' results are left.  The handler
 ** stays where it was: the callers drop it with the rest of their frame.
 */
-static int pcall_protocol(lua_State *L, eddy_Stream *s, int t, int nargs,
-                          int nres, const char *message) {
+static inline int pcall_protocol(lua_State *L, eddy_Stream *s, int t,
+                                 int h, int nargs, int nres,
+                                 const char *message) {
   eddy_Loop *loop = s->uv.loop;
   eddy_Runtime *rt = loop->rt;
   eddy_Loop *prev = rt->running;
@@ -185,28 +206,13 @@ static int pcall_protocol(lua_State *L, eddy_Stream *s, int t, int nargs,
   }
   eddy__io_context_enter(L, loop, s->has_ctx, &ctx);
   if (prev == NULL) rt->running = loop;
-  status = lua_pcall(L, nargs, nres, lua_gettop(L) - nargs - 1);
+  status = lua_pcall(L, nargs, nres, h);
   rt->running = prev;
   if (eddy__io_context_leave(L, loop, &ctx)) {  /* keep what it switched to */
     s->has_ctx = !lua_isnil(L, -1);
     eddy__stream_set_extra(L, t, "context");
   }
-  if (status != LUA_OK) {
-    eddy__newcontext(L, message, -1);
-    if (lua_type(L, -2) != LUA_TTABLE) {
-      /* the handler shows the message with its traceback */
-      lua_rawgetp(L, LUA_REGISTRYINDEX, &traceback_key);
-      if (lua_isstring(L, -1)) lua_setfield(L, -2, "exception");
-      else lua_pop(L, 1);
-      lua_pushnil(L);
-      lua_rawsetp(L, LUA_REGISTRYINDEX, &traceback_key);
-    }
-    lua_pushvalue(L, t);
-    lua_setfield(L, -2, "transport");
-    lua_getiuservalue(L, t, ST_PROTOCOL);
-    lua_setfield(L, -2, "protocol");
-    eddy__call_exception_handler(L, loop);
-  }
+  if (status != LUA_OK) report_error(L, loop, t, message);
   return status;
 }
 
@@ -221,7 +227,7 @@ static int call_protocol(lua_State *L, eddy_Stream *s, int t,
   lua_getiuservalue(L, t, ST_PROTOCOL);
   lua_pushstring(L, name);
   lua_rotate(L, first, 4);  /* msgh, protocol_method, protocol, name, args... */
-  status = pcall_protocol(L, s, t, nargs + 2, nres, message);
+  status = pcall_protocol(L, s, t, first, nargs + 2, nres, message);
   lua_remove(L, first);  /* the handler, below the results or the error */
   return status;
 }
@@ -330,33 +336,26 @@ static void stream_before_close(lua_State *L, eddy_UVObject *o, int t) {
 
 /* {====================================================== Reading */
 
-void eddy__stream_push_read(lua_State *L, eddy_Runtime *rt, const char *data,
-                            size_t n) {
+/* (static, so that deliver has it inline) */
+static void push_read(lua_State *L, eddy_Runtime *rt, const char *data,
+                      size_t n) {
   const char *bytes = lua_pushlstring(L, data, n);
   if (n >= LARGE_READ) rt->read_offset = (uintptr_t)bytes & (CACHE_LINE - 1);
 }
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  eddy_Stream *s = (eddy_Stream *)h->data;
-  eddy_Runtime *rt;
-  lua_State *L;
-  int top, t;
+void eddy__stream_push_read(lua_State *L, eddy_Runtime *rt, const char *data,
+                            size_t n) {
+  push_read(L, rt, data, n);
+}
+
+/* BufferedProtocol: read into the protocol's own buffer (alloc_cb). */
+static EDDY_NOINLINE void get_buffer(eddy_Stream *s, size_t suggested,
+                                     uv_buf_t *buf) {
+  lua_State *L = s->uv.loop->rt->L;
+  int top = lua_gettop(L), t = top + 1;
   size_t size = 0;
   char *data;
-  if (s == NULL) {  /* detached: closing, so no read is coming */
-    buf->base = NULL;
-    buf->len = 0;
-    return;
-  }
-  rt = s->uv.loop->rt;
-  buf->base = rt->read_buf + rt->read_offset;
-  buf->len = READ_SIZE;
-  if (!s->buffered) return;
-  /* BufferedProtocol: read into the protocol's own buffer. */
-  L = rt->L;
-  top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
-  t = top + 1;
   lua_pushinteger(L, (lua_Integer)suggested);
   /* libuv calls alloc_cb inside its read loop and goes on to read the
   ** descriptor into the buffer and call read_cb: if get_buffer (or the
@@ -394,6 +393,20 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   lua_settop(L, top);
 }
 
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  eddy_Stream *s = (eddy_Stream *)h->data;
+  eddy_Runtime *rt;
+  if (s == NULL) {  /* detached: closing, so no read is coming */
+    buf->base = NULL;
+    buf->len = 0;
+    return;
+  }
+  rt = s->uv.loop->rt;
+  buf->base = rt->read_buf + rt->read_offset;
+  buf->len = READ_SIZE;
+  if (s->buffered) get_buffer(s, suggested, buf);
+}
+
 /* The peer shut its write side (asyncio's _read_ready__on_eof). */
 static void on_eof(lua_State *L, eddy_Stream *s, int t) {
   if (!is_pipe(s)) keep_addresses(L, s, t);
@@ -419,9 +432,10 @@ static void on_eof(lua_State *L, eddy_Stream *s, int t) {
 
 /* Hand n bytes read to the protocol: its data_received (buffer_updated
 ** when buffered), called protected, or straight into the reader of a
-** StreamReaderProtocol (streams.c). */
+** StreamReaderProtocol (streams.c).  The transport at t is the top. */
 static void deliver(lua_State *L, eddy_Stream *s, int t, const char *data,
                     size_t n) {
+  int reader_cb;
   if (s->direct != NULL) {  /* RECEIVED is its bound data_received */
     eddy__loop_before_io(L, s->uv.loop);  /* before a reader's task wakes */
     lua_getiuservalue(L, t, ST_READER);
@@ -430,24 +444,38 @@ static void deliver(lua_State *L, eddy_Stream *s, int t, const char *data,
   }
   lua_pushcfunction(L, protocol_msgh);
   if (lua_getiuservalue(L, t, ST_RECEIVED) == LUA_TNIL) return;
-  eddy__loop_before_io(L, s->uv.loop);
   lua_getiuservalue(L, t, ST_PROTOCOL);
   if (s->buffered) {
     lua_pushinteger(L, (lua_Integer)n);
     lua_pushnil(L);
     lua_setiuservalue(L, t, ST_BUFFER);
   } else {
-    eddy__stream_push_read(L, s->uv.loop->rt, data, n);
+    push_read(L, s->uv.loop->rt, data, n);
   }
-  if (is_pipe(s) && !s->buffered) {
-    /* asyncio's read pipe calls data_received from its reader callback:
-    ** an error is the callback's, reported, and the pipe reads on. */
-    pcall_protocol(L, s, t, 2, 0, "Exception in protocol.data_received()");
-  } else if (pcall_protocol(L, s, t, 2, 0, s->buffered
-                 ? "Fatal error: protocol.buffer_updated() call failed."
-                 : "Fatal error: protocol.data_received() call failed.")
-             != LUA_OK) {
+  /* asyncio's read pipe calls data_received from its reader callback:
+  ** an error is the callback's, reported, and the pipe reads on. */
+  reader_cb = is_pipe(s) && !s->buffered;
+  if (pcall_protocol(L, s, t, t + 1, 2, 0,
+                     reader_cb ? "Exception in protocol.data_received()"
+                     : s->buffered
+                     ? "Fatal error: protocol.buffer_updated() call failed."
+                     : "Fatal error: protocol.data_received() call failed.")
+      != LUA_OK && !reader_cb)
     force_close(L, s, t, -1);
+}
+
+/* A read that brought no bytes: the end of the stream or an error. */
+static EDDY_NOINLINE void read_ended(lua_State *L, eddy_Stream *s,
+                                     int t, ssize_t nread) {
+  if (nread == UV_EOF) {
+    on_eof(L, s, t);
+  } else if (nread == UV_ENOBUFS) {  /* from alloc_cb */
+    if (lua_getiuservalue(L, t, ST_BUFFER) != LUA_TNIL)
+      force_close(L, s, t, -1);  /* get_buffer failed: its error */
+    else  /* get_buffer paused or closed the transport */
+      uv_read_stop((uv_stream_t *)s->uv.handle);
+  } else {
+    os_error(L, s, t, (int)nread);
   }
 }
 
@@ -466,18 +494,8 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
   t = top + 1;
-  if (nread > 0) {
-    deliver(L, s, t, buf->base, (size_t)nread);
-  } else if (nread == UV_EOF) {
-    on_eof(L, s, t);
-  } else if (nread == UV_ENOBUFS) {  /* from alloc_cb */
-    if (lua_getiuservalue(L, t, ST_BUFFER) != LUA_TNIL)
-      force_close(L, s, t, -1);  /* get_buffer failed: its error */
-    else  /* get_buffer paused or closed the transport */
-      uv_read_stop((uv_stream_t *)s->uv.handle);
-  } else {
-    os_error(L, s, t, (int)nread);
-  }
+  if (nread > 0) deliver(L, s, t, buf->base, (size_t)nread);
+  else read_ended(L, s, t, nread);
   lua_settop(L, top);
 }
 
@@ -535,6 +553,9 @@ static void write_cb(uv_write_t *req, int status) {
   lua_settop(L, top);
 }
 
+static EDDY_NOINLINE void queue_write(lua_State *L, eddy_Stream *s,
+                                      int t, int str, uv_buf_t b, int r);
+
 /*
 ** Send 'len' bytes of the string at index 'str': what uv_try_write does
 ** not take is queued, keeping the string referenced.  t is the
@@ -544,11 +565,23 @@ static void write_cb(uv_write_t *req, int status) {
 */
 static void stream_send(lua_State *L, eddy_Stream *s, int t, int str,
                         const char *data, size_t len) {
-  uv_stream_t *h = (uv_stream_t *)s->uv.handle;
-  uv_buf_t b = uv_buf_init((char *)data, (unsigned int)len);
-  WriteReq *w;
+  uv_buf_t b;
   int r = 0;
-  if (s->nwrites == 0 && (r = uv_try_write(h, &b, 1)) == (int)len) return;
+  b.base = (char *)data;  /* (uv_buf_init is a call into libuv) */
+  b.len = len;
+  if (s->nwrites == 0 &&
+      (r = uv_try_write((uv_stream_t *)s->uv.handle, &b, 1)) == (int)len)
+    return;
+  queue_write(L, s, t, str, b, r);
+}
+
+/* The rest of stream_send, out of line: what uv_try_write did not take
+** ('r': what it did, unless writes were queued already) waits in a
+** uv_write. */
+static EDDY_NOINLINE void queue_write(lua_State *L, eddy_Stream *s,
+                                      int t, int str, uv_buf_t b, int r) {
+  uv_stream_t *h = (uv_stream_t *)s->uv.handle;
+  WriteReq *w;
   if (t == 0) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
     t = lua_gettop(L);
@@ -599,8 +632,8 @@ static int can_send(lua_State *L, eddy_Stream *s, size_t len,
   return 1;
 }
 
-/* t: as for stream_send. */
-void eddy__stream_write(lua_State *L, eddy_Stream *s, int t, int data) {
+/* t: as for stream_send.  (static, so that t_write has it inline) */
+static void stream_write(lua_State *L, eddy_Stream *s, int t, int data) {
   size_t len;
   const char *bytes;
   if (lua_type(L, data) == LUA_TSTRING) {
@@ -616,9 +649,13 @@ void eddy__stream_write(lua_State *L, eddy_Stream *s, int t, int data) {
   if (can_send(L, s, len, "write")) stream_send(L, s, t, data, bytes, len);
 }
 
+void eddy__stream_write(lua_State *L, eddy_Stream *s, int t, int data) {
+  stream_write(L, s, t, data);
+}
+
 /* transport:write(data): data is a string or an eddy.Buffer (copied). */
 static int t_write(lua_State *L) {
-  eddy__stream_write(L, checkstream(L, 1), 1, 2);
+  stream_write(L, checkstream(L, 1), 1, 2);
   return 0;
 }
 
@@ -944,9 +981,11 @@ static int t_tostring(lua_State *L) {
 }
 
 /* __gc: a transport nobody closed (only at lua_close: an open one is
-** anchored). */
+** anchored).  Anything else the debug library gave this metatable is
+** left alone. */
 static int t_gc(lua_State *L) {
-  eddy_Stream *s = (eddy_Stream *)lua_touserdata(L, 1);
+  eddy_Stream *s = (eddy_Stream *)eddy__tomarked(L, 1, &stream_key);
+  if (s == NULL) return 0;
   if (s->hangup != NULL) eddy__hangup_stop(s);
   eddy__uv_gc(L, &s->uv, "transport");
   return 0;
@@ -959,7 +998,7 @@ static int t_gc(lua_State *L) {
 eddy_Stream *eddy__stream_new(lua_State *L, eddy_Loop *loop, int kind) {
   eddy_Stream *s;
   eddy__read_buffer(L, loop->rt, READ_SIZE);
-  s = (eddy_Stream *)lua_newuserdatauv(L, sizeof(eddy_Stream), ST_NUV);
+  s = (eddy_Stream *)eddy__newmarked(L, sizeof *s, ST_NUV, &stream_key);
   memset(s, 0, sizeof *s);
   eddy__uv_init(&s->uv);
   s->uv.loop = loop;
@@ -1133,7 +1172,7 @@ void eddy__open_stream(lua_State *L) {
   eddy__loop_methods(L, loop_methods);
   new_methods(L, 1, 1);
   for (kind = EDDY_STREAM_TCP; kind <= EDDY_STREAM_WRITE_PIPE; kind++) {
-    eddy__newmarkedmetatable(L, kind_names[kind], &stream_key);
+    eddy__newmarkedmetatable(L, kind_names[kind]);
     if (kind == EDDY_STREAM_READ_PIPE || kind == EDDY_STREAM_WRITE_PIPE)
       new_methods(L, kind == EDDY_STREAM_READ_PIPE,
                   kind == EDDY_STREAM_WRITE_PIPE);

@@ -52,7 +52,7 @@ typedef struct {
   lua_Integer bhead, btail;    /* queued {data, addr} in U_BUFFER[bhead..btail) */
 } Dgram;
 
-/* The mark of the transports' metatable (eddy__newmarkedmetatable). */
+/* The mark of the transports (eddy__newmarked). */
 static const char dgram_key = 'd';
 
 static Dgram *checkdgram(lua_State *L, int i) {
@@ -517,7 +517,7 @@ static int l_make_datagram_transport(lua_State *L) {
   /* As asyncio's: two transports reading one fd would steal each other's
   ** watcher (a view from get_extra_info("socket") has the same fd). */
   eddy__fd_check_no_transport(L, loop, s->fd);
-  d = (Dgram *)lua_newuserdatauv(L, sizeof *d, U_N - 1);
+  d = (Dgram *)eddy__newmarked(L, sizeof *d, U_N - 1, &dgram_key);
   memset(d, 0, sizeof *d);
   t = lua_gettop(L);
   d->loop = loop;
@@ -574,7 +574,7 @@ static const luaL_Reg dgram_methods[] = {
 /* Create the transport metatable; add _make_datagram_transport to the
 ** Loop class of the core table at the top. */
 void eddy__open_udp(lua_State *L) {
-  eddy__newmarkedmetatable(L, DGRAM, &dgram_key);
+  eddy__newmarkedmetatable(L, DGRAM);
   luaL_newlib(L, dgram_methods);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, t_tostring);
