@@ -116,6 +116,26 @@ describe("loop:subprocess_exec", function()
     assert.is_nil(io.open("/proc/" .. pid .. "/stat"))
   end)
 
+  it("loop:close() with the child's pipes open reports nothing", function()
+    -- The close drops the loop's pending work; the pipes' connection_lost
+    -- it causes must not try to schedule protocol events on the closed loop.
+    local loop = eddy.new_event_loop()
+    local reports = {}
+    loop:set_exception_handler(function(_, context) reports[#reports + 1] = context.message end)
+    local rec
+    local t = loop:run_until_complete(function()
+      return (loop:subprocess_exec(function() rec = recorder(loop) return rec end, "cat"))
+    end)
+    local p = loop:run_until_complete(function()
+      return (eddy.create_subprocess_exec("cat", {stdin = sp.PIPE, stdout = sp.PIPE}))
+    end)
+    loop:close()
+    assert.same({}, reports)
+    assert.same({"made"}, rec.events)
+    assert.is_nil(io.open("/proc/" .. t:get_pid() .. "/stat"))
+    assert.is_nil(io.open("/proc/" .. p.pid .. "/stat"))
+  end)
+
   it("stdio choices: DEVNULL, STDOUT, INHERIT, a descriptor, a file", async(function(loop)
     local out = cli.tempfile()
     local f = assert(io.open(out, "w"))

@@ -145,13 +145,20 @@ end
 function PipeProto:pause_writing() self.proc:_call("pause_writing") end
 function PipeProto:resume_writing() self.proc:_call("resume_writing") end
 
+-- call_soon(fn, ...), except on a closed loop: loop:close() drops the
+-- pending callbacks, then closes the child's pipes, whose connection_lost
+-- comes here; what they would schedule is dropped the same way.
+function Transport:_soon(fn, ...)
+  if not self._loop:is_closed() then self._loop:call_soon(fn, ...) end
+end
+
 -- Run protocol:name(...) soon, in the order the events came (asyncio's
 -- _call); nothing once the transport has finished.
 function Transport:_call(name, ...)
   local protocol = self._protocol
   if protocol == nil then return end
   local method = protocol[name]
-  if method ~= nil then self._loop:call_soon(method, protocol, ...) end
+  if method ~= nil then self:_soon(method, protocol, ...) end
 end
 
 function Transport:_pipe_connection_lost(fd, exc)
@@ -173,7 +180,7 @@ function Transport:_try_finish()
     if not pipe.disconnected then return end
   end
   self._finished = true
-  self._loop:call_soon(function()
+  self:_soon(function()
     local protocol = self._protocol
     self._protocol = nil
     self._done = true
