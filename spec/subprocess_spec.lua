@@ -200,6 +200,9 @@ describe("loop:subprocess_exec", function()
     raises(function() loop:subprocess_exec(f, "/nonexistent/program") end, errors.FileNotFoundError)
     raises(function() loop:subprocess_shell(f, "true", {cwd = "/nonexistent"}) end, errors.FileNotFoundError)
     raises(function() loop:subprocess_exec(f, "true\0x") end, errors.ValueError)
+    -- Python's "embedded null byte", never a cwd cut short at the NUL
+    raises(function() loop:subprocess_exec(f, "true", {cwd = "/\0nonexistent"}) end,
+           {errors.ValueError, "embedded null byte in cwd"})
     raises(function() loop:subprocess_shell(function() error("no protocol") end, "true") end,
            "no protocol")
     raises(function() loop:subprocess_shell(function() return 1 end, "true") end, errors.RuntimeError)
