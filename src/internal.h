@@ -870,6 +870,8 @@ void eddy__open_poll(lua_State *L);
 void eddy__check_fd_unused(lua_State *L, int fd);
 /* The callback of the loop's fd_check prepare handle (loop.c inits it). */
 void eddy__fd_check_cb(uv_prepare_t *h);
+/* fd is about to be closed: drop the watchers of fd in every open loop. */
+void eddy__fd_closing(lua_State *L, int fd);
 
 /* ------------------------------------------------------------------ */
 /* Raw socket operations (sockops.c): loop:sock_*                       */
