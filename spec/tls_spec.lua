@@ -707,6 +707,36 @@ describe("start_tls", function()
     net.wait(rec.lost_fut)
   end))
 
+  it("ssl_handshake_timeout ends start_tls even when the transport's protocol was replaced",
+     async(function(loop)
+    -- The wait used to end only through the SSL protocol's connection_lost,
+    -- which a second start_tls or a set_protocol during the handshake takes
+    -- away from it (asyncio hangs there too).
+    local srv <close> = loop:create_server(function() return {} end, "127.0.0.1", 0)
+    local port = srv.sockets[1]:getsockname()[2]
+    local opts = {server_hostname = "localhost", ssl_handshake_timeout = 0.2}
+    local function start(t, p)
+      return loop:create_task(function() return loop:start_tls(t, p, client_context(), opts) end)
+    end
+    local function aborted(task)
+      local ok, err = pcall(eddy.wait_for, task, 5)
+      assert.is_false(ok)
+      assert.is_true(errors.is(err, errors.ConnectionAbortedError), tostring(err))
+    end
+    local t, p = loop:create_connection(function() return {} end, "127.0.0.1", port)
+    local first = start(t, p)
+    eddy.sleep(0)
+    local second = start(t, p)
+    aborted(first)
+    aborted(second)
+    t, p = loop:create_connection(function() return {} end, "127.0.0.1", port)
+    local task = start(t, p)
+    eddy.sleep(0)
+    t:set_protocol({})
+    aborted(task)
+    assert.is_true(t:is_closing())
+  end))
+
   it("a BufferedProtocol over start_tls, then set_protocol to a plain one (test_start_tls_client_buf_proto_1)",
      async(function(loop)
     local HELLO = string.rep("1", 102400)
