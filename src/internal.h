@@ -311,6 +311,8 @@ struct eddy_Handle {
   unsigned char cancelled;
   unsigned char is_timer;   /* an eddy_TimerHandle */
   unsigned char has_ctx;    /* a Context follows the arguments */
+  unsigned char sock_wait;  /* a sock_* retry (sockops.c): arg 0 is its
+                               future, failed when its socket closes */
   int nargs;
   eddy_Loop *loop;
 };
@@ -870,8 +872,9 @@ void eddy__open_poll(lua_State *L);
 void eddy__check_fd_unused(lua_State *L, int fd);
 /* The callback of the loop's fd_check prepare handle (loop.c inits it). */
 void eddy__fd_check_cb(uv_prepare_t *h);
-/* fd is about to be closed: drop the watchers of fd in every open loop. */
-void eddy__fd_closing(lua_State *L, int fd);
+/* fd is about to be closed: drop the watchers of fd in every open loop;
+** with fail_waits, the sock_* calls waiting on fd raise OSError EBADF. */
+void eddy__fd_closing(lua_State *L, int fd, int fail_waits);
 
 /* ------------------------------------------------------------------ */
 /* Raw socket operations (sockops.c): loop:sock_*                       */

@@ -312,7 +312,7 @@ static int sock_close(lua_State *L) {
   int fd = s->fd, r;
   s->fd = -1;
   if (fd < 0 || !s->owned) return 0;
-  eddy__fd_closing(L, fd);
+  eddy__fd_closing(L, fd, 1);
   if ((r = eddy__fd_close(fd)) != 0 && r != -EINTR && r != -ECONNRESET)
     return eddy__uverror(L, r, NULL);  /* the fd is gone anyway */
   return 0;
@@ -322,7 +322,7 @@ static int sock_close(lua_State *L) {
 static int sock_gc(lua_State *L) {
   eddy_Socket *s = checkobject(L, 1);
   if (s->fd >= 0 && s->owned) {
-    eddy__fd_closing(L, s->fd);
+    eddy__fd_closing(L, s->fd, 0);  /* (no wait holds a collected one) */
     eddy__fd_close(s->fd);
   }
   s->fd = -1;
