@@ -743,7 +743,8 @@ void eddy__write_limits_args(lua_State *L, lua_Integer default_high,
                              size_t *high, size_t *low);
 /* Start the open stream at index t with the protocol at index p:
 ** connection_made, then reading; the Server at index sv (0: none) is the
-** one that accepted it.  May raise on a bad protocol type. */
+** one that accepted it.  May raise on a bad protocol type, or on a
+** protocol whose method lookups raise: the stream is then not started. */
 void eddy__stream_start(lua_State *L, int t, int p, int sv);
 /* Close (or abort) every transport accepted by server 'sv'. */
 void eddy__stream_close_clients(lua_State *L, eddy_Loop *loop,
