@@ -136,6 +136,22 @@ describe("loop:subprocess_exec", function()
     assert.is_nil(io.open("/proc/" .. p.pid .. "/stat"))
   end)
 
+  it("a protocol whose connection_made lookup raises: the error, and no child left", async(function(loop)
+    loop:set_exception_handler(function() end)  -- its pipe_connection_lost lookups raise too
+    local function bomb()
+      return setmetatable({}, {__index = function(_, k) error("no " .. k, 0) end})
+    end
+    raises(function() loop:subprocess_exec(bomb, "sleep", "30") end, "no connection_made")
+    -- killed and reaped, as when connection_made itself raises
+    local me = io.open("/proc/self/stat"):read("a"):match("^%d+")
+    net.wait_until(function()
+      local ps = io.popen("pgrep -P " .. me .. " -x sleep")
+      local out = ps:read("a")
+      ps:close()
+      return out == ""
+    end)
+  end))
+
   it("stdio choices: DEVNULL, STDOUT, INHERIT, a descriptor, a file", async(function(loop)
     local out = cli.tempfile()
     local f = assert(io.open(out, "w"))

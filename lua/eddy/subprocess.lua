@@ -145,20 +145,16 @@ end
 function PipeProto:pause_writing() self.proc:_call("pause_writing") end
 function PipeProto:resume_writing() self.proc:_call("resume_writing") end
 
--- call_soon(fn, ...), except on a closed loop: loop:close() drops the
--- pending callbacks, then closes the child's pipes, whose connection_lost
--- comes here; what they would schedule is dropped the same way.
-function Transport:_soon(fn, ...)
-  if not self._loop:is_closed() then self._loop:call_soon(fn, ...) end
-end
-
 -- Run protocol:name(...) soon, in the order the events came (asyncio's
--- _call); nothing once the transport has finished.
+-- _call); nothing once the transport has finished.  Nor on a closed loop:
+-- loop:close() drops the pending callbacks, then closes the child's
+-- pipes, whose connection_lost comes here; what they would schedule is
+-- dropped the same way.
 function Transport:_call(name, ...)
   local protocol = self._protocol
-  if protocol == nil then return end
-  local method = protocol[name]
-  if method ~= nil then self:_soon(method, protocol, ...) end
+  if protocol ~= nil and not self._loop:is_closed() then
+    self._loop:_call_method_soon(protocol, name, ...)
+  end
 end
 
 function Transport:_pipe_connection_lost(fd, exc)
@@ -180,7 +176,8 @@ function Transport:_try_finish()
     if not pipe.disconnected then return end
   end
   self._finished = true
-  self:_soon(function()
+  if self._loop:is_closed() then return end  -- (as _call)
+  self._loop:call_soon(function()
     local protocol = self._protocol
     self._protocol = nil
     self._done = true
@@ -188,8 +185,11 @@ function Transport:_try_finish()
     self._exit_waiters = {}
     self._proc:close()
     local ok, err = true, nil
-    if protocol ~= nil and protocol.connection_lost ~= nil then
-      ok, err = pcall(protocol.connection_lost, protocol, nil)
+    if protocol ~= nil then
+      ok, err = pcall(function()
+        local lost = protocol.connection_lost
+        if lost ~= nil then lost(protocol, nil) end
+      end)
     end
     for _, waiter in ipairs(waiters) do
       if not waiter:done() then waiter:set_result(self._returncode) end
@@ -289,13 +289,13 @@ local function start(loop, fname, protocol_factory, argv, spawn)
     self:close()
     error(err, 0)
   end
-  local made = protocol.connection_made
-  if made ~= nil then
-    local ok2, err2 = pcall(made, protocol, self)
-    if not ok2 then
-      self:close()
-      error(err2, 0)
-    end
+  ok, err = pcall(function()  -- (the lookup may raise too)
+    local made = protocol.connection_made
+    if made ~= nil then made(protocol, self) end
+  end)
+  if not ok then
+    self:close()
+    error(err, 0)
   end
   return self, protocol
 end
