@@ -502,6 +502,23 @@ describe("TLS connections between eddy peers", function()
     end, errors.SSLCertVerificationError)
   end))
 
+  it("a client protocol whose method lookups raise: create_connection raises that error",
+     async(function(loop)
+    -- The SSL protocol's connection_lost looked connection_lost up before
+    -- waking the handshake's waiter, so the raise left it waiting forever.
+    loop:set_exception_handler(function() end)
+    local srv <close>, port = tls_echo_server(loop)
+    local function bomb()
+      return setmetatable({}, {__index = function(_, k) error("no " .. k, 0) end})
+    end
+    local ok, err = pcall(eddy.wait_for, function()
+      return loop:create_connection(bomb, "127.0.0.1", port,
+                                    {ssl = client_context(), server_hostname = "localhost"})
+    end, 5)
+    assert.is_false(ok)
+    assert.equal("no connection_made", tostring(err))
+  end))
+
   it("a handshake that outlives ssl_handshake_timeout is aborted (test_handshake_timeout)",
      async(function(loop)
     local srv <close> = loop:create_server(function() return {} end, "127.0.0.1", 0)

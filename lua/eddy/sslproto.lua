@@ -455,10 +455,7 @@ function SSLProtocol:connection_lost(exc)
   self._app_transport._closed = true
   if self._state ~= "DO_HANDSHAKE" and (self._app_state == "CON_MADE" or self._app_state == "EOF") then
     self._app_state = "CON_LOST"
-    local app = self._app_protocol
-    if app.connection_lost ~= nil then
-      self._loop:call_soon(app.connection_lost, app, exc)
-    end
+    self._loop:_call_method_soon(self._app_protocol, "connection_lost", exc)
   end
   if self._waiter ~= nil and exc == nil then
     exc = errors.ConnectionResetError("Connection lost during the SSL handshake")
