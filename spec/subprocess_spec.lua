@@ -141,11 +141,11 @@ describe("loop:subprocess_exec", function()
     local function bomb()
       return setmetatable({}, {__index = function(_, k) error("no " .. k, 0) end})
     end
-    raises(function() loop:subprocess_exec(bomb, "sleep", "30") end, "no connection_made")
+    raises(function() loop:subprocess_exec(bomb, "sleep", "30.25") end, "no connection_made")
     -- killed and reaped, as when connection_made itself raises
     local me = io.open("/proc/self/stat"):read("a"):match("^%d+")
     net.wait_until(function()
-      local ps = io.popen("pgrep -P " .. me .. " -x sleep")
+      local ps = io.popen("pgrep -P " .. me .. " -f '^sleep 30.25$'")
       local out = ps:read("a")
       ps:close()
       return out == ""
