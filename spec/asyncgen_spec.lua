@@ -96,6 +96,20 @@ describe("eddy.asyncgen", function()
     assert.equals("caught", gen:athrow(errors.ValueError("x")))
   end))
 
+  it("athrow(nil) is an argument error, and the generator stays usable", async(function()
+    -- Python's athrow needs an exception (TypeError); error(nil) would
+    -- raise a nil nobody can tell from success's absence of a message
+    local gen = eddy.asyncgen(function(yield) yield(1) yield(2) end)()
+    local ok, err = pcall(gen.athrow, gen, nil)
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'athrow' %(error value expected, got nil%)", err)
+    assert.equals(1, gen:anext())
+    ok, err = pcall(gen.athrow, gen, nil)
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'athrow'", err)
+    assert.equals(2, gen:anext())
+  end))
+
   it("test_async_gen_exception_11: errors of the body propagate", async(function()
     local gen = eddy.asyncgen(function(yield)
       yield(1)

@@ -175,6 +175,61 @@ describe("fd watchers", function()
     for _, s in ipairs{b, c, d, f, g, h} do s:close() end
   end))
 
+  it("closing a watched eddy.socket drops its watcher before the number is reused",
+     async(function(loop)
+    local stale = 0
+    local function count() stale = stale + 1 end
+    local function reused(fd)  -- a new socketpair whose first end is fd
+      local spare = {}
+      for _ = 1, 50 do
+        local x, y = socket.socketpair()
+        if y:fileno() == fd then x, y = y, x end
+        if x:fileno() == fd then
+          for _, s in ipairs(spare) do s:close() end
+          return x, y
+        end
+        spare[#spare + 1], spare[#spare + 2] = x, y
+      end
+      error("fd " .. fd .. " was not handed out again")
+    end
+    -- watched for a while (in epoll), closed, the number handed out again:
+    -- a reader of the new socket must fire
+    local a, b = socket.socketpair()
+    local fd = a:fileno()
+    loop:add_reader(a, count)
+    eddy.sleep(0.01)
+    a:close() b:close()
+    local c, d = reused(fd)
+    local fired = loop:create_future()
+    loop:add_reader(c, function() loop:remove_reader(c) fired:set_result(c:recv(10)) end)
+    d:send("new")
+    assert.equal("new", eddy.wait_for(fired, 5))
+    c:close() d:close()
+    -- closed and reused in the turn the watch started: the old callback
+    -- must not fire for the new socket's data
+    local e, f = socket.socketpair()
+    fd = e:fileno()
+    loop:add_reader(e, count)
+    e:close() f:close()
+    local g, h = reused(fd)
+    h:send("not for the old reader")
+    eddy.sleep(0.02)
+    assert.equal(0, stale)
+    assert.is_false(loop:remove_reader(g))
+    -- collected without close(): the same
+    local i, j = socket.socketpair()
+    g:close() h:close()
+    fd = i:fileno()
+    loop:add_reader(i, count)
+    i, j = nil, nil
+    collectgarbage() collectgarbage()
+    local k, l = reused(fd)
+    l:send("x")
+    eddy.sleep(0.02)
+    assert.equal(0, stale)
+    k:close() l:close()
+  end))
+
   it("leaves the fd's blocking mode alone, as a selector", async(function(loop)
     -- libuv's uv_poll_init sets O_NONBLOCK; asyncio never changes it, and
     -- a blocking socket or pipe read in the callback must stay blocking

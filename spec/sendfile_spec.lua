@@ -458,6 +458,29 @@ describe("loop:sendfile", function()
     conn2:close()
   end))
 
+  it("a transport closed midway raises ConnectionError with a protocol that has no connection_lost",
+     async(function(loop)
+    -- a missing protocol method does nothing (API.md §7): the transfer
+    -- must still hear of the close
+    local srv = socket.socket(socket.AF_INET)
+    srv:bind({"127.0.0.1", 0})
+    srv:listen()
+    srv:setblocking(false)
+    local accepting = loop:create_task(function() return loop:sock_accept(srv) end)
+    local t = loop:create_connection(function() return {} end, "127.0.0.1", srv:getsockname()[2])
+    local conn = accepting:await()
+    srv:close()
+    local f <close> = assert(io.open(path, "rb"))
+    local task = loop:create_task(function() return loop:sendfile(t, f) end)
+    eddy.sleep(0.05)  -- nobody reads: the socket buffer fills up
+    assert.is_false(task:done())
+    t:abort()
+    local ok, err = pcall(eddy.wait_for, task, 5)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.ConnectionError), tostring(err))
+    conn:close()
+  end))
+
   it("cancelling restores reading and the file position", async(function(loop)
     local t, _, conn = tcp_transport(loop)
     local f <close> = assert(io.open(path, "rb"))

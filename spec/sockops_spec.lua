@@ -162,6 +162,30 @@ describe("sock_* methods", function()
     a:close() b:close()
   end))
 
+  it("sock:close() fails the sock_* calls waiting on it with OSError EBADF", async(function(loop)
+    -- asyncio's selector loop leaves them waiting forever: epoll forgets the
+    -- closed fd.  Each raises what the call on the closed socket raises.
+    local a, b = pair()  -- a receives
+    local c, d = pair()  -- c sends
+    local srv = listener()
+    local big = string.rep("x", 8 * 1024 * 1024)
+    local waits = {
+      loop:create_task(function() return loop:sock_recv(a, 10) end),
+      loop:create_task(function() return loop:sock_sendall(c, big) end),
+      loop:create_task(function() return loop:sock_accept(srv) end),
+    }
+    eddy.sleep(0.01)
+    for _, t in ipairs(waits) do assert.is_false(t:done()) end
+    a:close() c:close() srv:close()
+    for _, t in ipairs(waits) do
+      local ok, err = pcall(eddy.wait_for, t, 5)
+      assert.is_false(ok)
+      assert.is_true(errors.is(err, errors.OSError), tostring(err))
+      assert.equal("EBADF", err.code)
+    end
+    b:close() d:close()
+  end))
+
   it("a cancelled sock_recv or sock_sendall leaves the socket usable (test_sock_client_racing)",
      async(function(loop)
     -- _basetest_sock_recv_racing: a cancelled recv takes nothing

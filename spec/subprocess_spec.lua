@@ -156,6 +156,42 @@ describe("loop:subprocess_exec", function()
     assert.is_nil(io.open("/proc/" .. pid .. "/stat"))
   end)
 
+  it("loop:close() with the child's pipes open reports nothing", function()
+    -- The close drops the loop's pending work; the pipes' connection_lost
+    -- it causes must not try to schedule protocol events on the closed loop.
+    local loop = eddy.new_event_loop()
+    local reports = {}
+    loop:set_exception_handler(function(_, context) reports[#reports + 1] = context.message end)
+    local rec
+    local t = loop:run_until_complete(function()
+      return (loop:subprocess_exec(function() rec = recorder(loop) return rec end, "cat"))
+    end)
+    local p = loop:run_until_complete(function()
+      return (eddy.create_subprocess_exec("cat", {stdin = sp.PIPE, stdout = sp.PIPE}))
+    end)
+    loop:close()
+    assert.same({}, reports)
+    assert.same({"made"}, rec.events)
+    assert.is_nil(io.open("/proc/" .. t:get_pid() .. "/stat"))
+    assert.is_nil(io.open("/proc/" .. p.pid .. "/stat"))
+  end)
+
+  it("a protocol whose connection_made lookup raises: the error, and no child left", async(function(loop)
+    loop:set_exception_handler(function() end)  -- its pipe_connection_lost lookups raise too
+    local function bomb()
+      return setmetatable({}, {__index = function(_, k) error("no " .. k, 0) end})
+    end
+    raises(function() loop:subprocess_exec(bomb, "sleep", "30.25") end, "no connection_made")
+    -- killed and reaped, as asyncio's _connect_pipes failing its waiter
+    local me = io.open("/proc/self/stat"):read("a"):match("^%d+")
+    net.wait_until(function()
+      local ps = io.popen("pgrep -P " .. me .. " -f '^sleep 30.25$'")
+      local out = ps:read("a")
+      ps:close()
+      return out == ""
+    end)
+  end))
+
   it("stdio choices: DEVNULL, STDOUT, INHERIT, a descriptor, a file", async(function(loop)
     local out = cli.tempfile()
     local f = assert(io.open(out, "w"))
@@ -220,6 +256,9 @@ describe("loop:subprocess_exec", function()
     raises(function() loop:subprocess_exec(f, "/nonexistent/program") end, errors.FileNotFoundError)
     raises(function() loop:subprocess_shell(f, "true", {cwd = "/nonexistent"}) end, errors.FileNotFoundError)
     raises(function() loop:subprocess_exec(f, "true\0x") end, errors.ValueError)
+    -- Python's "embedded null byte", never a cwd cut short at the NUL
+    raises(function() loop:subprocess_exec(f, "true", {cwd = "/\0nonexistent"}) end,
+           {errors.ValueError, "embedded null byte in cwd"})
     raises(function() loop:subprocess_shell(function() error("no protocol") end, "true") end,
            "no protocol")
     raises(function() loop:subprocess_shell(function() return 1 end, "true") end, errors.RuntimeError)

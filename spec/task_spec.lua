@@ -619,6 +619,19 @@ describe("Tasks from coroutine objects", function()
     -- done, they are ordinary dead coroutines again
     assert.same({false, "cannot resume dead coroutine"}, {coroutine.resume(co)})
     assert.is_true(coroutine.close(co))
+    -- a task of a coroutine that finished (or died of an error) outside
+    -- any task fails with asyncio's RuntimeError
+    local finished = coroutine.create(function() end)
+    local died = coroutine.create(function() error("x") end)
+    coroutine.resume(finished)
+    coroutine.resume(died)
+    for _, dead in ipairs{finished, died} do
+      local t = loop:create_task(dead)
+      local ok, err = pcall(eddy.wait_for, t, 5)
+      assert.is_false(ok)
+      assert.is_true(errors.is(err, errors.RuntimeError), tostring(err))
+      assert.matches("cannot reuse already awaited coroutine", tostring(err))
+    end
   end))
 end)
 

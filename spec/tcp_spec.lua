@@ -241,6 +241,46 @@ describe("create_connection", function()
 end)
 
 describe("TCP transport", function()
+  it("a protocol whose method lookups raise is refused and its connection closed",
+     async(function(loop)
+    local function bomb()
+      return setmetatable({}, {__index = function(_, k) error("no " .. k, 0) end})
+    end
+    local reports = {}
+    loop:set_exception_handler(function(_, context) reports[#reports + 1] = context end)
+    -- server side: reported as asyncio's "Error on transport creation for
+    -- incoming connection", and the connection closed
+    local srv = loop:create_server(bomb, "127.0.0.1", 0)
+    local rec = net.recorder(loop)
+    loop:create_connection(function() return rec end, "127.0.0.1", srv.sockets[1]:getsockname()[2])
+    net.wait(rec.lost_fut)
+    assert.equal(1, #reports)
+    assert.equal("Error on transport creation for incoming connection", reports[1].message)
+    assert.matches("^no get_buffer", tostring(reports[1].exception))
+    srv:close()
+    eddy.wait_for(function() srv:wait_closed() end, 5)  -- no connection left
+    -- client side: create_connection raises the error, the transport closed
+    local peers = {}
+    local srv2 <close> = loop:create_server(function()
+      peers[#peers + 1] = net.recorder(loop)
+      return peers[#peers]
+    end, "127.0.0.1", 0)
+    local port = srv2.sockets[1]:getsockname()[2]
+    raises(function() loop:create_connection(bomb, "127.0.0.1", port) end, "no get_buffer")
+    net.wait_until(function() return peers[1] ~= nil end)
+    net.wait(peers[1].lost_fut)
+    -- set_protocol raises and keeps the protocol it had
+    local t, rec2 = connect(loop, port)
+    raises(function() t:set_protocol(bomb()) end, "no get_buffer")
+    assert.equal(rec2, t:get_protocol())
+    net.wait_until(function() return peers[2] ~= nil end)
+    peers[2].transport:write("still here")
+    rec2:wait_bytes(10)
+    assert.equal("still here", rec2:data())
+    t:close()
+    net.wait(rec2.lost_fut)
+  end))
+
   it("get_extra_info: peername, sockname, socket, default (test_get_extra_info)",
      async(function(loop)
     local srv <close>, port = net.echo_server(loop)

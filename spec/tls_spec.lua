@@ -502,6 +502,23 @@ describe("TLS connections between eddy peers", function()
     end, errors.SSLCertVerificationError)
   end))
 
+  it("a client protocol whose method lookups raise: create_connection raises that error",
+     async(function(loop)
+    -- The SSL protocol's connection_lost looked connection_lost up before
+    -- waking the handshake's waiter, so the raise left it waiting forever.
+    loop:set_exception_handler(function() end)
+    local srv <close>, port = tls_echo_server(loop)
+    local function bomb()
+      return setmetatable({}, {__index = function(_, k) error("no " .. k, 0) end})
+    end
+    local ok, err = pcall(eddy.wait_for, function()
+      return loop:create_connection(bomb, "127.0.0.1", port,
+                                    {ssl = client_context(), server_hostname = "localhost"})
+    end, 5)
+    assert.is_false(ok)
+    assert.equal("no connection_made", tostring(err))
+  end))
+
   it("a handshake that outlives ssl_handshake_timeout is aborted (test_handshake_timeout)",
      async(function(loop)
     local srv <close> = loop:create_server(function() return {} end, "127.0.0.1", 0)
@@ -705,6 +722,38 @@ describe("start_tls", function()
     assert.equal("over tls", rec:data())
     tt:close()
     net.wait(rec.lost_fut)
+  end))
+
+  it("ssl_handshake_timeout ends start_tls even when the transport's protocol was replaced",
+     async(function(loop)
+    -- The wait used to end only through the SSL protocol's connection_lost,
+    -- which a second start_tls or a set_protocol during the handshake takes
+    -- away from it (asyncio hangs there too).
+    local srv <close> = loop:create_server(function() return {} end, "127.0.0.1", 0)
+    local port = srv.sockets[1]:getsockname()[2]
+    local opts = {server_hostname = "localhost", ssl_handshake_timeout = 0.2}
+    local function start(t, p)
+      return loop:create_task(function() return loop:start_tls(t, p, client_context(), opts) end)
+    end
+    local function aborted(task, class)
+      local ok, err = pcall(eddy.wait_for, task, 5)
+      assert.is_false(ok)
+      assert.is_true(errors.is(err, class or errors.ConnectionAbortedError), tostring(err))
+    end
+    local t, p = loop:create_connection(function() return {} end, "127.0.0.1", port)
+    local first = start(t, p)
+    eddy.sleep(0)
+    local second = start(t, p)
+    aborted(first)
+    -- the second ends by its own timeout, or by the first one's abort of
+    -- the connection if that comes first (ConnectionResetError)
+    aborted(second, errors.ConnectionError)
+    t, p = loop:create_connection(function() return {} end, "127.0.0.1", port)
+    local task = start(t, p)
+    eddy.sleep(0)
+    t:set_protocol({})
+    aborted(task)
+    assert.is_true(t:is_closing())
   end))
 
   it("a BufferedProtocol over start_tls, then set_protocol to a plain one (test_start_tls_client_buf_proto_1)",

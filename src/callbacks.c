@@ -40,6 +40,7 @@ static eddy_Handle *handle_build(lua_State *L, eddy_Loop *loop, int nargs,
   h->cancelled = 0;
   h->is_timer = mtref == rt->mt_timer_ref;
   h->has_ctx = (unsigned char)has_ctx;
+  h->sock_wait = 0;
   h->nargs = nargs;
   h->loop = loop;
   lua_rawgeti(L, LUA_REGISTRYINDEX, mtref);

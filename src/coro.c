@@ -223,6 +223,9 @@ static int co_wrap(lua_State *L) {
 int eddy__co_drive(lua_State *L);
 int eddy__co_drive(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTHREAD);
+  if (!is_alive(lua_tothread(L, 1)))  /* finished, or died of an error */
+    return eddy__error(L, "RuntimeError",
+                       "cannot reuse already awaited coroutine");
   return resume_step(L, lua_gettop(L) - 1, MODE_DRIVE);
 }
 

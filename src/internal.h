@@ -320,6 +320,8 @@ struct eddy_Handle {
   unsigned char cancelled;
   unsigned char is_timer;   /* an eddy_TimerHandle */
   unsigned char has_ctx;    /* a Context follows the arguments */
+  unsigned char sock_wait;  /* a sock_* retry (sockops.c): arg 0 is its
+                               future, failed when its socket closes */
   int nargs;
   eddy_Loop *loop;
 };
@@ -774,7 +776,8 @@ void eddy__write_limits_args(lua_State *L, lua_Integer default_high,
                              size_t *high, size_t *low);
 /* Start the open stream at index t with the protocol at index p:
 ** connection_made, then reading; the Server at index sv (0: none) is the
-** one that accepted it.  May raise on a bad protocol type. */
+** one that accepted it.  May raise on a bad protocol type, or on a
+** protocol whose method lookups raise: the stream is then not started. */
 void eddy__stream_start(lua_State *L, int t, int p, int sv);
 /* Close (or abort) every transport accepted by server 'sv'. */
 void eddy__stream_close_clients(lua_State *L, eddy_Loop *loop,
@@ -903,6 +906,9 @@ void eddy__open_poll(lua_State *L);
 void eddy__check_fd_unused(lua_State *L, int fd);
 /* The callback of the loop's fd_check prepare handle (loop.c inits it). */
 void eddy__fd_check_cb(uv_prepare_t *h);
+/* fd is about to be closed: drop the watchers of fd in every open loop;
+** with fail_waits, the sock_* calls waiting on fd raise OSError EBADF. */
+void eddy__fd_closing(lua_State *L, int fd, int fail_waits);
 
 /* ------------------------------------------------------------------ */
 /* Raw socket operations (sockops.c): loop:sock_*                       */

@@ -299,6 +299,37 @@ int eddy__fd_unwatch(lua_State *L, eddy_Loop *loop, int fd, int event) {
   return had;
 }
 
+/* With its fd closing, fail the future of the sock_* wait (sockops.c)
+** whose Handle is in 'slot' of the watcher at wi, as the call raises on
+** a closed socket, rather than leave it waiting forever. */
+static void fail_wait(lua_State *L, int wi, int slot) {
+  eddy_Handle *h;
+  if (lua_getiuservalue(L, wi, slot) != LUA_TNIL &&
+      (h = (eddy_Handle *)lua_touserdata(L, -1))->sock_wait && !h->cancelled) {
+    lua_getiuservalue(L, -1, HANDLE_UV_ARG(0));
+    if (eddy__checkfuture(L, -1)->state == EDDY_FUT_PENDING) {
+      eddy__pushuverror(L, UV_EBADF, NULL);
+      eddy__future_set_exception(L, lua_gettop(L) - 1);
+    }
+  }
+  lua_settop(L, wi);
+}
+
+/* The fd of the watcher w at wi (the top) is closed, or about to be:
+** drop its interest and Handles (their callbacks) and close it, as epoll
+** forgets a closed fd; with fail_waits, fail the sock_* waits first. */
+static void forget(lua_State *L, FdWatcher *w, int wi, int fail_waits) {
+  if (fail_waits) {
+    fail_wait(L, wi, W_READER);
+    fail_wait(L, wi, W_WRITER);
+  }
+  w->events = 0;
+  w->transport = 0;
+  drop_handle(L, wi, W_READER);
+  drop_handle(L, wi, W_WRITER);
+  update(L, w, wi);
+}
+
 /* Right before libuv polls: a noted fd closed since its poll started
 ** loses its watcher (and the callbacks their Handles), else libuv would
 ** abort on epoll_ctl's EBADF. */
@@ -313,14 +344,31 @@ void eddy__fd_check_cb(uv_prepare_t *h) {
     FdWatcher *w;
     lua_rawgeti(L, top + 1, i);
     w = push_watcher(L, loop, (int)lua_tointeger(L, -1));
-    if (w != NULL && w->events != 0 && fcntl(w->fd, F_GETFD) == -1) {
-      w->events = 0;
-      w->transport = 0;
-      drop_handle(L, top + 3, W_READER);
-      drop_handle(L, top + 3, W_WRITER);
-      update(L, w, top + 3);
-    }
+    if (w != NULL && w->events != 0 && fcntl(w->fd, F_GETFD) == -1)
+      forget(L, w, top + 3, 0);
     lua_settop(L, top + 1);
+  }
+  lua_settop(L, top);
+}
+
+/* An eddy.socket is about to close fd: every open loop forgets its
+** watcher of fd now.  Left for fd_check, a watcher would outlive the
+** close: epoll forgets the fd but the map does not, so a later add_reader
+** of a new socket given the same number would never be polled; and if the
+** number is handed out again before the next poll, the old callbacks
+** would fire for the new socket. */
+void eddy__fd_closing(lua_State *L, int fd, int fail_waits) {
+  int top = lua_gettop(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &eddy__key_loops);
+  lua_pushnil(L);
+  while (lua_next(L, top + 1)) {
+    eddy_Loop *loop = (eddy_Loop *)lua_touserdata(L, -2);
+    FdWatcher *w;
+    lua_pop(L, 1);
+    if (loop->state != EDDY_LOOP_CLOSED &&
+        (w = push_watcher(L, loop, fd)) != NULL)
+      forget(L, w, top + 3, fail_waits);
+    lua_settop(L, top + 2);  /* the map and its key */
   }
   lua_settop(L, top);
 }

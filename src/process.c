@@ -273,7 +273,8 @@ static int l_spawn(lua_State *L) {
   if (o.args[0] == NULL) return luaL_error(L, "no program to run");
   o.file = o.args[0];
   if (lua_getfield(L, 3, "env") == LUA_TTABLE) o.env = string_array(L, lua_gettop(L), "environment entries");
-  if (lua_getfield(L, 3, "cwd") == LUA_TSTRING) o.cwd = lua_tostring(L, -1);
+  if (lua_getfield(L, 3, "cwd") == LUA_TSTRING)
+    o.cwd = eddy__tocstring(L, -1, "cwd");
   lua_getfield(L, 3, "start_new_session");
   if (lua_toboolean(L, -1)) o.flags |= UV_PROCESS_DETACHED;  /* setsid() */
   if (lua_getfield(L, 3, "pass_fds") == LUA_TTABLE) check_pass_fds(L, lua_gettop(L), &s);

@@ -391,15 +391,20 @@ static int forward(lua_State *L) {
 }
 
 /* The stand-in's connection_lost (upvalue 3: the Job): shut the dup down
-** first, so that a wait for writability ends, then forward. */
+** first, so that a wait for writability ends, then forward if the real
+** protocol has the method. */
 static int lost(lua_State *L) {
   Job *j = (Job *)lua_touserdata(L, lua_upvalueindex(3));
+  int has;
   if (j->sockfd >= 0) shutdown(j->sockfd, SHUT_RDWR);
-  return forward(L);
+  has = lua_getfield(L, lua_upvalueindex(1), "connection_lost") != LUA_TNIL;
+  lua_pop(L, 1);
+  return has ? forward(L) : 0;
 }
 
 /* Give the transport at SOCK a stand-in for its protocol, with the
-** methods the real one has; the Job keeps the real one. */
+** methods the real one has, and connection_lost always (the transfer
+** must hear of the close); the Job keeps the real one. */
 static void stand_in(lua_State *L) {
   static const char *const methods[] = {
     "connection_lost", "connection_made", "data_received", "eof_received",
@@ -417,7 +422,7 @@ static void stand_in(lua_State *L) {
   lua_setiuservalue(L, JOB, 1);
   lua_newtable(L);
   for (i = 0; methods[i] != NULL; i++) {
-    if (lua_getfield(L, -2, methods[i]) == LUA_TNIL) {
+    if (lua_getfield(L, -2, methods[i]) == LUA_TNIL && i != 0) {
       lua_pop(L, 1);
       continue;
     }

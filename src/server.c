@@ -102,6 +102,12 @@ void eddy__server_detach(lua_State *L, eddy_Server *sv, int svidx) {
 
 /* {====================================================== Accepting */
 
+/* (stream, protocol, server) -> (): eddy__stream_start, for lua_pcall. */
+static int start_accepted(lua_State *L) {
+  eddy__stream_start(L, 1, 2, 3);
+  return 0;
+}
+
 /* Protected part of an accept: (listener) -> (); raises on failure with
 ** nothing left open. */
 static int accept_one(lua_State *L) {
@@ -147,7 +153,15 @@ static int accept_one(lua_State *L) {
   sv->active++;
   s->server = sv;
   eddy__stream_keep_context(L, s, 3);
-  eddy__stream_start(L, 3, 5, 2);
+  lua_pushcfunction(L, start_accepted);
+  lua_pushvalue(L, 3);
+  lua_pushvalue(L, 5);
+  lua_pushvalue(L, 2);
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) {  /* a protocol whose lookups raise */
+    s->state = EDDY_STREAM_CLOSED;
+    eddy__uv_close(L, &s->uv);  /* its close leaves the server */
+    return lua_error(L);
+  }
   if (eddy__io_context_leave(L, sv->loop, &ctx)) lua_pop(L, 1);
   return 0;
 }

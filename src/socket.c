@@ -311,8 +311,9 @@ static int sock_close(lua_State *L) {
   eddy_Socket *s = checkobject(L, 1);
   int fd = s->fd, r;
   s->fd = -1;
-  if (fd >= 0 && s->owned && (r = eddy__fd_close(fd)) != 0 &&
-      r != -EINTR && r != -ECONNRESET)
+  if (fd < 0 || !s->owned) return 0;
+  eddy__fd_closing(L, fd, 1);
+  if ((r = eddy__fd_close(fd)) != 0 && r != -EINTR && r != -ECONNRESET)
     return eddy__uverror(L, r, NULL);  /* the fd is gone anyway */
   return 0;
 }
@@ -320,7 +321,10 @@ static int sock_close(lua_State *L) {
 /* __gc / __close: close without raising. */
 static int sock_gc(lua_State *L) {
   eddy_Socket *s = checkobject(L, 1);
-  if (s->fd >= 0 && s->owned) eddy__fd_close(s->fd);
+  if (s->fd >= 0 && s->owned) {
+    eddy__fd_closing(L, s->fd, 0);  /* (no wait holds a collected one) */
+    eddy__fd_close(s->fd);
+  }
   s->fd = -1;
   return 0;
 }

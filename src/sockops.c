@@ -68,7 +68,7 @@ int eddy__sock_wait(lua_State *L, eddy_Loop *loop, int fd, int event,
   lua_pushcfunction(L, ready);
   lua_pushvalue(L, F);
   for (i = base; i <= top; i++) lua_pushvalue(L, i);
-  eddy__handle_new(L, loop, top - base + 2, 0);
+  eddy__handle_new(L, loop, top - base + 2, 0)->sock_wait = 1;
   H = lua_gettop(L);
   lua_pushvalue(L, H);
   eddy__fd_watch(L, loop, fd, event, 0);

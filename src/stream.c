@@ -784,15 +784,17 @@ static int t_set_write_buffer_limits(lua_State *L) {
 
 /* {====================================================== Methods */
 
-/* Set the protocol at index p, caching the method reads call. */
+/* Set the protocol at index p, caching the method reads call.  The
+** lookups come first: a protocol whose __index raises is not set. */
 static void set_protocol(lua_State *L, eddy_Stream *s, int t, int p) {
-  int tp = lua_type(L, p);
+  int tp = lua_type(L, p), buffered;
   if (tp != LUA_TTABLE && tp != LUA_TUSERDATA)
     luaL_typeerror(L, p, "protocol (table or userdata)");
+  buffered = lua_getfield(L, p, "get_buffer") != LUA_TNIL;
+  lua_getfield(L, p, buffered ? "buffer_updated" : "data_received");
   lua_pushvalue(L, p);
   lua_setiuservalue(L, t, ST_PROTOCOL);
-  s->buffered = lua_getfield(L, p, "get_buffer") != LUA_TNIL;
-  lua_getfield(L, p, s->buffered ? "buffer_updated" : "data_received");
+  s->buffered = (unsigned char)buffered;
   s->direct = s->buffered ? NULL : eddy__streams_direct(L, -1, p);
   if (s->direct == NULL) lua_pushnil(L);
   lua_setiuservalue(L, t, ST_READER);  /* or the buffer: none yet */
@@ -816,11 +818,12 @@ static void start(lua_State *L, eddy_Stream *s, int t) {
 void eddy__stream_start(lua_State *L, int t, int p, int sv) {
   eddy_Stream *s = (eddy_Stream *)lua_touserdata(L, t);
   t = lua_absindex(L, t);
-  set_protocol(L, s, t, lua_absindex(L, p));
-  if (sv != 0) {
+  p = lua_absindex(L, p);
+  if (sv != 0) {  /* first: closing after set_protocol raised leaves it */
     lua_pushvalue(L, sv);
     lua_setiuservalue(L, t, ST_SERVER);
   }
+  set_protocol(L, s, t, p);
   start(L, s, t);
 }
 

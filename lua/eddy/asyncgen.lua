@@ -149,6 +149,7 @@ end
 
 -- gen:athrow(err) -> next yielded values; raises err at the pending yield (S)
 function AsyncGenerator:athrow(err)
+  if err == nil then error(args.message("athrow", 1, "error value", err), 2) end
   if self._state == "created" then
     self._state = "closed"
     error(err, 2)

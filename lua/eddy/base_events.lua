@@ -42,6 +42,22 @@ function Loop:run_until_complete(aw)
   return fut:result()
 end
 
+local function index(t, k) return t[k] end
+
+-- loop:_call_method_soon(protocol, name, ...): protocol:name(...) with
+-- call_soon, for the transports written in Lua; nothing when the protocol
+-- has no such method.  A protocol whose __index raises gets that error
+-- scheduled in the method's place (reported as the method's own error
+-- would be), so that the caller's bookkeeping after the call goes on.
+function Loop:_call_method_soon(protocol, name, ...)
+  local ok, method = pcall(index, protocol, name)
+  if not ok then
+    self:call_soon(error, method, 0)
+  elseif method ~= nil then
+    self:call_soon(method, protocol, ...)
+  end
+end
+
 -- loop:shutdown_asyncgens(): close every async generator still open.
 function Loop:shutdown_asyncgens()
   local fields = self:_fields()

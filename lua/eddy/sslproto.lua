@@ -232,9 +232,14 @@ function SSLProtocol:connection_made(transport)
   self._handshake_timer = self._loop:call_later(self._handshake_timeout, function()
     self._handshake_timer = nil
     if self._state == "DO_HANDSHAKE" then
-      self:_fatal_error(errors.ConnectionAbortedError(string.format(
+      local exc = errors.ConnectionAbortedError(string.format(
         "SSL handshake is taking longer than %s seconds: aborting the connection",
-        tostring(self._handshake_timeout))))
+        tostring(self._handshake_timeout)))
+      self:_fatal_error(exc)
+      -- connection_lost wakes the waiter too, but it reaches us only while
+      -- we are still the transport's protocol (not after a second start_tls
+      -- or a set_protocol on it)
+      wakeup_waiter(self, exc)
     end
   end)
   self:_do_handshake()
@@ -450,10 +455,7 @@ function SSLProtocol:connection_lost(exc)
   self._app_transport._closed = true
   if self._state ~= "DO_HANDSHAKE" and (self._app_state == "CON_MADE" or self._app_state == "EOF") then
     self._app_state = "CON_LOST"
-    local app = self._app_protocol
-    if app.connection_lost ~= nil then
-      self._loop:call_soon(app.connection_lost, app, exc)
-    end
+    self._loop:_call_method_soon(self._app_protocol, "connection_lost", exc)
   end
   if self._waiter ~= nil and exc == nil then
     exc = errors.ConnectionResetError("Connection lost during the SSL handshake")

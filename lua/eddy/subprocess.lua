@@ -156,12 +156,15 @@ PipeProto.pause_writing = flow("pause_writing")
 PipeProto.resume_writing = flow("resume_writing")
 
 -- Run protocol:name(...) soon, in the order the events came (asyncio's
--- _call); nothing once the transport has finished.
+-- _call); nothing once the transport has finished.  Nor on a closed loop:
+-- loop:close() drops the pending callbacks, then closes the child's
+-- pipes, whose connection_lost comes here; what they would schedule is
+-- dropped the same way.
 function Transport:_call(name, ...)
   local protocol = self._protocol
-  if protocol == nil then return end
-  local method = protocol[name]
-  if method ~= nil then self._loop:call_soon(method, protocol, ...) end
+  if protocol ~= nil and not self._loop:is_closed() then
+    self._loop:_call_method_soon(protocol, name, ...)
+  end
 end
 
 function Transport:_pipe_connection_lost(fd, exc)
@@ -191,6 +194,7 @@ function Transport:_try_finish()
     if not pipe.disconnected then return end
   end
   self._finished = true
+  if self._loop:is_closed() then return end  -- (as _call)
   self._loop:call_soon(function()
     local protocol = self._protocol
     self._protocol = nil
@@ -292,10 +296,16 @@ local function start(loop, fname, protocol_factory, argv, spawn)
     self:close()
     error(err, 0)
   end
-  -- An error in connection_made is only reported: asyncio's loop calls
-  -- it as a callback, and the child and its pipes go on (as a stream
-  -- transport's, src/stream.c).
-  local made = protocol.connection_made
+  -- A lookup of connection_made that raises fails the call, the child
+  -- killed (asyncio's _connect_pipes failing its waiter); an error in
+  -- connection_made itself is only reported: asyncio's loop calls it as a
+  -- callback, and the child and its pipes go on (as a stream transport's,
+  -- src/stream.c).
+  local found, made = pcall(function() return protocol.connection_made end)
+  if not found then
+    self:close()
+    error(made, 0)
+  end
   if made ~= nil then
     local ok2, err2 = pcall(made, protocol, self)
     if not ok2 then

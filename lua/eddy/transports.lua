@@ -113,13 +113,18 @@ local function new_protocol(factory)
 end
 
 -- Give the new transport its protocol: connection_made, then reading.
+-- The factory's error, or a protocol whose method lookups raise, closes
+-- the transport.
 local function start_transport(transport, factory)
-  local ok, protocol = pcall(new_protocol, factory)
+  local ok, protocol = pcall(function()
+    local protocol = new_protocol(factory)
+    transport:_start(protocol)
+    return protocol
+  end)
   if not ok then
     transport:close()
     error(protocol, 0)
   end
-  transport:_start(protocol)
   return transport, protocol
 end
 
