@@ -400,9 +400,44 @@ describe("run_until_complete", function()
            loop, fut)
   end))
 
+  -- asyncio's run_until_complete adds _run_until_complete_cb, which calls
+  -- stop(), as a done callback: the loop stops one iteration after the
+  -- future is done, so what was ready by then still runs.
+  it("stops one iteration after the future is done (_run_until_complete_cb)", with_loop(function(loop)
+    local log = recorder()
+    local fut = loop:create_future()
+    loop:call_soon(function()
+      fut:set_result("r")
+      loop:call_soon(log, "scheduled after set_result")
+    end)
+    loop:call_soon(function() loop:call_soon(log, "scheduled by the next callback") end)
+    assert.equal("r", loop:run_until_complete(fut))
+    assert.same({"scheduled after set_result", "scheduled by the next callback"}, log.list)
+    -- what the stopping iteration scheduled waits for the next run
+    loop:call_soon(loop.stop, loop)
+    loop:run_forever()
+  end))
+
+  it("runs one iteration for a future already done (_run_until_complete_cb)", with_loop(function(loop)
+    local log = recorder()
+    local fut = loop:create_future()
+    fut:set_result("already")
+    loop:call_soon(log, "ready")
+    loop:call_soon(function() loop:call_soon(log, "next iteration") end)
+    assert.equal("already", loop:run_until_complete(fut))
+    assert.same({"ready"}, log.list)
+    loop:call_soon(loop.stop, loop)
+    loop:run_forever()
+    assert.same({"ready", "next iteration"}, log.list)
+  end))
+
   it("cannot nest inside a running loop (test_run_until_complete_nesting)", async(function(loop)
-    raises(loop.run_until_complete, {errors.RuntimeError, "already running"}, loop, function() end)
+    local ran = false
+    raises(loop.run_until_complete, {errors.RuntimeError, "already running"}, loop,
+           function() ran = true end)
     raises(loop.run_forever, {errors.RuntimeError, "already running"}, loop)
+    eddy.sleep(0)
+    assert.is_false(ran, "the refused function must not become a task")
   end))
 
   it("cannot run another loop inside a running one (test_running_loop_within_a_loop)",

@@ -31,11 +31,31 @@ eddy.ensure_future = ensure_future
 
 -- {================================================= Running
 
+-- asyncio's _run_until_complete_cb: the future's done callback stops the
+-- loop, so the run ends one iteration after the future is done (what was
+-- ready by then still runs), and runs one iteration for a future already
+-- done.
+local function stop_loop(fut) fut:get_loop():stop() end
+
 -- loop:run_until_complete(aw) -> results of aw
 function Loop:run_until_complete(aw)
   if self:is_closed() then error(errors.RuntimeError("Event loop is closed"), 2) end
+  -- Refused before aw becomes a task, which would otherwise run later.
+  if self:is_running() then
+    error(errors.RuntimeError("This event loop is already running"), 2)
+  elseif C._get_running_loop() ~= nil then
+    error(errors.RuntimeError("Cannot run the event loop while another loop is running"), 2)
+  end
+  local new_task = not C.isfuture(aw)
   local fut = ensure_future(aw, self, 3, "run_until_complete")
-  self:_run_until_done(fut, true)
+  fut:add_done_callback(stop_loop)
+  local ok, err = pcall(self.run_forever, self)
+  fut:remove_done_callback(stop_loop)
+  if not ok then
+    -- Interrupted (Ctrl-C): the task's error is not "never retrieved".
+    if new_task and fut:done() and not fut:cancelled() then fut:exception() end
+    error(err, 0)
+  end
   if not fut:done() then
     error(errors.RuntimeError("Event loop stopped before Future completed."), 2)
   end
