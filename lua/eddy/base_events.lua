@@ -144,12 +144,14 @@ local function format_context(context)
     lines[#lines + 1] = k .. ": " .. describe(context[k])
   end
   local exc = context.exception
+  -- a task's "exception was never retrieved" names it 'future', as asyncio
+  local task = context.task or context.future
   if exc ~= nil then
     lines[#lines + 1] = describe(exc)
     if type(exc) == "table" and type(rawget(exc, "traceback")) == "string" then
       lines[#lines + 1] = exc.traceback
-    elseif type(exc) ~= "table" and C.isfuture(context.task) then
-      lines[#lines + 1] = task_traceback(context.task)
+    elseif type(exc) ~= "table" and C.isfuture(task) then
+      lines[#lines + 1] = task_traceback(task)
     end
   end
   return table.concat(lines, "\n")
