@@ -755,6 +755,24 @@ describe("debug mode", function()
     assert.matches("debug=false", empty)
   end)
 
+  it("a failing callback's context carries where it was scheduled (test_handle_source_traceback)",
+     with_loop(function(loop)
+    local contexts = {}
+    loop:set_exception_handler(function(_, context) contexts[#contexts + 1] = context end)
+    local function fail() error(errors.ValueError("x")) end
+    loop:call_soon(fail)                      -- not in debug mode: none
+    loop:set_debug(true)
+    local function schedule_here() loop:call_soon(fail) end
+    schedule_here()
+    loop:call_later(0, fail)
+    loop:run_until_complete(function() eddy.sleep(0) eddy.sleep(0) end)
+    assert.equal(3, #contexts)
+    assert.is_nil(contexts[1].source_traceback)
+    assert.matches("in local 'schedule_here'", contexts[2].source_traceback)
+    assert.matches("^stack traceback:", contexts[3].source_traceback)
+    assert.is_not_nil(contexts[2].handle)
+  end))
+
   it("slow_callback_duration is 0.1 s by default and settable", with_loop(function(loop)
     assert.equal(0.1, loop.slow_callback_duration)
     loop.slow_callback_duration = 0.25
