@@ -303,6 +303,25 @@ describe("timers", function()
     srv:close()
   end))
 
+  -- asyncio's _run_once makes due timers ready at the start of an
+  -- iteration; a run that stop() ended has no further iteration, so a
+  -- timer due meanwhile waits in the heap, behind what is scheduled before
+  -- the next run.
+  it("due after stop() ends a run, wait for the next run's first iteration (_run_once)",
+     with_loop(function(loop)
+    local log = recorder()
+    loop:call_soon(function()
+      loop:call_at(loop:time() - 1, log, "timer")
+      loop:stop()
+    end)
+    loop:run_forever()
+    assert.same({}, log.list)
+    loop:call_soon(log, "call_soon between the runs")
+    loop:call_soon(loop.stop, loop)
+    loop:run_forever()
+    assert.same({"call_soon between the runs", "timer"}, log.list)
+  end))
+
   it("reject bad arguments with argument errors", with_loop(function(loop)
     argerror(function() loop:call_later("soon", print) end, 1, "call_later")
     argerror(function() loop:call_later(nil, print) end, 1, "call_later")

@@ -690,6 +690,7 @@ int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
   loop->until = fut;
   loop->keepalive = keepalive;
   update_keepalive(loop);
+  eddy__timers_rearm(loop);  /* wake_cb left due timers alone after a stop() */
   if (loop->stopping || loop->rcount > 0 || threadsafe_pending(loop))
     uv_idle_start(&loop->idle, idle_cb);
   /* stop() before run_forever: still one iteration, as asyncio does. */
@@ -797,6 +798,7 @@ int eddy__run_default(lua_State *L, uv_run_mode mode) {
   } else {
     loop->state = EDDY_LOOP_RUNNING;
     rt->running = loop;
+    eddy__timers_rearm(loop);  /* wake_cb left due timers alone after a stop() */
     if (loop->rcount > 0) uv_idle_start(&loop->idle, idle_cb);
     uv_run(loop->uv, mode);
     if (loop->state == EDDY_LOOP_RUNNING) loop->state = EDDY_LOOP_IDLE;
