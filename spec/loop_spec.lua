@@ -322,6 +322,23 @@ describe("timers", function()
     assert.same({"call_soon between the runs", "timer"}, log.list)
   end))
 
+  -- The ready queue is a ring: when due timers fill it while its head is
+  -- not at the start, it is rebuilt in a new table, which the running
+  -- turn must pick up before taking its next entry.
+  it("keep their order when more fall due at once than the wrapped ready queue holds",
+     with_loop(function(loop)
+    local log = recorder()
+    loop:call_soon(function()
+      for i = 1, 3 do loop:call_soon(log, "soon " .. i) end
+      for i = 1, 100 do loop:call_at(loop:time() - 1, log, "timer " .. i) end
+      loop:call_at(loop:time() - 1, loop.stop, loop)
+    end)
+    loop:run_forever()
+    local expected = {"soon 1", "soon 2", "soon 3"}
+    for i = 1, 100 do expected[#expected + 1] = "timer " .. i end
+    assert.same(expected, log.list)
+  end))
+
   it("reject bad arguments with argument errors", with_loop(function(loop)
     argerror(function() loop:call_later("soon", print) end, 1, "call_later")
     argerror(function() loop:call_later(nil, print) end, 1, "call_later")

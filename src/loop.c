@@ -146,6 +146,15 @@ static void step_task(lua_State *L, eddy_Loop *loop, eddy_Task *t, int ti) {
   lua_pop(L, 1);
 }
 
+/* run_turn's ring, at index 2, is stale once ready_grow has rebuilt the
+** queue in a new table (bumping ring_gen): take the new one. */
+static void refresh_ring(lua_State *L, eddy_Loop *loop, int *gen) {
+  if (loop->ring_gen == *gen) return;
+  *gen = loop->ring_gen;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
+  lua_replace(L, 2);
+}
+
 /*
 ** The turn, inside one protected call: (loop, ring).  An entry stays at
 ** the head of the queue while it runs, so when it raises, idle_cb finds it
@@ -161,6 +170,7 @@ static int run_turn(lua_State *L) {
       if (!loop->first_iteration && !another_iteration(loop)) return 0;
       loop->first_iteration = 0;  /* a turn runs at least one iteration */
       begin_iteration(L, loop);
+      refresh_ring(L, loop, &gen);  /* the due timers may have filled it */
       continue;
     }
     loop->batch_left--;
@@ -171,11 +181,7 @@ static int run_turn(lua_State *L) {
     } else {
       eddy__handle_call(L, loop, (eddy_Handle *)kind, 3);
     }
-    if (loop->ring_gen != gen) {  /* the ring was rebuilt meanwhile */
-      gen = loop->ring_gen;
-      lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
-      lua_replace(L, 2);
-    }
+    refresh_ring(L, loop, &gen);
     if (loop->rcount > 0) ready_pop(L, loop, 2);
     lua_settop(L, 2);
   }
