@@ -809,6 +809,22 @@ describe("debug mode", function()
     assert.is_not_nil(contexts[2].handle)
   end))
 
+  it("a pending task destroyed carries where it was created (test_task_source_traceback)", function()
+    local reports = run_collecting(function(loop)
+      loop:set_debug(true)
+      local function make_task() return loop:create_task(function() loop:create_future():await() end) end
+      local task = make_task()
+      eddy.sleep(0)
+      task = nil  -- luacheck: ignore
+      collectgarbage()
+      collectgarbage()
+      loop:set_debug(false)
+    end)
+    assert.equal(1, #reports)
+    assert.equal("Task was destroyed but it is pending!", reports[1].message)
+    assert.matches("in local 'make_task'", reports[1].source_traceback)
+  end)
+
   it("slow_callback_duration is 0.1 s by default and settable", with_loop(function(loop)
     assert.equal(0.1, loop.slow_callback_duration)
     loop.slow_callback_duration = 0.25
