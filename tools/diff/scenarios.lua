@@ -267,6 +267,60 @@ scenario("timeout_uncancel_clears_pending_cancel", function()
   end)
 end)
 
+scenario("timeout_reschedule_while_expiring", function()
+  outcome(function()
+    local t <close> = eddy.timeout(0.01)
+    local ok, err = pcall(eddy.sleep, 1)
+    if not ok then
+      trace("  expired inside", t:expired())
+      local ok2, err2 = pcall(t.reschedule, t, nil)
+      if not ok2 then trace("  RuntimeError", err2.message) end
+      error(err, 0)
+    end
+  end)
+end)
+
+scenario("timeout_cancelled_from_outside", function()
+  local t
+  local task = eddy.create_task(function()
+    t = eddy.timeout(1)
+    local _ <close> = t
+    eddy.sleep(1)
+  end)
+  eddy.sleep(0)
+  task:cancel()
+  outcome(task.await, task)
+  trace("  expired", t:expired(), "when cleared", t:when() == nil)
+end)
+
+scenario("timeout_three_levels_same_deadline", function()
+  local loop = eddy.get_running_loop()
+  local when = loop:time() + 0.01
+  local function level(n)
+    local ok, err = pcall(function()
+      local _ <close> = eddy.timeout_at(when)
+      if n == 0 then eddy.sleep(1) else level(n - 1) end
+    end)
+    if not ok then
+      trace("  level", n, classname(err), cancelling())
+      error(err, 0)
+    end
+  end
+  outcome(level, 2)
+end)
+
+scenario("timeout_reschedule_none_then_later", function()
+  local loop = eddy.get_running_loop()
+  outcome(function()
+    local t <close> = eddy.timeout(0.01)
+    t:reschedule(nil)
+    trace("  when", t:when())
+    eddy.sleep(0.03)
+    t:reschedule(loop:time() + 0.01)
+    eddy.sleep(1)
+  end)
+end)
+
 -- }============================================
 -- {============================================ async generators
 
@@ -405,11 +459,85 @@ scenario("agen_aclose_error_in_finally", function()
   outcome(g.aclose, g)
 end)
 
+scenario("agen_asend", function()
+  local gen = eddy.asyncgen(function(yield)
+    trace("  got sent", (yield("first")))
+    trace("  got sent", (yield("second")))
+  end)
+  local g = gen()
+  outcome(g.asend, g, nil)
+  outcome(g.asend, g, "a")
+  local r = table.pack(pcall(g.asend, g, "b"))
+  if not r[1] then trace("  raised", classname(r[2]))
+  elseif r.n == 1 then trace("  raised StopAsyncIteration")
+  else trace("  ok", r[2]) end
+end)
+
+scenario("agen_after_aclose", function()
+  local gen = eddy.asyncgen(function(yield) yield(1) yield(2) end)
+  local g = gen()
+  g:anext()
+  outcome(g.aclose, g)
+  anext_outcome(g)
+  outcome(g.aclose, g)
+  outcome(g.athrow, g, errors.ValueError("late"))
+end)
+
+scenario("agen_aclose_while_sleeping", function()
+  local gen = eddy.asyncgen(function(yield)
+    local _ <close> = setmetatable({}, {__close = function() trace("  finally") end})
+    yield(1)
+    eddy.sleep(0.02)
+    yield(2)
+  end)
+  local g = gen()
+  g:anext()
+  local t = eddy.create_task(g.anext, g)
+  eddy.sleep(0)
+  outcome(g.aclose, g)
+  outcome(t.await, t)
+  outcome(g.aclose, g)
+end)
+
+scenario("agen_dropped_not_started", function()
+  local gen = eddy.asyncgen(function(yield)
+    trace("  body ran")
+    yield(1)
+  end)
+  local g = gen()
+  g = nil
+  collectgarbage()
+  collectgarbage()
+  eddy.sleep(0)
+  trace("  done")
+end)
+
+scenario("agen_shutdown_twice_and_late", function()
+  local gen = eddy.asyncgen(function(yield)
+    local _ <close> = setmetatable({}, {__close = function() trace("  finally") end})
+    yield(1)
+  end)
+  local loop = eddy.get_running_loop()
+  loop:shutdown_asyncgens()
+  late = gen()   -- luacheck: ignore (a global, as the Python twin's)
+  trace("  got", late:anext())
+  loop:shutdown_asyncgens()
+  trace("  after second shutdown")
+  late:aclose()
+end)
+
 -- }============================================
 -- {============================================ the exception handler
 
 scenario("exc_callback_raises", function()
   eddy.get_running_loop():call_soon(function() error(errors.ValueError("x")) end)
+  eddy.sleep(0)
+end)
+
+scenario("exc_done_callback_raises", function()
+  local f = eddy.get_running_loop():create_future()
+  f:add_done_callback(function() error(errors.ValueError("in done callback")) end)
+  f:set_result(1)
   eddy.sleep(0)
 end)
 
@@ -474,6 +602,11 @@ scenario("exc_debug_source_traceback", function()
   local f = loop:create_future()
   f:set_exception(errors.ValueError("lost"))
   f = nil
+  collectgarbage()
+  collectgarbage()
+  local t = eddy.create_task(function() loop:create_future():await() end)
+  eddy.sleep(0)
+  t = nil
   collectgarbage()
   collectgarbage()
   trace("  source_traceback", "[" .. table.concat(got, ", ") .. "]")

@@ -276,6 +276,66 @@ async def timeout_uncancel_clears_pending_cancel():
     await outcome(body())
 
 
+@scenario
+async def timeout_reschedule_while_expiring():
+    async def body():
+        async with asyncio.timeout(0.01) as t:
+            try:
+                await asyncio.sleep(1)
+            except asyncio.CancelledError:
+                trace("  expired inside", t.expired())
+                try:
+                    t.reschedule(None)
+                except RuntimeError as e:
+                    trace("  RuntimeError", e)
+                raise
+    await outcome(body())
+
+
+@scenario
+async def timeout_cancelled_from_outside():
+    t = None
+    async def body():
+        nonlocal t
+        async with asyncio.timeout(1) as t:
+            await asyncio.sleep(1)
+    task = asyncio.create_task(body())
+    await asyncio.sleep(0)
+    task.cancel()
+    await outcome(task)
+    trace("  expired", t.expired(), "when cleared", t.when() is None)
+
+
+@scenario
+async def timeout_three_levels_same_deadline():
+    loop = asyncio.get_running_loop()
+    when = loop.time() + 0.01
+    async def level(n):
+        try:
+            async with asyncio.timeout_at(when):
+                if n == 0:
+                    await asyncio.sleep(1)
+                else:
+                    await level(n - 1)
+        except BaseException as e:
+            trace("  level", n, type(e).__name__, asyncio.current_task().cancelling())
+            raise
+    await outcome(level(2))
+
+
+@scenario
+async def timeout_reschedule_none_then_later():
+    loop = asyncio.get_running_loop()
+    async def body():
+        async with asyncio.timeout(0.01) as t:
+            t.reschedule(None)
+            trace("  when", t.when())
+            await asyncio.sleep(0.03)
+            t.reschedule(loop.time() + 0.01)
+            await asyncio.sleep(1)
+    await outcome(body())
+
+
 # }============================================
 # {============================================ async generators
 
@@ -420,6 +480,79 @@ async def agen_aclose_error_in_finally():
     await outcome(g.aclose())
 
 
+@scenario
+async def agen_asend():
+    async def gen():
+        x = yield "first"
+        trace("  got sent", x)
+        y = yield "second"
+        trace("  got sent", y)
+    g = gen()
+    await outcome(g.asend(None))
+    await outcome(g.asend("a"))
+    await outcome(g.asend("b"))
+
+
+@scenario
+async def agen_after_aclose():
+    async def gen():
+        yield 1
+        yield 2
+    g = gen()
+    await g.__anext__()
+    await outcome(g.aclose())
+    await outcome(g.__anext__())
+    await outcome(g.aclose())
+    await outcome(g.athrow(ValueError("late")))
+
+
+@scenario
+async def agen_aclose_while_sleeping():
+    async def gen():
+        try:
+            yield 1
+            await asyncio.sleep(0.02)
+            yield 2
+        finally:
+            trace("  finally")
+    g = gen()
+    await g.__anext__()
+    t = asyncio.create_task(g.__anext__())
+    await asyncio.sleep(0)
+    await outcome(g.aclose())
+    await outcome(t)
+    await outcome(g.aclose())
+
+
+@scenario
+async def agen_dropped_not_started():
+    async def gen():
+        trace("  body ran")
+        yield 1
+    g = gen()
+    del g
+    gc.collect()
+    await asyncio.sleep(0)
+    trace("  done")
+
+
+@scenario
+async def agen_shutdown_twice_and_late():
+    async def gen():
+        try:
+            yield 1
+        finally:
+            trace("  finally")
+    loop = asyncio.get_running_loop()
+    await loop.shutdown_asyncgens()
+    global late
+    late = gen()
+    trace("  got", await late.__anext__())
+    await loop.shutdown_asyncgens()
+    trace("  after second shutdown")
+    await late.aclose()
+
+
 # }============================================
 # {============================================ the exception handler
 
@@ -428,6 +561,17 @@ async def agen_aclose_error_in_finally():
 async def exc_callback_raises():
     loop = asyncio.get_running_loop()
     loop.call_soon(lambda: int("x"))
+    await asyncio.sleep(0)
+
+
+@scenario
+async def exc_done_callback_raises():
+    loop = asyncio.get_running_loop()
+    f = loop.create_future()
+    def cb(fut):
+        raise ValueError("in done callback")
+    f.add_done_callback(cb)
+    f.set_result(1)
     await asyncio.sleep(0)
 
 
@@ -506,6 +650,12 @@ async def exc_debug_source_traceback():
     f = loop.create_future()
     f.set_exception(ValueError("lost"))
     del f
+    gc.collect()
+    async def wait():
+        await loop.create_future()
+    t = asyncio.create_task(wait())
+    await asyncio.sleep(0)
+    del t
     gc.collect()
     trace("  source_traceback", got)
     loop.set_debug(False)
