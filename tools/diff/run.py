@@ -26,8 +26,9 @@ block n's actions outside the loop.  Block j (j >= 1) is what callback j
 does each time it runs.  Actions: soon j, ts j (call_soon_threadsafe),
 at j k (call_at(base - 10k)), later j k (call_later(-10k - 5), or 0 when
 k = 0), far j (call_later(100)), cancel r (the handle r mod count),
-cancelself, when r, stop, raise, resolve, nested
-(run_until_complete inside a callback), running, time.
+cancelself, when r, stop, raise, resolve (the run's future), cancelfut,
+nested (run_until_complete inside a callback), close (refused while
+running), running, time.
 """
 import argparse
 import difflib
@@ -42,10 +43,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CALLBACK_OPS = [("soon", 6), ("ts", 2), ("at", 4), ("later", 3), ("far", 2),
                 ("cancel", 3), ("cancelself", 1), ("when", 1), ("stop", 2),
                 ("raise", 1), ("resolve", 2), ("nested", 1), ("running", 1),
-                ("time", 1)]
+                ("time", 1), ("cancelfut", 1), ("close", 1)]
 TOP_OPS = [("soon", 6), ("ts", 1), ("at", 4), ("later", 3), ("far", 2),
            ("cancel", 2), ("when", 1), ("stop", 1), ("resolve", 1),
-           ("running", 1)]
+           ("running", 1), ("cancelfut", 1)]
 
 
 def pick(rng, ops):
@@ -114,7 +115,8 @@ def compare(name, path, pythons, eddy):
     got = run([eddy, os.path.join(HERE, name + ".lua"), path])
     if got != ref:
         print("== %s: asyncio and eddy differ" % path)
-        print("\n".join(difflib.unified_diff(ref, got, "asyncio", "eddy", lineterm="")))
+        print("\n".join(difflib.unified_diff(ref, got, "asyncio", "eddy", lineterm="")),
+              flush=True)
         return False
     return True
 

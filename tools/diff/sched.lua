@@ -125,6 +125,11 @@ function act(actions, hid)
     elseif op == "nested" then
       local ok, err = pcall(loop.run_until_complete, loop, loop:create_future())
       if not ok then trace("nested", classname(err)) end
+    elseif op == "cancelfut" then
+      if state.fut ~= nil then trace("cancelfut", state.fut:cancel()) end
+    elseif op == "close" then
+      local ok, err = pcall(loop.close, loop)
+      if not ok then trace("close", classname(err)) end
     elseif op == "running" then trace("running", loop:is_running())
     elseif op == "time" then
       local t = loop:time()

@@ -140,6 +140,15 @@ def main(path):
                     loop.run_until_complete(loop.create_future())
                 except Exception as e:
                     trace("nested", type(e).__name__)
+            elif op == "cancelfut":
+                f = state["fut"]
+                if f is not None:
+                    trace("cancelfut", f.cancel())
+            elif op == "close":
+                try:
+                    loop.close()
+                except Exception as e:
+                    trace("close", type(e).__name__)
             elif op == "running":
                 trace("running", loop.is_running())
             elif op == "time":
@@ -160,7 +169,7 @@ def main(path):
             else:
                 loop.run_forever()
                 trace("returned")
-        except Exception as e:
+        except BaseException as e:
             trace("error", type(e).__name__)
         dog.cancel()
     loop.close()
