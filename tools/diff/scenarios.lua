@@ -321,6 +321,42 @@ scenario("timeout_reschedule_none_then_later", function()
   end)
 end)
 
+scenario("timeout_around_taskgroup", function()
+  local function child(n)
+    local ok, err = pcall(eddy.sleep, 1)
+    if not ok then
+      trace("  a child cancelled")
+      error(err, 0)
+    end
+  end
+  outcome(function()
+    local _ <close> = eddy.timeout(0.01)
+    local tg <close> = eddy.TaskGroup()
+    tg:create_task(child, 1)
+    tg:create_task(child, 2)
+    eddy.sleep(1)
+  end)
+  trace("  cancelling", cancelling())
+end)
+
+scenario("timeout_inside_taskgroup_child", function()
+  local function child()
+    local _ <close> = eddy.timeout(0.01)
+    eddy.sleep(1)
+  end
+  local ok, err = pcall(function()
+    local tg <close> = eddy.TaskGroup()
+    tg:create_task(child)
+    eddy.sleep(0.1)
+    trace("  body not cancelled")
+  end)
+  if not ok then
+    local names = {}
+    for i, e in ipairs(type(err) == "table" and err.exceptions or {}) do names[i] = "'" .. classname(e) .. "'" end
+    trace("  raised", classname(err), "[" .. table.concat(names, ", ") .. "]")
+  end
+end)
+
 -- }============================================
 -- {============================================ async generators
 
@@ -580,6 +616,29 @@ scenario("exc_data_received_raises", function()
   w:write("x")
   trace("  connection_lost", eddy.wait_for(lost, 5))
   w:close()
+  srv:close()
+  srv:wait_closed()
+end)
+
+scenario("exc_peer_reset", function()
+  local socket = require "eddy.socket"
+  local loop = eddy.get_running_loop()
+  local lost, got = loop:create_future(), loop:create_future()
+  local srv = loop:create_server(function()
+    return {
+      connection_made = function(_, transport) transport:write("unread by the peer") end,
+      data_received = function() got:set_result(true) end,
+      connection_lost = function(_, exc) lost:set_result(classname(exc)) end,
+    }
+  end, "127.0.0.1", 0)
+  local port = srv.sockets[1]:getsockname()[2]
+  local s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+  s:connect({"127.0.0.1", port})
+  s:send("x")
+  eddy.wait_for(got, 5)
+  eddy.sleep(0.05)
+  s:close()
+  trace("  connection_lost", eddy.wait_for(lost, 5))
   srv:close()
   srv:wait_closed()
 end)

@@ -336,6 +336,40 @@ async def timeout_reschedule_none_then_later():
     await outcome(body())
 
 
+@scenario
+async def timeout_around_taskgroup():
+    async def child(n):
+        try:
+            await asyncio.sleep(1)
+        except asyncio.CancelledError:
+            trace("  a child cancelled")  # in no set order (3.13: a set)
+            raise
+    async def body():
+        async with asyncio.timeout(0.01):
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(child(1))
+                tg.create_task(child(2))
+                await asyncio.sleep(1)
+    await outcome(body())
+    trace("  cancelling", asyncio.current_task().cancelling())
+
+
+@scenario
+async def timeout_inside_taskgroup_child():
+    async def child():
+        async with asyncio.timeout(0.01):
+            await asyncio.sleep(1)
+    async def body():
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(child())
+            await asyncio.sleep(0.1)
+            trace("  body not cancelled")
+    try:
+        await body()
+    except BaseException as e:
+        trace("  raised", type(e).__name__, [type(x).__name__ for x in getattr(e, "exceptions", [])])
+
+
 # }============================================
 # {============================================ async generators
 
@@ -620,6 +654,34 @@ async def exc_data_received_raises():
     w.write(b"x")
     trace("  connection_lost", await asyncio.wait_for(lost, 5))
     w.close()
+    srv.close()
+    await srv.wait_closed()
+
+
+@scenario
+async def exc_peer_reset():
+    # A reset from the peer is not reported to the handler (asyncio's
+    # _FATAL_ERROR_IGNORE); connection_lost gets the error.
+    import socket
+    loop = asyncio.get_running_loop()
+    lost = loop.create_future()
+    got = loop.create_future()
+    class P(asyncio.Protocol):
+        def connection_made(self, transport):
+            transport.write(b"unread by the peer")
+        def data_received(self, data):
+            got.set_result(True)
+        def connection_lost(self, exc):
+            lost.set_result(type(exc).__name__)
+    srv = await loop.create_server(P, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    s = socket.socket()
+    s.connect(("127.0.0.1", port))
+    s.sendall(b"x")
+    await asyncio.wait_for(got, 5)
+    await asyncio.sleep(0.05)       # our data has reached the peer
+    s.close()                       # unread data: the kernel sends a reset
+    trace("  connection_lost", await asyncio.wait_for(lost, 5))
     srv.close()
     await srv.wait_closed()
 
