@@ -102,8 +102,9 @@ static void ready_pop(lua_State *L, eddy_Loop *loop, int ring) {
 ** (due timers first, then exactly the batch that was ready: callbacks
 ** scheduled meanwhile wait for the next iteration), but libuv polls for
 ** I/O once per turn, not once per iteration, which halves the cost of a
-** callback chain.  A turn ends early at stop() or when the future
-** run_until_complete waits for is done.
+** callback chain.  A turn ends early at stop() or when the future a
+** top-level suspension waits for is done (run_until_complete stops the
+** loop from its future's done callback, as asyncio's).
 */
 #define FUSE_BUDGET 256
 
@@ -115,7 +116,7 @@ static void begin_iteration(lua_State *L, eddy_Loop *loop) {
   loop->turn_budget -= loop->rcount > 0 ? loop->rcount : 1;
 }
 
-/* Neither stop() nor run_until_complete's future ends the run. */
+/* Neither stop() nor the future of a top-level suspension ends the run. */
 static int keeps_running(eddy_Loop *loop) {
   return !loop->stopping && loop->state == EDDY_LOOP_RUNNING &&
          !loop->rt->interrupted &&
@@ -745,17 +746,6 @@ static int l_run_forever(lua_State *L) {
   return 0;
 }
 
-/* loop:_run_until_done(fut, keepalive) -> alive: the core of
-** run_until_complete and of top-level suspension. */
-static int l_run_until_done(lua_State *L) {
-  eddy_Loop *loop = eddy__checkloop(L, 1);
-  eddy_Future *fut = eddy__checkfuture(L, 2);
-  int keepalive = lua_toboolean(L, 3);
-  check_can_run(L, loop);
-  lua_pushboolean(L, eddy__loop_run(L, loop, fut, keepalive));
-  return 1;
-}
-
 /* loop:stop(): leave run_forever after the current batch. */
 static int l_stop(lua_State *L) {
   eddy_Loop *loop = eddy__checkanyloop(L, 1);
@@ -1174,7 +1164,6 @@ static int c_set_asyncgen_finalizer(lua_State *L) {
 
 static const luaL_Reg loop_methods[] = {
   {"run_forever", l_run_forever},
-  {"_run_until_done", l_run_until_done},
   {"stop", l_stop},
   {"is_running", l_is_running},
   {"is_closed", l_is_closed},
