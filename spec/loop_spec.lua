@@ -756,6 +756,19 @@ describe("exception handler", function()
                    .. 'message = "Exception in callback', out)
   end)
 
+  it("a broken handler's error object is shown with its traceback, as asyncio logs it", function()
+    local _, out = checks.run_script([[
+      local eddy = require "eddy"
+      local loop = eddy.new_event_loop()
+      loop:set_exception_handler(function() error(eddy.errors.RuntimeError("handler is broken")) end)
+      loop:call_exception_handler({message = "test"})
+      loop:close()
+    ]])
+    -- down to the handler's line
+    assert.matches("Unhandled error in exception handler\n.-RuntimeError: handler is broken\n"
+                   .. "stack traceback:\n[^\n]*in function 'error'\n[^\n]*:3: in ", out)
+  end)
+
   it("the default handler prints the message and the error (test_default_exc_handler_coro)",
      function()
     local code, out = checks.run_script([[

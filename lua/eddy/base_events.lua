@@ -178,6 +178,15 @@ function Loop:get_exception_handler()
   return self:_fields().exception_handler
 end
 
+-- xpcall's message handler for the exception handler: its error is
+-- reported with a traceback, as asyncio logs it; an error object keeps it
+-- in its 'traceback' field, as a task's error does.
+local function with_traceback(err)
+  if type(err) ~= "table" then return debug.traceback(err, 2) end
+  if rawget(err, "traceback") == nil then err.traceback = debug.traceback(nil, 2) end
+  return err
+end
+
 -- loop:call_exception_handler(context): the handler never raises out.
 function Loop:call_exception_handler(context)
   local handler = self:_fields().exception_handler
@@ -194,7 +203,7 @@ function Loop:call_exception_handler(context)
     end
     return
   end
-  local ok, err = xpcall(handler, debug.traceback, self, context)
+  local ok, err = xpcall(handler, with_traceback, self, context)
   if not ok then
     local ok2, err2 = pcall(self.default_exception_handler, self, {
       message = "Unhandled error in exception handler",
