@@ -14,6 +14,11 @@ by hand:
     python3.12 tools/diff/sched.py /tmp/eddy-diff/sched-17.txt
     build/eddy tools/diff/sched.lua /tmp/eddy-diff/sched-17.txt
 
+(DIFF_VERBOSE=1 in the environment adds a line per handle made.)  What
+the traces leave out on purpose: the order of timers with equal deadlines
+on the asyncio side (CPython's heap has none; API.md says FIFO, so
+sched.py numbers its TimerHandles), and reprs and addresses in messages.
+
 Suites: sched (call_soon/call_later/call_at/stop/run_until_complete/close,
 handle cancel, the exception handler's context keys).  scenarios.py and
 scenarios.lua hold the fixed scenarios (timeouts, async generators, the
