@@ -32,6 +32,7 @@ does each time it runs.  Actions: soon j, ts j (call_soon_threadsafe),
 at j k (call_at(base - 10k)), later j k (call_later(-10k - 5), or 0 when
 k = 0), far j (call_later(100)), cancel r (the handle r mod count),
 cancelself, when r, stop, raise, resolve (the run's future), cancelfut,
+fcb j (callback j as a done callback of the run's future),
 nested (run_until_complete inside a callback), close (refused while
 running), running, time.
 """
@@ -48,10 +49,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CALLBACK_OPS = [("soon", 6), ("ts", 2), ("at", 4), ("later", 3), ("far", 2),
                 ("cancel", 3), ("cancelself", 1), ("when", 1), ("stop", 2),
                 ("raise", 1), ("resolve", 2), ("nested", 1), ("running", 1),
-                ("time", 1), ("cancelfut", 1), ("close", 1)]
+                ("time", 1), ("cancelfut", 1), ("close", 1), ("fcb", 2)]
 TOP_OPS = [("soon", 6), ("ts", 1), ("at", 4), ("later", 3), ("far", 2),
            ("cancel", 2), ("when", 1), ("stop", 1), ("resolve", 1),
-           ("running", 1), ("cancelfut", 1)]
+           ("running", 1), ("cancelfut", 1), ("fcb", 2)]
 
 
 def pick(rng, ops):
@@ -64,7 +65,7 @@ def pick(rng, ops):
 
 
 def action(rng, op, nodes):
-    if op in ("soon", "ts", "far"):
+    if op in ("soon", "ts", "far", "fcb"):
         return "A %s %d" % (op, rng.randint(1, nodes))
     if op in ("at", "later"):
         return "A %s %d %d" % (op, rng.randint(1, nodes), rng.randint(0, 3))

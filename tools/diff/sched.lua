@@ -60,7 +60,7 @@ local act
 
 local function cb(j, hid)
   state.runs = state.runs + 1
-  trace("run", j, "h" .. hid)
+  trace("run", j, hid ~= nil and "h" .. hid or "done-callback")
   if state.runs > BUDGET then return end
   act(blocks[j] or {}, hid)
 end
@@ -125,6 +125,9 @@ function act(actions, hid)
     elseif op == "nested" then
       local ok, err = pcall(loop.run_until_complete, loop, loop:create_future())
       if not ok then trace("nested", classname(err)) end
+    elseif op == "fcb" then
+      local j = a[1]
+      if state.fut ~= nil then state.fut:add_done_callback(function() cb(j, nil) end) end
     elseif op == "cancelfut" then
       if state.fut ~= nil then trace("cancelfut", state.fut:cancel()) end
     elseif op == "close" then

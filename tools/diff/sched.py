@@ -74,7 +74,7 @@ def main(path):
 
     def cb(j, hid):
         state["runs"] += 1
-        trace("run", j, "h%d" % hid)
+        trace("run", j, "h%d" % hid if hid is not None else "done-callback")
         if state["runs"] > BUDGET:
             return
         act(blocks.get(j, []), hid)
@@ -140,6 +140,10 @@ def main(path):
                     loop.run_until_complete(loop.create_future())
                 except Exception as e:
                     trace("nested", type(e).__name__)
+            elif op == "fcb":
+                f = state["fut"]
+                if f is not None:
+                    f.add_done_callback(lambda _, j=a[0]: cb(j, None))
             elif op == "cancelfut":
                 f = state["fut"]
                 if f is not None:
