@@ -57,6 +57,15 @@ local function anext_outcome(gen)
   else trace("  ok", r[2]) end
 end
 
+-- cancel_when_waiting(fn): run fn as a task, cancel it once it waits;
+-- trace how it ended.
+local function cancel_when_waiting(fn)
+  local task = eddy.create_task(fn)
+  eddy.sleep(0)
+  task:cancel()
+  outcome(task.await, task)
+end
+
 local function run(main)
   local ok, err = pcall(eddy.run, function()
     eddy.get_running_loop():set_exception_handler(handler)
@@ -156,17 +165,14 @@ scenario("timeout_same_deadline_nested", function()
 end)
 
 scenario("timeout_and_cancel_same_iteration", function()
-  local task = eddy.create_task(function()
+  cancel_when_waiting(function()
     local _ <close> = eddy.timeout(-1)
     eddy.sleep(1)
   end)
-  eddy.sleep(0)
-  task:cancel()
-  outcome(task.await, task)
 end)
 
 scenario("timeout_cancel_then_expiry", function()
-  local task = eddy.create_task(function()
+  cancel_when_waiting(function()
     do
       local _ <close> = eddy.timeout(0.01)
       local ok, err = pcall(eddy.sleep, 1)
@@ -179,9 +185,6 @@ scenario("timeout_cancel_then_expiry", function()
     end
     trace("  not reached")
   end)
-  eddy.sleep(0)
-  task:cancel()
-  outcome(task.await, task)
 end)
 
 scenario("timeout_swallowed", function()
@@ -282,14 +285,11 @@ end)
 
 scenario("timeout_cancelled_from_outside", function()
   local t
-  local task = eddy.create_task(function()
+  cancel_when_waiting(function()
     t = eddy.timeout(1)
     local _ <close> = t
     eddy.sleep(1)
   end)
-  eddy.sleep(0)
-  task:cancel()
-  outcome(task.await, task)
   trace("  expired", t:expired(), "when cleared", t:when() == nil)
 end)
 

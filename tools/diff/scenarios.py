@@ -48,6 +48,14 @@ async def outcome(coro):
         trace("  raised", type(e).__name__)
 
 
+async def cancel_when_waiting(coro):
+    """Run coro as a task, cancel it once it waits; trace how it ended."""
+    task = asyncio.create_task(coro)
+    await asyncio.sleep(0)
+    task.cancel()
+    await outcome(task)
+
+
 def run(main):
     async def wrapper():
         asyncio.get_running_loop().set_exception_handler(handler)
@@ -148,10 +156,7 @@ async def timeout_and_cancel_same_iteration():
     async def body():
         async with asyncio.timeout(-1):
             await asyncio.sleep(1)
-    task = asyncio.create_task(body())
-    await asyncio.sleep(0)          # the task waits; its timeout fired already
-    task.cancel()
-    await outcome(task)
+    await cancel_when_waiting(body())     # its timeout fired meanwhile
 
 
 @scenario
@@ -166,10 +171,7 @@ async def timeout_cancel_then_expiry():
                 trace("  after sleep")
                 raise
         trace("  not reached")
-    task = asyncio.create_task(body())
-    await asyncio.sleep(0)
-    task.cancel()
-    await outcome(task)
+    await cancel_when_waiting(body())
 
 
 @scenario
@@ -299,10 +301,7 @@ async def timeout_cancelled_from_outside():
         nonlocal t
         async with asyncio.timeout(1) as t:
             await asyncio.sleep(1)
-    task = asyncio.create_task(body())
-    await asyncio.sleep(0)
-    task.cancel()
-    await outcome(task)
+    await cancel_when_waiting(body())
     trace("  expired", t.expired(), "when cleared", t.when() is None)
 
 
