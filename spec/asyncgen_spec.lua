@@ -156,6 +156,39 @@ describe("eddy.asyncgen", function()
     assert.equals("created", g3._state)
   end))
 
+  -- asyncio's _asyncgen_firstiter_hook registers a generator started
+  -- after shutdown_asyncgens() too (with a ResourceWarning), so a later
+  -- shutdown_asyncgens() still closes it.
+  it("a generator started after shutdown_asyncgens is closed by the next one (_asyncgen_firstiter_hook)",
+     async(function(loop)
+    local closed = false
+    local gen_fn = eddy.asyncgen(function(yield)
+      local _ <close> = setmetatable({}, {__close = function() closed = true end})
+      yield(1)
+    end)
+    loop:shutdown_asyncgens()
+    local late = gen_fn()
+    assert.equals(1, late:anext())
+    loop:shutdown_asyncgens()
+    assert.is_true(closed)
+  end))
+
+  it("warns in debug mode about a generator started after shutdown_asyncgens", function()
+    local _, out = checks.run_script([[
+      warn("@on")
+      local eddy = require "eddy"
+      eddy.run(function()
+        local loop = eddy.get_running_loop()
+        loop:shutdown_asyncgens()
+        eddy.asyncgen(function(yield) yield(1) end)():anext()
+        print("no warning without debug mode")
+        loop:set_debug(true)
+        eddy.asyncgen(function(yield) yield(1) end)():anext()
+      end)
+    ]])
+    assert.matches("no warning without debug mode\n[^\n]*was scheduled after loop:shutdown_asyncgens%(%) call", out)
+  end)
+
   it("test_async_gen_asyncio_gc_aclose_09: a generator dropped at a yield is closed by a task", async(function(loop)
     local done = 0
     local gen_fn = eddy.asyncgen(function(yield)

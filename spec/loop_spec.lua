@@ -303,6 +303,42 @@ describe("timers", function()
     srv:close()
   end))
 
+  -- asyncio's _run_once makes due timers ready at the start of an
+  -- iteration; a run that stop() ended has no further iteration, so a
+  -- timer due meanwhile waits in the heap, behind what is scheduled before
+  -- the next run.
+  it("due after stop() ends a run, wait for the next run's first iteration (_run_once)",
+     with_loop(function(loop)
+    local log = recorder()
+    loop:call_soon(function()
+      loop:call_at(loop:time() - 1, log, "timer")
+      loop:stop()
+    end)
+    loop:run_forever()
+    assert.same({}, log.list)
+    loop:call_soon(log, "call_soon between the runs")
+    loop:call_soon(loop.stop, loop)
+    loop:run_forever()
+    assert.same({"call_soon between the runs", "timer"}, log.list)
+  end))
+
+  -- The ready queue is a ring: when due timers fill it while its head is
+  -- not at the start, it is rebuilt in a new table, which the running
+  -- turn must pick up before taking its next entry.
+  it("keep their order when more fall due at once than the wrapped ready queue holds",
+     with_loop(function(loop)
+    local log = recorder()
+    loop:call_soon(function()
+      for i = 1, 3 do loop:call_soon(log, "soon " .. i) end
+      for i = 1, 100 do loop:call_at(loop:time() - 1, log, "timer " .. i) end
+      loop:call_at(loop:time() - 1, loop.stop, loop)
+    end)
+    loop:run_forever()
+    local expected = {"soon 1", "soon 2", "soon 3"}
+    for i = 1, 100 do expected[#expected + 1] = "timer " .. i end
+    assert.same(expected, log.list)
+  end))
+
   it("reject bad arguments with argument errors", with_loop(function(loop)
     argerror(function() loop:call_later("soon", print) end, 1, "call_later")
     argerror(function() loop:call_later(nil, print) end, 1, "call_later")
@@ -400,9 +436,44 @@ describe("run_until_complete", function()
            loop, fut)
   end))
 
+  -- asyncio's run_until_complete adds _run_until_complete_cb, which calls
+  -- stop(), as a done callback: the loop stops one iteration after the
+  -- future is done, so what was ready by then still runs.
+  it("stops one iteration after the future is done (_run_until_complete_cb)", with_loop(function(loop)
+    local log = recorder()
+    local fut = loop:create_future()
+    loop:call_soon(function()
+      fut:set_result("r")
+      loop:call_soon(log, "scheduled after set_result")
+    end)
+    loop:call_soon(function() loop:call_soon(log, "scheduled by the next callback") end)
+    assert.equal("r", loop:run_until_complete(fut))
+    assert.same({"scheduled after set_result", "scheduled by the next callback"}, log.list)
+    -- what the stopping iteration scheduled waits for the next run
+    loop:call_soon(loop.stop, loop)
+    loop:run_forever()
+  end))
+
+  it("runs one iteration for a future already done (_run_until_complete_cb)", with_loop(function(loop)
+    local log = recorder()
+    local fut = loop:create_future()
+    fut:set_result("already")
+    loop:call_soon(log, "ready")
+    loop:call_soon(function() loop:call_soon(log, "next iteration") end)
+    assert.equal("already", loop:run_until_complete(fut))
+    assert.same({"ready"}, log.list)
+    loop:call_soon(loop.stop, loop)
+    loop:run_forever()
+    assert.same({"ready", "next iteration"}, log.list)
+  end))
+
   it("cannot nest inside a running loop (test_run_until_complete_nesting)", async(function(loop)
-    raises(loop.run_until_complete, {errors.RuntimeError, "already running"}, loop, function() end)
+    local ran = false
+    raises(loop.run_until_complete, {errors.RuntimeError, "already running"}, loop,
+           function() ran = true end)
     raises(loop.run_forever, {errors.RuntimeError, "already running"}, loop)
+    eddy.sleep(0)
+    assert.is_false(ran, "the refused function must not become a task")
   end))
 
   it("cannot run another loop inside a running one (test_running_loop_within_a_loop)",
@@ -630,7 +701,9 @@ describe("exception handler", function()
     assert.equal(1, #reports)
     assert.equal("Task exception was never retrieved", reports[1].message)
     assert.is_true(errors.is(reports[1].exception, errors.ValueError))
-    assert.equal("userdata", type(reports[1].task))
+    -- the Task is the context's 'future', as asyncio's Future.__del__ names it
+    assert.equal("userdata", type(reports[1].future))
+    assert.is_nil(reports[1].task)
   end)
 
   it("the default handler shows a failed task's frames for a string error, which has no traceback",
@@ -683,6 +756,19 @@ describe("exception handler", function()
                    .. 'message = "Exception in callback', out)
   end)
 
+  it("a broken handler's error object is shown with its traceback, as asyncio logs it", function()
+    local _, out = checks.run_script([[
+      local eddy = require "eddy"
+      local loop = eddy.new_event_loop()
+      loop:set_exception_handler(function() error(eddy.errors.RuntimeError("handler is broken")) end)
+      loop:call_exception_handler({message = "test"})
+      loop:close()
+    ]])
+    -- down to the handler's line
+    assert.matches("Unhandled error in exception handler\n.-RuntimeError: handler is broken\n"
+                   .. "stack traceback:\n[^\n]*in function 'error'\n[^\n]*:3: in ", out)
+  end)
+
   it("the default handler prints the message and the error (test_default_exc_handler_coro)",
      function()
     local code, out = checks.run_script([[
@@ -716,6 +802,40 @@ describe("debug mode", function()
     assert.matches("debug=true", on)
     assert.matches("debug=false", off)
     assert.matches("debug=false", empty)
+  end)
+
+  it("a failing callback's context carries where it was scheduled (test_handle_source_traceback)",
+     with_loop(function(loop)
+    local contexts = {}
+    loop:set_exception_handler(function(_, context) contexts[#contexts + 1] = context end)
+    local function fail() error(errors.ValueError("x")) end
+    loop:call_soon(fail)                      -- not in debug mode: none
+    loop:set_debug(true)
+    local function schedule_here() loop:call_soon(fail) end
+    schedule_here()
+    loop:call_later(0, fail)
+    loop:run_until_complete(function() eddy.sleep(0) eddy.sleep(0) end)
+    assert.equal(3, #contexts)
+    assert.is_nil(contexts[1].source_traceback)
+    assert.matches("in local 'schedule_here'", contexts[2].source_traceback)
+    assert.matches("^stack traceback:", contexts[3].source_traceback)
+    assert.is_not_nil(contexts[2].handle)
+  end))
+
+  it("a pending task destroyed carries where it was created (test_task_source_traceback)", function()
+    local reports = run_collecting(function(loop)
+      loop:set_debug(true)
+      local function make_task() return loop:create_task(function() loop:create_future():await() end) end
+      local task = make_task()
+      eddy.sleep(0)
+      task = nil  -- luacheck: ignore
+      collectgarbage()
+      collectgarbage()
+      loop:set_debug(false)
+    end)
+    assert.equal(1, #reports)
+    assert.equal("Task was destroyed but it is pending!", reports[1].message)
+    assert.matches("in local 'make_task'", reports[1].source_traceback)
   end)
 
   it("slow_callback_duration is 0.1 s by default and settable", with_loop(function(loop)

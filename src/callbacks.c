@@ -35,12 +35,14 @@ static eddy_Handle *handle_build(lua_State *L, eddy_Loop *loop, int nargs,
   } else {
     has_ctx = rt->context_ref != LUA_NOREF;
   }
-  h = (eddy_Handle *)lua_newuserdatauv(L, size, 1 + nargs + has_ctx);
+  h = (eddy_Handle *)lua_newuserdatauv(L, size,
+                                       1 + nargs + has_ctx + loop->debug);
   h->kind = EDDY_KIND_HANDLE;
   h->cancelled = 0;
   h->is_timer = mtref == rt->mt_timer_ref;
   h->has_ctx = (unsigned char)has_ctx;
   h->sock_wait = 0;
+  h->has_tb = (unsigned char)loop->debug;
   h->nargs = nargs;
   h->loop = loop;
   lua_rawgeti(L, LUA_REGISTRYINDEX, mtref);
@@ -50,6 +52,11 @@ static eddy_Handle *handle_build(lua_State *L, eddy_Loop *loop, int nargs,
     if (ctxidx != 0) lua_pushvalue(L, ctxidx);
     else eddy__push_context_copy(L, rt);
     lua_setiuservalue(L, -2, HANDLE_UV_ARG(nargs));
+  }
+  if (h->has_tb) {
+    /* asyncio's Handle._source_traceback, for the exception handler */
+    luaL_traceback(L, L, NULL, 1);
+    lua_setiuservalue(L, -2, HANDLE_UV_ARG(nargs + has_ctx));
   }
   lua_insert(L, base);  /* handle below its callback and arguments */
   for (i = nargs; i >= 1; i--) lua_setiuservalue(L, base, HANDLE_UV_ARG(i - 1));
@@ -148,6 +155,7 @@ void eddy__handle_leave(lua_State *L, eddy_Loop *loop) {
 /* The handle at hidx raised the error at err: report it. */
 void eddy__handle_report(lua_State *L, eddy_Loop *loop, int hidx, int err) {
   int top = lua_gettop(L);
+  eddy_Handle *h = (eddy_Handle *)lua_touserdata(L, hidx);
   hidx = lua_absindex(L, hidx);
   err = lua_absindex(L, err);
   lua_getiuservalue(L, hidx, HANDLE_UV_CB);
@@ -156,6 +164,10 @@ void eddy__handle_report(lua_State *L, eddy_Loop *loop, int hidx, int err) {
   eddy__newcontext(L, lua_tostring(L, -1), err);
   lua_pushvalue(L, hidx);
   lua_setfield(L, -2, "handle");
+  if (h->has_tb) {
+    lua_getiuservalue(L, hidx, HANDLE_UV_ARG(h->nargs + h->has_ctx));
+    lua_setfield(L, -2, "source_traceback");
+  }
   eddy__call_exception_handler(L, loop);
   lua_settop(L, top);
 }

@@ -681,7 +681,7 @@ static int f_gc(lua_State *L) {
                          : "Future exception was never retrieved",
                      top + 1);
     lua_pushvalue(L, 1);
-    lua_setfield(L, -2, f->kind == EDDY_KIND_TASK ? "task" : "future");
+    lua_setfield(L, -2, "future");  /* a Task too: asyncio's Future.__del__ */
     if (push_extra(L, 1, 0)) {
       lua_getfield(L, -1, "tb");
       lua_setfield(L, -3, "source_traceback");

@@ -309,9 +309,9 @@ int eddy__pcall(lua_State *L, eddy_Loop *loop, int nargs, int nresults,
 /* Callback handles (Handle, TimerHandle)                               */
 /* ------------------------------------------------------------------ */
 
-/* User values of a Handle: the callback, its arguments, and the context
-** last when it has one (has_ctx): [1] = cb, [2 .. nargs+1] = args,
-** [nargs+2] = ctx. */
+/* User values of a Handle: the callback, its arguments, the context when
+** it has one (has_ctx), and in debug mode where it was created (has_tb):
+** [1] = cb, [2 .. nargs+1] = args, [nargs+2] = ctx, then the traceback. */
 #define HANDLE_UV_CB 1
 #define HANDLE_UV_ARG(i) (2 + (i))  /* i from 0 */
 
@@ -320,6 +320,7 @@ struct eddy_Handle {
   unsigned char cancelled;
   unsigned char is_timer;   /* an eddy_TimerHandle */
   unsigned char has_ctx;    /* a Context follows the arguments */
+  unsigned char has_tb;     /* then a traceback (debug mode) */
   unsigned char sock_wait;  /* a sock_* retry (sockops.c): arg 0 is its
                                future, failed when its socket closes */
   int nargs;

@@ -100,8 +100,9 @@ static void ready_pop(lua_State *L, eddy_Loop *loop, int ring) {
 ** (due timers first, then exactly the batch that was ready: callbacks
 ** scheduled meanwhile wait for the next iteration), but libuv polls for
 ** I/O once per turn, not once per iteration, which halves the cost of a
-** callback chain.  A turn ends early at stop() or when the future
-** run_until_complete waits for is done.
+** callback chain.  A turn ends early at stop() or when the future a
+** top-level suspension waits for is done (run_until_complete stops the
+** loop from its future's done callback, as asyncio's).
 */
 #define FUSE_BUDGET 256
 
@@ -113,7 +114,7 @@ static void begin_iteration(lua_State *L, eddy_Loop *loop) {
   loop->turn_budget -= loop->rcount > 0 ? loop->rcount : 1;
 }
 
-/* Neither stop() nor run_until_complete's future ends the run. */
+/* Neither stop() nor the future of a top-level suspension ends the run. */
 static int keeps_running(eddy_Loop *loop) {
   return !loop->stopping && loop->state == EDDY_LOOP_RUNNING &&
          !loop->rt->interrupted &&
@@ -145,6 +146,15 @@ static void step_task(lua_State *L, eddy_Loop *loop, eddy_Task *t, int ti) {
   lua_settop(L, ti - 1);
 }
 
+/* run_turn's ring, at index 2, is stale once ready_grow has rebuilt the
+** queue in a new table (bumping ring_gen): take the new one. */
+static void refresh_ring(lua_State *L, eddy_Loop *loop, int *gen) {
+  if (loop->ring_gen == *gen) return;
+  *gen = loop->ring_gen;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
+  lua_replace(L, 2);
+}
+
 /*
 ** The turn, inside one protected call: (loop, ring).  An entry stays at
 ** the head of the queue while it runs, so when it raises, idle_cb finds it
@@ -160,6 +170,7 @@ static int run_turn(lua_State *L) {
       if (!loop->first_iteration && !another_iteration(loop)) return 0;
       loop->first_iteration = 0;  /* a turn runs at least one iteration */
       begin_iteration(L, loop);
+      refresh_ring(L, loop, &gen);  /* the due timers may have filled it */
       continue;
     }
     loop->batch_left--;
@@ -170,11 +181,7 @@ static int run_turn(lua_State *L) {
     } else {
       eddy__handle_call(L, loop, (eddy_Handle *)kind, 3);
     }
-    if (loop->ring_gen != gen) {  /* the ring was rebuilt meanwhile */
-      gen = loop->ring_gen;
-      lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
-      lua_replace(L, 2);
-    }
+    refresh_ring(L, loop, &gen);
     if (loop->rcount > 0) ready_pop(L, loop, 2);
     lua_settop(L, 2);
   }
@@ -688,6 +695,7 @@ int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
   loop->until = fut;
   loop->keepalive = keepalive;
   update_keepalive(loop);
+  eddy__timers_rearm(loop);  /* wake_cb left due timers alone after a stop() */
   if (loop->stopping || loop->rcount > 0 || threadsafe_pending(loop))
     uv_idle_start(&loop->idle, idle_cb);
   /* stop() before run_forever: still one iteration, as asyncio does. */
@@ -734,17 +742,6 @@ static int l_run_forever(lua_State *L) {
   check_can_run(L, loop);
   eddy__loop_run(L, loop, NULL, 1);
   return 0;
-}
-
-/* loop:_run_until_done(fut, keepalive) -> alive: the core of
-** run_until_complete and of top-level suspension. */
-static int l_run_until_done(lua_State *L) {
-  eddy_Loop *loop = eddy__checkloop(L, 1);
-  eddy_Future *fut = eddy__checkfuture(L, 2);
-  int keepalive = lua_toboolean(L, 3);
-  check_can_run(L, loop);
-  lua_pushboolean(L, eddy__loop_run(L, loop, fut, keepalive));
-  return 1;
 }
 
 /* loop:stop(): leave run_forever after the current batch. */
@@ -795,6 +792,7 @@ int eddy__run_default(lua_State *L, uv_run_mode mode) {
   } else {
     loop->state = EDDY_LOOP_RUNNING;
     rt->running = loop;
+    eddy__timers_rearm(loop);  /* wake_cb left due timers alone after a stop() */
     if (loop->rcount > 0) uv_idle_start(&loop->idle, idle_cb);
     uv_run(loop->uv, mode);
     if (loop->state == EDDY_LOOP_RUNNING) loop->state = EDDY_LOOP_IDLE;
@@ -1164,7 +1162,6 @@ static int c_set_asyncgen_finalizer(lua_State *L) {
 
 static const luaL_Reg loop_methods[] = {
   {"run_forever", l_run_forever},
-  {"_run_until_done", l_run_until_done},
   {"stop", l_stop},
   {"is_running", l_is_running},
   {"is_closed", l_is_closed},

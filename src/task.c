@@ -882,6 +882,11 @@ static int t_gc(lua_State *L) {
     eddy__newcontext(L, "Task was destroyed but it is pending!", 0);
     lua_pushvalue(L, 1);
     lua_setfield(L, -2, "task");
+    if (lua_getiuservalue(L, 1, FUT_UV_EXTRA) == LUA_TTABLE) {
+      lua_getfield(L, -1, "tb");  /* debug mode: where it was created */
+      lua_setfield(L, -3, "source_traceback");
+    }
+    lua_pop(L, 1);
     eddy__call_exception_handler(L, t->fut.loop);
     return 0;
   }

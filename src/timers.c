@@ -66,9 +66,18 @@ static void unanchor(lua_State *L, eddy_Loop *loop, eddy_TimerHandle *h) {
   h->anchor = LUA_NOREF;
 }
 
+/*
+** libuv's timer fired: the due timers join the ready queue.  Not once
+** stop() ends a run of eddy__loop_run or eddy_run (the loop is RUNNING
+** until they return): libuv still runs the timers due at the end of that
+** uv_run, but asyncio makes timers ready only at the start of an
+** iteration, so they wait in the heap, behind what is scheduled before
+** the next run, which arms the wake timer again.
+*/
 static void wake_cb(uv_timer_t *t) {
   eddy_Loop *loop = container_of(t, eddy_Loop, wake);
   loop->wake_at_ms = 0;
+  if (loop->stopping && loop->state == EDDY_LOOP_RUNNING) return;
   eddy__timers_process(loop->rt->L, loop);
 }
 

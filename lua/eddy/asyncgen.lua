@@ -48,10 +48,16 @@ local function body(self, ...)
   return pcall(self._fn, self._yield, ...)
 end
 
+-- asyncio's _asyncgen_firstiter_hook: a generator started after
+-- shutdown_asyncgens() is registered too (a later call closes it), with a
+-- warning (asyncio's ResourceWarning) in debug mode.
 local function register(self)
   local loop = C._get_running_loop() or C.get_event_loop()
   local fields = loop:_fields()
-  if fields.asyncgens_shutdown then return end
+  if fields.asyncgens_shutdown and loop:get_debug() then
+    warn("asynchronous generator ", tostring(self),
+         " was scheduled after loop:shutdown_asyncgens() call")
+  end
   local gens = fields.asyncgens
   if gens == nil then
     gens = setmetatable({}, {__mode = "k"})

@@ -31,11 +31,31 @@ eddy.ensure_future = ensure_future
 
 -- {================================================= Running
 
+-- asyncio's _run_until_complete_cb: the future's done callback stops the
+-- loop, so the run ends one iteration after the future is done (what was
+-- ready by then still runs), and runs one iteration for a future already
+-- done.
+local function stop_loop(fut) fut:get_loop():stop() end
+
 -- loop:run_until_complete(aw) -> results of aw
 function Loop:run_until_complete(aw)
   if self:is_closed() then error(errors.RuntimeError("Event loop is closed"), 2) end
+  -- Refused before aw becomes a task, which would otherwise run later.
+  if self:is_running() then
+    error(errors.RuntimeError("This event loop is already running"), 2)
+  elseif C._get_running_loop() ~= nil then
+    error(errors.RuntimeError("Cannot run the event loop while another loop is running"), 2)
+  end
+  local new_task = not C.isfuture(aw)
   local fut = ensure_future(aw, self, 3, "run_until_complete")
-  self:_run_until_done(fut, true)
+  fut:add_done_callback(stop_loop)
+  local ok, err = pcall(self.run_forever, self)
+  fut:remove_done_callback(stop_loop)
+  if not ok then
+    -- Interrupted (Ctrl-C): the task's error is not "never retrieved".
+    if new_task and fut:done() and not fut:cancelled() then fut:exception() end
+    error(err, 0)
+  end
   if not fut:done() then
     error(errors.RuntimeError("Event loop stopped before Future completed."), 2)
   end
@@ -140,12 +160,14 @@ local function format_context(context)
     lines[#lines + 1] = k .. ": " .. describe(context[k])
   end
   local exc = context.exception
+  -- a task's "exception was never retrieved" names it 'future', as asyncio
+  local task = context.task or context.future
   if exc ~= nil then
     lines[#lines + 1] = describe(exc)
     if type(exc) == "table" and type(rawget(exc, "traceback")) == "string" then
       lines[#lines + 1] = exc.traceback
-    elseif type(exc) ~= "table" and C.isfuture(context.task) then
-      lines[#lines + 1] = task_traceback(context.task)
+    elseif type(exc) ~= "table" and C.isfuture(task) then
+      lines[#lines + 1] = task_traceback(task)
     end
   end
   return table.concat(lines, "\n")
@@ -172,6 +194,15 @@ function Loop:get_exception_handler()
   return self:_fields().exception_handler
 end
 
+-- xpcall's message handler for the exception handler: its error is
+-- reported with a traceback, as asyncio logs it; an error object keeps it
+-- in its 'traceback' field, as a task's error does.
+local function with_traceback(err)
+  if type(err) ~= "table" then return debug.traceback(err, 2) end
+  if rawget(err, "traceback") == nil then err.traceback = debug.traceback(nil, 2) end
+  return err
+end
+
 -- loop:call_exception_handler(context): the handler never raises out.
 function Loop:call_exception_handler(context)
   local handler = self:_fields().exception_handler
@@ -188,7 +219,7 @@ function Loop:call_exception_handler(context)
     end
     return
   end
-  local ok, err = xpcall(handler, debug.traceback, self, context)
+  local ok, err = xpcall(handler, with_traceback, self, context)
   if not ok then
     local ok2, err2 = pcall(self.default_exception_handler, self, {
       message = "Unhandled error in exception handler",
