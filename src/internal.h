@@ -141,7 +141,7 @@ struct eddy_Loop {
   int owns_uv;
   eddy_LoopState state;
   int stopping;             /* stop() was called: leave after this batch */
-  eddy_Future *until;       /* run_until_complete's future, or NULL */
+  eddy_Future *until;       /* a top-level suspension's future, or NULL */
   int keepalive;            /* running forever: block even with no work */
   lua_Integer pending_tasks;/* tasks not done: live work (API.md §11) */
   lua_Integer batch_left;   /* entries of the current batch not run yet */

@@ -256,9 +256,9 @@ static void idle_cb(uv_idle_t *h) {
 ** is pending, no timer is due, and no object is closing (its close
 ** callback, connection_lost for a transport, is what asyncio schedules
 ** with call_soon at close()) -- and the step runs as it would had its data
-** arrived in a poll of its own, a moment earlier.  After stop(), or once
-** run_until_complete's future is done, the step is queued, as asyncio
-** leaves it.
+** arrived in a poll of its own, a moment earlier.  After stop() (which
+** run_until_complete's done callback calls), or once a top-level
+** suspension's future is done, the step is queued, as asyncio leaves it.
 */
 int eddy__loop_may_step_now(eddy_Loop *loop) {
   return loop->rcount == 0 && !threadsafe_pending(loop) &&
