@@ -387,3 +387,26 @@ print(pcall(eddy.sleep, 30))
     assert.matches("no live work", r.err)
   end)
 end)
+
+describe("eddy's allocator (src/alloc.c)", function()
+  -- Under a malloc whose blocks have the size asked (valgrind's, a
+  -- preloaded one), a freed small block must not be filed as the bigger
+  -- block glibc would have made: tests/exactmalloc.c aborts on a write
+  -- past a block's end.  (A sanitized eddy has its own malloc first.)
+  local sanitized = os.execute("ldd " .. q(cli.binary) .. " | grep -q libasan")
+  local shim = cli.binary:gsub("eddy$", "tests/libexactmalloc.so")
+  local test = sanitized and pending or it
+  test("keeps to malloc's usable sizes under another malloc", function()
+    local r = eddy("-e " .. q[[
+for _ = 1, 20 do
+  local ts = {}
+  for i = 1, 200 do ts[i] = {1, 2} end  -- arrays grown by realloc
+  ts = nil
+  collectgarbage()
+  local ss = {}
+  for i = 1, 200 do ss[i] = ("y"):rep(9) .. i .. ("z"):rep(5) end
+end
+print("ok")]], {env = "LD_PRELOAD=" .. q(shim)})
+    assert.same({code = 0, out = "ok\n", err = ""}, r)
+  end)
+end)

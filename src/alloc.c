@@ -26,9 +26,9 @@
 ** A freed block is filed by malloc_usable_size, not by the size Lua says
 ** it had, so the blocks luaL_newstate allocated before this allocator
 ** was installed are as good as its own.  Small blocks are the exception
-** on glibc, whose usable sizes are those of the small classes: there
-** the size Lua says gives the class, and a free (one for every string
-** the collector sweeps) costs no call.
+** with glibc's malloc, whose usable sizes are those of the small classes:
+** there the size Lua says gives the class, and a free (one for every
+** string the collector sweeps) costs no call.
 */
 #include <assert.h>
 #include <malloc.h>
@@ -156,16 +156,35 @@ static void *acquire(Cache *c, size_t n) {
 
 /*
 ** Whether a block Lua says has n bytes has the usable size of small class
-** small_class(n) or more.  On glibc it does: a malloc of n bytes gets a
-** chunk of n + 8 rounded up to 16 bytes (32 at least), less 8 for the
-** header: SMALL_SIZE(small_class(n)), whoever allocated it; realloc
-** keeps that rule, and a block cache_alloc keeps for a smaller size only
-** has more room.  (Elsewhere, and under AddressSanitizer, whose blocks
-** have the size asked, malloc_usable_size tells.)
+** small_class(n) or more.  With glibc's malloc it does: a malloc of n
+** bytes gets a chunk of n + 8 rounded up to 16 bytes (32 at least), less
+** 8 for the header: SMALL_SIZE(small_class(n)), whoever allocated it;
+** realloc keeps that rule, and a block cache_alloc keeps for a smaller
+** size only has more room.  Another malloc may stand in for glibc's at
+** run time (AddressSanitizer's, valgrind's, a preloaded jemalloc), with
+** blocks of the size asked or other steps: eddy__newstate asks malloc
+** once, and elsewhere malloc_usable_size tells.
 */
-#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
-#define SIZE_TELLS_SMALL_CLASS(n) ((n) <= SMALL_MAX)
+#if defined(__GLIBC__)
+static int small_sizes_are_glibcs;
+static uv_once_t small_sizes_once = UV_ONCE_INIT;
+
+static void probe_small_sizes(void) {
+  static const size_t sizes[] = {1, 24, 25, 40, 41, 100, 519, SMALL_MAX};
+  size_t i;
+  int same = 1;
+  for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    void *p = malloc(sizes[i]);
+    if (p == NULL || malloc_usable_size(p) != SMALL_SIZE(small_class(sizes[i])))
+      same = 0;
+    free(p);
+  }
+  small_sizes_are_glibcs = same;
+}
+#define PROBE_SMALL_SIZES() uv_once(&small_sizes_once, probe_small_sizes)
+#define SIZE_TELLS_SMALL_CLASS(n) (small_sizes_are_glibcs && (n) <= SMALL_MAX)
 #else
+#define PROBE_SMALL_SIZES() ((void)0)
 #define SIZE_TELLS_SMALL_CLASS(n) 0
 #endif
 
@@ -235,9 +254,10 @@ static void drop_cache(Cache *c) {
 }
 
 lua_State *eddy__newstate(void) {
-  Cache *c = (Cache *)calloc(1, sizeof *c);
+  Cache *c;
   lua_State *L;
-  if (c == NULL) return NULL;
+  PROBE_SMALL_SIZES();
+  if ((c = (Cache *)calloc(1, sizeof *c)) == NULL) return NULL;
   if ((L = luaL_newstate()) == NULL) {
     free(c);
     return NULL;
