@@ -272,7 +272,8 @@ describe("create_datagram_endpoint", function()
     cp.lost:await() sp.lost:await()
   end))
 
-  it("a failing protocol factory leaves no socket open", async(function(loop)
+  it("a failing protocol factory, or a protocol whose connection_made lookup raises, leaves no socket open",
+     async(function(loop)
     -- Sockets only: the pipe of io.popen itself is listed with one end or
     -- both, depending on whether ls runs before popen closes the child's.
     local function count_sockets()
@@ -289,6 +290,12 @@ describe("create_datagram_endpoint", function()
       assert.matches("boom", err)
       raises(errors.RuntimeError, loop.create_datagram_endpoint, loop, function() return nil end,
              {"127.0.0.1", 0})
+      -- asyncio's transport binds protocol.connection_made as it is made
+      ok, err = pcall(loop.create_datagram_endpoint, loop, function()
+        return setmetatable({}, {__index = function(_, k) error("no " .. k, 0) end})
+      end, {"127.0.0.1", 0})
+      assert.is_false(ok)
+      assert.equal("no connection_made", err)
     end
     assert.equal(before, count_sockets())
   end))

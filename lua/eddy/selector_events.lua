@@ -186,11 +186,16 @@ function Loop:create_datagram_endpoint(protocol_factory, local_addr, remote_addr
     if sock == nil then error(first_err, 0) end
   end
   -- The socket is ours until the transport takes it: close it if the
-  -- factory fails (asyncio would leave it to the garbage collector).
+  -- factory fails, or the lookup of the protocol's connection_made
+  -- (asyncio would leave it to the garbage collector).
   local ok, protocol = pcall(protocol_factory)
   if ok and type(protocol) ~= "table" and type(protocol) ~= "userdata" then
     ok, protocol = false, errors.RuntimeError("protocol_factory must return a protocol "
                                               .. "(table or userdata), got " .. type(protocol))
+  end
+  if ok then  -- asyncio's transport binds connection_made as it is made
+    local found, err = pcall(function() return protocol.connection_made end)
+    if not found then ok, protocol = false, err end
   end
   if not ok then
     sock:close()
