@@ -310,9 +310,12 @@ int eddy__checkfd(lua_State *L, int idx) {
 static int sock_close(lua_State *L) {
   eddy_Socket *s = checkobject(L, 1);
   int fd = s->fd, r;
+  if (fd < 0 || !s->owned) {
+    s->fd = -1;
+    return 0;
+  }
+  eddy__fd_closing(L, fd, 1);  /* (out of memory: raises, the fd stays ours) */
   s->fd = -1;
-  if (fd < 0 || !s->owned) return 0;
-  eddy__fd_closing(L, fd, 1);
   if ((r = eddy__fd_close(fd)) != 0 && r != -EINTR && r != -ECONNRESET)
     return eddy__uverror(L, r, NULL);  /* the fd is gone anyway */
   return 0;
