@@ -466,6 +466,31 @@ describe("TLS connections between eddy peers", function()
     eddy.sleep(0.05)
   end))
 
+  it("server_hostname = '' turns the name check off, not the chain's, even with check_hostname on", async(function(loop)
+    -- asyncio's docs (create_connection): "Setting server_hostname to an
+    -- empty string will disable the hostname matching"; its SSLProtocol
+    -- then wraps with no name, whatever the context's check_hostname.
+    local ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx:load_cert_chain(tls.path("othercn.pem"), tls.path("othercn.key"))  -- DNS:localhost only
+    local srv <close>, port = tls_echo_server(loop, ctx)
+    local factory = function() return {} end
+    raises(function()  -- the host, 127.0.0.1, is not in the certificate
+      loop:create_connection(factory, "127.0.0.1", port, {ssl = client_context()})
+    end, errors.SSLCertVerificationError)
+    local client = client_context()
+    local t = loop:create_connection(factory, "127.0.0.1", port, {ssl = client, server_hostname = ""})
+    assert.is_true(client.check_hostname)
+    assert.is_nil(t:get_extra_info("ssl_object").server_hostname)
+    t:close()
+    local rogue = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    rogue:load_cert_chain(tls.path("rogue.pem"), tls.path("rogue.key"))
+    local rogue_srv <close>, rogue_port = tls_echo_server(loop, rogue)
+    raises(function()
+      loop:create_connection(factory, "127.0.0.1", rogue_port, {ssl = client_context(), server_hostname = ""})
+    end, errors.SSLCertVerificationError)
+    eddy.sleep(0.05)
+  end))
+
   it("a DNS name is checked against the CN when no DNS subjectAltName is there, as OpenSSL's",
      async(function(loop)
     local function serving(name)
@@ -665,9 +690,6 @@ describe("TLS connections between eddy peers", function()
     raises(function()
       loop:create_unix_connection(f, "/nonexistent", {ssl = client_context()})
     end, {errors.ValueError, "server_hostname"})
-    raises(function()
-      loop:create_connection(f, "127.0.0.1", port, {ssl = client_context(), server_hostname = ""})
-    end, {errors.ValueError, "check_hostname requires server_hostname"})
     local sock = eddy.socket.socket()
     raises(function() loop:create_connection(f, nil, nil, {sock = sock, ssl = client_context()}) end,
            {errors.ValueError, "You must set server_hostname when using ssl without a host"})

@@ -527,12 +527,13 @@ end
 -- {================================================= Loop helpers
 
 -- The context an ssl= option stands for: true is the default client
--- context (no hostname check when there is no name to check).
+-- context (no hostname check when there is no name to check; "" checks
+-- none anyway).
 function sslproto.context_of(fname, value, server_side, server_hostname)
   if ssl.is_context(value) then return value end
   if value == true and not server_side then
     local ctx = ssl.create_default_context()
-    if server_hostname == nil or server_hostname == "" then ctx.check_hostname = false end
+    if server_hostname == nil then ctx.check_hostname = false end
     return ctx
   end
   error(string.format("bad option 'ssl' to '%s' (%s expected, got %s)", fname,
