@@ -673,6 +673,29 @@ describe("TLS connections between eddy peers", function()
     assert.truthy(text:find("SSL handshake failed on verifying the certificate", 1, true), text)
   end))
 
+  it("eof_received returning true warns that it has no effect over TLS (sslproto._call_eof_received)",
+     async(function(loop)
+    -- asyncio: logger.warning('returning true from eof_received() has no
+    -- effect when using ssl'), and the connection closes all the same
+    local warnings = {}
+    local saved = _G.warn  -- what the Lua modules call
+    _G.warn = function(...) warnings[#warnings + 1] = table.concat({...}) end
+    local ok, err = pcall(function()
+      local srv <close> = loop:create_server(function()
+        return {connection_made = function(_, t) t:close() end}
+      end, "127.0.0.1", 0, {ssl = server_context()})
+      local rec = net.recorder(loop, {eof_keep = true})
+      local t = loop:create_connection(function() return rec end, "127.0.0.1", srv.sockets[1]:getsockname()[2],
+                                       {ssl = client_context(), server_hostname = "localhost"})
+      net.wait(rec.lost_fut)
+      assert.same({"made", "eof", "lost"}, rec.events)
+      assert.is_true(t:is_closing())
+    end)
+    _G.warn = saved
+    assert(ok, err)
+    assert.same({"returning true from eof_received() has no effect when using ssl"}, warnings)
+  end))
+
   it("bad options are clear errors", async(function(loop)
     local srv <close>, port = tls_echo_server(loop)
     local f = function() return {} end

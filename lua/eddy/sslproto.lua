@@ -308,8 +308,12 @@ function SSLProtocol:_call_eof_received()
     self._app_state = "EOF"
     local eof = self._app_protocol.eof_received
     if eof ~= nil then
-      local ok, err = pcall(eof, self._app_protocol)
-      if not ok then self:_fatal_error(err, "Error calling eof_received()") end
+      local ok, res = pcall(eof, self._app_protocol)
+      if not ok then
+        self:_fatal_error(res, "Error calling eof_received()")
+      elseif res then  -- asyncio's logger.warning: TLS has no half-close
+        warn("returning true from eof_received() has no effect when using ssl")
+      end
     end
   end
 end
