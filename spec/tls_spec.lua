@@ -696,6 +696,41 @@ describe("TLS connections between eddy peers", function()
     assert.same({"returning true from eof_received() has no effect when using ssl"}, warnings)
   end))
 
+  it("streams over TLS return false from eof_received: no warning (streams.py, _over_ssl)", async(function(loop)
+    local warnings = {}
+    local saved = _G.warn  -- what the Lua modules call
+    _G.warn = function(...) warnings[#warnings + 1] = table.concat({...}) end
+    local ok, err = pcall(function()
+      local srv <close> = eddy.start_server(function(_, w)
+        w:write("hi")
+        w:close()
+      end, "127.0.0.1", 0, {ssl = server_context()})
+      local r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2],
+                                        {ssl = client_context(), server_hostname = "localhost"})
+      assert.equal("hi", r:read())
+      w:close()
+      w:wait_closed()
+      -- and after writer:start_tls on both sides
+      local plain <close> = eddy.start_server(function(sr, sw)
+        assert.equal("STARTTLS\n", sr:readline())
+        sw:write("GO\n")
+        sw:start_tls(server_context())
+        sw:write("tls")
+        sw:close()
+      end, "127.0.0.1", 0)
+      r, w = eddy.open_connection("127.0.0.1", plain.sockets[1]:getsockname()[2])
+      w:write("STARTTLS\n")
+      assert.equal("GO\n", r:readline())
+      w:start_tls(client_context(), {server_hostname = "localhost"})
+      assert.equal("tls", r:read())
+      w:close()
+      w:wait_closed()
+    end)
+    _G.warn = saved
+    assert(ok, err)
+    assert.same({}, warnings)
+  end))
+
   it("bad options are clear errors", async(function(loop)
     local srv <close>, port = tls_echo_server(loop)
     local f = function() return {} end
