@@ -236,15 +236,18 @@ end)
 
 -- }================================================= flow control
 
-scenario("pause_reading", function(t)
-  local tr, rec, proc = connect(t, "lines")
+local function pause_reading(t, mode)
+  local tr, rec, proc = connect(t, mode)
   tr:pause_reading()
   t("is_reading", tr:is_reading())
   eddy.sleep(0.5)  -- all sent and the peer's end of TCP
   t("resume")
   tr:resume_reading()
   finish(t, rec, proc)
-end)
+end
+
+scenario_of("pause_reading", pause_reading, "lines")
+scenario_of("pause_reading_notify", pause_reading, "lines_notify")  -- close_notify while paused
 
 scenario("write_flow", function(t)
   local tr, rec, proc = connect(t, "slow")
@@ -289,12 +292,17 @@ end)
 
 -- }================================================= servers
 
--- A TLS server for one connection of a tls_peer.py client in 'mode'.
-local function serve(t, mode, opts)
+-- A TLS server for one connection of a tls_peer.py client in 'mode'
+-- (which has no certificate: 'client_cert' requires one).
+local function serve(t, mode, opts, client_cert)
   local loop = eddy.get_running_loop()
   loop:set_exception_handler(function(_, ctx) t("exception handler", ctx.message) end)
   local ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
   ctx:load_cert_chain(CERTDIR .. "/server.pem", CERTDIR .. "/server.key")
+  if client_cert then
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx:load_verify_locations(CERTDIR .. "/ca.pem")
+  end
   local recs = {}
   local function factory()
     t("factory")
@@ -323,6 +331,7 @@ scenario_of("srv_close_by_us", serve, "c_wait_close")
 scenario_of("srv_garbage", serve, "c_garbage")
 scenario_of("srv_silent", serve, "c_silent", {ssl_handshake_timeout = 0.3})
 scenario_of("srv_refused", serve, "c_rogue")  -- the client does not trust us
+scenario_of("srv_no_client_cert", serve, "c_close_notify", nil, true)
 
 -- }================================================= streams
 

@@ -235,15 +235,18 @@ async def hs_timeout(t):  # a peer that never answers
 # }================================================= flow control
 
 
-@scenario
-async def pause_reading(t):
-    tr, rec, proc = await connect(t, "lines")
+async def pause_reading(t, mode):
+    tr, rec, proc = await connect(t, mode)
     tr.pause_reading()
     t("is_reading", tr.is_reading())
     await asyncio.sleep(0.5)  # all sent and the peer's end of TCP
     t("resume")
     tr.resume_reading()
     await finish(t, rec, proc)
+
+
+scenario_of("pause_reading", pause_reading, "lines")
+scenario_of("pause_reading_notify", pause_reading, "lines_notify")  # close_notify while paused
 
 
 @scenario
@@ -291,12 +294,16 @@ async def extra_info(t):
 # }================================================= servers
 
 
-async def serve(t, mode, **opts):
-    """A TLS server for one connection of a tls_peer.py client in 'mode'."""
+async def serve(t, mode, client_cert=False, **opts):
+    """A TLS server for one connection of a tls_peer.py client in 'mode'
+    (which has no certificate: 'client_cert' requires one)."""
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(lambda _, ctx: t("exception handler", ctx["message"]))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(os.path.join(CERTDIR, "server.pem"), os.path.join(CERTDIR, "server.key"))
+    if client_cert:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(os.path.join(CERTDIR, "ca.pem"))
     recs = []
 
     def factory():
@@ -322,6 +329,7 @@ scenario_of("srv_close_by_us", serve, "c_wait_close")
 scenario_of("srv_garbage", serve, "c_garbage")
 scenario_of("srv_silent", serve, "c_silent", ssl_handshake_timeout=0.3)
 scenario_of("srv_refused", serve, "c_rogue")  # the client does not trust us
+scenario_of("srv_no_client_cert", serve, "c_close_notify", client_cert=True)
 
 # }================================================= streams
 

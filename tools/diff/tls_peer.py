@@ -41,7 +41,7 @@ def client(port):
     ctx = ssl.create_default_context(cafile="%s/%s.pem" % (certdir, "rogue" if mode == "c_rogue" else "ca"))
     try:
         sock = ctx.wrap_socket(raw, server_hostname="localhost")
-    except ssl.SSLError:  # c_rogue: we refuse the server
+    except ssl.SSLError:  # we refuse the server (c_rogue), or it refuses us
         time.sleep(0.3)
         return
     sock.sendall(b"hello")
@@ -132,10 +132,13 @@ elif mode == "slow":  # read nothing for a while, then all of it, then close
 elif mode == "hold":  # hello, then neither reads nor closes for a while
     sock.sendall(b"hello")
     time.sleep(2)
-elif mode == "lines":  # records that split lines, then no close_notify
+elif mode in ("lines", "lines_notify"):  # records that split lines, then an end
     for chunk in (b"one\ntw", b"o\nthr", b"ee\n", b"0123", b"45678"):
         sock.sendall(chunk)
         time.sleep(0.05)
-    sock.shutdown(socket.SHUT_WR)
-    time.sleep(0.5)
+    if mode == "lines":  # no close_notify
+        sock.shutdown(socket.SHUT_WR)
+        time.sleep(0.5)
+    else:
+        sock.unwrap()
 sock.close()
