@@ -357,20 +357,26 @@ async def st_lines(t):
     await stream_done(t, w, proc)
 
 
-@scenario
-async def st_starttls(t):
-    port, proc = await peer("starttls")
+async def st_starttls(t, mode):
+    port, proc = await peer(mode)
     r, w = await asyncio.open_connection("127.0.0.1", port)
     old = w.transport
     w.write(b"STARTTLS\n")
     t("readline", await r.readline())
+    await asyncio.sleep(0.1)  # starttls_extra: the plain leftover is in the reader now
     await w.start_tls(client_context(), server_hostname="localhost")
     t("new transport", w.transport is not old, "old closing", old.is_closing())
     t("ssl_object", w.get_extra_info("ssl_object") is not None)
+    if mode == "starttls_extra":
+        t("readline", await r.readline())
     t("read", await r.readexactly(5))
     w.write(b"world")
     t("read at close", await r.read())
     await stream_done(t, w, proc)
+
+
+scenario_of("st_starttls", st_starttls, "starttls")
+scenario_of("st_starttls_extra", st_starttls, "starttls_extra")
 
 
 @scenario

@@ -78,9 +78,10 @@ if mode == "silent":  # never answers the handshake
     time.sleep(3)
     raw.close()
     sys.exit()
-if mode == "starttls":  # plain first, then TLS when asked
+if mode in ("starttls", "starttls_extra"):  # plain first, then TLS when asked
     assert raw.recv(1024) == b"STARTTLS\n"
-    raw.sendall(b"GO\n")
+    # starttls_extra: plain bytes after GO, that the client has read already
+    raw.sendall(b"GO\n" + (b"leftover\n" if mode == "starttls_extra" else b""))
 
 try:
     sock = context().wrap_socket(raw, server_side=True)
@@ -88,7 +89,7 @@ except (ssl.SSLError, OSError) as e:  # a failed handshake (the client refused u
     print("handshake failed", type(e).__name__, flush=True)
     sys.exit()
 
-if mode in ("close_notify", "rogue", "expired", "starttls"):
+if mode in ("close_notify", "rogue", "expired", "starttls", "starttls_extra"):
     # hello, wait for world, then a clean close: close_notify both ways
     sock.sendall(b"hello")
     assert recv_exactly(sock, 5) == b"world"
