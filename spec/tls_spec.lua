@@ -466,6 +466,31 @@ describe("TLS connections between eddy peers", function()
     eddy.sleep(0.05)
   end))
 
+  it("server_hostname = '' turns the name check off, not the chain's, even with check_hostname on", async(function(loop)
+    -- asyncio's docs (create_connection): "Setting server_hostname to an
+    -- empty string will disable the hostname matching"; its SSLProtocol
+    -- then wraps with no name, whatever the context's check_hostname.
+    local ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx:load_cert_chain(tls.path("othercn.pem"), tls.path("othercn.key"))  -- DNS:localhost only
+    local srv <close>, port = tls_echo_server(loop, ctx)
+    local factory = function() return {} end
+    raises(function()  -- the host, 127.0.0.1, is not in the certificate
+      loop:create_connection(factory, "127.0.0.1", port, {ssl = client_context()})
+    end, errors.SSLCertVerificationError)
+    local client = client_context()
+    local t = loop:create_connection(factory, "127.0.0.1", port, {ssl = client, server_hostname = ""})
+    assert.is_true(client.check_hostname)
+    assert.is_nil(t:get_extra_info("ssl_object").server_hostname)
+    t:close()
+    local rogue = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    rogue:load_cert_chain(tls.path("rogue.pem"), tls.path("rogue.key"))
+    local rogue_srv <close>, rogue_port = tls_echo_server(loop, rogue)
+    raises(function()
+      loop:create_connection(factory, "127.0.0.1", rogue_port, {ssl = client_context(), server_hostname = ""})
+    end, errors.SSLCertVerificationError)
+    eddy.sleep(0.05)
+  end))
+
   it("a DNS name is checked against the CN when no DNS subjectAltName is there, as OpenSSL's",
      async(function(loop)
     local function serving(name)
@@ -648,6 +673,64 @@ describe("TLS connections between eddy peers", function()
     assert.truthy(text:find("SSL handshake failed on verifying the certificate", 1, true), text)
   end))
 
+  it("eof_received returning true warns that it has no effect over TLS (sslproto._call_eof_received)",
+     async(function(loop)
+    -- asyncio: logger.warning('returning true from eof_received() has no
+    -- effect when using ssl'), and the connection closes all the same
+    local warnings = {}
+    local saved = _G.warn  -- what the Lua modules call
+    _G.warn = function(...) warnings[#warnings + 1] = table.concat({...}) end
+    local ok, err = pcall(function()
+      local srv <close> = loop:create_server(function()
+        return {connection_made = function(_, t) t:close() end}
+      end, "127.0.0.1", 0, {ssl = server_context()})
+      local rec = net.recorder(loop, {eof_keep = true})
+      local t = loop:create_connection(function() return rec end, "127.0.0.1", srv.sockets[1]:getsockname()[2],
+                                       {ssl = client_context(), server_hostname = "localhost"})
+      net.wait(rec.lost_fut)
+      assert.same({"made", "eof", "lost"}, rec.events)
+      assert.is_true(t:is_closing())
+    end)
+    _G.warn = saved
+    assert(ok, err)
+    assert.same({"returning true from eof_received() has no effect when using ssl"}, warnings)
+  end))
+
+  it("streams over TLS return false from eof_received: no warning (streams.py, _over_ssl)", async(function(loop)
+    local warnings = {}
+    local saved = _G.warn  -- what the Lua modules call
+    _G.warn = function(...) warnings[#warnings + 1] = table.concat({...}) end
+    local ok, err = pcall(function()
+      local srv <close> = eddy.start_server(function(_, w)
+        w:write("hi")
+        w:close()
+      end, "127.0.0.1", 0, {ssl = server_context()})
+      local r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2],
+                                        {ssl = client_context(), server_hostname = "localhost"})
+      assert.equal("hi", r:read())
+      w:close()
+      w:wait_closed()
+      -- and after writer:start_tls on both sides
+      local plain <close> = eddy.start_server(function(sr, sw)
+        assert.equal("STARTTLS\n", sr:readline())
+        sw:write("GO\n")
+        sw:start_tls(server_context())
+        sw:write("tls")
+        sw:close()
+      end, "127.0.0.1", 0)
+      r, w = eddy.open_connection("127.0.0.1", plain.sockets[1]:getsockname()[2])
+      w:write("STARTTLS\n")
+      assert.equal("GO\n", r:readline())
+      w:start_tls(client_context(), {server_hostname = "localhost"})
+      assert.equal("tls", r:read())
+      w:close()
+      w:wait_closed()
+    end)
+    _G.warn = saved
+    assert(ok, err)
+    assert.same({}, warnings)
+  end))
+
   it("bad options are clear errors", async(function(loop)
     local srv <close>, port = tls_echo_server(loop)
     local f = function() return {} end
@@ -665,9 +748,6 @@ describe("TLS connections between eddy peers", function()
     raises(function()
       loop:create_unix_connection(f, "/nonexistent", {ssl = client_context()})
     end, {errors.ValueError, "server_hostname"})
-    raises(function()
-      loop:create_connection(f, "127.0.0.1", port, {ssl = client_context(), server_hostname = ""})
-    end, {errors.ValueError, "check_hostname requires server_hostname"})
     local sock = eddy.socket.socket()
     raises(function() loop:create_connection(f, nil, nil, {sock = sock, ssl = client_context()}) end,
            {errors.ValueError, "You must set server_hostname when using ssl without a host"})

@@ -209,19 +209,22 @@ function SSLContext:cert_store_stats() return handle(self):cert_store_stats() en
 -- For sslproto: the TLS object of one connection.
 function SSLContext:_wrap(server_side, server_hostname)
   local f = settings(self)
-  if server_hostname == "" then server_hostname = nil end
   if server_hostname ~= nil and type(server_hostname) ~= "string" then
     error(args.message("wrap", 2, "string or nil", server_hostname), 2)
   end
-  if not server_side and f.check_hostname and server_hostname == nil then
+  -- "" is no name at all: no SNI and no name check, whatever check_hostname
+  -- says (asyncio's documented server_hostname=""; its SSLProtocol wraps
+  -- with None then, and wrap_bio checks no name)
+  local check_hostname = f.check_hostname and not server_side and server_hostname ~= ""
+  if server_hostname == "" then server_hostname = nil end
+  if check_hostname and server_hostname == nil then
     error(errors.ValueError("check_hostname requires server_hostname"), 0)
   end
   if server_side and server_hostname ~= nil then
     error(errors.ValueError("server_hostname can only be specified in client mode"), 0)
   end
   local lo, hi = version_range(f)
-  return f.handle:wrap(server_side, server_hostname, f.verify_mode,
-                       f.check_hostname and not server_side, lo, hi, self)
+  return f.handle:wrap(server_side, server_hostname, f.verify_mode, check_hostname, lo, hi, self)
 end
 
 function ssl.is_context(v) return fields[v] ~= nil end

@@ -308,8 +308,12 @@ function SSLProtocol:_call_eof_received()
     self._app_state = "EOF"
     local eof = self._app_protocol.eof_received
     if eof ~= nil then
-      local ok, err = pcall(eof, self._app_protocol)
-      if not ok then self:_fatal_error(err, "Error calling eof_received()") end
+      local ok, res = pcall(eof, self._app_protocol)
+      if not ok then
+        self:_fatal_error(res, "Error calling eof_received()")
+      elseif res then  -- asyncio's logger.warning: TLS has no half-close
+        warn("returning true from eof_received() has no effect when using ssl")
+      end
     end
   end
 end
@@ -527,12 +531,13 @@ end
 -- {================================================= Loop helpers
 
 -- The context an ssl= option stands for: true is the default client
--- context (no hostname check when there is no name to check).
+-- context (no hostname check when there is no name to check; "" checks
+-- none anyway).
 function sslproto.context_of(fname, value, server_side, server_hostname)
   if ssl.is_context(value) then return value end
   if value == true and not server_side then
     local ctx = ssl.create_default_context()
-    if server_hostname == nil or server_hostname == "" then ctx.check_hostname = false end
+    if server_hostname == nil then ctx.check_hostname = false end
     return ctx
   end
   error(string.format("bad option 'ssl' to '%s' (%s expected, got %s)", fname,

@@ -111,7 +111,7 @@ setmetatable(StreamReaderProtocol, {__call = function(_, reader, cb, loop)
     _reader = reader, _client_connected_cb = cb, _loop = loop,
     _transport = nil, _writer = nil, _task = nil,
     _paused = false, _drain_waiters = {}, _connection_lost = false,
-    _closed = loop:create_future(),
+    _over_ssl = false, _closed = loop:create_future(),
   }, StreamReaderProtocol)
   C._protocol_bind(protocol)  -- data_received of its own (src/streams.c)
   return protocol
@@ -137,6 +137,7 @@ end
 
 function StreamReaderProtocol:connection_made(transport)
   self._transport = transport
+  self._over_ssl = transport:get_extra_info("sslcontext") ~= nil
   local reader = self._reader
   if reader ~= nil then reader:set_transport(transport) end
   local cb = self._client_connected_cb
@@ -152,11 +153,13 @@ end
 
 StreamReaderProtocol.data_received = C._protocol_data_received
 
--- Keep the write side open: the writer decides when to close.
+-- Keep the write side open: the writer decides when to close.  Not over
+-- TLS, which has no half-close (asyncio returns false there so that the
+-- SSL protocol does not warn that true has no effect).
 function StreamReaderProtocol:eof_received()
   local reader = self._reader
   if reader ~= nil then reader:feed_eof() end
-  return true
+  return not self._over_ssl
 end
 
 function StreamReaderProtocol:pause_writing()
@@ -329,6 +332,9 @@ function StreamWriter:start_tls(sslcontext, opts)
   end
   local protocol = self._protocol
   self:drain()
+  -- set before the handshake: the peer's close_notify may come with its
+  -- last flight, and reach eof_received before start_tls returns
+  protocol._over_ssl = true
   local transport = self._loop:start_tls(self._transport, protocol, sslcontext, {
     server_side = protocol._client_connected_cb ~= nil,
     server_hostname = opts.server_hostname,

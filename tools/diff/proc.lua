@@ -11,41 +11,11 @@ local PIPE, DEVNULL, STDOUT = sp.PIPE, sp.DEVNULL, sp.STDOUT
 local scenarios = {}
 local function scenario(name, fn) scenarios[#scenarios + 1] = {name = name, fn = fn} end
 
--- A byte string as proc.py prints Python bytes; labels print as they are.
-local Quoted = {}
-local function q(s) return setmetatable({s = s}, Quoted) end
+package.path = arg[0]:gsub("[^/]*$", "") .. "?.lua;" .. package.path
+local trace = require "trace"
+local q, show, ename, emsg = trace.q, trace.show, trace.ename, trace.emsg
 
-local function show(v)
-  if getmetatable(v) == Quoted then return '"' .. v.s:gsub("\n", "\\n") .. '"' end
-  if type(v) == "table" and getmetatable(v) == nil then
-    local parts = {}
-    for i = 1, v.n or #v do parts[i] = show(v[i]) end
-    return "{" .. table.concat(parts, ", ") .. "}"
-  end
-  return tostring(v)
-end
-
--- An error as the trace shows it: its class name (a string error: "string").
-local function ename(e)
-  if e == nil then return "nil" end
-  if type(e) == "table" and e.__name then return e.__name end
-  return type(e)
-end
-
--- An error's message without the "file:line: " a Lua error() adds.
-local function emsg(e)
-  if type(e) == "table" then return tostring(e.message) end
-  return (tostring(e):gsub("^[^:]*:%d+: ", ""))
-end
-
-local Trace = {}
-Trace.__index = Trace
-Trace.__call = function(self, ...)
-  self:flush()
-  local words = table.pack(...)
-  for i = 1, words.n do words[i] = show(words[i]) end
-  self.lines[#self.lines + 1] = table.concat(words, " ", 1, words.n)
-end
+local Trace = trace.class()
 
 function Trace:data_of(fd, data)
   if self.data and self.data[1] == fd then
@@ -61,21 +31,6 @@ function Trace:flush()
     self.lines[#self.lines + 1] = string.format("data fd=%d n=%d", self.data[1], self.data[2])
     self.data = nil
   end
-end
-
-function Trace:dump(sort_middle)
-  self:flush()
-  local lines = self.lines
-  if sort_middle then  -- racy order: sorted between connection_made and _lost
-    local last
-    for i, l in ipairs(lines) do
-      if l:find("^connection_lost") then last = i break end
-    end
-    local middle = table.move(lines, 2, last - 1, 1, {})
-    table.sort(middle)
-    table.move(middle, 1, #middle, 2, lines)
-  end
-  for _, l in ipairs(lines) do print(self.name .. ": " .. l) end
 end
 
 local function sleep(s) eddy.sleep(s) end

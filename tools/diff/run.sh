@@ -1,11 +1,20 @@
 #!/bin/sh
-# Run tools/diff/proc.py under CPython and tools/diff/proc.lua under eddy
-# and diff their traces.  Usage: tools/diff/run.sh [scenario-prefix]
-# (PYTHON: the interpreter, default CPython 3.13 from pyenv; EDDY: the
-# eddy binary, default build/eddy).
+# Run a harness under CPython and under eddy and diff their traces.
+# Usage: tools/diff/run.sh [proc|tls] [scenario-prefix]  (proc by default:
+# proc.py/proc.lua; tls: tls.py/tls.lua, with certificates made for the
+# run).  PYTHON: the interpreter, default CPython 3.13 from pyenv; EDDY:
+# the eddy binary, default build/eddy.
 here=$(dirname "$0")
 PYTHON=${PYTHON:-$(ls /root/.pyenv/versions/3.13*/bin/python3 2>/dev/null | tail -1)}
 EDDY=${EDDY:-$here/../../build/eddy}
-"$PYTHON" "$here/proc.py" "$@" > /tmp/diff-proc.py.out 2>&1
-"$EDDY" "$here/proc.lua" "$@" > /tmp/diff-proc.lua.out 2>&1
-diff -u /tmp/diff-proc.py.out /tmp/diff-proc.lua.out && echo "no differences"
+harness=proc
+case "$1" in proc|tls) harness=$1; shift ;; esac
+if [ "$harness" = tls ]; then
+  certs=$(mktemp -d)
+  trap 'rm -rf "$certs"' EXIT
+  "$here/tls_certs.sh" "$certs" 2>/dev/null || exit 1
+  set -- "$certs" "$@"
+fi
+"$PYTHON" "$here/$harness.py" "$@" > /tmp/diff-$harness.py.out 2>&1
+PYTHON="$PYTHON" "$EDDY" "$here/$harness.lua" "$@" > /tmp/diff-$harness.lua.out 2>&1
+diff -u /tmp/diff-$harness.py.out /tmp/diff-$harness.lua.out && echo "no differences"
