@@ -38,6 +38,12 @@ describe("REPL with piped input", function()
     ["print replaced, and an error inside print"] =
       "print = function(...) io.write('<', select('#', ...), '>\\n') end\n1, 2\nprint = function() error('no') end\n1\n",
     ["empty lines and comments"] = "\n\n-- a comment\n   \nprint(1) -- trailing\n",
+    -- lua.c computes the prompt unprotected: an error there ends the REPL
+    -- (message without the program name, status 1).
+    ["_PROMPT whose tostring raises"] =
+      "_PROMPT = setmetatable({}, {__tostring = function() error('prompt fails') end})\n1\n",
+    ["_PROMPT2 whose __tostring returns no string"] =
+      "_PROMPT2 = setmetatable({}, {__tostring = function() return {} end})\nif x then\nend\nprint(1)\n",
   }
   for name, input in pairs(inputs) do
     it("prints what lua5.4 -i prints: " .. name, function()
@@ -55,6 +61,19 @@ describe("REPL with piped input", function()
     local e, l = both("print(greeting, arg[1])\n", "-i " .. q(script) .. " a1")
     assert.equal(select(2, split_banner(l.out)), select(2, split_banner(e.out)))
     assert.equal(l.err, e.err)
+  end)
+
+  it("a failing _PROMPT set before the REPL ends it at once, and ends running tasks", function()
+    if not has_lua then pending("lua5.4 is not installed") return end
+    local setup = "_PROMPT = setmetatable({}, {__tostring = function() error('bad prompt', 0) end})"
+    local e, l = both("print(1)\n", "-e " .. q(setup) .. " -i")
+    assert.same({code = 1, out = l.out, err = "bad prompt\n"}, e)
+    assert.same(l, e)
+    -- A task still pending when the REPL ends is cancelled, as at Ctrl-D.
+    e = eddy("-i", {stdin = "t = loop:create_task(function() local ok, err = pcall(eddy.sleep, 10) print('task', err) end)\n"
+                      .. "_PROMPT = setmetatable({}, {__tostring = error})\n"})
+    assert.equal(1, e.code)
+    assert.matches("task\tCancelledError", e.out)
   end)
 
   it("prints the real syntax error when input ends inside a statement", function()

@@ -407,10 +407,10 @@ static int pmain(lua_State *L) {
   if (!runargs(L, argv, script)) return 0;
   if (script < argc && handle_script(L, argv + script) != LUA_OK) return 0;
   if (args & has_i) {
-    eddy__repl(L);
+    if (eddy__repl(L) != 0) return 0;
   } else if (script == argc && !(args & (has_e | has_v)) && isatty(0)) {
     eddy__print_version();
-    eddy__repl(L);
+    if (eddy__repl(L) != 0) return 0;
   } else {
     if (script == argc && !(args & (has_e | has_v)) &&
         dofile(L, NULL) != LUA_OK)  /* no arguments: stdin is the script */

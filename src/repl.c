@@ -60,6 +60,7 @@ typedef struct Repl {
   int tty;               /* stdin is a terminal: readable output */
   int edit;              /* ... and stdout too: libedit reads the lines */
   int firstline;         /* the next line starts an entry */
+  int failed;            /* a prompt's tostring failed: the REPL ended */
   int pending;           /* registry ref: the incomplete chunk, or NOREF */
   int task;              /* registry ref: the running entry, or NOREF */
   lua_State *volatile co;  /* the entry's coroutine while its body runs */
@@ -660,7 +661,11 @@ static int l_prompt(lua_State *L) {
   return 1;
 }
 
-/* Show the prompt and watch fd 0 (-> READING). */
+/*
+** Show the prompt and watch fd 0 (-> READING).  lua.c computes the prompt
+** unprotected, so an error there ends its REPL with status 1: here the
+** REPL ends (-> DONE) as at the end of input, but marked failed.
+*/
 static void show_prompt(Repl *r) {
   lua_State *L = r->L;
   const char *prompt;
@@ -668,7 +673,10 @@ static void show_prompt(Repl *r) {
   if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
     report(lua_tostring(L, -1));
     lua_pop(L, 1);
-    lua_pushstring(L, r->firstline ? PROMPT1 : PROMPT2);
+    r->failed = 1;
+    r->phase = REPL_DONE;
+    if (r->loop->state == EDDY_LOOP_RUNNING) protect(L, l_stop_loop, 0);
+    return;
   }
   prompt = lua_tostring(L, -1);
   r->phase = REPL_READING;
@@ -868,7 +876,7 @@ static int l_finish(lua_State *L) {
   return 0;
 }
 
-void eddy__repl(lua_State *L) {
+int eddy__repl(lua_State *L) {
   Repl r;
   int status, err;
   locale_t old;
@@ -922,6 +930,7 @@ void eddy__repl(lua_State *L) {
   status = lua_pcall(L, 0, 0, 0);
   repl = NULL;
   if (status != LUA_OK) lua_error(L);
+  return r.failed ? -1 : 0;
 }
 
 /* }====================================================== */

@@ -20,9 +20,10 @@ int eddy__msghandler(lua_State *L);
 void eddy__print_version(void);
 
 /* Run the REPL on the default loop until the end of input (API.md §11);
-** then cancel what still runs and close that loop.  Raises a Lua error
-** if the REPL cannot start. */
-void eddy__repl(lua_State *L);
+** then cancel what still runs and close that loop.  Returns 0, or -1
+** when a prompt's tostring failed (reported; lua.c exits with status 1
+** then).  Raises a Lua error if the REPL cannot start. */
+int eddy__repl(lua_State *L);
 
 /* Whether s (len bytes) is a Lua name that is not a keyword: such keys
 ** show as name = value and complete after a dot. */
