@@ -134,6 +134,13 @@ describe("eddy scripts and arg", function()
     assert.same({code = 0, out = "from stdin\tfalse\n", err = ""}, r)
   end)
 
+  it("an error in stdin run as the script exits 1 (lua.c exits 0 there; API.md §11)", function()
+    local r = eddy("", {stdin = "error('from stdin')"})
+    assert.equal(1, r.code)
+    assert.matches("^" .. P:gsub("%p", "%%%0") .. "stdin:1: from stdin\nstack traceback:", r.err)
+    assert.equal(1, eddy("", {stdin = "x ="}).code)
+  end)
+
   it("skips a #! first line, as busted's launcher needs", function()
     local script = cli.tempfile("#!/usr/bin/env eddy\nprint('ran')\n", ".lua")
     assert.equal("ran\n", eddy(q(script)).out)
