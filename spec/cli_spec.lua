@@ -200,6 +200,20 @@ t:await()
     assert.same({code = 5, out = "exiting\n", err = ""}, r)
   end)
 
+  it("os.exit(code, true) closes the state without reporting the tasks it ends", function()
+    -- The process ends on purpose: no "Task was destroyed but it is
+    -- pending!" for the tasks left pending (a piped REPL entry is one).
+    -- (From inside a running loop it also works, but leaves libuv's
+    -- memory to the exit: LeakSanitizer would fail this case.)
+    local r = eddy("-e " .. q[[
+      local eddy = require('eddy')
+      setmetatable({}, {__gc = function() print('finalized') end})
+      eddy.get_event_loop():create_task(eddy.sleep, 10)
+      eddy.sleep(0)  -- the task starts and waits
+      os.exit(3, true)]])
+    assert.same({code = 3, out = "finalized\n", err = ""}, r)
+  end)
+
   it("require 'eddy' works without a search path", function()
     local r = eddy("-E -e " .. q"package.path = '' package.cpath = '' print(type(require('eddy').run))")
     assert.equal("function\n", r.out)

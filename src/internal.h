@@ -86,6 +86,9 @@ struct eddy_Runtime {
   int context_ref;
   unsigned context_epoch;
   int unhandled_error;      /* set when a main-chunk error was reported */
+  /* os.exit(code, true) is closing the state: the process ends on
+  ** purpose, so the tasks it ends are not reported (task.c). */
+  int exiting;
   /* Ctrl-C reached a main chunk while it ran a loop (eddy__loop_interrupt):
   ** the run ends and raises "interrupted!" in the chunk. */
   volatile sig_atomic_t interrupted;

@@ -360,14 +360,18 @@ static void open_eddy(lua_State *L) {
 }
 
 /* os.exit([code [, close]]): Lua's own, except that closing the state
-** also frees the allocator eddy made for it (alloc.c). */
+** also frees the allocator eddy made for it (alloc.c), and the tasks it
+** ends are not reported as destroyed while pending (the exit is meant). */
 static int os_exit(lua_State *L) {
   int status;
   if (lua_isboolean(L, 1))
     status = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
   else
     status = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
-  if (lua_toboolean(L, 2)) eddy__closestate(L);
+  if (lua_toboolean(L, 2)) {
+    eddy__runtime(L)->exiting = 1;
+    eddy__closestate(L);
+  }
   exit(status);
 }
 

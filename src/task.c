@@ -878,7 +878,7 @@ static int t_gc(lua_State *L) {
   eddy_Task *t = (eddy_Task *)lua_touserdata(L, 1);
   if (t->fut.state == EDDY_FUT_PENDING) eddy__loop_tasks(t->fut.loop, -1);
   if (t->fut.state == EDDY_FUT_PENDING && t->started &&
-      t->fut.loop->state != EDDY_LOOP_CLOSED) {
+      t->fut.loop->state != EDDY_LOOP_CLOSED && !t->fut.loop->rt->exiting) {
     eddy__newcontext(L, "Task was destroyed but it is pending!", 0);
     lua_pushvalue(L, 1);
     lua_setfield(L, -2, "task");
