@@ -229,6 +229,18 @@ local repl = {
   arg_in_repl = "print(arg[0], #arg)\n",
   unfinished_string = "'abc\n",
   gc = "collectgarbage()\ncollectgarbage('count') > 0\n",
+  many_results = "table.unpack({}, 1, 300)\n",
+  print_nil = "print = nil\n1\nx = 1\n",
+  print_errors = "print = error\n'msg'\n",
+  error_levels = "error('l1', 1)\nerror('l2', 2)\nerror('l0', 0)\nlocal function f() error('deep', 2) end f()\n",
+  prompt_mid = "_PROMPT2 = '+ '\nif x then _PROMPT2 = '* '\nend\nif x then\nend\n",
+  exit_close = "os.exit(true, true)\n",
+  semicolon = ";\n;;\nreturn;\n",
+  goto_label = "::a::\ngoto b\n",
+  long_string = "[==[\nx]==]\n",
+  equals_only = "=\n= \n",
+  incomplete_error = "for i = 1, 2 do\nerror('in loop')\nend\nprint('after')\n",
+  utf8 = "'h\195\169'\nprint('\255')\n",
 }
 local names = {}
 for name in pairs(repl) do names[#names + 1] = name end
