@@ -102,6 +102,33 @@ describe("eddy.socket", function()
     assert.equal(err.errno, c2:connect_ex(addr))
   end)
 
+  -- Python: "Like connect(address), but return an error indicator instead
+  -- of raising an exception for errors returned by the C-level connect()
+  -- call"; on a closed socket that call fails with EBADF.
+  it("connect_ex on a closed socket returns EBADF, as Python's", function()
+    local s = socket.socket()
+    s:close()
+    assert.equal(9, s:connect_ex({"127.0.0.1", 1}))  -- EBADF
+    raises(errors.OSError, s.connect, s, {"127.0.0.1", 1})
+  end)
+
+  -- Python: "AF_INET address must be a pair (host, port)", "AF_INET6
+  -- address must be a tuple (host, port[, flowinfo[, scopeid]])" (TypeError:
+  -- a Lua argument error here), flowinfo and scope_id integers.
+  it("refuses address arrays with extra fields or non-integer IPv6 fields", function()
+    local s4 <close> = socket.socket()
+    assert.error_matches(function() s4:bind({"127.0.0.1", 0, 0}) end,
+      "bad argument #1 to 'bind' %(AF_INET address must be {host, port}%)")
+    local s6 <close> = socket.socket(socket.AF_INET6)
+    assert.error_matches(function() s6:bind({"::1", 0, 0, 0, 0}) end,
+      "AF_INET6 address must be {host, port%[, flowinfo%[, scope_id%]%]}")
+    assert.error_matches(function() s6:bind({"::1", 0, "x"}) end,
+      "address flowinfo must be an integer")
+    assert.error_matches(function() s6:bind({"::1", 0, 0, 1.5}) end,
+      "address scope_id must be an integer")
+    s6:bind({"::1", 0, 0, 0})
+  end)
+
   it("a non-blocking connect raises OSError EINPROGRESS (Python's BlockingIOError)", function()
     local srv <close> = socket.socket()
     srv:bind({"127.0.0.1", 0})

@@ -258,7 +258,9 @@ static int l_getnameinfo(lua_State *L) {
   lua_pop(L, 1);
   if (family == AF_UNSPEC)  /* Python resolves with AI_NUMERICHOST only */
     return eddy__uverror(L, UV_EAI_NONAME, "getnameinfo");
-  if (family == AF_INET && lua_rawlen(L, 2) != 2)  /* as Python's */
+  /* as Python's: a well-formed sockaddr of four fields is an OSError for
+  ** IPv4; any other wrong size is an argument error (eddy__socket_addr) */
+  if (family == AF_INET && (lua_rawlen(L, 2) == 3 || lua_rawlen(L, 2) == 4))
     return eddy__error(L, "OSError", "IPv4 sockaddr must be 2 tuple");
   eddy__socket_addr(L, 2, family, &ss, &len, 0);
   eddy__can_suspend(L, "getnameinfo");

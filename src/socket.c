@@ -108,6 +108,21 @@ static int host_addr(lua_State *L, const char *host, int family, int port,
   return 0;
 }
 
+/* Field i of the address array at idx: an integer, or def when absent. */
+static lua_Integer opt_field(lua_State *L, int idx, int i, const char *name,
+                             lua_Integer def) {
+  int isnum;
+  lua_Integer v;
+  if (lua_rawgeti(L, idx, i) == LUA_TNIL) v = def;
+  else {
+    v = lua_tointegerx(L, -1, &isnum);
+    if (!isnum)
+      luaL_argerror(L, idx, lua_pushfstring(L, "address %s must be an integer", name));
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
 int eddy__socket_addr(lua_State *L, int idx, int family,
                       struct sockaddr_storage *ss, socklen_t *len,
                       int resolve) {
@@ -138,6 +153,12 @@ int eddy__socket_addr(lua_State *L, int idx, int family,
       return luaL_typeerror(L, idx,
                             family == AF_INET ? "{host, port} (AF_INET address)"
                                               : "{host, port} (AF_INET6 address)");
+    /* Python's TypeError for a tuple of the wrong size: nothing ignored */
+    if (family == AF_INET && lua_rawlen(L, idx) != 2)
+      return luaL_argerror(L, idx, "AF_INET address must be {host, port}");
+    if (family == AF_INET6 && lua_rawlen(L, idx) > 4)
+      return luaL_argerror(L, idx, "AF_INET6 address must be "
+                           "{host, port[, flowinfo[, scope_id]]}");
     lua_rawgeti(L, idx, 1);
     lua_rawgeti(L, idx, 2);
     if (lua_type(L, -2) != LUA_TSTRING)
@@ -151,10 +172,8 @@ int eddy__socket_addr(lua_State *L, int idx, int family,
     lua_pop(L, 2);
     if (r == 0 && family == AF_INET6) {
       struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-      lua_Integer flowinfo = 0, scope = sin6->sin6_scope_id;
-      if (lua_rawgeti(L, idx, 3) != LUA_TNIL) flowinfo = lua_tointeger(L, -1);
-      if (lua_rawgeti(L, idx, 4) != LUA_TNIL) scope = lua_tointeger(L, -1);
-      lua_pop(L, 2);
+      lua_Integer flowinfo = opt_field(L, idx, 3, "flowinfo", 0);
+      lua_Integer scope = opt_field(L, idx, 4, "scope_id", sin6->sin6_scope_id);
       if (flowinfo < 0 || flowinfo > 0xfffff)
         return eddy__error(L, "ValueError", "flowinfo must be 0-1048575.");
       sin6->sin6_flowinfo = htonl((uint32_t)flowinfo);
@@ -533,7 +552,9 @@ static int sock_connect(lua_State *L) {
 
 /* sock:connect_ex(addr) -> 0 or errno */
 static int sock_connect_ex(lua_State *L) {
-  eddy_Socket *s = eddy__checksocket(L, 1);
+  /* not checksocket: a closed socket's connect(-1) gives EBADF to return,
+  ** as Python's (it returns "errors returned by the C-level connect()") */
+  eddy_Socket *s = checkobject(L, 1);
   lua_pushinteger(L, do_connect(L, s, 2));
   return 1;
 }
