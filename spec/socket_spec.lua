@@ -177,6 +177,20 @@ describe("eddy.socket", function()
     raises(errors.OSError, s.bind, s, string.rep("x", 200))
   end)
 
+  -- CPython's AF_UNIX check: an abstract name may fill all 108 bytes of
+  -- sun_path (the kernel wants no NUL after it); a file path needs its NUL.
+  it("an abstract name may fill sun_path; a file path leaves room for its NUL", function()
+    local name = "\0" .. ("eddy-%d-"):format(math.random(1 << 30))
+    name = name .. string.rep("y", 108 - #name)
+    local a <close> = socket.socket(socket.AF_UNIX)
+    a:bind(name)
+    assert.equal(name, a:getsockname())
+    local e = raises(errors.OSError, a.bind, a, name .. "y")
+    assert.equal("OSError: AF_UNIX path too long", tostring(e))
+    e = raises(errors.OSError, a.bind, a, "/" .. string.rep("y", 107))
+    assert.equal("OSError: AF_UNIX path too long", tostring(e))
+  end)
+
   it("blocking modes: setblocking, settimeout, gettimeout", function()
     local a, b = socket.socketpair()
     local _ <close> = a

@@ -131,18 +131,21 @@ int eddy__socket_addr(lua_State *L, int idx, int family,
     struct sockaddr_un *sun = (struct sockaddr_un *)ss;
     size_t n;
     const char *path;
+    int file;  /* a file's path, else an abstract name (or "": autobind) */
     if (lua_type(L, idx) != LUA_TSTRING)
       return luaL_typeerror(L, idx, "string (AF_UNIX address)");
     path = lua_tolstring(L, idx, &n);
-    if (n > 0 && path[0] != '\0')  /* a file: no NUL inside */
+    file = n > 0 && path[0] != '\0';
+    if (file)  /* no NUL inside */
       eddy__tocstring(L, idx, "UNIX socket path");
-    if (n >= sizeof sun->sun_path)
+    /* a file's path ends with a NUL; an abstract name has none, so it
+    ** may fill sun_path (CPython's limits) */
+    if (n + (size_t)file > sizeof sun->sun_path)
       return eddy__error(L, "OSError", "AF_UNIX path too long");
     memset(ss, 0, sizeof *ss);
     sun->sun_family = AF_UNIX;
     memcpy(sun->sun_path, path, n);
-    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n +
-                       (n > 0 && path[0] != '\0'));  /* abstract: no NUL */
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (size_t)file);
     return 0;
   }
   if (family == AF_INET || family == AF_INET6) {

@@ -206,6 +206,29 @@ def sk_nonblocking(t):
 
 
 @scenario
+def sk_misc(t):
+    a, b = S.socketpair()
+    a.send(b"peek")
+    t("recv peek", b.recv, 10, S.MSG_PEEK)
+    t("recv after peek", b.recv, 10)
+    t("recv dontwait", b.recv, 10, S.MSG_DONTWAIT)
+    t("recv neg", b.recv, -1)
+    t("dup", lambda: info(a.dup()))
+    t("accept not listening", a.accept)
+    t("listen neg backlog", lambda: S.socket().listen(-5))
+    b.close()
+    t("sendall to closed", a.sendall, b"x" * 300000)
+    t("recv closed peer", a.recv, 10)
+    a.close()
+    u, v = S.socketpair(S.AF_UNIX, S.SOCK_DGRAM)
+    t("dgram send", u.send, b"d")
+    t("dgram recvfrom", v.recvfrom, 10)
+    t("dgram recv 0", v.recv, 0)
+    u.close(); v.close()
+    t.say("constants", S.SHUT_RD, S.SHUT_WR, S.SHUT_RDWR, S.SOMAXCONN, S.MSG_PEEK)
+
+
+@scenario
 def sk_refused(t):
     s = S.socket()
     s.bind(("127.0.0.1", 0))
@@ -356,6 +379,11 @@ def sk_unix(t):
     a.close(); c.close()
     d = S.socket(S.AF_UNIX, S.SOCK_DGRAM)
     t("dgram unbound getsockname", d.getsockname)
+    t("dgram sendto missing", d.sendto, b"x", "/nonexistent/sock")
+    t("bind missing dir", d.bind, "/nonexistent/dir/sock")
+    t("bind abstract 108 bytes", lambda: S.socket(S.AF_UNIX).bind("\0%07d" % os.getpid() + "y" * 100))
+    t("bind abstract 109 bytes", lambda: S.socket(S.AF_UNIX).bind("\0" + "y" * 108))
+    t("bind path 108 bytes", lambda: S.socket(S.AF_UNIX).bind("/" + "y" * 107))
     d.close()
 
 
@@ -455,6 +483,14 @@ async def dns_getaddrinfo(t):
     await gai("port neg", "127.0.0.1", -1, type=S.SOCK_STREAM)
     await gai("port nil", "127.0.0.1", None, type=S.SOCK_STREAM)
     await gai("localhost v4", "localhost", 22, family=S.AF_INET, type=S.SOCK_STREAM)
+    await gai("localhost", "localhost", 22, type=S.SOCK_STREAM)
+    await gai("localhost canonname", "localhost", 22, family=S.AF_INET, type=S.SOCK_STREAM, flags=S.AI_CANONNAME)
+    await gai("unspec tcp proto", "127.0.0.1", 80, family=S.AF_UNSPEC, proto=S.IPPROTO_TCP)
+    await gai("passive numeric", "0.0.0.0", 80, type=S.SOCK_STREAM, flags=S.AI_PASSIVE)
+    await gai("service 0 string", "127.0.0.1", "0", type=S.SOCK_STREAM)
+    await gai("raw", "127.0.0.1", None, type=S.SOCK_RAW)
+    await gai("raw with port", "127.0.0.1", 80, type=S.SOCK_RAW)
+    await gai("v4 in v6 family v4mapped", "127.0.0.1", 80, family=S.AF_INET6, type=S.SOCK_STREAM, flags=S.AI_V4MAPPED)
     await gai("canonname", "127.0.0.1", 22, type=S.SOCK_STREAM, flags=S.AI_CANONNAME)
     await gai("numerichost", "localhost", 80, flags=S.AI_NUMERICHOST)
     await gai("numerichost ok", "127.0.0.1", 80, type=S.SOCK_DGRAM, flags=S.AI_NUMERICHOST)
