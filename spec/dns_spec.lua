@@ -137,6 +137,12 @@ describe("getnameinfo", function()
     assert.equal("22", service)
     host = loop:getnameinfo({"127.0.0.1", 0})
     assert.equal("string", type(host))
+    -- Python parses the host with getaddrinfo(AI_NUMERICHOST), which takes
+    -- inet_aton's short forms
+    host, service = loop:getnameinfo({"127.1", 80},
+                                     socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
+    assert.equal("127.0.0.1", host)
+    assert.equal("80", service)
   end))
 
   it("rejects bad sockaddrs", async(function(loop)

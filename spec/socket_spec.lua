@@ -191,6 +191,24 @@ describe("eddy.socket", function()
     assert.equal("OSError: AF_UNIX path too long", tostring(e))
   end)
 
+  -- Python: socket(fileno=-1) raises ValueError "negative file descriptor";
+  -- a family, type or proto no C int holds raises OverflowError (ValueError
+  -- here) instead of being truncated into another constant; a port must be
+  -- an int ("80" is a TypeError: an argument error).
+  it("refuses a negative fileno, out-of-range constants and numeric strings as ports", function()
+    local e = raises(errors.ValueError, socket.socket, nil, nil, nil, -1)
+    assert.equal("ValueError: negative file descriptor", tostring(e))
+    raises(errors.ValueError, socket.socket, (1 << 32) + socket.AF_INET)
+    raises(errors.ValueError, socket.socket, socket.AF_INET, (1 << 32) + socket.SOCK_STREAM)
+    raises(errors.ValueError, socket.socketpair, (1 << 32) + socket.AF_UNIX)
+    local s <close> = socket.socket()
+    assert.error_matches(function() s:bind({"127.0.0.1", "0"}) end,
+      "address port must be an integer")
+    local s6 <close> = socket.socket(socket.AF_INET6)
+    assert.error_matches(function() s6:bind({"::1", 0, "0"}) end,
+      "address flowinfo must be an integer")
+  end)
+
   it("blocking modes: setblocking, settimeout, gettimeout", function()
     local a, b = socket.socketpair()
     local _ <close> = a

@@ -116,7 +116,7 @@ static lua_Integer opt_field(lua_State *L, int idx, int i, const char *name,
   if (lua_rawgeti(L, idx, i) == LUA_TNIL) v = def;
   else {
     v = lua_tointegerx(L, -1, &isnum);
-    if (!isnum)
+    if (!isnum || lua_type(L, -1) != LUA_TNUMBER)  /* "80" is not a port */
       luaL_argerror(L, idx, lua_pushfstring(L, "address %s must be an integer", name));
   }
   lua_pop(L, 1);
@@ -167,7 +167,8 @@ int eddy__socket_addr(lua_State *L, int idx, int family,
     if (lua_type(L, -2) != LUA_TSTRING)
       return luaL_argerror(L, idx, "address host must be a string");
     port = lua_tointegerx(L, -1, &isnum);
-    if (!isnum) return luaL_argerror(L, idx, "address port must be an integer");
+    if (!isnum || lua_type(L, -1) != LUA_TNUMBER)
+      return luaL_argerror(L, idx, "address port must be an integer");
     if (port < 0 || port > 65535)
       return eddy__error(L, "ValueError", "port must be 0-65535.");
     host = eddy__tocstring(L, -2, "host");
@@ -266,6 +267,10 @@ static int checkint(lua_State *L, int i, const char *what) {
   if (v < INT_MIN || v > INT_MAX)
     return eddy__error(L, "ValueError", "%s out of range", what);
   return (int)v;
+}
+
+static int optint(lua_State *L, int i, int def, const char *what) {
+  return lua_isnoneornil(L, i) ? def : checkint(L, i, what);
 }
 
 void eddy__socket_push(lua_State *L, int fd, int family, int type,
@@ -819,11 +824,13 @@ static int new_socket(lua_State *L, int family, int type, int proto) {
 
 /* socket.socket(family, type, proto [, fileno]) */
 static int m_socket(lua_State *L) {
-  int family = (int)luaL_optinteger(L, 1, AF_INET);
-  int type = (int)luaL_optinteger(L, 2, SOCK_STREAM);
-  int proto = (int)luaL_optinteger(L, 3, 0);
+  int family = optint(L, 1, AF_INET, "family");
+  int type = optint(L, 2, SOCK_STREAM, "type");
+  int proto = optint(L, 3, 0, "proto");
   if (!lua_isnoneornil(L, 4)) {  /* wrap an existing descriptor */
     int fd = checkint(L, 4, "fileno"), real_type;
+    if (fd < 0)
+      return eddy__error(L, "ValueError", "negative file descriptor");
     socklen_t n = sizeof family;
     if (lua_isnoneornil(L, 1) &&
         getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &n) != 0)
@@ -846,9 +853,9 @@ static int m_socket(lua_State *L) {
 
 /* socket.socketpair(family, type, proto) -> a, b */
 static int m_socketpair(lua_State *L) {
-  int family = (int)luaL_optinteger(L, 1, AF_UNIX);
-  int type = (int)luaL_optinteger(L, 2, SOCK_STREAM);
-  int proto = (int)luaL_optinteger(L, 3, 0);
+  int family = optint(L, 1, AF_UNIX, "family");
+  int type = optint(L, 2, SOCK_STREAM, "type");
+  int proto = optint(L, 3, 0, "proto");
   int sv[2];
   if (socketpair(family, type | SOCK_CLOEXEC, proto, sv) != 0)
     return raise_errno(L);
