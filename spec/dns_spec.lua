@@ -137,6 +137,12 @@ describe("getnameinfo", function()
     assert.equal("22", service)
     host = loop:getnameinfo({"127.0.0.1", 0})
     assert.equal("string", type(host))
+    -- Python parses the host with getaddrinfo(AI_NUMERICHOST), which takes
+    -- inet_aton's short forms
+    host, service = loop:getnameinfo({"127.1", 80},
+                                     socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
+    assert.equal("127.0.0.1", host)
+    assert.equal("80", service)
   end))
 
   it("rejects bad sockaddrs", async(function(loop)
@@ -149,5 +155,9 @@ describe("getnameinfo", function()
     e = raises(function() loop:getnameinfo({"127.0.0.1", 80, 0, 0}) end, errors.OSError)
     assert.equal("OSError: IPv4 sockaddr must be 2 tuple", tostring(e))
     raises(function() loop:getnameinfo({"127.0.0.1", 80}, "x") end, "bad argument #2")
+    -- Python parses "si|II;getnameinfo(): illegal sockaddr argument" first
+    -- (TypeError: an argument error here), then wants an IPv4 pair (OSError)
+    argerror(function() loop:getnameinfo({"127.0.0.1"}) end, 1, "getnameinfo")
+    argerror(function() loop:getnameinfo({"::1", 80, 0, 0, 0}) end, 1, "getnameinfo")
   end))
 end)

@@ -102,6 +102,33 @@ describe("eddy.socket", function()
     assert.equal(err.errno, c2:connect_ex(addr))
   end)
 
+  -- Python: "Like connect(address), but return an error indicator instead
+  -- of raising an exception for errors returned by the C-level connect()
+  -- call"; on a closed socket that call fails with EBADF.
+  it("connect_ex on a closed socket returns EBADF, as Python's", function()
+    local s = socket.socket()
+    s:close()
+    assert.equal(9, s:connect_ex({"127.0.0.1", 1}))  -- EBADF
+    raises(errors.OSError, s.connect, s, {"127.0.0.1", 1})
+  end)
+
+  -- Python: "AF_INET address must be a pair (host, port)", "AF_INET6
+  -- address must be a tuple (host, port[, flowinfo[, scopeid]])" (TypeError:
+  -- a Lua argument error here), flowinfo and scope_id integers.
+  it("refuses address arrays with extra fields or non-integer IPv6 fields", function()
+    local s4 <close> = socket.socket()
+    assert.error_matches(function() s4:bind({"127.0.0.1", 0, 0}) end,
+      "bad argument #1 to 'bind' %(AF_INET address must be {host, port}%)")
+    local s6 <close> = socket.socket(socket.AF_INET6)
+    assert.error_matches(function() s6:bind({"::1", 0, 0, 0, 0}) end,
+      "AF_INET6 address must be {host, port%[, flowinfo%[, scope_id%]%]}")
+    assert.error_matches(function() s6:bind({"::1", 0, "x"}) end,
+      "address flowinfo must be an integer")
+    assert.error_matches(function() s6:bind({"::1", 0, 0, 1.5}) end,
+      "address scope_id must be an integer")
+    s6:bind({"::1", 0, 0, 0})
+  end)
+
   it("a non-blocking connect raises OSError EINPROGRESS (Python's BlockingIOError)", function()
     local srv <close> = socket.socket()
     srv:bind({"127.0.0.1", 0})
@@ -148,6 +175,38 @@ describe("eddy.socket", function()
     assert.equal(abstract, from)
     os.remove(path)
     raises(errors.OSError, s.bind, s, string.rep("x", 200))
+  end)
+
+  -- CPython's AF_UNIX check: an abstract name may fill all 108 bytes of
+  -- sun_path (the kernel wants no NUL after it); a file path needs its NUL.
+  it("an abstract name may fill sun_path; a file path leaves room for its NUL", function()
+    local name = "\0" .. ("eddy-%d-"):format(math.random(1 << 30))
+    name = name .. string.rep("y", 108 - #name)
+    local a <close> = socket.socket(socket.AF_UNIX)
+    a:bind(name)
+    assert.equal(name, a:getsockname())
+    local e = raises(errors.OSError, a.bind, a, name .. "y")
+    assert.equal("OSError: AF_UNIX path too long", tostring(e))
+    e = raises(errors.OSError, a.bind, a, "/" .. string.rep("y", 107))
+    assert.equal("OSError: AF_UNIX path too long", tostring(e))
+  end)
+
+  -- Python: socket(fileno=-1) raises ValueError "negative file descriptor";
+  -- a family, type or proto no C int holds raises OverflowError (ValueError
+  -- here) instead of being truncated into another constant; a port must be
+  -- an int ("80" is a TypeError: an argument error).
+  it("refuses a negative fileno, out-of-range constants and numeric strings as ports", function()
+    local e = raises(errors.ValueError, socket.socket, nil, nil, nil, -1)
+    assert.equal("ValueError: negative file descriptor", tostring(e))
+    raises(errors.ValueError, socket.socket, (1 << 32) + socket.AF_INET)
+    raises(errors.ValueError, socket.socket, socket.AF_INET, (1 << 32) + socket.SOCK_STREAM)
+    raises(errors.ValueError, socket.socketpair, (1 << 32) + socket.AF_UNIX)
+    local s <close> = socket.socket()
+    assert.error_matches(function() s:bind({"127.0.0.1", "0"}) end,
+      "address port must be an integer")
+    local s6 <close> = socket.socket(socket.AF_INET6)
+    assert.error_matches(function() s6:bind({"::1", 0, "0"}) end,
+      "address flowinfo must be an integer")
   end)
 
   it("blocking modes: setblocking, settimeout, gettimeout", function()

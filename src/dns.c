@@ -243,6 +243,20 @@ static void getnameinfo_cb(uv_getnameinfo_t *req, int status,
   free(r);
 }
 
+/* The family of a numeric host as Python's socket.getnameinfo finds it,
+** with getaddrinfo(AI_NUMERICHOST): that takes inet_aton's forms ("127.1")
+** and IPv6 scopes, and never a name (AF_UNSPEC). */
+static int numeric_family(const char *host) {
+  struct addrinfo hints, *res;
+  int family;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_flags = AI_NUMERICHOST;
+  if (getaddrinfo(host, NULL, &hints, &res) != 0) return AF_UNSPEC;
+  family = res->ai_family;
+  freeaddrinfo(res);
+  return family;
+}
+
 /* loop:getnameinfo(sockaddr, flags) -> host, service */
 static int l_getnameinfo(lua_State *L) {
   eddy_Loop *loop = eddy__checkloop(L, 1);
@@ -254,11 +268,13 @@ static int l_getnameinfo(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   if (lua_rawgeti(L, 2, 1) != LUA_TSTRING)
     return luaL_argerror(L, 2, "{host, port} expected (host is not a string)");
-  family = ip_family(lua_tostring(L, -1));
+  family = numeric_family(lua_tostring(L, -1));
   lua_pop(L, 1);
-  if (family == AF_UNSPEC)  /* Python resolves with AI_NUMERICHOST only */
+  if (family == AF_UNSPEC)
     return eddy__uverror(L, UV_EAI_NONAME, "getnameinfo");
-  if (family == AF_INET && lua_rawlen(L, 2) != 2)  /* as Python's */
+  /* as Python's: a well-formed sockaddr of four fields is an OSError for
+  ** IPv4; any other wrong size is an argument error (eddy__socket_addr) */
+  if (family == AF_INET && (lua_rawlen(L, 2) == 3 || lua_rawlen(L, 2) == 4))
     return eddy__error(L, "OSError", "IPv4 sockaddr must be 2 tuple");
   eddy__socket_addr(L, 2, family, &ss, &len, 0);
   eddy__can_suspend(L, "getnameinfo");

@@ -108,6 +108,21 @@ static int host_addr(lua_State *L, const char *host, int family, int port,
   return 0;
 }
 
+/* Field i of the address array at idx: an integer, or def when absent. */
+static lua_Integer opt_field(lua_State *L, int idx, int i, const char *name,
+                             lua_Integer def) {
+  int isnum;
+  lua_Integer v;
+  if (lua_rawgeti(L, idx, i) == LUA_TNIL) v = def;
+  else {
+    v = lua_tointegerx(L, -1, &isnum);
+    if (!isnum || lua_type(L, -1) != LUA_TNUMBER)  /* "80" is not a port */
+      luaL_argerror(L, idx, lua_pushfstring(L, "address %s must be an integer", name));
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
 int eddy__socket_addr(lua_State *L, int idx, int family,
                       struct sockaddr_storage *ss, socklen_t *len,
                       int resolve) {
@@ -116,18 +131,21 @@ int eddy__socket_addr(lua_State *L, int idx, int family,
     struct sockaddr_un *sun = (struct sockaddr_un *)ss;
     size_t n;
     const char *path;
+    int file;  /* a file's path, else an abstract name (or "": autobind) */
     if (lua_type(L, idx) != LUA_TSTRING)
       return luaL_typeerror(L, idx, "string (AF_UNIX address)");
     path = lua_tolstring(L, idx, &n);
-    if (n > 0 && path[0] != '\0')  /* a file: no NUL inside */
+    file = n > 0 && path[0] != '\0';
+    if (file)  /* no NUL inside */
       eddy__tocstring(L, idx, "UNIX socket path");
-    if (n >= sizeof sun->sun_path)
+    /* a file's path ends with a NUL; an abstract name has none, so it
+    ** may fill sun_path (CPython's limits) */
+    if (n + (size_t)file > sizeof sun->sun_path)
       return eddy__error(L, "OSError", "AF_UNIX path too long");
     memset(ss, 0, sizeof *ss);
     sun->sun_family = AF_UNIX;
     memcpy(sun->sun_path, path, n);
-    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n +
-                       (n > 0 && path[0] != '\0'));  /* abstract: no NUL */
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (size_t)file);
     return 0;
   }
   if (family == AF_INET || family == AF_INET6) {
@@ -138,12 +156,19 @@ int eddy__socket_addr(lua_State *L, int idx, int family,
       return luaL_typeerror(L, idx,
                             family == AF_INET ? "{host, port} (AF_INET address)"
                                               : "{host, port} (AF_INET6 address)");
+    /* Python's TypeError for a tuple of the wrong size: nothing ignored */
+    if (family == AF_INET && lua_rawlen(L, idx) != 2)
+      return luaL_argerror(L, idx, "AF_INET address must be {host, port}");
+    if (family == AF_INET6 && lua_rawlen(L, idx) > 4)
+      return luaL_argerror(L, idx, "AF_INET6 address must be "
+                           "{host, port[, flowinfo[, scope_id]]}");
     lua_rawgeti(L, idx, 1);
     lua_rawgeti(L, idx, 2);
     if (lua_type(L, -2) != LUA_TSTRING)
       return luaL_argerror(L, idx, "address host must be a string");
     port = lua_tointegerx(L, -1, &isnum);
-    if (!isnum) return luaL_argerror(L, idx, "address port must be an integer");
+    if (!isnum || lua_type(L, -1) != LUA_TNUMBER)
+      return luaL_argerror(L, idx, "address port must be an integer");
     if (port < 0 || port > 65535)
       return eddy__error(L, "ValueError", "port must be 0-65535.");
     host = eddy__tocstring(L, -2, "host");
@@ -151,10 +176,8 @@ int eddy__socket_addr(lua_State *L, int idx, int family,
     lua_pop(L, 2);
     if (r == 0 && family == AF_INET6) {
       struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-      lua_Integer flowinfo = 0, scope = sin6->sin6_scope_id;
-      if (lua_rawgeti(L, idx, 3) != LUA_TNIL) flowinfo = lua_tointeger(L, -1);
-      if (lua_rawgeti(L, idx, 4) != LUA_TNIL) scope = lua_tointeger(L, -1);
-      lua_pop(L, 2);
+      lua_Integer flowinfo = opt_field(L, idx, 3, "flowinfo", 0);
+      lua_Integer scope = opt_field(L, idx, 4, "scope_id", sin6->sin6_scope_id);
       if (flowinfo < 0 || flowinfo > 0xfffff)
         return eddy__error(L, "ValueError", "flowinfo must be 0-1048575.");
       sin6->sin6_flowinfo = htonl((uint32_t)flowinfo);
@@ -244,6 +267,10 @@ static int checkint(lua_State *L, int i, const char *what) {
   if (v < INT_MIN || v > INT_MAX)
     return eddy__error(L, "ValueError", "%s out of range", what);
   return (int)v;
+}
+
+static int optint(lua_State *L, int i, int def, const char *what) {
+  return lua_isnoneornil(L, i) ? def : checkint(L, i, what);
 }
 
 void eddy__socket_push(lua_State *L, int fd, int family, int type,
@@ -533,7 +560,9 @@ static int sock_connect(lua_State *L) {
 
 /* sock:connect_ex(addr) -> 0 or errno */
 static int sock_connect_ex(lua_State *L) {
-  eddy_Socket *s = eddy__checksocket(L, 1);
+  /* not checksocket: a closed socket's connect(-1) gives EBADF to return,
+  ** as Python's (it returns "errors returned by the C-level connect()") */
+  eddy_Socket *s = checkobject(L, 1);
   lua_pushinteger(L, do_connect(L, s, 2));
   return 1;
 }
@@ -795,11 +824,13 @@ static int new_socket(lua_State *L, int family, int type, int proto) {
 
 /* socket.socket(family, type, proto [, fileno]) */
 static int m_socket(lua_State *L) {
-  int family = (int)luaL_optinteger(L, 1, AF_INET);
-  int type = (int)luaL_optinteger(L, 2, SOCK_STREAM);
-  int proto = (int)luaL_optinteger(L, 3, 0);
+  int family = optint(L, 1, AF_INET, "family");
+  int type = optint(L, 2, SOCK_STREAM, "type");
+  int proto = optint(L, 3, 0, "proto");
   if (!lua_isnoneornil(L, 4)) {  /* wrap an existing descriptor */
     int fd = checkint(L, 4, "fileno"), real_type;
+    if (fd < 0)
+      return eddy__error(L, "ValueError", "negative file descriptor");
     socklen_t n = sizeof family;
     if (lua_isnoneornil(L, 1) &&
         getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &n) != 0)
@@ -822,9 +853,9 @@ static int m_socket(lua_State *L) {
 
 /* socket.socketpair(family, type, proto) -> a, b */
 static int m_socketpair(lua_State *L) {
-  int family = (int)luaL_optinteger(L, 1, AF_UNIX);
-  int type = (int)luaL_optinteger(L, 2, SOCK_STREAM);
-  int proto = (int)luaL_optinteger(L, 3, 0);
+  int family = optint(L, 1, AF_UNIX, "family");
+  int type = optint(L, 2, SOCK_STREAM, "type");
+  int proto = optint(L, 3, 0, "proto");
   int sv[2];
   if (socketpair(family, type | SOCK_CLOEXEC, proto, sv) != 0)
     return raise_errno(L);

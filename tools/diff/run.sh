@@ -1,14 +1,15 @@
 #!/bin/sh
 # Run a harness under CPython and under eddy and diff their traces.
-# Usage: tools/diff/run.sh [proc|tls] [scenario-prefix]  (proc by default:
-# proc.py/proc.lua; tls: tls.py/tls.lua, with certificates made for the
-# run).  PYTHON: the interpreter, default CPython 3.13 from pyenv; EDDY:
-# the eddy binary, default build/eddy.
+# Usage: tools/diff/run.sh [proc|tls|socket] [scenario-prefix]  (proc by
+# default: proc.py/proc.lua; tls: tls.py/tls.lua, with certificates made
+# for the run; socket: socket.py/socket.lua).  PYTHON: the interpreter,
+# default CPython 3.13 from pyenv; EDDY: the eddy binary, default
+# build/eddy.
 here=$(dirname "$0")
 PYTHON=${PYTHON:-$(ls /root/.pyenv/versions/3.13*/bin/python3 2>/dev/null | tail -1)}
 EDDY=${EDDY:-$here/../../build/eddy}
 harness=proc
-case "$1" in proc|tls) harness=$1; shift ;; esac
+case "$1" in proc|tls|socket) harness=$1; shift ;; esac
 if [ "$harness" = tls ]; then
   certs=$(mktemp -d)
   trap 'rm -rf "$certs"' EXIT
