@@ -175,7 +175,8 @@ void eddy__instantiate_class(lua_State *L, int i) {
 /*
 ** Message handler: error objects (tables) get a 'traceback' field (kept
 ** if they have one); anything else becomes its string plus a traceback,
-** as lua.c's msghandler does.
+** as lua.c's msghandler does, unless it is a string that has one already
+** (rethrown from an inner protected call, whose traceback goes deeper).
 */
 int eddy__traceback(lua_State *L) {
   eddy__instantiate_class(L, 1);
@@ -190,6 +191,8 @@ int eddy__traceback(lua_State *L) {
   }
   {
     const char *msg = lua_tostring(L, 1);
+    if (lua_type(L, 1) == LUA_TSTRING && strstr(msg, "\nstack traceback:"))
+      return 1;
     if (msg == NULL) {
       if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
         return 1;

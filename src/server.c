@@ -157,7 +157,7 @@ static int accept_one(lua_State *L) {
   lua_pushvalue(L, 3);
   lua_pushvalue(L, 5);
   lua_pushvalue(L, 2);
-  if (lua_pcall(L, 3, 0, 0) != LUA_OK) {  /* a protocol whose lookups raise */
+  if (lua_pcall(L, 3, 0, 4) != LUA_OK) {  /* a protocol whose lookups raise */
     s->state = EDDY_STREAM_CLOSED;
     eddy__uv_close(L, &s->uv);  /* its close leaves the server */
     return lua_error(L);
