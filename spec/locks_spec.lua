@@ -1164,3 +1164,31 @@ describe("Barrier", function()
     assert.equals(0, b.n_waiting)
   end))
 end)
+
+describe("constructors take no options, as asyncio's take no keyword", function()
+  -- API.md §1: "A trailing plain table (no metatable) after all
+  -- positionals is the options table"; asyncio's primitives have no
+  -- keyword-only parameter (3.10 removed loop=, a TypeError since), so
+  -- any option is an unexpected keyword: an argument error.
+  it("Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier refuse one", function()
+    local argerror = checks.argerror
+    checks.raises(function() eddy.Lock({loop = true}) end,
+                  "bad argument #1 to 'Lock' (unknown option 'loop')")
+    argerror(function() eddy.Event({loop = true}) end, 1, "Event")
+    argerror(function() eddy.Condition(nil, {loop = true}) end, 2, "Condition")
+    argerror(function() eddy.Condition(eddy.Lock(), {loop = true}) end, 2, "Condition")
+    argerror(function() eddy.Semaphore(2, {loop = true}) end, 2, "Semaphore")
+    argerror(function() eddy.BoundedSemaphore(nil, {loop = true}) end, 2, "BoundedSemaphore")
+    argerror(function() eddy.Barrier(2, {loop = true}) end, 2, "Barrier")
+    -- an argument past the positionals that is no options table, as
+    -- asyncio's TypeError for too many positional arguments
+    checks.raises(function() eddy.Lock(5) end,
+                  "bad argument #1 to 'Lock' (options table expected, got number)")
+    -- an empty table holds no keyword
+    assert.is_false(eddy.Lock({}):locked())
+    assert.is_false(eddy.Event({}):is_set())
+    assert.is_false(eddy.Condition(nil, {}):locked())
+    assert.is_false(eddy.BoundedSemaphore(1, {}):locked())
+    assert.equal(2, eddy.Barrier(2, {}).parties)
+  end)
+end)

@@ -103,6 +103,20 @@ describe("Queue basics", function()
   end))
 end)
 
+describe("Queue constructors", function()
+  -- API.md §1: a trailing plain table is the options table; asyncio's
+  -- Queue(maxsize=0) has no keyword-only parameter (3.10 removed loop=,
+  -- a TypeError since), so any option is an argument error.
+  it("refuse options, as asyncio refuses an unexpected keyword", function()
+    for _, name in ipairs {"Queue", "PriorityQueue", "LifoQueue"} do
+      checks.raises(function() eddy[name](0, {loop = true}) end,
+                    "bad argument #2 to '" .. name .. "' (unknown option 'loop')")
+      checks.argerror(function() eddy[name](nil, {loop = true}) end, 2, name)
+      assert.equal(3, eddy[name](3, {}).maxsize)  -- an empty table holds no keyword
+    end
+  end)
+end)
+
 describe("Queue get", function()
   it("test_blocking_get", async(function()
     local q = eddy.Queue()

@@ -461,6 +461,29 @@ describe("options tables", function()
                   {f}, 5)
     f:cancel()
   end))
+
+  -- API.md §1: "A trailing plain table (no metatable) after all
+  -- positionals is the options table".  These have no keyword-only
+  -- parameter in asyncio (3.10 removed shield's and wait_for's loop=), so
+  -- any option is an unexpected keyword, asyncio's TypeError.
+  it("shield, wait_for, timeout, timeout_at and TaskGroup take no option", async(function(loop)
+    local f = loop:create_future()
+    checks.raises(eddy.shield, "bad argument #2 to 'shield' (unknown option 'loop')", f, {loop = loop})
+    checks.raises(eddy.wait_for, "bad argument #3 to 'wait_for' (unknown option 'loop')", f, 1, {loop = loop})
+    checks.raises(eddy.wait_for, "bad argument #3 to 'wait_for' (options table expected, got number)", f, 1, 2)
+    checks.raises(eddy.timeout, "bad argument #2 to 'timeout' (unknown option 'loop')", 1, {loop = loop})
+    checks.raises(eddy.timeout_at, "bad argument #2 to 'timeout_at' (unknown option 'loop')", nil, {loop = loop})
+    checks.raises(eddy.TaskGroup, "bad argument #1 to 'TaskGroup' (unknown option 'loop')", {loop = loop})
+    assert.is_false(f:done())  -- nothing was started on it
+    -- an empty table holds no keyword
+    f:set_result(7)
+    assert.equal(7, eddy.wait_for(f, 1, {}))
+    assert.equal(f, eddy.shield(f, {}))
+    do
+      local t <close> = eddy.timeout(5, {})
+      local tg <close> = eddy.TaskGroup({})
+    end
+  end))
 end)
 
 describe("eddy.as_completed, concurrent steps", function()

@@ -49,6 +49,11 @@ function args.check_options(fname, n, opts, allowed)
   return opts
 end
 
+-- The 'allowed' of check_options for a function with no keyword-only
+-- parameter in asyncio: a trailing plain table is still its options
+-- table (API.md §1), and any option in it an unexpected keyword.
+args.NONE = {}
+
 -- A __newindex refusing the read-only fields of instances of cls (the
 -- keys of 'fields'), as Python's properties without a setter; other keys
 -- are set as usual.  __index serves those fields from elsewhere, so an

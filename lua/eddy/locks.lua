@@ -78,7 +78,8 @@ end
 
 local Lock = class("eddy.Lock")
 
-function eddy.Lock()
+function eddy.Lock(opts)
+  args.check_options("Lock", 1, opts, args.NONE)
   return setmetatable({_locked = false, _waiters = nil}, Lock)
 end
 
@@ -153,7 +154,8 @@ end
 
 local Event = class("eddy.Event")
 
-function eddy.Event()
+function eddy.Event(opts)
+  args.check_options("Event", 1, opts, args.NONE)
   return setmetatable({_value = false, _waiters = Deque.new()}, Event)
 end
 
@@ -196,7 +198,8 @@ function Event:wait() return self:_wait("wait") end
 local Condition = class("eddy.Condition")
 
 -- eddy.Condition(lock): lock defaults to a new Lock.
-function eddy.Condition(lock)
+function eddy.Condition(lock, opts)
+  args.check_options("Condition", 2, opts, args.NONE)
   if lock == nil then
     lock = eddy.Lock()
   elseif getmetatable(lock) ~= Lock then
@@ -313,7 +316,10 @@ local function new_semaphore(cls, fname, value)
   return setmetatable({_value = value, _bound_value = value, _waiters = nil}, cls)
 end
 
-function eddy.Semaphore(value) return new_semaphore(Semaphore, "Semaphore", value) end
+function eddy.Semaphore(value, opts)
+  args.check_options("Semaphore", 2, opts, args.NONE)
+  return new_semaphore(Semaphore, "Semaphore", value)
+end
 
 function Semaphore:_repr_info()
   local w = self._waiters
@@ -375,7 +381,8 @@ for k, v in pairs(Semaphore) do
 end
 BoundedSemaphore.__index = BoundedSemaphore
 
-function eddy.BoundedSemaphore(value)
+function eddy.BoundedSemaphore(value, opts)
+  args.check_options("BoundedSemaphore", 2, opts, args.NONE)
   return new_semaphore(BoundedSemaphore, "BoundedSemaphore", value)
 end
 
@@ -420,7 +427,8 @@ function Barrier.__tostring(self)
   return string.format("<eddy.Barrier [%s], waiters:%d/%d>", s, self.n_waiting, self._parties)
 end
 
-function eddy.Barrier(parties)
+function eddy.Barrier(parties, opts)
+  args.check_options("Barrier", 2, opts, args.NONE)
   parties = check_count("Barrier", parties, 2)
   if parties < 1 then error(errors.ValueError("parties must be > 0"), 2) end
   -- _cond is notified whenever the state changes.

@@ -143,9 +143,18 @@ local function new_queue(storage, name, maxsize)
   return self
 end
 
-function eddy.Queue(maxsize) return new_queue(fifo, "Queue", maxsize) end
-function eddy.PriorityQueue(maxsize) return new_queue(heap, "PriorityQueue", maxsize) end
-function eddy.LifoQueue(maxsize) return new_queue(lifo, "LifoQueue", maxsize) end
+function eddy.Queue(maxsize, opts)
+  args.check_options("Queue", 2, opts, args.NONE)
+  return new_queue(fifo, "Queue", maxsize)
+end
+function eddy.PriorityQueue(maxsize, opts)
+  args.check_options("PriorityQueue", 2, opts, args.NONE)
+  return new_queue(heap, "PriorityQueue", maxsize)
+end
+function eddy.LifoQueue(maxsize, opts)
+  args.check_options("LifoQueue", 2, opts, args.NONE)
+  return new_queue(lifo, "LifoQueue", maxsize)
+end
 
 function queue_tostring(self)
   local s = string.format("<eddy.%s maxsize=%s", self._name, self.maxsize)

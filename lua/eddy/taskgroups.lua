@@ -41,7 +41,8 @@ function TaskGroup:__tostring()
 end
 
 -- eddy.TaskGroup() -> an entered group (a to-be-closed value)
-function eddy.TaskGroup()
+function eddy.TaskGroup(opts)
+  args.check_options("TaskGroup", 1, opts, args.NONE)
   local parent = C.current_task()
   if parent == nil then
     error(errors.RuntimeError("TaskGroup cannot determine the parent task: use it inside a task"), 2)

@@ -248,8 +248,9 @@ end
 -- eddy.wait_for(aw, timeout) -> aw's results (S).  On timeout aw is
 -- cancelled, waited for, and TimeoutError raised (asyncio 3.12: a
 -- timeout scope around the await).
-local function wait_for(aw, timeout)
+local function wait_for(aw, timeout, opts)
   check_number(timeout, 2, "wait_for")
+  args.check_options("wait_for", 3, opts, args.NONE)
   local in_task = can_suspend("wait_for")
   local fut = ensure_future(aw, nil, 3, "wait_for", 1)
   if not in_task then
@@ -277,7 +278,8 @@ eddy.wait_for = wait_for
 
 -- eddy.shield(aw) -> Future: cancelling it (or the task awaiting it)
 -- leaves aw running.
-function eddy.shield(aw)
+function eddy.shield(aw, opts)
+  args.check_options("shield", 2, opts, args.NONE)
   local inner = ensure_future(aw, nil, 3, "shield", 1)
   if inner:done() then return inner end
   local outer = inner:get_loop():create_future()

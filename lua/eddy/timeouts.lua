@@ -17,6 +17,7 @@
 local eddy = require "eddy"
 local errors = require "eddy.errors"
 local C = eddy._core
+local args = require "eddy.args"
 
 local ACTIVE, EXPIRING, EXPIRED, FINISHED = "active", "expiring", "expired", "finished"
 
@@ -103,7 +104,8 @@ local function enter(when, fname)
 end
 
 -- eddy.timeout(delay) -> scope expiring 'delay' seconds from now (nil: never)
-function eddy.timeout(delay)
+function eddy.timeout(delay, opts)
+  args.check_options("timeout", 2, opts, args.NONE)
   if delay ~= nil and type(delay) ~= "number" then
     error("bad argument #1 to 'timeout' (number expected, got " .. type(delay) .. ")", 2)
   end
@@ -112,7 +114,8 @@ function eddy.timeout(delay)
 end
 
 -- eddy.timeout_at(when) -> scope expiring at loop time 'when' (nil: never)
-function eddy.timeout_at(when)
+function eddy.timeout_at(when, opts)
+  args.check_options("timeout_at", 2, opts, args.NONE)
   if when ~= nil and type(when) ~= "number" then
     error("bad argument #1 to 'timeout_at' (number expected, got " .. type(when) .. ")", 2)
   end
