@@ -739,6 +739,35 @@ describe("open_connection / start_server", function()
     end
   end))
 
+  -- The choice recorded in streams.md: as the sync primitives and queues,
+  -- a read or drain raises from a callback only when it would have to
+  -- wait (asyncio's awaits of them do not suspend then either).
+  it("from a callback, a read served from the buffer returns; one that would wait names itself",
+     async(function(loop)
+    local done = loop:create_future()
+    loop:call_soon(function()
+      local reader = eddy.StreamReader()
+      reader:feed_data("ab\ncd")
+      local got = {reader:readline(), reader:read(1), reader:readuntil("d"), reader:readexactly(0)}
+      local errs = {}
+      for name, fn in pairs({
+        read = function(r) r:read(5) end,
+        readline = function(r) r:readline() end,
+        readexactly = function(r) r:readexactly(2) end,
+        readuntil = function(r) r:readuntil("!") end,
+      }) do
+        errs[name] = select(2, pcall(fn, eddy.StreamReader()))  -- nothing buffered
+      end
+      done:set_result(got, errs)
+    end)
+    local got, errs = net.wait(done)
+    assert.same({"ab\n", "c", "d", ""}, got)
+    for _, name in ipairs {"read", "readline", "readexactly", "readuntil"} do
+      assert.is_true(errors.is(errs[name], errors.RuntimeError), name)
+      assert.truthy(tostring(errs[name]):find(name .. "() cannot suspend here", 1, true), tostring(errs[name]))
+    end
+  end))
+
   it("the limit option reaches the server's readers (test_readline_limit)", async(function()
     local seen = eddy.get_running_loop():create_future()
     local srv <close>, port = serve(function(reader, writer)
