@@ -240,6 +240,12 @@ describe("loop:subprocess_exec", function()
     argerror(function() loop:subprocess_exec(f, 42) end, 2, "subprocess_exec")
     argerror(function() loop:subprocess_exec(f, "echo", {}, "x") end, 3, "subprocess_exec")
     argerror(function() loop:subprocess_exec(f, "true", {bogus = 1}) end, 3, "subprocess_exec")
+    -- worded as every other options table's (asyncio: TypeError for an
+    -- unexpected keyword, API.md §1)
+    raises(function() loop:subprocess_shell(f, "true", {bogus = 1}) end,
+           "bad argument #3 to 'subprocess_shell' (unknown option 'bogus')")
+    raises(function() eddy.create_subprocess_exec("true", {bogus = 1}) end,
+           "bad argument #2 to 'create_subprocess_exec' (unknown option 'bogus')")
     argerror(function() loop:subprocess_shell(f, nil) end, 2, "subprocess_shell")
     argerror(function() loop:subprocess_shell(f, "true", {stdout = "x"}) end, 3, "subprocess_shell")
     argerror(function() loop:subprocess_shell(f, "true", {env = {A = 1}}) end, 3, "subprocess_shell")

@@ -56,7 +56,7 @@ local function spawn_options(fname, n, opts, extra, default_stdio)
   end
   for k in pairs(opts) do
     if not loop_options[k] and not (extra and extra[k]) then
-      error(args.message(fname, n, "options", opts) .. ": unknown option '" .. tostring(k) .. "'", 3)
+      error(args.unknown_option(fname, n, k), 3)
     end
   end
   local spawn = {}
