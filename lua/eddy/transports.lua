@@ -650,6 +650,7 @@ end
 
 -- server:start_serving() (suspending)
 function Server:start_serving()
+  can_suspend("start_serving")  -- before it starts: a callback gets the error, not a server
   self:_start()
   eddy.sleep(0)
 end
@@ -660,6 +661,7 @@ function Server:serve_forever()
   if fields.serving_fut ~= nil then
     error(errors.RuntimeError("server is already being awaited on serve_forever()"), 2)
   end
+  can_suspend("serve_forever")
   if not self:_start() then error(errors.RuntimeError("server is closed"), 2) end
   local fut = self:get_loop():create_future()
   fields.serving_fut = fut
