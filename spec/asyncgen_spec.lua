@@ -160,14 +160,7 @@ describe("eddy.asyncgen", function()
   -- RuntimeError naming the function", with or without generators open.
   it("shutdown_asyncgens from a plain callback raises RuntimeError, even with nothing to close",
      checks.with_loop(function(loop)
-    local err
-    loop:call_soon(function()
-      err = select(2, pcall(loop.shutdown_asyncgens, loop))
-      loop:stop()
-    end)
-    loop:run_forever()
-    assert.is_true(errors.is(err, errors.RuntimeError), tostring(err))
-    assert.matches("^RuntimeError: shutdown_asyncgens%(%) cannot suspend here", tostring(err))
+    checks.cannot_suspend(loop, "shutdown_asyncgens", loop.shutdown_asyncgens, loop)
   end))
 
   -- asyncio's _asyncgen_firstiter_hook registers a generator started
