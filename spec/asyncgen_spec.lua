@@ -156,6 +156,13 @@ describe("eddy.asyncgen", function()
     assert.equals("created", g3._state)
   end))
 
+  -- API.md §1: a suspending function "called outside a task raises
+  -- RuntimeError naming the function", with or without generators open.
+  it("shutdown_asyncgens from a plain callback raises RuntimeError, even with nothing to close",
+     checks.with_loop(function(loop)
+    checks.cannot_suspend(loop, "shutdown_asyncgens", loop.shutdown_asyncgens, loop)
+  end))
+
   -- asyncio's _asyncgen_firstiter_hook registers a generator started
   -- after shutdown_asyncgens() too (with a ResourceWarning), so a later
   -- shutdown_asyncgens() still closes it.

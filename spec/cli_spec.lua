@@ -294,6 +294,18 @@ print("chunk returns")
     assert.same({code = 0, out = "hello\nclosed\ttrue\n", err = ""}, r)
   end)
 
+  it("top-level suspension on another loop's future runs that loop (docs/cli.md)", function()
+    local r = eddy("-e " .. q[[
+      local eddy = require 'eddy'
+      local other = eddy.new_event_loop()
+      local fut = other:create_future()
+      other:call_later(0.01, fut.set_result, fut, 'from other')
+      eddy.get_event_loop():call_soon(print, 'default ran')
+      print(fut:await(), other:is_running())
+      other:close()]])
+    assert.same({code = 0, out = "from other\tfalse\ndefault ran\n", err = ""}, r)
+  end)
+
   it("an error a custom exception handler takes leaves the status 0", function()
     local r = eddy("-e " .. q[[
       local loop = require('eddy').get_event_loop()

@@ -512,6 +512,15 @@ describe("default executor", function()
                  .. "loop:create_task)\n", out)
   end)
 
+  -- API.md §1: a suspending function "called outside a task raises
+  -- RuntimeError naming the function", with or without work to wait for.
+  it("shutdown_default_executor from a plain callback raises RuntimeError with no executor too",
+     checks.with_loop(function(loop)
+    checks.cannot_suspend(loop, "shutdown_default_executor", loop.shutdown_default_executor, loop)
+    -- the call did nothing: the default executor still takes jobs
+    assert.equal("number", loop:run_until_complete(loop:run_in_executor(nil, type, 1)))
+  end))
+
   it("warns with a RuntimeWarning on timeout", function()
     local code, out = checks.run_script([[
       warn("@on")

@@ -201,6 +201,25 @@ describe("create_server", function()
     assert.equal(0, made)
   end))
 
+  -- API.md §1: a suspending function "called outside a task raises
+  -- RuntimeError naming the function" (not a function it calls).
+  it("start_serving and serve_forever from a plain callback raise RuntimeError naming themselves, serving nothing",
+     async(function(loop)
+    local srv <close> = loop:create_server(function() return {} end, "127.0.0.1", 0,
+                                           {start_serving = false})
+    local errs = {}
+    local done = loop:create_future()
+    loop:call_soon(function()
+      errs[1] = select(2, pcall(srv.start_serving, srv))
+      errs[2] = select(2, pcall(srv.serve_forever, srv))
+      done:set_result()
+    end)
+    done:await()
+    assert.matches("^RuntimeError: start_serving%(%) cannot suspend here", tostring(errs[1]))
+    assert.matches("^RuntimeError: serve_forever%(%) cannot suspend here", tostring(errs[2]))
+    assert.is_false(srv:is_serving())
+  end))
+
   it("rejects bad arguments with clear errors", async(function(loop)
     argerror(function() loop:create_server(42) end, 1, "create_server")
     argerror(function() loop:create_server(function() end, 42, 0) end, 2, "create_server")

@@ -240,6 +240,12 @@ describe("loop:subprocess_exec", function()
     argerror(function() loop:subprocess_exec(f, 42) end, 2, "subprocess_exec")
     argerror(function() loop:subprocess_exec(f, "echo", {}, "x") end, 3, "subprocess_exec")
     argerror(function() loop:subprocess_exec(f, "true", {bogus = 1}) end, 3, "subprocess_exec")
+    -- worded as every other options table's (asyncio: TypeError for an
+    -- unexpected keyword, API.md §1)
+    raises(function() loop:subprocess_shell(f, "true", {bogus = 1}) end,
+           "bad argument #3 to 'subprocess_shell' (unknown option 'bogus')")
+    raises(function() eddy.create_subprocess_exec("true", {bogus = 1}) end,
+           "bad argument #2 to 'create_subprocess_exec' (unknown option 'bogus')")
     argerror(function() loop:subprocess_shell(f, nil) end, 2, "subprocess_shell")
     argerror(function() loop:subprocess_shell(f, "true", {stdout = "x"}) end, 3, "subprocess_shell")
     argerror(function() loop:subprocess_shell(f, "true", {env = {A = 1}}) end, 3, "subprocess_shell")
@@ -357,6 +363,32 @@ describe("eddy.create_subprocess_exec / _shell", function()
     argerror(function() eddy.create_subprocess_shell("true", {bogus = true}) end, 2,
              "create_subprocess_shell")
     argerror(function() eddy.create_subprocess_exec(nil) end, 1, "create_subprocess_exec")
+  end))
+
+  -- API.md §1: an attribute is "a read-only field" (asyncio's pid and
+  -- returncode are properties; stdin/stdout/stderr plain attributes).
+  it("Process: pid and returncode are read-only fields", async(function(loop)
+    local p = eddy.create_subprocess_exec("true")
+    local pid = p.pid
+    raises(function() p.pid = 1 end, "field 'pid' of eddy.Process is read-only")
+    raises(function() p.returncode = 1 end, "field 'returncode' of eddy.Process is read-only")
+    assert.equal(0, p:wait())
+    assert.equal(pid, p.pid)
+    assert.equal(0, p.returncode)
+  end))
+
+  -- API.md §1: a suspending function "called outside a task raises
+  -- RuntimeError naming the function", as communicate() does, also once
+  -- the process has exited.
+  it("Process:wait() from a plain callback raises RuntimeError, also after the exit",
+     async(function(loop)
+    local p = eddy.create_subprocess_exec("true")
+    assert.equal(0, p:wait())
+    local done = loop:create_future()
+    loop:call_soon(function() done:set_result(select(2, pcall(p.wait, p))) end)
+    local err = net.wait(done)
+    assert.is_true(errors.is(err, errors.RuntimeError), tostring(err))
+    assert.matches("^RuntimeError: wait%(%) cannot suspend here", tostring(err))
   end))
 
   it("works at a script's top level: the calls run the default loop (API.md §11)", function()

@@ -817,4 +817,18 @@ describe("Task stacks", function()
     checks.raises(t.get_stack, "eddy.Task expected", {})
     t:await()
   end))
+
+  -- API.md §1: "bad argument type (a programming error): standard Lua
+  -- argument error", naming the method called, whichever way its
+  -- arguments came.
+  it("print_stack checks its arguments: errors name print_stack (API.md §1)", async(function(loop)
+    local t = loop:create_task(function() end)
+    argerror(function() t:print_stack("x") end, 1, "print_stack")
+    argerror(function() t:print_stack({limit = "x"}) end, 1, "print_stack")
+    raises(function() t:print_stack(nil, 5) end,
+           "bad argument #2 to 'print_stack' (file expected, got number)")
+    raises(function() t:print_stack({file = true}) end,
+           "bad argument #1 to 'print_stack' (file expected, got boolean)")
+    t:await()
+  end))
 end)

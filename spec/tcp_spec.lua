@@ -125,6 +125,17 @@ describe("create_connection", function()
     assert.is_true(t2:is_closing())
   end))
 
+  -- API.md §1: "bad argument type (a programming error): standard Lua
+  -- argument error"; sock is positional here, not the option.
+  it("connect_accepted_socket: a sock that is not a socket is a standard argument error",
+     async(function(loop)
+    local factory = function() return {} end
+    checks.raises(function() loop:connect_accepted_socket(factory, 5) end,
+                  "bad argument #2 to 'connect_accepted_socket' (socket expected, got number)")
+    checks.raises(function() loop:connect_accepted_socket(factory) end,
+                  "bad argument #2 to 'connect_accepted_socket' (socket expected, got nil)")
+  end))
+
   it("connect_accepted_socket is suspending: a plain callback gets RuntimeError, the socket stays",
      async(function(loop)
     local a, b = eddy.socket.socketpair()

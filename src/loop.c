@@ -480,6 +480,7 @@ static eddy_Loop *loop_new(lua_State *L, uv_loop_t *uv) {
   } else {
     loop->uv = uv;
   }
+  uv_mutex_init(&loop->ts_lock);  /* with loop->uv set: l_core_gc destroys it */
   eddy__fds_track_loop(loop);
   uv_idle_init(loop->uv, &loop->idle);
   uv_timer_init(loop->uv, &loop->wake);
@@ -487,7 +488,6 @@ static eddy_Loop *loop_new(lua_State *L, uv_loop_t *uv) {
   uv_unref((uv_handle_t *)&loop->async);  /* see update_keepalive */
   uv_prepare_init(loop->uv, &loop->fd_check);
   uv_unref((uv_handle_t *)&loop->fd_check);  /* no work of its own */
-  uv_mutex_init(&loop->ts_lock);
   loop->uv_handles_open = 4;
   lua_createtable(L, READY_INITIAL, 0);
   loop->ready_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -874,7 +874,8 @@ static void loop_close(lua_State *L, eddy_Loop *loop) {
   loop->tasks_ref = LUA_NOREF;
   loop->ready_ref = loop->anchors_ref = LUA_NOREF;
   loop->handler_ref = loop->factory_ref = LUA_NOREF;
-  uv_mutex_destroy(&loop->ts_lock);
+  /* ts_lock stays: eddy_call_soon_threadsafe may still take it to find
+  ** ts_refused, until the loop is collected (l_core_gc). */
 }
 
 /* loop:close(): pending callbacks are dropped; idempotent. */
@@ -898,6 +899,7 @@ static int l_close(lua_State *L) {
 static int l_core_gc(lua_State *L) {
   eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOPCORE);
   if (loop->state == EDDY_LOOP_IDLE) loop_close(L, loop);
+  if (loop->uv != NULL) uv_mutex_destroy(&loop->ts_lock);  /* see loop_new */
   return 0;
 }
 

@@ -84,12 +84,17 @@ int eddy__sock_wait(lua_State *L, eddy_Loop *loop, int fd, int event,
   return eddy__await(L, F, what);
 }
 
-/* Try once; wait for readiness if the call would block. */
+/* Try once; wait for readiness if the call would block.  A suspending
+** function raises where nothing can suspend before it tries (API.md §1),
+** even when the call would not block: whether it waits must not decide
+** whether it works. */
 static int run(lua_State *L, eddy_Loop *loop, int event,
                eddy_SockAttempt attempt, lua_CFunction ready,
                const char *what) {
   eddy_Socket *s = (eddy_Socket *)lua_touserdata(L, 2);
-  int r = attempt(L, 2);
+  int r;
+  eddy__can_suspend(L, what);
+  r = attempt(L, 2);
   if (r >= 0) return r;
   if (r == EDDY_SOCK_FAILED) return lua_error(L);
   return eddy__sock_wait(L, loop, s->fd, event, ready, 2, what);
@@ -386,6 +391,7 @@ static int l_sock_connect(lua_State *L) {
   eddy__checkloop(L, 1);
   s = eddy__sock_checknb(L, 2);
   lua_settop(L, 3);
+  eddy__can_suspend(L, "sock_connect");
   if (needs_resolving(L, s, 3)) {
     lua_getfield(L, 1, "getaddrinfo");
     lua_pushvalue(L, 1);

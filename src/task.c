@@ -809,12 +809,19 @@ static int t_print_stack(lua_State *L) {
   static const char *const opts[] = {"limit", "file", NULL};
   eddy_Task *t = checktask(L, 1);
   int failed = (t->fut.flags & FUT_EXCEPTION) != 0, frames, out = 3, task;
+  int file_arg = 3;  /* where the caller gave the file, for its errors */
   lua_Integer i, n;
   lua_settop(L, 3);
   if (stack_options(L, 2, opts)) {  /* {limit =, file =} */
     lua_replace(L, 3);
     lua_replace(L, 2);
+    file_arg = 2;
   }
+  /* Checked here, so that the errors name print_stack. */
+  luaL_optinteger(L, 2, 0);
+  if (!lua_isnil(L, out) && !lua_istable(L, out) && !lua_isuserdata(L, out))
+    luaL_argerror(L, file_arg, lua_pushfstring(L, "file expected, got %s",
+                                               luaL_typename(L, out)));
   lua_pushcfunction(L, t_get_stack);
   lua_pushvalue(L, 1);
   lua_pushvalue(L, 2);

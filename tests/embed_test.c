@@ -257,6 +257,18 @@ static void test_threadsafe_raises(void) {
   eddy_close(E);
 }
 
+/* The loop eddy_new made, closed by a script: a thread-safe call is
+** refused with a negative error (eddy.h), and never runs. */
+static void test_threadsafe_after_close(void) {
+  eddy_State *E = eddy_new(NULL);
+  dostring(E, "require('eddy').get_event_loop():close()");
+  check(eddy_call_soon_threadsafe(E, marking_call, NULL) < 0,
+        "eddy_call_soon_threadsafe on a closed loop returns a negative error");
+  check(eddy_run(E, UV_RUN_DEFAULT) == 0 && !global_true(E, "marked"),
+        "... and the refused call never runs");
+  eddy_close(E);
+}
+
 /* Runs on the loop thread: complete the future the task waits on. */
 static void complete_future(lua_State *L, void *arg) {
   (void)arg;
@@ -363,6 +375,7 @@ int main(void) {
   test_host_loop();
   test_threadsafe();
   test_threadsafe_raises();
+  test_threadsafe_after_close();
   test_pending_task_is_live();
   test_unhandled_error();
   test_two_states();

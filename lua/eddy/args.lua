@@ -30,6 +30,12 @@ function args.message(fname, n, expected, v)
                        n, fname, expected, args.typename(v))
 end
 
+-- The message of an options table holding a name fname does not take.
+function args.unknown_option(fname, n, k)
+  return string.format("bad argument #%d to '%s' (unknown option '%s')",
+                       n, fname, tostring(k))
+end
+
 -- The options table at argument n of fname (the keyword-only
 -- parameters): nil or a plain table holding only the names in 'allowed';
 -- returns it, or {} for nil.  asyncio raises TypeError for an unexpected
@@ -42,8 +48,7 @@ function args.check_options(fname, n, opts, allowed)
   end
   for k in pairs(opts) do
     if not allowed[k] then
-      error(string.format("bad argument #%d to '%s' (unknown option '%s')",
-                          n, fname, tostring(k)), 3)
+      error(args.unknown_option(fname, n, k), 3)
     end
   end
   return opts

@@ -56,7 +56,7 @@ local function spawn_options(fname, n, opts, extra, default_stdio)
   end
   for k in pairs(opts) do
     if not loop_options[k] and not (extra and extra[k]) then
-      error(args.message(fname, n, "options", opts) .. ": unknown option '" .. tostring(k) .. "'", 3)
+      error(args.unknown_option(fname, n, k), 3)
     end
   end
   local spawn = {}
@@ -391,10 +391,15 @@ subprocess.Process = Process
 
 local process_methods = {}
 
+-- pid and returncode are read-only fields (asyncio's properties, API.md
+-- §1); stdin, stdout and stderr are plain ones, as asyncio's attributes.
 function Process.__index(self, key)
   if key == "returncode" then return rawget(self, "_transport"):get_returncode() end
+  if key == "pid" then return rawget(self, "_pid") end
   return process_methods[key]
 end
+
+Process.__newindex = args.read_only(Process, {pid = true, returncode = true})
 
 function Process:__tostring()
   return string.format("<Process %d>", self.pid)
@@ -402,6 +407,7 @@ end
 
 -- process:wait() (S) -> the return code.
 function process_methods:wait()
+  can_suspend("wait")  -- even once the process has exited (API.md §1)
   return self._transport:_wait()
 end
 
@@ -466,7 +472,7 @@ local function create_process(fname, n, opts, spawn_fn)
   local spawn = spawn_options(fname, n, opts, stream_options, INHERIT)
   spawn.limit = nil
   local transport = spawn_fn(loop, function() return protocol end, spawn)
-  return setmetatable({_transport = transport, pid = transport:get_pid(),
+  return setmetatable({_transport = transport, _pid = transport:get_pid(),
                        stdin = protocol.stdin, stdout = protocol.stdout,
                        stderr = protocol.stderr}, Process)
 end

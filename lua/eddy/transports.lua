@@ -84,11 +84,13 @@ end
 -- :fileno()); the transport or server owns it from now on, so a socket
 -- that can be detached is.
 -- 'unix': the UNIX variants want an AF_UNIX socket (asyncio's check).
-local function take_socket(fname, sock, unix)
+-- 'n': the socket is positional argument n, not the option.
+local function take_socket(fname, sock, unix, n)
   local ok, fd = pcall(function() return sock:fileno() end)
   if not ok or math.type(fd) ~= "integer" or fd < 0 then
-    error(string.format("bad option 'sock' to '%s' (socket expected, got %s)",
-                        fname, typename(sock)), 3)
+    local what = n and "argument #" .. n or "option 'sock'"
+    error(string.format("bad %s to '%s' (socket expected, got %s)",
+                        what, fname, typename(sock)), 3)
   end
   local eddy_socket = getmetatable(sock) ~= nil and
                       rawequal(getmetatable(sock).__name, "eddy.socket")
@@ -444,8 +446,7 @@ function Loop:connect_accepted_socket(protocol_factory, sock, opts)
   check_factory(fname, protocol_factory)
   opts = args.check_options(fname, 3, opts, accepted_options)
   local ctx = check_ssl(fname, opts, true)
-  if sock == nil then argerror(fname, 2, "socket", sock) end
-  return start_connection(self, self:_transport_from_fd(take_socket(fname, sock)),
+  return start_connection(self, self:_transport_from_fd(take_socket(fname, sock, false, 2)),
                           protocol_factory, ctx, true, nil, opts)
 end
 
@@ -649,6 +650,7 @@ end
 
 -- server:start_serving() (suspending)
 function Server:start_serving()
+  can_suspend("start_serving")  -- before it starts: a callback gets the error, not a server
   self:_start()
   eddy.sleep(0)
 end
@@ -659,6 +661,7 @@ function Server:serve_forever()
   if fields.serving_fut ~= nil then
     error(errors.RuntimeError("server is already being awaited on serve_forever()"), 2)
   end
+  can_suspend("serve_forever")
   if not self:_start() then error(errors.RuntimeError("server is closed"), 2) end
   local fut = self:get_loop():create_future()
   fields.serving_fut = fut
