@@ -119,6 +119,45 @@ describe("create_datagram_endpoint", function()
     cp.lost:await()
   end))
 
+  it("gives the OSError of a destination to error_received, sent at once or queued "
+     .. "(asyncio's sendto and _sendto_ready: except OSError -> error_received)", async(function(loop)
+    local handled = {}
+    loop:set_exception_handler(function(_, ctx) handled[#handled + 1] = ctx.message end)
+    local t, p = loop:create_datagram_endpoint(function() return recorder(loop) end, {"127.0.0.1", 0})
+    for _, addr in ipairs {{"256.1.1.1", 9}, {"::1", 9}} do  -- no such host; not AF_INET
+      p.error = nil
+      t:sendto("x", addr)
+      assert.is_true(errors.is(p.error, errors.DNSError), tostring(p.error))
+    end
+    t:close()
+    -- an unconnected AF_UNIX sender whose peer does not read: datagrams queue
+    local path = os.tmpname()
+    os.remove(path)
+    local peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    peer:bind(path)
+    t, p = loop:create_datagram_endpoint(function() return recorder(loop) end, nil, nil,
+                                         {family = socket.AF_UNIX})
+    for _ = 1, 100 do t:sendto(string.rep("q", 4096), path) end
+    assert.is_true(t:get_write_buffer_size() > 0)
+    p.error = nil
+    t:sendto("x", "/" .. string.rep("x", 200))  -- too long for sun_path
+    assert.is_true(errors.is(p.error, errors.OSError), tostring(p.error))
+    t:sendto("y", path .. "-none")  -- queued: fails when its turn comes
+    peer:setblocking(false)
+    for _ = 1, 500 do
+      while pcall(peer.recv, peer, 8192) do end
+      if t:get_write_buffer_size() == 0 then break end
+      eddy.sleep(0.002)
+    end
+    assert.equal(0, t:get_write_buffer_size())
+    assert.is_true(errors.is(p.error, errors.FileNotFoundError), tostring(p.error))
+    assert.same({}, handled)
+    t:close()
+    p.lost:await()
+    peer:close()
+    os.remove(path)
+  end))
+
   it("queues datagrams when the socket buffer is full, with flow control", async(function(loop)
     local a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     b:setblocking(false)
