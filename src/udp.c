@@ -31,6 +31,9 @@ void eddy__seal_metatable(lua_State *L, int mt);
 
 #define DGRAM "eddy.DatagramTransport"
 #define MAX_SIZE (256 * 1024)  /* asyncio's max_size: bytes read at once */
+/* What a queued datagram counts beyond its data (asyncio 3.13's
+** _header_size), so empty ones reach the high-water mark too. */
+#define HEADER_SIZE 8
 #define HIGH_WATER (64 * 1024)
 
 /* User values. */
@@ -353,7 +356,7 @@ static int sendto_ready(lua_State *L) {
     if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) break;
     lua_pushnil(L);
     lua_rawseti(L, buf, d->bhead++);
-    d->buffer_size -= lua_rawlen(L, entry + 1);
+    d->buffer_size -= lua_rawlen(L, entry + 1) + HEADER_SIZE;
     if (err != 0) {
       if (err < 0) lua_replace(L, entry);  /* keep the error */
       lua_settop(L, err < 0 ? entry : entry - 1);
@@ -397,7 +400,6 @@ static int t_sendto(lua_State *L) {
   if (lua_type(L, 2) != LUA_TSTRING) return luaL_typeerror(L, 2, "string");
   lua_tolstring(L, 2, &len);
   lua_settop(L, 3);
-  if (len == 0) return 0;
   if (lua_getiuservalue(L, 1, U_ADDRESS) != LUA_TNIL) {
     if (!lua_isnil(L, 3) && !same_address(L, 3, 4))
       return eddy__error(L, "ValueError", "Invalid address: must be nil "
@@ -442,7 +444,7 @@ static int t_sendto(lua_State *L) {
   lua_pushvalue(L, 3);
   lua_rawseti(L, -2, 2);
   lua_rawseti(L, -2, d->btail++);
-  d->buffer_size += len;
+  d->buffer_size += len + HEADER_SIZE;
   maybe_pause(L, d, 1);
   return 0;
 }
