@@ -8,6 +8,9 @@ local eddy = require "eddy"
 local S = require "eddy.socket"
 local errors = require "eddy.errors"
 
+package.path = arg[0]:gsub("[^/]*$", "") .. "?.lua;" .. package.path
+local pyshow = require("trace").pyshow
+
 local scenarios = {}
 local function scenario(name, fn) scenarios[#scenarios + 1] = {name = name, fn = fn} end
 
@@ -18,26 +21,19 @@ local function tmp(name) return TMP .. "/" .. name end
 local Raw = {}
 local function raw(s) return setmetatable({s = s}, Raw) end
 
--- A value as net.py prints it: strings quoted, arrays as {...},
--- ephemeral ports (10000 and up) as PORT, a socket by its family and
--- type, a temporary path by its last part.
+-- A value as net.py prints it: as trace.pyshow, but with a temporary
+-- path by its last part, a long string cut short, a socket by its family
+-- and type.
 local function show(v)
   if getmetatable(v) == Raw then return v.s end
   if type(v) == "string" then
     if v:sub(1, #TMP) == TMP then v = "TMP" .. v:sub(#TMP + 1) end
     if #v > 40 then v = string.format("%s...(%d)", v:sub(1, 8), #v) end
-    return '"' .. v:gsub("%z", "\\0") .. '"'
-  end
-  if math.type(v) == "integer" and v >= 10000 then return "PORT" end
-  if type(v) == "table" and getmetatable(v) == nil then
-    local parts = {}
-    for i = 1, v.n or #v do parts[i] = show(v[i]) end
-    return "{" .. table.concat(parts, ", ") .. "}"
   end
   if type(v) == "userdata" and getmetatable(v) and getmetatable(v).__name == "eddy.socket" then
     return string.format("socket(%d,%d)", v.family, v.type)
   end
-  return tostring(v)
+  return pyshow(v, show)
 end
 
 -- An error by class and errno name; an ExceptionGroup with its members;
@@ -384,6 +380,73 @@ scenario("dg_unix", function(t)
   settle()
 end)
 
+scenario("dg_more", function(t)
+  local lp = loop()
+  -- a connected sock= socket: the transport sends with send(), whatever the address
+  local b = endpoint(t, "b", {"127.0.0.1", 0})
+  local s = S.socket(S.AF_INET, S.SOCK_DGRAM)
+  s:connect(b:get_extra_info("sockname"))
+  local a = endpoint(t, "a", nil, nil, {sock = s})
+  local peer, bname = a:get_extra_info("peername"), b:get_extra_info("sockname")
+  t("sock peername", peer[1] == bname[1] and peer[2] == bname[2])
+  t:call("sendto nil", a.sendto, a, "to peer")
+  t:call("sendto other", a.sendto, a, "other", {"127.0.0.1", 9})
+  settle()
+  t:call("sendto oversized connected", a.sendto, a, string.rep("x", 70000))
+  settle()
+  a:abort()
+  t:call("sendto after abort", a.sendto, a, "x")
+  settle()
+  -- errors of the protocol's callbacks go to the exception handler
+  local c = lp:create_datagram_endpoint(function()
+    local p = rec(t, "c")()
+    function p.datagram_received(_, data) t:event("c", "datagram_received", data); error(errors.RuntimeError("boom")) end
+    return p
+  end, {"127.0.0.1", 0})
+  b:sendto("one", c:get_extra_info("sockname"))
+  settle()
+  b:sendto("two", c:get_extra_info("sockname"))
+  settle()
+  t("c closing", c:is_closing())
+  c:close()
+  -- pausing in connection_made holds back the first read
+  local d = lp:create_datagram_endpoint(function()
+    local p = rec(t, "d")()
+    local made = p.connection_made
+    function p.connection_made(self, tr) made(self, tr); tr:pause_reading() end
+    return p
+  end, {"127.0.0.1", 0})
+  b:sendto("held", d:get_extra_info("sockname"))
+  settle()
+  t("d is_reading", d:is_reading())
+  d:resume_reading()
+  settle()
+  d:close()
+  t:call("set limits bad", b.set_write_buffer_limits, b, 1, 2)
+  t:call("set limits", b.set_write_buffer_limits, b, 100)
+  t("limits", {b:get_write_buffer_limits()})
+  t:call("set limits negative", b.set_write_buffer_limits, b, -1)
+  b:close()
+  settle()
+  -- a factory that fails
+  local ok, e = pcall(lp.create_datagram_endpoint, lp, function() error(errors.ValueError("no protocol")) end,
+                      {"127.0.0.1", 0})
+  if not ok then t:error("failing factory", e) end
+  -- a host name for local_addr and remote_addr
+  local e1 = endpoint(t, "e", {"localhost", 0}, nil, {family = S.AF_INET})
+  local f = endpoint(t, "f", nil, {"localhost", e1:get_extra_info("sockname")[2]}, {family = S.AF_INET})
+  t:call("f sendto", f.sendto, f, "by name")
+  settle()
+  local made = {endpoint(t, "unresolvable", {"no-such-host.invalid", 0}) or false,
+                endpoint(t, "string port", {"127.0.0.1", "0"}) or false,
+                endpoint(t, "service port", nil, {"127.0.0.1", "domain"}) or false,
+                endpoint(t, "bad port", {"127.0.0.1", 70000}) or false,
+                endpoint(t, "unix family with tuple", {"127.0.0.1", 0}, nil, {family = S.AF_UNIX}) or false,
+                e1, f}
+  for _, tr in ipairs(made) do if tr then tr:close() end end
+  settle()
+end)
+
 -- }=================================================
 -- {================================================= servers
 
@@ -597,6 +660,65 @@ scenario("srv_sock", function(t)
   s:close()
 end)
 
+scenario("srv_more", function(t)
+  local lp = loop()
+  local srv = server(t, "dup hosts", {"127.0.0.1", "127.0.0.1"}, 0)
+  if srv then
+    t("dup hosts", #srv.sockets)
+    srv:close()
+  end
+  srv = server(t, "string port", "127.0.0.1", "0")
+  if srv then srv:close() end
+  srv = server(t, "keep_alive", "127.0.0.1", 0, {keep_alive = true})
+  local c = connect(t, "ka", "127.0.0.1", port_of(srv))
+  settle()
+  srv:close()
+  c:close()
+  t:aw("ka wait_closed", srv.wait_closed, nil, srv)
+  srv = server(t, "unbound", "127.0.0.1", 0, {start_serving = false})
+  t("unbound sockets", #srv.sockets)
+  srv:close()
+  t:aw("unbound wait_closed", srv.wait_closed, nil, srv)
+  -- two waiters, close_clients after close, a client after close_clients
+  srv = server(t, "srv", "127.0.0.1", 0)
+  local port = port_of(srv)
+  connect(t, "c1", "127.0.0.1", port)
+  settle()
+  local w1 = lp:create_task(srv.wait_closed, srv)
+  local w2 = lp:create_task(srv.wait_closed, srv)
+  srv:close()
+  settle()
+  t("waiters", w1:done(), w2:done())
+  srv:close_clients()
+  settle()
+  t("waiters after close_clients", w1:done(), w2:done())
+  -- serve_forever cancelled while a client is connected: it waits for it
+  srv = server(t, "sf", "127.0.0.1", 0)
+  port = port_of(srv)
+  connect(t, "c2", "127.0.0.1", port)
+  local task = lp:create_task(srv.serve_forever, srv)
+  settle()
+  srv:abort_clients()
+  task:cancel()
+  t:aw("serve_forever after abort_clients", task.await, nil, task)
+  -- the protocol factory fails: the connection is closed, the server goes on
+  local calls = 0
+  srv = lp:create_server(function()
+    calls = calls + 1
+    if calls == 1 then error(errors.RuntimeError("factory")) end
+    return rec(t, "srv ok")()
+  end, "127.0.0.1", 0)
+  port = port_of(srv)
+  local c3 = connect(t, "c3", "127.0.0.1", port)
+  settle()
+  local c4 = connect(t, "c4", "127.0.0.1", port)
+  settle()
+  c3:close()
+  c4:close()
+  srv:close()
+  t:aw("factory wait_closed", srv.wait_closed, nil, srv)
+end)
+
 -- }=================================================
 -- {================================================= UNIX sockets
 
@@ -700,6 +822,42 @@ scenario("ux_sock", function(t)
   uconnect(t, "cli inet sock", nil, {sock = S.socket()})
   settle()
   srv:close()
+end)
+
+scenario("ux_more", function(t)
+  -- the socket file replaced meanwhile stays (3.13 compares the inode)
+  local path = tmp("replaced")
+  local srv = userver(t, "replaced", path)
+  os.remove(path)
+  local s = S.socket(S.AF_UNIX)
+  s:bind(path)
+  srv:close()
+  t("replacement stays", exists(path))
+  s:close()
+  -- removed meanwhile: close does not fail
+  srv = userver(t, "removed", path)
+  os.remove(path)
+  t:call("close removed", srv.close, srv)
+  -- a datagram socket's path
+  local d = S.socket(S.AF_UNIX, S.SOCK_DGRAM)
+  d:bind(tmp("dgram"))
+  uconnect(t, "to dgram", tmp("dgram"))
+  d:close()
+  -- create_unix_server with a datagram sock
+  d = S.socket(S.AF_UNIX, S.SOCK_DGRAM)
+  userver(t, "dgram sock", nil, {sock = d})
+  d:close()
+  -- start_serving=false, then a client, then start_serving
+  srv = userver(t, "later", tmp("later"), {start_serving = false})
+  t("later is_serving", srv:is_serving(), exists(tmp("later")))
+  uconnect(t, "before", tmp("later"))
+  srv:start_serving()
+  local c = uconnect(t, "after", tmp("later"))
+  settle()
+  c:close()
+  settle()
+  srv:close()
+  t:aw("later wait_closed", srv.wait_closed, nil, srv)
 end)
 
 -- }=================================================
@@ -816,6 +974,53 @@ scenario("cn_accepted", function(t)
                        S.socket(S.AF_INET, S.SOCK_DGRAM))
   if not ok2 then t:error("dgram", e) end
   lst:close()
+  settle()
+end)
+
+scenario("cn_more", function(t)
+  local lp = loop()
+  local srv = server(t, "srv", "127.0.0.1", 0)
+  local port = port_of(srv)
+  for _, c in ipairs {connect(t, "host only", "127.0.0.1", nil) or false,
+                     connect(t, "port only", nil, port) or false} do
+    if c then c:close() end
+  end
+  local c = connect(t, "string port", "127.0.0.1", tostring(port))
+  if c then c:close() end
+  settle()
+  connect(t, "server_hostname without ssl", "127.0.0.1", port, {server_hostname = "x"})
+  connect(t, "handshake timeout without ssl", "127.0.0.1", port, {ssl_handshake_timeout = 1})
+  connect(t, "family mismatch", "127.0.0.1", port, {family = S.AF_INET6})
+  local c0 = connect(t, "interleave 0", "dual.test", port, {interleave = 0})
+  if c0 then c0:close() end
+  c = connect(t, "eyeballs 0", "dual.test", port, {happy_eyeballs_delay = 0})
+  if c then
+    t("eyeballs 0 peername", c:get_extra_info("peername"))
+    c:close()
+  end
+  settle()
+  connect(t, "local_addr other family", "127.0.0.1", port, {local_addr = {"::1", 0}, all_errors = true})
+  c = connect(t, "local_addr port only", "127.0.0.1", port, {local_addr = {nil, 0}})
+  if c then c:close() end
+  -- cancelling create_connection while happy eyeballs run
+  local full = S.socket()  -- a listener with a full backlog: connects to it hang
+  full:bind({"127.0.0.1", 0})
+  full:listen(0)
+  local fill = {}
+  for i = 1, 3 do
+    fill[i] = S.socket()
+    fill[i]:setblocking(false)
+    fill[i]:connect_ex(full:getsockname())
+  end
+  local task = lp:create_task(lp.create_connection, lp, function() return {} end, "127.0.0.1",
+                              full:getsockname()[2], {happy_eyeballs_delay = 0.01})
+  settle()
+  task:cancel()
+  t:aw("cancelled", task.await, nil, task)
+  fill[4] = full
+  for _, s in ipairs(fill) do s:close() end
+  settle()
+  srv:close()
   settle()
 end)
 
@@ -996,6 +1201,51 @@ scenario("so_calls", function(t)
   v:close()
 end)
 
+scenario("so_more", function(t)
+  local lp = loop()
+  local lst = S.socket()
+  lst:bind({"127.0.0.1", 0})
+  lst:setblocking(false)
+  t:aw("accept not listening", lp.sock_accept, nil, lp, lst)
+  lst:listen()
+  t:aw("recv on listener", lp.sock_recv, nil, lp, lst, 10)
+  local acc = lp:create_task(lp.sock_accept, lp, lst)
+  tick()
+  acc:cancel()
+  tick()
+  t("accept cancelled", acc:cancelled())
+  local c = S.socket()
+  c:setblocking(false)
+  lp:sock_connect(c, lst:getsockname())
+  local conn = t:aw("accept after cancel", lp.sock_accept, nil, lp, lst)
+  conn:setblocking(false)
+  t:aw("sendall empty", lp.sock_sendall, nil, lp, c, "")
+  conn:close()
+  settle()
+  t:aw("recv after peer close", lp.sock_recv, nil, lp, c, 10)
+  local ok, e = pcall(function()
+    for _ = 1, 100 do
+      eddy.wait_for(function() return lp:sock_sendall(c, string.rep("x", 100000)) end, 1)
+    end
+  end)
+  if not ok then t:error("sendall to closed peer", e) end
+  c:close()
+  lst:close()
+  local u = S.socket(S.AF_INET, S.SOCK_DGRAM)
+  u:setblocking(false)
+  u:bind({"127.0.0.1", 0})
+  t:aw("sendto by name", lp.sock_sendto, nil, lp, u, "n", {"localhost", u:getsockname()[2]})
+  t:aw("recvfrom it", lp.sock_recvfrom, nil, lp, u, 10)
+  local buf = eddy.Buffer(4)
+  lp:sock_sendto(u, "abcdef", u:getsockname())
+  t:aw("recvfrom_into 0", lp.sock_recvfrom_into, nil, lp, u, buf, 0)
+  t("buf", buf:tostring())
+  t:aw("sendto unresolvable", lp.sock_sendto, nil, lp, u, "x", {"no-such-host.invalid", 9})
+  t:aw("connect dgram", lp.sock_connect, nil, lp, u, {"127.0.0.1", 9})
+  t:aw("recv after connect", lp.sock_recv, 0.2, lp, u, 10)
+  u:close()
+end)
+
 -- }=================================================
 -- {================================================= sendfile
 
@@ -1118,7 +1368,9 @@ for _, s in ipairs(scenarios) do  -- each on a loop of its own
     local t = setmetatable({name = s.name, events = {}}, Trace)
     eddy.run(function()
       loop():set_exception_handler(function(_, ctx)
-        t("exception_handler", ctx.message, ctx.exception and err(ctx.exception))
+        local words = {}
+        for w in ctx.message:gmatch("%S+") do if #words < 3 then words[#words + 1] = w end end
+        t("exception_handler", table.concat(words, " "), ctx.exception and err(ctx.exception))
       end)
       s.fn(t)
     end)

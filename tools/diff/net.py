@@ -439,6 +439,77 @@ async def dg_unix(t):
     await endpoint(t, "missing family", path_b)
     await settle()
 
+
+@scenario
+async def dg_more(t):
+    loop = asyncio.get_running_loop()
+    # a connected sock= socket: the transport sends with send(), whatever the address
+    b = await endpoint(t, "b", ("127.0.0.1", 0))
+    s = S.socket(S.AF_INET, S.SOCK_DGRAM)
+    s.connect(b.get_extra_info("sockname"))
+    a = await endpoint(t, "a", sock=s)
+    t("sock peername", a.get_extra_info("peername") == b.get_extra_info("sockname"))
+    t.call("sendto nil", a.sendto, b"to peer")
+    t.call("sendto other", a.sendto, b"other", ("127.0.0.1", 9))
+    await settle()
+    t.call("sendto oversized connected", a.sendto, b"x" * 70000)
+    await settle()
+    a.abort()
+    t.call("sendto after abort", a.sendto, b"x")
+    await settle()
+    # errors of the protocol's callbacks go to the exception handler
+    class Bad(Rec):
+        def datagram_received(self, data, addr):
+            self.t.event(self.who, "datagram_received", data)
+            raise RuntimeError("boom")
+    c, _ = await loop.create_datagram_endpoint(lambda: Bad(t, "c"), ("127.0.0.1", 0))
+    b.sendto(b"one", c.get_extra_info("sockname"))
+    await settle()
+    b.sendto(b"two", c.get_extra_info("sockname"))
+    await settle()
+    t("c closing", c.is_closing())
+    c.close()
+    # pausing in connection_made holds back the first read
+    class Paused(Rec):
+        def connection_made(self, tr):
+            super().connection_made(tr)
+            tr.pause_reading()
+    d, _ = await loop.create_datagram_endpoint(lambda: Paused(t, "d"), ("127.0.0.1", 0))
+    b.sendto(b"held", d.get_extra_info("sockname"))
+    await settle()
+    t("d is_reading", d.is_reading())
+    d.resume_reading()
+    await settle()
+    d.close()
+    t.call("set limits bad", b.set_write_buffer_limits, 1, 2)
+    t.call("set limits", b.set_write_buffer_limits, 100)
+    t("limits", b.get_write_buffer_limits())
+    t.call("set limits negative", b.set_write_buffer_limits, -1)
+    b.close()
+    await settle()
+    # a factory that fails
+    def failing():
+        raise ValueError("no protocol")
+    try:
+        await loop.create_datagram_endpoint(failing, ("127.0.0.1", 0))
+    except Exception as e:
+        t.error("failing factory", e)
+    # a host name for local_addr and remote_addr
+    e = await endpoint(t, "e", ("localhost", 0), family=S.AF_INET)
+    f = await endpoint(t, "f", None, ("localhost", e.get_extra_info("sockname")[1]), family=S.AF_INET)
+    t.call("f sendto", f.sendto, b"by name")
+    await settle()
+    made = [await endpoint(t, "unresolvable", ("no-such-host.invalid", 0)),
+            await endpoint(t, "string port", ("127.0.0.1", "0")),
+            await endpoint(t, "service port", None, ("127.0.0.1", "domain")),
+            await endpoint(t, "bad port", ("127.0.0.1", 70000)),
+            await endpoint(t, "unix family with tuple", ("127.0.0.1", 0), family=S.AF_UNIX), e, f]
+    for tr in made:
+        if tr:
+            tr.close()
+    await settle()
+
+
 # }=================================================
 # {================================================= servers
 
@@ -655,6 +726,76 @@ async def srv_sock(t):
     await server(t, "dgram sock", sock=s)
     s.close()
 
+
+@scenario
+async def srv_more(t):
+    loop = asyncio.get_running_loop()
+    srv = await server(t, "dup hosts", ["127.0.0.1", "127.0.0.1"], 0)
+    if srv:
+        t("dup hosts", len(srv.sockets))
+        srv.close()
+    srv = await server(t, "string port", "127.0.0.1", "0")
+    if srv:
+        srv.close()
+    srv = await server(t, "keep_alive", "127.0.0.1", 0, keep_alive=True)
+    c, _ = await connect(t, "ka", "127.0.0.1", srv.sockets[0].getsockname()[1])
+    await settle()
+    srv.close()
+    c.close()
+    await t.aw("ka wait_closed", srv.wait_closed())
+    srv = await server(t, "unbound", "127.0.0.1", 0, start_serving=False)
+    t("unbound sockets", len(srv.sockets))
+    srv.close()
+    await t.aw("unbound wait_closed", srv.wait_closed())
+    # two waiters, close_clients after close, a client after close_clients
+    srv = await server(t, "srv", "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    c1, _ = await connect(t, "c1", "127.0.0.1", port)
+    await settle()
+    w1 = asyncio.ensure_future(srv.wait_closed())
+    w2 = asyncio.ensure_future(srv.wait_closed())
+    srv.close()
+    await settle()
+    t("waiters", w1.done(), w2.done())
+    if hasattr(srv, "close_clients"):
+        srv.close_clients()
+    else:
+        c1.close()
+    await settle()
+    t("waiters after close_clients", w1.done(), w2.done())
+    # serve_forever cancelled while a client is connected: it waits for it
+    srv = await server(t, "sf", "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    c2, _ = await connect(t, "c2", "127.0.0.1", port)
+    task = asyncio.ensure_future(srv.serve_forever())
+    await settle()
+    if hasattr(srv, "abort_clients"):
+        srv.abort_clients()
+    else:
+        c2.abort()
+    task.cancel()
+    await t.aw("serve_forever after abort_clients", task)
+    # the protocol factory fails: the connection is closed, the server goes on
+    calls = 0
+
+    def factory():
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("factory")
+        return Rec(t, "srv ok")
+    srv = await loop.create_server(factory, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    c3, _ = await connect(t, "c3", "127.0.0.1", port)
+    await settle()
+    c4, _ = await connect(t, "c4", "127.0.0.1", port)
+    await settle()
+    for c in (c3, c4):
+        c.close()
+    srv.close()
+    await t.aw("factory wait_closed", srv.wait_closed())
+
+
 # }=================================================
 # {================================================= UNIX sockets
 
@@ -772,6 +913,45 @@ async def ux_sock(t):
     await settle()
     srv.close()
 
+
+@scenario
+async def ux_more(t):
+    loop = asyncio.get_running_loop()
+    # the socket file replaced meanwhile stays (3.13 compares the inode)
+    path = tmp("replaced")
+    srv = await userver(t, "replaced", path)
+    os.unlink(path)
+    s = S.socket(S.AF_UNIX)
+    s.bind(path)
+    srv.close()
+    t("replacement stays", os.path.exists(path))
+    s.close()
+    # removed meanwhile: close does not fail
+    srv = await userver(t, "removed", path)
+    os.unlink(path)
+    t.call("close removed", srv.close)
+    # a datagram socket's path
+    d = S.socket(S.AF_UNIX, S.SOCK_DGRAM)
+    d.bind(tmp("dgram"))
+    await uconnect(t, "to dgram", tmp("dgram"))
+    d.close()
+    # create_unix_server with a datagram sock
+    d = S.socket(S.AF_UNIX, S.SOCK_DGRAM)
+    await userver(t, "dgram sock", None, sock=d)
+    d.close()
+    # start_serving=False, then a client, then start_serving
+    srv = await userver(t, "later", tmp("later"), start_serving=False)
+    t("later is_serving", srv.is_serving(), os.path.exists(tmp("later")))
+    await uconnect(t, "before", tmp("later"))
+    await srv.start_serving()
+    c = await uconnect(t, "after", tmp("later"))
+    await settle()
+    c.close()
+    await settle()
+    srv.close()
+    await t.aw("later wait_closed", srv.wait_closed())
+
+
 # }=================================================
 # {================================================= connections
 
@@ -888,6 +1068,56 @@ async def cn_accepted(t):
         t.error("dgram", e)
     lst.close()
     await settle()
+
+
+@scenario
+async def cn_more(t):
+    loop = asyncio.get_running_loop()
+    srv = await server(t, "srv", "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    for c in (await connect(t, "host only", "127.0.0.1", None))[0], \
+            (await connect(t, "port only", None, port))[0]:
+        if c:
+            c.close()
+    c, _ = await connect(t, "string port", "127.0.0.1", str(port))
+    if c:
+        c.close()
+    await settle()
+    await connect(t, "server_hostname without ssl", "127.0.0.1", port, server_hostname="x")
+    await connect(t, "handshake timeout without ssl", "127.0.0.1", port, ssl_handshake_timeout=1)
+    await connect(t, "family mismatch", "127.0.0.1", port, family=S.AF_INET6)
+    c, _ = await connect(t, "interleave 0", "dual.test", port, interleave=0)
+    if c:
+        c.close()
+    c, _ = await connect(t, "eyeballs 0", "dual.test", port, happy_eyeballs_delay=0)
+    if c:
+        t("eyeballs 0 peername", c.get_extra_info("peername"))
+        c.close()
+    await settle()
+    await connect(t, "local_addr other family", "127.0.0.1", port, local_addr=("::1", 0), all_errors=True)
+    c, _ = await connect(t, "local_addr port only", "127.0.0.1", port, local_addr=(None, 0))
+    if c:
+        c.close()
+    # cancelling create_connection while happy eyeballs run
+    full = S.socket()  # a listener with a full backlog: connects to it hang
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    fill = [S.socket() for _ in range(3)]
+    for s in fill:
+        s.setblocking(False)
+        s.connect_ex(full.getsockname())
+    task = asyncio.ensure_future(loop.create_connection(asyncio.Protocol, "127.0.0.1",
+                                                        full.getsockname()[1],
+                                                        happy_eyeballs_delay=0.01))
+    await settle()
+    task.cancel()
+    await t.aw("cancelled", task)
+    for s in fill + [full]:
+        s.close()
+    await settle()
+    srv.close()
+    await settle()
+
 
 # }=================================================
 # {================================================= fd watchers
@@ -1057,6 +1287,54 @@ async def so_calls(t):
     u.close()
     v.close()
 
+
+@scenario
+async def so_more(t):
+    loop = asyncio.get_running_loop()
+    lst = S.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.setblocking(False)
+    await t.aw("accept not listening", loop.sock_accept(lst))
+    lst.listen()
+    await t.aw("recv on listener", loop.sock_recv(lst, 10))
+    acc = asyncio.ensure_future(loop.sock_accept(lst))
+    await tick()
+    acc.cancel()
+    await tick()
+    t("accept cancelled", acc.cancelled())
+    c = S.socket()
+    c.setblocking(False)
+    await loop.sock_connect(c, lst.getsockname())
+    conn, _ = await t.aw("accept after cancel", loop.sock_accept(lst))
+    conn.setblocking(False)
+    await t.aw("sendall empty", loop.sock_sendall(c, b""))
+    conn.close()
+    await settle()
+    await t.aw("recv after peer close", loop.sock_recv(c, 10))
+    n = 0
+    try:
+        for _ in range(100):
+            await asyncio.wait_for(loop.sock_sendall(c, b"x" * 100000), 1)
+            n += 1
+    except Exception as e:
+        t.error("sendall to closed peer", e)
+    c.close()
+    lst.close()
+    u = S.socket(S.AF_INET, S.SOCK_DGRAM)
+    u.setblocking(False)
+    u.bind(("127.0.0.1", 0))
+    await t.aw("sendto by name", loop.sock_sendto(u, b"n", ("localhost", u.getsockname()[1])))
+    await t.aw("recvfrom it", loop.sock_recvfrom(u, 10))
+    buf = bytearray(4)
+    await loop.sock_sendto(u, b"abcdef", u.getsockname())
+    await t.aw("recvfrom_into 0", loop.sock_recvfrom_into(u, buf, 0))
+    t("buf", bytes(buf))
+    await t.aw("sendto unresolvable", loop.sock_sendto(u, b"x", ("no-such-host.invalid", 9)))
+    await t.aw("connect dgram", loop.sock_connect(u, ("127.0.0.1", 9)))
+    await t.aw("recv after connect", loop.sock_recv(u, 10), 0.2)
+    u.close()
+
+
 # }=================================================
 # {================================================= sendfile
 
@@ -1187,7 +1465,7 @@ async def run(fn, t):
     """fn(t), with the loop's exception handler tracing what it gets."""
     def handler(loop, ctx):
         e = ctx.get("exception")
-        t("exception_handler", ctx["message"], e and err(e))
+        t("exception_handler", " ".join(ctx["message"].split()[:3]), e and err(e))
     asyncio.get_running_loop().set_exception_handler(handler)
     await fn(t)
 

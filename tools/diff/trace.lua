@@ -16,6 +16,20 @@ function trace.show(v)
   return tostring(v)
 end
 
+-- A value as socket.py and net.py print it: strings quoted with NUL as
+-- \0, ephemeral ports (10000 and up) as PORT, a plain table as {...} of
+-- its items, each shown by 'item' (by default this same function).
+function trace.pyshow(v, item)
+  if type(v) == "string" then return '"' .. v:gsub("%z", "\\0") .. '"' end
+  if math.type(v) == "integer" and v >= 10000 then return "PORT" end
+  if type(v) == "table" and getmetatable(v) == nil then
+    local parts = {}
+    for i = 1, v.n or #v do parts[i] = (item or trace.pyshow)(v[i]) end
+    return "{" .. table.concat(parts, ", ") .. "}"
+  end
+  return tostring(v)
+end
+
 -- An error as the trace shows it: its class name (a string error: "string").
 function trace.ename(e)
   if e == nil then return "nil" end
