@@ -447,6 +447,47 @@ scenario("dg_more", function(t)
   settle()
 end)
 
+scenario("dg_queue", function(t)
+  local lp = loop()
+  -- an unconnected AF_UNIX sender whose peer does not read: datagrams queue
+  for _, how in ipairs {"close", "abort", "drain"} do
+    local path = tmp("q-" .. how)
+    local peer = S.socket(S.AF_UNIX, S.SOCK_DGRAM)
+    peer:bind(path)
+    peer:setblocking(false)
+    local a, p = lp:create_datagram_endpoint(function()
+      local p = rec(t, how)()
+      function p.pause_writing() t:event(how, "pause_writing") end
+      function p.resume_writing() t:event(how, "resume_writing") end
+      return p
+    end, nil, nil, {family = S.AF_UNIX})
+    a:set_write_buffer_limits(20000)
+    local n = 0
+    while a:get_write_buffer_size() == 0 and n < 10000 do
+      a:sendto(string.rep("q", 1000), path)
+      n = n + 1
+    end
+    for _ = 1, 30 do a:sendto(string.rep("q", 1000), path) end
+    t(how .. " queued", a:get_write_buffer_size())
+    t:call(how .. " other address queued", a.sendto, a, "z", tmp("nothing"))
+    if how ~= "drain" then
+      a[how](a)
+      t(how .. " buffer", a:get_write_buffer_size())
+    end
+    local got = 0
+    for _ = 1, 300 do
+      while pcall(peer.recv, peer, 2000) do got = got + 1 end
+      if p.lost:done() or how == "drain" and a:get_write_buffer_size() == 0 then break end
+      eddy.sleep(0.002)
+    end
+    t(how .. " received all", got == n + 30, "lost", p.lost:done())
+    t(how .. " buffer after", a:get_write_buffer_size())
+    a:close()
+    settle()
+    peer:close()
+  end
+end)
+
 -- }=================================================
 -- {================================================= servers
 
@@ -1073,6 +1114,8 @@ scenario("fd_transport", function(t)
   t:call("add_writer", function() lp:add_writer(fd, nop) end)
   t:call("remove_reader", lp.remove_reader, lp, fd)
   t:call("remove_writer", lp.remove_writer, lp, fd)
+  t:aw("sock_recv", lp.sock_recv, nil, lp, c:get_extra_info("socket"), 10)  -- it must wait: refused
+  t:aw("sock_sendall", lp.sock_sendall, nil, lp, c:get_extra_info("socket"), "x")  -- sent at once
   local s = c:get_extra_info("socket"):dup()
   s:setblocking(false)
   t:call("dup add_reader", function() lp:add_reader(s:fileno(), nop) end)

@@ -510,6 +510,53 @@ async def dg_more(t):
     await settle()
 
 
+@scenario
+async def dg_queue(t):
+    loop = asyncio.get_running_loop()
+    # an unconnected AF_UNIX sender whose peer does not read: datagrams queue
+
+    class Flow(Rec):
+        def pause_writing(self):
+            self.t.event(self.who, "pause_writing")
+
+        def resume_writing(self):
+            self.t.event(self.who, "resume_writing")
+    for how in ("close", "abort", "drain"):
+        path = tmp("q-" + how)
+        peer = S.socket(S.AF_UNIX, S.SOCK_DGRAM)
+        peer.bind(path)
+        peer.setblocking(False)
+        a, p = await loop.create_datagram_endpoint(lambda: Flow(t, how), family=S.AF_UNIX)
+        a.set_write_buffer_limits(20000)
+        n = 0
+        while a.get_write_buffer_size() == 0 and n < 10000:
+            a.sendto(b"q" * 1000, path)
+            n += 1
+        for _ in range(30):
+            a.sendto(b"q" * 1000, path)
+        t(how + " queued", a.get_write_buffer_size())
+        t.call(how + " other address queued", a.sendto, b"z", tmp("nothing"))
+        if how != "drain":
+            getattr(a, how)()
+            t(how + " buffer", a.get_write_buffer_size())
+        got = 0
+        for _ in range(300):
+            try:
+                while True:
+                    peer.recv(2000)
+                    got += 1
+            except BlockingIOError:
+                pass
+            if p.lost.done() or how == "drain" and a.get_write_buffer_size() == 0:
+                break
+            await asyncio.sleep(0.002)
+        t(how + " received all", got == n + 30, "lost", p.lost.done())
+        t(how + " buffer after", a.get_write_buffer_size())
+        a.close()
+        await settle()
+        peer.close()
+
+
 # }=================================================
 # {================================================= servers
 
@@ -1165,6 +1212,11 @@ async def fd_transport(t):
     t.call("add_writer", loop.add_writer, fd, lambda: None)
     t.call("remove_reader", loop.remove_reader, fd)
     t.call("remove_writer", loop.remove_writer, fd)
+    same = S.socket(fileno=fd)  # (a TransportSocket has no recv or send since 3.13)
+    same.setblocking(False)
+    await t.aw("sock_recv", loop.sock_recv(same, 10))  # it must wait: refused
+    await t.aw("sock_sendall", loop.sock_sendall(same, b"x"))  # sent at once: allowed
+    same.detach()
     s = S.socket(fileno=os.dup(fd))
     s.setblocking(False)
     t.call("dup add_reader", loop.add_reader, s.fileno(), lambda: None)
