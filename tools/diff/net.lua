@@ -9,7 +9,8 @@ local S = require "eddy.socket"
 local errors = require "eddy.errors"
 
 package.path = arg[0]:gsub("[^/]*$", "") .. "?.lua;" .. package.path
-local pyshow = require("trace").pyshow
+local trace = require "trace"
+local pyshow = trace.pyshow
 
 local scenarios = {}
 local function scenario(name, fn) scenarios[#scenarios + 1] = {name = name, fn = fn} end
@@ -758,6 +759,73 @@ scenario("srv_more", function(t)
   c4:close()
   srv:close()
   t:aw("factory wait_closed", srv.wait_closed, nil, srv)
+end)
+
+local SERVER_OPS = {"connect", "connect", "connect", "client_close", "client_close", "client_abort",
+                    "close", "close_clients", "abort_clients", "start_serving", "serve_forever",
+                    "cancel_serve_forever", "wait_closed", "wait_closed"}
+
+-- Random sequences of Server calls and client connections, with the
+-- server's state after each (seeds 1 to $NET_SEEDS, default 30).
+scenario("srv_random", function(t)
+  local lp = loop()
+  local function proto() return {} end
+  local function states(waiters)
+    local s = {}
+    for i, w in ipairs(waiters) do s[i] = w:done() and "1" or "0" end
+    return table.concat(s)
+  end
+  for seed = 1, math.tointeger(tonumber(os.getenv("NET_SEEDS"))) or 30 do
+    local rng = trace.Rng(seed)
+    local srv = lp:create_server(proto, "127.0.0.1", 0, {start_serving = rng:pick {true, false}})
+    local port = port_of(srv)
+    local clients, waiters, sf = {}, {}, nil
+    local ops = {}
+    for _ = 1, rng:pick {4, 6, 8, 10} do
+      local op = rng:pick(SERVER_OPS)
+      ops[#ops + 1] = op
+      local closed = #srv.sockets == 0
+      if op == "connect" then
+        local ok, c = pcall(eddy.wait_for, function() return lp:create_connection(proto, "127.0.0.1", port) end, 1)
+        if ok then
+          clients[#clients + 1] = c
+          ops[#ops + 1] = "ok"
+        else
+          ops[#ops + 1] = err(c).s
+        end
+      elseif (op == "client_close" or op == "client_abort") and #clients > 0 then
+        local idx = {}
+        for i = 1, #clients do idx[i] = i end
+        local c = table.remove(clients, rng:pick(idx))
+        c[op:sub(8)](c)
+      elseif op == "close" or op == "close_clients" or op == "abort_clients" then
+        srv[op](srv)
+      elseif op == "start_serving" and not closed then
+        srv:start_serving()
+      elseif op == "serve_forever" then
+        if sf == nil or sf:done() then sf = lp:create_task(srv.serve_forever, srv) end
+      elseif op == "cancel_serve_forever" and sf ~= nil then
+        sf:cancel()
+      elseif op == "wait_closed" then
+        waiters[#waiters + 1] = lp:create_task(srv.wait_closed, srv)
+      end
+      settle()
+      ops[#ops + 1] = string.format("%s/%d/%s", srv:is_serving(), #srv.sockets, states(waiters))
+      if sf ~= nil and sf:done() then
+        ops[#ops + 1] = "sf:" .. (sf:cancelled() and "cancelled" or sf:exception() and err(sf:exception()).s
+                                  or "done")
+        sf = nil
+      end
+    end
+    t(tostring(seed), raw(table.concat(ops, " ")))
+    srv:close()
+    for _, c in ipairs(clients) do c:close() end
+    settle()
+    t(seed .. " end", raw(states(waiters)))
+    if sf ~= nil then sf:cancel() end
+    for _, w in ipairs(waiters) do w:cancel() end
+    settle()
+  end
 end)
 
 -- }=================================================

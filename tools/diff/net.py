@@ -10,7 +10,14 @@ import sys
 # As socket.py: keep this directory off the path (its socket.py would
 # shadow the module).
 sys.path = [p for p in sys.path if p != sys.path[0]]
-import asyncio, errno, os, shutil, socket as S, tempfile  # noqa: E402
+import asyncio, errno, importlib.util, os, shutil, socket as S, tempfile  # noqa: E402
+
+# proc.py's Rng, which proc.lua and net.lua share (by path: see above).
+_spec = importlib.util.spec_from_file_location(
+    "proc", os.path.join(os.path.dirname(os.path.abspath(__file__)), "proc.py"))
+_proc = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_proc)
+Rng = _proc.Rng
 
 SCENARIOS = []
 
@@ -841,6 +848,67 @@ async def srv_more(t):
         c.close()
     srv.close()
     await t.aw("factory wait_closed", srv.wait_closed())
+
+
+SERVER_OPS = ["connect", "connect", "connect", "client_close", "client_close", "client_abort",
+              "close", "close_clients", "abort_clients", "start_serving", "serve_forever",
+              "cancel_serve_forever", "wait_closed", "wait_closed"]
+
+
+@scenario
+async def srv_random(t):
+    """Random sequences of Server calls and client connections, with the
+    server's state after each (seeds 1 to $NET_SEEDS, default 30)."""
+    loop = asyncio.get_running_loop()
+    for seed in range(1, int(os.environ.get("NET_SEEDS", 30)) + 1):
+        rng = Rng(seed)
+        srv = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0,
+                                       start_serving=rng.pick([True, False]))
+        port = srv.sockets[0].getsockname()[1]
+        clients, waiters, sf = [], [], None
+        ops = []
+        for _ in range(rng.pick([4, 6, 8, 10])):
+            op = rng.pick(SERVER_OPS)
+            ops.append(op)
+            closed = not srv.sockets
+            if op == "connect":
+                try:
+                    c, _ = await asyncio.wait_for(loop.create_connection(asyncio.Protocol, "127.0.0.1", port), 1)
+                    clients.append(c)
+                    ops.append("ok")
+                except Exception as e:
+                    ops.append(err(e))
+            elif op in ("client_close", "client_abort") and clients:
+                getattr(clients.pop(rng.pick(list(range(len(clients))))), op[7:])()
+            elif op in ("close", "close_clients", "abort_clients"):
+                getattr(srv, op)()
+            elif op == "start_serving" and not closed:  # (asyncio 3.13 fails on a closed one)
+                await srv.start_serving()
+            elif op == "serve_forever":
+                if sf is None or sf.done():
+                    sf = asyncio.ensure_future(srv.serve_forever())
+            elif op == "cancel_serve_forever" and sf is not None:
+                sf.cancel()
+            elif op == "wait_closed":
+                waiters.append(asyncio.ensure_future(srv.wait_closed()))
+            await settle()
+            ops.append("%s/%d/%s" % (str(srv.is_serving()).lower(), len(srv.sockets),
+                                     "".join("1" if w.done() else "0" for w in waiters)))
+            if sf is not None and sf.done():
+                ops.append("sf:" + ("cancelled" if sf.cancelled() else err(sf.exception())
+                                    if sf.exception() else "done"))
+                sf = None
+        t(str(seed), Raw(" ".join(ops)))
+        srv.close()
+        for c in clients:
+            c.close()
+        await settle()
+        t(str(seed) + " end", Raw("".join("1" if w.done() else "0" for w in waiters)))
+        if sf is not None:
+            sf.cancel()
+        for w in waiters:
+            w.cancel()
+        await settle()
 
 
 # }=================================================

@@ -30,6 +30,18 @@ function trace.pyshow(v, item)
   return tostring(v)
 end
 
+-- trace.Rng(seed): the LCG of proc.py's Rng, so that a seed makes the
+-- same choices on both sides; rng:pick(options) picks one of an array.
+local Rng = {}
+Rng.__index = Rng
+
+function Rng:pick(options)
+  self.x = (self.x * 1103515245 + 12345) % 2147483648
+  return options[(self.x >> 16) % #options + 1]
+end
+
+function trace.Rng(seed) return setmetatable({x = seed}, Rng) end
+
 -- An error as the trace shows it: its class name (a string error: "string").
 function trace.ename(e)
   if e == nil then return "nil" end
