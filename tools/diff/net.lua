@@ -489,6 +489,56 @@ scenario("dg_queue", function(t)
   end
 end)
 
+local DATAGRAM_OPS = {"send", "send", "send", "send", "send_other", "send_badhost", "send_big",
+                      "send_empty", "pause", "resume", "close_a", "abort_a", "close_b", "limits"}
+
+-- Random sequences of DatagramTransport calls between a sender a
+-- (connected or not) and a receiver b (seeds 1 to $NET_SEEDS, default 30).
+scenario("dg_random", function(t)
+  local lp = loop()
+  local function bit(v) return v and 1 or 0 end
+  for seed = 1, math.tointeger(tonumber(os.getenv("NET_SEEDS"))) or 30 do
+    local rng = trace.Rng(seed)
+    local b = lp:create_datagram_endpoint(rec(t, "b" .. seed), {"127.0.0.1", 0})
+    local baddr = b:get_extra_info("sockname")
+    local connected = rng:pick {true, false}
+    local a = lp:create_datagram_endpoint(rec(t, "a" .. seed), {"127.0.0.1", 0},
+                                          connected and baddr or nil)
+    local ops = {connected and "connected" or "unconnected"}
+    for _ = 1, rng:pick {4, 6, 8, 10} do
+      local op = rng:pick(DATAGRAM_OPS)
+      ops[#ops + 1] = op
+      local ok, e = pcall(function()
+        if op:sub(1, 4) == "send" and not a:is_closing() then
+          local data = ({send_big = string.rep("x", 70000), send_empty = ""})[op] or "d" .. #ops
+          local default = baddr  -- (picked whatever the op, as net.py does)
+          if connected and rng:pick {true, false} then default = nil end
+          local addr = ({send_other = {"127.0.0.1", 9}, send_badhost = {"no-such-host.invalid", 9}})[op]
+          a:sendto(data, addr or default)
+        elseif op == "pause" then
+          b:pause_reading()
+        elseif op == "resume" then
+          b:resume_reading()
+        elseif op == "close_a" or op == "abort_a" then
+          a[op:sub(1, -3)](a)
+        elseif op == "close_b" then
+          b:close()
+        elseif op == "limits" then
+          a:set_write_buffer_limits(rng:pick {0, 10, 100000})
+        end
+      end)
+      if not ok then ops[#ops + 1] = err(e).s end
+      settle()
+      ops[#ops + 1] = string.format("%d%d%d/%d", bit(a:is_closing()), bit(b:is_closing()),
+                                    bit(b:is_reading()), a:get_write_buffer_size())
+    end
+    t(tostring(seed), raw(table.concat(ops, " ")))
+    a:close()
+    b:close()
+    settle()
+  end
+end)
+
 -- }=================================================
 -- {================================================= servers
 

@@ -564,6 +564,53 @@ async def dg_queue(t):
         peer.close()
 
 
+DATAGRAM_OPS = ["send", "send", "send", "send", "send_other", "send_badhost", "send_big",
+                "send_empty", "pause", "resume", "close_a", "abort_a", "close_b", "limits"]
+
+
+@scenario
+async def dg_random(t):
+    """Random sequences of DatagramTransport calls between a sender a
+    (connected or not) and a receiver b (seeds 1 to $NET_SEEDS, default 30)."""
+    loop = asyncio.get_running_loop()
+    for seed in range(1, int(os.environ.get("NET_SEEDS", 30)) + 1):
+        rng = Rng(seed)
+        b, _ = await loop.create_datagram_endpoint(rec(t, "b%d" % seed), ("127.0.0.1", 0))
+        baddr = b.get_extra_info("sockname")
+        connected = rng.pick([True, False])
+        a, _ = await loop.create_datagram_endpoint(rec(t, "a%d" % seed), ("127.0.0.1", 0),
+                                                   baddr if connected else None)
+        ops = ["connected" if connected else "unconnected"]
+        for _ in range(rng.pick([4, 6, 8, 10])):
+            op = rng.pick(DATAGRAM_OPS)
+            ops.append(op)
+            try:
+                if op.startswith("send") and not a.is_closing():
+                    data = {"send_big": b"x" * 70000, "send_empty": b""}.get(op, b"d%d" % len(ops))
+                    addr = {"send_other": ("127.0.0.1", 9), "send_badhost": ("no-such-host.invalid", 9)
+                            }.get(op, None if connected and rng.pick([True, False]) else baddr)
+                    a.sendto(data, addr)
+                elif op == "pause":
+                    b.pause_reading()
+                elif op == "resume":
+                    b.resume_reading()
+                elif op in ("close_a", "abort_a"):
+                    getattr(a, op[:-2])()
+                elif op == "close_b":
+                    b.close()
+                elif op == "limits":
+                    a.set_write_buffer_limits(rng.pick([0, 10, 100000]))
+            except Exception as e:
+                ops.append(err(e))
+            await settle()
+            ops.append("%d%d%d/%d" % (a.is_closing(), b.is_closing(), b.is_reading(),
+                                      a.get_write_buffer_size()))
+        t(str(seed), Raw(" ".join(ops)))
+        a.close()
+        b.close()
+        await settle()
+
+
 # }=================================================
 # {================================================= servers
 
