@@ -1247,6 +1247,65 @@ scenario("fd_transport", function(t)
   settle()
 end)
 
+scenario("misc_more", function(t)
+  local lp = loop()
+  -- create_connection and connect_accepted_socket take any stream socket
+  local a, b = S.socketpair()
+  local ok, c = pcall(lp.create_connection, lp, rec(t, "pair"), nil, nil, {sock = a})
+  if ok then
+    t("unix sock peername", c:get_extra_info("peername"))
+    b:send("over the pair")
+    settle()
+    c:close()
+  else
+    t:error("unix sock", c)
+  end
+  b:close()
+  settle()
+  a, b = S.socketpair()
+  local ok2, e = pcall(lp.connect_accepted_socket, lp, rec(t, "acc"), a, {ssl_handshake_timeout = 1})
+  if not ok2 then t:error("accepted handshake timeout without ssl", e) end
+  c = lp:connect_accepted_socket(rec(t, "acc"), a)
+  c:close()
+  b:close()
+  settle()
+  -- sock_connect and sock_accept on AF_UNIX
+  local lst = S.socket(S.AF_UNIX)
+  lst:bind(tmp("sockops"))
+  lst:listen()
+  lst:setblocking(false)
+  local cl = S.socket(S.AF_UNIX)
+  cl:setblocking(false)
+  local acc = lp:create_task(lp.sock_accept, lp, lst)
+  t:aw("unix sock_connect", lp.sock_connect, nil, lp, cl, tmp("sockops"))
+  local conn, addr = acc:await()
+  t("unix accepted addr", addr)
+  local missing = S.socket(S.AF_UNIX)
+  missing:setblocking(false)
+  t:aw("unix sock_connect missing", lp.sock_connect, 1, lp, missing, tmp("none"))
+  for _, s in ipairs {lst, cl, conn, missing} do s:close() end
+  -- an fd watcher's callback gets its arguments and may remove itself
+  local rp = io.popen("sleep 0.01; printf ping")
+  local got = {}
+  lp:add_reader(rp, function(x, y)
+    got[#got + 1] = {x, y, rp:read("a")}
+    lp:remove_reader(rp)
+  end, 1, "two")
+  eddy.sleep(0.1)
+  t("pipe reader", got)
+  t:call("remove again", lp.remove_reader, lp, rp)
+  rp:close()
+  local wp = io.popen("sleep 0.01", "w")
+  t:call("add_writer pipe", function() lp:add_writer(wp, function() end) return true end)
+  t:call("remove_writer pipe", lp.remove_writer, lp, wp)
+  wp:close()
+  -- a server's listening socket
+  local srv = server(t, "srv", "127.0.0.1", 0)
+  t:call("add_reader listener", function() lp:add_reader(srv.sockets[1]:fileno(), function() end) end)
+  t:call("remove_reader listener", lp.remove_reader, lp, srv.sockets[1]:fileno())
+  srv:close()
+end)
+
 -- }=================================================
 -- {================================================= sock_* methods
 
@@ -1519,6 +1578,41 @@ scenario("sf_transport", function(t)
   u:close()
   settle()
   srv:close()
+end)
+
+scenario("sf_more", function(t)
+  local lp = loop()
+  local path = datafile()
+  local srv = server(t, "srv", "127.0.0.1", 0)
+  local port = port_of(srv)
+  for _, paused in ipairs {false, true} do
+    local c = lp:create_connection(function() return {} end, "127.0.0.1", port)
+    if paused then c:pause_reading() end
+    local f <close> = assert(io.open(path, "rb"))
+    t:aw("sendfile paused " .. pyfmt(paused), lp.sendfile, nil, lp, c, f, 10000, 5000, {fallback = false})
+    t("is_reading after", c:is_reading())
+    c:close()
+  end
+  settle()
+  srv:close()
+  -- the peer went away
+  local a, b = S.socketpair()
+  a:setblocking(false)
+  b:close()
+  local f <close> = assert(io.open(path, "rb"))
+  t:aw("peer gone", lp.sock_sendfile, nil, lp, a, f)
+  t("tell", f:seek())
+  a:close()
+  -- an empty file
+  assert(io.open(tmp("empty"), "wb")):close()
+  a, b = S.socketpair()
+  a:setblocking(false)
+  local e <close> = assert(io.open(tmp("empty"), "rb"))
+  t:aw("empty file", lp.sock_sendfile, nil, lp, a, e)
+  t:aw("empty file no fallback", lp.sock_sendfile, nil, lp, a, e, nil, nil, {fallback = false})
+  a:close()
+  b:close()
+  settle()
 end)
 
 -- }=================================================

@@ -1344,6 +1344,69 @@ async def fd_transport(t):
     srv.close()
     await settle()
 
+
+@scenario
+async def misc_more(t):
+    loop = asyncio.get_running_loop()
+    # create_connection and connect_accepted_socket take any stream socket
+    a, b = S.socketpair()
+    try:
+        c, _ = await loop.create_connection(rec(t, "pair"), sock=a)
+        t("unix sock peername", c.get_extra_info("peername"))
+        b.send(b"over the pair")
+        await settle()
+        c.close()
+    except Exception as e:
+        t.error("unix sock", e)
+    b.close()
+    await settle()
+    a, b = S.socketpair()
+    try:
+        await loop.connect_accepted_socket(rec(t, "acc"), a, ssl_handshake_timeout=1)
+    except Exception as e:
+        t.error("accepted handshake timeout without ssl", e)
+    c, _ = await loop.connect_accepted_socket(rec(t, "acc"), a)
+    c.close()
+    b.close()
+    await settle()
+    # sock_connect and sock_accept on AF_UNIX
+    lst = S.socket(S.AF_UNIX)
+    lst.bind(tmp("sockops"))
+    lst.listen()
+    lst.setblocking(False)
+    cl = S.socket(S.AF_UNIX)
+    cl.setblocking(False)
+    acc = asyncio.ensure_future(loop.sock_accept(lst))
+    await t.aw("unix sock_connect", loop.sock_connect(cl, tmp("sockops")))
+    conn, addr = await acc
+    t("unix accepted addr", addr)
+    await t.aw("unix sock_connect missing", loop.sock_connect(S.socket(S.AF_UNIX), tmp("none")), 1)
+    for s in (lst, cl, conn):
+        s.close()
+    # an fd watcher's callback gets its arguments and may remove itself
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    got = []
+
+    def on_read(x, y):
+        got.append((x, y, os.read(r, 10)))
+        loop.remove_reader(r)
+    loop.add_reader(r, on_read, 1, "two")
+    os.write(w, b"ping")
+    await settle()
+    t("pipe reader", got)
+    t.call("remove again", loop.remove_reader, r)
+    t.call("add_writer pipe", lambda: loop.add_writer(w, lambda: None) is None)
+    t.call("remove_writer pipe", loop.remove_writer, w)
+    os.close(r)
+    os.close(w)
+    # a server's listening socket
+    srv = await server(t, "srv", "127.0.0.1", 0)
+    t.call("add_reader listener", loop.add_reader, srv.sockets[0].fileno(), lambda: None)
+    t.call("remove_reader listener", loop.remove_reader, srv.sockets[0].fileno())
+    srv.close()
+
+
 # }=================================================
 # {================================================= sock_* methods
 
@@ -1624,6 +1687,44 @@ async def sf_transport(t):
     u.close()
     await settle()
     srv.close()
+
+
+@scenario
+async def sf_more(t):
+    loop = asyncio.get_running_loop()
+    path = datafile()
+    srv = await server(t, "srv", "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    for paused in (False, True):
+        c, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+        if paused:
+            c.pause_reading()
+        with open(path, "rb") as f:
+            await t.aw("sendfile paused %s" % paused, loop.sendfile(c, f, 10000, 5000, fallback=False))
+        t("is_reading after", c.is_reading())
+        c.close()
+    await settle()
+    srv.close()
+    # the peer went away
+    a, b = S.socketpair()
+    a.setblocking(False)
+    b.close()
+    with open(path, "rb") as f:
+        await t.aw("peer gone", loop.sock_sendfile(a, f))
+        t("tell", f.tell())
+    a.close()
+    # an empty file
+    with open(tmp("empty"), "wb"):
+        pass
+    a, b = S.socketpair()
+    a.setblocking(False)
+    with open(tmp("empty"), "rb") as f:
+        await t.aw("empty file", loop.sock_sendfile(a, f))
+        await t.aw("empty file no fallback", loop.sock_sendfile(a, f, fallback=False))
+    a.close()
+    b.close()
+    await settle()
+
 
 # }=================================================
 
