@@ -3,7 +3,8 @@
 -- watchers, the sock_* methods and sendfile.  The same scenarios as
 -- tools/diff/net.py (CPython), printed the same way, one line per event
 -- or call, "scenario: label result"; `tools/diff/run.sh net` diffs the
--- two.  Usage: eddy net.lua [scenario-name-prefix]
+-- two.  Usage: eddy net.lua [scenario-name-prefix]; NET_SEEDS and
+-- NET_MESSAGES as net.py's.
 local eddy = require "eddy"
 local S = require "eddy.socket"
 local errors = require "eddy.errors"
@@ -40,13 +41,18 @@ end
 -- An error by class and errno name; an ExceptionGroup with its members;
 -- a Lua argument error (Python's TypeError) as ArgError.
 local function err(e)
-  if type(e) ~= "table" or not e.__name then return raw("ArgError") end
+  if type(e) ~= "table" or not e.__name then
+    return raw(os.getenv("NET_MESSAGES") and "ArgError (" .. tostring(e) .. ")" or "ArgError")
+  end
   if errors.is(e, errors.ExceptionGroup) then
     local parts = {}
     for i, x in ipairs(e.exceptions) do parts[i] = err(x).s end
     return raw(string.format("%s[%s]", e.__name, table.concat(parts, ", ")))
   end
   if e.code then return raw(e.__name .. " " .. e.code) end
+  if os.getenv("NET_MESSAGES") then  -- to read them side by side, not to diff
+    return raw(string.format("%s (%s)", e.__name, e.message))
+  end
   return raw(e.__name)
 end
 

@@ -4,7 +4,9 @@ watchers, the sock_* methods and sendfile.  tools/diff/net.lua drives the
 same scenarios under eddy; both print one line per event or call,
 "scenario: label result", so `tools/diff/run.sh net` can diff them (it
 runs both where the name dual.test has ::1 and 127.0.0.1, for the happy
-eyeballs scenarios).  Usage: python3 net.py [scenario-name-prefix]"""
+eyeballs scenarios).  Usage: python3 net.py [scenario-name-prefix];
+NET_SEEDS=n for n random sequences (default 30), NET_MESSAGES=1 to add
+the messages of errors without an errno (they differ: reprs)."""
 import sys
 
 # As socket.py: keep this directory off the path (its socket.py would
@@ -78,6 +80,8 @@ def err(e):
         return Raw("%s[%s]" % (name, ", ".join(err(x) for x in e.exceptions)))
     if isinstance(e, OSError) and e.errno is not None:
         return Raw("%s %s" % (name, CODES.get(e.errno, e.errno)))
+    if os.environ.get("NET_MESSAGES"):  # to read them side by side, not to diff
+        return Raw("%s (%s)" % (name, e))
     return Raw(name)
 
 
