@@ -120,16 +120,16 @@ static int bind_local(uv_tcp_t *h, const struct sockaddr_storage *local, int fam
   if (bind(fd, (const struct sockaddr *)local, family == AF_INET6
            ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in)) < 0) {
     r = -errno;
-    close(fd);
+    eddy__fd_close(fd);
     return r;
   }
   uvfd = eddy__fd_for_uv(fd);
   if (uvfd < 0) {
-    close(fd);
+    eddy__fd_close(fd);
     return uvfd;
   }
   r = uv_tcp_open(h, uvfd);
-  if (r < 0) close(uvfd);
+  if (r < 0) eddy__fd_close(uvfd);
   return r;
 }
 
