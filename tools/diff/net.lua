@@ -884,6 +884,24 @@ scenario("srv_random", function(t)
   end
 end)
 
+scenario("srv_backlog", function(t)
+  -- connections the kernel completed but the server never accepted
+  local srv = server(t, "srv", "127.0.0.1", 0)
+  local port = port_of(srv)
+  local raws = {}
+  for i = 1, 3 do
+    raws[i] = S.socket()
+    raws[i]:connect({"127.0.0.1", port})
+  end
+  srv:close()
+  t:aw("wait_closed", srv.wait_closed, 1, srv)
+  for i, s in ipairs(raws) do
+    s:settimeout(1)
+    t:call("client " .. (i - 1) .. " recv", s.recv, s, 10)
+    s:close()
+  end
+end)
+
 -- }=================================================
 -- {================================================= UNIX sockets
 

@@ -962,6 +962,27 @@ async def srv_random(t):
         await settle()
 
 
+@scenario
+async def srv_backlog(t):
+    # connections the kernel completed but the server never accepted
+    srv = await server(t, "srv", "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    raws = []
+    for _ in range(3):
+        s = S.socket()
+        s.connect(("127.0.0.1", port))
+        raws.append(s)
+    srv.close()
+    await t.aw("wait_closed", srv.wait_closed(), 1)
+    for i, s in enumerate(raws):
+        s.settimeout(1)
+        try:
+            t("client %d recv" % i, s.recv(10))
+        except Exception as e:
+            t.error("client %d recv" % i, e)
+        s.close()
+
+
 # }=================================================
 # {================================================= UNIX sockets
 
