@@ -98,6 +98,22 @@ describe("create_connection", function()
                                         port)})
   end))
 
+  it("binds local_addr without SO_REUSEADDR: a port another connection holds is in use "
+     .. "(asyncio's _connect_sock: sock.bind(laddr))", async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    local other <close>, other_port = net.echo_server(loop)
+    local t = loop:create_connection(function() return net.recorder(loop) end, "127.0.0.1", port,
+                                     {local_addr = {"127.0.0.1", 0}})
+    local lport = t:get_extra_info("sockname")[2]
+    local e = raises(function()  -- to another server: only the bind can fail
+      loop:create_connection(function() return {} end, "127.0.0.1", other_port,
+                             {local_addr = {"127.0.0.1", lport}})
+    end, {errors.OSError, string.format("error while attempting to bind on address ('127.0.0.1', %d)",
+                                        lport)})
+    assert.equal("EADDRINUSE", e.code)
+    t:close()
+  end))
+
   it("takes a connected eddy.socket with sock= and connect_accepted_socket", async(function(loop)
     local socket = eddy.socket
     local srv <close>, port = net.echo_server(loop)

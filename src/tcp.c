@@ -18,9 +18,7 @@
 typedef struct Connect {
   uv_connect_t req;
   int ref;                       /* registry reference of the future */
-  int has_local;                 /* 'local' was bound */
   struct sockaddr_storage addr;  /* for the error message */
-  struct sockaddr_storage local; /* the same, for a bind that failed */
 } Connect;
 
 /* Push the error 'status' of a call about 'addr', prefixed with 'what'
@@ -37,15 +35,9 @@ static void push_addr_error(lua_State *L, int status, const char *what,
   lua_pop(L, 3);
 }
 
-/* Push the error of a failed connect.  libuv reports a local address in
-** use (local_addr) only when connecting: asyncio reports the bind. */
+/* Push the error of a failed connect, as asyncio's sock_connect words it. */
 static void push_connect_error(lua_State *L, int status, const Connect *c) {
-  if (c->has_local && status == UV_EADDRINUSE)
-    push_addr_error(L, status, "error while attempting to bind on address",
-                    (const struct sockaddr *)&c->local);
-  else
-    push_addr_error(L, status, "Connect call failed",
-                    (const struct sockaddr *)&c->addr);
+  push_addr_error(L, status, "Connect call failed", (const struct sockaddr *)&c->addr);
 }
 
 static void connect_cb(uv_connect_t *req, int status) {
@@ -117,6 +109,30 @@ static int fail(lua_State *L, eddy_Stream *s, int err, const char *what) {
   return eddy__uverror(L, err, what);
 }
 
+/* Bind the not yet connected socket of h to 'local' as asyncio's
+** _connect_sock does: a socket of its own, bound without the SO_REUSEADDR
+** uv_tcp_bind would set (with it, a port that another such connection
+** holds would bind, and only the connect would fail, if at all).
+** Returns 0 or a libuv error. */
+static int bind_local(uv_tcp_t *h, const struct sockaddr_storage *local, int family) {
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), uvfd, r;
+  if (fd < 0) return -errno;
+  if (bind(fd, (const struct sockaddr *)local, family == AF_INET6
+           ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in)) < 0) {
+    r = -errno;
+    eddy__fd_close(fd);
+    return r;
+  }
+  uvfd = eddy__fd_for_uv(fd);
+  if (uvfd < 0) {
+    eddy__fd_close(fd);
+    return uvfd;
+  }
+  r = uv_tcp_open(h, uvfd);
+  if (r < 0) eddy__fd_close(uvfd);
+  return r;
+}
+
 /*
 ** loop:_tcp_connect({host, port}, local_addr, holder) -> transport
 ** (suspending): a connected TCP transport without a protocol yet
@@ -127,13 +143,13 @@ static int fail(lua_State *L, eddy_Stream *s, int err, const char *what) {
 static int l_tcp_connect(lua_State *L) {
   eddy_Loop *loop = eddy__checkloop(L, 1);
   struct sockaddr_storage addr, local;
-  int has_local = !lua_isnoneornil(L, 3);
+  int has_local = !lua_isnoneornil(L, 3), local_family = 0;
   eddy_Stream *s;
   uv_tcp_t *h;
   Connect *c;
   int r, t;
   check_addr(L, 2, &addr);
-  if (has_local) check_addr(L, 3, &local);
+  if (has_local) local_family = check_addr(L, 3, &local);
   eddy__can_suspend(L, "create_connection");
   s = eddy__stream_new(L, loop, EDDY_STREAM_TCP);
   t = lua_gettop(L);
@@ -142,7 +158,7 @@ static int l_tcp_connect(lua_State *L) {
     lua_rawseti(L, 4, 1);
   }
   h = (uv_tcp_t *)eddy__stream_open(L, s, t);
-  if (has_local && (r = uv_tcp_bind(h, (struct sockaddr *)&local, 0)) < 0) {
+  if (has_local && (r = bind_local(h, &local, local_family)) < 0) {
     push_addr_error(L, r, "error while attempting to bind on address",
                     (struct sockaddr *)&local);
     s->state = EDDY_STREAM_CLOSED;
@@ -152,8 +168,6 @@ static int l_tcp_connect(lua_State *L) {
   c = (Connect *)malloc(sizeof *c);
   if (c == NULL) return fail(L, s, UV_ENOMEM, "create_connection");
   memcpy(&c->addr, &addr, sizeof addr);
-  c->has_local = has_local;
-  if (has_local) memcpy(&c->local, &local, sizeof local);
   r = uv_tcp_connect(&c->req, h, (struct sockaddr *)&addr, connect_cb);
   if (r < 0) {
     push_connect_error(L, r, c);

@@ -31,6 +31,9 @@ void eddy__seal_metatable(lua_State *L, int mt);
 
 #define DGRAM "eddy.DatagramTransport"
 #define MAX_SIZE (256 * 1024)  /* asyncio's max_size: bytes read at once */
+/* What a queued datagram counts beyond its data (asyncio 3.13's
+** _header_size), so empty ones reach the high-water mark too. */
+#define HEADER_SIZE 8
 #define HIGH_WATER (64 * 1024)
 
 /* User values. */
@@ -280,9 +283,35 @@ static void maybe_resume(lua_State *L, Dgram *d, int t) {
   }
 }
 
+/* A destination address: what to_target fills in. */
+typedef struct Target {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int family, resolve;
+} Target;
+
+static int target_addr(lua_State *L) {
+  Target *tg = (Target *)lua_touserdata(L, 2);
+  eddy__socket_addr(L, 1, tg->family, &tg->ss, &tg->len, tg->resolve);
+  return 0;
+}
+
+/* Read the address at ai into tg (resolving a host name if tg->resolve,
+** as Python's sock.sendto).  Returns 0, or -1 with the OSError pushed
+** (asyncio gives those to error_received: an unknown host, a host of
+** another family, a path too long); any other error is raised. */
+static int to_target(lua_State *L, int ai, Target *tg) {
+  lua_pushcfunction(L, target_addr);
+  lua_pushvalue(L, ai);
+  lua_pushlightuserdata(L, tg);
+  if (lua_pcall(L, 2, 0, 0) == LUA_OK) return 0;
+  if (!eddy__iserror(L, -1, "OSError")) lua_error(L);
+  return -1;
+}
+
 /* Send data (at di) with send() on a connected socket (as asyncio, which
-** then ignores the address), else to the address at ai; returns 0, or the
-** errno. */
+** then ignores the address), else to the address at ai; returns 0, the
+** errno, or -1 with the OSError of the address pushed. */
 static int send_one(lua_State *L, Dgram *d, int di, int ai) {
   size_t len;
   const char *data = lua_tolstring(L, di, &len);
@@ -290,18 +319,24 @@ static int send_one(lua_State *L, Dgram *d, int di, int ai) {
   if (d->connected) {
     r = send(d->fd, data, len, MSG_NOSIGNAL);
   } else {
-    struct sockaddr_storage ss;
-    socklen_t salen;
-    eddy__socket_addr(L, ai, d->family, &ss, &salen, 1);
-    r = sendto(d->fd, data, len, MSG_NOSIGNAL, (struct sockaddr *)&ss, salen);
+    Target tg;
+    tg.family = d->family;
+    tg.resolve = 1;
+    if (to_target(L, ai, &tg) < 0) return -1;
+    r = sendto(d->fd, data, len, MSG_NOSIGNAL, (struct sockaddr *)&tg.ss, tg.len);
   }
   return r < 0 ? errno : 0;
 }
 
-/* Report a send error to protocol:error_received. */
+/* Report a send error to protocol:error_received: the errno err, or for
+** -1 the error on top of the stack (popped). */
 static void error_received(lua_State *L, int t, int err) {
-  if (!push_method(L, t, "error_received")) return;
-  eddy__pushuverror(L, -err, NULL);
+  if (err > 0) eddy__pushuverror(L, -err, NULL);
+  if (!push_method(L, t, "error_received")) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_rotate(L, -3, -1);  /* method, protocol, error */
   lua_call(L, 2, 0);
 }
 
@@ -313,20 +348,22 @@ static int sendto_ready(lua_State *L) {
   lua_getiuservalue(L, 1, U_BUFFER);
   buf = lua_gettop(L);
   while (d->bhead < d->btail) {
-    int err;
+    int err, entry = lua_gettop(L) + 1;
     lua_rawgeti(L, buf, d->bhead);
-    lua_rawgeti(L, -1, 1);
-    lua_rawgeti(L, -2, 2);
-    err = send_one(L, d, -2, -1);
+    lua_rawgeti(L, entry, 1);
+    lua_rawgeti(L, entry, 2);
+    err = send_one(L, d, entry + 1, entry + 2);
     if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) break;
     lua_pushnil(L);
     lua_rawseti(L, buf, d->bhead++);
-    d->buffer_size -= lua_rawlen(L, -2);
-    lua_pop(L, 3);
+    d->buffer_size -= lua_rawlen(L, entry + 1) + HEADER_SIZE;
     if (err != 0) {
+      if (err < 0) lua_replace(L, entry);  /* keep the error */
+      lua_settop(L, err < 0 ? entry : entry - 1);
       error_received(L, 1, err);
       return 0;
     }
+    lua_settop(L, entry - 1);
   }
   lua_settop(L, 1);
   maybe_resume(L, d, 1);
@@ -363,7 +400,6 @@ static int t_sendto(lua_State *L) {
   if (lua_type(L, 2) != LUA_TSTRING) return luaL_typeerror(L, 2, "string");
   lua_tolstring(L, 2, &len);
   lua_settop(L, 3);
-  if (len == 0) return 0;
   if (lua_getiuservalue(L, 1, U_ADDRESS) != LUA_TNIL) {
     if (!lua_isnil(L, 3) && !same_address(L, 3, 4))
       return eddy__error(L, "ValueError", "Invalid address: must be nil "
@@ -378,6 +414,15 @@ static int t_sendto(lua_State *L) {
     if (d->loop->debug && d->lost_writes++ == 5)
       lua_warning(L, "eddy: transport is closed: datagrams are dropped", 0);
     return 0;
+  }
+  if (!d->connected) {  /* a malformed address raises now, not once queued */
+    Target tg;
+    tg.family = d->family;
+    tg.resolve = 0;
+    if (to_target(L, 3, &tg) < 0) {
+      error_received(L, 1, -1);
+      return 0;
+    }
   }
   if (d->bhead == d->btail) {
     err = send_one(L, d, 2, 3);
@@ -399,7 +444,7 @@ static int t_sendto(lua_State *L) {
   lua_pushvalue(L, 3);
   lua_rawseti(L, -2, 2);
   lua_rawseti(L, -2, d->btail++);
-  d->buffer_size += len;
+  d->buffer_size += len + HEADER_SIZE;
   maybe_pause(L, d, 1);
   return 0;
 }

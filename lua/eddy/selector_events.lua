@@ -10,8 +10,9 @@ local Loop = eddy._core.Loop
 
 local AF_UNIX, SOCK_DGRAM, SOCK_STREAM = socket.AF_UNIX, socket.SOCK_DGRAM, socket.SOCK_STREAM
 
+-- (no reuse_address: asyncio 3.11 removed it, bpo-45129)
 local OPTIONS = {family = true, proto = true, flags = true, reuse_port = true,
-                 allow_broadcast = true, sock = true, reuse_address = true}
+                 allow_broadcast = true, sock = true}
 
 local callable = require("eddy.args").callable
 
@@ -119,10 +120,6 @@ function Loop:create_datagram_endpoint(protocol_factory, local_addr, remote_addr
   opts = opts or {}
   for k in pairs(opts) do
     if not OPTIONS[k] then argerror(4, "unknown option '" .. tostring(k) .. "'") end
-  end
-  if opts.reuse_address then
-    error(errors.ValueError("Passing `reuse_address=True` is no longer supported, as the "
-                            .. "usage of SO_REUSEPORT in UDP poses a significant security concern."), 2)
   end
   for _, k in ipairs {"family", "proto", "flags"} do
     if opts[k] ~= nil and math.type(opts[k]) ~= "integer" then

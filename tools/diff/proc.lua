@@ -165,14 +165,6 @@ scenario("sp_close_running", function(t)
   finish(t, tr, done, true)
 end)
 
--- The LCG proc.py uses too, so a seed makes the same choices.
-local Rng = {}
-Rng.__index = Rng
-function Rng:pick(options)
-  self.x = (self.x * 1103515245 + 12345) % 2147483648
-  return options[(self.x >> 16) % #options + 1]
-end
-
 -- A shell script writing, closing and sleeping at random, then ending by
 -- exit or by signal; and the parent's choice for stdin.
 local function random_child(rng)
@@ -200,7 +192,7 @@ end
 -- return code must agree (their order may race).
 scenario("sp_random", function(t)
   for seed = 1, 40 do
-    local cmd, stdin, written = random_child(setmetatable({x = seed}, Rng))
+    local cmd, stdin, written = random_child(trace.Rng(seed))
     local lt = setmetatable({name = "sp_random " .. seed, lines = {}}, Trace)
     local tr, done = shell(lt, cmd, {stdin = stdin == "DEVNULL" and DEVNULL or PIPE})
     if written > 0 then tr:get_pipe_transport(0):write(("i"):rep(written)) end
@@ -316,7 +308,7 @@ end)
 -- their input; stderr piped, dropped or merged.
 scenario("pr_random", function(t)
   for seed = 1, 30 do
-    local rng = setmetatable({x = seed}, Rng)
+    local rng = trace.Rng(seed)
     local child = rng:pick {"cat", "head -c 5000", "true", "sleep 0.05; cat", "cat >/dev/null; echo done",
                             "head -c 70000 >/dev/null; echo e >&2; exit 3", "kill -9 $$"}
     local stderr = rng:pick {"PIPE", "DEVNULL", "STDOUT"}
@@ -721,7 +713,7 @@ scenario("sig_random", function(t)
   local choices = {table.unpack(names)}
   choices[#choices + 1] = "soon"
   for seed = 1, 20 do
-    local rng = setmetatable({x = seed}, Rng)
+    local rng = trace.Rng(seed)
     local steps = {}
     for i = 1, rng:pick {1, 3, 6} do steps[i] = rng:pick(choices) end
     t("seed", seed, steps)

@@ -7,21 +7,11 @@
 local eddy = require "eddy"
 local S = require "eddy.socket"
 
+package.path = arg[0]:gsub("[^/]*$", "") .. "?.lua;" .. package.path
+local show = require("trace").pyshow
+
 local scenarios = {}
 local function scenario(name, fn) scenarios[#scenarios + 1] = {name = name, fn = fn} end
-
--- A value as socket.py prints it: NUL as \0, ephemeral ports (10000 and
--- up) as PORT, several results as one {...}.
-local function show(v)
-  if type(v) == "string" then return '"' .. v:gsub("%z", "\\0") .. '"' end
-  if math.type(v) == "integer" and v >= 10000 then return "PORT" end
-  if type(v) == "table" and getmetatable(v) == nil then
-    local parts = {}
-    for i = 1, v.n or #v do parts[i] = show(v[i]) end
-    return "{" .. table.concat(parts, ", ") .. "}"
-  end
-  return tostring(v)
-end
 
 -- An error as socket.py prints one: class, errno and its name (libuv's
 -- strerror texts are not the C library's); a Lua argument error is "string".

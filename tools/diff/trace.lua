@@ -16,6 +16,32 @@ function trace.show(v)
   return tostring(v)
 end
 
+-- A value as socket.py and net.py print it: strings quoted with NUL as
+-- \0, ephemeral ports (10000 and up) as PORT, a plain table as {...} of
+-- its items, each shown by 'item' (by default this same function).
+function trace.pyshow(v, item)
+  if type(v) == "string" then return '"' .. v:gsub("%z", "\\0") .. '"' end
+  if math.type(v) == "integer" and v >= 10000 then return "PORT" end
+  if type(v) == "table" and getmetatable(v) == nil then
+    local parts = {}
+    for i = 1, v.n or #v do parts[i] = (item or trace.pyshow)(v[i]) end
+    return "{" .. table.concat(parts, ", ") .. "}"
+  end
+  return tostring(v)
+end
+
+-- trace.Rng(seed): the LCG of proc.py's Rng, so that a seed makes the
+-- same choices on both sides; rng:pick(options) picks one of an array.
+local Rng = {}
+Rng.__index = Rng
+
+function Rng:pick(options)
+  self.x = (self.x * 1103515245 + 12345) % 2147483648
+  return options[(self.x >> 16) % #options + 1]
+end
+
+function trace.Rng(seed) return setmetatable({x = seed}, Rng) end
+
 -- An error as the trace shows it: its class name (a string error: "string").
 function trace.ename(e)
   if e == nil then return "nil" end
