@@ -310,9 +310,10 @@ static int to_target(lua_State *L, int ai, Target *tg) {
 }
 
 /* Send data (at di) with send() on a connected socket (as asyncio, which
-** then ignores the address), else to the address at ai; returns 0, the
-** errno, or -1 with the OSError of the address pushed. */
-static int send_one(lua_State *L, Dgram *d, int di, int ai) {
+** then ignores the address), else to the address at ai, read and resolved
+** unless the caller has done so into 'to'; returns 0, the errno, or -1
+** with the OSError of the address pushed. */
+static int send_one(lua_State *L, Dgram *d, int di, int ai, const Target *to) {
   size_t len;
   const char *data = lua_tolstring(L, di, &len);
   ssize_t r;
@@ -320,10 +321,13 @@ static int send_one(lua_State *L, Dgram *d, int di, int ai) {
     r = send(d->fd, data, len, MSG_NOSIGNAL);
   } else {
     Target tg;
-    tg.family = d->family;
-    tg.resolve = 1;
-    if (to_target(L, ai, &tg) < 0) return -1;
-    r = sendto(d->fd, data, len, MSG_NOSIGNAL, (struct sockaddr *)&tg.ss, tg.len);
+    if (to == NULL) {
+      tg.family = d->family;
+      tg.resolve = 1;
+      if (to_target(L, ai, &tg) < 0) return -1;
+      to = &tg;
+    }
+    r = sendto(d->fd, data, len, MSG_NOSIGNAL, (const struct sockaddr *)&to->ss, to->len);
   }
   return r < 0 ? errno : 0;
 }
@@ -352,7 +356,7 @@ static int sendto_ready(lua_State *L) {
     lua_rawgeti(L, buf, d->bhead);
     lua_rawgeti(L, entry, 1);
     lua_rawgeti(L, entry, 2);
-    err = send_one(L, d, entry + 1, entry + 2);
+    err = send_one(L, d, entry + 1, entry + 2, NULL);
     if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) break;
     lua_pushnil(L);
     lua_rawseti(L, buf, d->bhead++);
@@ -396,7 +400,8 @@ static int same_address(lua_State *L, int a, int b) {
 static int t_sendto(lua_State *L) {
   Dgram *d = checkdgram(L, 1);
   size_t len;
-  int err;
+  int err, idle;
+  Target tg;
   if (lua_type(L, 2) != LUA_TSTRING) return luaL_typeerror(L, 2, "string");
   lua_tolstring(L, 2, &len);
   lua_settop(L, 3);
@@ -415,17 +420,20 @@ static int t_sendto(lua_State *L) {
       lua_warning(L, "eddy: transport is closed: datagrams are dropped", 0);
     return 0;
   }
-  if (!d->connected) {  /* a malformed address raises now, not once queued */
-    Target tg;
+  idle = d->bhead == d->btail;
+  if (!d->connected) {
+    /* Read the address now, once: a malformed one raises here rather than
+    ** once queued.  A host name is resolved only for a datagram sent at
+    ** once; a queued one's is when its turn comes. */
     tg.family = d->family;
-    tg.resolve = 0;
+    tg.resolve = idle;
     if (to_target(L, 3, &tg) < 0) {
       error_received(L, 1, -1);
       return 0;
     }
   }
-  if (d->bhead == d->btail) {
-    err = send_one(L, d, 2, 3);
+  if (idle) {
+    err = send_one(L, d, 2, 3, d->connected ? NULL : &tg);
     if (err == 0) return 0;
     if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
       error_received(L, 1, err);
