@@ -136,6 +136,15 @@ describe("eddy.asyncgen", function()
     gen:aclose()
   end))
 
+  it("shutdown_asyncgens raises from a plain callback even with no generator open (API.md §1)",
+     async(function(loop)
+    local err
+    loop:call_soon(function() err = select(2, pcall(loop.shutdown_asyncgens, loop)) end)
+    eddy.sleep(0)
+    eddy.sleep(0)
+    assert.matches("^RuntimeError: shutdown_asyncgens%(%) cannot suspend here", tostring(err))
+  end))
+
   it("test_async_gen_asyncio_shutdown_01: loop:shutdown_asyncgens closes open generators", async(function(loop)
     local finalized = 0
     local gen_fn = eddy.asyncgen(function(yield)

@@ -456,6 +456,23 @@ describe("Future:await", function()
     assert.matches("eddy.run", err.message, 1, true)
     fut:cancel()
   end))
+
+  -- API.md §1, §5 (await is S) and §11 to the letter: a done future too.
+  it("on a done future, from a plain callback, still raises RuntimeError; the result stays", async(function(loop)
+    local fut = loop:create_future()
+    fut:set_result("kept", 2)
+    local errs = {}
+    loop:call_soon(function()
+      local ok, err = pcall(fut.await, fut)
+      errs.method = ok and "returned" or tostring(err)
+      ok, err = pcall(eddy.await, fut)
+      errs.eddy_await = ok and "returned" or tostring(err)
+    end)
+    turns()
+    assert.matches("^RuntimeError: await%(%) cannot suspend here: .*eddy%.run", errs.method)
+    assert.matches("^RuntimeError: await%(%) cannot suspend here: .*eddy%.run", errs.eddy_await)
+    assert.same({"kept", 2}, {fut:await()})  -- in a task it returns at once
+  end))
 end)
 
 describe("unretrieved exceptions", function()

@@ -201,6 +201,30 @@ describe("create_server", function()
     assert.equal(0, made)
   end))
 
+  -- API.md §1, §4 and §11 to the letter: the Server's suspending methods
+  -- raise from a plain callback even when they would not wait.
+  it("start_serving, serve_forever and wait_closed raise from a plain callback, changing nothing",
+     async(function(loop)
+    local srv = loop:create_server(function() return {} end, "127.0.0.1", 0, {start_serving = false})
+    local closed = loop:create_server(function() return {} end, "127.0.0.1", 0)
+    closed:close()
+    closed:wait_closed()  -- in a task: returns at once now
+    local errs = {}
+    loop:call_soon(function()
+      errs.start_serving = select(2, pcall(srv.start_serving, srv))
+      errs.serve_forever = select(2, pcall(srv.serve_forever, srv))
+      errs.wait_closed = select(2, pcall(closed.wait_closed, closed))
+    end)
+    eddy.sleep(0)
+    eddy.sleep(0)
+    for _, name in ipairs {"start_serving", "serve_forever", "wait_closed"} do
+      assert.matches("^RuntimeError: " .. name .. "%(%) cannot suspend here", tostring(errs[name]))
+    end
+    assert.is_false(srv:is_serving())  -- not listening
+    srv:close()
+    srv:wait_closed()
+  end))
+
   it("rejects bad arguments with clear errors", async(function(loop)
     argerror(function() loop:create_server(42) end, 1, "create_server")
     argerror(function() loop:create_server(function() end, 42, 0) end, 2, "create_server")

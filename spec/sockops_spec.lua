@@ -289,4 +289,27 @@ describe("sock_* methods", function()
     loop:close()
     a:close() b:close()
   end)
+
+  -- API.md §1, §3 and §11 to the letter: data ready makes no difference.
+  it("raise RuntimeError from a plain callback even when they could complete, taking nothing", function()
+    local loop = eddy.new_event_loop()
+    local a, b = pair()
+    assert.equal(5, a:send("ready"))
+    local errs = {}
+    loop:call_soon(function()
+      errs.sock_recv = select(2, pcall(loop.sock_recv, loop, b, 10))
+      errs.sock_sendall = select(2, pcall(loop.sock_sendall, loop, b, "x"))
+      loop:stop()
+    end)
+    loop:run_forever()
+    for _, name in ipairs {"sock_recv", "sock_sendall"} do
+      assert.matches("^RuntimeError: " .. name .. "%(%) cannot suspend here", tostring(errs[name]))
+    end
+    assert.equal("ready", loop:run_until_complete(function() return loop:sock_recv(b, 10) end))
+    a:setblocking(true)
+    b:close()
+    assert.equal("", a:recv(10))  -- sock_sendall sent nothing
+    loop:close()
+    a:close()
+  end)
 end)

@@ -61,8 +61,8 @@ local function gather(...)
   local n, opts = split_options(select("#", ...), ...)
   args.check_options("gather", n + 1, opts, {return_exceptions = true})
   local return_exceptions = opts ~= nil and opts.return_exceptions or false
+  can_suspend("gather")  -- even with nothing to wait for (API.md §1)
   if n == 0 then return end
-  can_suspend("gather")
   local aws = pack(...)
   for i = 1, n do  -- check them all before starting any task
     local arg = aws[i]

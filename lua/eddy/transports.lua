@@ -649,12 +649,14 @@ end
 
 -- server:start_serving() (suspending)
 function Server:start_serving()
+  can_suspend("start_serving")  -- before it listens (API.md §1)
   self:_start()
   eddy.sleep(0)
 end
 
 -- server:serve_forever() (suspending): cancelling it closes the server.
 function Server:serve_forever()
+  can_suspend("serve_forever")
   local fields = self:_fields()
   if fields.serving_fut ~= nil then
     error(errors.RuntimeError("server is already being awaited on serve_forever()"), 2)
