@@ -218,12 +218,8 @@ describe("Lock", function()
   it("acquire from a plain callback raises RuntimeError even when the lock is free, and takes nothing",
      async(function(loop)
     local lock = eddy.Lock()
-    local ok, err
-    loop:call_soon(function() ok, err = pcall(lock.acquire, lock) end)
-    turns()
-    assert.is_false(ok)
-    assert.is_true(errors.is(err, errors.RuntimeError))
-    assert.matches("^RuntimeError: acquire%(%) cannot suspend here: .*eddy%.run", tostring(err))
+    local errs = checks.from_callback(loop, {{"acquire", lock.acquire, lock}})
+    assert.matches("^RuntimeError: acquire%(%) cannot suspend here: .*eddy%.run", errs.acquire)
     assert.is_false(lock:locked())
   end))
 
@@ -231,24 +227,17 @@ describe("Lock", function()
     local lock, sem, ev, cond = eddy.Lock(), eddy.Semaphore(0), eddy.Event(), eddy.Condition()
     lock:acquire()
     cond:acquire()
-    local errs = {}
-    loop:call_soon(function()
-      local function try(name, f, ...)
-        local ok, err = pcall(f, ...)
-        errs[name] = ok and "returned" or tostring(err)
-      end
-      try("acquire", lock.acquire, lock)
-      try("sem", sem.acquire, sem)
-      try("wait", ev.wait, ev)
-      try("cond", cond.wait, cond)
-      errs.cond_locked = cond:locked()  -- checked before the lock is let go
-    end)
-    turns()
+    local errs = checks.from_callback(loop, {
+      {"acquire", lock.acquire, lock},
+      {"sem", sem.acquire, sem},
+      {"wait", ev.wait, ev},
+      {"cond", cond.wait, cond},
+    })
     assert.matches("^RuntimeError: acquire%(%) cannot suspend here", errs.acquire)
     assert.matches("^RuntimeError: acquire%(%) cannot suspend here", errs.sem)
     assert.matches("^RuntimeError: wait%(%) cannot suspend here", errs.wait)
     assert.matches("^RuntimeError: wait%(%) cannot suspend here", errs.cond)
-    assert.is_true(errs.cond_locked)
+    assert.is_true(cond:locked())  -- checked before the lock is let go
     cond:release()
   end))
 
@@ -260,23 +249,18 @@ describe("Lock", function()
     local lock, sem, bsem = eddy.Lock(), eddy.Semaphore(1), eddy.BoundedSemaphore(1)
     local ev, cond, barrier = eddy.Event(), eddy.Condition(), eddy.Barrier(1)
     ev:set()
-    local errs, predicate_ran = {}, false
-    loop:call_soon(function()
-      local function try(key, f, ...)
-        local ok, err = pcall(f, ...)
-        errs[key] = ok and "returned" or tostring(err)
-      end
-      try("lock", lock.acquire, lock)
-      try("sem", sem.acquire, sem)
-      try("bsem", bsem.acquire, bsem)
-      try("event", ev.wait, ev)
-      try("cond_acquire", cond.acquire, cond)
-      try("wait_for", cond.wait_for, cond, function() predicate_ran = true return true end)
-      try("barrier_wait", barrier.wait, barrier)  -- one party: it would pass at once
-      try("reset", barrier.reset, barrier)
-      try("abort", barrier.abort, barrier)
-    end)
-    turns()
+    local predicate_ran = false
+    local errs = checks.from_callback(loop, {
+      {"lock", lock.acquire, lock},
+      {"sem", sem.acquire, sem},
+      {"bsem", bsem.acquire, bsem},
+      {"event", ev.wait, ev},
+      {"cond_acquire", cond.acquire, cond},
+      {"wait_for", cond.wait_for, cond, function() predicate_ran = true return true end},
+      {"barrier_wait", barrier.wait, barrier},  -- one party: it would pass at once
+      {"reset", barrier.reset, barrier},
+      {"abort", barrier.abort, barrier},
+    })
     for key, name in pairs {lock = "acquire", sem = "acquire", bsem = "acquire", event = "wait",
                             cond_acquire = "acquire", wait_for = "wait_for", barrier_wait = "wait",
                             reset = "reset", abort = "abort"} do

@@ -586,14 +586,7 @@ describe("join and shutdown for every kind of queue (the test mixins)", function
       local q = make(2)
       q:put_nowait(1)
       q:task_done()  -- nothing unfinished: join would return at once
-      local errs = {}
-      loop:call_soon(function()
-        for _, name in ipairs {"put", "get", "join"} do
-          local ok, err = pcall(q[name], q, 2)
-          errs[name] = ok and "returned" or tostring(err)
-        end
-      end)
-      turns()
+      local errs = checks.from_callback(loop, {{"put", q.put, q, 2}, {"get", q.get, q}, {"join", q.join, q}})
       for _, name in ipairs {"put", "get", "join"} do
         assert.matches("^RuntimeError: " .. name .. "%(%) cannot suspend here: .*eddy%.run", errs[name])
       end

@@ -209,16 +209,11 @@ describe("create_server", function()
     local closed = loop:create_server(function() return {} end, "127.0.0.1", 0)
     closed:close()
     closed:wait_closed()  -- in a task: returns at once now
-    local errs = {}
-    loop:call_soon(function()
-      errs.start_serving = select(2, pcall(srv.start_serving, srv))
-      errs.serve_forever = select(2, pcall(srv.serve_forever, srv))
-      errs.wait_closed = select(2, pcall(closed.wait_closed, closed))
-    end)
-    eddy.sleep(0)
-    eddy.sleep(0)
+    local errs = checks.from_callback(loop, {{"start_serving", srv.start_serving, srv},
+                                             {"serve_forever", srv.serve_forever, srv},
+                                             {"wait_closed", closed.wait_closed, closed}})
     for _, name in ipairs {"start_serving", "serve_forever", "wait_closed"} do
-      assert.matches("^RuntimeError: " .. name .. "%(%) cannot suspend here", tostring(errs[name]))
+      assert.matches("^RuntimeError: " .. name .. "%(%) cannot suspend here", errs[name])
     end
     assert.is_false(srv:is_serving())  -- not listening
     srv:close()

@@ -747,22 +747,15 @@ describe("open_connection / start_server", function()
      async(function(loop)
     local reader = eddy.StreamReader()
     reader:feed_data("ab\ncd\n")
-    local errs = {}
-    loop:call_soon(function()
-      for name, fn in pairs({
-        read = function() return reader:read(1) end,
-        read_all = function() return reader:read() end,
-        readline = function() return reader:readline() end,
-        readexactly = function() return reader:readexactly(2) end,
-        readexactly0 = function() return reader:readexactly(0) end,
-        readuntil = function() return reader:readuntil("b") end,
-        lines = function() for line in reader:lines() do return line end end,
-      }) do
-        local ok, err = pcall(fn)
-        errs[name] = ok and "returned" or tostring(err)
-      end
-    end)
-    checks.turns()
+    local errs = checks.from_callback(loop, {
+      {"read", reader.read, reader, 1},
+      {"read_all", reader.read, reader},
+      {"readline", reader.readline, reader},
+      {"readexactly", reader.readexactly, reader, 2},
+      {"readexactly0", reader.readexactly, reader, 0},
+      {"readuntil", reader.readuntil, reader, "b"},
+      {"lines", function() for line in reader:lines() do return line end end},
+    })
     for name, fname in pairs({read = "read", read_all = "read", readline = "readline",
                               readexactly = "readexactly", readexactly0 = "readexactly",
                               readuntil = "readuntil", lines = "readline"}) do
@@ -779,14 +772,10 @@ describe("open_connection / start_server", function()
     closed:close()
     closed:wait_closed()
     writer:drain()  -- in a task: returns at once
-    local errs = {}
-    loop:call_soon(function()
-      errs.drain = select(2, pcall(writer.drain, writer))
-      errs.wait_closed = select(2, pcall(closed.wait_closed, closed))
-    end)
-    checks.turns()
-    assert.matches("^RuntimeError: drain%(%) cannot suspend here", tostring(errs.drain))
-    assert.matches("^RuntimeError: wait_closed%(%) cannot suspend here", tostring(errs.wait_closed))
+    local errs = checks.from_callback(loop, {{"drain", writer.drain, writer},
+                                             {"wait_closed", closed.wait_closed, closed}})
+    assert.matches("^RuntimeError: drain%(%) cannot suspend here", errs.drain)
+    assert.matches("^RuntimeError: wait_closed%(%) cannot suspend here", errs.wait_closed)
     writer:close()
     writer:wait_closed()
   end))

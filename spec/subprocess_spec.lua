@@ -281,14 +281,9 @@ describe("loop:subprocess_exec", function()
      async(function(loop)
     local p = eddy.create_subprocess_exec("true")
     assert.equal(0, p:wait())  -- in a task: returns at once from now on
-    local errs = {}
-    loop:call_soon(function()
-      errs.wait = select(2, pcall(p.wait, p))
-      errs.communicate = select(2, pcall(p.communicate, p))
-    end)
-    checks.turns(2)
+    local errs = checks.from_callback(loop, {{"wait", p.wait, p}, {"communicate", p.communicate, p}})
     for _, name in ipairs {"wait", "communicate"} do
-      assert.matches("^RuntimeError: " .. name .. "%(%) cannot suspend here", tostring(errs[name]))
+      assert.matches("^RuntimeError: " .. name .. "%(%) cannot suspend here", errs[name])
     end
     assert.equal(0, p:wait())
   end))
