@@ -408,6 +408,25 @@ describe("suspending composition outside a task", function()
     assert.matches("gather() cannot suspend here", err.message, 1, true)
   end))
 
+  it("in a task behind a C call that cannot yield: RuntimeError naming the function, even when done",
+     async(function()
+    local fut = eddy.get_running_loop():create_future()
+    fut:set_result(1)
+    local lock = eddy.Lock()
+    local errs = {}
+    table.sort({2, 1}, function(a, b)  -- a C function: its comparator cannot yield
+      errs.gather = select(2, pcall(eddy.gather, fut))
+      errs.acquire = select(2, pcall(lock.acquire, lock))
+      errs.await = select(2, pcall(fut.await, fut))
+      return a < b
+    end)
+    for _, name in ipairs {"gather", "acquire", "await"} do
+      assert.matches("^RuntimeError: " .. name .. "%(%) cannot suspend here", tostring(errs[name]))
+    end
+    assert.is_false(lock:locked())
+    assert.equal(1, eddy.gather(fut))  -- out of it, in the task, at once
+  end))
+
   it("from a plain callback: sleep raises before its timer is made (nothing keeps the loop alive)",
      function()
     local code, out = checks.run_script([[

@@ -988,12 +988,13 @@ static int c_isfuture(lua_State *L) {
   return 1;
 }
 
-/* _can_suspend(name): raise, naming the function, when a suspending
-** function written in Lua is called where nothing can suspend (API.md §1);
-** the functions it goes on to call would name themselves. */
+/* _can_suspend(name) -> in a task: raise, naming the function, when a
+** suspending function written in Lua is called where nothing can suspend
+** (API.md §1); the functions it goes on to call would name themselves.
+** false: top-level suspension. */
 static int c_can_suspend(lua_State *L) {
-  eddy__can_suspend(L, luaL_checkstring(L, 1));
-  return 0;
+  lua_pushboolean(L, eddy__can_suspend(L, luaL_checkstring(L, 1)));
+  return 1;
 }
 
 static const luaL_Reg core_task_funcs[] = {
