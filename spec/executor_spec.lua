@@ -505,11 +505,22 @@ describe("default executor", function()
       end)
       other:run_forever()
       other:close()
+      -- with no executor to wait for too (API.md §1 to the letter)
+      local idle = eddy.new_event_loop()
+      idle:call_soon(function()
+        print(select(2, pcall(idle.shutdown_default_executor, idle)))
+        idle:stop()
+      end)
+      idle:run_forever()
+      idle:run_in_executor(nil, type, 1):add_done_callback(function() idle:stop() end)
+      idle:run_forever()  -- not shut down: it still takes jobs
+      idle:close()
     ]])
     assert.equal(0, code, out)
-    assert.equal("waited\ttrue\nRuntimeError: shutdown_default_executor() cannot suspend here: "
-                 .. "call it from a task (eddy.run(main), loop:run_until_complete or "
-                 .. "loop:create_task)\n", out)
+    local err = "RuntimeError: shutdown_default_executor() cannot suspend here: "
+                .. "call it from a task (eddy.run(main), loop:run_until_complete or "
+                .. "loop:create_task)\n"
+    assert.equal("waited\ttrue\n" .. err .. err, out)
   end)
 
   -- API.md §1: a suspending function "called outside a task raises

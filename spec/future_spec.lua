@@ -456,6 +456,16 @@ describe("Future:await", function()
     assert.matches("eddy.run", err.message, 1, true)
     fut:cancel()
   end))
+
+  -- API.md §1, §5 (await is S) and §11 to the letter: a done future too.
+  it("on a done future, from a plain callback, still raises RuntimeError; the result stays", async(function(loop)
+    local fut = loop:create_future()
+    fut:set_result("kept", 2)
+    local errs = checks.from_callback(loop, {{"method", fut.await, fut}, {"eddy_await", eddy.await, fut}})
+    assert.matches("^RuntimeError: await%(%) cannot suspend here: .*eddy%.run", errs.method)
+    assert.matches("^RuntimeError: await%(%) cannot suspend here: .*eddy%.run", errs.eddy_await)
+    assert.same({"kept", 2}, {fut:await()})  -- in a task it returns at once
+  end))
 end)
 
 describe("unretrieved exceptions", function()

@@ -215,40 +215,72 @@ describe("Lock", function()
     assert.is_false(lock:locked())
   end))
 
-  it("acquire from a plain callback raises RuntimeError when it would wait", async(function(loop)
+  it("acquire from a plain callback raises RuntimeError even when the lock is free, and takes nothing",
+     async(function(loop)
     local lock = eddy.Lock()
-    lock:acquire()
-    local ok, err
-    loop:call_soon(function() ok, err = pcall(lock.acquire, lock) end)
-    turns()
-    assert.is_false(ok)
-    assert.is_true(errors.is(err, errors.RuntimeError))
-    assert.matches("cannot suspend", tostring(err))
+    local errs = checks.from_callback(loop, {{"acquire", lock.acquire, lock}})
+    assert.matches("^RuntimeError: acquire%(%) cannot suspend here: .*eddy%.run", errs.acquire)
+    assert.is_false(lock:locked())
   end))
 
   it("every suspending method called in a plain callback names itself (API.md §1)", async(function(loop)
     local lock, sem, ev, cond = eddy.Lock(), eddy.Semaphore(0), eddy.Event(), eddy.Condition()
     lock:acquire()
-    local errs = {}
-    loop:call_soon(function()
-      local function try(name, f, ...)
-        local ok, err = pcall(f, ...)
-        assert.is_false(ok)
-        errs[name] = tostring(err)
-      end
-      try("acquire", lock.acquire, lock)
-      try("sem", sem.acquire, sem)
-      try("wait", ev.wait, ev)
-      cond:acquire()
-      try("cond", cond.wait, cond)
-      assert.is_true(cond:locked())  -- checked before the lock is let go
-      cond:release()
-    end)
-    turns()
+    cond:acquire()
+    local errs = checks.from_callback(loop, {
+      {"acquire", lock.acquire, lock},
+      {"sem", sem.acquire, sem},
+      {"wait", ev.wait, ev},
+      {"cond", cond.wait, cond},
+    })
     assert.matches("^RuntimeError: acquire%(%) cannot suspend here", errs.acquire)
     assert.matches("^RuntimeError: acquire%(%) cannot suspend here", errs.sem)
     assert.matches("^RuntimeError: wait%(%) cannot suspend here", errs.wait)
     assert.matches("^RuntimeError: wait%(%) cannot suspend here", errs.cond)
+    assert.is_true(cond:locked())  -- checked before the lock is let go
+    cond:release()
+  end))
+
+  -- API.md §1 and §11 to the letter: a suspending method raises from a
+  -- plain callback whether or not it would have had to wait, before it
+  -- changes anything (docs/sync.md).
+  it("every suspending method raises from a plain callback even when it could complete at once, changing nothing",
+     async(function(loop)
+    local lock, sem, bsem = eddy.Lock(), eddy.Semaphore(1), eddy.BoundedSemaphore(1)
+    local ev, cond, barrier = eddy.Event(), eddy.Condition(), eddy.Barrier(1)
+    ev:set()
+    local predicate_ran = false
+    local errs = checks.from_callback(loop, {
+      {"lock", lock.acquire, lock},
+      {"sem", sem.acquire, sem},
+      {"bsem", bsem.acquire, bsem},
+      {"event", ev.wait, ev},
+      {"cond_acquire", cond.acquire, cond},
+      {"wait_for", cond.wait_for, cond, function() predicate_ran = true return true end},
+      {"barrier_wait", barrier.wait, barrier},  -- one party: it would pass at once
+      {"reset", barrier.reset, barrier},
+      {"abort", barrier.abort, barrier},
+    })
+    for key, name in pairs {lock = "acquire", sem = "acquire", bsem = "acquire", event = "wait",
+                            cond_acquire = "acquire", wait_for = "wait_for", barrier_wait = "wait",
+                            reset = "reset", abort = "abort"} do
+      assert.matches("^RuntimeError: " .. name .. "%(%) cannot suspend here: .*eddy%.run", errs[key])
+    end
+    assert.is_false(predicate_ran)
+    assert.is_false(lock:locked())
+    assert.is_false(sem:locked())
+    assert.is_false(bsem:locked())
+    expect_error(errors.ValueError, bsem.release, bsem)  -- still at its initial value
+    assert.is_false(cond:locked())
+    assert.is_false(barrier.broken)
+    assert.equal(0, barrier.n_waiting)
+    -- In a task each of them returns at once.
+    lock:acquire()
+    sem:acquire()
+    bsem:acquire()
+    assert.is_true(ev:wait())
+    assert.is_true(cond:wait_for(function() return true end))
+    assert.equal(0, barrier:wait())
   end))
 
   it("at the main chunk's top level, a wait nothing can end names its method", function()

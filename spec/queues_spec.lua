@@ -576,6 +576,28 @@ describe("join and shutdown for every kind of queue (the test mixins)", function
     assert.is_false(ok)
     assert.matches("^RuntimeError: join%(%) cannot suspend here", tostring(err))
   end))
+
+  -- API.md §1 and §11 to the letter (docs/queues.md): put, get and join
+  -- raise from a plain callback even when they could complete at once,
+  -- and no item moves.
+  it("put, get and join raise from a plain callback even when they could complete, moving nothing",
+     async(function(loop)
+    for _, make in ipairs {eddy.Queue, eddy.PriorityQueue, eddy.LifoQueue} do
+      local q = make(2)
+      q:put_nowait(1)
+      q:task_done()  -- nothing unfinished: join would return at once
+      local errs = checks.from_callback(loop, {{"put", q.put, q, 2}, {"get", q.get, q}, {"join", q.join, q}})
+      for _, name in ipairs {"put", "get", "join"} do
+        assert.matches("^RuntimeError: " .. name .. "%(%) cannot suspend here: .*eddy%.run", errs[name])
+      end
+      assert.equal(1, q:qsize())
+      expect_error(errors.ValueError, q.task_done, q)  -- the put added nothing
+      assert.equal(1, q:get())  -- in a task they return at once
+      q:put(2)
+      q:task_done()
+      q:join()
+    end
+  end))
 end)
 
 describe("Queue shutdown (Python 3.13)", function()

@@ -201,23 +201,23 @@ describe("create_server", function()
     assert.equal(0, made)
   end))
 
-  -- API.md §1: a suspending function "called outside a task raises
-  -- RuntimeError naming the function" (not a function it calls).
-  it("start_serving and serve_forever from a plain callback raise RuntimeError naming themselves, serving nothing",
+  -- API.md §1, §4 and §11 to the letter: the Server's suspending methods
+  -- raise from a plain callback even when they would not wait.
+  it("start_serving, serve_forever and wait_closed raise from a plain callback, changing nothing",
      async(function(loop)
-    local srv <close> = loop:create_server(function() return {} end, "127.0.0.1", 0,
-                                           {start_serving = false})
-    local errs = {}
-    local done = loop:create_future()
-    loop:call_soon(function()
-      errs[1] = select(2, pcall(srv.start_serving, srv))
-      errs[2] = select(2, pcall(srv.serve_forever, srv))
-      done:set_result()
-    end)
-    done:await()
-    assert.matches("^RuntimeError: start_serving%(%) cannot suspend here", tostring(errs[1]))
-    assert.matches("^RuntimeError: serve_forever%(%) cannot suspend here", tostring(errs[2]))
-    assert.is_false(srv:is_serving())
+    local srv = loop:create_server(function() return {} end, "127.0.0.1", 0, {start_serving = false})
+    local closed = loop:create_server(function() return {} end, "127.0.0.1", 0)
+    closed:close()
+    closed:wait_closed()  -- in a task: returns at once now
+    local errs = checks.from_callback(loop, {{"start_serving", srv.start_serving, srv},
+                                             {"serve_forever", srv.serve_forever, srv},
+                                             {"wait_closed", closed.wait_closed, closed}})
+    for _, name in ipairs {"start_serving", "serve_forever", "wait_closed"} do
+      assert.matches("^RuntimeError: " .. name .. "%(%) cannot suspend here", errs[name])
+    end
+    assert.is_false(srv:is_serving())  -- not listening
+    srv:close()
+    srv:wait_closed()
   end))
 
   it("rejects bad arguments with clear errors", async(function(loop)

@@ -739,33 +739,45 @@ describe("open_connection / start_server", function()
     end
   end))
 
-  -- The choice recorded in streams.md: as the sync primitives and queues,
-  -- a read or drain raises from a callback only when it would have to
-  -- wait (asyncio's awaits of them do not suspend then either).
-  it("from a callback, a read served from the buffer returns; one that would wait names itself",
+  -- API.md §1 and §11 to the letter (docs/streams.md): from a callback
+  -- every read raises naming itself even when the buffer could serve it,
+  -- and takes no byte; drain and wait_closed raise though nothing is to
+  -- wait for.
+  it("from a callback, a read the buffer could serve raises naming itself and consumes nothing",
      async(function(loop)
-    local done = loop:create_future()
-    loop:call_soon(function()
-      local reader = eddy.StreamReader()
-      reader:feed_data("ab\ncd")
-      local got = {reader:readline(), reader:read(1), reader:readuntil("d"), reader:readexactly(0)}
-      local errs = {}
-      for name, fn in pairs({
-        read = function(r) r:read(5) end,
-        readline = function(r) r:readline() end,
-        readexactly = function(r) r:readexactly(2) end,
-        readuntil = function(r) r:readuntil("!") end,
-      }) do
-        errs[name] = select(2, pcall(fn, eddy.StreamReader()))  -- nothing buffered
-      end
-      done:set_result(got, errs)
-    end)
-    local got, errs = net.wait(done)
-    assert.same({"ab\n", "c", "d", ""}, got)
-    for _, name in ipairs {"read", "readline", "readexactly", "readuntil"} do
-      assert.is_true(errors.is(errs[name], errors.RuntimeError), name)
-      assert.truthy(tostring(errs[name]):find(name .. "() cannot suspend here", 1, true), tostring(errs[name]))
+    local reader = eddy.StreamReader()
+    reader:feed_data("ab\ncd\n")
+    local errs = checks.from_callback(loop, {
+      {"read", reader.read, reader, 1},
+      {"read_all", reader.read, reader},
+      {"readline", reader.readline, reader},
+      {"readexactly", reader.readexactly, reader, 2},
+      {"readexactly0", reader.readexactly, reader, 0},
+      {"readuntil", reader.readuntil, reader, "b"},
+      {"lines", function() for line in reader:lines() do return line end end},
+    })
+    for name, fname in pairs({read = "read", read_all = "read", readline = "readline",
+                              readexactly = "readexactly", readexactly0 = "readexactly",
+                              readuntil = "readuntil", lines = "readline"}) do
+      assert.matches("^RuntimeError: " .. fname .. "%(%) cannot suspend here: .*eddy%.run", errs[name])
     end
+    reader:feed_eof()
+    assert.equal("ab\ncd\n", reader:read())  -- every byte still there, for a task
+  end))
+
+  it("from a callback, drain and wait_closed raise though nothing is to wait for", async(function(loop)
+    local srv <close>, port = serve(echo_lines)
+    local _, writer = eddy.open_connection("127.0.0.1", port)
+    local _, closed = eddy.open_connection("127.0.0.1", port)
+    closed:close()
+    closed:wait_closed()
+    writer:drain()  -- in a task: returns at once
+    local errs = checks.from_callback(loop, {{"drain", writer.drain, writer},
+                                             {"wait_closed", closed.wait_closed, closed}})
+    assert.matches("^RuntimeError: drain%(%) cannot suspend here", errs.drain)
+    assert.matches("^RuntimeError: wait_closed%(%) cannot suspend here", errs.wait_closed)
+    writer:close()
+    writer:wait_closed()
   end))
 
   it("the limit option reaches the server's readers (test_readline_limit)", async(function()

@@ -281,6 +281,18 @@ describe("loop:subprocess_exec", function()
     local err = net.wait(done)
     assert.is_true(errors.is(err, errors.RuntimeError), tostring(err))
   end))
+
+  -- API.md §1, §10 and §11 to the letter: an exited process too.
+  it("Process wait and communicate raise from a plain callback even once it has exited",
+     async(function(loop)
+    local p = eddy.create_subprocess_exec("true")
+    assert.equal(0, p:wait())  -- in a task: returns at once from now on
+    local errs = checks.from_callback(loop, {{"wait", p.wait, p}, {"communicate", p.communicate, p}})
+    for _, name in ipairs {"wait", "communicate"} do
+      assert.matches("^RuntimeError: " .. name .. "%(%) cannot suspend here", errs[name])
+    end
+    assert.equal(0, p:wait())
+  end))
 end)
 
 describe("eddy.create_subprocess_exec / _shell", function()

@@ -398,6 +398,45 @@ describe("suspending composition outside a task", function()
     assert.is_false(started)
   end))
 
+  -- API.md §1 and §11 to the letter: raised before anything is made.
+  it("from a plain callback: gather with nothing to wait for raises too", async(function(loop)
+    local err
+    loop:call_soon(function() err = select(2, pcall(eddy.gather)) end)
+    eddy.sleep(0)
+    eddy.sleep(0)
+    assert.is_true(errors.is(err, errors.RuntimeError))
+    assert.matches("gather() cannot suspend here", err.message, 1, true)
+  end))
+
+  it("in a task behind a C call that cannot yield: RuntimeError naming the function, even when done",
+     async(function()
+    local fut = eddy.get_running_loop():create_future()
+    fut:set_result(1)
+    local lock = eddy.Lock()
+    local errs = {}
+    table.sort({2, 1}, function(a, b)  -- a C function: its comparator cannot yield
+      errs.gather = select(2, pcall(eddy.gather, fut))
+      errs.acquire = select(2, pcall(lock.acquire, lock))
+      errs.await = select(2, pcall(fut.await, fut))
+      return a < b
+    end)
+    for _, name in ipairs {"gather", "acquire", "await"} do
+      assert.matches("^RuntimeError: " .. name .. "%(%) cannot suspend here", tostring(errs[name]))
+    end
+    assert.is_false(lock:locked())
+    assert.equal(1, eddy.gather(fut))  -- out of it, in the task, at once
+  end))
+
+  it("from a plain callback: sleep raises before its timer is made (nothing keeps the loop alive)",
+     function()
+    local code, out = checks.run_script([[
+      local eddy = require "eddy"
+      eddy.get_event_loop():call_soon(function() print(select(2, pcall(eddy.sleep, 3600))) end)
+    ]])
+    assert.equal(0, code, out)
+    assert.matches("^RuntimeError: sleep%(%) cannot suspend here", out)
+  end)
+
   it("at the top level, wait and wait_for run the loop until done (top-level suspension)", function()
     local loop = eddy.new_event_loop()
     local f = loop:create_future()

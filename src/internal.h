@@ -549,7 +549,8 @@ void eddy__open_task(lua_State *L);
 ** Suspend the running task until the future at index i is done, then
 ** return its results (the continuation raises its error).  Works from the
 ** main thread with no loop running too (top-level suspension).  'what'
-** names the suspending function for the error raised outside a task.
+** names the suspending function for the error raised outside a task,
+** first, even when the future is done already (API.md §1, §11).
 ** Always use as: return eddy__await(L, i, "sleep");
 */
 int eddy__await(lua_State *L, int i, const char *what);

@@ -451,6 +451,7 @@ static int s_is_serving(lua_State *L) {
 ** connection is gone (asyncio 3.12.1+). */
 static int s_wait_closed(lua_State *L) {
   eddy_Server *sv = checkserver(L, 1);
+  eddy__can_suspend_rt(L, sv->loop->rt, "wait_closed");  /* API.md §1 */
   if (sv->woken) return 0;
   lua_settop(L, 1);
   if (push_field(L, 1, "waiters") != LUA_TTABLE) {

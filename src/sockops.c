@@ -93,7 +93,7 @@ static int run(lua_State *L, eddy_Loop *loop, int event,
                const char *what) {
   eddy_Socket *s = (eddy_Socket *)lua_touserdata(L, 2);
   int r;
-  eddy__can_suspend(L, what);
+  eddy__can_suspend(L, what);  /* before the try: API.md §1 */
   r = attempt(L, 2);
   if (r >= 0) return r;
   if (r == EDDY_SOCK_FAILED) return lua_error(L);
@@ -390,8 +390,8 @@ static int l_sock_connect(lua_State *L) {
   eddy_Socket *s;
   eddy__checkloop(L, 1);
   s = eddy__sock_checknb(L, 2);
+  eddy__can_suspend(L, "sock_connect");  /* before connect(): API.md §1 */
   lua_settop(L, 3);
-  eddy__can_suspend(L, "sock_connect");
   if (needs_resolving(L, s, 3)) {
     lua_getfield(L, 1, "getaddrinfo");
     lua_pushvalue(L, 1);

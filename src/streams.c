@@ -297,6 +297,13 @@ static const struct {
   {readline_now, 3, "readline"},
 };
 
+/* Every read method asks this first, once per call: where nothing can
+** suspend it raises naming itself (API.md §1, §11), even when the buffer
+** could serve it at once, and before it takes a byte.  Past it, a read
+** that waits is in a task that can yield, or at top level. */
+#define CHECK_CAN_SUSPEND(L, r, op) \
+  ((void)eddy__can_suspend_rt(L, (r)->loop->rt, ops[op].name))
+
 /* The continuation's context: the reader (at SELF, so alive; a
 ** userdata's block is aligned for any C type, so its low bits are
 ** free) and the Op. */
@@ -335,7 +342,7 @@ static int wait_for_data(lua_State *L, Reader *r, Op op) {
     r->paused = 0;
     call_transport(L, "resume_reading");
   }
-  if (eddy__can_suspend_rt(L, rt, ops[op].name)) {
+  if (rt->current_task != NULL) {  /* CHECK_CAN_SUSPEND said it can yield */
     if (r->kept != rt->current_task) {  /* a loop of reads keeps its task */
       eddy__push_current_task(L, rt);
       lua_setiuservalue(L, SELF, R_WAITER);
@@ -435,10 +442,13 @@ static int r_read(lua_State *L) {
   if (lua_gettop(L) == 2 && lua_isinteger(L, 2) &&
       (n = lua_tointeger(L, 2)) >= 0 &&
       (r = (Reader *)lua_touserdata(L, SELF)) != NULL &&
-      lua_getmetatable(L, SELF) && is_reader_mt(L, 3))
+      lua_getmetatable(L, SELF) && is_reader_mt(L, 3)) {
+    CHECK_CAN_SUSPEND(L, r, OP_READ);
     return read_n(L, r, n);
+  }
   r = checkreader(L, SELF);
   n = lua_isnoneornil(L, 2) ? -1 : checksize(L, 2);
+  CHECK_CAN_SUSPEND(L, r, OP_READ);
   lua_settop(L, 1);
   lua_pushinteger(L, n);
   lua_pushnil(L);
@@ -472,6 +482,7 @@ static int r_readexactly(lua_State *L) {
   if (n < 0)
     return eddy__error(L, "ValueError",
                        "readexactly size can not be less than zero");
+  CHECK_CAN_SUSPEND(L, r, OP_READEXACTLY);
   lua_settop(L, 1);
   lua_pushinteger(L, n);
   return readexactly_now(L, r);
@@ -630,6 +641,7 @@ static void check_separators(lua_State *L) {
 static int r_readuntil(lua_State *L) {
   Reader *r = checkreader(L, SELF);
   check_separators(L);
+  CHECK_CAN_SUSPEND(L, r, OP_READUNTIL);
   lua_pushinteger(L, 0);  /* offset */
   return readuntil_now(L, r);
 }
@@ -670,6 +682,7 @@ static int readline_now(lua_State *L, Reader *r) {
 ** was buffered of it is dropped). */
 static int r_readline(lua_State *L) {
   Reader *r = checkreader(L, SELF);
+  CHECK_CAN_SUSPEND(L, r, OP_READLINE);
   lua_settop(L, 1);
   lua_pushliteral(L, "\n");
   lua_pushinteger(L, 0);
@@ -947,14 +960,21 @@ static int drain_k(lua_State *L, int status, lua_KContext ctx) {
 ** StreamWriter:drain() (S) for the writer at 1, with its reader (r, at
 ** index ri when not NULL) and its transport's stream (s, NULL when the
 ** transport is not eddy's).  The common case, nothing to wait for, is
-** decided here: the reader has no error, and eddy's transport is open
+** decided here, after the check every suspending function makes first:
+** the reader has no error, and eddy's transport is open
 ** and has not paused its protocol (the protocol's '_paused' mirrors that
 ** pause).  Anything else is StreamWriter:_drain_wait in Lua, told
 ** whether eddy's transport has closed its handle and so will call
-** connection_lost from the close callback.
+** connection_lost from the close callback.  Inline: it runs once per
+** message of a write/drain loop, and with the check the compiler no longer
+** inlined it on its own (callgrind, bench/eddy/echo_streams.lua: 124 ->
+** 111 instructions per drain).
 */
-static int drain(lua_State *L, Reader *r, int ri, eddy_Stream *s) {
+static inline int drain(lua_State *L, Reader *r, int ri, eddy_Stream *s) {
   int lost_coming;
+  /* First, even when there is nothing to wait for (API.md §1, §11); the
+  ** waits in _drain_wait rely on it. */
+  eddy__can_suspend_rt(L, r != NULL ? r->loop->rt : eddy__runtime(L), "drain");
   if (r != NULL && r->failed) {
     lua_getiuservalue(L, ri, R_EXCEPTION);
     return lua_error(L);

@@ -506,11 +506,13 @@ int eddy__pwait_toplevel(lua_State *L, int F, const char *what) {
 
 int eddy__await(lua_State *L, int i, const char *what) {
   eddy_Future *f = eddy__checkfuture(L, i);
-  int F;
+  /* First, even for a done future: where nothing can suspend it raises
+  ** (API.md §1, §11), whether or not it would have had to wait. */
+  int in_task = eddy__can_suspend_rt(L, f->loop->rt, what), F;
   if (f->state != EDDY_FUT_PENDING) return eddy__future_result(L, i);
   lua_pushvalue(L, i);
   F = lua_gettop(L);
-  if (eddy__can_suspend_rt(L, f->loop->rt, what)) {
+  if (in_task) {
     eddy__pushtag(L);
     lua_pushvalue(L, F);
     return lua_yieldk(L, 2, (lua_KContext)F, await_k);
@@ -596,10 +598,11 @@ static int sleep0_k(lua_State *L, int status, lua_KContext ctx) {
 /* eddy.sleep(delay, ...) -> ...: suspends for delay seconds. */
 static int c_sleep(lua_State *L) {
   double delay = (double)luaL_checknumber(L, 1);
-  int base = lua_gettop(L), F;
+  int base = lua_gettop(L), F, in_task;
   eddy_Loop *loop;
   if (isnan(delay)) return eddy__error(L, "ValueError", "delay cannot be NaN");
-  if (delay <= 0 && eddy__can_suspend(L, "sleep")) {
+  in_task = eddy__can_suspend(L, "sleep");  /* before a timer is made */
+  if (delay <= 0 && in_task) {
     eddy__pushtag(L);  /* a bare turn: no future, no timer */
     return lua_yieldk(L, 1, (lua_KContext)base, sleep0_k);
   }
@@ -609,7 +612,7 @@ static int c_sleep(lua_State *L) {
   lua_pushcfunction(L, set_result_unless_done);
   lua_pushvalue(L, F);
   eddy__call_at(L, loop, 1, eddy__time(loop) + (delay > 0 ? delay : 0));
-  if (eddy__can_suspend(L, "sleep")) {
+  if (in_task) {
     eddy__pushtag(L);
     lua_pushvalue(L, F);
     return lua_yieldk(L, 2, (lua_KContext)F, sleep_k);
@@ -992,12 +995,13 @@ static int c_isfuture(lua_State *L) {
   return 1;
 }
 
-/* _can_suspend(name): raise, naming the function, when a suspending
-** function written in Lua is called where nothing can suspend (API.md §1);
-** the functions it goes on to call would name themselves. */
+/* _can_suspend(name) -> in a task: raise, naming the function, when a
+** suspending function written in Lua is called where nothing can suspend
+** (API.md §1); the functions it goes on to call would name themselves.
+** false: top-level suspension. */
 static int c_can_suspend(lua_State *L) {
-  eddy__can_suspend(L, luaL_checkstring(L, 1));
-  return 0;
+  lua_pushboolean(L, eddy__can_suspend(L, luaL_checkstring(L, 1)));
+  return 1;
 }
 
 static const luaL_Reg core_task_funcs[] = {

@@ -80,7 +80,7 @@ end
 
 -- loop:shutdown_asyncgens(): close every async generator still open.
 function Loop:shutdown_asyncgens()
-  C._can_suspend("shutdown_asyncgens")  -- even with nothing to close (API.md §1)
+  C._can_suspend("shutdown_asyncgens")  -- first, even with none open (API.md §1)
   local fields = self:_fields()
   local gens = fields.asyncgens
   fields.asyncgens_shutdown = true

@@ -20,9 +20,9 @@ function Loop:shutdown_default_executor(timeout)
     error("bad argument #1 to 'shutdown_default_executor' (number expected, got "
           .. type(timeout) .. ")", 2)
   end
-  -- A plain callback gets the RuntimeError naming it, even with no
-  -- executor to wait for (API.md §1); at a script's top level wait_for
-  -- runs the default loop (API.md §11).
+  -- First, before anything changes, even with no executor to wait for:
+  -- a plain callback gets the RuntimeError naming it (API.md §1); at a
+  -- script's top level wait_for runs the default loop (API.md §11).
   C._can_suspend("shutdown_default_executor")
   local fields = self:_fields()
   fields.executor_shutdown_called = true

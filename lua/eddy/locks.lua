@@ -30,18 +30,12 @@ local function get_loop(self)
   return loop
 end
 
--- Before a wait: a suspending method called where it cannot suspend (a
--- plain callback) raises RuntimeError naming itself (API.md §1), as the
--- core's suspending functions do; the future's await would name "await".
--- A task, or the main chunk's top level (no loop running: the wait runs
--- the loop), can wait.
-local function check_suspend(what)
-  if C.current_task() ~= nil and coroutine.isyieldable() then return end
-  local _, ismain = coroutine.running()
-  if ismain and C._get_running_loop() == nil then return end
-  error(errors.RuntimeError(what .. "() cannot suspend here: call it from a task "
-        .. "(eddy.run(main), loop:run_until_complete or loop:create_task)"), 3)
-end
+-- First thing in every suspending method: where nothing can suspend (a
+-- plain callback) it raises RuntimeError naming itself, even when it
+-- could have returned at once (API.md §1, §11), and before it changes
+-- anything.  A task, or the main chunk's top level (no loop running: the
+-- wait runs the loop), goes on.
+local check_suspend = C._can_suspend
 
 -- Await 'fut' for the method 'what' (its errors name it); whatever
 -- happens, drop it from 'waiters' (asyncio's try: await fut / finally:
@@ -113,12 +107,12 @@ end
 
 -- lock:acquire() -> guard (S)
 function Lock:acquire()
+  check_suspend("acquire")
   local waiters = self._waiters
   if not self._locked and (waiters == nil or all_cancelled(waiters)) then
     self._locked = true
     return guard_of(self)
   end
-  check_suspend("acquire")
   local fut
   waiters, fut = queue_waiter(self)
   local ok, err = wait_on(waiters, fut, "acquire")
@@ -180,8 +174,8 @@ function Event:clear() self._value = false end
 -- event:wait() -> true (S); 'what' names the caller in errors (a
 -- Queue's join waits on an Event).
 function Event:_wait(what)
-  if self._value then return true end
   check_suspend(what)
+  if self._value then return true end
   local fut = get_loop(self):create_future()
   self._waiters:push(fut)
   local ok, err = wait_on(self._waiters, fut, what)
@@ -223,10 +217,10 @@ function Condition:release() return self._lock:release() end
 -- cond:wait() -> true (S): release the lock, wait for a notify, take the
 -- lock again (even when cancelled: the caller always leaves holding it).
 function Condition:wait()
+  check_suspend("wait")
   if not self:locked() then
     error(errors.RuntimeError("cannot wait on un-acquired lock"), 2)
   end
-  check_suspend("wait")
   local fut = get_loop(self):create_future()
   self:release()
   self._waiters:push(fut)
@@ -251,6 +245,7 @@ function Condition:wait_for(predicate)
   if not args.callable(predicate) then
     error(args.message("wait_for", 1, "function", predicate), 2)
   end
+  check_suspend("wait_for")  -- before the predicate runs
   local result = predicate()
   while not result do
     self:wait()
@@ -337,11 +332,11 @@ end
 
 -- sem:acquire() -> guard (S)
 function Semaphore:acquire()
+  check_suspend("acquire")
   if not self:locked() then
     self._value = self._value - 1
     return guard_of(self)
   end
-  check_suspend("acquire")
   local waiters, fut = queue_waiter(self)
   local ok, err = wait_on(waiters, fut, "acquire")
   if not ok and errors.is(err, CancelledError) and fut:done() and not fut:cancelled() then
@@ -466,6 +461,7 @@ end
 
 -- barrier:wait() -> index (0 .. parties-1, in arrival order) (S)
 function barrier_methods:wait()
+  check_suspend("wait")
   local _ <close> = self._cond:acquire()
   barrier_block(self)
   local index = self._count
@@ -487,6 +483,7 @@ end
 -- barrier:reset() (S): waiting tasks get BrokenBarrierError; the barrier
 -- fills again once they have left.
 function barrier_methods:reset()
+  check_suspend("reset")
   local _ <close> = self._cond:acquire()
   if self._count > 0 then
     self._state = RESETTING
@@ -498,6 +495,7 @@ end
 
 -- barrier:abort() (S): break the barrier for good.
 function barrier_methods:abort()
+  check_suspend("abort")
   local _ <close> = self._cond:acquire()
   self._state = BROKEN
   self._cond:notify_all()

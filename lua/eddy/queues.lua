@@ -22,6 +22,11 @@ local Waiters = C.Waiters
 local wait, wake_one, wake_all =
   C.Waiters_methods.wait, C.Waiters_methods.wake_one, C.Waiters_methods.wake_all
 
+-- First thing in put, get and join: where nothing can suspend (a plain
+-- callback) they raise RuntimeError naming themselves, even when they
+-- could have returned at once (API.md §1, §11), before an item moves.
+local can_suspend = C._can_suspend
+
 -- The storage of each kind of queue: new(), put(s, item), get(s) -> item.
 -- The Queue methods reach them through the instance (_put, _get) and count
 -- the items themselves (_n), so the hot path makes no class lookups.
@@ -211,6 +216,7 @@ end
 
 -- queue:put(item) (S): wait while the queue is full.
 function methods:put(item)
+  can_suspend("put")
   while full(self) do
     if self._is_shutdown then error(QueueShutDown(), 2) end
     wait_in(self, "put", self._putters, not_full)
@@ -227,6 +233,7 @@ end
 
 -- queue:get() -> item (S): wait while the queue is empty.
 function methods:get()
+  can_suspend("get")
   while self._n == 0 do
     if self._is_shutdown then error(QueueShutDown(), 2) end
     wait_in(self, "get", self._getters, not_empty)
@@ -253,6 +260,7 @@ end
 
 -- queue:join() (S): wait until every item put has been task_done().
 function methods:join()
+  can_suspend("join")
   if self._unfinished_tasks > 0 then self._finished:_wait("join") end
 end
 

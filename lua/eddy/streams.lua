@@ -205,7 +205,6 @@ function StreamReaderProtocol:_drain_helper()
     error(errors.ConnectionResetError("Connection lost"), 0)
   end
   if not self._paused then return end
-  can_suspend("drain")
   local waiter = self._loop:create_future()
   local waiters = self._drain_waiters
   waiters[#waiters + 1] = waiter
@@ -267,9 +266,8 @@ end
 -- writer:wait_closed() (S): until the connection is lost; raises the
 -- error it was lost with.
 function StreamWriter:wait_closed()
-  local closed = self._protocol._closed
-  if not closed:done() then can_suspend("wait_closed") end
-  return closed:await()
+  can_suspend("wait_closed")  -- first, even when closed already (API.md §1)
+  return self._protocol._closed:await()
 end
 
 -- writer:drain() (S): wait until it is fine to write again.  Raises the
@@ -280,7 +278,6 @@ StreamWriter.drain = C._writer_drain
 -- Until connection_lost has run (it completes _closed); a waiter of our
 -- own, so that cancelling the task does not cancel _closed.
 local function wait_connection_lost(protocol)
-  can_suspend("drain")
   local waiter = protocol._loop:create_future()
   local function wake()
     if not waiter:done() then waiter:set_result(nil) end
@@ -293,7 +290,8 @@ end
 
 -- lost_coming (from C): eddy's transport has closed its handle, and
 -- connection_lost comes from the handle's close callback (to our protocol,
--- unless set_protocol replaced it).
+-- unless set_protocol replaced it).  drain() has checked that it may
+-- suspend (the RuntimeError naming drain).
 function StreamWriter:_drain_wait(lost_coming)
   local protocol = self._protocol
   if lost_coming and not protocol._connection_lost and
@@ -304,7 +302,6 @@ function StreamWriter:_drain_wait(lost_coming)
   elseif self._transport:is_closing() then
     -- Let connection_lost run: a write/drain loop on a closed connection
     -- would otherwise never see the error.
-    can_suspend("drain")
     eddy.sleep(0)
   end
   if protocol._paused or protocol._connection_lost then protocol:_drain_helper() end
@@ -330,6 +327,7 @@ function StreamWriter:start_tls(sslcontext, opts)
       error(string.format("bad argument #2 to 'start_tls' (unknown option '%s')", tostring(k)), 2)
     end
   end
+  can_suspend("start_tls")  -- not drain's name for it
   local protocol = self._protocol
   self:drain()
   -- set before the handshake: the peer's close_notify may come with its

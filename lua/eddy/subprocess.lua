@@ -261,8 +261,8 @@ end
 
 -- transport:_wait() (S): the return code, once the process has exited.
 function Transport:_wait()
+  can_suspend("wait")  -- even once it has exited (API.md §1)
   if self._returncode ~= nil then return self._returncode end
-  can_suspend("wait")
   local waiter = self._loop:create_future()
   local waiters = self._exit_waiters
   waiters[#waiters + 1] = waiter

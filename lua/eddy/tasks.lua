@@ -23,20 +23,12 @@ local function split_options(n, ...)
 end
 eddy._split_options = split_options
 
--- Whether a suspending function may suspend here: true inside a task,
--- false at the script's top level (no loop running: awaiting runs the
--- default loop, API.md §11); elsewhere (a plain callback) the RuntimeError
--- every suspending function raises, naming 'fname' (the C core's check).
--- Inside a task behind a C call that cannot yield (the REPL's C code
--- calls gather so) it is true too: the await fails there only if it
--- really has to suspend.
-local function can_suspend(fname)
-  if C.current_task() ~= nil then return true end
-  local _, ismain = coroutine.running()
-  if ismain and C._get_running_loop() == nil then return false end
-  error(errors.RuntimeError(fname .. "() cannot suspend here: call it from a task "
-                            .. "(eddy.run(main), loop:run_until_complete or loop:create_task)"), 3)
-end
+-- can_suspend(fname): true inside a task that can yield, false at the
+-- script's top level (no loop running: awaiting runs the default loop,
+-- API.md §11); elsewhere (a plain callback, a C call that cannot yield)
+-- the RuntimeError every suspending function raises first, naming
+-- 'fname', even when it would not have to wait (API.md §1).
+local can_suspend = C._can_suspend
 
 -- {================================================= gather
 
@@ -61,8 +53,8 @@ local function gather(...)
   local n, opts = split_options(select("#", ...), ...)
   args.check_options("gather", n + 1, opts, {return_exceptions = true})
   local return_exceptions = opts ~= nil and opts.return_exceptions or false
+  can_suspend("gather")  -- even with nothing to wait for (API.md §1)
   if n == 0 then return end
-  can_suspend("gather")
   local aws = pack(...)
   for i = 1, n do  -- check them all before starting any task
     local arg = aws[i]

@@ -650,18 +650,18 @@ end
 
 -- server:start_serving() (suspending)
 function Server:start_serving()
-  can_suspend("start_serving")  -- before it starts: a callback gets the error, not a server
+  can_suspend("start_serving")  -- before it listens (API.md §1)
   self:_start()
   eddy.sleep(0)
 end
 
 -- server:serve_forever() (suspending): cancelling it closes the server.
 function Server:serve_forever()
+  can_suspend("serve_forever")
   local fields = self:_fields()
   if fields.serving_fut ~= nil then
     error(errors.RuntimeError("server is already being awaited on serve_forever()"), 2)
   end
-  can_suspend("serve_forever")
   if not self:_start() then error(errors.RuntimeError("server is closed"), 2) end
   local fut = self:get_loop():create_future()
   fields.serving_fut = fut

@@ -53,6 +53,23 @@ function checks.turns(n)
   for _ = 1, n or 1 do eddy.sleep(0) end
 end
 
+-- from_callback(loop, calls) -> errs: from inside a task, run each call
+-- {key, fn, args...} of the array 'calls', in order, in one plain
+-- callback (call_soon); errs[key] is the error it raised, as a string, or
+-- "returned".  For the rule that a suspending function raises there
+-- (API.md §1, §11).
+function checks.from_callback(loop, calls)
+  local errs = {}
+  loop:call_soon(function()
+    for _, call in ipairs(calls) do
+      local ok, err = pcall(table.unpack(call, 2))
+      errs[call[1]] = ok and "returned" or tostring(err)
+    end
+  end)
+  checks.turns(2)
+  return errs
+end
+
 -- argerror(fn, n, name): fn must raise a standard Lua argument error
 -- "bad argument #n to 'name'" (API.md §1).
 function checks.argerror(fn, n, name)
