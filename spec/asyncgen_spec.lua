@@ -156,11 +156,35 @@ describe("eddy.asyncgen", function()
     assert.equals("created", g3._state)
   end))
 
+  -- API.md §1 and §11 to the letter, as every other suspending method:
+  -- whether the body would suspend makes no difference.
+  it("anext, asend, athrow and aclose raise from a plain callback even when the body would not suspend",
+     async(function(loop)
+    local gen_fn = eddy.asyncgen(function(yield) yield(1) yield(2) end)
+    local fresh, started = gen_fn(), gen_fn()
+    assert.equals(1, started:anext())
+    local errs = checks.from_callback(loop, {
+      {"anext", fresh.anext, fresh},
+      {"asend", started.asend, started, "x"},
+      {"athrow", fresh.athrow, fresh, errors.ValueError("x")},
+      {"aclose", started.aclose, started},
+      {"for", function() for _ in gen_fn() do end end},
+    })
+    for key, name in pairs {anext = "anext", asend = "asend", athrow = "athrow", aclose = "aclose",
+                            ["for"] = "anext"} do
+      assert.matches("^RuntimeError: " .. name .. "%(%) cannot suspend here", errs[key])
+    end
+    -- nothing changed: in the task each goes on from where it was
+    assert.equals(1, fresh:anext())
+    assert.equals(2, started:anext())
+  end))
+
   -- API.md §1: a suspending function "called outside a task raises
   -- RuntimeError naming the function", with or without generators open.
   it("shutdown_asyncgens from a plain callback raises RuntimeError, even with nothing to close",
-     checks.with_loop(function(loop)
-    checks.cannot_suspend(loop, "shutdown_asyncgens", loop.shutdown_asyncgens, loop)
+     async(function(loop)
+    local errs = checks.from_callback(loop, {{"shutdown", loop.shutdown_asyncgens, loop}})
+    assert.matches("^RuntimeError: shutdown_asyncgens%(%) cannot suspend here", errs.shutdown)
   end))
 
   -- asyncio's _asyncgen_firstiter_hook registers a generator started

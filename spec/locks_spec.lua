@@ -215,14 +215,6 @@ describe("Lock", function()
     assert.is_false(lock:locked())
   end))
 
-  it("acquire from a plain callback raises RuntimeError even when the lock is free, and takes nothing",
-     async(function(loop)
-    local lock = eddy.Lock()
-    local errs = checks.from_callback(loop, {{"acquire", lock.acquire, lock}})
-    assert.matches("^RuntimeError: acquire%(%) cannot suspend here: .*eddy%.run", errs.acquire)
-    assert.is_false(lock:locked())
-  end))
-
   it("every suspending method called in a plain callback names itself (API.md §1)", async(function(loop)
     local lock, sem, ev, cond = eddy.Lock(), eddy.Semaphore(0), eddy.Event(), eddy.Condition()
     lock:acquire()

@@ -389,20 +389,6 @@ describe("eddy.create_subprocess_exec / _shell", function()
     assert.equal(0, p.returncode)
   end))
 
-  -- API.md §1: a suspending function "called outside a task raises
-  -- RuntimeError naming the function", as communicate() does, also once
-  -- the process has exited.
-  it("Process:wait() from a plain callback raises RuntimeError, also after the exit",
-     async(function(loop)
-    local p = eddy.create_subprocess_exec("true")
-    assert.equal(0, p:wait())
-    local done = loop:create_future()
-    loop:call_soon(function() done:set_result(select(2, pcall(p.wait, p))) end)
-    local err = net.wait(done)
-    assert.is_true(errors.is(err, errors.RuntimeError), tostring(err))
-    assert.matches("^RuntimeError: wait%(%) cannot suspend here", tostring(err))
-  end))
-
   it("works at a script's top level: the calls run the default loop (API.md §11)", function()
     local r = cli.eddy("-e " .. cli.q[[
       local eddy = require 'eddy'

@@ -158,6 +158,34 @@ describe("create_datagram_endpoint", function()
     os.remove(path)
   end))
 
+  -- Only a destination's OSError goes to error_received: a malformed
+  -- address is the caller's mistake, a standard argument error naming
+  -- sendto and its argument (API.md §1), sent at once or queued.
+  it("a malformed destination is an argument error of sendto, sent at once or queued", async(function(loop)
+    local t = loop:create_datagram_endpoint(function() return recorder(loop) end, {"127.0.0.1", 0})
+    assert.has_error(function() t:sendto("x", {"127.0.0.1"}) end,
+                     "bad argument #2 to 'sendto' (AF_INET address must be {host, port})")
+    assert.has_error(function() t:sendto("x", {"127.0.0.1", "9"}) end,
+                     "bad argument #2 to 'sendto' (address port must be an integer)")
+    t:close()
+    -- an unconnected AF_UNIX sender whose peer does not read: datagrams queue
+    local path = os.tmpname()
+    os.remove(path)
+    local peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    peer:bind(path)
+    t = loop:create_datagram_endpoint(function() return recorder(loop) end, nil, nil,
+                                      {family = socket.AF_UNIX})
+    for _ = 1, 100 do t:sendto(string.rep("q", 4096), path) end
+    local size = t:get_write_buffer_size()
+    assert.is_true(size > 0)  -- what follows would be queued
+    assert.has_error(function() t:sendto("x", 42) end,
+                     "bad argument #2 to 'sendto' (string (AF_UNIX address) expected, got number)")
+    assert.equal(size, t:get_write_buffer_size())
+    t:abort()
+    peer:close()
+    os.remove(path)
+  end))
+
   it("sends empty datagrams; a queued datagram counts 8 bytes more (asyncio 3.13, gh-113812 "
      .. "and _header_size, with gh-135444's fix)", async(function(loop)
     local st, sp = loop:create_datagram_endpoint(function() return recorder(loop) end, {"127.0.0.1", 0})

@@ -379,9 +379,13 @@ static void threadsafe_drain(lua_State *L, eddy_Loop *loop) {
   }
 }
 
+/* The wake-up is sent under the lock: loop_close sets ts_refused under it
+** before it closes the async handle, so no other thread is still about to
+** send on a handle (or a loop) closed meanwhile. */
 static int threadsafe_push(eddy_Loop *loop,
                            void (*fn)(lua_State *L, void *arg), void *arg) {
   eddy_ThreadsafeCall *c = (eddy_ThreadsafeCall *)malloc(sizeof *c);
+  int r;
   if (c == NULL) return UV_ENOMEM;
   c->next = NULL;
   c->fn = fn;
@@ -395,8 +399,9 @@ static int threadsafe_push(eddy_Loop *loop,
   if (loop->ts_tail) loop->ts_tail->next = c;
   else __atomic_store_n(&loop->ts_head, c, __ATOMIC_RELEASE);
   loop->ts_tail = c;
+  r = uv_async_send(&loop->async);
   uv_mutex_unlock(&loop->ts_lock);
-  return uv_async_send(&loop->async);
+  return r;
 }
 
 /* }====================================================== */

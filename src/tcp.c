@@ -36,8 +36,9 @@ static void push_addr_error(lua_State *L, int status, const char *what,
 }
 
 /* Push the error of a failed connect, as asyncio's sock_connect words it. */
-static void push_connect_error(lua_State *L, int status, const Connect *c) {
-  push_addr_error(L, status, "Connect call failed", (const struct sockaddr *)&c->addr);
+static void push_connect_error(lua_State *L, int status,
+                               const struct sockaddr_storage *addr) {
+  push_addr_error(L, status, "Connect call failed", (const struct sockaddr *)addr);
 }
 
 static void connect_cb(uv_connect_t *req, int status) {
@@ -65,7 +66,7 @@ static void connect_cb(uv_connect_t *req, int status) {
     }
     if (f->state == EDDY_FUT_PENDING &&
         s->uv.loop->state != EDDY_LOOP_CLOSED) {
-      push_connect_error(L, status, c);
+      push_connect_error(L, status, &c->addr);
       eddy__future_set_exception(L, top + 1);
     }
   } else {
@@ -147,7 +148,7 @@ static int l_tcp_connect(lua_State *L) {
   eddy_Stream *s;
   uv_tcp_t *h;
   Connect *c;
-  int r, t;
+  int r, t, ref;
   check_addr(L, 2, &addr);
   if (has_local) local_family = check_addr(L, 3, &local);
   eddy__can_suspend(L, "create_connection");
@@ -165,20 +166,28 @@ static int l_tcp_connect(lua_State *L) {
     eddy__uv_close(L, &s->uv);
     return lua_error(L);
   }
+  /* The future and its reference first: nothing between the malloc and
+  ** uv_tcp_connect may raise (c would leak), and once the request is
+  ** made connect_cb needs c->ref. */
+  eddy__future_new(L, loop);
+  lua_pushvalue(L, -1);
+  ref = luaL_ref(L, LUA_REGISTRYINDEX);
   c = (Connect *)malloc(sizeof *c);
-  if (c == NULL) return fail(L, s, UV_ENOMEM, "create_connection");
+  if (c == NULL) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    return fail(L, s, UV_ENOMEM, "create_connection");
+  }
+  c->ref = ref;
   memcpy(&c->addr, &addr, sizeof addr);
   r = uv_tcp_connect(&c->req, h, (struct sockaddr *)&addr, connect_cb);
   if (r < 0) {
-    push_connect_error(L, r, c);
     free(c);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    push_connect_error(L, r, &addr);
     s->state = EDDY_STREAM_CLOSED;
     eddy__uv_close(L, &s->uv);
     return lua_error(L);
   }
-  eddy__future_new(L, loop);
-  lua_pushvalue(L, -1);
-  c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   /* If the waiting task is cancelled, stop connecting at once. */
   lua_getfield(L, -1, "add_done_callback");
   lua_pushvalue(L, -2);

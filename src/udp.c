@@ -305,8 +305,14 @@ static int to_target(lua_State *L, int ai, Target *tg) {
   lua_pushvalue(L, ai);
   lua_pushlightuserdata(L, tg);
   if (lua_pcall(L, 2, 0, 0) == LUA_OK) return 0;
-  if (!eddy__iserror(L, -1, "OSError")) lua_error(L);
-  return -1;
+  if (eddy__iserror(L, -1, "OSError")) return -1;
+  /* The caller's mistake (a malformed address, a port out of range).
+  ** Raised from target_addr it would read "bad argument #1 to '?'": read
+  ** the address again here, without a lookup, so that the error names
+  ** the caller and its argument.  Only a check made after a lookup (an
+  ** IPv6 flowinfo) passes then: raise the error as it came. */
+  eddy__socket_addr(L, ai, tg->family, &tg->ss, &tg->len, 0);
+  return lua_error(L);
 }
 
 /* Send data (at di) with send() on a connected socket (as asyncio, which

@@ -27,6 +27,11 @@ local errors = require "eddy.errors"
 local args = require "eddy.args"
 local C = eddy._core
 
+-- can_suspend(name): every method raises first where nothing can suspend
+-- (a plain callback), naming itself, even when the body would not have
+-- suspended (API.md §1, §11); the body's own calls would name themselves.
+local can_suspend = C._can_suspend
+
 -- Thrown into a generator by aclose() (Python's GeneratorExit).
 local GeneratorExit = errors.class("GeneratorExit", errors.Error)
 
@@ -113,6 +118,7 @@ end
 -- Resume the body with the given values; returns what it yielded, or
 -- nothing at its end; raises its error.  'what' names the method.
 local function step(self, what, ...)
+  can_suspend(what)
   local state = self._state
   if state == "running" then
     error(errors.RuntimeError(what .. "(): asynchronous generator is already running"), 3)
@@ -156,6 +162,7 @@ end
 -- gen:athrow(err) -> next yielded values; raises err at the pending yield (S)
 function AsyncGenerator:athrow(err)
   if err == nil then error(args.message("athrow", 1, "error value", err), 2) end
+  can_suspend("athrow")  -- before a created generator is closed
   if self._state == "created" then
     self._state = "closed"
     error(err, 2)
@@ -165,6 +172,7 @@ end
 
 -- gen:aclose() (S): finish the generator, running its cleanup.
 function AsyncGenerator:aclose()
+  can_suspend("aclose")  -- also when there is nothing to close
   local state = self._state
   if state == "running" then
     error(errors.RuntimeError("aclose(): asynchronous generator is already running"), 2)
@@ -183,8 +191,16 @@ function AsyncGenerator:aclose()
   if not errors.is(res[2], GeneratorExit) then error(res[2], 0) end
 end
 
--- Closing value of a generic for: close early exits (may suspend).
-AsyncGenerator.__close = AsyncGenerator.aclose
+-- Closing value of a generic for: close early exits (may suspend).  One
+-- not suspended at a yield is closed without aclose's check, so that a
+-- for whose first step raised (from a plain callback) keeps that error.
+function AsyncGenerator:__close()
+  if self._state ~= "suspended" and self._state ~= "running" then
+    self._state = "closed"
+    return
+  end
+  return self:aclose()
+end
 
 -- eddy.asyncgen(fn) -> function(...) -> gen, nil, nil, gen
 function eddy.asyncgen(fn)

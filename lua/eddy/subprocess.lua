@@ -405,9 +405,9 @@ function Process:__tostring()
   return string.format("<Process %d>", self.pid)
 end
 
--- process:wait() (S) -> the return code.
+-- process:wait() (S) -> the return code; transport:_wait() makes the
+-- check of API.md §1.
 function process_methods:wait()
-  can_suspend("wait")  -- even once the process has exited (API.md §1)
   return self._transport:_wait()
 end
 

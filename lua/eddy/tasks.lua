@@ -344,8 +344,8 @@ function eddy.as_completed(aws, opts)
   -- once, and a step past the last claim ends at once (asyncio 3.13).
   local claimed = 0
   return function()
+    can_suspend("as_completed")  -- even for the step that ends (API.md §1)
     if claimed == #todo then return nil end
-    can_suspend("as_completed")
     claimed = claimed + 1
     while dhead > dtail do
       if timed_out then error(errors.TimeoutError(), 2) end

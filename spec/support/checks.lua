@@ -76,20 +76,6 @@ function checks.argerror(fn, n, name)
   return checks.raises(fn, string.format("bad argument #%d to '%s'", n, name))
 end
 
--- cannot_suspend(loop, name, fn, ...): fn(...), run from a plain callback
--- of 'loop' (not running), must raise the RuntimeError of a suspending
--- function called outside a task, naming 'name' (API.md §1).
-function checks.cannot_suspend(loop, name, fn, ...)
-  local args, err = table.pack(...), nil
-  loop:call_soon(function()
-    err = select(2, pcall(fn, table.unpack(args, 1, args.n)))
-    loop:stop()
-  end)
-  loop:run_forever()
-  assert(errors.is(err, errors.RuntimeError), "expected a RuntimeError, got " .. tostring(err))
-  assert.matches("^RuntimeError: " .. name .. "%(%) cannot suspend here", tostring(err))
-end
-
 -- with_loop(fn): a spec body running fn(loop) on a new loop that is not
 -- running (for run_forever, stop, close); the loop is always closed and
 -- must have freed every handle it opened.
