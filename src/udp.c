@@ -359,14 +359,24 @@ static int sendto_ready(lua_State *L) {
   buf = lua_gettop(L);
   while (d->bhead < d->btail) {
     int err, entry = lua_gettop(L) + 1;
+    size_t size;
+    /* Off the queue before it is sent, as asyncio's popleft: an address
+    ** that raises now (its table changed since sendto checked it) must
+    ** not stay at the head and raise again at every writable turn. */
     lua_rawgeti(L, buf, d->bhead);
-    lua_rawgeti(L, entry, 1);
-    lua_rawgeti(L, entry, 2);
-    err = send_one(L, d, entry + 1, entry + 2, NULL);
-    if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) break;
     lua_pushnil(L);
     lua_rawseti(L, buf, d->bhead++);
-    d->buffer_size -= lua_rawlen(L, entry + 1) + HEADER_SIZE;
+    lua_rawgeti(L, entry, 1);
+    lua_rawgeti(L, entry, 2);
+    size = lua_rawlen(L, entry + 1) + HEADER_SIZE;
+    d->buffer_size -= size;
+    err = send_one(L, d, entry + 1, entry + 2, NULL);
+    if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
+      lua_settop(L, entry);
+      lua_rawseti(L, buf, --d->bhead);  /* back at the head */
+      d->buffer_size += size;
+      break;
+    }
     if (err != 0) {
       if (err < 0) lua_replace(L, entry);  /* keep the error */
       lua_settop(L, err < 0 ? entry : entry - 1);
