@@ -873,6 +873,24 @@ describe("open_connection / start_server", function()
     assert.is_false(reader:at_eof())
   end))
 
+  it("writelines drops the data after close, as write; an empty chunk does not keep close from finishing",
+     async(function(loop)
+    -- asyncio's transport.write() after close() drops the data; CPython's
+    -- writelines raises there (gh-136234) and never finishes closing after
+    -- an empty chunk (gh-155888): bugs eddy does not copy.
+    local accepted = loop:create_future()
+    local srv <close>, port = serve(function(r, w) accepted:set_result({r, w}) end)
+    local _, cw = eddy.open_connection("127.0.0.1", port)
+    local reader, sw = table.unpack(net.wait(accepted))
+    cw:writelines({"hello", ""})
+    cw:close()
+    cw:writelines({"dropped"})
+    cw:write("dropped")
+    eddy.wait_for(function() return cw:wait_closed() end, 2)
+    assert.equal("hello", eddy.wait_for(function() return reader:read() end, 2))
+    sw:close()
+  end))
+
   it("drain right after close raises ConnectionResetError, as asyncio's (connection_lost comes first)",
      async(function()
     local srv <close>, port = serve(function(reader, writer) reader:read() writer:close() end)
