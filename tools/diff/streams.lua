@@ -3,7 +3,7 @@
 -- tools/diff/streams.py (CPython), printed the same way, one line per
 -- call or event, "scenario: label result"; `tools/diff/run.sh streams`
 -- diffs the two.  Usage: eddy streams.lua [scenario-prefix];
--- STREAMS_SEEDS as streams.py's.
+-- STREAMS_SEEDS and STREAMS_ONE_SEPARATOR as streams.py's.
 local eddy = require "eddy"
 local S = require "eddy.socket"
 local errors = require "eddy.errors"
@@ -80,6 +80,13 @@ local TOKENS = {"a", "bcd", "\n", "\r\n", "XY", "--", "*"}
 local LIMITS = {1, 2, 3, 5, 8, 16, 64, 65536}
 local SEPARATORS = {"\n", "XY", "\r\n", "--", "Y\n", {"\n"}, {"XY", "\n"},
                     {"--", "\r\n", "Y"}, {"Y\n", "\n"}, {"-", "--"}, "", {}, {"a", ""}}
+if os.getenv("STREAMS_ONE_SEPARATOR") then  -- for 3.12 (streams.py)
+  local strings = {}
+  for _, sep in ipairs(SEPARATORS) do
+    if type(sep) == "string" then strings[#strings + 1] = sep end
+  end
+  SEPARATORS = strings
+end
 
 -- Up to 3 x limit bytes of tokens, cut at a random length (streams.py's chunk).
 local function chunk(rng, limit)
