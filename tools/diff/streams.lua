@@ -12,6 +12,7 @@ package.path = arg[0]:gsub("[^/]*$", "") .. "?.lua;" .. package.path
 local trace = require "trace"
 
 local SEEDS = math.tointeger(os.getenv("STREAMS_SEEDS")) or 300
+local TMP = io.popen("mktemp -d /tmp/eddy-streams-XXXXXX"):read("l")
 
 -- A string show() prints as it is.
 local Raw = {}
@@ -68,8 +69,8 @@ local function tick(n)
 end
 
 -- Let what was sent arrive (streams.py's settle).
-local function settle(tcp)
-  if tcp then eddy.sleep(0.005) else tick() end
+local function settle(net)
+  if net then eddy.sleep(0.005) else tick() end
 end
 
 local function loop() return eddy.get_running_loop() end
@@ -155,18 +156,24 @@ local function reset(writer)
 end
 
 -- One random program (streams.py's program).
-local function program(t, seed, tcp)
+local function program(t, seed, kind)
+  local net = kind ~= "feed"
   local rng = trace.Rng(seed)
   local limit = rng:pick(LIMITS)
   t("limit", limit)
   local lp = loop()
   local reader, server, cw, sw
-  if tcp then
+  if net then
     local accepted = lp:create_future()
-    server = eddy.start_server(function(r, w) accepted:set_result({r, w}) end,
-                               "127.0.0.1", 0, {limit = limit})
+    local function cb(r, w) accepted:set_result({r, w}) end
     local _
-    _, cw = eddy.open_connection("127.0.0.1", server.sockets[1]:getsockname()[2])
+    if kind == "unix" then
+      server = eddy.start_unix_server(cb, TMP .. "/s", {limit = limit})
+      _, cw = eddy.open_unix_connection(TMP .. "/s")
+    else
+      server = eddy.start_server(cb, "127.0.0.1", 0, {limit = limit})
+      _, cw = eddy.open_connection("127.0.0.1", server.sockets[1]:getsockname()[2])
+    end
     reader, sw = table.unpack(accepted:await())
   else
     reader = eddy.StreamReader(limit)
@@ -174,7 +181,7 @@ local function program(t, seed, tcp)
   local pending, ended
 
   local function feed(data)
-    if not tcp then
+    if not net then
       reader:feed_data(data)
     elseif rng:pick {false, true} then
       local parts = split(rng, data)
@@ -183,7 +190,7 @@ local function program(t, seed, tcp)
     else
       cw:write(data)
     end
-    if tcp then
+    if net then
       local ok, e = pcall(eddy.wait_for, function() return cw:drain() end, 3)
       if not ok then t("drain", err(e)) end
       eddy.sleep(0.01)
@@ -191,7 +198,7 @@ local function program(t, seed, tcp)
   end
 
   local function finish()
-    local how = tcp and rng:pick {"write_eof", "write_eof", "close", "abort", "reset"}
+    local how = net and rng:pick {"write_eof", "write_eof", "close", "abort", "reset"}
                 or rng:pick {"feed_eof", "feed_eof", "feed_eof", "set_exception"}
     t(how)
     if how == "feed_eof" then
@@ -206,7 +213,7 @@ local function program(t, seed, tcp)
       if how == "reset" then reset(cw) end
       cw.transport:abort()
     end
-    if tcp then eddy.sleep(0.01) end
+    if net then eddy.sleep(0.01) end
   end
 
   for _ = 1, rng:pick {3, 5, 8, 12} do
@@ -229,20 +236,20 @@ local function program(t, seed, tcp)
       finish()
       ended = true
     end
-    settle(tcp)
+    settle(net)
     if pending then
       if pending:done() then pending = nil else t("waiting") end
     end
   end
   if not ended then
     finish()
-    settle(tcp)
+    settle(net)
   end
   if pending then eddy.wait_for(function() return pending:await() end, 3) end
   if reader:exception() then t("exception", err(reader:exception())) end
   run_op(t, "rest", function(r) return r:read() end, reader)
   t("at_eof", reader:at_eof())
-  if tcp then
+  if net then
     cw:close()
     sw:close()
     for _, w in ipairs {cw, sw} do
@@ -454,14 +461,16 @@ eddy.run(function()
   for _, name in ipairs(WRITER) do
     if name:sub(1, #prefix) == prefix then writer[name](new_trace(name)) end
   end
-  for _, kind in ipairs {{"feed", SEEDS}, {"tcp", math.max(1, SEEDS // 3)}} do
+  for _, kind in ipairs {{"feed", SEEDS}, {"tcp", math.max(1, SEEDS // 3)},
+                         {"unix", math.max(1, SEEDS // 6)}} do
     for seed = 1, kind[2] do
       local name = kind[1] .. seed
       if name:sub(1, #prefix) == prefix or kind[1] == prefix then
         local t = new_trace(name)
-        local ok, e = pcall(program, t, seed, kind[1] == "tcp")
+        local ok, e = pcall(program, t, seed, kind[1])
         if not ok then t("harness", err(e)) end
       end
     end
   end
 end)
+os.execute("rm -rf " .. TMP)

@@ -4,24 +4,25 @@ separators split across chunks, EOF at random points) while it runs a
 random sequence of reads (read(n), readline, readexactly, readuntil with
 one separator or a list, at_eof, iteration over lines) and prints every
 result or error with its fields: 'feed' programs call feed_data/feed_eof
-directly, 'tcp' programs write the chunks over a loopback connection
+directly, 'tcp' and 'unix' programs write the chunks over a connection
 (write or writelines, then write_eof, close, abort or a reset).  Fixed
 'w_' scenarios cover the writer: drain against a slow reader, write
 buffer limits, write_eof, close and wait_closed, a peer's reset,
 get_extra_info.  tools/diff/streams.lua runs the same programs under
 eddy; `tools/diff/run.sh streams` diffs the two.
 Usage: python3 streams.py [scenario-prefix]; STREAMS_SEEDS=n for the
-number of programs of each kind (default 300 feed, a third as many tcp);
+number of feed programs (default 300; a third as many tcp, a sixth unix);
 STREAMS_ONE_SEPARATOR=1 for readuntil with one separator only (3.12)."""
 import sys
 
 # This directory goes last on the path: its socket.py would shadow the
 # module, and proc.py has the Rng proc.lua and streams.lua share.
 sys.path.append(sys.path.pop(0))
-import asyncio, errno, socket as S, struct, os  # noqa: E402
+import asyncio, errno, os, shutil, socket as S, struct, tempfile  # noqa: E402
 from proc import Rng, show as proc_show  # noqa: E402
 
 SEEDS = int(os.environ.get("STREAMS_SEEDS", "300"))
+TMP = tempfile.mkdtemp(prefix="eddy-streams-")
 
 
 class Raw(str):
@@ -80,10 +81,10 @@ async def tick(n=5):
         await asyncio.sleep(0)
 
 
-async def settle(tcp):
+async def settle(net):
     """Let what was sent arrive: a few iterations, or over TCP a moment
     (eddy polls for I/O once per 256 iterations, docs/performance.md)."""
-    await (asyncio.sleep(0.005) if tcp else tick())
+    await (asyncio.sleep(0.005) if net else tick())
 
 
 # {================================================= random programs
@@ -162,26 +163,33 @@ async def run_op(t, label, fn, reader):
         t(label, r)
 
 
-async def program(t, seed, tcp):
+async def program(t, seed, kind):
     """One random program: the reader's limit, then steps that each feed
     a chunk, end the stream or start a read (one read at a time: while
     one waits, the steps feed)."""
+    net = kind != "feed"
     rng = Rng(seed)
     limit = rng.pick(LIMITS)
     t("limit", limit)
     loop = asyncio.get_running_loop()
-    if tcp:
+    if net:
         accepted = loop.create_future()
-        server = await asyncio.start_server(
-            lambda r, w: accepted.set_result((r, w)), "127.0.0.1", 0, limit=limit)
-        _, cw = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        if kind == "unix":
+            path = os.path.join(TMP, "s")
+            server = await asyncio.start_unix_server(
+                lambda r, w: accepted.set_result((r, w)), path, limit=limit)
+            _, cw = await asyncio.open_unix_connection(path)
+        else:
+            server = await asyncio.start_server(
+                lambda r, w: accepted.set_result((r, w)), "127.0.0.1", 0, limit=limit)
+            _, cw = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
         reader, sw = await accepted
     else:
         reader = asyncio.StreamReader(limit)
     pending, ended = None, False
 
     async def feed(data):
-        if not tcp:
+        if not net:
             reader.feed_data(data)
         elif rng.pick([False, True]):
             parts = split(rng, data)
@@ -189,7 +197,7 @@ async def program(t, seed, tcp):
             cw.writelines(parts)
         else:
             cw.write(data)
-        if tcp:
+        if net:
             try:
                 await asyncio.wait_for(cw.drain(), 3)
             except Exception as e:
@@ -197,7 +205,7 @@ async def program(t, seed, tcp):
             await asyncio.sleep(0.01)
 
     async def end():
-        how = (rng.pick(["write_eof", "write_eof", "close", "abort", "reset"]) if tcp
+        how = (rng.pick(["write_eof", "write_eof", "close", "abort", "reset"]) if net
                else rng.pick(["feed_eof", "feed_eof", "feed_eof", "set_exception"]))
         t(how)
         if how == "feed_eof":
@@ -213,7 +221,7 @@ async def program(t, seed, tcp):
                 cw.get_extra_info("socket").setsockopt(S.SOL_SOCKET, S.SO_LINGER,
                                                         struct.pack("ii", 1, 0))
             cw.transport.abort()
-        if tcp:
+        if net:
             await asyncio.sleep(0.01)
 
     for _ in range(rng.pick([3, 5, 8, 12])):
@@ -234,7 +242,7 @@ async def program(t, seed, tcp):
         elif not ended:
             await end()
             ended = True
-        await settle(tcp)
+        await settle(net)
         if pending is not None:
             if pending.done():
                 pending = None
@@ -242,14 +250,14 @@ async def program(t, seed, tcp):
                 t("waiting")
     if not ended:
         await end()
-        await settle(tcp)
+        await settle(net)
     if pending is not None:
         await asyncio.wait_for(pending, 3)  # (a read, when no exception ended it)
     if reader.exception():
         t("exception", err(reader.exception()))
     await run_op(t, "rest", lambda r: r.read(), reader)
     t("at_eof", reader.at_eof())
-    if tcp:
+    if net:
         cw.close()
         sw.close()
         for w in (cw, sw):
@@ -463,15 +471,16 @@ async def main(prefix):
     for fn in WRITER:
         if fn.__name__.startswith(prefix):
             await fn(Trace(fn.__name__))
-    for kind, n in (("feed", SEEDS), ("tcp", max(1, SEEDS // 3))):
+    for kind, n in (("feed", SEEDS), ("tcp", max(1, SEEDS // 3)), ("unix", max(1, SEEDS // 6))):
         for seed in range(1, n + 1):
             name = "%s%d" % (kind, seed)
             if name.startswith(prefix) or kind == prefix:
                 t = Trace(name)
                 try:
-                    await program(t, seed, kind == "tcp")
+                    await program(t, seed, kind)
                 except Exception as e:
                     t("harness", err(e))
 
 
 asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else ""))
+shutil.rmtree(TMP)
