@@ -311,6 +311,7 @@ function writer.w_flow(t)
     if tr:get_write_buffer_size() > 100000 then break end
   end
   t("buffered over high", tr:get_write_buffer_size() > 100000)
+  t("protocol paused", cw._protocol._paused)  -- pause_writing was called
   local drain = loop():create_task(cw.drain, cw)
   tick()
   t("drain waits", not drain:done())
@@ -320,6 +321,7 @@ function writer.w_flow(t)
   local got = 0
   while not drain:done() do got = got + #sr:read(65536) end
   t("drained below low", tr:get_write_buffer_size() <= 50000)
+  t("protocol paused", cw._protocol._paused)
   aw(t, "drain", drain.await, nil, drain)
   aw(t, "second drain", drain2.await, nil, drain2)
   aw(t, "drain again", cw.drain, nil, cw)
@@ -331,6 +333,35 @@ function writer.w_flow(t)
   end
   t("received all", got % 65536)
   cw:close()
+  sw:close()
+  aw(t, "wait_closed", cw.wait_closed, nil, cw)
+end
+
+-- New limits while paused (streams.py's w_limits).
+function writer.w_limits(t)
+  local _, cw, sr, sw = pair()
+  local tr = cw.transport
+  call(t, "negative high", tr.set_write_buffer_limits, tr, -1)
+  call(t, "negative low", tr.set_write_buffer_limits, tr, 10, -1)
+  call(t, "zero", tr.set_write_buffer_limits, tr, 0)
+  call(t, "limits", tr.get_write_buffer_limits, tr)
+  cw:write("x")  -- taken by the socket: nothing queued, no pause
+  t("paused after a small write", cw._protocol._paused)
+  local block = string.rep("x", 65536)
+  while tr:get_write_buffer_size() == 0 do cw:write(block) end
+  t("paused once queued", cw._protocol._paused)
+  call(t, "raise high", tr.set_write_buffer_limits, tr, 2 ^ 30 // 1)
+  t("paused after raising high", cw._protocol._paused)
+  local drain = loop():create_task(cw.drain, cw)
+  tick()
+  t("drain waits", not drain:done())
+  call(t, "high back to 0", tr.set_write_buffer_limits, tr, 0)
+  t("paused", cw._protocol._paused)
+  while not drain:done() do sr:read(65536) end
+  aw(t, "drain", drain.await, nil, drain)
+  t("paused", cw._protocol._paused, tr:get_write_buffer_size())
+  cw:close()
+  while sr:read(65536) ~= "" do end
   sw:close()
   aw(t, "wait_closed", cw.wait_closed, nil, cw)
 end
@@ -450,7 +481,7 @@ function writer.w_writelines(t)
   sw:close()
 end
 
-local WRITER = {"w_flow", "w_eof", "w_close", "w_reset", "w_reset_reader", "w_extra", "w_writelines"}
+local WRITER = {"w_flow", "w_limits", "w_eof", "w_close", "w_reset", "w_reset_reader", "w_extra", "w_writelines"}
 
 -- }=================================================
 

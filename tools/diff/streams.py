@@ -319,6 +319,7 @@ async def w_flow(t):
         if tr.get_write_buffer_size() > 100000:
             break
     t("buffered over high", tr.get_write_buffer_size() > 100000)
+    t("protocol paused", cw._protocol._paused)  # pause_writing was called
     loop = asyncio.get_running_loop()
     drain = loop.create_task(cw.drain())
     await tick()
@@ -330,6 +331,7 @@ async def w_flow(t):
     while not drain.done():
         got += len(await sr.read(65536))
     t("drained below low", tr.get_write_buffer_size() <= 50000)
+    t("protocol paused", cw._protocol._paused)
     await aw(t, "drain", drain)
     await aw(t, "second drain", drain2)
     await aw(t, "drain again", cw.drain())
@@ -341,6 +343,39 @@ async def w_flow(t):
         got += len(data)
     t("received all", got % 65536)
     cw.close()
+    sw.close()
+    await aw(t, "wait_closed", cw.wait_closed())
+
+
+async def w_limits(t):
+    """New limits while paused: asyncio pauses at once, resumes only as
+    the buffer drains."""
+    cr, cw, sr, sw = await pair()
+    tr, loop = cw.transport, asyncio.get_running_loop()
+    call(t, "negative high", tr.set_write_buffer_limits, -1)
+    call(t, "negative low", tr.set_write_buffer_limits, 10, -1)
+    call(t, "zero", tr.set_write_buffer_limits, 0)
+    t("limits", tr.get_write_buffer_limits())
+    cw.write(b"x")  # taken by the socket: nothing queued, no pause
+    t("paused after a small write", cw._protocol._paused)
+    block = b"x" * 65536
+    while tr.get_write_buffer_size() == 0:
+        cw.write(block)
+    t("paused once queued", cw._protocol._paused)
+    call(t, "raise high", tr.set_write_buffer_limits, 2 ** 30)
+    t("paused after raising high", cw._protocol._paused)
+    drain = loop.create_task(cw.drain())
+    await tick()
+    t("drain waits", not drain.done())
+    call(t, "high back to 0", tr.set_write_buffer_limits, 0)
+    t("paused", cw._protocol._paused)
+    while not drain.done():
+        await sr.read(65536)
+    await aw(t, "drain", drain)
+    t("paused", cw._protocol._paused, tr.get_write_buffer_size())
+    cw.close()
+    while await sr.read(65536):
+        pass
     sw.close()
     await aw(t, "wait_closed", cw.wait_closed())
 
@@ -462,7 +497,7 @@ async def w_writelines(t):
     sw.close()
 
 
-WRITER = [w_flow, w_eof, w_close, w_reset, w_reset_reader, w_extra, w_writelines]
+WRITER = [w_flow, w_limits, w_eof, w_close, w_reset, w_reset_reader, w_extra, w_writelines]
 
 
 # }=================================================
