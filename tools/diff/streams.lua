@@ -198,7 +198,8 @@ local function program(t, seed, kind)
   end
 
   local function finish()
-    local how = net and rng:pick {"write_eof", "write_eof", "close", "abort", "reset"}
+    local how = net and rng:pick {"write_eof", "write_eof", "close", "abort", "reset", "own_close",
+                                  "own_abort"}
                 or rng:pick {"feed_eof", "feed_eof", "feed_eof", "set_exception"}
     t(how)
     if how == "feed_eof" then
@@ -209,6 +210,10 @@ local function program(t, seed, kind)
       cw:write_eof()
     elseif how == "close" then
       cw:close()
+    elseif how == "own_close" then  -- the reader's own side closes
+      sw:close()
+    elseif how == "own_abort" then
+      sw.transport:abort()
     else
       if how == "reset" then reset(cw) end
       cw.transport:abort()

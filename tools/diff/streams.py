@@ -205,7 +205,8 @@ async def program(t, seed, kind):
             await asyncio.sleep(0.01)
 
     async def end():
-        how = (rng.pick(["write_eof", "write_eof", "close", "abort", "reset"]) if net
+        how = (rng.pick(["write_eof", "write_eof", "close", "abort", "reset", "own_close",
+                         "own_abort"]) if net
                else rng.pick(["feed_eof", "feed_eof", "feed_eof", "set_exception"]))
         t(how)
         if how == "feed_eof":
@@ -216,6 +217,10 @@ async def program(t, seed, kind):
             cw.write_eof()
         elif how == "close":
             cw.close()
+        elif how == "own_close":  # the reader's own side closes
+            sw.close()
+        elif how == "own_abort":
+            sw.transport.abort()
         else:
             if how == "reset":
                 cw.get_extra_info("socket").setsockopt(S.SOL_SOCKET, S.SO_LINGER,
