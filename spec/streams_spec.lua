@@ -846,6 +846,51 @@ describe("open_connection / start_server", function()
     assert.truthy(lost)
   end))
 
+  it("a reset that comes after data still unread is ConnectionResetError, not EOF (test_selector_events: test_read_ready_conn_reset)",
+     async(function(loop)
+    -- The reader pauses its transport (more than 2 x limit buffered), so
+    -- the next bytes and the reset wait in the kernel; resumed, the
+    -- transport reads them, then recv() raises ECONNRESET in asyncio,
+    -- where libuv's short read with POLLHUP passed for EOF.
+    local accepted = loop:create_future()
+    local srv <close>, port = serve(function(r, w) accepted:set_result({r, w}) end, {limit = 1})
+    local _, cw = eddy.open_connection("127.0.0.1", port)
+    local reader, sw = table.unpack(net.wait(accepted))
+    cw:write("abc")
+    net.wait_until(function() return reader:_status().paused end)
+    cw:write("de")
+    eddy.sleep(0.02)
+    cw:get_extra_info("socket"):setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           string.pack("i4i4", 1, 0))
+    cw.transport:abort()
+    eddy.sleep(0.02)
+    assert.equal("abc", reader:readexactly(3))
+    assert.equal("de", reader:readexactly(2))
+    local ok, err = pcall(eddy.wait_for, function() return reader:read(1) end, 2)
+    sw:close()
+    assert.is_false(ok)
+    assert.truthy(errors.is(err, errors.ConnectionResetError), tostring(err))
+    assert.is_false(reader:at_eof())
+  end))
+
+  it("writelines drops the data after close, as write; an empty chunk does not keep close from finishing",
+     async(function(loop)
+    -- asyncio's transport.write() after close() drops the data; CPython's
+    -- writelines raises there (gh-136234) and never finishes closing after
+    -- an empty chunk (gh-155888): bugs eddy does not copy.
+    local accepted = loop:create_future()
+    local srv <close>, port = serve(function(r, w) accepted:set_result({r, w}) end)
+    local _, cw = eddy.open_connection("127.0.0.1", port)
+    local reader, sw = table.unpack(net.wait(accepted))
+    cw:writelines({"hello", ""})
+    cw:close()
+    cw:writelines({"dropped"})
+    cw:write("dropped")
+    eddy.wait_for(function() return cw:wait_closed() end, 2)
+    assert.equal("hello", eddy.wait_for(function() return reader:read() end, 2))
+    sw:close()
+  end))
+
   it("drain right after close raises ConnectionResetError, as asyncio's (connection_lost comes first)",
      async(function()
     local srv <close>, port = serve(function(reader, writer) reader:read() writer:close() end)

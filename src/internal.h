@@ -729,6 +729,8 @@ struct eddy_Stream {
   unsigned char in_get_buffer;  /* alloc_cb is running Lua code: reads
                               ** stop and the handle closes in read_cb */
   unsigned char close_deferred; /* closed while in_get_buffer */
+  int reset_err;              /* a reset found at EOF, reported in the next
+                              ** iteration (stream.c's pending_error) */
   unsigned int nwrites;       /* uv_write requests in flight */
   unsigned int lost_writes;   /* writes dropped after close (debug) */
   size_t high, low;           /* write buffer limits */

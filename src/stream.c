@@ -464,9 +464,44 @@ static void deliver(lua_State *L, eddy_Stream *s, int t, const char *data,
     force_close(L, s, t, -1);
 }
 
+/*
+** The error a socket has pending, as a libuv error (0: none, or not a
+** socket).  libuv reports EOF, without reading on, when a read came short
+** and the poll said HUP; a reset that followed the data (both queued
+** while the transport was paused, say) would pass for the peer's clean
+** end, where asyncio's next recv() raises ECONNRESET.  Peeking asks the
+** same question, and takes no byte: after a FIN it returns 0, as recv().
+*/
+static int pending_error(eddy_Stream *s) {
+  uv_os_fd_t fd;
+  char c;
+  if (uv_fileno(s->uv.handle, &fd) != 0 ||
+      recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) >= 0)
+    return 0;
+  return errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTSOCK ? 0 : -errno;
+}
+
+/* reset_later(transport): the error pending_error took, reported in the
+** next iteration, where asyncio's recv() that raises it comes: a task the
+** data woke reads the data first. */
+static int reset_later(lua_State *L) {
+  eddy_Stream *s = checkstream(L, 1);
+  if (s->state == EDDY_STREAM_OPEN) os_error(L, s, 1, s->reset_err);
+  return 0;
+}
+
 /* A read that brought no bytes: the end of the stream or an error. */
 static EDDY_NOINLINE void read_ended(lua_State *L, eddy_Stream *s,
                                      int t, ssize_t nread) {
+  if (nread == UV_EOF && !is_pipe(s) && (s->reset_err = pending_error(s)) != 0) {
+    uv_read_stop((uv_stream_t *)s->uv.handle);  /* start_reading does not restart it */
+    lua_pushcfunction(L, reset_later);
+    lua_pushvalue(L, t);
+    eddy__handle_new(L, s->uv.loop, 1, 0);
+    eddy__ready_push(L, s->uv.loop, -1);
+    lua_pop(L, 1);
+    return;
+  }
   if (nread == UV_EOF) {
     on_eof(L, s, t);
   } else if (nread == UV_ENOBUFS) {  /* from alloc_cb */
@@ -500,7 +535,8 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
 }
 
 static void start_reading(eddy_Stream *s) {
-  if (s->state == EDDY_STREAM_OPEN && s->reading && !s->eof_received)
+  if (s->state == EDDY_STREAM_OPEN && s->reading && !s->eof_received &&
+      s->reset_err == 0)
     uv_read_start((uv_stream_t *)s->uv.handle, alloc_cb, read_cb);
 }
 
