@@ -189,27 +189,41 @@ static void *send_later(void *p) {
   return NULL;
 }
 
+static void start_sender(pthread_t *th, wake_arg *w, eddy_State *E,
+                         void (*fn)(lua_State *L, void *arg)) {
+  w->E = E;
+  w->rc = -1;
+  w->fn = fn;
+  pthread_create(th, NULL, send_later, w);
+}
+
 /* Runs on the loop thread: mark, cancel the far timer, stop the loop. */
 static void on_loop_thread(lua_State *L, void *arg) {
   (void)arg;
   (void)luaL_dostring(L, "woken = true; far:cancel(); require('eddy').get_event_loop():stop()");
 }
 
-static void test_threadsafe(void) {
-  eddy_State *E = eddy_new(NULL);
+/* With a far timer set, a thread wakes E's loop blocked in its poll:
+** the seconds eddy_run took; *rc is what the thread's call returned. */
+static double wake_blocked_loop(eddy_State *E, int *rc) {
   pthread_t th;
   wake_arg w;
-  double t0, dt;
+  double t0;
   dostring(E, "far = require('eddy').get_event_loop():call_later(10, function() end)");
-  w.E = E;
-  w.rc = -1;
-  w.fn = on_loop_thread;
-  pthread_create(&th, NULL, send_later, &w);
+  start_sender(&th, &w, E, on_loop_thread);
   t0 = now();
   eddy_run(E, UV_RUN_DEFAULT);  /* blocks until the other thread wakes it */
-  dt = now() - t0;
+  t0 = now() - t0;
   pthread_join(th, NULL);
-  check(w.rc == 0, "eddy_call_soon_threadsafe returns 0");
+  *rc = w.rc;
+  return t0;
+}
+
+static void test_threadsafe(void) {
+  eddy_State *E = eddy_new(NULL);
+  int rc;
+  double dt = wake_blocked_loop(E, &rc);
+  check(rc == 0, "eddy_call_soon_threadsafe returns 0");
   check(global_true(E, "woken") && dt < 5,
         "eddy_call_soon_threadsafe from another thread wakes a blocked loop");
   eddy_close(E);
@@ -256,9 +270,7 @@ static void test_threadsafe_raises(void) {
 ** new loop (docs/embedding.md). */
 static void test_threadsafe_new_default_loop(void) {
   eddy_State *E = eddy_new(NULL);
-  pthread_t th;
-  wake_arg w;
-  double t0;
+  int rc;
   dostring(E, "require('eddy').get_event_loop():close()");
   check(eddy_call_soon_threadsafe(E, marking_call, NULL) == 0,
         "eddy_call_soon_threadsafe with the default loop closed: accepted");
@@ -268,24 +280,9 @@ static void test_threadsafe_new_default_loop(void) {
               "eddy.set_event_loop(eddy.new_event_loop())");
   check(eddy_run(E, UV_RUN_DEFAULT) == 0 && global_true(E, "marked"),
         "... and runs on the new default loop that eddy_run runs");
-  /* From another thread, waking the new loop blocked in its poll. */
-  dostring(E, "far = require('eddy').get_event_loop():call_later(10, function() end)");
-  w.E = E;
-  w.rc = -1;
-  w.fn = on_loop_thread;
-  pthread_create(&th, NULL, send_later, &w);
-  t0 = now();
-  eddy_run(E, UV_RUN_DEFAULT);
-  pthread_join(th, NULL);
-  check(w.rc == 0 && global_true(E, "woken") && now() - t0 < 5,
+  check(wake_blocked_loop(E, &rc) < 5 && rc == 0 && global_true(E, "woken"),
         "a thread's call wakes the new default loop");
   eddy_close(E);
-}
-
-static void deliver_flag(lua_State *L, void *arg) {
-  (void)arg;
-  lua_pushboolean(L, 1);
-  lua_setglobal(L, "delivered");
 }
 
 /* eddy.run runs a loop of its own, not the default one: the calls reach
@@ -294,16 +291,13 @@ static void test_threadsafe_in_eddy_run(void) {
   eddy_State *E = eddy_new(NULL);
   pthread_t th;
   wake_arg w;
-  w.E = E;
-  w.rc = -1;
-  w.fn = deliver_flag;
-  pthread_create(&th, NULL, send_later, &w);
+  start_sender(&th, &w, E, marking_call);
   check(dostring(E, "local eddy = require 'eddy'\n"
                     "seen = eddy.run(function()\n"
                     "  local loop = eddy.get_running_loop()\n"
                     "  local deadline = loop:time() + 5\n"
-                    "  while not delivered and loop:time() < deadline do eddy.sleep(0.005) end\n"
-                    "  return delivered\n"
+                    "  while not marked and loop:time() < deadline do eddy.sleep(0.005) end\n"
+                    "  return marked\n"
                     "end)") == 0,
         "eddy.run with a thread sending a call meanwhile");
   pthread_join(th, NULL);
@@ -328,10 +322,7 @@ static void test_pending_task_is_live(void) {
               "local loop = eddy.get_event_loop()\n"
               "fut = loop:create_future()\n"
               "loop:create_task(function() got = fut:await() end)");
-  w.E = E;
-  w.rc = -1;
-  w.fn = complete_future;
-  pthread_create(&th, NULL, send_later, &w);
+  start_sender(&th, &w, E, complete_future);
   check(eddy_run(E, UV_RUN_DEFAULT) == 0, "eddy_run waits for a pending task");
   pthread_join(th, NULL);
   check(w.rc == 0 && strcmp(global_string(E, "got"), "from a thread") == 0,
@@ -451,10 +442,7 @@ static void *state_thread(void *p) {
   eddy_State *E = eddy_new(NULL);
   wake_arg sender;
   pthread_t th;
-  sender.E = E;
-  sender.rc = -1;
-  sender.fn = deliver_flag;
-  pthread_create(&th, NULL, send_later, &sender);
+  start_sender(&th, &sender, E, marking_call);
   w->rc = eddy_dostring(E,
       "local eddy = require 'eddy'\n"
       "local server = eddy.start_server(function(r, w)\n"
@@ -465,8 +453,8 @@ static void *state_thread(void *p) {
       "assert(r:readline() == 'echo\\n')\n"
       "w:close() server:close()\n"
       "local deadline = eddy.get_event_loop():time() + 5\n"
-      "while not delivered and eddy.get_event_loop():time() < deadline do eddy.sleep(0.005) end\n"
-      "assert(delivered, 'no thread-safe call')", "=state_thread");
+      "while not marked and eddy.get_event_loop():time() < deadline do eddy.sleep(0.005) end\n"
+      "assert(marked, 'no thread-safe call')", "=state_thread");
   if (w->rc != 0) printf("# %s\n", eddy_errmsg(E));
   pthread_join(th, NULL);
   eddy_close(E);
