@@ -4,6 +4,7 @@
 ** Every wait is bounded: a hang fails in seconds.
 */
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -482,9 +483,12 @@ static void test_states_in_threads(void) {
 
 static eddy_State *closing_state;  /* what the C functions below close */
 
+static int after_close_rc;  /* what a call made after that eddy_close got */
+
 static int l_host_close(lua_State *L) {
   (void)L;
   eddy_close(closing_state);
+  after_close_rc = eddy_dostring(closing_state, "x = 1", "=after");
   return 0;
 }
 
@@ -571,6 +575,7 @@ static void test_close_inside(void) {
   lua_register(eddy_lua(closing_state), "host_close", l_host_close);
   check(eddy_dostring(closing_state, "host_close() after_close = true", "=c") == 0,
         "eddy_close from a C function a chunk calls: the chunk ends");
+  check(after_close_rc != 0, "... a call into the closing state meanwhile is refused");
   closing_state = eddy_new(NULL);
   lua_register(eddy_lua(closing_state), "host_close", l_host_close);
   eddy_dostring(closing_state,
@@ -599,6 +604,8 @@ static void test_never_run(void) {
                     "loop:create_task(function() eddy.sleep(100) end)\n"
                     "server = eddy.start_server(function() end, '127.0.0.1', 0)") == 0,
         "a state with timers, a task and a server never run");
+  check(eddy_call_soon_threadsafe(E, marking_call, NULL) == 0,
+        "... and a thread-safe call queued (eddy_close frees it unrun)");
   eddy_close(E);
   uv_loop_init(&uv);
   E = eddy_new(&uv);
@@ -607,6 +614,47 @@ static void test_never_run(void) {
               "server = eddy.start_server(function() end, '127.0.0.1', 0)");
   eddy_close(E);
   check(uv_loop_close(&uv) == 0, "... closed on a host's loop, nothing is left on it");
+}
+
+static int raise_usr1(lua_State *L) {
+  (void)L;
+  raise(SIGUSR1);
+  return 0;
+}
+
+/* A signal handler of an embedded state runs on its loop. */
+static void test_signal(void) {
+  eddy_State *E = eddy_new(NULL);
+  lua_register(eddy_lua(E), "raise_usr1", raise_usr1);
+  dostring(E, "local eddy = require 'eddy'\n"
+              "local loop = eddy.get_event_loop()\n"
+              "local far = loop:call_later(10, function() end)\n"
+              "loop:add_signal_handler(eddy.signal.SIGUSR1, function()\n"
+              "  got_signal = true far:cancel()\n"
+              "  loop:remove_signal_handler(eddy.signal.SIGUSR1)\n"
+              "end)\n"
+              "loop:call_soon(raise_usr1)");
+  check(eddy_run(E, UV_RUN_DEFAULT) == 0 && global_true(E, "got_signal"),
+        "a signal handler in an embedded state runs");
+  eddy_close(E);
+}
+
+/* Big chunks load, and a big error message reaches the host whole. */
+static void test_big(void) {
+  eddy_State *E = eddy_new(NULL);
+  size_t n = 16u << 20, len;
+  char *chunk = (char *)malloc(n + 32);
+  memset(chunk, ' ', n);
+  strcpy(chunk + n, "big_ran = true");
+  check(eddy_dostring(E, chunk, "=big") == 0 && global_true(E, "big_ran"),
+        "a 16 MiB chunk runs");
+  free(chunk);
+  check(eddy_dostring(E, "error(string.rep('x', 4 << 20) .. 'end', 0)", "=bigerr") != 0,
+        "a 4 MiB error message");
+  len = strlen(eddy_errmsg(E));
+  check(len > (4u << 20) && strncmp(eddy_errmsg(E) + (4u << 20), "end\n", 4) == 0,
+        "... reaches eddy_errmsg whole, then its traceback");
+  eddy_close(E);
 }
 
 /* }====================================================== */
@@ -659,5 +707,7 @@ int main(void) {
   test_run_reentered();
   test_close_inside();
   test_never_run();
+  test_signal();
+  test_big();
   return tap_done();
 }
