@@ -106,6 +106,10 @@ struct eddy_Runtime {
 lua_State *eddy__newstate(void);
 void eddy__closestate(lua_State *L);
 
+/* os.exit of a state eddy made: closing the state frees the allocator
+** and E, the embedding state (NULL: the executable's). */
+void eddy__set_os_exit(lua_State *L, eddy_State *E);
+
 /* The runtime of L (created by luaopen_eddy). */
 eddy_Runtime *eddy__runtime(lua_State *L);
 /* The runtime's read buffer, grown to at least 'size' bytes: made here,

@@ -264,6 +264,7 @@ static int open_in_state(lua_State *L) {
   eddy_State *E = (eddy_State *)lua_touserdata(L, 2);
   eddy__tune_gc(L);
   luaL_openlibs(L);
+  eddy__set_os_exit(L, E);
   eddy__attach(L, uv);
   E->rt = eddy__runtime(L);
   E->rt->inbox = &E->inbox;
@@ -424,6 +425,36 @@ static void close_now(eddy_State *E) {
   eddy__inbox_free(&E->inbox);
   free(E->errmsg);
   free(E);
+}
+
+/*
+** os.exit([code [, close]]): Lua's own, except that closing the state
+** also frees what eddy made for it -- the allocator (alloc.c) and, in an
+** embedding state, the eddy_State (upvalue 1; NULL for the executable)
+** -- and the tasks it ends are not reported as destroyed while pending
+** (the exit is meant).
+*/
+static int os_exit(lua_State *L) {
+  eddy_State *E = (eddy_State *)lua_touserdata(L, lua_upvalueindex(1));
+  int status;
+  if (lua_isboolean(L, 1))
+    status = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
+  else
+    status = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+  if (lua_toboolean(L, 2)) {
+    eddy__runtime(L)->exiting = 1;
+    if (E != NULL) close_now(E);
+    else eddy__closestate(L);
+  }
+  exit(status);
+}
+
+void eddy__set_os_exit(lua_State *L, eddy_State *E) {
+  lua_getglobal(L, "os");
+  lua_pushlightuserdata(L, E);
+  lua_pushcclosure(L, os_exit, 1);
+  lua_setfield(L, -2, "exit");
+  lua_pop(L, 1);
 }
 
 /* Inside a call that runs Lua code (from a C function it called), the

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include <lauxlib.h>
 
@@ -622,6 +623,25 @@ static int raise_usr1(lua_State *L) {
   return 0;
 }
 
+/* os.exit(code, true) from a script ends the host process with that code,
+** having closed the state and freed the eddy_State (LSan, in the sanitized
+** build, fails the exit status otherwise). */
+static void test_os_exit(void) {
+  int status = -1;
+  pid_t pid;
+  fflush(stdout);
+  pid = fork();
+  if (pid == 0) {
+    eddy_State *E = eddy_new(NULL);
+    eddy_dostring(E, "require('eddy').get_event_loop():call_later(10, print)\n"
+                     "os.exit(3, true)", "=exit");
+    _exit(99);  /* not reached */
+  }
+  waitpid(pid, &status, 0);
+  check(WIFEXITED(status) && WEXITSTATUS(status) == 3,
+        "os.exit(3, true) in a script: the host exits with 3, nothing leaked");
+}
+
 /* A signal handler of an embedded state runs on its loop. */
 static void test_signal(void) {
   eddy_State *E = eddy_new(NULL);
@@ -707,6 +727,7 @@ int main(void) {
   test_run_reentered();
   test_close_inside();
   test_never_run();
+  test_os_exit();
   test_signal();
   test_big();
   return tap_done();
