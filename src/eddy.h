@@ -41,15 +41,18 @@ int eddy_dostring(eddy_State *E, const char *chunk, const char *chunkname);
 int eddy_run(eddy_State *E, uv_run_mode mode);
 
 /* From any thread: schedule fn(L, arg) to run on the loop thread, in the
-** next loop iteration.  Returns 0, or a negative libuv error code if the
-** loop is closed. */
+** next iteration of the loop the state runs (the default loop, a new one
+** a script set, or eddy.run's).  Returns 0, or a negative libuv error:
+** UV_ECANCELED once eddy_close has begun, UV_EINVAL for a NULL E or fn. */
 int eddy_call_soon_threadsafe(eddy_State *E,
                               void (*fn)(lua_State *L, void *arg), void *arg);
 
-/* The last error message, or NULL. */
+/* The last error message, or NULL (a static message for a NULL E). */
 const char *eddy_errmsg(eddy_State *E);
 
-/* Close the default loop (and the uv loop if eddy owns it) and the state. */
+/* Close the default loop (and the uv loop if eddy owns it) and the state.
+** Called from a callback, inside eddy_run / eddy_dostring / eddy_dofile,
+** it stops the loop and closes the state when that call returns. */
 void eddy_close(eddy_State *E);
 
 /* The module opener: `require "eddy"` from any Lua 5.4 host (eddy.so). */

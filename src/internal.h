@@ -93,6 +93,8 @@ struct eddy_Runtime {
   ** the run ends and raises "interrupted!" in the chunk. */
   volatile sig_atomic_t interrupted;
   uv_loop_t *host_uv;       /* loop handed in by an embedder, or NULL */
+  struct eddy_Inbox *inbox; /* an embedding state's thread-safe calls, or
+                               NULL (require "eddy" from a Lua host) */
   char *read_buf;           /* where reads land (eddy__read_buffer) */
   size_t read_buf_size;
   size_t read_offset;       /* where in read_buf the next stream read
@@ -104,13 +106,42 @@ struct eddy_Runtime {
 lua_State *eddy__newstate(void);
 void eddy__closestate(lua_State *L);
 
+/* os.exit of a state eddy made: closing the state frees the allocator
+** and E, the embedding state (NULL: the executable's). */
+void eddy__set_os_exit(lua_State *L, eddy_State *E);
+
 /* The runtime of L (created by luaopen_eddy). */
 eddy_Runtime *eddy__runtime(lua_State *L);
 /* The runtime's read buffer, grown to at least 'size' bytes: made here,
 ** where raising is allowed, so that libuv's callbacks only use it. */
 char *eddy__read_buffer(lua_State *L, eddy_Runtime *rt, size_t size);
-/* The default loop of an embedding state (runtime.c). */
-eddy_Loop *eddy__state_loop(eddy_State *E);
+
+/*
+** The queue of eddy_call_soon_threadsafe (eddy.h).  It belongs to the
+** embedding state, not to a loop, so it outlives any one loop: a script
+** may close the default loop and set a new one.  Whatever loop of the
+** state runs drains it at the start of each iteration; other threads wake
+** 'target', the loop that will run next: the running one, else the
+** default one (NULL while none is open: the calls wait for one).
+*/
+typedef struct eddy_Inbox {
+  uv_mutex_t lock;
+  /* Written under the lock, atomically: the loop checks it without the
+  ** lock (eddy__inbox_pending in loop.c). */
+  struct eddy_ThreadsafeCall *head, *tail;
+  eddy_Loop *target;        /* under the lock; written by the loop thread */
+  int refused;              /* under the lock: eddy_close has begun */
+} eddy_Inbox;
+
+void eddy__inbox_init(eddy_Inbox *in);
+/* Refuse further calls and drop the queued ones (eddy_close): before
+** lua_close, so no thread wakes a loop that is closing; then _free. */
+void eddy__inbox_refuse(eddy_Inbox *in);
+void eddy__inbox_free(eddy_Inbox *in);
+int eddy__inbox_push(eddy_Inbox *in, void (*fn)(lua_State *L, void *arg),
+                     void *arg);
+/* Stop the loop's run after the current batch (loop:stop()). */
+void eddy__loop_stop(eddy_Loop *loop);
 
 /* Registry keys (addresses of these bytes). */
 extern const char eddy__key_runtime;
@@ -173,12 +204,7 @@ struct eddy_Loop {
   uv_prepare_t fd_check;    /* before libuv polls: fds closed while their
                             ** poll was starting (poll.c) */
   int nfd_started;          /* fds noted for fd_check */
-  uv_mutex_t ts_lock;       /* guards ts_head (C callbacks from threads) */
-  /* Written under ts_lock, atomically: the loop checks it without the lock
-  ** (threadsafe_pending in loop.c). */
-  struct eddy_ThreadsafeCall *ts_head, *ts_tail;
-  int ts_refused;           /* under ts_lock: closed, calls are refused */
-  int asyncgens_dropped;    /* the asyncgen finalizer hook is queued */
+  int asyncgens_dropped;    /* the asyncgen finalizer hook is to run */
   int uv_handles_open;      /* idle, wake, async not yet closed */
   /* Handle accounting for leak checks in specs. */
   lua_Integer handles_opened, handles_freed;

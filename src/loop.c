@@ -78,8 +78,10 @@ static void ready_clear(lua_State *L, eddy_Loop *loop) {
 
 /* {====================================================== One iteration */
 
-static int threadsafe_pending(eddy_Loop *loop);
+static int inbox_pending(eddy_Runtime *rt);
 static void threadsafe_drain(lua_State *L, eddy_Loop *loop);
+static void run_asyncgen_finalizer(lua_State *L, eddy_Loop *loop);
+static int has_work_now(eddy_Loop *loop);
 
 /*
 ** One asyncio iteration: due timers become ready, then the callbacks that
@@ -108,7 +110,8 @@ static void ready_pop(lua_State *L, eddy_Loop *loop, int ring) {
 
 /* Start an iteration: due timers become ready; the batch is what is ready. */
 static void begin_iteration(lua_State *L, eddy_Loop *loop) {
-  if (threadsafe_pending(loop)) threadsafe_drain(L, loop);
+  if (inbox_pending(loop->rt)) threadsafe_drain(L, loop);
+  if (loop->asyncgens_dropped) run_asyncgen_finalizer(L, loop);
   eddy__timers_process(L, loop);
   loop->batch_left = loop->rcount;
   loop->turn_budget -= loop->rcount > 0 ? loop->rcount : 1;
@@ -240,7 +243,7 @@ static void idle_cb(uv_idle_t *h) {
   loop->in_turn = 0;
   if (loop->rcount == 0) loop->rhead = 1;
   if (loop->state == EDDY_LOOP_RUNNING) loop->state = prev_state;
-  if (loop->rcount == 0 && loop->state != EDDY_LOOP_CLOSED)
+  if (!has_work_now(loop) && loop->state != EDDY_LOOP_CLOSED)
     uv_idle_stop(&loop->idle);
   rt->running = prev_running;
 }
@@ -261,7 +264,8 @@ static void idle_cb(uv_idle_t *h) {
 ** suspension's future is done, the step is queued, as asyncio leaves it.
 */
 int eddy__loop_may_step_now(eddy_Loop *loop) {
-  return loop->rcount == 0 && !threadsafe_pending(loop) &&
+  return loop->rcount == 0 && !inbox_pending(loop->rt) &&
+         !loop->asyncgens_dropped &&
          loop->nclosing == 0 && !eddy__timers_due(loop) && keeps_running(loop);
 }
 
@@ -304,38 +308,121 @@ void eddy__loop_step_task(lua_State *L, eddy_Loop *loop, int ti) {
 
 static void async_cb(uv_async_t *h) {
   eddy_Loop *loop = container_of(h, eddy_Loop, async);
-  /* Wake the loop: an iteration drains the C queue at its start. */
-  if (threadsafe_pending(loop)) uv_idle_start(&loop->idle, idle_cb);
+  /* Wake the loop: an iteration drains the inbox at its start. */
+  if (inbox_pending(loop->rt)) uv_idle_start(&loop->idle, idle_cb);
 }
 
 /* Whether a thread-safe call is queued.  The loop's thread asks without
 ** taking the lock, on every iteration; the writers hold it and store
-** ts_head atomically, so the answer is a race, never a torn read. */
-static int threadsafe_pending(eddy_Loop *loop) {
-  return __atomic_load_n(&loop->ts_head, __ATOMIC_ACQUIRE) != NULL;
+** head atomically, so the answer is a race, never a torn read. */
+static int inbox_pending(eddy_Runtime *rt) {
+  return rt->inbox != NULL &&
+         __atomic_load_n(&rt->inbox->head, __ATOMIC_ACQUIRE) != NULL;
+}
+
+void eddy__inbox_init(eddy_Inbox *in) {
+  memset(in, 0, sizeof *in);
+  uv_mutex_init(&in->lock);
 }
 
 /* Take the whole queue of thread-safe calls, leaving it empty. */
-static eddy_ThreadsafeCall *threadsafe_take(eddy_Loop *loop) {
+static eddy_ThreadsafeCall *inbox_take(eddy_Inbox *in) {
   eddy_ThreadsafeCall *c;
-  uv_mutex_lock(&loop->ts_lock);
-  c = loop->ts_head;
-  __atomic_store_n(&loop->ts_head, NULL, __ATOMIC_RELAXED);
-  loop->ts_tail = NULL;
-  uv_mutex_unlock(&loop->ts_lock);
+  uv_mutex_lock(&in->lock);
+  c = in->head;
+  __atomic_store_n(&in->head, NULL, __ATOMIC_RELAXED);
+  in->tail = NULL;
+  uv_mutex_unlock(&in->lock);
   return c;
 }
 
 /* Put the calls of list (taken, not run yet) back at the queue's head. */
-static void threadsafe_requeue(eddy_Loop *loop, eddy_ThreadsafeCall *list) {
+static void inbox_requeue(eddy_Inbox *in, eddy_ThreadsafeCall *list) {
   eddy_ThreadsafeCall *last = list;
   if (list == NULL) return;
   while (last->next != NULL) last = last->next;
-  uv_mutex_lock(&loop->ts_lock);
-  last->next = loop->ts_head;
-  if (loop->ts_tail == NULL) loop->ts_tail = last;
-  __atomic_store_n(&loop->ts_head, list, __ATOMIC_RELEASE);
-  uv_mutex_unlock(&loop->ts_lock);
+  uv_mutex_lock(&in->lock);
+  last->next = in->head;
+  if (in->tail == NULL) in->tail = last;
+  __atomic_store_n(&in->head, list, __ATOMIC_RELEASE);
+  uv_mutex_unlock(&in->lock);
+}
+
+static void free_calls(eddy_ThreadsafeCall *c) {
+  while (c != NULL) {
+    eddy_ThreadsafeCall *next = c->next;
+    free(c);
+    c = next;
+  }
+}
+
+void eddy__inbox_refuse(eddy_Inbox *in) {
+  uv_mutex_lock(&in->lock);
+  in->refused = 1;
+  in->target = NULL;
+  uv_mutex_unlock(&in->lock);
+  free_calls(inbox_take(in));
+}
+
+void eddy__inbox_free(eddy_Inbox *in) { uv_mutex_destroy(&in->lock); }
+
+int eddy__inbox_push(eddy_Inbox *in, void (*fn)(lua_State *L, void *arg),
+                     void *arg) {
+  eddy_ThreadsafeCall *c = (eddy_ThreadsafeCall *)malloc(sizeof *c);
+  if (c == NULL) return UV_ENOMEM;
+  c->next = NULL;
+  c->fn = fn;
+  c->arg = arg;
+  uv_mutex_lock(&in->lock);
+  if (in->refused) {
+    uv_mutex_unlock(&in->lock);
+    free(c);
+    return UV_ECANCELED;
+  }
+  if (in->tail) in->tail->next = c;
+  else __atomic_store_n(&in->head, c, __ATOMIC_RELEASE);
+  in->tail = c;
+  /* Under the lock: the loop thread clears target before it closes the
+  ** async handle (inbox_retarget, loop_close). */
+  if (in->target != NULL) uv_async_send(&in->target->async);
+  uv_mutex_unlock(&in->lock);
+  return 0;
+}
+
+/*
+** Point the inbox at the loop that drains it next: the running loop, else
+** the default loop while it is open.  Called on the loop thread wherever
+** either changes; when calls wait, the new target is woken for them.
+*/
+static void inbox_retarget(lua_State *L, eddy_Runtime *rt) {
+  eddy_Inbox *in = rt->inbox;
+  eddy_Loop *loop = rt->running;
+  if (in == NULL) return;
+  if (loop == NULL && rt->default_loop_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->default_loop_ref);
+    loop = eddy__toloop(L, -1);
+    lua_pop(L, 1);
+  }
+  if (loop != NULL && loop->state == EDDY_LOOP_CLOSED) loop = NULL;
+  if (loop == in->target) return;  /* only this thread writes it */
+  uv_mutex_lock(&in->lock);
+  in->target = loop;
+  if (loop != NULL && in->head != NULL) uv_async_send(&loop->async);
+  uv_mutex_unlock(&in->lock);
+}
+
+/* The loop is closing: no thread may wake it any more. */
+static void inbox_untarget(eddy_Loop *loop) {
+  eddy_Inbox *in = loop->rt->inbox;
+  if (in == NULL || in->target != loop) return;
+  uv_mutex_lock(&in->lock);
+  in->target = NULL;
+  uv_mutex_unlock(&in->lock);
+}
+
+/* Whether an iteration has something to run without waiting for I/O. */
+static int has_work_now(eddy_Loop *loop) {
+  return loop->rcount > 0 || inbox_pending(loop->rt) || loop->asyncgens_dropped;
 }
 
 /* (call): run one thread-safe call, on an empty stack. */
@@ -356,7 +443,8 @@ static int threadsafe_call(lua_State *L) {
 ** yet wait for the next one.
 */
 static void threadsafe_drain(lua_State *L, eddy_Loop *loop) {
-  eddy_ThreadsafeCall *c = threadsafe_take(loop);
+  eddy_Inbox *in = loop->rt->inbox;
+  eddy_ThreadsafeCall *c = inbox_take(in);
   while (c != NULL) {
     eddy_ThreadsafeCall *next = c->next;
     int top = lua_gettop(L);
@@ -367,7 +455,7 @@ static void threadsafe_drain(lua_State *L, eddy_Loop *loop) {
       if (loop->rt->interrupted) {
         lua_settop(L, top);
         free(c);
-        threadsafe_requeue(loop, next);
+        inbox_requeue(in, next);
         return;
       }
       eddy__newcontext(L, "Exception in a thread-safe callback", -1);
@@ -377,31 +465,6 @@ static void threadsafe_drain(lua_State *L, eddy_Loop *loop) {
     free(c);
     c = next;
   }
-}
-
-/* The wake-up is sent under the lock: loop_close sets ts_refused under it
-** before it closes the async handle, so no other thread is still about to
-** send on a handle (or a loop) closed meanwhile. */
-static int threadsafe_push(eddy_Loop *loop,
-                           void (*fn)(lua_State *L, void *arg), void *arg) {
-  eddy_ThreadsafeCall *c = (eddy_ThreadsafeCall *)malloc(sizeof *c);
-  int r;
-  if (c == NULL) return UV_ENOMEM;
-  c->next = NULL;
-  c->fn = fn;
-  c->arg = arg;
-  uv_mutex_lock(&loop->ts_lock);
-  if (loop->ts_refused) {
-    uv_mutex_unlock(&loop->ts_lock);
-    free(c);
-    return UV_EINVAL;
-  }
-  if (loop->ts_tail) loop->ts_tail->next = c;
-  else __atomic_store_n(&loop->ts_head, c, __ATOMIC_RELEASE);
-  loop->ts_tail = c;
-  r = uv_async_send(&loop->async);
-  uv_mutex_unlock(&loop->ts_lock);
-  return r;
 }
 
 /* }====================================================== */
@@ -485,7 +548,6 @@ static eddy_Loop *loop_new(lua_State *L, uv_loop_t *uv) {
   } else {
     loop->uv = uv;
   }
-  uv_mutex_init(&loop->ts_lock);  /* with loop->uv set: l_core_gc destroys it */
   eddy__fds_track_loop(loop);
   uv_idle_init(loop->uv, &loop->idle);
   uv_timer_init(loop->uv, &loop->wake);
@@ -616,6 +678,7 @@ eddy_Loop *eddy__getloop(lua_State *L) {
     rt->host_uv = NULL;  /* the host's uv loop serves the first loop only */
     lua_pushvalue(L, -1);
     rt->default_loop_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    inbox_retarget(L, rt);
     return loop;
   }
 }
@@ -694,15 +757,14 @@ int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
   eddy_Runtime *rt = loop->rt;
   eddy_Loop *prev = rt->running;
   int alive = 1;
-  (void)L;
   loop->state = EDDY_LOOP_RUNNING;
   rt->running = loop;
   loop->until = fut;
   loop->keepalive = keepalive;
   update_keepalive(loop);
   eddy__timers_rearm(loop);  /* wake_cb left due timers alone after a stop() */
-  if (loop->stopping || loop->rcount > 0 || threadsafe_pending(loop))
-    uv_idle_start(&loop->idle, idle_cb);
+  inbox_retarget(L, rt);
+  if (loop->stopping || has_work_now(loop)) uv_idle_start(&loop->idle, idle_cb);
   /* stop() before run_forever: still one iteration, as asyncio does. */
   if (loop->stopping) uv_run(loop->uv, UV_RUN_NOWAIT);
   while (!loop->stopping && !is_done(fut) && !rt->interrupted &&
@@ -721,6 +783,7 @@ int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
   loop->stopping = 0;
   loop->until = NULL;
   rt->running = prev;
+  inbox_retarget(L, rt);
   if (rt->interrupted) raise_interrupted(L, rt);
   return alive;
 }
@@ -749,12 +812,15 @@ static int l_run_forever(lua_State *L) {
   return 0;
 }
 
-/* loop:stop(): leave run_forever after the current batch. */
-static int l_stop(lua_State *L) {
-  eddy_Loop *loop = eddy__checkanyloop(L, 1);
-  if (loop->state == EDDY_LOOP_CLOSED) return 0;
+void eddy__loop_stop(eddy_Loop *loop) {
+  if (loop->state == EDDY_LOOP_CLOSED) return;
   loop->stopping = 1;
   uv_idle_start(&loop->idle, idle_cb);  /* make sure an iteration ends */
+}
+
+/* loop:stop(): leave run_forever after the current batch. */
+static int l_stop(lua_State *L) {
+  eddy__loop_stop(eddy__checkanyloop(L, 1));
   return 0;
 }
 
@@ -797,12 +863,14 @@ int eddy__run_default(lua_State *L, uv_run_mode mode) {
   } else {
     loop->state = EDDY_LOOP_RUNNING;
     rt->running = loop;
+    inbox_retarget(L, rt);
     eddy__timers_rearm(loop);  /* wake_cb left due timers alone after a stop() */
-    if (loop->rcount > 0) uv_idle_start(&loop->idle, idle_cb);
+    if (has_work_now(loop)) uv_idle_start(&loop->idle, idle_cb);
     uv_run(loop->uv, mode);
     if (loop->state == EDDY_LOOP_RUNNING) loop->state = EDDY_LOOP_IDLE;
     loop->stopping = 0;
     rt->running = NULL;
+    inbox_retarget(L, rt);
   }
   return rt->unhandled_error;
 }
@@ -847,25 +915,13 @@ static void close_uv(eddy_Loop *loop) {
   }
 }
 
-static void threadsafe_discard(eddy_Loop *loop) {
-  eddy_ThreadsafeCall *c = threadsafe_take(loop);
-  while (c != NULL) {
-    eddy_ThreadsafeCall *next = c->next;
-    free(c);
-    c = next;
-  }
-}
-
 static void loop_close(lua_State *L, eddy_Loop *loop) {
   loop->closing = 1;  /* futures completed meanwhile drop their callbacks */
   eddy__uv_close_all(L, loop);
   eddy__timers_clear(L, loop);
   ready_clear(L, loop);
   loop->state = EDDY_LOOP_CLOSED;
-  uv_mutex_lock(&loop->ts_lock);
-  loop->ts_refused = 1;
-  uv_mutex_unlock(&loop->ts_lock);
-  threadsafe_discard(loop);
+  inbox_untarget(loop);
   close_uv(loop);
   loop->closing = 0;
   free(loop->heap);
@@ -879,8 +935,6 @@ static void loop_close(lua_State *L, eddy_Loop *loop) {
   loop->tasks_ref = LUA_NOREF;
   loop->ready_ref = loop->anchors_ref = LUA_NOREF;
   loop->handler_ref = loop->factory_ref = LUA_NOREF;
-  /* ts_lock stays: eddy_call_soon_threadsafe may still take it to find
-  ** ts_refused, until the loop is collected (l_core_gc). */
 }
 
 /* loop:close(): pending callbacks are dropped; idempotent. */
@@ -904,7 +958,6 @@ static int l_close(lua_State *L) {
 static int l_core_gc(lua_State *L) {
   eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOPCORE);
   if (loop->state == EDDY_LOOP_IDLE) loop_close(L, loop);
-  if (loop->uv != NULL) uv_mutex_destroy(&loop->ts_lock);  /* see loop_new */
   return 0;
 }
 
@@ -1068,6 +1121,7 @@ static int c_set_event_loop(lua_State *L) {
   if (!lua_isnoneornil(L, 1)) eddy__checkanyloop(L, 1);
   lua_settop(L, 1);
   set_ref(L, &rt->default_loop_ref);
+  inbox_retarget(L, rt);
   return 0;
 }
 
@@ -1135,12 +1189,11 @@ static int c_set_context_copy(lua_State *L) {
 ** a task on its loop (asyncio's finalizer hook).  Its __gc may run inside
 ** any allocation, even one in the middle of the ready queue's growth, so
 ** it only asks for asyncgen.lua's hook to run at the start of the next
-** iteration, through the thread-safe queue (a safe point).
+** iteration (a safe point).
 */
 static const char key_asyncgen_finalizer = 0;
 
-static void run_asyncgen_finalizer(lua_State *L, void *arg) {
-  eddy_Loop *loop = (eddy_Loop *)arg;
+static void run_asyncgen_finalizer(lua_State *L, eddy_Loop *loop) {
   loop->asyncgens_dropped = 0;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &key_asyncgen_finalizer);
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
@@ -1152,9 +1205,8 @@ static void run_asyncgen_finalizer(lua_State *L, void *arg) {
 /* loop:_asyncgen_dropped(): from an AsyncGenerator's __gc. */
 static int l_asyncgen_dropped(lua_State *L) {
   eddy_Loop *loop = self_loop(L);
-  if (!loop->asyncgens_dropped &&
-      threadsafe_push(loop, run_asyncgen_finalizer, loop) == 0)
-    loop->asyncgens_dropped = 1;
+  loop->asyncgens_dropped = 1;
+  uv_idle_start(&loop->idle, idle_cb);  /* no Lua: safe inside a __gc */
   return 0;
 }
 
@@ -1259,11 +1311,5 @@ int eddy__open_core(lua_State *L) {
 }
 
 /* From any thread (eddy.h). */
-int eddy_call_soon_threadsafe(eddy_State *E,
-                              void (*fn)(lua_State *L, void *arg), void *arg) {
-  eddy_Loop *loop = eddy__state_loop(E);
-  if (loop == NULL) return UV_EINVAL;
-  return threadsafe_push(loop, fn, arg);
-}
 
 /* }====================================================== */

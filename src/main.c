@@ -359,22 +359,6 @@ static void open_eddy(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* os.exit([code [, close]]): Lua's own, except that closing the state
-** also frees the allocator eddy made for it (alloc.c), and the tasks it
-** ends are not reported as destroyed while pending (the exit is meant). */
-static int os_exit(lua_State *L) {
-  int status;
-  if (lua_isboolean(L, 1))
-    status = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
-  else
-    status = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
-  if (lua_toboolean(L, 2)) {
-    eddy__runtime(L)->exiting = 1;
-    eddy__closestate(L);
-  }
-  exit(status);
-}
-
 /* pmain(argc, argv) -> true if nothing failed. */
 static int pmain(lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
@@ -400,10 +384,7 @@ static int pmain(lua_State *L) {
     lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
   }
   luaL_openlibs(L);
-  lua_getglobal(L, "os");
-  lua_pushcfunction(L, os_exit);
-  lua_setfield(L, -2, "exit");
-  lua_pop(L, 1);
+  eddy__set_os_exit(L, NULL);
   open_eddy(L);
   createargtable(L, argv, argc, script);
   eddy__tune_gc(L);  /* generational, as lua.c's (runtime.c) */

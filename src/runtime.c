@@ -18,11 +18,12 @@ const char eddy__key_loops = 0;
 
 struct eddy_State {
   lua_State *L;
-  eddy_Loop *loop;  /* the default loop, for eddy_call_soon_threadsafe */
+  eddy_Runtime *rt;
+  eddy_Inbox inbox;     /* eddy_call_soon_threadsafe's queue */
   char *errmsg;
+  int depth;            /* eddy_dostring, _dofile and _run calls under way */
+  int close_requested;  /* eddy_close was called inside one of them */
 };
-
-eddy_Loop *eddy__state_loop(eddy_State *E) { return E->loop; }
 
 /* {====================================================== Runtime record */
 
@@ -175,6 +176,22 @@ int luaopen_eddy(lua_State *L) {
 
 /* {====================================================== Embedding API */
 
+/*
+** (error) -> the message for the host: its tostring, followed by the
+** traceback an error object keeps in a field (the message handler, or the
+** task it was raised in, put it there), as the executable prints it
+** (API.md 12).  Protected: a __tostring or an __index may raise.
+*/
+static int format_error(lua_State *L) {
+  const char *msg = luaL_tolstring(L, 1, NULL);
+  if (lua_type(L, 1) == LUA_TTABLE &&
+      lua_getfield(L, 1, "traceback") == LUA_TSTRING)
+    lua_pushfstring(L, "%s\n%s", msg, lua_tostring(L, -1));
+  else
+    lua_settop(L, 2);
+  return 1;
+}
+
 static int state_error(eddy_State *E, int status) {
   lua_State *L = E->L;
   free(E->errmsg);
@@ -182,15 +199,16 @@ static int state_error(eddy_State *E, int status) {
   if (status == LUA_OK) return 0;
   {
     int err = lua_gettop(L);
-    const char *msg = luaL_tolstring(L, err, NULL);
-    /* An error object keeps its traceback in a field (the message
-    ** handler, or the task it was raised in, put it there): the message
-    ** is its tostring followed by that traceback, as the executable
-    ** prints it (API.md 12). */
-    if (lua_type(L, err) == LUA_TTABLE &&
-        lua_getfield(L, err, "traceback") == LUA_TSTRING)
-      msg = lua_pushfstring(L, "%s\n%s", msg, lua_tostring(L, -1));
-    E->errmsg = strdup(msg ? msg : "(error object is not a string)");
+    char fallback[64];
+    lua_pushcfunction(L, format_error);
+    lua_pushvalue(L, err);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+      E->errmsg = strdup(lua_tostring(L, -1));
+    } else {  /* no Lua allocation: the failure may be out of memory */
+      snprintf(fallback, sizeof fallback, "(error object is a %s value)",
+               luaL_typename(L, err));
+      E->errmsg = strdup(fallback);
+    }
     lua_settop(L, err - 1);
   }
   return status;
@@ -246,13 +264,13 @@ static int open_in_state(lua_State *L) {
   eddy_State *E = (eddy_State *)lua_touserdata(L, 2);
   eddy__tune_gc(L);
   luaL_openlibs(L);
+  eddy__set_os_exit(L, E);
   eddy__attach(L, uv);
+  E->rt = eddy__runtime(L);
+  E->rt->inbox = &E->inbox;
   luaL_requiref(L, "eddy", luaopen_eddy, 0);
-  lua_pop(L, 1);
-  /* Create the default loop now, so other threads can reach it; the
-  ** runtime keeps it referenced until the state closes. */
-  E->loop = eddy__getloop(L);
-  luaL_ref(L, LUA_REGISTRYINDEX);  /* E->loop stays valid until lua_close */
+  /* The default loop now: the host's uv loop serves the first loop. */
+  eddy__getloop(L);
   return 0;
 }
 
@@ -264,18 +282,51 @@ eddy_State *eddy_new(uv_loop_t *loop) {
     free(E);
     return NULL;
   }
+  eddy__inbox_init(&E->inbox);
   lua_pushcfunction(E->L, open_in_state);
   lua_pushlightuserdata(E->L, loop);
   lua_pushlightuserdata(E->L, E);
   if (lua_pcall(E->L, 2, 0, 0) != LUA_OK) {
     eddy__closestate(E->L);
+    eddy__inbox_free(&E->inbox);
     free(E);
     return NULL;
   }
   return E;
 }
 
-lua_State *eddy_lua(eddy_State *E) { return E->L; }
+/*
+** Misuse a host can make is refused with a message, not a crash: a NULL
+** state (eddy_new failed), a NULL pointer where one is needed, a call
+** into a state that eddy_close is closing.  A state already freed is not
+** detectable.
+*/
+static const char no_state[] = "no eddy_State (eddy_new returned NULL)";
+
+static int host_error(eddy_State *E, const char *msg) {
+  free(E->errmsg);
+  E->errmsg = strdup(msg);
+  return LUA_ERRRUN;
+}
+
+/* Enter a call that runs Lua code (0), or refuse it (non-zero). */
+static int enter(eddy_State *E) {
+  if (E == NULL) return LUA_ERRRUN;
+  if (E->close_requested)
+    return host_error(E, "the eddy_State is closing (eddy_close was called)");
+  E->depth++;
+  return 0;
+}
+
+static void close_now(eddy_State *E);
+
+/* Leave it: the outermost call carries out an eddy_close made inside. */
+static int leave(eddy_State *E, int status) {
+  if (--E->depth == 0 && E->close_requested) close_now(E);
+  return status;
+}
+
+lua_State *eddy_lua(eddy_State *E) { return E != NULL ? E->L : NULL; }
 
 /* Run the chunk at the top as a main chunk, with a traceback on error. */
 static int run_main_chunk(eddy_State *E) {
@@ -289,17 +340,23 @@ static int run_main_chunk(eddy_State *E) {
   return state_error(E, status);
 }
 
+/* Run what luaL_load* left, given its status, as a main chunk. */
+static int do_chunk(eddy_State *E, int status) {
+  status = status == LUA_OK ? run_main_chunk(E) : state_error(E, status);
+  return leave(E, status);
+}
+
 int eddy_dofile(eddy_State *E, const char *path) {
-  int status = luaL_loadfile(E->L, path);
-  if (status != LUA_OK) return state_error(E, status);
-  return run_main_chunk(E);
+  if (enter(E)) return LUA_ERRRUN;
+  return do_chunk(E, luaL_loadfile(E->L, path));
 }
 
 int eddy_dostring(eddy_State *E, const char *chunk, const char *chunkname) {
-  int status = luaL_loadbuffer(E->L, chunk, strlen(chunk),
-                               chunkname ? chunkname : chunk);
-  if (status != LUA_OK) return state_error(E, status);
-  return run_main_chunk(E);
+  if (E != NULL && chunk == NULL)
+    return host_error(E, "eddy_dostring: the chunk is NULL");
+  if (enter(E)) return LUA_ERRRUN;
+  return do_chunk(E, luaL_loadbuffer(E->L, chunk, strlen(chunk),
+                                     chunkname ? chunkname : chunk));
 }
 
 /* (mode) -> failed, what the default exception handler printed */
@@ -310,9 +367,10 @@ static int run_protected(lua_State *L) {
   return 2;
 }
 
-/* A run whose error nothing handled fails with that error's report (the
-** message and its traceback, API.md 12), as the handler printed it. */
-int eddy_run(eddy_State *E, uv_run_mode mode) {
+/* Run the default loop; a run whose error nothing handled fails with
+** that error's report (the message and its traceback, API.md 12), as the
+** handler printed it. */
+static int run_default(eddy_State *E, uv_run_mode mode) {
   lua_State *L = E->L;
   int status, failed;
   lua_pushcfunction(L, eddy__traceback);
@@ -337,13 +395,79 @@ int eddy_run(eddy_State *E, uv_run_mode mode) {
   return state_error(E, LUA_ERRRUN) != 0;
 }
 
-const char *eddy_errmsg(eddy_State *E) { return E->errmsg; }
+int eddy_run(eddy_State *E, uv_run_mode mode) {
+  if (E != NULL && mode != UV_RUN_DEFAULT && mode != UV_RUN_ONCE &&
+      mode != UV_RUN_NOWAIT)
+    return host_error(E, "eddy_run: the mode is not UV_RUN_DEFAULT, "
+                         "UV_RUN_ONCE or UV_RUN_NOWAIT");
+  /* From a callback: the loop runs already (and its report of an
+  ** unhandled error must not be reset under it). */
+  if (E != NULL && E->rt->running != NULL)
+    return host_error(E, "eddy_run: a loop of this state is running "
+                         "(eddy_run called from a callback)");
+  if (enter(E)) return LUA_ERRRUN;
+  return leave(E, run_default(E, mode));
+}
 
-void eddy_close(eddy_State *E) {
-  if (E == NULL) return;
+int eddy_call_soon_threadsafe(eddy_State *E,
+                              void (*fn)(lua_State *L, void *arg), void *arg) {
+  if (E == NULL || fn == NULL) return UV_EINVAL;
+  return eddy__inbox_push(&E->inbox, fn, arg);
+}
+
+const char *eddy_errmsg(eddy_State *E) {
+  return E != NULL ? E->errmsg : no_state;
+}
+
+static void close_now(eddy_State *E) {
+  eddy__inbox_refuse(&E->inbox);  /* before the loops close */
   eddy__closestate(E->L);  /* loops close in their __gc */
+  eddy__inbox_free(&E->inbox);
   free(E->errmsg);
   free(E);
+}
+
+/*
+** os.exit([code [, close]]): Lua's own, except that closing the state
+** also frees what eddy made for it -- the allocator (alloc.c) and, in an
+** embedding state, the eddy_State (upvalue 1; NULL for the executable)
+** -- and the tasks it ends are not reported as destroyed while pending
+** (the exit is meant).
+*/
+static int os_exit(lua_State *L) {
+  eddy_State *E = (eddy_State *)lua_touserdata(L, lua_upvalueindex(1));
+  int status;
+  if (lua_isboolean(L, 1))
+    status = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
+  else
+    status = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+  if (lua_toboolean(L, 2)) {
+    eddy__runtime(L)->exiting = 1;
+    if (E != NULL) close_now(E);
+    else eddy__closestate(L);
+  }
+  exit(status);
+}
+
+void eddy__set_os_exit(lua_State *L, eddy_State *E) {
+  lua_getglobal(L, "os");
+  lua_pushlightuserdata(L, E);
+  lua_pushcclosure(L, os_exit, 1);
+  lua_setfield(L, -2, "exit");
+  lua_pop(L, 1);
+}
+
+/* Inside a call that runs Lua code (from a C function it called), the
+** state cannot go yet: the running loop stops, and the outermost call
+** closes it on its way out. */
+void eddy_close(eddy_State *E) {
+  if (E == NULL) return;
+  if (E->depth > 0) {
+    E->close_requested = 1;
+    if (E->rt->running != NULL) eddy__loop_stop(E->rt->running);
+    return;
+  }
+  close_now(E);
 }
 
 /* }====================================================== */

@@ -4,24 +4,17 @@
 ** Every wait is bounded: a hang fails in seconds.
 */
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include <lauxlib.h>
 
 #include "eddy.h"
-
-static int ntests = 0;
-static int nfailed = 0;
-
-static void check(int cond, const char *what) {
-  ntests++;
-  if (!cond) nfailed++;
-  printf("%s %d - %s\n", cond ? "ok" : "not ok", ntests, what);
-  fflush(stdout);
-}
+#include "tap.h"
 
 /* The global 'name' of E's state as a string (or NULL when it is nil). */
 static const char *global_string(eddy_State *E, const char *name) {
@@ -187,7 +180,24 @@ static void test_host_loop(void) {
 typedef struct {
   eddy_State *E;
   int rc;
+  void (*fn)(lua_State *L, void *arg);  /* what send_later sends */
 } wake_arg;
+
+/* A thread: after the loop has had time to block in its poll, send fn. */
+static void *send_later(void *p) {
+  wake_arg *w = (wake_arg *)p;
+  usleep(50 * 1000);
+  w->rc = eddy_call_soon_threadsafe(w->E, w->fn, NULL);
+  return NULL;
+}
+
+static void start_sender(pthread_t *th, wake_arg *w, eddy_State *E,
+                         void (*fn)(lua_State *L, void *arg)) {
+  w->E = E;
+  w->rc = -1;
+  w->fn = fn;
+  pthread_create(th, NULL, send_later, w);
+}
 
 /* Runs on the loop thread: mark, cancel the far timer, stop the loop. */
 static void on_loop_thread(lua_State *L, void *arg) {
@@ -195,27 +205,27 @@ static void on_loop_thread(lua_State *L, void *arg) {
   (void)luaL_dostring(L, "woken = true; far:cancel(); require('eddy').get_event_loop():stop()");
 }
 
-static void *waker(void *p) {
-  wake_arg *w = (wake_arg *)p;
-  usleep(50 * 1000);  /* let the loop block in its poll first */
-  w->rc = eddy_call_soon_threadsafe(w->E, on_loop_thread, NULL);
-  return NULL;
+/* With a far timer set, a thread wakes E's loop blocked in its poll:
+** the seconds eddy_run took; *rc is what the thread's call returned. */
+static double wake_blocked_loop(eddy_State *E, int *rc) {
+  pthread_t th;
+  wake_arg w;
+  double t0;
+  dostring(E, "far = require('eddy').get_event_loop():call_later(10, function() end)");
+  start_sender(&th, &w, E, on_loop_thread);
+  t0 = now();
+  eddy_run(E, UV_RUN_DEFAULT);  /* blocks until the other thread wakes it */
+  t0 = now() - t0;
+  pthread_join(th, NULL);
+  *rc = w.rc;
+  return t0;
 }
 
 static void test_threadsafe(void) {
   eddy_State *E = eddy_new(NULL);
-  pthread_t th;
-  wake_arg w;
-  double t0, dt;
-  dostring(E, "far = require('eddy').get_event_loop():call_later(10, function() end)");
-  w.E = E;
-  w.rc = -1;
-  pthread_create(&th, NULL, waker, &w);
-  t0 = now();
-  eddy_run(E, UV_RUN_DEFAULT);  /* blocks until the other thread wakes it */
-  dt = now() - t0;
-  pthread_join(th, NULL);
-  check(w.rc == 0, "eddy_call_soon_threadsafe returns 0");
+  int rc;
+  double dt = wake_blocked_loop(E, &rc);
+  check(rc == 0, "eddy_call_soon_threadsafe returns 0");
   check(global_true(E, "woken") && dt < 5,
         "eddy_call_soon_threadsafe from another thread wakes a blocked loop");
   eddy_close(E);
@@ -257,15 +267,44 @@ static void test_threadsafe_raises(void) {
   eddy_close(E);
 }
 
-/* The loop eddy_new made, closed by a script: a thread-safe call is
-** refused with a negative error (eddy.h), and never runs. */
-static void test_threadsafe_after_close(void) {
+/* The state's thread-safe queue outlives any one loop: a script that
+** closes the default loop and sets a new one still gets the calls, on the
+** new loop (docs/embedding.md). */
+static void test_threadsafe_new_default_loop(void) {
   eddy_State *E = eddy_new(NULL);
+  int rc;
   dostring(E, "require('eddy').get_event_loop():close()");
-  check(eddy_call_soon_threadsafe(E, marking_call, NULL) < 0,
-        "eddy_call_soon_threadsafe on a closed loop returns a negative error");
+  check(eddy_call_soon_threadsafe(E, marking_call, NULL) == 0,
+        "eddy_call_soon_threadsafe with the default loop closed: accepted");
   check(eddy_run(E, UV_RUN_DEFAULT) == 0 && !global_true(E, "marked"),
-        "... and the refused call never runs");
+        "... it waits while no loop is open");
+  dostring(E, "local eddy = require 'eddy'\n"
+              "eddy.set_event_loop(eddy.new_event_loop())");
+  check(eddy_run(E, UV_RUN_DEFAULT) == 0 && global_true(E, "marked"),
+        "... and runs on the new default loop that eddy_run runs");
+  check(wake_blocked_loop(E, &rc) < 5 && rc == 0 && global_true(E, "woken"),
+        "a thread's call wakes the new default loop");
+  eddy_close(E);
+}
+
+/* eddy.run runs a loop of its own, not the default one: the calls reach
+** the running loop, whichever it is. */
+static void test_threadsafe_in_eddy_run(void) {
+  eddy_State *E = eddy_new(NULL);
+  pthread_t th;
+  wake_arg w;
+  start_sender(&th, &w, E, marking_call);
+  check(dostring(E, "local eddy = require 'eddy'\n"
+                    "seen = eddy.run(function()\n"
+                    "  local loop = eddy.get_running_loop()\n"
+                    "  local deadline = loop:time() + 5\n"
+                    "  while not marked and loop:time() < deadline do eddy.sleep(0.005) end\n"
+                    "  return marked\n"
+                    "end)") == 0,
+        "eddy.run with a thread sending a call meanwhile");
+  pthread_join(th, NULL);
+  check(w.rc == 0 && global_true(E, "seen"),
+        "... the call ran inside eddy.run's loop");
   eddy_close(E);
 }
 
@@ -273,13 +312,6 @@ static void test_threadsafe_after_close(void) {
 static void complete_future(lua_State *L, void *arg) {
   (void)arg;
   (void)luaL_dostring(L, "fut:set_result('from a thread')");
-}
-
-static void *completer(void *p) {
-  wake_arg *w = (wake_arg *)p;
-  usleep(50 * 1000);
-  w->rc = eddy_call_soon_threadsafe(w->E, complete_future, NULL);
-  return NULL;
 }
 
 /* API.md §11: a pending task is live work, so eddy_run waits for the
@@ -292,9 +324,7 @@ static void test_pending_task_is_live(void) {
               "local loop = eddy.get_event_loop()\n"
               "fut = loop:create_future()\n"
               "loop:create_task(function() got = fut:await() end)");
-  w.E = E;
-  w.rc = -1;
-  pthread_create(&th, NULL, completer, &w);
+  start_sender(&th, &w, E, complete_future);
   check(eddy_run(E, UV_RUN_DEFAULT) == 0, "eddy_run waits for a pending task");
   pthread_join(th, NULL);
   check(w.rc == 0 && strcmp(global_string(E, "got"), "from a thread") == 0,
@@ -339,6 +369,316 @@ static void test_unhandled_error(void) {
 
 /* }====================================================== */
 
+/* {====================================================== Thread storms */
+
+#define STORM_THREADS 4
+#define STORM_CALLS 3000
+
+static int storm_count;  /* on the loop thread only */
+
+static void count_call(lua_State *L, void *arg) {
+  (void)arg;
+  storm_count++;
+  lua_pushinteger(L, storm_count);
+  lua_setglobal(L, "count");
+}
+
+static void *stormer(void *p) {
+  wake_arg *w = (wake_arg *)p;
+  int i;
+  w->rc = 0;
+  for (i = 0; i < STORM_CALLS; i++) {
+    int rc = eddy_call_soon_threadsafe(w->E, count_call, NULL);
+    if (rc != 0) w->rc = rc;
+    if (i % 500 == 0) usleep(1000);
+  }
+  return NULL;
+}
+
+/* Run until 'count' reaches n (bounded): a pending task keeps eddy_run
+** waiting for the threads. */
+static void run_until_count(eddy_State *E, int n) {
+  char chunk[256];
+  snprintf(chunk, sizeof chunk,
+           "local eddy = require 'eddy'\n"
+           "eddy.get_event_loop():create_task(function()\n"
+           "  local deadline = eddy.get_running_loop():time() + 10\n"
+           "  while (count or 0) < %d and eddy.get_running_loop():time() < deadline do\n"
+           "    eddy.sleep(0.001)\n"
+           "  end\n"
+           "end)", n);
+  dostring(E, chunk);
+  eddy_run(E, UV_RUN_DEFAULT);
+}
+
+/* Calls from several threads at once, while the loop runs and while a
+** script closes it and sets a new one: each runs exactly once. */
+static void test_threadsafe_storm(void) {
+  eddy_State *E = eddy_new(NULL);
+  pthread_t th[STORM_THREADS];
+  wake_arg w[STORM_THREADS];
+  int i, refused = 0;
+  storm_count = 0;
+  for (i = 0; i < STORM_THREADS; i++) {
+    w[i].E = E;
+    pthread_create(&th[i], NULL, stormer, &w[i]);
+  }
+  run_until_count(E, STORM_THREADS * STORM_CALLS / 3);
+  dostring(E, "local eddy = require 'eddy'\n"
+              "eddy.get_event_loop():close()\n"
+              "eddy.set_event_loop(eddy.new_event_loop())");
+  run_until_count(E, STORM_THREADS * STORM_CALLS);
+  for (i = 0; i < STORM_THREADS; i++) {
+    pthread_join(th[i], NULL);
+    if (w[i].rc != 0) refused++;
+  }
+  eddy_run(E, UV_RUN_NOWAIT);  /* calls queued after the task saw the last */
+  check(refused == 0 && storm_count == STORM_THREADS * STORM_CALLS,
+        "calls stormed from 4 threads across a loop's close each run once");
+  eddy_close(E);
+}
+
+/* Several states, each on its own thread with its own loop, at once. */
+static void *state_thread(void *p) {
+  wake_arg *w = (wake_arg *)p;
+  eddy_State *E = eddy_new(NULL);
+  wake_arg sender;
+  pthread_t th;
+  start_sender(&th, &sender, E, marking_call);
+  w->rc = eddy_dostring(E,
+      "local eddy = require 'eddy'\n"
+      "local server = eddy.start_server(function(r, w)\n"
+      "  w:write(r:readline()) w:close() end, '127.0.0.1', 0)\n"
+      "local port = server.sockets[1]:getsockname()[2]\n"
+      "local r, w = eddy.open_connection('127.0.0.1', port)\n"
+      "w:write('echo\\n')\n"
+      "assert(r:readline() == 'echo\\n')\n"
+      "w:close() server:close()\n"
+      "local deadline = eddy.get_event_loop():time() + 5\n"
+      "while not marked and eddy.get_event_loop():time() < deadline do eddy.sleep(0.005) end\n"
+      "assert(marked, 'no thread-safe call')", "=state_thread");
+  if (w->rc != 0) printf("# %s\n", eddy_errmsg(E));
+  pthread_join(th, NULL);
+  eddy_close(E);
+  return NULL;
+}
+
+static void test_states_in_threads(void) {
+  pthread_t th[STORM_THREADS];
+  wake_arg w[STORM_THREADS];
+  int i, failed = 0;
+  for (i = 0; i < STORM_THREADS; i++) {
+    w[i].rc = -1;
+    pthread_create(&th[i], NULL, state_thread, &w[i]);
+  }
+  for (i = 0; i < STORM_THREADS; i++) {
+    pthread_join(th[i], NULL);
+    if (w[i].rc != 0) failed++;
+  }
+  check(failed == 0, "4 states on 4 threads at once: TCP echo and a thread-safe call each");
+}
+
+/* }====================================================== */
+
+/* {====================================================== Misuse */
+
+static eddy_State *closing_state;  /* what the C functions below close */
+
+static int after_close_rc;  /* what a call made after that eddy_close got */
+
+static int l_host_close(lua_State *L) {
+  (void)L;
+  eddy_close(closing_state);
+  after_close_rc = eddy_dostring(closing_state, "x = 1", "=after");
+  return 0;
+}
+
+static void closing_call(lua_State *L, void *arg) {
+  (void)L, (void)arg;
+  eddy_close(closing_state);
+}
+
+static int inner_run_rc;
+static const char *inner_run_msg;
+
+static void rerunning_call(lua_State *L, void *arg) {
+  (void)L, (void)arg;
+  inner_run_rc = eddy_run(closing_state, UV_RUN_DEFAULT);
+  inner_run_msg = eddy_errmsg(closing_state);
+  inner_run_msg = inner_run_msg ? strdup(inner_run_msg) : NULL;
+}
+
+/* NULL where a pointer is needed is refused, never dereferenced. */
+static void test_null_arguments(void) {
+  eddy_State *E = eddy_new(NULL);
+  check(eddy_lua(NULL) == NULL && eddy_errmsg(NULL) != NULL,
+        "eddy_lua(NULL) is NULL; eddy_errmsg(NULL) says there is no state");
+  check(eddy_dostring(NULL, "x = 1", "=x") != 0 && eddy_dofile(NULL, "/dev/null") != 0 &&
+        eddy_run(NULL, UV_RUN_DEFAULT) != 0 &&
+        eddy_call_soon_threadsafe(NULL, marking_call, NULL) < 0,
+        "every function refuses a NULL state");
+  check(eddy_dostring(E, NULL, "=x") != 0 && eddy_errmsg(E) != NULL &&
+        strstr(eddy_errmsg(E), "NULL") != NULL,
+        "eddy_dostring(E, NULL, ...) fails with a message");
+  check(eddy_dostring(E, "unnamed = true", NULL) == 0 && global_true(E, "unnamed"),
+        "a NULL chunk name is allowed");
+  check(eddy_call_soon_threadsafe(E, NULL, NULL) < 0 &&
+        eddy_run(E, UV_RUN_DEFAULT) == 0,
+        "eddy_call_soon_threadsafe(E, NULL, arg) is refused");
+  dostring(E, "require('eddy').get_event_loop():call_soon(function() bad_mode_ran = true end)");
+  check(eddy_run(E, (uv_run_mode)42) != 0 && strstr(eddy_errmsg(E), "mode") != NULL &&
+        !global_true(E, "bad_mode_ran"),
+        "eddy_run with a mode libuv does not have fails with a message");
+  eddy_close(E);
+}
+
+/* Errors whose formatting raises: the host still gets a message. */
+static void test_unprintable_errors(void) {
+  eddy_State *E = eddy_new(NULL);
+  check(eddy_dostring(E, "error(setmetatable({}, {__tostring = function() error('ts broke') end}))",
+                      "=ts") != 0 && eddy_errmsg(E) != NULL &&
+        strstr(eddy_errmsg(E), "table") != NULL,
+        "an error table whose __tostring raises: a message, no crash");
+  check(eddy_dostring(E, "error(setmetatable({}, {__tostring = function() return {} end}))",
+                      "=ts") != 0 && eddy_errmsg(E) != NULL,
+        "an error table whose __tostring returns no string: a message");
+  check(eddy_dostring(E, "local u = io.tmpfile()\n"
+                         "debug.setmetatable(u, {__tostring = function() error('ud broke') end})\n"
+                         "error(u)", "=ud") != 0 && eddy_errmsg(E) != NULL,
+        "an error userdata whose __tostring raises: a message");
+  check(dostring(E, "after = 'fine'") == 0 && strcmp(global_string(E, "after"), "fine") == 0,
+        "the state goes on after them");
+  eddy_close(E);
+}
+
+/* eddy_run from inside a running loop is refused, and the outer run's
+** report of an unhandled error stands. */
+static void test_run_reentered(void) {
+  eddy_State *E = closing_state = eddy_new(NULL);
+  int rc;
+  inner_run_rc = 0;
+  dostring(E, "require('eddy').get_event_loop():call_soon(function() error('outer failure') end)");
+  eddy_call_soon_threadsafe(E, rerunning_call, NULL);
+  rc = eddy_run(E, UV_RUN_DEFAULT);
+  check(inner_run_rc != 0 && inner_run_msg != NULL && strstr(inner_run_msg, "running") != NULL,
+        "eddy_run called from a callback fails with a message");
+  check(rc != 0 && strstr(eddy_errmsg(E), "outer failure") != NULL,
+        "... and the outer run still reports its unhandled error");
+  free((void *)inner_run_msg);
+  eddy_close(E);
+}
+
+/* eddy_close from inside a call that runs Lua code: the state closes when
+** that call returns (ASan checks nothing is used after it is freed). */
+static void test_close_inside(void) {
+  double t0;
+  closing_state = eddy_new(NULL);
+  lua_register(eddy_lua(closing_state), "host_close", l_host_close);
+  check(eddy_dostring(closing_state, "host_close() after_close = true", "=c") == 0,
+        "eddy_close from a C function a chunk calls: the chunk ends");
+  check(after_close_rc != 0, "... a call into the closing state meanwhile is refused");
+  closing_state = eddy_new(NULL);
+  lua_register(eddy_lua(closing_state), "host_close", l_host_close);
+  eddy_dostring(closing_state,
+                "local loop = require('eddy').get_event_loop()\n"
+                "loop:call_later(10, function() end)\n"
+                "loop:call_soon(host_close)", "=c");
+  t0 = now();
+  eddy_run(closing_state, UV_RUN_DEFAULT);
+  check(now() - t0 < 5, "eddy_close from a callback: eddy_run returns at once");
+  closing_state = eddy_new(NULL);
+  dostring(closing_state, "require('eddy').get_event_loop():call_later(10, function() end)");
+  eddy_call_soon_threadsafe(closing_state, closing_call, NULL);
+  t0 = now();
+  eddy_run(closing_state, UV_RUN_DEFAULT);
+  check(now() - t0 < 5, "eddy_close from a thread-safe call: eddy_run returns at once");
+}
+
+/* Work scheduled and never run: eddy_close releases it all, also on a
+** host's loop, with a server listening. */
+static void test_never_run(void) {
+  uv_loop_t uv;
+  eddy_State *E = eddy_new(NULL);
+  check(dostring(E, "local eddy = require 'eddy'\n"
+                    "local loop = eddy.get_event_loop()\n"
+                    "loop:call_later(100, print)\n"
+                    "loop:create_task(function() eddy.sleep(100) end)\n"
+                    "server = eddy.start_server(function() end, '127.0.0.1', 0)") == 0,
+        "a state with timers, a task and a server never run");
+  check(eddy_call_soon_threadsafe(E, marking_call, NULL) == 0,
+        "... and a thread-safe call queued (eddy_close frees it unrun)");
+  eddy_close(E);
+  uv_loop_init(&uv);
+  E = eddy_new(&uv);
+  dostring(E, "local eddy = require 'eddy'\n"
+              "eddy.get_event_loop():call_later(100, print)\n"
+              "server = eddy.start_server(function() end, '127.0.0.1', 0)");
+  eddy_close(E);
+  check(uv_loop_close(&uv) == 0, "... closed on a host's loop, nothing is left on it");
+}
+
+static int raise_usr1(lua_State *L) {
+  (void)L;
+  raise(SIGUSR1);
+  return 0;
+}
+
+/* os.exit(code, true) from a script ends the host process with that code,
+** having closed the state and freed the eddy_State (LSan, in the sanitized
+** build, fails the exit status otherwise). */
+static void test_os_exit(void) {
+  int status = -1;
+  pid_t pid;
+  fflush(stdout);
+  pid = fork();
+  if (pid == 0) {
+    eddy_State *E = eddy_new(NULL);
+    eddy_dostring(E, "require('eddy').get_event_loop():call_later(10, print)\n"
+                     "os.exit(3, true)", "=exit");
+    _exit(99);  /* not reached */
+  }
+  waitpid(pid, &status, 0);
+  check(WIFEXITED(status) && WEXITSTATUS(status) == 3,
+        "os.exit(3, true) in a script: the host exits with 3, nothing leaked");
+}
+
+/* A signal handler of an embedded state runs on its loop. */
+static void test_signal(void) {
+  eddy_State *E = eddy_new(NULL);
+  lua_register(eddy_lua(E), "raise_usr1", raise_usr1);
+  dostring(E, "local eddy = require 'eddy'\n"
+              "local loop = eddy.get_event_loop()\n"
+              "local far = loop:call_later(10, function() end)\n"
+              "loop:add_signal_handler(eddy.signal.SIGUSR1, function()\n"
+              "  got_signal = true far:cancel()\n"
+              "  loop:remove_signal_handler(eddy.signal.SIGUSR1)\n"
+              "end)\n"
+              "loop:call_soon(raise_usr1)");
+  check(eddy_run(E, UV_RUN_DEFAULT) == 0 && global_true(E, "got_signal"),
+        "a signal handler in an embedded state runs");
+  eddy_close(E);
+}
+
+/* Big chunks load, and a big error message reaches the host whole. */
+static void test_big(void) {
+  eddy_State *E = eddy_new(NULL);
+  size_t n = 16u << 20, len;
+  char *chunk = (char *)malloc(n + 32);
+  memset(chunk, ' ', n);
+  strcpy(chunk + n, "big_ran = true");
+  check(eddy_dostring(E, chunk, "=big") == 0 && global_true(E, "big_ran"),
+        "a 16 MiB chunk runs");
+  free(chunk);
+  check(eddy_dostring(E, "error(string.rep('x', 4 << 20) .. 'end', 0)", "=bigerr") != 0,
+        "a 4 MiB error message");
+  len = strlen(eddy_errmsg(E));
+  check(len > (4u << 20) && strncmp(eddy_errmsg(E) + (4u << 20), "end\n", 4) == 0,
+        "... reaches eddy_errmsg whole, then its traceback");
+  eddy_close(E);
+}
+
+/* }====================================================== */
+
 /* {====================================================== Two states */
 
 static void test_two_states(void) {
@@ -375,10 +715,20 @@ int main(void) {
   test_host_loop();
   test_threadsafe();
   test_threadsafe_raises();
-  test_threadsafe_after_close();
+  test_threadsafe_new_default_loop();
+  test_threadsafe_in_eddy_run();
   test_pending_task_is_live();
   test_unhandled_error();
   test_two_states();
-  printf("1..%d\n", ntests);
-  return nfailed == 0 ? 0 : 1;
+  test_threadsafe_storm();
+  test_states_in_threads();
+  test_null_arguments();
+  test_unprintable_errors();
+  test_run_reentered();
+  test_close_inside();
+  test_never_run();
+  test_os_exit();
+  test_signal();
+  test_big();
+  return tap_done();
 }

@@ -3,7 +3,8 @@
 #   1. the busted specs (spec/*_spec.lua), run by eddy itself
 #   2. the C embedding test (tests/embed_test.c), and a host built with
 #      nothing but what the build directory's pkg-config file says
-#   3. `require "eddy"` from the stock lua5.4 (module/eddy.so)
+#   3. `require "eddy"` from the stock lua5.4 (module/eddy.so), and from
+#      a C host of several lua_States (tests/lua_host.c)
 #   4. tests/fuzz_api.lua: every function called with hostile arguments
 #   5. every examples/*.lua script as a smoke test
 #   6. tools/api_coverage.lua: its summary (a report, not a test)
@@ -48,16 +49,21 @@ if ls spec/*_spec.lua >/dev/null 2>&1; then
   done
 fi
 
+run_c_tap() {  # run_c_tap NAME COMMAND...: a C test that prints TAP
+  name=$1; shift
+  "$@" >"$log/c.tap" 2>&1
+  rc=$?
+  count_tap "$log/c.tap"
+  grep '^not ok' "$log/c.tap" | sed 's/^/  /'
+  if [ "$rc" -ne 0 ] && ! grep -q '^not ok' "$log/c.tap"; then
+    echo "  $name exited $rc"; cat "$log/c.tap"; failed=$((failed + 1))
+  fi
+  echo "  $(grep -c '^ok ' "$log/c.tap") passed"
+}
+
 echo "== C embedding test"
 if [ -x "$BUILD/tests/embed_test" ]; then
-  LD_PRELOAD="$refcheck" timeout 60 "$BUILD/tests/embed_test" >"$log/embed.tap" 2>&1
-  rc=$?
-  count_tap "$log/embed.tap"
-  grep '^not ok' "$log/embed.tap" | sed 's/^/  /'
-  if [ "$rc" -ne 0 ] && ! grep -q '^not ok' "$log/embed.tap"; then
-    echo "  embed_test exited $rc"; cat "$log/embed.tap"; failed=$((failed + 1))
-  fi
-  echo "  $(grep -c '^ok ' "$log/embed.tap") passed"
+  run_c_tap embed_test env LD_PRELOAD="$refcheck" timeout 60 "$BUILD/tests/embed_test"
 fi
 
 echo "== pkg-config from the build directory (docs/embedding.md)"
@@ -82,6 +88,11 @@ if LD_PRELOAD="$preload" LUA_CPATH="$BUILD/module/?.so" timeout 60 lua5.4 tests/
 count_tap "$log/stock.tap"
 grep '^not ok' "$log/stock.tap" | sed 's/^/  /'
 grep -q '^ok ' "$log/stock.tap" || { echo "  stock lua test did not run:"; cat "$log/stock.tap"; failed=$((failed + 1)); }
+
+echo "== require \"eddy\" from a C host of several lua_States (tests/lua_host.c)"
+if [ -x "$BUILD/tests/lua_host" ]; then
+  run_c_tap lua_host env LUA_CPATH="$BUILD/module/?.so" timeout 60 "$BUILD/tests/lua_host"
+fi
 
 echo "== API fuzz (tests/fuzz_api.lua: hostile arguments to everything)"
 # Run from a scratch directory: hostile strings such as "x" or "-1" become
