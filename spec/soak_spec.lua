@@ -245,3 +245,263 @@ describe("soak: transports nobody closes", function()
     end)
   end, 60))
 end)
+
+describe("soak: connections", function()
+  it("TCP: the server closes first, or aborts", async(function(loop)
+    for _, mode in ipairs({"close", "abort"}) do
+      local srv <close>, port = server(loop, mode)
+      soak(loop, function()
+        local c = client(loop)
+        loop:create_connection(function() return c end, "127.0.0.1", port)
+        eddy.wait_for(c.lost, 5)
+      end, 150)
+    end
+  end, 60))
+
+  it("TCP: the client aborts; connections refused; connecting cut short by wait_for",
+     async(function(loop)
+    local srv <close>, port = server(loop)
+    soak(loop, function()
+      local c = client(loop)
+      local t = loop:create_connection(function() return c end, "127.0.0.1", port)
+      t:abort()
+      eddy.wait_for(c.lost, 5)
+    end, 150)
+    local gone = loop:create_server(function() return {} end, "127.0.0.1", 0)
+    local dead = gone.sockets[1]:getsockname()[2]
+    gone:close()
+    gone:wait_closed()
+    soak(loop, function()
+      assert(not pcall(loop.create_connection, loop, function() return {} end, "127.0.0.1", dead))
+    end, 150)
+    soak(loop, function()
+      local ok, t = pcall(eddy.wait_for, function()
+        return loop:create_connection(function() return {} end, "127.0.0.1", port)
+      end, 0)
+      if ok then t:close() end
+    end, 150)
+  end, 60))
+
+  it("streams over UNIX sockets, with and without wait_closed", async(function(loop)
+    local path = require("support.tmp").path(".sock")
+    local srv <close> = eddy.start_unix_server(function(r, w)
+      w:write(r:readline() .. "\n")
+      w:close()
+    end, path)
+    soak(loop, function(i)
+      local r, w = eddy.open_unix_connection(path)
+      w:write("hi\n")
+      assert.equal("hi\n", r:readline())
+      w:close()
+      if i % 2 == 0 then w:wait_closed() end
+    end)
+  end, 60))
+
+  it("UDP endpoints opened and closed, sending to a port nobody listens on",
+     async(function(loop)
+    soak(loop, function()
+      local lost = loop:create_future()
+      local t = loop:create_datagram_endpoint(function()
+        return {error_received = function() end,
+                connection_lost = function() lost:set_result(true) end}
+      end, nil, {"127.0.0.1", 9})
+      t:sendto("x")
+      eddy.sleep(0)
+      t:close()
+      eddy.wait_for(lost, 5)
+    end)
+  end, 60))
+
+  it("TLS handshakes that succeed and that fail (unknown CA, garbage)", async(function(loop)
+    local ssl = require "eddy.ssl"
+    local tls = require "support.tls"
+    local sctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    sctx:load_cert_chain(tls.path("server.pem"), tls.path("server.key"))
+    local good = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, {cafile = tls.path("ca.pem")})
+    local rogue = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, {cafile = tls.path("rogue.pem")})
+    local srv <close> = eddy.start_server(function(r, w)
+      local ok, line = pcall(r.readline, r)
+      if ok then w:write(line) end
+      w:close()
+    end, "127.0.0.1", 0, {ssl = sctx})
+    local port = srv.sockets[1]:getsockname()[2]
+    local junk <close> = eddy.start_server(function(_, w) w:write(string.rep("garbage!", 20)) w:close() end,
+                                           "127.0.0.1", 0)
+    local junk_port = junk.sockets[1]:getsockname()[2]
+    soak(loop, function(i)
+      if i % 3 == 0 then
+        local r, w = eddy.open_connection("127.0.0.1", port, {ssl = good, server_hostname = "localhost"})
+        w:write("hi\n")
+        assert.equal("hi\n", r:readline())
+        w:close()
+        pcall(w.wait_closed, w)
+      elseif i % 3 == 1 then
+        assert(not pcall(eddy.open_connection, "127.0.0.1", port,
+                         {ssl = rogue, server_hostname = "localhost"}))
+      else
+        assert(not pcall(eddy.open_connection, "127.0.0.1", junk_port,
+                         {ssl = good, server_hostname = "localhost"}))
+      end
+    end, 60)
+  end, 60))
+end)
+
+describe("soak: sockets and descriptors", function()
+  it("sock_recv and sock_accept cancelled midway; add_reader/remove_reader", async(function(loop)
+    local listener = socket.socket()
+    listener:bind({"127.0.0.1", 0})
+    listener:listen()
+    listener:setblocking(false)
+    soak(loop, function()
+      local a, b = socket.socketpair()
+      a:setblocking(false)
+      local t = eddy.create_task(function() loop:sock_recv(a, 10) end)
+      local u = eddy.create_task(function() loop:sock_accept(listener) end)
+      eddy.sleep(0)
+      t:cancel()
+      u:cancel()
+      pcall(eddy.await, t)
+      pcall(eddy.await, u)
+      loop:add_reader(a, function() end)
+      loop:add_writer(b:fileno(), function() end)
+      eddy.sleep(0)
+      assert(loop:remove_reader(a))
+      assert(loop:remove_writer(b:fileno()))
+      a:close()
+      b:close()
+    end)
+    listener:close()
+  end, 60))
+end)
+
+describe("soak: scheduling", function()
+  it("timers scheduled and cancelled leave the heap", async(function(loop)
+    soak(loop, function()
+      for _ = 1, 10 do loop:call_later(3600, function() end):cancel() end
+      loop:call_later(0, function() end)
+      eddy.sleep(0)
+    end)
+  end, 60))
+
+  it("tasks cancelled: alone, in gather, wait_for, timeout, TaskGroup, shield",
+     async(function(loop)
+    local function forever() eddy.sleep(3600) end
+    soak(loop, function()
+      local t = eddy.create_task(function()
+        eddy.gather(forever, forever)
+      end)
+      local g = eddy.create_task(function()
+        local tg <close> = eddy.TaskGroup()
+        tg:create_task(forever)
+        tg:create_task(function() error("boom") end)
+      end)
+      local s = eddy.create_task(function() eddy.shield(eddy.create_task(eddy.sleep, 0)) end)
+      eddy.sleep(0)
+      t:cancel()
+      s:cancel()
+      pcall(eddy.await, t)
+      pcall(eddy.await, g)
+      pcall(eddy.await, s)
+      assert(not pcall(eddy.wait_for, forever, 0))
+      assert(not pcall(function()
+        local _ <close> = eddy.timeout(0)
+        forever()
+      end))
+      local done, pending = eddy.wait({eddy.create_task(forever), eddy.create_task(function() end)},
+                                     {return_when = eddy.FIRST_COMPLETED})
+      assert.equal(1, #done)
+      pending[1]:cancel()
+    end)
+  end, 60))
+
+  it("Lock, Queue, Condition, Event, Semaphore waiters cancelled", async(function(loop)
+    local lock, queue, cond = eddy.Lock(), eddy.Queue(1), eddy.Condition()
+    local event, sem = eddy.Event(), eddy.Semaphore(0)
+    lock:acquire()
+    queue:put_nowait(1)
+    soak(loop, function()
+      local tasks = {
+        eddy.create_task(function() lock:acquire() end),
+        eddy.create_task(function() queue:put(2) end),
+        eddy.create_task(function() cond:acquire() cond:wait() end),
+        eddy.create_task(function() event:wait() end),
+        eddy.create_task(function() sem:acquire() end),
+      }
+      eddy.sleep(0)
+      for _, t in ipairs(tasks) do t:cancel() end
+      for _, t in ipairs(tasks) do pcall(eddy.await, t) end
+      if cond:locked() then cond:release() end
+    end)
+  end, 60))
+
+  it("context variables set in many tasks, reset or not; abandoned async generators",
+     async(function(loop)
+    local var = eddy.ContextVar("soak")
+    local gen = eddy.asyncgen(function(yield)
+      for i = 1, 10 do eddy.sleep(0) yield(i) end
+    end)
+    soak(loop, function(i)
+      local tasks = {}
+      for k = 1, 5 do
+        tasks[k] = eddy.create_task(function()
+          local token = var:set({k})
+          eddy.sleep(0)
+          if k % 2 == 0 then var:reset(token) end
+        end)
+      end
+      for k = 1, 5 do eddy.await(tasks[k]) end
+      local g = gen()
+      g:anext()
+      if i % 2 == 0 then g:aclose() end
+    end)
+  end, 60))
+end)
+
+describe("soak: processes, threads, signals", function()
+  it("subprocesses with pipes, waited for or killed", async(function(loop)
+    local PIPE = eddy.subprocess.PIPE
+    soak(loop, function(i)
+      if i % 2 == 0 then
+        local p = eddy.create_subprocess_exec("/bin/sleep", "10", {stdin = PIPE, stdout = PIPE})
+        p:kill()
+        p:wait()
+      else
+        local p = eddy.create_subprocess_exec("/bin/cat", {stdin = PIPE, stdout = PIPE})
+        assert.equal("hi", p:communicate("hi"))
+      end
+    end, 40)
+  end, 60))
+
+  it("executor jobs, and signal handlers added and removed", async(function(loop)
+    soak(loop, function()
+      assert.equal(1, loop:run_in_executor(nil, function() return 1 end):await())
+      loop:add_signal_handler("SIGUSR1", function() end)
+      assert(loop:remove_signal_handler("SIGUSR1"))
+      eddy.sleep(0)
+    end)
+  end, 60))
+end)
+
+describe("soak: loops", function()
+  it("loops created, run and closed release everything", function()
+    soak(nil, function()
+      local loop = eddy.new_event_loop()
+      loop:run_until_complete(function()
+        local srv = loop:create_server(function() return {} end, "127.0.0.1", 0)
+        loop:create_connection(function() return {} end, "127.0.0.1",
+                               srv.sockets[1]:getsockname()[2])
+        loop:call_later(3600, function() end)
+        eddy.create_task(eddy.sleep, 3600)
+        loop:add_signal_handler("SIGUSR1", function() end)
+        loop:run_in_executor(nil, function() end):await()
+      end)
+      loop:close()
+    end, 100)
+  end)
+
+  it("eddy.run repeated", function()
+    soak(nil, function()
+      eddy.run(function() eddy.sleep(0) end)
+    end, 1000)
+  end)
+end)
