@@ -731,6 +731,44 @@ describe("TCP transport", function()
     assert.equal(n, done)
   end, 30))
 
+  -- An idle transport (paused, or EOF kept open) is not anchored, so that
+  -- it can be collected once dropped (spec/soak_spec.lua); one its user
+  -- keeps goes on working through collections.
+  it("a paused transport kept by its user survives collections and reads on resume",
+     async(function(loop)
+    local srv <close>, port, protos = net.echo_server(loop)
+    local t, rec = connect(loop, port)
+    t:pause_reading()
+    t:write("ping")
+    net.wait_until(function() return protos[1] ~= nil and t:get_write_buffer_size() == 0 end)
+    eddy.sleep(0.05)
+    collectgarbage() collectgarbage()
+    assert.same({"made"}, rec.events)
+    t:resume_reading()
+    rec:wait_bytes(4)
+    t:close()
+    net.wait(rec.lost_fut)
+    assert.same({"made", "data", "lost"}, rec.events)
+  end))
+
+  it("a transport kept open after EOF survives collections, writes, and reports connection_lost",
+     async(function(loop)
+    local srv <close> = loop:create_server(function()
+      local p = net.recorder(loop)
+      function p.connection_made(self, tr) self.transport = tr tr:write_eof() end
+      return p
+    end, "127.0.0.1", 0)
+    local port = srv.sockets[1]:getsockname()[2]
+    local t, rec = connect(loop, port, nil, {eof_keep = true})
+    net.wait(rec.eof_fut)
+    collectgarbage() collectgarbage()
+    t:write("after eof")
+    t:close()
+    net.wait(rec.lost_fut)
+    assert.same({"made", "eof", "lost"}, rec.events)
+    assert.is_nil(rec.err)
+  end))
+
   it("loop:close() tears down open transports", function()
     local loop = eddy.new_event_loop()
     local rec
@@ -746,6 +784,19 @@ describe("TCP transport", function()
     assert.equal(opened, freed)
     assert.equal("lost", rec.events[#rec.events])
     assert.is_false(srv:is_serving() and false)
+  end)
+
+  it("loop:close() tears down a paused transport too (one the loop does not anchor)", function()
+    local loop = eddy.new_event_loop()
+    local t, rec = loop:run_until_complete(function()
+      local _, port = net.echo_server(loop)
+      return connect(loop, port)
+    end)
+    t:pause_reading()
+    loop:close()
+    local opened, freed = loop:_handle_counts()
+    assert.equal(opened, freed)
+    assert.same({"made", "lost"}, rec.events)
   end)
 end)
 

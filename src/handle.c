@@ -10,7 +10,9 @@
 **    uv_*_init call succeeded.
 **  - While the handle is open or closing, the userdata is anchored in the
 **    registry (self_ref), so it cannot be collected under libuv's feet;
-**    the close callback drops the anchor.
+**    the close callback drops the anchor.  An object may release its
+**    anchor while libuv has nothing to call it back for (no read, no
+**    request): eddy__uv_anchor.
 **  - Every open object is on its loop's list, so loop:close() can close
 **    whatever is left and wait for the close callbacks.
 **  - __gc of an object whose handle is still open (only possible at
@@ -69,6 +71,45 @@ void eddy__uv_abandon(lua_State *L, eddy_UVObject *o) {
   o->self_ref = LUA_NOREF;
 }
 
+/*
+** An object with no read and no request outstanding gets no callback from
+** libuv, so it need not be anchored: like asyncio's transports, which the
+** selector references only while they read, it is then collected once its
+** user drops it, and its __gc closes the handle.  Released, it is found
+** through a weak-valued table of its loop keyed by its address
+** (eddy__uv_push).
+*/
+static void push_released(lua_State *L, eddy_UVObject *o) {
+  eddy__pushfieldtable(L, o->loop, "released", "v");
+}
+
+void eddy__uv_anchor(lua_State *L, eddy_UVObject *o, int idx, int anchored) {
+  if (o->handle == NULL || (o->self_ref != LUA_NOREF) == anchored) return;
+  idx = lua_absindex(L, idx);
+  push_released(L, o);
+  if (anchored) {
+    lua_pushvalue(L, idx);
+    o->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushnil(L);
+  } else {
+    luaL_unref(L, LUA_REGISTRYINDEX, o->self_ref);
+    o->self_ref = LUA_NOREF;
+    lua_pushvalue(L, idx);
+  }
+  lua_rawsetp(L, -2, o);
+  lua_pop(L, 1);
+}
+
+void eddy__uv_push(lua_State *L, eddy_UVObject *o) {
+  if (o->self_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, o->self_ref);
+    return;
+  }
+  push_released(L, o);
+  lua_rawgetp(L, -1, o);
+  lua_remove(L, -2);
+}
+
 static void close_cb(uv_handle_t *h) {
   eddy_UVObject *o = (eddy_UVObject *)h->data;
   free(h);
@@ -81,8 +122,8 @@ static void close_cb(uv_handle_t *h) {
     eddy__handle_freed(loop);
     if (o->closing) loop->nclosing--;
     if (o->on_closed != NULL) {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, o->self_ref);
-      o->on_closed(L, o, top + 1);
+      eddy__uv_push(L, o);  /* nil: released and being finalized */
+      if (!lua_isnil(L, -1)) o->on_closed(L, o, top + 1);
       lua_settop(L, top);
     }
     luaL_unref(L, LUA_REGISTRYINDEX, o->self_ref);
@@ -105,8 +146,8 @@ void eddy__uv_close_all(lua_State *L, eddy_Loop *loop) {
     eddy_UVObject *o = loop->uvobjects;
     if (o->before_close != NULL) {
       int top = lua_gettop(L);
-      lua_rawgeti(L, LUA_REGISTRYINDEX, o->self_ref);
-      o->before_close(L, o, top + 1);
+      eddy__uv_push(L, o);  /* nil: released and being finalized */
+      if (!lua_isnil(L, -1)) o->before_close(L, o, top + 1);
       lua_settop(L, top);
     }
     if (loop->uvobjects == o) eddy__uv_close(L, o);  /* if the hook did not */

@@ -297,7 +297,8 @@ void eddy__newcontext(lua_State *L, const char *message, int errindex);
 struct eddy_UVObject {
   uv_handle_t *handle;      /* malloc'ed; NULL when closed */
   eddy_Loop *loop;
-  int self_ref;             /* registry anchor while open or closing */
+  int self_ref;             /* registry anchor while open or closing,
+                               unless released (eddy__uv_anchor) */
   unsigned char closing;
   eddy_UVObject *next, *prev;  /* the loop's list of open objects */
   /* Called from the close callback with the object at stack index 'self':
@@ -315,6 +316,12 @@ void eddy__uv_init(eddy_UVObject *o);
 uv_handle_t *eddy__uv_open(lua_State *L, eddy_UVObject *o, int idx,
                            eddy_Loop *loop, size_t handle_size);
 void eddy__uv_abandon(lua_State *L, eddy_UVObject *o);
+/* Anchor the open object at idx (anchored = 1), or release its anchor
+** while libuv holds nothing that calls it back (0): it may be collected. */
+void eddy__uv_anchor(lua_State *L, eddy_UVObject *o, int idx, int anchored);
+/* Push the object, anchored or released; nil if a released one is being
+** finalized. */
+void eddy__uv_push(lua_State *L, eddy_UVObject *o);
 /* Start closing (idempotent); returns 1 if it started now. */
 int eddy__uv_close(lua_State *L, eddy_UVObject *o);
 /* For __gc: close a still-open handle without calling back into Lua;

@@ -242,6 +242,7 @@ static void keep_addresses(lua_State *L, eddy_Stream *s, int t);
 ** from its callback.  The addresses are kept first: asyncio's protocols
 ** may still read them in connection_lost. */
 static void close_handle(lua_State *L, eddy_Stream *s, int t) {
+  eddy__uv_anchor(L, &s->uv, t, 1);  /* for connection_lost */
   if (s->started && !is_pipe(s)) keep_addresses(L, s, t);
   if (s->hangup != NULL) eddy__hangup_stop(s);
   s->state = EDDY_STREAM_CLOSED;
@@ -250,6 +251,22 @@ static void close_handle(lua_State *L, eddy_Stream *s, int t) {
     return;
   }
   eddy__uv_close(L, &s->uv);
+}
+
+/*
+** A socket transport that is open, started, and neither reads (paused, or
+** EOF received and kept open) nor writes gets no callback from libuv: it
+** releases its anchor (handle.c), so that, as asyncio's, it is collected
+** and closed once its user drops it.  Pipes keep theirs (a write pipe
+** watches for its reader's hangup), and so do a server's connections:
+** the server reaches them (close_clients) and counts them until their
+** connection_lost (wait_closed), which a collected one never gets.
+*/
+static void update_anchor(lua_State *L, eddy_Stream *s, int t) {
+  int idle = s->state == EDDY_STREAM_OPEN && s->started && !is_pipe(s) &&
+             s->server == NULL && s->nwrites == 0 &&
+             (!s->reading || s->eof_received);
+  eddy__uv_anchor(L, &s->uv, t, !idle);
 }
 
 /* Stop libuv reading, unless that must wait for read_cb (alloc_cb). */
@@ -428,6 +445,7 @@ static void on_eof(lua_State *L, eddy_Stream *s, int t) {
     s->state = EDDY_STREAM_CLOSING;  /* asyncio's close() */
     if (s->nwrites == 0) close_handle(L, s, t);
   }
+  update_anchor(L, s, t);
 }
 
 /* Hand n bytes read to the protocol: its data_received (buffer_updated
@@ -585,6 +603,7 @@ static void write_cb(uv_write_t *req, int status) {
     maybe_resume(L, s, top + 1);
     if (s->nwrites == 0 && s->state == EDDY_STREAM_CLOSING)
       close_handle(L, s, top + 1);
+    update_anchor(L, s, top + 1);
   }
   lua_settop(L, top);
 }
@@ -619,7 +638,7 @@ static EDDY_NOINLINE void queue_write(lua_State *L, eddy_Stream *s,
   uv_stream_t *h = (uv_stream_t *)s->uv.handle;
   WriteReq *w;
   if (t == 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
+    eddy__uv_push(L, &s->uv);
     t = lua_gettop(L);
   }
   if (s->nwrites == 0) {  /* r: what uv_try_write did */
@@ -646,6 +665,7 @@ static EDDY_NOINLINE void queue_write(lua_State *L, eddy_Stream *s,
   lua_pushvalue(L, str);
   w->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   s->nwrites++;
+  eddy__uv_anchor(L, &s->uv, t, 1);  /* until write_cb */
   maybe_pause(L, s, t);
 }
 
@@ -906,6 +926,7 @@ static int t_pause_reading(lua_State *L) {
   if (s->state != EDDY_STREAM_OPEN || !s->reading) return 0;
   s->reading = 0;
   stop_reading(s);
+  update_anchor(L, s, 1);
   return 0;
 }
 
@@ -914,6 +935,7 @@ static int t_resume_reading(lua_State *L) {
   if (s->state != EDDY_STREAM_OPEN || s->reading) return 0;
   s->reading = 1;
   if (s->started) start_reading(s);
+  update_anchor(L, s, 1);
   return 0;
 }
 
@@ -1019,9 +1041,9 @@ static int t_tostring(lua_State *L) {
   return 1;
 }
 
-/* __gc: a transport nobody closed (only at lua_close: an open one is
-** anchored).  Anything else the debug library gave this metatable is
-** left alone. */
+/* __gc: a transport nobody closed: at lua_close, or one dropped while
+** idle (update_anchor).  Anything else the debug library gave this
+** metatable is left alone. */
 static int t_gc(lua_State *L) {
   eddy_Stream *s = (eddy_Stream *)eddy__tomarked(L, 1, &stream_key);
   if (s == NULL) return 0;
@@ -1109,8 +1131,9 @@ void eddy__stream_close_clients(lua_State *L, eddy_Loop *loop,
   lua_newtable(L);
   for (o = loop->uvobjects; o != NULL; o = o->next)
     if (o->on_closed == stream_closed && ((eddy_Stream *)o)->server == sv) {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, o->self_ref);
-      lua_rawseti(L, top + 1, ++n);
+      eddy__uv_push(L, o);  /* nil: released and being finalized */
+      if (lua_isnil(L, -1)) lua_pop(L, 1);
+      else lua_rawseti(L, top + 1, ++n);
     }
   for (i = 1; i <= n; i++) {
     lua_pushcfunction(L, abort ? t_abort : t_close);
