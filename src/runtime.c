@@ -241,18 +241,19 @@ int eddy__keep_context(lua_State *L, eddy_Runtime *rt) {
 ** loop makes many short-lived objects (handles, futures), which it
 ** collects far more cheaply than the incremental mode.  The multipliers
 ** are larger than Lua's defaults (20 and 100): a minor collection after
-** the heap grew by 200%, a major one after 500%.  Data that waits in a
+** the heap grew by 100%, a major one after 500%.  Data that waits in a
 ** task for a turn or two (a stream's last chunk) is otherwise promoted and
 ** only freed by full collections, which made a streams echo server spend
 ** a third of its time collecting.  Every minor collection traverses
-** every coroutine (Lua keeps threads gray), so with a task per connection
-** its cost grows with the connections: 200 rather than 100 took a 16 KiB
-** streams echo over 100 connections from ~5,060 to ~4,640 instructions a
-** request.  Idle memory and peak memory under load do not change
-** (docs/performance.md has the figures).  A host that loads eddy with
+** every coroutine (Lua keeps threads gray), so a larger minor multiplier
+** is cheaper with a task per connection (200: ~2% fewer instructions per
+** 16 KiB streams echo), but with connections or loops coming and going
+** it let the heap grow to 6-7 times what 100 keeps (12,000 streams
+** connections one after another: a 16 MB peak against 2.2 MB;
+** spec/soak_spec.lua, docs/performance.md).  A host that loads eddy with
 ** require keeps its own choice.
 */
-#define EDDY_GC_MINORMUL 200
+#define EDDY_GC_MINORMUL 100
 #define EDDY_GC_MAJORMUL 500
 
 void eddy__tune_gc(lua_State *L) {
