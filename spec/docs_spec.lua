@@ -11,7 +11,8 @@
 local cli = require "cli_helper"
 local q = cli.q
 
-local NOT_API = {["design.md"] = true, ["performance.md"] = true, ["embedding.md"] = true}
+local NOT_API = {["design.md"] = true, ["performance.md"] = true, ["performance-log.md"] = true,
+                 ["embedding.md"] = true}
 local MARK = "<!-- fragment: not run -->"
 
 -- The blocks of a page: {line =, code =, fragment =}, in order.
