@@ -15,6 +15,7 @@
 local eddy = require "eddy"
 local async = require("eddy.test").async
 local socket = require "eddy.socket"
+local checks = require "support.checks"
 
 local CYCLES = 300
 local SLACK = 256
@@ -514,8 +515,7 @@ end)
 -- collector's state (and its thresholds) anywhere.
 describe("soak: the collector", function()
   it("a streams server's heap stays near its live size while connections come and go", function()
-    local cli = require "cli_helper"
-    local res = cli.eddy("-e " .. cli.q([[
+    local code, out = checks.run_script([[
       local eddy = require "eddy"
       eddy.run(function()
         local srv = eddy.start_server(function(reader, writer)
@@ -540,9 +540,9 @@ describe("soak: the collector", function()
         end
         print(math.floor(base), math.floor(peak - base))
         srv:close()
-      end)]]), {timeout = 60})
-    assert.equal(0, res.code, res.err)
-    local base, growth = res.out:match("^(%d+)%s+(%d+)")
+      end)]])
+    assert.equal(0, code, out)
+    local base, growth = out:match("^(%d+)%s+(%d+)")
     assert.is_true(tonumber(growth) < 3 * 1024,
                    string.format("the heap grew by %s KiB over %s KiB", growth, base))
   end)
