@@ -48,6 +48,14 @@ describe("StreamReader", function()
     assert.equal("", r:read())
   end))
 
+  it("feed_data keeps the data until it is read (test_feed_nonempty_data)", async(function()
+    local r = eddy.StreamReader()
+    r:feed_data("line1\nline2\n")
+    assert.equal(12, r:_status().size)
+    assert.equal("line1\nline2\n", r:read(100))
+    assert.equal(0, r:_status().size)
+  end))
+
   it("read(0) returns \"\" at once (test_read_zero)", async(function()
     local r = eddy.StreamReader()
     r:feed_data("data")
@@ -271,12 +279,22 @@ describe("StreamReader", function()
            {errors.ValueError, "Separator should be at least one-byte string"})
   end))
 
-  it("readuntil takes a list of separators; the earliest match wins (3.13)", async(function()
+  it("readuntil takes a list of separators; the earliest match wins (3.13, test_readuntil_multi_separator)",
+     async(function()
     local r = eddy.StreamReader()
     r:feed_data("ab\r\ncd\nef;")
     assert.equal("ab\r\n", r:readuntil({"\n", "\r\n"}))
     assert.equal("cd\n", r:readuntil({";", "\n"}))
     assert.equal("ef;", r:readuntil({"\n", ";"}))
+    r:feed_data("line 1\nline 2\r")
+    assert.equal("line 1\n", r:readuntil({"\r", "\n"}))
+    assert.equal("line 2\r", r:readuntil({"\r", "\n"}))
+    assert.equal(0, r:_status().size)
+    -- the match that ends first wins, even when it is the longer one
+    r:feed_data("ABCDEFG")
+    assert.equal("ABCDE", r:readuntil({"DEF", "BCDE"}))
+    assert.equal(2, r:_status().size)
+    assert.equal("FG", r:read(2))
     raises(function() r:readuntil({}) end,
            {errors.ValueError, "Separator should contain at least one element"})
     raises(function() r:readuntil({"a", ""}) end, errors.ValueError)
@@ -302,6 +320,26 @@ describe("StreamReader", function()
     r = eddy.StreamReader()
     r:feed_data("AAAB")
     assert.equal("AA", r:readuntil({"AAAB", "AA"}))  -- the one that ends first
+  end))
+
+  it("readuntil with separators: a match past the limit raises and keeps the data (test_readuntil_multi_separator_limit)",
+     async(function()
+    local r = eddy.StreamReader(3)
+    r:feed_data("some dataA")
+    raises(function() r:readuntil({"A", "ome dataA"}) end,
+           {errors.LimitOverrunError, "is found"})
+    assert.equal("some dataA", r:read(100))
+  end))
+
+  it("readuntil with separators longer than the data so far waits for more (test_readuntil_multi_separator_negative_offset)",
+     async(function(loop)
+    local r = eddy.StreamReader()
+    r:feed_data("data")
+    local t = spawn(loop, function() return r:readuntil({"A", "long sep"}) end)
+    loop:call_soon(r.feed_data, r, "Z")
+    loop:call_soon(r.feed_data, r, "Aaaa")
+    assert.equal("dataZA", net.wait(t))
+    assert.equal("aaa", r:read(100))
   end))
 
   it("readuntil at EOF raises IncompleteReadError with the partial data (test_readuntil_eof)",
@@ -522,7 +560,8 @@ describe("StreamReader", function()
            {errors.ValueError, "readexactly size can not be less than zero"})
   end))
 
-  it("has a repr (test___repr__, test___repr__eof, test___repr__data)", async(function()
+  it("has a repr (test___repr__, test___repr__nondefault_limit, test___repr__eof, test___repr__data)",
+     async(function()
     local r = eddy.StreamReader(123)
     assert.equal("<StreamReader limit=123>", tostring(r))
     r:feed_data("data")
@@ -549,6 +588,45 @@ describe("StreamReader", function()
     r:set_exception(errors.RuntimeError())
     assert.equal("<StreamReader exception=RuntimeError>", tostring(r))
   end))
+
+  it("shows the transport (test___repr__transport)", async(function()
+    local r = eddy.StreamReader()
+    r:set_transport(setmetatable({}, {__tostring = function() return "<Transport>" end}))
+    assert.equal("<StreamReader transport=<Transport>>", tostring(r))
+  end))
+
+  it("a reader made inside a task belongs to the running loop (test_streamreader_constructor_use_running_loop, "
+     .. "test_streamreaderprotocol_constructor_use_running_loop)", function()
+    local loop = eddy.new_event_loop()
+    local got = loop:run_until_complete(function()
+      local r = eddy.StreamReader()
+      local p = eddy.StreamReaderProtocol(r)
+      assert.equal(loop, p._loop)
+      -- the waiter of a read is the running loop's: feeding the data wakes it
+      local t = eddy.create_task(function() return r:read(4) end)
+      eddy.sleep(0)
+      loop:call_soon(r.feed_data, r, "data")
+      return net.wait(t)
+    end)
+    loop:close()
+    assert.equal("data", got)
+  end)
+
+  it("outside a running loop, a reader takes the event loop set (test_streamreader_constructor_use_global_loop, "
+     .. "test_streamreaderprotocol_constructor_use_global_loop)", function()
+    local saved = eddy.get_event_loop()
+    local loop = eddy.new_event_loop()
+    eddy.set_event_loop(loop)
+    local ok, err = pcall(function()
+      local r = eddy.StreamReader()
+      assert.equal(loop, eddy.StreamReaderProtocol(r)._loop)
+      loop:call_soon(r.feed_data, r, "data")
+      assert.equal("data", loop:run_until_complete(function() return r:read(4) end))
+    end)
+    eddy.set_event_loop(saved)
+    loop:close()
+    assert(ok, err)
+  end)
 end)
 
 describe("open_connection / start_server", function()
@@ -674,12 +752,32 @@ describe("open_connection / start_server", function()
     os.remove(path)
   end))
 
-  it("open_connection raises the connect error (test_open_connection_error)", async(function()
+  it("open_connection raises the connect error", async(function()
     local srv, port = serve(echo_lines)
     srv:close()
     srv:wait_closed()
     raises(function() eddy.open_connection("127.0.0.1", port) end, errors.ConnectionRefusedError)
   end))
+
+  it("an error the connection is lost with reaches the reader; closing reports nothing "
+     .. "(test_open_connection_error, test_open_unix_connection_error)", function()
+    local path = temp_path()
+    local reports = test.run_collecting(function()
+      local tcp <close>, port = serve(echo_lines)
+      local unix <close> = eddy.start_unix_server(echo_lines, path)
+      for _, open in ipairs {function() return eddy.open_connection("127.0.0.1", port) end,
+                             function() return eddy.open_unix_connection(path) end} do
+        local reader, writer = open()
+        local lost = errors.ValueError("lost")
+        writer._protocol:connection_lost(lost)
+        assert.equal(lost, raises(function() reader:read() end, errors.ValueError))
+        writer:close()
+        eddy.sleep(0.01)
+      end
+    end)
+    os.remove(path)
+    assert.same({}, reports)
+  end)
 
   it("checks its arguments and options", async(function()
     argerror(function() eddy.start_server(42, "127.0.0.1", 0) end, 1, "start_server")
@@ -891,12 +989,14 @@ describe("open_connection / start_server", function()
     sw:close()
   end))
 
-  it("drain right after close raises ConnectionResetError, as asyncio's (connection_lost comes first)",
+  it("drain right after close raises ConnectionResetError, as asyncio's (connection_lost comes first) "
+     .. "(test_async_writer_api_exception_after_close)",
      async(function()
     local srv <close>, port = serve(function(reader, writer) reader:read() writer:close() end)
     local _, writer = eddy.open_connection("127.0.0.1", port)
     writer:write("x")
     writer:close()
+    writer:write("data")  -- dropped, as asyncio's
     raises(function() writer:drain() end, {errors.ConnectionResetError, "Connection lost"})
     writer:wait_closed()
   end))
@@ -944,7 +1044,7 @@ describe("open_connection / start_server", function()
     assert.equal("last words", net.wait(got))
   end))
 
-  it("a raising client_connected_cb is reported and closes the connection (asyncio 3.12)",
+  it("a raising client_connected_cb is reported and closes the connection (asyncio 3.12, test_unhandled_exception)",
      function()
     local reports = test.run_collecting(function()
       local srv <close>, port = serve(function() error(errors.ValueError("boom")) end)
@@ -955,6 +1055,56 @@ describe("open_connection / start_server", function()
     assert.equal("Unhandled exception in client_connected_cb", reports[1].message)
     assert.is_not_nil(reports[1].transport)
   end)
+
+  it("a client_connected_cb that cancels itself after closing its writer is not reported (test_unhandled_cancel)",
+     function()
+    local reports = test.run_collecting(function()
+      local srv, port = serve(function(_, writer)
+        writer:close()
+        eddy.current_task():cancel()
+        eddy.sleep(0)  -- the cancellation lands here
+      end)
+      local reader, writer = eddy.open_connection("127.0.0.1", port)
+      writer:write("test msg")
+      writer:drain()
+      assert.equal("", net.wait(eddy.create_task(function() return reader:read() end)))
+      writer:close()
+      writer:wait_closed()
+      srv:close()
+      srv:wait_closed()
+    end)
+    assert.same({}, reports)
+  end)
+
+  it("a writer dropped unclosed, with its reader, is collected with a warning in debug mode "
+     .. "(test_unclosed_resource_warnings)", function()
+    local cli = require "cli_helper"
+    local res = cli.eddy("-W -e " .. cli.q([[
+      local eddy = require "eddy"
+      eddy.run(function()
+        eddy.get_running_loop():set_debug(true)
+        local srv <close> = eddy.start_server(function(_, w) w:write("hello\n") w:close() end,
+                                              "127.0.0.1", 0)
+        local rd, wr = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
+        assert(rd:read() == "hello\n")
+        rd, wr = nil, nil
+        collectgarbage() collectgarbage()
+        io.stderr:write("collected\n")
+      end)
+    ]]))
+    assert.equal(0, res.code)
+    assert.matches("^Lua warning: eddy: unclosed transport 0x%x+\ncollected\n$", res.err)
+  end)
+
+  it("a pipe's reader with a limit of 1 reads all a child wrote (test_read_all_from_pipe_reader)",
+     async(function(loop)
+    local reader = eddy.StreamReader(1)
+    local protocol = eddy.StreamReaderProtocol(reader)
+    local transport = loop:connect_read_pipe(function() return protocol end,
+                                             io.popen("printf data", "r"))
+    assert.equal("data", net.wait(eddy.create_task(function() return reader:read(-1) end)))
+    transport:close()
+  end))
 
   it("serves many clients at once", async(function(loop)
     local srv <close>, port = serve(echo_lines)

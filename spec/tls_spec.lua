@@ -313,7 +313,8 @@ describe("TLS connections between eddy peers", function()
     assert.is_true(server_t:is_closing())
   end))
 
-  it("streams: 1 MiB both ways through open_connection/start_server, with drain", async(function(loop)
+  it("streams: 1 MiB both ways through open_connection/start_server, with drain "
+     .. "(test_open_connection_no_loop_ssl)", async(function(loop)
     local srv <close> = eddy.start_server(function(r, w)
       while true do
         local data = r:read(65536)
@@ -364,7 +365,8 @@ describe("TLS connections between eddy peers", function()
     assert.equal(0, t:get_write_buffer_size())
   end))
 
-  it("over UNIX sockets, and on an accepted socket (connect_accepted_socket)", async(function(loop)
+  it("over UNIX sockets (test_open_unix_connection_no_loop_ssl), and on an accepted socket "
+     .. "(connect_accepted_socket)", async(function(loop)
     local path = tmp.path(".sock")
     local srv <close> = eddy.start_unix_server(function(r, w)
       w:write("unix " .. r:readline())
@@ -762,13 +764,15 @@ describe("TLS connections between eddy peers", function()
 end)
 
 describe("start_tls", function()
-  it("upgrades a plain connection in place on both sides (test_start_tls_client_reg_proto_1)",
+  it("upgrades a plain connection in place on both sides (test_start_tls_client_reg_proto_1, test_start_tls)",
      async(function(loop)
     local sctx = server_context()
     local srv <close> = eddy.start_server(function(r, w)
       assert.equal("STARTTLS\n", r:readline())
       w:write("GO\n")
+      assert.is_nil(w:get_extra_info("sslcontext"))
       w:start_tls(sctx)
+      assert.equal(sctx, w:get_extra_info("sslcontext"))
       assert.is_not_nil(w:get_extra_info("ssl_object"))
       local line = r:readline()
       w:write("secret: " .. line)
@@ -779,7 +783,10 @@ describe("start_tls", function()
     local plain = w.transport
     w:write("STARTTLS\n")
     assert.equal("GO\n", r:readline())
-    w:start_tls(client_context(), {server_hostname = "localhost"})
+    assert.is_nil(w:get_extra_info("sslcontext"))
+    local cctx = client_context()
+    w:start_tls(cctx, {server_hostname = "localhost"})
+    assert.equal(cctx, w:get_extra_info("sslcontext"))
     assert.are_not.equal(plain, w.transport)  -- start_tls replaced it
     assert.equal(w.transport:get_extra_info("ssl_object"), w:get_extra_info("ssl_object"))
     assert.equal("TLSv1.2", w:get_extra_info("ssl_object"):version())
