@@ -411,3 +411,169 @@ print("done")
       .. "open files\nsockets:\t0\ndone\n", 1, true), out)
   end, 30))
 end)
+
+-- CPython's test_server.py: stream servers (eddy.start_server) closing,
+-- waited for, and their clients closed or aborted.
+describe("stream servers (test_server)", function()
+  local tmp = require "support.tmp"
+
+  -- A handler that reads a line, cancels 'main' (a task running
+  -- serve_forever), answers "1" and closes (BaseStartServer's serve).
+  local function cancelling_handler(tasks)
+    return function(reader, writer)
+      reader:readline()
+      tasks.main:cancel()
+      writer:write("1")
+      writer:close()
+      writer:wait_closed()
+    end
+  end
+
+  -- The client of BaseStartServer: a 5 KiB line, then one byte back.
+  local function hello(reader, writer)
+    writer:write(string.rep("1", 5 * 1024) .. "\n")
+    assert.equal("1", reader:readexactly(1))
+    writer:close()
+    writer:wait_closed()
+  end
+
+  -- The server is closed for good: no sockets, not serving, and
+  -- serve_forever refuses to start.
+  local function assert_closed_for_good(srv)
+    assert.same({}, srv.sockets)
+    assert.is_false(srv:is_serving())
+    raises(function() srv:serve_forever() end, {errors.RuntimeError, "is closed"})
+  end
+
+  it("serve_forever under <close>, cancelled by a handler, closes the server (test_start_server_1)",
+     async(function(loop)
+    local tasks = {}
+    local srv = eddy.start_server(cancelling_handler(tasks), "127.0.0.1", 0, {start_serving = false})
+    assert.is_false(srv:is_serving())
+    tasks.main = loop:create_task(function()
+      local s <close> = srv
+      s:serve_forever()
+    end)
+    net.wait_until(function() return srv:is_serving() end)
+    hello(eddy.open_connection("127.0.0.1", port_of(srv)))
+    raises(function() net.wait(tasks.main) end, errors.CancelledError)
+    assert_closed_for_good(srv)
+  end))
+
+  it("start_serving then serve_forever over a UNIX socket, cancelled by a handler (test_start_unix_server_1)",
+     async(function(loop)
+    local path = tmp.path(".sock")
+    local tasks, started = {}, eddy.Event()
+    local srv = eddy.start_unix_server(cancelling_handler(tasks), path, {start_serving = false})
+    tasks.main = loop:create_task(function()
+      local s <close> = srv
+      assert.is_false(s:is_serving())
+      s:start_serving()
+      assert.is_true(s:is_serving())
+      started:set()
+      s:serve_forever()
+    end)
+    net.wait(loop:create_task(started.wait, started))
+    hello(eddy.open_unix_connection(path))
+    raises(function() net.wait(tasks.main) end, errors.CancelledError)
+    assert_closed_for_good(srv)
+  end))
+
+  -- A handler that reads to EOF, then closes its writer and waits.
+  local function read_then_close(reader, writer)
+    local ok, err = pcall(reader.read, reader)
+    writer:close()
+    writer:wait_closed()
+    if not ok then error(err, 0) end
+  end
+
+  -- Start wait_closed in a task and check, a turn later, that it waits;
+  -- returns the task.
+  local function waiting_wait_closed(loop, srv)
+    local task = loop:create_task(srv.wait_closed, srv)
+    eddy.sleep(0)
+    assert.is_false(task:done())
+    return task
+  end
+
+  it("wait_closed waits until the server is closed and its last connection gone (test_wait_closed_basic)",
+     async(function(loop)
+    local srv = eddy.start_server(read_then_close, "127.0.0.1", 0)
+    -- no connection, not closed: waits
+    local task1 = waiting_wait_closed(loop, srv)
+    -- a connection, not closed: waits
+    local _, wr = eddy.open_connection("127.0.0.1", port_of(srv))
+    local task2 = waiting_wait_closed(loop, srv)
+    assert.is_false(task1:done())
+    srv:close()
+    eddy.sleep(0)
+    -- a connection, closed: waits
+    local task3 = waiting_wait_closed(loop, srv)
+    assert.is_false(task1:done() or task2:done())
+    wr:close()
+    wr:wait_closed()
+    -- no connection, closed: every waiter wakes, a new one returns at once
+    net.wait(task1)
+    net.wait(task2)
+    net.wait(task3)
+    srv:wait_closed()
+  end))
+
+  it("wait_closed with close and the last connection's close scheduled together (test_wait_closed_race)",
+     async(function(loop)
+    local srv = eddy.start_server(read_then_close, "127.0.0.1", 0)
+    local task = waiting_wait_closed(loop, srv)
+    local _, wr = eddy.open_connection("127.0.0.1", port_of(srv))
+    loop:call_soon(srv.close, srv)
+    loop:call_soon(wr.close, wr)
+    net.wait(loop:create_task(srv.wait_closed, srv))
+    net.wait(task)
+  end))
+
+  -- close() and then close_clients() or abort_clients(): a wait_closed
+  -- already waiting returns within two turns, as asyncio's.
+  local function close_with(loop, srv, method)
+    local task = waiting_wait_closed(loop, srv)
+    srv:close()
+    srv[method](srv)
+    eddy.sleep(0)
+    eddy.sleep(0)
+    assert.is_true(task:done())
+  end
+
+  it("close_clients closes the connections, so that wait_closed returns (test_close_clients)",
+     async(function(loop)
+    local srv = eddy.start_server(read_then_close, "127.0.0.1", 0)
+    local _, wr <close> = eddy.open_connection("127.0.0.1", port_of(srv))
+    close_with(loop, srv, "close_clients")
+  end))
+
+  it("abort_clients ends connections with writes stuck in their buffers (test_abort_clients)",
+     async(function(loop)
+    local S = eddy.socket
+    local accepted = loop:create_future()
+    local srv = eddy.start_server(function(rd, wr)
+      accepted:set_result({rd, wr})
+      wr:wait_closed()
+    end, "127.0.0.1", 0)
+    local _, c_wr <close> = eddy.open_connection("127.0.0.1", port_of(srv), {limit = 4096})
+    local s_wr = net.wait(accepted)[2]
+    -- small socket buffers, to fill them surely
+    local s_sock, c_sock = s_wr:get_extra_info("socket"), c_wr:get_extra_info("socket")
+    s_sock:setsockopt(S.SOL_SOCKET, S.SO_SNDBUF, 65536)
+    c_sock:setsockopt(S.SOL_SOCKET, S.SO_RCVBUF, 65536)
+    -- the client's reader pauses its transport past twice its limit
+    for _ = 1, 3 do s_wr:write(string.rep("a", 4096)) end
+    net.wait_until(function() return not c_wr.transport:is_reading() end)
+    -- then the server's writes pile up in its transport's buffer
+    local c_bufsize = c_sock:getsockopt(S.SOL_SOCKET, S.SO_RCVBUF)
+    local s_bufsize = s_sock:getsockopt(S.SOL_SOCKET, S.SO_SNDBUF)
+    for _ = 1, 10 do
+      s_wr:write(string.rep("a", c_bufsize))
+      s_wr:write(string.rep("a", s_bufsize))
+      if s_wr.transport:get_write_buffer_size() > 0 then break end
+    end
+    assert.is_true(s_wr.transport:get_write_buffer_size() > 0)
+    close_with(loop, srv, "abort_clients")
+  end))
+end)

@@ -83,38 +83,68 @@ describe("UNIX sockets", function()
     os.remove(path)
   end))
 
-  it("close removes the socket file unless it was replaced (test_create_unix_server_cleanup*)",
+  -- A UNIX socket bound to path, for sock=.
+  local function bound(path)
+    local s = eddy.socket.socket(eddy.socket.AF_UNIX, eddy.socket.SOCK_STREAM)
+    s:bind(path)
+    return s
+  end
+
+  it("close removes the socket file (test_create_unix_server_cleanup*, test_unix_server_addr_cleanup)",
      async(function(loop)
-    -- removed at close
     local path = temp_path()
     local srv = echo_server(loop, path)
     assert.is_true(exists(path))
     srv:close()
     assert.is_false(exists(path))
     srv:wait_closed()
-    -- gone already: nothing to do, no error
-    srv = echo_server(loop, path)
+  end))
+
+  it("close removes the file of a socket passed with sock=, as asyncio (test_unix_server_sock_cleanup)",
+     async(function(loop)
+    local path = temp_path()
+    local srv = loop:create_unix_server(function() return {} end, nil, {sock = bound(path)})
+    srv:close()
+    assert.is_false(exists(path))
+  end))
+
+  it("close does nothing about a socket file removed already (test_unix_server_cleanup_gone)",
+     async(function(loop)
+    local path = temp_path()
+    local srv = echo_server(loop, path)
     os.remove(path)
     srv:close()
     srv:wait_closed()
-    -- replaced by another file: that one stays
-    srv = echo_server(loop, path)
+    srv = loop:create_unix_server(function() return {} end, nil, {sock = bound(path)})
     os.remove(path)
-    assert(io.open(path, "w")):close()
+    srv:close()
+    srv:wait_closed()
+  end))
+
+  it("close leaves a file that replaced the socket's (test_unix_server_cleanup_replaced)",
+     async(function(loop)
+    local path = temp_path()
+    for _, replace in ipairs {
+      function() assert(io.open(path, "w")):close() return nil end,
+      function() return bound(path) end,  -- another socket, as CPython's test
+    } do
+      local srv = echo_server(loop, path)
+      os.remove(path)
+      local other = replace()
+      srv:close()
+      assert.is_true(exists(path))
+      if other then other:close() end
+      os.remove(path)
+    end
+  end))
+
+  it("cleanup_socket = false keeps the socket file (test_unix_server_cleanup_prevented)",
+     async(function(loop)
+    local path = temp_path()
+    local srv = loop:create_unix_server(function() return {} end, path, {cleanup_socket = false})
     srv:close()
     assert.is_true(exists(path))
     os.remove(path)
-    -- cleanup_socket = false keeps it
-    srv = loop:create_unix_server(function() return {} end, path, {cleanup_socket = false})
-    srv:close()
-    assert.is_true(exists(path))
-    os.remove(path)
-    -- sock= sockets are cleaned up too, as asyncio
-    local s = eddy.socket.socket(eddy.socket.AF_UNIX, eddy.socket.SOCK_STREAM)
-    s:bind(path)
-    srv = loop:create_unix_server(function() return {} end, nil, {sock = s})
-    srv:close()
-    assert.is_false(exists(path))
   end))
 
   it("connecting to a missing path raises FileNotFoundError", async(function(loop)
