@@ -82,7 +82,7 @@ describe("sock_* methods", function()
     conn:close() c:close() srv:close()
   end))
 
-  it("sock_connect to a closed port raises ConnectionRefusedError", async(function(loop)
+  it("sock_connect to a closed port raises ConnectionRefusedError (test_sock_client_fail)", async(function(loop)
     local srv = listener()
     local addr = srv:getsockname()
     srv:close()
@@ -312,4 +312,221 @@ describe("sock_* methods", function()
     loop:close()
     a:close()
   end)
+end)
+
+-- CPython's test_sock_lowlevel.py, against a small HTTP/1.0 server as
+-- its test_utils.run_test_server: "GET /" answers "Test message",
+-- "POST /loop" sends the request body back; each closes after answering.
+describe("sock_* methods (test_sock_lowlevel)", function()
+  local tmp = require "support.tmp"
+
+  local function http_handler(reader, writer)
+    local head = reader:readuntil("\r\n\r\n")
+    local length = tonumber(head:match("Content%-Length: (%d+)"))
+    local body = length and reader:readexactly(length) or "Test message"
+    writer:write("HTTP/1.0 200 OK\r\nContent-Length: " .. #body .. "\r\n\r\n")
+    writer:write(body)
+    writer:close()
+  end
+
+  -- The server's address: {host, port} over TCP, a path over UNIX.
+  local function http_server(family)
+    if family == socket.AF_UNIX then
+      local path = tmp.path(".sock")
+      return eddy.start_unix_server(http_handler, path), path
+    end
+    local srv = eddy.start_server(http_handler, "127.0.0.1", 0)
+    return srv, srv.sockets[1]:getsockname()
+  end
+
+  -- Read from sock with recv(sock) until EOF.
+  local function read_all(recv, sock)
+    local parts = {}
+    while true do
+      local data = recv(sock)
+      if data == "" then return table.concat(parts) end
+      parts[#parts + 1] = data
+    end
+  end
+
+  -- _basetest_sock_client_ops and _basetest_sock_recv_into.
+  local function client_ops(loop, family)
+    local srv <close>, address = http_server(family)
+    -- a blocking socket is a ValueError (asyncio checks in debug mode; eddy always)
+    local sock = socket.socket(family)
+    for _, call in ipairs {
+      function() return loop:sock_connect(sock, address) end,
+      function() return loop:sock_sendall(sock, "GET / HTTP/1.0\r\n\r\n") end,
+      function() return loop:sock_recv(sock, 1024) end,
+      function() return loop:sock_recv_into(sock, eddy.Buffer(0)) end,
+      function() return loop:sock_accept(sock) end,
+    } do
+      raises(errors.ValueError, call)
+    end
+    sock:setblocking(false)
+    loop:sock_connect(sock, address)
+    loop:sock_sendall(sock, "GET / HTTP/1.0\r\n\r\n")
+    local data = read_all(function(s) return loop:sock_recv(s, 1024) end, sock)
+    assert.matches("^HTTP/1.0 200 OK\r\n.*\r\n\r\nTest message$", data)
+    sock:close()
+    -- the same with sock_recv_into
+    sock = socket.socket(family)
+    sock:setblocking(false)
+    loop:sock_connect(sock, address)
+    loop:sock_sendall(sock, "GET / HTTP/1.0\r\n\r\n")
+    local buf = eddy.Buffer(1024)
+    data = read_all(function(s) return buf:tostring(1, loop:sock_recv_into(s, buf)) end, sock)
+    assert.matches("^HTTP/1.0 200 OK\r\n.*\r\n\r\nTest message$", data)
+    sock:close()
+  end
+
+  it("connect, sendall, recv and recv_into over TCP (test_sock_client_ops)", async(function(loop)
+    client_ops(loop, socket.AF_INET)
+  end))
+
+  it("connect, sendall, recv and recv_into over UNIX (test_unix_sock_client_ops)", async(function(loop)
+    client_ops(loop, socket.AF_UNIX)
+  end))
+
+  it("a cancelled sock_recv_into takes nothing (test_sock_client_racing)", async(function(loop)
+    local srv <close>, address = http_server(socket.AF_INET)
+    local sock = socket.socket()
+    sock:setblocking(false)
+    loop:sock_connect(sock, address)
+    local buf = eddy.Buffer(1024)
+    local t = loop:create_task(function() return loop:sock_recv_into(sock, buf) end)
+    eddy.sleep(0)
+    t:cancel()
+    loop:create_task(function() loop:sock_sendall(sock, "GET / HTTP/1.0\r\n\r\n") end)
+    local n = eddy.wait_for(function() return loop:sock_recv_into(sock, buf) end, 10)
+    assert.matches("^HTTP/1.0 200 OK", buf:tostring(1, n))
+    sock:close()
+  end))
+
+  -- _basetest_huge_content(_recvinto): a 1 MB body sent by a task while
+  -- the response is read with recv.
+  local function huge_content(loop, recv)
+    local srv <close>, address = http_server(socket.AF_INET)
+    local sock = socket.socket()
+    sock:setblocking(false)
+    local size = 1000000
+    local body = string.rep("0123456789", size // 10)
+    loop:sock_connect(sock, address)
+    loop:sock_sendall(sock, "POST /loop HTTP/1.0\r\nContent-Length: " .. size .. "\r\n\r\n")
+    local sending = loop:create_task(function() return loop:sock_sendall(sock, body) end)
+    local data = eddy.wait_for(function() return read_all(recv, sock) end, 20)
+    assert.equal("HTTP/1.0 200 OK", data:sub(1, 15))
+    local headers = data:find("\r\n\r\n", 1, true)
+    assert.is_true(data:sub(headers + 4) == body, "the body came back changed")
+    eddy.wait_for(sending, 10)
+    sock:close()
+  end
+
+  it("sends and receives 1 MB with sock_sendall and sock_recv (test_huge_content)", async(function(loop)
+    huge_content(loop, function(s) return loop:sock_recv(s, 1000000) end)
+  end, 30))
+
+  it("sends and receives 1 MB with sock_sendall and sock_recv_into (test_huge_content_recvinto)",
+     async(function(loop)
+    local buf = eddy.Buffer(1000000)
+    huge_content(loop, function(s) return buf:tostring(1, loop:sock_recv_into(s, buf)) end)
+  end, 30))
+
+  -- A UDP echo server (test_utils.run_udp_echo_server) as a task; returns
+  -- its address and the task (cancel it to stop).
+  local function udp_echo_server(loop)
+    local s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s:bind({"127.0.0.1", 0})
+    s:setblocking(false)
+    local task = loop:create_task(function()
+      local ok, err = pcall(function()
+        while true do
+          local data, addr = loop:sock_recvfrom(s, 65536)
+          loop:sock_sendto(s, data, addr)
+        end
+      end)
+      s:close()
+      if not errors.is(err, errors.CancelledError) then error(err, 0) end
+      assert(not ok)
+    end)
+    return s:getsockname(), task
+  end
+
+  local function udp_client()
+    local sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock:setblocking(false)
+    return sock
+  end
+
+  it("sock_sendto and sock_recvfrom a 4 KiB datagram (test_recvfrom)", async(function(loop)
+    local address, server = udp_echo_server(loop)
+    local sock = udp_client()
+    local data = string.rep("\1", 4096)
+    loop:sock_sendto(sock, data, address)
+    local got, from = eddy.wait_for(function() return loop:sock_recvfrom(sock, 4096) end, 5)
+    assert.equal(data, got)
+    assert.same(address, from)
+    sock:close()
+    server:cancel()
+    eddy.sleep(0)
+  end))
+
+  it("sock_recvfrom_into a buffer, whole or up to nbytes (test_recvfrom_into)", async(function(loop)
+    local address, server = udp_echo_server(loop)
+    local sock = udp_client()
+    local data = string.rep("\1", 4096)
+    local buf = eddy.Buffer(4096)
+    loop:sock_sendto(sock, data, address)
+    local n, from = eddy.wait_for(function() return loop:sock_recvfrom_into(sock, buf) end, 5)
+    assert.equal(4096, n)
+    assert.equal(data, buf:tostring())
+    assert.same(address, from)
+    buf = eddy.Buffer(8192)
+    loop:sock_sendto(sock, data, address)
+    n, from = eddy.wait_for(function() return loop:sock_recvfrom_into(sock, buf, 4096) end, 5)
+    assert.equal(4096, n)
+    assert.equal(data, buf:tostring(1, 4096))
+    assert.same(address, from)
+    sock:close()
+    server:cancel()
+    eddy.sleep(0)
+  end))
+
+  it("a sock_accept cancelled by wait_for leaves the listener closable (test_cancel_sock_accept)",
+     async(function(loop)
+    local l = listener()
+    local address = l:getsockname()
+    raises(errors.TimeoutError, eddy.wait_for, function() return loop:sock_accept(l) end, 0.1)
+    l:close()
+    local client = socket.socket()
+    client:setblocking(false)
+    raises(errors.ConnectionRefusedError, loop.sock_connect, loop, client, address)
+    client:close()
+  end))
+
+  it("create_connection takes a socket sock_connect connected (test_create_connection_sock)",
+     async(function(loop)
+    local srv <close>, address = http_server(socket.AF_INET)
+    local sock
+    for _, info in ipairs(loop:getaddrinfo(address[1], address[2], {type = socket.SOCK_STREAM})) do
+      sock = socket.socket(info.family, info.type, info.proto)
+      sock:setblocking(false)
+      if pcall(loop.sock_connect, loop, sock, info.sockaddr) then break end
+      sock:close()
+      sock = nil
+    end
+    assert.is_not_nil(sock, "no address connected")
+    local done, nbytes = loop:create_future(), 0
+    local t, p = loop:create_connection(function()
+      return {
+        connection_made = function(_, tr) tr:write("GET / HTTP/1.0\r\nHost: example.com\r\n\r\n") end,
+        data_received = function(_, data) nbytes = nbytes + #data end,
+        connection_lost = function() done:set_result(true) end,
+      }
+    end, nil, nil, {sock = sock})
+    assert.is_not_nil(p)
+    eddy.wait_for(done, 5)
+    assert.is_true(nbytes > 0)
+    t:close()
+  end))
 end)
