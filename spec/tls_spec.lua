@@ -16,15 +16,7 @@ local raises = checks.raises
 
 local PYTHON = "/usr/bin/python3"
 
-local function server_context()
-  local ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-  ctx:load_cert_chain(tls.path("server.pem"), tls.path("server.key"))
-  return ctx
-end
-
-local function client_context()
-  return ssl.create_default_context(nil, {cafile = tls.path("ca.pem")})
-end
+local server_context, client_context = tls.server_context, tls.client_context
 
 -- A TLS echo server (protocols); returns server, port, protocols.
 local function tls_echo_server(loop, ctx)

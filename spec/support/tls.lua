@@ -69,6 +69,19 @@ end
 
 function tls.path(name) return tls.dir() .. "/" .. name end
 
+-- A server context with the localhost certificate; a client context
+-- trusting the test CA.
+function tls.server_context()
+  local ssl = require "eddy.ssl"
+  local ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+  ctx:load_cert_chain(tls.path("server.pem"), tls.path("server.key"))
+  return ctx
+end
+
+function tls.client_context()
+  return require("eddy.ssl").create_default_context(nil, {cafile = tls.path("ca.pem")})
+end
+
 function tls.cleanup()
   if dir ~= nil then os.execute("rm -rf " .. dir) end
   dir = nil
