@@ -67,6 +67,16 @@ describe("loop:subprocess_exec", function()
     assert.equal(6, #ev)
   end))
 
+  it("a protocol with no methods gets every call as asyncio's SubprocessProtocol: nothing happens "
+     .. "(test_subprocess_protocol)", async(function(loop)
+    -- connection_made, pipe_data_received and pipe_connection_lost for
+    -- stdout and stderr, process_exited, connection_lost
+    local t = loop:subprocess_exec(function() return {} end, "sh", "-c", "echo out; echo err >&2; exit 3")
+    net.wait_until(function() return t:get_returncode() ~= nil end)
+    assert.equal(3, t:get_returncode())
+    t:close()
+  end))
+
   it("a signal's return code is negative (test_terminate, test_kill, test_send_signal)",
      async(function(loop)
     for sig, code in pairs {SIGTERM = -15, SIGKILL = -9, SIGUSR1 = -10} do

@@ -347,7 +347,7 @@ describe("TCP transport", function()
     assert.same({"127.0.0.1", port}, seen.server[2])
   end))
 
-  it("write and writelines accept strings and Buffers, reject other types", async(function(loop)
+  it("write and writelines accept strings and Buffers, reject other types (test_writelines)", async(function(loop)
     local srv <close>, port = net.echo_server(loop)
     local t, rec = connect(loop, port)
     argerror(function() t:write({}) end, 1, "write")
@@ -488,6 +488,31 @@ describe("TCP transport", function()
     net.wait(rec.lost_fut)
   end))
 
+  it("limits set below what is buffered pause writing at once (test_flowcontrol_mixin_set_write_limits)",
+     async(function(loop)
+    -- a listener that never accepts: nothing reads what we send
+    local l <close> = socket.socket()
+    l:bind({"127.0.0.1", 0})
+    l:listen(1)
+    local t, rec = connect(loop, l:getsockname()[2])
+    raises(function() t:set_write_buffer_limits(0, 1) end,
+           {errors.ValueError, "high (0) must be >= low (1) must be >= 0"})
+    t:set_write_buffer_limits(math.maxinteger)
+    local chunk = string.rep("w", 1 << 20)
+    while t:get_write_buffer_size() < 512 do
+      t:write(chunk)
+      eddy.sleep(0.001)
+    end
+    local size = t:get_write_buffer_size()
+    t:set_write_buffer_limits(size + 1, 128)
+    assert.same({128, size + 1}, {t:get_write_buffer_limits()})
+    assert.same({"made"}, rec.events)
+    t:set_write_buffer_limits(size - 1, 128)
+    assert.same({"made", "pause"}, rec.events)
+    t:abort()
+    net.wait(rec.lost_fut)
+  end))
+
   it("write buffer limits: defaults, setting, ValueError (test_set_write_buffer_limits)",
      async(function(loop)
     local srv <close>, port = net.echo_server(loop)
@@ -579,6 +604,20 @@ describe("TCP transport", function()
     net.wait(rec.lost_fut)
   end))
 
+  it("a protocol with no methods gets every call as asyncio's Protocol base class: nothing happens "
+     .. "(test_base_protocol, test_protocol)", async(function(loop)
+    local srv <close>, port, protos = net.echo_server(loop)
+    local t = loop:create_connection(function() return {} end, "127.0.0.1", port)
+    -- connection_made; pause_writing and resume_writing; data_received
+    -- of the echo; eof_received, which closes; connection_lost
+    t:set_write_buffer_limits(1)
+    t:write(string.rep("x", 1 << 20))
+    net.wait_until(function() return t:get_write_buffer_size() == 0 end)
+    t:write_eof()
+    net.wait_until(function() return protos[1].lost end)
+    net.wait_until(function() return t:is_closing() end)
+  end))
+
   it("errors in protocol callbacks go to the exception handler and close the transport",
      async(function(loop)
     local reports = {}
@@ -650,6 +689,31 @@ describe("TCP transport", function()
     assert.is_true(hints[1] > 0)
     t:close()
     net.wait(lost)
+  end))
+
+  it("a 100-byte buffer takes 9 KiB from a stream server, then writes back (test_buffered_proto_create_connection)",
+     async(function(loop)
+    local noise = string.rep("12345678+", 1024)
+    local srv <close> = eddy.start_server(function(reader, writer)
+      writer:write(noise)
+      reader:readexactly(1)
+      writer:close()
+      writer:wait_closed()
+    end, "127.0.0.1", 0)
+    local buf, data, t = eddy.Buffer(100), {}, nil
+    local lost = loop:create_future()
+    t = loop:create_connection(function()
+      return {
+        get_buffer = function() return buf end,
+        buffer_updated = function(_, n)
+          data[#data + 1] = buf:tostring(1, n)
+          if table.concat(data) == noise then t:write("1") end
+        end,
+        connection_lost = function(_, err) lost:set_result(err) end,
+      }
+    end, "127.0.0.1", srv.sockets[1]:getsockname()[2])
+    assert.is_nil(net.wait(lost))
+    assert.equal(noise, table.concat(data))
   end))
 
   it("a get_buffer that returns no buffer is a fatal error", async(function(loop)
