@@ -1030,7 +1030,16 @@ describe("open_connection / start_server", function()
     writer:wait_closed()
   end))
 
-  it("the client's EOF reaches the server's reader when the client closes (test_eof_feed_when_closing_writer)",
+  it("closing a writer feeds EOF to its own reader (test_eof_feed_when_closing_writer)", async(function()
+    local srv <close>, port = serve(echo_lines)
+    local reader, writer = eddy.open_connection("127.0.0.1", port)
+    writer:close()
+    writer:wait_closed()
+    assert.is_true(reader:at_eof())
+    assert.equal("", reader:read())
+  end))
+
+  it("the client's EOF reaches the server's reader when the client closes",
      async(function(loop)
     local got = loop:create_future()
     local srv <close>, port = serve(function(reader, writer)
