@@ -1086,7 +1086,7 @@ describe("open_connection / start_server", function()
   end)
 
   it("a writer dropped unclosed, with its reader, is collected with a warning in debug mode "
-     .. "(test_unclosed_resource_warnings)", function()
+     .. "(test_unclosed_resource_warnings, as docs/transports.md says)", function()
     local cli = require "cli_helper"
     local res = cli.eddy("-W -e " .. cli.q([[
       local eddy = require "eddy"
