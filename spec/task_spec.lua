@@ -178,6 +178,19 @@ describe("Task names and coroutines", function()
                    tostring(bad))
   end))
 
+  it("a pending task's tostring shows the future it waits for (test_task_repr_wait_for)",
+     async(function(loop)
+    local fut = loop:create_future()
+    local task = loop:create_task(function() return fut:await() end)
+    turns(1)
+    assert.equal(("<Task pending name=%s wait_for=%s %s>"):format(
+                   task:get_name(), tostring(fut), tostring(task):match("0x%x+>$"):sub(1, -2)),
+                 tostring(task))
+    fut:set_result(nil)
+    task:await()
+    assert.is_nil(tostring(task):find("wait_for", 1, true))
+  end))
+
   it("non-string names are converted with tostring (test_task_repr_name_not_str)",
      async(function(loop)
     local task = loop:create_task(function() end)
