@@ -12,6 +12,18 @@ local function turns(n)
   for _ = 1, n or 2 do eddy.sleep(0) end
 end
 
+-- reports_when_collected(fn): run fn(loop) on a fresh loop, then collect
+-- what it dropped and give the loop a turn; returns what the exception
+-- handler heard (a lost error, a pending task destroyed).
+local function reports_when_collected(fn)
+  return run_collecting(function(loop)
+    fn(loop)
+    collectgarbage()
+    collectgarbage()
+    turns()
+  end)
+end
+
 -- A to-be-closed value whose __close suspends, then logs what it saw.
 local function suspending_closer(log, delay)
   return setmetatable({}, {__close = function(_, err)
@@ -435,7 +447,7 @@ describe("Task cancellation", function()
   -- a cancelled future's CancelledError (its message) is what the task sees.
   it("a cancel() racing the wake-up still retrieves the awaited future's error",
      function()
-    local reports = run_collecting(function(loop)
+    local reports = reports_when_collected(function(loop)
       local task
       do
         local fut = loop:create_future()
@@ -446,9 +458,6 @@ describe("Task cancellation", function()
       end
       local err = raises(task.await, errors.CancelledError, task)
       assert.equal("late", err.message)
-      collectgarbage()
-      collectgarbage()
-      turns()
     end)
     assert.equal(0, #reports)
   end)
@@ -561,15 +570,11 @@ describe("Task errors", function()
   end))
 
   it("a task destroyed while pending is reported (test_log_destroyed_pending_task)", function()
-    local reports = run_collecting(function(loop)
-      do
-        -- waits on a future nobody else holds: the pair is garbage
-        local task = loop:create_task(function() loop:create_future():await() end)
-        turns()
-        assert.is_false(task:done())
-      end
-      collectgarbage()
-      collectgarbage()
+    local reports = reports_when_collected(function(loop)
+      -- waits on a future nobody else holds: the pair is garbage
+      local task = loop:create_task(function() loop:create_future():await() end)
+      turns()
+      assert.is_false(task:done())
     end)
     assert.equal(1, #reports)
     assert.equal("Task was destroyed but it is pending!", reports[1].message)
@@ -900,15 +905,10 @@ describe("Task, more of test_tasks", function()
 
   it("test_tb_logger_not_called_after_cancel: cancel() on a failed task marks its error retrieved",
      function()
-    local reports = run_collecting(function(loop)
-      do
-        local task = loop:create_task(function() error(errors.ValueError("type")) end)
-        eddy.sleep(0.01)
-        assert.is_false(task:cancel())
-      end
-      collectgarbage()
-      collectgarbage()
-      turns()
+    local reports = reports_when_collected(function(loop)
+      local task = loop:create_task(function() error(errors.ValueError("type")) end)
+      eddy.sleep(0.01)
+      assert.is_false(task:cancel())
     end)
     assert.equal(0, #reports)
   end)
