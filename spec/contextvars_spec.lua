@@ -288,6 +288,47 @@ describe("contexts and the loop", function()
     assert.equals("main", cvar:get())
   end))
 
+  it("test_context_2 (test_tasks): a future's done callback does not change the awaiting task's context",
+     async(function(loop)
+    local cvar = eddy.ContextVar("cvar", "nope")
+    local t = loop:create_task(function()
+      assert.equals("nope", cvar:get())
+      for j = 0, 1 do
+        local fut = loop:create_future()
+        fut:add_done_callback(function() cvar:set("something else") end)
+        cvar:set("yes" .. j)
+        loop:call_soon(fut.set_result, fut, nil)
+        fut:await()
+        assert.equals("yes" .. j, cvar:get())
+        for i = 0, 2 do
+          cvar:set(("yes%d-%d"):format(i, j))
+          eddy.sleep(0.001)
+          assert.equals(("yes%d-%d"):format(i, j), cvar:get())
+        end
+      end
+    end)
+    t:await()
+    assert.equals("nope", cvar:get())
+  end))
+
+  -- create_task(coro, context=ctx) runs the task in ctx itself; eddy's
+  -- ctx:run may suspend, so a task whose body is ctx:run(fn) does that.
+  it("test_context_4, test_context_5, test_context_6 (test_tasks): a task run in a given Context "
+     .. "leaves its changes there", async(function(loop)
+    local cvar = eddy.ContextVar("cvar")
+    local function coro(val)
+      eddy.sleep(0)
+      cvar:set(val)
+    end
+    local ctx = eddy.copy_context()
+    local ret = {ctx:get(cvar, "none")}
+    eddy.create_task(function() return ctx:run(coro, 1) end):await()
+    ret[#ret + 1] = ctx:get(cvar)
+    loop:create_task(function() return ctx:run(coro, 2) end):await()
+    ret[#ret + 1] = ctx:get(cvar)
+    assert.same({"none", 1, 2}, ret)
+  end))
+
   it("a value set in a task survives its suspensions", async(function()
     local cvar = eddy.ContextVar("cvar")
     cvar:set(1)

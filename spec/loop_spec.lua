@@ -638,6 +638,45 @@ describe("create_future, create_task and the task factory", function()
     loop:set_task_factory(nil)
   end))
 
+  -- CPython's test_eager_task_factory counts the tasks a factory makes
+  -- (its non-eager classes; eddy has no eager tasks): every task of
+  -- run_until_complete, TaskGroup and gather goes through the factory,
+  -- and a nested call makes none.
+  it("a counting factory sees every task (test_eager_task_factory: test_awaitables_chain, "
+     .. "test_recursive_taskgroups, test_recursive_gather)", function()
+    local function chain(depth)
+      if depth == 0 then return 0 end
+      return 1 + chain(depth - 1)
+    end
+    local function recursive_taskgroups(width, depth)
+      if depth == 0 then return end
+      local tg <close> = eddy.TaskGroup()
+      for _ = 1, width do tg:create_task(recursive_taskgroups, width, depth - 1) end
+    end
+    local function recursive_gather(width, depth)
+      if depth == 0 then return end
+      local children = {}
+      for i = 1, width do children[i] = function() recursive_gather(width, depth - 1) end end
+      eddy.gather(table.unpack(children))
+    end
+    local cases = {
+      {function() return chain(100) end, 100, 1},
+      {function() recursive_taskgroups(5, 4) end, nil, 781},  -- 1 + 5 + 5^2 + 5^3 + 5^4
+      {function() recursive_gather(5, 4) end, nil, 781},
+    }
+    for _, case in ipairs(cases) do
+      local loop = eddy.new_event_loop()
+      local count = 0
+      loop:set_task_factory(function(l, fn, ...)
+        count = count + 1
+        return eddy._core._task_new(l, fn, ...)
+      end)
+      assert.same({case[2]}, {loop:run_until_complete(case[1])})
+      assert.equal(case[3], count)
+      loop:close()
+    end
+  end)
+
   it("rejects a non-callable factory (test_set_task_factory_invalid)", with_loop(function(loop)
     argerror(function() loop:set_task_factory(1) end, 1, "set_task_factory")
     argerror(function() loop:set_task_factory("f") end, 1, "set_task_factory")

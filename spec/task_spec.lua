@@ -12,6 +12,18 @@ local function turns(n)
   for _ = 1, n or 2 do eddy.sleep(0) end
 end
 
+-- reports_when_collected(fn): run fn(loop) on a fresh loop, then collect
+-- what it dropped and give the loop a turn; returns what the exception
+-- handler heard (a lost error, a pending task destroyed).
+local function reports_when_collected(fn)
+  return run_collecting(function(loop)
+    fn(loop)
+    collectgarbage()
+    collectgarbage()
+    turns()
+  end)
+end
+
 -- A to-be-closed value whose __close suspends, then logs what it saw.
 local function suspending_closer(log, delay)
   return setmetatable({}, {__close = function(_, err)
@@ -49,6 +61,13 @@ describe("Task basics", function()
     assert.equal(2, task:await())
   end))
 
+  it("a name given at creation is set_name's (test_bare_create_named_task)", async(function()
+    local task = eddy.create_task(function() end)
+    task:set_name("No-op")  -- create_task(coro, name=...) in asyncio (API.md §1)
+    assert.equal("No-op", task:get_name())
+    task:await()
+  end))
+
   it("eddy.create_task outside a running loop raises RuntimeError", function()
     raises(eddy.create_task, errors.RuntimeError, function() end)
   end)
@@ -68,22 +87,30 @@ describe("Task basics", function()
   end))
 
   it("current_task without a running loop raises RuntimeError; with a loop, "
-     .. "only that loop's task (asyncio.current_task(loop))", function()
-    raises(eddy.current_task, errors.RuntimeError)
+     .. "only that loop's task (asyncio.current_task(loop)) (test_current_task_no_running_loop, "
+     .. "test_current_task_no_running_loop_implicit, test_current_task_with_implicit_loop)", function()
+    raises(eddy.current_task, {errors.RuntimeError, "no running event loop"})
     local loop = eddy.new_event_loop()
     local other = eddy.new_event_loop()
-    local seen = loop:run_until_complete(function()
-      return {eddy.current_task(), eddy.current_task(loop), eddy.current_task(other) or "none"}
+    assert.is_nil(eddy.current_task(loop))
+    local task
+    task = loop:create_task(function()
+      return {eddy.current_task(), eddy.current_task(loop), eddy.current_task(other) or "none",
+              eddy.current_task(nil)}
     end)
-    assert.equal(seen[1], seen[2])
+    local seen = loop:run_until_complete(task)
+    assert.equal(task, seen[1])
+    assert.equal(task, seen[2])
     assert.equal("none", seen[3])
+    assert.equal(task, seen[4])
+    assert.is_nil(eddy.current_task(loop))
     assert.has_error(function() eddy.current_task(5) end,
                      "bad argument #1 to 'current_task' (eddy.Loop expected, got number)")
     loop:close()
     other:close()
   end)
 
-  it("create_task and await name themselves for a non-awaitable", async(function()
+  it("create_task and await name themselves for a non-awaitable (test_create_task_with_noncoroutine)", async(function()
     local ok, err = pcall(eddy.create_task, 5)
     assert.is_false(ok)
     assert.equal("bad argument #1 to 'create_task' (function expected, got number)", err)
@@ -178,11 +205,26 @@ describe("Task names and coroutines", function()
                    tostring(bad))
   end))
 
-  it("non-string names are converted with tostring (test_task_repr_name_not_str)",
+  it("a pending task's tostring shows the future it waits for (test_task_repr_wait_for)",
+     async(function(loop)
+    local fut = loop:create_future()
+    local task = loop:create_task(function() return fut:await() end)
+    turns(1)
+    assert.equal(("<Task pending name=%s wait_for=%s %s>"):format(
+                   task:get_name(), tostring(fut), tostring(task):match("0x%x+>$"):sub(1, -2)),
+                 tostring(task))
+    fut:set_result(nil)
+    task:await()
+    assert.is_nil(tostring(task):find("wait_for", 1, true))
+  end))
+
+  it("non-string names are converted with tostring (test_task_repr_name_not_str, test_task_set_name_pylong)",
      async(function(loop)
     local task = loop:create_task(function() end)
     task:set_name(42)
     assert.equal("42", task:get_name())
+    task:set_name(987654321)
+    assert.equal("987654321", task:get_name())
     argerror(function() task:set_name() end, 1, "set_name")
     task:await()
   end))
@@ -405,7 +447,7 @@ describe("Task cancellation", function()
   -- a cancelled future's CancelledError (its message) is what the task sees.
   it("a cancel() racing the wake-up still retrieves the awaited future's error",
      function()
-    local reports = run_collecting(function(loop)
+    local reports = reports_when_collected(function(loop)
       local task
       do
         local fut = loop:create_future()
@@ -416,9 +458,6 @@ describe("Task cancellation", function()
       end
       local err = raises(task.await, errors.CancelledError, task)
       assert.equal("late", err.message)
-      collectgarbage()
-      collectgarbage()
-      turns()
     end)
     assert.equal(0, #reports)
   end)
@@ -531,15 +570,11 @@ describe("Task errors", function()
   end))
 
   it("a task destroyed while pending is reported (test_log_destroyed_pending_task)", function()
-    local reports = run_collecting(function(loop)
-      do
-        -- waits on a future nobody else holds: the pair is garbage
-        local task = loop:create_task(function() loop:create_future():await() end)
-        turns()
-        assert.is_false(task:done())
-      end
-      collectgarbage()
-      collectgarbage()
+    local reports = reports_when_collected(function(loop)
+      -- waits on a future nobody else holds: the pair is garbage
+      local task = loop:create_task(function() loop:create_future():await() end)
+      turns()
+      assert.is_false(task:done())
     end)
     assert.equal(1, #reports)
     assert.equal("Task was destroyed but it is pending!", reports[1].message)
@@ -655,7 +690,7 @@ describe("eddy.sleep", function()
     assert.same({"callback", "after sleep(0)"}, log)
   end))
 
-  it("treats a negative delay as 0 and rejects NaN with ValueError", async(function()
+  it("treats a negative delay as 0 and rejects NaN with ValueError (test_sleep_when_delay_is_nan)", async(function()
     assert.equal("neg", eddy.sleep(-1, "neg"))
     raises(eddy.sleep, errors.ValueError, 0 / 0)
   end))
@@ -830,5 +865,275 @@ describe("Task stacks", function()
     raises(function() t:print_stack({file = true}) end,
            "bad argument #1 to 'print_stack' (file expected, got boolean)")
     t:await()
+  end))
+end)
+
+-- The rest of CPython's test_tasks that applies to one task: its loop,
+-- cancellation against what it awaits, uncancel, stopping the loop.
+describe("Task, more of test_tasks", function()
+  it("test_task_class: a task belongs to the loop that made it", function()
+    for _ = 1, 2 do
+      local loop = eddy.new_event_loop()
+      local task = loop:create_task(function() return "ok" end)
+      assert.equal(loop, task:get_loop())
+      assert.equal("ok", loop:run_until_complete(task))
+      assert.is_true(task:done())
+      assert.equal("ok", task:result())
+      loop:close()
+    end
+  end)
+
+  it("test_coroutine_non_gen_function_return_future: a future returned is a result, not awaited",
+     async(function(loop)
+    local fut = loop:create_future()
+    local t1 = loop:create_task(function() return fut end)
+    local t2 = loop:create_task(function() fut:set_result("test") end)
+    assert.equal(fut, t1:await())
+    assert.is_nil(t2:await())
+  end))
+
+  it("test_cancel: a cancel() from a callback ends a sleeping task, whose cancel() is false after",
+     function()
+    local loop = eddy.new_event_loop()
+    local t = loop:create_task(function() eddy.sleep(10); return 12 end)
+    loop:call_soon(t.cancel, t)
+    raises(loop.run_until_complete, errors.CancelledError, loop, t)
+    assert.is_true(t:done() and t:cancelled())
+    assert.is_false(t:cancel())
+    loop:close()
+  end)
+
+  it("test_tb_logger_not_called_after_cancel: cancel() on a failed task marks its error retrieved",
+     function()
+    local reports = reports_when_collected(function(loop)
+      local task = loop:create_task(function() error(errors.ValueError("type")) end)
+      eddy.sleep(0.01)
+      assert.is_false(task:cancel())
+    end)
+    assert.equal(0, #reports)
+  end)
+
+  it("test_cancel_yield: cancelled between two sleep(0)s", async(function(loop)
+    local reached = false
+    local t = loop:create_task(function()
+      eddy.sleep(0)
+      eddy.sleep(0)
+      reached = true
+      return 12
+    end)
+    turns(1)  -- the task is in its first sleep(0)
+    t:cancel()
+    raises(t.await, errors.CancelledError, t)
+    assert.is_false(reached)
+    assert.is_true(t:done() and t:cancelled())
+    assert.is_false(t:cancel())
+  end))
+
+  it("test_cancel_both_task_and_inner_future", async(function(loop)
+    local f = loop:create_future()
+    local t = loop:create_task(function() f:await(); return 12 end)
+    turns(1)
+    f:cancel()
+    t:cancel()
+    raises(t.await, errors.CancelledError, t)
+    assert.is_true(t:done() and f:cancelled() and t:cancelled())
+  end))
+
+  it("test_task_cancel_waiter_future: the future a task waits on is cancelled with it",
+     async(function(loop)
+    local fut = loop:create_future()
+    local task = loop:create_task(function() fut:await() end)
+    turns(1)
+    task:cancel()
+    turns(1)
+    raises(task.await, errors.CancelledError, task)
+    assert.is_true(fut:cancelled())
+  end))
+
+  it("test_cancel_task_ignoring: a task that swallows the cancellation goes on to its result",
+     async(function(loop)
+    local fut1, fut2, fut3 = loop:create_future(), loop:create_future(), loop:create_future()
+    local t = loop:create_task(function()
+      fut1:await()
+      pcall(fut2.await, fut2)
+      return fut3:await()
+    end)
+    turns(1)
+    fut1:set_result(nil)
+    turns(1)
+    t:cancel()
+    assert.is_true(fut2:cancelled())  -- at once, as asyncio's _fut_waiter.cancel()
+    turns(1)
+    fut3:set_result(42)
+    assert.equal(42, t:await())
+    assert.is_false(fut3:cancelled())
+    assert.is_false(t:cancelled())
+  end))
+
+  it("test_cancel_awaited_task: a task cancelled while running cancels the next thing it awaits",
+     function()
+    local loop = eddy.new_event_loop()
+    local fut = loop:create_future()
+    local task, nested
+    task = loop:create_task(function()
+      nested = loop:create_task(function() fut:await() end)
+      eddy.sleep(0)
+      task:cancel()      -- the task is running: nothing to cancel yet
+      nested:await()     -- cancelled as soon as it is awaited
+    end)
+    raises(loop.run_until_complete, errors.CancelledError, loop, task)
+    assert.is_true(task:cancelled())
+    assert.is_true(nested:cancelled())
+    assert.is_true(fut:cancelled())
+    loop:close()
+  end)
+
+  it("test_cancellation_exception_context: the awaiter catches the CancelledError with the message",
+     async(function(loop)
+    local fut = loop:create_future()
+    local task = loop:create_task(function()
+      local inner = loop:create_task(function() fut:set_result(nil); eddy.sleep(10) end)
+      fut:await()
+      loop:call_soon(inner.cancel, inner, "msg")
+      local ok, ex = pcall(inner.await, inner)
+      assert(not ok and errors.is(ex, errors.CancelledError), tostring(ex))
+      local err = errors.ValueError("cancelled")
+      err.cause = ex  -- Python's raise ... from ex
+      error(err)
+    end)
+    local err = raises(task.await, errors.ValueError, task)
+    assert.equal("cancelled", err.message)
+    assert.is_true(errors.is(err.cause, errors.CancelledError))
+    assert.equal("msg", err.cause.message)
+  end))
+
+  it("test_cancel_with_message_then_future_result, test_cancel_with_message_then_future_exception: "
+     .. "result() and exception() of the cancelled task raise its CancelledError with the message",
+     function()
+    -- CPython's case cancel(5) gives the message 5; eddy's is "5"
+    -- (docs/futures-and-tasks.md: a message is a string).
+    for _, method in ipairs{"result", "exception"} do
+      for _, msg in ipairs{false, "my message", 5} do
+        local loop = eddy.new_event_loop()
+        local outer = loop:create_task(function()
+          local task = loop:create_task(function() eddy.sleep(10) end)
+          eddy.sleep(0)
+          task:cancel(msg or nil)
+          eddy.wait({task})
+          task[method](task)
+        end)
+        local err = raises(loop.run_until_complete, errors.CancelledError, loop, outer)
+        assert.equal(msg and tostring(msg) or nil, err.message)
+        loop:close()
+      end
+    end
+  end)
+
+  it("test_uncancel_resets_must_cancel: uncancel() before the task resumed takes the cancellation back",
+     function()
+    local loop = eddy.new_event_loop()
+    local fut = loop:create_future()
+    local task = loop:create_task(function() fut:await(); return 42 end)
+    loop:run_until_complete(function() eddy.sleep(0) end)  -- the task waits for fut
+    fut:set_result(nil)                                    -- and is runnable
+    task:cancel()
+    assert.equal(1, task:cancelling())
+    task:uncancel()
+    assert.equal(0, task:cancelling())
+    assert.equal(42, loop:run_until_complete(task))
+    assert.is_false(task:cancelled())
+    loop:close()
+  end)
+
+  -- A timeout built by hand from cancel() and uncancel(), as the CPython
+  -- test does, to show the counter lets the code after the block run on.
+  it("test_uncancel_structured_blocks: a hand-made timeout uncancels and the task goes on",
+     async(function(loop)
+    local function request_with_timeout(sleep, timeout)
+      local task = eddy.current_task()
+      local timed_out, block_finished, outer_reached = false, false, false
+      local handle = loop:call_later(timeout, function()
+        timed_out = true
+        task:cancel()
+      end)
+      local ok, err = pcall(function()
+        eddy.sleep(sleep)
+        block_finished = true
+      end)
+      handle:cancel()
+      if timed_out and task:uncancel() == 0 and errors.is(err, errors.CancelledError) then
+        ok, err = false, errors.TimeoutError()
+      end
+      if not ok then assert(errors.is(err, errors.TimeoutError) and timed_out, tostring(err)) end
+      outer_reached = true
+      eddy.sleep(0)
+      return timed_out, block_finished, outer_reached
+    end
+    local t1 = loop:create_task(request_with_timeout, 10, 0.01)
+    assert.same({true, false, true}, {t1:await()})
+    assert.equal(0, t1:cancelling())
+    local t2 = loop:create_task(request_with_timeout, 0, 10)
+    assert.same({false, true, true}, {t2:await()})
+    assert.equal(0, t2:cancelling())
+  end))
+
+  it("test_stop_while_run_in_complete: loop:stop() from the task ends run_until_complete early",
+     function()
+    local loop = eddy.new_event_loop()
+    local x = 0
+    local t = loop:create_task(function()
+      while x < 10 do
+        eddy.sleep(0.001)
+        x = x + 1
+        if x == 2 then loop:stop() end
+      end
+    end)
+    raises(loop.run_until_complete, {errors.RuntimeError, "Event loop stopped before Future completed."},
+           loop, t)
+    assert.is_false(t:done())
+    assert.equal(2, x)
+    t:cancel()
+    raises(loop.run_until_complete, errors.CancelledError, loop, t)
+    loop:close()
+  end)
+
+  it("test_yield_future_passes_cancel: cancelling the task reaches the future a nested function awaits",
+     async(function(loop)
+    local proof = 0
+    local waiter = loop:create_future()
+    local function inner()
+      local ok, err = pcall(waiter.await, waiter)
+      assert(not ok, "got past the waiter in inner()")
+      proof = proof + 1
+      error(err, 0)
+    end
+    local f = loop:create_task(function()
+      if pcall(inner) then proof = proof + 10 else proof = proof + 100 end
+    end)
+    turns(1)
+    f:cancel()
+    f:await()
+    assert.equal(101, proof)
+    assert.is_true(waiter:cancelled())
+  end))
+
+  it("test_current_task_with_interleaving_tasks", async(function(loop)
+    local fut1, fut2 = loop:create_future(), loop:create_future()
+    local task1, task2
+    local seen = {}
+    task1 = loop:create_task(function()
+      seen[#seen + 1] = eddy.current_task() == task1
+      fut1:await()
+      seen[#seen + 1] = eddy.current_task() == task1
+      fut2:set_result(true)
+    end)
+    task2 = loop:create_task(function()
+      seen[#seen + 1] = eddy.current_task() == task2
+      fut1:set_result(true)
+      fut2:await()
+      seen[#seen + 1] = eddy.current_task() == task2
+    end)
+    eddy.wait({task1, task2})
+    assert.same({true, true, true, true}, seen)
   end))
 end)

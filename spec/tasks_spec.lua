@@ -89,7 +89,7 @@ describe("eddy.wait", function()
     assert.same({a}, done)
   end))
 
-  it("test_wait_errors: empty set, bad return_when, a single future", async(function(loop)
+  it("test_wait_errors, test_wait_invalid_args: empty set, bad return_when, a single future", async(function(loop)
     expect_error(errors.ValueError, eddy.wait, {})
     local f = loop:create_future()
     expect_error(errors.ValueError, eddy.wait, {f}, {return_when = "nope"})
@@ -195,11 +195,15 @@ describe("eddy.shield", function()
     assert.same({1, 2}, {parent:await()})
   end))
 
-  it("test_shield_coroutine: a function is run as a task; done ones come back as is", async(function(loop)
-    assert.equals(7, eddy.shield(sleeper(0.001, 7)):await())
+  it("test_shield_coroutine_use_running_loop, test_shield_shortcut: a function is run as a task; "
+     .. "done ones come back as is", async(function(loop)
+    local outer = eddy.shield(sleeper(0.001, 7))
+    assert.equals(loop, outer:get_loop())
+    assert.equals(7, outer:await())
     local f = loop:create_future()
     f:set_result(1)
     assert.equals(f, eddy.shield(f))
+    assert.equals(1, eddy.shield(f):await())
     assert.has_error(function() eddy.shield(42) end)
   end))
 end)
@@ -372,7 +376,8 @@ describe("eddy.gather", function()
     assert.equals(2, b:await())
   end))
 
-  it("bad input: a non-awaitable names gather and its argument, and starts nothing", async(function(loop)
+  it("bad input: a non-awaitable names gather and its argument, and starts nothing; "
+     .. "the exception handler hears nothing (test_issue46672)", async(function(loop)
     local started = false
     checks.raises(eddy.gather, "bad argument #2 to 'gather'", function() started = true end, 42)
     eddy.sleep(0)
@@ -572,5 +577,169 @@ describe("options tables of gather, wait and as_completed", function()
     assert.same({1}, {eddy.gather(f, {return_exceptions = true})})
     local done = eddy.wait({f}, {timeout = 1, return_when = eddy.FIRST_COMPLETED})
     assert.equals(f, done[1])
+  end))
+end)
+
+-- The rest of CPython's test_tasks for the composition functions: wait,
+-- shield and as_completed outside a task, and GatherTestsBase's cases,
+-- where gather's future is the task that calls eddy.gather.
+describe("composition, more of test_tasks", function()
+  it("test_wait_with_exception: a failed task is done like the others", async(function(loop)
+    local a = loop:create_task(sleeper(0.01))
+    local b = loop:create_task(function() eddy.sleep(0.015); error(errors.ValueError("really")) end)
+    for _ = 1, 2 do
+      local done, pending = eddy.wait({b, a})
+      assert.equals(2, #done)
+      assert.equals(0, #pending)
+      local failed = 0
+      for _, f in ipairs(done) do if f:exception() ~= nil then failed = failed + 1 end end
+      assert.equals(1, failed)
+    end
+  end))
+
+  it("test_yield_wait_does_not_shield_cancel: cancelling wait's caller leaves the task it waits for running",
+     async(function(loop)
+    local proof = 0
+    local waiter = loop:create_future()
+    local outer = loop:create_task(function()
+      eddy.wait({loop:create_task(function() waiter:await(); proof = proof + 1 end)})
+      proof = proof + 100
+    end)
+    eddy.sleep(0)
+    outer:cancel()
+    expect_error(errors.CancelledError, outer.await, outer)
+    waiter:set_result(nil)
+    eddy.sleep(0)
+    eddy.sleep(0)
+    assert.equals(1, proof)
+  end))
+
+  it("test_shield_coroutine_use_global_loop: outside a running loop, shield uses the current loop", function()
+    local loop = eddy.new_event_loop()
+    eddy.set_event_loop(loop)
+    local outer = eddy.shield(function() return 42 end)
+    assert.equals(loop, outer:get_loop())
+    assert.equals(42, loop:run_until_complete(outer))
+    eddy.set_event_loop(nil)
+    loop:close()
+  end)
+
+  it("test_as_completed_coroutine_use_running_loop: a function's task comes back", async(function()
+    local n = 0
+    for fut in eddy.as_completed({function() return 42 end}) do
+      assert.equals(42, fut:await())
+      n = n + 1
+    end
+    assert.equals(1, n)
+  end))
+
+  -- gather(a, b, c) of functions awaiting the futures, in a task whose
+  -- done callbacks are counted (GatherTestsBase's MockCallback).
+  local function gathering(loop, futures, opts)
+    local t = loop:create_task(function()
+      local fns = {}
+      for i, f in ipairs(futures) do fns[i] = function() return f:await() end end
+      fns[#fns + 1] = opts
+      return table.pack(eddy.gather(table.unpack(fns)))
+    end)
+    local calls = 0
+    t:add_done_callback(function() calls = calls + 1 end)
+    return t, function() return calls end
+  end
+
+  it("test_success, test_result_exception_success: gather waits for the last child, results in order",
+     async(function(loop)
+    for _, opts in ipairs{{}, {return_exceptions = false}, {return_exceptions = true}} do
+      local a, b, c = loop:create_future(), loop:create_future(), loop:create_future()
+      local t, calls = gathering(loop, {a, b, c}, opts)
+      eddy.sleep(0)
+      b:set_result(1)
+      a:set_result(2)
+      checks.turns(3)
+      assert.equals(0, calls())
+      assert.is_false(t:done())
+      c:set_result(3)
+      assert.same({2, 1, 3, n = 3}, t:await())
+      eddy.sleep(0)
+      assert.equals(1, calls())
+    end
+  end))
+
+  it("test_one_exception: the first error is raised as is; what the others do later is ignored",
+     async(function(loop)
+    local a, b, c, d, e = loop:create_future(), loop:create_future(), loop:create_future(),
+                          loop:create_future(), loop:create_future()
+    local t, calls = gathering(loop, {a, b, c, d, e})
+    eddy.sleep(0)
+    local exc = errors.ValueError("zero")
+    a:set_result(1)
+    b:set_exception(exc)
+    assert.equals(exc, expect_error(errors.ValueError, t.await, t))
+    eddy.sleep(0)
+    assert.equals(1, calls())
+    c:set_result(3)
+    d:cancel()
+    e:set_exception(errors.RuntimeError())
+    e:exception()
+    checks.turns(3)
+    assert.equals(1, calls())
+  end))
+
+  it("test_result_exception_one_cancellation: with return_exceptions, cancelled children are CancelledErrors",
+     async(function(loop)
+    local fs = {}
+    for i = 1, 6 do fs[i] = loop:create_future() end
+    local t = loop:create_task(function()
+      return table.pack(eddy.gather(fs[1], fs[2], fs[3], fs[4], fs[5], fs[6], {return_exceptions = true}))
+    end)
+    eddy.sleep(0)
+    local zde, rte = errors.ValueError("zde"), errors.RuntimeError("rte")
+    fs[1]:set_result(1)
+    fs[2]:set_exception(zde)
+    fs[3]:cancel()
+    checks.turns(3)
+    assert.is_false(t:done())
+    fs[4]:set_result(3)
+    fs[5]:cancel()
+    fs[6]:set_exception(rte)
+    local res = t:await()
+    assert.is_true(errors.is(res[3], errors.CancelledError))
+    assert.is_true(errors.is(res[5], errors.CancelledError))
+    res[3], res[5] = nil, nil
+    assert.same({1, zde, nil, 3, nil, rte, n = 6}, res)
+  end))
+
+  it("test_duplicate_coroutines: the same function twice runs once, its result in each place",
+     async(function()
+    local runs = 0
+    local function c() runs = runs + 1; return "abc" end
+    local function d() return "def" end
+    assert.same({"abc", "abc", "def", "abc"}, {eddy.gather(c, c, d, c)})
+    assert.equals(1, runs)
+  end))
+
+  it("test_exception_marking: the second child's error is not reported as never retrieved",
+     async(function(loop)
+    local a, b = loop:create_future(), loop:create_future()
+    local function inner(f)
+      return function() f:await(); error(errors.RuntimeError("should not be ignored")) end
+    end
+    local outer = loop:create_task(function() eddy.gather(inner(a), inner(b)) end)
+    eddy.sleep(0)
+    a:set_result(nil)
+    eddy.sleep(0)
+    b:set_result(nil)
+    checks.turns(3)
+    assert.is_true(errors.is(outer:exception(), errors.RuntimeError))
+    collectgarbage()
+    collectgarbage()  -- a report would fail this case (eddy.test.async)
+  end))
+
+  it("test_constructor_heterogenous_futures: futures of two loops raise ValueError", async(function(loop)
+    local other = eddy.new_event_loop()
+    local ok, err = pcall(eddy.gather, loop:create_future(), other:create_future())
+    other:close()
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.ValueError), tostring(err))
   end))
 end)

@@ -295,7 +295,7 @@ describe("eddy.timeout", function()
 end)
 
 describe("eddy.wait_for", function()
-  it("test_wait_for: returns the results", async(function(loop)
+  it("test_wait_for, test_wait_for_blocking: returns the results (timeout nil: no limit)", async(function(loop)
     local a, b = eddy.wait_for(function() eddy.sleep(0.001); return 1, 2 end, 1)
     assert.same({1, 2}, {a, b})
     local fut = loop:create_future()
@@ -415,6 +415,72 @@ describe("eddy.wait_for", function()
     expect_error(errors.TimeoutError, eddy.wait_for, eddy.shield(task), 0.001)
     assert.is_false(task:done() or task:cancelled())
     assert.equals("done", task:await())
+  end))
+
+  -- CPython's SlowTask: runs for 'duration' seconds of loop time,
+  -- swallowing every cancellation on the way.
+  local function slow_task(duration)
+    local state = {exited = false}
+    function state.run()
+      local loop = eddy.get_running_loop()
+      local exit_at = loop:time() + duration
+      while loop:time() < exit_at do pcall(eddy.sleep, exit_at - loop:time()) end
+      state.exited = true
+    end
+    return state
+  end
+
+  -- CPython's test lets wait_for raise TimeoutError or not; aw swallowed
+  -- the cancellation and returned, so as asyncio's it returns (docs/tasks.md).
+  it("test_asyncio_wait_for_timeout: wait_for returns once aw, which ignores cancellation, has ended",
+     async(function()
+    local t = slow_task(0.05)
+    assert.is_true(pcall(eddy.wait_for, t.run, 0.025))
+    assert.is_true(t.exited)
+  end))
+
+  it("test_wait_for_cancellation_race_condition, test_wait_for_cancel_suppressed: "
+     .. "aw that swallows the cancellation and returns gives its result", async(function()
+    local function inner()
+      local ok, err = pcall(eddy.sleep, 1)
+      assert(not ok and errors.is(err, errors.CancelledError), "sleep was not cancelled")
+      return 42
+    end
+    assert.equals(42, eddy.wait_for(inner, 0.01))
+  end))
+
+  it("test_wait_for_waits_for_task_cancellation_w_timeout_0: timeout 0 still waits for aw's cleanup",
+     async(function(loop)
+    local task_done = false
+    local inner_task = loop:create_task(function()
+      local ok = pcall(eddy.sleep, 10)
+      assert(not ok)
+      eddy.sleep(0.001)  -- cleanup that takes a while
+      task_done = true
+      error(errors.CancelledError())
+    end)
+    eddy.sleep(0.001)
+    local err = expect_error(errors.TimeoutError, eddy.wait_for, inner_task, 0)
+    assert.is_true(task_done)
+    assert.is_true(errors.is(err.cause, errors.CancelledError))
+  end))
+
+  it("test_wait_for_issue86296: a caller cancelled as aw completes is cancelled, aw keeps its result",
+     async(function(loop)
+    local inner_task = loop:create_task(function() return "done" end)
+    local reached_end = false
+    local task = loop:create_task(function()
+      eddy.wait_for(inner_task, 100)
+      eddy.sleep(1)
+      reached_end = true
+    end)
+    assert.is_false(task:done())
+    eddy.sleep(0)
+    task:cancel()
+    expect_error(errors.CancelledError, task.await, task)
+    assert.is_true(inner_task:done())
+    assert.equals("done", inner_task:await())
+    assert.is_false(reached_end)
   end))
 
   it("bad input: a non-awaitable is an argument error, a bad timeout too", async(function()

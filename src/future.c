@@ -632,16 +632,17 @@ static void brief(lua_State *L, int quote) {
   lua_pop(L, 2);
 }
 
-/* Push "<Kind state[ name=N][ result=R| exception=E] 0x...>" for the
-** future at i, as asyncio's repr of a future or task; name may be NULL. */
+/* Push "<Kind state[details][ result=R| exception=E] 0x...>" for the
+** future at i, as asyncio's repr of a future or task; details (a task's
+** " name=N wait_for=F") may be NULL. */
 int eddy__push_future_repr(lua_State *L, int i, const char *kind,
-                           const char *name) {
+                           const char *details) {
   eddy_Future *f = (eddy_Future *)lua_touserdata(L, i);
   static const char *const states[] = {"pending", "cancelled", "finished"};
   int top = lua_gettop(L);
   i = lua_absindex(L, i);
   lua_pushfstring(L, "<%s %s", kind, states[f->state]);
-  if (name != NULL) lua_pushfstring(L, " name=%s", name);
+  if (details != NULL) lua_pushstring(L, details);
   if (f->state == EDDY_FUT_FINISHED) {
     lua_pushstring(L, (f->flags & FUT_EXCEPTION) ? " exception=" : " result=");
     lua_getiuservalue(L, i, FUT_UV_RESULT);

@@ -550,7 +550,7 @@ static inline void *eddy__tomarked(lua_State *L, int i, const void *mark) {
 void eddy__core_futures(lua_State *L);
 eddy_Future *eddy__checkfuture(lua_State *L, int i);
 int eddy__push_future_repr(lua_State *L, int i, const char *kind,
-                           const char *name);
+                           const char *details);
 eddy_Future *eddy__future_new(lua_State *L, eddy_Loop *loop);  /* pushes */
 /* Complete the future at index i with the n values at the top (popped). */
 int eddy__future_set_result(lua_State *L, int i, int n);

@@ -876,8 +876,16 @@ static int t_uncancel(lua_State *L) {
 }
 
 static int t_tostring(lua_State *L) {
-  checktask(L, 1);
+  eddy_Task *t = checktask(L, 1);
   t_get_name(L);
+  lua_pushfstring(L, " name=%s", lua_tostring(L, -1));
+  if (t->has_waiter) {  /* asyncio's repr shows _fut_waiter as wait_for */
+    lua_pushliteral(L, " wait_for=");
+    lua_getiuservalue(L, 1, TASK_UV_WAITER);
+    luaL_tolstring(L, -1, NULL);
+    lua_remove(L, -2);
+    lua_concat(L, 3);
+  }
   return eddy__push_future_repr(L, 1, "Task", lua_tostring(L, -1));
 }
 
