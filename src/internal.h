@@ -204,7 +204,7 @@ struct eddy_Loop {
   uv_prepare_t fd_check;    /* before libuv polls: fds closed while their
                             ** poll was starting (poll.c) */
   int nfd_started;          /* fds noted for fd_check */
-  int asyncgens_dropped;    /* the asyncgen finalizer hook is to run */
+  int finalizers_due;       /* finalizers.lua's hook is to run */
   int uv_handles_open;      /* idle, wake, async not yet closed */
   /* Handle accounting for leak checks in specs. */
   lua_Integer handles_opened, handles_freed;

@@ -80,7 +80,7 @@ static void ready_clear(lua_State *L, eddy_Loop *loop) {
 
 static int inbox_pending(eddy_Runtime *rt);
 static void threadsafe_drain(lua_State *L, eddy_Loop *loop);
-static void run_asyncgen_finalizer(lua_State *L, eddy_Loop *loop);
+static void run_finalizers(lua_State *L, eddy_Loop *loop);
 static int has_work_now(eddy_Loop *loop);
 
 /*
@@ -111,7 +111,7 @@ static void ready_pop(lua_State *L, eddy_Loop *loop, int ring) {
 /* Start an iteration: due timers become ready; the batch is what is ready. */
 static void begin_iteration(lua_State *L, eddy_Loop *loop) {
   if (inbox_pending(loop->rt)) threadsafe_drain(L, loop);
-  if (loop->asyncgens_dropped) run_asyncgen_finalizer(L, loop);
+  if (loop->finalizers_due) run_finalizers(L, loop);
   eddy__timers_process(L, loop);
   loop->batch_left = loop->rcount;
   loop->turn_budget -= loop->rcount > 0 ? loop->rcount : 1;
@@ -265,7 +265,7 @@ static void idle_cb(uv_idle_t *h) {
 */
 int eddy__loop_may_step_now(eddy_Loop *loop) {
   return loop->rcount == 0 && !inbox_pending(loop->rt) &&
-         !loop->asyncgens_dropped &&
+         !loop->finalizers_due &&
          loop->nclosing == 0 && !eddy__timers_due(loop) && keeps_running(loop);
 }
 
@@ -422,7 +422,7 @@ static void inbox_untarget(eddy_Loop *loop) {
 
 /* Whether an iteration has something to run without waiting for I/O. */
 static int has_work_now(eddy_Loop *loop) {
-  return loop->rcount > 0 || inbox_pending(loop->rt) || loop->asyncgens_dropped;
+  return loop->rcount > 0 || inbox_pending(loop->rt) || loop->finalizers_due;
 }
 
 /* (call): run one thread-safe call, on an empty stack. */
@@ -1185,34 +1185,35 @@ static int c_set_context_copy(lua_State *L) {
 /* {====================================================== Finalizers */
 
 /*
-** An async generator dropped while suspended at a yield must be closed by
-** a task on its loop (asyncio's finalizer hook).  Its __gc may run inside
-** any allocation, even one in the middle of the ready queue's growth, so
-** it only asks for asyncgen.lua's hook to run at the start of the next
-** iteration (a safe point).
+** An object collected with work left for its loop (an async generator
+** suspended at a yield, to be closed by a task; a StreamWriter whose
+** transport is open, to be closed) hands that work to finalizers.lua's
+** queue.  Its __gc may run inside any allocation, even one in the middle
+** of the ready queue's growth, so it only asks for the queue's hook to
+** run at the start of the next iteration (a safe point).
 */
-static const char key_asyncgen_finalizer = 0;
+static const char key_finalizer_hook = 0;
 
-static void run_asyncgen_finalizer(lua_State *L, eddy_Loop *loop) {
-  loop->asyncgens_dropped = 0;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_asyncgen_finalizer);
+static void run_finalizers(lua_State *L, eddy_Loop *loop) {
+  loop->finalizers_due = 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_finalizer_hook);
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
-    eddy__newcontext(L, "Error while closing dropped asynchronous generators", -1);
+    eddy__newcontext(L, "Error while finalizing collected objects", -1);
     eddy__call_exception_handler(L, loop);
   }
 }
 
-/* loop:_asyncgen_dropped(): from an AsyncGenerator's __gc. */
-static int l_asyncgen_dropped(lua_State *L) {
+/* loop:_finalize_soon(): from a __gc that queued work for the hook. */
+static int l_finalize_soon(lua_State *L) {
   eddy_Loop *loop = self_loop(L);
-  loop->asyncgens_dropped = 1;
+  loop->finalizers_due = 1;
   uv_idle_start(&loop->idle, idle_cb);  /* no Lua: safe inside a __gc */
   return 0;
 }
 
-/* C.set_asyncgen_finalizer(fn): the hook run_asyncgen_finalizer calls. */
-static int c_set_asyncgen_finalizer(lua_State *L) {
-  return set_hook(L, &key_asyncgen_finalizer);
+/* C.set_finalizer_hook(fn): the hook run_finalizers calls. */
+static int c_set_finalizer_hook(lua_State *L) {
+  return set_hook(L, &key_finalizer_hook);
 }
 
 /* }====================================================== */
@@ -1238,7 +1239,7 @@ static const luaL_Reg loop_methods[] = {
   {"set_debug", l_set_debug},
   {"_handle_counts", l_handle_counts},
   {"_fields", l_fields},
-  {"_asyncgen_dropped", l_asyncgen_dropped},
+  {"_finalize_soon", l_finalize_soon},
   {NULL, NULL}
 };
 
@@ -1250,7 +1251,7 @@ static const luaL_Reg core_funcs[] = {
   {"context_get", c_context_get},
   {"context_set", c_context_set},
   {"set_context_copy", c_set_context_copy},
-  {"set_asyncgen_finalizer", c_set_asyncgen_finalizer},
+  {"set_finalizer_hook", c_set_finalizer_hook},
   {"_note_unhandled", c_note_unhandled},
   {NULL, NULL}
 };

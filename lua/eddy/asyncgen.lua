@@ -25,6 +25,7 @@
 local eddy = require "eddy"
 local errors = require "eddy.errors"
 local args = require "eddy.args"
+local finalizers = require "eddy.finalizers"
 local C = eddy._core
 
 -- can_suspend(name): every method raises first where nothing can suspend
@@ -74,31 +75,20 @@ end
 
 -- {================================================= Finalization
 
--- Generators dropped while suspended, waiting for their loop's next
--- iteration.  A finalizer may run inside any allocation, so __gc only
--- queues the generator here and asks the loop to run the hook below from
--- a safe point (src/loop.c, run_asyncgen_finalizer).
-local dropped = {}
+-- A generator dropped while suspended at a yield is closed by a task of
+-- its loop, as asyncio's _asyncgen_finalizer_hook; an error in aclose()
+-- is the task's.  The task starts from a safe point (eddy.finalizers).
+local function close_dropped(gen)
+  if not gen._loop:is_closed() then gen._loop:create_task(gen.aclose, gen) end
+end
 
 function AsyncGenerator:__gc()
   local loop = self._loop
   if self._state ~= "suspended" or loop == nil or loop:is_closed() then return end
   local gens = loop:_fields().asyncgens
   if gens ~= nil then gens[self] = nil end  -- shutdown_asyncgens must not see it
-  dropped[#dropped + 1] = self
-  loop:_asyncgen_dropped()
+  finalizers.later(loop, close_dropped, self)
 end
-
--- Close each dropped generator in a task of its loop, as asyncio's
--- _asyncgen_finalizer_hook; an error in aclose() is the task's.
-C.set_asyncgen_finalizer(function()
-  local list = dropped
-  dropped = {}
-  for i = 1, #list do
-    local gen = list[i]
-    if not gen._loop:is_closed() then gen._loop:create_task(gen.aclose, gen) end
-  end
-end)
 
 -- }=================================================
 
