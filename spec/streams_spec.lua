@@ -1086,7 +1086,7 @@ describe("open_connection / start_server", function()
   end)
 
   it("a writer dropped unclosed, with its reader, is collected with a warning in debug mode "
-     .. "(test_unclosed_resource_warnings, as docs/transports.md says)", function()
+     .. "(as docs/transports.md says)", function()
     local cli = require "cli_helper"
     local res = cli.eddy("-W -e " .. cli.q([[
       local eddy = require "eddy"
@@ -1103,6 +1103,82 @@ describe("open_connection / start_server", function()
     ]]))
     assert.equal(0, res.code)
     assert.matches("^Lua warning: eddy: unclosed transport 0x%x+\ncollected\n$", res.err)
+  end)
+
+  it("test_unclosed_resource_warnings: a writer dropped while its reader is kept closes "
+     .. "the transport, with one warning in debug mode", function()
+    local cli = require "cli_helper"
+    local res = cli.eddy("-W -e " .. cli.q([[
+      local eddy = require "eddy"
+      eddy.run(function()
+        eddy.get_running_loop():set_debug(true)
+        local srv <close> = eddy.start_server(function(_, w) w:write("hello\n") w:close() end,
+                                              "127.0.0.1", 0)
+        local rd, wr = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
+        assert(rd:read() == "hello\n")
+        local transport = wr.transport
+        wr = nil
+        collectgarbage() collectgarbage()
+        eddy.sleep(0)
+        io.stderr:write("closing: ", tostring(transport:is_closing()), "\n")
+      end)
+    ]]))
+    assert.equal(0, res.code)
+    assert.matches("^Lua warning: eddy: unclosed <StreamWriter transport=<TCPTransport [^\n]*>>\n"
+                   .. "closing: true\n$", res.err)
+  end)
+
+  it("a client's writer dropped while its reader reads: the server sees EOF, "
+     .. "the reader then reads EOF (asyncio's StreamWriter.__del__)", async(function(loop)
+    local server_read = loop:create_future()
+    local srv <close> = eddy.start_server(function(r, w)
+      server_read:set_result(r:read())
+      w:close()
+    end, "127.0.0.1", 0)
+    local rd, wr = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
+    wr = nil  -- luacheck: ignore
+    collectgarbage() collectgarbage()
+    assert.equal("", eddy.wait_for(server_read, 5))
+    assert.equal("", eddy.wait_for(function() return rd:read() end, 5))
+    assert.is_true(rd:at_eof())
+  end))
+
+  it("a server's handler that returns without closing its writer: the connection closes "
+     .. "once the writer is collected (asyncio 3.13's protocol does not keep the writer)",
+     async(function(loop)
+    local handler_done = loop:create_future()
+    local srv <close> = eddy.start_server(function(_, w)
+      w:write("hi\n")
+      loop:call_soon(function() handler_done:set_result(true) end)
+    end, "127.0.0.1", 0)
+    local rd, wr = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
+    assert.equal("hi\n", eddy.wait_for(function() return rd:readline() end, 5))
+    eddy.wait_for(handler_done, 5)
+    collectgarbage() collectgarbage()
+    assert.equal("", eddy.wait_for(function() return rd:read() end, 5))
+    wr:close()
+  end))
+
+  it("a writer closed before it is dropped: nothing more happens when it is collected",
+     function()
+    local cli = require "cli_helper"
+    local res = cli.eddy("-W -e " .. cli.q([[
+      local eddy = require "eddy"
+      eddy.run(function()
+        eddy.get_running_loop():set_debug(true)
+        local srv <close> = eddy.start_server(function(r, w) r:read() w:close() end,
+                                              "127.0.0.1", 0)
+        local rd, wr = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
+        wr:close()
+        wr:wait_closed()
+        wr = nil
+        collectgarbage() collectgarbage()
+        eddy.sleep(0)
+        io.stderr:write("done\n")
+      end)
+    ]]))
+    assert.equal(0, res.code)
+    assert.equal("done\n", res.err)
   end)
 
   it("a pipe's reader with a limit of 1 reads all a child wrote (test_read_all_from_pipe_reader)",

@@ -1049,6 +1049,7 @@ static int t_gc(lua_State *L) {
   if (s == NULL) return 0;
   if (s->hangup != NULL) eddy__hangup_stop(s);
   eddy__uv_gc(L, &s->uv, "transport");
+  s->state = EDDY_STREAM_CLOSED;  /* for a finalizer that still holds it */
   return 0;
 }
 
