@@ -291,9 +291,11 @@ describe("loop:subprocess_exec", function()
     t:close()
     -- asyncio's repr keeps the pid once closed
     assert.equal("<SubprocessTransport closed pid=" .. pid .. " returncode=6>", tostring(t))
-    local u = loop:subprocess_exec(function() return recorder(loop) end, "sleep", "30")
+    local urec = recorder(loop)
+    local u = loop:subprocess_exec(function() return urec end, "sleep", "30")
     u:close()
     assert.equal("<SubprocessTransport closed pid=" .. u:get_pid() .. " running>", tostring(u))
+    net.wait(urec.lost_fut)
   end))
 
   it("close() kills a child still running; returncode nil before (test_close_kill_running)",
@@ -532,19 +534,13 @@ describe("eddy.create_subprocess_exec / _shell", function()
 
   it("a failed spawn leaves no pipe open (test_popen_error, test_popen_error_with_stdin_pipe)",
      async(function(loop)
-    local function fds()
-      local ls = io.popen("ls /proc/$PPID/fd")  -- the shell's parent: this process
-      local n = #ls:read("a")
-      ls:close()
-      return n
-    end
     eddy.create_subprocess_exec("true"):wait()  -- what the first child opens for good
-    local before = fds()
+    local before = checks.open_fds()
     for _, stdin in ipairs {sp.INHERIT, sp.PIPE} do
       raises(function() eddy.create_subprocess_exec("/nonexistent/program", {stdin = stdin, stdout = sp.PIPE}) end,
              errors.FileNotFoundError)
     end
-    assert.equal(before, fds())
+    assert.equal(before, checks.open_fds())
   end))
 
   it("output read slowly after the child exited (test_read_stdout_after_process_exit)",
