@@ -119,7 +119,7 @@ describe("fd watchers", function()
     assert.matches("boom", tostring(reports[1].exception))
   end)
 
-  it("rejects bad fds and values", async(function(loop)
+  it("rejects bad fds and values (test_add_reader_invalid_argument)", async(function(loop)
     raises(errors.OSError, loop.add_reader, loop, 987, print)
     raises(errors.ValueError, loop.add_reader, loop, -1, print)
     assert.has_error(function() loop:add_reader({}, print) end)
@@ -132,6 +132,10 @@ describe("fd watchers", function()
     local s = socket.socket()
     s:close()
     raises(errors.ValueError, loop.add_reader, loop, s, print)
+    for _, call in ipairs {loop.remove_reader, loop.remove_writer} do
+      assert.has_error(function() call(loop, {}) end)
+    end
+    assert.has_error(function() loop:add_writer({}, print) end)
     assert.is_false(loop:remove_reader(5000))
     assert.is_false(loop:remove_writer(5000))
   end))
@@ -249,7 +253,8 @@ describe("fd watchers", function()
     a:close() b:close()
   end))
 
-  it("remove_reader and remove_writer refuse an fd a transport uses", async(function(loop)
+  it("add_reader, add_writer, remove_reader and remove_writer refuse an fd a transport uses, "
+     .. "given as a number or a socket (test_add_reader_or_writer_transport_fd)", async(function(loop)
     -- asyncio's remove_reader/remove_writer call _ensure_fd_no_transport
     local srv = loop:create_server(function() return {} end, "127.0.0.1", 0)
     local tr = loop:create_connection(function() return {} end, "127.0.0.1",
@@ -258,6 +263,15 @@ describe("fd watchers", function()
     local err = raises(errors.RuntimeError, loop.remove_reader, loop, fd)
     assert.matches("used by transport", tostring(err))
     raises(errors.RuntimeError, loop.remove_writer, loop, fd)
+    local sock = tr:get_extra_info("socket")
+    for _, fd_or_sock in ipairs {fd, sock} do
+      for _, call in ipairs {loop.add_reader, loop.add_writer} do
+        err = raises(errors.RuntimeError, call, loop, fd_or_sock, print)
+        assert.matches("File descriptor " .. fd .. " is used by transport", tostring(err))
+      end
+    end
+    raises(errors.RuntimeError, loop.remove_reader, loop, sock)
+    raises(errors.RuntimeError, loop.remove_writer, loop, sock)
     tr:close()
     srv:close()
   end))
