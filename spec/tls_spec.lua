@@ -1417,27 +1417,16 @@ describe("TLS interop", function()
 
   it("a peer ending its side without close_notify gets none back (test_shutdown_timeout_handler_not_set)",
      async(function(loop)
-    local script = net.tempfile(string.format([[
-import socket, ssl
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(%q, %q)
-ls = socket.socket()
-ls.bind(("127.0.0.1", 0))
-ls.listen(1)
-ls.settimeout(10)
-print(ls.getsockname()[1], flush=True)
-conn, _ = ls.accept()
-conn.settimeout(10)
-sock = ctx.wrap_socket(conn, server_side=True)
-sock.send(b"hello")
-assert sock.recv(1024) == b"world"
-sock.send(b"extra bytes")
-sock.shutdown(socket.SHUT_WR)  # EOF, no close_notify
+    local proc, port = python_peer([[
+tls_sock = server_ctx.wrap_socket(sock, server_side=True)
+tls_sock.send(b"hello")
+assert tls_sock.recv(1024) == b"world"
+tls_sock.send(b"extra bytes")
+tls_sock.shutdown(socket.SHUT_WR)  # EOF, no close_notify
 print("EOF", flush=True)
-print("after EOF: %%r" %% sock.recv(1024), flush=True)  # raw now: b"" expected
-sock.close()
-]], tls.path("server.pem"), tls.path("server.key")))
-    local proc, port = net.spawn_server(string.format("%s %s", PYTHON, script), 20)
+print("after EOF: %r" % tls_sock.recv(1024), flush=True)  # raw now: b"" expected
+tls_sock.close()
+]])
     local rec = net.recorder(loop, {on_data = function(self, data)
       if data == "hello" then
         self.transport:write("world")
@@ -1457,7 +1446,7 @@ sock.close()
     t:close()
     net.wait_until(proc.done, 10)
     assert.truthy(proc.output():find("after EOF: b''", 1, true), proc.output())
-    proc.cleanup()
+    peer_done(proc)
   end, 20))
 
   it("a Python asyncio TLS client and server against eddy's", async(function(loop)
