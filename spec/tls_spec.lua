@@ -844,19 +844,41 @@ describe("TLS connections between eddy peers", function()
   end))
 end)
 
+-- The exchange of CPython's test_create_server_ssl_1: 64 KiB each way,
+-- answered "OK", then "SPAM" written in three pieces.
+local A_DATA, B_DATA = string.rep("A", 65536), string.rep("B", 65536)
+
+local function serve_spam(r, w)
+  assert.equal(A_DATA, r:readexactly(#A_DATA))
+  w:write("OK")
+  assert.equal(B_DATA, r:readexactly(#B_DATA))
+  w:writelines {"SP", "A", "M"}
+  w:drain()
+  w:close()
+end
+
+local function ask_spam(r, w)
+  w:write(A_DATA)
+  assert.equal("OK", r:readexactly(2))
+  w:write(B_DATA)
+  assert.equal("SPAM", r:readexactly(4))
+end
+
+-- Run fn(1) .. fn(n) at once, bounded by 'timeout'; returns how many
+-- returned.  (Each is a closure of its own: gather runs one function once.)
+local function at_once(n, fn, timeout)
+  local jobs = {}
+  for i = 1, n do jobs[i] = function() return fn(i) end end
+  return select("#", eddy.wait_for(function() return eddy.gather(table.unpack(jobs)) end, timeout))
+end
+
 describe("TLS peers as CPython's test_ssl has them", function()
   it("25 clients at once, each with its own exchange, through start_server and open_connection, "
      .. "with host and port or a connected sock (test_create_server_ssl_1, test_create_connection_ssl_1)",
      async(function(loop)
-    local A, B = string.rep("A", 65536), string.rep("B", 65536)
     local served = 0
     local srv <close> = eddy.start_server(function(r, w)
-      assert.equal(A, r:readexactly(#A))
-      w:write("OK")
-      assert.equal(B, r:readexactly(#B))
-      w:writelines {"SP", "A", "M"}
-      w:drain()
-      w:close()
+      serve_spam(r, w)
       served = served + 1
     end, "127.0.0.1", 0, {ssl = server_context(), ssl_handshake_timeout = 10})
     local port = srv.sockets[1]:getsockname()[2]
@@ -871,18 +893,12 @@ describe("TLS peers as CPython's test_ssl has them", function()
       else
         r, w = eddy.open_connection("127.0.0.1", port, opts)
       end
-      w:write(A)
-      assert.equal("OK", r:readexactly(2))
-      w:write(B)
-      assert.equal("SPAM", r:readexactly(4))
+      ask_spam(r, w)
       w:close()
       w:wait_closed()
       return true
     end
-    local clients = {}
-    for i = 1, 25 do clients[i] = function() return client(i % 2 == 0) end end
-    local ok = {eddy.wait_for(function() return eddy.gather(table.unpack(clients)) end, 60)}
-    assert.equal(25, #ok)
+    assert.equal(25, at_once(25, function(i) return client(i % 2 == 0) end, 60))
     net.wait_until(function() return served == 25 end)
   end, 90))
 
@@ -1065,19 +1081,15 @@ for conn in [sock] + [listener.accept()[0] for _ in range(24)]:
 for th in threads:
     th.join()
 ]], #A, #A))
-    local clients = {}
-    for i = 1, 25 do
-      clients[i] = function()
-        local r, w = eddy.open_connection("127.0.0.1", port, {ssl = client_context(), server_hostname = ""})
-        w:write(A)
-        assert.equal("OK", r:readexactly(2))
-        assert.equal("", r:read())
-        w:close()
-        w:wait_closed()
-        return true
-      end
-    end
-    assert.equal(25, select("#", eddy.wait_for(function() return eddy.gather(table.unpack(clients)) end, 30)))
+    assert.equal(25, at_once(25, function()
+      local r, w = eddy.open_connection("127.0.0.1", port, {ssl = client_context(), server_hostname = ""})
+      w:write(A)
+      assert.equal("OK", r:readexactly(2))
+      assert.equal("", r:read())
+      w:close()
+      w:wait_closed()
+      return true
+    end, 30))
     peer_done(proc)
   end, 40))
 
@@ -1170,36 +1182,25 @@ tls_sock.close()
 
   it("TLS over TLS: start_tls on an SSL transport, on both sides, five clients at once "
      .. "(test_create_server_ssl_over_ssl)", async(function(loop)
-    local A, B = string.rep("A", 65536), string.rep("B", 65536)
     local served = 0
     local srv <close> = eddy.start_server(function(r, w)
       local outer = w:get_extra_info("ssl_object")
       w:start_tls(server_context())
       assert.is_true(w:get_extra_info("ssl_object") ~= outer)
-      assert.equal(A, r:readexactly(#A))
-      w:write("OK")
-      assert.equal(B, r:readexactly(#B))
-      w:writelines {"SP", "A", "M"}
-      w:drain()
-      w:close()
+      serve_spam(r, w)
       served = served + 1
     end, "127.0.0.1", 0, {ssl = server_context()})
     local function client()
       local r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2],
                                         {ssl = client_context(), server_hostname = "localhost"})
       w:start_tls(client_context(), {server_hostname = "localhost"})
-      w:write(A)
-      assert.equal("OK", r:readexactly(2))
-      w:write(B)
-      assert.equal("SPAM", r:readexactly(4))
+      ask_spam(r, w)
       assert.equal("", r:read())
       w:close()
       w:wait_closed()
       return true
     end
-    local clients = {}
-    for i = 1, 5 do clients[i] = function() return client() end end  -- (gather runs one function once)
-    assert.equal(5, select("#", eddy.wait_for(function() return eddy.gather(table.unpack(clients)) end, 30)))
+    assert.equal(5, at_once(5, client, 30))
     net.wait_until(function() return served == 5 end)
   end, 40))
 
