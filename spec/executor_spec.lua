@@ -272,12 +272,40 @@ describe("values that cannot be copied to a worker", function()
 end)
 
 describe("eddy.to_thread", function()
-  it("runs the function in the default executor and returns its results", async(function(loop)
+  it("runs the function in the default executor and returns its results; its error is raised "
+     .. "(test_to_thread, test_to_thread_exception)", async(function(loop)
     assert.same({3, "x"}, {eddy.to_thread(function(a, b) return a + b, "x" end, 1, 2)})
     local ok, err = pcall(eddy.to_thread, error, "failed", 0)
     assert.is_false(ok)
     assert.equal("failed", err)
     assert.is_not_nil(loop:_fields().default_executor)
+  end))
+
+  it("calls the function once; ten calls at once run ten times "
+     .. "(test_to_thread_once, test_to_thread_concurrent)", async(function(loop)
+    local log = require("support.tmp").file("")
+    local function append(path)
+      local f = assert(io.open(path, "a"))
+      f:write("x")
+      f:close()
+      return 1
+    end
+    assert.equal(1, eddy.to_thread(append, log))
+    local f = assert(io.open(log))
+    assert.equal("x", f:read("a"))
+    f:close()
+    local calls = {}
+    for i = 1, 10 do calls[i] = function() return eddy.to_thread(append, log) end end
+    assert.same({1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {eddy.gather(table.unpack(calls))})
+    f = assert(io.open(log))
+    assert.equal(11, #f:read("a"))
+    f:close()
+  end))
+
+  it("passes every argument on, a trailing table too: no options table, asyncio's kwargs "
+     .. "(test_to_thread_args_kwargs)", async(function(loop)
+    local n, a, t = eddy.to_thread(function(...) return select("#", ...), ... end, "test", {something = true})
+    assert.same({2, "test", {something = true}}, {n, a, t})
   end))
 
   it("raises argument errors with its own argument numbers", async(function()

@@ -10,7 +10,8 @@ local tmp = require "support.tmp"
 local raises = checks.expect_error
 
 describe("fd watchers", function()
-  it("add_reader calls back with its arguments when readable", async(function(loop)
+  it("add_reader calls back with its arguments when readable (test_add_reader, test_remove_reader, "
+     .. "test_remove_reader_unknown, test_process_events_read)", async(function(loop)
     local a, b = socket.socketpair()
     local fut = loop:create_future()
     local h = loop:add_reader(b, function(x, y)
@@ -44,7 +45,8 @@ describe("fd watchers", function()
     a:close() b:close()
   end))
 
-  it("add_writer fires while writable, and read and write share one fd", async(function(loop)
+  it("add_writer fires while writable, and read and write share one fd (test_add_writer, "
+     .. "test_add_reader_existing_writer, test_process_events_write)", async(function(loop)
     local a, b = socket.socketpair()
     local events = {}
     local done = loop:create_future()
@@ -63,7 +65,7 @@ describe("fd watchers", function()
     a:close() b:close()
   end))
 
-  it("replacing a reader cancels the old handle", async(function(loop)
+  it("replacing a reader cancels the old handle (test_add_reader_existing)", async(function(loop)
     local a, b = socket.socketpair()
     local fut = loop:create_future()
     local old = loop:add_reader(b, function() fut:set_result("old") end)
@@ -75,7 +77,35 @@ describe("fd watchers", function()
     a:close() b:close()
   end))
 
-  it("a cancelled handle is dropped when its fd is ready, not called (asyncio's _process_events)",
+  it("removing one direction of an fd leaves the other; a replaced writer is cancelled; a cancelled "
+     .. "writer is not called (test_remove_reader_read_write, test_remove_writer_read_write, "
+     .. "test_add_writer_existing, test_remove_writer, test_remove_writer_unknown, "
+     .. "test_process_events_write_cancelled)", async(function(loop)
+    local a, b = socket.socketpair()
+    local got = {}
+    local old = loop:add_writer(b, function() got[#got + 1] = "old writer" end)
+    local writes = loop:create_future()
+    loop:add_writer(b, function() if not writes:done() then writes:set_result(true) end end)
+    assert.is_true(old:cancelled())
+    local reads = loop:create_future()
+    loop:add_reader(b, function() b:recv(10) reads:set_result(true) end)
+    assert.is_true(loop:remove_reader(b))
+    writes:await()  -- the writer goes on without its reader
+    assert.is_true(loop:remove_writer(b))
+    assert.is_false(loop:remove_writer(b))
+    loop:add_reader(b, function() b:recv(10) reads:set_result(true) end)
+    loop:add_writer(b, function() got[#got + 1] = "cancelled writer" end):cancel()
+    a:send("x")
+    reads:await()  -- the reader goes on without its writer
+    eddy.sleep(0.02)  -- b stays writable
+    assert.is_false(loop:remove_writer(b))  -- dropped when b was ready
+    assert.is_true(loop:remove_reader(b))
+    assert.same({}, got)
+    a:close() b:close()
+  end))
+
+  it("a cancelled handle is dropped when its fd is ready, not called (asyncio's _process_events: "
+     .. "test_process_events_read_cancelled)",
      async(function(loop)
     local a, b = socket.socketpair()
     local calls, writes = 0, loop:create_future()
@@ -119,7 +149,7 @@ describe("fd watchers", function()
     assert.matches("boom", tostring(reports[1].exception))
   end)
 
-  it("rejects bad fds and values", async(function(loop)
+  it("rejects bad fds and values (test_add_reader_invalid_argument)", async(function(loop)
     raises(errors.OSError, loop.add_reader, loop, 987, print)
     raises(errors.ValueError, loop.add_reader, loop, -1, print)
     assert.has_error(function() loop:add_reader({}, print) end)
@@ -132,6 +162,10 @@ describe("fd watchers", function()
     local s = socket.socket()
     s:close()
     raises(errors.ValueError, loop.add_reader, loop, s, print)
+    for _, call in ipairs {loop.remove_reader, loop.remove_writer} do
+      assert.has_error(function() call(loop, {}) end)
+    end
+    assert.has_error(function() loop:add_writer({}, print) end)
     assert.is_false(loop:remove_reader(5000))
     assert.is_false(loop:remove_writer(5000))
   end))
@@ -249,7 +283,8 @@ describe("fd watchers", function()
     a:close() b:close()
   end))
 
-  it("remove_reader and remove_writer refuse an fd a transport uses", async(function(loop)
+  it("add_reader, add_writer, remove_reader and remove_writer refuse an fd a transport uses, "
+     .. "given as a number or a socket (test_add_reader_or_writer_transport_fd)", async(function(loop)
     -- asyncio's remove_reader/remove_writer call _ensure_fd_no_transport
     local srv = loop:create_server(function() return {} end, "127.0.0.1", 0)
     local tr = loop:create_connection(function() return {} end, "127.0.0.1",
@@ -258,6 +293,15 @@ describe("fd watchers", function()
     local err = raises(errors.RuntimeError, loop.remove_reader, loop, fd)
     assert.matches("used by transport", tostring(err))
     raises(errors.RuntimeError, loop.remove_writer, loop, fd)
+    local sock = tr:get_extra_info("socket")
+    for _, fd_or_sock in ipairs {fd, sock} do
+      for _, call in ipairs {loop.add_reader, loop.add_writer} do
+        err = raises(errors.RuntimeError, call, loop, fd_or_sock, print)
+        assert.matches("File descriptor " .. fd .. " is used by transport", tostring(err))
+      end
+    end
+    raises(errors.RuntimeError, loop.remove_reader, loop, sock)
+    raises(errors.RuntimeError, loop.remove_writer, loop, sock)
     tr:close()
     srv:close()
   end))

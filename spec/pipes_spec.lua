@@ -21,7 +21,8 @@ local function fd_open(fd)
 end
 
 describe("connect_read_pipe", function()
-  it("reads a child's output: made, data, eof, lost, then closes the file (test_read_pipe)",
+  it("reads a child's output: made, data, eof, lost, then closes the file (test_read_pipe, "
+     .. "test_ctor, test__call_connection_lost)",
      async(function(loop)
     local pipe = io.popen("printf 'hello\\nworld\\n'", "r")
     local rec = net.recorder(loop)
@@ -47,6 +48,45 @@ describe("connect_read_pipe", function()
     assert.same({"made", "data", "eof", "lost"}, rec.events)
   end))
 
+  it("a read error: connection_lost(err), then the pipe is closed (test__read_ready_error, "
+     .. "test__call_connection_lost_with_err, test__close)", async(function(loop)
+    local a, b = checks.nonblocking_pair()
+    a:send("x")
+    b:close()  -- with data unread: a's next read fails with ECONNRESET
+    local rec = net.recorder(loop)
+    local t = loop:connect_read_pipe(factory(rec), a)
+    net.wait(rec.lost_fut)
+    assert.same({"made", "lost"}, rec.events)
+    assert.is_true(errors.is(rec.err, errors.ConnectionResetError), tostring(rec.err))
+    assert.is_true(t:is_closing())
+    assert.equal(-1, a:fileno())
+  end))
+
+  it("pause_reading and resume_reading twice, or on a closed pipe, do nothing "
+     .. "(test_pause_reading_on_paused_pipe, test_resume_reading_on_paused_pipe, "
+     .. "test_pause_reading_on_closed_pipe, test_resume_reading_on_closed_pipe)", async(function(loop)
+    local a, b = checks.nonblocking_pair()
+    local rec = net.recorder(loop)
+    local t = loop:connect_read_pipe(factory(rec), a)
+    t:pause_reading()
+    t:pause_reading()
+    assert.is_false(t:is_reading())
+    b:send("held")
+    eddy.sleep(0.02)
+    assert.same({"made"}, rec.events)
+    t:resume_reading()
+    t:resume_reading()
+    assert.is_true(t:is_reading())
+    rec:wait_bytes(4)
+    t:close()
+    t:pause_reading()
+    t:resume_reading()
+    assert.is_false(t:is_reading())
+    net.wait(rec.lost_fut)
+    assert.equal("held", rec:data())
+    b:close()
+  end))
+
   it("has the read transport's methods only, as asyncio's _UnixReadPipeTransport",
      async(function(loop)
     local a, b = checks.nonblocking_pair()
@@ -67,7 +107,8 @@ describe("connect_read_pipe", function()
     b:close()
   end))
 
-  it("pauses and resumes reading over a socket (test_read_pipe pause/resume)",
+  it("pauses and resumes reading over a socket (test_read_pipe pause/resume, test_pause_reading, "
+     .. "test_resume_reading)",
      async(function(loop)
     local a, b = checks.nonblocking_pair()
     local rec = net.recorder(loop)
@@ -136,7 +177,8 @@ describe("connect_read_pipe", function()
     assert.matches("close failed", tostring(reports[1].exception))
   end)
 
-  it("close() twice and close() after EOF are harmless", async(function(loop)
+  it("close() twice and close() after EOF are harmless (test_close, test_close_already_closing)",
+     async(function(loop)
     local rec = net.recorder(loop)
     local t = loop:connect_read_pipe(factory(rec), io.popen("printf ab", "r"))
     net.wait(rec.lost_fut)
@@ -198,7 +240,8 @@ describe("connect_read_pipe", function()
 end)
 
 describe("connect_write_pipe", function()
-  it("writes to a child's input; write_eof closes and the child sees EOF (test_write_pipe)",
+  it("writes to a child's input; write_eof closes and the child sees EOF (test_write_pipe, "
+     .. "test_write, test_can_write_eof, test_write_eof)",
      async(function(loop)
     local out = cli.tempfile()
     local pipe = io.popen("cat > " .. cli.q(out), "w")
@@ -249,7 +292,8 @@ describe("connect_write_pipe", function()
     assert.equal("closed file", io.type(pipe))
   end))
 
-  it("a reader that leaves with data queued: BrokenPipeError", async(function(loop)
+  it("a reader that leaves with data queued: BrokenPipeError; later writes are dropped "
+     .. "(test_write_err, test__write_ready_err)", async(function(loop)
     local rec = net.recorder(loop)
     local t = loop:connect_write_pipe(factory(rec), io.popen("head -c 5 >/dev/null", "w"))
     t:write(string.rep("x", 1 << 20))
@@ -312,7 +356,34 @@ describe("connect_write_pipe", function()
     b:close()
   end))
 
-  it("close() flushes queued data first", async(function(loop)
+  it("write('') sends nothing; write_eof with data queued sends it, then closes; close() after "
+     .. "that is harmless (test_write_no_data, test_write_eof_pending, test_close_closing)",
+     async(function(loop)
+    local a, b = checks.nonblocking_pair()
+    local rec = net.recorder(loop)
+    local t = loop:connect_write_pipe(factory(rec), a)
+    t:write("")
+    assert.equal(0, t:get_write_buffer_size())
+    local big = string.rep("z", 1 << 20)
+    t:write(big)
+    t:write_eof()
+    assert.is_true(t:is_closing())
+    t:close()
+    local got = {}
+    repeat
+      local d = loop:sock_recv(b, 65536)
+      got[#got + 1] = d
+    until d == ""
+    assert.is_true(table.concat(got) == big)
+    net.wait(rec.lost_fut)
+    assert.is_nil(rec.err)
+    assert.same({"made", "pause", "resume", "lost"}, rec.events)
+    b:close()
+  end))
+
+  it("close() flushes queued data first: what the pipe did not take is buffered and written "
+     .. "later, then connection_lost (test_write_partial, test__write_ready_partial, "
+     .. "test_write_close, test__write_ready_closing)", async(function(loop)
     local a, b = checks.nonblocking_pair()
     local rec = net.recorder(loop)
     local t = loop:connect_write_pipe(factory(rec), a)

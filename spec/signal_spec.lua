@@ -241,24 +241,28 @@ describe("add_signal_handler", function()
     assert.equal("boom", reports[1].exception.message)
   end)
 
-  it("raises ValueError for invalid signal numbers and names", async(function(loop)
-    for _, sig in ipairs {0, -1, 32, 33, S.NSIG, 1000, 2 ^ 40} do
+  -- asyncio's _check_signal: TypeError for "1", a str; in eddy a string
+  -- is a signal's name (API.md §3), and "1" names none.
+  it("raises ValueError for invalid signal numbers and names (test_check_signal)", async(function(loop)
+    for _, sig in ipairs {0, -1, 32, 33, S.NSIG, S.NSIG + 1, 1000, 2 ^ 40} do
       raises(errors.ValueError, "invalid signal number", loop.add_signal_handler, loop, sig, print)
       raises(errors.ValueError, "invalid signal number", loop.remove_signal_handler, loop, sig)
     end
-    for _, name in ipairs {"SIGFOO", "INT", "sigint", "", "SIGINT\0", "SIGUSR1\0x"} do
+    for _, name in ipairs {"SIGFOO", "INT", "sigint", "", "SIGINT\0", "SIGUSR1\0x", "1"} do
       raises(errors.ValueError, "unknown signal name", loop.add_signal_handler, loop, name, print)
       raises(errors.ValueError, "unknown signal name", loop.remove_signal_handler, loop, name)
     end
   end))
 
-  it("raises RuntimeError for SIGKILL and SIGSTOP, as asyncio", async(function(loop)
+  it("raises RuntimeError for SIGKILL and SIGSTOP, as asyncio for sigaction's EINVAL "
+     .. "(test_add_signal_handler_install_error3)", async(function(loop)
     raises(errors.RuntimeError, "^sig 9 cannot be caught$", loop.add_signal_handler, loop, S.SIGKILL, print)
     raises(errors.RuntimeError, "^sig 19 cannot be caught$", loop.add_signal_handler, loop, "SIGSTOP", print)
     assert.is_false(loop:remove_signal_handler(S.SIGKILL))
   end))
 
-  it("raises argument errors for wrong types", async(function(loop)
+  it("raises argument errors for wrong types; a coroutine is not a callback "
+     .. "(test_add_signal_handler_coroutine_error)", async(function(loop)
     assert.has_error(function() loop:add_signal_handler(nil, print) end,
       "bad argument #1 to 'add_signal_handler' (signal number or name expected, got nil)")
     assert.has_error(function() loop:add_signal_handler(2.5, print) end)
@@ -266,6 +270,8 @@ describe("add_signal_handler", function()
     assert.has_error(function() loop:add_signal_handler(S.SIGUSR1, nil) end,
       "bad argument #2 to 'add_signal_handler' (function expected, got nil)")
     assert.has_error(function() loop:add_signal_handler(S.SIGUSR1, 42) end)
+    assert.has_error(function() loop:add_signal_handler(S.SIGUSR1, coroutine.create(print)) end,
+      "bad argument #2 to 'add_signal_handler' (function expected, got thread)")
     assert.has_error(function() loop:remove_signal_handler(true) end)
     assert.is_false(loop:remove_signal_handler(S.SIGUSR1))  -- nothing was added
   end))
@@ -287,7 +293,7 @@ describe("add_signal_handler", function()
     assert.is_false(loop:remove_signal_handler(S.SIGUSR1))
   end)
 
-  it("loop:close() removes the loop's handlers", function()
+  it("loop:close() removes the loop's handlers (test_close)", function()
     local loop = eddy.new_event_loop()
     loop:add_signal_handler(S.SIGUSR1, print)
     loop:add_signal_handler(S.SIGWINCH, print)
@@ -332,6 +338,21 @@ describe("signal handlers in the eddy executable", function()
       .. 'print(ignored())\n')
     assert.equal(0, r.code, r.err)
     assert.equal("true\nfalse\ntrue\ntrue\n", r.out)
+  end)
+
+  it("removing a handler puts the default action back: SIGHUP and SIGINT kill "
+     .. "(test_remove_signal_handler, test_remove_signal_handler_2)", function()
+    for _, sig in ipairs {"SIGHUP", "SIGINT"} do
+      local r = run_script('local loop = require("eddy").get_event_loop()\n'
+        .. 'loop:add_signal_handler("' .. sig .. '", print, "handled")\n'
+        .. 'assert(loop:remove_signal_handler("' .. sig .. '"))\n'
+        .. READY
+        .. 'loop:run_until_complete(function() require("eddy").sleep(5) end)\n'
+        .. 'print("survived")\n', {S[sig]})
+      assert.equal("signal", r.how, sig .. ": " .. r.out .. r.err)
+      assert.equal(S[sig], r.code)
+      assert.equal("", r.out)
+    end
   end)
 
   it("a script's handler runs when another process signals it", function()

@@ -72,7 +72,8 @@ describe("sock_* methods", function()
     conn:close() c:close() srv:close()
   end))
 
-  it("sock_connect resolves names with loop:getaddrinfo", async(function(loop)
+  it("sock_connect resolves names with loop:getaddrinfo, for the socket's own family and type "
+     .. "(test_sock_connect_resolve_using_socket_params)", async(function(loop)
     if loop.getaddrinfo == nil then return end
     local srv = listener()
     local c = socket.socket()
@@ -80,6 +81,14 @@ describe("sock_* methods", function()
     loop:sock_connect(c, {"localhost", srv:getsockname()[2]})
     local conn = loop:sock_accept(srv)
     conn:close() c:close() srv:close()
+    -- a datagram socket: a SOCK_DGRAM address, as its type asks
+    local u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u:bind({"127.0.0.1", 0})
+    local d = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    d:setblocking(false)
+    loop:sock_connect(d, {"localhost", u:getsockname()[2]})
+    assert.same(u:getsockname(), d:getpeername())
+    d:close() u:close()
   end))
 
   it("sock_connect to a closed port raises ConnectionRefusedError (test_sock_client_fail)", async(function(loop)

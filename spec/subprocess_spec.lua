@@ -283,6 +283,104 @@ describe("loop:subprocess_exec", function()
     raises(function() loop:subprocess_shell(f, "true", {stdin = closed}) end, "closed file")
   end))
 
+  it("a child that exits: returncode, process_exited, connection_lost(nil); then signals "
+     .. "raise ProcessLookupError (test_proc_exited, test_subprocess_repr)", async(function(loop)
+    local rec = recorder(loop)
+    local t = loop:subprocess_shell(function() return rec end, "read x; exit 6")
+    local pid = t:get_pid()
+    assert.equal("<SubprocessTransport pid=" .. pid .. " running>", tostring(t))
+    t:get_pipe_transport(0):write("go\n")
+    assert.equal(true, net.wait(rec.lost_fut))  -- connection_lost(nil)
+    assert.equal(6, t:get_returncode())
+    assert.truthy(index_of(rec.events, "exited"))
+    assert.is_false(t:is_closing())
+    assert.equal("<SubprocessTransport pid=" .. pid .. " returncode=6>", tostring(t))
+    raises(function() t:send_signal("SIGTERM") end, errors.ProcessLookupError)
+    raises(function() t:terminate() end, errors.ProcessLookupError)
+    raises(function() t:kill() end, errors.ProcessLookupError)
+    t:close()
+    -- asyncio's repr keeps the pid once closed
+    assert.equal("<SubprocessTransport closed pid=" .. pid .. " returncode=6>", tostring(t))
+    local urec = recorder(loop)
+    local u = loop:subprocess_exec(function() return urec end, "sleep", "30")
+    u:close()
+    assert.equal("<SubprocessTransport closed pid=" .. u:get_pid() .. " running>", tostring(u))
+    net.wait(urec.lost_fut)
+  end))
+
+  it("close() kills a child still running; returncode nil before (test_close_kill_running)",
+     async(function(loop)
+    local rec = recorder(loop)
+    local t = loop:subprocess_exec(function() return rec end, "sleep", "30")
+    assert.is_nil(t:get_returncode())
+    t:close()
+    assert.equal(-9, eddy.wait_for(function() return t:_wait() end, 5))
+  end))
+
+  it("close() does not kill a child that has exited before the loop heard of it "
+     .. "(test_close_dont_kill_finished)", async(function(loop)
+    local rec = recorder(loop)
+    local t = loop:subprocess_shell(function() return rec end, "exit 3",
+                                    {stdin = sp.DEVNULL, stdout = sp.DEVNULL, stderr = sp.DEVNULL})
+    -- Block the loop until the child is a zombie: exited, not yet reaped.
+    local stat = "/proc/" .. t:get_pid() .. "/stat"
+    local deadline = os.time() + 5
+    repeat
+      local f = io.open(stat)
+      local state = f and f:read("a"):match("^%d+ %b() (%a)")
+      if f then f:close() end
+    until state == "Z" or os.time() > deadline
+    assert.is_nil(t:get_returncode())
+    t:close()
+    net.wait(rec.lost_fut)
+    assert.equal(3, t:get_returncode())  -- not -9: it was not killed
+  end))
+
+  it("every protocol event, per pipe data before its connection_lost (test_subprocess_protocol_events)",
+     async(function(loop)
+    local events = {}
+    local done = loop:create_future()
+    local proto = {}
+    function proto:pipe_data_received(fd, data) events[#events + 1] = "data " .. fd .. " " .. data end
+    function proto:pipe_connection_lost(fd) events[#events + 1] = "lost " .. fd end
+    function proto:process_exited() events[#events + 1] = "exited" end
+    function proto:connection_lost() done:set_result(true) end
+    local t = loop:subprocess_shell(function() return proto end,
+                                    "printf stdout; printf stderr >&2", {stdin = sp.INHERIT})
+    net.wait(done)
+    t:close()
+    local sorted = {table.unpack(events)}
+    table.sort(sorted)
+    assert.same({"data 1 stdout", "data 2 stderr", "exited", "lost 1", "lost 2"}, sorted)
+    assert.is_true(index_of(events, "data 1 stdout") < index_of(events, "lost 1"))
+    assert.is_true(index_of(events, "data 2 stderr") < index_of(events, "lost 2"))
+  end))
+
+  it("a task cancelled before it starts spawns nothing; creation does not suspend, so a "
+     .. "cancel after it is too late and the child runs (test_cancel_make_subprocess_transport_exec, "
+     .. "test_cancel_post_init)", async(function(loop)
+    local spawned = false
+    local task = loop:create_task(function()
+      spawned = true
+      return loop:subprocess_exec(function() return recorder(loop) end, "sleep", "30")
+    end)
+    task:cancel()
+    assert.is_false(pcall(net.wait, task))
+    assert.is_true(task:cancelled())
+    assert.is_false(spawned)
+    for _, create in ipairs {
+      function() return eddy.create_subprocess_exec("sleep", "30") end,
+      function() return (loop:subprocess_exec(function() return recorder(loop) end, "sleep", "30")) end,
+    } do
+      task = loop:create_task(create)
+      loop:call_soon(function() task:cancel() end)
+      local made = net.wait(task)
+      assert.is_false(task:cancelled())
+      made:kill()
+      if made.wait then made:wait() else made:_wait() end
+    end
+  end))
+
   it("raises RuntimeError in a plain callback", async(function(loop)
     local done = loop:create_future()
     loop:call_soon(function()
@@ -368,6 +466,170 @@ describe("eddy.create_subprocess_exec / _shell", function()
     assert.equal("late\n", eddy.wait_for(function() return q.stdout:read(-1) end, 5))
   end))
 
+  it("communicate() with no input closes stdin (test_communicate_none_input, test_empty_input, "
+     .. "test_stdin_not_inheritable, test_devstdin_input)", async(function(loop)
+    local function run(cmd, input)
+      local p = eddy.create_subprocess_shell(cmd, {stdin = sp.PIPE, stdout = sp.PIPE, stderr = sp.PIPE})
+      local out = eddy.wait_for(function() return p:communicate(input) end, 5)
+      return out, p:wait()
+    end
+    assert.same({"", 0}, {run("cat")})
+    assert.same({"0\n", 0}, {run("wc -c", "")})
+    -- the parent's end of stdin is not inherited, or the child never saw EOF
+    assert.same({"3\n", 0}, {run("wc -c", "abc")})
+    assert.same({"3\n", 0}, {run("wc -c </dev/stdin", "abc")})
+  end))
+
+  it("DEVNULL for stdin, stdout or stderr: communicate gives nil for it "
+     .. "(test_devnull_input, test_devnull_output, test_devnull_error)", async(function(loop)
+    local p = eddy.create_subprocess_shell("wc -c", {stdin = sp.DEVNULL, stdout = sp.PIPE, stderr = sp.PIPE})
+    assert.same({"0\n", ""}, {p:communicate()})
+    p = eddy.create_subprocess_shell("wc -c; echo e >&2", {stdin = sp.PIPE, stdout = sp.DEVNULL, stderr = sp.PIPE})
+    assert.same({nil, "e\n"}, {p:communicate("abc")})
+    p = eddy.create_subprocess_shell("wc -c; echo e >&2", {stdin = sp.PIPE, stdout = sp.PIPE, stderr = sp.DEVNULL})
+    local out, err = p:communicate("abc")
+    assert.same({"3\n", nil}, {out, err})
+    assert.equal(0, p:wait())
+  end))
+
+  it("exit codes of a shell, in a new session or not (test_shell, test_start_new_session)",
+     async(function(loop)
+    assert.equal(7, eddy.create_subprocess_shell("exit 7"):wait())
+    assert.equal(8, eddy.create_subprocess_shell("exit 8", {start_new_session = true}):wait())
+  end))
+
+  it("kill() of a shell whose grandchild holds stdout: wait() returns -9 (test_kill_issue43884)",
+     async(function(loop)
+    local p = eddy.create_subprocess_shell("sleep 0.6; sleep 0.6", {stdout = sp.PIPE})
+    eddy.sleep(0.1)
+    p:kill()
+    assert.equal(-9, eddy.wait_for(function() return p:wait() end, 0.4))
+    assert.equal("", eddy.wait_for(function() return p.stdout:read(-1) end, 5))
+  end))
+
+  it("send_signal(SIGHUP) once the child is ready: -SIGHUP (test_send_signal)", async(function(loop)
+    local p = eddy.create_subprocess_shell("trap - HUP; echo sleeping; exec sleep 30", {stdout = sp.PIPE})
+    assert.equal("sleeping\n", eddy.wait_for(function() return p.stdout:readline() end, 5))
+    p:send_signal(eddy.signal.SIGHUP)
+    assert.equal(-eddy.signal.SIGHUP, eddy.wait_for(function() return p:wait() end, 5))
+  end))
+
+  it("drain() raises BrokenPipeError or ConnectionResetError when the child exits unread "
+     .. "(test_stdin_broken_pipe)", async(function(loop)
+    local a, b = require("eddy.socket").socketpair()  -- b blocking: the child waits on it
+    a:setblocking(false)
+    -- (bash: dash redirects only descriptors 0-9)
+    local p = eddy.create_subprocess_exec("bash", "-c", ("head -c 1 <&%d >/dev/null"):format(b:fileno()),
+                                          {stdin = sp.PIPE, pass_fds = {b:fileno()}})
+    b:close()
+    p.stdin:write(string.rep("x", 1 << 20))
+    loop:sock_sendall(a, "go")  -- the child exits only once the pipe is full
+    local err = select(2, pcall(eddy.wait_for, function() p.stdin:drain() end, 5))
+    assert.is_true(errors.is(err, errors.BrokenPipeError) or errors.is(err, errors.ConnectionResetError),
+                   tostring(err))
+    assert.equal(0, p:wait())
+    a:close()
+  end))
+
+  it("a cancelled wait() leaves the process to a later one (test_cancel_process_wait)",
+     async(function(loop)
+    local p = eddy.create_subprocess_exec("sleep", "30")
+    local task = loop:create_task(function() return p:wait() end)
+    loop:call_soon(function() task:cancel() end)
+    assert.is_false(pcall(net.wait, task))
+    assert.is_true(task:cancelled())
+    p:kill()
+    assert.equal(-9, eddy.wait_for(function() return p:wait() end, 5))
+  end))
+
+  it("a failed spawn leaves no pipe open (test_popen_error, test_popen_error_with_stdin_pipe)",
+     async(function(loop)
+    eddy.create_subprocess_exec("true"):wait()  -- what the first child opens for good
+    local before = checks.open_fds()
+    -- A leak would add a descriptor or two per try; fewer than ten more
+    -- leaves room for what the rest of the process opens meanwhile.
+    for _ = 1, 5 do
+      for _, stdin in ipairs {sp.INHERIT, sp.PIPE} do
+        raises(function() eddy.create_subprocess_exec("/nonexistent/program", {stdin = stdin, stdout = sp.PIPE}) end,
+               errors.FileNotFoundError)
+      end
+    end
+    assert.is_true(checks.open_fds() < before + 5)
+  end))
+
+  it("output read slowly after the child exited (test_read_stdout_after_process_exit)",
+     async(function(loop)
+    local p = eddy.create_subprocess_shell("head -c 262144 /dev/zero; exit 1", {stdout = sp.PIPE})
+    local total = 0
+    while true do
+      local data = eddy.wait_for(function() return p.stdout:read(65536) end, 5)
+      if data == "" then break end
+      total = total + #data
+      eddy.sleep(0.05)
+    end
+    assert.equal(262144, total)
+    assert.equal(1, p:wait())
+  end))
+
+  it("env reaches the child; wait() after communicate returns at once "
+     .. "(test_create_subprocess_env_shell, test_create_subprocess_env_exec)", async(function(loop)
+    for want, p in pairs {
+      bar = eddy.create_subprocess_shell('printf "$FOO"', {env = {FOO = "bar"}, stdout = sp.PIPE}),
+      baz = eddy.create_subprocess_exec("sh", "-c", 'printf "$FOO"',
+                                        {env = {FOO = "baz", PATH = os.getenv("PATH")}, stdout = sp.PIPE}),
+    } do
+      assert.equal(want, p:communicate())
+      assert.equal(0, p.returncode)
+      local task = loop:create_task(function() return p:wait() end)
+      eddy.sleep(0)
+      assert.equal(0, task:result())
+    end
+  end))
+
+  it("ten concurrent wait() calls get the return code (test_subprocess_concurrent_wait)",
+     async(function(loop)
+    local p = eddy.create_subprocess_exec("cat", {stdin = sp.PIPE, stdout = sp.PIPE})
+    assert.equal("some data", p:communicate("some data"))
+    local waits = {}
+    for i = 1, 10 do waits[i] = function() return p:wait() end end
+    assert.same({0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, {eddy.gather(table.unpack(waits))})
+  end))
+
+  it("ten children communicating at once each get their own output "
+     .. "(test_subprocess_communicate_stdout)", async(function(loop)
+    local jobs, want = {}, {}
+    for i = 1, 10 do
+      want[i] = "foo" .. i .. "\n"
+      jobs[i] = function()
+        return (eddy.create_subprocess_exec("echo", "foo" .. i, {stdout = sp.PIPE}):communicate())
+      end
+    end
+    assert.same(want, {eddy.wait_for(function() return eddy.gather(table.unpack(jobs)) end, 10)})
+  end))
+
+  it("a signal sent as the child exits: ProcessLookupError or nothing, never a "
+     .. "wrong return code (test_subprocess_send_signal_race)", async(function(loop)
+    for _ = 1, 10 do
+      local p = eddy.create_subprocess_exec("sleep", "0.05")
+      eddy.sleep(0.05)
+      pcall(p.send_signal, p, eddy.signal.SIGUSR1)
+      local code = p:wait()
+      assert.is_true(code == 0 or code == -eddy.signal.SIGUSR1, tostring(code))
+    end
+  end))
+
+  it("the stdout reader pauses the pipe past its limit and resumes it as it is read "
+     .. "(test_pause_reading)", async(function(loop)
+    local p = eddy.create_subprocess_shell("printf %021d 0; exec sleep 30", {stdout = sp.PIPE, limit = 10})
+    local pipe = p._transport:get_pipe_transport(1)
+    assert.is_true(pipe:is_reading())
+    net.wait_until(function() return not pipe:is_reading() end)
+    assert.equal(string.rep("0", 21), p.stdout:readexactly(21))
+    assert.is_true(pipe:is_reading())
+    p:kill()
+    p:wait()
+  end))
+
   it("large output through the reader's flow control", async(function(loop)
     local p = eddy.create_subprocess_exec("head", "-c", tostring(4 << 20), "/dev/zero",
                                           {stdout = sp.PIPE, limit = 1024})
@@ -385,6 +647,12 @@ describe("eddy.create_subprocess_exec / _shell", function()
     argerror(function() eddy.create_subprocess_shell("true", {bogus = true}) end, 2,
              "create_subprocess_shell")
     argerror(function() eddy.create_subprocess_exec(nil) end, 1, "create_subprocess_exec")
+    -- Lua strings are bytes: no text mode (test_create_subprocess_exec_text_mode_fails,
+    -- test_create_subprocess_shell_text_mode_fails)
+    for _, opt in ipairs {{text = true}, {encoding = "utf-8"}, {errors = "strict"}} do
+      argerror(function() eddy.create_subprocess_exec("true", opt) end, 2, "create_subprocess_exec")
+      argerror(function() eddy.create_subprocess_shell("true", opt) end, 2, "create_subprocess_shell")
+    end
   end))
 
   -- API.md §1: an attribute is "a read-only field" (asyncio's pid and

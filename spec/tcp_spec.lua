@@ -18,7 +18,8 @@ local function connect(loop, port, host, opts)
 end
 
 describe("create_connection", function()
-  it("connects, echoes and closes with callbacks in asyncio's order (test_create_connection)",
+  it("connects, echoes and closes with callbacks in asyncio's order (test_create_connection, "
+     .. "test_ctor, test_ctor_with_waiter, test_read_ready, test_write)",
      async(function(loop)
     local srv <close>, port = net.echo_server(loop)
     local t, rec = connect(loop, port)
@@ -347,7 +348,8 @@ describe("TCP transport", function()
     assert.same({"127.0.0.1", port}, seen.server[2])
   end))
 
-  it("write and writelines accept strings and Buffers, reject other types (test_writelines)", async(function(loop)
+  it("write and writelines accept strings and Buffers, reject other types; write('') sends "
+     .. "nothing (test_writelines, test_write_no_data)", async(function(loop)
     local srv <close>, port = net.echo_server(loop)
     local t, rec = connect(loop, port)
     argerror(function() t:write({}) end, 1, "write")
@@ -365,7 +367,8 @@ describe("TCP transport", function()
     net.wait(rec.lost_fut)
   end))
 
-  it("drops writes after close and closes idempotently (test_write_after_close)",
+  it("drops writes after close and closes idempotently (test_write_after_close, test_close, "
+     .. "test_write_closing)",
      async(function(loop)
     local srv <close>, port = net.echo_server(loop)
     local t, rec = connect(loop, port)
@@ -381,10 +384,14 @@ describe("TCP transport", function()
     assert.is_nil(t:get_protocol())
   end))
 
-  it("abort drops queued data and calls connection_lost(nil) (test_abort)", async(function(loop)
+  it("abort drops queued data and calls connection_lost(nil) (test_abort, test_force_close)",
+     async(function(loop)
     local srv <close>, port = net.echo_server(loop)
     local t, rec = connect(loop, port)
+    t:write(string.rep("a", 16 * 1024 * 1024))
+    assert.is_true(t:get_write_buffer_size() > 0)
     t:abort()
+    assert.equal(0, t:get_write_buffer_size())
     assert.is_true(t:is_closing())
     net.wait(rec.lost_fut)
     assert.is_nil(rec.err)
@@ -409,7 +416,8 @@ describe("TCP transport", function()
     end
   end))
 
-  it("half-closes: write_eof, and eof_received returning true keeps writing open",
+  it("half-closes: write_eof, and eof_received returning true keeps writing open (test_write_eof, "
+     .. "test_read_ready_eof_keep_open)",
      async(function(loop)
     -- The server answers after the client's EOF, then closes.
     local Srv = {}
@@ -459,7 +467,7 @@ describe("TCP transport", function()
     assert.is_nil(rec.err)
   end))
 
-  it("eof_received returning nothing closes the transport", async(function(loop)
+  it("eof_received returning nothing closes the transport (test_read_ready_eof)", async(function(loop)
     local srv <close>, port, protos = net.echo_server(loop)
     local t, rec = connect(loop, port)
     net.wait_until(function() return protos[1] ~= nil end)
@@ -469,7 +477,8 @@ describe("TCP transport", function()
     assert.same({"made", "eof", "lost"}, rec.events)
   end))
 
-  it("pause_reading / resume_reading / is_reading (test_pause_reading)", async(function(loop)
+  it("pause_reading / resume_reading / is_reading (test_pause_reading, test_pause_resume_reading)",
+     async(function(loop)
     local srv <close>, port = net.echo_server(loop)
     local t, rec = connect(loop, port)
     assert.is_true(t:is_reading())
@@ -539,7 +548,9 @@ describe("TCP transport", function()
     net.wait(rec.lost_fut)
   end))
 
-  it("flow control: a slow reader pauses the writer, nothing is lost", async(function(loop)
+  it("flow control: a slow reader pauses the writer, nothing is lost: what the socket did not "
+     .. "take is buffered and sent in order (test_write_partial, test_write_ready_partial, "
+     .. "test_write_buffer)", async(function(loop)
     -- The server side does not read until told to.
     local server_rec
     local srv <close> = loop:create_server(function()
@@ -579,7 +590,8 @@ describe("TCP transport", function()
     net.wait(rec.lost_fut)
   end, 30))
 
-  it("a peer reset mid-write gives connection_lost(ConnectionResetError or BrokenPipeError)",
+  it("a peer reset mid-write gives connection_lost(ConnectionResetError or BrokenPipeError) "
+     .. "(test_write_exception)",
      async(function(loop)
     local srv <close> = loop:create_server(function()
       return {connection_made = function(_, tr) tr:abort() end}
@@ -588,7 +600,38 @@ describe("TCP transport", function()
     net.write_until_reset(connect(loop, port))
   end))
 
-  it("set_protocol switches the receiver; missing methods do nothing", async(function(loop)
+  it("close() and write_eof() with data queued send it first; connection_lost waits for it; "
+     .. "write_eof after close does nothing (test_close_write_buffer, test_write_eof_buffer, "
+     .. "test_write_eof_after_close)", async(function(loop)
+    local server_rec
+    local srv <close> = loop:create_server(function()
+      server_rec = net.recorder(loop, {eof_keep = true})
+      return server_rec
+    end, "127.0.0.1", 0)
+    local big = string.rep("w", 4 * 1024 * 1024)
+    for _, how in ipairs {"close", "write_eof"} do
+      server_rec = nil
+      local t, rec = connect(loop, srv.sockets[1]:getsockname()[2])
+      net.wait_until(function() return server_rec ~= nil and server_rec.transport ~= nil end)
+      server_rec.transport:pause_reading()
+      t:write(big)
+      assert.is_true(t:get_write_buffer_size() > 0)
+      t[how](t)
+      eddy.sleep(0.05)
+      assert.is_false(rec.lost_fut:done())  -- the buffer is not sent yet
+      server_rec.transport:resume_reading()
+      net.wait(server_rec.eof_fut, 20)
+      assert.is_true(server_rec:data() == big)
+      if how == "write_eof" then t:close() end
+      net.wait(rec.lost_fut)
+      assert.is_nil(rec.err)
+      t:write_eof()  -- after close: nothing
+      server_rec.transport:close()
+    end
+  end, 40))
+
+  it("set_protocol switches the receiver; missing methods do nothing; a BufferedProtocol "
+     .. "may take over from a plain one (test_proto_type_switch)", async(function(loop)
     local srv <close>, port = net.echo_server(loop)
     local t = loop:create_connection(function() return {} end, "127.0.0.1", port)
     t:write("to nobody")
@@ -600,7 +643,60 @@ describe("TCP transport", function()
     rec:wait_bytes(6)
     assert.equal("to rec", rec:data())
     argerror(function() t:set_protocol(5) end, 1, "set_protocol")
+    local buf, got = eddy.Buffer(4), {}
+    local buffered = net.recorder(loop)
+    function buffered:get_buffer() return buf end
+    function buffered:buffer_updated(n) got[#got + 1] = buf:tostring(1, n) end
+    t:set_protocol(buffered)
+    t:write("to the buffer")
+    net.wait_until(function() return #table.concat(got) == 13 end)
+    assert.equal("to the buffer", table.concat(got))
+    assert.equal("to rec", rec:data())
     t:close()
+    net.wait(buffered.lost_fut)
+  end))
+
+  it("errors in eof_received, get_buffer and buffer_updated, and an empty buffer, are fatal: "
+     .. "reported, then connection_lost(err) (test_read_eof_received_error, test_get_buffer_error, "
+     .. "test_get_buffer_zerosized, test_buffer_updated_error)", async(function(loop)
+    local reports = {}
+    loop:set_exception_handler(function(_, ctx) reports[#reports + 1] = ctx.message end)
+    local srv <close>, port = net.echo_server(loop)
+    local cases = {
+      {{eof_received = function() error("eof boom") end}, "eof boom", "eof_received"},
+      {{get_buffer = function() error("get_buffer boom") end}, "get_buffer boom", "get_buffer"},
+      {{get_buffer = function() return eddy.Buffer(0) end}, "empty buffer", "get_buffer"},
+      {{get_buffer = function() return eddy.Buffer(8) end, buffer_updated = function() error("updated boom") end},
+       "updated boom", "buffer_updated"},
+    }
+    for i, case in ipairs(cases) do
+      local proto, text, method = case[1], case[2], case[3]
+      local lost = loop:create_future()
+      proto.connection_lost = function(_, err) lost:set_result(err) end
+      local t = loop:create_connection(function() return proto end, "127.0.0.1", port)
+      if method == "eof_received" then t:write_eof() else t:write("x") end
+      local err = net.wait(lost)
+      assert.truthy(tostring(err):find(text, 1, true), tostring(err))
+      assert.equal("Fatal error: protocol." .. method .. "() call failed.", reports[i])
+      assert.is_true(t:is_closing())
+    end
+  end))
+
+  it("pause_reading in connection_made holds the data until resume_reading "
+     .. "(test_pause_reading_connection_made)", async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    local rec = net.recorder(loop)
+    function rec:connection_made(t) self.transport = t t:pause_reading() end
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    assert.is_false(t:is_reading())
+    t:write("held")
+    eddy.sleep(0.05)
+    assert.equal("", rec:data())
+    t:resume_reading()
+    assert.is_true(t:is_reading())
+    rec:wait_bytes(4)
+    t:close()
+    assert.is_false(t:is_reading())
     net.wait(rec.lost_fut)
   end))
 
@@ -618,8 +714,8 @@ describe("TCP transport", function()
     net.wait_until(function() return t:is_closing() end)
   end))
 
-  it("errors in protocol callbacks go to the exception handler and close the transport",
-     async(function(loop)
+  it("errors in protocol callbacks go to the exception handler and close the transport "
+     .. "(test_data_received_error)", async(function(loop)
     local reports = {}
     loop:set_exception_handler(function(_, ctx) reports[#reports + 1] = ctx end)
     local srv <close>, port = net.echo_server(loop)
@@ -775,7 +871,7 @@ describe("TCP transport", function()
     assert.equal(3, pauses)
     tr:close()
   end))
-  it("serves 1000 concurrent connections", async(function(loop)
+  it("serves 1000 concurrent connections (test_accept_connection_multiple)", async(function(loop)
     local srv <close>, port = net.echo_server(loop, "127.0.0.1", {backlog = 1024})
     local n, done = 1000, 0
     local tasks = {}

@@ -60,6 +60,52 @@ end
 
 teardown(function() tls.cleanup() end)
 
+-- A peer written with Python's blocking ssl module, as CPython's test_ssl
+-- threads: 'body' runs with 'sock' (a plain socket: connected to 'port'
+-- if given, else the one connection accepted on a port printed first),
+-- 'server_ctx', 'client_ctx' (trusting ca.pem, no name check) and
+-- recv_all(sock, n); "DONE" is printed after it.  Returns the process
+-- (net.spawn's) and, for a server, its port.
+local function python_peer(body, port)
+  local script = tmp.file(string.format([[
+import socket, ssl, sys, time
+server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+server_ctx.load_cert_chain(%q, %q)
+client_ctx = ssl.create_default_context(cafile=%q)
+client_ctx.check_hostname = False
+def recv_all(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+if len(sys.argv) > 1:
+    sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+else:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(10)
+    print(listener.getsockname()[1], flush=True)
+    sock, _ = listener.accept()
+    sock.settimeout(10)
+%s
+print("DONE", flush=True)
+]], tls.path("server.pem"), tls.path("server.key"), tls.path("ca.pem"), body), ".py")
+  if port ~= nil then return net.spawn(string.format("%s %s %d", PYTHON, script, port), 20) end
+  return net.spawn_server(string.format("%s %s", PYTHON, script), 20)
+end
+
+-- Wait until the Python peer has run its body to the end.
+local function peer_done(proc)
+  net.wait_until(proc.done, 15)
+  assert.truthy(proc.output():find("DONE", 1, true), proc.output())
+  proc.cleanup()
+end
+
+
 describe("eddy.ssl.SSLContext", function()
   it("has Python's defaults for client and server contexts", function()
     local c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -357,8 +403,9 @@ describe("TLS connections between eddy peers", function()
     assert.equal(0, t:get_write_buffer_size())
   end))
 
-  it("over UNIX sockets (test_open_unix_connection_no_loop_ssl), and on an accepted socket "
-     .. "(connect_accepted_socket)", async(function(loop)
+  it("over UNIX sockets (test_open_unix_connection_no_loop_ssl), and on an accepted socket, "
+     .. "plain or TLS (connect_accepted_socket: test_connect_accepted_socket, "
+     .. "test_ssl_connect_accepted_socket)", async(function(loop)
     local path = tmp.path(".sock")
     local srv <close> = eddy.start_unix_server(function(r, w)
       w:write("unix " .. r:readline())
@@ -370,26 +417,32 @@ describe("TLS connections between eddy peers", function()
     w:close()
     w:wait_closed()
     os.remove(path)
-    -- the server side of a socket accepted by hand
+    -- the server side of a socket accepted by hand, plain and TLS
     local listener = eddy.socket.socket()
     listener:bind({"127.0.0.1", 0})
     listener:listen(1)
     listener:setblocking(false)
     local port = listener:getsockname()[2]
-    local client = eddy.create_task(function()
-      local cr, cw = eddy.open_connection("127.0.0.1", port,
-                                          {ssl = client_context(), server_hostname = "localhost"})
-      cw:write("accepted\n")
-      local line = cr:readline()
-      cw:close()
-      return line
-    end)
-    local conn = loop:sock_accept(listener)
-    local rec = net.recorder(loop, {on_data = function(self, d) self.transport:write(d:upper()) end})
-    local t = loop:connect_accepted_socket(function() return rec end, conn, {ssl = server_context()})
-    assert.is_true(t:get_extra_info("ssl_object").server_side)
-    assert.equal("ACCEPTED\n", eddy.wait_for(client, 5))
-    net.wait(rec.lost_fut)
+    for _, tls_on in ipairs {false, true} do
+      local client = eddy.create_task(function()
+        local cr, cw = eddy.open_connection("127.0.0.1", port,
+          tls_on and {ssl = client_context(), server_hostname = "localhost"} or nil)
+        cw:write("accepted\n")
+        local line = cr:readline()
+        cw:close()
+        return line
+      end)
+      local conn = loop:sock_accept(listener)
+      local rec = net.recorder(loop, {on_data = function(self, d) self.transport:write(d:upper()) end})
+      local t = loop:connect_accepted_socket(function() return rec end, conn,
+                                             tls_on and {ssl = server_context()} or nil)
+      assert.equal(tls_on, t:get_extra_info("ssl_object") ~= nil)
+      if tls_on then assert.is_true(t:get_extra_info("ssl_object").server_side) end
+      assert.equal("ACCEPTED\n", eddy.wait_for(client, 5))
+      net.wait(rec.lost_fut)
+      assert.equal("accepted\n", rec:data())
+      assert.is_nil(rec.err)
+    end
     listener:close()
   end))
 
@@ -428,7 +481,8 @@ describe("TLS connections between eddy peers", function()
     end, errors.OSError)
   end))
 
-  it("an unverifiable or misnamed server is refused (test_create_connection_ssl_verify_failed)",
+  it("an unverifiable or misnamed server is refused (test_create_connection_ssl_verify_failed, "
+     .. "test_create_connection_ssl_failed_certificate)",
      async(function(loop)
     local srv <close>, port = tls_echo_server(loop)
     local factory = function() return {} end
@@ -538,7 +592,8 @@ describe("TLS connections between eddy peers", function()
     assert.equal("no connection_made", tostring(err))
   end))
 
-  it("a handshake that outlives ssl_handshake_timeout is aborted (test_handshake_timeout)",
+  it("a handshake that outlives ssl_handshake_timeout is aborted (test_handshake_timeout, "
+     .. "test_create_connection_ssl_slow_handshake)",
      async(function(loop)
     local srv <close> = loop:create_server(function() return {} end, "127.0.0.1", 0)
     local t0 = loop:time()
@@ -616,6 +671,31 @@ describe("TLS connections between eddy peers", function()
     assert.is_true(hints[1] > 0)
     assert.same({"made", "eof", "lost"}, rec.events)
     assert.is_nil(rec.err)
+  end))
+
+  it("buffers smaller than the data take it in pieces; an empty one is a RuntimeError "
+     .. "(test_buf_feed_data)", async(function(loop)
+    loop:set_exception_handler(function() end)
+    local srv <close> = loop:create_server(function()
+      return {connection_made = function(_, t) t:write("12345") t:close() end}
+    end, "127.0.0.1", 0, {ssl = server_context()})
+    for _, size in ipairs {1, 2, 4, 100, 0} do
+      local buf, got = eddy.Buffer(size), {}
+      local rec = net.recorder(loop)
+      function rec:get_buffer() return buf end
+      function rec:buffer_updated(n) got[#got + 1] = buf:tostring(1, n) end
+      loop:create_connection(function() return rec end, "127.0.0.1", srv.sockets[1]:getsockname()[2],
+                             {ssl = client_context(), server_hostname = "localhost"})
+      net.wait(rec.lost_fut)
+      if size > 0 then
+        assert.equal("12345", table.concat(got))
+        assert.is_nil(rec.err)
+      else
+        assert.same({}, got)
+        assert.is_true(errors.is(rec.err, errors.RuntimeError), tostring(rec.err))
+        assert.truthy(tostring(rec.err):find("empty buffer", 1, true))
+      end
+    end
   end))
 
   it("an error in the protocol's data_received closes the connection, also after resume_reading",
@@ -725,7 +805,8 @@ describe("TLS connections between eddy peers", function()
     assert.same({}, warnings)
   end))
 
-  it("bad options are clear errors", async(function(loop)
+  it("bad options are clear errors (test_handshake_timeout_zero, test_handshake_timeout_negative)",
+     async(function(loop)
     local srv <close>, port = tls_echo_server(loop)
     local f = function() return {} end
     raises(function() loop:create_server(f, "127.0.0.1", 0, {ssl = true}) end,
@@ -733,9 +814,11 @@ describe("TLS connections between eddy peers", function()
     raises(function() loop:create_connection(f, "127.0.0.1", port, {ssl = 1}) end, "bad option 'ssl'")
     raises(function() loop:create_connection(f, "127.0.0.1", port, {server_hostname = "x"}) end,
            {errors.ValueError, "server_hostname is only meaningful with ssl"})
-    raises(function()
-      loop:create_connection(f, "127.0.0.1", port, {ssl = client_context(), ssl_handshake_timeout = -1})
-    end, {errors.ValueError, "ssl_handshake_timeout should be a positive number"})
+    for _, bad in ipairs {0, -10} do
+      raises(function()
+        loop:create_connection(f, "127.0.0.1", port, {ssl = client_context(), ssl_handshake_timeout = bad})
+      end, {errors.ValueError, "ssl_handshake_timeout should be a positive number"})
+    end
     raises(function()
       loop:create_connection(f, "127.0.0.1", port, {ssl = client_context(), ssl_shutdown_timeout = "x"})
     end, "bad option 'ssl_shutdown_timeout'")
@@ -752,6 +835,386 @@ describe("TLS connections between eddy peers", function()
     raises(function()
       loop:create_connection(f, "127.0.0.1", port, {ssl = ctx, server_hostname = "localhost"})
     end, "NO_PROTOCOLS_AVAILABLE")
+  end))
+end)
+
+-- The exchange of CPython's test_create_server_ssl_1: 64 KiB each way,
+-- answered "OK", then "SPAM" written in three pieces.
+local A_DATA, B_DATA = string.rep("A", 65536), string.rep("B", 65536)
+
+local function serve_spam(r, w)
+  assert.equal(A_DATA, r:readexactly(#A_DATA))
+  w:write("OK")
+  assert.equal(B_DATA, r:readexactly(#B_DATA))
+  w:writelines {"SP", "A", "M"}
+  w:drain()
+  w:close()
+end
+
+local function ask_spam(r, w)
+  w:write(A_DATA)
+  assert.equal("OK", r:readexactly(2))
+  w:write(B_DATA)
+  assert.equal("SPAM", r:readexactly(4))
+end
+
+-- Run fn(1) .. fn(n) at once, bounded by 'timeout'; returns how many
+-- returned.  (Each is a closure of its own: gather runs one function once.)
+local function at_once(n, fn, timeout)
+  local jobs = {}
+  for i = 1, n do jobs[i] = function() return fn(i) end end
+  return select("#", eddy.wait_for(function() return eddy.gather(table.unpack(jobs)) end, timeout))
+end
+
+describe("TLS peers as CPython's test_ssl has them", function()
+  it("25 clients at once, each with its own exchange, through start_server and open_connection, "
+     .. "with host and port or a connected sock (test_create_server_ssl_1, test_create_connection_ssl_1)",
+     async(function(loop)
+    local served = 0
+    local srv <close> = eddy.start_server(function(r, w)
+      serve_spam(r, w)
+      served = served + 1
+    end, "127.0.0.1", 0, {ssl = server_context(), ssl_handshake_timeout = 10})
+    local port = srv.sockets[1]:getsockname()[2]
+    local function client(with_sock)
+      local opts = {ssl = client_context(), server_hostname = "", ssl_handshake_timeout = 10}
+      local r, w
+      if with_sock then
+        opts.sock = eddy.socket.socket()
+        opts.sock:setblocking(false)
+        loop:sock_connect(opts.sock, {"127.0.0.1", port})
+        r, w = eddy.open_connection(nil, nil, opts)
+      else
+        r, w = eddy.open_connection("127.0.0.1", port, opts)
+      end
+      ask_spam(r, w)
+      w:close()
+      w:wait_closed()
+      return true
+    end
+    assert.equal(25, at_once(25, function(i) return client(i % 2 == 0) end, 60))
+    net.wait_until(function() return served == 25 end)
+  end, 90))
+
+  it("wait_for cancelling create_connection mid-handshake: TimeoutError, the server sees the "
+     .. "connection end, nothing reported (test_ssl_handshake_timeout)", async(function(loop)
+    local reports = {}
+    loop:set_exception_handler(function(_, ctx) reports[#reports + 1] = ctx.message end)
+    local rec
+    local srv <close> = loop:create_server(function() rec = net.recorder(loop) return rec end, "127.0.0.1", 0)
+    raises(function()
+      eddy.wait_for(function()
+        return loop:create_connection(function() return {} end, "127.0.0.1", srv.sockets[1]:getsockname()[2],
+                                      {ssl = client_context(), server_hostname = "", ssl_handshake_timeout = 10})
+      end, 0.3)
+    end, errors.TimeoutError)
+    net.wait(rec.lost_fut)
+    assert.same({}, reports)
+  end))
+
+  it("a server that closes during the handshake: ConnectionResetError, and neither connection_made "
+     .. "nor connection_lost (test_ssl_handshake_connection_lost; sslproto's test_eof_received_waiter, "
+     .. "test_connection_lost)", async(function(loop)
+    loop:set_exception_handler(function() end)
+    local srv <close> = loop:create_server(function()
+      return {data_received = function(self) self.t:close() end,
+              connection_made = function(self, t) self.t = t end}
+    end, "127.0.0.1", 0)
+    local calls = {}
+    raises(function()
+      loop:create_connection(function()
+        return {connection_made = function() calls[#calls + 1] = "made" end,
+                connection_lost = function() calls[#calls + 1] = "lost" end}
+      end, "127.0.0.1", srv.sockets[1]:getsockname()[2], {ssl = client_context(), server_hostname = ""})
+    end, errors.ConnectionResetError)
+    checks.turns(3)
+    assert.same({}, calls)
+  end))
+
+  it("start_tls against a peer that never answers the handshake: wait_for's TimeoutError "
+     .. "(test_start_tls_slow_client_cancel)", async(function(loop)
+    local got = 0
+    local srv <close> = loop:create_server(function()
+      return {data_received = function(_, d) got = got + #d end}
+    end, "127.0.0.1", 0)
+    local rec = net.recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", srv.sockets[1]:getsockname()[2])
+    t:write(string.rep("1", 1000))
+    net.wait_until(function() return got >= 1000 end)
+    raises(function()
+      eddy.wait_for(function() return loop:start_tls(t, rec, client_context(), {server_hostname = ""}) end, 0.3)
+    end, errors.TimeoutError)
+    t:close()
+  end))
+
+  it("a TLS record corrupted by the peer: readline raises SSLError (test_start_tls_client_corrupted_ssl)",
+     async(function(loop)
+    loop:set_exception_handler(function() end)
+    local proc, port = python_peer([[
+raw = sock.dup()
+tls_sock = server_ctx.wrap_socket(sock, server_side=True)
+tls_sock.sendall(b"A\n")
+recv_all(tls_sock, 1)
+raw.send(b"please corrupt the SSL connection")
+tls_sock.close()
+raw.close()
+]])
+    local r, w = eddy.open_connection("127.0.0.1", port, {ssl = client_context(), server_hostname = ""})
+    assert.equal("A\n", r:readline())
+    w:write("B")
+    raises(function() eddy.wait_for(function() return r:readline() end, 5) end, errors.SSLError)
+    w:close()
+    pcall(w.wait_closed, w)
+    peer_done(proc)
+  end))
+
+  it("a peer's close_notify, or its plain EOF, comes as eof_received, after one connection_made "
+     .. "(test_create_connection_memory_leak)", async(function(loop)
+    for _, ending in ipairs {"tls_sock.unwrap()", "tls_sock.shutdown(socket.SHUT_RDWR)"} do
+      local proc, port = python_peer([[
+tls_sock = server_ctx.wrap_socket(sock, server_side=True)
+tls_sock.sendall(b"O")
+assert len(recv_all(tls_sock, 65536)) == 65536
+]] .. ending .. "\nsock.close()")
+      local rec = net.recorder(loop, {on_data = function(self) self.transport:write(string.rep("1", 65536)) end})
+      local t = loop:create_connection(function() return rec end, "127.0.0.1", port, {ssl = client_context()})
+      net.wait(rec.eof_fut)
+      assert.equal("O", rec:data())
+      assert.same({"made", "data", "eof"}, rec.events)
+      t:close()
+      net.wait(rec.lost_fut)
+      peer_done(proc)
+    end
+  end))
+
+  it("the SSL transport after close: write and incoming data raise nothing, extra info 'socket' "
+     .. "is gone, set_protocol swaps the protocol (test_write_after_closing, "
+     .. "test_data_received_after_closing, test_get_extra_info_on_closed_connection, "
+     .. "test_set_new_app_protocol)", async(function(loop)
+    local reports = {}
+    loop:set_exception_handler(function(_, ctx) reports[#reports + 1] = ctx.message end)
+    local srv <close>, port = tls_echo_server(loop)
+    local t, rec = tls_connect(loop, srv)
+    local other = net.recorder(loop)
+    t:set_protocol(other)
+    assert.equal(other, t:get_protocol())
+    t:set_protocol(rec)
+    assert.equal(rec, t:get_protocol())
+    assert.is_not_nil(t:get_extra_info("socket"))
+    t:write(string.rep("e", 100000))  -- echoed while we close
+    t:close()
+    t:write("data")
+    net.wait(rec.lost_fut)
+    assert.is_nil(t:get_extra_info("socket"))
+    local default = {}
+    assert.equal(default, t:get_extra_info("socket", default))
+    assert.same({}, reports)
+    assert.same({}, other.events)
+  end))
+
+  it("closing the outer SSL transport under TLS in TLS reports nothing (test_close_during_ssl_over_ssl)",
+     async(function(loop)
+    local reports = {}
+    loop:set_exception_handler(function(_, ctx) reports[#reports + 1] = ctx.message end)
+    local srv <close> = eddy.start_server(function(r, w)
+      w:start_tls(server_context())
+      pcall(r.read, r)
+      w:close()
+    end, "127.0.0.1", 0, {ssl = server_context()})
+    local r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2],
+                                      {ssl = client_context(), server_hostname = "localhost"})
+    local outer = w.transport
+    w:start_tls(client_context(), {server_hostname = "localhost"})
+    outer:close()
+    local ok, err = pcall(eddy.wait_for, function() return r:read() end, 5)
+    assert.is_true(ok or errors.is(err, errors.ConnectionError), tostring(err))
+    pcall(eddy.wait_for, function() return w:wait_closed() end, 5)
+    checks.turns(3)
+    assert.same({}, reports)
+  end))
+
+  it("start_tls on the server side of a plain connection; the client's close_notify ends it "
+     .. "(test_start_tls_server_1)", async(function(loop)
+    local HELLO = string.rep("1", 65536)
+    local rec = net.recorder(loop)
+    local srv <close> = loop:create_server(function() return rec end, "127.0.0.1", 0)
+    local proc = python_peer(string.format([[
+assert len(recv_all(sock, %d)) == %d
+tls_sock = client_ctx.wrap_socket(sock)
+tls_sock.sendall(b"1" * %d)
+tls_sock.unwrap()
+sock.close()
+]], #HELLO, #HELLO, #HELLO), srv.sockets[1]:getsockname()[2])
+    local t = net.wait(rec.made_fut, 15)
+    t:write(HELLO)
+    local new_t = loop:start_tls(t, rec, server_context(), {server_side = true, ssl_handshake_timeout = 10})
+    net.wait(rec.eof_fut, 10)
+    net.wait(rec.lost_fut, 10)
+    assert.is_nil(rec.err)
+    assert.equal(HELLO, rec:data())
+    new_t:close()
+    peer_done(proc)
+  end, 30))
+
+  it("25 clients shut down cleanly by the server's close_notify: read() gives '' "
+     .. "(test_shutdown_cleanly)", async(function(loop)
+    local A = string.rep("A", 65536)
+    local proc, port = python_peer(string.format([[
+import threading
+def serve(conn):
+    conn.settimeout(10)
+    tls_sock = server_ctx.wrap_socket(conn, server_side=True)
+    assert recv_all(tls_sock, %d) == b"A" * %d
+    tls_sock.send(b"OK")
+    tls_sock.unwrap().close()
+listener.listen(25)
+threads = []
+for conn in [sock] + [listener.accept()[0] for _ in range(24)]:
+    threads.append(threading.Thread(target=serve, args=(conn,)))
+    threads[-1].start()
+for th in threads:
+    th.join()
+]], #A, #A))
+    assert.equal(25, at_once(25, function()
+      local r, w = eddy.open_connection("127.0.0.1", port, {ssl = client_context(), server_hostname = ""})
+      w:write(A)
+      assert.equal("OK", r:readexactly(2))
+      assert.equal("", r:read())
+      w:close()
+      w:wait_closed()
+      return true
+    end, 30))
+    peer_done(proc)
+  end, 40))
+
+  it("close() sends the whole write buffer before close_notify (test_flush_before_shutdown)",
+     async(function(loop)
+    local CHUNK, SIZE = 128 * 1024, 32
+    local proc, port = python_peer(string.format([[
+tls_sock = server_ctx.wrap_socket(sock, server_side=True)
+assert recv_all(tls_sock, 4) == b"ping"
+tls_sock.send(b"pong")
+time.sleep(0.5)
+assert len(recv_all(tls_sock, %d)) == %d
+tls_sock.close()
+]], CHUNK * SIZE, CHUNK * SIZE))
+    local r, w = eddy.open_connection("127.0.0.1", port, {ssl = client_context(), server_hostname = ""})
+    w:write("ping")
+    assert.equal("pong", r:readexactly(4))
+    for _ = 1, SIZE do w:write(string.rep("x", CHUNK)) end
+    w:close()
+    -- the peer closes without answering close_notify: the error is
+    -- ConnectionResetError (CPython's test_utils.wait_closed ignores
+    -- ConnectionError too)
+    local ok, err = pcall(eddy.wait_for, function() w:wait_closed() end, 15)
+    assert.is_true(ok or errors.is(err, errors.ConnectionError), tostring(err))
+    peer_done(proc)
+  end, 30))
+
+  it("data written before the peer's close_notify or EOF still reaches it "
+     .. "(test_remote_shutdown_receives_trailing_data)", async(function(loop)
+    local CHUNK, SIZE = 128 * 1024, 32
+    local memory_bio = string.format([[
+incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+obj = server_ctx.wrap_bio(incoming, outgoing, server_side=True)
+def flush():
+    if outgoing.pending:
+        sock.sendall(outgoing.read())
+def call(fn, *args):
+    while True:
+        try:
+            result = fn(*args)
+            flush()
+            return result
+        except ssl.SSLWantReadError:
+            flush()
+            incoming.write(sock.recv(16384))
+call(obj.do_handshake)
+assert call(obj.read, 4) == b"ping"
+obj.write(b"pong")
+flush()
+time.sleep(0.2)  # the peer fills its backlog
+try:
+    obj.unwrap()  # close_notify, not waiting for the answer
+except ssl.SSLWantReadError:
+    pass
+flush()
+n = 0
+while True:
+    try:
+        n += len(call(obj.read, 16384))
+    except ssl.SSLZeroReturnError:
+        break
+assert n == %d, n
+sock.close()
+]], CHUNK * SIZE)
+    local eof = string.format([[
+raw = sock.dup()
+tls_sock = server_ctx.wrap_socket(sock, server_side=True)
+assert recv_all(tls_sock, 4) == b"ping"
+tls_sock.send(b"pong")
+time.sleep(0.2)
+raw.shutdown(socket.SHUT_WR)  # EOF, no close_notify
+assert len(recv_all(tls_sock, %d)) == %d
+tls_sock.close()
+]], CHUNK * SIZE, CHUNK * SIZE)
+    loop:set_exception_handler(function() end)
+    for _, body in ipairs {memory_bio, eof} do
+      local proc, port = python_peer(body)
+      local r, w = eddy.open_connection("127.0.0.1", port, {ssl = client_context(), server_hostname = ""})
+      w:write("ping")
+      assert.equal("pong", r:readexactly(4))
+      for _ = 1, SIZE do w:write(string.rep("x", CHUNK)) end
+      local ok, data = pcall(eddy.wait_for, function() return r:read() end, 15)
+      assert.is_true(not ok and (errors.is(data, errors.BrokenPipeError) or errors.is(data, errors.ConnectionResetError))
+                     or data == "", tostring(data))
+      peer_done(proc)
+      w:close()
+      pcall(w.wait_closed, w)
+    end
+  end, 40))
+
+  it("TLS over TLS: start_tls on an SSL transport, on both sides, five clients at once "
+     .. "(test_create_server_ssl_over_ssl)", async(function(loop)
+    local served = 0
+    local srv <close> = eddy.start_server(function(r, w)
+      local outer = w:get_extra_info("ssl_object")
+      w:start_tls(server_context())
+      assert.is_true(w:get_extra_info("ssl_object") ~= outer)
+      serve_spam(r, w)
+      served = served + 1
+    end, "127.0.0.1", 0, {ssl = server_context()})
+    local function client()
+      local r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2],
+                                        {ssl = client_context(), server_hostname = "localhost"})
+      w:start_tls(client_context(), {server_hostname = "localhost"})
+      ask_spam(r, w)
+      assert.equal("", r:read())
+      w:close()
+      w:wait_closed()
+      return true
+    end
+    assert.equal(5, at_once(5, client, 30))
+    net.wait_until(function() return served == 5 end)
+  end, 40))
+
+  it("a TLS connection cancelled by wait_for, refused or unanswered, leaves nothing behind "
+     .. "(test_connect_timeout_warning, test_handshake_timeout_handler_leak)", async(function(loop)
+    local s = eddy.socket.socket()
+    s:bind({"127.0.0.1", 0})
+    local addr = s:getsockname()
+    for _, listen in ipairs {false, true} do
+      if listen then s:listen(1) end
+      local ok, err = pcall(eddy.wait_for, function()
+        return loop:create_connection(function() return {} end, addr[1], addr[2],
+                                      {ssl = client_context(), server_hostname = ""})
+      end, 0.1)
+      assert.is_false(ok)
+      assert.is_true(errors.is(err, errors.ConnectionRefusedError) or errors.is(err, errors.TimeoutError),
+                     tostring(err))
+    end
+    s:close()
+    checks.turns(2)  -- the async wrapper checks that every handle was freed
   end))
 end)
 
@@ -878,10 +1341,12 @@ describe("start_tls", function()
     assert.equal(2, #first.got)
   end))
 
-  it("refuses what it cannot upgrade", async(function(loop)
+  it("refuses what it cannot upgrade (test_start_tls_wrong_args)", async(function(loop)
     local srv <close>, port = tls_echo_server(loop)
     local rec = net.recorder(loop)
     local t = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    raises(function() loop:start_tls(nil, nil, nil) end, "bad argument #1 to 'start_tls'")
+    raises(function() loop:start_tls(nil, nil, client_context()) end, "bad argument #1 to 'start_tls'")
     raises(function() loop:start_tls({}, rec, client_context()) end, "bad argument #1 to 'start_tls'")
     raises(function() loop:start_tls(t, rec, {}) end, "bad argument #3 to 'start_tls'")
     raises(function() loop:start_tls(t, rec, client_context(), {sever_side = true}) end, "unknown option")
@@ -952,27 +1417,16 @@ describe("TLS interop", function()
 
   it("a peer ending its side without close_notify gets none back (test_shutdown_timeout_handler_not_set)",
      async(function(loop)
-    local script = net.tempfile(string.format([[
-import socket, ssl
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(%q, %q)
-ls = socket.socket()
-ls.bind(("127.0.0.1", 0))
-ls.listen(1)
-ls.settimeout(10)
-print(ls.getsockname()[1], flush=True)
-conn, _ = ls.accept()
-conn.settimeout(10)
-sock = ctx.wrap_socket(conn, server_side=True)
-sock.send(b"hello")
-assert sock.recv(1024) == b"world"
-sock.send(b"extra bytes")
-sock.shutdown(socket.SHUT_WR)  # EOF, no close_notify
+    local proc, port = python_peer([[
+tls_sock = server_ctx.wrap_socket(sock, server_side=True)
+tls_sock.send(b"hello")
+assert tls_sock.recv(1024) == b"world"
+tls_sock.send(b"extra bytes")
+tls_sock.shutdown(socket.SHUT_WR)  # EOF, no close_notify
 print("EOF", flush=True)
-print("after EOF: %%r" %% sock.recv(1024), flush=True)  # raw now: b"" expected
-sock.close()
-]], tls.path("server.pem"), tls.path("server.key")))
-    local proc, port = net.spawn_server(string.format("%s %s", PYTHON, script), 20)
+print("after EOF: %r" % tls_sock.recv(1024), flush=True)  # raw now: b"" expected
+tls_sock.close()
+]])
     local rec = net.recorder(loop, {on_data = function(self, data)
       if data == "hello" then
         self.transport:write("world")
@@ -992,7 +1446,7 @@ sock.close()
     t:close()
     net.wait_until(proc.done, 10)
     assert.truthy(proc.output():find("after EOF: b''", 1, true), proc.output())
-    proc.cleanup()
+    peer_done(proc)
   end, 20))
 
   it("a Python asyncio TLS client and server against eddy's", async(function(loop)

@@ -30,7 +30,8 @@ local function recorder(loop)
 end
 
 describe("create_datagram_endpoint", function()
-  it("echoes on 127.0.0.1 and ::1 with connected and unconnected peers", async(function(loop)
+  it("echoes on 127.0.0.1 and ::1 with connected and unconnected peers (test_sendto, test_read_ready, "
+     .. "test_sendto_connected_addr)", async(function(loop)
     for _, host in ipairs {"127.0.0.1", "::1"} do
       local st, sp = loop:create_datagram_endpoint(function() return recorder(loop) end, {host, 0})
       assert.same({"made"}, sp.events)
@@ -126,7 +127,8 @@ describe("create_datagram_endpoint", function()
     sp.lost:await()
   end))
 
-  it("reports ICMP errors through error_received", async(function(loop)
+  it("reports ICMP errors through error_received, not as fatal errors (test_sendto_error_received_connected, "
+     .. "test_fatal_error_connected)", async(function(loop)
     local probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     probe:bind({"127.0.0.1", 0})
     local dead = probe:getsockname()
@@ -140,7 +142,8 @@ describe("create_datagram_endpoint", function()
   end))
 
   it("gives the OSError of a destination to error_received, sent at once or queued "
-     .. "(asyncio's sendto and _sendto_ready: except OSError -> error_received)", async(function(loop)
+     .. "(asyncio's sendto and _sendto_ready: except OSError -> error_received; test_sendto_error_received, "
+     .. "test_sendto_ready_error_received)", async(function(loop)
     local handled = {}
     loop:set_exception_handler(function(_, ctx) handled[#handled + 1] = ctx.message end)
     local t, p = loop:create_datagram_endpoint(function() return recorder(loop) end, {"127.0.0.1", 0})
@@ -207,7 +210,8 @@ describe("create_datagram_endpoint", function()
   end))
 
   it("sends empty datagrams; a queued datagram counts 8 bytes more (asyncio 3.13, gh-113812 "
-     .. "and _header_size, with gh-135444's fix)", async(function(loop)
+     .. "and _header_size, with gh-135444's fix; test_sendto_no_data, test_sendto_buffer_nodata)",
+     async(function(loop)
     local st, sp = loop:create_datagram_endpoint(function() return recorder(loop) end, {"127.0.0.1", 0})
     local ct = loop:create_datagram_endpoint(function() return {} end, nil, st:get_extra_info("sockname"))
     ct:sendto("")
@@ -241,7 +245,8 @@ describe("create_datagram_endpoint", function()
     b:close()
   end))
 
-  it("queues datagrams when the socket buffer is full, with flow control", async(function(loop)
+  it("queues datagrams when the socket buffer is full, with flow control, and sends them in order "
+     .. "when writable (test_sendto_buffer, test_sendto_tryagain, test_sendto_ready)", async(function(loop)
     local a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     b:setblocking(false)
     local paused, resumed = 0, 0
@@ -271,7 +276,8 @@ describe("create_datagram_endpoint", function()
     b:close()
   end))
 
-  it("closes after the queue drains; abort drops it; sendto after close is dropped", async(function(loop)
+  it("closes after the queue drains; abort drops it; sendto after close is dropped (test_sendto_closing)",
+     async(function(loop)
     local st, sp = loop:create_datagram_endpoint(function() return recorder(loop) end, {"127.0.0.1", 0})
     local ct, cp = loop:create_datagram_endpoint(function() return recorder(loop) end, nil,
                                                  st:get_extra_info("sockname"))

@@ -59,7 +59,8 @@ describe("UNIX sockets", function()
     net.wait(rec.lost_fut)
   end))
 
-  it("replaces a stale socket file; a path in use raises (test_create_unix_server_existing_path_sock)",
+  it("replaces a stale socket file; a path in use raises (test_create_unix_server_existing_path_sock, "
+     .. "test_create_unix_server_existing_path_nonsock)",
      async(function(loop)
     local path = temp_path()
     local first = loop:create_unix_server(function() return {} end, path,
@@ -188,7 +189,9 @@ describe("UNIX sockets", function()
     assert.equal(300, #protos)
   end))
 
-  it("sock= must be a UNIX stream socket (test_create_unix_connection_nopath_nosock)",
+  it("sock= must be a UNIX stream socket (test_create_unix_connection_nopath_nosock, "
+     .. "test_create_unix_server_path_inetsock, test_create_unix_server_path_dgram, "
+     .. "test_create_unix_connection_path_inetsock)",
      async(function(loop)
     local socket = eddy.socket
     for _, s in ipairs {socket.socket(socket.AF_INET, socket.SOCK_STREAM),
@@ -213,6 +216,51 @@ describe("UNIX sockets", function()
            "bad option 'ssl' to 'create_unix_server' (eddy.ssl.SSLContext expected, got boolean)")
     raises(function() loop:create_unix_server(function() end, "x", {host = 1}) end,
            "unknown option 'host'")
+  end))
+
+  it("asyncio's ValueErrors for options that do not go together (test_create_unix_server_ssl_bool, "
+     .. "test_create_unix_server_nopath_nosock, test_create_unix_server_ssl_timeout_with_plain_sock, "
+     .. "test_create_unix_connection_ssl_timeout_with_plain_sock, test_create_unix_connection_path_sock, "
+     .. "test_create_unix_connection_nossl_serverhost, test_create_unix_connection_ssl_noserverhost)",
+     async(function(loop)
+    local f = function() return {} end
+    raises(function() loop:create_unix_server(f, "spam", {ssl = true}) end,
+           "bad option 'ssl' to 'create_unix_server' (eddy.ssl.SSLContext expected, got boolean)")
+    raises(function() loop:create_unix_server(f) end,
+           {errors.ValueError, "path was not specified, and no sock specified"})
+    for _, call in ipairs {loop.create_unix_server, loop.create_unix_connection} do
+      raises(function() call(loop, f, "spam", {ssl_handshake_timeout = 1}) end,
+             {errors.ValueError, "ssl_handshake_timeout is only meaningful with ssl"})
+    end
+    local s <close> = eddy.socket.socket(eddy.socket.AF_UNIX)
+    raises(function() loop:create_unix_connection(f, "/dev/null", {sock = s}) end,
+           {errors.ValueError, "path and sock can not be specified at the same time"})
+    raises(function() loop:create_unix_connection(f, "/dev/null", {server_hostname = "spam"}) end,
+           {errors.ValueError, "server_hostname is only meaningful with ssl"})
+    raises(function() loop:create_unix_connection(f, "/dev/null", {ssl = true}) end,
+           {errors.ValueError, "you have to pass server_hostname when using ssl"})
+  end))
+
+  it("a failed bind closes the server's socket (test_create_unix_server_bind_error)", async(function(loop)
+    -- ten tries: a leak would show as ten more descriptors; fewer than
+    -- five more leaves room for what the rest of the process does meanwhile
+    local before = checks.open_fds()
+    for _ = 1, 10 do
+      raises(function() loop:create_unix_server(function() return {} end, "/nonexistent/dir/sock") end,
+             errors.FileNotFoundError)
+    end
+    assert.is_true(checks.open_fds() < before + 5)
+  end))
+
+  it("sock= with SOCK_NONBLOCK in its type is a stream socket (test_create_unix_server_path_stream_bittype)",
+     async(function(loop)
+    local socket = eddy.socket
+    local path = temp_path()
+    local s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    s:bind(path)
+    local srv = loop:create_unix_server(function() return {} end, nil, {sock = s})
+    srv:close()
+    srv:wait_closed()
   end))
 
   -- A path cut at its NUL named another file: "/tmp/a\0b" bound /tmp/a.

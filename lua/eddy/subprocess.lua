@@ -252,10 +252,12 @@ function Transport:close()
   if self._returncode == nil then pcall(self._proc.kill, self._proc, "SIGKILL") end
 end
 
+-- As asyncio's repr: "closed" (if so), the pid, then the return code or
+-- "running".
 function Transport:__tostring()
-  local state = self._closed and "closed" or ("pid=" .. tostring(self._pid))
+  local state = (self._closed and "closed " or "") .. "pid=" .. self._pid
   if self._returncode ~= nil then state = state .. " returncode=" .. self._returncode
-  elseif not self._closed then state = state .. " running" end
+  else state = state .. " running" end
   return "<SubprocessTransport " .. state .. ">"
 end
 

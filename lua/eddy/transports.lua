@@ -460,8 +460,9 @@ function Loop:start_tls(transport, protocol, sslcontext, opts)
   can_suspend(fname)
   local mt = getmetatable(transport)
   local kind = type(mt) == "table" and rawget(mt, "__name")
-  if kind ~= "eddy.TCPTransport" and kind ~= "eddy.UnixTransport" then
-    argerror(fname, 1, "TCP or UNIX transport (start_tls works on eddy's own)", transport)
+  -- TLS over TLS too, as asyncio 3.11+ (its _start_tls_compatible)
+  if kind ~= "eddy.TCPTransport" and kind ~= "eddy.UnixTransport" and kind ~= "eddy.SSLTransport" then
+    argerror(fname, 1, "TCP, UNIX or SSL transport (start_tls works on eddy's own)", transport)
   end
   if type(protocol) ~= "table" and type(protocol) ~= "userdata" then
     argerror(fname, 2, "protocol", protocol)

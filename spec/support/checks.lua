@@ -48,6 +48,18 @@ function checks.nonblocking_pair()
   return a, b
 end
 
+-- open_fds() -> how many descriptors this process has open (for "nothing
+-- leaked" checks: compare two counts), after a full collection, so that
+-- garbage from earlier tests closing its descriptors does not count.
+function checks.open_fds()
+  collectgarbage()
+  collectgarbage()
+  local ls = io.popen("ls /proc/$PPID/fd")  -- the shell's parent: this process
+  local n = select(2, ls:read("a"):gsub("\n", ""))
+  ls:close()
+  return n
+end
+
 -- turns(n): let the loop run n turns (default 1), from inside a task.
 function checks.turns(n)
   for _ = 1, n or 1 do eddy.sleep(0) end
