@@ -468,11 +468,24 @@ describe("Future:await", function()
   end))
 end)
 
+-- Two full collections: finalizers run, then what they freed goes too.
+local function collect()
+  collectgarbage()
+  collectgarbage()
+end
+
+-- Run body(loop) on a fresh loop, collect, and check that the exception
+-- handler got no report.
+local function nothing_reported(body)
+  local reports = run_collecting(function(loop)
+    body(loop)
+    collect()
+    eddy.sleep(0)
+  end)
+  assert.equal(0, #reports)
+end
+
 describe("unretrieved exceptions", function()
-  local function collect()
-    collectgarbage()
-    collectgarbage()
-  end
 
   it("are reported when the future is collected (test_tb_logger_exception_unretrieved)", function()
     local reports = run_collecting(function(loop)
@@ -507,21 +520,16 @@ describe("unretrieved exceptions", function()
      function()
     -- asyncio's cancel() clears the log flag before it looks at the state:
     -- whoever cancels has given up on the outcome.
-    local reports = run_collecting(function(loop)
-      do
-        local fut = loop:create_future()
-        fut:set_exception(errors.ValueError("given up on"))
-        assert.is_false(fut:cancel())
-        local task = loop:create_task(function() error(errors.ValueError("given up on")) end)
-        eddy.sleep(0)
-        eddy.sleep(0)
-        assert.is_true(task:done())
-        assert.is_false(task:cancel())
-      end
-      collect()
+    nothing_reported(function(loop)
+      local fut = loop:create_future()
+      fut:set_exception(errors.ValueError("given up on"))
+      assert.is_false(fut:cancel())
+      local task = loop:create_task(function() error(errors.ValueError("given up on")) end)
       eddy.sleep(0)
+      eddy.sleep(0)
+      assert.is_true(task:done())
+      assert.is_false(task:cancel())
     end)
-    assert.equal(0, #reports)
   end)
 
   it("nothing is reported for results or cancellations (test_tb_logger_not_called_after_cancel)",
@@ -539,10 +547,6 @@ describe("unretrieved exceptions", function()
 end)
 
 describe("more of test_futures", function()
-  local function collect()
-    collectgarbage()
-    collectgarbage()
-  end
 
   -- CPython's _make_callback(bag, thing): a callback that records thing.
   local function recorder(bag, thing) return function() bag[#bag + 1] = thing end end
@@ -604,34 +608,25 @@ describe("more of test_futures", function()
   end))
 
   it("test_future_del_collect: a result whose finalizer runs a full collection", function()
-    local reports = run_collecting(function(loop)
+    nothing_reported(function(loop)
       for _ = 1, 100 do
         local fut = loop:create_future()
         fut:set_result(setmetatable({}, {__gc = function() collectgarbage() end}))
       end
-      collect()
-      eddy.sleep(0)
     end)
-    assert.equal(0, #reports)
   end)
 
   it("test_tb_logger_abandoned / test_tb_logger_result_unretrieved / test_tb_logger_result_retrieved"
      .. " / test_tb_logger_exception_result_retrieved: nothing to report", function()
-    local reports = run_collecting(function(loop)
-      do
-        local abandoned, unretrieved, retrieved, failed =
-          loop:create_future(), loop:create_future(), loop:create_future(), loop:create_future()
-        unretrieved:set_result(42)
-        retrieved:set_result(42)
-        assert.equal(42, retrieved:result())
-        failed:set_exception(errors.RuntimeError("boom"))
-        checks.expect_error(errors.RuntimeError, failed.result, failed)
-        abandoned = nil  -- luacheck: ignore
-      end
-      collect()
-      eddy.sleep(0)
+    nothing_reported(function(loop)
+      local _abandoned, unretrieved, retrieved, failed =
+        loop:create_future(), loop:create_future(), loop:create_future(), loop:create_future()
+      unretrieved:set_result(42)
+      retrieved:set_result(42)
+      assert.equal(42, retrieved:result())
+      failed:set_exception(errors.RuntimeError("boom"))
+      checks.expect_error(errors.RuntimeError, failed.result, failed)
     end)
-    assert.equal(0, #reports)
   end)
 
   it("test_future_exception_never_retrieved / test_future_exception_never_retrieved_debug"

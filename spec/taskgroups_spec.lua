@@ -17,6 +17,17 @@ local function error_types(eg)
   return names
 end
 
+-- Run fn as a task, let it get going, cancel it from outside (it must
+-- still be running), and return the error awaiting it raises (of class
+-- cls; the wait is bounded).
+local function cancelled_from_outside(loop, cls, fn)
+  local r = loop:create_task(fn)
+  eddy.sleep(0.01)
+  assert.is_false(r:done())
+  r:cancel()
+  return expect_error(cls, eddy.wait_for, r, 5)
+end
+
 describe("TaskGroup", function()
   it("test_taskgroup_01: closing waits for every child", async(function()
     local t1, t2
@@ -430,30 +441,22 @@ describe("TaskGroup, the rest of test_taskgroups", function()
 
   it("test_cancellation: the parent cancelled while closing cancels every child", async(function(loop)
     local counter = {n = 0}
-    local r = loop:create_task(function()
+    cancelled_from_outside(loop, errors.CancelledError, function()
       local g <close> = eddy.TaskGroup()
       for _ = 1, 5 do g:create_task(count_cancel(counter)) end
     end)
-    eddy.sleep(0.01)
-    assert.is_false(r:done())
-    r:cancel()
-    expect_error(errors.CancelledError, eddy.wait_for, r, 5)
     assert.equals(5, counter.n)
   end))
 
   it("test_taskgroup_07: the parent cancelled in the body: body and children see it", async(function(loop)
     local counter = {n = 0}
-    local r = loop:create_task(function()
+    cancelled_from_outside(loop, errors.CancelledError, function()
       local g <close> = eddy.TaskGroup()
       for _ = 1, 5 do g:create_task(count_cancel(counter)) end
       local ok, err = pcall(eddy.sleep, 10)
       if not ok and errors.is(err, errors.CancelledError) then counter.n = counter.n + 10 end
       error(err, 0)
     end)
-    eddy.sleep(0.01)
-    assert.is_false(r:done())
-    r:cancel()
-    expect_error(errors.CancelledError, eddy.wait_for, r, 5)
     assert.equals(15, counter.n)
   end))
 
@@ -477,42 +480,36 @@ describe("TaskGroup, the rest of test_taskgroups", function()
     local name, outer_child, what = case[1], case[2], case[3]
     it(name .. ": the parent cancelled, the inner group's failing cleanups reach " .. what
        .. " as a nested ExceptionGroup", async(function(loop)
-      local r = loop:create_task(function()
+      local eg = cancelled_from_outside(loop, errors.ExceptionGroup, function()
         local g1 <close> = eddy.TaskGroup()
         if outer_child then g1:create_task(eddy.sleep, 10) end
         local g2 <close> = eddy.TaskGroup()
         for _ = 1, 5 do g2:create_task(fail_when_cancelled) end
         eddy.sleep(10)
       end)
-      eddy.sleep(0.01)
-      assert.is_false(r:done())
-      r:cancel()
-      local eg = expect_error(errors.ExceptionGroup, eddy.wait_for, r, 5)
       assert.same({"ExceptionGroup"}, error_types(eg))
       assert.same({"ValueError"}, error_types(eg.exceptions[1]))
     end))
   end
 
+  -- g1's child, and g2's inside it: the first to fail decides.
+  local function nested_crashes(outer_delay, inner_delay)
+    local g1 <close> = eddy.TaskGroup()
+    g1:create_task(crash_after, outer_delay)
+    local g2 <close> = eddy.TaskGroup()
+    g2:create_task(crash_after, inner_delay)
+  end
+
   it("test_taskgroup_13: the outer group's child fails first: the inner group is cancelled",
      async(function(loop)
-    local r = loop:create_task(function()
-      local g1 <close> = eddy.TaskGroup()
-      g1:create_task(crash_after, 0.01)
-      local g2 <close> = eddy.TaskGroup()
-      g2:create_task(crash_after, 10)
-    end)
+    local r = loop:create_task(nested_crashes, 0.01, 10)
     local eg = expect_error(errors.ExceptionGroup, eddy.wait_for, r, 5)
     assert.same({"ValueError"}, error_types(eg))
   end))
 
   it("test_taskgroup_14: the inner group's child fails first: a nested ExceptionGroup",
      async(function(loop)
-    local r = loop:create_task(function()
-      local g1 <close> = eddy.TaskGroup()
-      g1:create_task(crash_after, 10)
-      local g2 <close> = eddy.TaskGroup()
-      g2:create_task(crash_after, 0.01)
-    end)
+    local r = loop:create_task(nested_crashes, 10, 0.01)
     local eg = expect_error(errors.ExceptionGroup, eddy.wait_for, r, 5)
     assert.same({"ExceptionGroup"}, error_types(eg))
     assert.same({"ValueError"}, error_types(eg.exceptions[1]))
@@ -531,40 +528,28 @@ describe("TaskGroup, the rest of test_taskgroups", function()
 
   it("test_taskgroup_15: a child failing while the cancelled body cleans up: ExceptionGroup",
      async(function(loop)
-    local r = loop:create_task(cancelled_then_child_fails)
-    eddy.sleep(0.01)
-    assert.is_false(r:done())
-    r:cancel()
-    local eg = expect_error(errors.ExceptionGroup, eddy.wait_for, r, 5)
+    local eg = cancelled_from_outside(loop, errors.ExceptionGroup, cancelled_then_child_fails)
     assert.same({"ValueError"}, error_types(eg))
   end))
 
   it("test_taskgroup_16: the same in a task the cancelled task awaits: ExceptionGroup",
      async(function(loop)
-    local r = loop:create_task(function()
+    local eg = cancelled_from_outside(loop, errors.ExceptionGroup, function()
       local t = loop:create_task(cancelled_then_child_fails)
       return t:await()
     end)
-    eddy.sleep(0.01)
-    assert.is_false(r:done())
-    r:cancel()
-    local eg = expect_error(errors.ExceptionGroup, eddy.wait_for, r, 5)
     assert.same({"ValueError"}, error_types(eg))
   end))
 
   it("test_taskgroup_17: the body catching and re-raising its cancellation: CancelledError",
      async(function(loop)
     local num = 0
-    local r = loop:create_task(function()
+    cancelled_from_outside(loop, errors.CancelledError, function()
       local _ <close> = eddy.TaskGroup()
       local ok, err = pcall(eddy.sleep, 10)
       if not ok and errors.is(err, errors.CancelledError) then num = num + 10 end
       error(err, 0)
     end)
-    eddy.sleep(0.01)
-    assert.is_false(r:done())
-    r:cancel()
-    expect_error(errors.CancelledError, eddy.wait_for, r, 5)
     assert.equals(10, num)
   end))
 
