@@ -699,3 +699,33 @@ describe("contexts under random switching", function()
     end))
   end
 end)
+
+describe("a library's context kept in a ContextVar", function()
+  -- test_context's test_asyncio_task_decimal_context: decimal keeps its
+  -- precision in a context variable, and decimal.localcontext() sets it
+  -- for a block; two tasks with different precisions each keep their own
+  -- across their suspensions. Here the "decimal context" is a ContextVar
+  -- holding the number of digits, set for a block as localcontext() does.
+  local precision = eddy.ContextVar("precision", 28)
+  local function divide(x, y) return string.format("%." .. precision:get() .. "f", x / y) end
+  local function localcontext(prec)
+    local token = precision:set(prec)
+    return setmetatable({}, {__close = function() precision:reset(token) end})
+  end
+
+  it("test_asyncio_task_decimal_context: each task keeps its own precision across a suspension",
+     function()
+    local r1, r2 = eddy.run(function()
+      local function fractions(t, prec, x, y)
+        local _ <close> = localcontext(prec)
+        local a = divide(x, y)
+        eddy.sleep(t)
+        return {a, divide(x, y ^ 2)}
+      end
+      return eddy.gather(function() return fractions(0.02, 3, 1, 3) end,
+                         function() return fractions(0.01, 6, 1, 3) end)
+    end)
+    assert.same({"0.333", "0.111"}, r1)
+    assert.same({"0.333333", "0.111111"}, r2)
+  end)
+end)

@@ -253,3 +253,56 @@ describe("suspension inside require", function()
     end)
   end))
 end)
+
+describe("test_pep492", function()
+  it("test_context_manager_async_with: a primitive's acquire guard held by <close> (async with)",
+     async(function()
+    for _, lock in ipairs {eddy.Lock(), eddy.Condition(), eddy.Semaphore(), eddy.BoundedSemaphore()} do
+      eddy.sleep(0.001)
+      assert.is_false(lock:locked())
+      do
+        local guard <close> = lock:acquire()
+        assert.is_truthy(guard)
+        assert.is_true(lock:locked())
+        eddy.sleep(0.001)
+        assert.is_true(lock:locked())
+      end
+      assert.is_false(lock:locked())
+    end
+  end))
+
+  it("test_async_def_coroutines: a function calling a suspending function, in and out of debug mode",
+     function()
+    local loop = eddy.new_event_loop()
+    local function bar() eddy.sleep(0); return "spam" end
+    local function foo() return bar() end
+    assert.equal("spam", loop:run_until_complete(foo))
+    loop:set_debug(true)
+    assert.equal("spam", loop:run_until_complete(foo))
+    loop:close()
+  end)
+
+  it("test_task_print_stack: a running task's own stack ends in the function asking", async(function(loop)
+    local T
+    local function foo()
+      local stack = T:get_stack(1)
+      return stack
+    end
+    T = loop:create_task(function() local stack = foo(); return stack end)
+    local stack = T:await()
+    assert.equal(1, #stack)
+    assert.equal("foo", stack[1].name)
+  end))
+
+  it("test_double_await: a coroutine a task runs cannot be run by another (RuntimeError)",
+     async(function(loop)
+    local co = coroutine.create(function() eddy.sleep(0.1) end)
+    local t = loop:create_task(co)
+    eddy.sleep(0)
+    local ok, err = pcall(function() return loop:create_task(co):await() end)
+    t:cancel()
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.RuntimeError), tostring(err))
+    assert.matches("already run by a task", tostring(err))
+  end))
+end)

@@ -468,11 +468,24 @@ describe("Future:await", function()
   end))
 end)
 
+-- Two full collections: finalizers run, then what they freed goes too.
+local function collect()
+  collectgarbage()
+  collectgarbage()
+end
+
+-- Run body(loop) on a fresh loop, collect, and check that the exception
+-- handler got no report.
+local function nothing_reported(body)
+  local reports = run_collecting(function(loop)
+    body(loop)
+    collect()
+    eddy.sleep(0)
+  end)
+  assert.equal(0, #reports)
+end
+
 describe("unretrieved exceptions", function()
-  local function collect()
-    collectgarbage()
-    collectgarbage()
-  end
 
   it("are reported when the future is collected (test_tb_logger_exception_unretrieved)", function()
     local reports = run_collecting(function(loop)
@@ -507,21 +520,16 @@ describe("unretrieved exceptions", function()
      function()
     -- asyncio's cancel() clears the log flag before it looks at the state:
     -- whoever cancels has given up on the outcome.
-    local reports = run_collecting(function(loop)
-      do
-        local fut = loop:create_future()
-        fut:set_exception(errors.ValueError("given up on"))
-        assert.is_false(fut:cancel())
-        local task = loop:create_task(function() error(errors.ValueError("given up on")) end)
-        eddy.sleep(0)
-        eddy.sleep(0)
-        assert.is_true(task:done())
-        assert.is_false(task:cancel())
-      end
-      collect()
+    nothing_reported(function(loop)
+      local fut = loop:create_future()
+      fut:set_exception(errors.ValueError("given up on"))
+      assert.is_false(fut:cancel())
+      local task = loop:create_task(function() error(errors.ValueError("given up on")) end)
       eddy.sleep(0)
+      eddy.sleep(0)
+      assert.is_true(task:done())
+      assert.is_false(task:cancel())
     end)
-    assert.equal(0, #reports)
   end)
 
   it("nothing is reported for results or cancellations (test_tb_logger_not_called_after_cancel)",
@@ -536,4 +544,164 @@ describe("unretrieved exceptions", function()
     end)
     assert.equal(0, #reports)
   end)
+end)
+
+describe("more of test_futures", function()
+
+  -- CPython's _make_callback(bag, thing): a callback that records thing.
+  local function recorder(bag, thing) return function() bag[#bag + 1] = thing end end
+
+  it("test_callbacks_remove_first_callback / test_callbacks_remove_third_callback", async(function(loop)
+    for _, case in ipairs {{1, {17, 100}}, {3, {42, 17}}} do
+      local removed, expected = case[1], case[2]
+      local bag, fut = {}, loop:create_future()
+      local cbs = {recorder(bag, 42), recorder(bag, 17), recorder(bag, 100)}
+      for _, cb in ipairs(cbs) do fut:add_done_callback(cb) end
+      assert.equal(1, fut:remove_done_callback(cbs[removed]))
+      assert.equal(0, fut:remove_done_callback(cbs[removed]))
+      assert.same({}, bag)
+      fut:set_result("foo")
+      turns()
+      assert.same(expected, bag)
+      assert.equal("foo", fut:result())
+    end
+  end))
+
+  it("test_schedule_callbacks_list_mutation_1: a callback removing the others once they are scheduled",
+     async(function(loop)
+    local bag, fut = {}, loop:create_future()
+    local str = recorder(bag, "str")
+    local removed
+    fut:add_done_callback(function(f) removed = f:remove_done_callback(str) end)
+    fut:add_done_callback(str)
+    fut:add_done_callback(str)
+    fut:set_result(1)
+    turns()
+    assert.equal(0, removed)  -- set_result scheduled them all already
+    assert.same({"str", "str"}, bag)
+  end))
+
+  -- Python compares callbacks with ==, so an __eq could change the list
+  -- while remove_done_callback walks it (bpo-28963, bpo-30828); eddy
+  -- compares with rawequal: no code of the caller runs during the walk.
+  it("test_remove_done_callbacks_list_mutation / test_schedule_callbacks_list_mutation_2: no __eq runs",
+     async(function(loop)
+    local bag, fut = {}, loop:create_future()
+    local id = recorder(bag, "id")
+    local eq_calls = 0
+    local callable = {__call = function() bag[#bag + 1] = "evil" end}
+    callable.__eq = function()
+      eq_calls = eq_calls + 1
+      fut:remove_done_callback(id)
+      fut:add_done_callback(id)
+      return true
+    end
+    local registered = setmetatable({}, callable)
+    fut:add_done_callback(registered)
+    for _ = 1, 63 do fut:add_done_callback(id) end
+    assert.equal(0, fut:remove_done_callback(setmetatable({}, callable)))
+    assert.equal(0, eq_calls)
+    fut:set_result(1)
+    turns()
+    assert.equal(64, #bag)
+    assert.equal("evil", bag[1])
+  end))
+
+  it("test_future_del_collect: a result whose finalizer runs a full collection", function()
+    nothing_reported(function(loop)
+      for _ = 1, 100 do
+        local fut = loop:create_future()
+        fut:set_result(setmetatable({}, {__gc = function() collectgarbage() end}))
+      end
+    end)
+  end)
+
+  it("test_tb_logger_abandoned / test_tb_logger_result_unretrieved / test_tb_logger_result_retrieved"
+     .. " / test_tb_logger_exception_result_retrieved: nothing to report", function()
+    nothing_reported(function(loop)
+      local _abandoned, unretrieved, retrieved, failed =
+        loop:create_future(), loop:create_future(), loop:create_future(), loop:create_future()
+      unretrieved:set_result(42)
+      retrieved:set_result(42)
+      assert.equal(42, retrieved:result())
+      failed:set_exception(errors.RuntimeError("boom"))
+      checks.expect_error(errors.RuntimeError, failed.result, failed)
+    end)
+  end)
+
+  it("test_future_exception_never_retrieved / test_future_exception_never_retrieved_debug"
+     .. " / test_future_source_traceback: the report, and in debug mode where the future was made",
+     function()
+    local reports = run_collecting(function(loop)
+      local function fail_one()
+        local fut = loop:create_future()
+        fut:set_exception(errors.ValueError("never retrieved"))
+      end
+      fail_one()
+      collect()
+      loop:set_debug(true)
+      local function made_here() fail_one() end
+      made_here()
+      collect()
+      loop:set_debug(false)
+      eddy.sleep(0)
+    end)
+    assert.equal(2, #reports)
+    for _, r in ipairs(reports) do
+      assert.equal("Future exception was never retrieved", r.message)
+      assert.is_true(errors.is(r.exception, errors.ValueError))
+    end
+    assert.is_nil(reports[1].source_traceback)
+    assert.matches("in upvalue 'fail_one'", reports[2].source_traceback)
+    assert.matches("in local 'made_here'", reports[2].source_traceback)
+  end)
+end)
+
+describe("test_futures2", function()
+  it("test_future_traceback: awaiting a failed task again and again does not grow its traceback",
+     async(function(loop)
+    local function raise_exc() error(errors.ValueError("42")) end
+    local task = loop:create_task(raise_exc)
+    local first
+    for _ = 1, 5 do
+      local err = checks.expect_error(errors.ValueError, task.await, task)
+      first = first or err.traceback
+      assert.equal(first, err.traceback)
+    end
+    assert.matches("in function .error.", first)
+  end))
+
+  -- gh-96704: the exception handler runs in the context of the task or
+  -- callback that failed, so it sees what they set.
+  it("test_task_exc_handler_correct_context / test_handle_exc_handler_correct_context",
+     async(function(loop)
+    local name = eddy.ContextVar("name", "foo")
+    local seen = {}
+    loop:set_exception_handler(function(_, context)
+      seen[#seen + 1] = context.message:match("^%S+") .. " " .. name:get()
+    end)
+    local ok, err = pcall(function()
+      do
+        loop:create_task(function() name:set("bar"); error(errors.ValueError("1/0")) end)
+      end
+      loop:call_soon(function() name:set("baz"); error(errors.ValueError("1/0")) end)
+      eddy.sleep(0)
+      eddy.sleep(0)
+      collectgarbage()
+      collectgarbage()
+      eddy.sleep(0)
+    end)
+    loop:set_exception_handler(nil)
+    assert(ok, err)
+    table.sort(seen)
+    assert.same({"Exception baz", "Task bar"}, seen)
+  end))
+
+  it("test_recursive_repr_for_pending_tasks: a task whose result holds itself has a repr", async(function(loop)
+    local waiter = eddy.wait_for(loop:create_task(function()
+      return loop:create_task(function() return eddy.all_tasks() end)
+    end), 10)
+    eddy.wait_for(waiter, 10)
+    assert.matches("^<Task finished", tostring(waiter))
+  end))
 end)

@@ -642,12 +642,12 @@ describe("Semaphore", function()
     assert.is_true(sem:locked())
   end))
 
-  it("test_repr", function()
+  it("test_semaphore / test_repr: a new Semaphore is unlocked, value 1", function()
     local sem = eddy.Semaphore()
     assert.matches("unlocked, value:1", tostring(sem))
   end)
 
-  it("test_semaphore: bad values", function()
+  it("test_semaphore_value: bad values", function()
     expect_error(errors.ValueError, eddy.Semaphore, -1)
     checks.argerror(function() eddy.Semaphore("x") end, 1, "Semaphore")
     checks.argerror(function() eddy.BoundedSemaphore(1.5) end, 1, "BoundedSemaphore")
@@ -861,7 +861,7 @@ describe("Barrier", function()
     assert.equals(5, eddy.Barrier(5).parties)
   end)
 
-  it("test_repr and read-only fields", function()
+  it("test_barrier / test_repr: a new barrier is filling; read-only fields", function()
     local b = eddy.Barrier(3)
     assert.matches("filling", tostring(b))
     assert.equals(0, b.n_waiting)
@@ -1194,7 +1194,7 @@ describe("constructors take no options, as asyncio's take no keyword", function(
   -- positionals is the options table"; asyncio's primitives have no
   -- keyword-only parameter (3.10 removed loop=, a TypeError since), so
   -- any option is an unexpected keyword: an argument error.
-  it("Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier refuse one", function()
+  it("test_lock_doesnt_accept_loop_parameter: Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier refuse one", function()
     local argerror = checks.argerror
     checks.raises(function() eddy.Lock({loop = true}) end,
                   "bad argument #1 to 'Lock' (unknown option 'loop')")
@@ -1214,5 +1214,40 @@ describe("constructors take no options, as asyncio's take no keyword", function(
     assert.is_false(eddy.Condition(nil, {}):locked())
     assert.is_false(eddy.BoundedSemaphore(1, {}):locked())
     assert.equal(2, eddy.Barrier(2, {}).parties)
+  end)
+end)
+
+describe("primitives bound to a loop", function()
+  -- CPython's test sets the private _loop; here a real wait in another
+  -- loop binds the primitive to it first (asyncio's _LoopBoundMixin).
+  it("test_ambiguous_loops: a lock or a condition another loop waited on refuses to wait here",
+     function()
+    local lock, cond = eddy.Lock(), eddy.Condition()
+    local first = eddy.new_event_loop()
+    first:run_until_complete(function()
+      local held <close> = lock:acquire()
+      local waiters = {
+        first:create_task(function() local _ <close> = lock:acquire() end),
+        first:create_task(function() local _ <close> = cond:acquire(); cond:wait() end),
+      }
+      eddy.sleep(0)  -- both wait now: lock and cond are bound to 'first'
+      for _, t in ipairs(waiters) do t:cancel() end
+      eddy.wait(waiters, {timeout = 5})
+    end)
+    first:close()
+
+    local second = eddy.new_event_loop()
+    second:run_until_complete(function()
+      -- wrong_loop_in_lock: acquired at once, then a Condition on it waits
+      local _ <close> = lock:acquire()
+      local c = eddy.Condition(lock)
+      local err = expect_error(errors.RuntimeError, eddy.wait_for, function() c:acquire() end, 5)
+      assert.matches("is bound to a different event loop", tostring(err))
+      -- wrong_loop_in_cond: the condition's own wait
+      local _c <close> = cond:acquire()
+      err = expect_error(errors.RuntimeError, eddy.wait_for, function() cond:wait() end, 5)
+      assert.matches("is bound to a different event loop", tostring(err))
+    end)
+    second:close()
   end)
 end)

@@ -15,6 +15,26 @@ describe("Queue basics", function()
     assert.matches("tasks=1", tostring(q))
   end))
 
+  it("test_nonblocking_get / test_nonblocking_put", async(function()
+    local q = eddy.Queue()
+    q:put_nowait(1)
+    assert.equals(1, q:get_nowait())
+  end))
+
+  -- _QueueJoinTestMixin's test_format checks Queue._format(), the body
+  -- of the repr, for the three classes.
+  it("test_format: maxsize, then the unfinished tasks", async(function()
+    for _, name in ipairs {"Queue", "LifoQueue", "PriorityQueue"} do
+      local q = eddy[name]()
+      assert.equals("<eddy." .. name .. " maxsize=0>", tostring(q))
+      q:put_nowait(1)
+      q:put_nowait(2)
+      q:get_nowait()
+      q:get_nowait()
+      assert.equals("<eddy." .. name .. " maxsize=0 tasks=2>", tostring(q))
+    end
+  end))
+
   it("test_empty", async(function()
     local q = eddy.Queue()
     assert.is_true(q:empty())

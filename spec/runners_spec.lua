@@ -131,3 +131,107 @@ describe("eddy.test.async", function()
     assert.is_true(os.time() - t0 <= 3)
   end)
 end)
+
+describe("eddy.run, more of test_runners", function()
+  -- CPython runs these with asyncio.Runner, whose run() handles Ctrl-C as
+  -- asyncio.run does; here each script interrupts itself with SIGINT.
+  local function interrupted(body)
+    return checks.run_script('local eddy = require "eddy"\n'
+      .. 'local errors = eddy.errors\n'
+      .. 'local signal = require "eddy.signal"\n'
+      .. 'local function interrupt_self() signal.kill(signal.getpid(), "SIGINT") end\n'
+      .. body)
+  end
+
+  it("test_interrupt_call_soon: a main task that only sleeps(0) is cancelled: KeyboardInterrupt", function()
+    local code, out = interrupted [[
+      local ok, err = pcall(eddy.run, function()
+        eddy.get_running_loop():call_later(0.05, interrupt_self)
+        local caught = pcall(function() while true do eddy.sleep(0) end end)
+        assert(not caught)
+        error(errors.CancelledError())
+      end)
+      print(ok, errors.is(err, errors.KeyboardInterrupt))
+    ]]
+    assert.equal(0, code, out)
+    assert.equal("false\ttrue\n", out)
+  end)
+
+  it("test_interrupt_wait: the future main waits on is cancelled too: KeyboardInterrupt", function()
+    local code, out = interrupted [[
+      local fut
+      local ok, err = pcall(eddy.run, function()
+        local loop = eddy.get_running_loop()
+        fut = loop:create_future()
+        loop:call_later(0.05, interrupt_self)
+        local caught, why = pcall(fut.await, fut)
+        assert(not caught and errors.is(why, errors.CancelledError))
+        error(errors.CancelledError())
+      end)
+      print(ok, errors.is(err, errors.KeyboardInterrupt), fut:cancelled())
+    ]]
+    assert.equal(0, code, out)
+    assert.equal("false\ttrue\ttrue\n", out)
+  end)
+
+  it("test_interrupt_cancelled_task: main cancelled by a task before the Ctrl-C: CancelledError", function()
+    local code, out = interrupted [[
+      local ok, err = pcall(eddy.run, function()
+        local main = eddy.current_task()
+        eddy.create_task(function()
+          eddy.sleep(0)
+          main:cancel()
+          interrupt_self()
+        end)
+        eddy.sleep(10)
+      end)
+      print(ok, tostring(err))
+    ]]
+    assert.equal(0, code, out)
+    assert.equal("false\tCancelledError\n", out)
+  end)
+
+  it("test_asyncio_run_closes_gens_after_hanging_tasks_errors: a leftover task's generator is closed",
+     function()
+    local closed, lazyboy = false, nil
+    local FancyExit = errors.class("FancyExit", errors.Error)
+    local fidget = eddy.asyncgen(function(yield)
+      local _ <close> = setmetatable({}, {__close = function() closed = true end})
+      while true do yield(1); eddy.sleep(1) end
+    end)
+    local function spin()
+      local ok = pcall(function() for _ in fidget() do end end)
+      assert(not ok)
+      error(errors.ValueError("1/0"))
+    end
+    local reports = {}
+    local err = checks.expect_error(FancyExit, eddy.run, function()
+      eddy.get_running_loop():set_exception_handler(function(_, c) reports[#reports + 1] = c end)
+      lazyboy = eddy.create_task(spin)
+      eddy.sleep(0)
+      error(FancyExit())
+    end)
+    assert.is_true(errors.is(err, FancyExit))
+    assert.is_true(lazyboy:done())
+    assert.is_true(closed)
+    assert.equal(1, #reports)
+    assert.is_true(errors.is(reports[1].exception, errors.ValueError))
+  end)
+
+  it("test_asyncio_run_set_event_loop: main's loop is the current event loop while it runs", function()
+    local same = eddy.run(function()
+      local loop = eddy.get_running_loop()
+      local fut = loop:create_future()
+      loop:call_soon(function() fut:set_result(eddy.get_event_loop() == loop) end)
+      return eddy.get_event_loop() == loop and fut:await()
+    end)
+    assert.is_true(same)
+  end)
+
+  it("test_no_repr_is_call_on_the_task_result: eddy.run does not tostring main's result", function()
+    local count = 0
+    local result = setmetatable({}, {__tostring = function() count = count + 1; return "MyResult" end})
+    assert.equal(result, eddy.run(function() return result end))
+    assert.equal(0, count)
+  end)
+end)

@@ -294,6 +294,42 @@ describe("eddy.timeout", function()
   end))
 end)
 
+describe("eddy.timeout, the rest of test_timeouts", function()
+  -- A to-be-closed value whose close runs fn (Python's `finally:`).
+  local function finally(fn) return setmetatable({}, {__close = fn}) end
+
+  -- Python chains the CancelledError to the error it interrupted
+  -- (__context__); Lua has no implicit chaining: the cancellation
+  -- replaces that error, and the scope converts it as usual.
+  it("test_timeout_exception_context: expiry in a cleanup after an error: TimeoutError", async(function()
+    local err = expect_error(errors.TimeoutError, function()
+      local _ <close> = eddy.timeout(0.01)
+      local _f <close> = finally(function() eddy.sleep(1) end)
+      error(errors.ValueError("1/0"))
+    end)
+    assert.is_true(errors.is(err.cause, errors.CancelledError))
+  end))
+
+  it("test_timeout_taskgroup: a group the expiry cancels and whose child fails in its cleanup",
+     async(function()
+    local eg = expect_error(errors.ExceptionGroup, function()
+      local _ <close> = eddy.timeout(0.01)
+      local tg <close> = eddy.TaskGroup()
+      tg:create_task(function()
+        local _c <close> = finally(function() error(errors.ValueError("1/0")) end)
+        eddy.sleep(2)
+      end)
+      local _f <close> = finally(function() eddy.sleep(1) end)
+      error(errors.ValueError("body"))
+    end)
+    assert.equals(1, #eg.exceptions)
+    assert.equals("ValueError: 1/0", tostring(eg.exceptions[1]):match("ValueError: 1/0"))
+    -- The scope took its cancellation back: nothing is left pending.
+    assert.equals(0, eddy.current_task():cancelling())
+    eddy.sleep(0)
+  end))
+end)
+
 describe("eddy.wait_for", function()
   it("test_wait_for, test_wait_for_blocking: returns the results (timeout nil: no limit)", async(function(loop)
     local a, b = eddy.wait_for(function() eddy.sleep(0.001); return 1, 2 end, 1)

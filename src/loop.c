@@ -204,7 +204,9 @@ static void report_failed_step(lua_State *L, eddy_Loop *loop, int ti,
 ** it and drop the entry. */
 static void report_failed_entry(lua_State *L, eddy_Loop *loop) {
   int err = lua_gettop(L);
-  eddy__handle_leave(L, loop);
+  /* A failed callback is reported before its context is left: the
+  ** exception handler sees what the callback set, as asyncio runs it in
+  ** the handle's context (gh-96704). */
   lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
   lua_rawgeti(L, -1, loop->rhead);
   if (lua_touserdata(L, -1) != NULL &&
@@ -212,6 +214,7 @@ static void report_failed_entry(lua_State *L, eddy_Loop *loop) {
     eddy__handle_report(L, loop, -1, err);
   else
     report_failed_step(L, loop, lua_gettop(L), err);
+  eddy__handle_leave(L, loop);
   lua_pop(L, 1);
   if (loop->rcount > 0) ready_pop(L, loop, lua_gettop(L));
 }

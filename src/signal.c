@@ -309,12 +309,18 @@ static void interrupt_cb(uv_signal_t *h, int signum) {
   (void)signum;
   interrupt.pending = 0;
   if (push_watcher(L, loop, SIGINT) == NULL && !interrupt.cancelled) {
-    interrupt.cancelled = 1;
     lua_rawgeti(L, LUA_REGISTRYINDEX, w->uv.self_ref);
     lua_getiuservalue(L, -1, S_VALUE);  /* the main task */
     lua_getfield(L, -1, "cancel");
     lua_insert(L, -2);
-    eddy__pcall(L, loop, 1, 0, "exception in eddy.run's SIGINT handler");
+    /* Only a cancellation that took counts.  The signal reaches the loop
+    ** a little after it came: a main task that ended meanwhile (say by a
+    ** cancellation of its own) keeps its outcome, where asyncio's
+    ** handler, which runs at once, would have added to its cancel count
+    ** (test_interrupt_cancelled_task). */
+    if (eddy__pcall(L, loop, 1, 1, "exception in eddy.run's SIGINT handler")
+            == LUA_OK && lua_toboolean(L, -1))
+      interrupt.cancelled = 1;
   }
   lua_settop(L, top);
 }

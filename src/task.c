@@ -740,8 +740,8 @@ static void keep_slice(lua_State *L, lua_Integer first, lua_Integer last) {
 
 /*
 ** task:get_stack({limit =}) -> array of frames, oldest first, each
-** {source =, line =, name =}.  A suspended task: the Lua functions it is
-** in, with limit the newest 'limit'.  A task that failed: the frames its
+** {source =, line =, name =}.  A suspended or running task: the Lua
+** functions it is in, with limit the newest 'limit'.  A task that failed: the frames its
 ** error came through, with limit the oldest 'limit' (asyncio's
 ** traceback order).  Other tasks have none.  asyncio's limit is
 ** keyword-only: an options table; a positional limit is accepted too.
@@ -776,10 +776,8 @@ static int t_get_stack(lua_State *L) {
   if (stack_options(L, 2, opts)) lua_replace(L, 2);  /* {limit =} */
   limit = luaL_optinteger(L, 2, -1);
   if (t->fut.state == EDDY_FUT_PENDING && t->started) {
-    if (co == L) {
-      lua_newtable(L);
-      return 1;
-    }
+    /* The running task asking for its own stack (co == L) gets it too,
+    ** up to its caller: get_stack's own C frame is left out. */
     push_frames(L, co, 0);
     n = (lua_Integer)lua_rawlen(L, -1);
     if (limit >= 0 && limit < n) keep_slice(L, n - limit + 1, n);

@@ -204,6 +204,18 @@ local function with_traceback(err)
   return err
 end
 
+-- The Context of what failed, for a custom handler to run in (asyncio
+-- 3.12, gh-96704): the get_context() of the context's task, else its
+-- future, else its handle, when it has one.
+local function context_of(context)
+  if type(context) ~= "table" then return nil end
+  local thing = context.task or context.future or context.handle
+  if type(thing) ~= "userdata" then return nil end
+  local ok, get = pcall(function() return thing.get_context end)
+  if not ok or type(get) ~= "function" then return nil end
+  return get(thing)
+end
+
 -- loop:call_exception_handler(context): the handler never raises out.
 function Loop:call_exception_handler(context)
   local handler = self:_fields().exception_handler
@@ -220,7 +232,13 @@ function Loop:call_exception_handler(context)
     end
     return
   end
-  local ok, err = xpcall(handler, with_traceback, self, context)
+  local ctx = context_of(context)
+  local ok, err
+  if ctx ~= nil then
+    ok, err = xpcall(ctx.run, with_traceback, ctx, handler, self, context)
+  else
+    ok, err = xpcall(handler, with_traceback, self, context)
+  end
   if not ok then
     local ok2, err2 = pcall(self.default_exception_handler, self, {
       message = "Unhandled error in exception handler",

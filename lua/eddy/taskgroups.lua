@@ -14,7 +14,9 @@
 -- error leaving the block, waits for every child, then raises: the body's
 -- CancelledError if it was a real cancellation and no child failed, else
 -- ExceptionGroup with the children's errors (and the body's, if not a
--- cancellation).
+-- cancellation).  A KeyboardInterrupt (asyncio's base errors: eddy has no
+-- SystemExit) from a child or the body is not grouped: once every child
+-- is done, the group raises it as it is.
 
 local eddy = require "eddy"
 local errors = require "eddy.errors"
@@ -22,6 +24,12 @@ local args = require "eddy.args"
 local C = eddy._core
 
 local CancelledError = errors.CancelledError
+
+-- The errors a group re-raises as they are instead of grouping them
+-- (asyncio's _is_base_error).
+local function is_base_error(err)
+  return errors.is(err, errors.KeyboardInterrupt)
+end
 
 local TaskGroup = {__name = "eddy.TaskGroup"}
 TaskGroup.__index = TaskGroup
@@ -56,6 +64,7 @@ function eddy.TaskGroup(opts)
     _tasks = {},            -- set of children not done yet
     _ntasks = 0,
     _errors = {},           -- children's errors, in completion order
+    _base_error = nil,      -- the first KeyboardInterrupt, raised as it is
     _on_completed_fut = nil,  -- what __close waits on while children run
   }, TaskGroup)
 end
@@ -80,6 +89,7 @@ local function on_task_done(self, task)
   local exc = task:exception()
   if exc == nil then return end
   self._errors[#self._errors + 1] = exc
+  if is_base_error(exc) and self._base_error == nil then self._base_error = exc end
   if self._parent_task:done() then
     self._loop:call_exception_handler {
       message = "Task " .. tostring(task) .. " has errored out but its parent task "
@@ -127,6 +137,7 @@ end
 -- Leaving the block: 'err' is the error propagating out of it, if any.
 function TaskGroup:__close(err)
   self._exiting = true
+  if is_base_error(err) and self._base_error == nil then self._base_error = err end
   local propagate_cancellation_error = errors.is(err, CancelledError) and err or nil
   if err ~= nil and not self._aborting then
     -- The parent is being cancelled, or the body failed: stop the children.
@@ -158,6 +169,10 @@ function TaskGroup:__close(err)
       propagate_cancellation_error = nil
     end
   end
+  -- asyncio raises a base error before the uncancel() above, as the loop
+  -- stops on it; in eddy a task's KeyboardInterrupt is an error like
+  -- another, and the code catching it goes on with the count restored.
+  if self._base_error ~= nil then error(self._base_error, 0) end
   -- Errors of the children win over a cancellation.
   if propagate_cancellation_error ~= nil and #self._errors == 0 then
     error(propagate_cancellation_error, 0)
