@@ -1085,8 +1085,11 @@ describe("open_connection / start_server", function()
     assert.same({}, reports)
   end)
 
-  it("a writer dropped unclosed, with its reader, is collected with a warning in debug mode "
-     .. "(as docs/transports.md says)", function()
+  -- Run, in an eddy of its own with warnings on and debug mode, a client of
+  -- a server that writes "hello\n" and closes: 'rest' goes on with rd, wr
+  -- (the client's reader and writer) after the first read.  Returns its
+  -- standard error.
+  local function dropping(rest)
     local cli = require "cli_helper"
     local res = cli.eddy("-W -e " .. cli.q([[
       local eddy = require "eddy"
@@ -1096,36 +1099,44 @@ describe("open_connection / start_server", function()
                                               "127.0.0.1", 0)
         local rd, wr = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
         assert(rd:read() == "hello\n")
-        rd, wr = nil, nil
-        collectgarbage() collectgarbage()
-        io.stderr:write("collected\n")
+        ]] .. rest .. [[
       end)
     ]]))
-    assert.equal(0, res.code)
-    assert.matches("^Lua warning: eddy: unclosed transport 0x%x+\ncollected\n$", res.err)
+    assert.equal(0, res.code, res.err)
+    return res.err
+  end
+
+  it("a writer dropped unclosed, with its reader, is collected with a warning in debug mode "
+     .. "(as docs/transports.md says)", function()
+    local err = dropping([[
+        rd, wr = nil, nil
+        collectgarbage() collectgarbage()
+        io.stderr:write("collected\n")]])
+    assert.matches("^Lua warning: eddy: unclosed transport 0x%x+\ncollected\n$", err)
   end)
 
   it("test_unclosed_resource_warnings: a writer dropped while its reader is kept closes "
      .. "the transport, with one warning in debug mode", function()
-    local cli = require "cli_helper"
-    local res = cli.eddy("-W -e " .. cli.q([[
-      local eddy = require "eddy"
-      eddy.run(function()
-        eddy.get_running_loop():set_debug(true)
-        local srv <close> = eddy.start_server(function(_, w) w:write("hello\n") w:close() end,
-                                              "127.0.0.1", 0)
-        local rd, wr = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
-        assert(rd:read() == "hello\n")
+    local err = dropping([[
         local transport = wr.transport
         wr = nil
         collectgarbage() collectgarbage()
         eddy.sleep(0)
-        io.stderr:write("closing: ", tostring(transport:is_closing()), "\n")
-      end)
-    ]]))
-    assert.equal(0, res.code)
+        io.stderr:write("closing: ", tostring(transport:is_closing()), "\n")]])
     assert.matches("^Lua warning: eddy: unclosed <StreamWriter transport=<TCPTransport [^\n]*>>\n"
-                   .. "closing: true\n$", res.err)
+                   .. "closing: true\n$", err)
+  end)
+
+  it("a writer closed before it is dropped: nothing more happens when it is collected",
+     function()
+    local err = dropping([[
+        wr:close()
+        wr:wait_closed()
+        wr = nil
+        collectgarbage() collectgarbage()
+        eddy.sleep(0)
+        io.stderr:write("done\n")]])
+    assert.equal("done\n", err)
   end)
 
   it("a client's writer dropped while its reader reads: the server sees EOF, "
@@ -1158,28 +1169,6 @@ describe("open_connection / start_server", function()
     assert.equal("", eddy.wait_for(function() return rd:read() end, 5))
     wr:close()
   end))
-
-  it("a writer closed before it is dropped: nothing more happens when it is collected",
-     function()
-    local cli = require "cli_helper"
-    local res = cli.eddy("-W -e " .. cli.q([[
-      local eddy = require "eddy"
-      eddy.run(function()
-        eddy.get_running_loop():set_debug(true)
-        local srv <close> = eddy.start_server(function(r, w) r:read() w:close() end,
-                                              "127.0.0.1", 0)
-        local rd, wr = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
-        wr:close()
-        wr:wait_closed()
-        wr = nil
-        collectgarbage() collectgarbage()
-        eddy.sleep(0)
-        io.stderr:write("done\n")
-      end)
-    ]]))
-    assert.equal(0, res.code)
-    assert.equal("done\n", res.err)
-  end)
 
   it("a pipe's reader with a limit of 1 reads all a child wrote (test_read_all_from_pipe_reader)",
      async(function(loop)
