@@ -800,6 +800,133 @@ describe("TCP transport", function()
   end)
 end)
 
+-- asyncio's stream transports close their socket in _call_connection_lost,
+-- after protocol.connection_lost returns (or raises): until then the
+-- descriptor is open, and a closing transport no longer owns it for
+-- add_reader (_ensure_fd_no_transport checks is_closing()).
+describe("a closing transport's descriptor", function()
+  -- A recorder that notes net.descriptor(t) in connection_lost.
+  local function lost_recorder(loop, opts)
+    opts = opts or {}
+    opts.on_lost = function(self) self.fd_in_lost = net.descriptor(self.transport) end
+    return net.recorder(loop, opts)
+  end
+
+  it("stays open after close() and abort() until connection_lost has returned",
+     async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    for _, how in ipairs {"close", "abort"} do
+      local rec = lost_recorder(loop)
+      local t = loop:create_connection(function() return rec end, "127.0.0.1", port)
+      t[how](t)
+      assert.equal("open", net.descriptor(t), how)
+      local sock = t:get_extra_info("socket")
+      net.wait(rec.lost_fut)
+      assert.equal("open", rec.fd_in_lost, how)
+      assert.equal(-1, sock:fileno(), how)
+      assert.equal("closed", net.descriptor(t), how)
+    end
+  end))
+
+  it("stays open in connection_lost after queued writes drain, events in the same order",
+     async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    local rec = lost_recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    t:write(string.rep("q", 8 * 1024 * 1024))
+    assert.is_true(t:get_write_buffer_size() > 0)
+    t:close()
+    net.wait(rec.lost_fut, 20)
+    assert.equal("open", rec.fd_in_lost)
+    assert.equal("lost", rec.events[#rec.events])
+    assert.is_nil(rec.err)
+  end))
+
+  it("stays open in connection_lost after the peer's reset, an EOF that closes, "
+     .. "and until a connection_lost that raises has returned", async(function(loop)
+    local aborting <close> = loop:create_server(function()
+      return {connection_made = function(_, tr) tr:abort() end}
+    end, "127.0.0.1", 0)
+    local rec = lost_recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1",
+                                     aborting.sockets[1]:getsockname()[2])
+    net.write_until_reset(t, rec)
+    assert.equal("open", rec.fd_in_lost)
+
+    local srv <close>, port, protos = net.echo_server(loop)
+    rec = lost_recorder(loop)
+    t = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    net.wait_until(function() return protos[1] ~= nil end)
+    protos[1].t:write_eof()
+    net.wait(rec.lost_fut)
+    assert.same({"made", "eof", "lost"}, rec.events)
+    assert.equal("open", rec.fd_in_lost)
+
+    local handled
+    loop:set_exception_handler(function(_, ctx) handled = ctx.message end)
+    rec = lost_recorder(loop)
+    rec.opts.on_lost = function(self)
+      self.fd_in_lost = net.descriptor(self.transport)
+      error("lost fails")
+    end
+    t = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    local sock = t:get_extra_info("socket")
+    t:close()
+    net.wait_until(function() return handled ~= nil end)
+    loop:set_exception_handler(nil)
+    assert.equal("Exception in protocol.connection_lost()", handled)
+    assert.equal("open", rec.fd_in_lost)
+    assert.equal(-1, sock:fileno())
+  end))
+
+  it("may be watched once the transport is closing: add_reader and remove_reader "
+     .. "work on it until connection_lost", async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    local rec = lost_recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    local fd = t:get_extra_info("socket"):fileno()
+    checks.raises(function() loop:add_reader(fd, function() end) end,
+                  {errors.RuntimeError, "is used by transport"})
+    t:close()
+    assert.is_false(loop:remove_reader(fd))
+    loop:add_reader(fd, function() end)
+    assert.is_true(loop:remove_reader(fd))
+    net.wait(rec.lost_fut)
+  end))
+
+  it("is open in the connection_lost of a server's clients (close_clients, abort_clients)",
+     async(function(loop)
+    for _, how in ipairs {"close_clients", "abort_clients"} do
+      local recs = {}
+      local srv <close> = loop:create_server(function()
+        recs[#recs + 1] = lost_recorder(loop)
+        return recs[#recs]
+      end, "127.0.0.1", 0)
+      local t, rec = connect(loop, srv.sockets[1]:getsockname()[2])
+      net.wait_until(function() return recs[1] ~= nil end)
+      srv:close()
+      srv[how](srv)
+      net.wait(recs[1].lost_fut)
+      assert.equal("open", recs[1].fd_in_lost, how)
+      t:close()
+      net.wait(rec.lost_fut)
+    end
+  end))
+
+  it("is open in the connection_lost that loop:close() calls", function()
+    local loop = eddy.new_event_loop()
+    local rec = lost_recorder(loop)
+    loop:run_until_complete(function()
+      local _, port = net.echo_server(loop)
+      loop:create_connection(function() return rec end, "127.0.0.1", port)
+    end)
+    loop:close()
+    assert.equal("open", rec.fd_in_lost)
+    local opened, freed = loop:_handle_counts()
+    assert.equal(opened, freed)
+  end)
+end)
+
 describe("eddy.Buffer", function()
   it("has a size and returns its bytes", function()
     local b = eddy.Buffer(5)

@@ -313,6 +313,23 @@ describe("TLS connections between eddy peers", function()
     assert.is_true(server_t:is_closing())
   end))
 
+  -- asyncio's plain transport keeps its socket until its connection_lost
+  -- (SSLProtocol's), which calls the application's connection_lost soon:
+  -- that one comes after the socket closed.
+  it("a TLS transport's socket stays open after close() and abort() until the "
+     .. "plain transport's connection_lost", async(function(loop)
+    local srv <close> = tls_echo_server(loop)
+    for _, how in ipairs {"close", "abort"} do
+      local t, rec = tls_connect(loop, srv)
+      net.wait(rec.made_fut)
+      rec.opts.on_lost = function(self) self.fd_in_lost = net.descriptor(self.transport) end
+      t[how](t)
+      assert.equal("open", net.descriptor(t), how)
+      net.wait(rec.lost_fut)
+      assert.are_not.equal("open", rec.fd_in_lost, how)
+    end
+  end))
+
   it("streams: 1 MiB both ways through open_connection/start_server, with drain", async(function(loop)
     local srv <close> = eddy.start_server(function(r, w)
       while true do
