@@ -60,7 +60,7 @@ describe("create_connection", function()
     net.wait(rec.lost_fut)
   end))
 
-  it("raises ConnectionRefusedError when nothing listens (test_create_connection_refused)",
+  it("raises ConnectionRefusedError when nothing listens (test_create_connection_refused, test_create_connection_connect_err)",
      async(function(loop)
     local srv, port = net.echo_server(loop)
     srv:close()
@@ -99,7 +99,7 @@ describe("create_connection", function()
   end))
 
   it("binds local_addr without SO_REUSEADDR: a port another connection holds is in use "
-     .. "(asyncio's _connect_sock: sock.bind(laddr))", async(function(loop)
+     .. "(asyncio's _connect_sock: sock.bind(laddr)) (test_create_connection_local_addr_in_use)", async(function(loop)
     local srv <close>, port = net.echo_server(loop)
     local other <close>, other_port = net.echo_server(loop)
     local t = loop:create_connection(function() return net.recorder(loop) end, "127.0.0.1", port,
@@ -114,7 +114,7 @@ describe("create_connection", function()
     t:close()
   end))
 
-  it("takes a connected eddy.socket with sock= and connect_accepted_socket", async(function(loop)
+  it("takes a connected eddy.socket with sock= and connect_accepted_socket (test_connect_accepted_socket)", async(function(loop)
     local socket = eddy.socket
     local srv <close>, port = net.echo_server(loop)
     local s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -253,6 +253,41 @@ describe("create_connection", function()
            {errors.RuntimeError, "protocol_factory must return a protocol"})
   end))
 
+  it("refuses what asyncio's create_connection refuses before connecting "
+     .. "(test_create_connection_host_port_sock, test_create_connection_no_host_port_sock, "
+     .. "test_create_connection_wrong_sock, test_create_connection_no_ssl_server_hostname_errors, "
+     .. "test_create_connection_ssl_server_hostname_errors, "
+     .. "test_create_connection_ssl_timeout_for_plain_socket, "
+     .. "test_connect_accepted_socket_ssl_timeout_for_plain_socket)", async(function(loop)
+    local f = function() return {} end
+    local sock <close> = socket.socket()
+    raises(function() loop:create_connection(f, "127.0.0.1", 1, {sock = sock}) end,
+           {errors.ValueError, "host/port and sock can not be specified at the same time"})
+    raises(function() loop:create_connection(f) end,
+           {errors.ValueError, "host and port was not specified and no sock specified"})
+    local udp <close> = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    raises(function() loop:create_connection(f, nil, nil, {sock = udp}) end,
+           {errors.ValueError, "A Stream Socket was expected"})
+    raises(function() loop:create_connection(f, "127.0.0.1", 1, {server_hostname = "h"}) end,
+           {errors.ValueError, "server_hostname is only meaningful with ssl"})
+    raises(function() loop:create_connection(f, nil, nil, {sock = sock, ssl = true}) end,
+           {errors.ValueError, "You must set server_hostname when using ssl without a host"})
+    raises(function() loop:create_connection(f, "127.0.0.1", 1, {ssl_handshake_timeout = 1}) end,
+           {errors.ValueError, "ssl_handshake_timeout is only meaningful with ssl"})
+    raises(function() loop:connect_accepted_socket(f, sock, {ssl_handshake_timeout = 1}) end,
+           {errors.ValueError, "ssl_handshake_timeout is only meaningful with ssl"})
+  end))
+
+  -- asyncio binds local_addr only to addresses of the remote address's
+  -- family (gh-86508): none of them is an OSError.
+  it("local_addr of another family than the host's raises OSError "
+     .. "(test_create_connection_local_addr_nomatch_family)", async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    raises(function()
+      loop:create_connection(function() return {} end, "127.0.0.1", port, {local_addr = {"::1", 0}})
+    end, errors.OSError)
+  end))
+
   it("raises outside a task", function()
     local loop = eddy.new_event_loop()
     eddy.set_event_loop(loop)
@@ -308,7 +343,7 @@ describe("TCP transport", function()
     net.wait(rec2.lost_fut)
   end))
 
-  it("get_extra_info: peername, sockname, socket, default (test_get_extra_info)",
+  it("get_extra_info: peername, sockname, socket, default (test_get_extra_info, test_set_nodelay)",
      async(function(loop)
     local srv <close>, port = net.echo_server(loop)
     local t, rec = connect(loop, port)

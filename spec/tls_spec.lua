@@ -214,7 +214,7 @@ describe("eddy.ssl.SSLContext", function()
 end)
 
 describe("TLS connections between eddy peers", function()
-  it("echo over create_connection/create_server with asyncio's callback order (test_create_connection_ssl)",
+  it("echo over create_connection/create_server with asyncio's callback order (test_create_connection_ssl, test_create_ssl_connection, test_create_server_ssl, test_create_server_ssl_verified)",
      async(function(loop)
     local srv <close>, port, protos = tls_echo_server(loop)
     local rec = net.recorder(loop)
@@ -381,7 +381,7 @@ describe("TLS connections between eddy peers", function()
     assert.equal(0, t:get_write_buffer_size())
   end))
 
-  it("over UNIX sockets, and on an accepted socket (connect_accepted_socket)", async(function(loop)
+  it("over UNIX sockets, and on an accepted socket (connect_accepted_socket) (test_create_ssl_unix_connection, test_create_unix_server_ssl, test_create_unix_server_ssl_verified, test_ssl_connect_accepted_socket)", async(function(loop)
     local path = tmp.path(".sock")
     local srv <close> = eddy.start_unix_server(function(r, w)
       w:write("unix " .. r:readline())
@@ -451,7 +451,7 @@ describe("TLS connections between eddy peers", function()
     end, errors.OSError)
   end))
 
-  it("an unverifiable or misnamed server is refused (test_create_connection_ssl_verify_failed)",
+  it("an unverifiable or misnamed server is refused (test_create_connection_ssl_verify_failed, test_create_server_ssl_verify_failed, test_create_server_ssl_match_failed, test_create_unix_server_ssl_verify_failed)",
      async(function(loop)
     local srv <close>, port = tls_echo_server(loop)
     local factory = function() return {} end
@@ -480,6 +480,13 @@ describe("TLS connections between eddy peers", function()
     assert.same({}, t:get_extra_info("peercert"))
     assert.is_string(t:get_extra_info("ssl_object"):getpeercert(true))
     t:close()
+    -- the same refusal over a UNIX socket
+    local path = tmp.path(".sock")
+    local usrv <close> = loop:create_unix_server(function() return {} end, path,
+                                                 {ssl = server_context()})
+    raises(function()
+      loop:create_unix_connection(factory, path, {ssl = ssl.SSLContext(), server_hostname = "localhost"})
+    end, errors.SSLCertVerificationError)
     eddy.sleep(0.05)
   end))
 

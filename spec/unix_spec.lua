@@ -28,7 +28,7 @@ local function echo_server(loop, path)
 end
 
 describe("UNIX sockets", function()
-  it("echo over a filesystem path (test_create_unix_connection)", async(function(loop)
+  it("echo over a filesystem path (test_create_unix_connection, test_create_unix_server)", async(function(loop)
     local path = temp_path()
     local srv <close> = echo_server(loop, path)
     assert.equal(path, srv.sockets[1]:getsockname())
