@@ -929,6 +929,23 @@ describe("a closing transport's descriptor", function()
     net.wait(rec.lost_fut)
   end))
 
+  -- Closing an eddy.socket drops the watchers of its fd (fd-watchers.md):
+  -- so does a transport closing its descriptor, before the number can be
+  -- handed out again.
+  it("takes a watcher left on it along when it closes", async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    local rec = lost_recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    local fd = t:get_extra_info("socket"):fileno()
+    t:close()
+    loop:add_reader(fd, function() end)
+    local removed = loop:create_future()
+    -- in the batch of connection_lost, after it: before any poll
+    loop:call_soon(function() removed:set_result(loop:remove_reader(fd)) end)
+    assert.is_false(net.wait(removed))
+    assert.is_true(rec.lost_fut:done())
+  end))
+
   it("is open in the connection_lost of a server's clients (close_clients, abort_clients)",
      async(function(loop)
     for _, how in ipairs {"close_clients", "abort_clients"} do

@@ -259,8 +259,10 @@ static void stop_stream(lua_State *L, eddy_Stream *s, int t) {
 ** never started), then the handle closes, and with it the descriptor; a
 ** pipe's object follows.  Once only: the loop's close may come first. */
 static void call_lost(lua_State *L, eddy_Stream *s, int t) {
+  int started = s->started;
+  uv_os_fd_t fd;
   if (s->uv.handle == NULL || s->uv.closing) return;
-  if (s->started) {
+  if (started) {
     s->started = 0;
     if (lua_getiuservalue(L, t, ST_EXTRA) == LUA_TTABLE)
       lua_getfield(L, -1, "exc");
@@ -269,11 +271,12 @@ static void call_lost(lua_State *L, eddy_Stream *s, int t) {
     call_protocol(L, s, t, "connection_lost", 1, 0,
                   "Exception in protocol.connection_lost()");
     lua_settop(L, t);
-    eddy__uv_close(L, &s->uv);
-    if (is_pipe(s)) eddy__pipe_release(L, s, t);
-  } else {
-    eddy__uv_close(L, &s->uv);
   }
+  /* fd watchers may take a closing transport's descriptor (as asyncio's):
+  ** they forget it before it closes, as with an eddy.socket's close. */
+  if (uv_fileno(s->uv.handle, &fd) == 0) eddy__fd_closing(L, (int)fd, 1);
+  eddy__uv_close(L, &s->uv);
+  if (started && is_pipe(s)) eddy__pipe_release(L, s, t);
   /* A socket view handed out by get_extra_info forgets the descriptor. */
   if (lua_getiuservalue(L, t, ST_EXTRA) == LUA_TTABLE &&
       lua_getfield(L, -1, "socket") != LUA_TNIL) {
