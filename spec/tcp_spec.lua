@@ -217,6 +217,48 @@ describe("create_connection", function()
     assert.is_true(task:cancelled())
   end))
 
+  -- A listener whose accept queue is full drops SYNs: the connect waits.
+  it("a connect that times out leaves no descriptor open (test_create_connection_timeout)",
+     async(function(loop)
+    local ls <close> = socket.socket()
+    ls:bind({"127.0.0.1", 0})
+    ls:listen(0)
+    local addr, fillers = ls:getsockname(), {}
+    for i = 1, 3 do  -- more than the queue takes (backlog + 1 on Linux)
+      fillers[i] = socket.socket()
+      fillers[i]:setblocking(false)
+      pcall(fillers[i].connect, fillers[i], addr)  -- in progress
+    end
+    eddy.sleep(0.05)
+    local function time_out()
+      raises(function()
+        eddy.wait_for(eddy.create_task(function()
+          return loop:create_connection(function() return {} end, addr[1], addr[2])
+        end), 0.2)
+      end, errors.TimeoutError)
+    end
+    time_out()  -- (the loop's first libuv stream opens its EMFILE reserve, /dev/null)
+    local fds = checks.count_fds()
+    time_out()
+    assert.equal(fds, checks.count_fds())
+    for _, f in ipairs(fillers) do f:close() end
+  end))
+
+  it("a port may be a service name, looked up (test_create_connection_service_name)",
+     async(function(loop)
+    -- port 80 of 127.0.0.1: nothing listens in the test environment, and
+    -- the refusal names the port the service name gave
+    local ok, err = pcall(loop.create_connection, loop, function() return {} end,
+                          "127.0.0.1", "http")
+    if ok then err:close() else
+      assert.truthy(errors.is(err, errors.ConnectionRefusedError), tostring(err))
+      assert.truthy(tostring(err):find("('127.0.0.1', 80)", 1, true), tostring(err))
+    end
+    raises(function()
+      loop:create_connection(function() return {} end, "127.0.0.1", "nonsense")
+    end, errors.OSError)
+  end))
+
   it("checks its TLS options before connecting (tls_spec has the rest)", async(function(loop)
     raises(function()
       loop:create_connection(function() return {} end, "127.0.0.1", 1, {ssl = "yes"})

@@ -122,4 +122,20 @@ function checks.run_script(source, env)
   return code, out
 end
 
+-- The descriptors open in this process: those /proc/self/fdinfo has a
+-- file for.  (Opening /proc/self/fd/N could block, on a pipe whose
+-- writers are gone; counting the lines of `ls /proc/PID/fd` may see the
+-- pipe popen has not closed yet.)
+function checks.count_fds()
+  local n = 0
+  for fd = 0, 4095 do
+    local f = io.open("/proc/self/fdinfo/" .. fd)
+    if f ~= nil then
+      n = n + 1
+      f:close()
+    end
+  end
+  return n
+end
+
 return checks
