@@ -127,7 +127,7 @@ describe("getaddrinfo", function()
 end)
 
 describe("getnameinfo", function()
-  it("returns host and service", async(function(loop)
+  it("returns host and service (test_getnameinfo)", async(function(loop)
     local host, service = loop:getnameinfo({"127.0.0.1", 80},
                                            socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
     assert.equal("127.0.0.1", host)

@@ -273,7 +273,7 @@ end)
 
 describe("eddy.to_thread", function()
   it("runs the function in the default executor and returns its results; its error is raised "
-     .. "(test_to_thread, test_to_thread_exception)", async(function(loop)
+     .. "(test_to_thread, test_to_thread_exception, test_run_in_executor)", async(function(loop)
     assert.same({3, "x"}, {eddy.to_thread(function(a, b) return a + b, "x" end, 1, 2)})
     local ok, err = pcall(eddy.to_thread, error, "failed", 0)
     assert.is_false(ok)
@@ -427,7 +427,7 @@ describe("cancelling a job's future", function()
     ex:shutdown()
   end))
 
-  it("lets a running job finish and drops its result", async(function(loop)
+  it("lets a running job finish and drops its result (test_run_in_executor_cancel)", async(function(loop)
     local ex = eddy.ThreadPoolExecutor(1)
     local fut = loop:run_in_executor(ex, function() os.execute("sleep 0.1") done = 1 return "late" end)
     eddy.sleep(0.02)
@@ -453,7 +453,7 @@ describe("cancelling a job's future", function()
 end)
 
 describe("default executor", function()
-  it("set_default_executor takes a ThreadPoolExecutor only", async(function(loop)
+  it("set_default_executor takes a ThreadPoolExecutor only (test_set_default_executor, test_set_default_executor_error)", async(function(loop)
     checks.raises(function() loop:set_default_executor({}) end,
                   "bad argument #1 to 'set_default_executor' (ThreadPoolExecutor expected, got table)")
     checks.raises(function() loop:set_default_executor() end,
@@ -492,7 +492,7 @@ describe("default executor", function()
                   "bad argument #1 to 'shutdown_default_executor' (number expected, got string)")
   end))
 
-  it("shutdown_default_executor(timeout) gives up waiting after timeout", async(function(loop)
+  it("shutdown_default_executor(timeout) gives up waiting after timeout (test_shutdown_default_executor_timeout)", async(function(loop)
     -- (a job far longer than the timeout: a loaded machine wakes late)
     local fut = loop:run_in_executor(nil, nap, 1)
     local t0 = loop:time()

@@ -6,6 +6,7 @@ local test = require "eddy.test"
 local async = test.async
 
 local checks = require "support.checks"
+local net = require "support.net"
 local tmp = require "support.tmp"
 local raises = checks.expect_error
 
@@ -23,6 +24,46 @@ describe("fd watchers", function()
     assert.same({"ping", "x", 2}, {fut:await()})
     assert.is_false(loop:remove_reader(b))
     a:close() b:close()
+  end))
+
+  it("test_reader_callback: a reader reads a socketpair to EOF, then removes itself",
+     async(function(loop)
+    local r, w = socket.socketpair()
+    r:setblocking(false)
+    local got, removed = {}, loop:create_future()
+    loop:add_reader(r:fileno(), function()
+      local ok, data = pcall(r.recv, r, 1024)
+      if not ok then return end  -- a spurious wake-up
+      if data ~= "" then
+        got[#got + 1] = data
+      else
+        removed:set_result(loop:remove_reader(r:fileno()))
+        r:close()
+      end
+    end)
+    loop:call_soon(function() w:send("abc") end)
+    net.wait_until(function() return #table.concat(got) >= 3 end)
+    loop:call_soon(function() w:send("def") end)
+    net.wait_until(function() return #table.concat(got) >= 6 end)
+    loop:call_soon(function() w:close() end)
+    assert.is_true(eddy.wait_for(removed, 5))
+    assert.equal("abcdef", table.concat(got))
+  end))
+
+  it("test_writer_callback: a writer sends once; remove_writer is true, then false",
+     async(function(loop)
+    local r, w = socket.socketpair()
+    w:setblocking(false)
+    local data, sent = string.rep("x", 1024), loop:create_future()
+    loop:add_writer(w:fileno(), function(d)
+      if not sent:done() then w:send(d) sent:set_result(true) end
+    end, data)
+    eddy.wait_for(sent, 5)
+    assert.is_true(loop:remove_writer(w:fileno()))
+    assert.is_false(loop:remove_writer(w:fileno()))
+    w:close()
+    assert.equal(data, r:recv(#data * 2))
+    r:close()
   end))
 
   it("takes integers, sockets, file handles and :fileno() objects", async(function(loop)
@@ -305,6 +346,20 @@ describe("fd watchers", function()
     tr:close()
     srv:close()
   end))
+
+  it("on a closed loop: remove_* return false, add_* raise RuntimeError "
+     .. "(test_remove_fds_after_closing, test_add_fds_after_closing)", function()
+    local r, w = socket.socketpair()
+    local loop = eddy.new_event_loop()
+    loop:add_reader(r, function() end)
+    loop:add_writer(w, function() end)
+    loop:close()
+    assert.is_false(loop:remove_reader(r))
+    assert.is_false(loop:remove_writer(w))
+    raises(errors.RuntimeError, loop.add_reader, loop, r, function() end)
+    raises(errors.RuntimeError, loop.add_writer, loop, w, function() end)
+    r:close() w:close()
+  end)
 
   it("a watcher keeps a plain run_forever loop alive, and close() closes it", function()
     local loop = eddy.new_event_loop()

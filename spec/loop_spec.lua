@@ -410,6 +410,20 @@ describe("run_until_complete", function()
     assert.equal("inside", err.message)
   end))
 
+  it("test_run_forever_keyboard_interrupt: a task's KeyboardInterrupt leaves the loop, "
+     .. "and nothing reports it as never retrieved", function()
+    local loop = eddy.new_event_loop()
+    local reported = {}
+    loop:set_exception_handler(function(_, ctx) reported[#reported + 1] = ctx.message end)
+    raises(loop.run_until_complete, errors.KeyboardInterrupt, loop, function()
+      error(errors.KeyboardInterrupt())
+    end)
+    loop:close()
+    collectgarbage()
+    collectgarbage()
+    assert.same({}, reported)
+  end)
+
   it("accepts a coroutine object", with_loop(function(loop)
     local co = coroutine.create(function(x) eddy.sleep(0) return x * 2 end)
     assert.equal(84, loop:run_until_complete(loop:create_task(co, 42)))

@@ -137,7 +137,7 @@ describe("loop:sock_sendfile", function()
     a:close() b:close()
   end))
 
-  it("falls back to reading and sending for files sendfile(2) cannot take", async(function(loop)
+  it("falls back to reading and sending for files sendfile(2) cannot take (test_sock_sendfile_fallback, test_sock_sendfile_no_fallback, test_sock_sendfile_fallback_offset_and_count)", async(function(loop)
     local a, b = pair()
     -- /dev/zero: a character device, seekable: read with pread
     local z <close> = assert(io.open("/dev/zero", "rb"))
@@ -224,7 +224,8 @@ describe("loop:sock_sendfile", function()
     a:close() c:close()
   end))
 
-  it("rejects bad input", async(function(loop)
+  it("rejects bad input (test_blocking_socket, test_nonstream_socket, test_notint_count, "
+     .. "test_negative_count, test_notint_offset, test_negative_offset)", async(function(loop)
     local a, b = pair()
     local f = assert(io.open(path, "rb"))
     local e = raises(errors.ValueError, loop.sock_sendfile, loop, a, f, -1)

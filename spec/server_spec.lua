@@ -18,7 +18,7 @@ local function connect(loop, port, host)
 end
 
 describe("create_server", function()
-  it("picks a free port for port 0 and serves (test_create_server)", async(function(loop)
+  it("picks a free port for port 0 and serves (test_create_server, test_get_loop)", async(function(loop)
     local srv, port, protos = net.echo_server(loop)
     assert.is_true(port > 0)
     assert.is_true(srv:is_serving())
@@ -39,7 +39,7 @@ describe("create_server", function()
     srv:close()  -- idempotent
   end))
 
-  it("listens on every interface for nil and \"\" hosts (IPv4 and IPv6)", async(function(loop)
+  it("listens on every interface for nil and \"\" hosts (IPv4 and IPv6) (test_create_server_dual_stack, test_create_server_empty_host, test_create_server_ipv6)", async(function(loop)
     for _, host in ipairs {false, ""} do
       local srv <close> = loop:create_server(function() return {} end, host or nil, 0)
       local families = {}
@@ -130,7 +130,7 @@ describe("create_server", function()
     srv2:wait_closed()
   end))
 
-  it("EADDRINUSE without reuse_port; reuse_port shares the port", async(function(loop)
+  it("EADDRINUSE without reuse_port; reuse_port shares the port (test_create_server_reuse_port, test_create_server_addr_in_use, test_create_server_cant_bind)", async(function(loop)
     local a <close> = loop:create_server(function() return {} end, "127.0.0.1", 0)
     local err = raises(function()
       loop:create_server(function() return {} end, "127.0.0.1", port_of(a))
@@ -143,7 +143,7 @@ describe("create_server", function()
     assert.equal(port_of(b), port_of(c))
   end))
 
-  it("takes a bound eddy.socket with sock=", async(function(loop)
+  it("takes a bound eddy.socket with sock= (test_create_server_sock)", async(function(loop)
     local socket = eddy.socket
     local s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s:bind({"127.0.0.1", 0})
@@ -217,6 +217,51 @@ describe("create_server", function()
     end
     assert.is_false(srv:is_serving())  -- not listening
     srv:close()
+    srv:wait_closed()
+  end))
+
+  it("refuses what asyncio's create_server refuses before binding "
+     .. "(test_create_server_host_port_sock, test_create_server_no_host_port_sock, "
+     .. "test_create_server_wrong_sock, test_create_server_ssl_timeout_for_plain_socket)",
+     async(function(loop)
+    local S = eddy.socket
+    local f = function() return {} end
+    local sock <close> = S.socket()
+    raises(function() loop:create_server(f, "127.0.0.1", 0, {sock = sock}) end,
+           {errors.ValueError, "host/port and sock can not be specified at the same time"})
+    raises(function() loop:create_server(f) end,
+           {errors.ValueError, "Neither host/port nor sock were specified"})
+    local udp <close> = S.socket(S.AF_INET, S.SOCK_DGRAM)
+    raises(function() loop:create_server(f, nil, nil, {sock = udp}) end,
+           {errors.ValueError, "A Stream Socket was expected"})
+    raises(function() loop:create_server(f, "127.0.0.1", 0, {ssl_handshake_timeout = 1}) end,
+           {errors.ValueError, "ssl_handshake_timeout is only meaningful with ssl"})
+  end))
+
+  it("binds each of several hosts once, duplicates dropped "
+     .. "(test_create_server_multiple_hosts_ipv4, test_create_server_multiple_hosts_ipv6)",
+     async(function(loop)
+    for _, hosts in ipairs {{"127.0.0.1", "127.0.0.2", "127.0.0.1"}, {"::1", "::1"}} do
+      local srv <close> = loop:create_server(function() return {} end, hosts, 0)
+      local bound = {}
+      for _, s in ipairs(srv.sockets) do bound[#bound + 1] = s:getsockname()[1] end
+      table.sort(bound)
+      local want = hosts[2] == "::1" and {"::1"} or {"127.0.0.1", "127.0.0.2"}
+      assert.same(want, bound)
+    end
+  end))
+
+  it("a closed server refuses connections (test_server_close)", async(function(loop)
+    local srv = loop:create_server(function() return {} end, "0.0.0.0", 0)
+    local port = port_of(srv)
+    local c = eddy.socket.socket()
+    c:connect({"127.0.0.1", port})
+    c:send("xxx")
+    c:close()
+    srv:close()
+    c = eddy.socket.socket()
+    raises(function() c:connect({"127.0.0.1", port}) end, errors.ConnectionRefusedError)
+    c:close()
     srv:wait_closed()
   end))
 
@@ -304,7 +349,7 @@ end)
 print("done")
 ]]
 
-  it("out of descriptors, pauses accepting as asyncio, never spins", async(function(loop)
+  it("out of descriptors, pauses accepting as asyncio, never spins (test_accept_connection_exception)", async(function(loop)
     local binary = os.getenv("EDDY_TEST_BINARY") or "build/eddy"
     local script = net.tempfile(emfile_script)
     local proc = net.spawn(string.format("ulimit -n 64; exec %s %s", binary, script), 30)

@@ -119,7 +119,7 @@ describe("eddy.signal", function()
 end)
 
 describe("add_signal_handler", function()
-  it("runs the callback with its arguments in the loop", async(function(loop)
+  it("runs the callback with its arguments in the loop (test_signal_handling_args)", async(function(loop)
     local fut = loop:create_future()
     loop:add_signal_handler("SIGUSR1", function(a, b)
       fut:set_result(a, b, eddy.get_running_loop() == loop, eddy.current_task())
@@ -130,6 +130,21 @@ describe("add_signal_handler", function()
     assert.same({"x", 2, true}, {a, b, in_loop})
     assert.is_nil(task)  -- a plain callback, not a task
     assert.is_true(loop:remove_signal_handler(S.SIGUSR1))
+  end))
+
+  it("test_signal_handling_while_selecting: a signal that arrives while the loop waits "
+     .. "runs its handler once", async(function(loop)
+    local caught, fut = 0, loop:create_future()
+    loop:add_signal_handler("SIGALRM", function()
+      caught = caught + 1
+      if not fut:done() then fut:set_result(true) end
+    end)
+    -- sent by another process while this loop sleeps in its poll
+    os.execute(string.format("(sleep 0.05; kill -ALRM %d) &", S.getpid()))
+    assert.is_true(wait_done(fut, 5))
+    eddy.sleep(0.05)
+    assert.equal(1, caught)
+    assert.is_true(loop:remove_signal_handler("SIGALRM"))
   end))
 
   it("runs once per signal, for every signal that arrives", async(function(loop)

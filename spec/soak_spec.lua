@@ -21,21 +21,7 @@ local CYCLES = 300
 local SLACK = 256
 local SLACK_OBJECTS = 30
 
--- The descriptors open in this process: those /proc/self/fdinfo has a
--- file for.  (Opening /proc/self/fd/N could block, on a pipe whose
--- writers are gone; counting the lines of `ls /proc/PID/fd` may see the
--- pipe popen has not closed yet.)
-local function count_fds()
-  local n = 0
-  for fd = 0, 4095 do
-    local f = io.open("/proc/self/fdinfo/" .. fd)
-    if f ~= nil then
-      n = n + 1
-      f:close()
-    end
-  end
-  return n
-end
+local count_fds = checks.count_fds
 
 -- Entries of the registry in use: luaL_unref leaves an integer (the next
 -- free slot) in a slot it frees.

@@ -158,7 +158,7 @@ describe("sock_* methods", function()
     c:close()
   end))
 
-  it("cancelling the awaiting task removes the watcher", async(function(loop)
+  it("cancelling the awaiting task removes the watcher (test_prompt_cancellation)", async(function(loop)
     local a, b = pair()
     local t = loop:create_task(function() return loop:sock_recv(b, 10) end)
     eddy.sleep(0.01)

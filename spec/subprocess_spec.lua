@@ -77,7 +77,93 @@ describe("loop:subprocess_exec", function()
     t:close()
   end))
 
-  it("a signal's return code is negative (test_terminate, test_kill, test_send_signal)",
+  it("test_subprocess_interactive: what stdin gets comes back piece by piece; close() kills",
+     async(function(loop)
+    local rec = recorder(loop)
+    local t = loop:subprocess_exec(function() return rec end, "cat")
+    local stdin = t:get_pipe_transport(0)
+    stdin:write("Python ")
+    net.wait_until(function() return rec:output(1) == "Python " end)
+    stdin:write("The Winner")
+    net.wait_until(function() return rec:output(1) == "Python The Winner" end)
+    t:close()
+    net.wait(rec.lost_fut)
+    assert.equal(-9, t:get_returncode())
+  end))
+
+  it("a shell command: its output, nothing on stderr, every pipe lost, exit 0 "
+     .. "(test_subprocess_shell, test_subprocess_stderr)", async(function(loop)
+    local rec = recorder(loop)
+    local t = loop:subprocess_shell(function() return rec end, "echo Python")
+    t:get_pipe_transport(0):close()
+    net.wait(rec.lost_fut)
+    assert.equal(0, t:get_returncode())
+    assert.equal("Python\n", rec:output(1))
+    assert.equal("", rec:output(2))
+    for fd = 0, 2 do assert.is_truthy(index_of(rec.events, "pipe_lost " .. fd), fd) end
+    t:close()
+    -- stdout and stderr apart
+    rec = recorder(loop)
+    t = loop:subprocess_shell(function() return rec end,
+                              "read -r x; echo \"OUT:$x\"; echo \"ERR:$x\" >&2")
+    t:get_pipe_transport(0):write("test\n")
+    net.wait(rec.lost_fut)
+    t:close()
+    assert.equal("OUT:test\n", rec:output(1))
+    assert.equal("ERR:test\n", rec:output(2))
+    assert.equal(0, t:get_returncode())
+  end))
+
+  it("a child with no pipes: get_pipe_transport is nil, its exit code arrives, close() "
+     .. "after the end does nothing, in a session of its own too (test_subprocess_exitcode, "
+     .. "test_subprocess_close_after_finish, test_subprocess_wait_no_same_group)",
+     async(function(loop)
+    for _, session in ipairs {false, true} do
+      local rec = recorder(loop)
+      local t = loop:subprocess_shell(function() return rec end, "exit 7",
+                                      {stdin = sp.INHERIT, stdout = sp.INHERIT,
+                                       stderr = sp.INHERIT, start_new_session = session})
+      for fd = 0, 2 do assert.is_nil(t:get_pipe_transport(fd)) end
+      net.wait(rec.lost_fut)
+      assert.equal(7, t:get_returncode())
+      assert.is_nil(t:close())
+    end
+  end))
+
+  it("test_subprocess_close_client_stream: the child's stdout closed by the parent "
+     .. "breaks the child's next write (EPIPE)", async(function(loop)
+    local rec = recorder(loop)
+    local t = loop:subprocess_shell(function() return rec end,
+      "trap '' PIPE; while read -r x; do echo \"OUT:$x\" || echo ERR:BrokenPipe >&2; done")
+    local stdin, stdout = t:get_pipe_transport(0), t:get_pipe_transport(1)
+    stdin:write("test\n")
+    net.wait_until(function() return rec:output(1) == "OUT:test\n" end)
+    stdout:close()
+    net.wait_until(function() return index_of(rec.events, "pipe_lost 1") ~= nil end)
+    stdin:write("xxx\n")
+    net.wait_until(function() return rec:output(2):find("ERR:BrokenPipe", 1, true) ~= nil end)
+    t:close()
+    net.wait(rec.lost_fut)
+    assert.equal(-9, t:get_returncode())
+  end))
+
+  it("Python's Popen options are unknown options; a program that is no string is an argument "
+     .. "error (test_subprocess_exec_invalid_args, test_subprocess_shell_invalid_args)",
+     async(function(loop)
+    local f = function() return recorder(loop) end
+    for _, opts in ipairs {{universal_newlines = true}, {bufsize = 4096}, {shell = true}, {text = true}} do
+      local k = next(opts)
+      raises(function() loop:subprocess_exec(f, "pwd", opts) end, "unknown option '" .. k .. "'")
+      raises(function() loop:subprocess_shell(f, "pwd", opts) end, "unknown option '" .. k .. "'")
+    end
+    argerror(function() loop:subprocess_exec(f, {"pwd"}) end, 2, "subprocess_exec")
+    -- (numbers among the arguments are converted, as Lua's own string
+    -- arguments: docs/subprocess.md; asyncio raises TypeError)
+    argerror(function() loop:subprocess_exec(f, "echo", true, {}) end, 3, "subprocess_exec")
+    argerror(function() loop:subprocess_shell(f, {"pwd"}) end, 2, "subprocess_shell")
+  end))
+
+  it("a signal's return code is negative (test_terminate, test_kill, test_send_signal, test_subprocess_kill, test_subprocess_terminate, test_subprocess_send_signal)",
      async(function(loop)
     for sig, code in pairs {SIGTERM = -15, SIGKILL = -9, SIGUSR1 = -10} do
       local rec = recorder(loop)
@@ -202,7 +288,7 @@ describe("loop:subprocess_exec", function()
     end)
   end))
 
-  it("stdio choices: DEVNULL, STDOUT, INHERIT, a descriptor, a file", async(function(loop)
+  it("stdio choices: DEVNULL, STDOUT, INHERIT, a descriptor, a file (test_subprocess_stderr_redirect_to_stdout)", async(function(loop)
     local out = cli.tempfile()
     local f = assert(io.open(out, "w"))
     local rec = recorder(loop)
@@ -545,7 +631,8 @@ describe("eddy.create_subprocess_exec / _shell", function()
   it("a failed spawn leaves no pipe open (test_popen_error, test_popen_error_with_stdin_pipe)",
      async(function(loop)
     eddy.create_subprocess_exec("true"):wait()  -- what the first child opens for good
-    local before = checks.open_fds()
+    collectgarbage() collectgarbage()
+    local before = checks.count_fds()
     -- A leak would add a descriptor or two per try; fewer than ten more
     -- leaves room for what the rest of the process opens meanwhile.
     for _ = 1, 5 do
@@ -554,7 +641,8 @@ describe("eddy.create_subprocess_exec / _shell", function()
                errors.FileNotFoundError)
       end
     end
-    assert.is_true(checks.open_fds() < before + 5)
+    collectgarbage() collectgarbage()
+    assert.is_true(checks.count_fds() < before + 5)
   end))
 
   it("output read slowly after the child exited (test_read_stdout_after_process_exit)",

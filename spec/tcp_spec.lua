@@ -61,7 +61,7 @@ describe("create_connection", function()
     net.wait(rec.lost_fut)
   end))
 
-  it("raises ConnectionRefusedError when nothing listens (test_create_connection_refused)",
+  it("raises ConnectionRefusedError when nothing listens (test_create_connection_refused, test_create_connection_connect_err)",
      async(function(loop)
     local srv, port = net.echo_server(loop)
     srv:close()
@@ -100,7 +100,7 @@ describe("create_connection", function()
   end))
 
   it("binds local_addr without SO_REUSEADDR: a port another connection holds is in use "
-     .. "(asyncio's _connect_sock: sock.bind(laddr))", async(function(loop)
+     .. "(asyncio's _connect_sock: sock.bind(laddr)) (test_create_connection_local_addr_in_use)", async(function(loop)
     local srv <close>, port = net.echo_server(loop)
     local other <close>, other_port = net.echo_server(loop)
     local t = loop:create_connection(function() return net.recorder(loop) end, "127.0.0.1", port,
@@ -115,7 +115,7 @@ describe("create_connection", function()
     t:close()
   end))
 
-  it("takes a connected eddy.socket with sock= and connect_accepted_socket", async(function(loop)
+  it("takes a connected eddy.socket with sock= and connect_accepted_socket (test_connect_accepted_socket)", async(function(loop)
     local socket = eddy.socket
     local srv <close>, port = net.echo_server(loop)
     local s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -218,6 +218,48 @@ describe("create_connection", function()
     assert.is_true(task:cancelled())
   end))
 
+  -- A listener whose accept queue is full drops SYNs: the connect waits.
+  it("a connect that times out leaves no descriptor open (test_create_connection_timeout)",
+     async(function(loop)
+    local ls <close> = socket.socket()
+    ls:bind({"127.0.0.1", 0})
+    ls:listen(0)
+    local addr, fillers = ls:getsockname(), {}
+    for i = 1, 3 do  -- more than the queue takes (backlog + 1 on Linux)
+      fillers[i] = socket.socket()
+      fillers[i]:setblocking(false)
+      pcall(fillers[i].connect, fillers[i], addr)  -- in progress
+    end
+    eddy.sleep(0.05)
+    local function time_out()
+      raises(function()
+        eddy.wait_for(eddy.create_task(function()
+          return loop:create_connection(function() return {} end, addr[1], addr[2])
+        end), 0.2)
+      end, errors.TimeoutError)
+    end
+    time_out()  -- (the loop's first libuv stream opens its EMFILE reserve, /dev/null)
+    local fds = checks.count_fds()
+    time_out()
+    assert.equal(fds, checks.count_fds())
+    for _, f in ipairs(fillers) do f:close() end
+  end))
+
+  it("a port may be a service name, looked up (test_create_connection_service_name)",
+     async(function(loop)
+    -- port 80 of 127.0.0.1: nothing listens in the test environment, and
+    -- the refusal names the port the service name gave
+    local ok, err = pcall(loop.create_connection, loop, function() return {} end,
+                          "127.0.0.1", "http")
+    if ok then err:close() else
+      assert.truthy(errors.is(err, errors.ConnectionRefusedError), tostring(err))
+      assert.truthy(tostring(err):find("('127.0.0.1', 80)", 1, true), tostring(err))
+    end
+    raises(function()
+      loop:create_connection(function() return {} end, "127.0.0.1", "nonsense")
+    end, errors.OSError)
+  end))
+
   it("checks its TLS options before connecting (tls_spec has the rest)", async(function(loop)
     raises(function()
       loop:create_connection(function() return {} end, "127.0.0.1", 1, {ssl = "yes"})
@@ -252,6 +294,41 @@ describe("create_connection", function()
     local srv <close>, port = net.echo_server(loop)
     raises(function() loop:create_connection(function() return 42 end, "127.0.0.1", port) end,
            {errors.RuntimeError, "protocol_factory must return a protocol"})
+  end))
+
+  it("refuses what asyncio's create_connection refuses before connecting "
+     .. "(test_create_connection_host_port_sock, test_create_connection_no_host_port_sock, "
+     .. "test_create_connection_wrong_sock, test_create_connection_no_ssl_server_hostname_errors, "
+     .. "test_create_connection_ssl_server_hostname_errors, "
+     .. "test_create_connection_ssl_timeout_for_plain_socket, "
+     .. "test_connect_accepted_socket_ssl_timeout_for_plain_socket)", async(function(loop)
+    local f = function() return {} end
+    local sock <close> = socket.socket()
+    raises(function() loop:create_connection(f, "127.0.0.1", 1, {sock = sock}) end,
+           {errors.ValueError, "host/port and sock can not be specified at the same time"})
+    raises(function() loop:create_connection(f) end,
+           {errors.ValueError, "host and port was not specified and no sock specified"})
+    local udp <close> = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    raises(function() loop:create_connection(f, nil, nil, {sock = udp}) end,
+           {errors.ValueError, "A Stream Socket was expected"})
+    raises(function() loop:create_connection(f, "127.0.0.1", 1, {server_hostname = "h"}) end,
+           {errors.ValueError, "server_hostname is only meaningful with ssl"})
+    raises(function() loop:create_connection(f, nil, nil, {sock = sock, ssl = true}) end,
+           {errors.ValueError, "You must set server_hostname when using ssl without a host"})
+    raises(function() loop:create_connection(f, "127.0.0.1", 1, {ssl_handshake_timeout = 1}) end,
+           {errors.ValueError, "ssl_handshake_timeout is only meaningful with ssl"})
+    raises(function() loop:connect_accepted_socket(f, sock, {ssl_handshake_timeout = 1}) end,
+           {errors.ValueError, "ssl_handshake_timeout is only meaningful with ssl"})
+  end))
+
+  -- asyncio binds local_addr only to addresses of the remote address's
+  -- family (gh-86508): none of them is an OSError.
+  it("local_addr of another family than the host's raises OSError "
+     .. "(test_create_connection_local_addr_nomatch_family)", async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    raises(function()
+      loop:create_connection(function() return {} end, "127.0.0.1", port, {local_addr = {"::1", 0}})
+    end, errors.OSError)
   end))
 
   it("raises outside a task", function()
@@ -309,7 +386,7 @@ describe("TCP transport", function()
     net.wait(rec2.lost_fut)
   end))
 
-  it("get_extra_info: peername, sockname, socket, default (test_get_extra_info)",
+  it("get_extra_info: peername, sockname, socket, default (test_get_extra_info, test_set_nodelay)",
      async(function(loop)
     local srv <close>, port = net.echo_server(loop)
     local t, rec = connect(loop, port)
@@ -957,6 +1034,150 @@ describe("TCP transport", function()
     local opened, freed = loop:_handle_counts()
     assert.equal(opened, freed)
     assert.same({"made", "lost"}, rec.events)
+  end)
+end)
+
+-- asyncio's stream transports close their socket in _call_connection_lost,
+-- after protocol.connection_lost returns (or raises): until then the
+-- descriptor is open, and a closing transport no longer owns it for
+-- add_reader (_ensure_fd_no_transport checks is_closing()).
+describe("a closing transport's descriptor", function()
+  -- A recorder that notes net.descriptor(t) in connection_lost.
+  local function lost_recorder(loop, opts)
+    opts = opts or {}
+    opts.on_lost = function(self) self.fd_in_lost = net.descriptor(self.transport) end
+    return net.recorder(loop, opts)
+  end
+
+  it("stays open after close() and abort() until connection_lost has returned",
+     async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    for _, how in ipairs {"close", "abort"} do
+      local rec = lost_recorder(loop)
+      local t = loop:create_connection(function() return rec end, "127.0.0.1", port)
+      t[how](t)
+      assert.equal("open", net.descriptor(t), how)
+      local sock = t:get_extra_info("socket")
+      net.wait(rec.lost_fut)
+      assert.equal("open", rec.fd_in_lost, how)
+      assert.equal(-1, sock:fileno(), how)
+      assert.equal("closed", net.descriptor(t), how)
+    end
+  end))
+
+  it("stays open in connection_lost after queued writes drain, events in the same order",
+     async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    local rec = lost_recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    t:write(string.rep("q", 8 * 1024 * 1024))
+    assert.is_true(t:get_write_buffer_size() > 0)
+    t:close()
+    net.wait(rec.lost_fut, 20)
+    assert.equal("open", rec.fd_in_lost)
+    assert.equal("lost", rec.events[#rec.events])
+    assert.is_nil(rec.err)
+  end))
+
+  it("stays open in connection_lost after the peer's reset, an EOF that closes, "
+     .. "and until a connection_lost that raises has returned", async(function(loop)
+    local aborting <close> = loop:create_server(function()
+      return {connection_made = function(_, tr) tr:abort() end}
+    end, "127.0.0.1", 0)
+    local rec = lost_recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1",
+                                     aborting.sockets[1]:getsockname()[2])
+    net.write_until_reset(t, rec)
+    assert.equal("open", rec.fd_in_lost)
+
+    local srv <close>, port, protos = net.echo_server(loop)
+    rec = lost_recorder(loop)
+    t = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    net.wait_until(function() return protos[1] ~= nil end)
+    protos[1].t:write_eof()
+    net.wait(rec.lost_fut)
+    assert.same({"made", "eof", "lost"}, rec.events)
+    assert.equal("open", rec.fd_in_lost)
+
+    local handled
+    loop:set_exception_handler(function(_, ctx) handled = ctx.message end)
+    rec = lost_recorder(loop)
+    rec.opts.on_lost = function(self)
+      self.fd_in_lost = net.descriptor(self.transport)
+      error("lost fails")
+    end
+    t = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    local sock = t:get_extra_info("socket")
+    t:close()
+    net.wait_until(function() return handled ~= nil end)
+    loop:set_exception_handler(nil)
+    assert.equal("Exception in protocol.connection_lost()", handled)
+    assert.equal("open", rec.fd_in_lost)
+    assert.equal(-1, sock:fileno())
+  end))
+
+  it("may be watched once the transport is closing: add_reader and remove_reader "
+     .. "work on it until connection_lost", async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    local rec = lost_recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    local fd = t:get_extra_info("socket"):fileno()
+    checks.raises(function() loop:add_reader(fd, function() end) end,
+                  {errors.RuntimeError, "is used by transport"})
+    t:close()
+    assert.is_false(loop:remove_reader(fd))
+    loop:add_reader(fd, function() end)
+    assert.is_true(loop:remove_reader(fd))
+    net.wait(rec.lost_fut)
+  end))
+
+  -- Closing an eddy.socket drops the watchers of its fd (fd-watchers.md):
+  -- so does a transport closing its descriptor, before the number can be
+  -- handed out again.
+  it("takes a watcher left on it along when it closes", async(function(loop)
+    local srv <close>, port = net.echo_server(loop)
+    local rec = lost_recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    local fd = t:get_extra_info("socket"):fileno()
+    t:close()
+    loop:add_reader(fd, function() end)
+    local removed = loop:create_future()
+    -- in the batch of connection_lost, after it: before any poll
+    loop:call_soon(function() removed:set_result(loop:remove_reader(fd)) end)
+    assert.is_false(net.wait(removed))
+    assert.is_true(rec.lost_fut:done())
+  end))
+
+  it("is open in the connection_lost of a server's clients (close_clients, abort_clients)",
+     async(function(loop)
+    for _, how in ipairs {"close_clients", "abort_clients"} do
+      local recs = {}
+      local srv <close> = loop:create_server(function()
+        recs[#recs + 1] = lost_recorder(loop)
+        return recs[#recs]
+      end, "127.0.0.1", 0)
+      local t, rec = connect(loop, srv.sockets[1]:getsockname()[2])
+      net.wait_until(function() return recs[1] ~= nil end)
+      srv:close()
+      srv[how](srv)
+      net.wait(recs[1].lost_fut)
+      assert.equal("open", recs[1].fd_in_lost, how)
+      t:close()
+      net.wait(rec.lost_fut)
+    end
+  end))
+
+  it("is open in the connection_lost that loop:close() calls", function()
+    local loop = eddy.new_event_loop()
+    local rec = lost_recorder(loop)
+    loop:run_until_complete(function()
+      local _, port = net.echo_server(loop)
+      loop:create_connection(function() return rec end, "127.0.0.1", port)
+    end)
+    loop:close()
+    assert.equal("open", rec.fd_in_lost)
+    local opened, freed = loop:_handle_counts()
+    assert.equal(opened, freed)
   end)
 end)
 

@@ -252,7 +252,7 @@ describe("eddy.ssl.SSLContext", function()
 end)
 
 describe("TLS connections between eddy peers", function()
-  it("echo over create_connection/create_server with asyncio's callback order (test_create_connection_ssl)",
+  it("echo over create_connection/create_server with asyncio's callback order (test_create_connection_ssl, test_create_ssl_connection, test_create_server_ssl, test_create_server_ssl_verified)",
      async(function(loop)
     local srv <close>, port, protos = tls_echo_server(loop)
     local rec = net.recorder(loop)
@@ -351,6 +351,23 @@ describe("TLS connections between eddy peers", function()
     assert.is_true(server_t:is_closing())
   end))
 
+  -- asyncio's plain transport keeps its socket until its connection_lost
+  -- (SSLProtocol's), which calls the application's connection_lost soon:
+  -- that one comes after the socket closed.
+  it("a TLS transport's socket stays open after close() and abort() until the "
+     .. "plain transport's connection_lost", async(function(loop)
+    local srv <close> = tls_echo_server(loop)
+    for _, how in ipairs {"close", "abort"} do
+      local t, rec = tls_connect(loop, srv)
+      net.wait(rec.made_fut)
+      rec.opts.on_lost = function(self) self.fd_in_lost = net.descriptor(self.transport) end
+      t[how](t)
+      assert.equal("open", net.descriptor(t), how)
+      net.wait(rec.lost_fut)
+      assert.are_not.equal("open", rec.fd_in_lost, how)
+    end
+  end))
+
   it("streams: 1 MiB both ways through open_connection/start_server, with drain "
      .. "(test_open_connection_no_loop_ssl)", async(function(loop)
     local srv <close> = eddy.start_server(function(r, w)
@@ -403,8 +420,9 @@ describe("TLS connections between eddy peers", function()
     assert.equal(0, t:get_write_buffer_size())
   end))
 
-  it("over UNIX sockets (test_open_unix_connection_no_loop_ssl), and on an accepted socket, "
-     .. "plain or TLS (connect_accepted_socket: test_connect_accepted_socket, "
+  it("over UNIX sockets (test_open_unix_connection_no_loop_ssl, test_create_ssl_unix_connection, "
+     .. "test_create_unix_server_ssl, test_create_unix_server_ssl_verified), and on an accepted "
+     .. "socket, plain or TLS (connect_accepted_socket: test_connect_accepted_socket, "
      .. "test_ssl_connect_accepted_socket)", async(function(loop)
     local path = tmp.path(".sock")
     local srv <close> = eddy.start_unix_server(function(r, w)
@@ -482,7 +500,8 @@ describe("TLS connections between eddy peers", function()
   end))
 
   it("an unverifiable or misnamed server is refused (test_create_connection_ssl_verify_failed, "
-     .. "test_create_connection_ssl_failed_certificate)",
+     .. "test_create_connection_ssl_failed_certificate, test_create_server_ssl_verify_failed, "
+     .. "test_create_server_ssl_match_failed, test_create_unix_server_ssl_verify_failed)",
      async(function(loop)
     local srv <close>, port = tls_echo_server(loop)
     local factory = function() return {} end
@@ -511,6 +530,13 @@ describe("TLS connections between eddy peers", function()
     assert.same({}, t:get_extra_info("peercert"))
     assert.is_string(t:get_extra_info("ssl_object"):getpeercert(true))
     t:close()
+    -- the same refusal over a UNIX socket
+    local path = tmp.path(".sock")
+    local usrv <close> = loop:create_unix_server(function() return {} end, path,
+                                                 {ssl = server_context()})
+    raises(function()
+      loop:create_unix_connection(factory, path, {ssl = ssl.SSLContext(), server_hostname = "localhost"})
+    end, errors.SSLCertVerificationError)
     eddy.sleep(0.05)
   end))
 

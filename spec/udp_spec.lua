@@ -31,7 +31,8 @@ end
 
 describe("create_datagram_endpoint", function()
   it("echoes on 127.0.0.1 and ::1 with connected and unconnected peers (test_sendto, test_read_ready, "
-     .. "test_sendto_connected_addr)", async(function(loop)
+     .. "test_sendto_connected_addr, test_create_datagram_endpoint, test_create_datagram_endpoint_ipv6)",
+     async(function(loop)
     for _, host in ipairs {"127.0.0.1", "::1"} do
       local st, sp = loop:create_datagram_endpoint(function() return recorder(loop) end, {host, 0})
       assert.same({"made"}, sp.events)
@@ -62,7 +63,7 @@ describe("create_datagram_endpoint", function()
     end
   end))
 
-  it("takes a sock, AF_UNIX paths, family-only endpoints", async(function(loop)
+  it("takes a sock, AF_UNIX paths, family-only endpoints (test_create_datagram_endpoint_sock, test_create_datagram_endpoint_sock_unix)", async(function(loop)
     local path = os.tmpname()
     os.remove(path)
     local st, sp = loop:create_datagram_endpoint(function() return recorder(loop) end, path,
@@ -82,9 +83,14 @@ describe("create_datagram_endpoint", function()
                                             {family = socket.AF_INET})
     assert.equal(0, t:get_extra_info("sockname")[2])
     t:abort()
+    local u, up = loop:create_datagram_endpoint(function() return recorder(loop) end, nil, nil,
+                                                {family = socket.AF_UNIX})
+    assert.equal(socket.AF_UNIX, u:get_extra_info("socket").family)
+    u:close()
+    up.lost:await()
   end))
 
-  it("AF_UNIX local_addr: a stale socket file is replaced, any other file stays (asyncio's S_ISSOCK check)",
+  it("AF_UNIX local_addr: a stale socket file is replaced, any other file stays (asyncio's S_ISSOCK check) (test_create_datagram_endpoint_existing_sock_unix)",
      async(function(loop)
     local path = os.tmpname()  -- a regular file
     local fh = assert(io.open(path, "w"))
@@ -128,7 +134,7 @@ describe("create_datagram_endpoint", function()
   end))
 
   it("reports ICMP errors through error_received, not as fatal errors (test_sendto_error_received_connected, "
-     .. "test_fatal_error_connected)", async(function(loop)
+     .. "test_fatal_error_connected, test_datagram_send_to_non_listening_address)", async(function(loop)
     local probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     probe:bind({"127.0.0.1", 0})
     local dead = probe:getsockname()
@@ -381,7 +387,23 @@ describe("create_datagram_endpoint", function()
     c:close()
   end))
 
-  it("allow_broadcast leaves the socket unconnected; sendto(data) goes to remote_addr",
+  it("sets SO_REUSEPORT and SO_BROADCAST only when asked, never SO_REUSEADDR "
+     .. "(test_create_datagram_endpoint_sockopts)", async(function(loop)
+    local SOL = socket.SOL_SOCKET
+    for _, opts in ipairs {{}, {reuse_port = true, allow_broadcast = true}} do
+      local t, p = loop:create_datagram_endpoint(function() return recorder(loop) end,
+                                                 {"127.0.0.1", 0}, nil, opts)
+      local sock = t:get_extra_info("socket")
+      local want = opts.reuse_port and 1 or 0
+      assert.equal(want, sock:getsockopt(SOL, socket.SO_REUSEPORT) ~= 0 and 1 or 0)
+      assert.equal(want, sock:getsockopt(SOL, socket.SO_BROADCAST) ~= 0 and 1 or 0)
+      assert.equal(0, sock:getsockopt(SOL, socket.SO_REUSEADDR))
+      t:close()
+      eddy.wait_for(p.lost, 5)
+    end
+  end))
+
+  it("allow_broadcast leaves the socket unconnected; sendto(data) goes to remote_addr (test_create_datagram_endpoint_allow_broadcast)",
      async(function(loop)
     local st, sp = loop:create_datagram_endpoint(function() return recorder(loop) end, {"127.0.0.1", 0})
     local addr = st:get_extra_info("sockname")
@@ -486,7 +508,11 @@ describe("create_datagram_endpoint", function()
     assert.matches("bad protocol", tostring(reports[1].exception))
   end)
 
-  it("rejects bad arguments as asyncio does", async(function(loop)
+  it("rejects bad arguments as asyncio does (test_create_datagram_endpoint_noaddr_nofamily, "
+     .. "test_create_datagram_endpoint_wrong_sock, test_create_datagram_endpoint_addr_error, "
+     .. "test_create_datagram_endpoint_sock_sockopts, "
+     .. "test_create_datagram_endpoint_no_matching_family, test_create_datagram_endpoint_cant_bind)",
+     async(function(loop)
     local f = function() return {} end
     -- asyncio 3.11 removed reuse_address (bpo-45129): asyncio 3.12 and 3.13 raise
     -- TypeError for it, true or false
@@ -519,7 +545,15 @@ describe("create_datagram_endpoint", function()
     tcp:close()
     local u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     raises(errors.ValueError, loop.create_datagram_endpoint, loop, f, {"127.0.0.1", 0}, nil, {sock = u})
+    raises(errors.ValueError, loop.create_datagram_endpoint, loop, f, nil, {"127.0.0.1", 1}, {sock = u})
+    for _, opts in ipairs {{family = socket.AF_INET}, {proto = 17}, {flags = 1},
+                           {reuse_port = true}, {allow_broadcast = true}} do
+      opts.sock = u
+      raises(errors.ValueError, loop.create_datagram_endpoint, loop, f, nil, nil, opts)
+    end
     u:close()
+    -- no local address of the remote address's family
+    raises(errors.ValueError, loop.create_datagram_endpoint, loop, f, {"::1", 0}, {"127.0.0.1", 1})
     raises(errors.OSError, loop.create_datagram_endpoint, loop, f, {"192.0.2.1", 0})  -- not ours
     local t = loop:create_datagram_endpoint(f, {"127.0.0.1", 0})
     assert.has_error(function() t:sendto(42, {"127.0.0.1", 1}) end)

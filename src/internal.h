@@ -736,8 +736,8 @@ typedef struct eddy_Server eddy_Server;
 
 /*
 ** States: OPEN (reading and writing) -> CLOSING (close() called: no more
-** reads, queued writes drain) -> CLOSED (the handle is closed or closing;
-** connection_lost comes from its close callback).
+** reads, queued writes drain) -> CLOSED (connection_lost is due, with the
+** descriptor still open; the handle closes right after it).
 */
 typedef enum {
   EDDY_STREAM_OPEN = 0,
@@ -761,7 +761,6 @@ struct eddy_Stream {
                               ** methods run in (pcall_protocol) */
   unsigned char in_get_buffer;  /* alloc_cb is running Lua code: reads
                               ** stop and the handle closes in read_cb */
-  unsigned char close_deferred; /* closed while in_get_buffer */
   int reset_err;              /* a reset found at EOF, reported in the next
                               ** iteration (stream.c's pending_error) */
   unsigned int nwrites;       /* uv_write requests in flight */
@@ -833,6 +832,10 @@ void eddy__stream_set_extra(lua_State *L, int t, const char *name);
 /* The write pipe at index t lost its reader: close it as asyncio's
 ** _UnixWritePipeTransport._read_ready does. */
 void eddy__stream_hangup(lua_State *L, eddy_Stream *s, int t);
+/* Whether o is a stream transport that is closing (its descriptor stays
+** open until connection_lost): fd watchers may take the descriptor, as
+** asyncio's _ensure_fd_no_transport lets them. */
+int eddy__stream_is_closing(const eddy_UVObject *o);
 
 /* Pipes (pipe.c).  Start watching the dup of a write pipe's descriptor
 ** for its reader going away; 0 or a libuv error. */

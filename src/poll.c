@@ -160,6 +160,7 @@ static int used_by_uv(eddy_Loop *loop, int fd) {
     uv_os_fd_t ofd;
     uv_handle_type t = o->handle->type;
     if ((t == UV_TCP || t == UV_NAMED_PIPE || t == UV_UDP || t == UV_TTY) &&
+        !eddy__stream_is_closing(o) &&
         uv_fileno(o->handle, &ofd) == 0 && ofd == fd)
       return 1;
   }

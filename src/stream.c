@@ -4,8 +4,10 @@
 **
 ** Protocol callbacks come in asyncio's order: connection_made, then
 ** data_received* (or get_buffer/buffer_updated), eof_received, and
-** connection_lost(err|nil) exactly once, from the close callback of the
-** libuv handle (so never from inside the method that closed it).
+** connection_lost(err|nil) exactly once, never from inside the method that
+** closed the transport.  As asyncio's _call_connection_lost, it runs with
+** the descriptor still open, and the libuv handle (so the descriptor) is
+** closed right after it.
 **
 ** Writes first try uv_try_write; only what the kernel did not take is
 ** queued with uv_write, and the Lua string stays referenced (not copied)
@@ -18,8 +20,9 @@
 **  - state OPEN: reading unless paused or EOF was received;
 **  - state CLOSING: close() was called; no reads; the handle closes when
 **    the last queued write completes (nwrites == 0);
-**  - state CLOSED: the handle is closed or closing; connection_lost comes
-**    from its close callback with the error kept in the EXTRA table.
+**  - state CLOSED: no reads; connection_lost is due (lost_soon, in the
+**    ready queue), with the error kept in the EXTRA table, or done and the
+**    handle closed or closing (uv.closing).
 */
 #include <errno.h>
 #include <limits.h>
@@ -238,19 +241,72 @@ static int call_protocol(lua_State *L, eddy_Stream *s, int t,
 
 static void keep_addresses(lua_State *L, eddy_Stream *s, int t);
 
-/* Close the libuv handle of the transport at t; connection_lost follows
-** from its callback.  The addresses are kept first: asyncio's protocols
-** may still read them in connection_lost. */
-static void close_handle(lua_State *L, eddy_Stream *s, int t) {
+static void stop_reading(eddy_Stream *s);
+static int lost_soon(lua_State *L);
+
+/* The transport at t stops: no more reads, the addresses kept (asyncio's
+** protocols may still read them in connection_lost); its handle stays
+** open for connection_lost (call_lost). */
+static void stop_stream(lua_State *L, eddy_Stream *s, int t) {
   eddy__uv_anchor(L, &s->uv, t, 1);  /* for connection_lost */
   if (s->started && !is_pipe(s)) keep_addresses(L, s, t);
   if (s->hangup != NULL) eddy__hangup_stop(s);
   s->state = EDDY_STREAM_CLOSED;
-  if (s->in_get_buffer) {  /* libuv is between alloc_cb and read_cb */
-    s->close_deferred = 1;
+  stop_reading(s);
+}
+
+/* asyncio's _call_connection_lost: connection_lost (unless the protocol
+** never started), then the handle closes, and with it the descriptor; a
+** pipe's object follows.  Once only: the loop's close may come first. */
+static void call_lost(lua_State *L, eddy_Stream *s, int t) {
+  int started = s->started;
+  uv_os_fd_t fd;
+  if (s->uv.handle == NULL || s->uv.closing) return;
+  if (started) {
+    s->started = 0;
+    if (lua_getiuservalue(L, t, ST_EXTRA) == LUA_TTABLE)
+      lua_getfield(L, -1, "exc");
+    else
+      lua_pushnil(L);
+    call_protocol(L, s, t, "connection_lost", 1, 0,
+                  "Exception in protocol.connection_lost()");
+    lua_settop(L, t);
+  }
+  /* fd watchers may take a closing transport's descriptor (as asyncio's):
+  ** they forget it before it closes, as with an eddy.socket's close. */
+  if (uv_fileno(s->uv.handle, &fd) == 0) eddy__fd_closing(L, (int)fd, 1);
+  eddy__uv_close(L, &s->uv);
+  if (started && is_pipe(s)) eddy__pipe_release(L, s, t);
+  /* A socket view handed out by get_extra_info forgets the descriptor. */
+  if (lua_getiuservalue(L, t, ST_EXTRA) == LUA_TTABLE &&
+      lua_getfield(L, -1, "socket") != LUA_TNIL) {
+    eddy_Socket *sock = eddy__tosocket(L, -1);
+    if (sock != NULL) sock->fd = -1;
+  }
+  lua_settop(L, t);
+}
+
+/* Close the transport at t (asyncio's close() once its writes are out,
+** abort()): connection_lost comes from the ready queue, as asyncio's
+** call_soon(_call_connection_lost); a transport never started closes at
+** once. */
+static void close_handle(lua_State *L, eddy_Stream *s, int t) {
+  stop_stream(L, s, t);
+  if (!s->started) {
+    call_lost(L, s, t);
     return;
   }
-  eddy__uv_close(L, &s->uv);
+  lua_pushcfunction(L, lost_soon);
+  lua_pushvalue(L, t);
+  eddy__handle_new(L, s->uv.loop, 1, 0);
+  eddy__ready_push(L, s->uv.loop, -1);
+  lua_pop(L, 1);
+}
+
+/* lost_soon(transport), from the ready queue. */
+static int lost_soon(lua_State *L) {
+  call_lost(L, checkstream(L, 1), 1);
+  return 0;
 }
 
 /*
@@ -303,22 +359,11 @@ void eddy__stream_hangup(lua_State *L, eddy_Stream *s, int t) {
   else force_close(L, s, t, 0);
 }
 
-/* The close callback (handle.c): connection_lost, then forget the
-** protocol and leave the server. */
+/* The close callback (handle.c): forget the protocol and leave the
+** server. */
 static void stream_closed(lua_State *L, eddy_UVObject *o, int t) {
   eddy_Stream *s = (eddy_Stream *)o;
   s->state = EDDY_STREAM_CLOSED;
-  if (s->started) {
-    s->started = 0;
-    if (lua_getiuservalue(L, t, ST_EXTRA) == LUA_TTABLE)
-      lua_getfield(L, -1, "exc");
-    else
-      lua_pushnil(L);
-    call_protocol(L, s, t, "connection_lost", 1, 0,
-                  "Exception in protocol.connection_lost()");
-    lua_settop(L, t);
-    if (is_pipe(s)) eddy__pipe_release(L, s, t);
-  }
   if (s->server != NULL) {
     eddy_Server *sv = s->server;
     s->server = NULL;
@@ -326,13 +371,6 @@ static void stream_closed(lua_State *L, eddy_UVObject *o, int t) {
     eddy__server_detach(L, sv, lua_gettop(L));
     lua_settop(L, t);
   }
-  /* A socket view handed out by get_extra_info forgets the descriptor. */
-  if (lua_getiuservalue(L, t, ST_EXTRA) == LUA_TTABLE &&
-      lua_getfield(L, -1, "socket") != LUA_TNIL) {
-    eddy_Socket *sock = eddy__tosocket(L, -1);
-    if (sock != NULL) sock->fd = -1;
-  }
-  lua_settop(L, t);
   lua_pushnil(L);
   lua_setiuservalue(L, t, ST_PROTOCOL);
   s->direct = NULL;
@@ -344,9 +382,16 @@ static void stream_closed(lua_State *L, eddy_UVObject *o, int t) {
   lua_setiuservalue(L, t, ST_BUFFER);
 }
 
-/* loop:close() with the transport still open: abort it. */
+/* loop:close() with the transport still open: abort it, and call
+** connection_lost now, since the loop drops its ready queue. */
 static void stream_before_close(lua_State *L, eddy_UVObject *o, int t) {
   force_close(L, (eddy_Stream *)o, t, 0);
+  call_lost(L, (eddy_Stream *)o, t);
+}
+
+int eddy__stream_is_closing(const eddy_UVObject *o) {
+  return o->on_closed == stream_closed &&
+         ((const eddy_Stream *)o)->state != EDDY_STREAM_OPEN;
 }
 
 /* }====================================================== */
@@ -537,13 +582,11 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   lua_State *L;
   int top, t;
   if (s == NULL || nread == 0) return;
-  L = s->uv.loop->rt->L;
-  if (s->close_deferred) {  /* closed inside get_buffer (close_handle) */
-    s->close_deferred = 0;
-    eddy__uv_close(L, &s->uv);
+  if (s->state == EDDY_STREAM_CLOSED) {  /* closed inside get_buffer */
+    uv_read_stop(h);
     return;
   }
-  if (s->state == EDDY_STREAM_CLOSED) return;
+  L = s->uv.loop->rt->L;
   top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
   t = top + 1;
@@ -601,8 +644,11 @@ static void write_cb(uv_write_t *req, int status) {
     os_error(L, s, top + 1, status);
   } else {
     maybe_resume(L, s, top + 1);
-    if (s->nwrites == 0 && s->state == EDDY_STREAM_CLOSING)
-      close_handle(L, s, top + 1);
+    if (s->nwrites == 0 && s->state == EDDY_STREAM_CLOSING) {
+      /* asyncio's _write_ready calls _call_connection_lost itself */
+      stop_stream(L, s, top + 1);
+      call_lost(L, s, top + 1);
+    }
     update_anchor(L, s, top + 1);
   }
   lua_settop(L, top);

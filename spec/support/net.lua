@@ -9,7 +9,8 @@ local net = {}
 -- Recorder: a protocol that logs every callback in 'events' ("made",
 -- "data", "eof", "lost", "pause", "resume"), keeps the data received and
 -- the error connection_lost got, and resolves 'lost_fut' then.
--- Options: eof_keep (eof_received's result), on_data(self, data).
+-- Options: eof_keep (eof_received's result), on_data(self, data),
+-- on_lost(self, err) (called first in connection_lost).
 local Recorder = {}
 Recorder.__index = Recorder
 net.Recorder = Recorder
@@ -46,6 +47,7 @@ function Recorder:eof_received()
 end
 
 function Recorder:connection_lost(err)
+  if self.opts.on_lost then self.opts.on_lost(self, err) end
   self:log("lost")
   self.err = err
   self.lost_fut:set_result(true)
@@ -142,6 +144,15 @@ function net.spawn_server(cmd, timeout, start_timeout)
   end, start_timeout or 20)
   assert(port, "the server did not start: " .. proc.output())
   return proc, port
+end
+
+-- The descriptor of stream transport t, seen through its socket view:
+-- "open" (getsockname answers), "closed", or "none" (no view).
+function net.descriptor(t)
+  local sock = t:get_extra_info("socket")
+  if sock == nil then return "none" end
+  if sock:fileno() >= 0 and pcall(sock.getsockname, sock) then return "open" end
+  return "closed"
 end
 
 -- Write 1 MiB chunks on transport t until the connection breaks (the

@@ -2,7 +2,14 @@
 executor.  tools/diff/proc.lua drives the same scenarios under eddy; both
 print one line per event, "scenario: event", so `tools/diff/run.sh` can
 diff them.  Usage: python3 proc.py [scenario-name-prefix]"""
-import asyncio, os, signal, subprocess, sys, tempfile, time
+import sys
+
+# Run as a script, this directory goes last on the path: its socket.py
+# would shadow the module (as in streams.py).  Imported, it leaves the
+# path to its importer.
+if __name__ == "__main__":
+    sys.path.append(sys.path.pop(0))
+import asyncio, os, signal, subprocess, tempfile, time  # noqa: E402
 
 PIPE, DEVNULL, STDOUT = subprocess.PIPE, subprocess.DEVNULL, subprocess.STDOUT
 SCENARIOS = []

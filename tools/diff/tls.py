@@ -4,9 +4,14 @@ tools/diff/tls_peer.py (blocking sockets and Python's ssl module, one
 process per scenario) and print one line per event, "scenario: event";
 `tools/diff/run.sh tls` makes the certificates and diffs the two.
 Usage: python3 tls.py CERTDIR [scenario-name-prefix]"""
-import asyncio, logging, os, ssl, subprocess, sys
-import proc
-from proc import show, ename
+import sys
+
+# This directory goes last on the path: its socket.py would shadow the
+# module (as in streams.py).
+sys.path.append(sys.path.pop(0))
+import asyncio, logging, os, ssl, subprocess  # noqa: E402
+import proc  # noqa: E402
+from proc import show, ename  # noqa: E402
 
 CERTDIR = sys.argv[1]
 PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tls_peer.py")

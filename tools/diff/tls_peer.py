@@ -4,7 +4,12 @@ no event loop, so the same bytes reach either harness.  It listens on
 127.0.0.1, prints its port, serves one connection the way MODE says and
 exits; a MODE c_... is a client of PORT instead.
 Usage: python3 tls_peer.py MODE CERTDIR [PORT]"""
-import socket, ssl, sys, time
+import sys
+
+# This directory goes last on the path: its socket.py would shadow the
+# module (as in streams.py).
+sys.path.append(sys.path.pop(0))
+import socket, ssl, time  # noqa: E402
 
 mode, certdir = sys.argv[1], sys.argv[2]
 CERTS = {"rogue": "rogue", "expired": "expired"}  # the other modes: server.pem
