@@ -1073,10 +1073,13 @@ describe("open_connection / start_server", function()
         eddy.current_task():cancel()
         eddy.sleep(0)  -- the cancellation lands here
       end)
-      local reader, writer = eddy.open_connection("127.0.0.1", port)
+      -- as CPython's client: it writes and closes without reading (the
+      -- server closes with the message unread, which may reset the
+      -- connection, as asyncio's socket.close does, once connection_lost
+      -- has run)
+      local _, writer = eddy.open_connection("127.0.0.1", port)
       writer:write("test msg")
       writer:drain()
-      assert.equal("", net.wait(eddy.create_task(function() return reader:read() end)))
       writer:close()
       writer:wait_closed()
       srv:close()

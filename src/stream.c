@@ -255,9 +255,21 @@ static void stop_stream(lua_State *L, eddy_Stream *s, int t) {
   stop_reading(s);
 }
 
+/* A server's connection at t leaves it (its wait_closed may return). */
+static void leave_server(lua_State *L, eddy_Stream *s, int t) {
+  eddy_Server *sv = s->server;
+  if (sv == NULL) return;
+  s->server = NULL;
+  lua_getiuservalue(L, t, ST_SERVER);
+  eddy__server_detach(L, sv, lua_gettop(L));
+  lua_settop(L, t);
+}
+
 /* asyncio's _call_connection_lost: connection_lost (unless the protocol
 ** never started), then the handle closes, and with it the descriptor; a
-** pipe's object follows.  Once only: the loop's close may come first. */
+** pipe's object follows, and a server's connection leaves its server
+** (server._detach) without waiting for libuv's close callback.  Once
+** only: the loop's close may come first. */
 static void call_lost(lua_State *L, eddy_Stream *s, int t) {
   int started = s->started;
   uv_os_fd_t fd;
@@ -284,6 +296,7 @@ static void call_lost(lua_State *L, eddy_Stream *s, int t) {
     if (sock != NULL) sock->fd = -1;
   }
   lua_settop(L, t);
+  leave_server(L, s, t);
 }
 
 /* Close the transport at t (asyncio's close() once its writes are out,
@@ -364,13 +377,7 @@ void eddy__stream_hangup(lua_State *L, eddy_Stream *s, int t) {
 static void stream_closed(lua_State *L, eddy_UVObject *o, int t) {
   eddy_Stream *s = (eddy_Stream *)o;
   s->state = EDDY_STREAM_CLOSED;
-  if (s->server != NULL) {
-    eddy_Server *sv = s->server;
-    s->server = NULL;
-    lua_getiuservalue(L, t, ST_SERVER);
-    eddy__server_detach(L, sv, lua_gettop(L));
-    lua_settop(L, t);
-  }
+  leave_server(L, s, t);
   lua_pushnil(L);
   lua_setiuservalue(L, t, ST_PROTOCOL);
   s->direct = NULL;
