@@ -218,6 +218,18 @@ describe("Task names and coroutines", function()
     assert.is_nil(tostring(task):find("wait_for", 1, true))
   end))
 
+  it("tasks waiting for each other: tostring shows the one already being shown as ..., as asyncio's recursive_repr",
+     async(function(loop)
+    local a, b
+    a = loop:create_task(function() eddy.sleep(0) b:await() end)
+    b = loop:create_task(function() eddy.sleep(0) a:await() end)
+    turns(2)
+    assert.matches("^<Task pending name=%S+ wait_for=<Task pending name=%S+ wait_for=%.%.%. 0x%x+> 0x%x+>$",
+                   tostring(a))
+    -- and the flag is reset: the second time reads the same
+    assert.equal(tostring(a), tostring(a))
+  end))
+
   it("non-string names are converted with tostring (test_task_repr_name_not_str, test_task_set_name_pylong)",
      async(function(loop)
     local task = loop:create_task(function() end)

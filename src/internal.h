@@ -509,6 +509,7 @@ struct eddy_Task {
   unsigned char has_ctx;       /* TASK_UV_CTX holds a Context */
   unsigned char cancel_woke;   /* a cancel() woke it; its step is due */
   unsigned char has_waiter;    /* TASK_UV_WAITER holds a future */
+  unsigned char in_tostring;   /* its tostring is being built (t_tostring) */
   const void *parked_on;       /* eddy__park's key while parked, else NULL */
   lua_State *co;               /* the coroutine TASK_UV_CORO keeps alive */
 };

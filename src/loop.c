@@ -800,6 +800,8 @@ int eddy__loop_interrupt(eddy_Runtime *rt) {
 }
 
 static void check_can_run(lua_State *L, eddy_Loop *loop) {
+  if (loop->closing)  /* a callback of loop_close's (connection_lost) */
+    eddy__error(L, "RuntimeError", "Event loop is closed");
   if (loop->state == EDDY_LOOP_RUNNING)
     eddy__error(L, "RuntimeError", "This event loop is already running");
   if (loop->rt->running != NULL)
@@ -835,7 +837,7 @@ static int l_is_running(lua_State *L) {
 
 static int l_is_closed(lua_State *L) {
   eddy_Loop *loop = eddy__checkanyloop(L, 1);
-  lua_pushboolean(L, loop->state == EDDY_LOOP_CLOSED);
+  lua_pushboolean(L, loop->state == EDDY_LOOP_CLOSED || loop->closing);
   return 1;
 }
 
@@ -946,7 +948,9 @@ static int l_close(lua_State *L) {
   eddy_Runtime *rt = loop->rt;
   if (loop->state == EDDY_LOOP_RUNNING)
     return eddy__error(L, "RuntimeError", "Cannot close a running event loop");
-  if (loop->state == EDDY_LOOP_CLOSED) return 0;
+  /* Closed, or closing: a connection_lost that loop_close calls (the
+  ** loop reads closed there) must not start a second close under it. */
+  if (loop->state == EDDY_LOOP_CLOSED || loop->closing) return 0;
   (void)rt;
   loop_close(L, loop);
   /* Closed: nothing needs the loop any more; whoever holds it (futures,

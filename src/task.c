@@ -873,15 +873,31 @@ static int t_uncancel(lua_State *L) {
   return 1;
 }
 
+/* (waiter) -> tostring(waiter), for t_tostring's protected call */
+static int waiter_tostring(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
 static int t_tostring(lua_State *L) {
   eddy_Task *t = checktask(L, 1);
+  int status;
+  /* Tasks waiting for each other: the one already being shown is "...",
+  ** as asyncio's reprlib.recursive_repr, not a C stack overflow. */
+  if (t->in_tostring) {
+    lua_pushliteral(L, "...");
+    return 1;
+  }
   t_get_name(L);
   lua_pushfstring(L, " name=%s", lua_tostring(L, -1));
   if (t->has_waiter) {  /* asyncio's repr shows _fut_waiter as wait_for */
     lua_pushliteral(L, " wait_for=");
+    lua_pushcfunction(L, waiter_tostring);
     lua_getiuservalue(L, 1, TASK_UV_WAITER);
-    luaL_tolstring(L, -1, NULL);
-    lua_remove(L, -2);
+    t->in_tostring = 1;
+    status = lua_pcall(L, 1, 1, 0);  /* the flag is reset whatever happens */
+    t->in_tostring = 0;
+    if (status != LUA_OK) return lua_error(L);
     lua_concat(L, 3);
   }
   return eddy__push_future_repr(L, 1, "Task", lua_tostring(L, -1));
