@@ -1186,8 +1186,9 @@ end)
 -- descriptor open until connection_lost.  The peer reads right after
 -- abort(), in a callback that stops the loop: that ends the loop's turn,
 -- and libuv then polls (uv_run: idle, then poll) with the transport
--- writable, before connection_lost runs in the next run.  A socket pair stands for the connection, so that what the
--- peer reads frees the writer's side at once (no TCP window to reopen).
+-- writable, before connection_lost runs in the next run.  A socket pair
+-- stands for the connection, so that what the peer reads frees the
+-- writer's side at once (no TCP window to reopen).
 describe("abort() with writes queued", function()
   -- Write 64 KiB chunks until some are queued, then "END": returns how
   -- many bytes the kernel took.
@@ -1222,9 +1223,8 @@ describe("abort() with writes queued", function()
   -- recorder and what the exception handler got.
   local function check(open, finish, rec_opts)
     local loop = eddy.new_event_loop()
-    local a, p = socket.socketpair()
+    local a, p = checks.nonblocking_pair()
     local _ <close> = p
-    p:setblocking(false)
     local rec = net.recorder(loop, rec_opts)
     local handled = {}
     loop:set_exception_handler(function(_, ctx) handled[#handled + 1] = ctx.message end)
@@ -1260,7 +1260,10 @@ describe("abort() with writes queued", function()
 
   it("sends none of them over a socket, which stays open until connection_lost",
      function()
-    local rec, handled = check(accepted, abort)
+    local rec, handled = check(accepted, abort, {on_lost = function(self)
+      self.fd_in_lost = net.descriptor(self.transport)
+    end})
+    assert.equal("open", rec.fd_in_lost)
     assert.is_nil(rec.err)
     assert.same({}, handled)
   end)
