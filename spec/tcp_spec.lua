@@ -1206,6 +1206,109 @@ describe("a closing transport's descriptor", function()
   end)
 end)
 
+-- asyncio's _force_close clears the write buffer: nothing queued when
+-- abort() (or a forced close) comes is sent, though eddy keeps a socket's
+-- descriptor open until connection_lost.  The peer reads right after
+-- abort(), in a callback that stops the loop: that ends the loop's turn,
+-- and libuv then polls (uv_run: idle, then poll) with the transport
+-- writable, before connection_lost runs in the next run.  A socket pair
+-- stands for the connection, so that what the peer reads frees the
+-- writer's side at once (no TCP window to reopen).
+describe("abort() with writes queued", function()
+  -- Write 64 KiB chunks until some are queued, then "END": returns how
+  -- many bytes the kernel took.
+  local function fill(t)
+    local written = 0
+    for _ = 1, 4096 do
+      t:write(string.rep("x", 65536))
+      written = written + 65536
+      if t:get_write_buffer_size() > 0 then break end
+    end
+    t:write("END")
+    return written + 3 - t:get_write_buffer_size()
+  end
+
+  -- Read p (non-blocking) until it would block or ends: bytes, ended.
+  local function drain(p)
+    local n = 0
+    while true do
+      local ok, data = pcall(p.recv, p, 1 << 20)
+      if not ok then
+        assert.equal("EAGAIN", data.code)
+        return n, false
+      end
+      if data == "" then return n, true end
+      n = n + #data
+    end
+  end
+
+  -- open(loop, factory, sock) -> transport, with the peer p; finish(t, p)
+  -- closes it, or makes it fail in the poll that follows: the bytes p
+  -- receives, to its EOF, are those the kernel took before.  Returns the
+  -- recorder and what the exception handler got.
+  local function check(open, finish, rec_opts)
+    local loop = eddy.new_event_loop()
+    local a, p = checks.nonblocking_pair()
+    local _ <close> = p
+    local rec = net.recorder(loop, rec_opts)
+    local handled = {}
+    loop:set_exception_handler(function(_, ctx) handled[#handled + 1] = ctx.message end)
+    local t, taken
+    loop:run_until_complete(function()
+      t = open(loop, function() return rec end, a)
+      taken = fill(t)
+    end)
+    local got = 0
+    loop:call_soon(function()
+      finish(t, p)
+      got = drain(p)
+      loop:stop()  -- the turn ends with this iteration: libuv polls
+    end)
+    loop:run_forever()
+    loop:run_until_complete(function()
+      net.wait(rec.lost_fut)
+      local deadline = loop:time() + 5
+      while loop:time() < deadline do
+        local n, ended = drain(p)
+        got = got + n
+        if ended then break end
+        eddy.sleep(0.01)
+      end
+    end)
+    assert.equal(taken, got)
+    loop:close()
+    return rec, handled
+  end
+
+  local function accepted(loop, factory, a) return loop:connect_accepted_socket(factory, a) end
+  local function abort(t) t:abort() end
+
+  it("sends none of them over a socket, which stays open until connection_lost",
+     function()
+    local rec, handled = check(accepted, abort, {on_lost = function(self)
+      self.fd_in_lost = net.descriptor(self.transport)
+    end})
+    assert.equal("open", rec.fd_in_lost)
+    assert.is_nil(rec.err)
+    assert.same({}, handled)
+  end)
+
+  it("sends none of them over a write pipe, whose handle closes at once", function()
+    local rec = check(function(loop, factory, a)
+      return loop:connect_write_pipe(factory, a)
+    end, abort)
+    assert.same({"made", "lost"}, rec.events)
+  end)
+
+  it("nor does a fatal error in the poll that also finds the socket writable", function()
+    local boom = errors.RuntimeError("boom")
+    local rec, handled = check(accepted, function(_, p) p:send("!") end,
+                               {on_data = function() error(boom) end})
+    assert.equal(boom, rec.err)
+    assert.same({"Fatal error: protocol.data_received() call failed."}, handled)
+  end)
+end)
+
 describe("eddy.Buffer", function()
   it("has a size and returns its bytes", function()
     local b = eddy.Buffer(5)

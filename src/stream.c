@@ -20,9 +20,10 @@
 **  - state OPEN: reading unless paused or EOF was received;
 **  - state CLOSING: close() was called; no reads; the handle closes when
 **    the last queued write completes (nwrites == 0);
-**  - state CLOSED: no reads; connection_lost is due (lost_soon, in the
-**    ready queue), with the error kept in the EXTRA table, or done and the
-**    handle closed or closing (uv.closing).
+**  - state CLOSED: no reads, no more bytes sent (force_close);
+**    connection_lost is due (lost_soon, in the ready queue, or the close
+**    callback of a pipe closed at once), with the error kept in the EXTRA
+**    table, or done and the handle closed or closing (uv.closing).
 */
 #include <errno.h>
 #include <limits.h>
@@ -265,30 +266,36 @@ static void leave_server(lua_State *L, eddy_Stream *s, int t) {
   lua_settop(L, t);
 }
 
-/* asyncio's _call_connection_lost: connection_lost (unless the protocol
-** never started), then the handle closes, and with it the descriptor; a
-** pipe's object follows, and a server's connection leaves its server
-** (server._detach) without waiting for libuv's close callback.  Once
-** only: the loop's close may come first. */
+/* connection_lost, once, unless the protocol never started: whether it
+** ran (a pipe's object is then closed once the handle is, so that the
+** reader of an io.popen file sees EOF before pclose waits for it). */
+static int notify_lost(lua_State *L, eddy_Stream *s, int t) {
+  if (!s->started) return 0;
+  s->started = 0;
+  if (lua_getiuservalue(L, t, ST_EXTRA) == LUA_TTABLE)
+    lua_getfield(L, -1, "exc");
+  else
+    lua_pushnil(L);
+  call_protocol(L, s, t, "connection_lost", 1, 0,
+                "Exception in protocol.connection_lost()");
+  lua_settop(L, t);
+  return 1;
+}
+
+/* asyncio's _call_connection_lost: connection_lost (notify_lost), then
+** the handle closes, and with it the descriptor; a server's connection
+** leaves its server (server._detach) without waiting for libuv's close
+** callback.  Once only: the loop's close may come first. */
 static void call_lost(lua_State *L, eddy_Stream *s, int t) {
-  int started = s->started;
   uv_os_fd_t fd;
+  int lost;
   if (s->uv.handle == NULL || s->uv.closing) return;
-  if (started) {
-    s->started = 0;
-    if (lua_getiuservalue(L, t, ST_EXTRA) == LUA_TTABLE)
-      lua_getfield(L, -1, "exc");
-    else
-      lua_pushnil(L);
-    call_protocol(L, s, t, "connection_lost", 1, 0,
-                  "Exception in protocol.connection_lost()");
-    lua_settop(L, t);
-  }
+  lost = notify_lost(L, s, t);
   /* fd watchers may take a closing transport's descriptor (as asyncio's):
   ** they forget it before it closes, as with an eddy.socket's close. */
   if (uv_fileno(s->uv.handle, &fd) == 0) eddy__fd_closing(L, (int)fd, 1);
   eddy__uv_close(L, &s->uv);
-  if (started && is_pipe(s)) eddy__pipe_release(L, s, t);
+  if (lost && is_pipe(s)) eddy__pipe_release(L, s, t);
   /* A socket view handed out by get_extra_info forgets the descriptor. */
   if (lua_getiuservalue(L, t, ST_EXTRA) == LUA_TTABLE &&
       lua_getfield(L, -1, "socket") != LUA_TNIL) {
@@ -347,8 +354,19 @@ static void stop_reading(eddy_Stream *s) {
 /*
 ** asyncio's _force_close: drop queued writes and close now; the error at
 ** index 'err' (0: none) goes to connection_lost.
+**
+** Nothing queued may be sent from then on, as asyncio clears its buffer,
+** but libuv cannot cancel a write short of closing its handle, and a
+** socket's stays open until connection_lost.  Shutting down the socket's
+** write side makes libuv's queued writes fail (EPIPE, which write_cb
+** ignores once the transport is closed) while the kernel still delivers
+** what it had taken, then FIN, as the close would.  A pipe cannot be shut
+** down, but its descriptor is the transport's own duplicate, never seen
+** from Lua: its handle closes at once, cancelling the writes, and
+** connection_lost comes from the close callback (stream_closed).
 */
 static void force_close(lua_State *L, eddy_Stream *s, int t, int err) {
+  uv_os_fd_t fd;
   if (s->state == EDDY_STREAM_CLOSED) return;
   if (err != 0 && !lua_isnil(L, err)) {
     err = lua_absindex(L, err);
@@ -357,6 +375,13 @@ static void force_close(lua_State *L, eddy_Stream *s, int t, int err) {
     lua_setfield(L, -2, "exc");
     lua_pop(L, 1);
   }
+  if (s->nwrites > 0 && is_pipe(s)) {
+    stop_stream(L, s, t);
+    eddy__uv_close(L, &s->uv);
+    return;
+  }
+  if (s->nwrites > 0 && uv_fileno(s->uv.handle, &fd) == 0)
+    shutdown(fd, SHUT_WR);  /* ENOTCONN after a reset: nothing to stop */
   close_handle(L, s, t);
 }
 
@@ -372,11 +397,14 @@ void eddy__stream_hangup(lua_State *L, eddy_Stream *s, int t) {
   else force_close(L, s, t, 0);
 }
 
-/* The close callback (handle.c): forget the protocol and leave the
-** server. */
+/* The close callback (handle.c): connection_lost if still due (a pipe
+** that force_close closed at once), then forget the protocol and leave
+** the server. */
 static void stream_closed(lua_State *L, eddy_UVObject *o, int t) {
   eddy_Stream *s = (eddy_Stream *)o;
   s->state = EDDY_STREAM_CLOSED;
+  /* a pipe that force_close closed at once */
+  if (notify_lost(L, s, t) && is_pipe(s)) eddy__pipe_release(L, s, t);
   leave_server(L, s, t);
   lua_pushnil(L);
   lua_setiuservalue(L, t, ST_PROTOCOL);
