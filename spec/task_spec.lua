@@ -680,6 +680,32 @@ describe("Tasks from coroutine objects", function()
       assert.matches("cannot reuse already awaited coroutine", tostring(err))
     end
   end))
+
+  -- A task's coroutine is filed as its own only when Lua code gets it.
+  it("belong to their task when coroutine.running() hands them out, not a nested coroutine",
+     async(function(loop)
+    local gate = loop:create_future()
+    local own, nested
+    local t = loop:create_task(function()
+      own = coroutine.running()
+      local gen = coroutine.wrap(function()
+        nested = coroutine.running()
+        coroutine.yield(1)
+        return 2
+      end)
+      gen()
+      gate:await()
+      return gen()
+    end)
+    turns()
+    local ok, err = coroutine.resume(own, "junk")
+    assert.is_false(ok)
+    assert.matches("cannot resume a coroutine that a task runs", err)
+    raises(loop.create_task, {errors.RuntimeError, "coroutine is already run by a task"}, loop, own)
+    assert.equal("suspended", coroutine.status(nested))  -- an ordinary one
+    gate:set_result()
+    assert.equal(2, eddy.wait_for(t, 5))
+  end))
 end)
 
 describe("eddy.sleep", function()

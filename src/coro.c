@@ -19,6 +19,9 @@ enum { MODE_RESUME, MODE_WRAP, MODE_DRIVE };
 ** wrong await.  The task files them in a weak-keyed set in the registry.
 ** (Not in the threads' extra space: a host that loads eddy with require
 ** may keep its own pointer there, which every coroutine inherits.)
+** A task's own coroutine is filed only when Lua code first gets hold of
+** it, from coroutine.running() or task:get_coro(): most never are, and an
+** entry cost every task ~31 bytes and the collector a weak entry to clear.
 */
 static const char key_task_coros = 0;
 
@@ -229,11 +232,23 @@ int eddy__co_drive(lua_State *L) {
   return resume_step(L, lua_gettop(L) - 1, MODE_DRIVE);
 }
 
+/* coroutine.running, filing the coroutine of the task running it (see
+** key_task_coros). */
+static int co_running(lua_State *L) {
+  eddy_Task *t = eddy__runtime(L)->current_task;
+  int ismain = lua_pushthread(L);
+  if (t != NULL && t->co == L) eddy__co_mark_task(L, -1);
+  lua_pushboolean(L, ismain);
+  return 2;
+}
+
 void eddy__open_coro(lua_State *L) {
   lua_getglobal(L, "coroutine");
   if (lua_istable(L, -1)) {
     lua_pushcfunction(L, co_resume);
     lua_setfield(L, -2, "resume");
+    lua_pushcfunction(L, co_running);
+    lua_setfield(L, -2, "running");
     lua_pushcfunction(L, co_wrap);
     lua_setfield(L, -2, "wrap");
     if (lua_getfield(L, -1, "close") == LUA_TFUNCTION) {

@@ -133,8 +133,7 @@ eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt_task_ref);
   lua_setmetatable(L, -2);
   lua_insert(L, fn);      /* task, fn, args... */
-  co = lua_newthread(L);
-  eddy__co_mark_task(L, -1);
+  co = lua_newthread(L);  /* filed as the task's when Lua code sees it */
   lua_insert(L, fn + 1);  /* task, co, fn, args... */
   lua_pushcfunction(co, task_body);
   t->nargs = nargs + 1;
@@ -658,6 +657,7 @@ static int t_get_coro(lua_State *L) {
       lua_getfield(L, -1, "coro") == LUA_TTHREAD)
     return 1;
   lua_getiuservalue(L, 1, TASK_UV_CORO);
+  eddy__co_mark_task(L, -1);
   return 1;
 }
 
