@@ -111,6 +111,29 @@ describe("call_soon", function()
     assert.is_true(errors.is(reports[1].exception, errors.ValueError))
     assert.equal("userdata", type(reports[1].handle))
   end)
+
+  it("a burst of 100,000 callbacks leaves no ready queue of its size behind", function()
+    local loop = eddy.new_event_loop()
+    local function heap_kb()
+      collectgarbage()
+      collectgarbage()
+      return collectgarbage("count")
+    end
+    local ran = 0
+    local function count() ran = ran + 1 end
+    loop:run_until_complete(loop:create_task(function() eddy.sleep(0) end))
+    local before = heap_kb()
+    loop:run_until_complete(loop:create_task(function()
+      for _ = 1, 100000 do loop:call_soon(count) end
+      eddy.sleep(0)
+      eddy.sleep(0)
+    end))
+    assert.equal(100000, ran)
+    -- the ring of 131,072 slots took 2 MB
+    local grown = heap_kb() - before
+    loop:close()
+    assert.is_true(grown < 256, string.format("the heap kept %.0f KiB", grown))
+  end)
 end)
 
 describe("call_soon_threadsafe", function()

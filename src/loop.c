@@ -19,6 +19,8 @@
   ((type *)((char *)(ptr) - offsetof(type, member)))
 
 #define READY_INITIAL 64
+/* A queue grown past this by a burst shrinks back once empty. */
+#define READY_KEEP 4096
 
 /* A C function queued by eddy_call_soon_threadsafe from another thread. */
 typedef struct eddy_ThreadsafeCall {
@@ -65,7 +67,7 @@ void eddy__ready_push(lua_State *L, eddy_Loop *loop, int i) {
   if (loop->rcount++ == 0) uv_idle_start(&loop->idle, idle_cb);
 }
 
-/* Drop every ready entry (close()). */
+/* Drop every ready entry (close()), or start an empty queue afresh. */
 static void ready_clear(lua_State *L, eddy_Loop *loop) {
   lua_createtable(L, READY_INITIAL, 0);
   lua_rawseti(L, LUA_REGISTRYINDEX, loop->ready_ref);
@@ -244,7 +246,12 @@ static void idle_cb(uv_idle_t *h) {
   }
   lua_settop(L, top);
   loop->in_turn = 0;
-  if (loop->rcount == 0) loop->rhead = 1;
+  if (loop->rcount == 0) {
+    loop->rhead = 1;
+    /* A burst (100,000 callbacks: 2 MB of ring) leaves nothing behind;
+    ** the regrowth is paid by pushes, as the growth was. */
+    if (loop->rcap > READY_KEEP) ready_clear(L, loop);
+  }
   if (loop->state == EDDY_LOOP_RUNNING) loop->state = prev_state;
   if (!has_work_now(loop) && loop->state != EDDY_LOOP_CLOSED)
     uv_idle_stop(&loop->idle);
