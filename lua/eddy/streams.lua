@@ -294,7 +294,10 @@ function StreamWriter:writelines(list)
 end
 function StreamWriter:write_eof() return self._transport:write_eof() end
 function StreamWriter:can_write_eof() return self._transport:can_write_eof() end
-function StreamWriter:close() return self._transport:close() end
+function StreamWriter:close()
+  guarded[self._guard[1]] = nil  -- closed: nothing left for its guard to do
+  return self._transport:close()
+end
 function StreamWriter:is_closing() return self._transport:is_closing() end
 
 function StreamWriter:get_extra_info(name, default)
