@@ -1142,6 +1142,33 @@ describe("open_connection / start_server", function()
     assert.equal("done\n", err)
   end)
 
+  it("a writer dropped while another loop runs is closed by its own loop's next iteration",
+     function()
+    local function connect(loop)
+      return loop:run_until_complete(function()
+        local srv = eddy.start_server(function(_, w) w:close() end, "127.0.0.1", 0)
+        local rd, wr = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
+        return srv, rd, wr.transport  -- the writer itself is dropped
+      end)
+    end
+    local loop_a, loop_b = eddy.new_event_loop(), eddy.new_event_loop()
+    local srv_a, rd_a, transport_a = connect(loop_a)
+    local srv_b, rd_b, transport_b = connect(loop_b)
+    collectgarbage() collectgarbage()
+    loop_b:run_until_complete(function() eddy.sleep(0) end)
+    assert.is_true(transport_b:is_closing())
+    assert.is_false(transport_a:is_closing())  -- loop_a's work waits for loop_a
+    loop_a:run_until_complete(function() eddy.sleep(0) end)
+    assert.is_true(transport_a:is_closing())
+    for _, pair in ipairs({{loop_a, srv_a, rd_a}, {loop_b, srv_b, rd_b}}) do
+      pair[1]:run_until_complete(function()
+        pair[2]:close()
+        pair[2]:wait_closed()
+      end)
+      pair[1]:close()
+    end
+  end)
+
   it("a client's writer dropped while its reader reads: the server sees EOF, "
      .. "the reader then reads EOF (asyncio's StreamWriter.__del__)", async(function(loop)
     local server_read = loop:create_future()

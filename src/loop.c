@@ -1202,7 +1202,7 @@ static int c_set_context_copy(lua_State *L) {
 ** An object collected with work left for its loop (an async generator
 ** suspended at a yield, to be closed by a task; a StreamWriter whose
 ** transport is open, to be closed) hands that work to finalizers.lua's
-** queue.  Its __gc may run inside any allocation, even one in the middle
+** queue, one per loop.  Its __gc may run inside any allocation, even one in the middle
 ** of the ready queue's growth, so it only asks for the queue's hook to
 ** run at the start of the next iteration (a safe point).
 */
@@ -1211,7 +1211,8 @@ static const char key_finalizer_hook = 0;
 static void run_finalizers(lua_State *L, eddy_Loop *loop) {
   loop->finalizers_due = 0;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &key_finalizer_hook);
-  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+  eddy__pushloop(L, loop);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
     eddy__newcontext(L, "Error while finalizing collected objects", -1);
     eddy__call_exception_handler(L, loop);
   }
@@ -1225,7 +1226,7 @@ static int l_finalize_soon(lua_State *L) {
   return 0;
 }
 
-/* C.set_finalizer_hook(fn): the hook run_finalizers calls. */
+/* C.set_finalizer_hook(fn): the hook run_finalizers calls with the loop. */
 static int c_set_finalizer_hook(lua_State *L) {
   return set_hook(L, &key_finalizer_hook);
 }
