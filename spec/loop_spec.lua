@@ -859,6 +859,28 @@ describe("exception handler", function()
     assert.matches("ValueError: bad value", out)
     assert.matches("called directly", out)
   end)
+
+  -- Found by tests/fuzz_api.lua (seed 6): the failed hook's error stayed
+  -- on the stack, and the iteration then read its first callback one slot
+  -- off (a crash).  The hook is eddy.finalizers' (src/loop.c, run_finalizers).
+  it("a failing finalizer hook is reported and the iteration's callbacks still run in order",
+     function()
+    local code, out = checks.run_script([[
+      local eddy = require "eddy"
+      eddy._core.set_finalizer_hook(function() error("hook failed") end)
+      local loop = eddy.new_event_loop()
+      local reports = {}
+      loop:set_exception_handler(function(_, ctx) reports[#reports + 1] = ctx.message end)
+      local ran = {}
+      loop:call_soon(function() loop:_finalize_soon() end)
+      for i = 1, 3 do loop:call_soon(function() ran[#ran + 1] = i end) end
+      loop:run_until_complete(function() eddy.sleep(0) eddy.sleep(0) end)
+      print(table.concat(reports, "|") .. " / " .. table.concat(ran, ","))
+      loop:close()
+    ]])
+    assert.equal(0, code, out)
+    assert.matches("Error while finalizing collected objects / 1,2,3", out, 1, true)
+  end)
 end)
 
 describe("debug mode", function()

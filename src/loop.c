@@ -176,6 +176,7 @@ static int run_turn(lua_State *L) {
       loop->first_iteration = 0;  /* a turn runs at least one iteration */
       begin_iteration(L, loop);
       refresh_ring(L, loop, &gen);  /* the due timers may have filled it */
+      lua_settop(L, 2);  /* the entry goes to slot 3, whatever ran here */
       continue;
     }
     loop->batch_left--;
@@ -1209,6 +1210,7 @@ static int c_set_context_copy(lua_State *L) {
 static const char key_finalizer_hook = 0;
 
 static void run_finalizers(lua_State *L, eddy_Loop *loop) {
+  int top = lua_gettop(L);  /* run_turn reads its entries at fixed slots */
   loop->finalizers_due = 0;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &key_finalizer_hook);
   eddy__pushloop(L, loop);
@@ -1216,6 +1218,7 @@ static void run_finalizers(lua_State *L, eddy_Loop *loop) {
     eddy__newcontext(L, "Error while finalizing collected objects", -1);
     eddy__call_exception_handler(L, loop);
   }
+  lua_settop(L, top);  /* the error under the context */
 }
 
 /* loop:_finalize_soon(): from a __gc that queued work for the hook. */
