@@ -645,7 +645,7 @@ describe("create_future, create_task and the task factory", function()
     local calls = {}
     local function factory(l, fn, ...)
       calls[#calls + 1] = {l, fn, select("#", ...)}
-      local task = eddy._core._task_new(l, fn, ...)
+      local task = eddy.Task(l, fn, ...)
       task:set_name("made by factory")
       return task
     end
@@ -664,6 +664,40 @@ describe("create_future, create_task and the task factory", function()
     assert.is_nil(loop:get_task_factory())
     assert.matches("^Task%-%d+$", loop:create_task(body, 1):get_name())
   end))
+
+  it("eddy.Task([loop,] fn, ...) makes a Task directly, never through a factory "
+     .. "(asyncio.Task(coro, loop=loop))", function()
+    local loop = eddy.new_event_loop()
+    local made = 0
+    loop:set_task_factory(function(l, fn, ...)
+      made = made + 1
+      return eddy.Task(l, fn, ...)
+    end)
+    local task = eddy.Task(loop, function(a, b) return a + b end, 2, 3)
+    assert.equal(0, made)
+    assert.equal(loop, task:get_loop())
+    assert.equal(5, loop:run_until_complete(task))
+    -- eddy.Task as the factory is the default behaviour
+    loop:set_task_factory(eddy.Task)
+    assert.same({"x", 2}, {loop:run_until_complete(function()
+      local inner = eddy.create_task(function(...) return ... end, "x", 2)
+      assert.matches("^Task%-%d+$", inner:get_name())
+      return inner:await()
+    end)})
+    -- without a loop: the running loop's
+    assert.is_true(loop:run_until_complete(function()
+      return eddy.Task(function() end):get_loop() == loop
+    end))
+    -- a coroutine is resumed with the arguments
+    local co = coroutine.create(function(x) return x * 2 end)
+    assert.equal(42, loop:run_until_complete(eddy.Task(loop, co, 21)))
+    -- bad input
+    argerror(function() eddy.Task(42) end, 1, "Task")
+    argerror(function() eddy.Task() end, 1, "Task")
+    argerror(function() eddy.Task(loop, {}) end, 2, "Task")
+    loop:close()
+    assert.has_error(function() eddy.Task(loop, print) end, "RuntimeError: Event loop is closed")
+  end)
 
   it("a factory may return any Future-compatible object", async(function(loop)
     loop:set_task_factory(function(l, fn, ...)
@@ -706,7 +740,7 @@ describe("create_future, create_task and the task factory", function()
       local count = 0
       loop:set_task_factory(function(l, fn, ...)
         count = count + 1
-        return eddy._core._task_new(l, fn, ...)
+        return eddy.Task(l, fn, ...)
       end)
       assert.same({case[2]}, {loop:run_until_complete(case[1])})
       assert.equal(case[3], count)

@@ -11,14 +11,18 @@
 
 #include "internal.h"
 
-void eddy__checkcallable(lua_State *L, int i) {
-  int t = lua_type(L, i);
-  if (t == LUA_TFUNCTION) return;
+int eddy__iscallable(lua_State *L, int i) {
+  if (lua_type(L, i) == LUA_TFUNCTION) return 1;
   if (luaL_getmetafield(L, i, "__call") != LUA_TNIL) {
     lua_pop(L, 1);
-    return;
+    return 1;
   }
-  luaL_typeerror(L, i, "function");  /* API.md's wording */
+  return 0;
+}
+
+void eddy__checkcallable(lua_State *L, int i) {
+  if (!eddy__iscallable(L, i))
+    luaL_typeerror(L, i, "function");  /* API.md's wording */
 }
 
 /* Build a handle of 'size' bytes around the callback and arguments at the

@@ -450,7 +450,8 @@ int eddy__timers_due(eddy_Loop *loop);
 void eddy__timers_clear(lua_State *L, eddy_Loop *loop);
 void eddy__open_callbacks(lua_State *L);
 
-/* Check argument i is callable (function, or value with __call). */
+/* Is / check argument i is callable (function, or value with __call). */
+int eddy__iscallable(lua_State *L, int i);
 void eddy__checkcallable(lua_State *L, int i);
 
 /* ------------------------------------------------------------------ */

@@ -1005,9 +1005,29 @@ static int c_all_tasks(lua_State *L) {
   return 1;
 }
 
-static int c_task_new(lua_State *L) {  /* _task_new(loop, fn, ...) */
-  eddy_Loop *loop = eddy__checkloop(L, 1);
-  if (lua_type(L, 2) != LUA_TTHREAD) eddy__checkcallable(L, 2);
+/*
+** eddy.Task([loop,] fn_or_coroutine, ...): asyncio's Task(coro, loop=loop),
+** a Task made directly, never through a task factory, so that a factory
+** can make the default Task (loop:set_task_factory(eddy.Task) behaves as
+** no factory).  Without a loop, the running loop's, else the current
+** one's (asyncio's get_event_loop()).  A loop is no callable, so the
+** first argument tells which form it is.
+*/
+static int task_class_call(lua_State *L) {
+  eddy_Loop *loop;
+  int fn;
+  lua_remove(L, 1);  /* the class; a metamethod has no name for luaL_argerror */
+  fn = eddy__toloop(L, 1) != NULL ? 2 : 1;
+  if (lua_type(L, fn) != LUA_TTHREAD && !eddy__iscallable(L, fn))
+    return luaL_error(L, "bad argument #%d to 'Task' (function expected, got %s)",
+                      fn, luaL_typename(L, fn));
+  if (fn == 2) {
+    loop = eddy__checkloop(L, 1);
+  } else {
+    loop = eddy__getopenloop(L);
+    eddy__pushloop(L, loop);
+    lua_insert(L, 1);
+  }
   eddy__task_new(L, loop, lua_gettop(L) - 2);
   return 1;
 }
@@ -1031,7 +1051,6 @@ static const luaL_Reg core_task_funcs[] = {
   {"await", c_await},
   {"current_task", c_current_task},
   {"all_tasks", c_all_tasks},
-  {"_task_new", c_task_new},
   {"isfuture", c_isfuture},
   {"_can_suspend", c_can_suspend},
   {NULL, NULL}
@@ -1042,6 +1061,10 @@ void eddy__core_tasks(lua_State *L) {
   luaL_getmetatable(L, EDDY_FUTURE);
   lua_setfield(L, -2, "Future");
   luaL_getmetatable(L, EDDY_TASK);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, task_class_call);
+  lua_setfield(L, -2, "__call");
+  lua_setmetatable(L, -2);
   lua_setfield(L, -2, "Task");
 }
 
