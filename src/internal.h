@@ -247,6 +247,10 @@ double eddy__time(eddy_Loop *loop);
 void eddy__loop_tasks(eddy_Loop *loop, int delta);
 /* Push the userdata at index i onto the ready queue (a Handle or a Task). */
 void eddy__ready_push(lua_State *L, eddy_Loop *loop, int i);
+/* The same for user value uv of the userdata at ud (an absolute index),
+** leaving one value pushed: for callers about to return, to which a pop
+** is a call of its own. */
+void eddy__ready_push_uv(lua_State *L, eddy_Loop *loop, int ud, int uv);
 /* Whether an I/O callback may step the task it woke at once, rather than
 ** queue it (loop.c says when asyncio's order allows it); and that step,
 ** protected, for the task at index ti. */
@@ -627,6 +631,10 @@ int eddy__park(lua_State *L, eddy_Runtime *rt, const void *key,
                lua_KContext ctx, lua_KFunction k);
 /* Wake the task t, at index ti, if it is parked on 'key'. */
 void eddy__task_wake(lua_State *L, eddy_Task *t, int ti, const void *key);
+/* The same for the task t held as user value uv of the userdata at ud
+** (an absolute index); may leave a value pushed (eddy__ready_push_uv). */
+void eddy__task_wake_uv(lua_State *L, eddy_Task *t, int ud, int uv,
+                        const void *key);
 /* The same from an I/O callback: the task steps before the call returns
 ** when the loop allows it (eddy__loop_may_step_now), else is queued. */
 void eddy__task_wake_now(lua_State *L, eddy_Task *t, int ti,

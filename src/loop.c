@@ -57,14 +57,31 @@ static void ready_grow(lua_State *L, eddy_Loop *loop, int ring) {
   loop->ring_gen++;
 }
 
-void eddy__ready_push(lua_State *L, eddy_Loop *loop, int i) {
-  i = lua_absindex(L, i);
+/* Push the ring, with room for one more entry. */
+static void push_ring(lua_State *L, eddy_Loop *loop) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
   if (loop->rcount == loop->rcap) ready_grow(L, loop, lua_gettop(L));
-  lua_pushvalue(L, i);
+}
+
+/* The value at the top (popped) becomes the last entry of the ring
+** below it. */
+static void append(lua_State *L, eddy_Loop *loop) {
   lua_rawseti(L, -2, (loop->rhead - 1 + loop->rcount) % loop->rcap + 1);
-  lua_pop(L, 1);
   if (loop->rcount++ == 0) uv_idle_start(&loop->idle, idle_cb);
+}
+
+void eddy__ready_push(lua_State *L, eddy_Loop *loop, int i) {
+  if (i < 0 && i > LUA_REGISTRYINDEX) i--;  /* the ring goes above it */
+  push_ring(L, loop);
+  lua_pushvalue(L, i);
+  append(L, loop);
+  lua_pop(L, 1);
+}
+
+void eddy__ready_push_uv(lua_State *L, eddy_Loop *loop, int ud, int uv) {
+  push_ring(L, loop);
+  lua_getiuservalue(L, ud, uv);
+  append(L, loop);
 }
 
 /* Drop every ready entry (close()), or start an empty queue afresh. */

@@ -529,11 +529,21 @@ int eddy__park(lua_State *L, eddy_Runtime *rt, const void *key,
   return lua_yieldk(L, 1, ctx, k);
 }
 
-void eddy__task_wake(lua_State *L, eddy_Task *t, int ti, const void *key) {
-  if (t->parked_on != key || t->fut.loop->state == EDDY_LOOP_CLOSED) return;
+/* Whether a wake for 'key' wakes t, now scheduled if so. */
+static int wakes(eddy_Task *t, const void *key) {
+  if (t->parked_on != key || t->fut.loop->state == EDDY_LOOP_CLOSED) return 0;
   t->parked_on = NULL;
   t->scheduled = 1;
-  eddy__ready_push(L, t->fut.loop, ti);
+  return 1;
+}
+
+void eddy__task_wake(lua_State *L, eddy_Task *t, int ti, const void *key) {
+  if (wakes(t, key)) eddy__ready_push(L, t->fut.loop, ti);
+}
+
+void eddy__task_wake_uv(lua_State *L, eddy_Task *t, int ud, int uv,
+                        const void *key) {
+  if (wakes(t, key)) eddy__ready_push_uv(L, t->fut.loop, ud, uv);
 }
 
 void eddy__task_wake_now(lua_State *L, eddy_Task *t, int ti,
