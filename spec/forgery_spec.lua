@@ -181,7 +181,7 @@ print("ok")
 ]])
   end)
 
-  it("a StreamReader's read(n), called on anything but a reader, raises", function()
+  it("a StreamReader's read(n), called on anything but a reader (a Buffer given its metatable by the debug library too), raises", function()
     run(PRELUDE .. [[
 local loop = eddy.new_event_loop()
 local reader = eddy.StreamReader(nil, loop)
@@ -194,6 +194,15 @@ for _, v in ipairs(others) do
 end
 reader:feed_data("abc")
 assert(read(reader, 10) == "abc")
+-- Beyond plain Lua: a Buffer given the reader's metatable by the debug
+-- library is no reader either (its bytes used to be read as one).
+local buf = eddy.Buffer(4096)
+local bufmt = debug.getmetatable(buf)
+debug.setmetatable(buf, debug.getmetatable(reader))
+raises("StreamReader expected", read, buf, 10)
+raises("StreamReader expected", reader.feed_data, buf, "x")
+raises("StreamReader expected", reader.at_eof, buf)
+debug.setmetatable(buf, bufmt)
 loop:close()
 print("ok")
 ]])

@@ -1420,23 +1420,32 @@ describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", functio
     end)
   end)
 
-  it("a task reading again inside the step gets the next read", function()
+  -- On a loop of its own, a parked_handler running handler(reader,
+  -- writer, got) gets two writes of 8 KiB, 20 ms apart; returns 'got' once
+  -- it holds n values.
+  local function two_reads(n, handler)
+    local got = {}
     on_own_loop(function(loop)
-      local got = {}
       local srv, w = parked_handler(loop, function(reader, writer)
-        got[1] = #reader:read(65536)
-        got[2] = #reader:read(65536)
-        writer:close()
+        handler(reader, writer, got)
       end)
       loop:run_until_complete(function()
         w:write(string.rep("b", 8192))
         eddy.sleep(0.02)
         w:write(string.rep("c", 8192))
-        net.wait_until(function() return got[2] ~= nil end)
+        net.wait_until(function() return got[n] ~= nil end)
       end)
       close_and_settle(loop, function() w:close() srv:close() end)
-      assert.same({8192, 8192}, got)
     end)
+    return got
+  end
+
+  it("a task reading again inside the step gets the next read", function()
+    assert.same({8192, 8192}, two_reads(2, function(reader, writer, got)
+      got[1] = #reader:read(65536)
+      got[2] = #reader:read(65536)
+      writer:close()
+    end))
   end)
 
   it("an error after the task's body yields is reported, and the loop stays usable", function()
@@ -1470,6 +1479,41 @@ describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", functio
     end)
     eddy.Future.__index.cancel = cancel
     assert(ok, err)
+  end)
+
+  -- The step runs outside a protected call up to where it could raise:
+  -- what follows the body's end (here its error) runs protected.
+  it("a body failing in that step fails its task, reported as a handler's error", function()
+    on_own_loop(function(loop)
+      local reported = {}
+      loop:set_exception_handler(function(_, ctx)
+        reported[#reported + 1] = ctx.message .. ": " .. tostring(ctx.exception)
+      end)
+      local srv, w = parked_handler(loop, function(reader)
+        error("failed after reading " .. #reader:read(65536), 0)
+      end)
+      loop:run_until_complete(function()
+        w:write(string.rep("b", 8192))
+        net.wait_until(function() return #reported > 0 end)
+      end)
+      close_and_settle(loop, function() w:close() srv:close() end)
+      assert.same({"Unhandled exception in client_connected_cb: failed after reading 8192"},
+                  reported)
+    end)
+  end)
+
+  it("a task with a context of its own reads it at once in that context", function()
+    local var = eddy.ContextVar("var")
+    local got = two_reads(4, function(reader, writer, got)
+      var:set("the handler's")  -- the task now has a context of its own
+      got[1] = #reader:read(65536)  -- parks: the next step enters the context
+      got[2] = var:get()
+      got[3] = #reader:read(65536)
+      got[4] = var:get()
+      writer:close()
+    end)
+    assert.same({8192, "the handler's", 8192, "the handler's"}, got)
+    assert.is_nil(var:get(nil))
   end)
 
   it("a read under 4 KiB is queued behind the poll's later I/O callbacks", function()

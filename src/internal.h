@@ -247,11 +247,16 @@ double eddy__time(eddy_Loop *loop);
 void eddy__loop_tasks(eddy_Loop *loop, int delta);
 /* Push the userdata at index i onto the ready queue (a Handle or a Task). */
 void eddy__ready_push(lua_State *L, eddy_Loop *loop, int i);
+/* The same for user value uv of the userdata at ud (an absolute index),
+** leaving one value pushed: for callers about to return, to which a pop
+** is a call of its own. */
+void eddy__ready_push_uv(lua_State *L, eddy_Loop *loop, int ud, int uv);
 /* Whether an I/O callback may step the task it woke at once, rather than
 ** queue it (loop.c says when asyncio's order allows it); and that step,
-** protected, for the task at index ti. */
+** protected, for the task t at index ti. */
 int eddy__loop_may_step_now(eddy_Loop *loop);
-void eddy__loop_step_task(lua_State *L, eddy_Loop *loop, int ti);
+void eddy__loop_step_task(lua_State *L, eddy_Loop *loop, eddy_Task *t,
+                          int ti);
 /* An I/O callback is about to run Lua code: the timers due join the ready
 ** queue first (loop.c says why).  Inline: it is on every read's path. */
 void eddy__loop_timers_before_io(lua_State *L, eddy_Loop *loop);
@@ -579,6 +584,17 @@ eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs);
 ** above the task's index - 1, for the caller to set (loop.c's callers set
 ** it or return anyway, and a step is hot). */
 void eddy__task_step(lua_State *L, eddy_Task *task);
+/* The same in two parts, for a step outside any protected call (an I/O
+** callback's, loop.c): eddy__task_step_begin steps the task t at ti as
+** far as it can without raising, and returns EDDY_STEP_DONE when that is
+** all of the step, EDDY_STEP_NOT_BEGUN when nothing has run (the task's
+** state asks for more: eddy__task_step does it all), else the status of
+** its resume, with nres results, for eddy__task_step_outcome. */
+#define EDDY_STEP_DONE (-1)
+#define EDDY_STEP_NOT_BEGUN (-2)
+int eddy__task_step_begin(lua_State *L, eddy_Task *t, int ti, int *nres);
+void eddy__task_step_outcome(lua_State *L, eddy_Task *t, int ti, int status,
+                             int nres);
 /* Wake-up of a waiting task: its future at index f is done. */
 void eddy__open_task(lua_State *L);
 
@@ -628,6 +644,10 @@ int eddy__park(lua_State *L, eddy_Runtime *rt, const void *key,
                lua_KContext ctx, lua_KFunction k);
 /* Wake the task t, at index ti, if it is parked on 'key'. */
 void eddy__task_wake(lua_State *L, eddy_Task *t, int ti, const void *key);
+/* The same for the task t held as user value uv of the userdata at ud
+** (an absolute index); may leave a value pushed (eddy__ready_push_uv). */
+void eddy__task_wake_uv(lua_State *L, eddy_Task *t, int ud, int uv,
+                        const void *key);
 /* The same from an I/O callback: the task steps before the call returns
 ** when the loop allows it (eddy__loop_may_step_now), else is queued. */
 void eddy__task_wake_now(lua_State *L, eddy_Task *t, int ti,

@@ -22,9 +22,10 @@
 ** more than 2 * limit bytes are buffered, and resumed when a read leaves
 ** at most limit.
 **
-** The C functions here carry the reader metatable and the field names
-** they look up as upvalues (see UV_), so recognizing a reader costs no
-** registry lookup and reading a field no string interning.
+** The C functions here carry the reader metatable (for new readers) and
+** the field names they look up as upvalues (see UV_), so reading a field
+** costs no string interning; a reader carries a mark (eddy__newmarked),
+** so recognizing one costs no metatable lookup.
 */
 #define _GNU_SOURCE /* memmem */
 #include <stdlib.h>
@@ -80,20 +81,11 @@ static int rawfield(lua_State *L, int t, int uv) {
 
 /* {====================================================== Basics */
 
-/* Whether the value at i is the reader metatable. */
-static int is_reader_mt(lua_State *L, int i) {
-  /* cheaper than lua_rawequal */
-  return lua_topointer(L, i) == lua_topointer(L, lua_upvalueindex(UV_READER_MT));
-}
+/* The mark of readers (eddy__newmarked). */
+static const char reader_key;
 
 static Reader *toreader(lua_State *L, int i) {
-  Reader *r = (Reader *)lua_touserdata(L, i);
-  if (r != NULL && lua_getmetatable(L, i)) {
-    int ok = is_reader_mt(L, -1);
-    lua_pop(L, 1);
-    if (ok) return r;
-  }
-  return NULL;
+  return (Reader *)eddy__tomarked(L, i, &reader_key);
 }
 
 static Reader *checkreader(lua_State *L, int i) {
@@ -128,17 +120,20 @@ static void maybe_resume_transport(lua_State *L, Reader *r) {
 ** the top-level wait's future completes.  WAITER keeps the object until
 ** a wait by another replaces it ('waiter' NULL says there is none
 ** waiting; cleared first, since a task stepped now may wait again).
-** The waiter is left pushed, when there was one: every caller is about
-** to return, and a pop is a call of its own on the echo's path. */
+** A value may be left pushed (the waiter, or the ready queue): every
+** caller is about to return, and a pop is a call of its own on the
+** echo's path. */
 static void wake_waiter(lua_State *L, Reader *r, int ri, int now) {
   void *waiter = r->waiter;
   if (waiter == NULL) return;
   r->waiter = NULL;
+  if (r->waiter_is_task && !now) {
+    eddy__task_wake_uv(L, (eddy_Task *)waiter, ri, R_WAITER, r);
+    return;
+  }
   lua_getiuservalue(L, ri, R_WAITER);
-  if (r->waiter_is_task && now)
+  if (r->waiter_is_task)
     eddy__task_wake_now(L, (eddy_Task *)waiter, -1, r);
-  else if (r->waiter_is_task)
-    eddy__task_wake(L, (eddy_Task *)waiter, -1, r);
   else if (((eddy_Future *)waiter)->state == EDDY_FUT_PENDING)
     eddy__future_set_result(L, lua_gettop(L), 0);
 }
@@ -290,7 +285,7 @@ static const struct {
   int nargs;
   const char *name;
 } ops[] = {
-  {read_now, 3, "read"},           /* reader, n, a spare slot */
+  {read_now, 2, "read"},           /* reader, n */
   {readall_now, 3, "read"},        /* reader, n (< 0), blocks */
   {readexactly_now, 2, "readexactly"},
   {readuntil_now, 3, "readuntil"}, /* reader, separators, offset */
@@ -373,8 +368,7 @@ static lua_Integer checksize(lua_State *L, int i) {
   return luaL_checkinteger(L, i);
 }
 
-/* Stack: reader, n (an integer, >= 0, also in 'n'), a spare slot (r_read
-** leaves the reader's metatable there rather than pop it). */
+/* Stack: reader, n (an integer, >= 0, also in 'n'). */
 static int read_n(lua_State *L, Reader *r, lua_Integer n) {
   raise_exception(L, r);
   if (n == 0) {
@@ -437,12 +431,9 @@ static int readall_now(lua_State *L, Reader *r) {
 static int r_read(lua_State *L) {
   Reader *r;
   lua_Integer n;
-  /* read(n) on a reader: its metatable, pushed to recognize it, makes
-  ** read_n's stack */
+  /* read(n) on a reader: the stack is already read_n's */
   if (lua_gettop(L) == 2 && lua_isinteger(L, 2) &&
-      (n = lua_tointeger(L, 2)) >= 0 &&
-      (r = (Reader *)lua_touserdata(L, SELF)) != NULL &&
-      lua_getmetatable(L, SELF) && is_reader_mt(L, 3)) {
+      (n = lua_tointeger(L, 2)) >= 0 && (r = toreader(L, SELF)) != NULL) {
     CHECK_CAN_SUSPEND(L, r, OP_READ);
     return read_n(L, r, n);
   }
@@ -451,9 +442,9 @@ static int r_read(lua_State *L) {
   CHECK_CAN_SUSPEND(L, r, OP_READ);
   lua_settop(L, 1);
   lua_pushinteger(L, n);
+  if (n >= 0) return read_n(L, r, n);
   lua_pushnil(L);
-  if (n < 0) return readall_now(L, r);
-  return read_n(L, r, n);
+  return readall_now(L, r);
 }
 
 static int readexactly_now(lua_State *L, Reader *r) {
@@ -715,7 +706,7 @@ static int r_new(lua_State *L) {
                         "expected, got %s)", luaL_typename(L, 3));
     lua_pushvalue(L, 3);
   }
-  r = (Reader *)lua_newuserdatauv(L, sizeof *r, R_NUV);
+  r = (Reader *)eddy__newmarked(L, sizeof *r, R_NUV, &reader_key);
   memset(r, 0, sizeof *r);
   r->loop = loop;
   r->limit = limit;
@@ -1134,7 +1125,7 @@ static void push_upvalues(lua_State *L, int reader_mt) {
 
 void eddy__core_streams(lua_State *L) {
   int core = lua_gettop(L), mt;
-  luaL_newmetatable(L, EDDY_STREAMREADER);
+  eddy__newmarkedmetatable(L, EDDY_STREAMREADER);
   mt = lua_gettop(L);
   lua_newtable(L);
   push_upvalues(L, mt);

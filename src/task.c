@@ -277,13 +277,58 @@ static void task_finish(lua_State *L, eddy_Task *t, int ti, lua_State *co,
   lua_settop(co, 0);
 }
 
-void eddy__task_step(lua_State *L, eddy_Task *t) {
-  eddy_Loop *loop = t->fut.loop;
-  eddy_Runtime *rt = loop->rt;
-  int ti = lua_gettop(L);
-  eddy_Task *prev_task;
-  int prev_index, prevctx = rt->context_ref;
+/* Resume the task t, at ti, with the nargs values at the top of its
+** coroutine, as the running task, in its context; returns lua_resume's
+** status, its nres results on the coroutine.  Raises only when t has a
+** context of its own (luaL_ref). */
+static int resume_task(lua_State *L, eddy_Task *t, int ti, int nargs,
+                       int *nres) {
+  eddy_Runtime *rt = t->fut.loop->rt;
+  eddy_Task *prev_task = rt->current_task;
+  int prev_index = rt->current_task_index, prevctx = rt->context_ref, status;
   unsigned epoch;
+  /* Enter the task: current task and its context.  A task that has no
+  ** context runs in the base one (nil) until it sets a variable. */
+  rt->current_task = t;
+  rt->current_task_index = ti;
+  rt->context_ref = LUA_NOREF;
+  if (t->has_ctx) {
+    lua_getiuservalue(L, ti, TASK_UV_CTX);
+    rt->context_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  epoch = rt->context_epoch;
+  status = lua_resume(t->co, L, nargs, nres);
+  if (rt->context_epoch != epoch) {  /* the task switched context */
+    /* (ctx:run(fn) suspended in fn, a first variable set, or back to the
+    ** base context): it resumes there next time */
+    t->has_ctx = rt->context_ref != LUA_NOREF;
+    if (t->has_ctx) lua_rawgeti(L, LUA_REGISTRYINDEX, rt->context_ref);
+    else lua_pushnil(L);
+    lua_setiuservalue(L, ti, TASK_UV_CTX);
+  }
+  if (rt->context_ref != LUA_NOREF)  /* see context_ref */
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->context_ref);
+  rt->context_ref = prevctx;
+  rt->current_task = prev_task;
+  rt->current_task_index = prev_index;
+  return status;
+}
+
+/* Whether a step that resumed t with 'status' ended with t parked again
+** and nothing else to do: the step is over (the values of the yield
+** dropped).  Raises nothing. */
+static int parked_again(eddy_Task *t, int status, int nres) {
+  if (status != LUA_YIELD || t->parked_on == NULL || t->must_cancel)
+    return 0;
+  if (nres > 0) lua_pop(t->co, nres);
+  return 1;
+}
+
+static void step_outcome(lua_State *L, eddy_Task *t, int ti, int status,
+                         int nres);
+
+void eddy__task_step(lua_State *L, eddy_Task *t) {
+  int ti = lua_gettop(L);
   int nargs, status, nres = 0, waiter = 0;
   lua_State *co;
   t->scheduled = 0;
@@ -349,32 +394,26 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
   } else {
     nargs = 0;
   }
-  /* Enter the task: current task and its context.  A task that has no
-  ** context runs in the base one (nil) until it sets a variable. */
-  prev_task = rt->current_task;
-  prev_index = rt->current_task_index;
-  rt->current_task = t;
-  rt->current_task_index = ti;
-  rt->context_ref = LUA_NOREF;
-  if (t->has_ctx) {
-    lua_getiuservalue(L, ti, TASK_UV_CTX);
-    rt->context_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-  epoch = rt->context_epoch;
-  status = lua_resume(co, L, nargs, &nres);
-  if (rt->context_epoch != epoch) {  /* the task switched context */
-    /* (ctx:run(fn) suspended in fn, a first variable set, or back to the
-    ** base context): it resumes there next time */
-    t->has_ctx = rt->context_ref != LUA_NOREF;
-    if (t->has_ctx) lua_rawgeti(L, LUA_REGISTRYINDEX, rt->context_ref);
-    else lua_pushnil(L);
-    lua_setiuservalue(L, ti, TASK_UV_CTX);
-  }
-  if (rt->context_ref != LUA_NOREF)  /* see context_ref */
-    luaL_unref(L, LUA_REGISTRYINDEX, rt->context_ref);
-  rt->context_ref = prevctx;
-  rt->current_task = prev_task;
-  rt->current_task_index = prev_index;
+  status = resume_task(L, t, ti, nargs, &nres);
+  if (!parked_again(t, status, nres)) step_outcome(L, t, ti, status, nres);
+}
+
+int eddy__task_step_begin(lua_State *L, eddy_Task *t, int ti, int *nres) {
+  int status;
+  if (!t->started || t->must_cancel || t->throw_pending || t->has_ctx ||
+      t->has_waiter || t->fut.state != EDDY_FUT_PENDING)
+    return EDDY_STEP_NOT_BEGUN;
+  t->scheduled = 0;
+  t->cancel_woke = 0;
+  status = resume_task(L, t, ti, 0, nres);
+  return parked_again(t, status, *nres) ? EDDY_STEP_DONE : status;
+}
+
+/* (static, so that eddy__task_step has it inline) */
+static void step_outcome(lua_State *L, eddy_Task *t, int ti, int status,
+                         int nres) {
+  eddy_Loop *loop = t->fut.loop;
+  lua_State *co = t->co;
   if (status == LUA_YIELD) {
     /* (TAG, future) comes from eddy__await and sleep, which checked the
     ** future; but a coroutine.resume saved before eddy replaced it can
@@ -436,6 +475,11 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
     }
   }
   /* the stack above ti - 1 is the caller's to drop */
+}
+
+void eddy__task_step_outcome(lua_State *L, eddy_Task *t, int ti, int status,
+                             int nres) {
+  step_outcome(L, t, ti, status, nres);
 }
 
 /* }====================================================== */
@@ -529,11 +573,21 @@ int eddy__park(lua_State *L, eddy_Runtime *rt, const void *key,
   return lua_yieldk(L, 1, ctx, k);
 }
 
-void eddy__task_wake(lua_State *L, eddy_Task *t, int ti, const void *key) {
-  if (t->parked_on != key || t->fut.loop->state == EDDY_LOOP_CLOSED) return;
+/* Whether a wake for 'key' wakes t, now scheduled if so. */
+static int wakes(eddy_Task *t, const void *key) {
+  if (t->parked_on != key || t->fut.loop->state == EDDY_LOOP_CLOSED) return 0;
   t->parked_on = NULL;
   t->scheduled = 1;
-  eddy__ready_push(L, t->fut.loop, ti);
+  return 1;
+}
+
+void eddy__task_wake(lua_State *L, eddy_Task *t, int ti, const void *key) {
+  if (wakes(t, key)) eddy__ready_push(L, t->fut.loop, ti);
+}
+
+void eddy__task_wake_uv(lua_State *L, eddy_Task *t, int ud, int uv,
+                        const void *key) {
+  if (wakes(t, key)) eddy__ready_push_uv(L, t->fut.loop, ud, uv);
 }
 
 void eddy__task_wake_now(lua_State *L, eddy_Task *t, int ti,
@@ -543,7 +597,7 @@ void eddy__task_wake_now(lua_State *L, eddy_Task *t, int ti,
     return;
   }
   t->parked_on = NULL;
-  eddy__loop_step_task(L, t->fut.loop, ti);
+  eddy__loop_step_task(L, t->fut.loop, t, ti);
 }
 
 /* eddy.await(aw): a Future/Task, or a function run as a task. */
