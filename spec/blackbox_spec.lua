@@ -252,3 +252,38 @@ describe("§3/§10 subprocesses", function()
       assert.equals(-9, p:wait())
     end))
 end)
+
+describe("§11 the executable", function()
+  it("§11 a script at top level: gather, wait_for, an echo server and its client, then drained",
+    function()
+      local code, out = checks.run_script([[
+local eddy = require "eddy"
+local loop = eddy.get_event_loop()
+print("gather", eddy.gather(function() eddy.sleep(0.01) return 1 end, function() return 2 end))
+print("wait_for", pcall(eddy.wait_for, function() eddy.sleep(10) end, 0.01))
+local srv = eddy.start_server(function(r, w) w:write(r:readline()) w:close() end, "127.0.0.1", 0)
+local r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
+w:write("echo\n")
+io.write("got ", r:readline())
+w:close()
+srv:close()
+loop:call_later(0.01, print, "drained")
+print("chunk ends", coroutine.isyieldable())
+]])
+      assert.equals(0, code)
+      assert.equals("gather\t1\t2\nwait_for\tfalse\tTimeoutError\ngot echo\nchunk ends\tfalse\ndrained\n",
+                    out)
+    end)
+
+  it("§11/§6 timeout() and TaskGroup() at top level raise RuntimeError: they need a current task",
+    function()
+      local code, out = checks.run_script([[
+local eddy = require "eddy"
+print(pcall(function() local t <close> = eddy.timeout(1) end))
+print(pcall(eddy.TaskGroup))
+]])
+      assert.equals(0, code)
+      assert.equals("false\tRuntimeError: timeout() should be used inside a task\n"
+                    .. "false\tRuntimeError: TaskGroup cannot determine the parent task: use it inside a task\n", out)
+    end)
+end)
