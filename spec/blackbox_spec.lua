@@ -253,6 +253,77 @@ describe("§3/§10 subprocesses", function()
     end))
 end)
 
+describe("§3/§5/§9 combined programs", function()
+  it("§3/§4/§8 graceful shutdown: a real SIGTERM from a child closes the server under serve_forever",
+    async(function(loop)
+      local srv = eddy.start_server(function(r, w)
+        for line in r:lines() do w:write(line:upper() .. "\n") end
+        w:close()
+      end, "127.0.0.1", 0, {start_serving = false})
+      local serving = eddy.create_task(function() srv:serve_forever() end)
+      loop:add_signal_handler("SIGTERM", function(why) serving:cancel(why) end, "SIGTERM received")
+      eddy.sleep(0)
+      local r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
+      w:write("ping\n")
+      assert.equals("PING\n", eddy.wait_for(function() return r:readline() end, 2))
+      local p = eddy.create_subprocess_shell("kill -TERM $PPID")
+      assert.equals(0, p:wait())
+      while srv:is_serving() do eddy.sleep(0.001) end
+      assert.is_true(loop:remove_signal_handler("SIGTERM"))
+      -- serve_forever closed the server and, as asyncio 3.12's, waits for
+      -- its connections: the client is still served until it leaves
+      w:write("pong\n")
+      assert.equals("PONG\n", eddy.wait_for(function() return r:readline() end, 2))
+      assert.is_false(serving:done())
+      w:write_eof()
+      assert.equals("", eddy.wait_for(function() return r:read() end, 2))
+      local err = expect_error(errors.CancelledError, function() eddy.wait_for(serving, 2) end)
+      assert.matches("SIGTERM received", tostring(err))
+      w:close()
+    end))
+
+  it("§6/§8/§9 a bounded fetcher: Semaphore, as_completed, per-call wait_for, errors told apart by class",
+    async(function()
+      local live = eddy.start_server(function(r, w) w:write(r:readline()); w:close() end,
+                                     "127.0.0.1", 0)
+      local slow = eddy.start_server(function(r) r:read() end, "127.0.0.1", 0)
+      local gone = eddy.start_server(function() end, "127.0.0.1", 0)
+      local gone_port = gone.sockets[1]:getsockname()[2]
+      gone:close()
+      gone:wait_closed()
+      local ports = {live.sockets[1]:getsockname()[2], slow.sockets[1]:getsockname()[2], gone_port}
+      local sem, active, most = eddy.Semaphore(2), 0, 0
+      local function fetch(port)
+        local _ <close> = sem:acquire()
+        active = active + 1
+        most = math.max(most, active)
+        local ok, res = pcall(eddy.wait_for, function()
+          local r, w = eddy.open_connection("127.0.0.1", port)
+          -- closes the connection however the call ends (a timeout too)
+          local _ <close> = setmetatable({}, {__close = function() w:close() end})
+          w:write(port .. "\n")
+          return r:readline()
+        end, 0.05)
+        active = active - 1
+        if ok then return "ok " .. res end
+        if errors.is(res, errors.TimeoutError) then return "timeout" end
+        assert.is_true(errors.is(res, errors.OSError))
+        return res.code .. " " .. tostring(errors.is(res, errors.ConnectionError))
+      end
+      local jobs = {}
+      for i, port in ipairs(ports) do jobs[i] = function() return fetch(port) end end
+      local outcomes = {}
+      for f in eddy.as_completed(jobs) do outcomes[#outcomes + 1] = f:await() end
+      table.sort(outcomes)
+      assert.same({"ECONNREFUSED true", "ok " .. ports[1] .. "\n", "timeout"}, outcomes)
+      assert.equals(2, most)
+      live:close()
+      slow:close()
+      slow:close_clients()
+      eddy.wait_for(function() live:wait_closed(); slow:wait_closed() end, 2)
+    end))
+end)
+
 describe("§11 the executable", function()
   it("§11 a script at top level: gather, wait_for, an echo server and its client, then drained",
     function()
