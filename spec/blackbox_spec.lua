@@ -226,6 +226,43 @@ describe("§8 synchronization and queues", function()
   end))
 end)
 
+describe("§8 context variables", function()
+  it("§8 a request id per connection: seen by the handler's child tasks and callbacks, never by another connection",
+    async(function(loop)
+      local request_id = eddy.ContextVar("request_id", "none")
+      local next_id = 0
+      local srv <close> = eddy.start_server(function(r, w)
+        next_id = next_id + 1
+        request_id:set("req" .. next_id)
+        local line = r:readline()
+        eddy.sleep(0.01)  -- the two connections interleave here
+        local from_task = eddy.create_task(function() eddy.sleep(0); return request_id:get() end):await()
+        local from_callback = loop:create_future()
+        loop:call_soon(function() from_callback:set_result(request_id:get()) end)
+        w:write(line:sub(1, -2) .. " " .. request_id:get() .. " " .. from_task .. " "
+                .. from_callback:await() .. "\n")
+        w:close()
+      end, "127.0.0.1", 0)
+      local port = srv.sockets[1]:getsockname()[2]
+      local function ask(name)
+        local r, w = eddy.open_connection("127.0.0.1", port)
+        w:write(name .. "\n")
+        local reply = r:readline()
+        w:close()
+        return reply
+      end
+      local a, b = eddy.wait_for(function()
+        return eddy.gather(function() return ask("a") end, function() return ask("b") end)
+      end, 2)
+      local ida, idb = a:match("^a (req%d) "), b:match("^b (req%d) ")
+      assert.is_truthy(ida and idb)
+      assert.are_not.equal(ida, idb)
+      assert.equals(("a %s %s %s\n"):format(ida, ida, ida), a)
+      assert.equals(("b %s %s %s\n"):format(idb, idb, idb), b)
+      assert.equals("none", request_id:get())
+    end))
+end)
+
 describe("§3/§10 subprocesses", function()
   it("§10 a line-by-line dialogue with a child through its stdin/stdout streams",
     async(function()
