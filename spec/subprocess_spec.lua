@@ -77,6 +77,20 @@ describe("loop:subprocess_exec", function()
     t:close()
   end))
 
+  it("bad input: set_protocol of a non-protocol is an argument error, the protocol stays "
+     .. "(found by tools/fuzz/api_fuzz.lua: the number set broke the exit's connection_lost)",
+     async(function(loop)
+    local rec = recorder(loop)
+    local t = loop:subprocess_exec(function() return rec end, "true")
+    for _, bad in ipairs {42, false, print} do
+      argerror(function() t:set_protocol(bad) end, 1, "set_protocol")
+    end
+    argerror(function() t:set_protocol(nil) end, 1, "set_protocol")
+    assert.equal(rec, t:get_protocol())
+    net.wait(rec.lost_fut)
+    t:close()
+  end))
+
   it("test_subprocess_interactive: what stdin gets comes back piece by piece; close() kills",
      async(function(loop)
     local rec = recorder(loop)

@@ -1013,6 +1013,20 @@ assert len(recv_all(tls_sock, 65536)) == 65536
     end
   end))
 
+  it("bad input: set_protocol of a non-protocol is an argument error, the protocol stays "
+     .. "(found by tools/fuzz/api_fuzz.lua: a boolean set failed at the next record)",
+     async(function(loop)
+    local srv <close> = tls_echo_server(loop)
+    local t, rec = tls_connect(loop, srv)
+    for _, bad in ipairs {42, false, print} do
+      checks.argerror(function() t:set_protocol(bad) end, 1, "set_protocol")
+    end
+    checks.argerror(function() t:set_protocol(nil) end, 1, "set_protocol")
+    assert.equal(rec, t:get_protocol())
+    t:close()
+    net.wait(rec.lost_fut)
+  end))
+
   it("the SSL transport after close: write and incoming data raise nothing, extra info 'socket' "
      .. "is gone, set_protocol swaps the protocol (test_write_after_closing, "
      .. "test_data_received_after_closing, test_get_extra_info_on_closed_connection, "

@@ -24,6 +24,16 @@ function args.has_fileno(v)
   return ok and fileno ~= nil
 end
 
+-- check_protocol(fname, n, v): v must be a protocol (a table or a
+-- userdata), as the C transports' set_protocol checks; a number set as
+-- the protocol would fail later, inside the transport's own callbacks.
+function args.check_protocol(fname, n, v)
+  local t = type(v)
+  if t ~= "table" and t ~= "userdata" then
+    error(args.message(fname, n, "protocol (table or userdata)", v), 3)
+  end
+end
+
 -- The message of a standard argument error.
 function args.message(fname, n, expected, v)
   return string.format("bad argument #%d to '%s' (%s expected, got %s)",

@@ -45,7 +45,10 @@ function SSLTransport:get_extra_info(name, default)
   return self._proto:_get_extra_info(name, default)
 end
 
-function SSLTransport:set_protocol(protocol) self._proto._app_protocol = protocol end
+function SSLTransport:set_protocol(protocol)
+  args.check_protocol("set_protocol", 1, protocol)
+  self._proto._app_protocol = protocol
+end
 function SSLTransport:get_protocol() return self._proto._app_protocol end
 function SSLTransport:is_closing() return self._closed end
 

@@ -209,7 +209,10 @@ end
 function Transport:get_pid() return self._pid end
 function Transport:get_returncode() return self._returncode end
 function Transport:get_protocol() return self._protocol end
-function Transport:set_protocol(protocol) self._protocol = protocol end
+function Transport:set_protocol(protocol)
+  args.check_protocol("set_protocol", 1, protocol)
+  self._protocol = protocol
+end
 function Transport:is_closing() return self._closed end
 
 function Transport:get_extra_info(name, default)
