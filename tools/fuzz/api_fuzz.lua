@@ -47,6 +47,7 @@ assert(os.execute("mkdir -p " .. workdir))
 local certs = os.getenv("FUZZ_CERTS") or require("support.tls").dir()
 
 local findings = 0
+local calls, raised = 0, 0
 local step_no = 0
 local function finding(what)
   findings = findings + 1
@@ -62,10 +63,12 @@ local objects = {}         -- {kind =, obj =}: the live objects
 -- Every object made and not yet collected, dropped ones too: all are
 -- closed at the end.
 local made = setmetatable({}, {__mode = "k"})
+local made_count = 0
 local function add(kind, obj)
   if obj ~= nil then
     objects[#objects + 1] = {kind = kind, obj = obj}
     made[obj] = kind
+    made_count = made_count + 1
   end
   return obj
 end
@@ -137,6 +140,7 @@ local ARGS = {
   function() return setmetatable({}, {__close = function() error("fuzz: __close") end}) end,
   function() return setmetatable({}, {__tostring = function() error("fuzz: __tostring") end}) end,
   function() return setmetatable({}, {__len = function() return -1 end}) end,
+  function() return setmetatable({}, {__gc = function() pcall(chaos, 1) end}) end,  -- a finalizer
   function() return function() error("fuzz: raised") end end,
   function() return function() coroutine.yield("fuzz") end end,
   function() return function() eddy.sleep(0.001) return 1 end end,
@@ -351,8 +355,12 @@ local function call(depth, mode)
     io.stderr:write(("%sstep %d %s %s %s:%s(%s)\n"):format((" "):rep(depth), step_no, mode,
       target.kind, describe(target.obj), name, table.concat(shown, ", ")))
   end
+  calls = calls + 1
   local ok, err = pcall(function() return target.obj[name](target.obj, table.unpack(args, 1, n)) end)
-  if not ok then check_error(err, target.kind .. ":" .. name, echoed) end
+  if not ok then
+    raised = raised + 1
+    check_error(err, target.kind .. ":" .. name, echoed)
+  end
 end
 
 function chaos(depth)
@@ -443,5 +451,6 @@ for _, l in ipairs(loops) do
 end
 collectgarbage()
 os.execute("rm -rf " .. workdir)
-print(("ok %d %d: %d findings"):format(seed, nsteps, findings))
+print(("ok %d %d: %d findings (%d calls, %d raised, %d objects made)")
+      :format(seed, nsteps, findings, calls, raised, made_count))
 os.exit(findings == 0 and 0 or 1)
