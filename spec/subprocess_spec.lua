@@ -191,6 +191,20 @@ describe("loop:subprocess_exec", function()
     end
   end))
 
+  it("bad input: send_signal of a number that is no integer is send_signal's argument error, "
+     .. "at the caller's line (found by tools/fuzz/api_fuzz.lua: it was kill's, at subprocess.lua's)",
+     async(function(loop)
+    local rec = recorder(loop)
+    local t = loop:subprocess_exec(function() return rec end, "sleep", "30")
+    for _, bad in ipairs {0.5, math.huge, 0/0} do
+      local err = argerror(function() t:send_signal(bad) end, 1, "send_signal")
+      assert.matches("^spec/subprocess_spec.lua:%d+: .*no integer representation", err)
+    end
+    assert.is_nil(t:get_returncode())
+    t:kill()
+    net.wait(rec.lost_fut)
+  end))
+
   it("send_signal(0) only checks the child exists, as Popen.send_signal (os.kill)",
      async(function(loop)
     local rec = recorder(loop)

@@ -1013,6 +1013,30 @@ assert len(recv_all(tls_sock, 65536)) == 65536
     end
   end))
 
+  it("bad input: get_extra_info and set_write_buffer_limits of the SSL transport raise their "
+     .. "argument errors at the caller's line (found by tools/fuzz/api_fuzz.lua: they named "
+     .. "sslproto.lua's)", async(function(loop)
+    local srv <close> = tls_echo_server(loop)
+    local t, rec = tls_connect(loop, srv)
+    local calls = {
+      {1, "get_extra_info", function() t:get_extra_info(false) end},
+      {1, "set_write_buffer_limits", function() t:set_write_buffer_limits({}) end},
+      {1, "set_write_buffer_limits", function() t:set_write_buffer_limits(0.5) end},
+      {2, "set_write_buffer_limits", function() t:set_write_buffer_limits(100, "x") end},
+    }
+    local ok, failure = pcall(function()  -- the transport closes even when a check fails
+      for _, call in ipairs(calls) do
+        local err = checks.argerror(call[3], call[1], call[2])
+        assert.matches("^spec/tls_spec.lua:%d+: ", err)
+      end
+      t:set_write_buffer_limits(4096.0)  -- a float with an integer value is an integer
+      assert.equal(4096, select(2, t:get_write_buffer_limits()))
+    end)
+    t:close()
+    net.wait(rec.lost_fut)
+    assert(ok, failure)
+  end))
+
   it("bad input: set_protocol of a non-protocol is an argument error, the protocol stays "
      .. "(found by tools/fuzz/api_fuzz.lua: a boolean set failed at the next record)",
      async(function(loop)

@@ -234,6 +234,8 @@ local function send_signal(self, sig, level)
   local t = type(sig)
   if t ~= "number" and t ~= "string" then
     error(args.message("send_signal", 1, "signal number or name", sig), level + 1)
+  elseif t == "number" and math.tointeger(sig) == nil then
+    error("bad argument #1 to 'send_signal' (number has no integer representation)", level + 1)
   end
   if self._done then error(errors.ProcessLookupError("the process has exited"), level + 1) end
   if self._returncode ~= nil then return end
