@@ -78,9 +78,12 @@ local function of_kind(kind)
   return found
 end
 
--- A clear error is an eddy.errors object, a standard argument error, or
--- text that says what went wrong; unclear is an "attempt to ..." raised
--- inside eddy's own Lua code, or text that is not printable.
+-- A clear error is an eddy.errors object, a standard argument error at
+-- the caller's line, or text that says what went wrong; unclear is an
+-- "attempt to ..." raised inside eddy's own Lua code (but for comparing
+-- a PriorityQueue's items: the user's values, as heapq's TypeError), an
+-- argument error naming a line of eddy's own code, or text that is not
+-- printable.
 local UNPRINTABLE_ARG = "[%z\255]"  -- the bytes of the argument "\0\255", echoed back
 local function check_error(err, where)
   if errors.is(err, errors.Error) then
@@ -91,9 +94,11 @@ local function check_error(err, where)
   if type(err) ~= "string" then return end  -- a value one of our arguments raised
   if err:find("fuzz:", 1, true) then return end
   local file = err:match("^([%w_/%.]+%.lua):%d+:")
-  if file and file:find("eddy") and not file:find("fuzz")
-     and err:find("attempt to %a+ a") then
+  local own = file and file:find("eddy") and not file:find("fuzz")
+  if own and err:find("attempt to ") and not err:find("attempt to compare") then
     finding(where .. ": unchecked value: " .. err)
+  elseif own and err:find("bad argument") then
+    finding(where .. ": an argument error at eddy's own line: " .. err)
   elseif err:gsub(UNPRINTABLE_ARG, ""):find("[%z\1-\8\14-\31\127-\255]") then
     finding(where .. ": unprintable error text: " .. ("%q"):format(err))
   end
@@ -342,6 +347,10 @@ local function describe(v)
   local ok, s = pcall(tostring, v)
   return ok and s:sub(1, 40) or "?"
 end
+local function describe_error(err)
+  local ok, s = pcall(tostring, err)
+  return ok and s:gsub("\n.*", ""):sub(1, 160) or "?"
+end
 
 -- call(depth): call a random method of a random object with random
 -- arguments, right here (a task, a callback, or the main chunk).
@@ -362,6 +371,7 @@ local function call(depth, mode)
   local ok, err = pcall(function() return target.obj[name](target.obj, table.unpack(args, 1, n)) end)
   if not ok then
     raised = raised + 1
+    if trace then io.stderr:write(("%s  -> %s\n"):format((" "):rep(depth), describe_error(err))) end
     check_error(err, target.kind .. ":" .. name)
   end
 end
