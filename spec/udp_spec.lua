@@ -508,6 +508,20 @@ describe("create_datagram_endpoint", function()
     assert.matches("bad protocol", tostring(reports[1].exception))
   end)
 
+  it("bad input: resume_reading of an endpoint whose loop is closed raises RuntimeError, as "
+     .. "asyncio's _add_reader (found by tools/fuzz/api_fuzz.lua: it crashed in uv_poll_init)",
+     function()
+    local loop = eddy.new_event_loop()
+    local t = loop:run_until_complete(function()
+      return (loop:create_datagram_endpoint(function() return {} end, {"127.0.0.1", 0}))
+    end)
+    t:pause_reading()
+    loop:close()  -- leaves a datagram transport open, as asyncio's
+    raises(errors.RuntimeError, function() t:resume_reading() end)
+    assert.is_false(t:is_reading())
+    t:get_extra_info("socket"):close()
+  end)
+
   it("bad input: set_protocol of a non-protocol is an argument error, the protocol stays "
      .. "(found by tools/fuzz/api_fuzz.lua: a number set failed at the next datagram)",
      async(function(loop)

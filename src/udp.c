@@ -163,8 +163,8 @@ static int t_pause_reading(lua_State *L) {
 static int t_resume_reading(lua_State *L) {
   Dgram *d = checkdgram(L, 1);
   if (d->closing || !d->paused) return 0;
+  add_reader(L, d, 1);  /* first: it raises once the loop is closed */
   d->paused = 0;
-  add_reader(L, d, 1);
   return 0;
 }
 
