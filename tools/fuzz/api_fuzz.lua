@@ -428,6 +428,15 @@ local STEPS = {
     end
     collectgarbage()
   end},
+  {weight = 1, name = "new loop", fn = function()
+    -- rarely: close the loop with everything on it still open, and go on
+    -- with a new one (the old objects stay, on a closed loop)
+    if math.random() < 0.9 or loop:is_running() then return end
+    pcall(loop.close, loop)
+    loop = eddy.new_event_loop()
+    eddy.set_event_loop(loop)
+    loops[#loops + 1] = loop
+  end},
   {weight = 1, name = "close", fn = function()
     if #objects > 0 then
       local o = pick(objects)
