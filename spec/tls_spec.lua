@@ -192,6 +192,18 @@ describe("eddy.ssl.SSLContext", function()
     s:load_cert_chain(tls.path("server.pem"), tls.path("server-enc.key"), function() return "s3cret" end)
   end)
 
+  it("bad input: a password that is neither a string nor a function is load_cert_chain's "
+     .. "argument error, at the caller's line (found by tools/fuzz/api_fuzz.lua: it named ssl.lua's)",
+     function()
+    local s = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    for _, bad in ipairs {{}, true, s} do
+      local err = checks.argerror(function()
+        s:load_cert_chain(tls.path("server.pem"), tls.path("server-enc.key"), bad)
+      end, 3, "load_cert_chain")
+      assert.matches("^spec/tls_spec.lua:%d+: .*string or function expected", err)
+    end
+  end)
+
   it("load_cert_chain decrypts PKCS#8 keys encrypted with PBES2 and AES (OpenSSL's default)", function()
     for _, name in ipairs {"server-p8-aes128.key", "server-p8-aes256.key"} do
       local s = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

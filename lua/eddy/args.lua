@@ -34,12 +34,14 @@ function args.check_protocol(fname, n, v)
   end
 end
 
--- check_string(fname, n, v) and check_integer(fname, n, v): the checks of
--- luaL_checkstring and luaL_checkinteger (a float with an exact integer
--- value passes), for a Lua method that hands v on to a C one: the C error
--- would name this file's line, not the caller's.
-function args.check_string(fname, n, v)
-  if type(v) ~= "string" then error(args.message(fname, n, "string", v), 3) end
+-- check_string(fname, n, v [, optional]) and check_integer(fname, n, v):
+-- the checks of luaL_checkstring (luaL_optstring when optional) and
+-- luaL_checkinteger (a float with an exact integer value passes), for a
+-- Lua method that hands v on to a C one: the C error would name the Lua
+-- method's line, not its caller's.
+function args.check_string(fname, n, v, optional)
+  if type(v) == "string" or (optional and v == nil) then return end
+  error(args.message(fname, n, optional and "string or nil" or "string", v), 3)
 end
 
 function args.check_integer(fname, n, v)
