@@ -322,17 +322,25 @@ local function methods_of(obj)
 end
 
 -- Every loop that is not closed gets a watchdog that stops it: no step
--- runs a loop for longer than 0.2 s.
+-- runs a loop for longer than 0.2 s at a time.  It re-arms itself, for
+-- a step that runs its loop again once stopped (a finalizer's steps).
+local function watchdog(l, dogs, i)
+  local ok, h = pcall(l.call_later, l, 0.2, function()
+    l:stop()
+    watchdog(l, dogs, i)
+  end)
+  dogs[i] = ok and h or nil
+end
+
 local function with_watchdogs(fn, ...)
   local dogs = {}
-  for _, l in ipairs(loops) do
-    if not l:is_closed() then
-      local ok, h = pcall(l.call_later, l, 0.2, function() l:stop() end)
-      if ok then dogs[#dogs + 1] = h end
-    end
+  for i, l in ipairs(loops) do
+    if not l:is_closed() then watchdog(l, dogs, i) end
   end
   local result = table.pack(pcall(fn, ...))
-  for _, h in ipairs(dogs) do h:cancel() end
+  for i = 1, #loops do
+    if dogs[i] then dogs[i]:cancel() end
+  end
   return table.unpack(result, 1, result.n)
 end
 
