@@ -12,7 +12,7 @@ local cli = require "cli_helper"
 local q = cli.q
 
 local NOT_API = {["design.md"] = true, ["performance.md"] = true, ["performance-log.md"] = true,
-                 ["embedding.md"] = true}
+                 ["embedding.md"] = true, ["testing.md"] = true}
 local MARK = "<!-- fragment: not run -->"
 
 -- The blocks of a page: {line =, code =, fragment =}, in order.

@@ -644,6 +644,26 @@ describe("open_connection / start_server", function()
     writer:wait_closed()
   end))
 
+  it("bad input: get_extra_info of a name that is no string, writelines of a list holding one, "
+     .. "are the writer's argument errors, at the caller's line (found by tools/fuzz/api_fuzz.lua: "
+     .. "they named streams.lua's)",
+     async(function(loop)
+    local srv <close>, port = serve(echo_lines)
+    local _, writer = eddy.open_connection("127.0.0.1", port)
+    local ok, failure = pcall(function()  -- the writer closes even when a check fails
+      for _, bad in ipairs {false, 1, {}} do
+        local err = argerror(function() writer:get_extra_info(bad) end, 1, "get_extra_info")
+        assert.matches("^spec/streams_spec.lua:%d+: ", err)
+      end
+      local err = raises(function() writer:writelines({"a", 2}) end,
+                         "bad element #2 in 'writelines' (string or eddy.Buffer expected, got number)")
+      assert.matches("^spec/streams_spec.lua:%d+: ", err)
+    end)
+    writer:close()
+    writer:wait_closed()
+    assert(ok, failure)
+  end))
+
   it("reads lines over TCP (test_open_connection, test_start_server)", async(function(loop)
     local srv <close>, port = serve(echo_lines)
     local reader, writer = eddy.open_connection("127.0.0.1", port)

@@ -77,6 +77,20 @@ describe("loop:subprocess_exec", function()
     t:close()
   end))
 
+  it("bad input: set_protocol of a non-protocol is an argument error, the protocol stays "
+     .. "(found by tools/fuzz/api_fuzz.lua: the number set broke the exit's connection_lost)",
+     async(function(loop)
+    local rec = recorder(loop)
+    local t = loop:subprocess_exec(function() return rec end, "true")
+    for _, bad in ipairs {42, false, print} do
+      argerror(function() t:set_protocol(bad) end, 1, "set_protocol")
+    end
+    argerror(function() t:set_protocol(nil) end, 1, "set_protocol")
+    assert.equal(rec, t:get_protocol())
+    net.wait(rec.lost_fut)
+    t:close()
+  end))
+
   it("test_subprocess_interactive: what stdin gets comes back piece by piece; close() kills",
      async(function(loop)
     local rec = recorder(loop)
@@ -175,6 +189,20 @@ describe("loop:subprocess_exec", function()
       assert.equal(code, t:get_returncode())
       raises(function() t:send_signal("SIGTERM") end, errors.ProcessLookupError)
     end
+  end))
+
+  it("bad input: send_signal of a number that is no integer is send_signal's argument error, "
+     .. "at the caller's line (found by tools/fuzz/api_fuzz.lua: it was kill's, at subprocess.lua's)",
+     async(function(loop)
+    local rec = recorder(loop)
+    local t = loop:subprocess_exec(function() return rec end, "sleep", "30")
+    for _, bad in ipairs {0.5, math.huge, 0/0} do
+      local err = argerror(function() t:send_signal(bad) end, 1, "send_signal")
+      assert.matches("^spec/subprocess_spec.lua:%d+: .*no integer representation", err)
+    end
+    assert.is_nil(t:get_returncode())
+    t:kill()
+    net.wait(rec.lost_fut)
   end))
 
   it("send_signal(0) only checks the child exists, as Popen.send_signal (os.kill)",

@@ -253,6 +253,21 @@ describe("Task names and coroutines", function()
 end)
 
 describe("Task cancellation", function()
+  it("bad input: cancel() of a task left waiting on a queue by loop:close() raises RuntimeError, "
+     .. "as of one waiting on a future (found by tools/fuzz/api_fuzz.lua: it crashed in "
+     .. "uv_idle_start)", function()
+    local loop = eddy.new_event_loop()
+    local q, ev = eddy.Queue(), eddy.Event()
+    local on_queue = loop:create_task(function() q:get() end)
+    local on_future = loop:create_task(function() ev:wait() end)
+    loop:run_until_complete(function() eddy.sleep(0) eddy.sleep(0) end)
+    loop:close()
+    for _, task in ipairs {on_queue, on_future} do
+      raises(function() task:cancel() end, {errors.RuntimeError, "Event loop is closed"})
+      assert.is_false(task:done())
+    end
+  end)
+
   it("raises CancelledError at the suspension point (test_task_cancel_sleeping_task)",
      async(function(loop)
     local reached = false

@@ -192,6 +192,18 @@ describe("eddy.ssl.SSLContext", function()
     s:load_cert_chain(tls.path("server.pem"), tls.path("server-enc.key"), function() return "s3cret" end)
   end)
 
+  it("bad input: a password that is neither a string nor a function is load_cert_chain's "
+     .. "argument error, at the caller's line (found by tools/fuzz/api_fuzz.lua: it named ssl.lua's)",
+     function()
+    local s = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    for _, bad in ipairs {{}, true, s} do
+      local err = checks.argerror(function()
+        s:load_cert_chain(tls.path("server.pem"), tls.path("server-enc.key"), bad)
+      end, 3, "load_cert_chain")
+      assert.matches("^spec/tls_spec.lua:%d+: .*string or function expected", err)
+    end
+  end)
+
   it("load_cert_chain decrypts PKCS#8 keys encrypted with PBES2 and AES (OpenSSL's default)", function()
     for _, name in ipairs {"server-p8-aes128.key", "server-p8-aes256.key"} do
       local s = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -1011,6 +1023,44 @@ assert len(recv_all(tls_sock, 65536)) == 65536
       net.wait(rec.lost_fut)
       peer_done(proc)
     end
+  end))
+
+  it("bad input: get_extra_info and set_write_buffer_limits of the SSL transport raise their "
+     .. "argument errors at the caller's line (found by tools/fuzz/api_fuzz.lua: they named "
+     .. "sslproto.lua's)", async(function(loop)
+    local srv <close> = tls_echo_server(loop)
+    local t, rec = tls_connect(loop, srv)
+    local calls = {
+      {1, "get_extra_info", function() t:get_extra_info(false) end},
+      {1, "set_write_buffer_limits", function() t:set_write_buffer_limits({}) end},
+      {1, "set_write_buffer_limits", function() t:set_write_buffer_limits(0.5) end},
+      {2, "set_write_buffer_limits", function() t:set_write_buffer_limits(100, "x") end},
+    }
+    local ok, failure = pcall(function()  -- the transport closes even when a check fails
+      for _, call in ipairs(calls) do
+        local err = checks.argerror(call[3], call[1], call[2])
+        assert.matches("^spec/tls_spec.lua:%d+: ", err)
+      end
+      t:set_write_buffer_limits(4096.0)  -- a float with an integer value is an integer
+      assert.equal(4096, select(2, t:get_write_buffer_limits()))
+    end)
+    t:close()
+    net.wait(rec.lost_fut)
+    assert(ok, failure)
+  end))
+
+  it("bad input: set_protocol of a non-protocol is an argument error, the protocol stays "
+     .. "(found by tools/fuzz/api_fuzz.lua: a boolean set failed at the next record)",
+     async(function(loop)
+    local srv <close> = tls_echo_server(loop)
+    local t, rec = tls_connect(loop, srv)
+    for _, bad in ipairs {42, false, print} do
+      checks.argerror(function() t:set_protocol(bad) end, 1, "set_protocol")
+    end
+    checks.argerror(function() t:set_protocol(nil) end, 1, "set_protocol")
+    assert.equal(rec, t:get_protocol())
+    t:close()
+    net.wait(rec.lost_fut)
   end))
 
   it("the SSL transport after close: write and incoming data raise nothing, extra info 'socket' "

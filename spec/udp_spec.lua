@@ -508,6 +508,33 @@ describe("create_datagram_endpoint", function()
     assert.matches("bad protocol", tostring(reports[1].exception))
   end)
 
+  it("bad input: resume_reading of an endpoint whose loop is closed raises RuntimeError, as "
+     .. "asyncio's _add_reader (found by tools/fuzz/api_fuzz.lua: it crashed in uv_poll_init)",
+     function()
+    local loop = eddy.new_event_loop()
+    local t = loop:run_until_complete(function()
+      return (loop:create_datagram_endpoint(function() return {} end, {"127.0.0.1", 0}))
+    end)
+    t:pause_reading()
+    loop:close()  -- leaves a datagram transport open, as asyncio's
+    raises(errors.RuntimeError, function() t:resume_reading() end)
+    assert.is_false(t:is_reading())
+    t:get_extra_info("socket"):close()
+  end)
+
+  it("bad input: set_protocol of a non-protocol is an argument error, the protocol stays "
+     .. "(found by tools/fuzz/api_fuzz.lua: a number set failed at the next datagram)",
+     async(function(loop)
+    local st, sp = loop:create_datagram_endpoint(function() return recorder(loop) end, {"127.0.0.1", 0})
+    for _, bad in ipairs {42, false, print} do
+      checks.argerror(function() st:set_protocol(bad) end, 1, "set_protocol")
+    end
+    checks.argerror(function() st:set_protocol(nil) end, 1, "set_protocol")
+    assert.equal(sp, st:get_protocol())
+    st:close()
+    sp.lost:await()
+  end))
+
   it("rejects bad arguments as asyncio does (test_create_datagram_endpoint_noaddr_nofamily, "
      .. "test_create_datagram_endpoint_wrong_sock, test_create_datagram_endpoint_addr_error, "
      .. "test_create_datagram_endpoint_sock_sockopts, "

@@ -238,8 +238,14 @@ static void update(lua_State *L, FdWatcher *w, int wi) {
 
 void eddy__fd_watch(lua_State *L, eddy_Loop *loop, int fd, int event,
                     int transport) {
-  int hi = lua_gettop(L), wi;
-  FdWatcher *w = push_watcher(L, loop, fd);
+  int hi, wi;
+  FdWatcher *w;
+  /* A transport the loop's close left open (a datagram one) has no uv
+  ** loop to poll with any more: asyncio's _add_reader raises the same. */
+  if (loop->state == EDDY_LOOP_CLOSED)
+    eddy__error(L, "RuntimeError", "Event loop is closed");
+  hi = lua_gettop(L);
+  w = push_watcher(L, loop, fd);
   wi = hi + 1;
   if (!transport && (w == NULL || w->transport))
     check_no_transport(L, loop, fd, w);

@@ -772,6 +772,10 @@ static int t_cancel(lua_State *L) {
   set_cancel_message(L, 1, 2);
   t->must_cancel = 1;
   if (t->parked_on != NULL) {  /* step it now: the error wakes it */
+    /* ...which a closed loop cannot: asyncio's waiter.cancel() raises
+    ** there too (its call_soon) */
+    if (t->fut.loop->state == EDDY_LOOP_CLOSED)
+      eddy__error(L, "RuntimeError", "Event loop is closed");
     t->cancel_woke = 1;
     t->parked_on = NULL;
     t->scheduled = 1;

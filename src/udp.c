@@ -163,8 +163,8 @@ static int t_pause_reading(lua_State *L) {
 static int t_resume_reading(lua_State *L) {
   Dgram *d = checkdgram(L, 1);
   if (d->closing || !d->paused) return 0;
+  add_reader(L, d, 1);  /* first: it raises once the loop is closed */
   d->paused = 0;
-  add_reader(L, d, 1);
   return 0;
 }
 
@@ -515,8 +515,10 @@ static int t_get_protocol(lua_State *L) {
 }
 
 static int t_set_protocol(lua_State *L) {
+  int tp = lua_type(L, 2);
   checkdgram(L, 1);
-  luaL_checkany(L, 2);
+  if (tp != LUA_TTABLE && tp != LUA_TUSERDATA)  /* as a stream's */
+    luaL_typeerror(L, 2, "protocol (table or userdata)");
   lua_settop(L, 2);
   lua_setiuservalue(L, 1, U_PROTOCOL);
   return 0;

@@ -24,6 +24,52 @@ function args.has_fileno(v)
   return ok and fileno ~= nil
 end
 
+-- check_protocol(fname, n, v): v must be a protocol (a table or a
+-- userdata), as the C transports' set_protocol checks; a number set as
+-- the protocol would fail later, inside the transport's own callbacks.
+function args.check_protocol(fname, n, v)
+  local t = type(v)
+  if t ~= "table" and t ~= "userdata" then
+    error(args.message(fname, n, "protocol (table or userdata)", v), 3)
+  end
+end
+
+-- check_string(fname, n, v [, optional]) and check_integer(fname, n, v):
+-- the checks of luaL_checkstring (luaL_optstring when optional) and
+-- luaL_checkinteger (a float with an exact integer value passes), for a
+-- Lua method that hands v on to a C one: the C error would name the Lua
+-- method's line, not its caller's.
+function args.check_string(fname, n, v, optional)
+  if type(v) == "string" or (optional and v == nil) then return end
+  error(args.message(fname, n, optional and "string or nil" or "string", v), 3)
+end
+
+function args.check_integer(fname, n, v)
+  if type(v) ~= "number" then error(args.message(fname, n, "number", v), 3) end
+  if math.tointeger(v) == nil then
+    error(string.format("bad argument #%d to '%s' (number has no integer representation)",
+                        n, fname), 3)
+  end
+end
+
+-- joined_lines(list): the argument of a writelines written in Lua (a
+-- table of strings or eddy.Buffers) checked as the C transports' is, but
+-- with the error at the caller's line; returns the elements joined.
+function args.joined_lines(list)
+  if type(list) ~= "table" then error(args.message("writelines", 1, "table", list), 3) end
+  local parts = {}
+  for i = 1, #list do
+    local v = list[i]
+    if args.typename(v) == "eddy.Buffer" then v = v:tostring() end
+    if type(v) ~= "string" then
+      error(string.format("bad element #%d in 'writelines' (string or eddy.Buffer expected, got %s)",
+                          i, args.typename(v)), 3)
+    end
+    parts[i] = v
+  end
+  return table.concat(parts)
+end
+
 -- The message of a standard argument error.
 function args.message(fname, n, expected, v)
   return string.format("bad argument #%d to '%s' (%s expected, got %s)",

@@ -149,13 +149,9 @@ end
 
 local function handle(self) return settings(self).handle end
 
--- Argument checks of the methods below, made here so that an error
--- blames the caller's line: the C methods' own checks would name this
--- file, the caller of the C function.
-local function check_string(fname, n, v, optional)
-  if type(v) == "string" or (optional and v == nil) then return end
-  error(args.message(fname, n, optional and "string or nil" or "string", v), 3)
-end
+-- The methods below check their arguments before the C methods do, so
+-- that an error blames the caller's line, not this file's.
+local check_string = args.check_string
 
 -- ctx:load_cert_chain(certfile, keyfile, password): the chain (PEM) and
 -- its key (in certfile when keyfile is nil); password: a string or a
@@ -163,6 +159,10 @@ end
 function SSLContext:load_cert_chain(certfile, keyfile, password)
   check_string("load_cert_chain", 1, certfile)
   check_string("load_cert_chain", 2, keyfile, true)
+  local t = type(password)
+  if password ~= nil and t ~= "string" and t ~= "number" and t ~= "function" then
+    error(args.message("load_cert_chain", 3, "string or function", password), 2)
+  end
   return handle(self):load_cert_chain(certfile, keyfile, password)
 end
 

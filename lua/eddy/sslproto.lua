@@ -42,10 +42,14 @@ local function new_transport(proto)
 end
 
 function SSLTransport:get_extra_info(name, default)
+  args.check_string("get_extra_info", 1, name)
   return self._proto:_get_extra_info(name, default)
 end
 
-function SSLTransport:set_protocol(protocol) self._proto._app_protocol = protocol end
+function SSLTransport:set_protocol(protocol)
+  args.check_protocol("set_protocol", 1, protocol)
+  self._proto._app_protocol = protocol
+end
 function SSLTransport:get_protocol() return self._proto._app_protocol end
 function SSLTransport:is_closing() return self._closed end
 
@@ -73,6 +77,8 @@ function SSLTransport:resume_reading() self._proto:_resume_reading() end
 local function plain(self) return self._proto._plain end
 
 function SSLTransport:set_write_buffer_limits(high, low)
+  if high ~= nil then args.check_integer("set_write_buffer_limits", 1, high) end
+  if low ~= nil then args.check_integer("set_write_buffer_limits", 2, low) end
   return plain(self):set_write_buffer_limits(high, low)
 end
 
@@ -95,18 +101,7 @@ end
 -- writelines(list): one write of the concatenation, as the plain
 -- transports' (elements: strings or eddy.Buffers).
 function SSLTransport:writelines(list)
-  if type(list) ~= "table" then error(args.message("writelines", 1, "table", list), 2) end
-  local parts = {}
-  for i = 1, #list do
-    local v = list[i]
-    if args.typename(v) == "eddy.Buffer" then v = v:tostring() end
-    if type(v) ~= "string" then
-      error(string.format("bad element #%d in 'writelines' (string or eddy.Buffer expected, got %s)",
-                          i, args.typename(v)), 2)
-    end
-    parts[i] = v
-  end
-  self:write(table.concat(parts))
+  self:write(args.joined_lines(list))
 end
 
 -- loop:sendfile's send step (src/sendfile.c runs only its fallback on

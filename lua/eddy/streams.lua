@@ -289,8 +289,7 @@ end
 StreamWriter.write = C._writer_write
 function StreamWriter:writelines(list)
   -- checked here, so that the error points at the caller, not this line
-  if type(list) ~= "table" then argerror("writelines", 1, "table", list) end
-  return self._transport:writelines(list)
+  return self._transport:writelines({args.joined_lines(list)})
 end
 function StreamWriter:write_eof() return self._transport:write_eof() end
 function StreamWriter:can_write_eof() return self._transport:can_write_eof() end
@@ -301,6 +300,7 @@ end
 function StreamWriter:is_closing() return self._transport:is_closing() end
 
 function StreamWriter:get_extra_info(name, default)
+  args.check_string("get_extra_info", 1, name)
   return self._transport:get_extra_info(name, default)
 end
 

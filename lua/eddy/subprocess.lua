@@ -209,7 +209,10 @@ end
 function Transport:get_pid() return self._pid end
 function Transport:get_returncode() return self._returncode end
 function Transport:get_protocol() return self._protocol end
-function Transport:set_protocol(protocol) self._protocol = protocol end
+function Transport:set_protocol(protocol)
+  args.check_protocol("set_protocol", 1, protocol)
+  self._protocol = protocol
+end
 function Transport:is_closing() return self._closed end
 
 function Transport:get_extra_info(name, default)
@@ -231,6 +234,8 @@ local function send_signal(self, sig, level)
   local t = type(sig)
   if t ~= "number" and t ~= "string" then
     error(args.message("send_signal", 1, "signal number or name", sig), level + 1)
+  elseif t == "number" and math.tointeger(sig) == nil then
+    error("bad argument #1 to 'send_signal' (number has no integer representation)", level + 1)
   end
   if self._done then error(errors.ProcessLookupError("the process has exited"), level + 1) end
   if self._returncode ~= nil then return end
