@@ -225,7 +225,9 @@ describe("eddy.as_completed", function()
     local b = loop:create_task(sleeper(0.001, "b"))
     local got = {}
     local ok, err = pcall(function()
-      for fut in eddy.as_completed({a, b}, {timeout = 0.02}) do
+      -- (a timeout well past the 1 ms sleeper: on a loaded machine a stalled
+      -- iteration could find both timers due, and the timeout runs first)
+      for fut in eddy.as_completed({a, b}, {timeout = 0.3}) do
         got[#got + 1] = fut:result()
       end
     end)
@@ -284,7 +286,7 @@ describe("eddy.as_completed", function()
     local a = loop:create_task(sleeper(0.001, "a"))
     local b = loop:create_task(sleeper(10, "b"))
     local c = loop:create_task(sleeper(10, "c"))
-    local it = eddy.as_completed({a, b, c}, {timeout = 0.02})
+    local it = eddy.as_completed({a, b, c}, {timeout = 0.3})  -- see above
     assert.equals("a", it():result())
     expect_error(errors.TimeoutError, it)
     expect_error(errors.TimeoutError, it)
