@@ -447,6 +447,13 @@ describe("LifoQueue and PriorityQueue", function()
     for _, v in ipairs {5, 3, 8, 1} do q:put_nowait(v) end
     assert.has_error(function() q:put_nowait("x") end)
     assert.has_error(function() q:put_nowait({}) end)
+    -- bad input: the error names the caller's line, not eddy's (heapq's TypeError)
+    for _, put in ipairs {q.put_nowait, q.put} do
+      local ok, err = pcall(function() put(q, true) end)
+      assert.is_false(ok)
+      assert.matches("queues_spec%.lua:%d+: PriorityQueue items cannot be ordered: "
+                     .. "attempt to compare boolean with number", err)
+    end
     assert.equals(4, q:qsize())
     q:put_nowait(2)
     local got = {}

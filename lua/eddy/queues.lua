@@ -55,50 +55,72 @@ local lifo = {
 -- A binary min-heap ordered by <, as Python's heapq.  Each operation
 -- first finds where the items go, comparing only, then moves them: an
 -- error from < (items that cannot be compared) leaves the heap as it was.
-local heap = {
-  new = function() return {n = 0} end,
-  put = function(h, item)
-    local n = h.n + 1
-    local i = n
-    while i > 1 do  -- the item's place on the way up
+local function heap_put(h, item)
+  local n = h.n + 1
+  local i = n
+  while i > 1 do  -- the item's place on the way up
+    local parent = i // 2
+    if not (item < h[parent]) then break end
+    i = parent
+  end
+  local j = n
+  while j > i do  -- move the parents on that path down
+    local parent = j // 2
+    h[j] = h[parent]
+    j = parent
+  end
+  h[i] = item
+  h.n = n
+end
+
+local function heap_get(h)
+  local n = h.n
+  local top, last = h[1], h[n]
+  local m = n - 1  -- 'last' goes down from the root in h[1..m]
+  local i = 1
+  while true do  -- its place on the way down
+    local child = 2 * i
+    if child > m then break end
+    if child < m and h[child + 1] < h[child] then child = child + 1 end
+    if not (h[child] < last) then break end
+    i = child
+  end
+  h[n] = nil
+  h.n = m
+  if m > 0 then  -- move the children on the path from the root to i up
+    local moved = h[i]
+    h[i] = last
+    while i > 1 do
       local parent = i // 2
-      if not (item < h[parent]) then break end
+      h[parent], moved = moved, h[parent]
       i = parent
     end
-    local j = n
-    while j > i do  -- move the parents on that path down
-      local parent = j // 2
-      h[j] = h[parent]
-      j = parent
+  end
+  return top
+end
+
+-- Items that < cannot order (a number and a table, two tables without
+-- __lt) raise an error at the line that called put or get, as Lua's
+-- table.sort names no line of its own (heapq raises TypeError, which
+-- eddy.errors has not); an error raised by an item's own __lt goes on as
+-- it is.
+local function ordering(op)
+  return function(h, item)
+    local ok, result = pcall(op, h, item)
+    if ok then return result end
+    local why = type(result) == "string" and
+                result:match("^eddy/queues%.lua:%d+: (attempt to compare .*)$")
+    if why then  -- (levels: this function, add or take, the method, its caller)
+      error("PriorityQueue items cannot be ordered: " .. why, 4)
     end
-    h[i] = item
-    h.n = n
-  end,
-  get = function(h)
-    local n = h.n
-    local top, last = h[1], h[n]
-    local m = n - 1  -- 'last' goes down from the root in h[1..m]
-    local i = 1
-    while true do  -- its place on the way down
-      local child = 2 * i
-      if child > m then break end
-      if child < m and h[child + 1] < h[child] then child = child + 1 end
-      if not (h[child] < last) then break end
-      i = child
-    end
-    h[n] = nil
-    h.n = m
-    if m > 0 then  -- move the children on the path from the root to i up
-      local moved = h[i]
-      h[i] = last
-      while i > 1 do
-        local parent = i // 2
-        h[parent], moved = moved, h[parent]
-        i = parent
-      end
-    end
-    return top
-  end,
+    error(result, 0)
+  end
+end
+
+local heap = {
+  new = function() return {n = 0} end,
+  put = ordering(heap_put),
+  get = ordering(heap_get),
 }
 
 -- 'maxsize' is a read-only field, yet methods are found through tables
@@ -238,7 +260,8 @@ function methods:get()
     if self._is_shutdown then error(QueueShutDown(), 2) end
     wait_in(self, "get", self._getters, not_empty)
   end
-  return take(self)
+  local item = take(self)  -- (no tail call: see ordering)
+  return item
 end
 
 function methods:get_nowait()
@@ -246,7 +269,8 @@ function methods:get_nowait()
     if self._is_shutdown then error(QueueShutDown(), 2) end
     error(QueueEmpty(), 2)
   end
-  return take(self)
+  local item = take(self)  -- (no tail call: see ordering)
+  return item
 end
 
 -- queue:task_done(): a consumer finished with an item it got.
