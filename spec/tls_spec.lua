@@ -202,6 +202,12 @@ describe("eddy.ssl.SSLContext", function()
       end, 3, "load_cert_chain")
       assert.matches("^spec/tls_spec.lua:%d+: .*string or function expected", err)
     end
+    -- and a password function that returns no string, at the caller's line too
+    local ok, err = pcall(function()
+      s:load_cert_chain(tls.path("server.pem"), tls.path("server-enc.key"), function() return 42 end)
+    end)
+    assert.is_false(ok)
+    assert.matches("^spec/tls_spec.lua:%d+: password callback must return a string", err)
   end)
 
   it("load_cert_chain decrypts PKCS#8 keys encrypted with PBES2 and AES (OpenSSL's default)", function()

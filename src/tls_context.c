@@ -197,17 +197,10 @@ static int ctx_new(lua_State *L) {
   return 1;
 }
 
-/* The password argument of load_cert_chain: nil, a string, or a function
-** returning one (Python's callable). */
+/* The password argument of load_cert_chain: nil or a string (ssl.lua
+** calls Python's callable form first). */
 static const char *password_arg(lua_State *L, int i) {
   if (lua_isnoneornil(L, i)) return NULL;
-  if (lua_isfunction(L, i)) {
-    lua_pushvalue(L, i);
-    lua_call(L, 0, 1);
-    if (lua_type(L, -1) != LUA_TSTRING)
-      luaL_error(L, "password callback must return a string");
-    lua_replace(L, i);
-  }
   return luaL_checkstring(L, i);
 }
 

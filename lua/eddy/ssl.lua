@@ -163,6 +163,12 @@ function SSLContext:load_cert_chain(certfile, keyfile, password)
   if password ~= nil and t ~= "string" and t ~= "number" and t ~= "function" then
     error(args.message("load_cert_chain", 3, "string or function", password), 2)
   end
+  if t == "function" then  -- Python's callable, called for the key at once
+    password = password()
+    if type(password) ~= "string" then
+      error("password callback must return a string", 2)
+    end
+  end
   return handle(self):load_cert_chain(certfile, keyfile, password)
 end
 
