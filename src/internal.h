@@ -231,6 +231,8 @@ void eddy__pushfieldtable(lua_State *L, eddy_Loop *loop, const char *name,
 void eddy__pushluafields(lua_State *L, eddy_Loop *loop);
 /* The loop's slow_callback_duration attribute (debug mode). */
 double eddy__slow_callback_duration(lua_State *L, eddy_Loop *loop);
+/* RuntimeError "Event loop is closed" when it is. */
+void eddy__check_open(lua_State *L, eddy_Loop *loop);
 /* Push the Loop object of 'loop'. */
 void eddy__pushloop(lua_State *L, eddy_Loop *loop);
 /* The current loop of the runtime: running one, else the default one

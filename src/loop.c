@@ -638,8 +638,7 @@ eddy_Loop *eddy__checkanyloop(lua_State *L, int i) {
 
 eddy_Loop *eddy__checkloop(lua_State *L, int i) {
   eddy_Loop *loop = eddy__checkanyloop(L, i);
-  if (loop->state == EDDY_LOOP_CLOSED)
-    eddy__error(L, "RuntimeError", "Event loop is closed");
+  eddy__check_open(L, loop);
   return loop;
 }
 
@@ -652,6 +651,12 @@ static eddy_Loop *self_loop(lua_State *L) {
   lua_pop(L, 1);
   if (loop != NULL && loop->state != EDDY_LOOP_CLOSED) return loop;
   return eddy__checkloop(L, 1);  /* raises the right error */
+}
+
+/* Raise asyncio's RuntimeError for a closed loop. */
+void eddy__check_open(lua_State *L, eddy_Loop *loop) {
+  if (loop->state == EDDY_LOOP_CLOSED)
+    eddy__error(L, "RuntimeError", "Event loop is closed");
 }
 
 void eddy__pushloop(lua_State *L, eddy_Loop *loop) {
@@ -736,8 +741,7 @@ eddy_Loop *eddy__getloop(lua_State *L) {
 eddy_Loop *eddy__getopenloop(lua_State *L) {
   eddy_Loop *loop = eddy__getloop(L);
   lua_pop(L, 1);
-  if (loop->state == EDDY_LOOP_CLOSED)
-    eddy__error(L, "RuntimeError", "Event loop is closed");
+  eddy__check_open(L, loop);
   return loop;
 }
 

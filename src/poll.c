@@ -242,8 +242,7 @@ void eddy__fd_watch(lua_State *L, eddy_Loop *loop, int fd, int event,
   FdWatcher *w;
   /* A transport the loop's close left open (a datagram one) has no uv
   ** loop to poll with any more: asyncio's _add_reader raises the same. */
-  if (loop->state == EDDY_LOOP_CLOSED)
-    eddy__error(L, "RuntimeError", "Event loop is closed");
+  eddy__check_open(L, loop);
   hi = lua_gettop(L);
   w = push_watcher(L, loop, fd);
   wi = hi + 1;

@@ -520,8 +520,7 @@ static int await_k(lua_State *L, int status, lua_KContext ctx) {
 void eddy__wait_toplevel(lua_State *L, int F, const char *what) {
   eddy_Future *f = (eddy_Future *)lua_touserdata(L, F);
   int alive;
-  if (f->loop->state == EDDY_LOOP_CLOSED)
-    eddy__error(L, "RuntimeError", "Event loop is closed");
+  eddy__check_open(L, f->loop);
   alive = eddy__loop_run(L, f->loop, f, 0);
   if (f->state == EDDY_FUT_PENDING) {
     if (!alive)
@@ -774,8 +773,7 @@ static int t_cancel(lua_State *L) {
   if (t->parked_on != NULL) {  /* step it now: the error wakes it */
     /* ...which a closed loop cannot: asyncio's waiter.cancel() raises
     ** there too (its call_soon) */
-    if (t->fut.loop->state == EDDY_LOOP_CLOSED)
-      eddy__error(L, "RuntimeError", "Event loop is closed");
+    eddy__check_open(L, t->fut.loop);
     t->cancel_woke = 1;
     t->parked_on = NULL;
     t->scheduled = 1;

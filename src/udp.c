@@ -94,8 +94,7 @@ static void call_protected(lua_State *L, Dgram *d, int t, const char *name,
 static void call_soon(lua_State *L, Dgram *d, int t, lua_CFunction fn,
                       int v) {
   int n = 1;
-  if (d->loop->state == EDDY_LOOP_CLOSED)
-    eddy__error(L, "RuntimeError", "Event loop is closed");
+  eddy__check_open(L, d->loop);
   t = lua_absindex(L, t);
   if (v != 0) v = lua_absindex(L, v);
   lua_pushcfunction(L, fn);
