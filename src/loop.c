@@ -1241,9 +1241,9 @@ static int c_set_context_copy(lua_State *L) {
 ** An object collected with work left for its loop (an async generator
 ** suspended at a yield, to be closed by a task; a StreamWriter whose
 ** transport is open, to be closed) hands that work to finalizers.lua's
-** queue, one per loop.  Its __gc may run inside any allocation, even one in the middle
-** of the ready queue's growth, so it only asks for the queue's hook to
-** run at the start of the next iteration (a safe point).
+** queue, one per loop.  Its __gc may run inside any allocation, even one
+** in the middle of the ready queue's growth, so it only asks for the
+** queue's hook to run at the start of the next iteration (a safe point).
 */
 static const char key_finalizer_hook = 0;
 
