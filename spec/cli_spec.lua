@@ -203,8 +203,6 @@ t:await()
   it("os.exit(code, true) closes the state without reporting the tasks it ends", function()
     -- The process ends on purpose: no "Task was destroyed but it is
     -- pending!" for the tasks left pending (a piped REPL entry is one).
-    -- (From inside a running loop it also works, but leaves libuv's
-    -- memory to the exit: LeakSanitizer would fail this case.)
     local r = eddy("-e " .. q[[
       local eddy = require('eddy')
       setmetatable({}, {__gc = function() print('finalized') end})
@@ -212,6 +210,32 @@ t:await()
       eddy.sleep(0)  -- the task starts and waits
       os.exit(3, true)]])
     assert.same({code = 3, out = "finalized\n", err = ""}, r)
+  end)
+
+  it("os.exit(code, true) from a task closes the running loop and all it holds", function()
+    -- uv_run never returns to the loop (exit follows), so the state's
+    -- close closes it: its handles are freed (LeakSanitizer reports
+    -- nothing under ASan) and its child is killed, as loop:close() does.
+    local r = eddy("-e " .. q[[
+      local eddy = require('eddy')
+      setmetatable({}, {__gc = function() print('finalized') end})
+      eddy.run(function()
+        local loop = eddy.get_running_loop()
+        local server = loop:create_server(function() return {} end, '127.0.0.1', 0)
+        local reader, writer = eddy.open_connection('127.0.0.1', server.sockets[1]:getsockname()[2])
+        local child = loop:subprocess_exec(function() return {} end, 'sleep', '30')
+        loop:call_later(30, print, 'never')
+        loop:run_in_executor(nil, os.execute, 'sleep 0.1')
+        loop:create_task(eddy.sleep, 30)
+        eddy.sleep(0.01)
+        io.stderr:write(child:get_pid(), '\n')
+        os.exit(3, true)
+      end)]])
+    assert.equal(3, r.code, r.err)
+    assert.equal("finalized\n", r.out)
+    local pid = assert(tonumber(r.err:match("^(%d+)\n$")), r.err)
+    assert.is_false(cli.sh("kill -0 " .. pid .. " 2>/dev/null").code == 0,
+                    "the child outlived the state")
   end)
 
   it("require 'eddy' works without a search path", function()

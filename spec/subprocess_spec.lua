@@ -280,6 +280,22 @@ describe("loop:subprocess_exec", function()
     assert.is_nil(io.open("/proc/" .. pid .. "/stat"))
   end)
 
+  it("a script that ends with its loop open and a child running kills and reaps it", function()
+    -- The state's close collects the process before its loop: it kills
+    -- the child as loop:close() does (asyncio's transport, when collected).
+    local code, out = checks.run_script([[
+      local eddy = require "eddy"
+      local loop = eddy.new_event_loop()  -- not drained after the script
+      local t = loop:run_until_complete(function()
+        return (loop:subprocess_exec(function() return {} end, "sleep", "30"))
+      end)
+      print(t:get_pid())
+    ]])
+    assert.equal(0, code, out)
+    local pid = assert(tonumber(out:match("^(%d+)\n$")), out)
+    assert.is_nil(io.open("/proc/" .. pid .. "/stat"))
+  end)
+
   it("loop:close() with the child's pipes open reports nothing", function()
     -- The close drops the loop's pending work; the pipes' connection_lost
     -- it causes must not try to schedule protocol events on the closed loop.

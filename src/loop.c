@@ -1007,10 +1007,14 @@ static int l_close(lua_State *L) {
 }
 
 /* __gc of the core: a loop nobody closed is closed here (at lua_close at
-** the latest). */
+** the latest).  A running loop is collected only when os.exit(code, true)
+** closes the state from one of its callbacks: uv_run never returns to it
+** (exit follows), so it is closed too, and libuv frees what it holds. */
 static int l_core_gc(lua_State *L) {
   eddy_Loop *loop = (eddy_Loop *)luaL_checkudata(L, 1, EDDY_LOOPCORE);
-  if (loop->state == EDDY_LOOP_IDLE) loop_close(L, loop);
+  if (loop->state == EDDY_LOOP_IDLE ||
+      (loop->state == EDDY_LOOP_RUNNING && loop->rt->exiting))
+    loop_close(L, loop);
   return 0;
 }
 

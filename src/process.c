@@ -64,21 +64,25 @@ static void exit_cb(uv_process_t *h, int64_t status, int term_signal) {
   lua_settop(L, top);
 }
 
-/* The loop closes with the child still running: kill it, as closing
-** its transport does (asyncio's, when the transport is closed or
-** collected), rather than leave it running with nothing to wait for it.
-** Once the handle is closed libuv no longer reaps it, so reap it here,
-** giving it a moment to die (a child stuck in the kernel stays a zombie
-** rather than block the close). */
-static void process_before_close(lua_State *L, eddy_UVObject *o, int self) {
-  Process *p = (Process *)o;
+/* The loop or the state closes with the child still running: kill it,
+** as closing its transport does (asyncio's, when the transport is closed
+** or collected), rather than leave it running with nothing to wait for
+** it.  Once the handle is closed libuv no longer reaps it, so reap it
+** here, giving it a moment to die (a child stuck in the kernel stays a
+** zombie rather than block the close). */
+static void kill_running_child(Process *p) {
   int i;
-  (void)L;
-  (void)self;
-  if (p->exited || uv_process_kill((uv_process_t *)o->handle, SIGKILL) < 0)
+  if (p->exited ||
+      uv_process_kill((uv_process_t *)p->uv.handle, SIGKILL) < 0)
     return;
   for (i = 0; i < 100 && waitpid(p->pid, NULL, WNOHANG) == 0; i++)
     uv_sleep(1);
+}
+
+static void process_before_close(lua_State *L, eddy_UVObject *o, int self) {
+  (void)L;
+  (void)self;
+  kill_running_child((Process *)o);
 }
 
 static void process_closed(lua_State *L, eddy_UVObject *o, int self) {
@@ -120,8 +124,10 @@ static int p_close(lua_State *L) {
   return 0;
 }
 
+/* An open handle is collected only at lua_close (it anchors itself). */
 static int p_gc(lua_State *L) {
   Process *p = (Process *)lua_touserdata(L, 1);
+  if (p->uv.handle != NULL && !p->uv.closing) kill_running_child(p);
   close_pipes(p);
   eddy__uv_gc(L, &p->uv, "process");
   return 0;
