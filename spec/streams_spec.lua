@@ -1162,6 +1162,20 @@ describe("open_connection / start_server", function()
     assert.equal("done\n", err)
   end)
 
+  it("a writer dropped after its transport closed leaves its loop no finalizer work",
+     async(function(loop)
+    local srv <close> = eddy.start_server(function(_, w) w:close() end, "127.0.0.1", 0)
+    local rd, wr = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
+    assert.equal("", rd:read())
+    wr.transport:abort()  -- closed, not through the writer
+    local requests = 0
+    loop._finalize_soon = function() requests = requests + 1 end
+    rd, wr = nil, nil  -- luacheck: ignore
+    collectgarbage() collectgarbage()
+    loop._finalize_soon = nil
+    assert.equal(0, requests)
+  end))
+
   it("a writer dropped while another loop runs is closed by its own loop's next iteration",
      function()
     local function connect(loop)

@@ -116,7 +116,8 @@ local Guard = {__gc = function(guard)
   local id, loop = guard[1], guard[2]
   local transport = guarded[id]
   guarded[id] = nil
-  if transport ~= nil and not loop:is_closed() then
+  -- (a transport already closing, as after the peer's close, needs nothing)
+  if transport ~= nil and not transport:is_closing() and not loop:is_closed() then
     finalizers.later(loop, close_dropped, transport)
   end
 end}
