@@ -183,6 +183,81 @@ describe("§7 transports and protocols", function()
     srv:wait_closed()
   end))
 
+  it("§7 data and EOF that arrive while reading is paused wait for resume_reading, "
+     .. "then come in order: data, eof_received, connection_lost", async(function(loop)
+    local log = {}
+    local srv, t, _, st = connected(loop, function()
+      return {
+        connection_made = function(_, tr) tr:pause_reading() end,
+        data_received = function(_, d) log[#log + 1] = "data " .. d end,
+        eof_received = function() log[#log + 1] = "eof" end,
+        connection_lost = function(_, err) log[#log + 1] = "lost " .. tostring(err) end,
+      }
+    end, function() return {} end)
+    t:write("abc")
+    t:write_eof()
+    eddy.sleep(0.05)
+    assert.same({}, log)
+    assert.is_false(st:is_closing())
+    st:resume_reading()
+    net.wait_until(function() return #log == 3 end)
+    assert.same({"data abc", "eof", "lost nil"}, log)
+    t:close()
+    srv:close()
+    srv:wait_closed()
+  end))
+
+  it("§7/§1 protocol methods may be any callable: tables with __call get the protocol "
+     .. "and the arguments, on stream, datagram and subprocess transports", async(function(loop)
+    local calls = {}
+    local function callable(name)
+      return setmetatable({}, {__call = function(_, proto, arg)
+        calls[#calls + 1] = name .. (type(arg) == "string" and " " .. arg or "")
+        if proto.on_call then proto.on_call(name) end
+      end})
+    end
+    local stream_done = loop:create_future()
+    local srv = loop:create_server(function()
+      return {
+        connection_made = callable("made"), data_received = callable("data"),
+        eof_received = callable("eof"), connection_lost = callable("lost"),
+        on_call = function(name) if name == "lost" then stream_done:set_result(true) end end,
+      }
+    end, "127.0.0.1", 0)
+    local t = loop:create_connection(function() return {} end, "127.0.0.1", srv.sockets[1]:getsockname()[2])
+    t:write("tcp")
+    t:write_eof()
+    net.wait(stream_done)
+    t:close()
+    srv:close()
+    srv:wait_closed()
+    assert.same({"made", "data tcp", "eof", "lost"}, calls)
+
+    calls = {}
+    local got = loop:create_future()
+    local dgram = loop:create_datagram_endpoint(function()
+      return {datagram_received = callable("datagram"), on_call = function() got:set_result(true) end}
+    end, {"127.0.0.1", 0})
+    local sender = loop:create_datagram_endpoint(function() return {} end, nil, dgram:get_extra_info("sockname"))
+    sender:sendto("udp")
+    net.wait(got)
+    sender:close()
+    dgram:close()
+    assert.same({"datagram udp"}, calls)
+
+    calls = {}
+    local exited = loop:create_future()
+    local proc = loop:subprocess_exec(function()
+      return {
+        pipe_data_received = callable("pipe"), process_exited = callable("exited"),
+        connection_lost = function() exited:set_result(true) end,
+      }
+    end, "printf", "out", {stdin = eddy.subprocess.DEVNULL, stderr = eddy.subprocess.DEVNULL})
+    net.wait(exited)
+    proc:close()
+    assert.same({"pipe", "exited"}, calls)
+  end))
+
   it("§7 subprocess transport and its pipes: a filter fed through stdin, stdout and stderr "
      .. "apart, stdin closed for EOF, every pipe lost before connection_lost", async(function(loop)
     local events, out, err = {}, {}, {}
@@ -242,6 +317,30 @@ describe("§4 handles and servers", function()
     assert.is_false(closed:done())
     tb:close()
     assert.equal("closed", net.wait(closed))
+  end))
+
+  it("§4/§1 a server under <close> in a task cancelled while a client is connected: the "
+     .. "close waits for that client, a second cancel ends the wait", async(function(loop)
+    local port = loop:create_future()
+    local task = eddy.create_task(function()
+      local srv <close> = loop:create_server(function() return {} end, "127.0.0.1", 0)
+      port:set_result(srv.sockets[1]:getsockname()[2])
+      eddy.sleep(10)
+    end)
+    local client = net.recorder(loop)
+    local t = loop:create_connection(function() return client end, "127.0.0.1", net.wait(port))
+    checks.turns(2)
+    task:cancel()
+    eddy.sleep(0.05)
+    assert.is_false(task:done())
+    -- The server is closed already: only its connection keeps __close waiting.
+    expect_error(errors.ConnectionRefusedError, loop.create_connection, loop,
+                 function() return {} end, "127.0.0.1", port:result())
+    task:cancel()
+    expect_error(errors.CancelledError, net.wait, task)
+    assert.is_true(task:cancelled())
+    assert.is_false(client.lost_fut:done())
+    t:close()
   end))
 
   it("§4 a call_soon made after past-due timers runs before them; they run by when, "
