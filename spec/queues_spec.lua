@@ -93,11 +93,15 @@ describe("Queue basics", function()
     end
   end)
 
-  it("bad maxsize is an argument error", function()
-    checks.argerror(function() eddy.Queue("big") end, 1, "Queue")
-    checks.argerror(function() eddy.PriorityQueue({}) end, 1, "PriorityQueue")
-    checks.argerror(function() eddy.LifoQueue(true) end, 1, "LifoQueue")
-  end)
+  it("bad maxsize is an argument error, at the caller's line (it was the caller's caller's)",
+    function()
+      checks.argerror(function() eddy.Queue("big") end, 1, "Queue")
+      checks.argerror(function() eddy.PriorityQueue({}) end, 1, "PriorityQueue")
+      checks.argerror(function() eddy.LifoQueue(true) end, 1, "LifoQueue")
+      checks.blames_caller(eddy.Queue, "big")
+      checks.blames_caller(eddy.PriorityQueue, {})
+      checks.blames_caller(eddy.LifoQueue, true)
+    end)
 
   it("test_float_maxsize: any number is a maxsize (1.3 holds two items)", async(function()
     local q = eddy.Queue(1.3)

@@ -302,6 +302,8 @@ local function check_count(fname, value, level)
   error(args.message(fname, 1, "integer", value), level + 1)
 end
 
+-- Its errors blame the constructor's caller (level 3): called in
+-- parentheses, not as a tail call (which would drop the constructor's frame).
 local function new_semaphore(cls, fname, value)
   if value == nil then value = 1 end
   value = check_count(fname, value, 3)
@@ -313,7 +315,7 @@ end
 
 function eddy.Semaphore(value, opts)
   args.check_options("Semaphore", 2, opts, args.NONE)
-  return new_semaphore(Semaphore, "Semaphore", value)
+  return (new_semaphore(Semaphore, "Semaphore", value))
 end
 
 function Semaphore:_repr_info()
@@ -378,7 +380,7 @@ BoundedSemaphore.__index = BoundedSemaphore
 
 function eddy.BoundedSemaphore(value, opts)
   args.check_options("BoundedSemaphore", 2, opts, args.NONE)
-  return new_semaphore(BoundedSemaphore, "BoundedSemaphore", value)
+  return (new_semaphore(BoundedSemaphore, "BoundedSemaphore", value))
 end
 
 function BoundedSemaphore:release()

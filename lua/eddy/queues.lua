@@ -141,6 +141,9 @@ end
 
 local queue_tostring
 
+-- Its errors blame the constructor's caller (level 3): the constructors
+-- call it in parentheses, so that it is not a tail call, which would
+-- drop their frame and make level 3 the line that called their caller.
 local function new_queue(storage, name, maxsize)
   if maxsize == nil then maxsize = 0 end
   -- Any number, as asyncio (test_float_maxsize: 1.3 holds two items).
@@ -172,15 +175,15 @@ end
 
 function eddy.Queue(maxsize, opts)
   args.check_options("Queue", 2, opts, args.NONE)
-  return new_queue(fifo, "Queue", maxsize)
+  return (new_queue(fifo, "Queue", maxsize))
 end
 function eddy.PriorityQueue(maxsize, opts)
   args.check_options("PriorityQueue", 2, opts, args.NONE)
-  return new_queue(heap, "PriorityQueue", maxsize)
+  return (new_queue(heap, "PriorityQueue", maxsize))
 end
 function eddy.LifoQueue(maxsize, opts)
   args.check_options("LifoQueue", 2, opts, args.NONE)
-  return new_queue(lifo, "LifoQueue", maxsize)
+  return (new_queue(lifo, "LifoQueue", maxsize))
 end
 
 function queue_tostring(self)

@@ -76,6 +76,21 @@ function checks.argerror(fn, n, name)
   return checks.raises(fn, string.format("bad argument #%d to '%s'", n, name))
 end
 
+-- blames_caller(fn, ...): fn(...) must raise an error positioned at the
+-- line that called fn, as a C function's argument error is (API.md §1),
+-- not at a line further up the stack.  Returns the error.
+function checks.blames_caller(fn, ...)
+  local info
+  local ok, err = pcall(function(...)
+    info = debug.getinfo(1, "Sl") fn(...)  -- one line: the one to blame
+  end, ...)
+  assert(not ok, "expected an error, got success")
+  local where = info.short_src .. ":" .. info.currentline .. ": "
+  assert(tostring(err):sub(1, #where) == where,
+         string.format("expected an error at %q, got %q", where, tostring(err)))
+  return err
+end
+
 -- with_loop(fn): a spec body running fn(loop) on a new loop that is not
 -- running (for run_forever, stop, close); the loop is always closed and
 -- must have freed every handle it opened.
