@@ -161,3 +161,37 @@ describe("eddy.errors", function()
     assert.is_true(cancelled:cancelled())
   end))
 end)
+
+describe("argument errors for options tables (API.md §1)", function()
+  it("a table with a metatable where options go is refused the same way by every "
+     .. "checker, C and Lua, at the caller's line", async(function(loop)
+    local object = setmetatable({backlog = 5}, {})
+    local expected = "options table expected, got table with a metatable"
+    local sock <close> = eddy.socket.socket()
+    sock:setblocking(false)
+    local ex <close> = eddy.ThreadPoolExecutor(1)
+    local calls = {
+      {"create_server", 4, function(o) loop:create_server(function() end, "127.0.0.1", 0, o) end},
+      {"create_datagram_endpoint", 4,
+        function(o) loop:create_datagram_endpoint(function() end, {"127.0.0.1", 0}, nil, o) end},
+      {"getaddrinfo", 3, function(o) loop:getaddrinfo("localhost", 80, o) end},
+      {"add_done_callback", 2, function(o) loop:create_future():add_done_callback(print, o) end},
+      {"open_connection", 3, function(o) eddy.open_connection("127.0.0.1", 1, o) end},
+      {"create_subprocess_exec", 2, function(o) eddy.create_subprocess_exec("true", o) end},
+      {"sock_sendfile", 5, function(o) loop:sock_sendfile(sock, io.tmpfile(), 0, nil, o) end},
+      {"shutdown", 2, function(o) ex:shutdown(true, o) end},
+    }
+    for _, call in ipairs(calls) do
+      local fname, n, fn = call[1], call[2], call[3]
+      local ok, err = pcall(fn, object)
+      assert.is_false(ok)
+      -- (at the line calling fname, in this file)
+      assert.equal(string.format("spec/errors_spec.lua:%d: bad argument #%d to '%s' (%s)",
+                                 debug.getinfo(fn, "S").linedefined, n, fname, expected),
+                   tostring(err))
+      -- an object that names its type is named
+      ok, err = pcall(fn, eddy.Queue())
+      assert.matches("options table expected, got eddy.Queue)", tostring(err), 1, true)
+    end
+  end))
+end)

@@ -25,6 +25,33 @@ void eddy__checkcallable(lua_State *L, int i) {
     luaL_typeerror(L, i, "function");  /* API.md's wording */
 }
 
+int eddy__isoptions(lua_State *L, int i) {
+  if (!lua_istable(L, i) || !lua_getmetatable(L, i)) return lua_istable(L, i);
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* A table with a metatable is an object, never options (API.md §1): the
+** error says so when the metatable has no __name to say what it is. */
+void eddy__checkoptions(lua_State *L, int i, const char *const allowed[]) {
+  if (!eddy__isoptions(L, i)) {
+    if (lua_istable(L, i) && luaL_getmetafield(L, i, "__name") != LUA_TSTRING)
+      luaL_argerror(L, i, "options table expected, got table with a metatable");
+    luaL_typeerror(L, i, "options table");
+  }
+  lua_pushnil(L);
+  while (lua_next(L, i)) {
+    int n = 0;
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING)
+      while (allowed[n] != NULL && strcmp(lua_tostring(L, -1), allowed[n]) != 0)
+        n++;
+    if (lua_type(L, -1) != LUA_TSTRING || allowed[n] == NULL)
+      luaL_argerror(L, i, lua_pushfstring(L, "unknown option '%s'",
+                                          luaL_tolstring(L, -1, NULL)));
+  }
+}
+
 /* Build a handle of 'size' bytes around the callback and arguments at the
 ** top; see eddy__handle_new. */
 static eddy_Handle *handle_build(lua_State *L, eddy_Loop *loop, int nargs,

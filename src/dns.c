@@ -141,28 +141,19 @@ static const char *const gai_options[] = {"family", "type", "proto", "flags",
 ** another constant.
 */
 static void check_options(lua_State *L, int i) {
+  int k;
   if (lua_isnoneornil(L, i)) return;
-  if (!lua_istable(L, i) || lua_getmetatable(L, i))
-    luaL_typeerror(L, i, "options table");
-  lua_pushnil(L);
-  while (lua_next(L, i)) {
-    const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
-                                                     : NULL;
-    int k = 0;
-    while (key != NULL && gai_options[k] != NULL &&
-           strcmp(gai_options[k], key) != 0)
-      k++;
-    if (key == NULL || gai_options[k] == NULL)
-      luaL_argerror(L, i, lua_pushfstring(L, "unknown option '%s'",
-                                          luaL_tolstring(L, -2, NULL)));
-    if (!lua_isinteger(L, -1))
+  eddy__checkoptions(L, i, gai_options);
+  for (k = 0; gai_options[k] != NULL; k++) {
+    const char *key = gai_options[k];
+    if (lua_getfield(L, i, key) != LUA_TNIL && !lua_isinteger(L, -1))
       luaL_argerror(L, i, lua_pushfstring(L, "option '%s' must be an "
                                           "integer, got %s", key,
                                           luaL_typename(L, -1)));
     if (lua_tointeger(L, -1) < INT_MIN || lua_tointeger(L, -1) > INT_MAX)
       luaL_argerror(L, i, lua_pushfstring(L, "option '%s' out of range",
                                           key));
-    lua_pop(L, 1);
+    lua_pop(L, 1);  /* (nil, when absent: 0 is in range) */
   }
 }
 

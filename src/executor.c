@@ -1242,16 +1242,11 @@ static int ex_shutdown(lua_State *L) {
   int wait = lua_isnoneornil(L, 2) || lua_toboolean(L, 2);
   int cancel = 0;
   if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
-    lua_pushnil(L);
-    while (lua_next(L, 3)) {
-      if (lua_type(L, -2) != LUA_TSTRING ||
-          strcmp(lua_tostring(L, -2), "cancel_futures") != 0)
-        luaL_argerror(L, 3, lua_pushfstring(L, "unknown option '%s'",
-                                            luaL_tolstring(L, -2, NULL)));
-      cancel = lua_toboolean(L, -1);
-      lua_pop(L, 1);
-    }
+    static const char *const allowed[] = {"cancel_futures", NULL};
+    eddy__checkoptions(L, 3, allowed);
+    lua_getfield(L, 3, "cancel_futures");
+    cancel = lua_toboolean(L, -1);
+    lua_pop(L, 1);
   }
   pool_shutdown(pool, cancel);
   if (wait) pool_join(pool);

@@ -546,16 +546,8 @@ static int f_cancel(lua_State *L) {
 ** Pushes that context, or (absent, as asyncio's context=None) a copy of
 ** the current one. */
 static void push_option_context(lua_State *L, eddy_Runtime *rt) {
-  if (!lua_istable(L, 3) || lua_getmetatable(L, 3))
-    luaL_typeerror(L, 3, "options table");
-  lua_pushnil(L);
-  while (lua_next(L, 3)) {
-    lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TSTRING ||
-        strcmp(lua_tostring(L, -1), "context") != 0)
-      luaL_argerror(L, 3, lua_pushfstring(L, "unknown option '%s'",
-                                          luaL_tolstring(L, -1, NULL)));
-  }
+  static const char *const allowed[] = {"context", NULL};
+  eddy__checkoptions(L, 3, allowed);
   if (lua_getfield(L, 3, "context") == LUA_TNIL) {
     lua_pop(L, 1);
     eddy__push_context_copy(L, rt);

@@ -460,6 +460,10 @@ void eddy__open_callbacks(lua_State *L);
 /* Is / check argument i is callable (function, or value with __call). */
 int eddy__iscallable(lua_State *L, int i);
 void eddy__checkcallable(lua_State *L, int i);
+/* Is / check argument i is an options table (API.md §1: a plain table),
+** the check also refusing any name not in 'allowed' (NULL-ended). */
+int eddy__isoptions(lua_State *L, int i);
+void eddy__checkoptions(lua_State *L, int i, const char *const allowed[]);
 
 /* ------------------------------------------------------------------ */
 /* Futures and tasks                                                    */

@@ -83,24 +83,18 @@ enum { FB_START, FB_READ, FB_SENT };
 
 /* The options table at i: {fallback = boolean}; returns fallback. */
 static int check_options(lua_State *L, int i) {
+  static const char *const allowed[] = {"fallback", NULL};
   int fallback = 1;
   if (lua_isnoneornil(L, i)) return fallback;
-  if (!lua_istable(L, i) || lua_getmetatable(L, i))
-    luaL_typeerror(L, i, "options table");
-  lua_pushnil(L);
-  while (lua_next(L, i)) {
-    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
-                                                   : NULL;
-    if (k == NULL || strcmp(k, "fallback") != 0)
-      luaL_argerror(L, i, lua_pushfstring(L, "unknown option '%s'",
-                                          luaL_tolstring(L, -2, NULL)));
+  eddy__checkoptions(L, i, allowed);
+  if (lua_getfield(L, i, "fallback") != LUA_TNIL) {
     if (!lua_isboolean(L, -1))
       luaL_argerror(L, i, lua_pushfstring(L, "option 'fallback' must be a "
                                           "boolean, got %s",
                                           luaL_typename(L, -1)));
     fallback = lua_toboolean(L, -1);
-    lua_pop(L, 1);
   }
+  lua_pop(L, 1);
   return fallback;
 }
 

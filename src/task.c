@@ -808,18 +808,8 @@ static void keep_slice(lua_State *L, lua_Integer first, lua_Integer last) {
 ** the argument at i is not a plain table. */
 static int stack_options(lua_State *L, int i, const char *const allowed[]) {
   int n;
-  if (!lua_istable(L, i) || lua_getmetatable(L, i)) return 0;
-  lua_pushnil(L);
-  while (lua_next(L, i)) {
-    int known = 0;
-    lua_pop(L, 1);
-    if (lua_type(L, -1) == LUA_TSTRING)
-      for (n = 0; allowed[n] != NULL && !known; n++)
-        known = strcmp(lua_tostring(L, -1), allowed[n]) == 0;
-    if (!known)
-      luaL_argerror(L, i, lua_pushfstring(L, "unknown option '%s'",
-                                          luaL_tolstring(L, -1, NULL)));
-  }
+  if (!eddy__isoptions(L, i)) return 0;
+  eddy__checkoptions(L, i, allowed);
   for (n = 0; allowed[n] != NULL; n++) lua_getfield(L, i, allowed[n]);
   return 1;
 }

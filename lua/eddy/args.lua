@@ -82,6 +82,24 @@ function args.unknown_option(fname, n, k)
                        n, fname, tostring(k))
 end
 
+-- Whether v can be an options table: a plain table (API.md §1: a table
+-- with a metatable is an object, never options).
+function args.is_options(v)
+  return type(v) == "table" and getmetatable(v) == nil
+end
+
+-- Raise the argument error for 'opts', argument n of fname, unless it is
+-- nil or an options table; 'level' as error's, counted from the caller
+-- (3 from a helper fname called directly: fname's caller is blamed).
+function args.check_options_table(fname, n, opts, level)
+  if opts ~= nil and not args.is_options(opts) then
+    local got = args.typename(opts)
+    if got == "table" then got = "table with a metatable" end
+    error(string.format("bad argument #%d to '%s' (options table expected, got %s)",
+                        n, fname, got), level + 1)
+  end
+end
+
 -- The options table at argument n of fname (the keyword-only
 -- parameters): nil or a plain table holding only the names in 'allowed';
 -- returns it, or {} for nil.  asyncio raises TypeError for an unexpected
@@ -89,9 +107,7 @@ end
 -- ignored.  Errors blame the caller of fname.
 function args.check_options(fname, n, opts, allowed)
   if opts == nil then return {} end
-  if type(opts) ~= "table" or getmetatable(opts) ~= nil then
-    error(args.message(fname, n, "options table", opts), 3)
-  end
+  args.check_options_table(fname, n, opts, 3)
   for k in pairs(opts) do
     if not allowed[k] then
       error(args.unknown_option(fname, n, k), 3)

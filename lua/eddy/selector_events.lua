@@ -14,7 +14,8 @@ local AF_UNIX, SOCK_DGRAM, SOCK_STREAM = socket.AF_UNIX, socket.SOCK_DGRAM, sock
 local OPTIONS = {family = true, proto = true, flags = true, reuse_port = true,
                  allow_broadcast = true, sock = true}
 
-local callable = require("eddy.args").callable
+local args = require "eddy.args"
+local callable = args.callable
 
 -- An argument error blaming the caller of create_datagram_endpoint,
 -- which is 'depth' calls above the function calling argerror (0: its
@@ -114,13 +115,7 @@ end
 --   -> transport, protocol
 function Loop:create_datagram_endpoint(protocol_factory, local_addr, remote_addr, opts)
   if not callable(protocol_factory) then argerror(1, "callable expected, got " .. type(protocol_factory)) end
-  if opts ~= nil and (type(opts) ~= "table" or getmetatable(opts) ~= nil) then
-    argerror(4, "options table expected, got " .. type(opts))
-  end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if not OPTIONS[k] then argerror(4, "unknown option '" .. tostring(k) .. "'") end
-  end
+  opts = args.check_options("create_datagram_endpoint", 4, opts, OPTIONS)
   for _, k in ipairs {"family", "proto", "flags"} do
     if opts[k] ~= nil and math.type(opts[k]) ~= "integer" then
       argerror(4, "integer option '" .. k .. "' expected, got " .. type(opts[k]))

@@ -360,15 +360,7 @@ function StreamWriter:start_tls(sslcontext, opts)
   if not ssl.is_context(sslcontext) then
     argerror("start_tls", 1, "eddy.ssl.SSLContext", sslcontext)
   end
-  if opts ~= nil and (type(opts) ~= "table" or getmetatable(opts) ~= nil) then
-    argerror("start_tls", 2, "options table or nil", opts)
-  end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if not writer_tls_options[k] then
-      error(string.format("bad argument #2 to 'start_tls' (unknown option '%s')", tostring(k)), 2)
-    end
-  end
+  opts = args.check_options("start_tls", 2, opts, writer_tls_options)
   can_suspend("start_tls")  -- not drain's name for it
   local protocol = self._protocol
   self:drain()
@@ -405,9 +397,7 @@ end
 -- Split 'opts' into the limit and the options for the loop's method.
 local function split_options(fname, n, opts)
   if opts == nil then return DEFAULT_LIMIT, nil end
-  if type(opts) ~= "table" or getmetatable(opts) ~= nil then
-    argerror(fname, n, "options table", opts, 2)
-  end
+  args.check_options_table(fname, n, opts, 3)
   local rest = {}
   for k, v in pairs(opts) do
     if k ~= "limit" then rest[k] = v end

@@ -51,9 +51,7 @@ end
 -- with stdio defaulting to 'default_stdio'.
 local function spawn_options(fname, n, opts, extra, default_stdio)
   if opts == nil then opts = {} end
-  if type(opts) ~= "table" or getmetatable(opts) ~= nil then
-    argerror(fname, n, "options table or nil", opts, 4)
-  end
+  args.check_options_table(fname, n, opts, 3)
   for k in pairs(opts) do
     if not loop_options[k] and not (extra and extra[k]) then
       error(args.unknown_option(fname, n, k), 3)
