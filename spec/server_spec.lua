@@ -18,6 +18,18 @@ local function connect(loop, port, host)
 end
 
 describe("create_server", function()
+  it("loop:close() closes a serving server's sockets: it no longer says it serves", function()
+    local loop = eddy.new_event_loop()
+    local srv = loop:run_until_complete(function()
+      return (loop:create_server(function() return {} end, "127.0.0.1", 0))
+    end)
+    assert.is_true(srv:is_serving())
+    loop:close()
+    assert.same({}, srv.sockets)
+    assert.is_false(srv:is_serving())
+    assert.matches("not serving", tostring(srv), 1, true)
+  end)
+
   it("picks a free port for port 0 and serves (test_create_server, test_get_loop)", async(function(loop)
     local srv, port, protos = net.echo_server(loop)
     assert.is_true(port > 0)

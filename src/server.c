@@ -441,9 +441,16 @@ static int s_get_loop(lua_State *L) {
   return 1;
 }
 
+/* Listening: not after loop:close(), which closed the listening sockets
+** (asyncio's stays serving, its sockets left open with nothing accepting
+** on them). */
+static int is_serving(eddy_Server *sv) {
+  return sv->serving && sv->loop->state != EDDY_LOOP_CLOSED;
+}
+
 static int s_is_serving(lua_State *L) {
   eddy_Server *sv = checkserver(L, 1);
-  lua_pushboolean(L, sv->serving);
+  lua_pushboolean(L, is_serving(sv));
   return 1;
 }
 
@@ -621,7 +628,7 @@ static int s_index(lua_State *L) {
 static int s_tostring(lua_State *L) {
   eddy_Server *sv = checkserver(L, 1);
   lua_pushfstring(L, "<Server %s%s %p>",
-                  sv->serving ? "serving" : "not serving",
+                  is_serving(sv) ? "serving" : "not serving",
                   sv->closed ? " closed" : "", (void *)sv);
   return 1;
 }
