@@ -72,6 +72,24 @@ describe("eddy.errors", function()
     assert.equal("expired", ssl.verify_message)
   end)
 
+  it("a constructor's second argument that is no fields table is an argument error at "
+     .. "the caller's line, never ignored", function()
+    local checks = require "support.checks"
+    local err = checks.blames_caller(errors.TimeoutError, "slow", 5)
+    assert.matches("bad argument #2 to 'TimeoutError' (table or nil expected, got number)",
+                   tostring(err), 1, true)
+    err = checks.blames_caller(errors.OSError, "refused", "ECONNREFUSED")
+    assert.matches("bad argument #2 to 'OSError' (table or nil expected, got string)",
+                   tostring(err), 1, true)
+    -- through the constructors taking asyncio's arguments too
+    err = checks.blames_caller(errors.IncompleteReadError, nil, 10)
+    assert.matches("bad argument #1 to 'IncompleteReadError' (string expected, got nil)",
+                   tostring(err), 1, true)
+    err = checks.blames_caller(errors.ExceptionGroup, "failed", 5)
+    assert.matches("bad argument #2 to 'ExceptionGroup' (table or nil expected, got number)",
+                   tostring(err), 1, true)
+  end)
+
   it("IncompleteReadError(partial, expected) as asyncio", function()
     local e = errors.IncompleteReadError("abc", 10)
     assert.equal("abc", e.partial)
@@ -94,6 +112,16 @@ describe("eddy.errors", function()
     assert.is_true(errors.is(g, errors.Error))
     assert.equal("ExceptionGroup: unhandled errors in a TaskGroup (2 sub-exceptions)", tostring(g))
     assert.equal("ExceptionGroup: (1 sub-exception)", tostring(errors.ExceptionGroup(nil, {inner[1]})))
+  end)
+
+  it("ExceptionGroup refuses an empty array, as asyncio's (ValueError)", function()
+    local ok, err = pcall(errors.ExceptionGroup, "none", {})
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.ValueError))
+    assert.equal("ValueError: second argument (exceptions) must be a non-empty sequence",
+                 tostring(err))
+    -- A bare class, as error(errors.ExceptionGroup) raises it, has no array.
+    assert.equal("ExceptionGroup: (0 sub-exceptions)", tostring(errors.ExceptionGroup()))
   end)
 
   it("are raised with error() and caught with pcall as the same object", function()

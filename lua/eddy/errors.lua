@@ -6,6 +6,8 @@
 -- errors.is(value, Class) walks the hierarchy; tostring(err) is
 -- "ClassName: message" (or "ClassName" when there is no message).
 
+local args = require "eddy.args"
+
 local errors = {}
 
 local function err_tostring(e)
@@ -17,11 +19,14 @@ end
 
 local class_mt = {}
 
--- Class(message, fields) -> error object
+-- Class(message, fields) -> error object.  (The constructors below that
+-- take asyncio's arguments tail-call it, so its errors blame their caller.)
 function class_mt.__call(cls, message, fields)
   local e = {}
   if type(fields) == "table" then
     for k, v in pairs(fields) do e[k] = v end
+  elseif fields ~= nil then
+    error(args.message(cls.__name, 2, "table or nil", fields), 2)
   end
   if message ~= nil then e.message = tostring(message) end
   return setmetatable(e, cls)
@@ -67,6 +72,8 @@ getmetatable(errors.IncompleteReadError).__call = function(cls, partial, expecte
     local msg = string.format("%d bytes read on a total of %s expected bytes",
                               #partial, expected == nil and "undefined" or tostring(expected))
     return incomplete_call(cls, msg, {partial = partial, expected = expected})
+  elseif type(expected) == "number" then
+    error(args.message(cls.__name, 1, "string", partial), 2)
   end
   return incomplete_call(cls, partial, expected)
 end
@@ -76,9 +83,14 @@ getmetatable(errors.LimitOverrunError).__call = function(cls, message, consumed)
   end
   return incomplete_call(cls, message, consumed)
 end
--- ExceptionGroup(message, exceptions)
+-- ExceptionGroup(message, exceptions): a non-empty array, as asyncio's
+-- (its items are whatever the errors were: Lua errors need not be error
+-- objects); or the fields table of every class.
 getmetatable(errors.ExceptionGroup).__call = function(cls, message, exceptions)
   if type(exceptions) == "table" and getmetatable(exceptions) == nil and exceptions.exceptions == nil then
+    if exceptions[1] == nil then
+      error(errors.ValueError("second argument (exceptions) must be a non-empty sequence"), 2)
+    end
     return incomplete_call(cls, message, {exceptions = exceptions})
   end
   return incomplete_call(cls, message, exceptions)
