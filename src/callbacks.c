@@ -26,7 +26,8 @@ void eddy__checkcallable(lua_State *L, int i) {
 }
 
 int eddy__isoptions(lua_State *L, int i) {
-  if (!lua_istable(L, i) || !lua_getmetatable(L, i)) return lua_istable(L, i);
+  if (!lua_istable(L, i)) return 0;
+  if (!lua_getmetatable(L, i)) return 1;
   lua_pop(L, 1);
   return 0;
 }
