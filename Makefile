@@ -2,7 +2,7 @@
 BUILD ?= build
 MESON_OPTS ?=
 
-.PHONY: all deps configure build run test bench clean
+.PHONY: all deps configure build run test tsan bench clean
 
 all: build
 
@@ -23,6 +23,21 @@ run: build
 
 test: build
 	sh tools/run-tests.sh $(BUILD)
+
+# ThreadSanitizer (docs/testing.md; not in CI): the specs of the threaded
+# parts and the other suites on build-tsan/; any report fails the run.
+TSAN_SPECS = spec/executor_spec.lua spec/loop_spec.lua spec/dns_spec.lua \
+  spec/runners_spec.lua
+TSAN_REPORTS = $(CURDIR)/build-tsan/tsan-reports
+
+tsan:
+	@$(MAKE) --no-print-directory build BUILD=build-tsan \
+	  MESON_OPTS="-Db_sanitize=thread -Db_lundef=false -Dbuildtype=debugoptimized"
+	rm -rf $(TSAN_REPORTS) && mkdir $(TSAN_REPORTS)
+	TSAN_OPTIONS="suppressions=$(CURDIR)/tools/tsan.supp second_deadlock_stack=1 log_path=$(TSAN_REPORTS)/report" \
+	  SPECS="$(TSAN_SPECS)" sh tools/run-tests.sh build-tsan; rc=$$?; \
+	  if ls $(TSAN_REPORTS) | grep -q .; then \
+	    echo "ThreadSanitizer reports: $(TSAN_REPORTS)"; exit 1; fi; exit $$rc
 
 bench: build
 	@sh tools/install-deps.sh bench

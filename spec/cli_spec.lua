@@ -449,8 +449,9 @@ describe("eddy's allocator (src/alloc.c)", function()
   -- Under a malloc whose blocks have the size asked (valgrind's, a
   -- preloaded one), a freed small block must not be filed as the bigger
   -- block glibc would have made: tests/exactmalloc.c aborts on a write
-  -- past a block's end.  (A sanitized eddy has its own malloc first.)
-  local sanitized = os.execute("ldd " .. q(cli.binary) .. " | grep -q libasan")
+  -- past a block's end.  (A sanitized eddy, ASan's or TSan's, has its
+  -- own malloc first.)
+  local sanitized = os.execute("ldd " .. q(cli.binary) .. " | grep -q -e libasan -e libtsan")
   local shim = cli.binary:gsub("eddy$", "tests/libexactmalloc.so")
   local test = sanitized and pending or it
   test("keeps to malloc's usable sizes under another malloc", function()

@@ -438,6 +438,63 @@ static void test_threadsafe_storm(void) {
   eddy_close(E);
 }
 
+/*
+** Threads that call until they are refused, while eddy_close runs with
+** executor jobs in flight: the refusal (eddy__inbox_refuse) meets the
+** threads' pushes, lua_close meets the workers.  The threads are joined
+** from a finalizer that lua_close runs, so before eddy_close returns, as
+** docs/embedding.md requires.  (A run for ThreadSanitizer: make tsan.)
+*/
+static pthread_t refused_th[STORM_THREADS];
+static wake_arg refused_w[STORM_THREADS];
+
+static void noop_call(lua_State *L, void *arg) { (void)L, (void)arg; }
+
+static void *call_until_refused(void *p) {
+  wake_arg *w = (wake_arg *)p;
+  double deadline = now() + 10;
+  int rc;
+  while ((rc = eddy_call_soon_threadsafe(w->E, noop_call, NULL)) == 0 &&
+         now() < deadline) {}
+  w->rc = rc;
+  return NULL;
+}
+
+static int join_refused(lua_State *L) {
+  int i;
+  (void)L;
+  for (i = 0; i < STORM_THREADS; i++) pthread_join(refused_th[i], NULL);
+  return 0;
+}
+
+static void test_calls_during_close(void) {
+  eddy_State *E = eddy_new(NULL);
+  lua_State *L = eddy_lua(E);
+  int i, refused = 0;
+  lua_newuserdatauv(L, 1, 0);
+  lua_newtable(L);
+  lua_pushcfunction(L, join_refused);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_setglobal(L, "joiner");
+  dostring(E, "local eddy = require 'eddy'\n"
+              "local loop = eddy.get_event_loop()\n"
+              "local function spin() local s = 0 for k = 1, 1e6 do s = s + k end return s end\n"
+              "for i = 1, 4 do loop:run_in_executor(nil, spin) end\n"
+              "local ex = eddy.ThreadPoolExecutor(2)\n"
+              "for i = 1, 4 do loop:run_in_executor(ex, spin) end");
+  for (i = 0; i < STORM_THREADS; i++) {
+    refused_w[i].E = E;
+    pthread_create(&refused_th[i], NULL, call_until_refused, &refused_w[i]);
+  }
+  eddy_run(E, UV_RUN_NOWAIT);  /* some calls run, the others wait */
+  eddy_close(E);
+  for (i = 0; i < STORM_THREADS; i++)
+    if (refused_w[i].rc == UV_ECANCELED) refused++;
+  check(refused == STORM_THREADS,
+        "threads calling while eddy_close runs with jobs in flight are refused (UV_ECANCELED)");
+}
+
 /* Several states, each on its own thread with its own loop, at once. */
 static void *state_thread(void *p) {
   wake_arg *w = (wake_arg *)p;
@@ -722,6 +779,7 @@ int main(void) {
   test_two_states();
   test_threadsafe_storm();
   test_states_in_threads();
+  test_calls_during_close();
   test_null_arguments();
   test_unprintable_errors();
   test_run_reentered();

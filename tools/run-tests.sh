@@ -8,8 +8,10 @@
 #   4. tests/fuzz_api.lua: every function called with hostile arguments
 #   5. every examples/*.lua script as a smoke test
 #   6. tools/api_coverage.lua: its summary (a report, not a test)
-# On a build without sanitizers, 1, 2 and 4 run under tests/refcheck.c,
-# which aborts at a registry reference freed or handed out twice.
+# On a build without AddressSanitizer, 1, 2 and 4 run under
+# tests/refcheck.c, which aborts at a registry reference freed or handed
+# out twice.  SPECS="spec/a_spec.lua ..." runs only those specs in 1
+# (make tsan).
 # Ends with one line "N passed, M failed"; exits 1 if anything failed.
 BUILD=${1:-build}
 EDDY="$BUILD/eddy"
@@ -32,8 +34,9 @@ if [ -f "$BUILD/tests/librefcheck.so" ] && ! ldd "$EDDY" | grep -q libasan; then
   refcheck=$(realpath "$BUILD/tests/librefcheck.so")
   echo "  (registry references checked by tests/refcheck.c)"
 fi
-if ls spec/*_spec.lua >/dev/null 2>&1; then
-  for spec in spec/*_spec.lua; do
+specs=${SPECS:-$(ls spec/*_spec.lua 2>/dev/null)}
+if [ -n "$specs" ]; then
+  for spec in $specs; do
     LD_PRELOAD="$refcheck" timeout 600 "$EDDY" /usr/bin/busted \
       --helper=spec/helper.lua -o TAP "$spec" >"$log/spec.tap" 2>"$log/spec.err"
     rc=$?
@@ -83,6 +86,8 @@ echo "== require \"eddy\" from lua5.4"
 preload=""
 if ldd "$BUILD/module/eddy.so" 2>/dev/null | grep -q libasan; then
   preload="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
+elif ldd "$BUILD/module/eddy.so" 2>/dev/null | grep -q libtsan; then
+  preload="$(gcc -print-file-name=libtsan.so)"
 fi
 if LD_PRELOAD="$preload" LUA_CPATH="$BUILD/module/?.so" timeout 60 lua5.4 tests/stock_lua.lua >"$log/stock.tap" 2>&1; then :; fi
 count_tap "$log/stock.tap"
