@@ -79,9 +79,20 @@ describe("create_server", function()
     raises(function() connect(loop, port) end, errors.ConnectionRefusedError)
     srv:start_serving()
     assert.is_true(srv:is_serving())
+    srv:start_serving()  -- serving already: nothing more
     local t, rec = connect(loop, port)
     t:close()
     net.wait(rec.lost_fut)
+  end))
+
+  it("start_serving() on a closed server raises RuntimeError, as serve_forever()",
+     async(function(loop)
+    local srv = loop:create_server(function() return {} end, "127.0.0.1", 0,
+                                   {start_serving = false})
+    srv:close()
+    raises(function() srv:start_serving() end, {errors.RuntimeError, "server is closed"})
+    assert.is_false(srv:is_serving())
+    srv:wait_closed()
   end))
 
   it("serve_forever: cancelling it closes the server (test_serve_forever)", async(function(loop)

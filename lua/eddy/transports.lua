@@ -649,10 +649,12 @@ function Loop:create_unix_server(protocol_factory, path, opts)
   return finish_server(server, opts)
 end
 
--- server:start_serving() (suspending)
+-- server:start_serving() (suspending): a no-op when serving already;
+-- RuntimeError once closed, as serve_forever (asyncio's fails there too,
+-- with a TypeError from iterating its sockets, already None).
 function Server:start_serving()
   can_suspend("start_serving")  -- before it listens (API.md §1)
-  self:_start()
+  if not self:_start() then error(errors.RuntimeError("server is closed"), 2) end
   eddy.sleep(0)
 end
 
