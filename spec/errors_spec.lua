@@ -85,6 +85,9 @@ describe("eddy.errors", function()
     err = checks.blames_caller(errors.IncompleteReadError, nil, 10)
     assert.matches("bad argument #1 to 'IncompleteReadError' (string expected, got nil)",
                    tostring(err), 1, true)
+    err = checks.blames_caller(errors.LimitOverrunError, "too long", "42")
+    assert.matches("bad argument #2 to 'LimitOverrunError' (table or nil expected, got string)",
+                   tostring(err), 1, true)
     err = checks.blames_caller(errors.ExceptionGroup, "failed", 5)
     assert.matches("bad argument #2 to 'ExceptionGroup' (table or nil expected, got number)",
                    tostring(err), 1, true)

@@ -76,6 +76,18 @@ function checks.argerror(fn, n, name)
   return checks.raises(fn, string.format("bad argument #%d to '%s'", n, name))
 end
 
+-- refuses_bad_protocols(transport): set_protocol of a value that is no
+-- protocol (a number, false, a function, nil) is an argument error, and
+-- the transport keeps the protocol it had.
+function checks.refuses_bad_protocols(transport)
+  local protocol = transport:get_protocol()
+  for _, bad in ipairs {42, false, print} do
+    checks.argerror(function() transport:set_protocol(bad) end, 1, "set_protocol")
+  end
+  checks.argerror(function() transport:set_protocol(nil) end, 1, "set_protocol")
+  assert.equal(protocol, transport:get_protocol())
+end
+
 -- blames_caller(fn, ...): fn(...) must raise an error positioned at the
 -- line that called fn, as a C function's argument error is (API.md §1),
 -- not at a line further up the stack.  Returns the error.
