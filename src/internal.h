@@ -586,6 +586,10 @@ eddy_Task *eddy__totask(lua_State *L, int i);
 /* Create a task running the function (or coroutine) at index fn with nargs
 ** arguments above it; pops them, pushes the task. */
 eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs);
+/* The same through the loop's task factory when it has one (asyncio's
+** loop.create_task, which every implicit task goes through): pops the
+** function and its nargs arguments, pushes the factory's result. */
+void eddy__loop_create_task(lua_State *L, eddy_Loop *loop, int nargs);
 /* Step the task at the top of the stack.  The stack is left anywhere at or
 ** above the task's index - 1, for the caller to set (loop.c's callers set
 ** it or return anyway, and a step is hot). */

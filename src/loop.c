@@ -1077,18 +1077,24 @@ static int l_create_future(lua_State *L) {
   return 1;
 }
 
+void eddy__loop_create_task(lua_State *L, eddy_Loop *loop, int nargs) {
+  int fn = lua_gettop(L) - nargs;
+  if (loop->factory_ref == LUA_NOREF) {
+    eddy__task_new(L, loop, nargs);
+    return;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->factory_ref);
+  lua_insert(L, fn);
+  eddy__pushloop(L, loop);
+  lua_insert(L, fn + 1);
+  lua_call(L, nargs + 2, 1);  /* factory(loop, fn, ...) */
+}
+
 /* loop:create_task(fn_or_coroutine, ...) -> Task (or the factory's). */
 static int l_create_task(lua_State *L) {
   eddy_Loop *loop = self_loop(L);
   if (lua_type(L, 2) != LUA_TTHREAD) eddy__checkcallable(L, 2);
-  if (loop->factory_ref != LUA_NOREF) {
-    int n = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, loop->factory_ref);
-    lua_insert(L, 1);
-    lua_call(L, n, 1);  /* factory(loop, fn, ...) */
-    return 1;
-  }
-  eddy__task_new(L, loop, lua_gettop(L) - 2);
+  eddy__loop_create_task(L, loop, lua_gettop(L) - 2);
   return 1;
 }
 

@@ -599,7 +599,8 @@ void eddy__task_wake_now(lua_State *L, eddy_Task *t, int ti,
   eddy__loop_step_task(L, t->fut.loop, t, ti);
 }
 
-/* eddy.await(aw): a Future/Task, or a function run as a task. */
+/* eddy.await(aw): a Future/Task, or a function run as a task (made by the
+** loop's task factory, if any, as gather's and wait_for's are). */
 static int c_await(lua_State *L) {
   luaL_checkany(L, 1);
   if (eddy__tofuture(L, 1) == NULL) {
@@ -614,7 +615,7 @@ static int c_await(lua_State *L) {
     /* Raise before a task is made that nobody would wait for. */
     eddy__can_suspend(L, "await");
     loop = eddy__getopenloop(L);
-    eddy__task_new(L, loop, lua_gettop(L) - 1);  /* fn(...): the task at 1 */
+    eddy__loop_create_task(L, loop, lua_gettop(L) - 1);  /* the task at 1 */
   }
   lua_settop(L, 1);
   return eddy__await(L, 1, "await");

@@ -1,0 +1,419 @@
+-- Black-box cases, third pass: written from /work/shared/API.md alone (and
+-- asyncio's documentation, by API.md §1's translation rules) for the
+-- sections the first two passes (blackbox_spec.lua, blackbox2_spec.lua)
+-- left: §3 the loop's methods, §5 futures and tasks, §9 errors.
+-- Realistic programs that combine several features, and documented edge
+-- cases no other spec covers; every description cites the API.md section
+-- it checks.
+local eddy = require "eddy"
+local errors = eddy.errors
+local socket = eddy.socket
+local test = require "eddy.test"
+local async = test.async
+local checks = require "support.checks"
+local net = require "support.net"
+local expect_error, with_loop = checks.expect_error, checks.with_loop
+
+describe("§3 running and stopping", function()
+  it("§3 run_until_complete: a Task that stop() interrupted is finished by a second call, "
+     .. "which returns all its results; a function runs as a new task of the loop",
+    with_loop(function(loop)
+      local steps = {}
+      local task = loop:create_task(function(a, b)
+        steps[#steps + 1] = "started"
+        eddy.sleep(0.01)
+        steps[#steps + 1] = "woke"
+        return a, nil, b
+      end, "x", "y")
+      loop:call_soon(loop.stop, loop)
+      local err = expect_error(errors.RuntimeError, loop.run_until_complete, loop, task)
+      assert.matches("stopped before Future completed", tostring(err))
+      assert.is_false(loop:is_running())
+      assert.is_false(task:done())
+      assert.same({"started"}, steps)
+      assert.same({n = 3, "x", nil, "y"}, table.pack(loop:run_until_complete(task)))
+      assert.same({"started", "woke"}, steps)
+      -- a finished Task again: its results at once (one iteration)
+      assert.same({n = 3, "x", nil, "y"}, table.pack(loop:run_until_complete(task)))
+      local inside, running, other = loop:run_until_complete(function()
+        return eddy.get_running_loop(), loop:is_running(), eddy.current_task()
+      end)
+      assert.equal(loop, inside)
+      assert.is_true(running)
+      assert.is_true(eddy.isfuture(other))
+      assert.are_not.equal(task, other)
+      assert.is_true(other:done())
+    end))
+
+  it("§3 stop() before run_forever: one iteration runs what was ready, due timers after "
+     .. "the call_soons; what it schedules waits for the next run, which stop() inside a "
+     .. "callback ends after its whole batch", with_loop(function(loop)
+      local log = {}
+      local function add(x) log[#log + 1] = x end
+      loop:call_soon(function()
+        add("a")
+        loop:call_soon(add, "c")
+      end)
+      loop:call_later(0, add, "due timer")
+      loop:call_later(10, add, "far timer")
+      loop:stop()
+      loop:call_soon(add, "b")
+      loop:run_forever()
+      assert.same({"a", "b", "due timer"}, log)
+      assert.is_false(loop:is_running())
+      -- Second run: c, then a callback that stops; its batch-mate still runs,
+      -- and what that one schedules is left for a third run.
+      loop:call_soon(function()
+        add("d running=" .. tostring(loop:is_running()))
+        loop:stop()
+      end)
+      loop:call_soon(function()
+        add("e")
+        loop:call_soon(add, "f")
+      end)
+      checks.run_forever(loop)
+      assert.same({"a", "b", "due timer", "c", "d running=true", "e"}, log)
+      loop:stop()
+      loop:run_forever()
+      assert.equal("f", log[#log])
+      assert.is_false(loop:is_closed())
+    end))
+
+  it("§3 close() from a running loop's callback raises RuntimeError and changes nothing; "
+     .. "after the run close() drops what is pending, is idempotent, and the loop refuses to run",
+    function()
+      local loop = eddy.new_event_loop()
+      local seen = {}
+      loop:call_soon(function()
+        local ok, err = pcall(loop.close, loop)
+        seen.ok, seen.err = ok, err
+        seen.closed = loop:is_closed()
+      end)
+      loop:run_until_complete(function() eddy.sleep(0) end)
+      assert.is_false(seen.ok)
+      assert.is_true(errors.is(seen.err, errors.RuntimeError))
+      assert.matches("Cannot close a running event loop", tostring(seen.err))
+      assert.is_false(seen.closed)
+      assert.is_false(loop:is_closed())
+      local pending_ran = false
+      loop:call_soon(function() pending_ran = true end)
+      loop:call_later(0, function() pending_ran = true end)
+      loop:close()
+      loop:close()
+      assert.is_true(loop:is_closed())
+      assert.is_false(loop:is_running())
+      assert.is_false(pending_ran)
+      expect_error(errors.RuntimeError, loop.run_forever, loop)
+      expect_error(errors.RuntimeError, loop.run_until_complete, loop, function() end)
+      loop:stop()  -- still allowed
+    end)
+
+  it("§3 asyncio's manual shutdown sequence: run_forever, then shutdown_asyncgens closes an "
+     .. "open generator (its cleanup suspends), shutdown_default_executor waits for a job, close",
+    with_loop(function(loop)
+      local log = {}
+      local numbers = eddy.asyncgen(function(yield)
+        local _ <close> = setmetatable({}, {__close = function()
+          eddy.sleep(0.01)
+          log[#log + 1] = "generator cleaned up"
+        end})
+        for i = 1, math.huge do yield(i) end
+      end)
+      local gen = numbers()
+      local job
+      loop:call_soon(function()
+        loop:create_task(function()
+          log[#log + 1] = "first " .. gen:anext()
+          job = loop:run_in_executor(nil, function() os.execute("sleep 0.05") return "job done" end)
+          loop:stop()
+        end)
+      end)
+      checks.run_forever(loop)
+      assert.is_false(job:done())
+      loop:run_until_complete(function() loop:shutdown_asyncgens() end)
+      assert.same({"first 1", "generator cleaned up"}, log)
+      local t0 = loop:time()
+      loop:run_until_complete(function() loop:shutdown_default_executor() end)
+      assert.is_true(job:done())
+      assert.equal("job done", job:result())
+      assert.is_true(loop:time() - t0 < 5)
+      expect_error(errors.RuntimeError, loop.run_in_executor, loop, nil, print)
+    end))
+end)
+
+describe("§3 scheduling", function()
+  it("§3/§4 one batch: a callback cancels a later handle of the batch, one raises (the "
+     .. "handler gets the loop, its Handle and error; the batch goes on), handles report "
+     .. "cancelled() and when()", with_loop(function(loop)
+      local log, reports = {}, {}
+      loop:set_exception_handler(function(l, context) reports[#reports + 1] = {l, context} end)
+      local now = loop:time()
+      local past = loop:call_at(now - 5, function() log[#log + 1] = "past" end)
+      assert.equal(now - 5, past:when())
+      local ran_at
+      local later = loop:call_later(0.02, function()
+        ran_at = loop:time()
+        loop:stop()
+      end)
+      assert.is_true(later:when() >= now + 0.02)
+      local victim
+      local first = loop:call_soon(function()
+        log[#log + 1] = "first"
+        victim:cancel()
+      end)
+      local bad = loop:call_soon(function() error(errors.ValueError("bad callback")) end)
+      victim = loop:call_soon_threadsafe(function() log[#log + 1] = "victim" end)
+      loop:call_soon_threadsafe(function() log[#log + 1] = "after" end)
+      checks.run_forever(loop)
+      assert.same({"first", "after", "past"}, log)
+      assert.is_true(ran_at >= later:when())
+      assert.is_true(victim:cancelled())
+      assert.is_false(first:cancelled())
+      assert.equal(1, #reports)
+      local l, context = reports[1][1], reports[1][2]
+      assert.equal(loop, l)
+      assert.matches("^Exception in callback", context.message)
+      assert.equal(bad, context.handle)
+      assert.is_true(errors.is(context.exception, errors.ValueError))
+      assert.equal("bad callback", context.exception.message)
+      -- cancel() after a handle ran still marks it, as asyncio's Handle.cancel
+      first:cancel()
+      later:cancel()
+      assert.is_true(first:cancelled())
+      assert.is_true(later:cancelled())
+    end))
+
+  it("§3 forty timers with mixed delays, scheduled in a shuffled order, run by when, "
+     .. "equal whens in scheduling order, none before its time", with_loop(function(loop)
+      local delays = {0, 0.001, 0.004, 0.008, -1}
+      local fired, expected = {}, {}
+      local seed = 12345
+      for i = 1, 40 do
+        seed = (seed * 1103515245 + 12345) % 2147483648
+        local delay = delays[seed % #delays + 1]
+        local h
+        h = loop:call_later(delay, function()
+          fired[#fired + 1] = {i = i, late = loop:time() >= h:when()}
+        end)
+        expected[#expected + 1] = {i = i, when = h:when()}
+      end
+      table.sort(expected, function(a, b)
+        if a.when ~= b.when then return a.when < b.when end
+        return a.i < b.i
+      end)
+      loop:call_later(0.05, loop.stop, loop)
+      checks.run_forever(loop)
+      assert.equal(40, #fired)
+      for k, e in ipairs(expected) do
+        assert.equal(e.i, fired[k].i)
+        assert.is_true(fired[k].late, "timer " .. e.i .. " ran early")
+      end
+    end))
+end)
+
+describe("§3 task factory", function()
+  it("§3 a task factory makes the tasks of loop:create_task, eddy.create_task, and the "
+     .. "functions given to gather, wait_for, wait, shield, as_completed, await and "
+     .. "TaskGroup, with their arguments; nil restores the default", async(function(loop)
+      local made = {}
+      local function factory(l, fn, ...)
+        assert.equal(loop, l)
+        local task = eddy.Task(l, fn, ...)
+        made[#made + 1] = select("#", ...)
+        task:set_name("made-" .. #made)
+        return task
+      end
+      loop:set_task_factory(factory)
+      assert.equal(factory, loop:get_task_factory())
+      local function value(...)
+        eddy.sleep(0)
+        return ...
+      end
+      local t1 = loop:create_task(value, 1, nil)
+      local t2 = eddy.create_task(value, "two")
+      assert.same({"made-1", "made-2"}, {t1:get_name(), t2:get_name()})
+      assert.same({n = 2, 1, nil}, table.pack(t1:await()))
+      assert.equal("two", t2:await())
+      assert.same({"a", "b"}, {eddy.gather(function() return value("a") end, function() return "b" end)})
+      assert.equal("w", eddy.wait_for(function() return value("w") end, 5))
+      local done = eddy.wait({function() return "x" end})
+      assert.matches("^made%-", done[1]:get_name())
+      assert.equal("s", eddy.shield(function() return "s" end):await())
+      for f in eddy.as_completed({function() return "c" end}) do assert.equal("c", f:await()) end
+      assert.equal("aw", eddy.await(function() return "aw" end))
+      do
+        local tg <close> = eddy.TaskGroup()
+        assert.equal("made-10", tg:create_task(value, 1, 2, 3):get_name())
+      end
+      assert.same({2, 1, 0, 0, 0, 0, 0, 0, 0, 3}, made)
+      loop:set_task_factory(nil)
+      assert.is_nil(loop:get_task_factory())
+      assert.matches("^Task%-%d+$", eddy.create_task(value):get_name())
+      assert.equal(10, #made)
+    end))
+end)
+
+describe("§3 DNS", function()
+  it("§3 a client resolves localhost and tries each entry in turn until one connects; "
+     .. "entries are shaped as API.md says; getnameinfo numeric; DNSError carries the EAI code",
+    async(function(loop)
+      local srv, port = net.echo_server(loop)
+      local infos = loop:getaddrinfo("localhost", port, {type = socket.SOCK_STREAM})
+      assert.is_true(#infos >= 1)
+      local conn
+      for _, info in ipairs(infos) do
+        assert.is_true(info.family == socket.AF_INET or info.family == socket.AF_INET6)
+        assert.equal(socket.SOCK_STREAM, info.type)
+        assert.equal(socket.IPPROTO_TCP, info.proto)
+        assert.equal("", info.canonname)
+        assert.equal(port, info.sockaddr[2])
+        assert.equal(info.family == socket.AF_INET and 2 or 4, #info.sockaddr)
+        local s = socket.socket(info.family, info.type, info.proto)
+        s:setblocking(false)
+        local ok, err = pcall(loop.sock_connect, loop, s, info.sockaddr)
+        if ok then
+          conn = s
+          break
+        end
+        assert.is_true(errors.is(err, errors.ConnectionRefusedError), tostring(err))
+        s:close()
+      end
+      assert.is_not_nil(conn, "no entry connected")
+      loop:sock_sendall(conn, "resolved")
+      assert.equal("resolved", loop:sock_recv(conn, 100))
+      conn:close()
+      -- AI_PASSIVE with no host: the wildcard, one entry per socket type asked
+      local passive = loop:getaddrinfo(nil, port, {family = socket.AF_INET, type = socket.SOCK_DGRAM,
+                                                    flags = socket.AI_PASSIVE})
+      assert.same({{family = socket.AF_INET, type = socket.SOCK_DGRAM, proto = socket.IPPROTO_UDP,
+                    canonname = "", sockaddr = {"0.0.0.0", port}}}, passive)
+      assert.same({"127.0.0.1", tostring(port)},
+                  {loop:getnameinfo({"127.0.0.1", port}, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)})
+      local err = expect_error(errors.DNSError, loop.getaddrinfo, loop, "localhost", port,
+                               {flags = socket.AI_NUMERICHOST})
+      assert.same({"EAI_NONAME", -2}, {err.code, err.errno})
+      assert.is_true(errors.is(err, errors.OSError))
+      assert.is_false(errors.is(err, errors.ConnectionError))
+      assert.matches("^DNSError: ", tostring(err))
+      err = expect_error(errors.DNSError, loop.getaddrinfo, loop, "127.0.0.1", "no-such-service-here")
+      assert.same({"EAI_SERVICE", -8}, {err.code, err.errno})
+      srv:close()
+      srv:wait_closed()
+    end))
+end)
+
+describe("§3 pipes", function()
+  it("§3 a pipeline over the three kinds of pipe: a child's output (Lua file) is upper-cased "
+     .. "into a write pipe given as an integer fd, read back through an object with :fileno(); "
+     .. "EOF flows through and each pipe object is closed after connection_lost",
+    async(function(loop)
+      local a, b = socket.socketpair()
+      local fd = a:detach()
+      local closes = 0
+      local reader_end = {
+        fileno = function() return b:fileno() end,
+        close = function() closes = closes + 1; b:close() end,
+      }
+      local sink_lost, out_lost = loop:create_future(), loop:create_future()
+      local events = {}
+      local sink = loop:connect_write_pipe(function()
+        return {connection_lost = function(_, err) sink_lost:set_result(err or "clean") end}
+      end, fd)
+      assert.equal(fd, sink:get_extra_info("pipe"))
+      local got = {}
+      local out = loop:connect_read_pipe(function()
+        return {
+          data_received = function(_, d) got[#got + 1] = d end,
+          eof_received = function() events[#events + 1] = "eof" end,
+          connection_lost = function(_, err)
+            events[#events + 1] = "lost " .. tostring(err)
+            out_lost:set_result(true)
+          end,
+        }
+      end, reader_end)
+      assert.equal(reader_end, out:get_extra_info("pipe"))
+      local source_file = io.popen("printf 'one\\ntwo\\nthree\\n'", "r")
+      local source = loop:connect_read_pipe(function()
+        return {
+          data_received = function(_, d) sink:write(d:upper()) end,
+          eof_received = function() sink:write_eof() end,
+        }
+      end, source_file)
+      assert.equal(source_file, source:get_extra_info("pipe"))
+      assert.equal("clean", net.wait(sink_lost))
+      net.wait(out_lost)
+      assert.equal("ONE\nTWO\nTHREE\n", table.concat(got))
+      assert.same({"eof", "lost nil"}, events)
+      checks.turns(3)
+      assert.equal(1, closes)
+      assert.equal("closed file", io.type(source_file))
+      assert.is_nil(io.open("/proc/self/fdinfo/" .. fd), "the integer fd is still open")
+    end))
+end)
+
+describe("§3 signals", function()
+  it("§3 a reload handler: real SIGUSR1s sent by a child process reach a handler added by "
+     .. "name, which runs as a plain callback; re-adding by number replaces it; an error in "
+     .. "it is reported and it stays; remove_signal_handler says whether there was one",
+    async(function(loop)
+      local pid = eddy.signal.getpid()
+      local function send()
+        local p = eddy.create_subprocess_exec("kill", "-USR1", tostring(pid))
+        assert.equal(0, net.wait(eddy.create_task(p.wait, p)))
+      end
+      local reloads, reports = {}, {}
+      loop:set_exception_handler(function(_, context) reports[#reports + 1] = context end)
+      loop:add_signal_handler("SIGUSR1", function(config)
+        local ok, err = pcall(eddy.sleep, 0)
+        reloads[#reloads + 1] = {config, eddy.current_task(), ok, errors.is(err, errors.RuntimeError)}
+      end, "a.conf")
+      send()
+      net.wait_until(function() return #reloads == 1 end)
+      assert.same({"a.conf", nil, false, true}, reloads[1])
+      loop:add_signal_handler(eddy.signal.SIGUSR1, function(config)
+        reloads[#reloads + 1] = {config}
+        error(errors.ValueError("bad " .. config))
+      end, "b.conf")
+      send()
+      net.wait_until(function() return #reports == 1 end)
+      send()
+      net.wait_until(function() return #reports == 2 end)
+      assert.same({"b.conf"}, reloads[3])
+      assert.equal(3, #reloads)
+      assert.equal("bad b.conf", reports[2].exception.message)
+      assert.is_not_nil(reports[2].handle)
+      assert.is_true(loop:remove_signal_handler("SIGUSR1"))
+      assert.is_false(loop:remove_signal_handler(eddy.signal.SIGUSR1))
+      assert.is_false(loop:remove_signal_handler("SIGUSR2"))
+      for _, bad in ipairs {0, 65, -1, "SIGFOO", "USR1"} do
+        expect_error(errors.ValueError, loop.add_signal_handler, loop, bad, print)
+        expect_error(errors.ValueError, loop.remove_signal_handler, loop, bad)
+      end
+      for _, uncatchable in ipairs {"SIGKILL", eddy.signal.SIGKILL, "SIGSTOP", eddy.signal.SIGSTOP} do
+        expect_error(errors.RuntimeError, loop.add_signal_handler, loop, uncatchable, print)
+      end
+    end))
+end)
+
+describe("§3 executor", function()
+  it("§3 set_default_executor(pool): run_in_executor(nil) and to_thread run there; "
+     .. "shutdown_default_executor(timeout) shuts that pool down, so both ways in refuse",
+    async(function(loop)
+      local pool = eddy.ThreadPoolExecutor(1)
+      loop:set_default_executor(pool)
+      -- one worker thread: its globals persist between the jobs
+      local first = loop:run_in_executor(nil, function(n) jobs = (jobs or 0) + n return jobs end, 5)
+      assert.equal(5, first:await())
+      assert.equal(12, eddy.to_thread(function(n) jobs = jobs + n return jobs end, 7))
+      assert.equal(13, loop:run_in_executor(pool, function() jobs = jobs + 1 return jobs end):await())
+      local slow = loop:run_in_executor(nil, function() os.execute("sleep 0.05") return "slow done" end)
+      local t0 = loop:time()
+      loop:shutdown_default_executor(5)
+      assert.is_true(loop:time() - t0 < 5)
+      assert.equal("slow done", net.wait(slow))
+      local err = expect_error(errors.RuntimeError, loop.run_in_executor, loop, nil, print)
+      assert.matches("Executor shutdown has been called", tostring(err))
+      err = expect_error(errors.RuntimeError, loop.run_in_executor, loop, pool, print)
+      assert.matches("cannot schedule new futures after shutdown", tostring(err))
+    end))
+end)
