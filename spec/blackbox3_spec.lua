@@ -417,3 +417,207 @@ describe("§3 executor", function()
       assert.matches("cannot schedule new futures after shutdown", tostring(err))
     end))
 end)
+
+describe("§3 the exception handler", function()
+  it("§3 a protocol that raises in data_received: the handler gets message, exception, "
+     .. "protocol and transport; that connection is lost with the error, the server serves on",
+    async(function(loop)
+      local contexts = {}
+      local function handler(l, context)
+        assert.equal(loop, l)
+        contexts[#contexts + 1] = context
+      end
+      loop:set_exception_handler(handler)
+      assert.equal(handler, loop:get_exception_handler())
+      local protocols = {}
+      local srv = loop:create_server(function()
+        local p = {lost = loop:create_future()}
+        function p.connection_made(self, t) self.t = t end
+        function p.data_received(self, d)
+          if d:find("boom", 1, true) then error(errors.ValueError("cannot parse " .. d)) end
+          self.t:write("ok " .. d)
+        end
+        function p.connection_lost(self, err) self.lost:set_result(err or "clean") end
+        protocols[#protocols + 1] = p
+        return p
+      end, "127.0.0.1", 0)
+      local port = srv.sockets[1]:getsockname()[2]
+      local r1, w1 = eddy.open_connection("127.0.0.1", port)
+      local r2, w2 = eddy.open_connection("127.0.0.1", port)
+      w1:write("boom")
+      local lost_with = net.wait(protocols[1].lost)
+      assert.is_true(errors.is(lost_with, errors.ValueError))
+      assert.equal("", eddy.wait_for(function() return r1:read() end, 5))
+      w2:write("fine")
+      assert.equal("ok fine", eddy.wait_for(function() return r2:read(7) end, 5))
+      assert.equal(1, #contexts)
+      local c = contexts[1]
+      assert.equal("Fatal error: protocol.data_received() call failed.", c.message)
+      assert.equal(lost_with, c.exception)
+      assert.equal(protocols[1], c.protocol)
+      assert.equal(protocols[1].t, c.transport)
+      -- call_exception_handler hands the very table over; nil restores the default
+      local custom = {message = "custom", socket = srv.sockets[1]}
+      loop:call_exception_handler(custom)
+      assert.equal(custom, contexts[2])
+      loop:set_exception_handler(nil)
+      assert.is_nil(loop:get_exception_handler())
+      w1:close()
+      w2:close()
+      srv:close()
+      srv:wait_closed()
+    end))
+
+  it("§3 default_exception_handler prints the message, the other fields and the error with "
+     .. "its traceback; a handler that raises is reported by the default one and the loop goes on",
+    function()
+      local code, out = checks.run_script([[
+local eddy = require "eddy"
+local loop = eddy.new_event_loop()
+local fut = loop:create_future()
+local function validate() error(eddy.errors.ValueError("bad value")) end
+local t = loop:create_task(function() validate() end)
+pcall(loop.run_until_complete, loop, t)
+loop:default_exception_handler({message = "custom trouble", exception = t:exception(), future = fut})
+loop:set_exception_handler(function(l, c)
+  print("handler", l == loop, c.message, c.extra)
+  error("handler broke")
+end)
+loop:call_exception_handler({message = "second", extra = 42})
+print("goes on")
+loop:close()
+]])
+      assert.equal(0, code)
+      assert.matches("custom trouble\nfuture: <Future pending[^\n]*>\nValueError: bad value\n", out)
+      assert.matches("stack traceback:.-in %w+ 'validate'", out)
+      assert.matches("handler\ttrue\tsecond\t42\n", out)
+      assert.matches("Unhandled error in exception handler", out)
+      assert.matches("handler broke", out)
+      assert.matches("goes on", out)
+    end)
+end)
+
+describe("§3 debug mode", function()
+  it("§3 EDDY_DEBUG turns debug on for eddy.run's loop and the default one: a task step "
+     .. "longer than slow_callback_duration is warned about by name, one under a raised "
+     .. "limit is not, nor anything once set_debug(false)", function()
+    local script = [[
+warn("@on")
+local eddy = require "eddy"
+print("default loop", eddy.get_event_loop():get_debug())
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  print("run loop", loop:get_debug(), loop.slow_callback_duration)
+  local function busy(name)
+    local t = eddy.create_task(function()
+      local t0 = loop:time()
+      while loop:time() - t0 < 0.15 do end
+    end)
+    t:set_name(name)
+    t:await()
+  end
+  busy("slowpoke")
+  loop.slow_callback_duration = 1
+  busy("tolerated")
+  loop:set_debug(false)
+  loop.slow_callback_duration = 0.01
+  busy("unwatched")
+end)
+print("end")
+]]
+    local code, out = checks.run_script(script, {EDDY_DEBUG = "1"})
+    assert.equal(0, code)
+    assert.matches("default loop\ttrue\n", out)
+    assert.matches("run loop\ttrue\t0.1\n", out)
+    assert.matches("Executing [^\n]*slowpoke[^\n]* took 0%.1%d+ seconds", out)
+    assert.is_nil(out:find("tolerated", 1, true))
+    assert.is_nil(out:find("unwatched", 1, true))
+    assert.matches("end\n", out)
+    local _, quiet = checks.run_script(script, {EDDY_DEBUG = false})
+    assert.matches("default loop\tfalse\nrun loop\tfalse\t0.1\n", quiet)
+    assert.is_nil(quiet:find("Executing", 1, true))
+  end)
+end)
+
+describe("§3/§10 sockets", function()
+  it("§3/§10 length-prefixed messages over TCP read through a 4-byte Buffer with "
+     .. "sock_recv_into (bytes past n keep what was there); UDP sock_recvfrom_into with "
+     .. "nbytes truncates the datagram, as recvfrom_into", async(function(loop)
+      local lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+      lsock:bind({"127.0.0.1", 0})
+      lsock:listen()
+      lsock:setblocking(false)
+      local buf = eddy.Buffer(4)
+      assert.equal(4, #buf)
+      assert.equal("\0\0\0\0", buf:tostring())
+      local server = eddy.create_task(function()
+        local conn = loop:sock_accept(lsock)
+        local pending = ""
+        local function take(n)  -- n bytes, received 4 at most at a time
+          while #pending < n do
+            local got = loop:sock_recv_into(conn, buf)
+            if got == 0 then return nil end
+            pending = pending .. buf:tostring(1, got)
+          end
+          local out = pending:sub(1, n)
+          pending = pending:sub(n + 1)
+          return out
+        end
+        local messages = {}
+        while true do
+          local header = take(4)
+          if header == nil then break end
+          messages[#messages + 1] = take(string.unpack(">I4", header))
+        end
+        loop:sock_sendall(conn, table.concat(messages, "|"))
+        conn:close()
+        return messages
+      end)
+      local client = socket.socket()
+      client:setblocking(false)
+      loop:sock_connect(client, lsock:getsockname())
+      local frames = {}
+      for _, m in ipairs {"hello", "", "a message longer than the buffer", "xyz"} do
+        frames[#frames + 1] = string.pack(">s4", m)
+      end
+      loop:sock_sendall(client, table.concat(frames))
+      client:shutdown(socket.SHUT_WR)
+      assert.same({"hello", "", "a message longer than the buffer", "xyz"}, net.wait(server))
+      assert.equal("hello||a message longer than the buffer|xyz", loop:sock_recv(client, 100))
+      assert.equal("", loop:sock_recv(client, 100))
+      client:close()
+      lsock:close()
+      -- a short receive overwrites the start of the Buffer only
+      local p, q = checks.nonblocking_pair()
+      loop:sock_sendall(p, "abcd")
+      assert.equal(4, loop:sock_recv_into(q, buf))
+      loop:sock_sendall(p, "XY")
+      assert.equal(2, loop:sock_recv_into(q, buf))
+      assert.equal("XYcd", buf:tostring())
+      assert.equal("Ycd", buf:tostring(2))
+      p:close()
+      q:close()
+
+      local a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+      local b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+      a:bind({"127.0.0.1", 0})
+      b:bind({"127.0.0.1", 0})
+      a:setblocking(false)
+      b:setblocking(false)
+      assert.equal(11, loop:sock_sendto(a, "hello world", b:getsockname()))
+      assert.equal(6, loop:sock_sendto(a, "second", b:getsockname()))
+      local big = eddy.Buffer(32)
+      local n, from = loop:sock_recvfrom_into(b, big, 5)
+      assert.equal(5, n)
+      assert.same(a:getsockname(), from)
+      assert.equal("hello", big:tostring(1, n))
+      n = loop:sock_recvfrom_into(b, big)  -- the rest of the first datagram is gone
+      assert.equal("second", big:tostring(1, n))
+      assert.equal(3, loop:sock_sendto(b, "ack", from))
+      local data, addr = loop:sock_recvfrom(a, 100)
+      assert.equal("ack", data)
+      assert.same(b:getsockname(), addr)
+      a:close()
+      b:close()
+    end))
+end)
