@@ -621,3 +621,443 @@ describe("§3/§10 sockets", function()
       b:close()
     end))
 end)
+
+describe("§5 futures", function()
+  it("§5 a future completed with zero, one or several values (nils counted, trailing ones "
+     .. "too) gives exactly those to result(), await(), run_until_complete and its done callbacks",
+    with_loop(function(loop)
+      for _, values in ipairs {table.pack(), table.pack(nil), table.pack(1, nil, 3, nil),
+                               table.pack(false), table.pack("a", "b")} do
+        local fut = loop:create_future()
+        local from_callback
+        fut:add_done_callback(function(f) from_callback = table.pack(f:result()) end)
+        loop:call_soon(function() fut:set_result(table.unpack(values, 1, values.n)) end)
+        assert.same(values, table.pack(loop:run_until_complete(fut)))
+        assert.same(values, table.pack(fut:result()))
+        assert.same(values, from_callback)
+        assert.same(values, table.pack(loop:run_until_complete(function() return fut:await() end)))
+        assert.same(values, table.pack(eddy.await(fut)))  -- top level: the loop runs
+        assert.is_nil(fut:exception())
+      end
+    end))
+
+  it("§5 InvalidStateError wherever asyncio raises it, and exception()'s three answers; a "
+     .. "failure is raised as the very error object set", async(function(loop)
+      local fut = loop:create_future()
+      expect_error(errors.InvalidStateError, fut.result, fut)
+      expect_error(errors.InvalidStateError, fut.exception, fut)
+      fut:set_result(1)
+      expect_error(errors.InvalidStateError, fut.set_result, fut, 2)
+      expect_error(errors.InvalidStateError, fut.set_exception, fut, errors.ValueError("late"))
+      assert.equal(1, fut:result())
+      assert.is_nil(fut:exception())
+      assert.is_false(fut:cancel())
+
+      local failed, e = loop:create_future(), errors.ValueError("x")
+      failed:set_exception(e)
+      assert.equal(e, failed:exception())
+      local ok, got = pcall(failed.result, failed)
+      assert.is_false(ok)
+      assert.equal(e, got)
+      expect_error(errors.InvalidStateError, failed.set_result, failed, 1)
+      assert.is_false(failed:cancel())
+      assert.equal(e, failed:exception())
+
+      local cancelled = loop:create_future()
+      assert.is_true(cancelled:cancel("why"))
+      assert.is_true(cancelled:done())
+      expect_error(errors.InvalidStateError, cancelled.set_result, cancelled, 1)
+      expect_error(errors.InvalidStateError, cancelled.set_exception, cancelled, e)
+      assert.equal("why", expect_error(errors.CancelledError, cancelled.exception, cancelled).message)
+      assert.equal("why", expect_error(errors.CancelledError, cancelled.result, cancelled).message)
+
+      local task = eddy.create_task(eddy.sleep, 0.01, "slept")
+      expect_error(errors.InvalidStateError, task.result, task)
+      expect_error(errors.InvalidStateError, task.exception, task)
+      assert.equal("slept", task:await())
+      assert.is_nil(task:exception())
+    end))
+
+  it("§5 done callbacks are scheduled with call_soon when the future completes: after "
+     .. "callbacks already queued, before later ones; once scheduled, remove_done_callback "
+     .. "finds nothing; it counts every registration it removes", async(function(loop)
+      local log = {}
+      local fut = loop:create_future()
+      local function first(f) log[#log + 1] = "first " .. f:result() end
+      local function twice() log[#log + 1] = "twice" end
+      local function unwanted() log[#log + 1] = "unwanted" end
+      fut:add_done_callback(first)
+      fut:add_done_callback(unwanted)
+      fut:add_done_callback(twice)
+      fut:add_done_callback(unwanted)
+      assert.equal(2, fut:remove_done_callback(unwanted))
+      assert.equal(0, fut:remove_done_callback(unwanted))
+      fut:add_done_callback(twice)
+      loop:call_soon(function() log[#log + 1] = "queued before" end)
+      fut:set_result("r")
+      log[#log + 1] = "set_result returned"
+      assert.equal(0, fut:remove_done_callback(twice))
+      loop:call_soon(function() log[#log + 1] = "queued after" end)
+      checks.turns(1)
+      assert.same({"set_result returned", "queued before", "first r", "twice", "twice", "queued after"}, log)
+      fut:add_done_callback(function() log[#log + 1] = "added when done" end)
+      assert.equal("queued after", log[#log])
+      checks.turns(1)
+      assert.equal("added when done", log[#log])
+    end))
+end)
+
+describe("§5 tasks", function()
+  it("§5 cancel(msg) of a task waiting on a future: the future is cancelled with msg, the "
+     .. "task's cleanup sees it, and a task awaiting that one gets it too and ends cancelled",
+    async(function(loop)
+      local inner = loop:create_future()
+      local cleanup_saw
+      local worker = eddy.create_task(function()
+        local ok, err = pcall(inner.await, inner)
+        assert(not ok)
+        cleanup_saw = err
+        error(err)
+      end)
+      local watcher = eddy.create_task(function() return worker:await() end)
+      checks.turns(1)
+      assert.is_true(worker:cancel("deploying"))
+      assert.is_true(inner:cancelled())
+      assert.equal("deploying", expect_error(errors.CancelledError, inner.exception, inner).message)
+      local err = expect_error(errors.CancelledError, watcher.await, watcher)
+      assert.equal("deploying", err.message)
+      assert.is_true(errors.is(cleanup_saw, errors.CancelledError))
+      assert.equal("deploying", cleanup_saw.message)
+      assert.is_true(worker:cancelled())
+      assert.is_true(watcher:cancelled())
+      assert.equal("deploying", expect_error(errors.CancelledError, worker.result, worker).message)
+      assert.same({1, 0}, {worker:cancelling(), watcher:cancelling()})
+      assert.is_false(worker:cancel("again"))
+    end))
+
+  it("§5 cancelling() counts every cancel() request and uncancel() takes them back one by "
+     .. "one, never below 0; a task that swallowed cancellations still gets TimeoutError from "
+     .. "a later timeout scope", async(function(loop)
+      local gate = loop:create_future()
+      local seen = {}
+      local t = eddy.create_task(function()
+        local me = eddy.current_task()
+        local ok, err = pcall(gate.await, gate)
+        seen.first = {ok, err.message, me:cancelling()}
+        local ok2, err2 = pcall(function()
+          local _ <close> = eddy.timeout(0.01)
+          eddy.sleep(5)
+        end)
+        seen.timeout = {ok2, errors.is(err2, errors.TimeoutError), me:cancelling()}
+        seen.uncancel = {me:uncancel(), me:uncancel(), me:uncancel()}
+        return "carried on"
+      end)
+      checks.turns(1)
+      assert.is_true(t:cancel("one"))
+      assert.is_true(t:cancel("two"))
+      assert.equal(2, t:cancelling())
+      assert.equal("carried on", net.wait(t))
+      assert.same({false, "one", 2}, seen.first)
+      assert.same({false, true, 2}, seen.timeout)
+      assert.same({1, 0, 0}, seen.uncancel)
+      assert.is_false(t:cancelled())
+      assert.equal(0, t:cancelling())
+    end))
+
+  it("§5 a debugging dump: print_stack of every task all_tasks() lists shows where each "
+     .. "waits; get_stack's limit keeps the newest frames; a failed task prints its "
+     .. "traceback and error; a finished one has no stack", async(function(loop)
+      local lock = eddy.Lock()
+      lock:acquire()
+      local function wait_for_lock()
+        local guard = lock:acquire()
+        return guard
+      end
+      local function handle_request() wait_for_lock() end
+      local function idle() eddy.sleep(10) end
+      local function explode() error(errors.ValueError("exploded")) end
+      local request = eddy.create_task(function()
+        handle_request()
+        return "served"
+      end)
+      request:set_name("request")
+      local sleeper = eddy.create_task(function() idle() end)
+      sleeper:set_name("sleeper")
+      local failed = eddy.create_task(function() explode() end)
+      failed:set_name("failed")
+      local finished = eddy.create_task(function() return 1 end)
+      finished:set_name("finished")
+      checks.turns(2)
+      local out = {}
+      local file = {write = function(self, ...)
+        for _, s in ipairs {...} do out[#out + 1] = s end
+        return self
+      end}
+      local dumped = {}
+      for _, t in ipairs(eddy.all_tasks()) do
+        if t ~= eddy.current_task() then
+          dumped[#dumped + 1] = t:get_name()
+          t:print_stack({file = file})
+        end
+      end
+      table.sort(dumped)
+      assert.same({"request", "sleeper"}, dumped)
+      local text = table.concat(out)
+      assert.matches("Stack for <Task pending name=request[^\n]*> %(most recent call last%):\n", text)
+      assert.matches("Stack for <Task pending name=sleeper", text)
+      assert.matches("line %d+, in handle_request\n[^\n]*line %d+, in wait_for_lock\n", text)
+      assert.matches("line %d+, in idle\n", text)
+      local frames = request:get_stack()
+      local names = {}
+      for _, f in ipairs(frames) do
+        assert.is_string(f.source)
+        assert.is_number(f.line)
+        names[#names + 1] = f.name
+      end
+      local last_two = {frames[#frames - 1], frames[#frames]}
+      assert.same(last_two, request:get_stack({limit = 2}))
+      assert.matches("handle_request.*wait_for_lock", table.concat(names, " "))
+      out = {}
+      failed:print_stack({file = file})
+      text = table.concat(out)
+      assert.matches("^Traceback for <Task finished name=failed", text)
+      assert.matches("line %d+, in explode\n", text)
+      -- of a traceback, limit keeps the oldest frames (asyncio's get_stack)
+      local trace = failed:get_stack()
+      assert.is_true(#trace >= 2)
+      assert.equal("explode", trace[#trace].name)
+      assert.same({trace[1]}, failed:get_stack({limit = 1}))
+      assert.matches("ValueError: exploded\n$", text)
+      assert.same({}, finished:get_stack())
+      out = {}
+      finished:print_stack({file = file})
+      assert.matches("^No stack for <Task finished name=finished", table.concat(out))
+      assert.is_true(errors.is(failed:exception(), errors.ValueError))
+      sleeper:cancel()
+      lock:release()
+      assert.equal("served", net.wait(request))
+      lock:release()
+    end))
+
+  it("§5 a task error nobody retrieves is reported through the exception handler when the "
+     .. "task is collected, with its traceback; one retrieved is not", function()
+    local code, out = checks.run_script([[
+local eddy = require "eddy"
+local function parse(line) error(eddy.errors.ValueError("bad line: " .. line)) end
+eddy.run(function()
+  local lost = eddy.create_task(function() parse("x=") end)
+  lost:set_name("parser")
+  local kept = eddy.create_task(function() parse("kept") end)
+  eddy.sleep(0)
+  eddy.sleep(0)
+  print("kept", pcall(kept.result, kept))
+  lost, kept = nil, nil
+  collectgarbage()
+  collectgarbage()
+  eddy.sleep(0)
+  print("main done")
+end)
+]])
+    assert.equal(0, code)
+    assert.matches("kept\tfalse\tValueError: bad line: kept\n", out)
+    local _, n = out:gsub("Task exception was never retrieved", "")
+    assert.equal(1, n)
+    assert.matches("Task exception was never retrieved\nfuture: <Task finished name=parser "
+                   .. "exception=ValueError: bad line: x=[^\n]*>\nValueError: bad line: x=\n", out)
+    assert.matches("ValueError: bad line: x=\n.-stack traceback:.-'parse'", out)
+    assert.matches("main done", out)
+  end)
+end)
+
+describe("§9 errors", function()
+  -- The classes of API.md §9 with their ancestors, up to Error.
+  local ANCESTORS = {
+    OSError = {"Error"},
+    ConnectionError = {"OSError", "Error"},
+    SSLError = {"OSError", "Error"},
+  }
+  for _, name in ipairs {"ConnectionRefusedError", "ConnectionResetError",
+                         "ConnectionAbortedError", "BrokenPipeError"} do
+    ANCESTORS[name] = {"ConnectionError", "OSError", "Error"}
+  end
+  for _, name in ipairs {"DNSError", "FileNotFoundError", "PermissionError"} do
+    ANCESTORS[name] = {"OSError", "Error"}
+  end
+  ANCESTORS.SSLCertVerificationError = {"SSLError", "OSError", "Error"}
+  for _, name in ipairs {"CancelledError", "TimeoutError", "InvalidStateError", "RuntimeError",
+                         "ValueError", "LookupError", "IncompleteReadError", "LimitOverrunError",
+                         "SendfileNotAvailableError", "QueueEmpty", "QueueFull", "QueueShutDown",
+                         "BrokenBarrierError", "ExceptionGroup"} do
+    ANCESTORS[name] = {"Error"}
+  end
+
+  -- tostring(err) for an error of class 'name': "ClassName: message"; an
+  -- ExceptionGroup's message ends as Python's str() does, with the count.
+  local function shown(name, err)
+    local text = name .. (err.message and (": " .. err.message) or "")
+    if name ~= "ExceptionGroup" then return text end
+    local n = #(err.exceptions or {})
+    return ("%s (%d sub-exception%s)"):format(text, n, n == 1 and "" or "s")
+  end
+
+  -- Whether class 'name' is 'other' or below it.
+  local function below(name, other)
+    if name == other then return true end
+    for _, a in ipairs(ANCESTORS[name] or {}) do
+      if a == other then return true end
+    end
+    return false
+  end
+
+  it("§9 errors.is follows the documented tree exactly: every class against every other, "
+     .. "on instances made by calling the class", function()
+    local names = {"Error"}
+    for name in pairs(ANCESTORS) do names[#names + 1] = name end
+    for _, name in ipairs(names) do
+      local e = errors[name]("m")
+      assert.is_true(errors.isclass(errors[name]), name)
+      assert.equal(shown(name, e), tostring(e))
+      for _, other in ipairs(names) do
+        assert.equal(below(name, other), errors.is(e, errors[other]),
+                     ("errors.is(%s, %s)"):format(name, other))
+      end
+    end
+  end)
+
+  it("§9 the errors real operations raise: each of its documented class and every ancestor, "
+     .. "no other branch, with its fields, and tostring 'ClassName: message'", async(function(loop)
+    local caught = {}
+    local function catch(name, fn, ...)
+      local ok, err = pcall(fn, ...)
+      assert.is_false(ok, name .. ": no error")
+      caught[name] = err
+    end
+    -- the OSError branch
+    local gone = loop:create_server(function() return {} end, "127.0.0.1", 0)
+    local gone_port = gone.sockets[1]:getsockname()[2]
+    gone:close()
+    gone:wait_closed()
+    catch("ConnectionRefusedError", loop.create_connection, loop, function() return {} end,
+          "127.0.0.1", gone_port)
+    catch("FileNotFoundError", loop.create_unix_connection, loop, function() return {} end,
+          "/nonexistent-dir/eddy.sock")
+    local a, b = socket.socketpair()
+    b:close()
+    catch("BrokenPipeError", a.send, a, "x")
+    a:close()
+    local lsock = socket.socket()
+    lsock:bind({"127.0.0.1", 0})
+    lsock:listen()
+    lsock:setblocking(false)
+    local client = socket.socket()
+    client:setblocking(false)
+    local accepting = eddy.create_task(loop.sock_accept, loop, lsock)
+    loop:sock_connect(client, lsock:getsockname())
+    local conn = net.wait(accepting)
+    conn:setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, string.pack("ii", 1, 0))
+    conn:close()  -- SO_LINGER 0: a reset
+    catch("ConnectionResetError", loop.sock_recv, loop, client, 10)
+    client:close()
+    lsock:close()
+    catch("DNSError", loop.getaddrinfo, loop, "localhost", 80, {flags = socket.AI_NUMERICHOST})
+    local tls_dir = require("support.tls").dir()
+    local server_ctx = eddy.ssl.SSLContext(eddy.ssl.PROTOCOL_TLS_SERVER)
+    server_ctx:load_cert_chain(tls_dir .. "/server.pem", tls_dir .. "/server.key")
+    local tls_srv = eddy.start_server(function(_, w2) w2:close() end, "127.0.0.1", 0, {ssl = server_ctx})
+    -- the test CA is not in the system store that the default context trusts
+    catch("SSLCertVerificationError", eddy.open_connection, "127.0.0.1",
+          tls_srv.sockets[1]:getsockname()[2],
+          {ssl = eddy.ssl.create_default_context(), server_hostname = "localhost"})
+    tls_srv:close()
+    local mute = loop:create_server(function() return {} end, "127.0.0.1", 0)
+    catch("ConnectionAbortedError", loop.create_connection, loop, function() return {} end,
+          "127.0.0.1", mute.sockets[1]:getsockname()[2],
+          {ssl = eddy.ssl.create_default_context(), server_hostname = "localhost",
+           ssl_handshake_timeout = 0.05})
+    mute:close()
+    mute:close_clients()
+    -- the Error branch
+    local fut = loop:create_future()
+    catch("InvalidStateError", fut.result, fut)
+    fut:cancel("no longer needed")
+    catch("CancelledError", fut.result, fut)
+    catch("TimeoutError", eddy.wait_for, function() eddy.sleep(5) end, 0.01)
+    catch("RuntimeError", loop.close, loop)
+    catch("ValueError", loop.call_later, loop, 0 / 0, print)
+    catch("LookupError", eddy.ContextVar("unset").get, eddy.ContextVar("unset"))
+    local q = eddy.Queue(1)
+    catch("QueueEmpty", q.get_nowait, q)
+    q:put_nowait(1)
+    catch("QueueFull", q.put_nowait, q, 2)
+    q:shutdown()
+    catch("QueueShutDown", q.put_nowait, q, 3)
+    local barrier = eddy.Barrier(2)
+    barrier:abort()
+    catch("BrokenBarrierError", barrier.wait, barrier)
+    local srv = eddy.start_server(function(_, w)
+      w:write("abc")
+      w:close()
+    end, "127.0.0.1", 0)
+    local r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
+    catch("IncompleteReadError", r.readexactly, r, 10)
+    w:close()
+    srv:close()
+    srv = eddy.start_server(function(_, w2) w2:write("abcdefghij") end, "127.0.0.1", 0)
+    r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2], {limit = 4})
+    catch("LimitOverrunError", r.readuntil, r, "\n")
+    local file = io.popen("true")
+    catch("SendfileNotAvailableError", loop.sock_sendfile, loop, w:get_extra_info("socket"), file,
+          0, nil, {fallback = false})
+    file:close()
+    w:close()
+    srv:close()
+    srv:close_clients()
+    srv:wait_closed()
+    tls_srv:wait_closed()
+    mute:wait_closed()
+    local failures = {}
+    catch("ExceptionGroup", function()
+      local tg <close> = eddy.TaskGroup()
+      for i = 1, 2 do
+        tg:create_task(function()
+          local e = errors.ValueError("child " .. i)
+          failures[i] = e
+          error(e)
+        end)
+      end
+    end)
+
+    local fields = {
+      ConnectionRefusedError = {errno = 111, code = "ECONNREFUSED"},
+      FileNotFoundError = {errno = 2, code = "ENOENT"},
+      BrokenPipeError = {errno = 32, code = "EPIPE"},
+      ConnectionResetError = {errno = 104, code = "ECONNRESET"},
+      DNSError = {errno = -2, code = "EAI_NONAME"},
+      CancelledError = {message = "no longer needed"},
+      IncompleteReadError = {partial = "abc", expected = 10},
+      LimitOverrunError = {consumed = 10},
+      SSLCertVerificationError = {reason = "CERTIFICATE_VERIFY_FAILED"},
+    }
+    local count = 0
+    for name, err in pairs(caught) do
+      count = count + 1
+      assert.is_true(errors.is(err, errors[name]), name .. ": got " .. tostring(err))
+      for other in pairs(ANCESTORS) do
+        if not below(name, other) then
+          assert.is_false(errors.is(err, errors[other]), name .. " is no " .. other)
+        end
+      end
+      assert.equal(shown(name, err), tostring(err))
+      for k, v in pairs(fields[name] or {}) do assert.equal(v, err[k], name .. "." .. k) end
+      if err.errno ~= nil then assert.is_string(err.strerror, name) end
+    end
+    assert.equal(21, count)
+    assert.is_string(caught.SSLCertVerificationError.verify_message)
+    local group = caught.ExceptionGroup
+    assert.equal(2, #group.exceptions)
+    for i = 1, 2 do
+      assert.equal(failures[i], group.exceptions[i])
+      assert.matches("stack traceback", group.exceptions[i].traceback)
+    end
+  end))
+end)

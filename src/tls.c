@@ -238,7 +238,9 @@ static int conn_error(lua_State *L, Conn *c, int rc) {
     while (n > 0 && info[n - 1] == '\n') info[--n] = '\0';
     for (char *p = info; *p; p++) if (*p == '\n') *p = ';';
     lua_pushfstring(L, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: %s", info);
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "strerror");  /* with errno, as Python's */
     lua_pushstring(L, info);
     lua_setfield(L, -2, "verify_message");
     lua_pushinteger(L, (lua_Integer)flags);

@@ -103,8 +103,9 @@ static const char *reason_of(int code) {
   }
 }
 
-/* Push eddy.errors.SSLError for mbedTLS error 'code', with 'reason' and
-** 'errno' (the mbedTLS code) fields. */
+/* Push eddy.errors.SSLError for mbedTLS error 'code', with 'reason',
+** 'errno' (the mbedTLS code) and 'strerror' (the message, as Python's
+** SSLError has it) fields. */
 void eddy__tls_pusherror(lua_State *L, int code, const char *what) {
   char text[200], hex[16];
   const char *reason = reason_of(code);
@@ -112,11 +113,13 @@ void eddy__tls_pusherror(lua_State *L, int code, const char *what) {
   snprintf(hex, sizeof hex, "-0x%04x", (unsigned)-code);
   lua_pushfstring(L, "[SSL: %s] %s%s%s (mbedTLS %s)", reason,
                   what ? what : "", what ? ": " : "", text, hex);
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 4);
   lua_pushstring(L, reason);
   lua_setfield(L, -2, "reason");
   lua_pushinteger(L, code);
   lua_setfield(L, -2, "errno");
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, "strerror");
   lua_pushliteral(L, "SSL");
   lua_setfield(L, -2, "library");
   eddy__newerror(L, "SSLError", 2);
