@@ -141,6 +141,39 @@ describe("§3 running and stopping", function()
     end))
 end)
 
+describe("§3 shutdown_asyncgens", function()
+  it("§3 shutdown_asyncgens waits until every open generator is closed: one whose cleanup "
+     .. "fails is reported with asyncgen and exception, the others are closed all the same",
+    async(function(loop)
+      local contexts = {}
+      loop:set_exception_handler(function(_, context) contexts[#contexts + 1] = context end)
+      local closed = {}
+      -- the failing cleanup is the quickest: whichever order the generators
+      -- are closed in, returning early leaves some cleanup unfinished
+      local cursor = eddy.asyncgen(function(yield, name, fails)
+        local _ <close> = setmetatable({}, {__close = function()
+          if fails then error(errors.RuntimeError(name .. " could not close")) end
+          eddy.sleep(0.02)
+          closed[#closed + 1] = name
+        end})
+        for i = 1, math.huge do yield(name .. i) end
+      end)
+      local gens, names = {}, {"a", "b", "broken", "c", "d"}
+      for i, name in ipairs(names) do
+        gens[i] = cursor(name, name == "broken")
+        assert.equal(name .. "1", gens[i]:anext())
+      end
+      loop:shutdown_asyncgens()
+      table.sort(closed)
+      assert.same({"a", "b", "c", "d"}, closed)
+      assert.equal(1, #contexts)
+      assert.matches("^an error occurred during closing of asynchronous generator", contexts[1].message)
+      assert.equal(gens[3], contexts[1].asyncgen)
+      assert.equal("broken could not close", contexts[1].exception.message)
+      for _, gen in ipairs(gens) do assert.is_nil(gen:anext()) end  -- closed: nothing more
+    end))
+end)
+
 describe("§3 scheduling", function()
   it("§3/§4 one batch: a callback cancels a later handle of the batch, one raises (the "
      .. "handler gets the loop, its Handle and error; the batch goes on), handles report "
@@ -287,6 +320,10 @@ describe("§3 DNS", function()
                                                     flags = socket.AI_PASSIVE})
       assert.same({{family = socket.AF_INET, type = socket.SOCK_DGRAM, proto = socket.IPPROTO_UDP,
                     canonname = "", sockaddr = {"0.0.0.0", port}}}, passive)
+      local canonical = loop:getaddrinfo("localhost", port, {family = socket.AF_INET,
+                                                             type = socket.SOCK_STREAM,
+                                                             flags = socket.AI_CANONNAME})
+      assert.equal("localhost", canonical[1].canonname)
       assert.same({"127.0.0.1", tostring(port)},
                   {loop:getnameinfo({"127.0.0.1", port}, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)})
       local err = expect_error(errors.DNSError, loop.getaddrinfo, loop, "localhost", port,
@@ -392,6 +429,25 @@ describe("§3 signals", function()
       for _, uncatchable in ipairs {"SIGKILL", eddy.signal.SIGKILL, "SIGSTOP", eddy.signal.SIGSTOP} do
         expect_error(errors.RuntimeError, loop.add_signal_handler, loop, uncatchable, print)
       end
+    end))
+end)
+
+describe("§3 signals, continued", function()
+  it("§3 a signal that arrives while the loop is not running is handled on its next run, "
+     .. "once, before the run's first callbacks are done with", with_loop(function(loop)
+      local log = {}
+      loop:add_signal_handler("SIGUSR2", function(what) log[#log + 1] = what end, "signal")
+      eddy.signal.kill(eddy.signal.getpid(), "SIGUSR2")
+      assert.same({}, log)
+      loop:run_until_complete(function()
+        eddy.sleep(0.01)
+        log[#log + 1] = "slept"
+      end)
+      assert.same({"signal", "slept"}, log)
+      loop:run_until_complete(function() eddy.sleep(0.01) end)
+      assert.same({"signal", "slept"}, log)
+      assert.is_true(loop:remove_signal_handler("SIGUSR2"))
+      loop:run_until_complete(function() eddy.sleep(0) end)  -- the watcher's close completes
     end))
 end)
 

@@ -93,8 +93,10 @@ function Loop:shutdown_asyncgens()
   for i, gen in ipairs(list) do
     closers[i] = self:create_task(function() return gen:aclose() end)
   end
-  local results = table.pack(eddy.gather(table.unpack(closers, 1, #closers),
-                                         {return_exceptions = true}))
+  -- the options go last in the same array: an unpack() followed by another
+  -- argument would pass its first value only
+  closers[#list + 1] = {return_exceptions = true}
+  local results = table.pack(eddy.gather(table.unpack(closers, 1, #list + 1)))
   for i = 1, #list do
     local r = results[i]
     if r ~= nil then  -- aclose() returns nothing: anything else is an error
