@@ -141,6 +141,42 @@ describe("§3 running and stopping", function()
     end))
 end)
 
+describe("§3 running, continued", function()
+  it("§3 asyncio's pre-asyncio.run style on one loop: run_until_complete starts a server and "
+     .. "returns it; a client that connected while the loop was stopped is served by the next "
+     .. "run; a last run waits for wait_closed", with_loop(function(loop)
+      local srv = loop:run_until_complete(function()
+        return eddy.start_server(function(r, w)
+          w:write("hello " .. r:readline())
+          w:close()
+        end, "127.0.0.1", 0)
+      end)
+      assert.is_false(loop:is_running())
+      assert.is_true(srv:is_serving())
+      local port = srv.sockets[1]:getsockname()[2]
+      -- a blocking client: the kernel queues its connection while no loop runs
+      local early = socket.socket()
+      early:connect({"127.0.0.1", port})
+      early:sendall("early\n")
+      early:setblocking(false)
+      local reply = loop:run_until_complete(function()
+        local r, w = eddy.open_connection("127.0.0.1", port)
+        w:write("async\n")
+        local line = eddy.wait_for(function() return r:readline() end, 5)
+        w:close()
+        return line
+      end)
+      assert.equal("hello async\n", reply)
+      assert.equal("hello early\n", loop:run_until_complete(function()
+        return eddy.wait_for(function() return loop:sock_recv(early, 100) end, 5)
+      end))
+      early:close()
+      srv:close()
+      loop:run_until_complete(function() eddy.wait_for(function() srv:wait_closed() end, 5) end)
+      assert.is_false(srv:is_serving())
+    end))
+end)
+
 describe("§3 shutdown_asyncgens", function()
   it("§3 shutdown_asyncgens waits until every open generator is closed: one whose cleanup "
      .. "fails is reported with asyncgen and exception, the others are closed all the same",
@@ -214,6 +250,31 @@ describe("§3 scheduling", function()
       later:cancel()
       assert.is_true(first:cancelled())
       assert.is_true(later:cancelled())
+    end))
+
+  it("§3/§4 a debouncer: each event cancels the pending TimerHandle and schedules a new one; "
+     .. "only the last fires, not before its when(), and every replaced handle says cancelled",
+    async(function(loop)
+      local fired, pending, handles = {}, nil, {}
+      local function event(v)
+        if pending ~= nil then pending:cancel() end
+        pending = loop:call_later(0.02, function(x) fired[#fired + 1] = {x, loop:time()} end, v)
+        handles[#handles + 1] = pending
+      end
+      for i = 1, 10 do
+        event(i)
+        eddy.sleep(0.002)
+      end
+      net.wait_until(function() return #fired > 0 end)
+      eddy.sleep(0.03)
+      assert.equal(1, #fired)
+      assert.equal(10, fired[1][1])
+      assert.is_true(fired[1][2] >= pending:when())
+      for i = 1, 9 do
+        assert.is_true(handles[i]:cancelled())
+        assert.is_true(handles[i]:when() < handles[i + 1]:when())
+      end
+      assert.is_false(pending:cancelled())
     end))
 
   it("§3 forty timers with mixed delays, scheduled in a shuffled order, run by when, "
@@ -433,6 +494,46 @@ describe("§3 signals", function()
 end)
 
 describe("§3 signals, continued", function()
+  it("§3/§4 a graceful restart on SIGHUP: the handler (a plain callback) starts a task that "
+     .. "closes the server and listens again on the same port; the old server's client is "
+     .. "still served, new clients reach the new server", async(function(loop)
+      local generation = 1
+      local function serve(port)
+        local gen = generation
+        return eddy.start_server(function(r, w)
+          for line in r:lines() do w:write(("gen%d %s\n"):format(gen, line)) end
+          w:close()
+        end, "127.0.0.1", port)
+      end
+      local srv = serve(0)
+      local port = srv.sockets[1]:getsockname()[2]
+      local restarted = loop:create_future()
+      loop:add_signal_handler("SIGHUP", function()
+        loop:create_task(function()
+          srv:close()
+          generation = generation + 1
+          srv = serve(port)
+          restarted:set_result(true)
+        end)
+      end)
+      local r1, w1 = eddy.open_connection("127.0.0.1", port)
+      w1:write("a\n")
+      assert.equal("gen1 a\n", eddy.wait_for(function() return r1:readline() end, 5))
+      eddy.signal.kill(eddy.signal.getpid(), "SIGHUP")
+      net.wait(restarted)
+      w1:write("b\n")
+      assert.equal("gen1 b\n", eddy.wait_for(function() return r1:readline() end, 5))
+      local r2, w2 = eddy.open_connection("127.0.0.1", port)
+      w2:write("c\n")
+      assert.equal("gen2 c\n", eddy.wait_for(function() return r2:readline() end, 5))
+      assert.is_true(loop:remove_signal_handler("SIGHUP"))
+      w1:close()
+      w2:close()
+      srv:close()
+      srv:wait_closed()
+    end))
+
+
   it("§3 a signal that arrives while the loop is not running is handled on its next run, "
      .. "once, before the run's first callbacks are done with", with_loop(function(loop)
       local log = {}
