@@ -533,7 +533,6 @@ describe("§3 signals, continued", function()
       srv:wait_closed()
     end))
 
-
   it("§3 a signal that arrives while the loop is not running is handled on its next run, "
      .. "once, before the run's first callbacks are done with", with_loop(function(loop)
       local log = {}
@@ -700,10 +699,7 @@ describe("§3/§10 sockets", function()
   it("§3/§10 length-prefixed messages over TCP read through a 4-byte Buffer with "
      .. "sock_recv_into (bytes past n keep what was there); UDP sock_recvfrom_into with "
      .. "nbytes truncates the datagram, as recvfrom_into", async(function(loop)
-      local lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-      lsock:bind({"127.0.0.1", 0})
-      lsock:listen()
-      lsock:setblocking(false)
+      local lsock = net.listening_socket()
       local buf = eddy.Buffer(4)
       assert.equal(4, #buf)
       assert.equal("\0\0\0\0", buf:tostring())
@@ -1102,10 +1098,7 @@ describe("§9 errors", function()
     b:close()
     catch("BrokenPipeError", a.send, a, "x")
     a:close()
-    local lsock = socket.socket()
-    lsock:bind({"127.0.0.1", 0})
-    lsock:listen()
-    lsock:setblocking(false)
+    local lsock = net.listening_socket()
     local client = socket.socket()
     client:setblocking(false)
     local accepting = eddy.create_task(loop.sock_accept, loop, lsock)

@@ -95,6 +95,17 @@ function net.echo_server(loop, host, opts)
   return srv, srv.sockets[1]:getsockname()[2], protos
 end
 
+-- A non-blocking TCP eddy.socket listening on host (default 127.0.0.1),
+-- port 0, for the loop's sock_* methods.
+function net.listening_socket(host)
+  local socket = eddy.socket
+  local s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+  s:bind({host or "127.0.0.1", 0})
+  s:listen()
+  s:setblocking(false)
+  return s
+end
+
 -- Start a shell command in the background, bounded by 'timeout'
 -- seconds; its output goes to a temporary file.  Returns a handle with
 -- :done() (the process ended) and :output().
