@@ -139,9 +139,7 @@ describe("§3 running and stopping", function()
       assert.is_true(loop:time() - t0 < 5)
       expect_error(errors.RuntimeError, loop.run_in_executor, loop, nil, print)
     end))
-end)
 
-describe("§3 running, continued", function()
   it("§3 asyncio's pre-asyncio.run style on one loop: run_until_complete starts a server and "
      .. "returns it; a client that connected while the loop was stopped is served by the next "
      .. "run; a last run waits for wait_closed", with_loop(function(loop)
@@ -491,9 +489,7 @@ describe("§3 signals", function()
         expect_error(errors.RuntimeError, loop.add_signal_handler, loop, uncatchable, print)
       end
     end))
-end)
 
-describe("§3 signals, continued", function()
   it("§3/§4 a graceful restart on SIGHUP: the handler (a plain callback) starts a task that "
      .. "closes the server and listens again on the same port; the old server's client is "
      .. "still served, new clients reach the new server", async(function(loop)
@@ -571,6 +567,52 @@ describe("§3 executor", function()
       assert.matches("Executor shutdown has been called", tostring(err))
       err = expect_error(errors.RuntimeError, loop.run_in_executor, loop, pool, print)
       assert.matches("cannot schedule new futures after shutdown", tostring(err))
+    end))
+
+  it("§3 a pool of two workers: jobs' results arrive in completion order while the loop "
+     .. "serves a timer, a job's error table comes back as the future's exception, "
+     .. "shutdown(false, {cancel_futures = true}) cancels queued jobs, which never run",
+    async(function(loop)
+      local pool = eddy.ThreadPoolExecutor(2)
+      local function job(ms, tag)
+        os.execute("sleep " .. ms / 1000)
+        if tag == "fail" then error({code = 42, tag = tag}) end
+        return tag, ms
+      end
+      local ticks = 0
+      local ticker
+      ticker = loop:call_later(0.005, function() ticks = ticks + 1 end)
+      local futs = {loop:run_in_executor(pool, job, 60, "slow"),
+                    loop:run_in_executor(pool, job, 10, "quick"),
+                    loop:run_in_executor(pool, job, 10, "fail")}
+      local order = {}
+      for f in eddy.as_completed(futs) do
+        local ok, tag = pcall(f.await, f)
+        order[#order + 1] = ok and tag or ("error " .. tag.code)
+      end
+      assert.same({"quick", "error 42", "slow"}, order)
+      assert.equal(1, ticks)
+      -- two long jobs take both threads; two more wait in the queue
+      local marker = os.tmpname()
+      os.remove(marker)
+      local running = {loop:run_in_executor(pool, job, 50, "a"), loop:run_in_executor(pool, job, 50, "b")}
+      local queued = {}
+      for i = 1, 2 do
+        queued[i] = loop:run_in_executor(pool, function(path)
+          local f = io.open(path, "w") f:write("ran") f:close()
+        end, marker)
+      end
+      eddy.sleep(0.01)
+      pool:shutdown(false, {cancel_futures = true})
+      for _, f in ipairs(queued) do
+        expect_error(errors.CancelledError, net.wait, f)  -- cancelled on the loop, soon
+        assert.is_true(f:cancelled())
+      end
+      assert.equal("a", net.wait(running[1]))
+      assert.equal("b", net.wait(running[2]))
+      expect_error(errors.RuntimeError, loop.run_in_executor, loop, pool, print)
+      assert.is_nil(io.open(marker), "a cancelled job ran")
+      ticker:cancel()
     end))
 end)
 
@@ -858,6 +900,25 @@ describe("§5 futures", function()
       checks.turns(1)
       assert.equal("added when done", log[#log])
     end))
+
+  it("§5 a task waiting on a future resumes in the order its wake-up was added among the "
+     .. "future's done callbacks: after those added before it awaited, before those added after",
+    async(function(loop)
+      local log = {}
+      for _, outcome in ipairs {"result", "cancel"} do
+        local fut = loop:create_future()
+        fut:add_done_callback(function() log[#log + 1] = "before" end)
+        local waiter = eddy.create_task(function()
+          local ok = pcall(fut.await, fut)
+          log[#log + 1] = "task " .. tostring(ok)
+        end)
+        checks.turns(1)  -- the task now waits on fut
+        fut:add_done_callback(function() log[#log + 1] = "after" end)
+        if outcome == "result" then fut:set_result(1) else fut:cancel() end
+        net.wait(waiter)
+      end
+      assert.same({"before", "task true", "after", "before", "task false", "after"}, log)
+    end))
 end)
 
 describe("§5 tasks", function()
@@ -1020,6 +1081,32 @@ end)
     assert.matches("ValueError: bad line: x=\n.-stack traceback:.-'parse'", out)
     assert.matches("main done", out)
   end)
+
+  it("§5 request coalescing: two requests await one fetch task; cancelling one request "
+     .. "cancels the fetch it awaits directly (asyncio's _fut_waiter), so the other fails too; "
+     .. "awaiting through shield() keeps the fetch for the other", async(function(loop)
+      local function fetch() eddy.sleep(0.02) return "payload" end
+      for _, shielded in ipairs {false, true} do
+        local shared = eddy.create_task(fetch)
+        local function request()
+          if shielded then return eddy.shield(shared):await() end
+          return shared:await()
+        end
+        local r1, r2 = eddy.create_task(request), eddy.create_task(request)
+        checks.turns(1)
+        r1:cancel("client went away")
+        expect_error(errors.CancelledError, net.wait, r1)
+        if shielded then
+          assert.equal("payload", net.wait(r2))
+          assert.is_false(shared:cancelled())
+        else
+          local err = expect_error(errors.CancelledError, net.wait, r2)
+          assert.equal("client went away", err.message)
+          assert.is_true(shared:cancelled())
+          assert.is_true(r2:cancelled())
+        end
+      end
+    end))
 end)
 
 describe("§9 errors", function()
@@ -1210,4 +1297,59 @@ describe("§9 errors", function()
       assert.matches("stack traceback", group.exceptions[i].traceback)
     end
   end))
+
+  it("§9/§5 an error crossing three layers of tasks stays the same object: its class, message "
+     .. "and the traceback of where it was raised; tostring is only 'ClassName: message'; a "
+     .. "class raised becomes an instance; a string error stays a string", async(function(loop)
+      local function validate(record)
+        if record.kind == "class" then error(errors.LookupError) end
+        if record.kind == "string" then error("plain failure", 0) end
+        error(errors.ValueError("bad record " .. record.id))
+      end
+      local function worker(record) validate(record) end
+      local function supervisor(record)
+        local child = eddy.create_task(worker, record)
+        return child:await()
+      end
+      local outer = eddy.create_task(supervisor, {id = 7})
+      local ok, err = pcall(outer.await, outer)
+      assert.is_false(ok)
+      assert.is_true(errors.is(err, errors.ValueError))
+      assert.equal("ValueError: bad record 7", tostring(err))
+      assert.equal(err, outer:exception())
+      assert.matches("in upvalue 'validate'", err.traceback)
+      assert.is_nil(err.traceback:find("supervisor", 1, true))
+
+      local from_class = eddy.create_task(supervisor, {kind = "class"})
+      ok, err = pcall(from_class.await, from_class)
+      assert.is_true(errors.is(err, errors.LookupError))
+      assert.is_false(rawequal(err, errors.LookupError))
+      assert.equal("LookupError", tostring(err))
+      assert.matches("'validate'", err.traceback)
+
+      local from_string = eddy.create_task(supervisor, {kind = "string"})
+      ok, err = pcall(from_string.await, from_string)
+      assert.equal("plain failure", err)
+      assert.is_false(errors.is(err, errors.Error))
+    end))
+
+  it("§9/§3 a class an exception handler raises (Python's `raise Cls`) is reported as an "
+     .. "instance with its traceback; the class itself is left as it was, so later instances "
+     .. "inherit no traceback", function()
+    local code, out = checks.run_script([[
+local eddy = require "eddy"
+local errors = eddy.errors
+local loop = eddy.new_event_loop()
+local function lookup() error(errors.LookupError) end
+loop:set_exception_handler(function() lookup() end)
+loop:call_exception_handler({message = "first"})
+print("class keeps no traceback:", rawget(errors.LookupError, "traceback") == nil,
+      errors.LookupError("fresh").traceback == nil)
+loop:close()
+]])
+    assert.equal(0, code)
+    assert.matches("Unhandled error in exception handler\ncontext: {message = \"first\"}\n"
+                   .. "LookupError\nstack traceback:.-in upvalue 'lookup'", out)
+    assert.matches("class keeps no traceback:\ttrue\ttrue\n", out)
+  end)
 end)

@@ -199,8 +199,11 @@ end
 
 -- xpcall's message handler for the exception handler: its error is
 -- reported with a traceback, as asyncio logs it; an error object keeps it
--- in its 'traceback' field, as a task's error does.
+-- in its 'traceback' field, as a task's error does.  A class raised as is
+-- becomes an instance first (Python's `raise Cls`), as in a task: its
+-- traceback written into the class would be every later instance's.
 local function with_traceback(err)
+  if errors.isclass(err) then err = err() end
   if type(err) ~= "table" then return debug.traceback(err, 2) end
   if rawget(err, "traceback") == nil then err.traceback = debug.traceback(nil, 2) end
   return err
