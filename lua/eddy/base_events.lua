@@ -99,9 +99,14 @@ function Loop:shutdown_asyncgens()
   local results = table.pack(eddy.gather(table.unpack(closers, 1, #list + 1)))
   for i = 1, #list do
     local r = results[i]
-    if r ~= nil then  -- aclose() returns nothing: anything else is an error
+    -- aclose() returns nothing: anything else is an error, reported unless
+    -- it is one of Python's BaseExceptions (asyncio's isinstance(result,
+    -- Exception))
+    if r ~= nil and not errors.is(r, errors.CancelledError)
+       and not errors.is(r, errors.KeyboardInterrupt) then
       self:call_exception_handler {
-        message = "an error occurred during closing of asynchronous generator",
+        message = "an error occurred during closing of asynchronous generator "
+                  .. tostring(list[i]),
         exception = r, asyncgen = list[i],
       }
     end
