@@ -449,6 +449,19 @@ describe("§3 pipes", function()
       assert.equal("closed file", io.type(source_file))
       assert.is_nil(io.open("/proc/self/fdinfo/" .. fd), "the integer fd is still open")
     end))
+  it("§3 bad input: a pipe or fd object whose fileno is not callable is an argument error "
+     .. "naming the method (Python's TypeError), never a bare 'attempt to call'", async(function(loop)
+      local proto = function() return {} end
+      for _, bad in ipairs {{fileno = 5}, {fileno = "3"}, {fileno = true}} do
+        checks.argerror(function() loop:connect_read_pipe(proto, bad) end, 2, "connect_read_pipe")
+        checks.argerror(function() loop:connect_write_pipe(proto, bad) end, 2, "connect_write_pipe")
+        checks.argerror(function() loop:add_reader(bad, print) end, 1, "add_reader")
+        checks.argerror(function() loop:add_writer(bad, print) end, 1, "add_writer")
+      end
+      -- a callable fileno that returns no descriptor is the object's fault: ValueError
+      expect_error(errors.ValueError, loop.connect_read_pipe, loop, proto,
+                   {fileno = function() return "x" end})
+    end))
 end)
 
 describe("§3 signals", function()

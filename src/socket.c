@@ -318,6 +318,8 @@ int eddy__checkfd(lua_State *L, int idx) {
   } else if ((t == LUA_TTABLE || t == LUA_TUSERDATA) &&
              lua_getfield(L, idx, "fileno") != LUA_TNIL) {
     int isnum;
+    if (!eddy__iscallable(L, -1))  /* Python's TypeError: not callable */
+      return luaL_typeerror(L, idx, "file descriptor, socket or file");
     lua_pushvalue(L, idx);
     lua_call(L, 1, 1);
     fd = lua_tointegerx(L, -1, &isnum);

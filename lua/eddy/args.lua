@@ -17,11 +17,12 @@ function args.callable(v)
   return type(mt) == "table" and mt.__call ~= nil
 end
 
--- Whether v has a fileno field (a socket or file-like object); false,
--- not an error, for values that cannot be indexed.
+-- Whether v has a fileno method (a socket or file-like object); false,
+-- not an error, for values that cannot be indexed or whose fileno field
+-- cannot be called.
 function args.has_fileno(v)
   local ok, fileno = pcall(function() return v.fileno end)
-  return ok and fileno ~= nil
+  return ok and args.callable(fileno)
 end
 
 -- check_protocol(fname, n, v): v must be a protocol (a table or a
