@@ -8,8 +8,7 @@
 local eddy = require "eddy"
 local errors = eddy.errors
 local socket = eddy.socket
-local test = require "eddy.test"
-local async = test.async
+local async = require("eddy.test").async
 local checks = require "support.checks"
 local net = require "support.net"
 local expect_error, with_loop = checks.expect_error, checks.with_loop
