@@ -3,11 +3,14 @@
 ** as a host would use it.  Prints TAP: "ok N - what" / "not ok N - what".
 ** Every wait is bounded: a hang fails in seconds.
 */
+#define _GNU_SOURCE  /* pthread_timedjoin_np */
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/wait.h>
 
@@ -537,6 +540,102 @@ static void test_states_in_threads(void) {
 
 /* }====================================================== */
 
+/* {====================================================== TLS on threads */
+
+/*
+** TLS_THREADS threads, each with a state of its own, run TLS servers and
+** clients at once (tests/embed_tls.lua), loading the same certificate
+** files at the same moment; one client of each connects to a server of
+** the main thread's state, which does TLS itself meanwhile.  What a
+** state holds is its own (the mbedTLS contexts, their random generators):
+** ThreadSanitizer (make tsan) checks eddy shares nothing between them.
+*/
+#define TLS_THREADS 6
+
+static struct {
+  char certs[256];     /* spec/support/tls.lua's directory */
+  lua_Integer port;    /* of the main state's server */
+  atomic_int waiting;  /* threads at the starting line */
+  int started;
+  pthread_t th[TLS_THREADS];
+  int rc[TLS_THREADS];
+} tls_run;
+
+/* all_at_once() in a thread's state: wait (5 s at most) until every
+** thread has come here. */
+static int l_all_at_once(lua_State *L) {
+  double deadline = now() + 5;
+  (void)L;
+  atomic_fetch_add(&tls_run.waiting, 1);
+  while (atomic_load(&tls_run.waiting) < TLS_THREADS && now() < deadline)
+    usleep(100);
+  return 0;
+}
+
+static void *tls_thread(void *p) {
+  int *rc = (int *)p, id = (int)(rc - tls_run.rc) + 1;
+  eddy_State *E = eddy_new(NULL);
+  lua_State *L = eddy_lua(E);
+  lua_pushinteger(L, id);
+  lua_setglobal(L, "id");
+  lua_pushstring(L, tls_run.certs);
+  lua_setglobal(L, "certs");
+  lua_pushinteger(L, tls_run.port);
+  lua_setglobal(L, "main_port");
+  lua_register(L, "all_at_once", l_all_at_once);
+  *rc = eddy_dostring(E, "dofile('tests/embed_tls.lua').thread(id, certs, main_port, all_at_once)",
+                      "=tls_thread");
+  if (*rc != 0) printf("# thread %d: %s\n", id, eddy_errmsg(E));
+  eddy_close(E);
+  return NULL;
+}
+
+/* start_threads(certs, port) in the main state. */
+static int l_start_threads(lua_State *L) {
+  snprintf(tls_run.certs, sizeof tls_run.certs, "%s", luaL_checkstring(L, 1));
+  tls_run.port = luaL_checkinteger(L, 2);
+  for (; tls_run.started < TLS_THREADS; tls_run.started++) {
+    tls_run.rc[tls_run.started] = -1;
+    if (pthread_create(&tls_run.th[tls_run.started], NULL, tls_thread,
+                       &tls_run.rc[tls_run.started]) != 0)
+      return luaL_error(L, "pthread_create failed");
+  }
+  return 0;
+}
+
+static void test_tls_in_threads(void) {
+  eddy_State *E = eddy_new(NULL);
+  struct timespec deadline;
+  int i, failed = 0, hung = 0;
+  lua_State *L = eddy_lua(E);
+  lua_pushinteger(L, TLS_THREADS);
+  lua_setglobal(L, "threads");
+  lua_register(L, "start_threads", l_start_threads);
+  check(dostring(E, "tls = dofile('spec/support/tls.lua')\n"
+                    "dofile('tests/embed_tls.lua').main(tls.dir(), threads, start_threads)") == 0,
+        "TLS: the main state serves its own client and one of each thread, "
+        "while they run theirs");
+  /* The threads' own bound has passed by now, or soon will. */
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += 10;
+  for (i = 0; i < tls_run.started; i++) {
+    if (pthread_timedjoin_np(tls_run.th[i], NULL, &deadline) != 0) hung++;
+    else if (tls_run.rc[i] != 0) failed++;
+  }
+  if (hung > 0) {  /* they still use their states: no way on */
+    check(0, "TLS: a thread hung");
+    fflush(stdout);
+    _exit(tap_done());
+  }
+  check(tls_run.started == TLS_THREADS && failed == 0,
+        "TLS: 6 states on 6 threads, each with a server requiring client "
+        "certificates, 256 KiB both ways, close_notify, same files at once");
+  dostring(E, "tls.cleanup()");
+  eddy_close(E);
+}
+
+/* }====================================================== */
+
 /* {====================================================== Misuse */
 
 static eddy_State *closing_state;  /* what the C functions below close */
@@ -779,6 +878,7 @@ int main(void) {
   test_two_states();
   test_threadsafe_storm();
   test_states_in_threads();
+  test_tls_in_threads();
   test_calls_during_close();
   test_null_arguments();
   test_unprintable_errors();
