@@ -27,7 +27,7 @@ test: build
 # ThreadSanitizer (docs/testing.md; not in CI): the specs of the threaded
 # parts and the other suites on build-tsan/; any report fails the run.
 TSAN_SPECS = spec/executor_spec.lua spec/loop_spec.lua spec/dns_spec.lua \
-  spec/runners_spec.lua
+  spec/runners_spec.lua spec/task_spec.lua
 TSAN_REPORTS = $(CURDIR)/build-tsan/tsan-reports
 
 tsan:

@@ -152,6 +152,20 @@ describe("Task basics", function()
     assert.same({"a1", "b1", "a2", "b2", "a3", "b3"}, log)
   end))
 
+  it("suspends 200000 times from a C function (eddy.sleep): on the ThreadSanitizer build "
+     .. "(make tsan) TSan must see every jump of liblua's, or its call stack overflows "
+     .. "(src/tsan_longjmp.c)", async(function(loop)
+    local task = loop:create_task(function()
+      local steps = 0
+      for _ = 1, 200000 do
+        eddy.sleep(0)
+        steps = steps + 1
+      end
+      return steps
+    end)
+    assert.equal(200000, task:await())
+  end))
+
   it("done callbacks run when the task ends", async(function(loop)
     local task = loop:create_task(function() return "r" end)
     local got
