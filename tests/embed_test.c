@@ -549,6 +549,8 @@ static void test_states_in_threads(void) {
 ** the main thread's state, which does TLS itself meanwhile.  What a
 ** state holds is its own (the mbedTLS contexts, their random generators):
 ** ThreadSanitizer (make tsan) checks eddy shares nothing between them.
+** The Lua files are named from the source root, where tools/run-tests.sh
+** runs this test.
 */
 #define TLS_THREADS 6
 
