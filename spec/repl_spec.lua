@@ -192,8 +192,9 @@ end)
 
 -- A terminal session: python3 drives eddy on an 80-column pty with the
 -- given TERM.  Steps are "send:<text>" (escapes allowed), "expect:<text>"
--- (waits up to 5 s), "kill:<signal name>" and "exit" (waits for the
--- process to end and prints its status).
+-- (waits up to 5 s), "kill:<signal name>", "columns:<n>" (resizes the
+-- pty; libedit reads the size at each new line) and "exit" (waits for
+-- the process to end and prints its status).
 local driver = [[
 import fcntl, os, pty, select, signal, struct, sys, termios, time
 binary, term, steps = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -227,6 +228,8 @@ for step in steps:
         os.write(fd, data)
     elif kind == "kill":
         os.kill(pid, getattr(signal, "SIG" + arg))
+    elif kind == "columns":
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, int(arg), 0, 0))
     elif kind == "expect":
         deadline = time.time() + 5
         while data not in buf:
@@ -392,6 +395,20 @@ describe("REPL on a terminal", function()
       "kill:USR1",
       "expect:\\r\\x1b[A\\x1b[Jreport\\r\\nno newline\\r\\n> x = 'aaa",
       "send:Z\\r", "expect:> ", "send:#x, x:sub(-3)\\r", "expect:91\\t\"aZa\"\\r\\n> ",
+      "send:\\x04", "exit"))
+  end)
+
+  it("edits a line longer than the screen in its middle, then types at its end", function()
+    if not has_python then return end
+    -- 610 columns on a 24 x 20 screen: libedit scrolls its copy of the
+    -- screen, and typing at the end after an edit near the start used
+    -- to write past the copy's last row (a crash: repl.c, fit_screen).
+    check(session(
+      "columns:20", "expect:> ", "send:\\r", "expect:> ",
+      "send:--" .. string.rep("x", 600) .. "END", "expect:END",
+      "send:\\x01a\\x05" .. string.rep("b", 60) .. "QQQ", "expect:bQQQ",
+      "send:\\x03", "expect:\r\n> ",
+      "send:print('ali' .. 'ive')\\r", "expect:aliive\r\n> ",
       "send:\\x04", "exit"))
   end)
 

@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <langinfo.h>
+#include <limits.h>
 #include <locale.h>
 #include <poll.h>
 #include <signal.h>
@@ -217,6 +218,41 @@ static void redraw(Repl *r) {
   old = enter_charset(r);
   rl_forced_update_display();
   leave_charset(old);
+}
+
+/*
+** libedit (3.1-20221030, Debian 12's) keeps a copy of the screen with the
+** terminal's rows.  A line longer than that copy is drawn by scrolling
+** the copy, which can leave libedit's idea of the cursor's row behind;
+** a character typed at the end of the line then wraps past the copy's
+** last row, and libedit writes through a null row (refresh.c,
+** re_fastputc: a crash).  So, before each key, the copy gets the rows the
+** line may need after the key (a key adds at most MAX_KEY_COLUMNS; a
+** yank or a history line may add more, and the check before the next
+** key makes room before anything is typed after them), doubling as the
+** line grows.  libedit takes the terminal's size again for each new line
+** (read.c, read_prepare).  Past the real screen, libedit redraws a line
+** edited in its middle at misplaced rows, as GNU readline does; nothing
+** breaks.
+*/
+#define MAX_KEY_COLUMNS 9  /* a byte that is not UTF-8: \U+1100XX */
+
+static void fit_screen(Repl *r) {
+  int rows, cols;
+  size_t end, need;
+  rl_get_screen_size(&rows, &cols);
+  if (cols < 2) return;  /* libedit keeps 2 at least: cannot happen */
+  end = eddy__repl_column(rl_line_buffer, (size_t)rl_end,
+                          eddy__repl_column(rl_prompt, strlen(rl_prompt), 0));
+  /* A double-width character that does not fit at the end of a row goes
+  ** to the next: count rows of cols - 1 columns; 2 more for the row a
+  ** full last row wraps to and the one past it. */
+  need = (end + MAX_KEY_COLUMNS) / (size_t)(cols - 1) + 2;
+  if (need < (size_t)rows) return;
+  if (need > INT_MAX / 2) need = INT_MAX / 2;
+  lift(r);  /* libedit forgets what it drew: take it off the screen */
+  rl_set_screen_size((int)need * 2, cols);
+  redraw(r);
 }
 
 static void redraw_cb(uv_prepare_t *h) {  /* before the loop waits */
@@ -624,6 +660,7 @@ static void read_input(Repl *r) {
   redraw(r);  /* libedit edits what it drew: put it back first */
   old = enter_charset(r);
   do {  /* the keys read ahead too: fd 0 may have no more */
+    fit_screen(r);
     rl_callback_read_char();
   } while (!r->rl_done && eddy__repl_keys_ahead());
   leave_charset(old);
