@@ -412,6 +412,22 @@ describe("REPL on a terminal", function()
       "send:\\x04", "exit"))
   end)
 
+  it("Ctrl-R searches the history for the text typed, and the loop runs on meanwhile", function()
+    if not has_python then return end
+    -- libedit's own Ctrl-R (an incremental search) reads its keys with
+    -- eddy's loop stopped: the timer would wait for the next key.
+    check(session(
+      "expect:> ", "send:x1 = 'first'\\r", "expect:> ",
+      "send:loop:call_later(0.3, print, 'fired')\\r", "expect:> ",
+      "send:\\x12", "expect:fired\r\n",
+      "send:\\x03", "expect:\r\n> ",
+      "send:x1\\x12", "expect:x1 = 'first'",
+      "send:\\x03", "expect:\r\n> ",
+      "send:\\x1bx", "send:print('no extended command')\\r",
+      "expect:no extended command\r\n> ",
+      "send:\\x04", "exit"))
+  end)
+
   it("redraws the line after warnings and the exception handler's reports", function()
     if not has_python then return end
     check(session_with(cli.binary, "xterm",

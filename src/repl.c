@@ -948,6 +948,13 @@ int eddy__repl(lua_State *L) {
     rl_outstream = stdout;
     old = enter_charset(&r);
     rl_initialize();
+    /* libedit's incremental search (Ctrl-R) and extended command (M-x)
+    ** read their keys in a loop of their own, with eddy's loop stopped
+    ** (timers and servers wait for the next key).  Ctrl-R searches the
+    ** history for the text typed so far instead, in one key. */
+    rl_parse_and_bind("bind ^R ed-search-prev-history");
+    rl_parse_and_bind("bind ^[x ed-unassigned");
+    rl_parse_and_bind("bind ^[X ed-unassigned");
     leave_charset(old);
     capture_output(L);
   }
