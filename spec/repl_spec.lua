@@ -412,6 +412,19 @@ describe("REPL on a terminal", function()
       "send:\\x04", "exit"))
   end)
 
+  it("takes lines of several KiB, multibyte ones too", function()
+    if not has_python then return end
+    -- libedit's readline layer wrote through a stale rl_line_buffer once
+    -- the converted line outgrew its buffer (repl.c, reserve_line): the
+    -- heap was corrupted and the exit aborted.
+    check(session(
+      "columns:200", "expect:> ", "send:\\r", "expect:> ",
+      "send:x = [[" .. string.rep("\u{20ac}", 1500) .. "]]\\r", "expect:> ",
+      "send:print(#x)\\r", "expect:4500\r\n> ",
+      "send:y = [[" .. string.rep("y", 3000) .. "]] print(#y)\\r", "expect:3000\r\n> ",
+      "send:\\x04", "exit"))
+  end)
+
   it("Ctrl-R searches the history for the text typed, and the loop runs on meanwhile", function()
     if not has_python then return end
     -- libedit's own Ctrl-R (an incremental search) reads its keys with

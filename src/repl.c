@@ -255,6 +255,46 @@ static void fit_screen(Repl *r) {
   redraw(r);
 }
 
+/*
+** libedit's readline layer points rl_line_buffer at the buffer where it
+** converts the line to multibyte text, and moves the pointer only when
+** its line buffer grows (_resize_fun).  The conversion buffer grows on
+** its own too, when the text converted passes its size, and then
+** rl_callback_read_char ends by writing through the stale pointer
+** (_rl_update_pos: a write to freed memory, which corrupts the heap).
+** What is converted is the line buffer up to its first null character:
+** the line, and what longer lines left after it.  So this fills the line
+** buffer, before the first prompt, with RESERVED_CHARS characters of the
+** longest encoding (4 bytes in UTF-8), making it grow on the last one:
+** the conversion buffer grows to hold them all, and the pointer moves
+** with it.  Until a line passes RESERVED_CHARS characters, whatever they
+** are, the conversion never needs more room.  (libedit empties the line
+** at the first prompt, read_prepare; docs/cli.md, "Long lines".)
+*/
+#define RESERVED_CHARS 8189  /* libedit's line limit after 3 doublings, less 1 */
+#define FILL_PIECE 1000      /* less than the buffer at first: one doubling a piece */
+
+static void reserve_line(void) {
+  /* U+10000 in UTF-8; in a charset of one byte a character, any one */
+  const char *widest = MB_CUR_MAX >= 4 ? "\xf0\x90\x80\x80" : "x";
+  size_t w = strlen(widest), left = RESERVED_CHARS, i;
+  char *piece = (char *)malloc(FILL_PIECE * w + 1);
+  if (piece == NULL) return;
+  for (i = 0; i < FILL_PIECE; i++) memcpy(piece + i * w, widest, w);
+  /* Up to just below the limit (1022, 2046, 4094, then 8190 characters:
+  ** libedit doubles its buffer, converting the shorter line inserted so
+  ** far), then one more character makes it grow with the whole fill
+  ** converted. */
+  while (left > 0) {
+    size_t n = left < FILL_PIECE ? left : FILL_PIECE;
+    piece[n * w] = '\0';
+    rl_insert_text(piece);
+    left -= n;
+  }
+  rl_insert_text("x");
+  free(piece);
+}
+
 static void redraw_cb(uv_prepare_t *h) {  /* before the loop waits */
   redraw((Repl *)h->data);
 }
@@ -948,6 +988,7 @@ int eddy__repl(lua_State *L) {
     rl_outstream = stdout;
     old = enter_charset(&r);
     rl_initialize();
+    reserve_line();
     /* libedit's incremental search (Ctrl-R) and extended command (M-x)
     ** read their keys in a loop of their own, with eddy's loop stopped
     ** (timers and servers wait for the next key).  Ctrl-R searches the
