@@ -293,6 +293,9 @@ static void reserve_line(void) {
   }
   rl_insert_text("x");
   free(piece);
+  /* Conversions stop at the first null: one right after a short line
+  ** spares each key converting the fill (until a longer line passes). */
+  rl_replace_line("x", 0);
 }
 
 static void redraw_cb(uv_prepare_t *h) {  /* before the loop waits */
