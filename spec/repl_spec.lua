@@ -204,6 +204,7 @@ if pid == 0:
     os.environ["HOME"] = "/nonexistent"
     os.execv(binary, [binary])
 fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+os.set_blocking(fd, False)
 buf = b""
 def fill(deadline):
     global buf
@@ -225,7 +226,20 @@ for step in steps:
     kind, _, arg = step.partition(":")
     data = arg.encode().decode("unicode_escape").encode("latin-1")
     if kind == "send":
-        os.write(fd, data)
+        # In pieces, reading the output meanwhile, as a terminal does:
+        # both directions of a pty hold a few KiB only.
+        deadline = time.time() + 20
+        while data:
+            r, w, _ = select.select([fd], [fd], [], max(0, deadline - time.time()))
+            if not r and not w:
+                fail("cannot send")
+            if r:
+                fill(time.time())
+            if w:
+                try:
+                    data = data[os.write(fd, data[:4096]):]
+                except BlockingIOError:
+                    pass
     elif kind == "kill":
         os.kill(pid, getattr(signal, "SIG" + arg))
     elif kind == "columns":
@@ -412,16 +426,16 @@ describe("REPL on a terminal", function()
       "send:\\x04", "exit"))
   end)
 
-  it("takes lines of several KiB, multibyte ones too", function()
+  it("takes lines of tens of KiB, multibyte ones too", function()
     if not has_python then return end
-    -- libedit's readline layer wrote through a stale rl_line_buffer once
-    -- the converted line outgrew its buffer (repl.c, reserve_line): the
-    -- heap was corrupted and the exit aborted.
+    -- libedit's readline layer, which the REPL used at first, wrote
+    -- through a stale rl_line_buffer once the converted line outgrew its
+    -- buffer: the heap was corrupted and the exit aborted (1,500 "€").
     check(session(
       "columns:200", "expect:> ", "send:\\r", "expect:> ",
-      "send:x = [[" .. string.rep("\u{20ac}", 1500) .. "]]\\r", "expect:> ",
-      "send:print(#x)\\r", "expect:4500\r\n> ",
-      "send:y = [[" .. string.rep("y", 3000) .. "]] print(#y)\\r", "expect:3000\r\n> ",
+      "send:x = [[" .. string.rep("\u{20ac}", 12000) .. "]]\\r", "expect:> ",
+      "send:print(#x)\\r", "expect:36000\r\n> ",
+      "send:y = [[" .. string.rep("y", 20000) .. "]] print(#y)\\r", "expect:20000\r\n> ",
       "send:\\x04", "exit"))
   end)
 
@@ -438,6 +452,50 @@ describe("REPL on a terminal", function()
       "send:\\x03", "expect:\r\n> ",
       "send:\\x1bx", "send:print('no extended command')\\r",
       "expect:no extended command\r\n> ",
+      "send:\\x04", "exit"))
+  end)
+
+  it("Ctrl-V inserts the next key as it is, and the loop runs on while it waits for it", function()
+    if not has_python then return end
+    -- libedit's own quoted insert read that key with eddy's loop stopped.
+    check(session(
+      "expect:> ", "send:loop:call_later(0.5, print, 'fired')\\r", "expect:> ",
+      "send:x = 'a\\x16", "expect:fired\r\n",
+      "send:\\x04b\\x16\\tc'\\r", "expect:> ",
+      "send:x:byte(1, -1)\\r", "expect:97\t4\t98\t9\t99\r\n> ",
+      "send:\\x04", "exit"))
+  end)
+
+  it("takes the keys of an escape sequence typed apart, the loop running between them", function()
+    if not has_python then return end
+    -- libedit read the rest of a sequence with eddy's loop stopped: a
+    -- timer, and Ctrl-C, waited for the next key.
+    check(session(
+      "expect:> ", "send:loop:call_later(0.5, print, 'fired')\\r", "expect:> ",
+      "send:x = 1\\x1b", "expect:fired\r\n",
+      "send:b2\\r", "expect:> ", "send:x\\r", "expect:21\r\n> ",  -- M-b
+      "send:y = 3\\x1b[", "send:\\x03", "expect:\r\n> ",
+      "send:print(y)\\r", "expect:nil\r\n> ",
+      "send:\\x04", "exit"))
+  end)
+
+  it("lists the completions on a second Tab when they share no more", function()
+    if not has_python then return end
+    check(session(
+      "expect:> ", "send:cmp_one, cmp_two, cmp_twenty = 1, 2, 20\\r", "expect:> ",
+      "send:cmp_\\t", "send:\\t", "expect:cmp_one     cmp_twenty  cmp_two\r\n> cmp_",
+      "send:tw\\t", "expect:tw", "send:\\t",
+      "expect:cmp_twenty  cmp_two\r\n> cmp_tw", "send:o + 1\\r", "expect:3\r\n> ",
+      "send:\\x04", "exit"))
+  end)
+
+  it("shows a prompt holding a byte that is not text", function()
+    if not has_python then return end
+    -- libedit's readline layer read through a null pointer (a crash)
+    -- when the prompt did not decode in the terminal's character set.
+    check(session(
+      "expect:> ", "send:_PROMPT = 'eddy\\\\255> '\\r", "expect:eddy?> ",
+      "send:1 + 1\\r", "expect:2\r\neddy?> ",
       "send:\\x04", "exit"))
   end)
 

@@ -16,7 +16,7 @@
 ** entry runs, so the entry may read stdin itself, as under lua.c.  A
 ** uv_signal_t for SIGINT cancels the running entry or clears the line.
 **
-** Input on a terminal goes through libedit's callback interface (line
+** Input on a terminal goes through the line editor (repl_edit.c: line
 ** editing, history, completion), output from callbacks and tasks makes
 ** way for the line being edited (see Output), and results print
 ** readably: strings quoted, tables with their contents.  Other input is
@@ -28,7 +28,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <langinfo.h>
-#include <limits.h>
 #include <locale.h>
 #include <poll.h>
 #include <signal.h>
@@ -37,7 +36,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <editline/readline.h>
 #include <lualib.h>
 
 #include "internal.h"
@@ -76,17 +74,15 @@ typedef struct Repl {
   struct sigaction uv_action;  /* libuv's SIGINT action, chained */
   char *buf;             /* without a terminal: the line being read */
   size_t len, cap;
-  int rl_installed;      /* libedit's line handler was installed */
-  char *rl_line;         /* on a terminal: the line libedit gave, */
-  int rl_done;           /* ... and whether it gave one (NULL: EOF) */
+  int editing;           /* the line editor is open */
+  FILE *term;            /* the real stdout, where it draws */
   locale_t charset;      /* the terminal's LC_CTYPE for libedit, or 0 */
-  int raw_keys;          /* eddy__repl_read_key reads the keys (UTF-8) */
   int shown;             /* libedit shows the prompt and a partial line */
   int lifted;            /* ... which output took off the screen */
   int midline;           /* that output's last line has no newline yet */
 } Repl;
 
-/* libedit's callbacks take no user data: the one REPL of the process. */
+/* The one REPL of the process (its callbacks reach it through this). */
 static Repl *repl;
 
 static void show_prompt(Repl *r);
@@ -177,33 +173,21 @@ static int protect(lua_State *L, lua_CFunction f, int nargs) {
 ** exception handler's reports) and warnings all go through them; libedit
 ** keeps writing to the real stdout.
 **
-** libedit's readline layer can redraw (rl_forced_update_display draws
-** the prompt and the line from the cursor's position) but not erase, so
-** the REPL erases with the terminal's own capabilities, which libedit
-** emits for it ("echotc", through rl_parse_and_bind).  A terminal
-** without them ("dumb") keeps the old line: the output starts on the
-** next line and the prompt and the line are drawn again after it.
+** libedit can redraw (EL_REFRESH draws the prompt and the line from the
+** cursor's position) but not erase, so the line editor erases with the
+** terminal's own capabilities (eddy__edit_erase).  A terminal without
+** them ("dumb") keeps the old line: the output starts on the next line
+** and the prompt and the line are drawn again after it.
 */
 
 /* Take the prompt and the partial line off the screen before output,
 ** once; redraw_cb puts them back. */
 static void lift(Repl *r) {
-  int cols;
-  size_t up;
   locale_t old;
   if (!r->shown || r->lifted) return;
   r->lifted = 1;
   old = enter_charset(r);
-  rl_get_screen_size(NULL, &cols);
-  /* The cursor's row in the lines libedit draws. */
-  up = eddy__repl_column(rl_line_buffer, (size_t)rl_point,
-                         eddy__repl_column(rl_prompt, strlen(rl_prompt), 0));
-  up = cols > 0 ? up / (size_t)cols : 0;
-  fputs("\r", rl_outstream);
-  while (up-- > 0 && rl_parse_and_bind("echotc -s up") == 0) {}
-  if (rl_parse_and_bind("echotc -s cd") != 0)
-    fputs("\n", rl_outstream);  /* cannot clear: leave it, go below it */
-  fflush(rl_outstream);
+  eddy__edit_erase();
   leave_charset(old);
 }
 
@@ -214,88 +198,10 @@ static void redraw(Repl *r) {
   fflush(stdout);
   if (!r->lifted) return;
   r->lifted = 0;
-  if (r->midline) fputs("\n", rl_outstream);
+  if (r->midline) fputs("\n", r->term);
   old = enter_charset(r);
-  rl_forced_update_display();
+  eddy__edit_redraw();
   leave_charset(old);
-}
-
-/*
-** libedit (3.1-20221030, Debian 12's) keeps a copy of the screen with the
-** terminal's rows.  A line longer than that copy is drawn by scrolling
-** the copy, which can leave libedit's idea of the cursor's row behind;
-** a character typed at the end of the line then wraps past the copy's
-** last row, and libedit writes through a null row (refresh.c,
-** re_fastputc: a crash).  So, before each key, the copy gets the rows the
-** line may need after the key (a key adds at most MAX_KEY_COLUMNS; a
-** yank or a history line may add more, and the check before the next
-** key makes room before anything is typed after them), doubling as the
-** line grows.  libedit takes the terminal's size again for each new line
-** (read.c, read_prepare).  Past the real screen, libedit redraws a line
-** edited in its middle at misplaced rows, as GNU readline does; nothing
-** breaks.
-*/
-#define MAX_KEY_COLUMNS 9  /* a byte that is not UTF-8: \U+1100XX */
-
-static void fit_screen(Repl *r) {
-  int rows, cols;
-  size_t end, need;
-  rl_get_screen_size(&rows, &cols);
-  if (cols < 2) return;  /* libedit keeps 2 at least: cannot happen */
-  end = eddy__repl_column(rl_line_buffer, (size_t)rl_end,
-                          eddy__repl_column(rl_prompt, strlen(rl_prompt), 0));
-  /* A double-width character that does not fit at the end of a row goes
-  ** to the next: count rows of cols - 1 columns; 2 more for the row a
-  ** full last row wraps to and the one past it. */
-  need = (end + MAX_KEY_COLUMNS) / (size_t)(cols - 1) + 2;
-  if (need < (size_t)rows) return;
-  if (need > INT_MAX / 2) need = INT_MAX / 2;
-  lift(r);  /* libedit forgets what it drew: take it off the screen */
-  rl_set_screen_size((int)need * 2, cols);
-  redraw(r);
-}
-
-/*
-** libedit's readline layer points rl_line_buffer at the buffer where it
-** converts the line to multibyte text, and moves the pointer only when
-** its line buffer grows (_resize_fun).  The conversion buffer grows on
-** its own too, when the text converted passes its size, and then
-** rl_callback_read_char ends by writing through the stale pointer
-** (_rl_update_pos: a write to freed memory, which corrupts the heap).
-** What is converted is the line buffer up to its first null character:
-** the line, and what longer lines left after it.  So this fills the line
-** buffer, before the first prompt, with RESERVED_CHARS characters of the
-** longest encoding (4 bytes in UTF-8), making it grow on the last one:
-** the conversion buffer grows to hold them all, and the pointer moves
-** with it.  Until a line passes RESERVED_CHARS characters, whatever they
-** are, the conversion never needs more room.  (libedit empties the line
-** at the first prompt, read_prepare; docs/cli.md, "Long lines".)
-*/
-#define RESERVED_CHARS 8189  /* libedit's line limit after 3 doublings, less 1 */
-#define FILL_PIECE 1000      /* less than the buffer at first: one doubling a piece */
-
-static void reserve_line(void) {
-  /* U+10000 in UTF-8; in a charset of one byte a character, any one */
-  const char *widest = MB_CUR_MAX >= 4 ? "\xf0\x90\x80\x80" : "x";
-  size_t w = strlen(widest), left = RESERVED_CHARS, i;
-  char *piece = (char *)malloc(FILL_PIECE * w + 1);
-  if (piece == NULL) return;
-  for (i = 0; i < FILL_PIECE; i++) memcpy(piece + i * w, widest, w);
-  /* Up to just below the limit (1022, 2046, 4094, then 8190 characters:
-  ** libedit doubles its buffer, converting the shorter line inserted so
-  ** far), then one more character makes it grow with the whole fill
-  ** converted. */
-  while (left > 0) {
-    size_t n = left < FILL_PIECE ? left : FILL_PIECE;
-    piece[n * w] = '\0';
-    rl_insert_text(piece);
-    left -= n;
-  }
-  rl_insert_text("x");
-  free(piece);
-  /* Conversions stop at the first null: one right after a short line
-  ** spares each key converting the fill (until a longer line passes). */
-  rl_replace_line("x", 0);
 }
 
 static void redraw_cb(uv_prepare_t *h) {  /* before the loop waits */
@@ -524,12 +430,12 @@ static int incomplete(lua_State *L, int status) {
   return 0;
 }
 
-static void save_history(Repl *r, const char *line) {
-  if (r->edit && line[0] != '\0') {
+static void save_history(Repl *r, lua_State *L, int i) {
+  size_t len;
+  const char *text = lua_tolstring(L, i, &len);
+  if (r->edit && len > 0) {
     locale_t old = enter_charset(r);
-    char *raw = r->raw_keys ? eddy__repl_escape_raw(line) : NULL;
-    add_history(raw != NULL ? raw : line);
-    free(raw);
+    eddy__edit_history(text, len);
     leave_charset(old);
   }
 }
@@ -553,7 +459,7 @@ static int l_line(lua_State *L) {
     luaL_unref(L, LUA_REGISTRYINDEX, r->pending);
     r->pending = LUA_NOREF;
     r->firstline = 1;
-    save_history(r, lua_tostring(L, -1));
+    save_history(r, L, -1);
     {
       size_t len;
       const char *text = lua_tolstring(L, -1, &len);
@@ -570,7 +476,7 @@ static int l_line(lua_State *L) {
       const char *text = lua_tostring(L, -1);
       const char *retline = lua_pushfstring(L, "return %s;", text);
       if (luaL_loadbuffer(L, retline, strlen(retline), CHUNKNAME) == LUA_OK) {
-        save_history(r, text);
+        save_history(r, L, -3);
         start_entry(L, r);
         return 0;
       }
@@ -596,7 +502,7 @@ static int l_line(lua_State *L) {
     return 0;
   }
   r->firstline = 1;
-  save_history(r, lua_tostring(L, -2));
+  save_history(r, L, -2);
   if (status == LUA_OK) start_entry(L, r);
   else report(lua_tostring(L, -1));
   return 0;
@@ -687,33 +593,21 @@ static void read_bytes(Repl *r) {
   } while (readable_now(r));
 }
 
-/* libedit's line handler: keep the line for poll_cb. */
-static void rl_line_cb(char *line) {
-  repl->rl_line = line;
-  repl->rl_done = 1;
-}
-
 static void read_input(Repl *r) {
   locale_t old;
+  char *line;
+  size_t len;
+  int done;
   if (!r->edit) {
     read_bytes(r);
     return;
   }
-  r->rl_done = 0;
   redraw(r);  /* libedit edits what it drew: put it back first */
   old = enter_charset(r);
-  do {  /* the keys read ahead too: fd 0 may have no more */
-    fit_screen(r);
-    rl_callback_read_char();
-  } while (!r->rl_done && eddy__repl_keys_ahead());
+  done = eddy__edit_keys(&line, &len);
   leave_charset(old);
-  if (r->rl_done) {
-    char *line = r->rl_line;
-    r->rl_line = NULL;
-    r->rl_done = 0;
-    got_line(r, line, line == NULL ? 0
-                      : r->raw_keys ? eddy__repl_unescape_raw(line)
-                      : strlen(line));
+  if (done) {
+    got_line(r, line, len);
     free(line);
   }
 }
@@ -764,9 +658,8 @@ static void show_prompt(Repl *r) {
     locale_t old;
     fflush(stdout);  /* what the entry left unflushed goes first */
     old = enter_charset(r);
-    rl_callback_handler_install(prompt, rl_line_cb);
+    eddy__edit_begin(prompt);
     leave_charset(old);
-    r->rl_installed = 1;
     r->shown = 1;
     uv_prepare_start(&r->redraw, redraw_cb);
   } else {
@@ -831,7 +724,7 @@ static void sigint_cb(uv_signal_t *h, int signum) {
       hide_line(r);
       if (r->edit) {
         locale_t old = enter_charset(r);
-        rl_callback_handler_remove();
+        eddy__edit_end();
         leave_charset(old);
       }
       fputs("\n", stdout);
@@ -906,9 +799,9 @@ static void close_handles(Repl *r) {
   if (r->nopen > 2) uv_close((uv_handle_t *)&r->redraw, close_cb);
   while (r->nopen > 0) uv_run(r->loop->uv, UV_RUN_NOWAIT);
   if (r->stdin_flags != -1) fcntl(0, F_SETFL, r->stdin_flags);
-  if (r->rl_installed) {
+  if (r->editing) {
     locale_t old = enter_charset(r);
-    rl_callback_handler_remove();
+    eddy__edit_close();
     leave_charset(old);
   }
   if (r->charset != (locale_t)0) freelocale(r->charset);
@@ -980,33 +873,21 @@ int eddy__repl(lua_State *L) {
   }
   if (r.edit) {
     r.charset = terminal_charset();
-    r.raw_keys = r.charset != (locale_t)0 &&
-                 strcmp(nl_langinfo_l(CODESET, r.charset), "UTF-8") == 0;
-    if (r.raw_keys) rl_getc_function = eddy__repl_read_key;
-    rl_readline_name = "eddy";
-    rl_catch_signals = 0;  /* SIGINT is the loop's */
-    eddy__repl_complete_start(L);
-    /* libedit writes to the real stdout and stderr, not to the REPL's. */
-    rl_instream = stdin;
-    rl_outstream = stdout;
+    r.term = stdout;
     old = enter_charset(&r);
-    rl_initialize();
-    reserve_line();
-    /* libedit's incremental search (Ctrl-R) and extended command (M-x)
-    ** read their keys in a loop of their own, with eddy's loop stopped
-    ** (timers and servers wait for the next key).  Ctrl-R searches the
-    ** history for the text typed so far instead, in one key. */
-    rl_parse_and_bind("bind ^R ed-search-prev-history");
-    rl_parse_and_bind("bind ^[x ed-unassigned");
-    rl_parse_and_bind("bind ^[X ed-unassigned");
+    r.editing = eddy__edit_open(L) == 0;
     leave_charset(old);
-    capture_output(L);
+    if (!r.editing) {
+      close_handles(&r);
+      repl = NULL;
+      luaL_error(L, "cannot start the REPL: libedit could not be set up");
+    }
+    capture_output(L);  /* after: libedit writes to the real streams */
   }
   show_prompt(&r);
   lua_pushcfunction(L, l_run);
   status = lua_pcall(L, 0, 0, 0);
   close_handles(&r);
-  eddy__repl_complete_end();
   free(r.buf);
   luaL_unref(L, LUA_REGISTRYINDEX, r.pending);
   luaL_unref(L, LUA_REGISTRYINDEX, r.task);

@@ -1,13 +1,14 @@
 /*
 ** repl.h -- what the files of the eddy executable share: main.c (the
 ** lua.c-style host), repl.c (the REPL on the default loop) and its parts
-** repl_show.c, repl_complete.c and repl_keys.c.
+** repl_show.c, repl_edit.c, repl_complete.c and repl_keys.c.
 */
 #ifndef EDDY_REPL_H
 #define EDDY_REPL_H
 
 #include <stddef.h>
 #include <stdio.h>
+#include <wchar.h>
 
 #include <lua.h>
 
@@ -34,25 +35,50 @@ int eddy__repl_is_identifier(const char *s, size_t len);
 ** 'depth' the nesting so far (0 at the top). */
 void eddy__repl_show(lua_State *L, int i, int seen, int depth);
 
-/* Tab completion in the globals of L (repl_complete.c): set libedit's
-** readline layer up for it; free the candidates at the end. */
-void eddy__repl_complete_start(lua_State *L);
-void eddy__repl_complete_end(void);
+/* The line editor on a terminal (repl_edit.c): libedit's own API, fed
+** by the loop, one line at a time.  All of it runs in the terminal's
+** character set (current). */
+/* Set libedit up on fds 0, 1 and 2 (the real stdio streams); 0 or -1. */
+int eddy__edit_open(lua_State *L);
+void eddy__edit_close(void);
+/* Show 'prompt' and start a line; drop the line being edited. */
+void eddy__edit_begin(const char *prompt);
+void eddy__edit_end(void);
+/* Run the keys fd 0 has.  Returns 1 when the line is done: *line is it
+** (malloc'ed; NULL at the end of input), *len its length; 0 when more
+** keys are needed. */
+int eddy__edit_keys(char **line, size_t *len);
+/* Take the prompt and the line off the screen (a terminal that cannot:
+** go below them) and draw them again. */
+void eddy__edit_erase(void);
+void eddy__edit_redraw(void);
+/* Add a statement to the history. */
+void eddy__edit_history(const char *text, size_t len);
+
+/* Tab completion (repl_complete.c): the sorted, distinct names that
+** complete the expression 'word' ("na", "t.fi", "obj:me") in the
+** globals of L, found without running Lua code.  Returns their number;
+** *names (malloc'ed, each name too) is NULL when there are none. */
+size_t eddy__repl_complete(lua_State *L, const char *word, char ***names);
 
 /* The terminal's text (repl_keys.c), in its character set (current).
-** libedit's key reader on a UTF-8 terminal (rl_getc_function), which
-** keeps the bytes that are not UTF-8 as characters of their own: */
-int eddy__repl_read_key(FILE *f);
+** The character that starts and ends the invisible parts of a prompt
+** (terminal escapes), as in GNU readline: */
+#define EDDY_PROMPT_IGNORE 1
+/* libedit's key reader: 1 (a key in *c), 0 (end of input), -1 (error)
+** or -2 (the rest of a key has not come: it never waits).  A byte that
+** starts no character is kept as a character of its own. */
+int eddy__repl_read_key(wchar_t *c);
 /* Whether it read bytes ahead (fd 0 may have no more); drop them. */
 int eddy__repl_keys_ahead(void);
 void eddy__repl_drop_keys(void);
-/* A line from libedit with those bytes back, in place: its length. */
-size_t eddy__repl_unescape_raw(char *s);
-/* A copy of s (malloc'ed, or NULL) with them as libedit holds them. */
-char *eddy__repl_escape_raw(const char *s);
-/* The screen column after drawing the n bytes at s from column 'col',
-** as libedit draws them; the \1...\1 parts of a prompt count for
-** nothing (RL_PROMPT_START_IGNORE). */
-size_t eddy__repl_column(const char *s, size_t n, size_t col);
+/* Text to wide characters and back, each kept byte as itself (malloc'ed;
+** NULL when out of memory). */
+wchar_t *eddy__repl_widen(const char *s, size_t n);
+char *eddy__repl_narrow(const wchar_t *w, size_t n, size_t *len);
+/* The screen column after drawing the n characters at s from column
+** 'col', as libedit draws them; the parts of a prompt between
+** EDDY_PROMPT_IGNORE characters count for nothing. */
+size_t eddy__repl_column(const wchar_t *s, size_t n, size_t col);
 
 #endif

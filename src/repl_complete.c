@@ -2,42 +2,35 @@
 ** repl_complete.c -- Tab completion at the REPL's prompt: the global
 ** names, fields and methods that complete the expression before the
 ** cursor ("na", "t.fi", "obj:me"), found by raw lookups, without running
-** Lua code; Lua's keywords too.  libedit asks through its readline layer.
+** Lua code; Lua's keywords too.  The line editor (repl_edit.c) asks.
 */
 #include <stdlib.h>
 #include <string.h>
 
-#include <editline/readline.h>
 #include <lua.h>
 
 #include "repl.h"
 
-static lua_State *completing;  /* the REPL's state */
-static char **cands;           /* the candidates for the text completed */
-static size_t ncands, nextcand;
-
-static void free_cands(void) {
-  size_t i;
-  for (i = 0; i < ncands; i++) free(cands[i]);
-  free(cands);
-  cands = NULL;
-  ncands = nextcand = 0;
-}
+/* The names found so far. */
+typedef struct Names {
+  char **v;
+  size_t n;
+} Names;
 
 /* Add "prefix..name" when name starts with 'part'. */
-static void add_cand(const char *prefix, size_t plen, const char *name,
-                     const char *part) {
+static void add_name(Names *names, const char *prefix, size_t plen,
+                     const char *name, const char *part) {
   size_t nlen = strlen(name);
   char *c, **more;
   if (strncmp(name, part, strlen(part)) != 0) return;
-  more = (char **)realloc(cands, (ncands + 1) * sizeof *more);
+  more = (char **)realloc(names->v, (names->n + 1) * sizeof *more);
   if (more == NULL) return;
-  cands = more;
+  names->v = more;
   c = (char *)malloc(plen + nlen + 1);
   if (c == NULL) return;
   memcpy(c, prefix, plen);
   memcpy(c + plen, name, nlen + 1);
-  cands[ncands++] = c;
+  names->v[names->n++] = c;
 }
 
 /*
@@ -85,15 +78,17 @@ static void raw_index(lua_State *L, const char *name, size_t len) {
   lua_pushnil(L);
 }
 
-/* l_complete(text): fill the candidates completing the expression 'text'
-** ("na", "t.fi", "obj:me"): globals, fields, or methods. */
+/* l_complete(names, text), both light userdata: add the names that
+** complete the expression 'text' ("na", "t.fi", "obj:me"): globals,
+** fields, or methods. */
 static int l_complete(lua_State *L) {
   static const char *const keywords[] = {
     "and", "break", "do", "else", "elseif", "end", "false", "for",
     "function", "goto", "if", "in", "local", "nil", "not", "or", "repeat",
     "return", "then", "true", "until", "while", NULL
   };
-  const char *text = lua_tostring(L, 1);
+  Names *names = (Names *)lua_touserdata(L, 1);
+  const char *text = (const char *)lua_touserdata(L, 2);
   const char *sep = strpbrk(text, ".:"), *part = text, *p;
   int depth, methods = 0;
   lua_pushglobaltable(L);
@@ -107,7 +102,7 @@ static int l_complete(lua_State *L) {
   if (part == text) {
     int i;
     for (i = 0; keywords[i] != NULL; i++)
-      add_cand("", 0, keywords[i], part);
+      add_name(names, "", 0, keywords[i], part);
   }
   /* The table's keys, then those of its __index chain. */
   for (depth = 0; depth < 16 && !lua_isnil(L, -1); depth++) {
@@ -119,7 +114,7 @@ static int l_complete(lua_State *L) {
             (!methods || lua_type(L, -1) == LUA_TFUNCTION)) {
           const char *name = lua_tolstring(L, -2, &len);
           if (eddy__repl_is_identifier(name, len))
-            add_cand(text, (size_t)(part - text), name, part);
+            add_name(names, text, (size_t)(part - text), name, part);
         }
         lua_pop(L, 1);
       }
@@ -129,36 +124,28 @@ static int l_complete(lua_State *L) {
   return 0;
 }
 
-/* libedit's generator: the candidates one by one (state 0: compute them). */
-static char *complete_next(const char *text, int state) {
-  lua_State *L = completing;
-  if (state == 0) {
-    free_cands();
-    lua_pushstring(L, text);
-    lua_pushcfunction(L, l_complete);
-    lua_insert(L, -2);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+static int compare_names(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+size_t eddy__repl_complete(lua_State *L, const char *word, char ***out) {
+  Names names = {NULL, 0};
+  size_t i, n = 0;
+  lua_pushcfunction(L, l_complete);
+  lua_pushlightuserdata(L, &names);
+  lua_pushlightuserdata(L, (void *)word);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);  /* out of memory */
+  if (names.n > 0) qsort(names.v, names.n, sizeof *names.v, compare_names);
+  for (i = 0; i < names.n; i++) {  /* a name both in a table and in its */
+    if (n > 0 && strcmp(names.v[n - 1], names.v[i]) == 0)  /* __index */
+      free(names.v[i]);
+    else
+      names.v[n++] = names.v[i];
   }
-  if (nextcand < ncands) return strdup(cands[nextcand++]);
-  return NULL;
-}
-
-static char **complete(const char *text, int start, int end) {
-  (void)start;
-  (void)end;
-  rl_attempted_completion_over = 1;  /* no file names */
-  return rl_completion_matches(text, complete_next);
-}
-
-void eddy__repl_complete_start(lua_State *L) {
-  static char breaks[] = " \t\n\"\\'`@$><=;|&{(+-*/%^~#,[)}";
-  completing = L;
-  rl_attempted_completion_function = complete;
-  rl_basic_word_break_characters = breaks;
-  rl_completion_append_character = '\0';
-}
-
-void eddy__repl_complete_end(void) {
-  free_cands();
-  completing = NULL;
+  if (n == 0) {
+    free(names.v);
+    names.v = NULL;
+  }
+  *out = names.v;
+  return n;
 }

@@ -31,9 +31,9 @@ binary, term, seed, chunks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys
 rng = random.Random(seed)
 KEYS = [chr(c) for c in range(32, 127)] + [
     "\r", "\t", "\t\t", "\x7f", "\x08", "\x03", "\x01", "\x02", "\x05", "\x06",
-    "\x0b", "\x0c", "\x0e", "\x10", "\x12", "\x14", "\x15", "\x17", "\x19", "\x00",
+    "\x0b", "\x0c", "\x0e", "\x10", "\x12", "\x14", "\x15", "\x16", "\x17", "\x19", "\x00",
     "\x1b", "\x1b[", "\x1b[A", "\x1b[B", "\x1b[C", "\x1b[D", "\x1b[H", "\x1b[F",
-    "\x1b[3~", "\x1b[1~", "\x1b[4~", "\x1bOH", "\x1bOF", "\x1b[1;5C", "\x1b[1;5D",
+    "\x1b[2~", "\x1b[3~", "\x1b[1~", "\x1b[4~", "\x1bOH", "\x1bOF", "\x1b[1;5C", "\x1b[1;5D",
     "\x1bb", "\x1bf", "\x1b[200~", "\x1b[201~", "\x1b[99999999999999999999A",
     "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xe2\x82", "\xf0\x9f",
     "\x80", "\xbf", "\xfe", "\xff", "\xc0\xaf",
@@ -43,7 +43,7 @@ KEYS = [chr(c) for c in range(32, 127)] + [
     "'", '"', "\\", "--", "--[[", "...", " ", "  ", "x" * 300, "\r\r",
     "error('e')", "error(setmetatable({},{__tostring=function() error('t') end}))",
     "setmetatable({},{__index=function() error('i') end})",
-    "_PROMPT2=", "collectgarbage()",
+    "_PROMPT2=", "_PROMPT='\\255\\1\\27[1m\\1> '", "collectgarbage()",
 ]  # no Ctrl-D, Ctrl-Z or Ctrl-\: they would end or stop the process
 
 columns = rng.choice([80, 20, 200, 1])
