@@ -167,12 +167,21 @@ static int dostring(lua_State *L, const char *s, const char *name) {
   return dochunk(L, luaL_loadbuffer(L, s, strlen(s), name));
 }
 
-/* -l g=mod (or -l mod): global g = require(mod). */
+/* The mark that ends a module name's "version" suffix (loadlib.c's). */
+#if !defined(LUA_IGMARK)
+#define LUA_IGMARK "-"
+#endif
+
+/* -l g=mod (or -l mod): global g = require(mod).  As Lua 5.4.6's lua.c,
+** which brought 'g=mod': without one, the global's name is the module's
+** cut at its suffix mark ('-l mod-v2' sets mod = require("mod-v2")). */
 static int dolibrary(lua_State *L, char *globname) {
   int status;
+  char *suffix = NULL;
   char *modname = strchr(globname, '=');
   if (modname == NULL) {
     modname = globname;
+    suffix = strchr(modname, *LUA_IGMARK);
   } else {
     *modname = '\0';  /* the global's name ends at the '=' */
     modname++;
@@ -180,7 +189,10 @@ static int dolibrary(lua_State *L, char *globname) {
   lua_getglobal(L, "require");
   lua_pushstring(L, modname);
   status = docall(L, 1, 1);
-  if (status == LUA_OK) lua_setglobal(L, globname);
+  if (status == LUA_OK) {
+    if (suffix != NULL) *suffix = '\0';  /* after require saw the name */
+    lua_setglobal(L, globname);
+  }
   return report(L, status);
 }
 

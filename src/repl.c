@@ -71,6 +71,8 @@ typedef struct Repl {
   uv_signal_t sigint;
   uv_prepare_t redraw;   /* while a line is shown: redraw_cb */
   int nopen;             /* libuv handles not closed yet */
+  int closed;            /* close_handles ran */
+  int guard;             /* registry ref: the guard (close_at_exit) */
   struct sigaction uv_action;  /* libuv's SIGINT action, chained */
   char *buf;             /* without a terminal: the line being read */
   size_t len, cap;
@@ -788,7 +790,10 @@ static int open_handles(Repl *r) {
   return 0;
 }
 
-static void close_handles(Repl *r) {
+/* Start closing the REPL's handles and undo its settings (once). */
+static void release(Repl *r) {
+  if (r->closed) return;
+  r->closed = 1;
   if (r->uv_action.sa_handler != NULL)
     sigaction(SIGINT, &r->uv_action, NULL);
   if (r->nopen > 0) {
@@ -797,7 +802,6 @@ static void close_handles(Repl *r) {
   }
   if (r->nopen > 1) uv_close((uv_handle_t *)&r->sigint, close_cb);
   if (r->nopen > 2) uv_close((uv_handle_t *)&r->redraw, close_cb);
-  while (r->nopen > 0) uv_run(r->loop->uv, UV_RUN_NOWAIT);
   if (r->stdin_flags != -1) fcntl(0, F_SETFL, r->stdin_flags);
   if (r->editing) {
     locale_t old = enter_charset(r);
@@ -805,6 +809,32 @@ static void close_handles(Repl *r) {
     leave_charset(old);
   }
   if (r->charset != (locale_t)0) freelocale(r->charset);
+}
+
+static void close_handles(Repl *r) {
+  release(r);
+  while (r->nopen > 0) uv_run(r->loop->uv, UV_RUN_NOWAIT);
+}
+
+/* __gc of the guard: os.exit(code, true) from an entry closes the state
+** while the REPL still runs (its frame never returns).  The loop's close
+** waits until every handle on it has closed (it hung on the REPL's), so
+** they start closing first: the guard, made after the loop, is finalized
+** before it.  Their close callbacks run in the loop's close; running the
+** loop here would step the entry that is exiting. */
+static int close_at_exit(lua_State *L) {
+  (void)L;
+  if (repl != NULL) release(repl);
+  return 0;
+}
+
+static void make_guard(lua_State *L, Repl *r) {
+  lua_newuserdatauv(L, 0, 0);
+  lua_newtable(L);
+  lua_pushcfunction(L, close_at_exit);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  r->guard = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 /* The loop for the REPL: the current one, or a new current one if a
@@ -855,7 +885,7 @@ int eddy__repl(lua_State *L) {
   locale_t old;
   memset(&r, 0, sizeof r);
   r.L = L;
-  r.pending = r.task = LUA_NOREF;
+  r.pending = r.task = r.guard = LUA_NOREF;
   r.firstline = 1;
   r.tty = isatty(0);
   /* libedit edits only when it also writes to a terminal: with stdout
@@ -884,10 +914,12 @@ int eddy__repl(lua_State *L) {
     }
     capture_output(L);  /* after: libedit writes to the real streams */
   }
+  make_guard(L, &r);
   show_prompt(&r);
   lua_pushcfunction(L, l_run);
   status = lua_pcall(L, 0, 0, 0);
   close_handles(&r);
+  luaL_unref(L, LUA_REGISTRYINDEX, r.guard);
   free(r.buf);
   luaL_unref(L, LUA_REGISTRYINDEX, r.pending);
   luaL_unref(L, LUA_REGISTRYINDEX, r.task);
