@@ -45,3 +45,39 @@ local leaked, result = pcall(eddy.run, function()
   return "survived"
 end)
 check(leaked and result == "survived", "a leaked tag yielded with a file is not taken for a future")
+
+-- Real work through eddy.so (API.md §12): in one eddy.run a server and its
+-- client, a subprocess fed through its stdin, a timer and a thread job.
+local PIPE = eddy.subprocess.PIPE
+local reply, output, status, ticked, doubled = eddy.run(function()
+  local running = eddy.get_running_loop()
+  local tick = false
+  running:call_later(0.01, function() tick = true end)
+  local server = eddy.start_server(function(r, w) w:write(r:readline():upper()) w:close() end,
+                                   "127.0.0.1", 0)
+  local r, w = eddy.open_connection("127.0.0.1", server.sockets[1]:getsockname()[2])
+  w:write("ping\n")
+  local got = r:read()
+  w:close()
+  server:close()
+  server:wait_closed()
+  local p = eddy.create_subprocess_exec("sh", "-c", "read x; echo got $x; exit 3",
+                                        {stdin = PIPE, stdout = PIPE})
+  local out = p:communicate("data\n")
+  eddy.sleep(0.02)
+  return got, out, p.returncode, tick, eddy.to_thread(function(n) return n * 2 end, 21)
+end)
+check(reply == "PING\n" and output == "got data\n" and status == 3 and ticked and doubled == 42,
+      "§12 eddy.run from stock lua: a server and its client, a subprocess, a timer, a thread job")
+
+-- Work left on a loop nobody runs (stock lua does not drain): a server, a
+-- far timer, a pending task.  lua_close closes it all; the process must
+-- end cleanly (tools/run-tests.sh checks the status).
+local left = eddy.new_event_loop()
+eddy.set_event_loop(left)
+left:run_until_complete(function()
+  leftover_server = left:create_server(function() return {} end, "127.0.0.1", 0)
+end)
+left:call_later(100, print, "never")
+left:create_task(eddy.sleep, 100)
+check(leftover_server:is_serving(), "§12 work left open on a loop at the end of a stock lua script")

@@ -1,8 +1,9 @@
 #!/bin/sh
 # run-tests.sh BUILD_DIR: every test suite of eddy against one build.
 #   1. the busted specs (spec/*_spec.lua), run by eddy itself
-#   2. the C embedding test (tests/embed_test.c), and a host built with
-#      nothing but what the build directory's pkg-config file says
+#   2. the C embedding tests (tests/embed_test.c, tests/embed_host_test.c),
+#      and hosts built with nothing but what the build directory's
+#      pkg-config file says (embed_host_test.c built so also runs)
 #   3. `require "eddy"` from the stock lua5.4 (module/eddy.so), and from
 #      a C host of several lua_States (tests/lua_host.c)
 #   4. tests/fuzz_api.lua: every function called with hostile arguments
@@ -64,35 +65,40 @@ run_c_tap() {  # run_c_tap NAME COMMAND...: a C test that prints TAP
   echo "  $(grep -c '^ok ' "$log/c.tap") passed"
 }
 
-echo "== C embedding test"
+echo "== C embedding tests"
 if [ -x "$BUILD/tests/embed_test" ]; then
   run_c_tap embed_test env LD_PRELOAD="$refcheck" timeout 60 "$BUILD/tests/embed_test"
 fi
-
-echo "== pkg-config from the build directory (docs/embedding.md)"
-# A host built only with what pkg-config says must find <eddy.h> and link.
-if pc=$(PKG_CONFIG_PATH="$BUILD/meson-uninstalled" pkg-config --cflags --libs eddy 2>&1) &&
-   cc -o "$log/pc_host" tests/embed_test.c $pc -lpthread >"$log/pc.err" 2>&1; then
-  passed=$((passed + 1))
-  echo "  ok a host compiles and links with: $pc"
-else
-  failed=$((failed + 1))
-  echo "  FAILED:"; { echo "$pc"; cat "$log/pc.err"; } | head -20 | sed 's/^/    /'
+if [ -x "$BUILD/tests/embed_host_test" ]; then
+  run_c_tap embed_host_test env LD_PRELOAD="$refcheck" timeout 60 "$BUILD/tests/embed_host_test"
 fi
 
-echo "== require \"eddy\" from lua5.4"
-# A sanitized eddy.so needs the sanitizer runtimes loaded first into the
-# (uninstrumented) lua5.4.
+# A sanitized libeddy (and eddy.so) needs the sanitizer runtimes loaded
+# first into an uninstrumented program (lua5.4, a host cc built).
 preload=""
 if ldd "$BUILD/module/eddy.so" 2>/dev/null | grep -q libasan; then
   preload="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
 elif ldd "$BUILD/module/eddy.so" 2>/dev/null | grep -q libtsan; then
   preload="$(gcc -print-file-name=libtsan.so)"
 fi
-if LD_PRELOAD="$preload" LUA_CPATH="$BUILD/module/?.so" timeout 60 lua5.4 tests/stock_lua.lua >"$log/stock.tap" 2>&1; then :; fi
-count_tap "$log/stock.tap"
-grep '^not ok' "$log/stock.tap" | sed 's/^/  /'
-grep -q '^ok ' "$log/stock.tap" || { echo "  stock lua test did not run:"; cat "$log/stock.tap"; failed=$((failed + 1)); }
+
+echo "== pkg-config from the build directory (docs/embedding.md)"
+# Hosts built only with what pkg-config says must find <eddy.h> and link;
+# the black-box one then runs as the meson-built one does.
+if pc=$(PKG_CONFIG_PATH="$BUILD/meson-uninstalled" pkg-config --cflags --libs eddy 2>&1) &&
+   cc -o "$log/pc_host" tests/embed_test.c $pc -lpthread >"$log/pc.err" 2>&1 &&
+   cc -o "$log/pc_bb" tests/embed_host_test.c $pc -lpthread >>"$log/pc.err" 2>&1; then
+  passed=$((passed + 1))
+  echo "  ok hosts compile and link with: $pc"
+  run_c_tap pc_bb env LD_LIBRARY_PATH="$BUILD" LD_PRELOAD="$preload" timeout 60 "$log/pc_bb"
+else
+  failed=$((failed + 1))
+  echo "  FAILED:"; { echo "$pc"; cat "$log/pc.err"; } | head -20 | sed 's/^/    /'
+fi
+
+echo "== require \"eddy\" from lua5.4"
+# Its exit status counts too: work left open must end cleanly.
+run_c_tap stock_lua env LD_PRELOAD="$preload" LUA_CPATH="$BUILD/module/?.so" timeout 60 lua5.4 tests/stock_lua.lua
 
 echo "== require \"eddy\" from a C host of several lua_States (tests/lua_host.c)"
 if [ -x "$BUILD/tests/lua_host" ]; then
