@@ -201,6 +201,57 @@ static void test_host_loop(void) {
         "§12 after eddy_close and the host's own closes, uv_loop_close succeeds");
 }
 
+/*
+** eddy_run(UV_RUN_DEFAULT) on a host's loop runs it as uv_run does: until
+** nothing on it is alive, the host's active handles included (an
+** unreferenced one does not count).  A top-level suspension runs the
+** host's handles too.  (docs/embedding.md)
+*/
+static struct {
+  uv_timer_t ticker, watchdog;
+  int ticks, bitten;
+} shared;
+
+static void shared_tick(uv_timer_t *t) {
+  if (++shared.ticks == 30) uv_timer_stop(t);
+}
+
+static void shared_bite(uv_timer_t *t) {  /* eddy_run hung: end it */
+  shared.bitten = 1;
+  uv_stop(t->loop);
+}
+
+static void test_run_default_on_host_loop(void) {
+  uv_loop_t uv;
+  eddy_State *E;
+  double t0;
+  int rc, during_sleep;
+  uv_loop_init(&uv);
+  uv_timer_init(&uv, &shared.watchdog);
+  uv_timer_start(&shared.watchdog, shared_bite, 5000, 0);
+  uv_unref((uv_handle_t *)&shared.watchdog);
+  uv_timer_init(&uv, &shared.ticker);
+  uv_timer_start(&shared.ticker, shared_tick, 2, 2);
+  E = eddy_new(&uv);
+  run(E, "local eddy = require 'eddy'\n"
+         "slept = eddy.sleep(0.01, 'slept')\n"
+         "eddy.get_event_loop():call_later(0.01, function() fired = true end)");
+  during_sleep = shared.ticks;
+  check(strcmp(global(E, "slept"), "slept") == 0 && during_sleep > 0 && during_sleep < 30,
+        "§12 a top-level suspension on a host's loop runs the host's handles too");
+  t0 = now();
+  rc = eddy_run(E, UV_RUN_DEFAULT);
+  check(rc == 0 && global_true(E, "fired") && shared.ticks == 30 && !shared.bitten &&
+        now() - t0 < 5,
+        "§12 eddy_run(UV_RUN_DEFAULT) on a host's loop returns once eddy's work and the "
+        "host's active handles are done; an unreferenced host handle does not hold it");
+  uv_close((uv_handle_t *)&shared.ticker, NULL);
+  uv_close((uv_handle_t *)&shared.watchdog, NULL);
+  eddy_close(E);
+  uv_run(&uv, UV_RUN_NOWAIT);
+  check(uv_loop_close(&uv) == 0, "§12 ... and the host's loop closes clean after eddy_close");
+}
+
 /* }====================================================== */
 
 /* {====================================================== Errors */
@@ -492,6 +543,7 @@ static void test_two_states_talk(void) {
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   test_host_loop();
+  test_run_default_on_host_loop();
   test_c_functions_in_tasks();
   test_dofile_and_dostring_errors();
   test_run_result();
