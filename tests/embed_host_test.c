@@ -538,6 +538,31 @@ static void test_two_states_talk(void) {
   eddy_close(A);
 }
 
+/* A host that makes a state per job, one after the other: each state's
+** server, connection and pending timer go with it.  (The first state
+** also makes what libuv keeps for the process: its signal pipe.) */
+static void test_states_in_turn(void) {
+  const char *job = "local eddy = require 'eddy'\n"
+                    "local s = eddy.start_server(function(r, w) w:write(r:readline()) w:close() end,\n"
+                    "                            '127.0.0.1', 0)\n"
+                    "local r, w = eddy.open_connection('127.0.0.1', s.sockets[1]:getsockname()[2])\n"
+                    "w:write('job\\n') assert(r:readline() == 'job\\n')\n"
+                    "eddy.get_event_loop():call_later(10, print)";
+  int i, fds, failed = 0;
+  eddy_State *E = eddy_new(NULL);
+  run(E, job);
+  eddy_close(E);
+  fds = open_fds();
+  for (i = 0; i < 100; i++) {
+    E = eddy_new(NULL);
+    if (run(E, job) != 0) failed++;
+    eddy_close(E);
+  }
+  check(failed == 0 && open_fds() == fds,
+        "§12 100 states made and closed in turn, each with a server, a connection and a "
+        "pending timer: every descriptor released");
+}
+
 /* }====================================================== */
 
 int main(void) {
@@ -550,5 +575,6 @@ int main(void) {
   test_threadsafe_order();
   test_close_with_live_work();
   test_two_states_talk();
+  test_states_in_turn();
   return tap_done();
 }
