@@ -122,6 +122,16 @@ return {stamp = stamp, status = t:result(), running = loop:is_running()}]])
     local r = eddy(path("-l warmup -e " .. q"print(warmup.stamp, warmup.status, warmup.running)"))
     assert.same({code = 0, out = "warmup loaded\tcache filled\tfalse\n", err = ""}, r)
   end)
+
+  it("§11 LUA_INIT may suspend too: its task's result is there for -e, and a timer it set "
+     .. "is drained after the script", function()
+    local init = "eddy = require 'eddy' local loop = eddy.get_event_loop() " ..
+                 "loop:call_later(0.03, print, 'init timer') " ..
+                 "ready = loop:create_task(function() return eddy.sleep(0.01, 'init task') end) " ..
+                 "eddy.sleep(0.02)"
+    local r = eddy("-e " .. q"print(ready:result(), ready:done())", {env = "LUA_INIT=" .. q(init)})
+    assert.same({code = 0, out = "init task\ttrue\ninit timer\n", err = ""}, r)
+  end)
 end)
 
 describe("§11 the main chunk", function()
@@ -241,6 +251,44 @@ loop:call_later(0.02, print, "still running")
       assert.matches("Exception in callback", r.err)
       assert.matches("RuntimeError: open_connection%(%) cannot suspend here", r.err)
     end)
+end)
+
+describe("§11 plain callbacks", function()
+  it("§11 in every kind of plain callback (done callback, exception handler, signal handler, fd "
+     .. "watcher, protocol method) a suspending function raises RuntimeError naming it", function()
+    local r = eddy(script [[
+local eddy = require "eddy"
+local loop = eddy.get_event_loop()
+local function try(where)
+  local ok, err = pcall(eddy.sleep, 0)
+  print(where, ok, tostring(err):find("RuntimeError: sleep() cannot suspend here", 1, true) == 1)
+end
+local fut = loop:create_future()
+fut:add_done_callback(function() try("done callback") end)
+fut:set_result(1)
+loop:set_exception_handler(function() try("exception handler") end)
+loop:call_soon(error, "x")
+loop:add_signal_handler("SIGUSR1", function() try("signal handler") loop:remove_signal_handler("SIGUSR1") end)
+local a, b = eddy.socket.socketpair()
+loop:add_reader(a, function() try("fd watcher") loop:remove_reader(a) a:close() b:close() end)
+b:send("x")
+local srv = loop:create_server(function()
+  return {connection_made = function(self, t) self.t = t end,
+          data_received = function(self) try("data_received") self.t:close() end}
+end, "127.0.0.1", 0)
+local t = loop:create_connection(function() return {} end, "127.0.0.1", srv.sockets[1]:getsockname()[2])
+t:write("hi")
+os.execute("kill -USR1 " .. io.open("/proc/self/stat"):read("n"))
+loop:call_later(0.05, function() srv:close() t:close() end)
+]])
+    assert.same({code = 0, err = ""}, {code = r.code, err = r.err})
+    local lines = {}
+    for line in r.out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    table.sort(lines)  -- the signal, the fd and the connection race
+    assert.same({"data_received\tfalse\ttrue", "done callback\tfalse\ttrue",
+                 "exception handler\tfalse\ttrue", "fd watcher\tfalse\ttrue",
+                 "signal handler\tfalse\ttrue"}, lines)
+  end)
 end)
 
 describe("§11 the drain after the main chunk", function()
