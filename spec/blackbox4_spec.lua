@@ -29,6 +29,12 @@ local function script(source)
   return q(cli.tempfile(source, ".lua"))
 end
 
+-- The same, 'source' after two lines that set the locals eddy and loop
+-- (the default loop).
+local function loop_script(source)
+  return script('local eddy = require "eddy"\nlocal loop = eddy.get_event_loop()\n' .. source)
+end
+
 describe("§11 options and arg, as lua.c's", function()
   before_each(function()
     if not has_lua then pending("lua5.4 is not installed") end
@@ -148,9 +154,7 @@ print("slept", coroutine.isyieldable(), eddy.sleep(0.01, arg[0], #arg))
 
   it("§11 top-level suspension: a producer in the main chunk fills a bounded queue (put suspends "
      .. "when full), a consumer task empties it, join() waits for the last task_done", function()
-    local r = eddy(script [[
-local eddy = require "eddy"
-local loop = eddy.get_event_loop()
+    local r = eddy(loop_script [[
 local q = eddy.Queue(2)
 local log = {}
 local consumer = loop:create_task(function()
@@ -177,9 +181,7 @@ consumer:cancel()  -- else a live task: the drain would wait for it
 
   it("§11 between two top-level suspensions no loop runs: a task advances only while the chunk "
      .. "waits, and finishes in the drain", function()
-    local r = eddy(script [[
-local eddy = require "eddy"
-local loop = eddy.get_event_loop()
+    local r = eddy(loop_script [[
 local steps = 0
 loop:create_task(function()
   for _ = 1, 1000 do steps = steps + 1 eddy.sleep(0) end
@@ -218,9 +220,7 @@ print("closed", server:is_serving())
   end)
 
   it("§11 an uncaught error in the main chunk exits 1 at once: the default loop is not drained", function()
-    local r = eddy(script [[
-local eddy = require "eddy"
-local loop = eddy.get_event_loop()
+    local r = eddy(loop_script [[
 loop:call_soon(print, "never soon")
 loop:call_later(0.01, print, "never later")
 eddy.sleep(0)  -- the soon callback has run by now
@@ -234,9 +234,7 @@ error("main failed")
   it("§11 a suspending function called from a plain callback raises RuntimeError naming it and "
      .. "eddy.run / run_until_complete; uncaught, the handler reports it, the loop goes on, status 1",
     function()
-      local r = eddy(script [[
-local eddy = require "eddy"
-local loop = eddy.get_event_loop()
+      local r = eddy(loop_script [[
 loop:call_soon(function()
   local ok, err = pcall(eddy.sleep, 0)
   print(ok, eddy.errors.is(err, eddy.errors.RuntimeError))
@@ -256,9 +254,7 @@ end)
 describe("§11 plain callbacks", function()
   it("§11 in every kind of plain callback (done callback, exception handler, signal handler, fd "
      .. "watcher, protocol method) a suspending function raises RuntimeError naming it", function()
-    local r = eddy(script [[
-local eddy = require "eddy"
-local loop = eddy.get_event_loop()
+    local r = eddy(loop_script [[
 local function try(where)
   local ok, err = pcall(eddy.sleep, 0)
   print(where, ok, tostring(err):find("RuntimeError: sleep() cannot suspend here", 1, true) == 1)
@@ -342,9 +338,6 @@ local job = loop:run_in_executor(nil, function() os.execute("sleep 0.2") return 
 job:add_done_callback(function(f) print(f:result()) end)]], "job done\n"},
   }
   local prelude = [[
-local eddy = require "eddy"
-local loop = eddy.get_event_loop()
-local t0 = loop:time()
 -- A peer: this Lua code in another eddy process, after 0.2 s (or 'delay').
 local function later(code, delay)
   os.execute(("(sleep %s; %s -e %q) >/dev/null 2>&1 &"):format(delay or 0.2, arg[-1], code))
@@ -352,22 +345,18 @@ end
 ]]
   for name, case in pairs(kinds) do
     it("§11 the drain waits for " .. name, function()
-      local r = eddy(script(prelude .. case[1] .. '\nprint("returns")\n'), {timeout = 20})
+      local r = eddy(loop_script(prelude .. case[1] .. '\nprint("returns")\n'), {timeout = 20})
       assert.same({code = 0, err = "", out = "returns\n" .. case[2]}, r)
     end)
   end
 
   it("§11 signal handlers alone do not keep the drain alive; with a timer they run until it fires", function()
-    local r = eddy(script [[
-local eddy = require "eddy"
-local loop = eddy.get_event_loop()
+    local r = eddy(loop_script [[
 loop:add_signal_handler("SIGUSR1", print, "usr1")
 loop:add_signal_handler("SIGUSR2", print, "usr2")
 print("returns")]], {timeout = 5})
     assert.same({code = 0, out = "returns\n", err = ""}, r)
-    r = eddy(script [[
-local eddy = require "eddy"
-local loop = eddy.get_event_loop()
+    r = eddy(loop_script [[
 loop:add_signal_handler("SIGUSR1", function() print("usr1") end)
 loop:call_later(0.2, print, "timer")
 io.popen("sleep 0.05; kill -USR1 " .. io.open("/proc/self/stat"):read("n")):close()
@@ -377,16 +366,12 @@ print("returns")]], {timeout = 5})
 
   it("§11 loop:stop() ends the drain though a server listens and a timer waits; os.exit(n) from "
      .. "a task of the drain exits n at once", function()
-    local r = eddy(script [[
-local eddy = require "eddy"
-local loop = eddy.get_event_loop()
+    local r = eddy(loop_script [[
 local server = eddy.start_server(function() end, "127.0.0.1", 0)
 loop:call_later(30, print, "never")
 loop:call_later(0.01, function() print("stopping", server:is_serving()) loop:stop() end)]], {timeout = 5})
     assert.same({code = 0, out = "stopping\ttrue\n", err = ""}, r)
-    r = eddy(script [[
-local eddy = require "eddy"
-local loop = eddy.get_event_loop()
+    r = eddy(loop_script [[
 eddy.start_server(function() end, "127.0.0.1", 0)
 loop:create_task(function() eddy.sleep(0.01) print("exiting") os.exit(6) end)
 loop:call_later(30, print, "never")]], {timeout = 5})

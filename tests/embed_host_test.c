@@ -9,7 +9,6 @@
 ** build directory's pkg-config flags and runs that build.  Prints TAP;
 ** every wait is bounded.
 */
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -22,36 +21,13 @@
 #include <lauxlib.h>
 
 #include <eddy.h>
+#include "host.h"
 #include "tap.h"
 
-static double now(void) { return (double)uv_hrtime() / 1e9; }
-
-static int open_fds(void) {
-  int n = 0;
-  DIR *d = opendir("/proc/self/fd");
-  if (d == NULL) return -1;
-  while (readdir(d) != NULL) n++;
-  closedir(d);
-  return n;
-}
-
-/* The global 'name' as a string ("" when it is no string or number). */
-static const char *global(eddy_State *E, const char *name) {
-  lua_State *L = eddy_lua(E);
-  const char *s;
-  lua_getglobal(L, name);
-  s = lua_tostring(L, -1);
-  lua_pop(L, 1);  /* the global keeps the string alive */
-  return s != NULL ? s : "";
-}
-
-static int global_true(eddy_State *E, const char *name) {
-  lua_State *L = eddy_lua(E);
-  int b;
-  lua_getglobal(L, name);
-  b = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return b;
+/* Whether the global 'name' is the string 'want'. */
+static int global_is(eddy_State *E, const char *name, const char *want) {
+  const char *s = global_string(E, name);
+  return s != NULL && strcmp(s, want) == 0;
 }
 
 static int has(const char *s, const char *part) {
@@ -185,7 +161,7 @@ static void test_host_loop(void) {
     }
   }
   check(strcmp(host.notes, "line 1|line 2|line 3|") == 0 && host.accepted == 1 &&
-        strcmp(global(E, "noted"), "21") == 0,
+        global_is(E, "noted", "21"),
         "§12 the host's uv_run and eddy_run(UV_RUN_NOWAIT), interleaved, carry the "
         "task's three round trips through the host's libuv server");
   check(host.notes_in_task == 3,
@@ -237,7 +213,7 @@ static void test_run_default_on_host_loop(void) {
          "slept = eddy.sleep(0.01, 'slept')\n"
          "eddy.get_event_loop():call_later(0.01, function() fired = true end)");
   during_sleep = shared.ticks;
-  check(strcmp(global(E, "slept"), "slept") == 0 && during_sleep > 0 && during_sleep < 30,
+  check(global_is(E, "slept", "slept") && during_sleep > 0 && during_sleep < 30,
         "§12 a top-level suspension on a host's loop runs the host's handles too");
   t0 = now();
   rc = eddy_run(E, UV_RUN_DEFAULT);
@@ -292,7 +268,7 @@ static void test_c_functions_in_tasks(void) {
                "  function() eddy.sleep(0) c_fail('in gather') end,\n"
                "  {return_exceptions = true})\n"
                "summary = a .. ' ' .. b .. ' ' .. tostring(c)") == 0 &&
-        has(global(E, "summary"), "294,3 1000 ") && has(global(E, "summary"), "c_fail: in gather"),
+        has(global_string(E, "summary"), "294,3 1000 ") && has(global_string(E, "summary"), "c_fail: in gather"),
         "§12 C functions called from gathered tasks: their results, and an error one raises "
         "reaches gather(return_exceptions)");
   check(eddy_dostring(E, "local eddy = require 'eddy'\n"
@@ -375,8 +351,8 @@ static void test_run_result(void) {
          "local u = loop:create_task(function() error('seen by a done callback') end)\n"
          "u:add_done_callback(function(f) seen = tostring(f:exception()) end)");
   check(eddy_run(E, UV_RUN_DEFAULT) == 0 && eddy_errmsg(E) == NULL &&
-        has(global(E, "caught"), "caught by the waiter") &&
-        has(global(E, "seen"), "seen by a done callback"),
+        has(global_string(E, "caught"), "caught by the waiter") &&
+        has(global_string(E, "seen"), "seen by a done callback"),
         "§12 eddy_run: 0 when every task error was retrieved (await, exception())");
   eddy_close(E);
 }
@@ -494,7 +470,9 @@ static void test_close_with_live_work(void) {
                "eddy.sleep(0.02)") == 0,
         "§12 a state with a server, a client with 1 MiB in flight, UDP, a child, an fd "
         "watcher, a signal handler, timers, tasks and an executor job");
-  child = (pid_t)atoi(global(E, "child"));
+  lua_getglobal(eddy_lua(E), "child");
+  child = (pid_t)lua_tointeger(eddy_lua(E), -1);
+  lua_pop(eddy_lua(E), 1);
   eddy_close(E);
   check(open_fds() == fds, "§12 eddy_close releases every descriptor of that live work");
   check(child > 0 && kill(child, 0) == -1 && errno == ESRCH,
@@ -516,20 +494,22 @@ static void test_two_states_talk(void) {
          "  w:close()\n"
          "end, '127.0.0.1', 0)\n"
          "port = server.sockets[1]:getsockname()[2]");
-  lua_pushstring(eddy_lua(B), global(A, "port"));
+  lua_getglobal(eddy_lua(A), "port");
+  lua_pushinteger(eddy_lua(B), lua_tointeger(eddy_lua(A), -1));
+  lua_pop(eddy_lua(A), 1);
   lua_setglobal(eddy_lua(B), "port");
   run(B, "local eddy = require 'eddy'\n"
          "eddy.get_event_loop():create_task(function()\n"
-         "  local r, w = eddy.open_connection('127.0.0.1', tonumber(port))\n"
+         "  local r, w = eddy.open_connection('127.0.0.1', port)\n"
          "  w:write('one\\ntwo\\n') w:write_eof()\n"
          "  reply = r:read()\n"
          "end)");
-  while (strcmp(global(B, "reply"), "") == 0 && now() < deadline) {
+  while (global_string(B, "reply") == NULL && now() < deadline) {
     eddy_run(A, UV_RUN_NOWAIT);
     eddy_run(B, UV_RUN_NOWAIT);
     usleep(200);
   }
-  check(strcmp(global(B, "reply"), "A saw one\nA saw two\n") == 0,
+  check(global_is(B, "reply", "A saw one\nA saw two\n"),
         "§12 two states on one thread, turns with UV_RUN_NOWAIT: B's client talks to A's server");
   eddy_close(B);
   check(run(A, "server:close() server:wait_closed() closed = not server:is_serving()") == 0 &&

@@ -17,28 +17,8 @@
 #include <lauxlib.h>
 
 #include "eddy.h"
+#include "host.h"
 #include "tap.h"
-
-/* The global 'name' of E's state as a string (or NULL when it is nil). */
-static const char *global_string(eddy_State *E, const char *name) {
-  lua_State *L = eddy_lua(E);
-  const char *s;
-  lua_getglobal(L, name);
-  s = lua_tostring(L, -1);
-  lua_pop(L, 1);
-  return s;
-}
-
-static int global_true(eddy_State *E, const char *name) {
-  lua_State *L = eddy_lua(E);
-  int b;
-  lua_getglobal(L, name);
-  b = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return b;
-}
-
-static double now(void) { return (double)uv_hrtime() / 1e9; }
 
 static int dostring(eddy_State *E, const char *chunk) {
   int rc = eddy_dostring(E, chunk, "=embed_test");

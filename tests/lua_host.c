@@ -4,23 +4,14 @@
 ** Prints TAP.  Covers what a stock lua5.4 cannot show: several lua_States
 ** in one process, and lua_close of a state whose loops hold live handles.
 */
-#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "host.h"
 #include "tap.h"
-
-static int open_fds(void) {
-  int n = 0;
-  DIR *d = opendir("/proc/self/fd");
-  if (d == NULL) return -1;
-  while (readdir(d) != NULL) n++;
-  closedir(d);
-  return n;
-}
 
 static lua_State *new_state(void) {
   lua_State *L = luaL_newstate();
