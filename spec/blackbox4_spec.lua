@@ -95,6 +95,22 @@ describe("§11 options and arg, as lua.c's", function()
   end)
 end)
 
+describe("§11 -W", function()
+  it("§11 -W turns on eddy's own warnings too: in debug mode (EDDY_DEBUG, §3) a writer dropped "
+     .. "unclosed is reported; without -W nothing is", function()
+    local drop = loop_script [[
+local srv = eddy.start_server(function() end, "127.0.0.1", 0)
+do local _, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2]) end
+collectgarbage() collectgarbage()
+srv:close()
+print("end")]]
+    local r = eddy("-W " .. drop, {env = "EDDY_DEBUG=1"})
+    assert.same({code = 0, out = "end\n"}, {code = r.code, out = r.out})
+    assert.matches("^Lua warning: eddy: unclosed <StreamWriter ", r.err)
+    assert.same({code = 0, out = "end\n", err = ""}, eddy(drop, {env = "EDDY_DEBUG=1"}))
+  end)
+end)
+
 describe("§11 -l", function()
   local dir
   before_each(function()
