@@ -197,6 +197,20 @@ static void throw_later(lua_State *L, eddy_Task *t, int ti) {
   eddy__ready_push(L, t->fut.loop, ti);
 }
 
+/* Wake the parked task t, at ti, with its CancelledError.  The park
+** stands for the future asyncio's task would wait on, which cancel()
+** cancels: the error comes whatever uncancel() does before the step
+** (uncancel() to 0 clears must_cancel, as asyncio's _must_cancel). */
+static void cancel_park(lua_State *L, eddy_Task *t, int ti) {
+  int top = lua_gettop(L);
+  ti = lua_absindex(L, ti);
+  t->parked_on = NULL;
+  t->cancel_woke = 1;
+  eddy__push_cancelled_error(L, ti);
+  throw_later(L, t, ti);
+  lua_settop(L, top);
+}
+
 /* Cancel the future at i through its own cancel method (a subclass, such
 ** as gather's, may override it).  Returns its boolean result. */
 static int cancel_waiter(lua_State *L, int i, int msg) {
@@ -421,9 +435,8 @@ static void step_outcome(lua_State *L, eddy_Task *t, int ti, int status,
     if (t->parked_on != NULL) {  /* eddy__park: its object wakes it */
       if (nres > 0) lua_pop(co, nres);
       if (t->must_cancel) {  /* cancel() came while it ran */
-        t->parked_on = NULL;
-        t->scheduled = 1;
-        eddy__ready_push(L, loop, ti);
+        t->must_cancel = 0;
+        cancel_park(L, t, ti);
       }
     } else if (nres >= 2 && eddy__istag(co, -nres) &&
         eddy__tofuture(co, -nres + 1) != NULL) {
@@ -770,15 +783,13 @@ static int t_cancel(lua_State *L) {
   /* The message the task will see, nil included: asyncio's cancel()
   ** replaces _cancel_message whenever the waiter could not take it. */
   set_cancel_message(L, 1, 2);
-  t->must_cancel = 1;
   if (t->parked_on != NULL) {  /* step it now: the error wakes it */
     /* ...which a closed loop cannot: asyncio's waiter.cancel() raises
     ** there too (its call_soon) */
     eddy__check_open(L, t->fut.loop);
-    t->cancel_woke = 1;
-    t->parked_on = NULL;
-    t->scheduled = 1;
-    eddy__ready_push(L, t->fut.loop, 1);
+    cancel_park(L, t, 1);
+  } else {
+    t->must_cancel = 1;
   }
   lua_pushboolean(L, 1);
   return 1;
