@@ -496,6 +496,18 @@ describe("§6 timeouts (asyncio test_timeouts)", function()
       assert.is_false(inner_scope:expired())
       assert.equals(0, eddy.current_task():cancelling())
     end))
+
+  it("§6 timeout: a TimeoutError the body raises itself, with the scope unexpired, goes "
+     .. "through unchanged", async(function()
+      local scope
+      local err = expect_error(errors.TimeoutError, function()
+        local t <close> = eddy.timeout(5)
+        scope = t
+        error(errors.TimeoutError("mine"))
+      end)
+      assert.equals("mine", err.message)
+      assert.is_false(scope:expired())
+    end))
 end)
 
 describe("§6 TaskGroup (asyncio test_taskgroups)", function()
@@ -574,6 +586,20 @@ describe("§6 TaskGroup (asyncio test_taskgroups)", function()
       assert.is_true(parent:cancelled())
       assert.same({false, true, 2}, seen.group)
       assert.is_nil(seen.after)
+    end))
+
+  it("§6 TaskGroup: a child that raises CancelledError itself ends cancelled and is not an "
+     .. "error of the group: the others finish, the group exits normally (_on_task_done "
+     .. "returns on task.cancelled())", async(function()
+      local quitter, worker
+      do
+        local tg <close> = eddy.TaskGroup()
+        quitter = tg:create_task(function() error(errors.CancelledError("gave up")) end)
+        worker = tg:create_task(function() eddy.sleep(0.01); return "done" end)
+      end
+      assert.is_true(quitter:cancelled())
+      assert.same({"ok", "done"}, {outcome(worker)})
+      assert.equals(0, eddy.current_task():cancelling())
     end))
 
   it("§6 TaskGroup: a child's error after the parent returned from its cancelled body is "
@@ -685,6 +711,67 @@ describe("§5/§6 cancellation requests (asyncio test_tasks)", function()
         left_alone()
       end))
   end
+
+  it("§5 a future the task awaits cancelled with a message by someone else: the task ends "
+     .. "cancelled with that message, its own cancel count 0 (Task.__step keeps the raised "
+     .. "CancelledError)", async(function(loop)
+      local fut = loop:create_future()
+      local t = loop:create_task(function() return fut:await() end)
+      turns()
+      fut:cancel("from the future")
+      eddy.wait({t}, {timeout = 1})
+      local err = expect_error(errors.CancelledError, t.result, t)
+      assert.equals("from the future", err.message)
+      assert.equals(0, t:cancelling())
+    end))
+
+  it("§5 cancel() twice while the task waits: both counted, the first message is the one "
+     .. "raised (the second finds the waiter already cancelled)", async(function(loop)
+      local fut = loop:create_future()
+      local t = loop:create_task(function() return fut:await() end)
+      turns()
+      assert.is_true(t:cancel("first"))
+      assert.is_true(t:cancel("second"))
+      eddy.wait({t}, {timeout = 1})
+      local err = expect_error(errors.CancelledError, t.result, t)
+      assert.equals("first", err.message)
+      assert.equals(2, t:cancelling())
+      assert.is_true(fut:cancelled())
+    end))
+
+  it("§6 shield and wait_for: the awaited task cancelled by a third party: the caller gets "
+     .. "that CancelledError, though nobody cancelled the caller (cancelling() 0)",
+     async(function(loop)
+      for _, how in ipairs {"shield", "wait_for"} do
+        local inner = loop:create_task(function() eddy.sleep(5) end)
+        local t = loop:create_task(function()
+          if how == "shield" then return eddy.shield(inner):await() end
+          return eddy.wait_for(inner, 5)
+        end)
+        turns()
+        inner:cancel("third party")
+        eddy.wait({t}, {timeout = 1})
+        assert.is_true(t:cancelled())
+        assert.equals(0, t:cancelling())
+      end
+    end))
+
+  it("§6 wait_for: an aw that raises CancelledError itself (nobody cancelled it) makes "
+     .. "wait_for raise it as is, not TimeoutError", async(function()
+      local err = expect_error(errors.CancelledError, eddy.wait_for, function()
+        error(errors.CancelledError("its own"))
+      end, 1)
+      assert.equals("its own", err.message)
+    end))
+
+  it("§6 wait_for nested: the inner wait_for's TimeoutError goes through the outer one "
+     .. "unchanged; the outer's timeout is not the one that fired", async(function()
+      local err = expect_error(errors.TimeoutError, eddy.wait_for, function()
+        return eddy.wait_for(function() eddy.sleep(1) end, 0.01)
+      end, 0.5)
+      assert.is_true(errors.is(err.cause, errors.CancelledError))
+      assert.equals(0, eddy.current_task():cancelling())
+    end))
 
   it("§6 gather: the caller cancelled after every child finished but before gather returned "
      .. "is cancelled (the outer future could not be, so Task.cancel sets _must_cancel)",
