@@ -221,6 +221,27 @@ describe("§8 Semaphore and Barrier (asyncio test_locks)", function()
       assert.same({0, 1}, {i1, i2})
     end))
 
+  it("§8 Barrier: a task arriving while the barrier drains waits outside (_block); cancelled "
+     .. "there it never counted: n_waiting stays 0 and the next round fills from index 0",
+     async(function(loop)
+      local barrier = eddy.Barrier(2)
+      local function waiter() return loop:create_task(function() return barrier:wait() end) end
+      -- second fills the barrier; late comes right after, before first
+      -- has left: draining
+      local first, second, late = waiter(), waiter(), waiter()
+      turns()
+      assert.equals(0, barrier.n_waiting)
+      assert.same({"ok", 1}, {outcome(second)})
+      assert.is_false(first:done() or late:done())
+      late:cancel()
+      eddy.wait({first, second, late}, {timeout = 1})
+      assert.same({"ok", 0}, {outcome(first)})
+      assert.same({"ok", 1}, {outcome(second)})
+      assert.equals("cancelled", outcome(late))
+      local a, b = waiter(), waiter()
+      assert.same({0, 1}, {eddy.gather(a, b)})
+    end))
+
   it("§8 Barrier: abort() with waiters: each gets BrokenBarrierError, n_waiting reads 0, a new "
      .. "wait fails at once until reset() (test_abort_barrier)", async(function(loop)
       local barrier = eddy.Barrier(3)
@@ -917,6 +938,17 @@ describe("§8 StreamReader (asyncio test_streams)", function()
       assert.is_true(errors.is(r:exception(), errors.ConnectionResetError))
     end))
 
+  it("§8 StreamReader: an exception set is raised by every read even when the buffer holds "
+     .. "enough bytes; the bytes stay and at_eof() is false (each read checks _exception first)",
+     async(function()
+      local r = reader_with("abcd")
+      r:set_exception(errors.ValueError("broken"))
+      expect_error(errors.ValueError, r.readexactly, r, 2)
+      expect_error(errors.ValueError, r.read, r, 2)
+      expect_error(errors.ValueError, r.readuntil, r, "c")
+      assert.is_false(r:at_eof())
+    end))
+
   it("§8 StreamReader: feed_eof wakes a waiting read(n) with what is buffered, then \"\" "
      .. "(test_read_eof)", async(function(loop)
       local r = eddy.StreamReader()
@@ -962,4 +994,24 @@ describe("§8 context variables (asyncio test_context / test_tasks)", function()
       assert.equals("in ctx", ctx:get(var))
       assert.equals("none", var:get())
     end))
+
+  it("§2/§8 eddy.run runs main in a copy of the caller's context: main sees the values set "
+     .. "before the call, its own sets stay inside, and a call_later callback sees main's "
+     .. "values as they were when it was scheduled (asyncio test_runners / Handle)", function()
+    local var = eddy.ContextVar("conformance_run", "default")
+    local token = var:set("outside")
+    local seen, in_callback = eddy.run(function()
+      local loop = eddy.get_running_loop()
+      local seen = var:get()
+      var:set("main's")
+      local fut = loop:create_future()
+      loop:call_later(0.005, function() fut:set_result(var:get()) end)
+      var:set("changed after scheduling")
+      return seen, fut:await()
+    end)
+    assert.equals("outside", seen)
+    assert.equals("main's", in_callback)
+    assert.equals("outside", var:get())
+    var:reset(token)
+  end)
 end)
