@@ -949,6 +949,69 @@ describe("§8 StreamReader (asyncio test_streams)", function()
       assert.is_false(r:at_eof())
     end))
 
+  -- asyncio checks a reader's exception when a read starts, and after a
+  -- wait only if set_exception is what woke it (waiter.set_exception):
+  -- a read that data or EOF woke goes on with them.
+  it("§8 StreamReader: set_exception after feed_data woke a waiting read, before it ran: "
+     .. "the read returns the data; the next read raises (_wait_for_data, set_exception)",
+     async(function(loop)
+      local r = eddy.StreamReader()
+      local t = loop:create_task(function() return r:readexactly(3) end)
+      turns()
+      r:feed_data("abcd")
+      r:set_exception(errors.ValueError("late"))
+      assert.equals("abc", t:await())
+      expect_error(errors.ValueError, r.read, r, 1)
+    end))
+
+  it("§8 StreamReader: a readexactly woken by too little data, with an exception set since, "
+     .. "waits again instead of raising, and completes when the rest comes (its loop of "
+     .. "_wait_for_data checks no exception)", async(function(loop)
+      local r = eddy.StreamReader()
+      local t = loop:create_task(function() return r:readexactly(4) end)
+      turns()
+      r:feed_data("ab")
+      r:set_exception(errors.ValueError("late"))
+      turns()
+      assert.is_false(t:done())
+      r:feed_data("cd")
+      assert.equals("abcd", t:await())
+    end))
+
+  it("§8 StreamReader: a readuntil woken by feed_eof, with an exception set since, raises "
+     .. "IncompleteReadError with the buffer, not the exception", async(function(loop)
+      local r = eddy.StreamReader()
+      local t = loop:create_task(function() return r:readuntil("|") end)
+      turns()
+      r:feed_data("x")
+      turns()
+      r:feed_eof()
+      r:set_exception(errors.ValueError("late"))
+      local err = expect_error(errors.IncompleteReadError, t.await, t)
+      assert.equals("x", err.partial)
+    end))
+
+  it("§8 StreamReader: read() to EOF woken by data with an exception set since takes one "
+     .. "block of limit bytes (lost) and raises, the rest stays; woken by feed_eof it returns "
+     .. "what it read (a loop of read(limit), each checking when it starts)",
+     async(function(loop)
+      local r = eddy.StreamReader(4)
+      local t = loop:create_task(function() return r:read() end)
+      turns()
+      r:feed_data("abcdefgh")
+      r:set_exception(errors.ValueError("late"))
+      expect_error(errors.ValueError, t.await, t)
+      assert.matches("^<StreamReader 4 bytes", tostring(r))
+      local r2 = eddy.StreamReader(4)
+      local t2 = loop:create_task(function() return r2:read() end)
+      turns()
+      r2:feed_data("abc")
+      turns()
+      r2:feed_eof()
+      r2:set_exception(errors.ValueError("late"))
+      assert.equals("abc", t2:await())
+    end))
+
   it("§8 StreamReader: feed_eof wakes a waiting read(n) with what is buffered, then \"\" "
      .. "(test_read_eof)", async(function(loop)
       local r = eddy.StreamReader()

@@ -55,6 +55,8 @@ typedef struct {
   unsigned char eof;
   unsigned char paused;    /* the reader paused its transport */
   unsigned char failed;    /* set_exception was called (R_EXCEPTION) */
+  unsigned char exc_woke;  /* set_exception woke the waiter */
+  unsigned char skip_exc;  /* the next raise_exception checks nothing */
 } Reader;
 
 enum {
@@ -103,6 +105,10 @@ static void call_transport(lua_State *L, const char *name) {
 }
 
 static void raise_exception(lua_State *L, Reader *r) {
+  if (r->skip_exc) {  /* (retry_k) */
+    r->skip_exc = 0;
+    return;
+  }
   if (!r->failed) return;
   lua_getiuservalue(L, SELF, R_EXCEPTION);
   lua_error(L);
@@ -311,14 +317,20 @@ static const struct {
 static int retry_k(lua_State *L, int status, lua_KContext ctx) {
   Reader *r = (Reader *)((uintptr_t)ctx & ~WAIT_OP_MASK);
   Op op = (Op)((uintptr_t)ctx & WAIT_OP_MASK);
-  int nargs = ops[op].nargs;
+  int nargs = ops[op].nargs, exc_woke = r->exc_woke;
   (void)status;
+  r->exc_woke = 0;
   if (r->waiter != NULL && r->waiter == (void *)r->loop->rt->current_task)
     r->waiter = NULL;
   if (lua_gettop(L) != nargs) {  /* resumed with values: (TAG, err)? */
     eddy__check_throw(L, nargs);
     lua_settop(L, nargs);
   }
+  /* asyncio checks the exception when a read starts and, after a wait,
+  ** only if set_exception is what woke it: a read woken by data or EOF
+  ** goes on with them, though set_exception came before it ran (read()
+  ** to EOF is a loop of reads: the one after checks, readall_now). */
+  if (!exc_woke) r->skip_exc = 1;
   return ops[op].now(L, r);
 }
 
@@ -395,7 +407,15 @@ static int read_now(lua_State *L, Reader *r) {
 ** loses what it took, as asyncio's does.  Stack: reader, n, blocks.
 */
 static int readall_now(lua_State *L, Reader *r) {
+  int woken = r->skip_exc;  /* by data or EOF (retry_k) */
   raise_exception(L, r);
+  if (woken && r->failed && r->size > 0) {
+    /* set_exception came after the wake: asyncio's woken read(limit)
+    ** takes its block (lost, as all taken so far), the next one raises */
+    take(L, r, r->size < (size_t)r->limit ? r->size : (size_t)r->limit);
+    maybe_resume_transport(L, r);
+    raise_exception(L, r);
+  }
   if (r->size > 0) {
     if (lua_isnil(L, 3)) {
       if (r->eof) {  /* all of it in one: no array */
@@ -752,6 +772,7 @@ static int r_set_exception(lua_State *L) {
   lua_settop(L, 2);
   r->failed = !lua_isnil(L, 2);
   lua_setiuservalue(L, SELF, R_EXCEPTION);
+  if (r->waiter != NULL) r->exc_woke = 1;
   wake_waiter(L, r, SELF, 0);
   return 0;
 }
