@@ -20,6 +20,16 @@ local function outcome(t)
 end
 
 describe("§8 Lock, Event, Condition (asyncio test_locks)", function()
+  -- cond_waiter(cond, woke, name) -> a task body: take cond's lock, wait
+  -- for a notify, then append name to the array woke.
+  local function cond_waiter(cond, woke, name)
+    return function()
+      local _ <close> = cond:acquire()
+      cond:wait()
+      woke[#woke + 1] = name
+    end
+  end
+
   it("§8 Lock: released with a waiter queued, it reads unlocked, yet a newcomer queues behind "
      .. "the woken waiter (Lock.acquire's fast path needs every waiter cancelled)",
      async(function(loop)
@@ -118,15 +128,8 @@ describe("§8 Lock, Event, Condition (asyncio test_locks)", function()
      .. "leaves holding the lock (Condition._notify checks fut.done())", async(function(loop)
       local cond = eddy.Condition()
       local woke = {}
-      local function waiter(name)
-        return function()
-          local _ <close> = cond:acquire()
-          cond:wait()
-          woke[#woke + 1] = name
-        end
-      end
       local t = {}
-      for i = 1, 3 do t[i] = loop:create_task(waiter(i)) end
+      for i = 1, 3 do t[i] = loop:create_task(cond_waiter(cond, woke, i)) end
       turns()
       do
         local _ <close> = cond:acquire()
@@ -144,15 +147,8 @@ describe("§8 Lock, Event, Condition (asyncio test_locks)", function()
       local lock = eddy.Lock()
       local a, b = eddy.Condition(lock), eddy.Condition(lock)
       local woke = {}
-      local function waiter(cond, name)
-        return function()
-          local _ <close> = cond:acquire()
-          cond:wait()
-          woke[#woke + 1] = name
-        end
-      end
-      local ta = loop:create_task(waiter(a, "a"))
-      local tb = loop:create_task(waiter(b, "b"))
+      local ta = loop:create_task(cond_waiter(a, woke, "a"))
+      local tb = loop:create_task(cond_waiter(b, woke, "b"))
       turns()
       do
         local _ <close> = b:acquire()
@@ -443,16 +439,23 @@ describe("§6 timeouts (asyncio test_timeouts)", function()
       eddy.sleep(0)  -- no cancellation left pending
     end))
 
+  -- task_in_scope(loop) -> a task sleeping inside a 5 s timeout scope,
+  -- and that scope (the task has entered it).
+  local function task_in_scope(loop)
+    local scope
+    local t = loop:create_task(function()
+      local s <close> = eddy.timeout(5)
+      scope = s
+      eddy.sleep(5)
+    end)
+    turns()
+    return t, scope
+  end
+
   it("§6 timeout: an expiry and an explicit cancel() that land in the same turn: the scope "
      .. "expired, yet uncancel() leaves the outside request, so CancelledError goes through",
      async(function(loop)
-      local scope
-      local t = loop:create_task(function()
-        local s <close> = eddy.timeout(5)
-        scope = s
-        eddy.sleep(5)
-      end)
-      turns()
+      local t, scope = task_in_scope(loop)
       scope:reschedule(loop:time())  -- the expiry is queued first
       t:cancel()
       eddy.wait({t}, {timeout = 1})
@@ -463,13 +466,7 @@ describe("§6 timeouts (asyncio test_timeouts)", function()
 
   it("§6 timeout: an explicit cancel() queued before the expiry's callback ends the scope "
      .. "first: the scope finishes unexpired and CancelledError goes through", async(function(loop)
-      local scope
-      local t = loop:create_task(function()
-        local s <close> = eddy.timeout(5)
-        scope = s
-        eddy.sleep(5)
-      end)
-      turns()
+      local t, scope = task_in_scope(loop)
       t:cancel()
       scope:reschedule(loop:time())  -- its callback comes after the task's wake-up
       eddy.wait({t}, {timeout = 1})
