@@ -1009,6 +1009,20 @@ describe("§8 StreamReader (asyncio test_streams)", function()
       assert.equals("abc", t2:await())
     end))
 
+  it("§8 StreamReader: a read woken by data that another task took first waits again for "
+     .. "more, where asyncio's read(n) returns \"\" without EOF (docs/streams.md: eddy keeps "
+     .. "its one-waiter rule)", async(function(loop)
+      local r = eddy.StreamReader()
+      local t = loop:create_task(function() return r:read(5) end)
+      turns()
+      r:feed_data("ab")
+      assert.equals("ab", r:read(5))  -- no wait: the data is there
+      turns()
+      assert.is_false(t:done())
+      r:feed_data("cd")
+      assert.equals("cd", t:await())
+    end))
+
   it("§8 StreamReader: feed_eof wakes a waiting read(n) with what is buffered, then \"\" "
      .. "(test_read_eof)", async(function(loop)
       local r = eddy.StreamReader()
