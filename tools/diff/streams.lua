@@ -200,11 +200,21 @@ local function program(t, seed, kind)
   local function finish()
     local how = net and rng:pick {"write_eof", "write_eof", "close", "abort", "reset", "own_close",
                                   "own_abort"}
-                or rng:pick {"feed_eof", "feed_eof", "feed_eof", "set_exception"}
+                or rng:pick {"feed_eof", "feed_eof", "feed_eof", "set_exception",
+                             "feed_then_fail", "eof_then_fail"}
     t(how)
     if how == "feed_eof" then
       reader:feed_eof()
     elseif how == "set_exception" then
+      reader:set_exception(errors.ValueError("boom"))
+    elseif how == "feed_then_fail" or how == "eof_then_fail" then  -- a read woken, then the error
+      if how == "feed_then_fail" then
+        local data = chunk(rng, limit)
+        t("feed", data)
+        reader:feed_data(data)
+      else
+        reader:feed_eof()
+      end
       reader:set_exception(errors.ValueError("boom"))
     elseif how == "write_eof" then
       cw:write_eof()

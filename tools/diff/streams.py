@@ -207,11 +207,20 @@ async def program(t, seed, kind):
     async def end():
         how = (rng.pick(["write_eof", "write_eof", "close", "abort", "reset", "own_close",
                          "own_abort"]) if net
-               else rng.pick(["feed_eof", "feed_eof", "feed_eof", "set_exception"]))
+               else rng.pick(["feed_eof", "feed_eof", "feed_eof", "set_exception",
+                              "feed_then_fail", "eof_then_fail"]))
         t(how)
         if how == "feed_eof":
             reader.feed_eof()
         elif how == "set_exception":
+            reader.set_exception(ValueError("boom"))
+        elif how in ("feed_then_fail", "eof_then_fail"):  # a read woken, then the error
+            if how == "feed_then_fail":
+                data = chunk(rng, limit)
+                t("feed", data)
+                reader.feed_data(data)
+            else:
+                reader.feed_eof()
             reader.set_exception(ValueError("boom"))
         elif how == "write_eof":
             cw.write_eof()
