@@ -1088,4 +1088,17 @@ describe("§8 context variables (asyncio test_context / test_tasks)", function()
     assert.equals("outside", var:get())
     var:reset(token)
   end)
+
+  it("§8 contextvars: add_done_callback with {context = ctx} runs the callback in ctx "
+     .. "itself: its sets reach ctx, as asyncio's context= (docs/contextvars.md: call_soon and "
+     .. "create_task take ctx:run instead, and get a copy)", async(function(loop)
+      local var = eddy.ContextVar("conformance_done", "none")
+      local ctx = eddy.Context()
+      local fut = loop:create_future()
+      fut:add_done_callback(function() var:set("set by the callback") end, {context = ctx})
+      fut:set_result(true)
+      turns()
+      assert.equals("set by the callback", ctx:get(var))
+      assert.equals("none", var:get())
+    end))
 end)
