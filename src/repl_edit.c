@@ -346,7 +346,10 @@ int eddy__edit_keys(char **line, size_t *len) {
     ed.incomplete = 0;
     ed.cmds++;
     text = el_wgets(ed.el, &n);
-    if (ed.incomplete && !ed.hangup) return 0;  /* until more keys come */
+    if (ed.incomplete && !ed.hangup) {  /* until more keys come */
+      if (ed.nseq == MAX_SEQ) ed.nseq = 0;  /* too long to replay: dropped */
+      return 0;
+    }
     ed.nseq = 0;
     if (ed.eof || ed.hangup) {
       eddy__edit_end();
