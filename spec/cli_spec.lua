@@ -190,6 +190,56 @@ t:await()
     assert.matches("in %a+ 'inner'", r.err)
   end)
 
+  -- A string cannot carry a traceback field, and stays the same value
+  -- (pcall callers compare it): the task keeps where it was raised.
+  it("a task's string error re-raised by eddy.run shows where it was raised, as an error object does",
+     function()
+    local body = [[
+local eddy = require "eddy"
+local function inner() error(%s) end
+local function middle() eddy.sleep(0) inner() end
+eddy.run(function() middle() end)
+]]
+    local name, tb = {}, {}
+    for i, err in ipairs({"'boom'", "eddy.errors.ValueError('boom')"}) do
+      local script = cli.tempfile(body:format(err), ".lua")
+      local r = eddy(q(script))
+      assert.equal(1, r.code)
+      name[i] = script:gsub("%p", "%%%0")
+      tb[i] = r.err:match("\nstack traceback:\n.*$")
+      assert.matches("^\nstack traceback:\n\t%[C%]: in function 'error'\n\t" .. name[i] .. ":2: in upvalue 'inner'\n\t"
+                     .. name[i] .. ":3: in upvalue 'middle'\n", tb[i])
+    end
+    assert.equal(tb[2]:gsub(name[2], "SCRIPT"), (tb[1]:gsub(name[1], "SCRIPT")))
+  end)
+
+  it("a task's string error caught around result() keeps its traceback raised again as is, not as another string",
+     function()
+    local body = [[
+local eddy = require "eddy"
+local function inner() error("first") end
+local loop = eddy.get_event_loop()
+local t = loop:create_task(inner)
+local ok, err = pcall(loop.run_until_complete, loop, t)
+assert(not ok and err == t:exception())
+local function again() error(%s, 0) end
+again()
+]]
+    local script = cli.tempfile(body:format("err"), ".lua")
+    local name = script:gsub("%p", "%%%0")
+    local r = eddy(q(script))
+    assert.equal(1, r.code)
+    assert.matches("^" .. P:gsub("%p", "%%%0") .. name .. ":2: first\nstack traceback:\n\t"
+                   .. "%[C%]: in function 'error'\n\t" .. name .. ":2: in function <", r.err)
+    script = cli.tempfile(body:format("'again: ' .. err"), ".lua")
+    name = script:gsub("%p", "%%%0")
+    r = eddy(q(script))
+    assert.equal(1, r.code)
+    assert.matches("^" .. P:gsub("%p", "%%%0") .. "again: " .. name .. ":2: first\nstack traceback:\n\t"
+                   .. "%[C%]: in function 'error'\n\t" .. name .. ":7: in local 'again'\n\t" .. name
+                   .. ":8: in main chunk\n\t%[C%]: in %?\n$", r.err)
+  end)
+
   it("os.exit ends the process with its status, also from a loop callback", function()
     assert.equal(3, eddy("-e " .. q"os.exit(3)").code)
     assert.equal(0, eddy("-e " .. q"os.exit(true)").code)

@@ -151,6 +151,18 @@ describe("REPL entries", function()
     assert.matches("\n> print%('alive'%)\nalive\n", out)
   end)
 
+  it("report a task's string error an entry awaits with where it was raised, as an error object's", function()
+    local r = run(
+      "function inner() error('in task') end\n" ..
+      "function middle() eddy.sleep(0) inner() end\n" ..
+      "eddy.create_task(middle):await()\n" ..
+      "error('at the prompt')\n")
+    assert.equal("stdin:1: in task\nstack traceback:\n\t[C]: in function 'error'\n\tstdin:1: in function 'inner'\n"
+                 .. "\tstdin:1: in function 'middle'\n\t[C]: in ?\n"
+                 .. "stdin:1: at the prompt\nstack traceback:\n\t[C]: in function 'error'\n\tstdin:1: in main chunk\n"
+                 .. "\t[C]: in ?\n", r.err)
+  end)
+
   it("cancel the tasks still pending at the end of input and close the loop", function()
     local r, out = run(
       "t = loop:create_task(function() local ok, e = pcall(eddy.sleep, 100) print('cancelled:', tostring(e)) end)\n" ..

@@ -11,8 +11,9 @@
 ** Storage: RESULT holds nil, the one result, a table of results (FUT_MULTI)
 ** or the exception (FUT_EXCEPTION).  CB0 holds the first callback; EXTRA
 ** (a table, created on demand) holds the others as {cb, ctx} pairs in its
-** array part, plus "ctx0", "msg" (cancel message) and "tb" (where it was
-** created, in debug mode).
+** array part, plus "ctx0", "msg" (cancel message), "tb" (where it was
+** created, in debug mode) and "traceback" (where a string error was
+** raised: see key_reraised_error).
 */
 #include <string.h>
 
@@ -454,15 +455,59 @@ void eddy__push_cancelled_error(lua_State *L, int i) {
   else eddy__pusherror(L, "CancelledError", NULL);
 }
 
+/*
+** Where a string error was raised.  A task keeps it (EXTRA "traceback")
+** for an error that is not a table (only tables can carry it as error
+** objects do: the string must stay the same value).  When result() or
+** await re-raises such an error, these slots remember the string and
+** that traceback, the last one only, until the next re-raise or until
+** the executable's message handler takes them (src/main.c): the handler
+** prints it for an error raw-equal to that string, wherever it was
+** re-raised from since (eddy.run's error(err, 0), say).
+*/
+static const char key_reraised_error = 0;
+static const char key_reraised_traceback = 0;
+
+/* Raise the exception of the failed future at i; a string is remembered
+** with where it was raised (none known: forgotten).  (Out of line: not
+** on result()'s way to a result.) */
+static EDDY_NOINLINE int reraise(lua_State *L, int i) {
+  if (lua_getiuservalue(L, i, FUT_UV_RESULT) == LUA_TSTRING) {
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_reraised_error);
+    if (push_extra(L, i, 0)) lua_getfield(L, -1, "traceback");
+    else lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_reraised_traceback);
+    lua_pop(L, 1);
+  }
+  return lua_error(L);
+}
+
+int eddy__push_reraised_traceback(lua_State *L, int i, int take) {
+  int found = 0;
+  i = lua_absindex(L, i);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_reraised_traceback) !=
+      LUA_TNIL) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_reraised_error);
+    found = lua_rawequal(L, -1, i);
+    lua_pop(L, 1);
+  }
+  if (!found) lua_pop(L, 1);
+  if (take) {
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_reraised_error);
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_reraised_traceback);
+  }
+  return found;
+}
+
 int eddy__future_result(lua_State *L, int i) {
   eddy_Future *f = (eddy_Future *)lua_touserdata(L, i);
   i = lua_absindex(L, i);
   if (f->state == EDDY_FUT_FINISHED) {
     f->flags &= (unsigned char)~FUT_LOG_TB;
-    if (f->flags & FUT_EXCEPTION) {
-      lua_getiuservalue(L, i, FUT_UV_RESULT);
-      return lua_error(L);
-    }
+    if (f->flags & FUT_EXCEPTION) return reraise(L, i);
     if (f->flags & FUT_MULTI) {
       int k, tbl;
       luaL_checkstack(L, f->nresults + 1, "too many results");
@@ -775,7 +820,6 @@ static int c_future_new(lua_State *L) {
   return 1;
 }
 
-/* Put _future_new and _await_as in the core table at the top. */
 /* _await_as(fut, name): fut:await(), for a suspending method that waits
 ** on a future: its errors (a plain callback, a top level with nothing
 ** left to run) name that method, not await(). */
@@ -785,6 +829,7 @@ static int c_await_as(lua_State *L) {
   return eddy__await(L, 1, what);
 }
 
+/* Put _future_new and _await_as in the core table at the top. */
 void eddy__core_futures(lua_State *L) {
   lua_pushcfunction(L, c_await_as);
   lua_setfield(L, -2, "_await_as");

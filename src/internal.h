@@ -577,6 +577,9 @@ int eddy__future_cancel(lua_State *L, int i, int msg);
 void eddy__push_cancelled_error(lua_State *L, int i);
 /* Push every result (or raise the error); returns how many. */
 int eddy__future_result(lua_State *L, int i);
+/* Push where the string error at i was raised, if it is the one result()
+** re-raised last: 1 if pushed, else 0.  'take': forget that one. */
+int eddy__push_reraised_traceback(lua_State *L, int i, int take);
 /* Add the task at index t as the waiter of the future at index i. */
 void eddy__future_add_waiter(lua_State *L, int i, int t);
 void eddy__future_remove_waiter(lua_State *L, int i, int t);

@@ -319,9 +319,10 @@ static int entry_msgh(lua_State *L) {
     if (lua_tocfunction(L, -1) == run_entry) entry = level;
     lua_pop(L, 1);
   }
-  if (lua_type(L, 1) == LUA_TTABLE &&
-      lua_getfield(L, 1, "traceback") != LUA_TNIL)
-    entry = -1;  /* the error brings its own traceback */
+  if ((lua_type(L, 1) == LUA_TTABLE &&
+       lua_getfield(L, 1, "traceback") != LUA_TNIL) ||
+      eddy__push_reraised_traceback(L, 1, 0))
+    entry = -1;  /* the error brings its own traceback (or its task's) */
   lua_settop(L, 1);
   eddy__msghandler(L);
   if (entry >= 0) {

@@ -73,28 +73,43 @@ static void push_frames(lua_State *L, lua_State *co, int level) {
   }
 }
 
-/* Where task_msgh leaves the frames of the error it handled, for
-** task_finish (no other task runs in between). */
+/* Where task_msgh leaves, for task_finish (no other task runs in
+** between), the frames of the error it handled and, for an error that is
+** not a table, the traceback of where it was raised. */
 static const char key_failed_frames = 0;
+static const char key_failed_traceback = 0;
+
+static void clear_failed(lua_State *L) {
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_failed_frames);
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_failed_traceback);
+}
 
 /*
 ** Message handler of task bodies: the error value stays what was raised
 ** (a task's error is re-raised as is where it is awaited); error objects
-** get a 'traceback' field, as API.md §9 says.  The frames the error
-** passed through are kept for get_stack, as asyncio keeps a failed
-** task's traceback.
+** get a 'traceback' field, as API.md §9 says, and any other error (a
+** string) gets one kept with the task.  Either is the first one: an
+** error re-raised from a task it awaited keeps that task's.  The frames
+** the error passed through are kept for get_stack, as asyncio keeps a
+** failed task's traceback.
 */
 static int task_msgh(lua_State *L) {
   /* Cleared first: if this handler itself fails (out of memory), the
-  ** task must not be given an earlier task's frames. */
-  lua_pushnil(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_failed_frames);
+  ** task must not be given an earlier task's frames or traceback. */
+  clear_failed(L);
   eddy__instantiate_class(L, 1);
   if (eddy__iserror(L, 1, "CancelledError")) return 1;
-  if (lua_type(L, 1) == LUA_TTABLE &&
-      lua_getfield(L, 1, "traceback") == LUA_TNIL) {
-    luaL_traceback(L, L, NULL, 1);
-    lua_setfield(L, 1, "traceback");
+  if (lua_type(L, 1) == LUA_TTABLE) {
+    if (lua_getfield(L, 1, "traceback") == LUA_TNIL) {
+      luaL_traceback(L, L, NULL, 1);
+      lua_setfield(L, 1, "traceback");
+    }
+  } else {
+    if (!eddy__push_reraised_traceback(L, 1, 0))
+      luaL_traceback(L, L, NULL, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_failed_traceback);
   }
   push_frames(L, L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &key_failed_frames);
@@ -282,11 +297,12 @@ static void task_finish(lua_State *L, eddy_Task *t, int ti, lua_State *co,
       push_extra(L, ti);
       lua_rawgetp(L, LUA_REGISTRYINDEX, &key_failed_frames);
       lua_setfield(L, -2, "stack");
+      lua_rawgetp(L, LUA_REGISTRYINDEX, &key_failed_traceback);
+      lua_setfield(L, -2, "traceback");
       lua_pop(L, 1);
       eddy__future_set_exception(L, ti);
     }
-    lua_pushnil(L);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_failed_frames);
+    clear_failed(L);
   }
   lua_settop(co, 0);
 }
