@@ -213,6 +213,21 @@ eddy.run(function() middle() end)
     assert.equal(tb[2]:gsub(name[2], "SCRIPT"), (tb[1]:gsub(name[1], "SCRIPT")))
   end)
 
+  it("a task's string error keeps its traceback through gather, shield, wait_for and a task awaiting it",
+     function()
+    for _, wrap in ipairs({"eddy.gather(function() eddy.sleep(0.01) end, inner)", "eddy.shield(eddy.create_task(inner)):await()",
+                           "eddy.wait_for(inner, 5)", "eddy.create_task(inner):await()"}) do
+      local script = cli.tempfile(([[
+local eddy = require "eddy"
+local function inner() eddy.sleep(0) error("lost") end
+eddy.run(function() %s end)
+]]):format(wrap), ".lua")
+      local r = eddy(q(script))
+      assert.equal(1, r.code)
+      assert.matches(":2: lost\nstack traceback:\n\t%[C%]: in function 'error'\n\t[^\n]-:2: in function <", r.err)
+    end
+  end)
+
   it("a task's string error caught around result() keeps its traceback raised again as is, not as another string",
      function()
     local body = [[

@@ -820,6 +820,20 @@ static int c_future_new(lua_State *L) {
   return 1;
 }
 
+/* _copy_traceback(to, from): the future 'to', failed with the error of
+** 'from' (gather's, shield's outer future), keeps where it was raised. */
+static int c_copy_traceback(lua_State *L) {
+  eddy__checkfuture(L, 1);
+  eddy__checkfuture(L, 2);
+  if (push_extra(L, 2, 0) &&
+      lua_getfield(L, -1, "traceback") != LUA_TNIL) {
+    push_extra(L, 1, 1);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "traceback");
+  }
+  return 0;
+}
+
 /* _await_as(fut, name): fut:await(), for a suspending method that waits
 ** on a future: its errors (a plain callback, a top level with nothing
 ** left to run) name that method, not await(). */
@@ -829,10 +843,13 @@ static int c_await_as(lua_State *L) {
   return eddy__await(L, 1, what);
 }
 
-/* Put _future_new and _await_as in the core table at the top. */
+/* Put _future_new, _await_as and _copy_traceback in the core table at the
+** top. */
 void eddy__core_futures(lua_State *L) {
   lua_pushcfunction(L, c_await_as);
   lua_setfield(L, -2, "_await_as");
+  lua_pushcfunction(L, c_copy_traceback);
+  lua_setfield(L, -2, "_copy_traceback");
   eddy__newweaktable(L, "k");  /* class -> its copy */
   lua_pushcclosure(L, c_future_new, 1);
   lua_setfield(L, -2, "_future_new");

@@ -561,7 +561,7 @@ static inline void *eddy__tomarked(lua_State *L, int i, const void *mark) {
   memcpy(&seal, p + len - sizeof seal, sizeof seal);
   return seal == eddy__mark_seal(p, mark) ? p : NULL;
 }
-/* Put _future_new and _await_as in the core table at the top. */
+/* Put the core functions of futures in the core table at the top. */
 void eddy__core_futures(lua_State *L);
 eddy_Future *eddy__checkfuture(lua_State *L, int i);
 int eddy__push_future_repr(lua_State *L, int i, const char *kind,

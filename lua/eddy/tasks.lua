@@ -82,6 +82,7 @@ local function gather(...)
       local exc = fut:exception()
       if exc ~= nil then
         outer:set_exception(exc)
+        C._copy_traceback(outer, fut)  -- where a string error was raised
         return
       end
     end
@@ -286,8 +287,12 @@ function eddy.shield(aw, opts)
       outer:cancel()
     else
       local exc = f:exception()
-      if exc ~= nil then outer:set_exception(exc)
-      else outer:set_result(f:result()) end
+      if exc ~= nil then
+        outer:set_exception(exc)
+        C._copy_traceback(outer, f)  -- where a string error was raised
+      else
+        outer:set_result(f:result())
+      end
     end
   end
   inner:add_done_callback(inner_done)
