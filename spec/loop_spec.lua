@@ -816,21 +816,26 @@ describe("exception handler", function()
     assert.is_nil(reports[1].task)
   end)
 
-  it("the default handler shows a failed task's frames for a string error, which has no traceback",
+  it("the default handler shows where a task's string error was raised, as it shows an error object's",
      function()
-    local code, out = checks.run_script([[
-      local eddy = require "eddy"
-      local function inner() error("plain string") end
-      eddy.run(function()
-        local t = eddy.create_task(function() inner() end)
-        eddy.sleep(0)
-        t = nil
-        collectgarbage()
-      end)
-    ]])
-    assert.equal(0, code)
-    assert.matches("Task exception was never retrieved\n.-:2: plain string\nstack traceback:\n\t"
-                   .. "[^\n]-:2: in function 'inner'\n", out)
+    local tb = {}
+    for i, err in ipairs({"'plain string'", "eddy.errors.ValueError('plain string')"}) do
+      local code, out = checks.run_script(([[
+        local eddy = require "eddy"
+        local function inner() error(%s) end
+        eddy.run(function()
+          local t = eddy.create_task(function() inner() end)
+          eddy.sleep(0)
+          t = nil
+          collectgarbage()
+        end)
+      ]]):format(err))
+      assert.equal(0, code)
+      assert.matches("Task exception was never retrieved\n", out)
+      tb[i] = out:match("plain string\n(stack traceback:\n.*)$"):gsub("[^%s<]+(:%d+[:>])", "SCRIPT%1")
+    end
+    assert.matches("^stack traceback:\n\t%[C%]: in function 'error'\n\tSCRIPT:2: in upvalue 'inner'\n", tb[1])
+    assert.equal(tb[2], tb[1])
   end)
 
   it("does not report a task error that was retrieved (test_tb_logger_exception_retrieved)",

@@ -820,6 +820,14 @@ static int c_future_new(lua_State *L) {
   return 1;
 }
 
+/* _traceback(fut) -> where the string error of a failed task was raised
+** (a Lua traceback), or nil. */
+static int c_traceback(lua_State *L) {
+  eddy__checkfuture(L, 1);
+  if (push_extra(L, 1, 0)) lua_getfield(L, -1, "traceback");
+  return 1;
+}
+
 /* _copy_traceback(to, from): the future 'to', failed with the error of
 ** 'from' (gather's, shield's outer future), keeps where it was raised. */
 static int c_copy_traceback(lua_State *L) {
@@ -843,11 +851,13 @@ static int c_await_as(lua_State *L) {
   return eddy__await(L, 1, what);
 }
 
-/* Put _future_new, _await_as and _copy_traceback in the core table at the
-** top. */
+/* Put _future_new, _await_as, _traceback and _copy_traceback in the core
+** table at the top. */
 void eddy__core_futures(lua_State *L) {
   lua_pushcfunction(L, c_await_as);
   lua_setfield(L, -2, "_await_as");
+  lua_pushcfunction(L, c_traceback);
+  lua_setfield(L, -2, "_traceback");
   lua_pushcfunction(L, c_copy_traceback);
   lua_setfield(L, -2, "_copy_traceback");
   eddy__newweaktable(L, "k");  /* class -> its copy */

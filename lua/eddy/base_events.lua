@@ -141,21 +141,6 @@ local function describe(v, nested)
   return safe_tostring(v)
 end
 
--- A failed task's frames as a Lua traceback, newest first, for an error
--- that has none of its own (a string: only error objects carry one), or
--- nil.  (get_stack keeps the frames the error came through.)
-local function task_traceback(task)
-  local ok, frames = pcall(function() return task:get_stack() end)
-  if not ok or type(frames) ~= "table" or #frames == 0 then return nil end
-  local lines = {"stack traceback:"}
-  for i = #frames, 1, -1 do
-    local f = frames[i]
-    lines[#lines + 1] = string.format("\t%s:%s: in function '%s'",
-                                      safe_tostring(f.source), safe_tostring(f.line), safe_tostring(f.name))
-  end
-  return table.concat(lines, "\n")
-end
-
 -- What the default handler prints for 'context' (a table).
 local function format_context(context)
   local lines = {tostring(context.message or "Unhandled exception in event loop")}
@@ -175,7 +160,8 @@ local function format_context(context)
     if type(exc) == "table" and type(rawget(exc, "traceback")) == "string" then
       lines[#lines + 1] = exc.traceback
     elseif type(exc) ~= "table" and C.isfuture(task) then
-      lines[#lines + 1] = task_traceback(task)
+      -- a string error's, which the task keeps (src/future.c)
+      lines[#lines + 1] = C._traceback(task)
     end
   end
   return table.concat(lines, "\n")
