@@ -877,6 +877,28 @@ describe("Task stacks", function()
     assert.same({}, t:get_stack())
   end))
 
+  it("a task whose <close> variable suspends as its error unwinds keeps its frames and raise site, "
+     .. "though another task fails meanwhile", function()
+    local code, out = checks.run_script([[
+      local eddy = require "eddy"
+      eddy.run(function()
+        local a = eddy.create_task(function()
+          local _ <close> = setmetatable({}, {__close = function() eddy.sleep(0.05) end})
+          error("a fails")
+        end)
+        local b = eddy.create_task(function() eddy.sleep(0.01) error("b fails") end)
+        eddy.sleep(0.1)
+        assert(a:done() and b:done())
+        print("frames", #a:get_stack(), #b:get_stack())
+        pcall(b.result, b)
+        a:result()
+      end)
+    ]])
+    assert.equal(1, code)
+    assert.matches("frames\t1\t1\n", out)
+    assert.matches(":5: a fails\nstack traceback:\n\t%[C%]: in function 'error'\n\t[^\n]-:5: in function <", out)
+  end)
+
   it("a task failing with a stack overflow keeps its 200 innermost levels, at once",
      async(function(loop)
     local function deep(n) return 1 + deep(n + 1) end

@@ -73,18 +73,7 @@ static void push_frames(lua_State *L, lua_State *co, int level) {
   }
 }
 
-/* Where task_msgh leaves, for task_finish (no other task runs in
-** between), the frames of the error it handled and, for an error that is
-** not a table, the traceback of where it was raised. */
-static const char key_failed_frames = 0;
-static const char key_failed_traceback = 0;
-
-static void clear_failed(lua_State *L) {
-  lua_pushnil(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_failed_frames);
-  lua_pushnil(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_failed_traceback);
-}
+static void push_extra(lua_State *L, int i);
 
 /*
 ** Message handler of task bodies: the error value stays what was raised
@@ -93,14 +82,23 @@ static void clear_failed(lua_State *L) {
 ** string) gets one kept with the task.  Either is the first one: an
 ** error re-raised from a task it awaited keeps that task's.  The frames
 ** the error passed through are kept for get_stack, as asyncio keeps a
-** failed task's traceback.
+** failed task's traceback.  Both go in the task's EXTRA here: its
+** <close> variables may still suspend before it ends, and other tasks
+** fail meanwhile.
 */
 static int task_msgh(lua_State *L) {
-  /* Cleared first: if this handler itself fails (out of memory), the
-  ** task must not be given an earlier task's frames or traceback. */
-  clear_failed(L);
+  int extra;
   eddy__instantiate_class(L, 1);
   if (eddy__iserror(L, 1, "CancelledError")) return 1;
+  eddy__push_current_task(L, eddy__runtime(L));
+  push_extra(L, lua_gettop(L));
+  extra = lua_gettop(L);
+  /* Cleared first: an earlier error's (a <close> variable raised anew),
+  ** or, if this handler itself fails (out of memory), none. */
+  lua_pushnil(L);
+  lua_setfield(L, extra, "stack");
+  lua_pushnil(L);
+  lua_setfield(L, extra, "traceback");
   if (lua_type(L, 1) == LUA_TTABLE) {
     if (lua_getfield(L, 1, "traceback") == LUA_TNIL) {
       luaL_traceback(L, L, NULL, 1);
@@ -109,10 +107,10 @@ static int task_msgh(lua_State *L) {
   } else {
     if (!eddy__push_reraised_traceback(L, 1, 0))
       luaL_traceback(L, L, NULL, 1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_failed_traceback);
+    lua_setfield(L, extra, "traceback");
   }
   push_frames(L, L, 1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_failed_frames);
+  lua_setfield(L, extra, "stack");
   lua_settop(L, 1);
   return 1;
 }
@@ -131,7 +129,6 @@ static int task_body(lua_State *L) {
 /* {====================================================== Creation */
 
 extern int eddy__co_drive(lua_State *L);  /* coro.c */
-static void push_extra(lua_State *L, int i);
 
 eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs) {
   eddy_Runtime *rt = loop->rt;
@@ -294,15 +291,8 @@ static void task_finish(lua_State *L, eddy_Task *t, int ti, lua_State *co,
       eddy__future_cancel(L, ti, -1);
       lua_pop(L, 2);
     } else {
-      push_extra(L, ti);
-      lua_rawgetp(L, LUA_REGISTRYINDEX, &key_failed_frames);
-      lua_setfield(L, -2, "stack");
-      lua_rawgetp(L, LUA_REGISTRYINDEX, &key_failed_traceback);
-      lua_setfield(L, -2, "traceback");
-      lua_pop(L, 1);
       eddy__future_set_exception(L, ti);
     }
-    clear_failed(L);
   }
   lua_settop(co, 0);
 }
