@@ -255,6 +255,23 @@ again()
                    .. ":8: in main chunk\n\t%[C%]: in %?\n$", r.err)
   end)
 
+  it("a task's string error re-raised in a callback: its report shows where the task raised it", function()
+    local script = cli.tempfile([[
+local eddy = require "eddy"
+local loop = eddy.get_event_loop()
+local function inner() error("boom") end
+local t = loop:create_task(function() eddy.sleep(0) inner() end)
+eddy.sleep(0.01)
+loop:call_soon(function() t:result() end)
+eddy.sleep(0.01)
+]], ".lua")
+    local name = script:gsub("%p", "%%%0")
+    local r = eddy(q(script))
+    assert.equal(0, r.code)
+    assert.matches("Exception in callback [^\n]*\n[^\n]*\n" .. name .. ":3: boom\nstack traceback:\n\t"
+                   .. "%[C%]: in function 'error'\n\t" .. name .. ":3: in upvalue 'inner'\n", r.err)
+  end)
+
   it("os.exit ends the process with its status, also from a loop callback", function()
     assert.equal(3, eddy("-e " .. q"os.exit(3)").code)
     assert.equal(0, eddy("-e " .. q"os.exit(true)").code)

@@ -176,7 +176,8 @@ void eddy__instantiate_class(lua_State *L, int i) {
 ** Message handler: error objects (tables) get a 'traceback' field (kept
 ** if they have one); anything else becomes its string plus a traceback,
 ** as lua.c's msghandler does, unless it is a string that has one already
-** (rethrown from an inner protected call, whose traceback goes deeper).
+** (rethrown from an inner protected call, whose traceback goes deeper) or
+** a task's error re-raised (the traceback where the task raised it).
 */
 int eddy__traceback(lua_State *L) {
   eddy__instantiate_class(L, 1);
@@ -193,6 +194,13 @@ int eddy__traceback(lua_State *L) {
     const char *msg = lua_tostring(L, 1);
     if (lua_type(L, 1) == LUA_TSTRING && strstr(msg, "\nstack traceback:"))
       return 1;
+    /* A task's string error re-raised by result() or await: where it was
+    ** raised (eddy__msghandler does the same for the executable). */
+    if (lua_type(L, 1) == LUA_TSTRING &&
+        eddy__push_reraised_traceback(L, 1, 1)) {
+      lua_pushfstring(L, "%s\n%s", msg, lua_tostring(L, -1));
+      return 1;
+    }
     if (msg == NULL) {
       if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
         return 1;
