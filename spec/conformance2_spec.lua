@@ -1,0 +1,491 @@
+-- Conformance of the loop's network, process and signal layer (API.md §3,
+-- §4, §7, and §10's eddy.socket where the sock_* methods need it) with
+-- asyncio as CPython 3.13's own test suite and sources pin it down
+-- (Lib/test/test_asyncio, the module named in each case): behaviours the
+-- area specs (tcp_spec, server_spec, sockops_spec, udp_spec, pipes_spec,
+-- subprocess_spec, signal_spec, tls_spec, ...) do not already check.
+local eddy = require "eddy"
+local errors = eddy.errors
+local test = require "eddy.test"
+local async = test.async
+local checks = require "support.checks"
+local net = require "support.net"
+local socket = require "eddy.socket"
+local subprocess = eddy.subprocess
+local raises, turns = checks.raises, checks.turns
+
+-- stalled_client(loop, opts) -> listener, transport, recorder: a client
+-- connected to a listener that never accepts, so nothing reads what it
+-- sends; its write buffer grows once the kernel's buffers are full.
+local function stalled_client(loop, opts)
+  local l = socket.socket()
+  l:bind({"127.0.0.1", 0})
+  l:listen(1)
+  local rec = net.recorder(loop, opts)
+  local t = loop:create_connection(function() return rec end, "127.0.0.1", l:getsockname()[2])
+  return l, t, rec
+end
+
+-- fill(t): with the limits out of the way, write until t buffers at least
+-- 'least' bytes (default 512) that the kernel did not take.
+local function fill(t, least)
+  t:set_write_buffer_limits(math.maxinteger)
+  local chunk = string.rep("w", 1 << 20)
+  while t:get_write_buffer_size() < (least or 512) do
+    t:write(chunk)
+    eddy.sleep(0.001)
+  end
+  return t:get_write_buffer_size()
+end
+
+-- pair(loop, opts) -> server, client transport, client recorder, server
+-- recorder: a TCP connection on 127.0.0.1 between two Recorders; opts are
+-- the server's create_server options.
+local function pair(loop, opts)
+  local srv_rec
+  local srv = loop:create_server(function()
+    srv_rec = net.recorder(loop)
+    return srv_rec
+  end, "127.0.0.1", 0, opts)
+  local rec = net.recorder(loop)
+  local t = loop:create_connection(function() return rec end, "127.0.0.1",
+                                   srv.sockets[1]:getsockname()[2])
+  net.wait_until(function() return srv_rec ~= nil and srv_rec.transport ~= nil end)
+  return srv, t, rec, srv_rec
+end
+
+describe("§7 stream transports: flow control (asyncio test_selector_events, "
+         .. "FlowControlMixin)", function()
+  it("§7 pause_writing comes once the buffer goes past high (size > high), not when it reaches "
+     .. "it (asyncio _maybe_pause_protocol: `if size <= high: return`)", async(function(loop)
+    local l <close>, t, rec = stalled_client(loop)
+    local size = fill(t)
+    t:set_write_buffer_limits(size + 10, 0)
+    t:write("0123456789")
+    assert.equal(size + 10, t:get_write_buffer_size())
+    assert.same({"made"}, rec.events)
+    t:write("!")
+    assert.same({"made", "pause"}, rec.events)
+    t:abort()
+    net.wait(rec.lost_fut)
+  end))
+
+  it("§7 pause_writing is called once per pause: more writes past high call it no more "
+     .. "(asyncio's _protocol_paused flag)", async(function(loop)
+    local l <close>, t, rec = stalled_client(loop)
+    local size = fill(t)
+    t:set_write_buffer_limits(size, 0)
+    t:write("a")
+    t:write("b")
+    t:writelines({"c", "d"})
+    t:set_write_buffer_limits(1, 0)
+    assert.same({"made", "pause"}, rec.events)
+    t:abort()
+    net.wait(rec.lost_fut)
+  end))
+
+  it("§7 raising the high-water mark over a paused transport's buffer does not resume it: "
+     .. "only a drain to low calls resume_writing (set_write_buffer_limits only pauses)",
+     async(function(loop)
+    local srv <close>, t, rec, srv_rec = pair(loop)
+    srv_rec.transport:pause_reading()
+    local size = fill(t)
+    t:set_write_buffer_limits(size - 1, 0)
+    assert.same({"made", "pause"}, rec.events)
+    t:set_write_buffer_limits(math.maxinteger)
+    eddy.sleep(0.05)
+    assert.same({"made", "pause"}, rec.events)
+    srv_rec.transport:resume_reading()
+    net.wait_until(function() return rec.events[#rec.events] == "resume" end)
+    assert.equal(0, t:get_write_buffer_size())
+    t:close()
+    net.wait(rec.lost_fut)
+  end, 20))
+
+  it("§7/§3 an error in pause_writing or resume_writing goes to the exception handler with the "
+     .. "transport and protocol, and the transport carries on (asyncio 'protocol.pause_writing() "
+     .. "failed')", function()
+    local reports = test.run_collecting(function(loop)
+      local srv <close>, t, rec, srv_rec = pair(loop)
+      function rec.pause_writing() error("no pause", 0) end
+      function rec.resume_writing() error("no resume", 0) end
+      srv_rec.transport:pause_reading()
+      local size = fill(t)
+      t:set_write_buffer_limits(size - 1, 0)
+      assert.is_false(t:is_closing())
+      srv_rec.transport:resume_reading()
+      srv_rec:wait_bytes(size, 20)
+      net.wait_until(function() return t:get_write_buffer_size() == 0 end)
+      eddy.sleep(0.01)
+      assert.is_false(t:is_closing())
+      t:write("after")
+      srv_rec:wait_bytes(size + 5)
+      t:close()
+      net.wait(rec.lost_fut)
+      assert.is_nil(rec.err)
+      return t, rec
+    end, 20)
+    assert.equal(2, #reports)
+    assert.equal("protocol.pause_writing() failed", reports[1].message)
+    assert.equal("no pause", tostring(reports[1].exception):match("^[^\n]*"))
+    assert.equal("protocol.resume_writing() failed", reports[2].message)
+    assert.equal("no resume", tostring(reports[2].exception):match("^[^\n]*"))
+    assert.is_not_nil(reports[1].transport)
+    assert.is_not_nil(reports[1].protocol)
+  end)
+end)
+
+describe("§7 stream transports: closing (asyncio test_selector_events)", function()
+  it("§7 abort() after close() with data still buffered drops it: the buffer reads 0 and "
+     .. "connection_lost(nil) comes at once (asyncio _force_close clears the buffer)",
+     async(function(loop)
+    local l <close>, t, rec = stalled_client(loop)
+    fill(t)
+    t:close()
+    assert.is_true(t:is_closing())
+    eddy.sleep(0.05)
+    assert.is_false(rec.lost_fut:done())  -- close() waits for the buffer
+    t:abort()
+    assert.equal(0, t:get_write_buffer_size())
+    turns(2)
+    assert.is_true(rec.lost_fut:done())
+    assert.is_nil(rec.err)
+    assert.same({"made", "lost"}, rec.events)
+  end))
+
+  it("§7 eof_received true, then write_eof: both halves shut, yet the transport stays open "
+     .. "(not closing, no connection_lost) until close() (asyncio test_events "
+     .. "test_create_connection_half_close)", async(function(loop)
+    local srv <close>, t, rec, srv_rec = pair(loop)
+    rec.opts.eof_keep = true
+    srv_rec.transport:write_eof()
+    net.wait(rec.eof_fut)
+    t:write("last")
+    t:write_eof()
+    net.wait(srv_rec.lost_fut)  -- the server side's eof_received closed it
+    assert.equal("last", srv_rec:data())
+    eddy.sleep(0.05)
+    assert.is_false(t:is_closing())
+    assert.is_false(rec.lost_fut:done())
+    t:close()
+    net.wait(rec.lost_fut)
+    assert.same({"made", "eof", "lost"}, rec.events)
+    assert.is_nil(rec.err)
+  end))
+
+  it("§7 write_eof a second time, or after close(), does nothing and raises nothing "
+     .. "(asyncio: `if self._closing or self._eof: return`)", async(function(loop)
+    local srv <close>, t, rec, srv_rec = pair(loop)
+    t:write_eof()
+    t:write_eof()
+    net.wait(srv_rec.eof_fut)
+    t:close()
+    t:write_eof()
+    net.wait(rec.lost_fut)
+    t:write_eof()
+  end))
+
+  it("§7 a server's accepted connection is a full transport: TCP_NODELAY set as on the client "
+     .. "side, sockname and peername the client's mirrored (asyncio _set_nodelay)",
+     async(function(loop)
+    local srv <close>, t, rec, srv_rec = pair(loop)
+    local st = srv_rec.transport
+    local sock = st:get_extra_info("socket")
+    assert.equal(1, sock:getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    assert.same(t:get_extra_info("sockname"), st:get_extra_info("peername"))
+    assert.same(t:get_extra_info("peername"), st:get_extra_info("sockname"))
+    t:close()
+    net.wait(srv_rec.lost_fut)
+  end))
+end)
+
+describe("§4 Server (asyncio test_server, base_events.Server)", function()
+  it("§4 after close(), sockets is an empty array and is_serving() false; close() again does "
+     .. "nothing (asyncio Server.sockets returns () once closed)", async(function(loop)
+    local srv = loop:create_server(function() return {} end, "127.0.0.1", 0)
+    assert.equal(1, #srv.sockets)
+    assert.is_true(srv:is_serving())
+    srv:close()
+    assert.same({}, srv.sockets)
+    assert.is_false(srv:is_serving())
+    srv:close()
+    srv:wait_closed()
+  end))
+
+  it("§4 close_clients() on a serving server closes its connections yet it goes on accepting "
+     .. "new ones (asyncio closes the transports only)", async(function(loop)
+    local srv <close>, t, rec = pair(loop)
+    srv:close_clients()
+    net.wait(rec.lost_fut)
+    assert.is_true(srv:is_serving())
+    local srv2_rec = net.recorder(loop)
+    local t2 = loop:create_connection(function() return srv2_rec end, "127.0.0.1",
+                                      srv.sockets[1]:getsockname()[2])
+    t2:write("still here")
+    eddy.sleep(0.02)
+    assert.is_false(t2:is_closing())
+    t2:close()
+    net.wait(srv2_rec.lost_fut)
+  end))
+
+  it("§4 serve_forever() starts a server made with start_serving = false "
+     .. "(asyncio: `if not self.is_serving(): await self.start_serving()`)", async(function(loop)
+    local made = loop:create_future()
+    local srv = loop:create_server(function()
+      return {connection_made = function() made:set_result(true) end}
+    end, "127.0.0.1", 0, {start_serving = false})
+    assert.is_false(srv:is_serving())
+    local serving = loop:create_task(function() srv:serve_forever() end)
+    turns()
+    assert.is_true(srv:is_serving())
+    local rec = net.recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1",
+                                     srv.sockets[1]:getsockname()[2])
+    net.wait(made)
+    serving:cancel()
+    raises(function() serving:await() end, errors.CancelledError)
+    assert.is_false(srv:is_serving())
+    t:close()
+    net.wait(rec.lost_fut)
+    srv:wait_closed()
+  end))
+
+  it("§4 wait_closed() on a server that never served returns once close() is called "
+     .. "(asyncio 3.12.1+ waits for close())", async(function(loop)
+    local srv = loop:create_server(function() return {} end, "127.0.0.1", 0,
+                                   {start_serving = false})
+    local waiter = loop:create_task(function() srv:wait_closed() return "closed" end)
+    turns(3)
+    assert.is_false(waiter:done())
+    srv:close()
+    assert.equal("closed", net.wait(waiter))
+  end))
+
+  it("§3 create_server: SO_REUSEADDR on the listening socket by default on Linux, not with "
+     .. "reuse_address = false (asyncio: `reuse_address = os.name == 'posix' and ...`)",
+     async(function(loop)
+    local on <close> = loop:create_server(function() return {} end, "127.0.0.1", 0)
+    local off <close> = loop:create_server(function() return {} end, "127.0.0.1", 0,
+                                           {reuse_address = false})
+    assert.are_not.equal(0, on.sockets[1]:getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR))
+    assert.equal(0, off.sockets[1]:getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR))
+  end))
+
+  it("§3 create_server: keep_alive = true sets SO_KEEPALIVE on each accepted connection, which "
+     .. "is off by default (asyncio 3.13 keep_alive)", async(function(loop)
+    for _, case in ipairs {{{keep_alive = true}, true}, {nil, false}} do
+      local srv <close>, t, rec, srv_rec = pair(loop, case[1])
+      local got = srv_rec.transport:get_extra_info("socket")
+                         :getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+      assert.equal(case[2], got ~= 0)
+      t:close()
+      net.wait(srv_rec.lost_fut)
+    end
+  end))
+
+  it("§3 create_server: an AF_INET6 listening socket is IPV6_V6ONLY, for \"::1\" and for the "
+     .. "all-interfaces host, so the v4 and v6 sockets share the port (asyncio sets "
+     .. "IPV6_V6ONLY)", async(function(loop)
+    local v6 <close> = loop:create_server(function() return {} end, "::1", 0)
+    assert.are_not.equal(0, v6.sockets[1]:getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
+    local all <close> = loop:create_server(function() return {} end, nil, 0)
+    local families = {}
+    for _, s in ipairs(all.sockets) do
+      families[s.family] = true
+      if s.family == socket.AF_INET6 then
+        assert.are_not.equal(0, s:getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
+      end
+    end
+    assert.is_true(families[socket.AF_INET])
+    assert.is_true(families[socket.AF_INET6])
+  end))
+end)
+
+describe("§3 sock_* methods (asyncio test_sock_lowlevel, selector_events)", function()
+  it("§3 sock_sendall(sock, \"\") returns at once and sends nothing", async(function(loop)
+    local a <close>, b = checks.nonblocking_pair()
+    local _ <close> = b
+    assert.is_nil(loop:sock_sendall(a, ""))
+    loop:sock_sendall(a, "x")
+    assert.equal("x", loop:sock_recv(b, 10))
+  end))
+
+  it("§3 sock_recv on a socket whose peer closed returns \"\" (EOF), every time",
+     async(function(loop)
+    local a <close>, b = checks.nonblocking_pair()
+    loop:sock_sendall(b, "tail")
+    b:close()
+    assert.equal("tail", loop:sock_recv(a, 100))
+    assert.equal("", loop:sock_recv(a, 100))
+    assert.equal("", loop:sock_recv(a, 100))
+  end))
+
+  it("§3 sock_accept on a socket that does not listen raises OSError EINVAL, as accept(2)",
+     async(function(loop)
+    local s <close> = socket.socket()
+    s:bind({"127.0.0.1", 0})
+    s:setblocking(false)
+    local err = raises(function() loop:sock_accept(s) end, errors.OSError)
+    assert.equal("EINVAL", err.code)
+  end))
+
+  it("§3 sock_recvfrom_into with nbytes past the buffer's size is a ValueError "
+     .. "(socket.recvfrom_into: 'nbytes is greater than the length of the buffer')",
+     async(function(loop)
+    local a <close>, b = checks.nonblocking_pair()
+    local _ <close> = b
+    loop:sock_sendall(b, "abc")
+    raises(function() loop:sock_recvfrom_into(a, eddy.Buffer(2), 3) end, errors.ValueError)
+    local buf = eddy.Buffer(8)
+    assert.equal(2, (loop:sock_recvfrom_into(a, buf, 2)))
+    assert.equal("ab", buf:tostring(1, 2))
+  end))
+
+  it("§3 sock_connect of a UDP socket sets its peer: sock_sendall and sock_recv then work "
+     .. "as on a stream (test_sock_lowlevel's UDP client)", async(function(loop)
+    local server <close> = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server:bind({"127.0.0.1", 0})
+    server:setblocking(false)
+    local client <close> = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client:setblocking(false)
+    loop:sock_connect(client, server:getsockname())
+    loop:sock_sendall(client, "ping")
+    local data, addr = loop:sock_recvfrom(server, 100)
+    assert.equal("ping", data)
+    assert.same(client:getsockname(), addr)
+    loop:sock_sendto(server, "pong", addr)
+    assert.equal("pong", loop:sock_recv(client, 100))
+  end))
+end)
+
+describe("§7 datagram transports (asyncio test_selector_events "
+         .. "SelectorDatagramTransportTests)", function()
+  it("§7 sendto of a connected endpoint to an address other than remote_addr is a ValueError; "
+     .. "to remote_addr itself it sends (asyncio 'Invalid address: must be None or ...')",
+     async(function(loop)
+    local got = loop:create_future()
+    local srv_t = loop:create_datagram_endpoint(function()
+      return {datagram_received = function(_, data) got:set_result(data) end}
+    end, {"127.0.0.1", 0})
+    local addr = srv_t:get_extra_info("sockname")
+    local t = loop:create_datagram_endpoint(function() return {} end, nil, addr)
+    assert.same(addr, t:get_extra_info("peername"))
+    raises(function() t:sendto("x", {"127.0.0.1", addr[2] == 9 and 10 or 9}) end,
+           errors.ValueError)
+    t:sendto("to itself", addr)
+    assert.equal("to itself", net.wait(got))
+    t:close()
+    srv_t:close()
+    turns(2)
+  end))
+end)
+
+describe("§7 pipe and subprocess transports (asyncio test_unix_events, test_subprocess)",
+         function()
+  -- proc_recorder(loop) -> a SubprocessProtocol logging its events.
+  local function proc_recorder(loop)
+    local rec = {events = {}, out = {[1] = {}, [2] = {}}, lost = {},
+                 exited_fut = loop:create_future(), lost_fut = loop:create_future()}
+    function rec:connection_made(t) self.transport = t end
+    function rec:pipe_data_received(fd, data) table.insert(self.out[fd], data) end
+    function rec:pipe_connection_lost(fd, err)
+      self.events[#self.events + 1] = "pipe_lost " .. fd
+      self.lost[fd] = err or false
+    end
+    function rec:process_exited()
+      self.events[#self.events + 1] = "exited"
+      self.returncode = self.transport:get_returncode()
+      self.exited_fut:set_result(true)
+    end
+    function rec:connection_lost(err)
+      self.events[#self.events + 1] = "lost"
+      self.lost_fut:set_result(err or true)
+    end
+    return rec
+  end
+
+  it("§7 get_pipe_transport(fd) still gives the pipe's transport after its "
+     .. "pipe_connection_lost, and nil for a descriptor that is no pipe (asyncio keeps "
+     .. "_pipes[fd])", async(function(loop)
+    local rec = proc_recorder(loop)
+    local t = loop:subprocess_exec(function() return rec end, "/bin/sh", "-c", "echo hi",
+                                   {stdin = subprocess.DEVNULL})
+    local out = t:get_pipe_transport(1)
+    assert.is_not_nil(out)
+    assert.is_nil(t:get_pipe_transport(0))
+    net.wait(rec.lost_fut)
+    assert.equal(out, t:get_pipe_transport(1))
+    assert.is_true(out:is_closing())
+    assert.equal("hi\n", table.concat(rec.out[1]))
+    t:close()
+  end))
+
+  it("§7 get_returncode() is already set inside process_exited", async(function(loop)
+    local rec = proc_recorder(loop)
+    local t = loop:subprocess_exec(function() return rec end, "/bin/sh", "-c", "exit 7")
+    assert.is_nil(t:get_returncode())
+    net.wait(rec.lost_fut)
+    assert.equal(7, rec.returncode)
+    t:close()
+  end))
+
+  it("§7 stderr = STDOUT: what the child writes to stderr arrives on fd 1, and "
+     .. "get_pipe_transport(2) is nil (test_subprocess_stderr_redirect_to_stdout)",
+     async(function(loop)
+    local rec = proc_recorder(loop)
+    local t = loop:subprocess_exec(function() return rec end, "/bin/sh", "-c",
+                                   "echo out; echo err >&2", {stderr = subprocess.STDOUT})
+    assert.is_nil(t:get_pipe_transport(2))
+    net.wait(rec.lost_fut)
+    assert.equal("out\nerr\n", table.concat(rec.out[1]))
+    assert.same({}, rec.out[2])
+    assert.is_nil(rec.lost[2])
+    t:close()
+  end))
+
+  it("§7 data still queued on a child's stdin when the child exits unread: "
+     .. "pipe_connection_lost(0, BrokenPipeError), and connection_lost after every other event "
+     .. "(asyncio _UnixWritePipeTransport: the peer gone with a buffer is EPIPE)",
+     async(function(loop)
+    local rec = proc_recorder(loop)
+    local t = loop:subprocess_exec(function() return rec end, "/bin/sh", "-c", "sleep 0.2")
+    local stdin = t:get_pipe_transport(0)
+    stdin:write(string.rep("x", 4 << 20))
+    assert.is_true(stdin:get_write_buffer_size() > 0)
+    net.wait(rec.lost_fut)
+    assert.is_true(errors.is(rec.lost[0], errors.BrokenPipeError), tostring(rec.lost[0]))
+    assert.equal("lost", rec.events[#rec.events])
+    t:close()
+  end))
+
+  it("§7 a child that closes its stdin and exits: the stdin pipe is lost cleanly, "
+     .. "pipe_connection_lost(0, nil), and later writes are dropped (asyncio's reader on the "
+     .. "write pipe sees the peer go)", async(function(loop)
+    local rec = proc_recorder(loop)
+    local t = loop:subprocess_exec(function() return rec end, "/bin/sh", "-c", "exec 0<&-; exit 0")
+    net.wait(rec.lost_fut)
+    assert.is_false(rec.lost[0])
+    local stdin = t:get_pipe_transport(0)
+    assert.is_true(stdin:is_closing())
+    stdin:write(string.rep("x", 1 << 20))
+    assert.equal(0, stdin:get_write_buffer_size())
+    t:close()
+  end))
+
+  it("§7 a write pipe's write after write_eof is dropped silently, unlike a socket's "
+     .. "RuntimeError (asyncio _UnixWritePipeTransport.write: closing → return)",
+     async(function(loop)
+    local r, w = socket.socketpair()
+    r:setblocking(false)
+    local rec = net.recorder(loop)
+    local t = loop:connect_write_pipe(function() return rec end, w)
+    t:write("a")
+    t:write_eof()
+    t:write("b")
+    t:writelines({"c"})
+    net.wait(rec.lost_fut)
+    assert.equal("a", loop:sock_recv(r, 10))
+    assert.equal("", loop:sock_recv(r, 10))
+    r:close()
+  end))
+end)
