@@ -489,3 +489,244 @@ describe("§7 pipe and subprocess transports (asyncio test_unix_events, test_sub
     r:close()
   end))
 end)
+
+describe("§7 transports: when the protocol hears of data (asyncio test_events, "
+         .. "selector_events._SelectorSocketTransport.__init__)", function()
+  it("§3/§7 connect_accepted_socket, create_connection(sock=) and connect_read_pipe return "
+     .. "before the first data_received, even with the peer's data already waiting (asyncio "
+     .. "schedules connection_made, then the reader, then the waiter)", async(function(loop)
+    local connect = {
+      function(f, a) return loop:connect_accepted_socket(f, a) end,
+      function(f, a) return loop:create_connection(f, nil, nil, {sock = a}) end,
+      function(f, a) return loop:connect_read_pipe(f, a) end,
+    }
+    for _, fn in ipairs(connect) do
+      local a, b = socket.socketpair()
+      b:send("already there")
+      local rec = net.recorder(loop)
+      local t = fn(function() return rec end, a)
+      rec:log("returned")
+      rec:wait_bytes(13)
+      assert.same({"made", "returned", "data"}, rec.events)
+      t:close()
+      b:close()
+      net.wait(rec.lost_fut)
+    end
+  end))
+
+  it("§7 close() inside data_received: no data_received follows, though megabytes more wait "
+     .. "in the socket; connection_lost(nil) comes next (asyncio removes the reader at once)",
+     async(function(loop)
+    local a, b = socket.socketpair()
+    b:setblocking(false)
+    local rec = net.recorder(loop, {on_data = function(self) self.transport:close() end})
+    loop:connect_accepted_socket(function() return rec end, a)
+    local _, err = pcall(loop.sock_sendall, loop, b, string.rep("m", 4 << 20))
+    net.wait(rec.lost_fut)
+    assert.same({"made", "data", "lost"}, rec.events)
+    assert.equal(1, #rec.chunks)
+    assert.is_nil(rec.err)
+    b:close()
+    assert(err == nil or errors.is(err, errors.ConnectionError), tostring(err))
+  end))
+
+  it("§7 pause_reading inside data_received: no further data_received until resume_reading, "
+     .. "though more data waits (asyncio removes the reader at once)", async(function(loop)
+    local a, b = socket.socketpair()
+    local rec = net.recorder(loop, {on_data = function(self) self.transport:pause_reading() end})
+    local t = loop:connect_accepted_socket(function() return rec end, a)
+    b:send(string.rep("p", 100000))
+    rec:wait_bytes(1)
+    eddy.sleep(0.05)
+    assert.equal(1, #rec.chunks)
+    rec.opts.on_data = nil
+    t:resume_reading()
+    rec:wait_bytes(100000)
+    t:close()
+    b:close()
+    net.wait(rec.lost_fut)
+  end))
+
+  it("§7 pause_reading and resume_reading on a closed transport do nothing and raise nothing; "
+     .. "is_reading() stays false (asyncio 3.13 returns when not reading / closing)",
+     async(function(loop)
+    local a, b = socket.socketpair()
+    local rec = net.recorder(loop)
+    local t = loop:connect_accepted_socket(function() return rec end, a)
+    t:close()
+    t:resume_reading()
+    t:pause_reading()
+    t:resume_reading()
+    assert.is_false(t:is_reading())
+    net.wait(rec.lost_fut)
+    t:pause_reading()
+    t:resume_reading()
+    assert.is_false(t:is_reading())
+    b:close()
+  end))
+end)
+
+describe("§4 Server:serve_forever (asyncio base_events.Server.serve_forever: on cancellation "
+         .. "it closes the server, then awaits wait_closed)", function()
+  for _, how in ipairs {"cancel()", "close()"} do
+    it("§4 serve_forever ended by " .. how .. " with a client still connected: the server stops "
+       .. "serving at once, but the task ends, cancelled, only once that connection is gone",
+       async(function(loop)
+      local srv, t, rec = pair(loop)
+      local serving = loop:create_task(function() srv:serve_forever() end)
+      turns()
+      if how == "cancel()" then serving:cancel() else srv:close() end
+      eddy.sleep(0.05)
+      assert.is_false(srv:is_serving())
+      assert.is_false(serving:done())
+      t:close()
+      net.wait(rec.lost_fut)
+      eddy.wait({serving}, {timeout = 5})
+      assert.is_true(serving:cancelled())
+    end))
+  end
+end)
+
+describe("§3 option checks (asyncio base_events)", function()
+  it("§3 ssl_shutdown_timeout without ssl is a ValueError for create_connection, create_server, "
+     .. "create_unix_connection, create_unix_server and connect_accepted_socket "
+     .. "('ssl_shutdown_timeout is only meaningful with ssl')", async(function(loop)
+    local f = function() return {} end
+    local o = {ssl_shutdown_timeout = 1}
+    local a <close>, b = socket.socketpair()
+    local _ <close> = b
+    local path = net.tempfile("")
+    os.remove(path)
+    for _, call in ipairs {
+      function() return loop:create_connection(f, "127.0.0.1", 1, o) end,
+      function() return loop:create_server(f, "127.0.0.1", 0, o) end,
+      function() return loop:create_unix_connection(f, path, o) end,
+      function() return loop:create_unix_server(f, path, o) end,
+      function() return loop:connect_accepted_socket(f, a, o) end,
+    } do
+      raises(call, {errors.ValueError, "ssl_shutdown_timeout is only meaningful with ssl"})
+    end
+  end))
+end)
+
+describe("§3 sock_* and fd watchers on a transport's socket (asyncio "
+         .. "_ensure_fd_no_transport)", function()
+  it("§3 sock_recv that would wait, and add_reader, on the socket of a live transport raise "
+     .. "RuntimeError ('is used by transport') instead of taking the transport's reads",
+     async(function(loop)
+    local srv <close>, t, rec = pair(loop)
+    local view = t:get_extra_info("socket")
+    raises(function() loop:sock_recv(view, 10) end, {errors.RuntimeError, "is used by transport"})
+    raises(function() loop:add_reader(view, print) end,
+           {errors.RuntimeError, "is used by transport"})
+    assert.is_false(t:is_closing())
+    t:close()
+    net.wait(rec.lost_fut)
+  end))
+end)
+
+describe("§3 signals beside subprocesses (asyncio 3.12+ child watchers leave SIGCHLD to the "
+         .. "user)", function()
+  it("§3 a SIGCHLD handler of the user's runs when a child exits, and the loop still sees "
+     .. "its children exit", async(function(loop)
+    local got = 0
+    loop:add_signal_handler("SIGCHLD", function() got = got + 1 end)
+    local proc = eddy.create_subprocess_exec("/bin/sh", "-c", "exit 3")
+    assert.equal(3, eddy.wait_for(function() return proc:wait() end, 5))
+    net.wait_until(function() return got > 0 end)
+    assert.is_true(loop:remove_signal_handler("SIGCHLD"))
+    proc = eddy.create_subprocess_exec("/bin/sh", "-c", "exit 4")
+    assert.equal(4, eddy.wait_for(function() return proc:wait() end, 5))
+  end))
+end)
+
+-- A python3 program that runs an eddy script on a pseudo-terminal
+-- (asyncio's test_events test_bidirectional_pty and test_read_pty_output
+-- use os.openpty, which Lua lacks).  "slave": the script's stdin and
+-- stdout are the terminal; the program types "ping", waits for the
+-- script's answer, hangs up, and prints the script's stderr.  "master":
+-- the script's stdin is the master side; the program writes "pong" on the
+-- slave side, waits for the script's first line, closes the slave, and
+-- prints the script's stdout.
+local PTY_DRIVER = [[
+import os, select, subprocess, sys, time, tty
+eddy, script, side = sys.argv[1:4]
+m, s = os.openpty()
+tty.setraw(s)
+def read_until(fd, want):
+    buf, deadline = b"", time.time() + 10
+    while want not in buf:
+        r, _, _ = select.select([fd], [], [], max(0, deadline - time.time()))
+        if not r:
+            sys.exit("timed out waiting for %r, got %r" % (want, buf))
+        buf += os.read(fd, 100)
+if side == "slave":
+    p = subprocess.Popen([eddy, script], stdin=s, stdout=s, stderr=subprocess.PIPE)
+    os.close(s)
+    os.write(m, b"ping")
+    read_until(m, b"got:ping")
+    os.close(m)
+    sys.stdout.write(p.communicate(timeout=10)[1].decode())
+else:
+    p = subprocess.Popen([eddy, script], stdin=m, stdout=subprocess.PIPE)
+    os.close(m)
+    os.write(s, b"pong")
+    first = p.stdout.readline()
+    os.close(s)
+    sys.stdout.write(first.decode() + p.communicate(timeout=10)[0].decode())
+]]
+
+-- The script's side: read fd 0 as a read pipe, logging the protocol's
+-- calls (echoing data to fd 1 through a write pipe when 'echo'); writes
+-- the log to 'out' (an io file) once connection_lost came.
+local PTY_SCRIPT = [[
+local eddy = require "eddy"
+local echo, out = %s, %s
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  local reports = 0
+  loop:set_exception_handler(function() reports = reports + 1 end)
+  local w = echo and loop:connect_write_pipe(function() return {} end, 1)
+  local log, done = {}, loop:create_future()
+  loop:connect_read_pipe(function() return {
+    data_received = function(_, d)
+      log[#log + 1] = "data " .. d
+      if w then w:write("got:" .. d) else out:write("read\n") out:flush() end
+    end,
+    eof_received = function() log[#log + 1] = "eof" end,
+    connection_lost = function(_, e)
+      log[#log + 1] = "lost " .. tostring(e and e.code)
+      done:set_result(true)
+    end} end, 0)
+  eddy.wait_for(done, 10)
+  if w then w:close() end
+  out:write(table.concat(log, ", "), "; reports ", reports, "\n")
+end)
+]]
+
+describe("§3 pipes on a terminal (asyncio test_events test_bidirectional_pty, "
+         .. "test_read_pty_output; unix_events._UnixReadPipeTransport)", function()
+  -- pty(side, echo, out) -> what the driver printed.
+  local function pty(side, echo, out)
+    local driver = net.tempfile(PTY_DRIVER, ".py")
+    local script = net.tempfile(string.format(PTY_SCRIPT, echo, out), ".lua")
+    local binary = os.getenv("EDDY_TEST_BINARY") or "build/eddy"
+    local proc = eddy.create_subprocess_exec("/usr/bin/python3", driver, binary, script, side,
+                                             {stdout = subprocess.PIPE})
+    local stdout = eddy.wait_for(function() return proc:communicate() end, 20)
+    assert.equal(0, proc.returncode)
+    return stdout
+  end
+
+  it("§3 connect_read_pipe and connect_write_pipe on the slave side of a terminal, both at "
+     .. "once: typed data arrives, the answer goes out; the hang-up is eof_received, then "
+     .. "connection_lost(nil)", async(function()
+    assert.equal("data ping, eof, lost nil; reports 0\n", pty("slave", "true", "io.stderr"))
+  end, 30))
+
+  it("§3 a read pipe on the master side of a terminal whose slave closes: "
+     .. "connection_lost(OSError EIO), no eof_received, and nothing reported (asyncio's "
+     .. "_fatal_error keeps EIO out of the exception handler)", async(function()
+    assert.equal("read\ndata pong, lost EIO; reports 0\n", pty("master", "false", "io.stdout"))
+  end, 30))
+end)
