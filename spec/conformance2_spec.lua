@@ -514,6 +514,66 @@ describe("§7 transports: when the protocol hears of data (asyncio test_events, 
     end
   end))
 
+  it("§3/§7 a transport that connection_made closes has had its connection_lost when "
+     .. "create_connection, create_unix_connection, connect_accepted_socket, connect_read_pipe "
+     .. "and connect_write_pipe return (asyncio's caller resumes one iteration after "
+     .. "connection_made)", async(function(loop)
+    local srv <close> = loop:create_server(function() return {} end, "127.0.0.1", 0)
+    local path = net.tempfile("")
+    os.remove(path)
+    local usrv <close> = loop:create_unix_server(function() return {} end, path)
+    local peers = {}
+    local function pair_end()
+      local a, b = socket.socketpair()
+      peers[#peers + 1] = b
+      return a
+    end
+    local connect = {
+      function(f) return loop:create_connection(f, "127.0.0.1", srv.sockets[1]:getsockname()[2]) end,
+      function(f) return loop:create_unix_connection(f, path) end,
+      function(f) return loop:connect_accepted_socket(f, pair_end()) end,
+      function(f) return loop:connect_read_pipe(f, pair_end()) end,
+      function(f) return loop:connect_write_pipe(f, pair_end()) end,
+    }
+    for _, fn in ipairs(connect) do
+      local rec = net.recorder(loop)
+      function rec:connection_made(t)
+        self:log("made")
+        t:close()
+      end
+      fn(function() return rec end)
+      rec:log("returned")
+      assert.same({"made", "lost", "returned"}, rec.events)
+    end
+    for _, b in ipairs(peers) do b:close() end
+  end))
+
+  it("§3 a task cancelled while create_connection or connect_read_pipe waits its iteration "
+     .. "after connection_made: the transport is closed, connection_lost(nil) follows "
+     .. "(asyncio: `except: transport.close(); raise`)", async(function(loop)
+    local srv <close> = loop:create_server(function() return {} end, "127.0.0.1", 0)
+    local a, b = socket.socketpair()
+    for _, fn in ipairs {
+      function(f) return loop:create_connection(f, "127.0.0.1", srv.sockets[1]:getsockname()[2]) end,
+      function(f) return loop:connect_read_pipe(f, a) end,
+    } do
+      local rec = net.recorder(loop)
+      local task
+      function rec:connection_made(t)
+        self.transport = t
+        self:log("made")
+        task:cancel()
+      end
+      task = loop:create_task(fn, function() return rec end)
+      raises(function() task:await() end, errors.CancelledError)
+      assert.is_true(rec.transport:is_closing())
+      net.wait(rec.lost_fut)
+      assert.same({"made", "lost"}, rec.events)
+      assert.is_nil(rec.err)
+    end
+    b:close()
+  end))
+
   it("§7 close() inside data_received: no data_received follows, though megabytes more wait "
      .. "in the socket; connection_lost(nil) comes next (asyncio removes the reader at once)",
      async(function(loop)

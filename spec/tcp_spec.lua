@@ -670,10 +670,7 @@ describe("TCP transport", function()
   it("a peer reset mid-write gives connection_lost(ConnectionResetError or BrokenPipeError) "
      .. "(test_write_exception)",
      async(function(loop)
-    local srv <close> = loop:create_server(function()
-      return {connection_made = function(_, tr) tr:abort() end}
-    end, "127.0.0.1", 0)
-    local port = srv.sockets[1]:getsockname()[2]
+    local srv <close>, port = net.resetting_server(loop)
     net.write_until_reset(connect(loop, port))
   end))
 
@@ -1081,12 +1078,9 @@ describe("a closing transport's descriptor", function()
 
   it("stays open in connection_lost after the peer's reset, an EOF that closes, "
      .. "and until a connection_lost that raises has returned", async(function(loop)
-    local aborting <close> = loop:create_server(function()
-      return {connection_made = function(_, tr) tr:abort() end}
-    end, "127.0.0.1", 0)
+    local aborting <close>, aborting_port = net.resetting_server(loop)
     local rec = lost_recorder(loop)
-    local t = loop:create_connection(function() return rec end, "127.0.0.1",
-                                     aborting.sockets[1]:getsockname()[2])
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", aborting_port)
     net.write_until_reset(t, rec)
     assert.equal("open", rec.fd_in_lost)
 

@@ -116,13 +116,18 @@ end
 
 -- Give the new transport its protocol: connection_made, then reading.
 -- The factory's error, or a protocol whose method lookups raise, closes
--- the transport.
+-- the transport.  Then the caller resumes one iteration later, as
+-- asyncio's, whose transport sets its waiter in the iteration that calls
+-- connection_made: a connection_lost that connection_made brought about
+-- (it closed the transport) has run by then.  Cancelled meanwhile, the
+-- transport closes (asyncio's _create_connection_transport).
 local function start_transport(transport, factory)
   local ok, protocol = pcall(function()
     local protocol = new_protocol(factory)
     transport:_start(protocol)
     return protocol
   end)
+  if ok then ok, protocol = pcall(function() eddy.sleep(0) return protocol end) end
   if not ok then
     transport:close()
     error(protocol, 0)
@@ -497,8 +502,8 @@ end
 -- loop:connect_write_pipe(protocol_factory, pipe) -> transport, protocol
 -- pipe: an integer descriptor, a Lua file, or an object with :fileno();
 -- the transport closes it (pipe:close(), or the descriptor) after
--- connection_lost, as asyncio's pipe transports do.  Suspending in name
--- (API.md §3): nothing here waits, connection_made has run on return.
+-- connection_lost, as asyncio's pipe transports do.  Suspending (API.md
+-- §3): they return an iteration after connection_made (start_transport).
 local function pipe_connector(fname, writable)
   return function(self, protocol_factory, pipe)
     can_suspend(fname)

@@ -166,6 +166,17 @@ function net.descriptor(t)
   return "closed"
 end
 
+-- A server on 127.0.0.1, port 0, that aborts each connection at its
+-- first data: closed with more data unread, its socket sends a reset,
+-- which the client's writes then meet.  Returns the server and its port.
+function net.resetting_server(loop)
+  local srv = loop:create_server(function()
+    return {connection_made = function(self, t) self.t = t end,
+            data_received = function(self) self.t:abort() end}
+  end, "127.0.0.1", 0)
+  return srv, srv.sockets[1]:getsockname()[2]
+end
+
 -- Write 1 MiB chunks on transport t until the connection breaks (the
 -- peer resets it); then the recorder 'rec' must get connection_lost with
 -- ConnectionResetError or BrokenPipeError.
