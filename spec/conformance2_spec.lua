@@ -261,6 +261,26 @@ describe("§4 Server (asyncio test_server, base_events.Server)", function()
     assert.equal("closed", net.wait(waiter))
   end))
 
+  it("§4 wait_closed() on a closed server with no connection left returns without suspending; "
+     .. "start_serving() always lets one iteration run (asyncio: `if self._waiters is None: "
+     .. "return`; start_serving ends with sleep(0))", async(function(loop)
+    local srv = loop:create_server(function() return {} end, "127.0.0.1", 0,
+                                   {start_serving = false})
+    local ran = false
+    loop:call_soon(function() ran = true end)
+    srv:start_serving()
+    assert.is_true(ran)
+    ran = false
+    loop:call_soon(function() ran = true end)
+    srv:start_serving()  -- serving already: it still yields
+    assert.is_true(ran)
+    srv:close()
+    ran = false
+    loop:call_soon(function() ran = true end)
+    srv:wait_closed()
+    assert.is_false(ran)
+  end))
+
   it("§3 create_server: SO_REUSEADDR on the listening socket by default on Linux, not with "
      .. "reuse_address = false (asyncio: `reuse_address = os.name == 'posix' and ...`)",
      async(function(loop)
@@ -378,6 +398,35 @@ describe("§7 datagram transports (asyncio test_selector_events "
     srv_t:close()
     turns(2)
   end))
+end)
+
+describe("§7 datagram transports: reading (asyncio _SelectorDatagramTransport._read_ready "
+         .. "reads one datagram per call)", function()
+  for _, how in ipairs {"close", "pause_reading"} do
+    it("§7 " .. how .. "() inside datagram_received: no further datagram_received, though nine "
+       .. "more datagrams wait", async(function(loop)
+      local got = {}
+      local t = loop:create_datagram_endpoint(function()
+        return {connection_made = function(self, tr) self.t = tr end,
+                datagram_received = function(self, data)
+                  got[#got + 1] = data
+                  if #got == 1 then self.t[how](self.t) end
+                end}
+      end, {"127.0.0.1", 0})
+      local s <close> = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+      for i = 1, 10 do s:sendto("d" .. i, t:get_extra_info("sockname")) end
+      net.wait_until(function() return #got > 0 end)
+      eddy.sleep(0.05)
+      assert.same({"d1"}, got)
+      if how == "pause_reading" then
+        t:resume_reading()
+        net.wait_until(function() return #got == 10 end)
+        assert.equal("d10", got[10])
+      end
+      t:close()
+      turns(2)
+    end))
+  end
 end)
 
 describe("§7 pipe and subprocess transports (asyncio test_unix_events, test_subprocess)",
