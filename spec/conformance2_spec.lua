@@ -469,6 +469,19 @@ describe("§7 pipe and subprocess transports (asyncio test_unix_events, test_sub
     t:close()
   end))
 
+  it("§7 close() of a subprocess transport with its three pipes: pipe_connection_lost for fd 0, "
+     .. "1, 2 in that order, then process_exited (-9), then connection_lost (asyncio closes the "
+     .. "pipes in its _pipes dict's order)", async(function(loop)
+    local rec = proc_recorder(loop)
+    local t = loop:subprocess_exec(function() return rec end, "/bin/sh", "-c", "exec cat")
+    t:get_pipe_transport(0):write("x")
+    net.wait_until(function() return #rec.out[1] > 0 end)
+    t:close()
+    net.wait(rec.lost_fut)
+    assert.same({"pipe_lost 0", "pipe_lost 1", "pipe_lost 2", "exited", "lost"}, rec.events)
+    assert.equal(-9, rec.returncode)
+  end))
+
   it("§7 get_returncode() is already set inside process_exited", async(function(loop)
     local rec = proc_recorder(loop)
     local t = loop:subprocess_exec(function() return rec end, "/bin/sh", "-c", "exit 7")

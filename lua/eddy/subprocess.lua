@@ -249,8 +249,9 @@ function Transport:kill() self:send_signal("SIGKILL") end
 function Transport:close()
   if self._closed then return end
   self._closed = true
-  for _, pipe in pairs(self._pipes) do
-    if not pipe.disconnected then pipe.transport:close() end
+  for fd = 0, 2 do  -- in fd order, as asyncio's _pipes dict: so go their connection_lost
+    local pipe = self._pipes[fd]
+    if pipe ~= nil and not pipe.disconnected then pipe.transport:close() end
   end
   if self._returncode == nil then pcall(self._proc.kill, self._proc, "SIGKILL") end
 end
