@@ -102,6 +102,30 @@ describe("§7 stream transports: flow control (asyncio test_selector_events, "
     net.wait(rec.lost_fut)
   end, 20))
 
+  for _, case in ipairs {{"close", {"made", "pause", "resume", "lost"}},
+                         {"write_eof", {"made", "pause", "resume", "lost"}},
+                         {"abort", {"made", "pause", "lost"}}} do
+    it("§7 " .. case[1] .. "() of a transport paused for writing: "
+       .. (case[1] == "abort" and "the buffer is dropped and resume_writing never comes"
+           or "resume_writing comes as the buffer drains, before connection_lost")
+       .. " (asyncio: _write_ready calls _maybe_resume_protocol while closing; _force_close "
+       .. "does not)", async(function(loop)
+      local srv <close>, t, rec, srv_rec = pair(loop)
+      srv_rec.transport:pause_reading()
+      fill(t, 1000)
+      t:set_write_buffer_limits(1, 0)
+      t[case[1]](t)
+      srv_rec.transport:resume_reading()
+      if case[1] == "write_eof" then
+        net.wait(srv_rec.eof_fut, 20)
+        t:close()
+      end
+      net.wait(rec.lost_fut, 20)
+      assert.same(case[2], rec.events)
+      srv_rec.transport:close()
+    end, 30))
+  end
+
   it("§7/§3 an error in pause_writing or resume_writing goes to the exception handler with the "
      .. "transport and protocol, and the transport carries on (asyncio 'protocol.pause_writing() "
      .. "failed')", function()
