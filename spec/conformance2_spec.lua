@@ -558,6 +558,24 @@ describe("§7 pipe and subprocess transports (asyncio test_unix_events, test_sub
     t:close()
   end))
 
+  it("§3 connect_write_pipe on a pipe or socket whose reader is gone already: connection_made, "
+     .. "then, after the call returns, connection_lost(nil); a write then is dropped "
+     .. "(asyncio's reader on the write pipe sees the hang-up)", async(function(loop)
+    local a, b = socket.socketpair()
+    b:close()
+    local f = io.popen("exit 0", "w")
+    for _, pipe in ipairs {a, f} do
+      local rec = net.recorder(loop)
+      local t = loop:connect_write_pipe(function() return rec end, pipe)
+      rec:log("returned")
+      net.wait(rec.lost_fut, 2)
+      assert.same({"made", "returned", "lost"}, rec.events)
+      assert.is_nil(rec.err)
+      t:write("dropped")
+      assert.equal(0, t:get_write_buffer_size())
+    end
+  end))
+
   it("§7 a write pipe's write after write_eof is dropped silently, unlike a socket's "
      .. "RuntimeError (asyncio _UnixWritePipeTransport.write: closing → return)",
      async(function(loop)
