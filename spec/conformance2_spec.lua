@@ -236,6 +236,40 @@ describe("§4 Server (asyncio test_server, base_events.Server)", function()
     srv:wait_closed()
   end))
 
+  it("§4 a listening socket taken from server.sockets before close() reads fileno() -1 after it "
+     .. "and no longer answers, though the system reuses the number (asyncio closes the socket "
+     .. "objects it handed out)", async(function(loop)
+    local srv = loop:create_server(function() return {} end, "127.0.0.1", 0)
+    local sock = srv.sockets[1]
+    local fd = sock:fileno()
+    assert.is_true(fd >= 0)
+    srv:close()
+    assert.equal(-1, sock:fileno())
+    raises(function() return sock:getsockname() end, errors.OSError)
+    srv:wait_closed()
+    -- a new socket gets the number; the old view leaves it alone
+    local others = {}
+    repeat
+      others[#others + 1] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    until others[#others]:fileno() == fd or #others == 100
+    assert.equal(fd, others[#others]:fileno())
+    assert.equal(-1, sock:fileno())
+    raises(function() return sock:getsockname() end, errors.OSError)
+    for _, o in ipairs(others) do o:close() end
+  end))
+
+  it("§4 loop:close() closes a server's listening sockets: a socket taken from server.sockets "
+     .. "reads fileno() -1 after it", function()
+    local loop = eddy.new_event_loop()
+    local srv = loop:run_until_complete(function()
+      return loop:create_server(function() return {} end, "127.0.0.1", 0)
+    end)
+    local sock = srv.sockets[1]
+    assert.is_true(sock:fileno() >= 0)
+    loop:close()
+    assert.equal(-1, sock:fileno())
+  end)
+
   it("§4 close_clients() on a serving server closes its connections yet it goes on accepting "
      .. "new ones (asyncio closes the transports only)", async(function(loop)
     local srv <close>, t, rec = pair(loop)
@@ -477,12 +511,17 @@ describe("§7 pipe and subprocess transports (asyncio test_unix_events, test_sub
     return rec
   end
 
+  -- sh(loop, script, opts) -> transport, recorder: /bin/sh -c script
+  -- under subprocess_exec with a proc_recorder.
+  local function sh(loop, script, opts)
+    local rec = proc_recorder(loop)
+    return loop:subprocess_exec(function() return rec end, "/bin/sh", "-c", script, opts), rec
+  end
+
   it("§7 get_pipe_transport(fd) still gives the pipe's transport after its "
      .. "pipe_connection_lost, and nil for a descriptor that is no pipe (asyncio keeps "
      .. "_pipes[fd])", async(function(loop)
-    local rec = proc_recorder(loop)
-    local t = loop:subprocess_exec(function() return rec end, "/bin/sh", "-c", "echo hi",
-                                   {stdin = subprocess.DEVNULL})
+    local t, rec = sh(loop, "echo hi", {stdin = subprocess.DEVNULL})
     local out = t:get_pipe_transport(1)
     assert.is_not_nil(out)
     assert.is_nil(t:get_pipe_transport(0))
@@ -496,8 +535,7 @@ describe("§7 pipe and subprocess transports (asyncio test_unix_events, test_sub
   it("§7 close() of a subprocess transport with its three pipes: pipe_connection_lost for fd 0, "
      .. "1, 2 in that order, then process_exited (-9), then connection_lost (asyncio closes the "
      .. "pipes in its _pipes dict's order)", async(function(loop)
-    local rec = proc_recorder(loop)
-    local t = loop:subprocess_exec(function() return rec end, "/bin/sh", "-c", "exec cat")
+    local t, rec = sh(loop, "exec cat")
     t:get_pipe_transport(0):write("x")
     net.wait_until(function() return #rec.out[1] > 0 end)
     t:close()
@@ -507,8 +545,7 @@ describe("§7 pipe and subprocess transports (asyncio test_unix_events, test_sub
   end))
 
   it("§7 get_returncode() is already set inside process_exited", async(function(loop)
-    local rec = proc_recorder(loop)
-    local t = loop:subprocess_exec(function() return rec end, "/bin/sh", "-c", "exit 7")
+    local t, rec = sh(loop, "exit 7")
     assert.is_nil(t:get_returncode())
     net.wait(rec.lost_fut)
     assert.equal(7, rec.returncode)
@@ -518,9 +555,7 @@ describe("§7 pipe and subprocess transports (asyncio test_unix_events, test_sub
   it("§7 stderr = STDOUT: what the child writes to stderr arrives on fd 1, and "
      .. "get_pipe_transport(2) is nil (test_subprocess_stderr_redirect_to_stdout)",
      async(function(loop)
-    local rec = proc_recorder(loop)
-    local t = loop:subprocess_exec(function() return rec end, "/bin/sh", "-c",
-                                   "echo out; echo err >&2", {stderr = subprocess.STDOUT})
+    local t, rec = sh(loop, "echo out; echo err >&2", {stderr = subprocess.STDOUT})
     assert.is_nil(t:get_pipe_transport(2))
     net.wait(rec.lost_fut)
     assert.equal("out\nerr\n", table.concat(rec.out[1]))
@@ -533,8 +568,7 @@ describe("§7 pipe and subprocess transports (asyncio test_unix_events, test_sub
      .. "pipe_connection_lost(0, BrokenPipeError), and connection_lost after every other event "
      .. "(asyncio _UnixWritePipeTransport: the peer gone with a buffer is EPIPE)",
      async(function(loop)
-    local rec = proc_recorder(loop)
-    local t = loop:subprocess_exec(function() return rec end, "/bin/sh", "-c", "sleep 0.2")
+    local t, rec = sh(loop, "sleep 0.2")
     local stdin = t:get_pipe_transport(0)
     stdin:write(string.rep("x", 4 << 20))
     assert.is_true(stdin:get_write_buffer_size() > 0)
@@ -547,8 +581,7 @@ describe("§7 pipe and subprocess transports (asyncio test_unix_events, test_sub
   it("§7 a child that closes its stdin and exits: the stdin pipe is lost cleanly, "
      .. "pipe_connection_lost(0, nil), and later writes are dropped (asyncio's reader on the "
      .. "write pipe sees the peer go)", async(function(loop)
-    local rec = proc_recorder(loop)
-    local t = loop:subprocess_exec(function() return rec end, "/bin/sh", "-c", "exec 0<&-; exit 0")
+    local t, rec = sh(loop, "exec 0<&-; exit 0")
     net.wait(rec.lost_fut)
     assert.is_false(rec.lost[0])
     local stdin = t:get_pipe_transport(0)

@@ -55,10 +55,20 @@ typedef struct Listener {
                           ** (pause_accepting); -1: none */
   unsigned char paused;   /* out of descriptors: hold the next connection */
   unsigned char held;     /* libuv holds an accepted connection for us */
+  eddy_Socket *view;      /* its view in server.sockets (user value 2), or
+                          ** NULL: none made yet */
 } Listener;
 
 static eddy_Server *checkserver(lua_State *L, int i) {
   return (eddy_Server *)luaL_checkudata(L, i, EDDY_SERVER);
+}
+
+/* Close the listening handle, and with it the descriptor, which the
+** socket view handed out in server.sockets forgets at once (asyncio's
+** closed socket reads fileno() -1): the system may reuse the number. */
+static void close_listener(lua_State *L, Listener *l) {
+  if (l->view != NULL) l->view->fd = -1;
+  eddy__uv_close(L, &l->uv);
 }
 
 /* Push field 'name' of the FIELDS table of the server at sv. */
@@ -235,7 +245,7 @@ static void pause_accepting(lua_State *L, Listener *l, int lidx) {
     l->paused = 1;
     later(L, l, lidx, resume_accepting);
   } else {
-    eddy__uv_close(L, &l->uv);
+    close_listener(L, l);
   }
 }
 
@@ -264,7 +274,7 @@ static int resume_listening(lua_State *L) {
   r = uv_listen((uv_stream_t *)l->uv.handle, l->server->backlog,
                 connection_cb);
   if (r < 0) {
-    eddy__uv_close(L, &l->uv);
+    close_listener(L, l);
     return eddy__uverror(L, r, "listen");  /* the timer's handle reports */
   }
   if (l->spare < 0) l->spare = open_spare();
@@ -301,7 +311,7 @@ static void reopen_later(lua_State *L, Listener *l, int lidx, int status) {
   lua_pushvalue(L, lidx);
   eddy__pcall(L, loop, 1, 0, "Error reopening the listening socket after "
               "an accept error: it is closed");
-  eddy__uv_close(L, &l->uv);
+  close_listener(L, l);
 }
 
 static void connection_cb(uv_stream_t *h, int status) {
@@ -338,8 +348,10 @@ static void connection_cb(uv_stream_t *h, int status) {
 
 /* on_closed: loop:close() or the fallback of pause_accepting closed it. */
 static void listener_closed(lua_State *L, eddy_UVObject *o, int self) {
+  Listener *l = (Listener *)o;
   (void)L; (void)self;
-  drop_spare((Listener *)o);
+  drop_spare(l);
+  if (l->view != NULL) l->view->fd = -1;  /* closed by loop:close() too */
 }
 
 /* The filesystem path a UNIX listening socket is bound to, into 'path';
@@ -396,7 +408,7 @@ static void close_listeners(lua_State *L, int sv) {
     l = (Listener *)lua_touserdata(L, -1);
     if (l->uv.handle != NULL) cleanup_socket(l);
     drop_spare(l);
-    eddy__uv_close(L, &l->uv);
+    close_listener(L, l);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
@@ -516,9 +528,10 @@ static Listener *new_listener(lua_State *L, int sv, int fd, ino_t cleanup_ino,
   lua_Integer i, n;
   sv = lua_absindex(L, sv);
   replaced = replaced != 0 ? lua_absindex(L, replaced) : 0;
-  l = (Listener *)lua_newuserdatauv(L, sizeof(Listener), 1);
+  l = (Listener *)lua_newuserdatauv(L, sizeof(Listener), 2);
   eddy__uv_init(&l->uv);
   l->server = s;
+  l->view = NULL;
   l->cleanup_ino = cleanup_ino;
   l->spare = -1;
   l->paused = l->held = 0;
@@ -593,6 +606,29 @@ static int s_fields(lua_State *L) {
   return 1;
 }
 
+/* Push the socket view of the listener at lidx: made at the first
+** server.sockets, then the same one, so that close_listener reaches it
+** (a new one if its user closed it, which only forgets the descriptor).
+** Returns 0, pushing nothing, for a listener whose socket is gone. */
+static int push_view(lua_State *L, Listener *l, int lidx) {
+  uv_os_fd_t fd;
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (l->uv.handle == NULL || l->uv.closing) return 0;
+  if (l->view != NULL && l->view->fd >= 0) {
+    lua_getiuservalue(L, lidx, 2);
+    return 1;
+  }
+  if (uv_fileno(l->uv.handle, &fd) < 0 ||
+      getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+    return 0;
+  eddy__socket_push(L, fd, ss.ss_family, SOCK_STREAM, 0);
+  l->view = eddy__tosocket(L, -1);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, lidx, 2);
+  return 1;
+}
+
 /* The read-only field 'sockets': views of the listening sockets (an
 ** empty array once closed). */
 static int s_index(lua_State *L) {
@@ -608,18 +644,10 @@ static int s_index(lua_State *L) {
   if (sv->closed || push_field(L, 1, "listeners") != LUA_TTABLE) return 1;
   n = (lua_Integer)lua_rawlen(L, -1);
   for (i = 1; i <= n; i++) {
-    Listener *l;
-    uv_os_fd_t fd;
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
     lua_rawgeti(L, -1, i);
-    l = (Listener *)lua_touserdata(L, -1);
+    if (push_view(L, (Listener *)lua_touserdata(L, -1), lua_gettop(L)))
+      lua_rawseti(L, -4, ++m);
     lua_pop(L, 1);
-    if (l->uv.handle == NULL || uv_fileno(l->uv.handle, &fd) < 0 ||
-        getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
-      continue;
-    eddy__socket_push(L, fd, ss.ss_family, SOCK_STREAM, 0);
-    lua_rawseti(L, -3, ++m);
   }
   lua_pop(L, 1);
   return 1;
