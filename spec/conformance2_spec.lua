@@ -197,6 +197,20 @@ describe("§7 stream transports: closing (asyncio test_selector_events)", functi
     assert.is_nil(rec.err)
   end))
 
+  it("§7 write(\"\"), writelines({}) and writelines({\"\"}) after write_eof() raise RuntimeError "
+     .. "too: the check comes before the empty-data shortcut (asyncio "
+     .. "_SelectorSocketTransport.write)", async(function(loop)
+    local srv <close>, t, rec = pair(loop)
+    t:write_eof()
+    raises(function() t:write("") end, {errors.RuntimeError, "Cannot call write() after write_eof()"})
+    for _, list in ipairs {{}, {""}} do
+      raises(function() t:writelines(list) end,
+             {errors.RuntimeError, "Cannot call writelines() after write_eof()"})
+    end
+    t:close()
+    net.wait(rec.lost_fut)
+  end))
+
   it("§7 write_eof a second time, or after close(), does nothing and raises nothing "
      .. "(asyncio: `if self._closing or self._eof: return`)", async(function(loop)
     local srv <close>, t, rec, srv_rec = pair(loop)
@@ -820,6 +834,25 @@ describe("§3 sock_* and fd watchers on a transport's socket (asyncio "
     t:close()
     net.wait(rec.lost_fut)
   end))
+end)
+
+describe("§3 signal handler checks (asyncio unix_events: _check_signal, then _check_closed)",
+         function()
+  it("§3 on a closed loop, add_signal_handler of an invalid signal raises ValueError, of a valid "
+     .. "one RuntimeError ('Event loop is closed'); remove_signal_handler raises ValueError or "
+     .. "returns false, also for SIGKILL", function()
+    local loop = eddy.new_event_loop()
+    loop:close()
+    for _, bad in ipairs {0, 1000, "SIGFOO"} do
+      raises(function() loop:add_signal_handler(bad, print) end, errors.ValueError)
+      raises(function() loop:remove_signal_handler(bad) end, errors.ValueError)
+    end
+    for _, sig in ipairs {"SIGUSR1", "SIGKILL"} do
+      raises(function() loop:add_signal_handler(sig, print) end,
+             {errors.RuntimeError, "Event loop is closed"})
+      assert.is_false(loop:remove_signal_handler(sig))
+    end
+  end)
 end)
 
 describe("§3 signals beside subprocesses (asyncio 3.12+ child watchers leave SIGCHLD to the "

@@ -204,13 +204,17 @@ static int start_watcher(lua_State *L, SignalWatcher *w, uv_signal_cb cb) {
 /* {====================================================== Loop methods */
 
 /* loop:add_signal_handler(sig, cb, ...): cb(...) runs in the loop whenever
-** sig arrives; replaces (and cancels) the loop's previous handler of sig. */
+** sig arrives; replaces (and cancels) the loop's previous handler of sig.
+** The signal is checked before the loop, as asyncio's _check_signal comes
+** before _check_closed: an invalid one is a ValueError on a closed loop
+** too. */
 static int l_add_signal_handler(lua_State *L) {
-  eddy_Loop *loop = eddy__checkloop(L, 1);
+  eddy_Loop *loop = eddy__checkanyloop(L, 1);
   int sig = checksignal(L, 2, 0);
   int hi, wi;
   SignalWatcher *w;
   eddy__checkcallable(L, 3);
+  eddy__check_open(L, loop);
   eddy__handle_new(L, loop, lua_gettop(L) - 3, 0);
   hi = lua_gettop(L);
   w = push_watcher(L, loop, sig);
