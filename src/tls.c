@@ -238,7 +238,7 @@ static int conn_error(lua_State *L, Conn *c, int rc) {
     while (n > 0 && info[n - 1] == '\n') info[--n] = '\0';
     for (char *p = info; *p; p++) if (*p == '\n') *p = ';';
     lua_pushfstring(L, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: %s", info);
-    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 6);
     lua_pushvalue(L, -2);
     lua_setfield(L, -2, "strerror");  /* with errno, as Python's */
     lua_pushstring(L, info);
@@ -247,6 +247,8 @@ static int conn_error(lua_State *L, Conn *c, int rc) {
     lua_setfield(L, -2, "verify_code");
     lua_pushliteral(L, "CERTIFICATE_VERIFY_FAILED");
     lua_setfield(L, -2, "reason");
+    lua_pushliteral(L, "SSL");
+    lua_setfield(L, -2, "library");
     lua_pushinteger(L, rc);
     lua_setfield(L, -2, "errno");
     eddy__newerror(L, "SSLCertVerificationError", 2);

@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <mbedtls/asn1.h>
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
@@ -130,17 +133,36 @@ int eddy__tls_error(lua_State *L, int code, const char *what) {
   return lua_error(L);
 }
 
-/* A file mbedTLS is about to read: report a missing or unreadable one as
-** the OSError open() gives (Python's FileNotFoundError), not as a parse
-** failure. */
-static void check_readable(lua_State *L, const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) {
-    int e = errno;
+/* A file (or, with 'dir', a directory) mbedTLS is about to read: report
+** a missing or unreadable one, or one of the wrong kind, as the OSError
+** open() gives (Python's FileNotFoundError, IsADirectoryError), not as a
+** parse failure. */
+static void check_path(lua_State *L, const char *path, int dir) {
+  struct stat st;
+  int e = 0;
+  if (stat(path, &st) != 0) e = errno;
+  else if (dir && !S_ISDIR(st.st_mode)) e = ENOTDIR;
+  else if (!dir && S_ISDIR(st.st_mode)) e = EISDIR;
+  else if (access(path, R_OK) != 0) e = errno;
+  if (e != 0) {
     eddy__pushuverror(L, uv_translate_sys_error(e), path);
     lua_error(L);
   }
-  fclose(f);
+}
+
+/* Parse DER certificates one after the other (mbedTLS's parse takes one). */
+static int parse_der_certs(mbedtls_x509_crt *chain, const unsigned char *p, size_t len) {
+  const unsigned char *end = p + len;
+  while (p < end) {
+    unsigned char *q = (unsigned char *)p;
+    size_t n;
+    int rc = mbedtls_asn1_get_tag(&q, end, &n, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE);
+    if (rc != 0) return rc;
+    n += (size_t)(q - p);
+    if ((rc = mbedtls_x509_crt_parse_der(chain, p, n)) != 0) return rc;
+    p += n;
+  }
+  return 0;
 }
 
 /* }====================================================== */
@@ -225,8 +247,8 @@ static int ctx_load_cert_chain(lua_State *L) {
   const char *password = password_arg(L, 4);
   KeyPair *kp;
   int rc;
-  check_readable(L, certfile);
-  check_readable(L, keyfile);
+  check_path(L, certfile, 0);
+  check_path(L, keyfile, 0);
   if ((kp = (KeyPair *)calloc(1, sizeof *kp)) == NULL) return luaL_error(L, "not enough memory");
   kp->refs = 1;
   mbedtls_x509_crt_init(&kp->chain);
@@ -241,10 +263,12 @@ static int ctx_load_cert_chain(lua_State *L) {
   }
   if ((rc = CHECK_PAIR(&kp->chain.pk, &kp->key, c->m)) != 0) {
     keypair_release(kp);
-    lua_pushliteral(L, "[SSL: KEY_VALUES_MISMATCH] the private key does not match the certificate");
-    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "[X509: KEY_VALUES_MISMATCH] the private key does not match the certificate");
+    lua_createtable(L, 0, 2);
     lua_pushliteral(L, "KEY_VALUES_MISMATCH");
     lua_setfield(L, -2, "reason");
+    lua_pushliteral(L, "X509");  /* OpenSSL's, as Python's */
+    lua_setfield(L, -2, "library");
     eddy__newerror(L, "SSLError", 2);
     return lua_error(L);
   }
@@ -267,22 +291,25 @@ static int ctx_load_verify_locations(lua_State *L) {
     return luaL_error(L, "bad argument to 'load_verify_locations' "
                       "(cafile, capath and cadata cannot be all omitted)");
   if (cafile != NULL) {
-    check_readable(L, cafile);
+    check_path(L, cafile, 0);
     if ((rc = mbedtls_x509_crt_parse_file(&c->m->ca, cafile)) < 0)
       return eddy__tls_error(L, rc, cafile);
     c->m->ca_count++;
   }
   if (capath != NULL) {
     /* files that are not certificates are skipped, as OpenSSL's lookup */
+    check_path(L, capath, 1);
     if ((rc = mbedtls_x509_crt_parse_path(&c->m->ca, capath)) < 0)
       return eddy__tls_error(L, rc, capath);
     c->m->ca_count++;
   }
   if (cadata != NULL) {
-    /* PEM must include its terminating NUL in the length; DER must not */
-    int pem = strstr(cadata, "-----BEGIN") != NULL;
-    rc = mbedtls_x509_crt_parse(&c->m->ca, (const unsigned char *)cadata,
-                                pem ? len + 1 : len);
+    /* PEM must include its terminating NUL in the length; DER may hold
+    ** several certificates, as Python's */
+    if (strstr(cadata, "-----BEGIN") != NULL)
+      rc = mbedtls_x509_crt_parse(&c->m->ca, (const unsigned char *)cadata, len + 1);
+    else
+      rc = parse_der_certs(&c->m->ca, (const unsigned char *)cadata, len);
     if (rc < 0) return eddy__tls_error(L, rc, "cadata");
     c->m->ca_count++;
   }
