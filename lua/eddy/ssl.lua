@@ -85,11 +85,20 @@ function setters.check_hostname(self, f, v)
   f.check_hostname = v
 end
 
+-- As Python's, the opposite bound stands for "the extreme available":
+-- minimum_version = MAXIMUM_SUPPORTED is the highest version there is, and
+-- maximum_version = MINIMUM_SUPPORTED the lowest (read back as such).
+local emulated = {
+  minimum_version = {[ssl.TLSVersion.MAXIMUM_SUPPORTED] = HIGHEST},
+  maximum_version = {[ssl.TLSVersion.MINIMUM_SUPPORTED] = LOWEST},
+}
+
 local function version_setter(name)
   return function(self, f, v)
     if version_names[v] == nil then
       error(errors.ValueError("invalid value for " .. name .. " (a ssl.TLSVersion)"), 3)
     end
+    v = emulated[name][v] or v
     if v == ssl.TLSVersion.SSLv3 or (name == "minimum_version" and v == ssl.TLSVersion.TLSv1_3) then
       error(errors.ValueError(version_names[v] .. " is not supported by " .. ssl.MBEDTLS_VERSION
                               .. " as built here"), 3)
@@ -163,13 +172,19 @@ function SSLContext:load_cert_chain(certfile, keyfile, password)
   if password ~= nil and t ~= "string" and t ~= "number" and t ~= "function" then
     error(args.message("load_cert_chain", 3, "string or function", password), 2)
   end
-  if t == "function" then  -- Python's callable, called for the key at once
+  local h = handle(self)
+  if t == "function" then
+    -- Python's callable, called only when the key is encrypted: a key that
+    -- loads without a password never calls it
+    local ok, err = pcall(h.load_cert_chain, h, certfile, keyfile)
+    if ok then return end
+    if not (errors.is(err, errors.SSLError) and err.reason == "BAD_DECRYPT") then error(err, 0) end
     password = password()
     if type(password) ~= "string" then
       error("password callback must return a string", 2)
     end
   end
-  return handle(self):load_cert_chain(certfile, keyfile, password)
+  return h:load_cert_chain(certfile, keyfile, password)
 end
 
 -- ctx:load_verify_locations(cafile, capath, cadata): trust these CAs.
@@ -181,6 +196,7 @@ function SSLContext:load_verify_locations(cafile, capath, cadata)
   if cafile == nil and capath == nil and cadata == nil then
     error("bad argument to '" .. fname .. "' (cafile, capath and cadata cannot be all omitted)", 2)
   end
+  if cadata == "" then error(errors.ValueError("Empty certificate data"), 2) end  -- Python's
   return handle(self):load_verify_locations(cafile, capath, cadata)
 end
 
