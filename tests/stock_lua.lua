@@ -70,6 +70,19 @@ end)
 check(reply == "PING\n" and output == "got data\n" and status == 3 and ticked and doubled == 42,
       "§12 eddy.run from stock lua: a server and its client, a subprocess, a timer, a thread job")
 
+-- §10: in a host other than eddy's executable too, a send to a peer that
+-- has gone raises BrokenPipeError instead of killing the process by
+-- SIGPIPE, as Python's socket (eddy ignores SIGPIPE as Python does, and
+-- sends with MSG_NOSIGNAL besides).
+do
+  local a, b = socket.socketpair()
+  b:close()
+  local sent, err = pcall(a.send, a, "x")
+  check(not sent and eddy.errors.is(err, eddy.errors.BrokenPipeError) and err.errno == 32,
+        "§10 send to a closed socketpair peer: BrokenPipeError, no SIGPIPE death")
+  a:close()
+end
+
 -- Work left on a loop nobody runs (stock lua does not drain): a server, a
 -- far timer, a pending task.  lua_close closes it all; the process must
 -- end cleanly (tools/run-tests.sh checks the status).
