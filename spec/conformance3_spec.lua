@@ -316,19 +316,37 @@ print(lua(ssl._ssl._test_decode_cert(sys.argv[1])))
     assert.is_nil(plain.OCSP or plain.caIssuers or plain.crlDistributionPoints)
   end))
 
-  it("§10 getpeercert() on the server side of a client that sent no certificate is nil, in "
-     .. "binary form too; a client that did not verify gets {} but the DER bytes (Python SSLObject)",
-     async(function(loop)
+  it("§10 getpeercert() on the server side of a client that sent no certificate is nil (one "
+     .. "value, Python's None), in binary form too; a client that did not verify gets {} but the DER "
+     .. "bytes (Python SSLObject)", async(function(loop)
     local c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     c.check_hostname = false
     c.verify_mode = ssl.CERT_NONE
     local client_obj, server_obj = tls_pair(loop, tls.server_context(), c)
+    assert.equal(1, select("#", server_obj:getpeercert()))
     assert.is_nil(server_obj:getpeercert())
+    assert.equal(1, select("#", server_obj:getpeercert(true)))
     assert.is_nil(server_obj:getpeercert(true))
     assert.same({}, client_obj:getpeercert())
     assert.equal(der_of(tls.path("server.pem")), client_obj:getpeercert(true))
     assert.is_true(server_obj.server_side)
     assert.is_false(client_obj.server_side)
+  end))
+
+  it("§10 a server with CERT_OPTIONAL takes a client without a certificate (getpeercert() nil) "
+     .. "and verifies one that sends it; with CERT_NONE it asks for none, so a client's certificate "
+     .. "is not sent (Python ssl, test_client_cert_optional / CERT_NONE)", async(function(loop)
+    local optional = tls.server_context()
+    optional.verify_mode = ssl.CERT_OPTIONAL
+    optional:load_verify_locations(tls.path("ca.pem"))
+    local with_cert = tls.client_context()
+    with_cert:load_cert_chain(tls.path("client.pem"), tls.path("client.key"))
+    local _, server_obj = tls_pair(loop, optional, tls.client_context())
+    assert.is_nil(server_obj:getpeercert())
+    _, server_obj = tls_pair(loop, optional, with_cert)
+    assert.same({{{"organizationName", "eddy"}}, {{"commonName", "eddy client"}}}, server_obj:getpeercert().subject)
+    _, server_obj = tls_pair(loop, tls.server_context(), with_cert)
+    assert.is_nil(server_obj:getpeercert(true))
   end))
 
   it("§10 cipher() returns name, protocol and secret bits, the same on both sides and in "
@@ -347,6 +365,7 @@ print(lua(ssl._ssl._test_decode_cert(sys.argv[1])))
     assert.equal("TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256", name)
     assert.equal(128, bits)
     assert.equal("TLSv1.2", client_obj:version())
+    assert.equal(1, select("#", client_obj:selected_alpn_protocol()))
     assert.is_nil(client_obj:selected_alpn_protocol())
     assert.is_nil(server_obj:selected_alpn_protocol())
   end))

@@ -380,16 +380,17 @@ static int conn_close_notify(lua_State *L) {
 }
 
 /* tls:getpeercert(binary_form): the peer's certificate as Python's dict,
-** {} when it was not verified, nil before the handshake or without one;
-** binary_form: the DER bytes. */
+** {} when it was not verified, nil without one (ValueError before the
+** handshake); binary_form: the DER bytes. */
 static int conn_getpeercert(lua_State *L) {
   Conn *c = checkconn(L, 1);
   int binary = lua_toboolean(L, 2);
   const mbedtls_x509_crt *crt;
   if (!c->handshake_done)
     return eddy__error(L, "ValueError", "handshake not done yet");
-  if ((crt = mbedtls_ssl_get_peer_cert(&c->ssl)) == NULL) return 0;
-  if (binary)
+  if ((crt = mbedtls_ssl_get_peer_cert(&c->ssl)) == NULL)
+    lua_pushnil(L);  /* one nil, Python's None, not nothing */
+  else if (binary)
     lua_pushlstring(L, (const char *)crt->raw.p, crt->raw.len);
   else if (c->verify_mode == CERT_NONE)
     lua_newtable(L);
@@ -398,14 +399,17 @@ static int conn_getpeercert(lua_State *L) {
   return 1;
 }
 
-/* tls:cipher() -> name, protocol, secret bits (API.md §10), or nothing
+/* tls:cipher() -> name, protocol, secret bits (API.md §10), or nil
 ** before the handshake. */
 static int conn_cipher(lua_State *L) {
   Conn *c = checkconn(L, 1);
   const char *name;
   const mbedtls_ssl_ciphersuite_t *suite;
   int bits = 0;
-  if (!c->handshake_done || (name = mbedtls_ssl_get_ciphersuite(&c->ssl)) == NULL) return 0;
+  if (!c->handshake_done || (name = mbedtls_ssl_get_ciphersuite(&c->ssl)) == NULL) {
+    lua_pushnil(L);
+    return 1;
+  }
   suite = mbedtls_ssl_ciphersuite_from_string(name);
   if (suite != NULL) {
 #if HAVE_MBEDTLS3
@@ -426,8 +430,8 @@ static int conn_cipher(lua_State *L) {
 /* tls:version() -> "TLSv1.2", or nil before the handshake */
 static int conn_version(lua_State *L) {
   Conn *c = checkconn(L, 1);
-  if (!c->handshake_done) return 0;
-  lua_pushstring(L, mbedtls_ssl_get_version(&c->ssl));
+  if (!c->handshake_done) lua_pushnil(L);
+  else lua_pushstring(L, mbedtls_ssl_get_version(&c->ssl));
   return 1;
 }
 
@@ -435,8 +439,7 @@ static int conn_version(lua_State *L) {
 static int conn_selected_alpn_protocol(lua_State *L) {
   Conn *c = checkconn(L, 1);
   const char *p = c->handshake_done ? mbedtls_ssl_get_alpn_protocol(&c->ssl) : NULL;
-  if (p == NULL) return 0;
-  lua_pushstring(L, p);
+  lua_pushstring(L, p);  /* nil when NULL: one value, Python's None */
   return 1;
 }
 
