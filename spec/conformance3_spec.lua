@@ -427,6 +427,24 @@ describe("§10 eddy.socket objects (Python socket)", function()
     end
   end)
 
+  it("§10 dup() keeps the original's proto and timeout: a duplicate of a socket with a timeout "
+     .. "times out, not EAGAIN (Python socket.dup: settimeout(self.gettimeout()), testDup)", function()
+    local s <close> = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    local d <close> = s:dup()
+    assert.same({0, true}, {d.proto, d:getblocking()})
+    assert.is_nil(d:gettimeout())
+    local a, b = socket.socketpair()
+    local _ <close> = a
+    local _ <close> = b
+    a:settimeout(0.05)
+    local t <close> = a:dup()
+    assert.equal(0.05, t:gettimeout())
+    expect_error(errors.TimeoutError, t.recv, t, 1)
+    a:setblocking(false)
+    local n <close> = a:dup()
+    assert.equal(0, n:gettimeout())
+  end)
+
   it("§10 bind to a port in use raises OSError EADDRINUSE with errno 98 (Python socket)", function()
     local a <close> = socket.socket()
     a:bind({"127.0.0.1", 0})

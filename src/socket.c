@@ -771,12 +771,17 @@ static int sock_getsockopt(lua_State *L) {
   return 1;
 }
 
-/* sock:dup() -> a new owned socket on a duplicate descriptor */
+/* sock:dup() -> a new owned socket on a duplicate descriptor, with the
+** original's proto and timeout, as Python's (the duplicate shares its
+** O_NONBLOCK, which cannot tell a timeout from non-blocking). */
 static int sock_dup(lua_State *L) {
-  eddy_Socket *s = eddy__checksocket(L, 1);
+  eddy_Socket *s = eddy__checksocket(L, 1), *d;
   int fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return raise_errno(L);
   eddy__socket_push(L, fd, s->family, s->type, 1);
+  d = eddy__tosocket(L, -1);
+  d->proto = s->proto;
+  d->timeout = s->timeout;
   return 1;
 }
 
