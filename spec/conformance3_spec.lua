@@ -102,6 +102,29 @@ describe("§10 eddy.ssl SSLContext (Python ssl)", function()
     assert.same({ssl.CERT_REQUIRED, true, 1}, {c.verify_mode, c.check_hostname, c:cert_store_stats().x509})
   end)
 
+  it("§10 create_default_context() and ssl = true trust SSL_CERT_FILE instead of the system's "
+     .. "store when it is set, as Python's (OpenSSL's default verify paths)", function()
+    local status, out = checks.run_script(string.format([[
+      local eddy = require "eddy"
+      local ssl = require "eddy.ssl"
+      eddy.run(function()
+        local server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server:load_cert_chain(%q, %q)
+        local srv <close> = eddy.start_server(function(r, w) w:write("hi\n") w:close() end,
+                                              "127.0.0.1", 0, {ssl = server})
+        local port = srv.sockets[1]:getsockname()[2]
+        print(ssl.create_default_context():cert_store_stats().x509)
+        for _, ctx in ipairs {ssl.create_default_context(), true} do
+          local r, w = eddy.open_connection("127.0.0.1", port, {ssl = ctx, server_hostname = "localhost"})
+          io.write(r:readline())
+          w:close()
+        end
+      end)
+    ]], tls.path("server.pem"), tls.path("server.key")), {SSL_CERT_FILE = tls.path("ca.pem")})
+    assert.equal(0, status, out)
+    assert.equal("1\nhi\nhi\n", out)
+  end)
+
   it("§10 SSLContext: check_hostname = true turns only CERT_NONE into CERT_REQUIRED (CERT_OPTIONAL "
      .. "stays), turning it off leaves verify_mode, and a refused CERT_NONE changes nothing "
      .. "(Python ssl 3.7+, test_check_hostname)", function()
@@ -347,6 +370,26 @@ print(lua(ssl._ssl._test_decode_cert(sys.argv[1])))
     assert.same({{{"organizationName", "eddy"}}, {{"commonName", "eddy client"}}}, server_obj:getpeercert().subject)
     _, server_obj = tls_pair(loop, tls.server_context(), with_cert)
     assert.is_nil(server_obj:getpeercert(true))
+  end))
+
+  it("§10 a context's settings changed after a connection hold for the next one: verify_mode "
+     .. "(through check_hostname), trusted CAs, ALPN (Python SSLContext: settings are read at "
+     .. "each wrap)", async(function(loop)
+    local rogue = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    rogue:load_cert_chain(tls.path("rogue.pem"), tls.path("rogue.key"))
+    rogue:set_alpn_protocols({"h2"})
+    local c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    c.check_hostname = false
+    c.verify_mode = ssl.CERT_NONE
+    assert.same({}, tls_pair(loop, rogue, c):getpeercert())
+    c.check_hostname = true  -- and so CERT_REQUIRED
+    raises(function() tls_pair(loop, rogue, c) end, errors.SSLCertVerificationError)
+    c:load_verify_locations(tls.path("rogue.pem"))
+    local obj = tls_pair(loop, rogue, c)
+    assert.equal("localhost", obj:getpeercert().subject[1][1][2])
+    assert.is_nil(obj:selected_alpn_protocol())
+    c:set_alpn_protocols({"http/1.1", "h2"})
+    assert.equal("h2", tls_pair(loop, rogue, c):selected_alpn_protocol())
   end))
 
   it("§10 cipher() returns name, protocol and secret bits, the same on both sides and in "
