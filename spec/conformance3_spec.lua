@@ -413,25 +413,36 @@ print(lua(ssl._ssl._test_decode_cert(sys.argv[1])))
     assert.is_nil(server_obj:selected_alpn_protocol())
   end))
 
+  -- An openssl s_server for one connection with this certificate; returns
+  -- the process (net.spawn's) and its port.
+  local function s_server(cert, key)
+    -- s_server ends when its input does, and prints the port it took
+    return net.spawn_server(string.format(
+      "sleep 10 | openssl s_server -accept 0 -naccept 1 -cert %s -key %s 2>&1 | "
+      .. "sed -un 's/^ACCEPT .*:\\([0-9]*\\)$/\\1/p'", cert, key), 20)
+  end
+
   it("§10 a failed handshake against openssl s_server raises SSLCertVerificationError, an "
      .. "SSLError and an OSError, with reason CERTIFICATE_VERIFY_FAILED, library \"SSL\", "
-     .. "verify_code and verify_message (Python ssl, test_connect_fail)", async(function(loop)
-    -- s_server ends when its input does, and prints the port it took
-    local proc, port = net.spawn_server(string.format(
-      "sleep 10 | openssl s_server -accept 0 -naccept 1 -cert %s -key %s 2>&1 | "
-      .. "sed -un 's/^ACCEPT .*:\\([0-9]*\\)$/\\1/p'",
-      tls.path("rogue.pem"), tls.path("rogue.key")), 20)
-    local err = raises(function()
-      eddy.open_connection("127.0.0.1", port, {ssl = tls.client_context(), server_hostname = "localhost"})
-    end, errors.SSLCertVerificationError)
-    assert.is_true(errors.is(err, errors.SSLError) and errors.is(err, errors.OSError))
-    assert.equal("CERTIFICATE_VERIFY_FAILED", err.reason)
-    assert.equal("SSL", err.library)
-    assert.equal("integer", math.type(err.verify_code))
-    assert.is_true(err.verify_code ~= 0)
-    assert.matches("not correctly signed by the trusted CA", err.verify_message)
-    assert.matches("CERTIFICATE_VERIFY_FAILED", tostring(err))
-    proc.cleanup()
+     .. "verify_code and verify_message: an untrusted chain, then a name the certificate does not "
+     .. "have (Python ssl, test_connect_fail, test_check_hostname)", async(function(loop)
+    local function fail(cert, key, hostname)
+      local proc, port = s_server(tls.path(cert), tls.path(key))
+      local err = raises(function()
+        eddy.open_connection("127.0.0.1", port, {ssl = tls.client_context(), server_hostname = hostname})
+      end, errors.SSLCertVerificationError)
+      proc.cleanup()
+      assert.is_true(errors.is(err, errors.SSLError) and errors.is(err, errors.OSError))
+      assert.same({"CERTIFICATE_VERIFY_FAILED", "SSL"}, {err.reason, err.library})
+      assert.equal("integer", math.type(err.verify_code))
+      assert.is_true(err.verify_code ~= 0)
+      assert.matches("CERTIFICATE_VERIFY_FAILED", tostring(err))
+      return err
+    end
+    assert.matches("not correctly signed by the trusted CA", fail("rogue.pem", "rogue.key", "localhost").verify_message)
+    local mismatch = fail("server.pem", "server.key", "other.test")
+    assert.matches("Common Name %(CN%) does not match", mismatch.verify_message)
+    assert.is_nil(mismatch.verify_message:find("trusted CA", 1, true))
   end))
 end)
 
