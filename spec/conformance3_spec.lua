@@ -271,7 +271,8 @@ describe("§10 eddy.ssl load_cert_chain and load_verify_locations (Python ssl)",
 end)
 
 describe("§10 eddy.ssl SSL object (Python SSLObject)", function()
-  -- A self-signed certificate with every kind of name Python decodes: a
+  -- A self-signed certificate with every kind of name Python decodes:
+  -- attributes mbedTLS has no name for (EV's jurisdiction*, ...), a
   -- multi-valued RDN, a serial number whose top bit is set, every kind
   -- of subjectAltName but IPv6 (written compressed: docs/tls.md), OCSP,
   -- caIssuers and CRL URIs, and a notAfter on a day of the month below
@@ -296,7 +297,9 @@ O=dir org
     sh(string.format("openssl req -new -x509 -key %s/server.key -subj %q -set_serial 128 -days %d "
                      .. "-extensions rich -config %s -out %s/rich.pem 2>&1",
                      dir, "/C=XX/ST=State/L=Town/O=Org+OU=Unit/CN=rich.test/emailAddress=a@b.test"
-                     .. "/DC=example/serialNumber=42", days, cnf, dir))
+                     .. "/DC=example/serialNumber=42/businessCategory=Private Organization/jurisdictionC=US"
+                     .. "/jurisdictionST=Delaware/street=Main St/UID=uid1/x500UniqueIdentifier=xu"
+                     .. "/organizationIdentifier=oi/description=d/role=r", days, cnf, dir))
     return dir .. "/rich.pem"
   end
 
@@ -316,7 +319,8 @@ print(lua(ssl._ssl._test_decode_cert(sys.argv[1])))
   end
 
   it("§10 getpeercert() of a real openssl-made certificate is the table Python's decoder makes: "
-     .. "subject and issuer as RDNs of {name, value} pairs (a multi-valued RDN in one), serialNumber "
+     .. "subject and issuer as RDNs of {name, value} pairs (OpenSSL's long names, businessCategory "
+     .. "and jurisdictionCountryName too; a multi-valued RDN in one), serialNumber "
      .. "in upper-case hex without DER's sign byte (\"80\"), notBefore/notAfter as \"Dec  3 "
      .. "16:47:56 2026 GMT\", subjectAltName with DirName, Registered ID and othername, OCSP, "
      .. "caIssuers and crlDistributionPoints (Python ssl, test_parse_cert, test_parse_all_sans)", async(function(loop)

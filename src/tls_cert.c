@@ -15,25 +15,6 @@
 
 #include "tls.h"
 
-/* OpenSSL's long names for the attributes of a distinguished name, the
-** names Python's getpeercert() uses. */
-static const char *long_name(const char *short_name) {
-  static const char *const names[][2] = {
-    {"CN", "commonName"}, {"C", "countryName"}, {"L", "localityName"},
-    {"ST", "stateOrProvinceName"}, {"O", "organizationName"},
-    {"OU", "organizationalUnitName"}, {"emailAddress", "emailAddress"},
-    {"serialNumber", "serialNumber"}, {"DC", "domainComponent"},
-    {"title", "title"}, {"SN", "surname"}, {"GN", "givenName"},
-    {"initials", "initials"}, {"pseudonym", "pseudonym"},
-    {"generationQualifier", "generationQualifier"}, {"uid", "userId"},
-    {"postalCode", "postalCode"}, {"street", "streetAddress"},
-  };
-  size_t i;
-  for (i = 0; i < sizeof names / sizeof names[0]; i++)
-    if (strcmp(short_name, names[i][0]) == 0) return names[i][1];
-  return short_name;
-}
-
 /* Push an OID in dotted form ("1.2.3.4"). */
 static void push_oid(lua_State *L, const mbedtls_asn1_buf *oid) {
   char text[64];
@@ -41,13 +22,41 @@ static void push_oid(lua_State *L, const mbedtls_asn1_buf *oid) {
   lua_pushstring(L, n > 0 ? text : "?");
 }
 
+/* OpenSSL's long names (OBJ_nid2ln) for the attributes of a
+** distinguished name, the names Python's getpeercert() uses, by dotted
+** OID: mbedTLS's own table lacks many (businessCategory, the EV
+** jurisdiction* ones, streetAddress, userId...). */
+static const char *const attribute_names[][2] = {
+  {"2.5.4.3", "commonName"}, {"2.5.4.4", "surname"}, {"2.5.4.5", "serialNumber"},
+  {"2.5.4.6", "countryName"}, {"2.5.4.7", "localityName"},
+  {"2.5.4.8", "stateOrProvinceName"}, {"2.5.4.9", "streetAddress"},
+  {"2.5.4.10", "organizationName"}, {"2.5.4.11", "organizationalUnitName"},
+  {"2.5.4.12", "title"}, {"2.5.4.13", "description"}, {"2.5.4.15", "businessCategory"},
+  {"2.5.4.16", "postalAddress"}, {"2.5.4.17", "postalCode"}, {"2.5.4.18", "postOfficeBox"},
+  {"2.5.4.20", "telephoneNumber"}, {"2.5.4.41", "name"}, {"2.5.4.42", "givenName"},
+  {"2.5.4.43", "initials"}, {"2.5.4.44", "generationQualifier"},
+  {"2.5.4.45", "x500UniqueIdentifier"}, {"2.5.4.46", "dnQualifier"},
+  {"2.5.4.65", "pseudonym"}, {"2.5.4.72", "role"}, {"2.5.4.97", "organizationIdentifier"},
+  {"1.2.840.113549.1.9.1", "emailAddress"}, {"0.9.2342.19200300.100.1.1", "userId"},
+  {"0.9.2342.19200300.100.1.25", "domainComponent"},
+  {"1.3.6.1.4.1.311.60.2.1.1", "jurisdictionLocalityName"},
+  {"1.3.6.1.4.1.311.60.2.1.2", "jurisdictionStateOrProvinceName"},
+  {"1.3.6.1.4.1.311.60.2.1.3", "jurisdictionCountryName"},
+};
+
 /* Push one attribute of a name: {long name or dotted OID, value}. */
 static void push_attribute(lua_State *L, const mbedtls_asn1_buf *oid,
                            const mbedtls_asn1_buf *val) {
-  const char *sn = NULL;
+  size_t i;
   lua_createtable(L, 2, 0);
-  if (mbedtls_oid_get_attr_short_name(oid, &sn) == 0) lua_pushstring(L, long_name(sn));
-  else push_oid(L, oid);
+  push_oid(L, oid);
+  for (i = 0; i < sizeof attribute_names / sizeof attribute_names[0]; i++) {
+    if (strcmp(lua_tostring(L, -1), attribute_names[i][0]) == 0) {
+      lua_pop(L, 1);
+      lua_pushstring(L, attribute_names[i][1]);
+      break;
+    }
+  }
   lua_rawseti(L, -2, 1);
   lua_pushlstring(L, (const char *)val->p, val->len);
   lua_rawseti(L, -2, 2);
