@@ -309,13 +309,13 @@ O=dir org
     local script = tmp.file([[
 import ssl, sys, json
 def lua(v):
-    if isinstance(v, str): return json.dumps(v)
+    if isinstance(v, str): return json.dumps(v, ensure_ascii=False)
     if isinstance(v, int): return str(v)
     if isinstance(v, dict): return "{" + ",".join("[%s]=%s" % (lua(k), lua(x)) for k, x in v.items()) + "}"
     return "{" + ",".join(lua(x) for x in v) + "}"
 print(lua(ssl._ssl._test_decode_cert(sys.argv[1])))
 ]], ".py")
-    return assert(load("return " .. sh(string.format("%s %s %s", PYTHON, script, path))))()
+    return assert(load("return " .. sh(string.format("PYTHONIOENCODING=utf-8 %s %s %s", PYTHON, script, path))))()
   end
 
   it("§10 getpeercert() of a real openssl-made certificate is the table Python's decoder makes: "
@@ -341,6 +341,24 @@ print(lua(ssl._ssl._test_decode_cert(sys.argv[1])))
     -- and none of the three for a certificate without those extensions
     local plain = tls_pair(loop, tls.server_context(), tls.client_context()):getpeercert()
     assert.is_nil(plain.OCSP or plain.caIssuers or plain.crlDistributionPoints)
+  end))
+
+  it("§10 getpeercert() gives attribute values in UTF-8 whatever their ASN.1 string type: "
+     .. "BMPString (UCS-2) and T61String (Latin-1, OpenSSL's reading) too, as Python's "
+     .. "(ASN1_STRING_to_UTF8)", async(function(loop)
+    -- openssl's string_mask "default" writes non-ASCII text as BMPString,
+    -- "nombstr" as T61String
+    for _, mask in ipairs {"default", "nombstr"} do
+      local pem = tls.path(mask .. ".pem")
+      local cnf = tmp.file("[req]\ndistinguished_name = dn\nstring_mask = " .. mask .. "\n[dn]\n")
+      sh(string.format("openssl req -new -x509 -utf8 -key %s -subj %q -days 2 -config %s -out %s 2>&1",
+                       tls.path("server.key"), "/CN=h\u{e9}llo/O=plain", cnf, pem))
+      local server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+      server:load_cert_chain(pem, tls.path("server.key"))
+      local cert = tls_pair(loop, server, trusting(pem)):getpeercert()
+      assert.same({{{"commonName", "h\u{e9}llo"}}, {{"organizationName", "plain"}}}, cert.subject)
+      assert.same(python_decode(pem).subject, cert.subject)
+    end
   end))
 
   it("§10 getpeercert() on the server side of a client that sent no certificate is nil (one "

@@ -44,6 +44,29 @@ static const char *const attribute_names[][2] = {
   {"1.3.6.1.4.1.311.60.2.1.3", "jurisdictionCountryName"},
 };
 
+/* Push an attribute's value in UTF-8, as OpenSSL's ASN1_STRING_to_UTF8
+** (Python's): a BMPString is UCS-2, a UniversalString UCS-4 and a
+** T61String Latin-1 to it; the other string types are bytes already. */
+static void push_value(lua_State *L, const mbedtls_asn1_buf *val) {
+  size_t width = val->tag == MBEDTLS_ASN1_BMP_STRING ? 2
+               : val->tag == MBEDTLS_ASN1_UNIVERSAL_STRING ? 4
+               : val->tag == MBEDTLS_ASN1_T61_STRING ? 1 : 0;
+  luaL_Buffer b;
+  size_t i, k;
+  if (width == 0 || val->len % width != 0) {
+    lua_pushlstring(L, (const char *)val->p, val->len);
+    return;
+  }
+  luaL_buffinit(L, &b);
+  for (i = 0; i < val->len; i += width) {
+    unsigned long cp = 0;
+    for (k = 0; k < width; k++) cp = (cp << 8) | val->p[i + k];
+    lua_pushfstring(L, "%U", (long)(cp > 0x10FFFF ? 0xFFFD : cp));
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+}
+
 /* Push one attribute of a name: {long name or dotted OID, value}. */
 static void push_attribute(lua_State *L, const mbedtls_asn1_buf *oid,
                            const mbedtls_asn1_buf *val) {
@@ -58,7 +81,7 @@ static void push_attribute(lua_State *L, const mbedtls_asn1_buf *oid,
     }
   }
   lua_rawseti(L, -2, 1);
-  lua_pushlstring(L, (const char *)val->p, val->len);
+  push_value(L, val);
   lua_rawseti(L, -2, 2);
 }
 
