@@ -1,0 +1,330 @@
+-- Conformance of eddy's TLS transports and the loop methods' TLS options
+-- (API.md §3 ssl options and start_tls, §7 transports, §9 errors) with
+-- asyncio as CPython 3.13 implements it (asyncio/sslproto.py,
+-- base_events.py, streams.py; Lib/test/test_asyncio/test_ssl.py,
+-- test_sslproto.py): what tls_spec and the earlier conformance specs do
+-- not already check.
+local eddy = require "eddy"
+local socket = require "eddy.socket"
+local errors = eddy.errors
+local async = require("eddy.test").async
+local checks = require "support.checks"
+local net = require "support.net"
+local tls = require "support.tls"
+local raises = checks.raises
+
+teardown(function() tls.cleanup() end)
+
+-- A TLS echo server; returns server, port, server-side protocols.
+local function tls_server(loop, ctx)
+  return net.echo_server(loop, "127.0.0.1", {ssl = ctx or tls.server_context()})
+end
+
+-- A recording client over TLS to 127.0.0.1:port; returns transport, recorder.
+local function tls_client(loop, port, opts)
+  local o = {ssl = tls.client_context(), server_hostname = "localhost"}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local rec = net.recorder(loop)
+  local t = loop:create_connection(function() return rec end, "127.0.0.1", port, o)
+  return t, rec
+end
+
+describe("§3 TLS option checks (asyncio base_events)", function()
+  it("§3 ssl_handshake_timeout without ssl is a ValueError for every connecting and serving "
+     .. "method ('ssl_handshake_timeout is only meaningful with ssl')", async(function(loop)
+    local f = function() return {} end
+    local o = {ssl_handshake_timeout = 1}
+    local a <close>, b = socket.socketpair()
+    local _ <close> = b
+    local path = os.tmpname()
+    os.remove(path)
+    for _, call in ipairs {
+      function() return loop:create_connection(f, "127.0.0.1", 1, o) end,
+      function() return loop:create_server(f, "127.0.0.1", 0, o) end,
+      function() return loop:create_unix_connection(f, path, o) end,
+      function() return loop:create_unix_server(f, path, o) end,
+      function() return loop:connect_accepted_socket(f, a, o) end,
+    } do
+      raises(call, {errors.ValueError, "ssl_handshake_timeout is only meaningful with ssl"})
+    end
+  end))
+
+  it("§3 create_connection with ssl and a sock but no host needs server_hostname "
+     .. "('You must set server_hostname when using ssl without a host')", async(function(loop)
+    local srv <close>, port = tls_server(loop)
+    local s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s:setblocking(false)
+    loop:sock_connect(s, {"127.0.0.1", port})
+    raises(function()
+      loop:create_connection(function() return {} end, nil, nil, {ssl = tls.client_context(), sock = s})
+    end, {errors.ValueError, "You must set server_hostname when using ssl without a host"})
+    s:close()
+  end))
+
+  it("§3 server_hostname without ssl is a ValueError for create_unix_connection too "
+     .. "(unix_events: 'server_hostname is only meaningful with ssl')", async(function(loop)
+    raises(function()
+      loop:create_unix_connection(function() return {} end, "/nonexistent", {server_hostname = "x"})
+    end, {errors.ValueError, "server_hostname is only meaningful with ssl"})
+  end))
+
+  it("§3 create_connection with ssl and a sock, server_hostname given: TLS over the caller's "
+     .. "connected socket", async(function(loop)
+    local srv <close>, port = tls_server(loop)
+    local s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s:setblocking(false)
+    loop:sock_connect(s, {"127.0.0.1", port})
+    local rec = net.recorder(loop)
+    local t = loop:create_connection(function() return rec end, nil, nil,
+                                     {ssl = tls.client_context(), sock = s, server_hostname = "localhost"})
+    assert.equal("localhost", t:get_extra_info("ssl_object").server_hostname)
+    t:write("via sock")
+    rec:wait_bytes(8)
+    assert.equal("via sock", rec:data())
+    t:close()
+    net.wait(rec.lost_fut)
+  end))
+end)
+
+describe("§7 the SSL transport (asyncio sslproto)", function()
+  it("§7 a server's connection_made comes after the handshake: cipher, version and the "
+     .. "client's certificate are there already", async(function(loop)
+    local ctx = tls.server_context()
+    ctx.verify_mode = require("eddy.ssl").CERT_REQUIRED
+    ctx:load_verify_locations(tls.path("ca.pem"))
+    local seen = loop:create_future()
+    local srv <close> = loop:create_server(function()
+      return {connection_made = function(_, t)
+        local obj = t:get_extra_info("ssl_object")
+        seen:set_result(obj:version(), t:get_extra_info("cipher"), t:get_extra_info("peercert"))
+      end}
+    end, "127.0.0.1", 0, {ssl = ctx})
+    local cctx = tls.client_context()
+    cctx:load_cert_chain(tls.path("client.pem"), tls.path("client.key"))
+    local t, rec = tls_client(loop, srv.sockets[1]:getsockname()[2], {ssl = cctx})
+    local version, cipher, peercert = net.wait(seen)
+    assert.equal("TLSv1.2", version)
+    assert.equal("TLSv1.2", cipher[2])
+    assert.same({{"commonName", "eddy client"}}, peercert.subject[2])
+    t:abort()
+    net.wait(rec.lost_fut)
+  end))
+
+  it("§7 get_extra_info: 'sslcontext' is the context given, 'compression' nil, 'cipher' the "
+     .. "ssl_object's cipher() as an array, 'peername'/'sockname' the plain socket's, "
+     .. "an unknown name the default", async(function(loop)
+    local srv <close>, port = tls_server(loop)
+    local ctx = tls.client_context()
+    local t, rec = tls_client(loop, port, {ssl = ctx})
+    assert.equal(ctx, t:get_extra_info("sslcontext"))
+    assert.is_nil(t:get_extra_info("compression"))
+    assert.equal("dflt", t:get_extra_info("compression", "dflt"))
+    assert.same({t:get_extra_info("ssl_object"):cipher()}, t:get_extra_info("cipher"))
+    assert.same({"127.0.0.1", port}, t:get_extra_info("peername"))
+    local sock = t:get_extra_info("socket")
+    assert.same(sock:getsockname(), t:get_extra_info("sockname"))
+    assert.equal("dflt", t:get_extra_info("no such thing", "dflt"))
+    assert.is_nil(t:get_extra_info("no such thing"))
+    t:close()
+    net.wait(rec.lost_fut)
+  end))
+
+  it("§7 the client's ssl_object knows its name and side; the server's has no server_hostname",
+     async(function(loop)
+    local got = loop:create_future()
+    local srv <close> = loop:create_server(function()
+      return {connection_made = function(_, t) got:set_result(t:get_extra_info("ssl_object")) end}
+    end, "127.0.0.1", 0, {ssl = tls.server_context()})
+    local t, rec = tls_client(loop, srv.sockets[1]:getsockname()[2])
+    local client_obj, server_obj = t:get_extra_info("ssl_object"), net.wait(got)
+    assert.is_false(client_obj.server_side)
+    assert.equal("localhost", client_obj.server_hostname)
+    assert.is_true(server_obj.server_side)
+    assert.is_nil(server_obj.server_hostname)
+    t:close()
+    net.wait(rec.lost_fut)
+  end))
+
+  it("§7 abort() after the handshake: connection_lost(nil) without eof_received, once; "
+     .. "close() after it does nothing (sslproto _abort(None))", async(function(loop)
+    local srv <close>, port, protos = tls_server(loop)
+    local t, rec = tls_client(loop, port)
+    t:write("x")
+    rec:wait_bytes(1)
+    t:abort()
+    assert.is_true(t:is_closing())
+    t:close()
+    t:abort()
+    net.wait(rec.lost_fut)
+    eddy.sleep(0.05)
+    assert.same({"made", "data", "lost"}, rec.events)
+    assert.is_nil(rec.err)
+    net.wait_until(function() return protos[1].lost end)
+  end))
+
+  it("§7 close(): is_closing at once, a second close() is a no-op, eof_received then "
+     .. "connection_lost(nil) once, the server sees the close_notify", async(function(loop)
+    local srv <close>, port, protos = tls_server(loop)
+    local t, rec = tls_client(loop, port)
+    net.wait_until(function() return protos[1] ~= nil and protos[1].t ~= nil end)
+    t:close()
+    assert.is_true(t:is_closing())
+    t:close()
+    net.wait(rec.lost_fut)
+    eddy.sleep(0.05)
+    assert.same({"made", "eof", "lost"}, rec.events)
+    assert.is_nil(rec.err)
+    net.wait_until(function() return protos[1].lost end)
+    assert.is_nil(protos[1].err)
+  end))
+
+  it("§7 write_eof on an SSL transport raises and leaves the connection usable "
+     .. "(SSL doesn't support half-closes)", async(function(loop)
+    local srv <close>, port = tls_server(loop)
+    local t, rec = tls_client(loop, port)
+    raises(function() t:write_eof() end, {errors.RuntimeError, "SSL doesn't support half-closes"})
+    assert.is_false(t:is_closing())
+    t:write("still")
+    rec:wait_bytes(5)
+    assert.equal("still", rec:data())
+    t:close()
+    net.wait(rec.lost_fut)
+  end))
+
+  it("§7 while reading is paused, the peer's data and its close_notify wait: "
+     .. "resume_reading delivers the data, then eof_received, then connection_lost(nil)",
+     async(function(loop)
+    local server_t = loop:create_future()
+    local srv <close> = loop:create_server(function()
+      return {connection_made = function(_, t) server_t:set_result(t) end}
+    end, "127.0.0.1", 0, {ssl = tls.server_context()})
+    local t, rec = tls_client(loop, srv.sockets[1]:getsockname()[2])
+    t:pause_reading()
+    t:pause_reading()              -- idempotent, as 3.13's
+    assert.is_false(t:is_reading())
+    local st = net.wait(server_t)
+    st:write("before close")
+    st:close()
+    eddy.sleep(0.2)
+    assert.same({"made"}, rec.events)
+    assert.is_false(t:is_closing())
+    t:resume_reading()
+    t:resume_reading()
+    assert.is_true(t:is_reading())
+    net.wait(rec.lost_fut)
+    assert.equal("before close", rec:data())
+    assert.same({"made", "data", "eof", "lost"}, rec.events)
+    assert.is_nil(rec.err)
+  end))
+
+  it("§7 set_write_buffer_limits on an SSL transport: high below low is a ValueError; "
+     .. "get_write_buffer_limits reads back what was set", async(function(loop)
+    local srv <close>, port = tls_server(loop)
+    local t, rec = tls_client(loop, port)
+    raises(function() t:set_write_buffer_limits(10, 20) end, errors.ValueError)
+    t:set_write_buffer_limits(2000, 500)
+    assert.same({500, 2000}, {t:get_write_buffer_limits()})
+    t:close()
+    net.wait(rec.lost_fut)
+  end))
+
+  it("§7 writelines and an empty write over TLS: the pieces arrive in order, the empty "
+     .. "write sends nothing", async(function(loop)
+    local srv <close>, port = tls_server(loop)
+    local t, rec = tls_client(loop, port)
+    t:write("")
+    assert.equal(0, t:get_write_buffer_size())
+    t:writelines({"a", "", "bc", string.rep("d", 40000)})
+    rec:wait_bytes(40003)
+    assert.equal("abc" .. string.rep("d", 40000), rec:data())
+    t:close()
+    net.wait(rec.lost_fut)
+  end))
+
+  it("§9 a failed client handshake: create_connection raises SSLCertVerificationError, the "
+     .. "protocol gets neither connection_made nor connection_lost", async(function(loop)
+    local srv <close>, port = tls_server(loop)
+    local rec = net.recorder(loop)
+    local calls = 0
+    local err = raises(function()
+      loop:create_connection(function() calls = calls + 1 return rec end, "127.0.0.1", port,
+                             {ssl = require("eddy.ssl").create_default_context(), server_hostname = "localhost"})
+    end, errors.SSLCertVerificationError)
+    assert.equal("CERTIFICATE_VERIFY_FAILED", err.reason)
+    eddy.sleep(0.05)
+    assert.same({}, rec.events)
+    assert.is_true(calls <= 1)
+  end))
+
+  it("§9 a plaintext peer talking to a TLS server: the server's protocol never sees "
+     .. "connection_made, the peer gets a TLS alert or a close, and the server goes on",
+     async(function(loop)
+    local made = 0
+    local srv <close> = loop:create_server(function()
+      return {connection_made = function() made = made + 1 end}
+    end, "127.0.0.1", 0, {ssl = tls.server_context()})
+    local port = srv.sockets[1]:getsockname()[2]
+    local rec = net.recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    t:write("GET / HTTP/1.0\r\n\r\n")
+    net.wait(rec.lost_fut)
+    local reply = rec:data()
+    assert.is_true(reply == "" or reply:byte(1) == 21, "expected an alert record, got " .. reply)
+    local t2, rec2 = tls_client(loop, port)
+    t2:close()
+    net.wait(rec2.lost_fut)
+    assert.equal(1, made)
+  end))
+end)
+
+describe("§7 streams over TLS (asyncio streams)", function()
+  it("§7 readline returns the last line without its newline at close_notify, then '' and "
+     .. "at_eof() is true; can_write_eof is false", async(function(loop)
+    local srv <close> = eddy.start_server(function(_, writer)
+      writer:write("one\ntwo")
+      writer:close()
+    end, "127.0.0.1", 0, {ssl = tls.server_context()})
+    local reader, writer = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2],
+                                                {ssl = tls.client_context(), server_hostname = "localhost"})
+    assert.is_false(writer:can_write_eof())
+    raises(function() writer:write_eof() end, errors.RuntimeError)
+    assert.equal("one\n", reader:readline())
+    assert.is_false(reader:at_eof())
+    assert.equal("two", reader:readline())
+    assert.equal("", reader:readline())
+    assert.is_true(reader:at_eof())
+    writer:close()
+    writer:wait_closed()
+  end))
+
+  it("§3 writer:start_tls keeps what the reader had already buffered in plaintext: it comes "
+     .. "first, then the encrypted data (streams.py start_tls replaces only the transport)",
+     async(function(loop)
+    local srv <close> = loop:create_server(function()
+      local p = {}
+      function p.connection_made(_, t) p.t = t end
+      function p.data_received(_, d)
+        assert(d == "STARTTLS\n", d)
+        p.t:write("GO\nEXTRA\n")
+        eddy.create_task(function()
+          local tt = loop:start_tls(p.t, p, tls.server_context(), {server_side = true})
+          tt:write("secret\n")
+          p.data_received = function(_, more) if more == "bye\n" then tt:close() end end
+        end)
+      end
+      return p
+    end, "127.0.0.1", 0)
+    local reader, writer = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
+    writer:write("STARTTLS\n")
+    assert.equal("GO\n", reader:readline())
+    eddy.sleep(0.1)                 -- "EXTRA\n" is in the reader's buffer by now
+    writer:start_tls(tls.client_context(), {server_hostname = "localhost"})
+    assert.equal("EXTRA\n", reader:readline())
+    assert.equal("secret\n", reader:readline())
+    assert.is_false(writer:get_extra_info("ssl_object").server_side)
+    writer:write("bye\n")
+    assert.equal("", reader:read())
+    writer:close()
+    writer:wait_closed()
+  end))
+end)
