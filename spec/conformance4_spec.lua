@@ -13,6 +13,8 @@ local net = require "support.net"
 local tls = require "support.tls"
 local raises = checks.raises
 
+local PYTHON = "/root/.pyenv/versions/3.13.0/bin/python3"
+
 teardown(function() tls.cleanup() end)
 
 -- A TLS echo server; returns server, port, server-side protocols.
@@ -83,6 +85,89 @@ describe("§3 TLS option checks (asyncio base_events)", function()
     assert.equal("via sock", rec:data())
     t:close()
     net.wait(rec.lost_fut)
+  end))
+end)
+
+describe("§3 server_hostname and SNI (asyncio base_events, ssl)", function()
+  it("§3 the SNI a Python server sees: server_hostname's name; none for '' (no name) nor for "
+     .. "the default from an IP host (RFC 6066: no IP literal in SNI), as Python's client",
+     async(function(loop)
+    local script = net.tempfile(string.format([[
+import socket, ssl
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(%q, %q)
+names = []
+ctx.sni_callback = lambda obj, name, c: names.append(name)
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(3)
+listener.settimeout(10)
+print(listener.getsockname()[1], flush=True)
+for _ in range(3):
+    conn, _ = listener.accept()
+    conn.settimeout(10)
+    tls_sock = ctx.wrap_socket(conn, server_side=True)
+    tls_sock.recv(1)
+    tls_sock.close()
+print(names, flush=True)
+]], tls.path("server.pem"), tls.path("server.key")), ".py")
+    local proc, port = net.spawn_server(PYTHON .. " " .. script, 20)
+    for _, name in ipairs {"localhost", "", false} do
+      local rec = net.recorder(loop)
+      local t = loop:create_connection(function() return rec end, "127.0.0.1", port,
+                                       {ssl = tls.client_context(), server_hostname = name or nil})
+      t:write("x")
+      net.wait(rec.lost_fut)
+    end
+    net.wait_until(proc.done, 10)
+    assert.matches("%['localhost', None, None%]", proc.output())
+    proc.cleanup()
+  end))
+
+  it("§3 server_hostname defaults to the host: an IP host is checked against the "
+     .. "certificate's IP subjectAltNames (a certificate naming only DNS:localhost fails)",
+     async(function(loop)
+    local srv <close>, port = tls_server(loop)
+    local rec = net.recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", port,
+                                     {ssl = tls.client_context()})
+    assert.equal("127.0.0.1", t:get_extra_info("ssl_object").server_hostname)
+    t:close()
+    net.wait(rec.lost_fut)
+    local ctx = require("eddy.ssl").SSLContext(require("eddy.ssl").PROTOCOL_TLS_SERVER)
+    ctx:load_cert_chain(tls.path("othercn.pem"), tls.path("othercn.key"))
+    local srv2 <close>, port2 = tls_server(loop, ctx)
+    raises(function()
+      loop:create_connection(function() return {} end, "127.0.0.1", port2, {ssl = tls.client_context()})
+    end, errors.SSLCertVerificationError)
+    local t2, rec2 = tls_client(loop, port2)    -- by name it is fine
+    t2:close()
+    net.wait(rec2.lost_fut)
+  end))
+
+  it("§3 ssl = true: the connection's context is a default client context (CERT_REQUIRED, "
+     .. "check_hostname on), and ssl_object.context is the transport's sslcontext",
+     async(function(loop)
+    local ssl = require "eddy.ssl"
+    local srv <close>, port = tls_server(loop)
+    local seen
+    local saved = ssl.create_default_context
+    local ok, err = pcall(function()
+      ssl.create_default_context = function(...)
+        seen = saved(...)
+        seen:load_verify_locations(tls.path("ca.pem"))
+        return seen
+      end
+      local t, rec = tls_client(loop, port, {ssl = true})
+      assert.equal(seen, t:get_extra_info("sslcontext"))
+      assert.equal(seen, t:get_extra_info("ssl_object").context)
+      assert.equal(ssl.CERT_REQUIRED, seen.verify_mode)
+      assert.is_true(seen.check_hostname)
+      t:close()
+      net.wait(rec.lost_fut)
+    end)
+    ssl.create_default_context = saved
+    assert(ok, err)
   end))
 end)
 
