@@ -362,6 +362,87 @@ describe("§7 the SSL transport (asyncio sslproto)", function()
   end))
 end)
 
+describe("§3 connect_accepted_socket with ssl (asyncio base_events)", function()
+  -- A connected pair: a non-blocking client socket and the server's
+  -- accepted one.
+  local function accepted_pair(loop)
+    local l <close> = net.listening_socket()
+    local c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    c:setblocking(false)
+    loop:sock_connect(c, l:getsockname())
+    return c, (loop:sock_accept(l))
+  end
+
+  it("§9 a plaintext HTTP request instead of a ClientHello: connect_accepted_socket raises "
+     .. "SSLError with OpenSSL's reason (HTTP_REQUEST, HTTPS_PROXY_REQUEST for CONNECT, as "
+     .. "Python's) and closes the socket it was given; the peer sees the end", async(function(loop)
+    for request, reason in pairs {["GET / HTTP/1.0\r\n\r\n"] = "HTTP_REQUEST",
+                                  ["POST /x HTTP/1.1\r\n\r\n"] = "HTTP_REQUEST",
+                                  ["CONNECT example.org:443 HTTP/1.1\r\n\r\n"] = "HTTPS_PROXY_REQUEST",
+                                  ["HELLO THERE\r\n\r\n"] = "WRONG_VERSION_NUMBER"} do
+      local c <close>, conn = accepted_pair(loop)
+      loop:sock_sendall(c, request)
+      local err = raises(function()
+        loop:connect_accepted_socket(function() return {} end, conn, {ssl = tls.server_context()})
+      end, errors.SSLError)
+      assert.equal(reason, err.reason)
+      assert.matches("^%[SSL: " .. reason .. "%]", err.strerror)
+      assert.equal(-1, conn:fileno())
+      local got, chunk = "", nil
+      repeat
+        chunk = eddy.wait_for(function() return loop:sock_recv(c, 100) end, 5)
+        got = got .. chunk
+      until chunk == ""
+      assert.is_true(got == "" or got:byte(1) == 21, "expected nothing or an alert: " .. got)
+    end
+  end))
+
+  it("§3 a client that never starts its handshake: connect_accepted_socket raises "
+     .. "ConnectionAbortedError after ssl_handshake_timeout and the peer sees the close",
+     async(function(loop)
+    local c <close>, conn = accepted_pair(loop)
+    local t0 = loop:time()
+    raises(function()
+      loop:connect_accepted_socket(function() return {} end, conn,
+                                   {ssl = tls.server_context(), ssl_handshake_timeout = 0.2})
+    end, {errors.ConnectionAbortedError,
+          "SSL handshake is taking longer than 0.2 seconds: aborting the connection"})
+    assert.is_true(loop:time() - t0 >= 0.19)
+    assert.equal(-1, conn:fileno())
+    assert.equal("", eddy.wait_for(function() return loop:sock_recv(c, 10) end, 5))
+  end))
+end)
+
+describe("§7 protocol errors over TLS (asyncio sslproto)", function()
+  it("§7 a server protocol whose connection_made raises: the exception handler gets the error, "
+     .. "the protocol's connection_lost gets it too, the client sees the connection end "
+     .. "(eof_received, connection_lost(nil)) and the server goes on", async(function(loop)
+    local reported = {}
+    loop:set_exception_handler(function(_, ctx) reported[#reported + 1] = ctx end)
+    local lost = loop:create_future()
+    local calls = 0
+    local srv <close> = loop:create_server(function()
+      calls = calls + 1
+      if calls > 1 then return {} end
+      return {connection_made = function() error(errors.ValueError("boom")) end,
+              connection_lost = function(_, err) lost:set_result(err) end}
+    end, "127.0.0.1", 0, {ssl = tls.server_context()})
+    local port = srv.sockets[1]:getsockname()[2]
+    local t, rec = tls_client(loop, port)
+    net.wait(rec.lost_fut)
+    assert.same({"made", "eof", "lost"}, rec.events)
+    assert.is_nil(rec.err)
+    local err = net.wait(lost)
+    assert.is_true(errors.is(err, errors.ValueError))
+    assert.equal(1, #reported)
+    assert.equal(err, reported[1].exception)
+    assert.is_true(t:is_closing())
+    local t2, rec2 = tls_client(loop, port)
+    t2:close()
+    net.wait(rec2.lost_fut)
+  end))
+end)
+
 describe("§7 streams over TLS (asyncio streams)", function()
   it("§7 readline returns the last line without its newline at close_notify, then '' and "
      .. "at_eof() is true; can_write_eof is false", async(function(loop)

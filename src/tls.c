@@ -69,6 +69,8 @@ typedef struct Conn {
   char host[MBEDTLS_SSL_MAX_HOST_NAME_LEN + 1];  /* or the DNS name, "" */
   int handshake_done, closed;
   int oom;  /* a send could not be buffered */
+  char head[5];  /* the first bytes received, for not_tls */
+  size_t nhead;
 } Conn;
 
 /* The connection's user values. */
@@ -226,9 +228,24 @@ static int ctx_wrap(lua_State *L) {
   return 1;
 }
 
+/* OpenSSL's reason when the peer's first bytes are no TLS record header:
+** its record layer names an HTTP request and a wrong version, where
+** mbedTLS's server sees only a bad ClientHello.  NULL otherwise. */
+static const char *not_tls(const Conn *c) {
+  static const char *const requests[] = {"GET ", "POST ", "HEAD ", "PUT "};
+  for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
+    size_t n = strlen(requests[i]);
+    if (c->nhead >= n && memcmp(c->head, requests[i], n) == 0) return "HTTP_REQUEST";
+  }
+  if (c->nhead == 5 && memcmp(c->head, "CONNE", 5) == 0) return "HTTPS_PROXY_REQUEST";
+  if (c->nhead >= 2 && c->head[1] != 3) return "WRONG_VERSION_NUMBER";  /* major 3: SSL 3 on */
+  return NULL;
+}
+
 /* Raise the failure 'rc' of a handshake, read or write. */
 static int conn_error(lua_State *L, Conn *c, int rc) {
   uint32_t flags;
+  const char *reason;
   if (rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED &&
       (flags = mbedtls_ssl_get_verify_result(&c->ssl)) != 0) {
     char info[512];
@@ -255,6 +272,10 @@ static int conn_error(lua_State *L, Conn *c, int rc) {
     return lua_error(L);
   }
   if (c->oom) return luaL_error(L, "not enough memory");
+  if ((reason = c->handshake_done ? NULL : not_tls(c)) != NULL) {
+    eddy__tls_pusherror_as(L, rc, reason, NULL);
+    return lua_error(L);
+  }
   return eddy__tls_error(L, rc, NULL);
 }
 
@@ -264,6 +285,7 @@ static int conn_feed(lua_State *L) {
   size_t n;
   const char *data = luaL_checklstring(L, 2, &n);
   if (!bytes_append(&c->in, data, n)) return luaL_error(L, "not enough memory");
+  for (size_t i = 0; i < n && c->nhead < sizeof c->head; i++) c->head[c->nhead++] = data[i];
   return 0;
 }
 

@@ -110,8 +110,12 @@ static const char *reason_of(int code) {
 ** 'errno' (the mbedTLS code) and 'strerror' (the message, as Python's
 ** SSLError has it) fields. */
 void eddy__tls_pusherror(lua_State *L, int code, const char *what) {
+  eddy__tls_pusherror_as(L, code, reason_of(code), what);
+}
+
+/* The same with Python's 'reason' for it. */
+void eddy__tls_pusherror_as(lua_State *L, int code, const char *reason, const char *what) {
   char text[200], hex[16];
-  const char *reason = reason_of(code);
   mbedtls_strerror(code, text, sizeof text);
   snprintf(hex, sizeof hex, "-0x%04x", (unsigned)-code);
   lua_pushfstring(L, "[SSL: %s] %s%s%s (mbedTLS %s)", reason,
