@@ -362,6 +362,55 @@ describe("§7 the SSL transport (asyncio sslproto)", function()
   end))
 end)
 
+describe("§3 loop:start_tls (asyncio base_events, sslproto)", function()
+  it("§3 closing the SSL transport start_tls returned closes the plain one under it: "
+     .. "one connection_lost(nil) for the protocol, the plain transport closing and its socket "
+     .. "closed, peername the plain transport's", async(function(loop)
+    local srv <close>, port = tls_server(loop)
+    local rec = net.recorder(loop)
+    local plain = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    local t = loop:start_tls(plain, rec, tls.client_context(), {server_hostname = "localhost"})
+    assert.same(plain:get_extra_info("peername"), t:get_extra_info("peername"))
+    assert.is_false(plain:is_closing())
+    local sock = plain:get_extra_info("socket")
+    t:write("ping")
+    rec:wait_bytes(4)
+    t:close()
+    net.wait(rec.lost_fut)
+    eddy.sleep(0.05)
+    assert.same({"made", "data", "eof", "lost"}, rec.events)
+    assert.is_nil(rec.err)
+    assert.is_true(plain:is_closing())
+    assert.equal(-1, sock:fileno())
+  end))
+end)
+
+describe("§7 reading paused from connection_made over TLS (asyncio sslproto)", function()
+  it("§7 a TLS server protocol that pauses reading in connection_made gets the client's data "
+     .. "only after resume_reading", async(function(loop)
+    local server = net.recorder(loop)
+    local orig_made = server.connection_made
+    function server.connection_made(self, t)
+      orig_made(self, t)
+      t:pause_reading()
+    end
+    local srv <close> = loop:create_server(function() return server end, "127.0.0.1", 0,
+                                           {ssl = tls.server_context()})
+    local t, rec = tls_client(loop, srv.sockets[1]:getsockname()[2])
+    t:write("early")
+    local st = net.wait(server.made_fut)
+    eddy.sleep(0.2)
+    assert.same({"made"}, server.events)
+    assert.is_false(st:is_reading())
+    st:resume_reading()
+    server:wait_bytes(5)
+    assert.equal("early", server:data())
+    t:close()
+    net.wait(rec.lost_fut)
+    net.wait(server.lost_fut)
+  end))
+end)
+
 describe("§3 connect_accepted_socket with ssl (asyncio base_events)", function()
   -- A connected pair: a non-blocking client socket and the server's
   -- accepted one.
