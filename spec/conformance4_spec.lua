@@ -492,6 +492,40 @@ describe("§7 protocol errors over TLS (asyncio sslproto)", function()
   end))
 end)
 
+describe("§9 alerts from the peer (Python's SSLError reasons)", function()
+  it("§9 an openssl s_client asking to renegotiate: refused, s_client's fatal alert ends the "
+     .. "server's connection with SSLError reason SSLV3_ALERT_HANDSHAKE_FAILURE (as an asyncio "
+     .. "server on OpenSSL 3), after the data before it was echoed", async(function(loop)
+    local lost = loop:create_future()
+    local srv <close> = loop:create_server(function()
+      return net.recorder(loop, {on_data = function(self, d) self.transport:write("echo:" .. d) end,
+                                 on_lost = function(_, err) lost:set_result(err) end})
+    end, "127.0.0.1", 0, {ssl = tls.server_context()})
+    local proc = net.spawn(string.format(
+      "(echo hello; sleep 0.5; echo R; sleep 1) | openssl s_client -connect 127.0.0.1:%d -tls1_2",
+      srv.sockets[1]:getsockname()[2]), 10)
+    local err = net.wait(lost, 8)
+    assert.is_true(errors.is(err, errors.SSLError), tostring(err))
+    assert.equal("SSLV3_ALERT_HANDSHAKE_FAILURE", err.reason)
+    assert.matches("^%[SSL: SSLV3_ALERT_HANDSHAKE_FAILURE%]", err.strerror)
+    net.wait_until(proc.done, 8)
+    assert.matches("echo:hello", proc.output())
+    assert.matches("RENEGOTIATING", proc.output())
+    proc.cleanup()
+  end))
+
+  it("§9 no ALPN protocol in common: the client's SSLError names the alert the server sent "
+     .. "(TLSV1_ALERT_NO_APPLICATION_PROTOCOL)", async(function(loop)
+    local sctx = tls.server_context()
+    sctx:set_alpn_protocols({"http/1.1"})
+    local srv <close>, port = tls_server(loop, sctx)
+    local cctx = tls.client_context()
+    cctx:set_alpn_protocols({"h2"})
+    local err = raises(function() tls_client(loop, port, {ssl = cctx}) end, errors.SSLError)
+    assert.equal("TLSV1_ALERT_NO_APPLICATION_PROTOCOL", err.reason)
+  end))
+end)
+
 describe("§7 streams over TLS (asyncio streams)", function()
   it("§7 readline returns the last line without its newline at close_notify, then '' and "
      .. "at_eof() is true; can_write_eof is false", async(function(loop)

@@ -272,7 +272,11 @@ static int conn_error(lua_State *L, Conn *c, int rc) {
     return lua_error(L);
   }
   if (c->oom) return luaL_error(L, "not enough memory");
-  if ((reason = c->handshake_done ? NULL : not_tls(c)) != NULL) {
+  reason = c->handshake_done ? NULL : not_tls(c);
+  if (reason == NULL && rc == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE &&
+      c->ssl.in_msgtype == MBEDTLS_SSL_MSG_ALERT)  /* in_msg is still the alert */
+    reason = eddy__tls_alert_reason(c->ssl.in_msg[1]);
+  if (reason != NULL) {
     eddy__tls_pusherror_as(L, rc, reason, NULL);
     return lua_error(L);
   }

@@ -59,6 +59,7 @@ void eddy__tls_config_release(Snapshot *s);
 ** (may be NULL) says what failed. */
 void eddy__tls_pusherror(lua_State *L, int code, const char *what);
 void eddy__tls_pusherror_as(lua_State *L, int code, const char *reason, const char *what);
+const char *eddy__tls_alert_reason(int description);
 int eddy__tls_error(lua_State *L, int code, const char *what);
 /* Create the context metatable, whose methods are the context's own and
 ** 'wrap' (tls.c's), and put tls_context in the core table at the top. */

@@ -106,6 +106,44 @@ static const char *reason_of(int code) {
   }
 }
 
+/* OpenSSL's reason for a fatal alert the peer sent (RFC 8446 §6, 5246
+** §7.2), as Python's SSLError has it ("SSLV3_ALERT_HANDSHAKE_FAILURE"),
+** or "TLSV1_ALERT" for a description it has no name for. */
+const char *eddy__tls_alert_reason(int description) {
+  switch (description) {
+    case 10: return "SSLV3_ALERT_UNEXPECTED_MESSAGE";
+    case 20: return "SSLV3_ALERT_BAD_RECORD_MAC";
+    case 30: return "SSLV3_ALERT_DECOMPRESSION_FAILURE";
+    case 40: return "SSLV3_ALERT_HANDSHAKE_FAILURE";
+    case 41: return "SSLV3_ALERT_NO_CERTIFICATE";
+    case 42: return "SSLV3_ALERT_BAD_CERTIFICATE";
+    case 43: return "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE";
+    case 44: return "SSLV3_ALERT_CERTIFICATE_REVOKED";
+    case 45: return "SSLV3_ALERT_CERTIFICATE_EXPIRED";
+    case 46: return "SSLV3_ALERT_CERTIFICATE_UNKNOWN";
+    case 47: return "SSLV3_ALERT_ILLEGAL_PARAMETER";
+    case 48: return "TLSV1_ALERT_UNKNOWN_CA";
+    case 49: return "TLSV1_ALERT_ACCESS_DENIED";
+    case 50: return "TLSV1_ALERT_DECODE_ERROR";
+    case 51: return "TLSV1_ALERT_DECRYPT_ERROR";
+    case 60: return "TLSV1_ALERT_EXPORT_RESTRICTION";
+    case 70: return "TLSV1_ALERT_PROTOCOL_VERSION";
+    case 71: return "TLSV1_ALERT_INSUFFICIENT_SECURITY";
+    case 80: return "TLSV1_ALERT_INTERNAL_ERROR";
+    case 86: return "TLSV1_ALERT_INAPPROPRIATE_FALLBACK";
+    case 90: return "TLSV1_ALERT_USER_CANCELLED";
+    case 100: return "TLSV1_ALERT_NO_RENEGOTIATION";
+    case 109: return "TLSV13_ALERT_MISSING_EXTENSION";
+    case 110: return "TLSV1_ALERT_UNSUPPORTED_EXTENSION";
+    case 112: return "TLSV1_UNRECOGNIZED_NAME";
+    case 113: return "TLSV1_BAD_CERTIFICATE_STATUS_RESPONSE";
+    case 115: return "TLSV1_ALERT_UNKNOWN_PSK_IDENTITY";
+    case 116: return "TLSV13_ALERT_CERTIFICATE_REQUIRED";
+    case 120: return "TLSV1_ALERT_NO_APPLICATION_PROTOCOL";
+    default: return "TLSV1_ALERT";
+  }
+}
+
 /* Push eddy.errors.SSLError for mbedTLS error 'code', with 'reason',
 ** 'errno' (the mbedTLS code) and 'strerror' (the message, as Python's
 ** SSLError has it) fields. */
