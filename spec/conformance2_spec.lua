@@ -799,23 +799,26 @@ describe("§4 Server:serve_forever (asyncio base_events.Server.serve_forever: on
 end)
 
 describe("§3 option checks (asyncio base_events)", function()
-  it("§3 ssl_shutdown_timeout without ssl is a ValueError for create_connection, create_server, "
-     .. "create_unix_connection, create_unix_server and connect_accepted_socket "
-     .. "('ssl_shutdown_timeout is only meaningful with ssl')", async(function(loop)
+  it("§3 ssl_shutdown_timeout and ssl_handshake_timeout without ssl are a ValueError for "
+     .. "create_connection, create_server, create_unix_connection, create_unix_server and "
+     .. "connect_accepted_socket ('ssl_shutdown_timeout is only meaningful with ssl')",
+     async(function(loop)
     local f = function() return {} end
-    local o = {ssl_shutdown_timeout = 1}
     local a <close>, b = socket.socketpair()
     local _ <close> = b
     local path = net.tempfile("")
     os.remove(path)
-    for _, call in ipairs {
-      function() return loop:create_connection(f, "127.0.0.1", 1, o) end,
-      function() return loop:create_server(f, "127.0.0.1", 0, o) end,
-      function() return loop:create_unix_connection(f, path, o) end,
-      function() return loop:create_unix_server(f, path, o) end,
-      function() return loop:connect_accepted_socket(f, a, o) end,
-    } do
-      raises(call, {errors.ValueError, "ssl_shutdown_timeout is only meaningful with ssl"})
+    for _, name in ipairs {"ssl_shutdown_timeout", "ssl_handshake_timeout"} do
+      local o = {[name] = 1}
+      for _, call in ipairs {
+        function() return loop:create_connection(f, "127.0.0.1", 1, o) end,
+        function() return loop:create_server(f, "127.0.0.1", 0, o) end,
+        function() return loop:create_unix_connection(f, path, o) end,
+        function() return loop:create_unix_server(f, path, o) end,
+        function() return loop:connect_accepted_socket(f, a, o) end,
+      } do
+        raises(call, {errors.ValueError, name .. " is only meaningful with ssl"})
+      end
     end
   end))
 end)

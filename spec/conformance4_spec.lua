@@ -31,32 +31,19 @@ local function tls_client(loop, port, opts)
   return t, rec
 end
 
-describe("§3 TLS option checks (asyncio base_events)", function()
-  it("§3 ssl_handshake_timeout without ssl is a ValueError for every connecting and serving "
-     .. "method ('ssl_handshake_timeout is only meaningful with ssl')", async(function(loop)
-    local f = function() return {} end
-    local o = {ssl_handshake_timeout = 1}
-    local a <close>, b = socket.socketpair()
-    local _ <close> = b
-    local path = os.tmpname()
-    os.remove(path)
-    for _, call in ipairs {
-      function() return loop:create_connection(f, "127.0.0.1", 1, o) end,
-      function() return loop:create_server(f, "127.0.0.1", 0, o) end,
-      function() return loop:create_unix_connection(f, path, o) end,
-      function() return loop:create_unix_server(f, path, o) end,
-      function() return loop:connect_accepted_socket(f, a, o) end,
-    } do
-      raises(call, {errors.ValueError, "ssl_handshake_timeout is only meaningful with ssl"})
-    end
-  end))
+-- A non-blocking TCP eddy.socket connected to 127.0.0.1:port.
+local function connected_socket(loop, port)
+  local s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+  s:setblocking(false)
+  loop:sock_connect(s, {"127.0.0.1", port})
+  return s
+end
 
+describe("§3 TLS option checks (asyncio base_events)", function()
   it("§3 create_connection with ssl and a sock but no host needs server_hostname "
      .. "('You must set server_hostname when using ssl without a host')", async(function(loop)
     local srv <close>, port = tls_server(loop)
-    local s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s:setblocking(false)
-    loop:sock_connect(s, {"127.0.0.1", port})
+    local s = connected_socket(loop, port)
     raises(function()
       loop:create_connection(function() return {} end, nil, nil, {ssl = tls.client_context(), sock = s})
     end, {errors.ValueError, "You must set server_hostname when using ssl without a host"})
@@ -73,9 +60,7 @@ describe("§3 TLS option checks (asyncio base_events)", function()
   it("§3 create_connection with ssl and a sock, server_hostname given: TLS over the caller's "
      .. "connected socket", async(function(loop)
     local srv <close>, port = tls_server(loop)
-    local s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s:setblocking(false)
-    loop:sock_connect(s, {"127.0.0.1", port})
+    local s = connected_socket(loop, port)
     local rec = net.recorder(loop)
     local t = loop:create_connection(function() return rec end, nil, nil,
                                      {ssl = tls.client_context(), sock = s, server_hostname = "localhost"})
@@ -416,9 +401,7 @@ describe("§3 connect_accepted_socket with ssl (asyncio base_events)", function(
   -- accepted one.
   local function accepted_pair(loop)
     local l <close> = net.listening_socket()
-    local c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    c:setblocking(false)
-    loop:sock_connect(c, l:getsockname())
+    local c = connected_socket(loop, l:getsockname()[2])
     return c, (loop:sock_accept(l))
   end
 
