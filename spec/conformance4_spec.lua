@@ -287,6 +287,28 @@ describe("§7 the SSL transport (asyncio sslproto)", function()
     assert.is_nil(rec.err)
   end))
 
+  it("§7 the peer's close_notify: in eof_received the transport is not closing yet, in "
+     .. "connection_lost it is (SSLProtocolTransport._closed), and a write after it is dropped",
+     async(function(loop)
+    local srv <close> = loop:create_server(function()
+      return {connection_made = function(_, t) t:write("bye") t:close() end}
+    end, "127.0.0.1", 0, {ssl = tls.server_context()})
+    local closing = {}
+    local rec = net.recorder(loop, {on_lost = function(self) closing.lost = self.transport:is_closing() end})
+    local orig_eof = rec.eof_received
+    function rec.eof_received(self)
+      closing.eof = self.transport:is_closing()
+      return orig_eof(self)
+    end
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", srv.sockets[1]:getsockname()[2],
+                                     {ssl = tls.client_context(), server_hostname = "localhost"})
+    net.wait(rec.lost_fut)
+    assert.same({eof = false, lost = true}, closing)
+    assert.same({"made", "data", "eof", "lost"}, rec.events)
+    t:write("late")
+    assert.equal(0, t:get_write_buffer_size())
+  end))
+
   it("§7 set_write_buffer_limits on an SSL transport: high below low is a ValueError; "
      .. "get_write_buffer_limits reads back what was set", async(function(loop)
     local srv <close>, port = tls_server(loop)
@@ -527,6 +549,19 @@ describe("§7 streams over TLS (asyncio streams)", function()
     assert.is_true(reader:at_eof())
     writer:close()
     writer:wait_closed()
+  end))
+
+  it("§7 writer:close() over TLS: the reader then reads '' (eof_received on the closing side) "
+     .. "and wait_closed returns nil", async(function(loop)
+    local srv <close> = eddy.start_server(function(_, writer) writer:write("x") end,
+                                          "127.0.0.1", 0, {ssl = tls.server_context()})
+    local reader, writer = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2],
+                                                {ssl = tls.client_context(), server_hostname = "localhost"})
+    assert.equal("x", reader:readexactly(1))
+    writer:close()
+    assert.equal("", eddy.wait_for(function() return reader:read() end, 5))
+    assert.is_true(reader:at_eof())
+    assert.is_nil(eddy.wait_for(function() return writer:wait_closed() end, 5))
   end))
 
   it("§3 writer:start_tls keeps what the reader had already buffered in plaintext: it comes "
