@@ -369,6 +369,28 @@ describe("§7 the SSL transport (asyncio sslproto)", function()
   end))
 end)
 
+describe("§4 Server.close_clients / abort_clients with TLS connections (asyncio base_events)", function()
+  it("§4 close_clients and abort_clients close the plain transports under the SSL ones, as "
+     .. "asyncio's Server tracks them: the server's protocol gets connection_lost(nil) without "
+     .. "eof_received, the client eof_received then connection_lost(nil)", async(function(loop)
+    for _, how in ipairs {"close_clients", "abort_clients"} do
+      local server = net.recorder(loop)
+      local srv <close> = loop:create_server(function() return server end, "127.0.0.1", 0,
+                                             {ssl = tls.server_context()})
+      local _, rec = tls_client(loop, srv.sockets[1]:getsockname()[2])
+      net.wait(server.made_fut)
+      srv:close()
+      srv[how](srv)
+      net.wait(rec.lost_fut)
+      net.wait(server.lost_fut)
+      assert.same({"made", "lost"}, server.events, how)
+      assert.same({"made", "eof", "lost"}, rec.events, how)
+      assert.is_nil(server.err, how)
+      assert.is_nil(rec.err, how)
+    end
+  end))
+end)
+
 describe("§3 loop:start_tls (asyncio base_events, sslproto)", function()
   it("§3 closing the SSL transport start_tls returned closes the plain one under it: "
      .. "one connection_lost(nil) for the protocol, the plain transport closing and its socket "
