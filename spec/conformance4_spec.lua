@@ -156,6 +156,26 @@ print(names, flush=True)
   end))
 end)
 
+describe("§9 a context of the wrong side (Python ssl: SSLError from wrap_bio)", function()
+  it("§9 create_connection with a server context and start_tls(server_side) with a client "
+     .. "context raise SSLError ('Cannot create a client socket with a PROTOCOL_TLS_SERVER "
+     .. "context'), as Python 3.13's; start_tls leaves the plain transport open, as asyncio's "
+     .. "(wrap_bio fails before it is touched)", async(function(loop)
+    local srv <close>, port = tls_server(loop)
+    raises(function()
+      tls_client(loop, port, {ssl = tls.server_context()})
+    end, {errors.SSLError, "Cannot create a client socket with a PROTOCOL_TLS_SERVER context"})
+    local rec = net.recorder(loop)
+    local plain = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    raises(function()
+      loop:start_tls(plain, rec, tls.client_context(), {server_side = true})
+    end, {errors.SSLError, "Cannot create a server socket with a PROTOCOL_TLS_CLIENT context"})
+    assert.is_false(plain:is_closing())
+    plain:close()
+    net.wait(rec.lost_fut)
+  end))
+end)
+
 describe("§7 the SSL transport (asyncio sslproto)", function()
   it("§7 a server's connection_made comes after the handshake: cipher, version and the "
      .. "client's certificate are there already", async(function(loop)

@@ -589,10 +589,10 @@ static Snapshot *snapshot_for(lua_State *L, Context *c, int verify_mode,
 Snapshot *eddy__tls_config(lua_State *L, int ctx, int server_side, int verify_mode,
                            int min_version, int max_version) {
   Context *c = checkcontext(L, ctx);
-  if (server_side != c->server_side)
-    eddy__error(L, "ValueError", server_side
-        ? "a client context (PROTOCOL_TLS_CLIENT) cannot wrap a server side"
-        : "a server context (PROTOCOL_TLS_SERVER) cannot wrap a client side");
+  if (server_side != c->server_side)  /* Python's words, and its SSLError */
+    eddy__error(L, "SSLError", server_side
+        ? "Cannot create a server socket with a PROTOCOL_TLS_CLIENT context"
+        : "Cannot create a client socket with a PROTOCOL_TLS_SERVER context");
   return snapshot_for(L, c, verify_mode, min_version, max_version);
 }
 

@@ -556,15 +556,21 @@ end
 
 -- Run the handshake of a new client or start_tls connection: wrap
 -- 'app_protocol' on 'transport', wait for the handshake, return the
--- SSLTransport.  On failure the plain transport is closed.
+-- SSLTransport.  On failure the plain transport is closed, except when
+-- start_tls (call_connection_made false) could not wrap at all (a context
+-- of the wrong side): asyncio's fails in SSLProtocol() then, before it
+-- touches the transport.
 function sslproto.client_handshake(loop, transport, start, app_protocol, ctx, server_side,
                                    server_hostname, opts, call_connection_made)
   local waiter = loop:create_future()
-  local proto
+  local wrapped, proto = pcall(sslproto.new, loop, app_protocol, ctx, waiter, server_side,
+                               server_hostname, opts.ssl_handshake_timeout,
+                               opts.ssl_shutdown_timeout, call_connection_made)
+  if not wrapped then
+    if call_connection_made ~= false then transport:close() end
+    error(proto, 0)
+  end
   local ok, err = pcall(function()
-    proto = sslproto.new(loop, app_protocol, ctx, waiter, server_side, server_hostname,
-                         opts.ssl_handshake_timeout, opts.ssl_shutdown_timeout,
-                         call_connection_made)
     start(proto)
     waiter:await()
   end)
