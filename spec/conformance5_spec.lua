@@ -73,13 +73,16 @@ describe("§10 eddy.subprocess Process (asyncio subprocess.py)", function()
   end))
 
   it("§10/§8 limit = 16: readuntil on 100 bytes with no separator raises LimitOverrunError "
-     .. "(consumed 100), as asyncio's StreamReader with the process's limit", async(function()
+     .. "(consumed 100) and leaves the data buffered, as asyncio's StreamReader with the "
+     .. "process's limit", async(function()
     local p = eddy.create_subprocess_exec("head", "-c", "100", "/dev/zero",
                                           {stdout = PIPE, limit = 16})
     net.wait_until(function() return p.returncode ~= nil end)
     turns(3)
     local err = raises(function() p.stdout:readuntil("\n") end, errors.LimitOverrunError)
     assert.equal(100, err.consumed)
+    -- the data stays buffered: read() to EOF gets all of it
+    assert.equal(string.rep("\0", 100), bounded(function() return p.stdout:read() end))
     assert.equal(0, bounded(function() return p:wait() end))
   end))
 
