@@ -244,6 +244,17 @@ describe("§3 executor (asyncio base_events.run_in_executor)", function()
            {errors.RuntimeError, "Executor shutdown has been called"})
   end))
 
+  it("§3 set_default_executor after shutdown_default_executor does not lift the refusal: "
+     .. "run_in_executor(nil) still raises RuntimeError (asyncio's _executor_shutdown_called)",
+     async(function(loop)
+    loop:shutdown_default_executor()
+    local ex <close> = eddy.ThreadPoolExecutor(1)
+    loop:set_default_executor(ex)
+    raises(function() loop:run_in_executor(nil, math.abs, -1) end,
+           {errors.RuntimeError, "Executor shutdown has been called"})
+    assert.equal(1, loop:run_in_executor(ex, math.abs, -1):await())
+  end))
+
   it("§3 run_in_executor of a raising function: the future holds the error, re-raised by "
      .. "await; the pool goes on", async(function(loop)
     local fut = loop:run_in_executor(nil, error, "boom")
@@ -302,6 +313,16 @@ describe("§3 fd watchers (asyncio selector_events; level-triggered as the selec
 end)
 
 describe("§10 Process, more (asyncio subprocess.py)", function()
+  it("§10 kill() while communicate() is still writing 4 MiB the child never reads: "
+     .. "communicate returns (the broken pipe ignored) with returncode -9", async(function(loop)
+    local p = eddy.create_subprocess_exec("sleep", "30", {stdin = PIPE, stdout = PIPE})
+    loop:call_later(0.2, function() p:kill() end)
+    local out, err = bounded(function() return p:communicate(string.rep("x", 4 << 20)) end)
+    assert.equal("", out)
+    assert.is_nil(err)
+    assert.equal(-9, p.returncode)
+  end))
+
   it("§10 communicate(input) of a process whose stdin is not PIPE ignores the input "
      .. "(asyncio: _noop() in place of _feed_stdin)", async(function()
     local p = eddy.create_subprocess_exec("true", {stdout = PIPE})
