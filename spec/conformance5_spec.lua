@@ -139,6 +139,20 @@ describe("§3 subprocess_exec / SubprocessProtocol (asyncio base_subprocess.py)"
   end))
 end)
 
+describe("§3 subprocess pipe transports", function()
+  it("§7 get_extra_info(\"pipe\") of a child's pipe transport gives the default (asyncio: "
+     .. "the Popen's file object, which eddy has not: docs/subprocess.md)", async(function(loop)
+    local rec = {lost = loop:create_future()}
+    function rec:connection_lost() self.lost:set_result() end
+    local t = loop:subprocess_exec(function() return rec end, "true")
+    for fd = 0, 2 do
+      assert.equal("none", t:get_pipe_transport(fd):get_extra_info("pipe", "none"))
+    end
+    net.wait(rec.lost)
+    t:close()
+  end))
+end)
+
 describe("§3 signal handlers (asyncio unix_events.py)", function()
   it("§3 two signals sent while the loop is busy: each handler runs once per signal, in the "
      .. "order they arrived (asyncio reads the wakeup fd's bytes in order)", async(function(loop)
