@@ -196,11 +196,8 @@ int eddy__traceback(lua_State *L) {
       return 1;
     /* A task's string error re-raised by result() or await: where it was
     ** raised (eddy__msghandler does the same for the executable). */
-    if (lua_type(L, 1) == LUA_TSTRING &&
-        eddy__push_reraised_traceback(L, 1, 1)) {
-      lua_pushfstring(L, "%s\n%s", msg, lua_tostring(L, -1));
+    if (lua_type(L, 1) == LUA_TSTRING && eddy__push_raise_site(L))
       return 1;
-    }
     if (msg == NULL) {
       if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
         return 1;

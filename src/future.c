@@ -502,6 +502,12 @@ int eddy__push_reraised_traceback(lua_State *L, int i, int take) {
   return found;
 }
 
+int eddy__push_raise_site(lua_State *L) {
+  if (!eddy__push_reraised_traceback(L, 1, 1)) return 0;
+  lua_pushfstring(L, "%s\n%s", lua_tostring(L, 1), lua_tostring(L, -1));
+  return 1;
+}
+
 int eddy__future_result(lua_State *L, int i) {
   eddy_Future *f = (eddy_Future *)lua_touserdata(L, i);
   i = lua_absindex(L, i);

@@ -580,6 +580,10 @@ int eddy__future_result(lua_State *L, int i);
 /* Push where the string error at i was raised, if it is the one result()
 ** re-raised last: 1 if pushed, else 0.  'take': forget that one. */
 int eddy__push_reraised_traceback(lua_State *L, int i, int take);
+/* For message handlers: if the error at 1 is that string, push it with
+** that traceback ("msg\nstack traceback:...") and return 1; else 0.
+** Forgets the remembered one either way. */
+int eddy__push_raise_site(lua_State *L);
 /* Add the task at index t as the waiter of the future at index i. */
 void eddy__future_add_waiter(lua_State *L, int i, int t);
 void eddy__future_remove_waiter(lua_State *L, int i, int t);

@@ -111,10 +111,7 @@ int eddy__msghandler(lua_State *L) {
   const char *msg;
   /* A task's string error, re-raised by result() or await: the traceback
   ** of where it was raised, as for error objects below. */
-  if (eddy__push_reraised_traceback(L, 1, 1)) {
-    lua_pushfstring(L, "%s\n%s", lua_tostring(L, 1), lua_tostring(L, -1));
-    return 1;
-  }
+  if (eddy__push_raise_site(L)) return 1;
   msg = lua_tostring(L, 1);
   if (msg == NULL) {  /* not a string: an error object? */
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
