@@ -486,4 +486,29 @@ describe("REPL on a terminal", function()
       "expect:> ", "send:t = loop:create_task(function() eddy.sleep(100) end)\\r", "expect:> ",
       "send:\\x04", "exit"))
   end)
+
+  -- Ctrl-Z under a shell with job control (bash -i on the pty), then fg:
+  -- the terminal back in editing mode (Ctrl-A moves the cursor at once,
+  -- TERM=xterm's "\e[3G"; the shell gave it back in its own line mode)
+  -- and the line drawn again below the shell's output.
+  local function stop_and_resume(setup)
+    local shell = cli.tempfile("#!/bin/sh\nPS1='SH$ ' exec bash --norc --noprofile -i\n")
+    assert(os.execute("chmod +x " .. q(shell)))
+    check(session_with(shell, "xterm",
+      "expect:SH$ ", "send:" .. setup .. q(cli.binary) .. "\\r", "expect:> ",
+      "send:x = 1 + ", "expect:x = 1 + ", "send:\\x1a", "expect:Stopped", "expect:SH$ ",
+      "send:fg\\r", "expect:\r> x = 1 + ", "send:\\x01", "expect:\27[3G",
+      "send:\\x0breturn 5\\r", "expect:5\r\n> ",
+      "send:\\x04", "expect:SH$ ", "send:exit\\r", "exit"))
+  end
+
+  it("Ctrl-Z stops it as a shell's job; fg gives back the line, in editing mode", function()
+    if not has_python then return end
+    stop_and_resume("")
+  end)
+
+  it("Ctrl-Z as a key (the terminal's suspend character is another) stops it too", function()
+    if not has_python then return end
+    stop_and_resume("stty susp ^Y; ")
+  end)
 end)

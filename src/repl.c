@@ -70,6 +70,7 @@ typedef struct Repl {
   uv_idle_t idle;
   uv_signal_t sigint;
   uv_prepare_t redraw;   /* while a line is shown: redraw_cb */
+  uv_signal_t sigcont;   /* resumed after a stop: sigcont_cb */
   int nopen;             /* libuv handles not closed yet */
   int closed;            /* close_handles ran */
   int guard;             /* registry ref: the guard (close_at_exit) */
@@ -746,6 +747,28 @@ static void sigint_cb(uv_signal_t *h, int signum) {
 
 /* }====================================================== */
 
+/* {====================================================== Ctrl-Z */
+
+/*
+** Ctrl-Z stops eddy (the terminal's "susp" character: the kernel stops
+** the process group, no code of eddy's runs).  The shell that resumes it
+** (fg) has written below the line and gives the terminal back in the
+** shell's own mode, so at SIGCONT the line editor sets its mode up again
+** and draws the prompt and the line once more.  While an entry runs the
+** terminal is in the shell's mode anyway.
+*/
+static void sigcont_cb(uv_signal_t *h, int signum) {
+  Repl *r = (Repl *)h->data;
+  locale_t old;
+  (void)signum;
+  if (!r->shown) return;
+  old = enter_charset(r);
+  eddy__edit_resume(!r->lifted);  /* else redraw_cb draws it */
+  leave_charset(old);
+}
+
+/* }====================================================== */
+
 /* {====================================================== Setup */
 
 static void close_cb(uv_handle_t *h) {
@@ -783,6 +806,12 @@ static int open_handles(Repl *r) {
   }
   if (err < 0) return err;
   r->nopen++;
+  err = uv_signal_init(uv, &r->sigcont);
+  if (err < 0) return err;
+  r->sigcont.data = r;
+  r->nopen++;
+  if (r->edit) err = uv_signal_start(&r->sigcont, sigcont_cb, SIGCONT);
+  if (err < 0) return err;
   /* Chain our action before libuv's (sigint_action). */
   sigaction(SIGINT, NULL, &r->uv_action);
   sa = r->uv_action;
@@ -803,6 +832,7 @@ static void release(Repl *r) {
   }
   if (r->nopen > 1) uv_close((uv_handle_t *)&r->sigint, close_cb);
   if (r->nopen > 2) uv_close((uv_handle_t *)&r->redraw, close_cb);
+  if (r->nopen > 3) uv_close((uv_handle_t *)&r->sigcont, close_cb);
   if (r->stdin_flags != -1) fcntl(0, F_SETFL, r->stdin_flags);
   if (r->editing) {
     locale_t old = enter_charset(r);

@@ -52,6 +52,10 @@ int eddy__edit_keys(char **line, size_t *len);
 ** go below them) and draw them again. */
 void eddy__edit_erase(void);
 void eddy__edit_redraw(void);
+/* After a stop (Ctrl-Z, then the shell's fg): the terminal in editing
+** mode again, and when 'draw', the prompt and the line drawn anew from
+** the start of the cursor's row. */
+void eddy__edit_resume(int draw);
 /* Add a statement to the history. */
 void eddy__edit_history(const char *text, size_t len);
 

@@ -101,14 +101,6 @@ static unsigned char eof_or_delete(EditLine *el, int ch) {
   return CC_REFRESH;
 }
 
-/* Ctrl-Z: suspend, as libedit's readline layer does. */
-static unsigned char suspend(EditLine *el, int ch) {
-  (void)el;
-  (void)ch;
-  kill(0, SIGTSTP);
-  return CC_NORM;
-}
-
 /* }====================================================== */
 
 /* {====================================================== Screen */
@@ -179,6 +171,35 @@ static void fit_screen(void) {
   eddy__edit_redraw();
 }
 
+/* Put the cursor at the start of the line's last row. */
+static void go_to_last_row(const LineInfoW *li) {
+  size_t cols = screen_columns();
+  size_t below = line_column(li, (size_t)(li->lastchar - li->buffer)) / cols -
+                 line_column(li, (size_t)(li->cursor - li->buffer)) / cols;
+  fputs("\r", ed.out);
+  while (below-- > 0) fputs("\n", ed.out);
+}
+
+/* Ctrl-Z when the terminal passes it on as a key (its "susp" character
+** is another): stop, as a shell's job; eddy__edit_resume follows. */
+static unsigned char suspend(EditLine *el, int ch) {
+  (void)el;
+  (void)ch;
+  kill(0, SIGTSTP);
+  return CC_NORM;
+}
+
+void eddy__edit_resume(int draw) {
+  /* libedit believes the terminal still in its editing mode: leave that
+  ** mode (a no-op on the terminal) so that it sets it up anew. */
+  el_set(ed.el, EL_PREP_TERM, 0);
+  el_set(ed.el, EL_PREP_TERM, 1);
+  if (draw) {
+    fputs("\r", ed.out);
+    eddy__edit_redraw();
+  }
+}
+
 /* }====================================================== */
 
 /* {====================================================== Completion */
@@ -186,15 +207,13 @@ static void fit_screen(void) {
 /* Show the names below the line, in columns, then the line again. */
 static void list_names(EditLine *el, char **names, size_t n) {
   const LineInfoW *li = el_wline(el);
-  size_t cols = screen_columns(), width = 0, per_row, rows, r, c, below;
+  size_t cols = screen_columns(), width = 0, per_row, rows, r, c;
   for (r = 0; r < n; r++)
     if (strlen(names[r]) + 2 > width) width = strlen(names[r]) + 2;
   per_row = cols / width > 0 ? cols / width : 1;
   rows = (n + per_row - 1) / per_row;
-  below = line_column(li, (size_t)(li->lastchar - li->buffer)) / cols -
-          line_column(li, (size_t)(li->cursor - li->buffer)) / cols;
-  fputs("\r", ed.out);
-  do fputs("\n", ed.out); while (below-- > 0);  /* below the line */
+  go_to_last_row(li);
+  fputs("\n", ed.out);  /* below the line */
   for (r = 0; r < rows; r++) {  /* down the columns, as GNU readline */
     for (c = 0; c < per_row && c * rows + r < n; c++) {
       const char *name = names[c * rows + r];
