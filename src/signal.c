@@ -123,17 +123,21 @@ static SignalWatcher *push_watcher(lua_State *L, eddy_Loop *loop, int sig) {
   return w;
 }
 
-/* Cancel the Handle of the watcher at index wi, if it has one. */
-static void drop_handle(lua_State *L, int wi) {
-  if (lua_getiuservalue(L, wi, S_VALUE) == LUA_TUSERDATA)
-    eddy__handle_cancel(L, lua_gettop(L));
-  lua_pop(L, 1);
+/* Forget the Handle of the watcher at index wi.  Not cancelled: as
+** asyncio's add_signal_handler (replacing) and remove_signal_handler, a
+** signal already read, its Handle on the ready queue, still runs it. */
+static void forget_handle(lua_State *L, int wi) {
   lua_pushnil(L);
   lua_setiuservalue(L, wi, S_VALUE);
 }
 
+/* The loop closed the watcher: its Handle cannot run any more. */
 static void watcher_closed(lua_State *L, eddy_UVObject *o, int self) {
-  if (!((SignalWatcher *)o)->interrupt) drop_handle(L, self);
+  if (((SignalWatcher *)o)->interrupt) return;
+  if (lua_getiuservalue(L, self, S_VALUE) == LUA_TUSERDATA)
+    eddy__handle_cancel(L, lua_gettop(L));
+  lua_pop(L, 1);
+  forget_handle(L, self);
 }
 
 /*
@@ -205,7 +209,7 @@ static int start_watcher(lua_State *L, SignalWatcher *w, uv_signal_cb cb) {
 /* {====================================================== Loop methods */
 
 /* loop:add_signal_handler(sig, cb, ...): cb(...) runs in the loop whenever
-** sig arrives; replaces (and cancels) the loop's previous handler of sig.
+** sig arrives; replaces the loop's previous handler of sig.
 ** The signal is checked before the loop, as asyncio's _check_signal comes
 ** before _check_closed: an invalid one is a ValueError on a closed loop
 ** too. */
@@ -234,7 +238,7 @@ static int l_add_signal_handler(lua_State *L) {
     lua_rawseti(L, -2, sig);
     lua_pop(L, 1);
   }
-  drop_handle(L, wi);
+  forget_handle(L, wi);
   lua_pushvalue(L, hi);
   lua_setiuservalue(L, wi, S_VALUE);
   return 0;
@@ -259,7 +263,7 @@ static int l_remove_signal_handler(lua_State *L) {
   lua_pushnil(L);
   lua_rawseti(L, -2, sig);
   lua_pop(L, 1);
-  drop_handle(L, wi);
+  forget_handle(L, wi);
   close_watcher(L, w);  /* stops it: libuv may restore SIG_DFL */
   lua_pushboolean(L, 1);
   return 1;
