@@ -8,7 +8,8 @@ text, control keys, escape sequences, UTF-8 and bytes that are not,
 fragments of Lua, long runs of one character, Enter now and then.  It
 keeps reading the screen so eddy never blocks on output.  At the end it
 waits for the output to settle, presses Ctrl-C four times, types an
-entry and expects its output, then Ctrl-D and exit status 0.
+entry and expects its output, then Ctrl-D and exit status 0.  Now and
+then it sends SIGCONT, as a shell resuming eddy after Ctrl-Z does.
 
 A finding is the process ending early (a crash: status 11 is SIGSEGV),
 an entry that no longer runs, or no exit after Ctrl-D.  libedit is not
@@ -22,6 +23,7 @@ import os
 import pty
 import random
 import select
+import signal
 import struct
 import sys
 import termios
@@ -108,6 +110,8 @@ expect(b"> ")
 for _ in range(chunks):
     chunk = "".join(rng.choice(KEYS) for _ in range(rng.randint(1, 8)))
     os.write(fd, chunk.encode("latin-1"))
+    if rng.random() < 0.03:  # as after a stop: the line editor resumes
+        os.kill(pid, signal.SIGCONT)
     read_until(time.time() + 0.002)
     done, status = os.waitpid(pid, os.WNOHANG)
     if done:
