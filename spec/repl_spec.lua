@@ -487,6 +487,22 @@ describe("REPL on a terminal", function()
       "send:\\x04", "exit"))
   end)
 
+  -- libedit's vi commands write out of their buffers (docs/cli.md): an
+  -- editrc asking for vi mode gets a warning and emacs keys, eddy's own
+  -- (Tab) included.
+  it("refuses libedit's vi mode (bind -v in the editrc) with a warning: emacs keys", function()
+    if not has_python then return end
+    local rc = cli.tempfile("bind -v\n")  -- EDITRC: libedit reads it instead of ~/.editrc
+    local wrapper = cli.tempfile("#!/bin/sh\nEDITRC=" .. q(rc) .. " exec " .. q(cli.binary) .. "\n")
+    assert(os.execute("chmod +x " .. q(wrapper)))
+    check(session_with(wrapper, "xterm",
+      "expect:eddy: the line editor's vi mode is not supported", "expect:> ",
+      "send:x = 'abc'\\x01y\\x05 .. 'd'\\r", "expect:> ",  -- Ctrl-A, Ctrl-E: emacs
+      "send:yx\\r", "expect:\"abcd\"\r\n> ",
+      "send:string.for\\t", "expect:mat", "send:('%d', 5)\\r", "expect:\"5\"\r\n> ",
+      "send:\\x04", "exit"))
+  end)
+
   -- Ctrl-Z under a shell with job control (bash -i on the pty), then fg:
   -- the terminal back in editing mode (Ctrl-A moves the cursor at once,
   -- TERM=xterm's "\e[3G"; the shell gave it back in its own line mode)

@@ -275,6 +275,44 @@ static unsigned char complete(EditLine *el, int ch) {
 
 /* {====================================================== Lines */
 
+/* eddy's keys, over libedit's emacs ones (before the user's settings). */
+static void bind_keys(EditLine *el) {
+  el_set(el, EL_BIND, "^I", "eddy-complete", NULL);
+  el_set(el, EL_BIND, "^Z", "eddy-suspend", NULL);
+  /* The keys GNU readline's users expect (Home, End, Delete, Ctrl-arrows),
+  ** as libedit's readline layer binds them. */
+  el_set(el, EL_BIND, "\\e[1~", "ed-move-to-beg", NULL);
+  el_set(el, EL_BIND, "\\e[4~", "ed-move-to-end", NULL);
+  el_set(el, EL_BIND, "\\e[7~", "ed-move-to-beg", NULL);
+  el_set(el, EL_BIND, "\\e[8~", "ed-move-to-end", NULL);
+  el_set(el, EL_BIND, "\\e[H", "ed-move-to-beg", NULL);
+  el_set(el, EL_BIND, "\\e[F", "ed-move-to-end", NULL);
+  el_set(el, EL_BIND, "\\e[3~", "ed-delete-next-char", NULL);
+  el_set(el, EL_BIND, "\\e[1;5C", "em-next-word", NULL);
+  el_set(el, EL_BIND, "\\e[1;5D", "ed-prev-word", NULL);
+  el_set(el, EL_BIND, "\\e[5C", "em-next-word", NULL);
+  el_set(el, EL_BIND, "\\e[5D", "ed-prev-word", NULL);
+  el_set(el, EL_BIND, "\\e\\e[C", "em-next-word", NULL);
+  el_set(el, EL_BIND, "\\e\\e[D", "ed-prev-word", NULL);
+}
+
+/*
+** libedit's vi mode is refused: its commands write out of their buffers
+** (an AddressSanitizer build of libedit 3.1-20221030 under
+** tools/fuzz/repl_fuzz.py: negative memcpy sizes in cv_yank, overflows in
+** cv_csearch and re_fastaddc, a crash in ed_command), whether keys come
+** one at a time or a command waits for them.
+*/
+static void refuse_vi(EditLine *el) {
+  const char *editor;
+  if (el_get(el, EL_EDITOR, &editor) != 0 || strcmp(editor, "vi") != 0)
+    return;
+  fputs("eddy: the line editor's vi mode is not supported (libedit's vi "
+        "commands corrupt memory); using emacs keys\n", stderr);
+  el_set(el, EL_EDITOR, "emacs");  /* libedit's emacs keys again */
+  bind_keys(el);
+}
+
 int eddy__edit_open(lua_State *L) {
   HistEventW ev;
   ed.L = L;
@@ -297,24 +335,9 @@ int eddy__edit_open(lua_State *L) {
   el_wset(ed.el, EL_ADDFN, L"eddy-eof-or-delete",
           L"End of input on an empty line, else delete", eof_or_delete);
   el_wset(ed.el, EL_ADDFN, L"eddy-suspend", L"Suspend", suspend);
-  el_set(ed.el, EL_BIND, "^I", "eddy-complete", NULL);
-  el_set(ed.el, EL_BIND, "^Z", "eddy-suspend", NULL);
-  /* The keys GNU readline's users expect (Home, End, Delete, Ctrl-arrows),
-  ** as libedit's readline layer binds them. */
-  el_set(ed.el, EL_BIND, "\\e[1~", "ed-move-to-beg", NULL);
-  el_set(ed.el, EL_BIND, "\\e[4~", "ed-move-to-end", NULL);
-  el_set(ed.el, EL_BIND, "\\e[7~", "ed-move-to-beg", NULL);
-  el_set(ed.el, EL_BIND, "\\e[8~", "ed-move-to-end", NULL);
-  el_set(ed.el, EL_BIND, "\\e[H", "ed-move-to-beg", NULL);
-  el_set(ed.el, EL_BIND, "\\e[F", "ed-move-to-end", NULL);
-  el_set(ed.el, EL_BIND, "\\e[3~", "ed-delete-next-char", NULL);
-  el_set(ed.el, EL_BIND, "\\e[1;5C", "em-next-word", NULL);
-  el_set(ed.el, EL_BIND, "\\e[1;5D", "ed-prev-word", NULL);
-  el_set(ed.el, EL_BIND, "\\e[5C", "em-next-word", NULL);
-  el_set(ed.el, EL_BIND, "\\e[5D", "ed-prev-word", NULL);
-  el_set(ed.el, EL_BIND, "\\e\\e[C", "em-next-word", NULL);
-  el_set(ed.el, EL_BIND, "\\e\\e[D", "ed-prev-word", NULL);
+  bind_keys(ed.el);
   el_source(ed.el, NULL);  /* ~/.editrc */
+  refuse_vi(ed.el);
   /* After the user's settings: keys whose libedit commands would read
   ** the next keys in a loop of their own, the event loop stopped.
   ** Ctrl-R searches the history for the text typed so far instead, in
