@@ -172,6 +172,17 @@ void eddy__instantiate_class(lua_State *L, int i) {
   lua_pop(L, 2);
 }
 
+void eddy__keep_traceback(lua_State *L, int i) {
+  i = lua_absindex(L, i);
+  lua_pushliteral(L, "traceback");
+  if (lua_rawget(L, i) == LUA_TNIL) {
+    lua_pushliteral(L, "traceback");
+    luaL_traceback(L, L, NULL, 1);
+    lua_rawset(L, i);
+  }
+  lua_pop(L, 1);
+}
+
 /*
 ** Message handler: error objects (tables) get a 'traceback' field (kept
 ** if they have one); anything else becomes its string plus a traceback,
@@ -182,11 +193,7 @@ void eddy__instantiate_class(lua_State *L, int i) {
 int eddy__traceback(lua_State *L) {
   eddy__instantiate_class(L, 1);
   if (lua_type(L, 1) == LUA_TTABLE) {
-    if (lua_getfield(L, 1, "traceback") == LUA_TNIL &&
-        !eddy__iserror(L, 1, "CancelledError")) {
-      luaL_traceback(L, L, NULL, 1);
-      lua_setfield(L, 1, "traceback");
-    }
+    if (!eddy__iserror(L, 1, "CancelledError")) eddy__keep_traceback(L, 1);
     lua_settop(L, 1);
     return 1;
   }

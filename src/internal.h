@@ -699,6 +699,12 @@ void eddy__open_errors(lua_State *L);
 ** top (popped), as calling the class from Lua would. */
 void eddy__newerror(lua_State *L, const char *cls, int nargs);
 
+/* For message handlers: give the table error at i a 'traceback' field,
+** where L is now (level 1: what raised), unless it has one.  Raw: the
+** error may be any table, and a strict object's __index or __newindex
+** that raises would replace the error being handled. */
+void eddy__keep_traceback(lua_State *L, int i);
+
 /* Message handler adding a traceback: error objects (tables) get a
 ** 'traceback' field; other values are turned into their string with the
 ** traceback appended, as lua.c's msghandler. */

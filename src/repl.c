@@ -320,9 +320,11 @@ static int entry_msgh(lua_State *L) {
     if (lua_tocfunction(L, -1) == run_entry) entry = level;
     lua_pop(L, 1);
   }
-  if ((lua_type(L, 1) == LUA_TTABLE &&
-       lua_getfield(L, 1, "traceback") != LUA_TNIL) ||
-      eddy__push_reraised_traceback(L, 1, 0))
+  if (lua_type(L, 1) == LUA_TTABLE) {  /* raw: any table may be the error */
+    lua_pushliteral(L, "traceback");
+    if (lua_rawget(L, 1) != LUA_TNIL) entry = -1;
+  }
+  if (entry >= 0 && eddy__push_reraised_traceback(L, 1, 0))
     entry = -1;  /* the error brings its own traceback (or its task's) */
   lua_settop(L, 1);
   eddy__msghandler(L);

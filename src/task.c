@@ -100,10 +100,7 @@ static int task_msgh(lua_State *L) {
   lua_pushnil(L);
   lua_setfield(L, extra, "traceback");
   if (lua_type(L, 1) == LUA_TTABLE) {
-    if (lua_getfield(L, 1, "traceback") == LUA_TNIL) {
-      luaL_traceback(L, L, NULL, 1);
-      lua_setfield(L, 1, "traceback");
-    }
+    eddy__keep_traceback(L, 1);
   } else {
     if (!eddy__push_reraised_traceback(L, 1, 0))
       luaL_traceback(L, L, NULL, 1);

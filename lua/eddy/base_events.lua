@@ -196,7 +196,8 @@ end
 local function with_traceback(err)
   if errors.isclass(err) then err = err() end
   if type(err) ~= "table" then return debug.traceback(err, 2) end
-  if rawget(err, "traceback") == nil then err.traceback = debug.traceback(nil, 2) end
+  -- raw, as the core's message handlers (src/errors.c): any table may be the error
+  if rawget(err, "traceback") == nil then rawset(err, "traceback", debug.traceback(nil, 2)) end
   return err
 end
 

@@ -118,10 +118,11 @@ class("SSLCertVerificationError", SSLError)
 class("KeyboardInterrupt", Error)
 
 -- errors.is(value, Class): value is an instance of Class or a subclass.
+-- (A table whose __metatable field hides its metatable is no error object.)
 function errors.is(value, cls)
   if type(value) ~= "table" or type(cls) ~= "table" then return false end
   local mt = getmetatable(value)
-  while mt ~= nil do
+  while type(mt) == "table" do
     if mt == cls then return true end
     mt = rawget(mt, "__parent")
   end
