@@ -333,6 +333,22 @@ describe("§6 async generators (test_asyncgen.py)", function()
     assert.same({}, log)
   end))
 
+  it("§6 athrow(Class) raises an instance of the class at the pending yield, as Python's "
+     .. "athrow(ValueError) (found by this spec: the body caught the class itself)",
+     async(function()
+    local caught
+    local gen = eddy.asyncgen(function(yield)
+      local ok, err = pcall(yield, 1)
+      caught = err
+      yield(ok)
+    end)()
+    assert.equal(1, gen:anext())
+    assert.is_false(gen:athrow(errors.ValueError))
+    assert.is_false(errors.isclass(caught))
+    assert.is_true(errors.is(caught, errors.ValueError))
+    gen:aclose()
+  end))
+
   it("§6 athrow caught by the body: athrow returns what the body yields next and the "
      .. "generator goes on; caught by a body that then returns, athrow gives nothing (Python's "
      .. "StopAsyncIteration) and the generator is closed", async(function()
@@ -403,6 +419,21 @@ describe("§6 async generators (test_asyncgen.py)", function()
     assert.same({}, {done:anext()})
     assert.same({}, {done:aclose()})
     assert.same({}, {done:athrow(errors.ValueError("after the end"))})
+    assert.same({"started", "ended"}, log)
+  end))
+
+  it("§6/§1 bad input: asend of a value to a generator not started yet is an argument error "
+     .. "(Python's TypeError \"can't send non-None value to a just-started async generator\"), "
+     .. "and the generator is left unstarted: anext() then runs it from the beginning",
+     async(function()
+    local log = {}
+    local gen = counter(log, 2)
+    argerror(function() gen:asend("early") end, 1, "asend")
+    raises(function() gen:asend("early") end, "just-started async generator")
+    assert.same({}, log)
+    assert.equal(1, gen:asend(nil))  -- nil is no value (asend(None))
+    assert.equal(2, gen:anext())
+    assert.same({}, {gen:anext()})
     assert.same({"started", "ended"}, log)
   end))
 

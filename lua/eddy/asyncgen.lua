@@ -141,17 +141,22 @@ function AsyncGenerator:anext() return step(self, "anext") end
 -- The generic-for iterator: for v in gen do / for v in agen_fn(...) do
 AsyncGenerator.__call = function(self) return step(self, "anext") end
 
--- gen:asend(...) -> next yielded values; yield(...) returns the sent values (S)
+-- gen:asend(...) -> next yielded values; yield(...) returns the sent values (S).
+-- A value sent to a generator not started yet is a programming error
+-- (Python's TypeError), so an argument error (API.md §1), as athrow(nil).
 function AsyncGenerator:asend(...)
   if self._state == "created" and select("#", ...) > 0 and (...) ~= nil then
-    error(errors.RuntimeError("can't send non-nil value to a just-started async generator"), 2)
+    error("bad argument #1 to 'asend' (can't send non-nil value to a just-started "
+          .. "async generator)", 2)
   end
   return step(self, "asend", ...)
 end
 
--- gen:athrow(err) -> next yielded values; raises err at the pending yield (S)
+-- gen:athrow(err) -> next yielded values; raises err at the pending yield (S).
+-- A class is raised as an instance of it, as Python's athrow(ValueError).
 function AsyncGenerator:athrow(err)
   if err == nil then error(args.message("athrow", 1, "error value", err), 2) end
+  if errors.isclass(err) then err = err() end
   can_suspend("athrow")  -- before a created generator is closed
   if self._state == "created" then
     self._state = "closed"
