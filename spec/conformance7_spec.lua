@@ -143,6 +143,19 @@ describe("§5 Task (test_tasks.py)", function()
     assert.same({"Task-" .. (n + 1), "Task-" .. (n + 2)}, names)
   end)
 
+  it("§5 set_result and set_exception of a task raise RuntimeError with asyncio's text "
+     .. "(tasks.py: 'Task does not support set_result() operation') and change nothing: the "
+     .. "task goes on to its own result", async(function(loop)
+    local task = loop:create_task(function() eddy.sleep(0) return "own" end)
+    raises(task.set_result, {errors.RuntimeError, "Task does not support set_result() operation"},
+           task, "forced")
+    raises(task.set_exception,
+           {errors.RuntimeError, "Task does not support set_exception() operation"},
+           task, errors.ValueError("forced"))
+    assert.is_false(task:done())
+    assert.equal("own", task:await())
+  end))
+
   it("§5 a task cancelled before its first step: cancel() is true but the task is not done yet "
      .. "and all_tasks() still lists it; one turn later it is cancelled, never ran, is no longer "
      .. "listed, and its done callback got it", async(function(loop)

@@ -545,7 +545,8 @@ static int f_result(lua_State *L) {
 
 static int f_set_result(lua_State *L) {
   if (eddy__checkfuture(L, 1)->kind == EDDY_KIND_TASK)
-    return eddy__error(L, "RuntimeError", "Task does not support set_result()");
+    return eddy__error(L, "RuntimeError",
+                       "Task does not support set_result() operation");
   eddy__future_set_result(L, 1, lua_gettop(L) - 1);
   return 0;
 }
@@ -553,7 +554,7 @@ static int f_set_result(lua_State *L) {
 static int f_set_exception(lua_State *L) {
   if (eddy__checkfuture(L, 1)->kind == EDDY_KIND_TASK)
     return eddy__error(L, "RuntimeError",
-                       "Task does not support set_exception()");
+                       "Task does not support set_exception() operation");
   luaL_argexpected(L, !lua_isnoneornil(L, 2), 2, "error value");
   lua_settop(L, 2);
   eddy__instantiate_class(L, 2);  /* set_exception(Cls) sets Cls() */
