@@ -260,6 +260,54 @@ describe("§5 Task (test_tasks.py)", function()
     assert.equal(2, stubborn:cancelling())
   end))
 
+  it("§5 a task giving up turns with bare coroutine.yield() calls is cancelled at the next one: "
+     .. "the CancelledError is raised there (asyncio throws into the coroutine at its bare "
+     .. "yield), <close> variables run, the body goes no further (found by this spec: the "
+     .. "yield returned the error as values and the task ran to its result)", async(function(loop)
+    local turns_taken, closed = 0, false
+    local task = loop:create_task(function()
+      local _ <close> = setmetatable({}, {__close = function() closed = true end})
+      while turns_taken < 100 do
+        turns_taken = turns_taken + 1
+        coroutine.yield()
+      end
+      return "ran to the end"
+    end)
+    turns()
+    local before = turns_taken
+    assert.is_true(task:cancel("stop yielding"))
+    local err = raises(eddy.wait_for, errors.CancelledError, task, 5)
+    assert.equal("stop yielding", err.message)
+    assert.is_true(task:cancelled())
+    assert.is_true(closed)
+    assert.equal(before, turns_taken)
+  end))
+
+  it("§5 the same for a task made from a coroutine object, and a body may catch the "
+     .. "CancelledError at its bare yield with pcall and return (not cancelled then)",
+     async(function(loop)
+    local co_task = loop:create_task(coroutine.create(function()
+      for _ = 1, 100 do coroutine.yield() end
+      return "ran to the end"
+    end))
+    turns()
+    co_task:cancel("stop")
+    assert.equal("stop", raises(eddy.wait_for, errors.CancelledError, co_task, 5).message)
+    assert.is_true(co_task:cancelled())
+
+    local catcher = loop:create_task(function()
+      for _ = 1, 100 do
+        local ok, err = pcall(coroutine.yield)
+        if not ok then return "caught " .. tostring(err) end
+      end
+      return "ran to the end"
+    end)
+    turns()
+    catcher:cancel("polite")
+    assert.equal("caught CancelledError: polite", eddy.wait_for(catcher, 5))
+    assert.is_false(catcher:cancelled())
+  end))
+
   it("§5/§9 a task's error that is not an error object comes back as itself: a number stays "
      .. "a number, false stays false (exception() returns it), a plain table is the same table",
      async(function(loop)

@@ -6,7 +6,8 @@
 ** value is the await tag): these are passed on outward, from the nested
 ** coroutine to the one that resumed it and so on up to the task, and the
 ** values the task is resumed with are passed back in.  A generator's own
-** yields still reach its consumer.
+** yields still reach its consumer.  coroutine.yield is replaced too, so
+** that a task at a bare yield can be thrown into (co_yield).
 */
 #include "internal.h"
 
@@ -232,6 +233,23 @@ int eddy__co_drive(lua_State *L) {
   return resume_step(L, lua_gettop(L) - 1, MODE_DRIVE);
 }
 
+/* coroutine.yield, lcorolib's but for a throw: a task (or the coroutine
+** object it drives) giving up a turn with a bare yield is resumed with
+** (TAG, err) to be cancelled, and err is raised there, as asyncio throws
+** into a coroutine at its bare yield; returned as values, the Lua code
+** would never see it, and the task would go on as if never cancelled.
+** Only eddy resumes with the tag: a generator's consumer cannot make it. */
+static int co_yield_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  eddy__check_throw(L, 0);
+  return lua_gettop(L);
+}
+
+static int co_yield(lua_State *L) {
+  return lua_yieldk(L, lua_gettop(L), 0, co_yield_k);
+}
+
 /* coroutine.running, filing the coroutine of the task running it (see
 ** key_task_coros). */
 static int co_running(lua_State *L) {
@@ -249,6 +267,8 @@ void eddy__open_coro(lua_State *L) {
     lua_setfield(L, -2, "resume");
     lua_pushcfunction(L, co_running);
     lua_setfield(L, -2, "running");
+    lua_pushcfunction(L, co_yield);
+    lua_setfield(L, -2, "yield");
     lua_pushcfunction(L, co_wrap);
     lua_setfield(L, -2, "wrap");
     if (lua_getfield(L, -1, "close") == LUA_TFUNCTION) {
