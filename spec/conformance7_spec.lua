@@ -308,6 +308,29 @@ describe("§5 Task (test_tasks.py)", function()
     assert.is_false(catcher:cancelled())
   end))
 
+  it("§5 a value yielded to a task is no suspension: RuntimeError \"Task got bad yield: 42\" "
+     .. "is raised at that yield (tasks.py __step), a future yielded instead of awaited too "
+     .. "(asyncio: \"yield was used instead of yield from\"); the body may catch it and go on; "
+     .. "a yield of nils is a bare yield", async(function(loop)
+    local fut = loop:create_future()
+    local task = loop:create_task(function()
+      local ok, err = pcall(coroutine.yield, fut)
+      coroutine.yield(nil)
+      coroutine.yield(nil, nil)
+      return ok, err
+    end)
+    local ok, err = task:await()
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.RuntimeError))
+    assert.equal("Task got bad yield: " .. tostring(fut), err.message)
+    assert.is_false(fut:done())  -- not awaited, not cancelled
+    local co_task = loop:create_task(coroutine.create(function()
+      coroutine.yield(42)
+      return "went on"
+    end))
+    raises(co_task.await, {errors.RuntimeError, "Task got bad yield: 42"}, co_task)
+  end))
+
   it("§5/§9 a task's error that is not an error object comes back as itself: a number stays "
      .. "a number, false stays false (exception() returns it), a plain table is the same table",
      async(function(loop)

@@ -655,10 +655,7 @@ static int tostring_value(lua_State *L) {
   return 1;
 }
 
-/* Replace the value on top with one short line: a string quoted if
-** 'quote', anything else through tostring (protected: a failing __tostring shows
-** the type name), cut at its first newline or BRIEF_MAX bytes. */
-static void brief(lua_State *L, int quote) {
+void eddy__brief(lua_State *L, int quote) {
   size_t len, n;
   const char *s;
   quote = quote && lua_type(L, -1) == LUA_TSTRING;
@@ -697,7 +694,7 @@ int eddy__push_future_repr(lua_State *L, int i, const char *kind,
       lua_pop(L, 1);
       lua_pushnil(L);
     }
-    brief(L, !(f->flags & FUT_EXCEPTION));
+    eddy__brief(L, !(f->flags & FUT_EXCEPTION));
     if ((f->flags & FUT_MULTI) && f->nresults > 1) lua_pushliteral(L, ", ...");
   }
   lua_pushfstring(L, " %p>", (void *)f);

@@ -575,6 +575,10 @@ int eddy__future_set_exception(lua_State *L, int i);
 int eddy__future_cancel(lua_State *L, int i, int msg);
 /* Push the CancelledError of the cancelled future at i (its message). */
 void eddy__push_cancelled_error(lua_State *L, int i);
+/* Replace the value on top with one short line for messages: a string
+** quoted if 'quote', anything else through tostring (protected: a failing
+** __tostring shows the type name), cut at its first newline or 60 bytes. */
+void eddy__brief(lua_State *L, int quote);
 /* Push every result (or raise the error); returns how many. */
 int eddy__future_result(lua_State *L, int i);
 /* Push where the string error at i was raised, if it is the one result()

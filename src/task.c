@@ -10,9 +10,11 @@
 ** function under a yieldable pcall (lua_pcallk): when the body fails, the
 ** error unwinds to that pcall inside the coroutine, so its <close>
 ** variables close where they may still suspend.  The body yields
-** (TAG, future) to wait, or (TAG) alone to give up one turn; any other
-** yield is a bare yield (one turn).  To throw into a suspended task the
-** step resumes it with (TAG, error): every eddy continuation checks that.
+** (TAG, future) to wait, or (TAG) alone to give up one turn; a yield of
+** nothing (or nils) is a bare yield (one turn), of anything else an
+** error raised at that yield (asyncio's "Task got bad yield").  To throw
+** into a suspended task the step resumes it with (TAG, error): every eddy
+** continuation checks that, coroutine.yield too (src/coro.c).
 */
 #include <math.h>
 #include <string.h>
@@ -426,6 +428,17 @@ int eddy__task_step_begin(lua_State *L, eddy_Task *t, int ti, int *nres) {
   return parked_again(t, status, *nres) ? EDDY_STEP_DONE : status;
 }
 
+/* Whether the nres values a task's coroutine yielded, none of them
+** eddy's tag, hold one that is not nil: no bare yield (Python's `yield
+** None`) but a value the task cannot use. */
+static int bad_yield(lua_State *co, int nres) {
+  int i;
+  if (nres > 0 && eddy__istag(co, -nres)) return 0;
+  for (i = 1; i <= nres; i++)
+    if (!lua_isnil(co, -i)) return 1;
+  return 0;
+}
+
 /* (static, so that eddy__task_step has it inline) */
 static void step_outcome(lua_State *L, eddy_Task *t, int ti, int status,
                          int nres) {
@@ -468,7 +481,19 @@ static void step_outcome(lua_State *L, eddy_Task *t, int ti, int status,
           if (cancel_waiter(L, -2, -1)) t->must_cancel = 0;
         }
       }
-    } else {  /* bare yield: one turn */
+    } else if (bad_yield(co, nres)) {
+      /* asyncio's "Task got bad yield": a value yielded to the task is
+      ** no suspension (a coroutine.yield(fut) meant as an await, a value
+      ** nobody consumes); it is raised at that yield, in the next step */
+      lua_pushvalue(co, -nres);
+      lua_xmove(co, L, 1);
+      lua_pop(co, nres);
+      eddy__brief(L, 1);
+      eddy__pusherror(L, "RuntimeError", "Task got bad yield: %s",
+                      lua_tostring(L, -1));
+      lua_remove(L, -2);
+      throw_later(L, t, ti);
+    } else {  /* bare yield (nothing, or nils): one turn */
       lua_pop(co, nres);
       t->scheduled = 1;
       eddy__ready_push(L, loop, ti);
