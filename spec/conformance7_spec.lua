@@ -308,6 +308,18 @@ describe("§5 Task (test_tasks.py)", function()
     assert.is_false(catcher:cancelled())
   end))
 
+  it("§5/§6 a timeout scope around a loop of bare coroutine.yield() calls expires: the "
+     .. "cancellation lands at a yield and the scope raises TimeoutError (it looped forever "
+     .. "before coroutine.yield raised what the task was thrown)", async(function(loop)
+    local t0 = loop:time()
+    raises(function()
+      local _ <close> = eddy.timeout(0.05)
+      while true do coroutine.yield() end
+    end, errors.TimeoutError)
+    assert.is_true(loop:time() - t0 < 5)
+    assert.equal(0, eddy.current_task():cancelling())
+  end))
+
   it("§5 a value yielded to a task is no suspension: RuntimeError \"Task got bad yield: 42\" "
      .. "is raised at that yield (tasks.py __step), a future yielded instead of awaited too "
      .. "(asyncio: \"yield was used instead of yield from\"); the body may catch it and go on; "
@@ -504,6 +516,26 @@ describe("§6 async generators (test_asyncgen.py)", function()
     assert.same({}, {done:aclose()})
     assert.same({}, {done:athrow(errors.ValueError("after the end"))})
     assert.same({"started", "ended"}, log)
+  end))
+
+  it("§6 while aclose() runs a cleanup that suspends, anext(), athrow() and aclose() from "
+     .. "another task raise RuntimeError \"<method>(): asynchronous generator is already "
+     .. "running\", as 3.13's; the first aclose() then completes", async(function(loop)
+    local gen = eddy.asyncgen(function(yield)
+      local _ <close> = setmetatable({}, {__close = function() eddy.sleep(0.02) end})
+      yield(1)
+      yield(2)
+    end)()
+    assert.equal(1, gen:anext())
+    local closer = loop:create_task(function() gen:aclose() return "closed" end)
+    turns()
+    raises(gen.anext, {errors.RuntimeError, "anext(): asynchronous generator is already running"}, gen)
+    raises(gen.athrow, {errors.RuntimeError, "athrow(): asynchronous generator is already running"},
+           gen, errors.ValueError("x"))
+    raises(gen.aclose, {errors.RuntimeError, "aclose(): asynchronous generator is already running"},
+           gen)
+    assert.equal("closed", closer:await())
+    assert.same({}, {gen:anext()})
   end))
 
   it("§6/§1 bad input: asend of a value to a generator not started yet is an argument error "
