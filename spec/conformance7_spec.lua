@@ -538,6 +538,28 @@ describe("§6 async generators (test_asyncgen.py)", function()
     assert.same({}, {gen:anext()})
   end))
 
+  it("§6/§5 the task running aclose() cancelled while the cleanup suspends: the "
+     .. "CancelledError ends the cleanup there and comes out of aclose(), the task ends "
+     .. "cancelled, the generator is closed", async(function(loop)
+    local log = {}
+    local gen = eddy.asyncgen(function(yield)
+      local _ <close> = setmetatable({}, {__close = function(_, err)
+        log[#log + 1] = tostring(err)
+        eddy.sleep(10)
+        log[#log + 1] = "not reached"
+      end})
+      yield(1)
+    end)()
+    assert.equal(1, gen:anext())
+    local closer = loop:create_task(function() gen:aclose() return "closed" end)
+    turns()
+    closer:cancel("stop closing")
+    assert.equal("stop closing", raises(closer.await, errors.CancelledError, closer).message)
+    assert.is_true(closer:cancelled())
+    assert.same({"GeneratorExit"}, log)
+    assert.same({}, {gen:anext()})
+  end))
+
   it("§6/§1 bad input: asend of a value to a generator not started yet is an argument error "
      .. "(Python's TypeError \"can't send non-None value to a just-started async generator\"), "
      .. "and the generator is left unstarted: anext() then runs it from the beginning",
