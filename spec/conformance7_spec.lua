@@ -343,6 +343,37 @@ describe("§5 Task (test_tasks.py)", function()
     raises(co_task.await, {errors.RuntimeError, "Task got bad yield: 42"}, co_task)
   end))
 
+  it("§5 a cancel() that comes while a step's error waits to be raised (a bad yield, an await "
+     .. "of the task itself, a future of another loop) replaces that error with its "
+     .. "CancelledError, as asyncio's __step does with _must_cancel; caught, the task goes on "
+     .. "and is not cancelled again (found by this spec: the RuntimeError came first)",
+     async(function(loop)
+    local other = eddy.new_event_loop()
+    local foreign = other:create_future()
+    local task
+    local waits = {
+      function() coroutine.yield(42) end,
+      function() task:await() end,
+      function() foreign:await() end,
+    }
+    for i, wait in ipairs(waits) do
+      task = loop:create_task(function()
+        local ok, err = pcall(wait)
+        local slept = pcall(eddy.sleep, 0.01)
+        return ok, err, slept
+      end)
+      turns()  -- the task made its bad wait; the error is raised at its next step
+      task:cancel("cancelled " .. i)
+      local ok, err, slept = task:await()
+      assert.is_false(ok)
+      assert.is_true(errors.is(err, errors.CancelledError), tostring(err))
+      assert.equal("cancelled " .. i, err.message)
+      assert.is_true(slept)
+      assert.equal(1, task:cancelling())
+    end
+    other:close()
+  end))
+
   it("§5/§9 a task's error that is not an error object comes back as itself: a number stays "
      .. "a number, false stays false (exception() returns it), a plain table is the same table",
      async(function(loop)

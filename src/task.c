@@ -385,6 +385,13 @@ void eddy__task_step(lua_State *L, eddy_Task *t) {
       lua_setfield(L, -3, "throw");
       lua_remove(L, -2);
       t->throw_pending = 0;
+      if (t->must_cancel) {  /* a cancel() since: as asyncio's __step, */
+        t->must_cancel = 0;  /* its CancelledError replaces any other */
+        if (!eddy__iserror(L, -1, "CancelledError")) {
+          lua_pop(L, 1);
+          eddy__push_cancelled_error(L, ti);
+        }
+      }
     } else {
       /* cancel() came after the awaited future was done, before this
       ** step: as asyncio's __wakeup, its outcome is retrieved (its error
