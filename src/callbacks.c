@@ -289,6 +289,24 @@ static int h_when(lua_State *L) {
   return 1;
 }
 
+/* h1 < h2, h1 <= h2: TimerHandles order by when() alone, as asyncio's
+** (two of equal when() are neither <, both <=).  Equality stays Lua's
+** identity: asyncio's == compares when, callback and arguments, which
+** would make two distinct timers one table key's worth (docs/loop.md). */
+static double timer_when(lua_State *L, int i) {
+  return ((eddy_TimerHandle *)luaL_checkudata(L, i, EDDY_TIMERHANDLE))->when;
+}
+
+static int h_lt(lua_State *L) {
+  lua_pushboolean(L, timer_when(L, 1) < timer_when(L, 2));
+  return 1;
+}
+
+static int h_le(lua_State *L) {
+  lua_pushboolean(L, timer_when(L, 1) <= timer_when(L, 2));
+  return 1;
+}
+
 static int h_get_context(lua_State *L) {
   eddy_Handle *h = checkhandle(L, 1);
   if (!h->has_ctx) return 0;
@@ -329,6 +347,10 @@ void eddy__open_callbacks(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, h_tostring);
   lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, h_lt);
+  lua_setfield(L, -2, "__lt");
+  lua_pushcfunction(L, h_le);
+  lua_setfield(L, -2, "__le");
   rt->mt_timer_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
