@@ -125,23 +125,20 @@ static void push_callback_name(lua_State *L, int cb) {
     luaL_tolstring(L, cb, NULL), lua_remove(L, -2);
 }
 
-/* Warn (debug mode) about a callback or task step that took 'dt' seconds,
-** asyncio's "Executing <...> took 0.123 seconds". */
+/* Warn (debug mode) about a task step or a callback that took 'dt'
+** seconds, asyncio's "Executing <...> took 0.123 seconds": 'what' is the
+** task, or the callback itself (its handle may have dropped it since). */
 void eddy__warn_slow(lua_State *L, eddy_Loop *loop, int what, double dt) {
   char took[32];  /* lua_pushfstring has no precision: format here */
-  unsigned char *kind = (unsigned char *)lua_touserdata(L, what);
+  int task = eddy__totask(L, what) != NULL;
   if (dt < eddy__slow_callback_duration(L, loop)) return;
-  if (kind != NULL && *kind == EDDY_KIND_HANDLE) {
-    lua_getiuservalue(L, what, HANDLE_UV_CB);  /* describe its callback */
-    push_callback_name(L, -1);
-    lua_remove(L, -2);
-  } else {
+  if (task)
     luaL_tolstring(L, what, NULL);
-  }
+  else
+    push_callback_name(L, what);
   snprintf(took, sizeof took, "%.3f", dt);
   lua_pushfstring(L, "Executing %s %s took %s seconds",
-                  kind != NULL && *kind == EDDY_KIND_HANDLE ? "callback" : "task",
-                  lua_tostring(L, -1), took);
+                  task ? "task" : "callback", lua_tostring(L, -1), took);
   lua_warning(L, lua_tostring(L, -1), 0);
   lua_pop(L, 2);
 }
@@ -154,8 +151,12 @@ void eddy__warn_slow(lua_State *L, eddy_Loop *loop, int what, double dt) {
 void eddy__handle_call(lua_State *L, eddy_Loop *loop, eddy_Handle *h, int hidx) {
   eddy_Runtime *rt = loop->rt;
   int i;
+  int debug = loop->debug;  /* the callback may change it */
   double t0 = 0;
   if (h->cancelled) return;
+  /* Debug mode: the callback, for the slow-callback warning, kept here
+  ** since cancelling its own handle drops it (asyncio keeps the repr). */
+  if (debug) lua_getiuservalue(L, hidx, HANDLE_UV_CB);
   lua_getiuservalue(L, hidx, HANDLE_UV_CB);
   for (i = 0; i < h->nargs; i++) lua_getiuservalue(L, hidx, HANDLE_UV_ARG(i));
   /* The context the callback runs in; whatever it switches to is left
@@ -168,10 +169,13 @@ void eddy__handle_call(lua_State *L, eddy_Loop *loop, eddy_Handle *h, int hidx) 
     lua_getiuservalue(L, hidx, HANDLE_UV_ARG(h->nargs));
     rt->context_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  if (loop->debug) t0 = eddy__time(loop);
+  if (debug) t0 = eddy__time(loop);
   lua_call(L, h->nargs, 0);
   eddy__handle_leave(L, loop);
-  if (loop->debug) eddy__warn_slow(L, loop, hidx, eddy__time(loop) - t0);
+  if (debug) {
+    eddy__warn_slow(L, loop, lua_gettop(L), eddy__time(loop) - t0);
+    lua_pop(L, 1);
+  }
 }
 
 void eddy__handle_leave(lua_State *L, eddy_Loop *loop) {
