@@ -524,6 +524,10 @@ struct eddy_Task {
   unsigned char cancel_woke;   /* a cancel() woke it; its step is due */
   unsigned char has_waiter;    /* TASK_UV_WAITER holds a future */
   unsigned char in_tostring;   /* its tostring is being built (t_tostring) */
+  unsigned char quiet_destroy; /* no "destroyed but it is pending" report:
+                                  run_until_complete's own task, whose
+                                  caller got the RuntimeError instead
+                                  (asyncio's _log_destroy_pending) */
   const void *parked_on;       /* eddy__park's key while parked, else NULL */
   lua_State *co;               /* the coroutine TASK_UV_CORO keeps alive */
 };

@@ -1002,7 +1002,7 @@ extern int eddy__future_gc(lua_State *L);
 static int t_gc(lua_State *L) {
   eddy_Task *t = (eddy_Task *)lua_touserdata(L, 1);
   if (t->fut.state == EDDY_FUT_PENDING) eddy__loop_tasks(t->fut.loop, -1);
-  if (t->fut.state == EDDY_FUT_PENDING && t->started &&
+  if (t->fut.state == EDDY_FUT_PENDING && t->started && !t->quiet_destroy &&
       t->fut.loop->state != EDDY_LOOP_CLOSED && !t->fut.loop->rt->exiting) {
     eddy__newcontext(L, "Task was destroyed but it is pending!", 0);
     lua_pushvalue(L, 1);
@@ -1139,6 +1139,14 @@ static int c_can_suspend(lua_State *L) {
   return 1;
 }
 
+/* _quiet_destroy(task): a pending task collected is not reported; for
+** run_until_complete's own task (a Future or a factory's object: nothing). */
+static int c_quiet_destroy(lua_State *L) {
+  eddy_Task *t = eddy__totask(L, 1);
+  if (t != NULL) t->quiet_destroy = 1;
+  return 0;
+}
+
 static const luaL_Reg core_task_funcs[] = {
   {"sleep", c_sleep},
   {"await", c_await},
@@ -1146,6 +1154,7 @@ static const luaL_Reg core_task_funcs[] = {
   {"all_tasks", c_all_tasks},
   {"isfuture", c_isfuture},
   {"_can_suspend", c_can_suspend},
+  {"_quiet_destroy", c_quiet_destroy},
   {NULL, NULL}
 };
 

@@ -48,6 +48,9 @@ function Loop:run_until_complete(aw)
   end
   local new_task = not C.isfuture(aw)
   local fut = ensure_future(aw, self, 3, "run_until_complete")
+  -- A task of our own left pending (stop() came first) raises here: its
+  -- collection is not reported as well (asyncio's _log_destroy_pending).
+  if new_task then C._quiet_destroy(fut) end
   fut:add_done_callback(stop_loop)
   local ok, err = pcall(self.run_forever, self)
   fut:remove_done_callback(stop_loop)
