@@ -1088,6 +1088,14 @@ void eddy__loop_create_task(lua_State *L, eddy_Loop *loop, int nargs) {
   eddy__pushloop(L, loop);
   lua_insert(L, fn + 1);
   lua_call(L, nargs + 2, 1);  /* factory(loop, fn, ...) */
+  /* Whoever made the task goes on to call its methods: a value that has
+  ** none is the factory's error, said here rather than as an "attempt to
+  ** index" in eddy's own code further on. */
+  if (!lua_istable(L, -1) && !lua_isuserdata(L, -1)) {
+    lua_pushfstring(L, "task factory returned %s, not a Future-compatible object",
+                    luaL_typename(L, -1));
+    lua_error(L);  /* no position: the factory's line is not known here */
+  }
 }
 
 /* loop:create_task(fn_or_coroutine, ...) -> Task (or the factory's). */
