@@ -146,7 +146,10 @@ end
 
 -- What the default handler prints for 'context' (a table).
 local function format_context(context)
-  local lines = {tostring(context.message or "Unhandled exception in event loop")}
+  -- asyncio's `if not message`: an empty one is no message either
+  local message = context.message
+  if message == nil or message == "" then message = "Unhandled exception in event loop" end
+  local lines = {tostring(message)}
   local keys = {}
   for k in pairs(context) do
     if k ~= "message" and k ~= "exception" then keys[#keys + 1] = tostring(k) end
