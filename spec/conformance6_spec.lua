@@ -321,6 +321,27 @@ describe("§3 running and stopping (base_events.py run_until_complete)", functio
     raises(loop.call_soon, {errors.RuntimeError, "Event loop is closed"}, loop, print)
   end)
 
+  it("§3 from a callback of a running loop, another loop that is not running may be "
+     .. "stopped and closed (only its own run makes a loop 'running'): the stop makes its "
+     .. "next run one iteration, the close drops its callbacks", function()
+    local a, b, c = eddy.new_event_loop(), eddy.new_event_loop(), eddy.new_event_loop()
+    local log, res = {}, nil
+    b:call_soon(function() log[#log + 1] = "b: first iteration" end)
+    b:call_soon(function() b:call_soon(function() log[#log + 1] = "b: second" end) end)
+    c:call_soon(function() log[#log + 1] = "c: never" end)
+    a:call_soon(function()
+      b:stop()
+      res = {pcall(c.close, c)}
+      res.closed, res.running = c:is_closed(), c:is_running()
+    end)
+    run_briefly(a)
+    assert.same({true, closed = true, running = false}, res)
+    b:run_forever()
+    assert.same({"b: first iteration"}, log)
+    a:close()
+    b:close()
+  end)
+
   it("§3 run_in_executor's future cancelled while its job runs: shutdown_default_executor "
      .. "waits for the job, close(), and the job's end reaches nothing "
      .. "(test_run_in_executor_cancel)", function()
@@ -556,6 +577,20 @@ describe("§2 eddy.run (runners.py)", function()
     local co = coroutine.create(function() return "ran" end)
     assert.equal("ran", eddy.run(co))
     raises(eddy.run, errors.RuntimeError, co)
+  end)
+
+  it("§2 eddy.run re-raises main's own KeyboardInterrupt as it is, after cancelling the "
+     .. "leftover tasks (asyncio.run: the Runner closes after a BaseException too)", function()
+    local leftover
+    local own = errors.KeyboardInterrupt("raised by main")
+    local ok, err = pcall(eddy.run, function()
+      leftover = eddy.create_task(function() eddy.sleep(10) end)
+      eddy.sleep(0)
+      error(own)
+    end)
+    assert.is_false(ok)
+    assert.equal(own, err)
+    assert.is_true(leftover:cancelled())
   end)
 
   it("§2 eddy.run's leftover task that catches its cancellation, suspends, and returns is "
