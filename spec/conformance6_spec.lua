@@ -19,10 +19,43 @@ local function full_gc()
   collectgarbage()
 end
 
+-- loop_script(body) -> output: runs body as a script of the eddy binary,
+-- with `eddy` and a new `loop` (closed after it) defined; stdout is
+-- unbuffered, in order with stderr; the script must exit 0.
+local function loop_script(body)
+  local code, out = run_script('io.stdout:setvbuf("no")\nlocal eddy = require "eddy"\n'
+                               .. 'local loop = eddy.new_event_loop()\n' .. body .. '\nloop:close()\n')
+  assert.equal(0, code, out)
+  return out
+end
+
 -- run_briefly(loop): one bounded run that lets what is ready (and what
 -- that schedules) run.
 local function run_briefly(loop)
   loop:run_until_complete(function() eddy.sleep(0) eddy.sleep(0) end)
+end
+
+-- reporting_loop() -> loop, messages: a new loop whose exception handler
+-- appends each context's message to 'messages'.
+local function reporting_loop()
+  local loop, messages = eddy.new_event_loop(), {}
+  loop:set_exception_handler(function(_, c) messages[#messages + 1] = c.message end)
+  return loop, messages
+end
+
+-- raising_callbacks(...) -> reports: schedules each function given as a
+-- callback, then one more, which must still run; the exception handler's
+-- reports.
+local function raising_callbacks(...)
+  local raisers, after = {...}, false
+  local reports = run_collecting(function(loop)
+    for _, fn in ipairs(raisers) do loop:call_soon(fn) end
+    loop:call_soon(function() after = true end)
+    eddy.sleep(0)
+    eddy.sleep(0)
+  end)
+  assert.is_true(after, "the loop did not go on")
+  return reports
 end
 
 describe("§4 Handle and TimerHandle (events.py)", function()
@@ -143,15 +176,7 @@ describe("§3 scheduling (base_events.py _run_once)", function()
      .. "nil) reaches the handler as the exception of 'Exception in callback', and the "
      .. "loop goes on (test_callback_with_exception)", function()
     local odd = setmetatable({}, {__tostring = function() return "odd error" end})
-    local after = false
-    local reports = run_collecting(function(loop)
-      loop:call_soon(function() error(odd) end)
-      loop:call_soon(function() error(nil) end)
-      loop:call_soon(function() after = true end)
-      eddy.sleep(0)
-      eddy.sleep(0)
-    end)
-    assert.is_true(after)
+    local reports = raising_callbacks(function() error(odd) end, function() error(nil) end)
     assert.equal(2, #reports)
     assert.equal(odd, reports[1].exception)
     for _, r in ipairs(reports) do
@@ -164,14 +189,7 @@ describe("§3 scheduling (base_events.py _run_once)", function()
      .. "the loop goes on (documented difference: asyncio's Handle._run lets Python's "
      .. "KeyboardInterrupt leave run_forever; eddy's is an Error, and a real Ctrl-C leaves "
      .. "the run as lua.c's 'interrupted!')", function()
-    local after = false
-    local reports = run_collecting(function(loop)
-      loop:call_soon(function() error(errors.KeyboardInterrupt()) end)
-      loop:call_soon(function() after = true end)
-      eddy.sleep(0)
-      eddy.sleep(0)
-    end)
-    assert.is_true(after)
+    local reports = raising_callbacks(function() error(errors.KeyboardInterrupt()) end)
     assert.equal(1, #reports)
     assert.is_true(errors.is(reports[1].exception, errors.KeyboardInterrupt))
   end)
@@ -192,9 +210,7 @@ describe("§3 running and stopping (base_events.py run_until_complete)", functio
   it("§3 a function's task that stop() left pending is not reported as destroyed when "
      .. "collected (asyncio: _log_destroy_pending = False), while a Task of the caller's "
      .. "is (test_run_until_complete_stopped)", function()
-    local loop = eddy.new_event_loop()
-    local reports = {}
-    loop:set_exception_handler(function(_, c) reports[#reports + 1] = c.message end)
+    local loop, reports = reporting_loop()
     local function waits() loop:create_future():await() end
     loop:call_soon(loop.stop, loop)
     raises(loop.run_until_complete, {errors.RuntimeError, "stopped before Future completed"},
@@ -244,9 +260,7 @@ describe("§3 running and stopping (base_events.py run_until_complete)", functio
   it("§3 run_until_complete of a future cancelled with a message raises CancelledError "
      .. "with it; of a failed future raises its error, which is then retrieved "
      .. "(future.result())", function()
-    local reports = {}
-    local loop = eddy.new_event_loop()
-    loop:set_exception_handler(function(_, c) reports[#reports + 1] = c.message end)
+    local loop, reports = reporting_loop()
     local cancelled = loop:create_future()
     cancelled:cancel("no longer wanted")
     local err = raises(loop.run_until_complete, errors.CancelledError, loop, cancelled)
@@ -345,9 +359,7 @@ describe("§3 running and stopping (base_events.py run_until_complete)", functio
   it("§3 run_in_executor's future cancelled while its job runs: shutdown_default_executor "
      .. "waits for the job, close(), and the job's end reaches nothing "
      .. "(test_run_in_executor_cancel)", function()
-    local loop = eddy.new_event_loop()
-    local reports = {}
-    loop:set_exception_handler(function(_, c) reports[#reports + 1] = c.message end)
+    local loop, reports = reporting_loop()
     local fut = loop:run_in_executor(nil, function()
       os.execute("sleep 0.05")
       return "ignored"
@@ -405,15 +417,11 @@ end)
 describe("§3 errors: the exception handler (base_events.py)", function()
   it("§3 the default handler says 'Unhandled exception in event loop' for a context with "
      .. "no message or an empty one (default_exception_handler: `if not message`)", function()
-    local code, out = run_script([[
-      local eddy = require "eddy"
-      local loop = eddy.new_event_loop()
+    local out = loop_script [[
       loop:call_exception_handler({})
       loop:call_exception_handler({message = "", exception = eddy.errors.ValueError("v")})
       loop:default_exception_handler({message = ""})
-      loop:close()
-    ]])
-    assert.equal(0, code, out)
+    ]]
     assert.equal("Unhandled exception in event loop\n"
                  .. "Unhandled exception in event loop\nValueError: v\n"
                  .. "Unhandled exception in event loop\n", out)
@@ -422,16 +430,12 @@ describe("§3 errors: the exception handler (base_events.py)", function()
   it("§3 the default handler's lines: the message, then every other key sorted, as "
      .. "'key: value', then the error and its traceback (default_exception_handler's "
      .. "log_lines, sorted(context))", function()
-    local code, out = run_script([[
-      local eddy = require "eddy"
-      local loop = eddy.new_event_loop()
+    local out = loop_script [[
       local function fail() error(eddy.errors.LookupError("gone")) end
       local ok, err = pcall(loop.run_until_complete, loop, function() fail() end)
       loop:call_exception_handler({zeta = 26, message = "several keys", beta = "b",
                                    exception = err, alpha = 1})
-      loop:close()
-    ]])
-    assert.equal(0, code, out)
+    ]]
     assert.matches("^several keys\nalpha: 1\nbeta: b\nzeta: 26\nLookupError: gone\n"
                    .. "stack traceback:\n[^\n]*in function 'error'\n[^\n]*in %w+ 'fail'", out)
   end)
@@ -440,19 +444,14 @@ describe("§3 errors: the exception handler (base_events.py)", function()
      .. "the default one with the original context, even when a value there cannot be "
      .. "shown; a message that cannot be shown ends as 'Exception in default exception "
      .. "handler' (test_default_exc_handler_broken)", function()
-    local code, out = run_script([[
-      io.stdout:setvbuf("no")  -- in order with stderr
-      local eddy = require "eddy"
-      local loop = eddy.new_event_loop()
+    local out = loop_script [[
       local unshowable = setmetatable({}, {__tostring = function() error("no tostring") end})
       loop:set_exception_handler(function() error("custom handler broke") end)
       print(pcall(loop.call_exception_handler, loop, {message = "first", obj = unshowable}))
       loop:set_exception_handler(nil)
       print(pcall(loop.call_exception_handler, loop, {message = unshowable}))
       print("goes on")
-      loop:close()
-    ]])
-    assert.equal(0, code, out)
+    ]]
     assert.matches("^Unhandled error in exception handler\ncontext: {message = \"first\", "
                    .. "obj = table}\n[^\n]*custom handler broke\nstack traceback:\n.-\ntrue\n"
                    .. "Exception in default exception handler: [^\n]*no tostring\ntrue\ngoes on\n$", out)
@@ -488,10 +487,8 @@ end)
 describe("§3 debug mode (base_events.py _run_once, test_log_slow_callbacks)", function()
   it("§3 the slow-callback warning gives the time to three decimals and names the "
      .. "callback, also one that cancelled its own handle (asyncio keeps its repr)", function()
-    local code, out = run_script([[
+    local out = loop_script [[
       warn("@on")
-      local eddy = require "eddy"
-      local loop = eddy.new_event_loop()
       loop:set_debug(true)
       loop.slow_callback_duration = 0.01
       local h
@@ -502,10 +499,8 @@ describe("§3 debug mode (base_events.py _run_once, test_log_slow_callbacks)", f
       h = loop:call_soon(slow_and_cancelled)
       loop:call_soon(function() end)  -- quick: no warning
       loop:run_until_complete(function() eddy.sleep(0) end)
-      loop:close()
-    ]])
-    assert.equal(0, code, out)
-    assert.matches("^Lua warning: Executing callback function [^\n]+:7 took 0%.0%d%d seconds\n$", out)
+    ]]
+    assert.matches("^Lua warning: Executing callback function [^\n]+:8 took 0%.0%d%d seconds\n$", out)
   end)
 end)
 
