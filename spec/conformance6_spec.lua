@@ -172,6 +172,31 @@ describe("§3 scheduling (base_events.py _run_once)", function()
     assert.is_true(iterations > 2, "the second run stopped at once")
   end))
 
+  it("§3 I/O waiting when a run starts is polled after the first batch (documented "
+     .. "difference: asyncio's _run_once polls first): an add_reader callback runs after "
+     .. "the due timers, and after a pre-stopped run, first in the next run",
+     with_loop(function(loop)
+    local a, b = checks.nonblocking_pair()
+    b:send("x")
+    local log = {}
+    loop:add_reader(a, function()
+      log[#log + 1] = "reader"
+      a:recv(10)
+      loop:remove_reader(a)
+    end)
+    loop:call_soon(function() log[#log + 1] = "soon" end)
+    loop:call_at(loop:time() - 1, function() log[#log + 1] = "timer" end)
+    loop:stop()
+    loop:run_forever()
+    assert.same({"soon", "timer"}, log)  -- asyncio: soon, reader, timer
+    loop:call_soon(function() log[#log + 1] = "next run" end)
+    loop:stop()
+    loop:run_forever()
+    assert.same({"soon", "timer", "reader", "next run"}, log)
+    a:close()
+    b:close()
+  end))
+
   it("§3 a callback raising a value that is no error object (an object with __tostring, "
      .. "nil) reaches the handler as the exception of 'Exception in callback', and the "
      .. "loop goes on (test_callback_with_exception)", function()
