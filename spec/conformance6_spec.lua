@@ -381,6 +381,34 @@ describe("§3 running and stopping (base_events.py run_until_complete)", functio
     b:close()
   end)
 
+  it("§3 close() drops pending handles without cancelling them, as asyncio's clears "
+     .. "_ready and _scheduled: cancelled() stays false, cancel() and when() still work, "
+     .. "also once the loop is collected", function()
+    local loop = eddy.new_event_loop()
+    local soon, later = loop:call_soon(print), loop:call_later(10, print)
+    local when = later:when()
+    loop:close()
+    assert.is_false(soon:cancelled())
+    assert.is_false(later:cancelled())
+    loop = nil  -- luacheck: ignore
+    full_gc()
+    soon:cancel()
+    later:cancel()
+    assert.is_true(soon:cancelled() and later:cancelled())
+    assert.equal(when, later:when())
+  end)
+
+  it("§3 a pending task collected after its loop closed is not reported (documented "
+     .. "difference: asyncio's Task.__del__ reports it on the closed loop too)", function()
+    local loop, reports = reporting_loop()
+    local task = loop:create_task(function() loop:create_future():await() end)
+    run_briefly(loop)
+    loop:close()
+    task = nil  -- luacheck: ignore
+    full_gc()
+    assert.same({}, reports)
+  end)
+
   it("§3 run_in_executor's future cancelled while its job runs: shutdown_default_executor "
      .. "waits for the job, close(), and the job's end reaches nothing "
      .. "(test_run_in_executor_cancel)", function()
@@ -611,6 +639,22 @@ describe("§2 eddy.run (runners.py)", function()
     assert.is_false(ok)
     assert.equal(own, err)
     assert.is_true(leftover:cancelled())
+  end)
+
+  it("§2 a main that stops the loop: eddy.run raises 'Event loop stopped before Future "
+     .. "completed.', then cancels main as a leftover and closes the loop (asyncio.run)",
+     function()
+    local loop, outcome
+    raises(eddy.run, {errors.RuntimeError, "Event loop stopped before Future completed."},
+           function()
+      loop = eddy.get_running_loop()
+      loop:stop()
+      local ok, err = pcall(eddy.sleep, 0.1)
+      outcome = ok and "finished" or tostring(err)
+      if not ok then error(err, 0) end
+    end)
+    assert.equal("CancelledError", outcome)
+    assert.is_true(loop:is_closed())
   end)
 
   it("§2 eddy.run's leftover task that catches its cancellation, suspends, and returns is "
