@@ -555,6 +555,32 @@ describe("§3 debug mode (base_events.py _run_once, test_log_slow_callbacks)", f
     ]]
     assert.matches("^Lua warning: Executing callback function [^\n]+:8 took 0%.0%d%d seconds\n$", out)
   end)
+
+  it("§3 a slow protocol method a stream transport calls is warned about too (asyncio "
+     .. "times the transport's _read_ready handle)", function()
+    local out = loop_script [[
+      warn("@on")
+      loop:set_debug(true)
+      loop.slow_callback_duration = 0.05
+      loop:run_until_complete(function()
+        local got = loop:create_future()
+        local srv = loop:create_server(function()
+          return {data_received = function(_, data)
+            local t = loop:time() while loop:time() - t < 0.08 do end
+            got:set_result(data)
+          end}
+        end, "127.0.0.1", 0)
+        local client = loop:create_connection(function() return {} end, "127.0.0.1",
+                                              srv.sockets[1]:getsockname()[2])
+        client:write("slow")
+        print(eddy.wait_for(got, 5))
+        client:close()
+        srv:close()
+      end)
+    ]]
+    assert.matches("^Lua warning: Executing transport <TCPTransport fd=%d+ open> took "
+                   .. "0%.%d%d%d seconds\nslow\n$", out)
+  end)
 end)
 
 describe("§2 getting a loop (events.py)", function()

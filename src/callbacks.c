@@ -125,20 +125,21 @@ static void push_callback_name(lua_State *L, int cb) {
     luaL_tolstring(L, cb, NULL), lua_remove(L, -2);
 }
 
-/* Warn (debug mode) about a task step or a callback that took 'dt'
-** seconds, asyncio's "Executing <...> took 0.123 seconds": 'what' is the
-** task, or the callback itself (its handle may have dropped it since). */
-void eddy__warn_slow(lua_State *L, eddy_Loop *loop, int what, double dt) {
+/* Warn (debug mode) about a task step, a callback or a transport's call
+** of its protocol that took 'dt' seconds, asyncio's "Executing <...> took
+** 0.123 seconds": 'what' is the task, the callback itself (its handle may
+** have dropped it since), or the transport; 'kind' says which. */
+void eddy__warn_slow(lua_State *L, eddy_Loop *loop, int what,
+                     const char *kind, double dt) {
   char took[32];  /* lua_pushfstring has no precision: format here */
-  int task = eddy__totask(L, what) != NULL;
   if (dt < eddy__slow_callback_duration(L, loop)) return;
-  if (task)
-    luaL_tolstring(L, what, NULL);
-  else
+  if (strcmp(kind, "callback") == 0)
     push_callback_name(L, what);
+  else
+    luaL_tolstring(L, what, NULL);
   snprintf(took, sizeof took, "%.3f", dt);
-  lua_pushfstring(L, "Executing %s %s took %s seconds",
-                  task ? "task" : "callback", lua_tostring(L, -1), took);
+  lua_pushfstring(L, "Executing %s %s took %s seconds", kind,
+                  lua_tostring(L, -1), took);
   lua_warning(L, lua_tostring(L, -1), 0);
   lua_pop(L, 2);
 }
@@ -173,7 +174,7 @@ void eddy__handle_call(lua_State *L, eddy_Loop *loop, eddy_Handle *h, int hidx) 
   lua_call(L, h->nargs, 0);
   eddy__handle_leave(L, loop);
   if (debug) {
-    eddy__warn_slow(L, loop, lua_gettop(L), eddy__time(loop) - t0);
+    eddy__warn_slow(L, loop, lua_gettop(L), "callback", eddy__time(loop) - t0);
     lua_pop(L, 1);
   }
 }

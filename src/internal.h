@@ -442,8 +442,10 @@ static inline int eddy__io_context_leave(lua_State *L, eddy_Loop *loop,
 
 /* Report the error at 'err' raised by the handle at hidx. */
 void eddy__handle_report(lua_State *L, eddy_Loop *loop, int hidx, int err);
-/* Debug mode: warn when the callback or task at 'what' took dt seconds. */
-void eddy__warn_slow(lua_State *L, eddy_Loop *loop, int what, double dt);
+/* Debug mode: warn when the task, callback or transport (kind "task",
+** "callback", "transport") at 'what' took dt seconds. */
+void eddy__warn_slow(lua_State *L, eddy_Loop *loop, int what,
+                     const char *kind, double dt);
 /* Cancel the Handle or TimerHandle at index i. */
 void eddy__handle_cancel(lua_State *L, int i);
 /* Timers (timers.c). */

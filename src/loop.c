@@ -164,7 +164,7 @@ static void step_task(lua_State *L, eddy_Loop *loop, eddy_Task *t, int ti) {
   t0 = eddy__time(loop);
   lua_pushvalue(L, ti);  /* for the warning */
   eddy__task_step(L, t);
-  eddy__warn_slow(L, loop, ti, eddy__time(loop) - t0);
+  eddy__warn_slow(L, loop, ti, "task", eddy__time(loop) - t0);
   lua_settop(L, ti - 1);
 }
 

@@ -200,7 +200,8 @@ static inline int pcall_protocol(lua_State *L, eddy_Stream *s, int t,
   eddy_Loop *loop = s->uv.loop;
   eddy_Runtime *rt = loop->rt;
   eddy_Loop *prev = rt->running;
-  int status;
+  int status, debug = loop->debug;  /* the call may change it */
+  double t0 = 0;
   eddy_IoContext ctx;
   eddy__loop_before_io(L, loop);
   if (s->has_ctx) {
@@ -210,8 +211,13 @@ static inline int pcall_protocol(lua_State *L, eddy_Stream *s, int t,
   }
   eddy__io_context_enter(L, loop, s->has_ctx, &ctx);
   if (prev == NULL) rt->running = loop;
+  if (debug) t0 = eddy__time(loop);
   status = lua_pcall(L, nargs, nres, h);
   rt->running = prev;
+  /* asyncio's protocol calls are handles of _run_once (_read_ready), which
+  ** debug mode times as it times the other callbacks */
+  if (debug)
+    eddy__warn_slow(L, loop, t, "transport", eddy__time(loop) - t0);
   if (eddy__io_context_leave(L, loop, &ctx)) {  /* keep what it switched to */
     s->has_ctx = !lua_isnil(L, -1);
     eddy__stream_set_extra(L, t, "context");
