@@ -642,6 +642,28 @@ describe("§2 eddy.run (runners.py)", function()
     assert.same({1, "closed"}, log)
   end)
 
+  it("§2 eddy.run shuts down in asyncio.run's order: leftover tasks are cancelled first, "
+     .. "then async generators closed, then the default executor, so both cleanups may "
+     .. "still use to_thread (Runner.close)", function()
+    local log, gen = {}, nil
+    eddy.run(function()
+      gen = eddy.asyncgen(function(yield)
+        local _ <close> = setmetatable({}, {__close = function()
+          log[#log + 1] = eddy.to_thread(function() return "generator's cleanup" end)
+        end})
+        for i = 1, math.huge do yield(i) end
+      end)()
+      gen:anext()
+      eddy.create_task(function()
+        local _, err = pcall(eddy.sleep, 10)
+        log[#log + 1] = "leftover: " .. tostring(err)
+        log[#log + 1] = eddy.to_thread(function() return "leftover's cleanup" end)
+      end)
+      eddy.sleep(0)
+    end)
+    assert.same({"leftover: CancelledError", "leftover's cleanup", "generator's cleanup"}, log)
+  end)
+
   it("§2 eddy.run takes a callable table as main, with the arguments, and refuses a "
      .. "coroutine already run (asyncio.run: cannot reuse already awaited coroutine)", function()
     local main = setmetatable({}, {__call = function(self, a, b) return self, a + b end})
