@@ -109,6 +109,26 @@ describe("§4 Handle and TimerHandle (events.py)", function()
     assert.matches("^<TimerHandle cancelled when=", tostring(later))
   end))
 
+  it("§4 tostring names the callback, as asyncio's repr (<Handle noop() at file:line>); a "
+     .. "cancelled handle has dropped it: <Handle cancelled>, <TimerHandle cancelled when=123> "
+     .. "(test_handle_repr, test_timer_repr)", with_loop(function(loop)
+    local function noop() end
+    local where = "function " .. debug.getinfo(noop, "S").short_src .. ":"
+                  .. debug.getinfo(noop, "S").linedefined
+    local h = loop:call_soon(noop, 1, 2)
+    assert.equal("<Handle " .. where .. ">", tostring(h))
+    h:cancel()
+    assert.equal("<Handle cancelled>", tostring(h))
+    local t = loop:call_at(123, noop)
+    assert.equal("<TimerHandle when=123.0 " .. where .. ">", tostring(t))
+    t:cancel()
+    assert.equal("<TimerHandle cancelled when=123.0>", tostring(t))
+    local callable = setmetatable({}, {__call = noop, __tostring = function() return "a callable" end})
+    local c = loop:call_soon(callable)
+    assert.equal("<Handle a callable>", tostring(c))
+    c:cancel()
+  end))
+
   it("§4 call_later's when() is the loop time at the call plus the delay "
      .. "(test_call_later, TimerHandle.when)", with_loop(function(loop)
     local before = loop:time()
@@ -488,9 +508,14 @@ describe("§3 errors: the exception handler (base_events.py)", function()
       local ok, err = pcall(loop.run_until_complete, loop, function() fail() end)
       loop:call_exception_handler({zeta = 26, message = "several keys", beta = "b",
                                    exception = err, alpha = 1})
+      loop:call_soon(function() error("from a callback", 0) end)
+      loop:run_until_complete(function() eddy.sleep(0) end)
     ]]
     assert.matches("^several keys\nalpha: 1\nbeta: b\nzeta: 26\nLookupError: gone\n"
                    .. "stack traceback:\n[^\n]*in function 'error'\n[^\n]*in %w+ 'fail'", out)
+    -- a callback's: its handle, named as asyncio's repr names it
+    assert.matches("\nException in callback function [^\n]+:8\nhandle: <Handle function "
+                   .. "[^\n]+:8>\nfrom a callback\n", out)
   end)
 
   it("§3 call_exception_handler never raises: a custom handler that fails is reported by "

@@ -114,15 +114,20 @@ eddy_TimerHandle *eddy__call_at(lua_State *L, eddy_Loop *loop, int nargs,
   return t;
 }
 
-/* Describe a callback for messages: "function <file:line>". */
+/* Describe the callback at cb for messages: "function <file:line>" for a
+** Lua function, else its tostring.  Pushes exactly that string. */
 static void push_callback_name(lua_State *L, int cb) {
   lua_Debug ar;
-  lua_pushvalue(L, cb);
-  if (lua_isfunction(L, -1) && lua_getinfo(L, ">S", &ar) &&
-      ar.linedefined > 0)
-    lua_pushfstring(L, "function %s:%d", ar.short_src, ar.linedefined);
-  else
-    luaL_tolstring(L, cb, NULL), lua_remove(L, -2);
+  cb = lua_absindex(L, cb);
+  if (lua_isfunction(L, cb)) {
+    lua_pushvalue(L, cb);
+    lua_getinfo(L, ">S", &ar);  /* pops the function */
+    if (ar.linedefined > 0) {
+      lua_pushfstring(L, "function %s:%d", ar.short_src, ar.linedefined);
+      return;
+    }
+  }
+  luaL_tolstring(L, cb, NULL);
 }
 
 /* Warn (debug mode) about a task step, a callback or a transport's call
@@ -319,14 +324,22 @@ static int h_get_context(lua_State *L) {
   return 1;
 }
 
+/* asyncio's repr: "<Handle cb() at file.py:12>", "<TimerHandle when=5.2
+** ...>"; a cancelled handle has dropped its callback, and says so
+** ("<Handle cancelled>", as asyncio's outside debug mode). */
 static int h_tostring(lua_State *L) {
   eddy_Handle *h = checkhandle(L, 1);
-  const char *state = h->cancelled ? " cancelled" : "";
-  if (h->is_timer)
-    lua_pushfstring(L, "<TimerHandle%s when=%f %p>", state,
-                    ((eddy_TimerHandle *)h)->when, (void *)h);
-  else
-    lua_pushfstring(L, "<Handle%s %p>", state, (void *)h);
+  lua_pushstring(L, h->is_timer ? "<TimerHandle" : "<Handle");
+  if (h->cancelled) lua_pushliteral(L, " cancelled");
+  if (h->is_timer) lua_pushfstring(L, " when=%f", ((eddy_TimerHandle *)h)->when);
+  if (!h->cancelled) {
+    lua_getiuservalue(L, 1, HANDLE_UV_CB);
+    lua_pushliteral(L, " ");
+    push_callback_name(L, -2);
+    lua_remove(L, -3);
+  }
+  lua_pushliteral(L, ">");
+  lua_concat(L, lua_gettop(L) - 1);
   return 1;
 }
 
