@@ -730,6 +730,27 @@ describe("§2 eddy.run (runners.py)", function()
     assert.is_true(loop:is_closed())
   end)
 
+  it("§2/§3 eddy.run, run_until_complete and create_task refuse a coroutine that is running "
+     .. "(the main thread) or normal with RuntimeError, as coroutine.resume refuses it (a "
+     .. "crash before)", function()
+    local out = loop_script [[
+      local running = coroutine.running()
+      print(pcall(eddy.run, running))
+      print(pcall(loop.run_until_complete, loop, running))
+      print(pcall(loop.create_task, loop, running))
+      print(loop:is_running(), eddy.run(function()
+        local outer
+        outer = coroutine.create(function()
+          local inner = coroutine.create(function() return pcall(eddy.create_task, outer) end)
+          return select(3, coroutine.resume(inner))  -- outer is normal meanwhile
+        end)
+        return tostring(select(2, coroutine.resume(outer)))
+      end))
+    ]]
+    assert.equal(string.rep("false\tRuntimeError: cannot resume non-suspended coroutine\n", 3)
+                 .. "false\tRuntimeError: cannot resume non-suspended coroutine\n", out)
+  end)
+
   it("§2 eddy.run's leftover task that catches its cancellation, suspends, and returns is "
      .. "waited for and not reported (_cancel_all_tasks: gather(return_exceptions=True))",
      function()

@@ -222,6 +222,15 @@ static int co_wrap(lua_State *L) {
   return 1;
 }
 
+/* Whether the coroutine at i is running (the main thread, the one
+** running now) or normal (it resumed the one running): a task must not
+** take it, as coroutine.resume refuses to resume it. */
+int eddy__co_is_active(lua_State *L, int i) {
+  lua_State *co = lua_tothread(L, i);
+  lua_Debug ar;
+  return co == L || (lua_status(co) == LUA_OK && lua_getstack(co, 0, &ar));
+}
+
 /* Task body for a coroutine object: (co, args...) -> its results, passing
 ** every yield (eddy's or bare) on to the task. */
 int eddy__co_drive(lua_State *L);

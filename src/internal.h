@@ -746,6 +746,8 @@ void eddy__open_coro(lua_State *L);
 ** coroutine.close refuse it, and no other task may drive it (coro.c). */
 void eddy__co_mark_task(lua_State *L, int i);
 int eddy__co_is_task(lua_State *L, int i);
+/* Whether the coroutine at i is running or normal: no task may take it. */
+int eddy__co_is_active(lua_State *L, int i);
 /* Replace the global require with one whose module may suspend (require.c). */
 void eddy__open_require(lua_State *L);
 /* The C core table handed to eddy.init (loop.c). */

@@ -136,6 +136,8 @@ eddy_Task *eddy__task_new(lua_State *L, eddy_Loop *loop, int nargs) {
   lua_State *co;
   if (lua_type(L, fn) == LUA_TTHREAD && eddy__co_is_task(L, fn))
     eddy__error(L, "RuntimeError", "coroutine is already run by a task");
+  if (lua_type(L, fn) == LUA_TTHREAD && eddy__co_is_active(L, fn))
+    eddy__error(L, "RuntimeError", "cannot resume non-suspended coroutine");
   t = (eddy_Task *)lua_newuserdatauv(L, sizeof(eddy_Task), TASK_NUV - 1);
   memset(t, 0, sizeof *t);
   t->fut.kind = EDDY_KIND_TASK;
