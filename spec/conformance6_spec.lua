@@ -581,6 +581,26 @@ describe("§3 debug mode (base_events.py _run_once, test_log_slow_callbacks)", f
     assert.matches("^Lua warning: Executing callback function [^\n]+:8 took 0%.0%d%d seconds\n$", out)
   end)
 
+  it("§3 inside a callback scheduled in debug mode, the default handler adds "
+     .. "handle_traceback, where the callback was scheduled, unless the context has a "
+     .. "source_traceback (default_exception_handler, _current_handle)", function()
+    local out = loop_script [[
+      loop:set_debug(true)
+      local function report() loop:call_exception_handler({message = "from a callback"}) end
+      local function schedule_here() loop:call_soon(report) end
+      schedule_here()
+      loop:call_soon(function()
+        loop:call_exception_handler({message = "has its own", source_traceback = "given"})
+      end)
+      loop:run_until_complete(function() eddy.sleep(0) end)
+      loop:call_exception_handler({message = "outside any callback"})
+    ]]
+    assert.matches("^from a callback\nhandle_traceback: stack traceback:\n"
+                   .. "\t[^\n]+:6: in local 'schedule_here'\n\t[^\n]+:7: in main chunk\n"
+                   .. "\t%[C%]: in %?\nhas its own\nsource_traceback: given\n"
+                   .. "outside any callback\n$", out)
+  end)
+
   it("§3 a slow protocol method a stream transport calls is warned about too (asyncio "
      .. "times the transport's _read_ready handle)", function()
     local out = loop_script [[

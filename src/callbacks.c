@@ -160,6 +160,10 @@ void eddy__handle_call(lua_State *L, eddy_Loop *loop, eddy_Handle *h, int hidx) 
   int debug = loop->debug;  /* the callback may change it */
   double t0 = 0;
   if (h->cancelled) return;
+  if (h->has_tb) {  /* debug mode when it was scheduled */
+    lua_getiuservalue(L, hidx, HANDLE_UV_ARG(h->nargs + h->has_ctx));
+    loop->handle_tb_ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* eddy__handle_leave drops it */
+  }
   /* Debug mode: the callback, for the slow-callback warning, kept here
   ** since cancelling its own handle drops it (asyncio keeps the repr). */
   if (debug) lua_getiuservalue(L, hidx, HANDLE_UV_CB);
@@ -186,6 +190,8 @@ void eddy__handle_call(lua_State *L, eddy_Loop *loop, eddy_Handle *h, int hidx) 
 
 void eddy__handle_leave(lua_State *L, eddy_Loop *loop) {
   eddy_Runtime *rt = loop->rt;
+  luaL_unref(L, LUA_REGISTRYINDEX, loop->handle_tb_ref);
+  loop->handle_tb_ref = LUA_NOREF;
   if (!loop->in_ctx) return;
   /* the context entered, or the one the callback switched to (whose
   ** switch unref'd the one entered) */

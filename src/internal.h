@@ -184,6 +184,9 @@ struct eddy_Loop {
   int in_turn;              /* idle_cb is running a turn (run_turn) */
   int ring_gen;             /* bumped when the ready ring is replaced */
   int in_ctx, saved_ctx;    /* a handle's context (callbacks.c) */
+  int handle_tb_ref;        /* debug mode: where the callback running was
+                               scheduled (asyncio's _current_handle's
+                               _source_traceback), or LUA_NOREF */
   int debug;
   int self_ref;             /* registry ref anchoring the Loop while open */
   int ready_ref;            /* registry ref of the ready ring (a table) */

@@ -567,6 +567,7 @@ static eddy_Loop *loop_new(lua_State *L, uv_loop_t *uv) {
   loop->state = EDDY_LOOP_CLOSED;  /* closed until fully set up */
   loop->self_ref = loop->ready_ref = loop->anchors_ref = LUA_NOREF;
   loop->handler_ref = loop->factory_ref = loop->tasks_ref = LUA_NOREF;
+  loop->handle_tb_ref = LUA_NOREF;
   luaL_setmetatable(L, EDDY_LOOPCORE);
   lua_newtable(L);  /* fields only C touches */
   eddy__newweaktable(L, "k");  /* .tasks: weak set for all_tasks() */
@@ -1127,6 +1128,15 @@ static int l_set_task_factory(lua_State *L) {
   return 0;
 }
 
+/* loop:_handle_traceback() -> in debug mode, inside a callback: where it
+** was scheduled (the default exception handler's handle_traceback). */
+static int l_handle_traceback(lua_State *L) {
+  eddy_Loop *loop = eddy__checkanyloop(L, 1);
+  if (loop->handle_tb_ref == LUA_NOREF) return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->handle_tb_ref);
+  return 1;
+}
+
 static int l_get_task_factory(lua_State *L) {
   eddy_Loop *loop = eddy__checkanyloop(L, 1);
   if (loop->factory_ref == LUA_NOREF) lua_pushnil(L);
@@ -1312,6 +1322,7 @@ static const luaL_Reg loop_methods[] = {
   {"get_debug", l_get_debug},
   {"set_debug", l_set_debug},
   {"_handle_counts", l_handle_counts},
+  {"_handle_traceback", l_handle_traceback},
   {"_fields", l_fields},
   {"_finalize_soon", l_finalize_soon},
   {NULL, NULL}

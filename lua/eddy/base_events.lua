@@ -144,19 +144,25 @@ local function describe(v, nested)
   return safe_tostring(v)
 end
 
--- What the default handler prints for 'context' (a table).
-local function format_context(context)
+-- What the default handler prints for 'context' (a table); handle_tb, if
+-- given, is shown as its key handle_traceback.
+local function format_context(context, handle_tb)
   -- asyncio's `if not message`: an empty one is no message either
   local message = context.message
   if message == nil or message == "" then message = "Unhandled exception in event loop" end
   local lines = {tostring(message)}
   local keys = {}
-  for k in pairs(context) do
-    if k ~= "message" and k ~= "exception" then keys[#keys + 1] = tostring(k) end
+  local values = {handle_traceback = handle_tb}
+  if handle_tb ~= nil then keys[1] = "handle_traceback" end
+  for k, v in pairs(context) do
+    if k ~= "message" and k ~= "exception" and values[k] == nil then
+      keys[#keys + 1] = tostring(k)
+      values[keys[#keys]] = v
+    end
   end
   table.sort(keys)
   for _, k in ipairs(keys) do
-    lines[#lines + 1] = k .. ": " .. describe(context[k])
+    lines[#lines + 1] = k .. ": " .. describe(values[k])
   end
   local exc = context.exception
   -- a task's "exception was never retrieved" names it 'future', as asyncio
@@ -179,7 +185,10 @@ function Loop:default_exception_handler(context)
     error("bad argument #1 to 'default_exception_handler' (table expected, got "
           .. type(context) .. ")", 2)
   end
-  io.stderr:write(format_context(context), "\n")
+  -- asyncio's handle_traceback: inside a callback scheduled in debug mode,
+  -- where it was scheduled, unless the context says where its object was
+  local handle_tb = context.source_traceback == nil and self:_handle_traceback() or nil
+  io.stderr:write(format_context(context, handle_tb), "\n")
 end
 
 function Loop:set_exception_handler(handler)
