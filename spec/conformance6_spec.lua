@@ -29,6 +29,13 @@ local function loop_script(body)
   return out
 end
 
+-- slow_script(duration, body) -> output: loop_script in debug mode, with
+-- warnings on and slow_callback_duration set; body starts at line 5.
+local function slow_script(duration, body)
+  return loop_script(('warn("@on") loop:set_debug(true) loop.slow_callback_duration = %g\n')
+                     :format(duration) .. body)
+end
+
 -- run_briefly(loop): one bounded run that lets what is ready (and what
 -- that schedules) run.
 local function run_briefly(loop)
@@ -565,10 +572,7 @@ end)
 describe("§3 debug mode (base_events.py _run_once, test_log_slow_callbacks)", function()
   it("§3 the slow-callback warning gives the time to three decimals and names the "
      .. "callback, also one that cancelled its own handle (asyncio keeps its repr)", function()
-    local out = loop_script [[
-      warn("@on")
-      loop:set_debug(true)
-      loop.slow_callback_duration = 0.01
+    local out = slow_script(0.01, [[
       local h
       local function slow_and_cancelled()
         h:cancel()
@@ -577,8 +581,8 @@ describe("§3 debug mode (base_events.py _run_once, test_log_slow_callbacks)", f
       h = loop:call_soon(slow_and_cancelled)
       loop:call_soon(function() end)  -- quick: no warning
       loop:run_until_complete(function() eddy.sleep(0) end)
-    ]]
-    assert.matches("^Lua warning: Executing callback function [^\n]+:8 took 0%.0%d%d seconds\n$", out)
+    ]])
+    assert.matches("^Lua warning: Executing callback function [^\n]+:6 took 0%.0%d%d seconds\n$", out)
   end)
 
   it("§3 inside a callback scheduled in debug mode, the default handler adds "
@@ -603,10 +607,7 @@ describe("§3 debug mode (base_events.py _run_once, test_log_slow_callbacks)", f
 
   it("§3 a slow protocol method a stream transport calls is warned about too (asyncio "
      .. "times the transport's _read_ready handle)", function()
-    local out = loop_script [[
-      warn("@on")
-      loop:set_debug(true)
-      loop.slow_callback_duration = 0.05
+    local out = slow_script(0.05, [[
       loop:run_until_complete(function()
         local got = loop:create_future()
         local srv = loop:create_server(function()
@@ -622,7 +623,7 @@ describe("§3 debug mode (base_events.py _run_once, test_log_slow_callbacks)", f
         client:close()
         srv:close()
       end)
-    ]]
+    ]])
     assert.matches("^Lua warning: Executing transport <TCPTransport fd=%d+ open> took "
                    .. "0%.%d%d%d seconds\nslow\n$", out)
   end)
