@@ -1189,9 +1189,9 @@ static int l_run_in_executor(lua_State *L) {
   return 1;
 }
 
-/* loop:set_default_executor(executor) */
+/* loop:set_default_executor(executor), on a closed loop too, as asyncio */
 static int l_set_default_executor(lua_State *L) {
-  eddy_Loop *loop = eddy__checkloop(L, 1);
+  eddy_Loop *loop = eddy__checkanyloop(L, 1);
   if (luaL_testudata(L, 2, EXECUTOR) == NULL)
     luaL_typeerror(L, 2, "ThreadPoolExecutor");
   eddy__pushluafields(L, loop);

@@ -1071,10 +1071,12 @@ static int l_time(lua_State *L) {
   return 1;
 }
 
-/* loop:create_future() */
+/* loop:create_future(), on a closed loop too: asyncio's makes the Future
+** (completing it fails only when it has done callbacks to schedule). */
 static int l_create_future(lua_State *L) {
-  eddy_Loop *loop = self_loop(L);
-  eddy__future_new(L, loop);
+  eddy_Loop *loop = push_core(L, lua_upvalueindex(1), 1);
+  lua_pop(L, 1);
+  eddy__future_new(L, loop != NULL ? loop : eddy__checkanyloop(L, 1));
   return 1;
 }
 
@@ -1119,9 +1121,9 @@ static void set_ref(lua_State *L, int *ref) {
   }
 }
 
-/* loop:set_task_factory(factory|nil) */
+/* loop:set_task_factory(factory|nil), on a closed loop too, as asyncio */
 static int l_set_task_factory(lua_State *L) {
-  eddy_Loop *loop = eddy__checkloop(L, 1);
+  eddy_Loop *loop = eddy__checkanyloop(L, 1);
   if (!lua_isnoneornil(L, 2)) eddy__checkcallable(L, 2);
   lua_settop(L, 2);
   set_ref(L, &loop->factory_ref);
