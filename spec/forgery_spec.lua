@@ -3,26 +3,14 @@
 -- another (STYLE: impossible to crash from Lua).  Each forgery runs in its
 -- own `eddy -e` process, so a crash fails its test and not the runner; a
 -- script prints "ok" once every check it makes passed.
+local script = require "support.script"
 local cli = require "cli_helper"
 
 after_each(cli.cleanup)
 
--- Run 'script' in a fresh eddy; it must exit cleanly having printed "ok".
-local function run(script)
-  local path = cli.tempfile("local eddy = require 'eddy'\n" .. script, ".lua")
-  local r = cli.eddy(cli.q(path))
-  assert.is_nil(r.err:match("Sanitizer") or r.err:match("runtime error"), r.err)
-  assert.same({code = 0, out = "ok\n"}, {code = r.code, out = r.out}, r.err)
-end
+local run = script.run
 
--- Shared by the scripts: pcall(f, ...) must fail with a message matching
--- 'pattern'.
 local PRELUDE = [[
-local function raises(pattern, f, ...)
-  local ok, err = pcall(f, ...)
-  assert(not ok, "no error")
-  assert(tostring(err):match(pattern), tostring(err))
-end
 local iomt = getmetatable(io.stdout)
 ]]
 

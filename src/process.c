@@ -226,9 +226,14 @@ static char **string_array(lua_State *L, int t, const char *what) {
   return v;
 }
 
-/* The pass_fds array at index t into s->stdio (descriptors 3 and up). */
+/* The pass_fds array at index t into s->stdio (descriptors 3 and up).
+** Each element is read once, into fds: a metamethod or a finalizer that
+** runs between two reads may change what a second read gives. */
 static void check_pass_fds(lua_State *L, int t, Stdio *s) {
   lua_Integer n = luaL_len(L, t), i, top = 3;
+  int *fds;
+  if (n < 0 || n > 1 << 20) eddy__error(L, "ValueError", "too many pass_fds");
+  fds = (int *)lua_newuserdatauv(L, (size_t)n * sizeof *fds, 0);
   for (i = 1; i <= n; i++) {
     lua_Integer fd;
     lua_geti(L, t, i);
@@ -238,18 +243,15 @@ static void check_pass_fds(lua_State *L, int t, Stdio *s) {
     if (fd < 3 || fd >= MAX_PASS_FD)
       eddy__error(L, "ValueError", "pass_fds: %I is not a descriptor in 3..%d",
                   fd, MAX_PASS_FD - 1);
+    fds[i - 1] = (int)fd;
     if (fd + 1 > top) top = fd + 1;
   }
   s->nstdio = (int)top;
   s->stdio = (uv_stdio_container_t *)lua_newuserdatauv(L, (size_t)top * sizeof *s->stdio, 0);
   for (i = 0; i < top; i++) s->stdio[i].flags = UV_IGNORE;
-  for (i = 1; i <= n; i++) {
-    int fd;
-    lua_geti(L, t, i);
-    fd = (int)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    s->stdio[fd].flags = UV_INHERIT_FD;
-    s->stdio[fd].data.fd = fd;
+  for (i = 0; i < n; i++) {
+    s->stdio[fds[i]].flags = UV_INHERIT_FD;
+    s->stdio[fds[i]].data.fd = fds[i];
   }
 }
 
