@@ -8,6 +8,7 @@
 -- to crash from Lua).  Each attack runs in its own eddy process
 -- (support.script), so a crash fails its case, not the runner.
 local script = require "support.script"
+local tls = require "support.tls"
 
 local run = script.run
 
@@ -59,6 +60,83 @@ eddy.run(function()
     end
     fds[1] = 3
   end
+end)
+print("ok")
+]]
+    end)
+  end)
+
+  describe("strings with a NUL inside", function()
+    it("bad input: TLS paths and passwords are refused, not read up to the NUL", function()
+      -- mbedTLS takes C strings: "server.pem\0x" used to load server.pem.
+      run(([[
+local ssl = require "eddy.ssl"
+local d = %q
+local ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+raises("^ValueError: embedded null byte in certfile$", ctx.load_cert_chain, ctx,
+       d .. "/server.pem\0x", d .. "/server.key")
+raises("^ValueError: embedded null byte in keyfile$", ctx.load_cert_chain, ctx,
+       d .. "/server.pem", d .. "/server.key\0")
+raises("^ValueError: embedded null byte in password$", ctx.load_cert_chain, ctx,
+       d .. "/server.pem", d .. "/server-enc.key", "s3cret\0x")
+raises("^ValueError: embedded null byte in password$", ctx.load_cert_chain, ctx,
+       d .. "/server.pem", d .. "/server-enc.key", function() return "s3cret\0x" end)
+raises("^ValueError: embedded null byte in cafile$", ctx.load_verify_locations, ctx, d .. "/ca.pem\0")
+raises("^ValueError: embedded null byte in capath$", ctx.load_verify_locations, ctx, nil, d .. "\0")
+ctx:load_cert_chain(d .. "/server.pem", d .. "/server-enc.key", "s3cret")
+ctx:load_verify_locations(d .. "/ca.pem")
+print("ok")
+]]):format(tls.dir()))
+    end)
+
+    it("bad input: inet_pton refuses an address with a NUL inside; hosts, paths, argv, env and signal names too", function()
+      run [[
+local S = eddy.socket
+raises("^ValueError: embedded null byte in address$", S.inet_pton, S.AF_INET, "1.2.3.4\0x")
+assert(S.inet_pton(S.AF_INET, "1.2.3.4") == "\1\2\3\4")
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  local P = function() return {} end
+  raises("embedded null byte in host", loop.create_connection, loop, P, "127.0.0.1\0x", 1)
+  raises("embedded null byte in host", loop.create_server, loop, P, {"127.0.0.1", "127.0.0.1\0"}, 0)
+  raises("embedded null byte in UNIX socket path", loop.create_unix_server, loop, P, "/tmp/x\0y")
+  raises("embedded null byte in port", loop.getaddrinfo, loop, "localhost", "80\0x")
+  raises("embedded null byte in program arguments", eddy.create_subprocess_exec, "true", "a\0b")
+  raises("embedded null byte in environment entries", eddy.create_subprocess_exec, "true",
+         {env = {A = "b\0c"}})
+  raises("embedded null byte in cwd", eddy.create_subprocess_exec, "true", {cwd = "/\0tmp"})
+  raises("unknown signal name 'SIGUSR1'", loop.add_signal_handler, loop, "SIGUSR1\0", print)
+end)
+print("ok")
+]]
+    end)
+  end)
+
+  describe("odd numbers", function()
+    it("bad input: a NaN or non-number ssl_*_timeout is refused at the caller, with a clear message", function()
+      -- NaN used to pass as "number expected, got number", at a line of
+      -- transports.lua.
+      run [[
+local ssl = require "eddy.ssl"
+local ctx = ssl.create_default_context()
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  local P = function() return {} end
+  raises("^ValueError: ssl_handshake_timeout should be a positive number, got %-?nan$",
+         loop.create_server, loop, P, "127.0.0.1", 0, {ssl = ctx, ssl_handshake_timeout = 0/0})
+  raises("^ValueError: ssl_shutdown_timeout should be a positive number, got %-?nan$",
+         loop.create_connection, loop, P, "127.0.0.1", 1, {ssl = ctx, ssl_shutdown_timeout = 0/0})
+  local ok, err = pcall(function()
+    return loop:create_connection(P, "127.0.0.1", 1, {ssl = ctx, ssl_handshake_timeout = "x"})
+  end)
+  assert(not ok and err:match("bad option 'ssl_handshake_timeout' %(number expected, got string%)$")
+         and not err:find("eddy/", 1, true), err)
+  local a, b = eddy.socket.socketpair()
+  local tr = loop:connect_accepted_socket(P, a)
+  raises("ssl_shutdown_timeout should be a positive number, got %-?nan",
+         loop.start_tls, loop, tr, {}, ctx, {ssl_shutdown_timeout = 0/0})
+  tr:close()
+  b:close()
 end)
 print("ok")
 ]]

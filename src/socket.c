@@ -901,9 +901,11 @@ static const luaL_Reg socket_methods[] = {
 /* socket.inet_pton(family, host) -> packed string (OSError if invalid) */
 static int m_inet_pton(lua_State *L) {
   int family = checkint(L, 1, "family");
-  const char *host = luaL_checkstring(L, 2);
+  const char *host;
   unsigned char buf[sizeof(struct in6_addr)];
   int rc;
+  luaL_checkstring(L, 2);
+  host = eddy__tocstring(L, 2, "address");  /* "1.2.3.4\0x" is none */
   if (family != AF_INET && family != AF_INET6)
     return eddy__uverror(L, UV_EAFNOSUPPORT, NULL);
   rc = inet_pton(family, host, buf);

@@ -175,11 +175,13 @@ int eddy__tls_error(lua_State *L, int code, const char *what) {
   return lua_error(L);
 }
 
-/* A file (or, with 'dir', a directory) mbedTLS is about to read: report
-** a missing or unreadable one, or one of the wrong kind, as the OSError
-** open() gives (Python's FileNotFoundError, IsADirectoryError), not as a
-** parse failure. */
-static void check_path(lua_State *L, const char *path, int dir) {
+/* The path at index i of a file (or, with 'dir', a directory) mbedTLS is
+** about to read: a path with a NUL inside is a ValueError, as Python's
+** (mbedTLS would read a shorter one); a missing or unreadable file, or
+** one of the wrong kind, is the OSError open() gives (Python's
+** FileNotFoundError, IsADirectoryError), not a parse failure. */
+static const char *check_path(lua_State *L, int i, const char *what, int dir) {
+  const char *path = eddy__tocstring(L, i, what);
   struct stat st;
   int e = 0;
   if (stat(path, &st) != 0) e = errno;
@@ -190,6 +192,7 @@ static void check_path(lua_State *L, const char *path, int dir) {
     eddy__pushuverror(L, uv_translate_sys_error(e), path);
     lua_error(L);
   }
+  return path;
 }
 
 /* Parse DER certificates one after the other (mbedTLS's parse takes one). */
@@ -265,10 +268,11 @@ static int ctx_new(lua_State *L) {
 }
 
 /* The password argument of load_cert_chain: nil or a string (ssl.lua
-** calls Python's callable form first). */
+** calls Python's callable form first); mbedTLS takes it up to a NUL. */
 static const char *password_arg(lua_State *L, int i) {
   if (lua_isnoneornil(L, i)) return NULL;
-  return luaL_checkstring(L, i);
+  luaL_checkstring(L, i);
+  return eddy__tocstring(L, i, "password");
 }
 
 #if HAVE_MBEDTLS3
@@ -284,13 +288,13 @@ static const char *password_arg(lua_State *L, int i) {
 /* ctx:load_cert_chain(certfile, keyfile, password) */
 static int ctx_load_cert_chain(lua_State *L) {
   Context *c = checkcontext(L, 1);
-  const char *certfile = luaL_checkstring(L, 2);
-  const char *keyfile = luaL_optstring(L, 3, certfile);
-  const char *password = password_arg(L, 4);
+  const char *certfile, *keyfile, *password = password_arg(L, 4);
   KeyPair *kp;
   int rc;
-  check_path(L, certfile, 0);
-  check_path(L, keyfile, 0);
+  luaL_checkstring(L, 2);
+  luaL_optstring(L, 3, NULL);
+  certfile = check_path(L, 2, "certfile", 0);
+  keyfile = lua_isnoneornil(L, 3) ? certfile : check_path(L, 3, "keyfile", 0);
   if ((kp = (KeyPair *)calloc(1, sizeof *kp)) == NULL) return luaL_error(L, "not enough memory");
   kp->refs = 1;
   mbedtls_x509_crt_init(&kp->chain);
@@ -333,14 +337,14 @@ static int ctx_load_verify_locations(lua_State *L) {
     return luaL_error(L, "bad argument to 'load_verify_locations' "
                       "(cafile, capath and cadata cannot be all omitted)");
   if (cafile != NULL) {
-    check_path(L, cafile, 0);
+    check_path(L, 2, "cafile", 0);
     if ((rc = mbedtls_x509_crt_parse_file(&c->m->ca, cafile)) < 0)
       return eddy__tls_error(L, rc, cafile);
     c->m->ca_count++;
   }
   if (capath != NULL) {
     /* files that are not certificates are skipped, as OpenSSL's lookup */
-    check_path(L, capath, 1);
+    check_path(L, 3, "capath", 1);
     if ((rc = mbedtls_x509_crt_parse_path(&c->m->ca, capath)) < 0)
       return eddy__tls_error(L, rc, capath);
     c->m->ca_count++;

@@ -540,16 +540,18 @@ function sslproto.context_of(fname, value, server_side, server_hostname)
                       args.typename(value)), 3)
 end
 
--- Check an ssl_*_timeout option.
-function sslproto.check_timeout(name, v)
+-- Check an ssl_*_timeout option; 'level' is the user's call, for error.
+-- NaN is no positive number either (asyncio's `<= 0` lets it through to
+-- call_later).
+function sslproto.check_timeout(name, v, level)
   if v == nil then return nil end
-  if type(v) ~= "number" or v ~= v then
+  if type(v) ~= "number" then
     error(string.format("bad option '%s' (number expected, got %s)", name,
-                        args.typename(v)), 3)
+                        args.typename(v)), level + 1)
   end
-  if v <= 0 then
+  if not (v > 0) then
     error(errors.ValueError(string.format("%s should be a positive number, got %s", name,
-                                          tostring(v))), 3)
+                                          tostring(v))), level + 1)
   end
   return v
 end

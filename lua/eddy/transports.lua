@@ -52,8 +52,8 @@ local function check_ssl(fname, opts, server_side, default_hostname)
     error(string.format("bad option 'server_hostname' to '%s' (string expected, got %s)",
                         fname, typename(hostname)), 3)
   end
-  sslproto.check_timeout("ssl_handshake_timeout", opts.ssl_handshake_timeout)
-  sslproto.check_timeout("ssl_shutdown_timeout", opts.ssl_shutdown_timeout)
+  sslproto.check_timeout("ssl_handshake_timeout", opts.ssl_handshake_timeout, 3)
+  sslproto.check_timeout("ssl_shutdown_timeout", opts.ssl_shutdown_timeout, 3)
   return sslproto.context_of(fname, opts.ssl, server_side, hostname or default_hostname)
 end
 
@@ -478,8 +478,8 @@ function Loop:start_tls(transport, protocol, sslcontext, opts)
   if hostname ~= nil and type(hostname) ~= "string" then
     argerror(fname, 4, "string option 'server_hostname'", hostname)
   end
-  sslproto.check_timeout("ssl_handshake_timeout", opts.ssl_handshake_timeout)
-  sslproto.check_timeout("ssl_shutdown_timeout", opts.ssl_shutdown_timeout)
+  sslproto.check_timeout("ssl_handshake_timeout", opts.ssl_handshake_timeout, 2)
+  sslproto.check_timeout("ssl_shutdown_timeout", opts.ssl_shutdown_timeout, 2)
   -- asyncio's order: the new protocol takes over with reading paused,
   -- connection_made and resume_reading come from the loop.
   local handles = {}
