@@ -141,5 +141,25 @@ end)
 print("ok")
 ]]
     end)
+
+    it("bad input: a pid or socket flags past a C int are refused, not cut (2^32 - 1 would be kill(-1))", function()
+      -- kill(2^32 + getpid(), 0) used to signal getpid(); kill(2^32 - 1,
+      -- SIGTERM) every process the user may signal.
+      run [[
+local signal, S = eddy.signal, eddy.socket
+raises("^ValueError: pid out of range$", signal.kill, (1 << 32) + signal.getpid(), 0)
+raises("^ValueError: pid out of range$", signal.kill, (1 << 32) - 1, 0)
+raises("^ValueError: pid out of range$", signal.kill, math.mininteger, 0)
+signal.kill(signal.getpid(), 0)
+local a, b = S.socketpair()
+raises("^ValueError: flags out of range$", a.send, a, "x", 1 << 32)
+raises("^ValueError: flags out of range$", a.sendall, a, "x", 1 << 32)
+raises("^ValueError: flags out of range$", a.sendto, a, "x", 1 << 32, "")
+raises("^ValueError: flags out of range$", b.recv, b, 1, 1 << 40)
+assert(a:send("x", 0) == 1 and b:recv(1) == "x")
+a:close(); b:close()
+print("ok")
+]]
+    end)
   end)
 end)

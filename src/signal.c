@@ -16,6 +16,7 @@
 ** The per-loop map signal -> watcher lives in the loop's fields table.
 */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -416,11 +417,15 @@ static int l_release_interrupt(lua_State *L) {
 /* {====================================================== eddy.signal */
 
 /* eddy.signal.kill(pid, sig): send sig (a number, a name, or 0) to a
-** process (Python's os.kill). */
+** process (Python's os.kill).  A pid past an int is refused, as Python's
+** OverflowError: cut to an int, 2^32 - 1 would be -1, every process. */
 static int s_kill(lua_State *L) {
   lua_Integer pid = luaL_checkinteger(L, 1);
   int sig = checksignal(L, 2, 1);
-  int err = uv_kill((int)pid, sig);
+  int err;
+  if (pid < INT_MIN || pid > INT_MAX)
+    return eddy__error(L, "ValueError", "pid out of range");
+  err = uv_kill((int)pid, sig);
   if (err < 0) eddy__uverror(L, err, "kill");
   return 0;
 }

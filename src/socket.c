@@ -625,7 +625,7 @@ static ssize_t recv_string(lua_State *L, eddy_Socket *s, size_t n, int flags,
 static int sock_recv(lua_State *L) {
   eddy_Socket *s = checkobject(L, 1);
   size_t n = checksize(L, 2, "recv");
-  int flags = (int)luaL_optinteger(L, 3, 0);
+  int flags = optint(L, 3, 0, "flags");
   if (n == 0) {
     lua_pushliteral(L, "");
     return 1;
@@ -641,7 +641,7 @@ static int sock_recvfrom(lua_State *L) {
   size_t n = checksize(L, 2, "recvfrom");
   struct sockaddr_storage ss;
   socklen_t len = 0;
-  recv_string(L, s, n, (int)luaL_optinteger(L, 3, 0), &ss, &len);
+  recv_string(L, s, n, optint(L, 3, 0, "flags"), &ss, &len);
   if (len == 0) lua_pushnil(L);  /* connected sockets may give none */
   else eddy__socket_pushaddr(L, (struct sockaddr *)&ss, len);
   return 2;
@@ -665,7 +665,7 @@ static int sock_send(lua_State *L) {
   eddy_Socket *s = eddy__checksocket(L, 1);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
-  int flags = (int)luaL_optinteger(L, 3, 0);
+  int flags = optint(L, 3, 0, "flags");
   lua_pushinteger(L, (lua_Integer)send_once(L, s, data, len, flags, NULL, 0));
   return 1;
 }
@@ -675,7 +675,7 @@ static int sock_sendall(lua_State *L) {
   eddy_Socket *s = eddy__checksocket(L, 1);
   size_t len, off = 0;
   const char *data = luaL_checklstring(L, 2, &len);
-  int flags = (int)luaL_optinteger(L, 3, 0);
+  int flags = optint(L, 3, 0, "flags");
   do {
     off += send_once(L, s, data + off, len - off, flags, NULL, 0);
   } while (off < len);
@@ -691,7 +691,7 @@ static int sock_sendto(lua_State *L) {
   struct sockaddr_storage ss;
   socklen_t salen;
   if (lua_gettop(L) >= 4) {
-    flags = (int)luaL_checkinteger(L, 3);
+    flags = checkint(L, 3, "flags");
     addr = 4;
   }
   checkaddr(L, s, addr, &ss, &salen);
