@@ -162,4 +162,56 @@ print("ok")
 ]]
     end)
   end)
+
+  describe("descriptors eddy must not hand out", function()
+    it("bad input: a child's stdio or pass_fds, or sendfile's file, may not be a loop's signal pipe", function()
+      -- A child writing to it fed libuv bytes it read as a signal
+      -- message: a wild handle pointer, a SEGV (a child reading it, or
+      -- sendfile, stole messages and split the rest).
+      run [[
+local S = eddy.socket
+-- The descriptors of the pipes this process holds both ends of (not the
+-- listing's own, whose other end is ls's).
+local function pipes()
+  local inode, ends, found = {}, {}, {}
+  local ls = io.popen("ls -l /proc/" .. eddy.signal.getpid() .. "/fd")
+  for line in ls:lines() do
+    local fd, pipe = line:match(" (%d+) %-> pipe:%[(%d+)%]")
+    if fd then
+      inode[tonumber(fd)] = pipe
+      ends[pipe] = (ends[pipe] or 0) + 1
+    end
+  end
+  ls:close()
+  for fd, pipe in pairs(inode) do found[fd] = ends[pipe] == 2 or nil end
+  return found
+end
+eddy.run(function()
+  local before = pipes()
+  local loop = eddy.new_event_loop()  -- a loop of its own: a signal pipe is made
+  loop:add_signal_handler(eddy.signal.SIGUSR1, print)
+  local refused = 0
+  local a, b = S.socketpair()
+  a:setblocking(false)
+  for fd in pairs(pipes()) do
+    if not before[fd] then  -- the new loop's signal pipe
+      for _, opts in ipairs {{stdout = fd}, {stdin = fd}, {pass_fds = {fd}}} do
+        local ok, err = pcall(eddy.create_subprocess_exec, "true", opts)
+        assert(not ok, "a child was given descriptor " .. fd)
+        if tostring(err):match("^ValueError: descriptor %d+ is a pipe libuv uses for itself") then
+          refused = refused + 1
+        end
+      end
+      local ok, err = pcall(eddy.get_running_loop().sock_sendfile, eddy.get_running_loop(), a, fd)
+      assert(not ok, "sendfile read descriptor " .. fd)
+    end
+  end
+  assert(refused == 6, refused)  -- both ends, three ways each
+  a:close(); b:close()
+  loop:close()
+end)
+print("ok")
+]]
+    end)
+  end)
 end)

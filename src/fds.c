@@ -13,8 +13,9 @@
 ** libuv delivers signals through pipes: one per loop (signal_pipefd)
 ** and a process-wide one it uses as a lock.  A pipe transport given one
 ** of their numbers would steal its bytes or feed it garbage (libuv then
-** reads a wild handle pointer) and finally close it, so
-** eddy__fd_is_libuv_pipe recognizes them: the lock pipe is found once,
+** reads a wild handle pointer) and finally close it, and so would a
+** child given one as its stdio or in pass_fds, or sendfile reading one,
+** so eddy__fd_is_libuv_pipe recognizes them: the lock pipe is found once,
 ** by the descriptors a first uv_loop_init leaves behind, and every eddy
 ** loop is on a list while open.
 */
@@ -162,6 +163,12 @@ int eddy__fd_is_libuv_pipe(int fd) {
         found = 1;
   uv_mutex_unlock(&loops_lock);
   return found;
+}
+
+void eddy__check_not_libuv_pipe(lua_State *L, int fd) {
+  if (eddy__fd_is_libuv_pipe(fd))
+    eddy__error(L, "ValueError", "descriptor %d is a pipe libuv uses for "
+                "itself (signal delivery)", fd);
 }
 
 /* }====================================================== */

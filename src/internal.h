@@ -941,6 +941,8 @@ void eddy__fds_untrack_loop(eddy_Loop *loop);
 /* Whether fd is one of the pipes libuv keeps for itself (a loop's signal
 ** pipe, the process's signal lock), which Lua must not touch. */
 int eddy__fd_is_libuv_pipe(int fd);
+/* Raise ValueError when fd is one of them. */
+void eddy__check_not_libuv_pipe(lua_State *L, int fd);
 
 /* ------------------------------------------------------------------ */
 /* Sockets (socket.c): eddy.socket                                      */

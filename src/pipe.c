@@ -104,9 +104,7 @@ static mode_t check_pipe(lua_State *L, int fd, int writable) {
   }
   if (!S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode) && !S_ISCHR(st.st_mode))
     eddy__error(L, "ValueError", "Pipe transport is for pipes/sockets only.");
-  if (eddy__fd_is_libuv_pipe(fd))
-    eddy__error(L, "ValueError", "descriptor %d is a pipe libuv uses for "
-                "itself (signal delivery)", fd);
+  eddy__check_not_libuv_pipe(L, fd);
 #ifdef __linux__
   {  /* /dev/null and friends: epoll refuses them, and libuv would abort */
     int ep = epoll_create1(EPOLL_CLOEXEC), r;

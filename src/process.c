@@ -159,6 +159,7 @@ static int check_choice(lua_State *L, int t, const char *name, int which) {
     c = (int)v;
   } else {
     c = eddy__checkfd(L, lua_gettop(L));
+    eddy__check_not_libuv_pipe(L, c);
   }
   lua_pop(L, 1);
   return c;
@@ -243,6 +244,7 @@ static void check_pass_fds(lua_State *L, int t, Stdio *s) {
     if (fd < 3 || fd >= MAX_PASS_FD)
       eddy__error(L, "ValueError", "pass_fds: %I is not a descriptor in 3..%d",
                   fd, MAX_PASS_FD - 1);
+    eddy__check_not_libuv_pipe(L, (int)fd);
     fds[i - 1] = (int)fd;
     if (fd + 1 > top) top = fd + 1;
   }

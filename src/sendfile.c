@@ -107,6 +107,7 @@ static Job *new_job(lua_State *L, int sockfd, const char *what) {
   lua_Integer offset = luaL_optinteger(L, 4, 0), count = 0;
   int fallback;
   Job *j;
+  eddy__check_not_libuv_pipe(L, fd);  /* its reads would steal signals */
   if (!lua_isnoneornil(L, 5)) {
     count = luaL_checkinteger(L, 5);
     if (count <= 0)
