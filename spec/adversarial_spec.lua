@@ -170,9 +170,10 @@ print("ok")
       -- sendfile, stole messages and split the rest).
       run [[
 local S = eddy.socket
--- The descriptors of the pipes this process holds both ends of (not the
--- listing's own, whose other end is ls's).
-local function pipes()
+-- The pipes this process holds both ends of, descriptor -> inode, as two
+-- listings in a row agree (a listing can catch its own popen pipe with
+-- both ends still here, just after the fork).
+local function listing()
   local inode, ends, found = {}, {}, {}
   local ls = io.popen("ls -l /proc/" .. eddy.signal.getpid() .. "/fd")
   for line in ls:lines() do
@@ -183,7 +184,12 @@ local function pipes()
     end
   end
   ls:close()
-  for fd, pipe in pairs(inode) do found[fd] = ends[pipe] == 2 or nil end
+  for fd, pipe in pairs(inode) do found[fd] = ends[pipe] == 2 and pipe or nil end
+  return found
+end
+local function pipes()
+  local first, found = listing(), {}
+  for fd, pipe in pairs(listing()) do found[fd] = first[fd] == pipe or nil end
   return found
 end
 eddy.run(function()
@@ -209,6 +215,330 @@ eddy.run(function()
   assert(refused == 6, refused)  -- both ends, three ways each
   a:close(); b:close()
   loop:close()
+end)
+print("ok")
+]]
+    end)
+  end)
+
+  describe("finalizers that call the loop", function()
+    it("while the loop closes and at exit: loop methods refuse or run, nothing breaks", function()
+      run [[
+local loop = eddy.new_event_loop()
+eddy.set_event_loop(loop)
+local outcomes = {}
+local function note(ok, err) outcomes[#outcomes + 1] = ok or tostring(err) end
+local function trap()
+  setmetatable({}, {__gc = function()
+    note(pcall(loop.call_soon, loop, function() end))
+    note(pcall(loop.run_until_complete, loop, loop:create_task(function() eddy.sleep(0) end)))
+    note(pcall(loop.close, loop))
+  end})
+end
+for _ = 1, 20 do trap() end
+loop:run_until_complete(loop:create_task(function() collectgarbage(); eddy.sleep(0) end))
+for _ = 1, 20 do trap() end
+loop:close()
+collectgarbage()
+for _, o in ipairs(outcomes) do
+  assert(o == true or o == "RuntimeError: Event loop is closed"
+         or o == "RuntimeError: Cannot close a running event loop"
+         or o == "RuntimeError: This event loop is already running", o)
+end
+-- and at lua_close, on a loop left open with work queued
+KEEP = eddy.new_event_loop()
+KEEP:call_later(100, print)
+for _ = 1, 20 do
+  setmetatable({}, {__gc = function()
+    pcall(KEEP.call_soon, KEEP, function() end)
+    pcall(KEEP.run_until_complete, KEEP, KEEP:create_task(function() eddy.sleep(0) end))
+    pcall(KEEP.close, KEEP)
+    pcall(eddy.run, function() eddy.sleep(0) end)
+  end})
+end
+print("ok")
+]]
+    end)
+
+    it("during eddy.run's shutdown: scheduling is accepted, closing the running loop is refused", function()
+      run [[
+local closes = {}
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  for _ = 1, 20 do
+    setmetatable({}, {__gc = function()
+      loop:call_soon(function() end)
+      loop:create_task(function() eddy.sleep(0) end)
+      loop:run_in_executor(nil, function() return 1 end)
+      closes[#closes + 1] = select(2, pcall(loop.close, loop))
+    end})
+  end
+  eddy.create_task(function()  -- cancelled at shutdown, it collects
+    local ok, err = pcall(eddy.sleep, 100)
+    collectgarbage(); collectgarbage()
+    error(err)
+  end)
+  eddy.sleep(0)
+end)
+collectgarbage()
+assert(#closes > 0)
+for _, e in ipairs(closes) do
+  assert(tostring(e) == "RuntimeError: Cannot close a running event loop"
+         or tostring(e) == "RuntimeError: Event loop is closed", tostring(e))
+end
+print("ok")
+]]
+    end)
+
+    it("inside a protocol's callbacks and its factory: closing, aborting, pausing the transport or the server", function()
+      run [[
+local S = eddy.socket
+local function trap(fn) setmetatable({}, {__gc = function() pcall(fn) end}) end
+local made, reported = 0, 0
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  loop:set_exception_handler(function() reported = reported + 1 end)
+  local srv
+  srv = loop:create_server(function()
+    trap(function() srv:close() end)
+    collectgarbage()
+    local p = {}
+    function p.connection_made(self, tr)
+      made = made + 1
+      self.tr = tr
+      trap(function() tr:pause_reading() end)
+      trap(function() tr:resume_reading() end)
+      collectgarbage()
+    end
+    function p.data_received(self, data)
+      local tr = self.tr
+      trap(function() tr:write(data) end)
+      trap(function() tr:abort() end)
+      trap(function() loop:stop() end)
+      collectgarbage(); collectgarbage()
+      tr:write("more")
+    end
+    function p.connection_lost(self)
+      trap(function() self.tr:close() end)
+      trap(function() loop:close() end)
+      collectgarbage()
+    end
+    return p
+  end, "127.0.0.1", 0, {backlog = 50})
+  local port = srv.sockets[1]:getsockname()[2]
+  local socks = {}
+  for i = 1, 20 do
+    local s = S.socket()
+    s:connect({"127.0.0.1", port})
+    s:setblocking(false)
+    pcall(s.send, s, ("d"):rep(10000))
+    socks[i] = s
+  end
+  eddy.sleep(0.1)
+  for _, s in ipairs(socks) do s:close() end
+  srv:close()
+  eddy.sleep(0.05)
+end)
+assert(made >= 1 and reported == 0, made .. " " .. reported)
+print("ok")
+]]
+    end)
+
+    it("closing the running loop from a done callback, an exception handler, a signal handler or an executor job's callback is refused", function()
+      run [[
+local refused = {}
+local function close_in_gc(loop)
+  setmetatable({}, {__gc = function()
+    local ok, err = pcall(loop.close, loop)
+    refused[#refused + 1] = not ok and tostring(err) == "RuntimeError: Cannot close a running event loop"
+  end})
+  collectgarbage(); collectgarbage()
+end
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  local f = loop:create_future()
+  f:add_done_callback(function() close_in_gc(loop) end)
+  f:set_result(1)
+  loop:set_exception_handler(function() close_in_gc(loop) end)
+  loop:call_soon(error, "x")
+  local got = loop:create_future()
+  loop:add_signal_handler(eddy.signal.SIGUSR1, function() close_in_gc(loop); got:set_result(true) end)
+  eddy.signal.kill(eddy.signal.getpid(), "SIGUSR1")
+  eddy.wait_for(got, 5)
+  local job = loop:run_in_executor(nil, function() return 1 end)
+  job:add_done_callback(function() close_in_gc(loop) end)
+  job:await()
+  eddy.sleep(0.01)
+  loop:remove_signal_handler(eddy.signal.SIGUSR1)
+end)
+assert(#refused >= 4, #refused)
+for _, r in ipairs(refused) do assert(r) end
+print("ok")
+]]
+    end)
+  end)
+
+  describe("metamethods and error values", function()
+    it("errors that cannot be printed (nil, a raising __tostring or __index, a non-string __tostring) from tasks, callbacks and the exception handler", function()
+      run [[
+local bad = {
+  setmetatable({}, {__tostring = function() error("tostring raised") end}),
+  setmetatable({}, {__tostring = function() return 42 end}),
+  setmetatable({}, {__index = function() error("index raised") end}),
+  setmetatable({}, {__index = function() error("index raised") end,
+                    __tostring = function() error(setmetatable({}, {__tostring = error})) end}),
+}
+local loop = eddy.new_event_loop()
+eddy.set_event_loop(loop)
+local function settle() loop:run_until_complete(loop:create_task(function() eddy.sleep(0.01) end)) end
+for _, e in ipairs(bad) do
+  loop:set_exception_handler(function() end)
+  loop:call_soon(function() error(e) end)
+  loop:call_soon(error)
+  local t = loop:create_task(function() error(e) end)
+  local t2 = loop:create_task(function() error(nil) end)
+  settle()
+  -- the task keeps the value; one whose __index raises gives way to
+  -- that error (eddy reads its traceback field)
+  local err = select(2, pcall(t.result, t))
+  if err ~= e then assert(getmetatable(e).__index and tostring(err):match("index raised")) end
+  assert(select(2, pcall(t2.result, t2)) == nil)
+  local f = loop:create_future()
+  f:set_exception(e)
+  f = nil
+  collectgarbage()
+  -- an exception handler that raises them too: reported on stderr
+  loop:set_exception_handler(function() error(e) end)
+  loop:call_soon(function() error(e) end)
+  settle()
+end
+loop:set_exception_handler(nil)
+loop:close()
+print("ok")
+]]
+    end)
+
+    it("eddy.run's error whose __tostring raises: the script fails with that error, exit status 1", function()
+      local r = script.exec [[
+eddy.run(function() eddy.sleep(0); error(setmetatable({}, {__tostring = function() error("tostring boom") end})) end)
+]]
+      assert.equal(1, r.code)
+      assert.truthy(r.err:find("tostring boom", 1, true), r.err)
+    end)
+
+    it("callbacks that yield, callable tables that yield or raise: reported, the loop goes on", function()
+      run [[
+local msgs = {}
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  loop:set_exception_handler(function(_, ctx) msgs[#msgs + 1] = tostring(ctx.exception):match("[^\n]*") end)
+  local yields = setmetatable({}, {__call = function() coroutine.yield() end})
+  local raises_ = setmetatable({}, {__call = function() error("called") end})
+  loop:call_soon(yields)
+  loop:call_soon(raises_)
+  local f = loop:create_future()
+  f:add_done_callback(yields)
+  f:add_done_callback(function() coroutine.yield(1) end)
+  f:add_done_callback(function() eddy.sleep(0) end)
+  f:set_result(1)
+  eddy.sleep(0.01)
+end)
+local want = {
+  "attempt to yield from outside a coroutine", "called$", "attempt to yield from outside a coroutine",
+  "attempt to yield from outside a coroutine",
+  "^RuntimeError: sleep%(%) cannot suspend here",
+}
+assert(#msgs == #want, #msgs)
+for i, w in ipairs(want) do assert(msgs[i]:match(w), msgs[i]) end
+print("ok")
+]]
+    end)
+
+    it("bad input: options tables whose __index raises or yields are refused unread", function()
+      run [[
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  for _, mt in ipairs {{__index = function() error("read") end}, {__index = function() coroutine.yield() end}} do
+    local opts = setmetatable({}, mt)
+    raises("options table expected, got table with a metatable",
+           loop.create_connection, loop, function() return {} end, "127.0.0.1", 1, opts)
+    raises("options table expected, got table with a metatable",
+           loop.create_server, loop, function() return {} end, "127.0.0.1", 0, opts)
+    raises("options table expected, got table with a metatable", eddy.open_connection, "127.0.0.1", 1, opts)
+  end
+end)
+print("ok")
+]]
+    end)
+
+    it("a protocol whose __index raises for every name: create_connection raises, the server reports", function()
+      run [[
+local reported
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  loop:set_exception_handler(function(_, ctx) reported = ctx.message end)
+  local function hostile() return setmetatable({}, {__index = function(_, k) error("no " .. k) end}) end
+  local srv = loop:create_server(hostile, "127.0.0.1", 0)
+  raises("no get_buffer", loop.create_connection, loop, hostile, "127.0.0.1", srv.sockets[1]:getsockname()[2])
+  eddy.sleep(0.05)
+  srv:close()
+end)
+assert(reported == "Error on transport creation for incoming connection", reported)
+print("ok")
+]]
+    end)
+  end)
+
+  describe("the coroutine library against tasks", function()
+    it("resuming, closing or wrapping a task's coroutine from outside or from another task is refused", function()
+      run [[
+local loop = eddy.new_event_loop()
+eddy.set_event_loop(loop)
+local t = loop:create_task(function() eddy.sleep(0.02); return 1 end)
+local co = t:get_coro()
+assert(select(2, coroutine.resume(co)) == "cannot resume a coroutine that a task runs")
+loop:run_until_complete(loop:create_task(function() eddy.sleep(0) end))
+assert(select(2, coroutine.resume(co, "x")) == "cannot resume a coroutine that a task runs")
+raises("cannot close a coroutine that a task runs", coroutine.close, co)
+local other = loop:create_task(function()
+  assert(select(2, coroutine.resume(co)) == "cannot resume a coroutine that a task runs")
+  raises("cannot close a coroutine that a task runs", coroutine.close, co)
+  raises("cannot close a coroutine that a task runs", coroutine.close, eddy.current_task():get_coro())
+  assert(select(2, coroutine.wrap(function() return coroutine.resume(co) end)()) ==
+         "cannot resume a coroutine that a task runs")
+  return "other"
+end)
+assert(loop:run_until_complete(t) == 1 and loop:run_until_complete(other) == "other")
+loop:close()
+print("ok")
+]]
+    end)
+
+    it("a task whose function is a C function (tostring, error, coroutine.yield) runs it as a body", function()
+      run [[
+local loop = eddy.new_event_loop()
+eddy.set_event_loop(loop)
+local t1 = loop:create_task(tostring, 5)
+local t2 = loop:create_task(error, "raised")
+local t3 = loop:create_task(coroutine.yield, "bare")
+loop:run_until_complete(loop:create_task(function() eddy.wait({t1, t2, t3}) end))
+assert(t1:result() == "5" and t3:result() == nil)
+raises("^raised$", t2.result, t2)
+loop:close()
+print("ok")
+]]
+    end)
+
+    it("eddy.sleep inside a coroutine.wrap inside a task suspends the task", function()
+      run [[
+eddy.run(function()
+  local co = coroutine.wrap(function() eddy.sleep(0.01); return "done" end)
+  assert(co() == "done")
+  local function nest(n)
+    if n == 0 then eddy.sleep(0); return 0 end
+    return coroutine.wrap(function() return nest(n - 1) end)()
+  end
+  assert(nest(150) == 0)
 end)
 print("ok")
 ]]
