@@ -57,6 +57,7 @@ typedef struct {
   unsigned char failed;    /* set_exception was called (R_EXCEPTION) */
   unsigned char exc_woke;  /* set_exception woke the waiter */
   unsigned char skip_exc;  /* the next raise_exception checks nothing */
+  unsigned changes;        /* bumped by every take and feed (take) */
 } Reader;
 
 enum {
@@ -177,34 +178,47 @@ static void drop_first(lua_State *L, Reader *r, int ri) {
   }
 }
 
+/* A finalizer may run in any allocation, and one that reads from or
+** feeds this reader there would change the buffer under take: take
+** raises instead, having changed nothing itself yet. */
+static void check_unchanged(lua_State *L, Reader *r, unsigned changes) {
+  if (r->changes != changes)
+    eddy__error(L, "RuntimeError", "StreamReader used by a finalizer during a read");
+}
+
 /* Push the first n bytes (0 < n <= size), removing them. */
 static void take(lua_State *L, Reader *r, size_t n) {
   size_t len, done = 0;
   const char *s;
   char *p;
   luaL_Buffer b;
+  unsigned changes = ++r->changes;
   lua_getiuservalue(L, SELF, R_FIRST);
   if (n == r->size && r->pos == 0 && r->head > r->tail) {
     r->size = 0;  /* all of FIRST, the only chunk: an echo's read */
     drop_first(L, r, SELF);
     return;
   }
-  r->size -= n;
   s = lua_tolstring(L, -1, &len);
   if (n < len - r->pos) {  /* part of the first chunk */
     lua_pushlstring(L, s + r->pos, n);
+    check_unchanged(L, r, changes);
     lua_replace(L, -2);
     r->pos += n;
+    r->size -= n;
   } else if (n == len - r->pos) {  /* the rest of the first chunk */
     if (r->pos > 0) {
       lua_pushlstring(L, s + r->pos, n);
+      check_unchanged(L, r, changes);
       lua_replace(L, -2);
     }
     drop_first(L, r, SELF);
+    r->size -= n;
   } else {  /* across chunks: join them */
     lua_pop(L, 1);
     p = luaL_buffinitsize(L, &b, n);
-    while (done < n) {
+    check_unchanged(L, r, changes);
+    while (done < n) {  /* (no allocation: no finalizer) */
       size_t piece;
       lua_getiuservalue(L, SELF, R_FIRST);
       s = lua_tolstring(L, -1, &len);
@@ -216,7 +230,9 @@ static void take(lua_State *L, Reader *r, size_t n) {
       if (r->pos + piece == len) drop_first(L, r, SELF);
       else r->pos += piece;
     }
+    r->size -= n;
     luaL_pushresultsize(&b, n);
+    check_unchanged(L, r, changes);  /* coalesce goes on with the buffer */
   }
 }
 
@@ -259,6 +275,7 @@ static void feed(lua_State *L, Reader *r, int ri, size_t n, int now) {
     lua_pop(L, 1);
   }
   r->size += n;
+  r->changes++;
   wake_waiter(L, r, ri, now);
   if (r->size > 2 * (size_t)r->limit && !r->paused &&
       lua_getiuservalue(L, ri, R_TRANSPORT) != LUA_TNIL) {
