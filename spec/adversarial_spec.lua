@@ -565,6 +565,36 @@ print("ok")
 ]]
     end)
 
+    it("a read or a queue get that cannot suspend past a C function (a finalizer, a sort comparator) leaves the task free to suspend again", function()
+      -- The wait marked the task parked before its yield reached the
+      -- task: the next sleep was taken for that park and never woken.
+      run [[
+local got = {}
+eddy.run(function()
+  local r, q = eddy.StreamReader(), eddy.Queue()
+  local function try(what, fn)
+    local ok, err = pcall(coroutine.wrap(fn))
+    assert(not ok and tostring(err):match("cannot suspend: a C function"), what .. ": " .. tostring(err))
+    got[#got + 1] = what
+  end
+  setmetatable({}, {__gc = function() try("read in __gc", function() return r:read(10) end) end})
+  setmetatable({}, {__gc = function() try("get in __gc", function() return q:get() end) end})
+  collectgarbage(); collectgarbage()
+  table.sort({3, 2, 1}, function(a, b)
+    try("readline in sort", function() return r:readline() end)
+    return a < b
+  end)
+  eddy.sleep(0.01)
+  r:feed_data("line\n")
+  assert(r:readline() == "line\n")
+  q:put_nowait(1)
+  assert(q:get() == 1)
+end)
+assert(#got >= 4, #got)
+print("ok")
+]]
+    end)
+
     it("eddy.sleep inside a coroutine.wrap inside a task suspends the task", function()
       run [[
 eddy.run(function()

@@ -457,6 +457,9 @@ static void step_outcome(lua_State *L, eddy_Task *t, int ti, int status,
     /* (TAG, future) comes from eddy__await and sleep, which checked the
     ** future; but a coroutine.resume saved before eddy replaced it can
     ** hand the tag to Lua code, so the future is checked again. */
+    if (t->parked_on == NULL && nres == 2 && eddy__istag(co, -2) &&
+        lua_islightuserdata(co, -1))  /* eddy__park from a nested coroutine */
+      t->parked_on = lua_touserdata(co, -1);
     if (t->parked_on != NULL) {  /* eddy__park: its object wakes it */
       if (nres > 0) lua_pop(co, nres);
       if (t->must_cancel) {  /* cancel() came while it ran */
@@ -616,10 +619,18 @@ int eddy__await(lua_State *L, int i, const char *what) {
 int eddy__park(lua_State *L, eddy_Runtime *rt, const void *key,
                lua_KContext ctx, lua_KFunction k) {
   eddy_Task *t = rt->current_task;
-  t->parked_on = key;
-  if (L == t->co) return lua_yieldk(L, 0, ctx, k);  /* straight to its step */
+  if (L == t->co) {
+    t->parked_on = key;
+    return lua_yieldk(L, 0, ctx, k);  /* straight to its step */
+  }
+  /* From a nested coroutine the task is parked only once the yield
+  ** reaches its step (step_outcome): a resume that does not pass it on
+  ** (across a C function, or a coroutine.resume saved before eddy replaced
+  ** it) would leave the task marked parked, its next suspension taken for
+  ** this park and never woken. */
   eddy__pushtag(L);  /* tagged, so nested coroutine.wrap forwards it */
-  return lua_yieldk(L, 1, ctx, k);
+  lua_pushlightuserdata(L, (void *)key);
+  return lua_yieldk(L, 2, ctx, k);
 }
 
 /* Whether a wake for 'key' wakes t, now scheduled if so. */
