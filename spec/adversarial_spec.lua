@@ -610,4 +610,55 @@ print("ok")
 ]]
     end)
   end)
+
+  describe("executor jobs", function()
+    it("a finalizer that cancels a job's future while its values are copied in: the future stays cancelled, nothing is reported", function()
+      -- complete_future checked the future before copying the values in,
+      -- then set a cancelled one: InvalidStateError went to the handler.
+      run [[
+collectgarbage("generational")  -- a big copied string collects, finalizers run
+local reports, futs = {}, {}
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  loop:set_exception_handler(function(_, ctx) reports[#reports + 1] = ctx.message end)
+  for i = 1, 30 do
+    futs[i] = loop:run_in_executor(nil, function() return ("x"):rep(1 << 20), ("y"):rep(1 << 20) end)
+  end
+  for _ = 1, 30 do
+    setmetatable({}, {__gc = function()
+      for _, f in ipairs(futs) do f:cancel() end
+      pcall(loop.close, loop)
+    end})
+  end
+  for _, f in ipairs(futs) do pcall(eddy.wait_for, f, 5) end
+end)
+collectgarbage("incremental")
+assert(#reports == 0, reports[1])
+for _, f in ipairs(futs) do
+  assert(f:cancelled() or select(2, f:result()) == ("y"):rep(1 << 20))
+end
+print("ok")
+]]
+    end)
+
+    it("bad input: values that cannot cross into or out of a worker are refused with what and where", function()
+      run [[
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  local function job(fn, ...) return loop:run_in_executor(nil, fn, ...):await() end
+  raises("cannot copy a table that contains itself at %.t from a worker thread",
+         job, function() local t = {}; t.t = t; return t end)
+  raises("cannot copy file %(0x%x+%) from a worker thread", job, function() return io.stdout end)
+  raises("^E$", job, function() error(setmetatable({}, {__tostring = function() return "E" end})) end)
+  raises("cannot copy a table with a metatable to a worker thread", job, function() end,
+         setmetatable({}, {__index = function() error("x") end}))
+  raises("cannot copy tables nested more than 64 deep", job, function() end,
+         (function() local t = {} for _ = 1, 1000 do t = {t} end return t end)())
+  raises("cannot copy a function with upvalue 'loop'", job, function() return loop end)
+  assert(job(function(a) return a.x end, {x = 0/0}) ~= job(function(a) return a.x end, {x = 0/0}))
+end)
+print("ok")
+]]
+    end)
+  end)
 end)

@@ -898,21 +898,25 @@ static void job_release(lua_State *L, Mailbox *mb, int self, JobBox *box) {
 }
 
 /* Protected: (future, job).  Complete the future as the job says,
-** unless it is done already (cancelled). */
+** unless it is done already (cancelled): also by a finalizer that ran
+** while the values were copied in (asyncio's _copy_future_state checks
+** just before setting). */
 static int complete_future(lua_State *L) {
   eddy_Future *f = (eddy_Future *)lua_touserdata(L, 1);
   Job *job = (Job *)lua_touserdata(L, 2);
   Reader r;
+  int n;
   if (f->state != EDDY_FUT_PENDING) return 0;
   r.p = job->out.p;
   r.pos = 0;
   switch (job->status) {
     case JOB_OK:
       if (job->kind == JOB_DRAIN) return eddy__future_set_result(L, 1, 0);
-      return eddy__future_set_result(L, 1, read_values(L, &r));
+      n = read_values(L, &r);
+      return f->state == EDDY_FUT_PENDING ? eddy__future_set_result(L, 1, n) : 0;
     case JOB_ERROR:
       read_values(L, &r);
-      return eddy__future_set_exception(L, 1);
+      return f->state == EDDY_FUT_PENDING ? eddy__future_set_exception(L, 1) : 0;
     case JOB_CANCELLED:
       return eddy__future_cancel(L, 1, 0);
     default:
