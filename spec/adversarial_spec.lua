@@ -412,6 +412,82 @@ assert(hits > 0 and fed == got, hits .. " " .. fed .. " " .. got)
 print("ok")
 ]]
     end)
+    -- A collector that runs a whole cycle at every allocation, and a
+    -- finalizer that comes back each cycle: it cancels the armed task
+    -- the first time it runs outside any task, which is inside libuv's
+    -- callback making the outcome of the task's wait (its first
+    -- allocation). The set that followed raised InvalidStateError
+    -- through uv_run: eddy.run ended in "Cannot close a running event
+    -- loop", its tasks destroyed pending.
+    local function cancelled_in_callback(call)
+      run([[
+local socket = require "eddy.socket"
+local armed, hits = nil, 0
+local mt = {}
+mt.__gc = function()
+  if armed and eddy.current_task() == nil and not armed:done() then
+    armed:cancel()
+    hits, armed = hits + 1, nil
+  end
+  setmetatable({}, mt)
+end
+setmetatable({}, mt)
+local s = socket.socket()  -- a port nobody listens on
+s:bind({"127.0.0.1", 0})
+local port = s:getsockname()[2]
+s:close()
+collectgarbage("incremental", 1, 1000, 40)
+for i = 1, 1000 do local _ = {i} end  -- the first cycles
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  local t = eddy.create_task(function() return ]] .. call .. [[ end)
+  eddy.sleep(0)
+  armed = t
+  raises("CancelledError", t.await, t)
+  assert(t:cancelled())
+end)
+collectgarbage("generational")
+assert(hits == 1, hits)
+print("ok")
+]])
+    end
+
+    it("a finalizer cancelling a getaddrinfo's task inside libuv's callback: the task ends cancelled, the loop goes on", function()
+      cancelled_in_callback('loop:getaddrinfo("127.0.0.1", 80)')
+    end)
+
+    it("a finalizer cancelling a refused connection's task inside libuv's callback: the task ends cancelled, the loop goes on", function()
+      cancelled_in_callback('loop:create_connection(function() return {} end, "127.0.0.1", port)')
+    end)
+
+    it("a finalizer cancelling a future while set_result packs its values: InvalidStateError, the future stays cancelled", function()
+      -- The state was checked before the values were packed in a table,
+      -- so the cancelled future was then completed too (its callbacks
+      -- scheduled twice).
+      run [[
+local loop = eddy.new_event_loop()
+local fut, calls = loop:create_future(), 0
+fut:add_done_callback(function() calls = calls + 1 end)
+local armed, mt = false, {}
+mt.__gc = function()
+  if armed and not fut:done() then fut:cancel() end
+  setmetatable({}, mt)
+end
+setmetatable({}, mt)
+collectgarbage("incremental", 1, 1000, 40)
+for i = 1, 1000 do local _ = {i} end
+armed = true  -- the next allocation is the table set_result packs 1, 2 in
+local ok, err = pcall(fut.set_result, fut, 1, 2)
+armed = false
+collectgarbage("generational")
+assert(not ok and tostring(err):match("InvalidStateError"), tostring(err))
+assert(fut:cancelled())
+loop:run_until_complete(loop:create_task(function() eddy.sleep(0) end))
+assert(calls == 1, calls)
+loop:close()
+print("ok")
+]]
+    end)
   end)
 
   describe("metamethods and error values", function()

@@ -99,7 +99,7 @@ static int settle(lua_State *L, Request *r, int status, const char *what) {
   int f = pop_future(L, r);
   if (f != 0 && status < 0) {
     eddy__pushuverror(L, status, what);
-    eddy__future_set_exception(L, f);
+    eddy__future_set_exception_unless_done(L, f);
     return 0;
   }
   return f;
@@ -122,7 +122,7 @@ static void getaddrinfo_cb(uv_getaddrinfo_t *req, int status,
   int f = settle(L, r, status, "getaddrinfo");
   if (f != 0) {
     push_addrinfo(L, res);
-    eddy__future_set_result(L, f, 1);
+    eddy__future_set_result_unless_done(L, f, 1);
   }
   lua_settop(L, top);
   uv_freeaddrinfo(res);
@@ -228,7 +228,7 @@ static void getnameinfo_cb(uv_getnameinfo_t *req, int status,
   if (f != 0) {
     lua_pushstring(L, host);
     lua_pushstring(L, service);
-    eddy__future_set_result(L, f, 2);
+    eddy__future_set_result_unless_done(L, f, 2);
   }
   lua_settop(L, top);
   free(r);

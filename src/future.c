@@ -373,25 +373,39 @@ static int invalid_state(lua_State *L, eddy_Future *f) {
                      names[f->state]);
 }
 
-int eddy__future_set_result(lua_State *L, int i, int n) {
+/* Complete the future at i with the n values at the top (popped).  The
+** state is checked once they are packed: a finalizer run by that
+** allocation may have completed the future meanwhile.  A done future is
+** an InvalidStateError when 'strict', else the values are dropped. */
+static int set_result(lua_State *L, int i, int n, int strict) {
   eddy_Future *f = (eddy_Future *)lua_touserdata(L, i);
   i = lua_absindex(L, i);
-  if (f->state != EDDY_FUT_PENDING) return invalid_state(L, f);
-  if (n == 1) {
-    lua_setiuservalue(L, i, FUT_UV_RESULT);
-  } else if (n > 1) {
+  if (n > 1) {  /* packed in one table */
     int k;
     lua_createtable(L, n, 0);
     lua_insert(L, -n - 1);
     for (k = n; k >= 1; k--) lua_rawseti(L, -k - 1, k);
-    lua_setiuservalue(L, i, FUT_UV_RESULT);
-    f->flags |= FUT_MULTI;
   }
+  if (f->state != EDDY_FUT_PENDING) {
+    if (strict) return invalid_state(L, f);
+    lua_pop(L, n > 1 ? 1 : n);
+    return 0;
+  }
+  if (n >= 1) lua_setiuservalue(L, i, FUT_UV_RESULT);
+  if (n > 1) f->flags |= FUT_MULTI;
   f->nresults = n;
   f->state = EDDY_FUT_FINISHED;
   if (f->kind == EDDY_KIND_TASK) eddy__loop_tasks(f->loop, -1);
   schedule_callbacks(L, f, i);
   return 0;
+}
+
+int eddy__future_set_result(lua_State *L, int i, int n) {
+  return set_result(L, i, n, 1);
+}
+
+int eddy__future_set_result_unless_done(lua_State *L, int i, int n) {
+  return set_result(L, i, n, 0);
 }
 
 /*
@@ -422,6 +436,14 @@ int eddy__future_set_exception(lua_State *L, int i) {
   if (f->kind == EDDY_KIND_FUTURE) set_gc_metatable(L, f, i);
   schedule_callbacks(L, f, i);
   return 0;
+}
+
+int eddy__future_set_exception_unless_done(lua_State *L, int i) {
+  if (((eddy_Future *)lua_touserdata(L, i))->state != EDDY_FUT_PENDING) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  return eddy__future_set_exception(L, i);
 }
 
 int eddy__future_cancel(lua_State *L, int i, int msg) {

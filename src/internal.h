@@ -580,6 +580,13 @@ eddy_Future *eddy__future_new(lua_State *L, eddy_Loop *loop);  /* pushes */
 int eddy__future_set_result(lua_State *L, int i, int n);
 /* Complete the future at index i with the error at the top (popped). */
 int eddy__future_set_exception(lua_State *L, int i);
+/* The same, but a future done by now is left as it is, the values
+** dropped (asyncio's _set_result_unless_cancelled): for libuv's callbacks,
+** which check the future is pending, then make its values, and a
+** finalizer run by those allocations may cancel it meanwhile; outside any
+** protected call, InvalidStateError would unwind through uv_run. */
+int eddy__future_set_result_unless_done(lua_State *L, int i, int n);
+int eddy__future_set_exception_unless_done(lua_State *L, int i);
 /* Cancel; pushes nothing. Message at index msg (0 = none). */
 int eddy__future_cancel(lua_State *L, int i, int msg);
 /* Push the CancelledError of the cancelled future at i (its message). */

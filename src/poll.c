@@ -315,7 +315,7 @@ static void fail_wait(lua_State *L, int wi, int slot) {
     lua_getiuservalue(L, -1, HANDLE_UV_ARG(0));
     if (eddy__checkfuture(L, -1)->state == EDDY_FUT_PENDING) {
       eddy__pushuverror(L, UV_EBADF, NULL);
-      eddy__future_set_exception(L, lua_gettop(L) - 1);
+      eddy__future_set_exception_unless_done(L, lua_gettop(L) - 1);
     }
   }
   lua_settop(L, wi);

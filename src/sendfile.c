@@ -364,7 +364,7 @@ static void barrier_cb(uv_write_t *req, int status) {
   if (eddy__tofuture(L, -1)->state == EDDY_FUT_PENDING) {
     if (status < 0) {
       eddy__pusherror(L, "ConnectionError", "Connection is closed by peer");
-      eddy__future_set_exception(L, top + 1);
+      eddy__future_set_exception_unless_done(L, top + 1);
     } else {
       eddy__future_set_result(L, top + 1, 0);
     }

@@ -55,8 +55,9 @@ int eddy__sock_ready(lua_State *L, eddy_SockAttempt attempt) {
   if (f->state != EDDY_FUT_PENDING) return 0;  /* cancelled meanwhile */
   r = attempt(L, 2);
   if (r == EDDY_SOCK_AGAIN) return 0;
-  if (r == EDDY_SOCK_FAILED) eddy__future_set_exception(L, 1);
-  else eddy__future_set_result(L, 1, r);
+  /* (what attempt made may have run a finalizer cancelling the future) */
+  if (r == EDDY_SOCK_FAILED) eddy__future_set_exception_unless_done(L, 1);
+  else eddy__future_set_result_unless_done(L, 1, r);
   return 0;
 }
 

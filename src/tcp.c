@@ -67,7 +67,7 @@ static void connect_cb(uv_connect_t *req, int status) {
     if (f->state == EDDY_FUT_PENDING &&
         s->uv.loop->state != EDDY_LOOP_CLOSED) {
       push_connect_error(L, status, &c->addr);
-      eddy__future_set_exception(L, top + 1);
+      eddy__future_set_exception_unless_done(L, top + 1);
     }
   } else {
     uv_tcp_nodelay((uv_tcp_t *)req->handle, 1);
