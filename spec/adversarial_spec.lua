@@ -488,6 +488,37 @@ loop:close()
 print("ok")
 ]]
     end)
+    it("a finalizer adding a done callback while add_done_callback makes the future's callback table: both run once", function()
+      -- The first callback was stored, then the table for its context
+      -- made; the finalizer's callback, added meanwhile, took the first
+      -- slot too: the first was lost.
+      run [[
+local loop = eddy.new_event_loop()
+local fut, calls = loop:create_future(), {}
+local armed, mt = false, {}
+mt.__gc = function()
+  if armed then
+    armed = false
+    fut:add_done_callback(function() calls[#calls + 1] = "B" end)
+  end
+  setmetatable({}, mt)
+end
+setmetatable({}, mt)
+local opts = {context = eddy.copy_context()}
+local function A() calls[#calls + 1] = "A" end
+collectgarbage("incremental", 1, 1000, 40)
+for i = 1, 1000 do local _ = {i} end
+armed = true  -- the next allocation is the table of the future's callbacks
+fut:add_done_callback(A, opts)
+collectgarbage("generational")
+fut:set_result(1)
+loop:run_until_complete(loop:create_task(function() eddy.sleep(0) end))
+table.sort(calls)
+assert(table.concat(calls, ",") == "A,B", table.concat(calls, ","))
+loop:close()
+print("ok")
+]]
+    end)
   end)
 
   describe("metamethods and error values", function()

@@ -178,7 +178,12 @@ static int push_extra(lua_State *L, int i, int create) {
   if (lua_getiuservalue(L, i, FUT_UV_EXTRA) == LUA_TTABLE || !create)
     return lua_istable(L, -1);
   lua_pop(L, 1);
-  lua_newtable(L);
+  lua_newtable(L);  /* may run a finalizer that makes the future's first */
+  if (lua_getiuservalue(L, i, FUT_UV_EXTRA) == LUA_TTABLE) {
+    lua_remove(L, -2);
+    return 1;
+  }
+  lua_pop(L, 1);
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, i, FUT_UV_EXTRA);
   return 1;
@@ -282,31 +287,32 @@ static void schedule_callbacks(lua_State *L, eddy_Future *f, int fi) {
 ** a boolean true there). */
 static void add_callback(lua_State *L, eddy_Future *f, int fi, int cb,
                          int ctx, int is_task) {
+  int with_ctx = !is_task && !lua_isnil(L, ctx);
   cb = lua_absindex(L, cb);
   ctx = lua_absindex(L, ctx);
+  /* The table first: making it may run a finalizer that adds a callback
+  ** of its own, and this one then comes after it. */
+  if (f->ncallbacks > 0 || with_ctx) push_extra(L, fi, 1);
+  else lua_pushnil(L);
   if (f->ncallbacks == 0) {
     lua_pushvalue(L, cb);
     lua_setiuservalue(L, fi, FUT_UV_CB0);
     f->cb0_is_task = (unsigned char)is_task;
-    if (!is_task && !lua_isnil(L, ctx)) {
-      push_extra(L, fi, 1);
+    if (with_ctx) {
       lua_pushvalue(L, ctx);
       lua_setfield(L, -2, "ctx0");
-      lua_pop(L, 1);
       f->flags |= FUT_CB0_CTX;
     }
   } else {
-    lua_Integer n;
-    push_extra(L, fi, 1);
-    n = (lua_Integer)lua_rawlen(L, -1);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
     lua_pushvalue(L, cb);
     lua_rawseti(L, -2, n + 1);
     if (is_task) lua_pushboolean(L, 1);
     else if (lua_isnil(L, ctx)) lua_pushboolean(L, 0);
     else lua_pushvalue(L, ctx);
     lua_rawseti(L, -2, n + 2);
-    lua_pop(L, 1);
   }
+  lua_pop(L, 1);
   f->ncallbacks++;
 }
 
