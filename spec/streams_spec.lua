@@ -1176,6 +1176,28 @@ describe("open_connection / start_server", function()
     assert.equal(0, requests)
   end))
 
+  it("a server's writer lives while its callback runs, even out of every stack (a tail call), "
+     .. "as asyncio's coroutine parameters do; dropped when it ends, it closes", async(function(loop)
+    local got, after = loop:create_future(), loop:create_future()
+    local function only_reads(reader)
+      collectgarbage() collectgarbage()  -- the writer is on no stack now
+      eddy.sleep(0.05)
+      got:set_result(reader:read(100))
+    end
+    local srv <close> = eddy.start_server(function(reader, writer)  -- luacheck: ignore writer
+      return only_reads(reader)
+    end, "127.0.0.1", 0)
+    local rd, wr = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
+    eddy.sleep(0.02)
+    wr:write("hello")
+    assert.equal("hello", got:await())
+    -- The callback ended without closing: its writer, collected, closes.
+    loop:call_soon(function() collectgarbage() collectgarbage() after:set_result(true) end)
+    after:await()
+    assert.equal("", eddy.wait_for(function() return rd:read() end, 5))
+    wr:close()
+  end))
+
   it("a writer dropped while another loop runs is closed by its own loop's next iteration",
      function()
     local function connect(loop)

@@ -185,8 +185,15 @@ function StreamReaderProtocol:connection_made(transport)
     local loop = self._loop
     local writer = new_writer(transport, self, reader, loop)
     local task = loop:create_task(cb, reader, writer)
-    self._task = task
-    task:add_done_callback(function(t) client_done(t, transport, loop) end)
+    -- The writer lives while the callback runs, as the parameters of
+    -- asyncio's coroutine do: a tail call, or a parameter the callback
+    -- overwrites, would leave it to the collector, whose closing of a
+    -- dropped writer's transport would cut the connection under it.
+    self._task, self._writer = task, writer
+    task:add_done_callback(function(t)
+      self._writer = nil  -- dropped unclosed, it closes (new_writer)
+      client_done(t, transport, loop)
+    end)
   end
 end
 
@@ -234,7 +241,7 @@ function StreamReaderProtocol:connection_lost(exc)
   end
   self._connection_lost = true
   if self._paused then wake_drain_waiters(self, exc) end
-  self._reader, self._task, self._transport = nil, nil, nil
+  self._reader, self._task, self._transport, self._writer = nil, nil, nil, nil
   C._protocol_unbind(self)  -- the class's data_received again: no reader now
 end
 
