@@ -127,13 +127,17 @@ static void ready_pop(lua_State *L, eddy_Loop *loop, int ring) {
 */
 #define FUSE_BUDGET 256
 
-/* Start an iteration: due timers become ready; the batch is what is ready. */
+/* Start an iteration: due timers become ready; the batch is what is ready.
+** The work collected objects left (run_finalizers) comes first, as the
+** callback asyncio's finalizer hooks call_soon, but after the batch is
+** taken: what it schedules (a dropped generator's closing task) waits for
+** the next iteration, as what any callback schedules. */
 static void begin_iteration(lua_State *L, eddy_Loop *loop) {
   if (inbox_pending(loop->rt)) threadsafe_drain(L, loop);
-  if (loop->finalizers_due) run_finalizers(L, loop);
   eddy__timers_process(L, loop);
   loop->batch_left = loop->rcount;
   loop->turn_budget -= loop->rcount > 0 ? loop->rcount : 1;
+  if (loop->finalizers_due) run_finalizers(L, loop);
 }
 
 /* Neither stop() nor the future of a top-level suspension ends the run. */

@@ -78,6 +78,10 @@ end
 -- A generator dropped while suspended at a yield is closed by a task of
 -- its loop, as asyncio's _asyncgen_finalizer_hook; an error in aclose()
 -- is the task's.  The task starts from a safe point (eddy.finalizers).
+-- The generator stays among the loop's (the task holds it), as in
+-- asyncio's WeakSet: a task cancelled before it started (eddy.run cancels
+-- what is left before it shuts the generators down) leaves it to
+-- shutdown_asyncgens, so its cleanup still runs.
 local function close_dropped(gen)
   if not gen._loop:is_closed() then gen._loop:create_task(gen.aclose, gen) end
 end
@@ -85,8 +89,6 @@ end
 function AsyncGenerator:__gc()
   local loop = self._loop
   if self._state ~= "suspended" or loop == nil or loop:is_closed() then return end
-  local gens = loop:_fields().asyncgens
-  if gens ~= nil then gens[self] = nil end  -- shutdown_asyncgens must not see it
   finalizers.later(loop, close_dropped, self)
 end
 
