@@ -235,6 +235,34 @@ def tls_garbage_after(rng, target):
     s.close()
 
 
+def tiny_records(rng, target):
+    """Hundreds of 1-byte TLS records in one burst, then close_notify: the
+    whole echo must come back first."""
+    name = rng.choice(["tls", "mtls"])
+    s = connect(target, name)
+    obj, inc, out = handshake_until(rng, s, client_context(target, cert=(name == "mtls")),
+                                    10 ** 9)
+    body = bytes(rng.choice(b"tiny") for _ in range(rng.randrange(1, 800)))
+    for i in range(len(body)):
+        obj.write(body[i:i + 1])
+    s.sendall(out.read())
+    got = b""
+    try:
+        while len(got) < len(body):
+            try:
+                got += obj.read(65536)
+            except ssl.SSLWantReadError:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                inc.write(chunk)
+    except socket.timeout:
+        pass
+    if got != body:
+        finding(f"{name}: {len(body)} one-byte records, {len(got)} bytes came back")
+    s.close()
+
+
 def rogue_client_cert(rng, target):
     """A client certificate nobody trusts: no echo may come back."""
     ctx = ssl.create_default_context(cafile=target.cert("ca.pem"))
@@ -268,6 +296,30 @@ def rst_at_offset(rng, target):
         s.sendall(b"big %d\n" % rng.randrange(1, 8 * 1024 * 1024))
         read_n(s, rng.randrange(0, 100000))
     reset(s)
+
+
+def flood_echo(rng, target):
+    """Send megabytes while reading the echo back on another thread (eddy's
+    writes pause and resume), then half-close: all of it must come back."""
+    name = rng.choice(["echo", "streams", "unix"])
+    s = connect(target, name)
+    n = rng.randrange(1, 6 * 1024 * 1024)
+    body = b"e" * n
+    if name != "echo":
+        body = b"exact %d\n" % n + body
+    got = []
+    reader = threading.Thread(target=lambda: got.append(read_to_eof(s)))
+    reader.start()
+    try:
+        s.sendall(body)
+        s.shutdown(socket.SHUT_WR)
+    finally:
+        reader.join(2 * TIMEOUT)
+    if reader.is_alive() or got[0] is None:
+        finding(f"{name}: a {n}-byte echo with half-close: no EOF in {TIMEOUT} s")
+    elif len(got[0]) != n:
+        finding(f"{name}: sent {n} bytes, {len(got[0])} came back")
+    s.close()
 
 
 def half_close(rng, target):
@@ -363,11 +415,14 @@ def udp_flood(rng, target):
 
 
 BEHAVIOURS = [random_bytes, hello_then_garbage, bad_record, tls_close_notify, rst_at_offset,
-              tls_garbage_after, rogue_client_cert,
-              half_close, slowloris, stall_handshake, never_read, long_line, exact_short, udp_flood]
+              tls_garbage_after, tiny_records, rogue_client_cert,
+              half_close, flood_echo, slowloris, stall_handshake, never_read, long_line, exact_short, udp_flood]
 
 
 # Hostile listeners for the target's connections out ----------------------
+
+SENDS = {"tls_good": 6, "tls_big_then_close": 1 << 20}  # what the target must read
+
 
 def listener_modes(rng, target):
     """mode -> (kind the target connects with, what it must end with or
@@ -408,6 +463,13 @@ def listener_modes(rng, target):
         t.sendall(t.recv(100))
         t.close()
 
+    def big_then_close(conn):
+        """A handshake, 1 MiB, then close_notify (all of it must arrive)."""
+        t = tls_server(conn)
+        t.recv(100)
+        t.sendall(b"m" * SENDS["tls_big_then_close"])
+        t.unwrap().close()
+
     def reset_after(conn):
         """A handshake, part of a large answer, then a reset."""
         t = tls_server(conn)
@@ -424,6 +486,7 @@ def listener_modes(rng, target):
         "tls_stall": ("tls", "ConnectionAbortedError", stall),
         "tls_good": ("tls", "ok", good),
         "tls_reset_after": ("tls", None, reset_after),
+        "tls_big_then_close": ("tls", "ok", big_then_close),
     }
 
 
@@ -462,7 +525,8 @@ class Target:
                 parts = line.decode().split()
                 if parts[0] == "result":
                     with self.cond:
-                        self.results[int(parts[1])] = (parts[2], float(parts[3]))
+                        self.results[int(parts[1])] = (parts[2], float(parts[3]),
+                                                       int(parts[4]))
                         self.cond.notify_all()
         except OSError:
             pass
@@ -490,9 +554,11 @@ class Target:
             if not self.cond.wait_for(lambda: i in self.results, 15):
                 finding(f"connect out {mode}: no result in 15 s")
                 return
-            outcome, took = self.results[i]
+            outcome, took, got = self.results[i]
         if want is not None and outcome != want:
             finding(f"connect out {mode}: ended with {outcome}, not {want}")
+        if mode in SENDS and outcome == "ok" and got != SENDS[mode]:
+            finding(f"connect out {mode}: read {got} bytes of {SENDS[mode]}")
         if mode == "tls_stall" and not 0.9 <= took <= 2.4:
             finding(f"connect out {mode}: ssl_handshake_timeout 1 s fired after {took} s")
 
@@ -528,6 +594,31 @@ class Target:
         else:
             finding("udp: no longer answers")
         u.close()
+
+    def lingerers(self, rng):
+        """Connections left open in every state while the target closes
+        everything: mid-handshake, mid-write of a reply nobody reads,
+        waiting in readline, an idle TLS session, connecting out."""
+        socks = []
+        for name in ("tls", "mtls"):
+            s = connect(self, name)
+            s.sendall(client_hello(client_context(self))[:rng.randrange(0, 100)])
+            socks.append(s)
+            t = client_context(self, cert=True).wrap_socket(connect(self, name),
+                                                            server_hostname="localhost")
+            t.sendall(b"BIG" if rng.random() < 0.5 else b"idle")
+            socks.append(t)
+        for kind in (b"plain", b"tls"):  # the target connecting out, to a silent peer
+            lst = socket.socket()
+            lst.bind(("127.0.0.1", 0))
+            lst.listen(1)
+            self.control.sendall(b"connect %d %d %s\n" % (10 ** 6, lst.getsockname()[1], kind))
+            socks.append(lst)
+        for name in ("echo", "streams", "unix"):
+            s = connect(self, name)
+            s.sendall(rng.choice([b"BIG", b"line\npartial", b"big 9000000\n", b""]))
+            socks.append(s)
+        return socks
 
     def finish(self):
         self.control.sendall(b"finish\n")
@@ -581,7 +672,16 @@ def main():
             target.still_answers()
         except OSError as e:
             finding(f"the target no longer answers: {e!r}")
+    lingering = []
+    if target.proc.poll() is None:
+        try:
+            lingering = target.lingerers(random.Random(seed))
+            time.sleep(0.2)
+        except OSError as e:
+            finding(f"the target no longer accepts: {e!r}")
     target.finish()
+    for s in lingering:
+        s.close()
     print(f"ok {seed} {conns}: {len(findings)} findings", flush=True)
     sys.exit(1 if findings else 0)
 

@@ -15,8 +15,9 @@
 --   unix     start_unix_server, the same as streams
 --   control  lines from the fuzzer: "connect ID PORT plain|tls" connects
 --            out to a hostile listener (TLS: the test CA trusted,
---            ssl_handshake_timeout 1 s) and answers "result ID NAME SECONDS"
---            (NAME: the error class, or "ok"); "finish" closes everything,
+--            ssl_handshake_timeout 1 s), writes "hello\n", reads to EOF and
+--            answers "result ID NAME SECONDS BYTES" (NAME: the error
+--            class, or "ok"); "finish" closes everything,
 --            checks that every libuv handle came back, prints "ok" and
 --            exits 0.
 -- A finding (an error that is not an eddy.errors object, the exception
@@ -114,7 +115,8 @@ function UdpEcho:error_received(err) check_error(err, "udp error_received") end
 function UdpEcho:connection_lost() end
 
 -- A connection out to one of the fuzzer's hostile listeners: its outcome
--- (the error's class, or "ok") and how long it took.
+-- (the error's class, or "ok"), how long it took and how many bytes it
+-- read (to EOF).
 local function connect_out(loop, port, kind)
   local opts
   if kind == "tls" then
@@ -122,13 +124,14 @@ local function connect_out(loop, port, kind)
     opts = {ssl = ctx, server_hostname = "localhost", ssl_handshake_timeout = 1}
   end
   local start = loop:time()
+  local got = 0
   local ok, err = pcall(eddy.wait_for, function()
     local reader, writer = eddy.open_connection("127.0.0.1", port, opts)
     transports[writer.transport] = true
     local wok, werr = pcall(function()
       writer:write("hello\n")
       writer:drain()
-      reader:read()
+      got = #reader:read()
     end)
     writer:close()
     if not wok then error(werr, 0) end
@@ -138,7 +141,7 @@ local function connect_out(loop, port, kind)
     check_error(err, "connect out")
     outcome = tostring(err):match("^(%w+)") or "?"
   end
-  return outcome, loop:time() - start
+  return outcome, loop:time() - start, got
 end
 
 local loop = eddy.new_event_loop()
@@ -170,8 +173,8 @@ local function main()
         local id, port, kind = line:match("^connect (%d+) (%d+) (%a+)$")
         if id then
           tasks[#tasks + 1] = eddy.create_task(function()
-            local outcome, took = connect_out(loop, tonumber(port), kind)
-            writer:write(("result %s %s %.3f\n"):format(id, outcome, took))
+            local outcome, took, got = connect_out(loop, tonumber(port), kind)
+            writer:write(("result %s %s %.3f %d\n"):format(id, outcome, took, got))
           end)
         elseif line == "finish" then
           finished:set()
