@@ -112,14 +112,21 @@ static size_t checknbytes(lua_State *L, int i, const char *what) {
 }
 
 /* Receive into p (n bytes); with 'from', push the sender's address after
-** the count.  Returns the results count, AGAIN or FAILED. */
+** the count.  With 'b', p is the Lua buffer on the top of the stack, which
+** is dropped on failure (before the error is pushed: a buffer's box is a
+** to-be-closed slot, and moving another value into it has Lua call that
+** value's __close).  Returns the results count, AGAIN or FAILED. */
 static int recv_into(lua_State *L, int fd, char *p, size_t n, int from,
                      luaL_Buffer *b) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
   ssize_t r = recvfrom(fd, p, n, 0, from ? (struct sockaddr *)&ss : NULL,
                        from ? &len : NULL);
-  if (r < 0) return failed(L, errno);
+  if (r < 0) {
+    int e = errno;
+    if (b != NULL) lua_pop(L, 1);  /* closes the box */
+    return failed(L, e);
+  }
   if (b != NULL) luaL_pushresultsize(b, (size_t)r);
   else lua_pushinteger(L, (lua_Integer)r);
   if (!from) return 1;
@@ -132,23 +139,14 @@ static int recv_into(lua_State *L, int fd, char *p, size_t n, int from,
 static int recv_string(lua_State *L, int base, int from) {
   eddy_Socket *s = eddy__checksocket(L, base);
   size_t n = eddy__recv_size(s, (size_t)lua_tointeger(L, base + 1), 0);
-  int top = lua_gettop(L);
   luaL_Buffer b;
   char *p;
-  int r;
   if (n == 0 && !from) {  /* sock.recv(0): b"" at once, as Python's */
     lua_pushliteral(L, "");
     return 1;
   }
-  p = luaL_buffinitsize(L, &b, n);  /* may push a box */
-  r = recv_into(L, s->fd, p, n, from, &b);
-  if (r == EDDY_SOCK_FAILED) {
-    lua_insert(L, top + 1);  /* the error below the box, if any */
-    lua_settop(L, top + 1);
-  } else if (r == EDDY_SOCK_AGAIN) {
-    lua_settop(L, top);
-  }
-  return r;
+  p = luaL_buffinitsize(L, &b, n);  /* pushes a placeholder or a box */
+  return recv_into(L, s->fd, p, n, from, &b);
 }
 
 static int try_recv(lua_State *L, int base) { return recv_string(L, base, 0); }
