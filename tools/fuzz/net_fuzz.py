@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TIMEOUT = 5        # any one socket operation
 BIG = 4 * 1024 * 1024
+ECHOES = ("echo", "buffered", "sock")  # plain echoes: a "BIG" adds 4 MiB
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                    "SUMMARY: UndefinedBehaviorSanitizer")
 
@@ -153,14 +154,14 @@ def handshake_until(rng, s, ctx, budget):
 # Each takes (rng, target) and returns nothing; a finding is reported.
 
 def random_bytes(rng, target):
-    name = rng.choice(["echo", "streams", "tls", "mtls", "unix"])
+    name = rng.choice(["echo", "streams", "tls", "mtls", "unix", "buffered", "sock"])
     s = connect(target, name)
     s.sendall(rng.randbytes(rng.choice([1, 5, 100, 3000, 70000])))
     if rng.random() < 0.5:
         reset(s)
         return
     s.shutdown(socket.SHUT_WR)
-    if read_to_eof(s) is None and name != "echo":
+    if read_to_eof(s) is None and name not in ECHOES:
         finding(f"{name}: random bytes then EOF: no close in {TIMEOUT} s")
     s.close()
 
@@ -279,7 +280,7 @@ def rogue_client_cert(rng, target):
 def rst_at_offset(rng, target):
     """A reset at a random point: mid-handshake, or mid-reply of a large
     answer (eddy writing 4 MiB)."""
-    name = rng.choice(["echo", "tls", "mtls", "streams"])
+    name = rng.choice(["echo", "tls", "mtls", "streams", "buffered", "sock"])
     s = connect(target, name)
     if name in ("tls", "mtls"):
         ctx = client_context(target, cert=(name == "mtls" and rng.random() < 0.8))
@@ -289,7 +290,7 @@ def rst_at_offset(rng, target):
             obj.write(b"BIG")
             s.sendall(out.read())
             read_n(s, rng.randrange(0, 300000))
-    elif name == "echo":
+    elif name in ECHOES:
         s.sendall(b"BIG")
         read_n(s, rng.randrange(0, BIG))
     else:
@@ -301,11 +302,12 @@ def rst_at_offset(rng, target):
 def flood_echo(rng, target):
     """Send megabytes while reading the echo back on another thread (eddy's
     writes pause and resume), then half-close: all of it must come back."""
-    name = rng.choice(["echo", "streams", "unix"])
+    name = rng.choice(["echo", "streams", "unix", "buffered", "sock"])
     s = connect(target, name)
-    n = rng.randrange(1, 6 * 1024 * 1024)
+    # the BufferedProtocol echo takes 1 to 97 bytes a call: slow for megabytes
+    n = rng.randrange(1, 256 * 1024 if name == "buffered" else 6 * 1024 * 1024)
     body = b"e" * n
-    if name != "echo":
+    if name not in ECHOES:
         body = b"exact %d\n" % n + body
     got = []
     reader = threading.Thread(target=lambda: got.append(read_to_eof(s)))
@@ -324,10 +326,10 @@ def flood_echo(rng, target):
 
 def half_close(rng, target):
     """Write, shutdown(SHUT_WR), then read on: the whole answer must come."""
-    name = rng.choice(["echo", "streams", "unix"])
+    name = rng.choice(["echo", "streams", "unix", "buffered", "sock"])
     s = connect(target, name)
     body = bytes(rng.choice(b"abcdefgh") for _ in range(rng.randrange(1, 60)))
-    if name == "echo":
+    if name in ECHOES:
         sent, want = body, body
     else:
         sent, want = b"line\n" + body + b"\n", body + b"\n"
@@ -342,7 +344,7 @@ def half_close(rng, target):
 
 
 def slowloris(rng, target):
-    name = rng.choice(["echo", "streams", "tls", "mtls", "unix"])
+    name = rng.choice(["echo", "streams", "tls", "mtls", "unix", "buffered", "sock"])
     s = connect(target, name)
     data = client_hello(client_context(target)) if name in ("tls", "mtls") else b"line\n" + b"a" * 50
     for b in data[:rng.randrange(1, 40)]:
@@ -367,7 +369,7 @@ def stall_handshake(rng, target):
 def never_read(rng, target):
     """Make eddy write far more than the socket buffers hold, never read
     (eddy's writes hit flow control), then reset."""
-    name = rng.choice(["echo", "streams", "tls"])
+    name = rng.choice(["echo", "streams", "tls", "buffered", "sock"])
     s = connect(target, name)
     if name == "tls":
         s = client_context(target).wrap_socket(s, server_hostname="localhost")
@@ -564,11 +566,12 @@ class Target:
 
     def still_answers(self):
         """Normal requests on every endpoint."""
-        s = connect(self, "echo")
-        s.sendall(b"ping")
-        if read_n(s, 4) != b"ping":
-            finding("echo: no longer answers")
-        s.close()
+        for name in ECHOES:
+            s = connect(self, name)
+            s.sendall(b"ping")
+            if read_n(s, 4) != b"ping":
+                finding(f"{name}: no longer answers")
+            s.close()
         for name in ("streams", "unix"):
             s = connect(self, name)
             s.sendall(b"line\nhello\n")
@@ -614,7 +617,7 @@ class Target:
             lst.listen(1)
             self.control.sendall(b"connect %d %d %s\n" % (10 ** 6, lst.getsockname()[1], kind))
             socks.append(lst)
-        for name in ("echo", "streams", "unix"):
+        for name in ("echo", "streams", "unix", "buffered", "sock"):
             s = connect(self, name)
             s.sendall(rng.choice([b"BIG", b"line\npartial", b"big 9000000\n", b""]))
             socks.append(s)

@@ -1,8 +1,8 @@
 -- net_target.lua: the eddy side of tools/fuzz/net_fuzz.py.
 --
 -- Serves on 127.0.0.1, port 0, several endpoints at once and prints their
--- ports on its first line of output ("ports echo=N streams=N tls=N
--- mtls=N udp=N control=N unix=PATH certs=DIR"):
+-- ports on its first line of output ("ports echo=N ... unix=PATH
+-- certs=DIR"):
 --   echo     a Protocol echo; a chunk holding "BIG" is answered with 4 MiB
 --            more, so that a peer can reset it mid-write
 --   streams  start_server with limit 64: a header line "line", "until",
@@ -11,6 +11,8 @@
 --   tls      a TLS streams echo (read, write, drain)
 --   mtls     a TLS Protocol echo with ALPN that requires a client
 --            certificate signed by the test CA
+--   buffered a BufferedProtocol echo with a buffer of 1 to 97 bytes
+--   sock     an echo on sock_accept, sock_recv and sock_sendall
 --   udp      a datagram echo
 --   unix     start_unix_server, the same as streams
 --   control  lines from the fuzzer: "connect ID PORT plain|tls" connects
@@ -107,6 +109,39 @@ local function tls_echo(reader, writer)
   writer:close()
 end
 
+-- A BufferedProtocol echo with a small buffer, of a size per connection.
+local BufferedEcho = setmetatable({}, {__index = Echo})
+BufferedEcho.__index = BufferedEcho
+local buffered_count = 0
+function BufferedEcho.new()
+  buffered_count = buffered_count + 1
+  return setmetatable({buf = eddy.Buffer(1 + buffered_count % 97)}, BufferedEcho)
+end
+function BufferedEcho:get_buffer() return self.buf end
+function BufferedEcho:buffer_updated(n) self:data_received(self.buf:tostring(1, n)) end
+
+-- An echo on the loop's sock_* methods: accept, then recv and sendall.
+local function sock_echo(loop, listener, conns)
+  while true do
+    local conn = loop:sock_accept(listener)
+    conn:setblocking(false)
+    conns[conn] = true
+    eddy.create_task(function()
+      local ok, err = pcall(function()
+        while true do
+          local data = loop:sock_recv(conn, 4096)
+          if data == "" then break end
+          loop:sock_sendall(conn, data)
+          if data:find("BIG", 1, true) then loop:sock_sendall(conn, BIG) end
+        end
+      end)
+      if not ok then check_error(err, "sock echo") end
+      conn:close()
+      conns[conn] = nil
+    end)
+  end
+end
+
 local UdpEcho = {}
 UdpEcho.__index = UdpEcho
 function UdpEcho:connection_made(t) self.t = t end
@@ -196,12 +231,21 @@ local function main()
     control = eddy.start_server(control, "127.0.0.1", 0),
     unix = eddy.start_unix_server(session, unix_path, {limit = 64}),
   }
+  servers.buffered = loop:create_server(BufferedEcho.new, "127.0.0.1", 0)
+  local esocket = require "eddy.socket"
+  local listener = esocket.socket(esocket.AF_INET, esocket.SOCK_STREAM)
+  listener:bind({"127.0.0.1", 0})
+  listener:listen()
+  listener:setblocking(false)
+  local sock_conns = {}
+  local acceptor = eddy.create_task(sock_echo, loop, listener, sock_conns)
   local udp = loop:create_datagram_endpoint(function() return setmetatable({}, UdpEcho) end,
                                             {"127.0.0.1", 0})
   local ports = {}
-  for _, name in ipairs {"echo", "streams", "tls", "mtls", "control"} do
+  for _, name in ipairs {"echo", "streams", "tls", "mtls", "control", "buffered"} do
     ports[#ports + 1] = ("%s=%d"):format(name, servers[name].sockets[1]:getsockname()[2])
   end
+  ports[#ports + 1] = ("sock=%d"):format(listener:getsockname()[2])
   ports[#ports + 1] = ("udp=%d"):format(udp:get_extra_info("sockname")[2])
   print(("ports %s unix=%s certs=%s"):format(table.concat(ports, " "), unix_path, certs))
   io.stdout:flush()
@@ -213,6 +257,9 @@ local function main()
   end
   for _, srv in pairs(servers) do srv:close() end
   udp:close()
+  acceptor:cancel()
+  listener:close()
+  for conn in pairs(sock_conns) do conn:close() end
   for t in pairs(transports) do t:abort() end
   for _, task in ipairs(tasks) do task:cancel() end
   for _, srv in pairs(servers) do eddy.wait_for(function() srv:wait_closed() end, 5) end
