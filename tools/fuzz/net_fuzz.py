@@ -449,7 +449,7 @@ def listener_modes(rng, target):
 
     def stall(conn):
         conn.recv(65536)
-        time.sleep(2.5)
+        time.sleep(4)  # past the 1 s timeout, with room for a loaded machine
         conn.close()
 
     def tls_server(conn):
@@ -558,7 +558,7 @@ class Target:
             finding(f"connect out {mode}: ended with {outcome}, not {want}")
         if mode in SENDS and outcome == "ok" and got != SENDS[mode]:
             finding(f"connect out {mode}: read {got} bytes of {SENDS[mode]}")
-        if mode == "tls_stall" and not 0.9 <= took <= 2.4:
+        if mode == "tls_stall" and not 0.9 <= took <= 3.5:
             finding(f"connect out {mode}: ssl_handshake_timeout 1 s fired after {took} s")
 
     def still_answers(self):
