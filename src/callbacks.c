@@ -190,8 +190,10 @@ void eddy__handle_call(lua_State *L, eddy_Loop *loop, eddy_Handle *h, int hidx) 
 
 void eddy__handle_leave(lua_State *L, eddy_Loop *loop) {
   eddy_Runtime *rt = loop->rt;
-  luaL_unref(L, LUA_REGISTRYINDEX, loop->handle_tb_ref);
-  loop->handle_tb_ref = LUA_NOREF;
+  if (loop->handle_tb_ref != LUA_NOREF) {  /* debug mode only: not per call */
+    luaL_unref(L, LUA_REGISTRYINDEX, loop->handle_tb_ref);
+    loop->handle_tb_ref = LUA_NOREF;
+  }
   if (!loop->in_ctx) return;
   /* the context entered, or the one the callback switched to (whose
   ** switch unref'd the one entered) */
