@@ -905,23 +905,21 @@ static int complete_future(lua_State *L) {
   eddy_Future *f = (eddy_Future *)lua_touserdata(L, 1);
   Job *job = (Job *)lua_touserdata(L, 2);
   Reader r;
-  int n;
   if (f->state != EDDY_FUT_PENDING) return 0;
   r.p = job->out.p;
   r.pos = 0;
   switch (job->status) {
     case JOB_OK:
       if (job->kind == JOB_DRAIN) return eddy__future_set_result(L, 1, 0);
-      n = read_values(L, &r);
-      return f->state == EDDY_FUT_PENDING ? eddy__future_set_result(L, 1, n) : 0;
+      return eddy__future_set_result_unless_done(L, 1, read_values(L, &r));
     case JOB_ERROR:
       read_values(L, &r);
-      return f->state == EDDY_FUT_PENDING ? eddy__future_set_exception(L, 1) : 0;
+      return eddy__future_set_exception_unless_done(L, 1);
     case JOB_CANCELLED:
       return eddy__future_cancel(L, 1, 0);
     default:
       lua_pushliteral(L, "not enough memory");
-      return eddy__future_set_exception(L, 1);
+      return eddy__future_set_exception_unless_done(L, 1);
   }
 }
 
