@@ -183,6 +183,15 @@ describe("Task basics", function()
     task:await()
   end))
 
+  it("a body raising nil fails with lua.c's message for it: exception() is nil only "
+     .. "for a task without one, and gather does not wait forever for it", async(function(loop)
+    local task = loop:create_task(function() error(nil) end)
+    local ok, err = pcall(eddy.gather, task)
+    assert.is_false(ok)
+    assert.equal("(error object is a nil value)", err)
+    assert.equal("(error object is a nil value)", task:exception())
+  end))
+
   it("eddy.await runs a function as a task", async(function()
     assert.same({1, 2}, {eddy.await(function(a) eddy.sleep(0) return a, 2 end, 1)})
   end))

@@ -90,6 +90,10 @@ static void push_extra(lua_State *L, int i);
 */
 static int task_msgh(lua_State *L) {
   int extra;
+  if (lua_isnil(L, 1)) {  /* exception() gives nil only when there is none */
+    lua_pushliteral(L, "(error object is a nil value)");  /* as lua.c says */
+    lua_replace(L, 1);
+  }
   eddy__instantiate_class(L, 1);
   if (eddy__iserror(L, 1, "CancelledError")) return 1;
   eddy__push_current_task(L, eddy__runtime(L));
