@@ -114,6 +114,27 @@ describe("nested coroutines inside a task", function()
     assert.is_true(cleaned)
   end))
 
+  it("a coroutine waiting for eddy inside another task's coroutine.resume belongs to that "
+     .. "task until it comes back: create_task, resume and close refuse it, then it is free",
+     async(function(loop)
+    local co = coroutine.create(function()
+      eddy.sleep(0.01)
+      local v = coroutine.yield("first")
+      return v
+    end)
+    local owner = loop:create_task(function() return coroutine.resume(co) end)
+    eddy.sleep(0)
+    assert.equal("suspended", coroutine.status(co))
+    local ok, err = pcall(loop.create_task, loop, co)
+    assert.is_false(ok)
+    assert.equal("RuntimeError: coroutine is already run by a task", tostring(err))
+    assert.same({false, "cannot resume a coroutine that a task runs"}, {coroutine.resume(co)})
+    assert.has_error(function() coroutine.close(co) end,
+                     "cannot close a coroutine that a task runs (cancel the task instead)")
+    assert.same({true, "first"}, {owner:await()})
+    assert.same({true, "second"}, {coroutine.resume(co, "second")})  -- a plain generator again
+  end))
+
   it("a suspension across a C function that cannot yield raises RuntimeError", async(function()
     local ok, err = pcall(table.sort, {3, 1, 2}, function(a, b)
       eddy.sleep(0)

@@ -23,6 +23,8 @@ enum { MODE_RESUME, MODE_WRAP, MODE_DRIVE };
 ** A task's own coroutine is filed only when Lua code first gets hold of
 ** it, from coroutine.running() or task:get_coro(): most never are, and an
 ** entry cost every task ~31 bytes and the collector a weak entry to clear.
+** A coroutine that coroutine.resume (or a wrap) runs inside a task is
+** filed while it waits for eddy, passing the suspension out to the task.
 */
 static const char key_task_coros = 0;
 
@@ -35,13 +37,19 @@ static void push_task_coros(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &key_task_coros);
 }
 
-void eddy__co_mark_task(lua_State *L, int i) {
+/* File the coroutine at i in the set (owned true) or take it out. */
+static void set_task_owned(lua_State *L, int i, int owned) {
   i = lua_absindex(L, i);
   push_task_coros(L);
   lua_pushvalue(L, i);
-  lua_pushboolean(L, 1);
+  if (owned) lua_pushboolean(L, 1);
+  else lua_pushnil(L);
   lua_rawset(L, -3);
   lua_pop(L, 1);
+}
+
+void eddy__co_mark_task(lua_State *L, int i) {
+  set_task_owned(L, i, 1);
 }
 
 int eddy__co_is_task(lua_State *L, int i) {
@@ -160,6 +168,7 @@ static int resume_step(lua_State *L, int narg, int mode) {
       return finish(L, co, status, nres, mode == MODE_DRIVE ? MODE_WRAP : mode);
     }
     if (!lua_checkstack(L, nres)) return luaL_error(L, "too many results");
+    if (mode != MODE_DRIVE) set_task_owned(L, 1, 1);  /* until resume_k */
     lua_xmove(co, L, nres);
     return lua_yieldk(L, nres, (lua_KContext)mode, resume_k);
   }
@@ -179,6 +188,7 @@ static int resume_step(lua_State *L, int narg, int mode) {
 /* Resumed from outside: pass what we got into the coroutine. */
 static int resume_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
+  if ((int)ctx != MODE_DRIVE) set_task_owned(L, 1, 0);
   return resume_step(L, lua_gettop(L) - 1, (int)ctx);
 }
 
