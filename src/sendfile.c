@@ -135,6 +135,44 @@ static Job *new_job(lua_State *L, int sockfd, const char *what) {
 
 /* {====================================================== Finishing */
 
+/* The transports a loop:sendfile is running on: a weak-keyed set in the
+** registry.  A second sendfile on one of them is refused, as asyncio's
+** (its _make_empty_waiter: "Empty waiter is already set"), so that two
+** files never interleave on one connection, nor does one of them put the
+** other's stand-in protocol back at its end. */
+static const char busy_key = 'b';
+
+/* Push the set, made on first use. */
+static void push_busy(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &busy_key) != LUA_TNIL) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &busy_key);
+}
+
+/* Claim the transport at SOCK for this sendfile (RuntimeError if another
+** has it), or, with 'claim' 0, give it back. */
+static void claim_transport(lua_State *L, int claim) {
+  push_busy(L);
+  if (claim) {
+    lua_pushvalue(L, SOCK);
+    if (lua_rawget(L, -2) != LUA_TNIL)
+      eddy__error(L, "RuntimeError", "unable to sendfile; sendfile is in "
+                  "progress");
+    lua_pop(L, 1);
+  }
+  lua_pushvalue(L, SOCK);
+  if (claim) lua_pushboolean(L, 1);
+  else lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
 /* asyncio's _sock_sendfile_update_filepos: after sending, the file's
 ** position is offset + sent, set with file:seek when the file has that
 ** method (so a Lua file handle drops its buffer), else with lseek. */
@@ -196,6 +234,7 @@ static void release_transport(lua_State *L, Job *j) {
 ** the top ('failed') or return the bytes sent. */
 static int finish(lua_State *L, int failed) {
   Job *j = (Job *)lua_touserdata(L, JOB);
+  if (j->transport || j->lua_transport) claim_transport(L, 0);
   if (j->transport) release_transport(L, j);
   if (j->lua_transport) resume_reading(L, j);
   update_position(L, j);
@@ -643,8 +682,9 @@ static int lua_sendfile(lua_State *L) {
     return eddy__error(L, "RuntimeError", "fallback is disabled "
                        "and native sendfile is not supported for transport %s",
                        luaL_tolstring(L, SOCK, NULL));
-  j->lua_transport = 1;
   eddy__can_suspend(L, "sendfile");
+  claim_transport(L, 1);
+  j->lua_transport = 1;
   if ((j->resume = (unsigned char)call_transport(L, "is_reading")))
     call_transport(L, "pause_reading");
   return fallback(L, j);
@@ -666,8 +706,9 @@ static int l_sendfile(lua_State *L) {
   if (s->state != EDDY_STREAM_OPEN)
     return eddy__error(L, "RuntimeError", "Transport is closing");
   j = new_job(L, -1, "sendfile");
-  j->transport = 1;
   eddy__can_suspend(L, "sendfile");
+  claim_transport(L, 1);
+  j->transport = 1;
   /* Reading pauses meanwhile, as asyncio's _sendfile_native and
   ** _SendfileFallbackProtocol. */
   j->resume = s->reading;
