@@ -566,8 +566,10 @@ static int fallback_k(lua_State *L, int status, lua_KContext step) {
 
 /* Start the fallback (the stack is loop, socket, file, job). */
 static int fallback(lua_State *L, Job *j) {
-  if (!j->seekable && j->offset > 0)  /* asyncio's file.seek(offset) */
-    return eddy__uverror(L, UV_ESPIPE, j->what);
+  if (!j->seekable && j->offset > 0) {  /* asyncio's file.seek(offset) */
+    eddy__pushuverror(L, UV_ESPIPE, j->what);
+    return finish(L, 1);  /* the transport's protocol and reading back */
+  }
   return fallback_k(L, LUA_OK, FB_START);
 }
 
