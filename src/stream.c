@@ -451,15 +451,16 @@ void eddy__stream_push_read(lua_State *L, eddy_Runtime *rt, const char *data,
   push_read(L, rt, data, n);
 }
 
-/* BufferedProtocol: read into the protocol's own buffer (alloc_cb). */
-static EDDY_NOINLINE void get_buffer(eddy_Stream *s, size_t suggested,
-                                     uv_buf_t *buf) {
+/* BufferedProtocol: read into the protocol's own buffer (alloc_cb).  The
+** sizehint is -1, "any size", as asyncio's selector transport asks: a
+** read takes whatever buffer it is given. */
+static EDDY_NOINLINE void get_buffer(eddy_Stream *s, uv_buf_t *buf) {
   lua_State *L = s->uv.loop->rt->L;
   int top = lua_gettop(L), t = top + 1;
   size_t size = 0;
   char *data;
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
-  lua_pushinteger(L, (lua_Integer)suggested);
+  lua_pushinteger(L, -1);
   /* libuv calls alloc_cb inside its read loop and goes on to read the
   ** descriptor into the buffer and call read_cb: if get_buffer (or the
   ** exception handler) paused or closed the transport, stopping reads
@@ -499,6 +500,7 @@ static EDDY_NOINLINE void get_buffer(eddy_Stream *s, size_t suggested,
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   eddy_Stream *s = (eddy_Stream *)h->data;
   eddy_Runtime *rt;
+  (void)suggested;
   if (s == NULL) {  /* detached: closing, so no read is coming */
     buf->base = NULL;
     buf->len = 0;
@@ -507,7 +509,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   rt = s->uv.loop->rt;
   buf->base = rt->read_buf + rt->read_offset;
   buf->len = READ_SIZE;
-  if (s->buffered) get_buffer(s, suggested, buf);
+  if (s->buffered) get_buffer(s, buf);
 }
 
 /* The peer shut its write side (asyncio's _read_ready__on_eof). */
