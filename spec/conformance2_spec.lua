@@ -38,22 +38,6 @@ local function fill(t, least)
   return t:get_write_buffer_size()
 end
 
--- pair(loop, opts) -> server, client transport, client recorder, server
--- recorder: a TCP connection on 127.0.0.1 between two Recorders; opts are
--- the server's create_server options.
-local function pair(loop, opts)
-  local srv_rec
-  local srv = loop:create_server(function()
-    srv_rec = net.recorder(loop)
-    return srv_rec
-  end, "127.0.0.1", 0, opts)
-  local rec = net.recorder(loop)
-  local t = loop:create_connection(function() return rec end, "127.0.0.1",
-                                   srv.sockets[1]:getsockname()[2])
-  net.wait_until(function() return srv_rec ~= nil and srv_rec.transport ~= nil end)
-  return srv, t, rec, srv_rec
-end
-
 describe("§7 stream transports: flow control (asyncio test_selector_events, "
          .. "FlowControlMixin)", function()
   it("§7 pause_writing comes once the buffer goes past high (size > high), not when it reaches "
@@ -87,7 +71,7 @@ describe("§7 stream transports: flow control (asyncio test_selector_events, "
   it("§7 raising the high-water mark over a paused transport's buffer does not resume it: "
      .. "only a drain to low calls resume_writing (set_write_buffer_limits only pauses)",
      async(function(loop)
-    local srv <close>, t, rec, srv_rec = pair(loop)
+    local srv <close>, t, rec, srv_rec = net.pair(loop)
     srv_rec.transport:pause_reading()
     local size = fill(t)
     t:set_write_buffer_limits(size - 1, 0)
@@ -110,7 +94,7 @@ describe("§7 stream transports: flow control (asyncio test_selector_events, "
            or "resume_writing comes as the buffer drains, before connection_lost")
        .. " (asyncio: _write_ready calls _maybe_resume_protocol while closing; _force_close "
        .. "does not)", async(function(loop)
-      local srv <close>, t, rec, srv_rec = pair(loop)
+      local srv <close>, t, rec, srv_rec = net.pair(loop)
       srv_rec.transport:pause_reading()
       fill(t, 1000)
       t:set_write_buffer_limits(1, 0)
@@ -130,7 +114,7 @@ describe("§7 stream transports: flow control (asyncio test_selector_events, "
      .. "transport and protocol, and the transport carries on (asyncio 'protocol.pause_writing() "
      .. "failed')", function()
     local reports = test.run_collecting(function(loop)
-      local srv <close>, t, rec, srv_rec = pair(loop)
+      local srv <close>, t, rec, srv_rec = net.pair(loop)
       function rec.pause_writing() error("no pause", 0) end
       function rec.resume_writing() error("no resume", 0) end
       srv_rec.transport:pause_reading()
@@ -180,7 +164,7 @@ describe("§7 stream transports: closing (asyncio test_selector_events)", functi
   it("§7 eof_received true, then write_eof: both halves shut, yet the transport stays open "
      .. "(not closing, no connection_lost) until close() (asyncio test_events "
      .. "test_create_connection_half_close)", async(function(loop)
-    local srv <close>, t, rec, srv_rec = pair(loop)
+    local srv <close>, t, rec, srv_rec = net.pair(loop)
     rec.opts.eof_keep = true
     srv_rec.transport:write_eof()
     net.wait(rec.eof_fut)
@@ -200,7 +184,7 @@ describe("§7 stream transports: closing (asyncio test_selector_events)", functi
   it("§7 write(\"\"), writelines({}) and writelines({\"\"}) after write_eof() raise RuntimeError "
      .. "too: the check comes before the empty-data shortcut (asyncio "
      .. "_SelectorSocketTransport.write)", async(function(loop)
-    local srv <close>, t, rec = pair(loop)
+    local srv <close>, t, rec = net.pair(loop)
     t:write_eof()
     raises(function() t:write("") end, {errors.RuntimeError, "Cannot call write() after write_eof()"})
     for _, list in ipairs {{}, {""}} do
@@ -213,7 +197,7 @@ describe("§7 stream transports: closing (asyncio test_selector_events)", functi
 
   it("§7 write_eof a second time, or after close(), does nothing and raises nothing "
      .. "(asyncio: `if self._closing or self._eof: return`)", async(function(loop)
-    local srv <close>, t, rec, srv_rec = pair(loop)
+    local srv <close>, t, rec, srv_rec = net.pair(loop)
     t:write_eof()
     t:write_eof()
     net.wait(srv_rec.eof_fut)
@@ -226,7 +210,7 @@ describe("§7 stream transports: closing (asyncio test_selector_events)", functi
   it("§7 a server's accepted connection is a full transport: TCP_NODELAY set as on the client "
      .. "side, sockname and peername the client's mirrored (asyncio _set_nodelay)",
      async(function(loop)
-    local srv <close>, t, rec, srv_rec = pair(loop)
+    local srv <close>, t, rec, srv_rec = net.pair(loop)
     local st = srv_rec.transport
     local sock = st:get_extra_info("socket")
     assert.equal(1, sock:getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
@@ -286,7 +270,7 @@ describe("§4 Server (asyncio test_server, base_events.Server)", function()
 
   it("§4 close_clients() on a serving server closes its connections yet it goes on accepting "
      .. "new ones (asyncio closes the transports only)", async(function(loop)
-    local srv <close>, t, rec = pair(loop)
+    local srv <close>, t, rec = net.pair(loop)
     srv:close_clients()
     net.wait(rec.lost_fut)
     assert.is_true(srv:is_serving())
@@ -366,7 +350,7 @@ describe("§4 Server (asyncio test_server, base_events.Server)", function()
   it("§3 create_server: keep_alive = true sets SO_KEEPALIVE on each accepted connection, which "
      .. "is off by default (asyncio 3.13 keep_alive)", async(function(loop)
     for _, case in ipairs {{{keep_alive = true}, true}, {nil, false}} do
-      local srv <close>, t, rec, srv_rec = pair(loop, case[1])
+      local srv <close>, t, rec, srv_rec = net.pair(loop, case[1])
       local got = srv_rec.transport:get_extra_info("socket")
                          :getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
       assert.equal(case[2], got ~= 0)
@@ -783,7 +767,7 @@ describe("§4 Server:serve_forever (asyncio base_events.Server.serve_forever: on
     it("§4 serve_forever ended by " .. how .. " with a client still connected: the server stops "
        .. "serving at once, but the task ends, cancelled, only once that connection is gone",
        async(function(loop)
-      local srv, t, rec = pair(loop)
+      local srv, t, rec = net.pair(loop)
       local serving = loop:create_task(function() srv:serve_forever() end)
       turns()
       if how == "cancel()" then serving:cancel() else srv:close() end
@@ -828,7 +812,7 @@ describe("§3 sock_* and fd watchers on a transport's socket (asyncio "
   it("§3 sock_recv that would wait, and add_reader, on the socket of a live transport raise "
      .. "RuntimeError ('is used by transport') instead of taking the transport's reads",
      async(function(loop)
-    local srv <close>, t, rec = pair(loop)
+    local srv <close>, t, rec = net.pair(loop)
     local view = t:get_extra_info("socket")
     raises(function() loop:sock_recv(view, 10) end, {errors.RuntimeError, "is used by transport"})
     raises(function() loop:add_reader(view, print) end,

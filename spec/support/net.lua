@@ -95,6 +95,24 @@ function net.echo_server(loop, host, opts)
   return srv, srv.sockets[1]:getsockname()[2], protos
 end
 
+-- pair(loop, server_opts, rec, client_opts) -> server, client transport,
+-- client protocol, server recorder: a TCP connection on 127.0.0.1 from a
+-- client whose protocol is 'rec' (default a fresh Recorder) to a server
+-- of Recorders, returned once the server's end is made; the options go
+-- to create_server and create_connection.
+function net.pair(loop, server_opts, rec, client_opts)
+  local srv_rec
+  local srv = loop:create_server(function()
+    srv_rec = net.recorder(loop)
+    return srv_rec
+  end, "127.0.0.1", 0, server_opts)
+  rec = rec or net.recorder(loop)
+  local t = loop:create_connection(function() return rec end, "127.0.0.1",
+                                   srv.sockets[1]:getsockname()[2], client_opts)
+  net.wait_until(function() return srv_rec ~= nil and srv_rec.transport ~= nil end)
+  return srv, t, rec, srv_rec
+end
+
 -- A non-blocking TCP eddy.socket listening on host (default 127.0.0.1),
 -- port 0, for the loop's sock_* methods.
 function net.listening_socket(host)
