@@ -987,6 +987,10 @@ int eddy__socket_addr(lua_State *L, int idx, int family,
 /* Push an address as eddy shows it ({host, port} array, or a path). */
 void eddy__socket_pushaddr(lua_State *L, const struct sockaddr *sa,
                             socklen_t len);
+/* Push and return the text asyncio's messages show for the address at
+** idx of a socket of 'family': Python's tuple, ('host', port), with
+** flowinfo and scope_id (0 when left out) for AF_INET6; a path as it is. */
+const char *eddy__socket_addr_text(lua_State *L, int idx, int family);
 /* How many bytes a recv of n should make room for: n, but at most
 ** EDDY_RECV_MAX on a stream socket (without MSG_WAITALL), where a short
 ** read is normal: a huge n then costs no huge allocation. */

@@ -247,6 +247,27 @@ void eddy__socket_pushaddr(lua_State *L, const struct sockaddr *sa,
   }
 }
 
+const char *eddy__socket_addr_text(lua_State *L, int idx, int family) {
+  int n = family == AF_INET6 ? 4 : 2, k;
+  luaL_Buffer b;
+  idx = lua_absindex(L, idx);
+  if (!lua_istable(L, idx)) return luaL_tolstring(L, idx, NULL);
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "('");
+  for (k = 1; k <= n; k++) {
+    if (lua_rawgeti(L, idx, k) == LUA_TNIL && k > 2) {
+      lua_pop(L, 1);
+      lua_pushinteger(L, 0);
+    }
+    luaL_tolstring(L, -1, NULL);
+    lua_remove(L, -2);
+    luaL_addvalue(&b);
+    luaL_addstring(&b, k == 1 ? "', " : k < n ? ", " : ")");
+  }
+  luaL_pushresult(&b);
+  return lua_tostring(L, -1);
+}
+
 /* }====================================================== */
 
 /* {====================================================== Objects */

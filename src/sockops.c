@@ -310,20 +310,6 @@ static int l_sock_sendto(lua_State *L) {
 
 /* {====================================================== Connecting */
 
-/* Push an address for messages: ('host', port), or the path. */
-static const char *addr_repr(lua_State *L, int i) {
-  const char *host, *port;
-  if (!lua_istable(L, i)) return luaL_tolstring(L, i, NULL);
-  lua_rawgeti(L, i, 1);
-  lua_rawgeti(L, i, 2);
-  host = lua_tostring(L, -2);
-  port = lua_tostring(L, -1);
-  lua_pushfstring(L, "('%s', %s)", host ? host : "?", port ? port : "?");
-  lua_replace(L, -3);
-  lua_pop(L, 1);
-  return lua_tostring(L, -1);
-}
-
 /* The connection finished (writable): sock, address at base. */
 static int try_connect_done(lua_State *L, int base) {
   eddy_Socket *s = eddy__checksocket(L, base);
@@ -332,7 +318,8 @@ static int try_connect_done(lua_State *L, int base) {
   if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &n) != 0) err = errno;
   if (err == 0) return 0;
   if (WOULD_BLOCK(err) || err == EINPROGRESS) return EDDY_SOCK_AGAIN;
-  lua_pushfstring(L, "Connect call failed %s", addr_repr(L, base + 1));
+  lua_pushfstring(L, "Connect call failed %s",
+                  eddy__socket_addr_text(L, base + 1, s->family));
   eddy__pushuverror(L, -err, lua_tostring(L, -1));
   return EDDY_SOCK_FAILED;
 }

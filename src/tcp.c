@@ -26,13 +26,11 @@ typedef struct Connect {
 static void push_addr_error(lua_State *L, int status, const char *what,
                             const struct sockaddr *addr) {
   eddy__socket_pushaddr(L, addr, sizeof(struct sockaddr_storage));
-  lua_rawgeti(L, -1, 1);
-  lua_rawgeti(L, -2, 2);
-  lua_pushfstring(L, "%s ('%s', %d)", what, lua_tostring(L, -2),
-                  (int)lua_tointeger(L, -1));
+  lua_pushfstring(L, "%s %s", what,
+                  eddy__socket_addr_text(L, -1, addr->sa_family));
   eddy__pushuverror(L, status, lua_tostring(L, -1));
-  lua_replace(L, -5);
-  lua_pop(L, 3);
+  lua_replace(L, -4);
+  lua_pop(L, 2);
 }
 
 /* Push the error of a failed connect, as asyncio's sock_connect words it. */
@@ -234,12 +232,9 @@ static int c_tcp_bind(lua_State *L) {
                               : sizeof(struct sockaddr_in)) < 0) {
     int e = errno;
     close(fd);
-    lua_rawgeti(L, 1, 1);
-    lua_rawgeti(L, 1, 2);
-    lua_pushfstring(L, "error while attempting to bind on address "
-                    "('%s', %d)", lua_tostring(L, -2),
-                    (int)lua_tointeger(L, -1));
-    return eddy__uverror(L, -e, lua_tostring(L, -1));
+    push_addr_error(L, -e, "error while attempting to bind on address",
+                    (const struct sockaddr *)&addr);
+    return lua_error(L);
   }
   lua_pushinteger(L, fd);
   return 1;
