@@ -806,3 +806,114 @@ describe("§3 create_connection, create_server and create_datagram_endpoint opti
     assert.is_true(errors.is(err.exceptions[1], errors.ConnectionRefusedError))
   end))
 end)
+
+describe("§3 create_connection over several addresses (test_base_events "
+         .. "test_create_connection_multiple, test_create_connection_multiple_errors; "
+         .. "asyncio's _interleave_addrinfos and staggered_race), with getaddrinfo replaced "
+         .. "on the loop as asyncio's tests mock it", function()
+  local f = function() return {} end
+
+  -- addresses(loop, v6, v4) -> infos, names: getaddrinfo on 'loop' now
+  -- returns 'v6' IPv6 then 'v4' IPv4 entries, each on a port nothing
+  -- listens on; names[port] is "a6", "b6", ... "a4", "b4", ...
+  local function addresses(loop, v6, v4)
+    local infos, names = {}, {}
+    for _, fam in ipairs {{socket.AF_INET6, "::1", v6, "6"}, {socket.AF_INET, "127.0.0.1", v4, "4"}} do
+      for i = 1, fam[3] do
+        local s <close> = socket.socket(fam[1])
+        s:bind({fam[2], 0})
+        local port = s:getsockname()[2]
+        names[port] = string.char(96 + i) .. fam[4]
+        infos[#infos + 1] = {family = fam[1], type = socket.SOCK_STREAM, proto = 6,
+                             canonname = "", sockaddr = {fam[2], port}}
+      end
+    end
+    loop.getaddrinfo = function() return infos end
+    return infos, names
+  end
+
+  -- The attempts' order, from an all_errors group: "a6 a4 b6".
+  local function order(group, names)
+    local out = {}
+    for i, e in ipairs(group.exceptions) do
+      out[i] = names[tonumber(tostring(e):match("Connect call failed %('[^']+', (%d+)"))]
+    end
+    return table.concat(out, " ")
+  end
+
+  it("§3 the attempts' order: getaddrinfo's without happy eyeballs; families alternating "
+     .. "with interleave = 1 or happy_eyeballs_delay alone; the first family twice first with "
+     .. "interleave = 2; getaddrinfo's again with interleave = 0", async(function(loop)
+    local _, names = addresses(loop, 3, 2)
+    for _, case in ipairs {
+      {{}, "a6 b6 c6 a4 b4"},
+      {{interleave = 1}, "a6 a4 b6 b4 c6"},
+      {{interleave = 2}, "a6 b6 a4 c6 b4"},
+      {{happy_eyeballs_delay = 0.05}, "a6 a4 b6 b4 c6"},
+      {{happy_eyeballs_delay = 0.05, interleave = 2}, "a6 b6 a4 c6 b4"},
+      {{happy_eyeballs_delay = 0.05, interleave = 0}, "a6 b6 c6 a4 b4"},
+    } do
+      case[1].all_errors = true
+      local group = raises(function() loop:create_connection(f, "dual.test", 1, case[1]) end,
+                           errors.ExceptionGroup)
+      assert.equal(case[2], order(group, names))
+    end
+  end))
+
+  it("§3 every address refused, all_errors off: a plain OSError \"Multiple exceptions: "
+     .. "...\" naming each, no errno and no ConnectionRefusedError (asyncio raises one only "
+     .. "when all the messages are the same); IPv6 addresses show as Python's 4-tuple",
+     async(function(loop)
+    local infos = addresses(loop, 1, 1)
+    local err = raises(function() loop:create_connection(f, "dual.test", 1) end,
+                       {errors.OSError, "Multiple exceptions: "})
+    assert.is_false(errors.is(err, errors.ConnectionRefusedError))
+    assert.is_nil(err.errno)
+    local text = tostring(err)
+    assert.truthy(text:find("Connect call failed ('::1', " .. infos[1].sockaddr[2] .. ", 0, 0)",
+                            1, true))
+    assert.truthy(text:find("Connect call failed ('127.0.0.1', " .. infos[2].sockaddr[2] .. ")",
+                            1, true))
+  end))
+
+  it("§3 with happy_eyeballs_delay, a refused ::1 then a listening 127.0.0.1: the "
+     .. "connection is to 127.0.0.1, and nothing is reported", async(function(loop)
+    local infos = addresses(loop, 1, 0)
+    local srv <close>, port = net.echo_server(loop)
+    infos[2] = {family = socket.AF_INET, type = socket.SOCK_STREAM, proto = 6, canonname = "",
+                sockaddr = {"127.0.0.1", port}}
+    local rec = net.recorder(loop)
+    local t = loop:create_connection(function() return rec end, "dual.test", 1,
+                                     {happy_eyeballs_delay = 0.05})
+    assert.same({"127.0.0.1", port}, t:get_extra_info("peername"))
+    t:write("echo")
+    rec:wait_bytes(4)
+    t:close()
+    net.wait(rec.lost_fut)
+  end))
+
+  it("§3/§10 messages show an IPv6 address as Python's 4-tuple: sock_connect, "
+     .. "create_connection (\"Connect call failed ('::1', port, 0, 0)\") and a bind in "
+     .. "use (\"error while attempting to bind on address ('::1', port, 0, 0)\")",
+     async(function(loop)
+    local l <close> = socket.socket(socket.AF_INET6)
+    l:bind({"::1", 0})
+    l:listen()
+    local busy = l:getsockname()[2]
+    local s = socket.socket(socket.AF_INET6)
+    s:bind({"::1", 0})
+    local dead = s:getsockname()[2]
+    s:close()
+    local c <close> = socket.socket(socket.AF_INET6)
+    c:setblocking(false)
+    local refused = "Connect call failed ('::1', " .. dead .. ", 0, 0)"
+    raises(function() loop:sock_connect(c, {"::1", dead}) end,
+           {errors.ConnectionRefusedError, refused})
+    raises(function() loop:create_connection(f, "::1", dead) end,
+           {errors.ConnectionRefusedError, refused})
+    local in_use = "error while attempting to bind on address ('::1', " .. busy .. ", 0, 0)"
+    raises(function() loop:create_server(f, "::1", busy) end, {errors.OSError, in_use})
+    raises(function() loop:create_connection(f, "::1", dead, {local_addr = {"::1", busy}}) end,
+           {errors.OSError, in_use})
+  end))
+end)
