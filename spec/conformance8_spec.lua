@@ -244,10 +244,14 @@ describe("§3 loop:sendfile and sock_sendfile (test_sendfile.py; selector_events
     local rec = net.recorder(loop)
     local conn <close>, t, srv_rec = connection(loop, rec)
     srv_rec.transport:pause_reading()
-    local queued = string.rep("q", 4 << 20)
-    t:write(queued)
-    assert.is_true(t:get_write_buffer_size() > 0)
+    local chunk, written = string.rep("q", 1 << 20), 0
+    repeat  -- until the kernel's buffers are full and pause_writing came
+      t:write(chunk)
+      written = written + #chunk
+      eddy.sleep(0.001)
+    until rec.events[#rec.events] == "pause" or written > 256 << 20
     assert.same({"made", "pause"}, rec.events)
+    local queued = string.rep("q", written)
     local f <close> = data_file()
     local task = loop:create_task(function() return loop:sendfile(t, f) end)
     eddy.sleep(0.05)
@@ -425,8 +429,8 @@ describe("§3 sock_* on stream sockets (test_sock_lowlevel.py)", function()
     local a <close>, b = checks.nonblocking_pair()
     local _ <close> = b
     local data = {}
-    for i = 1, 1 << 16 do data[i] = string.format("%07d\n", i) end
-    data = table.concat(data)  -- 512 KiB, every prefix tells where it ends
+    for i = 1, 1 << 18 do data[i] = string.format("%07d\n", i) end
+    data = table.concat(data)  -- 2 MiB, every prefix tells where it ends
     local task = loop:create_task(function() return loop:sock_sendall(a, data) end)
     eddy.sleep(0.05)
     assert.is_false(task:done())
