@@ -247,6 +247,8 @@ void eddy__socket_pushaddr(lua_State *L, const struct sockaddr *sa,
   }
 }
 
+/* The address text of messages (internal.h): Python's str() of the
+** address tuple, each element as Lua prints it. */
 const char *eddy__socket_addr_text(lua_State *L, int idx, int family) {
   int n = family == AF_INET6 ? 4 : 2, k;
   luaL_Buffer b;
