@@ -198,6 +198,37 @@ describe("§3 loop:sendfile and sock_sendfile (test_sendfile.py; selector_events
     t:close()
   end, 30))
 
+  it("§3/§7 during a fallback sendfile (a socket as the file), pause_writing and "
+     .. "resume_writing reach the protocol as the buffer passes high and drains (API.md §7; "
+     .. "asyncio's _SendfileFallbackProtocol keeps them to itself: a documented difference)",
+     async(function(loop)
+    local rec = net.recorder(loop)
+    local conn <close>, t, srv_rec = connection(loop, rec)
+    srv_rec.transport:pause_reading()
+    local a <close>, b = socket.socketpair()
+    local _ <close> = b
+    b:setblocking(false)
+    local size = 16 << 20
+    local feeder = loop:create_task(function() loop:sock_sendall(b, string.rep("y", size)) end)
+    local task = loop:create_task(function() return loop:sendfile(t, a, 0, size) end)
+    net.wait_until(function() return rec.events[#rec.events] == "pause" end)
+    assert.same({"made", "pause"}, rec.events)
+    assert.is_false(task:done())
+    srv_rec.transport:resume_reading()
+    assert.equal(size, net.wait(task, 30))
+    net.wait(feeder)
+    net.wait_until(function() return rec.events[#rec.events] == "resume" end)
+    -- made, then pause and resume in pairs (more than one pair if the
+    -- kernel's buffers fill again), ending resumed
+    assert.is_true(#rec.events >= 3 and #rec.events % 2 == 1)
+    for i = 2, #rec.events do
+      assert.equal(i % 2 == 0 and "pause" or "resume", rec.events[i])
+    end
+    srv_rec:wait_bytes(size, 30)
+    assert.is_true(srv_rec:data() == string.rep("y", size))
+    t:close()
+  end, 60))
+
   it("§3 a second sendfile on a TLS transport while the first one's fallback runs raises "
      .. "RuntimeError; the peer gets the first file whole, unsplit (asyncio's fallback would "
      .. "interleave the two)", async(function(loop)
