@@ -254,6 +254,24 @@ describe("§3 loop:sendfile and sock_sendfile (test_sendfile.py; selector_events
     net.wait(rec.lost_fut)
   end, 60))
 
+  it("§3 a sendfile whose transport failed it before starting (a Lua transport's is_reading "
+     .. "raising) does not leave the transport marked busy: the next sendfile runs",
+     async(function(loop)
+    local sent, fail = {}, true
+    local transport = {
+      is_closing = function() return false end,
+      is_reading = function()
+        if fail then fail = false; error("is_reading failed") end
+        return false
+      end,
+      _sendfile_write = function(_, _, chunk) sent[#sent + 1] = chunk end,
+    }
+    local file <close> = data_file()
+    raises(function() loop:sendfile(transport, file) end, "is_reading failed")
+    assert.equal(#DIGITS, loop:sendfile(transport, file))
+    assert.equal(DIGITS, table.concat(sent))
+  end))
+
   it("§3 sendfile after write_eof raises RuntimeError \"Cannot call write() after "
      .. "write_eof()\" (asyncio: the native send fails with nothing sent, so the "
      .. "fallback's write raises)", async(function(loop)

@@ -146,28 +146,29 @@ static const char busy_key = 'b';
 static void push_busy(lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &busy_key) != LUA_TNIL) return;
   lua_pop(L, 1);
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+  eddy__newweaktable(L, "k");
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &busy_key);
 }
 
-/* Claim the transport at SOCK for this sendfile (RuntimeError if another
-** has it), or, with 'claim' 0, give it back. */
-static void claim_transport(lua_State *L, int claim) {
+/* RuntimeError if a sendfile runs on the transport at SOCK: checked
+** before this one touches the transport (its reading, its protocol). */
+static void check_not_busy(lua_State *L) {
   push_busy(L);
-  if (claim) {
-    lua_pushvalue(L, SOCK);
-    if (lua_rawget(L, -2) != LUA_TNIL)
-      eddy__error(L, "RuntimeError", "unable to sendfile; sendfile is in "
-                  "progress");
-    lua_pop(L, 1);
-  }
   lua_pushvalue(L, SOCK);
-  if (claim) lua_pushboolean(L, 1);
+  if (lua_rawget(L, -2) != LUA_TNIL)
+    eddy__error(L, "RuntimeError", "unable to sendfile; sendfile is in "
+                "progress");
+  lua_pop(L, 2);
+}
+
+/* Mark the transport at SOCK as having a sendfile ('busy' 1), last thing
+** before the job starts, whose finish unmarks it ('busy' 0): an error in
+** between would leave it marked for good. */
+static void set_busy(lua_State *L, int busy) {
+  push_busy(L);
+  lua_pushvalue(L, SOCK);
+  if (busy) lua_pushboolean(L, 1);
   else lua_pushnil(L);
   lua_rawset(L, -3);
   lua_pop(L, 1);
@@ -234,7 +235,7 @@ static void release_transport(lua_State *L, Job *j) {
 ** the top ('failed') or return the bytes sent. */
 static int finish(lua_State *L, int failed) {
   Job *j = (Job *)lua_touserdata(L, JOB);
-  if (j->transport || j->lua_transport) claim_transport(L, 0);
+  if (j->transport || j->lua_transport) set_busy(L, 0);
   if (j->transport) release_transport(L, j);
   if (j->lua_transport) resume_reading(L, j);
   update_position(L, j);
@@ -685,10 +686,11 @@ static int lua_sendfile(lua_State *L) {
                        "and native sendfile is not supported for transport %s",
                        luaL_tolstring(L, SOCK, NULL));
   eddy__can_suspend(L, "sendfile");
-  claim_transport(L, 1);
+  check_not_busy(L);
   j->lua_transport = 1;
   if ((j->resume = (unsigned char)call_transport(L, "is_reading")))
     call_transport(L, "pause_reading");
+  set_busy(L, 1);
   return fallback(L, j);
 }
 
@@ -709,7 +711,7 @@ static int l_sendfile(lua_State *L) {
     return eddy__error(L, "RuntimeError", "Transport is closing");
   j = new_job(L, -1, "sendfile");
   eddy__can_suspend(L, "sendfile");
-  claim_transport(L, 1);
+  check_not_busy(L);
   j->transport = 1;
   /* Reading pauses meanwhile, as asyncio's _sendfile_native and
   ** _SendfileFallbackProtocol. */
@@ -718,6 +720,7 @@ static int l_sendfile(lua_State *L) {
   lua_pushvalue(L, SOCK);
   lua_call(L, 1, 0);
   stand_in(L);
+  set_busy(L, 1);
   return start(L);
 }
 
