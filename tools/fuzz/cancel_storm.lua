@@ -1,0 +1,949 @@
+-- cancel_storm.lua SEED STEPS: a cancellation storm over eddy's high-level
+-- layer (API.md §6, §8), with invariants checked as it goes.
+--
+-- It makes a few of each primitive (Lock, Semaphore, BoundedSemaphore,
+-- Condition, Event, Barrier, Queue, PriorityQueue, LifoQueue) and, for
+-- STEPS turns of the loop, spawns worker tasks that each run a random
+-- script: acquire and release with <close> guards (plainly, inside
+-- wait_for with tiny timeouts, inside eddy.timeout scopes, inside shield),
+-- Condition wait/wait_for/notify/notify_all, Event wait/set/clear,
+-- Barrier wait/abort/reset, Queue put/get/_nowait/task_done/join/shutdown,
+-- and gather/wait/as_completed/TaskGroup over sub-workers.  Meanwhile a
+-- chaos step (the main task) cancels random workers, with and without a
+-- message, sometimes twice, sometimes uncancel()s one.  Workers handle
+-- CancelledError as correct asyncio code does: they release in <close>
+-- handlers, then re-raise it (or, some of them, swallow it and uncancel()).
+--
+-- Checked after every turn: a Lock held by at most one worker, locked()
+-- exactly while held; a Semaphore's value + units held + units handed to
+-- woken waiters == its initial value, never negative, never above it when
+-- bounded; no waiter left queued with the resource free and nobody woken
+-- to take it; Queue items put == got + left + dropped by shutdown, its
+-- unfinished count == puts - task_done calls - dropped; a getter (putter)
+-- not left waiting for long on a queue that has items (room); a Barrier
+-- lets no index through more often than its phases complete.  At the end
+-- (STEPS turns, then releasing every waiter: events set, conditions
+-- notified, barriers aborted, queues shut down): every task done within a
+-- bounded number of turns (no deadlock), every primitive free with no
+-- waiter, a Semaphore's value back to its initial value, each worker's
+-- outcome consistent with what was done to it (cancelled only if it was
+-- cancelled and it re-raised; returned normally otherwise, with no cancel
+-- request left unseen), all_tasks() holding only the main task, and no
+-- report through the exception handler ("exception was never retrieved",
+-- "Task was destroyed but it is pending").
+--
+-- A violation prints "VIOLATION seed S step N: what" and the trace of
+-- the last events on stderr and exits 1; the last line on stdout is "ok
+-- SEED STEPS: ..." when the run went to its end.  Choices come from the
+-- run's own generator, seeded by SEED; the loop's time is used only by
+-- tiny timeouts, so a run is deterministic in its choices, not always in
+-- its timing.  FUZZ_TRACE=1 prints every event on stderr as it happens.
+-- A campaign: docs/testing.md.
+local eddy = require "eddy"
+local errors = eddy.errors
+
+local SEED = assert(math.tointeger(tonumber(arg[1])), "usage: cancel_storm.lua SEED STEPS")
+local STEPS = math.tointeger(tonumber(arg[2])) or 300
+local TRACE = os.getenv("FUZZ_TRACE")
+
+local CancelledError, TimeoutError = errors.CancelledError, errors.TimeoutError
+
+-- {================================================= choices
+
+-- splitmix64: the run's own generator, independent of math.random.
+local rng_state = SEED
+local function rand(n)  -- an integer in 1..n
+  rng_state = rng_state + 0x9E3779B97F4A7C15
+  local z = rng_state
+  z = (z ~ (z >> 30)) * 0xBF58476D1CE4E5B9
+  z = (z ~ (z >> 27)) * 0x94D049BB133111EB
+  z = z ~ (z >> 31)
+  return (z >> 1) % n + 1
+end
+local function chance(p) return rand(1000) <= p * 1000 end
+local function pick(list) return list[rand(#list)] end
+
+-- A tiny timeout: 0 (expires at once), or 0.1 to 2 ms.
+local TIMEOUTS = {0, 0, 0.0001, 0.0005, 0.001, 0.002}
+local function tiny() return pick(TIMEOUTS) end
+
+-- }=================================================
+
+-- {================================================= trace and violations
+
+local step = 0       -- the chaos turn
+local ring, ring_n = {}, 0
+local RING = 100
+local function trace(fmt, ...)
+  local line = ("[%d] " .. fmt):format(step, ...)
+  ring_n = ring_n + 1
+  ring[ring_n % RING] = line
+  if TRACE then io.stderr:write(line, "\n") end
+end
+
+local function violation(fmt, ...)
+  local what = fmt:format(...)
+  io.stderr:write(("VIOLATION seed %d step %d: %s\n"):format(SEED, step, what))
+  io.stderr:write("last events:\n")
+  for i = math.max(1, ring_n - RING + 1), ring_n do
+    io.stderr:write("  ", ring[i % RING], "\n")
+  end
+  io.stderr:write(("rerun: eddy tools/fuzz/cancel_storm.lua %d %d\n"):format(SEED, STEPS))
+  io.stderr:flush()
+  os.exit(1)
+end
+
+local function describe_error(err)
+  return type(err) == "table" and tostring(err) or tostring(err)
+end
+
+-- }=================================================
+
+-- {================================================= resources
+
+-- A resource: {kind, name, obj, n (initial value), nheld, held (set of
+-- holds)}.  A hold is a to-be-closed record of one unit taken: closing it
+-- releases the unit, once.
+local res_of = {}    -- kind -> array of resources
+local resources = {} -- every resource
+local function add_resource(kind, name, obj, fields)
+  local r = fields or {}
+  r.kind, r.name, r.obj, r.nheld, r.held = kind, name, obj, 0, {}
+  res_of[kind] = res_of[kind] or {}
+  table.insert(res_of[kind], r)
+  table.insert(resources, r)
+  return r
+end
+
+local Hold = {}
+Hold.__index = Hold
+
+local function register(h)
+  local r = h.res
+  if r.kind == "lock" or r.kind == "cond" then
+    if r.nheld > 0 then
+      violation("%s taken by %s while held by another", r.name, h.who.name)
+    end
+  elseif r.nheld >= r.n then
+    violation("%s: a unit more than its %d taken by %s", r.name, r.n, h.who.name)
+  end
+  r.held[h] = true
+  r.nheld = r.nheld + 1
+  h.who.nheld = h.who.nheld + 1
+end
+
+local function unregister(h)
+  local r = h.res
+  r.held[h] = nil
+  r.nheld = r.nheld - 1
+  h.who.nheld = h.who.nheld - 1
+end
+
+-- take(r, who, guard) -> hold, right after r.obj:acquire() returned 'guard'
+local function take(r, who, guard)
+  if not guard then violation("%s:acquire() returned %s", r.name, tostring(guard)) end
+  local h = setmetatable({res = r, who = who}, Hold)
+  register(h)
+  trace("%s took %s", who.name, r.name)
+  return h
+end
+
+function Hold:release()
+  if self.released then return end
+  self.released = true
+  unregister(self)
+  trace("%s releases %s", self.who.name, self.res.name)
+  self.res.obj:release()
+end
+Hold.__close = Hold.release
+
+-- }=================================================
+
+-- {================================================= tasks
+
+-- Every task the run made, with a record: {name, task, top (a worker
+-- spawned by chaos), mode ("propagate" or "swallow" a cancellation),
+-- tainted (chaos uncancel()ed it: the cancellation checks are off),
+-- cancels (cancel() calls that returned true), nheld, op}.
+local records = {}
+local record_of = setmetatable({}, {__mode = "k"})  -- task -> record
+local stopping = false
+
+local function new_record(name, fields)
+  local rec = fields or {}
+  rec.name, rec.cancels, rec.nheld = name, 0, 0
+  table.insert(records, rec)
+  return rec
+end
+
+local function spawn(rec, fn, ...)
+  rec.task = eddy.create_task(fn, ...)
+  rec.task:set_name(rec.name)
+  record_of[rec.task] = rec
+  return rec.task
+end
+
+-- A task whose own record it is.
+local function current_record() return record_of[eddy.current_task()] end
+
+local function pause(k)
+  for _ = 1, k do eddy.sleep(0) end
+end
+
+-- }=================================================
+
+-- {================================================= operations
+
+-- Each operation: {name, weight, make = function(depth) -> params,
+-- run = function(w, p), expected = set of error class names it may raise
+-- (besides a CancelledError the worker was sent), forwards = true when it
+-- may raise a CancelledError of a task it awaits (gather, as_completed,
+-- wait_for of a sub-worker)}.
+local ops = {}
+local function op(def) ops[#ops + 1] = def; return def end
+
+local make_script  -- (depth) -> array of {op, params}
+
+-- The class name of an error, for the expected sets.
+local CLASSES = {"CancelledError", "TimeoutError", "BrokenBarrierError",
+                 "QueueShutDown", "QueueEmpty", "QueueFull", "ExceptionGroup",
+                 "ValueError"}
+local function class_name(err)
+  for _, name in ipairs(CLASSES) do
+    if errors.is(err, errors[name]) then return name end
+  end
+end
+
+local function set(...)
+  local s = {}
+  for _, k in ipairs({...}) do s[k] = true end
+  return s
+end
+
+-- A lock or semaphore at random.
+local function lockish()
+  return pick(chance(0.4) and res_of.lock or res_of.sem)
+end
+
+-- Acquire r in a task of its own that takes the hold; returns the task.
+local function acquire_task(r, w)
+  local rec = new_record(w.name .. ".acq", {mode = "propagate", inner = true})
+  return spawn(rec, function()
+    local guard = r.obj:acquire()
+    return take(r, rec, guard)
+  end)
+end
+
+-- The hold of an acquire_task whose awaiting failed: released once the
+-- task is done, if it got the unit (what correct code does with a task
+-- whose result nobody will take).
+local function adopt(t)
+  local function settle()
+    if not t:cancelled() and t:exception() == nil then t:result():release() end
+  end
+  if t:done() then settle() else t:add_done_callback(settle) end
+end
+
+op {name = "acquire", weight = 6,
+  make = function() return {r = lockish(), k = rand(4) - 1} end,
+  run = function(w, p)
+    local h <close> = take(p.r, w, p.r.obj:acquire())
+    pause(p.k)
+  end}
+
+op {name = "acquire_wait_for", weight = 5, expected = set("TimeoutError"),
+  make = function() return {r = lockish(), k = rand(3) - 1, timeout = tiny()} end,
+  run = function(w, p)
+    local t = acquire_task(p.r, w)
+    local ok, h = pcall(eddy.wait_for, t, p.timeout)
+    if not t:done() then violation("%s: wait_for returned with its task pending", w.name) end
+    if not ok then adopt(t); error(h, 0) end
+    local hold <close> = h
+    pause(p.k)
+  end}
+
+op {name = "acquire_wait_for_fn", weight = 3, expected = set("TimeoutError"),
+  make = function() return {r = lockish(), k = rand(3) - 1, timeout = tiny()} end,
+  run = function(w, p)
+    -- The awaitable is a function: wait_for makes its task, and must not
+    -- return before that task has ended.
+    local box = {}
+    local ok, err = pcall(eddy.wait_for, function()
+      box.started = true
+      local _ <close> = setmetatable({}, {__close = function() box.ended = true end})
+      box.h = take(p.r, w, p.r.obj:acquire())
+      return box.h
+    end, p.timeout)
+    if box.started and not box.ended then
+      violation("%s: wait_for returned with its function's task running", w.name)
+    end
+    if not ok then
+      if box.h then box.h:release() end
+      error(err, 0)
+    end
+    local hold <close> = box.h
+    pause(p.k)
+  end}
+
+op {name = "acquire_timeout", weight = 5, expected = set("TimeoutError"),
+  make = function()
+    return {r = lockish(), k = rand(4) - 1, timeout = tiny(), at = chance(0.3),
+            resched = chance(0.2) and tiny() or nil}
+  end,
+  run = function(w, p)
+    local loop = eddy.get_running_loop()
+    local scope <close> = p.at and eddy.timeout_at(loop:time() + p.timeout)
+                          or eddy.timeout(p.timeout)
+    if p.resched and not scope:expired() then scope:reschedule(loop:time() + p.resched) end
+    local h <close> = take(p.r, w, p.r.obj:acquire())
+    pause(p.k)
+  end}
+
+op {name = "acquire_shield", weight = 4,
+  make = function() return {r = lockish(), k = rand(3) - 1} end,
+  run = function(w, p)
+    local t = acquire_task(p.r, w)
+    local outer = eddy.shield(t)
+    local ok, h = pcall(outer.await, outer)
+    if not ok then adopt(t); error(h, 0) end
+    local hold <close> = h
+    pause(p.k)
+  end}
+
+-- Condition: generation counters make wait_for's predicates come true.
+op {name = "condition", weight = 6, expected = set("TimeoutError"),
+  make = function()
+    return {r = pick(res_of.cond), what = pick({"wait", "wait", "wait_for", "notify", "notify_all"}),
+            n = rand(3), timeout = chance(0.5) and tiny() or nil, k = rand(3) - 1}
+  end,
+  run = function(w, p)
+    local r = p.r
+    local scope <close> = p.timeout and eddy.timeout(p.timeout)
+    local h <close> = take(r, w, r.obj:acquire())
+    if p.what == "notify" or p.what == "notify_all" then
+      r.gen = r.gen + 1
+      if p.what == "notify" then r.obj:notify(p.n) else r.obj:notify_all() end
+      pause(p.k)
+      return
+    end
+    -- The lock is released inside wait and taken again before it returns.
+    unregister(h)
+    local start = r.gen
+    local ok, err
+    if p.what == "wait" then
+      ok, err = pcall(r.obj.wait, r.obj)
+    else
+      ok, err = pcall(r.obj.wait_for, r.obj, function() return stopping or r.gen > start end)
+      if ok and not (stopping or r.gen > start) then
+        violation("%s: %s:wait_for returned with its predicate false", w.name, r.name)
+      end
+    end
+    if not r.obj:locked() then
+      violation("%s: %s:%s left (%s) without the lock", w.name, r.name, p.what,
+                ok and "returned" or describe_error(err))
+    end
+    register(h)
+    if not ok then error(err, 0) end
+    pause(p.k)
+  end}
+
+op {name = "event", weight = 4, expected = set("TimeoutError"),
+  make = function()
+    return {r = pick(res_of.event), what = pick({"wait", "wait", "set", "clear"}),
+            timeout = chance(0.6) and tiny() or nil}
+  end,
+  run = function(w, p)
+    local e = p.r.obj
+    if p.what == "set" then e:set()
+    elseif p.what == "clear" then e:clear()
+    elseif p.timeout then
+      eddy.wait_for(function() return e:wait() end, p.timeout)
+    elseif e:wait() ~= true then
+      violation("%s: %s:wait() did not return true", w.name, p.r.name)
+    end
+  end}
+
+op {name = "barrier", weight = 4, expected = set("BrokenBarrierError", "TimeoutError"),
+  make = function()
+    return {r = pick(res_of.barrier), what = pick({"wait", "wait", "wait", "wait", "abort", "reset"}),
+            timeout = chance(0.3) and tiny() or nil}
+  end,
+  run = function(w, p)
+    local r, b = p.r, p.r.obj
+    if p.what ~= "wait" then
+      b[p.what](b)
+      return
+    end
+    local scope <close> = p.timeout and eddy.timeout(p.timeout)
+    local index = b:wait()
+    if math.type(index) ~= "integer" or index < 0 or index >= r.n then
+      violation("%s: %s:wait() returned index %s", w.name, r.name, tostring(index))
+    end
+    r.passed[index] = r.passed[index] + 1
+    r.npassed = r.npassed + 1
+    -- The one whose arrival fills the phase (index n-1) releases it and
+    -- returns at once; a phase lets at most n through.  (Indices repeat
+    -- within a phase when a waiter leaves early, as in asyncio.)
+    if r.npassed > r.n * r.passed[r.n - 1] then
+      violation("%s: %d through in %d phases of %d", r.name, r.npassed, r.passed[r.n - 1], r.n)
+    end
+  end}
+
+-- Queues: each slot's queue may be shut down and replaced by a new one.
+local queues = {}   -- every queue made, with its stats
+local function new_queue(slot)
+  local ctor = pick({eddy.Queue, eddy.PriorityQueue, eddy.LifoQueue})
+  local maxsize = rand(4) - 1
+  local q = {obj = ctor(maxsize), name = ("queue%d.%d"):format(slot.i, #queues + 1),
+             puts = 0, gets = 0, dropped = 0, unfinished = 0, stall = 0}
+  table.insert(queues, q)
+  slot.q = q
+  return q
+end
+local next_item = 0
+
+op {name = "queue", weight = 8,
+  expected = set("QueueShutDown", "QueueEmpty", "QueueFull", "TimeoutError"),
+  make = function()
+    return {slot = pick(res_of.qslot),
+            what = pick({"put", "put", "get", "get", "put_nowait", "get_nowait", "join",
+                         "shutdown"}),
+            immediate = chance(0.5), timeout = chance(0.3) and tiny() or nil, k = rand(3) - 1,
+            replace = chance(0.7)}
+  end,
+  run = function(w, p)
+    local q = p.slot.q
+    local Q = q.obj
+    local scope <close> = p.timeout and eddy.timeout(p.timeout)
+    if p.what == "put" or p.what == "put_nowait" then
+      next_item = next_item + 1
+      Q[p.what](Q, next_item)
+      q.puts, q.unfinished = q.puts + 1, q.unfinished + 1
+    elseif p.what == "get" or p.what == "get_nowait" then
+      local item = Q[p.what](Q)
+      if math.type(item) ~= "integer" then violation("%s: got %s", q.name, tostring(item)) end
+      q.gets = q.gets + 1
+      -- task_done whatever happens meanwhile
+      local done <close> = setmetatable({}, {__close = function()
+        Q:task_done()
+        q.unfinished = q.unfinished - 1
+      end})
+      pause(p.k)
+    elseif p.what == "join" then
+      Q:join()
+    else
+      local before = Q:qsize()
+      Q:shutdown(p.immediate)
+      if p.immediate then
+        q.dropped = q.dropped + before
+        q.unfinished = math.max(0, q.unfinished - before)
+      end
+      trace("%s shut %s down%s (%d items)", w.name, q.name, p.immediate and " now" or "", before)
+      if p.replace and not stopping then new_queue(p.slot) end
+    end
+  end}
+
+op {name = "sleep", weight = 2,
+  make = function() return {k = rand(5) - 1} end,
+  run = function(_, p) pause(p.k) end}
+
+-- Sub-workers: a short script of their own; 'fail' ones end by raising.
+local worker  -- (rec, script)
+
+local function subworkers(w, p)
+  local tasks = {}
+  for i, s in ipairs(p.subs) do
+    local rec = new_record(("%s.%d"):format(w.name, i),
+                           {mode = s.mode, fail = s.fail, parent = w})
+    tasks[i] = spawn(rec, worker, rec, s.script)
+  end
+  return tasks
+end
+
+local function make_subs(depth, may_fail)
+  local subs = {}
+  for i = 1, rand(3) do
+    subs[i] = {script = make_script(depth + 1), mode = chance(0.3) and "swallow" or "propagate",
+               fail = may_fail and chance(0.2)}
+  end
+  return subs
+end
+
+-- Cancel the ones still pending and wait for them all (correct code
+-- leaves no task behind).
+local function finish_all(tasks)
+  for _, t in ipairs(tasks) do t:cancel() end
+  eddy.wait(tasks)
+end
+
+op {name = "gather", weight = 3, forwards = true, expected = set("ValueError"), sub = true,
+  make = function(depth) return {subs = make_subs(depth, true), rex = chance(0.5)} end,
+  run = function(w, p)
+    local tasks = subworkers(w, p)
+    local args = {table.unpack(tasks)}
+    args[#args + 1] = {return_exceptions = p.rex}
+    local ok, err = pcall(eddy.gather, table.unpack(args))
+    if not ok then
+      -- Whatever gather raised, its children go on: wait for them.
+      local fok, ferr = pcall(finish_all, tasks)
+      if not fok then error(ferr, 0) end
+      error(err, 0)
+    end
+  end}
+
+op {name = "wait", weight = 3, sub = true,
+  make = function(depth)
+    return {subs = make_subs(depth, false), timeout = chance(0.5) and tiny() or nil,
+            when = pick({"FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED"})}
+  end,
+  run = function(w, p)
+    local tasks = subworkers(w, p)
+    local ok, done, pending = pcall(eddy.wait, tasks, {timeout = p.timeout, return_when = eddy[p.when]})
+    if ok then
+      for _, t in ipairs(done) do
+        if not t:done() then violation("%s: wait() gave a pending task as done", w.name) end
+      end
+      if p.when == "ALL_COMPLETED" and not p.timeout and #pending > 0 then
+        violation("%s: wait(ALL_COMPLETED) left %d pending", w.name, #pending)
+      end
+      if #done == 0 and not p.timeout then
+        violation("%s: wait(%s) returned nothing done", w.name, p.when)
+      end
+    end
+    finish_all(tasks)
+    if not ok then error(done, 0) end
+  end}
+
+op {name = "as_completed", weight = 2, forwards = true, expected = set("TimeoutError"), sub = true,
+  make = function(depth) return {subs = make_subs(depth, false), timeout = chance(0.4) and tiny() or nil} end,
+  run = function(w, p)
+    local tasks = subworkers(w, p)
+    local seen = 0
+    local ok, err = pcall(function()
+      for f in eddy.as_completed(tasks, {timeout = p.timeout}) do
+        seen = seen + 1
+        if not f:done() then violation("%s: as_completed gave a pending future", w.name) end
+        f:result()
+      end
+    end)
+    if ok and seen ~= #tasks then
+      violation("%s: as_completed gave %d of %d", w.name, seen, #tasks)
+    end
+    finish_all(tasks)
+    if not ok then error(err, 0) end
+  end}
+
+op {name = "taskgroup", weight = 3, expected = set("ExceptionGroup"), sub = true,
+  make = function(depth) return {subs = make_subs(depth, true), k = rand(3) - 1} end,
+  run = function(w, p)
+    local ok, err = pcall(function()
+      local tg <close> = eddy.TaskGroup()
+      for i, s in ipairs(p.subs) do
+        local rec = new_record(("%s.g%d"):format(w.name, i), {mode = s.mode, fail = s.fail, parent = w})
+        rec.task = tg:create_task(worker, rec, s.script)
+        rec.task:set_name(rec.name)
+        record_of[rec.task] = rec
+      end
+      pause(p.k)
+    end)
+    if ok then return end
+    if errors.is(err, errors.ExceptionGroup) and w.task:cancelling() > 0 then
+      -- The group's errors won over a cancellation from outside: it was
+      -- requested again (asyncio's uncancel(); cancel()) and arrives at
+      -- the next suspension.
+      local sok, serr = pcall(eddy.sleep, 0)
+      if sok then violation("%s: the cancellation a TaskGroup requested again never came", w.name) end
+      err = serr
+    end
+    error(err, 0)
+  end}
+
+op {name = "wait_for_sub", weight = 2, forwards = true, expected = set("TimeoutError"), sub = true,
+  make = function(depth)
+    return {subs = {{script = make_script(depth + 1), mode = "propagate"}}, timeout = tiny()}
+  end,
+  run = function(w, p)
+    local t = subworkers(w, p)[1]
+    local ok, err = pcall(eddy.wait_for, t, p.timeout)
+    if not t:done() then violation("%s: wait_for returned with its task pending", w.name) end
+    if not ok then error(err, 0) end
+  end}
+
+local total_weight = 0
+for _, o in ipairs(ops) do total_weight = total_weight + o.weight end
+
+local MAX_DEPTH = 2
+function make_script(depth)
+  local script = {}
+  for i = 1, rand(depth == 0 and 8 or 3) do
+    local o
+    repeat
+      local r = rand(total_weight)
+      for _, c in ipairs(ops) do
+        r = r - c.weight
+        if r <= 0 then o = c; break end
+      end
+    until not (o.sub and depth >= MAX_DEPTH)
+    script[i] = {op = o, p = o.make(depth)}
+  end
+  return script
+end
+
+-- }=================================================
+
+-- {================================================= workers
+
+-- An error out of an operation: re-raise a cancellation sent to the task
+-- (or swallow it: uncancel()), go on after an error the operation may
+-- raise; anything else is a violation.
+local function handle_error(w, o, err)
+  local task = w.task
+  if errors.is(err, CancelledError) then
+    if task:cancelling() > 0 then
+      trace("%s: %s cancelled (%s)", w.name, o.name, w.mode)
+      if w.mode == "propagate" then error(err, 0) end
+      while task:cancelling() > 0 do task:uncancel() end
+      return
+    end
+    if o.forwards or w.tainted then return end
+    violation("%s: %s raised %s with no cancel request", w.name, o.name, describe_error(err))
+  end
+  local name = class_name(err)
+  if name == nil or not (o.expected and o.expected[name]) then
+    violation("%s: %s raised %s\n%s", w.name, o.name, describe_error(err),
+              type(err) == "table" and tostring(err.traceback) or "")
+  end
+  trace("%s: %s raised %s", w.name, o.name, name)
+end
+
+-- After an operation that ended other than by the worker's cancellation:
+-- no cancel request may be left unseen, unless the operation awaited a
+-- sub-worker directly (gather, wait_for): cancelling the worker cancels
+-- that task, and one that swallows it absorbs the request, as in asyncio.
+local function check_unseen(w, o, outcome)
+  local task = w.task
+  if task:cancelling() == 0 or w.tainted then return end
+  if not o.forwards then
+    violation("%s: %s %s with %d cancel requests never delivered", w.name, o.name, outcome,
+              task:cancelling())
+  end
+  trace("%s: %s absorbed %d cancel requests", w.name, o.name, task:cancelling())
+  while task:cancelling() > 0 do task:uncancel() end
+end
+
+function worker(w, script)
+  w.started = true
+  for _, s in ipairs(script) do
+    if stopping then break end
+    w.op = s.op.name
+    trace("%s: %s", w.name, w.op)
+    local ok, err = pcall(s.op.run, w, s.p)
+    if not ok then
+      local hok, herr = pcall(handle_error, w, s.op, err)
+      if w.nheld ~= 0 then
+        violation("%s: still holds %d units after %s", w.name, w.nheld, w.op)
+      end
+      if not hok then w.op = nil; error(herr, 0) end
+      check_unseen(w, s.op, "raised " .. describe_error(err))
+    else
+      if w.nheld ~= 0 then
+        violation("%s: still holds %d units after %s", w.name, w.nheld, w.op)
+      end
+      check_unseen(w, s.op, "returned")
+    end
+  end
+  w.op = nil
+  if w.fail then error(errors.ValueError("boom from " .. w.name), 0) end
+  return w.name
+end
+
+-- }=================================================
+
+-- {================================================= invariants
+
+local STALL_TURNS = 50
+
+-- Whether some waiter future of 'waiters' (a Deque or nil) is done: its
+-- task will run and pass the resource on.
+local function waiters_state(waiters)
+  local n, done, woken = 0, 0, 0
+  if waiters ~= nil then
+    for _, fut in waiters:each() do
+      n = n + 1
+      if fut:done() then
+        done = done + 1
+        if not fut:cancelled() then woken = woken + 1 end
+      end
+    end
+  end
+  return n, done, woken
+end
+
+local function check_lock(r, lock)
+  local n, done = waiters_state(lock._waiters)
+  if lock:locked() ~= (r.nheld == 1) then
+    violation("%s: locked() is %s with %d holders", r.name, tostring(lock:locked()), r.nheld)
+  end
+  if not lock:locked() and n > 0 and done == 0 then
+    violation("%s: free with %d waiters and none woken", r.name, n)
+  end
+end
+
+local function check_sem(r)
+  local s = r.obj
+  local n, done, woken = waiters_state(s._waiters)
+  local v = s._value
+  if v < 0 then violation("%s: value %d", r.name, v) end
+  if r.bounded and v > r.n then violation("%s: value %d above %d", r.name, v, r.n) end
+  if v + r.nheld + woken ~= r.n then
+    violation("%s: value %d + %d held + %d woken ~= %d", r.name, v, r.nheld, woken, r.n)
+  end
+  if v > 0 and n > done and done == 0 then
+    violation("%s: value %d with %d waiters and none woken", r.name, v, n)
+  end
+end
+
+local function check_queue(q)
+  local Q = q.obj
+  if q.puts ~= q.gets + Q:qsize() + q.dropped then
+    violation("%s: %d put ~= %d got + %d left + %d dropped", q.name, q.puts, q.gets,
+              Q:qsize(), q.dropped)
+  end
+  if Q._unfinished_tasks ~= q.unfinished then
+    violation("%s: %d unfinished tasks, expected %d", q.name, Q._unfinished_tasks, q.unfinished)
+  end
+  local stalled = (Q:qsize() > 0 and #Q._getters > 0) or (not Q:full() and #Q._putters > 0)
+  q.stall = stalled and q.stall + 1 or 0
+  if q.stall > STALL_TURNS then
+    violation("%s: %d items, %d getters, %d putters waiting for %d turns", q.name,
+              Q:qsize(), #Q._getters, #Q._putters, q.stall)
+  end
+end
+
+local function check_all()
+  for _, r in ipairs(res_of.lock) do check_lock(r, r.obj) end
+  for _, r in ipairs(res_of.cond) do check_lock(r, r.obj._lock) end
+  for _, r in ipairs(res_of.sem) do check_sem(r) end
+  for _, q in ipairs(queues) do check_queue(q) end
+end
+
+-- At the end, with every task done.
+local function check_final()
+  check_all()
+  for _, r in ipairs(resources) do
+    local o = r.obj
+    if r.kind == "lock" or r.kind == "cond" then
+      local lock = r.kind == "cond" and o._lock or o
+      if lock:locked() or waiters_state(lock._waiters) > 0 then
+        violation("%s: %s at the end", r.name, tostring(o))
+      end
+      if r.kind == "cond" and #o._waiters > 0 then
+        violation("%s: %d waiters at the end", r.name, #o._waiters)
+      end
+    elseif r.kind == "sem" then
+      if o._value ~= r.n or waiters_state(o._waiters) > 0 then
+        violation("%s: %s at the end (initial value %d)", r.name, tostring(o), r.n)
+      end
+    elseif r.kind == "event" then
+      if #o._waiters > 0 then violation("%s: %d waiters at the end", r.name, #o._waiters) end
+    elseif r.kind == "barrier" then
+      if o._count ~= 0 then violation("%s: %s at the end", r.name, tostring(o)) end
+    end
+  end
+  for _, q in ipairs(queues) do
+    local Q = q.obj
+    if #Q._getters > 0 or #Q._putters > 0 or q.unfinished ~= 0 or not Q._finished:is_set() then
+      violation("%s: %s at the end", q.name, tostring(Q))
+    end
+  end
+  for _, rec in ipairs(records) do
+    local t = rec.task
+    if not t:done() then violation("%s pending at the end", rec.name) end
+    if t:cancelled() then
+      -- Sub-workers are cancelled by their parents' gather/wait/wait_for
+      -- too; a worker only by chaos, when it re-raises.
+      if rec.top and not rec.tainted
+         and (rec.cancels == 0 or (rec.started and rec.mode ~= "propagate")) then
+        violation("%s ended cancelled: %d cancel requests, mode %s", rec.name, rec.cancels, rec.mode)
+      end
+    else
+      local err = t:exception()
+      if err ~= nil and not (rec.fail and errors.is(err, errors.ValueError)) then
+        violation("%s ended with %s\n%s", rec.name, describe_error(err),
+                  type(err) == "table" and tostring(err.traceback) or "")
+      end
+      if rec.top and not rec.tainted and t:cancelling() > 0 then
+        violation("%s returned with %d cancel requests it never saw", rec.name, t:cancelling())
+      end
+    end
+  end
+end
+
+-- }=================================================
+
+-- {================================================= chaos and main
+
+local MAX_WORKERS = 12
+local tops = {}   -- the workers chaos spawned, every one, in order
+local live = 0
+
+local function spawn_worker()
+  local rec = new_record("w" .. (#tops + 1),
+                         {top = true, mode = chance(0.25) and "swallow" or "propagate"})
+  table.insert(tops, rec)
+  live = live + 1
+  spawn(rec, worker, rec, make_script(0))
+  rec.task:add_done_callback(function() live = live - 1 end)
+  trace("spawn %s (%s)", rec.name, rec.mode)
+end
+
+-- Chaos picks by index among every record, done or not, so its choices
+-- do not depend on which tasks timing left running.
+local function chaos()
+  if live < MAX_WORKERS and chance(0.5) then spawn_worker() end
+  for _ = 1, #records > 0 and rand(3) - 1 or 0 do
+    local rec = records[rand(#records)]
+    if not rec.inner then
+      local t = rec.task
+      local times = chance(0.2) and 2 or 1
+      for _ = 1, times do
+        local msg = chance(0.3) and ("chaos " .. step) or nil
+        if t:cancel(msg) then rec.cancels = rec.cancels + 1 end
+      end
+      trace("cancel %s x%d%s -> cancelling %d", rec.name, times, t:done() and " (done)" or "",
+            t:cancelling())
+      if chance(0.1) and not t:done() and t:cancelling() > 0 then
+        t:uncancel()
+        rec.tainted = true
+        trace("uncancel %s", rec.name)
+      end
+    end
+  end
+end
+
+local function all_done()
+  for _, rec in ipairs(records) do
+    if not rec.task:done() then return false end
+  end
+  return true
+end
+
+-- Release whatever waits on something only another worker would do
+-- (workers stopped starting operations): events set, conditions notified,
+-- barriers aborted, queues shut down (after a grace period in which a
+-- queue's stall would show).
+-- Shut every queue down at once (dropping what is left); a queue shut
+-- down without 'immediate' may still hold items.
+local function shut_queues()
+  for _, q in ipairs(queues) do
+    local Q = q.obj
+    if not Q._is_shutdown or Q:qsize() > 0 then
+      q.dropped = q.dropped + Q:qsize()
+      q.unfinished = math.max(0, q.unfinished - Q:qsize())
+      Q:shutdown(true)
+    end
+  end
+end
+
+local DRAINER = {name = "drain", nheld = 0}  -- the main task, notifying
+local function release_waiters(turn)
+  for _, r in ipairs(res_of.event) do r.obj:set() end
+  for _, r in ipairs(res_of.barrier) do
+    if r.obj._count > 0 and not r.obj.broken then r.obj:abort() end
+  end
+  for _, r in ipairs(res_of.cond) do
+    if #r.obj._waiters > 0 then
+      local h <close> = take(r, DRAINER, r.obj:acquire())
+      r.gen = r.gen + 1
+      r.obj:notify_all()
+    end
+  end
+  if turn > 2 * STALL_TURNS then shut_queues() end
+end
+
+local reports = {}
+
+local function main()
+  local loop = eddy.get_running_loop()
+  loop:set_exception_handler(function(_, ctx)
+    reports[#reports + 1] = tostring(ctx.message) .. " " .. tostring(ctx.exception)
+  end)
+  for i = 1, 2 do add_resource("lock", "lock" .. i, eddy.Lock()) end
+  for i = 1, 3 do
+    local n = rand(3)
+    local bounded = i ~= 1
+    add_resource("sem", (bounded and "bsem" or "sem") .. i,
+                 bounded and eddy.BoundedSemaphore(n) or eddy.Semaphore(n), {n = n, bounded = bounded})
+  end
+  for i = 1, 2 do add_resource("cond", "cond" .. i, eddy.Condition(), {gen = 0}) end
+  for i = 1, 2 do add_resource("event", "event" .. i, eddy.Event()) end
+  for i = 1, 2 do
+    local n = rand(3)
+    local passed = {}
+    for j = 0, n - 1 do passed[j] = 0 end
+    add_resource("barrier", "barrier" .. i, eddy.Barrier(n), {n = n, passed = passed, npassed = 0})
+  end
+  for i = 1, 3 do new_queue(add_resource("qslot", "qslot" .. i, nil, {i = i})) end
+
+  for s = 1, STEPS do
+    step = s
+    chaos()
+    eddy.sleep(s % 7 == 0 and 0.0005 or 0)
+    check_all()
+  end
+
+  stopping = true
+  trace("stopping")
+  local DRAIN_TURNS = 2000
+  local turn = 0
+  while not all_done() do
+    turn = turn + 1
+    step = STEPS + turn
+    if turn > DRAIN_TURNS then
+      local pending = {}
+      for _, rec in ipairs(records) do
+        if not rec.task:done() then
+          pending[#pending + 1] = rec.name .. " in " .. tostring(rec.op)
+        end
+      end
+      local states = {}
+      for _, r in ipairs(resources) do
+        if r.obj then states[#states + 1] = r.name .. " " .. tostring(r.obj) end
+      end
+      for _, q in ipairs(queues) do states[#states + 1] = q.name .. " " .. tostring(q.obj) end
+      violation("deadlock: %d turns after stopping, still pending: %s\n%s", DRAIN_TURNS,
+                table.concat(pending, ", "), table.concat(states, "\n"))
+    end
+    if turn > STALL_TURNS then release_waiters(turn) end
+    eddy.sleep(turn % 2 == 0 and 0.001 or 0)
+    check_all()
+  end
+  shut_queues()
+  check_final()
+
+  -- Mark every outcome retrieved, drop the tasks, and collect: a report
+  -- now comes from a future eddy made and left behind.
+  local ntasks = #records
+  for _, rec in ipairs(records) do
+    if not rec.task:cancelled() then rec.task:exception() end
+  end
+  records, tops = {}, {}
+  for _ = 1, 3 do collectgarbage() eddy.sleep(0) end
+  if #reports > 0 then
+    violation("exception handler reports:\n  %s", table.concat(reports, "\n  "))
+  end
+  local others = {}
+  for _, t in ipairs(eddy.all_tasks()) do
+    if t ~= eddy.current_task() then others[#others + 1] = tostring(t) end
+  end
+  if #others > 0 then violation("tasks left: %s", table.concat(others, ", ")) end
+  return ntasks
+end
+
+local ntasks = eddy.run(main)
+if #reports > 0 then
+  violation("exception handler reports:\n  %s", table.concat(reports, "\n  "))
+end
+print(("ok %d %d: %d tasks, %d events"):format(SEED, STEPS, ntasks, ring_n))
+
+-- }=================================================
