@@ -176,15 +176,48 @@ local function new_record(name, fields)
   return rec
 end
 
+-- The pending tasks chaos may cancel (not the inner acquire tasks).
+local targets = {}
+
+-- Give rec its task: named, found by record_of, a target until done.
+local function own(rec, task)
+  rec.task = task
+  task:set_name(rec.name)
+  record_of[task] = rec
+  if not rec.inner then
+    targets[#targets + 1] = rec
+    task:add_done_callback(function()
+      for i, r in ipairs(targets) do
+        if r == rec then
+          targets[i] = targets[#targets]
+          targets[#targets] = nil
+          break
+        end
+      end
+    end)
+  end
+  return task
+end
+
 local function spawn(rec, fn, ...)
-  rec.task = eddy.create_task(fn, ...)
-  rec.task:set_name(rec.name)
-  record_of[rec.task] = rec
-  return rec.task
+  return own(rec, eddy.create_task(fn, ...))
 end
 
 -- A task whose own record it is.
 local function current_record() return record_of[eddy.current_task()] end
+
+-- The workers in a queue's get (put) or a condition's wait, in the
+-- order they called it: chaos wakes the first and cancels it at once,
+-- the case of asyncio's lost getters, putters and notifications.
+-- Closing the result leaves the line.
+local function in_line(line, w)
+  line[#line + 1] = w
+  return setmetatable({}, {__close = function()
+    for i, x in ipairs(line) do
+      if x == w then table.remove(line, i); break end
+    end
+  end})
+end
 
 local function pause(k)
   for _ = 1, k do eddy.sleep(0) end
@@ -311,6 +344,25 @@ op {name = "acquire_shield", weight = 4,
   end}
 
 -- Condition: generation counters make wait_for's predicates come true.
+
+-- r.obj:notify(n) (nil: notify_all), holding its lock: it must wake the
+-- first n waiters still waiting; a cancelled one does not count.
+local function notify(r, n)
+  r.gen = r.gen + 1
+  local before = {}
+  for _, fut in r.obj._waiters:each() do before[fut] = not fut:done() end
+  if n then r.obj:notify(n) else r.obj:notify_all() end
+  local pending, woken = 0, 0
+  for fut, was in pairs(before) do
+    if was then
+      pending = pending + 1
+      if fut:done() and not fut:cancelled() then woken = woken + 1 end
+    end
+  end
+  if woken ~= math.min(n or math.huge, pending) then
+    violation("%s: notify(%s) woke %d of %d waiting", r.name, tostring(n), woken, pending)
+  end
+end
 op {name = "condition", weight = 6, expected = set("TimeoutError"),
   make = function()
     return {r = pick(res_of.cond), what = pick({"wait", "wait", "wait_for", "notify", "notify_all"}),
@@ -321,12 +373,12 @@ op {name = "condition", weight = 6, expected = set("TimeoutError"),
     local scope <close> = p.timeout and eddy.timeout(p.timeout)
     local h <close> = take(r, w, r.obj:acquire())
     if p.what == "notify" or p.what == "notify_all" then
-      r.gen = r.gen + 1
-      if p.what == "notify" then r.obj:notify(p.n) else r.obj:notify_all() end
+      notify(r, p.what == "notify" and p.n or nil)
       pause(p.k)
       return
     end
     -- The lock is released inside wait and taken again before it returns.
+    local line <close> = in_line(r.waiting, w)
     unregister(h)
     local start = r.gen
     local ok, err
@@ -395,31 +447,56 @@ local function new_queue(slot)
   local ctor = pick({eddy.Queue, eddy.PriorityQueue, eddy.LifoQueue})
   local maxsize = rand(4) - 1
   local q = {obj = ctor(maxsize), name = ("queue%d.%d"):format(slot.i, #queues + 1),
-             puts = 0, gets = 0, dropped = 0, unfinished = 0, stall = 0}
+             puts = 0, gets = 0, dropped = 0, unfinished = 0, stall = 0,
+             getters = {}, putters = {}}
   table.insert(queues, q)
   slot.q = q
   return q
 end
 local next_item = 0
 
-op {name = "queue", weight = 8,
+-- Chaos: a put_nowait (get_nowait) to a queue with a getter (putter)
+-- waiting, then a cancel of the first one in line (woken, not yet run).
+local function poke_queue(q)
+  local Q = q.obj
+  if Q._is_shutdown then return end
+  local line = #q.getters > 0 and Q:empty() and q.getters
+  if line then
+    next_item = next_item + 1
+    Q:put_nowait(next_item)
+    q.puts, q.unfinished = q.puts + 1, q.unfinished + 1
+  else
+    line = #q.putters > 0 and Q:full() and Q:qsize() > 0 and q.putters
+    if not line then return end
+    Q:get_nowait()
+    Q:task_done()
+    q.gets, q.unfinished = q.gets + 1, q.unfinished - 1
+  end
+  local rec = line[1]
+  if rec.task:cancel() then rec.cancels = rec.cancels + 1 end
+  trace("poke %s, cancel %s -> cancelling %d", q.name, rec.name, rec.task:cancelling())
+end
+
+op {name = "queue", weight = 14,
   expected = set("QueueShutDown", "QueueEmpty", "QueueFull", "TimeoutError"),
   make = function()
     return {slot = pick(res_of.qslot),
-            what = pick({"put", "put", "get", "get", "put_nowait", "get_nowait", "join",
-                         "shutdown"}),
-            immediate = chance(0.5), timeout = chance(0.3) and tiny() or nil, k = rand(3) - 1,
-            replace = chance(0.7)}
+            what = chance(0.05) and "shutdown"
+                   or pick({"put", "put", "get", "get", "get", "put_nowait", "get_nowait", "join"}),
+            immediate = chance(0.5), timeout = chance(0.4) and tiny() or nil, k = rand(3) - 1,
+            replace = chance(0.9)}
   end,
   run = function(w, p)
     local q = p.slot.q
     local Q = q.obj
     local scope <close> = p.timeout and eddy.timeout(p.timeout)
     if p.what == "put" or p.what == "put_nowait" then
+      local _ <close> = in_line(q.putters, w)
       next_item = next_item + 1
       Q[p.what](Q, next_item)
       q.puts, q.unfinished = q.puts + 1, q.unfinished + 1
     elseif p.what == "get" or p.what == "get_nowait" then
+      local line <close> = in_line(q.getters, w)
       local item = Q[p.what](Q)
       if math.type(item) ~= "integer" then violation("%s: got %s", q.name, tostring(item)) end
       q.gets = q.gets + 1
@@ -540,9 +617,7 @@ op {name = "taskgroup", weight = 3, expected = set("ExceptionGroup"), sub = true
       local tg <close> = eddy.TaskGroup()
       for i, s in ipairs(p.subs) do
         local rec = new_record(("%s.g%d"):format(w.name, i), {mode = s.mode, fail = s.fail, parent = w})
-        rec.task = tg:create_task(worker, rec, s.script)
-        rec.task:set_name(rec.name)
-        record_of[rec.task] = rec
+        own(rec, tg:create_task(worker, rec, s.script))
       end
       pause(p.k)
     end)
@@ -661,7 +736,7 @@ end
 
 -- {================================================= invariants
 
-local STALL_TURNS = 50
+local STALL_TURNS = 4
 
 -- Whether some waiter future of 'waiters' (a Deque or nil) is done: its
 -- task will run and pass the resource on.
@@ -712,11 +787,17 @@ local function check_queue(q)
   if Q._unfinished_tasks ~= q.unfinished then
     violation("%s: %d unfinished tasks, expected %d", q.name, Q._unfinished_tasks, q.unfinished)
   end
-  local stalled = (Q:qsize() > 0 and #Q._getters > 0) or (not Q:full() and #Q._putters > 0)
+  -- A getter woken by a put runs within a turn or two; one cancelled
+  -- first passes the wake on.  Waiting getters, items there, and no get
+  -- for turns on end: a lost wake-up (putters alike).
+  local n, full = Q:qsize(), Q:full()
+  local stalled = (n > 0 and #Q._getters > 0 and q.gets == q.last_gets)
+                  or (not full and #Q._putters > 0 and q.puts == q.last_puts)
+  q.last_gets, q.last_puts = q.gets, q.puts
   q.stall = stalled and q.stall + 1 or 0
   if q.stall > STALL_TURNS then
-    violation("%s: %d items, %d getters, %d putters waiting for %d turns", q.name,
-              Q:qsize(), #Q._getters, #Q._putters, q.stall)
+    violation("%s: %d items, %d getters, %d putters waiting, no progress for %d turns", q.name,
+              n, #Q._getters, #Q._putters, q.stall)
   end
 end
 
@@ -783,6 +864,19 @@ end
 
 -- {================================================= chaos and main
 
+-- Chaos: cancel the first waiter of a condition whose lock is free, then
+-- take the lock (at once: nobody waits for it) and notify one.
+local CHAOS = {name = "chaos", nheld = 0}
+local function poke_condition(r)
+  local lock = r.obj._lock
+  if #r.waiting == 0 or lock:locked() or waiters_state(lock._waiters) > 0 then return end
+  local rec = r.waiting[1]
+  if rec.task:cancel() then rec.cancels = rec.cancels + 1 end
+  trace("poke %s, cancel %s -> cancelling %d", r.name, rec.name, rec.task:cancelling())
+  local h <close> = take(r, CHAOS, r.obj:acquire())
+  notify(r, 1)
+end
+
 local MAX_WORKERS = 12
 local tops = {}   -- the workers chaos spawned, every one, in order
 local live = 0
@@ -797,26 +891,25 @@ local function spawn_worker()
   trace("spawn %s (%s)", rec.name, rec.mode)
 end
 
--- Chaos picks by index among every record, done or not, so its choices
--- do not depend on which tasks timing left running.
+-- Chaos cancels pending tasks: which ones are pending depends on timing
+-- (tiny timeouts) as well as on the choices.
 local function chaos()
   if live < MAX_WORKERS and chance(0.5) then spawn_worker() end
-  for _ = 1, #records > 0 and rand(3) - 1 or 0 do
-    local rec = records[rand(#records)]
-    if not rec.inner then
-      local t = rec.task
-      local times = chance(0.2) and 2 or 1
-      for _ = 1, times do
-        local msg = chance(0.3) and ("chaos " .. step) or nil
-        if t:cancel(msg) then rec.cancels = rec.cancels + 1 end
-      end
-      trace("cancel %s x%d%s -> cancelling %d", rec.name, times, t:done() and " (done)" or "",
-            t:cancelling())
-      if chance(0.1) and not t:done() and t:cancelling() > 0 then
-        t:uncancel()
-        rec.tainted = true
-        trace("uncancel %s", rec.name)
-      end
+  if chance(0.3) then poke_queue(pick(res_of.qslot).q) end
+  if chance(0.2) then poke_condition(pick(res_of.cond)) end
+  for _ = 1, #targets > 0 and rand(3) - 1 or 0 do
+    local rec = targets[rand(#targets)]
+    local t = rec.task
+    local times = chance(0.2) and 2 or 1
+    for _ = 1, times do
+      local msg = chance(0.3) and ("chaos " .. step) or nil
+      if t:cancel(msg) then rec.cancels = rec.cancels + 1 end
+    end
+    trace("cancel %s x%d -> cancelling %d", rec.name, times, t:cancelling())
+    if chance(0.1) and t:cancelling() > 0 then
+      t:uncancel()
+      rec.tainted = true
+      trace("uncancel %s", rec.name)
     end
   end
 end
@@ -849,13 +942,20 @@ local DRAINER = {name = "drain", nheld = 0}  -- the main task, notifying
 local function release_waiters(turn)
   for _, r in ipairs(res_of.event) do r.obj:set() end
   for _, r in ipairs(res_of.barrier) do
-    if r.obj._count > 0 and not r.obj.broken then r.obj:abort() end
+    -- (bounded: the main task must not hang, or no watchdog would fire)
+    local b = r.obj
+    if b._count > 0 and not b.broken then
+      local ok, err = pcall(eddy.wait_for, function() b:abort() end, 0.01)
+      if not ok and not errors.is(err, TimeoutError) then
+        violation("%s:abort() raised %s", r.name, describe_error(err))
+      end
+    end
   end
   for _, r in ipairs(res_of.cond) do
-    if #r.obj._waiters > 0 then
+    local lock = r.obj._lock
+    if #r.obj._waiters > 0 and not lock:locked() and waiters_state(lock._waiters) == 0 then
       local h <close> = take(r, DRAINER, r.obj:acquire())
-      r.gen = r.gen + 1
-      r.obj:notify_all()
+      notify(r)
     end
   end
   if turn > 2 * STALL_TURNS then shut_queues() end
@@ -875,7 +975,7 @@ local function main()
     add_resource("sem", (bounded and "bsem" or "sem") .. i,
                  bounded and eddy.BoundedSemaphore(n) or eddy.Semaphore(n), {n = n, bounded = bounded})
   end
-  for i = 1, 2 do add_resource("cond", "cond" .. i, eddy.Condition(), {gen = 0}) end
+  for i = 1, 2 do add_resource("cond", "cond" .. i, eddy.Condition(), {gen = 0, waiting = {}}) end
   for i = 1, 2 do add_resource("event", "event" .. i, eddy.Event()) end
   for i = 1, 2 do
     local n = rand(3)
@@ -883,7 +983,7 @@ local function main()
     for j = 0, n - 1 do passed[j] = 0 end
     add_resource("barrier", "barrier" .. i, eddy.Barrier(n), {n = n, passed = passed, npassed = 0})
   end
-  for i = 1, 3 do new_queue(add_resource("qslot", "qslot" .. i, nil, {i = i})) end
+  for i = 1, 2 do new_queue(add_resource("qslot", "qslot" .. i, nil, {i = i})) end
 
   for s = 1, STEPS do
     step = s
