@@ -482,8 +482,9 @@ op {name = "queue", weight = 14,
   make = function()
     return {slot = pick(res_of.qslot),
             what = chance(0.05) and "shutdown"
-                   or pick({"put", "put", "get", "get", "get", "put_nowait", "get_nowait", "join"}),
-            immediate = chance(0.5), timeout = chance(0.4) and tiny() or nil, k = rand(3) - 1,
+                   or pick({"put", "put", "put_nowait", "get", "get", "get", "get_nowait", "join"}),
+            count = rand(3),
+            immediate = chance(0.5), timeout = chance(0.25) and tiny() or nil, k = rand(3) - 1,
             replace = chance(0.9)}
   end,
   run = function(w, p)
@@ -496,16 +497,21 @@ op {name = "queue", weight = 14,
       Q[p.what](Q, next_item)
       q.puts, q.unfinished = q.puts + 1, q.unfinished + 1
     elseif p.what == "get" or p.what == "get_nowait" then
-      local line <close> = in_line(q.getters, w)
-      local item = Q[p.what](Q)
-      if math.type(item) ~= "integer" then violation("%s: got %s", q.name, tostring(item)) end
-      q.gets = q.gets + 1
-      -- task_done whatever happens meanwhile
-      local done <close> = setmetatable({}, {__close = function()
-        Q:task_done()
-        q.unfinished = q.unfinished - 1
-      end})
-      pause(p.k)
+      for _ = 1, p.count do
+        local item
+        do
+          local _ <close> = in_line(q.getters, w)
+          item = Q[p.what](Q)
+        end
+        if math.type(item) ~= "integer" then violation("%s: got %s", q.name, tostring(item)) end
+        q.gets = q.gets + 1
+        -- task_done whatever happens meanwhile
+        local done <close> = setmetatable({}, {__close = function()
+          Q:task_done()
+          q.unfinished = q.unfinished - 1
+        end})
+        pause(p.k)
+      end
     elseif p.what == "join" then
       Q:join()
     else
@@ -895,7 +901,9 @@ end
 -- (tiny timeouts) as well as on the choices.
 local function chaos()
   if live < MAX_WORKERS and chance(0.5) then spawn_worker() end
-  if chance(0.3) then poke_queue(pick(res_of.qslot).q) end
+  for _, slot in ipairs(res_of.qslot) do
+    if chance(0.5) then poke_queue(slot.q) end
+  end
   if chance(0.2) then poke_condition(pick(res_of.cond)) end
   for _ = 1, #targets > 0 and rand(3) - 1 or 0 do
     local rec = targets[rand(#targets)]
