@@ -1,0 +1,117 @@
+-- tools/fuzz/cancel_storm.lua: random workers on locks, semaphores,
+-- conditions, events, barriers and queues under a storm of cancellations
+-- must leave every invariant whole, for a fixed set of seeds; and the
+-- storm finds asyncio's old cancellation bugs when they are put back.
+-- A long campaign: docs/testing.md.
+local cli = require "cli_helper"
+
+local SEEDS = {1, 2, 3, 4}
+local STEPS = 500
+
+-- Run the fuzzer; 'prelude' (Lua source) runs first, in the same state.
+local function storm(seed, steps, prelude)
+  local pre = prelude and ("-e " .. cli.q(("dofile(%q)"):format(cli.tempfile(prelude, ".lua"))) .. " ")
+              or ""
+  local r = cli.eddy(("%stools/fuzz/cancel_storm.lua %d %d"):format(pre, seed, steps), {timeout = 60})
+  assert.is_nil(r.err:match("Sanitizer") or r.err:match("runtime error"), r.err)
+  return r
+end
+
+describe("tools/fuzz/cancel_storm.lua", function()
+  for _, seed in ipairs(SEEDS) do
+    it(("seed %d, %d steps: no violation"):format(seed, STEPS), function()
+      local r = storm(seed, STEPS)
+      assert(r.code == 0 and r.out:find(("ok %d %d:"):format(seed, STEPS), 1, true),
+             ("exit %s; rerun: %s tools/fuzz/cancel_storm.lua %d %d\n%s")
+               :format(tostring(r.code), cli.binary, seed, STEPS, r.err:sub(1, 3000)))
+    end)
+  end
+end)
+
+-- Each mutant brings back one bug asyncio had (CPython's regression test
+-- named); some seed of the first twenty must report it.
+local function finds(prelude, pattern)
+  for seed = 1, 20 do
+    local r = storm(seed, 600, prelude)
+    if r.code ~= 0 then
+      assert.matches("VIOLATION seed " .. seed .. " step %d+: " .. pattern, r.err)
+      return
+    end
+  end
+  error("no seed found the mutant")
+end
+
+describe("cancel_storm finds the bug put back", function()
+  it("a Semaphore waiter woken then cancelled keeps its unit (test_acquire_cancel_before_awoken)", function()
+    finds([[
+      local eddy = require "eddy"
+      local C = eddy._core
+      for _, sem in ipairs{eddy.Semaphore(1), eddy.BoundedSemaphore(1)} do
+        local cls = getmetatable(sem)
+        local acquire = cls.acquire
+        function cls:acquire()
+          if not self:locked() or self._waiters == nil then return acquire(self) end
+          local fut = eddy.get_running_loop():create_future()
+          self._waiters:push(fut)
+          local ok, err = pcall(C._await_as, fut, "acquire")
+          self._waiters:remove(fut)
+          while self._value > 0 do
+            if not self:_wake_up_next() then break end
+          end
+          if not ok then error(err, 0) end  -- (no unit given back)
+          return true
+        end
+      end
+    ]], "b?sem%d: value %d+ %+ %d+ held %+ %d+ woken ~= %d+")
+  end)
+
+  it("a Lock waiter woken then cancelled wakes nobody (test_finished_waiter_cancelled)", function()
+    finds([[
+      local eddy = require "eddy"
+      local C = eddy._core
+      local cls = getmetatable(eddy.Lock())
+      local acquire = cls.acquire
+      function cls:acquire()
+        if not self._locked or self._waiters == nil then return acquire(self) end
+        local fut = eddy.get_running_loop():create_future()
+        self._waiters:push(fut)
+        local ok, err = pcall(C._await_as, fut, "acquire")
+        self._waiters:remove(fut)
+        if not ok then error(err, 0) end  -- (the next waiter is not woken)
+        self._locked = true
+        return true
+      end
+    ]], "%a+%d: free with %d+ waiters and none woken")
+  end)
+
+  it("Condition.notify counts a cancelled waiter as woken (asyncio's _notify skips done futures)", function()
+    finds([[
+      local eddy = require "eddy"
+      local cls = getmetatable(eddy.Condition())
+      function cls:_notify(n)
+        local i = 0
+        for _, fut in self._waiters:each() do
+          if i >= n then break end
+          i = i + 1
+          if not fut:done() then fut:set_result(false) end
+        end
+      end
+    ]], "cond%d: notify%(1%) woke 0 of 1 waiting")
+  end)
+
+  it("a Queue getter woken then cancelled does not pass the wake on (test_get_cancelled_race)", function()
+    finds([[
+      local eddy = require "eddy"
+      local wait = eddy._core.Waiters_methods.wait
+      local methods = getmetatable(getmetatable(eddy.Queue()).__index).__index
+      function methods:get()
+        while self._n == 0 do
+          if self._is_shutdown then error(eddy.errors.QueueShutDown(), 2) end
+          local err = wait(self._getters, "get")
+          if err ~= nil then error(err, 0) end
+        end
+        return self:get_nowait()
+      end
+    ]], "queue%d+%.%d+: %d+ items, %d+ getters, %d+ putters waiting, no progress")
+  end)
+end)
