@@ -176,7 +176,7 @@ local function new_record(name, fields)
   return rec
 end
 
--- The pending tasks chaos may cancel (not the inner acquire tasks).
+-- The pending tasks chaos may cancel.
 local targets = {}
 
 -- Give rec its task: named, found by record_of, a target until done.
@@ -184,18 +184,16 @@ local function own(rec, task)
   rec.task = task
   task:set_name(rec.name)
   record_of[task] = rec
-  if not rec.inner then
-    targets[#targets + 1] = rec
-    task:add_done_callback(function()
-      for i, r in ipairs(targets) do
-        if r == rec then
-          targets[i] = targets[#targets]
-          targets[#targets] = nil
-          break
-        end
+  targets[#targets + 1] = rec
+  task:add_done_callback(function()
+    for i, r in ipairs(targets) do
+      if r == rec then
+        targets[i] = targets[#targets]
+        targets[#targets] = nil
+        break
       end
-    end)
-  end
+    end
+  end)
   return task
 end
 
@@ -260,7 +258,8 @@ end
 
 -- Acquire r in a task of its own that takes the hold; returns the task.
 local function acquire_task(r, w)
-  local rec = new_record(w.name .. ".acq", {mode = "propagate", inner = true})
+  local rec = new_record(w.name .. ".acq", {mode = "propagate"})
+  w.inner = rec  -- (chaos may cancel it: its CancelledError reaches w)
   return spawn(rec, function()
     local guard = r.obj:acquire()
     return take(r, rec, guard)
@@ -695,7 +694,7 @@ local function handle_error(w, o, err)
       while task:cancelling() > 0 do task:uncancel() end
       return
     end
-    if o.forwards or w.tainted then return end
+    if o.forwards or w.tainted or (w.inner and w.inner.cancels > 0) then return end
     violation("%s: %s raised %s with no cancel request", w.name, o.name, describe_error(err))
   end
   local name = class_name(err)
@@ -725,7 +724,7 @@ function worker(w, script)
   w.started = true
   for _, s in ipairs(script) do
     if stopping then break end
-    w.op = s.op.name
+    w.op, w.inner = s.op.name, nil
     trace("%s: %s", w.name, w.op)
     local ok, err = pcall(s.op.run, w, s.p)
     if not ok then
