@@ -292,6 +292,22 @@ op {name = "acquire", weight = 6,
     pause(p.k)
   end}
 
+-- A cleanup that suspends (API.md §1: __close may suspend), releasing
+-- before or after its own suspension; a cancellation arriving there is
+-- raised from __close once the unit is back.
+op {name = "acquire_async_close", weight = 3,
+  make = function() return {r = lockish(), k = rand(3) - 1, first = chance(0.5)} end,
+  run = function(w, p)
+    local h = take(p.r, w, p.r.obj:acquire())
+    local _ <close> = setmetatable({}, {__close = function()
+      if p.first then h:release() end
+      local ok, err = pcall(pause, p.k + 1)
+      h:release()
+      if not ok then error(err, 0) end
+    end})
+    pause(p.k)
+  end}
+
 op {name = "acquire_wait_for", weight = 5, expected = set("TimeoutError"),
   make = function() return {r = lockish(), k = rand(3) - 1, timeout = tiny()} end,
   run = function(w, p)
