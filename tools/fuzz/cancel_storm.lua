@@ -589,8 +589,24 @@ op {name = "gather", weight = 3, forwards = true, expected = set("ValueError"), 
     local tasks = subworkers(w, p)
     local args = {table.unpack(tasks)}
     args[#args + 1] = {return_exceptions = p.rex}
-    local ok, err = pcall(eddy.gather, table.unpack(args))
-    if not ok then
+    local res = table.pack(pcall(eddy.gather, table.unpack(args)))
+    local ok, err = res[1], res[2]
+    if ok then
+      -- Each child done, its outcome in its place: its result, or (with
+      -- return_exceptions) its error or CancelledError.
+      for i, t in ipairs(tasks) do
+        local r = res[i + 1]
+        local good
+        if not t:done() then good = false
+        elseif t:cancelled() then good = p.rex and errors.is(r, CancelledError)
+        elseif t:exception() ~= nil then good = p.rex and r == t:exception()
+        else good = r == t:result() end
+        if not good then
+          violation("%s: gather gave %s for %s (%s)", w.name, describe_error(r), t:get_name(),
+                    tostring(t))
+        end
+      end
+    else
       -- Whatever gather raised, its children go on: wait for them.
       local fok, ferr = pcall(finish_all, tasks)
       if not fok then error(ferr, 0) end
@@ -610,6 +626,12 @@ op {name = "wait", weight = 3, sub = true,
       for _, t in ipairs(done) do
         if not t:done() then violation("%s: wait() gave a pending task as done", w.name) end
       end
+      for _, t in ipairs(pending) do
+        if t:done() then violation("%s: wait() gave a done task as pending", w.name) end
+      end
+      if #done + #pending ~= #tasks then
+        violation("%s: wait() gave %d done + %d pending of %d", w.name, #done, #pending, #tasks)
+      end
       if p.when == "ALL_COMPLETED" and not p.timeout and #pending > 0 then
         violation("%s: wait(ALL_COMPLETED) left %d pending", w.name, #pending)
       end
@@ -625,11 +647,14 @@ op {name = "as_completed", weight = 2, forwards = true, expected = set("TimeoutE
   make = function(depth) return {subs = make_subs(depth, false), timeout = chance(0.4) and tiny() or nil} end,
   run = function(w, p)
     local tasks = subworkers(w, p)
-    local seen = 0
+    local seen, given = 0, {}
     local ok, err = pcall(function()
       for f in eddy.as_completed(tasks, {timeout = p.timeout}) do
         seen = seen + 1
-        if not f:done() then violation("%s: as_completed gave a pending future", w.name) end
+        if not f:done() or given[f] then
+          violation("%s: as_completed gave a future %s", w.name, given[f] and "twice" or "pending")
+        end
+        given[f] = true
         f:result()
       end
     end)
@@ -643,14 +668,18 @@ op {name = "as_completed", weight = 2, forwards = true, expected = set("TimeoutE
 op {name = "taskgroup", weight = 3, expected = set("ExceptionGroup"), sub = true,
   make = function(depth) return {subs = make_subs(depth, true), k = rand(3) - 1} end,
   run = function(w, p)
+    local children = {}
     local ok, err = pcall(function()
       local tg <close> = eddy.TaskGroup()
       for i, s in ipairs(p.subs) do
         local rec = new_record(("%s.g%d"):format(w.name, i), {mode = s.mode, fail = s.fail, parent = w})
-        own(rec, tg:create_task(worker, rec, s.script))
+        children[i] = own(rec, tg:create_task(worker, rec, s.script))
       end
       pause(p.k)
     end)
+    for _, t in ipairs(children) do
+      if not t:done() then violation("%s: TaskGroup closed with %s pending", w.name, t:get_name()) end
+    end
     if ok then return end
     if errors.is(err, errors.ExceptionGroup) and w.task:cancelling() > 0 then
       -- The group's errors won over a cancellation from outside: it was
