@@ -99,6 +99,30 @@ describe("cancel_storm finds the bug put back", function()
     ]], "cond%d: notify%(1%) woke 0 of 1 waiting")
   end)
 
+  it("a Condition waiter notified then cancelled keeps the notification (test_cancelled_wakeup)", function()
+    finds([[
+      local eddy = require "eddy"
+      local errors = eddy.errors
+      local C = eddy._core
+      local cls = getmetatable(eddy.Condition())
+      function cls:wait()
+        local fut = eddy.get_running_loop():create_future()
+        self:release()
+        self._waiters:push(fut)
+        local ok, err = pcall(C._await_as, fut, "wait")
+        self._waiters:remove(fut)
+        while true do
+          local aok, aerr = pcall(self.acquire, self)
+          if aok then break end
+          ok, err = false, aerr
+          if not errors.is(aerr, errors.CancelledError) then break end
+        end
+        if ok then return true end
+        error(err, 0)  -- (no self:_notify(1) first)
+      end
+    ]], "cond%d: [%w.]+, notified then cancelled, left wait without waking the next waiter")
+  end)
+
   it("a Queue getter woken then cancelled does not pass the wake on (test_get_cancelled_race)", function()
     finds([[
       local eddy = require "eddy"

@@ -860,9 +860,27 @@ local function check_queue(q)
   end
 end
 
+-- Once the waiter a notification woke, then cancelled, has left wait, the
+-- next waiter must have been woken in its place.
+local function check_passing(r)
+  local pass = r.passing
+  if pass == nil then return end
+  for _, rec in ipairs(r.waiting) do
+    if rec == pass.by then return end  -- still in wait
+  end
+  r.passing = nil
+  if not pass.next:done() then
+    violation("%s: %s, notified then cancelled, left wait without waking the next waiter",
+              r.name, pass.by.name)
+  end
+end
+
 local function check_all()
   for _, r in ipairs(res_of.lock) do check_lock(r, r.obj) end
-  for _, r in ipairs(res_of.cond) do check_lock(r, r.obj._lock) end
+  for _, r in ipairs(res_of.cond) do
+    check_lock(r, r.obj._lock)
+    check_passing(r)
+  end
   for _, r in ipairs(res_of.sem) do check_sem(r) end
   for _, q in ipairs(queues) do check_queue(q) end
 end
@@ -923,17 +941,48 @@ end
 
 -- {================================================= chaos and main
 
--- Chaos: cancel the first waiter of a condition whose lock is free, then
--- take the lock (at once: nobody waits for it) and notify one.
+-- The worker whose task waits on 'fut' in r's line (a task's tostring
+-- names the future it waits on), or nil.
+local function waiting_on(r, fut)
+  local addr = tostring(fut):match("(0x%x+)>$")
+  for _, rec in ipairs(r.waiting) do
+    if addr and tostring(rec.task):find(addr, 1, true) then return rec end
+  end
+end
+
+local function chaos_cancel(rec)
+  if rec.task:cancel() then rec.cancels = rec.cancels + 1 end
+end
+
+-- Chaos, on a condition whose lock is free (taken at once: nobody waits
+-- for it): either cancel the first waiter, then notify one (a cancelled
+-- waiter must not count), or notify one, then cancel the waiter it woke,
+-- which must pass the notification on to the next when it leaves wait
+-- (asyncio's test_cancelled_wakeup): checked by check_passing.
 local CHAOS = {name = "chaos", nheld = 0}
 local function poke_condition(r)
   local lock = r.obj._lock
   if #r.waiting == 0 or lock:locked() or waiters_state(lock._waiters) > 0 then return end
-  local rec = r.waiting[1]
-  if rec.task:cancel() then rec.cancels = rec.cancels + 1 end
-  trace("poke %s, cancel %s -> cancelling %d", r.name, rec.name, rec.task:cancelling())
   local h <close> = take(r, CHAOS, r.obj:acquire())
+  if chance(0.5) then
+    local rec = r.waiting[1]
+    chaos_cancel(rec)
+    trace("poke %s: cancel %s, notify", r.name, rec.name)
+    notify(r, 1)
+    return
+  end
+  local woken, next_fut
+  for _, fut in r.obj._waiters:each() do
+    if not fut:done() then
+      if woken == nil then woken = fut else next_fut = fut; break end
+    end
+  end
+  local rec = woken and waiting_on(r, woken)
+  if rec == nil or r.passing then return end
   notify(r, 1)
+  chaos_cancel(rec)
+  trace("poke %s: notify, cancel %s (woken)", r.name, rec.name)
+  if next_fut then r.passing = {by = rec, next = next_fut} end
 end
 
 local MAX_WORKERS = 12
