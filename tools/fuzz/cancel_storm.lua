@@ -108,7 +108,7 @@ local res_of = {}    -- kind -> array of resources
 local resources = {} -- every resource
 local function add_resource(kind, name, obj, fields)
   local r = fields or {}
-  r.kind, r.name, r.obj, r.nheld, r.held = kind, name, obj, 0, {}
+  r.kind, r.name, r.obj, r.nheld, r.held, r.line = kind, name, obj, 0, {}, {}
   res_of[kind] = res_of[kind] or {}
   table.insert(res_of[kind], r)
   table.insert(resources, r)
@@ -217,6 +217,24 @@ local function in_line(line, w)
   end})
 end
 
+-- acquire(r, who) -> hold: r.obj:acquire() in the current task, in r's
+-- line.  A Lock is FIFO (API.md §8): who gets it has nobody ahead in line
+-- still waiting whose task was not cancelled.
+local function acquire(r, who)
+  local me = {task = eddy.current_task(), rec = who}
+  local _ <close> = in_line(r.line, me)
+  local guard = r.obj:acquire()
+  if r.kind == "lock" or r.kind == "cond" then
+    for _, e in ipairs(r.line) do
+      if e == me then break end
+      if e.task:cancelling() == 0 and not e.rec.tainted then
+        violation("%s: %s took it ahead of %s, waiting since before", r.name, who.name, e.rec.name)
+      end
+    end
+  end
+  return take(r, who, guard)
+end
+
 local function pause(k)
   for _ = 1, k do eddy.sleep(0) end
 end
@@ -261,8 +279,7 @@ local function acquire_task(r, w)
   local rec = new_record(w.name .. ".acq", {mode = "propagate"})
   w.inner = rec  -- (chaos may cancel it: its CancelledError reaches w)
   return spawn(rec, function()
-    local guard = r.obj:acquire()
-    return take(r, rec, guard)
+    return acquire(r, rec)
   end)
 end
 
@@ -288,7 +305,7 @@ end
 op {name = "acquire", weight = 6,
   make = function() return {r = lockish(), k = rand(4) - 1} end,
   run = function(w, p)
-    local h <close> = take(p.r, w, p.r.obj:acquire())
+    local h <close> = acquire(p.r, w)
     pause(p.k)
   end}
 
@@ -298,7 +315,7 @@ op {name = "acquire", weight = 6,
 op {name = "acquire_async_close", weight = 3,
   make = function() return {r = lockish(), k = rand(3) - 1, first = chance(0.5)} end,
   run = function(w, p)
-    local h = take(p.r, w, p.r.obj:acquire())
+    local h = acquire(p.r, w)
     local _ <close> = setmetatable({}, {__close = function()
       if p.first then h:release() end
       local ok, err = pcall(pause, p.k + 1)
@@ -328,7 +345,7 @@ op {name = "acquire_wait_for_fn", weight = 3, expected = set("TimeoutError"),
     local ok, err = pcall(eddy.wait_for, function()
       box.started = true
       local _ <close> = setmetatable({}, {__close = function() box.ended = true end})
-      box.h = take(p.r, w, p.r.obj:acquire())
+      box.h = acquire(p.r, w)
       if box.abandoned then box.h:release() end
       return box.h
     end, p.timeout)
@@ -352,7 +369,7 @@ op {name = "acquire_timeout", weight = 5, expected = set("TimeoutError"),
     local scope <close> = p.at and eddy.timeout_at(loop:time() + p.timeout)
                           or eddy.timeout(p.timeout)
     if p.resched and not scope:expired() then scope:reschedule(loop:time() + p.resched) end
-    local h <close> = take(p.r, w, p.r.obj:acquire())
+    local h <close> = acquire(p.r, w)
     pause(p.k)
   end}
 
@@ -395,7 +412,7 @@ op {name = "condition", weight = 6, expected = set("TimeoutError"),
   run = function(w, p)
     local r = p.r
     local scope <close> = p.timeout and eddy.timeout(p.timeout)
-    local h <close> = take(r, w, r.obj:acquire())
+    local h <close> = acquire(r, w)
     if p.what == "notify" or p.what == "notify_all" then
       notify(r, p.what == "notify" and p.n or nil)
       pause(p.k)
@@ -430,12 +447,18 @@ op {name = "event", weight = 4, expected = set("TimeoutError"),
   end,
   run = function(w, p)
     local e = p.r.obj
-    if p.what == "set" then e:set()
+    if p.what == "set" then
+      p.r.sets = p.r.sets + 1
+      e:set()
     elseif p.what == "clear" then e:clear()
     elseif p.timeout then
       eddy.wait_for(function() return e:wait() end, p.timeout)
-    elseif e:wait() ~= true then
-      violation("%s: %s:wait() did not return true", w.name, p.r.name)
+    else
+      local sets, was_set = p.r.sets, e:is_set()
+      if e:wait() ~= true then violation("%s: %s:wait() did not return true", w.name, p.r.name) end
+      if not was_set and p.r.sets == sets then
+        violation("%s: %s:wait() returned with no set() meanwhile", w.name, p.r.name)
+      end
     end
   end}
 
@@ -1050,7 +1073,10 @@ end
 
 local DRAINER = {name = "drain", nheld = 0}  -- the main task, notifying
 local function release_waiters(turn)
-  for _, r in ipairs(res_of.event) do r.obj:set() end
+  for _, r in ipairs(res_of.event) do
+    r.sets = r.sets + 1
+    r.obj:set()
+  end
   for _, r in ipairs(res_of.barrier) do
     -- (bounded: the main task must not hang, or no watchdog would fire)
     local b = r.obj
@@ -1086,7 +1112,7 @@ local function main()
                  bounded and eddy.BoundedSemaphore(n) or eddy.Semaphore(n), {n = n, bounded = bounded})
   end
   for i = 1, 2 do add_resource("cond", "cond" .. i, eddy.Condition(), {gen = 0, waiting = {}}) end
-  for i = 1, 2 do add_resource("event", "event" .. i, eddy.Event()) end
+  for i = 1, 2 do add_resource("event", "event" .. i, eddy.Event(), {sets = 0}) end
   for i = 1, 2 do
     local n = rand(3)
     local passed = {}
