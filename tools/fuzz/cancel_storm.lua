@@ -9,28 +9,37 @@
 -- Condition wait/wait_for/notify/notify_all, Event wait/set/clear,
 -- Barrier wait/abort/reset, Queue put/get/_nowait/task_done/join/shutdown,
 -- and gather/wait/as_completed/TaskGroup over sub-workers.  Meanwhile a
--- chaos step (the main task) cancels random workers, with and without a
--- message, sometimes twice, sometimes uncancel()s one.  Workers handle
+-- chaos step (the main task) cancels random tasks, with and without a
+-- message, sometimes twice, sometimes uncancel()s one, and wakes the
+-- first getter, putter or condition waiter in line and cancels it at
+-- once (asyncio's lost-wakeup cases).  Workers handle
 -- CancelledError as correct asyncio code does: they release in <close>
 -- handlers, then re-raise it (or, some of them, swallow it and uncancel()).
 --
--- Checked after every turn: a Lock held by at most one worker, locked()
--- exactly while held; a Semaphore's value + units held + units handed to
--- woken waiters == its initial value, never negative, never above it when
--- bounded; no waiter left queued with the resource free and nobody woken
--- to take it; Queue items put == got + left + dropped by shutdown, its
--- unfinished count == puts - task_done calls - dropped; a getter (putter)
--- not left waiting for long on a queue that has items (room); a Barrier
--- lets no index through more often than its phases complete.  At the end
--- (STEPS turns, then releasing every waiter: events set, conditions
--- notified, barriers aborted, queues shut down): every task done within a
--- bounded number of turns (no deadlock), every primitive free with no
--- waiter, a Semaphore's value back to its initial value, each worker's
--- outcome consistent with what was done to it (cancelled only if it was
--- cancelled and it re-raised; returned normally otherwise, with no cancel
--- request left unseen), all_tasks() holding only the main task, and no
--- report through the exception handler ("exception was never retrieved",
--- "Task was destroyed but it is pending").
+-- Checked after every turn and operation: a Lock held by at most one
+-- worker, locked() exactly while held, taken in FIFO order; a Semaphore's
+-- value + units held + units handed to woken waiters == its initial
+-- value, never negative, never above it when bounded; no waiter left
+-- queued with the resource free and nobody woken to take it; notify(n)
+-- waking n live waiters, and a waiter notified then cancelled waking the
+-- next as it leaves wait, which returns holding the lock; Queue items put
+-- == got + left + dropped by shutdown, its unfinished count == puts -
+-- task_done calls - dropped; no getter (putter) left waiting on a queue
+-- with items (room) while no get (put) completes; Event.wait returning
+-- only after a set(); a Barrier letting no more through than its phases
+-- hold; wait_for never returning before its awaitable ended; gather,
+-- wait, as_completed and TaskGroup outcomes matching their children's; a
+-- worker holding nothing between operations, with no cancel request left
+-- undelivered.  At the end (STEPS turns, then releasing every waiter:
+-- events set, conditions notified, barriers aborted, queues shut down):
+-- every task done within a bounded number of turns (no deadlock), every
+-- primitive free with no waiter, a Semaphore's value back to its initial
+-- value, each worker's outcome consistent with what was done to it
+-- (cancelled only if it was cancelled and it re-raised; returned
+-- normally otherwise, with no cancel request left unseen), all_tasks()
+-- holding only the main task, and no report through the exception
+-- handler ("exception was never retrieved", "Task was destroyed but it
+-- is pending").
 --
 -- A violation prints "VIOLATION seed S step N: what" and the trace of
 -- the last events on stderr and exits 1; the last line on stdout is "ok
@@ -93,22 +102,18 @@ local function violation(fmt, ...)
   os.exit(1)
 end
 
-local function describe_error(err)
-  return type(err) == "table" and tostring(err) or tostring(err)
-end
-
 -- }=================================================
 
 -- {================================================= resources
 
--- A resource: {kind, name, obj, n (initial value), nheld, held (set of
--- holds)}.  A hold is a to-be-closed record of one unit taken: closing it
--- releases the unit, once.
+-- A resource: {kind, name, obj, n (initial value), nheld (units held),
+-- line (see in_line)}.  A hold is a to-be-closed record of one unit
+-- taken: closing it releases the unit, once.
 local res_of = {}    -- kind -> array of resources
 local resources = {} -- every resource
 local function add_resource(kind, name, obj, fields)
   local r = fields or {}
-  r.kind, r.name, r.obj, r.nheld, r.held, r.line = kind, name, obj, 0, {}, {}
+  r.kind, r.name, r.obj, r.nheld, r.line = kind, name, obj, 0, {}
   res_of[kind] = res_of[kind] or {}
   table.insert(res_of[kind], r)
   table.insert(resources, r)
@@ -127,14 +132,12 @@ local function register(h)
   elseif r.nheld >= r.n then
     violation("%s: a unit more than its %d taken by %s", r.name, r.n, h.who.name)
   end
-  r.held[h] = true
   r.nheld = r.nheld + 1
   h.who.nheld = h.who.nheld + 1
 end
 
 local function unregister(h)
   local r = h.res
-  r.held[h] = nil
   r.nheld = r.nheld - 1
   h.who.nheld = h.who.nheld - 1
 end
@@ -166,7 +169,6 @@ Hold.__close = Hold.release
 -- tainted (chaos uncancel()ed it: the cancellation checks are off),
 -- cancels (cancel() calls that returned true), nheld, op}.
 local records = {}
-local record_of = setmetatable({}, {__mode = "k"})  -- task -> record
 local stopping = false
 
 local function new_record(name, fields)
@@ -179,11 +181,10 @@ end
 -- The pending tasks chaos may cancel.
 local targets = {}
 
--- Give rec its task: named, found by record_of, a target until done.
+-- Give rec its task: named, a target until done.
 local function own(rec, task)
   rec.task = task
   task:set_name(rec.name)
-  record_of[task] = rec
   targets[#targets + 1] = rec
   task:add_done_callback(function()
     for i, r in ipairs(targets) do
@@ -201,13 +202,11 @@ local function spawn(rec, fn, ...)
   return own(rec, eddy.create_task(fn, ...))
 end
 
--- A task whose own record it is.
-local function current_record() return record_of[eddy.current_task()] end
-
--- The workers in a queue's get (put) or a condition's wait, in the
--- order they called it: chaos wakes the first and cancels it at once,
--- the case of asyncio's lost getters, putters and notifications.
--- Closing the result leaves the line.
+-- Who is in a lock's or semaphore's acquire (entries {task, rec}: the
+-- task may be one wait_for made), a queue's get or put, or a condition's
+-- wait (entries: records), in the order they called it: chaos wakes the
+-- first and cancels it at once, the case of asyncio's lost getters,
+-- putters and notifications.  Closing the result leaves the line.
 local function in_line(line, w)
   line[#line + 1] = w
   return setmetatable({}, {__close = function()
@@ -404,6 +403,7 @@ local function notify(r, n)
     violation("%s: notify(%s) woke %d of %d waiting", r.name, tostring(n), woken, pending)
   end
 end
+
 op {name = "condition", weight = 6, expected = set("TimeoutError"),
   make = function()
     return {r = pick(res_of.cond), what = pick({"wait", "wait", "wait_for", "notify", "notify_all"}),
@@ -433,7 +433,7 @@ op {name = "condition", weight = 6, expected = set("TimeoutError"),
     end
     if not r.obj:locked() then
       violation("%s: %s:%s left (%s) without the lock", w.name, r.name, p.what,
-                ok and "returned" or describe_error(err))
+                ok and "returned" or tostring(err))
     end
     register(h)
     if not ok then error(err, 0) end
@@ -625,7 +625,7 @@ op {name = "gather", weight = 3, forwards = true, expected = set("ValueError"), 
         elseif t:exception() ~= nil then good = p.rex and r == t:exception()
         else good = r == t:result() end
         if not good then
-          violation("%s: gather gave %s for %s (%s)", w.name, describe_error(r), t:get_name(),
+          violation("%s: gather gave %s for %s (%s)", w.name, tostring(r), t:get_name(),
                     tostring(t))
         end
       end
@@ -763,11 +763,11 @@ local function handle_error(w, o, err)
       return
     end
     if o.forwards or w.tainted or (w.inner and w.inner.cancels > 0) then return end
-    violation("%s: %s raised %s with no cancel request", w.name, o.name, describe_error(err))
+    violation("%s: %s raised %s with no cancel request", w.name, o.name, tostring(err))
   end
   local name = class_name(err)
   if name == nil or not (o.expected and o.expected[name]) then
-    violation("%s: %s raised %s\n%s", w.name, o.name, describe_error(err),
+    violation("%s: %s raised %s\n%s", w.name, o.name, tostring(err),
               type(err) == "table" and tostring(err.traceback) or "")
   end
   trace("%s: %s raised %s", w.name, o.name, name)
@@ -795,19 +795,13 @@ function worker(w, script)
     w.op, w.inner = s.op.name, nil
     trace("%s: %s", w.name, w.op)
     local ok, err = pcall(s.op.run, w, s.p)
-    if not ok then
-      local hok, herr = pcall(handle_error, w, s.op, err)
-      if w.nheld ~= 0 then
-        violation("%s: still holds %d units after %s", w.name, w.nheld, w.op)
-      end
-      if not hok then w.op = nil; error(herr, 0) end
-      check_unseen(w, s.op, "raised " .. describe_error(err))
-    else
-      if w.nheld ~= 0 then
-        violation("%s: still holds %d units after %s", w.name, w.nheld, w.op)
-      end
-      check_unseen(w, s.op, "returned")
+    local hok, herr = true, nil
+    if not ok then hok, herr = pcall(handle_error, w, s.op, err) end
+    if w.nheld ~= 0 then
+      violation("%s: still holds %d units after %s", w.name, w.nheld, w.op)
     end
+    if not hok then w.op = nil; error(herr, 0) end
+    check_unseen(w, s.op, ok and "returned" or "raised " .. tostring(err))
   end
   w.op = nil
   if w.fail then error(errors.ValueError("boom from " .. w.name), 0) end
@@ -950,7 +944,7 @@ local function check_final()
     else
       local err = t:exception()
       if err ~= nil and not (rec.fail and errors.is(err, errors.ValueError)) then
-        violation("%s ended with %s\n%s", rec.name, describe_error(err),
+        violation("%s ended with %s\n%s", rec.name, tostring(err),
                   type(err) == "table" and tostring(err.traceback) or "")
       end
       if rec.top and not rec.tainted and t:cancelling() > 0 then
@@ -1083,7 +1077,7 @@ local function release_waiters(turn)
     if b._count > 0 and not b.broken then
       local ok, err = pcall(eddy.wait_for, function() b:abort() end, 0.01)
       if not ok and not errors.is(err, TimeoutError) then
-        violation("%s:abort() raised %s", r.name, describe_error(err))
+        violation("%s:abort() raised %s", r.name, tostring(err))
       end
     end
   end
