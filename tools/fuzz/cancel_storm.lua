@@ -1002,6 +1002,20 @@ local function poke_condition(r)
   if next_fut then r.passing = {by = rec, next = next_fut} end
 end
 
+-- Cancel rec's task 'times' times, then maybe uncancel() it once.
+local function storm(rec, times, msg, uncancel)
+  local t = rec.task
+  for _ = 1, times do
+    if t:cancel(msg) then rec.cancels = rec.cancels + 1 end
+  end
+  trace("cancel %s x%d -> cancelling %d", rec.name, times, t:cancelling())
+  if uncancel and t:cancelling() > 0 then
+    t:uncancel()
+    rec.tainted = true
+    trace("uncancel %s", rec.name)
+  end
+end
+
 local MAX_WORKERS = 12
 local tops = {}   -- the workers chaos spawned, every one, in order
 local live = 0
@@ -1026,17 +1040,17 @@ local function chaos()
   if chance(0.2) then poke_condition(pick(res_of.cond)) end
   for _ = 1, #targets > 0 and rand(3) - 1 or 0 do
     local rec = targets[rand(#targets)]
-    local t = rec.task
-    local times = chance(0.2) and 2 or 1
-    for _ = 1, times do
-      local msg = chance(0.3) and ("chaos " .. step) or nil
-      if t:cancel(msg) then rec.cancels = rec.cancels + 1 end
-    end
-    trace("cancel %s x%d -> cancelling %d", rec.name, times, t:cancelling())
-    if chance(0.1) and t:cancelling() > 0 then
-      t:uncancel()
-      rec.tainted = true
-      trace("uncancel %s", rec.name)
+    local times, uncancel = chance(0.2) and 2 or 1, chance(0.1)
+    local msg = chance(0.3) and ("chaos " .. step) or nil
+    -- now, or from a plain callback: on the loop's next turn, among the
+    -- wake-ups already queued, or after a tiny delay
+    local when = rand(4)
+    if when <= 2 then
+      storm(rec, times, msg, uncancel)
+    elseif when == 3 then
+      eddy.get_running_loop():call_soon(storm, rec, times, msg, uncancel)
+    else
+      eddy.get_running_loop():call_later(tiny(), storm, rec, times, msg, uncancel)
     end
   end
 end
