@@ -26,7 +26,8 @@
 -- == got + left + dropped by shutdown, its unfinished count == puts -
 -- task_done calls - dropped; no getter (putter) left waiting on a queue
 -- with items (room) while no get (put) completes; Event.wait returning
--- only after a set(); a Barrier letting no more through than its phases
+-- only after a set(), none left unwoken while set; a Barrier holding no
+-- more than its parties, letting no more through than its phases
 -- hold; wait_for never returning before its awaitable ended; gather,
 -- wait, as_completed and TaskGroup outcomes matching their children's; a
 -- worker holding nothing between operations, with no cancel request left
@@ -899,6 +900,19 @@ local function check_all()
     check_passing(r)
   end
   for _, r in ipairs(res_of.sem) do check_sem(r) end
+  for _, r in ipairs(res_of.event) do
+    -- set() wakes every waiter; one coming later returns at once.
+    local n, done = waiters_state(r.obj._waiters)
+    if r.obj:is_set() and n > done then
+      violation("%s: set with a waiter not woken", r.name)
+    end
+  end
+  for _, r in ipairs(res_of.barrier) do
+    local b = r.obj
+    if b._count > r.n or b.n_waiting >= r.n then
+      violation("%s: %d in, %d waiting, %d parties", r.name, b._count, b.n_waiting, r.n)
+    end
+  end
   for _, q in ipairs(queues) do check_queue(q) end
 end
 
