@@ -28,11 +28,26 @@ describe("tools/fuzz/cancel_storm.lua", function()
   end
 end)
 
+-- What each mutant starts with: eddy, and wait_in(waiters, what), which
+-- queues a new future in a Deque of waiters, awaits it and takes it out
+-- again (locks.lua's wait_on), returning pcall's results.
+local MUTANT_PRELUDE = [[
+local eddy = require "eddy"
+local errors = eddy.errors
+local function wait_in(waiters, what)
+  local fut = eddy.get_running_loop():create_future()
+  waiters:push(fut)
+  local ok, err = pcall(eddy._core._await_as, fut, what)
+  waiters:remove(fut)
+  return ok, err
+end
+]]
+
 -- Each mutant brings back one bug asyncio had (CPython's regression test
 -- named); some seed of the first twenty must report it.
-local function finds(prelude, pattern)
+local function finds(mutant, pattern)
   for seed = 1, 20 do
-    local r = storm(seed, 600, prelude)
+    local r = storm(seed, 600, MUTANT_PRELUDE .. mutant)
     if r.code ~= 0 then
       assert.matches("VIOLATION seed " .. seed .. " step %d+: " .. pattern, r.err)
       return
@@ -44,17 +59,12 @@ end
 describe("cancel_storm finds the bug put back", function()
   it("a Semaphore waiter woken then cancelled keeps its unit (test_acquire_cancel_before_awoken)", function()
     finds([[
-      local eddy = require "eddy"
-      local C = eddy._core
       for _, sem in ipairs{eddy.Semaphore(1), eddy.BoundedSemaphore(1)} do
         local cls = getmetatable(sem)
         local acquire = cls.acquire
         function cls:acquire()
           if not self:locked() or self._waiters == nil then return acquire(self) end
-          local fut = eddy.get_running_loop():create_future()
-          self._waiters:push(fut)
-          local ok, err = pcall(C._await_as, fut, "acquire")
-          self._waiters:remove(fut)
+          local ok, err = wait_in(self._waiters, "acquire")
           while self._value > 0 do
             if not self:_wake_up_next() then break end
           end
@@ -67,16 +77,11 @@ describe("cancel_storm finds the bug put back", function()
 
   it("a Lock waiter woken then cancelled wakes nobody (test_finished_waiter_cancelled)", function()
     finds([[
-      local eddy = require "eddy"
-      local C = eddy._core
       local cls = getmetatable(eddy.Lock())
       local acquire = cls.acquire
       function cls:acquire()
         if not self._locked or self._waiters == nil then return acquire(self) end
-        local fut = eddy.get_running_loop():create_future()
-        self._waiters:push(fut)
-        local ok, err = pcall(C._await_as, fut, "acquire")
-        self._waiters:remove(fut)
+        local ok, err = wait_in(self._waiters, "acquire")
         if not ok then error(err, 0) end  -- (the next waiter is not woken)
         self._locked = true
         return true
@@ -86,7 +91,6 @@ describe("cancel_storm finds the bug put back", function()
 
   it("Condition.notify counts a cancelled waiter as woken (asyncio's _notify skips done futures)", function()
     finds([[
-      local eddy = require "eddy"
       local cls = getmetatable(eddy.Condition())
       function cls:_notify(n)
         local i = 0
@@ -101,16 +105,10 @@ describe("cancel_storm finds the bug put back", function()
 
   it("a Condition waiter notified then cancelled keeps the notification (test_cancelled_wakeup)", function()
     finds([[
-      local eddy = require "eddy"
-      local errors = eddy.errors
-      local C = eddy._core
       local cls = getmetatable(eddy.Condition())
       function cls:wait()
-        local fut = eddy.get_running_loop():create_future()
         self:release()
-        self._waiters:push(fut)
-        local ok, err = pcall(C._await_as, fut, "wait")
-        self._waiters:remove(fut)
+        local ok, err = wait_in(self._waiters, "wait")
         while true do
           local aok, aerr = pcall(self.acquire, self)
           if aok then break end
@@ -125,7 +123,6 @@ describe("cancel_storm finds the bug put back", function()
 
   it("a Queue getter woken then cancelled does not pass the wake on (test_get_cancelled_race)", function()
     finds([[
-      local eddy = require "eddy"
       local wait = eddy._core.Waiters_methods.wait
       local methods = getmetatable(getmetatable(eddy.Queue()).__index).__index
       function methods:get()
