@@ -1,0 +1,35 @@
+-- Futures and tasks: results, errors, cancellation, gather, wait_for,
+-- wait, shield, TaskGroup, timeouts.
+local eddy = require "eddy"
+local support = dofile "tests/oom/support.lua"
+support.run(function()
+  local loop = eddy.get_running_loop()
+  local f = loop:create_future()
+  loop:call_soon(f.set_result, f, 1, 2)
+  local a, b = f:await()
+  assert(a == 1 and b == 2)
+  local function add(x, y) eddy.sleep(0) return x + y end
+  assert(eddy.gather(function() return add(1, 2) end) == 3)
+  local t1, t2 = eddy.ensure_future(function() return add(1, 2) end),
+                 eddy.ensure_future(function() error("boom") end)
+  local results = {eddy.gather(t1, t2, {return_exceptions = true})}
+  assert(results[1] == 3 and results[2] ~= nil)
+  assert(not pcall(eddy.wait_for, function() eddy.sleep(10) end, 0.01))
+  local slow = loop:create_task(function() eddy.sleep(10) end)
+  local done, pending = eddy.wait({slow}, {timeout = 0.001})
+  assert(#done == 0 and #pending == 1)
+  slow:cancel()
+  eddy.wait({slow}, {timeout = 1})
+  assert(slow:cancelled())
+  assert(eddy.await(eddy.shield(loop:create_task(add, 2, 3))) == 5)
+  do
+    local tg <close> = eddy.TaskGroup()
+    tg:create_task(add, 1, 1)
+    tg:create_task(function() eddy.sleep(0.001) end)
+  end
+  do
+    local _ <close> = eddy.timeout(2)
+    eddy.sleep(0.001)
+  end
+  assert(eddy.wait_for(function() return add(4, 5) end, 2) == 9)
+end)

@@ -1,0 +1,23 @@
+-- What the scenarios of tests/oom_host.c share: support.run(main) runs
+-- main in eddy.run, recording the first error that reached the loop's
+-- exception handler (a callback, a protocol method that raised); that one
+-- is raised at the end, before main's own error, which it may explain (a
+-- result that never came).  Every wait in a scenario is bounded.
+local eddy = require "eddy"
+local support = {}
+local trace = os.getenv("OOM_TRACE") -- set: print what the handler gets
+
+function support.run(main)
+  local first
+  local ok, err = pcall(eddy.run, function()
+    eddy.get_running_loop():set_exception_handler(function(_, context)
+      if trace then io.stderr:write(tostring(context.message), ": ", tostring(context.exception), "\n") end
+      first = first or context.exception or context.message
+    end)
+    return main()
+  end)
+  if first ~= nil then error(first, 0) end
+  if not ok then error(err, 0) end
+end
+
+return support
