@@ -243,6 +243,27 @@ void eddy__newcontext(lua_State *L, const char *message, int errindex) {
 ** and the run raises it in the main chunk, as asyncio's KeyboardInterrupt
 ** leaves the loop without reaching the handler.
 */
+/* (loop, message, err): eddy__report_error's report, protected. */
+static int report_protected(lua_State *L) {
+  eddy_Loop *loop = (eddy_Loop *)lua_touserdata(L, 1);
+  eddy__newcontext(L, (const char *)lua_touserdata(L, 2), 3);
+  eddy__call_exception_handler(L, loop);
+  return 0;
+}
+
+void eddy__report_error(lua_State *L, eddy_Loop *loop, const char *message) {
+  int err = lua_gettop(L);
+  lua_pushcfunction(L, report_protected);
+  lua_pushlightuserdata(L, loop);
+  lua_pushlightuserdata(L, (void *)message);
+  lua_pushvalue(L, err);
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) /* no memory for a report */
+    fprintf(stderr, "eddy: %s: %s\n", message,
+            lua_type(L, err) == LUA_TSTRING ? lua_tostring(L, err)
+                                            : "(an error object)");
+  lua_settop(L, err - 1);
+}
+
 void eddy__call_exception_handler(lua_State *L, eddy_Loop *loop) {
   int top = lua_gettop(L);  /* the context */
   if (loop->rt->interrupted) {

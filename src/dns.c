@@ -92,39 +92,79 @@ static void push_addrinfo(lua_State *L, const struct addrinfo *ai) {
   }
 }
 
-/* The request finished with 'status': the index of its future when
-** someone still waits and it succeeded (the caller sets the results);
-** else 0 (a failure is set on the future here). */
-static int settle(lua_State *L, Request *r, int status, const char *what) {
-  int f = pop_future(L, r);
-  if (f != 0 && status < 0) {
-    eddy__pushuverror(L, status, what);
-    eddy__future_set_exception_unless_done(L, f);
-    return 0;
+/* (future, status, what, res): the outcome of a request on its future. */
+static int settle_protected(lua_State *L) {
+  int status = (int)lua_tointeger(L, 2);
+  if (status < 0) {
+    eddy__pushuverror(L, status, (const char *)lua_touserdata(L, 3));
+    eddy__future_set_exception_unless_done(L, 1);
+  } else if (lua_touserdata(L, 4) != NULL) {
+    push_addrinfo(L, (const struct addrinfo *)lua_touserdata(L, 4));
+    eddy__future_set_result_unless_done(L, 1, 1);
+  } else {
+    Request *r = (Request *)lua_touserdata(L, 5);
+    lua_pushstring(L, r->u.gni.host);
+    lua_pushstring(L, r->u.gni.service);
+    eddy__future_set_result_unless_done(L, 1, 2);
   }
-  return f;
+  return 0;
 }
 
-/* The request r started: wait on a new future its callback settles. */
-static int await_request(lua_State *L, eddy_Loop *loop, Request *r,
-                         const char *what) {
+/* The request r finished with 'status' (getaddrinfo's list res, or NULL
+** for getnameinfo): settle its future, if someone still waits, in a
+** protected call, since it allocates inside a libuv callback.  Should that
+** fail (no memory for the results), the future fails with the error. */
+static void settle(Request *r, int status, const char *what,
+                   struct addrinfo *res) {
+  lua_State *L = r->loop->rt->L;
+  int top = lua_gettop(L);
+  int f = pop_future(L, r);
+  if (f != 0) {
+    lua_pushcfunction(L, settle_protected);
+    lua_pushvalue(L, f);
+    lua_pushinteger(L, status);
+    lua_pushlightuserdata(L, (void *)what);
+    lua_pushlightuserdata(L, res);
+    lua_pushlightuserdata(L, r);
+    if (lua_pcall(L, 5, 0, 0) != LUA_OK) eddy__future_fail(L, r->loop, f);
+  }
+  lua_settop(L, top);
+}
+
+/* A new request on 'loop', with the future its callback settles pushed
+** and anchored: both made before the request starts, since nothing may
+** raise once it has (its callback would find no future). */
+static Request *request_new(lua_State *L, eddy_Loop *loop) {
+  Request *r;
+  int ref;
   eddy__future_new(L, loop);
   lua_pushvalue(L, -1);
-  r->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if ((r = (Request *)malloc(sizeof *r)) == NULL) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    luaL_error(L, "not enough memory");
+  }
+  r->loop = loop;
+  r->ref = ref;
+  return r;
+}
+
+/* The request r started (err 0): wait on its future, at the top; or it
+** did not: drop it and raise. */
+static int await_request(lua_State *L, Request *r, int err,
+                         const char *what) {
+  if (err < 0) {
+    luaL_unref(L, LUA_REGISTRYINDEX, r->ref);
+    free(r);
+    return eddy__uverror(L, err, what);
+  }
   return eddy__await(L, lua_gettop(L), what);
 }
 
 static void getaddrinfo_cb(uv_getaddrinfo_t *req, int status,
                            struct addrinfo *res) {
   Request *r = (Request *)req;
-  lua_State *L = r->loop->rt->L;
-  int top = lua_gettop(L);
-  int f = settle(L, r, status, "getaddrinfo");
-  if (f != 0) {
-    push_addrinfo(L, res);
-    eddy__future_set_result_unless_done(L, f, 1);
-  }
-  lua_settop(L, top);
+  settle(r, status, "getaddrinfo", res);
   uv_freeaddrinfo(res);
   free(r);
 }
@@ -167,15 +207,6 @@ static int int_option(lua_State *L, int i, const char *name) {
   return v;
 }
 
-/* A new request on 'loop'; its future is set by the caller. */
-static Request *request_new(lua_State *L, eddy_Loop *loop) {
-  Request *r = (Request *)malloc(sizeof *r);
-  if (r == NULL) luaL_error(L, "not enough memory");
-  r->loop = loop;
-  r->ref = LUA_NOREF;
-  return r;
-}
-
 /* loop:getaddrinfo(host, port, {family, type, proto, flags}) -> array */
 static int l_getaddrinfo(lua_State *L) {
   eddy_Loop *loop = eddy__checkloop(L, 1);
@@ -212,25 +243,15 @@ static int l_getaddrinfo(lua_State *L) {
   r = request_new(L, loop);
   err = uv_getaddrinfo(loop->uv, &r->u.gai, getaddrinfo_cb, host, service,
                        &hints);
-  if (err < 0) {
-    free(r);
-    return eddy__uverror(L, err, "getaddrinfo");
-  }
-  return await_request(L, loop, r, "getaddrinfo");
+  return await_request(L, r, err, "getaddrinfo");
 }
 
 static void getnameinfo_cb(uv_getnameinfo_t *req, int status,
                            const char *host, const char *service) {
   Request *r = (Request *)req;
-  lua_State *L = r->loop->rt->L;
-  int top = lua_gettop(L);
-  int f = settle(L, r, status, "getnameinfo");
-  if (f != 0) {
-    lua_pushstring(L, host);
-    lua_pushstring(L, service);
-    eddy__future_set_result_unless_done(L, f, 2);
-  }
-  lua_settop(L, top);
+  (void)host;  /* (also in req, where settle_protected reads them) */
+  (void)service;
+  settle(r, status, "getnameinfo", NULL);
   free(r);
 }
 
@@ -272,11 +293,7 @@ static int l_getnameinfo(lua_State *L) {
   r = request_new(L, loop);
   err = uv_getnameinfo(loop->uv, &r->u.gni, getnameinfo_cb,
                        (struct sockaddr *)&ss, flags);
-  if (err < 0) {
-    free(r);
-    return eddy__uverror(L, err, "getnameinfo");
-  }
-  return await_request(L, loop, r, "getnameinfo");
+  return await_request(L, r, err, "getnameinfo");
 }
 
 /* }====================================================== */

@@ -203,22 +203,13 @@ static void refuse_closed(lua_State *L, eddy_Loop *loop) {
     eddy__error(L, "RuntimeError", "Event loop is closed");
 }
 
-/* Queue one callback: a waiting Task is woken, a function gets a Handle
-** calling it with the future.  Callback at cb, its context at ctx. */
+/* Queue the callback at cb, with its context at ctx, for the done future
+** at fi (add_done_callback on a done future). */
 static void schedule_one(lua_State *L, eddy_Future *f, int fi, int cb,
-                         int ctx, int is_task) {
+                         int ctx) {
   eddy_Loop *loop = f->loop;
   if (loop->state == EDDY_LOOP_CLOSED) {
     refuse_closed(L, loop);
-    return;
-  }
-  if (is_task) {
-    eddy_Task *t = (eddy_Task *)lua_touserdata(L, cb);
-    if (t->fut.state != EDDY_FUT_PENDING || t->scheduled) return;
-    /* (its TASK_UV_WAITER stays until the step: a cancel() before it
-    ** then finds the waiter done, as asyncio's _fut_waiter) */
-    t->scheduled = 1;
-    eddy__ready_push(L, loop, cb);
     return;
   }
   lua_pushvalue(L, cb);
@@ -229,19 +220,41 @@ static void schedule_one(lua_State *L, eddy_Future *f, int fi, int cb,
 }
 
 /*
-** Schedule every done callback and forget them.  On a closed loop none is
-** scheduled: they are forgotten all the same, then refuse_closed raises,
-** the future staying done (asyncio's C Future clears its callbacks when
-** call_soon fails).
+** Completing a future must not lose a callback to an allocation failure:
+** a task or a callback waiting on it would wait forever.  So it happens
+** in two phases.  prepare_callbacks, the future still pending, makes
+** everything that scheduling allocates: what each callback puts in the
+** ready queue (the Task itself for a waiting task, a Handle calling the
+** function with the future), in a list it pushes, and room in the ready
+** queue for all of it; it may raise.  The caller then sets the outcome
+** and commit_callbacks queues the list and forgets the callbacks,
+** allocating nothing.  On a closed loop nothing is prepared and
+** commit_callbacks forgets the callbacks all the same, then refuse_closed
+** raises, the future staying done (asyncio's C Future clears its
+** callbacks when call_soon fails).
 */
-static void schedule_callbacks(lua_State *L, eddy_Future *f, int fi) {
-  int top = lua_gettop(L);
-  int in_extra = f->ncallbacks;  /* callbacks in EXTRA's list */
-  int open = f->loop->state != EDDY_LOOP_CLOSED;
-  if (f->ncallbacks == 0) return;
-  lua_getiuservalue(L, fi, FUT_UV_CB0);
-  if (!lua_isnil(L, -1)) {
-    in_extra--;
+static void prepare_one(lua_State *L, eddy_Future *f, int fi, int list,
+                        int cb, int ctx, int is_task) {
+  if (is_task) {
+    lua_pushvalue(L, cb);
+  } else {
+    lua_pushvalue(L, cb);
+    lua_pushvalue(L, fi);
+    eddy__handle_new(L, f->loop, 1, ctx);
+  }
+  lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
+}
+
+static void prepare_once(lua_State *L, eddy_Future *f, int fi) {
+  int top, list;
+  lua_Integer k, n;
+  if (f->ncallbacks == 0 || f->loop->state == EDDY_LOOP_CLOSED) {
+    lua_pushnil(L);
+    return;
+  }
+  lua_createtable(L, f->ncallbacks, 0);
+  list = top = lua_gettop(L);
+  if (lua_getiuservalue(L, fi, FUT_UV_CB0) != LUA_TNIL) {
     if (f->flags & FUT_CB0_CTX) {
       push_extra(L, fi, 0);
       lua_getfield(L, -1, "ctx0");
@@ -249,14 +262,12 @@ static void schedule_callbacks(lua_State *L, eddy_Future *f, int fi) {
     } else {
       lua_pushnil(L);
     }
-    if (open) schedule_one(L, f, fi, top + 1, top + 2, f->cb0_is_task);
-    lua_pushnil(L);
-    lua_setiuservalue(L, fi, FUT_UV_CB0);
+    prepare_one(L, f, fi, list, top + 1, top + 2, f->cb0_is_task);
   }
   lua_settop(L, top);
-  if (in_extra > 0 && push_extra(L, fi, 0)) {
+  if (push_extra(L, fi, 0)) {
     int extra = lua_gettop(L);
-    lua_Integer k, n = (lua_Integer)lua_rawlen(L, extra);
+    n = (lua_Integer)lua_rawlen(L, extra);
     for (k = 1; k + 1 <= n; k += 2) {
       int is_task;
       lua_rawgeti(L, extra, k);
@@ -267,20 +278,69 @@ static void schedule_callbacks(lua_State *L, eddy_Future *f, int fi) {
         lua_pop(L, 1);
         lua_pushnil(L);
       }
-      if (open && !lua_isnil(L, -2))
-        schedule_one(L, f, fi, extra + 1, extra + 2, is_task);
+      if (!lua_isnil(L, -2))
+        prepare_one(L, f, fi, list, extra + 1, extra + 2, is_task);
       lua_pop(L, 2);
     }
-    for (k = n; k >= 1; k--) {
+  }
+  lua_settop(L, top);
+  eddy__ready_reserve(L, f->loop, (int)lua_rawlen(L, list));
+}
+
+/* Push the list of what completing the future at fi queues (nil: none).
+** Its allocations may run a finalizer that adds a callback: then again. */
+static void prepare_callbacks(lua_State *L, eddy_Future *f, int fi) {
+  int n;
+  do {
+    n = f->ncallbacks;
+    prepare_once(L, f, fi);
+    if (f->ncallbacks != n) lua_pop(L, 1);
+  } while (f->ncallbacks != n);
+}
+
+/* Queue the list at 'list' made by prepare_callbacks (popped) and forget
+** the callbacks. */
+static void commit_callbacks(lua_State *L, eddy_Future *f, int fi, int list) {
+  eddy_Loop *loop = f->loop;
+  int open = loop->state != EDDY_LOOP_CLOSED;
+  lua_Integer k, n;
+  list = lua_absindex(L, list);
+  fi = lua_absindex(L, fi);
+  if (f->ncallbacks == 0) {
+    lua_remove(L, list);
+    return;
+  }
+  n = open && lua_istable(L, list) ? (lua_Integer)lua_rawlen(L, list) : 0;
+  for (k = 1; k <= n; k++) {
+    eddy_Task *t;
+    lua_rawgeti(L, list, k);
+    t = (eddy_Task *)lua_touserdata(L, -1);
+    if (t->fut.kind == EDDY_KIND_TASK) {
+      /* (its TASK_UV_WAITER stays until the step: a cancel() before it
+      ** then finds the waiter done, as asyncio's _fut_waiter) */
+      if (t->fut.state != EDDY_FUT_PENDING || t->scheduled) {
+        lua_pop(L, 1);
+        continue;
+      }
+      t->scheduled = 1;
+    }
+    eddy__ready_push(L, loop, -1);
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  lua_setiuservalue(L, fi, FUT_UV_CB0);
+  if (push_extra(L, fi, 0)) {
+    for (k = (lua_Integer)lua_rawlen(L, -1); k >= 1; k--) {
       lua_pushnil(L);
-      lua_rawseti(L, extra, k);
+      lua_rawseti(L, -2, k);
     }
   }
+  lua_pop(L, 1);
+  lua_remove(L, list);
   f->ncallbacks = 0;
   f->cb0_is_task = 0;
   f->flags &= (unsigned char)~FUT_CB0_CTX;
-  lua_settop(L, top);
-  if (!open) refuse_closed(L, f->loop);
+  if (!open) refuse_closed(L, loop);
 }
 
 /* Add a callback (at cb) with its context (at ctx; a Task waiter passes
@@ -392,17 +452,22 @@ static int set_result(lua_State *L, int i, int n, int strict) {
     lua_insert(L, -n - 1);
     for (k = n; k >= 1; k--) lua_rawseti(L, -k - 1, k);
   }
-  if (f->state != EDDY_FUT_PENDING) {
+  if (f->state == EDDY_FUT_PENDING) prepare_callbacks(L, f, i);
+  else lua_pushnil(L);
+  if (f->state != EDDY_FUT_PENDING) {  /* (prepare's finalizers too) */
     if (strict) return invalid_state(L, f);
-    lua_pop(L, n > 1 ? 1 : n);
+    lua_pop(L, n > 1 ? 2 : n + 1);
     return 0;
   }
-  if (n >= 1) lua_setiuservalue(L, i, FUT_UV_RESULT);
+  if (n >= 1) {
+    lua_insert(L, -2);  /* the list below the result */
+    lua_setiuservalue(L, i, FUT_UV_RESULT);
+  }
   if (n > 1) f->flags |= FUT_MULTI;
   f->nresults = n;
   f->state = EDDY_FUT_FINISHED;
   if (f->kind == EDDY_KIND_TASK) eddy__loop_tasks(f->loop, -1);
-  schedule_callbacks(L, f, i);
+  commit_callbacks(L, f, i, -1);
   return 0;
 }
 
@@ -410,8 +475,23 @@ int eddy__future_set_result(lua_State *L, int i, int n) {
   return set_result(L, i, n, 1);
 }
 
+/* (fut, values...): set_result, protected. */
+static int set_result_protected(lua_State *L) {
+  return set_result(L, 1, lua_gettop(L) - 1, 0);
+}
+
+/* eddy's own completions (a timer of sleep, DNS, the executor, socket
+** operations) go this way: when there is no memory to complete the future
+** with its result, it fails with that error instead, so that whoever
+** waits on it wakes up rather than wait forever. */
 int eddy__future_set_result_unless_done(lua_State *L, int i, int n) {
-  return set_result(L, i, n, 0);
+  i = lua_absindex(L, i);
+  lua_pushcfunction(L, set_result_protected);
+  lua_pushvalue(L, i);
+  lua_rotate(L, -n - 2, 2);  /* below the values */
+  if (lua_pcall(L, n + 1, 0, 0) != LUA_OK)
+    return eddy__future_set_exception_unless_done(L, i);
+  return 0;
 }
 
 /*
@@ -435,13 +515,30 @@ int eddy__future_set_exception(lua_State *L, int i) {
   eddy_Future *f = (eddy_Future *)lua_touserdata(L, i);
   i = lua_absindex(L, i);
   if (f->state != EDDY_FUT_PENDING) return invalid_state(L, f);
+  prepare_callbacks(L, f, i);
+  if (f->state != EDDY_FUT_PENDING) return invalid_state(L, f);
+  lua_insert(L, -2);  /* the list below the exception */
   lua_setiuservalue(L, i, FUT_UV_RESULT);
   f->flags |= FUT_EXCEPTION | FUT_LOG_TB;
   f->state = EDDY_FUT_FINISHED;
   if (f->kind == EDDY_KIND_TASK) eddy__loop_tasks(f->loop, -1);
   if (f->kind == EDDY_KIND_FUTURE) set_gc_metatable(L, f, i);
-  schedule_callbacks(L, f, i);
+  commit_callbacks(L, f, i, -1);
   return 0;
+}
+
+/* (future, err): set_exception unless done, protected. */
+static int fail_protected(lua_State *L) {
+  return eddy__future_set_exception_unless_done(L, 1);
+}
+
+void eddy__future_fail(lua_State *L, eddy_Loop *loop, int fi) {
+  fi = lua_absindex(L, fi);
+  lua_pushcfunction(L, fail_protected);
+  lua_pushvalue(L, fi);
+  lua_rotate(L, -3, 2);  /* below the error */
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK)
+    eddy__report_error(L, loop, "Exception while failing a future");
 }
 
 int eddy__future_set_exception_unless_done(lua_State *L, int i) {
@@ -460,8 +557,6 @@ int eddy__future_cancel(lua_State *L, int i, int msg) {
   ** __log_traceback first). */
   f->flags &= (unsigned char)~FUT_LOG_TB;
   if (f->state != EDDY_FUT_PENDING) return 0;
-  f->state = EDDY_FUT_CANCELLED;
-  if (f->kind == EDDY_KIND_TASK) eddy__loop_tasks(f->loop, -1);
   if (msg != 0 && !lua_isnil(L, msg)) {
     msg = lua_absindex(L, msg);
     push_extra(L, i, 1);
@@ -469,7 +564,14 @@ int eddy__future_cancel(lua_State *L, int i, int msg) {
     lua_setfield(L, -2, "msg");
     lua_pop(L, 1);
   }
-  schedule_callbacks(L, f, i);
+  prepare_callbacks(L, f, i);
+  if (f->state != EDDY_FUT_PENDING) {  /* (a finalizer meanwhile) */
+    lua_pop(L, 1);
+    return 0;
+  }
+  f->state = EDDY_FUT_CANCELLED;
+  if (f->kind == EDDY_KIND_TASK) eddy__loop_tasks(f->loop, -1);
+  commit_callbacks(L, f, i, -1);
   return 1;
 }
 
@@ -650,7 +752,7 @@ static int f_add_done_callback(lua_State *L) {
   if (lua_isnil(L, 3)) eddy__push_context_copy(L, f->loop->rt);
   else push_option_context(L, f->loop->rt);
   if (f->state != EDDY_FUT_PENDING) {
-    schedule_one(L, f, 1, 2, 4, 0);
+    schedule_one(L, f, 1, 2, 4);
     return 0;
   }
   add_callback(L, f, 1, 2, 4, 0);

@@ -110,6 +110,33 @@ void eddy__uv_push(lua_State *L, eddy_UVObject *o) {
   lua_remove(L, -2);
 }
 
+/* (o, closed): o's on_closed hook (closed) or its before_close, unless o
+** is released and being finalized. */
+static int call_hook(lua_State *L) {
+  eddy_UVObject *o = (eddy_UVObject *)lua_touserdata(L, 1);
+  int closed = lua_toboolean(L, 2);
+  eddy__uv_push(L, o);
+  if (lua_isnil(L, -1)) return 0;
+  if (closed) o->on_closed(L, o, 3);
+  else o->before_close(L, o, 3);
+  return 0;
+}
+
+/* Run a hook of o, protected: it calls into Lua, and an error there (an
+** allocation failure) must neither unwind through libuv nor stop a close
+** half-way; it goes to the exception handler. */
+static void run_hook(lua_State *L, eddy_UVObject *o, int closed) {
+  eddy_Loop *loop = o->loop;
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, call_hook);
+  lua_pushlightuserdata(L, o);
+  lua_pushboolean(L, closed);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK)
+    eddy__report_error(L, loop, closed ? "Exception in a close callback"
+                                       : "Exception while closing the loop");
+  lua_settop(L, top);
+}
+
 static void close_cb(uv_handle_t *h) {
   eddy_UVObject *o = (eddy_UVObject *)h->data;
   free(h);
@@ -117,15 +144,10 @@ static void close_cb(uv_handle_t *h) {
   {
     eddy_Loop *loop = o->loop;
     lua_State *L = loop->rt->L;
-    int top = lua_gettop(L);
     o->handle = NULL;
     eddy__handle_freed(loop);
     if (o->closing) loop->nclosing--;
-    if (o->on_closed != NULL) {
-      eddy__uv_push(L, o);  /* nil: released and being finalized */
-      if (!lua_isnil(L, -1)) o->on_closed(L, o, top + 1);
-      lua_settop(L, top);
-    }
+    if (o->on_closed != NULL) run_hook(L, o, 1);
     luaL_unref(L, LUA_REGISTRYINDEX, o->self_ref);
     o->self_ref = LUA_NOREF;
   }
@@ -144,12 +166,7 @@ int eddy__uv_close(lua_State *L, eddy_UVObject *o) {
 void eddy__uv_close_all(lua_State *L, eddy_Loop *loop) {
   while (loop->uvobjects != NULL) {
     eddy_UVObject *o = loop->uvobjects;
-    if (o->before_close != NULL) {
-      int top = lua_gettop(L);
-      eddy__uv_push(L, o);  /* nil: released and being finalized */
-      if (!lua_isnil(L, -1)) o->before_close(L, o, top + 1);
-      lua_settop(L, top);
-    }
+    if (o->before_close != NULL) run_hook(L, o, 0);
     if (loop->uvobjects == o) eddy__uv_close(L, o);  /* if the hook did not */
   }
 }
@@ -198,11 +215,7 @@ int eddy__pcall(lua_State *L, eddy_Loop *loop, int nargs, int nresults,
   rt->running = prev;
   if (eddy__io_context_leave(L, loop, &ctx)) lua_pop(L, 1);  /* dropped */
   lua_remove(L, base);
-  if (status != LUA_OK) {
-    eddy__newcontext(L, message, -1);
-    lua_remove(L, -2);
-    eddy__call_exception_handler(L, loop);
-  }
+  if (status != LUA_OK) eddy__report_error(L, loop, message);
   return status;
 }
 

@@ -176,12 +176,15 @@ struct eddy_Loop {
   eddy_LoopState state;
   int stopping;             /* stop() was called: leave after this batch */
   eddy_Future *until;       /* a top-level suspension's future, or NULL */
+  eddy_Future *backstop;    /* run_until_complete's future (l_run_until) */
   int keepalive;            /* running forever: block even with no work */
   lua_Integer pending_tasks;/* tasks not done: live work (API.md §11) */
   lua_Integer batch_left;   /* entries of the current batch not run yet */
   lua_Integer turn_budget;  /* callbacks this libuv turn may still run */
   int first_iteration;      /* the turn has not run an iteration yet */
   int in_turn;              /* idle_cb is running a turn (run_turn) */
+  int in_entry;             /* run_turn is running the head entry: an
+                               error reaching idle_cb is that entry's */
   int ring_gen;             /* bumped when the ready ring is replaced */
   int in_ctx, saved_ctx;    /* a handle's context (callbacks.c) */
   int handle_tb_ref;        /* debug mode: where the callback running was
@@ -252,6 +255,8 @@ double eddy__time(eddy_Loop *loop);
 void eddy__loop_tasks(eddy_Loop *loop, int delta);
 /* Push the userdata at index i onto the ready queue (a Handle or a Task). */
 void eddy__ready_push(lua_State *L, eddy_Loop *loop, int i);
+/* Room for n more entries, pushed then without allocating (future.c). */
+void eddy__ready_reserve(lua_State *L, eddy_Loop *loop, int n);
 /* The same for user value uv of the userdata at ud (an absolute index),
 ** leaving one value pushed: for callers about to return, to which a pop
 ** is a call of its own. */
@@ -289,6 +294,11 @@ void eddy__call_exception_handler(lua_State *L, eddy_Loop *loop);
 ** it; extra fields: name/value pairs pushed by the caller are not supported,
 ** set them on the table yourself with eddy__newcontext. */
 void eddy__newcontext(lua_State *L, const char *message, int errindex);
+/* The same, for C code that no protected call covers (a libuv callback):
+** reports the error at the top (popped) with a context built in a
+** protected call of its own, or, when even that fails (out of memory),
+** writes both to stderr. */
+void eddy__report_error(lua_State *L, eddy_Loop *loop, const char *message);
 
 /* Account a libuv handle opened/freed by the loop (for leak checks). */
 #define eddy__handle_opened(loop) ((loop)->handles_opened++)
@@ -586,6 +596,11 @@ int eddy__future_set_exception(lua_State *L, int i);
 ** finalizer run by those allocations may cancel it meanwhile; outside any
 ** protected call, InvalidStateError would unwind through uv_run. */
 int eddy__future_set_result_unless_done(lua_State *L, int i, int n);
+/* From a libuv callback, after a protected call that was to complete the
+** future at fi failed with the error at the top (popped): fail the future
+** with it, protected, so that its waiter wakes; should even that fail,
+** the error goes to the exception handler (eddy__report_error). */
+void eddy__future_fail(lua_State *L, eddy_Loop *loop, int fi);
 int eddy__future_set_exception_unless_done(lua_State *L, int i);
 /* Cancel; pushes nothing. Message at index msg (0 = none). */
 int eddy__future_cancel(lua_State *L, int i, int msg);

@@ -35,15 +35,29 @@ static void idle_cb(uv_idle_t *h);
 
 /*
 ** The ring is full.  Unwrapped (head at 1), it grows in place: writing
-** past the end lets Lua double the table's array part.  Wrapped, it is
-** rebuilt in order into a new table (ring_gen tells run_turn).
+** past the end lets Lua double the table's array part, which the ring
+** does first with a placeholder (so that, should that allocation fail,
+** rcap still tells the array's size: eddy__ready_reserve counts on it).
+** Wrapped, it is rebuilt in order into a new table (ring_gen tells
+** run_turn).
 */
+static void ready_rebuild(lua_State *L, eddy_Loop *loop, int ring,
+                          lua_Integer ncap);
+
 static void ready_grow(lua_State *L, eddy_Loop *loop, int ring) {
-  lua_Integer i, ncap = loop->rcap * 2;
   if (loop->rhead == 1) {
-    loop->rcap = ncap;
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, ring, loop->rcap + 1);
+    loop->rcap *= 2;
     return;
   }
+  ready_rebuild(L, loop, ring, loop->rcap * 2);
+}
+
+/* Move the ring at 'ring' in order into a new one of ncap entries. */
+static void ready_rebuild(lua_State *L, eddy_Loop *loop, int ring,
+                          lua_Integer ncap) {
+  lua_Integer i;
   lua_createtable(L, (int)ncap, 0);
   for (i = 0; i < loop->rcount; i++) {
     lua_rawgeti(L, ring, (loop->rhead - 1 + i) % loop->rcap + 1);
@@ -68,6 +82,18 @@ static void push_ring(lua_State *L, eddy_Loop *loop) {
 static void append(lua_State *L, eddy_Loop *loop) {
   lua_rawseti(L, -2, (loop->rhead - 1 + loop->rcount) % loop->rcap + 1);
   if (loop->rcount++ == 0) uv_idle_start(&loop->idle, idle_cb);
+}
+
+/* Make room for n more entries, so that pushing them allocates nothing:
+** the ring's array part holds rcap entries (ready_grow); beyond, a new
+** ring of the size needed. */
+void eddy__ready_reserve(lua_State *L, eddy_Loop *loop, int n) {
+  lua_Integer ncap = loop->rcap;
+  if (loop->rcount + n <= loop->rcap) return;
+  while (ncap < loop->rcount + n) ncap *= 2;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
+  ready_rebuild(L, loop, lua_gettop(L), ncap);
+  lua_pop(L, 1);
 }
 
 void eddy__ready_push(lua_State *L, eddy_Loop *loop, int i) {
@@ -203,25 +229,60 @@ static int run_turn(lua_State *L) {
     loop->batch_left--;
     lua_rawgeti(L, 2, loop->rhead);  /* 3: the entry */
     kind = (unsigned char *)lua_touserdata(L, 3);
+    loop->in_entry = 1;
     if (*kind == EDDY_KIND_TASK) {
       step_task(L, loop, (eddy_Task *)kind, 3);
     } else {
       eddy__handle_call(L, loop, (eddy_Handle *)kind, 3);
     }
+    loop->in_entry = 0;
     refresh_ring(L, loop, &gen);
     if (loop->rcount > 0) ready_pop(L, loop, 2);
     lua_settop(L, 2);
   }
 }
 
+/* (task, err): report the failed step.  A task whose body is not
+** suspended (over, or never begun: no memory to complete or start it)
+** also fails with the error, unless done: nothing else would wake it. */
+static int fail_step(lua_State *L) {
+  eddy_Task *t = (eddy_Task *)lua_touserdata(L, 1);
+  eddy__newcontext(L, "Exception in a task step", 2);
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "task");
+  eddy__call_exception_handler(L, t->fut.loop);
+  lua_settop(L, 2);
+  if (lua_status(t->co) != LUA_YIELD)
+    eddy__future_set_exception_unless_done(L, 1);
+  return 0;
+}
+
 /* The step of the task at ti raised the error at err (outside the task's
-** own body: eddy__task_step's tail): report it. */
+** own body: eddy__task_step's tail, such as no memory to complete it). */
 static void report_failed_step(lua_State *L, eddy_Loop *loop, int ti,
                                int err) {
-  eddy__newcontext(L, "Exception in a task step", err);
+  lua_pushcfunction(L, fail_step);
   lua_pushvalue(L, ti);
-  lua_setfield(L, -2, "task");
-  eddy__call_exception_handler(L, loop);
+  lua_pushvalue(L, err);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {  /* no memory for that either */
+    lua_pop(L, 1);
+    lua_pushvalue(L, err);
+    eddy__report_error(L, loop, "Exception in a task step");
+  }
+}
+
+/* (loop, err): report the error err of the entry at the head of the
+** queue (protected: the report allocates). */
+static int report_entry(lua_State *L) {
+  eddy_Loop *loop = (eddy_Loop *)lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
+  lua_rawgeti(L, -1, loop->rhead);
+  if (lua_touserdata(L, -1) != NULL &&
+      *(unsigned char *)lua_touserdata(L, -1) == EDDY_KIND_HANDLE)
+    eddy__handle_report(L, loop, -1, 2);
+  else
+    report_failed_step(L, loop, lua_gettop(L), 2);
+  return 0;
 }
 
 /* The entry at the head of the queue raised the error at the top: report
@@ -231,16 +292,18 @@ static void report_failed_entry(lua_State *L, eddy_Loop *loop) {
   /* A failed callback is reported before its context is left: the
   ** exception handler sees what the callback set, as asyncio runs it in
   ** the handle's context (gh-96704). */
-  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
-  lua_rawgeti(L, -1, loop->rhead);
-  if (lua_touserdata(L, -1) != NULL &&
-      *(unsigned char *)lua_touserdata(L, -1) == EDDY_KIND_HANDLE)
-    eddy__handle_report(L, loop, -1, err);
-  else
-    report_failed_step(L, loop, lua_gettop(L), err);
+  lua_pushcfunction(L, report_entry);
+  lua_pushlightuserdata(L, loop);
+  lua_pushvalue(L, err);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {  /* no memory for that report */
+    lua_pop(L, 1);
+    lua_pushvalue(L, err);
+    eddy__report_error(L, loop, "Exception in a callback");
+  }
   eddy__handle_leave(L, loop);
-  lua_pop(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
   if (loop->rcount > 0) ready_pop(L, loop, lua_gettop(L));
+  lua_settop(L, err - 1);
 }
 
 static void idle_cb(uv_idle_t *h) {
@@ -263,6 +326,15 @@ static void idle_cb(uv_idle_t *h) {
     lua_pushlightuserdata(L, loop);
     lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
     if (lua_pcall(L, 2, 0, top + 1) == LUA_OK) break;
+    if (!loop->in_entry) {
+      /* The turn itself failed (out of memory: moving due timers, a
+      ** thread-safe call): no entry to blame and none lost; the run
+      ** ends, as at stop(), rather than retry at once. */
+      eddy__report_error(L, loop, "Exception in the event loop");
+      eddy__loop_stop(loop);
+      break;
+    }
+    loop->in_entry = 0;
     report_failed_entry(L, loop);
     lua_settop(L, top);
   }
@@ -561,6 +633,19 @@ static eddy_Loop *push_core(lua_State *L, int cores, int i) {
 }
 
 /* Create a Loop on 'uv' (NULL: its own); pushes the Loop object. */
+/* Release the loop's registry references but its anchor (self_ref), at
+** its close or when its set-up fails. */
+static void drop_refs(lua_State *L, eddy_Loop *loop) {
+  luaL_unref(L, LUA_REGISTRYINDEX, loop->ready_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, loop->anchors_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, loop->handler_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, loop->factory_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, loop->tasks_ref);
+  loop->tasks_ref = LUA_NOREF;
+  loop->ready_ref = loop->anchors_ref = LUA_NOREF;
+  loop->handler_ref = loop->factory_ref = LUA_NOREF;
+}
+
 static eddy_Loop *loop_new(lua_State *L, uv_loop_t *uv) {
   eddy_Runtime *rt = eddy__runtime(L);
   eddy_Loop *loop;
@@ -590,9 +675,30 @@ static eddy_Loop *loop_new(lua_State *L, uv_loop_t *uv) {
   lua_setfield(L, -2, "slow_callback_duration");
   luaL_setmetatable(L, EDDY_LOOP);
   loop->rt = rt;
+  lua_createtable(L, READY_INITIAL, 0);
+  loop->ready_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  loop->rhead = 1;
+  loop->rcap = READY_INITIAL;
+  lua_newtable(L);
+  loop->anchors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  loop->debug = debug_env() != NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &eddy__key_loops);
+  lua_pushvalue(L, -2);
+  lua_rawsetp(L, -2, loop);
+  lua_pop(L, 1);
+  /* Anchored while open; the weak map finds it afterwards. */
+  lua_pushvalue(L, -1);
+  loop->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* libuv last: from here on nothing raises (an allocation failure
+  ** would leave its descriptors, and this loop in fds.c's list). */
   if (uv == NULL) {
     err = uv_loop_init(&loop->own_uv);
-    if (err < 0) eddy__uverror(L, err, "new_event_loop");
+    if (err < 0) {
+      drop_refs(L, loop);
+      luaL_unref(L, LUA_REGISTRYINDEX, loop->self_ref);
+      loop->self_ref = LUA_NOREF;
+      eddy__uverror(L, err, "new_event_loop");
+    }
     loop->uv = &loop->own_uv;
     loop->owns_uv = 1;
   } else {
@@ -606,20 +712,6 @@ static eddy_Loop *loop_new(lua_State *L, uv_loop_t *uv) {
   uv_prepare_init(loop->uv, &loop->fd_check);
   uv_unref((uv_handle_t *)&loop->fd_check);  /* no work of its own */
   loop->uv_handles_open = 4;
-  lua_createtable(L, READY_INITIAL, 0);
-  loop->ready_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  loop->rhead = 1;
-  loop->rcap = READY_INITIAL;
-  lua_newtable(L);
-  loop->anchors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  loop->debug = debug_env() != NULL;
-  /* Anchored while open; the weak map finds it afterwards. */
-  lua_pushvalue(L, -1);
-  loop->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &eddy__key_loops);
-  lua_pushvalue(L, -2);
-  lua_rawsetp(L, -2, loop);
-  lua_pop(L, 1);
   loop->state = EDDY_LOOP_IDLE;
   return loop;
 }
@@ -822,7 +914,8 @@ int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
   /* stop() before run_forever: still one iteration, as asyncio does. */
   if (loop->stopping) uv_run(loop->uv, UV_RUN_NOWAIT);
   while (!loop->stopping && !is_done(fut) && !rt->interrupted &&
-         loop->state == EDDY_LOOP_RUNNING) {
+         loop->state == EDDY_LOOP_RUNNING &&
+         !(is_done(loop->backstop) && loop->rcount == 0)) {
     if (uv_run(loop->uv, UV_RUN_ONCE) == 0 && !keepalive &&
         loop->rcount == 0 && !is_done(fut)) {
       alive = 0;
@@ -836,6 +929,7 @@ int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
   }
   loop->stopping = 0;
   loop->until = NULL;
+  loop->backstop = NULL;  /* (l_run_until's, also when this raises) */
   rt->running = prev;
   inbox_retarget(L, rt);
   if (rt->interrupted) raise_interrupted(L, rt);
@@ -864,6 +958,21 @@ static void check_can_run(lua_State *L, eddy_Loop *loop) {
 static int l_run_forever(lua_State *L) {
   eddy_Loop *loop = eddy__checkloop(L, 1);
   check_can_run(L, loop);
+  eddy__loop_run(L, loop, NULL, 1);
+  return 0;
+}
+
+/*
+** loop:_run_until(fut): run_forever for run_until_complete, whose done
+** callback on fut stops the loop; should that callback fail (no memory to
+** call it), the run still ends once fut is done and nothing is ready,
+** rather than wait forever.
+*/
+static int l_run_until(lua_State *L) {
+  eddy_Loop *loop = eddy__checkloop(L, 1);
+  eddy_Future *fut = eddy__checkfuture(L, 2);
+  check_can_run(L, loop);
+  loop->backstop = fut;
   eddy__loop_run(L, loop, NULL, 1);
   return 0;
 }
@@ -983,14 +1092,7 @@ static void loop_close(lua_State *L, eddy_Loop *loop) {
   free(loop->heap);
   loop->heap = NULL;
   loop->nheap = loop->heapcap = 0;
-  luaL_unref(L, LUA_REGISTRYINDEX, loop->ready_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, loop->anchors_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, loop->handler_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, loop->factory_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, loop->tasks_ref);
-  loop->tasks_ref = LUA_NOREF;
-  loop->ready_ref = loop->anchors_ref = LUA_NOREF;
-  loop->handler_ref = loop->factory_ref = LUA_NOREF;
+  drop_refs(L, loop);
 }
 
 /* loop:close(): pending callbacks are dropped; idempotent. */
@@ -1020,6 +1122,8 @@ static int l_core_gc(lua_State *L) {
   if (loop->state == EDDY_LOOP_IDLE ||
       (loop->state == EDDY_LOOP_RUNNING && loop->rt->exiting))
     loop_close(L, loop);
+  else if (loop->state == EDDY_LOOP_CLOSED)
+    drop_refs(L, loop);  /* of a loop whose set-up failed */
   return 0;
 }
 
@@ -1312,6 +1416,7 @@ static int c_set_finalizer_hook(lua_State *L) {
 
 static const luaL_Reg loop_methods[] = {
   {"run_forever", l_run_forever},
+  {"_run_until", l_run_until},
   {"stop", l_stop},
   {"is_running", l_is_running},
   {"is_closed", l_is_closed},

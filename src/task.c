@@ -284,7 +284,7 @@ static void task_finish(lua_State *L, eddy_Task *t, int ti, lua_State *co,
       eddy__future_cancel(L, ti, -1);
       lua_pop(L, 1);
     } else {
-      eddy__future_set_result(L, ti, nres);
+      eddy__future_set_result_unless_done(L, ti, nres);
     }
   } else {
     lua_xmove(co, L, 1);
@@ -689,7 +689,8 @@ static int c_await(lua_State *L) {
 /* Timer callback of sleep(): complete the future unless already done. */
 static int set_result_unless_done(lua_State *L) {
   eddy_Future *f = (eddy_Future *)lua_touserdata(L, 1);
-  if (f->state == EDDY_FUT_PENDING) eddy__future_set_result(L, 1, 0);
+  if (f->state == EDDY_FUT_PENDING)
+    eddy__future_set_result_unless_done(L, 1, 0);
   return 0;
 }
 

@@ -176,6 +176,7 @@ void eddy__timers_process(lua_State *L, eddy_Loop *loop) {
       continue;
     }
     if (h->when > now) break;
+    eddy__ready_reserve(L, loop, 1);  /* then nothing raises: not lost */
     heap_pop(loop);
     lua_rawgeti(L, LUA_REGISTRYINDEX, loop->anchors_ref);
     lua_rawgeti(L, -1, h->anchor);

@@ -52,7 +52,7 @@ function Loop:run_until_complete(aw)
   -- collection is not reported as well (asyncio's _log_destroy_pending).
   if new_task then C._quiet_destroy(fut) end
   fut:add_done_callback(stop_loop)
-  local ok, err = pcall(self.run_forever, self)
+  local ok, err = pcall(self._run_until, self, fut)
   fut:remove_done_callback(stop_loop)
   if not ok then
     -- Interrupted (Ctrl-C): the task's error is not "never retrieved".

@@ -120,8 +120,9 @@ local function gather(...)
     end
     children[i] = fut
   end
-  outer = C._future_new(loop, GatheringFuture)
+  -- (the state first: once outer exists, the done callbacks read it)
   state = {children = children, cancel_requested = false}
+  outer = C._future_new(loop, GatheringFuture)
   gathering_state[outer] = state
   for _, fut in ipairs(done_futs) do done_callback(fut) end
   return outer:await()
