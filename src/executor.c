@@ -910,7 +910,7 @@ static int complete_future(lua_State *L) {
   r.pos = 0;
   switch (job->status) {
     case JOB_OK:
-      if (job->kind == JOB_DRAIN) return eddy__future_set_result(L, 1, 0);
+      if (job->kind == JOB_DRAIN) return eddy__future_set_result_unless_done(L, 1, 0);
       return eddy__future_set_result_unless_done(L, 1, read_values(L, &r));
     case JOB_ERROR:
       read_values(L, &r);
@@ -985,10 +985,14 @@ static Mailbox *mailbox_get(lua_State *L, eddy_Loop *loop) {
   mb->post = NULL;
   mb->inflight = 0;
   luaL_setmetatable(L, MAILBOX);
-  p = (Post *)calloc(1, sizeof *p);
-  if (p == NULL) luaL_error(L, "not enough memory");
+  /* What may raise (no memory) first: the post then never leaks, and a
+  ** mailbox that has one has its table of anchors (mailbox_detach). */
+  lua_newtable(L);  /* the anchors of the boxes in flight */
+  lua_setiuservalue(L, -2, 1);
   h = eddy__uv_open(L, &mb->uv, -1, loop, sizeof(uv_async_t));
-  err = uv_async_init(loop->uv, (uv_async_t *)h, mailbox_async_cb);
+  p = (Post *)calloc(1, sizeof *p);
+  err = p == NULL ? UV_ENOMEM
+                  : uv_async_init(loop->uv, (uv_async_t *)h, mailbox_async_cb);
   if (err < 0) {
     free(p);
     eddy__uv_abandon(L, &mb->uv);
@@ -998,8 +1002,6 @@ static Mailbox *mailbox_get(lua_State *L, eddy_Loop *loop) {
   p->async = (uv_async_t *)h;
   p->refs = 1;
   mb->post = p;
-  lua_newtable(L);  /* the anchors of the boxes in flight */
-  lua_setiuservalue(L, -2, 1);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "executor_mailbox");
   lua_remove(L, -2);

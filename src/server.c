@@ -95,7 +95,7 @@ static void wakeup(lua_State *L, eddy_Server *sv, int svidx) {
       f = (eddy_Future *)lua_touserdata(L, -1);
       if (f->state == EDDY_FUT_PENDING &&
           f->loop->state != EDDY_LOOP_CLOSED)
-        eddy__future_set_result(L, lua_gettop(L), 0);
+        eddy__future_set_result_unless_done(L, lua_gettop(L), 0);
       lua_pop(L, 1);
     }
     lua_getiuservalue(L, svidx, SV_FIELDS);
@@ -519,28 +519,64 @@ static int s_start(lua_State *L) {
 ** that is 0.  For UNIX, close() removes the socket file if its inode is
 ** still cleanup_ino (0: never).  Raises on failure.
 */
+/* (server): a new Listener of the server, its handle allocated and
+** anchored but not initialised (protected by new_listener). */
+static int make_listener(lua_State *L) {
+  eddy_Server *s = (eddy_Server *)lua_touserdata(L, 1);
+  Listener *l = (Listener *)lua_newuserdatauv(L, sizeof(Listener), 2);
+  eddy__uv_init(&l->uv);
+  l->server = s;
+  l->view = NULL;
+  l->spare = -1;
+  l->paused = l->held = 0;
+  l->uv.on_closed = listener_closed;
+  luaL_setmetatable(L, EDDY_LISTENER);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  eddy__uv_open(L, &l->uv, -1, s->loop, s->kind == EDDY_STREAM_TCP
+                                            ? sizeof(uv_tcp_t)
+                                            : sizeof(uv_pipe_t));
+  return 1;
+}
+
+/* (server, listener, replaced): the listener into the server's list, in
+** the place of 'replaced' if given (protected by new_listener). */
+static int list_listener(lua_State *L) {
+  lua_Integer i, n;
+  int replaced = !lua_isnil(L, 3);
+  push_field(L, 1, "listeners");
+  n = (lua_Integer)lua_rawlen(L, -1);
+  for (i = 1; i <= n && replaced; i++) {
+    int same = lua_rawgeti(L, -1, i) != LUA_TNIL && lua_rawequal(L, -1, 3);
+    lua_pop(L, 1);
+    if (same) break;
+  }
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, replaced && i <= n ? i : n + 1);
+  return 0;
+}
+
+/* Take over fd (closed on failure, also for lack of memory: nothing is
+** made before the object that owns it) as a new Listener of the server at
+** sv, pushed; in the place of the one at 'replaced' (0: none) in its list. */
 static Listener *new_listener(lua_State *L, int sv, int fd, ino_t cleanup_ino,
                               int replaced) {
   eddy_Server *s = (eddy_Server *)lua_touserdata(L, sv);
   Listener *l;
   uv_handle_t *h;
   int r;
-  lua_Integer i, n;
   sv = lua_absindex(L, sv);
   replaced = replaced != 0 ? lua_absindex(L, replaced) : 0;
-  l = (Listener *)lua_newuserdatauv(L, sizeof(Listener), 2);
-  eddy__uv_init(&l->uv);
-  l->server = s;
-  l->view = NULL;
-  l->cleanup_ino = cleanup_ino;
-  l->spare = -1;
-  l->paused = l->held = 0;
-  l->uv.on_closed = listener_closed;
-  luaL_setmetatable(L, EDDY_LISTENER);
+  lua_pushcfunction(L, make_listener);
   lua_pushvalue(L, sv);
-  lua_setiuservalue(L, -2, 1);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    eddy__fd_close(fd);
+    lua_error(L);
+  }
+  l = (Listener *)lua_touserdata(L, -1);
+  l->cleanup_ino = cleanup_ino;
+  h = l->uv.handle;
   if (s->kind == EDDY_STREAM_TCP) {
-    h = eddy__uv_open(L, &l->uv, -1, s->loop, sizeof(uv_tcp_t));
     r = uv_tcp_init(s->loop->uv, (uv_tcp_t *)h);
     if (r == 0 && (r = uv_tcp_open((uv_tcp_t *)h, fd)) < 0) {
       eddy__uv_close(L, &l->uv);
@@ -548,7 +584,6 @@ static Listener *new_listener(lua_State *L, int sv, int fd, ino_t cleanup_ino,
       eddy__uverror(L, r, "create_server");
     }
   } else {
-    h = eddy__uv_open(L, &l->uv, -1, s->loop, sizeof(uv_pipe_t));
     r = uv_pipe_init(s->loop->uv, (uv_pipe_t *)h, 0);
     if (r == 0 && (r = uv_pipe_open((uv_pipe_t *)h, fd)) < 0) {
       eddy__uv_close(L, &l->uv);
@@ -561,17 +596,15 @@ static Listener *new_listener(lua_State *L, int sv, int fd, ino_t cleanup_ino,
     eddy__fd_close(fd);
     eddy__uverror(L, r, "create_server");
   }
-  push_field(L, sv, "listeners");
-  n = (lua_Integer)lua_rawlen(L, -1);
-  for (i = 1; i <= n && replaced != 0; i++) {
-    int same = lua_rawgeti(L, -1, i) != LUA_TNIL &&
-               lua_rawequal(L, -1, replaced);
-    lua_pop(L, 1);
-    if (same) break;
+  lua_pushcfunction(L, list_listener);
+  lua_pushvalue(L, sv);
+  lua_pushvalue(L, -3);
+  if (replaced != 0) lua_pushvalue(L, replaced);
+  else lua_pushnil(L);
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) {  /* no memory: unlisted, closed */
+    eddy__uv_close(L, &l->uv);
+    lua_error(L);
   }
-  lua_pushvalue(L, -2);
-  lua_rawseti(L, -2, replaced != 0 && i <= n ? i : n + 1);
-  lua_pop(L, 1);
   return l;
 }
 

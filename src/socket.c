@@ -296,14 +296,26 @@ static int optint(lua_State *L, int i, int def, const char *what) {
   return lua_isnoneornil(L, i) ? def : checkint(L, i, what);
 }
 
+/* (): a new socket object, closed (protected by eddy__socket_push). */
+static int new_closed(lua_State *L) {
+  eddy_Socket *s = (eddy_Socket *)eddy__newmarked(L, sizeof *s, 0, &socket_key);
+  s->fd = -1;  /* closed until set up */
+  luaL_setmetatable(L, EDDY_SOCKET);
+  return 1;
+}
+
 void eddy__socket_push(lua_State *L, int fd, int family, int type,
                        int owned) {
-  eddy_Socket *s = (eddy_Socket *)eddy__newmarked(L, sizeof *s, 0, &socket_key);
+  eddy_Socket *s;
   int fl = fcntl(fd, F_GETFL);
   int proto = 0;
   socklen_t n = sizeof proto;
-  s->fd = -1;  /* closed until set up */
-  luaL_setmetatable(L, EDDY_SOCKET);
+  lua_pushcfunction(L, new_closed);
+  if (lua_pcall(L, 0, 1, 0) != LUA_OK) {  /* no memory for it */
+    if (owned) close(fd);  /* nobody else has it */
+    lua_error(L);
+  }
+  s = (eddy_Socket *)lua_touserdata(L, -1);
   getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &n);
   s->family = family;
   s->type = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -875,7 +887,8 @@ static int m_socket(lua_State *L) {
     /* Nor a transport's or a server's: closing the new socket would
     ** close it under libuv (get_extra_info("socket") gives a view). */
     eddy__check_fd_unused(L, fd);
-    eddy__socket_push(L, fd, family, type, 1);
+    eddy__socket_push(L, fd, family, type, 0);  /* (still the caller's) */
+    ((eddy_Socket *)lua_touserdata(L, -1))->owned = 1;  /* made: ours */
     return 1;
   }
   return new_socket(L, family, type, proto);

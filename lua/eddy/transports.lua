@@ -636,6 +636,9 @@ function Loop:create_unix_server(protocol_factory, path, opts)
   local ctx = check_ssl(fname, opts, true)
   local backlog = check_backlog(fname, 3, opts.backlog)
   if ctx ~= nil then protocol_factory = tls_server_factory(self, protocol_factory, ctx, opts) end
+  -- the server before the socket, which _listen then owns at once: no
+  -- failure in between (no memory) can leave it open
+  local server = self:_new_server(protocol_factory, "unix", backlog)
   local fd
   if path ~= nil then
     if type(path) ~= "string" then argerror(fname, 2, "string or nil", path) end
@@ -648,7 +651,6 @@ function Loop:create_unix_server(protocol_factory, path, opts)
   else
     error(errors.ValueError("path was not specified, and no sock specified"), 2)
   end
-  local server = self:_new_server(protocol_factory, "unix", backlog)
   -- asyncio 3.13: close() removes the socket file unless it was replaced
   server:_listen(fd, opts.cleanup_socket ~= false)
   return finish_server(server, opts)
