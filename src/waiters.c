@@ -52,11 +52,13 @@ static Waiters *checkwaiters(lua_State *L) {
 
 /* {====================================================== Entries */
 
-/* Append the value at the top (popped). */
+/* Append the value at the top (popped); counted once stored (storing it
+** may fail for lack of memory). */
 static void push_entry(lua_State *L, Waiters *w) {
   lua_getiuservalue(L, SELF, W_ENTRIES);
   lua_rotate(L, -2, 1);
-  lua_rawseti(L, -2, ++w->tail);
+  lua_rawseti(L, -2, w->tail + 1);
+  w->tail++;
   lua_pop(L, 1);
 }
 
@@ -184,8 +186,8 @@ static int w_wake_one(lua_State *L) {
   for (i = w->head; i <= w->tail; i++) {
     lua_rawgeti(L, e, i);
     if (waiting(L, w)) {
+      wake(L, w);  /* first: should it fail (no memory), it still waits */
       remove_entry(L, w, e, i);
-      wake(L, w);
       lua_pushboolean(L, 1);
       return 1;
     }
@@ -195,20 +197,19 @@ static int w_wake_one(lua_State *L) {
   return 1;
 }
 
-/* w:wake_all(): wake every waiter and empty the FIFO. */
+/* w:wake_all(): wake every waiter and empty the FIFO.  Each is woken
+** before the FIFO forgets them: should a wake fail (no memory), the rest
+** still wait, and the ones woken no longer do. */
 static int w_wake_all(lua_State *L) {
   Waiters *w = checkwaiters(L);
-  lua_Integer i, head = w->head, tail = w->tail;
+  lua_Integer i;
   lua_getiuservalue(L, SELF, W_ENTRIES);
-  lua_newtable(L);
-  lua_setiuservalue(L, SELF, W_ENTRIES);
-  w->head = 1;
-  w->tail = 0;
-  for (i = head; i <= tail; i++) {
+  for (i = w->head; i <= w->tail; i++) {
     lua_rawgeti(L, -1, i);
     if (waiting(L, w)) wake(L, w);
     else lua_pop(L, 1);
   }
+  while (w->head <= w->tail) remove_entry(L, w, lua_gettop(L), w->head);
   return 0;
 }
 

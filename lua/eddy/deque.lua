@@ -16,8 +16,8 @@ end
 
 function Deque:push(v)
   local tail = self.tail + 1
+  self[tail] = v  -- first: it may fail (no memory), and then counts not
   self.tail = tail
-  self[tail] = v
 end
 
 -- popleft() -> the head element, or nil when empty

@@ -162,10 +162,12 @@ function Event:is_set() return self._value end
 
 function Event:set()
   if not self._value then
-    self._value = true
     for _, fut in self._waiters:each() do
       if not fut:done() then fut:set_result(true) end
     end
+    -- (once all are woken: should one fail, no memory, another set()
+    -- wakes the rest)
+    self._value = true
   end
 end
 
