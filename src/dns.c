@@ -126,7 +126,8 @@ static void settle(Request *r, int status, const char *what,
     lua_pushlightuserdata(L, (void *)what);
     lua_pushlightuserdata(L, res);
     lua_pushlightuserdata(L, r);
-    if (lua_pcall(L, 5, 0, 0) != LUA_OK) eddy__future_fail(L, r->loop, f);
+    if (lua_pcall(L, 5, 0, 0) != LUA_OK)
+      eddy__future_set_exception_unless_done(L, f);
   }
   lua_settop(L, top);
 }

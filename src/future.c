@@ -527,26 +527,28 @@ int eddy__future_set_exception(lua_State *L, int i) {
   return 0;
 }
 
-/* (future, err): set_exception unless done, protected. */
-static int fail_protected(lua_State *L) {
-  return eddy__future_set_exception_unless_done(L, 1);
+/* (future, err): set_exception, protected. */
+static int set_exception_protected(lua_State *L) {
+  return eddy__future_set_exception(L, 1);
 }
 
-void eddy__future_fail(lua_State *L, eddy_Loop *loop, int fi) {
-  fi = lua_absindex(L, fi);
-  lua_pushcfunction(L, fail_protected);
-  lua_pushvalue(L, fi);
-  lua_rotate(L, -3, 2);  /* below the error */
-  if (lua_pcall(L, 2, 0, 0) != LUA_OK)
-    eddy__report_error(L, loop, "Exception while failing a future");
-}
-
+/* As eddy__future_set_result_unless_done: should there be no memory to
+** store the error, the future fails with that memory error instead.  It
+** never raises (libuv's callbacks call it): with no memory even for that,
+** the future stays pending. */
 int eddy__future_set_exception_unless_done(lua_State *L, int i) {
-  if (((eddy_Future *)lua_touserdata(L, i))->state != EDDY_FUT_PENDING) {
-    lua_pop(L, 1);
-    return 0;
+  int tries;
+  i = lua_absindex(L, i);
+  for (tries = 0; tries < 2; tries++) {
+    if (((eddy_Future *)lua_touserdata(L, i))->state != EDDY_FUT_PENDING)
+      break;
+    lua_pushcfunction(L, set_exception_protected);
+    lua_pushvalue(L, i);
+    lua_rotate(L, -3, 2);  /* below the error */
+    if (lua_pcall(L, 2, 0, 0) == LUA_OK) return 0;
   }
-  return eddy__future_set_exception(L, i);
+  lua_pop(L, 1);
+  return 0;
 }
 
 int eddy__future_cancel(lua_State *L, int i, int msg) {

@@ -31,18 +31,20 @@ void eddy__uv_init(eddy_UVObject *o) {
 
 uv_handle_t *eddy__uv_open(lua_State *L, eddy_UVObject *o, int idx,
                            eddy_Loop *loop, size_t handle_size) {
-  uv_handle_t *h = (uv_handle_t *)calloc(1, handle_size);
-  if (h == NULL) {
+  uv_handle_t *h;
+  int ref;
+  lua_pushvalue(L, idx);
+  ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* first: it may raise (memory) */
+  if ((h = (uv_handle_t *)calloc(1, handle_size)) == NULL) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
     luaL_error(L, "not enough memory");
     return NULL;
   }
-  idx = lua_absindex(L, idx);
   h->data = o;
   o->handle = h;
   o->loop = loop;
   o->closing = 0;
-  lua_pushvalue(L, idx);
-  o->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  o->self_ref = ref;
   /* link into the loop's list of open objects */
   o->prev = NULL;
   o->next = loop->uvobjects;

@@ -596,11 +596,6 @@ int eddy__future_set_exception(lua_State *L, int i);
 ** finalizer run by those allocations may cancel it meanwhile; outside any
 ** protected call, InvalidStateError would unwind through uv_run. */
 int eddy__future_set_result_unless_done(lua_State *L, int i, int n);
-/* From a libuv callback, after a protected call that was to complete the
-** future at fi failed with the error at the top (popped): fail the future
-** with it, protected, so that its waiter wakes; should even that fail,
-** the error goes to the exception handler (eddy__report_error). */
-void eddy__future_fail(lua_State *L, eddy_Loop *loop, int fi);
 int eddy__future_set_exception_unless_done(lua_State *L, int i);
 /* Cancel; pushes nothing. Message at index msg (0 = none). */
 int eddy__future_cancel(lua_State *L, int i, int msg);

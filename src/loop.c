@@ -306,6 +306,12 @@ static void report_failed_entry(lua_State *L, eddy_Loop *loop) {
   lua_settop(L, err - 1);
 }
 
+/* (loop): ready_clear, protected (idle_cb is a libuv callback). */
+static int ready_clear_protected(lua_State *L) {
+  ready_clear(L, (eddy_Loop *)lua_touserdata(L, 1));
+  return 0;
+}
+
 static void idle_cb(uv_idle_t *h) {
   eddy_Loop *loop = container_of(h, eddy_Loop, idle);
   lua_State *L = loop->rt->L;
@@ -344,7 +350,12 @@ static void idle_cb(uv_idle_t *h) {
     loop->rhead = 1;
     /* A burst (100,000 callbacks: 2 MB of ring) leaves nothing behind;
     ** the regrowth is paid by pushes, as the growth was. */
-    if (loop->rcap > READY_KEEP) ready_clear(L, loop);
+    if (loop->rcap > READY_KEEP) {
+      lua_pushcfunction(L, ready_clear_protected);
+      lua_pushlightuserdata(L, loop);
+      if (lua_pcall(L, 1, 0, 0) != LUA_OK)  /* no memory: it stays big */
+        lua_pop(L, 1);
+    }
   }
   if (loop->state == EDDY_LOOP_RUNNING) loop->state = prev_state;
   if (!has_work_now(loop) && loop->state != EDDY_LOOP_CLOSED)
@@ -1080,11 +1091,16 @@ static void close_uv(eddy_Loop *loop) {
   }
 }
 
+/* Nothing here allocates (a loop nobody closed is closed by its __gc, at
+** lua_close at the latest, maybe with no memory left): the hooks of
+** eddy__uv_close_all run protected, and the ready queue and the timers'
+** anchors go with their tables, which drop_refs releases. */
 static void loop_close(lua_State *L, eddy_Loop *loop) {
   loop->closing = 1;  /* futures completed meanwhile drop their callbacks */
   eddy__uv_close_all(L, loop);
   eddy__timers_clear(L, loop);
-  ready_clear(L, loop);
+  loop->rhead = 1;
+  loop->rcount = 0;
   loop->state = EDDY_LOOP_CLOSED;
   inbox_untarget(loop);
   close_uv(loop);

@@ -406,7 +406,7 @@ static void barrier_cb(uv_write_t *req, int status) {
       eddy__pusherror(L, "ConnectionError", "Connection is closed by peer");
       eddy__future_set_exception_unless_done(L, top + 1);
     } else {
-      eddy__future_set_result(L, top + 1, 0);
+      eddy__future_set_result_unless_done(L, top + 1, 0);
     }
   }
   lua_settop(L, top);

@@ -142,7 +142,7 @@ static void wake_waiter(lua_State *L, Reader *r, int ri, int now) {
   if (r->waiter_is_task)
     eddy__task_wake_now(L, (eddy_Task *)waiter, -1, r);
   else if (((eddy_Future *)waiter)->state == EDDY_FUT_PENDING)
-    eddy__future_set_result(L, lua_gettop(L), 0);
+    eddy__future_set_result_unless_done(L, lua_gettop(L), 0);
 }
 
 /* Whether a task is parked on the reader (or the main chunk waits on it):

@@ -452,12 +452,34 @@ static int bad_yield(lua_State *co, int nres) {
   return 0;
 }
 
+/* (future, task): the task waits on the future. */
+static int add_waiter_protected(lua_State *L) {
+  eddy__future_add_waiter(L, 1, 2);
+  return 0;
+}
+
+/* Make the task at ti wait on the future at the top; or, when there is
+** no memory for that, have the await raise the error in the next step:
+** suspended with nothing to wake it, the task would wait forever.
+** Returns whether it waits. */
+static int add_waiter(lua_State *L, eddy_Task *t, int ti) {
+  lua_pushcfunction(L, add_waiter_protected);
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, ti);
+  if (lua_pcall(L, 2, 0, 0) == LUA_OK) return 1;
+  throw_later(L, t, ti);
+  return 0;
+}
+
 /* (static, so that eddy__task_step has it inline) */
 static void step_outcome(lua_State *L, eddy_Task *t, int ti, int status,
                          int nres) {
   eddy_Loop *loop = t->fut.loop;
   lua_State *co = t->co;
   if (status == LUA_YIELD) {
+    /* Room for the task in the ready queue first, so that a push below
+    ** cannot fail (no memory) and leave it suspended for ever. */
+    eddy__ready_reserve(L, loop, 1);
     /* (TAG, future) comes from eddy__await and sleep, which checked the
     ** future; but a coroutine.resume saved before eddy replaced it can
     ** hand the tag to Lua code, so the future is checked again. */
@@ -487,8 +509,7 @@ static void step_outcome(lua_State *L, eddy_Task *t, int ti, int status,
       } else if (f->state != EDDY_FUT_PENDING) {
         t->scheduled = 1;
         eddy__ready_push(L, loop, ti);
-      } else {
-        eddy__future_add_waiter(L, -1, ti);
+      } else if (add_waiter(L, t, ti)) {
         lua_pushvalue(L, -1);
         lua_setiuservalue(L, ti, TASK_UV_WAITER);
         t->has_waiter = 1;
@@ -638,20 +659,24 @@ int eddy__park(lua_State *L, eddy_Runtime *rt, const void *key,
 }
 
 /* Whether a wake for 'key' wakes t, now scheduled if so. */
-static int wakes(eddy_Task *t, const void *key) {
+/* Whether t, parked on key, is woken now: then it is no longer parked,
+** and has room in the ready queue, made first (it may raise: no memory),
+** so that the push that follows cannot fail and lose it. */
+static int wakes(lua_State *L, eddy_Task *t, const void *key) {
   if (t->parked_on != key || t->fut.loop->state == EDDY_LOOP_CLOSED) return 0;
+  eddy__ready_reserve(L, t->fut.loop, 1);
   t->parked_on = NULL;
   t->scheduled = 1;
   return 1;
 }
 
 void eddy__task_wake(lua_State *L, eddy_Task *t, int ti, const void *key) {
-  if (wakes(t, key)) eddy__ready_push(L, t->fut.loop, ti);
+  if (wakes(L, t, key)) eddy__ready_push(L, t->fut.loop, ti);
 }
 
 void eddy__task_wake_uv(lua_State *L, eddy_Task *t, int ud, int uv,
                         const void *key) {
-  if (wakes(t, key)) eddy__ready_push_uv(L, t->fut.loop, ud, uv);
+  if (wakes(L, t, key)) eddy__ready_push_uv(L, t->fut.loop, ud, uv);
 }
 
 void eddy__task_wake_now(lua_State *L, eddy_Task *t, int ti,

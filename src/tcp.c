@@ -39,6 +39,14 @@ static void push_connect_error(lua_State *L, int status,
   push_addr_error(L, status, "Connect call failed", (const struct sockaddr *)addr);
 }
 
+/* (status, addr) -> the error, for connect_cb: protected, as it allocates
+** in a libuv callback. */
+static int connect_error(lua_State *L) {
+  push_connect_error(L, (int)lua_tointeger(L, 1),
+                     (const struct sockaddr_storage *)lua_touserdata(L, 2));
+  return 1;
+}
+
 static void connect_cb(uv_connect_t *req, int status) {
   Connect *c = (Connect *)req;
   eddy_Stream *s = (eddy_Stream *)req->handle->data;
@@ -64,12 +72,15 @@ static void connect_cb(uv_connect_t *req, int status) {
     }
     if (f->state == EDDY_FUT_PENDING &&
         s->uv.loop->state != EDDY_LOOP_CLOSED) {
-      push_connect_error(L, status, &c->addr);
+      lua_pushcfunction(L, connect_error);
+      lua_pushinteger(L, status);
+      lua_pushlightuserdata(L, &c->addr);
+      lua_pcall(L, 2, 1, 0);  /* (or the memory error) */
       eddy__future_set_exception_unless_done(L, top + 1);
     }
   } else {
     uv_tcp_nodelay((uv_tcp_t *)req->handle, 1);
-    eddy__future_set_result(L, top + 1, 1);  /* the transport */
+    eddy__future_set_result_unless_done(L, top + 1, 1);  /* the transport */
   }
   lua_settop(L, top);
   free(c);

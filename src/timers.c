@@ -199,8 +199,7 @@ void eddy__timers_clear(lua_State *L, eddy_Loop *loop) {
   for (i = 0; i < loop->nheap; i++) loop->heap[i]->in_heap = 0;
   loop->nheap = 0;
   loop->ncancelled_timers = 0;
-  lua_newtable(L);
-  lua_rawseti(L, LUA_REGISTRYINDEX, loop->anchors_ref);
+  /* (their anchors go with the table, which the closed loop drops) */
   if (loop->wake_at_ms != 0) uv_timer_stop(&loop->wake);
   loop->wake_at_ms = 0;
   (void)L;

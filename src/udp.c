@@ -558,7 +558,8 @@ static int connection_made(lua_State *L) {
 /* Handle: set the waiter's result unless it was cancelled. */
 static int wake_waiter(lua_State *L) {
   eddy_Future *f = eddy__checkfuture(L, 2);
-  if (f->state == EDDY_FUT_PENDING) eddy__future_set_result(L, 2, 0);
+  if (f->state == EDDY_FUT_PENDING)
+    eddy__future_set_result_unless_done(L, 2, 0);
   return 0;
 }
 

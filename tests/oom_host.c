@@ -108,14 +108,14 @@ static int scenario(lua_State *L) {
   return 0;
 }
 
-/* An eddy error object's tostring: "ClassName: message". */
+/* An eddy error object's tostring: "ClassName: message" or "ClassName". */
 static int is_eddy_error(const char *msg) {
   const char *p = msg;
   if (*p < 'A' || *p > 'Z') return 0;
   while ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
          (*p >= '0' && *p <= '9'))
     p++;
-  return *p == ':';
+  return *p == ':' || *p == '\0';
 }
 
 /* Whether a run that ended with status and msg ended clearly. */

@@ -6,7 +6,7 @@ support.run(function()
   local loop = eddy.get_running_loop()
   local f = loop:create_future()
   loop:call_soon(f.set_result, f, 1, 2)
-  local a, b = f:await()
+  local a, b = eddy.wait_for(f, 2)
   assert(a == 1 and b == 2)
   local function add(x, y) eddy.sleep(0) return x + y end
   assert(eddy.gather(function() return add(1, 2) end) == 3)

@@ -9,9 +9,11 @@ support.run(function()
     for _ = 1, 4 do sum = sum + q:get(); q:task_done() end
     return sum
   end)
-  for i = 1, 4 do q:put(i) end
-  eddy.wait_for(function() q:join() end, 2)
-  assert(eddy.wait_for(consumer, 2) == 10)
+  eddy.wait_for(function()
+    for i = 1, 4 do q:put(i) end
+    q:join()
+  end, 0.5)
+  assert(eddy.wait_for(consumer, 0.5) == 10)
   local lock, ev, sem = eddy.Lock(), eddy.Event(), eddy.Semaphore(1)
   local cond = eddy.Condition()
   local waiter = loop:create_task(function()
@@ -26,5 +28,5 @@ support.run(function()
   lock:release()
   sem:acquire()
   sem:release()
-  assert(eddy.wait_for(waiter, 2) == "woken")
+  assert(eddy.wait_for(waiter, 0.5) == "woken")
 end)

@@ -17,7 +17,7 @@ support.run(function()
     end}
   end, nil, addr)
   client_t:sendto("ping")
-  assert(eddy.wait_for(got, 2) == "ping")
+  assert(eddy.wait_for(got, 0.5) == "ping")
   client_t:close()
   server_t:close()
   eddy.sleep(0)
