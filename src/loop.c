@@ -257,18 +257,26 @@ static int fail_step(lua_State *L) {
   return 0;
 }
 
+/* Call the report function and its first argument at the top with the
+** error at err (an absolute index), protected: a report allocates.  With
+** no memory for it, err is reported as eddy__report_error does. */
+static void call_report(lua_State *L, eddy_Loop *loop, int err,
+                        const char *message) {
+  lua_pushvalue(L, err);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, err);
+    eddy__report_error(L, loop, message);
+  }
+}
+
 /* The step of the task at ti raised the error at err (outside the task's
 ** own body: eddy__task_step's tail, such as no memory to complete it). */
 static void report_failed_step(lua_State *L, eddy_Loop *loop, int ti,
                                int err) {
   lua_pushcfunction(L, fail_step);
   lua_pushvalue(L, ti);
-  lua_pushvalue(L, err);
-  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {  /* no memory for that either */
-    lua_pop(L, 1);
-    lua_pushvalue(L, err);
-    eddy__report_error(L, loop, "Exception in a task step");
-  }
+  call_report(L, loop, err, "Exception in a task step");
 }
 
 /* (loop, err): report the error err of the entry at the head of the
@@ -294,12 +302,7 @@ static void report_failed_entry(lua_State *L, eddy_Loop *loop) {
   ** the handle's context (gh-96704). */
   lua_pushcfunction(L, report_entry);
   lua_pushlightuserdata(L, loop);
-  lua_pushvalue(L, err);
-  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {  /* no memory for that report */
-    lua_pop(L, 1);
-    lua_pushvalue(L, err);
-    eddy__report_error(L, loop, "Exception in a callback");
-  }
+  call_report(L, loop, err, "Exception in a callback");
   eddy__handle_leave(L, loop);
   lua_rawgeti(L, LUA_REGISTRYINDEX, loop->ready_ref);
   if (loop->rcount > 0) ready_pop(L, loop, lua_gettop(L));
