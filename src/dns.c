@@ -92,17 +92,18 @@ static void push_addrinfo(lua_State *L, const struct addrinfo *ai) {
   }
 }
 
-/* (future, status, what, res): the outcome of a request on its future. */
+/* (future, status, what, res, request): the outcome of the request on
+** its future. */
 static int settle_protected(lua_State *L) {
   int status = (int)lua_tointeger(L, 2);
+  Request *r = (Request *)lua_touserdata(L, 5);
   if (status < 0) {
     eddy__pushuverror(L, status, (const char *)lua_touserdata(L, 3));
     eddy__future_set_exception_unless_done(L, 1);
-  } else if (lua_touserdata(L, 4) != NULL) {
+  } else if (r->u.gai.type == UV_GETADDRINFO) {
     push_addrinfo(L, (const struct addrinfo *)lua_touserdata(L, 4));
     eddy__future_set_result_unless_done(L, 1, 1);
   } else {
-    Request *r = (Request *)lua_touserdata(L, 5);
     lua_pushstring(L, r->u.gni.host);
     lua_pushstring(L, r->u.gni.service);
     eddy__future_set_result_unless_done(L, 1, 2);
