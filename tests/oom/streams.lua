@@ -13,6 +13,7 @@ support.run(function()
   local server <close> = eddy.start_server(handle, "127.0.0.1", 0)
   local port = server.sockets[1]:getsockname()[2]
   local reader, writer = eddy.open_connection("127.0.0.1", port)
+  local _ <close> = support.closing(writer)
   writer:write("5\nhellotail END")
   writer:drain()
   assert(eddy.wait_for(function() return reader:readexactly(5) end, 2) == "HELLO")

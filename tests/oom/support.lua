@@ -20,4 +20,12 @@ function support.run(main)
   if not ok then error(err, 0) end
 end
 
+-- local _ <close> = support.closing(transport): closes it when the scope
+-- ends, also by an error, before a server declared earlier closes and
+-- waits for its connections (as asyncio's Server.wait_closed, for ever
+-- while one stays open).
+function support.closing(obj)
+  return setmetatable({}, {__close = function() obj:close() end})
+end
+
 return support

@@ -20,6 +20,7 @@ support.run(function()
     connection_lost = function(_, exc) lost:set_result(exc) end,
   }
   local transport = loop:create_connection(function() return client end, "127.0.0.1", port)
+  local _ <close> = support.closing(transport)
   for i = 1, 3 do
     transport:write("message " .. i .. "\n")
     eddy.sleep(0.005)

@@ -17,6 +17,7 @@ support.run(function()
     return eddy.open_connection("127.0.0.1", port,
       {ssl = client_ctx, server_hostname = "localhost", ssl_handshake_timeout = 2})
   end, 5)
+  local _ <close> = support.closing(writer)
   writer:write("over tls\n")
   assert(eddy.wait_for(function() return reader:readline() end, 2) == "OVER TLS\n")
   writer:close()
