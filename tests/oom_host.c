@@ -6,7 +6,8 @@
 ** For each SCRIPT (a scenario of tests/oom/), first a run with no limit,
 ** which must end well and counts N, the allocations that grow memory it
 ** makes; then runs with a countdown: after K such allocations succeed,
-** the next one fails (-a: it and every later one fail, until lua_close).
+** the next one fails, and Lua's retry of it after an emergency collection
+** (-a: it and every later one fail, until lua_close).
 ** K goes over 0 .. N by STRIDE (default 1), each step at a random offset
 ** below STRIDE (seeded by SEED, default 1), or is the one K of -k.  The
 ** countdown starts once `require "eddy"` (eddy.so on LUA_CPATH) has
