@@ -233,18 +233,33 @@ static void schedule_one(lua_State *L, eddy_Future *f, int fi, int cb,
 ** raises, the future staying done (asyncio's C Future clears its
 ** callbacks when call_soon fails).
 */
-static void prepare_one(lua_State *L, eddy_Future *f, int fi, int list,
-                        int cb, int ctx, int is_task) {
-  if (is_task) {
-    lua_pushvalue(L, cb);
-  } else {
-    lua_pushvalue(L, cb);
+/* Push what the callback at cb (its context at ctx) queues. */
+static void prepare_one(lua_State *L, eddy_Future *f, int fi, int cb, int ctx,
+                        int is_task) {
+  lua_pushvalue(L, cb);
+  if (!is_task) {
     lua_pushvalue(L, fi);
     eddy__handle_new(L, f->loop, 1, ctx);
   }
-  lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
 }
 
+/* Push what the first callback (the slot of its own) queues. */
+static void prepare_cb0(lua_State *L, eddy_Future *f, int fi) {
+  int cb = lua_gettop(L);  /* the callback, pushed by the caller */
+  if (f->flags & FUT_CB0_CTX) {
+    push_extra(L, fi, 0);
+    lua_getfield(L, -1, "ctx0");
+    lua_remove(L, -2);
+  } else {
+    lua_pushnil(L);
+  }
+  prepare_one(L, f, fi, cb, cb + 1, f->cb0_is_task);
+  lua_replace(L, cb);
+  lua_settop(L, cb);
+}
+
+/* Push the list (or, for the usual lone callback, its entry alone: no
+** table to make on every completion). */
 static void prepare_once(lua_State *L, eddy_Future *f, int fi) {
   int top, list;
   lua_Integer k, n;
@@ -252,17 +267,18 @@ static void prepare_once(lua_State *L, eddy_Future *f, int fi) {
     lua_pushnil(L);
     return;
   }
+  if (f->ncallbacks == 1 &&
+      lua_getiuservalue(L, fi, FUT_UV_CB0) != LUA_TNIL) {
+    prepare_cb0(L, f, fi);
+    eddy__ready_reserve(L, f->loop, 1);
+    return;
+  }
+  if (f->ncallbacks == 1) lua_pop(L, 1);
   lua_createtable(L, f->ncallbacks, 0);
   list = top = lua_gettop(L);
   if (lua_getiuservalue(L, fi, FUT_UV_CB0) != LUA_TNIL) {
-    if (f->flags & FUT_CB0_CTX) {
-      push_extra(L, fi, 0);
-      lua_getfield(L, -1, "ctx0");
-      lua_remove(L, -2);
-    } else {
-      lua_pushnil(L);
-    }
-    prepare_one(L, f, fi, list, top + 1, top + 2, f->cb0_is_task);
+    prepare_cb0(L, f, fi);
+    lua_rawseti(L, list, 1);
   }
   lua_settop(L, top);
   if (push_extra(L, fi, 0)) {
@@ -278,8 +294,10 @@ static void prepare_once(lua_State *L, eddy_Future *f, int fi) {
         lua_pop(L, 1);
         lua_pushnil(L);
       }
-      if (!lua_isnil(L, -2))
-        prepare_one(L, f, fi, list, extra + 1, extra + 2, is_task);
+      if (!lua_isnil(L, -2)) {
+        prepare_one(L, f, fi, extra + 1, extra + 2, is_task);
+        lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
+      }
       lua_pop(L, 2);
     }
   }
@@ -298,6 +316,22 @@ static void prepare_callbacks(lua_State *L, eddy_Future *f, int fi) {
   } while (f->ncallbacks != n);
 }
 
+/* Queue the entry at the top (popped), in room prepare_callbacks made. */
+static void queue_entry(lua_State *L, eddy_Loop *loop) {
+  eddy_Task *t = (eddy_Task *)lua_touserdata(L, -1);
+  if (t->fut.kind == EDDY_KIND_TASK) {
+    /* (its TASK_UV_WAITER stays until the step: a cancel() before it
+    ** then finds the waiter done, as asyncio's _fut_waiter) */
+    if (t->fut.state != EDDY_FUT_PENDING || t->scheduled) {
+      lua_pop(L, 1);
+      return;
+    }
+    t->scheduled = 1;
+  }
+  eddy__ready_push(L, loop, -1);
+  lua_pop(L, 1);
+}
+
 /* Queue the list at 'list' made by prepare_callbacks (popped) and forget
 ** the callbacks. */
 static void commit_callbacks(lua_State *L, eddy_Future *f, int fi, int list) {
@@ -310,22 +344,15 @@ static void commit_callbacks(lua_State *L, eddy_Future *f, int fi, int list) {
     lua_remove(L, list);
     return;
   }
-  n = open && lua_istable(L, list) ? (lua_Integer)lua_rawlen(L, list) : 0;
-  for (k = 1; k <= n; k++) {
-    eddy_Task *t;
-    lua_rawgeti(L, list, k);
-    t = (eddy_Task *)lua_touserdata(L, -1);
-    if (t->fut.kind == EDDY_KIND_TASK) {
-      /* (its TASK_UV_WAITER stays until the step: a cancel() before it
-      ** then finds the waiter done, as asyncio's _fut_waiter) */
-      if (t->fut.state != EDDY_FUT_PENDING || t->scheduled) {
-        lua_pop(L, 1);
-        continue;
-      }
-      t->scheduled = 1;
+  if (open && lua_istable(L, list)) {
+    n = (lua_Integer)lua_rawlen(L, list);
+    for (k = 1; k <= n; k++) {
+      lua_rawgeti(L, list, k);
+      queue_entry(L, loop);
     }
-    eddy__ready_push(L, loop, -1);
-    lua_pop(L, 1);
+  } else if (open && !lua_isnil(L, list)) {  /* a lone entry */
+    lua_pushvalue(L, list);
+    queue_entry(L, loop);
   }
   lua_pushnil(L);
   lua_setiuservalue(L, fi, FUT_UV_CB0);

@@ -458,11 +458,15 @@ static int add_waiter_protected(lua_State *L) {
   return 0;
 }
 
-/* Make the task at ti wait on the future at the top; or, when there is
+/* Make the task at ti wait on the future f at the top; or, when there is
 ** no memory for that, have the await raise the error in the next step:
 ** suspended with nothing to wake it, the task would wait forever.
 ** Returns whether it waits. */
-static int add_waiter(lua_State *L, eddy_Task *t, int ti) {
+static int add_waiter(lua_State *L, eddy_Task *t, int ti, eddy_Future *f) {
+  if (f->ncallbacks == 0) {  /* the waiter goes in its own slot: no memory */
+    eddy__future_add_waiter(L, -1, ti);
+    return 1;
+  }
   lua_pushcfunction(L, add_waiter_protected);
   lua_pushvalue(L, -2);
   lua_pushvalue(L, ti);
@@ -509,7 +513,7 @@ static void step_outcome(lua_State *L, eddy_Task *t, int ti, int status,
       } else if (f->state != EDDY_FUT_PENDING) {
         t->scheduled = 1;
         eddy__ready_push(L, loop, ti);
-      } else if (add_waiter(L, t, ti)) {
+      } else if (add_waiter(L, t, ti, f)) {
         lua_pushvalue(L, -1);
         lua_setiuservalue(L, ti, TASK_UV_WAITER);
         t->has_waiter = 1;
