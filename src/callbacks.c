@@ -235,14 +235,6 @@ void eddy__newcontext(lua_State *L, const char *message, int errindex) {
   }
 }
 
-/*
-** loop:call_exception_handler(context), protected: a failing handler is
-** reported on stderr and never propagates into libuv.  Not after a Ctrl-C
-** interrupted the run (eddy__loop_interrupt): the error is the
-** interruption itself, which lua.c's hook raised in the callback running,
-** and the run raises it in the main chunk, as asyncio's KeyboardInterrupt
-** leaves the loop without reaching the handler.
-*/
 /* (loop, message, err): eddy__report_error's report, protected. */
 static int report_protected(lua_State *L) {
   eddy_Loop *loop = (eddy_Loop *)lua_touserdata(L, 1);
@@ -264,6 +256,14 @@ void eddy__report_error(lua_State *L, eddy_Loop *loop, const char *message) {
   lua_settop(L, err - 1);
 }
 
+/*
+** loop:call_exception_handler(context), protected: a failing handler is
+** reported on stderr and never propagates into libuv.  Not after a Ctrl-C
+** interrupted the run (eddy__loop_interrupt): the error is the
+** interruption itself, which lua.c's hook raised in the callback running,
+** and the run raises it in the main chunk, as asyncio's KeyboardInterrupt
+** leaves the loop without reaching the handler.
+*/
 void eddy__call_exception_handler(lua_State *L, eddy_Loop *loop) {
   int top = lua_gettop(L);  /* the context */
   if (loop->rt->interrupted) {

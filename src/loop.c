@@ -646,7 +646,6 @@ static eddy_Loop *push_core(lua_State *L, int cores, int i) {
   return (eddy_Loop *)lua_touserdata(L, -1);
 }
 
-/* Create a Loop on 'uv' (NULL: its own); pushes the Loop object. */
 /* Release the loop's registry references but its anchor (self_ref), at
 ** its close or when its set-up fails. */
 static void drop_refs(lua_State *L, eddy_Loop *loop) {
@@ -660,6 +659,7 @@ static void drop_refs(lua_State *L, eddy_Loop *loop) {
   loop->handler_ref = loop->factory_ref = LUA_NOREF;
 }
 
+/* Create a Loop on 'uv' (NULL: its own); pushes the Loop object. */
 static eddy_Loop *loop_new(lua_State *L, uv_loop_t *uv) {
   eddy_Runtime *rt = eddy__runtime(L);
   eddy_Loop *loop;
