@@ -28,41 +28,12 @@ enum { MODE_RESUME, MODE_WRAP, MODE_DRIVE };
 */
 static const char key_task_coros = 0;
 
-/* Push the set, creating it. */
-static void push_task_coros(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_task_coros) == LUA_TTABLE) return;
-  lua_pop(L, 1);
-  eddy__newweaktable(L, "k");
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_task_coros);
-}
-
-/* File the coroutine at i in the set (owned true) or take it out. */
-static void set_task_owned(lua_State *L, int i, int owned) {
-  i = lua_absindex(L, i);
-  push_task_coros(L);
-  lua_pushvalue(L, i);
-  if (owned) lua_pushboolean(L, 1);
-  else lua_pushnil(L);
-  lua_rawset(L, -3);
-  lua_pop(L, 1);
-}
-
 void eddy__co_mark_task(lua_State *L, int i) {
-  set_task_owned(L, i, 1);
+  eddy__weakset_put(L, &key_task_coros, i, 1);
 }
 
 int eddy__co_is_task(lua_State *L, int i) {
-  int marked;
-  i = lua_absindex(L, i);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_task_coros) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  lua_pushvalue(L, i);
-  marked = lua_rawget(L, -2) != LUA_TNIL;
-  lua_pop(L, 2);
-  return marked;
+  return eddy__weakset_has(L, &key_task_coros, i);
 }
 
 /* Not dead: suspended, or not started yet (or running). */
@@ -168,7 +139,7 @@ static int resume_step(lua_State *L, int narg, int mode) {
       return finish(L, co, status, nres, mode == MODE_DRIVE ? MODE_WRAP : mode);
     }
     if (!lua_checkstack(L, nres)) return luaL_error(L, "too many results");
-    if (mode != MODE_DRIVE) set_task_owned(L, 1, 1);  /* until resume_k */
+    if (mode != MODE_DRIVE) eddy__weakset_put(L, &key_task_coros, 1, 1);  /* until resume_k */
     lua_xmove(co, L, nres);
     return lua_yieldk(L, nres, (lua_KContext)mode, resume_k);
   }
@@ -188,7 +159,7 @@ static int resume_step(lua_State *L, int narg, int mode) {
 /* Resumed from outside: pass what we got into the coroutine. */
 static int resume_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
-  if ((int)ctx != MODE_DRIVE) set_task_owned(L, 1, 0);
+  if ((int)ctx != MODE_DRIVE) eddy__weakset_put(L, &key_task_coros, 1, 0);
   return resume_step(L, lua_gettop(L) - 1, (int)ctx);
 }
 

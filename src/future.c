@@ -79,6 +79,35 @@ void eddy__newweaktable(lua_State *L, const char *mode) {
   lua_setmetatable(L, -2);
 }
 
+void eddy__weakset_put(lua_State *L, const void *set, int i, int in) {
+  i = lua_absindex(L, i);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, set) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    if (!in) return;
+    eddy__newweaktable(L, "k");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, set);
+  }
+  lua_pushvalue(L, i);
+  if (in) lua_pushboolean(L, 1);
+  else lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+int eddy__weakset_has(lua_State *L, const void *set, int i) {
+  int in;
+  i = lua_absindex(L, i);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, set) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushvalue(L, i);
+  in = lua_rawget(L, -2) != LUA_TNIL;
+  lua_pop(L, 2);
+  return in;
+}
+
 void eddy__seal_metatable(lua_State *L, int mt) {
   mt = lua_absindex(L, mt);
   lua_createtable(L, 0, 1);

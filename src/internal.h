@@ -555,6 +555,10 @@ void eddy__future_metatable(lua_State *L, int mt);
 void eddy__seal_metatable(lua_State *L, int mt);
 /* Push a new table whose __mode is 'mode' ("k", "v"). */
 void eddy__newweaktable(lua_State *L, const char *mode);
+/* A weak-keyed set in the registry at key 'set', made on first use: put
+** the value at i in it (in 1) or take it out (in 0); whether it holds it. */
+void eddy__weakset_put(lua_State *L, const void *set, int i, int in);
+int eddy__weakset_has(lua_State *L, const void *set, int i);
 /* A __gc checking its argument: upvalues (the C finalizer, its metatable). */
 int eddy__checked_gc(lua_State *L);
 /* luaL_newmetatable for a class whose methods run on hot paths and

@@ -142,36 +142,14 @@ static Job *new_job(lua_State *L, int sockfd, const char *what) {
 ** other's stand-in protocol back at its end. */
 static const char busy_key = 'b';
 
-/* Push the set, made on first use. */
-static void push_busy(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &busy_key) != LUA_TNIL) return;
-  lua_pop(L, 1);
-  eddy__newweaktable(L, "k");
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &busy_key);
-}
-
 /* RuntimeError if a sendfile runs on the transport at SOCK: checked
-** before this one touches the transport (its reading, its protocol). */
+** before this one touches the transport (its reading, its protocol).  It
+** is marked busy last thing before the job starts, whose finish unmarks
+** it: an error in between would leave it marked for good. */
 static void check_not_busy(lua_State *L) {
-  push_busy(L);
-  lua_pushvalue(L, SOCK);
-  if (lua_rawget(L, -2) != LUA_TNIL)
+  if (eddy__weakset_has(L, &busy_key, SOCK))
     eddy__error(L, "RuntimeError", "unable to sendfile; sendfile is in "
                 "progress");
-  lua_pop(L, 2);
-}
-
-/* Mark the transport at SOCK as having a sendfile ('busy' 1), last thing
-** before the job starts, whose finish unmarks it ('busy' 0): an error in
-** between would leave it marked for good. */
-static void set_busy(lua_State *L, int busy) {
-  push_busy(L);
-  lua_pushvalue(L, SOCK);
-  if (busy) lua_pushboolean(L, 1);
-  else lua_pushnil(L);
-  lua_rawset(L, -3);
-  lua_pop(L, 1);
 }
 
 /* asyncio's _sock_sendfile_update_filepos: after sending, the file's
@@ -235,7 +213,7 @@ static void release_transport(lua_State *L, Job *j) {
 ** the top ('failed') or return the bytes sent. */
 static int finish(lua_State *L, int failed) {
   Job *j = (Job *)lua_touserdata(L, JOB);
-  if (j->transport || j->lua_transport) set_busy(L, 0);
+  if (j->transport || j->lua_transport) eddy__weakset_put(L, &busy_key, SOCK, 0);
   if (j->transport) release_transport(L, j);
   if (j->lua_transport) resume_reading(L, j);
   update_position(L, j);
@@ -690,7 +668,7 @@ static int lua_sendfile(lua_State *L) {
   j->lua_transport = 1;
   if ((j->resume = (unsigned char)call_transport(L, "is_reading")))
     call_transport(L, "pause_reading");
-  set_busy(L, 1);
+  eddy__weakset_put(L, &busy_key, SOCK, 1);
   return fallback(L, j);
 }
 
@@ -720,7 +698,7 @@ static int l_sendfile(lua_State *L) {
   lua_pushvalue(L, SOCK);
   lua_call(L, 1, 0);
   stand_in(L);
-  set_busy(L, 1);
+  eddy__weakset_put(L, &busy_key, SOCK, 1);
   return start(L);
 }
 
