@@ -2,11 +2,11 @@
 -- calls on live objects of every kind must end with no crash, sanitizer
 -- report, hang, unclear error or unbalanced handle count.  A long
 -- campaign: docs/testing.md.
+local fuzzrun = require "support.fuzzrun"
 local tls = require "support.tls"
 local tmp = require "support.tmp"
 
-local BINARY = os.getenv("EDDY_TEST_BINARY") or "build/eddy"
-if BINARY:sub(1, 1) ~= "/" then BINARY = os.getenv("PWD") .. "/" .. BINARY end
+local BINARY = fuzzrun.binary
 local SEEDS = {1, 2, 3, 4}
 local STEPS = 100
 
@@ -19,13 +19,10 @@ describe("tools/fuzz/api_fuzz.lua", function()
       local cmd = ("root=$(pwd); cd %s && FUZZ_CERTS=%s timeout 60 %s "
                    .. "\"$root/tools/fuzz/api_fuzz.lua\" %d %d 2>&1 </dev/null")
                   :format(dir, tls.dir(), BINARY, seed, STEPS)
-      local p = assert(io.popen(cmd))
-      local out = p:read("a")
-      local ok, _, code = p:close()
+      local ok, err = pcall(fuzzrun.expect_no_findings, cmd, seed, STEPS,
+                            ("%s tools/fuzz/api_fuzz.lua %d %d"):format(BINARY, seed, STEPS))
       os.execute("rm -rf " .. dir)
-      assert(ok and out:find(("ok %d %d: 0 findings"):format(seed, STEPS), 1, true),
-             ("exit %s; rerun: %s tools/fuzz/api_fuzz.lua %d %d\n%s")
-               :format(tostring(code), BINARY, seed, STEPS, out:sub(-3000)))
+      assert(ok, err)
     end)
   end
 end)
