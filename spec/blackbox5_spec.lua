@@ -1,0 +1,515 @@
+-- Black-box cases, fifth pass: written from /work/shared/API.md alone (and
+-- asyncio's documented behaviour, by API.md §1's translation rules) as a
+-- user porting real asyncio programs would: a chat server, a rate-limited
+-- crawler, a queue pipeline, a TaskGroup supervisor, timeouts, UDP with
+-- retries, a UNIX server, subprocess pipelines, context variables, async
+-- generators, coordination primitives and Protocol servers, each with the
+-- error paths a user hits.  Every description cites the API.md section it
+-- checks.
+local eddy = require "eddy"
+local errors = eddy.errors
+local async = require("eddy.test").async
+local checks = require "support.checks"
+local net = require "support.net"
+local tmp = require "support.tmp"
+local expect_error = checks.expect_error
+
+-- Bounded readline/read/etc.: run the suspending method as a task under
+-- wait_for (5 s).
+local function within(fn, ...)
+  local args = table.pack(...)
+  return eddy.wait_for(function() return fn(table.unpack(args, 1, args.n)) end, 5)
+end
+
+local function count(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n
+end
+
+describe("§8/§4 a TCP chat server on streams", function()
+  it("§8/§4 per-client tasks broadcast each line to the others; a client that leaves "
+     .. "mid-broadcast is dropped and the rest get every line; close, close_clients and "
+     .. "wait_closed end it, each client sees EOF and every handler returns", async(function()
+    local writers, ended = {}, {}
+    local srv = eddy.start_server(function(r, w)
+      local name = r:readline():gsub("\n$", "")
+      writers[name] = w
+      for line in r:lines() do
+        for other, ow in pairs(writers) do
+          if other ~= name then
+            ow:write(name .. ": " .. line .. "\n")
+            -- a peer gone mid-write: drain raises a ConnectionError; drop it
+            local ok, err = pcall(ow.drain, ow)
+            if not ok then
+              assert.is_true(errors.is(err, errors.ConnectionError), tostring(err))
+              writers[other] = nil
+            end
+          end
+        end
+      end
+      writers[name] = nil
+      ended[#ended + 1] = name
+      w:close()
+    end, "127.0.0.1", 0)
+    local port = srv.sockets[1]:getsockname()[2]
+    local clients = {}
+    for _, name in ipairs {"ann", "bob", "cy"} do
+      local r, w = eddy.open_connection("127.0.0.1", port)
+      w:write(name .. "\n")
+      clients[name] = {r = r, w = w}
+    end
+    net.wait_until(function() return count(writers) == 3 end)
+    clients.ann.w:write("hi all\n")
+    assert.equal("ann: hi all\n", within(clients.bob.r.readline, clients.bob.r))
+    assert.equal("ann: hi all\n", within(clients.cy.r.readline, clients.cy.r))
+    -- cy leaves abruptly (RST): broadcasts to it fail, the others go on
+    clients.cy.w.transport:abort()
+    for i = 1, 20 do clients.bob.w:write(string.rep("x", 1000) .. i .. "\n") end
+    for i = 1, 20 do
+      assert.equal("bob: " .. string.rep("x", 1000) .. i .. "\n",
+                   within(clients.ann.r.readline, clients.ann.r))
+    end
+    net.wait_until(function() return writers.cy == nil end)
+    assert.same({"cy"}, ended)
+    srv:close()
+    assert.is_false(srv:is_serving())
+    srv:close_clients()
+    within(srv.wait_closed, srv)
+    for _, name in ipairs {"ann", "bob"} do
+      assert.equal("", within(clients[name].r.read, clients[name].r))
+      assert.is_true(clients[name].r:at_eof())
+      clients[name].w:close()
+      within(clients[name].w.wait_closed, clients[name].w)
+    end
+    net.wait_until(function() return #ended == 3 end)
+    -- a closed server refuses new connections
+    expect_error(errors.ConnectionRefusedError, eddy.open_connection, "127.0.0.1", port)
+  end))
+
+  it("§8 bad input and closed objects: start_server and open_connection argument errors "
+     .. "name the function; write after write_eof raises RuntimeError; after close() a "
+     .. "write is dropped and drain raises ConnectionResetError, as asyncio's",
+    async(function()
+    checks.argerror(function() eddy.start_server(42, "127.0.0.1", 0) end, 1, "start_server")
+    checks.argerror(function() eddy.open_connection("127.0.0.1", 1, {limit = "big"}) end,
+                    3, "open_connection")
+    local srv <close> = eddy.start_server(function(r, w)
+      w:write(r:read())
+      w:close()
+    end, "127.0.0.1", 0)
+    local port = srv.sockets[1]:getsockname()[2]
+    local r, w = eddy.open_connection("127.0.0.1", port)
+    w:write("ping")
+    assert.is_true(w:can_write_eof())
+    w:write_eof()
+    checks.raises(function() w:write("late") end,
+                  {errors.RuntimeError, "Cannot call write() after write_eof()"})
+    assert.equal("ping", within(r.read, r, -1))
+    w:close()
+    within(w.wait_closed, w)
+    local _, w2 = eddy.open_connection("127.0.0.1", port)
+    w2:close()
+    assert.is_true(w2:is_closing())
+    w2:write("after close")  -- dropped (§9), never raised
+    expect_error(errors.ConnectionResetError, w2.drain, w2)
+    within(w2.wait_closed, w2)
+  end))
+end)
+
+-- A tiny HTTP/1.0 server on streams: GET /sleep/SECONDS/ID answers
+-- "page ID" after that delay, GET /missing answers 404.  'stats' counts the
+-- requests being served now (now), the most at once (peak) and the
+-- connections whose client went away before the answer (gone).
+local function http_server(stats)
+  return eddy.start_server(function(r, w)
+    local line = r:readline()
+    repeat local h = r:readline() until h == "\r\n" or h == ""
+    stats.now = stats.now + 1
+    stats.peak = math.max(stats.peak, stats.now)
+    local delay, id = line:match("^GET /sleep/([%d.]+)/(%w+) HTTP/1%.0\r\n$")
+    if not delay then
+      w:write("HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+    elseif pcall(eddy.wait_for, function() return r:read() end, tonumber(delay)) then
+      stats.gone = stats.gone + 1  -- EOF before the delay was up: the client left
+    else
+      local body = "page " .. id
+      w:write("HTTP/1.0 200 OK\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body)
+    end
+    stats.now = stats.now - 1
+    w:close()
+  end, "127.0.0.1", 0)
+end
+
+-- fetch(port, path) -> body: one HTTP/1.0 GET over open_connection; a
+-- status other than 200 raises ValueError("HTTP <status>").  The
+-- connection is closed however the call ends (a timeout cancels it).
+local function fetch(port, path)
+  local r, w = eddy.open_connection("127.0.0.1", port)
+  local _ <close> = setmetatable({}, {__close = function() w:close() end})
+  w:write("GET " .. path .. " HTTP/1.0\r\nHost: localhost\r\n\r\n")
+  local status = r:readline():match("^HTTP/1%.0 (%d+)")
+  local length
+  for h in r:lines() do
+    if h == "\r" then break end
+    length = length or tonumber(h:match("^Content%-Length: (%d+)"))
+  end
+  if status ~= "200" then error(errors.ValueError("HTTP " .. status)) end
+  return r:readexactly(length)
+end
+
+describe("§6/§8 a rate-limited crawler", function()
+  it("§6/§8 Semaphore(3) around wait_for(fetch, 0.15), gathered with return_exceptions: "
+     .. "results in request order, TimeoutError for the slow pages, ValueError for a 404; "
+     .. "never more than 3 requests at once; the timed-out requests' connections are closed",
+    async(function()
+    local stats = {now = 0, peak = 0, gone = 0}
+    local srv <close> = http_server(stats)
+    local port = srv.sockets[1]:getsockname()[2]
+    local sem = eddy.Semaphore(3)
+    local active, peak = 0, 0
+    local function crawl(path)
+      return function()
+        local _ <close> = sem:acquire()
+        active = active + 1
+        peak = math.max(peak, active)
+        local _ <close> = setmetatable({}, {__close = function() active = active - 1 end})
+        return eddy.wait_for(function() return fetch(port, path) end, 0.15)
+      end
+    end
+    local paths = {"/sleep/0/a", "/sleep/0.01/b", "/sleep/1/c", "/missing", "/sleep/0.02/d",
+                   "/sleep/1/e", "/sleep/0/f", "/sleep/0.01/g", "/sleep/1/h", "/sleep/0/i"}
+    local jobs = {}
+    for i, p in ipairs(paths) do jobs[i] = crawl(p) end
+    jobs[#jobs + 1] = {return_exceptions = true}
+    local results = table.pack(eddy.gather(table.unpack(jobs)))
+    assert.equal(#paths, results.n)
+    for i, p in ipairs(paths) do
+      local res = results[i]
+      if p:match("^/sleep/1/") then
+        assert.is_true(errors.is(res, errors.TimeoutError), p .. ": " .. tostring(res))
+      elseif p == "/missing" then
+        assert.is_true(errors.is(res, errors.ValueError), tostring(res))
+        assert.equal("ValueError: HTTP 404", tostring(res))
+      else
+        assert.equal("page " .. p:match("(%w+)$"), res)
+      end
+    end
+    assert.equal(3, peak)
+    assert.equal(0, active)
+    assert.is_false(sem:locked())
+    net.wait_until(function() return stats.now == 0 end)
+    assert.equal(3, stats.gone)
+    assert.is_true(stats.peak <= 3)
+  end))
+
+  it("§6 bad input: gather of a non-awaitable and wait_for with a bad timeout are argument "
+     .. "errors; Semaphore(-1) is ValueError; a BoundedSemaphore released too often is "
+     .. "ValueError; gather outside a task is RuntimeError naming it", async(function(loop)
+    checks.raises(function() eddy.gather(42) end, "bad argument #1 to 'gather'")
+    checks.raises(function() eddy.gather(function() end, "x") end, "bad argument #2 to 'gather'")
+    checks.raises(function() eddy.wait_for(function() end, "soon") end,
+                  "bad argument #2 to 'wait_for'")
+    expect_error(errors.ValueError, eddy.Semaphore, -1)
+    local b = eddy.BoundedSemaphore(1)
+    b:acquire()
+    b:release()
+    expect_error(errors.ValueError, b.release, b)
+    local errs = checks.from_callback(loop, {
+      {"gather", eddy.gather, function() end},
+      {"acquire", eddy.Semaphore(0).acquire, eddy.Semaphore(0)},
+    })
+    assert.matches("RuntimeError", errs.gather)
+    assert.matches("gather", errs.gather)
+    assert.matches("RuntimeError", errs.acquire)
+  end))
+end)
+
+describe("§8 a producer/consumer pipeline on a Queue", function()
+  it("§8 Queue(2): the producer waits while it is full, three consumers task_done each "
+     .. "item, join returns once all 30 are processed; shutdown() lets them drain what was "
+     .. "put before it, then get raises QueueShutDown and so does put", async(function()
+    local q = eddy.Queue(2)
+    assert.equal(2, q.maxsize)
+    local processed, waits = {}, 0
+    local function consumer(id)
+      local ok, err = pcall(function()
+        while true do
+          local item = q:get()
+          eddy.sleep(0.001)
+          processed[#processed + 1] = item
+          q:task_done()
+        end
+      end)
+      assert.is_false(ok)
+      assert.is_true(errors.is(err, errors.QueueShutDown), tostring(err))
+      return id
+    end
+    local consumers = {}
+    for i = 1, 3 do consumers[i] = eddy.create_task(consumer, i) end
+    for i = 1, 30 do
+      if q:full() then
+        waits = waits + 1
+        expect_error(errors.QueueFull, q.put_nowait, q, i)
+      end
+      q:put(i)
+      assert.is_true(q:qsize() <= 2)
+    end
+    assert.is_true(waits > 0)
+    within(q.join, q)
+    assert.equal(30, #processed)
+    table.sort(processed)
+    for i = 1, 30 do assert.equal(i, processed[i]) end
+    -- two more, then a graceful shutdown: they are still consumed
+    q:put("last1")
+    q:put("last2")
+    q:shutdown()
+    expect_error(errors.QueueShutDown, q.put, q, "late")
+    expect_error(errors.QueueShutDown, q.put_nowait, q, "late")
+    local ids = {within(eddy.gather, consumers[1], consumers[2], consumers[3])}
+    assert.same({1, 2, 3}, ids)
+    assert.equal(32, #processed)
+    assert.is_true(q:empty())
+    expect_error(errors.QueueShutDown, q.get_nowait, q)
+  end))
+
+  it("§8 shutdown(true) mid-flight: queued items are dropped, a blocked put raises "
+     .. "QueueShutDown, join waits only for the items consumers hold, whose task_done ends "
+     .. "it; one task_done too many is ValueError", async(function()
+    local q = eddy.Queue(2)
+    local gate, held = eddy.Event(), {}
+    local function consumer()
+      local ok, err = pcall(function()
+        while true do
+          held[#held + 1] = q:get()
+          gate:wait()
+          q:task_done()
+        end
+      end)
+      assert.is_true(not ok and errors.is(err, errors.QueueShutDown), tostring(err))
+      return "shut down"
+    end
+    local c1, c2 = eddy.create_task(consumer), eddy.create_task(consumer)
+    for i = 1, 4 do q:put(i) end
+    assert.same({1, 2}, held)
+    assert.is_true(q:full())
+    local putter = eddy.create_task(q.put, q, 99)
+    local joiner = eddy.create_task(q.join, q)
+    checks.turns(2)
+    assert.is_false(putter:done())
+    q:shutdown(true)
+    checks.turns(1)
+    assert.equal(0, q:qsize())
+    assert.is_false(joiner:done())
+    assert.is_true(putter:done())
+    expect_error(errors.QueueShutDown, putter.result, putter)
+    expect_error(errors.QueueShutDown, q.get_nowait, q)
+    gate:set()
+    within(joiner.await, joiner)
+    assert.same({"shut down", "shut down"}, {within(eddy.gather, c1, c2)})
+    assert.same({1, 2}, held)
+    checks.raises(function() q:task_done() end, errors.ValueError)
+  end))
+
+  it("§8/§5 a consumer cancelled while it waits in get loses no item: the next put goes to "
+     .. "the other consumer; LifoQueue and PriorityQueue keep their orders", async(function()
+    local q = eddy.Queue()
+    local got = {}
+    local function consumer(name)
+      while true do
+        local item = q:get()
+        got[#got + 1] = name .. ":" .. item
+      end
+    end
+    local a = eddy.create_task(consumer, "a")
+    checks.turns(1)
+    local b = eddy.create_task(consumer, "b")
+    checks.turns(1)
+    assert.is_true(a:cancel("stop a"))
+    checks.turns(1)
+    assert.is_true(a:cancelled())
+    local err = expect_error(errors.CancelledError, a.result, a)
+    assert.equal("stop a", err.message)
+    q:put_nowait("x")
+    q:put_nowait("y")
+    checks.turns(3)
+    assert.same({"b:x", "b:y"}, got)
+    b:cancel()
+    checks.turns(1)
+    assert.is_true(b:cancelled())
+    assert.equal(0, q:qsize())
+    -- LIFO and priority variants keep their order for a late consumer
+    local lifo, prio = eddy.LifoQueue(), eddy.PriorityQueue()
+    for _, v in ipairs {3, 1, 2} do lifo:put_nowait(v) prio:put_nowait(v) end
+    assert.same({2, 1, 3}, {lifo:get(), lifo:get(), lifo:get()})
+    assert.same({1, 2, 3}, {prio:get(), prio:get(), prio:get()})
+    expect_error(errors.QueueEmpty, lifo.get_nowait, lifo)
+  end))
+end)
+
+describe("§6/§9 a TaskGroup supervisor", function()
+  local function fail(msg, delay)
+    eddy.sleep(delay)
+    error(errors.ValueError(msg))
+  end
+  -- slow(log, name): sleeps until cancelled; its cleanup suspends, is logged
+  local function slow(log, name)
+    local ok, err = pcall(eddy.sleep, 10)
+    assert.is_false(ok)
+    log[#log + 1] = name .. " cancelled"
+    eddy.sleep(0.01)
+    log[#log + 1] = name .. " cleaned"
+    error(err)
+  end
+
+  it("§6/§9 one child fails: its siblings are cancelled and their cleanups (which suspend) "
+     .. "finish; the group's body is cancelled too; the ExceptionGroup holds the failure and "
+     .. "a sibling's cleanup error, in order, and the task is not left cancelling",
+    async(function()
+    local log = {}
+    local ok, eg = pcall(function()
+      local tg <close> = eddy.TaskGroup()
+      tg:create_task(fail, "a", 0.01)
+      tg:create_task(slow, log, "b")
+      tg:create_task(function()
+        local cancelled = not pcall(eddy.sleep, 10)
+        assert.is_true(cancelled)
+        error(errors.LookupError("cleanup"))
+      end)
+      eddy.sleep(10)
+      log[#log + 1] = "body not cancelled"
+    end)
+    assert.is_false(ok)
+    assert.is_true(errors.is(eg, errors.ExceptionGroup), tostring(eg))
+    assert.equal("ExceptionGroup: unhandled errors in a TaskGroup (2 sub-exceptions)",
+                 tostring(eg))
+    assert.equal(2, #eg.exceptions)
+    assert.is_true(errors.is(eg.exceptions[1], errors.ValueError))
+    assert.equal("a", eg.exceptions[1].message)
+    assert.is_true(errors.is(eg.exceptions[2], errors.LookupError))
+    assert.equal("cleanup", eg.exceptions[2].message)
+    assert.same({"b cancelled", "b cleaned"}, log)
+    assert.equal(0, eddy.current_task():cancelling())
+    eddy.sleep(0)  -- and the task can still suspend
+  end))
+
+  it("§6/§9 nested TaskGroups: an inner child's failure cancels the inner siblings, the "
+     .. "inner group's ExceptionGroup fails its outer child, which cancels the outer "
+     .. "siblings; the outer ExceptionGroup nests the inner one; a finished group refuses "
+     .. "create_task with RuntimeError", async(function()
+    local log = {}
+    local outer
+    local ok, eg = pcall(function()
+      local tg <close> = eddy.TaskGroup()
+      outer = tg
+      tg:create_task(function()
+        local tg2 <close> = eddy.TaskGroup()
+        tg2:create_task(fail, "deep", 0.01)
+        tg2:create_task(slow, log, "inner sib")
+      end)
+      tg:create_task(slow, log, "outer sib")
+    end)
+    assert.is_false(ok)
+    assert.equal("ExceptionGroup: unhandled errors in a TaskGroup (1 sub-exception)", tostring(eg))
+    local inner = eg.exceptions[1]
+    assert.is_true(errors.is(inner, errors.ExceptionGroup), tostring(inner))
+    assert.equal(1, #inner.exceptions)
+    assert.is_true(errors.is(inner.exceptions[1], errors.ValueError))
+    assert.equal("deep", inner.exceptions[1].message)
+    assert.same({"inner sib cancelled", "inner sib cleaned", "outer sib cancelled",
+                 "outer sib cleaned"}, log)
+    checks.raises(function() outer:create_task(function() end) end,
+                  {errors.RuntimeError, "is finished"})
+    checks.argerror(function() eddy.TaskGroup():create_task(42) end, 1, "create_task")
+  end))
+end)
+
+describe("§6 timeout scopes", function()
+  it("§6 a timeout rescheduled from inside its scope: a later when() lets the body finish "
+     .. "(not expired); rescheduling a finished scope is RuntimeError; timeout(nil) never "
+     .. "expires and its when() is nil", async(function(loop)
+    local t
+    do
+      local scope <close> = eddy.timeout(0.05)
+      t = scope
+      eddy.sleep(0.03)
+      local later = loop:time() + 0.2
+      scope:reschedule(later)
+      assert.equal(later, scope:when())
+      eddy.sleep(0.05)
+    end
+    assert.is_false(t:expired())
+    checks.raises(function() t:reschedule(nil) end,
+                  {errors.RuntimeError, "Cannot change state of finished Timeout"})
+    do
+      local forever <close> = eddy.timeout(nil)
+      assert.is_nil(forever:when())
+      eddy.sleep(0.01)
+      assert.is_false(forever:expired())
+    end
+  end))
+
+  it("§6 nested timeouts where the outer expires first: the inner scope sees "
+     .. "CancelledError and is not expired, the outer raises TimeoutError and is; "
+     .. "timeout_at(loop:time() + d) keeps that when() and never fires early", async(function(loop)
+    local outer_t, inner_t, inner_saw
+    local ok, err = pcall(function()
+      local outer <close> = eddy.timeout(0.03)
+      outer_t = outer
+      local ok2, err2 = pcall(function()
+        local inner <close> = eddy.timeout(1)
+        inner_t = inner
+        eddy.sleep(10)
+      end)
+      inner_saw = err2
+      assert.is_false(ok2)
+      error(err2)
+    end)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.TimeoutError), tostring(err))
+    assert.is_true(errors.is(inner_saw, errors.CancelledError), tostring(inner_saw))
+    assert.is_true(outer_t:expired())
+    assert.is_false(inner_t:expired())
+    assert.equal(0, eddy.current_task():cancelling())
+    local when = loop:time() + 0.02
+    ok, err = pcall(function()
+      local at <close> = eddy.timeout_at(when)
+      assert.equal(when, at:when())
+      eddy.sleep(1)
+    end)
+    assert.is_true(errors.is(err, errors.TimeoutError), tostring(err))
+    assert.is_true(loop:time() >= when)
+  end))
+
+  it("§6 a body that swallows the expiry's CancelledError ends normally: no TimeoutError, "
+     .. "expired() is true and the task is not left cancelling; timeout(-1) around a body "
+     .. "that never suspends raises nothing, one that suspends gets TimeoutError", async(function()
+    local swallowed = false
+    local t
+    do
+      local scope <close> = eddy.timeout(0.01)
+      t = scope
+      local ok, err = pcall(eddy.sleep, 1)
+      swallowed = not ok and errors.is(err, errors.CancelledError)
+    end
+    assert.is_true(swallowed)
+    assert.is_true(t:expired())
+    assert.equal(0, eddy.current_task():cancelling())
+    local ran = false
+    do
+      local _ <close> = eddy.timeout(-1)
+      ran = true
+    end
+    assert.is_true(ran)
+    local reached = false
+    local ok, err = pcall(function()
+      local _ <close> = eddy.timeout(-1)
+      eddy.sleep(0)
+      reached = true
+    end)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.TimeoutError), tostring(err))
+    assert.is_false(reached)
+    checks.raises(function() eddy.timeout("soon") end, "bad argument #1 to 'timeout'")
+  end))
+end)
