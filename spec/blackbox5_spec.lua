@@ -513,3 +513,332 @@ describe("§6 timeout scopes", function()
     checks.raises(function() eddy.timeout("soon") end, "bad argument #1 to 'timeout'")
   end))
 end)
+
+describe("§3/§7 UDP request/response with retries", function()
+  it("§3/§7 a client retries each request on a 50 ms wait_for until the flaky server (which "
+     .. "answers the third copy) replies; peername is the server's address; sendto to another "
+     .. "address is ValueError; after close sendto is silently dropped; bad data is an "
+     .. "argument error", async(function(loop)
+    local Server = {}
+    function Server:connection_made(t) self.t, self.seen = t, {} end
+    function Server:datagram_received(data, addr)
+      local n = (self.seen[data] or 0) + 1
+      self.seen[data] = n
+      if n >= 3 then self.t:sendto("re:" .. data, addr) end
+    end
+    local st, sp = loop:create_datagram_endpoint(function() return setmetatable({}, {__index = Server}) end,
+                                                 {"127.0.0.1", 0})
+    local saddr = st:get_extra_info("sockname")
+    assert.equal("127.0.0.1", saddr[1])
+    local waiting
+    local client = {
+      datagram_received = function(_, data, addr)
+        if waiting and not waiting:done() then waiting:set_result(data, addr) end
+      end,
+    }
+    local ct = loop:create_datagram_endpoint(function() return client end, nil, saddr)
+    assert.same(saddr, ct:get_extra_info("peername"))
+    local function request(msg)
+      for attempt = 1, 5 do
+        waiting = loop:create_future()
+        ct:sendto(msg)
+        local ok, data, addr = pcall(eddy.wait_for, waiting, 0.05)
+        if ok then return data, addr, attempt end
+        assert.is_true(errors.is(data, errors.TimeoutError), tostring(data))
+      end
+      error("no answer")
+    end
+    for _, msg in ipairs {"one", "two"} do
+      local data, addr, attempts = request(msg)
+      assert.equal("re:" .. msg, data)
+      assert.same(saddr, addr)
+      assert.equal(3, attempts)
+    end
+    assert.same({one = 3, two = 3}, sp.seen)
+    checks.raises(function() ct:sendto("x", {"127.0.0.1", 1}) end,
+                  {errors.ValueError, "Invalid address"})
+    checks.raises(function() ct:sendto(42) end, "bad argument #1 to 'sendto'")
+    ct:close()
+    assert.is_true(ct:is_closing())
+    ct:sendto("after close")  -- dropped (§9)
+    st:close()
+    checks.turns(2)
+    assert.same({one = 3, two = 3}, sp.seen)
+  end))
+end)
+
+describe("§8 a UNIX socket server", function()
+  it("§8 start_unix_server and open_unix_connection: a line echo with sockname and peername "
+     .. "as path strings; close() removes the socket file (asyncio 3.13, docs/servers.md), so a "
+     .. "new connection there is FileNotFoundError; bad input is an argument error", async(function()
+    local path = tmp.path(".sock")
+    local served = 0
+    local srv = eddy.start_unix_server(function(r, w)
+      served = served + 1
+      assert.equal(path, w:get_extra_info("sockname"))
+      for line in r:lines() do w:write(line:upper() .. "\n") end
+      w:close()
+    end, path)
+    assert.is_true(srv:is_serving())
+    local r, w = eddy.open_unix_connection(path)
+    assert.equal(path, w:get_extra_info("peername"))
+    w:writelines({"abc\n", "de", "f\n"})
+    w:drain()
+    assert.equal("ABC\n", within(r.readline, r))
+    assert.equal("DEF\n", within(r.readline, r))
+    w:write_eof()
+    assert.equal("", within(r.read, r))
+    w:close()
+    w:wait_closed()
+    srv:close()
+    within(srv.wait_closed, srv)
+    assert.equal(1, served)
+    assert.is_nil(io.open(path))
+    expect_error(errors.FileNotFoundError, eddy.open_unix_connection, path)
+    checks.raises(function() eddy.open_unix_connection(42) end,
+                  "bad argument #1 to 'open_unix_connection'")
+  end))
+end)
+
+describe("§10 subprocess pipelines", function()
+  local PIPE = eddy.subprocess.PIPE
+
+  it("§10 a two-stage pipeline: printf's stdout is a descriptor given as sort's stdin "
+     .. "(a socketpair, as os.pipe() in Python); then the same by copying one child's "
+     .. "stdout stream into the other's stdin; returncodes are 0", async(function()
+    local a, b = eddy.socket.socketpair()
+    local p1 = eddy.create_subprocess_exec("printf", "pear\\napple\\nfig\\n", {stdout = a:fileno()})
+    local p2 = eddy.create_subprocess_exec("sort", {stdin = b:fileno(), stdout = PIPE})
+    a:close()
+    b:close()
+    assert.is_nil(p1.stdout)
+    assert.is_nil(p2.stdin)
+    local out, err = within(p2.communicate, p2)
+    assert.equal("apple\nfig\npear\n", out)
+    assert.is_nil(err)
+    assert.equal(0, within(p1.wait, p1))
+    assert.equal(0, p2.returncode)
+    -- streams: copy p3's output into p4 chunk by chunk, with drain
+    local p3 = eddy.create_subprocess_exec("seq", "20000", {stdout = PIPE})
+    local p4 = eddy.create_subprocess_shell("sort -n | tail -n 2", {stdin = PIPE, stdout = PIPE})
+    local copied = 0
+    while true do
+      local chunk = within(p3.stdout.read, p3.stdout, 4096)
+      if chunk == "" then break end
+      copied = copied + #chunk
+      p4.stdin:write(chunk)
+      p4.stdin:drain()
+    end
+    p4.stdin:close()
+    assert.equal("19999\n20000\n", within(p4.stdout.read, p4.stdout))
+    assert.equal(0, within(p4.wait, p4))
+    assert.equal(0, within(p3.wait, p3))
+    local expected = 0
+    for i = 1, 20000 do expected = expected + #tostring(i) + 1 end
+    assert.equal(expected, copied)
+  end))
+
+  it("§10 communicate(input) larger than a pipe's buffer with stdout and stderr piped: all of "
+     .. "it back, stderr apart, the exit status; a second communicate gives empty strings; "
+     .. "communicate to a killed child drops its input", async(function()
+    local p = eddy.create_subprocess_shell("cat; echo err >&2; exit 3",
+                                           {stdin = PIPE, stdout = PIPE, stderr = PIPE})
+    local input = string.rep("0123456789", 100000)
+    local out, err = within(p.communicate, p, input)
+    assert.equal(#input, #out)
+    assert.is_true(out == input)
+    assert.equal("err\n", err)
+    assert.equal(3, p.returncode)
+    assert.same({"", ""}, {within(p.communicate, p)})
+    local cat = eddy.create_subprocess_exec("cat", {stdin = PIPE, stdout = PIPE})
+    cat:kill()
+    assert.equal(-9, within(cat.wait, cat))
+    local late_out, late_err = within(cat.communicate, cat, "late")
+    assert.equal("", late_out)
+    assert.is_nil(late_err)
+  end))
+
+  it("§10 terminate and kill with wait: -15 and -9 for every waiter; a signal to a child that "
+     .. "has exited is ProcessLookupError; a missing program is FileNotFoundError; wait from "
+     .. "a plain callback is RuntimeError", async(function(loop)
+    local p = eddy.create_subprocess_exec("sleep", "10")
+    assert.is_nil(p.returncode)
+    assert.is_true(p.pid > 0)
+    p:terminate()
+    assert.same({-15, -15}, {within(eddy.gather, function() return p:wait() end,
+                                                 function() return p:wait() end)})
+    assert.equal(-15, p.returncode)
+    expect_error(errors.ProcessLookupError, p.send_signal, p, "SIGTERM")
+    expect_error(errors.ProcessLookupError, p.kill, p)
+    local q = eddy.create_subprocess_exec("sleep", "10")
+    q:kill()
+    assert.equal(-9, within(q.wait, q))
+    local errs = checks.from_callback(loop, {{"wait", q.wait, q}})
+    assert.matches("RuntimeError", errs.wait)
+    expect_error(errors.FileNotFoundError, eddy.create_subprocess_exec, "/nonexistent/prog")
+    checks.raises(function() eddy.create_subprocess_exec("true", {stdout = "pipe"}) end,
+                  "bad argument")
+  end))
+end)
+
+describe("§8 context variables through a program", function()
+  it("§8 a request id flows into create_task children, call_soon callbacks (as it was when "
+     .. "scheduled), gathered functions and the code after to_thread and run_in_executor; "
+     .. "nothing set in a child leaks back; get() with no value and no default is LookupError",
+    async(function(loop)
+    local req = eddy.ContextVar("req", "none")
+    local bare = eddy.ContextVar("bare")
+    expect_error(errors.LookupError, bare.get, bare)
+    assert.equal("fallback", bare:get("fallback"))
+    local seen = {}
+    local function handle(id)
+      req:set(id)
+      local child = eddy.create_task(function()
+        seen[#seen + 1] = "child " .. req:get()
+        req:set("child's own")
+        eddy.sleep(0)
+        return req:get()
+      end)
+      loop:call_soon(function() seen[#seen + 1] = "soon " .. req:get() end)
+      req:set(id .. "+")   -- after scheduling: the callback keeps the old value
+      assert.equal("child's own", child:await())
+      local a, b = eddy.gather(function() return req:get() end, function()
+        req:set("gathered")
+        return req:get()
+      end)
+      seen[#seen + 1] = "gather " .. a .. " " .. b
+      local n = eddy.to_thread(function(x) return x * 2 end, 21)
+      seen[#seen + 1] = "to_thread " .. n .. " " .. req:get()
+      local fut = loop:run_in_executor(nil, string.upper, "abc")
+      fut:add_done_callback(function() seen[#seen + 1] = "done cb " .. req:get() end)
+      req:set(id .. "++")
+      local upper = fut:await()  -- (not inside seen[#seen + 1] = ...: it suspends)
+      seen[#seen + 1] = "executor " .. upper .. " " .. req:get()
+      checks.turns(1)
+      return req:get()
+    end
+    local results = {eddy.gather(function() return handle("r1") end,
+                                 function() return handle("r2") end)}
+    assert.same({"r1++", "r2++"}, results)
+    assert.equal("none", req:get())
+    local mine = {}
+    for _, s in ipairs(seen) do
+      if s:find("r1") then mine[#mine + 1] = s end
+    end
+    assert.same({"child r1", "soon r1", "gather r1+ gathered", "to_thread 42 r1+",
+                 "done cb r1+", "executor ABC r1++"}, mine)
+  end))
+end)
+
+describe("§6/§1 async iteration", function()
+  it("§6/§1 a paginated reader as an async generator over a real server: early break "
+     .. "closes it at once (its <close> cleanup suspends and finishes before the for ends); "
+     .. "an error in the for body closes it too and propagates; a finished generator's "
+     .. "anext gives nothing", async(function()
+    local srv <close> = eddy.start_server(function(r, w)
+      for line in r:lines() do
+        local page = tonumber(line:match("^page (%d+)$"))
+        w:write(string.format("item%d-1 item%d-2\n", page, page))
+      end
+      w:close()
+    end, "127.0.0.1", 0)
+    local port = srv.sockets[1]:getsockname()[2]
+    local log = {}
+    local items = eddy.asyncgen(function(yield, pages)
+      local r, w = eddy.open_connection("127.0.0.1", port)
+      local _ <close> = setmetatable({}, {__close = function()
+        w:close()
+        w:wait_closed()  -- cleanup that suspends
+        log[#log + 1] = "closed"
+      end})
+      for page = 1, pages do
+        w:write("page " .. page .. "\n")
+        for item in r:readline():gmatch("%S+") do yield(item) end
+      end
+    end)
+    local got = {}
+    for item in items(10) do
+      got[#got + 1] = item
+      if #got == 3 then break end
+    end
+    assert.same({"item1-1", "item1-2", "item2-1"}, got)
+    assert.same({"closed"}, log)
+    local ok, err = pcall(function()
+      for item in items(10) do
+        if item == "item2-2" then error(errors.ValueError("bad item")) end
+      end
+    end)
+    assert.is_false(ok)
+    assert.equal("ValueError: bad item", tostring(err))
+    assert.same({"closed", "closed"}, log)
+    local all = {}
+    local gen = items(2)
+    for item in gen, nil, nil, gen do all[#all + 1] = item end
+    assert.equal(4, #all)
+    assert.same({"closed", "closed", "closed"}, log)
+    assert.equal(0, select("#", gen:anext()))
+  end))
+
+  it("§6 asend, athrow and aclose on a generator: sent values come back from yield; athrow "
+     .. "raises at the yield (a class becomes an instance); aclose runs the cleanup; a "
+     .. "second method call while one is suspended is RuntimeError", async(function()
+    local log = {}
+    local running_avg = eddy.asyncgen(function(yield)
+      local _ <close> = setmetatable({}, {__close = function(_, e)
+        eddy.sleep(0)
+        log[#log + 1] = "cleanup " .. tostring(e)
+      end})
+      local total, n = 0, 0
+      local avg
+      local ok, err = pcall(function()
+        while true do
+          local x = yield(avg)
+          eddy.sleep(0.01)
+          total, n = total + x, n + 1
+          avg = total / n
+        end
+      end)
+      log[#log + 1] = tostring(err)
+      if errors.is(err, errors.ValueError) then
+        yield("recovered")
+        eddy.sleep(0)
+      end
+      error(err, 0)
+    end)
+    local gen = running_avg()
+    assert.is_nil(gen:anext())          -- runs to the first yield(nil)
+    assert.equal(10, gen:asend(10))
+    assert.equal(15, gen:asend(20))
+    local busy = eddy.create_task(gen.asend, gen, 30)
+    checks.turns(1)
+    expect_error(errors.RuntimeError, gen.anext, gen)
+    assert.equal(20, busy:await())
+    assert.equal("recovered", gen:athrow(errors.ValueError))
+    assert.same({"ValueError"}, log)
+    gen:aclose()
+    assert.equal(2, #log)
+    assert.matches("^cleanup GeneratorExit", log[2])
+    assert.equal(0, select("#", gen:anext()))
+    checks.raises(function() gen:athrow(nil) end, "bad argument")
+  end))
+
+  it("§6 a plain coroutine.wrap generator inside a task calls suspending functions: its "
+     .. "yields reach the consumer, its sleeps reach the loop, other tasks run meanwhile",
+    async(function()
+    local ticks = 0
+    local ticker = eddy.create_task(function()
+      while true do eddy.sleep(0.001) ticks = ticks + 1 end
+    end)
+    local gen = coroutine.wrap(function()
+      for i = 1, 3 do
+        eddy.sleep(0.01)
+        coroutine.yield(i, eddy.to_thread(function(x) return x * x end, i))
+      end
+    end)
+    local got = {}
+    for i, sq in gen do got[#got + 1] = i .. "^2=" .. sq end
+    assert.same({"1^2=1", "2^2=4", "3^2=9"}, got)
+    assert.is_true(ticks >= 5, "ticks " .. ticks)
+    ticker:cancel()
+  end))
+end)
