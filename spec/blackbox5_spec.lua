@@ -422,6 +422,33 @@ describe("§6/§9 a TaskGroup supervisor", function()
                   {errors.RuntimeError, "is finished"})
     checks.argerror(function() eddy.TaskGroup():create_task(42) end, 1, "create_task")
   end))
+  it("§6/§9 the group's body raises: its error is the ExceptionGroup's only member (the "
+     .. "children are cancelled before they fail); the task owning a group cancelled from "
+     .. "outside ends with CancelledError, not an ExceptionGroup, its children cancelled",
+    async(function()
+    local child
+    local ok, eg = pcall(function()
+      local tg <close> = eddy.TaskGroup()
+      tg:create_task(eddy.sleep, 1)
+      child = tg:create_task(fail, "child", 0.01)
+      error(errors.LookupError("body"))
+    end)
+    assert.is_false(ok)
+    assert.equal("ExceptionGroup: unhandled errors in a TaskGroup (1 sub-exception)", tostring(eg))
+    assert.equal("LookupError: body", tostring(eg.exceptions[1]))
+    assert.is_true(child:cancelled())
+    local kids = {}
+    local parent = eddy.create_task(function()
+      local tg <close> = eddy.TaskGroup()
+      kids[1] = tg:create_task(eddy.sleep, 1)
+      kids[2] = tg:create_task(eddy.sleep, 2)
+    end)
+    eddy.sleep(0.01)
+    parent:cancel()
+    expect_error(errors.CancelledError, function() return parent:await() end)
+    assert.is_true(parent:cancelled())
+    assert.is_true(kids[1]:cancelled() and kids[2]:cancelled())
+  end))
 end)
 
 describe("§6 timeout scopes", function()
@@ -679,6 +706,31 @@ describe("§10 subprocess pipelines", function()
     checks.raises(function() eddy.create_subprocess_exec("true", {stdout = "pipe"}) end,
                   "bad argument")
   end))
+  it("§10 stdin of a child: to one that has exited, drain raises ConnectionResetError every "
+     .. "time; to a slow reader, drain waits until the pipe takes the data; communicate with a "
+     .. "child that exits without reading its input returns its output and status",
+    async(function(loop)
+    local p = eddy.create_subprocess_exec("true", {stdin = PIPE})
+    assert.equal(0, within(p.wait, p))
+    p.stdin:write(string.rep("x", 100000))
+    expect_error(errors.ConnectionResetError, p.stdin.drain, p.stdin)
+    expect_error(errors.ConnectionResetError, p.stdin.drain, p.stdin)
+    p.stdin:close()
+    p = eddy.create_subprocess_exec("sh", "-c", "sleep 0.2; wc -c", {stdin = PIPE, stdout = PIPE})
+    local t0 = loop:time()
+    p.stdin:write(string.rep("y", 1000000))
+    assert.is_true(p.stdin.transport:get_write_buffer_size() > 0)
+    within(p.stdin.drain, p.stdin)
+    assert.is_true(loop:time() - t0 >= 0.15)
+    p.stdin:close()
+    assert.equal("1000000", (within(p.stdout.read, p.stdout):match("%d+")))
+    assert.equal(0, within(p.wait, p))
+    p = eddy.create_subprocess_exec("sh", "-c", "echo hi; exit 2", {stdin = PIPE, stdout = PIPE})
+    local out, err = within(p.communicate, p, string.rep("z", 1000000))
+    assert.equal("hi\n", out)
+    assert.is_nil(err)
+    assert.equal(2, p.returncode)
+  end))
 end)
 
 describe("§8 context variables through a program", function()
@@ -840,5 +892,394 @@ describe("§6/§1 async iteration", function()
     assert.same({"1^2=1", "2^2=4", "3^2=9"}, got)
     assert.is_true(ticks >= 5, "ticks " .. ticks)
     ticker:cancel()
+  end))
+end)
+
+describe("§8 coordination between tasks", function()
+  it("§8 a start line and phases: workers wait on an Event, meet at a Barrier each phase "
+     .. "(indices 0..n-1, one each), report through a Condition the coordinator waits on "
+     .. "with wait_for(predicate); FIFO wake-up order", async(function()
+    local go, barrier, cond = eddy.Event(), eddy.Barrier(3), eddy.Condition()
+    assert.equal(3, barrier.parties)
+    local done_phases, order, indices = 0, {}, {}
+    local function worker(id)
+      go:wait()
+      order[#order + 1] = id
+      for phase = 1, 2 do
+        eddy.sleep(0.001 * id)
+        local index = barrier:wait()
+        indices[phase] = indices[phase] or {}
+        indices[phase][#indices[phase] + 1] = index
+        local _ <close> = cond:acquire()
+        done_phases = done_phases + 1
+        cond:notify_all()
+      end
+    end
+    local tasks = {}
+    for id = 1, 3 do tasks[id] = eddy.create_task(worker, id) end
+    checks.turns(1)
+    assert.equal(0, #order)
+    assert.is_false(go:is_set())
+    go:set()
+    do
+      local _ <close> = cond:acquire()
+      assert.is_true(cond:locked())
+      assert.is_true(within(cond.wait_for, cond, function() return done_phases == 6 end))
+      assert.is_true(cond:locked())
+    end
+    assert.is_false(cond:locked())
+    assert.same({1, 2, 3}, order)
+    for phase = 1, 2 do
+      table.sort(indices[phase])
+      assert.same({0, 1, 2}, indices[phase])
+    end
+    within(eddy.gather, tasks[1], tasks[2], tasks[3])
+    assert.equal(0, barrier.n_waiting)
+    assert.is_false(barrier.broken)
+  end))
+
+  it("§8 a Barrier aborted with a waiter: the waiter and later waits raise "
+     .. "BrokenBarrierError until reset; reset with a waiter breaks that wait; misuse of "
+     .. "Condition, Lock and Barrier raises asyncio's errors", async(function(loop)
+    local b = eddy.Barrier(2)
+    local t = eddy.create_task(b.wait, b)
+    checks.turns(1)
+    assert.equal(1, b.n_waiting)
+    b:abort()
+    assert.is_true(b.broken)
+    expect_error(errors.BrokenBarrierError, function() return t:await() end)
+    expect_error(errors.BrokenBarrierError, b.wait, b)
+    b:reset()
+    assert.is_false(b.broken)
+    t = eddy.create_task(b.wait, b)
+    checks.turns(1)
+    b:reset()
+    expect_error(errors.BrokenBarrierError, function() return t:await() end)
+    assert.is_false(b.broken)
+    local cond = eddy.Condition()
+    checks.raises(function() cond:notify() end, {errors.RuntimeError, "un-acquired lock"})
+    checks.raises(function() cond:wait() end, {errors.RuntimeError, "un-acquired lock"})
+    checks.raises(function() eddy.Lock():release() end, {errors.RuntimeError, "not acquired"})
+    expect_error(errors.ValueError, eddy.Barrier, 0)
+    local ev = eddy.Event()
+    expect_error(errors.TimeoutError, eddy.wait_for, function() return ev:wait() end, 0.01)
+    local lock = eddy.Lock()
+    local shared = eddy.Condition(lock)
+    do
+      local _ <close> = lock:acquire()
+      assert.is_true(shared:locked())
+    end
+    assert.is_false(shared:locked())
+    local errs = checks.from_callback(loop, {{"wait", ev.wait, ev}})
+    assert.matches("RuntimeError", errs.wait)
+  end))
+end)
+
+describe("§7 Protocol-based servers", function()
+  it("§7 flow control under a slow reader: a server producer writes while resume_writing "
+     .. "allows (pause_writing when the buffer passes high, resume_writing at or below low, "
+     .. "alternating), to a BufferedProtocol client that pauses reading and decodes "
+     .. "length-prefixed frames through a 16-byte Buffer; every frame arrives intact",
+    async(function(loop)
+    local FRAMES, SIZE = 400, 4000
+    local flow = {}
+    local done_sending = loop:create_future()
+    local Producer = {}
+    Producer.__index = Producer
+    function Producer:connection_made(t)
+      self.t = t
+      -- small kernel buffers, so that the user-space buffer must grow
+      local sock = t:get_extra_info("socket")
+      sock:setsockopt(eddy.socket.SOL_SOCKET, eddy.socket.SO_SNDBUF, 4096)
+      t:set_write_buffer_limits(65536, 16384)
+      assert.same({16384, 65536}, {t:get_write_buffer_limits()})
+      self.can_write = loop:create_future()
+      self.can_write:set_result(true)
+      eddy.create_task(function()
+        for i = 1, FRAMES do
+          self.can_write:await()
+          local body = string.rep(string.char(i % 256), SIZE)
+          t:write(string.pack(">I4", #body) .. body)
+        end
+        t:close()
+        done_sending:set_result(true)
+      end)
+    end
+    function Producer:pause_writing()
+      flow[#flow + 1] = "pause"
+      assert.is_true(self.t:get_write_buffer_size() > 65536)
+      self.can_write = loop:create_future()
+    end
+    function Producer:resume_writing()
+      flow[#flow + 1] = "resume"
+      assert.is_true(self.t:get_write_buffer_size() <= 16384)
+      self.can_write:set_result(true)
+    end
+    local srv <close> = loop:create_server(function() return setmetatable({}, Producer) end,
+                                           "127.0.0.1", 0)
+    local frames, pending, bad = 0, "", 0
+    local lost = loop:create_future()
+    local client = {buf = eddy.Buffer(16)}
+    function client:connection_made(t)
+      t:pause_reading()
+      assert.is_false(t:is_reading())
+      loop:call_later(0.1, t.resume_reading, t)
+    end
+    function client:get_buffer(sizehint)
+      assert.is_true(sizehint == -1 or sizehint > 0)
+      return self.buf
+    end
+    function client:buffer_updated(n)
+      assert.is_true(n >= 1 and n <= 16)
+      pending = pending .. self.buf:tostring(1, n)
+      while #pending >= 4 do
+        local len = string.unpack(">I4", pending)
+        if #pending < 4 + len then break end
+        frames = frames + 1
+        if pending:sub(5, 4 + len) ~= string.rep(string.char(frames % 256), len) then
+          bad = bad + 1
+        end
+        pending = pending:sub(5 + len)
+      end
+    end
+    function client:connection_lost(err) lost:set_result(err or "clean") end
+    -- a small receive buffer, set before connecting (Linux stalls a window
+    -- shrunk later), given to create_connection as sock=
+    local socket = eddy.socket
+    local sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock:setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock:setblocking(false)
+    loop:sock_connect(sock, {"127.0.0.1", srv.sockets[1]:getsockname()[2]})
+    loop:create_connection(function() return client end, nil, nil, {sock = sock})
+    eddy.wait_for(done_sending, 10)
+    assert.equal("clean", eddy.wait_for(lost, 10))
+    assert.equal(FRAMES, frames)
+    assert.equal(0, bad)
+    assert.equal("", pending)
+    assert.is_true(#flow >= 2, "flow: " .. table.concat(flow, " "))
+    for i, e in ipairs(flow) do assert.equal(i % 2 == 1 and "pause" or "resume", e) end
+  end))
+
+  it("§7 bad input to the write-buffer limits: high below low is ValueError, a negative "
+     .. "or non-number limit too (asyncio) or an argument error; writelines of a non-list is "
+     .. "an argument error", async(function(loop)
+    local srv <close>, t = net.pair(loop)
+    checks.raises(function() t:set_write_buffer_limits(10, 20) end, errors.ValueError)
+    checks.raises(function() t:set_write_buffer_limits(-1) end, errors.ValueError)
+    checks.raises(function() t:set_write_buffer_limits("x") end, "bad argument #1")
+    checks.raises(function() t:writelines("abc") end, "bad argument #1 to 'writelines'")
+    t:set_write_buffer_limits(100)
+    assert.same({25, 100}, {t:get_write_buffer_limits()})
+    t:set_write_buffer_limits(nil, 8)  -- high defaults to 4 * low, as asyncio's
+    assert.same({8, 32}, {t:get_write_buffer_limits()})
+    t:close()
+  end))
+
+  it("§7 half-close: a server whose eof_received returns true answers after the client's "
+     .. "EOF from a task, then closes; the client gets data, eof_received, connection_lost(nil); "
+     .. "one returning nil is closed by its transport once its reply is written", async(function(loop)
+    local function server(keep)
+      local p = {log = {}}
+      function p:connection_made(t) self.t = t end
+      function p:data_received(d) self.req = (self.req or "") .. d end
+      function p:eof_received()
+        self.log[#self.log + 1] = "eof"
+        if keep then
+          eddy.create_task(function()
+            eddy.sleep(0.02)
+            assert.is_false(self.t:is_closing())
+            self.t:write("late answer to " .. self.req)
+            self.t:write_eof()
+            checks.raises(function() self.t:write("x") end,
+                          {errors.RuntimeError, "after write_eof"})
+            self.t:close()
+          end)
+          return true
+        end
+        self.t:write("answer to " .. self.req)
+      end
+      function p:connection_lost(err) self.log[#self.log + 1] = "lost " .. tostring(err) end
+      return p
+    end
+    for _, keep in ipairs {true, false} do
+      local sp
+      local srv <close> = loop:create_server(function() sp = server(keep) return sp end,
+                                             "127.0.0.1", 0)
+      local rec = net.recorder(loop)
+      local t = loop:create_connection(function() return rec end, "127.0.0.1",
+                                       srv.sockets[1]:getsockname()[2])
+      assert.is_true(t:can_write_eof())
+      t:write("q1")
+      t:write_eof()
+      net.wait(rec.lost_fut)
+      assert.equal((keep and "late answer to " or "answer to ") .. "q1", rec:data())
+      assert.same({"made", "data", "eof", "lost"}, rec.events)
+      assert.is_nil(rec.err)
+      net.wait_until(function() return #sp.log == 2 end)
+      assert.same({"eof", "lost nil"}, sp.log)
+    end
+  end))
+end)
+
+describe("§8 stream readers at their limits", function()
+  it("§8 a line reader with limit=32: an overlong line is ValueError and is dropped (the next "
+     .. "readline gets the following line), readuntil past the limit is LimitOverrunError "
+     .. "with consumed and leaves the data, readexactly at EOF is IncompleteReadError with "
+     .. "partial and expected; an empty separator is ValueError", async(function()
+    local srv <close> = eddy.start_server(function(_, w)
+      w:write("short\n" .. string.rep("x", 100) .. "\nafter\n" .. string.rep("y", 50)
+              .. "END" .. "tail" .. string.rep("z", 10))
+      w:drain()
+      w:close()
+    end, "127.0.0.1", 0)
+    local r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2], {limit = 32})
+    assert.equal("short\n", within(r.readline, r))
+    local err = expect_error(errors.ValueError, within, r.readline, r)
+    assert.matches("longer than limit", tostring(err))
+    assert.equal("after\n", within(r.readline, r))
+    err = expect_error(errors.LimitOverrunError, within, r.readuntil, r, "END")
+    assert.equal(50, err.consumed)
+    assert.equal("yyyyy", within(r.readexactly, r, 5))
+    err = expect_error(errors.IncompleteReadError, within, r.readexactly, r, 100)
+    assert.equal(string.rep("y", 45) .. "ENDtail" .. string.rep("z", 10), err.partial)
+    assert.equal(100, err.expected)
+    assert.is_true(r:at_eof())
+    expect_error(errors.ValueError, r.readuntil, r, "")
+    checks.raises(function() r:readexactly(-1) end, errors.ValueError)
+    w:close()
+    w:wait_closed()
+  end))
+end)
+
+describe("§8 wake-up races in the primitives", function()
+  it("§8 a waiter cancelled in the very turn it was woken passes the wake-up on (asyncio): "
+     .. "the queued item, the released lock and the semaphore's slot go to the next waiter; a "
+     .. "Condition waiter cancelled while the lock is held elsewhere ends holding it again",
+    async(function()
+    local q, got = eddy.Queue(), {}
+    local function consume(name) got[#got + 1] = name .. ":" .. q:get() end
+    local a, b = eddy.create_task(consume, "a"), eddy.create_task(consume, "b")
+    checks.turns(1)
+    q:put_nowait(1)
+    a:cancel()
+    checks.turns(3)
+    assert.same({"b:1"}, got)
+    assert.is_true(a:cancelled())
+    assert.equal(0, q:qsize())
+    assert.is_true(b:done())
+
+    local lock, order = eddy.Lock(), {}
+    lock:acquire()
+    local function locker(name)
+      local _ <close> = lock:acquire()
+      order[#order + 1] = name
+    end
+    a, b = eddy.create_task(locker, "a"), eddy.create_task(locker, "b")
+    checks.turns(1)
+    lock:release()
+    a:cancel()
+    checks.turns(3)
+    assert.same({"b"}, order)
+    assert.is_true(a:cancelled())
+    assert.is_false(lock:locked())
+
+    local sem, entered = eddy.Semaphore(0), {}
+    local function worker(name)
+      local _ <close> = sem:acquire()
+      entered[#entered + 1] = name
+      eddy.sleep(0.001)
+    end
+    local ts = {}
+    for i, name in ipairs {"a", "b", "c"} do ts[i] = eddy.create_task(worker, name) end
+    checks.turns(1)
+    sem:release()
+    ts[1]:cancel()
+    within(eddy.gather, ts[2], ts[3])
+    assert.same({"b", "c"}, entered)
+    assert.is_false(sem:locked())
+
+    local cond, seen = eddy.Condition(), {}
+    local waiter = eddy.create_task(function()
+      local _ <close> = cond:acquire()
+      local ok, err = pcall(cond.wait, cond)
+      seen.ok, seen.locked = ok, cond:locked()
+      error(err)
+    end)
+    checks.turns(1)
+    do
+      local _ <close> = cond:acquire()
+      waiter:cancel()
+      eddy.sleep(0.01)
+      assert.is_false(waiter:done())  -- it waits for the lock first
+    end
+    expect_error(errors.CancelledError, function() return waiter:await() end)
+    assert.same({ok = false, locked = true}, seen)
+    assert.is_false(cond:locked())
+  end))
+end)
+
+describe("§4/§6 fan-out and serving", function()
+  it("§4 serve_forever on a server made with start_serving=false starts it; a second "
+     .. "serve_forever is RuntimeError; cancelling the first closes the server (no sockets); "
+     .. "serve_forever on a closed server is RuntimeError", async(function(loop)
+    local srv = loop:create_server(function() return {} end, "127.0.0.1", 0,
+                                   {start_serving = false})
+    assert.is_false(srv:is_serving())
+    local forever = eddy.create_task(srv.serve_forever, srv)
+    checks.turns(1)
+    assert.is_true(srv:is_serving())
+    checks.raises(function() srv:serve_forever() end,
+                  {errors.RuntimeError, "already being awaited on serve_forever()"})
+    forever:cancel()
+    expect_error(errors.CancelledError, function() return forever:await() end)
+    assert.is_false(srv:is_serving())
+    assert.same({}, srv.sockets)
+    within(srv.wait_closed, srv)
+    checks.raises(function() srv:serve_forever() end, {errors.RuntimeError, "is closed"})
+  end))
+
+  it("§6 a fan-out: wait(FIRST_EXCEPTION) returns at the first failure, wait(timeout=0) "
+     .. "polls, as_completed's timeout raises TimeoutError from the iteration after the fast "
+     .. "ones, gather's first error leaves the others running, shield lets its inner task "
+     .. "finish when the waiter is cancelled; wait({}) and a bad return_when are ValueError",
+    async(function(loop)
+    local function boom(delay)
+      eddy.sleep(delay)
+      error(errors.ValueError("boom"))
+    end
+    local ts = {eddy.create_task(eddy.sleep, 0.05), eddy.create_task(boom, 0.01),
+                eddy.create_task(eddy.sleep, 1)}
+    local done, pending = eddy.wait(ts, {return_when = eddy.FIRST_EXCEPTION})
+    assert.same({ts[2]}, done)
+    assert.equal(2, #pending)
+    done, pending = eddy.wait(ts, {timeout = 0})
+    assert.equal(1, #done)
+    assert.equal(2, #pending)
+    for _, t in ipairs(ts) do t:cancel() end
+    local fs = {}
+    for i, d in ipairs {0.03, 0.01, 1} do fs[i] = eddy.create_task(eddy.sleep, d, d) end
+    local got = {}
+    local ok, err = pcall(function()
+      for f in eddy.as_completed(fs, {timeout = 0.1}) do got[#got + 1] = f:await() end
+    end)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, errors.TimeoutError), tostring(err))
+    assert.same({0.01, 0.03}, got)
+    assert.is_false(fs[3]:done())
+    fs[3]:cancel()
+    local other = eddy.create_task(eddy.sleep, 0.02, "other")
+    expect_error(errors.ValueError, eddy.gather, function() boom(0) end, other)
+    assert.is_false(other:done())
+    assert.equal("other", other:await())
+    local inner = eddy.create_task(eddy.sleep, 0.02, "inner")
+    local w = eddy.create_task(function() return eddy.shield(inner):await() end)
+    checks.turns(1)
+    w:cancel()
+    expect_error(errors.CancelledError, function() return w:await() end)
+    assert.is_false(inner:cancelled())
+    assert.equal("inner", inner:await())
+    checks.raises(function() eddy.wait({}) end, {errors.ValueError, "empty"})
+    checks.raises(function() eddy.wait({loop:create_future()}, {return_when = "x"}) end,
+                  {errors.ValueError, "Invalid return_when value"})
   end))
 end)
