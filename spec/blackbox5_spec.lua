@@ -592,6 +592,41 @@ describe("§3/§7 UDP request/response with retries", function()
     checks.turns(2)
     assert.same({one = 3, two = 3}, sp.seen)
   end))
+  it("§7 a connected UDP endpoint whose peer port is closed: each send's ICMP refusal comes "
+     .. "to error_received as ConnectionRefusedError and the endpoint stays open; an unconnected "
+     .. "one's sendto there is not (Linux reports ICMP errors to connected sockets only, as asyncio "
+     .. "shows); close gives connection_lost(nil)",
+    async(function(loop)
+    local socket = eddy.socket
+    local s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s:bind({"127.0.0.1", 0})
+    local dead = {"127.0.0.1", s:getsockname()[2]}
+    s:close()
+    local log = {}
+    local function proto()
+      return {
+        error_received = function(_, err)
+          assert.is_true(errors.is(err, errors.ConnectionRefusedError), tostring(err))
+          assert.equal("ECONNREFUSED", err.code)
+          log[#log + 1] = "refused"
+        end,
+        connection_lost = function(_, err) log[#log + 1] = "lost " .. tostring(err) end,
+      }
+    end
+    local t = loop:create_datagram_endpoint(proto, nil, dead)
+    for _, msg in ipairs {"x", "y"} do
+      t:sendto(msg)
+      net.wait_until(function() return #log == (msg == "x" and 1 or 2) end)
+    end
+    assert.is_false(t:is_closing())
+    local t2 = loop:create_datagram_endpoint(proto, {"127.0.0.1", 0})
+    t2:sendto("z", dead)
+    checks.turns(5)
+    t:close()
+    t2:close()
+    net.wait_until(function() return #log == 4 end)
+    assert.same({"refused", "refused", "lost nil", "lost nil"}, log)
+  end))
 end)
 
 describe("§8 a UNIX socket server", function()
@@ -1281,5 +1316,84 @@ describe("§4/§6 fan-out and serving", function()
     checks.raises(function() eddy.wait({}) end, {errors.ValueError, "empty"})
     checks.raises(function() eddy.wait({loop:create_future()}, {return_when = "x"}) end,
                   {errors.ValueError, "Invalid return_when value"})
+  end))
+end)
+
+describe("§3/§1 a loop used after close, and suspending calls outside a task", function()
+  it("§3 after close(): scheduling, tasks, running, fd watchers, the executor, signals, "
+     .. "servers and socket operations raise RuntimeError 'Event loop is closed'; time(), "
+     .. "create_future, remove_*, set_debug, stop and close still work, as asyncio's", function()
+    local loop = eddy.new_event_loop()
+    local fut = loop:create_future()
+    loop:close()
+    local sock = eddy.socket.socket()
+    sock:setblocking(false)
+    local closed = {
+      function() loop:call_soon(print) end,
+      function() loop:call_soon_threadsafe(print) end,
+      function() loop:call_later(1, print) end,
+      function() loop:call_at(1, print) end,
+      function() loop:create_task(function() end) end,
+      function() loop:run_until_complete(fut) end,
+      function() loop:run_forever() end,
+      function() loop:add_reader(sock, print) end,
+      function() loop:add_writer(sock, print) end,
+      function() loop:run_in_executor(nil, print) end,
+      function() loop:add_signal_handler("SIGUSR1", print) end,
+      function() loop:create_server(function() return {} end, "127.0.0.1", 0) end,
+      function() loop:create_connection(function() return {} end, "127.0.0.1", 1) end,
+      function() loop:sock_recv(sock, 1) end,
+    }
+    for _, call in ipairs(closed) do
+      checks.raises(call, {errors.RuntimeError, "Event loop is closed"})
+    end
+    assert.is_number(loop:time())
+    assert.is_true(eddy.isfuture(loop:create_future()))
+    assert.is_false(loop:remove_reader(sock))
+    assert.is_false(loop:remove_writer(sock))
+    assert.is_false(loop:remove_signal_handler("SIGUSR1"))
+    loop:set_debug(true)
+    assert.is_true(loop:get_debug())
+    fut:add_done_callback(print)  -- pending: only kept, as asyncio's
+    -- completing it must schedule that callback: refused
+    checks.raises(function() fut:set_result(1) end, {errors.RuntimeError, "Event loop is closed"})
+    local done = loop:create_future()
+    done:set_result(1)  -- no callbacks to schedule: allowed
+    checks.raises(function() done:add_done_callback(print) end,
+                  {errors.RuntimeError, "Event loop is closed"})
+    assert.is_false(done:cancel())
+    loop:stop()
+    loop:close()
+    assert.is_true(loop:is_closed())
+    sock:close()
+  end)
+
+  it("§1 a suspending function called from a plain callback raises RuntimeError naming it "
+     .. "and pointing to eddy.run / run_until_complete: sleep, await, acquire, open_connection, "
+     .. "Queue:get, readline; wrong argument types to the loop's scheduling methods are Lua "
+     .. "argument errors naming the method", async(function(loop)
+    local srv <close> = eddy.start_server(function(_, w) w:close() end, "127.0.0.1", 0)
+    local r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
+    local _ <close> = setmetatable({}, {__close = function() w:close() end})
+    local q = eddy.Queue()
+    local errs = checks.from_callback(loop, {
+      {"sleep", eddy.sleep, 0},
+      {"await", function() return loop:create_future():await() end},
+      {"acquire", function() return eddy.Lock():acquire() end},
+      {"open_connection", eddy.open_connection, "127.0.0.1", 1},
+      {"get", q.get, q},
+      {"readline", r.readline, r},
+    })
+    for name, err in pairs(errs) do
+      assert.matches("^RuntimeError: " .. name .. "%(%) cannot suspend here", err)
+      assert.matches("eddy.run", err, 1, true)
+      assert.matches("run_until_complete", err, 1, true)
+    end
+    assert.equal(6, count(errs))
+    checks.argerror(function() loop:call_later(print, 1) end, 1, "call_later")
+    checks.argerror(function() loop:call_at(1) end, 2, "call_at")
+    checks.argerror(function() loop:call_soon(42) end, 1, "call_soon")
+    checks.argerror(function() loop:create_task(42) end, 1, "create_task")
+    checks.argerror(function() loop:run_in_executor(nil, 42) end, 2, "run_in_executor")
   end))
 end)
