@@ -766,6 +766,26 @@ describe("§10 subprocess pipelines", function()
     assert.is_nil(err)
     assert.equal(2, p.returncode)
   end))
+  it("§10 env replaces the child's environment, cwd sets its directory; a cwd that does not "
+     .. "exist is FileNotFoundError naming that directory (as Python's subprocess), not the "
+     .. "program; an env value that is no string is an argument error", async(function()
+    local p = eddy.create_subprocess_exec("env", {stdout = PIPE, env = {FOO = "bar", N = "5"}})
+    local out = within(p.communicate, p)
+    assert.equal("FOO=bar\nN=5\n", out)
+    p = eddy.create_subprocess_shell("pwd; echo \"$FOO\"", {stdout = PIPE, env = {FOO = "x y"},
+                                                            cwd = "/usr"})
+    assert.equal("/usr\nx y\n", (within(p.communicate, p)))
+    local missing = tmp.path(".dir")
+    local err = expect_error(errors.FileNotFoundError, eddy.create_subprocess_exec, "true",
+                             {cwd = missing})
+    assert.matches(missing, tostring(err), 1, true)
+    assert.equal("ENOENT", err.code)
+    err = expect_error(errors.FileNotFoundError, eddy.create_subprocess_exec, "/no/such/prog",
+                       {cwd = "/tmp"})
+    assert.matches("/no/such/prog", tostring(err), 1, true)
+    checks.raises(function() eddy.create_subprocess_exec("true", {env = {N = 5}}) end,
+                  "bad argument #2 to 'create_subprocess_exec'")
+  end))
 end)
 
 describe("§8 context variables through a program", function()
@@ -928,6 +948,37 @@ describe("§6/§1 async iteration", function()
     assert.is_true(ticks >= 5, "ticks " .. ticks)
     ticker:cancel()
   end))
+  it("§6/§2 finalization: a generator dropped at a yield is closed once collected (its "
+     .. "cleanup suspends, sees GeneratorExit); one left open when main returns is closed by "
+     .. "eddy.run's shutdown_asyncgens before run returns main's results", function()
+    local log = {}
+    local counter = eddy.asyncgen(function(yield, name)
+      local _ <close> = setmetatable({}, {__close = function(_, e)
+        eddy.sleep(0.01)
+        log[#log + 1] = name .. " closed by " .. tostring(e)
+      end})
+      for i = 1, math.huge do yield(i) end
+    end)
+    local kept
+    local results = table.pack(eddy.run(function()
+      do
+        local g = counter("dropped")
+        assert.equal(1, g:anext())
+      end
+      collectgarbage()
+      collectgarbage()
+      eddy.wait_for(function()
+        while #log == 0 do eddy.sleep(0.005) end
+      end, 5)
+      assert.same({"dropped closed by GeneratorExit"}, log)
+      kept = counter("left open")
+      assert.equal(1, kept:anext())
+      assert.equal(2, kept:anext())
+      return "main done", nil, 2
+    end))
+    assert.same({n = 3, "main done", nil, 2}, results)
+    assert.same({"dropped closed by GeneratorExit", "left open closed by GeneratorExit"}, log)
+  end)
 end)
 
 describe("§8 coordination between tasks", function()

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <string.h>
 #include <unistd.h>
@@ -258,6 +259,23 @@ static void check_pass_fds(lua_State *L, int t, Stdio *s) {
 }
 
 /*
+** What a failed uv_spawn is about, for the error's text: the working
+** directory when it is missing or unusable (libuv's child reports chdir's
+** errno as it does exec's), else the program.  Python's subprocess names
+** the directory too.
+*/
+static const char *spawn_subject(const uv_process_options_t *o, int err) {
+  struct stat st;
+  if (o->cwd == NULL
+      || (err != UV_ENOENT && err != UV_ENOTDIR && err != UV_EACCES))
+    return o->file;
+  if (stat(o->cwd, &st) != 0 || !S_ISDIR(st.st_mode)
+      || access(o->cwd, X_OK) != 0)
+    return o->cwd;
+  return o->file;
+}
+
+/*
 ** loop:_spawn(args, opts, on_exit) -> process, pid
 ** args: the program then its arguments (strings).  opts: stdin, stdout,
 ** stderr (eddy.subprocess choices), cwd, env (array of "NAME=value" or
@@ -321,7 +339,7 @@ static int l_spawn(lua_State *L) {
   if (err < 0) {
     close_opened(&s);
     eddy__uv_close(L, &p->uv);  /* libuv wants the failed handle closed */
-    return eddy__uverror(L, err, o.file);
+    return eddy__uverror(L, err, spawn_subject(&o, err));
   }
   p->pid = ((uv_process_t *)h)->pid;
   memcpy(p->pipes, s.parent, sizeof p->pipes);
