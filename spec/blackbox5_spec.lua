@@ -1302,6 +1302,52 @@ describe("§8 wake-up races in the primitives", function()
     assert.same({ok = false, locked = true}, seen)
     assert.is_false(cond:locked())
   end))
+  it("§8 no slot or notification is lost to cancellation: forty jobs under Semaphore(2), "
+     .. "many timed out by wait_for while waiting or holding it, leave both slots free; "
+     .. "notify(1) to a waiter cancelled in the same turn wakes the next one instead",
+    async(function()
+    local sem = eddy.Semaphore(2)
+    local function job(i)
+      local _ <close> = sem:acquire()
+      eddy.sleep(0.005 * (i % 3))
+    end
+    local jobs = {}
+    for i = 0, 39 do
+      jobs[#jobs + 1] = function() return eddy.wait_for(function() job(i) end, 0.004 * (i % 4)) end
+    end
+    jobs[#jobs + 1] = {return_exceptions = true}
+    local res = table.pack(within(eddy.gather, table.unpack(jobs)))
+    local timeouts = 0
+    for i = 1, res.n do
+      if res[i] ~= nil then
+        assert.is_true(errors.is(res[i], errors.TimeoutError), tostring(res[i]))
+        timeouts = timeouts + 1
+      end
+    end
+    assert.is_true(timeouts > 10 and timeouts < 40, "timeouts " .. timeouts)
+    assert.is_false(sem:locked())
+    local g1, g2 = sem:acquire(), sem:acquire()
+    assert.is_true(g1 and g2 and sem:locked())
+    sem:release()
+    sem:release()
+
+    local cond, woke = eddy.Condition(), {}
+    local function waiter(name)
+      local _ <close> = cond:acquire()
+      cond:wait()
+      woke[#woke + 1] = name
+    end
+    local a, b = eddy.create_task(waiter, "a"), eddy.create_task(waiter, "b")
+    checks.turns(1)
+    do
+      local _ <close> = cond:acquire()
+      cond:notify(1)
+    end
+    a:cancel()
+    within(b.await, b)
+    assert.same({"b"}, woke)
+    assert.is_true(a:cancelled())
+  end))
 end)
 
 describe("§4/§6 fan-out and serving", function()
