@@ -449,6 +449,33 @@ describe("§6/§9 a TaskGroup supervisor", function()
     assert.is_true(parent:cancelled())
     assert.is_true(kids[1]:cancelled() and kids[2]:cancelled())
   end))
+  it("§5/§1 graceful shutdown of a worker whose <close> cleanup suspends: the first cancel "
+     .. "lets the cleanup run (it sees no cancellation), a second cancel interrupts it, the "
+     .. "task ends cancelled with its cancelling() count at 2", async(function()
+    local log = {}
+    local started = eddy.Event()
+    local worker = eddy.create_task(function()
+      local _ <close> = setmetatable({}, {__close = function(_, err)
+        log[#log + 1] = "cleanup after " .. tostring(err)
+        local ok, e = pcall(eddy.sleep, 0.05)
+        log[#log + 1] = ok and "cleanup done" or "cleanup cancelled"
+        if not ok then error(e, 0) end
+      end})
+      started:set()
+      eddy.sleep(10)
+    end)
+    started:wait()
+    worker:cancel("first")
+    checks.turns(2)
+    assert.same({"cleanup after CancelledError: first"}, log)
+    assert.is_false(worker:done())
+    worker:cancel("second")
+    local err = expect_error(errors.CancelledError, function() return worker:await() end)
+    assert.equal("second", err.message)
+    assert.same({"cleanup after CancelledError: first", "cleanup cancelled"}, log)
+    assert.is_true(worker:cancelled())
+    assert.equal(2, worker:cancelling())
+  end))
 end)
 
 describe("§6 timeout scopes", function()
