@@ -823,6 +823,37 @@ describe("§10 subprocess pipelines", function()
     checks.raises(function() eddy.create_subprocess_exec("true", {env = {N = 5}}) end,
                   "bad argument #2 to 'create_subprocess_exec'")
   end))
+  it("§10/§8/§6 a process pool: eight shell jobs, at most three at once under a Semaphore, "
+     .. "each communicate bounded by wait_for; the ones that time out are killed and waited "
+     .. "(-9), the others give their output and exit status, in job order", async(function(loop)
+    local sem = eddy.Semaphore(3)
+    local running, peak = 0, 0
+    local function run(cmd, timeout)
+      local _ <close> = sem:acquire()
+      running = running + 1
+      peak = math.max(peak, running)
+      local _ <close> = setmetatable({}, {__close = function() running = running - 1 end})
+      local p = eddy.create_subprocess_shell(cmd, {stdout = PIPE, stderr = PIPE})
+      local ok, out = pcall(eddy.wait_for, function() return p:communicate() end, timeout)
+      if not ok then
+        assert.is_true(errors.is(out, errors.TimeoutError), tostring(out))
+        p:kill()
+        return "timeout " .. p:wait()
+      end
+      return out:gsub("\n", "") .. " " .. p.returncode
+    end
+    local jobs = {}
+    for i = 1, 8 do
+      local cmd = i % 3 == 0 and "exec sleep 5" or ("echo job" .. i .. "; exit " .. i % 2)
+      jobs[i] = function() return run(cmd, 0.5) end
+    end
+    local t0 = loop:time()
+    assert.same({"job1 1", "job2 0", "timeout -9", "job4 0", "job5 1", "timeout -9", "job7 1",
+                 "job8 0"}, {within(eddy.gather, table.unpack(jobs))})
+    assert.equal(3, peak)
+    assert.equal(0, running)
+    assert.is_true(loop:time() - t0 < 3)
+  end))
 end)
 
 describe("§8 context variables through a program", function()
