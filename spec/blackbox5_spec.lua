@@ -120,6 +120,36 @@ describe("§8/§4 a TCP chat server on streams", function()
     expect_error(errors.ConnectionResetError, w2.drain, w2)
     within(w2.wait_closed, w2)
   end))
+  it("§4/§8 graceful shutdown with a request in flight: after close() wait_closed waits "
+     .. "for the connection (a 50 ms wait_for times out), close_clients ends it (the client "
+     .. "reads EOF); the handler's late answer then fails in drain with ConnectionResetError",
+    async(function()
+    local log = {}
+    local handler_done = eddy.Event()
+    local srv = eddy.start_server(function(r, w)
+      r:readline()
+      log[#log + 1] = "request"
+      local ok, err = pcall(function()
+        eddy.sleep(0.3)
+        w:write("response\n")
+        w:drain()
+      end)
+      log[#log + 1] = ok and "sent" or tostring(err)
+      w:close()
+      handler_done:set()
+    end, "127.0.0.1", 0)
+    local r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
+    w:write("GET\n")
+    net.wait_until(function() return #log == 1 end)
+    srv:close()
+    expect_error(errors.TimeoutError, eddy.wait_for, function() srv:wait_closed() end, 0.05)
+    srv:close_clients()
+    within(srv.wait_closed, srv)
+    assert.equal("", within(r.read, r))
+    within(handler_done.wait, handler_done)
+    assert.same({"request", "ConnectionResetError: Connection lost"}, log)
+    w:close()
+  end))
 end)
 
 -- A tiny HTTP/1.0 server on streams: GET /sleep/SECONDS/ID answers
