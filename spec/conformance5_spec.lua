@@ -13,12 +13,7 @@ local net = require "support.net"
 local socket = eddy.socket
 local S = eddy.signal
 local PIPE, STDOUT = eddy.subprocess.PIPE, eddy.subprocess.STDOUT
-local raises, turns = checks.raises, checks.turns
-
--- bounded(fn, ...): run the suspending fn(...) as a task, at most 10 s.
-local function bounded(fn, ...)
-  return eddy.wait_for(eddy.create_task(fn, ...), 10)
-end
+local raises, turns, bounded = checks.raises, checks.turns, checks.bounded
 
 describe("§10 eddy.subprocess Process (asyncio subprocess.py)", function()
   it("§10 communicate() with 2 MiB of input to a child that echoes it all back: no deadlock "

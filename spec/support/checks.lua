@@ -53,6 +53,12 @@ function checks.turns(n)
   for _ = 1, n or 1 do eddy.sleep(0) end
 end
 
+-- bounded(fn, ...): from inside a task, run the suspending fn(...) as a
+-- task of its own, at most 10 s (TimeoutError after); its results.
+function checks.bounded(fn, ...)
+  return eddy.wait_for(eddy.create_task(fn, ...), 10)
+end
+
 -- from_callback(loop, calls) -> errs: from inside a task, run each call
 -- {key, fn, args...} of the array 'calls', in order, in one plain
 -- callback (call_soon); errs[key] is the error it raised, as a string, or
