@@ -1508,6 +1508,41 @@ describe("§4/§6 fan-out and serving", function()
     checks.raises(function() eddy.wait({loop:create_future()}, {return_when = "x"}) end,
                   {errors.ValueError, "Invalid return_when value"})
   end))
+  it("§8 pipelined HTTP/1.1 requests arriving in pieces that split the separators: "
+     .. "readuntil(\"\\r\\n\\r\\n\") finds each head across chunk boundaries, readexactly "
+     .. "takes a body split over two writes; at EOF readuntil raises IncompleteReadError with "
+     .. "partial \"\" and expected nil", async(function()
+    local srv <close> = eddy.start_server(function(_, w)
+      for _, piece in ipairs {"GET /a HTTP/1.1\r", "\nHost: x\r\n\r",
+                              "\nPOST /b HTTP/1.1\r\nContent-Length: 10\r\n\r\n01234",
+                              "56789GET /c HTTP/1.1\r\n\r\n"} do
+        w:write(piece)
+        w:drain()
+        eddy.sleep(0.01)
+      end
+      w:close()
+    end, "127.0.0.1", 0)
+    local r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2], {limit = 64})
+    local requests = {}
+    local err
+    while true do
+      local ok, head = pcall(bounded, r.readuntil, r, "\r\n\r\n")
+      if not ok then
+        err = head
+        break
+      end
+      local length = tonumber(head:match("Content%-Length: (%d+)")) or 0
+      local body = length > 0 and bounded(r.readexactly, r, length) or ""
+      requests[#requests + 1] = head:match("^(%u+ %S+)") .. " " .. body
+    end
+    assert.same({"GET /a ", "POST /b 0123456789", "GET /c "}, requests)
+    assert.is_true(errors.is(err, errors.IncompleteReadError), tostring(err))
+    assert.equal("", err.partial)
+    assert.is_nil(err.expected)
+    assert.equal("IncompleteReadError: 0 bytes read on a total of undefined expected bytes",
+                 tostring(err))
+    w:close()
+  end))
 end)
 
 describe("§3/§1 a loop used after close, and suspending calls outside a task", function()
