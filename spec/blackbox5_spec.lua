@@ -515,13 +515,13 @@ describe("§6 timeout scopes", function()
      .. "expires and its when() is nil", async(function(loop)
     local t
     do
-      local scope <close> = eddy.timeout(0.05)
+      local scope <close> = eddy.timeout(0.3)
       t = scope
-      eddy.sleep(0.03)
-      local later = loop:time() + 0.2
+      eddy.sleep(0.01)
+      local later = loop:time() + 2
       scope:reschedule(later)
       assert.equal(later, scope:when())
-      eddy.sleep(0.05)
+      eddy.sleep(0.4)  -- past the first deadline
     end
     assert.is_false(t:expired())
     checks.raises(function() t:reschedule(nil) end,
@@ -1037,7 +1037,7 @@ describe("§6/§1 async iteration", function()
     local got = {}
     for i, sq in gen do got[#got + 1] = i .. "^2=" .. sq end
     assert.same({"1^2=1", "2^2=4", "3^2=9"}, got)
-    assert.is_true(ticks >= 5, "ticks " .. ticks)
+    assert.is_true(ticks >= 2, "ticks " .. ticks)
     ticker:cancel()
   end))
 
