@@ -143,6 +143,17 @@ describe("nested coroutines inside a task", function()
     assert.is_false(ok)
     assert.is_true(errors.is(err, errors.RuntimeError))
   end))
+
+  it("says a C function is in the way, not that there is no task, when the task's own "
+     .. "coroutine calls from string.gsub or a __tostring called from C", async(function()
+    local pattern = "^RuntimeError: sleep%(%) cannot suspend here: a C function .* stands "
+                    .. "between this call and its task$"
+    local _, err = pcall(string.gsub, "ab", ".", function(c) eddy.sleep(0) return c end)
+    assert.matches(pattern, tostring(err))
+    _, err = pcall(tostring, setmetatable({}, {__tostring = function() eddy.sleep(0) end}))
+    assert.matches(pattern, tostring(err))
+    assert.equal("after", eddy.sleep(0, "after"))  -- and the task still suspends
+  end))
 end)
 
 describe("suspension inside protected calls", function()

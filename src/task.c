@@ -572,11 +572,16 @@ int eddy__can_suspend(lua_State *L, const char *what) {
   return eddy__can_suspend_rt(L, eddy__runtime(L), what);
 }
 
-/* eddy__can_suspend_rt when no task runs or L cannot yield. */
+/* eddy__can_suspend_rt when no task runs or L cannot yield: why not. */
 int eddy__can_suspend_other(lua_State *L, eddy_Runtime *rt, const char *what) {
   int ismain = lua_pushthread(L);
   lua_pop(L, 1);
   if (ismain && rt->running == NULL) return 0;  /* top-level suspension */
+  if (rt->current_task != NULL)  /* a task runs, but L cannot yield to it */
+    return eddy__error(L, "RuntimeError",
+                       "%s() cannot suspend here: a C function (such as "
+                       "table.sort, string.gsub or a metamethod called from "
+                       "C) stands between this call and its task", what);
   return eddy__error(L, "RuntimeError",
                      "%s() cannot suspend here: call it from a task "
                      "(eddy.run(main), loop:run_until_complete or "
