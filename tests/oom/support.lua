@@ -20,12 +20,23 @@ function support.run(main)
   if not ok then error(err, 0) end
 end
 
--- local _ <close> = support.closing(transport): closes it when the scope
--- ends, also by an error, before a server declared earlier closes and
--- waits for its connections (as asyncio's Server.wait_closed, for ever
--- while one stays open).
+-- local guard <close> = support.closer(), then guard[1] = transport: closes
+-- it when the scope ends, also by an error, before a server declared
+-- earlier closes and waits for its connections (as asyncio's
+-- Server.wait_closed, for ever while one stays open).  Made before the
+-- connection: storing into its one slot allocates nothing, so no failing
+-- allocation comes between the connection and its guard.
+local closer = {__close = function(guard) if guard[1] then guard[1]:close() end end}
+function support.closer()
+  return setmetatable({false}, closer)
+end
+
+-- local _ <close> = support.closing(transport): the same for a transport
+-- at hand.
 function support.closing(obj)
-  return setmetatable({}, {__close = function() obj:close() end})
+  local guard = support.closer()
+  guard[1] = obj
+  return guard
 end
 
 return support

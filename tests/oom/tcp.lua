@@ -19,8 +19,9 @@ support.run(function()
     data_received = function(_, d) got[#got + 1] = d end,
     connection_lost = function(_, exc) lost:set_result(exc) end,
   }
+  local guard <close> = support.closer()
   local transport = loop:create_connection(function() return client end, "127.0.0.1", port)
-  local _ <close> = support.closing(transport)
+  guard[1] = transport
   for i = 1, 3 do
     transport:write("message " .. i .. "\n")
     eddy.sleep(0.005)
