@@ -949,14 +949,20 @@ static void set_protocol(lua_State *L, eddy_Stream *s, int t, int p) {
 
 /* connection_made, then reading.  An error connection_made raises goes
 ** to the exception handler only: as asyncio, whose loop calls it as a
-** callback, the transport stays open. */
+** callback, the transport stays open.  Running out of memory there is
+** another matter: the protocol is left half set up (a server's reader
+** with no task to serve it), and nobody may ever close the transport,
+** which a server's wait_closed would wait for: it is aborted, and
+** connection_lost gets the error. */
 static void start(lua_State *L, eddy_Stream *s, int t) {
+  int status;
   s->started = 1;
   s->reading = s->kind != EDDY_STREAM_WRITE_PIPE;
   lua_pushvalue(L, t);
-  if (call_protocol(L, s, t, "connection_made", 1, 0,
-                    "Exception in protocol.connection_made()") != LUA_OK)
-    lua_pop(L, 1);  /* reported already */
+  status = call_protocol(L, s, t, "connection_made", 1, 0,
+                         "Exception in protocol.connection_made()");
+  if (status == LUA_ERRMEM) force_close(L, s, t, -1);
+  if (status != LUA_OK) lua_pop(L, 1);  /* reported already */
   start_reading(s);
 }
 
