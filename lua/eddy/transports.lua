@@ -121,13 +121,22 @@ end
 -- connection_made: a connection_lost that connection_made brought about
 -- (it closed the transport) has run by then.  Cancelled meanwhile, the
 -- transport closes (asyncio's _create_connection_transport).
+-- (No closure is made between the transport and the protected calls: out
+-- of memory there, it would stay open.)
+local function start_protocol(transport, factory)
+  local protocol = new_protocol(factory)
+  transport:_start(protocol)
+  return protocol
+end
+
+local function sleep_then(protocol)
+  eddy.sleep(0)
+  return protocol
+end
+
 local function start_transport(transport, factory)
-  local ok, protocol = pcall(function()
-    local protocol = new_protocol(factory)
-    transport:_start(protocol)
-    return protocol
-  end)
-  if ok then ok, protocol = pcall(function() eddy.sleep(0) return protocol end) end
+  local ok, protocol = pcall(start_protocol, transport, factory)
+  if ok then ok, protocol = pcall(sleep_then, protocol) end
   if not ok then
     transport:close()
     error(protocol, 0)
