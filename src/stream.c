@@ -317,16 +317,32 @@ static void call_lost(lua_State *L, eddy_Stream *s, int t) {
 ** call_soon(_call_connection_lost); a transport never started closes at
 ** once. */
 static void close_handle(lua_State *L, eddy_Stream *s, int t) {
-  stop_stream(L, s, t);
+  int h;
   if (!s->started) {
+    stop_stream(L, s, t);
     call_lost(L, s, t);
     return;
   }
+  /* what allocates first: out of memory, the transport stays as it was,
+  ** and a close() again closes it */
   lua_pushcfunction(L, lost_soon);
   lua_pushvalue(L, t);
   eddy__handle_new(L, s->uv.loop, 1, 0);
-  eddy__ready_push(L, s->uv.loop, -1);
-  lua_pop(L, 1);
+  h = lua_gettop(L);
+  eddy__ready_reserve(L, s->uv.loop, 1);
+  stop_stream(L, s, t);
+  eddy__ready_push(L, s->uv.loop, h);
+  lua_settop(L, h - 1);
+}
+
+/* asyncio's close(): the handle closes once the queued writes are out. */
+static void begin_close(lua_State *L, eddy_Stream *s, int t) {
+  if (s->nwrites == 0) {
+    close_handle(L, s, t);
+    return;
+  }
+  s->state = EDDY_STREAM_CLOSING;
+  stop_reading(s);
 }
 
 /* lost_soon(transport), from the ready queue. */
@@ -530,8 +546,7 @@ static void on_eof(lua_State *L, eddy_Stream *s, int t) {
   }
   /* A read pipe closes whatever eof_received says, as asyncio's. */
   if ((!lua_toboolean(L, -1) || is_pipe(s)) && s->state == EDDY_STREAM_OPEN) {
-    s->state = EDDY_STREAM_CLOSING;  /* asyncio's close() */
-    if (s->nwrites == 0) close_handle(L, s, t);
+    begin_close(L, s, t);
   }
   update_anchor(L, s, t);
 }
@@ -991,10 +1006,7 @@ static int t_start(lua_State *L) {
 
 static int t_close(lua_State *L) {
   eddy_Stream *s = checkstream(L, 1);
-  if (s->state != EDDY_STREAM_OPEN) return 0;
-  s->state = EDDY_STREAM_CLOSING;
-  stop_reading(s);
-  if (s->nwrites == 0) close_handle(L, s, 1);
+  if (s->state == EDDY_STREAM_OPEN) begin_close(L, s, 1);
   return 0;
 }
 
