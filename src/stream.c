@@ -292,24 +292,38 @@ static int notify_lost(lua_State *L, eddy_Stream *s, int t) {
 ** the handle closes, and with it the descriptor; a server's connection
 ** leaves its server (server._detach) without waiting for libuv's close
 ** callback.  Once only: the loop's close may come first. */
+static int lost_closing(lua_State *L);
+
 static void call_lost(lua_State *L, eddy_Stream *s, int t) {
-  uv_os_fd_t fd;
-  int lost;
+  int lost = s->started;
   if (s->uv.handle == NULL || s->uv.closing) return;
-  lost = notify_lost(L, s, t);
+  /* protected: out of memory there, the handle closes all the same */
+  lua_pushcfunction(L, lost_closing);
+  lua_pushvalue(L, t);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+    eddy__report_error(L, s->uv.loop, "Exception closing a transport");
+  eddy__uv_close(L, &s->uv);
+  if (lost && is_pipe(s)) eddy__pipe_release(L, s, t);
+  lua_settop(L, t);
+  leave_server(L, s, t);
+}
+
+/* (transport) -> (): call_lost's part that allocates: connection_lost,
+** then what else has the descriptor forgets it. */
+static int lost_closing(lua_State *L) {
+  eddy_Stream *s = (eddy_Stream *)lua_touserdata(L, 1);
+  uv_os_fd_t fd;
+  notify_lost(L, s, 1);
   /* fd watchers may take a closing transport's descriptor (as asyncio's):
   ** they forget it before it closes, as with an eddy.socket's close. */
   if (uv_fileno(s->uv.handle, &fd) == 0) eddy__fd_closing(L, (int)fd, 1);
-  eddy__uv_close(L, &s->uv);
-  if (lost && is_pipe(s)) eddy__pipe_release(L, s, t);
   /* A socket view handed out by get_extra_info forgets the descriptor. */
-  if (lua_getiuservalue(L, t, ST_EXTRA) == LUA_TTABLE &&
+  if (lua_getiuservalue(L, 1, ST_EXTRA) == LUA_TTABLE &&
       lua_getfield(L, -1, "socket") != LUA_TNIL) {
     eddy_Socket *sock = eddy__tosocket(L, -1);
     if (sock != NULL) sock->fd = -1;
   }
-  lua_settop(L, t);
-  leave_server(L, s, t);
+  return 0;
 }
 
 /* Close the transport at t (asyncio's close() once its writes are out,
