@@ -447,7 +447,12 @@ local function open(fname, connect, limit, ...)
   local reader = StreamReader(limit, loop)
   local protocol = StreamReaderProtocol(reader, nil, loop)
   local transport = connect(loop, function() return protocol end, ...)
-  return reader, new_writer(transport, protocol, reader, loop)
+  local ok, writer = pcall(new_writer, transport, protocol, reader, loop)
+  if not ok then  -- out of memory: nobody else has the transport to close
+    transport:close()
+    error(writer, 0)
+  end
+  return reader, writer
 end
 
 -- eddy.open_connection(host, port, opts) (S) -> reader, writer
