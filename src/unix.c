@@ -14,17 +14,26 @@
 
 #include "internal.h"
 
-/* A new non-blocking AF_UNIX stream socket and the address of the path
-** at index i; raises on failure. */
+/* The address of the path at index i; raises for a bad one. */
+static void unix_addr(lua_State *L, int i, struct sockaddr_storage *ss,
+                      socklen_t *len) {
+  luaL_checktype(L, i, LUA_TSTRING);
+  if (lua_rawlen(L, i) == 0)
+    eddy__error(L, "ValueError", "empty UNIX socket path");
+  eddy__socket_addr(L, i, AF_UNIX, ss, len, 0);
+}
+
+/* A new non-blocking AF_UNIX stream socket, or -1 (errno). */
+static int new_socket(void) {
+  return socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+}
+
+/* Both; raises on failure. */
 static int unix_socket(lua_State *L, int i, struct sockaddr_storage *ss,
                        socklen_t *len) {
   int fd;
-  luaL_checktype(L, i, LUA_TSTRING);
-  if (lua_rawlen(L, i) == 0)
-    return eddy__error(L, "ValueError", "empty UNIX socket path");
-  eddy__socket_addr(L, i, AF_UNIX, ss, len, 0);
-  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return eddy__uverror(L, -errno, "socket");
+  unix_addr(L, i, ss, len);
+  if ((fd = new_socket()) < 0) return eddy__uverror(L, -errno, "socket");
   return fd;
 }
 
@@ -35,19 +44,36 @@ static int fail(lua_State *L, int fd, int e, const char *what, int i) {
   return eddy__uverror(L, -e, lua_tostring(L, -1));
 }
 
-/* loop:_unix_connect(path) -> transport without a protocol yet. */
+/* loop:_unix_connect(path) -> transport without a protocol yet.  What
+** allocates comes before the socket, whose descriptor an allocation
+** failure would leak: the transport object and its handle, closed again
+** if the socket cannot be made, connected or opened. */
 static int l_unix_connect(lua_State *L) {
   eddy_Loop *loop = eddy__checkloop(L, 1);
   struct sockaddr_storage ss;
   socklen_t len;
   eddy_Stream *s;
-  int fd = unix_socket(L, 2, &ss, &len), r;
-  if (connect(fd, (struct sockaddr *)&ss, len) < 0)
-    return fail(L, fd, errno, "connect to", 2);
+  uv_stream_t *h;
+  const char *what = "create_unix_connection";
+  int fd, uvfd = -1, r;
+  unix_addr(L, 2, &ss, &len);
   s = eddy__stream_new(L, loop, EDDY_STREAM_UNIX);
-  if ((r = eddy__stream_adopt(L, s, lua_gettop(L), fd)) < 0)
-    return eddy__uverror(L, r, "create_unix_connection");
-  return 1;
+  h = eddy__stream_open(L, s, lua_gettop(L));
+  if ((fd = new_socket()) < 0) {
+    r = -errno;
+    what = "socket";
+  } else if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
+    r = -errno;
+    what = NULL;
+  } else if ((r = uvfd = eddy__fd_for_uv(fd)) >= 0) {
+    r = uv_pipe_open((uv_pipe_t *)h, uvfd);
+  }
+  if (r >= 0) return 1;
+  if (fd >= 0) eddy__fd_close(uvfd >= 0 ? uvfd : fd);
+  s->state = EDDY_STREAM_CLOSED;
+  eddy__uv_close(L, &s->uv);
+  if (what == NULL) what = lua_pushfstring(L, "connect to %s", lua_tostring(L, 2));
+  return eddy__uverror(L, r, what);
 }
 
 /* As asyncio before binding: remove the socket file at 'path' (an
