@@ -724,10 +724,25 @@ static int c_await(lua_State *L) {
 static int set_result_unless_done(lua_State *L) {
   eddy_Future *f = (eddy_Future *)lua_touserdata(L, 1);
   if (f->state == EDDY_FUT_PENDING)
-    eddy__future_set_result_unless_done(L, 1, 0);
+    eddy__future_set_result_unless_done(L, 1, lua_gettop(L) - 1);
   return 0;
 }
 
+/* Argument i is a plain future (not a task). */
+static void check_plain_future(lua_State *L, int i) {
+  luaL_argexpected(L, eddy__checkfuture(L, i)->kind == EDDY_KIND_FUTURE, i,
+                   "Future");
+}
+
+/* _set_result_unless_done(fut, ...): how the done callbacks and timers of
+** eddy's Lua parts (wait, TaskGroup) complete the future someone awaits:
+** a done one is left as it is, and with no memory for the outcome the
+** future fails with that memory error instead, so that its waiter wakes
+** up rather than wait for ever (eddy__future_set_result_unless_done). */
+static int c_set_result_unless_done(lua_State *L) {
+  check_plain_future(L, 1);
+  return set_result_unless_done(L);
+}
 
 /* Stack of sleep: delay, extras..., fut (F), handle (F + 1). */
 static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
@@ -1199,6 +1214,74 @@ static int c_quiet_destroy(lua_State *L) {
   return 0;
 }
 
+/*
+** gather()'s bookkeeping (tasks.lua), in C so that a child's completion is
+** never lost to an allocation failure: the callback counts it and decides
+** allocating nothing, then sets the outcome through the Lua function
+** 'complete' under a protected call; should that fail (no memory for the
+** results), the gather fails with that error instead of waiting for ever.
+** _gather_callback(state) -> the done callback of state's children; state
+** holds outer (false until made), nfuts, return_exceptions and complete.
+*/
+static int gather_done(lua_State *L) {  /* (child): upvalue state, count */
+  eddy_Future *child = eddy__checkfuture(L, 1), *outer;
+  lua_Integer nfinished = lua_tointeger(L, lua_upvalueindex(2)) + 1;
+  int failed;
+  lua_settop(L, 1);
+  lua_pushinteger(L, nfinished);
+  lua_replace(L, lua_upvalueindex(2));
+  lua_getfield(L, lua_upvalueindex(1), "outer");  /* 2 */
+  outer = eddy__tofuture(L, 2);
+  if (outer == NULL || outer->state != EDDY_FUT_PENDING) {
+    child->flags &= (unsigned char)~FUT_LOG_TB;  /* nobody's: retrieved */
+    return 0;
+  }
+  failed = child->state == EDDY_FUT_CANCELLED ||
+           (child->flags & FUT_EXCEPTION);
+  lua_getfield(L, lua_upvalueindex(1), "return_exceptions");
+  if (failed && lua_toboolean(L, -1)) failed = 0;
+  lua_getfield(L, lua_upvalueindex(1), "nfuts");
+  if (!failed && nfinished != lua_tointeger(L, -1)) return 0;
+  lua_getfield(L, lua_upvalueindex(1), "complete");
+  lua_pushvalue(L, 1);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+    eddy__future_set_exception_unless_done(L, 2);
+  return 0;
+}
+
+static int c_gather_callback(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_pushinteger(L, 0);  /* children done so far */
+  lua_pushcclosure(L, gather_done, 2);
+  return 1;
+}
+
+/* _guarded(fn, fut) -> a done callback calling fn with its arguments,
+** protected: should fn fail (no memory for the outcome it sets), the
+** future fut it was to complete fails with that error instead, so that
+** whoever awaits fut wakes up (shield, wait: tasks.lua). */
+static int guarded_call(lua_State *L) {
+  int n = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  if (lua_pcall(L, n, 0, 0) != LUA_OK) {
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_insert(L, -2);
+    if (((eddy_Future *)lua_touserdata(L, -2))->state == EDDY_FUT_PENDING)
+      eddy__future_set_exception_unless_done(L, -2);
+  }
+  return 0;
+}
+
+static int c_guarded(lua_State *L) {
+  eddy__checkcallable(L, 1);
+  lua_settop(L, 2);
+  check_plain_future(L, 2);
+  lua_pushcclosure(L, guarded_call, 2);
+  return 1;
+}
+
 static const luaL_Reg core_task_funcs[] = {
   {"sleep", c_sleep},
   {"await", c_await},
@@ -1207,6 +1290,9 @@ static const luaL_Reg core_task_funcs[] = {
   {"isfuture", c_isfuture},
   {"_can_suspend", c_can_suspend},
   {"_quiet_destroy", c_quiet_destroy},
+  {"_set_result_unless_done", c_set_result_unless_done},
+  {"_gather_callback", c_gather_callback},
+  {"_guarded", c_guarded},
   {NULL, NULL}
 };
 

@@ -328,9 +328,8 @@ StreamWriter.drain = C._writer_drain
 -- own, so that cancelling the task does not cancel _closed.
 local function wait_connection_lost(protocol)
   local waiter = protocol._loop:create_future()
-  local function wake()
-    if not waiter:done() then waiter:set_result(nil) end
-  end
+  -- (with no memory to complete it, waiter fails with that error: tasks.lua)
+  local wake = C._guarded(function() C._set_result_unless_done(waiter) end, waiter)
   protocol._closed:add_done_callback(wake)
   local ok, err = pcall(waiter.await, waiter)
   protocol._closed:remove_done_callback(wake)

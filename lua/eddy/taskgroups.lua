@@ -22,6 +22,7 @@ local eddy = require "eddy"
 local errors = require "eddy.errors"
 local args = require "eddy.args"
 local C = eddy._core
+local set_result_unless_done = C._set_result_unless_done
 
 local CancelledError = errors.CancelledError
 
@@ -82,8 +83,8 @@ local function on_task_done(self, task)
     self._ntasks = self._ntasks - 1
   end
   local fut = self._on_completed_fut
-  if fut ~= nil and self._ntasks == 0 and not fut:done() then
-    fut:set_result(true)
+  if fut ~= nil and self._ntasks == 0 then
+    set_result_unless_done(fut, true)  -- (no memory: fails with that error)
   end
   if task:cancelled() then return end
   local exc = task:exception()
@@ -123,13 +124,17 @@ function TaskGroup:create_task(fn, ...)
   if self._aborting then
     error(errors.RuntimeError(tostring(self) .. " is shutting down"), 2)
   end
+  -- (The callback made first, the task counted last: an allocation
+  -- failure between them must not leave a task counted that no callback
+  -- will ever uncount, for __close to wait on for ever.)
+  local function on_done(t) on_task_done(self, t) end
   local task = self._loop:create_task(fn, ...)
   if task:done() then
     on_task_done(self, task)
   else
+    task:add_done_callback(on_done)
     self._tasks[task] = true
     self._ntasks = self._ntasks + 1
-    task:add_done_callback(function(t) on_task_done(self, t) end)
   end
   return task
 end

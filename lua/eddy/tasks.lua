@@ -64,20 +64,20 @@ local function gather(...)
     end
   end
   local children, arg_to_fut = {}, {}
-  local loop, outer, state
-  local nfuts, nfinished = 0, 0
+  local loop, outer
+  local nfuts = 0
   local done_futs = {}
+  -- (every field made here: setting one later allocates nothing)
+  local state = {children = children, cancel_requested = false, outer = false,
+                 nfuts = 0, return_exceptions = return_exceptions}
 
-  local function done_callback(fut)
-    nfinished = nfinished + 1
-    if outer == nil or outer:done() then
-      if not fut:cancelled() then fut:exception() end  -- mark it retrieved
-      return
-    end
+  -- Set outer's outcome: the child 'fut' failed (without
+  -- return_exceptions), or was the last one (state.complete, called by
+  -- the done callback C._gather_callback makes).
+  function state.complete(fut)
     if not return_exceptions then
       if fut:cancelled() then
-        outer:set_exception(cancelled_error(fut))
-        return
+        return outer:set_exception(cancelled_error(fut))
       end
       local exc = fut:exception()
       if exc ~= nil then
@@ -86,26 +86,25 @@ local function gather(...)
         return
       end
     end
-    if nfinished == nfuts then
-      if state.cancel_requested then
-        -- Cancelled from outside: propagate it whatever return_exceptions says.
-        outer:set_exception(fut:cancelled() and cancelled_error(fut) or errors.CancelledError())
-        return
-      end
-      local results = {}
-      for i = 1, n do
-        local child = children[i]
-        if child:cancelled() then
-          results[i] = cancelled_error(child)
-        else
-          local exc = child:exception()
-          if exc ~= nil then results[i] = exc
-          else results[i] = (child:result()) end
-        end
-      end
-      outer:set_result(unpack(results, 1, n))
+    if state.cancel_requested then
+      -- Cancelled from outside: propagate it whatever return_exceptions says.
+      return outer:set_exception(fut:cancelled() and cancelled_error(fut)
+                                 or errors.CancelledError())
     end
+    local results = {}
+    for i = 1, n do
+      local child = children[i]
+      if child:cancelled() then
+        results[i] = cancelled_error(child)
+      else
+        local exc = child:exception()
+        if exc ~= nil then results[i] = exc
+        else results[i] = (child:result()) end
+      end
+    end
+    outer:set_result(unpack(results, 1, n))
   end
+  local done_callback = C._gather_callback(state)
 
   for i = 1, n do
     local arg = aws[i]
@@ -120,9 +119,9 @@ local function gather(...)
     end
     children[i] = fut
   end
-  -- (the state first: once outer exists, the done callbacks read it)
-  state = {children = children, cancel_requested = false}
+  state.nfuts = nfuts
   outer = C._future_new(loop, GatheringFuture)
+  state.outer = outer  -- (once made: the done callbacks read it)
   gathering_state[outer] = state
   for _, fut in ipairs(done_futs) do done_callback(fut) end
   return outer:await()
@@ -175,10 +174,10 @@ local function futures_of(aws, fname, loop)
   return futs, loop
 end
 
--- Complete 'waiter' unless done (a timer or a done callback got there).
-local function release_waiter(waiter)
-  if not waiter:done() then waiter:set_result() end
-end
+-- Complete 'waiter' unless done (a timer or a done callback got there);
+-- with no memory for that, it fails with the memory error.  (In C: no Lua
+-- code stands between a timer and the completion.)
+local release_waiter = C._set_result_unless_done
 
 -- The done callbacks below are removed once their job is over, as asyncio
 -- does, so waiting again and again on a long-lived future (wait with a
@@ -203,14 +202,14 @@ function eddy.wait(aws, opts)
   local timeout_handle
   if timeout ~= nil then timeout_handle = loop:call_later(timeout, release_waiter, waiter) end
   local counter = #futs
-  local function on_completion(f)
+  local on_completion = C._guarded(function(f)
     counter = counter - 1
     if counter <= 0 or return_when == eddy.FIRST_COMPLETED
        or (return_when == eddy.FIRST_EXCEPTION and not f:cancelled() and f:exception() ~= nil) then
       if timeout_handle ~= nil then timeout_handle:cancel() end
       release_waiter(waiter)
     end
-  end
+  end, waiter)
   for _, f in ipairs(futs) do f:add_done_callback(on_completion) end
   local ok, err = pcall(waiter.await, waiter)
   if timeout_handle ~= nil then timeout_handle:cancel() end
@@ -231,7 +230,7 @@ end
 -- cancellation (asyncio's _cancel_and_wait).
 local function cancel_and_wait(fut)
   local waiter = fut:get_loop():create_future()
-  local function on_done() release_waiter(waiter) end
+  local on_done = C._guarded(function() release_waiter(waiter) end, waiter)
   fut:add_done_callback(on_done)
   fut:cancel()
   local ok, err = pcall(waiter.await, waiter)
@@ -277,7 +276,7 @@ function eddy.shield(aw, opts)
   local inner = ensure_future(aw, nil, 3, "shield", 1)
   if inner:done() then return inner end
   local outer = inner:get_loop():create_future()
-  local function inner_done(f)
+  local inner_done = C._guarded(function(f)
     if outer:cancelled() then
       -- Nobody will look at inner's outcome: mark its error retrieved,
       -- or it would be reported as never retrieved.
@@ -295,7 +294,7 @@ function eddy.shield(aw, opts)
         outer:set_result(f:result())
       end
     end
-  end
+  end, outer)
   inner:add_done_callback(inner_done)
   -- Once outer is done (cancelled), inner's outcome is nobody's.
   outer:add_done_callback(function()
