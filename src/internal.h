@@ -889,7 +889,9 @@ void eddy__core_waiters(lua_State *L);
 ** raises on failure. */
 uv_stream_t *eddy__stream_open(lua_State *L, eddy_Stream *s, int t);
 /* Wrap the connected socket 'fd' in the new stream at index t, which owns
-** it from now on; returns 0 or a libuv error (fd closed, stream closed). */
+** it from now on; returns 0 or a libuv error (fd closed, stream closed).
+** It opens the stream unless eddy__stream_open did: a caller that must
+** not lose fd to a raise opens it first, then gets fd. */
 int eddy__stream_adopt(lua_State *L, eddy_Stream *s, int t, int fd);
 /* The (high, low) arguments at 2 and 3 of set_write_buffer_limits, with
 ** asyncio's defaults (high: default_high, or 4 * low; low: high // 4, Python's
@@ -1092,6 +1094,10 @@ int eddy__checksignal(lua_State *L, int i);
 ** the core table gets 'subprocess_choices' (PIPE, STDOUT, DEVNULL,
 ** INHERIT). */
 void eddy__open_process(lua_State *L);
+/* Our end of the pipe to the child's descriptor i (0-2) of the Process at
+** idx, or -1 (none asked for, or taken already); with 'take', the caller
+** owns it from now on. */
+int eddy__process_pipe(lua_State *L, int idx, int i, int take);
 
 /* ------------------------------------------------------------------ */
 /* Sending files (sendfile.c)                                           */

@@ -128,35 +128,50 @@ static mode_t check_pipe(lua_State *L, int fd, int writable) {
   return st.st_mode;
 }
 
+/* transport:close() of the transport at t. */
+static void close_transport(lua_State *L, int t) {
+  lua_getfield(L, t, "close");
+  lua_pushvalue(L, t);
+  lua_call(L, 1, 0);
+}
+
 /*
-** loop:_pipe_transport(pipe, writable[, owned]) -> a transport without a
+** loop:_pipe_transport(pipe, writable[, i]) -> a transport without a
 ** protocol yet: a read pipe transport, or a write pipe transport when
 ** writable.  pipe is an integer descriptor, a Lua file, an eddy.socket or
-** an object with fileno(); get_extra_info("pipe") returns it.  'owned':
-** pipe is a descriptor of eddy's own (a subprocess pipe), adopted as is.
+** an object with fileno(); get_extra_info("pipe") returns it.  With i,
+** pipe is a Process whose pipe to the child's descriptor i the transport
+** takes as it is (nil: the process has none); taken only once nothing can
+** fail before the transport owns it, so no descriptor is ever left with
+** neither.
 */
 static int l_pipe_transport(lua_State *L) {
   eddy_Loop *loop = eddy__checkloop(L, 1);
-  int fd = eddy__checkfd(L, 2), writable = lua_toboolean(L, 3);
-  int owned = lua_toboolean(L, 4), mine, r, t;
-  mode_t mode = check_pipe(L, fd, writable);
+  int owned = !lua_isnoneornil(L, 4), writable = lua_toboolean(L, 3);
+  int i = owned ? (int)luaL_checkinteger(L, 4) : 0, fd, mine, r, t;
+  mode_t mode;
   eddy_Stream *s;
+  luaL_argcheck(L, i >= 0 && i <= 2, 4, "0, 1 or 2 expected");
+  fd = owned ? eddy__process_pipe(L, 2, i, 0) : eddy__checkfd(L, 2);
+  if (fd < 0) return 0;
+  mode = check_pipe(L, fd, writable);
   s = eddy__stream_new(L, loop, writable ? EDDY_STREAM_WRITE_PIPE
                                          : EDDY_STREAM_READ_PIPE);
   t = lua_gettop(L);
-  if (owned) {
-    mine = fd;
-  } else {
+  if (!owned) {
     lua_pushvalue(L, 2);
     eddy__stream_set_extra(L, t, "pipe");
-    if ((mine = dup_fd(fd)) < 0) return eddy__uverror(L, mine, "dup");
+  }
+  eddy__stream_open(L, s, t);  /* what may raise, before the descriptor */
+  mine = owned ? eddy__process_pipe(L, 2, i, 1) : dup_fd(fd);
+  if (mine < 0) {
+    close_transport(L, t);
+    return eddy__uverror(L, mine, "dup");
   }
   if ((r = eddy__stream_adopt(L, s, t, mine)) < 0)
     return eddy__uverror(L, r, "pipe transport");
   if (writable && !S_ISCHR(mode) && (r = eddy__hangup_start(s, mine)) < 0) {
-    lua_getfield(L, t, "close");
-    lua_pushvalue(L, t);
-    lua_call(L, 1, 0);
+    close_transport(L, t);
     return eddy__uverror(L, r, "pipe transport");
   }
   return 1;

@@ -104,16 +104,12 @@ static int p_kill(lua_State *L) {
   return 0;
 }
 
-/* proc:_take_pipe(i) -> our end of the pipe to the child's descriptor i
-** (0-2), or nil; the caller owns it from now on. */
-static int p_take_pipe(lua_State *L) {
-  Process *p = (Process *)luaL_checkudata(L, 1, PROCESS);
-  lua_Integer i = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, i >= 0 && i <= 2, 2, "0, 1 or 2 expected");
-  if (p->pipes[i] < 0) return 0;
-  lua_pushinteger(L, p->pipes[i]);
-  p->pipes[i] = -1;
-  return 1;
+/* (For a subprocess's pipe transports, pipe.c.) */
+int eddy__process_pipe(lua_State *L, int idx, int i, int take) {
+  Process *p = (Process *)luaL_checkudata(L, idx, PROCESS);
+  int fd = p->pipes[i];
+  if (take) p->pipes[i] = -1;
+  return fd;
 }
 
 /* proc:close(): release the handle and the pipes not taken (idempotent;
@@ -280,8 +276,8 @@ static const char *spawn_subject(const uv_process_options_t *o, int err) {
 ** args: the program then its arguments (strings).  opts: stdin, stdout,
 ** stderr (eddy.subprocess choices), cwd, env (array of "NAME=value" or
 ** nil to inherit), start_new_session, pass_fds (array).  on_exit(code)
-** runs once the child has exited.  Our ends of the pipes asked for are
-** taken from the process with _take_pipe.
+** runs once the child has exited.  Our ends of the pipes asked for go to
+** the pipe transports loop:_pipe_transport makes (eddy__process_pipe).
 */
 static int l_spawn(lua_State *L) {
   eddy_Loop *loop = eddy__checkloop(L, 1);
@@ -353,7 +349,6 @@ static int l_spawn(lua_State *L) {
 static const luaL_Reg process_methods[] = {
   {"kill", p_kill},
   {"close", p_close},
-  {"_take_pipe", p_take_pipe},
   {NULL, NULL}
 };
 

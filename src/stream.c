@@ -1230,7 +1230,8 @@ uv_stream_t *eddy__stream_open(lua_State *L, eddy_Stream *s, int t) {
 /* Wrap the connected socket 'fd' in the new stream at index t (the
 ** stream owns it from now on); returns 0 or a libuv error (fd closed). */
 int eddy__stream_adopt(lua_State *L, eddy_Stream *s, int t, int fd) {
-  uv_stream_t *h = eddy__stream_open(L, s, t);
+  uv_stream_t *h = s->uv.handle != NULL ? (uv_stream_t *)s->uv.handle
+                                        : eddy__stream_open(L, s, t);
   int uvfd = eddy__fd_for_uv(fd), r;
   if (uvfd < 0) r = uvfd;
   else r = s->kind == EDDY_STREAM_TCP ? uv_tcp_open((uv_tcp_t *)h, uvfd)

@@ -189,7 +189,7 @@ end
 function Transport:_try_finish()
   if self._finished or self._returncode == nil then return end
   for _, pipe in pairs(self._pipes) do
-    if not pipe.disconnected then return end
+    if pipe.transport and not pipe.disconnected then return end
   end
   self._finished = true
   if self._loop:is_closed() then return end  -- (as _call)
@@ -221,7 +221,7 @@ end
 -- The pipe transport of the child's descriptor fd (0-2), or nil.
 function Transport:get_pipe_transport(fd)
   local pipe = self._pipes[fd]
-  return pipe and pipe.transport
+  return pipe and pipe.transport or nil
 end
 
 -- Send sig: nothing once the process has exited (as Popen);
@@ -251,7 +251,7 @@ function Transport:close()
   self._closed = true
   for fd = 0, 2 do  -- in fd order, as asyncio's _pipes dict: so go their connection_lost
     local pipe = self._pipes[fd]
-    if pipe ~= nil and not pipe.disconnected then pipe.transport:close() end
+    if pipe ~= nil and pipe.transport and not pipe.disconnected then pipe.transport:close() end
   end
   if self._returncode == nil then pcall(self._proc.kill, self._proc, "SIGKILL") end
 end
@@ -287,14 +287,14 @@ local function start(loop, fname, protocol_factory, argv, spawn)
   local proc, pid = loop:_spawn(argv, spawn, function(code) self:_process_exited(code) end)
   self._proc, self._pid = proc, pid
   local ok, err = pcall(function()
+    -- (transport is false until made: setting it allocates nothing, so
+    -- no transport is ever made that close() does not find)
     for fd = 0, 2 do
-      local pfd = proc:_take_pipe(fd)
-      if pfd ~= nil then
-        local pipe = setmetatable({proc = self, fd = fd, disconnected = false}, PipeProto)
-        self._pipes[fd] = pipe
-        pipe.transport = loop:_pipe_transport(pfd, fd == 0, true)
-        pipe.transport:_start(pipe)
-      end
+      local pipe = setmetatable({proc = self, fd = fd, disconnected = false,
+                                 transport = false}, PipeProto)
+      self._pipes[fd] = pipe
+      pipe.transport = loop:_pipe_transport(proc, fd == 0, fd) or false
+      if pipe.transport then pipe.transport:_start(pipe) else self._pipes[fd] = nil end
     end
   end)
   if not ok then
