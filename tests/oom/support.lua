@@ -32,9 +32,14 @@ function support.closer()
 end
 
 -- local _ <close> = support.closing(transport): the same for a transport
--- at hand.
+-- at hand; with no memory for the guard, it is closed at once and the
+-- error raised.
 function support.closing(obj)
-  local guard = support.closer()
+  local ok, guard = pcall(support.closer)
+  if not ok then
+    obj:close()
+    error(guard, 0)
+  end
   guard[1] = obj
   return guard
 end
