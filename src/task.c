@@ -1232,7 +1232,8 @@ static int gather_done(lua_State *L) {  /* (child): upvalue state, count */
   lua_replace(L, lua_upvalueindex(2));
   lua_getfield(L, lua_upvalueindex(1), "outer");  /* 2 */
   outer = eddy__tofuture(L, 2);
-  if (outer == NULL || outer->state != EDDY_FUT_PENDING) {
+  if (outer == NULL || outer->kind != EDDY_KIND_FUTURE ||  /* (no task's) */
+      outer->state != EDDY_FUT_PENDING) {
     child->flags &= (unsigned char)~FUT_LOG_TB;  /* nobody's: retrieved */
     return 0;
   }
