@@ -1,5 +1,5 @@
 -- Futures and tasks: results, errors, cancellation, gather, wait_for,
--- wait, shield, TaskGroup, timeouts.
+-- wait, shield, as_completed, TaskGroup, timeouts.
 local eddy = require "eddy"
 local support = dofile "tests/oom/support.lua"
 support.run(function()
@@ -26,6 +26,12 @@ support.run(function()
   if not slow:cancelled() then slow:result() end  -- (its error, if any)
   assert(slow:cancelled())
   assert(eddy.await(eddy.shield(loop:create_task(add, 2, 3))) == 5)
+  local sum = 0
+  for fut in eddy.as_completed({loop:create_task(add, 1, 2), loop:create_task(add, 3, 4)},
+                               {timeout = 2}) do
+    sum = sum + fut:result()
+  end
+  assert(sum == 10)
   do
     local tg <close> = eddy.TaskGroup()
     tg:create_task(add, 1, 1)
