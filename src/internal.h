@@ -852,6 +852,8 @@ struct eddy_Stream {
   eddy_Server *server;        /* the server that accepted it, or NULL */
   struct eddy_Hangup *hangup; /* write pipes: watches for the reader
                               ** going away (pipe.c), or NULL */
+  void *read_call;            /* what read_cb or alloc_cb hands its
+                              ** protected part (stream.c's ReadCall) */
   void *direct;               /* its protocol's data_received feeds a
                               ** reader: what eddy__streams_feed_direct
                               ** takes (set_protocol), or NULL */

@@ -186,43 +186,83 @@ static EDDY_NOINLINE void report_error(lua_State *L, eddy_Loop *loop,
 }
 
 /*
-** Call the function below its 'nargs' arguments at the top, protected by
-** protocol_msgh, which the caller put just below the function, at index
-** h (known to the callers, which spares a lua_gettop per read).  On
-** failure the error goes to the exception handler with a context
-** {message, exception, transport, protocol} and stays at the top; the
-** status is returned.  On success 'nres' results are left.  The handler
-** stays where it was: the callers drop it with the rest of their frame.
+** A protocol method's call: what protocol_enter changes around it (the
+** loop running, the transport's context), for protocol_restore to put
+** back, also after the call raised into an outer protected call (the
+** read path's).  'entered' says whether there is anything to put back.
 */
-static inline int pcall_protocol(lua_State *L, eddy_Stream *s, int t,
-                                 int h, int nargs, int nres,
-                                 const char *message) {
+typedef struct ProtocolCall {
+  eddy_Loop *prev;          /* rt->running before the call */
+  double t0;                /* loop time at its start (debug mode) */
+  eddy_IoContext ctx;
+  unsigned char debug;      /* loop->debug at its start (it may change it) */
+  unsigned char entered;
+} ProtocolCall;
+
+static inline void protocol_enter(lua_State *L, eddy_Stream *s, int t,
+                                  ProtocolCall *pc) {
   eddy_Loop *loop = s->uv.loop;
   eddy_Runtime *rt = loop->rt;
-  eddy_Loop *prev = rt->running;
-  int status, debug = loop->debug;  /* the call may change it */
-  double t0 = 0;
-  eddy_IoContext ctx;
   eddy__loop_before_io(L, loop);
   if (s->has_ctx) {
     push_extra(L, t);
     lua_getfield(L, -1, "context");
     lua_remove(L, -2);
   }
-  eddy__io_context_enter(L, loop, s->has_ctx, &ctx);
-  if (prev == NULL) rt->running = loop;
-  if (debug) t0 = eddy__time(loop);
-  status = lua_pcall(L, nargs, nres, h);
-  rt->running = prev;
-  /* asyncio's protocol calls are handles of _run_once (_read_ready), which
-  ** debug mode times as it times the other callbacks */
-  if (debug)
-    eddy__warn_slow(L, loop, t, "transport", eddy__time(loop) - t0);
-  if (eddy__io_context_leave(L, loop, &ctx)) {  /* keep what it switched to */
+  eddy__io_context_enter(L, loop, s->has_ctx, &pc->ctx);
+  pc->prev = rt->running;
+  if (pc->prev == NULL) rt->running = loop;
+  pc->debug = (unsigned char)loop->debug;
+  pc->t0 = pc->debug ? eddy__time(loop) : 0;
+  pc->entered = 1;
+}
+
+/* The end of the call, first what allocates nothing: whether it switched
+** context (then the new one is pushed, for protocol_keep). */
+static inline int protocol_restore(lua_State *L, eddy_Stream *s,
+                                   ProtocolCall *pc) {
+  pc->entered = 0;
+  s->uv.loop->rt->running = pc->prev;
+  return eddy__io_context_leave(L, s->uv.loop, &pc->ctx);
+}
+
+/* Then the rest: debug mode's slow-call warning, and the context the call
+** switched to (at the top when 'switched', popped) kept for the next ones
+** (asyncio's protocol calls are handles of _run_once, _read_ready, which
+** debug mode times as it times the other callbacks). */
+static inline void protocol_keep(lua_State *L, eddy_Stream *s, int t,
+                                 ProtocolCall *pc, int switched) {
+  if (pc->debug)
+    eddy__warn_slow(L, s->uv.loop, t, "transport",
+                    eddy__time(s->uv.loop) - pc->t0);
+  if (switched) {
     s->has_ctx = !lua_isnil(L, -1);
     eddy__stream_set_extra(L, t, "context");
   }
-  if (status != LUA_OK) report_error(L, loop, t, message);
+}
+
+/*
+** Call the function below its 'nargs' arguments at the top, protected by
+** protocol_msgh, which the caller put just below the function, at index
+** h (known to the callers, which spares a lua_gettop per call).  On
+** failure the error goes to the exception handler with a context
+** {message, exception, transport, protocol} and stays at the top; the
+** status is returned.  On success 'nres' results are left.  The handler
+** stays where it was: the callers drop it with the rest of their frame.
+** Its own allocations are not protected: its callers run inside a
+** protected call (the ready queue's, read_cb's) or are called from Lua,
+** save write_cb's (resume_writing), which is not protected yet.
+*/
+static inline int pcall_protocol(lua_State *L, eddy_Stream *s, int t,
+                                 int h, int nargs, int nres,
+                                 const char *message) {
+  ProtocolCall pc;
+  int status, switched;
+  protocol_enter(L, s, t, &pc);
+  status = lua_pcall(L, nargs, nres, h);
+  switched = protocol_restore(L, s, &pc);
+  protocol_keep(L, s, t, &pc, switched);
+  if (status != LUA_OK) report_error(L, s->uv.loop, t, message);
   return status;
 }
 
@@ -481,50 +521,143 @@ void eddy__stream_push_read(lua_State *L, eddy_Runtime *rt, const char *data,
   push_read(L, rt, data, n);
 }
 
-/* BufferedProtocol: read into the protocol's own buffer (alloc_cb).  The
-** sizehint is -1, "any size", as asyncio's selector transport asks: a
-** read takes whatever buffer it is given. */
-static EDDY_NOINLINE void get_buffer(eddy_Stream *s, uv_buf_t *buf) {
-  lua_State *L = s->uv.loop->rt->L;
-  int top = lua_gettop(L), t = top + 1;
+/*
+** What read_cb and alloc_cb hand their protected part: one protected call
+** per callback, inside which the protocol's hot method (data_received,
+** buffer_updated, get_buffer) is called unprotected, so that a read costs
+** one protected call, as before, while the bytes' string, a reader's
+** feed and whatever else the read does are protected too.  A failure,
+** the method's or an allocation's, reaches read_failed: reported as
+** 'message', and the transport aborted when 'fatal' (asyncio's
+** _fatal_error), the protocol call's changes undone first.
+*/
+typedef struct ReadCall {
+  eddy_Stream *s;
+  ssize_t nread;            /* read_cb's; alloc_cb: 0 */
+  const char *data;         /* read_cb: the bytes */
+  uv_buf_t *buf;            /* alloc_cb: the buffer to fill in */
+  const char *message;
+  unsigned char fatal;
+  ProtocolCall pc;
+} ReadCall;
+
+static const char fatal_read[] = "Fatal read error on socket transport";
+
+/* (transport, error, switched, context) -> (): read_failed's part that
+** allocates; 'switched' is nil when the protocol call had not begun. */
+static int read_failure(lua_State *L) {
+  ReadCall *rc = (ReadCall *)lua_touserdata(L, lua_upvalueindex(1));
+  eddy_Stream *s = rc->s;
+  if (!lua_isnil(L, 3)) protocol_keep(L, s, 1, &rc->pc, lua_toboolean(L, 3));
+  lua_settop(L, 2);
+  report_error(L, s->uv.loop, 1, rc->message);
+  if (rc->fatal) force_close(L, s, 1, 2);
+  return 0;
+}
+
+/* The protected part of a read callback failed with the error at the top
+** (its transport at t): undo the protocol call's changes, store a
+** get_buffer's error for read_cb, then report and abort in a protected
+** call of its own; when even that fails, report it as eddy__report_error
+** does and stop reading. */
+static EDDY_NOINLINE void read_failed(lua_State *L, ReadCall *rc) {
+  eddy_Stream *s = rc->s;
+  int err = lua_gettop(L), entered = rc->pc.entered, switched = 0, t;
+  if (entered) switched = protocol_restore(L, s, &rc->pc);
+  if (!switched) lua_pushnil(L);
+  eddy__uv_push(L, &s->uv);  /* (read_cb's is gone with the call) */
+  t = lua_gettop(L);
+  if (lua_isnil(L, t)) {  /* being finalized: nothing left to close */
+    lua_pushvalue(L, err);
+    eddy__report_error(L, s->uv.loop, rc->message);
+    return;
+  }
+  if (rc->buf != NULL) {  /* get_buffer: read_cb closes with it */
+    lua_pushvalue(L, err);
+    lua_setiuservalue(L, t, ST_BUFFER);
+    rc->buf->len = 0;
+  }
+  lua_pushlightuserdata(L, rc);
+  lua_pushcclosure(L, read_failure, 1);
+  lua_pushvalue(L, t);
+  lua_pushvalue(L, err);
+  if (entered) lua_pushboolean(L, switched);
+  else lua_pushnil(L);
+  lua_pushvalue(L, err + 1);  /* the context, or nil */
+  if (lua_pcall(L, 4, 0, 0) != LUA_OK) {
+    eddy__report_error(L, s->uv.loop, rc->message);
+    if (rc->buf == NULL && s->state == EDDY_STREAM_OPEN)
+      uv_read_stop((uv_stream_t *)s->uv.handle);
+  }
+}
+
+/* BufferedProtocol: read into the protocol's own buffer.  The sizehint is
+** -1, "any size", as asyncio's selector transport asks: a read takes
+** whatever buffer it is given.  (transport) -> (), protected. */
+static int get_buffer(lua_State *L) {
+  eddy_Stream *s = (eddy_Stream *)lua_touserdata(L, 1);
+  ReadCall *rc = (ReadCall *)s->read_call;
+  uv_buf_t *buf = rc->buf;
   size_t size = 0;
   char *data;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
+  lua_pushcfunction(L, protocol_method);
+  lua_getiuservalue(L, 1, ST_PROTOCOL);
+  lua_pushliteral(L, "get_buffer");
   lua_pushinteger(L, -1);
-  /* libuv calls alloc_cb inside its read loop and goes on to read the
-  ** descriptor into the buffer and call read_cb: if get_buffer (or the
-  ** exception handler) paused or closed the transport, stopping reads
-  ** or closing the handle now would have it read a closed descriptor or
-  ** call a NULL read_cb.  Both wait for read_cb (in_get_buffer), which
-  ** an empty buffer brings at once (UV_ENOBUFS).  On failure too the
-  ** transport closes there. */
-  s->in_get_buffer = 1;
-  if (call_protocol(L, s, t, "get_buffer", 1, 1,
-                    "Fatal error: protocol.get_buffer() call failed.")
-      != LUA_OK) {
-    lua_setiuservalue(L, t, ST_BUFFER);  /* the error, for read_cb */
-    buf->len = 0;
-  } else if ((data = eddy__tobuffer(L, -1, &size)) == NULL || size == 0) {
-    eddy__pusherror(L, "RuntimeError", "get_buffer() returned %s",
-                    data == NULL ? "no eddy.Buffer" : "an empty buffer");
-    eddy__newcontext(L, "Fatal error: protocol.get_buffer() call failed.",
-                     -1);
-    lua_pushvalue(L, -2);
-    lua_setiuservalue(L, t, ST_BUFFER);  /* the error, for read_cb */
-    eddy__call_exception_handler(L, s->uv.loop);
-    buf->len = 0;
-  } else if (s->state != EDDY_STREAM_OPEN || !s->reading) {
+  protocol_enter(L, s, 1, &rc->pc);
+  lua_call(L, 3, 1);
+  protocol_keep(L, s, 1, &rc->pc, protocol_restore(L, s, &rc->pc));
+  if ((data = eddy__tobuffer(L, 2, &size)) == NULL || size == 0)
+    return eddy__error(L, "RuntimeError", "get_buffer() returned %s",
+                       data == NULL ? "no eddy.Buffer" : "an empty buffer");
+  if (s->state != EDDY_STREAM_OPEN || !s->reading) {
     lua_pushnil(L);  /* no error: read_cb only stops reading or closes */
-    lua_setiuservalue(L, t, ST_BUFFER);
+    lua_setiuservalue(L, 1, ST_BUFFER);
     buf->len = 0;
   } else {
-    lua_pushvalue(L, -1);
-    lua_setiuservalue(L, t, ST_BUFFER);  /* alive until the read is done */
+    lua_setiuservalue(L, 1, ST_BUFFER);  /* alive until the read is done */
     buf->base = data;
     buf->len = size;
   }
-  s->in_get_buffer = 0;
+  return 0;
+}
+
+/* f(transport), protected by the protocol message handler, for the
+** transport s whose ReadCall is rc.  The stack is left as it was. */
+static inline void read_pcall(lua_State *L, lua_CFunction f, eddy_Stream *s,
+                              ReadCall *rc) {
+  int top = lua_gettop(L);
+  s->read_call = rc;
+  lua_pushcfunction(L, protocol_msgh);
+  lua_pushcfunction(L, f);
+  /* (a paused transport may have released its anchor: update_anchor;
+  ** nil if it is being finalized) */
+  if (s->uv.self_ref != LUA_NOREF)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
+  else if (eddy__uv_push(L, &s->uv), lua_isnil(L, -1))
+    f = NULL;
+  if (f != NULL && lua_pcall(L, 1, 0, top + 1) != LUA_OK) read_failed(L, rc);
   lua_settop(L, top);
+}
+
+/* alloc_cb for a BufferedProtocol: its get_buffer. */
+static EDDY_NOINLINE void buffered_alloc(eddy_Stream *s, uv_buf_t *buf) {
+  ReadCall rc;
+  rc.s = s;
+  rc.buf = buf;
+  rc.message = "Fatal error: protocol.get_buffer() call failed.";
+  rc.fatal = 0;  /* read_cb closes: see in_get_buffer */
+  rc.pc.entered = 0;
+  /* libuv calls alloc_cb inside its read loop and goes on to read the
+  ** descriptor into the buffer and call read_cb: if get_buffer (or the
+  ** exception handler) paused or closed the transport, stopping reads or
+  ** closing the handle now would have it read a closed descriptor or call
+  ** a NULL read_cb.  Both wait for read_cb (in_get_buffer), which an
+  ** empty buffer brings at once (UV_ENOBUFS).  On failure too the
+  ** transport closes there, the error in ST_BUFFER. */
+  s->in_get_buffer = 1;
+  read_pcall(s->uv.loop->rt->L, get_buffer, s, &rc);
+  s->in_get_buffer = 0;
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -539,7 +672,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   rt = s->uv.loop->rt;
   buf->base = rt->read_buf + rt->read_offset;
   buf->len = READ_SIZE;
-  if (s->buffered) get_buffer(s, buf);
+  if (s->buffered) buffered_alloc(s, buf);
 }
 
 /* The peer shut its write side (asyncio's _read_ready__on_eof). */
@@ -565,38 +698,40 @@ static void on_eof(lua_State *L, eddy_Stream *s, int t) {
   update_anchor(L, s, t);
 }
 
-/* Hand n bytes read to the protocol: its data_received (buffer_updated
-** when buffered), called protected, or straight into the reader of a
-** StreamReaderProtocol (streams.c).  The transport at t is the top. */
-static void deliver(lua_State *L, eddy_Stream *s, int t, const char *data,
-                    size_t n) {
-  int reader_cb;
+/* Hand the bytes read to the protocol: its data_received (buffer_updated
+** when buffered), or straight into the reader of a StreamReaderProtocol
+** (streams.c).  The transport at t is the top; inside read_cb's protected
+** call (rc). */
+static void deliver(lua_State *L, eddy_Stream *s, int t, ReadCall *rc) {
+  size_t n = (size_t)rc->nread;
   if (s->direct != NULL) {  /* RECEIVED is its bound data_received */
     eddy__loop_before_io(L, s->uv.loop);  /* before a reader's task wakes */
     lua_getiuservalue(L, t, ST_READER);
-    if (eddy__streams_feed_direct(L, s->direct, data, n)) return;
+    rc->message = "Fatal error: protocol.data_received() call failed.";
+    if (eddy__streams_feed_direct(L, s->direct, rc->data, n)) return;
     lua_pop(L, 1);
   }
-  lua_pushcfunction(L, protocol_msgh);
   if (lua_getiuservalue(L, t, ST_RECEIVED) == LUA_TNIL) return;
   lua_getiuservalue(L, t, ST_PROTOCOL);
   if (s->buffered) {
     lua_pushinteger(L, (lua_Integer)n);
     lua_pushnil(L);
     lua_setiuservalue(L, t, ST_BUFFER);
+    rc->message = "Fatal error: protocol.buffer_updated() call failed.";
   } else {
-    push_read(L, s->uv.loop->rt, data, n);
+    push_read(L, s->uv.loop->rt, rc->data, n);
+    /* asyncio's read pipe calls data_received from its reader callback:
+    ** an error is the callback's, reported, and the pipe reads on. */
+    if (is_pipe(s)) {
+      rc->message = "Exception in protocol.data_received()";
+      rc->fatal = 0;
+    } else {
+      rc->message = "Fatal error: protocol.data_received() call failed.";
+    }
   }
-  /* asyncio's read pipe calls data_received from its reader callback:
-  ** an error is the callback's, reported, and the pipe reads on. */
-  reader_cb = is_pipe(s) && !s->buffered;
-  if (pcall_protocol(L, s, t, t + 1, 2, 0,
-                     reader_cb ? "Exception in protocol.data_received()"
-                     : s->buffered
-                     ? "Fatal error: protocol.buffer_updated() call failed."
-                     : "Fatal error: protocol.data_received() call failed.")
-      != LUA_OK && !reader_cb)
-    force_close(L, s, t, -1);
+  protocol_enter(L, s, t, &rc->pc);
+  lua_call(L, 2, 0);
+  protocol_keep(L, s, t, &rc->pc, protocol_restore(L, s, &rc->pc));
 }
 
 /*
@@ -649,22 +784,31 @@ static EDDY_NOINLINE void read_ended(lua_State *L, eddy_Stream *s,
   }
 }
 
+/* (transport) -> (): read_cb's protected part. */
+static int on_read(lua_State *L) {
+  eddy_Stream *s = (eddy_Stream *)lua_touserdata(L, 1);
+  ReadCall *rc = (ReadCall *)s->read_call;
+  if (rc->nread > 0) deliver(L, s, 1, rc);
+  else read_ended(L, s, 1, rc->nread);
+  return 0;
+}
+
 static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   eddy_Stream *s = (eddy_Stream *)h->data;
-  lua_State *L;
-  int top, t;
+  ReadCall rc;
   if (s == NULL || nread == 0) return;
   if (s->state == EDDY_STREAM_CLOSED) {  /* closed inside get_buffer */
     uv_read_stop(h);
     return;
   }
-  L = s->uv.loop->rt->L;
-  top = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
-  t = top + 1;
-  if (nread > 0) deliver(L, s, t, buf->base, (size_t)nread);
-  else read_ended(L, s, t, nread);
-  lua_settop(L, top);
+  rc.s = s;
+  rc.nread = nread;
+  rc.data = buf->base;
+  rc.buf = NULL;
+  rc.message = fatal_read;  /* until the protocol's turn */
+  rc.fatal = 1;
+  rc.pc.entered = 0;
+  read_pcall(s->uv.loop->rt->L, on_read, s, &rc);
 }
 
 static void start_reading(eddy_Stream *s) {
