@@ -99,6 +99,9 @@ struct eddy_Runtime {
   size_t read_buf_size;
   size_t read_offset;       /* where in read_buf the next stream read
                                starts (stream.c) */
+  void *read_call;          /* what a stream's read_cb or alloc_cb hands
+                               the protected call it makes, read at its
+                               start (stream.c's ReadCall) */
 };
 
 /* A state with the standard allocator's large blocks kept for reuse
@@ -852,8 +855,6 @@ struct eddy_Stream {
   eddy_Server *server;        /* the server that accepted it, or NULL */
   struct eddy_Hangup *hangup; /* write pipes: watches for the reader
                               ** going away (pipe.c), or NULL */
-  void *read_call;            /* what read_cb or alloc_cb hands its
-                              ** protected part (stream.c's ReadCall) */
   void *direct;               /* its protocol's data_received feeds a
                               ** reader: what eddy__streams_feed_direct
                               ** takes (set_protocol), or NULL */

@@ -596,7 +596,7 @@ static EDDY_NOINLINE void read_failed(lua_State *L, ReadCall *rc) {
 ** whatever buffer it is given.  (transport) -> (), protected. */
 static int get_buffer(lua_State *L) {
   eddy_Stream *s = (eddy_Stream *)lua_touserdata(L, 1);
-  ReadCall *rc = (ReadCall *)s->read_call;
+  ReadCall *rc = (ReadCall *)s->uv.loop->rt->read_call;
   uv_buf_t *buf = rc->buf;
   size_t size = 0;
   char *data;
@@ -627,7 +627,7 @@ static int get_buffer(lua_State *L) {
 static inline void read_pcall(lua_State *L, lua_CFunction f, eddy_Stream *s,
                               ReadCall *rc) {
   int top = lua_gettop(L);
-  s->read_call = rc;
+  s->uv.loop->rt->read_call = rc;
   lua_pushcfunction(L, protocol_msgh);
   lua_pushcfunction(L, f);
   /* (a paused transport may have released its anchor: update_anchor;
@@ -787,7 +787,7 @@ static EDDY_NOINLINE void read_ended(lua_State *L, eddy_Stream *s,
 /* (transport) -> (): read_cb's protected part. */
 static int on_read(lua_State *L) {
   eddy_Stream *s = (eddy_Stream *)lua_touserdata(L, 1);
-  ReadCall *rc = (ReadCall *)s->read_call;
+  ReadCall *rc = (ReadCall *)s->uv.loop->rt->read_call;
   if (rc->nread > 0) deliver(L, s, 1, rc);
   else read_ended(L, s, 1, rc->nread);
   return 0;
