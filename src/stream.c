@@ -250,8 +250,8 @@ static inline void protocol_keep(lua_State *L, eddy_Stream *s, int t,
 ** status is returned.  On success 'nres' results are left.  The handler
 ** stays where it was: the callers drop it with the rest of their frame.
 ** Its own allocations are not protected: its callers run inside a
-** protected call (the ready queue's, read_cb's) or are called from Lua,
-** save write_cb's (resume_writing), which is not protected yet.
+** protected call (the ready queue's, read_cb's, write_cb's) or are called
+** from Lua.
 */
 static inline int pcall_protocol(lua_State *L, eddy_Stream *s, int t,
                                  int h, int nargs, int nres,
@@ -414,11 +414,14 @@ static int lost_soon(lua_State *L) {
 ** the server reaches them (close_clients) and counts them until their
 ** connection_lost (wait_closed), which a collected one never gets.
 */
+static int is_idle(const eddy_Stream *s) {
+  return s->state == EDDY_STREAM_OPEN && s->started && !is_pipe(s) &&
+         s->server == NULL && s->nwrites == 0 &&
+         (!s->reading || s->eof_received);
+}
+
 static void update_anchor(lua_State *L, eddy_Stream *s, int t) {
-  int idle = s->state == EDDY_STREAM_OPEN && s->started && !is_pipe(s) &&
-             s->server == NULL && s->nwrites == 0 &&
-             (!s->reading || s->eof_received);
-  eddy__uv_anchor(L, &s->uv, t, !idle);
+  eddy__uv_anchor(L, &s->uv, t, !is_idle(s));
 }
 
 /* Stop libuv reading, unless that must wait for read_cb (alloc_cb). */
@@ -834,12 +837,67 @@ static void maybe_pause(lua_State *L, eddy_Stream *s, int t) {
                 "protocol.pause_writing() failed");
 }
 
+/* Whether asyncio's _maybe_resume_protocol would resume the protocol. */
+static int resume_due(eddy_Stream *s) {
+  return s->proto_paused && queued_bytes(s) <= s->low;
+}
+
 /* asyncio's _maybe_resume_protocol. */
 static void maybe_resume(lua_State *L, eddy_Stream *s, int t) {
-  if (!s->proto_paused || queued_bytes(s) > s->low) return;
+  if (!resume_due(s)) return;
   s->proto_paused = 0;
   call_protocol(L, s, t, "resume_writing", 0, 0,
                 "protocol.resume_writing() failed");
+}
+
+static const char fatal_write[] = "Fatal write error on socket transport";
+
+/* (transport, status) -> (): write_cb's protected part, what a write's
+** end may bring about: a write error's close, resume_writing, the close
+** that waited for the writes, the anchor's release. */
+static int on_written(lua_State *L) {
+  eddy_Stream *s = (eddy_Stream *)lua_touserdata(L, 1);
+  int status = (int)lua_tointeger(L, 2);
+  if (status < 0) {
+    os_error(L, s, 1, status);
+    return 0;
+  }
+  maybe_resume(L, s, 1);
+  if (s->nwrites == 0 && s->state == EDDY_STREAM_CLOSING) {
+    /* asyncio's _write_ready calls _call_connection_lost itself */
+    stop_stream(L, s, 1);
+    call_lost(L, s, 1);
+  }
+  update_anchor(L, s, 1);
+  return 0;
+}
+
+/* (transport, error) -> (): the fatal error's report and abort. */
+static int write_failure(lua_State *L) {
+  eddy_Stream *s = (eddy_Stream *)lua_touserdata(L, 1);
+  report_error(L, s->uv.loop, 1, fatal_write);
+  force_close(L, s, 1, 2);
+  return 0;
+}
+
+/* on_written, protected: a failure (an allocation's) is reported and
+** aborts the transport, as asyncio's _fatal_error, itself in a protected
+** call; when even that fails, it is reported as eddy__report_error
+** does. */
+static EDDY_NOINLINE void written(lua_State *L, eddy_Stream *s, int status) {
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);  /* (until update_anchor) */
+  lua_pushcfunction(L, on_written);
+  lua_pushvalue(L, top + 1);
+  lua_pushinteger(L, status);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+    lua_pushcfunction(L, write_failure);
+    lua_pushvalue(L, top + 1);
+    lua_pushvalue(L, top + 2);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK)
+      eddy__report_error(L, s->uv.loop, fatal_write);
+  }
+  lua_settop(L, top);
 }
 
 static void write_cb(uv_write_t *req, int status) {
@@ -847,27 +905,17 @@ static void write_cb(uv_write_t *req, int status) {
   eddy_Stream *s = (eddy_Stream *)req->handle->data;
   int ref = w->ref;
   lua_State *L;
-  int top;
   free(w);
   if (s == NULL) return;  /* detached by __gc at lua_close */
   L = s->uv.loop->rt->L;
   luaL_unref(L, LUA_REGISTRYINDEX, ref);
   s->nwrites--;
   if (s->state == EDDY_STREAM_CLOSED) return;
-  top = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, s->uv.self_ref);
-  if (status < 0) {
-    os_error(L, s, top + 1, status);
-  } else {
-    maybe_resume(L, s, top + 1);
-    if (s->nwrites == 0 && s->state == EDDY_STREAM_CLOSING) {
-      /* asyncio's _write_ready calls _call_connection_lost itself */
-      stop_stream(L, s, top + 1);
-      call_lost(L, s, top + 1);
-    }
-    update_anchor(L, s, top + 1);
-  }
-  lua_settop(L, top);
+  /* A write done with more queued, or the last one of a transport that
+  ** keeps its anchor, calls nothing; the rest is on_written's. */
+  if (status < 0 || resume_due(s) ||
+      (s->nwrites == 0 && (s->state == EDDY_STREAM_CLOSING || is_idle(s))))
+    written(L, s, status);
 }
 
 static EDDY_NOINLINE void queue_write(lua_State *L, eddy_Stream *s,

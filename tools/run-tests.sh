@@ -121,7 +121,7 @@ if [ -x "$BUILD/tests/oom_host" ]; then
   OOM_CERTS=$("$EDDY" -e 'print(dofile("spec/support/tls.lua").dir())')
   export OOM_CERTS
   for scenario in timers dns contextvars sync signals sockops udp futures executor \
-                  tcp unix streams tls; do
+                  tcp writes unix streams tls; do
     oom_sweep $scenario
   done
   oom_sweep subprocess -s 4 -r 7
