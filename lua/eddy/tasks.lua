@@ -316,13 +316,13 @@ function eddy.as_completed(aws, opts)
   args.check_options("as_completed", 2, opts, {timeout = true})
   local timeout = opts ~= nil and opts.timeout or nil
   check_number(timeout, 2, "as_completed")
-  local todo = futures_of(aws, "as_completed")
+  local todo, loop = futures_of(aws, "as_completed")  -- (no loop: empty)
   local remaining = #todo
   local done = {}       -- completed futures not handed out yet, FIFO:
   local dhead, dtail = 1, 0  -- done[dhead .. dtail]
   local waiters = {}    -- the futures iterating tasks wait on
   local timed_out = false
-  local timeout_handle
+  local timeout_handle, broken
   -- Wake every waiting step; each checks again whether it has a future.
   local function wake()
     local list = waiters
@@ -331,19 +331,27 @@ function eddy.as_completed(aws, opts)
   end
   local function on_completion(f)
     if timed_out then return end
+    done[dtail + 1] = f  -- (stored first: a failure loses nothing)
     dtail = dtail + 1
-    done[dtail] = f
     remaining = remaining - 1
     if remaining == 0 and timeout_handle ~= nil then timeout_handle:cancel() end
     wake()
   end
-  for _, f in ipairs(todo) do f:add_done_callback(on_completion) end
-  if remaining > 0 and timeout ~= nil then
-    timeout_handle = todo[1]:get_loop():call_later(timeout, function()
-      timed_out = true
-      for _, f in ipairs(todo) do f:remove_done_callback(on_completion) end
-      wake()
-    end)
+  if loop ~= nil then
+    -- A done callback or the timer that runs out of memory fails 'broken'
+    -- with that error, which the steps raise (else a completion it lost
+    -- would be a wait for ever).
+    broken = loop:create_future()
+    broken:add_done_callback(wake)
+    on_completion = C._guarded(on_completion, broken)
+    for _, f in ipairs(todo) do f:add_done_callback(on_completion) end
+    if timeout ~= nil then
+      timeout_handle = loop:call_later(timeout, C._guarded(function()
+        timed_out = true
+        for _, f in ipairs(todo) do f:remove_done_callback(on_completion) end
+        wake()
+      end, broken))
+    end
   end
   -- Steps that claimed one of the futures: several tasks may iterate at
   -- once, and a step past the last claim ends at once (asyncio 3.13).
@@ -353,8 +361,12 @@ function eddy.as_completed(aws, opts)
     if claimed == #todo then return nil end
     claimed = claimed + 1
     while dhead > dtail do
+      if broken:done() then
+        claimed = claimed - 1
+        broken:result()  -- raises the error
+      end
       if timed_out then error(errors.TimeoutError(), 2) end
-      local waiter = todo[1]:get_loop():create_future()
+      local waiter = loop:create_future()
       waiters[#waiters + 1] = waiter
       local ok, err = pcall(waiter.await, waiter)
       if not ok then

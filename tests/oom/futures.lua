@@ -32,6 +32,15 @@ support.run(function()
     sum = sum + fut:result()
   end
   assert(sum == 10)
+  -- Without a timeout, a completion its done callback lost would be a
+  -- wait for ever (oom_host's alarm): the step raises the memory error.
+  -- (The second completes a turn later, when a step waits for it.)
+  sum = 0
+  for fut in eddy.as_completed({loop:create_task(add, 1, 2),
+                                loop:create_task(function() eddy.sleep(0.001) return 7 end)}) do
+    sum = sum + fut:result()
+  end
+  assert(sum == 10)
   do
     local tg <close> = eddy.TaskGroup()
     tg:create_task(add, 1, 1)
