@@ -1,0 +1,473 @@
+-- Black-box cases, sixth pass: written from /work/shared/API.md alone (and
+-- asyncio's documented behaviour, by API.md §1's translation rules) as a
+-- user porting asyncio programs and deploying them the three ways eddy is
+-- run: `eddy app.lua`, the REPL through a pipe, and embedding (a C host
+-- built against eddy.h, `require "eddy"` from lua5.4).  The programs: an
+-- HTTPS-style client and server against openssl as the independent peer,
+-- a daemon stopped by real signals, a CPU-bound worker pool, a static file
+-- server on sendfile, a watchdog on fd watchers, raw sock_* peers, and
+-- debug mode with the exception handler; each with the error paths a user
+-- hits.  Every description cites the API.md section it checks.
+local eddy = require "eddy"
+local errors = eddy.errors
+local ssl = require "eddy.ssl"
+local socket = require "eddy.socket"
+local async = require("eddy.test").async
+local run_collecting = require("eddy.test").run_collecting
+local checks = require "support.checks"
+local net = require "support.net"
+local tls = require "support.tls"
+local tmp = require "support.tmp"
+local cli = require "cli_helper"
+local expect_error = checks.expect_error
+local bounded = checks.bounded
+
+teardown(function() tls.cleanup() end)
+
+-- The build directory of the eddy under test (build/eddy -> build).
+local BUILD = cli.binary:match("^(.*)/[^/]*$") or "."
+
+-- The sanitizer runtimes an uninstrumented program (lua5.4, a host built
+-- here) must preload to use a sanitized libeddy, as tools/run-tests.sh.
+local function sanitizer_preload()
+  local p = io.popen("ldd " .. cli.q(BUILD .. "/module/eddy.so") .. " 2>/dev/null")
+  local out = p:read("a")
+  p:close()
+  if not out:find("libasan", 1, true) then return "" end
+  local libs = {}
+  for _, lib in ipairs {"libasan.so", "libubsan.so"} do
+    local g = io.popen("gcc -print-file-name=" .. lib)
+    libs[#libs + 1] = g:read("l")
+    g:close()
+  end
+  return "LD_PRELOAD=" .. cli.q(table.concat(libs, " "))
+    .. " ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1"
+end
+
+describe("§11 `eddy app.lua`: a command-line program", function()
+  it("§11/§3 a filter reads piped stdin through connect_read_pipe, takes its arguments from "
+     .. "`arg` and `...`, writes stdout, and the drain finishes a task it left pending", function()
+    local script = cli.tempfile([[
+local eddy = require "eddy"
+local prefix, times = ...
+assert(arg[1] == prefix and arg[2] == times and arg[0]:match("%.lua$"))
+local loop = eddy.get_event_loop()
+local done = loop:create_future()
+local data = {}
+local proto = {
+  data_received = function(_, d) data[#data + 1] = d end,
+  eof_received = function() end,
+  connection_lost = function(_, err) done:set_result(err) end,
+}
+loop:connect_read_pipe(function() return proto end, io.stdin)  -- top-level suspension
+assert(done:await() == nil)
+for line in table.concat(data):gmatch("[^\n]+") do
+  io.write(prefix, line:upper():rep(tonumber(times)), "\n")
+end
+-- left pending when the chunk returns: the drain runs it
+loop:create_task(function() eddy.sleep(0.05) io.write("late\n") end)
+]], ".lua")
+    -- stdin a real pipe: a regular file is no pipe (ValueError, as asyncio)
+    local r = cli.sh("sh -c " .. cli.q("printf 'ab\\ncd\\n' | " .. cli.q(cli.binary) .. " "
+                                       .. cli.q(script) .. " '> ' 2"))
+    assert.same({code = 0, out = "> ABAB\n> CDCD\nlate\n", err = ""}, r)
+  end)
+
+  it("§11/§9 an error object escaping the main chunk prints 'ClassName: message' and a "
+     .. "traceback on stderr, exits 1, and the pending work is not run", function()
+    local r = cli.eddy(cli.q(cli.tempfile([[
+local eddy = require "eddy"
+eddy.get_event_loop():call_later(0.05, print, "never")
+local function deep() error(eddy.errors.ValueError("port must be a number")) end
+deep()
+]], ".lua")))
+    assert.equal(1, r.code)
+    assert.equal("", r.out)
+    assert.truthy(r.err:find("ValueError: port must be a number", 1, true), r.err)
+    assert.truthy(r.err:find("stack traceback:", 1, true), r.err)
+    assert.truthy(r.err:find("in function 'deep'", 1, true) or r.err:find("in local 'deep'", 1, true)
+                  or r.err:find("deep", 1, true), r.err)
+  end)
+
+  it("§11 os.exit(3) from a task of a server script ends it at once with status 3, the open "
+     .. "server no obstacle", function()
+    local r = cli.eddy(cli.q(cli.tempfile([[
+local eddy = require "eddy"
+local loop = eddy.get_event_loop()
+local srv = loop:create_server(function() return {} end, "127.0.0.1", 0)
+loop:create_task(function() eddy.sleep(0.02) io.write("bye\n") io.stdout:flush() os.exit(3) end)
+]], ".lua")), {timeout = 5})
+    assert.same({code = 3, out = "bye\n", err = ""}, r)
+  end)
+
+  it("§11/§5 a task that fails while the script drains: its error and traceback reach "
+     .. "stderr through the default handler and the status is 1; the other tasks still finish",
+     function()
+    local r = cli.eddy(cli.q(cli.tempfile([[
+local eddy = require "eddy"
+local loop = eddy.get_event_loop()
+loop:create_task(function() eddy.sleep(0.01) error(eddy.errors.RuntimeError("worker died")) end)
+loop:create_task(function() eddy.sleep(0.05) print("other done") end)
+]], ".lua")))
+    assert.equal(1, r.code, r.err)
+    assert.equal("other done\n", r.out)
+    assert.truthy(r.err:find("Task exception was never retrieved", 1, true), r.err)
+    assert.truthy(r.err:find("RuntimeError: worker died", 1, true), r.err)
+    assert.truthy(r.err:find("traceback", 1, true), r.err)
+  end)
+end)
+
+describe("§11 the REPL driven through a pipe", function()
+  it("§11 a server started at one entry answers a client of a later entry; an error entry "
+     .. "does not end the session; end of input closes the loop with status 0", function()
+    local r = cli.eddy("-i", {stdin = table.concat({
+      "srv = eddy.start_server(function(r, w) w:write('echo ' .. r:readline()) w:close() end, '127.0.0.1', 0)",
+      "port = srv.sockets[1]:getsockname()[2]",
+      "error(eddy.errors.TimeoutError('slow peer'))",
+      "r, w = eddy.open_connection('127.0.0.1', port)",
+      "w:write('hi\\n')",
+      "= r:readline()",
+      "= eddy.sleep(0.01, 'slept', 7)",
+      "srv:close() srv:wait_closed() w:close()",
+      "= srv:is_serving(), loop:is_running()",
+      ""}, "\n")})
+    assert.equal(0, r.code, r.err)
+    -- lua.c's output with input that is not a terminal: each entry after
+    -- its prompt, then its values
+    assert.matches("\n> = r:readline%(%)\necho hi\n\n> = eddy.sleep%(0.01, 'slept', 7%)\nslept\t7\n"
+                   .. "> srv:close%(%) srv:wait_closed%(%) w:close%(%)\n"
+                   .. "> = srv:is_serving%(%), loop:is_running%(%)\nfalse\ttrue\n> \n?$", r.out)
+    assert.truthy(r.err:find("TimeoutError: slow peer", 1, true), r.err)
+  end)
+end)
+
+describe("§12 embedding", function()
+  it("§12 a C host built with the pkg-config flags: its own C function, a top-level "
+     .. "suspension, eddy_run to the end, an error's message with traceback in eddy_errmsg", function()
+    local pc = io.popen("PKG_CONFIG_PATH=" .. cli.q(BUILD .. "/meson-uninstalled")
+                        .. " pkg-config --cflags --libs eddy 2>&1")
+    local flags = pc:read("a"):gsub("\n", " ")
+    assert.is_true(pc:close(), flags)
+    local src = tmp.file([[
+#include <eddy.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <string.h>
+
+static int host_add(lua_State *L) {
+  lua_pushinteger(L, luaL_checkinteger(L, 1) + luaL_checkinteger(L, 2));
+  return 1;
+}
+
+int main(void) {
+  eddy_State *E = eddy_new(NULL);
+  if (E == NULL) return 2;
+  lua_register(eddy_lua(E), "host_add", host_add);
+  if (eddy_dostring(E,
+      "local eddy = require 'eddy'\n"
+      "result = host_add(eddy.sleep(0.01, 40), 2)\n"
+      "eddy.get_event_loop():call_later(0.02, function() result = result * 10 end)\n",
+      "=main") != 0) {
+    printf("dostring: %s\n", eddy_errmsg(E));
+    return 3;
+  }
+  if (eddy_run(E, UV_RUN_DEFAULT) != 0) return 4;
+  lua_getglobal(eddy_lua(E), "result");
+  printf("result %d\n", (int)lua_tointeger(eddy_lua(E), -1));
+  lua_pop(eddy_lua(E), 1);
+  if (eddy_dostring(E, "local function f() host_add('x', 1) end f()", "=bad") == 0) return 5;
+  printf("errmsg %s\n", eddy_errmsg(E));
+  eddy_close(E);
+  return 0;
+}
+]], ".c")
+    local exe = tmp.path("")
+    local cc = cli.sh("cc -o " .. cli.q(exe) .. " " .. cli.q(src) .. " " .. flags, {timeout = 60})
+    assert.equal(0, cc.code, cc.err)
+    local r = cli.sh(cli.q(exe), {env = sanitizer_preload() .. " LD_LIBRARY_PATH=" .. cli.q(BUILD)})
+    assert.equal(0, r.code, r.out .. r.err)
+    assert.equal("result 420", r.out:match("^[^\n]*"))
+    local msg = r.out:match("errmsg (.*)")
+    assert.truthy(msg:find("bad argument #1 to 'host_add' (number expected, got string)", 1, true), msg)
+    assert.truthy(msg:find("stack traceback:", 1, true), msg)
+  end)
+
+  it("§12 require 'eddy' from stock lua5.4 (eddy.so on LUA_CPATH): eddy.run with a TCP "
+     .. "echo and an executor job, a signal sent to itself, results back to the host", function()
+    if not cli.has("lua5.4") then pending("no lua5.4") return end
+    local script = tmp.file([[
+local eddy = require "eddy"
+print(eddy.run(function(n)
+  local loop = eddy.get_running_loop()
+  local got = loop:create_future()
+  loop:add_signal_handler("SIGUSR1", function(v) got:set_result(v) end, "usr1")
+  os.execute("kill -USR1 " .. require("eddy.signal").getpid())
+  local srv = eddy.start_server(function(r, w) w:write(r:readline():upper()) w:close() end,
+                                "127.0.0.1", 0)
+  local r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
+  w:write("ping\n")
+  local line = r:read()
+  w:close()
+  srv:close()
+  srv:wait_closed()
+  return line, eddy.to_thread(function(k) return k * 2 end, n), eddy.wait_for(got, 5)
+end, 21))
+]], ".lua")
+    local r = cli.sh("lua5.4 " .. cli.q(script), {env = sanitizer_preload() .. " LUA_CPATH="
+                                                   .. cli.q(BUILD .. "/module/?.so")})
+    assert.same({code = 0, out = "PING\n\t42\tusr1\n", err = ""}, r)
+  end)
+end)
+
+-- A background openssl command (its stdin held open 'hold' seconds);
+-- net.spawn's handle.
+local function openssl(args, hold)
+  return net.spawn(string.format("sleep %d | openssl %s", hold or 5, args), 20)
+end
+
+-- openssl s_server on a free port with 'cert' (default the localhost one,
+-- signed by the test CA) and extra arguments; returns its handle and port
+-- once it listens.
+local function s_server(loop, extra, cert)
+  local probe = loop:create_server(function() return {} end, "127.0.0.1", 0)
+  local port = probe.sockets[1]:getsockname()[2]
+  probe:close()
+  probe:wait_closed()
+  cert = cert or "server"
+  local proc = openssl(string.format("s_server -accept %d -cert %s -key %s %s", port,
+                                     tls.path(cert .. ".pem"), tls.path(cert .. ".key"), extra or ""))
+  net.wait_until(function()  -- s_server says ACCEPT once it listens
+    if proc.done() then error("openssl s_server ended: " .. proc.output()) end
+    return proc.output():find("ACCEPT", 1, true) ~= nil
+  end, 10)
+  return proc, port
+end
+
+-- A client context trusting the test CA, with ALPN protocols if given.
+local function client_ctx(alpn)
+  local ctx = tls.client_context()
+  if alpn then ctx:set_alpn_protocols(alpn) end
+  return ctx
+end
+
+describe("§10/§3 an HTTPS-style client and server, openssl as the peer", function()
+  it("§10/§7 an HTTPS GET from open_connection to `openssl s_server -www`: ALPN chosen, "
+     .. "get_extra_info's sslcontext, ssl_object, peercert, cipher, peername and sockname",
+     async(function(loop)
+    local proc, port = s_server(loop, "-www -alpn http/1.1 -naccept 1")
+    local ctx = client_ctx({"h2", "http/1.1"})
+    local r, w = eddy.open_connection("127.0.0.1", port, {ssl = ctx, server_hostname = "localhost"})
+    assert.equal(ctx, w:get_extra_info("sslcontext"))
+    local obj = w:get_extra_info("ssl_object")
+    assert.equal("http/1.1", obj:selected_alpn_protocol())
+    assert.equal("localhost", obj.server_hostname)
+    assert.is_false(obj.server_side)
+    assert.equal("TLSv1.2", obj:version())
+    local cert = w:get_extra_info("peercert")
+    -- Python writes "0:0:0:0:0:0:0:1"; eddy's documented choice is "::1"
+    -- (docs/tls.md, differences)
+    assert.same({{"DNS", "localhost"}, {"IP Address", "127.0.0.1"}, {"IP Address", "::1"}},
+                cert.subjectAltName)
+    assert.same({{"commonName", "eddy test CA"}}, cert.issuer[1])
+    local cipher = w:get_extra_info("cipher")
+    local name, version, bits = obj:cipher()
+    assert.same({name, version, bits}, cipher)
+    assert.equal("TLSv1.2", version)
+    assert.is_true(math.type(bits) == "integer" and bits >= 128)
+    assert.same({"127.0.0.1", port}, w:get_extra_info("peername"))
+    assert.equal("127.0.0.1", w:get_extra_info("sockname")[1])
+    assert.equal("none", w:get_extra_info("no such key", "none"))
+    w:write("GET / HTTP/1.0\r\n\r\n")
+    local page = bounded(r.read, r)
+    assert.equal("HTTP/1.0 200 ok\r\n", page:match("^[^\n]*\n"))
+    -- s_server's status page: its command line, then the session it saw
+    assert.truthy(page:find("s_server -accept " .. port, 1, true), page)
+    assert.truthy(page:find("New, TLSv1.2, Cipher is", 1, true), page)
+    assert.is_true(r:at_eof())
+    w:close()
+    w:wait_closed()
+    proc.cleanup()
+  end, 20))
+
+  it("§9/§10 verification against s_server: a wrong server_hostname and an untrusted "
+     .. "certificate raise SSLCertVerificationError (an SSLError, an OSError) with verify_message",
+     async(function(loop)
+    local proc, port = s_server(loop, "-naccept 1")
+    local err = expect_error(errors.SSLCertVerificationError, eddy.open_connection, "127.0.0.1", port,
+                             {ssl = client_ctx(), server_hostname = "www.example.org"})
+    assert.is_true(errors.is(err, errors.SSLError) and errors.is(err, errors.OSError))
+    assert.equal("CERTIFICATE_VERIFY_FAILED", err.reason)
+    -- mbedTLS's words (docs/tls.md)
+    assert.truthy(err.verify_message:find("CN", 1, true), err.verify_message)
+    proc.cleanup()
+    local rogue, rport = s_server(loop, "-naccept 1", "rogue")
+    err = expect_error(errors.SSLCertVerificationError, eddy.open_connection, "127.0.0.1", rport,
+                       {ssl = client_ctx(), server_hostname = "localhost"})
+    assert.truthy(err.verify_message:find("not correctly signed by the trusted CA", 1, true),
+                  err.verify_message)
+    rogue.cleanup()
+  end, 20))
+
+  it("§10/§8 `openssl s_client -alpn` against an eddy start_server: the server's ssl_object "
+     .. "is server_side with the ALPN choice and no peercert; s_client verifies the chain", async(function(loop)
+    local ctx = tls.server_context()
+    ctx:set_alpn_protocols({"http/1.1"})
+    local seen = loop:create_future()
+    local srv <close> = eddy.start_server(function(r, w)
+      local obj = w:get_extra_info("ssl_object")
+      local line = r:readline()
+      w:write("HTTP/1.0 200 OK\r\n\r\nyou said " .. line)
+      w:close()
+      seen:set_result({obj.server_side, obj:selected_alpn_protocol(), w:get_extra_info("peercert"),
+                       w:get_extra_info("peername")[1], line})
+    end, "127.0.0.1", 0, {ssl = ctx})
+    local proc = net.spawn(string.format(
+      "(echo 'GET /'; sleep 3) | openssl s_client -connect 127.0.0.1:%d -CAfile %s -alpn http/1.1 "
+      .. "-servername localhost -verify_return_error", srv.sockets[1]:getsockname()[2],
+      tls.path("ca.pem")), 20)
+    assert.same({true, "http/1.1", nil, "127.0.0.1", "GET /\n"}, net.wait(seen, 10))
+    net.wait_until(function() return proc.output():find("you said GET /", 1, true) ~= nil end, 10)
+    assert.truthy(proc.output():find("ALPN protocol: http/1.1", 1, true), proc.output())
+    assert.truthy(proc.output():find("Verify return code: 0", 1, true), proc.output())
+    proc.cleanup()
+  end, 20))
+
+  it("§8 StreamWriter:start_tls on the server side of an SMTP-style STARTTLS, "
+     .. "against `openssl s_client -starttls smtp`; and loop:start_tls from an eddy client",
+     async(function(loop)
+    local got = {}
+    local srv <close> = eddy.start_server(function(r, w)
+      w:write("220 eddy ESMTP\r\n")
+      assert.truthy(r:readline():match("^EHLO"))
+      w:write("250-eddy\r\n250 STARTTLS\r\n")
+      assert.equal("STARTTLS\r\n", r:readline())
+      w:write("220 go ahead\r\n")
+      assert.is_nil(w:get_extra_info("ssl_object"))
+      w:start_tls(tls.server_context())
+      local obj = w:get_extra_info("ssl_object")
+      local line = r:readline()
+      got[#got + 1] = {obj.server_side, line}
+      w:write("250 " .. line)
+      w:close()
+    end, "127.0.0.1", 0)
+    local port = srv.sockets[1]:getsockname()[2]
+    local proc = net.spawn(string.format(
+      "(sleep 0.5; echo 'secret mail'; sleep 3) | openssl s_client -connect 127.0.0.1:%d -starttls smtp "
+      .. "-CAfile %s -servername localhost -verify_return_error -quiet", port, tls.path("ca.pem")), 20)
+    net.wait_until(function() return #got == 1 end, 10)
+    assert.same({true, "secret mail\n"}, got[1])
+    net.wait_until(function() return proc.output():find("250 secret mail", 1, true) ~= nil end, 10)
+    proc.cleanup()
+    -- the same server, upgraded from a Protocol client with loop:start_tls
+    local rec = net.recorder(loop)
+    local t = loop:create_connection(function() return rec end, "127.0.0.1", port)
+    rec:wait_bytes(#"220 eddy ESMTP\r\n")
+    t:write("EHLO me\r\n")
+    rec:wait_bytes(#"220 eddy ESMTP\r\n250-eddy\r\n250 STARTTLS\r\n")
+    t:write("STARTTLS\r\n")
+    rec:wait_bytes(#"220 eddy ESMTP\r\n250-eddy\r\n250 STARTTLS\r\n220 go ahead\r\n")
+    local tt = loop:start_tls(t, rec, client_ctx(), {server_hostname = "localhost"})
+    assert.are_not.equal(t, tt)  -- a new transport; the plain one now belongs to the TLS layer
+    assert.equal(rec, tt:get_protocol())
+    tt:write("via loop\n")
+    net.wait(rec.lost_fut)
+    assert.truthy(rec:data():find("250 via loop\n", 1, true), rec:data())
+    assert.same({true, "via loop\n"}, got[2])
+  end, 25))
+
+  it("§9/§3 a plain HTTP peer where TLS is expected: the client's handshake raises SSLError; "
+     .. "the server never runs its callback for a plain client and goes on serving TLS ones",
+     async(function(loop)
+    -- the client side: an HTTP server answers the ClientHello with text
+    local http = eddy.start_server(function(r, w)
+      r:read(10)
+      w:write("HTTP/1.0 400 Bad Request\r\n\r\n")
+      w:close()
+    end, "127.0.0.1", 0)
+    local err = expect_error(errors.SSLError, eddy.open_connection, "127.0.0.1",
+                             http.sockets[1]:getsockname()[2],
+                             {ssl = client_ctx(), server_hostname = "localhost"})
+    assert.equal("WRONG_VERSION_NUMBER", err.reason)
+    http:close()
+    http:wait_closed()
+    -- the server side: a plain client speaks HTTP to a TLS server
+    local served = 0
+    local srv <close> = eddy.start_server(function(r, w)
+      served = served + 1
+      w:write("tls " .. r:readline())
+      w:close()
+    end, "127.0.0.1", 0, {ssl = tls.server_context()})
+    local port = srv.sockets[1]:getsockname()[2]
+    local r, w = eddy.open_connection("127.0.0.1", port)
+    w:write("GET / HTTP/1.0\r\n\r\n")
+    local answer = bounded(r.read, r)  -- an alert at most, then EOF
+    assert.is_nil(answer:find("tls", 1, true))
+    assert.is_true(r:at_eof())
+    w:close()
+    local r2, w2 = eddy.open_connection("127.0.0.1", port, {ssl = client_ctx(), server_hostname = "localhost"})
+    w2:write("hello\n")
+    assert.equal("tls hello\n", bounded(r2.read, r2))
+    w2:close()
+    w2:wait_closed()
+    assert.equal(1, served)
+  end, 20))
+
+  it("§3/§7 a client that vanishes mid-handshake (half a ClientHello record, then EOF, "
+     .. "or a reset): the TLS server makes no connection, reports nothing, and serves the next",
+     async(function(loop)
+    local made = 0
+    local srv = loop:create_server(function()
+      return {connection_made = function() made = made + 1 end}
+    end, "127.0.0.1", 0, {ssl = tls.server_context()})
+    local port = srv.sockets[1]:getsockname()[2]
+    for _, how in ipairs {"eof", "reset"} do
+      local s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+      s:setblocking(false)
+      loop:sock_connect(s, {"127.0.0.1", port})
+      loop:sock_sendall(s, "\22\3\1\2\0\1\0\1\252\3\3")  -- a record of 512 bytes, 11 sent
+      eddy.sleep(0.05)
+      if how == "reset" then
+        s:setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, string.pack("ii", 1, 0))
+      end
+      s:close()
+    end
+    local t, rec = loop:create_connection(function() return net.recorder(loop) end, "127.0.0.1", port,
+                                          {ssl = client_ctx(), server_hostname = "localhost"})
+    net.wait_until(function() return made == 1 end)
+    t:close()
+    net.wait(rec.lost_fut)
+    srv:close()
+    srv:wait_closed()
+  end, 20))
+
+  it("§3/§9 TLS options without ssl raise ValueError; bad timeouts and a missing "
+     .. "server_hostname are refused before connecting; a silent server ends in "
+     .. "ConnectionAbortedError after ssl_handshake_timeout", async(function(loop)
+    local srv = loop:create_server(function() return {} end, "127.0.0.1", 0)
+    local port = srv.sockets[1]:getsockname()[2]
+    for _, opt in ipairs {{server_hostname = "localhost"}, {ssl_handshake_timeout = 1},
+                          {ssl_shutdown_timeout = 1}} do
+      local err = expect_error(errors.ValueError, eddy.open_connection, "127.0.0.1", port, opt)
+      assert.truthy(tostring(err):find("only meaningful with ssl", 1, true), tostring(err))
+    end
+    for _, bad in ipairs {0, -1} do
+      expect_error(errors.ValueError, loop.create_connection, loop, function() return {} end,
+                   "127.0.0.1", port, {ssl = client_ctx(), ssl_handshake_timeout = bad})
+    end
+    local s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s:setblocking(false)
+    loop:sock_connect(s, {"127.0.0.1", port})
+    local err = expect_error(errors.ValueError, loop.create_connection, loop, function() return {} end,
+                             nil, nil, {sock = s, ssl = client_ctx()})
+    assert.truthy(tostring(err):find("server_hostname", 1, true), tostring(err))
+    s:close()
+    -- the server never answers the ClientHello
+    local t0 = loop:time()
+    expect_error(errors.ConnectionAbortedError, eddy.open_connection, "127.0.0.1", port,
+                 {ssl = client_ctx(), server_hostname = "localhost", ssl_handshake_timeout = 0.2})
+    local took = loop:time() - t0
+    assert.is_true(took >= 0.19 and took < 3, tostring(took))
+    srv:close()
+    srv:wait_closed()
+  end, 20))
+end)
