@@ -471,3 +471,164 @@ describe("§10/§3 an HTTPS-style client and server, openssl as the peer", funct
     srv:wait_closed()
   end, 20))
 end)
+
+describe("§3 signals: a daemon that shuts down gracefully", function()
+  -- A server daemon: SIGTERM and SIGINT set a stop event; it then closes
+  -- its server, removes its handlers (printing remove's results) and ends.
+  local DAEMON = [[
+local eddy = require "eddy"
+local signal = require "eddy.signal"
+eddy.run(function()
+  local loop = eddy.get_running_loop()
+  local stop, which = eddy.Event(), nil
+  loop:add_signal_handler("SIGTERM", function(name) which = name stop:set() end, "term")
+  loop:add_signal_handler(signal.SIGINT, function(name) which = name stop:set() end, "int")
+  local srv = eddy.start_server(function(r, w) w:write(r:readline()) w:close() end, "127.0.0.1", 0)
+  print("ready " .. signal.getpid() .. " " .. srv.sockets[1]:getsockname()[2])
+  io.stdout:flush()
+  stop:wait()
+  srv:close()
+  srv:wait_closed()
+  print("removed", loop:remove_signal_handler(signal.SIGTERM), loop:remove_signal_handler("SIGTERM"),
+        loop:remove_signal_handler("SIGINT"))
+  print("bye " .. which)
+end)
+]]
+
+  for _, sig in ipairs {{"TERM", "term"}, {"INT", "int"}} do
+    it("§3/§11 `kill -" .. sig[1] .. "` from another process reaches add_signal_handler's callback "
+       .. "with its argument; the daemon closes its server, remove_signal_handler says true then "
+       .. "false, and it exits 0", async(function()
+      local proc = net.spawn(cli.q(cli.binary) .. " " .. cli.q(tmp.file(DAEMON, ".lua")), 20)
+      local pid, port
+      net.wait_until(function()
+        pid, port = proc.output():match("^ready (%d+) (%d+)\n")
+        return pid ~= nil or proc.done()
+      end, 10)
+      assert(pid, proc.output())
+      local r, w = eddy.open_connection("127.0.0.1", tonumber(port))
+      w:write("alive\n")
+      assert.equal("alive\n", bounded(r.readline, r))
+      w:close()
+      os.execute("kill -" .. sig[1] .. " " .. pid)
+      net.wait_until(proc.done, 10)
+      assert.equal(0, proc.status(), proc.output())
+      assert.equal("ready " .. pid .. " " .. port .. "\nremoved\ttrue\tfalse\ttrue\nbye " .. sig[2] .. "\n",
+                   proc.output())
+      proc.cleanup()
+    end, 20))
+  end
+
+  it("§3/§1 bad input: signals of the wrong type are argument errors, invalid ones ValueError "
+     .. "for add and remove alike, an uncatchable one RuntimeError to add and false to remove",
+     async(function(loop)
+    checks.argerror(function() loop:add_signal_handler({}, print) end, 1, "add_signal_handler")
+    checks.argerror(function() loop:add_signal_handler(2.5, print) end, 1, "add_signal_handler")
+    checks.argerror(function() loop:add_signal_handler("SIGUSR1", 42) end, 2, "add_signal_handler")
+    checks.argerror(function() loop:remove_signal_handler(nil) end, 1, "remove_signal_handler")
+    for _, bad in ipairs {0, -1, 65, 1000, "SIGNOPE", "USR1", ""} do
+      expect_error(errors.ValueError, loop.add_signal_handler, loop, bad, print)
+      expect_error(errors.ValueError, loop.remove_signal_handler, loop, bad)
+    end
+    expect_error(errors.RuntimeError, loop.add_signal_handler, loop, "SIGKILL", print)
+    expect_error(errors.RuntimeError, loop.add_signal_handler, loop, 19, print)  -- SIGSTOP
+    assert.is_false(loop:remove_signal_handler("SIGKILL"))
+    assert.is_false(loop:remove_signal_handler("SIGUSR2"))
+  end))
+end)
+
+describe("§3/§6 a CPU-bound worker pool", function()
+  it("§3/§6 run_in_executor on a ThreadPoolExecutor and to_thread split a prime count "
+     .. "across workers: arguments in, tables and several results out, in order via gather",
+     async(function(loop)
+    local function count_primes(lo, hi)  -- no upvalues: it crosses to a worker
+      local n, found = 0, {}
+      for k = math.max(lo, 2), hi do
+        local prime = true
+        for d = 2, math.floor(math.sqrt(k)) do
+          if k % d == 0 then prime = false break end
+        end
+        if prime then n = n + 1 if #found < 3 then found[#found + 1] = k end end
+      end
+      return n, {lo = lo, first = found}
+    end
+    local pool <close> = eddy.ThreadPoolExecutor(4)
+    local futs = {}
+    for i = 0, 7 do
+      futs[#futs + 1] = loop:run_in_executor(pool, count_primes, i * 25000, i * 25000 + 24999)
+    end
+    local total, ticks = 0, 0
+    local ticker = loop:call_later(0, function() ticks = ticks + 1 end)
+    local results = {eddy.gather(table.unpack(futs))}
+    for i, fut in ipairs(futs) do
+      local n, info = fut:result()
+      assert.equal(results[i], n)
+      assert.equal((i - 1) * 25000, info.lo)
+      total = total + n
+    end
+    assert.equal(17984, total)  -- pi(200000)
+    assert.same({2, 3, 5}, select(2, futs[1]:result()).first)
+    assert.equal(1, ticks)  -- the loop ran its timer meanwhile
+    ticker:cancel()
+    local n, info = eddy.to_thread(count_primes, 1, 100)
+    assert.same({25, {lo = 1, first = {2, 3, 5}}}, {n, info})
+  end, 30))
+
+  it("§5/§6 an error raised in a worker is re-raised where it is awaited, with the worker's "
+     .. "position; error tables come back as tables; the other jobs are unaffected", async(function(loop)
+    local ok, err = pcall(eddy.to_thread, function(x)
+      if x > 1 then error("value too large: " .. x) end
+    end, 5)
+    assert.is_false(ok)
+    assert.matches("^.-blackbox6_spec%.lua:%d+: value too large: 5$", err)
+    local fut = loop:run_in_executor(nil, function() error({code = 42, what = "disk"}) end)
+    local good = loop:run_in_executor(nil, function(s) return s:upper() end, "fine")
+    local ok2, err2 = pcall(fut.await, fut)
+    assert.is_false(ok2)
+    assert.same({code = 42, what = "disk"}, err2)
+    assert.same({code = 42, what = "disk"}, fut:exception())
+    assert.equal("FINE", good:await())
+  end))
+
+  it("§6/§5 cancelling a task awaiting to_thread raises CancelledError in it at once; "
+     .. "shutdown_default_executor then waits for the running job and refuses new ones",
+     async(function(loop)
+    local started = loop:create_future()
+    local t = eddy.create_task(function()
+      loop:call_soon(started.set_result, started, true)
+      return eddy.to_thread(function() os.execute("sleep 0.3") return "late" end)
+    end)
+    started:await()
+    eddy.sleep(0.05)
+    local t0 = loop:time()
+    t:cancel()
+    expect_error(errors.CancelledError, t.await, t)
+    assert.is_true(t:cancelled())
+    assert.is_true(loop:time() - t0 < 0.2)  -- not held until the job ends
+    loop:shutdown_default_executor(5)
+    assert.is_true(loop:time() - t0 >= 0.2)  -- it waited for the running job
+    local err = expect_error(errors.RuntimeError, loop.run_in_executor, loop, nil, print)
+    assert.truthy(tostring(err):find("shutdown", 1, true), tostring(err))
+  end))
+
+  it("§3/§1 bad input to run_in_executor: a non-callable, an executor that is none, and values "
+     .. "that cannot cross threads (a coroutine, a file, a function with an upvalue) are argument "
+     .. "errors naming them", async(function(loop)
+    checks.argerror(function() loop:run_in_executor(nil, 42) end, 2, "run_in_executor")
+    checks.argerror(function() loop:run_in_executor({}, print) end, 1, "run_in_executor")
+    local err = checks.argerror(function() loop:run_in_executor(nil, print, 1, coroutine.create(print)) end,
+                                4, "run_in_executor")
+    assert.truthy(tostring(err):find("cannot copy thread", 1, true), tostring(err))
+    err = checks.argerror(function() loop:run_in_executor(nil, print, {f = io.stdout}) end, 3, "run_in_executor")
+    assert.truthy(tostring(err):find("cannot copy", 1, true), tostring(err))
+    local up = 7
+    err = checks.argerror(function() loop:run_in_executor(nil, function() return up end) end, 2,
+                          "run_in_executor")
+    assert.truthy(tostring(err):find("upvalue 'up'", 1, true), tostring(err))
+    -- a result that cannot come back fails the future, not the loop
+    local fut = loop:run_in_executor(nil, function() return coroutine.create(print) end)
+    local ok, msg = pcall(fut.await, fut)
+    assert.is_false(ok)
+    assert.truthy(tostring(msg):find("cannot copy thread", 1, true), tostring(msg))
+  end))
+end)
