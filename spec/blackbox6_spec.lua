@@ -632,3 +632,203 @@ describe("§3/§6 a CPU-bound worker pool", function()
     assert.truthy(tostring(msg):find("cannot copy thread", 1, true), tostring(msg))
   end))
 end)
+
+-- A file of 'size' bytes whose byte i (0-based) is (i * 7) % 251, open
+-- for reading; and the expected slice of it.
+local function pattern_file(size)
+  local parts = {}
+  for i = 0, size - 1 do parts[#parts + 1] = string.char((i * 7) % 251) end
+  local content = table.concat(parts)
+  return assert(io.open(tmp.file(content), "rb")), content
+end
+
+describe("§3 a static file server on sendfile", function()
+  it("§3/§8 a range-serving file server: loop:sendfile on a stream's transport with offset "
+     .. "and count returns the bytes sent and leaves the file at offset + sent; a range past "
+     .. "the end sends what is there, one past EOF nothing", async(function(loop)
+    local f, content = pattern_file(300000)
+    local log = {}
+    local srv <close> = eddy.start_server(function(r, w)
+      for line in r:lines() do
+        local first, count = line:match("^GET (%d+) (%d*)$")
+        first, count = tonumber(first), tonumber(count)
+        w:write(string.format("%d %s\n", first, tostring(count)))
+        w:drain()
+        local sent = loop:sendfile(w.transport, f, first, count, {fallback = false})
+        log[#log + 1] = {sent, f:seek()}
+      end
+      w:close()
+    end, "127.0.0.1", 0)
+    local r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
+    local function get(first, count, want)
+      w:write(string.format("GET %d %s\n", first, count or ""))
+      assert.equal(string.format("%d %s\n", first, tostring(count)), bounded(r.readline, r))
+      assert.equal(want, want == "" and "" or bounded(r.readexactly, r, #want))
+    end
+    get(0, nil, content)
+    get(1000, 5000, content:sub(1001, 6000))
+    get(299990, 100, content:sub(299991))
+    get(300001, 10, "")
+    w:write_eof()
+    assert.equal("", bounded(r.read, r))  -- nothing more came
+    w:close()
+    -- nothing sent leaves the position as it was (asyncio moves it only
+    -- when total_sent > 0)
+    assert.same({{300000, 300000}, {5000, 6000}, {10, 300000}, {0, 300000}}, log)
+    f:close()
+  end, 20))
+
+  it("§3 sock_sendfile over raw sockets: offset/count, fallback to read-and-send where "
+     .. "sendfile(2) cannot go (a pipe) or SendfileNotAvailableError with fallback = false; "
+     .. "bad offsets and counts raise ValueError", async(function(loop)
+    local f, content = pattern_file(70000)
+    local a, b = checks.nonblocking_pair()
+    local received = {}
+    local reader = eddy.create_task(function()
+      while true do
+        local d = loop:sock_recv(b, 65536)
+        if d == "" then return end
+        received[#received + 1] = d
+      end
+    end)
+    assert.equal(1000, loop:sock_sendfile(a, f, 100, 1000))
+    assert.equal(1100, f:seek())
+    assert.equal(69900, loop:sock_sendfile(a, f, 100))
+    assert.equal(70000, f:seek())
+    -- a pipe is no regular file: fallback or the documented error
+    local p = assert(io.popen("printf 'piped bytes'"))
+    local err = expect_error(errors.SendfileNotAvailableError, loop.sock_sendfile, loop, a, p, 0, nil,
+                             {fallback = false})
+    assert.truthy(tostring(err):find("SendfileNotAvailableError", 1, true))
+    assert.equal(11, loop:sock_sendfile(a, p))
+    p:close()
+    for _, bad in ipairs {{-1, nil}, {0, 0}, {0, -5}} do
+      expect_error(errors.ValueError, loop.sock_sendfile, loop, a, f, bad[1], bad[2])
+    end
+    checks.argerror(function() loop:sock_sendfile(a, f, "x") end, 3, "sock_sendfile")
+    a:shutdown(socket.SHUT_WR)
+    bounded(reader.await, reader)
+    assert.equal(content:sub(101, 1100) .. content:sub(101) .. "piped bytes", table.concat(received))
+    a:close()
+    b:close()
+    f:close()
+  end, 20))
+end)
+
+describe("§3/§10 file descriptors and raw sockets", function()
+  it("§3 a watchdog: add_reader on a socketpair resets a timer on each heartbeat, fires once "
+     .. "the beats stop; add_writer fills the socket until it would block and resumes when "
+     .. "drained; remove_reader/remove_writer say true, then false", async(function(loop)
+    local a, b = checks.nonblocking_pair()
+    local beats, barks = 0, 0
+    local dog
+    local function rearm()
+      if dog then dog:cancel() end
+      dog = loop:call_later(0.15, function() barks = barks + 1 end)
+    end
+    rearm()
+    loop:add_reader(b, function(tag)
+      assert.equal("beat-tag", tag)
+      beats = beats + #b:recv(100)
+      rearm()
+    end, "beat-tag")
+    for _ = 1, 5 do a:send("x") eddy.sleep(0.03) end
+    assert.equal(5, beats)
+    assert.equal(0, barks)
+    net.wait_until(function() return barks == 1 end)
+    assert.is_true(loop:remove_reader(b))
+    assert.is_false(loop:remove_reader(b))
+    -- the writer side: send until EAGAIN, then wait to be writable again
+    local sent, blocked, wakeups = 0, false, 0
+    loop:add_writer(a:fileno(), function()
+      wakeups = wakeups + 1
+      while true do
+        local ok, err = pcall(a.send, a, string.rep("w", 4096))
+        if not ok then
+          assert.equal("EAGAIN", err.code)
+          blocked = true
+          return
+        end
+        sent = sent + err
+      end
+    end)
+    net.wait_until(function() return blocked end)
+    local before = wakeups
+    eddy.sleep(0.05)
+    assert.equal(before, wakeups)  -- a full socket is not writable: no busy loop
+    -- read it all (a UNIX socket is writable again only once most of
+    -- its buffer is free)
+    local drained, target = 0, sent
+    while drained < target do
+      local ok, d = pcall(b.recv, b, 65536)
+      if ok then drained = drained + #d else eddy.sleep(0.001) end
+    end
+    net.wait_until(function() return wakeups > before end)
+    assert.is_true(loop:remove_writer(a))
+    assert.is_false(loop:remove_writer(a:fileno()))
+    a:close()
+    b:close()
+  end))
+
+  it("§3/§10 a raw sock_* echo server and clients: sock_accept's address, sock_sendall, "
+     .. "sock_recv, sock_recv_into an eddy.Buffer, EOF as ''; a refused sock_connect raises "
+     .. "ConnectionRefusedError", async(function(loop)
+    local lsock = net.listening_socket()
+    local port = lsock:getsockname()[2]
+    local server = eddy.create_task(function()
+      for _ = 1, 2 do
+        local conn, addr = loop:sock_accept(lsock)
+        assert.equal("127.0.0.1", addr[1])
+        assert.is_false(conn:getblocking())  -- asyncio sets accepted sockets non-blocking
+        eddy.create_task(function()
+          while true do
+            local d = loop:sock_recv(conn, 1024)
+            if d == "" then break end
+            loop:sock_sendall(conn, d:reverse())
+          end
+          conn:close()
+        end)
+      end
+    end)
+    for i = 1, 2 do
+      local c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+      c:setblocking(false)
+      loop:sock_connect(c, {"127.0.0.1", port})
+      loop:sock_sendall(c, "abc" .. i)
+      local buf = eddy.Buffer(16)
+      local n = loop:sock_recv_into(c, buf)
+      assert.equal(4, n)
+      assert.equal(i .. "cba", buf:tostring(1, n))
+      c:shutdown(socket.SHUT_WR)
+      assert.equal("", loop:sock_recv(c, 10))
+      c:close()
+    end
+    bounded(server.await, server)
+    lsock:close()
+    local c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    c:setblocking(false)
+    expect_error(errors.ConnectionRefusedError, loop.sock_connect, loop, c, {"127.0.0.1", port})
+    c:close()
+  end))
+
+  it("§3/§1 bad input to sock_*: a blocking socket is a ValueError, a closed one an error, "
+     .. "not a crash; wrong types are argument errors; a plain callback gets RuntimeError",
+     async(function(loop)
+    local a, b = socket.socketpair()
+    expect_error(errors.ValueError, loop.sock_recv, loop, a, 10)
+    expect_error(errors.ValueError, loop.sock_sendall, loop, a, "x")
+    a:setblocking(false)
+    checks.argerror(function() loop:sock_recv(a, "ten") end, 2, "sock_recv")
+    checks.argerror(function() loop:sock_recv(42, 10) end, 1, "sock_recv")
+    checks.argerror(function() loop:sock_sendall(a, {}) end, 2, "sock_sendall")
+    a:close()
+    local ok = pcall(loop.sock_recv, loop, a, 10)
+    assert.is_false(ok)
+    ok = pcall(loop.sock_sendall, loop, a, "x")
+    assert.is_false(ok)
+    b:setblocking(false)
+    local errs = checks.from_callback(loop, {{"recv", loop.sock_recv, loop, b, 1}})
+    assert.truthy(errs.recv:find("RuntimeError", 1, true), errs.recv)
+    b:close()
+  end))
+end)
