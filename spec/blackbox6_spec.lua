@@ -832,3 +832,126 @@ describe("§3/§10 file descriptors and raw sockets", function()
     b:close()
   end))
 end)
+
+describe("§3 debug mode and the exception handler", function()
+  -- A script that routes every report to a handler printing the message
+  -- and the context's keys, sorted; then puts the default handler back.
+  local REPORTS = [[
+local eddy = require "eddy"
+local loop = eddy.get_event_loop()
+print("debug", loop:get_debug(), loop.slow_callback_duration)
+local function handler(l, ctx)
+  assert(l == loop)
+  local keys = {}
+  for k in pairs(ctx) do keys[#keys + 1] = k end
+  table.sort(keys)
+  print(ctx.message, table.concat(keys, ","))
+end
+loop:set_exception_handler(handler)
+assert(loop:get_exception_handler() == handler)
+loop:call_soon(function() error("callback boom") end)
+loop:call_exception_handler({message = "custom", extra = 1})
+do loop:create_task(function() error("task boom") end) end
+do loop:create_future():set_exception(eddy.errors.ValueError("future boom")) end
+local srv = loop:create_server(function()
+  return {data_received = function() error("protocol boom") end}
+end, "127.0.0.1", 0)
+local r, w = eddy.open_connection("127.0.0.1", srv.sockets[1]:getsockname()[2])
+w:write("x")
+assert(r:read() == "")  -- the server side closed after the protocol's error
+w:close()
+srv:close()
+eddy.sleep(0.01)
+collectgarbage() collectgarbage()
+eddy.sleep(0.01)
+loop:set_exception_handler(nil)
+assert(loop:get_exception_handler() == nil)
+print(pcall(loop.set_exception_handler, loop, 42))
+]]
+
+  it("§3 a script's exception handler gets handler(loop, context) with asyncio's keys for a "
+     .. "failed callback, call_exception_handler's own context, an unretrieved task and "
+     .. "future, a failing protocol; set_exception_handler(nil) restores the default", function()
+    local r = cli.eddy(cli.q(cli.tempfile(REPORTS, ".lua")), {env = "EDDY_DEBUG="})
+    assert.equal(0, r.code, r.err)
+    -- call_exception_handler reports at once, the collector whenever it runs
+    assert.matches("^debug\tfalse\t0.1\ncustom\textra,message\n", r.out)
+    for _, line in ipairs {
+      "Exception in callback function [^\n]*:13\texception,handle,message\n",
+      "Fatal error: protocol.data_received%(%) call failed.\texception,message,protocol,transport\n",
+      "Task exception was never retrieved\texception,future,message\n",
+      "Future exception was never retrieved\texception,future,message\n",
+    } do
+      assert.matches(line, r.out)
+    end
+    assert.matches("\nfalse\t[^\n]*bad argument #1 to 'set_exception_handler' %(callable expected, got number%)\n$",
+                   r.out)
+    assert.equal(7, select(2, r.out:gsub("\n", "")))
+  end)
+
+  it("§3 EDDY_DEBUG=1: the same reports carry source_traceback (where the callback, task or "
+     .. "future was made); a slow callback is warned about with its duration", function()
+    local r = cli.eddy("-W " .. cli.q(cli.tempfile(REPORTS .. [[
+loop.slow_callback_duration = 0.05
+loop:call_soon(function() local t = loop:time() while loop:time() - t < 0.08 do end end)
+eddy.sleep(0.01)
+]], ".lua")), {env = "EDDY_DEBUG=1"})
+    assert.equal(0, r.code, r.err)
+    assert.matches("^debug\ttrue\t0.1\n", r.out)
+    assert.matches("Exception in callback [^\n]*\texception,handle,message,source_traceback\n", r.out)
+    assert.matches("Task exception was never retrieved\texception,future,message,source_traceback\n", r.out)
+    assert.matches("Future exception was never retrieved\texception,future,message,source_traceback\n", r.out)
+    assert.matches("Executing callback [^\n]* took 0%.0[89]%d* seconds", r.err)
+  end)
+
+  it("§3 default_exception_handler prints the message, the other keys and the error with its "
+     .. "traceback on stderr; an error handled by it makes a script's status 1", function()
+    local r = cli.eddy(cli.q(cli.tempfile([[
+local eddy = require "eddy"
+local loop = eddy.get_event_loop()
+loop:default_exception_handler({message = "direct call", exception = eddy.errors.ValueError("bad value"),
+                                peer = "10.0.0.1"})
+loop:call_soon(function() error(eddy.errors.TimeoutError("slow disk")) end)
+]], ".lua")))
+    assert.equal(1, r.code)
+    assert.equal("", r.out)
+    assert.matches("direct call\n", r.err)
+    assert.matches("peer: 10%.0%.0%.1\n", r.err)
+    assert.matches("ValueError: bad value", r.err)
+    assert.matches("Exception in callback", r.err)
+    assert.matches("TimeoutError: slow disk\nstack traceback:", r.err)
+  end)
+end)
+
+describe("§3 a closed loop", function()
+  it("§3 after close(): scheduling, tasks, fd watchers, the executor and running raise "
+     .. "RuntimeError 'Event loop is closed'; close() again and the queries still answer",
+     function()
+    local loop = eddy.new_event_loop()
+    local a, b = socket.socketpair()
+    loop:close()
+    for name, call in pairs {
+      call_soon = function() loop:call_soon(print) end,
+      call_soon_threadsafe = function() loop:call_soon_threadsafe(print) end,
+      call_later = function() loop:call_later(1, print) end,
+      call_at = function() loop:call_at(loop:time() + 1, print) end,
+      create_task = function() loop:create_task(print) end,
+      run_in_executor = function() loop:run_in_executor(nil, print) end,
+      add_reader = function() loop:add_reader(a, print) end,
+      add_writer = function() loop:add_writer(a, print) end,
+      run_until_complete = function() loop:run_until_complete(function() end) end,
+      run_forever = function() loop:run_forever() end,
+    } do
+      local err = expect_error(errors.RuntimeError, call)
+      assert.truthy(tostring(err):find("Event loop is closed", 1, true), name .. ": " .. tostring(err))
+    end
+    loop:close()
+    assert.is_true(loop:is_closed())
+    assert.is_false(loop:is_running())
+    assert.is_false(loop:remove_reader(a))
+    assert.is_false(loop:remove_writer(b))
+    assert.is_number(loop:time())
+    a:close()
+    b:close()
+  end)
+end)
