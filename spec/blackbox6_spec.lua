@@ -143,7 +143,8 @@ end)
 
 describe("§12 embedding", function()
   it("§12 a C host built with the pkg-config flags: its own C function, a top-level "
-     .. "suspension, eddy_run to the end, an error's message with traceback in eddy_errmsg", function()
+     .. "suspension, eddy_run to the end, an error's message with traceback in eddy_errmsg, and "
+     .. "eddy_run failing on a task error nobody retrieved", function()
     local pc = io.popen("PKG_CONFIG_PATH=" .. cli.q(BUILD .. "/meson-uninstalled")
                         .. " pkg-config --cflags --libs eddy 2>&1")
     local flags = pc:read("a"):gsub("\n", " ")
@@ -177,6 +178,11 @@ int main(void) {
   lua_pop(eddy_lua(E), 1);
   if (eddy_dostring(E, "local function f() host_add('x', 1) end f()", "=bad") == 0) return 5;
   printf("errmsg %s\n", eddy_errmsg(E));
+  /* an unretrieved task error reaches the default handler: eddy_run fails */
+  if (eddy_dostring(E, "require('eddy').get_event_loop():create_task(error, 'lost', 0)", "=t") != 0)
+    return 6;
+  printf("run %d\n", eddy_run(E, UV_RUN_DEFAULT) != 0);
+  printf("report %s\n", eddy_errmsg(E));
   eddy_close(E);
   return 0;
 }
@@ -187,9 +193,11 @@ int main(void) {
     local r = cli.sh(cli.q(exe), {env = sanitizer_preload() .. " LD_LIBRARY_PATH=" .. cli.q(BUILD)})
     assert.equal(0, r.code, r.out .. r.err)
     assert.equal("result 420", r.out:match("^[^\n]*"))
-    local msg = r.out:match("errmsg (.*)")
+    local msg = r.out:match("errmsg (.*)\nrun ")
     assert.truthy(msg:find("bad argument #1 to 'host_add' (number expected, got string)", 1, true), msg)
     assert.truthy(msg:find("stack traceback:", 1, true), msg)
+    assert.matches("\nrun 1\nreport Task exception was never retrieved\n.*lost", r.out)
+    assert.matches("Task exception was never retrieved", r.err)  -- printed too
   end)
 
   it("§12 require 'eddy' from stock lua5.4 (eddy.so on LUA_CPATH): eddy.run with a TCP "
@@ -462,11 +470,21 @@ describe("§10/§3 an HTTPS-style client and server, openssl as the peer", funct
     assert.truthy(tostring(err):find("server_hostname", 1, true), tostring(err))
     s:close()
     -- the server never answers the ClientHello
+    local ctx = client_ctx()
     local t0 = loop:time()
     expect_error(errors.ConnectionAbortedError, eddy.open_connection, "127.0.0.1", port,
-                 {ssl = client_ctx(), server_hostname = "localhost", ssl_handshake_timeout = 0.2})
+                 {ssl = ctx, server_hostname = "localhost", ssl_handshake_timeout = 0.2})
     local took = loop:time() - t0
-    assert.is_true(took >= 0.19 and took < 3, tostring(took))
+    assert.is_true(took >= 0.19 and took < 1, tostring(took))
+    -- and StreamWriter:start_tls on a plain connection to it
+    local _, w = eddy.open_connection("127.0.0.1", port)
+    t0 = loop:time()
+    expect_error(errors.ConnectionAbortedError, w.start_tls, w, ctx,
+                 {server_hostname = "localhost", ssl_handshake_timeout = 0.2})
+    took = loop:time() - t0
+    assert.is_true(took >= 0.19 and took < 1, tostring(took))
+    assert.is_true(w:is_closing())
+    checks.argerror(function() w:start_tls(ctx, {bogus = 1}) end, 2, "start_tls")
     srv:close()
     srv:wait_closed()
   end, 20))
