@@ -277,6 +277,11 @@ describe("§10/§3 an HTTPS-style client and server, openssl as the peer", funct
     assert.same({{"DNS", "localhost"}, {"IP Address", "127.0.0.1"}, {"IP Address", "::1"}},
                 cert.subjectAltName)
     assert.same({{"commonName", "eddy test CA"}}, cert.issuer[1])
+    -- the DER form is the certificate's own bytes, as openssl writes them
+    local der = io.popen("openssl x509 -in " .. cli.q(tls.path("server.pem")) .. " -outform DER")
+    assert.equal(der:read("a"), obj:getpeercert(true))
+    der:close()
+    assert.is_nil(w:get_extra_info("compression"))
     local cipher = w:get_extra_info("cipher")
     local name, version, bits = obj:cipher()
     assert.same({name, version, bits}, cipher)
