@@ -115,6 +115,28 @@ loop:create_task(function() eddy.sleep(0.05) print("other done") end)
     assert.truthy(r.err:find("RuntimeError: worker died", 1, true), r.err)
     assert.truthy(r.err:find("traceback", 1, true), r.err)
   end)
+  it("§11/§3/§7 a producer writing stdout through connect_write_pipe into `head -c 5`: the "
+     .. "closed pipe is connection_lost(BrokenPipeError), not a SIGPIPE death; later writes "
+     .. "are dropped silently", function()
+    local script = cli.tempfile([[
+local eddy = require "eddy"
+local loop = eddy.get_event_loop()
+local lost = loop:create_future()
+local t = loop:connect_write_pipe(function()
+  return {connection_lost = function(_, err) lost:set_result(err) end}
+end, io.stdout)
+for _ = 1, 64 do t:write(string.rep("y", 65536)) end
+local err = eddy.wait_for(lost, 5)
+assert(eddy.errors.is(err, eddy.errors.BrokenPipeError), tostring(err))
+assert(t:is_closing())
+t:write("more")
+io.stderr:write("handled ", tostring(err), "\n")
+]], ".lua")
+    local r = cli.sh("sh -c " .. cli.q("{ " .. cli.q(cli.binary) .. " " .. cli.q(script)
+                                       .. "; echo status $? >&2; } | head -c 5"))
+    assert.equal("yyyyy", r.out)
+    assert.equal("handled BrokenPipeError: broken pipe\nstatus 0\n", r.err)
+  end)
 end)
 
 describe("§11 the REPL driven through a pipe", function()
@@ -634,6 +656,21 @@ describe("§3/§6 a CPU-bound worker pool", function()
     assert.truthy(tostring(err):find("shutdown", 1, true), tostring(err))
   end))
 
+  it("§3/§6 set_default_executor(ThreadPoolExecutor(1)): to_thread and run_in_executor(nil) "
+     .. "queue on its one thread; shutdown_default_executor shuts that pool down", async(function(loop)
+    local pool = eddy.ThreadPoolExecutor(1)
+    loop:set_default_executor(pool)
+    local t0 = loop:time()
+    local function nap(tag) os.execute("sleep 0.1") return tag end
+    local a, b = eddy.gather(function() return eddy.to_thread(nap, "a") end,
+                             loop:run_in_executor(nil, nap, "b"))
+    assert.same({"a", "b"}, {a, b})
+    assert.is_true(loop:time() - t0 >= 0.19)  -- one after the other
+    loop:shutdown_default_executor()
+    expect_error(errors.RuntimeError, loop.run_in_executor, loop, pool, nap, "c")
+    expect_error(errors.RuntimeError, eddy.to_thread, nap, "d")
+  end))
+
   it("§3/§1 bad input to run_in_executor: a non-callable, an executor that is none, and values "
      .. "that cannot cross threads (a coroutine, a file, a function with an upvalue) are argument "
      .. "errors naming them", async(function(loop)
@@ -793,6 +830,36 @@ describe("§3/§10 file descriptors and raw sockets", function()
     b:close()
   end))
 
+  it("§3 a watchdog on a child's heartbeat pipe: add_reader takes the io.popen file handle, "
+     .. "each line re-arms the timer, the silence after the beats fires it once, EOF ends "
+     .. "the watch", async(function(loop)
+    local f = assert(io.popen("for i in 1 2 3 4; do echo beat $i; sleep 0.05; done; sleep 0.5; echo late"))
+    f:setvbuf("no")  -- one line per read: nothing left in the stdio buffer unseen
+    local beats, barks, eof = {}, {}, loop:create_future()
+    local dog
+    local function rearm()
+      if dog then dog:cancel() end
+      dog = loop:call_later(0.25, function() barks[#barks + 1] = #beats end)
+    end
+    rearm()
+    loop:add_reader(f, function()
+      local line = f:read("l")
+      if line == nil then
+        assert.is_true(loop:remove_reader(f))
+        eof:set_result(true)
+        return
+      end
+      beats[#beats + 1] = line
+      rearm()
+    end)
+    net.wait(eof)
+    dog:cancel()
+    assert.same({"beat 1", "beat 2", "beat 3", "beat 4", "late"}, beats)
+    assert.same({4}, barks)  -- once, after the fourth beat
+    assert.is_false(loop:remove_reader(f))
+    assert.is_true(f:close())
+  end))
+
   it("§3/§10 a raw sock_* echo server and clients: sock_accept's address, sock_sendall, "
      .. "sock_recv, sock_recv_into an eddy.Buffer, EOF as ''; a refused sock_connect raises "
      .. "ConnectionRefusedError", async(function(loop)
@@ -944,6 +1011,39 @@ loop:call_soon(function() error(eddy.errors.TimeoutError("slow disk")) end)
     assert.matches("Exception in callback", r.err)
     assert.matches("TimeoutError: slow disk\nstack traceback:", r.err)
   end)
+end)
+
+describe("§1 arguments a porter gets wrong", function()
+  it("§1/§3 asyncio's argument orders swapped or left out are standard Lua argument errors "
+     .. "naming the function and the argument, raised at the caller's line", async(function(loop)
+    local a, b = socket.socketpair()
+    a:setblocking(false)
+    local f <close> = assert(io.open(tmp.file("x"), "rb"))
+    local argerror = checks.argerror
+    argerror(function() loop:call_later(print, 1) end, 1, "call_later")
+    argerror(function() loop:call_at(print, loop:time()) end, 1, "call_at")
+    argerror(function() loop:call_soon(42) end, 1, "call_soon")
+    argerror(function() loop:run_in_executor(function() end) end, 2, "run_in_executor")
+    argerror(function() loop:add_reader(print, a) end, 1, "add_reader")
+    argerror(function() loop:add_writer(a) end, 2, "add_writer")
+    argerror(function() loop:sock_sendall("data", a) end, 1, "sock_sendall")
+    argerror(function() loop:sock_recv(1024, a) end, 1, "sock_recv")
+    argerror(function() loop:sock_sendfile(f, a) end, 1, "sock_sendfile")
+    argerror(function() loop:sendfile(42, f) end, 1, "sendfile")
+    argerror(function() eddy.wait_for(1, function() end) end, 2, "wait_for")
+    argerror(function() eddy.sleep(nil) end, 1, "sleep")
+    argerror(function() eddy.open_connection(80, "127.0.0.1") end, 1, "open_connection")
+    argerror(function() loop:create_server("127.0.0.1", 0, function() end) end, 1, "create_server")
+    argerror(function() eddy.start_server("127.0.0.1", 0, function() end) end, 1, "start_server")
+    argerror(function() loop:add_signal_handler(print, "SIGINT") end, 1, "add_signal_handler")
+    argerror(function() loop:start_tls(nil, nil, nil) end, 1, "start_tls")
+    argerror(function() loop:set_default_executor(42) end, 1, "set_default_executor")
+    argerror(function() loop:shutdown_default_executor("soon") end, 1, "shutdown_default_executor")
+    argerror(function() loop:default_exception_handler(nil) end, 1, "default_exception_handler")
+    checks.blames_caller(loop.call_later, loop, print, 1)
+    a:close()
+    b:close()
+  end))
 end)
 
 describe("§3 a closed loop", function()
