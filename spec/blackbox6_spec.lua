@@ -141,11 +141,13 @@ end)
 
 describe("§11 the REPL driven through a pipe", function()
   it("§11 a server started at one entry answers a client of a later entry; an error entry "
-     .. "does not end the session; end of input closes the loop with status 0", function()
+     .. "and a callback's error do not end the session; end of input closes the loop with status 0", function()
     local r = cli.eddy("-i", {stdin = table.concat({
       "srv = eddy.start_server(function(r, w) w:write('echo ' .. r:readline()) w:close() end, '127.0.0.1', 0)",
       "port = srv.sockets[1]:getsockname()[2]",
       "error(eddy.errors.TimeoutError('slow peer'))",
+      "loop:call_later(0.01, error, 'background boom')",
+      "eddy.sleep(0.05)",
       "r, w = eddy.open_connection('127.0.0.1', port)",
       "w:write('hi\\n')",
       "= r:readline()",
@@ -160,6 +162,9 @@ describe("§11 the REPL driven through a pipe", function()
                    .. "> srv:close%(%) srv:wait_closed%(%) w:close%(%)\n"
                    .. "> = srv:is_serving%(%), loop:is_running%(%)\nfalse\ttrue\n> \n?$", r.out)
     assert.truthy(r.err:find("TimeoutError: slow peer", 1, true), r.err)
+    -- a callback's error between entries goes to the default handler
+    assert.truthy(r.err:find("Exception in callback", 1, true), r.err)
+    assert.truthy(r.err:find("background boom", 1, true), r.err)
   end)
 end)
 
@@ -342,6 +347,32 @@ describe("§10/§3 an HTTPS-style client and server, openssl as the peer", funct
                   err.verify_message)
     rogue.cleanup()
   end, 20))
+
+  it("§10/§9 mutual TLS against `openssl s_server -Verify 1`: no client certificate fails the "
+     .. "handshake with the peer's alert as SSLError's reason; load_cert_chain's certificate is "
+     .. "accepted; an ALPN list the server does not share is its fatal alert", async(function(loop)
+    local verify = "-Verify 1 -CAfile " .. tls.path("ca.pem") .. " -naccept 1"
+    local proc, port = s_server(loop, verify)
+    local err = expect_error(errors.SSLError, eddy.open_connection, "127.0.0.1", port,
+                             {ssl = client_ctx(), server_hostname = "localhost"})
+    assert.equal("SSLV3_ALERT_HANDSHAKE_FAILURE", err.reason)
+    proc.cleanup()
+    proc, port = s_server(loop, verify)
+    local ctx = client_ctx()
+    ctx:load_cert_chain(tls.path("client.pem"), tls.path("client.key"))
+    local _, w = eddy.open_connection("127.0.0.1", port, {ssl = ctx, server_hostname = "localhost"})
+    w:write("with a certificate\n")
+    net.wait_until(function() return proc.output():find("with a certificate", 1, true) ~= nil end, 10)
+    assert.truthy(proc.output():find("subject=O = eddy, CN = eddy client", 1, true), proc.output())
+    w:close()
+    w:wait_closed()
+    proc.cleanup()
+    proc, port = s_server(loop, "-alpn h2 -naccept 1")
+    err = expect_error(errors.SSLError, eddy.open_connection, "127.0.0.1", port,
+                       {ssl = client_ctx({"http/1.1"}), server_hostname = "localhost"})
+    assert.equal("TLSV1_ALERT_NO_APPLICATION_PROTOCOL", err.reason)
+    proc.cleanup()
+  end, 25))
 
   it("§10/§8 `openssl s_client -alpn` against an eddy start_server: the server's ssl_object "
      .. "is server_side with the ALPN choice and no peercert; s_client verifies the chain", async(function(loop)
@@ -563,6 +594,20 @@ end)
       proc.cleanup()
     end, 20))
   end
+
+  it("§3/§10 a supervisor's SIGCHLD handler runs for its children's exits while "
+     .. "create_subprocess_exec's wait() still gets each returncode, before and after removing it",
+     async(function(loop)
+    local chld = 0
+    loop:add_signal_handler("SIGCHLD", function() chld = chld + 1 end)
+    local p = eddy.create_subprocess_exec("sh", "-c", "exit 3")
+    assert.equal(3, bounded(p.wait, p))
+    net.wait_until(function() return chld >= 1 end)
+    assert.is_true(loop:remove_signal_handler("SIGCHLD"))
+    local p2 = eddy.create_subprocess_exec("sh", "-c", "exit 4")
+    assert.equal(4, bounded(p2.wait, p2))
+    assert.is_false(loop:remove_signal_handler("SIGCHLD"))
+  end))
 
   it("§3/§1 bad input: signals of the wrong type are argument errors, invalid ones ValueError "
      .. "for add and remove alike, an uncatchable one RuntimeError to add and false to remove",
