@@ -169,13 +169,24 @@ describe("§11 the REPL driven through a pipe", function()
 end)
 
 describe("§12 embedding", function()
-  it("§12 a C host built with the pkg-config flags: its own C function, a top-level "
-     .. "suspension, eddy_run to the end, an error's message with traceback in eddy_errmsg, and "
-     .. "eddy_run failing on a task error nobody retrieved", function()
+  -- Build the C source file 'src' with nothing but what pkg-config says
+  -- (the build directory's meson-uninstalled, as docs/embedding.md) and
+  -- -lpthread, and run it; cli.sh's result.
+  local function run_host(src)
     local pc = io.popen("PKG_CONFIG_PATH=" .. cli.q(BUILD .. "/meson-uninstalled")
                         .. " pkg-config --cflags --libs eddy 2>&1")
     local flags = pc:read("a"):gsub("\n", " ")
     assert.is_true(pc:close(), flags)
+    local exe = tmp.path("")
+    local cc = cli.sh("cc -o " .. cli.q(exe) .. " " .. cli.q(src) .. " " .. flags .. " -lpthread",
+                      {timeout = 60})
+    assert.equal(0, cc.code, cc.err)
+    return cli.sh(cli.q(exe), {env = sanitizer_preload() .. " LD_LIBRARY_PATH=" .. cli.q(BUILD)})
+  end
+
+  it("§12 a C host built with the pkg-config flags: its own C function, a top-level "
+     .. "suspension, eddy_run to the end, an error's message with traceback in eddy_errmsg, and "
+     .. "eddy_run failing on a task error nobody retrieved", function()
     local src = tmp.file([[
 #include <eddy.h>
 #include <lauxlib.h>
@@ -214,10 +225,7 @@ int main(void) {
   return 0;
 }
 ]], ".c")
-    local exe = tmp.path("")
-    local cc = cli.sh("cc -o " .. cli.q(exe) .. " " .. cli.q(src) .. " " .. flags, {timeout = 60})
-    assert.equal(0, cc.code, cc.err)
-    local r = cli.sh(cli.q(exe), {env = sanitizer_preload() .. " LD_LIBRARY_PATH=" .. cli.q(BUILD)})
+    local r = run_host(src)
     assert.equal(0, r.code, r.out .. r.err)
     assert.equal("result 420", r.out:match("^[^\n]*"))
     local msg = r.out:match("errmsg (.*)\nrun ")
@@ -225,6 +233,59 @@ int main(void) {
     assert.truthy(msg:find("stack traceback:", 1, true), msg)
     assert.matches("\nrun 1\nreport Task exception was never retrieved\n.*lost", r.out)
     assert.matches("Task exception was never retrieved", r.err)  -- printed too
+  end)
+
+  it("§12 a host driving its own loop: eddy_run(UV_RUN_ONCE) turns until a task sets a "
+     .. "global, woken by eddy_call_soon_threadsafe from a pthread; a missing file and a bad "
+     .. "run mode fail with a message", function()
+    local src = tmp.file([[
+#include <eddy.h>
+#include <pthread.h>
+#include <stdio.h>
+
+static void from_thread(lua_State *L, void *arg) {
+  lua_getglobal(L, "on_thread");
+  lua_pushstring(L, (const char *)arg);
+  lua_call(L, 1, 0);
+}
+
+static void *worker(void *E) {
+  eddy_call_soon_threadsafe((eddy_State *)E, from_thread, "hello from a thread");
+  return NULL;
+}
+
+int main(void) {
+  eddy_State *E = eddy_new(NULL);
+  pthread_t th;
+  int turns = 0, done = 0;
+  if (eddy_dofile(E, "/nonexistent/app.lua") == 0) return 2;
+  printf("dofile: %s\n", eddy_errmsg(E));
+  if (eddy_dostring(E,
+      "local eddy = require 'eddy'\n"
+      "local loop = eddy.get_event_loop()\n"
+      "local got = loop:create_future()\n"
+      "function on_thread(s) got:set_result(s) end\n"
+      "loop:create_task(function() print('task', got:await()) done = true end)\n",
+      "=host") != 0) return 3;
+  pthread_create(&th, NULL, worker, E);
+  while (!done && turns < 1000) {
+    if (eddy_run(E, UV_RUN_ONCE) != 0) return 4;
+    turns++;
+    lua_getglobal(eddy_lua(E), "done");
+    done = lua_toboolean(eddy_lua(E), -1);
+    lua_pop(eddy_lua(E), 1);
+  }
+  pthread_join(th, NULL);
+  printf("done %d\n", done);
+  printf("bad mode %d\n", eddy_run(E, (uv_run_mode)42) != 0);
+  eddy_close(E);
+  return 0;
+}
+]], ".c")
+    local r = run_host(src)
+    assert.equal(0, r.code, r.out .. r.err)
+    assert.equal("dofile: cannot open /nonexistent/app.lua: No such file or directory\n"
+                 .. "task\thello from a thread\ndone 1\nbad mode 1\n", r.out)
   end)
 
   it("§12 require 'eddy' from stock lua5.4 (eddy.so on LUA_CPATH): eddy.run with a TCP "
