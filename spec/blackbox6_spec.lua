@@ -540,7 +540,8 @@ describe("§10/§3 an HTTPS-style client and server, openssl as the peer", funct
   end, 20))
 
   it("§3/§7 a client that vanishes mid-handshake (half a ClientHello record, then EOF, "
-     .. "or a reset): the TLS server makes no connection, reports nothing, and serves the next",
+     .. "or a reset): the TLS server makes no connection, reports nothing, and serves the next; "
+     .. "a server vanishing after half a record: the client's ConnectionResetError",
      async(function(loop)
     local made = 0
     local srv = loop:create_server(function()
@@ -565,6 +566,20 @@ describe("§10/§3 an HTTPS-style client and server, openssl as the peer", funct
     net.wait(rec.lost_fut)
     srv:close()
     srv:wait_closed()
+    -- the client's side: a server that sends part of its first record and
+    -- goes (a close, or a reset) fails the handshake with ConnectionResetError
+    for _, how in ipairs {"close", "abort"} do
+      local half = eddy.start_server(function(r, w)
+        r:read(5)
+        w:write("\22\3\3\0\100" .. string.rep("\0", 10))
+        w:drain()
+        w.transport[how](w.transport)
+      end, "127.0.0.1", 0)
+      expect_error(errors.ConnectionResetError, eddy.open_connection, "127.0.0.1",
+                   half.sockets[1]:getsockname()[2], {ssl = client_ctx(), server_hostname = "localhost"})
+      half:close()
+      half:wait_closed()
+    end
   end, 20))
 
   it("§3/§9 TLS options without ssl raise ValueError; bad timeouts and a missing "
