@@ -85,8 +85,7 @@ deep()
     assert.equal("", r.out)
     assert.truthy(r.err:find("ValueError: port must be a number", 1, true), r.err)
     assert.truthy(r.err:find("stack traceback:", 1, true), r.err)
-    assert.truthy(r.err:find("in function 'deep'", 1, true) or r.err:find("in local 'deep'", 1, true)
-                  or r.err:find("deep", 1, true), r.err)
+    assert.truthy(r.err:find("'deep'", 1, true), r.err)  -- the traceback names the raiser
   end)
 
   it("§11 os.exit(3) from a task of a server script ends it at once with status 3, the open "
@@ -905,7 +904,7 @@ describe("§3/§10 file descriptors and raw sockets", function()
     local dog
     local function rearm()
       if dog then dog:cancel() end
-      dog = loop:call_later(0.15, function() barks = barks + 1 end)
+      dog = loop:call_later(0.3, function() barks = barks + 1 end)
     end
     rearm()
     loop:add_reader(b, function(tag)
@@ -954,13 +953,13 @@ describe("§3/§10 file descriptors and raw sockets", function()
   it("§3 a watchdog on a child's heartbeat pipe: add_reader takes the io.popen file handle, "
      .. "each line re-arms the timer, the silence after the beats fires it once, EOF ends "
      .. "the watch", async(function(loop)
-    local f = assert(io.popen("for i in 1 2 3 4; do echo beat $i; sleep 0.05; done; sleep 0.5; echo late"))
+    local f = assert(io.popen("for i in 1 2 3 4; do echo beat $i; sleep 0.05; done; sleep 0.8; echo late"))
     f:setvbuf("no")  -- one line per read: nothing left in the stdio buffer unseen
     local beats, barks, eof = {}, {}, loop:create_future()
     local dog
     local function rearm()
       if dog then dog:cancel() end
-      dog = loop:call_later(0.25, function() barks[#barks + 1] = #beats end)
+      dog = loop:call_later(0.3, function() barks[#barks + 1] = #beats end)
     end
     rearm()
     loop:add_reader(f, function()
@@ -1112,7 +1111,8 @@ eddy.sleep(0.01)
     assert.matches("Exception in callback [^\n]*\texception,handle,message,source_traceback\n", r.out)
     assert.matches("Task exception was never retrieved\texception,future,message,source_traceback\n", r.out)
     assert.matches("Future exception was never retrieved\texception,future,message,source_traceback\n", r.out)
-    assert.matches("Executing callback [^\n]* took 0%.0[89]%d* seconds", r.err)
+    local took = tonumber(r.err:match("Executing callback [^\n]* took (%d+%.%d+) seconds"))
+    assert.is_true(took ~= nil and took >= 0.08, r.err)
   end)
 
   it("§3 default_exception_handler prints the message, the other keys and the error with its "
