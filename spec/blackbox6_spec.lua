@@ -1115,6 +1115,35 @@ eddy.sleep(0.01)
     assert.is_true(took ~= nil and took >= 0.08, r.err)
   end)
 
+  it("§5/§6 an error retrieved any documented way (exception() in a done callback, result() "
+     .. "under pcall, gather's return_exceptions, a cancellation, a future's exception()) is "
+     .. "never reported, and the script's status stays 0", function()
+    local r = cli.eddy(cli.q(cli.tempfile([[
+local eddy = require "eddy"
+local loop = eddy.get_event_loop()
+local function failing(msg) return function() eddy.sleep(0.01) error(msg, 0) end end
+local t1 = loop:create_task(failing("one"))
+local t2 = loop:create_task(failing("two"))
+local t3 = loop:create_task(failing("three"))
+t1:add_done_callback(function(t) print("exception", t:exception()) end)
+t2:add_done_callback(function(t) print("result", pcall(t.result, t)) end)
+print("gather", eddy.gather(t3, {return_exceptions = true}))
+local t4 = loop:create_task(failing("four"))
+eddy.sleep(0)
+t4:cancel()
+print("cancelled", pcall(t4.await, t4))
+local f = loop:create_future()
+f:set_exception(eddy.errors.ValueError("five"))
+print("future", f:exception())
+t1, t2, t3, t4, f = nil, nil, nil, nil, nil
+eddy.sleep(0.05)
+collectgarbage()
+collectgarbage()
+]], ".lua")))
+    assert.same({code = 0, err = "", out = "exception\tone\nresult\tfalse\ttwo\ngather\tthree\n"
+                 .. "cancelled\tfalse\tCancelledError\nfuture\tValueError: five\n"}, r)
+  end)
+
   it("§3 default_exception_handler prints the message, the other keys and the error with its "
      .. "traceback on stderr; an error handled by it makes a script's status 1", function()
     local r = cli.eddy(cli.q(cli.tempfile([[
