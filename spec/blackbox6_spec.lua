@@ -458,6 +458,27 @@ describe("§10/§3 an HTTPS-style client and server, openssl as the peer", funct
     proc.cleanup()
   end, 20))
 
+  it("§10 `openssl s_client -reconnect` offers its session again five times: the eddy server "
+     .. "answers each with a full handshake (no session reuse, docs/tls.md) and serves all six",
+     async(function(loop)
+    local served = 0
+    local srv <close> = eddy.start_server(function(r, w)
+      served = served + 1
+      r:readline()
+      w:close()
+    end, "127.0.0.1", 0, {ssl = tls.server_context()})
+    local proc = net.spawn(string.format(
+      "echo hi | openssl s_client -connect 127.0.0.1:%d -CAfile %s -servername localhost "
+      .. "-verify_return_error -reconnect", srv.sockets[1]:getsockname()[2], tls.path("ca.pem")), 20)
+    net.wait_until(proc.done, 15)
+    assert.equal(0, proc.status(), proc.output())
+    local out = proc.output()
+    assert.equal(6, select(2, out:gsub("\nNew, TLSv1%.2, Cipher is ", "")), out)
+    assert.is_nil(out:find("\nReused,", 1, true))
+    assert.equal(6, served)
+    proc.cleanup()
+  end, 25))
+
   it("§8 StreamWriter:start_tls on the server side of an SMTP-style STARTTLS, "
      .. "against `openssl s_client -starttls smtp`; and loop:start_tls from an eddy client",
      async(function(loop)
