@@ -546,11 +546,14 @@ typedef struct ReadCall {
 
 static const char fatal_read[] = "Fatal read error on socket transport";
 
-/* (transport, error, switched, context) -> (): read_failed's part that
-** allocates; 'switched' is nil when the protocol call had not begun. */
+/* (rc, transport, error, switched, context) -> (): read_failed's part
+** that allocates; 'switched' is nil when the protocol call had not begun.
+** (rc is an argument, not an upvalue: a closure would be an allocation
+** made unprotected, that can fail too.) */
 static int read_failure(lua_State *L) {
-  ReadCall *rc = (ReadCall *)lua_touserdata(L, lua_upvalueindex(1));
+  ReadCall *rc = (ReadCall *)lua_touserdata(L, 1);
   eddy_Stream *s = rc->s;
+  lua_remove(L, 1);
   if (!lua_isnil(L, 3)) protocol_keep(L, s, 1, &rc->pc, lua_toboolean(L, 3));
   lua_settop(L, 2);
   report_error(L, s->uv.loop, 1, rc->message);
@@ -580,14 +583,14 @@ static EDDY_NOINLINE void read_failed(lua_State *L, ReadCall *rc) {
     lua_setiuservalue(L, t, ST_BUFFER);
     rc->buf->len = 0;
   }
+  lua_pushcfunction(L, read_failure);
   lua_pushlightuserdata(L, rc);
-  lua_pushcclosure(L, read_failure, 1);
   lua_pushvalue(L, t);
   lua_pushvalue(L, err);
   if (entered) lua_pushboolean(L, switched);
   else lua_pushnil(L);
   lua_pushvalue(L, err + 1);  /* the context, or nil */
-  if (lua_pcall(L, 4, 0, 0) != LUA_OK) {
+  if (lua_pcall(L, 5, 0, 0) != LUA_OK) {
     eddy__report_error(L, s->uv.loop, rc->message);
     if (rc->buf == NULL && s->state == EDDY_STREAM_OPEN)
       uv_read_stop((uv_stream_t *)s->uv.handle);
