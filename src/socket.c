@@ -385,11 +385,22 @@ static int sock_close(lua_State *L) {
   return 0;
 }
 
+/* (fd): sock_gc's eddy__fd_closing, protected: it may allocate (a
+** loop's map of watchers), and with no memory left the descriptor must
+** close all the same (a watcher left on it is dropped at the next poll,
+** eddy__fd_check_cb). */
+static int fd_closing_protected(lua_State *L) {
+  eddy__fd_closing(L, (int)lua_tointeger(L, 1), 0);
+  return 0;
+}
+
 /* __gc / __close: close without raising. */
 static int sock_gc(lua_State *L) {
   eddy_Socket *s = checkobject(L, 1);
   if (s->fd >= 0 && s->owned) {
-    eddy__fd_closing(L, s->fd, 0);  /* (no wait holds a collected one) */
+    lua_pushcfunction(L, fd_closing_protected);
+    lua_pushinteger(L, s->fd);  /* (no wait holds a collected one) */
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
     eddy__fd_close(s->fd);
   }
   s->fd = -1;
