@@ -1040,3 +1040,75 @@ describe("debug mode", function()
     assert.is_true(done)
   end))
 end)
+
+-- docs/loop.md "No memory even for the report".  A report that fails with
+-- the memory error stands for one made with no memory left: the loop's
+-- call_exception_handler, which eddy calls for its reports, is shadowed
+-- by one raising it (error() with level 0 raises Lua's own memory error
+-- message as LUA_ERRMEM).  tests/oom_host.c's -a sweep checks the same
+-- with allocations that really fail.
+describe("no memory even for a report", function()
+  local function starve(loop)
+    loop.call_exception_handler = function() error("not enough memory", 0) end
+  end
+
+  -- pcall(fn, ...) must fail with the memory error well before 'bound'
+  -- seconds of the loop's clock.
+  local function ends_starved(loop, bound, fn, ...)
+    local t0 = loop:time()
+    local ok, err = pcall(fn, ...)
+    assert.is_false(ok)
+    assert.equal("not enough memory", err)
+    assert.is_true(loop:time() - t0 < bound, "the run went on")
+  end
+
+  it("ends run_until_complete with the memory error; the loop closes", with_loop(function(loop)
+    starve(loop)
+    local ran_after = false
+    loop:call_soon(error, "boom")
+    loop:call_soon(function() ran_after = true end)
+    ends_starved(loop, 1, loop.run_until_complete, loop, function() eddy.sleep(2) end)
+    assert.is_false(loop:is_running())
+    assert.is_true(ran_after)  -- the batch under way ends first, as at stop()
+    loop:close()
+    assert.is_true(loop:is_closed())
+  end))
+
+  it("ends run_forever so too, and the next run goes on", with_loop(function(loop)
+    starve(loop)
+    loop:call_later(0.01, error, "boom")
+    local guard = loop:call_later(2, loop.stop, loop)  -- (a run that goes on)
+    ends_starved(loop, 1, loop.run_forever, loop)
+    guard:cancel()
+    loop.call_exception_handler = nil  -- the method again
+    assert.equal(3, loop:run_until_complete(function() eddy.sleep(0.01) return 3 end))
+  end))
+
+  it("ends eddy.run with the memory error, its loop closed", function()
+    local loop
+    local ok, err = pcall(eddy.run, function()
+      loop = eddy.get_running_loop()
+      starve(loop)
+      loop:call_soon(error, "boom")
+      eddy.sleep(2)
+    end)
+    assert.is_false(ok)
+    assert.equal("not enough memory", err)
+    assert.is_true(loop:is_closed())
+  end)
+
+  it("not when the report is made: a callback's memory error goes to the handler",
+     with_loop(function(loop)
+    local got = {}
+    loop:set_exception_handler(function(_, ctx) got[#got + 1] = ctx.exception end)
+    loop:call_soon(error, "not enough memory", 0)
+    assert.equal(1, loop:run_until_complete(function() eddy.sleep(0.01) return 1 end))
+    assert.same({"not enough memory"}, got)
+  end))
+
+  it("not when the handler fails otherwise: the loop goes on", with_loop(function(loop)
+    loop.call_exception_handler = function() error("handler broke") end
+    loop:call_soon(error, "boom")
+    assert.equal(1, loop:run_until_complete(function() eddy.sleep(0.01) return 1 end))
+  end))
+end)

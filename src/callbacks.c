@@ -249,10 +249,12 @@ void eddy__report_error(lua_State *L, eddy_Loop *loop, const char *message) {
   lua_pushlightuserdata(L, loop);
   lua_pushlightuserdata(L, (void *)message);
   lua_pushvalue(L, err);
-  if (lua_pcall(L, 3, 0, 0) != LUA_OK) /* no memory for a report */
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) { /* no memory for a report */
     fprintf(stderr, "eddy: %s: %s\n", message,
             lua_type(L, err) == LUA_TSTRING ? lua_tostring(L, err)
                                             : "(an error object)");
+    eddy__loop_starve(loop);
+  }
   lua_settop(L, err - 1);
 }
 
@@ -266,6 +268,7 @@ void eddy__report_error(lua_State *L, eddy_Loop *loop, const char *message) {
 */
 void eddy__call_exception_handler(lua_State *L, eddy_Loop *loop) {
   int top = lua_gettop(L);  /* the context */
+  int status;
   if (loop->rt->interrupted) {
     lua_settop(L, top - 1);
     return;
@@ -278,10 +281,11 @@ void eddy__call_exception_handler(lua_State *L, eddy_Loop *loop) {
   }
   lua_insert(L, -2);        /* method, loop */
   lua_pushvalue(L, top);    /* context */
-  if (lua_pcall(L, 2, 0, top + 1) != LUA_OK) {
+  status = lua_pcall(L, 2, 0, top + 1);
+  if (status != LUA_OK)
     lua_writestringerror("eddy: exception handler failed: %s\n",
                          luaL_tolstring(L, -1, NULL));
-  }
+  if (status == LUA_ERRMEM) eddy__loop_starve(loop);  /* nor for a report */
   lua_settop(L, top - 1);
 }
 

@@ -591,18 +591,20 @@ static int set_exception_protected(lua_State *L) {
 /* As eddy__future_set_result_unless_done: should there be no memory to
 ** store the error, the future fails with that memory error instead.  It
 ** never raises (libuv's callbacks call it): with no memory even for that,
-** the future stays pending. */
+** the future stays pending and the loop is starved (eddy__loop_starve):
+** its run ends with the memory error rather than wait for it forever. */
 int eddy__future_set_exception_unless_done(lua_State *L, int i) {
+  eddy_Future *f = (eddy_Future *)lua_touserdata(L, i);
   int tries;
   i = lua_absindex(L, i);
   for (tries = 0; tries < 2; tries++) {
-    if (((eddy_Future *)lua_touserdata(L, i))->state != EDDY_FUT_PENDING)
-      break;
+    if (f->state != EDDY_FUT_PENDING) break;
     lua_pushcfunction(L, set_exception_protected);
     lua_pushvalue(L, i);
     lua_rotate(L, -3, 2);  /* below the error */
     if (lua_pcall(L, 2, 0, 0) == LUA_OK) return 0;
   }
+  if (f->state == EDDY_FUT_PENDING) eddy__loop_starve(f->loop);
   lua_pop(L, 1);
   return 0;
 }

@@ -178,6 +178,8 @@ struct eddy_Loop {
   int owns_uv;
   eddy_LoopState state;
   int stopping;             /* stop() was called: leave after this batch */
+  int starved;              /* no memory even for a report: the run ends
+                               with the memory error (eddy__loop_starve) */
   eddy_Future *until;       /* a top-level suspension's future, or NULL */
   eddy_Future *backstop;    /* run_until_complete's future (l_run_until) */
   int keepalive;            /* running forever: block even with no work */
@@ -289,6 +291,10 @@ int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
 ** running now and raises "interrupted!" in the chunk, as asyncio's
 ** KeyboardInterrupt leaves run_forever.  Returns whether a loop runs. */
 int eddy__loop_interrupt(eddy_Runtime *rt);
+/* An error could not be reported for lack of memory (the report's own
+** protected call failed): the loop is starved.  Its run, if it is the one
+** running, stops and raises the memory error (docs/loop.md). */
+void eddy__loop_starve(eddy_Loop *loop);
 
 /* Report an error to the loop's exception handler.  Pops the context
 ** table at the top of the stack. */

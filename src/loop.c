@@ -908,6 +908,17 @@ static void raise_interrupted(lua_State *L, eddy_Runtime *rt) {
 }
 
 /*
+** The run ended starved (eddy__loop_starve): raise the memory error, as
+** a failed allocation would.  Its message is the one Lua keeps: pushing
+** it allocates nothing, and lua_error raises it with LUA_ERRMEM.
+*/
+static void raise_starved(lua_State *L, eddy_Loop *loop) {
+  loop->starved = 0;
+  lua_pushliteral(L, "not enough memory");
+  lua_error(L);
+}
+
+/*
 ** Run 'loop' until 'fut' is done, stop() is called, or (without
 ** 'keepalive') no live work is left.  The caller checks the loop is not
 ** running.  Returns 0 when it ended because nothing was left alive.
@@ -947,6 +958,7 @@ int eddy__loop_run(lua_State *L, eddy_Loop *loop, eddy_Future *fut,
   rt->running = prev;
   inbox_retarget(L, rt);
   if (rt->interrupted) raise_interrupted(L, rt);
+  if (loop->starved) raise_starved(L, loop);
   return alive;
 }
 
@@ -956,6 +968,12 @@ int eddy__loop_interrupt(eddy_Runtime *rt) {
   rt->interrupted = 1;
   uv_async_send(&loop->async);  /* async-signal-safe: ends a blocked poll */
   return 1;
+}
+
+void eddy__loop_starve(eddy_Loop *loop) {
+  if (loop->rt->running != loop) return;  /* no run to end */
+  loop->starved = 1;
+  eddy__loop_stop(loop);
 }
 
 static void check_can_run(lua_State *L, eddy_Loop *loop) {
@@ -1050,6 +1068,7 @@ int eddy__run_default(lua_State *L, uv_run_mode mode) {
     loop->stopping = 0;
     rt->running = NULL;
     inbox_retarget(L, rt);
+    if (loop->starved) raise_starved(L, loop);
   }
   return rt->unhandled_error;
 }
