@@ -120,12 +120,14 @@ static int is_eddy_error(const char *msg) {
   return *p == ':' || *p == '\0';
 }
 
-/* Whether a run that ended with status and msg ended clearly. */
+/* Whether a run that ended with status and msg ended clearly.  With -a
+** only the memory error is: nothing else can be made once memory is out
+** (an eddy error object would mean a failure seen as something else). */
 static int clear_ending(int status, const char *msg) {
   if (status == LUA_OK || status == LUA_ERRMEM || status == LUA_ERRERR)
     return 1;
-  return msg != NULL &&
-         (strstr(msg, "not enough memory") != NULL || is_eddy_error(msg));
+  return msg != NULL && (strstr(msg, "not enough memory") != NULL ||
+                         (!fail_always && is_eddy_error(msg)));
 }
 
 /* One run of script with the countdown at k (< 0: none); before_require:

@@ -110,21 +110,25 @@ fi
 echo "== allocation failures (tests/oom_host.c: tests/oom/*.lua)"
 # Each scenario with its K+1st allocation failing, for every K from 0 to
 # all it makes (docs/testing.md); the subprocess scenario, slow (a child
-# per run), for every fourth K from a fixed offset.
-oom_sweep() {  # oom_sweep SCENARIO [oom_host options]
-  scenario=$1
-  shift
+# per run), for every fourth K from a fixed offset; then every scenario
+# with all allocations failing from K on.
+oom_sweep() {  # oom_sweep [oom_host options] SCRIPT...
   run_c_tap oom_host env LUA_CPATH="$BUILD/module/?.so" timeout 300 \
-    "$BUILD/tests/oom_host" "$@" "tests/oom/$scenario.lua"
+    "$BUILD/tests/oom_host" "$@"
 }
 if [ -x "$BUILD/tests/oom_host" ]; then
   OOM_CERTS=$("$EDDY" -e 'print(dofile("spec/support/tls.lua").dir())')
   export OOM_CERTS
   for scenario in timers dns contextvars sync signals sockops udp futures executor \
                   tcp writes unix streams tls; do
-    oom_sweep $scenario
+    oom_sweep tests/oom/$scenario.lua
   done
-  oom_sweep subprocess -s 4 -r 7
+  oom_sweep -s 4 -r 7 tests/oom/subprocess.lua
+  # Memory exhausted for good (-a): each run must end with the memory
+  # error, not hang.  Every fifth K of each scenario, in one process
+  # (some 20 s on the sanitizer build).
+  echo "  (-a: every allocation failing from the K+1st on)"
+  oom_sweep -a -s 5 -r 11 $(ls tests/oom/*.lua | grep -v /support.lua)
 fi
 
 echo "== API fuzz (tests/fuzz_api.lua: hostile arguments to everything)"
