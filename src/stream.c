@@ -544,7 +544,14 @@ typedef struct ReadCall {
   ProtocolCall pc;
 } ReadCall;
 
-static const char fatal_read[] = "Fatal read error on socket transport";
+/* asyncio's _fatal_error messages, the socket's or the pipe's. */
+static const char *fatal_message(const eddy_Stream *s, int writing) {
+  if (is_pipe(s))
+    return writing ? "Fatal write error on pipe transport"
+                   : "Fatal read error on pipe transport";
+  return writing ? "Fatal write error on socket transport"
+                 : "Fatal read error on socket transport";
+}
 
 /* (rc, transport, error, switched, context) -> (): read_failed's part
 ** that allocates; 'switched' is nil when the protocol call had not begun.
@@ -811,7 +818,7 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   rc.nread = nread;
   rc.data = buf->base;
   rc.buf = NULL;
-  rc.message = fatal_read;  /* until the protocol's turn */
+  rc.message = fatal_message(s, 0);  /* until the protocol's turn */
   rc.fatal = 1;
   rc.pc.entered = 0;
   read_pcall(s->uv.loop->rt->L, on_read, s, &rc);
@@ -853,8 +860,6 @@ static void maybe_resume(lua_State *L, eddy_Stream *s, int t) {
                 "protocol.resume_writing() failed");
 }
 
-static const char fatal_write[] = "Fatal write error on socket transport";
-
 /* (transport, status) -> (): write_cb's protected part, what a write's
 ** end may bring about: a write error's close, resume_writing, the close
 ** that waited for the writes, the anchor's release. */
@@ -878,7 +883,7 @@ static int on_written(lua_State *L) {
 /* (transport, error) -> (): the fatal error's report and abort. */
 static int write_failure(lua_State *L) {
   eddy_Stream *s = (eddy_Stream *)lua_touserdata(L, 1);
-  report_error(L, s->uv.loop, 1, fatal_write);
+  report_error(L, s->uv.loop, 1, fatal_message(s, 1));
   force_close(L, s, 1, 2);
   return 0;
 }
@@ -898,7 +903,7 @@ static EDDY_NOINLINE void written(lua_State *L, eddy_Stream *s, int status) {
     lua_pushvalue(L, top + 1);
     lua_pushvalue(L, top + 2);
     if (lua_pcall(L, 2, 0, 0) != LUA_OK)
-      eddy__report_error(L, s->uv.loop, fatal_write);
+      eddy__report_error(L, s->uv.loop, fatal_message(s, 1));
   }
   lua_settop(L, top);
 }
