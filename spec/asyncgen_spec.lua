@@ -5,6 +5,7 @@ local eddy = require "eddy"
 local errors = eddy.errors
 local async = require("eddy.test").async
 local checks = require "support.checks"
+local net = require "support.net"
 local expect_error = checks.expect_error
 
 local ticks = eddy.asyncgen(function(yield, n, delay)
@@ -241,6 +242,9 @@ describe("eddy.asyncgen", function()
     never, ended = nil, nil  -- luacheck: ignore (dropped for the collector)
     collectgarbage()
     collectgarbage()
+    -- wait for the cleanup task (its own sleeps may outlast a fixed wait
+    -- on a loaded machine), then give the others time to show up
+    net.wait_until(function() return done > 0 end)
     eddy.sleep(0.1)
     assert.equals(1, done)  -- only the suspended one had anything to close
     -- a dropped one already closed: shutdown_asyncgens has nothing left to do
