@@ -259,7 +259,10 @@ describe("§3 scheduling", function()
       local fired, pending, handles = {}, nil, {}
       local function event(v)
         if pending ~= nil then pending:cancel() end
-        pending = loop:call_later(0.02, function(x) fired[#fired + 1] = {x, loop:time()} end, v)
+        -- 0.5 s: a loaded machine may stall between two events far
+        -- longer than their 2 ms; a stall past the delay would fire an
+        -- earlier event's timer
+        pending = loop:call_later(0.5, function(x) fired[#fired + 1] = {x, loop:time()} end, v)
         handles[#handles + 1] = pending
       end
       for i = 1, 10 do
