@@ -933,8 +933,13 @@ describe("§3/§10 file descriptors and raw sockets", function()
       beats = beats + #b:recv(100)
       rearm()
     end, "beat-tag")
-    for _ = 1, 5 do a:send("x") eddy.sleep(0.03) end
-    assert.equal(5, beats)
+    -- each beat is waited for: a stall past the sleep would make the
+    -- sleep's timer ready ahead of the reader's callback (docs/loop.md)
+    for i = 1, 5 do
+      a:send("x")
+      net.wait_until(function() return beats == i end)
+      eddy.sleep(0.03)
+    end
     assert.equal(0, barks)
     net.wait_until(function() return barks == 1 end)
     assert.is_true(loop:remove_reader(b))
