@@ -1478,7 +1478,9 @@ describe("§4/§6 fan-out and serving", function()
       eddy.sleep(delay)
       error(errors.ValueError("boom"))
     end
-    local ts = {eddy.create_task(eddy.sleep, 0.05), eddy.create_task(boom, 0.01),
+    -- the delays far apart: a loaded machine can stall tens of ms between
+    -- two tasks' first steps, or between the two waits
+    local ts = {eddy.create_task(eddy.sleep, 0.5), eddy.create_task(boom, 0.01),
                 eddy.create_task(eddy.sleep, 1)}
     local done, pending = eddy.wait(ts, {return_when = eddy.FIRST_EXCEPTION})
     assert.same({ts[2]}, done)
@@ -1488,17 +1490,17 @@ describe("§4/§6 fan-out and serving", function()
     assert.equal(2, #pending)
     for _, t in ipairs(ts) do t:cancel() end
     local fs = {}
-    for i, d in ipairs {0.03, 0.01, 1} do fs[i] = eddy.create_task(eddy.sleep, d, d) end
+    for i, d in ipairs {0.2, 0.01, 3} do fs[i] = eddy.create_task(eddy.sleep, d, d) end
     local got = {}
     local ok, err = pcall(function()
-      for f in eddy.as_completed(fs, {timeout = 0.1}) do got[#got + 1] = f:await() end
+      for f in eddy.as_completed(fs, {timeout = 1}) do got[#got + 1] = f:await() end
     end)
     assert.is_false(ok)
     assert.is_true(errors.is(err, errors.TimeoutError), tostring(err))
-    assert.same({0.01, 0.03}, got)
+    assert.same({0.01, 0.2}, got)
     assert.is_false(fs[3]:done())
     fs[3]:cancel()
-    local other = eddy.create_task(eddy.sleep, 0.02, "other")
+    local other = eddy.create_task(eddy.sleep, 0.5, "other")  -- not done in a stall
     expect_error(errors.ValueError, eddy.gather, function() boom(0) end, other)
     assert.is_false(other:done())
     assert.equal("other", other:await())
