@@ -211,9 +211,11 @@ end)
 
 describe("eddy.as_completed", function()
   it("test_as_completed: completion order", async(function(loop)
-    local a = loop:create_task(sleeper(0.03, "a"))
-    local b = loop:create_task(sleeper(0.01, "b"))
-    local c = loop:create_task(sleeper(0.02, "c"))
+    -- 100 ms apart: a loaded machine may stall tens of ms between two
+    -- tasks' first steps, which start these sleeps
+    local a = loop:create_task(sleeper(0.3, "a"))
+    local b = loop:create_task(sleeper(0.1, "b"))
+    local c = loop:create_task(sleeper(0.2, "c"))
     local order = {}
     for fut in eddy.as_completed({a, b, c}) do
       order[#order + 1] = fut:await()
