@@ -587,8 +587,10 @@ describe("eddy.create_subprocess_exec / _shell", function()
     assert.equal(0, eddy.wait_for(function() return p:wait() end, 2))
     assert.equal(150000, #p.stdout:read(-1))
     -- A grandchild keeps stdout open after the shell exited.
-    local q = eddy.create_subprocess_shell("(sleep 1; echo late) & exit 5", {stdout = sp.PIPE})
-    assert.equal(5, eddy.wait_for(function() return q:wait() end, 0.8))
+    -- (the bound, 2 s, is well before the grandchild's 3 s and leaves a
+    -- loaded machine time to start the shell)
+    local q = eddy.create_subprocess_shell("(sleep 3; echo late) & exit 5", {stdout = sp.PIPE})
+    assert.equal(5, eddy.wait_for(function() return q:wait() end, 2))
     assert.equal(5, q.returncode)
     assert.equal("late\n", eddy.wait_for(function() return q.stdout:read(-1) end, 5))
   end))
@@ -627,10 +629,11 @@ describe("eddy.create_subprocess_exec / _shell", function()
 
   it("kill() of a shell whose grandchild holds stdout: wait() returns -9 (test_kill_issue43884)",
      async(function(loop)
-    local p = eddy.create_subprocess_shell("sleep 0.6; sleep 0.6", {stdout = sp.PIPE})
+    local p = eddy.create_subprocess_shell("sleep 3; sleep 3", {stdout = sp.PIPE})
     eddy.sleep(0.1)
     p:kill()
-    assert.equal(-9, eddy.wait_for(function() return p:wait() end, 0.4))
+    -- well before the grandchild's 3 s, with time for a loaded machine
+    assert.equal(-9, eddy.wait_for(function() return p:wait() end, 2))
     assert.equal("", eddy.wait_for(function() return p.stdout:read(-1) end, 5))
   end))
 
