@@ -134,7 +134,9 @@ describe("REPL entries", function()
   end)
 
   it("keep the loop running between prompts while waiting for input", function()
-    local cmd = "{ printf '%s\\n' \"loop:call_later(0.1, function() print('tick') end)\"; sleep 0.6;" ..
+    -- (the second line 2 s later: the 0.1 s timer must fire first, though
+    -- a loaded ASan build may take a good part of a second to start)
+    local cmd = "{ printf '%s\\n' \"loop:call_later(0.1, function() print('tick') end)\"; sleep 2;" ..
                 " printf '%s\\n' \"print('second')\"; } | timeout 10 " .. q(cli.binary) .. " -i"
     local r = cli.sh("sh -c " .. q(cmd))
     assert.equal(0, r.code)
