@@ -137,11 +137,13 @@ describe("eddy.timeout", function()
     expect_error(errors.TimeoutError, function()
       local _ <close> = eddy.timeout(0.002)
       local ok, err = pcall(function()
-        local _ <close> = eddy.timeout(0.1)
+        -- 5 s, not asyncio's 0.1 s: 10 ms of CPU can take over 0.1 s on a
+        -- loaded machine, and then both scopes would expire
+        local _ <close> = eddy.timeout(5)
         -- Pretend we crunch numbers past the outer deadline.
         local until_ = os.clock() + 0.01
         while os.clock() < until_ do end
-        eddy.sleep(1)
+        eddy.sleep(10)
       end)
       -- (CPython's inner assertRaises(TimeoutError) lets this through.)
       assert.is_true(errors.is(err, errors.CancelledError))
@@ -156,7 +158,9 @@ describe("eddy.timeout", function()
       local until_ = os.clock() + 0.12           -- busy past the deadline
       while os.clock() < until_ do end
       local ok, err = pcall(function()
-        local _ <close> = eddy.timeout(0.1)      -- (2)
+        -- (5 s, not 0.1 s: a loaded machine may stall that long before
+        -- (1)'s timer runs, and then (2) would expire too)
+        local _ <close> = eddy.timeout(5)        -- (2)
         eddy.sleep(10)
       end)
       -- (2) did not expire: (1)'s cancellation passes through it
