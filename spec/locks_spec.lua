@@ -582,9 +582,11 @@ describe("Condition", function()
       c[1]:cancel()
       -- wait_for lets the lock go: c[1] takes it, is cancelled, and must
       -- hand the notification to c[2], which consumes the item (nobody
-      -- notifies us: the timeout ends the wait, as in CPython's test)
+      -- notifies us: the timeout ends the wait, as in CPython's test; 0.5 s,
+      -- as the hand-over takes several iterations and a loaded machine may
+      -- stall between them)
       pcall(function()
-        local _ <close> = eddy.timeout(0.02)
+        local _ <close> = eddy.timeout(0.5)
         cond:wait_for(function() return state == 0 end)
       end)
       assert.equals(0, state)
