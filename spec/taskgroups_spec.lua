@@ -19,10 +19,13 @@ end
 
 -- Run fn as a task, let it get going, cancel it from outside (it must
 -- still be running), and return the error awaiting it raises (of class
--- cls; the wait is bounded).
+-- cls; the wait is bounded).  Getting going is counted in turns, not
+-- time: a child starts a turn or two after the body, and a short sleep
+-- could end first on a loaded machine (a child cancelled before it
+-- starts never sees the cancellation).
 local function cancelled_from_outside(loop, cls, fn)
   local r = loop:create_task(fn)
-  eddy.sleep(0.01)
+  checks.turns(5)
   assert.is_false(r:done())
   r:cancel()
   return expect_error(cls, eddy.wait_for, r, 5)
@@ -109,7 +112,7 @@ describe("TaskGroup", function()
       eddy.sleep(10)
     end
     local r = loop:create_task(runner)
-    eddy.sleep(0.01)
+    checks.turns(5)  -- the children started (see cancelled_from_outside)
     assert.is_false(r:done())
     r:cancel()
     local eg = expect_error(errors.ExceptionGroup, r.await, r)
