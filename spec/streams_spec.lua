@@ -1477,8 +1477,9 @@ describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", functio
   end)
 
   -- On a loop of its own, a parked_handler running handler(reader,
-  -- writer, got) gets two writes of 8 KiB, 20 ms apart; returns 'got' once
-  -- it holds n values.
+  -- writer, got) gets two writes of 8 KiB, the second once the first is
+  -- read (got[1] set: after a fixed wait, a loaded machine could let both
+  -- arrive before that read); returns 'got' once it holds n values.
   local function two_reads(n, handler)
     local got = {}
     on_own_loop(function(loop)
@@ -1487,7 +1488,7 @@ describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", functio
       end)
       loop:run_until_complete(function()
         w:write(string.rep("b", 8192))
-        eddy.sleep(0.02)
+        net.wait_until(function() return got[1] ~= nil end)
         w:write(string.rep("c", 8192))
         net.wait_until(function() return got[n] ~= nil end)
       end)
@@ -1523,7 +1524,10 @@ describe("a task waiting for a read of 4 KiB or more (docs/streams.md)", functio
       end)
       loop:run_until_complete(function()
         w:write(string.rep("b", 8192))
-        eddy.sleep(0.05)
+        -- waited for, not slept on: a loaded machine may stall past a
+        -- fixed sleep before the handler's step, and the run end first
+        net.wait_until(function() return #reported > 0 end)
+        eddy.sleep(0.05)  -- room for a second report, which must not come
       end)
       assert.is_false(loop:is_running())
       assert.same({"Exception in a task step"}, reported)
