@@ -7,6 +7,7 @@ local errors = eddy.errors
 local socket = require "eddy.socket"
 local async = require("eddy.test").async
 local checks = require "support.checks"
+local net = require "support.net"
 local expect_error = checks.expect_error
 
 describe("ContextVar", function()
@@ -531,7 +532,9 @@ describe("contexts and the loop", function()
     end, "127.0.0.1", srv.sockets[1]:getsockname()[2])
     cvar:set("changed after")
     client:write("one")
-    eddy.sleep(0.01)
+    -- the second write once the first is in: after a fixed sleep, a loaded
+    -- machine could deliver both in one data_received
+    net.wait_until(function() return #seen == 3 end)
     client:write("two")
     eddy.wait_for(second, 5)
     assert.same({"factory:server's", "made:server's", "data1:server's",
