@@ -135,7 +135,7 @@ describe("§8 streams", function()
 
   it("§8 a readline cancelled by wait_for loses no data: the retry gets the line", async(function()
     local srv <close>, r, w = stream_pair(function(_, w)
-      eddy.sleep(0.05)
+      eddy.sleep(0.5)  -- far past the 10 ms wait_for, even with a stall between them
       w:write("late\n")
       w:close()
     end)

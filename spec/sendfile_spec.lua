@@ -415,7 +415,9 @@ describe("loop:sendfile", function()
     t:write("tail")  -- allowed again
     assert.is_true(r:await() == string.rep("q", 4 * 1024 * 1024) .. content .. "tail")
     -- the fallback writes through the transport: no refusal there
-    local pipe <close> = assert(io.popen("sleep 0.1; printf 'piped'"))
+    -- (the pipe's bytes 1 s later: "mid" must come first, even if a loaded
+    -- machine stalls well past the 20 ms below)
+    local pipe <close> = assert(io.popen("sleep 1; printf 'piped'"))
     task = loop:create_task(function() return loop:sendfile(t, pipe) end)
     eddy.sleep(0.02)
     t:write("mid")
